@@ -1,0 +1,32 @@
+"""The one place that reads the process environment.
+
+Each variable the runbook (``ops/RUNBOOK.md``) names is listed here with its
+meaning; configurables take their defaults from ``setting()``. Config files and
+``--Class.trait=`` flags override these.
+"""
+
+from __future__ import annotations
+
+import os
+
+VARIABLES: dict[str, str] = {
+    "JWT_SECRET_KEY": "Key that signs sign-in tokens (HS256); at least 32 characters.",
+    "CORS_ORIGINS": "Comma-separated origins allowed to call the API from a browser.",
+    "BI_ADMIN_EMAIL": "Email of the admin created on first start when the store has no user.",
+    "BI_ADMIN_PASSWORD": "Password of that admin.",
+    "BI_STORE": "Storage backend: embedded (SQLite + files, the default) or aws.",
+    "BI_DATA_DIR": "Directory for local state (default ./data).",
+    "AWS_REGION": "AWS region of the DynamoDB tables and S3 buckets.",
+    "AWS_ENDPOINT_URL_DYNAMODB": "DynamoDB endpoint (DynamoDB Local, a moto server).",
+    "AWS_ENDPOINT_URL_S3": "S3 endpoint (MinIO, a moto server).",
+    "BI_TABLE_PREFIX": "Prefix of the DynamoDB table names (default bi_).",
+    "BI_DATASETS_BUCKET": "S3 bucket for dataset Parquet files.",
+    "BI_OUTPUTS_BUCKET": "S3 bucket for large card outputs.",
+}
+
+
+def setting(name: str, default: str = "") -> str:
+    """The value of a documented environment variable, or ``default``."""
+    if name not in VARIABLES:
+        raise KeyError(f"{name} is not a documented setting; add it to VARIABLES and the runbook")
+    return os.environ.get(name, default)

@@ -1,0 +1,78 @@
+"""Domain errors raised by services and stores.
+
+Services never raise ``tornado.web.HTTPError``; the API base handler maps these
+to HTTP statuses and the one JSON error shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BIError(Exception):
+    """Base class: ``message`` is shown to the user, ``details`` is optional structured context."""
+
+    code = "error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class InvalidRequestError(BIError):
+    """The request is malformed (bad JSON, missing field, bad parameter)."""
+
+    code = "bad_request"
+
+
+class AuthenticationError(BIError):
+    """No credentials, or bad, expired or tampered ones."""
+
+    code = "unauthorized"
+
+
+class PermissionDeniedError(BIError):
+    """The caller may see the resource but not do this to it."""
+
+    code = "forbidden"
+
+
+class NotFoundError(BIError):
+    """Unknown, or not visible to the caller."""
+
+    code = "not_found"
+
+
+class ConflictError(BIError):
+    """A version check failed or a unique name is taken."""
+
+    code = "conflict"
+
+
+class PayloadTooLargeError(BIError):
+    """The request body is over the configured limit."""
+
+    code = "payload_too_large"
+
+
+class UnprocessableError(BIError):
+    """Well-formed request, but the data in it cannot be used (unparseable CSV, invalid spec)."""
+
+    code = "unprocessable"
+
+
+class RateLimitedError(BIError):
+    """Too many attempts; ``retry_after`` is in seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int, details: dict[str, Any] | None = None):
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+
+class StoreClosedError(BIError):
+    """The store was closed; the server is shutting down."""
+
+    code = "unavailable"

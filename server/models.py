@@ -1,0 +1,76 @@
+"""Records kept by the stores. Plain frozen dataclasses, the same for every backend."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any, Literal
+
+Role = Literal["admin", "member"]
+ROLES: tuple[Role, ...] = ("admin", "member")
+
+
+def utcnow() -> str:
+    """Now, as the ISO 8601 UTC string every record uses."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    name: str
+    role: Role
+    password_hash: str
+    created_at: str
+
+    def public(self) -> dict[str, Any]:
+        """What the API shows of a user: never the password hash."""
+        return {"id": self.id, "email": self.email, "name": self.name, "role": self.role,
+                "created_at": self.created_at}
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetVersion:
+    """One immutable upload of a dataset; ``blob_key`` names its Parquet file in the blob store."""
+
+    dataset_id: str
+    version: int
+    blob_key: str
+    row_count: int
+    columns: tuple[Column, ...]
+    bytes: int
+    encoding: str
+    delimiter: str
+    created_at: str
+    created_by: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "row_count": self.row_count,
+            "columns": [dataclasses.asdict(c) for c in self.columns],
+            "bytes": self.bytes,
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A named dataset; ``current_version`` is the number of its newest version."""
+
+    id: str
+    owner_id: str
+    name: str
+    current_version: int
+    created_at: str
+    updated_at: str

@@ -1,0 +1,1 @@
+"""Storage backends behind one interface: ``base.Store``, implemented by ``sqlite`` and ``aws``."""

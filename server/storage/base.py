@@ -1,0 +1,110 @@
+"""The one storage interface every backend implements.
+
+Metadata lives in the table store, blobs (Parquet files, large outputs) in the
+object store. Callers write a blob before the record that points to it and
+delete records before their blobs, so a crash leaves at most an orphan blob,
+never a dangling record. Writes that can race are conditional: they raise
+``ConflictError`` instead of overwriting.
+
+Every method is a coroutine; backends run their blocking client code in
+threads so the event loop never waits on disk or network.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+from traitlets import Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..models import Dataset, DatasetVersion, User
+
+
+class _StoreMeta(abc.ABCMeta, type(LoggingConfigurable)):
+    """Lets a traitlets configurable have abstract methods."""
+
+
+class Store(LoggingConfigurable, metaclass=_StoreMeta):
+    """Abstract store. ``data_dir`` holds local state (the SQLite file, blob cache, temp files)."""
+
+    data_dir = Unicode(help="Directory for local state; set by the application.").tag(config=False)
+
+    # lifecycle ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, and create local files on first use. Idempotent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections. Idempotent; later calls raise ``StoreClosedError``."""
+
+    @abc.abstractmethod
+    async def create_schema(self) -> None:
+        """Create tables and buckets if missing. Idempotent (``bi init-tables``)."""
+
+    # users -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_user(self, user: User) -> None:
+        """Add a user. ``ConflictError`` if the email is taken."""
+
+    @abc.abstractmethod
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    @abc.abstractmethod
+    async def get_user_by_email(self, email: str) -> User | None: ...
+
+    @abc.abstractmethod
+    async def list_users(self) -> list[User]:
+        """All users, oldest first."""
+
+    @abc.abstractmethod
+    async def update_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Replace a user's hash (rehash on login when the KDF parameters change)."""
+
+    # datasets ----------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_dataset(self, dataset: Dataset, version: DatasetVersion) -> None:
+        """Add a dataset with its first version. ``ConflictError`` if the owner has one of that name."""
+
+    @abc.abstractmethod
+    async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
+        """Add ``version`` (numbered ``expected_current + 1``) and make it current.
+
+        ``ConflictError`` if the dataset's current version is no longer ``expected_current``;
+        ``NotFoundError`` if the dataset is gone.
+        """
+
+    @abc.abstractmethod
+    async def get_dataset(self, dataset_id: str) -> Dataset | None: ...
+
+    @abc.abstractmethod
+    async def list_datasets(self, owner_id: str | None = None) -> list[Dataset]:
+        """Datasets of ``owner_id``, or all when ``None``; newest first."""
+
+    @abc.abstractmethod
+    async def get_dataset_version(self, dataset_id: str, version: int) -> DatasetVersion | None: ...
+
+    @abc.abstractmethod
+    async def list_dataset_versions(self, dataset_id: str) -> list[DatasetVersion]:
+        """Versions of a dataset, oldest first."""
+
+    @abc.abstractmethod
+    async def delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
+        """Delete the dataset's records (not its blobs) and return the versions it had."""
+
+    # blobs -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_blob(self, key: str, source: Path) -> None:
+        """Store the file ``source`` under ``key``, streaming it. Keys are never overwritten."""
+
+    @abc.abstractmethod
+    async def blob_path(self, key: str) -> Path:
+        """A local, read-only path to the blob (fetched into a cache when remote).
+
+        ``NotFoundError`` if there is no such blob.
+        """
+
+    @abc.abstractmethod
+    async def delete_blob(self, key: str) -> None:
+        """Delete a blob; a missing one is not an error."""

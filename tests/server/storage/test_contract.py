@@ -1,0 +1,195 @@
+"""One contract, every backend: these tests run unchanged on SQLite and on DynamoDB + S3 (moto)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from server.errors import ConflictError, NotFoundError, StoreClosedError
+from server.models import Column, Dataset, DatasetVersion, User, utcnow
+
+
+def make_user(email: str = "ana@example.com", role: str = "member") -> User:
+    return User(id=uuid.uuid4().hex, email=email, name="Ana", role=role,
+                password_hash="$argon2id$x", created_at=utcnow())
+
+
+def make_dataset(owner: User, name: str = "売上") -> tuple[Dataset, DatasetVersion]:
+    now = utcnow()
+    dataset = Dataset(id=uuid.uuid4().hex, owner_id=owner.id, name=name, current_version=1,
+                      created_at=now, updated_at=now)
+    return dataset, make_version(dataset.id, 1, owner)
+
+
+def make_version(dataset_id: str, number: int, owner: User) -> DatasetVersion:
+    return DatasetVersion(
+        dataset_id=dataset_id, version=number, blob_key=f"datasets/{dataset_id}/v{number}.parquet",
+        row_count=3, columns=(Column("店舗", "string"), Column("amount", "int64")), bytes=42,
+        encoding="cp932", delimiter=",", created_at=utcnow(), created_by=owner.id)
+
+
+class TestUsers:
+    async def test_create_and_read_back(self, store):
+        """A created user reads back equal by id and by email."""
+        user = make_user()
+        await store.create_user(user)
+        assert await store.get_user(user.id) == user
+        assert await store.get_user_by_email(user.email) == user
+
+    async def test_duplicate_email_conflicts(self, store):
+        """A second user with the same email is refused and the first is kept."""
+        first = make_user()
+        await store.create_user(first)
+        with pytest.raises(ConflictError):
+            await store.create_user(make_user())
+        assert await store.list_users() == [first]
+
+    async def test_unknown_user_is_none(self, store):
+        """Looking up a missing id or email gives None."""
+        assert await store.get_user("nope") is None
+        assert await store.get_user_by_email("nobody@example.com") is None
+
+    async def test_list_oldest_first(self, store):
+        """Users list in creation order."""
+        users = []
+        for i in range(3):
+            users.append(make_user(f"u{i}@example.com"))
+            await store.create_user(users[-1])
+            await asyncio.sleep(0.002)
+        assert [u.email for u in await store.list_users()] == [u.email for u in users]
+
+    async def test_update_password_hash(self, store):
+        """A new password hash replaces the old one."""
+        user = make_user()
+        await store.create_user(user)
+        await store.update_password_hash(user.id, "$argon2id$new")
+        assert (await store.get_user(user.id)).password_hash == "$argon2id$new"
+
+
+class TestDatasets:
+    async def test_create_and_read_back(self, store):
+        """A dataset and its first version read back equal, Japanese names included."""
+        owner = make_user()
+        await store.create_user(owner)
+        dataset, version = make_dataset(owner)
+        await store.create_dataset(dataset, version)
+        assert await store.get_dataset(dataset.id) == dataset
+        assert await store.get_dataset_version(dataset.id, 1) == version
+        assert await store.list_dataset_versions(dataset.id) == [version]
+
+    async def test_name_unique_per_owner(self, store):
+        """One owner cannot have two datasets of one name; another owner can."""
+        ana, bo = make_user("ana@example.com"), make_user("bo@example.com")
+        await store.create_user(ana)
+        await store.create_user(bo)
+        await store.create_dataset(*make_dataset(ana, "sales"))
+        with pytest.raises(ConflictError):
+            await store.create_dataset(*make_dataset(ana, "sales"))
+        await store.create_dataset(*make_dataset(bo, "sales"))
+        assert len(await store.list_datasets(ana.id)) == 1
+        assert len(await store.list_datasets()) == 2
+
+    async def test_list_by_owner_newest_first(self, store):
+        """Listing by owner shows only that owner's datasets, newest first."""
+        ana, bo = make_user("ana@example.com"), make_user("bo@example.com")
+        await store.create_user(ana)
+        await store.create_user(bo)
+        names = ["a", "b", "c"]
+        for name in names:
+            await store.create_dataset(*make_dataset(ana, name))
+            await asyncio.sleep(0.002)
+        await store.create_dataset(*make_dataset(bo, "other"))
+        assert [d.name for d in await store.list_datasets(ana.id)] == names[::-1]
+
+    async def test_new_version_needs_current(self, store):
+        """A version written against a stale current version conflicts and changes nothing."""
+        owner = make_user()
+        await store.create_user(owner)
+        dataset, first = make_dataset(owner)
+        await store.create_dataset(dataset, first)
+        second = make_version(dataset.id, 2, owner)
+        await store.add_dataset_version(second, expected_current=1)
+        with pytest.raises(ConflictError):
+            await store.add_dataset_version(make_version(dataset.id, 2, owner), expected_current=1)
+        assert (await store.get_dataset(dataset.id)).current_version == 2
+        assert await store.list_dataset_versions(dataset.id) == [first, second]
+
+    async def test_racing_versions_one_wins(self, store):
+        """Of two concurrent writers of version 2, exactly one succeeds."""
+        owner = make_user()
+        await store.create_user(owner)
+        dataset, first = make_dataset(owner)
+        await store.create_dataset(dataset, first)
+        results = await asyncio.gather(
+            *(store.add_dataset_version(make_version(dataset.id, 2, owner), 1) for _ in range(2)),
+            return_exceptions=True)
+        assert sorted(type(r).__name__ for r in results) == ["ConflictError", "NoneType"]
+
+    async def test_version_of_missing_dataset(self, store):
+        """Adding a version to a dataset that does not exist is NotFound."""
+        owner = make_user()
+        await store.create_user(owner)
+        with pytest.raises(NotFoundError):
+            await store.add_dataset_version(make_version("missing", 2, owner), expected_current=1)
+
+    async def test_delete_returns_versions_and_frees_name(self, store):
+        """Deleting removes the dataset and its versions, and the name can be used again."""
+        owner = make_user()
+        await store.create_user(owner)
+        dataset, first = make_dataset(owner, "sales")
+        await store.create_dataset(dataset, first)
+        await store.add_dataset_version(make_version(dataset.id, 2, owner), 1)
+        removed = await store.delete_dataset(dataset.id)
+        assert [v.version for v in removed] == [1, 2]
+        assert await store.get_dataset(dataset.id) is None
+        assert await store.list_dataset_versions(dataset.id) == []
+        assert await store.list_datasets(owner.id) == []
+        await store.create_dataset(*make_dataset(owner, "sales"))
+
+
+class TestBlobs:
+    async def test_put_then_read(self, store, tmp_path):
+        """A stored blob reads back byte for byte from its local path."""
+        source = tmp_path / "x.parquet"
+        source.write_bytes(b"PAR1" + bytes(range(256)) * 100)
+        await store.put_blob("datasets/d1/v1.parquet", source)
+        path = await store.blob_path("datasets/d1/v1.parquet")
+        assert path.read_bytes() == source.read_bytes()
+
+    async def test_missing_blob(self, store):
+        """Asking for a missing blob is NotFound."""
+        with pytest.raises(NotFoundError):
+            await store.blob_path("datasets/none/v1.parquet")
+
+    async def test_delete_blob(self, store, tmp_path):
+        """A deleted blob is gone, and deleting it again is fine."""
+        source = tmp_path / "x.bin"
+        source.write_bytes(b"data")
+        await store.put_blob("outputs/o1", source)
+        await store.delete_blob("outputs/o1")
+        await store.delete_blob("outputs/o1")
+        with pytest.raises(NotFoundError):
+            await store.blob_path("outputs/o1")
+
+    async def test_key_cannot_escape(self, store):
+        """A key that climbs out of the blob area is refused."""
+        with pytest.raises(NotFoundError):
+            await store.blob_path("../../etc/passwd")
+
+
+class TestLifecycle:
+    async def test_schema_creation_is_idempotent(self, store):
+        """Creating the schema again keeps existing data."""
+        user = make_user()
+        await store.create_user(user)
+        await store.create_schema()
+        assert await store.get_user(user.id) == user
+
+    async def test_closed_store_refuses(self, store):
+        """After close, calls raise StoreClosedError and close stays idempotent."""
+        await store.close()
+        await store.close()
+        with pytest.raises(StoreClosedError):
+            await store.get_user("x")

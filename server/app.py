@@ -1,0 +1,294 @@
+"""The ``bi`` command: one traitlets application per subcommand, configured the same way.
+
+Configuration comes from, weakest first: the environment (``environment.py``),
+``bi_config.py`` in the working directory (or ``--config``), and
+``--Class.trait=value`` flags. ``BIApp`` holds what every subcommand shares
+(data directory, store); the subcommands add their own traits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from tornado import httpserver, web
+from tornado.netutil import bind_sockets
+from traitlets import Bool, Enum, Integer, List, Type, Unicode, default
+from traitlets.config import Application
+
+from . import secrets_file
+from .environment import setting
+from .errors import BIError
+from .handlers.base import NotFoundHandler
+from .logs import configure_logging, get_logger
+from .metrics import Metrics
+from .models import User
+from .services.auth import AuthService, SecretKeyError, check_signing_key
+from .services.datasets import DatasetService
+from .services.users import UserService
+from .storage.aws import AWSStore
+from .storage.base import Store
+from .storage.sqlite import SQLiteStore
+from .urls import url_specs
+
+log = get_logger("bi.app")
+
+INITIAL_ADMIN_EMAIL = "admin@bi.local"
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says what to fix."""
+
+
+class BIApp(Application):
+    name = "bi"
+    description = "The Python-cards BI platform."
+    version = "0.1.0"
+
+    data_dir = Unicode(help="Directory for local state: the SQLite file, blobs, keys, temp files.").tag(config=True)
+    store = Enum(["embedded", "aws"], help="Storage backend: embedded (SQLite + files) or aws (DynamoDB + S3).").tag(config=True)
+    embedded_store_class = Type(SQLiteStore, klass=Store, help="Store used for --store=embedded.").tag(config=True)
+    aws_store_class = Type(AWSStore, klass=Store, help="Store used for --store=aws.").tag(config=True)
+    config_file = Unicode("bi_config.py", help="Python config file to load.").tag(config=True)
+
+    aliases = {
+        "data-dir": "BIApp.data_dir",
+        "store": "BIApp.store",
+        "config": "BIApp.config_file",
+        "log-level": "Application.log_level",
+    }
+    flags: dict[str, Any] = {}
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return setting("BI_DATA_DIR", "./data")
+
+    @default("store")
+    def _default_store(self) -> str:
+        return setting("BI_STORE", "embedded")
+
+    subcommands = {
+        "serve": ("server.app.ServeApp", "Start the API server."),
+        "init-tables": ("server.app.InitTablesApp", "Create the store's tables and buckets (idempotent)."),
+        "user": ("server.app.UserApp", "Manage users: bi user add."),
+    }
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        self.parse_command_line(argv)
+        if self.subapp is not None:
+            return
+        config_path = Path(self.config_file)
+        if config_path.exists() or self.config_file != "bi_config.py":
+            self.load_config_file(config_path.name, path=[str(config_path.parent.resolve())])
+
+    def start(self) -> None:
+        if self.subapp is not None:
+            self.subapp.start()
+        else:
+            self.print_subcommands()
+            self.exit(2)
+
+    def make_store(self) -> Store:
+        cls = self.embedded_store_class if self.store == "embedded" else self.aws_store_class
+        return cls(parent=self, data_dir=str(Path(self.data_dir).resolve()))
+
+    def fail(self, message: str) -> None:
+        sys.stderr.write(f"bi: error: {message}\n")
+        self.exit(2)
+
+
+class ServeApp(BIApp):
+    """``bi serve``: the Tornado API server."""
+
+    description = "Start the API server."
+    ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
+    port = Integer(8000, help="Port to listen on (0 picks a free one).").tag(config=True)
+    cors_origins = List(Unicode(), help="Origins allowed to call the API from a browser.").tag(config=True)
+    trust_proxy_headers = Bool(False, help="Take the client address from X-Forwarded-For (behind a load balancer).").tag(config=True)
+    admin_email = Unicode(help="Admin created on first start when the store has no user.").tag(config=True)
+    admin_password = Unicode(help="Password of that admin.").tag(config=True)
+    shutdown_timeout = Integer(10, help="Seconds open requests get to finish on shutdown.").tag(config=True)
+
+    aliases = {**BIApp.aliases, "ip": "ServeApp.ip", "port": "ServeApp.port"}
+    subcommands: dict[str, Any] = {}
+
+    @default("cors_origins")
+    def _default_cors(self) -> list[str]:
+        return [o.strip() for o in setting("CORS_ORIGINS").split(",") if o.strip()]
+
+    @default("admin_email")
+    def _default_admin_email(self) -> str:
+        return setting("BI_ADMIN_EMAIL")
+
+    @default("admin_password")
+    def _default_admin_password(self) -> str:
+        return setting("BI_ADMIN_PASSWORD")
+
+    async def setup(self) -> web.Application:
+        """Open the store, check the signing key, create the first admin, build the Tornado app."""
+        self.store_instance = self.make_store()
+        await self.store_instance.open()
+        try:
+            auth = self._make_auth()
+        except BaseException:
+            await self.store_instance.close()
+            raise
+        users = UserService(self.store_instance, auth)
+        await self._ensure_first_admin(users)
+        datasets = DatasetService(self.store_instance, Path(self.data_dir).resolve() / "tmp", parent=self)
+        return web.Application(
+            url_specs(),
+            default_handler_class=NotFoundHandler,
+            auth=auth, users=users, datasets=datasets, metrics=Metrics(),
+            cors_origins=tuple(self.cors_origins),
+            compress_response=True,
+            log_function=lambda handler: None,
+        )
+
+    def _make_auth(self) -> AuthService:
+        """The auth service with the configured key, or in embedded mode one kept in the data dir."""
+        auth = AuthService(self.store_instance, parent=self)
+        if not auth.jwt_secret_key:
+            if self.store != "embedded":
+                raise StartupError("Set JWT_SECRET_KEY (at least 32 characters) to run with --store=aws.")
+            path = Path(self.data_dir).resolve() / "jwt_secret_key"
+            auth.jwt_secret_key, created = secrets_file.read_or_create(path)
+            if created:
+                log.info("signing_key_created", path=str(path))
+        try:
+            check_signing_key(auth.jwt_secret_key)
+        except SecretKeyError as exc:
+            raise StartupError(str(exc)) from exc
+        return auth
+
+    async def _ensure_first_admin(self, users: UserService) -> None:
+        if await users.ensure_first_admin(self.admin_email, self.admin_password):
+            log.info("admin_created", email=self.admin_email.strip().lower())
+        elif self.store == "embedded" and not await self.store_instance.list_users():
+            path = Path(self.data_dir).resolve() / "initial_admin_password"
+            password, _ = secrets_file.read_or_create(path, lambda: secrets.token_urlsafe(12))
+            await users.ensure_first_admin(INITIAL_ADMIN_EMAIL, password)
+            log.info("initial_admin_created", email=INITIAL_ADMIN_EMAIL, password_file=str(path))
+
+    async def serve(self) -> None:
+        app = await self.setup()
+        try:
+            sockets = bind_sockets(self.port, self.ip)
+        except OSError as exc:
+            await self.store_instance.close()
+            raise StartupError(f"cannot listen on {self.ip}:{self.port}: {exc.strerror}") from exc
+        server = httpserver.HTTPServer(app, xheaders=self.trust_proxy_headers)
+        server.add_sockets(sockets)
+        port = sockets[0].getsockname()[1]
+        url = f"http://{self.ip}:{port}"
+        log.info("server_started", url=url, store=self.store, data_dir=str(Path(self.data_dir).resolve()))
+        self._print_banner(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("server_stopping")
+        server.stop()
+        try:
+            await asyncio.wait_for(server.close_all_connections(), self.shutdown_timeout)
+        except asyncio.TimeoutError:
+            log.warning("connections_not_closed_in_time", timeout=self.shutdown_timeout)
+        await self.store_instance.close()
+        log.info("server_stopped")
+
+    def _print_banner(self, url: str) -> None:
+        lines = [f"BI is running at {url}"]
+        if self.store == "embedded" and not self.admin_email:
+            path = Path(self.data_dir) / "initial_admin_password"
+            if path.exists():
+                lines.append(f"Sign in as {INITIAL_ADMIN_EMAIL} with the password in {path}")
+        lines.append("Press Ctrl+C to stop.")
+        sys.stderr.write("\n".join(lines) + "\n")
+
+    def start(self) -> None:
+        configure_logging(self.log_level)
+        try:
+            asyncio.run(self.serve())
+        except StartupError as exc:
+            self.fail(str(exc))
+
+
+
+
+class InitTablesApp(BIApp):
+    """``bi init-tables``: create the store's tables and buckets; safe to run again."""
+
+    description = "Create the store's tables and buckets (idempotent)."
+    subcommands: dict[str, Any] = {}
+
+    def start(self) -> None:
+        configure_logging(self.log_level)
+        asyncio.run(self._create())
+
+    async def _create(self) -> None:
+        store = self.make_store()
+        await store.create_schema()
+        await store.close()
+        log.info("tables_ready", store=self.store)
+
+
+class UserAddApp(BIApp):
+    """``bi user add EMAIL --name NAME [--role admin|member] [--password-stdin]``."""
+
+    description = "Add a user to the store. The password is prompted for, or read from stdin."
+    user_name = Unicode(help="The user's display name (default: the part of the email before @).").tag(config=True)
+    role = Enum(["admin", "member"], "member", help="The user's role.").tag(config=True)
+    password_stdin = Bool(False, help="Read the password from the first line of stdin.").tag(config=True)
+
+    aliases = {**BIApp.aliases, "name": "UserAddApp.user_name", "role": "UserAddApp.role"}
+    flags = {"password-stdin": ({"UserAddApp": {"password_stdin": True}}, "Read the password from stdin.")}
+    subcommands: dict[str, Any] = {}
+
+    def start(self) -> None:
+        configure_logging(self.log_level, sys.stderr)
+        if len(self.extra_args) != 1:
+            self.fail("give exactly one email: bi user add ana@example.com --name Ana")
+        email = self.extra_args[0]
+        try:
+            user = asyncio.run(self._add(email, self._password()))
+        except BIError as exc:
+            self.fail(exc.message)
+        sys.stdout.write(f"Added {user.role} {user.email} ({user.id}).\n")
+
+    def _password(self) -> str:
+        if self.password_stdin:
+            return sys.stdin.readline().rstrip("\n")
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != first:
+            self.fail("the passwords differ")
+        return first
+
+    async def _add(self, email: str, password: str) -> User:
+        store = self.make_store()
+        await store.open()
+        try:
+            auth = AuthService(store, parent=self, jwt_secret_key="")
+            return await UserService(store, auth).create(
+                email, self.user_name or email.split("@")[0], self.role, password)
+        finally:
+            await store.close()
+
+
+class UserApp(BIApp):
+    description = "Manage users."
+    subcommands = {"add": ("server.app.UserAddApp", "Add a user.")}
+
+
+BIApp.classes = [BIApp, ServeApp, InitTablesApp, UserAddApp, AuthService, DatasetService,
+                 SQLiteStore, AWSStore]

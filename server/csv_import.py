@@ -1,0 +1,594 @@
+"""Convert an uploaded CSV file to Parquet.
+
+A byte sample (the head plus a few pieces from further in) picks the encoding: a BOM, strict
+UTF-8, else charset-normalizer. The decoded head picks the delimiter. Non-UTF-8 input goes
+through pyarrow's transcoding stream in small steps (so no decode call holds the GIL for
+long); pyarrow's streaming CSV reader parses it block by block while a second thread writes
+each batch to a ParquetWriter, so memory is bounded by a few blocks. Column types come from
+the first block; when a later block does not fit, the column is widened and the file is read
+again from the start. Every data problem becomes an UnprocessableError naming the line and
+the reason, and the target file is removed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import concurrent.futures
+import csv
+import dataclasses
+import io
+import re
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import charset_normalizer
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from server.errors import InvalidRequestError, UnprocessableError
+from server.models import Column
+
+FIRST_BLOCK_SIZE = 16 << 20
+BLOCK_SIZE = 4 << 20
+TRANSCODE_STEP = 256 << 10
+READ_AHEAD_BLOCKS = 3
+READ_AHEAD_TIMEOUT = 2.0
+USE_THREADS = True
+MAX_ATTEMPTS = 8
+COMPRESSION = "zstd"
+SAMPLE_HEAD_BYTES = 1 << 20
+SAMPLE_PIECE_BYTES = 64 << 10
+SAMPLE_PIECES = 4
+SNIFF_CHARS = 64 << 10
+DELIMITERS = (",", "\t", ";", "|")
+TIMESTAMP_PARSERS = (pacsv.ISO8601, "%Y/%m/%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M")
+
+_ENCODING_HINT = "pass encoding= with the file's real encoding, for example cp932, euc_jp or utf-8"
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_SJIS_FAMILY = frozenset({"cp932", "shift_jis", "shift_jis_2004", "shift_jisx0213"})
+_EUC_FAMILY = frozenset({"euc_jp", "euc_jis_2004", "euc_jisx0213"})
+_SUPERSETS = {**dict.fromkeys(_SJIS_FAMILY, "cp932"), **dict.fromkeys(_EUC_FAMILY, "euc_jp")}
+_JAPANESE_CHAOS_MARGIN = 0.1
+_NATIVE_UTF8 = frozenset({"utf-8", "utf-8-sig"})
+_CONVERSION_ERROR = re.compile(
+    r"In CSV column #(\d+): CSV conversion error to [^:]+: invalid value '(.*)'\Z", re.S
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportResult:
+    row_count: int
+    columns: tuple[Column, ...]
+    encoding: str
+    encoding_detected: bool
+    encoding_confidence: float
+    delimiter: str
+    delimiter_detected: bool
+
+
+def convert_csv_to_parquet(
+    source: Path, target: Path, *, encoding: str | None = None, delimiter: str | None = None
+) -> ImportResult:
+    """Write the CSV file ``source`` to ``target`` as Parquet; ``target`` never survives a failure."""
+    given = _given_encoding(encoding) if encoding is not None else None
+    _check_delimiter(delimiter)
+    try:
+        return _convert(Path(source), Path(target), given, delimiter)
+    except BaseException:
+        Path(target).unlink(missing_ok=True)
+        raise
+
+
+@dataclasses.dataclass(frozen=True)
+class _Encoding:
+    name: str
+    detected: bool
+    confidence: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sample:
+    head: bytes
+    pieces: tuple[bytes, ...]
+    whole: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """How pyarrow is told to read the file on one attempt."""
+
+    encoding: str
+    delimiter: str
+    column_names: tuple[str, ...] | None = None
+    column_types: Mapping[str, pa.DataType] = dataclasses.field(default_factory=dict)
+
+
+class _Retry(Exception):
+    def __init__(self, plan: _Plan, names: list[str]):
+        super().__init__("retry")
+        self.plan = plan
+        self.names = names
+
+
+class _RaggedRow(Exception):
+    def __init__(self, row: pacsv.InvalidRow):
+        super().__init__("ragged row")
+        self.row = row
+
+
+class _BadBytes(Exception):
+    pass
+
+
+class _RaggedRowCatcher:
+    """An ``invalid_row_handler`` that remembers the first bad row and fails the read."""
+
+    def __init__(self) -> None:
+        self.row: pacsv.InvalidRow | None = None
+
+    def __call__(self, row: pacsv.InvalidRow) -> str:
+        if self.row is None:
+            self.row = row
+        return "error"
+
+
+def _given_encoding(name: str) -> _Encoding:
+    """The caller's encoding under its canonical codec name, if it is a text encoding."""
+    try:
+        canonical = codecs.lookup(name).name
+        b"".decode(canonical)
+    except LookupError:
+        raise InvalidRequestError(f"unknown encoding {name!r}") from None
+    return _Encoding(canonical, detected=False, confidence=1.0)
+
+
+def _check_delimiter(delimiter: str | None) -> None:
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise InvalidRequestError(
+            f"delimiter must be one character other than a quote or line break, got {delimiter!r}"
+        )
+
+
+def _convert(source: Path, target: Path, given: _Encoding | None, delimiter: str | None) -> ImportResult:
+    sample = _read_sample(source)
+    chosen = given or _detect_encoding(sample)
+    text = _decode_head(sample, chosen.name)
+    if sample.whole and not text.lstrip("\ufeff").strip():
+        raise UnprocessableError("The file is empty.", {"line": None, "reason": "empty file"})
+    plan = _Plan(chosen.name, delimiter or _sniff_delimiter(text, sample.whole))
+    try:
+        rows, schema = _convert_with_retries(source, target, plan)
+    except (UnicodeDecodeError, _BadBytes):
+        raise _encoding_error(source, chosen) from None
+    except _RaggedRow as ragged:
+        raise _ragged_error(source, plan, ragged.row) from None
+    except pa.ArrowException as exc:
+        raise _arrow_error(exc) from None
+    if rows == 0:
+        raise _header_only_error()
+    return ImportResult(
+        row_count=rows,
+        columns=tuple(Column(field.name, str(field.type)) for field in schema),
+        encoding=chosen.name,
+        encoding_detected=chosen.detected,
+        encoding_confidence=chosen.confidence,
+        delimiter=plan.delimiter,
+        delimiter_detected=delimiter is None,
+    )
+
+
+def _read_sample(source: Path) -> _Sample:
+    """The first bytes of the file plus pieces spread over the rest, each cut at line ends."""
+    size = source.stat().st_size
+    with source.open("rb") as file:
+        head = file.read(SAMPLE_HEAD_BYTES)
+        if size <= SAMPLE_HEAD_BYTES:
+            return _Sample(head, (), whole=True)
+        pieces = tuple(_read_piece(file, offset, size) for offset in _piece_offsets(size))
+    cut = head.rfind(b"\n") + 1
+    return _Sample(head[:cut] if cut else head, pieces, whole=False)
+
+
+def _piece_offsets(size: int) -> list[int]:
+    """Evenly spaced offsets from the end of the head to the last piece of the file."""
+    last = max(size - SAMPLE_PIECE_BYTES, SAMPLE_HEAD_BYTES)
+    step = (last - SAMPLE_HEAD_BYTES) / max(SAMPLE_PIECES - 1, 1)
+    return sorted({SAMPLE_HEAD_BYTES + round(step * k) for k in range(SAMPLE_PIECES)})
+
+
+def _read_piece(file: io.BufferedReader, offset: int, size: int) -> bytes:
+    """The whole lines inside ``SAMPLE_PIECE_BYTES`` bytes at ``offset`` (up to EOF for the last)."""
+    file.seek(offset)
+    data = file.read(SAMPLE_PIECE_BYTES)
+    start = data.find(b"\n") + 1
+    end = len(data) if offset + len(data) >= size else data.rfind(b"\n") + 1
+    return data[start:end] if end > start else b""
+
+
+def _detect_encoding(sample: _Sample) -> _Encoding:
+    for bom, name in _BOMS:
+        if sample.head.startswith(bom):
+            return _Encoding(name, detected=True, confidence=1.0)
+    if _is_utf8(sample):
+        return _Encoding("utf-8", detected=True, confidence=1.0)
+    return _guess_encoding(_non_ascii_lines(sample))
+
+
+def _is_utf8(sample: _Sample) -> bool:
+    """Whether every part of the sample is strict UTF-8 (a truncated last character is allowed)."""
+    try:
+        for part in (sample.head, *sample.pieces):
+            codecs.utf_8_decode(part, "strict", False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _non_ascii_lines(sample: _Sample) -> bytes:
+    """The sample's lines that carry any information about the encoding."""
+    return b"".join(
+        line
+        for part in (sample.head, *sample.pieces)
+        for line in part.splitlines(keepends=True)
+        if not line.isascii()
+    )
+
+
+def _guess_encoding(data: bytes) -> _Encoding:
+    """charset-normalizer's verdict, nudged towards Japanese codecs and their supersets."""
+    matches = list(charset_normalizer.from_bytes(data, threshold=1.0))
+    if not matches:
+        raise UnprocessableError(
+            f"The file's text encoding could not be detected; {_ENCODING_HINT}.",
+            {"line": None, "reason": "unknown encoding"},
+        )
+    match = _prefer_japanese(matches)
+    return _Encoding(_superset(match.encoding, data), detected=True, confidence=round(1.0 - match.chaos, 3))
+
+
+def _prefer_japanese(matches: list[charset_normalizer.CharsetMatch]) -> charset_normalizer.CharsetMatch:
+    """The first EUC-JP, else Shift_JIS, match nearly as good as the best, else the best.
+
+    EUC-JP goes first: EUC-JP bytes nearly always also decode as CP932, while ordinary CP932
+    text (kana, symbols, level-1 kanji) never decodes as EUC-JP.
+    """
+    near = [m for m in matches if m.chaos <= matches[0].chaos + _JAPANESE_CHAOS_MARGIN]
+    for family in (_EUC_FAMILY, _SJIS_FAMILY):
+        for match in near:
+            if codecs.lookup(match.encoding).name in family:
+                return match
+    return matches[0]
+
+
+def _superset(name: str, data: bytes) -> str:
+    """``cp932`` for the Shift_JIS family, ``euc_jp`` for EUC, when they decode ``data``."""
+    canonical = codecs.lookup(name).name
+    preferred = _SUPERSETS.get(canonical, canonical)
+    try:
+        data.decode(preferred)
+    except UnicodeDecodeError:
+        return canonical
+    return preferred
+
+
+def _decode_head(sample: _Sample, encoding: str) -> str:
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    return decoder.decode(sample.head, final=sample.whole)
+
+
+def _sniff_delimiter(text: str, whole: bool) -> str:
+    """The candidate giving the header at least two fields and the most rows of its width."""
+    chunk = text[:SNIFF_CHARS]
+    if len(text) > SNIFF_CHARS or not whole:
+        chunk = chunk[: chunk.rfind("\n") + 1] or chunk
+    scores = {delimiter: _consistency(chunk, delimiter) for delimiter in DELIMITERS}
+    best = max(DELIMITERS, key=scores.__getitem__)
+    return best if scores[best][0] > 0 else ","
+
+
+def _consistency(chunk: str, delimiter: str) -> tuple[float, int]:
+    """(share of records as wide as the header, header width); zero unless the header splits."""
+    try:
+        rows = [row for row in csv.reader(io.StringIO(chunk), delimiter=delimiter) if row]
+    except csv.Error:
+        return (0.0, 0)
+    if not rows or len(rows[0]) < 2:
+        return (0.0, 0)
+    width = len(rows[0])
+    return (sum(len(row) == width for row in rows) / len(rows), width)
+
+
+def _convert_with_retries(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
+    """Attempts with ever wider types; the last one reads every column as a string."""
+    names: list[str] = []
+    for _ in range(MAX_ATTEMPTS - 1):
+        try:
+            return _attempt(source, target, plan)
+        except _Retry as retry:
+            target.unlink(missing_ok=True)
+            plan, names = retry.plan, retry.names
+    return _attempt(source, target, dataclasses.replace(plan, column_types=dict.fromkeys(names, pa.string())))
+
+
+def _attempt(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
+    """One full read; raises _Retry when the header or a column type must change."""
+    catcher = _RaggedRowCatcher()
+    schema = None
+    try:
+        with source.open("rb") as file:
+            feed = _Utf8Feed(file, plan.encoding)
+            try:
+                reader = pacsv.open_csv(pa.PythonFile(feed, mode="r"), **_reader_options(plan, catcher))
+                schema = reader.schema
+                _check_columns(schema, plan)
+                return _write(reader, target, feed.batch_consumed), schema
+            finally:
+                feed.stop()
+    except pa.ArrowInvalid as exc:
+        if catcher.row is not None:
+            raise _RaggedRow(catcher.row) from exc
+        if "invalid UTF8" in str(exc):
+            raise _BadBytes() from exc
+        widened = _widened(plan, schema, exc)
+        if widened is None:
+            raise
+        raise _Retry(widened, schema.names) from exc
+
+
+class _Utf8Feed(io.RawIOBase):
+    """The file as UTF-8, one block per read, at most ``READ_AHEAD_BLOCKS`` ahead of the consumer.
+
+    pyarrow's reader would otherwise read (and transcode) far ahead of the parser. Decoding runs
+    in ``TRANSCODE_STEP`` slices so that no single call holds the GIL for long.
+    """
+
+    def __init__(self, file: io.BufferedReader, encoding: str):
+        super().__init__()
+        self._file = file
+        self._decoder = None if encoding in _NATIVE_UTF8 else codecs.getincrementaldecoder(encoding)()
+        self._rest = b""
+        self._block_size = FIRST_BLOCK_SIZE
+        self._eof = False
+        self._reads_left = READ_AHEAD_BLOCKS
+        self._stopped = False
+        self._turn = threading.Condition()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytearray:
+        if not self._take_turn():
+            return bytearray()
+        size, self._block_size = min(size, self._block_size), BLOCK_SIZE
+        block = pa.allocate_buffer(size, resizable=True)
+        view = memoryview(block).cast("B")
+        filled = 0
+        while filled < size:
+            piece = self._rest or self._step()
+            if not piece:
+                break
+            taken = min(len(piece), size - filled)
+            view[filled : filled + taken] = memoryview(piece)[:taken]
+            self._rest = piece[taken:]
+            filled += taken
+        view.release()
+        block.resize(filled)
+        return block
+
+    def _take_turn(self) -> bool:
+        """Wait until the consumer is close enough behind (or a timeout passes); False once stopped."""
+        with self._turn:
+            self._turn.wait_for(lambda: self._stopped or self._reads_left > 0, READ_AHEAD_TIMEOUT)
+            self._reads_left -= 1
+            return not self._stopped
+
+    def _step(self) -> bytes:
+        raw = self._file.read(TRANSCODE_STEP)
+        self._eof = not raw
+        return raw if self._decoder is None else self._decoder.decode(raw, final=self._eof).encode()
+
+    def batch_consumed(self) -> None:
+        with self._turn:
+            self._reads_left += 1
+            self._turn.notify()
+
+    def stop(self) -> None:
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
+
+
+def _reader_options(plan: _Plan, catcher: _RaggedRowCatcher) -> dict:
+    return {
+        "read_options": pacsv.ReadOptions(
+            block_size=FIRST_BLOCK_SIZE,
+            use_threads=USE_THREADS,
+            column_names=plan.column_names,
+            skip_rows=1 if plan.column_names else 0,
+        ),
+        "parse_options": pacsv.ParseOptions(
+            delimiter=plan.delimiter, newlines_in_values=True, invalid_row_handler=catcher
+        ),
+        "convert_options": pacsv.ConvertOptions(
+            column_types=dict(plan.column_types), timestamp_parsers=list(TIMESTAMP_PARSERS)
+        ),
+    }
+
+
+def _check_columns(schema: pa.Schema, plan: _Plan) -> None:
+    """Ask for a re-read with fixed names, or fail on columns that are not valid UTF-8."""
+    if plan.column_names is None:
+        names = _unique_names(schema.names)
+        if names != schema.names:
+            raise _Retry(dataclasses.replace(plan, column_names=tuple(names)), names)
+    if any(pa.types.is_binary(field.type) for field in schema):
+        raise _BadBytes()
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Blank names become ``column_<n>`` (1-based); repeats get ``_2``, ``_3``..."""
+    result: list[str] = []
+    seen: set[str] = set()
+    for position, name in enumerate(names, 1):
+        base = name if name.strip() else f"column_{position}"
+        candidate, suffix = base, 1
+        while candidate in seen:
+            suffix += 1
+            candidate = f"{base}_{suffix}"
+        seen.add(candidate)
+        result.append(candidate)
+    return result
+
+
+def _widened(plan: _Plan, schema: pa.Schema | None, exc: pa.ArrowInvalid) -> _Plan | None:
+    """The plan with the column that failed conversion widened, or None if it cannot widen.
+
+    When an all-null column fails, every all-null column becomes a string at once, so a sparse
+    wide file costs one re-read rather than one per column.
+    """
+    match = _CONVERSION_ERROR.search(str(exc))
+    if match is None or schema is None:
+        return None
+    field = schema.field(int(match.group(1)))
+    wider = _wider_type(field.type, match.group(2))
+    if wider == field.type:
+        return None
+    types = dict(plan.column_types)
+    if pa.types.is_null(field.type):
+        types.update((f.name, pa.string()) for f in schema if pa.types.is_null(f.type))
+    types[field.name] = wider
+    return dataclasses.replace(plan, column_types=types)
+
+
+def _wider_type(current: pa.DataType, value: str) -> pa.DataType:
+    if pa.types.is_integer(current) and _parses_as_float(value):
+        return pa.float64()
+    return pa.string()
+
+
+def _parses_as_float(value: str) -> bool:
+    try:
+        pc.cast(pa.scalar(value), pa.float64())
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _write(reader: pacsv.CSVStreamingReader, target: Path, batch_consumed: Callable[[], None]) -> int:
+    """Write every batch to ``target``, each write overlapping the read of the next batch."""
+    rows = 0
+    writer = pq.ParquetWriter(target, reader.schema, compression=COMPRESSION)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pending = None
+            for batch in reader:
+                batch_consumed()
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(writer.write_batch, batch)
+                rows += batch.num_rows
+            if pending is not None:
+                pending.result()
+    finally:
+        writer.close()
+    return rows
+
+
+def _encoding_error(source: Path, chosen: _Encoding) -> UnprocessableError:
+    line = _first_bad_line(source, chosen.name)
+    how = "detected as" if chosen.detected else "read as"
+    where = f"Line {line}" if line is not None else "The file"
+    return UnprocessableError(
+        f"{where} is not valid {chosen.name} text (the file was {how} {chosen.name}); {_ENCODING_HINT}.",
+        {"line": line, "reason": f"invalid {chosen.name} byte sequence"},
+    )
+
+
+def _first_bad_line(source: Path, encoding: str) -> int | None:
+    """The 1-based line holding the first byte ``encoding`` cannot decode, if any."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line = 1
+    with source.open("rb") as file:
+        while chunk := file.read(SAMPLE_PIECE_BYTES):
+            state = decoder.getstate()
+            try:
+                line += decoder.decode(chunk).count("\n")
+            except UnicodeDecodeError:
+                decoder.setstate(state)
+                return line + _newlines_before_error(decoder, chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return line
+    return None
+
+
+def _newlines_before_error(decoder: codecs.IncrementalDecoder, chunk: bytes) -> int:
+    """Feed ``chunk`` byte by byte; the newlines decoded before the decoder fails."""
+    count = 0
+    for index in range(len(chunk)):
+        try:
+            count += decoder.decode(chunk[index : index + 1]).count("\n")
+        except UnicodeDecodeError:
+            break
+    return count
+
+
+def _ragged_error(source: Path, plan: _Plan, row: pacsv.InvalidRow) -> UnprocessableError:
+    line = _ragged_line(source, plan, row.expected_columns)
+    where = f"Line {line}" if line is not None else "A row"
+    return UnprocessableError(
+        f"{where} has {row.actual_columns} fields but the header has {row.expected_columns}; "
+        f"check the delimiter ({plan.delimiter!r}) and the quoting on that line.",
+        {"line": line, "reason": f"expected {row.expected_columns} fields, found {row.actual_columns}"},
+    )
+
+
+def _ragged_line(source: Path, plan: _Plan, expected: int) -> int | None:
+    """The physical line where the first record of the wrong width starts (the header is line 1).
+
+    pyarrow's ``InvalidRow.number`` is None in the streaming reader, and elsewhere counts
+    records rather than lines, so the file is re-read with the csv module.
+    """
+    with source.open(encoding=plan.encoding, errors="replace", newline="") as file:
+        reader = csv.reader(file, delimiter=plan.delimiter)
+        header_seen = False
+        start = 1
+        try:
+            for record in reader:
+                if record and header_seen and len(record) != expected:
+                    return start
+                header_seen = header_seen or bool(record)
+                start = reader.line_num + 1
+        except csv.Error:
+            return None
+    return None
+
+
+def _header_only_error() -> UnprocessableError:
+    return UnprocessableError(
+        "The file has a header row but no data rows.", {"line": None, "reason": "no data rows"}
+    )
+
+
+def _arrow_error(exc: pa.ArrowException) -> UnprocessableError:
+    reason = _clean_reason(exc)
+    if reason.startswith("Empty CSV file"):
+        return _header_only_error()
+    return UnprocessableError(f"The CSV file could not be read: {reason}", {"line": None, "reason": reason})
+
+
+def _clean_reason(exc: Exception) -> str:
+    """pyarrow's message without its prefixes, on one line, at most 300 characters."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    reason = re.sub(r"^(CSV parse error: |In CSV column #\d+: )+", "", reason)
+    return reason if len(reason) <= 300 else reason[:299] + "…"

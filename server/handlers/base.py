@@ -1,0 +1,189 @@
+"""The base of every API handler: request ids, auth, CORS, JSON bodies, one error shape, one log line."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import jsonschema
+import structlog
+from tornado import web
+
+from ..errors import (AuthenticationError, BIError, ConflictError, InvalidRequestError,
+                      NotFoundError, PayloadTooLargeError, PermissionDeniedError,
+                      RateLimitedError, StoreClosedError, UnprocessableError)
+from ..models import User
+from ..services.auth import AuthService
+from ..services.datasets import DatasetService
+from ..services.users import UserService
+
+STATUS_OF_ERROR: dict[type[BIError], int] = {
+    InvalidRequestError: 400,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    PayloadTooLargeError: 413,
+    UnprocessableError: 422,
+    RateLimitedError: 429,
+    StoreClosedError: 503,
+}
+
+CODE_OF_STATUS = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 408: "timeout", 409: "conflict", 411: "length_required",
+    413: "payload_too_large", 415: "unsupported_media_type", 422: "unprocessable",
+    429: "rate_limited", 503: "unavailable",
+}
+
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+MAX_JSON_BODY = 1024 * 1024
+
+log = structlog.get_logger("bi.http")
+
+
+class APIHandler(web.RequestHandler):
+    """Subclasses set ``auth_required = False`` for public routes and get ``self.user`` otherwise."""
+
+    auth_required = True
+    user: User | None = None
+    request_id = ""
+
+    def initialize(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.started = time.perf_counter()
+
+    # services ----------------------------------------------------------------
+    @property
+    def auth(self) -> AuthService:
+        return self.settings["auth"]
+
+    @property
+    def users(self) -> UserService:
+        return self.settings["users"]
+
+    @property
+    def datasets(self) -> DatasetService:
+        return self.settings["datasets"]
+
+    # request lifecycle -------------------------------------------------------
+    def set_default_headers(self) -> None:
+        if not self.request_id:
+            incoming = self.request.headers.get("X-Request-ID", "")
+            self.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Request-ID", self.request_id)
+        self._set_cors_headers()
+
+    async def prepare(self) -> None:
+        structlog.contextvars.bind_contextvars(request_id=self.request_id)
+        if self.auth_required and self.request.method != "OPTIONS":
+            self.user = await self.auth.authenticate(self._bearer_token())
+            structlog.contextvars.bind_contextvars(user_id=self.user.id)
+
+    def _bearer_token(self) -> str:
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() not in ("bearer", "token") or not token.strip():
+            raise AuthenticationError("Sign in first: send 'Authorization: Bearer <token>'.")
+        return token.strip()
+
+    def _set_cors_headers(self) -> None:
+        origin = self.request.headers.get("Origin")
+        allowed = self.settings.get("cors_origins", ())
+        if origin and (origin in allowed or "*" in allowed):
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, Location")
+            self.add_header("Vary", "Origin")
+
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """CORS preflight: allowed origins get the methods and headers they may send."""
+        if "Access-Control-Allow-Origin" in self._headers:
+            self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+            self.set_header("Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, If-Match, X-Request-ID")
+            self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+
+    def on_finish(self) -> None:
+        status = self.get_status()
+        seconds = time.perf_counter() - self.started
+        self.settings["metrics"].observe_request(self.request.method or "", self.endpoint, status, seconds)
+        level = "error" if status >= 500 else "warning" if status >= 400 else "info"
+        getattr(log, level)("request", request_id=self.request_id,
+                            user_id=self.user.id if self.user else None,
+                            method=self.request.method, endpoint=self.endpoint, path=self.request.path,
+                            status=status, duration_ms=round(seconds * 1000, 2),
+                            ip=self.request.remote_ip)
+
+    # bodies ------------------------------------------------------------------
+    def json_body(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """The JSON body, validated against ``schema``; 400 naming the first problem otherwise."""
+        if len(self.request.body) > MAX_JSON_BODY:
+            raise PayloadTooLargeError(f"A JSON body may have at most {MAX_JSON_BODY} bytes.")
+        try:
+            body = json.loads(self.request.body or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidRequestError(f"The body is not valid JSON: {exc}.") from exc
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(schema).iter_errors(body))
+        if error is not None:
+            pointer = "/" + "/".join(str(p) for p in error.absolute_path)
+            raise InvalidRequestError(f"{pointer}: {error.message}", {"pointer": pointer})
+        return body
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+    def int_argument(self, name: str, default: int | None) -> int | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise InvalidRequestError(f"{name} must be a whole number, not {raw!r}.") from exc
+
+    # errors ------------------------------------------------------------------
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error, ours or Tornado's, as ``{"error": {"code", "message", "details"}}``."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, BIError):
+            status_code = STATUS_OF_ERROR.get(type(exc), 400)
+            body = {"code": exc.code, "message": exc.message, "details": exc.details}
+            if isinstance(exc, RateLimitedError):
+                self.set_header("Retry-After", str(exc.retry_after))
+            if isinstance(exc, AuthenticationError):
+                self.set_header("WWW-Authenticate", 'Bearer realm="bi"')
+        elif status_code >= 500:
+            body = {"code": "internal_error",
+                    "message": f"Something went wrong on our side. Quote request id {self.request_id}.",
+                    "details": {}}
+        else:
+            reason = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
+            body = {"code": CODE_OF_STATUS.get(status_code, "error"), "message": reason, "details": {}}
+        self.write_json({"error": body}, status_code)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Domain and HTTP errors are logged by ``on_finish``; anything else with its traceback."""
+        if isinstance(value, (BIError, web.HTTPError)):
+            return
+        log.error("unhandled_exception", request_id=self.request_id, endpoint=self.endpoint,
+                  exc_info=(typ, value, tb))
+
+
+class NotFoundHandler(APIHandler):
+    """Unknown routes: the same JSON 404 as everything else."""
+
+    auth_required = False
+
+    def initialize(self, endpoint: str = "unknown") -> None:
+        super().initialize(endpoint)
+
+    def prepare(self) -> None:
+        raise NotFoundError(f"There is nothing at {self.request.path}.")

@@ -1,0 +1,136 @@
+"""Dataset routes: streamed CSV uploads, listing, details, versions, paged preview, delete."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+from tornado import web
+
+from ..errors import BIError, InvalidRequestError, PayloadTooLargeError
+from ..models import Dataset, DatasetVersion
+from .base import APIHandler
+from .upload_sink import UploadSink
+
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def dataset_json(dataset: Dataset, version: DatasetVersion) -> dict[str, Any]:
+    return {"id": dataset.id, "name": dataset.name, "owner_id": dataset.owner_id,
+            "updated_at": dataset.updated_at, **version.public(), "created_at": dataset.created_at}
+
+
+@web.stream_request_body
+class UploadHandler(APIHandler):
+    """A handler whose POST body is a CSV, written to a temporary file as it streams in."""
+
+    sink: UploadSink | None = None
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self.request.method != "POST" or self._finished:
+            return
+        limit = self.datasets.max_upload_bytes
+        self.request.connection.set_max_body_size(limit + MULTIPART_OVERHEAD)
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+            raise PayloadTooLargeError(
+                f"The file is larger than the limit of {limit // (1024 * 1024)} MB.",
+                {"limit_bytes": limit})
+        self.sink = UploadSink(self.datasets.new_upload_path(),
+                               self.request.headers.get("Content-Type", ""), limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self.sink is None or self._finished:
+            return
+        try:
+            self.sink.feed(chunk)
+        except BIError as exc:
+            self.sink.discard()
+            self.send_error(exc_info=(type(exc), exc, exc.__traceback__))
+
+    def finish_upload(self) -> UploadSink:
+        """The complete upload; its options come from the query or the form."""
+        assert self.sink is not None
+        self.sink.close()
+        return self.sink
+
+    def upload_option(self, name: str) -> str | None:
+        assert self.sink is not None
+        return self.get_query_argument(name, None) or self.sink.fields.get(name) or None
+
+    def on_finish(self) -> None:
+        if self.sink is not None:
+            self.sink.discard()
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        if self.sink is not None:
+            self.sink.discard()
+        super().on_connection_close()
+
+    def write_upload_result(self, dataset: Dataset, version: DatasetVersion, result: Any, status: int) -> None:
+        body = dataset_json(dataset, version)
+        body["detection"] = {"encoding_detected": result.encoding_detected,
+                             "encoding_confidence": result.encoding_confidence,
+                             "delimiter_detected": result.delimiter_detected}
+        self.set_header("Location", f"/api/datasets/{dataset.id}")
+        self.write_json(body, status)
+
+
+class DatasetsHandler(UploadHandler):
+    async def get(self) -> None:
+        assert self.user is not None
+        pairs = await self.datasets.list_visible(self.user)
+        self.write_json({"datasets": [dataset_json(d, v) for d, v in pairs]})
+
+    async def post(self) -> None:
+        if self._finished:
+            return
+        assert self.user is not None
+        sink = self.finish_upload()
+        name = self.upload_option("name") or (PurePath(sink.filename).stem if sink.filename else "")
+        if not name:
+            raise InvalidRequestError("Give the dataset a name: ?name=sales.", {"field": "name"})
+        dataset, version, result = await self.datasets.create(
+            self.user, name, sink.path, self.upload_option("encoding"), self.upload_option("delimiter"))
+        self.write_upload_result(dataset, version, result, 201)
+
+
+class DatasetVersionsHandler(UploadHandler):
+    async def get(self, dataset_id: str) -> None:
+        assert self.user is not None
+        versions = await self.datasets.list_versions(self.user, dataset_id)
+        self.write_json({"versions": [v.public() for v in versions]})
+
+    async def post(self, dataset_id: str) -> None:
+        if self._finished:
+            return
+        assert self.user is not None
+        sink = self.finish_upload()
+        dataset, version, result = await self.datasets.add_version(
+            self.user, dataset_id, sink.path, self.upload_option("encoding"), self.upload_option("delimiter"))
+        self.write_upload_result(dataset, version, result, 201)
+
+
+class DatasetHandler(APIHandler):
+    async def get(self, dataset_id: str) -> None:
+        assert self.user is not None
+        dataset = await self.datasets.get_visible(self.user, dataset_id)
+        version = await self.datasets.get_version(self.user, dataset_id)
+        self.write_json(dataset_json(dataset, version))
+
+    async def delete(self, dataset_id: str) -> None:
+        assert self.user is not None
+        await self.datasets.delete(self.user, dataset_id)
+        self.set_status(204)
+        self.finish()
+
+
+class DatasetPreviewHandler(APIHandler):
+    async def get(self, dataset_id: str) -> None:
+        assert self.user is not None
+        page = await self.datasets.preview(
+            self.user, dataset_id, self.int_argument("version", None),
+            self.int_argument("offset", 0) or 0, self.int_argument("limit", 100) or 0)
+        self.write_json(page)

@@ -1,0 +1,109 @@
+"""Writes a streamed upload body to a file as it arrives, within a byte limit.
+
+The body is either the raw CSV or a ``multipart/form-data`` form whose ``file``
+part is the CSV (small text parts such as ``name`` are kept in ``fields``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from ..errors import InvalidRequestError, PayloadTooLargeError
+
+MAX_FIELD_BYTES = 1024
+FILE_FIELD = "file"
+
+
+class UploadSink:
+    def __init__(self, path: Path, content_type: str, limit: int):
+        self.path = path
+        self.limit = limit
+        self.size = 0
+        self.filename: str | None = None
+        self.fields: dict[str, str] = {}
+        self._file: BinaryIO | None = path.open("xb")
+        self._parser = self._multipart_parser(content_type)
+        self._has_file = self._parser is None
+        self._part: dict[str, str] = {}
+        self._header = [b"", b""]
+        self._value = bytearray()
+
+    def _multipart_parser(self, content_type: str) -> MultipartParser | None:
+        kind, options = parse_options_header(content_type)
+        if kind != b"multipart/form-data":
+            return None
+        boundary = options.get(b"boundary")
+        if not boundary:
+            raise InvalidRequestError("The multipart form has no boundary.")
+        return MultipartParser(boundary, {
+            "on_header_field": lambda data, start, end: self._add_header(0, data[start:end]),
+            "on_header_value": lambda data, start, end: self._add_header(1, data[start:end]),
+            "on_header_end": self._end_header,
+            "on_part_data": lambda data, start, end: self._part_data(data[start:end]),
+            "on_part_end": self._end_part,
+        })
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next piece of the body."""
+        if self._parser is None:
+            self._write(chunk)
+        else:
+            self._parser.write(chunk)
+
+    def close(self) -> None:
+        """The body is complete; the file must hold a CSV."""
+        if self._parser is not None:
+            self._parser.finalize()
+        self._close_file()
+        if not self._has_file:
+            raise InvalidRequestError(f"The form has no {FILE_FIELD!r} part with the CSV file.")
+
+    def discard(self) -> None:
+        """Close and delete the file; safe to call more than once."""
+        self._close_file()
+        self.path.unlink(missing_ok=True)
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise PayloadTooLargeError(
+                f"The file is larger than the limit of {self.limit // (1024 * 1024)} MB.",
+                {"limit_bytes": self.limit})
+        assert self._file is not None
+        self._file.write(data)
+
+    # multipart callbacks -----------------------------------------------------
+    def _add_header(self, index: int, data: bytes) -> None:
+        self._header[index] += data
+
+    def _end_header(self) -> None:
+        field, value = self._header
+        self._header = [b"", b""]
+        if field.lower() == b"content-disposition":
+            _, options = parse_options_header(value)
+            self._part = {k.decode(): v.decode("utf-8", "replace") for k, v in options.items()}
+
+    def _part_data(self, data: bytes) -> None:
+        if self._part.get("name") == FILE_FIELD:
+            self._has_file = True
+            self.filename = self._part.get("filename")
+            self._write(data)
+        else:
+            self._value += data
+            if len(self._value) > MAX_FIELD_BYTES:
+                raise InvalidRequestError(f"The form field {self._part.get('name')!r} is too long.")
+
+    def _end_part(self) -> None:
+        name = self._part.get("name")
+        if name and name != FILE_FIELD:
+            self.fields[name] = self._value.decode("utf-8", "replace")
+        self._value = bytearray()
+        self._part = {}

@@ -1,0 +1,109 @@
+"""Sign-in: password checks with argon2id, HS256 tokens, and the login cool-off."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import argon2
+import jwt
+from traitlets import Integer, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..environment import setting
+from ..errors import AuthenticationError
+from ..logs import audit
+from ..models import User
+from ..storage.base import Store
+from .throttle import LoginThrottle
+
+MIN_KEY_LENGTH = 32
+ALGORITHM = "HS256"
+ISSUER = "bi"
+
+
+class SecretKeyError(ValueError):
+    """The configured signing key cannot be used; the server must not start."""
+
+
+def check_signing_key(key: str) -> None:
+    """Refuse keys too short to resist brute force."""
+    if len(key) < MIN_KEY_LENGTH:
+        raise SecretKeyError(
+            f"JWT_SECRET_KEY has {len(key)} characters; it needs at least {MIN_KEY_LENGTH}. "
+            "Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'")
+
+
+class AuthService(LoggingConfigurable):
+    """Checks passwords, issues tokens and turns a token back into its user."""
+
+    jwt_secret_key = Unicode(help="HS256 signing key for tokens (at least 32 characters).").tag(config=True)
+    token_lifetime = Integer(8 * 3600, help="Seconds a sign-in token stays valid.").tag(config=True)
+    max_failures_per_email = Integer(5, help="Failed sign-ins for one email before it cools off.").tag(config=True)
+    max_failures_per_ip = Integer(20, help="Failed sign-ins from one address before it cools off.").tag(config=True)
+    failure_window = Integer(900, help="Seconds over which failed sign-ins are counted.").tag(config=True)
+    cooloff = Integer(900, help="Seconds a throttled email or address must wait.").tag(config=True)
+
+    @default("jwt_secret_key")
+    def _default_key(self) -> str:
+        return setting("JWT_SECRET_KEY")
+
+    def __init__(self, store: Store, **kwargs):
+        super().__init__(**kwargs)
+        self.store = store
+        self.hasher = argon2.PasswordHasher()
+        self._dummy_hash = self.hasher.hash(uuid.uuid4().hex)
+        self._email_throttle = LoginThrottle(self.max_failures_per_email, self.failure_window, self.cooloff)
+        self._ip_throttle = LoginThrottle(self.max_failures_per_ip, self.failure_window, self.cooloff)
+
+    async def hash_password(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def login(self, email: str, password: str, ip: str) -> tuple[str, User]:
+        """Return a token and the user, or raise ``AuthenticationError``/``RateLimitedError``."""
+        email = email.strip().lower()
+        self._ip_throttle.check(ip)
+        self._email_throttle.check(email)
+        user = await self.store.get_user_by_email(email)
+        verified = await self._verify(user.password_hash if user else None, password)
+        if user is None or not verified:
+            self._email_throttle.failed(email)
+            self._ip_throttle.failed(ip)
+            audit("login_failed", email=email, user_id=user.id if user else None, ip=ip)
+            raise AuthenticationError("The email or password is wrong.")
+        self._email_throttle.succeeded(email)
+        if self.hasher.check_needs_rehash(user.password_hash):
+            await self.store.update_password_hash(user.id, await self.hash_password(password))
+        audit("login_success", email=email, user_id=user.id, ip=ip)
+        return self.issue_token(user), user
+
+    async def _verify(self, password_hash: str | None, password: str) -> bool:
+        """Check a password; an unknown user costs the same time as a known one."""
+        try:
+            return await asyncio.to_thread(self.hasher.verify, password_hash or self._dummy_hash, password)
+        except argon2.exceptions.VerificationError:
+            return False
+        except argon2.exceptions.InvalidHashError:
+            self.log.error("invalid_password_hash")
+            return False
+
+    def issue_token(self, user: User) -> str:
+        now = int(time.time())
+        claims = {"sub": user.id, "iat": now, "exp": now + self.token_lifetime, "iss": ISSUER,
+                  "jti": uuid.uuid4().hex}
+        return jwt.encode(claims, self.jwt_secret_key, algorithm=ALGORITHM)
+
+    async def authenticate(self, token: str) -> User:
+        """The user a token was issued to; ``AuthenticationError`` for any bad token."""
+        try:
+            claims = jwt.decode(token, self.jwt_secret_key, algorithms=[ALGORITHM], issuer=ISSUER,
+                                options={"require": ["sub", "exp", "iat", "iss"]})
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationError("Your session has expired; sign in again.") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("The token is not valid; sign in again.") from exc
+        user = await self.store.get_user(str(claims["sub"]))
+        if user is None:
+            raise AuthenticationError("The token's user no longer exists; sign in again.")
+        return user

@@ -1,0 +1,186 @@
+"""Datasets: CSV uploads become immutable Parquet versions; owners (and admins) see and page them.
+
+An upload arrives as a temporary file. It is converted to Parquet in a worker
+thread, the Parquet blob is stored, then the record that points to it; on any
+failure the blob is removed and the temporary files are always deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import math
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from traitlets import Integer
+from traitlets.config import LoggingConfigurable
+
+from ..csv_import import ImportResult, convert_csv_to_parquet
+from ..errors import ConflictError, InvalidRequestError, NotFoundError
+from ..logs import audit
+from ..models import Dataset, DatasetVersion, User, utcnow
+from ..storage.base import Store
+
+MAX_NAME_LENGTH = 100
+
+
+def validate_name(name: str) -> str:
+    """A dataset name as cards will write it in ``load_dataset(name)``."""
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InvalidRequestError(f"A dataset name needs 1 to {MAX_NAME_LENGTH} characters.",
+                                  {"field": "name"})
+    if any(ch in "/\\" or not ch.isprintable() for ch in name):
+        raise InvalidRequestError("A dataset name cannot contain slashes or control characters.",
+                                  {"field": "name"})
+    return name
+
+
+class DatasetService(LoggingConfigurable):
+    max_upload_bytes = Integer(100 * 1024 * 1024, help="Largest CSV upload in bytes (413 past it).").tag(config=True)
+    max_concurrent_imports = Integer(2, help="CSV conversions running at once; others wait.").tag(config=True)
+    max_preview_rows = Integer(1000, help="Largest page of the preview endpoint.").tag(config=True)
+
+    def __init__(self, store: Store, tmp_dir: Path, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.store = store
+        self.tmp_dir = tmp_dir
+        self._import_slots = asyncio.Semaphore(self.max_concurrent_imports)
+
+    def new_upload_path(self) -> Path:
+        """A fresh temporary path for an incoming upload."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self.tmp_dir / f"upload-{uuid.uuid4().hex}.csv"
+
+    # writes ------------------------------------------------------------------
+    async def create(self, owner: User, name: str, upload: Path, encoding: str | None,
+                     delimiter: str | None) -> tuple[Dataset, DatasetVersion, ImportResult]:
+        name = validate_name(name)
+        if any(d.name == name for d in await self.store.list_datasets(owner.id)):
+            raise ConflictError(
+                f"You already have a dataset named {name!r}; upload a new version of it instead.",
+                {"field": "name"})
+        dataset_id = uuid.uuid4().hex
+        version, result = await self._import(dataset_id, 1, owner, upload, encoding, delimiter)
+        dataset = Dataset(id=dataset_id, owner_id=owner.id, name=name, current_version=1,
+                          created_at=version.created_at, updated_at=version.created_at)
+        await self._commit(version, self.store.create_dataset(dataset, version))
+        audit("dataset_created", dataset_id=dataset_id, owner_id=owner.id, name=name,
+              rows=version.row_count, bytes=version.bytes)
+        return dataset, version, result
+
+    async def add_version(self, user: User, dataset_id: str, upload: Path, encoding: str | None,
+                          delimiter: str | None) -> tuple[Dataset, DatasetVersion, ImportResult]:
+        dataset = await self.get_visible(user, dataset_id)
+        number = dataset.current_version + 1
+        version, result = await self._import(dataset.id, number, user, upload, encoding, delimiter)
+        await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
+        audit("dataset_version_created", dataset_id=dataset.id, version=number, owner_id=dataset.owner_id,
+              user_id=user.id, rows=version.row_count)
+        return await self.get_visible(user, dataset_id), version, result
+
+    async def delete(self, user: User, dataset_id: str) -> None:
+        dataset = await self.get_visible(user, dataset_id)
+        for version in await self.store.delete_dataset(dataset.id):
+            await self.store.delete_blob(version.blob_key)
+        audit("dataset_deleted", dataset_id=dataset.id, owner_id=dataset.owner_id, user_id=user.id)
+
+    async def _import(self, dataset_id: str, number: int, user: User, upload: Path,
+                      encoding: str | None, delimiter: str | None) -> tuple[DatasetVersion, ImportResult]:
+        parquet = upload.with_suffix(".parquet")
+        try:
+            async with self._import_slots:
+                result = await asyncio.to_thread(
+                    convert_csv_to_parquet, upload, parquet, encoding=encoding, delimiter=delimiter)
+            key = f"datasets/{dataset_id}/v{number}-{uuid.uuid4().hex[:12]}.parquet"
+            await self.store.put_blob(key, parquet)
+            size = upload.stat().st_size
+        finally:
+            parquet.unlink(missing_ok=True)
+        version = DatasetVersion(
+            dataset_id=dataset_id, version=number, blob_key=key, row_count=result.row_count,
+            columns=result.columns, bytes=size, encoding=result.encoding,
+            delimiter=result.delimiter, created_at=utcnow(), created_by=user.id)
+        return version, result
+
+    async def _commit(self, version: DatasetVersion, write: Any) -> None:
+        """Await the record write; if it fails, remove the blob it would have pointed to."""
+        try:
+            await write
+        except BaseException:
+            await self.store.delete_blob(version.blob_key)
+            raise
+
+    # reads -------------------------------------------------------------------
+    async def list_visible(self, user: User) -> list[tuple[Dataset, DatasetVersion]]:
+        owner = None if user.role == "admin" else user.id
+        datasets = await self.store.list_datasets(owner)
+        versions = await asyncio.gather(
+            *(self.store.get_dataset_version(d.id, d.current_version) for d in datasets))
+        return [(d, v) for d, v in zip(datasets, versions) if v is not None]
+
+    async def get_visible(self, user: User, dataset_id: str) -> Dataset:
+        """The dataset if ``user`` owns it or is an admin; to anyone else it does not exist."""
+        dataset = await self.store.get_dataset(dataset_id)
+        if dataset is None or not (dataset.owner_id == user.id or user.role == "admin"):
+            raise NotFoundError("No such dataset.")
+        return dataset
+
+    async def get_version(self, user: User, dataset_id: str, number: int | None = None) -> DatasetVersion:
+        dataset = await self.get_visible(user, dataset_id)
+        version = await self.store.get_dataset_version(dataset.id, number or dataset.current_version)
+        if version is None:
+            raise NotFoundError(f"The dataset has no version {number}.")
+        return version
+
+    async def list_versions(self, user: User, dataset_id: str) -> list[DatasetVersion]:
+        dataset = await self.get_visible(user, dataset_id)
+        return await self.store.list_dataset_versions(dataset.id)
+
+    async def preview(self, user: User, dataset_id: str, number: int | None, offset: int,
+                      limit: int) -> dict[str, Any]:
+        """Rows ``offset`` to ``offset + limit`` of a version, as JSON-safe lists."""
+        if offset < 0 or not 1 <= limit <= self.max_preview_rows:
+            raise InvalidRequestError(
+                f"offset must be 0 or more and limit between 1 and {self.max_preview_rows}.")
+        version = await self.get_version(user, dataset_id, number)
+        path = await self.store.blob_path(version.blob_key)
+        rows = await asyncio.to_thread(read_rows, path, offset, limit)
+        return {"dataset_id": dataset_id, "version": version.version, "offset": offset,
+                "limit": limit, "total_rows": version.row_count,
+                "columns": [c.name for c in version.columns], "rows": rows}
+
+
+def read_rows(path: Path, offset: int, limit: int) -> list[list[Any]]:
+    """Read only the row groups that hold the wanted rows."""
+    parquet = pq.ParquetFile(path)
+    start, rows = 0, []
+    for index in range(parquet.num_row_groups):
+        size = parquet.metadata.row_group(index).num_rows
+        if start + size > offset and start < offset + limit:
+            lo = max(offset - start, 0)
+            part = parquet.read_row_group(index).slice(lo, offset + limit - start - lo)
+            rows.extend(zip(*(column.to_pylist() for column in part.columns)))
+        start += size
+        if start >= offset + limit:
+            break
+    return [[json_safe(value) for value in row] for row in rows]
+
+
+def json_safe(value: Any) -> Any:
+    """A cell as JSON can carry it: dates as ISO strings, NaN and infinities as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return value

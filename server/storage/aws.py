@@ -1,0 +1,570 @@
+"""The AWS store: DynamoDB tables for records, S3 buckets for blobs.
+
+Every table has a string partition key ``pk`` and sort key ``sk``; one table
+holds several kinds of item, told apart by their keys:
+
+==========  ======================  ==================  ===============================
+table       pk                      sk                  holds
+==========  ======================  ==================  ===============================
+users       ``USER#<id>``           ``PROFILE``         the user's fields
+users       ``EMAIL#<email>``       ``EMAIL``           ``user_id`` (email uniqueness)
+datasets    ``DATASET#<id>``        ``META``            the dataset's fields
+datasets    ``DATASET#<id>``        ``VERSION#000001``  a version's fields, zero-padded
+datasets    ``OWNER#<owner_id>``    ``NAME#<name>``     ``dataset_id`` (name uniqueness)
+==========  ======================  ==================  ===============================
+
+Writes that must be unique or that can race are transactions with condition
+expressions. Blobs go to the datasets bucket (keys under ``datasets/``) or the
+outputs bucket (everything else) and are read through a local cache under
+``data_dir/blob-cache``; keys are never overwritten, so a cached file stays valid.
+
+All boto3 calls run on a thread pool; the clients are thread-safe and retry
+with botocore's standard mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import os
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from traitlets import Float, Int, Unicode, default
+
+from ..environment import setting
+from ..errors import ConflictError, NotFoundError, StoreClosedError
+from ..models import Column, Dataset, DatasetVersion, User
+from .base import Store
+
+T = TypeVar("T")
+
+TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit")
+BLOB_CACHE = "blob-cache"
+BATCH_GET_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
+# What DynamoDB Local says (UnknownOperationException), and what AWS says for a
+# table whose backups are still being set up: both mean "no PITR for now".
+PITR_UNAVAILABLE = {"UnknownOperationException", "ContinuousBackupsUnavailableException"}
+# Cancellation reasons a caller maps to a domain error; any other reason propagates.
+EXPECTED_CANCELLATIONS = {"None", "ConditionalCheckFailed", "TransactionConflict"}
+MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
+PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class AWSStore(Store):
+    """DynamoDB + S3. ``create_schema()`` (``bi init-tables``) creates the tables and buckets."""
+
+    region_name = Unicode(help="AWS region of the tables and buckets.").tag(config=True)
+    dynamodb_endpoint_url = Unicode(help="DynamoDB endpoint; empty for AWS's own.").tag(config=True)
+    s3_endpoint_url = Unicode(help="S3 endpoint; empty for AWS's own.").tag(config=True)
+    table_prefix = Unicode(help="Prefix of every DynamoDB table name.").tag(config=True)
+    datasets_bucket = Unicode(help="S3 bucket for dataset Parquet files.").tag(config=True)
+    outputs_bucket = Unicode(help="S3 bucket for large card outputs.").tag(config=True)
+    max_attempts = Int(5, help="Attempts per AWS call, the first included (botocore standard retries).").tag(config=True)
+    connect_timeout = Float(5.0, help="Seconds to wait for an AWS connection.").tag(config=True)
+    read_timeout = Float(30.0, help="Seconds to wait for an AWS response.").tag(config=True)
+    max_workers = Int(32, help="Threads (and pooled connections) for AWS calls.").tag(config=True)
+    page_size = Int(0, help="Items per DynamoDB Scan/Query page; 0 lets DynamoDB decide.").tag(config=True)
+
+    @default("region_name")
+    def _default_region_name(self) -> str:
+        return setting("AWS_REGION", "us-east-1")
+
+    @default("dynamodb_endpoint_url")
+    def _default_dynamodb_endpoint_url(self) -> str:
+        return setting("AWS_ENDPOINT_URL_DYNAMODB")
+
+    @default("s3_endpoint_url")
+    def _default_s3_endpoint_url(self) -> str:
+        return setting("AWS_ENDPOINT_URL_S3")
+
+    @default("table_prefix")
+    def _default_table_prefix(self) -> str:
+        return setting("BI_TABLE_PREFIX", "bi_")
+
+    @default("datasets_bucket")
+    def _default_datasets_bucket(self) -> str:
+        return setting("BI_DATASETS_BUCKET", "bi-datasets")
+
+    @default("outputs_bucket")
+    def _default_outputs_bucket(self) -> str:
+        return setting("BI_OUTPUTS_BUCKET", "bi-outputs")
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._dynamodb: Any = None
+        self._s3: Any = None
+        self._closed = False
+
+    # plumbing ----------------------------------------------------------------
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed or self._executor is None:
+            raise StoreClosedError("The store is closed.")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _table(self, kind: str) -> str:
+        return self.table_prefix + kind
+
+    def _connect(self) -> None:
+        session = boto3.session.Session(region_name=self.region_name)
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_pool_connections=self.max_workers,
+        )
+        self._dynamodb = session.client(
+            "dynamodb", endpoint_url=self.dynamodb_endpoint_url or None, config=config)
+        if self.s3_endpoint_url:
+            # MinIO and moto serve buckets by path, not by virtual host name.
+            config = config.merge(Config(s3={"addressing_style": "path"}))
+        self._s3 = session.client("s3", endpoint_url=self.s3_endpoint_url or None, config=config)
+
+    def _disconnect(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
+        executor.shutdown(wait=True)
+        for client in (self._dynamodb, self._s3):
+            if client is not None:
+                client.close()
+
+    def _get(self, kind: str, key: dict[str, str]) -> dict[str, Any] | None:
+        response = self._dynamodb.get_item(
+            TableName=self._table(kind), Key=_serialize(key), ConsistentRead=True)
+        return response.get("Item")
+
+    def _pages(self, operation: str, kind: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated Scan or Query, page after page."""
+        paginator = self._dynamodb.get_paginator(operation)
+        pages = paginator.paginate(
+            TableName=self._table(kind), ConsistentRead=True,
+            PaginationConfig={"PageSize": self.page_size or None}, **params)
+        for page in pages:
+            yield from page["Items"]
+
+    def _scan_sort_key(self, kind: str, sk: str) -> Iterator[dict[str, Any]]:
+        return self._pages("scan", kind, FilterExpression="sk = :sk",
+                           ExpressionAttributeValues=_serialize({":sk": sk}))
+
+    def _query_prefix(self, kind: str, pk: str, sk_prefix: str) -> Iterator[dict[str, Any]]:
+        return self._pages(
+            "query", kind, KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=_serialize({":pk": pk, ":prefix": sk_prefix}))
+
+    def _drain(self, call: Callable[..., dict[str, Any]], requests: dict[str, Any],
+               leftover: str) -> list[dict[str, Any]]:
+        """Repeat a batch call on what DynamoDB left unprocessed, backing off between rounds."""
+        responses = []
+        for attempt in range(self.max_attempts):
+            if attempt:
+                time.sleep(min(0.05 * 2 ** attempt, 2.0))
+            responses.append(call(RequestItems=requests))
+            requests = responses[-1].get(leftover) or {}
+            if not requests:
+                return responses
+        raise RuntimeError(f"DynamoDB left requests unprocessed after {self.max_attempts} rounds.")
+
+    def _batch_get(self, kind: str, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
+        table = self._table(kind)
+        items = []
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            chunk = [_serialize(key) for key in keys[start:start + BATCH_GET_LIMIT]]
+            requests = {table: {"Keys": chunk, "ConsistentRead": True}}
+            for response in self._drain(self._dynamodb.batch_get_item, requests, "UnprocessedKeys"):
+                items.extend(response["Responses"].get(table, []))
+        return items
+
+    def _batch_delete(self, kind: str, keys: list[dict[str, str]]) -> None:
+        table = self._table(kind)
+        for start in range(0, len(keys), BATCH_WRITE_LIMIT):
+            chunk = [{"DeleteRequest": {"Key": _serialize(key)}}
+                     for key in keys[start:start + BATCH_WRITE_LIMIT]]
+            self._drain(self._dynamodb.batch_write_item, {table: chunk}, "UnprocessedItems")
+
+    def _transact(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run a write transaction: ``[]`` when it commits, else the cancellation reasons.
+
+        Reasons other than a failed condition or a conflicting transaction propagate.
+        """
+        try:
+            self._dynamodb.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons", [])
+            if _code(exc) != "TransactionCanceledException" or not reasons or any(
+                    reason.get("Code") not in EXPECTED_CANCELLATIONS for reason in reasons):
+                raise
+            return reasons
+        return []
+
+    # lifecycle ---------------------------------------------------------------
+    async def open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("The store is closed.")
+        if self._executor is not None:
+            return
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            self.max_workers, thread_name_prefix="aws-store")
+        await self._run(self._connect)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._executor is not None:
+            await asyncio.to_thread(self._disconnect, self._executor)
+
+    async def create_schema(self) -> None:
+        await self.open()
+        await self._run(self._create_tables)
+        await self._run(self._create_buckets)
+
+    def _create_tables(self) -> None:
+        names = [self._table(kind) for kind in TABLES]
+        created = [name for name in names if self._create_table(name)]
+        waiter = self._dynamodb.get_waiter("table_exists")
+        for name in names:
+            waiter.wait(TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
+        for name in names:
+            self._enable_pitr(name)
+        if created:
+            self.log.info("Created DynamoDB tables: %s", ", ".join(created))
+
+    def _create_table(self, name: str) -> bool:
+        """Create one table; False if it already exists."""
+        try:
+            self._dynamodb.create_table(
+                TableName=name,
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                      {"AttributeName": "sk", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                           {"AttributeName": "sk", "KeyType": "RANGE"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ResourceInUseException":
+                return False
+            raise
+        return True
+
+    def _enable_pitr(self, name: str) -> None:
+        """Turn point-in-time recovery on; warn and go on where the endpoint cannot."""
+        try:
+            self._dynamodb.update_continuous_backups(
+                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        except ClientError as exc:
+            if _code(exc) not in PITR_UNAVAILABLE:
+                raise
+            self.log.warning("Point-in-time recovery is not available for table %s (%s);"
+                             " run create_schema again to retry.", name, _code(exc))
+
+    def _create_buckets(self) -> None:
+        """Create missing buckets and secure them; existing buckets are left as they are."""
+        names = list(dict.fromkeys([self.datasets_bucket, self.outputs_bucket]))
+        created = [name for name in names if self._create_bucket(name)]
+        for name in created:
+            self._secure_bucket(name)
+        if created:
+            self.log.info("Created S3 buckets: %s", ", ".join(created))
+
+    def _create_bucket(self, name: str) -> bool:
+        """Create one bucket; False if it is already ours."""
+        try:
+            self._s3.head_bucket(Bucket=name)
+            return False
+        except ClientError as exc:
+            if _code(exc) not in MISSING_OBJECT:
+                raise
+        location = ({} if self.region_name == "us-east-1" else
+                    {"CreateBucketConfiguration": {"LocationConstraint": self.region_name}})
+        try:
+            self._s3.create_bucket(Bucket=name, **location)
+        except ClientError as exc:
+            if _code(exc) == "BucketAlreadyOwnedByYou":
+                return False
+            raise
+        return True
+
+    def _secure_bucket(self, name: str) -> None:
+        self._s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        self._s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        self._s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+            setting_name: True for setting_name in PUBLIC_ACCESS_BLOCK})
+
+    # users -------------------------------------------------------------------
+    async def create_user(self, user: User) -> None:
+        await self._run(self._create_user, user)
+
+    def _create_user(self, user: User) -> None:
+        table = self._table("users")
+        reasons = self._transact([
+            _put_new(table, _user_key(user.id), dataclasses.asdict(user)),
+            _put_new(table, _email_key(user.email), {"user_id": user.id}),
+        ])
+        if _failed(reasons, 1):
+            raise ConflictError(f"A user with the email {user.email} already exists.")
+        if reasons:
+            raise ConflictError(f"A user with the id {user.id} already exists.")
+
+    async def get_user(self, user_id: str) -> User | None:
+        item = await self._run(self._get, "users", _user_key(user_id))
+        return _user(item) if item else None
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        item = await self._run(self._get, "users", _email_key(email))
+        return await self.get_user(_plain(item)["user_id"]) if item else None
+
+    async def list_users(self) -> list[User]:
+        items = await self._run(lambda: list(self._scan_sort_key("users", "PROFILE")))
+        return sorted((_user(item) for item in items), key=lambda u: (u.created_at, u.id))
+
+    async def update_password_hash(self, user_id: str, password_hash: str) -> None:
+        await self._run(self._update_password_hash, user_id, password_hash)
+
+    def _update_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Set the hash; like the SQLite store, a missing user is left missing."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table("users"), Key=_serialize(_user_key(user_id)),
+                UpdateExpression="SET password_hash = :hash",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=_serialize({":hash": password_hash}))
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    # datasets ----------------------------------------------------------------
+    async def create_dataset(self, dataset: Dataset, version: DatasetVersion) -> None:
+        await self._run(self._create_dataset, dataset, version)
+
+    def _create_dataset(self, dataset: Dataset, version: DatasetVersion) -> None:
+        table = self._table("datasets")
+        reasons = self._transact([
+            _put_new(table, _meta_key(dataset.id), dataclasses.asdict(dataset)),
+            _put_new(table, _version_key(version.dataset_id, version.version), _version_fields(version)),
+            _put_new(table, _name_key(dataset.owner_id, dataset.name), {"dataset_id": dataset.id}),
+        ])
+        if _failed(reasons, 2):
+            raise ConflictError(f"You already have a dataset named {dataset.name!r}.")
+        if reasons:
+            raise ConflictError(f"A dataset with the id {dataset.id} already exists.")
+
+    async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
+        if version.version != expected_current + 1:
+            raise ConflictError(f"Version {version.version} cannot follow version {expected_current}.")
+        await self._run(self._add_dataset_version, version, expected_current)
+
+    def _add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
+        table = self._table("datasets")
+        reasons = self._transact([
+            {"Update": {
+                "TableName": table,
+                "Key": _serialize(_meta_key(version.dataset_id)),
+                "UpdateExpression": "SET current_version = :new, updated_at = :updated",
+                "ConditionExpression": "current_version = :expected",
+                "ExpressionAttributeValues": _serialize({
+                    ":new": version.version, ":updated": version.created_at,
+                    ":expected": expected_current}),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }},
+            _put_new(table, _version_key(version.dataset_id, version.version), _version_fields(version)),
+        ])
+        if not reasons:
+            return
+        meta = reasons[0]
+        if "Item" in meta:
+            current = _plain(meta["Item"])["current_version"]
+            raise ConflictError(
+                f"The dataset is at version {current}, not {expected_current}; reload and retry.")
+        if meta.get("Code") == "ConditionalCheckFailed":
+            raise NotFoundError("The dataset no longer exists.")
+        raise ConflictError("The dataset was changed at the same time; reload and retry.")
+
+    async def get_dataset(self, dataset_id: str) -> Dataset | None:
+        item = await self._run(self._get, "datasets", _meta_key(dataset_id))
+        return _dataset(item) if item else None
+
+    async def list_datasets(self, owner_id: str | None = None) -> list[Dataset]:
+        if owner_id is None:
+            items = await self._run(lambda: list(self._scan_sort_key("datasets", "META")))
+        else:
+            items = await self._run(self._owned_datasets, owner_id)
+        return _newest_first(_dataset(item) for item in items)
+
+    def _owned_datasets(self, owner_id: str) -> list[dict[str, Any]]:
+        names = self._query_prefix("datasets", f"OWNER#{owner_id}", "NAME#")
+        return self._batch_get("datasets", [_meta_key(_plain(item)["dataset_id"]) for item in names])
+
+    async def get_dataset_version(self, dataset_id: str, version: int) -> DatasetVersion | None:
+        item = await self._run(self._get, "datasets", _version_key(dataset_id, version))
+        return _version(item) if item else None
+
+    async def list_dataset_versions(self, dataset_id: str) -> list[DatasetVersion]:
+        return await self._run(self._list_versions, dataset_id)
+
+    def _list_versions(self, dataset_id: str) -> list[DatasetVersion]:
+        items = self._query_prefix("datasets", f"DATASET#{dataset_id}", "VERSION#")
+        return sorted((_version(item) for item in items), key=lambda v: v.version)
+
+    async def delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
+        return await self._run(self._delete_dataset, dataset_id)
+
+    def _delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
+        """Delete META and NAME first: no version can be added after that, so the list is whole."""
+        item = self._get("datasets", _meta_key(dataset_id))
+        if item is not None:
+            self._delete_dataset_head(_dataset(item))
+        versions = self._list_versions(dataset_id)
+        self._batch_delete("datasets", [_version_key(dataset_id, v.version) for v in versions])
+        return versions
+
+    def _delete_dataset_head(self, dataset: Dataset) -> None:
+        """Delete META and NAME together; the NAME item only while it still names this dataset."""
+        table = self._table("datasets")
+        reasons = self._transact([
+            {"Delete": {"TableName": table, "Key": _serialize(_meta_key(dataset.id))}},
+            {"Delete": {"TableName": table, "Key": _serialize(_name_key(dataset.owner_id, dataset.name)),
+                        "ConditionExpression": "dataset_id = :id",
+                        "ExpressionAttributeValues": _serialize({":id": dataset.id})}},
+        ])
+        if any(reason.get("Code") == "TransactionConflict" for reason in reasons):
+            raise ConflictError("The dataset is being changed; retry the deletion.")
+        # A failed NAME condition means another call deleted both items already.
+
+    # blobs -------------------------------------------------------------------
+    def _cache_file(self, key: str) -> Path:
+        """Where ``key`` is cached; ``NotFoundError`` for a key that could leave the cache."""
+        root = (Path(self.data_dir) / BLOB_CACHE).resolve()
+        if any(part in ("", ".", "..") for part in key.split("/")):
+            raise NotFoundError(f"No blob {key!r}.")
+        path = (root / key).resolve()
+        if not path.is_relative_to(root):
+            raise NotFoundError(f"No blob {key!r}.")
+        return path
+
+    def _bucket(self, key: str) -> str:
+        return self.datasets_bucket if key.split("/", 1)[0] == "datasets" else self.outputs_bucket
+
+    async def put_blob(self, key: str, source: Path) -> None:
+        await self._run(self._put_blob, key, source)
+
+    def _put_blob(self, key: str, source: Path) -> None:
+        self._cache_file(key)  # refuses a key the cache could not hold
+        self._s3.upload_file(str(source), self._bucket(key), key)
+
+    async def blob_path(self, key: str) -> Path:
+        return await self._run(self._fetch_blob, key)
+
+    def _fetch_blob(self, key: str) -> Path:
+        """The cached copy of ``key``, downloaded first if missing; never a partial file."""
+        path = self._cache_file(key)
+        if path.is_file():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        os.close(fd)
+        try:
+            self._s3.download_file(self._bucket(key), key, partial)
+            os.chmod(partial, 0o440)
+            os.replace(partial, path)
+        except ClientError as exc:
+            if _code(exc) in MISSING_OBJECT:
+                raise NotFoundError(f"No blob {key!r}.") from exc
+            raise
+        finally:
+            Path(partial).unlink(missing_ok=True)
+        return path
+
+    async def delete_blob(self, key: str) -> None:
+        await self._run(self._delete_blob, key)
+
+    def _delete_blob(self, key: str) -> None:
+        path = self._cache_file(key)
+        self._s3.delete_object(Bucket=self._bucket(key), Key=key)
+        path.unlink(missing_ok=True)
+
+
+# keys ------------------------------------------------------------------------
+def _user_key(user_id: str) -> dict[str, str]:
+    return {"pk": f"USER#{user_id}", "sk": "PROFILE"}
+
+
+def _email_key(email: str) -> dict[str, str]:
+    return {"pk": f"EMAIL#{email}", "sk": "EMAIL"}
+
+
+def _meta_key(dataset_id: str) -> dict[str, str]:
+    return {"pk": f"DATASET#{dataset_id}", "sk": "META"}
+
+
+def _version_key(dataset_id: str, version: int) -> dict[str, str]:
+    return {"pk": f"DATASET#{dataset_id}", "sk": f"VERSION#{version:06d}"}
+
+
+def _name_key(owner_id: str, name: str) -> dict[str, str]:
+    return {"pk": f"OWNER#{owner_id}", "sk": f"NAME#{name}"}
+
+
+# items -----------------------------------------------------------------------
+def _serialize(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in values.items()}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    """An item's attributes as Python values, without its keys; numbers become ints."""
+    values = {name: _deserializer.deserialize(value) for name, value in item.items()
+              if name not in ("pk", "sk")}
+    return {name: int(value) if isinstance(value, Decimal) else value
+            for name, value in values.items()}
+
+
+def _put_new(table: str, key: dict[str, str], fields: dict[str, Any]) -> dict[str, Any]:
+    """A transaction Put that fails instead of overwriting."""
+    return {"Put": {"TableName": table, "Item": _serialize({**key, **fields}),
+                    "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+def _version_fields(version: DatasetVersion) -> dict[str, Any]:
+    fields = dataclasses.asdict(version)
+    fields["columns"] = [[column.name, column.type] for column in version.columns]
+    return fields
+
+
+def _user(item: dict[str, Any]) -> User:
+    return User(**_plain(item))
+
+
+def _dataset(item: dict[str, Any]) -> Dataset:
+    return Dataset(**_plain(item))
+
+
+def _version(item: dict[str, Any]) -> DatasetVersion:
+    fields = _plain(item)
+    fields["columns"] = tuple(Column(name, type_) for name, type_ in fields["columns"])
+    return DatasetVersion(**fields)
+
+
+def _newest_first(datasets: Iterable[Dataset]) -> list[Dataset]:
+    by_id = sorted(datasets, key=lambda d: d.id)
+    return sorted(by_id, key=lambda d: d.created_at, reverse=True)
+
+
+# errors ----------------------------------------------------------------------
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _failed(reasons: list[dict[str, Any]], index: int) -> bool:
+    """Whether the transaction was cancelled because of its ``index``-th action."""
+    return bool(reasons) and reasons[index].get("Code") != "None"

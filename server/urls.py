@@ -1,0 +1,32 @@
+"""Every route of the API in one list. ``{name}`` in a pattern is one path segment passed as ``name``."""
+
+from __future__ import annotations
+
+import re
+from tornado.web import RequestHandler, URLSpec
+
+from .handlers.auth import LoginHandler, MeHandler, UsersHandler
+from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsHandler,
+                                DatasetVersionsHandler)
+from .handlers.system import HealthHandler, MetricsHandler
+
+ROUTES: list[tuple[str, type[RequestHandler]]] = [
+    ("/api/health", HealthHandler),
+    ("/metrics", MetricsHandler),
+    ("/api/auth/login", LoginHandler),
+    ("/api/me", MeHandler),
+    ("/api/users", UsersHandler),
+    ("/api/datasets", DatasetsHandler),
+    ("/api/datasets/{dataset_id}", DatasetHandler),
+    ("/api/datasets/{dataset_id}/versions", DatasetVersionsHandler),
+    ("/api/datasets/{dataset_id}/preview", DatasetPreviewHandler),
+]
+
+
+def url_specs() -> list[URLSpec]:
+    """Tornado URL specs; each handler gets its pattern as ``endpoint`` for logs and metrics."""
+    specs = []
+    for pattern, handler in ROUTES:
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$"
+        specs.append(URLSpec(regex, handler, {"endpoint": pattern}))
+    return specs

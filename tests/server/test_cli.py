@@ -1,0 +1,188 @@
+"""The ``bi`` command as a person runs it: real subprocesses, real ports, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+
+from ..conftest import aws_store_config
+
+BI = [sys.executable, "-m", "server.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("BI_") or k in ("JWT_SECRET_KEY", "CORS_ORIGINS"))}
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port: int, path: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+class Server:
+    """``bi serve`` in a subprocess, waited for until /api/health answers."""
+
+    def __init__(self, cwd: Path, args: list[str], env: dict[str, str], port: int):
+        self.port = port
+        self.proc = subprocess.Popen([*BI, "serve", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bi serve exited: {self.proc.communicate()}")
+            try:
+                if request(port, "/api/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("bi serve did not answer in 30 s")
+
+    def stop(self) -> tuple[int, str, str]:
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=20)
+        return self.proc.returncode, out, err
+
+
+@pytest.fixture
+def serve(tmp_path):
+    started: list[Server] = []
+
+    def start(*args: str, port: int | None = None, **env: str) -> Server:
+        port = port or free_port()
+        server = Server(tmp_path, ["--port", str(port), "--data-dir", str(tmp_path / "data"), *args],
+                        clean_env(PYTHONPATH=str(ROOT), **env), port)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+
+
+def test_serve_first_start_and_ctrl_c(serve, tmp_path):
+    """First start creates the store, a 0600 key and an admin; Ctrl+C stops it cleanly with JSON logs."""
+    server = serve()
+    data = tmp_path / "data"
+    assert (data / "bi.sqlite3").is_file() and (data / "blobs").is_dir()
+    key_file = data / "jwt_secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(key_file.read_text().strip()) >= 32
+    password = (data / "initial_admin_password").read_text().strip()
+    status, body = request(server.port, "/api/auth/login", {"email": "admin@bi.local", "password": password})
+    assert status == 200 and body["user"]["role"] == "admin"
+    code, out, err = server.stop()
+    assert code == 0
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    assert events[-1] == "server_stopped"
+    assert "initial_admin_created" in events
+    assert f"http://127.0.0.1:{server.port}" in err and "initial_admin_password" in err
+
+
+def test_key_survives_restart(serve):
+    """A token from the first run still works after a restart (the generated key is kept)."""
+    env = {"BI_ADMIN_EMAIL": "boss@example.com", "BI_ADMIN_PASSWORD": "a long password"}
+    first = serve(**env)
+    _, body = request(first.port, "/api/auth/login", {"email": "boss@example.com", "password": "a long password"})
+    first.stop()
+    second = serve(**env)
+    req = urllib.request.Request(f"http://127.0.0.1:{second.port}/api/me",
+                                 headers={"Authorization": f"Bearer {body['access_token']}"})
+    with urllib.request.urlopen(req, timeout=10) as response:
+        assert json.loads(response.read())["email"] == "boss@example.com"
+
+
+def test_short_key_refused(tmp_path):
+    """A JWT_SECRET_KEY under 32 characters stops the server at start with the reason."""
+    result = subprocess.run([*BI, "serve", "--data-dir", str(tmp_path / "d"), "--port", str(free_port())],
+                            env=clean_env(JWT_SECRET_KEY="short", PYTHONPATH=str(ROOT)),
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "at least 32" in result.stderr
+
+
+def test_aws_store_needs_key(tmp_path):
+    """With --store=aws and no key the server refuses to start and says what to set."""
+    result = subprocess.run([*BI, "serve", "--store", "aws", "--data-dir", str(tmp_path / "d"),
+                             "--port", str(free_port())],
+                            env=clean_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "JWT_SECRET_KEY" in result.stderr
+
+
+def test_config_file_and_flags(serve, tmp_path):
+    """bi_config.py in the working directory and --Class.trait flags both configure the server."""
+    port = free_port()
+    (tmp_path / "bi_config.py").write_text(f"c.ServeApp.port = {port}\nc.AuthService.token_lifetime = 120\n")
+    server = serve("--AuthService.token_lifetime=60", port=port,
+                   BI_ADMIN_EMAIL="boss@example.com", BI_ADMIN_PASSWORD="a long password")
+    _, body = request(port, "/api/auth/login", {"email": "boss@example.com", "password": "a long password"})
+    assert body["expires_in"] == 60
+    server.stop()
+
+
+def test_user_add_then_sign_in(serve, tmp_path):
+    """bi user add writes a user the running server can sign in."""
+    data = tmp_path / "data"
+    result = subprocess.run([*BI, "user", "add", "ana@example.com", "--name", "アナ", "--role", "admin",
+                             "--data-dir", str(data), "--password-stdin"],
+                            input="ana's password\n", env=clean_env(PYTHONPATH=str(ROOT)),
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ana@example.com" in result.stdout
+    again = subprocess.run([*BI, "user", "add", "ana@example.com", "--data-dir", str(data), "--password-stdin"],
+                           input="another password\n", env=clean_env(PYTHONPATH=str(ROOT)),
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    server = serve()
+    status, body = request(server.port, "/api/auth/login", {"email": "ana@example.com", "password": "ana's password"})
+    assert status == 200 and body["user"]["name"] == "アナ"
+
+
+def test_init_tables_on_aws(moto_endpoint, tmp_path):
+    """bi init-tables creates the tables and buckets on the AWS store, and can run again."""
+    names = aws_store_config(moto_endpoint)
+    env = clean_env(PYTHONPATH=str(ROOT), BI_STORE="aws", AWS_ENDPOINT_URL_DYNAMODB=moto_endpoint,
+                    AWS_ENDPOINT_URL_S3=moto_endpoint, AWS_REGION="us-east-1",
+                    BI_TABLE_PREFIX=names["table_prefix"], BI_DATASETS_BUCKET=names["datasets_bucket"],
+                    BI_OUTPUTS_BUCKET=names["outputs_bucket"])
+    for _ in range(2):
+        result = subprocess.run([sys.executable, str(ROOT / "ops" / "init_tables.py"), "--data-dir", str(tmp_path)],
+                                env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    for table in ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit"):
+        described = dynamodb.describe_table(TableName=names["table_prefix"] + table)["Table"]
+        assert described["TableStatus"] == "ACTIVE"
+    buckets = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").list_buckets()
+    assert {names["datasets_bucket"], names["outputs_bucket"]} <= {b["Name"] for b in buckets["Buckets"]}

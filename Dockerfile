@@ -1,0 +1,16 @@
+# The API server image (the executor image is kernel_image/Dockerfile).
+FROM python:3.11-slim
+RUN useradd --system --create-home --uid 10001 bi
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY server ./server
+COPY kernels ./kernels
+COPY ops ./ops
+RUN pip install --no-cache-dir . && mkdir -p /data && chown bi:bi /data
+USER bi
+ENV BI_DATA_DIR=/data
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/health', timeout=2)"
+ENTRYPOINT ["bi"]
+CMD ["serve", "--ip", "0.0.0.0", "--port", "8000"]

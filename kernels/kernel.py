@@ -1,0 +1,137 @@
+"""The locked-down kernel: an IPython kernel with the card policy, ``load_dataset`` and Bokeh JSON.
+
+Two ways to start one, serving the Jupyter protocol over the ``tcp`` or ``ipc`` transport of its
+connection file:
+
+- ``python -P -m kernels.kernel -f <connection file> [--dataset-dir=<dir>]`` (``-P``: no
+  working directory on ``sys.path``);
+- ``serve(connection_file, dataset_dir)`` in a process forked from the template, which has
+  imported this module (and so everything it needs) before forking.
+
+The connection file is only read when it names every port (for ``ipc``, any positive numbers: the
+sockets are ``<ip>-<port>``); given port 0, the kernel picks ports and rewrites the file.
+
+The user namespace offers ``load_dataset`` and nothing else pre-imported: cards import pandas,
+numpy and bokeh themselves (already loaded, so it costs nothing) and stay plain Python.
+
+What the kernel does not do, so that it runs under a read-only root, an empty environment and
+a seccomp filter without fork: it reads no config files (configuration comes from argv or
+``serve`` only), creates no profile directory, writes no history database, runs no startup files,
+loads no extensions, does not add the working directory to ``sys.path`` itself, names cells
+``<ipython-input-N-...>`` (ipykernel's names need ``tempfile.gettempdir()``, which probes for a
+writable directory by creating files), binds no TCP pipe for subprocess output, offers no debugger
+(debugpy would spawn an adapter process), and refuses every magic and shell escape (``policy``).
+It starts threads (heartbeat, iopub, control, shell channel, stdout/stderr fd capture) but no
+processes; ``tests/kernels/test_kernel.py`` checks that with audit hooks.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+# No debugger: debugpy would start an adapter process, and importing it already runs `uname -p`.
+# With the import refused, ipykernel's debugger module (imported here, once) reports it missing.
+sys.modules.setdefault("debugpy", None)
+
+# Modules ipykernel and IPython import lazily while a kernel starts: imported here so that the
+# template has them before it forks (saves ~10 ms per kernel, no module files read after sandboxing).
+import faulthandler  # noqa: E402,F401
+import pdb  # noqa: E402,F401
+
+import IPython.core.completerlib  # noqa: E402,F401
+import IPython.core.debugger  # noqa: E402,F401
+import IPython.core.logger  # noqa: E402,F401
+import IPython.core.oinspect  # noqa: E402,F401
+import ipykernel.debugger  # noqa: E402,F401
+import tornado.platform.asyncio  # noqa: E402,F401
+import zmq  # noqa: E402
+from IPython.core.compilerop import CachingCompiler  # noqa: E402
+from IPython.core.profiledir import ProfileDir
+from ipykernel.iostream import IOPubThread
+from ipykernel.ipkernel import IPythonKernel
+from ipykernel.kernelapp import IPKernelApp, kernel_aliases
+from ipykernel.zmqshell import ZMQInteractiveShell
+from jupyter_client.session import Session
+from traitlets import Bool, Dict, Type, Unicode
+from traitlets.config import Config
+
+from kernels import bokeh_output, helpers, policy
+
+
+class LockedDownKernel(IPythonKernel):
+    """An IPython kernel whose user namespace runs under ``kernels.policy``."""
+
+    implementation = "bi-cards"
+    compiler_class = Type(CachingCompiler)
+    dataset_dir = Unicode(helpers.DEFAULT_DATASET_DIR,
+                          help="Directory of the session's datasets (kernels.helpers).").tag(config=True)
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.shell.user_ns["load_dataset"] = helpers.loader(self.dataset_dir)
+        bokeh_output.install(self.shell)
+        policy.install(self.shell)
+
+
+class LockedDownKernelApp(IPKernelApp):
+    """``IPKernelApp`` for ``LockedDownKernel``, touching no files but its connection file."""
+
+    name = "bi-kernel"
+    kernel_class = Type(LockedDownKernel, klass="ipykernel.kernelbase.Kernel")
+    classes = [LockedDownKernel, ZMQInteractiveShell, ProfileDir, Session]
+    aliases = Dict({**kernel_aliases, "dataset-dir": "LockedDownKernel.dataset_dir"})
+    ignore_cwd = Bool(True)
+
+    def initialize(self, argv: Any = None) -> None:
+        self.config.HistoryManager.enabled = False  # no history.sqlite, no saving thread
+        super().initialize(argv)
+
+    def init_profile_dir(self) -> None:
+        """A profile without a directory: nothing is read from or written to it."""
+        self.profile_dir = ProfileDir(config=self.config)
+
+    def init_config_files(self) -> None:
+        """No config files to stage."""
+
+    def load_config_file(self, *args: Any, **kwargs: Any) -> None:
+        """No config files (they are Python code); argv and ``serve`` configure the kernel."""
+
+    def init_iopub(self, context: Any) -> None:
+        """As ipykernel's, without the TCP pipe that collects output of forked subprocesses."""
+        self.iopub_socket = context.socket(zmq.XPUB)
+        self.iopub_socket.linger = 1000
+        self._apply_curve_server_options(self.iopub_socket)
+        self.iopub_port = self._bind_socket(self.iopub_socket, self.iopub_port)
+        self.configure_tornado_logger()
+        self.iopub_thread = IOPubThread(self.iopub_socket, pipe=False, session=self.session)
+        self.iopub_thread.start()
+        self.iopub_socket = self.iopub_thread.background_socket
+
+    def log_connection_info(self) -> None:
+        """Record the ports; print no "how to connect" banner."""
+        self._ports = {"shell": self.shell_port, "iopub": self.iopub_port, "stdin": self.stdin_port,
+                       "hb": self.hb_port, "control": self.control_port}
+
+    def init_extensions(self) -> None:
+        """No IPython extensions (the default one, storemagic, is a magic)."""
+
+    def init_code(self) -> None:
+        """No startup files, PYTHONSTARTUP or exec_lines."""
+
+
+def serve(connection_file: str, dataset_dir: str = helpers.DEFAULT_DATASET_DIR) -> None:
+    """Serve a kernel in this process until it is shut down (for the template's forked children)."""
+    config = Config({"LockedDownKernel": {"dataset_dir": dataset_dir}})
+    app = LockedDownKernelApp.instance(config=config)
+    app.initialize(["-f", connection_file])
+    app.start()
+
+
+def main() -> None:
+    """``python -m kernels.kernel -f <connection file>``."""
+    LockedDownKernelApp.launch_instance()
+
+
+if __name__ == "__main__":
+    main()

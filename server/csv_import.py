@@ -1,13 +1,14 @@
 """Convert an uploaded CSV file to Parquet.
 
 A byte sample (the head plus a few pieces from further in) picks the encoding: a BOM, strict
-UTF-8, else charset-normalizer. The decoded head picks the delimiter. Non-UTF-8 input goes
-through pyarrow's transcoding stream in small steps (so no decode call holds the GIL for
-long); pyarrow's streaming CSV reader parses it block by block while a second thread writes
-each batch to a ParquetWriter, so memory is bounded by a few blocks. Column types come from
-the first block; when a later block does not fit, the column is widened and the file is read
-again from the start. Every data problem becomes an UnprocessableError naming the line and
-the reason, and the target file is removed.
+UTF-8, else charset-normalizer. The decoded head picks the delimiter. A feed hands pyarrow's
+streaming CSV reader the file as UTF-8, one block at a time and only a few blocks ahead of
+the batches consumed, transcoding in small steps; a second thread writes the batches,
+gathered into row groups, to a ParquetWriter. Memory is thus bounded by a few blocks and
+one row group whatever the file size or core count. Column types come from the first
+block; when a later block does not fit, the column is widened and the file is read again
+from the start. Every data problem becomes an UnprocessableError naming the line and the
+reason, and the target file is removed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import dataclasses
 import io
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import charset_normalizer
@@ -31,17 +32,18 @@ import pyarrow.parquet as pq
 from server.errors import InvalidRequestError, UnprocessableError
 from server.models import Column
 
-FIRST_BLOCK_SIZE = 16 << 20
-BLOCK_SIZE = 4 << 20
+FIRST_BLOCK_SIZE = 8 << 20
+BLOCK_SIZE = 2 << 20
 TRANSCODE_STEP = 256 << 10
 READ_AHEAD_BLOCKS = 3
 READ_AHEAD_TIMEOUT = 2.0
-USE_THREADS = True
+ROW_GROUP_BYTES = 8 << 20
 MAX_ATTEMPTS = 8
 COMPRESSION = "zstd"
 SAMPLE_HEAD_BYTES = 1 << 20
 SAMPLE_PIECE_BYTES = 64 << 10
 SAMPLE_PIECES = 4
+DETECTION_BYTES = 160 << 10
 SNIFF_CHARS = 64 << 10
 DELIMITERS = (",", "\t", ";", "|")
 TIMESTAMP_PARSERS = (pacsv.ISO8601, "%Y/%m/%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M")
@@ -58,6 +60,8 @@ _SJIS_FAMILY = frozenset({"cp932", "shift_jis", "shift_jis_2004", "shift_jisx021
 _EUC_FAMILY = frozenset({"euc_jp", "euc_jis_2004", "euc_jisx0213"})
 _SUPERSETS = {**dict.fromkeys(_SJIS_FAMILY, "cp932"), **dict.fromkeys(_EUC_FAMILY, "euc_jp")}
 _JAPANESE_CHAOS_MARGIN = 0.1
+_UTF8_DAMAGE_RATIO = 20
+_WIDE_UNICODE = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le"]
 _NATIVE_UTF8 = frozenset({"utf-8", "utf-8-sig"})
 _CONVERSION_ERROR = re.compile(
     r"In CSV column #(\d+): CSV conversion error to [^:]+: invalid value '(.*)'\Z", re.S
@@ -113,6 +117,8 @@ class _Plan:
 
 
 class _Retry(Exception):
+    """Read again with ``plan``; ``names`` are the columns of the failed attempt."""
+
     def __init__(self, plan: _Plan, names: list[str]):
         super().__init__("retry")
         self.plan = plan
@@ -120,13 +126,15 @@ class _Retry(Exception):
 
 
 class _RaggedRow(Exception):
+    """A record had more or fewer fields than the header."""
+
     def __init__(self, row: pacsv.InvalidRow):
         super().__init__("ragged row")
         self.row = row
 
 
 class _BadBytes(Exception):
-    pass
+    """Bytes invalid in the encoding reached pyarrow's native UTF-8 path."""
 
 
 class _RaggedRowCatcher:
@@ -145,7 +153,7 @@ def _given_encoding(name: str) -> _Encoding:
     """The caller's encoding under its canonical codec name, if it is a text encoding."""
     try:
         canonical = codecs.lookup(name).name
-        b"".decode(canonical)
+        "".encode(canonical)
     except LookupError:
         raise InvalidRequestError(f"unknown encoding {name!r}") from None
     return _Encoding(canonical, detected=False, confidence=1.0)
@@ -158,13 +166,15 @@ def _check_delimiter(delimiter: str | None) -> None:
         )
 
 
-def _convert(source: Path, target: Path, given: _Encoding | None, delimiter: str | None) -> ImportResult:
+def _convert(
+    source: Path, target: Path, given: _Encoding | None, delimiter: str | None
+) -> ImportResult:
     sample = _read_sample(source)
     chosen = given or _detect_encoding(sample)
     text = _decode_head(sample, chosen.name)
     if sample.whole and not text.lstrip("\ufeff").strip():
         raise UnprocessableError("The file is empty.", {"line": None, "reason": "empty file"})
-    plan = _Plan(chosen.name, delimiter or _sniff_delimiter(text, sample.whole))
+    plan = _Plan(chosen.name, delimiter or _sniff_delimiter(text))
     try:
         rows, schema = _convert_with_retries(source, target, plan)
     except (UnicodeDecodeError, _BadBytes):
@@ -220,7 +230,8 @@ def _detect_encoding(sample: _Sample) -> _Encoding:
             return _Encoding(name, detected=True, confidence=1.0)
     if _is_utf8(sample):
         return _Encoding("utf-8", detected=True, confidence=1.0)
-    return _guess_encoding(_non_ascii_lines(sample))
+    data = _non_ascii_lines(sample)
+    return _damaged_utf8(data) or _guess_encoding(data)
 
 
 def _is_utf8(sample: _Sample) -> bool:
@@ -233,26 +244,54 @@ def _is_utf8(sample: _Sample) -> bool:
     return True
 
 
+def _damaged_utf8(data: bytes) -> _Encoding | None:
+    """UTF-8 if valid multi-byte characters outnumber invalid bytes many times over.
+
+    Such a file is UTF-8 with a few corrupt bytes, better reported by line than read as
+    some legacy code page. CP932 and EUC-JP text is mostly invalid as UTF-8.
+    """
+    text = data.decode("utf-8", "replace")
+    damaged = text.count("\ufffd")
+    valid = len(text) - len(text.encode("ascii", "ignore")) - damaged
+    if valid < _UTF8_DAMAGE_RATIO * damaged:
+        return None
+    return _Encoding("utf-8", detected=True, confidence=round(valid / (valid + damaged), 3))
+
+
 def _non_ascii_lines(sample: _Sample) -> bytes:
-    """The sample's lines that carry any information about the encoding."""
-    return b"".join(
-        line
-        for part in (sample.head, *sample.pieces)
-        for line in part.splitlines(keepends=True)
-        if not line.isascii()
-    )
+    """The sample's lines that carry any information about the encoding, up to a budget per part.
+
+    The budget keeps detection fast on big files while every part still has its say.
+    """
+    parts = (sample.head, *sample.pieces)
+    budget = DETECTION_BYTES // len(parts)
+    chosen: list[bytes] = []
+    for part in parts:
+        taken = 0
+        for line in part.splitlines(keepends=True):
+            if taken >= budget:
+                break
+            if not line.isascii():
+                chosen.append(line)
+                taken += len(line)
+    return b"".join(chosen)
 
 
 def _guess_encoding(data: bytes) -> _Encoding:
-    """charset-normalizer's verdict, nudged towards Japanese codecs and their supersets."""
-    matches = list(charset_normalizer.from_bytes(data, threshold=1.0))
+    """charset-normalizer's verdict, nudged towards Japanese codecs and their supersets.
+
+    UTF-16/32 are only recognised by their BOM: without one, lines are not 0x0A-delimited
+    and a short sample of stray bytes too easily "decodes" as UTF-16.
+    """
+    matches = list(charset_normalizer.from_bytes(data, threshold=1.0, cp_exclusion=_WIDE_UNICODE))
     if not matches:
         raise UnprocessableError(
             f"The file's text encoding could not be detected; {_ENCODING_HINT}.",
             {"line": None, "reason": "unknown encoding"},
         )
     match = _prefer_japanese(matches)
-    return _Encoding(_superset(match.encoding, data), detected=True, confidence=round(1.0 - match.chaos, 3))
+    confidence = round(1.0 - match.chaos, 3)
+    return _Encoding(_superset(match.encoding, data), detected=True, confidence=confidence)
 
 
 def _prefer_japanese(matches: list[charset_normalizer.CharsetMatch]) -> charset_normalizer.CharsetMatch:
@@ -285,10 +324,10 @@ def _decode_head(sample: _Sample, encoding: str) -> str:
     return decoder.decode(sample.head, final=sample.whole)
 
 
-def _sniff_delimiter(text: str, whole: bool) -> str:
+def _sniff_delimiter(text: str) -> str:
     """The candidate giving the header at least two fields and the most rows of its width."""
     chunk = text[:SNIFF_CHARS]
-    if len(text) > SNIFF_CHARS or not whole:
+    if len(text) > SNIFF_CHARS:
         chunk = chunk[: chunk.rfind("\n") + 1] or chunk
     scores = {delimiter: _consistency(chunk, delimiter) for delimiter in DELIMITERS}
     best = max(DELIMITERS, key=scores.__getitem__)
@@ -316,7 +355,8 @@ def _convert_with_retries(source: Path, target: Path, plan: _Plan) -> tuple[int,
         except _Retry as retry:
             target.unlink(missing_ok=True)
             plan, names = retry.plan, retry.names
-    return _attempt(source, target, dataclasses.replace(plan, column_types=dict.fromkeys(names, pa.string())))
+    all_strings = dataclasses.replace(plan, column_types=dict.fromkeys(names, pa.string()))
+    return _attempt(source, target, all_strings)
 
 
 def _attempt(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
@@ -347,8 +387,11 @@ def _attempt(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
 class _Utf8Feed(io.RawIOBase):
     """The file as UTF-8, one block per read, at most ``READ_AHEAD_BLOCKS`` ahead of the consumer.
 
-    pyarrow's reader would otherwise read (and transcode) far ahead of the parser. Decoding runs
-    in ``TRANSCODE_STEP`` slices so that no single call holds the GIL for long.
+    Used instead of ``ReadOptions(encoding=...)``: pyarrow's background reader runs up to 32
+    blocks ahead of the parser (the whole file, for fast input) and its transcoder decodes a
+    whole block per call, holding the GIL meanwhile. Here decoding runs in ``TRANSCODE_STEP``
+    slices. The first block is ``FIRST_BLOCK_SIZE`` long, for type inference; later ones are
+    ``BLOCK_SIZE``.
     """
 
     def __init__(self, file: io.BufferedReader, encoding: str):
@@ -357,7 +400,6 @@ class _Utf8Feed(io.RawIOBase):
         self._decoder = None if encoding in _NATIVE_UTF8 else codecs.getincrementaldecoder(encoding)()
         self._rest = b""
         self._block_size = FIRST_BLOCK_SIZE
-        self._eof = False
         self._reads_left = READ_AHEAD_BLOCKS
         self._stopped = False
         self._turn = threading.Condition()
@@ -365,27 +407,35 @@ class _Utf8Feed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytearray:
+    def read(self, size: int = -1) -> pa.Buffer:
         if not self._take_turn():
-            return bytearray()
+            return pa.py_buffer(b"")
         size, self._block_size = min(size, self._block_size), BLOCK_SIZE
         block = pa.allocate_buffer(size, resizable=True)
-        view = memoryview(block).cast("B")
-        filled = 0
-        while filled < size:
-            piece = self._rest or self._step()
-            if not piece:
-                break
-            taken = min(len(piece), size - filled)
-            view[filled : filled + taken] = memoryview(piece)[:taken]
-            self._rest = piece[taken:]
-            filled += taken
-        view.release()
+        with memoryview(block).cast("B") as view:
+            filled = self._file.readinto(view) if self._decoder is None else self._transcode_into(view)
         block.resize(filled)
         return block
 
+    def _transcode_into(self, view: memoryview) -> int:
+        """Fill ``view`` with UTF-8 decoded step by step; the rest waits for the next read."""
+        filled = 0
+        while filled < len(view):
+            piece = self._rest or self._step()
+            if not piece:
+                break
+            taken = min(len(piece), len(view) - filled)
+            view[filled : filled + taken] = memoryview(piece)[:taken]
+            self._rest = piece[taken:]
+            filled += taken
+        return filled
+
     def _take_turn(self) -> bool:
-        """Wait until the consumer is close enough behind (or a timeout passes); False once stopped."""
+        """Wait until the consumer is close enough behind; False once stopped.
+
+        pyarrow needs block k+1 before it yields batch k; the timeout only guards against it
+        ever needing more look-ahead than that, turning a would-be deadlock into a slowdown.
+        """
         with self._turn:
             self._turn.wait_for(lambda: self._stopped or self._reads_left > 0, READ_AHEAD_TIMEOUT)
             self._reads_left -= 1
@@ -393,8 +443,7 @@ class _Utf8Feed(io.RawIOBase):
 
     def _step(self) -> bytes:
         raw = self._file.read(TRANSCODE_STEP)
-        self._eof = not raw
-        return raw if self._decoder is None else self._decoder.decode(raw, final=self._eof).encode()
+        return self._decoder.decode(raw, final=not raw).encode()
 
     def batch_consumed(self) -> None:
         with self._turn:
@@ -411,7 +460,6 @@ def _reader_options(plan: _Plan, catcher: _RaggedRowCatcher) -> dict:
     return {
         "read_options": pacsv.ReadOptions(
             block_size=FIRST_BLOCK_SIZE,
-            use_threads=USE_THREADS,
             column_names=plan.column_names,
             skip_rows=1 if plan.column_names else 0,
         ),
@@ -484,23 +532,43 @@ def _parses_as_float(value: str) -> bool:
 
 
 def _write(reader: pacsv.CSVStreamingReader, target: Path, batch_consumed: Callable[[], None]) -> int:
-    """Write every batch to ``target``, each write overlapping the read of the next batch."""
+    """Write the batches to ``target`` in row groups of about ``ROW_GROUP_BYTES`` (in memory).
+
+    Each row group is written on a second thread while the next one is being read.
+    """
     rows = 0
     writer = pq.ParquetWriter(target, reader.schema, compression=COMPRESSION)
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            pending = None
-            for batch in reader:
-                batch_consumed()
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(writer.write_batch, batch)
-                rows += batch.num_rows
-            if pending is not None:
+            pending = pool.submit(lambda: None)
+            for group in _row_groups(reader, batch_consumed):
                 pending.result()
+                pending = pool.submit(writer.write_table, group)
+                rows += group.num_rows
+            pending.result()
     finally:
         writer.close()
     return rows
+
+
+def _row_groups(
+    reader: pacsv.CSVStreamingReader, batch_consumed: Callable[[], None]
+) -> Iterator[pa.Table]:
+    """The reader's batches gathered into tables of at least ``ROW_GROUP_BYTES`` (but the last).
+
+    Larger row groups compress markedly better than one per block.
+    """
+    batches: list[pa.RecordBatch] = []
+    size = 0
+    for batch in reader:
+        batch_consumed()
+        batches.append(batch)
+        size += batch.nbytes
+        if size >= ROW_GROUP_BYTES:
+            yield pa.Table.from_batches(batches)
+            batches, size = [], 0
+    if batches:
+        yield pa.Table.from_batches(batches)
 
 
 def _encoding_error(source: Path, chosen: _Encoding) -> UnprocessableError:
@@ -508,7 +576,8 @@ def _encoding_error(source: Path, chosen: _Encoding) -> UnprocessableError:
     how = "detected as" if chosen.detected else "read as"
     where = f"Line {line}" if line is not None else "The file"
     return UnprocessableError(
-        f"{where} is not valid {chosen.name} text (the file was {how} {chosen.name}); {_ENCODING_HINT}.",
+        f"{where} is not valid {chosen.name} text (the file was {how} {chosen.name}); "
+        f"{_ENCODING_HINT}.",
         {"line": line, "reason": f"invalid {chosen.name} byte sequence"},
     )
 
@@ -584,7 +653,9 @@ def _arrow_error(exc: pa.ArrowException) -> UnprocessableError:
     reason = _clean_reason(exc)
     if reason.startswith("Empty CSV file"):
         return _header_only_error()
-    return UnprocessableError(f"The CSV file could not be read: {reason}", {"line": None, "reason": reason})
+    return UnprocessableError(
+        f"The CSV file could not be read: {reason}", {"line": None, "reason": reason}
+    )
 
 
 def _clean_reason(exc: Exception) -> str:

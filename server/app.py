@@ -40,6 +40,7 @@ from .urls import url_specs
 log = get_logger("bi.app")
 
 INITIAL_ADMIN_EMAIL = "admin@bi.local"
+UPLOAD_CHUNK_BYTES = 1024 * 1024  # fewer, larger reads of request bodies (Tornado's default is 64 KiB)
 
 
 class StartupError(Exception):
@@ -187,7 +188,7 @@ class ServeApp(BIApp):
         except OSError as exc:
             await self.store_instance.close()
             raise StartupError(f"cannot listen on {self.ip}:{self.port}: {exc.strerror}") from exc
-        server = httpserver.HTTPServer(app, xheaders=self.trust_proxy_headers)
+        server = httpserver.HTTPServer(app, xheaders=self.trust_proxy_headers, chunk_size=UPLOAD_CHUNK_BYTES)
         server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
         url = f"http://{self.ip}:{port}"

@@ -1,0 +1,132 @@
+"""Start sandboxed kernels forked from the template, and stop them.
+
+Each kernel gets a host directory ``<run_dir>/<first characters of its id>/`` holding its ipc sockets and
+its connection file (owned by the kernel's uid, mode 0700: no other kernel can connect),
+and a ``datasets/`` folder the agent fills and the kernel may only read. The sandbox binds
+that directory, and nothing else of the host that is writable, into the kernel's view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.asynchronous import AsyncKernelClient
+
+from .sandbox import SandboxConfig, UidAllocator
+from .template_client import TemplateClient
+
+CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+DIRECTORY_NAME_LENGTH = 12
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
+SOCKET_SUFFIX = "/kernel-5"
+
+
+@dataclasses.dataclass
+class LaunchedKernel:
+    kernel_id: str
+    uid: int
+    pid: int
+    directory: Path
+    connection: dict[str, Any]
+    sandbox: SandboxConfig
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.directory / "datasets"
+
+
+class KernelLauncher:
+    """Forks kernels through the template, each in its own sandbox with its own uid."""
+
+    def __init__(self, run_dir: Path, uids: UidAllocator, sandbox_defaults: dict[str, Any] | None = None):
+        self.run_dir = run_dir
+        self.uids = uids
+        self.sandbox_defaults = sandbox_defaults or {}
+        self.kernels: dict[str, LaunchedKernel] = {}
+        self.exited: dict[str, asyncio.Future[int]] = {}
+        self.template = TemplateClient(on_exit=self._on_exit)
+
+    async def start(self) -> None:
+        longest = len(str(self.run_dir.resolve())) + 1 + DIRECTORY_NAME_LENGTH + len(SOCKET_SUFFIX)
+        if longest > SOCKET_PATH_MAX:
+            raise ValueError(f"the run directory {self.run_dir} is too long for unix socket paths "
+                             f"({longest} > {SOCKET_PATH_MAX} bytes); pick a shorter one")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o711)
+        await self.template.start()
+
+    async def launch(self) -> LaunchedKernel:
+        """Fork a new sandboxed kernel and wait until it answers ``kernel_info``."""
+        kernel_id = uuid.uuid4().hex
+        uid = self.uids.allocate()
+        directory = self.run_dir.resolve() / kernel_id[:DIRECTORY_NAME_LENGTH]
+        try:
+            connection = self._prepare_directory(directory, uid)
+            config = SandboxConfig(uid=uid, gid=uid, ipc_dir=str(directory), name=kernel_id,
+                                   **self.sandbox_defaults)
+            self.exited[kernel_id] = asyncio.get_running_loop().create_future()
+            pid = await self.template.spawn({
+                "kernel_id": kernel_id, "connection_file": str(directory / "connection.json"),
+                "dataset_dir": str(directory / "datasets"), "sandbox": dataclasses.asdict(config)})
+        except BaseException:
+            self._cleanup(kernel_id, directory, uid, None)
+            raise
+        kernel = LaunchedKernel(kernel_id, uid, pid, directory, connection, config)
+        self.kernels[kernel_id] = kernel
+        return kernel
+
+    def _prepare_directory(self, directory: Path, uid: int) -> dict[str, Any]:
+        directory.mkdir(mode=0o700)
+        (directory / "datasets").mkdir(mode=0o755)
+        connection = {"transport": "ipc", "ip": str(directory / "kernel"),
+                      "key": secrets.token_hex(32), "signature_scheme": "hmac-sha256",
+                      **{f"{name}_port": number for number, name in enumerate(CHANNELS, 1)}}
+        file = directory / "connection.json"
+        file.write_text(json.dumps(connection))
+        file.chmod(0o400)
+        os.chown(file, uid, uid)
+        os.chown(directory, uid, uid)
+        return connection
+
+    def client(self, kernel: LaunchedKernel) -> AsyncKernelClient:
+        client = AsyncKernelClient()
+        client.load_connection_info(kernel.connection)
+        return client
+
+    async def stop(self, kernel_id: str) -> None:
+        """Kill the kernel (its reaper, so the whole PID namespace dies) and remove its traces."""
+        kernel = self.kernels.pop(kernel_id, None)
+        if kernel is None:
+            return
+        try:
+            os.kill(kernel.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await asyncio.wait_for(asyncio.shield(self.exited[kernel_id]), 10)
+        self._cleanup(kernel_id, kernel.directory, kernel.uid, kernel.sandbox)
+
+    def _cleanup(self, kernel_id: str, directory: Path, uid: int, sandbox: SandboxConfig | None) -> None:
+        self.exited.pop(kernel_id, None)
+        if sandbox is not None and sandbox.applies("cgroup"):
+            sandbox.cgroup().remove()
+        shutil.rmtree(directory, ignore_errors=True)
+        self.uids.release(uid)
+
+    def _on_exit(self, kernel_id: str, status: int) -> None:
+        future = self.exited.get(kernel_id)
+        if future is not None and not future.done():
+            future.set_result(status)
+
+    async def close(self) -> None:
+        for kernel_id in list(self.kernels):
+            await self.stop(kernel_id)
+        await self.template.stop()

@@ -1,0 +1,45 @@
+"""The kernel's environment: a short allowlist, and nothing of the parent's left in the process."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Mapping
+
+from kernels.sandbox.errors import SandboxError
+
+DEFAULT = {
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/tmp/workdir",
+    "TMPDIR": "/tmp/workdir",
+    "LANG": "C.UTF-8",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+def _initial_block() -> tuple[int, int]:
+    """Start and end address of the environment strings execve placed on the stack (proc(5) stat)."""
+    with open("/proc/self/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[47]), int(fields[48])  # fields 50 and 51 of the line: env_start, env_end
+
+
+def apply(variables: Mapping[str, str] = DEFAULT) -> None:
+    """Replace the environment by ``variables`` and wipe the strings inherited at execve.
+
+    ``os.environ.clear()`` unsets every variable in libc too, but the original strings stay in
+    memory and in ``/proc/self/environ``; they are zeroed here.
+    """
+    try:
+        os.environ.clear()
+        os.environ.update(variables)
+        start, end = _initial_block()
+        ctypes.memset(start, 0, end - start)
+        with open("/proc/self/environ", "rb") as f:
+            left = f.read().strip(b"\0")
+    except (OSError, ValueError, IndexError) as e:
+        raise SandboxError("environment", f"cannot reset the environment: {e}") from e
+    if left:
+        raise SandboxError("environment", "/proc/self/environ still holds variables")

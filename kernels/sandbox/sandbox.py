@@ -1,0 +1,244 @@
+"""All layers together: ``SandboxConfig``, ``enter`` (in a freshly forked child) and ``probe``.
+
+The order of ``enter`` (each step needs the privileges the later ones give up):
+
+1. join the kernel's memory + pids cgroup;
+2. unshare the network, mount, PID, IPC and UTS namespaces, then fork: the child is pid 1 of
+   the new PID namespace and goes on; the caller's process stays outside as its reaper (it
+   relays SIGINT, turns SIGTERM/SIGHUP into SIGKILL, and exits as the child did), and the
+   child dies with it (``PR_SET_PDEATHSIG``);
+3. a new session, and every inherited file descriptor but 0, 1, 2 and ``keep_fds`` pointed at
+   ``/dev/null``;
+4. the mount view (read-only root, tmpfs workdir, the ipc directory, a fresh ``/proc``);
+5. rlimits, then the environment allowlist;
+6. the kernel's own uid/gid, then ``PR_SET_NO_NEW_PRIVS``;
+7. Landlock (files, TCP, signal and abstract-socket scopes), then seccomp, last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import select
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, NoReturn
+
+from kernels.sandbox import cgroups, environment, landlock, namespaces, privileges, seccomp_filter
+from kernels.sandbox._libc import prctl
+from kernels.sandbox.cgroups import Cgroup
+from kernels.sandbox.errors import SandboxError
+from kernels.sandbox.landlock import Landlock
+from kernels.sandbox.mounts import MountView
+from kernels.sandbox.rlimits import Rlimits
+from kernels.sandbox.seccomp_filter import SeccompFilter
+
+LAYERS = ("cgroup", "namespaces", "mounts", "rlimits", "environment", "uid", "nnp", "landlock", "seccomp")
+PR_SET_PDEATHSIG = 1
+RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+PROBE_UID = 65534  # the overflow uid: only ever used by probe's throwaway children
+
+
+def default_readable() -> tuple[str, ...]:
+    """What a kernel imports from: the Python prefix, the virtualenv and the ``kernels`` package."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return tuple(dict.fromkeys((sys.base_prefix, sys.prefix, package)))
+
+
+@dataclass
+class SandboxConfig:
+    """Every knob of one kernel's sandbox. ``dataclasses.asdict`` and ``from_dict`` make it JSON."""
+
+    uid: int
+    gid: int
+    ipc_dir: str | None = None          # host directory of the kernel's ipc sockets, bound read-write
+    name: str | None = None             # the kernel's cgroup name (its id)
+    workdir: str = "/tmp/workdir"
+    workdir_size_mb: int = 256
+    readable: tuple[str, ...] = field(default_factory=default_readable)
+    environment: dict[str, str] = field(default_factory=lambda: dict(environment.DEFAULT))
+    rlimits: Rlimits = field(default_factory=Rlimits)
+    memory_mb: int = 2048
+    pids_max: int = 64
+    namespaces: int = namespaces.DEFAULT_FLAGS
+    hostname: str = "kernel"
+    keep_fds: tuple[int, ...] = ()
+    skip: tuple[str, ...] = ()          # layers not to apply (a weaker sandbox, by choice)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.skip) - set(LAYERS)
+        if unknown:
+            raise ValueError(f"unknown sandbox layers {sorted(unknown)}; known: {LAYERS}")
+        pid_namespace = self.applies("namespaces") and self.namespaces & namespaces.CLONE_NEWPID
+        if self.applies("mounts") and not pid_namespace:
+            raise ValueError("the mount view needs a new PID namespace (for its /proc)")
+        if self.applies("cgroup") and not self.name:
+            raise ValueError("the cgroup layer needs a name")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SandboxConfig:
+        values = dict(data)
+        if "rlimits" in values:
+            values["rlimits"] = Rlimits(**values["rlimits"])
+        for key in ("readable", "keep_fds", "skip"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def applies(self, layer: str) -> bool:
+        return layer not in self.skip
+
+    def cgroup(self) -> Cgroup:
+        """The kernel's cgroup; its owner calls ``remove()`` once the kernel has exited."""
+        return Cgroup(self.name or "", memory_mb=self.memory_mb, pids_max=self.pids_max)
+
+
+def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
+    """Sandbox the calling (single-threaded, root) process; returns in the sandboxed process only.
+
+    With a new PID namespace, the calling process never returns: it becomes the reaper of the
+    sandboxed child and exits with its status.
+    """
+    if not isinstance(config, SandboxConfig):
+        config = SandboxConfig.from_dict(config)
+    if config.applies("cgroup"):
+        cgroup = config.cgroup()
+        cgroup.create()
+        cgroup.add(os.getpid())
+    parent_alive = None
+    if config.applies("namespaces"):
+        namespaces.unshare(config.namespaces)
+        if config.namespaces & namespaces.CLONE_NEWPID:
+            parent_alive = _fork_into_pid_namespace()
+            os.setsid()
+        if config.namespaces & namespaces.CLONE_NEWUTS:
+            namespaces.set_hostname(config.hostname)
+    _detach_fds(config.keep_fds + ((parent_alive,) if parent_alive is not None else ()))
+    if config.applies("mounts"):
+        MountView(readable=config.readable, owner=(config.uid, config.gid), workdir=config.workdir,
+                  workdir_size_mb=config.workdir_size_mb, ipc_dir=config.ipc_dir).apply()
+    if config.applies("rlimits"):
+        config.rlimits.apply()
+    if config.applies("environment"):
+        environment.apply(config.environment)
+    if config.applies("uid"):
+        privileges.drop(config.uid, config.gid)
+    if parent_alive is not None:
+        _die_with_parent(parent_alive)
+    if config.applies("nnp"):
+        privileges.no_new_privs()
+    if config.applies("landlock"):
+        writable = [p for p in (config.workdir, config.ipc_dir, "/dev/null") if p is not None]
+        Landlock(readable=("/",), writable=writable).apply()
+    if config.applies("seccomp"):
+        SeccompFilter().apply()
+
+
+def _fork_into_pid_namespace() -> int:
+    """Fork; the child (pid 1 of the new namespace) gets a pipe end that reads EOF once the parent is gone.
+
+    The relayed signals stay blocked across the fork until the parent relays them: one sent
+    to the parent right after the fork waits for its handler instead of killing it.
+    """
+    read_end, write_end = os.pipe()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
+    child = os.fork()
+    if child:
+        os.close(read_end)
+        _reap(child, mask)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    os.close(write_end)
+    return read_end
+
+
+def _reap(child: int, mask: set[signal.Signals]) -> NoReturn:
+    """The parent side: relay signals to the sandboxed child, wait for it, end the same way."""
+    def relay(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):  # already gone: waitpid reports it
+            os.kill(child, signal.SIGKILL if signum in (signal.SIGTERM, signal.SIGHUP) else signum)
+
+    for signum in RELAYED:
+        signal.signal(signum, relay)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    if code < 0:  # killed by a signal: die of the same one, without a core file
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if -code != signal.SIGKILL:
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def _die_with_parent(parent_alive: int) -> None:
+    """SIGKILL this process when its reaper dies (set after the uid change, which clears it)."""
+    prctl("namespaces", PR_SET_PDEATHSIG, signal.SIGKILL)
+    if select.select([parent_alive], [], [], 0)[0]:
+        os._exit(1)  # the reaper died before the signal was armed
+    os.close(parent_alive)
+
+
+def _detach_fds(keep: tuple[int, ...]) -> None:
+    """Point every inherited descriptor but 0, 1, 2 and ``keep`` at ``/dev/null``.
+
+    Not closed: Python objects of the parent still own those numbers and may close them later,
+    which would then close whatever reused the number (a ZeroMQ epoll, say).
+    """
+    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        if fd > 2 and fd != null and fd not in keep:
+            os.dup2(null, fd, inheritable=False)
+    os.close(null)
+
+
+def probe() -> dict[str, Any]:
+    """Which layers this machine supports, each tried for real in a throwaway child (for ``/health``)."""
+    root = os.geteuid() == 0
+    report: dict[str, Any] = {"root": root}
+    report["uid"] = root and _works(lambda: privileges.drop(PROBE_UID, PROBE_UID))
+    for name, flag in namespaces.NAMES.items():
+        report[name] = _works(lambda flag=flag: namespaces.unshare(flag))
+    report["mounts"] = root and _works(_mount_view_works)
+    report["rlimits"] = _works(Rlimits().apply)
+    report["environment"] = _works(environment.apply)
+    report["nnp"] = _works(privileges.no_new_privs)
+    report["cgroup"] = cgroups.available()
+    report["landlock_abi"] = landlock.abi()
+    report["seccomp"] = seccomp_filter.importable() and _works(SeccompFilter().apply)
+    return report
+
+
+def unavailable(report: Mapping[str, Any]) -> tuple[str, ...]:
+    """The layers a ``probe()`` report says cannot be applied here (a ``skip`` for a weaker sandbox)."""
+    missing = {
+        "cgroup": report["cgroup"] is None,
+        "namespaces": not all(report[name] for name in namespaces.NAMES),
+        "mounts": not report["mounts"],
+        "rlimits": not report["rlimits"],
+        "environment": not report["environment"],
+        "uid": not report["uid"],
+        "nnp": not report["nnp"],
+        "landlock": report["landlock_abi"] == 0,
+        "seccomp": not report["seccomp"],
+    }
+    return tuple(layer for layer in LAYERS if missing[layer])
+
+
+def _mount_view_works() -> None:
+    namespaces.unshare(namespaces.CLONE_NEWPID)
+    if not _works(MountView(readable=default_readable()).apply):
+        raise SandboxError("mounts", "the mount view could not be built")
+
+
+def _works(attempt: Callable[[], object]) -> bool:
+    """Whether ``attempt`` runs without an exception in a forked child."""
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            attempt()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0

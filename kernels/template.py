@@ -1,0 +1,144 @@
+"""The template process: imports the data stack once, then forks kernels from itself on request.
+
+The executor agent starts it as ``python -m kernels.template FD`` with a socket as file
+descriptor FD, and talks JSON lines over it:
+
+    -> {"op": "spawn", "kernel_id": "...", "connection_file": "...", "dataset_dir": "...", "sandbox": {...}}
+    <- {"event": "ready", "pid": 1000}                      (once, after the imports)
+    <- {"event": "spawned", "kernel_id": "...", "pid": 1234}
+    <- {"event": "exited", "kernel_id": "...", "pid": 1234, "status": -9}
+    <- {"event": "error", "kernel_id": "...", "message": "..."}
+
+It never runs card code itself. It must stay single-threaded so that fork is safe: the agent
+starts it with BLAS and jemalloc background threads switched off, and it checks at start.
+Each child is sandboxed (``kernels.sandbox``) and then serves the Jupyter protocol on ipc
+sockets (``kernels.kernel.serve``); the template reaps it and reports its exit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Any, Callable
+
+PRELOAD = ("numpy", "pandas", "pyarrow", "pyarrow.parquet", "bokeh.plotting", "bokeh.embed",
+           "bokeh.io", "zmq", "ipykernel.kernelapp", "ipykernel.ipkernel", "kernels.kernel",
+           "kernels.sandbox")
+
+# Variables the agent sets for the template so that nothing it imports starts a thread.
+SINGLE_THREAD_ENV = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "JE_ARROW_MALLOC_CONF": "background_thread:false",
+    # Each thread's malloc arena reserves 64 MiB of address space against RLIMIT_AS.
+    "MALLOC_ARENA_MAX": "2",
+}
+
+Spawner = Callable[[dict[str, Any]], None]
+
+
+def thread_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def preload() -> None:
+    for name in PRELOAD:
+        importlib.import_module(name)
+    if thread_count() != 1:
+        raise RuntimeError(f"the template has {thread_count()} threads after imports; fork is unsafe")
+
+
+def run_child(request: dict[str, Any]) -> None:
+    """In the forked child: sandbox this process, then serve the kernel. Never returns."""
+    from kernels import kernel, sandbox
+
+    status = 1
+    try:
+        sandbox.enter(request["sandbox"])
+        kernel.serve(request["connection_file"], request["dataset_dir"])
+        status = 0
+    finally:
+        os._exit(status)
+
+
+class Template:
+    """The fork loop: requests in on the control socket, children out, exits reported."""
+
+    def __init__(self, control: socket.socket, spawn_child: Spawner = run_child):
+        self.control = control
+        self.spawn_child = spawn_child
+        self.children: dict[int, str] = {}
+        self._buffer = b""
+        self._wakeup_r, wakeup_w = os.pipe()
+        os.set_blocking(wakeup_w, False)
+        signal.set_wakeup_fd(wakeup_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.control.sendall(json.dumps(message).encode() + b"\n")
+
+    def serve_forever(self) -> None:
+        while True:
+            readable, _, _ = select.select([self.control, self._wakeup_r], [], [])
+            if self._wakeup_r in readable:
+                os.read(self._wakeup_r, 4096)
+                self.reap()
+            if self.control in readable:
+                data = self.control.recv(65536)
+                if not data:
+                    return
+                self._buffer += data
+                while b"\n" in self._buffer:
+                    line, self._buffer = self._buffer.split(b"\n", 1)
+                    self.handle(json.loads(line))
+
+    def handle(self, request: dict[str, Any]) -> None:
+        if request.get("op") != "spawn":
+            self.send({"event": "error", "kernel_id": request.get("kernel_id"),
+                       "message": f"unknown op {request.get('op')!r}"})
+            return
+        pid = os.fork()
+        if pid == 0:
+            self._become_child(request)
+        self.children[pid] = request["kernel_id"]
+        self.send({"event": "spawned", "kernel_id": request["kernel_id"], "pid": pid})
+
+    def _become_child(self, request: dict[str, Any]) -> None:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self.control.close()
+        os.close(self._wakeup_r)
+        try:
+            self.spawn_child(request)
+        finally:
+            os._exit(1)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, raw = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            kernel_id = self.children.pop(pid, None)
+            status = -os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else os.WEXITSTATUS(raw)
+            self.send({"event": "exited", "kernel_id": kernel_id, "pid": pid, "status": status})
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    preload()
+    template = Template(control)
+    template.send({"event": "ready", "pid": os.getpid()})
+    template.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

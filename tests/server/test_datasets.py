@@ -28,6 +28,16 @@ def multipart(filename: str, content: bytes, fields: dict[str, str] | None = Non
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
+async def raw_post(api, token: str, name: str, headers: str, body: bytes = b""):
+    """Open a socket and send an upload's request head (and ``body``) by hand."""
+    host, port = api.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write((f"POST /api/datasets?name={name} HTTP/1.1\r\nHost: {host}\r\n"
+                  f"Authorization: Bearer {token}\r\nContent-Type: text/csv\r\n{headers}\r\n").encode() + body)
+    await writer.drain()
+    return reader, writer
+
+
 async def upload(api, name: str, content: bytes, token: str, **params: str):
     query = "&".join(f"{k}={v}" for k, v in {"name": name, **params}.items())
     return await api.fetch("POST", f"/api/datasets?{query}", body=content, token=token,
@@ -147,12 +157,7 @@ class TestLimits:
     async def test_declared_length_over_limit(self, api):
         """A Content-Length of 100 MB + 1 byte is refused with 413 before any body is sent."""
         token = await api.login()
-        host, port = api.base_url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write((f"POST /api/datasets?name=big HTTP/1.1\r\nHost: {host}\r\n"
-                      f"Authorization: Bearer {token}\r\nContent-Type: text/csv\r\n"
-                      f"Content-Length: {LIMIT + 64 * 1024 + 1}\r\n\r\n").encode())
-        await writer.drain()
+        reader, writer = await raw_post(api, token, "big", f"Content-Length: {LIMIT + 64 * 1024 + 1}\r\n")
         status = await asyncio.wait_for(reader.readline(), 10)
         assert status.startswith(b"HTTP/1.1 413")
         writer.close()
@@ -161,11 +166,7 @@ class TestLimits:
     async def test_streamed_body_over_limit(self, api):
         """A chunked body that passes 100 MB by one byte is cut off with 413 and nothing is kept."""
         token = await api.login()
-        host, port = api.base_url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write((f"POST /api/datasets?name=big HTTP/1.1\r\nHost: {host}\r\n"
-                      f"Authorization: Bearer {token}\r\nContent-Type: text/csv\r\n"
-                      f"Transfer-Encoding: chunked\r\n\r\n").encode())
+        reader, writer = await raw_post(api, token, "big", "Transfer-Encoding: chunked\r\n")
         chunk = (b"a,b,c\n" + b"1,2,3\n" * 174762)[: 1024 * 1024]
         for _ in range(LIMIT // len(chunk)):
             writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -180,12 +181,7 @@ class TestLimits:
     async def test_client_gone_mid_upload(self, api):
         """A client that disconnects mid-upload leaves no temp file."""
         token = await api.login()
-        host, port = api.base_url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write((f"POST /api/datasets?name=half HTTP/1.1\r\nHost: {host}\r\n"
-                      f"Authorization: Bearer {token}\r\nContent-Length: 1000000\r\n\r\n").encode()
-                     + b"a,b\n1,2\n" * 1000)
-        await writer.drain()
+        _, writer = await raw_post(api, token, "half", "Content-Length: 1000000\r\n", b"a,b\n1,2\n" * 1000)
         await asyncio.sleep(0.2)
         writer.close()
         for _ in range(50):

@@ -155,8 +155,15 @@ def _look_for_sibling(config: SandboxConfig, sibling_ipc_dir: str) -> dict[str, 
         "workdir": os.listdir("/tmp/workdir"),
         "ipc of first": attempt(lambda: os.listdir(sibling_ipc_dir)),
         "proc": sorted(p for p in os.listdir("/proc") if p.isdigit()),
-        "files under /tmp": [name for _, _, files in os.walk("/tmp") for name in files],
+        "files under /tmp": _files_under_tmp(config),
     }
+
+
+def _files_under_tmp(config: SandboxConfig) -> list[str]:
+    """Files under /tmp except in what the sandbox binds on purpose (the code, its own ipc dir)."""
+    bound = tuple(os.path.join(path, "") for path in (*config.readable, config.ipc_dir or ""))
+    return [os.path.join(root, name) for root, _, files in os.walk("/tmp")
+            if not os.path.join(root, "").startswith(bound) for name in files]
 
 
 def test_sibling_kernels_cannot_see_each_other(full, second_uid, tmp_path):

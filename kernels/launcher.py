@@ -44,11 +44,17 @@ class LaunchedKernel:
         return self.directory / "datasets"
 
 
+class KernelStartError(RuntimeError):
+    """A forked kernel died or hung before it was ready."""
+
+
 class KernelLauncher:
     """Forks kernels through the template, each in its own sandbox with its own uid."""
 
-    def __init__(self, run_dir: Path, uids: UidAllocator, sandbox_defaults: dict[str, Any] | None = None):
+    def __init__(self, run_dir: Path, uids: UidAllocator, sandbox_defaults: dict[str, Any] | None = None,
+                 start_timeout: float = 30):
         self.run_dir = run_dir
+        self.start_timeout = start_timeout
         self.uids = uids
         self.sandbox_defaults = sandbox_defaults or {}
         self.kernels: dict[str, LaunchedKernel] = {}
@@ -82,7 +88,26 @@ class KernelLauncher:
             raise
         kernel = LaunchedKernel(kernel_id, uid, pid, directory, connection, config)
         self.kernels[kernel_id] = kernel
+        await self._wait_for_sockets(kernel)
         return kernel
+
+    async def _wait_for_sockets(self, kernel: LaunchedKernel) -> None:
+        """Return once the kernel has bound every socket, so clients connect at once.
+
+        A ZeroMQ client that connects before the socket file exists retries only after its
+        reconnect interval (100 ms).
+        """
+        paths = [Path(f"{kernel.connection['ip']}-{kernel.connection[f'{name}_port']}") for name in CHANNELS]
+        deadline = asyncio.get_running_loop().time() + self.start_timeout
+        while not all(path.exists() for path in paths):
+            if self.exited[kernel.kernel_id].done():
+                status = self.exited[kernel.kernel_id].result()
+                await self.stop(kernel.kernel_id)
+                raise KernelStartError(f"the kernel exited while starting (status {status})")
+            if asyncio.get_running_loop().time() > deadline:
+                await self.stop(kernel.kernel_id)
+                raise KernelStartError(f"the kernel did not bind its sockets in {self.start_timeout} s")
+            await asyncio.sleep(0.002)
 
     def _prepare_directory(self, directory: Path, uid: int) -> dict[str, Any]:
         directory.mkdir(mode=0o700)

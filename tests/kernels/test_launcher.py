@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 import pytest
 
-from kernels.launcher import KernelLauncher
+from kernels.launcher import KernelLauncher, KernelStartError
 from kernels.sandbox import UidAllocator
 from tests.kernels.sandbox.helpers import require
 
@@ -81,3 +81,19 @@ async def test_stop_kills_kernel_and_cleans_up(launcher):
     assert not kernel.directory.exists()
     with pytest.raises(ProcessLookupError):
         os.kill(kernel.pid, 0)
+
+
+async def test_kernel_dying_at_start_is_reported():
+    """A kernel whose sandbox cannot be applied is reported as a start error and leaves nothing behind."""
+    require(os.geteuid() == 0, "needs root (per-kernel uids, namespaces, mounts, cgroups)")
+    run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
+    broken = KernelLauncher(run_dir, UidAllocator(62500 + os.getpid() % 50 * 20, 20),
+                            sandbox_defaults={"readable": ("/nonexistent-prefix",)})
+    await broken.start()
+    try:
+        with pytest.raises(KernelStartError, match="exited while starting"):
+            await broken.launch()
+        assert list(run_dir.iterdir()) == []
+    finally:
+        await broken.close()
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -26,6 +26,9 @@ def _in_view(view: MountView, attack: Callable[..., Any], *args: Any) -> Any:
     return run_here(_apply_then, view, attack, *args).ok()
 
 
+SERVER_PACKAGE = str(Path(__file__).resolve().parents[3] / "server")
+
+
 def _write(path: str, size: int = 1) -> None:
     with open(path, "wb") as f:
         f.write(b"x" * size)
@@ -37,7 +40,7 @@ def _look_around(host_file: Path, ipc_dir: str) -> dict[str, object]:
     return {
         "shadow": attempt(lambda: open("/etc/shadow").read()),
         "data dir": attempt(host_file.read_text),
-        "server package": attempt(lambda: os.listdir("/work/main/server")),
+        "server package": attempt(lambda: os.listdir(SERVER_PACKAGE)),
         "dev shm": attempt(lambda: os.listdir("/dev/shm")),
         "root dir": sorted(os.listdir("/")),
         "/root": os.listdir("/root"),
@@ -61,7 +64,7 @@ def test_view_shows_only_what_is_bound(root, tmp_path, ipc_dir):
         "data dir": "FileNotFoundError:ENOENT",
         "server package": "FileNotFoundError:ENOENT",
         "dev shm": "FileNotFoundError:ENOENT",
-        "/root": [".pyenv"] if sys.base_prefix.startswith("/root/.pyenv/") else [],
+        "/root": [sys.base_prefix.split("/")[2]] if sys.base_prefix.startswith("/root/") else [],
         "proc": ["1"],
         "prefix": "ok",
         "ipc": "ok",

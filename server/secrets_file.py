@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Callable
 
 
-def read_or_create(path: Path, make: callable = lambda: secrets.token_urlsafe(48)) -> tuple[str, bool]:
+def read_or_create(path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(48)) -> tuple[str, bool]:
     """The secret in ``path``, creating it first if missing; also whether it was created now."""
     path.parent.mkdir(parents=True, exist_ok=True)
     value = make()

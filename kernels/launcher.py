@@ -122,6 +122,9 @@ class KernelLauncher:
         os.chown(directory, uid, uid)
         return connection
 
+    def is_alive(self, kernel_id: str) -> bool:
+        return kernel_id in self.kernels and not self.exited[kernel_id].done()
+
     def client(self, kernel: LaunchedKernel) -> AsyncKernelClient:
         client = AsyncKernelClient()
         client.load_connection_info(kernel.connection)

@@ -1,0 +1,72 @@
+"""A warm pool of ready sandboxed kernels: acquiring one takes no fork, and the pool refills behind.
+
+A kernel leaves the pool for one session and is destroyed afterwards; it never comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+import structlog
+
+from .launcher import KernelLauncher, LaunchedKernel
+
+log = structlog.get_logger("bi.executor.pool")
+
+
+class WarmPool:
+    def __init__(self, launcher: KernelLauncher, size: int = 2):
+        self.launcher = launcher
+        self.size = size
+        self._ready: collections.deque[LaunchedKernel] = collections.deque()
+        self._starting = 0
+        self._refills: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def ready(self) -> int:
+        return len(self._ready)
+
+    async def start(self) -> None:
+        """Fill the pool and wait until it is full."""
+        self.refill()
+        await asyncio.gather(*self._refills)
+
+    def refill(self) -> None:
+        """Start kernels in the background until ready plus starting reaches ``size``."""
+        while not self._closed and len(self._ready) + self._starting < self.size:
+            self._starting += 1
+            task = asyncio.create_task(self._add_one())
+            self._refills.add(task)
+            task.add_done_callback(self._refills.discard)
+
+    async def _add_one(self) -> None:
+        try:
+            kernel = await self.launcher.launch()
+        except Exception:
+            log.exception("pool_kernel_start_failed")
+            return
+        finally:
+            self._starting -= 1
+        if self._closed:
+            await self.launcher.stop(kernel.kernel_id)
+        else:
+            self._ready.append(kernel)
+
+    async def acquire(self) -> LaunchedKernel:
+        """A ready kernel (a fresh one when the pool is empty); the pool refills in the background."""
+        while self._ready:
+            kernel = self._ready.popleft()
+            if self.launcher.is_alive(kernel.kernel_id):
+                self.refill()
+                return kernel
+            await self.launcher.stop(kernel.kernel_id)
+        self.refill()
+        return await self.launcher.launch()
+
+    async def close(self) -> None:
+        self._closed = True
+        await asyncio.gather(*self._refills, return_exceptions=True)
+        while self._ready:
+            await self.launcher.stop(self._ready.popleft().kernel_id)

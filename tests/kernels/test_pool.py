@@ -1,0 +1,69 @@
+"""The warm pool: ready kernels handed out once, refilled behind, dead ones never handed out."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from kernels.launcher import KernelLauncher
+from kernels.pool import WarmPool
+from kernels.sandbox import UidAllocator
+from tests.kernels.sandbox.helpers import require
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[WarmPool]:
+    require(os.geteuid() == 0, "needs root (per-kernel uids, namespaces, mounts, cgroups)")
+    run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
+    launcher = KernelLauncher(run_dir, UidAllocator(63000 + os.getpid() % 50 * 20, 20))
+    await launcher.start()
+    instance = WarmPool(launcher, size=2)
+    await instance.start()
+    yield instance
+    await instance.close()
+    await launcher.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+async def wait_until_full(pool: WarmPool) -> None:
+    for _ in range(500):
+        if pool.ready == pool.size:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the pool did not refill: {pool.ready} of {pool.size}")
+
+
+async def test_acquire_hands_out_distinct_kernels_and_refills(pool):
+    """Acquired kernels are distinct (own uid each) and the pool fills up again behind them."""
+    assert pool.ready == 2
+    first, second = await pool.acquire(), await pool.acquire()
+    assert first.kernel_id != second.kernel_id and first.uid != second.uid
+    await wait_until_full(pool)
+    third = await pool.acquire()
+    assert third.kernel_id not in (first.kernel_id, second.kernel_id)
+
+
+async def test_dead_ready_kernel_is_not_handed_out(pool):
+    """A ready kernel that died while waiting is replaced, never given to a session."""
+    victim = pool._ready[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    for _ in range(250):
+        if not pool.launcher.is_alive(victim.kernel_id):
+            break
+        await asyncio.sleep(0.02)
+    handed = {(await pool.acquire()).kernel_id for _ in range(2)}
+    assert victim.kernel_id not in handed
+
+
+async def test_empty_pool_still_serves(pool):
+    """With every ready kernel taken, acquire forks a new one instead of failing."""
+    taken = [await pool.acquire() for _ in range(3)]
+    assert len({k.kernel_id for k in taken}) == 3
+    assert all(pool.launcher.is_alive(k.kernel_id) for k in taken)

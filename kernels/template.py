@@ -40,6 +40,8 @@ SINGLE_THREAD_ENV = {
     "MALLOC_ARENA_MAX": "2",
 }
 
+PR_SET_PDEATHSIG = 1
+
 Spawner = Callable[[dict[str, Any]], None]
 
 
@@ -133,6 +135,10 @@ class Template:
 
 
 def main() -> None:
+    """Run in its own session (a terminal's Ctrl+C is for the agent) and die with the agent."""
+    from kernels.sandbox._libc import prctl
+
+    prctl("template", PR_SET_PDEATHSIG, signal.SIGKILL)
     control = socket.socket(fileno=int(sys.argv[1]))
     preload()
     template = Template(control)

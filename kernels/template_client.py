@@ -35,7 +35,7 @@ class TemplateClient:
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **SINGLE_THREAD_ENV}
         self.process = await asyncio.create_subprocess_exec(
             self.python, "-P", "-m", "kernels.template", str(theirs.fileno()), env=env,
-            pass_fds=(theirs.fileno(),))
+            pass_fds=(theirs.fileno(),), start_new_session=True)
         theirs.close()
         reader, self._writer = await asyncio.open_connection(sock=ours)
         ready = await asyncio.wait_for(reader.readline(), self.start_timeout)

@@ -80,6 +80,7 @@ class BIApp(Application):
 
     subcommands = {
         "serve": ("server.app.ServeApp", "Start the API server."),
+        "executor": ("kernels.agent_app.ExecutorApp", "Start the executor agent (sandboxed kernel pool)."),
         "init-tables": ("server.app.InitTablesApp", "Create the store's tables and buckets (idempotent)."),
         "user": ("server.app.UserApp", "Manage users: bi user add."),
     }

@@ -1,0 +1,120 @@
+"""The executor agent: an HTTP service (default :8080) that hands out sandboxed kernels.
+
+Routes (all but ``/health`` need ``Authorization: Bearer <jwt>``, a short-lived EdDSA token
+signed by the server; the agent holds only the public key, so nothing here can forge a call):
+
+    GET    /health                              {"status": "ok", "sandbox": {...}, "pool": {...}}
+    POST   /kernels                             201 {"kernel_id", "connection": {jupyter connection info}}
+    DELETE /kernels/{id}                        204, the kernel is destroyed
+    POST   /kernels/{id}/interrupt              204, SIGINT reaches the kernel
+    PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet) becomes load_dataset(name)
+
+Errors are ``{"error": {"code", "message"}}`` with 401, 404 or 400.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+from typing import Any
+
+import jwt
+from tornado import web
+
+from .helpers import dataset_filename
+from .launcher import KernelLauncher
+from .pool import WarmPool
+
+ISSUER = "bi-server"
+AUDIENCE = "bi-executor"
+MAX_TOKEN_LIFETIME = 300
+
+
+class AgentHandler(web.RequestHandler):
+    def initialize(self, pool: WarmPool, public_key: Any, health: dict[str, Any]) -> None:
+        self.pool = pool
+        self.launcher: KernelLauncher = pool.launcher
+        self.public_key = public_key
+        self.health = health
+
+    def prepare(self) -> None:
+        if self.request.path != "/health":
+            self._authenticate()
+
+    def _authenticate(self) -> None:
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            raise web.HTTPError(401, "a bearer token from the server is required")
+        try:
+            claims = jwt.decode(token, self.public_key, algorithms=["EdDSA"], issuer=ISSUER,
+                                audience=AUDIENCE, options={"require": ["exp", "iat", "iss", "aud"]})
+        except jwt.PyJWTError as exc:
+            raise web.HTTPError(401, f"bad token: {exc}") from exc
+        if claims["exp"] - claims["iat"] > MAX_TOKEN_LIFETIME:
+            raise web.HTTPError(401, f"tokens may live at most {MAX_TOKEN_LIFETIME} s")
+
+    def kernel(self, kernel_id: str):
+        kernel = self.launcher.kernels.get(kernel_id)
+        if kernel is None:
+            raise web.HTTPError(404, f"no kernel {kernel_id}")
+        return kernel
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
+        self.finish({"error": {"code": status_code, "message": message}})
+
+
+class HealthHandler(AgentHandler):
+    def get(self) -> None:
+        self.write_json({**self.health, "pool": {"ready": self.pool.ready, "size": self.pool.size},
+                         "kernels": len(self.launcher.kernels)})
+
+
+class KernelsHandler(AgentHandler):
+    async def post(self) -> None:
+        kernel = await self.pool.acquire()
+        self.write_json({"kernel_id": kernel.kernel_id, "connection": kernel.connection}, 201)
+
+
+class KernelHandler(AgentHandler):
+    async def delete(self, kernel_id: str) -> None:
+        self.kernel(kernel_id)
+        await self.launcher.stop(kernel_id)
+        self.set_status(204)
+
+
+class InterruptHandler(AgentHandler):
+    def post(self, kernel_id: str) -> None:
+        os.kill(self.kernel(kernel_id).pid, signal.SIGINT)
+        self.set_status(204)
+
+
+class DatasetHandler(AgentHandler):
+    def put(self, kernel_id: str, name: str) -> None:
+        directory = self.kernel(kernel_id).dataset_dir
+        target = directory / dataset_filename(name)
+        fd, partial = tempfile.mkstemp(dir=directory, prefix=".partial-")
+        with os.fdopen(fd, "wb") as file:
+            file.write(self.request.body)
+        os.chmod(partial, 0o444)
+        os.replace(partial, target)
+        self.set_status(204)
+
+
+def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any]) -> web.Application:
+    args = {"pool": pool, "public_key": public_key, "health": health}
+    return web.Application([
+        (r"/health", HealthHandler, args),
+        (r"/kernels", KernelsHandler, args),
+        (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
+        (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),
+        (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)", DatasetHandler, args),
+    ])

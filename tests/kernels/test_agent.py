@@ -1,0 +1,131 @@
+"""The executor agent over real HTTP: tokens, kernels from the pool, datasets placed for load_dataset."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import AsyncIterator
+
+import jwt
+import pandas as pd
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tornado import httpclient, httpserver
+from tornado.netutil import bind_sockets
+
+from kernels.agent import AUDIENCE, ISSUER, make_app
+from kernels.launcher import KernelLauncher
+from kernels.pool import WarmPool
+from kernels.sandbox import UidAllocator
+from tests.kernels.sandbox.helpers import require
+
+SERVER_KEY = Ed25519PrivateKey.generate()
+
+
+def token(key=SERVER_KEY, algorithm: str = "EdDSA", lifetime: int = 60, **claims) -> str:
+    now = int(time.time())
+    return jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + lifetime, **claims},
+                      key, algorithm=algorithm)
+
+
+class Agent:
+    def __init__(self, base_url: str, launcher: KernelLauncher):
+        self.base_url = base_url
+        self.launcher = launcher
+        self.http = httpclient.AsyncHTTPClient(force_instance=True)
+
+    async def call(self, method: str, path: str, bearer: str | None = None, body: bytes | None = None):
+        headers = {"Authorization": f"Bearer {bearer if bearer is not None else token()}"}
+        if body is None and method in ("POST", "PUT"):
+            body = b""
+        return await self.http.fetch(self.base_url + path, method=method, headers=headers, body=body,
+                                     raise_error=False)
+
+
+@pytest.fixture
+async def agent() -> AsyncIterator[Agent]:
+    require(os.geteuid() == 0, "needs root (per-kernel uids, namespaces, mounts, cgroups)")
+    run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
+    launcher = KernelLauncher(run_dir, UidAllocator(63500 + os.getpid() % 50 * 20, 20))
+    await launcher.start()
+    pool = WarmPool(launcher, size=1)
+    await pool.start()
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}))
+    server.add_sockets(sockets)
+    client = Agent(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", launcher)
+    yield client
+    client.http.close()
+    server.stop()
+    await pool.close()
+    await launcher.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+async def test_health_needs_no_token(agent):
+    """/health answers without a token and shows the pool."""
+    response = await agent.call("GET", "/health", bearer="")
+    body = json.loads(response.body)
+    assert response.code == 200 and body["status"] == "ok" and body["pool"]["size"] == 1
+
+
+@pytest.mark.parametrize("bad", [
+    "",
+    "not-a-jwt",
+    token(key=Ed25519PrivateKey.generate()),
+    token(lifetime=-10),
+    token(lifetime=3600),
+    token(aud="someone-else"),
+])
+async def test_bad_tokens_refused(agent, bad):
+    """Missing, garbled, foreign-key, expired, too long-lived and wrong-audience tokens get 401."""
+    response = await agent.call("POST", "/kernels", bearer=bad)
+    assert response.code == 401
+
+
+async def test_public_key_as_hmac_secret_refused(agent):
+    """An HS256 token keyed with the public key (algorithm confusion) is refused."""
+    public_pem = SERVER_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    now = int(time.time())
+    parts = [base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=")
+             for part in ({"alg": "HS256", "typ": "JWT"},
+                          {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 60})]
+    signature = hmac.new(public_pem, b".".join(parts), hashlib.sha256).digest()
+    forged = b".".join([*parts, base64.urlsafe_b64encode(signature).rstrip(b"=")]).decode()
+    assert (await agent.call("POST", "/kernels", bearer=forged)).code == 401
+
+
+async def test_kernel_with_dataset_end_to_end(agent):
+    """A kernel from the agent reads a dataset the agent placed, then is destroyed."""
+    created = await agent.call("POST", "/kernels")
+    assert created.code == 201
+    kernel_id = json.loads(created.body)["kernel_id"]
+    parquet = io.BytesIO()
+    pd.DataFrame({"店舗": ["東京", "大阪"], "売上": [10, 20]}).to_parquet(parquet)
+    placed = await agent.call("PUT", f"/kernels/{kernel_id}/datasets/%E5%A3%B2%E4%B8%8A", body=parquet.getvalue())
+    assert placed.code == 204
+    kernel = agent.launcher.kernels[kernel_id]
+    client = agent.launcher.client(kernel)
+    client.start_channels()
+    outputs: list[dict] = []
+    try:
+        await client.wait_for_ready(timeout=60)
+        reply = await client.execute_interactive('print(load_dataset("売上")["売上"].sum())', timeout=30,
+                                                 output_hook=outputs.append)
+    finally:
+        client.stop_channels()
+    assert reply["content"]["status"] == "ok"
+    assert "30" in "".join(m["content"].get("text", "") for m in outputs)
+    assert (await agent.call("DELETE", f"/kernels/{kernel_id}")).code == 204
+    assert (await agent.call("DELETE", f"/kernels/{kernel_id}")).code == 404
+    assert kernel_id not in agent.launcher.kernels

@@ -7,11 +7,7 @@ import hashlib
 import hmac
 import io
 import json
-import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import AsyncIterator
 
 import jwt
@@ -23,10 +19,7 @@ from tornado import httpclient, httpserver
 from tornado.netutil import bind_sockets
 
 from kernels.agent import AUDIENCE, ISSUER, make_app
-from kernels.launcher import KernelLauncher
 from kernels.pool import WarmPool
-from kernels.sandbox import UidAllocator
-from tests.kernels.sandbox.helpers import require
 
 SERVER_KEY = Ed25519PrivateKey.generate()
 
@@ -38,7 +31,7 @@ def token(key=SERVER_KEY, algorithm: str = "EdDSA", lifetime: int = 60, **claims
 
 
 class Agent:
-    def __init__(self, base_url: str, launcher: KernelLauncher):
+    def __init__(self, base_url: str, launcher):
         self.base_url = base_url
         self.launcher = launcher
         self.http = httpclient.AsyncHTTPClient(force_instance=True)
@@ -52,23 +45,19 @@ class Agent:
 
 
 @pytest.fixture
-async def agent() -> AsyncIterator[Agent]:
-    require(os.geteuid() == 0, "needs root (per-kernel uids, namespaces, mounts, cgroups)")
-    run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
-    launcher = KernelLauncher(run_dir, UidAllocator(63500 + os.getpid() % 50 * 20, 20))
-    await launcher.start()
-    pool = WarmPool(launcher, size=1)
-    await pool.start()
+def pool_size() -> int:
+    return 1
+
+
+@pytest.fixture
+async def agent(pool: WarmPool) -> AsyncIterator[Agent]:
     sockets = bind_sockets(0, "127.0.0.1")
     server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}))
     server.add_sockets(sockets)
-    client = Agent(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", launcher)
+    client = Agent(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", pool.launcher)
     yield client
     client.http.close()
     server.stop()
-    await pool.close()
-    await launcher.close()
-    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 async def test_health_needs_no_token(agent):

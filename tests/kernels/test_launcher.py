@@ -6,24 +6,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import AsyncIterator
-
 import pytest
 
 from kernels.launcher import KernelLauncher, KernelStartError
 from kernels.sandbox import UidAllocator
+from tests.kernels.conftest import uid_slice
 from tests.kernels.sandbox.helpers import require
-
-
-@pytest.fixture
-async def launcher() -> AsyncIterator[KernelLauncher]:
-    require(os.geteuid() == 0, "needs root (per-kernel uids, namespaces, mounts, cgroups)")
-    run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
-    instance = KernelLauncher(run_dir, UidAllocator(62000 + os.getpid() % 50 * 20, 20))
-    await instance.start()
-    yield instance
-    await instance.close()
-    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 async def test_run_dir_too_long_for_sockets(tmp_path):
@@ -87,8 +75,7 @@ async def test_kernel_dying_at_start_is_reported():
     """A kernel whose sandbox cannot be applied is reported as a start error and leaves nothing behind."""
     require(os.geteuid() == 0, "needs root (per-kernel uids, namespaces, mounts, cgroups)")
     run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
-    broken = KernelLauncher(run_dir, UidAllocator(62500 + os.getpid() % 50 * 20, 20),
-                            sandbox_defaults={"readable": ("/nonexistent-prefix",)})
+    broken = KernelLauncher(run_dir, uid_slice(), sandbox_defaults={"readable": ("/nonexistent-prefix",)})
     await broken.start()
     try:
         with pytest.raises(KernelStartError, match="exited while starting"):

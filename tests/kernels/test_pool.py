@@ -4,32 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import tempfile
-from pathlib import Path
-from typing import AsyncIterator
 
-import pytest
-
-from kernels.launcher import KernelLauncher
 from kernels.pool import WarmPool
-from kernels.sandbox import UidAllocator
-from tests.kernels.sandbox.helpers import require
-
-
-@pytest.fixture
-async def pool() -> AsyncIterator[WarmPool]:
-    require(os.geteuid() == 0, "needs root (per-kernel uids, namespaces, mounts, cgroups)")
-    run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
-    launcher = KernelLauncher(run_dir, UidAllocator(63000 + os.getpid() % 50 * 20, 20))
-    await launcher.start()
-    instance = WarmPool(launcher, size=2)
-    await instance.start()
-    yield instance
-    await instance.close()
-    await launcher.close()
-    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 async def wait_until_full(pool: WarmPool) -> None:

@@ -174,8 +174,9 @@ class ServeApp(BIApp):
         return auth
 
     async def _ensure_first_admin(self, users: UserService) -> None:
-        if await users.ensure_first_admin(self.admin_email, self.admin_password):
-            log.info("admin_created", email=self.admin_email.strip().lower())
+        admin = await users.ensure_first_admin(self.admin_email, self.admin_password)
+        if admin is not None:
+            log.info("admin_created", email=admin.email)
         elif self.store == "embedded" and not await self.store_instance.list_users():
             path = Path(self.data_dir).resolve() / "initial_admin_password"
             password, _ = secrets_file.read_or_create(path, lambda: secrets.token_urlsafe(12))

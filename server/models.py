@@ -15,6 +15,11 @@ def utcnow() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def normalise_email(email: str) -> str:
+    """Emails compare case-insensitively and without surrounding spaces."""
+    return email.strip().lower()
+
+
 @dataclasses.dataclass(frozen=True)
 class User:
     id: str

@@ -14,7 +14,7 @@ from traitlets.config import LoggingConfigurable
 from ..environment import setting
 from ..errors import AuthenticationError
 from ..logs import audit
-from ..models import User
+from ..models import User, normalise_email
 from ..storage.base import Store
 from .throttle import LoginThrottle
 
@@ -62,7 +62,7 @@ class AuthService(LoggingConfigurable):
 
     async def login(self, email: str, password: str, ip: str) -> tuple[str, User]:
         """Return a token and the user, or raise ``AuthenticationError``/``RateLimitedError``."""
-        email = email.strip().lower()
+        email = normalise_email(email)
         self._ip_throttle.check(ip)
         self._email_throttle.check(email)
         user = await self.store.get_user_by_email(email)

@@ -7,7 +7,7 @@ import uuid
 
 from ..errors import InvalidRequestError, PermissionDeniedError
 from ..logs import audit
-from ..models import ROLES, User, utcnow
+from ..models import ROLES, User, normalise_email, utcnow
 from ..storage.base import Store
 from .auth import AuthService
 
@@ -15,10 +15,6 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
 MAX_NAME_LENGTH = 200
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
 
 
 class UserService:

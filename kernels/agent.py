@@ -4,8 +4,12 @@ Routes (all but ``/health`` need ``Authorization: Bearer <jwt>``, a short-lived 
 signed by the server; the agent holds only the public key, so nothing here can forge a call):
 
     GET    /health                              {"status": "ok", "sandbox": {...}, "pool": {...}}
-    POST   /kernels                             201 {"kernel_id", "connection": {jupyter connection info}}
+    POST   /kernels                             201 {"kernel_id", "connection": {jupyter connection info},
+                                                     "limits": {"memory_mb"}}
+    GET    /kernels/{id}                        {"kernel_id", "alive", "exit": null or {"status", "oom", "message"}}
     DELETE /kernels/{id}                        204, the kernel is destroyed
+    GET    /events?after=N&timeout=S            {"agent_id", "last", "events": [kernels that ended by
+                                                 themselves, after N]}, waiting up to S (<= 60) s for one
     POST   /kernels/{id}/interrupt              204, SIGINT reaches the kernel
     PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet) becomes load_dataset(name)
 
@@ -14,6 +18,7 @@ Errors are ``{"error": {"code", "message"}}`` with 401, 404 or 400.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -23,6 +28,7 @@ from typing import Any
 import jwt
 from tornado import web
 
+from .events import ExitLog
 from .helpers import dataset_filename
 from .launcher import KernelLauncher
 from .pool import WarmPool
@@ -30,14 +36,16 @@ from .pool import WarmPool
 ISSUER = "bi-server"
 AUDIENCE = "bi-executor"
 MAX_TOKEN_LIFETIME = 300
+MAX_POLL_SECONDS = 60
 
 
 class AgentHandler(web.RequestHandler):
-    def initialize(self, pool: WarmPool, public_key: Any, health: dict[str, Any]) -> None:
+    def initialize(self, pool: WarmPool, public_key: Any, health: dict[str, Any], exits: ExitLog) -> None:
         self.pool = pool
         self.launcher: KernelLauncher = pool.launcher
         self.public_key = public_key
         self.health = health
+        self.exits = exits
 
     def prepare(self) -> None:
         if self.request.path != "/health":
@@ -81,10 +89,17 @@ class HealthHandler(AgentHandler):
 class KernelsHandler(AgentHandler):
     async def post(self) -> None:
         kernel = await self.pool.acquire()
-        self.write_json({"kernel_id": kernel.kernel_id, "connection": kernel.connection}, 201)
+        self.write_json({"kernel_id": kernel.kernel_id, "connection": kernel.connection,
+                         "limits": {"memory_mb": self.launcher.memory_mb}}, 201)
 
 
 class KernelHandler(AgentHandler):
+    def get(self, kernel_id: str) -> None:
+        kernel = self.kernel(kernel_id)
+        ended = kernel.exit and {**dataclasses.asdict(kernel.exit),
+                                 "message": kernel.exit.describe(self.launcher.memory_mb)}
+        self.write_json({"kernel_id": kernel_id, "alive": self.launcher.is_alive(kernel_id), "exit": ended})
+
     async def delete(self, kernel_id: str) -> None:
         self.kernel(kernel_id)
         await self.launcher.stop(kernel_id)
@@ -109,12 +124,26 @@ class DatasetHandler(AgentHandler):
         self.set_status(204)
 
 
+class EventsHandler(AgentHandler):
+    async def get(self) -> None:
+        try:
+            after = int(self.get_query_argument("after", "0"))
+            timeout = min(float(self.get_query_argument("timeout", "30")), MAX_POLL_SECONDS)
+        except ValueError as exc:
+            raise web.HTTPError(400, "after must be an integer and timeout a number of seconds") from exc
+        events = await self.exits.after(after, max(timeout, 0))
+        self.write_json({"agent_id": self.exits.agent_id, "last": self.exits.last, "events": events})
+
+
 def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any]) -> web.Application:
-    args = {"pool": pool, "public_key": public_key, "health": health}
+    exits = ExitLog(pool.launcher.memory_mb)
+    pool.launcher.exit_listeners.append(exits.record)
+    args = {"pool": pool, "public_key": public_key, "health": health, "exits": exits}
     return web.Application([
         (r"/health", HealthHandler, args),
+        (r"/events", EventsHandler, args),
         (r"/kernels", KernelsHandler, args),
         (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
         (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)", DatasetHandler, args),
-    ])
+    ], exits=exits)

@@ -9,7 +9,9 @@ in ``/health``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from tornado import httpserver
 from tornado.netutil import bind_sockets
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Application
 
 from .agent import make_app
@@ -26,6 +28,8 @@ from .pool import WarmPool
 from .sandbox import UidAllocator, probe, unavailable
 
 log = structlog.get_logger("bi.executor")
+
+MAX_DATASET_BYTES = 1024 * 1024 * 1024  # a dataset's Parquet file, placed in one PUT
 
 
 class ExecutorApp(Application):
@@ -40,11 +44,17 @@ class ExecutorApp(Application):
     allow_weaker_sandbox = Bool(False, help="Start even when some sandbox layers cannot be applied.").tag(config=True)
     uid_first = Integer(61000, help="First uid of the kernel uid range.").tag(config=True)
     uid_count = Integer(1000, help="Size of the kernel uid range.").tag(config=True)
+    socket_fd = Integer(-1, help="Serve on this inherited listening socket instead of ip:port "
+                                 "(how bi serve starts its local agent).").tag(config=True)
 
     aliases = {"ip": "ExecutorApp.ip", "port": "ExecutorApp.port", "run-dir": "ExecutorApp.run_dir",
                "pool-size": "ExecutorApp.pool_size", "public-key": "ExecutorApp.public_key_file"}
     flags = {"allow-weaker-sandbox": ({"ExecutorApp": {"allow_weaker_sandbox": True}},
                                       "Start even when some sandbox layers cannot be applied.")}
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
 
     def fail(self, message: str) -> None:
         sys.stderr.write(f"bi executor: error: {message}\n")
@@ -70,14 +80,23 @@ class ExecutorApp(Application):
         await launcher.start()
         pool = WarmPool(launcher, self.pool_size)
         await pool.start()
-        server = httpserver.HTTPServer(make_app(pool, public_key, health))
-        server.add_sockets(bind_sockets(self.port, self.ip))
-        log.info("executor_started", url=f"http://{self.ip}:{self.port}", pool_size=self.pool_size)
+        app = make_app(pool, public_key, health)
+        server = httpserver.HTTPServer(app, max_body_size=MAX_DATASET_BYTES)
+        if self.socket_fd >= 0:
+            listening = socket.socket(fileno=self.socket_fd)
+            listening.setblocking(False)
+            sockets = [listening]
+        else:
+            sockets = bind_sockets(self.port, self.ip)
+        server.add_sockets(sockets)
+        host, port = sockets[0].getsockname()[:2]
+        log.info("executor_started", url=f"http://{host}:{port}", pool_size=self.pool_size)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         await stop.wait()
         server.stop()
+        await app.settings["exits"].close()
         await pool.close()
         await launcher.close()
         log.info("executor_stopped")

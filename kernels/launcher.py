@@ -17,7 +17,7 @@ import shutil
 import signal
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from jupyter_client.asynchronous import AsyncKernelClient
 
@@ -30,6 +30,21 @@ SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
 SOCKET_SUFFIX = "/kernel-5"
 
 
+@dataclasses.dataclass(frozen=True)
+class KernelExit:
+    """How a kernel ended by itself: its status (negative: the signal) and whether the OOM killer did it."""
+
+    status: int
+    oom: bool
+
+    def describe(self, memory_mb: int) -> str:
+        if self.oom:
+            return f"the card exceeded the {memory_mb} MB memory limit and its kernel was stopped"
+        if self.status < 0:
+            return f"the kernel was killed by signal {-self.status}"
+        return f"the kernel exited with status {self.status}"
+
+
 @dataclasses.dataclass
 class LaunchedKernel:
     kernel_id: str
@@ -38,6 +53,7 @@ class LaunchedKernel:
     directory: Path
     connection: dict[str, Any]
     sandbox: SandboxConfig
+    exit: KernelExit | None = None
 
     @property
     def dataset_dir(self) -> Path:
@@ -60,6 +76,12 @@ class KernelLauncher:
         self.kernels: dict[str, LaunchedKernel] = {}
         self.exited: dict[str, asyncio.Future[int]] = {}
         self.template = TemplateClient(on_exit=self._on_exit)
+        self.exit_listeners: list[Callable[[LaunchedKernel], None]] = []
+
+    @property
+    def memory_mb(self) -> int:
+        """The memory limit of every kernel (the cgroup's, and the address space rlimit's)."""
+        return self.sandbox_defaults.get("memory_mb", SandboxConfig.memory_mb)
 
     async def start(self) -> None:
         longest = len(str(self.run_dir.resolve())) + 1 + DIRECTORY_NAME_LENGTH + len(SOCKET_SUFFIX)
@@ -153,6 +175,13 @@ class KernelLauncher:
         future = self.exited.get(kernel_id)
         if future is not None and not future.done():
             future.set_result(status)
+        kernel = self.kernels.get(kernel_id)
+        if kernel is None:  # stopped on purpose: nobody needs to hear of it
+            return
+        oom = kernel.sandbox.applies("cgroup") and kernel.sandbox.cgroup().oom_killed()
+        kernel.exit = KernelExit(status, oom)
+        for listener in self.exit_listeners:
+            listener(kernel)
 
     async def close(self) -> None:
         for kernel_id in list(self.kernels):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -25,6 +26,9 @@ from traitlets.config import Application
 from . import secrets_file
 from .environment import setting
 from .errors import BIError
+from .execution.agent_client import AgentClient, load_private_key
+from .execution.local_agent import LocalAgent, LocalAgentError, load_or_create_key
+from .execution.pool import KernelPool
 from .handlers.base import NotFoundHandler
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
@@ -95,6 +99,7 @@ class BIApp(Application):
 
     def start(self) -> None:
         if self.subapp is not None:
+            configure_logging(self.subapp.log_level)  # kernels/ (bi executor) cannot import server/
             self.subapp.start()
         else:
             self.print_subcommands()
@@ -120,13 +125,31 @@ class ServeApp(BIApp):
     admin_email = Unicode(help="Admin created on first start when the store has no user.").tag(config=True)
     admin_password = Unicode(help="Password of that admin.").tag(config=True)
     shutdown_timeout = Integer(10, help="Seconds open requests get to finish on shutdown.").tag(config=True)
+    executor_urls = List(Unicode(), help="Base URLs of remote executor agents (http://10.0.3.7:8080).").tag(config=True)
+    executor_private_key = Unicode(help="PEM of the Ed25519 key that signs calls to executor agents; "
+                                        "embedded mode keeps one in the data dir.").tag(config=True)
+    local_executor = Bool(True, help="In embedded mode without executor_urls, start an executor agent "
+                                     "beside the server (needs root to sandbox kernels).").tag(config=True)
+    local_executor_pool_size = Integer(2, help="Ready kernels the local agent keeps warm.").tag(config=True)
+    allow_weaker_sandbox = Bool(False, help="Let the local agent run without the sandbox layers this "
+                                            "machine lacks (one trusted user only).").tag(config=True)
 
     aliases = {**BIApp.aliases, "ip": "ServeApp.ip", "port": "ServeApp.port"}
+    flags = {"allow-weaker-sandbox": ({"ServeApp": {"allow_weaker_sandbox": True}},
+                                      "Run the local executor agent with a weaker sandbox (one trusted user).")}
     subcommands: dict[str, Any] = {}
 
     @default("cors_origins")
     def _default_cors(self) -> list[str]:
         return [o.strip() for o in setting("CORS_ORIGINS").split(",") if o.strip()]
+
+    @default("executor_urls")
+    def _default_executor_urls(self) -> list[str]:
+        return [u.strip() for u in setting("BI_EXECUTOR_URLS").split(",") if u.strip()]
+
+    @default("executor_private_key")
+    def _default_executor_private_key(self) -> str:
+        return setting("BI_EXECUTOR_PRIVATE_KEY")
 
     @default("admin_email")
     def _default_admin_email(self) -> str:
@@ -148,14 +171,56 @@ class ServeApp(BIApp):
         users = UserService(self.store_instance, auth)
         await self._ensure_first_admin(users)
         datasets = DatasetService(self.store_instance, Path(self.data_dir).resolve() / "tmp", parent=self)
+        metrics = Metrics()
+        try:
+            agents = await self._start_executors()
+        except BaseException:
+            await self.store_instance.close()
+            raise
+        self.kernel_pool = KernelPool(agents, metrics.registry, parent=self)
+        await self.kernel_pool.start()
         return web.Application(
             url_specs(),
             default_handler_class=NotFoundHandler,
-            auth=auth, users=users, datasets=datasets, metrics=Metrics(),
+            auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cors_origins=tuple(self.cors_origins),
             compress_response=True,
             log_function=lambda handler: None,
         )
+
+    async def _start_executors(self) -> list[AgentClient]:
+        """Clients of the configured agents; in embedded mode, of a local agent started now."""
+        self.local_agent: LocalAgent | None = None
+        data_dir = Path(self.data_dir).resolve()
+        try:
+            if self.executor_private_key:
+                key = load_private_key(self.executor_private_key)
+            elif self.store == "embedded":
+                key = load_or_create_key(data_dir)
+            elif self.executor_urls:
+                raise StartupError("Set BI_EXECUTOR_PRIVATE_KEY (Ed25519 PEM) to call the executor agents.")
+        except ValueError as exc:
+            raise StartupError(f"bad executor signing key: {exc}") from exc
+        if self.executor_urls:
+            return [AgentClient(url, key) for url in self.executor_urls]
+        if self.store != "embedded" or not self.local_executor:
+            log.warning("card_execution_off", reason="no executor agent configured")
+            return []
+        if os.geteuid() != 0:
+            log.warning("card_execution_off", reason="the local executor agent needs root to sandbox kernels")
+            return []
+        self.local_agent = LocalAgent(data_dir, self.local_executor_pool_size, self.allow_weaker_sandbox)
+        try:
+            return [await self.local_agent.start(key)]
+        except LocalAgentError as exc:
+            raise StartupError(str(exc)) from exc
+
+    async def shutdown(self) -> None:
+        """Close sessions (their kernels), stop the local agent, close the store."""
+        await self.kernel_pool.close()
+        if self.local_agent is not None:
+            await self.local_agent.stop()
+        await self.store_instance.close()
 
     def _make_auth(self) -> AuthService:
         """The auth service with the configured key, or in embedded mode one kept in the data dir."""
@@ -188,7 +253,7 @@ class ServeApp(BIApp):
         try:
             sockets = bind_sockets(self.port, self.ip)
         except OSError as exc:
-            await self.store_instance.close()
+            await self.shutdown()
             raise StartupError(f"cannot listen on {self.ip}:{self.port}: {exc.strerror}") from exc
         server = httpserver.HTTPServer(app, xheaders=self.trust_proxy_headers, chunk_size=UPLOAD_CHUNK_BYTES)
         server.add_sockets(sockets)
@@ -207,7 +272,7 @@ class ServeApp(BIApp):
             await asyncio.wait_for(server.close_all_connections(), self.shutdown_timeout)
         except asyncio.TimeoutError:
             log.warning("connections_not_closed_in_time", timeout=self.shutdown_timeout)
-        await self.store_instance.close()
+        await self.shutdown()
         log.info("server_stopped")
 
     def _print_banner(self, url: str) -> None:
@@ -220,7 +285,6 @@ class ServeApp(BIApp):
         sys.stderr.write("\n".join(lines) + "\n")
 
     def start(self) -> None:
-        configure_logging(self.log_level)
         try:
             asyncio.run(self.serve())
         except StartupError as exc:
@@ -294,4 +358,4 @@ class UserApp(BIApp):
 
 
 BIApp.classes = [BIApp, ServeApp, InitTablesApp, UserAddApp, AuthService, DatasetService,
-                 SQLiteStore, AWSStore]
+                 KernelPool, SQLiteStore, AWSStore]

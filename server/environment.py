@@ -22,6 +22,8 @@ VARIABLES: dict[str, str] = {
     "BI_TABLE_PREFIX": "Prefix of the DynamoDB table names (default bi_).",
     "BI_DATASETS_BUCKET": "S3 bucket for dataset Parquet files.",
     "BI_OUTPUTS_BUCKET": "S3 bucket for large card outputs.",
+    "BI_EXECUTOR_URLS": "Comma-separated base URLs of remote executor agents; empty: a local agent (embedded).",
+    "BI_EXECUTOR_PRIVATE_KEY": "PEM of the Ed25519 key that signs calls to executor agents.",
 }
 
 

@@ -72,6 +72,18 @@ class RateLimitedError(BIError):
         self.retry_after = retry_after
 
 
+class ExecutionTimeoutError(BIError):
+    """Card code ran past its wall-clock limit; ``details`` hold what it printed before."""
+
+    code = "timeout"
+
+
+class ServiceUnavailableError(BIError):
+    """A part the request needs (an executor agent) cannot serve it now; try again later."""
+
+    code = "unavailable"
+
+
 class StoreClosedError(BIError):
     """The store was closed; the server is shutting down."""
 

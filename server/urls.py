@@ -8,6 +8,7 @@ from tornado.web import RequestHandler, URLSpec
 from .handlers.auth import LoginHandler, MeHandler, UsersHandler
 from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsHandler,
                                 DatasetVersionsHandler)
+from .handlers.sessions import ExecuteHandler, InterruptHandler, SessionHandler, SessionsHandler
 from .handlers.system import HealthHandler, MetricsHandler
 
 ROUTES: list[tuple[str, type[RequestHandler]]] = [
@@ -20,6 +21,10 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/datasets/{dataset_id}", DatasetHandler),
     ("/api/datasets/{dataset_id}/versions", DatasetVersionsHandler),
     ("/api/datasets/{dataset_id}/preview", DatasetPreviewHandler),
+    ("/api/sessions", SessionsHandler),
+    ("/api/sessions/{session_id}", SessionHandler),
+    ("/api/sessions/{session_id}/execute", ExecuteHandler),
+    ("/api/sessions/{session_id}/interrupt", InterruptHandler),
 ]
 
 

@@ -12,9 +12,10 @@ import jsonschema
 import structlog
 from tornado import web
 
-from ..errors import (AuthenticationError, BIError, ConflictError, InvalidRequestError,
-                      NotFoundError, PayloadTooLargeError, PermissionDeniedError,
-                      RateLimitedError, StoreClosedError, UnprocessableError)
+from ..errors import (AuthenticationError, BIError, ConflictError, ExecutionTimeoutError,
+                      InvalidRequestError, NotFoundError, PayloadTooLargeError,
+                      PermissionDeniedError, RateLimitedError, ServiceUnavailableError,
+                      StoreClosedError, UnprocessableError)
 from ..models import User
 from ..services.auth import AuthService
 from ..services.datasets import DatasetService
@@ -25,11 +26,13 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     AuthenticationError: 401,
     PermissionDeniedError: 403,
     NotFoundError: 404,
+    ExecutionTimeoutError: 408,
     ConflictError: 409,
     PayloadTooLargeError: 413,
     UnprocessableError: 422,
     RateLimitedError: 429,
     StoreClosedError: 503,
+    ServiceUnavailableError: 503,
 }
 
 CODE_OF_STATUS = {

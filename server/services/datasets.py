@@ -137,6 +137,12 @@ class DatasetService(LoggingConfigurable):
             raise NotFoundError(f"The dataset has no version {number}.")
         return version
 
+    async def parquet_file(self, user: User, dataset_id: str) -> tuple[str, Path]:
+        """The name and local Parquet file of the dataset's current version, for a kernel to load."""
+        dataset = await self.get_visible(user, dataset_id)
+        version = await self.get_version(user, dataset_id)
+        return dataset.name, await self.store.blob_path(version.blob_key)
+
     async def list_versions(self, user: User, dataset_id: str) -> list[DatasetVersion]:
         dataset = await self.get_visible(user, dataset_id)
         return await self.store.list_dataset_versions(dataset.id)

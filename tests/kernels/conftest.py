@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -21,11 +21,17 @@ def uid_slice() -> UidAllocator:
 
 
 @pytest.fixture
-async def launcher() -> AsyncIterator[KernelLauncher]:
+def sandbox_defaults() -> dict[str, Any]:
+    """Sandbox settings of every kernel of ``launcher``; a test module overrides this to change them."""
+    return {}
+
+
+@pytest.fixture
+async def launcher(sandbox_defaults: dict[str, Any]) -> AsyncIterator[KernelLauncher]:
     """A started launcher with a short run directory; every kernel is stopped afterwards."""
     require(os.geteuid() == 0, "needs root (per-kernel uids, namespaces, mounts, cgroups)")
     run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
-    instance = KernelLauncher(run_dir, uid_slice())
+    instance = KernelLauncher(run_dir, uid_slice(), sandbox_defaults)
     await instance.start()
     yield instance
     await instance.close()

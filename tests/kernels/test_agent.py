@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -118,3 +119,27 @@ async def test_kernel_with_dataset_end_to_end(agent):
     assert (await agent.call("DELETE", f"/kernels/{kernel_id}")).code == 204
     assert (await agent.call("DELETE", f"/kernels/{kernel_id}")).code == 404
     assert kernel_id not in agent.launcher.kernels
+
+
+async def test_kernel_ending_by_itself_is_an_event(agent):
+    """A kernel whose card ends its process shows up in /events (long poll) and in its status."""
+    created = json.loads((await agent.call("POST", "/kernels")).body)
+    kernel_id = created["kernel_id"]
+    assert created["limits"] == {"memory_mb": 2048}
+    alive = json.loads((await agent.call("GET", f"/kernels/{kernel_id}")).body)
+    assert alive == {"kernel_id": kernel_id, "alive": True, "exit": None}
+    before = json.loads((await agent.call("GET", "/events?after=0&timeout=0")).body)
+    poll = asyncio.ensure_future(agent.call("GET", f"/events?after={before['last']}&timeout=30"))
+    client = agent.launcher.client(agent.launcher.kernels[kernel_id])
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=60)
+        client.execute("pd = __import__('pandas', None, None, (), 0)\npd.io.common.os._exit(3)")
+        events = json.loads((await asyncio.wait_for(poll, 30)).body)
+    finally:
+        client.stop_channels()
+    assert events["agent_id"] == before["agent_id"]
+    assert [(e["kernel_id"], e["status"], e["oom"]) for e in events["events"]] == [(kernel_id, 3, False)]
+    status = json.loads((await agent.call("GET", f"/kernels/{kernel_id}")).body)
+    assert status["alive"] is False and status["exit"]["message"] == "the kernel exited with status 3"
+    assert (await agent.call("GET", "/events?after=x")).code == 400

@@ -88,6 +88,7 @@ async def start_server(tmp_path, request: pytest.FixtureRequest) -> AsyncIterato
         config.BIApp.store = store_kind
         config.ServeApp.admin_email = ADMIN_EMAIL
         config.ServeApp.admin_password = ADMIN_PASSWORD
+        config.ServeApp.local_executor = False  # tests that run cards turn it on
         if store_kind == "aws":
             config.AWSStore = Config(aws_store_config(request.getfixturevalue("moto_endpoint")))
             config.AuthService.jwt_secret_key = "k" * 40
@@ -112,7 +113,7 @@ async def start_server(tmp_path, request: pytest.FixtureRequest) -> AsyncIterato
         client.close()
         server.stop()
         await server.close_all_connections()
-        await app.store_instance.close()
+        await app.shutdown()
 
 
 @pytest.fixture

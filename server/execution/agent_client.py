@@ -1,0 +1,100 @@
+"""The server's side of the executor agent API (``kernels/agent.py``), one client per agent.
+
+Every call carries a fresh EdDSA token signed with the server's private key; the agent holds only
+the public key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tornado import httpclient
+
+from kernels.agent import AUDIENCE, ISSUER
+
+TOKEN_LIFETIME = 60
+LONG_POLL_SECONDS = 25
+
+
+def load_private_key(pem: str) -> Ed25519PrivateKey:
+    """The Ed25519 private key in ``pem``; ValueError with the reason otherwise."""
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("the executor signing key must be an Ed25519 private key")
+    return key
+
+
+class AgentError(RuntimeError):
+    """The agent could not be reached or refused a call; ``status`` is its HTTP status (599: unreachable)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class AgentClient:
+    def __init__(self, base_url: str, private_key: Ed25519PrivateKey, timeout: float = 60):
+        self.base_url = base_url.rstrip("/")
+        self.private_key = private_key
+        self.timeout = timeout
+        self._http = httpclient.AsyncHTTPClient(force_instance=True, max_clients=64)
+
+    def _token(self) -> str:
+        now = int(time.time())
+        return jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + TOKEN_LIFETIME},
+                          self.private_key, algorithm="EdDSA")
+
+    async def _call(self, method: str, path: str, body: bytes | None = None,
+                    timeout: float | None = None) -> Any:
+        if body is None and method in ("POST", "PUT"):
+            body = b""
+        try:
+            response = await self._http.fetch(
+                self.base_url + path, method=method, body=body, raise_error=False,
+                headers={"Authorization": f"Bearer {self._token()}"},
+                request_timeout=timeout or self.timeout)
+        except (OSError, httpclient.HTTPClientError) as exc:
+            raise AgentError(f"executor agent {self.base_url} unreachable: {exc}", 599) from exc
+        if response.code >= 400:
+            try:
+                message = json.loads(response.body)["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.reason or str(response.error)
+            raise AgentError(f"executor agent {self.base_url}: {response.code} {message}", response.code)
+        return json.loads(response.body) if response.body else None
+
+    async def health(self) -> dict[str, Any]:
+        return await self._call("GET", "/health")
+
+    async def create_kernel(self) -> dict[str, Any]:
+        """``{"kernel_id", "connection", "limits"}`` of a ready kernel."""
+        return await self._call("POST", "/kernels")
+
+    async def kernel_status(self, kernel_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/kernels/{kernel_id}")
+
+    async def delete_kernel(self, kernel_id: str) -> None:
+        try:
+            await self._call("DELETE", f"/kernels/{kernel_id}")
+        except AgentError as exc:
+            if exc.status != 404:  # already gone is what we wanted
+                raise
+
+    async def interrupt(self, kernel_id: str) -> None:
+        await self._call("POST", f"/kernels/{kernel_id}/interrupt")
+
+    async def put_dataset(self, kernel_id: str, name: str, parquet: bytes) -> None:
+        await self._call("PUT", f"/kernels/{kernel_id}/datasets/{urllib.parse.quote(name, safe='')}", parquet)
+
+    async def events(self, after: int, timeout: float = LONG_POLL_SECONDS) -> dict[str, Any]:
+        """Kernels that ended by themselves after event ``after`` (a long poll)."""
+        return await self._call("GET", f"/events?after={after}&timeout={timeout}", timeout=timeout + 10)
+
+    def close(self) -> None:
+        self._http.close()

@@ -1,0 +1,114 @@
+"""The executor agent that ``bi serve`` starts beside itself in embedded mode.
+
+It runs as a child process (``bi executor``) so that the agent's sandbox machinery stays out of
+the server's process, with an environment that holds none of the server's secrets. The server
+creates the listening socket and hands it over, so there is no port to pick or race for, and
+keeps an Ed25519 key pair in the data directory: the private key signs calls, the agent gets the
+public one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..logs import get_logger
+from .agent_client import AgentClient, AgentError, load_private_key
+
+log = get_logger("bi.executor.local")
+
+PRIVATE_KEY_FILE = "executor_key.pem"
+PUBLIC_KEY_FILE = "executor_key.pub.pem"
+AGENT_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def load_or_create_key(data_dir: Path) -> Ed25519PrivateKey:
+    """The server's agent-signing key from the data dir (created 0600 on first use), public half beside it."""
+    private_path, public_path = data_dir / PRIVATE_KEY_FILE, data_dir / PUBLIC_KEY_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = load_private_key(private_path.read_text())
+    else:
+        key = Ed25519PrivateKey.generate()
+        with os.fdopen(fd, "wb") as file:
+            file.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()))
+    public_path.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return key
+
+
+class LocalAgentError(RuntimeError):
+    """The local agent could not start; the message says why."""
+
+
+class LocalAgent:
+    def __init__(self, data_dir: Path, pool_size: int, allow_weaker_sandbox: bool, start_timeout: float = 120):
+        self.data_dir = data_dir
+        self.pool_size = pool_size
+        self.allow_weaker_sandbox = allow_weaker_sandbox
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.run_dir = ""
+
+    async def start(self, key: Ed25519PrivateKey) -> AgentClient:
+        """Start the agent and return a client once its warm pool is full."""
+        listening = socket.create_server(("127.0.0.1", 0))
+        port = listening.getsockname()[1]
+        self.run_dir = tempfile.mkdtemp(prefix="bi-k-")  # short: unix socket paths are limited
+        command = [sys.executable, "-m", "server.cli", "executor",
+                   f"--public-key={self.data_dir / PUBLIC_KEY_FILE}", f"--run-dir={self.run_dir}",
+                   f"--pool-size={self.pool_size}", f"--ExecutorApp.socket_fd={listening.fileno()}"]
+        if self.allow_weaker_sandbox:
+            command.append("--allow-weaker-sandbox")
+        self.process = subprocess.Popen(command, env=AGENT_ENVIRONMENT, pass_fds=(listening.fileno(),),
+                                        start_new_session=True)
+        listening.close()
+        client = AgentClient(f"http://127.0.0.1:{port}", key, timeout=self.start_timeout)
+        try:
+            await self._wait_until_healthy(client)
+        except BaseException:
+            client.close()
+            await self.stop()
+            raise
+        log.info("local_executor_started", port=port, pid=self.process.pid, run_dir=self.run_dir)
+        return client
+
+    async def _wait_until_healthy(self, client: AgentClient) -> None:
+        health = asyncio.ensure_future(client.health())
+        while not health.done():
+            if self.process is not None and self.process.poll() is not None:
+                health.cancel()
+                raise LocalAgentError(f"the executor agent exited with status {self.process.returncode} "
+                                      "(its message is above)")
+            await asyncio.sleep(0.1)
+        try:
+            health.result()
+        except AgentError as exc:
+            raise LocalAgentError(f"the executor agent did not become healthy: {exc}") from exc
+
+    async def stop(self, timeout: float = 15) -> None:
+        """SIGTERM (the agent stops its kernels and template), SIGKILL after ``timeout``."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)
+        except asyncio.TimeoutError:
+            os.killpg(process.pid, signal.SIGKILL)
+            await asyncio.to_thread(process.wait)
+        if self.run_dir:
+            await asyncio.to_thread(shutil.rmtree, self.run_dir, True)

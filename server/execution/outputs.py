@@ -1,0 +1,86 @@
+"""Turn a kernel's iopub messages into outputs (nbformat v4 shapes), under the output cap.
+
+Outputs are ``{"output_type": "stream", "name", "text"}``, ``display_data`` / ``execute_result``
+(``data``, ``metadata``, and ``execution_count`` for results), ``update_display_data`` (with
+``display_id``), ``clear_output`` (``wait``) and ``error`` (``ename``, ``evalue``, ``traceback``
+without terminal colours). Once the outputs of one execution pass the cap, one notice is added and
+the rest is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+MEMORY_ERROR = "MemoryError"
+
+OutputListener = Callable[[dict[str, Any]], None]
+
+
+def output_of(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The output an iopub message carries, or None (status, execute_input and the like)."""
+    kind, content = message["msg_type"], message["content"]
+    if kind == "stream":
+        return {"output_type": "stream", "name": content["name"], "text": content["text"]}
+    if kind in ("display_data", "update_display_data", "execute_result"):
+        output = {"output_type": kind, "data": content.get("data", {}), "metadata": content.get("metadata", {})}
+        display_id = content.get("transient", {}).get("display_id")
+        if display_id:
+            output["display_id"] = display_id
+        if kind == "execute_result":
+            output["execution_count"] = content.get("execution_count")
+        return output
+    if kind == "clear_output":
+        return {"output_type": "clear_output", "wait": bool(content.get("wait"))}
+    if kind == "error":
+        return {"output_type": "error", "ename": content["ename"], "evalue": content["evalue"],
+                "traceback": [ANSI_ESCAPE.sub("", line) for line in content.get("traceback", [])]}
+    return None
+
+
+def amount(size: int) -> str:
+    """``5 MB`` for sizes of whole MiB, ``1500 bytes`` otherwise."""
+    mib = 1024 * 1024
+    return f"{size // mib} MB" if size >= mib and size % mib == 0 else f"{size} bytes"
+
+
+def error_output(ename: str, evalue: str) -> dict[str, Any]:
+    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
+
+
+class OutputCollector:
+    """Keeps (and passes on to ``listener``) the outputs of one execution, up to ``limit_bytes``."""
+
+    def __init__(self, limit_bytes: int, memory_mb: int, listener: OutputListener | None = None):
+        self.limit_bytes = limit_bytes
+        self.memory_mb = memory_mb
+        self.listener = listener
+        self.outputs: list[dict[str, Any]] = []
+        self.size = 0
+        self.truncated = False
+
+    def add_message(self, message: dict[str, Any]) -> None:
+        output = output_of(message)
+        if output is not None:
+            self.add(output)
+
+    def add(self, output: dict[str, Any]) -> None:
+        if self.truncated:
+            return
+        if output["output_type"] == "error" and output["ename"] == MEMORY_ERROR:
+            output["evalue"] = f"the card exceeded the {self.memory_mb} MB memory limit"
+        self.size += len(json.dumps(output, ensure_ascii=False).encode())
+        if self.size > self.limit_bytes:
+            self.truncated = True
+            output = {"output_type": "stream", "name": "stderr",
+                      "text": f"\n[output truncated: this run produced more than {amount(self.limit_bytes)} "
+                              "of output; the rest was dropped and the run was stopped]\n"}
+        self.outputs.append(output)
+        if self.listener is not None:
+            self.listener(output)
+
+    @property
+    def has_error(self) -> bool:
+        return any(output["output_type"] == "error" for output in self.outputs)

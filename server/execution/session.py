@@ -1,0 +1,254 @@
+"""One user's kernel session: runs code in its kernel under the runbook's limits.
+
+A session keeps its kernel (and the kernel's variables) between executions, like a notebook.
+The limits are enforced from the server, outside the kernel:
+
+- wall clock: past ``wall_seconds`` the kernel is interrupted; if it has not stopped
+  ``interrupt_grace`` seconds later (card code can ignore SIGINT or sit in one C call), the
+  agent kills it and the session gets a fresh kernel. Either way the caller gets
+  ``ExecutionTimeoutError`` (HTTP 408) with what the card printed before;
+- output: past ``output_bytes`` a notice is added, the rest is dropped and the run is
+  interrupted (then killed the same way);
+- memory: a ``MemoryError`` (address space limit) or the kernel's death by the OOM killer
+  (memory cgroup) becomes an error output naming the limit, not a hang.
+
+A kernel that dies by itself is replaced at once and the session's listeners hear of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import queue
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from jupyter_client.asynchronous import AsyncKernelClient
+
+from ..errors import BIError, ConflictError, ExecutionTimeoutError, ServiceUnavailableError
+from ..logs import get_logger
+from ..models import utcnow
+from .agent_client import AgentClient, AgentError
+from .outputs import OutputCollector, OutputListener, error_output
+from .pool_metrics import PoolMetrics
+
+log = get_logger("bi.execution")
+
+POLL_SECONDS = 0.25  # how soon a kernel's death is noticed while waiting for its output
+REPLY_TIMEOUT = 5
+
+
+@dataclasses.dataclass
+class Limits:
+    wall_seconds: float = 10
+    interrupt_grace: float = 2
+    output_bytes: int = 5 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class Kernel:
+    """A kernel on an agent, with its client; ``exited`` gets the agent's exit event."""
+
+    agent: AgentClient
+    kernel_id: str
+    memory_mb: int
+    client: AsyncKernelClient
+    exited: asyncio.Future[dict[str, Any]]
+
+    async def stop(self) -> None:
+        self.client.stop_channels()
+        with contextlib.suppress(AgentError):
+            await self.agent.delete_kernel(self.kernel_id)
+
+
+KernelStarter = Callable[[list[tuple[str, Path]]], Awaitable[Kernel]]
+SessionListener = Callable[[dict[str, Any]], None]
+
+
+@dataclasses.dataclass
+class ExecutionResult:
+    status: str                       # "ok" or "error"
+    outputs: list[dict[str, Any]]
+    execution_count: int | None
+    execution_time_ms: int
+    truncated: bool = False
+    kernel_restarted: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class KernelSession:
+    def __init__(self, session_id: str, user_id: str, datasets: list[tuple[str, Path]], kernel: Kernel,
+                 start_kernel: KernelStarter, limits: Limits, metrics: PoolMetrics):
+        self.id = session_id
+        self.user_id = user_id
+        self.datasets = datasets
+        self.kernel = kernel
+        self.start_kernel = start_kernel
+        self.limits = limits
+        self.metrics = metrics
+        self.created_at = utcnow()
+        self.last_used = time.monotonic()
+        self.executing = False
+        self.closed = False
+        self.broken = ""
+        self.listeners: set[SessionListener] = set()
+        self._lock = asyncio.Lock()
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "created_at": self.created_at, "busy": self.executing,
+                "datasets": [name for name, _ in self.datasets],
+                "limits": {"wall_seconds": self.limits.wall_seconds, "output_bytes": self.limits.output_bytes,
+                           "memory_mb": self.kernel.memory_mb}}
+
+    # executing ---------------------------------------------------------------
+    async def execute(self, code: str, listener: OutputListener | None = None) -> ExecutionResult:
+        """Run ``code`` in the kernel; outputs go to ``listener`` as they come, and into the result."""
+        if self.executing:
+            raise ConflictError("This session is already running code; wait for it or interrupt it.")
+        if self.broken:
+            raise ServiceUnavailableError(f"{self.broken}. Open a new session.")
+        self.executing = True
+        self.metrics.busy.inc()
+        try:
+            async with self._lock:
+                with self.metrics.execution_seconds.time():
+                    return await self._execute(code, listener)
+        finally:
+            self.executing = False
+            self.metrics.busy.dec()
+            self.last_used = time.monotonic()
+
+    async def _execute(self, code: str, listener: OutputListener | None) -> ExecutionResult:
+        loop = asyncio.get_running_loop()
+        kernel = self.kernel
+        started = loop.time()
+        collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener)
+        msg_id = kernel.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
+        deadline, stopping = started + self.limits.wall_seconds, None
+        while True:
+            if self.closed:
+                collector.add(error_output("SessionClosed", "the session was closed while the card ran"))
+                return ExecutionResult("error", collector.outputs, None, _elapsed_ms(started))
+            if kernel.exited.done():
+                return await self._died_while_running(collector, started)
+            now = loop.time()
+            if stopping is None and (now >= deadline or collector.truncated):
+                stopping = "timeout" if now >= deadline else "output"
+                await self._interrupt(kernel)
+                deadline = now + self.limits.interrupt_grace
+            elif stopping is not None and now >= deadline:
+                await self._replace_kernel(f"it did not stop when interrupted ({stopping})")
+                return self._stopped(stopping, collector, started, restarted=True)
+            try:
+                message = await kernel.client.get_iopub_msg(timeout=min(deadline - now, POLL_SECONDS))
+            except queue.Empty:
+                continue
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                break
+            collector.add_message(message)
+        reply = await self._reply(kernel, msg_id)
+        if stopping is not None:
+            return self._stopped(stopping, collector, started, restarted=False)
+        status = "error" if collector.has_error or reply.get("status") == "error" else "ok"
+        return ExecutionResult(status, collector.outputs, reply.get("execution_count"),
+                               _elapsed_ms(started), collector.truncated)
+
+    def _stopped(self, reason: str, collector: OutputCollector, started: float, restarted: bool) -> ExecutionResult:
+        """The result of a run stopped from outside; a timeout is an ``ExecutionTimeoutError``."""
+        lost = " Its kernel did not stop when interrupted and was restarted: variables are lost." if restarted else ""
+        if reason == "output":
+            return ExecutionResult("error", collector.outputs, None, _elapsed_ms(started), True, restarted)
+        self.metrics.timeouts.inc()
+        raise ExecutionTimeoutError(
+            f"The card ran longer than the {self.limits.wall_seconds:g} s limit and was stopped.{lost}",
+            {"outputs": collector.outputs, "kernel_restarted": restarted,
+             "execution_time_ms": _elapsed_ms(started)})
+
+    async def _died_while_running(self, collector: OutputCollector, started: float) -> ExecutionResult:
+        event = self.kernel.exited.result()
+        await self._replace_kernel(event["message"])
+        ename = "MemoryLimitExceeded" if event.get("oom") else "KernelDied"
+        collector.truncated = False  # the cause goes in even after a truncation notice
+        collector.add(error_output(ename, f"{event['message']}; a fresh kernel is ready (variables are lost)"))
+        return ExecutionResult("error", collector.outputs, None, _elapsed_ms(started), False, True)
+
+    async def _reply(self, kernel: Kernel, msg_id: str) -> dict[str, Any]:
+        """The ``execute_reply`` content (empty if it does not come)."""
+        message = await message_for(kernel.client.get_shell_msg, msg_id, REPLY_TIMEOUT)
+        return message["content"] if message else {}
+
+    async def _interrupt(self, kernel: Kernel) -> None:
+        try:
+            await kernel.agent.interrupt(kernel.kernel_id)
+        except AgentError as exc:
+            log.warning("interrupt_failed", session_id=self.id, kernel_id=kernel.kernel_id, error=str(exc))
+
+    async def interrupt(self) -> None:
+        """Interrupt the running code (a no-op when nothing runs)."""
+        if self.executing:
+            await self._interrupt(self.kernel)
+
+    # the kernel's life -------------------------------------------------------
+    async def _replace_kernel(self, reason: str) -> None:
+        """Destroy the current kernel and start a fresh one with the same datasets."""
+        old = self.kernel
+        await old.stop()
+        if self.closed:
+            return
+        try:
+            new = await self.start_kernel(self.datasets)
+        except BIError as exc:
+            self.broken = f"Its kernel stopped ({reason}) and no new one could be started: {exc.message}"
+            log.error("kernel_replacement_failed", session_id=self.id, error=exc.message)
+            return
+        if self.closed:
+            await new.stop()
+            return
+        self.kernel = new
+        log.info("kernel_replaced", session_id=self.id, user_id=self.user_id, old_kernel_id=old.kernel_id,
+                 kernel_id=self.kernel.kernel_id, reason=reason)
+        self._notify({"event": "kernel_restarted", "reason": reason})
+
+    async def kernel_exited(self, kernel_id: str) -> None:
+        """The pool heard that ``kernel_id`` ended; replace it unless a running execution will."""
+        if self.closed or kernel_id != self.kernel.kernel_id or self.executing:
+            return
+        async with self._lock:
+            if not self.closed and kernel_id == self.kernel.kernel_id:
+                await self._replace_kernel(self.kernel.exited.result()["message"])
+
+    def _notify(self, event: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            listener(event)
+
+    async def close(self) -> None:
+        """Destroy the kernel at once (a running execution ends with an error)."""
+        if self.closed:
+            return
+        self.closed = True
+        await self.kernel.stop()
+
+
+async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str,
+                      timeout: float) -> dict[str, Any] | None:
+    """The first message from channel getter ``get`` answering ``msg_id``, skipping older ones."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            message = await get(timeout=remaining)
+        except queue.Empty:
+            return None
+        if message["parent_header"].get("msg_id") == msg_id:
+            return message
+    return None
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((asyncio.get_running_loop().time() - started) * 1000)
+

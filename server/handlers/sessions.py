@@ -1,0 +1,76 @@
+"""Kernel sessions over HTTP: open one with datasets, run code in it, interrupt it, close it.
+
+``POST /api/sessions/{id}/execute`` answers once the code has finished, with every output;
+the card websockets stream the same outputs as they come.
+"""
+
+from __future__ import annotations
+
+from ..execution.pool import KernelPool
+from ..execution.session import KernelSession
+from .base import APIHandler
+
+MAX_CODE_CHARS = 100_000
+
+OPEN_SCHEMA = {
+    "type": "object",
+    "properties": {"datasets": {"type": "array", "items": {"type": "string", "minLength": 1},
+                                "maxItems": 20, "uniqueItems": True}},
+    "additionalProperties": False,
+}
+EXECUTE_SCHEMA = {
+    "type": "object",
+    "properties": {"code": {"type": "string", "maxLength": MAX_CODE_CHARS}},
+    "required": ["code"],
+    "additionalProperties": False,
+}
+
+
+class SessionAPIHandler(APIHandler):
+    @property
+    def pool(self) -> KernelPool:
+        return self.settings["kernel_pool"]
+
+    def session(self, session_id: str) -> KernelSession:
+        assert self.user is not None
+        return self.pool.get(self.user, session_id)
+
+
+class SessionsHandler(SessionAPIHandler):
+    async def get(self) -> None:
+        assert self.user is not None
+        self.write_json({"sessions": [s.public() for s in self.pool.of_user(self.user)]})
+
+    async def post(self) -> None:
+        assert self.user is not None
+        body = self.json_body(OPEN_SCHEMA)
+        datasets = [await self.datasets.parquet_file(self.user, dataset_id)
+                    for dataset_id in body.get("datasets", [])]
+        session = await self.pool.open(self.user, datasets)
+        self.set_header("Location", f"/api/sessions/{session.id}")
+        self.write_json(session.public(), 201)
+
+
+class SessionHandler(SessionAPIHandler):
+    def get(self, session_id: str) -> None:
+        self.write_json(self.session(session_id).public())
+
+    async def delete(self, session_id: str) -> None:
+        await self.pool.close_session(self.session(session_id), "closed_by_user")
+        self.set_status(204)
+        self.finish()
+
+
+class ExecuteHandler(SessionAPIHandler):
+    async def post(self, session_id: str) -> None:
+        session = self.session(session_id)
+        code = self.json_body(EXECUTE_SCHEMA)["code"]
+        result = await session.execute(code)
+        self.write_json(result.public())
+
+
+class InterruptHandler(SessionAPIHandler):
+    async def post(self, session_id: str) -> None:
+        await self.session(session_id).interrupt()
+        self.set_status(204)
+        self.finish()

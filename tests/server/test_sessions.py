@@ -1,0 +1,187 @@
+"""Kernel sessions end to end: bi serve's own executor agent, real sandboxed kernels, the limits.
+
+Card code that needs the real ``os`` recovers it as a determined author would
+(``pd.io.common.os``): the policy layer is a convenience, the limits here are enforced from outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from structlog.testing import capture_logs
+
+from server.execution.agent_client import AgentError
+from tests.kernels.sandbox.helpers import require
+
+from .test_datasets import JAPANESE_CSV, upload
+
+REAL_OS = "import pandas as pd\nos = pd.io.common.os\n"
+
+
+@pytest.fixture
+def root() -> None:
+    require(os.geteuid() == 0, "the local executor agent needs root to sandbox kernels")
+
+
+@pytest.fixture
+def start_cards(start_server, root):
+    """Start a server whose local agent keeps one warm kernel, with extra traits."""
+    def start(**traits):
+        return start_server(ServeApp__local_executor=True, ServeApp__local_executor_pool_size=1, **traits)
+    return start
+
+
+async def open_session(api, token: str, datasets: list[str] | None = None) -> str:
+    response = await api.fetch("POST", "/api/sessions", token=token, json_body={"datasets": datasets or []})
+    assert response.code == 201, response.body
+    return response.json()["id"]
+
+
+async def run(api, token: str, session_id: str, code: str):
+    return await api.fetch("POST", f"/api/sessions/{session_id}/execute", token=token, json_body={"code": code})
+
+
+def text(outputs: list[dict]) -> str:
+    return "".join(o.get("text", "") + o.get("evalue", "") + str(o.get("data", {}).get("text/plain", ""))
+                   for o in outputs)
+
+
+async def test_session_runs_cards_on_datasets_and_is_private(start_cards):
+    """A session loads the datasets it opened with, keeps variables, and is nobody else's."""
+    api = await start_cards()
+    token = await api.login()
+    dataset = (await upload(api, "売上", JAPANESE_CSV.encode("cp932"), token)).json()
+    session_id = await open_session(api, token, [dataset["id"]])
+    first = await run(api, token, session_id, 'df = load_dataset("売上")\nprint(df["店舗"].tolist())\ndf["売上"].sum()')
+    assert first.code == 200, first.body
+    result = first.json()
+    assert result["status"] == "ok" and "['東京', '大阪', '名古屋']" in text(result["outputs"])
+    assert result["outputs"][-1]["output_type"] == "execute_result" and "4500.5" in text(result["outputs"])
+    assert (await run(api, token, session_id, "len(df)")).json()["outputs"][-1]["data"]["text/plain"] == "3"
+
+    stranger = await api.add_user("stranger@example.com")
+    assert (await run(api, stranger, session_id, "len(df)")).code == 404
+    assert (await api.fetch("GET", "/api/sessions", token=stranger)).json() == {"sessions": []}
+    assert [s["id"] for s in (await api.fetch("GET", "/api/sessions", token=token)).json()["sessions"]] == [session_id]
+    assert (await api.fetch("POST", "/api/sessions", token=stranger, json_body={"datasets": [dataset["id"]]})).code == 404
+
+    kernel = api.app.kernel_pool.sessions[session_id].kernel
+    assert (await api.fetch("DELETE", f"/api/sessions/{session_id}", token=token)).code == 204
+    with pytest.raises(AgentError) as gone:
+        await kernel.agent.kernel_status(kernel.kernel_id)
+    assert gone.value.status == 404
+    assert (await run(api, token, session_id, "1")).code == 404
+
+
+async def test_errors_and_bad_requests(start_cards):
+    """Card errors come back with their traceback; bad bodies are 400 with the reason."""
+    api = await start_cards()
+    token = await api.login()
+    session_id = await open_session(api, token)
+    result = (await run(api, token, session_id, "1 / 0")).json()
+    assert result["status"] == "error"
+    assert result["outputs"][0]["ename"] == "ZeroDivisionError"
+    assert not any("\x1b[" in line for line in result["outputs"][0]["traceback"])
+    assert (await run(api, token, session_id, "import os")).json()["outputs"][0]["ename"] == "ImportError"
+    bad = await api.fetch("POST", f"/api/sessions/{session_id}/execute", token=token, json_body={"cmd": "1"})
+    assert bad.code == 400
+    assert (await api.fetch("POST", "/api/sessions", token=token, json_body={"datasets": ["nope"]})).code == 404
+
+
+async def test_wall_clock_interrupts_then_kills(start_cards):
+    """Past the limit a loop is interrupted (408, variables kept); code ignoring SIGINT is killed (408, fresh kernel)."""
+    api = await start_cards(KernelPool__execution_timeout=1.5, KernelPool__interrupt_grace=1.0)
+    token = await api.login()
+    session_id = await open_session(api, token)
+    await run(api, token, session_id, "kept = 42")
+    looped = await run(api, token, session_id, "print('started')\nwhile True: pass")
+    assert looped.code == 408 and looped.error_code == "timeout"
+    error = looped.json()["error"]
+    assert "1.5 s limit" in error["message"] and error["details"]["kernel_restarted"] is False
+    assert "started" in text(error["details"]["outputs"])
+    assert (await run(api, token, session_id, "kept")).json()["outputs"][-1]["data"]["text/plain"] == "42"
+
+    stubborn = await run(api, token, session_id, REAL_OS + (
+        "signal = pd.io.common.os.sys.modules['signal']\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "np = pd.io.common.os.sys.modules['numpy']\n"
+        "np.ctypeslib.ctypes.CDLL(None).sleep(20)\n"))
+    assert stubborn.code == 408 and stubborn.json()["error"]["details"]["kernel_restarted"] is True
+    assert "variables are lost" in stubborn.json()["error"]["message"]
+    after = (await run(api, token, session_id, "'kept' in dir()")).json()
+    assert after["status"] == "ok" and after["outputs"][-1]["data"]["text/plain"] == "False"
+    metrics = (await api.fetch("GET", "/metrics")).body.decode()
+    assert "bi_execution_timeouts_total 2.0" in metrics
+
+
+async def test_output_is_capped(start_cards):
+    """Output past the cap is dropped after one notice, and the flood is stopped."""
+    api = await start_cards(KernelPool__output_limit_bytes=20_000)
+    token = await api.login()
+    session_id = await open_session(api, token)
+    result = (await run(api, token, session_id, "while True: print('x' * 1000)")).json()
+    assert result["truncated"] is True and result["status"] == "error"
+    assert "output truncated" in result["outputs"][-1]["text"]
+    assert sum(len(o.get("text", "")) for o in result["outputs"]) < 25_000
+
+
+async def test_memory_limit_is_named(start_cards):
+    """Allocating past the memory limit gives an error naming the limit, not a hang."""
+    api = await start_cards()
+    token = await api.login()
+    session_id = await open_session(api, token)
+    result = (await run(api, token, session_id, "hog = []\nwhile True: hog.append(bytearray(2**26))")).json()
+    assert result["status"] == "error"
+    assert result["outputs"][-1]["evalue"] == "the card exceeded the 2048 MB memory limit"
+
+
+async def test_dead_kernel_is_replaced_and_reported(start_cards):
+    """A kernel that dies mid-run, or while idle, is replaced; the session says so and goes on."""
+    api = await start_cards()
+    token = await api.login()
+    session_id = await open_session(api, token)
+    died = (await run(api, token, session_id, REAL_OS + "os._exit(9)")).json()
+    assert died["kernel_restarted"] is True and died["outputs"][-1]["ename"] == "KernelDied"
+    assert "exited with status 9" in died["outputs"][-1]["evalue"]
+    assert (await run(api, token, session_id, "1 + 1")).json()["outputs"][-1]["data"]["text/plain"] == "2"
+
+    session = api.app.kernel_pool.sessions[session_id]
+    events: list[dict] = []
+    session.listeners.add(events.append)
+    before = session.kernel.kernel_id
+    with capture_logs() as logs:
+        await run(api, token, session_id, REAL_OS + (
+            "threading = os.sys.modules['threading']\n"
+            "threading.Timer(0.3, lambda: os._exit(7)).start()\n"))
+        for _ in range(100):
+            if session.kernel.kernel_id != before:
+                break
+            await asyncio.sleep(0.1)
+    assert session.kernel.kernel_id != before
+    assert events == [{"event": "kernel_restarted", "reason": "the kernel exited with status 7"}]
+    assert any(e["event"] == "kernel_replaced" for e in logs)
+    assert (await run(api, token, session_id, "2 + 2")).json()["outputs"][-1]["data"]["text/plain"] == "4"
+
+
+async def test_idle_sessions_close_and_users_are_capped(start_cards):
+    """A user holds at most sessions_per_user sessions; an idle one is closed with its kernel."""
+    api = await start_cards(KernelPool__idle_timeout=1.0, KernelPool__sessions_per_user=1)
+    token = await api.login()
+    session_id = await open_session(api, token)
+    refused = await api.fetch("POST", "/api/sessions", token=token, json_body={})
+    assert refused.code == 429 and "open sessions" in refused.json()["error"]["message"]
+    for _ in range(50):
+        if (await api.fetch("GET", f"/api/sessions/{session_id}", token=token)).code == 404:
+            break
+        await asyncio.sleep(0.1)
+    assert (await api.fetch("GET", f"/api/sessions/{session_id}", token=token)).code == 404
+    assert (await api.fetch("POST", "/api/sessions", token=token, json_body={})).code == 201
+
+
+async def test_without_an_agent_execution_is_unavailable(api):
+    """A server with no executor agent says so with a 503, and serves everything else."""
+    token = await api.login()
+    response = await api.fetch("POST", "/api/sessions", token=token, json_body={})
+    assert response.code == 503 and "no executor agent" in response.json()["error"]["message"]

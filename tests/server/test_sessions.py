@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
 from server.execution.agent_client import AgentError
+from server.execution.local_agent import AGENT_ENVIRONMENT, PUBLIC_KEY_FILE
 from tests.kernels.sandbox.helpers import require
 
 from .test_datasets import JAPANESE_CSV, upload
@@ -73,6 +75,17 @@ async def test_session_runs_cards_on_datasets_and_is_private(start_cards):
         await kernel.agent.kernel_status(kernel.kernel_id)
     assert gone.value.status == 404
     assert (await run(api, token, session_id, "1")).code == 404
+
+
+async def test_local_agent_holds_no_server_secret(start_cards, monkeypatch):
+    """The agent bi serve starts gets a bare environment, and only the public half of the signing key."""
+    monkeypatch.setenv("JWT_SECRET_KEY", "s" * 40)
+    api = await start_cards()
+    agent = api.app.local_agent
+    environ = Path(f"/proc/{agent.process.pid}/environ").read_bytes().split(b"\0")
+    assert sorted(v.split(b"=")[0].decode() for v in environ if v) == sorted(AGENT_ENVIRONMENT)
+    command = Path(f"/proc/{agent.process.pid}/cmdline").read_bytes().decode()
+    assert PUBLIC_KEY_FILE in command and "PRIVATE" not in Path(api.app.data_dir, PUBLIC_KEY_FILE).read_text()
 
 
 async def test_errors_and_bad_requests(start_cards):

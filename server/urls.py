@@ -21,10 +21,10 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/datasets/{dataset_id}", DatasetHandler),
     ("/api/datasets/{dataset_id}/versions", DatasetVersionsHandler),
     ("/api/datasets/{dataset_id}/preview", DatasetPreviewHandler),
-    ("/api/sessions", SessionsHandler),
-    ("/api/sessions/{session_id}", SessionHandler),
-    ("/api/sessions/{session_id}/execute", ExecuteHandler),
-    ("/api/sessions/{session_id}/interrupt", InterruptHandler),
+    ("/api/card-sessions", SessionsHandler),
+    ("/api/card-sessions/{session_id}", SessionHandler),
+    ("/api/card-sessions/{session_id}/execute", ExecuteHandler),
+    ("/api/card-sessions/{session_id}/interrupt", InterruptHandler),
 ]
 
 

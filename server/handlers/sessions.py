@@ -1,6 +1,6 @@
 """Kernel sessions over HTTP: open one with datasets, run code in it, interrupt it, close it.
 
-``POST /api/sessions/{id}/execute`` answers once the code has finished, with every output;
+``POST /api/card-sessions/{id}/execute`` answers once the code has finished, with every output;
 the card websockets stream the same outputs as they come.
 """
 
@@ -47,7 +47,7 @@ class SessionsHandler(SessionAPIHandler):
         datasets = [await self.datasets.parquet_file(self.user, dataset_id)
                     for dataset_id in body.get("datasets", [])]
         session = await self.pool.open(self.user, datasets)
-        self.set_header("Location", f"/api/sessions/{session.id}")
+        self.set_header("Location", f"/api/card-sessions/{session.id}")
         self.write_json(session.public(), 201)
 
 

@@ -36,13 +36,13 @@ def start_cards(start_server, root):
 
 
 async def open_session(api, token: str, datasets: list[str] | None = None) -> str:
-    response = await api.fetch("POST", "/api/sessions", token=token, json_body={"datasets": datasets or []})
+    response = await api.fetch("POST", "/api/card-sessions", token=token, json_body={"datasets": datasets or []})
     assert response.code == 201, response.body
     return response.json()["id"]
 
 
 async def run(api, token: str, session_id: str, code: str):
-    return await api.fetch("POST", f"/api/sessions/{session_id}/execute", token=token, json_body={"code": code})
+    return await api.fetch("POST", f"/api/card-sessions/{session_id}/execute", token=token, json_body={"code": code})
 
 
 def text(outputs: list[dict]) -> str:
@@ -65,12 +65,12 @@ async def test_session_runs_cards_on_datasets_and_is_private(start_cards):
 
     stranger = await api.add_user("stranger@example.com")
     assert (await run(api, stranger, session_id, "len(df)")).code == 404
-    assert (await api.fetch("GET", "/api/sessions", token=stranger)).json() == {"sessions": []}
-    assert [s["id"] for s in (await api.fetch("GET", "/api/sessions", token=token)).json()["sessions"]] == [session_id]
-    assert (await api.fetch("POST", "/api/sessions", token=stranger, json_body={"datasets": [dataset["id"]]})).code == 404
+    assert (await api.fetch("GET", "/api/card-sessions", token=stranger)).json() == {"sessions": []}
+    assert [s["id"] for s in (await api.fetch("GET", "/api/card-sessions", token=token)).json()["sessions"]] == [session_id]
+    assert (await api.fetch("POST", "/api/card-sessions", token=stranger, json_body={"datasets": [dataset["id"]]})).code == 404
 
     kernel = api.app.kernel_pool.sessions[session_id].kernel
-    assert (await api.fetch("DELETE", f"/api/sessions/{session_id}", token=token)).code == 204
+    assert (await api.fetch("DELETE", f"/api/card-sessions/{session_id}", token=token)).code == 204
     with pytest.raises(AgentError) as gone:
         await kernel.agent.kernel_status(kernel.kernel_id)
     assert gone.value.status == 404
@@ -98,9 +98,9 @@ async def test_errors_and_bad_requests(start_cards):
     assert result["outputs"][0]["ename"] == "ZeroDivisionError"
     assert not any("\x1b[" in line for line in result["outputs"][0]["traceback"])
     assert (await run(api, token, session_id, "import os")).json()["outputs"][0]["ename"] == "ImportError"
-    bad = await api.fetch("POST", f"/api/sessions/{session_id}/execute", token=token, json_body={"cmd": "1"})
+    bad = await api.fetch("POST", f"/api/card-sessions/{session_id}/execute", token=token, json_body={"cmd": "1"})
     assert bad.code == 400
-    assert (await api.fetch("POST", "/api/sessions", token=token, json_body={"datasets": ["nope"]})).code == 404
+    assert (await api.fetch("POST", "/api/card-sessions", token=token, json_body={"datasets": ["nope"]})).code == 404
 
 
 async def test_wall_clock_interrupts_then_kills(start_cards):
@@ -183,18 +183,18 @@ async def test_idle_sessions_close_and_users_are_capped(start_cards):
     api = await start_cards(KernelPool__idle_timeout=1.0, KernelPool__sessions_per_user=1)
     token = await api.login()
     session_id = await open_session(api, token)
-    refused = await api.fetch("POST", "/api/sessions", token=token, json_body={})
+    refused = await api.fetch("POST", "/api/card-sessions", token=token, json_body={})
     assert refused.code == 429 and "open sessions" in refused.json()["error"]["message"]
     for _ in range(50):
-        if (await api.fetch("GET", f"/api/sessions/{session_id}", token=token)).code == 404:
+        if (await api.fetch("GET", f"/api/card-sessions/{session_id}", token=token)).code == 404:
             break
         await asyncio.sleep(0.1)
-    assert (await api.fetch("GET", f"/api/sessions/{session_id}", token=token)).code == 404
-    assert (await api.fetch("POST", "/api/sessions", token=token, json_body={})).code == 201
+    assert (await api.fetch("GET", f"/api/card-sessions/{session_id}", token=token)).code == 404
+    assert (await api.fetch("POST", "/api/card-sessions", token=token, json_body={})).code == 201
 
 
 async def test_without_an_agent_execution_is_unavailable(api):
     """A server with no executor agent says so with a 503, and serves everything else."""
     token = await api.login()
-    response = await api.fetch("POST", "/api/sessions", token=token, json_body={})
+    response = await api.fetch("POST", "/api/card-sessions", token=token, json_body={})
     assert response.code == 503 and "no executor agent" in response.json()["error"]["message"]

@@ -27,6 +27,7 @@ from . import secrets_file
 from .environment import setting
 from .errors import BIError
 from .execution.agent_client import AgentClient, load_private_key
+from .execution.live import LiveSessions
 from .execution.local_agent import LocalAgent, LocalAgentError, load_or_create_key
 from .execution.pool import KernelPool
 from .handlers.base import NotFoundHandler
@@ -183,6 +184,7 @@ class ServeApp(BIApp):
             url_specs(),
             default_handler_class=NotFoundHandler,
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
+            live_sessions=LiveSessions(self.kernel_pool),
             cors_origins=tuple(self.cors_origins),
             compress_response=True,
             log_function=lambda handler: None,

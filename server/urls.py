@@ -6,6 +6,7 @@ import re
 from tornado.web import RequestHandler, URLSpec
 
 from .handlers.auth import LoginHandler, MeHandler, UsersHandler
+from .handlers.card_socket import CardSocket
 from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsHandler,
                                 DatasetVersionsHandler)
 from .handlers.sessions import ExecuteHandler, InterruptHandler, SessionHandler, SessionsHandler
@@ -21,6 +22,7 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/datasets/{dataset_id}", DatasetHandler),
     ("/api/datasets/{dataset_id}/versions", DatasetVersionsHandler),
     ("/api/datasets/{dataset_id}/preview", DatasetPreviewHandler),
+    ("/api/cards/scratch/ws", CardSocket),
     ("/api/card-sessions", SessionsHandler),
     ("/api/card-sessions/{session_id}", SessionHandler),
     ("/api/card-sessions/{session_id}/execute", ExecuteHandler),

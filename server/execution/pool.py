@@ -43,6 +43,7 @@ class KernelPool(LoggingConfigurable):
     output_limit_bytes = Integer(5 * 1024 * 1024, help="Output kept per execution; the rest is dropped with a notice.").tag(config=True)
     idle_timeout = Float(600, help="Seconds without an execution after which a session and its kernel are destroyed.").tag(config=True)
     sessions_per_user = Integer(4, help="Open sessions (kernels) one user may hold.").tag(config=True)
+    reconnect_grace = Float(30, help="Seconds a live session waits for its websocket to reconnect before it ends.").tag(config=True)
     kernel_ready_timeout = Float(30, help="Seconds a new kernel gets to answer its first request.").tag(config=True)
 
     def __init__(self, agents: list[AgentClient], registry: CollectorRegistry, **kwargs: Any):
@@ -91,7 +92,7 @@ class KernelPool(LoggingConfigurable):
         if self.sessions.pop(session.id, None) is None:
             return
         self.metrics.bound.dec()
-        await session.close()
+        await session.close(reason)
         log.info("session_closed", session_id=session.id, user_id=session.user_id, reason=reason)
 
     # kernels -----------------------------------------------------------------

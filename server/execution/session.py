@@ -227,12 +227,13 @@ class KernelSession:
         for listener in list(self.listeners):
             listener(event)
 
-    async def close(self) -> None:
-        """Destroy the kernel at once (a running execution ends with an error)."""
+    async def close(self, reason: str) -> None:
+        """Destroy the kernel at once (a running execution ends with an error); listeners hear why."""
         if self.closed:
             return
         self.closed = True
         await self.kernel.stop()
+        self._notify({"event": "closed", "reason": reason})
 
 
 async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str,

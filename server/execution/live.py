@@ -1,0 +1,148 @@
+"""Kernel sessions driven over a websocket: numbered messages, replay after a reconnect, a grace period.
+
+A ``LiveSession`` wraps one ``KernelSession``. Every message it sends gets the next sequence
+number and is kept (the last ``REPLAY_MESSAGES``) so that a client that reconnects with the
+last number it saw gets the rest, in order. When its socket goes away, the session waits
+``grace_seconds`` for a reconnect, then closes and its kernel is destroyed. The message formats
+are documented in ``server/handlers/card_socket.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+from typing import Any, Callable, Protocol
+
+from ..errors import BIError, ExecutionTimeoutError, NotFoundError
+from ..logs import get_logger
+from ..models import User
+from .pool import KernelPool
+from .session import KernelSession
+
+log = get_logger("bi.execution.live")
+
+REPLAY_MESSAGES = 5000
+
+
+class Socket(Protocol):
+    def send_text(self, text: str) -> None: ...
+
+    def end(self, reason: str) -> None: ...
+
+
+class LiveSession:
+    def __init__(self, session: KernelSession, on_expired: Callable[[LiveSession], Any]):
+        self.session = session
+        self.on_expired = on_expired
+        self.seq = 0
+        self._sent: collections.deque[tuple[int, str]] = collections.deque(maxlen=REPLAY_MESSAGES)
+        self._socket: Socket | None = None
+        self._run: asyncio.Task[None] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        session.listeners.add(self._session_event)
+
+    @property
+    def id(self) -> str:
+        return self.session.id
+
+    def emit(self, message: dict[str, Any]) -> None:
+        """Number, keep and send one message."""
+        self.seq += 1
+        text = json.dumps({"seq": self.seq, **message}, ensure_ascii=False, default=str)
+        self._sent.append((self.seq, text))
+        if self._socket is not None:
+            self._socket.send_text(text)
+
+    def attach(self, socket: Socket, after: int | None) -> bool:
+        """Send new messages to ``socket``, first replaying those after ``after``.
+
+        False (and nothing replayed) when messages after ``after`` are no longer kept.
+        """
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self._socket is not None:
+            self._socket.end("the session was opened elsewhere")
+        self._socket = socket
+        if after is None:
+            return True
+        if after < self.seq and (not self._sent or self._sent[0][0] > after + 1):
+            return False
+        for seq, text in self._sent:
+            if seq > after:
+                socket.send_text(text)
+        return True
+
+    def detach(self, socket: Socket, grace_seconds: float) -> None:
+        """``socket`` closed: wait ``grace_seconds`` for a reconnect, then end the session."""
+        if self._socket is not socket:
+            return
+        self._socket = None
+        self._expiry = asyncio.get_running_loop().call_later(grace_seconds, self.on_expired, self)
+
+    def execute(self, code: str, run_id: str) -> None:
+        if self._run is not None and not self._run.done():
+            self.emit({"type": "error", "code": "busy", "run_id": run_id,
+                       "message": "The previous run has not finished; wait for it or interrupt it."})
+            return
+        self._run = asyncio.create_task(self._execute(code, run_id))
+
+    async def _execute(self, code: str, run_id: str) -> None:
+        self.emit({"type": "status", "state": "busy", "run_id": run_id})
+        done: dict[str, Any] = {"type": "done", "run_id": run_id}
+        try:
+            result = await self.session.execute(
+                code, lambda output: self.emit({"type": "output", "run_id": run_id, "output": output}))
+            done.update(status=result.status, execution_count=result.execution_count,
+                        execution_time_ms=result.execution_time_ms, truncated=result.truncated,
+                        kernel_restarted=result.kernel_restarted)
+        except ExecutionTimeoutError as exc:
+            done.update(status="timeout", message=exc.message, execution_count=None,
+                        execution_time_ms=exc.details["execution_time_ms"], truncated=False,
+                        kernel_restarted=exc.details["kernel_restarted"])
+        except BIError as exc:
+            done.update(status="error", message=exc.message, code=exc.code, execution_count=None,
+                        execution_time_ms=0, truncated=False, kernel_restarted=False)
+        self.emit({"type": "status", "state": "idle", "run_id": run_id})
+        self.emit(done)
+
+    async def interrupt(self) -> None:
+        await self.session.interrupt()
+
+    def _session_event(self, event: dict[str, Any]) -> None:
+        self.emit({"type": event["event"], **{k: v for k, v in event.items() if k != "event"}})
+        if event["event"] == "closed" and self._socket is not None:
+            self._socket.end(event["reason"])
+
+
+class LiveSessions:
+    """The live sessions of one server, by id; each is its user's only."""
+
+    def __init__(self, pool: KernelPool):
+        self.pool = pool
+        self._live: dict[str, LiveSession] = {}
+
+    async def open(self, user: User, datasets: list[tuple[str, Any]]) -> LiveSession:
+        live = LiveSession(await self.pool.open(user, datasets), self._expired)
+        self._live[live.id] = live
+        return live
+
+    @property
+    def grace_seconds(self) -> float:
+        return self.pool.reconnect_grace
+
+    def get(self, user: User, session_id: str) -> LiveSession:
+        """The live session if it is ``user``'s and still open."""
+        live = self._live.get(session_id)
+        if live is not None and live.session.closed:
+            del self._live[session_id]
+            live = None
+        if live is None:
+            raise NotFoundError("That session has ended; open a new one.")
+        self.pool.get(user, session_id)  # NotFoundError for anyone else's
+        return live
+
+    def _expired(self, live: LiveSession) -> None:
+        self._live.pop(live.id, None)
+        asyncio.ensure_future(self.pool.close_session(live.session, "disconnected"))

@@ -1,0 +1,161 @@
+"""The card editing websocket: code in, ordered outputs out, like a notebook that keeps its kernel.
+
+``GET /api/cards/scratch/ws?datasets=<id>,<id>`` opens a session for code not yet saved
+(``load_dataset(name)`` reads the named datasets). Authenticate with ``Authorization: Bearer <jwt>``,
+or, from a browser, the subprotocols ``bi.v1, bearer.<jwt>``. To resume after a dropped
+connection, reconnect within the grace period (30 s) with ``?session=<id>&after=<last seq seen>``:
+the messages after that one are replayed in order, then new ones follow.
+
+Client to server::
+
+    {"type": "execute", "code": "df = load_dataset('sales')\\ndf.head()", "run_id": "r1"}
+    {"type": "interrupt"}
+
+Server to client; every message has ``seq``, one more than the one before::
+
+    {"seq": 1, "type": "session", "session_id": "9f...", "limits": {"wall_seconds": 10, "output_bytes": 5242880, "memory_mb": 2048}}
+    {"seq": 2, "type": "status", "state": "busy", "run_id": "r1"}
+    {"seq": 3, "type": "output", "run_id": "r1", "output": {"output_type": "stream", "name": "stdout", "text": "hi\\n"}}
+    {"seq": 4, "type": "output", "run_id": "r1", "output": {"output_type": "execute_result", "data": {"text/plain": "2"}, "metadata": {}, "execution_count": 1}}
+    {"seq": 5, "type": "output", "run_id": "r1", "output": {"output_type": "error", "ename": "ZeroDivisionError", "evalue": "division by zero", "traceback": ["..."]}}
+    {"seq": 6, "type": "status", "state": "idle", "run_id": "r1"}
+    {"seq": 7, "type": "done", "run_id": "r1", "status": "ok", "execution_count": 1, "execution_time_ms": 12, "truncated": false, "kernel_restarted": false}
+    {"seq": 8, "type": "done", "run_id": "r2", "status": "timeout", "message": "The card ran longer than the 10 s limit and was stopped.", ...}
+    {"seq": 9, "type": "kernel_restarted", "reason": "the card exceeded the 2048 MB memory limit and its kernel was stopped"}
+    {"seq": 10, "type": "error", "code": "busy", "run_id": "r3", "message": "The previous run has not finished; ..."}
+    {"seq": 11, "type": "closed", "reason": "idle"}
+
+Outputs have the shapes of ``server/execution/outputs.py``. A message the server cannot use gets
+``{"type": "error", "code": "bad_message", "message": ...}`` (not numbered: it is not replayed),
+and the socket stays open. A resume whose messages are no longer kept gets ``resync_required``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jsonschema
+import structlog
+from tornado import websocket
+
+from ..errors import AuthenticationError, BIError, InvalidRequestError
+from ..execution.live import LiveSession, LiveSessions
+from ..models import User
+from .base import STATUS_OF_ERROR, log
+
+SUBPROTOCOL = "bi.v1"
+TOKEN_SUBPROTOCOL_PREFIX = "bearer."
+MAX_MESSAGE_BYTES = 256 * 1024
+CLIENT_MESSAGE = {
+    "oneOf": [
+        {"type": "object", "required": ["type", "code"], "additionalProperties": False,
+         "properties": {"type": {"const": "execute"}, "code": {"type": "string", "maxLength": 100_000},
+                        "run_id": {"type": "string", "maxLength": 64}}},
+        {"type": "object", "required": ["type"], "additionalProperties": False,
+         "properties": {"type": {"const": "interrupt"}}},
+    ],
+}
+
+
+class CardSocket(websocket.WebSocketHandler):
+    """One socket of a live session; the session outlives it for the grace period."""
+
+    user: User | None = None
+    live: LiveSession | None = None
+
+    def initialize(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.started = time.perf_counter()
+        self.runs = 0
+
+    @property
+    def sessions(self) -> LiveSessions:
+        return self.settings["live_sessions"]
+
+    # handshake ---------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Authenticate and find or open the session before upgrading; failures are plain HTTP errors."""
+        try:
+            self.user = await self.settings["auth"].authenticate(self._token())
+            structlog.contextvars.bind_contextvars(user_id=self.user.id)
+            resume = self.get_query_argument("session", None)
+            if resume:
+                self.live = self.sessions.get(self.user, resume)
+            else:
+                self.live = await self.sessions.open(self.user, await self.datasets_to_load())
+        except BIError as exc:
+            self.set_status(STATUS_OF_ERROR.get(type(exc), 400))
+            self.finish({"error": {"code": exc.code, "message": exc.message, "details": exc.details}})
+
+    async def datasets_to_load(self) -> list[tuple[str, Any]]:
+        """The datasets named by ``?datasets=``, each checked against the caller's access."""
+        assert self.user is not None
+        ids = [i for i in self.get_query_argument("datasets", "").split(",") if i]
+        if len(ids) > 20:
+            raise InvalidRequestError("A session can load at most 20 datasets.")
+        return [await self.settings["datasets"].parquet_file(self.user, i) for i in dict.fromkeys(ids)]
+
+    def _token(self) -> str:
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() in ("bearer", "token") and token.strip():
+            return token.strip()
+        for protocol in self.request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+            if protocol.strip().startswith(TOKEN_SUBPROTOCOL_PREFIX):
+                return protocol.strip()[len(TOKEN_SUBPROTOCOL_PREFIX):]
+        raise AuthenticationError("Sign in first: send 'Authorization: Bearer <token>' or the "
+                                  f"subprotocols '{SUBPROTOCOL}, {TOKEN_SUBPROTOCOL_PREFIX}<token>'.")
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
+
+    def check_origin(self, origin: str) -> bool:
+        allowed = self.settings.get("cors_origins", ())
+        return origin in allowed or "*" in allowed or super().check_origin(origin)
+
+    # the socket --------------------------------------------------------------
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)  # no Nagle + delayed-ACK stall on small messages
+        assert self.live is not None
+        after = self.get_query_argument("after", None)
+        if not self.live.attach(self, int(after) if after and after.isdigit() else None):
+            self.send_text(json.dumps({"type": "resync_required", "seq": self.live.seq,
+                                       "message": "Messages since then are no longer kept; reload."}))
+        if after is None:
+            self.live.emit({"type": "session", "session_id": self.live.id,
+                            "limits": self.live.session.public()["limits"]})
+        log.info("socket_opened", endpoint=self.endpoint, session_id=self.live.id, resumed=after is not None)
+
+    async def on_message(self, message: str | bytes) -> None:
+        assert self.live is not None
+        try:
+            if len(message) > MAX_MESSAGE_BYTES:
+                raise ValueError(f"messages are limited to {MAX_MESSAGE_BYTES // 1024} KB")
+            body = json.loads(message)
+            jsonschema.validate(body, CLIENT_MESSAGE)
+        except (ValueError, jsonschema.ValidationError) as exc:
+            reason = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
+            self.send_text(json.dumps({"type": "error", "code": "bad_message",
+                                       "message": f"Cannot use that message: {reason}. Send "
+                                                  '{"type": "execute", "code": ...} or {"type": "interrupt"}.'}))
+            return
+        if body["type"] == "execute":
+            self.runs += 1
+            self.live.execute(body["code"], body.get("run_id") or f"run-{self.live.seq + 1}")
+        else:
+            await self.live.interrupt()
+
+    def send_text(self, text: str) -> None:
+        if self.ws_connection is not None and not self.ws_connection.is_closing():
+            self.write_message(text)
+
+    def end(self, reason: str) -> None:
+        self.close(1000, reason[:120])
+
+    def on_close(self) -> None:
+        if self.live is not None:
+            self.live.detach(self, self.sessions.grace_seconds)
+        log.info("socket_closed", endpoint=self.endpoint, session_id=self.live.id if self.live else None,
+                 user_id=self.user.id if self.user else None, runs=self.runs,
+                 duration_ms=round((time.perf_counter() - self.started) * 1000, 2), code=self.close_code)

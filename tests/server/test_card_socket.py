@@ -1,0 +1,152 @@
+"""The card editing websocket over real sockets, with bi serve's own agent and real kernels."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from tornado import httpclient, websocket
+
+from .test_datasets import JAPANESE_CSV, upload
+from .test_sessions import root, start_cards  # noqa: F401 - fixtures
+
+
+class Socket:
+    def __init__(self, connection: websocket.WebSocketClientConnection):
+        self.connection = connection
+        self.seen: list[dict] = []
+
+    async def receive(self, timeout: float = 30) -> dict:
+        text = await asyncio.wait_for(self.connection.read_message(), timeout)
+        assert text is not None, "the server closed the socket"
+        message = json.loads(text)
+        message["_at"] = time.monotonic()
+        self.seen.append(message)
+        return message
+
+    async def until(self, kind: str, timeout: float = 30) -> list[dict]:
+        """Messages up to and including the first of type ``kind``."""
+        got = []
+        while True:
+            got.append(await self.receive(timeout))
+            if got[-1]["type"] == kind:
+                return got
+
+    def send(self, **message) -> None:
+        self.connection.write_message(json.dumps(message))
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+async def connect(api, token: str | None, query: str = "", subprotocols: list[str] | None = None) -> Socket:
+    url = api.base_url.replace("http://", "ws://") + "/api/cards/scratch/ws" + (f"?{query}" if query else "")
+    headers = {"Authorization": f"Bearer {token}"} if token and not subprotocols else {}
+    request = httpclient.HTTPRequest(url, headers=headers)
+    return Socket(await websocket.websocket_connect(request, subprotocols=subprotocols))
+
+
+async def test_outputs_stream_in_order_as_produced(start_cards):
+    """Mixed outputs arrive numbered, in order, each as soon as the kernel produced it."""
+    api = await start_cards()
+    token = await api.login()
+    dataset = (await upload(api, "売上", JAPANESE_CSV.encode(), token)).json()
+    socket = await connect(api, token, f"datasets={dataset['id']}")
+    hello = await socket.receive()
+    assert hello["type"] == "session" and hello["seq"] == 1 and hello["limits"]["memory_mb"] == 2048
+    socket.send(type="execute", run_id="r1", code=(
+        "import time\nprint('first', flush=True)\ntime.sleep(0.5)\nprint('second')\n"
+        "df = load_dataset('売上')\ndisplay(len(df))\ndf['店舗'].iloc[0]"))
+    messages = await socket.until("done")
+    assert [m["seq"] for m in messages] == list(range(2, 2 + len(messages)))
+    kinds = [(m["type"], m.get("output", {}).get("output_type")) for m in messages]
+    assert kinds == [("status", None), ("output", "stream"), ("output", "stream"), ("output", "display_data"),
+                     ("output", "execute_result"), ("status", None), ("done", None)]
+    first, second = messages[1], messages[2]
+    assert first["output"]["text"] == "first\n" and second["output"]["text"] == "second\n"
+    assert second["_at"] - first["_at"] > 0.4, "the first print must arrive before the sleep ends"
+    assert messages[4]["output"]["data"]["text/plain"] == "'東京'"
+    assert messages[-1]["status"] == "ok" and messages[-1]["execution_time_ms"] >= 500
+
+    socket.send(type="execute", run_id="r2", code="1 / 0")
+    failed = await socket.until("done")
+    assert failed[1]["output"]["ename"] == "ZeroDivisionError" and failed[-1]["status"] == "error"
+    socket.close()
+
+
+async def test_interrupt_busy_and_bad_messages(start_cards):
+    """An interrupt stops a loop; a second run while busy and garbage get errors, the socket stays."""
+    api = await start_cards()
+    socket = await connect(api, await api.login())
+    await socket.receive()
+    socket.send(type="execute", run_id="loop", code="while True: pass")
+    assert (await socket.receive())["state"] == "busy"
+    socket.send(type="execute", run_id="other", code="1")
+    busy = await socket.receive()
+    assert busy["type"] == "error" and busy["code"] == "busy"
+    socket.connection.write_message("{not json")
+    bad = await socket.receive()
+    assert bad["code"] == "bad_message" and "seq" not in bad
+    socket.send(type="interrupt")
+    messages = await socket.until("done")
+    assert messages[0]["output"]["ename"] == "KeyboardInterrupt" and messages[-1]["status"] == "error"
+    socket.send(type="execute", run_id="after", code="21 * 2")
+    assert (await socket.until("done"))[1]["output"]["data"]["text/plain"] == "42"
+
+
+async def test_timeout_over_the_socket(start_cards):
+    """Past the wall clock the run ends with status timeout and the session goes on."""
+    api = await start_cards(KernelPool__execution_timeout=1.0)
+    socket = await connect(api, await api.login())
+    await socket.receive()
+    socket.send(type="execute", code="while True: pass")
+    done = (await socket.until("done"))[-1]
+    assert done["status"] == "timeout" and "1 s limit" in done["message"]
+    socket.send(type="execute", code="'alive'")
+    assert (await socket.until("done"))[-1]["status"] == "ok"
+
+
+async def test_reconnect_replays_what_was_missed(start_cards):
+    """A client that drops mid-run and comes back with its last seq gets the rest, in order."""
+    api = await start_cards()
+    token = await api.login()
+    socket = await connect(api, token)
+    session_id = (await socket.receive())["session_id"]
+    socket.send(type="execute", code="import time\nfor i in range(4):\n    print(i, flush=True)\n    time.sleep(0.2)")
+    await socket.receive()  # busy
+    last = (await socket.receive())["seq"]  # "0"
+    socket.close()
+    await asyncio.sleep(1.0)  # the run goes on and finishes while nobody listens
+    again = await connect(api, token, f"session={session_id}&after={last}")
+    rest = await again.until("done")
+    assert [m["seq"] for m in rest] == list(range(last + 1, last + 1 + len(rest)))
+    assert "".join(m["output"]["text"] for m in rest if m["type"] == "output") == "1\n2\n3\n"
+    again.send(type="execute", code="i")
+    assert (await again.until("done"))[1]["output"]["data"]["text/plain"] == "3"
+
+
+async def test_auth_subprotocol_and_privacy(start_cards):
+    """No token: 401 before any upgrade; the browser subprotocol works; others' sessions are 404."""
+    api = await start_cards(KernelPool__reconnect_grace=0.5)
+    with pytest.raises(httpclient.HTTPClientError) as refused:
+        await connect(api, None)
+    assert refused.value.code == 401
+    token = await api.login()
+    socket = await connect(api, token, subprotocols=["bi.v1", f"bearer.{token}"])
+    assert socket.connection.selected_subprotocol == "bi.v1"
+    session_id = (await socket.receive())["session_id"]
+    stranger = await api.add_user("stranger@example.com")
+    with pytest.raises(httpclient.HTTPClientError) as hidden:
+        await connect(api, stranger, f"session={session_id}&after=1")
+    assert hidden.value.code == 404
+    socket.close()
+    for _ in range(40):
+        if session_id not in api.app.kernel_pool.sessions:
+            break
+        await asyncio.sleep(0.1)
+    assert session_id not in api.app.kernel_pool.sessions, "the session outlived its grace period"
+    with pytest.raises(httpclient.HTTPClientError) as ended:
+        await connect(api, token, f"session={session_id}&after=1")
+    assert ended.value.code == 404

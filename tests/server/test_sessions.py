@@ -11,10 +11,12 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from structlog.testing import capture_logs
 
 from server.execution.agent_client import AgentError
-from server.execution.local_agent import AGENT_ENVIRONMENT, PUBLIC_KEY_FILE
+from server.execution.local_agent import AGENT_ENVIRONMENT, PUBLIC_KEY_FILE, LocalAgent
 from tests.kernels.sandbox.helpers import require
 
 from .test_datasets import JAPANESE_CSV, upload
@@ -198,3 +200,26 @@ async def test_without_an_agent_execution_is_unavailable(api):
     token = await api.login()
     response = await api.fetch("POST", "/api/card-sessions", token=token, json_body={})
     assert response.code == 503 and "no executor agent" in response.json()["error"]["message"]
+
+
+async def test_remote_agent_by_configuration(start_server, root, tmp_path):
+    """With executor_urls and a signing key configured, the server uses that agent and starts none."""
+    key = Ed25519PrivateKey.generate()
+    agent = LocalAgent(tmp_path / "agent", pool_size=1, allow_weaker_sandbox=False)
+    (tmp_path / "agent").mkdir()
+    (tmp_path / "agent" / PUBLIC_KEY_FILE).write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    client = await agent.start(key)
+    try:
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        api = await start_server(ServeApp__executor_urls=[client.base_url], ServeApp__executor_private_key=pem)
+        assert api.app.local_agent is None
+        token = await api.login()
+        session_id = await open_session(api, token)
+        result = (await run(api, token, session_id, "6 * 7")).json()
+        assert result["outputs"][-1]["data"]["text/plain"] == "42"
+        assert (await client.health())["kernels"] == 2  # the session's, and a warm one
+    finally:
+        client.close()
+        await agent.stop()

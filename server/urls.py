@@ -6,6 +6,7 @@ import re
 from tornado.web import RequestHandler, URLSpec
 
 from .handlers.auth import LoginHandler, MeHandler, UsersHandler
+from .handlers.bokehjs import BokehJSHandler, BokehResourcesHandler
 from .handlers.card_socket import CardSocket
 from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsHandler,
                                 DatasetVersionsHandler)
@@ -15,6 +16,8 @@ from .handlers.system import HealthHandler, MetricsHandler
 ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/health", HealthHandler),
     ("/metrics", MetricsHandler),
+    ("/api/bokeh", BokehResourcesHandler),
+    ("/static/bokeh/{version}/{name}", BokehJSHandler),
     ("/api/auth/login", LoginHandler),
     ("/api/me", MeHandler),
     ("/api/users", UsersHandler),

@@ -48,7 +48,7 @@ from .base import STATUS_OF_ERROR, log
 SUBPROTOCOL = "bi.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "bearer."
 MAX_MESSAGE_BYTES = 256 * 1024
-CLIENT_MESSAGE = {
+CLIENT_MESSAGE = jsonschema.Draft202012Validator({
     "oneOf": [
         {"type": "object", "required": ["type", "code"], "additionalProperties": False,
          "properties": {"type": {"const": "execute"}, "code": {"type": "string", "maxLength": 100_000},
@@ -56,7 +56,7 @@ CLIENT_MESSAGE = {
         {"type": "object", "required": ["type"], "additionalProperties": False,
          "properties": {"type": {"const": "interrupt"}}},
     ],
-}
+})
 
 
 class CardSocket(websocket.WebSocketHandler):
@@ -133,7 +133,7 @@ class CardSocket(websocket.WebSocketHandler):
             if len(message) > MAX_MESSAGE_BYTES:
                 raise ValueError(f"messages are limited to {MAX_MESSAGE_BYTES // 1024} KB")
             body = json.loads(message)
-            jsonschema.validate(body, CLIENT_MESSAGE)
+            CLIENT_MESSAGE.validate(body)
         except (ValueError, jsonschema.ValidationError) as exc:
             reason = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
             self.send_text(json.dumps({"type": "error", "code": "bad_message",

@@ -1,0 +1,214 @@
+"""Card websocket latency against the floor and a stock Jupyter Kernel Gateway, side by side.
+
+Needs root (bi serve's agent sandboxes kernels). Starts ``bi serve`` on a fresh data directory,
+a bare ipykernel through jupyter_client (the floor), and Jupyter Kernel Gateway 3 installed in
+its own virtualenv under /tmp (a peer to compare with, never our dependency). Prints:
+(a) round trips of ``1+1`` and of a pandas cell over our card websocket, over jupyter_client
+    straight to ZeroMQ, and over Kernel Gateway's channels websocket;
+(b) opening a card session (websocket connect) to its first output.
+
+    python bench/cards.py [--runs 200]      (as root)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from jupyter_client.manager import start_new_kernel
+from tornado import httpclient, websocket
+
+PANDAS_CELL = ("import pandas as pd\n"
+               "pd.DataFrame({'k': list('abcabc'), 'v': range(6)}).groupby('k').v.sum().to_dict()")
+KERNEL_GATEWAY = "jupyter-kernel-gateway==3.0.1"
+KG_VENV = Path(tempfile.gettempdir()) / "bi-bench-kernel-gateway"
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"p50 {statistics.median(ordered):8.2f} ms   p95 {p95:8.2f} ms   (n={len(ordered)})"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def wait_for(url: str, timeout: float = 120) -> None:
+    http = httpclient.AsyncHTTPClient()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            await http.fetch(url, raise_error=False)
+            return
+        except OSError:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+async def timed(runs: int, once: Callable[[], Awaitable[Any]]) -> list[float]:
+    await once()  # warm up
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await once()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+# ours ------------------------------------------------------------------------
+async def start_bi(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    port, password = free_port(), secrets.token_urlsafe(16)
+    env = {**os.environ, "BI_ADMIN_EMAIL": "bench@example.com", "BI_ADMIN_PASSWORD": password}
+    server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", f"--port={port}",
+                               f"--data-dir={data_dir}", "--KernelPool.sessions_per_user=1000"],
+                              env=env, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    await wait_for(base + "/api/health")
+    login = await httpclient.AsyncHTTPClient().fetch(
+        base + "/api/auth/login", method="POST",
+        body=json.dumps({"email": "bench@example.com", "password": password}))
+    return server, base, json.loads(login.body)["access_token"]
+
+
+async def card_socket(base: str, token: str) -> websocket.WebSocketClientConnection:
+    request = httpclient.HTTPRequest(base.replace("http", "ws") + "/api/cards/scratch/ws",
+                                     headers={"Authorization": f"Bearer {token}"})
+    return await websocket.websocket_connect(request)
+
+
+async def card_run(connection: websocket.WebSocketClientConnection, code: str) -> None:
+    connection.write_message(json.dumps({"type": "execute", "code": code}))
+    while json.loads(await connection.read_message())["type"] != "done":
+        pass
+
+
+async def first_output_ms(base: str, token: str, runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        connection = await card_socket(base, token)
+        await connection.read_message()  # the session message
+        connection.write_message(json.dumps({"type": "execute", "code": "print('hi')"}))
+        while json.loads(await connection.read_message())["type"] != "output":
+            pass
+        samples.append((time.perf_counter() - started) * 1000)
+        connection.close()
+        await asyncio.sleep(0.3)  # let the pool refill, as between real users
+    return samples
+
+
+# Kernel Gateway --------------------------------------------------------------
+def install_kernel_gateway() -> Path:
+    python = KG_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(KG_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", KERNEL_GATEWAY, "ipykernel", "pandas"],
+                       check=True)
+    return python
+
+
+async def kg_socket(python: Path) -> tuple[subprocess.Popen[bytes], websocket.WebSocketClientConnection]:
+    port = free_port()
+    gateway = subprocess.Popen([str(python), "-m", "kernel_gateway", f"--port={port}", "--ip=127.0.0.1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    await wait_for(base + "/api")
+    created = await httpclient.AsyncHTTPClient().fetch(base + "/api/kernels", method="POST", body="{}")
+    kernel_id = json.loads(created.body)["id"]
+    connection = await websocket.websocket_connect(f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels")
+    return gateway, connection
+
+
+async def kg_run(connection: websocket.WebSocketClientConnection, code: str) -> None:
+    msg_id = uuid.uuid4().hex
+    connection.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "", "session": "bench",
+                   "version": "5.3", "date": ""},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True}}))
+    replied = idle = False
+    while not (replied and idle):
+        message = json.loads(await connection.read_message())
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        replied |= message["msg_type"] == "execute_reply"
+        idle |= message["msg_type"] == "status" and message["content"]["execution_state"] == "idle"
+
+
+# the floor -------------------------------------------------------------------
+def floor_ms(code: str, runs: int) -> list[float]:
+    manager, client = start_new_kernel(kernel_name="python3", stderr=subprocess.DEVNULL)
+    try:
+        client.execute_interactive(code, timeout=30, output_hook=lambda m: None)
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            client.execute_interactive(code, timeout=30, output_hook=lambda m: None)
+            samples.append((time.perf_counter() - started) * 1000)
+        return samples
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+async def measure(runs: int) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bi-bench-") as data_dir:
+        server, base, token = await start_bi(Path(data_dir))
+        try:
+            connection = await card_socket(base, token)
+            await connection.read_message()
+            results["ours 1+1"] = await timed(runs, lambda: card_run(connection, "1+1"))
+            results["ours pandas"] = await timed(runs, lambda: card_run(connection, PANDAS_CELL))
+            connection.close()
+            results["first output"] = await first_output_ms(base, token, max(5, runs // 10))
+        finally:
+            server.terminate()
+            server.wait()
+    gateway, connection = await kg_socket(install_kernel_gateway())
+    try:
+        results["kg 1+1"] = await timed(runs, lambda: kg_run(connection, "1+1"))
+        results["kg pandas"] = await timed(runs, lambda: kg_run(connection, PANDAS_CELL))
+    finally:
+        connection.close()
+        gateway.terminate()
+        gateway.wait()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    args = parser.parse_args()
+    results = asyncio.run(measure(args.runs))
+    floor = {"1+1": floor_ms("1+1", args.runs), "pandas": floor_ms(PANDAS_CELL, args.runs)}
+    for cell in ("1+1", "pandas"):
+        print(f"(a) {cell} round trip")
+        print(f"  jupyter_client on a bare ipykernel (floor)  {percentiles(floor[cell])}")
+        print(f"  our card websocket                          {percentiles(results[f'ours {cell}'])}")
+        print(f"  Kernel Gateway 3.0.1 channels websocket     {percentiles(results[f'kg {cell}'])}")
+        ratio = statistics.median(results[f"ours {cell}"]) / statistics.median(floor[cell])
+        kg_ratio = statistics.median(results[f"kg {cell}"]) / statistics.median(floor[cell])
+        print(f"  p50 ratio to the floor: ours {ratio:.2f}x, Kernel Gateway {kg_ratio:.2f}x")
+    print("(b) open a card session to its first output")
+    print(f"  websocket connect to first stdout           {percentiles(results['first output'])}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

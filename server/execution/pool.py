@@ -10,6 +10,7 @@ get a fresh kernel at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import time
@@ -54,6 +55,7 @@ class KernelPool(LoggingConfigurable):
         self._kernels: weakref.WeakValueDictionary[str, Kernel] = weakref.WeakValueDictionary()
         self._turn = itertools.cycle(range(len(agents)))
         self._tasks: list[asyncio.Task[None]] = []
+        self._starting: collections.Counter[str] = collections.Counter()
 
     @property
     def limits(self) -> Limits:
@@ -66,11 +68,15 @@ class KernelPool(LoggingConfigurable):
     # sessions ----------------------------------------------------------------
     async def open(self, user: User, datasets: list[tuple[str, Path]]) -> KernelSession:
         """A new session of ``user`` with a ready kernel that can ``load_dataset`` each named file."""
-        held = sum(1 for s in self.sessions.values() if s.user_id == user.id)
+        held = sum(1 for s in self.sessions.values() if s.user_id == user.id) + self._starting[user.id]
         if held >= self.sessions_per_user:
             raise RateLimitedError(f"You already have {held} open sessions; close one (or wait for it to idle "
                                    "out) before opening another.", retry_after=60)
-        kernel = await self.start_kernel(datasets)
+        self._starting[user.id] += 1  # counted while the kernel starts, so racing opens cannot pass the limit
+        try:
+            kernel = await self.start_kernel(datasets)
+        finally:
+            self._starting[user.id] -= 1
         session = KernelSession(uuid.uuid4().hex, user.id, datasets, kernel, self.start_kernel, self.limits,
                                 self.metrics)
         self.sessions[session.id] = session

@@ -187,6 +187,11 @@ async def test_idle_sessions_close_and_users_are_capped(start_cards):
     session_id = await open_session(api, token)
     refused = await api.fetch("POST", "/api/card-sessions", token=token, json_body={})
     assert refused.code == 429 and "open sessions" in refused.json()["error"]["message"]
+    assert (await api.fetch("DELETE", f"/api/card-sessions/{session_id}", token=token)).code == 204
+    racing = await asyncio.gather(*(api.fetch("POST", "/api/card-sessions", token=token, json_body={})
+                                    for _ in range(3)))
+    assert sorted(r.code for r in racing) == [201, 429, 429], "starts in flight count against the limit"
+    session_id = next(r.json()["id"] for r in racing if r.code == 201)
     for _ in range(50):
         if (await api.fetch("GET", f"/api/card-sessions/{session_id}", token=token)).code == 404:
             break

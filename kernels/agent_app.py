@@ -23,6 +23,7 @@ from traitlets.config import Application
 from .agent import make_app
 from .launcher import KernelLauncher
 from .pool import WarmPool
+from .relay import Relays
 from .sandbox import UidAllocator, probe, unavailable
 
 log = structlog.get_logger("bi.executor")
@@ -40,9 +41,13 @@ class ExecutorApp(Application):
     allow_weaker_sandbox = Bool(False, help="Start even when some sandbox layers cannot be applied.").tag(config=True)
     uid_first = Integer(61000, help="First uid of the kernel uid range.").tag(config=True)
     uid_count = Integer(1000, help="Size of the kernel uid range.").tag(config=True)
+    advertise_host = Unicode("", help="Host the server reaches this agent's kernels at: kernels are relayed "
+                                      "on TCP ports of --ip and handed out with this host. Empty: ipc "
+                                      "connection info (the server runs on this host).").tag(config=True)
 
     aliases = {"ip": "ExecutorApp.ip", "port": "ExecutorApp.port", "run-dir": "ExecutorApp.run_dir",
-               "pool-size": "ExecutorApp.pool_size", "public-key": "ExecutorApp.public_key_file"}
+               "pool-size": "ExecutorApp.pool_size", "public-key": "ExecutorApp.public_key_file",
+               "advertise-host": "ExecutorApp.advertise_host"}
     flags = {"allow-weaker-sandbox": ({"ExecutorApp": {"allow_weaker_sandbox": True}},
                                       "Start even when some sandbox layers cannot be applied.")}
 
@@ -70,7 +75,8 @@ class ExecutorApp(Application):
         await launcher.start()
         pool = WarmPool(launcher, self.pool_size)
         await pool.start()
-        server = httpserver.HTTPServer(make_app(pool, public_key, health))
+        relays = Relays(self.ip, self.advertise_host) if self.advertise_host else None
+        server = httpserver.HTTPServer(make_app(pool, public_key, health, relays=relays))
         server.add_sockets(bind_sockets(self.port, self.ip))
         log.info("executor_started", url=f"http://{self.ip}:{self.port}", pool_size=self.pool_size)
         stop = asyncio.Event()
@@ -78,6 +84,8 @@ class ExecutorApp(Application):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         await stop.wait()
         server.stop()
+        if relays is not None:
+            await relays.close_all()
         await pool.close()
         await launcher.close()
         log.info("executor_stopped")

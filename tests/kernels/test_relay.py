@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -12,12 +13,22 @@ import pytest
 import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
+from tornado import httpserver
+from tornado.netutil import bind_sockets
 
 from kernels import relay as relay_module
+from kernels.agent import make_app
 from kernels.launcher import CHANNELS, KernelLauncher
-from kernels.relay import KernelRelay
+from kernels.pool import WarmPool
+from kernels.relay import KernelRelay, Relays
+from tests.kernels.test_agent import SERVER_KEY, Agent
 
 TIMEOUT = 30
+
+
+@pytest.fixture
+def pool_size() -> int:
+    return 1
 
 
 @pytest.fixture
@@ -193,3 +204,47 @@ async def test_either_side_closing_ends_the_link(relayed, launcher):
     assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
     writer.close()
     await until(lambda: socket_fds() == before and relayed.live_connections == 0)
+
+
+@pytest.fixture
+async def relaying_agent(pool: WarmPool) -> AsyncIterator[tuple[Agent, Relays]]:
+    """The agent as ``bi executor --ip 127.0.0.1 --advertise-host 127.0.0.1`` serves it."""
+    relays = Relays("127.0.0.1", "127.0.0.1")
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}, relays=relays))
+    server.add_sockets(sockets)
+    client = Agent(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", pool.launcher)
+    yield client, relays
+    client.http.close()
+    server.stop()
+    await relays.close_all()
+
+
+async def test_agent_hands_out_relayed_kernels(relaying_agent):
+    """POST /kernels returns TCP info that runs code; DELETE closes the relay; close_all the rest."""
+    agent, relays = relaying_agent
+    created = await agent.call("POST", "/kernels")
+    assert created.code == 201
+    body = json.loads(created.body)
+    kernel_id, info = body["kernel_id"], body["connection"]
+    assert info["transport"] == "tcp" and info["ip"] == "127.0.0.1"
+    assert agent.launcher.kernels[kernel_id].connection["transport"] == "ipc"  # the kernel's own
+    client = AsyncKernelClient()
+    client.load_connection_info(info)
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=TIMEOUT)
+        status, outputs = await run(client, "print(sum(range(10)))")
+    finally:
+        client.stop_channels()
+    assert status == "ok" and texts(outputs) == ("45\n", [])
+    assert (await agent.call("DELETE", f"/kernels/{kernel_id}")).code == 204
+    assert kernel_id not in relays.relays and kernel_id not in agent.launcher.kernels
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", info["shell_port"]), timeout=5).close()
+
+    second = json.loads((await agent.call("POST", "/kernels")).body)
+    await relays.close_all()  # as the agent does when it stops
+    assert relays.relays == {} and relay_tasks() == []
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", second["connection"]["hb_port"]), timeout=5).close()

@@ -14,6 +14,11 @@ signed by the server; the agent holds only the public key, so nothing here can f
     PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet) becomes load_dataset(name)
 
 Errors are ``{"error": {"code", "message"}}`` with 401, 404 or 400.
+
+The connection info is the kernel's own (``ipc``: the server runs on this host) unless the agent
+was started with ``--advertise-host``: then ``POST /kernels`` relays the kernel's sockets on TCP
+ports of the agent's address (``kernels.relay``) and returns ``tcp`` connection info with that
+host; ``DELETE`` closes the relay first.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from .events import ExitLog
 from .helpers import dataset_filename
 from .launcher import KernelLauncher
 from .pool import WarmPool
+from .relay import Relays
 
 ISSUER = "bi-server"
 AUDIENCE = "bi-executor"
@@ -89,7 +95,14 @@ class HealthHandler(AgentHandler):
 class KernelsHandler(AgentHandler):
     async def post(self) -> None:
         kernel = await self.pool.acquire()
-        self.write_json({"kernel_id": kernel.kernel_id, "connection": kernel.connection,
+        connection = kernel.connection
+        if self.settings["relays"] is not None:
+            try:
+                connection = await self.settings["relays"].open(kernel.kernel_id, connection)
+            except BaseException:
+                await self.launcher.stop(kernel.kernel_id)
+                raise
+        self.write_json({"kernel_id": kernel.kernel_id, "connection": connection,
                          "limits": {"memory_mb": self.launcher.memory_mb}}, 201)
 
 
@@ -102,6 +115,8 @@ class KernelHandler(AgentHandler):
 
     async def delete(self, kernel_id: str) -> None:
         self.kernel(kernel_id)
+        if self.settings["relays"] is not None:
+            await self.settings["relays"].close(kernel_id)
         await self.launcher.stop(kernel_id)
         self.set_status(204)
 
@@ -135,7 +150,9 @@ class EventsHandler(AgentHandler):
         self.write_json({"agent_id": self.exits.agent_id, "last": self.exits.last, "events": events})
 
 
-def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any]) -> web.Application:
+def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], *,
+             relays: Relays | None = None) -> web.Application:
+    """The agent's routes; with ``relays``, kernels are handed out over TCP relays."""
     exits = ExitLog(pool.launcher.memory_mb)
     pool.launcher.exit_listeners.append(exits.record)
     args = {"pool": pool, "public_key": public_key, "health": health, "exits": exits}
@@ -146,4 +163,4 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any]) -> web.App
         (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
         (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)", DatasetHandler, args),
-    ], exits=exits)
+    ], exits=exits, relays=relays)

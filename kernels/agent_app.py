@@ -25,6 +25,7 @@ from traitlets.config import Application
 from .agent import make_app
 from .launcher import KernelLauncher
 from .pool import WarmPool
+from .relay import Relays
 from .sandbox import UidAllocator, probe, unavailable
 
 log = structlog.get_logger("bi.executor")
@@ -46,9 +47,13 @@ class ExecutorApp(Application):
     uid_count = Integer(1000, help="Size of the kernel uid range.").tag(config=True)
     socket_fd = Integer(-1, help="Serve on this inherited listening socket instead of ip:port "
                                  "(how bi serve starts its local agent).").tag(config=True)
+    advertise_host = Unicode("", help="Host the server reaches this agent's kernels at: kernels are relayed "
+                                      "on TCP ports of --ip and handed out with this host. Empty: ipc "
+                                      "connection info (the server runs on this host).").tag(config=True)
 
     aliases = {"ip": "ExecutorApp.ip", "port": "ExecutorApp.port", "run-dir": "ExecutorApp.run_dir",
-               "pool-size": "ExecutorApp.pool_size", "public-key": "ExecutorApp.public_key_file"}
+               "pool-size": "ExecutorApp.pool_size", "public-key": "ExecutorApp.public_key_file",
+               "advertise-host": "ExecutorApp.advertise_host"}
     flags = {"allow-weaker-sandbox": ({"ExecutorApp": {"allow_weaker_sandbox": True}},
                                       "Start even when some sandbox layers cannot be applied.")}
 
@@ -80,7 +85,8 @@ class ExecutorApp(Application):
         await launcher.start()
         pool = WarmPool(launcher, self.pool_size)
         await pool.start()
-        app = make_app(pool, public_key, health)
+        relays = Relays(self.ip, self.advertise_host) if self.advertise_host else None
+        app = make_app(pool, public_key, health, relays=relays)
         server = httpserver.HTTPServer(app, max_body_size=MAX_DATASET_BYTES)
         if self.socket_fd >= 0:
             listening = socket.socket(fileno=self.socket_fd)
@@ -97,6 +103,8 @@ class ExecutorApp(Application):
         await stop.wait()
         server.stop()
         await app.settings["exits"].close()
+        if relays is not None:
+            await relays.close_all()
         await pool.close()
         await launcher.close()
         log.info("executor_stopped")

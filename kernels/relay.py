@@ -1,0 +1,144 @@
+"""Relay a kernel's ZeroMQ sockets from TCP ports to its ipc sockets, byte for byte.
+
+Kernels live in a network namespace with no network: they bind their five Jupyter sockets
+with the ``ipc`` transport (unix stream sockets in their directory). A server on another host
+reaches them through the agent: ``KernelRelay`` listens on one TCP port per channel and, for
+each accepted connection, opens a unix stream connection to that channel's ipc socket and
+copies bytes both ways until either side closes; then it closes both.
+
+Copying bytes is enough because ZMTP, the ZeroMQ wire protocol, is the same over every stream
+transport: ``tcp://`` and ``ipc://`` differ only in how the stream is opened. The client and
+the kernel speak ZMTP to each other through the relay (greeting, handshake, the SUB's
+subscriptions travelling up to the kernel's PUB, heartbeats, message frames), so the relay
+needs no ZeroMQ and parses nothing, and each TCP connection is one peer of the kernel's
+socket, exactly as a direct connection would be. Backpressure is the streams' own: a side
+that stops reading stops the relay reading from the other.
+
+Security: the relayed ZMTP uses the NULL mechanism, neither encrypted nor authenticated. The
+HMAC key in the connection info signs every message and the kernel ignores shell, control and
+stdin messages without a valid signature, so knowing a port is not enough to run code; but
+anyone who can connect to the iopub port reads every output, the heartbeat answers anyone,
+and the traffic can be read on the wire. The listening ports must therefore be reachable
+only by the server (security group, firewall, private network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+from typing import Any
+
+from .launcher import CHANNELS
+
+CHUNK = 1 << 16
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(CHUNK):
+        writer.write(data)
+        await writer.drain()
+
+
+class KernelRelay:
+    """Listens on one TCP port per channel of a kernel and relays each connection to its ipc socket."""
+
+    def __init__(self, kernel_connection: dict[str, Any], bind_host: str, advertise_host: str):
+        self.kernel_connection = kernel_connection
+        self.bind_host = bind_host
+        self.advertise_host = advertise_host
+        self.connection: dict[str, Any] | None = None
+        self._servers: list[asyncio.Server] = []
+        self._links: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def live_connections(self) -> int:
+        return len(self._links)
+
+    async def start(self) -> dict[str, Any]:
+        """Listen on OS-assigned ports; return the TCP connection info (``ip`` is the advertised host)."""
+        ports = {}
+        family = socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET
+        try:
+            for name in CHANNELS:
+                path = f"{self.kernel_connection['ip']}-{self.kernel_connection[f'{name}_port']}"
+                listening = socket.create_server((self.bind_host, 0), family=family)  # one address, one port
+                self._servers.append(await asyncio.start_server(
+                    functools.partial(self._link, path), sock=listening))
+                ports[f"{name}_port"] = listening.getsockname()[1]
+        except BaseException:
+            await self.close()
+            raise
+        self.connection = {**self.kernel_connection, "transport": "tcp", "ip": self.advertise_host, **ports}
+        return self.connection
+
+    async def _link(self, path: str, client_reader: asyncio.StreamReader,
+                    client_writer: asyncio.StreamWriter) -> None:
+        """Relay one accepted connection to the kernel's socket at ``path`` until either side closes."""
+        if self._closed:  # accepted just before close(), run just after it
+            client_writer.transport.abort()
+            return
+        self._links.add(asyncio.current_task())
+        writers = [client_writer]
+        try:
+            # asyncio sets TCP_NODELAY only on sockets made with proto IPPROTO_TCP, and those of
+            # socket.create_server have proto 0: without this, Nagle and delayed ACKs add 40 ms.
+            client_writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            kernel_reader, kernel_writer = await asyncio.open_unix_connection(path)
+            writers.append(kernel_writer)
+            pumps = [asyncio.create_task(_pump(client_reader, kernel_writer)),
+                     asyncio.create_task(_pump(kernel_reader, client_writer))]
+            try:
+                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for pump in pumps:
+                    pump.cancel()
+                await asyncio.gather(*pumps, return_exceptions=True)  # a reset peer ends a pump too
+        except OSError:
+            pass  # the kernel's socket is gone: drop the client
+        except asyncio.CancelledError:
+            # close() cancelled this link and awaits it: drop what is still buffered. Not re-raised,
+            # as asyncio (3.11) logs a connection handler that ends cancelled as an error.
+            for writer in writers:
+                writer.transport.abort()
+        finally:
+            for writer in writers:
+                writer.close()
+            self._links.discard(asyncio.current_task())
+
+    async def close(self) -> None:
+        """Stop listening and close every live connection, both sides."""
+        self._closed = True
+        for server in self._servers:
+            server.close()
+        links = list(self._links)
+        for link in links:
+            link.cancel()
+        await asyncio.gather(*links, return_exceptions=True)
+        self._servers.clear()
+
+
+class Relays:
+    """The agent's relays, one per kernel it handed out (``bi executor --advertise-host``)."""
+
+    def __init__(self, bind_host: str, advertise_host: str):
+        self.bind_host = bind_host
+        self.advertise_host = advertise_host
+        self.relays: dict[str, KernelRelay] = {}
+
+    async def open(self, kernel_id: str, kernel_connection: dict[str, Any]) -> dict[str, Any]:
+        """Relay the kernel; return the TCP connection info to hand to the server."""
+        relay = KernelRelay(kernel_connection, self.bind_host, self.advertise_host)
+        connection = await relay.start()
+        self.relays[kernel_id] = relay
+        return connection
+
+    async def close(self, kernel_id: str) -> None:
+        relay = self.relays.pop(kernel_id, None)
+        if relay is not None:
+            await relay.close()
+
+    async def close_all(self) -> None:
+        while self.relays:
+            await self.close(next(iter(self.relays)))

@@ -55,10 +55,12 @@ class LocalAgentError(RuntimeError):
 
 
 class LocalAgent:
-    def __init__(self, data_dir: Path, pool_size: int, allow_weaker_sandbox: bool, start_timeout: float = 120):
+    def __init__(self, data_dir: Path, pool_size: int, allow_weaker_sandbox: bool, start_timeout: float = 120,
+                 advertise_host: str = ""):
         self.data_dir = data_dir
         self.pool_size = pool_size
         self.allow_weaker_sandbox = allow_weaker_sandbox
+        self.advertise_host = advertise_host  # set: kernels come over the TCP relay, as from a remote agent
         self.start_timeout = start_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self.run_dir = ""
@@ -73,6 +75,8 @@ class LocalAgent:
                    f"--pool-size={self.pool_size}", f"--ExecutorApp.socket_fd={listening.fileno()}"]
         if self.allow_weaker_sandbox:
             command.append("--allow-weaker-sandbox")
+        if self.advertise_host:
+            command.append(f"--advertise-host={self.advertise_host}")
         self.process = subprocess.Popen(command, env=AGENT_ENVIRONMENT, pass_fds=(listening.fileno(),),
                                         start_new_session=True)
         listening.close()

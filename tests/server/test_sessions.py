@@ -208,9 +208,9 @@ async def test_without_an_agent_execution_is_unavailable(api):
 
 
 async def test_remote_agent_by_configuration(start_server, root, tmp_path):
-    """With executor_urls and a signing key configured, the server uses that agent and starts none."""
+    """With executor_urls and a signing key, the server uses that agent, over its TCP relay, and starts none."""
     key = Ed25519PrivateKey.generate()
-    agent = LocalAgent(tmp_path / "agent", pool_size=1, allow_weaker_sandbox=False)
+    agent = LocalAgent(tmp_path / "agent", pool_size=1, allow_weaker_sandbox=False, advertise_host="127.0.0.1")
     (tmp_path / "agent").mkdir()
     (tmp_path / "agent" / PUBLIC_KEY_FILE).write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
@@ -224,6 +224,7 @@ async def test_remote_agent_by_configuration(start_server, root, tmp_path):
         session_id = await open_session(api, token)
         result = (await run(api, token, session_id, "6 * 7")).json()
         assert result["outputs"][-1]["data"]["text/plain"] == "42"
+        assert api.app.kernel_pool.sessions[session_id].kernel.client.transport == "tcp"
         assert (await client.health())["kernels"] == 2  # the session's, and a warm one
     finally:
         client.close()

@@ -3,7 +3,7 @@
 Routes (all but ``/health`` need ``Authorization: Bearer <jwt>``, a short-lived EdDSA token
 signed by the server; the agent holds only the public key, so nothing here can forge a call):
 
-    GET    /health                              {"status": "ok", "sandbox": {...}, "pool": {...}}
+    GET    /health                              {"status": "ok", "image_version", "sandbox": {...}, "pool": {...}}
     POST   /kernels                             201 {"kernel_id", "connection": {jupyter connection info},
                                                      "limits": {"memory_mb"}}
     GET    /kernels/{id}                        {"kernel_id", "alive", "exit": null or {"status", "oom", "message"}}

@@ -23,6 +23,7 @@ from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Application
 
 from .agent import make_app
+from .image import image_version
 from .launcher import KernelLauncher
 from .pool import WarmPool
 from .relay import Relays
@@ -74,7 +75,8 @@ class ExecutorApp(Application):
         if missing and not self.allow_weaker_sandbox:
             self.fail(f"these sandbox layers cannot be applied here: {', '.join(missing)}; "
                       "run as root on Linux, or pass --allow-weaker-sandbox for a single trusted user")
-        health = {"status": "ok", "sandbox": report, "weaker_sandbox": list(missing)}
+        health = {"status": "ok", "image_version": image_version(), "sandbox": report,
+                  "weaker_sandbox": list(missing)}
         if missing:
             log.warning("weaker_sandbox", missing=list(missing))
         asyncio.run(self.serve(public_key, health, {"skip": tuple(missing)} if missing else {}))

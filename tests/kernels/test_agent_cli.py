@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kernels.image import image_version
 from tests.kernels.sandbox.helpers import require
 
 BI = [sys.executable, "-m", "server.cli", "executor"]
@@ -53,6 +54,7 @@ def test_health_lists_layers_and_ctrl_c_stops(tmp_path):
         assert health["weaker_sandbox"] == []
         assert health["sandbox"]["seccomp"] is True and health["sandbox"]["landlock_abi"] >= 1
         assert health["pool"] == {"ready": 1, "size": 1}
+        assert health["image_version"] == image_version()
     finally:
         agent.send_signal(signal.SIGINT)
         agent.communicate(timeout=30)

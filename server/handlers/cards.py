@@ -25,8 +25,8 @@ def card_json(card: Card, version: CardVersion) -> dict[str, Any]:
     return {**fields, **card.public()}
 
 
-def summary(fields: dict[str, Any]) -> dict[str, Any]:
-    """What lists show: everything but the code."""
+def without_code(fields: dict[str, Any]) -> dict[str, Any]:
+    """What lists show: everything but the code (up to 100,000 characters a card)."""
     return {name: value for name, value in fields.items() if name != "code"}
 
 
@@ -55,7 +55,7 @@ class CardsHandler(CardAPIHandler):
     async def get(self) -> None:
         assert self.user is not None
         pairs = await self.cards.list_visible(self.user)
-        self.write_json({"cards": [summary(card_json(c, v)) for c, v in pairs]})
+        self.write_json({"cards": [without_code(card_json(c, v)) for c, v in pairs]})
 
     async def post(self) -> None:
         assert self.user is not None
@@ -91,7 +91,7 @@ class CardVersionsHandler(CardAPIHandler):
     async def get(self, card_id: str) -> None:
         assert self.user is not None
         versions = await self.cards.versions(self.user, card_id)
-        self.write_json({"versions": [summary(v.public()) for v in versions]})
+        self.write_json({"versions": [without_code(v.public()) for v in versions]})
 
 
 class CardVersionHandler(CardAPIHandler):

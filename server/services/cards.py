@@ -116,7 +116,7 @@ class CardService(LoggingConfigurable):
 
     # reads -------------------------------------------------------------------
     async def list_visible(self, user: User) -> list[tuple[Card, CardVersion]]:
-        """Cards ``user`` may see, newest first, each with its current version."""
+        """Cards ``user`` may see (their own; an admin all), newest first, with their current versions."""
         cards = await self.store.list_cards(None if user.role == "admin" else user.id)
         versions = await asyncio.gather(
             *(self.store.get_card_version(c.id, c.current_version) for c in cards))

@@ -173,6 +173,7 @@ class TestVisibility:
         assert [c["id"] for c in listed] == [card["id"]]
         saved = await save(api, admin, card["id"], 1)
         assert saved.code == 200 and saved.json()["owner_id"] == card["owner_id"]
+        assert card["updated_by"] == card["owner_id"] != saved.json()["updated_by"]
         assert (await api.fetch("DELETE", f"/api/cards/{card['id']}", token=admin)).code == 204
 
     async def test_datasets_must_be_mine(self, any_api):

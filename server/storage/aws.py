@@ -353,6 +353,7 @@ class AWSStore(Store):
     def _add_version(self, kind: Versioned, record_id: str, number: int, created_at: str,
                      expected_current: int, fields: dict[str, Any]) -> None:
         """Make ``number`` current if the head is at ``expected_current``, and put its item: at once."""
+        kind.check_follows(number, expected_current)
         reasons = self._transact([
             {"Update": {
                 "TableName": self._table(kind.table),
@@ -409,7 +410,6 @@ class AWSStore(Store):
             raise ConflictError(f"A dataset with the id {dataset.id} already exists.")
 
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
-        DATASETS.check_follows(version.version, expected_current)
         await self._run(self._add_version, DATASETS, version.dataset_id, version.version,
                         version.created_at, expected_current, _dataset_version_fields(version))
 
@@ -467,7 +467,6 @@ class AWSStore(Store):
             raise ConflictError(f"A card with the id {card.id} already exists.")
 
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
-        CARDS.check_follows(version.version, expected_current)
         await self._run(self._add_version, CARDS, version.card_id, version.version,
                         version.created_at, expected_current, _card_version_fields(version))
 

@@ -35,6 +35,7 @@ from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .models import User
 from .services.auth import AuthService, SecretKeyError, check_signing_key
+from .services.cards import CardService
 from .services.datasets import DatasetService
 from .services.users import UserService
 from .storage.aws import AWSStore
@@ -184,6 +185,7 @@ class ServeApp(BIApp):
             url_specs(),
             default_handler_class=NotFoundHandler,
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
+            cards=CardService(self.store_instance, datasets, parent=self),
             live_sessions=LiveSessions(self.kernel_pool),
             cors_origins=tuple(self.cors_origins),
             compress_response=True,

@@ -50,6 +50,12 @@ class ConflictError(BIError):
     code = "conflict"
 
 
+class PreconditionRequiredError(BIError):
+    """A change must name the version it was made from (``If-Match``), and did not."""
+
+    code = "precondition_required"
+
+
 class PayloadTooLargeError(BIError):
     """The request body is over the configured limit."""
 

@@ -79,3 +79,47 @@ class Dataset:
     current_version: int
     created_at: str
     updated_at: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CardVersion:
+    """One immutable save of a card: its title, code, the dataset ids it reads and its parameters.
+
+    A parameter is ``{"name", "type": "text" | "number" | "date" | "choice", "default"}`` with
+    ``"choices"`` for a choice and an optional ``"label"``.
+    """
+
+    card_id: str
+    version: int
+    title: str
+    code: str
+    datasets: tuple[str, ...]
+    parameters: tuple[dict[str, Any], ...]
+    created_at: str
+    created_by: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "title": self.title,
+            "code": self.code,
+            "datasets": list(self.datasets),
+            "parameters": [dict(p) for p in self.parameters],
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Card:
+    """A card; ``current_version`` is the number of its newest version."""
+
+    id: str
+    owner_id: str
+    current_version: int
+    created_at: str
+    updated_at: str
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "owner_id": self.owner_id, "created_at": self.created_at,
+                "updated_at": self.updated_at}

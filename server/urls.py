@@ -8,6 +8,7 @@ from tornado.web import RequestHandler, URLSpec
 from .handlers.auth import LoginHandler, MeHandler, UsersHandler
 from .handlers.bokehjs import BokehJSHandler, BokehResourcesHandler
 from .handlers.card_socket import CardSocket
+from .handlers.cards import CardHandler, CardsHandler, CardVersionHandler, CardVersionsHandler
 from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsHandler,
                                 DatasetVersionsHandler)
 from .handlers.sessions import ExecuteHandler, InterruptHandler, SessionHandler, SessionsHandler
@@ -26,6 +27,10 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/datasets/{dataset_id}/versions", DatasetVersionsHandler),
     ("/api/datasets/{dataset_id}/preview", DatasetPreviewHandler),
     ("/api/cards/scratch/ws", CardSocket),
+    ("/api/cards", CardsHandler),
+    ("/api/cards/{card_id}", CardHandler),
+    ("/api/cards/{card_id}/versions", CardVersionsHandler),
+    ("/api/cards/{card_id}/versions/{number}", CardVersionHandler),
     ("/api/card-sessions", SessionsHandler),
     ("/api/card-sessions/{session_id}", SessionHandler),
     ("/api/card-sessions/{session_id}/execute", ExecuteHandler),

@@ -14,10 +14,11 @@ from tornado import web
 
 from ..errors import (AuthenticationError, BIError, ConflictError, ExecutionTimeoutError,
                       InvalidRequestError, NotFoundError, PayloadTooLargeError,
-                      PermissionDeniedError, RateLimitedError, ServiceUnavailableError,
-                      StoreClosedError, UnprocessableError)
+                      PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
+                      ServiceUnavailableError, StoreClosedError, UnprocessableError)
 from ..models import User
 from ..services.auth import AuthService
+from ..services.cards import CardService
 from ..services.datasets import DatasetService
 from ..services.users import UserService
 
@@ -30,6 +31,7 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     ConflictError: 409,
     PayloadTooLargeError: 413,
     UnprocessableError: 422,
+    PreconditionRequiredError: 428,
     RateLimitedError: 429,
     StoreClosedError: 503,
     ServiceUnavailableError: 503,
@@ -39,8 +41,16 @@ CODE_OF_STATUS = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 408: "timeout", 409: "conflict", 411: "length_required",
     413: "payload_too_large", 415: "unsupported_media_type", 422: "unprocessable",
-    429: "rate_limited", 503: "unavailable",
+    428: "precondition_required", 429: "rate_limited", 503: "unavailable",
 }
+
+LIMIT_MESSAGES = {
+    "maxLength": "must have at most {limit} character{s}",
+    "minLength": "must have at least {limit} character{s}",
+    "maxItems": "must have at most {limit} item{s}",
+    "minItems": "must have at least {limit} item{s}",
+}
+MAX_MESSAGE_CHARS = 300
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_JSON_BODY = 1024 * 1024
@@ -72,6 +82,10 @@ class APIHandler(web.RequestHandler):
     def datasets(self) -> DatasetService:
         return self.settings["datasets"]
 
+    @property
+    def cards(self) -> CardService:
+        return self.settings["cards"]
+
     # request lifecycle -------------------------------------------------------
     def set_default_headers(self) -> None:
         if not self.request_id:
@@ -99,7 +113,7 @@ class APIHandler(web.RequestHandler):
         allowed = self.settings.get("cors_origins", ())
         if origin and (origin in allowed or "*" in allowed):
             self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, Location")
+            self.set_header("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, Location, ETag")
             self.add_header("Vary", "Origin")
 
     def options(self, *args: Any, **kwargs: Any) -> None:
@@ -135,7 +149,7 @@ class APIHandler(web.RequestHandler):
             jsonschema.Draft202012Validator(schema).iter_errors(body))
         if error is not None:
             pointer = "/" + "/".join(str(p) for p in error.absolute_path)
-            raise InvalidRequestError(f"{pointer}: {error.message}", {"pointer": pointer})
+            raise InvalidRequestError(f"{pointer}: {schema_message(error)}", {"pointer": pointer})
         return body
 
     def write_json(self, body: Any, status: int = 200) -> None:
@@ -178,6 +192,22 @@ class APIHandler(web.RequestHandler):
             return
         log.error("unhandled_exception", request_id=self.request_id, endpoint=self.endpoint,
                   exc_info=(typ, value, tb))
+
+
+def schema_message(error: jsonschema.ValidationError) -> str:
+    """A validation error in words: limits without quoting a long value back, and the failing
+    subschema's ``description`` as what was expected."""
+    template = LIMIT_MESSAGES.get(str(error.validator))
+    if template is not None:
+        limit = error.validator_value
+        message = template.format(limit=limit, s="" if limit == 1 else "s")
+    else:
+        message = error.message
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[:MAX_MESSAGE_CHARS] + "…"
+    if isinstance(error.schema, dict) and "description" in error.schema:
+        message += f" (expected {error.schema['description']})"
+    return message
 
 
 class NotFoundHandler(APIHandler):

@@ -11,6 +11,9 @@ users       ``EMAIL#<email>``       ``EMAIL``           ``user_id`` (email uniqu
 datasets    ``DATASET#<id>``        ``META``            the dataset's fields
 datasets    ``DATASET#<id>``        ``VERSION#000001``  a version's fields, zero-padded
 datasets    ``OWNER#<owner_id>``    ``NAME#<name>``     ``dataset_id`` (name uniqueness)
+cards       ``CARD#<id>``           ``META``            the card's fields
+cards       ``CARD#<id>``           ``VERSION#000001``  a version's fields; ``parameters`` as JSON
+cards       ``OWNER#<owner_id>``    ``CARD#<id>``       ``card_id`` (the owner's cards)
 ==========  ======================  ==================  ===============================
 
 Writes that must be unique or that can race are transactions with condition
@@ -27,12 +30,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import json
 import os
 import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -42,8 +46,9 @@ from traitlets import Float, Int, Unicode, default
 
 from ..environment import setting
 from ..errors import ConflictError, NotFoundError, StoreClosedError
-from ..models import Column, Dataset, DatasetVersion, User
+from ..models import Card, CardVersion, Column, Dataset, DatasetVersion, User
 from .base import Store
+from .versioned import CARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
 
@@ -344,6 +349,49 @@ class AWSStore(Store):
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
 
+    # versioned records (datasets, cards) -------------------------------------
+    def _add_version(self, kind: Versioned, record_id: str, number: int, created_at: str,
+                     expected_current: int, fields: dict[str, Any]) -> None:
+        """Make ``number`` current if the head is at ``expected_current``, and put its item: at once."""
+        kind.check_follows(number, expected_current)
+        reasons = self._transact([
+            {"Update": {
+                "TableName": self._table(kind.table),
+                "Key": _serialize(_meta_key(kind, record_id)),
+                "UpdateExpression": "SET current_version = :new, updated_at = :updated",
+                "ConditionExpression": "current_version = :expected",
+                "ExpressionAttributeValues": _serialize({
+                    ":new": number, ":updated": created_at, ":expected": expected_current}),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }},
+            _put_new(self._table(kind.table), _version_key(kind, record_id, number), fields),
+        ])
+        if not reasons:
+            return
+        head = reasons[0]
+        if "Item" in head:
+            raise kind.stale(_plain(head["Item"])["current_version"], expected_current)
+        if head.get("Code") == "ConditionalCheckFailed":
+            raise kind.gone()
+        raise kind.busy()
+
+    def _heads(self, kind: Versioned, owner_id: str | None, index_prefix: str) -> list[dict[str, Any]]:
+        """Head items of ``owner_id`` (through the owner's index items under ``index_prefix``), or all."""
+        if owner_id is None:
+            return list(self._scan_sort_key(kind.table, "META"))
+        index = self._query_prefix(kind.table, f"OWNER#{owner_id}", index_prefix)
+        return self._batch_get(kind.table, [_meta_key(kind, _plain(item)[kind.key]) for item in index])
+
+    def _version_items(self, kind: Versioned, record_id: str) -> list[dict[str, Any]]:
+        """Version items of a record, oldest first (the zero-padded sort keys sort by number)."""
+        return list(self._query_prefix(kind.table, f"{kind.prefix}#{record_id}", "VERSION#"))
+
+    def _delete_versions(self, kind: Versioned, record_id: str) -> list[dict[str, Any]]:
+        """Delete a record's version items (once its head is gone) and return them."""
+        items = self._version_items(kind, record_id)
+        self._batch_delete(kind.table, [{"pk": i["pk"]["S"], "sk": i["sk"]["S"]} for i in items])
+        return items
+
     # datasets ----------------------------------------------------------------
     async def create_dataset(self, dataset: Dataset, version: DatasetVersion) -> None:
         await self._run(self._create_dataset, dataset, version)
@@ -351,8 +399,9 @@ class AWSStore(Store):
     def _create_dataset(self, dataset: Dataset, version: DatasetVersion) -> None:
         table = self._table("datasets")
         reasons = self._transact([
-            _put_new(table, _meta_key(dataset.id), dataclasses.asdict(dataset)),
-            _put_new(table, _version_key(version.dataset_id, version.version), _version_fields(version)),
+            _put_new(table, _meta_key(DATASETS, dataset.id), dataclasses.asdict(dataset)),
+            _put_new(table, _version_key(DATASETS, dataset.id, version.version),
+                     _dataset_version_fields(version)),
             _put_new(table, _name_key(dataset.owner_id, dataset.name), {"dataset_id": dataset.id}),
         ])
         if _failed(reasons, 2):
@@ -361,79 +410,40 @@ class AWSStore(Store):
             raise ConflictError(f"A dataset with the id {dataset.id} already exists.")
 
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
-        if version.version != expected_current + 1:
-            raise ConflictError(f"Version {version.version} cannot follow version {expected_current}.")
-        await self._run(self._add_dataset_version, version, expected_current)
-
-    def _add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
-        table = self._table("datasets")
-        reasons = self._transact([
-            {"Update": {
-                "TableName": table,
-                "Key": _serialize(_meta_key(version.dataset_id)),
-                "UpdateExpression": "SET current_version = :new, updated_at = :updated",
-                "ConditionExpression": "current_version = :expected",
-                "ExpressionAttributeValues": _serialize({
-                    ":new": version.version, ":updated": version.created_at,
-                    ":expected": expected_current}),
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }},
-            _put_new(table, _version_key(version.dataset_id, version.version), _version_fields(version)),
-        ])
-        if not reasons:
-            return
-        meta = reasons[0]
-        if "Item" in meta:
-            current = _plain(meta["Item"])["current_version"]
-            raise ConflictError(
-                f"The dataset is at version {current}, not {expected_current}; reload and retry.")
-        if meta.get("Code") == "ConditionalCheckFailed":
-            raise NotFoundError("The dataset no longer exists.")
-        raise ConflictError("The dataset was changed at the same time; reload and retry.")
+        await self._run(self._add_version, DATASETS, version.dataset_id, version.version,
+                        version.created_at, expected_current, _dataset_version_fields(version))
 
     async def get_dataset(self, dataset_id: str) -> Dataset | None:
-        item = await self._run(self._get, "datasets", _meta_key(dataset_id))
+        item = await self._run(self._get, "datasets", _meta_key(DATASETS, dataset_id))
         return _dataset(item) if item else None
 
     async def list_datasets(self, owner_id: str | None = None) -> list[Dataset]:
-        if owner_id is None:
-            items = await self._run(lambda: list(self._scan_sort_key("datasets", "META")))
-        else:
-            items = await self._run(self._owned_datasets, owner_id)
-        return _newest_first(_dataset(item) for item in items)
-
-    def _owned_datasets(self, owner_id: str) -> list[dict[str, Any]]:
-        names = self._query_prefix("datasets", f"OWNER#{owner_id}", "NAME#")
-        return self._batch_get("datasets", [_meta_key(_plain(item)["dataset_id"]) for item in names])
+        items = await self._run(self._heads, DATASETS, owner_id, "NAME#")
+        return newest_first(_dataset(item) for item in items)
 
     async def get_dataset_version(self, dataset_id: str, version: int) -> DatasetVersion | None:
-        item = await self._run(self._get, "datasets", _version_key(dataset_id, version))
-        return _version(item) if item else None
+        item = await self._run(self._get, "datasets", _version_key(DATASETS, dataset_id, version))
+        return _dataset_version(item) if item else None
 
     async def list_dataset_versions(self, dataset_id: str) -> list[DatasetVersion]:
-        return await self._run(self._list_versions, dataset_id)
-
-    def _list_versions(self, dataset_id: str) -> list[DatasetVersion]:
-        items = self._query_prefix("datasets", f"DATASET#{dataset_id}", "VERSION#")
-        return sorted((_version(item) for item in items), key=lambda v: v.version)
+        items = await self._run(self._version_items, DATASETS, dataset_id)
+        return [_dataset_version(item) for item in items]
 
     async def delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
         return await self._run(self._delete_dataset, dataset_id)
 
     def _delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
         """Delete META and NAME first: no version can be added after that, so the list is whole."""
-        item = self._get("datasets", _meta_key(dataset_id))
+        item = self._get("datasets", _meta_key(DATASETS, dataset_id))
         if item is not None:
             self._delete_dataset_head(_dataset(item))
-        versions = self._list_versions(dataset_id)
-        self._batch_delete("datasets", [_version_key(dataset_id, v.version) for v in versions])
-        return versions
+        return [_dataset_version(item) for item in self._delete_versions(DATASETS, dataset_id)]
 
     def _delete_dataset_head(self, dataset: Dataset) -> None:
         """Delete META and NAME together; the NAME item only while it still names this dataset."""
         table = self._table("datasets")
         reasons = self._transact([
-            {"Delete": {"TableName": table, "Key": _serialize(_meta_key(dataset.id))}},
+            {"Delete": {"TableName": table, "Key": _serialize(_meta_key(DATASETS, dataset.id))}},
             {"Delete": {"TableName": table, "Key": _serialize(_name_key(dataset.owner_id, dataset.name)),
                         "ConditionExpression": "dataset_id = :id",
                         "ExpressionAttributeValues": _serialize({":id": dataset.id})}},
@@ -441,6 +451,57 @@ class AWSStore(Store):
         if any(reason.get("Code") == "TransactionConflict" for reason in reasons):
             raise ConflictError("The dataset is being changed; retry the deletion.")
         # A failed NAME condition means another call deleted both items already.
+
+    # cards -------------------------------------------------------------------
+    async def create_card(self, card: Card, version: CardVersion) -> None:
+        await self._run(self._create_card, card, version)
+
+    def _create_card(self, card: Card, version: CardVersion) -> None:
+        table = self._table("cards")
+        reasons = self._transact([
+            _put_new(table, _meta_key(CARDS, card.id), dataclasses.asdict(card)),
+            _put_new(table, _version_key(CARDS, card.id, version.version), _card_version_fields(version)),
+            _put_new(table, _owned_card_key(card.owner_id, card.id), {"card_id": card.id}),
+        ])
+        if reasons:
+            raise ConflictError(f"A card with the id {card.id} already exists.")
+
+    async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
+        await self._run(self._add_version, CARDS, version.card_id, version.version,
+                        version.created_at, expected_current, _card_version_fields(version))
+
+    async def get_card(self, card_id: str) -> Card | None:
+        item = await self._run(self._get, "cards", _meta_key(CARDS, card_id))
+        return _card(item) if item else None
+
+    async def list_cards(self, owner_id: str | None = None) -> list[Card]:
+        items = await self._run(self._heads, CARDS, owner_id, "CARD#")
+        return newest_first(_card(item) for item in items)
+
+    async def get_card_version(self, card_id: str, version: int) -> CardVersion | None:
+        item = await self._run(self._get, "cards", _version_key(CARDS, card_id, version))
+        return _card_version(item) if item else None
+
+    async def list_card_versions(self, card_id: str) -> list[CardVersion]:
+        items = await self._run(self._version_items, CARDS, card_id)
+        return [_card_version(item) for item in items]
+
+    async def delete_card(self, card_id: str) -> None:
+        await self._run(self._delete_card, card_id)
+
+    def _delete_card(self, card_id: str) -> None:
+        """Delete META and the owner's index item first, so no version can be added, then the versions."""
+        item = self._get("cards", _meta_key(CARDS, card_id))
+        if item is not None:
+            card = _card(item)
+            table = self._table("cards")
+            reasons = self._transact([
+                {"Delete": {"TableName": table, "Key": _serialize(_meta_key(CARDS, card.id))}},
+                {"Delete": {"TableName": table, "Key": _serialize(_owned_card_key(card.owner_id, card.id))}},
+            ])
+            if reasons:
+                raise ConflictError("The card is being changed; retry the deletion.")
+        self._delete_versions(CARDS, card_id)
 
     # blobs -------------------------------------------------------------------
     def _cache_file(self, key: str) -> Path:
@@ -504,16 +565,20 @@ def _email_key(email: str) -> dict[str, str]:
     return {"pk": f"EMAIL#{email}", "sk": "EMAIL"}
 
 
-def _meta_key(dataset_id: str) -> dict[str, str]:
-    return {"pk": f"DATASET#{dataset_id}", "sk": "META"}
+def _meta_key(kind: Versioned, record_id: str) -> dict[str, str]:
+    return {"pk": f"{kind.prefix}#{record_id}", "sk": "META"}
 
 
-def _version_key(dataset_id: str, version: int) -> dict[str, str]:
-    return {"pk": f"DATASET#{dataset_id}", "sk": f"VERSION#{version:06d}"}
+def _version_key(kind: Versioned, record_id: str, version: int) -> dict[str, str]:
+    return {"pk": f"{kind.prefix}#{record_id}", "sk": f"VERSION#{version:06d}"}
 
 
 def _name_key(owner_id: str, name: str) -> dict[str, str]:
     return {"pk": f"OWNER#{owner_id}", "sk": f"NAME#{name}"}
+
+
+def _owned_card_key(owner_id: str, card_id: str) -> dict[str, str]:
+    return {"pk": f"OWNER#{owner_id}", "sk": f"CARD#{card_id}"}
 
 
 # items -----------------------------------------------------------------------
@@ -535,9 +600,17 @@ def _put_new(table: str, key: dict[str, str], fields: dict[str, Any]) -> dict[st
                     "ConditionExpression": "attribute_not_exists(pk)"}}
 
 
-def _version_fields(version: DatasetVersion) -> dict[str, Any]:
+def _dataset_version_fields(version: DatasetVersion) -> dict[str, Any]:
     fields = dataclasses.asdict(version)
     fields["columns"] = [[column.name, column.type] for column in version.columns]
+    return fields
+
+
+def _card_version_fields(version: CardVersion) -> dict[str, Any]:
+    """Parameters go as one JSON string: DynamoDB would turn their numbers into Decimals."""
+    fields = dataclasses.asdict(version)
+    fields["datasets"] = list(version.datasets)
+    fields["parameters"] = json.dumps(list(version.parameters), ensure_ascii=False)
     return fields
 
 
@@ -549,15 +622,21 @@ def _dataset(item: dict[str, Any]) -> Dataset:
     return Dataset(**_plain(item))
 
 
-def _version(item: dict[str, Any]) -> DatasetVersion:
+def _dataset_version(item: dict[str, Any]) -> DatasetVersion:
     fields = _plain(item)
     fields["columns"] = tuple(Column(name, type_) for name, type_ in fields["columns"])
     return DatasetVersion(**fields)
 
 
-def _newest_first(datasets: Iterable[Dataset]) -> list[Dataset]:
-    by_id = sorted(datasets, key=lambda d: d.id)
-    return sorted(by_id, key=lambda d: d.created_at, reverse=True)
+def _card(item: dict[str, Any]) -> Card:
+    return Card(**_plain(item))
+
+
+def _card_version(item: dict[str, Any]) -> CardVersion:
+    fields = _plain(item)
+    fields["datasets"] = tuple(fields["datasets"])
+    fields["parameters"] = tuple(json.loads(fields["parameters"]))
+    return CardVersion(**fields)
 
 
 # errors ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..models import Dataset, DatasetVersion, User
+from ..models import Card, CardVersion, Dataset, DatasetVersion, User
 
 
 class _StoreMeta(abc.ABCMeta, type(LoggingConfigurable)):
@@ -92,6 +92,37 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
         """Delete the dataset's records (not its blobs) and return the versions it had."""
+
+    # cards -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_card(self, card: Card, version: CardVersion) -> None:
+        """Add a card with its first version. ``ConflictError`` if the id is taken."""
+
+    @abc.abstractmethod
+    async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
+        """Add ``version`` (numbered ``expected_current + 1``) and make it current.
+
+        ``ConflictError`` (with ``current_version`` in its details when known) if the card's
+        current version is no longer ``expected_current``; ``NotFoundError`` if the card is gone.
+        """
+
+    @abc.abstractmethod
+    async def get_card(self, card_id: str) -> Card | None: ...
+
+    @abc.abstractmethod
+    async def list_cards(self, owner_id: str | None = None) -> list[Card]:
+        """Cards of ``owner_id``, or all when ``None``; newest first."""
+
+    @abc.abstractmethod
+    async def get_card_version(self, card_id: str, version: int) -> CardVersion | None: ...
+
+    @abc.abstractmethod
+    async def list_card_versions(self, card_id: str) -> list[CardVersion]:
+        """Versions of a card, oldest first."""
+
+    @abc.abstractmethod
+    async def delete_card(self, card_id: str) -> None:
+        """Delete the card and its versions; a missing card is not an error."""
 
     # blobs -------------------------------------------------------------------
     @abc.abstractmethod

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import dataclasses
 import json
 import os
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import ConflictError, NotFoundError, StoreClosedError
-from ..models import Column, Dataset, DatasetVersion, User
+from ..models import Card, CardVersion, Column, Dataset, DatasetVersion, User
 from .base import Store
+from .versioned import CARDS, DATASETS, Versioned
 
 T = TypeVar("T")
 
@@ -53,6 +56,27 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL,
         created_by TEXT NOT NULL,
         PRIMARY KEY (dataset_id, version)
+    );
+    """,
+    """
+    CREATE TABLE cards (
+        id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL REFERENCES users(id),
+        current_version INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX cards_by_owner ON cards (owner_id, created_at);
+    CREATE TABLE card_versions (
+        card_id TEXT NOT NULL REFERENCES cards(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        code TEXT NOT NULL,
+        datasets TEXT NOT NULL,
+        parameters TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (card_id, version)
     );
     """,
 )
@@ -101,19 +125,22 @@ class SQLiteStore(Store):
         assert self._conn is not None
         return self._conn.execute(sql, params).fetchall()
 
-    def _transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
-        """Run statements atomically; return each one's rowcount."""
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed at the end of the block, rolled back on any error."""
         assert self._conn is not None
-        counts = []
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in statements:
-                counts.append(self._conn.execute(sql, params).rowcount)
+            yield self._conn
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
-        return counts
+
+    def _transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        """Run statements atomically; return each one's rowcount."""
+        with self._atomic() as conn:
+            return [conn.execute(sql, params).rowcount for sql, params in statements]
 
     # lifecycle ---------------------------------------------------------------
     async def open(self) -> None:
@@ -165,75 +192,107 @@ class SQLiteStore(Store):
             ("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)),
         ])
 
+    # versioned records (datasets, cards) -------------------------------------
+    def _add_version(self, kind: Versioned, record_id: str, number: int, created_at: str,
+                     expected_current: int, insert: tuple[str, tuple[Any, ...]]) -> None:
+        """Check the head is at ``expected_current``, make ``number`` current, run ``insert``: at once."""
+        kind.check_follows(number, expected_current)
+        with self._atomic() as conn:
+            row = conn.execute(f"SELECT current_version FROM {kind.table} WHERE id = ?", (record_id,)).fetchone()
+            if row is None:
+                raise kind.gone()
+            if row[0] != expected_current:
+                raise kind.stale(row[0], expected_current)
+            conn.execute(f"UPDATE {kind.table} SET current_version = ?, updated_at = ? WHERE id = ?",
+                         (number, created_at, record_id))
+            conn.execute(*insert)
+
+    async def _head(self, kind: Versioned, record_id: str) -> sqlite3.Row | None:
+        rows = await self._run(self._query, f"SELECT * FROM {kind.table} WHERE id = ?", record_id)
+        return rows[0] if rows else None
+
+    async def _heads(self, kind: Versioned, owner_id: str | None) -> list[sqlite3.Row]:
+        """Head rows of ``owner_id``, or all; newest first, ties by id."""
+        where, params = ("", ()) if owner_id is None else (" WHERE owner_id = ?", (owner_id,))
+        return await self._run(
+            self._query, f"SELECT * FROM {kind.table}{where} ORDER BY created_at DESC, id", *params)
+
+    async def _versions(self, kind: Versioned, record_id: str,
+                        number: int | None = None) -> list[sqlite3.Row]:
+        """Version rows of a record, oldest first; only version ``number`` if given."""
+        where, params = (f"{kind.key} = ?", (record_id,))
+        if number is not None:
+            where, params = where + " AND version = ?", params + (number,)
+        return await self._run(
+            self._query, f"SELECT * FROM {kind.versions_table} WHERE {where} ORDER BY version", *params)
+
     # datasets ----------------------------------------------------------------
     async def create_dataset(self, dataset: Dataset, version: DatasetVersion) -> None:
         def insert() -> None:
             try:
-                self._transaction([
-                    ("INSERT INTO datasets (id, owner_id, name, current_version, created_at, updated_at)"
-                     " VALUES (?, ?, ?, ?, ?, ?)",
-                     (dataset.id, dataset.owner_id, dataset.name, dataset.current_version,
-                      dataset.created_at, dataset.updated_at)),
-                    _insert_version(version),
-                ])
+                self._transaction([_insert("datasets", dataclasses.asdict(dataset)),
+                                   _insert("dataset_versions", _dataset_version_row(version))])
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"You already have a dataset named {dataset.name!r}.") from exc
 
         await self._run(insert)
 
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
-        def insert() -> None:
-            assert self._conn is not None
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute(
-                    "SELECT current_version FROM datasets WHERE id = ?", (version.dataset_id,)
-                ).fetchone()
-                if row is None:
-                    raise NotFoundError("The dataset no longer exists.")
-                if row[0] != expected_current or version.version != expected_current + 1:
-                    raise ConflictError(
-                        f"The dataset is at version {row[0]}, not {expected_current}; reload and retry.")
-                self._conn.execute(
-                    "UPDATE datasets SET current_version = ?, updated_at = ? WHERE id = ?",
-                    (version.version, version.created_at, version.dataset_id))
-                self._conn.execute(*_insert_version(version))
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-        await self._run(insert)
+        await self._run(self._add_version, DATASETS, version.dataset_id, version.version,
+                        version.created_at, expected_current,
+                        _insert("dataset_versions", _dataset_version_row(version)))
 
     async def get_dataset(self, dataset_id: str) -> Dataset | None:
-        rows = await self._run(self._query, "SELECT * FROM datasets WHERE id = ?", dataset_id)
-        return Dataset(**dict(rows[0])) if rows else None
+        row = await self._head(DATASETS, dataset_id)
+        return Dataset(**dict(row)) if row else None
 
     async def list_datasets(self, owner_id: str | None = None) -> list[Dataset]:
-        if owner_id is None:
-            rows = await self._run(self._query, "SELECT * FROM datasets ORDER BY created_at DESC, id")
-        else:
-            rows = await self._run(
-                self._query,
-                "SELECT * FROM datasets WHERE owner_id = ? ORDER BY created_at DESC, id", owner_id)
-        return [Dataset(**dict(row)) for row in rows]
+        return [Dataset(**dict(row)) for row in await self._heads(DATASETS, owner_id)]
 
     async def get_dataset_version(self, dataset_id: str, version: int) -> DatasetVersion | None:
-        rows = await self._run(
-            self._query, "SELECT * FROM dataset_versions WHERE dataset_id = ? AND version = ?",
-            dataset_id, version)
-        return _version_from_row(rows[0]) if rows else None
+        rows = await self._versions(DATASETS, dataset_id, version)
+        return _dataset_version(rows[0]) if rows else None
 
     async def list_dataset_versions(self, dataset_id: str) -> list[DatasetVersion]:
-        rows = await self._run(
-            self._query, "SELECT * FROM dataset_versions WHERE dataset_id = ? ORDER BY version",
-            dataset_id)
-        return [_version_from_row(row) for row in rows]
+        return [_dataset_version(row) for row in await self._versions(DATASETS, dataset_id)]
 
     async def delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
         versions = await self.list_dataset_versions(dataset_id)
         await self._run(self._transaction, [("DELETE FROM datasets WHERE id = ?", (dataset_id,))])
         return versions
+
+    # cards -------------------------------------------------------------------
+    async def create_card(self, card: Card, version: CardVersion) -> None:
+        def insert() -> None:
+            try:
+                self._transaction([_insert("cards", dataclasses.asdict(card)),
+                                   _insert("card_versions", _card_version_row(version))])
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"A card with the id {card.id} already exists.") from exc
+
+        await self._run(insert)
+
+    async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
+        await self._run(self._add_version, CARDS, version.card_id, version.version,
+                        version.created_at, expected_current,
+                        _insert("card_versions", _card_version_row(version)))
+
+    async def get_card(self, card_id: str) -> Card | None:
+        row = await self._head(CARDS, card_id)
+        return Card(**dict(row)) if row else None
+
+    async def list_cards(self, owner_id: str | None = None) -> list[Card]:
+        return [Card(**dict(row)) for row in await self._heads(CARDS, owner_id)]
+
+    async def get_card_version(self, card_id: str, version: int) -> CardVersion | None:
+        rows = await self._versions(CARDS, card_id, version)
+        return _card_version(rows[0]) if rows else None
+
+    async def list_card_versions(self, card_id: str) -> list[CardVersion]:
+        return [_card_version(row) for row in await self._versions(CARDS, card_id)]
+
+    async def delete_card(self, card_id: str) -> None:
+        await self._run(self._transaction, [("DELETE FROM cards WHERE id = ?", (card_id,))])
 
     # blobs -------------------------------------------------------------------
     def _blob_file(self, key: str) -> Path:
@@ -263,17 +322,38 @@ class SQLiteStore(Store):
         await asyncio.to_thread(self._blob_file(key).unlink, missing_ok=True)
 
 
-def _insert_version(v: DatasetVersion) -> tuple[str, tuple[Any, ...]]:
-    return (
-        "INSERT INTO dataset_versions (dataset_id, version, blob_key, row_count, columns, bytes,"
-        " encoding, delimiter, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (v.dataset_id, v.version, v.blob_key, v.row_count,
-         json.dumps([[c.name, c.type] for c in v.columns], ensure_ascii=False),
-         v.bytes, v.encoding, v.delimiter, v.created_at, v.created_by),
-    )
+def _insert(table: str, row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """An INSERT of ``row``'s values into the columns of the same names."""
+    columns = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    return f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(row.values())
 
 
-def _version_from_row(row: sqlite3.Row) -> DatasetVersion:
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _dataset_version_row(version: DatasetVersion) -> dict[str, Any]:
+    row = dataclasses.asdict(version)
+    row["columns"] = _json([[c.name, c.type] for c in version.columns])
+    return row
+
+
+def _dataset_version(row: sqlite3.Row) -> DatasetVersion:
     fields = dict(row)
     fields["columns"] = tuple(Column(name, type_) for name, type_ in json.loads(fields["columns"]))
     return DatasetVersion(**fields)
+
+
+def _card_version_row(version: CardVersion) -> dict[str, Any]:
+    row = dataclasses.asdict(version)
+    row["datasets"] = _json(list(version.datasets))
+    row["parameters"] = _json(list(version.parameters))
+    return row
+
+
+def _card_version(row: sqlite3.Row) -> CardVersion:
+    fields = dict(row)
+    fields["datasets"] = tuple(json.loads(fields["datasets"]))
+    fields["parameters"] = tuple(json.loads(fields["parameters"]))
+    return CardVersion(**fields)

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from server.errors import ConflictError, NotFoundError, StoreClosedError
 from server.storage.aws import TABLES, AWSStore
 from tests.conftest import aws_store_config
-from tests.server.storage.test_contract import make_dataset, make_user, make_version
+from tests.server.storage.test_contract import make_card, make_dataset, make_user, make_version
 
 pytestmark = pytest.mark.aws
 
@@ -202,6 +202,17 @@ class TestItems:
         columns = items[(f"DATASET#{dataset.id}", "VERSION#000001")]["columns"]
         assert columns == {"L": [{"L": [{"S": "店舗"}, {"S": "string"}]},
                                  {"L": [{"S": "amount"}, {"S": "int64"}]}]}
+
+    async def test_card_item_layout(self, aws_store, dynamodb):
+        """A card is a META item, zero-padded VERSION items and the owner's index item."""
+        owner = make_user()
+        card, version = make_card(owner)
+        await aws_store.create_card(card, version)
+        items = {(i["pk"]["S"], i["sk"]["S"]): i for i in table_items(dynamodb, aws_store, "cards")}
+        assert set(items) == {(f"CARD#{card.id}", "META"), (f"CARD#{card.id}", "VERSION#000001"),
+                              (f"OWNER#{owner.id}", f"CARD#{card.id}")}
+        assert items[(f"OWNER#{owner.id}", f"CARD#{card.id}")]["card_id"] == {"S": card.id}
+        assert items[(f"CARD#{card.id}", "VERSION#000001")]["title"] == {"S": version.title}
 
     async def test_password_update_of_missing_user_writes_nothing(self, aws_store, dynamodb):
         """Updating the hash of an unknown user leaves the table empty instead of a partial item."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import pytest
 
 from server.errors import ConflictError, NotFoundError, StoreClosedError
-from server.models import Column, Dataset, DatasetVersion, User, utcnow
+from server.models import Card, CardVersion, Column, Dataset, DatasetVersion, User, utcnow
 
 
 def make_user(email: str = "ana@example.com", role: str = "member") -> User:
@@ -147,6 +148,130 @@ class TestDatasets:
         assert await store.list_dataset_versions(dataset.id) == []
         assert await store.list_datasets(owner.id) == []
         await store.create_dataset(*make_dataset(owner, "sales"))
+
+
+def make_card(owner: User) -> tuple[Card, CardVersion]:
+    now = utcnow()
+    card = Card(id=uuid.uuid4().hex, owner_id=owner.id, current_version=1, created_at=now, updated_at=now)
+    return card, make_card_version(card.id, 1, owner)
+
+
+def make_card_version(card_id: str, number: int, owner: User, code: str = "df = load_dataset('売上')\ndf") -> CardVersion:
+    return CardVersion(
+        card_id=card_id, version=number, title=f"売上の推移 v{number}", code=code,
+        datasets=(uuid.uuid4().hex,),
+        parameters=({"name": "region", "type": "choice", "default": "東京", "choices": ["東京", "大阪"],
+                     "label": "地域"},
+                    {"name": "rate", "type": "number", "default": 0.25},
+                    {"name": "count", "type": "number", "default": 3},
+                    {"name": "since", "type": "date", "default": "2024-04-01"}),
+        created_at=utcnow(), created_by=owner.id)
+
+
+class TestCards:
+    async def test_create_and_read_back(self, store):
+        """A card and its first version read back equal: Japanese text, float and int defaults kept."""
+        owner = make_user()
+        await store.create_user(owner)
+        card, version = make_card(owner)
+        await store.create_card(card, version)
+        assert await store.get_card(card.id) == card
+        assert await store.get_card_version(card.id, 1) == version
+        assert await store.list_card_versions(card.id) == [version]
+        defaults = [p["default"] for p in (await store.get_card_version(card.id, 1)).parameters]
+        assert [type(d) for d in defaults] == [str, float, int, str]
+
+    async def test_empty_code_datasets_and_parameters(self, store):
+        """A card with no code, datasets or parameters reads back as such."""
+        owner = make_user()
+        await store.create_user(owner)
+        card, version = make_card(owner)
+        version = dataclasses.replace(version, code="", datasets=(), parameters=())
+        await store.create_card(card, version)
+        assert await store.get_card_version(card.id, 1) == version
+
+    async def test_duplicate_id_conflicts(self, store):
+        """A second card with the same id is refused and the first is kept."""
+        owner = make_user()
+        await store.create_user(owner)
+        card, version = make_card(owner)
+        await store.create_card(card, version)
+        with pytest.raises(ConflictError):
+            await store.create_card(card, make_card_version(card.id, 1, owner, code="other"))
+        assert await store.get_card_version(card.id, 1) == version
+
+    async def test_unknown_card_is_none(self, store):
+        """A missing card or version gives None and no versions."""
+        assert await store.get_card("scratch") is None
+        assert await store.get_card_version("scratch", 1) is None
+        assert await store.list_card_versions("scratch") == []
+
+    async def test_list_by_owner_newest_first(self, store):
+        """Listing by owner shows only that owner's cards, newest first; None lists everyone's."""
+        ana, bo = make_user("ana@example.com"), make_user("bo@example.com")
+        await store.create_user(ana)
+        await store.create_user(bo)
+        cards = []
+        for _ in range(3):
+            cards.append(make_card(ana))
+            await store.create_card(*cards[-1])
+            await asyncio.sleep(0.002)
+        await store.create_card(*make_card(bo))
+        assert await store.list_cards(ana.id) == [c for c, _ in cards[::-1]]
+        assert len(await store.list_cards()) == 4
+
+    async def test_new_version_needs_current(self, store):
+        """A version written against a stale current version conflicts, names the current one, changes nothing."""
+        owner = make_user()
+        await store.create_user(owner)
+        card, first = make_card(owner)
+        await store.create_card(card, first)
+        second = make_card_version(card.id, 2, owner)
+        await store.add_card_version(second, expected_current=1)
+        with pytest.raises(ConflictError) as raised:
+            await store.add_card_version(make_card_version(card.id, 2, owner), expected_current=1)
+        assert raised.value.details["current_version"] == 2
+        with pytest.raises(ConflictError):
+            await store.add_card_version(make_card_version(card.id, 4, owner), expected_current=2)
+        current = await store.get_card(card.id)
+        assert current.current_version == 2 and current.updated_at == second.created_at
+        assert await store.list_card_versions(card.id) == [first, second]
+
+    async def test_racing_versions_one_wins(self, store):
+        """Of two concurrent writers of version 2, exactly one succeeds."""
+        owner = make_user()
+        await store.create_user(owner)
+        card, first = make_card(owner)
+        await store.create_card(card, first)
+        results = await asyncio.gather(
+            *(store.add_card_version(make_card_version(card.id, 2, owner), 1) for _ in range(2)),
+            return_exceptions=True)
+        assert sorted(type(r).__name__ for r in results) == ["ConflictError", "NoneType"]
+        assert len(await store.list_card_versions(card.id)) == 2
+
+    async def test_version_of_missing_card(self, store):
+        """Adding a version to a card that does not exist is NotFound."""
+        owner = make_user()
+        await store.create_user(owner)
+        with pytest.raises(NotFoundError):
+            await store.add_card_version(make_card_version("missing", 2, owner), expected_current=1)
+
+    async def test_delete(self, store):
+        """Deleting removes the card, its versions and its place in the owner's list; again is fine."""
+        owner = make_user()
+        await store.create_user(owner)
+        card, first = make_card(owner)
+        kept, _ = make_card(owner)
+        await store.create_card(card, first)
+        await store.create_card(kept, make_card_version(kept.id, 1, owner))
+        await store.add_card_version(make_card_version(card.id, 2, owner), 1)
+        await store.delete_card(card.id)
+        await store.delete_card(card.id)
+        assert await store.get_card(card.id) is None
+        assert await store.list_card_versions(card.id) == []
+        assert await store.list_cards(owner.id) == [kept]
+        with pytest.raises(NotFoundError):
+            await store.add_card_version(make_card_version(card.id, 3, owner), 2)
 
 
 class TestBlobs:

@@ -1,0 +1,102 @@
+"""Card routes: create, list, read, save a new version, delete, and the versions of a card.
+
+A card's JSON is its own fields and those of its current version. Responses that show one card
+carry ``ETag: "<version>"``; a save names the version it was edited from in ``If-Match`` (or a
+``version`` field), so that two editors never silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import InvalidRequestError
+from ..models import Card, CardVersion
+from ..services.card_schema import CARD_VERSION, NEW_CARD
+from .base import APIHandler
+
+IF_MATCH = re.compile(r'^\s*"(\d{1,9})"\s*$')
+
+
+def card_json(card: Card, version: CardVersion) -> dict[str, Any]:
+    """The card with its current version; ``updated_by`` wrote that version."""
+    fields = version.public()
+    fields["updated_by"] = fields.pop("created_by")
+    return {**fields, **card.public()}
+
+
+def without_code(fields: dict[str, Any]) -> dict[str, Any]:
+    """What lists show: everything but the code (up to 100,000 characters a card)."""
+    return {name: value for name, value in fields.items() if name != "code"}
+
+
+class CardAPIHandler(APIHandler):
+    def write_card(self, card: Card, version: CardVersion, status: int = 200) -> None:
+        self.set_header("ETag", f'"{version.version}"')
+        self.write_json(card_json(card, version), status)
+
+    def edited_version(self, body: dict[str, Any]) -> int | None:
+        """The version a save was edited from: ``If-Match: "<n>"`` or the body's ``version``."""
+        header = self.request.headers.get("If-Match")
+        if header is None:
+            return body.get("version")
+        match = IF_MATCH.match(header)
+        if match is None:
+            raise InvalidRequestError(
+                f'If-Match must name the version you edited, like "3", not {header}.', {"header": "If-Match"})
+        version = int(match[1])
+        if "version" in body and body["version"] != version:
+            raise InvalidRequestError("If-Match and the version field name different versions.",
+                                      {"header": "If-Match", "pointer": "/version"})
+        return version
+
+
+class CardsHandler(CardAPIHandler):
+    async def get(self) -> None:
+        assert self.user is not None
+        pairs = await self.cards.list_visible(self.user)
+        self.write_json({"cards": [without_code(card_json(c, v)) for c, v in pairs]})
+
+    async def post(self) -> None:
+        assert self.user is not None
+        body = self.json_body(NEW_CARD)
+        card, version = await self.cards.create(
+            self.user, body["title"], body.get("code", ""), body.get("datasets", []),
+            body.get("parameters", []))
+        self.set_header("Location", f"/api/cards/{card.id}")
+        self.write_card(card, version, 201)
+
+
+class CardHandler(CardAPIHandler):
+    async def get(self, card_id: str) -> None:
+        assert self.user is not None
+        self.write_card(*await self.cards.get_visible(self.user, card_id))
+
+    async def put(self, card_id: str) -> None:
+        assert self.user is not None
+        body = self.json_body(CARD_VERSION)
+        card, version = await self.cards.update(
+            self.user, card_id, self.edited_version(body), body["title"], body["code"],
+            body["datasets"], body["parameters"])
+        self.write_card(card, version)
+
+    async def delete(self, card_id: str) -> None:
+        assert self.user is not None
+        await self.cards.delete(self.user, card_id)
+        self.set_status(204)
+        self.finish()
+
+
+class CardVersionsHandler(CardAPIHandler):
+    async def get(self, card_id: str) -> None:
+        assert self.user is not None
+        versions = await self.cards.versions(self.user, card_id)
+        self.write_json({"versions": [without_code(v.public()) for v in versions]})
+
+
+class CardVersionHandler(CardAPIHandler):
+    async def get(self, card_id: str, number: str) -> None:
+        assert self.user is not None
+        if not (number.isascii() and number.isdigit()) or len(number) > 9:
+            raise InvalidRequestError(f"A version is a whole number, not {number!r}.")
+        self.write_json((await self.cards.version(self.user, card_id, int(number))).public())

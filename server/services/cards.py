@@ -1,0 +1,194 @@
+"""Cards: titled Python code over datasets, with typed parameters, saved as immutable versions.
+
+Who may do what to a card is decided in one place, ``CardService.access``: the owner and admins
+may do everything; ``shares`` (dashboard sharing, later) may grant others ``view`` (read and run)
+or ``edit`` (also save new versions); to everyone else the card does not exist.
+
+Callers hand in fields of the shapes ``card_schema`` describes; the service checks what a
+schema cannot say (unique names, defaults among the choices, real dates, the size of a version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import keyword
+import uuid
+from typing import Any, Awaitable, Callable, Literal
+
+from traitlets.config import LoggingConfigurable
+
+from ..errors import (ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError,
+                      PermissionDeniedError, PreconditionRequiredError)
+from ..logs import audit
+from ..models import Card, CardVersion, User, utcnow
+from ..storage.base import Store
+from .datasets import DatasetService
+
+Access = Literal["owner", "edit", "view"]
+Shares = Callable[[User, Card], Awaitable[Access | None]]
+
+RANK: dict[Access, int] = {"view": 1, "edit": 2, "owner": 3}
+# A version must fit one DynamoDB item (400 KB) with room for its keys.
+MAX_VERSION_BYTES = 350_000
+
+
+async def no_shares(user: User, card: Card) -> Access | None:
+    """No card is shared yet."""
+    return None
+
+
+class CardService(LoggingConfigurable):
+    def __init__(self, store: Store, datasets: DatasetService, shares: Shares = no_shares, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.store = store
+        self.datasets = datasets
+        self.shares = shares
+
+    async def access(self, user: User, card: Card) -> Access | None:
+        """What ``user`` may do to ``card``: ``owner`` (everything), ``edit``, ``view`` or nothing."""
+        if card.owner_id == user.id or user.role == "admin":
+            return "owner"
+        return await self.shares(user, card)
+
+    async def _authorize(self, user: User, card_id: str, needed: Access) -> Card:
+        """The card if ``user`` has ``needed`` access; NotFound if they have none, 403 if too little."""
+        card = await self.store.get_card(card_id)
+        granted = await self.access(user, card) if card is not None else None
+        if card is None or granted is None:
+            raise NotFoundError("No such card.")
+        if RANK[granted] < RANK[needed]:
+            raise PermissionDeniedError(
+                "Only the card's owner can delete it." if needed == "owner"
+                else "You can view this card but not change it.")
+        return card
+
+    # writes ------------------------------------------------------------------
+    async def create(self, user: User, title: str, code: str, datasets: list[str],
+                     parameters: list[dict[str, Any]]) -> tuple[Card, CardVersion]:
+        await self._check_datasets(user, datasets, known=())
+        version = _version(uuid.uuid4().hex, 1, user, title, code, datasets, parameters)
+        card = Card(id=version.card_id, owner_id=user.id, current_version=1,
+                    created_at=version.created_at, updated_at=version.created_at)
+        await self.store.create_card(card, version)
+        audit("card_created", card_id=card.id, owner_id=user.id, version=1)
+        return card, version
+
+    async def update(self, user: User, card_id: str, expected: int | None, title: str, code: str,
+                     datasets: list[str], parameters: list[dict[str, Any]]) -> tuple[Card, CardVersion]:
+        """Save a new version edited from version ``expected``; 409 if someone saved since."""
+        card = await self._authorize(user, card_id, "edit")
+        if expected is None:
+            raise PreconditionRequiredError(
+                'Name the version you edited: send If-Match: "<version>" or a "version" field.')
+        if expected != card.current_version:
+            raise _stale(card, expected)
+        current = await self.store.get_card_version(card.id, card.current_version)
+        await self._check_datasets(user, datasets, known=current.datasets if current else ())
+        version = _version(card.id, expected + 1, user, title, code, datasets, parameters)
+        try:
+            await self.store.add_card_version(version, expected)
+        except ConflictError:
+            latest = await self.store.get_card(card.id)
+            if latest is None:
+                raise NotFoundError("No such card.") from None
+            raise _stale(latest, expected) from None
+        audit("card_updated", card_id=card.id, version=version.version, user_id=user.id)
+        return dataclasses.replace(card, current_version=version.version, updated_at=version.created_at), version
+
+    async def delete(self, user: User, card_id: str) -> None:
+        card = await self._authorize(user, card_id, "owner")
+        await self.store.delete_card(card.id)
+        audit("card_deleted", card_id=card.id, owner_id=card.owner_id, user_id=user.id)
+
+    async def _check_datasets(self, user: User, datasets: list[str], known: tuple[str, ...]) -> None:
+        """Datasets new to the card must be visible to ``user``; ones it already reads stay."""
+        for index, dataset_id in enumerate(datasets):
+            if dataset_id in known:
+                continue
+            try:
+                await self.datasets.get_visible(user, dataset_id)
+            except NotFoundError:
+                raise NotFoundError(f"There is no dataset {dataset_id} that you can read.",
+                                    {"pointer": f"/datasets/{index}", "dataset_id": dataset_id}) from None
+
+    # reads -------------------------------------------------------------------
+    async def list_visible(self, user: User) -> list[tuple[Card, CardVersion]]:
+        """Cards ``user`` may see (their own; an admin all), newest first, with their current versions."""
+        cards = await self.store.list_cards(None if user.role == "admin" else user.id)
+        versions = await asyncio.gather(
+            *(self.store.get_card_version(c.id, c.current_version) for c in cards))
+        return [(c, v) for c, v in zip(cards, versions) if v is not None]
+
+    async def get_visible(self, user: User, card_id: str) -> tuple[Card, CardVersion]:
+        """The card and its current version, if ``user`` may view it."""
+        card = await self._authorize(user, card_id, "view")
+        return card, await self._version_of(card, card.current_version)
+
+    async def versions(self, user: User, card_id: str) -> list[CardVersion]:
+        """Every version of the card, oldest first."""
+        card = await self._authorize(user, card_id, "view")
+        return await self.store.list_card_versions(card.id)
+
+    async def version(self, user: User, card_id: str, number: int) -> CardVersion:
+        card = await self._authorize(user, card_id, "view")
+        return await self._version_of(card, number)
+
+    async def _version_of(self, card: Card, number: int) -> CardVersion:
+        version = await self.store.get_card_version(card.id, number)
+        if version is None:
+            raise NotFoundError(f"The card has no version {number}.")
+        return version
+
+
+def _stale(card: Card, expected: int) -> ConflictError:
+    return ConflictError(
+        f"The card is at version {card.current_version}, not {expected}: someone saved it since you"
+        " opened it. Reload, reapply your changes and save again.",
+        {"current_version": card.current_version})
+
+
+def _version(card_id: str, number: int, user: User, title: str, code: str, datasets: list[str],
+             parameters: list[dict[str, Any]]) -> CardVersion:
+    """A checked new version: what a JSON schema cannot say about the fields is checked here."""
+    if not title.strip():
+        raise InvalidRequestError("/title: give the card a title.", {"pointer": "/title"})
+    _check_parameters(parameters)
+    version = CardVersion(card_id=card_id, version=number, title=title, code=code,
+                          datasets=tuple(datasets), parameters=tuple(dict(p) for p in parameters),
+                          created_at=utcnow(), created_by=user.id)
+    size = len(json.dumps(version.public(), ensure_ascii=False).encode())
+    if size > MAX_VERSION_BYTES:
+        raise PayloadTooLargeError(
+            f"The card takes {size} bytes, more than the {MAX_VERSION_BYTES} a card may have;"
+            " shorten its code or its parameters.", {"limit_bytes": MAX_VERSION_BYTES})
+    return version
+
+
+def _check_parameters(parameters: list[dict[str, Any]]) -> None:
+    """Names unique and usable as Python variables, choices only on a choice and holding its
+    default, dates that exist."""
+    seen: set[str] = set()
+    for index, parameter in enumerate(parameters):
+        name, default = parameter["name"], parameter["default"]
+        if name in seen:
+            _invalid(index, "name", f"the name {name!r} is used by an earlier parameter; names must differ.")
+        if keyword.iskeyword(name):
+            _invalid(index, "name", f"{name!r} is a Python keyword; choose another name.")
+        seen.add(name)
+        if parameter["type"] == "choice" and default not in parameter["choices"]:
+            _invalid(index, "default", f"the default {default!r} is not one of the choices.")
+        if parameter["type"] != "choice" and "choices" in parameter:
+            _invalid(index, "choices", "only a parameter of type choice has choices.")
+        if parameter["type"] == "date":
+            try:
+                dt.date.fromisoformat(default)
+            except ValueError:
+                _invalid(index, "default", f"{default!r} is not a calendar date (YYYY-MM-DD).")
+
+
+def _invalid(index: int, field: str, message: str) -> None:
+    pointer = f"/parameters/{index}/{field}"
+    raise InvalidRequestError(f"{pointer}: {message}", {"pointer": pointer})

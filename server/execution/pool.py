@@ -56,12 +56,14 @@ class KernelPool(LoggingConfigurable):
         self._turn = itertools.cycle(range(len(agents)))
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: collections.Counter[str] = collections.Counter()
+        self.image_version: str | None = None  # of the agents' kernels: part of result cache keys
 
     @property
     def limits(self) -> Limits:
         return Limits(self.execution_timeout, self.interrupt_grace, self.output_limit_bytes)
 
     async def start(self) -> None:
+        await self._check_agents()
         self._tasks = [asyncio.create_task(self._follow_exits(agent)) for agent in self.agents]
         self._tasks.append(asyncio.create_task(self._housekeeping()))
 
@@ -190,17 +192,22 @@ class KernelPool(LoggingConfigurable):
                                                        "message": "its executor agent restarted"})
 
     async def _housekeeping(self) -> None:
-        """Close idle sessions and refresh the ready-kernel gauge."""
+        """Close idle sessions; refresh what the agents report."""
         while True:
             now = time.monotonic()
             for session in list(self.sessions.values()):
                 if not session.executing and now - session.last_used > self.idle_timeout:
                     await self.close_session(session, "idle")
-            for agent in self.agents:
-                with contextlib.suppress(AgentError):
-                    health = await agent.health()
-                    self.metrics.ready.labels(agent.base_url).set(health["pool"]["ready"])
             await asyncio.sleep(min(HEALTH_EVERY, self.idle_timeout / 4))
+            await self._check_agents()
+
+    async def _check_agents(self) -> None:
+        """Refresh the ready-kernel gauge and the kernel image version from the agents' health."""
+        for agent in self.agents:
+            with contextlib.suppress(AgentError):
+                health = await agent.health()
+                self.metrics.ready.labels(agent.base_url).set(health["pool"]["ready"])
+                self.image_version = health["image_version"]
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -81,8 +81,9 @@ async def test_interrupt_busy_and_bad_messages(start_cards):
     api = await start_cards()
     socket = await connect(api, await api.login())
     await socket.receive()
-    socket.send(type="execute", run_id="loop", code="while True: pass")
+    socket.send(type="execute", run_id="loop", code="print('looping', flush=True)\nwhile True: pass")
     assert (await socket.receive())["state"] == "busy"
+    assert (await socket.receive())["output"]["text"] == "looping\n"  # an interrupt now hits the loop
     socket.send(type="execute", run_id="other", code="1")
     busy = await socket.receive()
     assert busy["type"] == "error" and busy["code"] == "busy"

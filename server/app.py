@@ -35,6 +35,7 @@ from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .models import User
 from .services.auth import AuthService, SecretKeyError, check_signing_key
+from .services.card_runs import CardRunner
 from .services.cards import CardService
 from .services.datasets import DatasetService
 from .services.users import UserService
@@ -181,11 +182,12 @@ class ServeApp(BIApp):
             raise
         self.kernel_pool = KernelPool(agents, metrics.registry, parent=self)
         await self.kernel_pool.start()
+        cards = CardService(self.store_instance, datasets, parent=self)
         return web.Application(
             url_specs(),
             default_handler_class=NotFoundHandler,
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
-            cards=CardService(self.store_instance, datasets, parent=self),
+            cards=cards, card_runs=CardRunner(self.store_instance, cards, self.kernel_pool, parent=self),
             live_sessions=LiveSessions(self.kernel_pool),
             cors_origins=tuple(self.cors_origins),
             compress_response=True,

@@ -123,3 +123,15 @@ class Card:
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "owner_id": self.owner_id, "created_at": self.created_at,
                 "updated_at": self.updated_at}
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedResult:
+    """A card run's result, by cache key (``services/card_runs.py``); the outputs are the blob ``blob_key``."""
+
+    key: str
+    blob_key: str
+    card_id: str
+    status: str
+    execution_time_ms: int
+    created_at: str

@@ -7,8 +7,9 @@ from tornado.web import RequestHandler, URLSpec
 
 from .handlers.auth import LoginHandler, MeHandler, UsersHandler
 from .handlers.bokehjs import BokehJSHandler, BokehResourcesHandler
-from .handlers.card_socket import CardSocket
-from .handlers.cards import CardHandler, CardsHandler, CardVersionHandler, CardVersionsHandler
+from .handlers.card_socket import CardEditSocket, CardSocket
+from .handlers.cards import (CardHandler, CardRunHandler, CardsHandler, CardVersionHandler,
+                             CardVersionsHandler)
 from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsHandler,
                                 DatasetVersionsHandler)
 from .handlers.sessions import ExecuteHandler, InterruptHandler, SessionHandler, SessionsHandler
@@ -31,6 +32,8 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/cards/{card_id}", CardHandler),
     ("/api/cards/{card_id}/versions", CardVersionsHandler),
     ("/api/cards/{card_id}/versions/{number}", CardVersionHandler),
+    ("/api/cards/{card_id}/ws", CardEditSocket),
+    ("/api/cards/{card_id}/run", CardRunHandler),
     ("/api/card-sessions", SessionsHandler),
     ("/api/card-sessions/{session_id}", SessionHandler),
     ("/api/card-sessions/{session_id}/execute", ExecuteHandler),

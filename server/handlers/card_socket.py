@@ -1,7 +1,8 @@
 """The card editing websocket: code in, ordered outputs out, like a notebook that keeps its kernel.
 
 ``GET /api/cards/scratch/ws?datasets=<id>,<id>`` opens a session for code not yet saved
-(``load_dataset(name)`` reads the named datasets). Authenticate with ``Authorization: Bearer <jwt>``,
+(``load_dataset(name)`` reads the named datasets); ``GET /api/cards/{id}/ws`` one for editing a
+saved card (its datasets loaded; needs edit access, since the socket runs any code). Authenticate with ``Authorization: Bearer <jwt>``,
 or, from a browser, the subprotocols ``bi.v1, bearer.<jwt>``. To resume after a dropped
 connection, reconnect within the grace period (30 s) with ``?session=<id>&after=<last seq seen>``:
 the messages after that one are replayed in order, then new ones follow.
@@ -43,6 +44,7 @@ from tornado import websocket
 from ..errors import AuthenticationError, BIError, InvalidRequestError
 from ..execution.live import LiveSession, LiveSessions
 from ..models import User
+from ..services.card_runs import dataset_files
 from .base import STATUS_OF_ERROR, log
 
 SUBPROTOCOL = "bi.v1"
@@ -159,3 +161,13 @@ class CardSocket(websocket.WebSocketHandler):
         log.info("socket_closed", endpoint=self.endpoint, session_id=self.live.id if self.live else None,
                  user_id=self.user.id if self.user else None, runs=self.runs,
                  duration_ms=round((time.perf_counter() - self.started) * 1000, 2), code=self.close_code)
+
+
+class CardEditSocket(CardSocket):
+    """``/api/cards/{id}/ws``: the card's editor, with the card's datasets loaded (needs edit access)."""
+
+    async def datasets_to_load(self) -> list[tuple[str, Any]]:
+        assert self.user is not None
+        _, version = await self.settings["cards"].get_visible(self.user, self.path_kwargs["card_id"], needed="edit")
+        files, _ = await dataset_files(self.settings["cards"].store, version)
+        return files

@@ -100,3 +100,18 @@ class CardVersionHandler(CardAPIHandler):
         if not (number.isascii() and number.isdigit()) or len(number) > 9:
             raise InvalidRequestError(f"A version is a whole number, not {number!r}.")
         self.write_json((await self.cards.version(self.user, card_id, int(number))).public())
+
+
+RUN_SCHEMA = {
+    "type": "object",
+    "properties": {"parameters": {"type": "object", "maxProperties": 20}},
+    "additionalProperties": False,
+}
+
+
+class CardRunHandler(APIHandler):
+    async def post(self, card_id: str) -> None:
+        """Run the card's current version: ``{"status", "outputs", "cached", "execution_time_ms"}``."""
+        assert self.user is not None
+        parameters = self.json_body(RUN_SCHEMA).get("parameters", {})
+        self.write_json(await self.settings["card_runs"].run(self.user, card_id, parameters))

@@ -122,9 +122,9 @@ class CardService(LoggingConfigurable):
             *(self.store.get_card_version(c.id, c.current_version) for c in cards))
         return [(c, v) for c, v in zip(cards, versions) if v is not None]
 
-    async def get_visible(self, user: User, card_id: str) -> tuple[Card, CardVersion]:
-        """The card and its current version, if ``user`` may view it."""
-        card = await self._authorize(user, card_id, "view")
+    async def get_visible(self, user: User, card_id: str, needed: Access = "view") -> tuple[Card, CardVersion]:
+        """The card and its current version, if ``user`` may view it (or has the ``needed`` access)."""
+        card = await self._authorize(user, card_id, needed)
         return card, await self._version_of(card, card.current_version)
 
     async def versions(self, user: User, card_id: str) -> list[CardVersion]:

@@ -14,6 +14,7 @@ datasets    ``OWNER#<owner_id>``    ``NAME#<name>``     ``dataset_id`` (name uni
 cards       ``CARD#<id>``           ``META``            the card's fields
 cards       ``CARD#<id>``           ``VERSION#000001``  a version's fields; ``parameters`` as JSON
 cards       ``OWNER#<owner_id>``    ``CARD#<id>``       ``card_id`` (the owner's cards)
+cache       ``RESULT#<key>``        ``RESULT``          a cached card result (outputs: a blob)
 ==========  ======================  ==================  ===============================
 
 Writes that must be unique or that can race are transactions with condition
@@ -46,7 +47,7 @@ from traitlets import Float, Int, Unicode, default
 
 from ..environment import setting
 from ..errors import ConflictError, NotFoundError, StoreClosedError
-from ..models import Card, CardVersion, Column, Dataset, DatasetVersion, User
+from ..models import CachedResult, Card, CardVersion, Column, Dataset, DatasetVersion, User
 from .base import Store
 from .versioned import CARDS, DATASETS, Versioned, newest_first
 
@@ -503,6 +504,15 @@ class AWSStore(Store):
                 raise ConflictError("The card is being changed; retry the deletion.")
         self._delete_versions(CARDS, card_id)
 
+    # result cache ------------------------------------------------------------
+    async def get_cached_result(self, key: str) -> CachedResult | None:
+        item = await self._run(self._get, "cache", _result_key(key))
+        return CachedResult(**_plain(item)) if item else None
+
+    async def put_cached_result(self, result: CachedResult) -> None:
+        item = _serialize({**_result_key(result.key), **dataclasses.asdict(result)})
+        await self._run(lambda: self._dynamodb.put_item(TableName=self._table("cache"), Item=item))
+
     # blobs -------------------------------------------------------------------
     def _cache_file(self, key: str) -> Path:
         """Where ``key`` is cached; ``NotFoundError`` for a key that could leave the cache."""
@@ -575,6 +585,10 @@ def _version_key(kind: Versioned, record_id: str, version: int) -> dict[str, str
 
 def _name_key(owner_id: str, name: str) -> dict[str, str]:
     return {"pk": f"OWNER#{owner_id}", "sk": f"NAME#{name}"}
+
+
+def _result_key(key: str) -> dict[str, str]:
+    return {"pk": f"RESULT#{key}", "sk": "RESULT"}
 
 
 def _owned_card_key(owner_id: str, card_id: str) -> dict[str, str]:

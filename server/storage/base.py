@@ -18,7 +18,7 @@ from pathlib import Path
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..models import Card, CardVersion, Dataset, DatasetVersion, User
+from ..models import CachedResult, Card, CardVersion, Dataset, DatasetVersion, User
 
 
 class _StoreMeta(abc.ABCMeta, type(LoggingConfigurable)):
@@ -123,6 +123,14 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def delete_card(self, card_id: str) -> None:
         """Delete the card and its versions; a missing card is not an error."""
+
+    # result cache ------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_cached_result(self, key: str) -> CachedResult | None: ...
+
+    @abc.abstractmethod
+    async def put_cached_result(self, result: CachedResult) -> None:
+        """Store ``result`` under its key; a result already there for the key is replaced (same content)."""
 
     # blobs -------------------------------------------------------------------
     @abc.abstractmethod

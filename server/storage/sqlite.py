@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import ConflictError, NotFoundError, StoreClosedError
-from ..models import Card, CardVersion, Column, Dataset, DatasetVersion, User
+from ..models import CachedResult, Card, CardVersion, Column, Dataset, DatasetVersion, User
 from .base import Store
 from .versioned import CARDS, DATASETS, Versioned
 
@@ -77,6 +77,16 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL,
         created_by TEXT NOT NULL,
         PRIMARY KEY (card_id, version)
+    );
+    """,
+    """
+    CREATE TABLE result_cache (
+        key TEXT PRIMARY KEY,
+        blob_key TEXT NOT NULL,
+        card_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        execution_time_ms INTEGER NOT NULL,
+        created_at TEXT NOT NULL
     );
     """,
 )
@@ -293,6 +303,17 @@ class SQLiteStore(Store):
 
     async def delete_card(self, card_id: str) -> None:
         await self._run(self._transaction, [("DELETE FROM cards WHERE id = ?", (card_id,))])
+
+    # result cache ------------------------------------------------------------
+    async def get_cached_result(self, key: str) -> CachedResult | None:
+        rows = await self._run(self._query, "SELECT * FROM result_cache WHERE key = ?", key)
+        return CachedResult(**dict(rows[0])) if rows else None
+
+    async def put_cached_result(self, result: CachedResult) -> None:
+        fields = dataclasses.asdict(result)
+        await self._run(self._transaction, [(
+            f"INSERT OR REPLACE INTO result_cache ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+            tuple(fields.values()))])
 
     # blobs -------------------------------------------------------------------
     def _blob_file(self, key: str) -> Path:

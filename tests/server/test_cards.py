@@ -190,15 +190,15 @@ class TestVisibility:
         assert (await create(any_api, admin, datasets=[anas, bos])).code == 201
 
     async def test_reserved_paths(self, api):
-        """``scratch`` is no card, and the card routes leave /ws and /run to others."""
+        """``scratch`` is no card, and each /ws and /run path reaches its own handler first."""
         token = await api.login()
         card = (await create(api, token)).json()
         assert (await api.fetch("GET", "/api/cards/scratch", token=token)).code == 404
-        ours = [s for s in url_specs() if s.handler_class.__module__ == "server.handlers.cards"]
-        for suffix in ("ws", "run"):
-            for card_id in ("scratch", card["id"]):
-                path = f"/api/cards/{card_id}/{suffix}"
-                assert not any(spec.regex.match(path) for spec in ours), path
+        expected = {"/api/cards/scratch/ws": "CardSocket", f"/api/cards/{card['id']}/ws": "CardEditSocket",
+                    f"/api/cards/{card['id']}/run": "CardRunHandler", "/api/cards/scratch/run": "CardRunHandler"}
+        for path, handler in expected.items():
+            first = next(spec for spec in url_specs() if spec.regex.match(path))
+            assert first.handler_class.__name__ == handler, path
 
 
 class TestValidation:

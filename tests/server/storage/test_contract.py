@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from server.errors import ConflictError, NotFoundError, StoreClosedError
-from server.models import Card, CardVersion, Column, Dataset, DatasetVersion, User, utcnow
+from server.models import CachedResult, Card, CardVersion, Column, Dataset, DatasetVersion, User, utcnow
 
 
 def make_user(email: str = "ana@example.com", role: str = "member") -> User:
@@ -272,6 +272,19 @@ class TestCards:
         assert await store.list_cards(owner.id) == [kept]
         with pytest.raises(NotFoundError):
             await store.add_card_version(make_card_version(card.id, 3, owner), 2)
+
+
+class TestResultCache:
+    async def test_put_get_and_replace(self, store):
+        """A result reads back by key; putting the same key again replaces it; other keys miss."""
+        first = CachedResult("k" * 64, "results/k.json", "card1", "ok", 12, "2026-01-01T00:00:00.000Z")
+        assert await store.get_cached_result(first.key) is None
+        await store.put_cached_result(first)
+        assert await store.get_cached_result(first.key) == first
+        again = dataclasses.replace(first, execution_time_ms=15)
+        await store.put_cached_result(again)
+        assert await store.get_cached_result(first.key) == again
+        assert await store.get_cached_result("x" * 64) is None
 
 
 class TestBlobs:

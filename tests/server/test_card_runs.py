@@ -1,0 +1,117 @@
+"""Running saved cards: parameters, the exact result cache, limits, and the card editor socket."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from structlog.testing import capture_logs
+from tornado import httpclient, websocket
+
+from server.errors import InvalidRequestError
+from server.services.card_runs import bind_parameters, parameter_cell
+
+from .test_card_socket import Socket
+from .test_datasets import upload
+from .test_sessions import root, start_cards  # noqa: F401 - fixtures
+
+REGION = {"name": "region", "type": "choice", "default": "東京", "choices": ["東京", "大阪"]}
+CODE = "df = load_dataset('売上')\nprint(region)\nint(df[df['店舗'] == region]['売上'].sum())"
+
+
+async def make_card(api, token: str, csv: str = "店舗,売上\n東京,10\n大阪,20\n東京,5\n"):
+    dataset = (await upload(api, "売上", csv.encode(), token)).json()
+    response = await api.fetch("POST", "/api/cards", token=token, json_body={
+        "title": "地域の売上", "code": CODE, "datasets": [dataset["id"]], "parameters": [REGION]})
+    assert response.code == 201, response.body
+    return dataset, response.json()
+
+
+async def run(api, token: str, card_id: str, **parameters):
+    return await api.fetch("POST", f"/api/cards/{card_id}/run", token=token, json_body={"parameters": parameters})
+
+
+def result_value(body: dict) -> str:
+    return body["outputs"][-1]["data"]["text/plain"]
+
+
+async def test_identical_runs_come_from_the_cache_until_the_data_changes(start_cards):
+    """Same code, data and parameters: a cache hit; new parameters or a new dataset version: a run."""
+    api = await start_cards()
+    token = await api.login()
+    dataset, card = await make_card(api, token)
+    with capture_logs() as logs:
+        first = (await run(api, token, card["id"])).json()
+        again = (await run(api, token, card["id"])).json()
+        osaka = (await run(api, token, card["id"], region="大阪")).json()
+    assert (first["cached"], again["cached"], osaka["cached"]) == (False, True, False)
+    assert result_value(first) == result_value(again) == "15" and result_value(osaka) == "20"
+    assert first["outputs"] == again["outputs"] and first["outputs"][0]["text"] == "東京\n"
+    assert again["execution_time_ms"] == first["execution_time_ms"]
+    executed = [e for e in logs if e["event"] == "card_executed"]
+    assert [(e["card_id"], e["cached"]) for e in executed] == [(card["id"], False), (card["id"], True),
+                                                              (card["id"], False)]
+
+    new_version = await api.fetch("POST", f"/api/datasets/{dataset['id']}/versions", token=token,
+                                  body="店舗,売上\n東京,100\n".encode(), headers={"Content-Type": "text/csv"})
+    assert new_version.code == 201, new_version.body
+    fresh = (await run(api, token, card["id"])).json()
+    assert fresh["cached"] is False and result_value(fresh) == "100"
+    assert api.app.kernel_pool.sessions == {}, "a run's kernel is destroyed afterwards"
+
+
+async def test_timeouts_are_408_and_not_cached(start_cards):
+    """A card past the wall clock gets 408 every time: a timeout is never cached."""
+    api = await start_cards(KernelPool__execution_timeout=1.0)
+    token = await api.login()
+    response = await api.fetch("POST", "/api/cards", token=token, json_body={
+        "title": "loop", "code": "while True: pass", "datasets": [], "parameters": []})
+    card_id = response.json()["id"]
+    for _ in range(2):
+        timed_out = await run(api, token, card_id)
+        assert timed_out.code == 408 and "1 s limit" in timed_out.json()["error"]["message"]
+
+
+async def test_bad_parameters_and_strangers(start_cards):
+    """Unknown or ill-typed parameters are 400; someone else's card is 404, run or socket."""
+    api = await start_cards()
+    token = await api.login()
+    _, card = await make_card(api, token)
+    bad = await run(api, token, card["id"], region="札幌")
+    assert bad.code == 400 and "one of" in bad.json()["error"]["message"]
+    assert (await run(api, token, card["id"], city="x")).code == 400
+    stranger = await api.add_user("stranger@example.com")
+    assert (await run(api, stranger, card["id"])).code == 404
+    url = api.base_url.replace("http://", "ws://") + f"/api/cards/{card['id']}/ws"
+    with pytest.raises(httpclient.HTTPClientError) as hidden:
+        await websocket.websocket_connect(httpclient.HTTPRequest(url, headers={"Authorization": f"Bearer {stranger}"}))
+    assert hidden.value.code == 404
+
+
+async def test_card_editor_socket_loads_the_cards_datasets(start_cards):
+    """The saved card's editor socket has the card's datasets loaded."""
+    api = await start_cards()
+    token = await api.login()
+    _, card = await make_card(api, token)
+    url = api.base_url.replace("http://", "ws://") + f"/api/cards/{card['id']}/ws"
+    socket = Socket(await websocket.websocket_connect(
+        httpclient.HTTPRequest(url, headers={"Authorization": f"Bearer {token}"})))
+    await socket.receive()
+    socket.send(type="execute", code="region = '大阪'\n" + CODE)
+    messages = await socket.until("done")
+    assert messages[-1]["status"] == "ok" and messages[-3]["output"]["data"]["text/plain"] == "20"
+    socket.close()
+
+
+def test_parameters_bind_to_literals():
+    """Values are checked against their declared type and become Python literals, never code."""
+    declared = (REGION, {"name": "n", "type": "number", "default": 1},
+                {"name": "day", "type": "date", "default": "2026-01-31"},
+                {"name": "q", "type": "text", "default": "x"})
+    values = bind_parameters(declared, {"q": "'); import os #", "n": 2.5})
+    assert parameter_cell(values) == ("region = '東京'\nn = 2.5\nday = '2026-01-31'\n"
+                                      "q = \"'); import os #\"\n")
+    for wrong in ({"n": "2"}, {"n": True}, {"n": float("nan")}, {"day": "2026-02-30"}, {"q": 3}):
+        with pytest.raises(InvalidRequestError):
+            bind_parameters(declared, wrong)
+    assert json.loads(json.dumps(values)) == values

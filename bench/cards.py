@@ -5,7 +5,9 @@ a bare ipykernel through jupyter_client (the floor), and Jupyter Kernel Gateway 
 its own virtualenv under /tmp (a peer to compare with, never our dependency). Prints:
 (a) round trips of ``1+1`` and of a pandas cell over our card websocket, over jupyter_client
     straight to ZeroMQ, and over Kernel Gateway's channels websocket;
-(b) opening a card session (websocket connect) to its first output.
+(b) opening a card session (websocket connect) to its first output;
+(c) ``POST /api/cards/{id}/run`` answered from the result cache: latency, and requests per second
+    with 8 concurrent clients.
 
     python bench/cards.py [--runs 200]      (as root)
 """
@@ -97,6 +99,30 @@ async def card_run(connection: websocket.WebSocketClientConnection, code: str) -
         pass
 
 
+async def cache_hits(base: str, token: str, runs: int) -> tuple[list[float], float]:
+    """Latencies of cache hits one at a time, then hits per second from 8 concurrent clients."""
+    http = httpclient.AsyncHTTPClient()
+    headers = {"Authorization": f"Bearer {token}"}
+    created = await http.fetch(base + "/api/cards", method="POST", headers=headers, body=json.dumps(
+        {"title": "bench", "code": PANDAS_CELL, "datasets": [], "parameters": []}))
+    url = base + f"/api/cards/{json.loads(created.body)['id']}/run"
+
+    async def hit() -> None:
+        response = await http.fetch(url, method="POST", headers=headers, body="{}")
+        assert json.loads(response.body)["cached"], "expected a cache hit"
+
+    await http.fetch(url, method="POST", headers=headers, body="{}")  # the run that fills the cache
+    latencies = await timed(runs, hit)
+
+    async def client() -> None:
+        for _ in range(runs // 8):
+            await hit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(8)))
+    return latencies, 8 * (runs // 8) / (time.perf_counter() - started)
+
+
 async def first_output_ms(base: str, token: str, runs: int) -> list[float]:
     samples = []
     for _ in range(runs):
@@ -167,8 +193,8 @@ def floor_ms(code: str, runs: int) -> list[float]:
         manager.shutdown_kernel(now=True)
 
 
-async def measure(runs: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {}
+async def measure(runs: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bi-bench-") as data_dir:
         server, base, token = await start_bi(Path(data_dir))
         try:
@@ -178,6 +204,7 @@ async def measure(runs: int) -> dict[str, list[float]]:
             results["ours pandas"] = await timed(runs, lambda: card_run(connection, PANDAS_CELL))
             connection.close()
             results["first output"] = await first_output_ms(base, token, max(5, runs // 10))
+            results["cache hit"], results["cache rps"] = await cache_hits(base, token, runs)
         finally:
             server.terminate()
             server.wait()
@@ -208,6 +235,9 @@ def main() -> None:
         print(f"  p50 ratio to the floor: ours {ratio:.2f}x, Kernel Gateway {kg_ratio:.2f}x")
     print("(b) open a card session to its first output")
     print(f"  websocket connect to first stdout           {percentiles(results['first output'])}")
+    print("(c) POST /api/cards/{id}/run from the result cache")
+    print(f"  one client                                  {percentiles(results['cache hit'])}")
+    print(f"  8 concurrent clients                        {results['cache rps']:.0f} requests/s")
 
 
 if __name__ == "__main__":

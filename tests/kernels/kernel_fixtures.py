@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import pandas as pd
 from jupyter_client import BlockingKernelClient, KernelManager
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 
 from kernels.helpers import dataset_filename
+from kernels.launcher import KernelLauncher, LaunchedKernel
 
 START_TIMEOUT = 30
 CELL_TIMEOUT = 20
@@ -81,3 +83,29 @@ def write_dataset(dataset_dir: Path, name: str, frame: pd.DataFrame) -> None:
     """Place a dataset as the executor agent does."""
     dataset_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(dataset_dir / dataset_filename(name))
+
+
+@asynccontextmanager
+async def connected(launcher: KernelLauncher, kernel: LaunchedKernel) -> AsyncIterator[AsyncKernelClient]:
+    """A client of a kernel forked by ``launcher``, its channels started and the kernel answering."""
+    client = launcher.client(kernel)
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=60)
+        yield client
+    finally:
+        client.stop_channels()
+
+
+async def run(launcher: KernelLauncher, kernel: LaunchedKernel, code: str,
+              timeout: float = 60) -> tuple[str, list[dict[str, Any]]]:
+    """Run ``code`` in a launched kernel: the reply's status and the iopub messages of the cell."""
+    async with connected(launcher, kernel) as client:
+        outputs: list[dict[str, Any]] = []
+        reply = await client.execute_interactive(code, timeout=timeout, output_hook=outputs.append)
+        return reply["content"]["status"], outputs
+
+
+def texts(outputs: list[dict[str, Any]]) -> str:
+    """The text of the stream messages and error values among iopub ``outputs``."""
+    return "".join(m["content"].get("text", "") + m["content"].get("evalue", "") for m in outputs)

@@ -6,11 +6,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
 import pytest
 
 from kernels.launcher import KernelLauncher, KernelStartError
 from kernels.sandbox import UidAllocator
 from tests.kernels.conftest import uid_slice
+from tests.kernels.kernel_fixtures import run, texts
 from tests.kernels.sandbox.helpers import require
 
 
@@ -18,22 +20,6 @@ async def test_run_dir_too_long_for_sockets(tmp_path):
     """A run directory whose socket paths would not fit is refused with the reason."""
     with pytest.raises(ValueError, match="too long for unix socket paths"):
         await KernelLauncher(tmp_path / ("x" * 100), UidAllocator(62000, 10)).start()
-
-
-async def run(launcher: KernelLauncher, kernel, code: str) -> tuple[str, list[dict]]:
-    client = launcher.client(kernel)
-    client.start_channels()
-    try:
-        await client.wait_for_ready(timeout=60)
-        outputs: list[dict] = []
-        reply = await client.execute_interactive(code, timeout=60, output_hook=outputs.append)
-        return reply["content"]["status"], outputs
-    finally:
-        client.stop_channels()
-
-
-def texts(outputs: list[dict]) -> str:
-    return "".join(m["content"].get("text", "") + m["content"].get("evalue", "") for m in outputs)
 
 
 async def test_forked_kernel_runs_pandas_in_sandbox(launcher):

@@ -27,7 +27,8 @@ import dataclasses
 import json
 import os
 import signal
-import tempfile
+import uuid
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -129,14 +130,39 @@ class InterruptHandler(AgentHandler):
 
 class DatasetHandler(AgentHandler):
     def put(self, kernel_id: str, name: str) -> None:
-        directory = self.kernel(kernel_id).dataset_dir
-        target = directory / dataset_filename(name)
-        fd, partial = tempfile.mkstemp(dir=directory, prefix=".partial-")
-        with os.fdopen(fd, "wb") as file:
-            file.write(self.request.body)
-        os.chmod(partial, 0o444)
-        os.replace(partial, target)
+        try:
+            place_dataset(self.kernel(kernel_id).dataset_dir, dataset_filename(name), self.request.body)
+        except UnsafeDirectory as exc:
+            raise web.HTTPError(409, str(exc)) from exc
         self.set_status(204)
+
+
+class UnsafeDirectory(RuntimeError):
+    """The dataset folder is not the one the launcher made (a kernel moved or replaced it)."""
+
+
+def place_dataset(directory: Path, filename: str, data: bytes) -> None:
+    """Write ``data`` as ``directory/filename``, read-only, replacing it atomically.
+
+    The kernel's uid owns the folder above ``directory``, so everything goes through a handle of
+    ``directory`` opened without following a symlink and checked to be root's: a kernel that
+    swapped the folder for a link or one of its own makes this fail instead of writing elsewhere.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:  # a symlink (ELOOP), a file (ENOTDIR), gone (ENOENT)
+        raise UnsafeDirectory(f"the dataset folder {directory} was replaced ({exc.strerror}); stop this kernel") from exc
+    try:
+        if os.fstat(fd).st_uid != os.geteuid():
+            raise UnsafeDirectory(f"the dataset folder {directory} was replaced; stop this kernel")
+        partial = f".partial-{uuid.uuid4().hex}"
+        out = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444,
+                      dir_fd=fd)
+        with os.fdopen(out, "wb") as file:
+            file.write(data)
+        os.replace(partial, filename, src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 class EventsHandler(AgentHandler):

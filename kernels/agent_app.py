@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -28,6 +29,7 @@ from .launcher import KernelLauncher
 from .pool import WarmPool
 from .relay import Relays
 from .sandbox import UidAllocator, probe, unavailable
+from .sandbox._libc import PR_SET_PDEATHSIG, prctl
 
 log = structlog.get_logger("bi.executor")
 
@@ -46,6 +48,8 @@ class ExecutorApp(Application):
     allow_weaker_sandbox = Bool(False, help="Start even when some sandbox layers cannot be applied.").tag(config=True)
     uid_first = Integer(61000, help="First uid of the kernel uid range.").tag(config=True)
     uid_count = Integer(1000, help="Size of the kernel uid range.").tag(config=True)
+    parent_pid = Integer(0, help="Stop when this process exits (how bi serve ties its local agent to "
+                                 "itself, so no agent outlives its server).").tag(config=True)
     socket_fd = Integer(-1, help="Serve on this inherited listening socket instead of ip:port "
                                  "(how bi serve starts its local agent).").tag(config=True)
     advertise_host = Unicode("", help="Host the server reaches this agent's kernels at: kernels are relayed "
@@ -67,6 +71,10 @@ class ExecutorApp(Application):
         self.exit(2)
 
     def start(self) -> None:
+        if self.parent_pid:
+            prctl("executor", PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != self.parent_pid:  # it exited before the line above
+                self.fail(f"the process that started this agent ({self.parent_pid}) is gone")
         if not self.public_key_file:
             self.fail("give the server's public key: --public-key=server_public.pem")
         public_key = serialization.load_pem_public_key(Path(self.public_key_file).read_bytes())

@@ -40,7 +40,7 @@ SINGLE_THREAD_ENV = {
     "MALLOC_ARENA_MAX": "2",
 }
 
-PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 Spawner = Callable[[dict[str, Any]], None]
 
@@ -122,7 +122,8 @@ class Template:
             os._exit(1)
 
     def reap(self) -> None:
-        while self.children:
+        """Collect every ended child: our reapers, and kernels orphaned when their reaper was killed."""
+        while True:
             try:
                 pid, raw = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -130,15 +131,18 @@ class Template:
             if pid == 0:
                 return
             kernel_id = self.children.pop(pid, None)
+            if kernel_id is None:  # an orphaned kernel (we are its subreaper): nothing to report
+                continue
             status = -os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else os.WEXITSTATUS(raw)
             self.send({"event": "exited", "kernel_id": kernel_id, "pid": pid, "status": status})
 
 
 def main() -> None:
     """Run in its own session (a terminal's Ctrl+C is for the agent) and die with the agent."""
-    from kernels.sandbox._libc import prctl
+    from kernels.sandbox._libc import PR_SET_PDEATHSIG, prctl
 
     prctl("template", PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl("template", PR_SET_CHILD_SUBREAPER, 1)  # a kernel whose reaper was killed ends up here, reaped
     control = socket.socket(fileno=int(sys.argv[1]))
     preload()
     template = Template(control)

@@ -45,3 +45,4 @@ def syscall(layer: str, name: str, *args: object) -> int:
 def prctl(layer: str, option: int, arg: int = 0) -> int:
     """``prctl(option, arg, 0, 0, 0)``."""
     return check(layer, f"prctl({option})", LIBC.prctl(option, arg, 0, 0, 0))
+PR_SET_PDEATHSIG = 1  # prctl option: the signal this process gets when its parent exits

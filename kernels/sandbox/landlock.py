@@ -1,7 +1,10 @@
 """Landlock through raw system calls: files, TCP and scopes, at the best ABI the kernel offers.
 
 - ABI 1-3: file access. Read and execute beneath ``readable``; everything beneath ``writable``
-  (a directory) or read and write of it (a file such as ``/dev/null``); nothing elsewhere.
+  (a directory) or read and write of it (a file such as ``/dev/null``); beneath ``sockets``
+  (the kernel's ipc directory, which its uid owns on the host) only reading, binding unix sockets
+  and removing files (ZeroMQ unlinks its socket files), so a kernel can neither fill the host's
+  disk there nor swap the agent's dataset folder for a symlink; nothing elsewhere.
 - ABI >= 4: no TCP ``bind`` or ``connect`` at all.
 - ABI >= 6: no signals to processes outside the sandbox's domain, no abstract unix sockets
   outside it.
@@ -24,6 +27,7 @@ CREATE_RULESET_VERSION = 1
 RULE_PATH_BENEATH = 1
 
 EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+REMOVE_FILE, MAKE_SOCK = 1 << 5, 1 << 9
 REFER, TRUNCATE, IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
 ALL_FS_V1 = (1 << 13) - 1  # EXECUTE ... MAKE_SYM
 FS_BY_ABI = {1: ALL_FS_V1, 2: ALL_FS_V1 | REFER, 3: ALL_FS_V1 | REFER | TRUNCATE}
@@ -58,10 +62,12 @@ def fs_rights(version: int) -> int:
 
 @dataclass(frozen=True)
 class Landlock:
-    """A Landlock domain: read/execute beneath ``readable``, full access beneath ``writable``."""
+    """A Landlock domain: read/execute beneath ``readable``, full access beneath ``writable``,
+    unix sockets beneath ``sockets``."""
 
     readable: Sequence[str] = ("/",)
     writable: Sequence[str] = ()
+    sockets: Sequence[str] = ()
 
     def apply(self) -> int:
         """Restrict the calling process; returns the ABI version used."""
@@ -80,6 +86,8 @@ class Landlock:
                 self._allow(ruleset, path, handled & (EXECUTE | READ_FILE | READ_DIR))
             for path in self.writable:
                 self._allow(ruleset, path, handled)
+            for path in self.sockets:
+                self._allow(ruleset, path, handled & (READ_FILE | READ_DIR | MAKE_SOCK | REMOVE_FILE))
             syscall("landlock", "landlock_restrict_self", ctypes.c_int(ruleset), ctypes.c_uint32(0))
         finally:
             os.close(ruleset)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NoReturn
 
 from kernels.sandbox import cgroups, environment, landlock, namespaces, privileges, seccomp_filter
-from kernels.sandbox._libc import prctl
+from kernels.sandbox._libc import PR_SET_PDEATHSIG, prctl
 from kernels.sandbox.cgroups import Cgroup
 from kernels.sandbox.errors import SandboxError
 from kernels.sandbox.landlock import Landlock
@@ -36,7 +36,6 @@ from kernels.sandbox.rlimits import Rlimits
 from kernels.sandbox.seccomp_filter import SeccompFilter
 
 LAYERS = ("cgroup", "namespaces", "mounts", "rlimits", "environment", "uid", "nnp", "landlock", "seccomp")
-PR_SET_PDEATHSIG = 1
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 PROBE_UID = 65534  # the overflow uid: only ever used by probe's throwaway children
 
@@ -130,8 +129,8 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
     if config.applies("nnp"):
         privileges.no_new_privs()
     if config.applies("landlock"):
-        writable = [p for p in (config.workdir, config.ipc_dir, "/dev/null") if p is not None]
-        Landlock(readable=("/",), writable=writable).apply()
+        Landlock(readable=("/",), writable=(config.workdir, "/dev/null"),
+                 sockets=(config.ipc_dir,) if config.ipc_dir else ()).apply()
     if config.applies("seccomp"):
         SeccompFilter().apply()
 

@@ -72,7 +72,8 @@ class LocalAgent:
         self.run_dir = tempfile.mkdtemp(prefix="bi-k-")  # short: unix socket paths are limited
         command = [sys.executable, "-m", "server.cli", "executor",
                    f"--public-key={self.data_dir / PUBLIC_KEY_FILE}", f"--run-dir={self.run_dir}",
-                   f"--pool-size={self.pool_size}", f"--ExecutorApp.socket_fd={listening.fileno()}"]
+                   f"--pool-size={self.pool_size}", f"--ExecutorApp.socket_fd={listening.fileno()}",
+                   f"--ExecutorApp.parent_pid={os.getpid()}"]
         if self.allow_weaker_sandbox:
             command.append("--allow-weaker-sandbox")
         if self.advertise_host:

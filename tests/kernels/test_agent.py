@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import io
 import json
+import os
 import time
 from typing import AsyncIterator
 
@@ -19,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tornado import httpclient, httpserver
 from tornado.netutil import bind_sockets
 
-from kernels.agent import AUDIENCE, ISSUER, make_app
+from kernels.agent import AUDIENCE, ISSUER, UnsafeDirectory, make_app, place_dataset
 from kernels.pool import WarmPool
+from tests.kernels.sandbox.helpers import require
 
 SERVER_KEY = Ed25519PrivateKey.generate()
 
@@ -143,3 +145,31 @@ async def test_kernel_ending_by_itself_is_an_event(agent):
     status = json.loads((await agent.call("GET", f"/kernels/{kernel_id}")).body)
     assert status["alive"] is False and status["exit"]["message"] == "the kernel exited with status 3"
     assert (await agent.call("GET", "/events?after=x")).code == 400
+
+
+@pytest.mark.parametrize("swap", ["symlink", "foreign", "file"])
+def test_dataset_placement_refuses_a_swapped_folder(tmp_path, swap):
+    """Should a kernel replace its dataset folder (a weaker sandbox has no Landlock), the agent
+    refuses to write instead of following it elsewhere."""
+    require(os.geteuid() == 0, "needs root to own the folder the way the agent does")
+    elsewhere, folder = tmp_path / "elsewhere", tmp_path / "datasets"
+    elsewhere.mkdir()
+    if swap == "symlink":
+        folder.symlink_to(elsewhere)
+    elif swap == "foreign":
+        folder.mkdir()
+        os.chown(folder, 65534, 65534)
+    else:
+        folder.write_bytes(b"")
+    with pytest.raises(UnsafeDirectory, match="was replaced"):
+        place_dataset(folder, "sales.parquet", b"PAR1")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_dataset_placement_replaces_atomically(tmp_path):
+    """A new upload of a dataset replaces the file whole and read-only, leaving no partial file."""
+    place_dataset(tmp_path, "sales.parquet", b"one")
+    place_dataset(tmp_path, "sales.parquet", b"two")
+    assert [p.name for p in tmp_path.iterdir()] == ["sales.parquet"]
+    assert (tmp_path / "sales.parquet").read_bytes() == b"two"
+    assert (tmp_path / "sales.parquet").stat().st_mode & 0o777 == 0o444

@@ -13,8 +13,8 @@ read-only root, EACCES from file permissions or Landlock, MemoryError from RLIMI
 attack could only fail for a reason of its own (a typo, a missing module), a positive control
 next to it shows the same code working where it is allowed.
 
-Two tests are strict xfails: they state what should hold and does not yet (``HOLE_IPC_DIR``);
-once the hole is closed they pass, fail as XPASS, and their marker goes.
+The kernel's ipc directory is the one host path its uid owns: Landlock lets it only bind
+sockets there, and the agent writes datasets through a checked handle of the dataset folder.
 """
 
 from __future__ import annotations
@@ -284,16 +284,9 @@ RESULTS["load_dataset"] = load_dataset("sales").shape
     assert pd.read_parquet(kernel.dataset_dir / dataset_filename("sales")).equals(frame)
 
 
-HOLE_IPC_DIR = ("HOLE: the kernel's ipc directory is its uid's, bound read-write and Landlock-writable: "
-                "the kernel can create files, directories and symlinks in it and rename its entries")
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=HOLE_IPC_DIR + (
-    " -> datasets/ can be swapped for a symlink, and the root agent's PUT .../datasets/{name} then "
-    "creates <name>.parquet as root wherever it points (any host directory)"))
 async def test_dataset_dir_cannot_be_swapped(launcher):
-    """The agent writes datasets as root into ``<kernel dir>/datasets``: the kernel must not be able
-    to rename that directory or put a symlink of its own in its place."""
+    """The agent writes datasets as root into ``<kernel dir>/datasets``: the kernel cannot rename
+    that directory or put a symlink of its own in its place (Landlock: sockets only there)."""
     kernel = await launcher.launch()
     seen = await attack(launcher, kernel, """
 datasets = ARGS["datasets"]
@@ -305,12 +298,9 @@ attempt("symlink in its place", lambda: os.symlink("/etc", datasets))
     assert (datasets.st_uid, oct(datasets.st_mode)) == (0, oct(0o40755))  # still root's directory
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=HOLE_IPC_DIR + (
-    " -> files there land on the host's disk, uncapped (the workdir's 256 MB tmpfs cap does not "
-    "apply; only RLIMIT_FSIZE per file)"))
 async def test_kernel_directory_takes_only_sockets(launcher):
-    """The ipc directory is the one writable host path in the view, and only needs sockets:
-    regular files, directories and symlinks there must fail, as everywhere outside the workdir."""
+    """The ipc directory is the one host path the kernel's uid owns, and only needs sockets:
+    regular files, directories and symlinks there fail (Landlock), so nothing lands on the host's disk."""
     kernel = await launcher.launch()
     seen = await attack(launcher, kernel, """
 directory = ARGS["directory"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -47,14 +48,21 @@ async def test_each_kernel_has_its_own_uid_and_directory(launcher):
 
 
 async def test_stop_kills_kernel_and_cleans_up(launcher):
-    """Stopping a kernel kills its process and removes its directory."""
+    """Stopping a kernel kills its reaper and the kernel, both reaped (no zombie left to host init),
+    and removes its directory."""
     kernel = await launcher.launch()
     status, _ = await run(launcher, kernel, "1 + 1")
     assert status == "ok"
+    (kernel_pid,) = map(int, Path(f"/proc/{kernel.pid}/task/{kernel.pid}/children").read_text().split())
     await launcher.stop(kernel.kernel_id)
     assert not kernel.directory.exists()
     with pytest.raises(ProcessLookupError):
         os.kill(kernel.pid, 0)
+    for _ in range(100):
+        if not Path(f"/proc/{kernel_pid}").exists():
+            break
+        await asyncio.sleep(0.02)
+    assert not Path(f"/proc/{kernel_pid}").exists(), "the orphaned kernel was not reaped by the template"
 
 
 async def test_kernel_dying_at_start_is_reported():

@@ -17,6 +17,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.kernels.sandbox.helpers import require
+
 from ..conftest import aws_store_config
 
 BI = [sys.executable, "-m", "server.cli"]
@@ -186,3 +188,19 @@ def test_init_tables_on_aws(moto_endpoint, tmp_path):
         assert described["TableStatus"] == "ACTIVE"
     buckets = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").list_buckets()
     assert {names["datasets_bucket"], names["outputs_bucket"]} <= {b["Name"] for b in buckets["Buckets"]}
+
+
+def test_local_agent_dies_with_its_server(serve):
+    """The agent bi serve starts (as root) goes away even when the server is killed outright."""
+    require(os.geteuid() == 0, "bi serve starts its local agent only as root")
+    server = serve()
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    agents = [int(pid) for pid in children
+              if b"executor" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(agents) == 1, "bi serve should have started one executor agent"
+    server.proc.kill()
+    server.proc.wait()
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{agents[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{agents[0]}").exists(), "the agent outlived its server"

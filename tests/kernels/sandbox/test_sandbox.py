@@ -145,7 +145,8 @@ def _leave_a_secret(config: SandboxConfig, go: Connection) -> str:
     _enter(config, go)
     with open("/tmp/workdir/secret-a", "w") as f:
         f.write(CANARY)
-    open(os.path.join(config.ipc_dir or "", "ready"), "w").close()
+    ready = socket.socket(socket.AF_UNIX)  # the ipc directory takes sockets only (Landlock)
+    ready.bind(os.path.join(config.ipc_dir or "", "ready"))
     return go.recv()
 
 

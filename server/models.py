@@ -135,3 +135,17 @@ class CachedResult:
     status: str
     execution_time_ms: int
     created_at: str
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputTable:
+    """The whole table behind a DataFrame output (an Arrow stream, the blob ``blob_key``).
+
+    Readable by ``user_id``, who ran the code, and, for a saved card's run, by whoever may view ``card_id``.
+    """
+
+    output_id: str
+    blob_key: str
+    user_id: str
+    card_id: str | None
+    created_at: str

@@ -15,6 +15,7 @@ cards       ``CARD#<id>``           ``META``            the card's fields
 cards       ``CARD#<id>``           ``VERSION#000001``  a version's fields; ``parameters`` as JSON
 cards       ``OWNER#<owner_id>``    ``CARD#<id>``       ``card_id`` (the owner's cards)
 cache       ``RESULT#<key>``        ``RESULT``          a cached card result (outputs: a blob)
+cache       ``TABLE#<output_id>``   ``TABLE``           who may page a DataFrame output (rows: a blob)
 ==========  ======================  ==================  ===============================
 
 Writes that must be unique or that can race are transactions with condition
@@ -47,7 +48,7 @@ from traitlets import Float, Int, Unicode, default
 
 from ..environment import setting
 from ..errors import ConflictError, NotFoundError, StoreClosedError
-from ..models import CachedResult, Card, CardVersion, Column, Dataset, DatasetVersion, User
+from ..models import CachedResult, OutputTable, Card, CardVersion, Column, Dataset, DatasetVersion, User
 from .base import Store
 from .versioned import CARDS, DATASETS, Versioned, newest_first
 
@@ -510,8 +511,18 @@ class AWSStore(Store):
         return CachedResult(**_plain(item)) if item else None
 
     async def put_cached_result(self, result: CachedResult) -> None:
-        item = _serialize({**_result_key(result.key), **dataclasses.asdict(result)})
-        await self._run(lambda: self._dynamodb.put_item(TableName=self._table("cache"), Item=item))
+        await self._run(self._put, "cache", _result_key(result.key), dataclasses.asdict(result))
+
+    # output tables -----------------------------------------------------------
+    async def put_output_table(self, table: OutputTable) -> None:
+        await self._run(self._put, "cache", _table_key(table.output_id), dataclasses.asdict(table))
+
+    async def get_output_table(self, output_id: str) -> OutputTable | None:
+        item = await self._run(self._get, "cache", _table_key(output_id))
+        return OutputTable(**_plain(item)) if item else None
+
+    def _put(self, kind: str, key: dict[str, str], fields: dict[str, Any]) -> None:
+        self._dynamodb.put_item(TableName=self._table(kind), Item=_serialize({**key, **fields}))
 
     # blobs -------------------------------------------------------------------
     def _cache_file(self, key: str) -> Path:
@@ -589,6 +600,10 @@ def _name_key(owner_id: str, name: str) -> dict[str, str]:
 
 def _result_key(key: str) -> dict[str, str]:
     return {"pk": f"RESULT#{key}", "sk": "RESULT"}
+
+
+def _table_key(output_id: str) -> dict[str, str]:
+    return {"pk": f"TABLE#{output_id}", "sk": "TABLE"}
 
 
 def _owned_card_key(owner_id: str, card_id: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..models import CachedResult, Card, CardVersion, Dataset, DatasetVersion, User
+from ..models import CachedResult, OutputTable, Card, CardVersion, Dataset, DatasetVersion, User
 
 
 class _StoreMeta(abc.ABCMeta, type(LoggingConfigurable)):
@@ -131,6 +131,13 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def put_cached_result(self, result: CachedResult) -> None:
         """Store ``result`` under its key; a result already there for the key is replaced (same content)."""
+
+    # output tables -----------------------------------------------------------
+    @abc.abstractmethod
+    async def put_output_table(self, table: OutputTable) -> None: ...
+
+    @abc.abstractmethod
+    async def get_output_table(self, output_id: str) -> OutputTable | None: ...
 
     # blobs -------------------------------------------------------------------
     @abc.abstractmethod

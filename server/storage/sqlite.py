@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import ConflictError, NotFoundError, StoreClosedError
-from ..models import CachedResult, Card, CardVersion, Column, Dataset, DatasetVersion, User
+from ..models import CachedResult, OutputTable, Card, CardVersion, Column, Dataset, DatasetVersion, User
 from .base import Store
 from .versioned import CARDS, DATASETS, Versioned
 
@@ -86,6 +86,13 @@ MIGRATIONS: tuple[str, ...] = (
         card_id TEXT NOT NULL,
         status TEXT NOT NULL,
         execution_time_ms INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE output_tables (
+        output_id TEXT PRIMARY KEY,
+        blob_key TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        card_id TEXT,
         created_at TEXT NOT NULL
     );
     """,
@@ -310,10 +317,15 @@ class SQLiteStore(Store):
         return CachedResult(**dict(rows[0])) if rows else None
 
     async def put_cached_result(self, result: CachedResult) -> None:
-        fields = dataclasses.asdict(result)
-        await self._run(self._transaction, [(
-            f"INSERT OR REPLACE INTO result_cache ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
-            tuple(fields.values()))])
+        await self._run(self._transaction, [_upsert("result_cache", result)])
+
+    # output tables -----------------------------------------------------------
+    async def put_output_table(self, table: OutputTable) -> None:
+        await self._run(self._transaction, [_upsert("output_tables", table)])
+
+    async def get_output_table(self, output_id: str) -> OutputTable | None:
+        rows = await self._run(self._query, "SELECT * FROM output_tables WHERE output_id = ?", output_id)
+        return OutputTable(**dict(rows[0])) if rows else None
 
     # blobs -------------------------------------------------------------------
     def _blob_file(self, key: str) -> Path:
@@ -378,3 +390,10 @@ def _card_version(row: sqlite3.Row) -> CardVersion:
     fields["datasets"] = tuple(json.loads(fields["datasets"]))
     fields["parameters"] = tuple(json.loads(fields["parameters"]))
     return CardVersion(**fields)
+
+
+def _upsert(table: str, record: Any) -> tuple[str, tuple[Any, ...]]:
+    """``INSERT OR REPLACE`` of a dataclass record whose fields are the table's columns."""
+    fields = dataclasses.asdict(record)
+    return (f"INSERT OR REPLACE INTO {table} ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+            tuple(fields.values()))

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from server.errors import ConflictError, NotFoundError, StoreClosedError
-from server.models import CachedResult, Card, CardVersion, Column, Dataset, DatasetVersion, User, utcnow
+from server.models import CachedResult, OutputTable, Card, CardVersion, Column, Dataset, DatasetVersion, User, utcnow
 
 
 def make_user(email: str = "ana@example.com", role: str = "member") -> User:
@@ -285,6 +285,16 @@ class TestResultCache:
         await store.put_cached_result(again)
         assert await store.get_cached_result(first.key) == again
         assert await store.get_cached_result("x" * 64) is None
+
+
+class TestOutputTables:
+    @pytest.mark.parametrize("card_id", [None, "card1"])
+    async def test_put_and_get(self, store, card_id):
+        """A table's record reads back whole, with or without a card; unknown ids are None."""
+        table = OutputTable("o" * 32, "tables/o.arrow", "user1", card_id, "2026-01-01T00:00:00.000Z")
+        await store.put_output_table(table)
+        assert await store.get_output_table(table.output_id) == table
+        assert await store.get_output_table("x" * 32) is None
 
 
 class TestBlobs:

@@ -22,6 +22,8 @@ from bokeh.models.dom import DOMNode
 from bokeh.models.ui import UIElement
 from IPython.display import publish_display_data
 
+from kernels import formatters
+
 MIME_TYPE = "application/vnd.bi.bokeh-item.v1+json"
 NOTEBOOK_TYPE = "bi"
 # ``output_notebook()`` in a card selects "jupyter": it gets our hooks too, not BokehJS loaders.
@@ -54,11 +56,7 @@ def _show_app(app: Any, state: Any, notebook_url: Any, **kwargs: Any) -> NoRetur
 
 def install(shell: Any) -> None:
     """Register the formatter on ``shell`` and the notebook hooks, and make ``show`` use them."""
-    formatter = shell.display_formatter
-    formatter.mimebundle_formatter.for_type(Model, _mimebundle)
-    for mime, mime_formatter in formatter.formatters.items():
-        if mime != "text/plain":
-            mime_formatter.for_type(Model, lambda model: None)
+    formatters.register(shell, (Model,), _mimebundle)
     for notebook_type in HOOKED_NOTEBOOK_TYPES:
         install_notebook_hook(notebook_type, _load, _show_doc, _show_app, overwrite=True)
     curstate().output_notebook(NOTEBOOK_TYPE)

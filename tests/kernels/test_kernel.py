@@ -1,18 +1,22 @@
-"""The locked-down kernel over tcp and ipc: datasets, Bokeh output, and serving from a fork."""
+"""The locked-down kernel over tcp and ipc: datasets, Bokeh and DataFrame output, and serving from a fork."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import sys
 import traceback
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
 from kernels import kernel as bi_kernel
+from kernels import table_output
+from kernels.arrow_rows import rows_of
 from kernels.bokeh_output import MIME_TYPE
 from kernels.helpers import dataset_filename, dataset_names
 from tests.kernels.kernel_fixtures import START_TIMEOUT, execute, started_kernel, write_dataset
@@ -107,6 +111,84 @@ def test_bokeh_non_ui_model_is_text_only(kernel):
     result = execute(kernel, "from bokeh.models import ColumnDataSource\nColumnDataSource({'x': [1]})")
     [bundle] = result.bundles("execute_result")
     assert list(bundle) == ["text/plain"]
+
+
+TABLE = ("import numpy as np\nimport pandas as pd\n"
+         "df = pd.DataFrame({'店舗': ['東京', '大阪', None], '売上高': [100, 250, 50],\n"
+         "                   '率': [0.5, np.nan, np.inf], '日': pd.to_datetime(['2024-01-02', None, '2024-03-01']),\n"
+         "                   'b': [b'\\x00', b'a', None], 'mixed': [1, 'a', None]})\n")
+
+
+def table_of(bundle) -> pa.Table:
+    """The Arrow table a DataFrame bundle carries, after checking the bundle's shape."""
+    assert set(bundle) == {table_output.MIME_TYPE, table_output.ARROW_MIME_TYPE, "text/plain"}
+    stream = base64.b64decode(bundle[table_output.ARROW_MIME_TYPE])
+    return pa.ipc.open_stream(stream).read_all()
+
+
+def test_dataframe_is_data_not_html(kernel):
+    result = execute(kernel, TABLE + "df")
+    assert result.error is None
+    [bundle] = result.bundles("execute_result")
+    table = table_of(bundle)
+    summary = bundle[table_output.MIME_TYPE]
+    assert summary["columns"] == [{"name": "店舗", "dtype": "str"}, {"name": "売上高", "dtype": "int64"},
+                                  {"name": "率", "dtype": "float64"}, {"name": "日", "dtype": "datetime64[us]"},
+                                  {"name": "b", "dtype": "object"}, {"name": "mixed", "dtype": "object"}]
+    assert summary["rows"] == [["東京", 100, 0.5, "2024-01-02T00:00:00", "b'\\x00'", "1"],
+                               ["大阪", 250, None, None, "b'a'", "a"],
+                               [None, 50, None, "2024-03-01T00:00:00", None, None]]
+    assert (summary["index"], summary["row_count"], summary["rows_available"], summary["complete"]) == ([], 3, 3, True)
+    assert table.column_names == [column["name"] for column in summary["columns"]]
+    assert rows_of(table) == summary["rows"]
+    assert "東京" in bundle["text/plain"]
+
+
+def test_dataframe_index_and_multiindex_columns(kernel):
+    result = execute(kernel, TABLE + "df.pivot_table(index='店舗', columns='日', values=['売上高', '率'], aggfunc='sum')")
+    [bundle] = result.bundles("execute_result")
+    summary = bundle[table_output.MIME_TYPE]
+    assert [column["name"] for column in summary["columns"]] == [
+        "店舗", "売上高 / 2024-01-02 00:00:00", "率 / 2024-01-02 00:00:00"]
+    assert summary["index"] == ["店舗"]
+    assert summary["rows"] == [["東京", 100.0, 0.5]]
+    assert rows_of(table_of(bundle)) == summary["rows"]
+
+
+def test_large_dataframe_pages_from_arrow(kernel):
+    result = execute(kernel, "import pandas as pd\n"
+                             "pd.DataFrame({'i': range(100_000), 's': ['あ'] * 100_000}).set_index('i')")
+    [bundle] = result.bundles("execute_result")
+    summary = bundle[table_output.MIME_TYPE]
+    assert (summary["row_count"], summary["rows_available"], summary["index"]) == (100_000, 100_000, ["i"])
+    assert summary["rows"] == [[i, "あ"] for i in range(table_output.FIRST_ROWS)]
+    table = table_of(bundle)
+    assert table.num_rows == 100_000 and table.column("i")[-1].as_py() == 99_999
+    assert "[100000 rows x 1 columns]" in bundle["text/plain"]
+
+
+def test_displayed_series_is_a_one_column_frame(kernel):
+    result = execute(kernel, "import pandas as pd\ndisplay(pd.Series([1.5, None], name='率'), pd.Series(['a']))")
+    named, unnamed = result.bundles("display_data")
+    assert named[table_output.MIME_TYPE]["columns"] == [{"name": "率", "dtype": "float64"}]
+    assert named[table_output.MIME_TYPE]["rows"] == [[1.5], [None]]
+    assert unnamed[table_output.MIME_TYPE]["columns"] == [{"name": "value", "dtype": "str"}]
+    assert rows_of(table_of(unnamed)) == [["a"]]
+
+
+def test_arrow_stream_over_the_limit_is_left_out():
+    frame = pd.DataFrame({"i": range(1000)})
+    bundle = table_output.bundle(frame, arrow_limit=1000)
+    assert set(bundle) == {table_output.MIME_TYPE, "text/plain"}
+    summary = bundle[table_output.MIME_TYPE]
+    assert (summary["row_count"], summary["rows_available"], summary["complete"]) == (1000, 50, False)
+    assert table_output.ARROW_MIME_TYPE in table_output.bundle(frame, arrow_limit=10_000)
+
+
+def test_repeated_and_unnamed_names_are_unique():
+    frame = pd.DataFrame([[1, 2]], columns=["index", "index"], index=pd.Index(["r"]))
+    columns = table_output.bundle(frame)[table_output.MIME_TYPE]["columns"]
+    assert [column["name"] for column in columns] == ["index", "index (2)", "index (3)"]
 
 
 def test_serve_in_a_forked_child(tmp_path):

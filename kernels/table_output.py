@@ -28,9 +28,8 @@ import pyarrow as pa
 
 from kernels import formatters
 from kernels.arrow_rows import rows_of
+from kernels.wire import ARROW_STREAM, DATAFRAME
 
-MIME_TYPE = "application/vnd.bi.dataframe.v1+json"
-ARROW_MIME_TYPE = "application/vnd.apache.arrow.stream"
 FIRST_ROWS = 50
 ARROW_LIMIT = 50 * 1024 * 1024
 PLAIN_ROWS, PLAIN_COLUMNS = 10, 20
@@ -117,7 +116,7 @@ def bundle(obj: pd.DataFrame | pd.Series, arrow_limit: int = ARROW_LIMIT) -> dic
     first = arrow_table([(name, values.iloc[:FIRST_ROWS]) for name, values in columns])
     stream = arrow_stream(frame, columns, arrow_limit)
     data: dict[str, Any] = {
-        MIME_TYPE: {"columns": [{"name": name, "dtype": str(values.dtype)} for name, values in columns],
+        DATAFRAME: {"columns": [{"name": name, "dtype": str(values.dtype)} for name, values in columns],
                     "index": [name for name, _ in columns[:index_columns]],
                     "row_count": len(frame),
                     "rows": rows_of(first),
@@ -126,7 +125,7 @@ def bundle(obj: pd.DataFrame | pd.Series, arrow_limit: int = ARROW_LIMIT) -> dic
         "text/plain": plain(obj),
     }
     if stream is not None:
-        data[ARROW_MIME_TYPE] = stream
+        data[ARROW_STREAM] = stream
     return data
 
 

@@ -16,15 +16,15 @@ from typing import Any
 import pyarrow as pa
 
 from kernels.arrow_rows import rows_of
-from kernels.table_output import ARROW_MIME_TYPE
+from kernels.wire import ARROW_STREAM
 
 
 def take_arrow(output: dict[str, Any]) -> bytes | None:
     """Remove the Arrow stream from ``output``'s bundle (in place); the stream, or None."""
     data = output.get("data")
-    if not isinstance(data, dict) or ARROW_MIME_TYPE not in data:
+    if not isinstance(data, dict) or ARROW_STREAM not in data:
         return None
-    encoded = data.pop(ARROW_MIME_TYPE)
+    encoded = data.pop(ARROW_STREAM)
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, TypeError, ValueError):

@@ -1,41 +1,108 @@
 """Bokeh outputs as pure JSON (DESIGN.md §7): no kernel-made HTML or JavaScript.
 
-A Bokeh UI model (figure, layout, widget) published by a cell, either as the last expression or
-through ``bokeh.io.show``, becomes a display bundle ``{MIME_TYPE: json_item(model), "text/plain":
-repr(model)}`` that the page renders with ``Bokeh.embed.embed_item``. Other Bokeh models
-(a ColumnDataSource...) display as text only.
+Showing. A Bokeh UI model (figure, layout, widget) published by a cell, as the last expression,
+through ``display`` or through ``bokeh.io.show``, becomes the display bundle ``{BOKEH_ITEM:
+json_item(model), "text/plain": repr(model)}`` that the page renders with
+``Bokeh.embed.embed_item``; its ``display_id`` is the root id. Other Bokeh models (a
+ColumnDataSource...) display as text only.
 
-Seam for live updates (a later issue): ``show_doc`` is where a handle for the shown document
-would be returned, and a ``post_run_cell`` hook would collect the document's changes and send
-them as patches over the ``bi.bokeh`` comm, keyed by the ``display_id`` (the root id) set here.
+Live updates. As in bokeh's notebook support, a shown model joins the current document
+(``curdoc()``, unless it already has a document), whose changes are recorded from then on. After
+each cell, and before a model is shown again, the changes to the models of each shown root go to
+the page as one Bokeh document patch, a message on the ``bi.bokeh`` comm::
+
+    {"target": "bi.bokeh", "root_id": "p1001", "seq": 1,
+     "patch": {"events": [{"kind": "ColumnsStreamed", "model": {"id": "p1040"}, ...}]}}
+
+``seq`` numbers the patches of each root from 1, without gaps. ``patch`` is what BokehJS's
+``Document.apply_json_patch`` takes: ``ModelChanged``, ``ColumnDataChanged``, ``ColumnsStreamed``
+and ``ColumnsPatched`` events, arrays inline as base64, models the page has not seen (a glyph
+added later) in full. ``target`` is in every message so that the server knows them without
+tracking the comm's opening.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, Sequence
 
+import comm
+from bokeh.core.serialization import Serializer
+from bokeh.document.events import (ColumnDataChangedEvent, ColumnsPatchedEvent, ColumnsStreamedEvent,
+                                   DocumentChangedEvent, DocumentPatchedEvent, ModelChangedEvent)
 from bokeh.embed import json_item
-from bokeh.io.state import curstate
 from bokeh.io.notebook import install_notebook_hook
+from bokeh.io.state import curstate
 from bokeh.model import Model
 from bokeh.models.dom import DOMNode
 from bokeh.models.ui import UIElement
 from IPython.display import publish_display_data
 
-MIME_TYPE = "application/vnd.bi.bokeh-item.v1+json"
+from kernels import formatters
+from kernels.wire import BOKEH_COMM_TARGET, BOKEH_ITEM
+
 NOTEBOOK_TYPE = "bi"
 # ``output_notebook()`` in a card selects "jupyter": it gets our hooks too, not BokehJS loaders.
 HOOKED_NOTEBOOK_TYPES = (NOTEBOOK_TYPE, "jupyter")
 SHOWABLE = (UIElement, DOMNode)
+PATCH_EVENTS = (ModelChangedEvent, ColumnDataChangedEvent, ColumnsStreamedEvent, ColumnsPatchedEvent)
 
 
-def bundle(model: Model) -> dict[str, Any]:
-    """The MIME bundle of one Bokeh model."""
-    return {MIME_TYPE: json_item(model), "text/plain": repr(model)}
+@dataclass
+class ShownRoot:
+    model: Model
+    known: set[Model]  # the models the page has for this root
+    seq: int = 0
+
+
+@dataclass
+class LivePatches:
+    """The shown roots, the changes not yet sent, and the comm they go out on."""
+
+    roots: dict[str, ShownRoot] = field(default_factory=dict)
+    events: list[DocumentPatchedEvent] = field(default_factory=list)
+    comm: Any = None
+
+    def bundle(self, model: Model) -> dict[str, Any]:
+        """The MIME bundle of ``model``, whose changes are sent from now on."""
+        self.flush()  # pending changes are for the earlier displays, not this one
+        if model.document is None:
+            curstate().document.add_root(model)
+        data = {BOKEH_ITEM: json_item(model), "text/plain": repr(model)}
+        model.document.on_change(self.changed)
+        root = self.roots.setdefault(model.id, ShownRoot(model, set()))
+        root.known = model.references()
+        return data
+
+    def changed(self, event: DocumentChangedEvent) -> None:
+        if isinstance(event, PATCH_EVENTS) and not (self.events and self.events[-1].combine(event)):
+            self.events.append(event)
+
+    def flush(self) -> None:
+        """Send each shown root the changes to its models, as one patch."""
+        events, self.events = self.events, []
+        if not events:
+            return
+        for root_id, root in self.roots.items():
+            models = root.model.references()
+            ours = [event for event in events if event.model in models]
+            if ours:
+                root.seq += 1
+                patch = {"events": Serializer(references=root.known, deferred=False).encode(ours)}
+                self.send({"target": BOKEH_COMM_TARGET, "root_id": root_id, "seq": root.seq, "patch": patch})
+            root.known = models
+
+    def send(self, data: dict[str, Any]) -> None:
+        if self.comm is None:
+            self.comm = comm.create_comm(target_name=BOKEH_COMM_TARGET)
+        self.comm.send(data)
+
+
+LIVE = LivePatches()
 
 
 def _mimebundle(model: Model) -> dict[str, Any]:
-    return bundle(model) if isinstance(model, SHOWABLE) else {"text/plain": repr(model)}
+    return LIVE.bundle(model) if isinstance(model, SHOWABLE) else {"text/plain": repr(model)}
 
 
 def _load(resources: Any, verbose: bool, hide_banner: bool, load_timeout: int) -> None:
@@ -44,8 +111,7 @@ def _load(resources: Any, verbose: bool, hide_banner: bool, load_timeout: int) -
 
 def _show_doc(obj: Model | Sequence[Model], state: Any, notebook_handle: bool) -> None:
     for model in obj if isinstance(obj, Sequence) else [obj]:
-        data = bundle(model)
-        publish_display_data(data, transient={"display_id": data[MIME_TYPE]["root_id"]})
+        publish_display_data(LIVE.bundle(model), transient={"display_id": model.id})
 
 
 def _show_app(app: Any, state: Any, notebook_url: Any, **kwargs: Any) -> NoReturn:
@@ -53,12 +119,10 @@ def _show_app(app: Any, state: Any, notebook_url: Any, **kwargs: Any) -> NoRetur
 
 
 def install(shell: Any) -> None:
-    """Register the formatter on ``shell`` and the notebook hooks, and make ``show`` use them."""
-    formatter = shell.display_formatter
-    formatter.mimebundle_formatter.for_type(Model, _mimebundle)
-    for mime, mime_formatter in formatter.formatters.items():
-        if mime != "text/plain":
-            mime_formatter.for_type(Model, lambda model: None)
+    """Register the formatter on ``shell`` and the notebook hooks, make ``show`` use them, and
+    send the changes of shown models after each cell."""
+    formatters.register(shell, (Model,), _mimebundle)
     for notebook_type in HOOKED_NOTEBOOK_TYPES:
         install_notebook_hook(notebook_type, _load, _show_doc, _show_app, overwrite=True)
     curstate().output_notebook(NOTEBOOK_TYPE)
+    shell.events.register("post_execute", LIVE.flush)

@@ -11,6 +11,9 @@ connection file:
 The connection file is only read when it names every port (for ``ipc``, any positive numbers: the
 sockets are ``<ip>-<port>``); given port 0, the kernel picks ports and rewrites the file.
 
+Outputs are data, not HTML: Bokeh models as JSON items (``bokeh_output``), DataFrames and
+Series as a schema, a first page and an Arrow stream (``table_output``).
+
 The user namespace offers ``load_dataset`` and nothing else pre-imported: cards import pandas,
 numpy and bokeh themselves (already loaded, so it costs nothing) and stay plain Python.
 
@@ -53,10 +56,10 @@ from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp, kernel_aliases
 from ipykernel.zmqshell import ZMQInteractiveShell
 from jupyter_client.session import Session
-from traitlets import Bool, Dict, Type, Unicode
+from traitlets import Bool, Dict, Integer, Type, Unicode
 from traitlets.config import Config
 
-from kernels import bokeh_output, helpers, policy
+from kernels import bokeh_output, helpers, policy, table_output
 
 
 class LockedDownKernel(IPythonKernel):
@@ -66,11 +69,15 @@ class LockedDownKernel(IPythonKernel):
     compiler_class = Type(CachingCompiler)
     dataset_dir = Unicode(helpers.DEFAULT_DATASET_DIR,
                           help="Directory of the session's datasets (kernels.helpers).").tag(config=True)
+    arrow_limit_bytes = Integer(table_output.ARROW_LIMIT,
+                                help="Largest Arrow stream a shown DataFrame carries (kernels.table_output)."
+                                ).tag(config=True)
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.shell.user_ns["load_dataset"] = helpers.loader(self.dataset_dir)
         bokeh_output.install(self.shell)
+        table_output.install(self.shell, self.arrow_limit_bytes)
         policy.install(self.shell)
 
 

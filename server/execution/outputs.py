@@ -2,9 +2,11 @@
 
 Outputs are ``{"output_type": "stream", "name", "text"}``, ``display_data`` / ``execute_result``
 (``data``, ``metadata``, and ``execution_count`` for results), ``update_display_data`` (with
-``display_id``), ``clear_output`` (``wait``) and ``error`` (``ename``, ``evalue``, ``traceback``
-without terminal colours). Once the outputs of one execution pass the cap, one notice is added and
-the rest is dropped.
+``display_id``), ``clear_output`` (``wait``), ``error`` (``ename``, ``evalue``, ``traceback``
+without terminal colours), and ours: ``bokeh_patch`` (``root_id``, ``seq``, ``patch``), a live
+change of a shown Bokeh figure, from a ``comm_msg`` whose data names the ``bi.bokeh`` target
+(``kernels.bokeh_output``; the comm's opening is not tracked). Once the outputs of one execution
+pass the cap, one notice is added and the rest is dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Callable
+
+from kernels.wire import BOKEH_COMM_TARGET
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MEMORY_ERROR = "MemoryError"
@@ -32,6 +36,12 @@ def output_of(message: dict[str, Any]) -> dict[str, Any] | None:
         if kind == "execute_result":
             output["execution_count"] = content.get("execution_count")
         return output
+    if kind == "comm_msg":
+        data = content.get("data")
+        if isinstance(data, dict) and data.get("target") == BOKEH_COMM_TARGET:
+            return {"output_type": "bokeh_patch", "root_id": data.get("root_id"), "seq": data.get("seq"),
+                    "patch": data.get("patch")}
+        return None
     if kind == "clear_output":
         return {"output_type": "clear_output", "wait": bool(content.get("wait"))}
     if kind == "error":

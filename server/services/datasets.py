@@ -8,9 +8,6 @@ failure the blob is removed and the temporary files are always deleted.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import decimal
-import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,8 @@ from typing import Any
 import pyarrow.parquet as pq
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
+
+from kernels.arrow_rows import rows_of
 
 from ..csv_import import ImportResult, convert_csv_to_parquet
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
@@ -169,24 +168,8 @@ def read_rows(path: Path, offset: int, limit: int) -> list[list[Any]]:
         size = parquet.metadata.row_group(index).num_rows
         if start + size > offset and start < offset + limit:
             lo = max(offset - start, 0)
-            part = parquet.read_row_group(index).slice(lo, offset + limit - start - lo)
-            rows.extend(zip(*(column.to_pylist() for column in part.columns)))
+            rows.extend(rows_of(parquet.read_row_group(index).slice(lo, offset + limit - start - lo)))
         start += size
         if start >= offset + limit:
             break
-    return [[json_safe(value) for value in row] for row in rows]
-
-
-def json_safe(value: Any) -> Any:
-    """A cell as JSON can carry it: dates as ISO strings, NaN and infinities as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    return value
+    return rows

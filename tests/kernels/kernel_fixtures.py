@@ -19,7 +19,7 @@ from kernels.launcher import KernelLauncher, LaunchedKernel
 
 START_TIMEOUT = 30
 CELL_TIMEOUT = 20
-OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
+OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error", "comm_msg")
 
 
 @dataclass
@@ -38,6 +38,11 @@ class Result:
     def bundles(self, kind: str) -> list[dict[str, Any]]:
         """The MIME bundles of the ``display_data`` or ``execute_result`` messages."""
         return [content["data"] for msg_type, content in self.outputs if msg_type == kind]
+
+    @property
+    def comm_data(self) -> list[dict[str, Any]]:
+        """The data of the cell's comm messages."""
+        return [content["data"] for kind, content in self.outputs if kind == "comm_msg"]
 
     @property
     def stdout(self) -> str:

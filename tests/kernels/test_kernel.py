@@ -1,19 +1,24 @@
-"""The locked-down kernel over tcp and ipc: datasets, Bokeh output, and serving from a fork."""
+"""The locked-down kernel over tcp and ipc: datasets, Bokeh and DataFrame output, and serving from a fork."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import sys
 import traceback
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from jupyter_client import BlockingKernelClient
+from bokeh.document import Document
 from jupyter_client.connect import write_connection_file
 
 from kernels import kernel as bi_kernel
-from kernels.bokeh_output import MIME_TYPE
+from kernels import table_output
+from kernels.arrow_rows import rows_of
+from kernels.wire import ARROW_STREAM, BOKEH_ITEM, DATAFRAME
 from kernels.helpers import dataset_filename, dataset_names
 from tests.kernels.kernel_fixtures import START_TIMEOUT, execute, started_kernel, write_dataset
 
@@ -83,9 +88,9 @@ def test_dataset_name_cannot_escape(kernel, dataset_dir):
 
 
 def assert_bokeh_item(bundle):
-    assert set(bundle) == {MIME_TYPE, "text/plain"}
-    assert {"doc", "target_id", "root_id"} <= set(bundle[MIME_TYPE])
-    assert bundle[MIME_TYPE]["doc"]["roots"][0]["name"] == "Figure"
+    assert set(bundle) == {BOKEH_ITEM, "text/plain"}
+    assert {"doc", "target_id", "root_id"} <= set(bundle[BOKEH_ITEM])
+    assert bundle[BOKEH_ITEM]["doc"]["roots"][0]["name"] == "Figure"
 
 
 def test_bokeh_figure_as_last_expression(kernel):
@@ -109,6 +114,127 @@ def test_bokeh_non_ui_model_is_text_only(kernel):
     assert list(bundle) == ["text/plain"]
 
 
+LIVE_FIGURE = ("from bokeh.models import ColumnDataSource\nfrom bokeh.plotting import figure, show\n"
+               "source = ColumnDataSource({'x': [1, 2], 'y': [3, 4]})\n"
+               "live = figure(title='before')\nlive.line('x', 'y', source=source)\n")
+
+
+def test_bokeh_changes_after_show_are_live_patches(kernel):
+    shown = execute(kernel, LIVE_FIGURE + "show(live)")
+    [bundle] = shown.bundles("display_data")
+    item = bundle[BOKEH_ITEM]
+    assert shown.comm_data == []
+    changes = ["source.stream({'x': [3], 'y': [5]})", "source.patch({'y': [(0, 10)]})",
+               "live.title.text = 'after'\nlive.title.text = 'after all'"]
+    patches = [execute(kernel, code).comm_data for code in changes]
+    assert [[(p["target"], p["root_id"], p["seq"]) for p in sent] for sent in patches] == [
+        [("bi.bokeh", item["root_id"], seq)] for seq in (1, 2, 3)]
+    events = [sent[0]["patch"]["events"] for sent in patches]
+    assert [[event["kind"] for event in patch] for patch in events] == [
+        ["ColumnsStreamed"], ["ColumnsPatched"], ["ModelChanged"]]
+    assert events[2][0]["new"] == "after all"
+    assert execute(kernel, "live.title.text").comm_data == []
+
+    document = Document.from_json(item["doc"])
+    for sent in patches:
+        document.apply_json_patch(sent[0]["patch"])
+    [root] = document.roots
+    [renderer] = root.renderers
+    assert renderer.data_source.data == {"x": [1, 2, 3], "y": [10, 4, 5]}
+    assert root.title.text == "after all"
+
+
+def test_bokeh_patches_follow_every_display_of_a_root(kernel):
+    execute(kernel, LIVE_FIGURE + "show(live)")
+    again = execute(kernel, "source.stream({'x': [3], 'y': [5]})\nlive")
+    assert [p["seq"] for p in again.comm_data] == [1]  # sent before the new item, which has the row
+    assert again.bundles("execute_result")[0][BOKEH_ITEM]["doc"]["roots"][0]["id"] == again.comm_data[0]["root_id"]
+    added = execute(kernel, "from bokeh.layouts import column\nshow(column(live))\nlive.scatter('x', 'y', source=source)")
+    figure_patch, column_patch = added.comm_data
+    assert (figure_patch["seq"], column_patch["seq"]) == (2, 1)
+    [event] = figure_patch["patch"]["events"]
+    assert (event["kind"], event["attr"]) == ("ModelChanged", "renderers")
+    assert event["new"][-1]["name"] == "GlyphRenderer"  # a model the page has not seen, in full
+
+
+TABLE = ("import numpy as np\nimport pandas as pd\n"
+         "df = pd.DataFrame({'店舗': ['東京', '大阪', None], '売上高': [100, 250, 50],\n"
+         "                   '率': [0.5, np.nan, np.inf], '日': pd.to_datetime(['2024-01-02', None, '2024-03-01']),\n"
+         "                   'b': [b'\\x00', b'a', None], 'mixed': [1, 'a', None]})\n")
+
+
+def table_of(bundle) -> pa.Table:
+    """The Arrow table a DataFrame bundle carries, after checking the bundle's shape."""
+    assert set(bundle) == {DATAFRAME, ARROW_STREAM, "text/plain"}
+    stream = base64.b64decode(bundle[ARROW_STREAM])
+    return pa.ipc.open_stream(stream).read_all()
+
+
+def test_dataframe_is_data_not_html(kernel):
+    result = execute(kernel, TABLE + "df")
+    assert result.error is None
+    [bundle] = result.bundles("execute_result")
+    table = table_of(bundle)
+    summary = bundle[DATAFRAME]
+    assert summary["columns"] == [{"name": "店舗", "dtype": "str"}, {"name": "売上高", "dtype": "int64"},
+                                  {"name": "率", "dtype": "float64"}, {"name": "日", "dtype": "datetime64[us]"},
+                                  {"name": "b", "dtype": "object"}, {"name": "mixed", "dtype": "object"}]
+    assert summary["rows"] == [["東京", 100, 0.5, "2024-01-02T00:00:00", "b'\\x00'", "1"],
+                               ["大阪", 250, None, None, "b'a'", "a"],
+                               [None, 50, None, "2024-03-01T00:00:00", None, None]]
+    assert (summary["index"], summary["row_count"], summary["rows_available"], summary["complete"]) == ([], 3, 3, True)
+    assert table.column_names == [column["name"] for column in summary["columns"]]
+    assert rows_of(table) == summary["rows"]
+    assert "東京" in bundle["text/plain"]
+
+
+def test_dataframe_index_and_multiindex_columns(kernel):
+    result = execute(kernel, TABLE + "df.pivot_table(index='店舗', columns='日', values=['売上高', '率'], aggfunc='sum')")
+    [bundle] = result.bundles("execute_result")
+    summary = bundle[DATAFRAME]
+    assert [column["name"] for column in summary["columns"]] == [
+        "店舗", "売上高 / 2024-01-02 00:00:00", "率 / 2024-01-02 00:00:00"]
+    assert summary["index"] == ["店舗"]
+    assert summary["rows"] == [["東京", 100.0, 0.5]]
+    assert rows_of(table_of(bundle)) == summary["rows"]
+
+
+def test_large_dataframe_pages_from_arrow(kernel):
+    result = execute(kernel, "import pandas as pd\n"
+                             "pd.DataFrame({'i': range(100_000), 's': ['あ'] * 100_000}).set_index('i')")
+    [bundle] = result.bundles("execute_result")
+    summary = bundle[DATAFRAME]
+    assert (summary["row_count"], summary["rows_available"], summary["index"]) == (100_000, 100_000, ["i"])
+    assert summary["rows"] == [[i, "あ"] for i in range(table_output.FIRST_ROWS)]
+    table = table_of(bundle)
+    assert table.num_rows == 100_000 and table.column("i")[-1].as_py() == 99_999
+    assert "[100000 rows x 1 columns]" in bundle["text/plain"]
+
+
+def test_displayed_series_is_a_one_column_frame(kernel):
+    result = execute(kernel, "import pandas as pd\ndisplay(pd.Series([1.5, None], name='率'), pd.Series(['a']))")
+    named, unnamed = result.bundles("display_data")
+    assert named[DATAFRAME]["columns"] == [{"name": "率", "dtype": "float64"}]
+    assert named[DATAFRAME]["rows"] == [[1.5], [None]]
+    assert unnamed[DATAFRAME]["columns"] == [{"name": "value", "dtype": "str"}]
+    assert rows_of(table_of(unnamed)) == [["a"]]
+
+
+def test_arrow_stream_over_the_limit_is_left_out():
+    frame = pd.DataFrame({"i": range(1000)})
+    bundle = table_output.bundle(frame, arrow_limit=1000)
+    assert set(bundle) == {DATAFRAME, "text/plain"}
+    summary = bundle[DATAFRAME]
+    assert (summary["row_count"], summary["rows_available"], summary["complete"]) == (1000, 50, False)
+    assert ARROW_STREAM in table_output.bundle(frame, arrow_limit=10_000)
+
+
+def test_repeated_and_unnamed_names_are_unique():
+    frame = pd.DataFrame([[1, 2]], columns=["index", "index"], index=pd.Index(["r"]))
+    columns = table_output.bundle(frame)[DATAFRAME]["columns"]
+    assert [column["name"] for column in columns] == ["index", "index (2)", "index (3)"]
+
+
 def test_serve_in_a_forked_child(tmp_path):
     """As the template does: fork, then ``serve`` in the child; the parent is the client."""
     connection_file = str(tmp_path / "kernel.json")
@@ -126,7 +252,7 @@ def test_serve_in_a_forked_child(tmp_path):
     try:
         client.wait_for_ready(timeout=START_TIMEOUT)
         assert execute(client, "print(load_dataset('売上').shape)").stdout == "(3, 2)\n"
-        assert execute(client, FIGURE + "show(p)").bundles("display_data")[0][MIME_TYPE]["doc"]
+        assert execute(client, FIGURE + "show(p)").bundles("display_data")[0][BOKEH_ITEM]["doc"]
         for code in ["!ls", "%%bash\nls", "import os"]:
             assert execute(client, code).status == "error"
         client.shutdown()

@@ -37,6 +37,7 @@ from .models import User
 from .services.auth import AuthService, SecretKeyError, check_signing_key
 from .services.card_runs import CardRunner
 from .services.cards import CardService
+from .services.output_tables import OutputTables
 from .services.datasets import DatasetService
 from .services.users import UserService
 from .storage.aws import AWSStore
@@ -180,15 +181,16 @@ class ServeApp(BIApp):
         except BaseException:
             await self.store_instance.close()
             raise
-        self.kernel_pool = KernelPool(agents, metrics.registry, parent=self)
-        await self.kernel_pool.start()
         cards = CardService(self.store_instance, datasets, parent=self)
+        tables = OutputTables(self.store_instance, cards)
+        self.kernel_pool = KernelPool(agents, metrics.registry, tables.keep, parent=self)
+        await self.kernel_pool.start()
         return web.Application(
             url_specs(),
             default_handler_class=NotFoundHandler,
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cards=cards, card_runs=CardRunner(self.store_instance, cards, self.kernel_pool, parent=self),
-            live_sessions=LiveSessions(self.kernel_pool),
+            live_sessions=LiveSessions(self.kernel_pool), output_tables=tables,
             cors_origins=tuple(self.cors_origins),
             compress_response=True,
             log_function=lambda handler: None,

@@ -12,6 +12,7 @@ from .handlers.cards import (CardHandler, CardRunHandler, CardsHandler, CardVers
                              CardVersionsHandler)
 from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsHandler,
                                 DatasetVersionsHandler)
+from .handlers.outputs import OutputRowsHandler
 from .handlers.sessions import ExecuteHandler, InterruptHandler, SessionHandler, SessionsHandler
 from .handlers.system import HealthHandler, MetricsHandler
 
@@ -34,6 +35,7 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/cards/{card_id}/versions/{number}", CardVersionHandler),
     ("/api/cards/{card_id}/ws", CardEditSocket),
     ("/api/cards/{card_id}/run", CardRunHandler),
+    ("/api/outputs/{output_id}/rows", OutputRowsHandler),
     ("/api/card-sessions", SessionsHandler),
     ("/api/card-sessions/{session_id}", SessionHandler),
     ("/api/card-sessions/{session_id}/execute", ExecuteHandler),

@@ -6,7 +6,8 @@ Outputs are ``{"output_type": "stream", "name", "text"}``, ``display_data`` / ``
 without terminal colours), and ours: ``bokeh_patch`` (``root_id``, ``seq``, ``patch``), a live
 change of a shown Bokeh figure, from a ``comm_msg`` whose data names the ``bi.bokeh`` target
 (``kernels.bokeh_output``; the comm's opening is not tracked). Once the outputs of one execution
-pass the cap, one notice is added and the rest is dropped.
+pass the cap, one notice is added and the rest is dropped. A DataFrame output's whole table
+(an Arrow stream) is taken out, kept by ``keep_table`` and named by the output's ``output_id``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from typing import Any, Callable
 
 from kernels.wire import BOKEH_COMM_TARGET
 
+from .tables import take_arrow
+
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MEMORY_ERROR = "MemoryError"
 
 OutputListener = Callable[[dict[str, Any]], None]
+TableKeeper = Callable[[bytes], str]  # stores a DataFrame output's Arrow stream, returns its output_id
 
 
 def output_of(message: dict[str, Any]) -> dict[str, Any] | None:
@@ -63,10 +67,12 @@ def error_output(ename: str, evalue: str) -> dict[str, Any]:
 class OutputCollector:
     """Keeps (and passes on to ``listener``) the outputs of one execution, up to ``limit_bytes``."""
 
-    def __init__(self, limit_bytes: int, memory_mb: int, listener: OutputListener | None = None):
+    def __init__(self, limit_bytes: int, memory_mb: int, listener: OutputListener | None = None,
+                 keep_table: TableKeeper | None = None):
         self.limit_bytes = limit_bytes
         self.memory_mb = memory_mb
         self.listener = listener
+        self.keep_table = keep_table
         self.outputs: list[dict[str, Any]] = []
         self.size = 0
         self.truncated = False
@@ -81,6 +87,9 @@ class OutputCollector:
             return
         if output["output_type"] == "error" and output["ename"] == MEMORY_ERROR:
             output["evalue"] = f"the card exceeded the {self.memory_mb} MB memory limit"
+        stream = take_arrow(output)  # the whole table is kept apart, not counted, paged later
+        if stream is not None and self.keep_table is not None:
+            output["output_id"] = self.keep_table(stream)
         self.size += len(json.dumps(output, ensure_ascii=False).encode())
         if self.size > self.limit_bytes:
             self.truncated = True

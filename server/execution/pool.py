@@ -29,7 +29,7 @@ from ..logs import get_logger
 from ..models import User
 from .agent_client import AgentClient, AgentError
 from .pool_metrics import PoolMetrics
-from .session import Kernel, KernelSession, Limits, message_for
+from .session import Kernel, KernelSession, Limits, TableKeeper, message_for
 
 log = get_logger("bi.execution.pool")
 
@@ -47,9 +47,11 @@ class KernelPool(LoggingConfigurable):
     reconnect_grace = Float(30, help="Seconds a live session waits for its websocket to reconnect before it ends.").tag(config=True)
     kernel_ready_timeout = Float(30, help="Seconds a new kernel gets to answer its first request.").tag(config=True)
 
-    def __init__(self, agents: list[AgentClient], registry: CollectorRegistry, **kwargs: Any):
+    def __init__(self, agents: list[AgentClient], registry: CollectorRegistry, keep_table: TableKeeper,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.agents = agents
+        self.keep_table = keep_table
         self.metrics = PoolMetrics(registry)
         self.sessions: dict[str, KernelSession] = {}
         self._kernels: weakref.WeakValueDictionary[str, Kernel] = weakref.WeakValueDictionary()
@@ -80,7 +82,7 @@ class KernelPool(LoggingConfigurable):
         finally:
             self._starting[user.id] -= 1
         session = KernelSession(uuid.uuid4().hex, user.id, datasets, kernel, self.start_kernel, self.limits,
-                                self.metrics)
+                                self.metrics, self.keep_table)
         self.sessions[session.id] = session
         self.metrics.bound.inc()
         log.info("session_opened", session_id=session.id, user_id=user.id, kernel_id=kernel.kernel_id)

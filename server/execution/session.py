@@ -64,6 +64,7 @@ class Kernel:
 
 
 KernelStarter = Callable[[list[tuple[str, Path]]], Awaitable[Kernel]]
+TableKeeper = Callable[[bytes, str, str | None], str]  # (Arrow stream, user id, card id) -> output_id
 SessionListener = Callable[[dict[str, Any]], None]
 
 
@@ -82,7 +83,7 @@ class ExecutionResult:
 
 class KernelSession:
     def __init__(self, session_id: str, user_id: str, datasets: list[tuple[str, Path]], kernel: Kernel,
-                 start_kernel: KernelStarter, limits: Limits, metrics: PoolMetrics):
+                 start_kernel: KernelStarter, limits: Limits, metrics: PoolMetrics, keep_table: TableKeeper):
         self.id = session_id
         self.user_id = user_id
         self.datasets = datasets
@@ -90,6 +91,7 @@ class KernelSession:
         self.start_kernel = start_kernel
         self.limits = limits
         self.metrics = metrics
+        self.keep_table = keep_table
         self.created_at = utcnow()
         self.last_used = time.monotonic()
         self.executing = False
@@ -105,8 +107,12 @@ class KernelSession:
                            "memory_mb": self.kernel.memory_mb}}
 
     # executing ---------------------------------------------------------------
-    async def execute(self, code: str, listener: OutputListener | None = None) -> ExecutionResult:
-        """Run ``code`` in the kernel; outputs go to ``listener`` as they come, and into the result."""
+    async def execute(self, code: str, listener: OutputListener | None = None,
+                      card_id: str | None = None) -> ExecutionResult:
+        """Run ``code`` in the kernel; outputs go to ``listener`` as they come, and into the result.
+
+        DataFrame tables are kept for paging by this session's user (and viewers of ``card_id``).
+        """
         if self.executing:
             raise ConflictError("This session is already running code; wait for it or interrupt it.")
         if self.broken:
@@ -116,17 +122,18 @@ class KernelSession:
         try:
             async with self._lock:
                 with self.metrics.execution_seconds.time():
-                    return await self._execute(code, listener)
+                    return await self._execute(code, listener, card_id)
         finally:
             self.executing = False
             self.metrics.busy.dec()
             self.last_used = time.monotonic()
 
-    async def _execute(self, code: str, listener: OutputListener | None) -> ExecutionResult:
+    async def _execute(self, code: str, listener: OutputListener | None, card_id: str | None) -> ExecutionResult:
         loop = asyncio.get_running_loop()
         kernel = self.kernel
         started = loop.time()
-        collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener)
+        collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener,
+                                    lambda stream: self.keep_table(stream, self.user_id, card_id))
         msg_id = kernel.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         deadline, stopping = started + self.limits.wall_seconds, None
         while True:

@@ -31,13 +31,20 @@ def take_arrow(output: dict[str, Any]) -> bytes | None:
         return None
 
 
+def _table(stream: bytes | Path | str) -> pa.Table:
+    source = pa.py_buffer(stream) if isinstance(stream, bytes) else pa.memory_map(str(stream))
+    return pa.ipc.open_stream(source).read_all()
+
+
+def row_count(stream: bytes | Path | str) -> int:
+    return _table(stream).num_rows
+
+
 def read_rows(stream: bytes | Path | str, offset: int, limit: int) -> list[list[Any]]:
     """Rows ``offset`` to ``offset + limit`` of an Arrow stream (bytes or a file) as JSON-safe lists.
 
     The stream comes from a kernel: the rows read are fully validated first (``pa.ArrowInvalid``).
     """
-    source = pa.py_buffer(stream) if isinstance(stream, bytes) else pa.memory_map(str(stream))
-    table = pa.ipc.open_stream(source).read_all()
-    part = table.slice(offset, limit)
+    part = _table(stream).slice(offset, limit)
     part.validate(full=True)
     return rows_of(part)

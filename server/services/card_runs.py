@@ -123,7 +123,7 @@ class CardRunner(LoggingConfigurable):
         try:
             if values:
                 await session.execute(parameter_cell(values))
-            result = await session.execute(version.code)  # a timeout raises ExecutionTimeoutError: 408
+            result = await session.execute(version.code, card_id=version.card_id)  # a timeout: 408
         finally:
             await self.pool.close_session(session, "card_run_finished")
         if result.status in CACHEABLE and not (result.truncated or result.kernel_restarted):

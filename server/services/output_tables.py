@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,13 @@ class OutputTables:
         self.cards = cards
         self._storing: dict[str, asyncio.Task[None]] = {}
 
-    def keep(self, output_id: str, stream: bytes, user_id: str, card_id: str | None) -> None:
-        """Store ``stream`` as the table of ``output_id`` (in the background)."""
+    def keep(self, stream: bytes, user_id: str, card_id: str | None) -> str:
+        """Store ``stream`` (in the background) as a new table; its output_id."""
+        output_id = uuid.uuid4().hex
         task = asyncio.get_running_loop().create_task(self._store(output_id, stream, user_id, card_id))
         self._storing[output_id] = task
         task.add_done_callback(lambda _: self._storing.pop(output_id, None))
+        return output_id
 
     async def _store(self, output_id: str, stream: bytes, user_id: str, card_id: str | None) -> None:
         blob_key = f"tables/{output_id}.arrow"

@@ -9,6 +9,8 @@ import time
 import pytest
 from tornado import httpclient, websocket
 
+from kernels.wire import BOKEH_ITEM
+
 from .test_datasets import JAPANESE_CSV, upload
 from .test_sessions import root, start_cards  # noqa: F401 - fixtures
 
@@ -151,3 +153,29 @@ async def test_auth_subprotocol_and_privacy(start_cards):
     with pytest.raises(httpclient.HTTPClientError) as ended:
         await connect(api, token, f"session={session_id}&after=1")
     assert ended.value.code == 404
+
+
+async def test_bokeh_items_and_ordered_patches(start_cards):
+    """A figure from show(fig) and from a bare expression arrives as a Bokeh item; later changes to
+    its source arrive as numbered document patches, in order, in the runs that made them."""
+    api = await start_cards()
+    socket = await connect(api, await api.login())
+    await socket.receive()
+    socket.send(type="execute", code=(
+        "from bokeh.plotting import figure, show\nfrom bokeh.models import ColumnDataSource\n"
+        "src = ColumnDataSource({'x': [1], 'y': [1]})\np = figure(title='売上')\np.line('x', 'y', source=src)\n"
+        "show(p)\np"))
+    shown = [m["output"] for m in await socket.until("done") if m["type"] == "output"]
+    assert [o["output_type"] for o in shown] == ["display_data", "execute_result"]
+    items = [o["data"][BOKEH_ITEM] for o in shown]
+    assert items[0]["root_id"] == items[1]["root_id"] and items[0]["doc"]["roots"]
+    patches = []
+    for step in (2, 3):
+        socket.send(type="execute", code=f"src.stream({{'x': [{step}], 'y': [{step * 10}]}})")
+        patches += [m["output"] for m in await socket.until("done") if m["type"] == "output"]
+    socket.send(type="execute", code="p.title.text = 'changed'")
+    patches += [m["output"] for m in await socket.until("done") if m["type"] == "output"]
+    assert [(o["output_type"], o["root_id"], o["seq"]) for o in patches] == [
+        ("bokeh_patch", items[0]["root_id"], n) for n in (1, 2, 3)]
+    kinds = [[e["kind"] for e in o["patch"]["events"]] for o in patches]
+    assert kinds == [["ColumnsStreamed"], ["ColumnsStreamed"], ["ModelChanged"]]

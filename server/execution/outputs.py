@@ -5,8 +5,11 @@ Outputs are ``{"output_type": "stream", "name", "text"}``, ``display_data`` / ``
 ``display_id``), ``clear_output`` (``wait``), ``error`` (``ename``, ``evalue``, ``traceback``
 without terminal colours), and ours: ``bokeh_patch`` (``root_id``, ``seq``, ``patch``), a live
 change of a shown Bokeh figure, from a ``comm_msg`` whose data names the ``bi.bokeh`` target
-(``kernels.bokeh_output``; the comm's opening is not tracked). Once the outputs of one execution
-pass the cap, one notice is added and the rest is dropped.
+(``kernels.bokeh_output``; the comm's opening is not tracked).
+
+The collector takes the Arrow stream out of DataFrame outputs (``tables``) and sanitises every
+output (``sanitize``) before counting it: once the outputs of one execution pass the cap, one
+notice is added and the rest is dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import re
 from typing import Any, Callable
 
 from kernels.wire import BOKEH_COMM_TARGET
+
+from .sanitize import sanitize_output
+from .tables import take_arrow
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MEMORY_ERROR = "MemoryError"
@@ -61,13 +67,17 @@ def error_output(ename: str, evalue: str) -> dict[str, Any]:
 
 
 class OutputCollector:
-    """Keeps (and passes on to ``listener``) the outputs of one execution, up to ``limit_bytes``."""
+    """Keeps (and passes on to ``listener``) the outputs of one execution, up to ``limit_bytes``.
+
+    ``tables`` holds the Arrow streams taken out of DataFrame outputs, by position in ``outputs``.
+    """
 
     def __init__(self, limit_bytes: int, memory_mb: int, listener: OutputListener | None = None):
         self.limit_bytes = limit_bytes
         self.memory_mb = memory_mb
         self.listener = listener
         self.outputs: list[dict[str, Any]] = []
+        self.tables: dict[int, bytes] = {}
         self.size = 0
         self.truncated = False
 
@@ -79,6 +89,8 @@ class OutputCollector:
     def add(self, output: dict[str, Any]) -> None:
         if self.truncated:
             return
+        table = take_arrow(output)
+        output = sanitize_output(output)
         if output["output_type"] == "error" and output["ename"] == MEMORY_ERROR:
             output["evalue"] = f"the card exceeded the {self.memory_mb} MB memory limit"
         self.size += len(json.dumps(output, ensure_ascii=False).encode())
@@ -87,6 +99,8 @@ class OutputCollector:
             output = {"output_type": "stream", "name": "stderr",
                       "text": f"\n[output truncated: this run produced more than {amount(self.limit_bytes)} "
                               "of output; the rest was dropped and the run was stopped]\n"}
+        elif table is not None:
+            self.tables[len(self.outputs)] = table
         self.outputs.append(output)
         if self.listener is not None:
             self.listener(output)

@@ -5,9 +5,11 @@ Outputs are ``{"output_type": "stream", "name", "text"}``, ``display_data`` / ``
 ``display_id``), ``clear_output`` (``wait``), ``error`` (``ename``, ``evalue``, ``traceback``
 without terminal colours), and ours: ``bokeh_patch`` (``root_id``, ``seq``, ``patch``), a live
 change of a shown Bokeh figure, from a ``comm_msg`` whose data names the ``bi.bokeh`` target
-(``kernels.bokeh_output``; the comm's opening is not tracked). Once the outputs of one execution
-pass the cap, one notice is added and the rest is dropped. A DataFrame output's whole table
-(an Arrow stream) is taken out, kept by ``keep_table`` and named by the output's ``output_id``.
+(``kernels.bokeh_output``; the comm's opening is not tracked).
+
+The collector takes the Arrow stream out of DataFrame outputs (``keep_table`` stores it and
+names it by the output's ``output_id``) and sanitises every output (``sanitize``) before counting
+it: once the outputs of one execution pass the cap, one notice is added and the rest is dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Callable
 
 from kernels.wire import BOKEH_COMM_TARGET
 
+from .sanitize import sanitize_output
 from .tables import take_arrow
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -85,17 +88,18 @@ class OutputCollector:
     def add(self, output: dict[str, Any]) -> None:
         if self.truncated:
             return
+        table = take_arrow(output)  # the whole table is kept apart, not counted, paged later
+        output = sanitize_output(output)
         if output["output_type"] == "error" and output["ename"] == MEMORY_ERROR:
             output["evalue"] = f"the card exceeded the {self.memory_mb} MB memory limit"
-        stream = take_arrow(output)  # the whole table is kept apart, not counted, paged later
-        if stream is not None and self.keep_table is not None:
-            output["output_id"] = self.keep_table(stream)
         self.size += len(json.dumps(output, ensure_ascii=False).encode())
         if self.size > self.limit_bytes:
             self.truncated = True
             output = {"output_type": "stream", "name": "stderr",
                       "text": f"\n[output truncated: this run produced more than {amount(self.limit_bytes)} "
                               "of output; the rest was dropped and the run was stopped]\n"}
+        elif table is not None and self.keep_table is not None:
+            output["output_id"] = self.keep_table(table)
         self.outputs.append(output)
         if self.listener is not None:
             self.listener(output)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-from server.execution.outputs import output_of
+from kernels import table_output
+from kernels.wire import DATAFRAME
+from server.execution.outputs import OutputCollector, output_of
+from server.execution.tables import read_rows
 
 PATCH = {"events": [{"kind": "ModelChanged", "model": {"id": "p1012"}, "attr": "text", "new": "after"}]}
 
@@ -27,3 +31,30 @@ def test_bokeh_comm_message_is_a_patch_output():
 ])
 def test_other_comm_messages_are_not_outputs(msg):
     assert output_of(msg) is None
+
+
+def test_collector_sanitises_and_keeps_arrow_streams_apart():
+    frame = pd.DataFrame({"x": range(20_000)})
+    collected: list[dict] = []
+    kept: list[bytes] = []
+    collector = OutputCollector(limit_bytes=20_000, memory_mb=512, listener=collected.append,
+                                keep_table=lambda stream: kept.append(stream) or f"table-{len(kept)}")
+    collector.add({"output_type": "stream", "name": "stdout", "text": "start\n"})
+    collector.add({"output_type": "execute_result", "data": table_output.bundle(frame), "metadata": {},
+                   "execution_count": 1})
+    collector.add({"output_type": "display_data", "data": {"text/html": "<script>x</script>", "text/plain": "x"},
+                   "metadata": {}})
+    assert not collector.truncated  # the 80 kB stream is not counted as output
+    assert collected == collector.outputs
+    assert set(collector.outputs[1]["data"]) == {DATAFRAME, "text/plain"}
+    assert collector.outputs[2]["data"] == {"text/plain": "x"}
+    [stream] = kept
+    assert collector.outputs[1]["output_id"] == "table-1" and read_rows(stream, 19_999, 10) == [[19_999]]
+
+
+def test_collector_keeps_no_stream_of_a_truncated_output():
+    kept: list[bytes] = []
+    collector = OutputCollector(limit_bytes=100, memory_mb=512, keep_table=lambda stream: kept.append(stream) or "t")
+    collector.add({"output_type": "display_data", "data": table_output.bundle(pd.DataFrame({"x": range(100)})),
+                   "metadata": {}})
+    assert collector.truncated and kept == []

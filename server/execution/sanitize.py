@@ -1,0 +1,222 @@
+"""Outputs made safe for a page: no kernel-made HTML reaches it, no kernel-made script runs in it.
+
+``sanitize_output(output)`` is the one entry point, applied to every output the server passes on
+(``OutputCollector.add``). Card code controls everything a kernel sends, so nothing is trusted.
+
+Bundles (``display_data``, ``execute_result``, ``update_display_data``) keep only the MIME types a
+page shows as data: ``text/plain``, ``text/markdown`` (as text: the page renders markdown without
+raw HTML), ``image/png``, ``image/jpeg``, ``application/json`` and our Bokeh item and DataFrame
+summary (the Arrow stream is taken out before, ``tables.take_arrow``). ``image/svg+xml``
+is cut by ``nh3`` down to static drawing (shapes, paths, text, gradients, clip paths; no scripts,
+event handlers, links, images, ``foreignObject``, animation or references outside the image).
+Everything else (``text/html``, JavaScript, widget views, LaTeX, unknown types) is dropped; a
+bundle left empty gets a ``text/plain`` note naming what was dropped.
+
+Bokeh items and patches are checked whole; one unsafe part turns the output into an
+``UnsafeOutput`` error naming it. BokehJS runs whatever JavaScript a document carries and builds
+DOM from some strings, so:
+
+- models are allowed by name, deny by default: ``ALLOWED_MODELS`` is every registered model that
+  derives from a ``SAFE_BASES`` class (plots, renderers, glyphs, ranges, scales, axes, tickers,
+  formatters, grids, legends and canvas annotations, mappers, transforms, filters, column data
+  sources, tools, layouts, tables), except ``UNSAFE_BASES`` and every ``Custom*`` model
+  (``CustomJS``, ``CustomJSHover``, ``CustomJSTickFormatter``... hold JavaScript). Unsafe bases:
+  models that load URLs (``ImageURL``, tile sources and renderers, Ajax and server-sent data
+  sources, Google maps), render HTML or DOM (``Div`` and other widgets are not safe bases,
+  ``HTMLLabel``/``HTMLTitle``, ``HTMLTemplateFormatter``, ``bokeh.models.dom``, ``Tooltip``),
+  run math typesetting (``TeX``, ``MathML``: MathJax), and the debugging ``ExamineTool``. Models
+  Python's bokeh does not know (extensions) are denied;
+- attributes that set HTML attributes or CSS on any model (``EMPTY_ATTRIBUTES``) must be empty
+  (callbacks need no rule: every callback model is denied); strings that BokehJS parses as HTML (``HTML_TEMPLATES``: hover tooltips, table column
+  titles) may hold no ``<`` and no ``{safe}`` (unescaped values);
+- no string anywhere may be a ``javascript:``/``vbscript:``/``data:text/html`` URL (``HelpTool``
+  redirects, model names, data: a false alarm costs less than a script);
+- a patch holds only the events the kernel sends (``PATCH_EVENTS``); a ``ModelChanged`` event
+  names no model, so its attribute rules apply whatever the model.
+
+The page must still render items with the BokehJS we serve, without its MathJax bundle (so that
+``$$...$$`` in titles stays text), into its own target element.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+
+import bokeh.plotting  # noqa: F401  (registers Figure)
+import nh3
+from bokeh.document.config import DocumentConfig
+from bokeh.model import Model
+from bokeh.models import (CDSView, CellEditor, CellFormatter, Column, ColumnarDataSource, Comparison,
+                          CoordinateMapping, DataTable, ExamineTool, Expression, Filter, GraphHitTestPolicy,
+                          GridBox, GridPlot, GroupBox, GroupingInfo, HBox, HTMLTemplateFormatter, ImageURL,
+                          LabelingPolicy, LayoutProvider, LegendItem, MapPlot, Mapper, PlainText,
+                          Plot, Range, Renderer, RendererGroup, Row, Scale, ScrollBox, Selection, SelectionPolicy,
+                          Spacer, TableColumn, TabPanel, Tabs, TickFormatter, Ticker, TileRenderer, Tool, Toolbar,
+                          ToolProxy, Transform, VBox, WebDataSource)
+from bokeh.models.annotations.dimensional import Dimensional
+from bokeh.models.annotations.geometry import AreaVisuals, BoxInteractionHandles
+from bokeh.models.annotations.html.html_annotation import HTMLAnnotation
+from bokeh.models.expressions import ScalarExpression
+from bokeh.models.glyph import Glyph
+from bokeh.models.glyphs import MathTextGlyph
+from bokeh.models.graphics import Decoration, Marking
+from bokeh.models.misc.group_by import GroupBy
+from bokeh.models.nodes import Coordinate
+from bokeh.models.ui.notifications import Notifications
+from bokeh.models.widgets.tables import RowAggregator
+
+from kernels.wire import BOKEH_ITEM, DATAFRAME
+
+SVG = "image/svg+xml"
+KEPT_TYPES = frozenset({"text/plain", "text/markdown", "image/png", "image/jpeg", "application/json",
+                        BOKEH_ITEM, DATAFRAME})
+
+SAFE_BASES = (
+    Plot, Renderer, RendererGroup, Glyph, Range, Scale, Ticker, TickFormatter, Mapper, Transform, Expression,
+    ScalarExpression, Filter, Comparison, ColumnarDataSource, CDSView, Selection, SelectionPolicy,
+    LayoutProvider, GraphHitTestPolicy, LabelingPolicy, LegendItem, AreaVisuals, BoxInteractionHandles,
+    Marking, Decoration, Dimensional, Coordinate, CoordinateMapping, Tool, Toolbar, ToolProxy, GroupBy,
+    PlainText, DocumentConfig, Notifications,
+    Row, Column, HBox, VBox, GridBox, GridPlot, ScrollBox, GroupBox, Spacer, Tabs, TabPanel,
+    DataTable, TableColumn, CellFormatter, CellEditor, RowAggregator, GroupingInfo,
+)
+UNSAFE_BASES = (ImageURL, TileRenderer, WebDataSource, MapPlot, HTMLAnnotation, HTMLTemplateFormatter,
+                MathTextGlyph, ExamineTool)
+
+
+def _allowed_models() -> frozenset[str]:
+    return frozenset(name for name, cls in Model.model_class_reverse_map.items()
+                     if issubclass(cls, SAFE_BASES) and not issubclass(cls, UNSAFE_BASES)
+                     and not name.startswith("Custom"))
+
+
+ALLOWED_MODELS = _allowed_models()
+EMPTY_ATTRIBUTES = frozenset({"html_attributes", "stylesheets"})
+HTML_TEMPLATES = {"tooltips": "HoverTool", "title": "TableColumn", "field": "TableColumn"}
+UNESCAPED = re.compile(r"\{\s*safe\s*\}")
+SCRIPT_URL = re.compile(r"(javascript|vbscript|data:text/html)", re.IGNORECASE)
+NOT_URL_CHARACTERS = re.compile(r"[\x00-\x20]+")
+PATCH_EVENTS = frozenset({"ModelChanged", "ColumnDataChanged", "ColumnsStreamed", "ColumnsPatched"})
+
+SVG_TAGS = {"svg", "g", "defs", "symbol", "use", "title", "desc", "path", "rect", "circle", "ellipse",
+            "line", "polyline", "polygon", "text", "tspan", "clipPath", "mask", "pattern", "marker",
+            "linearGradient", "radialGradient", "stop"}
+SVG_ATTRIBUTES = {
+    "xmlns", "version", "id", "class", "style", "transform", "viewBox", "preserveAspectRatio", "href",
+    "x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r", "rx", "ry", "dx", "dy", "width", "height", "d", "points",
+    "fill", "fill-opacity", "fill-rule", "stroke", "stroke-width", "stroke-opacity", "stroke-linecap",
+    "stroke-linejoin", "stroke-dasharray", "stroke-dashoffset", "stroke-miterlimit", "opacity",
+    "clip-path", "clip-rule", "clipPathUnits", "mask", "font-family", "font-size", "font-weight",
+    "font-style", "text-anchor", "dominant-baseline", "offset", "stop-color", "stop-opacity",
+    "gradientUnits", "gradientTransform", "patternUnits", "patternTransform", "markerWidth",
+    "markerHeight", "markerUnits", "refX", "refY", "orient", "marker-start", "marker-mid", "marker-end",
+}
+SVG_STYLE_PROPERTIES = {"fill", "stroke", "opacity", "mask"} | {name for name in SVG_ATTRIBUTES if "-" in name}
+OUTSIDE_REFERENCE = re.compile(r"url\(\s*(?![\"']?\s*#)", re.IGNORECASE)
+
+
+class Unsafe(Exception):
+    """What an output uses that cards may not (``uses CustomJS``)."""
+
+
+def unsafe_output(reason: Unsafe) -> dict[str, Any]:
+    return {"output_type": "error", "ename": "UnsafeOutput", "traceback": [],
+            "evalue": f"this chart {reason}, which cards may not use (no custom JavaScript or HTML in outputs)"}
+
+
+def _strings(value: Any) -> Iterator[str]:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
+def _is_empty(value: Any) -> bool:
+    if isinstance(value, dict) and value.get("type") == "map":
+        return not value.get("entries")
+    return value in (None, [], {})
+
+
+def check_attribute(attr: str, value: Any, model: str | None) -> None:
+    """Unsafe if ``attr`` of ``model`` (None: any model) holds HTML, CSS or callbacks."""
+    if attr in EMPTY_ATTRIBUTES and not _is_empty(value):
+        raise Unsafe(f"uses {attr}")
+    owner = HTML_TEMPLATES.get(attr)
+    if owner is not None and model in (owner, None):
+        if any("<" in text or UNESCAPED.search(text) for text in _strings(value)):
+            raise Unsafe(f"uses HTML in {owner}.{attr}")
+
+
+def check_bokeh(value: Any) -> None:
+    """Unsafe if a Bokeh document, item or patch holds a model, attribute or URL we do not allow."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("type") == "object":
+                name = item.get("name")
+                attributes = item.get("attributes", {})
+                if name not in ALLOWED_MODELS or not isinstance(attributes, dict):
+                    raise Unsafe(f"uses {name}")
+                for attr, attr_value in attributes.items():
+                    check_attribute(attr, attr_value, name)
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, str) and ":" in item and SCRIPT_URL.match(NOT_URL_CHARACTERS.sub("", item)):
+            raise Unsafe("uses a script URL")
+
+
+def check_patch(patch: Any) -> None:
+    events = patch.get("events") if isinstance(patch, dict) else None
+    if not isinstance(events, list):
+        raise Unsafe("uses a malformed patch")
+    for event in events:
+        kind = event.get("kind") if isinstance(event, dict) else None
+        if kind not in PATCH_EVENTS:
+            raise Unsafe(f"uses a {kind} patch")
+        if kind == "ModelChanged":
+            check_attribute(str(event.get("attr")), event.get("new"), None)
+    check_bokeh(patch)
+
+
+def clean_svg(svg: str) -> str | None:
+    """The static drawing in ``svg``, or None if there is none."""
+    svg = svg.replace("xlink:href=", "href=")  # SVG 2 spelling, without a namespace to declare
+    cleaned = nh3.clean(svg, tags=SVG_TAGS, attributes={"*": SVG_ATTRIBUTES}, url_schemes=set(),
+                        clean_content_tags={"script", "style", "foreignObject", "metadata"},
+                        filter_style_properties=SVG_STYLE_PROPERTIES, link_rel=None,
+                        attribute_filter=lambda tag, attr, value: None if OUTSIDE_REFERENCE.search(value) else value)
+    return cleaned.strip() if "<svg" in cleaned else None
+
+
+def sanitize_bundle(data: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a MIME bundle a page may show; Bokeh items are checked (``Unsafe``)."""
+    kept = {mime: value for mime, value in data.items() if mime in KEPT_TYPES}
+    if BOKEH_ITEM in kept:
+        check_bokeh(kept[BOKEH_ITEM])
+    svg = data.get(SVG)
+    if isinstance(svg, str) and (cleaned := clean_svg(svg)) is not None:
+        kept[SVG] = cleaned
+    if not kept:
+        dropped = ", ".join(sorted(data)) or "nothing"
+        kept["text/plain"] = f"[output not shown: {dropped} (cards show text, images, charts and tables, not HTML)]"
+    return kept
+
+
+def sanitize_output(output: dict[str, Any]) -> dict[str, Any]:
+    """``output`` as it may reach a page: bundles cut down, unsafe Bokeh content an error."""
+    try:
+        if output["output_type"] == "bokeh_patch":
+            check_patch(output.get("patch"))
+        elif isinstance(output.get("data"), dict):
+            return {**output, "data": sanitize_bundle(output["data"])}
+    except Unsafe as reason:
+        return unsafe_output(reason)
+    return output

@@ -112,8 +112,10 @@ class LiveSession:
 
     def _session_event(self, event: dict[str, Any]) -> None:
         self.emit({"type": event["event"], **{k: v for k, v in event.items() if k != "event"}})
-        if event["event"] == "closed" and self._socket is not None:
-            self._socket.end(event["reason"])
+        if event["event"] == "closed":
+            if self._socket is not None:
+                self._socket.end(event["reason"])
+            self.on_expired(self)  # forget it now, not when someone asks for it
 
 
 class LiveSessions:
@@ -135,14 +137,13 @@ class LiveSessions:
     def get(self, user: User, session_id: str) -> LiveSession:
         """The live session if it is ``user``'s and still open."""
         live = self._live.get(session_id)
-        if live is not None and live.session.closed:
-            del self._live[session_id]
-            live = None
         if live is None:
             raise NotFoundError("That session has ended; open a new one.")
         self.pool.get(user, session_id)  # NotFoundError for anyone else's
         return live
 
     def _expired(self, live: LiveSession) -> None:
+        """Forget ``live``; close its session unless it is closed already (idled out, server stopping)."""
         self._live.pop(live.id, None)
-        asyncio.ensure_future(self.pool.close_session(live.session, "disconnected"))
+        if not live.session.closed:
+            asyncio.ensure_future(self.pool.close_session(live.session, "disconnected"))

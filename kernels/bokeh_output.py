@@ -4,7 +4,8 @@ Showing. A Bokeh UI model (figure, layout, widget) published by a cell, as the l
 through ``display`` or through ``bokeh.io.show``, becomes the display bundle ``{BOKEH_ITEM:
 json_item(model), "text/plain": repr(model)}`` that the page renders with
 ``Bokeh.embed.embed_item``; its ``display_id`` is the root id. Other Bokeh models (a
-ColumnDataSource...) display as text only.
+ColumnDataSource...) display as text only. The server lets through only the models it knows to be
+safe (``server/execution/sanitize.py``).
 
 Live updates. As in bokeh's notebook support, a shown model joins the current document
 (``curdoc()``, unless it already has a document), whose changes are recorded from then on. After

@@ -27,8 +27,9 @@ DOM from some strings, so:
   run math typesetting (``TeX``, ``MathML``: MathJax), and the debugging ``ExamineTool``. Models
   Python's bokeh does not know (extensions) are denied;
 - attributes that set HTML attributes or CSS on any model (``EMPTY_ATTRIBUTES``) must be empty
-  (callbacks need no rule: every callback model is denied); strings that BokehJS parses as HTML (``HTML_TEMPLATES``: hover tooltips, table column
-  titles) may hold no ``<`` and no ``{safe}`` (unescaped values);
+  (callbacks need no rule: every callback model is denied); strings that BokehJS parses as HTML
+  (``HTML_TEMPLATES``: hover tooltips, table column titles) may hold no ``<`` and no ``{safe}``
+  (unescaped values);
 - no string anywhere may be a ``javascript:``/``vbscript:``/``data:text/html`` URL (``HelpTool``
   redirects, model names, data: a false alarm costs less than a script);
 - a patch holds only the events the kernel sends (``PATCH_EVENTS``); a ``ModelChanged`` event

@@ -149,7 +149,8 @@ def test_bokeh_patches_follow_every_display_of_a_root(kernel):
     again = execute(kernel, "source.stream({'x': [3], 'y': [5]})\nlive")
     assert [p["seq"] for p in again.comm_data] == [1]  # sent before the new item, which has the row
     assert again.bundles("execute_result")[0][BOKEH_ITEM]["doc"]["roots"][0]["id"] == again.comm_data[0]["root_id"]
-    added = execute(kernel, "from bokeh.layouts import column\nshow(column(live))\nlive.scatter('x', 'y', source=source)")
+    added = execute(kernel, "from bokeh.layouts import column\nshow(column(live))\n"
+                            "live.scatter('x', 'y', source=source)")
     figure_patch, column_patch = added.comm_data
     assert (figure_patch["seq"], column_patch["seq"]) == (2, 1)
     [event] = figure_patch["patch"]["events"]
@@ -189,7 +190,8 @@ def test_dataframe_is_data_not_html(kernel):
 
 
 def test_dataframe_index_and_multiindex_columns(kernel):
-    result = execute(kernel, TABLE + "df.pivot_table(index='店舗', columns='日', values=['売上高', '率'], aggfunc='sum')")
+    result = execute(kernel, TABLE + "df.pivot_table(index='店舗', columns='日', values=['売上高', '率'], "
+                                     "aggfunc='sum')")
     [bundle] = result.bundles("execute_result")
     summary = bundle[DATAFRAME]
     assert [column["name"] for column in summary["columns"]] == [
@@ -220,13 +222,16 @@ def test_displayed_series_is_a_one_column_frame(kernel):
     assert rows_of(table_of(unnamed)) == [["a"]]
 
 
-def test_arrow_stream_over_the_limit_is_left_out():
-    frame = pd.DataFrame({"i": range(1000)})
-    bundle = table_output.bundle(frame, arrow_limit=1000)
-    assert set(bundle) == {DATAFRAME, "text/plain"}
-    summary = bundle[DATAFRAME]
+def test_arrow_stream_over_the_limit_is_left_out(tmp_path, dataset_dir):
+    with started_kernel(tmp_path, "ipc", dataset_dir, ("--LockedDownKernel.arrow_limit_bytes=5000",)) as client:
+        result = execute(client, "import pandas as pd\ndisplay(pd.DataFrame({'i': range(1000)}), "
+                                 "pd.DataFrame({'i': range(1000)}).astype('int8'))")
+    over, under = result.bundles("display_data")
+    assert set(over) == {DATAFRAME, "text/plain"}
+    summary = over[DATAFRAME]
     assert (summary["row_count"], summary["rows_available"], summary["complete"]) == (1000, 50, False)
-    assert ARROW_STREAM in table_output.bundle(frame, arrow_limit=10_000)
+    assert summary["rows"] == [[i] for i in range(50)]
+    assert table_of(under).num_rows == under[DATAFRAME]["rows_available"] == 1000
 
 
 def test_repeated_and_unnamed_names_are_unique():

@@ -19,6 +19,7 @@ from kernels.bokeh_output import LivePatches
 from kernels.wire import BOKEH_ITEM, DATAFRAME
 from server.execution.sanitize import sanitize_output
 
+SVG_MIME = "image/svg+xml"
 SVG = ('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
        ' viewBox="0 0 10 10" onload="alert(1)"><script>alert(2)</script><defs><path id="m" d="M0 0L1 1"/></defs>'
        '<use xlink:href="#m" fill="url(#g)"/><use href="https://evil.example/x.svg#a"/>'
@@ -42,14 +43,16 @@ def chart(**kwargs) -> figure:
 
 
 def bars() -> figure:
-    plot = figure(x_range=["東京", "大阪"], tools="tap,box_select,lasso_select,crosshair,wheel_zoom,save,reset,help")
+    tools = "tap,box_select,lasso_select,crosshair,wheel_zoom,save,reset,help"
+    plot = figure(x_range=["東京", "大阪"], tools=tools)
     plot.vbar(x=["東京", "大阪"], top=[1, 2], width=0.5)
     plot.add_layout(Legend(), "below")
     return plot
 
 
 def table(**formatter) -> DataTable:
-    columns = [TableColumn(field="店舗", title="店舗"), TableColumn(field="y", formatter=NumberFormatter(format="0.0")),
+    columns = [TableColumn(field="店舗", title="店舗"),
+               TableColumn(field="y", formatter=NumberFormatter(format="0.0")),
                TableColumn(field="x", formatter=formatter.get("formatter", DateFormatter()))]
     return DataTable(source=source(), columns=columns)
 
@@ -121,7 +124,8 @@ UNSAFE = {
     "HTML tooltips": (lambda: with_hover("<div>@店舗</div>"), ("uses HTML in HoverTool.tooltips",)),
     "HTML in tabular tooltips": (lambda: with_hover([("店舗", "<img src=x onerror=alert(1)>")]),
                                  ("uses HTML in HoverTool.tooltips",)),
-    "unescaped tooltip values": (lambda: with_hover([("店舗", "@店舗{safe}")]), ("uses HTML in HoverTool.tooltips",)),
+    "unescaped tooltip values": (lambda: with_hover([("店舗", "@店舗{safe}")]),
+                                 ("uses HTML in HoverTool.tooltips",)),
     "HTMLTemplateFormatter": (lambda: table(formatter=HTMLTemplateFormatter(template="<b><%= value %></b>")),
                               ("uses HTMLTemplateFormatter",)),
     "HTML column title": (lambda: DataTable(source=source(), columns=[TableColumn(field="y", title="<b>y</b>")]),
@@ -175,7 +179,8 @@ def test_safe_patches_pass_unchanged():
 @pytest.mark.parametrize(("change", "reason"), [
     (lambda plot: plot.js_on_event("tap", CustomJS(code="alert(1)")), "uses CustomJS"),
     (lambda plot: setattr(plot, "html_attributes", {"onclick": "alert(1)"}), "uses html_attributes"),
-    (lambda plot: plot.add_tools(HoverTool(tooltips="<img src=x onerror=alert(1)>")), "uses HTML in HoverTool.tooltips"),
+    (lambda plot: plot.add_tools(HoverTool(tooltips="<img src=x onerror=alert(1)>")),
+     "uses HTML in HoverTool.tooltips"),
 ])
 def test_unsafe_patches_become_an_error(change, reason):
     live, sent, _, plot = live_patches()
@@ -188,7 +193,8 @@ def test_unsafe_patches_become_an_error(change, reason):
     ({"events": [{"kind": "ModelChanged", "model": {"id": "p1"}, "attr": "tooltips", "new": "<b>@x</b>"}]},
      "uses HTML in HoverTool.tooltips"),
     ({"events": [{"kind": "MessageSent", "msg_type": "x", "msg_data": {}}]}, "uses a MessageSent patch"),
-    ({"events": [{"kind": "RootAdded", "model": {"type": "object", "name": "Div", "id": "p2"}}]}, "uses a RootAdded patch"),
+    ({"events": [{"kind": "RootAdded", "model": {"type": "object", "name": "Div", "id": "p2"}}]},
+     "uses a RootAdded patch"),
     ({"evil": []}, "uses a malformed patch"),
 ])
 def test_forged_patches_are_unsafe(patch, reason):
@@ -231,5 +237,3 @@ def test_dataframes_and_other_outputs_pass():
                    {"output_type": "error", "ename": "E", "evalue": "<b>", "traceback": []}]:
         assert sanitize_output(copy.deepcopy(output)) == output
 
-
-SVG_MIME = "image/svg+xml"

@@ -19,6 +19,9 @@ Server to client; every message has ``seq``, one more than the one before::
     {"seq": 3, "type": "output", "run_id": "r1", "output": {"output_type": "stream", "name": "stdout", "text": "hi\\n"}}
     {"seq": 4, "type": "output", "run_id": "r1", "output": {"output_type": "execute_result", "data": {"text/plain": "2"}, "metadata": {}, "execution_count": 1}}
     {"seq": 5, "type": "output", "run_id": "r1", "output": {"output_type": "error", "ename": "ZeroDivisionError", "evalue": "division by zero", "traceback": ["..."]}}
+    {"seq": 5, "type": "output", "run_id": "r1", "output": {"output_type": "execute_result", "output_id": "3be1...", "data": {"application/vnd.bi.dataframe.v1+json": {"columns": [{"name": "店舗", "dtype": "str"}], "index": [], "row_count": 1200, "rows": [["東京"], ...], "rows_available": 1200, "complete": true}, "text/plain": "..."}, ...}}
+    {"seq": 5, "type": "output", "run_id": "r1", "output": {"output_type": "display_data", "display_id": "p1001", "data": {"application/vnd.bi.bokeh-item.v1+json": {"target_id": null, "root_id": "p1001", "doc": {...}}, "text/plain": "figure(id='p1001', ...)"}, "metadata": {}}}
+    {"seq": 5, "type": "output", "run_id": "r2", "output": {"output_type": "bokeh_patch", "root_id": "p1001", "seq": 1, "patch": {"events": [{"kind": "ColumnsStreamed", ...}]}}}
     {"seq": 6, "type": "status", "state": "idle", "run_id": "r1"}
     {"seq": 7, "type": "done", "run_id": "r1", "status": "ok", "execution_count": 1, "execution_time_ms": 12, "truncated": false, "kernel_restarted": false}
     {"seq": 8, "type": "done", "run_id": "r2", "status": "timeout", "message": "The card ran longer than the 10 s limit and was stopped.", ...}
@@ -26,7 +29,10 @@ Server to client; every message has ``seq``, one more than the one before::
     {"seq": 10, "type": "error", "code": "busy", "run_id": "r3", "message": "The previous run has not finished; ..."}
     {"seq": 11, "type": "closed", "reason": "idle"}
 
-Outputs have the shapes of ``server/execution/outputs.py``. A message the server cannot use gets
+Outputs have the shapes of ``server/execution/outputs.py`` (the ``seq`` 5 lines are alternatives),
+sanitised by ``server/execution/sanitize.py``; a DataFrame's further rows come from
+``GET /api/outputs/{output_id}/rows``, a Bokeh item renders with BokehJS from ``GET /api/bokeh``
+and its patches apply with ``Document.apply_json_patch``, in ``seq`` order. A message the server cannot use gets
 ``{"type": "error", "code": "bad_message", "message": ...}`` (not numbered: it is not replayed),
 and the socket stays open. A resume whose messages are no longer kept gets ``resync_required``.
 """

@@ -43,7 +43,7 @@ from tornado import websocket
 from ..errors import AuthenticationError, BIError, InvalidRequestError
 from ..execution.live import LiveSession, LiveSessions
 from ..models import User
-from .base import STATUS_OF_ERROR, log
+from .base import log, origin_allowed, refuse
 
 SUBPROTOCOL = "bi.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "bearer."
@@ -86,8 +86,7 @@ class CardSocket(websocket.WebSocketHandler):
             else:
                 self.live = await self.sessions.open(self.user, await self.datasets_to_load())
         except BIError as exc:
-            self.set_status(STATUS_OF_ERROR.get(type(exc), 400))
-            self.finish({"error": {"code": exc.code, "message": exc.message, "details": exc.details}})
+            refuse(self, exc)
 
     async def datasets_to_load(self) -> list[tuple[str, Any]]:
         """The datasets named by ``?datasets=``, each checked against the caller's access."""
@@ -111,8 +110,7 @@ class CardSocket(websocket.WebSocketHandler):
         return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
 
     def check_origin(self, origin: str) -> bool:
-        allowed = self.settings.get("cors_origins", ())
-        return origin in allowed or "*" in allowed or super().check_origin(origin)
+        return origin_allowed(self.settings, origin) or super().check_origin(origin)
 
     # the socket --------------------------------------------------------------
     def open(self, *args: Any, **kwargs: Any) -> None:

@@ -24,6 +24,7 @@ Server to client; every message has ``seq``, one more than the one before::
     {"seq": 9, "type": "kernel_restarted", "reason": "the card exceeded the 2048 MB memory limit and its kernel was stopped"}
     {"seq": 10, "type": "error", "code": "busy", "run_id": "r3", "message": "The previous run has not finished; ..."}
     {"seq": 11, "type": "closed", "reason": "idle"}
+    {"seq": 12, "type": "broken", "reason": "Its kernel stopped (...) and no new one could be started: ..."}
 
 Outputs have the shapes of ``server/execution/outputs.py``. A message the server cannot use gets
 ``{"type": "error", "code": "bad_message", "message": ...}`` (not numbered: it is not replayed),

@@ -61,7 +61,8 @@ class JupyterHandler(APIHandler):
 
 class KernelSpecsHandler(JupyterHandler):
     def get(self) -> None:
-        self.write_json({"default": specs.KERNEL_NAME, "kernelspecs": {specs.KERNEL_NAME: specs.model(self.pool.limits)}})
+        spec = specs.model(self.pool.limits)
+        self.write_json({"default": spec["name"], "kernelspecs": {spec["name"]: spec}})
 
 
 class KernelSpecHandler(JupyterHandler):
@@ -73,8 +74,8 @@ class KernelSpecHandler(JupyterHandler):
 class KernelSpecResourceHandler(JupyterHandler):
     auth_required = False
 
-    def get(self, name: str, file: str) -> None:
-        body, content_type = specs.resource(name, file)
+    def get(self, name: str, filename: str) -> None:
+        body, content_type = specs.resource(name, filename)
         self.set_header("Content-Type", content_type)
         self.set_header("Cache-Control", "public, max-age=86400")
         self.finish(body)

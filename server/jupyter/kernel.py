@@ -61,7 +61,7 @@ class Run:
     over_output: bool = False
     done: bool = False
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    enforcer: asyncio.Task[None] | None = None
+    enforcer: asyncio.Task[None] | None = None  # held here so that it is not garbage-collected
 
 
 class JupyterKernel:
@@ -95,6 +95,9 @@ class JupyterKernel:
     # clients -----------------------------------------------------------------
     def attach(self, socket: Socket) -> None:
         """Send the kernel's messages to ``socket`` too; a returning client session first gets what it missed."""
+        if self.session.closed:  # shut down while the socket was opening
+            socket.end("the kernel was shut down")
+            return
         if not self.sockets:
             if socket.session_id is not None and socket.session_id == self._kept_for:
                 for message in self._kept:
@@ -123,7 +126,7 @@ class JupyterKernel:
         except zmq.ZMQError as exc:  # the kernel is being replaced
             log.warning("jupyter_message_dropped", kernel_id=self.id, msg_type=message.msg_type, error=str(exc))
             return
-        if message.channel == "shell" and message.msg_type == "execute_request":
+        if message.channel == "shell" and message.msg_type == "execute_request" and message.msg_id:
             self._pending[message.msg_id] = message.header
             while len(self._pending) > PENDING_REQUESTS:
                 self._pending.popitem(last=False)
@@ -136,10 +139,9 @@ class JupyterKernel:
 
     # the kernel's messages -----------------------------------------------------
     def _follow(self, kernel: Kernel) -> None:
-        """Relay the channels of ``kernel`` (the session's kernel now), no longer those of the one before."""
-        for task in self._readers:
-            task.cancel()
+        """Relay the channels of ``kernel``, a ready kernel (the session's now)."""
         self._kernel = kernel
+        self._state = "idle"
         self._readers = [asyncio.create_task(self._read(kernel, channel)) for channel in KERNEL_CHANNELS]
 
     async def _read(self, kernel: Kernel, channel: str) -> None:
@@ -148,10 +150,14 @@ class JupyterKernel:
             while True:
                 frames = await socket.recv_multipart()
                 try:
-                    _, parts = kernel.client.session.feed_identities(frames)
+                    _, parts = kernel.client.session.feed_identities(frames)  # ValueError without a delimiter
+                    if len(parts) < 5:
+                        raise BadFrame("a kernel message has a signature and four JSON parts")
                     self._from_kernel(KernelMessage(channel, parts[1:]))  # without the signature
-                except (ValueError, IndexError) as exc:  # BadFrame is a ValueError
+                except ValueError as exc:  # BadFrame included
                     log.warning("jupyter_kernel_message_dropped", kernel_id=self.id, channel=channel, error=str(exc))
+                except Exception:  # one bad message must not end the relay
+                    log.exception("jupyter_kernel_message_failed", kernel_id=self.id, channel=channel)
 
     def _from_kernel(self, message: KernelMessage) -> None:
         if message.channel == "iopub" and not self._track(message):
@@ -234,7 +240,8 @@ class JupyterKernel:
 
     def _fail(self, request: dict[str, Any], error: dict[str, Any]) -> None:
         """Answer an execute_request that no kernel will run as a failed execution."""
-        content = {"ename": error["ename"], "evalue": error["evalue"], "traceback": [f"{error['ename']}: {error['evalue']}"]}
+        ename, evalue = error["ename"], error["evalue"]
+        content = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
         self._send(self._server_message("iopub", "error", content, request))
         self._send(self._server_message("shell", "execute_reply",
                                         {"status": "error", "execution_count": None, **content}, request))
@@ -245,37 +252,35 @@ class JupyterKernel:
         if event["event"] == "kernel_restarted":
             self._restarted()
         elif event["event"] == "broken":
-            self._stopped("dead", error_output("KernelDead", event["reason"]))
+            self._kernel_gone(error_output("KernelDead", event["reason"]))
             self._send(self._server_message("iopub", "status", {"execution_state": "dead"}, None))
         elif event["event"] == "closed":
-            self._stopped("dead", error_output("KernelDead", f"the kernel was shut down ({event['reason']})"))
+            self._kernel_gone(error_output("KernelDead", f"the kernel was shut down ({event['reason']})"))
             for socket in list(self.sockets):
                 socket.end(event["reason"])
             self.on_closed(self)
 
     def _restarted(self) -> None:
         """The session has a fresh kernel: end what the old one ran, tell clients, relay the new one."""
-        old = self._kernel
-        if self._run is not None and self._run.limit.reason is not None:
-            self._stopped("restarting", error_output(STOP_ERRORS[self._run.limit.reason],
-                                                     self._run.limit.message(restarted=True)))
+        run, old = self._run, self._kernel
+        if run is not None and run.limit.reason is not None:
+            self._kernel_gone(error_output(STOP_ERRORS[run.limit.reason], run.limit.message(restarted=True)))
         elif old.exited.done():
-            self._stopped("restarting", death_output(old.exited.result()))
+            self._kernel_gone(death_output(old.exited.result()))
         else:
-            self._stopped("restarting", error_output("KernelRestarted", "the kernel was restarted"))
+            self._kernel_gone(error_output("KernelRestarted", "the kernel was restarted"))
         self._send(self._server_message("iopub", "status", {"execution_state": "restarting"}, None))
         self._follow(self.session.kernel)
-        self._state = "idle"
 
-    def _stopped(self, state: str, error: dict[str, Any]) -> None:
-        """The kernel is gone (``state``): what it ran, or had been sent to run, fails with ``error``.
+    def _kernel_gone(self, error: dict[str, Any]) -> None:
+        """Stop relaying the kernel; what it ran, or had been sent to run, fails with ``error``.
 
         A kernel that dies at once may never publish the ``busy`` status of the code that killed it.
         """
         for task in self._readers:
             task.cancel()
         self._readers = []
-        self._state = state
+        self._state = "dead"
         requests = list(self._pending.values())
         self._pending.clear()
         if self._run is not None:

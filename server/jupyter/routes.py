@@ -12,7 +12,7 @@ from .handlers import (KernelHandler, KernelInterruptHandler, KernelRestartHandl
 ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/kernelspecs", KernelSpecsHandler),
     ("/api/kernelspecs/{name}", KernelSpecHandler),
-    ("/kernelspecs/{name}/{file}", KernelSpecResourceHandler),
+    ("/kernelspecs/{name}/{filename}", KernelSpecResourceHandler),
     ("/api/kernels", KernelsHandler),
     ("/api/kernels/{kernel_id}", KernelHandler),
     ("/api/kernels/{kernel_id}/interrupt", KernelInterruptHandler),

@@ -1,8 +1,9 @@
 """Jupyter Server sessions: a notebook (or console) path bound to one of its user's kernels.
 
 As in Jupyter Server, a new session for a path that already has one gets that one; ending a
-session shuts its kernel down; giving a session a new kernel by name starts one and shuts the old
-one down. A session whose kernel is gone (shut down, culled) is dropped when next listed.
+session shuts its kernel down; moving a session to another kernel (an existing one by id, or a new
+one by name) shuts the old one down. A session whose kernel is gone (shut down, culled) is
+dropped when next listed.
 """
 
 from __future__ import annotations
@@ -65,14 +66,14 @@ class JupyterSessions:
         return session
 
     async def update(self, user: User, session_id: str, body: dict[str, Any]) -> JupyterSession:
-        """Rename or move the session, or move it to another kernel (a new one by name: the old one is shut down)."""
+        """Rename or move the session, or move it to another kernel (the old one is shut down)."""
         session = self.get(user, session_id)
         session.path = body.get("path") or body.get("notebook", {}).get("path") or session.path
         session.name = body.get("name", session.name) or ""
         session.type = body.get("type") or session.type
         if body.get("kernel"):
             old, session.kernel = session.kernel, await self._kernel(user, body["kernel"])
-            if old is not session.kernel and not body["kernel"].get("id"):
+            if old is not session.kernel:
                 await self.kernels.shutdown(old)
         return session
 

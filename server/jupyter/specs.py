@@ -7,16 +7,16 @@ images, which cannot carry one).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
+
+import ipykernel
 
 from ..errors import NotFoundError
 from ..execution.session import Limits
 from .kernel import KERNEL_NAME
 
-RESOURCE_DIR = Path(importlib.util.find_spec("ipykernel").submodule_search_locations[0]) / "resources"  # type: ignore[index, union-attr]
-RESOURCES = {path.name: path for path in RESOURCE_DIR.glob("logo-*")}
+RESOURCES = {path.name: path for path in (Path(ipykernel.__file__).parent / "resources").glob("logo-*")}
 CONTENT_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
 
 
@@ -43,10 +43,10 @@ def model(limits: Limits) -> dict[str, Any]:
     }
 
 
-def resource(name: str, file: str) -> tuple[bytes, str]:
+def resource(name: str, filename: str) -> tuple[bytes, str]:
     """The bytes and content type of one of the spec's files."""
     check(name)
-    if file not in RESOURCES:
-        raise NotFoundError(f"The kernel spec has no file {file!r}.")
-    path = RESOURCES[file]
+    if filename not in RESOURCES:
+        raise NotFoundError(f"The kernel spec has no file {filename!r}.")
+    path = RESOURCES[filename]
     return path.read_bytes(), CONTENT_TYPES.get(path.suffix, "application/octet-stream")

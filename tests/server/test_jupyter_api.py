@@ -125,6 +125,8 @@ async def test_binary_buffers_round_trip_in_both_protocols(start_cards):
     for v1 in (True, False):
         socket = await connect(api, token, kernel["id"], v1=v1)
         assert socket.v1 is v1
+        socket.connection.write_message(b"\x00\x00\x00\x09garbage", binary=True)
+        socket.connection.write_message("{not json")  # both dropped; the socket stays
         assert reply_of(await socket.execute(ECHO_TARGET))["status"] == "ok"
         comm_id = uuid.uuid4().hex
         opened = await socket.answers(socket.send("comm_open", {"comm_id": comm_id, "target_name": "echo",
@@ -259,11 +261,13 @@ async def test_limits_hold_for_code_sent_over_the_socket(start_cards):
 
 async def test_replay_culling_and_the_per_user_limit(start_cards):
     """Starts in flight count against the limit; a returning client gets what it missed; idle kernels are culled."""
-    api = await start_cards(KernelPool__idle_timeout=2.0, KernelPool__sessions_per_user=2)
+    api = await start_cards(KernelPool__idle_timeout=2.0, KernelPool__sessions_per_user=2,
+                            JupyterKernels__replay_buffer_bytes=20_000)
     token = await api.login()
     racing = await asyncio.gather(*(api.fetch("POST", "/api/kernels", token=token, json_body={}) for _ in range(3)))
     assert sorted(r.code for r in racing) == [201, 201, 429]
     busy, quiet = (r.json()["id"] for r in racing if r.code == 201)
+    watcher = await connect(api, token, quiet)  # connected, silent: not use
 
     socket = await connect(api, token, busy, session_id="tab-1")
     msg_id = socket.send("execute_request", {"code": "import time\nfor i in range(4):\n"
@@ -274,13 +278,19 @@ async def test_replay_culling_and_the_per_user_limit(start_cards):
     await asyncio.sleep(1.5)  # the run goes on and finishes while nobody listens
     again = await connect(api, token, busy, session_id="tab-1")
     assert text_of(await again.answers(msg_id)) == "1\n2\n3\n"
+    msg_id = again.send("execute_request", {"code": "import time\ntime.sleep(0.5)\n"
+                                                    "for i in range(100):\n    print(f'{i:03d}' + 'x' * 500, flush=True)"})
+    again.close()
+    await asyncio.sleep(1.0)
+    again = await connect(api, token, busy, session_id="tab-1")
+    kept = text_of(await again.answers(msg_id))
+    assert len(kept) < 20_000 and kept.endswith("099" + "x" * 500 + "\n") and "000x" not in kept, "bounded"
     again.close()
     await asyncio.sleep(0.2)
     other = await connect(api, token, busy, session_id="tab-2")
     msg_id = other.send("kernel_info_request", {})
     assert (await other.receive())["parent_header"]["msg_id"] == msg_id, "nothing is replayed to another client"
 
-    watcher = await connect(api, token, quiet)
     for _ in range(6):  # three seconds of use, past the idle timeout
         await other.answers(other.send("kernel_info_request", {}))
         await asyncio.sleep(0.5)

@@ -17,8 +17,8 @@ from tornado import websocket
 from ..errors import BIError
 from ..handlers.base import log, origin_allowed, refuse
 from ..models import User
-from .kernel import JupyterKernel
 from .handlers import request_token
+from .kernel import JupyterKernel
 from .wire import V1, BadFrame, KernelMessage, decode, encode
 
 
@@ -52,7 +52,8 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
         assert self.kernel is not None
         self.session_id = self.get_query_argument("session_id", None) or None
         self.kernel.attach(self)
-        log.info("jupyter_socket_opened", kernel_id=self.kernel.id, protocol=self.selected_subprotocol or "legacy")
+        log.info("jupyter_socket_opened", endpoint=self.endpoint, kernel_id=self.kernel.id,
+                 protocol=self.selected_subprotocol or "legacy")
 
     def on_message(self, frame: str | bytes) -> None:
         assert self.kernel is not None
@@ -70,7 +71,7 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
         try:
             frame = encode(message, self.selected_subprotocol)
         except BadFrame as exc:  # the kernel sent a part that is not JSON
-            log.warning("jupyter_kernel_message_dropped", reason=str(exc))
+            log.warning("jupyter_kernel_message_dropped", kernel_id=self.path_kwargs["kernel_id"], error=str(exc))
             return
         self.write_message(frame, binary=isinstance(frame, bytes))
 
@@ -80,6 +81,6 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
     def on_close(self) -> None:
         if self.kernel is not None:
             self.kernel.detach(self)
-        log.info("jupyter_socket_closed", kernel_id=self.kernel.id if self.kernel else None,
+        log.info("jupyter_socket_closed", endpoint=self.endpoint, kernel_id=self.kernel.id if self.kernel else None,
                  user_id=self.user.id if self.user else None, received=self.received,
                  duration_ms=round((time.perf_counter() - self.started) * 1000, 2), code=self.close_code)

@@ -37,13 +37,13 @@ class JupyterKernels(LoggingConfigurable):
 
     def get(self, user: User, kernel_id: str) -> JupyterKernel:
         """The kernel if it is ``user``'s; anyone else's does not exist for them."""
-        kernel = self._kernels.get(kernel_id)
-        if kernel is None or kernel.session.user_id != user.id:
-            raise NotFoundError("No such kernel; it may have been shut down or culled for idleness.")
-        return kernel
+        try:
+            return self._kernels[self.pool.get(user, kernel_id, KIND).id]
+        except NotFoundError:
+            raise NotFoundError("No such kernel; it may have been shut down or culled for idleness.") from None
 
     def of_user(self, user: User) -> list[JupyterKernel]:
-        return [k for k in self._kernels.values() if k.session.user_id == user.id]
+        return [self._kernels[session.id] for session in self.pool.of_user(user, KIND)]
 
     async def shutdown(self, kernel: JupyterKernel) -> None:
         await self.pool.close_session(kernel.session, "shut down by its user")

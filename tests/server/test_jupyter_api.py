@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import nbformat
@@ -118,7 +119,8 @@ async def connect(api, token: str | None, kernel_id: str, v1: bool = True, sessi
 
 
 async def test_binary_buffers_round_trip_in_both_protocols(start_cards):
-    """A comm message's binary buffer (not UTF-8) goes to the kernel and back intact, framed v1 or legacy."""
+    """A comm message's binary buffer (not UTF-8) goes to the kernel and back intact, framed v1 or legacy;
+    round trips take milliseconds (with Nagle's algorithm on, every one waits ~40 ms for a delayed ACK)."""
     api = await start_cards()
     token = await api.login()
     kernel = await start_kernel(api, token)
@@ -138,6 +140,12 @@ async def test_binary_buffers_round_trip_in_both_protocols(start_cards):
         assert first["content"]["data"] == {"opened": {"n": 1}} and [bytes(b) for b in first["buffers"]] == [BINARY]
         assert second["content"]["data"] == {"echo": {"n": 2}}
         assert [bytes(b) for b in second["buffers"]] == [BINARY, b"second"]
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            await socket.execute("1 + 1")
+            timings.append(time.perf_counter() - started)
+        assert min(timings) < 0.025, f"TCP_NODELAY: {timings}"
         socket.close()
 
 

@@ -31,6 +31,8 @@ from .execution.live import LiveSessions
 from .execution.local_agent import LocalAgent, LocalAgentError, load_or_create_key
 from .execution.pool import KernelPool
 from .handlers.base import NotFoundHandler
+from .jupyter.manager import JupyterKernels
+from .jupyter.sessions import JupyterSessions
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .models import User
@@ -185,12 +187,14 @@ class ServeApp(BIApp):
         tables = OutputTables(self.store_instance, cards)
         self.kernel_pool = KernelPool(agents, metrics.registry, tables.keep, parent=self)
         await self.kernel_pool.start()
+        jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
         return web.Application(
             url_specs(),
             default_handler_class=NotFoundHandler,
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cards=cards, card_runs=CardRunner(self.store_instance, cards, self.kernel_pool, parent=self),
             live_sessions=LiveSessions(self.kernel_pool), output_tables=tables,
+            jupyter_kernels=jupyter_kernels, jupyter_sessions=JupyterSessions(jupyter_kernels),
             cors_origins=tuple(self.cors_origins),
             compress_response=True,
             log_function=lambda handler: None,
@@ -366,4 +370,4 @@ class UserApp(BIApp):
 
 
 BIApp.classes = [BIApp, ServeApp, InitTablesApp, UserAddApp, AuthService, DatasetService,
-                 KernelPool, SQLiteStore, AWSStore]
+                 KernelPool, JupyterKernels, SQLiteStore, AWSStore]

@@ -15,6 +15,7 @@ from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsH
 from .handlers.outputs import OutputRowsHandler
 from .handlers.sessions import ExecuteHandler, InterruptHandler, SessionHandler, SessionsHandler
 from .handlers.system import HealthHandler, MetricsHandler
+from .jupyter.routes import ROUTES as JUPYTER_ROUTES
 
 ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/health", HealthHandler),
@@ -40,6 +41,7 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/card-sessions/{session_id}", SessionHandler),
     ("/api/card-sessions/{session_id}/execute", ExecuteHandler),
     ("/api/card-sessions/{session_id}/interrupt", InterruptHandler),
+    *JUPYTER_ROUTES,
 ]
 
 

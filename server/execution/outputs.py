@@ -63,6 +63,12 @@ def amount(size: int) -> str:
     return f"{size // mib} MB" if size >= mib and size % mib == 0 else f"{size} bytes"
 
 
+def truncation_notice(limit_bytes: int) -> str:
+    """The stderr text that replaces the output of a run past the cap."""
+    return (f"\n[output truncated: this run produced more than {amount(limit_bytes)} "
+            "of output; the rest was dropped and the run was stopped]\n")
+
+
 def error_output(ename: str, evalue: str) -> dict[str, Any]:
     return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
 
@@ -95,9 +101,7 @@ class OutputCollector:
         self.size += len(json.dumps(output, ensure_ascii=False).encode())
         if self.size > self.limit_bytes:
             self.truncated = True
-            output = {"output_type": "stream", "name": "stderr",
-                      "text": f"\n[output truncated: this run produced more than {amount(self.limit_bytes)} "
-                              "of output; the rest was dropped and the run was stopped]\n"}
+            output = {"output_type": "stream", "name": "stderr", "text": truncation_notice(self.limit_bytes)}
         elif table is not None and self.keep_table is not None:
             output["output_id"] = self.keep_table(table)
         self.outputs.append(output)

@@ -70,8 +70,11 @@ class KernelPool(LoggingConfigurable):
         self._tasks.append(asyncio.create_task(self._housekeeping()))
 
     # sessions ----------------------------------------------------------------
-    async def open(self, user: User, datasets: list[tuple[str, Path]]) -> KernelSession:
-        """A new session of ``user`` with a ready kernel that can ``load_dataset`` each named file."""
+    async def open(self, user: User, datasets: list[tuple[str, Path]], kind: str = "card") -> KernelSession:
+        """A new session of ``user`` with a ready kernel that can ``load_dataset`` each named file.
+
+        Sessions of every ``kind`` count against ``sessions_per_user``.
+        """
         held = sum(1 for s in self.sessions.values() if s.user_id == user.id) + self._starting[user.id]
         if held >= self.sessions_per_user:
             raise RateLimitedError(f"You already have {held} open sessions; close one (or wait for it to idle "
@@ -81,22 +84,22 @@ class KernelPool(LoggingConfigurable):
             kernel = await self.start_kernel(datasets)
         finally:
             self._starting[user.id] -= 1
-        session = KernelSession(uuid.uuid4().hex, user.id, datasets, kernel, self.start_kernel, self.limits,
-                                self.metrics, self.keep_table)
+        session = KernelSession(str(uuid.uuid4()), user.id, datasets, kernel, self.start_kernel, self.limits,
+                                self.metrics, self.keep_table, kind)
         self.sessions[session.id] = session
         self.metrics.bound.inc()
         log.info("session_opened", session_id=session.id, user_id=user.id, kernel_id=kernel.kernel_id)
         return session
 
-    def get(self, user: User, session_id: str) -> KernelSession:
-        """The session if it is ``user``'s; anyone else's does not exist for them."""
+    def get(self, user: User, session_id: str, kind: str = "card") -> KernelSession:
+        """The session if it is ``user``'s and of ``kind``; anyone else's does not exist for them."""
         session = self.sessions.get(session_id)
-        if session is None or session.user_id != user.id:
+        if session is None or session.user_id != user.id or session.kind != kind:
             raise NotFoundError("No such session; it may have been closed or idled out.")
         return session
 
-    def of_user(self, user: User) -> list[KernelSession]:
-        return [s for s in self.sessions.values() if s.user_id == user.id]
+    def of_user(self, user: User, kind: str = "card") -> list[KernelSession]:
+        return [s for s in self.sessions.values() if s.user_id == user.id and s.kind == kind]
 
     async def close_session(self, session: KernelSession, reason: str) -> None:
         if self.sessions.pop(session.id, None) is None:

@@ -13,6 +13,8 @@ The limits are enforced from the server, outside the kernel:
   (memory cgroup) becomes an error output naming the limit, not a hang.
 
 A kernel that dies by itself is replaced at once and the session's listeners hear of it.
+``RunLimit`` holds the wall-clock and output-cap logic, so that code relayed to the kernel by other
+means (the Jupyter websocket) is stopped the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..errors import BIError, ConflictError, ExecutionTimeoutError, ServiceUnava
 from ..logs import get_logger
 from ..models import utcnow
 from .agent_client import AgentClient, AgentError
-from .outputs import OutputCollector, OutputListener, error_output
+from .outputs import OutputCollector, OutputListener, amount, error_output
 from .pool_metrics import PoolMetrics
 
 log = get_logger("bi.execution")
@@ -81,11 +83,63 @@ class ExecutionResult:
         return dataclasses.asdict(self)
 
 
+class RunLimit:
+    """The wall clock and output cap of one run, enforced from outside the kernel.
+
+    Call ``check`` as the run goes on. Once the run passes ``wall_seconds`` (or ``over_output``
+    says its output passed the cap) it interrupts the kernel through the agent and gives it
+    ``interrupt_grace`` seconds; past those it answers True: kill the kernel and start a fresh one.
+    ``reason`` is then "timeout" or "output".
+    """
+
+    def __init__(self, session: KernelSession):
+        self.session = session
+        self.kernel = session.kernel
+        self._loop = asyncio.get_running_loop()
+        self.started = self._loop.time()
+        self.deadline = self.started + session.limits.wall_seconds
+        self.reason: str | None = None
+
+    async def check(self, over_output: bool = False) -> bool:
+        now = self._loop.time()
+        if self.reason is None and (now >= self.deadline or over_output):
+            self.reason = "timeout" if now >= self.deadline else "output"
+            if self.reason == "timeout":
+                self.session.metrics.timeouts.inc()
+            self.deadline = now + self.session.limits.interrupt_grace
+            await self.session.interrupt_kernel(self.kernel)
+            return False
+        return self.reason is not None and now >= self.deadline
+
+    def remaining(self) -> float:
+        """Seconds until ``check`` has something to do (without more output)."""
+        return max(0.0, self.deadline - self._loop.time())
+
+    def elapsed_ms(self) -> int:
+        return round((self._loop.time() - self.started) * 1000)
+
+    @property
+    def kill_reason(self) -> str:
+        return f"it did not stop when interrupted ({self.reason})"
+
+    def message(self, restarted: bool) -> str:
+        """What the user is told of a run stopped at a limit."""
+        limits = self.session.limits
+        passed = (f"ran longer than the {limits.wall_seconds:g} s limit" if self.reason == "timeout"
+                  else f"produced more than {amount(limits.output_bytes)} of output")
+        lost = " Its kernel did not stop when interrupted and was restarted: variables are lost." if restarted else ""
+        return f"The code {passed} and was stopped.{lost}"
+
+
 class KernelSession:
+    """A kernel bound to one user; ``kind`` says who drives it ("card" sessions or "jupyter" kernels)."""
+
     def __init__(self, session_id: str, user_id: str, datasets: list[tuple[str, Path]], kernel: Kernel,
-                 start_kernel: KernelStarter, limits: Limits, metrics: PoolMetrics, keep_table: TableKeeper):
+                 start_kernel: KernelStarter, limits: Limits, metrics: PoolMetrics, keep_table: TableKeeper,
+                 kind: str = "card"):
         self.id = session_id
         self.user_id = user_id
+        self.kind = kind
         self.datasets = datasets
         self.kernel = kernel
         self.start_kernel = start_kernel
@@ -126,32 +180,25 @@ class KernelSession:
         finally:
             self.executing = False
             self.metrics.busy.dec()
-            self.last_used = time.monotonic()
+            self.touch()
 
     async def _execute(self, code: str, listener: OutputListener | None, card_id: str | None) -> ExecutionResult:
-        loop = asyncio.get_running_loop()
         kernel = self.kernel
-        started = loop.time()
+        limit = RunLimit(self)
         collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener,
                                     lambda stream: self.keep_table(stream, self.user_id, card_id))
         msg_id = kernel.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
-        deadline, stopping = started + self.limits.wall_seconds, None
         while True:
             if self.closed:
                 collector.add(error_output("SessionClosed", "the session was closed while the card ran"))
-                return ExecutionResult("error", collector.outputs, None, _elapsed_ms(started))
+                return ExecutionResult("error", collector.outputs, None, limit.elapsed_ms())
             if kernel.exited.done():
-                return await self._died_while_running(collector, started)
-            now = loop.time()
-            if stopping is None and (now >= deadline or collector.truncated):
-                stopping = "timeout" if now >= deadline else "output"
-                await self._interrupt(kernel)
-                deadline = now + self.limits.interrupt_grace
-            elif stopping is not None and now >= deadline:
-                await self._replace_kernel(f"it did not stop when interrupted ({stopping})")
-                return self._stopped(stopping, collector, started, restarted=True)
+                return await self._died_while_running(collector, limit)
+            if await limit.check(collector.truncated):
+                await self._replace_kernel(limit.kill_reason)
+                return self._stopped(limit, collector, restarted=True)
             try:
-                message = await kernel.client.get_iopub_msg(timeout=min(deadline - now, POLL_SECONDS))
+                message = await kernel.client.get_iopub_msg(timeout=min(limit.remaining(), POLL_SECONDS))
             except queue.Empty:
                 continue
             if message["parent_header"].get("msg_id") != msg_id:
@@ -160,37 +207,34 @@ class KernelSession:
                 break
             collector.add_message(message)
         reply = await self._reply(kernel, msg_id)
-        if stopping is not None:
-            return self._stopped(stopping, collector, started, restarted=False)
+        if limit.reason is not None:
+            return self._stopped(limit, collector, restarted=False)
         status = "error" if collector.has_error or reply.get("status") == "error" else "ok"
         return ExecutionResult(status, collector.outputs, reply.get("execution_count"),
-                               _elapsed_ms(started), collector.truncated)
+                               limit.elapsed_ms(), collector.truncated)
 
-    def _stopped(self, reason: str, collector: OutputCollector, started: float, restarted: bool) -> ExecutionResult:
+    def _stopped(self, limit: RunLimit, collector: OutputCollector, restarted: bool) -> ExecutionResult:
         """The result of a run stopped from outside; a timeout is an ``ExecutionTimeoutError``."""
-        lost = " Its kernel did not stop when interrupted and was restarted: variables are lost." if restarted else ""
-        if reason == "output":
-            return ExecutionResult("error", collector.outputs, None, _elapsed_ms(started), True, restarted)
-        self.metrics.timeouts.inc()
-        raise ExecutionTimeoutError(
-            f"The card ran longer than the {self.limits.wall_seconds:g} s limit and was stopped.{lost}",
-            {"outputs": collector.outputs, "kernel_restarted": restarted,
-             "execution_time_ms": _elapsed_ms(started)})
+        if limit.reason == "output":
+            return ExecutionResult("error", collector.outputs, None, limit.elapsed_ms(), True, restarted)
+        raise ExecutionTimeoutError(limit.message(restarted), {
+            "outputs": collector.outputs, "kernel_restarted": restarted, "execution_time_ms": limit.elapsed_ms()})
 
-    async def _died_while_running(self, collector: OutputCollector, started: float) -> ExecutionResult:
+    async def _died_while_running(self, collector: OutputCollector, limit: RunLimit) -> ExecutionResult:
         event = self.kernel.exited.result()
         await self._replace_kernel(event["message"])
-        ename = "MemoryLimitExceeded" if event.get("oom") else "KernelDied"
         collector.truncated = False  # the cause goes in even after a truncation notice
-        collector.add(error_output(ename, f"{event['message']}; a fresh kernel is ready (variables are lost)"))
-        return ExecutionResult("error", collector.outputs, None, _elapsed_ms(started), False, True)
+        collector.add(death_output(event))
+        return ExecutionResult("error", collector.outputs, None, limit.elapsed_ms(), False, True)
 
     async def _reply(self, kernel: Kernel, msg_id: str) -> dict[str, Any]:
         """The ``execute_reply`` content (empty if it does not come)."""
         message = await message_for(kernel.client.get_shell_msg, msg_id, REPLY_TIMEOUT)
         return message["content"] if message else {}
 
-    async def _interrupt(self, kernel: Kernel) -> None:
+    async def interrupt_kernel(self, kernel: Kernel | None = None) -> None:
+        """Send SIGINT to ``kernel`` (default: the current one) through its agent; failures are logged."""
+        kernel = kernel or self.kernel
         try:
             await kernel.agent.interrupt(kernel.kernel_id)
         except AgentError as exc:
@@ -199,7 +243,11 @@ class KernelSession:
     async def interrupt(self) -> None:
         """Interrupt the running code (a no-op when nothing runs)."""
         if self.executing:
-            await self._interrupt(self.kernel)
+            await self.interrupt_kernel()
+
+    def touch(self) -> None:
+        """Count now as use, which keeps the session from idling out."""
+        self.last_used = time.monotonic()
 
     # the kernel's life -------------------------------------------------------
     async def _replace_kernel(self, reason: str) -> None:
@@ -213,6 +261,7 @@ class KernelSession:
         except BIError as exc:
             self.broken = f"Its kernel stopped ({reason}) and no new one could be started: {exc.message}"
             log.error("kernel_replacement_failed", session_id=self.id, error=exc.message)
+            self._notify({"event": "broken", "reason": self.broken})
             return
         if self.closed:
             await new.stop()
@@ -222,13 +271,17 @@ class KernelSession:
                  kernel_id=self.kernel.kernel_id, reason=reason)
         self._notify({"event": "kernel_restarted", "reason": reason})
 
+    async def restart(self, reason: str, kernel: Kernel | None = None) -> None:
+        """Replace the kernel (only if it is still ``kernel``, when given) by a fresh one; variables are lost."""
+        async with self._lock:
+            if not self.closed and (kernel is None or kernel is self.kernel):
+                await self._replace_kernel(reason)
+
     async def kernel_exited(self, kernel_id: str) -> None:
         """The pool heard that ``kernel_id`` ended; replace it unless a running execution will."""
-        if self.closed or kernel_id != self.kernel.kernel_id or self.executing:
-            return
-        async with self._lock:
-            if not self.closed and kernel_id == self.kernel.kernel_id:
-                await self._replace_kernel(self.kernel.exited.result()["message"])
+        kernel = self.kernel
+        if not self.closed and kernel_id == kernel.kernel_id and not self.executing:
+            await self.restart(kernel.exited.result()["message"], kernel)
 
     def _notify(self, event: dict[str, Any]) -> None:
         for listener in list(self.listeners):
@@ -257,6 +310,8 @@ async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str
     return None
 
 
-def _elapsed_ms(started: float) -> int:
-    return round((asyncio.get_running_loop().time() - started) * 1000)
+def death_output(event: dict[str, Any]) -> dict[str, Any]:
+    """The error output for a kernel that died while running code (agent exit ``event``)."""
+    ename = "MemoryLimitExceeded" if event.get("oom") else "KernelDied"
+    return error_output(ename, f"{event['message']}; a fresh kernel is ready (variables are lost)")
 

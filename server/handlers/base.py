@@ -58,6 +58,18 @@ MAX_JSON_BODY = 1024 * 1024
 log = structlog.get_logger("bi.http")
 
 
+def origin_allowed(settings: dict[str, Any], origin: str) -> bool:
+    """Whether the server's ``cors_origins`` let a page from ``origin`` call it."""
+    allowed = settings.get("cors_origins", ())
+    return origin in allowed or "*" in allowed
+
+
+def refuse(handler: web.RequestHandler, exc: BIError) -> None:
+    """Answer a websocket handshake with the API's JSON error for ``exc``, without upgrading."""
+    handler.set_status(STATUS_OF_ERROR.get(type(exc), 400))
+    handler.finish({"error": {"code": exc.code, "message": exc.message, "details": exc.details}})
+
+
 class APIHandler(web.RequestHandler):
     """Subclasses set ``auth_required = False`` for public routes and get ``self.user`` otherwise."""
 
@@ -110,8 +122,7 @@ class APIHandler(web.RequestHandler):
 
     def _set_cors_headers(self) -> None:
         origin = self.request.headers.get("Origin")
-        allowed = self.settings.get("cors_origins", ())
-        if origin and (origin in allowed or "*" in allowed):
+        if origin and origin_allowed(self.settings, origin):
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, Location, ETag")
             self.add_header("Vary", "Origin")

@@ -28,6 +28,7 @@ Server to client; every message has ``seq``, one more than the one before::
     {"seq": 9, "type": "kernel_restarted", "reason": "the card exceeded the 2048 MB memory limit and its kernel was stopped"}
     {"seq": 10, "type": "error", "code": "busy", "run_id": "r3", "message": "The previous run has not finished; ..."}
     {"seq": 11, "type": "closed", "reason": "idle"}
+    {"seq": 12, "type": "broken", "reason": "Its kernel stopped (...) and no new one could be started: ..."}
 
 Outputs have the shapes of ``server/execution/outputs.py`` (the ``seq`` 5 lines are alternatives),
 sanitised by ``server/execution/sanitize.py``; a DataFrame's further rows come from
@@ -51,7 +52,7 @@ from ..errors import AuthenticationError, BIError, InvalidRequestError
 from ..execution.live import LiveSession, LiveSessions
 from ..models import User
 from ..services.card_runs import dataset_files
-from .base import STATUS_OF_ERROR, log
+from .base import log, origin_allowed, refuse
 
 SUBPROTOCOL = "bi.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "bearer."
@@ -94,8 +95,7 @@ class CardSocket(websocket.WebSocketHandler):
             else:
                 self.live = await self.sessions.open(self.user, await self.datasets_to_load())
         except BIError as exc:
-            self.set_status(STATUS_OF_ERROR.get(type(exc), 400))
-            self.finish({"error": {"code": exc.code, "message": exc.message, "details": exc.details}})
+            refuse(self, exc)
 
     async def datasets_to_load(self) -> list[tuple[str, Any]]:
         """The datasets named by ``?datasets=``, each checked against the caller's access."""
@@ -119,8 +119,7 @@ class CardSocket(websocket.WebSocketHandler):
         return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
 
     def check_origin(self, origin: str) -> bool:
-        allowed = self.settings.get("cors_origins", ())
-        return origin in allowed or "*" in allowed or super().check_origin(origin)
+        return origin_allowed(self.settings, origin) or super().check_origin(origin)
 
     # the socket --------------------------------------------------------------
     def open(self, *args: Any, **kwargs: Any) -> None:

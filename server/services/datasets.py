@@ -142,6 +142,14 @@ class DatasetService(LoggingConfigurable):
         version = await self.get_version(user, dataset_id)
         return dataset.name, await self.store.blob_path(version.blob_key)
 
+    async def parquet_files(self, user: User) -> list[tuple[str, Path]]:
+        """Every dataset ``user`` can see, as ``parquet_file`` gives one: their own first, one per name."""
+        files: dict[str, Path] = {}
+        for dataset, version in sorted(await self.list_visible(user), key=lambda dv: dv[0].owner_id != user.id):
+            if dataset.name not in files:
+                files[dataset.name] = await self.store.blob_path(version.blob_key)
+        return list(files.items())
+
     async def list_versions(self, user: User, dataset_id: str) -> list[DatasetVersion]:
         dataset = await self.get_visible(user, dataset_id)
         return await self.store.list_dataset_versions(dataset.id)

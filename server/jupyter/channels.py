@@ -1,0 +1,86 @@
+"""The kernel channels websocket, ``/api/kernels/{id}/channels?session_id=``, as Jupyter clients use it.
+
+It speaks ``v1.kernel.websocket.jupyter.org`` when the client offers it and the legacy JSON form
+otherwise (``wire.py``), authenticates like the REST API (header or ``?token=``) before upgrading,
+and sets TCP_NODELAY: without it every message after the first of a reply waits out the client's
+delayed ACK (about 40 ms). A frame the server cannot read is logged and dropped; the socket stays.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from tornado import websocket
+
+from ..errors import BIError
+from ..handlers.base import log, origin_allowed, refuse
+from ..models import User
+from .handlers import request_token
+from .kernel import JupyterKernel
+from .wire import V1, BadFrame, KernelMessage, decode, encode
+
+
+class KernelChannelsHandler(websocket.WebSocketHandler):
+    user: User | None = None
+    kernel: JupyterKernel | None = None
+    session_id: str | None = None
+
+    def initialize(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.started = time.perf_counter()
+        self.received = 0
+
+    async def prepare(self) -> None:
+        """Authenticate and find the caller's kernel before upgrading; failures are plain HTTP errors."""
+        try:
+            self.user = await self.settings["auth"].authenticate(request_token(self.request))
+            structlog.contextvars.bind_contextvars(user_id=self.user.id)
+            self.kernel = self.settings["jupyter_kernels"].get(self.user, self.path_kwargs["kernel_id"])
+        except BIError as exc:
+            refuse(self, exc)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return V1 if V1 in subprotocols else None
+
+    def check_origin(self, origin: str) -> bool:
+        return origin_allowed(self.settings, origin) or super().check_origin(origin)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)
+        assert self.kernel is not None
+        self.session_id = self.get_query_argument("session_id", None) or None
+        self.kernel.attach(self)
+        log.info("jupyter_socket_opened", endpoint=self.endpoint, kernel_id=self.kernel.id,
+                 protocol=self.selected_subprotocol or "legacy")
+
+    def on_message(self, frame: str | bytes) -> None:
+        assert self.kernel is not None
+        try:
+            message = decode(frame, self.selected_subprotocol)
+        except BadFrame as exc:
+            log.warning("jupyter_frame_dropped", kernel_id=self.kernel.id, reason=str(exc))
+            return
+        self.received += 1
+        self.kernel.receive(message)
+
+    def send(self, message: KernelMessage) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        try:
+            frame = encode(message, self.selected_subprotocol)
+        except BadFrame as exc:  # the kernel sent a part that is not JSON
+            log.warning("jupyter_kernel_message_dropped", kernel_id=self.path_kwargs["kernel_id"], error=str(exc))
+            return
+        self.write_message(frame, binary=isinstance(frame, bytes))
+
+    def end(self, reason: str) -> None:
+        self.close(1000, reason[:120])
+
+    def on_close(self) -> None:
+        if self.kernel is not None:
+            self.kernel.detach(self)
+        log.info("jupyter_socket_closed", endpoint=self.endpoint, kernel_id=self.kernel.id if self.kernel else None,
+                 user_id=self.user.id if self.user else None, received=self.received,
+                 duration_ms=round((time.perf_counter() - self.started) * 1000, 2), code=self.close_code)

@@ -1,0 +1,147 @@
+"""The Jupyter Server REST API for kernels, kernel specs and sessions, as Jupyter clients call it.
+
+Authenticate with our JWT as ``Authorization: token <jwt>`` (what Jupyter clients send),
+``Authorization: Bearer <jwt>``, or ``?token=<jwt>``. Each user sees only their own kernels and
+sessions; anyone else's are 404. Errors keep the API's one JSON shape.
+"""
+
+from __future__ import annotations
+
+from tornado.httputil import HTTPServerRequest
+
+from ..errors import AuthenticationError
+from ..execution.pool import KernelPool
+from ..handlers.base import APIHandler
+from . import specs
+from .kernel import JupyterKernel
+from .manager import JupyterKernels
+from .sessions import JupyterSessions
+
+NULLABLE_STRING = {"type": ["string", "null"], "maxLength": 4096}
+KERNEL_SCHEMA = {"type": ["object", "null"], "properties": {"id": NULLABLE_STRING, "name": NULLABLE_STRING}}
+START_SCHEMA = {"type": ["object", "null"], "properties": {"name": NULLABLE_STRING}}
+SESSION_SCHEMA = {
+    "type": "object",
+    "properties": {"path": NULLABLE_STRING, "name": NULLABLE_STRING, "type": NULLABLE_STRING,
+                   "kernel": KERNEL_SCHEMA,
+                   "notebook": {"type": "object", "properties": {"path": NULLABLE_STRING}}},
+}
+
+
+def request_token(request: HTTPServerRequest) -> str:
+    """The JWT of a request to the Jupyter API, from its Authorization header or ``?token=``."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() in ("bearer", "token") and token.strip():
+        return token.strip()
+    for value in request.query_arguments.get("token", []):
+        return value.decode()
+    raise AuthenticationError("Sign in first: send 'Authorization: token <jwt>' or '?token=<jwt>'.")
+
+
+class JupyterHandler(APIHandler):
+    def _bearer_token(self) -> str:
+        return request_token(self.request)
+
+    @property
+    def pool(self) -> KernelPool:
+        return self.settings["kernel_pool"]
+
+    @property
+    def kernels(self) -> JupyterKernels:
+        return self.settings["jupyter_kernels"]
+
+    @property
+    def sessions(self) -> JupyterSessions:
+        return self.settings["jupyter_sessions"]
+
+    def kernel(self, kernel_id: str) -> JupyterKernel:
+        assert self.user is not None
+        return self.kernels.get(self.user, kernel_id)
+
+
+class KernelSpecsHandler(JupyterHandler):
+    def get(self) -> None:
+        spec = specs.model(self.pool.limits)
+        self.write_json({"default": spec["name"], "kernelspecs": {spec["name"]: spec}})
+
+
+class KernelSpecHandler(JupyterHandler):
+    def get(self, name: str) -> None:
+        specs.check(name)
+        self.write_json(specs.model(self.pool.limits))
+
+
+class KernelSpecResourceHandler(JupyterHandler):
+    auth_required = False
+
+    def get(self, name: str, filename: str) -> None:
+        body, content_type = specs.resource(name, filename)
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "public, max-age=86400")
+        self.finish(body)
+
+
+class KernelsHandler(JupyterHandler):
+    def get(self) -> None:
+        assert self.user is not None
+        self.write_json([k.model() for k in self.kernels.of_user(self.user)])
+
+    async def post(self) -> None:
+        assert self.user is not None
+        specs.check((self.json_body(START_SCHEMA) or {}).get("name"))
+        kernel = await self.kernels.start(self.user)
+        self.set_header("Location", f"/api/kernels/{kernel.id}")
+        self.write_json(kernel.model(), 201)
+
+
+class KernelHandler(JupyterHandler):
+    def get(self, kernel_id: str) -> None:
+        self.write_json(self.kernel(kernel_id).model())
+
+    async def delete(self, kernel_id: str) -> None:
+        await self.kernels.shutdown(self.kernel(kernel_id))
+        self.set_status(204)
+        self.finish()
+
+
+class KernelInterruptHandler(JupyterHandler):
+    async def post(self, kernel_id: str) -> None:
+        await self.kernel(kernel_id).interrupt()
+        self.set_status(204)
+        self.finish()
+
+
+class KernelRestartHandler(JupyterHandler):
+    async def post(self, kernel_id: str) -> None:
+        kernel = self.kernel(kernel_id)
+        await kernel.restart()
+        self.write_json(kernel.model())
+
+
+class SessionsHandler(JupyterHandler):
+    def get(self) -> None:
+        assert self.user is not None
+        self.write_json([s.model() for s in self.sessions.of_user(self.user)])
+
+    async def post(self) -> None:
+        assert self.user is not None
+        session = await self.sessions.create(self.user, self.json_body(SESSION_SCHEMA))
+        self.set_header("Location", f"/api/sessions/{session.id}")
+        self.write_json(session.model(), 201)
+
+
+class SessionHandler(JupyterHandler):
+    def get(self, session_id: str) -> None:
+        assert self.user is not None
+        self.write_json(self.sessions.get(self.user, session_id).model())
+
+    async def patch(self, session_id: str) -> None:
+        assert self.user is not None
+        session = await self.sessions.update(self.user, session_id, self.json_body(SESSION_SCHEMA))
+        self.write_json(session.model())
+
+    async def delete(self, session_id: str) -> None:
+        assert self.user is not None
+        await self.sessions.delete(self.user, session_id)
+        self.set_status(204)
+        self.finish()

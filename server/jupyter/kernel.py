@@ -1,0 +1,290 @@
+"""A Jupyter kernel: one pool session whose ZeroMQ channels are relayed to websockets.
+
+Messages from clients go to the kernel's shell, control and stdin channels as they are, signed
+with the kernel's key. Everything the kernel sends goes to every socket connected to it: they are
+all its user's, and Jupyter clients ignore replies to requests they did not make. While no socket
+is connected, messages are kept (up to ``buffer_bytes``, oldest dropped first) and replayed to the
+next socket of the same client session (``?session_id=``), as Jupyter Server does.
+
+Each execute_request is held to the pool's limits from its ``busy`` status to its ``idle`` one
+(``RunLimit``, as for cards): past the wall clock or the output cap the kernel is interrupted and
+clients get a notice on stderr; output past the cap is dropped. A kernel that does not stop within
+the grace is killed and replaced. A run cut short that way (or by the kernel's death) ends with an
+error, an ``execute_reply`` and the ``restarting`` status that Jupyter clients know from restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any, Callable, Protocol
+
+import zmq
+from jupyter_client import protocol_version
+
+from ..execution.outputs import error_output, truncation_notice
+from ..execution.session import Kernel, KernelSession, RunLimit, death_output
+from ..logs import get_logger
+from ..models import utcnow
+from .wire import BadFrame, KernelMessage, from_fields
+
+log = get_logger("bi.jupyter")
+
+KERNEL_NAME = "python3"
+CLIENT_CHANNELS = ("shell", "control", "stdin")
+KERNEL_CHANNELS = ("shell", "control", "stdin", "iopub")
+OUTPUT_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result", "error",
+                          "clear_output"})
+PENDING_REQUESTS = 1000  # execute_requests remembered until the kernel starts them
+STOP_ERRORS = {"timeout": "ExecutionTimeout", "output": "OutputLimitExceeded"}
+
+
+class Socket(Protocol):
+    session_id: str | None
+
+    def send(self, message: KernelMessage) -> None: ...
+
+    def end(self, reason: str) -> None: ...
+
+
+@dataclasses.dataclass(eq=False)
+class Run:
+    """The execute_request the kernel is running now."""
+
+    request: dict[str, Any]  # its header
+    limit: RunLimit
+    output_bytes: int = 0
+    over_output: bool = False
+    done: bool = False
+    wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    enforcer: asyncio.Task[None] | None = None  # held here so that it is not garbage-collected
+
+
+class JupyterKernel:
+    def __init__(self, session: KernelSession, buffer_bytes: int, on_closed: Callable[[JupyterKernel], None]):
+        self.session = session
+        self.buffer_bytes = buffer_bytes
+        self.on_closed = on_closed
+        self.sockets: set[Socket] = set()
+        self.last_activity = dt.datetime.now(dt.timezone.utc)
+        self._state = "idle"
+        self._kernel = session.kernel
+        self._readers: list[asyncio.Task[None]] = []
+        self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self._run: Run | None = None
+        self._kept: collections.deque[KernelMessage] = collections.deque()
+        self._kept_bytes = 0
+        self._kept_for: str | None = None  # the client session the kept messages are for
+        session.listeners.add(self._session_event)
+        self._follow(session.kernel)
+
+    @property
+    def id(self) -> str:
+        return self.session.id
+
+    def model(self) -> dict[str, Any]:
+        """The kernel as Jupyter Server describes one."""
+        return {"id": self.id, "name": KERNEL_NAME,
+                "last_activity": self.last_activity.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "execution_state": "busy" if self._run else self._state, "connections": len(self.sockets)}
+
+    # clients -----------------------------------------------------------------
+    def attach(self, socket: Socket) -> None:
+        """Send the kernel's messages to ``socket`` too; a returning client session first gets what it missed."""
+        if self.session.closed:  # shut down while the socket was opening
+            socket.end("the kernel was shut down")
+            return
+        if not self.sockets:
+            if socket.session_id is not None and socket.session_id == self._kept_for:
+                for message in self._kept:
+                    socket.send(message)
+                log.info("jupyter_replayed", kernel_id=self.id, messages=len(self._kept))
+            self._kept.clear()
+            self._kept_bytes = 0
+        self.sockets.add(socket)
+
+    def detach(self, socket: Socket) -> None:
+        self.sockets.discard(socket)
+        if not self.sockets:
+            self._kept_for = socket.session_id
+
+    def receive(self, message: KernelMessage) -> None:
+        """A message from a client: on to the kernel's channel, an execute_request noted for the limits."""
+        if message.channel not in CLIENT_CHANNELS:
+            log.warning("jupyter_message_ignored", kernel_id=self.id, channel=message.channel)
+            return
+        self.session.touch()
+        self.last_activity = dt.datetime.now(dt.timezone.utc)
+        kernel = self.session.kernel
+        try:
+            kernel.client.session.send_raw(getattr(kernel.client, f"{message.channel}_channel").socket,
+                                           message.parts)
+        except zmq.ZMQError as exc:  # the kernel is being replaced
+            log.warning("jupyter_message_dropped", kernel_id=self.id, msg_type=message.msg_type, error=str(exc))
+            return
+        if message.channel == "shell" and message.msg_type == "execute_request" and message.msg_id:
+            self._pending[message.msg_id] = message.header
+            while len(self._pending) > PENDING_REQUESTS:
+                self._pending.popitem(last=False)
+
+    async def interrupt(self) -> None:
+        await self.session.interrupt_kernel()
+
+    async def restart(self) -> None:
+        await self.session.restart("restarted by its user")
+
+    # the kernel's messages -----------------------------------------------------
+    def _follow(self, kernel: Kernel) -> None:
+        """Relay the channels of ``kernel``, a ready kernel (the session's now)."""
+        self._kernel = kernel
+        self._state = "idle"
+        self._readers = [asyncio.create_task(self._read(kernel, channel)) for channel in KERNEL_CHANNELS]
+
+    async def _read(self, kernel: Kernel, channel: str) -> None:
+        socket = getattr(kernel.client, f"{channel}_channel").socket
+        with contextlib.suppress(zmq.ZMQError):  # its kernel was stopped
+            while True:
+                frames = await socket.recv_multipart()
+                try:
+                    _, parts = kernel.client.session.feed_identities(frames)  # ValueError without a delimiter
+                    if len(parts) < 5:
+                        raise BadFrame("a kernel message has a signature and four JSON parts")
+                    self._from_kernel(KernelMessage(channel, parts[1:]))  # without the signature
+                except ValueError as exc:  # BadFrame included
+                    log.warning("jupyter_kernel_message_dropped", kernel_id=self.id, channel=channel, error=str(exc))
+                except Exception:  # one bad message must not end the relay
+                    log.exception("jupyter_kernel_message_failed", kernel_id=self.id, channel=channel)
+
+    def _from_kernel(self, message: KernelMessage) -> None:
+        if message.channel == "iopub" and not self._track(message):
+            return
+        self._send(message)
+
+    def _track(self, message: KernelMessage) -> bool:
+        """Follow runs and state on iopub; False for output past the cap."""
+        run, parent_id = self._run, message.parent_id
+        if message.msg_type == "status":
+            state = message.content.get("execution_state")
+            self._state = state if isinstance(state, str) else self._state
+            if state == "busy" and parent_id in self._pending:
+                self._start_run(self._pending.pop(parent_id))
+            elif state == "idle" and run is not None and parent_id == run.request["msg_id"]:
+                self._end_run(run)
+            return True
+        if run is None or parent_id != run.request["msg_id"] or message.msg_type not in OUTPUT_TYPES:
+            return True
+        if run.over_output:
+            return False
+        run.output_bytes += message.size
+        if run.output_bytes > self.session.limits.output_bytes:
+            run.over_output = True
+            run.wake.set()
+            self._notice(run, truncation_notice(self.session.limits.output_bytes))
+            return False
+        return True
+
+    def _send(self, message: KernelMessage) -> None:
+        for socket in list(self.sockets):
+            socket.send(message)
+        if not self.sockets:
+            self._kept.append(message)
+            self._kept_bytes += message.size
+            while self._kept_bytes > self.buffer_bytes:
+                self._kept_bytes -= self._kept.popleft().size
+
+    def _server_message(self, channel: str, msg_type: str, content: dict[str, Any],
+                        parent: dict[str, Any] | None) -> KernelMessage:
+        header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "bi", "session": self.id,
+                  "date": utcnow(), "version": protocol_version}
+        return from_fields(channel, {"header": header, "parent_header": parent, "content": content}, [])
+
+    def _notice(self, run: Run, text: str) -> None:
+        self._send(self._server_message("iopub", "stream", {"name": "stderr", "text": text}, run.request))
+
+    # runs ----------------------------------------------------------------------
+    def _start_run(self, request: dict[str, Any]) -> None:
+        if self._run is not None:  # its idle status never came
+            self._end_run(self._run)
+        run = Run(request, RunLimit(self.session))
+        self._run = run
+        self.session.metrics.busy.inc()
+        run.enforcer = asyncio.create_task(self._enforce(run))
+
+    def _end_run(self, run: Run) -> None:
+        if run.done:
+            return
+        run.done = True
+        run.wake.set()
+        self.session.metrics.busy.dec()
+        self.session.metrics.execution_seconds.observe(run.limit.elapsed_ms() / 1000)
+        self.session.touch()
+        if self._run is run:
+            self._run = None
+
+    async def _enforce(self, run: Run) -> None:
+        """Hold ``run`` to the limits while it lasts; past the grace, its kernel is replaced."""
+        while not run.done:
+            stopping = run.limit.reason
+            if await run.limit.check(run.over_output):
+                await self.session.restart(run.limit.kill_reason, run.limit.kernel)
+                return
+            if stopping is None and run.limit.reason == "timeout":
+                self._notice(run, f"\n[{run.limit.message(restarted=False)}]\n")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(run.wake.wait(), run.limit.remaining())
+            run.wake.clear()
+
+    def _fail(self, request: dict[str, Any], error: dict[str, Any]) -> None:
+        """Answer an execute_request that no kernel will run as a failed execution."""
+        ename, evalue = error["ename"], error["evalue"]
+        content = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
+        self._send(self._server_message("iopub", "error", content, request))
+        self._send(self._server_message("shell", "execute_reply",
+                                        {"status": "error", "execution_count": None, **content}, request))
+        self._send(self._server_message("iopub", "status", {"execution_state": "idle"}, request))
+
+    # the session's life --------------------------------------------------------
+    def _session_event(self, event: dict[str, Any]) -> None:
+        if event["event"] == "kernel_restarted":
+            self._restarted()
+        elif event["event"] == "broken":
+            self._kernel_gone(error_output("KernelDead", event["reason"]))
+            self._send(self._server_message("iopub", "status", {"execution_state": "dead"}, None))
+        elif event["event"] == "closed":
+            self._kernel_gone(error_output("KernelDead", f"the kernel was shut down ({event['reason']})"))
+            for socket in list(self.sockets):
+                socket.end(event["reason"])
+            self.on_closed(self)
+
+    def _restarted(self) -> None:
+        """The session has a fresh kernel: end what the old one ran, tell clients, relay the new one."""
+        run, old = self._run, self._kernel
+        if run is not None and run.limit.reason is not None:
+            self._kernel_gone(error_output(STOP_ERRORS[run.limit.reason], run.limit.message(restarted=True)))
+        elif old.exited.done():
+            self._kernel_gone(death_output(old.exited.result()))
+        else:
+            self._kernel_gone(error_output("KernelRestarted", "the kernel was restarted"))
+        self._send(self._server_message("iopub", "status", {"execution_state": "restarting"}, None))
+        self._follow(self.session.kernel)
+
+    def _kernel_gone(self, error: dict[str, Any]) -> None:
+        """Stop relaying the kernel; what it ran, or had been sent to run, fails with ``error``.
+
+        A kernel that dies at once may never publish the ``busy`` status of the code that killed it.
+        """
+        for task in self._readers:
+            task.cancel()
+        self._readers = []
+        self._state = "dead"
+        requests = list(self._pending.values())
+        self._pending.clear()
+        if self._run is not None:
+            requests.insert(0, self._run.request)
+            self._end_run(self._run)
+        for request in requests:
+            self._fail(request, error)

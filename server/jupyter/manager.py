@@ -1,0 +1,52 @@
+"""The Jupyter kernels of one server: pool sessions of kind "jupyter", each its user's only."""
+
+from __future__ import annotations
+
+from traitlets import Integer
+from traitlets.config import LoggingConfigurable
+
+from ..errors import NotFoundError
+from ..execution.pool import KernelPool
+from ..models import User
+from ..services.datasets import DatasetService
+from .kernel import JupyterKernel
+
+KIND = "jupyter"
+
+
+class JupyterKernels(LoggingConfigurable):
+    replay_buffer_bytes = Integer(
+        8 * 1024 * 1024, help="Kernel messages kept per kernel while no client is connected, replayed to "
+                              "the client session when it reconnects (oldest dropped first).").tag(config=True)
+
+    def __init__(self, pool: KernelPool, datasets: DatasetService, **kwargs):
+        super().__init__(**kwargs)
+        self.pool = pool
+        self.datasets = datasets
+        self._kernels: dict[str, JupyterKernel] = {}
+
+    async def start(self, user: User) -> JupyterKernel:
+        """A new kernel of ``user`` in which ``load_dataset`` reads every dataset they can see now.
+
+        It counts against the pool's ``sessions_per_user``, starts in flight included.
+        """
+        session = await self.pool.open(user, await self.datasets.parquet_files(user), KIND)
+        kernel = JupyterKernel(session, self.replay_buffer_bytes, self._closed)
+        self._kernels[kernel.id] = kernel
+        return kernel
+
+    def get(self, user: User, kernel_id: str) -> JupyterKernel:
+        """The kernel if it is ``user``'s; anyone else's does not exist for them."""
+        try:
+            return self._kernels[self.pool.get(user, kernel_id, KIND).id]
+        except NotFoundError:
+            raise NotFoundError("No such kernel; it may have been shut down or culled for idleness.") from None
+
+    def of_user(self, user: User) -> list[JupyterKernel]:
+        return [self._kernels[session.id] for session in self.pool.of_user(user, KIND)]
+
+    async def shutdown(self, kernel: JupyterKernel) -> None:
+        await self.pool.close_session(kernel.session, "shut down by its user")
+
+    def _closed(self, kernel: JupyterKernel) -> None:
+        self._kernels.pop(kernel.id, None)

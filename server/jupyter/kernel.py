@@ -39,7 +39,8 @@ CLIENT_CHANNELS = ("shell", "control", "stdin")
 KERNEL_CHANNELS = ("shell", "control", "stdin", "iopub")
 OUTPUT_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result", "error",
                           "clear_output"})
-PENDING_REQUESTS = 1000  # execute_requests remembered until the kernel starts them
+PENDING_REQUESTS = 1000  # execute_requests sent but not started, shell requests held back: at most
+REPLY_GRACE = 1.0  # seconds a shell reply may trail its request's idle status
 STOP_ERRORS = {"timeout": "ExecutionTimeout", "output": "OutputLimitExceeded"}
 
 
@@ -79,6 +80,8 @@ class JupyterKernel:
         self._kept: collections.deque[KernelMessage] = collections.deque()
         self._kept_bytes = 0
         self._kept_for: str | None = None  # the client session the kept messages are for
+        self._awaiting: str | None = None  # the shell request the kernel is answering
+        self._held: collections.deque[KernelMessage] = collections.deque()  # shell requests after it
         session.listeners.add(self._session_event)
         self._follow(session.kernel)
 
@@ -113,12 +116,36 @@ class JupyterKernel:
             self._kept_for = socket.session_id
 
     def receive(self, message: KernelMessage) -> None:
-        """A message from a client: on to the kernel's channel, an execute_request noted for the limits."""
+        """A message from a client: on to the kernel's channel (a shell request in its turn)."""
         if message.channel not in CLIENT_CHANNELS:
             log.warning("jupyter_message_ignored", kernel_id=self.id, channel=message.channel)
             return
         self.session.touch()
         self.last_activity = dt.datetime.now(dt.timezone.utc)
+        if message.channel != "shell" or not message.msg_type.endswith("_request"):
+            self._forward(message)
+        elif len(self._held) >= PENDING_REQUESTS:
+            log.warning("jupyter_message_dropped", kernel_id=self.id, msg_type=message.msg_type,
+                        error="too many shell requests waiting")
+        else:
+            self._held.append(message)
+            self._next_request()
+
+    def _next_request(self, answered: str | None = None) -> None:
+        """Send the next held shell request once the kernel has answered the one before (``answered``).
+
+        One at a time, because ipykernel 7 can lose the reply to a request that reaches it while it
+        sends the previous reply: the client then waits forever (reproduced here about once in 350
+        back-to-back kernel_info_requests). The kernel runs shell requests in turn anyway.
+        """
+        if answered is not None and answered == self._awaiting:
+            self._awaiting = None
+        if self._awaiting is None and self._held:
+            message = self._held.popleft()
+            self._awaiting = message.msg_id
+            self._forward(message)
+
+    def _forward(self, message: KernelMessage) -> None:
         kernel = self.session.kernel
         try:
             kernel.client.session.send_raw(getattr(kernel.client, f"{message.channel}_channel").socket,
@@ -162,6 +189,8 @@ class JupyterKernel:
     def _from_kernel(self, message: KernelMessage) -> None:
         if message.channel == "iopub" and not self._track(message):
             return
+        if message.channel == "shell":
+            self._next_request(answered=message.parent_id)
         self._send(message)
 
     def _track(self, message: KernelMessage) -> bool:
@@ -174,6 +203,9 @@ class JupyterKernel:
                 self._start_run(self._pending.pop(parent_id))
             elif state == "idle" and run is not None and parent_id == run.request["msg_id"]:
                 self._end_run(run)
+            if state == "idle" and parent_id is not None and parent_id == self._awaiting:
+                # a request the kernel does not know gets no reply: do not wait for one for ever
+                asyncio.get_running_loop().call_later(REPLY_GRACE, self._next_request, parent_id)
             return True
         if run is None or parent_id != run.request["msg_id"] or message.msg_type not in OUTPUT_TYPES:
             return True
@@ -281,8 +313,11 @@ class JupyterKernel:
             task.cancel()
         self._readers = []
         self._state = "dead"
-        requests = list(self._pending.values())
+        self._awaiting = None
+        requests = [*self._pending.values(),
+                    *(held.header for held in self._held if held.msg_type == "execute_request")]
         self._pending.clear()
+        self._held.clear()
         if self._run is not None:
             requests.insert(0, self._run.request)
             self._end_run(self._run)

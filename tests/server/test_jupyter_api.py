@@ -267,6 +267,26 @@ async def test_limits_hold_for_code_sent_over_the_socket(start_cards):
     assert "bi_execution_timeouts_total 2.0" in (await api.fetch("GET", "/metrics")).body.decode()
 
 
+async def test_back_to_back_requests_all_get_their_replies(start_cards):
+    """A request sent while the kernel answers the one before is not lost (ipykernel 7 loses about
+    one in 350 when both meet in the kernel); a request the kernel ignores holds up nothing."""
+    api = await start_cards()
+    token = await api.login()
+    kernel_id = (await api.fetch("POST", "/api/kernels", token=token, json_body={})).json()["id"]
+    socket = await connect(api, token, kernel_id)
+    for _ in range(1000):
+        first = socket.send("kernel_info_request", {})
+        second = socket.send("kernel_info_request", {})
+        replies = {first, second}
+        while replies:
+            message = await socket.receive(timeout=5)
+            if message["channel"] == "shell":
+                replies.discard(message["parent_header"]["msg_id"])
+    socket.send("no_such_request", {})
+    answered = await socket.answers(socket.send("kernel_info_request", {}))
+    assert reply_of(answered)["language_info"]["name"] == "python"
+
+
 async def test_replay_culling_and_the_per_user_limit(start_cards):
     """Starts in flight count against the limit; a returning client gets what it missed; idle kernels are culled."""
     api = await start_cards(KernelPool__idle_timeout=2.0, KernelPool__sessions_per_user=2,
@@ -304,7 +324,8 @@ async def test_replay_culling_and_the_per_user_limit(start_cards):
         await asyncio.sleep(0.5)
     assert (await api.fetch("GET", f"/api/kernels/{busy}", token=token)).code == 200
     assert (await api.fetch("GET", f"/api/kernels/{quiet}", token=token)).code == 404
-    assert await watcher.connection.read_message() is None, "a culled kernel's sockets are closed"
+    while await asyncio.wait_for(watcher.connection.read_message(), 5) is not None:
+        pass  # the kernel's own status messages may come first; the socket must then close
     assert await asyncio.wait_for(other.connection.read_message(), 5) is None
     assert (await api.fetch("GET", "/api/kernels", token=token)).json() == []
 

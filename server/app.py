@@ -95,6 +95,7 @@ class BIApp(Application):
         "executor": ("kernels.agent_app.ExecutorApp", "Start the executor agent (sandboxed kernel pool)."),
         "init-tables": ("server.app.InitTablesApp", "Create the store's tables and buckets (idempotent)."),
         "user": ("server.app.UserApp", "Manage users: bi user add."),
+        "dashboards": ("server.dashboards_cli.DashboardsApp", "Export and import dashboards: bi dashboards export|import."),
     }
 
     def initialize(self, argv: list[str] | None = None) -> None:

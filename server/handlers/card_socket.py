@@ -123,10 +123,16 @@ class CardSocket(JSONSocket):
                                                   '{"type": "execute", "code": ...} or {"type": "interrupt"}.'}))
             return
         if body["type"] == "execute":
+            if not await self.may_still_edit():
+                return
             self.runs += 1
             self.live.execute(body["code"], body.get("run_id") or f"run-{self.live.seq + 1}")
         else:
             await self.live.interrupt()
+
+    async def may_still_edit(self) -> bool:
+        """Scratch code needs no access to anything but the caller's own datasets."""
+        return True
 
     def end(self, reason: str) -> None:
         self.close(1000, reason[:120])
@@ -140,7 +146,17 @@ class CardSocket(JSONSocket):
 
 
 class CardEditSocket(CardSocket):
-    """``/api/cards/{id}/ws``: the card's editor, with the card's datasets loaded (needs edit access)."""
+    """``/api/cards/{id}/ws``: the card's editor, with the card's datasets loaded (needs edit access,
+    checked again before every run: a revoked share closes the socket with 4403)."""
+
+    async def may_still_edit(self) -> bool:
+        assert self.user is not None
+        try:
+            await self.settings["cards"].get_visible(self.user, self.path_kwargs["card_id"], needed="edit")
+        except BIError as exc:
+            self.close(4403, exc.message[:120])
+            return False
+        return True
 
     async def datasets_to_load(self) -> list[tuple[str, Any]]:
         assert self.user is not None

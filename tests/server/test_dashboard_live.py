@@ -3,7 +3,11 @@ re-runs on saves, new dataset versions and scheduled refreshes, presence, revoca
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+
+from server.handlers import dashboard_socket
 
 from .test_card_socket import Socket, connect
 from .test_dashboards import document
@@ -102,3 +106,75 @@ async def test_a_live_dashboard(start_cards):
     stranger = await api.add_user("stranger@example.com")
     refused = await api.fetch("GET", f"/api/dashboards/{dashboard['id']}/ws", token=stranger)
     assert refused.code == 404
+
+
+async def test_bokeh_charts_and_their_patches_reach_viewers(start_cards):
+    """A card's Bokeh item and the document patches that followed it arrive in order on the dashboard;
+    an editor whose share is revoked can no longer run the card from its editor."""
+    api = await start_cards()
+    owner = await api.login()
+    code = ("from bokeh.plotting import figure, show\nfrom bokeh.models import ColumnDataSource\n"
+            "src = ColumnDataSource({'x': [1], 'y': [1]})\np = figure(title='売上')\np.line('x', 'y', source=src)\n"
+            "show(p)\nsrc.stream({'x': [2], 'y': [20]})")
+    spec = document(parameters=[], cards=[{"key": "chart", "title": "グラフ", "code": code}],
+                    layout=[{"card": "chart", "x": 0, "y": 0, "w": 12, "h": 6}])
+    dashboard = (await api.fetch("POST", "/api/dashboards", token=owner, json_body=spec)).json()
+    editor = await api.add_user("editor@example.com")
+    await api.fetch("PUT", f"/api/dashboards/{dashboard['id']}/shares", token=owner,
+                    json_body={"email": "editor@example.com", "permission": "edit"})
+    socket = await join(api, editor, dashboard["id"])
+    assert (await socket.receive())["type"] == "snapshot"
+    pushed = await output(socket, "chart")
+    outputs = pushed["result"]["outputs"]
+    assert [o["output_type"] for o in outputs] == ["display_data", "bokeh_patch"]
+    assert outputs[1]["root_id"] == outputs[0]["data"]["application/vnd.bi.bokeh-item.v1+json"]["root_id"]
+    assert [e["kind"] for e in outputs[1]["patch"]["events"]] == ["ColumnsStreamed"]
+
+    card_id = dashboard["document"]["cards"][0]["card"]
+    card_socket = await connect(api, editor, path=f"/api/cards/{card_id}/ws")
+    assert (await card_socket.receive())["type"] == "session"
+    await api.fetch("DELETE", f"/api/dashboards/{dashboard['id']}/shares", token=owner,
+                    json_body={"email": "editor@example.com"})
+    card_socket.send(type="execute", code="print('still here?')")
+    while (message := await card_socket.connection.read_message()) is not None:
+        assert "still here" not in message
+    assert card_socket.connection.close_code == 4403
+
+
+async def test_a_slow_socket_is_dropped_and_rejoins(api, monkeypatch):
+    """Outputs are written to every socket; one that stops reading is closed with 4008 once too far
+    behind, while the others get everything; rejoining gives a snapshot with the latest output."""
+    monkeypatch.setattr(dashboard_socket, "MAX_PENDING_BYTES", 2 * 1024 * 1024)
+    owner = await api.login()
+    spec = document(parameters=[], cards=[{"key": "total", "title": "合計", "code": "1"}])
+    dashboard = (await api.fetch("POST", "/api/dashboards", token=owner, json_body=spec)).json()
+    fast, slow = await join(api, owner, dashboard["id"]), await join(api, owner, dashboard["id"])
+    room = api.app.dashboard_hub.rooms[dashboard["id"]]
+    received: list[int] = []
+
+    async def read_all() -> None:
+        while (text := await fast.connection.read_message()) is not None:
+            message = json.loads(text)
+            if message["type"] == "output":
+                received.append(message["seq"])
+
+    reader = asyncio.create_task(read_all())
+    big = {"status": "ok", "cached": True, "execution_time_ms": 1,
+           "outputs": [{"output_type": "stream", "name": "stdout", "text": "x" * 1024 * 1024}]}
+    for _ in range(40):
+        room.publish("total", big)
+        await asyncio.sleep(0.01)
+    last = room.seq["total"]
+    for _ in range(500):
+        if received and received[-1] == last:
+            break
+        await asyncio.sleep(0.02)
+    assert received[-10:] == list(range(last - 9, last + 1)), "the fast socket got every output in order"
+    while await asyncio.wait_for(slow.connection.read_message(), 30) is not None:
+        pass
+    assert slow.connection.close_code == 4008
+    again = await join(api, owner, dashboard["id"])
+    snapshot = await again.receive()
+    assert snapshot["type"] == "snapshot" and snapshot["cards"]["total"]["seq"] == last
+    fast.close()
+    await reader

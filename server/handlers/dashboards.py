@@ -86,6 +86,7 @@ class DashboardHandler(DashboardAPIHandler):
     async def delete(self, dashboard_id: str) -> None:
         assert self.user is not None
         await self.dashboards.delete(self.user, dashboard_id)
+        self.hub.dashboard_deleted(dashboard_id)
         self.set_status(204)
         self.finish()
 

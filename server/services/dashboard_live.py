@@ -207,6 +207,11 @@ class DashboardHub(LoggingConfigurable):
         for viewer in list(room.viewers):
             self._spawn(self.snapshot(viewer, room))
 
+    def dashboard_deleted(self, dashboard_id: str) -> None:
+        room = self.rooms.pop(dashboard_id, None)
+        for viewer in list(room.viewers) if room else ():
+            viewer.end(4404, "The dashboard was deleted.")
+
     async def _card_saved(self, user: User, card_id: str) -> None:
         for room in list(self.rooms.values()):
             version = await self.dashboards.current(room.dashboard_id)

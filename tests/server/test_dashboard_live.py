@@ -178,3 +178,7 @@ async def test_a_slow_socket_is_dropped_and_rejoins(api, monkeypatch):
     assert snapshot["type"] == "snapshot" and snapshot["cards"]["total"]["seq"] == last
     fast.close()
     await reader
+    assert (await api.fetch("DELETE", f"/api/dashboards/{dashboard['id']}", token=owner)).code == 204
+    while await asyncio.wait_for(again.connection.read_message(), 30) is not None:
+        pass
+    assert again.connection.close_code == 4404, "deleting a dashboard closes its sockets"

@@ -128,9 +128,11 @@ class DashboardHub(LoggingConfigurable):
                                     "cards": cards, "viewers": room.presence()}))
 
     async def personal_run(self, viewer: Viewer, dashboard_id: str, values: dict[str, Any]) -> None:
-        """Run every card with ``values`` for ``viewer`` alone (through the cache)."""
+        """Run the cards that take any of ``values`` for ``viewer`` alone (through the cache)."""
         _, version, _ = await self.dashboards.get_visible(viewer.user, dashboard_id)
         for entry in version.document["cards"]:
+            if not set(values) & set(await self._bound(version.document, entry, values)):
+                continue  # the card does not take any of them: what it shows stands
             try:
                 result = await self.run_card(viewer.user, version.document, entry, values)
             except BIError as exc:

@@ -12,7 +12,6 @@ runner, so unchanged inputs are answered from the cache.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from typing import Any, Protocol
@@ -240,8 +239,10 @@ class DashboardHub(LoggingConfigurable):
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(self.refresh_tick)
-            with contextlib.suppress(Exception):
+            try:
                 await self.refresh_due()
+            except Exception:  # a store hiccup must not end the schedule
+                log.exception("dashboard_refresh_failed")
 
     async def refresh_due(self) -> list[str]:
         """Re-run (past the cache) the cards of every dashboard whose refresh interval has passed."""

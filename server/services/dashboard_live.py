@@ -49,6 +49,8 @@ class Room:
         self.viewers: set[Viewer] = set()
         self.seq: dict[str, int] = {}
         self.latest: dict[str, dict[str, Any]] = {}
+        self.running: set[str] = set()  # cards being run because a snapshot found no result
+        self.joining = 0  # viewers whose snapshot is being made
 
     def broadcast(self, message: dict[str, Any]) -> None:
         frame = frame_of(message)  # serialised once for every socket
@@ -95,10 +97,13 @@ class DashboardHub(LoggingConfigurable):
 
     # viewers -----------------------------------------------------------------------
     async def join(self, viewer: Viewer, dashboard_id: str) -> Room:
-        """Add ``viewer`` (already authorised) and send it a snapshot; cards never run get run now."""
+        """Send ``viewer`` (already authorised) a snapshot and add it; cards never run get run now."""
         room = self.rooms.setdefault(dashboard_id, Room(dashboard_id))
-        room.viewers.add(viewer)
-        await self.snapshot(viewer, room)
+        room.joining += 1
+        try:
+            await self.snapshot(viewer, room)
+        finally:
+            room.joining -= 1
         room.broadcast({"type": "presence", "viewers": room.presence()})
         return room
 
@@ -106,23 +111,28 @@ class DashboardHub(LoggingConfigurable):
         room.viewers.discard(viewer)
         if room.viewers:
             room.broadcast({"type": "presence", "viewers": room.presence()})
-        elif self.rooms.get(room.dashboard_id) is room:
+        elif not room.joining and self.rooms.get(room.dashboard_id) is room:
             del self.rooms[room.dashboard_id]
 
     async def snapshot(self, viewer: Viewer, room: Room) -> None:
+        """Send the dashboard with every card's latest output, and from then on what is published."""
         dashboard, version, access = await self.dashboards.get_visible(viewer.user, room.dashboard_id)
-        cards = {}
+        infos = {}
         for entry in version.document["cards"]:
             key = entry["key"]
-            if key not in room.latest:
+            if key not in room.latest and key not in room.running:
                 result = await self._cached(viewer.user, version.document, entry)
-                if result is not None:
+                if result is None:  # many viewers joining at once start one run
+                    room.running.add(key)
+                    self._spawn(self._first_run(viewer.user, room, key))
+                elif key not in room.latest:  # nothing was published while the cache answered
                     room.seq[key] = room.seq.get(key, 0) + 1
                     room.latest[key] = result
-                else:
-                    self._spawn(self._run_and_publish(viewer.user, room.dashboard_id, key))
-            cards[key] = {**await self._card_info(entry["card"]), "seq": room.seq.get(key, 0),
-                          "result": room.latest.get(key)}
+            infos[key] = await self._card_info(entry["card"])
+        # from here on no await: nothing is published between the snapshot and joining the room
+        room.viewers.add(viewer)
+        cards = {key: {**info, "seq": room.seq.get(key, 0), "result": room.latest.get(key)}
+                 for key, info in infos.items()}
         viewer.send_frame(frame_of({"type": "snapshot", "dashboard": dashboard_json(dashboard, version, access),
                                     "cards": cards, "viewers": room.presence()}))
 
@@ -167,6 +177,12 @@ class DashboardHub(LoggingConfigurable):
         version = card and await self.store.get_card_version(card.id, card.current_version)
         declared = {p["name"] for p in version.parameters} if version else set()
         return {name: value for name, value in chosen.items() if name in declared}
+
+    async def _first_run(self, user: User, room: Room, key: str) -> None:
+        try:
+            await self._run_and_publish(user, room.dashboard_id, key)
+        finally:
+            room.running.discard(key)
 
     async def _run_and_publish(self, user: User, dashboard_id: str, key: str, force: bool = False) -> None:
         version = await self.dashboards.current(dashboard_id)

@@ -7,6 +7,8 @@ import asyncio
 import json
 import time
 
+from structlog.testing import capture_logs
+
 from server.handlers import dashboard_socket
 
 from .test_card_socket import Socket, connect
@@ -109,8 +111,8 @@ async def test_a_live_dashboard(start_cards):
 
 
 async def test_bokeh_charts_and_their_patches_reach_viewers(start_cards):
-    """A card's Bokeh item and the document patches that followed it arrive in order on the dashboard;
-    an editor whose share is revoked can no longer run the card from its editor."""
+    """A card's Bokeh item and the document patches that followed it arrive in order on the dashboard,
+    run once for viewers who joined together; an editor whose share is revoked can no longer run the card from its editor."""
     api = await start_cards()
     owner = await api.login()
     code = ("from bokeh.plotting import figure, show\nfrom bokeh.models import ColumnDataSource\n"
@@ -122,9 +124,12 @@ async def test_bokeh_charts_and_their_patches_reach_viewers(start_cards):
     editor = await api.add_user("editor@example.com")
     await api.fetch("PUT", f"/api/dashboards/{dashboard['id']}/shares", token=owner,
                     json_body={"email": "editor@example.com", "permission": "edit"})
-    socket = await join(api, editor, dashboard["id"])
-    assert (await socket.receive())["type"] == "snapshot"
-    pushed = await output(socket, "chart")
+    with capture_logs() as logs:
+        socket, other = await asyncio.gather(join(api, editor, dashboard["id"]), join(api, owner, dashboard["id"]))
+        assert (await socket.receive())["type"] == "snapshot"
+        pushed = await output(socket, "chart")
+        await output(other, "chart")
+    assert len([e for e in logs if e["event"] == "card_executed"]) == 1, "viewers joining at once start one run"
     outputs = pushed["result"]["outputs"]
     assert [o["output_type"] for o in outputs] == ["display_data", "bokeh_patch"]
     assert outputs[1]["root_id"] == outputs[0]["data"]["application/vnd.bi.bokeh-item.v1+json"]["root_id"]

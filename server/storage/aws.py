@@ -14,6 +14,12 @@ datasets    ``OWNER#<owner_id>``    ``NAME#<name>``     ``dataset_id`` (name uni
 cards       ``CARD#<id>``           ``META``            the card's fields
 cards       ``CARD#<id>``           ``VERSION#000001``  a version's fields; ``parameters`` as JSON
 cards       ``OWNER#<owner_id>``    ``CARD#<id>``       ``card_id`` (the owner's cards)
+dashboards  ``DASHBOARD#<id>``      ``META``            the dashboard's fields
+dashboards  ``DASHBOARD#<id>``      ``VERSION#000001``  a version; ``document`` as JSON
+dashboards  ``OWNER#<owner_id>``    ``DASHBOARD#<id>``  ``dashboard_id`` (the owner's dashboards)
+dashboards  ``UID#<uid>``           ``UID``             ``dashboard_id`` (uid uniqueness)
+shares      ``DASHBOARD#<id>``      ``USER#<user_id>``  a share, by dashboard
+shares      ``USER#<user_id>``      ``DASHBOARD#<id>``  the same share, by grantee
 cache       ``RESULT#<key>``        ``RESULT``          a cached card result (outputs: a blob)
 cache       ``TABLE#<output_id>``   ``TABLE``           who may page a DataFrame output (rows: a blob)
 ==========  ======================  ==================  ===============================
@@ -48,9 +54,10 @@ from traitlets import Float, Int, Unicode, default
 
 from ..environment import setting
 from ..errors import ConflictError, NotFoundError, StoreClosedError
-from ..models import CachedResult, OutputTable, Card, CardVersion, Column, Dataset, DatasetVersion, User
+from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
+                      OutputTable, Share, User)
 from .base import Store
-from .versioned import CARDS, DATASETS, Versioned, newest_first
+from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
 
@@ -459,13 +466,8 @@ class AWSStore(Store):
         await self._run(self._create_card, card, version)
 
     def _create_card(self, card: Card, version: CardVersion) -> None:
-        table = self._table("cards")
-        reasons = self._transact([
-            _put_new(table, _meta_key(CARDS, card.id), dataclasses.asdict(card)),
-            _put_new(table, _version_key(CARDS, card.id, version.version), _card_version_fields(version)),
-            _put_new(table, _owned_card_key(card.owner_id, card.id), {"card_id": card.id}),
-        ])
-        if reasons:
+        if self._create_owned(CARDS, card.id, card.owner_id, dataclasses.asdict(card), version.version,
+                              _card_version_fields(version)):
             raise ConflictError(f"A card with the id {card.id} already exists.")
 
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
@@ -492,18 +494,104 @@ class AWSStore(Store):
         await self._run(self._delete_card, card_id)
 
     def _delete_card(self, card_id: str) -> None:
-        """Delete META and the owner's index item first, so no version can be added, then the versions."""
         item = self._get("cards", _meta_key(CARDS, card_id))
-        if item is not None:
-            card = _card(item)
-            table = self._table("cards")
-            reasons = self._transact([
-                {"Delete": {"TableName": table, "Key": _serialize(_meta_key(CARDS, card.id))}},
-                {"Delete": {"TableName": table, "Key": _serialize(_owned_card_key(card.owner_id, card.id))}},
-            ])
-            if reasons:
-                raise ConflictError("The card is being changed; retry the deletion.")
-        self._delete_versions(CARDS, card_id)
+        self._delete_owned(CARDS, card_id, _card(item).owner_id if item else None)
+
+    # records with an owner's index (cards, dashboards) ---------------------------
+    def _create_owned(self, kind: Versioned, record_id: str, owner_id: str, head: dict[str, Any], number: int,
+                      version: dict[str, Any], *unique: dict[str, Any]) -> list[dict[str, Any]]:
+        """Put the head, its first version, the owner's index item and ``unique`` items, all or none;
+        the cancellation reasons if it failed."""
+        table = self._table(kind.table)
+        return self._transact([
+            _put_new(table, _meta_key(kind, record_id), head),
+            _put_new(table, _version_key(kind, record_id, number), version),
+            _put_new(table, _owned_key(kind, owner_id, record_id), {kind.key: record_id}),
+            *unique,
+        ])
+
+    def _delete_owned(self, kind: Versioned, record_id: str, owner_id: str | None,
+                      *keys: dict[str, str]) -> None:
+        """Delete the head, the owner's index item and ``keys`` first, so that no version can be
+        added, then the versions. ``owner_id`` None: the head is gone already."""
+        if owner_id is not None:
+            table = self._table(kind.table)
+            deletes = [_meta_key(kind, record_id), _owned_key(kind, owner_id, record_id), *keys]
+            if self._transact([{"Delete": {"TableName": table, "Key": _serialize(key)}} for key in deletes]):
+                raise ConflictError(f"The {kind.noun} is being changed; retry the deletion.")
+        self._delete_versions(kind, record_id)
+
+    # dashboards ----------------------------------------------------------------
+    async def create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
+        await self._run(self._create_dashboard, dashboard, version)
+
+    def _create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
+        uid = _put_new(self._table("dashboards"), _uid_key(dashboard.uid), {"dashboard_id": dashboard.id})
+        reasons = self._create_owned(DASHBOARDS, dashboard.id, dashboard.owner_id, dataclasses.asdict(dashboard),
+                                     version.version, _dashboard_version_fields(version), uid)
+        if reasons:
+            raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists."
+                                if _failed(reasons, 3) else f"A dashboard with the id {dashboard.id} already exists.")
+
+    async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
+        await self._run(self._add_version, DASHBOARDS, version.dashboard_id, version.version,
+                        version.created_at, expected_current, _dashboard_version_fields(version))
+
+    async def get_dashboard(self, dashboard_id: str) -> Dashboard | None:
+        item = await self._run(self._get, "dashboards", _meta_key(DASHBOARDS, dashboard_id))
+        return Dashboard(**_plain(item)) if item else None
+
+    async def get_dashboard_by_uid(self, uid: str) -> Dashboard | None:
+        item = await self._run(self._get, "dashboards", _uid_key(uid))
+        return await self.get_dashboard(_plain(item)["dashboard_id"]) if item else None
+
+    async def list_dashboards(self, owner_id: str | None = None) -> list[Dashboard]:
+        items = await self._run(self._heads, DASHBOARDS, owner_id, "DASHBOARD#")
+        return newest_first(Dashboard(**_plain(item)) for item in items)
+
+    async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None:
+        item = await self._run(self._get, "dashboards", _version_key(DASHBOARDS, dashboard_id, version))
+        return _dashboard_version(item) if item else None
+
+    async def list_dashboard_versions(self, dashboard_id: str) -> list[DashboardVersion]:
+        items = await self._run(self._version_items, DASHBOARDS, dashboard_id)
+        return [_dashboard_version(item) for item in items]
+
+    async def delete_dashboard(self, dashboard_id: str) -> None:
+        await self._run(self._delete_dashboard, dashboard_id)
+
+    def _delete_dashboard(self, dashboard_id: str) -> None:
+        item = self._get("dashboards", _meta_key(DASHBOARDS, dashboard_id))
+        head = Dashboard(**_plain(item)) if item else None
+        self._delete_owned(DASHBOARDS, dashboard_id, head and head.owner_id, *([_uid_key(head.uid)] if head else []))
+        shares = list(self._query_prefix("shares", f"DASHBOARD#{dashboard_id}", "USER#"))
+        self._batch_delete("shares", [key for share in shares for key in _share_keys(_share(share))])
+
+    # shares ----------------------------------------------------------------------
+    async def put_share(self, share: Share) -> None:
+        table, fields = self._table("shares"), dataclasses.asdict(share)
+        await self._run(self._transact, [{"Put": {"TableName": table, "Item": _serialize({**key, **fields})}}
+                                         for key in _share_keys(share)])
+
+    async def delete_share(self, dashboard_id: str, user_id: str) -> bool:
+        table = self._table("shares")
+        by_dashboard, by_user = _share_keys(Share(dashboard_id, user_id, "view", "", ""))
+        reasons = await self._run(self._transact, [
+            {"Delete": {"TableName": table, "Key": _serialize(by_dashboard),
+                        "ConditionExpression": "attribute_exists(pk)"}},
+            {"Delete": {"TableName": table, "Key": _serialize(by_user)}},
+        ])
+        if reasons and not _failed(reasons, 0):
+            raise ConflictError("The share is being changed; retry.")
+        return not reasons
+
+    async def list_shares(self, dashboard_id: str) -> list[Share]:
+        items = await self._run(lambda: list(self._query_prefix("shares", f"DASHBOARD#{dashboard_id}", "USER#")))
+        return sorted((_share(item) for item in items), key=lambda s: (s.created_at, s.user_id))
+
+    async def list_user_shares(self, user_id: str) -> list[Share]:
+        items = await self._run(lambda: list(self._query_prefix("shares", f"USER#{user_id}", "DASHBOARD#")))
+        return sorted((_share(item) for item in items), key=lambda s: (s.created_at, s.dashboard_id))
 
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:
@@ -606,8 +694,18 @@ def _table_key(output_id: str) -> dict[str, str]:
     return {"pk": f"TABLE#{output_id}", "sk": "TABLE"}
 
 
-def _owned_card_key(owner_id: str, card_id: str) -> dict[str, str]:
-    return {"pk": f"OWNER#{owner_id}", "sk": f"CARD#{card_id}"}
+def _owned_key(kind: Versioned, owner_id: str, record_id: str) -> dict[str, str]:
+    return {"pk": f"OWNER#{owner_id}", "sk": f"{kind.prefix}#{record_id}"}
+
+
+def _uid_key(uid: str) -> dict[str, str]:
+    return {"pk": f"UID#{uid}", "sk": "UID"}
+
+
+def _share_keys(share: Share) -> tuple[dict[str, str], dict[str, str]]:
+    """A share is kept twice, so that both a dashboard's shares and a user's are one query."""
+    return ({"pk": f"DASHBOARD#{share.dashboard_id}", "sk": f"USER#{share.user_id}"},
+            {"pk": f"USER#{share.user_id}", "sk": f"DASHBOARD#{share.dashboard_id}"})
 
 
 # items -----------------------------------------------------------------------
@@ -641,6 +739,20 @@ def _card_version_fields(version: CardVersion) -> dict[str, Any]:
     fields["datasets"] = list(version.datasets)
     fields["parameters"] = json.dumps(list(version.parameters), ensure_ascii=False)
     return fields
+
+
+def _dashboard_version_fields(version: DashboardVersion) -> dict[str, Any]:
+    """The document goes as one JSON string, for the same reason as card parameters."""
+    return {**dataclasses.asdict(version), "document": json.dumps(version.document, ensure_ascii=False)}
+
+
+def _dashboard_version(item: dict[str, Any]) -> DashboardVersion:
+    fields = _plain(item)
+    return DashboardVersion(**{**fields, "document": json.loads(fields["document"])})
+
+
+def _share(item: dict[str, Any]) -> Share:
+    return Share(**_plain(item))
 
 
 def _user(item: dict[str, Any]) -> User:

@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 from server.errors import ConflictError, NotFoundError, StoreClosedError
 from server.storage.aws import TABLES, AWSStore
 from tests.conftest import aws_store_config
-from tests.server.storage.test_contract import make_card, make_dataset, make_user, make_version
+from server.models import Share, utcnow
+from tests.server.storage.test_contract import make_card, make_dashboard, make_dataset, make_user, make_version
 
 pytestmark = pytest.mark.aws
 
@@ -327,6 +328,26 @@ class TestBatchesAndPages:
         assert [v.version for v in await aws_store.delete_dataset(dataset.id)] == [1, 2, 3]
         assert table_items(dynamodb, aws_store, "datasets") == []
         assert len(calls) == 2
+
+
+class TestDashboardItems:
+    async def test_shares_are_queried_both_ways_and_deleted_with_their_dashboard(self, aws_store, dynamodb):
+        """A user's shares and a dashboard's are each one Query, never a Scan; deleting the dashboard
+        leaves no item of it, its uid or its shares behind."""
+        owner, guest = make_user("o@example.com"), make_user("g@example.com")
+        for user in (owner, guest):
+            await aws_store.create_user(user)
+        dashboard, version = make_dashboard(owner)
+        await aws_store.create_dashboard(dashboard, version)
+        await aws_store.put_share(Share(dashboard.id, guest.id, "view", utcnow(), owner.id))
+        queries, scans = count_calls(aws_store, "Query"), count_calls(aws_store, "Scan")
+        assert [s.dashboard_id for s in await aws_store.list_user_shares(guest.id)] == [dashboard.id]
+        assert [s.user_id for s in await aws_store.list_shares(dashboard.id)] == [guest.id]
+        assert (len(queries), len(scans)) == (2, 0)
+        assert len(table_items(dynamodb, aws_store, "shares")) == 2
+        await aws_store.delete_dashboard(dashboard.id)
+        assert table_items(dynamodb, aws_store, "shares") == []
+        assert table_items(dynamodb, aws_store, "dashboards") == []
 
 
 class TestBlobs:

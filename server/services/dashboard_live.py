@@ -77,7 +77,8 @@ class DashboardHub(LoggingConfigurable):
         self.runner = runner
         self.rooms: dict[str, Room] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._refreshed: dict[str, float] = {}
+        self._refreshed: dict[str, float] = {}  # when each dashboard's last refresh started
+        self._refreshing: set[str] = set()
         self._ticker: asyncio.Task[None] | None = None
         dashboards.revoked.append(self._revoked)
         runner.finished.append(self._card_ran)
@@ -261,20 +262,27 @@ class DashboardHub(LoggingConfigurable):
                 log.exception("dashboard_refresh_failed")
 
     async def refresh_due(self) -> list[str]:
-        """Re-run (past the cache) the cards of every dashboard whose refresh interval has passed."""
-        now, done = time.monotonic(), []
+        """Start re-running (past the cache) the cards of every dashboard whose refresh interval has
+        passed, as its owner, unless its previous refresh still runs; the dashboards started."""
+        now, started = time.monotonic(), []
         for dashboard in await self.store.list_dashboards():
             version = await self.dashboards.current(dashboard.id)
             refresh = version.document.get("refresh") if version else None
-            if not refresh:
+            if not refresh or dashboard.id in self._refreshing:
                 continue
-            last = self._refreshed.setdefault(dashboard.id, now)
-            if now - last >= refresh["every_seconds"]:
+            if now - self._refreshed.setdefault(dashboard.id, now) >= refresh["every_seconds"]:
                 self._refreshed[dashboard.id] = now
-                log.info("dashboard_refresh", dashboard_id=dashboard.id)
-                await self._rerun(dashboard, lambda datasets: True, force=True)
-                done.append(dashboard.id)
-        return done
+                self._refreshing.add(dashboard.id)
+                self._spawn(self._refresh(dashboard))
+                started.append(dashboard.id)
+        return started
+
+    async def _refresh(self, dashboard: Dashboard) -> None:
+        log.info("dashboard_refresh", dashboard_id=dashboard.id)
+        try:
+            await self._rerun(dashboard, lambda datasets: True, force=True)
+        finally:
+            self._refreshing.discard(dashboard.id)
 
     def _revoked(self, dashboard_id: str, user_id: str) -> None:
         room = self.rooms.get(dashboard_id)

@@ -89,6 +89,8 @@ async def test_a_live_dashboard(start_cards):
     hub = api.app.dashboard_hub
     hub._refreshed[dashboard["id"]] = time.monotonic() - 61
     assert await hub.refresh_due() == [dashboard["id"]]
+    hub._refreshed[dashboard["id"]] = time.monotonic() - 61
+    assert await hub.refresh_due() == [], "no second refresh while the first runs"
     refreshed = await output(theirs)
     assert refreshed["seq"] == 5 and refreshed["result"]["cached"] is False, "a refresh runs past the cache"
 

@@ -28,6 +28,8 @@ from .dashboards import DashboardService
 
 log = get_logger("bi.dashboards")
 
+PRESENCE_DELAY = 0.2  # seconds over which joins and leaves make one presence message
+
 
 class Viewer(Protocol):
     user: User
@@ -51,6 +53,8 @@ class Room:
         self.latest: dict[str, dict[str, Any]] = {}
         self.running: set[str] = set()  # cards being run because a snapshot found no result
         self.joining = 0  # viewers whose snapshot is being made
+        self._announced: list[dict[str, str]] = []
+        self._announcing: asyncio.TimerHandle | None = None
 
     def broadcast(self, message: dict[str, Any]) -> None:
         frame = frame_of(message)  # serialised once for every socket
@@ -64,7 +68,21 @@ class Room:
 
     def presence(self) -> list[dict[str, str]]:
         users = {viewer.user.id: viewer.user for viewer in self.viewers}
-        return [{"user_id": u.id, "name": u.name, "email": u.email} for u in users.values()]
+        return sorted(({"user_id": u.id, "name": u.name, "email": u.email} for u in users.values()),
+                      key=lambda viewer: viewer["email"])
+
+    def announce(self) -> None:
+        """Tell viewers who is here, once for a burst of joins and leaves, and only if it changed:
+        a thousand sockets joining must not cost a million presence messages."""
+        if self._announcing is None:
+            self._announcing = asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._announce)
+
+    def _announce(self) -> None:
+        self._announcing = None
+        viewers = self.presence()
+        if viewers != self._announced:
+            self._announced = viewers
+            self.broadcast({"type": "presence", "viewers": viewers})
 
 
 class DashboardHub(LoggingConfigurable):
@@ -105,13 +123,13 @@ class DashboardHub(LoggingConfigurable):
             await self.snapshot(viewer, room)
         finally:
             room.joining -= 1
-        room.broadcast({"type": "presence", "viewers": room.presence()})
+        room.announce()
         return room
 
     def leave(self, viewer: Viewer, room: Room) -> None:
         room.viewers.discard(viewer)
         if room.viewers:
-            room.broadcast({"type": "presence", "viewers": room.presence()})
+            room.announce()
         elif not room.joining and self.rooms.get(room.dashboard_id) is room:
             del self.rooms[room.dashboard_id]
 

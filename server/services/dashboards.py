@@ -171,7 +171,11 @@ class DashboardService(LoggingConfigurable):
         existing = await self.store.get_dashboard_by_uid(document["uid"]) if "uid" in document else None
         if existing is None:
             return (*await self.create(user, document), True)
-        dashboard, _ = await self.authorize(user, existing.id, "edit")
+        try:
+            dashboard, _ = await self.authorize(user, existing.id, "edit")
+        except NotFoundError:
+            raise ConflictError(f"The uid {existing.uid!r} belongs to a dashboard of someone else's; give the"
+                                " document another uid to import it as a new dashboard.", {"uid": existing.uid}) from None
         return (*await self.update(user, dashboard.id, dashboard.current_version, document), False)
 
     async def _save(self, user: User, dashboard: Dashboard, expected: int,

@@ -119,6 +119,9 @@ async def test_export_and_import_by_uid(api):
     assert created.code == 201 and created.json()["uid"] == "copy-1"
     taken = await api.fetch("POST", "/api/dashboards", token=token, json_body=spec)
     assert taken.code == 409
+    other = await api.add_user("other@example.com")
+    theirs = await api.fetch("POST", "/api/dashboards/import", token=other, json_body=spec)
+    assert theirs.code == 409 and "another uid" in theirs.json()["error"]["message"]
 
 
 async def test_cards_by_reference_must_be_the_writers(api):

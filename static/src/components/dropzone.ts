@@ -3,7 +3,7 @@
 import { h } from "../dom";
 
 export function dropzone(accept: string, hint: string, onFile: (file: File) => void): HTMLElement {
-  const input = h("input", { type: "file", accept, class: "visually-hidden", "aria-label": "Choose a CSV file" });
+  const input = h("input", { type: "file", accept, class: "visually-hidden", tabindex: -1, "aria-hidden": "true" });
   input.addEventListener("change", () => {
     if (input.files?.[0]) onFile(input.files[0]);
     input.value = "";

@@ -37,7 +37,7 @@ export function uploadPanel(onUploaded: (dataset: Dataset, file: File, options: 
   );
 
   const start = (file: File) => {
-    const chosen = { ...options.value(), name: into ? undefined : name.value.trim() || undefined };
+    const chosen = { ...options.value(), name: into ? undefined : name.value.trim() || file.name.replace(/\.[^.]*$/, "") };
     const progress = new UploadProgress(file.name);
     status.replaceChildren(progress.element);
     const transfer = datasetsApi.upload(file, chosen, (sent, total) => progress.update(sent, total), into);

@@ -1,0 +1,57 @@
+"""Datasets in a browser: a Shift_JIS upload with its Japanese preview, and files that cannot be stored."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from .conftest import screenshot, sign_in
+
+STORES = ["東京", "大阪", "名古屋", "福岡", "札幌"]
+
+
+def cp932_csv(rows: int) -> bytes:
+    lines = ["店舗,商品,売上"] + [f"{STORES[i % 5]},りんご{i},{100 + i}" for i in range(rows)]
+    return ("\r\n".join(lines) + "\r\n").encode("cp932")
+
+
+def choose_file(page: Page, name: str, content: bytes) -> None:
+    page.locator(".dropzone input[type=file]").first.set_input_files(
+        {"name": name, "mimeType": "text/csv", "buffer": content})
+
+
+def test_cp932_upload_shows_japanese_preview(page: Page, bi):
+    """A CP932 file uploads with a progress bar and its preview reads in Japanese, a page at a time."""
+    sign_in(page, bi, "/datasets")
+    expect(page.get_by_role("heading", name="Datasets", exact=True)).to_be_visible()
+    screenshot(page, "datasets-empty")
+
+    choose_file(page, "売上データ.csv", cp932_csv(120))
+    expect(page.get_by_role("heading", name="売上データ")).to_be_visible()
+    expect(page.get_by_text("Read as cp932", exact=False)).to_be_visible()
+    table = page.locator("table.data")
+    expect(table.locator("thead")).to_contain_text("店舗")
+    expect(table.locator("tbody tr").first).to_contain_text("東京")
+    expect(table.locator("tbody tr").first).to_contain_text("りんご0")
+    expect(page.get_by_text("Rows 1–50 of 120")).to_be_visible()
+    screenshot(page, "dataset-preview")
+
+    page.get_by_role("button", name="Next page").click()
+    expect(page.get_by_text("Rows 51–100 of 120")).to_be_visible()
+    expect(table.locator("tbody tr").first).to_contain_text("りんご50")
+
+    page.get_by_role("link", name="Datasets", exact=True).click()
+    expect(page.get_by_role("link", name="売上データ")).to_be_visible()
+    screenshot(page, "datasets-list")
+
+
+def test_unreadable_and_too_large_files(page: Page, bi):
+    """A ragged file is refused naming its line; a file past the limit is refused as too large."""
+    sign_in(page, bi, "/datasets")
+    choose_file(page, "ragged.csv", b"a,b,c\n1,2,3\n4,5\n")
+    expect(page.get_by_text("a problem on line 3")).to_be_visible()
+    expect(page.locator("details.read-options")).to_have_attribute("open", "")
+    screenshot(page, "datasets-422")
+
+    choose_file(page, "big.csv", b"a,b\n" + b"1,2\n" * 2000)
+    expect(page.get_by_text("This file is too large to upload.")).to_be_visible()
+    screenshot(page, "datasets-413")

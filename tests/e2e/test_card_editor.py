@@ -57,6 +57,9 @@ def test_card_draws_chart_saves_and_reports_conflict(page: Page, bi):
     expect(outputs.locator("table.data tbody")).to_contain_text("名古屋")
     expect(page.locator(".run-status.ok")).to_contain_text("Finished in")
     screenshot(page, "card-chart")
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    screenshot(page, "card-chart-1920")
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_text("Saved as version 1.")).to_be_visible()

@@ -34,6 +34,9 @@ def test_cp932_upload_shows_japanese_preview(page: Page, bi):
     expect(table.locator("tbody tr").first).to_contain_text("りんご0")
     expect(page.get_by_text("Rows 1–50 of 120")).to_be_visible()
     screenshot(page, "dataset-preview")
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    screenshot(page, "dataset-preview-1920")
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     page.get_by_role("button", name="Next page").click()
     expect(page.get_by_text("Rows 51–100 of 120")).to_be_visible()
@@ -54,4 +57,5 @@ def test_unreadable_and_too_large_files(page: Page, bi):
 
     choose_file(page, "big.csv", b"a,b\n" + b"1,2\n" * 2000)
     expect(page.get_by_text("This file is too large to upload.")).to_be_visible()
+    expect(page.get_by_text("The largest file this server takes is 4.0 KB.")).to_be_visible()
     screenshot(page, "datasets-413")

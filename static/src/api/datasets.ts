@@ -8,7 +8,7 @@ export interface Dataset {
   name: string;
   version: number;
   row_count: number;
-  columns: { name: string; dtype: string }[];
+  columns: { name: string; type: string }[];
   bytes: number;
   encoding: string;
   delimiter: string;

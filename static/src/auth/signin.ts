@@ -60,7 +60,7 @@ function signInForm(onSignedIn: () => void, email = ""): HTMLFormElement {
       submit.textContent = "Sign in";
     }
   });
-  queueMicrotask(() => (email ? password : emailInput).focus());
+  setTimeout(() => (email ? password : emailInput).focus()); // once the form is in the page
   return form;
 }
 

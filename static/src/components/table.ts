@@ -18,6 +18,8 @@ export interface TableSource {
   fetchRows(offset: number, limit: number): Promise<unknown[][]>;
 }
 
+const NUMERIC = /^(u?int|float|double|decimal)/i;
+
 function cell(value: unknown, header: boolean): HTMLElement {
   const text = value === null || value === undefined ? "" : typeof value === "object" ? JSON.stringify(value) : String(value);
   const el = h(header ? "th" : "td", header ? { scope: "row" } : {}, text);
@@ -33,6 +35,7 @@ export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
   const prev = h("button", { type: "button", class: "ghost small", "aria-label": "Previous page" }, "‹ Prev");
   const next = h("button", { type: "button", class: "ghost small", "aria-label": "Next page" }, "Next ›");
   const error = h("span", { class: "pager-error", role: "alert" });
+  const buttons = h("span", { class: "pager-buttons" }, prev, next);
   let offset = 0;
 
   const show = (rows: unknown[][]) => {
@@ -42,6 +45,7 @@ export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
     status.textContent = source.total ? `Rows ${count(offset + 1)}–${count(last)} of ${count(source.total)}` : "No rows";
     prev.disabled = offset === 0;
     next.disabled = last >= source.total;
+    buttons.hidden = source.total <= pageSize;
   };
 
   const go = async (to: number) => {
@@ -64,7 +68,7 @@ export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
     "tr",
     {},
     ...source.columns.map((column, i) =>
-      h("th", { scope: "col", class: i < index ? "index" : null, title: column.dtype ?? null }, column.name, column.dtype ? h("span", { class: "dtype" }, column.dtype) : null),
+      h("th", { scope: "col", class: i < index ? "index" : NUMERIC.test(column.dtype ?? "") ? "num" : null, title: column.dtype ?? null }, column.name, column.dtype ? h("span", { class: "dtype" }, column.dtype) : null),
     ),
   );
   void go(0);
@@ -72,6 +76,6 @@ export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
     "div",
     { class: "paged-table" },
     h("div", { class: "table-scroll" }, h("table", { class: "data" }, h("thead", {}, head), body)),
-    h("div", { class: "pager" }, status, error, h("span", { class: "pager-buttons" }, prev, next)),
+    h("div", { class: "pager" }, status, error, buttons),
   );
 }

@@ -78,7 +78,7 @@ class CardEditor implements Page {
       this.say(banner("info", "Your unsaved changes are back.", ["They were kept in this tab since you last edited."]));
     }
     this.showSaveState();
-    queueMicrotask(() => this.editor.focus());
+    setTimeout(() => this.editor.focus()); // once the page is shown
   }
 
   leave(): void {

@@ -41,7 +41,7 @@ export async function datasetPage(id: string, navigate: (to: string) => void): P
   const just = lastUpload.dataset?.id === id ? lastUpload.dataset : undefined;
   const dataset = just ?? (await datasetsApi.get(id));
   lastUpload.dataset = undefined;
-  const columns = dataset.columns.map((c) => ({ name: c.name, dtype: c.dtype }));
+  const columns = dataset.columns.map((c) => ({ name: c.name, dtype: c.type }));
   const preview = pagedTable({
     columns,
     total: dataset.row_count,

@@ -7,13 +7,19 @@ import { banner } from "../components/banner";
 import { dropzone } from "../components/dropzone";
 import { UploadProgress } from "../components/progress";
 import { h } from "../dom";
+import { bytes } from "../format";
 import { readOptionsFields } from "./read-options";
 
 export function uploadProblem(error: unknown): HTMLElement {
   if (!(error instanceof ApiError)) return banner("error", "The upload failed.", [String(error)]);
   if (error.code === "aborted") return banner("info", "Upload cancelled.");
-  if (error.status === 413)
-    return banner("error", "This file is too large to upload.", [error.code === "payload_too_large" ? error.message : "The server refused a file of this size.", "Split it into smaller files, or drop columns you do not need, and upload again."]);
+  if (error.status === 413) {
+    const limit = error.details.limit_bytes;
+    return banner("error", "This file is too large to upload.", [
+      typeof limit === "number" ? `The largest file this server takes is ${bytes(limit)}.` : "The server refused a file of this size.",
+      "Split it into smaller files, or drop columns you do not need, and upload again.",
+    ]);
+  }
   if (error.status === 422) {
     const line = error.details.line;
     return banner(
@@ -57,7 +63,7 @@ export function uploadPanel(onUploaded: (dataset: Dataset, file: File, options: 
   return h(
     "section",
     { class: "upload-panel" },
-    dropzone(".csv,.tsv,.txt,text/csv", "CSV or TSV up to 100 MB · UTF-8, Shift_JIS (CP932) or EUC-JP · comma, tab, semicolon or pipe", start),
+    dropzone(".csv,.tsv,.txt,text/csv", "CSV or TSV · UTF-8, Shift_JIS (CP932) or EUC-JP · comma, tab, semicolon or pipe", start),
     details,
     status,
   );

@@ -45,6 +45,18 @@ def browser_context_args() -> dict[str, Any]:
     return {"viewport": {"width": 1280, "height": 800}, "locale": "ja-JP", "timezone_id": "Asia/Tokyo"}
 
 
+@pytest.fixture(autouse=True)
+def no_script_errors(page: Page) -> Iterator[None]:
+    """Fails a test whose page threw, or logged an error (a blocked script or style, a failed
+    embed); answers of 4xx that the page expects are not errors."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error"
+            and not message.text.startswith("Failed to load resource") else None)
+    yield
+    assert not errors, errors
+
+
 def start_bi(directory: Path, *flags: str) -> Iterator[Server]:
     """``bi serve`` on a fresh data dir with a known admin; its log goes to a file beside it."""
     if not (ROOT / "static" / "dist" / "index.html").is_file():
@@ -89,10 +101,16 @@ def token_of(server: Server) -> str:
     return body["access_token"]
 
 
-def screenshot(page: Page, name: str) -> None:
-    """Saves what the user sees now as ``screenshots/<name>.png``."""
+def screenshot(page: Page, name: str, also_wide: bool = False) -> None:
+    """Saves what the user sees now as ``screenshots/<name>.png``; with ``also_wide``, also at
+    1920x1080 as ``<name>-1920.png``."""
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    if also_wide:
+        size = page.viewport_size
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-1920.png"))
+        page.set_viewport_size(size)
 
 
 def sign_in(page: Page, server: Server, next_path: str = "/cards") -> None:

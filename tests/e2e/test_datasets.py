@@ -33,10 +33,7 @@ def test_cp932_upload_shows_japanese_preview(page: Page, bi):
     expect(table.locator("tbody tr").first).to_contain_text("東京")
     expect(table.locator("tbody tr").first).to_contain_text("りんご0")
     expect(page.get_by_text("Rows 1–50 of 120")).to_be_visible()
-    screenshot(page, "dataset-preview")
-    page.set_viewport_size({"width": 1920, "height": 1080})
-    screenshot(page, "dataset-preview-1920")
-    page.set_viewport_size({"width": 1280, "height": 800})
+    screenshot(page, "dataset-preview", also_wide=True)
 
     page.get_by_role("button", name="Next page").click()
     expect(page.get_by_text("Rows 51–100 of 120")).to_be_visible()

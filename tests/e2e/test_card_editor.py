@@ -88,8 +88,9 @@ def test_card_draws_chart_saves_and_reports_conflict(page: Page, bi):
     screenshot(page, "cards-list")
 
 
-def test_interrupt_stops_a_long_run(page: Page, bi):
-    """Interrupt ends a running card with a KeyboardInterrupt while the elapsed time counts."""
+def test_interrupt_and_draft_kept_across_reload(page: Page, bi):
+    """Interrupt ends a running card with a KeyboardInterrupt while the elapsed time counts; a
+    reload brings back the unsaved code."""
     sign_in(page, bi, "/cards/new")
     type_code(page, "import time\nprint('waiting')\ntime.sleep(8)\n")
     page.get_by_role("button", name="▶ Run").click()
@@ -99,3 +100,9 @@ def test_interrupt_stops_a_long_run(page: Page, bi):
     page.get_by_role("button", name="■ Interrupt").click()
     expect(page.locator(".output-error")).to_contain_text("KeyboardInterrupt")
     expect(page.get_by_role("button", name="▶ Run")).to_be_enabled()
+    expect(page.locator(".run-status")).to_contain_text("Interrupted in")
+    screenshot(page, "card-error")
+
+    page.reload()
+    expect(page.get_by_text("Your unsaved changes are back.")).to_be_visible()
+    expect(page.locator(".cm-content")).to_contain_text("time.sleep(8)")

@@ -23,7 +23,6 @@ def test_cp932_upload_shows_japanese_preview(page: Page, bi):
     """A CP932 file uploads with a progress bar and its preview reads in Japanese, a page at a time."""
     sign_in(page, bi, "/datasets")
     expect(page.get_by_role("heading", name="Datasets", exact=True)).to_be_visible()
-    screenshot(page, "datasets-empty")
 
     choose_file(page, "売上データ.csv", cp932_csv(120))
     expect(page.get_by_role("heading", name="売上データ")).to_be_visible()

@@ -21,6 +21,17 @@ def short_tokens(tmp_path_factory) -> Iterator[Server]:
                         "--ServeApp.local_executor=False")
 
 
+def test_first_visit_pages_say_what_to_do(page: Page, short_tokens):
+    """On a new server the empty cards and datasets pages say what to do first."""
+    sign_in(page, short_tokens)
+    expect(page.get_by_role("heading", name="No cards yet")).to_be_visible()
+    expect(page.get_by_role("link", name="+ New card")).to_have_count(2)
+    screenshot(page, "cards-empty")
+    page.get_by_role("link", name="Datasets", exact=True).click()
+    expect(page.get_by_role("heading", name="No datasets yet")).to_be_visible()
+    screenshot(page, "datasets-empty")
+
+
 def test_expired_token_signs_in_again_and_keeps_code(page: Page, short_tokens):
     """A save after the token ran out opens the sign-in dialog; after it the save goes through and
     the code typed before is still there."""

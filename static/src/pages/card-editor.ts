@@ -14,7 +14,7 @@ import { h } from "../dom";
 import { OutputArea } from "../outputs/area";
 import type { Page } from "../router";
 
-const DONE_TEXT: Record<string, string> = { ok: "Finished", error: "Failed", timeout: "Stopped", interrupted: "Interrupted" };
+const DONE_TEXT: Record<string, string> = { ok: "Finished", error: "Failed", timeout: "Timed out", aborted: "Aborted" };
 
 // `preselect`: the datasets a new card starts with ("New card from this dataset").
 export async function cardEditorPage(cardId: string | null, rename: (path: string) => void, preselect: string[] = []): Promise<Page> {
@@ -33,6 +33,7 @@ class CardEditor implements Page {
   private connection: CardConnection;
   private runs = 0;
   private activeRun: string | null = null;
+  private interrupted = false;
   private messages = h("div", { class: "editor-messages" });
   private saveState = h("span", { class: "save-state" });
   private runButton = h("button", { type: "button", class: "primary", title: "Run (Ctrl+Enter)" }, "▶ Run");
@@ -58,7 +59,10 @@ class CardEditor implements Page {
     });
     this.titleInput.addEventListener("input", () => this.edit({ title: this.titleInput.value }));
     this.runButton.addEventListener("click", () => void this.run());
-    this.interruptButton.addEventListener("click", () => this.connection.send({ type: "interrupt" }));
+    this.interruptButton.addEventListener("click", () => {
+      this.interrupted = true;
+      this.connection.send({ type: "interrupt" });
+    });
     this.saveButton.addEventListener("click", () => void this.save());
 
     const picker = datasetPicker(datasets, this.draft.datasets, (ids) => {
@@ -122,6 +126,7 @@ class CardEditor implements Page {
     if (this.activeRun) return;
     const runId = `r${++this.runs}`;
     this.activeRun = runId;
+    this.interrupted = false;
     this.runButton.disabled = true;
     this.status.busy();
     try {
@@ -157,7 +162,8 @@ class CardEditor implements Page {
         break;
       case "done":
         if (!ours) break;
-        this.status.finished(message.status === "ok" ? "ok" : "error", DONE_TEXT[message.status ?? ""] ?? "Ended", message.execution_time_ms);
+        if (this.interrupted && message.status !== "ok") this.status.finished("idle", "Interrupted", message.execution_time_ms);
+        else this.status.finished(message.status === "ok" ? "ok" : "error", DONE_TEXT[message.status ?? ""] ?? "Ended", message.execution_time_ms);
         if (message.message) this.outputs.note(message.message, message.status === "ok" ? "info" : "error");
         this.idle();
         break;

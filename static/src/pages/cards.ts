@@ -1,12 +1,14 @@
 // The list of cards, newest first.
 
 import { cardsApi } from "../api/cards";
+import { datasetsApi } from "../api/datasets";
 import { h } from "../dom";
 import { when } from "../format";
 import type { Page } from "../router";
 
 export async function cardsPage(): Promise<Page> {
-  const cards = await cardsApi.list();
+  const [cards, datasets] = await Promise.all([cardsApi.list(), datasetsApi.list()]);
+  const names = new Map(datasets.map((d) => [d.id, d.name]));
   const newCard = h("a", { href: "/cards/new", class: "button primary" }, "+ New card");
   const body = cards.length
     ? h(
@@ -21,7 +23,7 @@ export async function cardsPage(): Promise<Page> {
               "tr",
               {},
               h("td", {}, h("a", { href: `/cards/${encodeURIComponent(card.id)}`, class: "strong" }, card.title)),
-              h("td", { class: "muted" }, String(card.datasets.length)),
+              h("td", { class: "muted" }, card.datasets.map((id) => names.get(id) ?? "(not shared with you)").join(", ") || "—"),
               h("td", { class: "muted" }, `v${card.version}`),
               h("td", { class: "muted" }, when(card.updated_at)),
             ),

@@ -49,7 +49,7 @@ function signOut(): void {
 
 function render(page: Page, route: Route): void {
   root.replaceChildren(route.public ? page.element : shell(NAV, route.section, page.element, signOut));
-  document.title = `${page.element.querySelector("h1")?.textContent || route.section || "Sign in"} · BI Cards`;
+  document.title = `${page.title ?? page.element.querySelector("h1")?.textContent ?? "Sign in"} · BI Cards`;
 }
 
 const router = new Router(ROUTES, render, (route, target) => {

@@ -2,6 +2,8 @@
 
 export interface Page {
   element: HTMLElement;
+  // The window title (the page's first heading otherwise).
+  title?: string;
   // Called when the user navigates away; stops timers and closes sockets.
   leave?(): void;
 }
@@ -66,8 +68,12 @@ export class Router {
       const pattern = route.path.split("/").filter(Boolean);
       if (pattern.length !== parts.length) continue;
       const params: Record<string, string> = {};
-      if (pattern.every((p, i) => (p.startsWith(":") ? ((params[p.slice(1)] = decodeURIComponent(parts[i])), true) : p === parts[i])))
-        return { route, params };
+      const matches = pattern.every((segment, i) => {
+        if (!segment.startsWith(":")) return segment === parts[i];
+        params[segment.slice(1)] = decodeURIComponent(parts[i]);
+        return true;
+      });
+      if (matches) return { route, params };
     }
     return null;
   }

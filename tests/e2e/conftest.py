@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.kernels.sandbox.helpers import require
 
@@ -38,6 +38,22 @@ def browser_type_launch_args() -> dict[str, Any]:
             pytest.fail("CI needs chromium for the browser tests: apt-get install -y chromium")
         pytest.skip("chromium is not installed (apt-get install -y chromium); CI runs these tests")
     return {"executable_path": chromium, "headless": True, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    """Playwright for this package only (pytest-playwright keeps it for the session): its sync API
+    keeps an event loop running in this thread, which the asyncio tests after these must not find."""
+    driver = sync_playwright().start()
+    yield driver
+    driver.stop()
+
+
+@pytest.fixture(scope="package")
+def browser(playwright: Playwright, browser_type_launch_args: dict[str, Any]) -> Iterator[Browser]:
+    chromium = playwright.chromium.launch(**browser_type_launch_args)
+    yield chromium
+    chromium.close()
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +89,7 @@ def start_bi(directory: Path, *flags: str) -> Iterator[Server]:
             server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def bi(tmp_path_factory) -> Iterator[Server]:
     """A server that runs cards (needs root for the sandbox) and takes uploads up to 4 KB, so that
     a too-large file is quick to make."""

@@ -41,8 +41,9 @@ export const session = {
     sessionStorage.setItem(KEY, JSON.stringify({ token, user, expiresAt: Date.now() + expiresIn * 1000 }));
     listeners.forEach((fn) => fn());
   },
+  // Forgets everything this tab kept for the user, drafts included.
   signOut(): void {
-    sessionStorage.removeItem(KEY);
+    sessionStorage.clear();
     listeners.forEach((fn) => fn());
   },
   onChange(fn: () => void): void {

@@ -68,10 +68,7 @@ export class CardConnection {
       try {
         return await this.attempt(await freshToken());
       } catch (error) {
-        if (attempt >= 1) {
-          this.handlers.state("closed", (error as Error).message);
-          throw error;
-        }
+        if (attempt >= 1) throw error;
         // A refused handshake says nothing in a browser: ask the API why (a 401 signs in again).
         await api.get("/api/me");
       }
@@ -102,7 +99,8 @@ export class CardConnection {
       };
       socket.onmessage = (event) => this.receive(JSON.parse(event.data as string) as SocketMessage);
       socket.onclose = (event) => {
-        if (!opened) return reject(new Error("Could not start a session for this card. Try again in a moment."));
+        if (!opened)
+          return reject(new Error("The server did not start a session for this card (card execution may be off, or too many of your sessions are open). Try again in a moment."));
         if (this.socket === socket) this.socket = null;
         if (!this.closedByUs) void this.resume(event.reason);
       };

@@ -85,6 +85,10 @@ class CardEditor implements Page {
     setTimeout(() => this.editor.focus()); // once the page is shown
   }
 
+  get title(): string {
+    return this.draft.title || "New card";
+  }
+
   leave(): void {
     this.connection.close();
     this.status.stopTimer();

@@ -52,8 +52,8 @@ export async function datasetPage(id: string, navigate: (to: string) => void): P
     { class: "read-again", open: !!just?.detection && just.detection.encoding_confidence < SURE },
     h("summary", {}, "Read again / upload a new version"),
     h("p", { class: "muted small" }, "A new upload of the same data (or the same file read with other options) becomes version ", String(dataset.version + 1), "; cards read the newest version."),
-    uploadPanel((updated, file, options) => {
-      Object.assign(lastUpload, { dataset: updated, file, options });
+    uploadPanel((updated) => {
+      lastUpload.dataset = updated;
       navigate(`/datasets/${encodeURIComponent(updated.id)}`);
     }, id),
   );

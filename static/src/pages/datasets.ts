@@ -1,6 +1,6 @@
 // The datasets: upload a new one, and the list.
 
-import { datasetsApi, type Dataset, type ReadOptions } from "../api/datasets";
+import { datasetsApi, type Dataset } from "../api/datasets";
 import { h } from "../dom";
 import { bytes, count, when } from "../format";
 import type { Page } from "../router";
@@ -8,7 +8,7 @@ import { delimiterName } from "./read-options";
 import { uploadPanel } from "./upload-panel";
 
 // What the last upload detected, for the page that shows the new dataset.
-export const lastUpload: { dataset?: Dataset; file?: File; options?: ReadOptions } = {};
+export const lastUpload: { dataset?: Dataset } = {};
 
 function row(dataset: Dataset): HTMLElement {
   return h(
@@ -25,8 +25,8 @@ function row(dataset: Dataset): HTMLElement {
 
 export async function datasetsPage(navigate: (to: string) => void): Promise<Page> {
   const datasets = await datasetsApi.list();
-  const upload = uploadPanel((dataset, file, options) => {
-    Object.assign(lastUpload, { dataset, file, options });
+  const upload = uploadPanel((dataset) => {
+    lastUpload.dataset = dataset;
     navigate(`/datasets/${encodeURIComponent(dataset.id)}`);
   });
   const list = datasets.length

@@ -1,7 +1,7 @@
 // Uploading a CSV: drop zone or file picker, read options, a progress bar, and clear messages for
 // files that are too large (413) or cannot be read (422, with the line).
 
-import { datasetsApi, type Dataset, type ReadOptions } from "../api/datasets";
+import { datasetsApi, type Dataset } from "../api/datasets";
 import { ApiError } from "../api/errors";
 import { banner } from "../components/banner";
 import { dropzone } from "../components/dropzone";
@@ -31,7 +31,8 @@ export function uploadProblem(error: unknown): HTMLElement {
   return banner("error", "The upload failed.", [error.message]);
 }
 
-export function uploadPanel(onUploaded: (dataset: Dataset, file: File, options: ReadOptions) => void, into?: string): HTMLElement {
+// `into`: upload a new version of that dataset instead of a new dataset.
+export function uploadPanel(onUploaded: (dataset: Dataset) => void, into?: string): HTMLElement {
   const status = h("div", { class: "upload-status" });
   const name = h("input", { name: "name", placeholder: "From the file name", maxlength: 200 });
   const options = readOptionsFields();
@@ -51,7 +52,7 @@ export function uploadPanel(onUploaded: (dataset: Dataset, file: File, options: 
     transfer.done.then(
       (dataset) => {
         status.replaceChildren();
-        onUploaded(dataset, file, chosen);
+        onUploaded(dataset);
       },
       (error) => {
         status.replaceChildren(uploadProblem(error));

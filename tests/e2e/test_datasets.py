@@ -20,7 +20,8 @@ def choose_file(page: Page, name: str, content: bytes) -> None:
 
 
 def test_cp932_upload_shows_japanese_preview(page: Page, bi):
-    """A CP932 file uploads with a progress bar and its preview reads in Japanese, a page at a time."""
+    """A CP932 file uploads and its preview reads in Japanese, a page at a time; a new card can
+    start from it; it can be deleted."""
     sign_in(page, bi, "/datasets")
     expect(page.get_by_role("heading", name="Datasets", exact=True)).to_be_visible()
 
@@ -38,9 +39,18 @@ def test_cp932_upload_shows_japanese_preview(page: Page, bi):
     expect(page.get_by_text("Rows 51–100 of 120")).to_be_visible()
     expect(table.locator("tbody tr").first).to_contain_text("りんご50")
 
+    page.get_by_role("link", name="New card from this dataset").click()
+    expect(page.locator("details.picker > summary")).to_have_text("Datasets: 売上データ")
+
     page.get_by_role("link", name="Datasets", exact=True).click()
     expect(page.get_by_role("link", name="売上データ")).to_be_visible()
     screenshot(page, "datasets-list")
+
+    page.get_by_role("link", name="売上データ").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("heading", name="Datasets", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="売上データ")).to_have_count(0)
 
 
 def test_unreadable_and_too_large_files(page: Page, bi):

@@ -15,7 +15,6 @@ interface Stored {
 }
 
 const KEY = "bi.session";
-const listeners = new Set<() => void>();
 
 function read(): Stored | null {
   try {
@@ -39,14 +38,9 @@ export const session = {
   },
   signIn(token: string, user: User, expiresIn: number): void {
     sessionStorage.setItem(KEY, JSON.stringify({ token, user, expiresAt: Date.now() + expiresIn * 1000 }));
-    listeners.forEach((fn) => fn());
   },
   // Forgets everything this tab kept for the user, drafts included.
   signOut(): void {
     sessionStorage.clear();
-    listeners.forEach((fn) => fn());
-  },
-  onChange(fn: () => void): void {
-    listeners.add(fn);
   },
 };

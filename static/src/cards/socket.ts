@@ -121,6 +121,7 @@ export class CardConnection {
   }
 
   private async resume(reason: string): Promise<void> {
+    if (!this.sessionId) return this.handlers.state("closed"); // the server ended the session and said why
     for (let attempt = 0; attempt < RESUME_TRIES && this.sessionId && !this.closedByUs; attempt++) {
       await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
       try {

@@ -19,10 +19,6 @@ export class OutputArea {
     this.clearBeforeNext = false;
   }
 
-  get empty(): boolean {
-    return this.element.childElementCount === 0;
-  }
-
   add(output: Output): void {
     if (output.output_type === "bokeh_patch") {
       void this.figures.patch(output.root_id ?? "", output.patch);

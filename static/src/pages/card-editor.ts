@@ -224,13 +224,14 @@ class CardEditor implements Page {
     const current = Number(error.details.current_version);
     const overwrite = h("button", { type: "button", class: "danger small" }, "Save mine anyway");
     overwrite.addEventListener("click", () => void this.save(current));
-    const copy = h("button", { type: "button", class: "ghost small" }, "Copy my code");
-    copy.addEventListener("click", () => void navigator.clipboard?.writeText(code).then(() => (copy.textContent = "Copied")));
+    // The clipboard is there on https and localhost only.
+    const copy = navigator.clipboard ? h("button", { type: "button", class: "ghost small" }, "Copy my code") : null;
+    copy?.addEventListener("click", () => void navigator.clipboard.writeText(code).then(() => (copy.textContent = "Copied")));
     return banner(
       "warning",
       "Not saved: someone else saved this card while you were editing.",
-      [`You started from version ${this.draft.baseVersion}; the card is now at version ${current}. Your code is still here, unchanged. Save yours as version ${current + 1} (replacing their changes), or copy it and reload the card to see theirs.`],
-      [overwrite, copy],
+      [`You started from version ${this.draft.baseVersion}; the card is now at version ${current}. Your code is still here, unchanged. Save yours as version ${current + 1} (replacing their changes), or keep a copy of it and reload the card to see theirs.`],
+      copy ? [overwrite, copy] : [overwrite],
     );
   }
 }

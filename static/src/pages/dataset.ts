@@ -57,6 +57,12 @@ export async function datasetPage(id: string, navigate: (to: string) => void): P
       navigate(`/datasets/${encodeURIComponent(updated.id)}`);
     }, id),
   );
+  const remove = h("button", { type: "button", class: "ghost" }, "Delete");
+  remove.addEventListener("click", async () => {
+    if (!confirm(`Delete the dataset “${dataset.name}” and all its versions? Cards that load it will fail.`)) return;
+    await datasetsApi.remove(id);
+    navigate("/datasets");
+  });
   return {
     element: h(
       "div",
@@ -67,6 +73,7 @@ export async function datasetPage(id: string, navigate: (to: string) => void): P
         h("a", { href: "/datasets", class: "back", "aria-label": "All datasets" }, "‹"),
         h("h1", {}, dataset.name),
         h("span", { class: "spacer" }),
+        remove,
         h("a", { href: `/cards/new?dataset=${encodeURIComponent(id)}`, class: "button primary" }, "New card from this dataset"),
       ),
       just ? detectionNote(just) : null,

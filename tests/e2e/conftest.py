@@ -24,6 +24,7 @@ from ..serve_process import ROOT, Server, clean_env, free_port
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery"
+UPLOAD_LIMIT = 1024 * 1024
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-default-apps", "--disable-sync", "--no-first-run"]
@@ -91,11 +92,11 @@ def start_bi(directory: Path, *flags: str) -> Iterator[Server]:
 
 @pytest.fixture(scope="package")
 def bi(tmp_path_factory) -> Iterator[Server]:
-    """A server that runs cards (needs root for the sandbox) and takes uploads up to 4 KB, so that
+    """A server that runs cards (needs root for the sandbox) and takes uploads up to 1 MB, so that
     a too-large file is quick to make."""
     require(os.geteuid() == 0, "the local executor agent needs root to sandbox kernels")
     yield from start_bi(tmp_path_factory.mktemp("bi"), "--ServeApp.local_executor_pool_size=1",
-                        "--DatasetService.max_upload_bytes=4096")
+                        f"--DatasetService.max_upload_bytes={UPLOAD_LIMIT}")
 
 
 def api(server: Server, method: str, path: str, body: Any = None, token: str | None = None,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import Page, expect
 
-from .conftest import screenshot, sign_in
+from .conftest import UPLOAD_LIMIT, screenshot, sign_in
 
 STORES = ["東京", "大阪", "名古屋", "福岡", "札幌"]
 
@@ -61,7 +63,21 @@ def test_unreadable_and_too_large_files(page: Page, bi):
     expect(page.locator("details.read-options")).to_have_attribute("open", "")
     screenshot(page, "datasets-422")
 
-    choose_file(page, "big.csv", b"a,b\n" + b"1,2\n" * 2000)
+    choose_file(page, "big.csv", b"a,b\n" + b"1,2\n" * (UPLOAD_LIMIT // 4 + 1000))
     expect(page.get_by_text("This file is too large to upload.")).to_be_visible()
-    expect(page.get_by_text("The largest file this server takes is 4.0 KB.")).to_be_visible()
+    expect(page.get_by_text("The largest file this server takes is 1.0 MB.")).to_be_visible()
     screenshot(page, "datasets-413")
+
+
+def test_upload_progress_bar_moves(page: Page, bi):
+    """On a slow link the bar shows the bytes sent as they go, before the dataset opens."""
+    sign_in(page, bi, "/datasets")
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    network.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 300_000})
+    choose_file(page, "ゆっくり.csv", cp932_csv(40_000))
+    expect(page.locator(".progress-label")).to_contain_text("%")
+    expect(page.locator(".upload-progress progress")).to_have_attribute("value", re.compile(r"^[1-9]"))
+    screenshot(page, "datasets-uploading")
+    expect(page.get_by_role("heading", name="ゆっくり")).to_be_visible(timeout=20_000)

@@ -14,6 +14,7 @@ from .test_datasets import cp932_csv
 
 CODE = """from bokeh.plotting import figure
 df = load_dataset("店舗売上")
+display(df)
 print("店舗ごとの売上を集計します")
 totals = df.groupby("店舗", as_index=False)["売上"].sum()
 display(totals)
@@ -55,9 +56,15 @@ def test_card_draws_chart_saves_and_reports_conflict(page: Page, bi):
     outputs = page.locator(".outputs")
     expect(outputs.locator(".output-bokeh canvas").first).to_be_visible(timeout=30_000)
     expect(outputs.locator(".output-stream")).to_have_text("店舗ごとの売上を集計します\n")
-    expect(outputs.locator("table.data thead")).to_contain_text("店舗")
-    expect(outputs.locator("table.data tbody")).to_contain_text("名古屋")
+    rows, totals = outputs.locator(".output-table").nth(0), outputs.locator(".output-table").nth(1)
+    expect(rows.locator(".pager-status")).to_have_text("Rows 1–20 of 40")
+    rows.get_by_role("button", name="Next page").click()
+    expect(rows.locator(".pager-status")).to_have_text("Rows 21–40 of 40")
+    expect(rows.locator("tbody tr").first).to_contain_text("りんご20")
+    expect(totals.locator("thead")).to_contain_text("店舗")
+    expect(totals.locator("tbody")).to_contain_text("名古屋")
     expect(page.locator(".run-status.ok")).to_contain_text("Finished in")
+    outputs.locator(".output-bokeh").scroll_into_view_if_needed()
     screenshot(page, "card-chart", also_wide=True)
 
     page.get_by_role("button", name="Save").click()

@@ -56,12 +56,23 @@ def test_cp932_upload_shows_japanese_preview(page: Page, bi):
 
 
 def test_unreadable_and_too_large_files(page: Page, bi):
-    """A ragged file is refused naming its line; a file past the limit is refused as too large."""
+    """A ragged file is refused naming its line; the chosen encoding is used (wrong: refused naming
+    the line, right: read); a file past the limit is refused as too large."""
     sign_in(page, bi, "/datasets")
     choose_file(page, "ragged.csv", b"a,b,c\n1,2,3\n4,5\n")
     expect(page.get_by_text("a problem on line 3")).to_be_visible()
     expect(page.locator("details.read-options")).to_have_attribute("open", "")
     screenshot(page, "datasets-422")
+
+    page.get_by_label("Encoding").select_option("utf-8")
+    choose_file(page, "shift_jis.csv", cp932_csv(3))
+    expect(page.get_by_text("The file could not be read: a problem on line 1.")).to_be_visible()
+    page.get_by_label("Encoding").select_option("cp932")
+    page.get_by_label("Delimiter").select_option(",")
+    choose_file(page, "shift_jis.csv", cp932_csv(3))
+    expect(page.get_by_role("heading", name="shift_jis")).to_be_visible()
+    expect(page.locator("table.data tbody tr").first).to_contain_text("東京")
+    page.get_by_role("link", name="Datasets", exact=True).click()
 
     choose_file(page, "big.csv", b"a,b\n" + b"1,2\n" * (UPLOAD_LIMIT // 4 + 1000))
     expect(page.get_by_text("This file is too large to upload.")).to_be_visible()

@@ -14,6 +14,9 @@ export interface DataFrameBundle {
   complete: boolean;
 }
 
+// Outputs sit beside the code: shorter pages than the dataset preview.
+const PAGE = 20;
+
 export function dataframeOutput(frame: DataFrameBundle, outputId: string | undefined): HTMLElement {
   const pageable = outputId && frame.complete ? frame.rows_available : frame.rows.length;
   const table = pagedTable({
@@ -25,7 +28,7 @@ export function dataframeOutput(frame: DataFrameBundle, outputId: string | undef
       const page = await api.get<{ rows: unknown[][] }>(`/api/outputs/${encodeURIComponent(outputId ?? "")}/rows?offset=${offset}&limit=${limit}`);
       return page.rows;
     },
-  });
+  }, PAGE);
   const dataColumns = frame.columns.length - frame.index.length;
   return h(
     "div",

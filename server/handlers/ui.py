@@ -16,6 +16,7 @@ from tornado import web
 
 INDEX = "index.html"
 HASHED_PREFIX = "assets/"
+YEAR = 365 * 24 * 3600
 # Pages run only our own scripts; kernel outputs reach them as data, never as markup or code.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                            "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; "
@@ -38,11 +39,13 @@ class UIHandler(web.StaticFileHandler):
         await super().get(path, include_body)
 
     def get_cache_time(self, path: str, modified: Any, mime_type: str) -> int:
-        return self.CACHE_MAX_AGE if path.startswith(HASHED_PREFIX) else 0
+        return YEAR if path.startswith(HASHED_PREFIX) else 0
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
-        if not path.startswith(HASHED_PREFIX):
+        if path.startswith(HASHED_PREFIX):
+            self.set_header("Cache-Control", f"public, max-age={YEAR}, immutable")
+        else:
             self.set_header("Cache-Control", "no-cache")
         if path == INDEX:
             self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)

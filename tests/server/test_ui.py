@@ -29,7 +29,7 @@ async def test_hashed_assets_cached_for_a_year(ui):
     response = await ui.fetch("GET", "/assets/index-abc123.js")
     assert response.code == 200
     assert response.body == b"console.log(1)"
-    assert "max-age=31536000" in response.headers["Cache-Control"]
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
 
 
 async def test_api_paths_stay_json(ui):

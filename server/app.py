@@ -152,7 +152,7 @@ class ServeApp(BIApp):
 
     @default("ui_dir")
     def _default_ui_dir(self) -> str:
-        return str(Path(__file__).resolve().parent.parent / "static" / "dist")
+        return setting("BI_UI_DIR", str(Path(__file__).resolve().parent.parent / "static" / "dist"))
 
     @default("executor_urls")
     def _default_executor_urls(self) -> list[str]:

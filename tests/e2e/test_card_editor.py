@@ -47,7 +47,8 @@ def test_card_draws_chart_saves_and_reports_conflict(page: Page, bi):
     page.get_by_placeholder("Untitled card").fill("店舗別の売上")
     page.locator("details.picker > summary").click()
     page.get_by_label("店舗売上").check()
-    page.locator("details.picker > summary").click()
+    page.get_by_placeholder("Untitled card").click()
+    expect(page.locator(".picker-menu")).to_be_hidden()
     screenshot(page, "card-new")
 
     type_code(page, CODE)

@@ -28,10 +28,22 @@ export function datasetPicker(all: Dataset[], chosen: string[], onChange: (ids: 
     );
   });
   label();
-  return h(
+  const picker = h(
     "details",
     { class: "picker" },
     summary,
     h("div", { class: "picker-menu" }, items.length ? items : h("p", { class: "muted small" }, "No datasets yet. ", h("a", { href: "/datasets" }, "Upload one"), " first.")),
   );
+  // Like a menu: a click elsewhere or Escape closes it.
+  const outside = (event: MouseEvent) => {
+    if (!picker.contains(event.target as Node)) picker.open = false;
+  };
+  picker.addEventListener("toggle", () => {
+    if (picker.open) document.addEventListener("click", outside);
+    else document.removeEventListener("click", outside);
+  });
+  picker.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") picker.open = false;
+  });
+  return picker;
 }

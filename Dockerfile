@@ -1,4 +1,11 @@
 # The API server image (the executor image is kernel_image/Dockerfile).
+FROM node:20-slim AS ui
+WORKDIR /static
+COPY static/package.json static/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY static ./
+RUN npm run build
+
 FROM python:3.11-slim
 RUN useradd --system --create-home --uid 10001 bi
 WORKDIR /app
@@ -6,9 +13,10 @@ COPY pyproject.toml README.md ./
 COPY server ./server
 COPY kernels ./kernels
 COPY ops ./ops
+COPY --from=ui /static/dist ./static/dist
 RUN pip install --no-cache-dir . && mkdir -p /data && chown bi:bi /data
 USER bi
-ENV BI_DATA_DIR=/data
+ENV BI_DATA_DIR=/data BI_UI_DIR=/app/static/dist
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/health', timeout=2)"

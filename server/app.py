@@ -140,6 +140,7 @@ class ServeApp(BIApp):
     local_executor = Bool(True, help="In embedded mode without executor_urls, start an executor agent "
                                      "beside the server (needs root to sandbox kernels).").tag(config=True)
     local_executor_pool_size = Integer(2, help="Ready kernels the local agent keeps warm.").tag(config=True)
+    ui_dir = Unicode(help="Directory of the built web UI (index.html and assets/).").tag(config=True)
     allow_weaker_sandbox = Bool(False, help="Let the local agent run without the sandbox layers this "
                                             "machine lacks (one trusted user only).").tag(config=True)
 
@@ -151,6 +152,10 @@ class ServeApp(BIApp):
     @default("cors_origins")
     def _default_cors(self) -> list[str]:
         return [o.strip() for o in setting("CORS_ORIGINS").split(",") if o.strip()]
+
+    @default("ui_dir")
+    def _default_ui_dir(self) -> str:
+        return setting("BI_UI_DIR", str(Path(__file__).resolve().parent.parent / "static" / "dist"))
 
     @default("executor_urls")
     def _default_executor_urls(self) -> list[str]:
@@ -203,6 +208,7 @@ class ServeApp(BIApp):
             live_sessions=LiveSessions(self.kernel_pool), output_tables=tables,
             jupyter_kernels=jupyter_kernels, jupyter_sessions=JupyterSessions(jupyter_kernels),
             cors_origins=tuple(self.cors_origins),
+            ui_dir=self.ui_dir,
             compress_response=True,
             log_function=lambda handler: None,
         )

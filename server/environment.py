@@ -16,6 +16,7 @@ VARIABLES: dict[str, str] = {
     "BI_ADMIN_PASSWORD": "Password of that admin.",
     "BI_STORE": "Storage backend: embedded (SQLite + files, the default) or aws.",
     "BI_DATA_DIR": "Directory for local state (default ./data).",
+    "BI_UI_DIR": "Directory of the built web UI (default static/dist of the source tree).",
     "AWS_REGION": "AWS region of the DynamoDB tables and S3 buckets.",
     "AWS_ENDPOINT_URL_DYNAMODB": "DynamoDB endpoint (DynamoDB Local, a moto server).",
     "AWS_ENDPOINT_URL_S3": "S3 endpoint (MinIO, a moto server).",

@@ -19,6 +19,7 @@ from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsH
 from .handlers.outputs import OutputRowsHandler
 from .handlers.sessions import ExecuteHandler, InterruptHandler, SessionHandler, SessionsHandler
 from .handlers.system import HealthHandler, MetricsHandler
+from .handlers.ui import UIHandler
 from .jupyter.routes import ROUTES as JUPYTER_ROUTES
 
 ROUTES: list[tuple[str, type[RequestHandler]]] = [
@@ -57,6 +58,9 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     *JUPYTER_ROUTES,
 ]
 
+# The web UI: every path outside the API, its metrics and BokehJS (regular expression).
+UI_ROUTE = r"/(?!api/|api$|metrics$|static/bokeh/)(.*)"
+
 
 def url_specs() -> list[URLSpec]:
     """Tornado URL specs; each handler gets its pattern as ``endpoint`` for logs and metrics."""
@@ -64,4 +68,5 @@ def url_specs() -> list[URLSpec]:
     for pattern, handler in ROUTES:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$"
         specs.append(URLSpec(regex, handler, {"endpoint": pattern}))
+    specs.append(URLSpec(UI_ROUTE + "$", UIHandler, {"endpoint": "/{ui}"}))
     return specs

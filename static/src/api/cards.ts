@@ -1,0 +1,34 @@
+// The card API's shapes and calls.
+
+import { api, request } from "./client";
+
+export interface Card {
+  id: string;
+  title: string;
+  code: string;
+  datasets: string[];
+  parameters: unknown[];
+  version: number;
+  updated_at: string;
+  updated_by: string;
+}
+
+export type CardSummary = Omit<Card, "code">;
+
+export interface CardFields {
+  title: string;
+  code: string;
+  datasets: string[];
+}
+
+export const cardsApi = {
+  list: () => api.get<{ cards: CardSummary[] }>("/api/cards").then((r) => r.cards),
+  get: (id: string) => api.get<Card>(`/api/cards/${encodeURIComponent(id)}`),
+  create: (fields: CardFields) => api.post<Card>("/api/cards", { ...fields, parameters: [] }),
+  // Saves a new version edited from `from`; a 409 ApiError names the current version otherwise.
+  update: (id: string, from: number, fields: CardFields, parameters: unknown[]) =>
+    request<Card>("PUT", `/api/cards/${encodeURIComponent(id)}`, {
+      json: { ...fields, parameters },
+      headers: { "If-Match": `"${from}"` },
+    }).then((r) => r.data),
+};

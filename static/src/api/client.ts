@@ -1,0 +1,68 @@
+// The HTTP client of every page: sends the bearer token, turns error bodies into ApiError, and on a
+// 401 asks the user to sign in again (without leaving the page) and retries once.
+
+import { session } from "../auth/session";
+import { ApiError, parseJSON } from "./errors";
+
+export interface Response<T> {
+  data: T;
+  headers: Headers;
+}
+
+type Reauthenticate = () => Promise<void>;
+let reauthenticate: Reauthenticate = async () => {
+  throw new ApiError(401, "unauthorized", "Sign in again.");
+};
+
+// The sign-in dialog registers itself here; the client does not know about pages.
+export function onUnauthorized(fn: Reauthenticate): void {
+  reauthenticate = fn;
+}
+
+// A valid token, signing in again first when the one we hold has run out.
+export async function freshToken(): Promise<string> {
+  if (session.expired) await reauthenticate();
+  return session.token ?? "";
+}
+
+// Runs `attempt`; on 401 from a signed-in tab, signs in again and runs it once more.
+export async function withReauth<T>(attempt: () => Promise<T>): Promise<T> {
+  try {
+    return await attempt();
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 401 || !session.user) throw error;
+    await reauthenticate();
+    return attempt();
+  }
+}
+
+export async function request<T>(
+  method: string,
+  path: string,
+  options: { json?: unknown; headers?: Record<string, string> } = {},
+): Promise<Response<T>> {
+  return withReauth(async () => {
+    const headers: Record<string, string> = { Accept: "application/json", ...options.headers };
+    if (session.token) headers.Authorization = `Bearer ${session.token}`;
+    if (options.json !== undefined) headers["Content-Type"] = "application/json";
+    let response: globalThis.Response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers,
+        body: options.json === undefined ? undefined : JSON.stringify(options.json),
+      });
+    } catch {
+      throw ApiError.from(0, null);
+    }
+    const body = parseJSON(await response.text());
+    if (!response.ok) throw ApiError.from(response.status, body);
+    return { data: body as T, headers: response.headers };
+  });
+}
+
+export const api = {
+  get: <T>(path: string) => request<T>("GET", path).then((r) => r.data),
+  post: <T>(path: string, json: unknown = {}) => request<T>("POST", path, { json }).then((r) => r.data),
+  delete: (path: string) => request<null>("DELETE", path).then(() => undefined),
+};

@@ -1,0 +1,43 @@
+// The dataset API's shapes and calls, shared by the dataset pages and the card editor.
+
+import { api } from "./client";
+import { upload, type Upload } from "./upload";
+
+export interface Dataset {
+  id: string;
+  name: string;
+  version: number;
+  row_count: number;
+  columns: { name: string; type: string }[];
+  bytes: number;
+  encoding: string;
+  delimiter: string;
+  updated_at: string;
+  detection?: { encoding_detected: boolean; encoding_confidence: number; delimiter_detected: boolean };
+}
+
+export interface PreviewPage {
+  total_rows: number;
+  columns: string[];
+  rows: unknown[][];
+}
+
+export interface ReadOptions {
+  name?: string;
+  encoding?: string;
+  delimiter?: string;
+}
+
+export const datasetsApi = {
+  list: () => api.get<{ datasets: Dataset[] }>("/api/datasets").then((r) => r.datasets),
+  get: (id: string) => api.get<Dataset>(`/api/datasets/${encodeURIComponent(id)}`),
+  remove: (id: string) => api.delete(`/api/datasets/${encodeURIComponent(id)}`),
+  preview: (id: string, offset: number, limit: number) =>
+    api.get<PreviewPage>(`/api/datasets/${encodeURIComponent(id)}/preview?offset=${offset}&limit=${limit}`),
+  // A new dataset, or (with `into`) a new version of one.
+  upload(file: File, options: ReadOptions, onProgress: (sent: number, total: number) => void, into?: string): Upload<Dataset> {
+    const query = new URLSearchParams(Object.entries(options).filter(([, v]) => v) as [string, string][]);
+    const path = into ? `/api/datasets/${encodeURIComponent(into)}/versions` : "/api/datasets";
+    return upload<Dataset>(`${path}?${query}`, file, onProgress);
+  },
+};

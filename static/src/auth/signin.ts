@@ -1,0 +1,106 @@
+// Signing in: the form (used by the page and the dialog), the page, and the dialog that appears when
+// a token runs out, so the user signs in again without losing what is open.
+
+import { onUnauthorized } from "../api/client";
+import { ApiError, parseJSON } from "../api/errors";
+import { h } from "../dom";
+import type { Page } from "../router";
+import { session, type User } from "./session";
+
+interface LoginReply {
+  access_token: string;
+  expires_in: number;
+  user: User;
+}
+
+async function login(email: string, password: string): Promise<void> {
+  let response: globalThis.Response;
+  try {
+    response = await fetch("/api/auth/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ email, password }),
+    });
+  } catch {
+    throw ApiError.from(0, null);
+  }
+  const body = parseJSON(await response.text());
+  if (!response.ok) throw ApiError.from(response.status, body);
+  const reply = body as LoginReply;
+  session.signIn(reply.access_token, reply.user, reply.expires_in);
+}
+
+function signInForm(onSignedIn: () => void, email = ""): HTMLFormElement {
+  const emailInput = h("input", { type: "email", name: "email", required: true, autocomplete: "username", value: email });
+  const password = h("input", { type: "password", name: "password", required: true, autocomplete: "current-password" });
+  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  const submit = h("button", { type: "submit", class: "primary wide" }, "Sign in");
+  const form = h(
+    "form",
+    { class: "stack", novalidate: false },
+    h("label", {}, "Email", emailInput),
+    h("label", {}, "Password", password),
+    error,
+    submit,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    submit.textContent = "Signing in…";
+    error.hidden = true;
+    try {
+      await login(emailInput.value.trim(), password.value);
+      onSignedIn();
+    } catch (e) {
+      error.textContent = e instanceof ApiError && e.status === 401 ? "That email and password do not match." : (e as Error).message;
+      error.hidden = false;
+      password.select();
+    } finally {
+      submit.disabled = false;
+      submit.textContent = "Sign in";
+    }
+  });
+  setTimeout(() => (email ? password : emailInput).focus()); // once the form is in the page
+  return form;
+}
+
+export function signInPage(navigate: (to: string) => void, next: string): Page {
+  const element = h(
+    "main",
+    { class: "signin" },
+    h(
+      "section",
+      { class: "signin-card" },
+      h("div", { class: "brand big" }, h("span", { class: "brand-mark" }, "▦"), "BI Cards"),
+      h("h1", {}, "Sign in"),
+      h("p", { class: "muted" }, "Use the email and password your administrator gave you."),
+      signInForm(() => navigate(next.startsWith("/") ? next : "/cards")),
+    ),
+  );
+  return { element };
+}
+
+// One dialog at a time; every request that got a 401 meanwhile waits for the same sign-in.
+let pending: Promise<void> | null = null;
+
+function askToSignInAgain(): Promise<void> {
+  pending ??= new Promise<void>((resolve) => {
+    const dialog = h("dialog", { class: "reauth", "aria-labelledby": "reauth-title" });
+    dialog.append(
+      h("h2", { id: "reauth-title" }, "Your session has ended"),
+      h("p", { class: "muted" }, "Sign in again to carry on. Nothing you have open is lost."),
+      signInForm(() => {
+        dialog.close();
+        dialog.remove();
+        pending = null;
+        resolve();
+      }, session.user?.email ?? ""),
+    );
+    dialog.addEventListener("cancel", (event) => event.preventDefault());
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+  return pending;
+}
+
+onUnauthorized(askToSignInAgain);

@@ -1,0 +1,81 @@
+// A table shown a page at a time; pages come from the server (dataset previews, DataFrame outputs).
+
+import { clear, h } from "../dom";
+import { count } from "../format";
+
+export interface Column {
+  name: string;
+  dtype?: string;
+}
+
+export interface TableSource {
+  columns: Column[];
+  // How many leading columns are the index (shown as row headers).
+  indexColumns?: number;
+  total: number;
+  // Rows already at hand from offset 0 (a DataFrame output carries its first page).
+  firstRows?: unknown[][];
+  fetchRows(offset: number, limit: number): Promise<unknown[][]>;
+}
+
+const NUMERIC = /^(u?int|float|double|decimal)/i;
+
+function cell(value: unknown, header: boolean): HTMLElement {
+  const text = value === null || value === undefined ? "" : typeof value === "object" ? JSON.stringify(value) : String(value);
+  const el = h(header ? "th" : "td", header ? { scope: "row" } : {}, text);
+  if (value === null || value === undefined) el.classList.add("null");
+  else if (typeof value === "number") el.classList.add("num");
+  return el;
+}
+
+export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
+  const index = source.indexColumns ?? 0;
+  const body = h("tbody");
+  const status = h("span", { class: "pager-status" });
+  const prev = h("button", { type: "button", class: "ghost small", "aria-label": "Previous page" }, "‹ Prev");
+  const next = h("button", { type: "button", class: "ghost small", "aria-label": "Next page" }, "Next ›");
+  const error = h("span", { class: "pager-error", role: "alert" });
+  const buttons = h("span", { class: "pager-buttons" }, prev, next);
+  let offset = 0;
+
+  const show = (rows: unknown[][]) => {
+    clear(body);
+    for (const row of rows) body.append(h("tr", {}, ...row.map((value, i) => cell(value, i < index))));
+    const last = Math.min(offset + rows.length, source.total);
+    status.textContent = source.total ? `Rows ${count(offset + 1)}–${count(last)} of ${count(source.total)}` : "No rows";
+    prev.disabled = offset === 0;
+    next.disabled = last >= source.total;
+    buttons.hidden = source.total <= pageSize;
+  };
+
+  const go = async (to: number) => {
+    prev.disabled = next.disabled = true;
+    error.textContent = "";
+    try {
+      const rows = to === 0 && source.firstRows ? source.firstRows.slice(0, pageSize) : await source.fetchRows(to, pageSize);
+      offset = to;
+      show(rows);
+    } catch (e) {
+      error.textContent = (e as Error).message;
+      prev.disabled = offset === 0;
+      next.disabled = offset + pageSize >= source.total;
+    }
+  };
+  prev.addEventListener("click", () => void go(Math.max(0, offset - pageSize)));
+  next.addEventListener("click", () => void go(offset + pageSize));
+
+  const head = h(
+    "tr",
+    {},
+    ...source.columns.map((column, i) =>
+      h("th", { scope: "col", class: i < index ? "index" : NUMERIC.test(column.dtype ?? "") ? "num" : null, title: column.dtype ?? null }, column.name, column.dtype ? h("span", { class: "dtype" }, column.dtype) : null),
+    ),
+  );
+  void go(0);
+  return h(
+    "div",
+    { class: "paged-table" },
+    h("div", { class: "table-scroll" }, h("table", { class: "data" }, h("thead", {}, head), body)),
+    h("div", { class: "pager" }, status, error, buttons),
+  );
+}

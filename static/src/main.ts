@@ -1,0 +1,60 @@
+// Boot: the route table, the shell, and sign-in guarding. Dashboard pages slot in as routes here.
+
+import "./styles.css";
+import { ApiError } from "./api/errors";
+import { session } from "./auth/session";
+import { signInPage } from "./auth/signin";
+import { banner } from "./components/banner";
+import { h } from "./dom";
+import { cardEditorPage } from "./pages/card-editor";
+import { cardsPage } from "./pages/cards";
+import { datasetPage } from "./pages/dataset";
+import { datasetsPage } from "./pages/datasets";
+import { Router, type Page, type PageFactory, type Route } from "./router";
+import { shell, type NavItem } from "./shell";
+
+const root = document.getElementById("app")!;
+const go = (to: string) => router.navigate(to);
+
+const NAV: NavItem[] = [
+  { section: "cards", label: "Cards", href: "/cards" },
+  { section: "datasets", label: "Datasets", href: "/datasets" },
+];
+
+// A page that could not load shows why, inside the shell.
+function safely(factory: PageFactory): PageFactory {
+  return async (params, query) => {
+    try {
+      return await factory(params, query);
+    } catch (error) {
+      const missing = error instanceof ApiError && error.status === 404;
+      return { element: h("div", { class: "page" }, banner("error", missing ? "Not found." : "This page could not load.", [(error as Error).message])) };
+    }
+  };
+}
+
+const ROUTES: Route[] = [
+  { path: "/signin", public: true, page: (_, query) => signInPage(go, query.get("next") ?? "/cards") },
+  { path: "/cards", section: "cards", page: safely(() => cardsPage()) },
+  { path: "/cards/new", section: "cards", page: safely((_, query) => cardEditorPage(null, (p) => router.rename(p), query.getAll("dataset"))) },
+  { path: "/cards/:id", section: "cards", page: safely(({ id }) => cardEditorPage(id, (p) => router.rename(p))) },
+  { path: "/datasets", section: "datasets", page: safely(() => datasetsPage(go)) },
+  { path: "/datasets/:id", section: "datasets", page: safely(({ id }) => datasetPage(id, go)) },
+];
+
+function signOut(): void {
+  session.signOut();
+  go("/signin");
+}
+
+function render(page: Page, route: Route): void {
+  root.replaceChildren(route.public ? page.element : shell(NAV, route.section, page.element, signOut));
+  document.title = `${page.title ?? page.element.querySelector("h1")?.textContent ?? "Sign in"} · BI Cards`;
+}
+
+const router = new Router(ROUTES, render, (route, target) => {
+  if (!route.public && !session.user) return `/signin?next=${encodeURIComponent(target)}`;
+  if (route.public && session.user && !session.expired) return "/cards";
+  return null;
+});
+void router.show();

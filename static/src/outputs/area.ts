@@ -1,0 +1,64 @@
+// A list of outputs that grows as they stream in; used by the card editor and (later) dashboard tiles.
+
+import { h } from "../dom";
+import { BokehFigures } from "./bokeh";
+import { bundleOutput, errorOutput, streamOutput, type Output } from "./render";
+
+export class OutputArea {
+  readonly element = h("div", { class: "outputs", "aria-live": "polite" });
+  private figures = new BokehFigures();
+  private displays = new Map<string, HTMLElement>();
+  private lastStream: { name: string; el: HTMLElement } | null = null;
+  private clearBeforeNext = false;
+
+  clear(): void {
+    this.element.replaceChildren();
+    this.figures.clear();
+    this.displays.clear();
+    this.lastStream = null;
+    this.clearBeforeNext = false;
+  }
+
+  add(output: Output): void {
+    if (output.output_type === "bokeh_patch") {
+      void this.figures.patch(output.root_id ?? "", output.patch);
+      return;
+    }
+    if (output.output_type === "clear_output") {
+      if (output.wait) this.clearBeforeNext = true;
+      else this.clear();
+      return;
+    }
+    if (this.clearBeforeNext) this.clear();
+    if (output.output_type === "stream") return this.addStream(output.name ?? "stdout", output.text ?? "");
+    this.lastStream = null;
+    if (output.output_type === "error") return this.show(errorOutput(output));
+    const el = bundleOutput(output, this.figures);
+    if (output.output_type === "update_display_data") {
+      this.displays.get(output.display_id ?? "")?.replaceWith(el);
+    } else {
+      this.show(el);
+    }
+    if (output.display_id) this.displays.set(output.display_id, el);
+  }
+
+  // A note from the page itself (a timeout, a restarted kernel), shown among the outputs.
+  note(text: string, tone: "info" | "error" = "info"): void {
+    this.lastStream = null;
+    this.show(h("p", { class: `output-note ${tone}` }, text));
+  }
+
+  private addStream(name: string, text: string): void {
+    if (this.lastStream?.name === name) {
+      this.lastStream.el.textContent += text;
+      return;
+    }
+    const el = streamOutput(name, text);
+    this.lastStream = { name, el };
+    this.show(el);
+  }
+
+  private show(el: HTMLElement): void {
+    this.element.append(h("div", { class: "output" }, el));
+  }
+}

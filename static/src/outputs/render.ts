@@ -1,0 +1,63 @@
+// One output as an element: text as text, tables as DOM tables, Bokeh via BokehJS, images as
+// images. Kernel HTML and JavaScript are never put in the page.
+
+import { h } from "../dom";
+import type { BokehFigures } from "./bokeh";
+import { dataframeOutput, type DataFrameBundle } from "./dataframe";
+
+export const BOKEH_MIME = "application/vnd.bi.bokeh-item.v1+json";
+export const DATAFRAME_MIME = "application/vnd.bi.dataframe.v1+json";
+
+export interface Output {
+  output_type: string;
+  name?: string;
+  text?: string;
+  data?: Record<string, unknown>;
+  output_id?: string;
+  display_id?: string;
+  ename?: string;
+  evalue?: string;
+  traceback?: string[];
+  root_id?: string;
+  patch?: unknown;
+  wait?: boolean;
+}
+
+export function streamOutput(name: string, text: string): HTMLElement {
+  return h("pre", { class: `output-stream ${name}` }, text);
+}
+
+export function errorOutput(output: Output): HTMLElement {
+  const traceback = (output.traceback ?? []).join("\n");
+  return h(
+    "div",
+    { class: "output-error", role: "alert" },
+    h("div", { class: "error-title" }, h("strong", {}, output.ename ?? "Error"), output.evalue ? `: ${output.evalue}` : ""),
+    traceback ? h("details", { open: true }, h("summary", {}, "Traceback"), h("pre", {}, traceback)) : null,
+  );
+}
+
+function bokehOutput(item: { root_id?: string }, figures: BokehFigures): HTMLElement {
+  const el = h("div", { class: "output-bokeh" });
+  figures.embed(item, el).catch((error: Error) => el.replaceWith(h("p", { class: "output-note error" }, `The chart could not be drawn: ${error.message}`)));
+  return el;
+}
+
+function imageOutput(mime: string, value: string): HTMLElement {
+  const src = mime === "image/svg+xml" ? `data:image/svg+xml;charset=utf-8,${encodeURIComponent(value)}` : `data:${mime};base64,${value}`;
+  return h("img", { class: "output-image", src, alt: "Image output" });
+}
+
+// The element for a display_data / execute_result bundle, from its richest type we can show safely.
+export function bundleOutput(output: Output, figures: BokehFigures): HTMLElement {
+  const data = output.data ?? {};
+  if (data[BOKEH_MIME]) return bokehOutput(data[BOKEH_MIME] as { root_id?: string }, figures);
+  if (data[DATAFRAME_MIME]) return dataframeOutput(data[DATAFRAME_MIME] as DataFrameBundle, output.output_id);
+  for (const mime of ["image/png", "image/jpeg", "image/svg+xml"]) {
+    if (typeof data[mime] === "string") return imageOutput(mime, data[mime] as string);
+  }
+  for (const mime of ["text/markdown", "text/plain"]) {
+    if (typeof data[mime] === "string") return h("pre", { class: "output-text" }, data[mime] as string);
+  }
+  return h("p", { class: "output-note" }, `An output of a kind this page cannot show (${Object.keys(data).join(", ") || "empty"}).`);
+}

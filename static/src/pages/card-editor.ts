@@ -1,0 +1,237 @@
+// The card editor: code on the left, its outputs streaming in on the right; run, interrupt, save.
+
+import type { EditorView } from "@codemirror/view";
+import { cardsApi, type Card } from "../api/cards";
+import { datasetsApi, type Dataset } from "../api/datasets";
+import { ApiError } from "../api/errors";
+import { codeEditor } from "../cards/code-editor";
+import { datasetPicker } from "../cards/dataset-picker";
+import { drafts, type Draft } from "../cards/draft";
+import { RunStatus } from "../cards/run-status";
+import { CardConnection, type SocketMessage } from "../cards/socket";
+import { banner } from "../components/banner";
+import { h } from "../dom";
+import { OutputArea } from "../outputs/area";
+import type { Page } from "../router";
+
+const DONE_TEXT: Record<string, string> = { ok: "Finished", error: "Failed", timeout: "Timed out", aborted: "Aborted" };
+
+// `preselect`: the datasets a new card starts with ("New card from this dataset").
+export async function cardEditorPage(cardId: string | null, rename: (path: string) => void, preselect: string[] = []): Promise<Page> {
+  const [card, datasets] = await Promise.all([cardId ? cardsApi.get(cardId) : Promise.resolve(null), datasetsApi.list()]);
+  return new CardEditor(card, datasets, rename, preselect);
+}
+
+class CardEditor implements Page {
+  readonly element: HTMLElement;
+  private cardId: string | null;
+  private draft: Draft;
+  private parameters: unknown[];
+  private editor: EditorView;
+  private outputs = new OutputArea();
+  private status = new RunStatus();
+  private connection: CardConnection;
+  private runs = 0;
+  private activeRun: string | null = null;
+  private interrupted = false;
+  private messages = h("div", { class: "editor-messages" });
+  private saveState = h("span", { class: "save-state" });
+  private runButton = h("button", { type: "button", class: "primary", title: "Run (Ctrl+Enter)" }, "▶ Run");
+  private interruptButton = h("button", { type: "button", class: "ghost", disabled: true }, "■ Interrupt");
+  private saveButton = h("button", { type: "button", class: "secondary", title: "Save (Ctrl+S)" }, "Save");
+  private titleInput = h("input", { class: "title-input", "aria-label": "Card title", placeholder: "Untitled card", maxlength: 200 });
+  private placeholder = h("div", { class: "outputs-empty" }, h("p", {}, "Outputs appear here as the code runs."), h("p", { class: "muted small" }, "Press ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Enter"), " or ▶ Run."));
+
+  constructor(card: Card | null, datasets: Dataset[], private rename: (path: string) => void, preselect: string[]) {
+    this.cardId = card?.id ?? null;
+    this.parameters = card?.parameters ?? [];
+    const saved: Draft = { title: card?.title ?? "", code: card?.code ?? "", datasets: card?.datasets ?? preselect, baseVersion: card?.version ?? null };
+    const kept = drafts.load(this.cardId);
+    this.draft = kept && kept.baseVersion === saved.baseVersion ? kept : saved;
+    this.titleInput.value = this.draft.title;
+    this.connection = this.connect();
+
+    const codePane = h("section", { class: "code-pane", "aria-label": "Code" });
+    this.editor = codeEditor(codePane, this.draft.code, {
+      run: () => void this.run(),
+      save: () => void this.save(),
+      changed: (code) => this.edit({ code }),
+    });
+    this.titleInput.addEventListener("input", () => this.edit({ title: this.titleInput.value }));
+    this.runButton.addEventListener("click", () => void this.run());
+    this.interruptButton.addEventListener("click", () => {
+      this.interrupted = true;
+      this.connection.send({ type: "interrupt" });
+    });
+    this.saveButton.addEventListener("click", () => void this.save());
+
+    const picker = datasetPicker(datasets, this.draft.datasets, (ids) => {
+      this.edit({ datasets: ids });
+      this.connection.close(); // the next run starts a session that loads these
+      this.connection = this.connect();
+    });
+    this.element = h(
+      "div",
+      { class: "page editor-page" },
+      h("header", { class: "page-head" }, h("a", { href: "/cards", class: "back", "aria-label": "All cards" }, "‹"), this.titleInput, this.saveState, this.saveButton),
+      this.messages,
+      h("div", { class: "toolbar" }, this.runButton, this.interruptButton, this.status.element, h("span", { class: "spacer" }), picker),
+      h("div", { class: "editor-split" }, codePane, h("section", { class: "output-pane", "aria-label": "Outputs" }, this.placeholder, this.outputs.element)),
+    );
+    if (kept && kept === this.draft && (kept.code !== saved.code || kept.title !== saved.title)) {
+      this.say(banner("info", "Your unsaved changes are back.", ["They were kept in this tab since you last edited."]));
+    }
+    this.showSaveState();
+    setTimeout(() => this.editor.focus()); // once the page is shown
+  }
+
+  get title(): string {
+    return this.draft.title || "New card";
+  }
+
+  leave(): void {
+    this.connection.close();
+    this.status.stopTimer();
+    this.editor.destroy();
+  }
+
+  private get dirty(): boolean {
+    return this.draft.baseVersion === null ? this.draft.code !== "" || this.draft.title !== "" : drafts.load(this.cardId) !== null;
+  }
+
+  private edit(change: Partial<Draft>): void {
+    this.draft = { ...this.draft, ...change };
+    drafts.save(this.cardId, this.draft);
+    this.showSaveState();
+  }
+
+  private showSaveState(): void {
+    const version = this.draft.baseVersion;
+    this.saveState.textContent = version === null ? "Not saved yet" : this.dirty ? `v${version} · unsaved changes` : `v${version} · saved`;
+    this.saveState.classList.toggle("dirty", this.dirty);
+  }
+
+  private say(message: HTMLElement | null): void {
+    this.messages.replaceChildren(...(message ? [message] : []));
+  }
+
+  // Runs -------------------------------------------------------------------
+  private connect(): CardConnection {
+    return new CardConnection(this.draft.datasets, {
+      message: (message) => this.receive(message),
+      state: (state, detail) => {
+        if (state === "closed" && detail) this.outputs.note(detail, "error");
+        if (state === "closed") this.idle();
+      },
+    });
+  }
+
+  private async run(): Promise<void> {
+    if (this.activeRun) return;
+    const runId = `r${++this.runs}`;
+    this.activeRun = runId;
+    this.interrupted = false;
+    this.runButton.disabled = true;
+    this.status.busy();
+    try {
+      await this.connection.open();
+      this.connection.send({ type: "execute", code: this.editor.state.doc.toString(), run_id: runId });
+    } catch (error) {
+      this.status.finished("error", (error as Error).message);
+      this.idle();
+    }
+  }
+
+  private idle(): void {
+    this.activeRun = null;
+    this.runButton.disabled = false;
+    this.interruptButton.disabled = true;
+  }
+
+  private receive(message: SocketMessage): void {
+    const ours = message.run_id === this.activeRun;
+    switch (message.type) {
+      case "status":
+        if (ours && message.state === "busy") {
+          this.outputs.clear();
+          this.placeholder.hidden = true;
+          this.interruptButton.disabled = false;
+        }
+        break;
+      case "output":
+        if (message.output) {
+          this.placeholder.hidden = true;
+          this.outputs.add(message.output);
+        }
+        break;
+      case "done":
+        if (!ours) break;
+        if (this.interrupted && message.status !== "ok") this.status.finished("idle", "Interrupted", message.execution_time_ms);
+        else this.status.finished(message.status === "ok" ? "ok" : "error", DONE_TEXT[message.status ?? ""] ?? "Ended", message.execution_time_ms);
+        if (message.message) this.outputs.note(message.message, message.status === "ok" ? "info" : "error");
+        this.idle();
+        break;
+      case "error":
+        this.outputs.note(message.message ?? "The server could not use that message.", "error");
+        if (ours) {
+          this.status.finished("error", "Not run");
+          this.idle();
+        }
+        break;
+      case "kernel_restarted":
+        this.outputs.note(`The kernel was restarted: ${message.reason ?? ""}. Variables from earlier runs are gone.`, "error");
+        break;
+      case "closed":
+      case "broken":
+        this.outputs.note(`The session ended (${message.reason ?? "closed"}). The next run starts a new one.`, "info");
+        this.status.finished("idle", "Session ended");
+        this.idle();
+        break;
+    }
+  }
+
+  // Saving -----------------------------------------------------------------
+  private async save(from = this.draft.baseVersion): Promise<void> {
+    const fields = { title: this.draft.title.trim() || "Untitled card", code: this.editor.state.doc.toString(), datasets: this.draft.datasets };
+    this.saveButton.disabled = true;
+    this.saveButton.textContent = "Saving…";
+    try {
+      const card = this.cardId === null || from === null ? await cardsApi.create(fields) : await cardsApi.update(this.cardId, from, fields, this.parameters);
+      drafts.forget(this.cardId);
+      if (this.cardId === null) this.rename(`/cards/${card.id}`);
+      this.cardId = card.id;
+      this.draft = { ...this.draft, title: card.title, baseVersion: card.version };
+      this.titleInput.value = card.title;
+      this.say(null);
+      this.flash(`Saved as version ${card.version}.`);
+    } catch (error) {
+      this.say(this.saveProblem(error, fields.code));
+    } finally {
+      this.saveButton.disabled = false;
+      this.saveButton.textContent = "Save";
+      this.showSaveState();
+    }
+  }
+
+  private flash(text: string): void {
+    const note = banner("success", text);
+    this.say(note);
+    setTimeout(() => note.remove(), 4000);
+  }
+
+  private saveProblem(error: unknown, code: string): HTMLElement {
+    if (!(error instanceof ApiError) || error.status !== 409) return banner("error", "Not saved.", [(error as Error).message]);
+    const current = Number(error.details.current_version);
+    const overwrite = h("button", { type: "button", class: "danger small" }, "Save mine anyway");
+    overwrite.addEventListener("click", () => void this.save(current));
+    // The clipboard is there on https and localhost only.
+    const copy = navigator.clipboard ? h("button", { type: "button", class: "ghost small" }, "Copy my code") : null;
+    copy?.addEventListener("click", () => void navigator.clipboard.writeText(code).then(() => (copy.textContent = "Copied")));
+    return banner(
+      "warning",
+      "Not saved: someone else saved this card while you were editing.",
+      [`You started from version ${this.draft.baseVersion}; the card is now at version ${current}. Your code is still here, unchanged. Save yours as version ${current + 1} (replacing their changes), or keep a copy of it and reload the card to see theirs.`],
+      copy ? [overwrite, copy] : [overwrite],
+    );
+  }
+}

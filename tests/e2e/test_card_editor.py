@@ -1,0 +1,116 @@
+"""The card editor in a browser: streaming outputs with a Bokeh chart, saving, and a save conflict."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+import urllib.request
+
+from playwright.sync_api import Page, expect
+
+from .conftest import api, screenshot, sign_in, token_of
+from .test_datasets import cp932_csv
+
+CODE = """from bokeh.plotting import figure
+df = load_dataset("店舗売上")
+display(df)
+print("店舗ごとの売上を集計します")
+totals = df.groupby("店舗", as_index=False)["売上"].sum()
+display(totals)
+p = figure(x_range=list(totals["店舗"]), title="店舗別売上", height=320, sizing_mode="stretch_width")
+p.vbar(x=totals["店舗"], top=totals["売上"], width=0.8)
+p
+"""
+
+
+def upload(bi, token: str, name: str) -> str:
+    request = urllib.request.Request(f"{bi.url}/api/datasets?name={urllib.parse.quote(name)}", method="POST",
+                                     data=cp932_csv(40), headers={"Authorization": f"Bearer {token}",
+                                                                  "Content-Type": "text/csv"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["id"]
+
+
+def type_code(page: Page, code: str) -> None:
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(code)
+
+
+def test_card_draws_chart_saves_and_reports_conflict(page: Page, bi):
+    """Run streams text, a paged table and a Bokeh canvas; Save makes version 1; a save over
+    someone else's newer version says so, keeps the code, and can overwrite on request."""
+    token = token_of(bi)
+    upload(bi, token, "店舗売上")
+    sign_in(page, bi, "/cards/new")
+    page.get_by_placeholder("Untitled card").fill("店舗別の売上")
+    page.locator("details.picker > summary").click()
+    page.get_by_label("店舗売上").check()
+    page.get_by_placeholder("Untitled card").click()
+    expect(page.locator(".picker-menu")).to_be_hidden()
+    screenshot(page, "card-new")
+
+    type_code(page, CODE)
+    page.keyboard.press("Control+Enter")
+    expect(page.locator(".run-status.busy")).to_be_visible()
+    outputs = page.locator(".outputs")
+    expect(outputs.locator(".output-bokeh canvas").first).to_be_visible(timeout=30_000)
+    expect(outputs.locator(".output-stream")).to_have_text("店舗ごとの売上を集計します\n")
+    rows, totals = outputs.locator(".output-table").nth(0), outputs.locator(".output-table").nth(1)
+    expect(rows.locator(".pager-status")).to_have_text("Rows 1–20 of 40")
+    rows.get_by_role("button", name="Next page").click()
+    expect(rows.locator(".pager-status")).to_have_text("Rows 21–40 of 40")
+    expect(rows.locator("tbody tr").first).to_contain_text("りんご20")
+    expect(totals.locator("thead")).to_contain_text("店舗")
+    expect(totals.locator("tbody")).to_contain_text("名古屋")
+    expect(page.locator(".run-status.ok")).to_contain_text("Finished in")
+    outputs.locator(".output-bokeh").scroll_into_view_if_needed()
+    screenshot(page, "card-chart", also_wide=True)
+
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved as version 1.")).to_be_visible()
+    expect(page).to_have_url(re.compile(rf"^{re.escape(bi.url)}/cards/[^/]+$"))
+    card_id = page.url.rsplit("/", 1)[1]
+    card = api(bi, "GET", f"/api/cards/{card_id}", token=token)[1]
+    assert (card["title"], card["code"], card["version"]) == ("店舗別の売上", CODE, 1)
+    status, _ = api(bi, "PUT", f"/api/cards/{card_id}", {
+        "title": card["title"], "code": card["code"] + "# a colleague's change\n",
+        "datasets": card["datasets"], "parameters": card["parameters"]}, token=token, headers={"If-Match": '"1"'})
+    assert status == 200
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.insert_text("# my change\n")
+    page.get_by_role("button", name="Save").click()
+    conflict = page.get_by_role("alert").filter(has_text="someone else saved this card")
+    expect(conflict).to_contain_text("You started from version 1; the card is now at version 2.")
+    expect(page.locator(".cm-content")).to_contain_text("# my change")
+    screenshot(page, "card-conflict")
+
+    conflict.get_by_role("button", name="Save mine anyway").click()
+    expect(page.get_by_text("Saved as version 3.")).to_be_visible()
+    assert api(bi, "GET", f"/api/cards/{card_id}", token=token)[1]["code"].endswith("# my change\n")
+
+    page.get_by_role("link", name="Cards", exact=True).click()
+    expect(page.get_by_role("link", name="店舗別の売上")).to_be_visible()
+    screenshot(page, "cards-list")
+
+
+def test_interrupt_and_draft_kept_across_reload(page: Page, bi):
+    """Interrupt ends a running card with a KeyboardInterrupt while the elapsed time counts; a
+    reload brings back the unsaved code."""
+    sign_in(page, bi, "/cards/new")
+    type_code(page, "import time\nprint('waiting')\ntime.sleep(8)\n")
+    page.get_by_role("button", name="▶ Run").click()
+    expect(page.locator(".output-stream")).to_have_text("waiting\n", timeout=20_000)
+    expect(page.locator(".run-status.busy .elapsed")).not_to_have_text("0.0 s")
+    screenshot(page, "card-running")
+    page.get_by_role("button", name="■ Interrupt").click()
+    expect(page.locator(".output-error")).to_contain_text("KeyboardInterrupt")
+    expect(page.get_by_role("button", name="▶ Run")).to_be_enabled()
+    expect(page.locator(".run-status")).to_contain_text("Interrupted in")
+    screenshot(page, "card-error")
+
+    page.reload()
+    expect(page.get_by_text("Your unsaved changes are back.")).to_be_visible()
+    expect(page.locator(".cm-content")).to_contain_text("time.sleep(8)")

@@ -1,0 +1,70 @@
+"""``bi serve`` as a person runs it, in a subprocess on a free port (CLI and browser tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+BI = [sys.executable, "-m", "server.cli"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("BI_") or k in ("JWT_SECRET_KEY", "CORS_ORIGINS"))}
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port: int, path: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+class Server:
+    """``bi serve`` in a subprocess, waited for until /api/health answers."""
+
+    def __init__(self, cwd: Path, args: list[str], env: dict[str, str], port: int,
+                 log: IO[str] | None = None, start_seconds: float = 30):
+        """``log``: where its output goes (a file for long runs); piped for ``stop()`` otherwise."""
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        output = log if log is not None else subprocess.PIPE
+        self.proc = subprocess.Popen([*BI, "serve", *args], cwd=cwd, env=env, stdout=output,
+                                     stderr=output, text=True)
+        deadline = time.monotonic() + start_seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bi serve exited: {self.proc.communicate()}")
+            try:
+                if request(port, "/api/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("bi serve did not answer in 30 s")
+
+    def stop(self) -> tuple[int, str, str]:
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=20)
+        return self.proc.returncode, out, err

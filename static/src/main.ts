@@ -1,4 +1,4 @@
-// Boot: the route table, the shell, and sign-in guarding.
+// Boot: the route table, the shell, and sign-in guarding. Dashboard pages slot in as routes here.
 
 import "./styles.css";
 import { ApiError } from "./api/errors";
@@ -8,8 +8,6 @@ import { banner } from "./components/banner";
 import { h } from "./dom";
 import { cardEditorPage } from "./pages/card-editor";
 import { cardsPage } from "./pages/cards";
-import { dashboardPage } from "./pages/dashboard";
-import { dashboardsPage } from "./pages/dashboards";
 import { datasetPage } from "./pages/dataset";
 import { datasetsPage } from "./pages/datasets";
 import { Router, type Page, type PageFactory, type Route } from "./router";
@@ -19,7 +17,6 @@ const root = document.getElementById("app")!;
 const go = (to: string) => router.navigate(to);
 
 const NAV: NavItem[] = [
-  { section: "dashboards", label: "Dashboards", href: "/dashboards" },
   { section: "cards", label: "Cards", href: "/cards" },
   { section: "datasets", label: "Datasets", href: "/datasets" },
 ];
@@ -41,8 +38,6 @@ const ROUTES: Route[] = [
   { path: "/cards", section: "cards", page: safely(() => cardsPage()) },
   { path: "/cards/new", section: "cards", page: safely((_, query) => cardEditorPage(null, (p) => router.rename(p), query.getAll("dataset"))) },
   { path: "/cards/:id", section: "cards", page: safely(({ id }) => cardEditorPage(id, (p) => router.rename(p))) },
-  { path: "/dashboards", section: "dashboards", page: safely(() => dashboardsPage(go)) },
-  { path: "/dashboards/:id", section: "dashboards", page: safely(({ id }) => dashboardPage(id)) },
   { path: "/datasets", section: "datasets", page: safely(() => datasetsPage(go)) },
   { path: "/datasets/:id", section: "datasets", page: safely(({ id }) => datasetPage(id, go)) },
 ];
@@ -54,7 +49,6 @@ function signOut(): void {
 
 function render(page: Page, route: Route): void {
   root.replaceChildren(route.public ? page.element : shell(NAV, route.section, page.element, signOut));
-  page.mounted?.();
   document.title = `${page.title ?? page.element.querySelector("h1")?.textContent ?? "Sign in"} · BI Cards`;
 }
 

@@ -4,8 +4,6 @@ export interface Page {
   element: HTMLElement;
   // The window title (the page's first heading otherwise).
   title?: string;
-  // Called once the element is in the document (for widgets that measure it).
-  mounted?(): void;
   // Called when the user navigates away; stops timers and closes sockets.
   leave?(): void;
 }

@@ -39,6 +39,8 @@ from .models import User
 from .services.auth import AuthService, SecretKeyError, check_signing_key
 from .services.card_runs import CardRunner
 from .services.cards import CardService
+from .services.dashboard_live import DashboardHub
+from .services.dashboards import DashboardService
 from .services.output_tables import OutputTables
 from .services.datasets import DatasetService
 from .services.users import UserService
@@ -93,6 +95,7 @@ class BIApp(Application):
         "executor": ("kernels.agent_app.ExecutorApp", "Start the executor agent (sandboxed kernel pool)."),
         "init-tables": ("server.app.InitTablesApp", "Create the store's tables and buckets (idempotent)."),
         "user": ("server.app.UserApp", "Manage users: bi user add."),
+        "dashboards": ("server.dashboards_cli.DashboardsApp", "Export and import dashboards: bi dashboards export|import."),
     }
 
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -189,15 +192,19 @@ class ServeApp(BIApp):
             await self.store_instance.close()
             raise
         cards = CardService(self.store_instance, datasets, parent=self)
+        dashboards = DashboardService(self.store_instance, cards, datasets, parent=self)
         tables = OutputTables(self.store_instance, cards)
         self.kernel_pool = KernelPool(agents, metrics.registry, tables.keep, parent=self)
         await self.kernel_pool.start()
         jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
+        card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, parent=self)
+        self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, parent=self)
+        self.dashboard_hub.start()
         return web.Application(
             url_specs(),
             default_handler_class=NotFoundHandler,
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
-            cards=cards, card_runs=CardRunner(self.store_instance, cards, self.kernel_pool, parent=self),
+            cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
             live_sessions=LiveSessions(self.kernel_pool), output_tables=tables,
             jupyter_kernels=jupyter_kernels, jupyter_sessions=JupyterSessions(jupyter_kernels),
             cors_origins=tuple(self.cors_origins),
@@ -234,7 +241,8 @@ class ServeApp(BIApp):
             raise StartupError(str(exc)) from exc
 
     async def shutdown(self) -> None:
-        """Close sessions (their kernels), stop the local agent, close the store."""
+        """Close live dashboards and sessions (their kernels), stop the local agent, close the store."""
+        await self.dashboard_hub.stop()
         await self.kernel_pool.close()
         if self.local_agent is not None:
             await self.local_agent.stop()
@@ -376,4 +384,4 @@ class UserApp(BIApp):
 
 
 BIApp.classes = [BIApp, ServeApp, InitTablesApp, UserAddApp, AuthService, DatasetService,
-                 KernelPool, JupyterKernels, SQLiteStore, AWSStore]
+                 KernelPool, JupyterKernels, DashboardHub, SQLiteStore, AWSStore]

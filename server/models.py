@@ -149,3 +149,48 @@ class OutputTable:
     user_id: str
     card_id: str | None
     created_at: str
+
+
+Permission = Literal["view", "edit"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DashboardVersion:
+    """One immutable save of a dashboard: its document (``dashboards_spec``, cards by uid)."""
+
+    dashboard_id: str
+    version: int
+    document: dict[str, Any]
+    created_at: str
+    created_by: str
+
+    def public(self) -> dict[str, Any]:
+        return {"version": self.version, "document": self.document, "created_at": self.created_at,
+                "created_by": self.created_by}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dashboard:
+    """A dashboard; ``uid`` is its document's stable uid, ``current_version`` its newest version."""
+
+    id: str
+    uid: str
+    owner_id: str
+    current_version: int
+    created_at: str
+    updated_at: str
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "uid": self.uid, "owner_id": self.owner_id, "created_at": self.created_at,
+                "updated_at": self.updated_at}
+
+
+@dataclasses.dataclass(frozen=True)
+class Share:
+    """``user_id`` may view or edit the dashboard (and so run, or change, its cards)."""
+
+    dashboard_id: str
+    user_id: str
+    permission: Permission
+    created_at: str
+    created_by: str

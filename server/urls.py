@@ -10,6 +10,10 @@ from .handlers.bokehjs import BokehJSHandler, BokehResourcesHandler
 from .handlers.card_socket import CardEditSocket, CardSocket
 from .handlers.cards import (CardHandler, CardRunHandler, CardsHandler, CardVersionHandler,
                              CardVersionsHandler)
+from .handlers.dashboard_socket import DashboardSocket
+from .handlers.dashboards import (DashboardCardRunHandler, DashboardExportHandler, DashboardHandler,
+                                  DashboardImportHandler, DashboardRestoreHandler, DashboardSharesHandler,
+                                  DashboardsHandler, DashboardVersionsHandler)
 from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsHandler,
                                 DatasetVersionsHandler)
 from .handlers.outputs import OutputRowsHandler
@@ -37,6 +41,15 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/cards/{card_id}/versions/{number}", CardVersionHandler),
     ("/api/cards/{card_id}/ws", CardEditSocket),
     ("/api/cards/{card_id}/run", CardRunHandler),
+    ("/api/dashboards", DashboardsHandler),
+    ("/api/dashboards/import", DashboardImportHandler),
+    ("/api/dashboards/{dashboard_id}", DashboardHandler),
+    ("/api/dashboards/{dashboard_id}/versions", DashboardVersionsHandler),
+    ("/api/dashboards/{dashboard_id}/versions/{number}/restore", DashboardRestoreHandler),
+    ("/api/dashboards/{dashboard_id}/export", DashboardExportHandler),
+    ("/api/dashboards/{dashboard_id}/shares", DashboardSharesHandler),
+    ("/api/dashboards/{dashboard_id}/cards/{key}/run", DashboardCardRunHandler),
+    ("/api/dashboards/{dashboard_id}/ws", DashboardSocket),
     ("/api/outputs/{output_id}/rows", OutputRowsHandler),
     ("/api/card-sessions", SessionsHandler),
     ("/api/card-sessions/{session_id}", SessionHandler),

@@ -46,17 +46,12 @@ from typing import Any
 
 import jsonschema
 import structlog
-from tornado import websocket
-
-from ..errors import AuthenticationError, BIError, InvalidRequestError
+from ..errors import BIError, InvalidRequestError
 from ..execution.live import LiveSession, LiveSessions
 from ..models import User
 from ..services.card_runs import dataset_files
-from .base import log, origin_allowed, refuse
-
-SUBPROTOCOL = "bi.v1"
-TOKEN_SUBPROTOCOL_PREFIX = "bearer."
-MAX_MESSAGE_BYTES = 256 * 1024
+from .base import log, refuse
+from .socket_base import JSONSocket
 CLIENT_MESSAGE = jsonschema.Draft202012Validator({
     "oneOf": [
         {"type": "object", "required": ["type", "code"], "additionalProperties": False,
@@ -68,7 +63,7 @@ CLIENT_MESSAGE = jsonschema.Draft202012Validator({
 })
 
 
-class CardSocket(websocket.WebSocketHandler):
+class CardSocket(JSONSocket):
     """One socket of a live session; the session outlives it for the grace period."""
 
     user: User | None = None
@@ -87,7 +82,7 @@ class CardSocket(websocket.WebSocketHandler):
     async def prepare(self) -> None:
         """Authenticate and find or open the session before upgrading; failures are plain HTTP errors."""
         try:
-            self.user = await self.settings["auth"].authenticate(self._token())
+            self.user = await self.settings["auth"].authenticate(self.token())
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
             resume = self.get_query_argument("session", None)
             if resume:
@@ -105,22 +100,6 @@ class CardSocket(websocket.WebSocketHandler):
             raise InvalidRequestError("A session can load at most 20 datasets.")
         return [await self.settings["datasets"].parquet_file(self.user, i) for i in dict.fromkeys(ids)]
 
-    def _token(self) -> str:
-        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() in ("bearer", "token") and token.strip():
-            return token.strip()
-        for protocol in self.request.headers.get("Sec-WebSocket-Protocol", "").split(","):
-            if protocol.strip().startswith(TOKEN_SUBPROTOCOL_PREFIX):
-                return protocol.strip()[len(TOKEN_SUBPROTOCOL_PREFIX):]
-        raise AuthenticationError("Sign in first: send 'Authorization: Bearer <token>' or the "
-                                  f"subprotocols '{SUBPROTOCOL}, {TOKEN_SUBPROTOCOL_PREFIX}<token>'.")
-
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
-
-    def check_origin(self, origin: str) -> bool:
-        return origin_allowed(self.settings, origin) or super().check_origin(origin)
-
     # the socket --------------------------------------------------------------
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)  # no Nagle + delayed-ACK stall on small messages
@@ -137,25 +116,23 @@ class CardSocket(websocket.WebSocketHandler):
     async def on_message(self, message: str | bytes) -> None:
         assert self.live is not None
         try:
-            if len(message) > MAX_MESSAGE_BYTES:
-                raise ValueError(f"messages are limited to {MAX_MESSAGE_BYTES // 1024} KB")
-            body = json.loads(message)
-            CLIENT_MESSAGE.validate(body)
-        except (ValueError, jsonschema.ValidationError) as exc:
-            reason = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
+            body = self.read_message_as(CLIENT_MESSAGE, message)
+        except ValueError as reason:
             self.send_text(json.dumps({"type": "error", "code": "bad_message",
                                        "message": f"Cannot use that message: {reason}. Send "
                                                   '{"type": "execute", "code": ...} or {"type": "interrupt"}.'}))
             return
         if body["type"] == "execute":
+            if not await self.may_still_edit():
+                return
             self.runs += 1
             self.live.execute(body["code"], body.get("run_id") or f"run-{self.live.seq + 1}")
         else:
             await self.live.interrupt()
 
-    def send_text(self, text: str) -> None:
-        if self.ws_connection is not None and not self.ws_connection.is_closing():
-            self.write_message(text)
+    async def may_still_edit(self) -> bool:
+        """Scratch code needs no access to anything but the caller's own datasets."""
+        return True
 
     def end(self, reason: str) -> None:
         self.close(1000, reason[:120])
@@ -169,7 +146,17 @@ class CardSocket(websocket.WebSocketHandler):
 
 
 class CardEditSocket(CardSocket):
-    """``/api/cards/{id}/ws``: the card's editor, with the card's datasets loaded (needs edit access)."""
+    """``/api/cards/{id}/ws``: the card's editor, with the card's datasets loaded (needs edit access,
+    checked again before every run: a revoked share closes the socket with 4403)."""
+
+    async def may_still_edit(self) -> bool:
+        assert self.user is not None
+        try:
+            await self.settings["cards"].get_visible(self.user, self.path_kwargs["card_id"], needed="edit")
+        except BIError as exc:
+            self.close(4403, exc.message[:120])
+            return False
+        return True
 
     async def datasets_to_load(self) -> list[tuple[str, Any]]:
         assert self.user is not None

@@ -51,6 +51,13 @@ class CardAPIHandler(APIHandler):
         return version
 
 
+    def version_number(self, number: str) -> int:
+        """A version number from the path."""
+        if not (number.isascii() and number.isdigit()) or len(number) > 9:
+            raise InvalidRequestError(f"A version is a whole number, not {number!r}.")
+        return int(number)
+
+
 class CardsHandler(CardAPIHandler):
     async def get(self) -> None:
         assert self.user is not None
@@ -97,9 +104,7 @@ class CardVersionsHandler(CardAPIHandler):
 class CardVersionHandler(CardAPIHandler):
     async def get(self, card_id: str, number: str) -> None:
         assert self.user is not None
-        if not (number.isascii() and number.isdigit()) or len(number) > 9:
-            raise InvalidRequestError(f"A version is a whole number, not {number!r}.")
-        self.write_json((await self.cards.version(self.user, card_id, int(number))).public())
+        self.write_json((await self.cards.version(self.user, card_id, self.version_number(number))).public())
 
 
 RUN_SCHEMA = {

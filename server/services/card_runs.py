@@ -16,14 +16,14 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from traitlets.config import LoggingConfigurable
 
 from ..errors import InvalidRequestError, NotFoundError
 from ..execution.pool import KernelPool
 from ..logs import audit
-from ..models import CachedResult, CardVersion, User, utcnow
+from ..models import CachedResult, Card, CardVersion, User, utcnow
 from ..storage.base import Store
 from .cards import CardService
 
@@ -99,23 +99,40 @@ class CardRunner(LoggingConfigurable):
         self.store = store
         self.cards = cards
         self.pool = pool
+        self.finished: list[Callable[[str, dict[str, Any], dict[str, Any]], None]] = []  # (card_id, values, result)
 
-    async def run(self, user: User, card_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        """``{"status", "outputs", "cached", "execution_time_ms"}`` of the card's current version."""
-        card, version = await self.cards.get_visible(user, card_id)
-        values = bind_parameters(version.parameters, parameters)
-        files, dataset_versions = await dataset_files(self.store, version)
-        key = cache_key(version, dataset_versions, values, self.pool.image_version)
-        cached = await self.store.get_cached_result(key)
-        if cached is not None:
-            outputs = json.loads((await self.store.blob_path(cached.blob_key)).read_bytes())
-            result = {"status": cached.status, "outputs": outputs, "cached": True,
-                      "execution_time_ms": cached.execution_time_ms}
-        else:
+    async def run(self, user: User, card_id: str, parameters: dict[str, Any], force: bool = False) -> dict[str, Any]:
+        """``{"status", "outputs", "cached", "execution_time_ms"}`` of the card's current version;
+        ``force`` runs it even when a result is cached (a scheduled refresh)."""
+        card, version, values, files, key = await self._prepare(user, card_id, parameters)
+        result = None if force else await self._cached(key)
+        if result is None:
             result = await self._execute(user, version, values, files, key)
         audit("card_executed", card_id=card.id, user_id=user.id, execution_time_ms=result["execution_time_ms"],
               cached=result["cached"], status=result["status"])
+        for listener in self.finished:
+            listener(card.id, values, result)
         return result
+
+    async def cached(self, user: User, card_id: str, parameters: dict[str, Any]) -> dict[str, Any] | None:
+        """The cached result of running the card now, or None: never runs it."""
+        *_, key = await self._prepare(user, card_id, parameters)
+        return await self._cached(key)
+
+    async def _prepare(self, user: User, card_id: str, parameters: dict[str, Any]) -> tuple[
+            Card, CardVersion, dict[str, Any], list[tuple[str, Path]], str]:
+        card, version = await self.cards.get_visible(user, card_id)
+        values = bind_parameters(version.parameters, parameters)
+        files, dataset_versions = await dataset_files(self.store, version)
+        return card, version, values, files, cache_key(version, dataset_versions, values, self.pool.image_version)
+
+    async def _cached(self, key: str) -> dict[str, Any] | None:
+        cached = await self.store.get_cached_result(key)
+        if cached is None:
+            return None
+        outputs = json.loads((await self.store.blob_path(cached.blob_key)).read_bytes())
+        return {"status": cached.status, "outputs": outputs, "cached": True,
+                "execution_time_ms": cached.execution_time_ms}
 
     async def _execute(self, user: User, version: CardVersion, values: dict[str, Any],
                        files: list[tuple[str, Path]], key: str) -> dict[str, Any]:

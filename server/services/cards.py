@@ -1,7 +1,7 @@
 """Cards: titled Python code over datasets, with typed parameters, saved as immutable versions.
 
 Who may do what to a card is decided in one place, ``CardService.access``: the owner and admins
-may do everything; ``shares`` (dashboard sharing, later) may grant others ``view`` (read and run)
+may do everything; ``shares`` (dashboards shared with them) may grant others ``view`` (read and run)
 or ``edit`` (also save new versions); to everyone else the card does not exist.
 
 Callers hand in fields of the shapes ``card_schema`` describes; the service checks what a
@@ -46,6 +46,7 @@ class CardService(LoggingConfigurable):
         self.store = store
         self.datasets = datasets
         self.shares = shares
+        self.saved: list[Callable[[User, str], None]] = []  # told (editor, card_id) of every new version
 
     async def access(self, user: User, card: Card) -> Access | None:
         """What ``user`` may do to ``card``: ``owner`` (everything), ``edit``, ``view`` or nothing."""
@@ -96,6 +97,8 @@ class CardService(LoggingConfigurable):
                 raise NotFoundError("No such card.") from None
             raise _stale(latest, expected) from None
         audit("card_updated", card_id=card.id, version=version.version, user_id=user.id)
+        for listener in self.saved:
+            listener(user, card.id)
         return dataclasses.replace(card, current_version=version.version, updated_at=version.created_at), version
 
     async def delete(self, user: User, card_id: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow.parquet as pq
 from traitlets import Integer
@@ -49,6 +49,7 @@ class DatasetService(LoggingConfigurable):
         self.store = store
         self.tmp_dir = tmp_dir
         self._import_slots = asyncio.Semaphore(self.max_concurrent_imports)
+        self.new_version: list[Callable[[str], None]] = []  # told the dataset_id of every new version
 
     def new_upload_path(self) -> Path:
         """A fresh temporary path for an incoming upload."""
@@ -78,6 +79,8 @@ class DatasetService(LoggingConfigurable):
         number = dataset.current_version + 1
         version, result = await self._import(dataset.id, number, user, upload, encoding, delimiter)
         await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
+        for listener in self.new_version:
+            listener(dataset.id)
         audit("dataset_version_created", dataset_id=dataset.id, version=number, owner_id=dataset.owner_id,
               user_id=user.id, rows=version.row_count)
         return await self.get_visible(user, dataset_id), version, result

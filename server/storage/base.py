@@ -18,7 +18,8 @@ from pathlib import Path
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..models import CachedResult, OutputTable, Card, CardVersion, Dataset, DatasetVersion, User
+from ..models import (CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset, DatasetVersion,
+                      OutputTable, Share, User)
 
 
 class _StoreMeta(abc.ABCMeta, type(LoggingConfigurable)):
@@ -123,6 +124,53 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def delete_card(self, card_id: str) -> None:
         """Delete the card and its versions; a missing card is not an error."""
+
+    # dashboards ----------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
+        """Add a dashboard with its first version. ``ConflictError`` if its uid is taken."""
+
+    @abc.abstractmethod
+    async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
+        """As ``add_card_version``, for a dashboard."""
+
+    @abc.abstractmethod
+    async def get_dashboard(self, dashboard_id: str) -> Dashboard | None: ...
+
+    @abc.abstractmethod
+    async def get_dashboard_by_uid(self, uid: str) -> Dashboard | None: ...
+
+    @abc.abstractmethod
+    async def list_dashboards(self, owner_id: str | None = None) -> list[Dashboard]:
+        """Dashboards of ``owner_id``, or all when ``None``; newest first."""
+
+    @abc.abstractmethod
+    async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None: ...
+
+    @abc.abstractmethod
+    async def list_dashboard_versions(self, dashboard_id: str) -> list[DashboardVersion]:
+        """Versions of a dashboard, oldest first."""
+
+    @abc.abstractmethod
+    async def delete_dashboard(self, dashboard_id: str) -> None:
+        """Delete the dashboard, its versions and its shares; a missing one is not an error."""
+
+    # shares --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_share(self, share: Share) -> None:
+        """Grant ``share``, replacing the grantee's earlier permission on that dashboard."""
+
+    @abc.abstractmethod
+    async def delete_share(self, dashboard_id: str, user_id: str) -> bool:
+        """Revoke; False if there was nothing to revoke."""
+
+    @abc.abstractmethod
+    async def list_shares(self, dashboard_id: str) -> list[Share]:
+        """The dashboard's shares, oldest first."""
+
+    @abc.abstractmethod
+    async def list_user_shares(self, user_id: str) -> list[Share]:
+        """What is shared with ``user_id``, oldest first."""
 
     # result cache ------------------------------------------------------------
     @abc.abstractmethod

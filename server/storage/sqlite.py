@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import ConflictError, NotFoundError, StoreClosedError
-from ..models import CachedResult, OutputTable, Card, CardVersion, Column, Dataset, DatasetVersion, User
+from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
+                      OutputTable, Share, User)
 from .base import Store
-from .versioned import CARDS, DATASETS, Versioned
+from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
 
 T = TypeVar("T")
 
@@ -95,6 +96,34 @@ MIGRATIONS: tuple[str, ...] = (
         card_id TEXT,
         created_at TEXT NOT NULL
     );
+    """,
+    """
+    CREATE TABLE dashboards (
+        id TEXT PRIMARY KEY,
+        uid TEXT NOT NULL UNIQUE,
+        owner_id TEXT NOT NULL REFERENCES users(id),
+        current_version INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX dashboards_by_owner ON dashboards (owner_id, created_at);
+    CREATE TABLE dashboard_versions (
+        dashboard_id TEXT NOT NULL REFERENCES dashboards(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        document TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (dashboard_id, version)
+    );
+    CREATE TABLE shares (
+        dashboard_id TEXT NOT NULL REFERENCES dashboards(id) ON DELETE CASCADE,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        permission TEXT NOT NULL CHECK (permission IN ('view', 'edit')),
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (dashboard_id, user_id)
+    );
+    CREATE INDEX shares_by_user ON shares (user_id, created_at);
     """,
 )
 
@@ -311,6 +340,62 @@ class SQLiteStore(Store):
     async def delete_card(self, card_id: str) -> None:
         await self._run(self._transaction, [("DELETE FROM cards WHERE id = ?", (card_id,))])
 
+    # dashboards ----------------------------------------------------------------
+    async def create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
+        def insert() -> None:
+            try:
+                self._transaction([_insert("dashboards", dataclasses.asdict(dashboard)),
+                                   _insert("dashboard_versions", _dashboard_version_row(version))])
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.") from exc
+
+        await self._run(insert)
+
+    async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
+        await self._run(self._add_version, DASHBOARDS, version.dashboard_id, version.version,
+                        version.created_at, expected_current,
+                        _insert("dashboard_versions", _dashboard_version_row(version)))
+
+    async def get_dashboard(self, dashboard_id: str) -> Dashboard | None:
+        row = await self._head(DASHBOARDS, dashboard_id)
+        return Dashboard(**dict(row)) if row else None
+
+    async def get_dashboard_by_uid(self, uid: str) -> Dashboard | None:
+        rows = await self._run(self._query, "SELECT * FROM dashboards WHERE uid = ?", uid)
+        return Dashboard(**dict(rows[0])) if rows else None
+
+    async def list_dashboards(self, owner_id: str | None = None) -> list[Dashboard]:
+        return [Dashboard(**dict(row)) for row in await self._heads(DASHBOARDS, owner_id)]
+
+    async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None:
+        rows = await self._versions(DASHBOARDS, dashboard_id, version)
+        return _dashboard_version(rows[0]) if rows else None
+
+    async def list_dashboard_versions(self, dashboard_id: str) -> list[DashboardVersion]:
+        return [_dashboard_version(row) for row in await self._versions(DASHBOARDS, dashboard_id)]
+
+    async def delete_dashboard(self, dashboard_id: str) -> None:
+        await self._run(self._transaction, [("DELETE FROM dashboards WHERE id = ?", (dashboard_id,))])
+
+    # shares --------------------------------------------------------------------
+    async def put_share(self, share: Share) -> None:
+        await self._run(self._transaction, [_upsert("shares", share)])
+
+    async def delete_share(self, dashboard_id: str, user_id: str) -> bool:
+        counts = await self._run(self._transaction, [
+            ("DELETE FROM shares WHERE dashboard_id = ? AND user_id = ?", (dashboard_id, user_id))])
+        return counts[0] > 0
+
+    async def list_shares(self, dashboard_id: str) -> list[Share]:
+        rows = await self._run(self._query, "SELECT * FROM shares WHERE dashboard_id = ? ORDER BY created_at, user_id",
+                               dashboard_id)
+        return [Share(**dict(row)) for row in rows]
+
+    async def list_user_shares(self, user_id: str) -> list[Share]:
+        rows = await self._run(self._query, "SELECT * FROM shares WHERE user_id = ? ORDER BY created_at, dashboard_id",
+                               user_id)
+        return [Share(**dict(row)) for row in rows]
+
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:
         rows = await self._run(self._query, "SELECT * FROM result_cache WHERE key = ?", key)
@@ -390,6 +475,14 @@ def _card_version(row: sqlite3.Row) -> CardVersion:
     fields["datasets"] = tuple(json.loads(fields["datasets"]))
     fields["parameters"] = tuple(json.loads(fields["parameters"]))
     return CardVersion(**fields)
+
+
+def _dashboard_version_row(version: DashboardVersion) -> dict[str, Any]:
+    return {**dataclasses.asdict(version), "document": _json(version.document)}
+
+
+def _dashboard_version(row: sqlite3.Row) -> DashboardVersion:
+    return DashboardVersion(**{**dict(row), "document": json.loads(row["document"])})
 
 
 def _upsert(table: str, record: Any) -> tuple[str, tuple[Any, ...]]:

@@ -1,4 +1,4 @@
-"""What datasets and cards have in common in every store: a head record that names the current
+"""What datasets, cards and dashboards have in common in every store: a head record that names the current
 of its immutable, numbered versions.
 
 Each backend implements versioned writes and listings once, for any ``Versioned`` kind; the
@@ -63,6 +63,7 @@ class Versioned:
 
 DATASETS = Versioned("dataset")
 CARDS = Versioned("card")
+DASHBOARDS = Versioned("dashboard")
 
 
 def newest_first(heads: Iterable[H]) -> list[H]:

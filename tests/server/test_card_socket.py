@@ -43,8 +43,9 @@ class Socket:
         self.connection.close()
 
 
-async def connect(api, token: str | None, query: str = "", subprotocols: list[str] | None = None) -> Socket:
-    url = api.base_url.replace("http://", "ws://") + "/api/cards/scratch/ws" + (f"?{query}" if query else "")
+async def connect(api, token: str | None, query: str = "", subprotocols: list[str] | None = None,
+                  path: str = "/api/cards/scratch/ws") -> Socket:
+    url = api.base_url.replace("http://", "ws://") + path + (f"?{query}" if query else "")
     headers = {"Authorization": f"Bearer {token}"} if token and not subprotocols else {}
     request = httpclient.HTTPRequest(url, headers=headers)
     return Socket(await websocket.websocket_connect(request, subprotocols=subprotocols))

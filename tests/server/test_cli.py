@@ -151,3 +151,39 @@ def test_local_agent_dies_with_its_server(serve):
     while Path(f"/proc/{agents[0]}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{agents[0]}").exists(), "the agent outlived its server"
+
+
+def test_dashboards_export_and_import(serve, tmp_path):
+    """bi dashboards import and export, through a running server with a token and on the store directly."""
+    env = {"BI_ADMIN_EMAIL": "boss@example.com", "BI_ADMIN_PASSWORD": "a long password"}
+    server = serve(**env)
+    _, login = request(server.port, "/api/auth/login", {"email": "boss@example.com", "password": "a long password"})
+    spec = {"uid": "notes", "schemaVersion": 1, "title": "メモ", "refresh": None,
+            "cards": [{"key": "hello", "title": "挨拶", "code": "print('こんにちは')"}],
+            "layout": [{"card": "hello", "x": 0, "y": 0, "w": 12, "h": 2}]}
+    source = tmp_path / "notes.json"
+    source.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+
+    def bi(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*BI, "dashboards", *args], env=clean_env(PYTHONPATH=str(ROOT), **extra),
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    online = {"BI_URL": f"http://127.0.0.1:{server.port}", "BI_TOKEN": login["access_token"]}
+    imported = bi("import", str(source), **online)
+    assert imported.returncode == 0 and "version 1" in imported.stdout, imported.stderr
+    dashboard_id = imported.stdout.split("dashboard ")[1].split(",")[0]
+    exported = bi("export", dashboard_id, **online)
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout) == {**spec, "cards": [{**spec["cards"][0], "datasets": []}]}
+    assert bi("export", dashboard_id, BI_URL=online["BI_URL"], BI_TOKEN="forged").returncode == 2
+    server.stop()
+
+    offline = ("--data-dir", str(tmp_path / "data"))
+    assert json.loads(bi("export", dashboard_id, *offline).stdout) == json.loads(exported.stdout)
+    source.write_text(json.dumps({**spec, "title": "新しいメモ"}, ensure_ascii=False), encoding="utf-8")
+    again = bi("import", str(source), *offline, "--as=boss@example.com")
+    assert again.returncode == 0 and f"{dashboard_id}, version 2" in again.stdout, again.stderr
+    source.write_text(json.dumps({**spec, "layout": []}), encoding="utf-8")
+    broken = bi("import", str(source), *offline)
+    assert broken.returncode == 2 and "/layout" in broken.stderr
+    assert bi("import", str(tmp_path / "missing.json"), *offline).returncode == 2

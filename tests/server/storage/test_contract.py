@@ -9,7 +9,8 @@ import uuid
 import pytest
 
 from server.errors import ConflictError, NotFoundError, StoreClosedError
-from server.models import CachedResult, OutputTable, Card, CardVersion, Column, Dataset, DatasetVersion, User, utcnow
+from server.models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset,
+                           DatasetVersion, OutputTable, Share, User, utcnow)
 
 
 def make_user(email: str = "ana@example.com", role: str = "member") -> User:
@@ -341,3 +342,74 @@ class TestLifecycle:
         await store.close()
         with pytest.raises(StoreClosedError):
             await store.get_user("x")
+
+
+def make_dashboard(owner: User, uid: str = "sales-overview") -> tuple[Dashboard, DashboardVersion]:
+    now = utcnow()
+    dashboard = Dashboard(id=uuid.uuid4().hex, uid=uid, owner_id=owner.id, current_version=1,
+                          created_at=now, updated_at=now)
+    return dashboard, make_dashboard_version(dashboard.id, 1, owner)
+
+
+def make_dashboard_version(dashboard_id: str, number: int, owner: User) -> DashboardVersion:
+    document = {"schemaVersion": 1, "title": f"売上 v{number}", "refresh": {"every_seconds": 3600},
+                "parameters": [{"name": "rate", "type": "number", "default": 0.5}],
+                "cards": [{"key": "a", "card": uuid.uuid4().hex}],
+                "layout": [{"card": "a", "x": 0, "y": 0, "w": 12, "h": 4}]}
+    return DashboardVersion(dashboard_id, number, document, utcnow(), owner.id)
+
+
+class TestDashboards:
+    async def test_versions_uid_and_delete(self, store):
+        """A dashboard reads back by id and uid with its versions; a taken uid conflicts; a stale
+        version conflicts; delete takes its versions and shares along."""
+        owner, guest = make_user(), make_user("guest@example.com")
+        await store.create_user(owner)
+        await store.create_user(guest)
+        dashboard, first = make_dashboard(owner)
+        await store.create_dashboard(dashboard, first)
+        assert await store.get_dashboard(dashboard.id) == dashboard
+        assert await store.get_dashboard_by_uid("sales-overview") == dashboard
+        assert await store.get_dashboard_version(dashboard.id, 1) == first
+        with pytest.raises(ConflictError):
+            await store.create_dashboard(*make_dashboard(owner))
+        second = make_dashboard_version(dashboard.id, 2, owner)
+        await store.add_dashboard_version(second, expected_current=1)
+        with pytest.raises(ConflictError):
+            await store.add_dashboard_version(make_dashboard_version(dashboard.id, 2, owner), expected_current=1)
+        assert await store.list_dashboard_versions(dashboard.id) == [first, second]
+        assert (await store.get_dashboard(dashboard.id)).current_version == 2
+        other, _ = make_dashboard(guest, "other")
+        await store.create_dashboard(other, make_dashboard_version(other.id, 1, guest))
+        assert [d.id for d in await store.list_dashboards(owner.id)] == [dashboard.id]
+        assert {d.id for d in await store.list_dashboards()} == {dashboard.id, other.id}
+
+        await store.put_share(Share(dashboard.id, guest.id, "view", utcnow(), owner.id))
+        await store.delete_dashboard(dashboard.id)
+        await store.delete_dashboard(dashboard.id)
+        assert await store.get_dashboard(dashboard.id) is None
+        assert await store.get_dashboard_by_uid("sales-overview") is None
+        assert await store.list_dashboard_versions(dashboard.id) == []
+        assert await store.list_user_shares(guest.id) == []
+        await store.create_dashboard(*make_dashboard(owner))  # the uid is free again
+
+    async def test_shares(self, store):
+        """A share is listed by dashboard and by grantee; granting again replaces; revoking twice is False."""
+        owner, ana, bo = make_user("o@example.com"), make_user("ana@example.com"), make_user("bo@example.com")
+        for user in (owner, ana, bo):
+            await store.create_user(user)
+        dashboard, version = make_dashboard(owner)
+        await store.create_dashboard(dashboard, version)
+        view = Share(dashboard.id, ana.id, "view", utcnow(), owner.id)
+        await store.put_share(view)
+        await asyncio.sleep(0.002)
+        await store.put_share(Share(dashboard.id, bo.id, "edit", utcnow(), owner.id))
+        edit = dataclasses.replace(view, permission="edit")
+        await store.put_share(edit)
+        assert [(s.user_id, s.permission) for s in await store.list_shares(dashboard.id)] == [
+            (ana.id, "edit"), (bo.id, "edit")]
+        assert await store.list_user_shares(ana.id) == [edit]
+        assert await store.delete_share(dashboard.id, ana.id) is True
+        assert await store.delete_share(dashboard.id, ana.id) is False
+        assert await store.list_user_shares(ana.id) == []
+        assert [s.user_id for s in await store.list_shares(dashboard.id)] == [bo.id]

@@ -1,0 +1,132 @@
+"""``/api/dashboards/{id}/ws``: a live dashboard.
+
+Server to client (JSON text frames):
+
+    {"type": "snapshot", "dashboard": {...the dashboard's JSON...},
+     "cards": {"sales": {"card_id": "...", "title": "月別売上", "parameters": [...], "seq": 3,
+                         "result": {"status": "ok", "outputs": [...], "cached": true, "execution_time_ms": 41}}},
+     "viewers": [{"user_id": "...", "name": "Ana", "email": "ana@example.com"}]}
+    {"type": "output", "card": "sales", "seq": 4, "result": {...}}
+    {"type": "output", "card": "sales", "personal": true, "result": {...}}
+    {"type": "presence", "viewers": [...]}
+    {"type": "error", "code": "bad_message", "message": "..."}
+
+A snapshot comes on join, after every new version of the dashboard (layout, cards, title) and on
+request; a card whose result is ``null`` in it is being run and its output follows. ``seq``
+counts the shared outputs of each card: a client that sees a gap asks for a snapshot. Personal
+outputs answer this client's own parameter values and are not numbered.
+
+Client to server:
+
+    {"type": "parameters", "values": {"region": "関西"}}   run the cards with these values, for me
+    {"type": "resync"}                                     send me a fresh snapshot
+
+A socket that falls more than ``MAX_PENDING_BYTES`` behind is closed with code 4008 and rejoins
+for a fresh snapshot; a revoked share closes it with 4403.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jsonschema
+import structlog
+from tornado import websocket
+
+from ..errors import BIError
+from ..models import User
+from ..services.dashboard_live import DashboardHub, Room, error_result, frame_of
+from .base import log, refuse
+from .socket_base import JSONSocket
+
+MAX_PENDING_BYTES = 8 * 1024 * 1024
+CLIENT_MESSAGE = jsonschema.Draft202012Validator({
+    "oneOf": [
+        {"type": "object", "required": ["type", "values"], "additionalProperties": False,
+         "properties": {"type": {"const": "parameters"}, "values": {"type": "object", "maxProperties": 20}}},
+        {"type": "object", "required": ["type"], "additionalProperties": False,
+         "properties": {"type": {"const": "resync"}}},
+    ],
+})
+
+
+class DashboardSocket(JSONSocket):
+    user: User
+    room: Room | None = None
+
+    def initialize(self, endpoint: str) -> None:
+        super().initialize(endpoint)
+        self.started = time.perf_counter()
+        self.pending_bytes = 0
+
+    @property
+    def hub(self) -> DashboardHub:
+        return self.settings["dashboard_hub"]
+
+    async def prepare(self) -> None:
+        """Authenticate and check access before upgrading; failures are plain HTTP errors."""
+        try:
+            self.user = await self.settings["auth"].authenticate(self.token())
+            structlog.contextvars.bind_contextvars(user_id=self.user.id)
+            await self.settings["dashboards"].authorize(self.user, self.path_kwargs["dashboard_id"])
+        except BIError as exc:
+            refuse(self, exc)
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)
+        try:
+            self.room = await self.hub.join(self, self.path_kwargs["dashboard_id"])
+        except BIError as exc:  # revoked or deleted while the socket opened
+            self.end(4403, exc.message)
+            return
+        log.info("dashboard_socket_opened", endpoint=self.endpoint, dashboard_id=self.room.dashboard_id)
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            body = self.read_message_as(CLIENT_MESSAGE, message)
+        except ValueError as reason:
+            self.send_text(frame_of({"type": "error", "code": "bad_message",
+                                     "message": f"Cannot use that message: {reason}. Send "
+                                                '{"type": "parameters", "values": {...}} or {"type": "resync"}.'}))
+            return
+        if self.room is None:
+            return
+        try:
+            if body["type"] == "parameters":
+                await self.hub.personal_run(self, self.room.dashboard_id, body["values"])
+            else:
+                await self.hub.snapshot(self, self.room)
+        except BIError as exc:
+            self.send_text(frame_of({"type": "error", **error_result(exc)["outputs"][0]}))
+
+    def send_frame(self, frame: str) -> None:
+        """Write ``frame`` unless the socket is too far behind; then close it so that it rejoins."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        if self.pending_bytes > MAX_PENDING_BYTES:
+            log.warning("dashboard_socket_too_slow", dashboard_id=self.path_kwargs["dashboard_id"],
+                        pending_bytes=self.pending_bytes)
+            self.end(4008, "Too far behind; rejoin for a fresh snapshot.")
+            return
+        size = len(frame)
+        self.pending_bytes += size
+        try:
+            written = self.write_message(frame)
+        except websocket.WebSocketClosedError:
+            return
+        written.add_done_callback(lambda future: self._written(future, size))
+
+    def _written(self, future: Any, size: int) -> None:
+        self.pending_bytes -= size
+        if not future.cancelled():
+            future.exception()  # a closed socket's write: nothing more to do
+
+    def end(self, code: int, reason: str) -> None:
+        self.close(code, reason[:120])
+
+    def on_close(self) -> None:
+        if self.room is not None:
+            self.hub.leave(self, self.room)
+        log.info("dashboard_socket_closed", endpoint=self.endpoint, dashboard_id=self.path_kwargs["dashboard_id"],
+                 duration_ms=round((time.perf_counter() - self.started) * 1000, 2), code=self.close_code)

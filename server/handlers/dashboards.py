@@ -1,0 +1,138 @@
+"""Dashboard routes: documents with versions, export and import, shares, runs of their cards.
+
+A dashboard's JSON is its own fields, its current version's ``document`` and the caller's
+``access`` (owner, edit, view). A save names the version it was edited from, in ``If-Match`` or
+as ``{"version": n, "document": {...}}``; 409 if someone saved since. A document that breaks
+the format gets 422 with the JSON pointer and the reason of its first problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import Dashboard, DashboardVersion
+from ..services.dashboard_live import DashboardHub, dashboard_json
+from ..services.dashboards import DashboardService
+from .base import APIHandler
+from .cards import RUN_SCHEMA, CardAPIHandler
+
+ANY_OBJECT = {"type": "object"}
+WRAPPED = {"type": "object", "required": ["document"], "additionalProperties": False,
+           "properties": {"document": {"type": "object"}, "version": {"type": "integer", "minimum": 1}}}
+SHARE = {"type": "object", "required": ["email", "permission"], "additionalProperties": False,
+         "properties": {"email": {"type": "string", "minLength": 3, "maxLength": 320},
+                        "permission": {"enum": ["view", "edit"]}}}
+REVOKE = {"type": "object", "required": ["email"], "additionalProperties": False,
+          "properties": {"email": {"type": "string", "minLength": 3, "maxLength": 320}}}
+
+
+class DashboardAPIHandler(CardAPIHandler):
+    @property
+    def dashboards(self) -> DashboardService:
+        return self.settings["dashboards"]
+
+    @property
+    def hub(self) -> DashboardHub:
+        return self.settings["dashboard_hub"]
+
+    def write_dashboard(self, dashboard: Dashboard, version: DashboardVersion, access: str,
+                        status: int = 200) -> None:
+        self.set_header("ETag", f'"{version.version}"')
+        self.write_json(dashboard_json(dashboard, version, access), status)
+
+    async def saved(self, dashboard: Dashboard, version: DashboardVersion, status: int = 200) -> None:
+        assert self.user is not None
+        self.hub.dashboard_saved(dashboard, version)
+        self.write_dashboard(dashboard, version, await self.dashboards.access(self.user, dashboard) or "view", status)
+
+
+class DashboardsHandler(DashboardAPIHandler):
+    async def get(self) -> None:
+        assert self.user is not None
+        listed = await self.dashboards.list_visible(self.user)
+        self.write_json({"dashboards": [dashboard_json(d, v, a) for d, v, a in listed]})
+
+    async def post(self) -> None:
+        assert self.user is not None
+        dashboard, version = await self.dashboards.create(self.user, self.json_body(ANY_OBJECT))
+        self.set_header("Location", f"/api/dashboards/{dashboard.id}")
+        await self.saved(dashboard, version, 201)
+
+
+class DashboardImportHandler(DashboardAPIHandler):
+    async def post(self) -> None:
+        """Create the dashboard of the document's uid, or save a new version of it."""
+        assert self.user is not None
+        dashboard, version, created = await self.dashboards.import_document(self.user, self.json_body(ANY_OBJECT))
+        await self.saved(dashboard, version, 201 if created else 200)
+
+
+class DashboardHandler(DashboardAPIHandler):
+    async def get(self, dashboard_id: str) -> None:
+        assert self.user is not None
+        self.write_dashboard(*await self.dashboards.get_visible(self.user, dashboard_id))
+
+    async def put(self, dashboard_id: str) -> None:
+        assert self.user is not None
+        body = self.json_body(ANY_OBJECT)
+        if "document" in body:  # {"version", "document"} rather than the document itself
+            body = self.json_body(WRAPPED)
+            document, expected = body["document"], self.edited_version(body)
+        else:
+            document, expected = body, self.edited_version({})
+        dashboard, version = await self.dashboards.update(self.user, dashboard_id, expected, document)
+        await self.saved(dashboard, version)
+
+    async def delete(self, dashboard_id: str) -> None:
+        assert self.user is not None
+        await self.dashboards.delete(self.user, dashboard_id)
+        self.hub.dashboard_deleted(dashboard_id)
+        self.set_status(204)
+        self.finish()
+
+
+class DashboardVersionsHandler(DashboardAPIHandler):
+    async def get(self, dashboard_id: str) -> None:
+        assert self.user is not None
+        versions = await self.dashboards.versions(self.user, dashboard_id)
+        self.write_json({"versions": [v.public() for v in versions]})
+
+
+class DashboardRestoreHandler(DashboardAPIHandler):
+    async def post(self, dashboard_id: str, number: str) -> None:
+        """Save the document of an earlier version as the newest version."""
+        assert self.user is not None
+        await self.saved(*await self.dashboards.restore(self.user, dashboard_id, self.version_number(number)))
+
+
+class DashboardExportHandler(DashboardAPIHandler):
+    async def get(self, dashboard_id: str) -> None:
+        assert self.user is not None
+        document = await self.dashboards.export(self.user, dashboard_id)
+        self.set_header("Content-Disposition", f'attachment; filename="{document["uid"]}.json"')
+        self.write_json(document)
+
+
+class DashboardSharesHandler(DashboardAPIHandler):
+    async def get(self, dashboard_id: str) -> None:
+        assert self.user is not None
+        self.write_json({"shares": await self.dashboards.shares(self.user, dashboard_id)})
+
+    async def put(self, dashboard_id: str) -> None:
+        assert self.user is not None
+        body = self.json_body(SHARE)
+        self.write_json(await self.dashboards.share(self.user, dashboard_id, body["email"], body["permission"]))
+
+    async def delete(self, dashboard_id: str) -> None:
+        assert self.user is not None
+        await self.dashboards.revoke(self.user, dashboard_id, self.json_body(REVOKE)["email"])
+        self.set_status(204)
+        self.finish()
+
+
+class DashboardCardRunHandler(APIHandler):
+    async def post(self, dashboard_id: str, key: str) -> None:
+        """Run one card with the dashboard's parameters (defaults, then the given ones)."""
+        assert self.user is not None
+        values: dict[str, Any] = self.json_body(RUN_SCHEMA).get("parameters", {})
+        self.write_json(await self.settings["dashboard_hub"].run(self.user, dashboard_id, key, values))

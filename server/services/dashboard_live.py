@@ -1,0 +1,305 @@
+"""Live dashboards: who is watching each dashboard, what its cards show, and what changes it.
+
+A ``Room`` holds the sockets open on one dashboard and, per card key, the latest output with a
+sequence number. A card's output is published (numbered, serialised once, written to every
+socket) when the card runs with the dashboard's default parameters: an editor re-ran it, its
+code was saved, a dataset it reads got a new version (re-run by itself, as the dashboard's
+owner, whether or not anyone watches), or its scheduled refresh came. A viewer's own parameter
+values get their own runs, sent to that viewer's socket only. Results come through the card
+runner, so unchanged inputs are answered from the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Protocol
+
+from traitlets import Float
+from traitlets.config import LoggingConfigurable
+
+from ..errors import BIError, NotFoundError
+from ..logs import get_logger
+from ..models import Dashboard, DashboardVersion, User
+from ..storage.base import Store
+from .card_runs import CardRunner
+from .dashboards import DashboardService
+
+log = get_logger("bi.dashboards")
+
+
+class Viewer(Protocol):
+    user: User
+
+    def send_frame(self, frame: str) -> None: ...
+
+    def end(self, code: int, reason: str) -> None: ...
+
+
+def frame_of(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+class Room:
+    """The sockets open on one dashboard and the latest output of each of its cards."""
+
+    def __init__(self, dashboard_id: str):
+        self.dashboard_id = dashboard_id
+        self.viewers: set[Viewer] = set()
+        self.seq: dict[str, int] = {}
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.running: set[str] = set()  # cards being run because a snapshot found no result
+        self.joining = 0  # viewers whose snapshot is being made
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        frame = frame_of(message)  # serialised once for every socket
+        for viewer in list(self.viewers):
+            viewer.send_frame(frame)
+
+    def publish(self, key: str, result: dict[str, Any]) -> None:
+        self.seq[key] = self.seq.get(key, 0) + 1
+        self.latest[key] = result
+        self.broadcast({"type": "output", "card": key, "seq": self.seq[key], "result": result})
+
+    def presence(self) -> list[dict[str, str]]:
+        users = {viewer.user.id: viewer.user for viewer in self.viewers}
+        return [{"user_id": u.id, "name": u.name, "email": u.email} for u in users.values()]
+
+
+class DashboardHub(LoggingConfigurable):
+    refresh_tick = Float(15.0, help="Seconds between looks for dashboards whose scheduled refresh is due.").tag(config=True)
+
+    def __init__(self, store: Store, dashboards: DashboardService, runner: CardRunner, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.store = store
+        self.dashboards = dashboards
+        self.runner = runner
+        self.rooms: dict[str, Room] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refreshed: dict[str, float] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        dashboards.revoked.append(self._revoked)
+        runner.finished.append(self._card_ran)
+        runner.cards.saved.append(lambda user, card_id: self._spawn(self._card_saved(user, card_id)))
+        dashboards.datasets.new_version.append(lambda dataset_id: self._spawn(self._dataset_changed(dataset_id)))
+
+    def start(self) -> None:
+        self._ticker = asyncio.create_task(self._refresh_loop())
+
+    async def stop(self) -> None:
+        for task in [self._ticker, *self._tasks]:
+            if task is not None:
+                task.cancel()
+        for room in self.rooms.values():
+            for viewer in list(room.viewers):
+                viewer.end(1001, "the server is stopping")
+
+    # viewers -----------------------------------------------------------------------
+    async def join(self, viewer: Viewer, dashboard_id: str) -> Room:
+        """Send ``viewer`` (already authorised) a snapshot and add it; cards never run get run now."""
+        room = self.rooms.setdefault(dashboard_id, Room(dashboard_id))
+        room.joining += 1
+        try:
+            await self.snapshot(viewer, room)
+        finally:
+            room.joining -= 1
+        room.broadcast({"type": "presence", "viewers": room.presence()})
+        return room
+
+    def leave(self, viewer: Viewer, room: Room) -> None:
+        room.viewers.discard(viewer)
+        if room.viewers:
+            room.broadcast({"type": "presence", "viewers": room.presence()})
+        elif not room.joining and self.rooms.get(room.dashboard_id) is room:
+            del self.rooms[room.dashboard_id]
+
+    async def snapshot(self, viewer: Viewer, room: Room) -> None:
+        """Send the dashboard with every card's latest output, and from then on what is published."""
+        dashboard, version, access = await self.dashboards.get_visible(viewer.user, room.dashboard_id)
+        infos = {}
+        for entry in version.document["cards"]:
+            key = entry["key"]
+            if key not in room.latest and key not in room.running:
+                result = await self._cached(viewer.user, version.document, entry)
+                if result is None:  # many viewers joining at once start one run
+                    room.running.add(key)
+                    self._spawn(self._first_run(viewer.user, room, key))
+                elif key not in room.latest:  # nothing was published while the cache answered
+                    room.seq[key] = room.seq.get(key, 0) + 1
+                    room.latest[key] = result
+            infos[key] = await self._card_info(entry["card"])
+        # from here on no await: nothing is published between the snapshot and joining the room
+        room.viewers.add(viewer)
+        cards = {key: {**info, "seq": room.seq.get(key, 0), "result": room.latest.get(key)}
+                 for key, info in infos.items()}
+        viewer.send_frame(frame_of({"type": "snapshot", "dashboard": dashboard_json(dashboard, version, access),
+                                    "cards": cards, "viewers": room.presence()}))
+
+    async def personal_run(self, viewer: Viewer, dashboard_id: str, values: dict[str, Any]) -> None:
+        """Run the cards that take any of ``values`` for ``viewer`` alone (through the cache)."""
+        _, version, _ = await self.dashboards.get_visible(viewer.user, dashboard_id)
+        for entry in version.document["cards"]:
+            if not set(values) & set(await self._bound(version.document, entry, values)):
+                continue  # the card does not take any of them: what it shows stands
+            try:
+                result = await self.run_card(viewer.user, version.document, entry, values)
+            except BIError as exc:
+                result = error_result(exc)
+            viewer.send_frame(frame_of({"type": "output", "card": entry["key"], "personal": True, "result": result}))
+
+    # runs --------------------------------------------------------------------------
+    async def run(self, user: User, dashboard_id: str, key: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Run one card of the dashboard; with the default values its output goes to every viewer."""
+        _, version, _ = await self.dashboards.get_visible(user, dashboard_id)
+        entry = next((e for e in version.document["cards"] if e["key"] == key), None)
+        if entry is None:
+            raise NotFoundError(f"The dashboard has no card {key!r}.")
+        result = await self.run_card(user, version.document, entry, values)
+        if not values and dashboard_id in self.rooms:
+            self.rooms[dashboard_id].publish(key, result)
+        return result
+
+    async def run_card(self, user: User, document: dict[str, Any], entry: dict[str, Any],
+                       values: dict[str, Any], force: bool = False) -> dict[str, Any]:
+        return await self.runner.run(user, entry["card"], await self._bound(document, entry, values), force)
+
+    async def _cached(self, user: User, document: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return await self.runner.cached(user, entry["card"], await self._bound(document, entry, {}))
+        except BIError as exc:
+            return error_result(exc)
+
+    async def _bound(self, document: dict[str, Any], entry: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        """The dashboard's parameter values (defaults, then ``values``) that the card declares."""
+        chosen = {p["name"]: p["default"] for p in document.get("parameters", [])} | values
+        card = await self.store.get_card(entry["card"])
+        version = card and await self.store.get_card_version(card.id, card.current_version)
+        declared = {p["name"] for p in version.parameters} if version else set()
+        return {name: value for name, value in chosen.items() if name in declared}
+
+    async def _first_run(self, user: User, room: Room, key: str) -> None:
+        try:
+            await self._run_and_publish(user, room.dashboard_id, key)
+        finally:
+            room.running.discard(key)
+
+    async def _run_and_publish(self, user: User, dashboard_id: str, key: str, force: bool = False) -> None:
+        version = await self.dashboards.current(dashboard_id)
+        entry = version and next((e for e in version.document["cards"] if e["key"] == key), None)
+        if entry is None:
+            return
+        try:
+            result = await self.run_card(user, version.document, entry, {}, force)
+        except BIError as exc:
+            result = error_result(exc)
+        if dashboard_id in self.rooms:
+            self.rooms[dashboard_id].publish(key, result)
+
+    async def _card_info(self, card_id: str) -> dict[str, Any]:
+        card = await self.store.get_card(card_id)
+        version = card and await self.store.get_card_version(card.id, card.current_version)
+        if version is None:
+            return {"card_id": card_id, "title": "(deleted card)", "parameters": []}
+        return {"card_id": card_id, "title": version.title, "parameters": list(version.parameters)}
+
+    # what changes dashboards ---------------------------------------------------------
+    def _card_ran(self, card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
+        """A run through the card API with no parameters given shows on every dashboard watching the card."""
+        self._spawn(self._show_run(card_id, values, result))
+
+    async def _show_run(self, card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
+        for room in list(self.rooms.values()):
+            version = await self.dashboards.current(room.dashboard_id)
+            for entry in version.document["cards"] if version else ():
+                if entry["card"] == card_id and await self._bound(version.document, entry, {}) == values \
+                        and room.latest.get(entry["key"]) is not result:
+                    room.publish(entry["key"], result)
+
+    def dashboard_saved(self, dashboard: Dashboard, version: DashboardVersion) -> None:
+        """Tell viewers of the new version (layout, cards); cards new to it get run."""
+        room = self.rooms.get(dashboard.id)
+        if room is None:
+            return
+        for viewer in list(room.viewers):
+            self._spawn(self.snapshot(viewer, room))
+
+    def dashboard_deleted(self, dashboard_id: str) -> None:
+        room = self.rooms.pop(dashboard_id, None)
+        for viewer in list(room.viewers) if room else ():
+            viewer.end(4404, "The dashboard was deleted.")
+
+    async def _card_saved(self, user: User, card_id: str) -> None:
+        for room in list(self.rooms.values()):
+            version = await self.dashboards.current(room.dashboard_id)
+            for entry in version.document["cards"] if version else ():
+                if entry["card"] == card_id:
+                    await self._run_and_publish(user, room.dashboard_id, entry["key"])
+
+    async def _dataset_changed(self, dataset_id: str) -> None:
+        """Re-run, as each dashboard's owner, the cards that read the dataset."""
+        for dashboard in await self.store.list_dashboards():
+            await self._rerun(dashboard, lambda datasets: dataset_id in datasets, force=False)
+
+    async def _rerun(self, dashboard: Dashboard, reads: Any, force: bool) -> None:
+        owner = await self.store.get_user(dashboard.owner_id)
+        version = await self.dashboards.current(dashboard.id)
+        if owner is None or version is None:
+            return
+        for entry in version.document["cards"]:
+            card = await self.store.get_card(entry["card"])
+            card_version = card and await self.store.get_card_version(card.id, card.current_version)
+            if card_version is not None and reads(card_version.datasets):
+                await self._run_and_publish(owner, dashboard.id, entry["key"], force)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_tick)
+            try:
+                await self.refresh_due()
+            except Exception:  # a store hiccup must not end the schedule
+                log.exception("dashboard_refresh_failed")
+
+    async def refresh_due(self) -> list[str]:
+        """Re-run (past the cache) the cards of every dashboard whose refresh interval has passed."""
+        now, done = time.monotonic(), []
+        for dashboard in await self.store.list_dashboards():
+            version = await self.dashboards.current(dashboard.id)
+            refresh = version.document.get("refresh") if version else None
+            if not refresh:
+                continue
+            last = self._refreshed.setdefault(dashboard.id, now)
+            if now - last >= refresh["every_seconds"]:
+                self._refreshed[dashboard.id] = now
+                log.info("dashboard_refresh", dashboard_id=dashboard.id)
+                await self._rerun(dashboard, lambda datasets: True, force=True)
+                done.append(dashboard.id)
+        return done
+
+    def _revoked(self, dashboard_id: str, user_id: str) -> None:
+        room = self.rooms.get(dashboard_id)
+        for viewer in list(room.viewers) if room else ():
+            if viewer.user.id == user_id:
+                viewer.end(4403, "Your access to this dashboard was revoked.")
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dashboard_task_failed", error=repr(task.exception()))
+
+
+def dashboard_json(dashboard: Dashboard, version: DashboardVersion, access: str) -> dict[str, Any]:
+    fields = version.public()
+    fields["updated_by"] = fields.pop("created_by")
+    return {**fields, **dashboard.public(), "access": access}
+
+
+def error_result(exc: BIError) -> dict[str, Any]:
+    """A card that could not run, shown in its place: the reason as an error output."""
+    return {"status": "error", "cached": False, "execution_time_ms": 0,
+            "outputs": [{"output_type": "error", "ename": exc.code, "evalue": exc.message, "traceback": []}]}

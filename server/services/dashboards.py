@@ -1,0 +1,303 @@
+"""Dashboards: versioned documents (``dashboards_spec``) of cards on a grid, shared by email.
+
+Who may do what is decided in ``DashboardService.access``: the owner and admins everything;
+a share grants ``view`` (see it, run its cards with parameters) or ``edit`` (also change its
+layout and cards); to everyone else the dashboard does not exist (404). Sharing a dashboard
+shares its cards and nothing else: ``card_access`` is the card service's ``shares`` seam.
+
+A document is stored with every card as a reference ``{"key", "card": <card uid>}``: a card
+written inline (title, code, dataset names) becomes a saved card of the writer's, or a new
+version of the card already under that key. ``export`` inlines them again, with dataset names
+instead of ids, so that a document moves between servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from typing import Any
+
+from traitlets.config import LoggingConfigurable
+
+import dashboards_spec
+
+from ..errors import (InvalidRequestError, NotFoundError, PermissionDeniedError, PreconditionRequiredError,
+                      UnprocessableError, ConflictError)
+from ..logs import audit
+from ..models import Card, Dashboard, DashboardVersion, Permission, Share, User, normalise_email, utcnow
+from ..storage.base import Store
+from .cards import RANK, Access, CardService
+from .datasets import DatasetService
+
+
+class DashboardService(LoggingConfigurable):
+    def __init__(self, store: Store, cards: CardService, datasets: DatasetService, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.store = store
+        self.cards = cards
+        self.datasets = datasets
+        self.revoked: list[Any] = []  # callbacks (dashboard_id, user_id) told of every revoked share
+        cards.shares = self.card_access
+
+    # access --------------------------------------------------------------------
+    async def access(self, user: User, dashboard: Dashboard) -> Access | None:
+        if dashboard.owner_id == user.id or user.role == "admin":
+            return "owner"
+        for share in await self.store.list_shares(dashboard.id):
+            if share.user_id == user.id:
+                return share.permission
+        return None
+
+    async def authorize(self, user: User, dashboard_id: str, needed: Access = "view") -> tuple[Dashboard, Access]:
+        """The dashboard and ``user``'s access if it is at least ``needed``; 404 with none, 403 with too little."""
+        dashboard = await self.store.get_dashboard(dashboard_id)
+        granted = await self.access(user, dashboard) if dashboard is not None else None
+        if dashboard is None or granted is None:
+            raise NotFoundError("No such dashboard.")
+        if RANK[granted] < RANK[needed]:
+            raise PermissionDeniedError(
+                "Only the dashboard's owner can do that." if needed == "owner"
+                else "You can view this dashboard but not change it.")
+        return dashboard, granted
+
+    async def card_access(self, user: User, card: Card) -> Access | None:
+        """The most a dashboard shared with ``user`` grants on ``card``."""
+        best: Access | None = None
+        for share in await self.store.list_user_shares(user.id):
+            if best is not None and RANK[best] >= RANK[share.permission]:
+                continue
+            version = await self.current(share.dashboard_id)
+            if version is not None and card.id in card_ids(version.document):
+                best = share.permission
+        return best
+
+    # reads -----------------------------------------------------------------------
+    async def current(self, dashboard_id: str) -> DashboardVersion | None:
+        dashboard = await self.store.get_dashboard(dashboard_id)
+        return dashboard and await self.store.get_dashboard_version(dashboard.id, dashboard.current_version)
+
+    async def get_visible(self, user: User, dashboard_id: str) -> tuple[Dashboard, DashboardVersion, Access]:
+        dashboard, granted = await self.authorize(user, dashboard_id)
+        return dashboard, await self._version_of(dashboard, dashboard.current_version), granted
+
+    async def list_visible(self, user: User) -> list[tuple[Dashboard, DashboardVersion, Access]]:
+        """Mine (an admin: all), then those shared with me; each with its current version."""
+        mine = await self.store.list_dashboards(None if user.role == "admin" else user.id)
+        entries: list[tuple[Dashboard, Access]] = [(d, "owner") for d in mine]
+        seen = {d.id for d in mine}
+        for share in await self.store.list_user_shares(user.id):
+            dashboard = await self.store.get_dashboard(share.dashboard_id)
+            if dashboard is not None and dashboard.id not in seen:
+                entries.append((dashboard, share.permission))
+        versions = await asyncio.gather(
+            *(self.store.get_dashboard_version(d.id, d.current_version) for d, _ in entries))
+        return [(d, v, a) for (d, a), v in zip(entries, versions) if v is not None]
+
+    async def versions(self, user: User, dashboard_id: str) -> list[DashboardVersion]:
+        dashboard, _ = await self.authorize(user, dashboard_id)
+        return await self.store.list_dashboard_versions(dashboard.id)
+
+    async def _version_of(self, dashboard: Dashboard, number: int) -> DashboardVersion:
+        version = await self.store.get_dashboard_version(dashboard.id, number)
+        if version is None:
+            raise NotFoundError(f"The dashboard has no version {number}.")
+        return version
+
+    async def export(self, user: User, dashboard_id: str) -> dict[str, Any]:
+        """The document with its cards inline and datasets by name: no internal ids."""
+        _, version, _ = await self.get_visible(user, dashboard_id)
+        document = dict(version.document)
+        document["cards"] = [await self._inline(entry) for entry in document["cards"]]
+        return document
+
+    async def _inline(self, entry: dict[str, Any]) -> dict[str, Any]:
+        card = await self.store.get_card(entry["card"])
+        version = card and await self.store.get_card_version(card.id, card.current_version)
+        if version is None:
+            return {"key": entry["key"], "title": "(deleted card)", "code": ""}
+        names = []
+        for dataset_id in version.datasets:
+            dataset = await self.store.get_dataset(dataset_id)
+            if dataset is not None:
+                names.append(dataset.name)
+        inline = {"key": entry["key"], "title": version.title, "code": version.code, "datasets": names}
+        if version.parameters:
+            inline["parameters"] = [dict(p) for p in version.parameters]
+        return inline
+
+    # writes ----------------------------------------------------------------------
+    async def create(self, user: User, document: Any) -> tuple[Dashboard, DashboardVersion]:
+        document = _checked(document)
+        uid = document.setdefault("uid", uuid.uuid4().hex)
+        if await self.store.get_dashboard_by_uid(uid) is not None:
+            raise ConflictError(f"A dashboard with the uid {uid!r} exists; import the document to update it.",
+                                {"uid": uid})
+        stored = await self._store_form(user, document, previous=None)
+        now = utcnow()
+        dashboard = Dashboard(id=uuid.uuid4().hex, uid=uid, owner_id=user.id, current_version=1,
+                              created_at=now, updated_at=now)
+        version = DashboardVersion(dashboard.id, 1, stored, now, user.id)
+        await self.store.create_dashboard(dashboard, version)
+        audit("dashboard_created", dashboard_id=dashboard.id, owner_id=user.id, uid=uid)
+        return dashboard, version
+
+    async def update(self, user: User, dashboard_id: str, expected: int | None,
+                     document: Any) -> tuple[Dashboard, DashboardVersion]:
+        """Save a new version edited from version ``expected``; 409 if someone saved since."""
+        dashboard, _ = await self.authorize(user, dashboard_id, "edit")
+        if expected is None:
+            raise PreconditionRequiredError(
+                'Name the version you edited: send If-Match: "<version>" or a "version" field.')
+        document = _checked(document)
+        if document.setdefault("uid", dashboard.uid) != dashboard.uid:
+            raise UnprocessableError(f"/uid: this dashboard's uid is {dashboard.uid!r}; a uid never changes.",
+                                     {"pointer": "/uid"})
+        if expected != dashboard.current_version:
+            raise _stale(dashboard, expected)
+        previous = await self._version_of(dashboard, expected)
+        stored = await self._store_form(user, document, previous.document)
+        return await self._save(user, dashboard, expected, stored)
+
+    async def restore(self, user: User, dashboard_id: str, number: int) -> tuple[Dashboard, DashboardVersion]:
+        """A new version with the document of version ``number``."""
+        dashboard, _ = await self.authorize(user, dashboard_id, "edit")
+        old = await self._version_of(dashboard, number)
+        return await self._save(user, dashboard, dashboard.current_version, old.document)
+
+    async def import_document(self, user: User, document: Any) -> tuple[Dashboard, DashboardVersion, bool]:
+        """Create the dashboard of the document's uid, or save a new version of it; True if created."""
+        document = _checked(document)
+        existing = await self.store.get_dashboard_by_uid(document["uid"]) if "uid" in document else None
+        if existing is None:
+            return (*await self.create(user, document), True)
+        dashboard, _ = await self.authorize(user, existing.id, "edit")
+        return (*await self.update(user, dashboard.id, dashboard.current_version, document), False)
+
+    async def _save(self, user: User, dashboard: Dashboard, expected: int,
+                    stored: dict[str, Any]) -> tuple[Dashboard, DashboardVersion]:
+        version = DashboardVersion(dashboard.id, expected + 1, stored, utcnow(), user.id)
+        try:
+            await self.store.add_dashboard_version(version, expected)
+        except ConflictError:
+            latest = await self.store.get_dashboard(dashboard.id)
+            if latest is None:
+                raise NotFoundError("No such dashboard.") from None
+            raise _stale(latest, expected) from None
+        audit("dashboard_updated", dashboard_id=dashboard.id, version=version.version, user_id=user.id)
+        return dataclasses.replace(dashboard, current_version=version.version,
+                                   updated_at=version.created_at), version
+
+    async def delete(self, user: User, dashboard_id: str) -> None:
+        dashboard, _ = await self.authorize(user, dashboard_id, "owner")
+        shares = await self.store.list_shares(dashboard.id)
+        await self.store.delete_dashboard(dashboard.id)
+        for share in shares:
+            self._tell_revoked(dashboard.id, share.user_id)
+        audit("dashboard_deleted", dashboard_id=dashboard.id, owner_id=dashboard.owner_id, user_id=user.id)
+
+    async def _store_form(self, user: User, document: dict[str, Any],
+                          previous: dict[str, Any] | None) -> dict[str, Any]:
+        """The document with every card a reference; inline cards saved as cards."""
+        before = {entry["key"]: entry["card"] for entry in (previous or {}).get("cards", [])}
+        cards = []
+        for index, entry in enumerate(document["cards"]):
+            if "card" in entry:
+                await self._check_reference(user, index, entry["card"], before)
+                cards.append(entry)
+            else:
+                cards.append({"key": entry["key"], "card": await self._save_inline(user, index, entry, before)})
+        return {**document, "cards": cards}
+
+    async def _check_reference(self, user: User, index: int, card_id: str, before: dict[str, str]) -> None:
+        """A card new to the dashboard must be the writer's own: sharing it shares it on."""
+        if card_id in before.values():
+            return
+        card = await self.store.get_card(card_id)
+        if card is None or await self.cards.access(user, card) != "owner":
+            raise NotFoundError(f"/cards/{index}/card: there is no card {card_id} of yours.",
+                                {"pointer": f"/cards/{index}/card"})
+
+    async def _save_inline(self, user: User, index: int, entry: dict[str, Any], before: dict[str, str]) -> str:
+        dataset_ids = [await self._dataset_id(user, f"/cards/{index}/datasets/{n}", name)
+                       for n, name in enumerate(entry.get("datasets", []))]
+        fields = (entry["title"], entry["code"], dataset_ids, entry.get("parameters", []))
+        card_id = before.get(entry["key"])
+        card = card_id and await self.store.get_card(card_id)
+        if card and await self.cards.access(user, card) in ("owner", "edit"):
+            current = await self.store.get_card_version(card.id, card.current_version)
+            if current is not None and (current.title, current.code, list(current.datasets),
+                                        [dict(p) for p in current.parameters]) == fields:
+                return card.id
+            card, _ = await self.cards.update(user, card.id, card.current_version, *fields)
+            return card.id
+        card, _ = await self.cards.create(user, *fields)
+        return card.id
+
+    async def _dataset_id(self, user: User, pointer: str, name: str) -> str:
+        """The id of the dataset named ``name``: the writer's own, else the one they can see."""
+        visible = [d for d, _ in await self.datasets.list_visible(user) if d.name == name]
+        own = [d for d in visible if d.owner_id == user.id]
+        found = own or visible
+        if len(found) != 1:
+            problem = "several datasets are" if found else "no dataset you can read is"
+            raise UnprocessableError(f"{pointer}: {problem} named {name!r}.", {"pointer": pointer})
+        return found[0].id
+
+    # shares ----------------------------------------------------------------------
+    async def shares(self, user: User, dashboard_id: str) -> list[dict[str, Any]]:
+        dashboard, _ = await self.authorize(user, dashboard_id)
+        return [await self._share_json(share) for share in await self.store.list_shares(dashboard.id)]
+
+    async def share(self, user: User, dashboard_id: str, email: str, permission: Permission) -> dict[str, Any]:
+        dashboard, _ = await self.authorize(user, dashboard_id, "owner")
+        grantee = await self.store.get_user_by_email(normalise_email(email))
+        if grantee is None:
+            raise UnprocessableError(f"There is no user with the email {email!r}; ask an admin to add them.",
+                                     {"pointer": "/email"})
+        if grantee.id == dashboard.owner_id:
+            raise InvalidRequestError("The owner already has every permission on the dashboard.",
+                                      {"pointer": "/email"})
+        share = Share(dashboard.id, grantee.id, permission, utcnow(), user.id)
+        await self.store.put_share(share)
+        audit("dashboard_shared", dashboard_id=dashboard.id, shared_with=grantee.id, permission=permission,
+              user_id=user.id)
+        return await self._share_json(share)
+
+    async def revoke(self, user: User, dashboard_id: str, email: str) -> None:
+        dashboard, _ = await self.authorize(user, dashboard_id, "owner")
+        grantee = await self.store.get_user_by_email(normalise_email(email))
+        if grantee is None or not await self.store.delete_share(dashboard.id, grantee.id):
+            raise NotFoundError(f"The dashboard is not shared with {email!r}.")
+        audit("dashboard_unshared", dashboard_id=dashboard.id, shared_with=grantee.id, user_id=user.id)
+        self._tell_revoked(dashboard.id, grantee.id)
+
+    def _tell_revoked(self, dashboard_id: str, user_id: str) -> None:
+        for callback in self.revoked:
+            callback(dashboard_id, user_id)
+
+    async def _share_json(self, share: Share) -> dict[str, Any]:
+        grantee = await self.store.get_user(share.user_id)
+        return {"email": grantee.email if grantee else None, "name": grantee.name if grantee else None,
+                "user_id": share.user_id, "permission": share.permission, "created_at": share.created_at}
+
+
+def card_ids(document: dict[str, Any]) -> set[str]:
+    return {entry["card"] for entry in document.get("cards", []) if "card" in entry}
+
+
+def _checked(document: Any) -> dict[str, Any]:
+    """``document`` at the current schema version, checked; 422 naming the first problem."""
+    try:
+        document = dashboards_spec.upgrade(document)
+        dashboards_spec.check(document)
+    except dashboards_spec.SpecError as exc:
+        raise UnprocessableError(str(exc), {"pointer": exc.pointer, "reason": exc.reason}) from None
+    return dict(document)
+
+
+def _stale(dashboard: Dashboard, expected: int) -> ConflictError:
+    return ConflictError(
+        f"The dashboard is at version {dashboard.current_version}, not {expected}: someone saved it since"
+        " you opened it. Reload, reapply your changes and save again.",
+        {"current_version": dashboard.current_version})

@@ -1,0 +1,189 @@
+"""Live dashboards over real sockets, with real kernels: snapshots, shared and personal outputs,
+re-runs on saves, new dataset versions and scheduled refreshes, presence, revocation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from structlog.testing import capture_logs
+
+from server.handlers import dashboard_socket
+
+from .test_card_socket import Socket, connect
+from .test_dashboards import document
+from .test_datasets import JAPANESE_CSV, upload
+from .test_sessions import root, start_cards  # noqa: F401 - fixtures
+
+
+async def join(api, token: str, dashboard_id: str) -> Socket:
+    return await connect(api, token, path=f"/api/dashboards/{dashboard_id}/ws")
+
+
+async def output(socket: Socket, card: str = "total") -> dict:
+    """The next output of ``card``, skipping presence."""
+    while True:
+        message = await socket.receive()
+        if message["type"] == "output" and message["card"] == card:
+            return message
+        assert message["type"] in ("presence", "snapshot"), message
+
+
+def printed(message: dict) -> str:
+    return "".join(o.get("text", "") for o in message["result"]["outputs"])
+
+
+async def test_a_live_dashboard(start_cards):
+    api = await start_cards()
+    owner = await api.login()
+    dataset = (await upload(api, "売上", JAPANESE_CSV.encode("cp932"), owner)).json()
+    created = await api.fetch("POST", "/api/dashboards", token=owner,
+                              json_body=document(refresh={"every_seconds": 60}))
+    dashboard = created.json()
+    card_id = dashboard["document"]["cards"][0]["card"]
+    viewer = await api.add_user("viewer@example.com")
+    await api.fetch("PUT", f"/api/dashboards/{dashboard['id']}/shares", token=owner,
+                    json_body={"email": "viewer@example.com", "permission": "view"})
+
+    mine = await join(api, owner, dashboard["id"])
+    snapshot = await mine.receive()
+    assert snapshot["type"] == "snapshot" and snapshot["cards"]["total"]["result"] is None, "never run yet"
+    assert snapshot["cards"]["total"]["title"] == "合計" and snapshot["dashboard"]["access"] == "owner"
+    first = await output(mine)
+    assert first["seq"] == 1 and printed(first) == "9001.0\n", "run with the dashboard's factor, 2"
+
+    theirs = await join(api, viewer, dashboard["id"])
+    snapshot = await theirs.receive()
+    assert snapshot["cards"]["total"]["seq"] == 1 and printed(snapshot["cards"]["total"]) == "9001.0\n"
+    assert snapshot["dashboard"]["access"] == "view"
+    assert {v["email"] for v in snapshot["viewers"]} == {"admin@example.com", "viewer@example.com"}
+    presence = await mine.receive()
+    assert presence["type"] == "presence" and len(presence["viewers"]) == 2
+
+    saved = await api.fetch("PUT", f"/api/cards/{card_id}", token=owner, json_body={
+        "version": 1, "title": "合計", "datasets": [dataset["id"]],
+        "parameters": [{"name": "factor", "type": "number", "default": 1}],
+        "code": "df = load_dataset('売上')\nprint('合計', df['売上'].sum() * factor)"})
+    assert saved.code == 200
+    for socket in (mine, theirs):
+        pushed = await output(socket)
+        assert (pushed["seq"], printed(pushed)) == (2, "合計 9001.0\n"), "a saved card re-runs for everyone"
+
+    theirs.send(type="parameters", values={"factor": 3})
+    personal = await output(theirs)
+    assert personal["personal"] and "seq" not in personal and printed(personal) == "合計 13501.5\n"
+
+    newer = JAPANESE_CSV + "福岡,なし,2,999.5\n"
+    added = await api.fetch("POST", f"/api/datasets/{dataset['id']}/versions", token=owner,
+                            body=newer.encode("cp932"), headers={"Content-Type": "text/csv"})
+    assert added.code in (200, 201), added.body
+    for socket in (mine, theirs):
+        pushed = await output(socket)
+        assert (pushed["seq"], printed(pushed)) == (3, "合計 11000.0\n"), "new data re-runs by itself"
+
+    rerun = await api.fetch("POST", f"/api/dashboards/{dashboard['id']}/cards/total/run", token=viewer, json_body={})
+    assert rerun.code == 200 and rerun.json()["cached"] is True
+    assert (await output(mine))["seq"] == (await output(theirs))["seq"] == 4
+
+    hub = api.app.dashboard_hub
+    hub._refreshed[dashboard["id"]] = time.monotonic() - 61
+    assert await hub.refresh_due() == [dashboard["id"]]
+    refreshed = await output(theirs)
+    assert refreshed["seq"] == 5 and refreshed["result"]["cached"] is False, "a refresh runs past the cache"
+
+    theirs.send(type="hello")
+    assert (await theirs.receive())["code"] == "bad_message"
+    theirs.send(type="resync")
+    assert (await theirs.receive())["type"] == "snapshot"
+
+    await api.fetch("DELETE", f"/api/dashboards/{dashboard['id']}/shares", token=owner,
+                    json_body={"email": "viewer@example.com"})
+    while (message := await theirs.connection.read_message()) is not None:
+        assert '"personal"' not in message
+    assert theirs.connection.close_code == 4403, "revoking closes the viewer's socket at once"
+    while (left := await mine.receive())["type"] != "presence":
+        assert left["type"] == "output" and not left.get("personal")
+    assert len(left["viewers"]) == 1
+    stranger = await api.add_user("stranger@example.com")
+    refused = await api.fetch("GET", f"/api/dashboards/{dashboard['id']}/ws", token=stranger)
+    assert refused.code == 404
+
+
+async def test_bokeh_charts_and_their_patches_reach_viewers(start_cards):
+    """A card's Bokeh item and the document patches that followed it arrive in order on the dashboard,
+    run once for viewers who joined together; an editor whose share is revoked can no longer run the card from its editor."""
+    api = await start_cards()
+    owner = await api.login()
+    code = ("from bokeh.plotting import figure, show\nfrom bokeh.models import ColumnDataSource\n"
+            "src = ColumnDataSource({'x': [1], 'y': [1]})\np = figure(title='売上')\np.line('x', 'y', source=src)\n"
+            "show(p)\nsrc.stream({'x': [2], 'y': [20]})")
+    spec = document(parameters=[], cards=[{"key": "chart", "title": "グラフ", "code": code}],
+                    layout=[{"card": "chart", "x": 0, "y": 0, "w": 12, "h": 6}])
+    dashboard = (await api.fetch("POST", "/api/dashboards", token=owner, json_body=spec)).json()
+    editor = await api.add_user("editor@example.com")
+    await api.fetch("PUT", f"/api/dashboards/{dashboard['id']}/shares", token=owner,
+                    json_body={"email": "editor@example.com", "permission": "edit"})
+    with capture_logs() as logs:
+        socket, other = await asyncio.gather(join(api, editor, dashboard["id"]), join(api, owner, dashboard["id"]))
+        assert (await socket.receive())["type"] == "snapshot"
+        pushed = await output(socket, "chart")
+        await output(other, "chart")
+    assert len([e for e in logs if e["event"] == "card_executed"]) == 1, "viewers joining at once start one run"
+    outputs = pushed["result"]["outputs"]
+    assert [o["output_type"] for o in outputs] == ["display_data", "bokeh_patch"]
+    assert outputs[1]["root_id"] == outputs[0]["data"]["application/vnd.bi.bokeh-item.v1+json"]["root_id"]
+    assert [e["kind"] for e in outputs[1]["patch"]["events"]] == ["ColumnsStreamed"]
+
+    card_id = dashboard["document"]["cards"][0]["card"]
+    card_socket = await connect(api, editor, path=f"/api/cards/{card_id}/ws")
+    assert (await card_socket.receive())["type"] == "session"
+    await api.fetch("DELETE", f"/api/dashboards/{dashboard['id']}/shares", token=owner,
+                    json_body={"email": "editor@example.com"})
+    card_socket.send(type="execute", code="print('still here?')")
+    while (message := await card_socket.connection.read_message()) is not None:
+        assert "still here" not in message
+    assert card_socket.connection.close_code == 4403
+
+
+async def test_a_slow_socket_is_dropped_and_rejoins(api, monkeypatch):
+    """Outputs are written to every socket; one that stops reading is closed with 4008 once too far
+    behind, while the others get everything; rejoining gives a snapshot with the latest output."""
+    monkeypatch.setattr(dashboard_socket, "MAX_PENDING_BYTES", 2 * 1024 * 1024)
+    owner = await api.login()
+    spec = document(parameters=[], cards=[{"key": "total", "title": "合計", "code": "1"}])
+    dashboard = (await api.fetch("POST", "/api/dashboards", token=owner, json_body=spec)).json()
+    fast, slow = await join(api, owner, dashboard["id"]), await join(api, owner, dashboard["id"])
+    room = api.app.dashboard_hub.rooms[dashboard["id"]]
+    received: list[int] = []
+
+    async def read_all() -> None:
+        while (text := await fast.connection.read_message()) is not None:
+            message = json.loads(text)
+            if message["type"] == "output":
+                received.append(message["seq"])
+
+    reader = asyncio.create_task(read_all())
+    big = {"status": "ok", "cached": True, "execution_time_ms": 1,
+           "outputs": [{"output_type": "stream", "name": "stdout", "text": "x" * 1024 * 1024}]}
+    for _ in range(40):
+        room.publish("total", big)
+        await asyncio.sleep(0.01)
+    last = room.seq["total"]
+    for _ in range(500):
+        if received and received[-1] == last:
+            break
+        await asyncio.sleep(0.02)
+    assert received[-10:] == list(range(last - 9, last + 1)), "the fast socket got every output in order"
+    while await asyncio.wait_for(slow.connection.read_message(), 30) is not None:
+        pass
+    assert slow.connection.close_code == 4008
+    again = await join(api, owner, dashboard["id"])
+    snapshot = await again.receive()
+    assert snapshot["type"] == "snapshot" and snapshot["cards"]["total"]["seq"] == last
+    fast.close()
+    await reader
+    assert (await api.fetch("DELETE", f"/api/dashboards/{dashboard['id']}", token=owner)).code == 204
+    while await asyncio.wait_for(again.connection.read_message(), 30) is not None:
+        pass
+    assert again.connection.close_code == 4404, "deleting a dashboard closes its sockets"

@@ -130,11 +130,10 @@ class DashboardPage implements Page {
     this.parameters.set(this.draft ? [] : document.parameters ?? []);
     this.renderActions();
     this.element.classList.toggle("editing", this.draft !== null);
-    this.grid.batchUpdate();
-    this.grid.removeAll(true);
+    this.grid.removeAll(false);
+    this.gridElement.querySelectorAll(".grid-stack-item").forEach((item) => item.remove());
     this.tiles.clear();
     for (const cell of document.layout) this.place(cell.card, cell);
-    this.grid.batchUpdate(false);
     this.grid.setStatic(this.draft === null);
     this.empty.hidden = document.layout.length > 0;
     this.empty.replaceChildren(

@@ -1,0 +1,147 @@
+"""Dashboards in a browser: the owner puts a Bokeh card on a dashboard and shares it; a viewer in
+another browser context sees it, and sees the owner's change arrive live; a stranger cannot open it."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Browser, Page, expect
+
+from .conftest import api, screenshot, sign_in, token_of
+
+PASSWORD = "a long enough password"
+CODE = """from bokeh.plotting import figure
+label = "{label}"
+stores = ["東京", "大阪", "名古屋", "福岡"]
+print(f"集計: {{label}}")
+p = figure(x_range=stores, title=f"店舗別売上（{{label}}）", height=300, sizing_mode="stretch_width")
+p.vbar(x=stores, top=[120, 95, 70, 64], width=0.8)
+p
+"""
+
+
+def add_user(bi, token: str, email: str, name: str) -> None:
+    status, body = api(bi, "POST", "/api/users", {"email": email, "name": name, "password": PASSWORD}, token=token)
+    assert status == 201, body
+
+
+def sign_in_as(browser: Browser, bi, email: str, next_path: str) -> Page:
+    """A second browser context, signed in as someone else."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP", timezone_id="Asia/Tokyo")
+    page = context.new_page()
+    page.goto(f"{bi.url}/signin?next={next_path}")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    return page
+
+
+def write_card(page: Page, label: str) -> None:
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(CODE.format(label=label))
+
+
+def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Browser, bi):
+    token = token_of(bi)
+    add_user(bi, token, "hanako@example.com", "山田 花子")
+    add_user(bi, token, "stranger@example.com", "Sam Stranger")
+
+    # The owner writes a card that draws a chart and saves it.
+    sign_in(page, bi, "/cards/new")
+    page.get_by_placeholder("Untitled card").fill("店舗別売上")
+    write_card(page, "初版")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator(".outputs .output-bokeh canvas").first).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved as version 1.")).to_be_visible()
+
+    # A new dashboard, then the card goes on it from the card editor.
+    page.get_by_role("link", name="Dashboards", exact=True).click()
+    expect(page.get_by_role("heading", name="No dashboards yet")).to_be_visible()
+    screenshot(page, "dashboards-empty")
+    page.get_by_label("New dashboard title").fill("営業ダッシュボード")
+    page.get_by_role("button", name="+ New dashboard").click()
+    expect(page).to_have_url(re.compile(r"/dashboards/[^/]+$"))
+    dashboard_id = page.url.rsplit("/", 1)[1]
+    expect(page.get_by_role("heading", name="No cards on this dashboard yet")).to_be_visible()
+    screenshot(page, "dashboard-new")
+
+    page.go_back()
+    page.go_back()
+    expect(page.get_by_placeholder("Untitled card")).to_have_value("店舗別売上")
+    page.get_by_role("button", name="Add to dashboard").click()
+    page.get_by_role("dialog", name="Add to dashboard").get_by_role("button", name=re.compile("営業ダッシュボード")).click()
+    added = page.get_by_role("status").filter(has_text="Added to “営業ダッシュボード”.")
+    expect(added).to_be_visible()
+    screenshot(page, "card-added-to-dashboard")
+    added.get_by_role("link", name="Open dashboard").click()
+
+    tile = page.get_by_role("article", name="店舗別売上")
+    expect(tile.locator(".output-bokeh canvas").first).to_be_visible(timeout=30_000)
+    expect(tile.locator(".output-stream")).to_have_text("集計: 初版\n")
+    expect(page.locator(".live-state")).to_have_text("Live")
+    screenshot(page, "dashboard-owner", also_wide=True)
+
+    # Edit mode: the add-card dialog lists my cards; the grid can be saved as a new version.
+    page.get_by_role("button", name="Edit", exact=True).click()
+    page.get_by_role("button", name="+ Add card").click()
+    expect(page.get_by_role("dialog", name="Add a card")).to_contain_text("already here")
+    screenshot(page, "dashboard-add-card")
+    page.get_by_role("dialog", name="Add a card").get_by_role("button", name="Cancel").click()
+    screenshot(page, "dashboard-editing")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_text("Saved as version 3.")).to_be_visible()
+
+    # Sharing: an unknown email is refused with a reason; a colleague becomes a viewer.
+    page.get_by_role("button", name="Share").click()
+    dialog = page.get_by_role("dialog", name="Share 営業ダッシュボード")
+    dialog.get_by_label("Email").fill("nobody@example.com")
+    dialog.get_by_role("button", name="Share").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("nobody@example.com")
+    dialog.get_by_label("Email").fill("hanako@example.com")
+    dialog.get_by_role("button", name="Share").click()
+    expect(dialog.locator(".share-list")).to_contain_text("山田 花子")
+    expect(dialog.locator(".share-list")).to_contain_text("Can view")
+    screenshot(page, "dashboard-share")
+    dialog.get_by_role("button", name="Done").click()
+
+    # The viewer finds it among the dashboards shared with her and sees the chart.
+    viewer = sign_in_as(browser, bi, "hanako@example.com", "/dashboards")
+    expect(viewer.get_by_role("row", name=re.compile("営業ダッシュボード"))).to_contain_text("Can view")
+    screenshot(viewer, "dashboards-viewer")
+    viewer.get_by_role("link", name="営業ダッシュボード").click()
+    viewer_tile = viewer.get_by_role("article", name="店舗別売上")
+    expect(viewer_tile.locator(".output-bokeh canvas").first).to_be_visible(timeout=30_000)
+    expect(viewer.get_by_text("View only")).to_be_visible()
+    expect(viewer.get_by_role("button", name="Edit", exact=True)).to_have_count(0)
+    expect(viewer_tile.get_by_role("button", name="↻ Re-run")).to_have_count(0)
+    expect(page.locator(".presence .avatar")).to_have_count(2)
+    expect(viewer.locator(".presence")).to_contain_text("1 other viewing")
+    viewer.evaluate("window.stillTheSamePage = true")
+    screenshot(viewer, "dashboard-viewer", also_wide=True)
+
+    # The owner re-runs the card, then changes it: the viewer sees the new output, without a reload.
+    tile.get_by_role("button", name="↻ Re-run").click()
+    expect(tile.locator(".tile-meta")).not_to_have_text("Running…")
+    tile.get_by_role("link", name="Edit card").click()
+    write_card(page, "改訂")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved as version 2.")).to_be_visible()
+    expect(viewer_tile.locator(".output-stream")).to_have_text("集計: 改訂\n", timeout=30_000)
+    expect(viewer_tile.locator(".output-bokeh canvas").first).to_be_visible()
+    assert viewer.evaluate("window.stillTheSamePage") is True
+    screenshot(viewer, "dashboard-viewer-updated")
+
+    # A stranger gets a clear page, not the dashboard.
+    stranger = sign_in_as(browser, bi, "stranger@example.com", f"/dashboards/{dashboard_id}")
+    expect(stranger.get_by_role("heading", name="Dashboard not available")).to_be_visible()
+    expect(stranger.locator(".tile")).to_have_count(0)
+    screenshot(stranger, "dashboard-stranger")
+
+    # Revoking the share closes the viewer's live dashboard with a message.
+    status, _ = api(bi, "DELETE", f"/api/dashboards/{dashboard_id}/shares", {"email": "hanako@example.com"}, token=token)
+    assert status == 204
+    expect(viewer.get_by_text("Your access to this dashboard was revoked.")).to_be_visible()
+    screenshot(viewer, "dashboard-revoked")

@@ -84,15 +84,31 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     expect(page.locator(".live-state")).to_have_text("Live")
     screenshot(page, "dashboard-owner", also_wide=True)
 
-    # Edit mode: the add-card dialog lists my cards; the grid can be saved as a new version.
+    # Edit mode: add the card a second time, drag it beside the first, remove the first; save.
     page.get_by_role("button", name="Edit", exact=True).click()
     page.get_by_role("button", name="+ Add card").click()
-    expect(page.get_by_role("dialog", name="Add a card")).to_contain_text("already here")
+    picker = page.get_by_role("dialog", name="Add a card")
+    expect(picker).to_contain_text("already here")
     screenshot(page, "dashboard-add-card")
-    page.get_by_role("dialog", name="Add a card").get_by_role("button", name="Cancel").click()
+    picker.get_by_role("button", name=re.compile("店舗別売上")).click()
+    second = page.locator('.tile[data-key="card-2"]')
+    expect(second).to_contain_text("Save the dashboard to run this card.")
+    head = second.locator(".tile-head")
+    head.scroll_into_view_if_needed()
+    box = head.bounding_box()
+    page.mouse.move(box["x"] + 200, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(box["x"] + 200 + step * 30, box["y"] + box["height"] / 2)
+    page.mouse.up()
     screenshot(page, "dashboard-editing")
+    page.locator('.tile[data-key="card-1"]').get_by_role("button", name="✕").click()
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_text("Saved as version 3.")).to_be_visible()
+    layout = api(bi, "GET", f"/api/dashboards/{dashboard_id}", token=token)[1]["document"]["layout"]
+    assert [(cell["card"], cell["x"] > 0, cell["w"]) for cell in layout] == [("card-2", True, 6)], layout
+    tile = page.get_by_role("article", name="店舗別売上")
+    expect(tile.locator(".output-bokeh canvas").first).to_be_visible(timeout=30_000)
 
     # Sharing: an unknown email is refused with a reason; a colleague becomes a viewer.
     page.get_by_role("button", name="Share").click()
@@ -106,6 +122,20 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     expect(dialog.locator(".share-list")).to_contain_text("Can view")
     screenshot(page, "dashboard-share")
     dialog.get_by_role("button", name="Done").click()
+
+    # Parameters: a card that takes the region; the dashboard offers a choice of region.
+    status, current = api(bi, "GET", f"/api/dashboards/{dashboard_id}", token=token)
+    document = current["document"]
+    document["parameters"] = [{"name": "region", "type": "choice", "label": "地域", "default": "関東",
+                               "choices": ["関東", "関西", "九州"]}]
+    document["cards"].append({"key": "region", "title": "地域", "code": 'print(f"地域: {region}")',
+                              "parameters": [{"name": "region", "type": "text", "default": "関東"}]})
+    document["layout"].append({"card": "region", "x": 0, "y": 0, "w": 4, "h": 3})
+    status, body = api(bi, "PUT", f"/api/dashboards/{dashboard_id}", document, token=token,
+                       headers={"If-Match": f'"{current["version"]}"'})
+    assert status == 200, body
+    region = page.get_by_role("article", name="地域")
+    expect(region.locator(".output-stream")).to_have_text("地域: 関東\n", timeout=30_000)
 
     # The viewer finds it among the dashboards shared with her and sees the chart.
     viewer = sign_in_as(browser, bi, "hanako@example.com", "/dashboards")
@@ -121,6 +151,18 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     expect(viewer.locator(".presence")).to_contain_text("1 other viewing")
     viewer.evaluate("window.stillTheSamePage = true")
     screenshot(viewer, "dashboard-viewer", also_wide=True)
+
+    # The owner's own region: personal outputs for the owner only, then back to the shared view.
+    page.get_by_role("combobox", name="地域").select_option("関西")
+    page.get_by_role("button", name="Apply").click()
+    expect(region.locator(".output-stream")).to_have_text("地域: 関西\n", timeout=30_000)
+    expect(region.locator(".tile-meta")).to_contain_text("Your values")
+    expect(page.get_by_text("Showing results for your values, only to you.")).to_be_visible()
+    screenshot(page, "dashboard-personal")
+    expect(viewer.get_by_role("article", name="地域").locator(".output-stream")).to_have_text("地域: 関東\n")
+    page.get_by_role("button", name="Back to shared view").click()
+    expect(region.locator(".output-stream")).to_have_text("地域: 関東\n")
+    expect(page.get_by_role("combobox", name="地域")).to_have_value("関東")
 
     # The owner re-runs the card, then changes it: the viewer sees the new output, without a reload.
     tile.get_by_role("button", name="↻ Re-run").click()

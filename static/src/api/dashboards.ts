@@ -82,15 +82,25 @@ export const dashboardsApi = {
   revoke: (id: string, email: string) => request<null>("DELETE", `${path(id)}/shares`, { json: { email } }).then(() => undefined),
 };
 
-// Puts a saved card on a dashboard: a new key, a cell below the others, saved as a new version.
-export async function appendCard(dashboard: Dashboard, cardId: string, size = { w: 6, h: 5 }): Promise<Dashboard> {
-  const document = structuredClone(dashboard.document);
+// The size of a card put on a dashboard: half the width, tall enough for a chart.
+export const NEW_CELL = { w: 6, h: 7 };
+
+// Adds a saved card to `document` under a new key, in a cell below `layout` (the cells as they
+// are now); returns the key.
+export function placeCard(document: DashboardDocument, cardId: string, layout: Cell[] = document.layout): string {
   const keys = new Set(document.cards.map((c) => c.key));
   let n = document.cards.length + 1;
   while (keys.has(`card-${n}`)) n++;
   const key = `card-${n}`;
-  const bottom = Math.max(0, ...document.layout.map((cell) => cell.y + cell.h));
+  const bottom = Math.max(0, ...layout.map((cell) => cell.y + cell.h));
   document.cards.push({ key, card: cardId });
-  document.layout.push({ card: key, x: 0, y: bottom, ...size });
+  document.layout = [...layout, { card: key, x: 0, y: bottom, ...NEW_CELL }];
+  return key;
+}
+
+// Puts a saved card on a dashboard and saves it as a new version.
+export async function appendCard(dashboard: Dashboard, cardId: string): Promise<Dashboard> {
+  const document = structuredClone(dashboard.document);
+  placeCard(document, cardId);
   return dashboardsApi.save(dashboard.id, dashboard.version, document);
 }

@@ -4,15 +4,15 @@ import { cardsApi } from "../api/cards";
 import { h } from "../dom";
 import { when } from "../format";
 
-// Resolves with the chosen card's id, or null when the dialog is closed.
-export async function chooseCard(onDashboard: Set<string>, newCardHref: string): Promise<string | null> {
+// Resolves with the chosen card's id and title, or null when the dialog is closed.
+export async function chooseCard(onDashboard: Set<string>, newCardHref: string): Promise<[string, string] | null> {
   const cards = await cardsApi.list();
   return new Promise((resolve) => {
-    let chosen: string | null = null;
+    let chosen: [string, string] | null = null;
     const items = cards.map((card) => {
       const pick = h("button", { type: "button", class: "card-choice" }, h("span", { class: "strong" }, card.title || "Untitled card"), h("span", { class: "muted small" }, `v${card.version} · ${when(card.updated_at)}${onDashboard.has(card.id) ? " · already here" : ""}`));
       pick.addEventListener("click", () => {
-        chosen = card.id;
+        chosen = [card.id, card.title || "Untitled card"];
         dialog.close();
       });
       return h("li", {}, pick);

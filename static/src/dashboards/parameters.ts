@@ -5,7 +5,7 @@ import type { Parameter } from "../api/dashboards";
 import { h } from "../dom";
 
 export class ParametersForm {
-  readonly element = h("form", { class: "parameters", "aria-label": "Parameters" });
+  readonly element = h("form", { class: "parameters", "aria-label": "Parameters", hidden: true });
   private inputs = new Map<string, HTMLInputElement | HTMLSelectElement>();
   private parameters: Parameter[] = [];
   private note = h("span", { class: "parameters-note small" });

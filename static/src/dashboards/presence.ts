@@ -9,8 +9,9 @@ const COLOURS = ["#2e6be6", "#1f8a5b", "#b54708", "#7a3ee0", "#c01574", "#0e7490
 function initials(name: string): string {
   const words = name.trim().split(/\s+/).filter(Boolean);
   if (!words.length) return "?";
-  // Japanese names have no spaces: the first character reads best.
-  return words.length === 1 ? [...words[0]].slice(0, /^[\x00-\x7f]/.test(words[0]) ? 2 : 1).join("").toUpperCase() : (words[0][0] + words[words.length - 1][0]).toUpperCase();
+  // A Japanese name reads best as the first character of the family name (山田 花子 → 山).
+  if (!/^[\x00-\x7f]/.test(words[0])) return [...words[0]][0];
+  return (words.length === 1 ? words[0].slice(0, 2) : words[0][0] + words[words.length - 1][0]).toUpperCase();
 }
 
 function colour(id: string): string {

@@ -5,7 +5,7 @@
 import { GridStack, type GridItemHTMLElement } from "gridstack";
 import "gridstack/dist/gridstack.min.css";
 import "../dashboards/dashboards.css";
-import { dashboardsApi, type CardResult, type Dashboard, type DashboardDocument } from "../api/dashboards";
+import { dashboardsApi, placeCard, type CardResult, type Dashboard, type DashboardDocument } from "../api/dashboards";
 import { ApiError } from "../api/errors";
 import { banner } from "../components/banner";
 import { chooseCard } from "../dashboards/add-card";
@@ -51,6 +51,7 @@ class DashboardPage implements Page {
   private liveState = h("span", { class: "live-state" });
   private presence = h("div", {});
   private messages = h("div", { class: "dash-messages" });
+  private editHint = h("p", { class: "edit-hint small" }, h("strong", {}, "Editing layout. "), "Drag a card by its title bar, resize it from its bottom-right corner, ✕ takes it off. Save makes a new version that everyone sees.");
   private actions = h("div", { class: "dash-actions" });
   private parameters: ParametersForm;
   private live: DashboardLive;
@@ -66,6 +67,7 @@ class DashboardPage implements Page {
       { class: "page dash-page" },
       h("header", { class: "page-head" }, h("a", { href: "/dashboards", class: "back", "aria-label": "All dashboards" }, "‹"), h("div", { class: "dash-heading" }, this.title, this.description), h("span", { class: "spacer" }), this.liveState, this.presence, this.actions),
       this.messages,
+      this.editHint,
       this.parameters.element,
       this.empty,
       this.gridElement,
@@ -130,6 +132,7 @@ class DashboardPage implements Page {
     this.parameters.set(this.draft ? [] : document.parameters ?? []);
     this.renderActions();
     this.element.classList.toggle("editing", this.draft !== null);
+    this.editHint.hidden = this.draft === null;
     this.grid.removeAll(false);
     this.gridElement.querySelectorAll(".grid-stack-item").forEach((item) => item.remove());
     this.tiles.clear();
@@ -170,7 +173,7 @@ class DashboardPage implements Page {
       add.addEventListener("click", () => void this.addCard());
       cancel.addEventListener("click", () => this.stopEditing());
       save.addEventListener("click", () => void this.save(save));
-      buttons.push(h("span", { class: "editing-note small" }, "Editing: drag cards by their title, resize from the corner"), add, cancel, save);
+      buttons.push(add, cancel, save);
     } else {
       if (this.dashboard.access === "owner") {
         const share = h("button", { type: "button", class: "ghost" }, "Share");
@@ -213,17 +216,13 @@ class DashboardPage implements Page {
   private async addCard(): Promise<void> {
     if (!this.draft) return;
     const here = new Set(Object.values(this.cards).map((c) => c.card_id));
-    const cardId = await chooseCard(here, "/cards/new");
-    if (!cardId || !this.draft) return;
-    const keys = new Set(this.draft.cards.map((c) => c.key));
-    let n = this.draft.cards.length + 1;
-    while (keys.has(`card-${n}`)) n++;
-    const key = `card-${n}`;
-    const bottom = Math.max(0, ...this.layoutNow().map((c) => c.y + c.h));
-    this.draft.cards.push({ key, card: cardId });
-    this.draft.layout = [...this.layoutNow(), { card: key, x: 0, y: bottom, w: 6, h: 5 }];
-    this.place(key, { x: 0, y: bottom, w: 6, h: 5 });
-    this.tiles.get(key)?.setTitle("Added card");
+    const chosen = await chooseCard(here, "/cards/new");
+    if (!chosen || !this.draft) return;
+    const [cardId, title] = chosen;
+    const key = placeCard(this.draft, cardId, this.layoutNow());
+    const cell = this.draft.layout.find((c) => c.card === key)!;
+    this.place(key, cell);
+    this.tiles.get(key)?.setTitle(title);
     this.empty.hidden = true;
   }
 

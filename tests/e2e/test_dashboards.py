@@ -176,6 +176,22 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     assert viewer.evaluate("window.stillTheSamePage") is True
     screenshot(viewer, "dashboard-viewer-updated")
 
+    # Someone saves while the owner edits: the owner is told, and a save says why it failed.
+    page.get_by_role("link", name="Dashboards", exact=True).click()
+    page.get_by_role("link", name="営業ダッシュボード").click()
+    page.get_by_role("button", name="Edit", exact=True).click()
+    current = api(bi, "GET", f"/api/dashboards/{dashboard_id}", token=token)[1]
+    status, _ = api(bi, "PUT", f"/api/dashboards/{dashboard_id}", {**current["document"], "title": "営業ダッシュボード（週次）"},
+                    token=token, headers={"If-Match": f'"{current["version"]}"'})
+    assert status == 200
+    expect(page.get_by_text(f"Someone saved version {current['version'] + 1} while you were editing.")).to_be_visible()
+    page.get_by_role("button", name="Save", exact=True).click()
+    conflict = page.get_by_role("alert").filter(has_text="someone else saved this dashboard")
+    expect(conflict).to_contain_text(f"it is now at version {current['version'] + 1}")
+    screenshot(page, "dashboard-conflict")
+    conflict.get_by_role("button", name="Discard my changes").click()
+    expect(page.get_by_role("heading", name="営業ダッシュボード（週次）")).to_be_visible()
+
     # A stranger gets a clear page, not the dashboard.
     stranger = sign_in_as(browser, bi, "stranger@example.com", f"/dashboards/{dashboard_id}")
     expect(stranger.get_by_role("heading", name="Dashboard not available")).to_be_visible()

@@ -9,7 +9,7 @@ export class ParametersForm {
   private inputs = new Map<string, HTMLInputElement | HTMLSelectElement>();
   private parameters: Parameter[] = [];
   private note = h("span", { class: "parameters-note small" });
-  private back = h("button", { type: "button", class: "ghost small" }, "Back to shared view");
+  private back = h("button", { type: "button", class: "ghost" }, "Back to shared view");
 
   constructor(
     private apply: (values: Record<string, unknown>) => void,
@@ -39,7 +39,7 @@ export class ParametersForm {
       return h("label", { class: "parameter" }, p.label || p.name, input);
     });
     this.fill();
-    this.element.replaceChildren(...fields, h("button", { type: "submit", class: "secondary small" }, "Apply"), this.note, this.back);
+    this.element.replaceChildren(...fields, h("button", { type: "submit", class: "secondary" }, "Apply"), this.back, this.note);
     this.personal(false);
   }
 

@@ -30,7 +30,7 @@ export class Tile {
     this.element = h(
       "article",
       { class: "tile", "data-key": key, "aria-label": key },
-      h("header", { class: "tile-head" }, this.title, this.meta, h("span", { class: "spacer" }), actions.open ? this.openLink : null, actions.rerun ? this.rerunButton : null, actions.remove ? this.removeButton : null),
+      h("header", { class: "tile-head" }, h("div", { class: "tile-heading" }, this.title, this.meta), actions.open ? this.openLink : null, actions.rerun ? this.rerunButton : null, actions.remove ? this.removeButton : null),
       h("div", { class: "tile-body" }, this.outputs.element),
     );
   }
@@ -58,8 +58,8 @@ export class Tile {
     for (const output of result.outputs) this.outputs.add(output);
     if (this.outputs.empty) this.outputs.note("This card shows nothing yet.");
     const at = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-    const took = result.execution_time_ms !== undefined ? ` in ${seconds(result.execution_time_ms)}` : "";
-    this.meta.textContent = personal ? `Your values · ${at}` : result.cached ? `Cached · ${at}` : `Updated ${at}${took}`;
+    const took = result.execution_time_ms !== undefined && !result.cached ? ` · ran in ${seconds(result.execution_time_ms)}` : "";
+    this.meta.textContent = `${personal ? "Your values" : "Updated"} ${at}${took}`;
   }
 
   private async rerun(actions: TileActions): Promise<void> {

@@ -41,6 +41,7 @@ class DashboardPage implements Page {
   readonly element: HTMLElement;
   private dashboard: Dashboard;
   private draft: DashboardDocument | null = null; // the document being edited, in edit mode
+  private draftFrom = 0; // the version it was edited from
   private cards: Record<string, SnapshotCard> = {};
   private tiles = new Map<string, Tile>();
   private grid: GridStack;
@@ -193,6 +194,7 @@ class DashboardPage implements Page {
 
   private startEditing(): void {
     this.draft = structuredClone(this.dashboard.document);
+    this.draftFrom = this.dashboard.version;
     this.say(null);
     this.render();
   }
@@ -239,11 +241,13 @@ class DashboardPage implements Page {
     const document = { ...this.draft, layout: this.layoutNow() };
     button.disabled = true;
     try {
-      const saved = await dashboardsApi.save(this.dashboard.id, this.dashboard.version, document);
-      this.dashboard = { ...saved, access: this.dashboard.access };
+      const saved = await dashboardsApi.save(this.dashboard.id, this.draftFrom, document);
+      this.dashboard = saved;
       this.draft = null;
       this.render();
-      this.say(banner("success", `Saved as version ${saved.version}.`));
+      const done = banner("success", `Saved as version ${saved.version}.`);
+      this.say(done);
+      setTimeout(() => done.remove(), 5000);
     } catch (error) {
       this.say(this.saveProblem(error));
     } finally {
@@ -258,7 +262,7 @@ class DashboardPage implements Page {
         this.live.send({ type: "resync" });
         this.stopEditing();
       });
-      return banner("warning", "Not saved: someone else saved this dashboard since you started editing.", [`You started from version ${this.dashboard.version}; it is now at version ${error.details.current_version ?? "a newer one"}. Your layout is still here: note your changes, discard them, and make them again on the newest version.`], [reload]);
+      return banner("warning", "Not saved: someone else saved this dashboard since you started editing.", [`You started from version ${this.draftFrom}; it is now at version ${error.details.current_version ?? "a newer one"}. Your layout is still here: note your changes, discard them, and make them again on the newest version.`], [reload]);
     }
     if (error instanceof ApiError && error.status === 422) {
       const pointer = String(error.details.pointer ?? "");

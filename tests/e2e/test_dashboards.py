@@ -84,7 +84,8 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     expect(page.locator(".live-state")).to_have_text("Live")
     screenshot(page, "dashboard-owner", also_wide=True)
 
-    # Edit mode: add the card a second time, drag it beside the first, remove the first; save.
+    # Edit mode: add the card a second time, drag it beside the first, make it taller, remove the
+    # first; save.
     page.get_by_role("button", name="Edit", exact=True).click()
     page.get_by_role("button", name="+ Add card").click()
     picker = page.get_by_role("dialog", name="Add a card")
@@ -101,12 +102,20 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     for step in range(1, 21):
         page.mouse.move(box["x"] + 200 + step * 30, box["y"] + box["height"] / 2)
     page.mouse.up()
+    corner = page.locator('.grid-stack-item[gs-id="card-2"] > .ui-resizable-se')
+    corner.scroll_into_view_if_needed()
+    box = corner.bounding_box()
+    page.mouse.move(box["x"] + 10, box["y"] + 10)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(box["x"] + 10, box["y"] + 10 + step * 15)
+    page.mouse.up()
     screenshot(page, "dashboard-editing")
     page.locator('.tile[data-key="card-1"]').get_by_role("button", name="✕").click()
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_text("Saved as version 3.")).to_be_visible()
     layout = api(bi, "GET", f"/api/dashboards/{dashboard_id}", token=token)[1]["document"]["layout"]
-    assert [(cell["card"], cell["x"] > 0, cell["w"]) for cell in layout] == [("card-2", True, 6)], layout
+    assert [(cell["card"], cell["x"] > 0, cell["w"], cell["h"] > 7) for cell in layout] == [("card-2", True, 6, True)], layout
     tile = page.get_by_role("article", name="店舗別売上")
     expect(tile.locator(".output-bokeh canvas").first).to_be_visible(timeout=30_000)
 

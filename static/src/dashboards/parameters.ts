@@ -27,9 +27,13 @@ export class ParametersForm {
     });
   }
 
-  // Rebuilds the form when the dashboard's parameters change; keeps it as it is otherwise.
+  // Shows `parameters` at their defaults: the shared view that a snapshot brings.
   set(parameters: Parameter[]): void {
-    if (JSON.stringify(parameters) === JSON.stringify(this.parameters)) return;
+    if (JSON.stringify(parameters) === JSON.stringify(this.parameters)) {
+      this.fill();
+      this.personal(false);
+      return;
+    }
     this.parameters = parameters;
     this.inputs.clear();
     this.element.hidden = parameters.length === 0;

@@ -44,6 +44,7 @@ class DashboardPage implements Page {
   private draftFrom = 0; // the version it was edited from
   private cards: Record<string, SnapshotCard> = {};
   private tiles = new Map<string, Tile>();
+  private personalKeys = new Set<string>(); // cards showing this viewer's own parameter values
   private grid: GridStack;
   private gridElement = h("div", { class: "grid-stack" });
   private empty = h("div", { class: "empty" });
@@ -60,8 +61,8 @@ class DashboardPage implements Page {
   constructor(dashboard: Dashboard) {
     this.dashboard = dashboard;
     this.parameters = new ParametersForm(
-      (values) => this.live.send({ type: "parameters", values }),
-      () => this.live.send({ type: "resync" }),
+      (values) => this.applyValues(values),
+      () => this.live.send({ type: "resync" }), // the snapshot brings the shared outputs back
     );
     this.element = h(
       "div",
@@ -116,7 +117,17 @@ class DashboardPage implements Page {
 
   private output(key: string, result: CardResult, personal: boolean): void {
     if (!personal && this.cards[key]) this.cards[key].result = result;
+    if (personal) this.personalKeys.add(key);
+    else if (this.personalKeys.has(key)) return; // keep showing this viewer's own values
     if (!this.draft) this.tiles.get(key)?.show(result, personal);
+  }
+
+  // Runs the cards that take any of `values` for this viewer alone; they show as running meanwhile.
+  private applyValues(values: Record<string, unknown>): void {
+    for (const [key, card] of Object.entries(this.cards)) {
+      if (card.parameters.some((p) => p.name in values)) this.tiles.get(key)?.running();
+    }
+    this.live.send({ type: "parameters", values });
   }
 
   private ended(code: number, message: string): void {
@@ -137,6 +148,7 @@ class DashboardPage implements Page {
     this.grid.removeAll(false);
     this.gridElement.querySelectorAll(".grid-stack-item").forEach((item) => item.remove());
     this.tiles.clear();
+    this.personalKeys.clear();
     for (const cell of document.layout) this.place(cell.card, cell);
     this.grid.setStatic(this.draft === null);
     this.empty.hidden = document.layout.length > 0;

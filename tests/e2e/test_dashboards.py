@@ -25,10 +25,11 @@ def add_user(bi, token: str, email: str, name: str) -> None:
     assert status == 201, body
 
 
-def sign_in_as(browser: Browser, bi, email: str, next_path: str) -> Page:
-    """A second browser context, signed in as someone else."""
+def sign_in_as(browser: Browser, bi, email: str, next_path: str, errors: list[str]) -> Page:
+    """A second browser context, signed in as someone else; what its page throws goes to ``errors``."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP", timezone_id="Asia/Tokyo")
     page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{bi.url}/signin?next={next_path}")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
@@ -45,6 +46,7 @@ def write_card(page: Page, label: str) -> None:
 
 def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Browser, bi):
     token = token_of(bi)
+    errors: list[str] = []
     add_user(bi, token, "hanako@example.com", "山田 花子")
     add_user(bi, token, "stranger@example.com", "Sam Stranger")
 
@@ -147,7 +149,7 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     expect(region.locator(".output-stream")).to_have_text("地域: 関東\n", timeout=30_000)
 
     # The viewer finds it among the dashboards shared with her and sees the chart.
-    viewer = sign_in_as(browser, bi, "hanako@example.com", "/dashboards")
+    viewer = sign_in_as(browser, bi, "hanako@example.com", "/dashboards", errors)
     expect(viewer.get_by_role("row", name=re.compile("営業ダッシュボード"))).to_contain_text("Can view")
     screenshot(viewer, "dashboards-viewer")
     viewer.get_by_role("link", name="営業ダッシュボード").click()
@@ -202,7 +204,7 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     expect(page.get_by_role("heading", name="営業ダッシュボード（週次）")).to_be_visible()
 
     # A stranger gets a clear page, not the dashboard.
-    stranger = sign_in_as(browser, bi, "stranger@example.com", f"/dashboards/{dashboard_id}")
+    stranger = sign_in_as(browser, bi, "stranger@example.com", f"/dashboards/{dashboard_id}", errors)
     expect(stranger.get_by_role("heading", name="Dashboard not available")).to_be_visible()
     expect(stranger.locator(".tile")).to_have_count(0)
     screenshot(stranger, "dashboard-stranger")
@@ -212,3 +214,4 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     assert status == 204
     expect(viewer.get_by_text("Your access to this dashboard was revoked.")).to_be_visible()
     screenshot(viewer, "dashboard-revoked")
+    assert not errors, errors

@@ -23,6 +23,7 @@ export async function chooseCard(onDashboard: Set<string>, newCardHref: string):
       { class: "dash-dialog", "aria-label": "Add a card" },
       h("h2", {}, "Add a card"),
       items.length ? h("ul", { class: "card-choices" }, items) : h("p", { class: "muted" }, "You have no saved cards yet."),
+      h("p", { class: "muted small dialog-hint" }, "A new card opens in the card editor (unsaved layout changes here are dropped); once it is saved, its Add to dashboard button puts it here."),
       h("div", { class: "dialog-actions" }, h("a", { href: newCardHref, class: "button" }, "+ Write a new card"), h("span", { class: "spacer" }), cancel),
     );
     cancel.addEventListener("click", () => dialog.close());

@@ -56,7 +56,7 @@ export class Tile {
     this.element.dataset.status = result.status;
     this.outputs.clear();
     for (const output of result.outputs) this.outputs.add(output);
-    if (this.outputs.empty) this.outputs.note("This card shows nothing yet.");
+    if (!result.outputs.length) this.outputs.note("This card shows nothing yet.");
     const at = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
     const took = result.execution_time_ms !== undefined && !result.cached ? ` · ran in ${seconds(result.execution_time_ms)}` : "";
     this.meta.textContent = `${personal ? "Your values" : "Updated"} ${at}${took}`;

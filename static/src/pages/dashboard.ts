@@ -48,7 +48,7 @@ class DashboardPage implements Page {
   private grid: GridStack;
   private gridElement = h("div", { class: "grid-stack" });
   private empty = h("div", { class: "empty" });
-  private title = h("h1", {});
+  private heading = h("h1", {});
   private description = h("p", { class: "muted dash-description" });
   private liveState = h("span", { class: "live-state" });
   private presence = h("div", {});
@@ -67,7 +67,7 @@ class DashboardPage implements Page {
     this.element = h(
       "div",
       { class: "page dash-page" },
-      h("header", { class: "page-head" }, h("a", { href: "/dashboards", class: "back", "aria-label": "All dashboards" }, "‹"), h("div", { class: "dash-heading" }, this.title, this.description), h("span", { class: "spacer" }), this.liveState, this.presence, this.actions),
+      h("header", { class: "page-head" }, h("a", { href: "/dashboards", class: "back", "aria-label": "All dashboards" }, "‹"), h("div", { class: "dash-heading" }, this.heading, this.description), h("span", { class: "spacer" }), this.liveState, this.presence, this.actions),
       this.messages,
       this.editHint,
       this.parameters.element,
@@ -138,7 +138,7 @@ class DashboardPage implements Page {
   // The header, the form and the grid from the current dashboard (or the draft in edit mode).
   private render(): void {
     const document = this.draft ?? this.dashboard.document;
-    this.title.textContent = document.title;
+    this.heading.textContent = document.title;
     this.description.textContent = document.description ?? "";
     this.description.hidden = !document.description;
     this.parameters.set(this.draft ? [] : document.parameters ?? []);

@@ -203,6 +203,19 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     conflict.get_by_role("button", name="Discard my changes").click()
     expect(page.get_by_role("heading", name="営業ダッシュボード（週次）")).to_be_visible()
 
+    # A card deleted while it waits to be saved on the dashboard: the save names it.
+    status, doomed = api(bi, "POST", "/api/cards", {"title": "消える予定", "code": "print(1)", "datasets": [], "parameters": []}, token=token)
+    assert status == 201, doomed
+    page.get_by_role("button", name="Edit", exact=True).click()
+    page.get_by_role("button", name="+ Add card").click()
+    page.get_by_role("dialog", name="Add a card").get_by_role("button", name=re.compile("消える予定")).click()
+    assert api(bi, "DELETE", f"/api/cards/{doomed['id']}", token=token)[0] == 204
+    page.get_by_role("button", name="Save", exact=True).click()
+    problem = page.get_by_role("alert").filter(has_text="Not saved: the dashboard has a problem.")
+    expect(problem).to_contain_text(f"/cards/2/card — there is no card {doomed['id']} of yours.")
+    screenshot(page, "dashboard-save-problem")
+    page.get_by_role("button", name="Cancel").click()
+
     # A stranger gets a clear page, not the dashboard.
     stranger = sign_in_as(browser, bi, "stranger@example.com", f"/dashboards/{dashboard_id}", errors)
     expect(stranger.get_by_role("heading", name="Dashboard not available")).to_be_visible()

@@ -276,9 +276,11 @@ class DashboardPage implements Page {
       });
       return banner("warning", "Not saved: someone else saved this dashboard since you started editing.", [`You started from version ${this.draftFrom}; it is now at version ${error.details.current_version ?? "a newer one"}. Your layout is still here: note your changes, discard them, and make them again on the newest version.`], [reload]);
     }
-    if (error instanceof ApiError && error.status === 422) {
-      const pointer = String(error.details.pointer ?? "");
-      return banner("error", "Not saved: the dashboard has a problem.", [h("p", {}, pointer ? h("code", {}, pointer) : null, pointer ? " — " : null, String(error.details.reason ?? error.message))]);
+    // A bad document (422) or a card that is gone (404) names the place in the document.
+    const pointer = error instanceof ApiError ? String(error.details.pointer ?? "") : "";
+    if (pointer) {
+      const reason = String((error as ApiError).details.reason ?? (error as Error).message.replace(`${pointer}: `, ""));
+      return banner("error", "Not saved: the dashboard has a problem.", [h("p", {}, h("code", {}, pointer), " — ", reason)]);
     }
     return banner("error", "Not saved.", [(error as Error).message]);
   }

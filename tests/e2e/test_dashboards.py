@@ -212,7 +212,8 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     assert api(bi, "DELETE", f"/api/cards/{doomed['id']}", token=token)[0] == 204
     page.get_by_role("button", name="Save", exact=True).click()
     problem = page.get_by_role("alert").filter(has_text="Not saved: the dashboard has a problem.")
-    expect(problem).to_contain_text(f"/cards/2/card — there is no card {doomed['id']} of yours.")
+    expect(problem).to_contain_text(f"/cards/2/card (the card “消える予定”) — there is no card {doomed['id']} of yours.")
+    expect(page.locator(".tile.problem")).to_have_attribute("aria-label", "消える予定")
     screenshot(page, "dashboard-save-problem")
     page.get_by_role("button", name="Cancel").click()
 

@@ -280,7 +280,11 @@ class DashboardPage implements Page {
     const pointer = error instanceof ApiError ? String(error.details.pointer ?? "") : "";
     if (pointer) {
       const reason = String((error as ApiError).details.reason ?? (error as Error).message.replace(`${pointer}: `, ""));
-      return banner("error", "Not saved: the dashboard has a problem.", [h("p", {}, h("code", {}, pointer), " — ", reason)]);
+      const key = this.draft?.cards[Number(/^\/cards\/(\d+)/.exec(pointer)?.[1] ?? NaN)]?.key;
+      const tile = key === undefined ? undefined : this.tiles.get(key);
+      tile?.element.classList.add("problem");
+      const where = tile ? ` (the card “${tile.element.getAttribute("aria-label")}”)` : "";
+      return banner("error", "Not saved: the dashboard has a problem.", [h("p", {}, h("code", {}, pointer), where, " — ", reason)]);
     }
     return banner("error", "Not saved.", [(error as Error).message]);
   }

@@ -162,7 +162,7 @@ class DashboardPage implements Page {
     const entry = (this.draft ?? this.dashboard.document).cards.find((c) => c.key === key);
     const cardId = this.cards[key]?.card_id ?? entry?.card;
     const tile = new Tile(key, {
-      rerun: this.editable && !this.draft ? () => dashboardsApi.run(this.dashboard.id, key).then(() => undefined) : undefined,
+      rerun: this.editable && !this.draft ? () => this.rerun(key) : undefined,
       remove: this.draft ? () => this.removeCard(key) : undefined,
       open: this.editable && cardId ? `/cards/${encodeURIComponent(cardId)}` : undefined,
     });
@@ -175,6 +175,12 @@ class DashboardPage implements Page {
     const item = h("div", { class: "grid-stack-item" }, h("div", { class: "grid-stack-item-content" }, tile.element));
     this.gridElement.append(item);
     this.grid.makeWidget(item, { id: key, ...cell });
+  }
+
+  // Runs the card with the shared values; its new output reaches every viewer over the socket.
+  private async rerun(key: string): Promise<void> {
+    this.personalKeys.delete(key);
+    await dashboardsApi.run(this.dashboard.id, key);
   }
 
   private renderActions(): void {

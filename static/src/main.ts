@@ -8,6 +8,8 @@ import { banner } from "./components/banner";
 import { h } from "./dom";
 import { cardEditorPage } from "./pages/card-editor";
 import { cardsPage } from "./pages/cards";
+import { dashboardPage } from "./pages/dashboard";
+import { dashboardsPage } from "./pages/dashboards";
 import { datasetPage } from "./pages/dataset";
 import { datasetsPage } from "./pages/datasets";
 import { Router, type Page, type PageFactory, type Route } from "./router";
@@ -19,6 +21,7 @@ const go = (to: string) => router.navigate(to);
 const NAV: NavItem[] = [
   { section: "cards", label: "Cards", href: "/cards" },
   { section: "datasets", label: "Datasets", href: "/datasets" },
+  { section: "dashboards", label: "Dashboards", href: "/dashboards" },
 ];
 
 // A page that could not load shows why, inside the shell.
@@ -40,6 +43,8 @@ const ROUTES: Route[] = [
   { path: "/cards/:id", section: "cards", page: safely(({ id }) => cardEditorPage(id, (p) => router.rename(p))) },
   { path: "/datasets", section: "datasets", page: safely(() => datasetsPage(go)) },
   { path: "/datasets/:id", section: "datasets", page: safely(({ id }) => datasetPage(id, go)) },
+  { path: "/dashboards", section: "dashboards", page: safely(() => dashboardsPage(go)) },
+  { path: "/dashboards/:id", section: "dashboards", page: safely(({ id }) => dashboardPage(id)) },
 ];
 
 function signOut(): void {

@@ -10,6 +10,7 @@ import { drafts, type Draft } from "../cards/draft";
 import { RunStatus } from "../cards/run-status";
 import { CardConnection, type SocketMessage } from "../cards/socket";
 import { banner } from "../components/banner";
+import { addToDashboardButton } from "../dashboards/add-to-dashboard";
 import { h } from "../dom";
 import { OutputArea } from "../outputs/area";
 import type { Page } from "../router";
@@ -73,7 +74,7 @@ class CardEditor implements Page {
     this.element = h(
       "div",
       { class: "page editor-page" },
-      h("header", { class: "page-head" }, h("a", { href: "/cards", class: "back", "aria-label": "All cards" }, "‹"), this.titleInput, this.saveState, this.saveButton),
+      h("header", { class: "page-head" }, h("a", { href: "/cards", class: "back", "aria-label": "All cards" }, "‹"), this.titleInput, this.saveState, addToDashboardButton(() => this.cardId, (m) => this.say(m)), this.saveButton),
       this.messages,
       h("div", { class: "toolbar" }, this.runButton, this.interruptButton, this.status.element, h("span", { class: "spacer" }), picker),
       h("div", { class: "editor-split" }, codePane, h("section", { class: "output-pane", "aria-label": "Outputs" }, this.placeholder, this.outputs.element)),

@@ -1,0 +1,106 @@
+// The dashboard API's shapes and calls (documents: dashboards_spec/README.md).
+
+import { api, request } from "./client";
+import type { Output } from "../outputs/render";
+
+export type Access = "owner" | "edit" | "view";
+
+export interface Parameter {
+  name: string;
+  type: "text" | "number" | "date" | "choice";
+  label?: string;
+  default: string | number;
+  choices?: (string | number)[];
+}
+
+export interface Cell {
+  card: string;
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+export interface CardEntry {
+  key: string;
+  card?: string;
+  title?: string;
+  code?: string;
+  datasets?: string[];
+  parameters?: Parameter[];
+}
+
+export interface DashboardDocument {
+  uid?: string;
+  schemaVersion: number;
+  title: string;
+  description?: string;
+  parameters?: Parameter[];
+  cards: CardEntry[];
+  layout: Cell[];
+  refresh?: { every_seconds: number } | null;
+}
+
+export interface Dashboard {
+  id: string;
+  uid: string;
+  owner_id: string;
+  version: number;
+  document: DashboardDocument;
+  access: Access;
+  updated_at: string;
+  updated_by: string;
+}
+
+export interface Share {
+  email: string;
+  name: string | null;
+  user_id: string;
+  permission: "view" | "edit";
+}
+
+export interface CardResult {
+  status: string;
+  outputs: Output[];
+  cached?: boolean;
+  execution_time_ms?: number;
+}
+
+const path = (id: string) => `/api/dashboards/${encodeURIComponent(id)}`;
+
+export const dashboardsApi = {
+  list: () => api.get<{ dashboards: Dashboard[] }>("/api/dashboards").then((r) => r.dashboards),
+  get: (id: string) => api.get<Dashboard>(path(id)),
+  create: (title: string) => api.post<Dashboard>("/api/dashboards", { schemaVersion: 1, title, cards: [], layout: [] }),
+  // Saves a new version edited from `from`: 409 if someone saved since, 422 with details.pointer.
+  save: (id: string, from: number, document: DashboardDocument) =>
+    request<Dashboard>("PUT", path(id), { json: document, headers: { "If-Match": `"${from}"` } }).then((r) => r.data),
+  run: (id: string, key: string) => api.post<CardResult>(`${path(id)}/cards/${encodeURIComponent(key)}/run`, {}),
+  shares: (id: string) => api.get<{ shares: Share[] }>(`${path(id)}/shares`).then((r) => r.shares),
+  share: (id: string, email: string, permission: "view" | "edit") =>
+    request<Share>("PUT", `${path(id)}/shares`, { json: { email, permission } }).then((r) => r.data),
+  revoke: (id: string, email: string) => request<null>("DELETE", `${path(id)}/shares`, { json: { email } }).then(() => undefined),
+};
+
+// The size of a card put on a dashboard: half the width, tall enough for a chart.
+export const NEW_CELL = { w: 6, h: 7 };
+
+// Adds a saved card to `document` under a new key, in a cell below `layout` (the cells as they
+// are now); returns the key.
+export function placeCard(document: DashboardDocument, cardId: string, layout: Cell[] = document.layout): string {
+  const keys = new Set(document.cards.map((c) => c.key));
+  let n = document.cards.length + 1;
+  while (keys.has(`card-${n}`)) n++;
+  const key = `card-${n}`;
+  const bottom = Math.max(0, ...layout.map((cell) => cell.y + cell.h));
+  document.cards.push({ key, card: cardId });
+  document.layout = [...layout, { card: key, x: 0, y: bottom, ...NEW_CELL }];
+  return key;
+}
+
+// Puts a saved card on a dashboard and saves it as a new version.
+export async function appendCard(dashboard: Dashboard, cardId: string): Promise<Dashboard> {
+  const document = structuredClone(dashboard.document);
+  placeCard(document, cardId);
+  return dashboardsApi.save(dashboard.id, dashboard.version, document);
+}

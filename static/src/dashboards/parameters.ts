@@ -1,0 +1,72 @@
+// The dashboard's parameters as a form. Applying values asks for personal outputs; "Shared view"
+// goes back to the defaults everyone sees.
+
+import type { Parameter } from "../api/dashboards";
+import { h } from "../dom";
+
+export class ParametersForm {
+  readonly element = h("form", { class: "parameters", "aria-label": "Parameters", hidden: true });
+  private inputs = new Map<string, HTMLInputElement | HTMLSelectElement>();
+  private parameters: Parameter[] = [];
+  private note = h("span", { class: "parameters-note small" });
+  private back = h("button", { type: "button", class: "ghost" }, "Back to shared view");
+
+  constructor(
+    private apply: (values: Record<string, unknown>) => void,
+    private reset: () => void,
+  ) {
+    this.element.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.apply(this.values());
+      this.personal(true);
+    });
+    this.back.addEventListener("click", () => {
+      this.fill();
+      this.personal(false);
+      this.reset();
+    });
+  }
+
+  // Shows `parameters` at their defaults: the shared view that a snapshot brings.
+  set(parameters: Parameter[]): void {
+    if (JSON.stringify(parameters) === JSON.stringify(this.parameters)) {
+      this.fill();
+      this.personal(false);
+      return;
+    }
+    this.parameters = parameters;
+    this.inputs.clear();
+    this.element.hidden = parameters.length === 0;
+    const fields = parameters.map((p) => {
+      const input = p.type === "choice" ? h("select", { name: p.name }, (p.choices ?? []).map((c) => h("option", { value: String(c) }, String(c)))) : h("input", { name: p.name, type: p.type === "number" ? "number" : p.type === "date" ? "date" : "text", step: p.type === "number" ? "any" : null });
+      this.inputs.set(p.name, input);
+      return h("label", { class: "parameter" }, p.label || p.name, input);
+    });
+    this.fill();
+    this.element.replaceChildren(...fields, h("button", { type: "submit", class: "secondary" }, "Apply"), this.back, this.note);
+    this.personal(false);
+  }
+
+  private fill(): void {
+    for (const p of this.parameters) {
+      const input = this.inputs.get(p.name);
+      if (input) input.value = String(p.default);
+    }
+  }
+
+  private personal(on: boolean): void {
+    this.element.classList.toggle("personal", on);
+    this.back.hidden = !on;
+    this.note.textContent = on ? "Showing results for your values, only to you." : "Everyone sees these values.";
+  }
+
+  private values(): Record<string, unknown> {
+    const values: Record<string, unknown> = {};
+    for (const p of this.parameters) {
+      const raw = this.inputs.get(p.name)?.value ?? "";
+      const choice = p.choices?.find((c) => String(c) === raw);
+      values[p.name] = p.type === "number" ? Number(raw) : choice ?? raw;
+    }
+    return values;
+  }
+}

@@ -1,0 +1,297 @@
+// One dashboard, live: its cards on a 12-column grid with outputs pushed as they change, who else
+// is looking, the parameters form; edit mode (owners and editors) moves, resizes, adds and removes
+// cards and saves a new version; owners share it.
+
+import { GridStack, type GridItemHTMLElement } from "gridstack";
+import "gridstack/dist/gridstack.min.css";
+import "../dashboards/dashboards.css";
+import { dashboardsApi, placeCard, type CardResult, type Dashboard, type DashboardDocument } from "../api/dashboards";
+import { ApiError } from "../api/errors";
+import { banner } from "../components/banner";
+import { chooseCard } from "../dashboards/add-card";
+import { DashboardLive, type SnapshotCard } from "../dashboards/live";
+import { ParametersForm } from "../dashboards/parameters";
+import { presence } from "../dashboards/presence";
+import { Tile } from "../dashboards/tile";
+import { h } from "../dom";
+import type { Page } from "../router";
+import { openShareDialog } from "./share-dialog";
+
+const CELL_HEIGHT = 64;
+
+export async function dashboardPage(id: string): Promise<Page> {
+  try {
+    return new DashboardPage(await dashboardsApi.get(id));
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 404 || error.status === 403)) return { element: unavailable("This dashboard does not exist, or it is not shared with you.") };
+    throw error;
+  }
+}
+
+// What a person sees for a dashboard they cannot open (never shared, revoked or deleted).
+function unavailable(reason: string): HTMLElement {
+  return h(
+    "div",
+    { class: "page" },
+    h("div", { class: "empty dash-gone" }, h("h1", {}, "Dashboard not available"), h("p", { class: "muted" }, reason), h("p", { class: "muted small" }, "Ask its owner to share it with you."), h("a", { href: "/dashboards", class: "button primary" }, "Go to your dashboards")),
+  );
+}
+
+class DashboardPage implements Page {
+  readonly element: HTMLElement;
+  private dashboard: Dashboard;
+  private draft: DashboardDocument | null = null; // the document being edited, in edit mode
+  private draftFrom = 0; // the version it was edited from
+  private cards: Record<string, SnapshotCard> = {};
+  private tiles = new Map<string, Tile>();
+  private personalKeys = new Set<string>(); // cards showing this viewer's own parameter values
+  private grid: GridStack;
+  private gridElement = h("div", { class: "grid-stack" });
+  private empty = h("div", { class: "empty" });
+  private heading = h("h1", {});
+  private description = h("p", { class: "muted dash-description" });
+  private liveState = h("span", { class: "live-state" });
+  private presence = h("div", {});
+  private messages = h("div", { class: "dash-messages" });
+  private editHint = h("p", { class: "edit-hint small" }, h("strong", {}, "Editing layout. "), "Drag a card by its title bar, resize it from its bottom-right corner, ✕ takes it off. Save makes a new version that everyone sees.");
+  private actions = h("div", { class: "dash-actions" });
+  private parameters: ParametersForm;
+  private live: DashboardLive;
+
+  constructor(dashboard: Dashboard) {
+    this.dashboard = dashboard;
+    this.parameters = new ParametersForm(
+      (values) => this.applyValues(values),
+      () => this.live.send({ type: "resync" }), // the snapshot brings the shared outputs back
+    );
+    this.element = h(
+      "div",
+      { class: "page dash-page" },
+      h("header", { class: "page-head" }, h("a", { href: "/dashboards", class: "back", "aria-label": "All dashboards" }, "‹"), h("div", { class: "dash-heading" }, this.heading, this.description), h("span", { class: "spacer" }), this.liveState, this.presence, this.actions),
+      this.messages,
+      this.editHint,
+      this.parameters.element,
+      this.empty,
+      this.gridElement,
+    );
+    this.grid = GridStack.init({ column: 12, cellHeight: CELL_HEIGHT, margin: 8, staticGrid: true, handle: ".tile-head", columnOpts: { breakpoints: [{ w: 760, c: 1 }] } }, this.gridElement)!;
+    this.render();
+    this.live = new DashboardLive(dashboard.id, {
+      snapshot: (d, cards) => this.snapshot(d, cards),
+      output: (key, result, personal) => this.output(key, result, personal),
+      presence: (viewers) => this.presence.replaceChildren(presence(viewers)),
+      state: (state) => this.showState(state),
+      ended: (code, message) => this.ended(code, message),
+      error: (message) => this.say(banner("error", "The dashboard could not do that.", [message])),
+    });
+  }
+
+  leave(): void {
+    this.live.close();
+    this.grid.destroy(false);
+  }
+
+  private get editable(): boolean {
+    return this.dashboard.access === "owner" || this.dashboard.access === "edit";
+  }
+
+  private say(message: HTMLElement | null): void {
+    this.messages.replaceChildren(...(message ? [message] : []));
+  }
+
+  private showState(state: "connecting" | "live" | "reconnecting"): void {
+    this.liveState.className = `live-state ${state}`;
+    this.liveState.textContent = state === "live" ? "Live" : state === "connecting" ? "Connecting…" : "Reconnecting…";
+  }
+
+  private snapshot(dashboard: Dashboard, cards: Record<string, SnapshotCard>): void {
+    const newer = dashboard.version !== this.dashboard.version;
+    this.dashboard = dashboard;
+    this.cards = cards;
+    if (this.draft) {
+      if (newer) this.say(banner("warning", `Someone saved version ${dashboard.version} while you were editing.`, ["Saving now would fail; cancel to see their version, then make your changes again."]));
+      return;
+    }
+    this.render();
+  }
+
+  private output(key: string, result: CardResult, personal: boolean): void {
+    if (!personal && this.cards[key]) this.cards[key].result = result;
+    if (personal) this.personalKeys.add(key);
+    else if (this.personalKeys.has(key)) return; // keep showing this viewer's own values
+    if (!this.draft) this.tiles.get(key)?.show(result, personal);
+  }
+
+  // Runs the cards that take any of `values` for this viewer alone; they show as running meanwhile.
+  private applyValues(values: Record<string, unknown>): void {
+    for (const [key, card] of Object.entries(this.cards)) {
+      if (card.parameters.some((p) => p.name in values)) this.tiles.get(key)?.running();
+    }
+    this.live.send({ type: "parameters", values });
+  }
+
+  private ended(code: number, message: string): void {
+    this.live.close();
+    this.element.replaceChildren(unavailable(code === 4404 ? "This dashboard was deleted." : code === 4403 ? "Your access to this dashboard was revoked." : message).firstElementChild!);
+  }
+
+  // The header, the form and the grid from the current dashboard (or the draft in edit mode).
+  private render(): void {
+    const document = this.draft ?? this.dashboard.document;
+    this.heading.textContent = document.title;
+    this.description.textContent = document.description ?? "";
+    this.description.hidden = !document.description;
+    this.parameters.set(this.draft ? [] : document.parameters ?? []);
+    this.renderActions();
+    this.element.classList.toggle("editing", this.draft !== null);
+    this.editHint.hidden = this.draft === null;
+    this.grid.removeAll(false);
+    this.gridElement.querySelectorAll(".grid-stack-item").forEach((item) => item.remove());
+    this.tiles.clear();
+    this.personalKeys.clear();
+    for (const cell of document.layout) this.place(cell.card, cell);
+    this.grid.setStatic(this.draft === null);
+    this.empty.hidden = document.layout.length > 0;
+    this.empty.replaceChildren(
+      h("h2", {}, "No cards on this dashboard yet"),
+      h("p", { class: "muted" }, this.editable ? "Choose Edit, then Add card, to put one of your cards here." : "Its owner has not added any cards yet."),
+    );
+  }
+
+  private place(key: string, cell: { x: number; y: number; w: number; h: number }): void {
+    const entry = (this.draft ?? this.dashboard.document).cards.find((c) => c.key === key);
+    const cardId = this.cards[key]?.card_id ?? entry?.card;
+    const tile = new Tile(key, {
+      rerun: this.editable && !this.draft ? () => this.rerun(key) : undefined,
+      remove: this.draft ? () => this.removeCard(key) : undefined,
+      open: this.editable && cardId ? `/cards/${encodeURIComponent(cardId)}` : undefined,
+    });
+    tile.setTitle(this.cards[key]?.title ?? entry?.title ?? "New card");
+    const result = this.cards[key]?.result;
+    if (this.draft && !this.cards[key]) tile.note("Save the dashboard to run this card.");
+    else if (result) tile.show(result, false);
+    else tile.running();
+    this.tiles.set(key, tile);
+    const item = h("div", { class: "grid-stack-item" }, h("div", { class: "grid-stack-item-content" }, tile.element));
+    this.gridElement.append(item);
+    this.grid.makeWidget(item, { id: key, ...cell });
+  }
+
+  // Runs the card with the shared values; its new output reaches every viewer over the socket.
+  private async rerun(key: string): Promise<void> {
+    this.personalKeys.delete(key);
+    await dashboardsApi.run(this.dashboard.id, key);
+  }
+
+  private renderActions(): void {
+    const buttons: HTMLElement[] = [];
+    if (this.draft) {
+      const add = h("button", { type: "button", class: "ghost" }, "+ Add card");
+      const cancel = h("button", { type: "button", class: "ghost" }, "Cancel");
+      const save = h("button", { type: "button", class: "primary" }, "Save");
+      add.addEventListener("click", () => void this.addCard());
+      cancel.addEventListener("click", () => this.stopEditing());
+      save.addEventListener("click", () => void this.save(save));
+      buttons.push(add, cancel, save);
+    } else {
+      if (this.dashboard.access === "owner") {
+        const share = h("button", { type: "button", class: "ghost" }, "Share");
+        share.addEventListener("click", () => openShareDialog(this.dashboard.id, this.dashboard.document.title));
+        buttons.push(share);
+      }
+      if (this.editable) {
+        const edit = h("button", { type: "button", class: "secondary" }, "Edit");
+        edit.addEventListener("click", () => this.startEditing());
+        buttons.push(edit);
+      } else {
+        buttons.push(h("span", { class: "pill view" }, "View only"));
+      }
+    }
+    this.actions.replaceChildren(...buttons);
+  }
+
+  private startEditing(): void {
+    this.draft = structuredClone(this.dashboard.document);
+    this.draftFrom = this.dashboard.version;
+    this.say(null);
+    this.render();
+  }
+
+  private stopEditing(): void {
+    this.draft = null;
+    this.say(null);
+    this.render();
+  }
+
+  private removeCard(key: string): void {
+    if (!this.draft) return;
+    this.draft.cards = this.draft.cards.filter((c) => c.key !== key);
+    this.draft.layout = this.draft.layout.filter((c) => c.card !== key);
+    const item = this.gridElement.querySelector<GridItemHTMLElement>(`.grid-stack-item[gs-id="${CSS.escape(key)}"]`);
+    if (item) this.grid.removeWidget(item);
+    this.tiles.delete(key);
+    this.empty.hidden = this.draft.layout.length > 0;
+  }
+
+  private async addCard(): Promise<void> {
+    if (!this.draft) return;
+    const here = new Set(Object.values(this.cards).map((c) => c.card_id));
+    const chosen = await chooseCard(here, "/cards/new");
+    if (!chosen || !this.draft) return;
+    const [cardId, title] = chosen;
+    const key = placeCard(this.draft, cardId, this.layoutNow());
+    const cell = this.draft.layout.find((c) => c.card === key)!;
+    this.place(key, cell);
+    this.tiles.get(key)?.setTitle(title);
+    this.empty.hidden = true;
+  }
+
+  // The cells as the grid has them now (after drags and resizes).
+  private layoutNow(): DashboardDocument["layout"] {
+    return this.grid.getGridItems().map((item) => {
+      const node = item.gridstackNode!;
+      return { card: String(node.id), x: node.x ?? 0, y: node.y ?? 0, w: node.w ?? 1, h: node.h ?? 1 };
+    });
+  }
+
+  private async save(button: HTMLButtonElement): Promise<void> {
+    if (!this.draft) return;
+    const document = { ...this.draft, layout: this.layoutNow() };
+    button.disabled = true;
+    try {
+      const saved = await dashboardsApi.save(this.dashboard.id, this.draftFrom, document);
+      this.dashboard = saved;
+      this.draft = null;
+      this.render();
+      const done = banner("success", `Saved as version ${saved.version}.`);
+      this.say(done);
+      setTimeout(() => done.remove(), 5000);
+    } catch (error) {
+      this.say(this.saveProblem(error));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  private saveProblem(error: unknown): HTMLElement {
+    if (error instanceof ApiError && error.status === 409) {
+      const reload = h("button", { type: "button", class: "secondary" }, "Discard my changes");
+      reload.addEventListener("click", () => {
+        this.live.send({ type: "resync" });
+        this.stopEditing();
+      });
+      return banner("warning", "Not saved: someone else saved this dashboard since you started editing.", [`You started from version ${this.draftFrom}; it is now at version ${error.details.current_version ?? "a newer one"}. Your layout is still here: note your changes, discard them, and make them again on the newest version.`], [reload]);
+    }
+    // A bad document (422) or a card that is gone (404) names the place in the document.
+    const pointer = error instanceof ApiError ? String(error.details.pointer ?? "") : "";
+    if (pointer) {
+      const reason = String((error as ApiError).details.reason ?? (error as Error).message.replace(`${pointer}: `, ""));
+      const key = this.draft?.cards[Number(/^\/cards\/(\d+)/.exec(pointer)?.[1] ?? NaN)]?.key;
+      const tile = key === undefined ? undefined : this.tiles.get(key);
+      tile?.element.classList.add("problem");
+      const where = tile ? ` (the card “${tile.element.getAttribute("aria-label")}”)` : "";
+      return banner("error", "Not saved: the dashboard has a problem.", [h("p", {}, h("code", {}, pointer), where, " — ", reason)]);
+    }
+    return banner("error", "Not saved.", [(error as Error).message]);
+  }
+}

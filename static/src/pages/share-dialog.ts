@@ -1,0 +1,50 @@
+// Sharing a dashboard (owners and admins): add a colleague by email as viewer or editor, see who
+// has access, revoke at once.
+
+import { dashboardsApi, type Share } from "../api/dashboards";
+import { h } from "../dom";
+
+const ROLE: Record<string, string> = { view: "Can view", edit: "Can edit" };
+
+export function openShareDialog(dashboardId: string, title: string): void {
+  const email = h("input", { type: "email", name: "email", placeholder: "colleague@example.com", required: true, "aria-label": "Email" });
+  const permission = h("select", { name: "permission", "aria-label": "Permission" }, h("option", { value: "view" }, ROLE.view), h("option", { value: "edit" }, ROLE.edit));
+  const error = h("p", { class: "form-error", role: "alert" });
+  const list = h("ul", { class: "share-list" });
+  const form = h("form", { class: "share-form" }, email, permission, h("button", { type: "submit", class: "primary" }, "Share"));
+  const close = h("button", { type: "button", class: "ghost" }, "Done");
+  const dialog = h("dialog", { class: "dash-dialog share-dialog", "aria-label": `Share ${title}` }, h("h2", {}, "Share “", title, "”"), h("p", { class: "muted small" }, "Viewers see the dashboard live; editors can also change its layout and cards."), form, error, h("h3", {}, "People with access"), list, h("div", { class: "dialog-actions" }, close));
+
+  const render = (shares: Share[]) =>
+    list.replaceChildren(
+      ...(shares.length
+        ? shares.map((s) => {
+            const revoke = h("button", { type: "button", class: "ghost small", "aria-label": `Revoke ${s.email}` }, "Revoke");
+            revoke.addEventListener("click", () => void run(() => dashboardsApi.revoke(dashboardId, s.email)));
+            return h("li", {}, h("div", { class: "share-who" }, h("span", { class: "strong" }, s.name || s.email), h("span", { class: "muted small" }, s.email)), h("span", { class: `pill ${s.permission}` }, ROLE[s.permission]), revoke);
+          })
+        : [h("li", { class: "muted small" }, "Only you. Add a colleague above.")]),
+    );
+  const refresh = async () => render(await dashboardsApi.shares(dashboardId));
+  const run = async (change: () => Promise<unknown>) => {
+    error.textContent = "";
+    try {
+      await change();
+      await refresh();
+    } catch (e) {
+      error.textContent = (e as Error).message;
+    }
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void run(async () => {
+      await dashboardsApi.share(dashboardId, email.value.trim(), permission.value as "view" | "edit");
+      email.value = "";
+    });
+  });
+  close.addEventListener("click", () => dialog.close());
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  void run(async () => undefined);
+}

@@ -4,35 +4,15 @@
 import { appendCard, dashboardsApi, type Dashboard } from "../api/dashboards";
 import { banner } from "../components/banner";
 import { h } from "../dom";
+import { choose } from "./choice-dialog";
 
 function chooseDashboard(dashboards: Dashboard[]): Promise<Dashboard | null> {
-  return new Promise((resolve) => {
-    let chosen: Dashboard | null = null;
-    const cancel = h("button", { type: "button", class: "ghost" }, "Cancel");
-    const items = dashboards.map((d) => {
-      const pick = h("button", { type: "button", class: "card-choice" }, h("span", { class: "strong" }, d.document.title), h("span", { class: "muted small" }, `${d.document.cards.length} card${d.document.cards.length === 1 ? "" : "s"}`));
-      pick.addEventListener("click", () => {
-        chosen = d;
-        dialog.close();
-      });
-      return h("li", {}, pick);
-    });
-    const dialog = h(
-      "dialog",
-      { class: "dash-dialog", "aria-label": "Add to dashboard" },
-      h("h2", {}, "Add to dashboard"),
-      items.length ? h("ul", { class: "card-choices" }, items) : h("p", { class: "muted" }, "You cannot edit any dashboard yet."),
-      h("div", { class: "dialog-actions" }, h("a", { href: "/dashboards", class: "button" }, "Create a dashboard"), h("span", { class: "spacer" }), cancel),
-    );
-    cancel.addEventListener("click", () => dialog.close());
-    dialog.addEventListener("click", (event) => (event.target as Element).closest("a") && dialog.close());
-    dialog.addEventListener("close", () => {
-      dialog.remove();
-      resolve(chosen);
-    });
-    document.body.append(dialog);
-    dialog.showModal();
-  });
+  return choose(
+    "Add to dashboard",
+    dashboards.map((d) => ({ value: d, title: d.document.title, detail: `${d.document.cards.length} card${d.document.cards.length === 1 ? "" : "s"}` })),
+    "You cannot edit any dashboard yet.",
+    h("a", { href: "/dashboards", class: "button" }, "Create a dashboard"),
+  );
 }
 
 // `cardId()` is the saved card's id, or null before its first save; `say` shows a banner.

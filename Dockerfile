@@ -12,6 +12,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY kernels ./kernels
+COPY dashboards_spec ./dashboards_spec
 COPY ops ./ops
 COPY --from=ui /static/dist ./static/dist
 RUN pip install --no-cache-dir . && mkdir -p /data && chown bi:bi /data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from server.environment import VARIABLES
@@ -38,8 +39,6 @@ def test_every_variable_in_runbook():
 def test_api_image_copies_every_package():
     """The API image installs the project from the packages it copies: each one pyproject.toml
     packages must be among them, or the image starts and fails on its first import."""
-    import tomllib
-
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
     assert {name.rstrip("*") for name in packages} <= copied

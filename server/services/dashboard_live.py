@@ -236,10 +236,12 @@ class DashboardHub(LoggingConfigurable):
                     room.publish(entry["key"], result)
 
     def dashboard_saved(self, dashboard: Dashboard, version: DashboardVersion) -> None:
-        """Tell viewers of the new version (layout, cards); cards new to it get run."""
+        """Tell viewers of the new version (layout, cards); cards new to it get run. What the room
+        kept may be another card's, or for other parameter defaults, now: it is looked up again."""
         room = self.rooms.get(dashboard.id)
         if room is None:
             return
+        room.latest.clear()
         for viewer in list(room.viewers):
             self._spawn(self.snapshot(viewer, room))
 

@@ -185,6 +185,15 @@ async def test_a_slow_socket_is_dropped_and_rejoins(api, monkeypatch):
     assert snapshot["type"] == "snapshot" and snapshot["cards"]["total"]["seq"] == last
     fast.close()
     await reader
+    other = (await api.fetch("POST", "/api/cards", token=owner, json_body={"title": "別のカード", "code": "2"})).json()
+    swapped = {**dashboard["document"], "cards": [{"key": "total", "card": other["id"]}]}
+    saved = await api.fetch("PUT", f"/api/dashboards/{dashboard['id']}", token=owner,
+                            json_body={"version": 1, "document": swapped})
+    assert saved.code == 200, saved.body
+    while (message := await again.receive())["type"] != "snapshot":
+        pass
+    card = message["cards"]["total"]
+    assert card["card_id"] == other["id"] and card["result"] != big, "another card under the key: not its output"
     assert (await api.fetch("DELETE", f"/api/dashboards/{dashboard['id']}", token=owner)).code == 204
     while await asyncio.wait_for(again.connection.read_message(), 30) is not None:
         pass

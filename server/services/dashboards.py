@@ -62,7 +62,12 @@ class DashboardService(LoggingConfigurable):
         return dashboard, granted
 
     async def card_access(self, user: User, card: Card) -> Access | None:
-        """The most a dashboard shared with ``user`` grants on ``card``."""
+        """The most ``user``'s dashboards grant on ``card``: edit on the cards of their own dashboards
+        (an editor may have put theirs there), else what a dashboard shared with them grants."""
+        for dashboard in await self.store.list_dashboards(user.id):
+            version = await self.store.get_dashboard_version(dashboard.id, dashboard.current_version)
+            if version is not None and card.id in card_ids(version.document):
+                return "edit"
         best: Access | None = None
         for share in await self.store.list_user_shares(user.id):
             if best is not None and RANK[best] >= RANK[share.permission]:

@@ -208,3 +208,26 @@ async def test_lists_and_revocation(api):
     assert (await api.fetch("DELETE", d, token=owner, json_body={"email": "viewer@example.com"})).code == 404
     assert (await api.fetch("GET", "/api/dashboards", token=viewer)).json()["dashboards"] == []
     assert (await api.fetch("GET", f"/api/cards/{card_id}", token=viewer)).code == 404
+
+
+async def test_an_editors_card_is_the_owners_to_run(api):
+    """A card an editor puts on a dashboard can be read, run and changed by the dashboard's owner,
+    as scheduled refreshes and new data re-run it in the owner's name."""
+    await api.login()
+    owner = await api.add_user("owner@example.com")
+    dashboard = (await api.fetch("POST", "/api/dashboards", token=owner, json_body=document(
+        parameters=[], cards=[{"key": "total", "title": "合計", "code": "print(1)"}]))).json()
+    editor = await api.add_user("editor@example.com")
+    await api.fetch("PUT", f"/api/dashboards/{dashboard['id']}/shares", token=owner,
+                    json_body={"email": "editor@example.com", "permission": "edit"})
+    added = {**dashboard["document"], "cards": [*dashboard["document"]["cards"], {"key": "mine", "title": "編集者", "code": "1"}],
+             "layout": [*dashboard["document"]["layout"], {"card": "mine", "x": 6, "y": 0, "w": 6, "h": 4}]}
+    saved = await api.fetch("PUT", f"/api/dashboards/{dashboard['id']}", token=editor,
+                            json_body={"version": 1, "document": added})
+    assert saved.code == 200, saved.body
+    card_id = saved.json()["document"]["cards"][1]["card"]
+    card = await api.fetch("GET", f"/api/cards/{card_id}", token=owner)
+    assert card.code == 200 and card.json()["owner_id"] != dashboard["owner_id"]
+    stranger = await api.add_user("stranger@example.com")
+    assert (await api.fetch("GET", f"/api/cards/{card_id}", token=stranger)).code == 404
+

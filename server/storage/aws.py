@@ -15,17 +15,22 @@ cards       ``CARD#<id>``           ``META``            the card's fields
 cards       ``CARD#<id>``           ``VERSION#000001``  a version's fields; ``parameters`` as JSON
 cards       ``OWNER#<owner_id>``    ``CARD#<id>``       ``card_id`` (the owner's cards)
 dashboards  ``DASHBOARD#<id>``      ``META``            the dashboard's fields
-dashboards  ``DASHBOARD#<id>``      ``VERSION#000001``  a version; ``document`` as JSON
+dashboards  ``DASHBOARD#<id>``      ``VERSION#000001``  a version's fields; ``document`` as JSON
 dashboards  ``OWNER#<owner_id>``    ``DASHBOARD#<id>``  ``dashboard_id`` (the owner's dashboards)
 dashboards  ``UID#<uid>``           ``UID``             ``dashboard_id`` (uid uniqueness)
-shares      ``DASHBOARD#<id>``      ``USER#<user_id>``  a share, by dashboard
-shares      ``USER#<user_id>``      ``DASHBOARD#<id>``  the same share, by grantee
+shares      ``DASHBOARD#<id>``      ``USER#<user_id>``  the share's fields (the dashboard's shares)
+shares      ``USER#<user_id>``      ``DASHBOARD#<id>``  the same fields again (the user's shares)
 cache       ``RESULT#<key>``        ``RESULT``          a cached card result (outputs: a blob)
 cache       ``TABLE#<output_id>``   ``TABLE``           who may page a DataFrame output (rows: a blob)
 ==========  ======================  ==================  ===============================
 
 Writes that must be unique or that can race are transactions with condition
-expressions. Blobs go to the datasets bucket (keys under ``datasets/``) or the
+expressions: the items that point at a head (name, owner and uid items) are written
+and deleted in the head's transactions; a share's two items are written in one
+transaction that also checks that the dashboard exists, and deleting a dashboard
+deletes its head first, then its versions and shares.
+
+Blobs go to the datasets bucket (keys under ``datasets/``) or the
 outputs bucket (everything else) and are read through a local cache under
 ``data_dir/blob-cache``; keys are never overwritten, so a cached file stays valid.
 
@@ -358,7 +363,38 @@ class AWSStore(Store):
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
 
-    # versioned records (datasets, cards) -------------------------------------
+    # versioned records (datasets, cards, dashboards) -------------------------
+    def _create_versioned(self, kind: Versioned, head: Any, version_fields: dict[str, Any]) -> list[dict[str, Any]]:
+        """Put a head, its first version and the items that point at it, at once; the cancellation reasons."""
+        table = self._table(kind.table)
+        fields = dataclasses.asdict(head)
+        return self._transact([
+            _put_new(table, _meta_key(kind, head.id), fields),
+            _put_new(table, _version_key(kind, head.id, version_fields["version"]), version_fields),
+            *(_put_new(table, key, {kind.key: head.id}) for key in _index_keys(kind, fields)),
+        ])
+
+    def _delete_versioned(self, kind: Versioned, record_id: str) -> list[dict[str, Any]]:
+        """Delete the head and the items that point at it first, so no version can be added after
+        that, then the versions; return the version items."""
+        item = self._get(kind.table, _meta_key(kind, record_id))
+        if item is not None:
+            self._delete_head(kind, record_id, _index_keys(kind, _plain(item)))
+        return self._delete_versions(kind, record_id)
+
+    def _delete_head(self, kind: Versioned, record_id: str, index_keys: list[dict[str, str]]) -> None:
+        """Delete META and its index items together; an index item only while it still points at this record."""
+        table = self._table(kind.table)
+        reasons = self._transact([
+            {"Delete": {"TableName": table, "Key": _serialize(_meta_key(kind, record_id))}},
+            *({"Delete": {"TableName": table, "Key": _serialize(key),
+                          "ConditionExpression": f"{kind.key} = :id",
+                          "ExpressionAttributeValues": _serialize({":id": record_id})}} for key in index_keys),
+        ])
+        if any(reason.get("Code") == "TransactionConflict" for reason in reasons):
+            raise ConflictError(f"The {kind.noun} is being changed; retry the deletion.")
+        # A failed index condition means another call deleted the items already.
+
     def _add_version(self, kind: Versioned, record_id: str, number: int, created_at: str,
                      expected_current: int, fields: dict[str, Any]) -> None:
         """Make ``number`` current if the head is at ``expected_current``, and put its item: at once."""
@@ -406,13 +442,7 @@ class AWSStore(Store):
         await self._run(self._create_dataset, dataset, version)
 
     def _create_dataset(self, dataset: Dataset, version: DatasetVersion) -> None:
-        table = self._table("datasets")
-        reasons = self._transact([
-            _put_new(table, _meta_key(DATASETS, dataset.id), dataclasses.asdict(dataset)),
-            _put_new(table, _version_key(DATASETS, dataset.id, version.version),
-                     _dataset_version_fields(version)),
-            _put_new(table, _name_key(dataset.owner_id, dataset.name), {"dataset_id": dataset.id}),
-        ])
+        reasons = self._create_versioned(DATASETS, dataset, _dataset_version_fields(version))
         if _failed(reasons, 2):
             raise ConflictError(f"You already have a dataset named {dataset.name!r}.")
         if reasons:
@@ -439,35 +469,16 @@ class AWSStore(Store):
         return [_dataset_version(item) for item in items]
 
     async def delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
-        return await self._run(self._delete_dataset, dataset_id)
-
-    def _delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
-        """Delete META and NAME first: no version can be added after that, so the list is whole."""
-        item = self._get("datasets", _meta_key(DATASETS, dataset_id))
-        if item is not None:
-            self._delete_dataset_head(_dataset(item))
-        return [_dataset_version(item) for item in self._delete_versions(DATASETS, dataset_id)]
-
-    def _delete_dataset_head(self, dataset: Dataset) -> None:
-        """Delete META and NAME together; the NAME item only while it still names this dataset."""
-        table = self._table("datasets")
-        reasons = self._transact([
-            {"Delete": {"TableName": table, "Key": _serialize(_meta_key(DATASETS, dataset.id))}},
-            {"Delete": {"TableName": table, "Key": _serialize(_name_key(dataset.owner_id, dataset.name)),
-                        "ConditionExpression": "dataset_id = :id",
-                        "ExpressionAttributeValues": _serialize({":id": dataset.id})}},
-        ])
-        if any(reason.get("Code") == "TransactionConflict" for reason in reasons):
-            raise ConflictError("The dataset is being changed; retry the deletion.")
-        # A failed NAME condition means another call deleted both items already.
+        """The version list is whole: no version can be added once META is gone."""
+        items = await self._run(self._delete_versioned, DATASETS, dataset_id)
+        return [_dataset_version(item) for item in items]
 
     # cards -------------------------------------------------------------------
     async def create_card(self, card: Card, version: CardVersion) -> None:
         await self._run(self._create_card, card, version)
 
     def _create_card(self, card: Card, version: CardVersion) -> None:
-        if self._create_owned(CARDS, card.id, card.owner_id, dataclasses.asdict(card), version.version,
-                              _card_version_fields(version)):
+        if self._create_versioned(CARDS, card, _card_version_fields(version)):
             raise ConflictError(f"A card with the id {card.id} already exists.")
 
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
@@ -491,47 +502,18 @@ class AWSStore(Store):
         return [_card_version(item) for item in items]
 
     async def delete_card(self, card_id: str) -> None:
-        await self._run(self._delete_card, card_id)
+        await self._run(self._delete_versioned, CARDS, card_id)
 
-    def _delete_card(self, card_id: str) -> None:
-        item = self._get("cards", _meta_key(CARDS, card_id))
-        self._delete_owned(CARDS, card_id, _card(item).owner_id if item else None)
-
-    # records with an owner's index (cards, dashboards) ---------------------------
-    def _create_owned(self, kind: Versioned, record_id: str, owner_id: str, head: dict[str, Any], number: int,
-                      version: dict[str, Any], *unique: dict[str, Any]) -> list[dict[str, Any]]:
-        """Put the head, its first version, the owner's index item and ``unique`` items, all or none;
-        the cancellation reasons if it failed."""
-        table = self._table(kind.table)
-        return self._transact([
-            _put_new(table, _meta_key(kind, record_id), head),
-            _put_new(table, _version_key(kind, record_id, number), version),
-            _put_new(table, _owned_key(kind, owner_id, record_id), {kind.key: record_id}),
-            *unique,
-        ])
-
-    def _delete_owned(self, kind: Versioned, record_id: str, owner_id: str | None,
-                      *keys: dict[str, str]) -> None:
-        """Delete the head, the owner's index item and ``keys`` first, so that no version can be
-        added, then the versions. ``owner_id`` None: the head is gone already."""
-        if owner_id is not None:
-            table = self._table(kind.table)
-            deletes = [_meta_key(kind, record_id), _owned_key(kind, owner_id, record_id), *keys]
-            if self._transact([{"Delete": {"TableName": table, "Key": _serialize(key)}} for key in deletes]):
-                raise ConflictError(f"The {kind.noun} is being changed; retry the deletion.")
-        self._delete_versions(kind, record_id)
-
-    # dashboards ----------------------------------------------------------------
+    # dashboards --------------------------------------------------------------
     async def create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
         await self._run(self._create_dashboard, dashboard, version)
 
     def _create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
-        uid = _put_new(self._table("dashboards"), _uid_key(dashboard.uid), {"dashboard_id": dashboard.id})
-        reasons = self._create_owned(DASHBOARDS, dashboard.id, dashboard.owner_id, dataclasses.asdict(dashboard),
-                                     version.version, _dashboard_version_fields(version), uid)
+        reasons = self._create_versioned(DASHBOARDS, dashboard, _dashboard_version_fields(version))
+        if _failed(reasons, 3):
+            raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.")
         if reasons:
-            raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists."
-                                if _failed(reasons, 3) else f"A dashboard with the id {dashboard.id} already exists.")
+            raise ConflictError(f"A dashboard with the id {dashboard.id} already exists.")
 
     async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
         await self._run(self._add_version, DASHBOARDS, version.dashboard_id, version.version,
@@ -539,7 +521,7 @@ class AWSStore(Store):
 
     async def get_dashboard(self, dashboard_id: str) -> Dashboard | None:
         item = await self._run(self._get, "dashboards", _meta_key(DASHBOARDS, dashboard_id))
-        return Dashboard(**_plain(item)) if item else None
+        return _dashboard(item) if item else None
 
     async def get_dashboard_by_uid(self, uid: str) -> Dashboard | None:
         item = await self._run(self._get, "dashboards", _uid_key(uid))
@@ -547,7 +529,7 @@ class AWSStore(Store):
 
     async def list_dashboards(self, owner_id: str | None = None) -> list[Dashboard]:
         items = await self._run(self._heads, DASHBOARDS, owner_id, "DASHBOARD#")
-        return newest_first(Dashboard(**_plain(item)) for item in items)
+        return newest_first(_dashboard(item) for item in items)
 
     async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None:
         item = await self._run(self._get, "dashboards", _version_key(DASHBOARDS, dashboard_id, version))
@@ -561,37 +543,58 @@ class AWSStore(Store):
         await self._run(self._delete_dashboard, dashboard_id)
 
     def _delete_dashboard(self, dashboard_id: str) -> None:
-        item = self._get("dashboards", _meta_key(DASHBOARDS, dashboard_id))
-        head = Dashboard(**_plain(item)) if item else None
-        self._delete_owned(DASHBOARDS, dashboard_id, head and head.owner_id, *([_uid_key(head.uid)] if head else []))
-        shares = list(self._query_prefix("shares", f"DASHBOARD#{dashboard_id}", "USER#"))
-        self._batch_delete("shares", [key for share in shares for key in _share_keys(_share(share))])
+        """Once META is gone no share can be granted (``put_share`` checks it), so the shares found after are all."""
+        self._delete_versioned(DASHBOARDS, dashboard_id)
+        shares = self._share_items(f"DASHBOARD#{dashboard_id}", "USER#")
+        self._batch_delete("shares", [key for item in shares
+                                      for key in _share_keys(dashboard_id, _plain(item)["user_id"])])
 
-    # shares ----------------------------------------------------------------------
+    # shares ------------------------------------------------------------------
     async def put_share(self, share: Share) -> None:
+        await self._run(self._put_share, share)
+
+    def _put_share(self, share: Share) -> None:
+        """Both items of the share, replacing earlier ones, if the dashboard exists; ``NotFoundError`` if not."""
         table, fields = self._table("shares"), dataclasses.asdict(share)
-        await self._run(self._transact, [{"Put": {"TableName": table, "Item": _serialize({**key, **fields})}}
-                                         for key in _share_keys(share)])
+        reasons = self._transact([
+            {"ConditionCheck": {"TableName": self._table("dashboards"),
+                                "Key": _serialize(_meta_key(DASHBOARDS, share.dashboard_id)),
+                                "ConditionExpression": "attribute_exists(pk)"}},
+            *({"Put": {"TableName": table, "Item": _serialize({**key, **fields})}}
+              for key in _share_keys(share.dashboard_id, share.user_id)),
+        ])
+        if _failed(reasons, 0) and reasons[0].get("Code") == "ConditionalCheckFailed":
+            raise DASHBOARDS.gone()
+        if reasons:
+            raise ConflictError("The share was changed at the same time; retry.")
 
     async def delete_share(self, dashboard_id: str, user_id: str) -> bool:
+        return await self._run(self._delete_share, dashboard_id, user_id)
+
+    def _delete_share(self, dashboard_id: str, user_id: str) -> bool:
         table = self._table("shares")
-        by_dashboard, by_user = _share_keys(Share(dashboard_id, user_id, "view", "", ""))
-        reasons = await self._run(self._transact, [
+        by_dashboard, by_user = _share_keys(dashboard_id, user_id)
+        reasons = self._transact([
             {"Delete": {"TableName": table, "Key": _serialize(by_dashboard),
                         "ConditionExpression": "attribute_exists(pk)"}},
             {"Delete": {"TableName": table, "Key": _serialize(by_user)}},
         ])
-        if reasons and not _failed(reasons, 0):
-            raise ConflictError("The share is being changed; retry.")
-        return not reasons
+        if _failed(reasons, 0) and reasons[0].get("Code") == "ConditionalCheckFailed":
+            return False
+        if reasons:
+            raise ConflictError("The share was changed at the same time; retry.")
+        return True
 
     async def list_shares(self, dashboard_id: str) -> list[Share]:
-        items = await self._run(lambda: list(self._query_prefix("shares", f"DASHBOARD#{dashboard_id}", "USER#")))
-        return sorted((_share(item) for item in items), key=lambda s: (s.created_at, s.user_id))
+        items = await self._run(self._share_items, f"DASHBOARD#{dashboard_id}", "USER#")
+        return sorted((Share(**_plain(item)) for item in items), key=lambda s: (s.created_at, s.user_id))
 
     async def list_user_shares(self, user_id: str) -> list[Share]:
-        items = await self._run(lambda: list(self._query_prefix("shares", f"USER#{user_id}", "DASHBOARD#")))
-        return sorted((_share(item) for item in items), key=lambda s: (s.created_at, s.dashboard_id))
+        items = await self._run(self._share_items, f"USER#{user_id}", "DASHBOARD#")
+        return sorted((Share(**_plain(item)) for item in items), key=lambda s: (s.created_at, s.dashboard_id))
+
+    def _share_items(self, pk: str, sk_prefix: str) -> list[dict[str, Any]]:
+        return list(self._query_prefix("shares", pk, sk_prefix))
 
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:
@@ -702,10 +705,19 @@ def _uid_key(uid: str) -> dict[str, str]:
     return {"pk": f"UID#{uid}", "sk": "UID"}
 
 
-def _share_keys(share: Share) -> tuple[dict[str, str], dict[str, str]]:
-    """A share is kept twice, so that both a dashboard's shares and a user's are one query."""
-    return ({"pk": f"DASHBOARD#{share.dashboard_id}", "sk": f"USER#{share.user_id}"},
-            {"pk": f"USER#{share.user_id}", "sk": f"DASHBOARD#{share.dashboard_id}"})
+def _index_keys(kind: Versioned, head: dict[str, Any]) -> list[dict[str, str]]:
+    """The items that point at a head (``head``: its fields): a dataset's name item; a card's or
+    dashboard's owner item, and a dashboard's uid item."""
+    if kind is DATASETS:
+        return [_name_key(head["owner_id"], head["name"])]
+    keys = [_owned_key(kind, head["owner_id"], head["id"])]
+    return keys + [_uid_key(head["uid"])] if kind is DASHBOARDS else keys
+
+
+def _share_keys(dashboard_id: str, user_id: str) -> list[dict[str, str]]:
+    """A share's two items: under its dashboard, and under its grantee."""
+    return [{"pk": f"DASHBOARD#{dashboard_id}", "sk": f"USER#{user_id}"},
+            {"pk": f"USER#{user_id}", "sk": f"DASHBOARD#{dashboard_id}"}]
 
 
 # items -----------------------------------------------------------------------
@@ -733,26 +745,21 @@ def _dataset_version_fields(version: DatasetVersion) -> dict[str, Any]:
     return fields
 
 
+def _json(value: Any) -> str:
+    """Free-form JSON (card parameters, dashboard documents) goes as one string: DynamoDB would turn
+    its numbers into Decimals (and refuse floats), so floats would not round-trip."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _card_version_fields(version: CardVersion) -> dict[str, Any]:
-    """Parameters go as one JSON string: DynamoDB would turn their numbers into Decimals."""
     fields = dataclasses.asdict(version)
     fields["datasets"] = list(version.datasets)
-    fields["parameters"] = json.dumps(list(version.parameters), ensure_ascii=False)
+    fields["parameters"] = _json(list(version.parameters))
     return fields
 
 
 def _dashboard_version_fields(version: DashboardVersion) -> dict[str, Any]:
-    """The document goes as one JSON string, for the same reason as card parameters."""
-    return {**dataclasses.asdict(version), "document": json.dumps(version.document, ensure_ascii=False)}
-
-
-def _dashboard_version(item: dict[str, Any]) -> DashboardVersion:
-    fields = _plain(item)
-    return DashboardVersion(**{**fields, "document": json.loads(fields["document"])})
-
-
-def _share(item: dict[str, Any]) -> Share:
-    return Share(**_plain(item))
+    return {**dataclasses.asdict(version), "document": _json(version.document)}
 
 
 def _user(item: dict[str, Any]) -> User:
@@ -778,6 +785,15 @@ def _card_version(item: dict[str, Any]) -> CardVersion:
     fields["datasets"] = tuple(fields["datasets"])
     fields["parameters"] = tuple(json.loads(fields["parameters"]))
     return CardVersion(**fields)
+
+
+def _dashboard(item: dict[str, Any]) -> Dashboard:
+    return Dashboard(**_plain(item))
+
+
+def _dashboard_version(item: dict[str, Any]) -> DashboardVersion:
+    fields = _plain(item)
+    return DashboardVersion(**{**fields, "document": json.loads(fields["document"])})
 
 
 # errors ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from server.errors import ConflictError, NotFoundError, StoreClosedError
+from server.models import Share, utcnow
 from server.storage.aws import TABLES, AWSStore
 from tests.conftest import aws_store_config
-from server.models import Share, utcnow
-from tests.server.storage.test_contract import make_card, make_dashboard, make_dataset, make_user, make_version
+from tests.server.storage.test_contract import (make_card, make_dashboard, make_dashboard_version, make_dataset,
+                                                make_user, make_version)
 
 pytestmark = pytest.mark.aws
 
@@ -215,6 +217,67 @@ class TestItems:
         assert items[(f"OWNER#{owner.id}", f"CARD#{card.id}")]["card_id"] == {"S": card.id}
         assert items[(f"CARD#{card.id}", "VERSION#000001")]["title"] == {"S": version.title}
 
+    async def test_dashboard_item_layout(self, aws_store, dynamodb):
+        """A dashboard is a META item, VERSION items with the document as one JSON string, the owner's
+        index item and the uid item."""
+        owner = make_user()
+        dashboard, version = make_dashboard(owner)
+        await aws_store.create_dashboard(dashboard, version)
+        items = {(i["pk"]["S"], i["sk"]["S"]): i for i in table_items(dynamodb, aws_store, "dashboards")}
+        assert set(items) == {(f"DASHBOARD#{dashboard.id}", "META"), (f"DASHBOARD#{dashboard.id}", "VERSION#000001"),
+                              (f"OWNER#{owner.id}", f"DASHBOARD#{dashboard.id}"), ("UID#sales-overview", "UID")}
+        assert items[("UID#sales-overview", "UID")]["dashboard_id"] == {"S": dashboard.id}
+        assert items[(f"OWNER#{owner.id}", f"DASHBOARD#{dashboard.id}")]["dashboard_id"] == {"S": dashboard.id}
+        assert json.loads(items[(f"DASHBOARD#{dashboard.id}", "VERSION#000001")]["document"]["S"]) == version.document
+
+    async def test_share_is_two_items_and_listings_are_queries(self, aws_store, dynamodb):
+        """A share is stored under its dashboard and under its grantee; both listings Query, never Scan."""
+        owner, guest = make_user(), make_user("guest@example.com")
+        dashboard, version = make_dashboard(owner)
+        await aws_store.create_dashboard(dashboard, version)
+        share = Share(dashboard.id, guest.id, "view", utcnow(), owner.id)
+        await aws_store.put_share(share)
+        items = {(i["pk"]["S"], i["sk"]["S"]) for i in table_items(dynamodb, aws_store, "shares")}
+        assert items == {(f"DASHBOARD#{dashboard.id}", f"USER#{guest.id}"),
+                         (f"USER#{guest.id}", f"DASHBOARD#{dashboard.id}")}
+        queries, scans = count_calls(aws_store, "Query"), count_calls(aws_store, "Scan")
+        assert await aws_store.list_user_shares(guest.id) == [share]
+        assert await aws_store.list_shares(dashboard.id) == [share]
+        assert (len(queries), len(scans)) == (2, 0)
+
+    async def test_share_of_missing_dashboard_is_not_found(self, aws_store, dynamodb):
+        """Granting on a dashboard that does not exist (or was just deleted) writes nothing."""
+        with pytest.raises(NotFoundError):
+            await aws_store.put_share(Share("ghost", "u1", "view", utcnow(), "u0"))
+        assert table_items(dynamodb, aws_store, "shares") == []
+
+    async def test_delete_dashboard_leaves_no_items(self, aws_store, dynamodb):
+        """Deleting a dashboard removes its META, versions, owner and uid items and both items of each share."""
+        owner, ana, bo = make_user(), make_user("ana@example.com"), make_user("bo@example.com")
+        dashboard, first = make_dashboard(owner)
+        await aws_store.create_dashboard(dashboard, first)
+        await aws_store.add_dashboard_version(make_dashboard_version(dashboard.id, 2, owner), 1)
+        for user in (ana, bo):
+            await aws_store.put_share(Share(dashboard.id, user.id, "edit", utcnow(), owner.id))
+        await aws_store.delete_dashboard(dashboard.id)
+        assert table_items(dynamodb, aws_store, "dashboards") == []
+        assert table_items(dynamodb, aws_store, "shares") == []
+
+    async def test_stale_delete_keeps_a_uid_taken_since(self, aws_store, monkeypatch):
+        """A deletion that read the dashboard before another call deleted it, and another dashboard
+        took its uid, leaves the new dashboard's uid item alone."""
+        owner = make_user()
+        old, version = make_dashboard(owner)
+        await aws_store.create_dashboard(old, version)
+        stale = aws_store._get("dashboards", {"pk": f"DASHBOARD#{old.id}", "sk": "META"})
+        await aws_store.delete_dashboard(old.id)
+        new, version = make_dashboard(owner)
+        await aws_store.create_dashboard(new, version)
+        monkeypatch.setattr(aws_store, "_get", lambda *_: stale)
+        await aws_store.delete_dashboard(old.id)
+        monkeypatch.undo()
+        assert await aws_store.get_dashboard_by_uid("sales-overview") == new
+
     async def test_password_update_of_missing_user_writes_nothing(self, aws_store, dynamodb):
         """Updating the hash of an unknown user leaves the table empty instead of a partial item."""
         await aws_store.update_password_hash("ghost", "$argon2id$x")
@@ -328,26 +391,6 @@ class TestBatchesAndPages:
         assert [v.version for v in await aws_store.delete_dataset(dataset.id)] == [1, 2, 3]
         assert table_items(dynamodb, aws_store, "datasets") == []
         assert len(calls) == 2
-
-
-class TestDashboardItems:
-    async def test_shares_are_queried_both_ways_and_deleted_with_their_dashboard(self, aws_store, dynamodb):
-        """A user's shares and a dashboard's are each one Query, never a Scan; deleting the dashboard
-        leaves no item of it, its uid or its shares behind."""
-        owner, guest = make_user("o@example.com"), make_user("g@example.com")
-        for user in (owner, guest):
-            await aws_store.create_user(user)
-        dashboard, version = make_dashboard(owner)
-        await aws_store.create_dashboard(dashboard, version)
-        await aws_store.put_share(Share(dashboard.id, guest.id, "view", utcnow(), owner.id))
-        queries, scans = count_calls(aws_store, "Query"), count_calls(aws_store, "Scan")
-        assert [s.dashboard_id for s in await aws_store.list_user_shares(guest.id)] == [dashboard.id]
-        assert [s.user_id for s in await aws_store.list_shares(dashboard.id)] == [guest.id]
-        assert (len(queries), len(scans)) == (2, 0)
-        assert len(table_items(dynamodb, aws_store, "shares")) == 2
-        await aws_store.delete_dashboard(dashboard.id)
-        assert table_items(dynamodb, aws_store, "shares") == []
-        assert table_items(dynamodb, aws_store, "dashboards") == []
 
 
 class TestBlobs:

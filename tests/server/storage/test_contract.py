@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import uuid
 
 import pytest
@@ -413,3 +414,17 @@ class TestDashboards:
         assert await store.delete_share(dashboard.id, ana.id) is False
         assert await store.list_user_shares(ana.id) == []
         assert [s.user_id for s in await store.list_shares(dashboard.id)] == [bo.id]
+
+    async def test_document_round_trips_exactly(self, store):
+        """Floats (1.0 stays a float), big ints, nested Japanese text and nulls read back as written."""
+        owner = make_user()
+        await store.create_user(owner)
+        dashboard, first = make_dashboard(owner)
+        document = {**first.document, "title": "月次売上 📈", "extra": {
+            "floats": [0.1, 1.0, -2.5e-7, 1e-300, 1.7976931348623157e308], "ints": [0, -1, 2 ** 53 + 1],
+            "nested": [{"ラベル": "東京", "値": [None, True, False, "", {}]}]}}
+        version = dataclasses.replace(first, document=document)
+        await store.create_dashboard(dashboard, version)
+        read = await store.get_dashboard_version(dashboard.id, 1)
+        assert read == version
+        assert json.dumps(read.document) == json.dumps(document)

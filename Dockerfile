@@ -15,7 +15,11 @@ COPY kernels ./kernels
 COPY dashboards_spec ./dashboards_spec
 COPY ops ./ops
 COPY --from=ui /static/dist ./static/dist
-RUN pip install --no-cache-dir . && mkdir -p /data && chown bi:bi /data
+# /data: local state; /run/bi/*: the executor key pair (docker-compose.yml's keys-init), so that the
+# volumes mounted there start out the bi user's.
+RUN pip install --no-cache-dir . \
+ && mkdir -p /data /run/bi/signing /run/bi/verify && chown bi:bi /data /run/bi/signing /run/bi/verify \
+ && chmod 0700 /run/bi/signing
 USER bi
 ENV BI_DATA_DIR=/data BI_UI_DIR=/app/static/dist
 EXPOSE 8000

@@ -9,6 +9,7 @@ Configuration comes from, weakest first: the environment (``environment.py``),
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import logging
 import os
@@ -16,8 +17,9 @@ import secrets
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tornado import httpserver, web
 from tornado.netutil import bind_sockets
 from traitlets import Bool, Enum, Integer, List, Type, Unicode, default
@@ -27,8 +29,9 @@ from . import secrets_file
 from .environment import setting
 from .errors import BIError
 from .execution.agent_client import AgentClient, load_private_key
+from .execution.discovery import EcsExecutors, StaticExecutors
 from .execution.live import LiveSessions
-from .execution.local_agent import LocalAgent, LocalAgentError, load_or_create_key
+from .execution.local_agent import LocalAgent, LocalAgentError, load_or_create_key, load_or_create_key_pair
 from .execution.pool import KernelPool
 from .handlers.base import NotFoundHandler
 from .jupyter.manager import JupyterKernels
@@ -94,6 +97,7 @@ class BIApp(Application):
         "serve": ("server.app.ServeApp", "Start the API server."),
         "executor": ("kernels.agent_app.ExecutorApp", "Start the executor agent (sandboxed kernel pool)."),
         "init-tables": ("server.app.InitTablesApp", "Create the store's tables and buckets (idempotent)."),
+        "executor-key": ("server.app.ExecutorKeyApp", "Create the key pair that signs calls to executor agents."),
         "user": ("server.app.UserApp", "Manage users: bi user add."),
         "dashboards": ("server.dashboards_cli.DashboardsApp", "Export and import dashboards: bi dashboards export|import."),
     }
@@ -137,6 +141,10 @@ class ServeApp(BIApp):
     executor_urls = List(Unicode(), help="Base URLs of remote executor agents (http://10.0.3.7:8080).").tag(config=True)
     executor_private_key = Unicode(help="PEM of the Ed25519 key that signs calls to executor agents; "
                                         "embedded mode keeps one in the data dir.").tag(config=True)
+    executor_private_key_file = Unicode(help="File holding that PEM instead (bi executor-key makes one).").tag(config=True)
+    executor_ecs_cluster = Unicode(help="ECS cluster of the executor service (discovery through the ECS API).").tag(config=True)
+    executor_ecs_service = Unicode(help="ECS service whose running tasks are the executor agents.").tag(config=True)
+    executor_port = Integer(8080, help="Port of the agents found through ECS.").tag(config=True)
     local_executor = Bool(True, help="In embedded mode without executor_urls, start an executor agent "
                                      "beside the server (needs root to sandbox kernels).").tag(config=True)
     local_executor_pool_size = Integer(2, help="Ready kernels the local agent keeps warm.").tag(config=True)
@@ -165,6 +173,18 @@ class ServeApp(BIApp):
     def _default_executor_private_key(self) -> str:
         return setting("BI_EXECUTOR_PRIVATE_KEY")
 
+    @default("executor_private_key_file")
+    def _default_executor_private_key_file(self) -> str:
+        return setting("BI_EXECUTOR_PRIVATE_KEY_FILE")
+
+    @default("executor_ecs_cluster")
+    def _default_executor_ecs_cluster(self) -> str:
+        return setting("BI_EXECUTOR_ECS_CLUSTER")
+
+    @default("executor_ecs_service")
+    def _default_executor_ecs_service(self) -> str:
+        return setting("BI_EXECUTOR_ECS_SERVICE")
+
     @default("admin_email")
     def _default_admin_email(self) -> str:
         return setting("BI_ADMIN_EMAIL")
@@ -187,14 +207,14 @@ class ServeApp(BIApp):
         datasets = DatasetService(self.store_instance, Path(self.data_dir).resolve() / "tmp", parent=self)
         metrics = Metrics()
         try:
-            agents = await self._start_executors()
+            executors, make_client = await self._start_executors()
         except BaseException:
             await self.store_instance.close()
             raise
         cards = CardService(self.store_instance, datasets, parent=self)
         dashboards = DashboardService(self.store_instance, cards, datasets, parent=self)
         tables = OutputTables(self.store_instance, cards)
-        self.kernel_pool = KernelPool(agents, metrics.registry, tables.keep, parent=self)
+        self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables.keep, parent=self)
         await self.kernel_pool.start()
         jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
         card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, parent=self)
@@ -213,32 +233,48 @@ class ServeApp(BIApp):
             log_function=lambda handler: None,
         )
 
-    async def _start_executors(self) -> list[AgentClient]:
-        """Clients of the configured agents; in embedded mode, of a local agent started now."""
+    async def _start_executors(self) -> tuple[StaticExecutors | EcsExecutors, Callable[[str], AgentClient]]:
+        """Where the executor agents are, and how to call one; in embedded mode, a local agent started now."""
         self.local_agent: LocalAgent | None = None
         data_dir = Path(self.data_dir).resolve()
-        try:
-            if self.executor_private_key:
-                key = load_private_key(self.executor_private_key)
-            elif self.store == "embedded":
-                key = load_or_create_key(data_dir)
-            elif self.executor_urls:
-                raise StartupError("Set BI_EXECUTOR_PRIVATE_KEY (Ed25519 PEM) to call the executor agents.")
-        except ValueError as exc:
-            raise StartupError(f"bad executor signing key: {exc}") from exc
+        remote = bool(self.executor_urls or self.executor_ecs_service)
+        key = self._executor_key(data_dir, remote)
+        make_client = functools.partial(AgentClient, private_key=key)
+        if self.executor_ecs_service:
+            if not self.executor_ecs_cluster:
+                raise StartupError("Set BI_EXECUTOR_ECS_CLUSTER together with BI_EXECUTOR_ECS_SERVICE.")
+            return EcsExecutors(self.executor_ecs_cluster, self.executor_ecs_service, self.executor_port), make_client
         if self.executor_urls:
-            return [AgentClient(url, key) for url in self.executor_urls]
+            return StaticExecutors(self.executor_urls), make_client
+        none = StaticExecutors([])
         if self.store != "embedded" or not self.local_executor:
             log.warning("card_execution_off", reason="no executor agent configured")
-            return []
+            return none, make_client
         if os.geteuid() != 0:
             log.warning("card_execution_off", reason="the local executor agent needs root to sandbox kernels")
-            return []
+            return none, make_client
         self.local_agent = LocalAgent(data_dir, self.local_executor_pool_size, self.allow_weaker_sandbox)
         try:
-            return [await self.local_agent.start(key)]
+            client = await self.local_agent.start(key)
         except LocalAgentError as exc:
             raise StartupError(str(exc)) from exc
+        client.close()
+        return StaticExecutors([client.base_url]), make_client
+
+    def _executor_key(self, data_dir: Path, remote: bool) -> Ed25519PrivateKey | None:
+        """The key that signs agent calls: configured, or in embedded mode kept in the data dir."""
+        pem = self.executor_private_key
+        try:
+            if not pem and self.executor_private_key_file:
+                pem = Path(self.executor_private_key_file).read_text()
+            if pem:
+                return load_private_key(pem)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"bad executor signing key: {exc}") from exc
+        if remote:
+            raise StartupError("Set BI_EXECUTOR_PRIVATE_KEY (Ed25519 PEM) or BI_EXECUTOR_PRIVATE_KEY_FILE "
+                               "to call the executor agents.")
+        return load_or_create_key(data_dir) if self.store == "embedded" else None
 
     async def shutdown(self) -> None:
         """Close live dashboards and sessions (their kernels), stop the local agent, close the store."""
@@ -323,6 +359,8 @@ class InitTablesApp(BIApp):
     """``bi init-tables``: create the store's tables and buckets; safe to run again."""
 
     description = "Create the store's tables and buckets (idempotent)."
+    only = Enum(["", "tables", "buckets"], "", help="Create only the tables, or only the buckets.").tag(config=True)
+    aliases = {**BIApp.aliases, "only": "InitTablesApp.only"}
     subcommands: dict[str, Any] = {}
 
     def start(self) -> None:
@@ -331,9 +369,30 @@ class InitTablesApp(BIApp):
 
     async def _create(self) -> None:
         store = self.make_store()
-        await store.create_schema()
+        await store.create_schema(tables=self.only != "buckets", buckets=self.only != "tables")
         await store.close()
-        log.info("tables_ready", store=self.store)
+        log.info("tables_ready", store=self.store, only=self.only or "all")
+
+
+class ExecutorKeyApp(BIApp):
+    """``bi executor-key --private FILE --public FILE``: the key pair between the server and its agents."""
+
+    description = ("Create the Ed25519 key that signs the server's calls to executor agents (kept if it "
+                   "exists) and write its public half, which the agents verify with.")
+    private_file = Unicode("executor_key.pem", help="The private key (mode 0600): the server's "
+                                                    "BI_EXECUTOR_PRIVATE_KEY(_FILE).").tag(config=True)
+    public_file = Unicode("executor_key.pub.pem", help="The public key: the agents' --public-key or "
+                                                      "BI_EXECUTOR_PUBLIC_KEY.").tag(config=True)
+    aliases = {**BIApp.aliases, "private": "ExecutorKeyApp.private_file", "public": "ExecutorKeyApp.public_file"}
+    subcommands: dict[str, Any] = {}
+
+    def start(self) -> None:
+        configure_logging(self.log_level, sys.stderr)
+        try:
+            load_or_create_key_pair(Path(self.private_file), Path(self.public_file))
+        except (OSError, ValueError) as exc:
+            self.fail(f"cannot make the executor key pair: {exc}")
+        log.info("executor_key_ready", private=self.private_file, public=self.public_file)
 
 
 class UserAddApp(BIApp):
@@ -383,5 +442,5 @@ class UserApp(BIApp):
     subcommands = {"add": ("server.app.UserAddApp", "Add a user.")}
 
 
-BIApp.classes = [BIApp, ServeApp, InitTablesApp, UserAddApp, AuthService, DatasetService,
+BIApp.classes = [BIApp, ServeApp, InitTablesApp, ExecutorKeyApp, UserAddApp, AuthService, DatasetService,
                  KernelPool, JupyterKernels, DashboardHub, SQLiteStore, AWSStore]

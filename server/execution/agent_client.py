@@ -44,6 +44,7 @@ class AgentClient:
         self.private_key = private_key
         self.timeout = timeout
         self._http = httpclient.AsyncHTTPClient(force_instance=True, max_clients=64)
+        self.closed = False
 
     def _token(self) -> str:
         now = int(time.time())
@@ -52,6 +53,8 @@ class AgentClient:
 
     async def _call(self, method: str, path: str, body: bytes | None = None,
                     timeout: float | None = None) -> Any:
+        if self.closed:
+            raise AgentError(f"executor agent {self.base_url} is gone", 599)
         if body is None and method in ("POST", "PUT"):
             body = b""
         try:
@@ -72,9 +75,9 @@ class AgentClient:
     async def health(self) -> dict[str, Any]:
         return await self._call("GET", "/health")
 
-    async def create_kernel(self) -> dict[str, Any]:
-        """``{"kernel_id", "connection", "limits"}`` of a ready kernel."""
-        return await self._call("POST", "/kernels")
+    async def create_kernel(self, tenant: str) -> dict[str, Any]:
+        """``{"kernel_id", "connection", "limits"}`` of a ready kernel for ``tenant`` (a pseudonym)."""
+        return await self._call("POST", "/kernels", json.dumps({"tenant": tenant}).encode())
 
     async def kernel_status(self, kernel_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/kernels/{kernel_id}")
@@ -97,4 +100,5 @@ class AgentClient:
         return await self._call("GET", f"/events?after={after}&timeout={timeout}", timeout=timeout + 10)
 
     def close(self) -> None:
+        self.closed = True
         self._http.close()

@@ -34,8 +34,12 @@ AGENT_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 def load_or_create_key(data_dir: Path) -> Ed25519PrivateKey:
     """The server's agent-signing key from the data dir (created 0600 on first use), public half beside it."""
-    private_path, public_path = data_dir / PRIVATE_KEY_FILE, data_dir / PUBLIC_KEY_FILE
     data_dir.mkdir(parents=True, exist_ok=True)
+    return load_or_create_key_pair(data_dir / PRIVATE_KEY_FILE, data_dir / PUBLIC_KEY_FILE)
+
+
+def load_or_create_key_pair(private_path: Path, public_path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 key in ``private_path`` (created 0600 if absent); its public half written to ``public_path``."""
     try:
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -1,10 +1,17 @@
-"""The server-side kernel pool: sessions bound to one user, over one or more executor agents.
+"""The server-side kernel pool: sessions bound to one user, over the executor agents there are.
 
 A session gets a ready kernel from an agent's warm pool (milliseconds), with the datasets it
 asked for placed in the kernel's workdir. A kernel serves one session of one user and is
 destroyed when the session closes or idles out; it is never handed to anyone else. One long
 poll per agent (``GET /events``) hears of kernels that die by themselves, so their sessions
 get a fresh kernel at once.
+
+The agents come from a discovery (``discovery``): a fixed list, or the running tasks of the
+executor ECS service, re-read every ``discovery_interval``. New kernels go where ``placement``
+says, by the loads the agents report. A task that leaves the service takes no new kernels; once
+it stops answering, its sessions get a new kernel elsewhere and are told why. Every
+``metrics_interval`` the pool's utilisation goes to the logs in CloudWatch's embedded metric
+format, which the executor service scales on.
 """
 
 from __future__ import annotations
@@ -12,12 +19,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import itertools
+import dataclasses
+import functools
+import hashlib
 import time
+import urllib.parse
 import uuid
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from jupyter_client.asynchronous import AsyncKernelClient
 from prometheus_client import CollectorRegistry
@@ -28,6 +38,8 @@ from ..errors import NotFoundError, RateLimitedError, ServiceUnavailableError
 from ..logs import get_logger
 from ..models import User
 from .agent_client import AgentClient, AgentError
+from .discovery import DiscoveryError, EcsExecutors, StaticExecutors
+from .placement import AgentLoad, ranked, utilisation
 from .pool_metrics import PoolMetrics
 from .session import Kernel, KernelSession, Limits, TableKeeper, message_for
 
@@ -35,7 +47,14 @@ log = get_logger("bi.execution.pool")
 
 READY_ATTEMPT_SECONDS = 1.0
 RETRY_SECONDS = 1.0
-HEALTH_EVERY = 15.0
+PLACEMENT_RETRY_SECONDS = 2.0
+ROOM_ERRORS = (409, 503)  # the agent is full, draining or holds another user's kernels
+GONE = "its executor task stopped"
+
+
+def tenant_of(user_id: str) -> str:
+    """The pseudonym agents know a user by (they see no user ids)."""
+    return hashlib.sha256(f"bi-tenant:{user_id}".encode()).hexdigest()[:32]
 
 
 class KernelPool(LoggingConfigurable):
@@ -46,18 +65,29 @@ class KernelPool(LoggingConfigurable):
     sessions_per_user = Integer(4, help="Open sessions (kernels) one user may hold.").tag(config=True)
     reconnect_grace = Float(30, help="Seconds a live session waits for its websocket to reconnect before it ends.").tag(config=True)
     kernel_ready_timeout = Float(30, help="Seconds a new kernel gets to answer its first request.").tag(config=True)
+    discovery_interval = Float(10, help="Seconds between readings of the executor list and the agents' loads.").tag(config=True)
+    placement_timeout = Float(90, help="Seconds a new session waits for an executor with room (a task starting) "
+                                       "before it gets 503.").tag(config=True)
+    metrics_interval = Float(60, help="Seconds between pool utilisation metrics in the logs (CloudWatch EMF).").tag(config=True)
 
-    def __init__(self, agents: list[AgentClient], registry: CollectorRegistry, keep_table: TableKeeper,
-                 **kwargs: Any):
+    def __init__(self, executors: StaticExecutors | EcsExecutors, make_client: Callable[[str], AgentClient],
+                 registry: CollectorRegistry, keep_table: TableKeeper, **kwargs: Any):
         super().__init__(**kwargs)
-        self.agents = agents
+        self.executors = executors
+        self.make_client = make_client
         self.keep_table = keep_table
         self.metrics = PoolMetrics(registry)
         self.sessions: dict[str, KernelSession] = {}
+        self.agents: dict[str, AgentClient] = {}   # by base URL
+        self.loads: dict[str, AgentLoad] = {}      # by base URL, from the agents' health
+        self.hosts: dict[str, str] = {}            # base URL -> task ARN (or the URL)
+        self.vanished: set[str] = set()            # agents the discovery no longer lists
         self._kernels: weakref.WeakValueDictionary[str, Kernel] = weakref.WeakValueDictionary()
-        self._turn = itertools.cycle(range(len(agents)))
+        self._followers: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: collections.Counter[str] = collections.Counter()
+        self._waiting = 0
+        self._refreshing: asyncio.Future[None] | None = None
         self.image_version: str | None = None  # of the agents' kernels: part of result cache keys
 
     @property
@@ -65,9 +95,9 @@ class KernelPool(LoggingConfigurable):
         return Limits(self.execution_timeout, self.interrupt_grace, self.output_limit_bytes)
 
     async def start(self) -> None:
-        await self._check_agents()
-        self._tasks = [asyncio.create_task(self._follow_exits(agent)) for agent in self.agents]
-        self._tasks.append(asyncio.create_task(self._housekeeping()))
+        await self.refresh()
+        self._tasks = [asyncio.create_task(loop()) for loop in (self._housekeeping, self._rediscover,
+                                                                 self._publish_metrics)]
 
     # sessions ----------------------------------------------------------------
     async def open(self, user: User, datasets: list[tuple[str, Path]], kind: str = "card") -> KernelSession:
@@ -80,11 +110,12 @@ class KernelPool(LoggingConfigurable):
             raise RateLimitedError(f"You already have {held} open sessions; close one (or wait for it to idle "
                                    "out) before opening another.", retry_after=60)
         self._starting[user.id] += 1  # counted while the kernel starts, so racing opens cannot pass the limit
+        start_kernel = functools.partial(self.start_kernel, tenant=tenant_of(user.id))
         try:
-            kernel = await self.start_kernel(datasets)
+            kernel = await start_kernel(datasets)
         finally:
             self._starting[user.id] -= 1
-        session = KernelSession(str(uuid.uuid4()), user.id, datasets, kernel, self.start_kernel, self.limits,
+        session = KernelSession(str(uuid.uuid4()), user.id, datasets, kernel, start_kernel, self.limits,
                                 self.metrics, self.keep_table, kind)
         self.sessions[session.id] = session
         self.metrics.bound.inc()
@@ -109,31 +140,57 @@ class KernelPool(LoggingConfigurable):
         log.info("session_closed", session_id=session.id, user_id=session.user_id, reason=reason)
 
     # kernels -----------------------------------------------------------------
-    async def start_kernel(self, datasets: list[tuple[str, Path]]) -> Kernel:
-        """A ready kernel from the next agent that can give one, with ``datasets`` placed."""
-        if not self.agents:
+    async def start_kernel(self, datasets: list[tuple[str, Path]], tenant: str) -> Kernel:
+        """A ready kernel for ``tenant`` with ``datasets`` placed, from the best agent that has room.
+
+        When every agent is full, draining or holding other users, wait up to
+        ``placement_timeout`` for room (the executor service scales out on the utilisation this
+        raises); an agent that fails otherwise is skipped, and if all do, 503 at once.
+        """
+        if not self.agents and isinstance(self.executors, StaticExecutors) and not self.executors.urls:
             raise ServiceUnavailableError("This server has no executor agent, so it cannot run cards "
                                           "(see the runbook: executor agents).")
-        failures = []
+        failures: list[str] = []
+        deadline = time.monotonic() + self.placement_timeout
         with self.metrics.spawn_seconds.time():
-            for _ in range(len(self.agents)):
-                agent = self.agents[next(self._turn)]
-                try:
-                    return await self._start_on(agent, datasets)
-                except AgentError as exc:
-                    log.warning("kernel_start_failed", agent=agent.base_url, error=str(exc))
-                    failures.append(str(exc))
-        raise ServiceUnavailableError("No executor can start a kernel now; try again in a moment.",
-                                      {"reasons": failures})
+            while True:
+                room_only = True
+                for url in ranked(self.loads, tenant):
+                    agent = self.agents[url]
+                    self.loads[url] = self.loads[url].with_kernel(tenant)  # racing opens spread out
+                    try:
+                        return await self._start_on(agent, datasets, tenant)
+                    except AgentError as exc:
+                        log.warning("kernel_start_failed", agent=url, error=str(exc))
+                        failures.append(str(exc))
+                        room_only = room_only and exc.status in ROOM_ERRORS
+                        if url in self.loads:  # no more kernels there until its load is read again
+                            self.loads[url] = dataclasses.replace(self.loads[url], draining=True)
+                if not room_only or time.monotonic() >= deadline:
+                    raise ServiceUnavailableError("No executor can start a kernel now; try again in a moment.",
+                                                  {"reasons": failures[-5:]})
+                await self._wait_for_room()
 
-    async def _start_on(self, agent: AgentClient, datasets: list[tuple[str, Path]]) -> Kernel:
-        created = await agent.create_kernel()
+    async def _wait_for_room(self) -> None:
+        """Sleep a little, then re-read the agents (one reading shared by every waiting open)."""
+        self._waiting += 1
+        try:
+            await asyncio.sleep(PLACEMENT_RETRY_SECONDS)
+            await self.refresh()
+        finally:
+            self._waiting -= 1
+
+    async def _start_on(self, agent: AgentClient, datasets: list[tuple[str, Path]], tenant: str) -> Kernel:
+        created = await agent.create_kernel(tenant)
         kernel_id = created["kernel_id"]
+        connection = dict(created["connection"])
+        if connection["transport"] == "tcp":  # relayed: reach it where we reach its agent
+            connection["ip"] = urllib.parse.urlsplit(agent.base_url).hostname
         client = AsyncKernelClient()
         try:
             for name, path in datasets:
                 await agent.put_dataset(kernel_id, name, await asyncio.to_thread(path.read_bytes))
-            client.load_connection_info(created["connection"])
+            client.load_connection_info(connection)
             client.start_channels(hb=False)  # deaths come from the agent's events
             await self._wait_until_ready(client)
         except BaseException:
@@ -160,7 +217,70 @@ class KernelPool(LoggingConfigurable):
                 return
         raise AgentError(f"the kernel did not answer in {self.kernel_ready_timeout:g} s", 504)
 
-    # background work ---------------------------------------------------------
+    # the agents --------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Read the executor list and every agent's load; concurrent callers share one reading."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.ensure_future(self._read_agents())
+            self._refreshing.add_done_callback(lambda _: setattr(self, "_refreshing", None))
+        await asyncio.shield(self._refreshing)
+
+    async def _read_agents(self) -> None:
+        """Take in new agents, stop placing on vanished ones, read loads, protect busy tasks."""
+        try:
+            found = await self.executors.discover()
+        except DiscoveryError as exc:
+            log.warning("executor_discovery_failed", error=str(exc))
+        else:
+            for url, host in found.items():
+                if url not in self.agents:
+                    self._add_agent(url, host)
+                self.vanished.discard(url)
+            for url in set(self.agents) - set(found):
+                if url not in self.vanished:
+                    log.info("executor_vanished", agent=url)
+                    self.vanished.add(url)
+        await asyncio.gather(*(self._read_load(url) for url in list(self.agents)))
+        await self.executors.protect({self.hosts[url]: load.in_use > 0 for url, load in self.loads.items()
+                                      if url not in self.vanished})
+
+    def _add_agent(self, url: str, host: str) -> None:
+        self.agents[url] = self.make_client(url)
+        self.hosts[url] = host
+        self.loads[url] = AgentLoad(draining=True)  # no kernels until its health is read
+        self._followers[url] = asyncio.create_task(self._follow_exits(self.agents[url]))
+        log.info("executor_added", agent=url, host=host)
+
+    async def _read_load(self, url: str) -> None:
+        """The agent's load from its health; a vanished agent that no longer answers is dropped."""
+        agent = self.agents[url]
+        try:
+            health = await agent.health()
+        except AgentError as exc:
+            if url in self.vanished:
+                self._remove_agent(url)
+            else:
+                log.warning("executor_unhealthy", agent=url, error=str(exc))
+                self.loads[url] = dataclasses.replace(self.loads[url], draining=True)
+            return
+        self.loads[url] = dataclasses.replace(AgentLoad.from_health(health),
+                                              draining=health.get("draining", False) or url in self.vanished)
+        self.metrics.ready.labels(url).set(health["pool"]["ready"])
+        self.image_version = health["image_version"]
+
+    def _remove_agent(self, url: str) -> None:
+        """The agent is gone: its sessions get a kernel elsewhere."""
+        agent = self.agents.pop(url)
+        self.loads.pop(url, None)
+        self.hosts.pop(url, None)
+        self.vanished.discard(url)
+        self._followers.pop(url).cancel()
+        with contextlib.suppress(KeyError):
+            self.metrics.ready.remove(url)
+        log.warning("executor_removed", agent=url)
+        self._agent_lost(agent, GONE)
+        agent.close()
+
     async def _follow_exits(self, agent: AgentClient) -> None:
         """Long-poll the agent's exit events and hand each to the kernel's session."""
         agent_id, after = None, 0
@@ -173,7 +293,7 @@ class KernelPool(LoggingConfigurable):
                 continue
             if agent_id is not None and answer["agent_id"] != agent_id:
                 log.error("agent_restarted", agent=agent.base_url)
-                self._agent_lost(agent)
+                self._agent_lost(agent, "its executor agent restarted")
             agent_id, after = answer["agent_id"], answer["last"]
             for event in answer["events"]:
                 self._kernel_exited(event["kernel_id"], event)
@@ -189,36 +309,51 @@ class KernelPool(LoggingConfigurable):
             if session.kernel is kernel:
                 asyncio.create_task(session.kernel_exited(kernel_id))
 
-    def _agent_lost(self, agent: AgentClient) -> None:
-        """The agent restarted: every kernel it held is gone."""
+    def _agent_lost(self, agent: AgentClient, message: str) -> None:
+        """Every kernel the agent held is gone."""
         for kernel in list(self._kernels.values()):
             if kernel.agent is agent:
-                self._kernel_exited(kernel.kernel_id, {"status": None, "oom": False,
-                                                       "message": "its executor agent restarted"})
+                self._kernel_exited(kernel.kernel_id, {"status": None, "oom": False, "message": message})
 
+    # background work ---------------------------------------------------------
     async def _housekeeping(self) -> None:
-        """Close idle sessions; refresh what the agents report."""
+        """Close idle sessions."""
         while True:
             now = time.monotonic()
             for session in list(self.sessions.values()):
                 if not session.executing and now - session.last_used > self.idle_timeout:
                     await self.close_session(session, "idle")
-            await asyncio.sleep(min(HEALTH_EVERY, self.idle_timeout / 4))
-            await self._check_agents()
+            await asyncio.sleep(min(self.discovery_interval, self.idle_timeout / 4))
 
-    async def _check_agents(self) -> None:
-        """Refresh the ready-kernel gauge and the kernel image version from the agents' health."""
-        for agent in self.agents:
-            with contextlib.suppress(AgentError):
-                health = await agent.health()
-                self.metrics.ready.labels(agent.base_url).set(health["pool"]["ready"])
-                self.image_version = health["image_version"]
+    async def _rediscover(self) -> None:
+        while True:
+            await asyncio.sleep(self.discovery_interval)
+            await self.refresh()
+
+    async def _publish_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(self.metrics_interval)
+            self.publish_utilisation()
+
+    def publish_utilisation(self) -> None:
+        """One log line in CloudWatch's embedded metric format: what the executor service scales on.
+
+        While opens wait for room the pool is full, whatever the agents say.
+        """
+        serving = [load for load in self.loads.values() if not load.draining]
+        percent = 100.0 if self._waiting else utilisation(self.loads)
+        log.info("pool_utilisation", **self.metrics.emf(self.executors.name, {
+            "PoolUtilization": percent, "ExecutorTasks": len(serving),
+            "KernelsInUse": sum(load.in_use for load in self.loads.values())}))
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for follower in self._followers.values():
+            follower.cancel()
+        await asyncio.gather(*self._followers.values(), return_exceptions=True)
         for session in list(self.sessions.values()):
             await self.close_session(session, "server_stopping")
-        for agent in self.agents:
+        for agent in self.agents.values():
             agent.close()

@@ -243,10 +243,12 @@ class AWSStore(Store):
         if self._executor is not None:
             await asyncio.to_thread(self._disconnect, self._executor)
 
-    async def create_schema(self) -> None:
+    async def create_schema(self, tables: bool = True, buckets: bool = True) -> None:
         await self.open()
-        await self._run(self._create_tables)
-        await self._run(self._create_buckets)
+        if tables:
+            await self._run(self._create_tables)
+        if buckets:
+            await self._run(self._create_buckets)
 
     def _create_tables(self) -> None:
         names = [self._table(kind) for kind in TABLES]

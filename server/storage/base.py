@@ -41,8 +41,8 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         """Release connections. Idempotent; later calls raise ``StoreClosedError``."""
 
     @abc.abstractmethod
-    async def create_schema(self) -> None:
-        """Create tables and buckets if missing. Idempotent (``bi init-tables``)."""
+    async def create_schema(self, tables: bool = True, buckets: bool = True) -> None:
+        """Create tables and buckets (either alone, if asked) if missing. Idempotent (``bi init-tables``)."""
 
     # users -------------------------------------------------------------------
     @abc.abstractmethod

@@ -204,8 +204,8 @@ class SQLiteStore(Store):
         self._closed = True
         self._executor.shutdown(wait=True)
 
-    async def create_schema(self) -> None:
-        await self.open()
+    async def create_schema(self, tables: bool = True, buckets: bool = True) -> None:
+        await self.open()  # one file holds both
 
     # users -------------------------------------------------------------------
     async def create_user(self, user: User) -> None:

@@ -72,8 +72,8 @@ class AgentClient:
             raise AgentError(f"executor agent {self.base_url}: {response.code} {message}", response.code)
         return json.loads(response.body) if response.body else None
 
-    async def health(self) -> dict[str, Any]:
-        return await self._call("GET", "/health")
+    async def health(self, timeout: float | None = None) -> dict[str, Any]:
+        return await self._call("GET", "/health", timeout=timeout)
 
     async def create_kernel(self, tenant: str) -> dict[str, Any]:
         """``{"kernel_id", "connection", "limits"}`` of a ready kernel for ``tenant`` (a pseudonym)."""

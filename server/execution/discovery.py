@@ -32,12 +32,14 @@ class DiscoveryError(RuntimeError):
 
 
 class StaticExecutors:
-    """A fixed set of agents; ``urls`` may be changed in place (one list per process)."""
+    """A fixed set of agents; ``urls`` may be changed in place (one list per process).
 
-    name = "static"
+    ``name`` is the metrics' ``ExecutorService`` dimension.
+    """
 
-    def __init__(self, urls: Iterable[str]):
+    def __init__(self, urls: Iterable[str], name: str = "static"):
         self.urls = [url.rstrip("/") for url in urls]
+        self.name = name
 
     async def discover(self) -> dict[str, str]:
         """Agent base URL -> an id of the agent's host (here the URL itself)."""

@@ -48,6 +48,7 @@ log = get_logger("bi.execution.pool")
 READY_ATTEMPT_SECONDS = 1.0
 RETRY_SECONDS = 1.0
 PLACEMENT_RETRY_SECONDS = 2.0
+HEALTH_TIMEOUT = 5.0  # a task that has gone quiet must not hold up every other reading
 ROOM_ERRORS = (409, 503)  # the agent is full, draining or holds another user's kernels
 GONE = "its executor task stopped"
 
@@ -255,7 +256,7 @@ class KernelPool(LoggingConfigurable):
         """The agent's load from its health; a vanished agent that no longer answers is dropped."""
         agent = self.agents[url]
         try:
-            health = await agent.health()
+            health = await agent.health(HEALTH_TIMEOUT)
         except AgentError as exc:
             if url in self.vanished:
                 self._remove_agent(url)

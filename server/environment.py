@@ -25,6 +25,8 @@ VARIABLES: dict[str, str] = {
     "BI_OUTPUTS_BUCKET": "S3 bucket for large card outputs.",
     "BI_EXECUTOR_URLS": "Comma-separated base URLs of remote executor agents; empty: a local agent (embedded).",
     "BI_EXECUTOR_PRIVATE_KEY": "PEM of the Ed25519 key that signs calls to executor agents.",
+    "BI_EXECUTOR_ECS_CLUSTER": "ECS cluster of the executor service (discovery through the ECS API).",
+    "BI_EXECUTOR_ECS_SERVICE": "Name of the executor ECS service whose tasks are the executor agents.",
     "BI_URL": "bi dashboards export|import: the running server to talk to (empty: the store directly).",
     "BI_TOKEN": "bi dashboards export|import: a sign-in token of that server.",
 }

@@ -5,7 +5,13 @@
 #   EXECUTOR_IMAGE, EXECUTOR_PUBLIC_KEY_FILE, ADMIN_EMAIL.
 # Optional (template default when unset): TABLE_PREFIX, CERTIFICATE_ARN, CORS_ORIGINS,
 #   API_DESIRED_COUNT, API_CPU, API_MEMORY, EXECUTOR_MIN_TASKS, EXECUTOR_MAX_TASKS, EXECUTOR_CPU,
-#   EXECUTOR_MEMORY, LOG_RETENTION_DAYS, ALARM_TOPIC_ARN, ALARM_EMAIL.
+#   EXECUTOR_MEMORY, LOG_RETENTION_DAYS, ALARM_TOPIC_ARN, ALARM_EMAIL, EXECUTOR_ENDPOINT_SG,
+#   S3_PREFIX_LIST_ID.
+#
+# Executor tasks get no egress but, when given, HTTPS to the VPC's interface endpoints for ecr.api,
+# ecr.dkr and logs (EXECUTOR_ENDPOINT_SG, their security group) and to its S3 gateway endpoint
+# (S3_PREFIX_LIST_ID): Fargate pulls the image and ships the logs through the task's own interface,
+# so without them executor tasks cannot start from an ECR image.
 #
 # The executor key pair (`bi executor-key --private=executor_key.pem --public=executor_key.pub.pem`):
 # the public half is the ExecutorPublicKey parameter, the private half goes into the stack's
@@ -57,6 +63,11 @@ optional ExecutorMemory EXECUTOR_MEMORY
 optional LogRetentionDays LOG_RETENTION_DAYS
 optional AlarmTopicArn ALARM_TOPIC_ARN
 optional AlarmEmail ALARM_EMAIL
+optional ExecutorEndpointSecurityGroupId EXECUTOR_ENDPOINT_SG
+optional S3GatewayPrefixListId S3_PREFIX_LIST_ID
+if [[ -z "${EXECUTOR_ENDPOINT_SG:-}" || -z "${S3_PREFIX_LIST_ID:-}" ]]; then
+  echo "ops/deploy.sh: warning: without EXECUTOR_ENDPOINT_SG and S3_PREFIX_LIST_ID executor tasks cannot pull an ECR image or ship logs" >&2
+fi
 
 deploy() {  # deploy API_DESIRED_COUNT
   aws cloudformation deploy --template-file "$TEMPLATE" --stack-name "$STACK" \

@@ -77,6 +77,30 @@ def _getatt(template: dict, name: str, attribute: str) -> Any:
     return f"<{name}.{attribute}>"
 
 
+def holds(template: dict, condition: str | None) -> bool:
+    """Whether a resource with this Condition exists with the parameters' defaults."""
+    if condition is None:
+        return True
+
+    def evaluate(node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            (function, argument), = node.items()
+            if function == "Fn::Not":
+                return not evaluate(argument[0])
+            if function == "Fn::And":
+                return all(evaluate(a) for a in argument)
+            if function == "Fn::Or":
+                return any(evaluate(a) for a in argument)
+            if function == "Fn::Equals":
+                return evaluate(argument[0]) == evaluate(argument[1])
+            if function == "Condition":
+                return evaluate(template["Conditions"][argument])
+            return resolve(template, node)
+        return node
+
+    return bool(evaluate(template["Conditions"][condition]))
+
+
 def refers_to(value: Any, name: str) -> bool:
     """The value is a Ref or GetAtt of resource ``name``."""
     return value in ({"Ref": name}, {"Fn::GetAtt": [name, "GroupId"]}, {"Fn::GetAtt": [name, "Arn"]})
@@ -144,9 +168,16 @@ def test_executor_security_group_admits_only_the_api_and_lets_nothing_out(templa
     assert group["SecurityGroupEgress"] and all(
         rule.get("CidrIp") == "127.0.0.1/32" and set(rule) <= {"IpProtocol", "CidrIp", "Description"}
         for rule in group["SecurityGroupEgress"])
-    egress = [n for n, r in resources(template, "AWS::EC2::SecurityGroupEgress").items()
-              if refers_to(r["Properties"]["GroupId"], "ExecutorSecurityGroup")]
-    assert egress == []
+    egress = {n: r for n, r in resources(template, "AWS::EC2::SecurityGroupEgress").items()
+              if refers_to(r["Properties"]["GroupId"], "ExecutorSecurityGroup")}
+    # With the parameters' defaults there is none; given, only HTTPS to the VPC endpoints that Fargate
+    # needs to pull the image and ship logs through the task's interface: never a CIDR.
+    assert [n for n, r in egress.items() if holds(template, r.get("Condition"))] == []
+    for name, rule in ((n, r["Properties"]) for n, r in egress.items()):
+        assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 443, 443), name
+        assert not {"CidrIp", "CidrIpv6"} & set(rule), name
+        (destination,) = {"DestinationSecurityGroupId", "DestinationPrefixListId"} & set(rule)
+        assert rule[destination]["Ref"] in template["Parameters"], name
     ingress = [r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()
                if refers_to(r["Properties"]["GroupId"], "ExecutorSecurityGroup")]
     assert ingress and all(refers_to(rule.get("SourceSecurityGroupId"), "ApiSecurityGroup")

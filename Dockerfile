@@ -23,6 +23,9 @@ RUN pip install --no-cache-dir . \
 USER bi
 ENV BI_DATA_DIR=/data BI_UI_DIR=/app/static/dist
 EXPOSE 8000
+# Writable places under ECS's read-only root (ops/cloudformation): Fargate task storage mounted at a
+# path the image declares a VOLUME starts out with the image's owner and mode, else it is root's 0755.
+VOLUME ["/data", "/tmp"]
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/health', timeout=2)"
 ENTRYPOINT ["bi"]

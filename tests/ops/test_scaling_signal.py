@@ -1,9 +1,10 @@
 """The scaling signal end to end on a moto server: the metric the pool logs is the one the policy tracks.
 
-The template's target tracking policy is registered with Application Auto Scaling, which makes
-its CloudWatch alarms. The pool's EMF record is turned into metric data as CloudWatch Logs does
-(each metric of each directive, dimensioned by the record's own fields) and read back through the
-alarm's own namespace, name and dimensions.
+The template's target tracking policy is registered with Application Auto Scaling. The pool's
+EMF record is turned into metric data as CloudWatch Logs does (each metric of each directive,
+dimensioned by the record's own fields) and read back through the namespace, name and dimensions
+of the policy as Application Auto Scaling keeps it. (moto makes the policy's alarms on CPU
+whatever the policy says, so they are not what is read.)
 """
 
 from __future__ import annotations
@@ -73,12 +74,13 @@ def test_the_pools_emf_record_feeds_the_alarms_the_scaling_policy_makes(aws):
         "CustomizedMetricSpecification": {
             "Namespace": metric["Namespace"], "MetricName": metric["MetricName"], "Statistic": metric["Statistic"],
             "Unit": metric["Unit"], "Dimensions": [{"Name": d["Name"], "Value": SERVICE} for d in metric["Dimensions"]]}}
-    alarms = scaling.put_scaling_policy(
+    scaling.put_scaling_policy(
         PolicyName="executor-pool", ServiceNamespace="ecs", ResourceId=resource,
         ScalableDimension="ecs:service:DesiredCount", PolicyType="TargetTrackingScaling",
-        TargetTrackingScalingPolicyConfiguration=configuration)["Alarms"]
-    high = next(a for a in aws["cloudwatch"].describe_alarms(AlarmNames=[a["AlarmName"] for a in alarms])["MetricAlarms"]
-                if "AlarmHigh" in a["AlarmName"])
+        TargetTrackingScalingPolicyConfiguration=configuration)
+    (kept,) = scaling.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=resource)["ScalingPolicies"]
+    tracked = kept["TargetTrackingScalingPolicyConfiguration"]
+    watched = tracked["CustomizedMetricSpecification"]
 
     pool = KernelPool(StaticExecutors([], name=SERVICE), lambda url: None, CollectorRegistry(), lambda *a: "")
     pool.loads = {"a": AgentLoad(in_use=1, capacity=4, single_tenant=True, tenant="t1"),
@@ -92,8 +94,8 @@ def test_the_pools_emf_record_feeds_the_alarms_the_scaling_policy_makes(aws):
 
     now = datetime.datetime.now(datetime.timezone.utc)
     points = aws["cloudwatch"].get_metric_statistics(
-        Namespace=high["Namespace"], MetricName=high["MetricName"], Dimensions=high["Dimensions"],
+        Namespace=watched["Namespace"], MetricName=watched["MetricName"], Dimensions=watched["Dimensions"],
         StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=1),
-        Period=60, Statistics=["Average"])["Datapoints"]
+        Period=60, Statistics=[watched["Statistic"]], Unit=watched["Unit"])["Datapoints"]
     assert [round(p["Average"], 1) for p in points] == [66.7]  # two of three single-tenant tasks held
-    assert points[0]["Average"] > high["Threshold"] == configuration["TargetValue"]  # so it scales out
+    assert points[0]["Average"] > tracked["TargetValue"]  # so the service scales out

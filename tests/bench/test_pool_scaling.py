@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.poolsim import PERIOD, Policy, PoolShape, Session, Simulation, TargetTracking, arrivals, load_policy, simulate
+from bench.poolsim import (PERIOD, Policy, PoolShape, Result, Session, Simulation, TargetTracking, arrivals,
+                           load_policy, simulate)
 
 POLICY = Policy(target=60, out_cooldown=60, in_cooldown=300, min_tasks=1, max_tasks=12)
 SHAPE = PoolShape(capacity=4, warm_pool=2, single_tenant=True, start_delay=60)
@@ -19,8 +20,8 @@ def burst(users: int = 10, at: float = 1800) -> list[Session]:
 
 
 def observed(trace: list[Session], tasks: int, scaler: TargetTracking | None = None,
-             shape: PoolShape = SHAPE) -> tuple[Simulation, list[str]]:
-    """A run, and every broken invariant seen after any event."""
+             shape: PoolShape = SHAPE) -> tuple[Simulation, Result, list[str]]:
+    """A run, its figures, and every broken invariant seen after any event."""
     broken: list[str] = []
 
     def check(sim: Simulation) -> None:
@@ -31,8 +32,8 @@ def observed(trace: list[Session], tasks: int, scaler: TargetTracking | None = N
                 broken.append(f"{task.name} holds {sorted(task.kernels)} at {sim.now}")
 
     simulation = Simulation(trace, shape, tasks, HOURS, scaler, check)
-    simulation.result = simulation.run()  # type: ignore[attr-defined]
-    return simulation, broken
+    result = simulation.run()
+    return simulation, result, broken
 
 
 class TestArrivals:
@@ -50,8 +51,8 @@ class TestArrivals:
 
 class TestScaling:
     def test_a_burst_grows_the_pool_and_it_shrinks_back_afterwards(self):
-        simulation, broken = observed(burst(), 1, TargetTracking(POLICY))
-        points = simulation.result.points  # type: ignore[attr-defined]
+        _, result, broken = observed(burst(), 1, TargetTracking(POLICY))
+        points = result.points
         before = [p.running for p in points if p.at < 1800]
         during = [p.running for p in points if 1800 <= p.at < 2400]
         after = [p.running for p in points if p.at > 1800 + 3600]
@@ -63,14 +64,14 @@ class TestScaling:
     def test_tasks_holding_kernels_are_never_stopped(self):
         """Half of a burst's users keep their sessions all day while the pool scales in around them."""
         trace = [Session(s.user, s.opens_at, HOURS * 3600, None) if int(s.user[1:]) % 2 else s for s in burst()]
-        simulation, broken = observed(trace, 1, TargetTracking(POLICY))
+        simulation, result, broken = observed(trace, 1, TargetTracking(POLICY))
         assert broken == []
         live = [task for task in simulation.tasks.values() if task.removed_at is None]
         assert sorted(user for task in live for user in task.kernels) == ["u1", "u3", "u5", "u7", "u9"]
-        assert len(live) < max(p.running for p in simulation.result.points)  # type: ignore[attr-defined]
+        assert len(live) < result.peak
 
     def test_single_tenant_tasks_hold_one_user_at_a_time_over_a_busy_day(self):
-        simulation, broken = observed(arrivals(30, HOURS, seed=5), 1, TargetTracking(POLICY))
+        simulation, _, broken = observed(arrivals(30, HOURS, seed=5), 1, TargetTracking(POLICY))
         assert broken == []
         assert len(simulation.tasks) > 1
 
@@ -106,7 +107,8 @@ class TestPolicy:
     def test_read_from_a_template_with_short_tags(self, tmp_path: Path):
         template = tmp_path / "bi-platform.yaml"
         template.write_text(
-            "Parameters:\n  ExecutorMinTasks: {Type: Number, Default: 2}\n  ExecutorMaxTasks: {Type: Number, Default: 9}\n"
+            "Parameters:\n  ExecutorMinTasks: {Type: Number, Default: 2}\n"
+            "  ExecutorMaxTasks: {Type: Number, Default: 9}\n"
             "Resources:\n  ExecutorScalingPolicy:\n    Type: AWS::ApplicationAutoScaling::ScalingPolicy\n"
             "    Properties:\n      PolicyName: !Sub ${AWS::StackName}-pool\n      ScalingTargetId: !Ref Target\n"
             "      TargetTrackingScalingPolicyConfiguration:\n"

@@ -20,7 +20,7 @@ class Policy:
     out_cooldown: float = 60.0
     in_cooldown: float = 300.0
     min_tasks: int = 1
-    max_tasks: int = 20
+    max_tasks: int = 50
     source: str = "built-in defaults"
 
 

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.execution.placement import AgentLoad, ranked, utilisation
-from server.execution.pool import HEALTH_EVERY, KernelPool
+from server.execution.pool import KernelPool
 
 from .arrivals import Session
 from .policy import Policy, TargetTracking
 
 IDLE_TIMEOUT = KernelPool.class_traits()["idle_timeout"].default_value
 SESSIONS_PER_USER = KernelPool.class_traits()["sessions_per_user"].default_value
-HOUSEKEEPING = min(HEALTH_EVERY, IDLE_TIMEOUT / 4)  # how often the pool looks for idle sessions
+HOUSEKEEPING = min(KernelPool.class_traits()["discovery_interval"].default_value, IDLE_TIMEOUT / 4)  # idle checks
 WARM_ACQUIRE = 0.005
 FORK = 0.4
 PERIOD = 60.0

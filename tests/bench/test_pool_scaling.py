@@ -123,7 +123,7 @@ class TestPolicy:
     def test_defaults_without_a_template(self, tmp_path: Path):
         policy = load_policy(tmp_path / "missing.yaml")
         assert (policy.target, policy.out_cooldown, policy.in_cooldown, policy.min_tasks, policy.max_tasks) \
-            == (60, 60, 300, 1, 20)
+            == (60, 60, 300, 1, 50)
         assert policy.source.startswith("built-in defaults")
 
 

@@ -294,7 +294,7 @@ def test_scaling_policy_tracks_pool_utilisation_of_the_service_the_api_discovers
     assert target["ServiceNamespace"] == "ecs" and target["ScalableDimension"] == "ecs:service:DesiredCount"
     assert resolve(template, target["ResourceId"]) == f"service/<Cluster>/{name}"
     assert (target["MinCapacity"], target["MaxCapacity"]) == ({"Ref": "ExecutorMinTasks"}, {"Ref": "ExecutorMaxTasks"})
-    assert (template["Parameters"]["ExecutorMinTasks"]["Default"], template["Parameters"]["ExecutorMaxTasks"]["Default"]) == (1, 20)
+    assert (template["Parameters"]["ExecutorMinTasks"]["Default"], template["Parameters"]["ExecutorMaxTasks"]["Default"]) == (1, 50)
 
     policy = props(template, "ExecutorScalingPolicy")
     assert policy["PolicyType"] == "TargetTrackingScaling"

@@ -32,6 +32,7 @@ from .admission import DEFAULT_MAX_KERNELS, Admission
 from .agent import make_app
 from .image import image_version
 from .launcher import KernelLauncher
+from .logs import configure_logging
 from .pool import WarmPool
 from .relay import Relays, parse_port_range
 from .sandbox import UidAllocator, probe, unavailable
@@ -89,6 +90,7 @@ class ExecutorApp(Application):
         self.exit(2)
 
     def start(self) -> None:
+        configure_logging(self.log_level)
         if self.parent_pid:
             prctl("executor", PR_SET_PDEATHSIG, signal.SIGTERM)
             if os.getppid() != self.parent_pid:  # it exited before the line above

@@ -49,8 +49,14 @@ def as_nobody(argv: list[str]) -> list[str]:
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *drop]
 
 
+def unprivileged(argv: list[str]) -> list[str]:
+    """``argv`` as uid 65534 when running as root, else as it is (already unprivileged)."""
+    return as_nobody(argv) if os.geteuid() == 0 else argv
+
+
 def nobody_directory() -> Path:
-    """A fresh short directory the unprivileged uid owns (a run directory, a working directory)."""
+    """A fresh short directory the uid of ``unprivileged`` owns (a run directory, a working directory)."""
     directory = Path(tempfile.mkdtemp(prefix="bi-nb-"))
-    os.chown(directory, NOBODY, NOBODY)
+    if os.geteuid() == 0:
+        os.chown(directory, NOBODY, NOBODY)
     return directory

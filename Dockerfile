@@ -6,16 +6,16 @@ RUN npm ci --no-audit --no-fund
 COPY static ./
 RUN npm run build
 
-FROM python:3.11-slim
+FROM python:3.11.7-slim-bookworm
 RUN useradd --system --create-home --uid 10001 bi
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY server ./server
 COPY kernels ./kernels
 COPY dashboards_spec ./dashboards_spec
 COPY ops ./ops
 COPY --from=ui /static/dist ./static/dist
-RUN pip install --no-cache-dir . && mkdir -p /data && chown bi:bi /data
+RUN pip install --no-cache-dir -c constraints.txt . && mkdir -p /data && chown bi:bi /data
 USER bi
 ENV BI_DATA_DIR=/data BI_UI_DIR=/app/static/dist
 EXPOSE 8000

@@ -4,7 +4,8 @@ An agent is ``multi`` tenant when each kernel runs as its own uid, and ``single`
 (every kernel shares the agent's uid, so kernels of two users must never be alive at once). A
 single-tenant agent hands kernels only to the tenant whose kernels it holds, or to anyone once it
 holds none. Kernels count from hand-out until they are stopped or end by themselves; warm ones
-in the pool never count.
+in the pool never count, but those that lived beside another tenant's kernels are not handed out
+(``needs_fresh_kernels``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Admission:
         self.single_tenant = single_tenant
         self.max_kernels = max_kernels
         self.draining = False
+        self.last_tenant: str | None = None  # of the last kernel handed out
         self._tenants: dict[str, str | None] = {}  # kernel id or reservation -> tenant
         self._reservations = itertools.count()
 
@@ -73,8 +75,12 @@ class Admission:
         self._tenants[reservation] = tenant
         return reservation
 
+    def needs_fresh_kernels(self, tenant: str | None) -> bool:
+        """Whether a single-tenant agent serves ``tenant`` after another: its warm kernels go first."""
+        return self.single_tenant and self.last_tenant not in (None, tenant)
+
     def hand_out(self, reservation: str, kernel_id: str) -> None:
-        self._tenants[kernel_id] = self._tenants.pop(reservation)
+        self.last_tenant = self._tenants[kernel_id] = self._tenants.pop(reservation)
 
     def cancel(self, reservation: str) -> None:
         self._tenants.pop(reservation, None)

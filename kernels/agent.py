@@ -105,11 +105,14 @@ class HealthHandler(AgentHandler):
 
 class KernelsHandler(AgentHandler):
     async def post(self) -> None:
+        tenant = self._tenant()
         try:
-            reservation = self.admission.reserve(self._tenant())
+            reservation = self.admission.reserve(tenant)
         except AdmissionError as exc:
             raise web.HTTPError(exc.status, str(exc)) from exc
         try:
+            if self.admission.needs_fresh_kernels(tenant):
+                await self.pool.flush()
             kernel = await self.pool.acquire()
         except BaseException:
             self.admission.cancel(reservation)

@@ -39,6 +39,7 @@ class AgentProcess:
         self.base_url = f"http://127.0.0.1:{port}"
         self.key = key
         self.log_file = log_file
+        self.cwd = cwd
         with open(log_file, "wb") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
         deadline = time.monotonic() + START_TIMEOUT

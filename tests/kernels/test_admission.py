@@ -70,3 +70,17 @@ def test_capacity_and_draining():
     admission.release("k1")
     admission.draining = True
     assert refusal(admission, None) == (503, "this executor is draining")
+
+
+def test_fresh_kernels_for_a_new_tenant():
+    """A single-tenant agent's warm kernels are not handed to a tenant other than the last one served."""
+    kernels = Kernels()
+    single = Admission(kernels.is_alive, single_tenant=True)
+    assert not single.needs_fresh_kernels("alice")
+    hand_out(single, kernels, "k1", "alice")
+    assert not single.needs_fresh_kernels("alice")
+    kernels.alive.clear()
+    assert single.needs_fresh_kernels("bob")
+    multi = Admission(kernels.is_alive, single_tenant=False)
+    hand_out(multi, kernels, "k2", "alice")
+    assert not multi.needs_fresh_kernels("bob")

@@ -55,7 +55,8 @@ def card(agent: AgentProcess, created: dict[str, Any], code: str, **args: Any) -
 
 
 def test_single_tenant_capacity_and_health(agent):
-    """Without the uid layer the agent holds one tenant's kernels at a time, up to its capacity."""
+    """Without the uid layer the agent holds one tenant's kernels at a time, up to its capacity; the
+    next tenant gets no warm kernel that lived beside the previous one's."""
     status, health = agent.call("GET", "/health")
     assert status == 200 and "uid" in health["weaker_sandbox"] and health["sandbox"]["root"] is False
     assert (health["tenancy"], health["capacity"], health["in_use"], health["tenant"], health["draining"]) == \
@@ -74,8 +75,11 @@ def test_single_tenant_capacity_and_health(agent):
     assert (health["in_use"], health["tenant"], health["status"]) == (2, "alice", "ok")
     for created in (first[1], second[1]):
         assert agent.call("DELETE", f"/kernels/{created['kernel_id']}")[0] == 204
+    warm = {path.name for path in (agent.cwd / "run").iterdir()}  # lived beside alice's kernels
+    assert len(warm) == 1
     other = agent.call("POST", "/kernels", {"tenant": "bob"})
     assert other[0] == 201 and agent.call("GET", "/health")[1]["tenant"] == "bob"
+    assert other[1]["kernel_id"][:12] not in warm
     assert agent.call("DELETE", f"/kernels/{other[1]['kernel_id']}")[0] == 204
 
 

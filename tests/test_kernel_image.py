@@ -15,14 +15,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from jupyter_client import BlockingKernelClient
 
 from kernels.agent_app import PUBLIC_KEY_VARIABLE
 from kernels.template import PRELOAD
 from tests.kernels.agent_process import AgentProcess, free_port, public_pem
-from tests.kernels.kernel_fixtures import execute
 from tests.kernels.test_relay import free_port_range
 from tests.kernels.unprivileged import as_nobody, nobody_directory
 
@@ -141,14 +138,7 @@ def test_image_command_serves_kernels_over_the_relay(tmp_path):
         connection = created["connection"]
         assert (connection["transport"], connection["ip"]) == ("tcp", "127.0.0.1")
         assert all(low <= connection[f"{name}_port"] <= low + 5 for name in ("shell", "iopub", "stdin", "control", "hb"))
-        client = BlockingKernelClient()
-        client.load_connection_info(connection)
-        client.start_channels()
-        try:
-            client.wait_for_ready(timeout=60)
-            assert execute(client, "6 * 7").bundles("execute_result") == [{"text/plain": "42"}]
-        finally:
-            client.stop_channels()
+        assert agent.run(created, "6 * 7").bundles("execute_result") == [{"text/plain": "42"}]
         assert agent.call("DELETE", f"/kernels/{created['kernel_id']}")[0] == 204
     finally:
         assert agent.stop() == 0, agent.logs()

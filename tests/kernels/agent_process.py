@@ -14,7 +14,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jupyter_client import BlockingKernelClient
 
+from tests.kernels.kernel_fixtures import Result, execute
 from tests.kernels.test_agent import token
 
 START_TIMEOUT = 60
@@ -66,6 +68,17 @@ class AgentProcess:
         except urllib.error.HTTPError as error:
             status, content = error.code, error.read()
         return status, json.loads(content) if content else None
+
+    def run(self, created: dict[str, Any], code: str) -> Result:
+        """Run ``code`` in a kernel this agent handed out (``created`` is its ``POST /kernels`` body)."""
+        client = BlockingKernelClient()
+        client.load_connection_info(created["connection"])
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            return execute(client, code)
+        finally:
+            client.stop_channels()
 
     def logs(self) -> str:
         return self.log_file.read_text(errors="replace")

@@ -11,11 +11,9 @@ from typing import Callable, Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from jupyter_client import BlockingKernelClient
 
 from kernels.agent_app import PUBLIC_KEY_VARIABLE
 from tests.kernels.agent_process import AgentProcess, free_port, public_pem
-from tests.kernels.kernel_fixtures import execute
 from tests.kernels.unprivileged import nobody_directory, unprivileged
 
 TENANT = {"tenant": "alice"}
@@ -66,14 +64,7 @@ def test_sigterm_drains_until_the_last_kernel_is_gone(start_agent):
     assert (health["status"], health["in_use"], health["tenant"]) == ("draining", 1, "alice")
     assert agent.call("POST", "/kernels", TENANT) == (503, {"error": {"code": 503,
                                                                       "message": "this executor is draining"}})
-    client = BlockingKernelClient()
-    client.load_connection_info(created["connection"])
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        assert execute(client, "6 * 7").bundles("execute_result") == [{"text/plain": "42"}]
-    finally:
-        client.stop_channels()
+    assert agent.run(created, "6 * 7").bundles("execute_result") == [{"text/plain": "42"}]
     assert agent.process.poll() is None
     assert agent.call("DELETE", f"/kernels/{created['kernel_id']}")[0] == 204
     assert agent.process.wait(30) == 0

@@ -11,11 +11,9 @@ from typing import Any, Iterator
 import pandas as pd
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from jupyter_client import BlockingKernelClient
 
 from kernels.agent_app import PUBLIC_KEY_VARIABLE
 from tests.kernels.agent_process import AgentProcess, free_port, public_pem
-from tests.kernels.kernel_fixtures import execute
 from tests.kernels.sandbox.helpers import require
 from tests.kernels.test_attacks import EACCES, EPERM, MARKER, PRELUDE, REPORT
 from tests.kernels.unprivileged import NOBODY, as_nobody, nobody_directory
@@ -40,14 +38,7 @@ def agent(tmp_path_factory) -> Iterator[AgentProcess]:
 
 def card(agent: AgentProcess, created: dict[str, Any], code: str, **args: Any) -> dict[str, Any]:
     """Run ``PRELUDE`` + ``code`` in the kernel ``created`` by the agent; return its ``RESULTS``."""
-    client = BlockingKernelClient()
-    client.load_connection_info(created["connection"])
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        result = execute(client, PRELUDE + f"ARGS = json.loads({json.dumps(json.dumps(args))})\n" + code + REPORT)
-    finally:
-        client.stop_channels()
+    result = agent.run(created, PRELUDE + f"ARGS = json.loads({json.dumps(json.dumps(args))})\n" + code + REPORT)
     assert result.status == "ok", result.outputs
     lines = [line for line in result.stdout.splitlines() if line.startswith(MARKER)]
     assert len(lines) == 1, result.stdout

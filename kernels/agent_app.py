@@ -67,7 +67,8 @@ class ExecutorApp(Application):
                                       "Empty: --ip.").tag(config=True)
     relay = Bool(False, help="Relay kernels on TCP ports of --ip. Off: ipc connection info (the server "
                              "runs on this host).").tag(config=True)
-    relay_ports = Unicode("", help="LOW-HIGH: relay on ports of this range (empty: OS-assigned ports).").tag(config=True)
+    relay_ports = Unicode("", help="LOW-HIGH: relay on ports of this range (empty: OS-assigned "
+                                   "ports).").tag(config=True)
     max_kernels = Integer(DEFAULT_MAX_KERNELS, help="Kernels handed out and alive at once; beyond, "
                                                     "POST /kernels answers 503.").tag(config=True)
     drain_timeout = Float(100, help="Seconds the first SIGTERM waits for handed-out kernels to end before "

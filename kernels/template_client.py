@@ -12,7 +12,8 @@ from typing import Any, Callable
 from .template import SINGLE_THREAD_ENV
 
 ExitListener = Callable[[str, int], None]
-PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)  # where ``kernels`` imports from (the image's /opt/bi)
+# Where ``kernels`` is imported from (the executor image's /opt/bi): the template needs it on its path.
+PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 class TemplateError(RuntimeError):

@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kernels.agent_app import PUBLIC_KEY_VARIABLE
+from kernels.launcher import CHANNELS
 from kernels.template import PRELOAD
 from tests.kernels.agent_process import AgentProcess, free_port, public_pem
 from tests.kernels.test_relay import free_port_range
@@ -83,7 +84,8 @@ def test_base_image_pinned_and_user_not_root():
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base)
     assert arguments("USER") == ["executor"]
     [useradd] = [run for run in arguments("RUN") if "useradd" in run]
-    assert "--uid 10002" in useradd and "--shell /usr/sbin/nologin" in useradd and useradd.split("&&")[0].rstrip().endswith("executor")
+    account = useradd.split("&&")[0].split()
+    assert account[-1] == "executor" and "--uid 10002" in useradd and "--shell /usr/sbin/nologin" in useradd
     assert arguments("WORKDIR") == ["/tmp/workdir"] and arguments("EXPOSE") == ["8080"]
     [healthcheck] = arguments("HEALTHCHECK")
     assert "urllib.request" in healthcheck and "http://127.0.0.1:8080/health" in healthcheck
@@ -91,10 +93,10 @@ def test_base_image_pinned_and_user_not_root():
 
 def test_only_the_kernels_package_and_pinned_requirements():
     """The image copies kernels/ (no server/) and installs kernel_image/requirements.txt with the constraints."""
-    copied = [shlex.split(rest)[:-1] for rest in arguments("COPY")]
-    sources = {source for sources in copied for source in sources}
-    assert sources == {"constraints.txt", "kernel_image/requirements.txt", "kernels"}
-    assert [f"{INSTALL_DIR}/kernels"] == [shlex.split(rest)[-1] for rest in arguments("COPY") if "kernels" in shlex.split(rest)[:-1]]
+    copies = [shlex.split(rest) for rest in arguments("COPY")]
+    assert {source for *sources, _ in copies for source in sources} == \
+        {"constraints.txt", "kernel_image/requirements.txt", "kernels"}
+    assert [target for *sources, target in copies if "kernels" in sources] == [f"{INSTALL_DIR}/kernels"]
     assert [run for run in arguments("RUN") if "pip install" in run] == \
         [f"pip install --no-cache-dir -r {INSTALL_DIR}/requirements.txt -c {INSTALL_DIR}/constraints.txt"]
     assert f"PYTHONPATH={INSTALL_DIR}" in arguments("ENV")[0].split()
@@ -137,7 +139,7 @@ def test_image_command_serves_kernels_over_the_relay(tmp_path):
         assert status == 201, created
         connection = created["connection"]
         assert (connection["transport"], connection["ip"]) == ("tcp", "127.0.0.1")
-        assert all(low <= connection[f"{name}_port"] <= low + 5 for name in ("shell", "iopub", "stdin", "control", "hb"))
+        assert all(low <= connection[f"{name}_port"] <= low + 5 for name in CHANNELS)
         assert agent.run(created, "6 * 7").bundles("execute_result") == [{"text/plain": "42"}]
         assert agent.call("DELETE", f"/kernels/{created['kernel_id']}")[0] == 204
     finally:

@@ -19,9 +19,9 @@ signed by the server; the agent holds only the public key, so nothing here can f
 Errors are ``{"error": {"code", "message"}}`` with 401, 404, 400, 409 or 503.
 
 The connection info is the kernel's own (``ipc``: the server runs on this host) unless the agent
-was started with ``--relay`` (or ``--advertise-host``): then ``POST /kernels`` relays the kernel's sockets on TCP
-ports of the agent's address (``kernels.relay``) and returns ``tcp`` connection info with that
-host; ``DELETE`` closes the relay first.
+was started with ``--relay`` (or ``--advertise-host``): then ``POST /kernels`` relays the kernel's
+sockets on TCP ports of the agent's address (``kernels.relay``) and returns ``tcp`` connection info
+with the advertised host (else that address); ``DELETE`` closes the relay first.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import importlib.metadata
 import json
 import re
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
@@ -124,24 +123,25 @@ def test_image_command_serves_kernels_over_the_relay(tmp_path):
     as a non-root user: it hands out a kernel over the TCP relay with a signed token, and runs code."""
     entrypoint = [sys.executable if word == "python" else word for word in exec_form("ENTRYPOINT")]
     assert entrypoint[1:] == ["-m", "kernels"]
-    key, home, port, low = Ed25519PrivateKey.generate(), nobody_directory(), free_port(), free_port_range(6)
-    flags = overridden(exec_form("CMD"), ["--ip=127.0.0.1", f"--port={port}", f"--run-dir={home}/run",
-                                          f"--relay-ports={low}-{low + 5}", "--pool-size=1"])
-    assert {"--relay", "--allow-weaker-sandbox"} <= set(flags)
-    image_env = dict(pair.split("=", 1) for pair in arguments("ENV")[0].split())
-    env = {**{name: value.replace(INSTALL_DIR, str(ROOT)) for name, value in image_env.items()},
-           "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", PUBLIC_KEY_VARIABLE: public_pem(key)}
-    agent = AgentProcess(as_nobody(entrypoint + flags), env, port, key, tmp_path / "agent.log", home)
-    try:
-        status, health = agent.call("GET", "/health")
-        assert (status, health["tenancy"], health["sandbox"]["root"]) == (200, "single", False)
-        status, created = agent.call("POST", "/kernels", {"tenant": "t-1"})
-        assert status == 201, created
-        connection = created["connection"]
-        assert (connection["transport"], connection["ip"]) == ("tcp", "127.0.0.1")
-        assert all(low <= connection[f"{name}_port"] <= low + 5 for name in CHANNELS)
-        assert agent.run(created, "6 * 7").bundles("execute_result") == [{"text/plain": "42"}]
-        assert agent.call("DELETE", f"/kernels/{created['kernel_id']}")[0] == 204
-    finally:
-        assert agent.stop() == 0, agent.logs()
-        shutil.rmtree(home, ignore_errors=True)
+    key, port, low = Ed25519PrivateKey.generate(), free_port(), free_port_range(6)
+    with nobody_directory() as home:
+        flags = overridden(exec_form("CMD"), ["--ip=127.0.0.1", f"--port={port}", f"--run-dir={home}/run",
+                                              f"--relay-ports={low}-{low + 5}", "--pool-size=1"])
+        assert {"--relay", "--allow-weaker-sandbox"} <= set(flags)
+        image_env = dict(pair.split("=", 1) for pair in arguments("ENV")[0].split())
+        env = {**{name: value.replace(INSTALL_DIR, str(ROOT)) for name, value in image_env.items()},
+               "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", PUBLIC_KEY_VARIABLE: public_pem(key)}
+        agent = AgentProcess(as_nobody(entrypoint + flags), env, port, key, tmp_path / "agent.log", home)
+        try:
+            status, health = agent.call("GET", "/health")
+            assert (status, health["tenancy"], health["sandbox"]["root"]) == (200, "single", False)
+            status, created = agent.call("POST", "/kernels", {"tenant": "t-1"})
+            assert status == 201, created
+            connection = created["connection"]
+            assert (connection["transport"], connection["ip"]) == ("tcp", "127.0.0.1")
+            assert all(low <= connection[f"{name}_port"] <= low + 5 for name in CHANNELS)
+            assert agent.run(created, "6 * 7").bundles("execute_result") == [{"text/plain": "42"}]
+            assert agent.call("DELETE", f"/kernels/{created['kernel_id']}")[0] == 204
+        finally:
+            stopped = agent.stop()
+        assert stopped == 0, agent.logs()

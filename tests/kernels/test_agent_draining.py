@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
@@ -22,21 +21,20 @@ TENANT = {"tenant": "alice"}
 @pytest.fixture
 def start_agent(tmp_path) -> Iterator[Callable[..., AgentProcess]]:
     """Start ``python -m kernels`` (unprivileged, weaker sandbox, one warm kernel) with extra flags."""
-    started: list[tuple[AgentProcess, Path]] = []
+    started: list[AgentProcess] = []
 
     def start(*flags: str) -> AgentProcess:
-        key, home, port = Ed25519PrivateKey.generate(), nobody_directory(), free_port()
+        key, home, port = Ed25519PrivateKey.generate(), homes.enter_context(nobody_directory()), free_port()
         command = unprivileged([sys.executable, "-m", "kernels", f"--port={port}", f"--run-dir={home}/run",
                                 "--pool-size=1", "--allow-weaker-sandbox", *flags])
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", PUBLIC_KEY_VARIABLE: public_pem(key)}
-        agent = AgentProcess(command, env, port, key, tmp_path / f"agent-{len(started)}.log", home)
-        started.append((agent, home))
-        return agent
+        started.append(AgentProcess(command, env, port, key, tmp_path / f"agent-{len(started)}.log", home))
+        return started[-1]
 
-    yield start
-    for agent, home in started:
-        agent.stop(signal.SIGKILL)
-        shutil.rmtree(home, ignore_errors=True)
+    with contextlib.ExitStack() as homes:
+        yield start
+        for agent in started:
+            agent.stop(signal.SIGKILL)
 
 
 def until(condition: Callable[[], bool], timeout: float = 30) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import sys
 from typing import Any, Iterator
 
@@ -24,16 +23,14 @@ MAX_KERNELS = 2
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory) -> Iterator[AgentProcess]:
     """``python -m kernels --allow-weaker-sandbox`` as uid 65534, the key in the environment."""
-    key = Ed25519PrivateKey.generate()
-    home = nobody_directory()
-    port = free_port()
-    command = as_nobody([sys.executable, "-m", "kernels", f"--port={port}", f"--run-dir={home}/run",
-                         "--pool-size=1", f"--max-kernels={MAX_KERNELS}", "--allow-weaker-sandbox"])
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", PUBLIC_KEY_VARIABLE: public_pem(key)}
-    process = AgentProcess(command, env, port, key, tmp_path_factory.mktemp("agent") / "agent.log", home)
-    yield process
-    process.stop()
-    shutil.rmtree(home, ignore_errors=True)
+    key, port = Ed25519PrivateKey.generate(), free_port()
+    with nobody_directory() as home:
+        command = as_nobody([sys.executable, "-m", "kernels", f"--port={port}", f"--run-dir={home}/run",
+                             "--pool-size=1", f"--max-kernels={MAX_KERNELS}", "--allow-weaker-sandbox"])
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", PUBLIC_KEY_VARIABLE: public_pem(key)}
+        process = AgentProcess(command, env, port, key, tmp_path_factory.mktemp("agent") / "agent.log", home)
+        yield process
+        process.stop()
 
 
 def card(agent: AgentProcess, created: dict[str, Any], code: str, **args: Any) -> dict[str, Any]:

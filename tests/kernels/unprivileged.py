@@ -9,11 +9,14 @@ the entry on the interpreter's way is bound back: the host is not changed.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import stat
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from tests.kernels.sandbox.helpers import require
 
@@ -54,9 +57,14 @@ def unprivileged(argv: list[str]) -> list[str]:
     return as_nobody(argv) if os.geteuid() == 0 else argv
 
 
-def nobody_directory() -> Path:
-    """A fresh short directory the uid of ``unprivileged`` owns (a run directory, a working directory)."""
+@contextlib.contextmanager
+def nobody_directory() -> Iterator[Path]:
+    """A fresh short directory the uid of ``unprivileged`` owns (a run directory, a working directory),
+    removed afterwards."""
     directory = Path(tempfile.mkdtemp(prefix="bi-nb-"))
-    if os.geteuid() == 0:
-        os.chown(directory, NOBODY, NOBODY)
-    return directory
+    try:
+        if os.geteuid() == 0:
+            os.chown(directory, NOBODY, NOBODY)
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -6,10 +6,10 @@ RUN npm ci --no-audit --no-fund
 COPY static ./
 RUN npm run build
 
-FROM python:3.11-slim
+FROM python:3.11.7-slim-bookworm
 RUN useradd --system --create-home --uid 10001 bi
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY server ./server
 COPY kernels ./kernels
 COPY dashboards_spec ./dashboards_spec
@@ -17,7 +17,7 @@ COPY ops ./ops
 COPY --from=ui /static/dist ./static/dist
 # /data: local state; /run/bi/*: the executor key pair (docker-compose.yml's keys-init), so that the
 # volumes mounted there start out the bi user's.
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir -c constraints.txt . \
  && mkdir -p /data /run/bi/signing /run/bi/verify && chown bi:bi /data /run/bi/signing /run/bi/verify \
  && chmod 0700 /run/bi/signing
 USER bi

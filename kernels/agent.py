@@ -3,9 +3,12 @@
 Routes (all but ``/health`` need ``Authorization: Bearer <jwt>``, a short-lived EdDSA token
 signed by the server; the agent holds only the public key, so nothing here can forge a call):
 
-    GET    /health                              {"status": "ok", "image_version", "sandbox": {...}, "pool": {...}}
-    POST   /kernels                             201 {"kernel_id", "connection": {jupyter connection info},
-                                                     "limits": {"memory_mb"}}
+    GET    /health                              {"status": "ok" or "draining", "image_version", "sandbox": {...},
+                                                 "pool": {...}, "tenancy", "capacity", "in_use", "tenant",
+                                                 "draining"}
+    POST   /kernels  [{"tenant": "..."}]        201 {"kernel_id", "connection": {jupyter connection info},
+                                                     "limits": {"memory_mb"}}; 400, 409 or 503 when
+                                                 ``kernels.admission`` refuses the tenant
     GET    /kernels/{id}                        {"kernel_id", "alive", "exit": null or {"status", "oom", "message"}}
     DELETE /kernels/{id}                        204, the kernel is destroyed
     GET    /events?after=N&timeout=S            {"agent_id", "last", "events": [kernels that ended by
@@ -13,12 +16,12 @@ signed by the server; the agent holds only the public key, so nothing here can f
     POST   /kernels/{id}/interrupt              204, SIGINT reaches the kernel
     PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet) becomes load_dataset(name)
 
-Errors are ``{"error": {"code", "message"}}`` with 401, 404 or 400.
+Errors are ``{"error": {"code", "message"}}`` with 401, 404, 400, 409 or 503.
 
 The connection info is the kernel's own (``ipc``: the server runs on this host) unless the agent
-was started with ``--advertise-host``: then ``POST /kernels`` relays the kernel's sockets on TCP
-ports of the agent's address (``kernels.relay``) and returns ``tcp`` connection info with that
-host; ``DELETE`` closes the relay first.
+was started with ``--relay`` (or ``--advertise-host``): then ``POST /kernels`` relays the kernel's
+sockets on TCP ports of the agent's address (``kernels.relay``) and returns ``tcp`` connection info
+with the advertised host (else that address); ``DELETE`` closes the relay first.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 import jwt
 from tornado import web
 
+from .admission import Admission, AdmissionError
 from .events import ExitLog
 from .helpers import dataset_filename
 from .launcher import KernelLauncher
@@ -47,12 +51,14 @@ MAX_POLL_SECONDS = 60
 
 
 class AgentHandler(web.RequestHandler):
-    def initialize(self, pool: WarmPool, public_key: Any, health: dict[str, Any], exits: ExitLog) -> None:
+    def initialize(self, pool: WarmPool, public_key: Any, health: dict[str, Any], exits: ExitLog,
+                   admission: Admission) -> None:
         self.pool = pool
         self.launcher: KernelLauncher = pool.launcher
         self.public_key = public_key
         self.health = health
         self.exits = exits
+        self.admission = admission
 
     def prepare(self) -> None:
         if self.request.path != "/health":
@@ -89,13 +95,29 @@ class AgentHandler(web.RequestHandler):
 
 class HealthHandler(AgentHandler):
     def get(self) -> None:
-        self.write_json({**self.health, "pool": {"ready": self.pool.ready, "size": self.pool.size},
-                         "kernels": len(self.launcher.kernels)})
+        admission = self.admission
+        self.write_json({**self.health, "status": "draining" if admission.draining else self.health["status"],
+                         "pool": {"ready": self.pool.ready, "size": self.pool.size},
+                         "kernels": len(self.launcher.kernels), "tenancy": admission.tenancy,
+                         "capacity": admission.max_kernels, "in_use": admission.in_use,
+                         "tenant": admission.tenant, "draining": admission.draining})
 
 
 class KernelsHandler(AgentHandler):
     async def post(self) -> None:
-        kernel = await self.pool.acquire()
+        tenant = self._tenant()
+        try:
+            reservation = self.admission.reserve(tenant)
+        except AdmissionError as exc:
+            raise web.HTTPError(exc.status, str(exc)) from exc
+        try:
+            if self.admission.needs_fresh_kernels(tenant):
+                await self.pool.flush()
+            kernel = await self.pool.acquire()
+        except BaseException:
+            self.admission.cancel(reservation)
+            raise
+        self.admission.hand_out(reservation, kernel.kernel_id)
         connection = kernel.connection
         if self.settings["relays"] is not None:
             try:
@@ -105,6 +127,19 @@ class KernelsHandler(AgentHandler):
                 raise
         self.write_json({"kernel_id": kernel.kernel_id, "connection": connection,
                          "limits": {"memory_mb": self.launcher.memory_mb}}, 201)
+
+    def _tenant(self) -> str | None:
+        """The body's optional ``tenant`` (an empty body has none)."""
+        if not self.request.body.strip():
+            return None
+        try:
+            body = json.loads(self.request.body)
+        except ValueError as exc:
+            raise web.HTTPError(400, "the body must be JSON: {\"tenant\": \"...\"}") from exc
+        tenant = body.get("tenant") if isinstance(body, dict) else None
+        if tenant is not None and not isinstance(tenant, str):
+            raise web.HTTPError(400, "tenant must be a string")
+        return tenant
 
 
 class KernelHandler(AgentHandler):
@@ -119,6 +154,7 @@ class KernelHandler(AgentHandler):
         if self.settings["relays"] is not None:
             await self.settings["relays"].close(kernel_id)
         await self.launcher.stop(kernel_id)
+        self.admission.release(kernel_id)
         self.set_status(204)
 
 
@@ -177,11 +213,15 @@ class EventsHandler(AgentHandler):
 
 
 def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], *,
-             relays: Relays | None = None) -> web.Application:
-    """The agent's routes; with ``relays``, kernels are handed out over TCP relays."""
+             relays: Relays | None = None, admission: Admission | None = None) -> web.Application:
+    """The agent's routes; with ``relays``, kernels are handed out over TCP relays.
+
+    Without ``admission``: multi-tenant, with the default capacity.
+    """
     exits = ExitLog(pool.launcher.memory_mb)
     pool.launcher.exit_listeners.append(exits.record)
-    args = {"pool": pool, "public_key": public_key, "health": health, "exits": exits}
+    admission = admission or Admission(pool.launcher.is_alive, single_tenant=False)
+    args = {"pool": pool, "public_key": public_key, "health": health, "exits": exits, "admission": admission}
     return web.Application([
         (r"/health", HealthHandler, args),
         (r"/events", EventsHandler, args),
@@ -189,4 +229,4 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], *,
         (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
         (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)", DatasetHandler, args),
-    ], exits=exits, relays=relays)
+    ], exits=exits, relays=relays, admission=admission)

@@ -3,7 +3,12 @@
 Every sandbox layer is checked at start (``kernels.sandbox.probe``). Where one cannot be
 applied (not root, no namespaces, ...) the agent refuses to start unless given
 ``--allow-weaker-sandbox``; then it runs without those layers and says so in its logs and
-in ``/health``.
+in ``/health``. Without the uid layer every kernel shares the agent's uid, so the agent serves
+one tenant at a time (``kernels.admission``).
+
+Stopping: the first SIGTERM drains (no new kernels, the warm pool is emptied, handed-out kernels
+keep working) until none is alive or ``drain_timeout`` has passed; SIGINT or a second SIGTERM
+stops at once, as does SIGTERM to an agent tied to its parent (``parent_pid``).
 """
 
 from __future__ import annotations
@@ -20,20 +25,25 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from tornado import httpserver
 from tornado.netutil import bind_sockets
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import Application
 
+from .admission import DEFAULT_MAX_KERNELS, Admission
 from .agent import make_app
 from .image import image_version
 from .launcher import KernelLauncher
+from .logs import configure_logging
 from .pool import WarmPool
-from .relay import Relays
+from .relay import Relays, parse_port_range
 from .sandbox import UidAllocator, probe, unavailable
 from .sandbox._libc import PR_SET_PDEATHSIG, prctl
+from .sandbox.rlimits import Rlimits
 
 log = structlog.get_logger("bi.executor")
 
 MAX_DATASET_BYTES = 1024 * 1024 * 1024  # a dataset's Parquet file, placed in one PUT
+PUBLIC_KEY_VARIABLE = "BI_EXECUTOR_PUBLIC_KEY"
+DRAIN_POLL_SECONDS = 0.2
 
 
 class ExecutorApp(Application):
@@ -53,14 +63,24 @@ class ExecutorApp(Application):
     socket_fd = Integer(-1, help="Serve on this inherited listening socket instead of ip:port "
                                  "(how bi serve starts its local agent).").tag(config=True)
     advertise_host = Unicode("", help="Host the server reaches this agent's kernels at: kernels are relayed "
-                                      "on TCP ports of --ip and handed out with this host. Empty: ipc "
-                                      "connection info (the server runs on this host).").tag(config=True)
+                                      "on TCP ports of --ip and handed out with this host (implies --relay). "
+                                      "Empty: --ip.").tag(config=True)
+    relay = Bool(False, help="Relay kernels on TCP ports of --ip. Off: ipc connection info (the server "
+                             "runs on this host).").tag(config=True)
+    relay_ports = Unicode("", help="LOW-HIGH: relay on ports of this range (empty: OS-assigned "
+                                   "ports).").tag(config=True)
+    max_kernels = Integer(DEFAULT_MAX_KERNELS, help="Kernels handed out and alive at once; beyond, "
+                                                    "POST /kernels answers 503.").tag(config=True)
+    drain_timeout = Float(100, help="Seconds the first SIGTERM waits for handed-out kernels to end before "
+                                    "stopping (keep it below ECS's stopTimeout, 120 s).").tag(config=True)
 
     aliases = {"ip": "ExecutorApp.ip", "port": "ExecutorApp.port", "run-dir": "ExecutorApp.run_dir",
                "pool-size": "ExecutorApp.pool_size", "public-key": "ExecutorApp.public_key_file",
-               "advertise-host": "ExecutorApp.advertise_host"}
+               "advertise-host": "ExecutorApp.advertise_host", "relay-ports": "ExecutorApp.relay_ports",
+               "max-kernels": "ExecutorApp.max_kernels", "drain-timeout": "ExecutorApp.drain_timeout"}
     flags = {"allow-weaker-sandbox": ({"ExecutorApp": {"allow_weaker_sandbox": True}},
-                                      "Start even when some sandbox layers cannot be applied.")}
+                                      "Start even when some sandbox layers cannot be applied."),
+             "relay": ({"ExecutorApp": {"relay": True}}, "Relay kernels on TCP ports of --ip.")}
 
     @default("log_level")
     def _default_log_level(self) -> int:
@@ -71,13 +91,16 @@ class ExecutorApp(Application):
         self.exit(2)
 
     def start(self) -> None:
+        configure_logging(self.log_level)
         if self.parent_pid:
             prctl("executor", PR_SET_PDEATHSIG, signal.SIGTERM)
             if os.getppid() != self.parent_pid:  # it exited before the line above
                 self.fail(f"the process that started this agent ({self.parent_pid}) is gone")
-        if not self.public_key_file:
-            self.fail("give the server's public key: --public-key=server_public.pem")
-        public_key = serialization.load_pem_public_key(Path(self.public_key_file).read_bytes())
+        public_key = self._public_key()
+        try:
+            ports = parse_port_range(self.relay_ports) if self.relay_ports else None
+        except ValueError as exc:
+            self.fail(f"--relay-ports: {exc}")
         report = probe()
         missing = unavailable(report)
         if missing and not self.allow_weaker_sandbox:
@@ -87,16 +110,42 @@ class ExecutorApp(Application):
                   "weaker_sandbox": list(missing)}
         if missing:
             log.warning("weaker_sandbox", missing=list(missing))
-        asyncio.run(self.serve(public_key, health, {"skip": tuple(missing)} if missing else {}))
+        asyncio.run(self.serve(public_key, health, missing, ports))
 
-    async def serve(self, public_key, health: dict, sandbox_defaults: dict) -> None:
-        launcher = KernelLauncher(Path(self.run_dir), UidAllocator(self.uid_first, self.uid_count),
-                                  sandbox_defaults)
+    def _public_key(self):
+        """The server's public key, from ``--public-key`` or else ``BI_EXECUTOR_PUBLIC_KEY`` (a PEM)."""
+        if self.public_key_file:
+            pem = Path(self.public_key_file).read_bytes()
+        elif os.environ.get(PUBLIC_KEY_VARIABLE):
+            pem = os.environ[PUBLIC_KEY_VARIABLE].encode()
+        else:
+            self.fail(f"give the server's public key: --public-key=server_public.pem or {PUBLIC_KEY_VARIABLE}")
+        try:
+            return serialization.load_pem_public_key(pem)
+        except ValueError as exc:
+            self.fail(f"the server's public key is not a PEM public key: {exc}")
+
+    def _sandbox_defaults(self, missing: tuple[str, ...]) -> dict:
+        """Skip what is missing; kernels sharing the agent's uid share its process limit too."""
+        if not missing:
+            return {}
+        defaults: dict = {"skip": missing}
+        if "uid" in missing:
+            defaults["rlimits"] = Rlimits(processes=Rlimits.processes * (self.max_kernels + self.pool_size + 1))
+        return defaults
+
+    async def serve(self, public_key, health: dict, missing: tuple[str, ...], ports: range | None) -> None:
+        single_tenant = "uid" in missing
+        uids = None if single_tenant else UidAllocator(self.uid_first, self.uid_count)
+        launcher = KernelLauncher(Path(self.run_dir), uids, self._sandbox_defaults(missing))
         await launcher.start()
         pool = WarmPool(launcher, self.pool_size)
         await pool.start()
-        relays = Relays(self.ip, self.advertise_host) if self.advertise_host else None
-        app = make_app(pool, public_key, health, relays=relays)
+        relays = None
+        if self.relay or self.advertise_host:
+            relays = Relays(self.ip, self.advertise_host or self.ip, ports)
+        admission = Admission(launcher.is_alive, single_tenant, self.max_kernels)
+        app = make_app(pool, public_key, health, relays=relays, admission=admission)
         server = httpserver.HTTPServer(app, max_body_size=MAX_DATASET_BYTES)
         if self.socket_fd >= 0:
             listening = socket.socket(fileno=self.socket_fd)
@@ -106,15 +155,36 @@ class ExecutorApp(Application):
             sockets = bind_sockets(self.port, self.ip)
         server.add_sockets(sockets)
         host, port = sockets[0].getsockname()[:2]
-        log.info("executor_started", url=f"http://{host}:{port}", pool_size=self.pool_size)
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await stop.wait()
+        log.info("executor_started", url=f"http://{host}:{port}", pool_size=self.pool_size,
+                 tenancy=admission.tenancy, max_kernels=self.max_kernels)
+        reason = await self._until_stopped(pool, admission)
         server.stop()
         await app.settings["exits"].close()
         if relays is not None:
             await relays.close_all()
         await pool.close()
         await launcher.close()
-        log.info("executor_stopped")
+        log.info("executor_stopped", reason=reason)
+
+    async def _until_stopped(self, pool: WarmPool, admission: Admission) -> str:
+        """Wait for a signal, drain on the first SIGTERM; return why the agent stops."""
+        loop = asyncio.get_running_loop()
+        received: asyncio.Queue[int] = asyncio.Queue()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, received.put_nowait, sig)
+        first = await received.get()
+        if first == signal.SIGINT or self.parent_pid:
+            return signal.Signals(first).name
+        admission.draining = True
+        log.info("executor_draining", in_use=admission.in_use, timeout=self.drain_timeout)
+        await pool.close()
+        deadline = loop.time() + self.drain_timeout
+        while admission.in_use:
+            if loop.time() >= deadline:
+                return "drain_timeout"
+            try:
+                second = await asyncio.wait_for(received.get(), min(DRAIN_POLL_SECONDS, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                continue
+            return signal.Signals(second).name
+        return "drained"

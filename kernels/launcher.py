@@ -4,6 +4,10 @@ Each kernel gets a host directory ``<run_dir>/<first characters of its id>/`` ho
 its connection file (owned by the kernel's uid, mode 0700: no other kernel can connect),
 and a ``datasets/`` folder the agent fills and the kernel may only read. The sandbox binds
 that directory, and nothing else of the host that is writable, into the kernel's view.
+
+Without the uid layer (an agent that is not root) every kernel runs as the agent's own uid; without
+the mount view, the kernel's workdir is ``work/`` in that directory rather than a private tmpfs,
+so Landlock's one writable path is still the kernel's own.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ class KernelExit:
 @dataclasses.dataclass
 class LaunchedKernel:
     kernel_id: str
-    uid: int
+    uid: int | None
     pid: int
     directory: Path
     connection: dict[str, Any]
@@ -65,9 +69,9 @@ class KernelStartError(RuntimeError):
 
 
 class KernelLauncher:
-    """Forks kernels through the template, each in its own sandbox with its own uid."""
+    """Forks kernels through the template, each in its own sandbox (with its own uid, given ``uids``)."""
 
-    def __init__(self, run_dir: Path, uids: UidAllocator, sandbox_defaults: dict[str, Any] | None = None,
+    def __init__(self, run_dir: Path, uids: UidAllocator | None, sandbox_defaults: dict[str, Any] | None = None,
                  start_timeout: float = 30):
         self.run_dir = run_dir
         self.start_timeout = start_timeout
@@ -95,12 +99,11 @@ class KernelLauncher:
     async def launch(self) -> LaunchedKernel:
         """Fork a new sandboxed kernel and wait until it answers ``kernel_info``."""
         kernel_id = uuid.uuid4().hex
-        uid = self.uids.allocate()
+        uid = self.uids.allocate() if self.uids is not None else None
         directory = self.run_dir.resolve() / kernel_id[:DIRECTORY_NAME_LENGTH]
         try:
-            connection = self._prepare_directory(directory, uid)
-            config = SandboxConfig(uid=uid, gid=uid, ipc_dir=str(directory), name=kernel_id,
-                                   **self.sandbox_defaults)
+            config = self._sandbox(kernel_id, directory, uid)
+            connection = self._prepare_directory(directory, config)
             self.exited[kernel_id] = asyncio.get_running_loop().create_future()
             pid = await self.template.spawn({
                 "kernel_id": kernel_id, "connection_file": str(directory / "connection.json"),
@@ -131,17 +134,32 @@ class KernelLauncher:
                 raise KernelStartError(f"the kernel did not bind its sockets in {self.start_timeout} s")
             await asyncio.sleep(0.002)
 
-    def _prepare_directory(self, directory: Path, uid: int) -> dict[str, Any]:
+    def _sandbox(self, kernel_id: str, directory: Path, uid: int | None) -> SandboxConfig:
+        """The kernel's sandbox: its uid, or the agent's; its workdir in ``directory`` without a mount view."""
+        ids = {"uid": uid, "gid": uid} if uid is not None else {"uid": os.getuid(), "gid": os.getgid()}
+        config = SandboxConfig(**ids, ipc_dir=str(directory), name=kernel_id, **self.sandbox_defaults)
+        if not config.applies("mounts"):
+            workdir = str(directory / "work")
+            config.workdir = workdir
+            config.environment = {**config.environment, "HOME": workdir, "TMPDIR": workdir}
+        return config
+
+    def _prepare_directory(self, directory: Path, config: SandboxConfig) -> dict[str, Any]:
         directory.mkdir(mode=0o700)
         (directory / "datasets").mkdir(mode=0o755)
+        owned = [directory / "connection.json", directory]
+        if not config.applies("mounts"):
+            (directory / "work").mkdir(mode=0o700)
+            owned.append(directory / "work")
         connection = {"transport": "ipc", "ip": str(directory / "kernel"),
                       "key": secrets.token_hex(32), "signature_scheme": "hmac-sha256",
                       **{f"{name}_port": number for number, name in enumerate(CHANNELS, 1)}}
         file = directory / "connection.json"
         file.write_text(json.dumps(connection))
         file.chmod(0o400)
-        os.chown(file, uid, uid)
-        os.chown(directory, uid, uid)
+        if (config.uid, config.gid) != (os.getuid(), os.getgid()):
+            for path in owned:
+                os.chown(path, config.uid, config.gid)
         return connection
 
     def is_alive(self, kernel_id: str) -> bool:
@@ -164,12 +182,13 @@ class KernelLauncher:
         await asyncio.wait_for(asyncio.shield(self.exited[kernel_id]), 10)
         self._cleanup(kernel_id, kernel.directory, kernel.uid, kernel.sandbox)
 
-    def _cleanup(self, kernel_id: str, directory: Path, uid: int, sandbox: SandboxConfig | None) -> None:
+    def _cleanup(self, kernel_id: str, directory: Path, uid: int | None, sandbox: SandboxConfig | None) -> None:
         self.exited.pop(kernel_id, None)
         if sandbox is not None and sandbox.applies("cgroup"):
             sandbox.cgroup().remove()
         shutil.rmtree(directory, ignore_errors=True)
-        self.uids.release(uid)
+        if self.uids is not None and uid is not None:
+            self.uids.release(uid)
 
     def _on_exit(self, kernel_id: str, status: int) -> None:
         future = self.exited.get(kernel_id)

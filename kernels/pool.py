@@ -1,6 +1,8 @@
 """A warm pool of ready sandboxed kernels: acquiring one takes no fork, and the pool refills behind.
 
 A kernel leaves the pool for one session and is destroyed afterwards; it never comes back.
+``flush`` discards every ready kernel and those being started (a single-tenant agent does so
+before serving a new tenant: its warm kernels lived beside the previous tenant's, same uid).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class WarmPool:
         self._starting = 0
         self._refills: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._generation = 0  # kernels started before the last flush are not handed out
 
     @property
     def ready(self) -> int:
@@ -42,6 +45,7 @@ class WarmPool:
             task.add_done_callback(self._refills.discard)
 
     async def _add_one(self) -> None:
+        generation = self._generation
         try:
             kernel = await self.launcher.launch()
         except Exception:
@@ -49,8 +53,9 @@ class WarmPool:
             return
         finally:
             self._starting -= 1
-        if self._closed:
+        if self._closed or generation != self._generation:
             await self.launcher.stop(kernel.kernel_id)
+            self.refill()
         else:
             self._ready.append(kernel)
 
@@ -64,6 +69,13 @@ class WarmPool:
             await self.launcher.stop(kernel.kernel_id)
         self.refill()
         return await self.launcher.launch()
+
+    async def flush(self) -> None:
+        """Stop every ready kernel; kernels still starting are stopped once started. Then refill."""
+        self._generation += 1
+        while self._ready:
+            await self.launcher.stop(self._ready.popleft().kernel_id)
+        self.refill()
 
     async def close(self) -> None:
         self._closed = True

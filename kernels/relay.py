@@ -19,12 +19,14 @@ HMAC key in the connection info signs every message and the kernel ignores shell
 stdin messages without a valid signature, so knowing a port is not enough to run code; but
 anyone who can connect to the iopub port reads every output, the heartbeat answers anyone,
 and the traffic can be read on the wire. The listening ports must therefore be reachable
-only by the server (security group, firewall, private network).
+only by the server (security group, firewall, private network); a fixed ``ports`` range
+(``--relay-ports``) makes that rule easy to write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import socket
 from typing import Any
@@ -40,13 +42,35 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         await writer.drain()
 
 
+def parse_port_range(text: str) -> range:
+    """``"20000-20999"`` as ``range(20000, 21000)``; ValueError when it is not such a range."""
+    low, sep, high = text.partition("-")
+    if not (sep and low.strip().isdigit() and high.strip().isdigit()) or not 0 < int(low) <= int(high) < 65536:
+        raise ValueError(f"a port range is LOW-HIGH with 0 < LOW <= HIGH < 65536, not {text!r}")
+    return range(int(low), int(high) + 1)
+
+
+def listen(host: str, ports: range | None) -> socket.socket:
+    """A TCP socket listening on ``host``: on an OS-assigned port, or on the first free one of ``ports``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for port in ports or (0,):
+        try:
+            return socket.create_server((host, port), family=family)  # one address, one port
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"no free port left in {ports.start}-{ports.stop - 1}")
+
+
 class KernelRelay:
     """Listens on one TCP port per channel of a kernel and relays each connection to its ipc socket."""
 
-    def __init__(self, kernel_connection: dict[str, Any], bind_host: str, advertise_host: str):
+    def __init__(self, kernel_connection: dict[str, Any], bind_host: str, advertise_host: str,
+                 ports: range | None = None):
         self.kernel_connection = kernel_connection
         self.bind_host = bind_host
         self.advertise_host = advertise_host
+        self.ports = ports
         self.connection: dict[str, Any] | None = None
         self._servers: list[asyncio.Server] = []
         self._links: set[asyncio.Task[None]] = set()
@@ -57,13 +81,12 @@ class KernelRelay:
         return len(self._links)
 
     async def start(self) -> dict[str, Any]:
-        """Listen on OS-assigned ports; return the TCP connection info (``ip`` is the advertised host)."""
+        """Listen on free ports; return the TCP connection info (``ip`` is the advertised host)."""
         ports = {}
-        family = socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET
         try:
             for name in CHANNELS:
                 path = f"{self.kernel_connection['ip']}-{self.kernel_connection[f'{name}_port']}"
-                listening = socket.create_server((self.bind_host, 0), family=family)  # one address, one port
+                listening = listen(self.bind_host, self.ports)
                 self._servers.append(await asyncio.start_server(
                     functools.partial(self._link, path), sock=listening))
                 ports[f"{name}_port"] = listening.getsockname()[1]
@@ -120,16 +143,17 @@ class KernelRelay:
 
 
 class Relays:
-    """The agent's relays, one per kernel it handed out (``bi executor --advertise-host``)."""
+    """The agent's relays, one per kernel it handed out (``bi executor --relay``)."""
 
-    def __init__(self, bind_host: str, advertise_host: str):
+    def __init__(self, bind_host: str, advertise_host: str, ports: range | None = None):
         self.bind_host = bind_host
         self.advertise_host = advertise_host
+        self.ports = ports
         self.relays: dict[str, KernelRelay] = {}
 
     async def open(self, kernel_id: str, kernel_connection: dict[str, Any]) -> dict[str, Any]:
         """Relay the kernel; return the TCP connection info to hand to the server."""
-        relay = KernelRelay(kernel_connection, self.bind_host, self.advertise_host)
+        relay = KernelRelay(kernel_connection, self.bind_host, self.advertise_host, self.ports)
         connection = await relay.start()
         self.relays[kernel_id] = relay
         return connection

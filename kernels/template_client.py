@@ -6,11 +6,14 @@ import asyncio
 import json
 import socket
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from .template import SINGLE_THREAD_ENV
 
 ExitListener = Callable[[str, int], None]
+# Where ``kernels`` is imported from (the executor image's /opt/bi): the template needs it on its path.
+PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 class TemplateError(RuntimeError):
@@ -32,7 +35,7 @@ class TemplateClient:
     async def start(self) -> None:
         """Start the template and wait until it has imported the data stack."""
         ours, theirs = socket.socketpair()
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **SINGLE_THREAD_ENV}
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": PACKAGE_PARENT, **SINGLE_THREAD_ENV}
         self.process = await asyncio.create_subprocess_exec(
             self.python, "-P", "-m", "kernels.template", str(theirs.fileno()), env=env,
             pass_fds=(theirs.fileno(),), start_new_session=True)

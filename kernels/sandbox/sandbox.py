@@ -9,7 +9,8 @@ The order of ``enter`` (each step needs the privileges the later ones give up):
    child dies with it (``PR_SET_PDEATHSIG``);
 3. a new session, and every inherited file descriptor but 0, 1, 2 and ``keep_fds`` pointed at
    ``/dev/null``;
-4. the mount view (read-only root, tmpfs workdir, the ipc directory, a fresh ``/proc``);
+4. the mount view (read-only root, tmpfs workdir, the ipc directory, a fresh ``/proc``), or
+   without it just a change into the workdir;
 5. rlimits, then the environment allowlist;
 6. the kernel's own uid/gid, then ``PR_SET_NO_NEW_PRIVS``;
 7. Landlock (files, TCP, signal and abstract-socket scopes), then seccomp, last.
@@ -118,6 +119,8 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
     if config.applies("mounts"):
         MountView(readable=config.readable, owner=(config.uid, config.gid), workdir=config.workdir,
                   workdir_size_mb=config.workdir_size_mb, ipc_dir=config.ipc_dir).apply()
+    else:
+        os.chdir(config.workdir)  # a host directory of the kernel's own (the mount view's chdir, without it)
     if config.applies("rlimits"):
         config.rlimits.apply()
     if config.applies("environment"):

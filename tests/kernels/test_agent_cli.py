@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kernels.agent_app import PUBLIC_KEY_VARIABLE
 from kernels.image import image_version
 from tests.kernels.sandbox.helpers import require
 
@@ -27,6 +28,14 @@ def test_public_key_required(tmp_path):
     result = subprocess.run(BI, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2
     assert "--public-key" in result.stderr
+
+
+def test_public_key_from_the_environment_is_checked(tmp_path):
+    """BI_EXECUTOR_PUBLIC_KEY stands in for --public-key; what is not a PEM public key is refused."""
+    result = subprocess.run([sys.executable, "-m", "kernels"], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env={"PATH": "/usr/bin:/bin", PUBLIC_KEY_VARIABLE: "not a key"})
+    assert result.returncode == 2
+    assert "the server's public key is not a PEM public key" in result.stderr
 
 
 def test_health_lists_layers_and_ctrl_c_stops(tmp_path):

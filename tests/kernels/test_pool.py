@@ -44,3 +44,28 @@ async def test_empty_pool_still_serves(pool):
     taken = [await pool.acquire() for _ in range(3)]
     assert len({k.kernel_id for k in taken}) == 3
     assert all(pool.launcher.is_alive(k.kernel_id) for k in taken)
+
+
+async def test_flush_discards_ready_and_starting_kernels(pool, monkeypatch):
+    """After a flush no kernel that was ready or being started is handed out, and the pool refills."""
+    launched: list[tuple[bool, str]] = []  # (started after the flush, kernel id)
+    flushed = False
+    launch = pool.launcher.launch
+
+    async def recorded():
+        after = flushed
+        kernel = await launch()
+        launched.append((after, kernel.kernel_id))
+        return kernel
+
+    monkeypatch.setattr(pool.launcher, "launch", recorded)
+    before = {kernel.kernel_id for kernel in pool._ready}
+    first = await pool.acquire()  # starts a replacement in the background
+    await asyncio.sleep(0.01)  # the replacement's launch is under way
+    flushed = True
+    await pool.flush()
+    await wait_until_full(pool)
+    handed = {(await pool.acquire()).kernel_id for _ in range(3)}
+    old = before | {kernel_id for after, kernel_id in launched if not after}
+    assert len(old) == 3 and handed.isdisjoint(old)
+    assert old.isdisjoint(pool.launcher.kernels.keys() - {first.kernel_id})

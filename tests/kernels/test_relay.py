@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import random
 import socket
 from typing import AsyncIterator
 
@@ -20,7 +22,7 @@ from kernels import relay as relay_module
 from kernels.agent import make_app
 from kernels.launcher import CHANNELS, KernelLauncher
 from kernels.pool import WarmPool
-from kernels.relay import KernelRelay, Relays
+from kernels.relay import KernelRelay, Relays, parse_port_range
 from tests.kernels.test_agent import SERVER_KEY, Agent
 
 TIMEOUT = 30
@@ -248,3 +250,44 @@ async def test_agent_hands_out_relayed_kernels(relaying_agent):
     assert relays.relays == {} and relay_tasks() == []
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", second["connection"]["hb_port"]), timeout=5).close()
+
+
+def free_port_range(size: int) -> int:
+    """The first of ``size`` consecutive loopback ports free right now."""
+    for base in range(random.randrange(40000, 50000), 60000, size):
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + size):
+                    stack.enter_context(socket.create_server(("127.0.0.1", port)))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no free port range")
+
+
+async def test_relay_ports_come_from_the_range():
+    """With a port range (--relay-ports) each channel listens on a free port of it, skipping taken
+    ones, and the connection info names the advertised host; a range with too few free ports fails
+    and leaves nothing listening."""
+    base = free_port_range(7)
+    kernel_connection = {"ip": "/nonexistent/kernel", **{f"{name}_port": n for n, name in enumerate(CHANNELS, 1)}}
+    with socket.create_server(("127.0.0.1", base)):
+        relays = Relays("127.0.0.1", "10.0.0.5", range(base, base + 7))
+        info = await relays.open("a" * 32, kernel_connection)
+        try:
+            assert sorted(ports(info)) == list(range(base + 1, base + 6)) and info["ip"] == "10.0.0.5"
+            with pytest.raises(OSError, match=f"no free port left in {base}-{base + 6}"):
+                await relays.open("b" * 32, kernel_connection)
+            assert list(relays.relays) == ["a" * 32]
+            with socket.create_server(("127.0.0.1", base + 6)):
+                pass  # the failed relay released the one port it had
+        finally:
+            await relays.close_all()
+
+
+@pytest.mark.parametrize("text", ["20000", "20999-20000", "0-10", "a-b", "20000-70000"])
+def test_bad_port_ranges_refused(text):
+    """A relay port range is LOW-HIGH within 1..65535."""
+    assert parse_port_range("20000-20999") == range(20000, 21000)
+    with pytest.raises(ValueError, match="LOW-HIGH"):
+        parse_port_range(text)

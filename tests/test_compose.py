@@ -14,6 +14,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -22,7 +23,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.kernels.sandbox.helpers import require
+from tests.kernels.unprivileged import as_nobody, nobody_directory
 
 from .serve_process import BI, ROOT, Server, clean_env, free_port, request
 
@@ -30,7 +31,6 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 LONG_RUNNING = {"api", "executor", "dynamodb-local", "minio"}
 ONE_SHOT = {"keys-init", "dynamodb-init", "minio-init"}
-UNPRIVILEGED_UID = 65534
 
 
 def image_command(dockerfile: Path, instruction: str) -> list[str]:
@@ -137,39 +137,48 @@ def test_dynamodb_init_creates_the_tables_only(moto_endpoint, tmp_path):
     assert env["BI_DATASETS_BUCKET"] not in buckets  # minio-init's job
 
 
-def _start_executor(tmp_path: Path, public_key: Path) -> tuple[subprocess.Popen, int]:
+def _start_executor(run_dir: Path, public_key: Path) -> tuple[subprocess.Popen, int]:
     """The executor container's program: the image's entrypoint with compose's command, as a non-root uid."""
     entrypoint = image_command(ROOT / "kernel_image" / "Dockerfile", "ENTRYPOINT")
     assert entrypoint[:2] == ["python", "-m"]
     port = free_port()
-    command = [sys.executable, *entrypoint[1:], *_compose_paths(SERVICES["executor"]["command"], tmp_path)]
-    command = [arg.replace("--port=8080", f"--port={port}").replace("--ip=0.0.0.0", "--ip=127.0.0.1")
-               .replace(str(tmp_path / "run/bi/verify/executor_key.pub.pem"), str(public_key)) for arg in command]
-    run_dir = tmp_path / "tmp/workdir"
-    run_dir.mkdir(parents=True)
-    os.chown(run_dir, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
-    process = subprocess.Popen(
-        ["setpriv", f"--reuid={UNPRIVILEGED_UID}", f"--regid={UNPRIVILEGED_UID}", "--clear-groups", *command],
-        cwd=ROOT, env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+    swapped = {"--ip": "--ip=127.0.0.1", "--port": f"--port={port}", "--run-dir": f"--run-dir={run_dir}/run",
+               "--public-key": f"--public-key={public_key}"}
+    command = [swapped.get(arg.split("=")[0], arg) for arg in SERVICES["executor"]["command"]]
+    process = subprocess.Popen(as_nobody([sys.executable, *entrypoint[1:], *command]), cwd=ROOT,
+                               env={"PATH": os.environ["PATH"]}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     return process, port
 
 
 @pytest.mark.aws
 def test_the_stack_as_compose_wires_it_runs_a_card(moto_endpoint, tmp_path):
     """keys-init, the executor (non-root, image flags) and the api (compose's environment) together."""
-    require(os.geteuid() == 0, "starting the executor as a non-root uid needs root")
-    require(subprocess.run(["setpriv", f"--reuid={UNPRIVILEGED_UID}", f"--regid={UNPRIVILEGED_UID}", "--clear-groups",
-                            sys.executable, "-c", "import kernels"], cwd=ROOT, capture_output=True).returncode == 0,
-            f"uid {UNPRIVILEGED_UID} cannot run this Python ({sys.executable}) or read the source tree")
     keys = _compose_paths(SERVICES["keys-init"]["command"], tmp_path)
     for directory in ("run/bi/signing", "run/bi/verify"):
         (tmp_path / directory).mkdir(parents=True)
     subprocess.run([*BI, *keys], check=True, env=clean_env(), capture_output=True)
-    public_key = tmp_path / "run/bi/verify/executor_key.pub.pem"
-    public_key.chmod(0o644)
-    tmp_path.chmod(0o755)
-    executor, executor_port = _start_executor(tmp_path, public_key)
+    with nobody_directory() as workdir:
+        public_key = workdir / "executor_key.pub.pem"
+        public_key.write_bytes((tmp_path / "run/bi/verify/executor_key.pub.pem").read_bytes())
+        executor, executor_port = _start_executor(workdir, public_key)
+        _run_a_card_through(executor, executor_port, moto_endpoint, tmp_path)
+
+
+def _wait_until_healthy(executor: subprocess.Popen, port: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert executor.poll() is None, executor.communicate()[0][-2000:]
+        try:
+            if request(port, "/health")[0] == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"the executor did not answer /health in {seconds} s")
+
+
+def _run_a_card_through(executor: subprocess.Popen, executor_port: int, moto_endpoint: str, tmp_path: Path) -> None:
+    """Start the api as compose configures it, on that executor, and run a card; then stop both."""
     api_env = {key: value for key, value in SERVICES["api"]["environment"].items() if "${" not in str(value)}
     prefix = f"s{os.getpid()}_"
     api_env.update(
@@ -181,6 +190,7 @@ def test_the_stack_as_compose_wires_it_runs_a_card(moto_endpoint, tmp_path):
         BI_DATA_DIR=str(tmp_path / "data"))
     env = clean_env(**{key: str(value) for key, value in api_env.items()})
     subprocess.run([*BI, "init-tables", "--store=aws"], check=True, env=env, capture_output=True)
+    _wait_until_healthy(executor, executor_port)  # compose: the api waits for service_healthy
     port = free_port()
     serve = image_command(ROOT / "Dockerfile", "CMD")
     assert serve[0] == "serve"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import urllib.request
 
 import boto3
@@ -15,6 +19,9 @@ from structlog.testing import capture_logs
 from server.execution.discovery import DiscoveryError, EcsExecutors
 from server.execution.local_agent import PUBLIC_KEY_FILE, LocalAgent
 from server.execution.pool_metrics import EMF_DIMENSION, EMF_NAMESPACE
+from tests.kernels.unprivileged import as_nobody, nobody_directory
+
+from ..serve_process import ROOT, free_port
 
 from .test_sessions import REAL_OS, open_session, root, run  # noqa: F401 (root is a fixture)
 
@@ -164,3 +171,36 @@ async def test_the_pool_publishes_its_utilisation_as_cloudwatch_emf(start_server
     assert first["PoolUtilization"] == pytest.approx(100 * first["KernelsInUse"] / sum(
         load.capacity for load in pool.loads.values()), abs=0.1)
     assert (first["Executions"], second["Executions"]) == (1, 0)  # counts per record, not totals
+
+
+async def test_a_single_tenant_agent_serves_one_user_and_the_next_waits_for_it(start_server, tmp_path):
+    """A non-root agent holds one user's kernels: another user's open waits until they are gone."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    port = free_port()
+    with nobody_directory() as workdir:
+        (workdir / "key.pem").write_bytes(key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        agent = subprocess.Popen(as_nobody([
+            sys.executable, "-m", "kernels", "--ip=127.0.0.1", f"--port={port}", f"--run-dir={workdir}/run",
+            "--relay", "--allow-weaker-sandbox", "--pool-size=1", f"--public-key={workdir}/key.pem"]),
+            cwd=ROOT, env={"PATH": os.environ["PATH"]}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            api = await start_server(ServeApp__executor_urls=[url], ServeApp__executor_private_key=pem,
+                                     KernelPool__discovery_interval=0.2)
+            pool = api.app.kernel_pool
+            await until(lambda: not pool.loads[url].draining, 60)
+            assert pool.loads[url].single_tenant
+            owner, other = await api.login(), await api.add_user("other@example.com")
+            held = await open_session(api, owner)
+            waiting = asyncio.ensure_future(open_session(api, other))
+            await asyncio.sleep(3)
+            assert not waiting.done()  # the agent answered 409 and the open waits for room
+            assert (await api.fetch("DELETE", f"/api/card-sessions/{held}", token=owner)).code == 204
+            second = await asyncio.wait_for(waiting, 30)
+            assert (await run(api, other, second, "6 * 7")).json()["outputs"][-1]["data"]["text/plain"] == "42"
+        finally:
+            agent.send_signal(signal.SIGINT)  # at once: the server still holds a kernel there
+            agent.wait(30)

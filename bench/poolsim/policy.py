@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "ops" / "cloudformation" / "bi-platform.yaml"
+REPOSITORY = Path(__file__).resolve().parents[2]
+TEMPLATE = REPOSITORY / "ops" / "cloudformation" / "bi-platform.yaml"
 SCALE_IN_DATAPOINTS = 15
 SCALE_IN_SHARE = 0.9
 
@@ -53,7 +54,8 @@ def load_policy(path: Path = TEMPLATE) -> Policy:
     config = template["Resources"]["ExecutorScalingPolicy"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     return Policy(value(config["TargetValue"]), value(config.get("ScaleOutCooldown", 300)),
                   value(config.get("ScaleInCooldown", 300)), int(value({"Ref": "ExecutorMinTasks"})),
-                  int(value({"Ref": "ExecutorMaxTasks"})), f"ops/cloudformation/{path.name}")
+                  int(value({"Ref": "ExecutorMaxTasks"})),
+                  str(path.resolve().relative_to(REPOSITORY)) if path.resolve().is_relative_to(REPOSITORY) else str(path))
 
 
 class TargetTracking:

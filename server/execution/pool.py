@@ -83,6 +83,7 @@ class KernelPool(LoggingConfigurable):
         self.loads: dict[str, AgentLoad] = {}      # by base URL, from the agents' health
         self.hosts: dict[str, str] = {}            # base URL -> task ARN (or the URL)
         self.vanished: set[str] = set()            # agents the discovery no longer lists
+        self.unreachable: set[str] = set()         # agents whose last call failed to connect
         self._kernels: weakref.WeakValueDictionary[str, Kernel] = weakref.WeakValueDictionary()
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -156,6 +157,9 @@ class KernelPool(LoggingConfigurable):
         with self.metrics.spawn_seconds.time():
             while True:
                 room_only = True
+                if self.agents and self.unreachable >= set(self.agents):
+                    raise ServiceUnavailableError("No executor answers now; try again in a moment.",
+                                                  {"reasons": failures[-5:]})
                 for url in ranked(self.loads, tenant):
                     agent = self.agents[url]
                     self.loads[url] = self.loads[url].with_kernel(tenant)  # racing opens spread out
@@ -165,6 +169,8 @@ class KernelPool(LoggingConfigurable):
                         log.warning("kernel_start_failed", agent=url, error=str(exc))
                         failures.append(str(exc))
                         room_only = room_only and exc.status in ROOM_ERRORS
+                        if exc.status == 599:
+                            self.unreachable.add(url)
                         if url in self.loads:  # no more kernels there until its load is read again
                             self.loads[url] = dataclasses.replace(self.loads[url], draining=True)
                 if not room_only or time.monotonic() >= deadline:
@@ -263,7 +269,9 @@ class KernelPool(LoggingConfigurable):
             else:
                 log.warning("executor_unhealthy", agent=url, error=str(exc))
                 self.loads[url] = dataclasses.replace(self.loads[url], draining=True)
+                self.unreachable.add(url)
             return
+        self.unreachable.discard(url)
         self.loads[url] = dataclasses.replace(AgentLoad.from_health(health),
                                               draining=health.get("draining", False) or url in self.vanished)
         self.metrics.ready.labels(url).set(health["pool"]["ready"])
@@ -275,6 +283,7 @@ class KernelPool(LoggingConfigurable):
         self.loads.pop(url, None)
         self.hosts.pop(url, None)
         self.vanished.discard(url)
+        self.unreachable.discard(url)
         self._followers.pop(url).cancel()
         with contextlib.suppress(KeyError):
             self.metrics.ready.remove(url)

@@ -204,3 +204,18 @@ async def test_a_single_tenant_agent_serves_one_user_and_the_next_waits_for_it(s
         finally:
             agent.send_signal(signal.SIGINT)  # at once: the server still holds a kernel there
             agent.wait(30)
+
+
+async def test_when_no_agent_answers_an_open_fails_at_once(start_server, two_agents):
+    """Full agents are waited for; agents that do not answer at all are not."""
+    agents, pem = two_agents
+    api = await start_server(ServeApp__executor_urls=[url for _, url in agents], ServeApp__executor_private_key=pem,
+                             KernelPool__discovery_interval=0.2)
+    for agent, _ in agents:
+        await agent.stop()
+    await until(lambda: api.app.kernel_pool.unreachable == set(api.app.kernel_pool.agents))
+    token = await api.login()
+    started = asyncio.get_running_loop().time()
+    response = await api.fetch("POST", "/api/card-sessions", token=token, json_body={"datasets": []})
+    assert response.code == 503 and "No executor answers" in response.json()["error"]["message"]
+    assert asyncio.get_running_loop().time() - started < 10

@@ -243,7 +243,9 @@ class ServeApp(BIApp):
         if self.executor_ecs_service:
             if not self.executor_ecs_cluster:
                 raise StartupError("Set BI_EXECUTOR_ECS_CLUSTER together with BI_EXECUTOR_ECS_SERVICE.")
-            return EcsExecutors(self.executor_ecs_cluster, self.executor_ecs_service, self.executor_port), make_client
+            executors = EcsExecutors(self.executor_ecs_cluster, self.executor_ecs_service, self.executor_port,
+                                     region=setting("AWS_REGION") or None)
+            return executors, make_client
         if self.executor_urls:
             return StaticExecutors(self.executor_urls), make_client
         none = StaticExecutors([])

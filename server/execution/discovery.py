@@ -52,11 +52,13 @@ class StaticExecutors:
 class EcsExecutors:
     """The running tasks of an ECS service, each an agent at ``http://<private ip>:<port>``."""
 
-    def __init__(self, cluster: str, service: str, port: int = 8080, client: Any = None):
+    def __init__(self, cluster: str, service: str, port: int = 8080, region: str | None = None,
+                 client: Any = None):
         self.cluster = cluster
         self.name = service
         self.port = port
-        self.ecs = client or boto3.client("ecs", config=Config(retries={"mode": "standard", "max_attempts": 3}))
+        self.ecs = client or boto3.client("ecs", region_name=region,
+                                          config=Config(retries={"mode": "standard", "max_attempts": 3}))
         self._protected: dict[str, float] = {}  # task ARN -> when protection was last set
 
     async def discover(self) -> dict[str, str]:

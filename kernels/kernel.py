@@ -60,6 +60,7 @@ from traitlets import Bool, Dict, Integer, Type, Unicode
 from traitlets.config import Config
 
 from kernels import bokeh_output, helpers, policy, table_output
+from kernels.limits import ARROW_BYTES
 
 
 class LockedDownKernel(IPythonKernel):
@@ -69,7 +70,7 @@ class LockedDownKernel(IPythonKernel):
     compiler_class = Type(CachingCompiler)
     dataset_dir = Unicode(helpers.DEFAULT_DATASET_DIR,
                           help="Directory of the session's datasets (kernels.helpers).").tag(config=True)
-    arrow_limit_bytes = Integer(table_output.ARROW_LIMIT,
+    arrow_limit_bytes = Integer(ARROW_BYTES,
                                 help="Largest Arrow stream a shown DataFrame carries (kernels.table_output)."
                                 ).tag(config=True)
 

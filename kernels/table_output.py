@@ -28,10 +28,10 @@ import pyarrow as pa
 
 from kernels import formatters
 from kernels.arrow_rows import rows_of
+from kernels.limits import ARROW_BYTES
 from kernels.wire import ARROW_STREAM, DATAFRAME
 
 FIRST_ROWS = 50
-ARROW_LIMIT = 50 * 1024 * 1024
 PLAIN_ROWS, PLAIN_COLUMNS = 10, 20
 
 Columns = list[tuple[str, pd.Series]]
@@ -109,7 +109,7 @@ def plain(obj: pd.DataFrame | pd.Series) -> str:
         return repr(obj)
 
 
-def bundle(obj: pd.DataFrame | pd.Series, arrow_limit: int = ARROW_LIMIT) -> dict[str, Any]:
+def bundle(obj: pd.DataFrame | pd.Series, arrow_limit: int = ARROW_BYTES) -> dict[str, Any]:
     """The MIME bundle of a DataFrame or Series."""
     frame = obj.to_frame("value" if obj.name is None else obj.name) if isinstance(obj, pd.Series) else obj
     columns, index_columns = columns_of(frame)
@@ -129,6 +129,6 @@ def bundle(obj: pd.DataFrame | pd.Series, arrow_limit: int = ARROW_LIMIT) -> dic
     return data
 
 
-def install(shell: Any, arrow_limit: int = ARROW_LIMIT) -> None:
+def install(shell: Any, arrow_limit: int = ARROW_BYTES) -> None:
     """DataFrames and Series shown on ``shell`` publish ``bundle`` and no HTML."""
     formatters.register(shell, (pd.DataFrame, pd.Series), lambda obj: bundle(obj, arrow_limit))

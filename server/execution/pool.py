@@ -35,6 +35,7 @@ from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
 from ..errors import NotFoundError, RateLimitedError, ServiceUnavailableError
+from ..limits import OUTPUT_BYTES
 from ..logs import get_logger
 from ..models import User
 from .agent_client import AgentClient, AgentError
@@ -61,7 +62,7 @@ def tenant_of(user_id: str) -> str:
 class KernelPool(LoggingConfigurable):
     execution_timeout = Float(10, help="Seconds card code may run per execution before it is stopped.").tag(config=True)
     interrupt_grace = Float(2, help="Seconds an interrupted execution gets to stop before its kernel is killed.").tag(config=True)
-    output_limit_bytes = Integer(5 * 1024 * 1024, help="Output kept per execution; the rest is dropped with a notice.").tag(config=True)
+    output_limit_bytes = Integer(OUTPUT_BYTES, help="Output kept per execution; the rest is dropped with a notice.").tag(config=True)
     idle_timeout = Float(600, help="Seconds without an execution after which a session and its kernel are destroyed.").tag(config=True)
     sessions_per_user = Integer(4, help="Open sessions (kernels) one user may hold.").tag(config=True)
     reconnect_grace = Float(30, help="Seconds a live session waits for its websocket to reconnect before it ends.").tag(config=True)

@@ -30,6 +30,7 @@ from typing import Any, Awaitable, Callable
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from ..errors import BIError, ConflictError, ExecutionTimeoutError, ServiceUnavailableError
+from ..limits import OUTPUT_BYTES
 from ..logs import get_logger
 from ..models import utcnow
 from .agent_client import AgentClient, AgentError
@@ -46,7 +47,7 @@ REPLY_TIMEOUT = 5
 class Limits:
     wall_seconds: float = 10
     interrupt_grace: float = 2
-    output_bytes: int = 5 * 1024 * 1024
+    output_bytes: int = OUTPUT_BYTES
 
 
 @dataclasses.dataclass

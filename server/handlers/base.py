@@ -16,6 +16,7 @@ from ..errors import (AuthenticationError, BIError, ConflictError, ExecutionTime
                       InvalidRequestError, NotFoundError, PayloadTooLargeError,
                       PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
                       ServiceUnavailableError, StoreClosedError, UnprocessableError)
+from ..limits import JSON_BODY_BYTES
 from ..models import User
 from ..services.auth import AuthService
 from ..services.cards import CardService
@@ -53,7 +54,6 @@ LIMIT_MESSAGES = {
 MAX_MESSAGE_CHARS = 300
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-MAX_JSON_BODY = 1024 * 1024
 
 log = structlog.get_logger("bi.http")
 
@@ -150,8 +150,8 @@ class APIHandler(web.RequestHandler):
     # bodies ------------------------------------------------------------------
     def json_body(self, schema: dict[str, Any]) -> dict[str, Any]:
         """The JSON body, validated against ``schema``; 400 naming the first problem otherwise."""
-        if len(self.request.body) > MAX_JSON_BODY:
-            raise PayloadTooLargeError(f"A JSON body may have at most {MAX_JSON_BODY} bytes.")
+        if len(self.request.body) > JSON_BODY_BYTES:
+            raise PayloadTooLargeError(f"A JSON body may have at most {JSON_BODY_BYTES} bytes.")
         try:
             body = json.loads(self.request.body or b"null")
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

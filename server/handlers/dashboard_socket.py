@@ -21,7 +21,7 @@ Client to server:
     {"type": "parameters", "values": {"region": "関西"}}   run the cards with these values, for me
     {"type": "resync"}                                     send me a fresh snapshot
 
-A socket that falls more than ``MAX_PENDING_BYTES`` behind is closed with code 4008 and rejoins
+A socket that falls more than ``limits.DASHBOARD_PENDING_BYTES`` behind is closed with code 4008 and rejoins
 for a fresh snapshot; a revoked share closes it with 4403.
 """
 
@@ -34,13 +34,13 @@ import jsonschema
 import structlog
 from tornado import websocket
 
+from .. import limits
 from ..errors import BIError
 from ..models import User
 from ..services.dashboard_live import DashboardHub, Room, error_result, frame_of
 from .base import log, refuse
 from .socket_base import JSONSocket
 
-MAX_PENDING_BYTES = 8 * 1024 * 1024
 CLIENT_MESSAGE = jsonschema.Draft202012Validator({
     "oneOf": [
         {"type": "object", "required": ["type", "values"], "additionalProperties": False,
@@ -104,7 +104,7 @@ class DashboardSocket(JSONSocket):
         """Write ``frame`` unless the socket is too far behind; then close it so that it rejoins."""
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
-        if self.pending_bytes > MAX_PENDING_BYTES:
+        if self.pending_bytes > limits.DASHBOARD_PENDING_BYTES:
             log.warning("dashboard_socket_too_slow", dashboard_id=self.path_kwargs["dashboard_id"],
                         pending_bytes=self.pending_bytes)
             self.end(4008, "Too far behind; rejoin for a fresh snapshot.")

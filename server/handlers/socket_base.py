@@ -14,11 +14,11 @@ import jsonschema
 from tornado import websocket
 
 from ..errors import AuthenticationError
+from ..limits import SOCKET_MESSAGE_BYTES
 from .base import origin_allowed
 
 SUBPROTOCOL = "bi.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "bearer."
-MAX_MESSAGE_BYTES = 256 * 1024
 
 
 class JSONSocket(websocket.WebSocketHandler):
@@ -43,8 +43,8 @@ class JSONSocket(websocket.WebSocketHandler):
 
     def read_message_as(self, validator: jsonschema.Draft202012Validator, message: str | bytes) -> dict[str, Any]:
         """The client's message if ``validator`` accepts it; ``ValueError`` with a reason otherwise."""
-        if len(message) > MAX_MESSAGE_BYTES:
-            raise ValueError(f"messages are limited to {MAX_MESSAGE_BYTES // 1024} KB")
+        if len(message) > SOCKET_MESSAGE_BYTES:
+            raise ValueError(f"messages are limited to {SOCKET_MESSAGE_BYTES // 1024} KB")
         try:
             body = json.loads(message)
             validator.validate(body)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Callable
+from collections.abc import Callable
 
 TENANT = re.compile(r"[A-Za-z0-9_-]{1,128}")
 DEFAULT_MAX_KERNELS = 8

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import cast
 
 import structlog
 from cryptography.hazmat.primitives import serialization
@@ -91,7 +92,7 @@ class ExecutorApp(Application):
         self.exit(2)
 
     def start(self) -> None:
-        configure_logging(self.log_level)
+        configure_logging(cast(int, self.log_level))
         if self.parent_pid:
             prctl("executor", PR_SET_PDEATHSIG, signal.SIGTERM)
             if os.getppid() != self.parent_pid:  # it exited before the line above
@@ -184,7 +185,7 @@ class ExecutorApp(Application):
                 return "drain_timeout"
             try:
                 second = await asyncio.wait_for(received.get(), min(DRAIN_POLL_SECONDS, deadline - loop.time()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             return signal.Signals(second).name
         return "drained"

@@ -40,4 +40,4 @@ def json_safe(value: Any) -> Any:
 def rows_of(table: pa.Table) -> list[list[Any]]:
     """Every row of ``table`` as a list of JSON-safe values."""
     columns = [column.to_pylist() for column in table.columns]
-    return [[json_safe(value) for value in row] for row in zip(*columns)]
+    return [[json_safe(value) for value in row] for row in zip(*columns, strict=True)]

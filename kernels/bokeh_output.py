@@ -25,12 +25,13 @@ tracking the comm's opening.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Sequence
+from typing import Any, NoReturn
+from collections.abc import Sequence
 
 import comm
 from bokeh.core.serialization import Serializer
 from bokeh.document.events import (ColumnDataChangedEvent, ColumnsPatchedEvent, ColumnsStreamedEvent,
-                                   DocumentChangedEvent, DocumentPatchedEvent, ModelChangedEvent)
+                                   DocumentChangedEvent, ModelChangedEvent)
 from bokeh.embed import json_item
 from bokeh.io.notebook import install_notebook_hook
 from bokeh.io.state import curstate
@@ -47,6 +48,7 @@ NOTEBOOK_TYPE = "bi"
 HOOKED_NOTEBOOK_TYPES = (NOTEBOOK_TYPE, "jupyter")
 SHOWABLE = (UIElement, DOMNode)
 PATCH_EVENTS = (ModelChangedEvent, ColumnDataChangedEvent, ColumnsStreamedEvent, ColumnsPatchedEvent)
+PatchEvent = ModelChangedEvent | ColumnDataChangedEvent | ColumnsStreamedEvent | ColumnsPatchedEvent
 
 
 @dataclass
@@ -61,16 +63,18 @@ class LivePatches:
     """The shown roots, the changes not yet sent, and the comm they go out on."""
 
     roots: dict[str, ShownRoot] = field(default_factory=dict)
-    events: list[DocumentPatchedEvent] = field(default_factory=list)
+    events: list[PatchEvent] = field(default_factory=list)
     comm: Any = None
 
     def bundle(self, model: Model) -> dict[str, Any]:
         """The MIME bundle of ``model``, whose changes are sent from now on."""
         self.flush()  # pending changes are for the earlier displays, not this one
-        if model.document is None:
-            curstate().document.add_root(model)
+        document = model.document
+        if document is None:
+            document = curstate().document
+            document.add_root(model)
         data = {BOKEH_ITEM: json_item(model), "text/plain": repr(model)}
-        model.document.on_change(self.changed)
+        document.on_change(self.changed)
         root = self.roots.setdefault(model.id, ShownRoot(model, set()))
         root.known = model.references()
         return data

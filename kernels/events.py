@@ -49,6 +49,6 @@ class ExitLog:
         async with self._changed:
             try:
                 await asyncio.wait_for(self._changed.wait_for(lambda: self.last > seq or self.closed), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return [event for event in self._events if event["seq"] > seq]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import unquote
 
 import pandas as pd

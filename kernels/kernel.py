@@ -35,12 +35,12 @@ from typing import Any
 
 # No debugger: debugpy would start an adapter process, and importing it already runs `uname -p`.
 # With the import refused, ipykernel's debugger module (imported here, once) reports it missing.
-sys.modules.setdefault("debugpy", None)
+sys.modules.setdefault("debugpy", None)  # type: ignore[arg-type]  # None refuses the import
 
 # Modules ipykernel and IPython import lazily while a kernel starts: imported here so that the
 # template has them before it forks (saves ~10 ms per kernel, no module files read after sandboxing).
 import faulthandler  # noqa: E402,F401
-import pdb  # noqa: E402,F401
+import pdb  # noqa: E402,F401,T100
 
 import IPython.core.completerlib  # noqa: E402,F401
 import IPython.core.debugger  # noqa: E402,F401
@@ -67,7 +67,7 @@ class LockedDownKernel(IPythonKernel):
     """An IPython kernel whose user namespace runs under ``kernels.policy``."""
 
     implementation = "bi-cards"
-    compiler_class = Type(CachingCompiler)
+    compiler_class = Type(CachingCompiler)  # type: ignore[assignment]  # plain IPython compiler, no temp files
     dataset_dir = Unicode(helpers.DEFAULT_DATASET_DIR,
                           help="Directory of the session's datasets (kernels.helpers).").tag(config=True)
     arrow_limit_bytes = Integer(ARROW_BYTES,
@@ -76,6 +76,7 @@ class LockedDownKernel(IPythonKernel):
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
+        assert self.shell is not None  # IPythonKernel made it
         self.shell.user_ns["load_dataset"] = helpers.loader(self.dataset_dir)
         bokeh_output.install(self.shell)
         table_output.install(self.shell, self.arrow_limit_bytes)
@@ -86,7 +87,7 @@ class LockedDownKernelApp(IPKernelApp):
     """``IPKernelApp`` for ``LockedDownKernel``, touching no files but its connection file."""
 
     name = "bi-kernel"
-    kernel_class = Type(LockedDownKernel, klass="ipykernel.kernelbase.Kernel")
+    kernel_class = Type(LockedDownKernel, klass="ipykernel.kernelbase.Kernel")  # type: ignore[assignment]
     classes = [LockedDownKernel, ZMQInteractiveShell, ProfileDir, Session]
     aliases = Dict({**kernel_aliases, "dataset-dir": "LockedDownKernel.dataset_dir"})
     ignore_cwd = Bool(True)

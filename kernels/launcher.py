@@ -21,9 +21,11 @@ import shutil
 import signal
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
+from collections.abc import Callable
 
 from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.connect import KernelConnectionInfo
 
 from .sandbox import SandboxConfig, UidAllocator
 from .template_client import TemplateClient
@@ -136,8 +138,8 @@ class KernelLauncher:
 
     def _sandbox(self, kernel_id: str, directory: Path, uid: int | None) -> SandboxConfig:
         """The kernel's sandbox: its uid, or the agent's; its workdir in ``directory`` without a mount view."""
-        ids = {"uid": uid, "gid": uid} if uid is not None else {"uid": os.getuid(), "gid": os.getgid()}
-        config = SandboxConfig(**ids, ipc_dir=str(directory), name=kernel_id, **self.sandbox_defaults)
+        user, group = (uid, uid) if uid is not None else (os.getuid(), os.getgid())
+        config = SandboxConfig(uid=user, gid=group, ipc_dir=str(directory), name=kernel_id, **self.sandbox_defaults)
         if not config.applies("mounts"):
             workdir = str(directory / "work")
             config.workdir = workdir
@@ -167,7 +169,7 @@ class KernelLauncher:
 
     def client(self, kernel: LaunchedKernel) -> AsyncKernelClient:
         client = AsyncKernelClient()
-        client.load_connection_info(kernel.connection)
+        client.load_connection_info(cast(KernelConnectionInfo, kernel.connection))
         return client
 
     async def stop(self, kernel_id: str) -> None:

@@ -40,7 +40,8 @@ What this does NOT stop (and why the OS layers exist); each is a one-liner for a
 from __future__ import annotations
 
 import builtins
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
+from collections.abc import Callable
 
 # Modules whose job is the file system, processes, the network, loading or inspecting code, or
 # the kernel's own plumbing. Matched on the top-level package (``os`` blocks ``os.path``), with the

@@ -59,6 +59,7 @@ def listen(host: str, ports: range | None) -> socket.socket:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
+    assert ports is not None  # port 0 never runs out
     raise OSError(errno.EADDRINUSE, f"no free port left in {ports.start}-{ports.stop - 1}")
 
 
@@ -73,7 +74,7 @@ class KernelRelay:
         self.ports = ports
         self.connection: dict[str, Any] | None = None
         self._servers: list[asyncio.Server] = []
-        self._links: set[asyncio.Task[None]] = set()
+        self._links: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     @property
@@ -102,7 +103,9 @@ class KernelRelay:
         if self._closed:  # accepted just before close(), run just after it
             client_writer.transport.abort()
             return
-        self._links.add(asyncio.current_task())
+        link = asyncio.current_task()
+        assert link is not None  # start_server runs each connection in its own task
+        self._links.add(link)
         writers = [client_writer]
         try:
             # asyncio sets TCP_NODELAY only on sockets made with proto IPPROTO_TCP, and those of
@@ -128,7 +131,7 @@ class KernelRelay:
         finally:
             for writer in writers:
                 writer.close()
-            self._links.discard(asyncio.current_task())
+            self._links.discard(link)
 
     async def close(self) -> None:
         """Stop listening and close every live connection, both sides."""

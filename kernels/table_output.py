@@ -67,7 +67,7 @@ def columns_of(frame: pd.DataFrame) -> tuple[Columns, int]:
                   for i, name in enumerate(index.names)]
     labels = [label for label, _ in levels] + list(frame.columns)
     values = [values for _, values in levels] + [frame.iloc[:, i] for i in range(frame.shape[1])]
-    return list(zip(_unique([_name(label) for label in labels]), values)), len(levels)
+    return list(zip(_unique([_name(label) for label in labels]), values, strict=True)), len(levels)
 
 
 def arrow_array(values: pd.Series) -> pa.Array:

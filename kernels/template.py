@@ -24,7 +24,8 @@ import select
 import signal
 import socket
 import sys
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 PRELOAD = ("numpy", "pandas", "pyarrow", "pyarrow.parquet", "bokeh.plotting", "bokeh.embed",
            "bokeh.io", "zmq", "ipykernel.kernelapp", "ipykernel.ipkernel", "kernels.kernel",
@@ -87,11 +88,11 @@ class Template:
 
     def serve_forever(self) -> None:
         while True:
-            readable, _, _ = select.select([self.control, self._wakeup_r], [], [])
+            readable, _, _ = select.select([self.control.fileno(), self._wakeup_r], [], [])
             if self._wakeup_r in readable:
                 os.read(self._wakeup_r, 4096)
                 self.reap()
-            if self.control in readable:
+            if self.control.fileno() in readable:
                 data = self.control.recv(65536)
                 if not data:
                     return
@@ -151,4 +152,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -7,7 +7,8 @@ import json
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .template import SINGLE_THREAD_ENV
 
@@ -61,23 +62,24 @@ class TemplateClient:
             event = json.loads(line)
             kernel_id = event.get("kernel_id")
             if event["event"] == "spawned":
-                self._resolve(kernel_id, result=event["pid"])
+                self._resolve(kernel_id, event["pid"])
             elif event["event"] == "error":
-                self._resolve(kernel_id, error=TemplateError(event["message"]))
+                self._resolve(kernel_id, TemplateError(event["message"]))
             elif event["event"] == "exited":
                 self.on_exit(kernel_id, event["status"])
         for future in self._pending.values():
             future.set_exception(TemplateError("the template process exited"))
         self._pending.clear()
 
-    def _resolve(self, kernel_id: str, result: int | None = None, error: Exception | None = None) -> None:
+    def _resolve(self, kernel_id: str, outcome: int | Exception) -> None:
+        """Settle the spawn of ``kernel_id`` with its pid or its error."""
         future = self._pending.pop(kernel_id, None)
         if future is None or future.done():
             return
-        if error is not None:
-            future.set_exception(error)
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
         else:
-            future.set_result(result)
+            future.set_result(outcome)
 
     async def stop(self) -> None:
         if self._writer is not None:

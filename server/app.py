@@ -17,7 +17,8 @@ import secrets
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tornado import httpserver, web
@@ -112,14 +113,15 @@ class BIApp(Application):
 
     def start(self) -> None:
         if self.subapp is not None:
-            configure_logging(self.subapp.log_level)  # kernels/ (bi executor) cannot import server/
+            configure_logging(cast(int, self.subapp.log_level))  # kernels/ (bi executor) cannot import server/
             self.subapp.start()
         else:
             self.print_subcommands()
             self.exit(2)
 
     def make_store(self) -> Store:
-        cls = self.embedded_store_class if self.store == "embedded" else self.aws_store_class
+        chosen = self.embedded_store_class if self.store == "embedded" else self.aws_store_class
+        cls = cast(Callable[..., Store], chosen)
         return cls(parent=self, data_dir=str(Path(self.data_dir).resolve()))
 
     def fail(self, message: str) -> None:
@@ -263,7 +265,7 @@ class ServeApp(BIApp):
         client.close()
         return StaticExecutors([client.base_url]), make_client
 
-    def _executor_key(self, data_dir: Path, remote: bool) -> Ed25519PrivateKey | None:
+    def _executor_key(self, data_dir: Path, remote: bool) -> Ed25519PrivateKey:
         """The key that signs agent calls: configured, or in embedded mode kept in the data dir."""
         pem = self.executor_private_key
         try:
@@ -276,7 +278,9 @@ class ServeApp(BIApp):
         if remote:
             raise StartupError("Set BI_EXECUTOR_PRIVATE_KEY (Ed25519 PEM) or BI_EXECUTOR_PRIVATE_KEY_FILE "
                                "to call the executor agents.")
-        return load_or_create_key(data_dir) if self.store == "embedded" else None
+        if self.store == "embedded":
+            return load_or_create_key(data_dir)
+        return Ed25519PrivateKey.generate()  # no agent to call: card execution is off
 
     async def shutdown(self) -> None:
         """Close live dashboards and sessions (their kernels), stop the local agent, close the store."""
@@ -334,7 +338,7 @@ class ServeApp(BIApp):
         server.stop()
         try:
             await asyncio.wait_for(server.close_all_connections(), self.shutdown_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("connections_not_closed_in_time", timeout=self.shutdown_timeout)
         await self.shutdown()
         log.info("server_stopped")
@@ -366,7 +370,7 @@ class InitTablesApp(BIApp):
     subcommands: dict[str, Any] = {}
 
     def start(self) -> None:
-        configure_logging(self.log_level)
+        configure_logging(cast(int, self.log_level))
         asyncio.run(self._create())
 
     async def _create(self) -> None:
@@ -389,7 +393,7 @@ class ExecutorKeyApp(BIApp):
     subcommands: dict[str, Any] = {}
 
     def start(self) -> None:
-        configure_logging(self.log_level, sys.stderr)
+        configure_logging(cast(int, self.log_level), sys.stderr)
         try:
             load_or_create_key_pair(Path(self.private_file), Path(self.public_file))
         except (OSError, ValueError) as exc:
@@ -410,7 +414,7 @@ class UserAddApp(BIApp):
     subcommands: dict[str, Any] = {}
 
     def start(self) -> None:
-        configure_logging(self.log_level, sys.stderr)
+        configure_logging(cast(int, self.log_level), sys.stderr)
         if len(self.extra_args) != 1:
             self.fail("give exactly one email: bi user add ana@example.com --name Ana")
         email = self.extra_args[0]

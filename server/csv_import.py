@@ -379,7 +379,7 @@ def _attempt(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
         if "invalid UTF8" in str(exc):
             raise _BadBytes() from exc
         widened = _widened(plan, schema, exc)
-        if widened is None:
+        if widened is None or schema is None:
             raise
         raise _Retry(widened, schema.names) from exc
 
@@ -442,6 +442,7 @@ class _Utf8Feed(io.RawIOBase):
             return not self._stopped
 
     def _step(self) -> bytes:
+        assert self._decoder is not None  # only transcoding feeds step
         raw = self._file.read(TRANSCODE_STEP)
         return self._decoder.decode(raw, final=not raw).encode()
 

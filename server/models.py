@@ -12,7 +12,7 @@ ROLES: tuple[Role, ...] = ("admin", "member")
 
 def utcnow() -> str:
     """Now, as the ISO 8601 UTC string every record uses."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def normalise_email(email: str) -> str:

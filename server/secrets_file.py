@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 
 def read_or_create(path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(48)) -> tuple[str, bool]:

@@ -42,3 +42,17 @@ def test_api_image_copies_every_package():
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
     assert {name.rstrip("*") for name in packages} <= copied
+
+
+def test_ruff_finds_nothing():
+    """``ruff check`` with the rules of pyproject.toml is clean on server/ and kernels/."""
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "server", "kernels"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_mypy_finds_nothing():
+    """``mypy`` with the settings of pyproject.toml is clean on server/ and kernels/."""
+    out = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental"], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from kernels.sandbox.errors import SandboxError
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 from kernels.sandbox._libc import LIBC, number, syscall
 from kernels.sandbox.errors import SandboxError

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
 
 from kernels.sandbox._libc import LIBC, check, syscall
 from kernels.sandbox.errors import SandboxError

@@ -19,13 +19,15 @@ The order of ``enter`` (each step needs the privileges the later ones give up):
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import resource
 import select
 import signal
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NoReturn
+from typing import Any, NoReturn
+from collections.abc import Callable, Mapping
 
 from kernels.sandbox import cgroups, environment, landlock, namespaces, privileges, seccomp_filter
 from kernels.sandbox._libc import PR_SET_PDEATHSIG, prctl
@@ -155,7 +157,7 @@ def _fork_into_pid_namespace() -> int:
     return read_end
 
 
-def _reap(child: int, mask: set[signal.Signals]) -> NoReturn:
+def _reap(child: int, mask: set[signal.Signals | int]) -> NoReturn:
     """The parent side: relay signals to the sandboxed child, wait for it, end the same way."""
     def relay(signum: int, _frame: Any) -> None:
         with contextlib.suppress(ProcessLookupError):  # already gone: waitpid reports it
@@ -200,7 +202,7 @@ def probe() -> dict[str, Any]:
     report: dict[str, Any] = {"root": root}
     report["uid"] = root and _works(lambda: privileges.drop(PROBE_UID, PROBE_UID))
     for name, flag in namespaces.NAMES.items():
-        report[name] = _works(lambda flag=flag: namespaces.unshare(flag))
+        report[name] = _works(functools.partial(namespaces.unshare, flag))
     report["mounts"] = root and _works(_mount_view_works)
     report["rlimits"] = _works(Rlimits().apply)
     report["environment"] = _works(environment.apply)

@@ -22,11 +22,12 @@ import errno
 import os
 import socket
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 from kernels.sandbox.errors import SandboxError
 
 # Loaded at import, before any sandboxing: finding libseccomp runs ldconfig and writes a temp file.
+IMPORT_ERROR: Exception | None
 try:
     import pyseccomp as seccomp
 except (ImportError, RuntimeError, OSError) as e:  # reported by importable() and apply()

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable
 
 from ..errors import BIError, ExecutionTimeoutError, NotFoundError
 from ..logs import get_logger

@@ -116,7 +116,7 @@ class LocalAgent:
         process.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             os.killpg(process.pid, signal.SIGKILL)
             await asyncio.to_thread(process.wait)
         if self.run_dir:

@@ -27,9 +27,11 @@ import urllib.parse
 import uuid
 import weakref
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
+from collections.abc import Callable
 
 from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.connect import KernelConnectionInfo
 from prometheus_client import CollectorRegistry
 from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
@@ -198,7 +200,7 @@ class KernelPool(LoggingConfigurable):
         try:
             for name, path in datasets:
                 await agent.put_dataset(kernel_id, name, await asyncio.to_thread(path.read_bytes))
-            client.load_connection_info(connection)
+            client.load_connection_info(cast(KernelConnectionInfo, connection))
             client.start_channels(hb=False)  # deaths come from the agent's events
             await self._wait_until_ready(client)
         except BaseException:

@@ -42,7 +42,8 @@ The page must still render items with the BokehJS we serve, without its MathJax 
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import bokeh.plotting  # noqa: F401  (registers Figure)
 import nh3

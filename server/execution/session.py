@@ -25,7 +25,8 @@ import dataclasses
 import queue
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 from jupyter_client.asynchronous import AsyncKernelClient
 

@@ -229,5 +229,5 @@ class NotFoundHandler(APIHandler):
     def initialize(self, endpoint: str = "unknown") -> None:
         super().initialize(endpoint)
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         raise NotFoundError(f"There is nothing at {self.request.path}.")

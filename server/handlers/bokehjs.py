@@ -29,7 +29,7 @@ class BokehResourcesHandler(APIHandler):
 class BokehJSHandler(web.StaticFileHandler):
     """The minified scripts of the installed BokehJS, for this version only."""
 
-    def initialize(self, endpoint: str, **kwargs: Any) -> None:  # endpoint: see urls.url_specs
+    def initialize(self, endpoint: str, **kwargs: Any) -> None:  # type: ignore[override]  # urls.url_specs
         super().initialize(path=str(bokehjs_path() / "js"))
 
     async def get(self, version: str, name: str, include_body: bool = True) -> None:  # type: ignore[override]

@@ -24,7 +24,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 
 
 class UIHandler(web.StaticFileHandler):
-    def initialize(self, endpoint: str, **kwargs: Any) -> None:  # endpoint: see urls.url_specs
+    def initialize(self, endpoint: str, **kwargs: Any) -> None:  # type: ignore[override]  # urls.url_specs
         self.endpoint = endpoint
         super().initialize(path=self.settings["ui_dir"])
 

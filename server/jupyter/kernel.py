@@ -21,7 +21,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import uuid
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable
 
 import zmq
 from jupyter_client import protocol_version
@@ -71,7 +72,7 @@ class JupyterKernel:
         self.buffer_bytes = buffer_bytes
         self.on_closed = on_closed
         self.sockets: set[Socket] = set()
-        self.last_activity = dt.datetime.now(dt.timezone.utc)
+        self.last_activity = dt.datetime.now(dt.UTC)
         self._state = "idle"
         self._kernel = session.kernel
         self._readers: list[asyncio.Task[None]] = []
@@ -121,7 +122,7 @@ class JupyterKernel:
             log.warning("jupyter_message_ignored", kernel_id=self.id, channel=message.channel)
             return
         self.session.touch()
-        self.last_activity = dt.datetime.now(dt.timezone.utc)
+        self.last_activity = dt.datetime.now(dt.UTC)
         if message.channel != "shell" or not message.msg_type.endswith("_request"):
             self._forward(message)
         elif len(self._held) >= PENDING_REQUESTS:
@@ -199,7 +200,7 @@ class JupyterKernel:
         if message.msg_type == "status":
             state = message.content.get("execution_state")
             self._state = state if isinstance(state, str) else self._state
-            if state == "busy" and parent_id in self._pending:
+            if state == "busy" and parent_id is not None and parent_id in self._pending:
                 self._start_run(self._pending.pop(parent_id))
             elif state == "idle" and run is not None and parent_id == run.request["msg_id"]:
                 self._end_run(run)

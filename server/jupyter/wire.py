@@ -113,7 +113,7 @@ def _decode_v1(frame: bytes) -> KernelMessage:
         channel = frame[offsets[0]:offsets[1]].decode()
     except UnicodeDecodeError as exc:
         raise BadFrame("the channel name is not UTF-8") from exc
-    return KernelMessage(channel, [frame[a:b] for a, b in zip(offsets[1:-1], offsets[2:])])
+    return KernelMessage(channel, [frame[a:b] for a, b in zip(offsets[1:-1], offsets[2:], strict=False)])
 
 
 def _encode_v1(message: KernelMessage) -> bytes:
@@ -135,7 +135,7 @@ def _split_legacy_binary(frame: bytes) -> tuple[dict[str, Any], list[bytes]]:
         raise BadFrame("the offset table is cut short") from exc
     if offsets != sorted(offsets) or offsets[0] < 4 * (count + 1):
         raise BadFrame("bad offsets")
-    pieces = [frame[a:b] for a, b in zip(offsets, offsets[1:])]
+    pieces = [frame[a:b] for a, b in zip(offsets, offsets[1:], strict=False)]
     return _json_object(pieces[0], "message"), pieces[1:]
 
 

@@ -16,7 +16,8 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from traitlets.config import LoggingConfigurable
 
@@ -85,7 +86,7 @@ async def dataset_files(store: Store, version: CardVersion) -> tuple[list[tuple[
     files, versions = [], []
     for dataset_id in version.datasets:
         dataset = await store.get_dataset(dataset_id)
-        record = dataset and await store.get_dataset_version(dataset_id, dataset.current_version)
+        record = await store.get_dataset_version(dataset_id, dataset.current_version) if dataset else None
         if dataset is None or record is None:
             raise NotFoundError(f"A dataset this card reads ({dataset_id}) was deleted; edit the card.")
         files.append((dataset.name, await store.blob_path(record.blob_key)))

@@ -16,7 +16,8 @@ import datetime as dt
 import json
 import keyword
 import uuid
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Literal
+from collections.abc import Awaitable, Callable
 
 from traitlets.config import LoggingConfigurable
 
@@ -123,7 +124,7 @@ class CardService(LoggingConfigurable):
         cards = await self.store.list_cards(None if user.role == "admin" else user.id)
         versions = await asyncio.gather(
             *(self.store.get_card_version(c.id, c.current_version) for c in cards))
-        return [(c, v) for c, v in zip(cards, versions) if v is not None]
+        return [(c, v) for c, v in zip(cards, versions, strict=True) if v is not None]
 
     async def get_visible(self, user: User, card_id: str, needed: Access = "view") -> tuple[Card, CardVersion]:
         """The card and its current version, if ``user`` may view it (or has the ``needed`` access)."""

@@ -193,7 +193,7 @@ class DashboardHub(LoggingConfigurable):
         """The dashboard's parameter values (defaults, then ``values``) that the card declares."""
         chosen = {p["name"]: p["default"] for p in document.get("parameters", [])} | values
         card = await self.store.get_card(entry["card"])
-        version = card and await self.store.get_card_version(card.id, card.current_version)
+        version = await self.store.get_card_version(card.id, card.current_version) if card else None
         declared = {p["name"] for p in version.parameters} if version else set()
         return {name: value for name, value in chosen.items() if name in declared}
 
@@ -205,7 +205,9 @@ class DashboardHub(LoggingConfigurable):
 
     async def _run_and_publish(self, user: User, dashboard_id: str, key: str, force: bool = False) -> None:
         version = await self.dashboards.current(dashboard_id)
-        entry = version and next((e for e in version.document["cards"] if e["key"] == key), None)
+        if version is None:
+            return
+        entry = next((e for e in version.document["cards"] if e["key"] == key), None)
         if entry is None:
             return
         try:
@@ -217,7 +219,7 @@ class DashboardHub(LoggingConfigurable):
 
     async def _card_info(self, card_id: str) -> dict[str, Any]:
         card = await self.store.get_card(card_id)
-        version = card and await self.store.get_card_version(card.id, card.current_version)
+        version = await self.store.get_card_version(card.id, card.current_version) if card else None
         if version is None:
             return {"card_id": card_id, "title": "(deleted card)", "parameters": []}
         return {"card_id": card_id, "title": version.title, "parameters": list(version.parameters)}
@@ -230,7 +232,9 @@ class DashboardHub(LoggingConfigurable):
     async def _show_run(self, card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
         for room in list(self.rooms.values()):
             version = await self.dashboards.current(room.dashboard_id)
-            for entry in version.document["cards"] if version else ():
+            if version is None:
+                continue
+            for entry in version.document["cards"]:
                 if entry["card"] == card_id and await self._bound(version.document, entry, {}) == values \
                         and room.latest.get(entry["key"]) is not result:
                     room.publish(entry["key"], result)
@@ -269,7 +273,7 @@ class DashboardHub(LoggingConfigurable):
             return
         for entry in version.document["cards"]:
             card = await self.store.get_card(entry["card"])
-            card_version = card and await self.store.get_card_version(card.id, card.current_version)
+            card_version = await self.store.get_card_version(card.id, card.current_version) if card else None
             if card_version is not None and reads(card_version.datasets):
                 await self._run_and_publish(owner, dashboard.id, entry["key"], force)
 

@@ -80,7 +80,7 @@ class DashboardService(LoggingConfigurable):
     # reads -----------------------------------------------------------------------
     async def current(self, dashboard_id: str) -> DashboardVersion | None:
         dashboard = await self.store.get_dashboard(dashboard_id)
-        return dashboard and await self.store.get_dashboard_version(dashboard.id, dashboard.current_version)
+        return await self.store.get_dashboard_version(dashboard.id, dashboard.current_version) if dashboard else None
 
     async def get_visible(self, user: User, dashboard_id: str) -> tuple[Dashboard, DashboardVersion, Access]:
         dashboard, granted = await self.authorize(user, dashboard_id)
@@ -97,7 +97,7 @@ class DashboardService(LoggingConfigurable):
                 entries.append((dashboard, share.permission))
         versions = await asyncio.gather(
             *(self.store.get_dashboard_version(d.id, d.current_version) for d, _ in entries))
-        return [(d, v, a) for (d, a), v in zip(entries, versions) if v is not None]
+        return [(d, v, a) for (d, a), v in zip(entries, versions, strict=True) if v is not None]
 
     async def versions(self, user: User, dashboard_id: str) -> list[DashboardVersion]:
         dashboard, _ = await self.authorize(user, dashboard_id)
@@ -118,7 +118,7 @@ class DashboardService(LoggingConfigurable):
 
     async def _inline(self, entry: dict[str, Any]) -> dict[str, Any]:
         card = await self.store.get_card(entry["card"])
-        version = card and await self.store.get_card_version(card.id, card.current_version)
+        version = await self.store.get_card_version(card.id, card.current_version) if card else None
         if version is None:
             return {"key": entry["key"], "title": "(deleted card)", "code": ""}
         names = []
@@ -232,7 +232,7 @@ class DashboardService(LoggingConfigurable):
                        for n, name in enumerate(entry.get("datasets", []))]
         fields = (entry["title"], entry["code"], dataset_ids, entry.get("parameters", []))
         card_id = before.get(entry["key"])
-        card = card_id and await self.store.get_card(card_id)
+        card = await self.store.get_card(card_id) if card_id else None
         if card and await self.cards.access(user, card) in ("owner", "edit"):
             current = await self.store.get_card_version(card.id, card.current_version)
             if current is not None and (current.title, current.code, list(current.datasets),

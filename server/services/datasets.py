@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pyarrow.parquet as pq
 from traitlets import Integer
@@ -123,7 +124,7 @@ class DatasetService(LoggingConfigurable):
         datasets = await self.store.list_datasets(owner)
         versions = await asyncio.gather(
             *(self.store.get_dataset_version(d.id, d.current_version) for d in datasets))
-        return [(d, v) for d, v in zip(datasets, versions) if v is not None]
+        return [(d, v) for d, v in zip(datasets, versions, strict=True) if v is not None]
 
     async def get_visible(self, user: User, dataset_id: str) -> Dataset:
         """The dataset if ``user`` owns it or is an admin; to anyone else it does not exist."""

@@ -10,7 +10,7 @@ import collections
 import dataclasses
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import RateLimitedError
 

@@ -37,7 +37,7 @@ class UserService:
         if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
             raise InvalidRequestError(
                 f"The password must have at least {MIN_PASSWORD_LENGTH} characters.", {"field": "password"})
-        user = User(id=uuid.uuid4().hex, email=email, name=name, role=role,  # type: ignore[arg-type]
+        user = User(id=uuid.uuid4().hex, email=email, name=name, role=role,
                     password_hash=await self.auth.hash_password(password), created_at=utcnow())
         await self.store.create_user(user)
         audit("user_created", user_id=user.id, email=email, role=role, created_by=created_by)

@@ -15,14 +15,14 @@ from __future__ import annotations
 import abc
 from pathlib import Path
 
-from traitlets import Unicode
+from traitlets import MetaHasTraits, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..models import (CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       OutputTable, Share, User)
 
 
-class _StoreMeta(abc.ABCMeta, type(LoggingConfigurable)):
+class _StoreMeta(abc.ABCMeta, MetaHasTraits):
     """Lets a traitlets configurable have abstract methods."""
 
 

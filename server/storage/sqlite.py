@@ -16,7 +16,8 @@ import os
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
 
 from ..errors import ConflictError, NotFoundError, StoreClosedError
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
@@ -266,7 +267,8 @@ class SQLiteStore(Store):
     async def _versions(self, kind: Versioned, record_id: str,
                         number: int | None = None) -> list[sqlite3.Row]:
         """Version rows of a record, oldest first; only version ``number`` if given."""
-        where, params = (f"{kind.key} = ?", (record_id,))
+        where = f"{kind.key} = ?"
+        params: tuple[str | int, ...] = (record_id,)
         if number is not None:
             where, params = where + " AND version = ?", params + (number,)
         return await self._run(

@@ -8,14 +8,18 @@ names it needs (tables, keys, messages) derive from the kind's noun.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Protocol, TypeVar
+from typing import Protocol, TypeVar
+from collections.abc import Iterable
 
 from ..errors import ConflictError, NotFoundError
 
 
 class Head(Protocol):
-    id: str
-    created_at: str
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> str: ...
 
 
 H = TypeVar("H", bound=Head)

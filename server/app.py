@@ -216,7 +216,8 @@ class ServeApp(BIApp):
         tables = OutputTables(self.store_instance, cards)
         self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables.keep, parent=self)
         await self.kernel_pool.start()
-        jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
+        self.jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
+        self.live_sessions = LiveSessions(self.kernel_pool, parent=self)
         card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, parent=self)
         self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, parent=self)
         self.dashboard_hub.start()
@@ -225,8 +226,8 @@ class ServeApp(BIApp):
             default_handler_class=NotFoundHandler,
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
-            live_sessions=LiveSessions(self.kernel_pool), output_tables=tables,
-            jupyter_kernels=jupyter_kernels, jupyter_sessions=JupyterSessions(jupyter_kernels),
+            live_sessions=self.live_sessions, output_tables=tables,
+            jupyter_kernels=self.jupyter_kernels, jupyter_sessions=JupyterSessions(self.jupyter_kernels),
             cors_origins=tuple(self.cors_origins),
             ui_dir=self.ui_dir,
             compress_response=True,
@@ -445,4 +446,4 @@ class UserApp(BIApp):
 
 
 BIApp.classes = [BIApp, ServeApp, InitTablesApp, ExecutorKeyApp, UserAddApp, AuthService, DatasetService,
-                 KernelPool, JupyterKernels, DashboardHub, SQLiteStore, AWSStore]
+                 KernelPool, LiveSessions, JupyterKernels, DashboardHub, SQLiteStore, AWSStore]

@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import charset_normalizer
-from charset_normalizer.md import mess_ratio
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from charset_normalizer.md import mess_ratio
 
 from server.errors import InvalidRequestError, UnprocessableError
 from server.models import Column

@@ -409,10 +409,10 @@ def test_a_row_longer_than_a_block_is_read_with_longer_blocks(tmp_path, small_bl
 
 
 def test_a_row_longer_than_the_longest_block_is_a_422_saying_what_to_do(tmp_path, small_blocks, monkeypatch):
-    monkeypatch.setattr(csv_import, "LONGEST_ROW_BYTES", 2048)
-    error = fail(tmp_path, "a,b\n" + "1,x\n" * 200 + "2," + "x" * 5000 + "\n3,y\n")
-    assert error.details == {"line": None, "reason": "row longer than 0 MB"} or "longer than" in error.message
-    assert "shorten its longest fields" in error.message
+    monkeypatch.setattr(csv_import, "LONGEST_ROW_BYTES", 1 << 20)
+    error = fail(tmp_path, "a,b\n" + "1,x\n" * 200 + "2," + "x" * 2_200_000 + "\n3,y\n")
+    assert error.details == {"line": None, "reason": "row longer than 1 MB"}
+    assert "longer than 1 MB" in error.message and "shorten its longest fields" in error.message
 
 
 def test_failure_removes_a_partially_written_target(tmp_path, small_blocks):

@@ -128,6 +128,6 @@ def install(shell: Any) -> None:
     send the changes of shown models after each cell."""
     formatters.register(shell, (Model,), _mimebundle)
     for notebook_type in HOOKED_NOTEBOOK_TYPES:
-        install_notebook_hook(notebook_type, _load, _show_doc, _show_app, overwrite=True)
-    curstate().output_notebook(NOTEBOOK_TYPE)
+        install_notebook_hook(notebook_type, _load, _show_doc, _show_app, overwrite=True)  # type: ignore[arg-type]  # stubs know only jupyter and zeppelin
+    curstate().output_notebook(NOTEBOOK_TYPE)  # type: ignore[arg-type]
     shell.events.register("post_execute", LIVE.flush)

@@ -35,6 +35,7 @@ from .execution.live import LiveSessions
 from .execution.local_agent import LocalAgent, LocalAgentError, load_or_create_key, load_or_create_key_pair
 from .execution.pool import KernelPool
 from .handlers.base import NotFoundHandler
+from .handlers.system import MetricsHandler
 from .jupyter.manager import JupyterKernels
 from .jupyter.sessions import JupyterSessions
 from .logs import configure_logging, get_logger
@@ -153,6 +154,10 @@ class ServeApp(BIApp):
     ui_dir = Unicode(help="Directory of the built web UI (index.html and assets/).").tag(config=True)
     allow_weaker_sandbox = Bool(False, help="Let the local agent run without the sandbox layers this "
                                             "machine lacks (one trusted user only).").tag(config=True)
+    metrics_token = Unicode(help="Bearer token that reads /metrics on the API port; empty: closed there.").tag(config=True)
+    metrics_port = Integer(None, allow_none=True, help="Port of a listener on the same address serving only "
+                                                       "/metrics, without a token (0 picks a free one); "
+                                                       "None: no such listener.").tag(config=True)
 
     aliases = {**BIApp.aliases, "ip": "ServeApp.ip", "port": "ServeApp.port"}
     flags = {"allow-weaker-sandbox": ({"ServeApp": {"allow_weaker_sandbox": True}},
@@ -187,6 +192,15 @@ class ServeApp(BIApp):
     def _default_executor_ecs_service(self) -> str:
         return setting("BI_EXECUTOR_ECS_SERVICE")
 
+    @default("metrics_token")
+    def _default_metrics_token(self) -> str:
+        return setting("BI_METRICS_TOKEN")
+
+    @default("metrics_port")
+    def _default_metrics_port(self) -> int | None:
+        port = setting("BI_METRICS_PORT").strip()
+        return int(port) if port else None
+
     @default("admin_email")
     def _default_admin_email(self) -> str:
         return setting("BI_ADMIN_EMAIL")
@@ -208,9 +222,13 @@ class ServeApp(BIApp):
         await self._ensure_first_admin(users)
         datasets = DatasetService(self.store_instance, Path(self.data_dir).resolve() / "tmp", parent=self)
         metrics = Metrics()
+        self.metrics_server: httpserver.HTTPServer | None = None
         try:
+            self.metrics_server = self._serve_metrics(metrics)
             executors, make_client = await self._start_executors()
         except BaseException:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
             await self.store_instance.close()
             raise
         cards = CardService(self.store_instance, datasets, parent=self)
@@ -218,7 +236,8 @@ class ServeApp(BIApp):
         tables = OutputTables(self.store_instance, cards)
         self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables.keep, parent=self)
         await self.kernel_pool.start()
-        jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
+        self.jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
+        self.live_sessions = LiveSessions(self.kernel_pool, parent=self)
         card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, parent=self)
         self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, parent=self)
         self.dashboard_hub.start()
@@ -227,13 +246,32 @@ class ServeApp(BIApp):
             default_handler_class=NotFoundHandler,
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
-            live_sessions=LiveSessions(self.kernel_pool), output_tables=tables,
-            jupyter_kernels=jupyter_kernels, jupyter_sessions=JupyterSessions(jupyter_kernels),
+            live_sessions=self.live_sessions, output_tables=tables,
+            jupyter_kernels=self.jupyter_kernels, jupyter_sessions=JupyterSessions(self.jupyter_kernels),
             cors_origins=tuple(self.cors_origins),
+            metrics_token=self.metrics_token,
             ui_dir=self.ui_dir,
             compress_response=True,
             log_function=lambda handler: None,
         )
+
+    def _serve_metrics(self, metrics: Metrics) -> httpserver.HTTPServer | None:
+        """The listener serving only ``/metrics`` to whoever reaches ``ip:metrics_port``, if there is one."""
+        self.metrics_url = ""
+        if self.metrics_port is None:
+            return None
+        app = web.Application([(r"/metrics", MetricsHandler, {"endpoint": "/metrics"})],
+                              default_handler_class=NotFoundHandler, metrics=metrics, metrics_open=True,
+                              log_function=lambda handler: None)
+        try:
+            sockets = bind_sockets(self.metrics_port, self.ip)
+        except OSError as exc:
+            raise StartupError(f"cannot listen for metrics on {self.ip}:{self.metrics_port}: {exc.strerror}") from exc
+        server = httpserver.HTTPServer(app)
+        server.add_sockets(sockets)
+        self.metrics_url = f"http://{self.ip}:{sockets[0].getsockname()[1]}/metrics"
+        log.info("metrics_listener_started", url=self.metrics_url)
+        return server
 
     async def _start_executors(self) -> tuple[StaticExecutors | EcsExecutors, Callable[[str], AgentClient]]:
         """Where the executor agents are, and how to call one; in embedded mode, a local agent started now."""
@@ -284,6 +322,8 @@ class ServeApp(BIApp):
 
     async def shutdown(self) -> None:
         """Close live dashboards and sessions (their kernels), stop the local agent, close the store."""
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         await self.dashboard_hub.stop()
         await self.kernel_pool.close()
         if self.local_agent is not None:
@@ -449,4 +489,4 @@ class UserApp(BIApp):
 
 
 BIApp.classes = [BIApp, ServeApp, InitTablesApp, ExecutorKeyApp, UserAddApp, AuthService, DatasetService,
-                 KernelPool, JupyterKernels, DashboardHub, SQLiteStore, AWSStore]
+                 KernelPool, LiveSessions, JupyterKernels, DashboardHub, SQLiteStore, AWSStore]

@@ -7,7 +7,8 @@ the batches consumed, transcoding in small steps; a second thread writes the bat
 gathered into row groups, to a ParquetWriter. Memory is thus bounded by a few blocks and
 one row group whatever the file size or core count. Column types come from the first
 block; when a later block does not fit, the column is widened and the file is read again
-from the start. Every data problem becomes an UnprocessableError naming the line and the
+from the start, as it is with longer blocks (up to ``LONGEST_ROW_BYTES``) when a row is longer
+than a block. Every data problem becomes an UnprocessableError naming the line and the
 reason, and the target file is removed.
 """
 
@@ -28,12 +29,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from charset_normalizer.md import mess_ratio
 
 from server.errors import InvalidRequestError, UnprocessableError
 from server.models import Column
 
 FIRST_BLOCK_SIZE = 8 << 20
 BLOCK_SIZE = 2 << 20
+LONGEST_ROW_BYTES = 32 << 20  # blocks grow to this for long rows (a few are in memory at once)
 TRANSCODE_STEP = 256 << 10
 READ_AHEAD_BLOCKS = 3
 READ_AHEAD_TIMEOUT = 2.0
@@ -60,6 +63,7 @@ _SJIS_FAMILY = frozenset({"cp932", "shift_jis", "shift_jis_2004", "shift_jisx021
 _EUC_FAMILY = frozenset({"euc_jp", "euc_jis_2004", "euc_jisx0213"})
 _SUPERSETS = {**dict.fromkeys(_SJIS_FAMILY, "cp932"), **dict.fromkeys(_EUC_FAMILY, "euc_jp")}
 _JAPANESE_CHAOS_MARGIN = 0.1
+_WESTERN = "cp1252"
 _UTF8_DAMAGE_RATIO = 20
 _WIDE_UNICODE = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le"]
 _NATIVE_UTF8 = frozenset({"utf-8", "utf-8-sig"})
@@ -114,6 +118,13 @@ class _Plan:
     delimiter: str
     column_names: tuple[str, ...] | None = None
     column_types: Mapping[str, pa.DataType] = dataclasses.field(default_factory=dict)
+    block_size: int = 0  # past the first block; 0: BLOCK_SIZE
+
+    @property
+    def blocks(self) -> tuple[int, int]:
+        """The sizes of the first block and of those after it."""
+        later = self.block_size or BLOCK_SIZE
+        return max(FIRST_BLOCK_SIZE, later), later
 
 
 class _Retry(Exception):
@@ -131,6 +142,10 @@ class _RaggedRow(Exception):
     def __init__(self, row: pacsv.InvalidRow):
         super().__init__("ragged row")
         self.row = row
+
+
+class _LongRow(Exception):
+    """A row is longer than ``LONGEST_ROW_BYTES``."""
 
 
 class _BadBytes(Exception):
@@ -181,6 +196,13 @@ def _convert(
         raise _encoding_error(source, chosen) from None
     except _RaggedRow as ragged:
         raise _ragged_error(source, plan, ragged.row) from None
+    except _LongRow:
+        limit = LONGEST_ROW_BYTES >> 20
+        raise UnprocessableError(
+            f"A row of the file is longer than {limit} MB, the most one row can hold; shorten its "
+            "longest fields (long text belongs in several rows or a separate file) and upload again.",
+            {"line": None, "reason": f"row longer than {limit} MB"},
+        ) from None
     except pa.ArrowException as exc:
         raise _arrow_error(exc) from None
     if rows == 0:
@@ -278,7 +300,9 @@ def _non_ascii_lines(sample: _Sample) -> bytes:
 
 
 def _guess_encoding(data: bytes) -> _Encoding:
-    """charset-normalizer's verdict, nudged towards Japanese codecs and their supersets.
+    """charset-normalizer's verdict, nudged towards Japanese codecs and their supersets, then
+    towards the Western cp1252: a few stray bytes in ASCII text fit dozens of code pages equally
+    well, and charset-normalizer would pick the first by name (cp1006, Urdu).
 
     UTF-16/32 are only recognised by their BOM: without one, lines are not 0x0A-delimited
     and a short sample of stray bytes too easily "decodes" as UTF-16.
@@ -290,12 +314,28 @@ def _guess_encoding(data: bytes) -> _Encoding:
             {"line": None, "reason": "unknown encoding"},
         )
     match = _prefer_japanese(matches)
+    if match is None:
+        western = _western(data, matches[0].chaos)
+        if western is not None:
+            return western
+        match = matches[0]
     confidence = round(1.0 - match.chaos, 3)
     return _Encoding(_superset(match.encoding, data), detected=True, confidence=confidence)
 
 
-def _prefer_japanese(matches: list[charset_normalizer.CharsetMatch]) -> charset_normalizer.CharsetMatch:
-    """The first EUC-JP, else Shift_JIS, match nearly as good as the best, else the best.
+def _western(data: bytes, best_chaos: float) -> _Encoding | None:
+    """cp1252 if it reads ``data`` nearly as well as the best match."""
+    try:
+        chaos = mess_ratio(data.decode(_WESTERN))
+    except UnicodeDecodeError:
+        return None
+    if chaos > best_chaos + _JAPANESE_CHAOS_MARGIN:
+        return None
+    return _Encoding(_WESTERN, detected=True, confidence=round(1.0 - chaos, 3))
+
+
+def _prefer_japanese(matches: list[charset_normalizer.CharsetMatch]) -> charset_normalizer.CharsetMatch | None:
+    """The first EUC-JP, else Shift_JIS, match nearly as good as the best, if any.
 
     EUC-JP goes first: EUC-JP bytes nearly always also decode as CP932, while ordinary CP932
     text (kana, symbols, level-1 kanji) never decodes as EUC-JP.
@@ -305,7 +345,7 @@ def _prefer_japanese(matches: list[charset_normalizer.CharsetMatch]) -> charset_
         for match in near:
             if codecs.lookup(match.encoding).name in family:
                 return match
-    return matches[0]
+    return None
 
 
 def _superset(name: str, data: bytes) -> str:
@@ -360,12 +400,13 @@ def _convert_with_retries(source: Path, target: Path, plan: _Plan) -> tuple[int,
 
 
 def _attempt(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
-    """One full read; raises _Retry when the header or a column type must change."""
+    """One full read (again with longer blocks for a long row); raises _Retry when the header or a
+    column type must change."""
     catcher = _RaggedRowCatcher()
     schema = None
     try:
         with source.open("rb") as file:
-            feed = _Utf8Feed(file, plan.encoding)
+            feed = _Utf8Feed(file, plan.encoding, plan.blocks)
             try:
                 reader = pacsv.open_csv(pa.PythonFile(feed, mode="r"), **_reader_options(plan, catcher))
                 schema = reader.schema
@@ -378,6 +419,12 @@ def _attempt(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
             raise _RaggedRow(catcher.row) from exc
         if "invalid UTF8" in str(exc):
             raise _BadBytes() from exc
+        if "straddling" in str(exc):  # a row longer than a block: read again with longer blocks
+            later = plan.blocks[1]
+            if later >= LONGEST_ROW_BYTES:
+                raise _LongRow() from exc
+            target.unlink(missing_ok=True)
+            return _attempt(source, target, dataclasses.replace(plan, block_size=min(4 * later, LONGEST_ROW_BYTES)))
         widened = _widened(plan, schema, exc)
         if widened is None or schema is None:
             raise
@@ -390,16 +437,16 @@ class _Utf8Feed(io.RawIOBase):
     Used instead of ``ReadOptions(encoding=...)``: pyarrow's background reader runs up to 32
     blocks ahead of the parser (the whole file, for fast input) and its transcoder decodes a
     whole block per call, holding the GIL meanwhile. Here decoding runs in ``TRANSCODE_STEP``
-    slices. The first block is ``FIRST_BLOCK_SIZE`` long, for type inference; later ones are
-    ``BLOCK_SIZE``.
+    slices. The first block is long, for type inference (``FIRST_BLOCK_SIZE``); later ones are
+    ``BLOCK_SIZE`` unless a long row needs more (``_Plan.blocks``).
     """
 
-    def __init__(self, file: io.BufferedReader, encoding: str):
+    def __init__(self, file: io.BufferedReader, encoding: str, blocks: tuple[int, int]):
         super().__init__()
         self._file = file
         self._decoder = None if encoding in _NATIVE_UTF8 else codecs.getincrementaldecoder(encoding)()
         self._rest = b""
-        self._block_size = FIRST_BLOCK_SIZE
+        self._block_size, self._later_block_size = blocks
         self._reads_left = READ_AHEAD_BLOCKS
         self._stopped = False
         self._turn = threading.Condition()
@@ -410,7 +457,7 @@ class _Utf8Feed(io.RawIOBase):
     def read(self, size: int = -1) -> pa.Buffer:
         if not self._take_turn():
             return pa.py_buffer(b"")
-        size, self._block_size = min(size, self._block_size), BLOCK_SIZE
+        size, self._block_size = min(size, self._block_size), self._later_block_size
         block = pa.allocate_buffer(size, resizable=True)
         with memoryview(block).cast("B") as view:
             filled = self._file.readinto(view) if self._decoder is None else self._transcode_into(view)
@@ -460,7 +507,7 @@ class _Utf8Feed(io.RawIOBase):
 def _reader_options(plan: _Plan, catcher: _RaggedRowCatcher) -> dict:
     return {
         "read_options": pacsv.ReadOptions(
-            block_size=FIRST_BLOCK_SIZE,
+            block_size=plan.blocks[0],
             column_names=plan.column_names,
             skip_rows=1 if plan.column_names else 0,
         ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from kernels.limits import ARROW_BYTES, OUTPUT_BYTES
 
 __all__ = ["ARROW_BYTES", "OUTPUT_BYTES", "JSON_BODY_BYTES", "SOCKET_MESSAGE_BYTES",
-           "DASHBOARD_PENDING_BYTES"]
+           "SOCKET_PENDING_BYTES", "REPLAY_BYTES"]
 
 JSON_BODY_BYTES = 1024 * 1024
 """A JSON request body, unless a route says otherwise."""
@@ -18,5 +18,13 @@ JSON_BODY_BYTES = 1024 * 1024
 SOCKET_MESSAGE_BYTES = 256 * 1024
 """One websocket frame from a client (card and dashboard sockets)."""
 
-DASHBOARD_PENDING_BYTES = 8 * 1024 * 1024
-"""Bytes queued for one dashboard viewer before its socket is closed (code 4008) to resync."""
+# Per-client buffers ---------------------------------------------------------------------------
+
+SOCKET_PENDING_BYTES = 8 * 1024 * 1024
+"""Bytes queued for one websocket client (card, dashboard and Jupyter sockets) before its socket is
+closed with code 4008: the client reconnects and resumes, or rejoins for a fresh snapshot."""
+
+REPLAY_BYTES = 8 * 1024 * 1024
+"""Messages kept per card session and per Jupyter kernel for a client that reconnects (oldest dropped
+first; the client is told how many it lost). ``LiveSessions.replay_buffer_bytes`` and
+``JupyterKernels.replay_buffer_bytes`` change it."""

@@ -1,8 +1,9 @@
 """Kernel sessions driven over a websocket: numbered messages, replay after a reconnect, a grace period.
 
 A ``LiveSession`` wraps one ``KernelSession``. Every message it sends gets the next sequence
-number and is kept (the last ``REPLAY_MESSAGES``) so that a client that reconnects with the
-last number it saw gets the rest, in order. When its socket goes away, the session waits
+number and is kept (the newest ``replay_buffer_bytes``, ``replay.py``) so that a client that
+reconnects with the last number it saw gets the rest, in order, after an ``outputs_lost`` message
+if some are no longer kept. When its socket goes away, the session waits
 ``grace_seconds`` for a reconnect, then closes and its kernel is destroyed. The message formats
 are documented in ``server/handlers/card_socket.py``.
 """
@@ -10,34 +11,36 @@ are documented in ``server/handlers/card_socket.py``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
-from typing import Any, Protocol
+import sys
 from collections.abc import Callable
+from typing import Any, Protocol
 
+from traitlets import Integer
+from traitlets.config import LoggingConfigurable
+
+from .. import limits
 from ..errors import BIError, ExecutionTimeoutError, NotFoundError
 from ..logs import get_logger
 from ..models import User
 from .pool import KernelPool
+from .replay import ReplayBuffer
 from .session import KernelSession
 
 log = get_logger("bi.execution.live")
 
-REPLAY_MESSAGES = 5000
-
 
 class Socket(Protocol):
-    def send_text(self, text: str) -> None: ...
+    def send_frame(self, frame: str) -> None: ...
 
     def end(self, reason: str) -> None: ...
 
 
 class LiveSession:
-    def __init__(self, session: KernelSession, on_expired: Callable[[LiveSession], Any]):
+    def __init__(self, session: KernelSession, on_expired: Callable[[LiveSession], Any], replay_bytes: int):
         self.session = session
         self.on_expired = on_expired
-        self.seq = 0
-        self._sent: collections.deque[tuple[int, str]] = collections.deque(maxlen=REPLAY_MESSAGES)
+        self.sent: ReplayBuffer[str] = ReplayBuffer(replay_bytes)
         self._socket: Socket | None = None
         self._run: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
@@ -47,19 +50,21 @@ class LiveSession:
     def id(self) -> str:
         return self.session.id
 
+    @property
+    def seq(self) -> int:
+        """The number of the last message sent."""
+        return self.sent.last
+
     def emit(self, message: dict[str, Any]) -> None:
         """Number, keep and send one message."""
-        self.seq += 1
-        text = json.dumps({"seq": self.seq, **message}, ensure_ascii=False, default=str)
-        self._sent.append((self.seq, text))
+        text = json.dumps({"seq": self.seq + 1, **message}, ensure_ascii=False, default=str)
+        self.sent.append(text, sys.getsizeof(text))
         if self._socket is not None:
-            self._socket.send_text(text)
+            self._socket.send_frame(text)
 
-    def attach(self, socket: Socket, after: int | None) -> bool:
-        """Send new messages to ``socket``, first replaying those after ``after``.
-
-        False (and nothing replayed) when messages after ``after`` are no longer kept.
-        """
+    def attach(self, socket: Socket, after: int | None) -> None:
+        """Send new messages to ``socket``, first replaying those after ``after``; if some of them are
+        no longer kept, an ``outputs_lost`` message (not numbered) says how many before the rest."""
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
@@ -67,13 +72,17 @@ class LiveSession:
             self._socket.end("the session was opened elsewhere")
         self._socket = socket
         if after is None:
-            return True
-        if after < self.seq and (not self._sent or self._sent[0][0] > after + 1):
-            return False
-        for seq, text in self._sent:
-            if seq > after:
-                socket.send_text(text)
-        return True
+            return
+        lost, texts = self.sent.since(after)
+        if lost:
+            log.info("replay_lost", session_id=self.id, after=after, lost=lost)
+            socket.send_frame(json.dumps({
+                "type": "outputs_lost", "after": after, "lost": lost, "resumes_at": after + lost + 1,
+                "message": f"{lost} messages (outputs) sent while you were away are no longer kept: "
+                           f"a session keeps its last {self.sent.max_bytes // (1024 * 1024)} MB. "
+                           "Run the code again to see them."}))
+        for text in texts:
+            socket.send_frame(text)
 
     def detach(self, socket: Socket, grace_seconds: float) -> None:
         """``socket`` closed: wait ``grace_seconds`` for a reconnect, then end the session."""
@@ -119,15 +128,20 @@ class LiveSession:
             self.on_expired(self)  # forget it now, not when someone asks for it
 
 
-class LiveSessions:
+class LiveSessions(LoggingConfigurable):
     """The live sessions of one server, by id; each is its user's only."""
 
-    def __init__(self, pool: KernelPool):
+    replay_buffer_bytes = Integer(
+        limits.REPLAY_BYTES, help="Messages kept per card session for a socket that reconnects "
+                                  "(oldest dropped first; the client is told how many it lost).").tag(config=True)
+
+    def __init__(self, pool: KernelPool, **kwargs: Any):
+        super().__init__(**kwargs)
         self.pool = pool
         self._live: dict[str, LiveSession] = {}
 
     async def open(self, user: User, datasets: list[tuple[str, Any]]) -> LiveSession:
-        live = LiveSession(await self.pool.open(user, datasets), self._expired)
+        live = LiveSession(await self.pool.open(user, datasets), self._expired, self.replay_buffer_bytes)
         self._live[live.id] = live
         return live
 

@@ -26,14 +26,16 @@ DOM from some strings, so:
   ``HTMLLabel``/``HTMLTitle``, ``HTMLTemplateFormatter``, ``bokeh.models.dom``, ``Tooltip``),
   run math typesetting (``TeX``, ``MathML``: MathJax), and the debugging ``ExamineTool``. Models
   Python's bokeh does not know (extensions) are denied;
-- attributes that set HTML attributes or CSS on any model (``EMPTY_ATTRIBUTES``) must be empty
-  (callbacks need no rule: every callback model is denied); strings that BokehJS parses as HTML
-  (``HTML_TEMPLATES``: hover tooltips, table column titles) may hold no ``<`` and no ``{safe}``
-  (unescaped values);
+- each model keeps only the properties Bokeh gives it, each checked by its class in
+  ``bokeh_properties.py``: what sets CSS, HTML attributes, DOM, callbacks or URLs (``styles``,
+  ``stylesheets``, ``css_classes``, ``html_attributes``, tool icons...) must be empty; strings that
+  BokehJS parses as HTML (hover tooltips, table headers) may hold no ``<`` and no ``{safe}``
+  (unescaped values); ``tags`` hold no objects; a property in no class is unsafe;
 - no string anywhere may be a ``javascript:``/``vbscript:``/``data:text/html`` URL (``HelpTool``
   redirects, model names, data: a false alarm costs less than a script);
 - a patch holds only the events the kernel sends (``PATCH_EVENTS``); a ``ModelChanged`` event
-  names no model, so its attribute rules apply whatever the model.
+  names no model, so its attribute must be a property of some allowed model and the strictest
+  rule for its name applies.
 
 The page must still render items with the BokehJS we serve, without its MathJax bundle (so that
 ``$$...$$`` in titles stays text), into its own target element.
@@ -49,13 +51,14 @@ import bokeh.plotting  # noqa: F401  (registers Figure)
 import nh3
 from bokeh.document.config import DocumentConfig
 from bokeh.model import Model
-from bokeh.models import (CDSView, CellEditor, CellFormatter, Column, ColumnarDataSource, Comparison,
-                          CoordinateMapping, DataTable, ExamineTool, Expression, Filter, GraphHitTestPolicy,
-                          GridBox, GridPlot, GroupBox, GroupingInfo, HBox, HTMLTemplateFormatter, ImageURL,
-                          LabelingPolicy, LayoutProvider, LegendItem, MapPlot, Mapper, PlainText,
-                          Plot, Range, Renderer, RendererGroup, Row, Scale, ScrollBox, Selection, SelectionPolicy,
-                          Spacer, TableColumn, TabPanel, Tabs, TickFormatter, Ticker, TileRenderer, Tool, Toolbar,
-                          ToolProxy, Transform, VBox, WebDataSource)
+from bokeh.models import (CDSView, Column, ColumnarDataSource, Comparison, CoordinateMapping, ExamineTool, Expression, Filter,
+                          GraphHitTestPolicy, GridBox, GridPlot, GroupBox, HBox, ImageURL, LabelingPolicy, LayoutProvider,
+                          MapPlot, Mapper, PlainText, Plot, Range, Row, Scale, ScrollBox, Selection, SelectionPolicy, Spacer,
+                          TabPanel, Tabs, TickFormatter, Ticker, Tool, Toolbar, ToolProxy, Transform, VBox, WebDataSource)
+from bokeh.models.annotations.legends import LegendItem
+from bokeh.models.renderers.renderer import Renderer, RendererGroup
+from bokeh.models.renderers.tile_renderer import TileRenderer
+from bokeh.models.widgets.tables import CellEditor, CellFormatter, DataTable, GroupingInfo, HTMLTemplateFormatter, TableColumn
 from bokeh.models.annotations.dimensional import Dimensional
 from bokeh.models.annotations.geometry import AreaVisuals, BoxInteractionHandles
 from bokeh.models.annotations.html.html_annotation import HTMLAnnotation
@@ -69,6 +72,8 @@ from bokeh.models.ui.notifications import Notifications
 from bokeh.models.widgets.tables import RowAggregator
 
 from kernels.wire import BOKEH_ITEM, DATAFRAME
+
+from . import bokeh_properties
 
 SVG = "image/svg+xml"
 KEPT_TYPES = frozenset({"text/plain", "text/markdown", "image/png", "image/jpeg", "application/json",
@@ -94,8 +99,10 @@ def _allowed_models() -> frozenset[str]:
 
 
 ALLOWED_MODELS = _allowed_models()
-EMPTY_ATTRIBUTES = frozenset({"html_attributes", "stylesheets"})
-HTML_TEMPLATES = {"tooltips": "HoverTool", "title": "TableColumn", "field": "TableColumn"}
+MODEL_RULES = {name: {attr: bokeh_properties.rule(attr, name) for attr in Model.model_class_reverse_map[name].properties()}
+               for name in ALLOWED_MODELS}
+"""Each allowed model's properties and how each is checked (None: not classified, so unsafe)."""
+PROPERTIES = frozenset(attr for rules in MODEL_RULES.values() for attr in rules)
 UNESCAPED = re.compile(r"\{\s*safe\s*\}")
 SCRIPT_URL = re.compile(r"(javascript|vbscript|data:text/html)", re.IGNORECASE)
 NOT_URL_CHARACTERS = re.compile(r"[\x00-\x20]+")
@@ -140,19 +147,26 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def _is_empty(value: Any) -> bool:
-    if isinstance(value, dict) and value.get("type") == "map":
+    if isinstance(value, dict) and value.get("type") in ("map", "set"):
         return not value.get("entries")
     return value in (None, [], {})
 
 
 def check_attribute(attr: str, value: Any, model: str | None) -> None:
-    """Unsafe if ``attr`` of ``model`` (None: any model) holds HTML, CSS or callbacks."""
-    if attr in EMPTY_ATTRIBUTES and not _is_empty(value):
+    """Unsafe if ``attr`` of ``model`` (None: some allowed model) is not a classified property, or if its
+    value sets CSS, HTML, DOM, callbacks or URLs, holds HTML where BokehJS parses it, or tags an object."""
+    rules = MODEL_RULES[model] if model is not None else None
+    if (attr not in rules) if rules is not None else (attr not in PROPERTIES):
+        raise Unsafe(f"uses {model or 'a model'}.{attr}")
+    rule = rules[attr] if rules is not None else bokeh_properties.rule(attr, None)
+    if rule is None:
         raise Unsafe(f"uses {attr}")
-    owner = HTML_TEMPLATES.get(attr)
-    if owner is not None and model in (owner, None):
-        if any("<" in text or UNESCAPED.search(text) for text in _strings(value)):
-            raise Unsafe(f"uses HTML in {owner}.{attr}")
+    if rule == "empty" and not _is_empty(value):
+        raise Unsafe(f"uses {attr}")
+    if rule == "tags" and any(isinstance(tag, (dict, list)) for tag in (value if isinstance(value, list) else [value])):
+        raise Unsafe("uses tags holding objects")
+    if rule == "template" and any("<" in text or UNESCAPED.search(text) for text in _strings(value)):
+        raise Unsafe(f"uses HTML in {model or '/'.join(sorted(bokeh_properties.TEMPLATE_OWNERS[attr]))}.{attr}")
 
 
 def check_bokeh(value: Any) -> None:

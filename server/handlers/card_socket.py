@@ -35,7 +35,13 @@ sanitised by ``server/execution/sanitize.py``; a DataFrame's further rows come f
 ``GET /api/outputs/{output_id}/rows``, a Bokeh item renders with BokehJS from ``GET /api/bokeh``
 and its patches apply with ``Document.apply_json_patch``, in ``seq`` order. A message the server cannot use gets
 ``{"type": "error", "code": "bad_message", "message": ...}`` (not numbered: it is not replayed),
-and the socket stays open. A resume whose messages are no longer kept gets ``resync_required``.
+and the socket stays open. A session keeps its newest messages up to ``LiveSessions.replay_buffer_bytes``
+(8 MB); a resume some of whose messages are no longer kept first gets, not numbered::
+
+    {"type": "outputs_lost", "after": 4, "lost": 1200, "resumes_at": 1205, "message": "1200 messages (outputs) ..."}
+
+A client that falls more than ``limits.SOCKET_PENDING_BYTES`` (8 MB) behind in reading is closed with
+code 4008: it reconnects with ``?session=&after=`` to resume.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ CLIENT_MESSAGE = jsonschema.Draft202012Validator({
 
 class CardSocket(JSONSocket):
     """One socket of a live session; the session outlives it for the grace period."""
+
+    too_slow_reason = "Too far behind; reconnect with ?session=<id>&after=<last seq> to resume."
 
     user: User | None = None
     live: LiveSession | None = None
@@ -105,9 +113,7 @@ class CardSocket(JSONSocket):
         self.set_nodelay(True)  # no Nagle + delayed-ACK stall on small messages
         assert self.live is not None
         after = self.get_query_argument("after", None)
-        if not self.live.attach(self, int(after) if after and after.isdigit() else None):
-            self.send_text(json.dumps({"type": "resync_required", "seq": self.live.seq,
-                                       "message": "Messages since then are no longer kept; reload."}))
+        self.live.attach(self, int(after) if after and after.isdigit() else None)
         if after is None:
             self.live.emit({"type": "session", "session_id": self.live.id,
                             "limits": self.live.session.public()["limits"]})
@@ -118,7 +124,7 @@ class CardSocket(JSONSocket):
         try:
             body = self.read_message_as(CLIENT_MESSAGE, message)
         except ValueError as reason:
-            self.send_text(json.dumps({"type": "error", "code": "bad_message",
+            self.send_frame(json.dumps({"type": "error", "code": "bad_message",
                                        "message": f"Cannot use that message: {reason}. Send "
                                                   '{"type": "execute", "code": ...} or {"type": "interrupt"}.'}))
             return

@@ -21,7 +21,7 @@ Client to server:
     {"type": "parameters", "values": {"region": "関西"}}   run the cards with these values, for me
     {"type": "resync"}                                     send me a fresh snapshot
 
-A socket that falls more than ``limits.DASHBOARD_PENDING_BYTES`` behind is closed with code 4008 and rejoins
+A socket that falls more than ``limits.SOCKET_PENDING_BYTES`` behind is closed with code 4008 and rejoins
 for a fresh snapshot; a revoked share closes it with 4403.
 """
 
@@ -32,9 +32,7 @@ from typing import Any
 
 import jsonschema
 import structlog
-from tornado import websocket
 
-from .. import limits
 from ..errors import BIError
 from ..models import User
 from ..services.dashboard_live import DashboardHub, Room, error_result, frame_of
@@ -52,13 +50,13 @@ CLIENT_MESSAGE = jsonschema.Draft202012Validator({
 
 
 class DashboardSocket(JSONSocket):
+    too_slow_reason = "Too far behind; rejoin for a fresh snapshot."
     user: User
     room: Room | None = None
 
     def initialize(self, endpoint: str) -> None:
         super().initialize(endpoint)
         self.started = time.perf_counter()
-        self.pending_bytes = 0
 
     @property
     def hub(self) -> DashboardHub:
@@ -86,7 +84,7 @@ class DashboardSocket(JSONSocket):
         try:
             body = self.read_message_as(CLIENT_MESSAGE, message)
         except ValueError as reason:
-            self.send_text(frame_of({"type": "error", "code": "bad_message",
+            self.send_frame(frame_of({"type": "error", "code": "bad_message",
                                      "message": f"Cannot use that message: {reason}. Send "
                                                 '{"type": "parameters", "values": {...}} or {"type": "resync"}.'}))
             return
@@ -98,29 +96,7 @@ class DashboardSocket(JSONSocket):
             else:
                 await self.hub.snapshot(self, self.room)
         except BIError as exc:
-            self.send_text(frame_of({"type": "error", **error_result(exc)["outputs"][0]}))
-
-    def send_frame(self, frame: str) -> None:
-        """Write ``frame`` unless the socket is too far behind; then close it so that it rejoins."""
-        if self.ws_connection is None or self.ws_connection.is_closing():
-            return
-        if self.pending_bytes > limits.DASHBOARD_PENDING_BYTES:
-            log.warning("dashboard_socket_too_slow", dashboard_id=self.path_kwargs["dashboard_id"],
-                        pending_bytes=self.pending_bytes)
-            self.end(4008, "Too far behind; rejoin for a fresh snapshot.")
-            return
-        size = len(frame)
-        self.pending_bytes += size
-        try:
-            written = self.write_message(frame)
-        except websocket.WebSocketClosedError:
-            return
-        written.add_done_callback(lambda future: self._written(future, size))
-
-    def _written(self, future: Any, size: int) -> None:
-        self.pending_bytes -= size
-        if not future.cancelled():
-            future.exception()  # a closed socket's write: nothing more to do
+            self.send_frame(frame_of({"type": "error", **error_result(exc)["outputs"][0]}))
 
     def end(self, code: int, reason: str) -> None:
         self.close(code, reason[:120])

@@ -1,5 +1,6 @@
-"""What our JSON websockets share: authentication before the upgrade, the origin check, the
-``bi.v1`` subprotocol, TCP_NODELAY, and a client message read against a schema.
+"""What our websockets share: writes bounded in bytes (``BoundedSocket``: every socket, Jupyter's
+included), and for our JSON sockets authentication before the upgrade, the origin check, the
+``bi.v1`` subprotocol and a client message read against a schema.
 
 A browser cannot set headers on a websocket, so besides ``Authorization: Bearer <token>`` the
 token may come as a second subprotocol, ``bearer.<token>``, beside ``bi.v1``.
@@ -13,15 +14,58 @@ from typing import Any
 import jsonschema
 from tornado import websocket
 
+from .. import limits
 from ..errors import AuthenticationError
-from ..limits import SOCKET_MESSAGE_BYTES
-from .base import origin_allowed
+from .base import log, origin_allowed
 
 SUBPROTOCOL = "bi.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "bearer."
 
 
-class JSONSocket(websocket.WebSocketHandler):
+TOO_SLOW = 4008
+"""The close code of a socket whose client fell ``limits.SOCKET_PENDING_BYTES`` behind: reconnect (and resume)."""
+
+
+class BoundedSocket(websocket.WebSocketHandler):
+    """A websocket whose client must keep up: once more than ``limits.SOCKET_PENDING_BYTES`` wait to be
+    written, the socket is closed with ``TOO_SLOW`` (``too_slow_reason`` says what to do) and what
+    was queued for it is dropped, so that a client that stops reading costs at most that much."""
+
+    too_slow_reason = "Too far behind; reconnect."
+    pending_bytes = 0
+    pending_frames = 0
+
+    def send_frame(self, frame: str | bytes, binary: bool = False) -> None:
+        """Write ``frame`` unless the socket is closing; close it if its client is too far behind."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        if self.pending_bytes > limits.SOCKET_PENDING_BYTES:
+            log.warning("socket_too_slow", endpoint=self.request.path, pending_bytes=self.pending_bytes,
+                        pending_frames=self.pending_frames)
+            self.close(TOO_SLOW, self.too_slow_reason[:120])
+            self.on_too_slow()
+            return
+        data = frame.encode() if isinstance(frame, str) else frame  # the bytes Tornado queues
+        size = len(data)
+        try:
+            written = self.write_message(data, binary=binary)
+        except websocket.WebSocketClosedError:
+            return
+        self.pending_bytes += size
+        self.pending_frames += 1
+        written.add_done_callback(lambda future: self._written(future, size))
+
+    def _written(self, future: Any, size: int) -> None:
+        self.pending_bytes -= size
+        self.pending_frames -= 1
+        if not future.cancelled():
+            future.exception()  # a closed socket's write: nothing more to do
+
+    def on_too_slow(self) -> None:
+        """Called once the socket is closing for being too slow; the frames still pending may be lost."""
+
+
+class JSONSocket(BoundedSocket):
     def initialize(self, endpoint: str) -> None:
         self.endpoint = endpoint
 
@@ -43,15 +87,11 @@ class JSONSocket(websocket.WebSocketHandler):
 
     def read_message_as(self, validator: jsonschema.Draft202012Validator, message: str | bytes) -> dict[str, Any]:
         """The client's message if ``validator`` accepts it; ``ValueError`` with a reason otherwise."""
-        if len(message) > SOCKET_MESSAGE_BYTES:
-            raise ValueError(f"messages are limited to {SOCKET_MESSAGE_BYTES // 1024} KB")
+        if len(message) > limits.SOCKET_MESSAGE_BYTES:
+            raise ValueError(f"messages are limited to {limits.SOCKET_MESSAGE_BYTES // 1024} KB")
         try:
             body = json.loads(message)
             validator.validate(body)
         except jsonschema.ValidationError as exc:
             raise ValueError(exc.message) from None
         return body
-
-    def send_text(self, text: str) -> None:
-        if self.ws_connection is not None and not self.ws_connection.is_closing():
-            self.write_message(text)

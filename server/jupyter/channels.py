@@ -4,6 +4,8 @@ It speaks ``v1.kernel.websocket.jupyter.org`` when the client offers it and the 
 otherwise (``wire.py``), authenticates like the REST API (header or ``?token=``) before upgrading,
 and sets TCP_NODELAY: without it every message after the first of a reply waits out the client's
 delayed ACK (about 40 ms). A frame the server cannot read is logged and dropped; the socket stays.
+A client more than ``limits.SOCKET_PENDING_BYTES`` behind in reading is closed with code 4008; when
+it reconnects with its ``session_id`` it gets what the kernel sent meanwhile (``kernel.py``).
 """
 
 from __future__ import annotations
@@ -12,17 +14,18 @@ import time
 from typing import Any
 
 import structlog
-from tornado import websocket
 
 from ..errors import BIError
 from ..handlers.base import log, origin_allowed, refuse
+from ..handlers.socket_base import BoundedSocket
 from ..models import User
 from .handlers import request_token
 from .kernel import JupyterKernel
 from .wire import V1, BadFrame, KernelMessage, decode, encode
 
 
-class KernelChannelsHandler(websocket.WebSocketHandler):
+class KernelChannelsHandler(BoundedSocket):
+    too_slow_reason = "Too far behind; reconnect with the same session_id to get what was sent meanwhile."
     user: User | None = None
     kernel: JupyterKernel | None = None
     session_id: str | None = None
@@ -73,7 +76,11 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
         except BadFrame as exc:  # the kernel sent a part that is not JSON
             log.warning("jupyter_kernel_message_dropped", kernel_id=self.path_kwargs["kernel_id"], error=str(exc))
             return
-        self.write_message(frame, binary=isinstance(frame, bytes))
+        self.send_frame(frame, binary=isinstance(frame, bytes))
+
+    def on_too_slow(self) -> None:
+        if self.kernel is not None:  # what the kernel sends from now on is kept for this client's return
+            self.kernel.detach(self, undelivered=self.pending_frames)
 
     def end(self, reason: str) -> None:
         self.close(1000, reason[:120])

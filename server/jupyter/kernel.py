@@ -3,8 +3,9 @@
 Messages from clients go to the kernel's shell, control and stdin channels as they are, signed
 with the kernel's key. Everything the kernel sends goes to every socket connected to it: they are
 all its user's, and Jupyter clients ignore replies to requests they did not make. While no socket
-is connected, messages are kept (up to ``buffer_bytes``, oldest dropped first) and replayed to the
-next socket of the same client session (``?session_id=``), as Jupyter Server does.
+is connected, messages are kept (up to ``buffer_bytes``, oldest dropped first: ``replay.py``) and
+replayed to the next socket of the same client session (``?session_id=``), as Jupyter Server does,
+after a notice on stderr if some were dropped or a socket too slow to read them was closed.
 
 Each execute_request is held to the pool's limits from its ``busy`` status to its ``idle`` one
 (``RunLimit``, as for cards): past the wall clock or the output cap the kernel is interrupted and
@@ -28,6 +29,7 @@ import zmq
 from jupyter_client import protocol_version
 
 from ..execution.outputs import error_output, truncation_notice
+from ..execution.replay import ReplayBuffer
 from ..execution.session import Kernel, KernelSession, RunLimit, death_output
 from ..logs import get_logger
 from ..models import utcnow
@@ -78,8 +80,7 @@ class JupyterKernel:
         self._readers: list[asyncio.Task[None]] = []
         self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self._run: Run | None = None
-        self._kept: collections.deque[KernelMessage] = collections.deque()
-        self._kept_bytes = 0
+        self._kept: ReplayBuffer[KernelMessage] = ReplayBuffer(buffer_bytes)
         self._kept_for: str | None = None  # the client session the kept messages are for
         self._awaiting: str | None = None  # the shell request the kernel is answering
         self._held: collections.deque[KernelMessage] = collections.deque()  # shell requests after it
@@ -104,17 +105,29 @@ class JupyterKernel:
             return
         if not self.sockets:
             if socket.session_id is not None and socket.session_id == self._kept_for:
-                for message in self._kept:
+                lost, messages = self._kept.since(0)
+                if lost:
+                    socket.send(self._lost_notice(lost, messages[0].parent_header if messages else None))
+                for message in messages:
                     socket.send(message)
-                log.info("jupyter_replayed", kernel_id=self.id, messages=len(self._kept))
+                log.info("jupyter_replayed", kernel_id=self.id, messages=len(messages), lost=lost)
             self._kept.clear()
-            self._kept_bytes = 0
         self.sockets.add(socket)
 
-    def detach(self, socket: Socket) -> None:
+    def detach(self, socket: Socket, undelivered: int = 0) -> None:
+        """``socket`` is gone; ``undelivered`` messages sent to it may never have reached its client."""
+        if socket not in self.sockets:
+            return
         self.sockets.discard(socket)
         if not self.sockets:
             self._kept_for = socket.session_id
+            self._kept.skip(undelivered)
+
+    def _lost_notice(self, lost: int, parent: dict[str, Any] | None) -> KernelMessage:
+        text = (f"\n[{lost} kernel messages (outputs) sent while this client was away or too slow to read "
+                f"them were dropped: a kernel keeps its last {self.buffer_bytes // (1024 * 1024)} MB for a "
+                "client that reconnects.]\n")
+        return self._server_message("iopub", "stream", {"name": "stderr", "text": text}, parent or None)
 
     def receive(self, message: KernelMessage) -> None:
         """A message from a client: on to the kernel's channel (a shell request in its turn)."""
@@ -224,10 +237,7 @@ class JupyterKernel:
         for socket in list(self.sockets):
             socket.send(message)
         if not self.sockets:
-            self._kept.append(message)
-            self._kept_bytes += message.size
-            while self._kept_bytes > self.buffer_bytes:
-                self._kept_bytes -= self._kept.popleft().size
+            self._kept.append(message, message.size)
 
     def _server_message(self, channel: str, msg_type: str, content: dict[str, Any],
                         parent: dict[str, Any] | None) -> KernelMessage:

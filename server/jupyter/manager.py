@@ -5,6 +5,7 @@ from __future__ import annotations
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
+from .. import limits
 from ..errors import NotFoundError
 from ..execution.pool import KernelPool
 from ..models import User
@@ -16,8 +17,8 @@ KIND = "jupyter"
 
 class JupyterKernels(LoggingConfigurable):
     replay_buffer_bytes = Integer(
-        8 * 1024 * 1024, help="Kernel messages kept per kernel while no client is connected, replayed to "
-                              "the client session when it reconnects (oldest dropped first).").tag(config=True)
+        limits.REPLAY_BYTES, help="Kernel messages kept per kernel while no client is connected, replayed to "
+                                  "the client session when it reconnects (oldest dropped first).").tag(config=True)
 
     def __init__(self, pool: KernelPool, datasets: DatasetService, **kwargs):
         super().__init__(**kwargs)

@@ -183,6 +183,19 @@ def test_invalid_utf8_in_an_integer_column_is_reported_not_widened_away(tmp_path
     assert error.details["line"] == 202
 
 
+@pytest.mark.parametrize("stray", [b"\xe9", b"\x9a", b"\xff"])
+def test_ascii_with_one_stray_byte_is_read_as_western_not_some_rare_code_page(tmp_path, stray):
+    """Dozens of code pages tie on one byte; cp1252 is the likely one here (not cp1006, Urdu)."""
+    data = b"name,city\n" + b"alice,Paris\n" * 50 + b"bob,Par" + stray + b"s\n"
+    result, table = convert(tmp_path, data)
+    assert result.encoding == "cp1252" and table["city"][-1] == "Par" + stray.decode("cp1252") + "s"
+
+
+def test_cyrillic_is_still_read_as_cyrillic(tmp_path):
+    result, table = convert(tmp_path, "имя,город\nАнна,Москва\nИван,Санкт-Петербург\n", "cp1251")
+    assert result.encoding == "cp1251" and table["город"] == ["Москва", "Санкт-Петербург"]
+
+
 def test_utf8_with_one_corrupt_byte_is_not_read_as_a_legacy_code_page(tmp_path):
     """Mostly-valid UTF-8 is treated as UTF-8, so the damage is reported instead of mojibake."""
     data = ("名前,値\n" + "".join(f"山田{i},{i}\n" for i in range(30))).encode() + b"x,\xff\n"
@@ -389,11 +402,17 @@ def test_row_with_too_few_fields_in_a_later_block_names_its_line(tmp_path, small
     assert error.details == {"line": 302, "reason": "expected 3 fields, found 2"}
 
 
-def test_other_pyarrow_errors_become_422_with_a_clean_reason(tmp_path, small_blocks):
-    """A row larger than a block is a 422 carrying pyarrow's reason without its prefix."""
-    error = fail(tmp_path, "a,b\n1," + "x" * 2000 + "\n2,y\n")
-    assert error.message.startswith("The CSV file could not be read: ")
-    assert "straddl" in error.details["reason"] and "CSV parse error" not in error.message
+def test_a_row_longer_than_a_block_is_read_with_longer_blocks(tmp_path, small_blocks):
+    """A field of 4 blocks (as a 3 MB field is of the real 2 MB blocks) is read whole."""
+    result, table = convert(tmp_path, "a,b\n" + "1,x\n" * 200 + "2," + "長" * 700 + "\n3,y\n")
+    assert result.row_count == 202 and table["b"][200] == "長" * 700 and table["b"][-1] == "y"
+
+
+def test_a_row_longer_than_the_longest_block_is_a_422_saying_what_to_do(tmp_path, small_blocks, monkeypatch):
+    monkeypatch.setattr(csv_import, "LONGEST_ROW_BYTES", 1 << 20)
+    error = fail(tmp_path, "a,b\n" + "1,x\n" * 200 + "2," + "x" * 2_200_000 + "\n3,y\n")
+    assert error.details == {"line": None, "reason": "row longer than 1 MB"}
+    assert "longer than 1 MB" in error.message and "shorten its longest fields" in error.message
 
 
 def test_failure_removes_a_partially_written_target(tmp_path, small_blocks):

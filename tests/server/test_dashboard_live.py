@@ -151,7 +151,7 @@ async def test_bokeh_charts_and_their_patches_reach_viewers(start_cards):
 async def test_a_slow_socket_is_dropped_and_rejoins(api, monkeypatch):
     """Outputs are written to every socket; one that stops reading is closed with 4008 once too far
     behind, while the others get everything; rejoining gives a snapshot with the latest output."""
-    monkeypatch.setattr(limits, "DASHBOARD_PENDING_BYTES", 2 * 1024 * 1024)
+    monkeypatch.setattr(limits, "SOCKET_PENDING_BYTES", 2 * 1024 * 1024)
     owner = await api.login()
     spec = document(parameters=[], cards=[{"key": "total", "title": "合計", "code": "1"}])
     dashboard = (await api.fetch("POST", "/api/dashboards", token=owner, json_body=spec)).json()

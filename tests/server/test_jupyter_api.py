@@ -237,7 +237,7 @@ async def until_restarting(socket: KernelSocket) -> None:
 async def test_limits_hold_for_code_sent_over_the_socket(start_cards):
     """Wall clock (interrupt, then kill and replace), output cap and a dying kernel, on raw execute_requests."""
     api = await start_cards(KernelPool__execution_timeout=1.5, KernelPool__interrupt_grace=1.0,
-                            KernelPool__output_limit_bytes=20_000)
+                            KernelPool__output_limit_bytes=20_000, ServeApp__metrics_token="scrape-token")
     token = await api.login()
     socket = await connect(api, token, (await start_kernel(api, token))["id"], v1=False)
     await socket.execute("kept = 42")
@@ -264,7 +264,8 @@ async def test_limits_hold_for_code_sent_over_the_socket(start_cards):
     assert reply_of(died)["ename"] == "KernelDied" and "exited with status 9" in reply_of(died)["evalue"]
     await until_restarting(socket)
     assert text_of(await socket.execute("6 * 7")) == "42"
-    assert "bi_execution_timeouts_total 2.0" in (await api.fetch("GET", "/metrics")).body.decode()
+    metrics = await api.fetch("GET", "/metrics", headers={"Authorization": "Bearer scrape-token"})
+    assert "bi_execution_timeouts_total 2.0" in metrics.body.decode()
 
 
 async def test_back_to_back_requests_all_get_their_replies(start_cards):

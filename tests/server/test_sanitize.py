@@ -117,7 +117,7 @@ def with_image_url():
 
 UNSAFE = {
     "CustomJS on a widget": (with_slider_callback, ("uses Slider", "uses CustomJS")),
-    "CustomJS on a figure": (with_figure_callback, ("uses CustomJS",)),
+    "CustomJS on a figure": (with_figure_callback, ("uses CustomJS", "uses js_event_callbacks")),
     "CustomJSHover": (lambda: with_hover([("y", "@y{custom}")], **{"@y": CustomJSHover(code="return 1")}),
                       ("uses CustomJSHover",)),
     "Div": (lambda: column(Div(text="<img src=x onerror=alert(1)>"), chart()), ("uses Div",)),
@@ -131,7 +131,8 @@ UNSAFE = {
     "HTML column title": (lambda: DataTable(source=source(), columns=[TableColumn(field="y", title="<b>y</b>")]),
                           ("uses HTML in TableColumn.title",)),
     "OpenURL": (lambda: with_tool(TapTool(callback=OpenURL(url="javascript:alert(1)"))), ("uses OpenURL",)),
-    "javascript: redirect": (lambda: with_tool(HelpTool(redirect=" JaVa\tScript:alert(1)")), ("uses a script URL",)),
+    "javascript: redirect": (lambda: with_tool(HelpTool(redirect=" JaVa\tScript:alert(1)")),
+                             ("uses a script URL", "uses redirect")),
     "ImageURL": (with_image_url, ("uses ImageURL",)),
     "html_attributes": (lambda: chart(html_attributes={"onmouseover": "alert(1)"}), ("uses html_attributes",)),
     "stylesheets": (lambda: chart(stylesheets=[":host { background: url(https://evil.example/t) }"]),
@@ -177,7 +178,7 @@ def test_safe_patches_pass_unchanged():
 
 
 @pytest.mark.parametrize(("change", "reason"), [
-    (lambda plot: plot.js_on_event("tap", CustomJS(code="alert(1)")), "uses CustomJS"),
+    (lambda plot: plot.js_on_event("tap", CustomJS(code="alert(1)")), "uses js_event_callbacks"),
     (lambda plot: setattr(plot, "html_attributes", {"onclick": "alert(1)"}), "uses html_attributes"),
     (lambda plot: plot.add_tools(HoverTool(tooltips="<img src=x onerror=alert(1)>")),
      "uses HTML in HoverTool.tooltips"),

@@ -107,7 +107,8 @@ async def test_errors_and_bad_requests(start_cards):
 
 async def test_wall_clock_interrupts_then_kills(start_cards):
     """Past the limit a loop is interrupted (408, variables kept); code ignoring SIGINT is killed (408, fresh kernel)."""
-    api = await start_cards(KernelPool__execution_timeout=1.5, KernelPool__interrupt_grace=1.0)
+    api = await start_cards(KernelPool__execution_timeout=1.5, KernelPool__interrupt_grace=1.0,
+                            ServeApp__metrics_token="scrape-token")
     token = await api.login()
     session_id = await open_session(api, token)
     await run(api, token, session_id, "kept = 42")
@@ -127,7 +128,7 @@ async def test_wall_clock_interrupts_then_kills(start_cards):
     assert "variables are lost" in stubborn.json()["error"]["message"]
     after = (await run(api, token, session_id, "'kept' in dir()")).json()
     assert after["status"] == "ok" and after["outputs"][-1]["data"]["text/plain"] == "False"
-    metrics = (await api.fetch("GET", "/metrics")).body.decode()
+    metrics = (await api.fetch("GET", "/metrics", headers={"Authorization": "Bearer scrape-token"})).body.decode()
     assert "bi_execution_timeouts_total 2.0" in metrics
 
 

@@ -80,11 +80,12 @@ async def test_cors_allowed_origin(start_server):
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
-async def test_metrics(api):
+async def test_metrics(start_server):
     """/metrics counts responses by route and status class and has a latency histogram."""
+    api = await start_server(ServeApp__metrics_token="scrape-token")
     await api.fetch("GET", "/api/health")
     await api.fetch("GET", "/api/me")
-    text = (await api.fetch("GET", "/metrics")).body.decode()
+    text = (await api.fetch("GET", "/metrics", headers={"Authorization": "Bearer scrape-token"})).body.decode()
     assert 'bi_http_responses_total{endpoint="/api/health",method="GET",status_class="2xx"} 1.0' in text
     assert 'bi_http_responses_total{endpoint="/api/me",method="GET",status_class="4xx"} 1.0' in text
     assert 'bi_http_request_duration_seconds_bucket{endpoint="/api/health",le="0.005",method="GET"}' in text

@@ -113,7 +113,7 @@ export class CardConnection {
       this.lastSeq = message.seq;
     }
     if (message.type === "session") this.sessionId = message.session_id ?? null;
-    if (message.type === "closed" || message.type === "broken" || message.type === "resync_required") {
+    if (message.type === "closed" || message.type === "broken") {
       this.sessionId = null;
       this.lastSeq = 0;
     }

@@ -179,6 +179,9 @@ class CardEditor implements Page {
           this.idle();
         }
         break;
+      case "outputs_lost":
+        this.outputs.note(message.message ?? "Some outputs were lost while the connection was down.", "error");
+        break;
       case "kernel_restarted":
         this.outputs.note(`The kernel was restarted: ${message.reason ?? ""}. Variables from earlier runs are gone.`, "error");
         break;

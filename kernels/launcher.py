@@ -8,6 +8,8 @@ that directory, and nothing else of the host that is writable, into the kernel's
 Without the uid layer (an agent that is not root) every kernel runs as the agent's own uid; without
 the mount view, the kernel's workdir is ``work/`` in that directory rather than a private tmpfs,
 so Landlock's one writable path is still the kernel's own.
+
+A kernel's stdout and stderr are a pipe of its own that the launcher reads (``kernels.kernel_output``).
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import secrets
 import shutil
 import signal
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jupyter_client.asynchronous import AsyncKernelClient
 
+from .kernel_output import KernelOutput
+from .limits import KERNEL_LOG_LINES_PER_SECOND
 from .sandbox import SandboxConfig, UidAllocator
 from .template_client import TemplateClient
 
@@ -72,9 +77,11 @@ class KernelLauncher:
     """Forks kernels through the template, each in its own sandbox (with its own uid, given ``uids``)."""
 
     def __init__(self, run_dir: Path, uids: UidAllocator | None, sandbox_defaults: dict[str, Any] | None = None,
-                 start_timeout: float = 30):
+                 start_timeout: float = 30, log_lines_per_second: int = KERNEL_LOG_LINES_PER_SECOND):
         self.run_dir = run_dir
         self.start_timeout = start_timeout
+        self.log_lines_per_second = log_lines_per_second
+        self.outputs: dict[str, KernelOutput] = {}
         self.uids = uids
         self.sandbox_defaults = sandbox_defaults or {}
         self.kernels: dict[str, LaunchedKernel] = {}
@@ -105,9 +112,14 @@ class KernelLauncher:
             config = self._sandbox(kernel_id, directory, uid)
             connection = self._prepare_directory(directory, config)
             self.exited[kernel_id] = asyncio.get_running_loop().create_future()
-            pid = await self.template.spawn({
-                "kernel_id": kernel_id, "connection_file": str(directory / "connection.json"),
-                "dataset_dir": str(directory / "datasets"), "sandbox": dataclasses.asdict(config)})
+            read_end, write_end = os.pipe()
+            self.outputs[kernel_id] = KernelOutput(kernel_id, read_end, self.log_lines_per_second)
+            try:
+                pid = await self.template.spawn({
+                    "kernel_id": kernel_id, "connection_file": str(directory / "connection.json"),
+                    "dataset_dir": str(directory / "datasets"), "sandbox": dataclasses.asdict(config)}, write_end)
+            finally:
+                os.close(write_end)
         except BaseException:
             self._cleanup(kernel_id, directory, uid, None)
             raise
@@ -184,6 +196,9 @@ class KernelLauncher:
 
     def _cleanup(self, kernel_id: str, directory: Path, uid: int | None, sandbox: SandboxConfig | None) -> None:
         self.exited.pop(kernel_id, None)
+        output = self.outputs.pop(kernel_id, None)
+        if output is not None:
+            output.close()
         if sandbox is not None and sandbox.applies("cgroup"):
             sandbox.cgroup().remove()
         shutil.rmtree(directory, ignore_errors=True)

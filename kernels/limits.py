@@ -10,3 +10,11 @@ OUTPUT_BYTES = 5 * 1024 * 1024
 
 ARROW_BYTES = 50 * 1024 * 1024
 """The largest Arrow table a DataFrame output carries for paging."""
+
+# What a kernel writes to its own fds 1 and 2 reaches the agent's log only as bounded events
+# (``kernels.kernel_output``).
+KERNEL_LOG_LINE_BYTES = 8 * 1024
+"""The longest line of a kernel's stdout/stderr that is logged; the rest of the line is cut."""
+
+KERNEL_LOG_LINES_PER_SECOND = 50
+"""Lines of one kernel's stdout/stderr logged per second (and as a burst); the rest are counted and dropped."""

@@ -1,8 +1,10 @@
 """Start sandboxed kernels forked from the template, and stop them.
 
-Each kernel gets a host directory ``<run_dir>/<first characters of its id>/`` holding its ipc sockets and
-its connection file (owned by the kernel's uid, mode 0700: no other kernel can connect),
-and a ``datasets/`` folder the agent fills and the kernel may only read. The sandbox binds
+Each kernel gets a host directory ``<run_dir>/<first characters of its id>/`` holding its connection
+file and its ipc sockets in ``ipc/`` (owned by the kernel's uid, mode 0700: no other kernel can
+connect), and a ``datasets/`` folder the agent fills and the kernel may only read. Where the agent
+can mount (the mount view applies), ``ipc/`` is a tmpfs of ``IPC_DIR_INODES`` inodes, so the
+kernel's socket files never take the host's; after start the kernel makes none anyway (``sandbox.seal``). The sandbox binds
 that directory, and nothing else of the host that is writable, into the kernel's view.
 
 Without the uid layer (an agent that is not root) every kernel runs as the agent's own uid; without
@@ -29,14 +31,14 @@ from typing import Any
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from .kernel_output import KernelOutput
-from .limits import KERNEL_LOG_LINES_PER_SECOND
-from .sandbox import SandboxConfig, UidAllocator
+from .limits import IPC_DIR_BYTES, IPC_DIR_INODES, KERNEL_LOG_LINES_PER_SECOND
+from .sandbox import SandboxConfig, UidAllocator, mounts
 from .template_client import TemplateClient
 
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 DIRECTORY_NAME_LENGTH = 12
 SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
-SOCKET_SUFFIX = "/kernel-5"
+SOCKET_SUFFIX = "/ipc/kernel-5"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +103,8 @@ class KernelLauncher:
                              f"({longest} > {SOCKET_PATH_MAX} bytes); pick a shorter one")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o711)
+        for stale in mounts.mounts_beneath(str(self.run_dir)):  # ipc tmpfs of an agent that was killed
+            mounts.unmount(stale)
         await self.template.start()
 
     async def launch(self) -> LaunchedKernel:
@@ -159,11 +163,14 @@ class KernelLauncher:
     def _prepare_directory(self, directory: Path, config: SandboxConfig) -> dict[str, Any]:
         directory.mkdir(mode=0o700)
         (directory / "datasets").mkdir(mode=0o755)
-        owned = [directory / "connection.json", directory]
-        if not config.applies("mounts"):
+        (directory / "ipc").mkdir(mode=0o700)
+        owned = [directory / "connection.json", directory, directory / "ipc"]
+        if config.applies("mounts"):
+            mounts.mount_tmpfs(str(directory / "ipc"), IPC_DIR_BYTES, IPC_DIR_INODES, (config.uid, config.gid))
+        else:
             (directory / "work").mkdir(mode=0o700)
             owned.append(directory / "work")
-        connection = {"transport": "ipc", "ip": str(directory / "kernel"),
+        connection = {"transport": "ipc", "ip": str(directory / "ipc" / "kernel"),
                       "key": secrets.token_hex(32), "signature_scheme": "hmac-sha256",
                       **{f"{name}_port": number for number, name in enumerate(CHANNELS, 1)}}
         file = directory / "connection.json"
@@ -201,6 +208,8 @@ class KernelLauncher:
             output.close()
         if sandbox is not None and sandbox.applies("cgroup"):
             sandbox.cgroup().remove()
+        for mount in mounts.mounts_beneath(str(directory)):
+            mounts.unmount(mount)
         shutil.rmtree(directory, ignore_errors=True)
         if self.uids is not None and uid is not None:
             self.uids.release(uid)

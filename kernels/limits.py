@@ -18,3 +18,14 @@ KERNEL_LOG_LINE_BYTES = 8 * 1024
 
 KERNEL_LOG_LINES_PER_SECOND = 50
 """Lines of one kernel's stdout/stderr logged per second (and as a burst); the rest are counted and dropped."""
+
+# Inodes: a kernel makes no socket file after start (``kernels.sandbox.seccomp_filter``), and where the
+# agent can mount, its ipc directory and its workdir are tmpfs with these bounds.
+IPC_DIR_INODES = 16
+"""Inodes of a kernel's ipc directory: its five sockets and the directory itself, with room to spare."""
+
+IPC_DIR_BYTES = 64 * 1024
+"""Size of a kernel's ipc directory (sockets take no blocks)."""
+
+WORKDIR_INODES = 16384
+"""Files and directories a kernel may have in its workdir at once."""

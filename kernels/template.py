@@ -31,6 +31,7 @@ import select
 import signal
 import socket
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -72,8 +73,12 @@ def run_child(request: dict[str, Any]) -> None:
     status = 1
     try:
         sandbox.enter(request["sandbox"])
-        kernel.serve(request["connection_file"], request["dataset_dir"])
+        kernel.serve(request["connection_file"], request["dataset_dir"],
+                     on_bound=lambda: sandbox.seal(request["sandbox"]))
         status = 0
+    except Exception:  # noqa: BLE001 - whatever it was, the agent logs it and the child exits
+        traceback.print_exc(file=sys.__stderr__)  # to the agent's log, as this kernel's output
+        sys.__stderr__.flush()
     finally:
         os._exit(status)
 

@@ -1,0 +1,77 @@
+"""A kernel cannot exhaust the host's inodes (or a file system's entries) from card code.
+
+The attack: bind AF_UNIX sockets by the thousand in the kernel's ipc directory (a host path: today
+150,000 socket files in 5 s), in its workdir, ``mknod`` a socket, hard-link its own socket files,
+and create files in the workdir until something stops it. Once the kernel has bound its own
+sockets, seccomp denies ``bind``, ``mknod`` and ``link`` in every thread (EPERM); the ipc
+directory is a tmpfs of a few inodes where the agent can mount one, and the workdir tmpfs has an
+inode limit (ENOSPC).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kernels.limits import IPC_DIR_INODES, WORKDIR_INODES
+from tests.kernels import conftest as kernel_fixtures
+from tests.kernels.test_attacks import EPERM, attack
+
+launcher, sandbox_defaults = kernel_fixtures.launcher, kernel_fixtures.sandbox_defaults
+SOCKETS = 2000
+
+MAKE = '''
+socket, stat = sys.modules["socket"], sys.modules["stat"]
+
+
+def many(make, count):
+    """How many of ``count`` ``make(i)`` calls worked, and the errno that stopped them."""
+    made = 0
+    try:
+        for i in range(count):
+            make(i)
+            made += 1
+    except OSError as e:
+        return f"{made}, then {errno.errorcode[e.errno]}"
+    return f"{made}"
+
+
+def bind(path):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(path)
+
+
+def touch(path):
+    builtins.open(path, "w").close()
+
+
+ipc, work = ARGS["ipc"], os.getcwd()
+RESULTS["sockets in the ipc dir"] = many(lambda i: bind(f"{ipc}/s{i}"), ARGS["sockets"])
+RESULTS["sockets in the workdir"] = many(lambda i: bind(f"{work}/s{i}"), ARGS["sockets"])
+attempt("mknod a socket", lambda: os.mknod(f"{ipc}/node", stat.S_IFSOCK | 0o600))
+attempt("link a socket", lambda: os.link(ARGS["own_socket"], f"{ipc}/link"))
+RESULTS["files in the workdir"] = many(lambda i: touch(f"{work}/f{i}"), ARGS["files"])
+'''
+
+
+async def test_no_socket_files_after_start_and_bounded_inodes(launcher):
+    kernel = await launcher.launch()
+    ipc = os.path.dirname(kernel.connection["ip"])
+    before = sorted(os.listdir(ipc))
+    seen = await attack(launcher, kernel, MAKE, ipc=ipc, sockets=SOCKETS, files=WORKDIR_INODES + 100,
+                        own_socket=f"{kernel.connection['ip']}-1")
+    files = seen.pop("files in the workdir")
+    assert seen == {"sockets in the ipc dir": "0, then EPERM", "sockets in the workdir": "0, then EPERM",
+                    "mknod a socket": EPERM, "link a socket": EPERM}
+    made, _, error = files.partition(", then ")
+    assert int(made) <= WORKDIR_INODES and error == "ENOSPC", files
+    assert sorted(os.listdir(ipc)) == before
+
+
+async def test_ipc_dir_is_a_small_tmpfs(launcher):
+    """Where the agent can mount (root), the kernel's ipc directory is a tmpfs of a few inodes."""
+    kernel = await launcher.launch()
+    ipc = os.path.dirname(kernel.connection["ip"])
+    mounts = [line.split() for line in Path("/proc/self/mounts").read_text().splitlines()]
+    assert [fields[2] for fields in mounts if fields[1] == ipc] == ["tmpfs"]
+    assert os.statvfs(ipc).f_files == IPC_DIR_INODES

@@ -153,7 +153,8 @@ class KernelLauncher:
     def _sandbox(self, kernel_id: str, directory: Path, uid: int | None) -> SandboxConfig:
         """The kernel's sandbox: its uid, or the agent's; its workdir in ``directory`` without a mount view."""
         ids = {"uid": uid, "gid": uid} if uid is not None else {"uid": os.getuid(), "gid": os.getgid()}
-        config = SandboxConfig(**ids, ipc_dir=str(directory), name=kernel_id, **self.sandbox_defaults)
+        config = SandboxConfig(**ids, ipc_dir=str(directory), socket_dir=str(directory / "ipc"), name=kernel_id,
+                               **self.sandbox_defaults)
         if not config.applies("mounts"):
             workdir = str(directory / "work")
             config.workdir = workdir

@@ -3,11 +3,12 @@
 Each right is handled from the ABI that introduced it (``RIGHTS_SINCE``): a ruleset naming a right
 the running kernel does not know is refused (EINVAL), so no kernel would start.
 
-- ABI 1-3: file access (2 adds ``REFER``, 3 ``TRUNCATE``; 5 adds ``IOCTL_DEV``). Read and execute beneath ``readable``; everything beneath ``writable``
-  (a directory) or read and write of it (a file such as ``/dev/null``); beneath ``sockets``
-  (the kernel's ipc directory, which its uid owns on the host) only reading, binding unix sockets
-  and removing files (ZeroMQ unlinks its socket files), so a kernel can neither fill the host's
-  disk there nor swap the agent's dataset folder for a symlink; nothing elsewhere.
+- ABI 1-3: file access (2 adds ``REFER``, 3 ``TRUNCATE``; 5 adds ``IOCTL_DEV``). Read and execute
+  beneath ``readable``; everything but making unix sockets beneath ``writable`` (a directory) or
+  read and write of it (a file such as ``/dev/null``); beneath ``sockets`` (the kernel's ipc
+  directory, which its uid owns) only reading, binding unix sockets and removing files (ZeroMQ
+  unlinks its socket files), so a kernel can neither fill the host's disk there nor swap the
+  agent's dataset folder for a symlink, and makes socket files nowhere else; nothing elsewhere.
 - ABI >= 4: no TCP ``bind`` or ``connect`` at all.
 - ABI >= 6: no signals to processes outside the sandbox's domain, no abstract unix sockets
   outside it.
@@ -72,7 +73,7 @@ def handled(version: int) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class Landlock:
-    """A Landlock domain: read/execute beneath ``readable``, full access beneath ``writable``,
+    """A Landlock domain: read/execute beneath ``readable``, full access but sockets beneath ``writable``,
     unix sockets beneath ``sockets``."""
 
     readable: Sequence[str] = ("/",)
@@ -93,7 +94,7 @@ class Landlock:
             for path in self.readable:
                 self._allow(ruleset, path, fs & (EXECUTE | READ_FILE | READ_DIR))
             for path in self.writable:
-                self._allow(ruleset, path, fs)
+                self._allow(ruleset, path, fs & ~MAKE_SOCK)
             for path in self.sockets:
                 self._allow(ruleset, path, fs & (READ_FILE | READ_DIR | MAKE_SOCK | REMOVE_FILE))
             syscall("landlock", "landlock_restrict_self", ctypes.c_int(ruleset), ctypes.c_uint32(0))

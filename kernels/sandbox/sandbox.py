@@ -65,6 +65,7 @@ class SandboxConfig:
     uid: int
     gid: int
     ipc_dir: str | None = None          # host directory of the kernel's ipc sockets, bound read-write
+    socket_dir: str | None = None       # where beneath ipc_dir the kernel binds its sockets (default: ipc_dir)
     name: str | None = None             # the kernel's cgroup name (its id)
     workdir: str = "/tmp/workdir"
     workdir_size_mb: int = 256
@@ -146,7 +147,7 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
         privileges.no_new_privs()
     if config.applies("landlock"):
         Landlock(readable=("/",), writable=(config.workdir, "/dev/null"),
-                 sockets=(config.ipc_dir,) if config.ipc_dir else ()).apply()
+                 sockets=(config.socket_dir or config.ipc_dir,) if config.ipc_dir else ()).apply()
     if config.applies("seccomp"):
         SeccompFilter().apply()
 

@@ -59,11 +59,13 @@ def _files(workdir: Path, outside: Path, version: int | None = None) -> dict[str
         "read /etc": attempt(lambda: open("/etc/hostname").read()),
         "write outside": attempt(lambda: (outside.parent / "planted").write_text("x")),
         "write workdir": attempt(lambda: (workdir / "ok").write_text("x")),
+        "socket in workdir": attempt(lambda: socket.socket(socket.AF_UNIX).bind(str(workdir / "s"))),
     }
 
 
 def test_files_beneath_allowed_paths_only(tmp_path):
-    """Even as root, reads only beneath ``readable`` and writes only beneath ``writable`` succeed."""
+    """Even as root, reads only beneath ``readable`` and writes only beneath ``writable`` succeed;
+    sockets are made only beneath ``sockets``."""
     _require_abi(1)
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -72,6 +74,7 @@ def test_files_beneath_allowed_paths_only(tmp_path):
     assert run(_files, workdir, outside).ok() == {
         "read /usr": "ok", "read outside": "PermissionError:EACCES", "read /etc": "PermissionError:EACCES",
         "write outside": "PermissionError:EACCES", "write workdir": "ok",
+        "socket in workdir": "PermissionError:EACCES",
     }
     assert not (tmp_path / "planted").exists()
 

@@ -33,6 +33,7 @@ from .admission import DEFAULT_MAX_KERNELS, Admission
 from .agent import make_app
 from .image import image_version
 from .launcher import KernelLauncher
+from .limits import KERNEL_LOG_LINES_PER_SECOND
 from .logs import configure_logging
 from .pool import WarmPool
 from .relay import Relays, parse_port_range
@@ -72,6 +73,9 @@ class ExecutorApp(Application):
                                    "ports).").tag(config=True)
     max_kernels = Integer(DEFAULT_MAX_KERNELS, help="Kernels handed out and alive at once; beyond, "
                                                     "POST /kernels answers 503.").tag(config=True)
+    kernel_log_lines_per_second = Integer(KERNEL_LOG_LINES_PER_SECOND, help="Lines of each kernel's stdout and "
+                                          "stderr logged per second; the rest are counted and dropped."
+                                          ).tag(config=True)
     drain_timeout = Float(100, help="Seconds the first SIGTERM waits for handed-out kernels to end before "
                                     "stopping (keep it below ECS's stopTimeout, 120 s).").tag(config=True)
 
@@ -138,7 +142,8 @@ class ExecutorApp(Application):
     async def serve(self, public_key, health: dict, missing: tuple[str, ...], ports: range | None) -> None:
         single_tenant = "uid" in missing
         uids = None if single_tenant else UidAllocator(self.uid_first, self.uid_count)
-        launcher = KernelLauncher(Path(self.run_dir), uids, self._sandbox_defaults(missing))
+        launcher = KernelLauncher(Path(self.run_dir), uids, self._sandbox_defaults(missing),
+                                  log_lines_per_second=self.kernel_log_lines_per_second)
         await launcher.start()
         pool = WarmPool(launcher, self.pool_size)
         await pool.start()

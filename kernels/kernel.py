@@ -30,7 +30,10 @@ processes; ``tests/kernels/test_kernel.py`` checks that with audit hooks.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 # No debugger: debugpy would start an adapter process, and importing it already runs `uname -p`.
@@ -61,6 +64,8 @@ from traitlets.config import Config
 
 from kernels import bokeh_output, helpers, policy, table_output
 from kernels.limits import ARROW_BYTES
+
+HEARTBEAT_BIND_SECONDS = 10
 
 
 class LockedDownKernel(IPythonKernel):
@@ -129,11 +134,24 @@ class LockedDownKernelApp(IPKernelApp):
         """No startup files, PYTHONSTARTUP or exec_lines."""
 
 
-def serve(connection_file: str, dataset_dir: str = helpers.DEFAULT_DATASET_DIR) -> None:
-    """Serve a kernel in this process until it is shut down (for the template's forked children)."""
+def serve(connection_file: str, dataset_dir: str = helpers.DEFAULT_DATASET_DIR,
+          on_bound: Callable[[], None] | None = None) -> None:
+    """Serve a kernel in this process until it is shut down (for the template's forked children).
+
+    ``on_bound`` runs once every socket is bound (``ipc`` only: the heartbeat binds in its own
+    thread), before the first request is served: the sandbox's ``seal``.
+    """
     config = Config({"LockedDownKernel": {"dataset_dir": dataset_dir}})
     app = LockedDownKernelApp.instance(config=config)
     app.initialize(["-f", connection_file])
+    if on_bound is not None:
+        heartbeat = f"{app.ip}-{app.hb_port}"
+        deadline = time.monotonic() + HEARTBEAT_BIND_SECONDS
+        while not os.path.exists(heartbeat):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the heartbeat socket {heartbeat} was not bound in {HEARTBEAT_BIND_SECONDS} s")
+            time.sleep(0.001)
+        on_bound()
     app.start()
 
 

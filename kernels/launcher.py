@@ -1,13 +1,17 @@
 """Start sandboxed kernels forked from the template, and stop them.
 
-Each kernel gets a host directory ``<run_dir>/<first characters of its id>/`` holding its ipc sockets and
-its connection file (owned by the kernel's uid, mode 0700: no other kernel can connect),
-and a ``datasets/`` folder the agent fills and the kernel may only read. The sandbox binds
+Each kernel gets a host directory ``<run_dir>/<first characters of its id>/`` holding its connection
+file and its ipc sockets in ``ipc/`` (owned by the kernel's uid, mode 0700: no other kernel can
+connect), and a ``datasets/`` folder the agent fills and the kernel may only read. Where the agent
+can mount (the mount view applies), ``ipc/`` is a tmpfs of ``IPC_DIR_INODES`` inodes, so the
+kernel's socket files never take the host's; after start the kernel makes none anyway (``sandbox.seal``). The sandbox binds
 that directory, and nothing else of the host that is writable, into the kernel's view.
 
 Without the uid layer (an agent that is not root) every kernel runs as the agent's own uid; without
 the mount view, the kernel's workdir is ``work/`` in that directory rather than a private tmpfs,
 so Landlock's one writable path is still the kernel's own.
+
+A kernel's stdout and stderr are a pipe of its own that the launcher reads (``kernels.kernel_output``).
 """
 
 from __future__ import annotations
@@ -20,20 +24,22 @@ import secrets
 import shutil
 import signal
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
-from collections.abc import Callable
 
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 
-from .sandbox import SandboxConfig, UidAllocator
+from .kernel_output import KernelOutput
+from .limits import IPC_DIR_BYTES, IPC_DIR_INODES, KERNEL_LOG_LINES_PER_SECOND
+from .sandbox import SandboxConfig, UidAllocator, mounts
 from .template_client import TemplateClient
 
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 DIRECTORY_NAME_LENGTH = 12
 SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
-SOCKET_SUFFIX = "/kernel-5"
+SOCKET_SUFFIX = "/ipc/kernel-5"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +80,11 @@ class KernelLauncher:
     """Forks kernels through the template, each in its own sandbox (with its own uid, given ``uids``)."""
 
     def __init__(self, run_dir: Path, uids: UidAllocator | None, sandbox_defaults: dict[str, Any] | None = None,
-                 start_timeout: float = 30):
+                 start_timeout: float = 30, log_lines_per_second: int = KERNEL_LOG_LINES_PER_SECOND):
         self.run_dir = run_dir
         self.start_timeout = start_timeout
+        self.log_lines_per_second = log_lines_per_second
+        self.outputs: dict[str, KernelOutput] = {}
         self.uids = uids
         self.sandbox_defaults = sandbox_defaults or {}
         self.kernels: dict[str, LaunchedKernel] = {}
@@ -96,6 +104,8 @@ class KernelLauncher:
                              f"({longest} > {SOCKET_PATH_MAX} bytes); pick a shorter one")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o711)
+        for stale in mounts.mounts_beneath(str(self.run_dir)):  # ipc tmpfs of an agent that was killed
+            mounts.unmount(stale)
         await self.template.start()
 
     async def launch(self) -> LaunchedKernel:
@@ -107,9 +117,14 @@ class KernelLauncher:
             config = self._sandbox(kernel_id, directory, uid)
             connection = self._prepare_directory(directory, config)
             self.exited[kernel_id] = asyncio.get_running_loop().create_future()
-            pid = await self.template.spawn({
-                "kernel_id": kernel_id, "connection_file": str(directory / "connection.json"),
-                "dataset_dir": str(directory / "datasets"), "sandbox": dataclasses.asdict(config)})
+            read_end, write_end = os.pipe()
+            self.outputs[kernel_id] = KernelOutput(kernel_id, read_end, self.log_lines_per_second)
+            try:
+                pid = await self.template.spawn({
+                    "kernel_id": kernel_id, "connection_file": str(directory / "connection.json"),
+                    "dataset_dir": str(directory / "datasets"), "sandbox": dataclasses.asdict(config)}, write_end)
+            finally:
+                os.close(write_end)
         except BaseException:
             self._cleanup(kernel_id, directory, uid, None)
             raise
@@ -139,7 +154,8 @@ class KernelLauncher:
     def _sandbox(self, kernel_id: str, directory: Path, uid: int | None) -> SandboxConfig:
         """The kernel's sandbox: its uid, or the agent's; its workdir in ``directory`` without a mount view."""
         user, group = (uid, uid) if uid is not None else (os.getuid(), os.getgid())
-        config = SandboxConfig(uid=user, gid=group, ipc_dir=str(directory), name=kernel_id, **self.sandbox_defaults)
+        config = SandboxConfig(uid=user, gid=group, ipc_dir=str(directory), socket_dir=str(directory / "ipc"), name=kernel_id,
+                               **self.sandbox_defaults)
         if not config.applies("mounts"):
             workdir = str(directory / "work")
             config.workdir = workdir
@@ -149,11 +165,14 @@ class KernelLauncher:
     def _prepare_directory(self, directory: Path, config: SandboxConfig) -> dict[str, Any]:
         directory.mkdir(mode=0o700)
         (directory / "datasets").mkdir(mode=0o755)
-        owned = [directory / "connection.json", directory]
-        if not config.applies("mounts"):
+        (directory / "ipc").mkdir(mode=0o700)
+        owned = [directory / "connection.json", directory, directory / "ipc"]
+        if config.applies("mounts"):
+            mounts.mount_tmpfs(str(directory / "ipc"), IPC_DIR_BYTES, IPC_DIR_INODES, (config.uid, config.gid))
+        else:
             (directory / "work").mkdir(mode=0o700)
             owned.append(directory / "work")
-        connection = {"transport": "ipc", "ip": str(directory / "kernel"),
+        connection = {"transport": "ipc", "ip": str(directory / "ipc" / "kernel"),
                       "key": secrets.token_hex(32), "signature_scheme": "hmac-sha256",
                       **{f"{name}_port": number for number, name in enumerate(CHANNELS, 1)}}
         file = directory / "connection.json"
@@ -186,8 +205,13 @@ class KernelLauncher:
 
     def _cleanup(self, kernel_id: str, directory: Path, uid: int | None, sandbox: SandboxConfig | None) -> None:
         self.exited.pop(kernel_id, None)
+        output = self.outputs.pop(kernel_id, None)
+        if output is not None:
+            output.close()
         if sandbox is not None and sandbox.applies("cgroup"):
             sandbox.cgroup().remove()
+        for mount in mounts.mounts_beneath(str(directory)):
+            mounts.unmount(mount)
         shutil.rmtree(directory, ignore_errors=True)
         if self.uids is not None and uid is not None:
             self.uids.release(uid)

@@ -10,3 +10,22 @@ OUTPUT_BYTES = 5 * 1024 * 1024
 
 ARROW_BYTES = 50 * 1024 * 1024
 """The largest Arrow table a DataFrame output carries for paging."""
+
+# What a kernel writes to its own fds 1 and 2 reaches the agent's log only as bounded events
+# (``kernels.kernel_output``).
+KERNEL_LOG_LINE_BYTES = 8 * 1024
+"""The longest line of a kernel's stdout/stderr that is logged; the rest of the line is cut."""
+
+KERNEL_LOG_LINES_PER_SECOND = 50
+"""Lines of one kernel's stdout/stderr logged per second (and as a burst); the rest are counted and dropped."""
+
+# Inodes: a kernel makes no socket file after start (``kernels.sandbox.seccomp_filter``), and where the
+# agent can mount, its ipc directory and its workdir are tmpfs with these bounds.
+IPC_DIR_INODES = 16
+"""Inodes of a kernel's ipc directory: its five sockets and the directory itself, with room to spare."""
+
+IPC_DIR_BYTES = 64 * 1024
+"""Size of a kernel's ipc directory (sockets take no blocks)."""
+
+WORKDIR_INODES = 16384
+"""Files and directories a kernel may have in its workdir at once."""

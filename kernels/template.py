@@ -4,10 +4,16 @@ The executor agent starts it as ``python -m kernels.template FD`` with a socket 
 descriptor FD, and talks JSON lines over it:
 
     -> {"op": "spawn", "kernel_id": "...", "connection_file": "...", "dataset_dir": "...", "sandbox": {...}}
+       with the write end of the kernel's output pipe attached (SCM_RIGHTS)
     <- {"event": "ready", "pid": 1000}                      (once, after the imports)
     <- {"event": "spawned", "kernel_id": "...", "pid": 1234}
     <- {"event": "exited", "kernel_id": "...", "pid": 1234, "status": -9}
     <- {"event": "error", "kernel_id": "...", "message": "..."}
+
+Each child's fd 0 is ``/dev/null`` and its fds 1 and 2 the pipe that came with its request, which
+the agent reads (``kernels.kernel_output``): the template's own stdio (the agent's, hence the
+server's log) and the pipes of other requests never reach a kernel. Everything else the child
+inherits is pointed at ``/dev/null`` by the sandbox.
 
 It never runs card code itself. It must stay single-threaded so that fork is safe: the agent
 starts it with BLAS and jemalloc background threads switched off, and it checks at start.
@@ -17,6 +23,7 @@ sockets (``kernels.kernel.serve``); the template reaps it and reports its exit.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import json
 import os
@@ -24,8 +31,9 @@ import select
 import signal
 import socket
 import sys
-from typing import Any
+import traceback
 from collections.abc import Callable
+from typing import Any
 
 PRELOAD = ("numpy", "pandas", "pyarrow", "pyarrow.parquet", "bokeh.plotting", "bokeh.embed",
            "bokeh.io", "zmq", "ipykernel.kernelapp", "ipykernel.ipkernel", "kernels.kernel",
@@ -42,6 +50,7 @@ SINGLE_THREAD_ENV = {
 }
 
 PR_SET_CHILD_SUBREAPER = 36
+MAX_FDS_PER_READ = 16
 
 Spawner = Callable[[dict[str, Any]], None]
 
@@ -64,8 +73,14 @@ def run_child(request: dict[str, Any]) -> None:
     status = 1
     try:
         sandbox.enter(request["sandbox"])
-        kernel.serve(request["connection_file"], request["dataset_dir"])
+        kernel.serve(request["connection_file"], request["dataset_dir"],
+                     on_bound=lambda: sandbox.seal(request["sandbox"]))
         status = 0
+    except Exception:  # noqa: BLE001 - whatever it was, the agent logs it and the child exits
+        stream = sys.__stderr__  # the kernel's output pipe: the agent logs it as this kernel's output
+        if stream is not None:
+            traceback.print_exc(file=stream)
+            stream.flush()
     finally:
         os._exit(status)
 
@@ -78,6 +93,7 @@ class Template:
         self.spawn_child = spawn_child
         self.children: dict[int, str] = {}
         self._buffer = b""
+        self._pipes: collections.deque[int] = collections.deque()  # received, in request order
         self._wakeup_r, wakeup_w = os.pipe()
         os.set_blocking(wakeup_w, False)
         signal.set_wakeup_fd(wakeup_w)
@@ -93,7 +109,8 @@ class Template:
                 os.read(self._wakeup_r, 4096)
                 self.reap()
             if self.control.fileno() in readable:
-                data = self.control.recv(65536)
+                data, fds, _, _ = socket.recv_fds(self.control, 65536, MAX_FDS_PER_READ)
+                self._pipes.extend(fds)
                 if not data:
                     return
                 self._buffer += data
@@ -106,17 +123,30 @@ class Template:
             self.send({"event": "error", "kernel_id": request.get("kernel_id"),
                        "message": f"unknown op {request.get('op')!r}"})
             return
+        if not self._pipes:
+            self.send({"event": "error", "kernel_id": request.get("kernel_id"),
+                       "message": "a spawn request needs the kernel's output pipe"})
+            return
+        output = self._pipes.popleft()
         pid = os.fork()
         if pid == 0:
-            self._become_child(request)
+            self._become_child(request, output)
+        os.close(output)
         self.children[pid] = request["kernel_id"]
         self.send({"event": "spawned", "kernel_id": request["kernel_id"], "pid": pid})
 
-    def _become_child(self, request: dict[str, Any]) -> None:
-        signal.set_wakeup_fd(-1)
+    def _become_child(self, request: dict[str, Any], output: int) -> None:
+        os.close(signal.set_wakeup_fd(-1))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.control.close()
         os.close(self._wakeup_r)
+        while self._pipes:
+            os.close(self._pipes.popleft())
+        null = os.open(os.devnull, os.O_RDONLY)
+        for fd, source in ((0, null), (1, output), (2, output)):
+            os.dup2(source, fd)
+        os.close(null)
+        os.close(output)
         try:
             self.spawn_child(request)
         finally:

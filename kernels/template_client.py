@@ -6,9 +6,9 @@ import asyncio
 import json
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 from .template import SINGLE_THREAD_ENV
 
@@ -30,6 +30,8 @@ class TemplateClient:
         self.start_timeout = start_timeout
         self.process: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._socket: socket.socket | None = None
+        self._sending = asyncio.Lock()
         self._pending: dict[str, asyncio.Future[int]] = {}
         self._reader_task: asyncio.Task[None] | None = None
 
@@ -41,20 +43,30 @@ class TemplateClient:
             self.python, "-P", "-m", "kernels.template", str(theirs.fileno()), env=env,
             pass_fds=(theirs.fileno(),), start_new_session=True)
         theirs.close()
+        self._socket = ours
         reader, self._writer = await asyncio.open_connection(sock=ours)
         ready = await asyncio.wait_for(reader.readline(), self.start_timeout)
         if json.loads(ready or b"{}").get("event") != "ready":
             raise TemplateError(f"the template did not start: {ready!r}")
         self._reader_task = asyncio.create_task(self._read_events(reader))
 
-    async def spawn(self, request: dict[str, Any]) -> int:
-        """Fork a kernel; the request is the template's spawn message without ``op``."""
-        if self._writer is None:
+    async def spawn(self, request: dict[str, Any], output: int) -> int:
+        """Fork a kernel whose fds 1 and 2 are the pipe end ``output`` (the caller still closes its copy);
+        the request is the template's spawn message without ``op``."""
+        if self._writer is None or self._socket is None:
             raise TemplateError("the template is not running")
         future = asyncio.get_running_loop().create_future()
         self._pending[request["kernel_id"]] = future
-        self._writer.write(json.dumps({"op": "spawn", **request}).encode() + b"\n")
-        await self._writer.drain()
+        message = json.dumps({"op": "spawn", **request}).encode() + b"\n"
+        # The stream transport only reads this socket; requests are written here, one at a time,
+        # the pipe attached to the first byte (a full buffer at once means the template is stuck).
+        async with self._sending:
+            try:
+                sent = socket.send_fds(self._socket, [message], [output])
+            except BlockingIOError as exc:
+                self._pending.pop(request["kernel_id"], None)
+                raise TemplateError("the template is not reading its requests") from exc
+            await asyncio.get_running_loop().sock_sendall(self._socket, message[sent:])
         return await future
 
     async def _read_events(self, reader: asyncio.StreamReader) -> None:

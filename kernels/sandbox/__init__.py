@@ -9,7 +9,14 @@ machine supports. Every layer raises ``SandboxError`` naming itself when it cann
 """
 
 from kernels.sandbox.errors import SandboxError
-from kernels.sandbox.sandbox import LAYERS, SandboxConfig, enter, probe, unavailable
+from kernels.sandbox.sandbox import (
+    LAYERS,
+    SandboxConfig,
+    enter,
+    probe,
+    seal,
+    unavailable,
+)
 from kernels.sandbox.uids import UidAllocator
 
-__all__ = ["LAYERS", "SandboxConfig", "SandboxError", "UidAllocator", "enter", "probe", "unavailable"]
+__all__ = ["LAYERS", "SandboxConfig", "SandboxError", "UidAllocator", "enter", "probe", "seal", "unavailable"]

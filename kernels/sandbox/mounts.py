@@ -12,18 +12,22 @@ namespace only). The steps:
    directories are fresh 0755 directories of the tmpfs: ``/root`` (0700 on the host) stays
    closed while the interpreter under it becomes readable;
 4. a few ``/etc`` files, ``/dev/{null,zero,random,urandom}``, a fresh ``/proc``
-   (``hidepid=invisible,subset=pid``), a size-capped tmpfs workdir and the kernel's ipc
-   directory read-write, both owned by the kernel's uid; no ``/dev/shm``, ``/sys`` or other
-   ``/tmp`` content;
+   (``hidepid=invisible,subset=pid``), a size- and inode-capped tmpfs workdir and the kernel's
+   ipc directory read-write (with the mounts beneath it: the agent's ipc tmpfs), both owned by the
+   kernel's uid; no ``/dev/shm``, ``/sys`` or other ``/tmp`` content;
 5. detach the host root and remount the new root read-only.
+
+``mount_tmpfs``, ``unmount`` and ``mounts_beneath`` serve the agent (as root, in its own mount
+namespace): it puts each kernel's ipc sockets on a tmpfs of a few inodes.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+from kernels.limits import WORKDIR_INODES
 from kernels.sandbox._libc import LIBC, check, syscall
 from kernels.sandbox.errors import SandboxError
 from kernels.sandbox.namespaces import CLONE_NEWNS, unshare
@@ -65,6 +69,7 @@ class MountView:
     owner: tuple[int, int] = (0, 0)
     workdir: str = "/tmp/workdir"
     workdir_size_mb: int = 256
+    workdir_inodes: int = WORKDIR_INODES
     ipc_dir: str | None = None
     system: Sequence[str] = field(default_factory=lambda: existing(("/usr", "/lib", "/lib64", "/bin")))
     etc: Sequence[str] = field(default_factory=lambda: existing(("/etc/ld.so.cache", "/etc/localtime")))
@@ -94,11 +99,10 @@ class MountView:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible,subset=pid")
         os.makedirs(self.workdir, exist_ok=True)
         uid, gid = self.owner
-        _mount("tmpfs", self.workdir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-               f"size={self.workdir_size_mb}m,mode=0700,uid={uid},gid={gid}")
+        mount_tmpfs(self.workdir, self.workdir_size_mb << 20, self.workdir_inodes, self.owner)
         if ipc is not None:
             source, target = ipc
-            _bind(HOST_ROOT + source, target, MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            _bind(HOST_ROOT + source, target, MS_NOSUID | MS_NODEV | MS_NOEXEC, recursive=True)
             os.chown(target, uid, gid)
         check("mounts", f"umount {HOST_ROOT}", LIBC.umount2(HOST_ROOT.encode(), MNT_DETACH))
         os.rmdir(HOST_ROOT)
@@ -114,12 +118,35 @@ class MountView:
         return pairs
 
 
-def _bind(source: str, target: str, flags: int) -> None:
-    """Bind ``source`` (a directory or a file) at ``target``, then apply ``flags`` to that mount."""
+def mount_tmpfs(target: str, size_bytes: int, inodes: int, owner: tuple[int, int]) -> None:
+    """Mount a tmpfs of ``size_bytes`` and ``inodes`` on directory ``target``: ``owner``'s, 0700,
+    nosuid, nodev, noexec."""
+    uid, gid = owner
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+           f"size={size_bytes},nr_inodes={inodes},mode=0700,uid={uid},gid={gid}")
+
+
+def unmount(target: str) -> None:
+    """Detach the mount on ``target`` (lazily, should something still use it)."""
+    check("mounts", f"umount {target}", LIBC.umount2(target.encode(), MNT_DETACH))
+
+
+def mounts_beneath(directory: str) -> list[str]:
+    """The mount points strictly beneath ``directory`` in this mount namespace, deepest first."""
+    prefix = os.path.realpath(directory).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as table:
+        # the mount point is field 5, with space, tab, newline and backslash escaped in octal
+        points = [line.split()[4].encode().decode("unicode_escape") for line in table]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def _bind(source: str, target: str, flags: int, recursive: bool = False) -> None:
+    """Bind ``source`` (a directory or a file; with the mounts beneath it if ``recursive``) at
+    ``target``, then apply ``flags`` to that mount."""
     if os.path.isdir(source):
         os.makedirs(target, exist_ok=True)
     elif not os.path.exists(target):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
-    _mount(source, target, None, MS_BIND)
+    _mount(source, target, None, MS_BIND | (MS_REC if recursive else 0))
     _mount(None, target, None, MS_REMOUNT | MS_BIND | flags)

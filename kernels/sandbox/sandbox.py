@@ -14,6 +14,8 @@ The order of ``enter`` (each step needs the privileges the later ones give up):
 5. rlimits, then the environment allowlist;
 6. the kernel's own uid/gid, then ``PR_SET_NO_NEW_PRIVS``;
 7. Landlock (files, TCP, signal and abstract-socket scopes), then seccomp, last.
+
+``seal`` comes later, once the kernel has bound its own sockets: no socket files from then on.
 """
 
 from __future__ import annotations
@@ -25,18 +27,26 @@ import resource
 import select
 import signal
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
-from collections.abc import Callable, Mapping
 
-from kernels.sandbox import cgroups, environment, landlock, namespaces, privileges, seccomp_filter
+from kernels.limits import WORKDIR_INODES
+from kernels.sandbox import (
+    cgroups,
+    environment,
+    landlock,
+    namespaces,
+    privileges,
+    seccomp_filter,
+)
 from kernels.sandbox._libc import PR_SET_PDEATHSIG, prctl
 from kernels.sandbox.cgroups import Cgroup
 from kernels.sandbox.errors import SandboxError
 from kernels.sandbox.landlock import Landlock
 from kernels.sandbox.mounts import MountView
 from kernels.sandbox.rlimits import Rlimits
-from kernels.sandbox.seccomp_filter import SeccompFilter
+from kernels.sandbox.seccomp_filter import SeccompFilter, SocketSeal
 
 LAYERS = ("cgroup", "namespaces", "mounts", "rlimits", "environment", "uid", "nnp", "landlock", "seccomp")
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -56,9 +66,11 @@ class SandboxConfig:
     uid: int
     gid: int
     ipc_dir: str | None = None          # host directory of the kernel's ipc sockets, bound read-write
+    socket_dir: str | None = None       # where beneath ipc_dir the kernel binds its sockets (default: ipc_dir)
     name: str | None = None             # the kernel's cgroup name (its id)
     workdir: str = "/tmp/workdir"
     workdir_size_mb: int = 256
+    workdir_inodes: int = WORKDIR_INODES
     readable: tuple[str, ...] = field(default_factory=default_readable)
     environment: dict[str, str] = field(default_factory=lambda: dict(environment.DEFAULT))
     rlimits: Rlimits = field(default_factory=Rlimits)
@@ -120,7 +132,8 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
     _detach_fds(config.keep_fds + ((parent_alive,) if parent_alive is not None else ()))
     if config.applies("mounts"):
         MountView(readable=config.readable, owner=(config.uid, config.gid), workdir=config.workdir,
-                  workdir_size_mb=config.workdir_size_mb, ipc_dir=config.ipc_dir).apply()
+                  workdir_size_mb=config.workdir_size_mb, workdir_inodes=config.workdir_inodes,
+                  ipc_dir=config.ipc_dir).apply()
     else:
         os.chdir(config.workdir)  # a host directory of the kernel's own (the mount view's chdir, without it)
     if config.applies("rlimits"):
@@ -135,9 +148,17 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
         privileges.no_new_privs()
     if config.applies("landlock"):
         Landlock(readable=("/",), writable=(config.workdir, "/dev/null"),
-                 sockets=(config.ipc_dir,) if config.ipc_dir else ()).apply()
+                 sockets=(config.socket_dir or config.ipc_dir,) if config.ipc_dir else ()).apply()
     if config.applies("seccomp"):
         SeccompFilter().apply()
+
+
+def seal(config: SandboxConfig | Mapping[str, Any]) -> None:
+    """In the sandboxed kernel, once its own sockets are bound: no thread makes a socket file again."""
+    if not isinstance(config, SandboxConfig):
+        config = SandboxConfig.from_dict(config)
+    if config.applies("seccomp"):
+        SocketSeal().apply()
 
 
 def _fork_into_pid_namespace() -> int:

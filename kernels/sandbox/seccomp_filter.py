@@ -14,6 +14,10 @@ system calls that reach beyond one process, its threads and its files.
 
 The filter is synchronised to all threads, and libseccomp sets ``PR_SET_NO_NEW_PRIVS``.
 System calls of another ABI (32-bit x86 on x86_64) kill the thread.
+
+``SocketSeal`` is a second filter, loaded once the kernel has bound its own ipc sockets (threads
+run by then, so it too is synchronised to all of them): ``bind``, ``mknod`` and ``link`` fail
+with EPERM, so no socket file (nor a link to one) is made after start, anywhere.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from kernels.sandbox.errors import SandboxError
 
@@ -57,6 +61,7 @@ DENIED = (
     "tkill", "pidfd_open", "pidfd_send_signal", "pidfd_getfd",
 )
 SIGNALLERS = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")  # first argument: a pid
+SOCKET_MAKERS = ("bind", "mknod", "mknodat", "link", "linkat")
 
 
 def importable() -> bool:
@@ -80,11 +85,8 @@ class SeccompFilter:
             raise SandboxError("seccomp", f"cannot load the filter: {e}") from e
 
     def _build(self) -> seccomp.SyscallFilter:
-        f = seccomp.SyscallFilter(seccomp.ALLOW)
-        f.set_attr(seccomp.Attr.CTL_TSYNC, 1)
+        f = self._denying()
         eperm = seccomp.ERRNO(errno.EPERM)
-        for name in self.denied:
-            self._rule(f, eperm, name)
         self._rule(f, seccomp.ERRNO(errno.ENOSYS), "clone3")
         self._rule(f, eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
         for flag in NAMESPACE_FLAGS:
@@ -96,9 +98,27 @@ class SeccompFilter:
             self._rule(f, eperm, name, seccomp.Arg(0, seccomp.NE, pid))
         return f
 
+    def _denying(self) -> seccomp.SyscallFilter:
+        """A filter for all threads that allows everything but ``denied`` (EPERM)."""
+        f = seccomp.SyscallFilter(seccomp.ALLOW)
+        f.set_attr(seccomp.Attr.CTL_TSYNC, 1)
+        for name in self.denied:
+            self._rule(f, seccomp.ERRNO(errno.EPERM), name)
+        return f
+
     @staticmethod
     def _rule(f: seccomp.SyscallFilter, action: int, name: str, *args: seccomp.Arg) -> None:
         number = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
         if number == -1:  # __NR_SCMP_ERROR: libseccomp does not know the name
             raise SandboxError("seccomp", f"libseccomp does not know the system call {name!r}")
         f.add_rule(action, number, *args)
+
+
+@dataclass(frozen=True)
+class SocketSeal(SeccompFilter):
+    """No socket files after start: loaded once the kernel's own sockets are bound."""
+
+    denied: Sequence[str] = SOCKET_MAKERS
+
+    def _build(self) -> seccomp.SyscallFilter:
+        return self._denying()

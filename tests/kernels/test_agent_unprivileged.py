@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -89,7 +90,8 @@ RESULTS.update(uid=os.getuid(), cwd=os.getcwd(), home=os.environ["HOME"], enviro
                sales=int(load_dataset("sales")["n"].sum()))
 ''')
         workdir = seen.pop("cwd")
-        assert workdir.startswith(a["connection"]["ip"].rsplit("/", 1)[0]) and seen.pop("home") == workdir
+        kernel_dir = a["connection"]["ip"].rsplit("/", 2)[0]  # <kernel dir>/ipc/kernel
+        assert workdir.startswith(kernel_dir) and seen.pop("home") == workdir
         assert PUBLIC_KEY_VARIABLE not in seen.pop("environ")
         assert seen == {"inet": EPERM, "write workdir": "ok", "uid": NOBODY, "sales": 6}
         assert card(agent, b, '''

@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import structlog
 
 from kernels.launcher import KernelLauncher, KernelStartError
-from kernels.sandbox import UidAllocator
+from kernels.sandbox import UidAllocator, mounts
 from tests.kernels.conftest import uid_slice
 from tests.kernels.kernel_fixtures import run, texts
 from tests.kernels.sandbox.helpers import require
@@ -66,15 +67,34 @@ async def test_stop_kills_kernel_and_cleans_up(launcher):
 
 
 async def test_kernel_dying_at_start_is_reported():
-    """A kernel whose sandbox cannot be applied is reported as a start error and leaves nothing behind."""
+    """A kernel whose sandbox cannot be applied is reported as a start error, its traceback logged as
+    its output, and leaves nothing behind (its ipc tmpfs unmounted)."""
     require(os.geteuid() == 0, "needs root (per-kernel uids, namespaces, mounts, cgroups)")
     run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
     broken = KernelLauncher(run_dir, uid_slice(), sandbox_defaults={"readable": ("/nonexistent-prefix",)})
     await broken.start()
     try:
-        with pytest.raises(KernelStartError, match="exited while starting"):
+        with structlog.testing.capture_logs() as logs, pytest.raises(KernelStartError, match="exited while starting"):
             await broken.launch()
+        assert any("/nonexistent-prefix" in entry["line"] for entry in logs if entry["event"] == "kernel_output")
         assert list(run_dir.iterdir()) == []
+        assert mounts.mounts_beneath(str(run_dir)) == []
     finally:
         await broken.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+async def test_start_unmounts_what_a_killed_agent_left():
+    """An ipc tmpfs left in the run directory (its agent was killed) is unmounted when a launcher starts there."""
+    require(os.geteuid() == 0, "needs root (mounts)")
+    run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
+    stale = run_dir / "0123456789ab" / "ipc"
+    stale.mkdir(parents=True)
+    mounts.mount_tmpfs(str(stale), 1 << 16, 16, (0, 0))
+    launcher = KernelLauncher(run_dir, uid_slice())
+    try:
+        await launcher.start()
+        assert mounts.mounts_beneath(str(run_dir)) == []
+    finally:
+        await launcher.close()
         shutil.rmtree(run_dir, ignore_errors=True)

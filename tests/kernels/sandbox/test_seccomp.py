@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from kernels.sandbox import namespaces, seccomp_filter
-from kernels.sandbox.seccomp_filter import SeccompFilter
+from kernels.sandbox.seccomp_filter import SeccompFilter, SocketSeal
 from tests.kernels.sandbox.helpers import LIBC, attempt, errno_of, require, run
 
 PTRACE_ATTACH = 16
@@ -46,6 +46,46 @@ def test_only_unix_sockets():
     eperm = "PermissionError:EPERM"
     assert run(_sockets).ok() == {"inet": eperm, "inet6": eperm, "netlink": eperm, "packet": eperm,
                                   "inet pair": "EPERM", "unix": "ok", "unix pair": "ok"}
+
+
+def _sealed(directory: str) -> dict[str, str]:
+    """Sockets bound before the seal keep working; no thread, older or newer, makes a socket file after."""
+    import stat
+
+    bound = socket.socket(socket.AF_UNIX)
+    bound.bind(f"{directory}/before")
+    SeccompFilter().apply()
+    go, results = threading.Event(), {}
+
+    def older() -> None:  # started before the seal: TSYNC reaches it too
+        go.wait()
+        results["bind in an older thread"] = attempt(lambda: socket.socket(socket.AF_UNIX).bind(f"{directory}/t"))
+
+    thread = threading.Thread(target=older)
+    thread.start()
+    SocketSeal().apply()
+    go.set()
+    thread.join()
+    bound.listen(1)
+    with socket.socket(socket.AF_UNIX) as client:
+        results["connect to the bound socket"] = attempt(lambda: client.connect(f"{directory}/before"))
+    return {
+        **results,
+        "bind": attempt(lambda: socket.socket(socket.AF_UNIX).bind(f"{directory}/after")),
+        "abstract bind": attempt(lambda: socket.socket(socket.AF_UNIX).bind("\0bi-sealed")),
+        "mknod a socket": attempt(lambda: os.mknod(f"{directory}/node", stat.S_IFSOCK | 0o600)),
+        "link the socket": attempt(lambda: os.link(f"{directory}/before", f"{directory}/link")),
+        "socketpair": attempt(lambda: [s.close() for s in socket.socketpair()]),
+    }
+
+
+def test_seal_stops_socket_files_in_every_thread(tmp_path):
+    """After ``SocketSeal``: bind, mknod and link fail (EPERM) in every thread; bound sockets still serve."""
+    eperm = "PermissionError:EPERM"
+    assert run(_sealed, str(tmp_path)).ok() == {
+        "bind in an older thread": eperm, "connect to the bound socket": "ok", "bind": eperm,
+        "abstract bind": eperm, "mknod a socket": eperm, "link the socket": eperm, "socketpair": "ok"}
+    assert sorted(os.listdir(tmp_path)) == ["before"]
 
 
 def _processes_and_threads() -> dict[str, object]:

@@ -10,3 +10,10 @@ OUTPUT_BYTES = 5 * 1024 * 1024
 
 ARROW_BYTES = 50 * 1024 * 1024
 """The largest Arrow table a DataFrame output carries for paging."""
+
+# Arrow tables (kernels.arrow_check): what a stored table may cost once read, whatever its stream says.
+ARROW_ROWS = 5_000_000
+"""Rows of an Arrow table a DataFrame output carries for paging."""
+
+ARROW_VALUES = 50_000_000
+"""Values of such a table, nested ones (list items, struct fields, dictionaries) included."""

@@ -7,10 +7,11 @@ with the executor side and come from ``kernels/limits.py``.
 
 from __future__ import annotations
 
-from kernels.limits import ARROW_BYTES, OUTPUT_BYTES
+from kernels.limits import ARROW_BYTES, ARROW_ROWS, ARROW_VALUES, OUTPUT_BYTES
 
-__all__ = ["ARROW_BYTES", "OUTPUT_BYTES", "JSON_BODY_BYTES", "SOCKET_MESSAGE_BYTES",
-           "DASHBOARD_PENDING_BYTES"]
+__all__ = ["ARROW_BYTES", "ARROW_ROWS", "ARROW_VALUES", "OUTPUT_BYTES", "JSON_BODY_BYTES", "SOCKET_MESSAGE_BYTES",
+           "DASHBOARD_PENDING_BYTES", "PAGE_VALUES", "TABLE_QUOTA_BYTES",
+           "CACHED_RESULTS_PER_VARIANT"]
 
 JSON_BODY_BYTES = 1024 * 1024
 """A JSON request body, unless a route says otherwise."""
@@ -20,3 +21,12 @@ SOCKET_MESSAGE_BYTES = 256 * 1024
 
 DASHBOARD_PENDING_BYTES = 8 * 1024 * 1024
 """Bytes queued for one dashboard viewer before its socket is closed (code 4008) to resync."""
+
+PAGE_VALUES = 1_000_000
+"""Values (nested ones included) in one page of a stored table (``GET /api/outputs/{id}/rows``)."""
+
+TABLE_QUOTA_BYTES = 1024 ** 3
+"""Stored output tables one user's runs may keep; past it the least recently used go first."""
+
+CACHED_RESULTS_PER_VARIANT = 3
+"""Result cache entries kept per card and parameter values (older code or data versions go)."""

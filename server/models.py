@@ -158,7 +158,6 @@ class OutputTable:
     card_id: str | None
     created_at: str
     bytes: int = 0
-    row_count: int = 0
     last_used: str = ""
     pinned: bool = False
 

@@ -30,6 +30,7 @@ from ..errors import InvalidTableError, TableTooLargeError
 from ..limits import PAGE_VALUES
 
 Source = bytes | Path | str
+BOUNDS = Bounds()  # kernels.limits
 BINARY_LIKE = (pa.string(), pa.large_string(), pa.binary(), pa.large_binary())
 
 
@@ -49,7 +50,7 @@ def _open(source: Source) -> pa.NativeFile:
     return pa.BufferReader(source) if isinstance(source, bytes) else pa.memory_map(str(source))
 
 
-def measure(source: Source, bounds: Bounds = Bounds()) -> Size:
+def measure(source: Source, bounds: Bounds = BOUNDS) -> Size:
     """The table's size from the stream's metadata; the domain error of a stream past ``bounds``."""
     try:
         with _open(source) as file:
@@ -61,7 +62,7 @@ def measure(source: Source, bounds: Bounds = Bounds()) -> Size:
         raise InvalidTableError(f"The DataFrame's table is not a valid Arrow stream: {exc}") from None
 
 
-def validate(source: Source, bounds: Bounds = Bounds()) -> Size:
+def validate(source: Source, bounds: Bounds = BOUNDS) -> Size:
     """``measure``, then read every batch and check its data in full (``InvalidTableError``)."""
     size = measure(source, bounds)
     try:
@@ -73,7 +74,7 @@ def validate(source: Source, bounds: Bounds = Bounds()) -> Size:
     return size
 
 
-def read_rows(source: Source, offset: int, limit: int, bounds: Bounds = Bounds(),
+def read_rows(source: Source, offset: int, limit: int, bounds: Bounds = BOUNDS,
               page_values: int = PAGE_VALUES) -> list[list[Any]]:
     """Rows ``offset`` to ``offset + limit`` of an Arrow stream (bytes or a file) as JSON-safe lists.
 

@@ -130,7 +130,6 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE result_cache ADD COLUMN output_ids TEXT NOT NULL DEFAULT '[]';
     CREATE INDEX result_cache_by_variant ON result_cache (variant, created_at);
     ALTER TABLE output_tables ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE output_tables ADD COLUMN row_count INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE output_tables ADD COLUMN last_used TEXT NOT NULL DEFAULT '';
     ALTER TABLE output_tables ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
     UPDATE output_tables SET last_used = created_at;

@@ -309,7 +309,7 @@ class TestResultCache:
 def make_table(user_id: str, used: str, **fields) -> OutputTable:
     output_id = uuid.uuid4().hex
     return OutputTable(output_id, f"tables/{output_id}.arrow", user_id, fields.pop("card_id", None),
-                       "2026-01-01T00:00:00.000Z", bytes=1000, row_count=10, last_used=used, **fields)
+                       "2026-01-01T00:00:00.000Z", bytes=1000, last_used=used, **fields)
 
 
 class TestOutputTables:
@@ -317,7 +317,7 @@ class TestOutputTables:
     async def test_put_and_get(self, store, card_id):
         """A table's record reads back whole, with or without a card; unknown ids are None."""
         table = OutputTable("o" * 32, "tables/o.arrow", "user1", card_id, "2026-01-01T00:00:00.000Z",
-                            bytes=123, row_count=4, last_used="2026-01-02T00:00:00.000Z", pinned=True)
+                            bytes=123, last_used="2026-01-02T00:00:00.000Z", pinned=True)
         await store.put_output_table(table)
         assert await store.get_output_table(table.output_id) == table
         assert await store.get_output_table("x" * 32) is None

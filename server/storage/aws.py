@@ -264,7 +264,8 @@ class AWSStore(Store):
         waiter = self._dynamodb.get_waiter("table_exists")
         for name in names:
             waiter.wait(TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
-        self._add_group_index(self._table("cache"))
+        if self._table("cache") not in created:
+            self._add_group_index(self._table("cache"))
         for name in names:
             self._enable_pitr(name)
         if created:

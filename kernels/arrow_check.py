@@ -4,8 +4,9 @@ A stream's record batches say how many rows they hold and, for each buffer, wher
 body; a compressed buffer starts with the size it inflates to. ``measure`` adds these up message
 by message without decompressing or allocating anything, so a small stream that inflates to
 gigabytes, claims a billion rows of a type without buffers (nulls) or nests a billion list items
-is refused at the cost of reading its headers. Dictionaries must hold flat values: a nested
-dictionary value is repeated by every index that points at it when rows are converted.
+is refused at the cost of reading its headers (at most ``messages`` of them). Dictionaries must
+hold flat values: a nested dictionary value is repeated by every index that points at it when
+rows are converted.
 
 The kernel uses it to decide whether a table travels at all, the server to refuse one that does
 not keep within the bounds (``kernels.limits``).
@@ -19,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from kernels.limits import ARROW_BYTES, ARROW_ROWS, ARROW_VALUES
+from kernels.limits import ARROW_BYTES, ARROW_MESSAGES, ARROW_ROWS, ARROW_VALUES
 
 SCHEMA, DICTIONARY_BATCH, RECORD_BATCH = 1, 2, 3  # flatbuffer MessageHeader union tags (Message.fbs)
 UNCOMPRESSED = -1  # a compressed stream's prefix for a buffer stored as it is
@@ -38,15 +39,17 @@ class Bounds:
     bytes: int = ARROW_BYTES
     rows: int = ARROW_ROWS
     values: int = ARROW_VALUES
+    messages: int = ARROW_MESSAGES
 
 
 @dataclasses.dataclass
 class Size:
-    """What a stream holds: rows, buffer bytes once decompressed, values (every field's length)."""
+    """What a stream holds: rows, buffer bytes once decompressed, values (every field's length), messages."""
 
     rows: int = 0
     bytes: int = 0
     values: int = 0
+    messages: int = 0
 
 
 def measure(source: Any, bounds: Bounds = Bounds()) -> Size:
@@ -56,6 +59,8 @@ def measure(source: Any, bounds: Bounds = Bounds()) -> Size:
     size = Size()
     seen_schema = False
     for message in reader:
+        size.messages += 1
+        _check(size, bounds)
         try:
             header_type, header = _header(message.metadata.to_pybytes())
             if header_type == SCHEMA:
@@ -81,12 +86,12 @@ def measure(source: Any, bounds: Bounds = Bounds()) -> Size:
 
 
 def _check(size: Size, bounds: Bounds) -> None:
-    for name, unit in (("rows", "rows"), ("bytes", "bytes"), ("values", "values")):
+    for name in ("rows", "bytes", "values", "messages"):
         value, limit = getattr(size, name), getattr(bounds, name)
         if value < 0:
             raise pa.ArrowInvalid(f"negative {name} in Arrow IPC metadata")
         if value > limit:
-            raise TableTooLarge(f"the table holds more than {limit:,} {unit}", name)
+            raise TableTooLarge(f"the table holds more than {limit:,} {name}", name)
 
 
 def _check_schema(schema: pa.Schema) -> None:

@@ -17,3 +17,6 @@ ARROW_ROWS = 5_000_000
 
 ARROW_VALUES = 50_000_000
 """Values of such a table, nested ones (list items, struct fields, dictionaries) included."""
+
+ARROW_MESSAGES = 1_000
+"""Messages (schema, record and dictionary batches) in its stream: each costs a little to check."""

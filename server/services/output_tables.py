@@ -12,8 +12,10 @@ Every table has an owner and a lifetime:
 - an editor session's tables go when the session runs code again or closes (``drop_session``);
 - a card run's tables belong to its result cache entry and go with it (``services/card_runs.py``);
 - each user's tables are charged to them (the user whose session ran the code) up to
-  ``quota_bytes``; past it the least recently used (stored or paged) go first, except pinned ones,
-  the current output of a dashboard tile (``pin``, from the dashboard hub).
+  ``quota_bytes`` and ``quota_tables``; past either the least recently used (stored or paged) go
+  first, except pinned ones, the current output of a dashboard tile (``pin``, from the dashboard
+  hub). The user's tables are listed only when an estimate (the last count plus what was stored
+  since) reaches the quota, so keeping a table costs no listing in the common case.
 
 A table is deleted record first, then blob: a crash in between leaves an orphan blob, never a
 record that points at nothing.
@@ -33,7 +35,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..errors import BIError, NotFoundError
 from ..execution.tables import measure, read_rows, validate
-from ..limits import TABLE_QUOTA_BYTES
+from ..limits import TABLE_QUOTA_BYTES, TABLE_QUOTA_COUNT
 from ..logs import get_logger
 from ..models import OutputTable, User, utcnow
 from ..storage.base import Store
@@ -45,6 +47,8 @@ log = get_logger("bi.outputs")
 class OutputTables(LoggingConfigurable):
     quota_bytes = Integer(TABLE_QUOTA_BYTES, help="Bytes of stored output tables each user's runs may keep; past "
                                                   "it the least recently used go first.").tag(config=True)
+    quota_tables = Integer(TABLE_QUOTA_COUNT, help="Stored output tables each user's runs may keep; past it the "
+                                                   "least recently used go first.").tag(config=True)
 
     def __init__(self, store: Store, cards: CardService, **kwargs: Any):
         super().__init__(**kwargs)
@@ -53,6 +57,7 @@ class OutputTables(LoggingConfigurable):
         self._storing: dict[str, asyncio.Task[None]] = {}
         self._editor: dict[str, list[str]] = {}  # editor session id -> its latest run's tables
         self._tasks: set[asyncio.Task[None]] = set()
+        self._usage: dict[str, tuple[int, int]] = {}  # user id -> (bytes, tables) at most, as last counted
 
     def keep(self, stream: bytes, user_id: str, card_id: str | None, session_id: str) -> str:
         """Store ``stream`` (in the background) as a new table; its output_id.
@@ -69,6 +74,12 @@ class OutputTables(LoggingConfigurable):
         task.add_done_callback(lambda _: self._storing.pop(output_id, None))
         return output_id
 
+    async def settled(self, output_id: str) -> None:
+        """Wait for the table's storing (and the quota check after it), if under way."""
+        storing = self._storing.get(output_id)
+        if storing is not None:
+            await asyncio.shield(storing)
+
     async def _store(self, output_id: str, stream: bytes, user_id: str, card_id: str | None) -> None:
         try:
             await asyncio.to_thread(validate, stream)
@@ -82,20 +93,28 @@ class OutputTables(LoggingConfigurable):
         now = utcnow()
         await self.store.put_output_table(OutputTable(output_id, blob_key, user_id, card_id, now,
                                                       bytes=len(stream), last_used=now))
-        await self._keep_within_quota(user_id)
+        await self._keep_within_quota(user_id, len(stream))
 
-    async def _keep_within_quota(self, user_id: str) -> None:
+    async def _keep_within_quota(self, user_id: str, added: int) -> None:
         """Delete the user's least recently used tables, pinned ones aside, until they fit the quota."""
+        estimate = self._usage.get(user_id)
+        if estimate is not None and self._fits(estimate[0] + added, estimate[1] + 1):
+            self._usage[user_id] = (estimate[0] + added, estimate[1] + 1)
+            return
         tables = await self.store.list_output_tables(user_id)
-        used = sum(table.bytes for table in tables)
+        used, count = sum(table.bytes for table in tables), len(tables)
         for table in tables:
-            if used <= self.quota_bytes:
-                return
+            if self._fits(used, count):
+                break
             if not table.pinned:
                 await self._delete(table)
-                used -= table.bytes
+                used, count = used - table.bytes, count - 1
                 log.info("output_table_evicted", output_id=table.output_id, user_id=user_id, bytes=table.bytes,
                          last_used=table.last_used)
+        self._usage[user_id] = (used, count)
+
+    def _fits(self, used: int, count: int) -> bool:
+        return used <= self.quota_bytes and count <= self.quota_tables
 
     # lifetimes ---------------------------------------------------------------
     def drop_session(self, session_id: str) -> None:
@@ -109,9 +128,7 @@ class OutputTables(LoggingConfigurable):
     async def delete(self, output_ids: Iterable[str]) -> None:
         """Delete these tables (once stored, if they are being stored); missing ones are skipped."""
         for output_id in output_ids:
-            storing = self._storing.get(output_id)
-            if storing is not None:
-                await asyncio.shield(storing)
+            await self.settled(output_id)
             table = await self.store.get_output_table(output_id)
             if table is not None:
                 await self._delete(table)
@@ -123,17 +140,13 @@ class OutputTables(LoggingConfigurable):
     async def pin(self, output_ids: Iterable[str], pinned: bool = True) -> None:
         """Keep these tables out of quota eviction (a dashboard tile shows them), or no longer."""
         for output_id in output_ids:
-            storing = self._storing.get(output_id)
-            if storing is not None:
-                await asyncio.shield(storing)
+            await self.settled(output_id)
             await self.store.update_output_table(output_id, pinned=pinned)
 
     # pages -------------------------------------------------------------------
     async def rows(self, user: User, output_id: str, offset: int, limit: int) -> dict[str, Any]:
         """A page of the table, if ``user`` may read it (404 otherwise, as if it did not exist)."""
-        storing = self._storing.get(output_id)
-        if storing is not None:
-            await asyncio.shield(storing)
+        await self.settled(output_id)
         table = await self.store.get_output_table(output_id)
         if table is None or not await self._may_read(user, table):
             raise NotFoundError("No such table output: it may be another user's, or it was removed (a newer run "

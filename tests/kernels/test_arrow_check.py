@@ -44,12 +44,13 @@ def test_each_bound_is_checked_before_reading():
     huge = 1 << 40
     for bounds, name in ((Bounds(bytes=10 << 20, rows=huge, values=huge), "bytes"),
                          (Bounds(bytes=huge, rows=1 << 22, values=huge), "rows"),
-                         (Bounds(bytes=huge, rows=huge, values=1 << 22), "values")):
+                         (Bounds(bytes=huge, rows=huge, values=1 << 22), "values"),
+                         (Bounds(bytes=huge, rows=huge, values=huge, messages=10), "messages")):
         with pytest.raises(TableTooLarge) as refused:
             measure(bomb, bounds)
         assert refused.value.bound == name
     assert pa.total_allocated_bytes() - before < 1 << 20
-    assert measure(bomb, Bounds(huge, huge, huge)) == Size(rows=64 << 20, bytes=512 << 20, values=64 << 20)
+    assert measure(bomb, Bounds(huge, huge, huge)) == Size(rows=64 << 20, bytes=512 << 20, values=64 << 20, messages=65)
 
 
 def test_malformed_streams_are_invalid():

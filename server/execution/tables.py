@@ -117,7 +117,7 @@ def values_of(data: pa.Table | pa.Array | pa.ChunkedArray) -> int:
     if isinstance(kind, pa.MapType):  # keys and items are of the whole array: the slice's by its offsets
         first, last = data.offsets[0].as_py(), data.offsets[-1].as_py()
         return len(data) + sum(values_of(part.slice(first, last - first)) for part in (data.keys, data.items))
-    if isinstance(kind, (pa.ListType, pa.LargeListType, pa.FixedSizeListType)):
+    if isinstance(kind, (pa.ListType, pa.LargeListType, pa.FixedSizeListType, pa.ListViewType, pa.LargeListViewType)):
         return len(data) + values_of(data.flatten())
     if isinstance(kind, pa.StructType):
         return len(data) + sum(values_of(field) for field in data.flatten())

@@ -782,7 +782,8 @@ def _key_schema(hash_key: str, range_key: str) -> list[dict[str, str]]:
     return [{"AttributeName": hash_key, "KeyType": "HASH"}, {"AttributeName": range_key, "KeyType": "RANGE"}]
 
 
-_GROUP_INDEX = {"IndexName": GROUP_INDEX, "KeySchema": _key_schema(*GROUP_KEYS), "Projection": {"ProjectionType": "ALL"}}
+_GROUP_INDEX = {"IndexName": GROUP_INDEX, "KeySchema": _key_schema(*GROUP_KEYS),
+                "Projection": {"ProjectionType": "ALL"}}
 
 
 def _owned_key(kind: Versioned, owner_id: str, record_id: str) -> dict[str, str]:

@@ -76,7 +76,8 @@ async def test_editor_outputs_vanish_when_superseded_and_users_keep_within_quota
 
     runs = []
     for seed in range(1, 5):
-        ran = await api.fetch("POST", f"/api/cards/{card_id}/run", token=analyst, json_body={"parameters": {"seed": seed}})
+        ran = await api.fetch("POST", f"/api/cards/{card_id}/run", token=analyst,
+                              json_body={"parameters": {"seed": seed}})
         assert ran.code == 200 and not ran.json()["cached"], ran.body
         runs.append(table_of(ran.json()["outputs"]))
         assert await page(api, analyst, runs[-1]) == 200

@@ -34,8 +34,8 @@ def user(name: str) -> User:
     return User(name, f"{name}@example.com", name, "member", "", utcnow())
 
 
-async def keep(tables: OutputTables, owner: str, data: bytes = TABLE, session: str = "s1", card: str | None = "c") -> str:
-    output_id = tables.keep(data, owner, card, session)
+async def keep(tables: OutputTables, owner: str, data: bytes = TABLE, card: str | None = "c") -> str:
+    output_id = tables.keep(data, owner, card, "s1")
     await tables.settled(output_id)
     return output_id
 

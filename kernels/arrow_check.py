@@ -67,16 +67,15 @@ def measure(source: Any, bounds: Bounds = Bounds()) -> Size:
                 _check_schema(pa.ipc.read_schema(message))
                 seen_schema = True
                 continue
-            if header_type == DICTIONARY_BATCH:
-                header = header.table(1)
-            elif header_type != RECORD_BATCH:
+            if header_type not in (RECORD_BATCH, DICTIONARY_BATCH):
                 raise pa.ArrowInvalid(f"unexpected Arrow IPC message type {header_type}")
-            if header is None or not seen_schema:
+            batch = header.table(1) if header is not None and header_type == DICTIONARY_BATCH else header
+            if batch is None or not seen_schema:
                 raise pa.ArrowInvalid("a batch without a schema or a body description")
             if header_type == RECORD_BATCH:
-                size.rows += header.scalar(0, "<q")
-            size.values += sum(length for length, _ in header.structs(1))
-            size.bytes += _body_bytes(header, message.body)
+                size.rows += batch.scalar(0, "<q")
+            size.values += sum(length for length, _ in batch.structs(1))
+            size.bytes += _body_bytes(batch, message.body)
         except (struct.error, IndexError, OverflowError) as exc:
             raise pa.ArrowInvalid(f"malformed Arrow IPC metadata: {exc}") from None
         _check(size, bounds)

@@ -29,3 +29,13 @@ IPC_DIR_BYTES = 64 * 1024
 
 WORKDIR_INODES = 16384
 """Files and directories a kernel may have in its workdir at once."""
+
+# Arrow tables (kernels.arrow_check): what a stored table may cost once read, whatever its stream says.
+ARROW_ROWS = 5_000_000
+"""Rows of an Arrow table a DataFrame output carries for paging."""
+
+ARROW_VALUES = 50_000_000
+"""Values of such a table, nested ones (list items, struct fields, dictionaries) included."""
+
+ARROW_MESSAGES = 1_000
+"""Messages (schema, record and dictionary batches) in its stream: each costs a little to check."""

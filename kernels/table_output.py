@@ -7,8 +7,9 @@ A DataFrame shown by a cell (last expression or ``display``) publishes the bundl
   (the first ``FIRST_ROWS`` rows as JSON-safe lists, ``kernels.arrow_rows``), and
   ``rows_available`` / ``complete``: how many rows can be paged, and whether that is all;
 - ``application/vnd.apache.arrow.stream``: the whole table as an Arrow IPC stream, base64, only
-  when it takes at most ``arrow_limit`` bytes (the server takes it out of the bundle and serves
-  later pages from it); without it only the first rows are available;
+  when it takes at most ``arrow_limit`` bytes and keeps within the rows and values the server
+  accepts (``kernels.arrow_check``; the server takes it out of the bundle and serves later pages
+  from it); without it only the first rows are available;
 - ``text/plain``: pandas' repr, cut to a few rows and columns.
 
 A Series shows as a one-column frame (named ``value`` if it has no name). The table's columns are
@@ -27,8 +28,9 @@ import pandas as pd
 import pyarrow as pa
 
 from kernels import formatters
+from kernels.arrow_check import Bounds, TableTooLarge, measure
 from kernels.arrow_rows import rows_of
-from kernels.limits import ARROW_BYTES
+from kernels.limits import ARROW_BYTES, ARROW_ROWS
 from kernels.wire import ARROW_STREAM, DATAFRAME
 
 FIRST_ROWS = 50
@@ -87,11 +89,13 @@ def arrow_table(columns: Columns) -> pa.Table:
 
 
 def arrow_stream(frame: pd.DataFrame, columns: Columns, limit: int) -> str | None:
-    """The whole table as a base64 Arrow IPC stream, or None if it takes more than ``limit`` bytes.
+    """The whole table as a base64 Arrow IPC stream, or None if it takes more than ``limit`` bytes
+    or passes another bound of the server's (rows, values).
 
-    A frame that already takes more than ``limit`` bytes in memory is not converted at all.
+    A frame that already takes more than ``limit`` bytes in memory, or has too many rows, is not
+    converted at all.
     """
-    if frame.memory_usage(index=True, deep=False).sum() > limit:
+    if len(frame) > ARROW_ROWS or frame.memory_usage(index=True, deep=False).sum() > limit:
         return None
     table = arrow_table(columns)
     if table.nbytes > limit:
@@ -100,7 +104,11 @@ def arrow_stream(frame: pd.DataFrame, columns: Columns, limit: int) -> str | Non
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     stream = sink.getvalue()
-    return base64.b64encode(stream).decode("ascii") if stream.size <= limit else None
+    try:
+        measure(stream, Bounds(bytes=limit))
+    except TableTooLarge:
+        return None
+    return base64.b64encode(stream).decode("ascii")
 
 
 def plain(obj: pd.DataFrame | pd.Series) -> str:

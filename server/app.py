@@ -233,13 +233,13 @@ class ServeApp(BIApp):
             raise
         cards = CardService(self.store_instance, datasets, parent=self)
         dashboards = DashboardService(self.store_instance, cards, datasets, parent=self)
-        tables = OutputTables(self.store_instance, cards)
-        self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables.keep, parent=self)
+        tables = OutputTables(self.store_instance, cards, parent=self)
+        self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables, parent=self)
         await self.kernel_pool.start()
         self.jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
         self.live_sessions = LiveSessions(self.kernel_pool, parent=self)
-        card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, parent=self)
-        self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, parent=self)
+        card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, tables, parent=self)
+        self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, tables, parent=self)
         self.dashboard_hub.start()
         return web.Application(
             url_specs(),
@@ -489,4 +489,5 @@ class UserApp(BIApp):
 
 
 BIApp.classes = [BIApp, ServeApp, InitTablesApp, ExecutorKeyApp, UserAddApp, AuthService, DatasetService,
-                 KernelPool, LiveSessions, JupyterKernels, DashboardHub, SQLiteStore, AWSStore]
+                 KernelPool, LiveSessions, JupyterKernels, DashboardHub, OutputTables, CardRunner, SQLiteStore,
+                 AWSStore]

@@ -94,3 +94,15 @@ class StoreClosedError(BIError):
     """The store was closed; the server is shutting down."""
 
     code = "unavailable"
+
+
+class TableTooLargeError(BIError):
+    """A DataFrame output's table would take more than the server keeps (rows, bytes, values)."""
+
+    code = "table_too_large"
+
+
+class InvalidTableError(BIError):
+    """A DataFrame output's table is not a well-formed Arrow stream."""
+
+    code = "invalid_table"

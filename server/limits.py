@@ -7,10 +7,9 @@ with the executor side and come from ``kernels/limits.py``.
 
 from __future__ import annotations
 
-from kernels.limits import ARROW_BYTES, OUTPUT_BYTES
+from kernels.limits import ARROW_BYTES, ARROW_MESSAGES, ARROW_ROWS, ARROW_VALUES, OUTPUT_BYTES
 
-__all__ = ["ARROW_BYTES", "OUTPUT_BYTES", "JSON_BODY_BYTES", "SOCKET_MESSAGE_BYTES",
-           "SOCKET_PENDING_BYTES", "REPLAY_BYTES"]
+__all__ = ["ARROW_BYTES", "ARROW_MESSAGES", "ARROW_ROWS", "ARROW_VALUES", "OUTPUT_BYTES"]
 
 JSON_BODY_BYTES = 1024 * 1024
 """A JSON request body, unless a route says otherwise."""
@@ -28,3 +27,15 @@ REPLAY_BYTES = 8 * 1024 * 1024
 """Messages kept per card session and per Jupyter kernel for a client that reconnects (oldest dropped
 first; the client is told how many it lost). ``LiveSessions.replay_buffer_bytes`` and
 ``JupyterKernels.replay_buffer_bytes`` change it."""
+
+PAGE_VALUES = 1_000_000
+"""Values (nested ones included) in one page of a stored table (``GET /api/outputs/{id}/rows``)."""
+
+TABLE_QUOTA_BYTES = 1024 ** 3
+"""Bytes of stored output tables one user's runs may keep; past it the least recently used go first."""
+
+TABLE_QUOTA_COUNT = 2_000
+"""How many stored output tables one user's runs may keep (each listing of them reads them all)."""
+
+CACHED_RESULTS_PER_VARIANT = 3
+"""Result cache entries kept per card and parameter values (older code or data versions go)."""

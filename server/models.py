@@ -127,7 +127,11 @@ class Card:
 
 @dataclasses.dataclass(frozen=True)
 class CachedResult:
-    """A card run's result, by cache key (``services/card_runs.py``); the outputs are the blob ``blob_key``."""
+    """A card run's result, by cache key (``services/card_runs.py``); the outputs are the blob ``blob_key``.
+
+    ``variant`` names the card and parameter values (entries of one variant differ in code, data or
+    kernel version; the newest few are kept); ``output_ids`` are the tables its outputs page from.
+    """
 
     key: str
     blob_key: str
@@ -135,6 +139,8 @@ class CachedResult:
     status: str
     execution_time_ms: int
     created_at: str
+    variant: str = ""
+    output_ids: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +148,8 @@ class OutputTable:
     """The whole table behind a DataFrame output (an Arrow stream, the blob ``blob_key``).
 
     Readable by ``user_id``, who ran the code, and, for a saved card's run, by whoever may view ``card_id``.
+    Its ``bytes`` count against ``user_id``'s quota, least recently used (``last_used``) first, unless
+    ``pinned``: the current output of a dashboard tile.
     """
 
     output_id: str
@@ -149,6 +157,9 @@ class OutputTable:
     user_id: str
     card_id: str | None
     created_at: str
+    bytes: int = 0
+    last_used: str = ""
+    pinned: bool = False
 
 
 Permission = Literal["view", "edit"]

@@ -8,7 +8,8 @@ change of a shown Bokeh figure, from a ``comm_msg`` whose data names the ``bi.bo
 (``kernels.bokeh_output``; the comm's opening is not tracked).
 
 The collector takes the Arrow stream out of DataFrame outputs (``keep_table`` stores it and
-names it by the output's ``output_id``) and sanitises every output (``sanitize``) before counting
+names it by the output's ``output_id``, or refuses it: an error output with the refusal's code
+follows the output, which keeps its first rows) and sanitises every output (``sanitize``) before counting
 it: once the outputs of one execution pass the cap, one notice is added and the rest is dropped.
 """
 
@@ -21,6 +22,7 @@ from collections.abc import Callable
 
 from kernels.wire import BOKEH_COMM_TARGET
 
+from ..errors import BIError
 from .sanitize import sanitize_output
 from .tables import take_arrow
 
@@ -95,6 +97,7 @@ class OutputCollector:
     def add(self, output: dict[str, Any]) -> None:
         if self.truncated:
             return
+        refused = None
         table = take_arrow(output)  # the whole table is kept apart, not counted, paged later
         output = sanitize_output(output)
         if output["output_type"] == "error" and output["ename"] == MEMORY_ERROR:
@@ -104,10 +107,14 @@ class OutputCollector:
             self.truncated = True
             output = {"output_type": "stream", "name": "stderr", "text": truncation_notice(self.limit_bytes)}
         elif table is not None and self.keep_table is not None:
-            output["output_id"] = self.keep_table(table)
-        self.outputs.append(output)
-        if self.listener is not None:
-            self.listener(output)
+            try:
+                output["output_id"] = self.keep_table(table)
+            except BIError as exc:
+                refused = error_output(exc.code, exc.message)
+        for kept in (output, refused) if refused else (output,):
+            self.outputs.append(kept)
+            if self.listener is not None:
+                self.listener(kept)
 
     @property
     def has_error(self) -> bool:

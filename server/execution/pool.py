@@ -75,11 +75,11 @@ class KernelPool(LoggingConfigurable):
     metrics_interval = Float(60, help="Seconds between pool utilisation metrics in the logs (CloudWatch EMF).").tag(config=True)
 
     def __init__(self, executors: StaticExecutors | EcsExecutors, make_client: Callable[[str], AgentClient],
-                 registry: CollectorRegistry, keep_table: TableKeeper, **kwargs: Any):
+                 registry: CollectorRegistry, tables: TableKeeper, **kwargs: Any):
         super().__init__(**kwargs)
         self.executors = executors
         self.make_client = make_client
-        self.keep_table = keep_table
+        self.tables = tables
         self.metrics = PoolMetrics(registry)
         self.sessions: dict[str, KernelSession] = {}
         self.agents: dict[str, AgentClient] = {}   # by base URL
@@ -121,7 +121,7 @@ class KernelPool(LoggingConfigurable):
         finally:
             self._starting[user.id] -= 1
         session = KernelSession(str(uuid.uuid4()), user.id, datasets, kernel, start_kernel, self.limits,
-                                self.metrics, self.keep_table, kind)
+                                self.metrics, self.tables, kind)
         self.sessions[session.id] = session
         self.metrics.bound.inc()
         log.info("session_opened", session_id=session.id, user_id=user.id, kernel_id=kernel.kernel_id)

@@ -25,8 +25,8 @@ import dataclasses
 import queue
 import time
 from pathlib import Path
-from typing import Any
 from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from jupyter_client.asynchronous import AsyncKernelClient
 
@@ -68,7 +68,18 @@ class Kernel:
 
 
 KernelStarter = Callable[[list[tuple[str, Path]]], Awaitable[Kernel]]
-TableKeeper = Callable[[bytes, str, str | None], str]  # (Arrow stream, user id, card id) -> output_id
+
+
+class TableKeeper(Protocol):
+    """Keeps the tables of DataFrame outputs (``services/output_tables.py``)."""
+
+    def keep(self, stream: bytes, user_id: str, card_id: str | None, session_id: str) -> str:
+        """Store an Arrow stream; its output_id (a ``BIError`` for a stream it refuses)."""
+
+    def drop_session(self, session_id: str) -> None:
+        """The session's earlier editor tables are superseded or closed with it."""
+
+
 SessionListener = Callable[[dict[str, Any]], None]
 
 
@@ -137,7 +148,7 @@ class KernelSession:
     """A kernel bound to one user; ``kind`` says who drives it ("card" sessions or "jupyter" kernels)."""
 
     def __init__(self, session_id: str, user_id: str, datasets: list[tuple[str, Path]], kernel: Kernel,
-                 start_kernel: KernelStarter, limits: Limits, metrics: PoolMetrics, keep_table: TableKeeper,
+                 start_kernel: KernelStarter, limits: Limits, metrics: PoolMetrics, tables: TableKeeper,
                  kind: str = "card"):
         self.id = session_id
         self.user_id = user_id
@@ -147,7 +158,7 @@ class KernelSession:
         self.start_kernel = start_kernel
         self.limits = limits
         self.metrics = metrics
-        self.keep_table = keep_table
+        self.tables = tables
         self.created_at = utcnow()
         self.last_used = time.monotonic()
         self.executing = False
@@ -167,7 +178,8 @@ class KernelSession:
                       card_id: str | None = None) -> ExecutionResult:
         """Run ``code`` in the kernel; outputs go to ``listener`` as they come, and into the result.
 
-        DataFrame tables are kept for paging by this session's user (and viewers of ``card_id``).
+        DataFrame tables are kept for paging by this session's user (and viewers of ``card_id``); an
+        editor run's (no ``card_id``) replace those of the session's previous run.
         """
         if self.executing:
             raise ConflictError("This session is already running code; wait for it or interrupt it.")
@@ -187,8 +199,9 @@ class KernelSession:
     async def _execute(self, code: str, listener: OutputListener | None, card_id: str | None) -> ExecutionResult:
         kernel = self.kernel
         limit = RunLimit(self)
+        self.tables.drop_session(self.id)
         collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener,
-                                    lambda stream: self.keep_table(stream, self.user_id, card_id))
+                                    lambda stream: self.tables.keep(stream, self.user_id, card_id, self.id))
         msg_id = kernel.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         while True:
             if self.closed:
@@ -294,6 +307,7 @@ class KernelSession:
         if self.closed:
             return
         self.closed = True
+        self.tables.drop_session(self.id)
         await self.kernel.stop()
         self._notify({"event": "closed", "reason": reason})
 

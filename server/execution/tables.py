@@ -4,6 +4,11 @@ A kernel's DataFrame bundle (``kernels.table_output``) may carry the whole table
 Arrow IPC stream. ``take_arrow`` takes it out of the output, so that only the summary and first
 page go to pages and caches, and the stream can be stored; ``read_rows`` serves pages from the
 stored stream, converted as the kernel converted the first page (``kernels.arrow_rows``).
+
+The stream comes from a kernel. ``measure`` reads only its metadata and refuses, before
+anything is decompressed, a stream past the bounds (``TableTooLargeError``) or malformed
+(``InvalidTableError``); ``validate`` then reads it whole, a batch at a time, within those bounds.
+``read_rows`` measures again before it reads the batches up to its page.
 """
 
 from __future__ import annotations
@@ -14,9 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from kernels.arrow_check import Bounds, Size, TableTooLarge
+from kernels.arrow_check import measure as measure_stream
 from kernels.arrow_rows import rows_of
 from kernels.wire import ARROW_STREAM
+
+from ..errors import InvalidTableError, TableTooLargeError
+from ..limits import PAGE_VALUES
+
+Source = bytes | Path | str
+BOUNDS = Bounds()  # kernels.limits
+BINARY_LIKE = (pa.string(), pa.large_string(), pa.binary(), pa.large_binary())
 
 
 def take_arrow(output: dict[str, Any]) -> bytes | None:
@@ -31,20 +46,82 @@ def take_arrow(output: dict[str, Any]) -> bytes | None:
         return None
 
 
-def _table(stream: bytes | Path | str) -> pa.Table:
-    source = pa.py_buffer(stream) if isinstance(stream, bytes) else pa.memory_map(str(stream))
-    return pa.ipc.open_stream(source).read_all()
+def _open(source: Source) -> pa.NativeFile:
+    return pa.BufferReader(source) if isinstance(source, bytes) else pa.memory_map(str(source))
 
 
-def row_count(stream: bytes | Path | str) -> int:
-    return _table(stream).num_rows
+def measure(source: Source, bounds: Bounds = BOUNDS) -> Size:
+    """The table's size from the stream's metadata; the domain error of a stream past ``bounds``."""
+    try:
+        with _open(source) as file:
+            return measure_stream(file, bounds)
+    except TableTooLarge as exc:
+        raise TableTooLargeError(f"The DataFrame is too large to keep for paging: {exc}. Show fewer rows "
+                                 "or columns (its first rows are shown).", {"bound": exc.bound}) from None
+    except pa.ArrowException as exc:
+        raise InvalidTableError(f"The DataFrame's table is not a valid Arrow stream: {exc}") from None
 
 
-def read_rows(stream: bytes | Path | str, offset: int, limit: int) -> list[list[Any]]:
+def validate(source: Source, bounds: Bounds = BOUNDS) -> Size:
+    """``measure``, then read every batch and check its data in full (``InvalidTableError``)."""
+    size = measure(source, bounds)
+    try:
+        with _open(source) as file, pa.ipc.open_stream(file) as reader:
+            for batch in reader:
+                batch.validate(full=True)
+    except pa.ArrowException as exc:
+        raise InvalidTableError(f"The DataFrame's table is not a valid Arrow stream: {exc}") from None
+    return size
+
+
+def read_rows(source: Source, offset: int, limit: int, bounds: Bounds = BOUNDS,
+              page_values: int = PAGE_VALUES) -> list[list[Any]]:
     """Rows ``offset`` to ``offset + limit`` of an Arrow stream (bytes or a file) as JSON-safe lists.
 
-    The stream comes from a kernel: the rows read are fully validated first (``pa.ArrowInvalid``).
+    Only the batches up to the page are read, one at a time; the rows read are fully validated
+    (``InvalidTableError``) and may hold at most ``page_values`` values (``TableTooLargeError``).
     """
-    part = _table(stream).slice(offset, limit)
-    part.validate(full=True)
-    return rows_of(part)
+    measure(source, bounds)
+    try:
+        with _open(source) as file, pa.ipc.open_stream(file) as reader:
+            parts, start = [], 0
+            for batch in reader:
+                if start >= offset + limit:
+                    break
+                end = start + batch.num_rows
+                if end > offset:
+                    first = max(offset, start)
+                    parts.append(batch.slice(first - start, min(end, offset + limit) - first))
+                start = end
+            page = pa.Table.from_batches(parts, reader.schema)
+        page.validate(full=True)
+    except pa.ArrowException as exc:
+        raise InvalidTableError(f"The stored table is not a valid Arrow stream: {exc}") from None
+    if values_of(page) > page_values:
+        raise TableTooLargeError(f"These rows hold more than {page_values:,} values; ask for fewer rows.",
+                                 {"bound": "page_values"})
+    return rows_of(page)
+
+
+def values_of(data: pa.Table | pa.Array | pa.ChunkedArray) -> int:
+    """How many values converting ``data`` to Python makes: each cell, and each nested item in it.
+
+    A dictionary's string or bytes value is copied into every row that uses it: each of its bytes
+    counts as a value there, so a huge shared value cannot be multiplied for free.
+    """
+    if isinstance(data, pa.Table):
+        return sum(values_of(column) for column in data.columns)
+    if isinstance(data, pa.ChunkedArray):
+        return sum(values_of(chunk) for chunk in data.chunks)
+    kind = data.type
+    if isinstance(kind, pa.MapType):  # keys and items are of the whole array: the slice's by its offsets
+        first, last = data.offsets[0].as_py(), data.offsets[-1].as_py()
+        return len(data) + sum(values_of(part.slice(first, last - first)) for part in (data.keys, data.items))
+    if isinstance(kind, (pa.ListType, pa.LargeListType, pa.FixedSizeListType, pa.ListViewType, pa.LargeListViewType)):
+        return len(data) + values_of(data.flatten())
+    if isinstance(kind, pa.StructType):
+        return len(data) + sum(values_of(field) for field in data.flatten())
+    if isinstance(kind, pa.DictionaryType) and data.dictionary.type in BINARY_LIKE:
+        used = pc.binary_length(data.dictionary).take(data.indices.drop_null())
+        return len(data) + (pc.sum(used).as_py() or 0)
+    return len(data)

@@ -2,10 +2,14 @@
 
 The cache key is a digest of the card's code, the version of every dataset it reads, the
 parameter values and the kernel image version (DESIGN §9). A new dataset version, an edit of
-the code or a kernel upgrade changes the key, so a cached result is never stale and nothing needs
-expiring. A miss runs the card in a fresh kernel of the caller (destroyed afterwards) and caches
-results that finished (ok, or a card error); timeouts, truncated output and dead kernels are
-not cached. Cached outputs are a JSON blob (the object store), indexed in the store's cache table.
+the code or a kernel upgrade changes the key, so a cached result is never stale. A miss runs the
+card in a fresh kernel of the caller (destroyed afterwards) and caches results that finished (ok,
+or a card error); timeouts, truncated output and dead kernels are not cached. Cached outputs are a
+JSON blob (the object store), indexed in the store's cache table.
+
+Entries of one card and parameter values (a variant) that differ in code, data or kernel version
+are superseded: the newest ``results_per_variant`` are kept, older ones are deleted with the
+tables their outputs page from (record first, then blobs); a forced run replaces its key's entry.
 """
 
 from __future__ import annotations
@@ -15,18 +19,22 @@ import hashlib
 import json
 import math
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
+from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
 from ..errors import InvalidRequestError, NotFoundError
 from ..execution.pool import KernelPool
+from ..limits import CACHED_RESULTS_PER_VARIANT
 from ..logs import audit
 from ..models import CachedResult, Card, CardVersion, User, utcnow
 from ..storage.base import Store
 from .cards import CardService
+from .output_tables import OutputTables, output_ids
 
 CACHEABLE = ("ok", "error")
 
@@ -75,6 +83,15 @@ def parameter_cell(values: dict[str, Any]) -> str:
 def cache_key(version: CardVersion, datasets: list[tuple[str, int]], values: dict[str, Any],
               image_version: str | None) -> str:
     material = {"code": version.code, "datasets": sorted(datasets), "parameters": values, "image": image_version}
+    return _digest(material)
+
+
+def variant_of(card_id: str, values: dict[str, Any]) -> str:
+    """Names a card and parameter values: the cache entries that supersede each other."""
+    return _digest({"card": card_id, "parameters": values})
+
+
+def _digest(material: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -95,11 +112,15 @@ async def dataset_files(store: Store, version: CardVersion) -> tuple[list[tuple[
 
 
 class CardRunner(LoggingConfigurable):
-    def __init__(self, store: Store, cards: CardService, pool: KernelPool, **kwargs: Any):
+    results_per_variant = Integer(CACHED_RESULTS_PER_VARIANT, min=1, help="Result cache entries kept per card and "
+                                  "parameter values; older ones and their tables are deleted.").tag(config=True)
+
+    def __init__(self, store: Store, cards: CardService, pool: KernelPool, tables: OutputTables, **kwargs: Any):
         super().__init__(**kwargs)
         self.store = store
         self.cards = cards
         self.pool = pool
+        self.tables = tables
         self.finished: list[Callable[[str, dict[str, Any], dict[str, Any]], None]] = []  # (card_id, values, result)
 
     async def run(self, user: User, card_id: str, parameters: dict[str, Any], force: bool = False) -> dict[str, Any]:
@@ -145,15 +166,29 @@ class CardRunner(LoggingConfigurable):
         finally:
             await self.pool.close_session(session, "card_run_finished")
         if result.status in CACHEABLE and not (result.truncated or result.kernel_restarted):
-            await self._store(key, version.card_id, result.status, result.outputs, result.execution_time_ms)
+            await self._store(key, version.card_id, values, result.status, result.outputs, result.execution_time_ms)
         return {"status": result.status, "outputs": result.outputs, "cached": False,
                 "execution_time_ms": result.execution_time_ms}
 
-    async def _store(self, key: str, card_id: str, status: str, outputs: list[dict[str, Any]],
-                     execution_time_ms: int) -> None:
-        blob_key = f"results/{key}.json"
+    async def _store(self, key: str, card_id: str, values: dict[str, Any], status: str,
+                     outputs: list[dict[str, Any]], execution_time_ms: int) -> None:
+        blob_key = f"results/{key}/{uuid.uuid4().hex}.json"  # blob keys are never overwritten
         with tempfile.NamedTemporaryFile("wb", suffix=".json") as file:
             file.write(json.dumps(outputs, ensure_ascii=False).encode())
             file.flush()
             await self.store.put_blob(blob_key, Path(file.name))
-        await self.store.put_cached_result(CachedResult(key, blob_key, card_id, status, execution_time_ms, utcnow()))
+        replaced = await self.store.get_cached_result(key)
+        variant = variant_of(card_id, values)
+        await self.store.put_cached_result(CachedResult(key, blob_key, card_id, status, execution_time_ms, utcnow(),
+                                                        variant, tuple(output_ids(outputs))))
+        if replaced is not None:
+            await self._forget(replaced)
+        for older in (await self.store.list_cached_results(variant))[self.results_per_variant:]:
+            if older.key != key:
+                await self.store.delete_cached_result(older.key)
+                await self._forget(older)
+
+    async def _forget(self, result: CachedResult) -> None:
+        """Delete the blob and tables of a result whose record is gone (deleted or replaced)."""
+        await self.store.delete_blob(result.blob_key)
+        await self.tables.delete(result.output_ids)

@@ -7,6 +7,9 @@ code was saved, a dataset it reads got a new version (re-run by itself, as the d
 owner, whether or not anyone watches), or its scheduled refresh came. A viewer's own parameter
 values get their own runs, sent to that viewer's socket only. Results come through the card
 runner, so unchanged inputs are answered from the cache.
+
+A tile's current output (what a card shows with the dashboard's defaults) has its tables pinned
+against quota eviction (``services/output_tables.py``) until another output replaces it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..models import Dashboard, DashboardVersion, User
 from ..storage.base import Store
 from .card_runs import CardRunner
 from .dashboards import DashboardService
+from .output_tables import OutputTables, output_ids
 
 log = get_logger("bi.dashboards")
 
@@ -88,12 +92,15 @@ class Room:
 class DashboardHub(LoggingConfigurable):
     refresh_tick = Float(15.0, help="Seconds between looks for dashboards whose scheduled refresh is due.").tag(config=True)
 
-    def __init__(self, store: Store, dashboards: DashboardService, runner: CardRunner, **kwargs: Any):
+    def __init__(self, store: Store, dashboards: DashboardService, runner: CardRunner, tables: OutputTables,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.store = store
         self.dashboards = dashboards
         self.runner = runner
+        self.tables = tables
         self.rooms: dict[str, Room] = {}
+        self._tiles: dict[tuple[str, str], list[str]] = {}  # (dashboard id, card key) -> tables it shows
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refreshed: dict[str, float] = {}  # when each dashboard's last refresh started
         self._refreshing: set[str] = set()
@@ -147,6 +154,7 @@ class DashboardHub(LoggingConfigurable):
                 elif key not in room.latest:  # nothing was published while the cache answered
                     room.seq[key] = room.seq.get(key, 0) + 1
                     room.latest[key] = result
+                    self._shown(room.dashboard_id, key, result)
             infos[key] = await self._card_info(entry["card"])
         # from here on no await: nothing is published between the snapshot and joining the room
         room.viewers.add(viewer)
@@ -175,8 +183,8 @@ class DashboardHub(LoggingConfigurable):
         if entry is None:
             raise NotFoundError(f"The dashboard has no card {key!r}.")
         result = await self.run_card(user, version.document, entry, values)
-        if not values and dashboard_id in self.rooms:
-            self.rooms[dashboard_id].publish(key, result)
+        if not values:
+            self._publish(dashboard_id, key, result)
         return result
 
     async def run_card(self, user: User, document: dict[str, Any], entry: dict[str, Any],
@@ -214,8 +222,23 @@ class DashboardHub(LoggingConfigurable):
             result = await self.run_card(user, version.document, entry, {}, force)
         except BIError as exc:
             result = error_result(exc)
+        self._publish(dashboard_id, key, result)
+
+    def _publish(self, dashboard_id: str, key: str, result: dict[str, Any]) -> None:
+        """``result`` is the tile's output now: to every viewer, and its tables pinned."""
+        self._shown(dashboard_id, key, result)
         if dashboard_id in self.rooms:
             self.rooms[dashboard_id].publish(key, result)
+
+    def _shown(self, dashboard_id: str, key: str, result: dict[str, Any] | None) -> None:
+        """Pin the tables of a tile's new output; unpin those of the one it replaces, unless another tile shows them."""
+        tile = (dashboard_id, key)
+        before = self._tiles.pop(tile, [])
+        if result is not None and output_ids(result["outputs"]):
+            self._tiles[tile] = output_ids(result["outputs"])
+        shown = {output_id for ids in self._tiles.values() for output_id in ids}
+        self._spawn(self.tables.pin(self._tiles.get(tile, [])))
+        self._spawn(self.tables.pin([output_id for output_id in before if output_id not in shown], pinned=False))
 
     async def _card_info(self, card_id: str) -> dict[str, Any]:
         card = await self.store.get_card(card_id)
@@ -237,7 +260,7 @@ class DashboardHub(LoggingConfigurable):
             for entry in version.document["cards"]:
                 if entry["card"] == card_id and await self._bound(version.document, entry, {}) == values \
                         and room.latest.get(entry["key"]) is not result:
-                    room.publish(entry["key"], result)
+                    self._publish(room.dashboard_id, entry["key"], result)
 
     def dashboard_saved(self, dashboard: Dashboard, version: DashboardVersion) -> None:
         """Tell viewers of the new version (layout, cards); cards new to it get run. What the room
@@ -250,6 +273,8 @@ class DashboardHub(LoggingConfigurable):
             self._spawn(self.snapshot(viewer, room))
 
     def dashboard_deleted(self, dashboard_id: str) -> None:
+        for dashboard, key in [tile for tile in self._tiles if tile[0] == dashboard_id]:
+            self._shown(dashboard, key, None)
         room = self.rooms.pop(dashboard_id, None)
         for viewer in list(room.viewers) if room else ():
             viewer.end(4404, "The dashboard was deleted.")

@@ -1,10 +1,24 @@
-"""The whole tables behind DataFrame outputs: kept as Arrow streams, served a page at a time.
+"""The whole tables behind DataFrame outputs: kept as Arrow streams, served a page at a time, and let go.
 
 A kernel's DataFrame output carries its table as an Arrow stream, which the server takes out of
-the output (``execution/tables.py``) and hands to ``keep`` under a fresh ``output_id``; the
-output keeps the id, its summary and first rows. ``keep`` stores the stream as a blob and a record
-of who may read it: the user who ran the code, admins, and for a saved card's run whoever may
-view the card. ``rows`` waits for a store still under way, so a page asked for at once is found.
+the output (``execution/tables.py``) and hands to ``keep``. ``keep`` measures the stream from its
+metadata at once (a table past the bounds is an error output, ``table_too_large``, and costs
+nothing), then in the background validates it batch by batch, stores it as a blob and records
+who may read it: the user who ran the code, admins, and for a saved card's run whoever may view
+the card. ``rows`` waits for a store still under way, so a page asked for at once is found.
+
+Every table has an owner and a lifetime:
+
+- an editor session's tables go when the session runs code again or closes (``drop_session``);
+- a card run's tables belong to its result cache entry and go with it (``services/card_runs.py``);
+- each user's tables are charged to them (the user whose session ran the code) up to
+  ``quota_bytes`` and ``quota_tables``; past either the least recently used (stored or paged) go
+  first, except pinned ones, the current output of a dashboard tile (``pin``, from the dashboard
+  hub). The user's tables are listed only when an estimate (the last count plus what was stored
+  since) reaches the quota, so keeping a table costs no listing in the common case.
+
+A table is deleted record first, then blob: a crash in between leaves an orphan blob, never a
+record that points at nothing.
 """
 
 from __future__ import annotations
@@ -12,11 +26,16 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotFoundError
-from ..execution.tables import read_rows, row_count
+from traitlets import Integer
+from traitlets.config import LoggingConfigurable
+
+from ..errors import BIError, NotFoundError
+from ..execution.tables import measure, read_rows, validate
+from ..limits import TABLE_QUOTA_BYTES, TABLE_QUOTA_COUNT
 from ..logs import get_logger
 from ..models import OutputTable, User, utcnow
 from ..storage.base import Store
@@ -25,37 +44,116 @@ from .cards import CardService
 log = get_logger("bi.outputs")
 
 
-class OutputTables:
-    def __init__(self, store: Store, cards: CardService):
+class OutputTables(LoggingConfigurable):
+    quota_bytes = Integer(TABLE_QUOTA_BYTES, help="Bytes of stored output tables each user's runs may keep; past "
+                                                  "it the least recently used go first.").tag(config=True)
+    quota_tables = Integer(TABLE_QUOTA_COUNT, help="Stored output tables each user's runs may keep; past it the "
+                                                   "least recently used go first.").tag(config=True)
+
+    def __init__(self, store: Store, cards: CardService, **kwargs: Any):
+        super().__init__(**kwargs)
         self.store = store
         self.cards = cards
         self._storing: dict[str, asyncio.Task[None]] = {}
+        self._editor: dict[str, list[str]] = {}  # editor session id -> its latest run's tables
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._usage: dict[str, tuple[int, int]] = {}  # user id -> (bytes, tables) at most, as last counted
 
-    def keep(self, stream: bytes, user_id: str, card_id: str | None) -> str:
-        """Store ``stream`` (in the background) as a new table; its output_id."""
+    def keep(self, stream: bytes, user_id: str, card_id: str | None, session_id: str) -> str:
+        """Store ``stream`` (in the background) as a new table; its output_id.
+
+        ``TableTooLargeError`` or ``InvalidTableError`` at once for a stream past the bounds or
+        malformed in its metadata. Without ``card_id`` (an editor's run) the table is the session's.
+        """
+        measure(stream)
         output_id = uuid.uuid4().hex
+        if card_id is None:
+            self._editor.setdefault(session_id, []).append(output_id)
         task = asyncio.get_running_loop().create_task(self._store(output_id, stream, user_id, card_id))
         self._storing[output_id] = task
         task.add_done_callback(lambda _: self._storing.pop(output_id, None))
         return output_id
 
+    async def settled(self, output_id: str) -> None:
+        """Wait for the table's storing (and the quota check after it), if under way."""
+        storing = self._storing.get(output_id)
+        if storing is not None:
+            await asyncio.shield(storing)
+
     async def _store(self, output_id: str, stream: bytes, user_id: str, card_id: str | None) -> None:
+        try:
+            await asyncio.to_thread(validate, stream)
+        except BIError as exc:
+            log.warning("output_table_rejected", output_id=output_id, user_id=user_id, code=exc.code, error=exc.message)
+            return
         blob_key = f"tables/{output_id}.arrow"
         with tempfile.NamedTemporaryFile("wb", suffix=".arrow") as file:
             await asyncio.to_thread(_write, file, stream)
             await self.store.put_blob(blob_key, Path(file.name))
-        await self.store.put_output_table(OutputTable(output_id, blob_key, user_id, card_id, utcnow()))
+        now = utcnow()
+        await self.store.put_output_table(OutputTable(output_id, blob_key, user_id, card_id, now,
+                                                      bytes=len(stream), last_used=now))
+        await self._keep_within_quota(user_id, len(stream))
 
+    async def _keep_within_quota(self, user_id: str, added: int) -> None:
+        """Delete the user's least recently used tables, pinned ones aside, until they fit the quota."""
+        estimate = self._usage.get(user_id)
+        if estimate is not None and self._fits(estimate[0] + added, estimate[1] + 1):
+            self._usage[user_id] = (estimate[0] + added, estimate[1] + 1)
+            return
+        tables = await self.store.list_output_tables(user_id)
+        used, count = sum(table.bytes for table in tables), len(tables)
+        for table in tables:
+            if self._fits(used, count):
+                break
+            if not table.pinned:
+                await self._delete(table)
+                used, count = used - table.bytes, count - 1
+                log.info("output_table_evicted", output_id=table.output_id, user_id=user_id, bytes=table.bytes,
+                         last_used=table.last_used)
+        self._usage[user_id] = (used, count)
+
+    def _fits(self, used: int, count: int) -> bool:
+        return used <= self.quota_bytes and count <= self.quota_tables
+
+    # lifetimes ---------------------------------------------------------------
+    def drop_session(self, session_id: str) -> None:
+        """The editor session ran code again or closed: its earlier tables are deleted (in the background)."""
+        output_ids = self._editor.pop(session_id, [])
+        if output_ids:
+            task = asyncio.get_running_loop().create_task(self.delete(output_ids))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def delete(self, output_ids: Iterable[str]) -> None:
+        """Delete these tables (once stored, if they are being stored); missing ones are skipped."""
+        for output_id in output_ids:
+            await self.settled(output_id)
+            table = await self.store.get_output_table(output_id)
+            if table is not None:
+                await self._delete(table)
+
+    async def _delete(self, table: OutputTable) -> None:
+        await self.store.delete_output_table(table.output_id)
+        await self.store.delete_blob(table.blob_key)
+
+    async def pin(self, output_ids: Iterable[str], pinned: bool = True) -> None:
+        """Keep these tables out of quota eviction (a dashboard tile shows them), or no longer."""
+        for output_id in output_ids:
+            await self.settled(output_id)
+            await self.store.update_output_table(output_id, pinned=pinned)
+
+    # pages -------------------------------------------------------------------
     async def rows(self, user: User, output_id: str, offset: int, limit: int) -> dict[str, Any]:
         """A page of the table, if ``user`` may read it (404 otherwise, as if it did not exist)."""
-        storing = self._storing.get(output_id)
-        if storing is not None:
-            await asyncio.shield(storing)
+        await self.settled(output_id)
         table = await self.store.get_output_table(output_id)
         if table is None or not await self._may_read(user, table):
-            raise NotFoundError("No such table output; its rows may have come from another user's run.")
+            raise NotFoundError("No such table output: it may be another user's, or it was removed (a newer run "
+                                "replaced it, or its owner's storage for tables was full). Run the code again.")
         path = await self.store.blob_path(table.blob_key)
-        rows, total = await asyncio.to_thread(lambda: (read_rows(path, offset, limit), row_count(path)))
+        rows, total = await asyncio.to_thread(lambda: (read_rows(path, offset, limit), measure(path).rows))
+        await self.store.update_output_table(output_id, last_used=utcnow())
         return {"output_id": output_id, "offset": offset, "limit": limit, "row_count": total, "rows": rows}
 
     async def _may_read(self, user: User, table: OutputTable) -> bool:
@@ -63,6 +161,11 @@ class OutputTables:
             return True
         card = await self.store.get_card(table.card_id) if table.card_id else None
         return card is not None and await self.cards.access(user, card) is not None
+
+
+def output_ids(outputs: Iterable[dict[str, Any]]) -> list[str]:
+    """The tables the outputs of a run page from."""
+    return [output["output_id"] for output in outputs if isinstance(output.get("output_id"), str)]
 
 
 def _write(file: Any, stream: bytes) -> None:

@@ -24,6 +24,12 @@ cache       ``RESULT#<key>``        ``RESULT``          a cached card result (ou
 cache       ``TABLE#<output_id>``   ``TABLE``           who may page a DataFrame output (rows: a blob)
 ==========  ======================  ==================  ===============================
 
+The cache table has one global secondary index, ``by_group`` (keys ``gpk`` and ``gsk``, all
+attributes projected), so that what lifetimes need is a Query, never a Scan: a table item has
+``gpk`` ``USER#<user_id>`` and ``gsk`` ``<last_used>#<output_id>`` (a user's tables, least
+recently used first), a result item ``gpk`` ``VARIANT#<variant>`` and ``gsk``
+``<created_at>#<key>`` (a card's results for some parameter values, newest last).
+
 Writes that must be unique or that can race are transactions with condition
 expressions: the items that point at a head (name, owner and uid items) are written
 and deleted in the head's transactions; a share's two items are written in one
@@ -78,6 +84,8 @@ PITR_UNAVAILABLE = {"UnknownOperationException", "ContinuousBackupsUnavailableEx
 EXPECTED_CANCELLATIONS = {"None", "ConditionalCheckFailed", "TransactionConflict"}
 MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
 PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+GROUP_INDEX = "by_group"  # the cache table's index of tables by user and results by variant
+GROUP_KEYS = ("gpk", "gsk")
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -257,27 +265,38 @@ class AWSStore(Store):
         waiter = self._dynamodb.get_waiter("table_exists")
         for name in names:
             waiter.wait(TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
+        if self._table("cache") not in created:
+            self._add_group_index(self._table("cache"))
         for name in names:
             self._enable_pitr(name)
         if created:
             self.log.info("Created DynamoDB tables: %s", ", ".join(created))
 
     def _create_table(self, name: str) -> bool:
-        """Create one table; False if it already exists."""
+        """Create one table (the cache table with its index); False if it already exists."""
+        index = ({"GlobalSecondaryIndexes": [_GROUP_INDEX]} if name == self._table("cache") else {})
         try:
             self._dynamodb.create_table(
                 TableName=name,
-                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                      {"AttributeName": "sk", "AttributeType": "S"}],
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                           {"AttributeName": "sk", "KeyType": "RANGE"}],
+                AttributeDefinitions=_key_attributes("pk", "sk", *(GROUP_KEYS if index else ())),
+                KeySchema=_key_schema("pk", "sk"),
                 BillingMode="PAY_PER_REQUEST",
+                **index,
             )
         except ClientError as exc:
             if _code(exc) == "ResourceInUseException":
                 return False
             raise
         return True
+
+    def _add_group_index(self, name: str) -> None:
+        """Add the cache table's index to a table made before it; it serves once DynamoDB has built it."""
+        table = self._dynamodb.describe_table(TableName=name)["Table"]
+        if any(index["IndexName"] == GROUP_INDEX for index in table.get("GlobalSecondaryIndexes", [])):
+            return
+        self._dynamodb.update_table(TableName=name, AttributeDefinitions=_key_attributes(*GROUP_KEYS),
+                                    GlobalSecondaryIndexUpdates=[{"Create": _GROUP_INDEX}])
+        self.log.info("Adding index %s to DynamoDB table %s", GROUP_INDEX, name)
 
     def _enable_pitr(self, name: str) -> None:
         """Turn point-in-time recovery on; warn and go on where the endpoint cannot."""
@@ -602,21 +621,72 @@ class AWSStore(Store):
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:
         item = await self._run(self._get, "cache", _result_key(key))
-        return CachedResult(**_plain(item)) if item else None
+        return _cached_result(item) if item else None
 
     async def put_cached_result(self, result: CachedResult) -> None:
-        await self._run(self._put, "cache", _result_key(result.key), dataclasses.asdict(result))
+        fields = {**dataclasses.asdict(result), "output_ids": list(result.output_ids)}
+        group = _group(f"VARIANT#{result.variant}", result.created_at, result.key) if result.variant else {}
+        await self._run(self._put, "cache", _result_key(result.key), {**fields, **group})
+
+    async def list_cached_results(self, variant: str) -> list[CachedResult]:
+        items = await self._run(self._group_items, f"VARIANT#{variant}", False)
+        return [_cached_result(item) for item in items]
+
+    async def delete_cached_result(self, key: str) -> None:
+        await self._run(self._delete, "cache", _result_key(key))
 
     # output tables -----------------------------------------------------------
     async def put_output_table(self, table: OutputTable) -> None:
-        await self._run(self._put, "cache", _table_key(table.output_id), dataclasses.asdict(table))
+        group = _group(f"USER#{table.user_id}", table.last_used, table.output_id)
+        await self._run(self._put, "cache", _table_key(table.output_id), {**dataclasses.asdict(table), **group})
 
     async def get_output_table(self, output_id: str) -> OutputTable | None:
         item = await self._run(self._get, "cache", _table_key(output_id))
         return OutputTable(**_plain(item)) if item else None
 
+    async def list_output_tables(self, user_id: str) -> list[OutputTable]:
+        items = await self._run(self._group_items, f"USER#{user_id}", True)
+        return [OutputTable(**_plain(item)) for item in items]
+
+    async def update_output_table(self, output_id: str, last_used: str | None = None,
+                                  pinned: bool | None = None) -> None:
+        values: dict[str, Any] = {}
+        if last_used is not None:
+            values.update({":last_used": last_used, ":gsk": _group("", last_used, output_id)["gsk"]})
+        if pinned is not None:
+            values[":pinned"] = pinned
+        if values:
+            await self._run(self._update_existing, "cache", _table_key(output_id), values)
+
+    def _update_existing(self, kind: str, key: dict[str, str], values: dict[str, Any]) -> None:
+        """SET each attribute named by ``values``' keys (``:name``); nothing if the item is gone."""
+        assignments = ", ".join(f"{name[1:]} = {name}" for name in values)
+        try:
+            self._dynamodb.update_item(TableName=self._table(kind), Key=_serialize(key),
+                                       UpdateExpression=f"SET {assignments}",
+                                       ConditionExpression="attribute_exists(pk)",
+                                       ExpressionAttributeValues=_serialize(values))
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    async def delete_output_table(self, output_id: str) -> None:
+        await self._run(self._delete, "cache", _table_key(output_id))
+
+    def _group_items(self, gpk: str, ascending: bool) -> list[dict[str, Any]]:
+        """The items of one group of the cache table's index, by ``gsk`` (eventually consistent)."""
+        paginator = self._dynamodb.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table("cache"), IndexName=GROUP_INDEX, KeyConditionExpression="gpk = :gpk",
+            ExpressionAttributeValues=_serialize({":gpk": gpk}), ScanIndexForward=ascending,
+            PaginationConfig={"PageSize": self.page_size or None})
+        return [item for page in pages for item in page["Items"]]
+
     def _put(self, kind: str, key: dict[str, str], fields: dict[str, Any]) -> None:
         self._dynamodb.put_item(TableName=self._table(kind), Item=_serialize({**key, **fields}))
+
+    def _delete(self, kind: str, key: dict[str, str]) -> None:
+        self._dynamodb.delete_item(TableName=self._table(kind), Key=_serialize(key))
 
     # blobs -------------------------------------------------------------------
     def _cache_file(self, key: str) -> Path:
@@ -700,6 +770,23 @@ def _table_key(output_id: str) -> dict[str, str]:
     return {"pk": f"TABLE#{output_id}", "sk": "TABLE"}
 
 
+def _group(gpk: str, when: str, record_id: str) -> dict[str, str]:
+    """The cache table index's keys of an item: its group, then by time (ties by id)."""
+    return {"gpk": gpk, "gsk": f"{when}#{record_id}"}
+
+
+def _key_attributes(*names: str) -> list[dict[str, str]]:
+    return [{"AttributeName": name, "AttributeType": "S"} for name in names]
+
+
+def _key_schema(hash_key: str, range_key: str) -> list[dict[str, str]]:
+    return [{"AttributeName": hash_key, "KeyType": "HASH"}, {"AttributeName": range_key, "KeyType": "RANGE"}]
+
+
+_GROUP_INDEX = {"IndexName": GROUP_INDEX, "KeySchema": _key_schema(*GROUP_KEYS),
+                "Projection": {"ProjectionType": "ALL"}}
+
+
 def _owned_key(kind: Versioned, owner_id: str, record_id: str) -> dict[str, str]:
     return {"pk": f"OWNER#{owner_id}", "sk": f"{kind.prefix}#{record_id}"}
 
@@ -729,9 +816,9 @@ def _serialize(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    """An item's attributes as Python values, without its keys; numbers become ints."""
+    """An item's attributes as Python values, without its keys (index keys too); numbers become ints."""
     values = {name: _deserializer.deserialize(value) for name, value in item.items()
-              if name not in ("pk", "sk")}
+              if name not in ("pk", "sk", *GROUP_KEYS)}
     return {name: int(value) if isinstance(value, Decimal) else value
             for name, value in values.items()}
 
@@ -777,6 +864,11 @@ def _dataset_version(item: dict[str, Any]) -> DatasetVersion:
     fields = _plain(item)
     fields["columns"] = tuple(Column(name, type_) for name, type_ in fields["columns"])
     return DatasetVersion(**fields)
+
+
+def _cached_result(item: dict[str, Any]) -> CachedResult:
+    fields = _plain(item)
+    return CachedResult(**{**fields, "output_ids": tuple(fields.get("output_ids", ()))})
 
 
 def _card(item: dict[str, Any]) -> Card:

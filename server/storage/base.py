@@ -178,7 +178,15 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
 
     @abc.abstractmethod
     async def put_cached_result(self, result: CachedResult) -> None:
-        """Store ``result`` under its key; a result already there for the key is replaced (same content)."""
+        """Store ``result`` under its key; a result already there for the key is replaced."""
+
+    @abc.abstractmethod
+    async def list_cached_results(self, variant: str) -> list[CachedResult]:
+        """The results of one ``variant`` (card and parameter values), newest first."""
+
+    @abc.abstractmethod
+    async def delete_cached_result(self, key: str) -> None:
+        """Delete the record (not its blob); a missing one is not an error."""
 
     # output tables -----------------------------------------------------------
     @abc.abstractmethod
@@ -186,6 +194,19 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
 
     @abc.abstractmethod
     async def get_output_table(self, output_id: str) -> OutputTable | None: ...
+
+    @abc.abstractmethod
+    async def list_output_tables(self, user_id: str) -> list[OutputTable]:
+        """The tables charged to ``user_id``, least recently used first (a query, never a scan)."""
+
+    @abc.abstractmethod
+    async def update_output_table(self, output_id: str, last_used: str | None = None,
+                                  pinned: bool | None = None) -> None:
+        """Set the table's ``last_used`` and/or ``pinned``; a missing table stays missing."""
+
+    @abc.abstractmethod
+    async def delete_output_table(self, output_id: str) -> None:
+        """Delete the record (not its blob); a missing one is not an error."""
 
     # blobs -------------------------------------------------------------------
     @abc.abstractmethod

@@ -126,6 +126,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX shares_by_user ON shares (user_id, created_at);
     """,
+    """
+    ALTER TABLE result_cache ADD COLUMN variant TEXT NOT NULL DEFAULT '';
+    ALTER TABLE result_cache ADD COLUMN output_ids TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX result_cache_by_variant ON result_cache (variant, created_at);
+    ALTER TABLE output_tables ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE output_tables ADD COLUMN last_used TEXT NOT NULL DEFAULT '';
+    ALTER TABLE output_tables ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+    UPDATE output_tables SET last_used = created_at;
+    CREATE INDEX output_tables_by_user ON output_tables (user_id, last_used);
+    """,
 )
 
 BLOB_DIR = "blobs"
@@ -401,10 +411,19 @@ class SQLiteStore(Store):
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:
         rows = await self._run(self._query, "SELECT * FROM result_cache WHERE key = ?", key)
-        return CachedResult(**dict(rows[0])) if rows else None
+        return _cached_result(rows[0]) if rows else None
 
     async def put_cached_result(self, result: CachedResult) -> None:
-        await self._run(self._transaction, [_upsert("result_cache", result)])
+        row = {**dataclasses.asdict(result), "output_ids": _json(list(result.output_ids))}
+        await self._run(self._transaction, [_replace("result_cache", row)])
+
+    async def list_cached_results(self, variant: str) -> list[CachedResult]:
+        rows = await self._run(self._query, "SELECT * FROM result_cache WHERE variant = ? "
+                                            "ORDER BY created_at DESC, key DESC", variant)
+        return [_cached_result(row) for row in rows]
+
+    async def delete_cached_result(self, key: str) -> None:
+        await self._run(self._transaction, [("DELETE FROM result_cache WHERE key = ?", (key,))])
 
     # output tables -----------------------------------------------------------
     async def put_output_table(self, table: OutputTable) -> None:
@@ -412,7 +431,23 @@ class SQLiteStore(Store):
 
     async def get_output_table(self, output_id: str) -> OutputTable | None:
         rows = await self._run(self._query, "SELECT * FROM output_tables WHERE output_id = ?", output_id)
-        return OutputTable(**dict(rows[0])) if rows else None
+        return _output_table(rows[0]) if rows else None
+
+    async def list_output_tables(self, user_id: str) -> list[OutputTable]:
+        rows = await self._run(self._query, "SELECT * FROM output_tables WHERE user_id = ? "
+                                            "ORDER BY last_used, output_id", user_id)
+        return [_output_table(row) for row in rows]
+
+    async def update_output_table(self, output_id: str, last_used: str | None = None,
+                                  pinned: bool | None = None) -> None:
+        changes = {name: value for name, value in (("last_used", last_used), ("pinned", pinned)) if value is not None}
+        if changes:
+            assignments = ", ".join(f"{name} = ?" for name in changes)
+            await self._run(self._transaction, [(f"UPDATE output_tables SET {assignments} WHERE output_id = ?",
+                                                 (*changes.values(), output_id))])
+
+    async def delete_output_table(self, output_id: str) -> None:
+        await self._run(self._transaction, [("DELETE FROM output_tables WHERE output_id = ?", (output_id,))])
 
     # blobs -------------------------------------------------------------------
     def _blob_file(self, key: str) -> Path:
@@ -489,6 +524,18 @@ def _dashboard_version(row: sqlite3.Row) -> DashboardVersion:
 
 def _upsert(table: str, record: Any) -> tuple[str, tuple[Any, ...]]:
     """``INSERT OR REPLACE`` of a dataclass record whose fields are the table's columns."""
-    fields = dataclasses.asdict(record)
-    return (f"INSERT OR REPLACE INTO {table} ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
-            tuple(fields.values()))
+    return _replace(table, dataclasses.asdict(record))
+
+
+def _replace(table: str, row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """``INSERT OR REPLACE`` of ``row``'s values into the columns of the same names."""
+    return (f"INSERT OR REPLACE INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            tuple(row.values()))
+
+
+def _cached_result(row: sqlite3.Row) -> CachedResult:
+    return CachedResult(**{**dict(row), "output_ids": tuple(json.loads(row["output_ids"]))})
+
+
+def _output_table(row: sqlite3.Row) -> OutputTable:
+    return OutputTable(**{**dict(row), "pinned": bool(row["pinned"])})

@@ -11,6 +11,7 @@ import pytest
 
 from kernels import table_output
 from kernels.wire import ARROW_STREAM, DATAFRAME
+from server.errors import InvalidTableError, TableTooLargeError
 from server.execution.tables import read_rows, take_arrow
 
 FRAME = pd.DataFrame({"店舗": ["東京", None] * 60, "率": [0.5, np.nan] * 60,
@@ -54,7 +55,26 @@ def test_pages_match_the_first_page(tmp_path):
 
 def test_a_corrupt_stream_is_refused():
     stream = take_arrow(dataframe_output(FRAME)).replace("東京".encode(), b"\xff" * 6)
-    with pytest.raises(pa.ArrowInvalid, match="UTF8"):
+    with pytest.raises(InvalidTableError, match="UTF8"):
         read_rows(stream, 0, 200)
-    with pytest.raises(pa.ArrowException):
+    with pytest.raises(InvalidTableError):
         read_rows(base64.b64encode(b"garbage"), 0, 1)
+
+
+@pytest.mark.parametrize("column", [
+    pa.ListArray.from_arrays(pa.array([0, 600, 1200], pa.int32()), pa.nulls(1200)),
+    pa.ListViewArray.from_arrays(pa.array([0, 0], pa.int32()), pa.array([600, 600], pa.int32()), pa.nulls(600)),
+    pa.array([{"a": [None] * 600}] * 2),
+    pa.array([[("k", [None] * 600)]] * 2, pa.map_(pa.string(), pa.list_(pa.null()))),
+    pa.DictionaryArray.from_arrays(pa.array([0, 0], pa.int32()), pa.array(["x" * 600])),
+])
+def test_a_page_converts_a_bounded_number_of_values(column):
+    """Nested items, shared list views and dictionary strings all count toward the page's values."""
+    sink = pa.BufferOutputStream()
+    table = pa.table({"c": column})
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    stream = sink.getvalue().to_pybytes()
+    assert len(read_rows(stream, 1, 1, page_values=1000)) == 1
+    with pytest.raises(TableTooLargeError):
+        read_rows(stream, 0, 2, page_values=1000)

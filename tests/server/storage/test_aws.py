@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from server.errors import ConflictError, NotFoundError, StoreClosedError
-from server.models import Share, utcnow
+from server.models import CachedResult, OutputTable, Share, utcnow
 from server.storage.aws import TABLES, AWSStore
 from tests.conftest import aws_store_config
 from tests.server.storage.test_contract import (make_card, make_dashboard, make_dashboard_version, make_dataset,
@@ -160,6 +160,21 @@ class TestSchema:
         names = dynamodb.list_tables()["TableNames"]
         assert sum(name.startswith(store.table_prefix) for name in names) == len(TABLES)
 
+    async def test_cache_table_made_before_its_index_gets_it(self, new_store, dynamodb):
+        """A cache table from before the lifetime index gets it from the next ``bi init-tables``."""
+        store = new_store()
+        name = store.table_prefix + "cache"
+        dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                              AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
+                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                         {"AttributeName": "sk", "KeyType": "RANGE"}])
+        await store.create_schema()
+        await store.create_schema()
+        await store.close()
+        indexes = dynamodb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
+        assert [(i["IndexName"], [k["AttributeName"] for k in i["KeySchema"]]) for i in indexes] == \
+            [("by_group", ["gpk", "gsk"])]
+
     async def test_pitr_unsupported_warns_and_goes_on(self, new_store, monkeypatch, caplog):
         """An endpoint without PITR (DynamoDB Local) gets one warning per table, not a failure."""
         store = new_store()
@@ -243,6 +258,17 @@ class TestItems:
         queries, scans = count_calls(aws_store, "Query"), count_calls(aws_store, "Scan")
         assert await aws_store.list_user_shares(guest.id) == [share]
         assert await aws_store.list_shares(dashboard.id) == [share]
+        assert (len(queries), len(scans)) == (2, 0)
+
+    async def test_lifetime_listings_are_index_queries(self, aws_store):
+        """A user's tables and a variant's results are read from the index by Query, never Scan."""
+        table = OutputTable("o" * 32, "tables/o.arrow", "ana", None, utcnow(), bytes=10, last_used=utcnow())
+        result = CachedResult("k" * 64, "results/k.json", "card1", "ok", 1, utcnow(), "v1", (table.output_id,))
+        await aws_store.put_output_table(table)
+        await aws_store.put_cached_result(result)
+        queries, scans = count_calls(aws_store, "Query"), count_calls(aws_store, "Scan")
+        assert await aws_store.list_output_tables("ana") == [table]
+        assert await aws_store.list_cached_results("v1") == [result]
         assert (len(queries), len(scans)) == (2, 0)
 
     async def test_share_of_missing_dashboard_is_not_found(self, aws_store, dynamodb):

@@ -288,15 +288,68 @@ class TestResultCache:
         assert await store.get_cached_result(first.key) == again
         assert await store.get_cached_result("x" * 64) is None
 
+    async def test_variant_newest_first_and_delete(self, store):
+        """A variant's results list newest first with their output ids; other variants and
+        results without one stay apart; a deleted result is gone, deleting it again is fine."""
+        results = [CachedResult(f"{i}" * 64, f"results/{i}.json", "card1", "ok", i, f"2026-01-0{i}T00:00:00.000Z",
+                                "v1", (f"out{i}a", f"out{i}b")) for i in (1, 3, 2)]
+        other = CachedResult("o" * 64, "results/o.json", "card1", "ok", 1, "2026-01-04T00:00:00.000Z", "v2")
+        plain = CachedResult("p" * 64, "results/p.json", "card1", "ok", 1, "2026-01-05T00:00:00.000Z")
+        for result in [*results, other, plain]:
+            await store.put_cached_result(result)
+        assert [r.execution_time_ms for r in await store.list_cached_results("v1")] == [3, 2, 1]
+        assert (await store.list_cached_results("v1"))[0].output_ids == ("out3a", "out3b")
+        assert await store.list_cached_results("v2") == [other]
+        await store.delete_cached_result(results[1].key)
+        await store.delete_cached_result(results[1].key)
+        assert await store.get_cached_result(results[1].key) is None
+        assert [r.execution_time_ms for r in await store.list_cached_results("v1")] == [2, 1]
+
+
+def make_table(user_id: str, used: str, **fields) -> OutputTable:
+    output_id = uuid.uuid4().hex
+    return OutputTable(output_id, f"tables/{output_id}.arrow", user_id, fields.pop("card_id", None),
+                       "2026-01-01T00:00:00.000Z", bytes=1000, last_used=used, **fields)
+
 
 class TestOutputTables:
     @pytest.mark.parametrize("card_id", [None, "card1"])
     async def test_put_and_get(self, store, card_id):
         """A table's record reads back whole, with or without a card; unknown ids are None."""
-        table = OutputTable("o" * 32, "tables/o.arrow", "user1", card_id, "2026-01-01T00:00:00.000Z")
+        table = OutputTable("o" * 32, "tables/o.arrow", "user1", card_id, "2026-01-01T00:00:00.000Z",
+                            bytes=123, last_used="2026-01-02T00:00:00.000Z", pinned=True)
         await store.put_output_table(table)
         assert await store.get_output_table(table.output_id) == table
         assert await store.get_output_table("x" * 32) is None
+
+    async def test_listed_by_user_least_recently_used_first(self, store):
+        """A user's tables list by last use, oldest first, and follow a new use; others' stay apart."""
+        tables = [make_table("ana", f"2026-01-0{day}T00:00:00.000Z") for day in (3, 1, 2)]
+        for table in [*tables, make_table("bo", "2026-01-01T00:00:00.000Z")]:
+            await store.put_output_table(table)
+        assert [t.output_id for t in await store.list_output_tables("ana")] == \
+            [tables[1].output_id, tables[2].output_id, tables[0].output_id]
+        await store.update_output_table(tables[1].output_id, last_used="2026-01-04T00:00:00.000Z")
+        listed = await store.list_output_tables("ana")
+        assert [t.output_id for t in listed] == [tables[2].output_id, tables[0].output_id, tables[1].output_id]
+        assert listed[-1] == dataclasses.replace(tables[1], last_used="2026-01-04T00:00:00.000Z")
+        assert len(await store.list_output_tables("bo")) == 1
+        assert await store.list_output_tables("nobody") == []
+
+    async def test_pin_and_delete(self, store):
+        """Pinning and unpinning change only that; updating or deleting a missing table does not
+        create it, and deleting twice is fine."""
+        table = make_table("ana", "2026-01-01T00:00:00.000Z", card_id="card1")
+        await store.put_output_table(table)
+        await store.update_output_table(table.output_id, pinned=True)
+        assert await store.get_output_table(table.output_id) == dataclasses.replace(table, pinned=True)
+        await store.update_output_table(table.output_id, pinned=False)
+        assert await store.get_output_table(table.output_id) == table
+        await store.delete_output_table(table.output_id)
+        await store.delete_output_table(table.output_id)
+        await store.update_output_table(table.output_id, last_used="2026-02-01T00:00:00.000Z", pinned=True)
+        assert await store.get_output_table(table.output_id) is None
+        assert await store.list_output_tables("ana") == []
 
 
 class TestBlobs:

@@ -203,19 +203,34 @@ class Server:
     async def healthy(self) -> bool:
         return (await self.call("GET", "/api/health", auth=False, timeout=5))[0] == 200
 
-    async def card_runs(self) -> bool:
-        """A new card (so no cache hit) runs and prints what it should."""
+    async def card_runs(self) -> str:
+        """"" if a new card (so no cache hit) runs and prints what it should, else what went wrong."""
         nonce = secrets.token_hex(4)
         status, card = await self.call("POST", "/api/cards", {"title": "check", "code": f"print('{nonce}')",
                                                               "datasets": [], "parameters": []}, timeout=20)
         if status != 201:
-            return False
+            return f"card not saved: {status}"
         status, result = await self.call("POST", f"/api/cards/{card['id']}/run", {}, timeout=30)
-        return status == 200 and result.get("status") == "ok" and nonce in json.dumps(result.get("outputs"))
+        if status == 200 and result.get("status") == "ok" and nonce in json.dumps(result.get("outputs")):
+            return ""
+        return f"card run {status} {json.dumps(result)[:80]}"
 
-    async def up(self) -> bool:
-        return (self.proc is not None and self.proc.poll() is None and await self.healthy()
-                and await self.card_runs())
+    async def down(self, tally: Tally, patience: float = 30) -> str:
+        """Why the server is not serving ("" when it is): exited, no health within ``patience``
+        seconds (a late answer is noted), or no card run."""
+        started = time.monotonic()
+        while True:
+            if self.proc is None or self.proc.poll() is not None:
+                return f"exited ({self.proc.returncode if self.proc else None})"
+            status, _ = await self.call("GET", "/api/health", auth=False, timeout=5)
+            if status == 200:
+                break
+            if time.monotonic() - started > patience:
+                return f"health {status} for {patience:.0f} s"
+            await asyncio.sleep(0.5)
+        if time.monotonic() - started > 1:
+            tally.note(f"health answered after {time.monotonic() - started:.0f} s")
+        return await self.card_runs()
 
 
 # what an attack reports --------------------------------------------------------
@@ -577,7 +592,7 @@ async def control_execute(server: Server, tally: Tally) -> None:
         tally.note(f"reply: {reply}, {received / 1e6:.0f} MB received")
 
 
-async def background_thread(server: Server, tally: Tally, seconds: float = 15) -> None:
+async def background_thread(server: Server, tally: Tally, seconds: float = 10) -> None:
     """A cell starts a thread that prints 50 KB at a time and spins after the cell has returned."""
     connection = await reading_socket(server, "/api/cards/scratch/ws")
     session_id = ""
@@ -651,7 +666,7 @@ async def anonymous_bodies(server: Server, tally: Tally) -> None:
     tally.note("answers " + ",".join(codes))
 
 
-async def half_sent(server: Server, tally: Tally, count: int = HALF_SENT, hold: float = 15) -> None:
+async def half_sent(server: Server, tally: Tally, count: int = HALF_SENT, hold: float = 10) -> None:
     """``count`` connections send part of a request (headers, or headers and part of a body) and wait."""
     async def open_one(index: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         try:
@@ -787,10 +802,12 @@ async def attack(server: Server, name: str) -> Result:
     kept_kb = sum(status_kb(pid, "VmRSS") for pid in server.pids) - rss_kb
     tally.sample(server)
     disk_after, files_after = tally.disk
-    up = await server.up()
+    down = await server.down(tally)
+    if down:
+        tally.note(f"down: {down}")
     return Result(peak_mb=round(max(0, peak_kb) / 1024, 1), kept_mb=round(kept_kb / 1024, 1),
                   disk_mb=round(max(0, disk_after - disk_before) / 2**20, 1),
-                  files=max(0, files_after - files_before), status_5xx=tally.status_5xx, up=up,
+                  files=max(0, files_after - files_before), status_5xx=tally.status_5xx, up=not down,
                   seconds=round(seconds, 1), notes="; ".join(tally.notes))
 
 

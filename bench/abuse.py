@@ -13,8 +13,9 @@ for each:
 - disk: the growth of the data directory (blocks allocated), and the files added there and in the
   agent's run directory (the kernels' ipc directories), at their most during the attack;
 - 5xx: the responses of 500 or more the attack got;
-- up: ``GET /api/health`` and a normal card run answer after the attack. A server that does not is
-  reported "DOWN", stopped, and started afresh for the next attack.
+- up: ``GET /api/health`` (within 30 s) and a normal card run answer after the attack. A server that
+  does not is reported "DOWN", stopped, and started afresh for the next attack; so is one that kept
+  100 MB or more, so that no attack is measured on what an earlier one left behind.
 
 Targets: every attack < 100 MB of peak memory, no 5xx, up; disk < 100 MB (the storage flood: under
 the user's 1 GiB quota). Every call has a timeout and every attack a time bound; the whole run takes
@@ -839,11 +840,13 @@ async def run(names: list[str]) -> dict[str, Result]:
     failed = True
     try:
         for name in names:
-            if results and not list(results.values())[-1].up:
+            last = list(results.values())[-1] if results else None
+            if last is not None and (not last.up or last.kept_mb >= PEAK_TARGET_MB):
                 await server.stop()
                 server = Server(workdir)
                 await server.start()
-                print("(bi serve restarted)", flush=True)
+                print(f"(bi serve restarted: it was {'down' if not last.up else f'keeping {last.kept_mb:.0f} MB'})",
+                      flush=True)
             results[name] = await attack(server, name)
             print(row(name, results[name]), flush=True)
         failed = False

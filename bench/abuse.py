@@ -538,25 +538,30 @@ async def card_replay(server: Server, tally: Tally, runs: int = 150, seconds: fl
 
 
 async def jupyter_replay(server: Server, tally: Tally, runs: int = 150, seconds: float = 45) -> None:
-    """150 execute_requests of 4 MB output each on a kernel websocket whose client never reads."""
+    """150 execute_requests of 4 MB output each on a kernel websocket whose client never reads.
+
+    A second client on the kernel, which reads (the server sends every socket of a kernel all of its
+    messages), tells when the last reply has come.
+    """
     async with Kernel(server, tally) as kernel:
-        deaf = await DeafSocket.open(server, f"/api/kernels/{kernel.id}/channels?session_id=bench", tally)
+        path = f"/api/kernels/{kernel.id}/channels"
+        deaf = await DeafSocket.open(server, path + "?session_id=deaf", tally)
+        watch = await reading_socket(server, path + "?session_id=watch")
+        replies, end = 0, time.monotonic() + seconds
         try:
             for _ in range(runs):
                 await deaf.send(execute_request("shell", REPLAY_RUN))
-            end, idle_since = time.monotonic() + seconds, None
-            while time.monotonic() < end:
-                state = await kernel.state()
-                if state != "idle":
-                    idle_since = None
-                elif idle_since is None:
-                    idle_since = time.monotonic()
-                elif time.monotonic() - idle_since > 1.5:
-                    break
-                await asyncio.sleep(0.2)
-            tally.note(f"{runs} sent, {'all done' if time.monotonic() < end else 'still running'}")
+            with contextlib.suppress(asyncio.TimeoutError):
+                while replies < runs:
+                    text = await asyncio.wait_for(watch.read_message(), max(0.1, end - time.monotonic()))
+                    if text is None:
+                        break
+                    if isinstance(text, str) and '"execute_reply"' in text[:2000]:
+                        replies += json.loads(text)["header"]["msg_type"] == "execute_reply"
         finally:
+            watch.close()
             deaf.close()
+            tally.note(f"{replies} of {runs} runs replied")
 
 
 async def storage_flood(server: Server, tally: Tally) -> None:

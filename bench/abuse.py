@@ -847,9 +847,8 @@ async def run(names: list[str]) -> dict[str, Result]:
         for name in names:
             last = list(results.values())[-1] if results else None
             if last is not None and (not last.up or last.kept_mb >= PEAK_TARGET_MB):
-                await server.stop()
-                server = Server(workdir)
-                await server.start()
+                old, server = server, Server(workdir)
+                await asyncio.gather(old.stop(), server.start())
                 print(f"(bi serve restarted: it was {'down' if not last.up else f'keeping {last.kept_mb:.0f} MB'})",
                       flush=True)
             results[name] = await attack(server, name)

@@ -811,7 +811,7 @@ async def attack(server: Server, name: str) -> Result:
     down = await server.down(tally)
     if down:
         tally.note(f"down: {down}")
-    return Result(peak_mb=round(max(0, peak_kb) / 1024, 1), kept_mb=round(kept_kb / 1024, 1),
+    return Result(peak_mb=round(max(0, peak_kb) / 1024, 1), kept_mb=round(kept_kb / 1024, 1) + 0.0,  # no -0.0
                   disk_mb=round(max(0, disk_after - disk_before) / 2**20, 1),
                   files=max(0, files_after - files_before), status_5xx=tally.status_5xx, up=not down,
                   seconds=round(seconds, 1), notes="; ".join(tally.notes))

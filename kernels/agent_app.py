@@ -44,7 +44,6 @@ log = structlog.get_logger("bi.executor")
 MAX_DATASET_BYTES = 1024 * 1024 * 1024  # a dataset's Parquet file, placed in one PUT
 PUBLIC_KEY_VARIABLE = "BI_EXECUTOR_PUBLIC_KEY"
 DRAIN_POLL_SECONDS = 0.02  # how soon the end of the last kernel is seen while draining
-CGROUP_PARENT = "bi"
 IN_FLIGHT_SECONDS = 10  # the last answers get this long to go out before the agent stops
 
 
@@ -140,7 +139,7 @@ class ExecutorApp(Application):
     @property
     def cgroup_parent(self) -> str:
         """Where the kernels' cgroups go, under the agent's own cgroup."""
-        return f"{CGROUP_PARENT}/{self.cgroup_name}"
+        return cgroups.agent_parent(self.cgroup_name)
 
     def _sandbox_defaults(self, missing: tuple[str, ...]) -> dict:
         """Kernel cgroups under the agent's own; skip what is missing; kernels sharing the agent's uid

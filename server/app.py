@@ -45,6 +45,7 @@ from .services.cards import CardService
 from .services.dashboard_live import DashboardHub
 from .services.dashboards import DashboardService
 from .services.output_tables import OutputTables
+from .services.readiness import ReadinessService
 from .services.datasets import DatasetService
 from .services.users import UserService
 from .storage.aws import AWSStore
@@ -216,6 +217,10 @@ class ServeApp(BIApp):
         tables = OutputTables(self.store_instance, cards)
         self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables.keep, parent=self)
         await self.kernel_pool.start()
+        self.agent_keeper: asyncio.Task[None] | None = None
+        if self.local_agent is not None and isinstance(executors, StaticExecutors):
+            self.agent_keeper = asyncio.create_task(
+                self.local_agent.keep_running(executors, self.kernel_pool))
         jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
         card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, parent=self)
         self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, parent=self)
@@ -226,6 +231,7 @@ class ServeApp(BIApp):
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
             live_sessions=LiveSessions(self.kernel_pool), output_tables=tables,
+            readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
             jupyter_kernels=jupyter_kernels, jupyter_sessions=JupyterSessions(jupyter_kernels),
             cors_origins=tuple(self.cors_origins),
             ui_dir=self.ui_dir,
@@ -280,6 +286,9 @@ class ServeApp(BIApp):
 
     async def shutdown(self) -> None:
         """Close live dashboards and sessions (their kernels), stop the local agent, close the store."""
+        if self.agent_keeper is not None:
+            self.agent_keeper.cancel()
+            await asyncio.gather(self.agent_keeper, return_exceptions=True)
         await self.dashboard_hub.stop()
         await self.kernel_pool.close()
         if self.local_agent is not None:

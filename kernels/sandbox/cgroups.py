@@ -196,6 +196,11 @@ def _relative(parent: str) -> bool:
     return all(part and not part.startswith(".") for part in parts)
 
 
+def agent_parent(agent: str) -> str:
+    """The parent of one agent's kernel cgroups: a cgroup named ``agent`` under the shared ``bi``."""
+    return f"bi/{agent}"
+
+
 def remove_tree(parent: str, timeout: float = 5.0) -> None:
     """Kill the processes of every cgroup under ``parent`` and remove those cgroups, then ``parent``.
 

@@ -159,8 +159,10 @@ class KernelPool(LoggingConfigurable):
             while True:
                 room_only = True
                 if self.agents and self.unreachable >= set(self.agents):
-                    raise ServiceUnavailableError("No executor answers now; try again in a moment.",
-                                                  {"reasons": failures[-5:]})
+                    await self.refresh()  # one shared reading: an agent that is back takes kernels at once
+                    if self.unreachable >= set(self.agents):
+                        raise ServiceUnavailableError("No executor answers now; try again in a moment.",
+                                                      {"reasons": failures[-5:]})
                 for url in ranked(self.loads, tenant):
                     agent = self.agents[url]
                     self.loads[url] = self.loads[url].with_kernel(tenant)  # racing opens spread out
@@ -277,6 +279,30 @@ class KernelPool(LoggingConfigurable):
                                               draining=health.get("draining", False) or url in self.vanished)
         self.metrics.ready.labels(url).set(health["pool"]["ready"])
         self.image_version = health["image_version"]
+
+    def agent_lost(self, url: str, message: str) -> None:
+        """The agent at ``url`` is gone with its kernels (its process died): no kernels go there until it
+        answers again, and the sessions it served hear ``message``."""
+        agent = self.agents.get(url)
+        if agent is None:
+            return
+        log.error("executor_lost", agent=url, reason=message)
+        self.unreachable.add(url)
+        self.loads[url] = dataclasses.replace(self.loads[url], draining=True)
+        self._agent_lost(agent, message)
+
+    def readiness(self) -> str | None:
+        """Why no executor can take a new kernel now, or None when one can (from the last readings)."""
+        if not self.agents:
+            return "no executor agent is configured or found"
+        serving = [load for url, load in self.loads.items() if url not in self.unreachable and not load.draining]
+        if not serving:
+            if self.unreachable >= set(self.agents):
+                return "no executor agent answers"
+            return "every executor agent is draining or starting"
+        if all(load.in_use >= load.capacity for load in serving):
+            return "every executor agent is full"
+        return None
 
     def _remove_agent(self, url: str) -> None:
         """The agent is gone: its sessions get a kernel elsewhere."""

@@ -7,7 +7,7 @@ signed by the server; the agent holds only the public key, so nothing here can f
                                                  "pool": {...}, "tenancy", "capacity", "in_use", "tenant",
                                                  "draining"}
     POST   /kernels  [{"tenant": "..."}]        201 {"kernel_id", "connection": {jupyter connection info},
-                                                     "limits": {"memory_mb"}}; 400, 409 or 503 when
+                                                     "limits": {"memory_mb"}, "agent_id"}; 400, 409 or 503 when
                                                  ``kernels.admission`` refuses the tenant
     GET    /kernels/{id}                        {"kernel_id", "alive", "exit": null or {"status", "oom", "message"}}
     DELETE /kernels/{id}                        204, the kernel is destroyed
@@ -171,7 +171,7 @@ class KernelsHandler(AgentHandler):
                 await self.launcher.stop(kernel.kernel_id)
                 raise
         self.write_json({"kernel_id": kernel.kernel_id, "connection": connection,
-                         "limits": {"memory_mb": self.launcher.memory_mb}}, 201)
+                         "limits": {"memory_mb": self.launcher.memory_mb}, "agent_id": self.exits.agent_id}, 201)
 
     def _tenant(self) -> str | None:
         """The body's optional ``tenant`` (an empty body has none)."""

@@ -209,7 +209,7 @@ class KernelPool(LoggingConfigurable):
                 await agent.delete_kernel(kernel_id)
             raise
         kernel = Kernel(agent, kernel_id, created["limits"]["memory_mb"], client,
-                        asyncio.get_running_loop().create_future())
+                        asyncio.get_running_loop().create_future(), created.get("agent_id"))
         self._kernels[kernel_id] = kernel
         return kernel
 
@@ -330,7 +330,7 @@ class KernelPool(LoggingConfigurable):
                 continue
             if agent_id is not None and answer["agent_id"] != agent_id:
                 log.error("agent_restarted", agent=agent.base_url)
-                self._agent_lost(agent, "its executor agent restarted")
+                self._agent_lost(agent, "its executor agent restarted", survivor=answer["agent_id"])
             agent_id, after = answer["agent_id"], answer["last"]
             for event in answer["events"]:
                 self._kernel_exited(event["kernel_id"], event)
@@ -346,10 +346,11 @@ class KernelPool(LoggingConfigurable):
             if session.kernel is kernel:
                 asyncio.create_task(session.kernel_exited(kernel_id))
 
-    def _agent_lost(self, agent: AgentClient, message: str) -> None:
-        """Every kernel the agent held is gone."""
+    def _agent_lost(self, agent: AgentClient, message: str, survivor: str | None = None) -> None:
+        """Every kernel the agent held is gone, but those of the ``survivor`` agent id (a restarted
+        agent at the same address may have handed out kernels before its restart was noticed)."""
         for kernel in list(self._kernels.values()):
-            if kernel.agent is agent:
+            if kernel.agent is agent and (survivor is None or kernel.agent_id != survivor):
                 self._kernel_exited(kernel.kernel_id, {"status": None, "oom": False, "message": message})
 
     # background work ---------------------------------------------------------

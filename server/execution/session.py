@@ -52,13 +52,17 @@ class Limits:
 
 @dataclasses.dataclass
 class Kernel:
-    """A kernel on an agent, with its client; ``exited`` gets the agent's exit event."""
+    """A kernel on an agent, with its client; ``exited`` gets the agent's exit event.
+
+    ``agent_id`` is the agent process's (its ``/events`` id): one restarted at the same address has another.
+    """
 
     agent: AgentClient
     kernel_id: str
     memory_mb: int
     client: AsyncKernelClient
     exited: asyncio.Future[dict[str, Any]]
+    agent_id: str | None = None
 
     async def stop(self) -> None:
         self.client.stop_channels()

@@ -25,7 +25,8 @@ Checks = dict[str, dict[str, Any]]
 
 class ReadinessService(LoggingConfigurable):
     store_timeout = Float(2.0, help="Seconds the store gets to answer a readiness check.").tag(config=True)
-    retry_after = Float(5.0, help="Seconds a caller is told to wait (Retry-After) when the server is not ready.").tag(config=True)
+    retry_after = Float(5.0, help="Seconds a caller is told to wait (Retry-After) when the server is "
+                                  "not ready.").tag(config=True)
 
     def __init__(self, store: Store, pool: KernelPool, **kwargs: Any):
         super().__init__(**kwargs)

@@ -8,7 +8,9 @@ one tenant at a time (``kernels.admission``).
 
 Stopping: the first SIGTERM drains (no new kernels, the warm pool is emptied, handed-out kernels
 keep working) until none is alive or ``drain_timeout`` has passed; SIGINT or a second SIGTERM
-stops at once, as does SIGTERM to an agent tied to its parent (``parent_pid``).
+stops at once, as does SIGTERM to an agent tied to its parent (``parent_pid``). Before it exits it
+answers the requests in flight, then removes its kernels' cgroups, which live under one cgroup of
+its own (``cgroup_name``: whoever outlives an agent that died removes that one whole).
 """
 
 from __future__ import annotations

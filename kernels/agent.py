@@ -7,7 +7,7 @@ signed by the server; the agent holds only the public key, so nothing here can f
                                                  "pool": {...}, "tenancy", "capacity", "in_use", "tenant",
                                                  "draining"}
     POST   /kernels  [{"tenant": "..."}]        201 {"kernel_id", "connection": {jupyter connection info},
-                                                     "limits": {"memory_mb"}}; 400, 409 or 503 when
+                                                     "limits": {"memory_mb"}, "agent_id"}; 400, 409 or 503 when
                                                  ``kernels.admission`` refuses the tenant
     GET    /kernels/{id}                        {"kernel_id", "alive", "exit": null or {"status", "oom", "message"}}
     DELETE /kernels/{id}                        204, the kernel is destroyed
@@ -26,6 +26,7 @@ with the advertised host (else that address); ``DELETE`` closes the relay first.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -48,6 +49,41 @@ ISSUER = "bi-server"
 AUDIENCE = "bi-executor"
 MAX_TOKEN_LIFETIME = 300
 MAX_POLL_SECONDS = 60
+IN_FLIGHT_POLL_SECONDS = 0.01
+
+
+class InFlight:
+    """The requests the agent is answering, so that it exits only once each answer has gone out.
+
+    A request counts from ``prepare`` until its response is written to the socket (or its client
+    has gone): the last ``DELETE`` of a draining agent ends the drain before it has answered.
+    """
+
+    def __init__(self) -> None:
+        self._handlers: set[web.RequestHandler] = set()
+        self._writes: set[asyncio.Future[None]] = set()
+
+    def begin(self, handler: web.RequestHandler) -> None:
+        self._handlers.add(handler)
+
+    def end(self, handler: web.RequestHandler, written: asyncio.Future[None] | None = None) -> None:
+        self._handlers.discard(handler)
+        if written is not None and not written.done():
+            self._writes.add(written)
+            written.add_done_callback(self._written)
+
+    def _written(self, written: asyncio.Future[None]) -> None:
+        self._writes.discard(written)
+        if not written.cancelled():
+            written.exception()  # a client that went away is no error here
+
+    async def finished(self, timeout: float) -> None:
+        """Return once no request is open and every response is written, or after ``timeout`` seconds."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._handlers or self._writes:
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(IN_FLIGHT_POLL_SECONDS)
 
 
 class AgentHandler(web.RequestHandler):
@@ -61,8 +97,17 @@ class AgentHandler(web.RequestHandler):
         self.admission = admission
 
     def prepare(self) -> None:
+        self.settings["in_flight"].begin(self)
         if self.request.path != "/health":
             self._authenticate()
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> asyncio.Future[None]:
+        written = super().finish(chunk)
+        self.settings["in_flight"].end(self, written)
+        return written
+
+    def on_connection_close(self) -> None:
+        self.settings["in_flight"].end(self)
 
     def _authenticate(self) -> None:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
@@ -126,7 +171,7 @@ class KernelsHandler(AgentHandler):
                 await self.launcher.stop(kernel.kernel_id)
                 raise
         self.write_json({"kernel_id": kernel.kernel_id, "connection": connection,
-                         "limits": {"memory_mb": self.launcher.memory_mb}}, 201)
+                         "limits": {"memory_mb": self.launcher.memory_mb}, "agent_id": self.exits.agent_id}, 201)
 
     def _tenant(self) -> str | None:
         """The body's optional ``tenant`` (an empty body has none)."""
@@ -229,4 +274,4 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], *,
         (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
         (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)", DatasetHandler, args),
-    ], exits=exits, relays=relays, admission=admission)
+    ], exits=exits, relays=relays, admission=admission, in_flight=InFlight())

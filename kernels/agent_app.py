@@ -8,7 +8,9 @@ one tenant at a time (``kernels.admission``).
 
 Stopping: the first SIGTERM drains (no new kernels, the warm pool is emptied, handed-out kernels
 keep working) until none is alive or ``drain_timeout`` has passed; SIGINT or a second SIGTERM
-stops at once, as does SIGTERM to an agent tied to its parent (``parent_pid``).
+stops at once, as does SIGTERM to an agent tied to its parent (``parent_pid``). Before it exits it
+answers the requests in flight, then removes its kernels' cgroups, which live under one cgroup of
+its own (``cgroup_name``: whoever outlives an agent that died removes that one whole).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from .limits import KERNEL_LOG_LINES_PER_SECOND
 from .logs import configure_logging
 from .pool import WarmPool
 from .relay import Relays, parse_port_range
-from .sandbox import UidAllocator, probe, unavailable
+from .sandbox import UidAllocator, cgroups, probe, unavailable
 from .sandbox._libc import PR_SET_PDEATHSIG, prctl
 from .sandbox.rlimits import Rlimits
 
@@ -45,7 +47,8 @@ log = structlog.get_logger("bi.executor")
 
 MAX_DATASET_BYTES = 1024 * 1024 * 1024  # a dataset's Parquet file, placed in one PUT
 PUBLIC_KEY_VARIABLE = "BI_EXECUTOR_PUBLIC_KEY"
-DRAIN_POLL_SECONDS = 0.2
+DRAIN_POLL_SECONDS = 0.02  # how soon the end of the last kernel is seen while draining
+IN_FLIGHT_SECONDS = 10  # the last answers get this long to go out before the agent stops
 
 
 class ExecutorApp(Application):
@@ -76,13 +79,17 @@ class ExecutorApp(Application):
     kernel_log_lines_per_second = Integer(KERNEL_LOG_LINES_PER_SECOND, help="Lines of each kernel's stdout and "
                                           "stderr logged per second; the rest are counted and dropped."
                                           ).tag(config=True)
+    cgroup_name = Unicode(help="The cgroup (under <own cgroup>/bi/) that holds this agent's kernel cgroups, "
+                               "removed with them when it stops (default agent-<pid>). bi serve names the "
+                               "one of its local agent, to remove what it left if it dies.").tag(config=True)
     drain_timeout = Float(100, help="Seconds the first SIGTERM waits for handed-out kernels to end before "
                                     "stopping (keep it below ECS's stopTimeout, 120 s).").tag(config=True)
 
     aliases = {"ip": "ExecutorApp.ip", "port": "ExecutorApp.port", "run-dir": "ExecutorApp.run_dir",
                "pool-size": "ExecutorApp.pool_size", "public-key": "ExecutorApp.public_key_file",
                "advertise-host": "ExecutorApp.advertise_host", "relay-ports": "ExecutorApp.relay_ports",
-               "max-kernels": "ExecutorApp.max_kernels", "drain-timeout": "ExecutorApp.drain_timeout"}
+               "max-kernels": "ExecutorApp.max_kernels", "drain-timeout": "ExecutorApp.drain_timeout",
+               "cgroup-name": "ExecutorApp.cgroup_name"}
     flags = {"allow-weaker-sandbox": ({"ExecutorApp": {"allow_weaker_sandbox": True}},
                                       "Start even when some sandbox layers cannot be applied."),
              "relay": ({"ExecutorApp": {"relay": True}}, "Relay kernels on TCP ports of --ip.")}
@@ -91,12 +98,18 @@ class ExecutorApp(Application):
     def _default_log_level(self) -> int:
         return logging.INFO
 
+    @default("cgroup_name")
+    def _default_cgroup_name(self) -> str:
+        return f"agent-{os.getpid()}"
+
     def fail(self, message: str) -> None:
         sys.stderr.write(f"bi executor: error: {message}\n")
         self.exit(2)
 
     def start(self) -> None:
         configure_logging(cast(int, self.log_level))
+        if not self.cgroup_name or "/" in self.cgroup_name or self.cgroup_name.startswith("."):
+            self.fail(f"--cgroup-name must be a plain name, not {self.cgroup_name!r}")
         if self.parent_pid:
             prctl("executor", PR_SET_PDEATHSIG, signal.SIGTERM)
             if os.getppid() != self.parent_pid:  # it exited before the line above
@@ -130,11 +143,18 @@ class ExecutorApp(Application):
         except ValueError as exc:
             self.fail(f"the server's public key is not a PEM public key: {exc}")
 
+    @property
+    def cgroup_parent(self) -> str:
+        """Where the kernels' cgroups go, under the agent's own cgroup."""
+        return cgroups.agent_parent(self.cgroup_name)
+
     def _sandbox_defaults(self, missing: tuple[str, ...]) -> dict:
-        """Skip what is missing; kernels sharing the agent's uid share its process limit too."""
+        """Kernel cgroups under the agent's own; skip what is missing; kernels sharing the agent's uid
+        share its process limit too."""
+        defaults: dict = {"cgroup_parent": self.cgroup_parent}
         if not missing:
-            return {}
-        defaults: dict = {"skip": missing}
+            return defaults
+        defaults["skip"] = missing
         if "uid" in missing:
             defaults["rlimits"] = Rlimits(processes=Rlimits.processes * (self.max_kernels + self.pool_size + 1))
         return defaults
@@ -166,10 +186,13 @@ class ExecutorApp(Application):
         reason = await self._until_stopped(pool, admission)
         server.stop()
         await app.settings["exits"].close()
+        await app.settings["in_flight"].finished(IN_FLIGHT_SECONDS)
         if relays is not None:
             await relays.close_all()
         await pool.close()
         await launcher.close()
+        if "cgroup" not in missing:
+            await asyncio.to_thread(cgroups.remove_tree, self.cgroup_parent)
         log.info("executor_stopped", reason=reason)
 
     async def _until_stopped(self, pool: WarmPool, admission: Admission) -> str:

@@ -18,7 +18,9 @@ inherits is pointed at ``/dev/null`` by the sandbox.
 It never runs card code itself. It must stay single-threaded so that fork is safe: the agent
 starts it with BLAS and jemalloc background threads switched off, and it checks at start.
 Each child is sandboxed (``kernels.sandbox``) and then serves the Jupyter protocol on ipc
-sockets (``kernels.kernel.serve``); the template reaps it and reports its exit.
+sockets (``kernels.kernel.serve``); the template reaps it and reports its exit. Every child dies
+with the template and the template with its agent (``PR_SET_PDEATHSIG``), so an agent that is
+killed leaves no kernel running.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class Template:
         self.control = control
         self.spawn_child = spawn_child
         self.children: dict[int, str] = {}
+        self.pid = os.getpid()
         self._buffer = b""
         self._pipes: collections.deque[int] = collections.deque()  # received, in request order
         self._wakeup_r, wakeup_w = os.pipe()
@@ -136,6 +139,15 @@ class Template:
         self.send({"event": "spawned", "kernel_id": request["kernel_id"], "pid": pid})
 
     def _become_child(self, request: dict[str, Any], output: int) -> None:
+        """In the child: die with the template (which dies with its agent), then become the kernel.
+
+        Nothing else would end a kernel whose agent was killed: its reaper would be adopted by init.
+        """
+        from kernels.sandbox._libc import PR_SET_PDEATHSIG, prctl
+
+        prctl("template", PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != self.pid:  # the template died before the line above
+            os._exit(1)
         os.close(signal.set_wakeup_fd(-1))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.control.close()

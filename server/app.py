@@ -47,6 +47,7 @@ from .services.cards import CardService
 from .services.dashboard_live import DashboardHub
 from .services.dashboards import DashboardService
 from .services.output_tables import OutputTables
+from .services.readiness import ReadinessService
 from .services.datasets import DatasetService
 from .services.users import UserService
 from .storage.aws import AWSStore
@@ -236,6 +237,10 @@ class ServeApp(BIApp):
         tables = OutputTables(self.store_instance, cards, parent=self)
         self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables, parent=self)
         await self.kernel_pool.start()
+        self.agent_keeper: asyncio.Task[None] | None = None
+        if self.local_agent is not None and isinstance(executors, StaticExecutors):
+            self.agent_keeper = asyncio.create_task(
+                self.local_agent.keep_running(executors, self.kernel_pool))
         self.jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
         self.live_sessions = LiveSessions(self.kernel_pool, parent=self)
         card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, tables, parent=self)
@@ -247,6 +252,7 @@ class ServeApp(BIApp):
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
             live_sessions=self.live_sessions, output_tables=tables,
+            readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
             jupyter_kernels=self.jupyter_kernels, jupyter_sessions=JupyterSessions(self.jupyter_kernels),
             cors_origins=tuple(self.cors_origins),
             metrics_token=self.metrics_token,
@@ -324,6 +330,9 @@ class ServeApp(BIApp):
         """Close live dashboards and sessions (their kernels), stop the local agent, close the store."""
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        if self.agent_keeper is not None:
+            self.agent_keeper.cancel()
+            await asyncio.gather(self.agent_keeper, return_exceptions=True)
         await self.dashboard_hub.stop()
         await self.kernel_pool.close()
         if self.local_agent is not None:

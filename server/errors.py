@@ -84,6 +84,12 @@ class ExecutionTimeoutError(BIError):
     code = "timeout"
 
 
+class KernelLostError(BIError):
+    """The session's kernel is gone (its executor agent stopped) and no new one could be started."""
+
+    code = "kernel_lost"
+
+
 class ServiceUnavailableError(BIError):
     """A part the request needs (an executor agent) cannot serve it now; try again later."""
 

@@ -18,12 +18,13 @@ from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsH
                                 DatasetVersionsHandler)
 from .handlers.outputs import OutputRowsHandler
 from .handlers.sessions import ExecuteHandler, InterruptHandler, SessionHandler, SessionsHandler
-from .handlers.system import HealthHandler, MetricsHandler
+from .handlers.system import HealthHandler, MetricsHandler, ReadyHandler
 from .handlers.ui import UIHandler
 from .jupyter.routes import ROUTES as JUPYTER_ROUTES
 
 ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/health", HealthHandler),
+    ("/api/ready", ReadyHandler),
     ("/metrics", MetricsHandler),
     ("/api/bokeh", BokehResourcesHandler),
     ("/static/bokeh/{version}/{name}", BokehJSHandler),

@@ -56,6 +56,15 @@ def test_long_running_services_have_health_checks_and_one_shots_do_not_restart()
         assert check[0] in ("CMD", "CMD-SHELL") and len(check) > 1, name
     for name in ONE_SHOT:
         assert SERVICES[name]["restart"] == "no", name
+    assert "/api/ready" in " ".join(SERVICES["api"]["healthcheck"]["test"])  # healthy: it can serve cards
+
+
+def _api_healthcheck(port: int) -> subprocess.CompletedProcess:
+    """Compose's health check of the api, as the container runs it, against the api on ``port``."""
+    check = SERVICES["api"]["healthcheck"]["test"]
+    assert check[0] == "CMD"
+    command = [sys.executable if arg == "python" else arg.replace("8000", str(port)) for arg in check[1:]]
+    return subprocess.run(command, check=False, capture_output=True, timeout=10)
 
 
 def test_nothing_starts_before_what_it_needs():
@@ -199,6 +208,10 @@ def _run_a_card_through(executor: subprocess.Popen, executor_port: int, moto_end
     server = None
     try:
         server = Server(ROOT, args, env, port, start_seconds=90)
+        deadline = time.monotonic() + 30  # healthy once the executor's load has been read
+        while _api_healthcheck(port).returncode != 0:
+            assert time.monotonic() < deadline, "compose's health check of the api did not pass"
+            time.sleep(0.5)
         status, body = request(port, "/api/auth/login", {"email": "admin@example.com",
                                                           "password": "admin password 1"})
         assert status == 200, body
@@ -208,6 +221,11 @@ def _run_a_card_through(executor: subprocess.Popen, executor_port: int, moto_end
         result = request(port, f"/api/card-sessions/{session[1]['id']}/execute",
                          {"code": "import pandas as pd\nint(pd.Series([6]).mul(7).iloc[0])"}, token, timeout=60)
         assert result[0] == 200 and result[1]["outputs"][-1]["data"]["text/plain"] == "42", result
+        executor.terminate()  # draining: the api is not ready for new sessions
+        deadline = time.monotonic() + 30
+        while _api_healthcheck(port).returncode == 0:
+            assert time.monotonic() < deadline, "the api stayed healthy without an executor"
+            time.sleep(0.5)
     finally:
         if server is not None:
             server.stop()

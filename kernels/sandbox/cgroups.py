@@ -2,12 +2,15 @@
 
 The memory limit covers what ``RLIMIT_AS`` misses (tmpfs and memfd pages, children) and the
 pids limit what ``RLIMIT_NPROC`` misses (root, shared uids). Kernel cgroups live under
-``<own cgroup>/bi/<name>``: below the agent's own cgroup, so limits set above the agent keep
-applying to its kernels (``/sys/fs/cgroup/memory/bi/<name>`` when the agent sits at the root).
+``<own cgroup>/<parent>/<name>``: below the agent's own cgroup, so limits set above the agent keep
+applying to its kernels (``/sys/fs/cgroup/memory/bi/<agent>/<name>`` when the agent sits at the
+root). Each agent keeps its kernels under a parent of its own, so whoever outlives an agent that
+died removes what it left with ``remove_tree`` without touching other agents' kernels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -82,12 +85,16 @@ class Cgroup:
     def __init__(self, name: str, memory_mb: int = 2048, pids_max: int = 64, parent: str = "bi"):
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"bad cgroup name {name!r}")
+        if not _relative(parent):
+            raise ValueError(f"bad cgroup parent {parent!r}")
         found = _locations()
         self.version = "v2" if "v2" in found else "v1" if "v1" in found else None
         if self.version is None:
             raise SandboxError("cgroup", "no writable memory + pids cgroup (v2 or v1) on this machine")
         self.memory_bytes, self.pids_max = memory_mb * MB, pids_max
-        self.parents = {c: os.path.join(base, parent) for c, base in found[self.version].items()}
+        self.bases = found[self.version]
+        self.parent = parent
+        self.parents = {c: os.path.join(base, parent) for c, base in self.bases.items()}
         self.paths = {c: os.path.join(p, name) for c, p in self.parents.items()}
 
     def create(self) -> None:
@@ -110,15 +117,18 @@ class Cgroup:
         _write(f"{pids}/pids.max", str(self.pids_max))
 
     def _create_v2(self) -> None:
-        parent, path = self.parents["unified"], self.paths["unified"]
+        base, path = self.bases["unified"], self.paths["unified"]
         try:
-            _write(os.path.join(os.path.dirname(parent), "cgroup.subtree_control"), "+memory +pids")
+            _write(os.path.join(base, "cgroup.subtree_control"), "+memory +pids")
         except OSError as e:
-            raise SandboxError("cgroup", f"cannot enable memory + pids in {os.path.dirname(parent)} ({e}): "
+            raise SandboxError("cgroup", f"cannot enable memory + pids in {base} ({e}): "
                                "cgroup v2 allows no processes there; move the agent into a child "
                                "cgroup (e.g. .../agent) so that kernel cgroups can sit beside it") from e
-        os.makedirs(parent, exist_ok=True)
-        _write(f"{parent}/cgroup.subtree_control", "+memory +pids")
+        level = base
+        for part in self.parent.split("/"):  # the controllers reach a cgroup only through every level above
+            level = os.path.join(level, part)
+            os.makedirs(level, exist_ok=True)
+            _write(f"{level}/cgroup.subtree_control", "+memory +pids")
         os.makedirs(path, exist_ok=True)
         _write(f"{path}/memory.max", str(self.memory_bytes))
         if os.path.exists(f"{path}/memory.swap.max"):
@@ -178,3 +188,36 @@ class Cgroup:
                     if time.monotonic() > deadline:
                         raise SandboxError("cgroup", f"cannot remove {path}: {e}") from e
                     time.sleep(0.01)
+
+
+def _relative(parent: str) -> bool:
+    """Whether ``parent`` is a relative cgroup path of plain names (``bi`` or ``bi/agent-1``)."""
+    parts = parent.split("/")
+    return all(part and not part.startswith(".") for part in parts)
+
+
+def agent_parent(agent: str) -> str:
+    """The parent of one agent's kernel cgroups: a cgroup named ``agent`` under the shared ``bi``."""
+    return f"bi/{agent}"
+
+
+def remove_tree(parent: str, timeout: float = 5.0) -> None:
+    """Kill the processes of every cgroup under ``parent`` and remove those cgroups, then ``parent``.
+
+    For what an agent that died left: its kernels' cgroups (``<parent>/<kernel id>``). Nothing
+    above ``parent`` is touched; without usable cgroups there is nothing to remove.
+    """
+    if not _relative(parent):
+        raise ValueError(f"bad cgroup parent {parent!r}")
+    found = _locations()
+    version = "v2" if "v2" in found else "v1" if "v1" in found else None
+    if version is None:
+        return
+    directories = [os.path.join(base, parent) for base in found[version].values()]
+    names = {entry.name for directory in directories if os.path.isdir(directory)
+             for entry in os.scandir(directory) if entry.is_dir()}
+    for name in sorted(names):
+        Cgroup(name, parent=parent).remove(timeout)
+    for directory in directories:
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(directory)

@@ -68,6 +68,7 @@ class SandboxConfig:
     ipc_dir: str | None = None          # host directory of the kernel's ipc sockets, bound read-write
     socket_dir: str | None = None       # where beneath ipc_dir the kernel binds its sockets (default: ipc_dir)
     name: str | None = None             # the kernel's cgroup name (its id)
+    cgroup_parent: str = "bi"           # where that cgroup goes, under the caller's own cgroup
     workdir: str = "/tmp/workdir"
     workdir_size_mb: int = 256
     workdir_inodes: int = WORKDIR_INODES
@@ -106,7 +107,7 @@ class SandboxConfig:
 
     def cgroup(self) -> Cgroup:
         """The kernel's cgroup; its owner calls ``remove()`` once the kernel has exited."""
-        return Cgroup(self.name or "", memory_mb=self.memory_mb, pids_max=self.pids_max)
+        return Cgroup(self.name or "", memory_mb=self.memory_mb, pids_max=self.pids_max, parent=self.cgroup_parent)
 
 
 def enter(config: SandboxConfig | Mapping[str, Any]) -> None:

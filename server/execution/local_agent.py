@@ -5,6 +5,10 @@ the server's process, with an environment that holds none of the server's secret
 creates the listening socket and hands it over, so there is no port to pick or race for, and
 keeps an Ed25519 key pair in the data directory: the private key signs calls, the agent gets the
 public one.
+
+``keep_running`` watches the agent: when it dies (killed, crashed), its template and kernels die
+with it (a parent-death signal chain), the server removes what they left (their cgroups, the run
+directory), tells the pool (whose sessions hear that their kernel was lost) and starts a new agent.
 """
 
 from __future__ import annotations
@@ -22,14 +26,20 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kernels.sandbox import cgroups
+
 from ..logs import get_logger
 from .agent_client import AgentClient, AgentError, load_private_key
+from .discovery import StaticExecutors
+from .pool import KernelPool
 
 log = get_logger("bi.executor.local")
 
 PRIVATE_KEY_FILE = "executor_key.pem"
 PUBLIC_KEY_FILE = "executor_key.pub.pem"
 AGENT_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+LOST = "its executor agent stopped"
+RESTART_DELAYS = (1, 2, 5, 10, 30)  # seconds between failed restarts; the last one repeats
 
 
 def load_or_create_key(data_dir: Path) -> Ed25519PrivateKey:
@@ -68,16 +78,18 @@ class LocalAgent:
         self.start_timeout = start_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self.run_dir = ""
+        self.key: Ed25519PrivateKey | None = None
 
     async def start(self, key: Ed25519PrivateKey) -> AgentClient:
         """Start the agent and return a client once its warm pool is full."""
+        self.key = key
         listening = socket.create_server(("127.0.0.1", 0))
         port = listening.getsockname()[1]
         self.run_dir = tempfile.mkdtemp(prefix="bi-k-")  # short: unix socket paths are limited
         command = [sys.executable, "-m", "server.cli", "executor",
                    f"--public-key={self.data_dir / PUBLIC_KEY_FILE}", f"--run-dir={self.run_dir}",
                    f"--pool-size={self.pool_size}", f"--ExecutorApp.socket_fd={listening.fileno()}",
-                   f"--ExecutorApp.parent_pid={os.getpid()}"]
+                   f"--ExecutorApp.parent_pid={os.getpid()}", f"--cgroup-name={self.cgroup_name}"]
         if self.allow_weaker_sandbox:
             command.append("--allow-weaker-sandbox")
         if self.advertise_host:
@@ -108,16 +120,70 @@ class LocalAgent:
         except AgentError as exc:
             raise LocalAgentError(f"the executor agent did not become healthy: {exc}") from exc
 
-    async def stop(self, timeout: float = 15) -> None:
-        """SIGTERM (the agent stops its kernels and template), SIGKILL after ``timeout``."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
+    @property
+    def cgroup_name(self) -> str:
+        """The agent's cgroup for its kernels' cgroups: named after its run directory, unique on this host."""
+        return Path(self.run_dir).name
+
+    async def exited(self) -> int:
+        """Wait until the agent process ends; its exit status."""
+        process = self.process
+        assert process is not None
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        pidfd = os.pidfd_open(process.pid)  # readable once the process has ended
+        loop.add_reader(pidfd, lambda: None if ended.done() else ended.set_result(None))
         try:
-            await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)
-        except TimeoutError:
-            os.killpg(process.pid, signal.SIGKILL)
-            await asyncio.to_thread(process.wait)
+            await ended
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        return process.wait()
+
+    def remove_leftovers(self) -> None:
+        """After the agent died: kill what is left in its kernels' cgroups, remove them and its run directory."""
         if self.run_dir:
-            await asyncio.to_thread(shutil.rmtree, self.run_dir, True)
+            cgroups.remove_tree(cgroups.agent_parent(self.cgroup_name))
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    async def keep_running(self, executors: StaticExecutors, pool: KernelPool) -> None:
+        """Once started, restart the agent whenever it dies, until cancelled (before ``stop``).
+
+        ``executors`` lists the live agent; the new one listens on a new port.
+        """
+        assert self.key is not None, "start the agent first"
+        while True:
+            status = await self.exited()
+            log.error("local_executor_died", status=status, run_dir=self.run_dir)
+            pool.agent_lost(executors.urls[0], LOST)
+            await asyncio.to_thread(self.remove_leftovers)
+            client = await self._restart(self.key)
+            executors.urls[:] = [client.base_url]
+            client.close()
+            await pool.refresh()
+            log.info("local_executor_restarted", agent=client.base_url)
+
+    async def _restart(self, key: Ed25519PrivateKey) -> AgentClient:
+        """Start a new agent, trying again after each failure (with growing delays)."""
+        attempt = 0
+        while True:
+            try:
+                return await self.start(key)
+            except (LocalAgentError, OSError) as exc:
+                delay = RESTART_DELAYS[min(attempt, len(RESTART_DELAYS) - 1)]
+                attempt += 1
+                log.error("local_executor_restart_failed", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+
+    async def stop(self, timeout: float = 15) -> None:
+        """SIGTERM (the agent stops its kernels and template), SIGKILL after ``timeout``; then remove
+        whatever it left."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)
+            except TimeoutError:
+                os.killpg(process.pid, signal.SIGKILL)
+                await asyncio.to_thread(process.wait)
+        await asyncio.to_thread(self.remove_leftovers)

@@ -161,8 +161,10 @@ class KernelPool(LoggingConfigurable):
             while True:
                 room_only = True
                 if self.agents and self.unreachable >= set(self.agents):
-                    raise ServiceUnavailableError("No executor answers now; try again in a moment.",
-                                                  {"reasons": failures[-5:]})
+                    await self.refresh()  # one shared reading: an agent that is back takes kernels at once
+                    if self.unreachable >= set(self.agents):
+                        raise ServiceUnavailableError("No executor answers now; try again in a moment.",
+                                                      {"reasons": failures[-5:]})
                 for url in ranked(self.loads, tenant):
                     agent = self.agents[url]
                     self.loads[url] = self.loads[url].with_kernel(tenant)  # racing opens spread out
@@ -209,7 +211,7 @@ class KernelPool(LoggingConfigurable):
                 await agent.delete_kernel(kernel_id)
             raise
         kernel = Kernel(agent, kernel_id, created["limits"]["memory_mb"], client,
-                        asyncio.get_running_loop().create_future())
+                        asyncio.get_running_loop().create_future(), created.get("agent_id"))
         self._kernels[kernel_id] = kernel
         return kernel
 
@@ -280,6 +282,30 @@ class KernelPool(LoggingConfigurable):
         self.metrics.ready.labels(url).set(health["pool"]["ready"])
         self.image_version = health["image_version"]
 
+    def agent_lost(self, url: str, message: str) -> None:
+        """The agent at ``url`` is gone with its kernels (its process died): no kernels go there until it
+        answers again, and the sessions it served hear ``message``."""
+        agent = self.agents.get(url)
+        if agent is None:
+            return
+        log.error("executor_lost", agent=url, reason=message)
+        self.unreachable.add(url)
+        self.loads[url] = dataclasses.replace(self.loads[url], draining=True)
+        self._agent_lost(agent, message)
+
+    def readiness(self) -> str | None:
+        """Why no executor can take a new kernel now, or None when one can (from the last readings)."""
+        if not self.agents:
+            return "no executor agent is configured or found"
+        serving = [load for url, load in self.loads.items() if url not in self.unreachable and not load.draining]
+        if not serving:
+            if self.unreachable >= set(self.agents):
+                return "no executor agent answers"
+            return "every executor agent is draining or starting"
+        if all(load.in_use >= load.capacity for load in serving):
+            return "every executor agent is full"
+        return None
+
     def _remove_agent(self, url: str) -> None:
         """The agent is gone: its sessions get a kernel elsewhere."""
         agent = self.agents.pop(url)
@@ -306,7 +332,7 @@ class KernelPool(LoggingConfigurable):
                 continue
             if agent_id is not None and answer["agent_id"] != agent_id:
                 log.error("agent_restarted", agent=agent.base_url)
-                self._agent_lost(agent, "its executor agent restarted")
+                self._agent_lost(agent, "its executor agent restarted", survivor=answer["agent_id"])
             agent_id, after = answer["agent_id"], answer["last"]
             for event in answer["events"]:
                 self._kernel_exited(event["kernel_id"], event)
@@ -322,10 +348,11 @@ class KernelPool(LoggingConfigurable):
             if session.kernel is kernel:
                 asyncio.create_task(session.kernel_exited(kernel_id))
 
-    def _agent_lost(self, agent: AgentClient, message: str) -> None:
-        """Every kernel the agent held is gone."""
+    def _agent_lost(self, agent: AgentClient, message: str, survivor: str | None = None) -> None:
+        """Every kernel the agent held is gone, but those of the ``survivor`` agent id (a restarted
+        agent at the same address may have handed out kernels before its restart was noticed)."""
         for kernel in list(self._kernels.values()):
-            if kernel.agent is agent:
+            if kernel.agent is agent and (survivor is None or kernel.agent_id != survivor):
                 self._kernel_exited(kernel.kernel_id, {"status": None, "oom": False, "message": message})
 
     # background work ---------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from ..errors import BIError, ConflictError, ExecutionTimeoutError, ServiceUnavailableError
+from ..errors import BIError, ConflictError, ExecutionTimeoutError, KernelLostError
 from ..limits import OUTPUT_BYTES
 from ..logs import get_logger
 from ..models import utcnow
@@ -53,13 +53,17 @@ class Limits:
 
 @dataclasses.dataclass
 class Kernel:
-    """A kernel on an agent, with its client; ``exited`` gets the agent's exit event."""
+    """A kernel on an agent, with its client; ``exited`` gets the agent's exit event.
+
+    ``agent_id`` is the agent process's (its ``/events`` id): one restarted at the same address has another.
+    """
 
     agent: AgentClient
     kernel_id: str
     memory_mb: int
     client: AsyncKernelClient
     exited: asyncio.Future[dict[str, Any]]
+    agent_id: str | None = None
 
     async def stop(self) -> None:
         self.client.stop_channels()
@@ -184,7 +188,7 @@ class KernelSession:
         if self.executing:
             raise ConflictError("This session is already running code; wait for it or interrupt it.")
         if self.broken:
-            raise ServiceUnavailableError(f"{self.broken}. Open a new session.")
+            raise KernelLostError(f"{self.broken} Open a new session to go on.")
         self.executing = True
         self.metrics.busy.inc()
         try:
@@ -239,8 +243,8 @@ class KernelSession:
         event = self.kernel.exited.result()
         await self._replace_kernel(event["message"])
         collector.truncated = False  # the cause goes in even after a truncation notice
-        collector.add(death_output(event))
-        return ExecutionResult("error", collector.outputs, None, limit.elapsed_ms(), False, True)
+        collector.add(death_output(event, replaced=not self.broken))
+        return ExecutionResult("error", collector.outputs, None, limit.elapsed_ms(), False, not self.broken)
 
     async def _reply(self, kernel: Kernel, msg_id: str) -> dict[str, Any]:
         """The ``execute_reply`` content (empty if it does not come)."""
@@ -274,7 +278,7 @@ class KernelSession:
         try:
             new = await self.start_kernel(self.datasets)
         except BIError as exc:
-            self.broken = f"Its kernel stopped ({reason}) and no new one could be started: {exc.message}"
+            self.broken = f"This session's kernel was lost ({reason}) and no new one could be started: {exc.message}"
             log.error("kernel_replacement_failed", session_id=self.id, error=exc.message)
             self._notify({"event": "broken", "reason": self.broken})
             return
@@ -326,8 +330,10 @@ async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str
     return None
 
 
-def death_output(event: dict[str, Any]) -> dict[str, Any]:
+def death_output(event: dict[str, Any], replaced: bool = True) -> dict[str, Any]:
     """The error output for a kernel that died while running code (agent exit ``event``)."""
     ename = "MemoryLimitExceeded" if event.get("oom") else "KernelDied"
-    return error_output(ename, f"{event['message']}; a fresh kernel is ready (variables are lost)")
+    then = ("a fresh kernel is ready (variables are lost)" if replaced
+            else "no new kernel could be started: open a new session")
+    return error_output(ename, f"{event['message']}; {then}")
 

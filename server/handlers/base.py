@@ -13,7 +13,7 @@ import structlog
 from tornado import web
 
 from ..errors import (AuthenticationError, BIError, ConflictError, ExecutionTimeoutError,
-                      InvalidRequestError, NotFoundError, PayloadTooLargeError,
+                      InvalidRequestError, KernelLostError, NotFoundError, PayloadTooLargeError,
                       PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
                       ServiceUnavailableError, StoreClosedError, UnprocessableError)
 from ..limits import JSON_BODY_BYTES
@@ -30,6 +30,7 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     NotFoundError: 404,
     ExecutionTimeoutError: 408,
     ConflictError: 409,
+    KernelLostError: 409,
     PayloadTooLargeError: 413,
     UnprocessableError: 422,
     PreconditionRequiredError: 428,

@@ -1,4 +1,5 @@
-"""Health and metrics: ``/api/health`` is public, for load balancers; ``/metrics`` is for Prometheus.
+"""Health, readiness and metrics: ``/api/health`` (liveness) and ``/api/ready`` are public, for load
+balancers, compose and alarms; ``/metrics`` is for Prometheus.
 
 On the API port ``/metrics`` answers only ``Authorization: Bearer <metrics_token>`` (403 while no
 token is set); the metrics listener (``ServeApp.metrics_port``) serves it to anyone who reaches it.
@@ -9,14 +10,32 @@ from __future__ import annotations
 import hmac
 
 from ..errors import AuthenticationError, PermissionDeniedError
+from ..services.readiness import ReadinessService
 from .base import APIHandler
 
 
 class HealthHandler(APIHandler):
+    """Liveness: the process answers. What the load balancer and ECS replace a task on."""
+
     auth_required = False
 
     def get(self) -> None:
         self.write_json({"status": "ok"})
+
+
+class ReadyHandler(APIHandler):
+    """Readiness: the store answers and an executor can take a kernel; 503 with the reasons otherwise."""
+
+    auth_required = False
+
+    async def get(self) -> None:
+        readiness: ReadinessService = self.settings["readiness"]
+        checks = await readiness.check()
+        if all(check["ok"] for check in checks.values()):
+            self.write_json({"status": "ready", "checks": checks})
+        else:
+            self.set_header("Retry-After", f"{readiness.retry_after:g}")
+            self.write_json({"status": "not_ready", "checks": checks}, 503)
 
 
 class MetricsHandler(APIHandler):

@@ -252,6 +252,14 @@ class AWSStore(Store):
         if self._executor is not None:
             await asyncio.to_thread(self._disconnect, self._executor)
 
+    async def ping(self) -> None:
+        await self._run(self._ping)
+
+    def _ping(self) -> None:
+        """A read of an item that never exists (half a read unit) and a HEAD of the datasets bucket."""
+        self._dynamodb.get_item(TableName=self._table("users"), Key=_serialize({"pk": "PING", "sk": "PING"}))
+        self._s3.head_bucket(Bucket=self.datasets_bucket)
+
     async def create_schema(self, tables: bool = True, buckets: bool = True) -> None:
         await self.open()
         if tables:

@@ -41,6 +41,10 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         """Release connections. Idempotent; later calls raise ``StoreClosedError``."""
 
     @abc.abstractmethod
+    async def ping(self) -> None:
+        """One cheap call that proves the store answers (readiness checks); raises if it does not."""
+
+    @abc.abstractmethod
     async def create_schema(self, tables: bool = True, buckets: bool = True) -> None:
         """Create tables and buckets (either alone, if asked) if missing. Idempotent (``bi init-tables``)."""
 

@@ -215,6 +215,9 @@ class SQLiteStore(Store):
         self._closed = True
         self._executor.shutdown(wait=True)
 
+    async def ping(self) -> None:
+        await self._run(self._query, "SELECT 1")
+
     async def create_schema(self, tables: bool = True, buckets: bool = True) -> None:
         await self.open()  # one file holds both
 

@@ -131,6 +131,7 @@ async def test_kernel_ending_by_itself_is_an_event(agent):
     alive = json.loads((await agent.call("GET", f"/kernels/{kernel_id}")).body)
     assert alive == {"kernel_id": kernel_id, "alive": True, "exit": None}
     before = json.loads((await agent.call("GET", "/events?after=0&timeout=0")).body)
+    assert created["agent_id"] == before["agent_id"]  # a server tells this agent's kernels from a successor's
     poll = asyncio.ensure_future(agent.call("GET", f"/events?after={before['last']}&timeout=30"))
     client = agent.launcher.client(agent.launcher.kernels[kernel_id])
     client.start_channels()

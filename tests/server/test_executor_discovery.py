@@ -87,23 +87,35 @@ async def test_task_protection_requests_are_well_formed(ecs):
 
 
 @pytest.fixture
-async def two_agents(tmp_path, root):
-    """Two executor agents relaying their kernels over TCP, as remote ones do, and their signing key."""
+async def start_agents(tmp_path, root):
+    """Start executor agents relaying their kernels over TCP, as remote ones do; ``start(n)`` gives
+    ``([(agent, url)], signing key PEM)``, one key for all."""
     key = Ed25519PrivateKey.generate()
-    agents = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / PUBLIC_KEY_FILE).write_bytes(key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-        agent = LocalAgent(tmp_path / name, pool_size=1, allow_weaker_sandbox=False, advertise_host="127.0.0.1")
-        client = await agent.start(key)
-        client.close()
-        agents.append((agent, client.base_url))
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    yield agents, pem
+    agents: list[tuple[LocalAgent, str]] = []
+
+    async def start(count: int) -> tuple[list[tuple[LocalAgent, str]], str]:
+        for _ in range(count):
+            directory = tmp_path / f"agent{len(agents)}"
+            directory.mkdir()
+            (directory / PUBLIC_KEY_FILE).write_bytes(key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+            agent = LocalAgent(directory, pool_size=1, allow_weaker_sandbox=False, advertise_host="127.0.0.1")
+            client = await agent.start(key)
+            client.close()
+            agents.append((agent, client.base_url))
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        return agents[-count:], pem
+
+    yield start
     for agent, _ in agents:
         await agent.stop()
+
+
+@pytest.fixture
+async def two_agents(start_agents):
+    """Two such agents and their signing key."""
+    return await start_agents(2)
 
 
 async def until(condition, seconds: float = 20) -> None:
@@ -219,3 +231,29 @@ async def test_when_no_agent_answers_an_open_fails_at_once(start_server, two_age
     response = await api.fetch("POST", "/api/card-sessions", token=token, json_body={"datasets": []})
     assert response.code == 503 and "No executor answers" in response.json()["error"]["message"]
     assert asyncio.get_running_loop().time() - started < 10
+
+
+async def test_an_agent_that_stops_answering_is_readmitted_as_soon_as_it_answers(start_server, start_agents):
+    """A frozen agent is unreachable (and the server not ready); once it answers, the next open reads it
+    again and places there at once, and the kernels it kept are still there."""
+    [(agent, url)], pem = await start_agents(1)
+    api = await start_server(ServeApp__executor_urls=[url], ServeApp__executor_private_key=pem,
+                             KernelPool__discovery_interval=600)
+    pool = api.app.kernel_pool
+    token = await api.login()
+    first = await open_session(api, token)
+    assert (await run(api, token, first, "x = 6 * 7")).code == 200
+    assert agent.process is not None
+    agent.process.send_signal(signal.SIGSTOP)
+    try:
+        await pool.refresh()  # times out on the frozen agent
+        assert url in pool.unreachable
+        ready = await api.fetch("GET", "/api/ready")
+        assert ready.code == 503 and ready.headers["Retry-After"]
+        assert ready.json()["checks"]["executors"] == {"ok": False, "reason": "no executor agent answers"}
+    finally:
+        agent.process.send_signal(signal.SIGCONT)
+    second = await open_session(api, token)  # not a 503 until the next reading, 10 minutes away
+    assert url not in pool.unreachable and (await api.fetch("GET", "/api/ready")).code == 200
+    assert (await run(api, token, first, "x")).json()["outputs"][-1]["data"]["text/plain"] == "42"
+    assert (await run(api, token, second, "1 + 1")).json()["outputs"][-1]["data"]["text/plain"] == "2"

@@ -12,6 +12,18 @@ async def test_health(any_api):
     assert response.json() == {"status": "ok"}
 
 
+async def test_ready_names_what_is_missing_and_nothing_more(any_api):
+    """GET /api/ready needs no token; it is 503 with Retry-After and a reason per failed check."""
+    response = await any_api.fetch("GET", "/api/ready")
+    assert response.code == 503 and response.headers["Retry-After"] == "5"
+    assert response.json() == {"status": "not_ready", "checks": {
+        "store": {"ok": True}, "executors": {"ok": False, "reason": "no executor agent is configured or found"}}}
+    await any_api.app.store_instance.close()
+    checks = (await any_api.fetch("GET", "/api/ready")).json()["checks"]
+    assert checks["store"] == {"ok": False, "reason": "the store answered with an error (see the server's log)"}
+    assert (await any_api.fetch("GET", "/api/health")).code == 200
+
+
 async def test_unknown_route_is_json_404(api):
     """An unknown path gets the JSON error shape, not HTML."""
     response = await api.fetch("GET", "/api/nothing/here")

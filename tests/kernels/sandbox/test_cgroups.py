@@ -80,3 +80,23 @@ def test_kill_all_and_remove(make_cgroup):
     cgroup.remove()
     assert not any(os.path.exists(path) for path in cgroup.paths.values())
     hold_w.close()
+
+
+def test_remove_tree_clears_one_agents_cgroups_and_no_others(make_cgroup):
+    """What an agent that died left (its kernels' cgroups, their processes) goes; a neighbour's stays."""
+    agent = cgroups.agent_parent(f"test-agent-{uuid.uuid4().hex[:8]}")
+    left = [Cgroup(f"test-{uuid.uuid4().hex[:12]}", memory_mb=256, parent=agent) for _ in range(2)]
+    for cgroup in left:
+        cgroup.create()
+    neighbour = make_cgroup()
+    ready_r, ready_w = TEMPLATE.Pipe(duplex=False)
+    hold_r, hold_w = TEMPLATE.Pipe(duplex=False)
+    children = [start(_family_in, cgroup, ready_w, hold_r) for cgroup in (left[0], neighbour)]
+    started = {ready_r.recv() for _ in range(8)}
+    cgroups.remove_tree(agent)
+    gone = [*(path for cgroup in left for path in cgroup.paths.values()), *left[0].parents.values()]
+    assert not any(os.path.exists(path) for path in gone)
+    assert children[0].result().exitcode == -signal.SIGKILL
+    assert len(neighbour.pids()) == 4 and neighbour.pids() < started
+    neighbour.kill_all()
+    hold_w.close()

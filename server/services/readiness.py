@@ -1,0 +1,58 @@
+"""Whether this server can serve now: its store answers and an executor agent can take a kernel.
+
+``GET /api/health`` only says the process is up (what load balancers and ECS replace a task on);
+``GET /api/ready`` asks this service (what compose and the alarms wait on). Each check is cheap:
+one store call, shared by concurrent callers and bounded by ``store_timeout``, and the kernel
+pool's last readings of its agents. Reasons name no agent, address or id: anyone may ask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from traitlets import Float
+from traitlets.config import LoggingConfigurable
+
+from ..execution.pool import KernelPool
+from ..logs import get_logger
+from ..storage.base import Store
+
+log = get_logger("bi.readiness")
+
+Checks = dict[str, dict[str, Any]]
+
+
+class ReadinessService(LoggingConfigurable):
+    store_timeout = Float(2.0, help="Seconds the store gets to answer a readiness check.").tag(config=True)
+    retry_after = Float(5.0, help="Seconds a caller is told to wait (Retry-After) when the server is "
+                                  "not ready.").tag(config=True)
+
+    def __init__(self, store: Store, pool: KernelPool, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.store = store
+        self.pool = pool
+        self._ping: asyncio.Future[None] | None = None
+
+    async def check(self) -> Checks:
+        """``{"store": {"ok": ...}, "executors": {"ok": ...}}``, each with a ``reason`` when not ok."""
+        executors = self.pool.readiness()
+        return {"store": await self._store(),
+                "executors": {"ok": True} if executors is None else {"ok": False, "reason": executors}}
+
+    async def _store(self) -> dict[str, Any]:
+        if self._ping is None:  # one ping at a time, however many callers: a hung store holds one thread
+            self._ping = asyncio.ensure_future(self.store.ping())
+            self._ping.add_done_callback(self._pinged)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ping), self.store_timeout)
+        except TimeoutError:
+            return {"ok": False, "reason": f"the store did not answer within {self.store_timeout:g} s"}
+        except Exception:  # noqa: BLE001 - logged by _pinged; anonymous callers only learn that it failed
+            return {"ok": False, "reason": "the store answered with an error (see the server's log)"}
+        return {"ok": True}
+
+    def _pinged(self, ping: asyncio.Future[None]) -> None:
+        self._ping = None
+        if not ping.cancelled() and ping.exception() is not None:
+            log.warning("store_not_ready", error=repr(ping.exception()))

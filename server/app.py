@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tornado import httpserver, web
+from tornado import web
 from tornado.netutil import bind_sockets
-from traitlets import Bool, Enum, Integer, List, Type, Unicode, default
+from traitlets import Bool, Enum, Float, Integer, List, Type, Unicode, default
 from traitlets.config import Application
 
-from . import secrets_file
+from . import limits, secrets_file
+from .client_address import TrustedProxies
 from .environment import setting
 from .errors import BIError
 from .execution.agent_client import AgentClient, load_private_key
@@ -34,10 +35,12 @@ from .execution.live import LiveSessions
 from .execution.local_agent import LocalAgent, LocalAgentError, load_or_create_key, load_or_create_key_pair
 from .execution.pool import KernelPool
 from .handlers.base import NotFoundHandler
+from .http_server import BIHTTPServer
 from .jupyter.manager import JupyterKernels
 from .jupyter.sessions import JupyterSessions
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
+from .private_files import private_dir
 from .models import User
 from .services.auth import AuthService, SecretKeyError, check_signing_key
 from .services.card_runs import CardRunner
@@ -134,7 +137,16 @@ class ServeApp(BIApp):
     ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
     port = Integer(8000, help="Port to listen on (0 picks a free one).").tag(config=True)
     cors_origins = List(Unicode(), help="Origins allowed to call the API from a browser.").tag(config=True)
-    trust_proxy_headers = Bool(False, help="Take the client address from X-Forwarded-For (behind a load balancer).").tag(config=True)
+    trusted_proxies = List(Unicode(), help="CIDRs of the proxies in front of the server (the load balancer's "
+                                           "subnets): their X-Forwarded-For names the client. Empty: none, "
+                                           "the connection's address is the client's.").tag(config=True)
+    header_timeout = Float(limits.HEADER_TIMEOUT, help="Seconds a new connection has to send its request's "
+                                                       "headers.").tag(config=True)
+    body_timeout = Float(limits.BODY_TIMEOUT, help="Seconds a request has to send its whole body.").tag(config=True)
+    idle_timeout = Float(limits.IDLE_TIMEOUT, help="Seconds a kept-alive connection may wait for its next "
+                                                   "request.").tag(config=True)
+    max_connections_per_client = Integer(limits.CONNECTIONS_PER_CLIENT, help="Connections one client address "
+                                         "may hold open; more are closed at once.").tag(config=True)
     admin_email = Unicode(help="Admin created on first start when the store has no user.").tag(config=True)
     admin_password = Unicode(help="Password of that admin.").tag(config=True)
     shutdown_timeout = Integer(10, help="Seconds open requests get to finish on shutdown.").tag(config=True)
@@ -152,6 +164,8 @@ class ServeApp(BIApp):
     allow_weaker_sandbox = Bool(False, help="Let the local agent run without the sandbox layers this "
                                             "machine lacks (one trusted user only).").tag(config=True)
 
+    datasets: DatasetService | None = None
+
     aliases = {**BIApp.aliases, "ip": "ServeApp.ip", "port": "ServeApp.port"}
     flags = {"allow-weaker-sandbox": ({"ServeApp": {"allow_weaker_sandbox": True}},
                                       "Run the local executor agent with a weaker sandbox (one trusted user).")}
@@ -160,6 +174,10 @@ class ServeApp(BIApp):
     @default("cors_origins")
     def _default_cors(self) -> list[str]:
         return [o.strip() for o in setting("CORS_ORIGINS").split(",") if o.strip()]
+
+    @default("trusted_proxies")
+    def _default_trusted_proxies(self) -> list[str]:
+        return [c.strip() for c in setting("BI_TRUSTED_PROXIES").split(",") if c.strip()]
 
     @default("ui_dir")
     def _default_ui_dir(self) -> str:
@@ -195,6 +213,11 @@ class ServeApp(BIApp):
 
     async def setup(self) -> web.Application:
         """Open the store, check the signing key, create the first admin, build the Tornado app."""
+        try:
+            self.proxies = TrustedProxies(self.trusted_proxies)
+        except ValueError as exc:
+            raise StartupError(f"BI_TRUSTED_PROXIES: {exc}") from exc
+        private_dir(Path(self.data_dir).resolve())
         self.store_instance = self.make_store()
         await self.store_instance.open()
         try:
@@ -204,7 +227,9 @@ class ServeApp(BIApp):
             raise
         users = UserService(self.store_instance, auth)
         await self._ensure_first_admin(users)
-        datasets = DatasetService(self.store_instance, Path(self.data_dir).resolve() / "tmp", parent=self)
+        datasets = self.datasets = DatasetService(self.store_instance, Path(self.data_dir).resolve() / "tmp",
+                                                  parent=self)
+        datasets.sweep_uploads()
         metrics = Metrics()
         try:
             executors, make_client = await self._start_executors()
@@ -227,7 +252,7 @@ class ServeApp(BIApp):
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
             live_sessions=LiveSessions(self.kernel_pool), output_tables=tables,
             jupyter_kernels=jupyter_kernels, jupyter_sessions=JupyterSessions(jupyter_kernels),
-            cors_origins=tuple(self.cors_origins),
+            cors_origins=tuple(self.cors_origins), trusted_proxies=self.proxies,
             ui_dir=self.ui_dir,
             compress_response=True,
             log_function=lambda handler: None,
@@ -319,7 +344,7 @@ class ServeApp(BIApp):
         except OSError as exc:
             await self.shutdown()
             raise StartupError(f"cannot listen on {self.ip}:{self.port}: {exc.strerror}") from exc
-        server = httpserver.HTTPServer(app, xheaders=self.trust_proxy_headers, chunk_size=UPLOAD_CHUNK_BYTES)
+        server = self.make_http_server(app)
         server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
         url = f"http://{self.ip}:{port}"
@@ -339,6 +364,14 @@ class ServeApp(BIApp):
         await self.shutdown()
         log.info("server_stopped")
 
+    def make_http_server(self, app: web.Application) -> BIHTTPServer:
+        """The HTTP server for ``app`` with the configured timeouts and connection cap."""
+        return BIHTTPServer(app, trusted_proxies=self.proxies, header_timeout=self.header_timeout,
+                            idle_timeout=self.idle_timeout, body_timeout=self.body_timeout,
+                            max_connections_per_client=self.max_connections_per_client,
+                            max_body_size=limits.PUBLIC_BODY_BYTES, max_header_size=limits.HEADER_BYTES,
+                            chunk_size=UPLOAD_CHUNK_BYTES)
+
     def _print_banner(self, url: str) -> None:
         lines = [f"BI is running at {url}"]
         if self.store == "embedded" and not self.admin_email:
@@ -350,9 +383,12 @@ class ServeApp(BIApp):
 
     def start(self) -> None:
         try:
-            asyncio.run(self.serve())
+            asyncio.run(self.serve())  # returns once the conversions still running have ended
         except StartupError as exc:
             self.fail(str(exc))
+        finally:
+            if self.datasets is not None:
+                self.datasets.sweep_uploads()
 
 
 

@@ -7,6 +7,7 @@ connection (``Connection: close``) instead of reading it.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
@@ -16,8 +17,15 @@ import pytest
 
 from server.urls import ROUTES
 
-from .conftest import (closed_within, connect, error_code, read_response, sign_in, start_serve,
-                       vm_kb)
+from .conftest import (
+    closed_within,
+    connect,
+    error_code,
+    read_response,
+    sign_in,
+    start_serve,
+    vm_kb,
+)
 
 BIG = 50 * 1024 * 1024
 PATHS = [re.sub(r"\{\w+\}", "x", pattern) for pattern, _ in ROUTES] + ["/some/page", "/api/nothing-here"]
@@ -44,8 +52,8 @@ def test_every_route_answers_before_an_anonymous_body(server):
         sock = send_head(server, "POST", path, f"Content-Type: application/json\r\nContent-Length: {BIG}\r\n",
                          timeout=0.5)
         try:
-            status, headers, _ = read_response(sock)
-        except (TimeoutError, socket.timeout):
+            status, _, _ = read_response(sock)
+        except TimeoutError:
             waited.append(path)
             continue
         assert 400 <= status < 500, (path, status)
@@ -83,7 +91,7 @@ def test_signed_in_json_body_over_the_limit_is_refused_unread(server):
     token = sign_in(server)
     sock = send_head(server, "POST", "/api/cards",
                      f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {BIG}\r\n")
-    status, headers, body = read_response(sock)
+    status, _, body = read_response(sock)
     assert status == 413 and error_code(body) == "payload_too_large"
     assert "1 MB" in json_message(body)
 
@@ -99,8 +107,7 @@ def test_signed_in_chunked_json_body_is_bounded(server):
             sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
     except ConnectionError:
         pass
-    status, _, body = read_response(sock)
-    assert status in (400, 413)
+    assert read_response(sock)[0] in (400, 413)
 
 
 def test_eight_anonymous_bodies_cost_nothing(server):
@@ -131,6 +138,4 @@ def test_eight_anonymous_bodies_cost_nothing(server):
 
 
 def json_message(body: bytes) -> str:
-    import json
-
     return json.loads(body)["error"]["message"]

@@ -8,6 +8,8 @@ The client address is the connection's, or the rightmost ``X-Forwarded-For`` hop
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
@@ -37,9 +39,6 @@ def proxied(tmp_path_factory):
 
 def failed_login(server: Server, forwarded_for: str, real_ip: str = "") -> int:
     """The status of a sign-in with a wrong password for a fresh email (so only the address counts)."""
-    import urllib.error
-    import urllib.request
-
     headers = {"Content-Type": "application/json", "X-Forwarded-For": forwarded_for}
     if real_ip:
         headers["X-Real-Ip"] = real_ip

@@ -6,8 +6,6 @@ headers, body or next request take too long, and refuses connections past a per-
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from .conftest import closed_within, connect, read_response, start_serve

@@ -8,6 +8,7 @@ crash left behind is swept when the server starts.
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def leftovers(tmp: Path) -> list[str]:
     return sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []
 
 
-def upload(server, body: bytes, content_type: str, name: str = "sales", token: str = "") -> "socket.socket":
+def upload(server, body: bytes, content_type: str, name: str = "sales", token: str = "") -> socket.socket:
     sock = connect(server, timeout=30)
     sock.sendall(f"POST /api/datasets?name={name} HTTP/1.1\r\nHost: bi\r\n"
                  f"Authorization: Bearer {token or server.token}\r\nContent-Type: {content_type}\r\n"

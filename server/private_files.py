@@ -7,14 +7,23 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
+import structlog
+
+log = structlog.get_logger("bi.files")
+
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
 def private_dir(path: Path) -> Path:
-    """``path`` as a directory of mode 0700, created with its parents if missing."""
+    """``path`` as a directory of mode 0700, created with its parents if missing.
+
+    A directory of another user (a mount) keeps its mode, with a warning: we may still write there."""
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    path.chmod(DIR_MODE)
+    try:
+        path.chmod(DIR_MODE)
+    except PermissionError:
+        log.warning("directory_not_private", path=str(path), mode=oct(path.stat().st_mode & 0o777))
     return path
 
 

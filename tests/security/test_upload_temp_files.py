@@ -79,6 +79,7 @@ def test_sigterm_during_conversion_leaves_nothing(tmp_path):
     deadline = time.monotonic() + 10
     while not any(name.endswith(".parquet") for name in leftovers(tmp)) and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert any(name.endswith(".parquet") for name in leftovers(tmp)), "the conversion never started"
     running.proc.send_signal(signal.SIGTERM)
     running.proc.wait(30)
     sock.close()

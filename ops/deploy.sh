@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Lint and deploy ops/cloudformation/bi-platform.yaml with parameters from the environment.
 #
-# Required: STACK, VPC_ID, PRIVATE_SUBNET_IDS (comma-separated), CORPORATE_CIDR, API_IMAGE,
-#   EXECUTOR_IMAGE, EXECUTOR_PUBLIC_KEY_FILE, ADMIN_EMAIL.
+# Required: STACK, VPC_ID, PRIVATE_SUBNET_IDS (comma-separated), LOAD_BALANCER_SUBNET_CIDRS (their
+#   CIDRs, comma-separated), CORPORATE_CIDR, API_IMAGE, EXECUTOR_IMAGE, EXECUTOR_PUBLIC_KEY_FILE,
+#   ADMIN_EMAIL.
 # Optional (template default when unset): TABLE_PREFIX, CERTIFICATE_ARN, CORS_ORIGINS,
 #   API_DESIRED_COUNT, API_CPU, API_MEMORY, EXECUTOR_MIN_TASKS, EXECUTOR_MAX_TASKS, EXECUTOR_CPU,
 #   EXECUTOR_MEMORY, LOG_RETENTION_DAYS, ALARM_TOPIC_ARN, ALARM_EMAIL, EXECUTOR_ENDPOINT_SG,
@@ -26,7 +27,7 @@ cd "$(dirname "$0")/.."
 TEMPLATE=ops/cloudformation/bi-platform.yaml
 
 missing=()
-for name in STACK VPC_ID PRIVATE_SUBNET_IDS CORPORATE_CIDR API_IMAGE EXECUTOR_IMAGE EXECUTOR_PUBLIC_KEY_FILE ADMIN_EMAIL; do
+for name in STACK VPC_ID PRIVATE_SUBNET_IDS LOAD_BALANCER_SUBNET_CIDRS CORPORATE_CIDR API_IMAGE EXECUTOR_IMAGE EXECUTOR_PUBLIC_KEY_FILE ADMIN_EMAIL; do
   [[ -n "${!name:-}" ]] || missing+=("$name")
 done
 if ((${#missing[@]})); then
@@ -42,6 +43,7 @@ done
 params=(
   "VpcId=$VPC_ID"
   "PrivateSubnetIds=$PRIVATE_SUBNET_IDS"
+  "LoadBalancerSubnetCidrs=$LOAD_BALANCER_SUBNET_CIDRS"
   "CorporateCidr=$CORPORATE_CIDR"
   "ApiImage=$API_IMAGE"
   "ExecutorImage=$EXECUTOR_IMAGE"

@@ -21,12 +21,13 @@ from typing import Any, cast
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tornado import httpserver, web
+from tornado import web
 from tornado.netutil import bind_sockets
-from traitlets import Bool, Enum, Integer, List, Type, Unicode, default
+from traitlets import Bool, Enum, Float, Integer, List, Type, Unicode, default
 from traitlets.config import Application
 
-from . import secrets_file
+from . import limits, secrets_file
+from .client_address import TrustedProxies
 from .environment import setting
 from .errors import BIError
 from .execution.agent_client import AgentClient, load_private_key
@@ -36,10 +37,12 @@ from .execution.local_agent import LocalAgent, LocalAgentError, load_or_create_k
 from .execution.pool import KernelPool
 from .handlers.base import NotFoundHandler
 from .handlers.system import MetricsHandler
+from .http_server import BIHTTPServer
 from .jupyter.manager import JupyterKernels
 from .jupyter.sessions import JupyterSessions
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
+from .private_files import private_dir
 from .models import User
 from .services.auth import AuthService, SecretKeyError, check_signing_key
 from .services.card_runs import CardRunner
@@ -138,7 +141,16 @@ class ServeApp(BIApp):
     ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
     port = Integer(8000, help="Port to listen on (0 picks a free one).").tag(config=True)
     cors_origins = List(Unicode(), help="Origins allowed to call the API from a browser.").tag(config=True)
-    trust_proxy_headers = Bool(False, help="Take the client address from X-Forwarded-For (behind a load balancer).").tag(config=True)
+    trusted_proxies = List(Unicode(), help="CIDRs of the proxies in front of the server (the load balancer's "
+                                           "subnets): their X-Forwarded-For names the client. Empty: none, "
+                                           "the connection's address is the client's.").tag(config=True)
+    header_timeout = Float(limits.HEADER_TIMEOUT, help="Seconds a new connection has to send its request's "
+                                                       "headers.").tag(config=True)
+    body_timeout = Float(limits.BODY_TIMEOUT, help="Seconds a request has to send its whole body.").tag(config=True)
+    idle_timeout = Float(limits.IDLE_TIMEOUT, help="Seconds a kept-alive connection may wait for its next "
+                                                   "request.").tag(config=True)
+    max_connections_per_client = Integer(limits.CONNECTIONS_PER_CLIENT, help="Connections one client address "
+                                         "may hold open; more are closed at once.").tag(config=True)
     admin_email = Unicode(help="Admin created on first start when the store has no user.").tag(config=True)
     admin_password = Unicode(help="Password of that admin.").tag(config=True)
     shutdown_timeout = Integer(10, help="Seconds open requests get to finish on shutdown.").tag(config=True)
@@ -160,6 +172,8 @@ class ServeApp(BIApp):
                                                        "/metrics, without a token (0 picks a free one); "
                                                        "None: no such listener.").tag(config=True)
 
+    datasets: DatasetService | None = None
+
     aliases = {**BIApp.aliases, "ip": "ServeApp.ip", "port": "ServeApp.port"}
     flags = {"allow-weaker-sandbox": ({"ServeApp": {"allow_weaker_sandbox": True}},
                                       "Run the local executor agent with a weaker sandbox (one trusted user).")}
@@ -168,6 +182,10 @@ class ServeApp(BIApp):
     @default("cors_origins")
     def _default_cors(self) -> list[str]:
         return [o.strip() for o in setting("CORS_ORIGINS").split(",") if o.strip()]
+
+    @default("trusted_proxies")
+    def _default_trusted_proxies(self) -> list[str]:
+        return [c.strip() for c in setting("BI_TRUSTED_PROXIES").split(",") if c.strip()]
 
     @default("ui_dir")
     def _default_ui_dir(self) -> str:
@@ -212,6 +230,11 @@ class ServeApp(BIApp):
 
     async def setup(self) -> web.Application:
         """Open the store, check the signing key, create the first admin, build the Tornado app."""
+        try:
+            self.proxies = TrustedProxies(self.trusted_proxies)
+        except ValueError as exc:
+            raise StartupError(f"BI_TRUSTED_PROXIES: {exc}") from exc
+        private_dir(Path(self.data_dir).resolve())
         self.store_instance = self.make_store()
         await self.store_instance.open()
         try:
@@ -221,9 +244,11 @@ class ServeApp(BIApp):
             raise
         users = UserService(self.store_instance, auth)
         await self._ensure_first_admin(users)
-        datasets = DatasetService(self.store_instance, Path(self.data_dir).resolve() / "tmp", parent=self)
+        datasets = self.datasets = DatasetService(self.store_instance, Path(self.data_dir).resolve() / "tmp",
+                                                  parent=self)
+        datasets.sweep_uploads()
         metrics = Metrics()
-        self.metrics_server: httpserver.HTTPServer | None = None
+        self.metrics_server: BIHTTPServer | None = None
         try:
             self.metrics_server = self._serve_metrics(metrics)
             executors, make_client = await self._start_executors()
@@ -254,14 +279,14 @@ class ServeApp(BIApp):
             live_sessions=self.live_sessions, output_tables=tables,
             readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
             jupyter_kernels=self.jupyter_kernels, jupyter_sessions=JupyterSessions(self.jupyter_kernels),
-            cors_origins=tuple(self.cors_origins),
+            cors_origins=tuple(self.cors_origins), trusted_proxies=self.proxies,
             metrics_token=self.metrics_token,
             ui_dir=self.ui_dir,
             compress_response=True,
             log_function=lambda handler: None,
         )
 
-    def _serve_metrics(self, metrics: Metrics) -> httpserver.HTTPServer | None:
+    def _serve_metrics(self, metrics: Metrics) -> BIHTTPServer | None:
         """The listener serving only ``/metrics`` to whoever reaches ``ip:metrics_port``, if there is one."""
         self.metrics_url = ""
         if self.metrics_port is None:
@@ -273,7 +298,7 @@ class ServeApp(BIApp):
             sockets = bind_sockets(self.metrics_port, self.ip)
         except OSError as exc:
             raise StartupError(f"cannot listen for metrics on {self.ip}:{self.metrics_port}: {exc.strerror}") from exc
-        server = httpserver.HTTPServer(app)
+        server = self.make_http_server(app)
         server.add_sockets(sockets)
         self.metrics_url = f"http://{self.ip}:{sockets[0].getsockname()[1]}/metrics"
         log.info("metrics_listener_started", url=self.metrics_url)
@@ -372,7 +397,7 @@ class ServeApp(BIApp):
         except OSError as exc:
             await self.shutdown()
             raise StartupError(f"cannot listen on {self.ip}:{self.port}: {exc.strerror}") from exc
-        server = httpserver.HTTPServer(app, xheaders=self.trust_proxy_headers, chunk_size=UPLOAD_CHUNK_BYTES)
+        server = self.make_http_server(app)
         server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
         url = f"http://{self.ip}:{port}"
@@ -392,6 +417,14 @@ class ServeApp(BIApp):
         await self.shutdown()
         log.info("server_stopped")
 
+    def make_http_server(self, app: web.Application) -> BIHTTPServer:
+        """The HTTP server for ``app`` with the configured timeouts and connection cap."""
+        return BIHTTPServer(app, trusted_proxies=self.proxies, header_timeout=self.header_timeout,
+                            idle_timeout=self.idle_timeout, body_timeout=self.body_timeout,
+                            max_connections_per_client=self.max_connections_per_client,
+                            max_body_size=limits.PUBLIC_BODY_BYTES, max_header_size=limits.HEADER_BYTES,
+                            chunk_size=UPLOAD_CHUNK_BYTES)
+
     def _print_banner(self, url: str) -> None:
         lines = [f"BI is running at {url}"]
         if self.store == "embedded" and not self.admin_email:
@@ -403,9 +436,12 @@ class ServeApp(BIApp):
 
     def start(self) -> None:
         try:
-            asyncio.run(self.serve())
+            asyncio.run(self.serve())  # returns once the conversions still running have ended
         except StartupError as exc:
             self.fail(str(exc))
+        finally:
+            if self.datasets is not None:
+                self.datasets.sweep_uploads()
 
 
 

@@ -16,6 +16,9 @@ VARIABLES: dict[str, str] = {
     "BI_ADMIN_PASSWORD": "Password of that admin.",
     "BI_STORE": "Storage backend: embedded (SQLite + files, the default) or aws.",
     "BI_DATA_DIR": "Directory for local state (default ./data).",
+    "BI_TRUSTED_PROXIES": "Comma-separated CIDRs of the proxies in front of the server (the load balancer's "
+                          "subnets): the rightmost X-Forwarded-For hop outside them is the client. "
+                          "Empty (the default): the connection's address.",
     "BI_UI_DIR": "Directory of the built web UI (default static/dist of the source tree).",
     "AWS_REGION": "AWS region of the DynamoDB tables and S3 buckets.",
     "AWS_ENDPOINT_URL_DYNAMODB": "DynamoDB endpoint (DynamoDB Local, a moto server).",

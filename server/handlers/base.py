@@ -1,4 +1,5 @@
-"""The base of every API handler: request ids, auth, CORS, JSON bodies, one error shape, one log line."""
+"""The base of every API handler: request ids, auth before the body, CORS, bounded JSON bodies, one error
+shape, one log line."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from typing import Any
 import jsonschema
 import structlog
 from tornado import web
+from tornado.http1connection import HTTP1Connection
 
 from ..errors import (AuthenticationError, BIError, ConflictError, ExecutionTimeoutError,
                       InvalidRequestError, KernelLostError, NotFoundError, PayloadTooLargeError,
                       PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
                       ServiceUnavailableError, StoreClosedError, UnprocessableError)
-from ..limits import JSON_BODY_BYTES
+from ..client_address import TrustedProxies
+from ..limits import JSON_BODY_BYTES, PUBLIC_BODY_BYTES
 from ..models import User
 from ..services.auth import AuthService
 from ..services.cards import CardService
@@ -71,16 +74,24 @@ def refuse(handler: web.RequestHandler, exc: BIError) -> None:
     handler.finish({"error": {"code": exc.code, "message": exc.message, "details": exc.details}})
 
 
+@web.stream_request_body
 class APIHandler(web.RequestHandler):
-    """Subclasses set ``auth_required = False`` for public routes and get ``self.user`` otherwise."""
+    """Subclasses set ``auth_required = False`` for public routes and get ``self.user`` otherwise.
+
+    Every API handler streams its body, so that ``prepare`` checks the token before a byte of it is
+    read. Then the body may have ``max_body_bytes`` (at most ``PUBLIC_BODY_BYTES`` without a signed-in
+    caller); it is collected in ``self.request.body`` before the method runs.
+    """
 
     auth_required = True
+    max_body_bytes = JSON_BODY_BYTES
     user: User | None = None
     request_id = ""
 
     def initialize(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.started = time.perf_counter()
+        self._body = bytearray()
 
     # services ----------------------------------------------------------------
     @property
@@ -114,6 +125,39 @@ class APIHandler(web.RequestHandler):
         if self.auth_required and self.request.method != "OPTIONS":
             self.user = await self.auth.authenticate(self._bearer_token())
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
+        self.accept_body(*self.body_limit())
+
+    def body_limit(self) -> tuple[int, str]:
+        """The most body bytes this request may send, known once its caller is, and what to say past it."""
+        limit = self.max_body_bytes if self.user is not None else min(self.max_body_bytes, PUBLIC_BODY_BYTES)
+        return limit, f"A request body here may have at most {megabytes(limit)}."
+
+    def accept_body(self, limit: int, too_large: str) -> None:
+        """Read at most ``limit`` bytes of body; one that declares more is refused (413) unread."""
+        connection = self.request.connection
+        assert isinstance(connection, HTTP1Connection)
+        connection.set_max_body_size(limit)
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(too_large, {"limit_bytes": limit})
+
+    def data_received(self, chunk: bytes) -> None:
+        """Collect the body (the connection stops it past the limit ``accept_body`` set)."""
+        if not self._finished:
+            self._body += chunk
+            self.request.body = self._body  # type: ignore[assignment]
+
+    def body_unread(self) -> bool:
+        """Whether the handler answers before the body was read (from ``prepare``)."""
+        body = getattr(self.request, "_body_future", None)  # set by Tornado for streaming handlers
+        return body is not None and not body.done()
+
+    @property
+    def client_ip(self) -> str:
+        """The caller's address: the connection's, or what our trusted proxies say it is."""
+        proxies: TrustedProxies = self.settings.get("trusted_proxies") or TrustedProxies()
+        return proxies.client_address(self.request.remote_ip or "",
+                                      self.request.headers.get_list("X-Forwarded-For"))
 
     def _bearer_token(self) -> str:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
@@ -146,7 +190,7 @@ class APIHandler(web.RequestHandler):
                             user_id=self.user.id if self.user else None,
                             method=self.request.method, endpoint=self.endpoint, path=self.request.path,
                             status=status, duration_ms=round(seconds * 1000, 2),
-                            ip=self.request.remote_ip)
+                            ip=self.client_ip)
 
     # bodies ------------------------------------------------------------------
     def json_body(self, schema: dict[str, Any]) -> dict[str, Any]:
@@ -180,8 +224,13 @@ class APIHandler(web.RequestHandler):
 
     # errors ------------------------------------------------------------------
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Every error, ours or Tornado's, as ``{"error": {"code", "message", "details"}}``."""
+        """Every error, ours or Tornado's, as ``{"error": {"code", "message", "details"}}``.
+
+        An answer before the body was read ends the connection (the body is never read), and says
+        so: a keep-alive client then opens a new one for its next request."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if self.body_unread():
+            self.set_header("Connection", "close")
         if isinstance(exc, BIError):
             status_code = STATUS_OF_ERROR.get(type(exc), 400)
             body = {"code": exc.code, "message": exc.message, "details": exc.details}
@@ -204,6 +253,11 @@ class APIHandler(web.RequestHandler):
             return
         log.error("unhandled_exception", request_id=self.request_id, endpoint=self.endpoint,
                   exc_info=(typ, value, tb))
+
+
+def megabytes(size: int) -> str:
+    """``1 MB``, ``16 KB``: a byte limit as a person reads it."""
+    return f"{size // (1024 * 1024)} MB" if size >= 1024 * 1024 else f"{size // 1024} KB"
 
 
 def schema_message(error: jsonschema.ValidationError) -> str:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any
 
-from tornado import web
-
-from ..errors import BIError, InvalidRequestError, PayloadTooLargeError
+from ..errors import BIError, InvalidRequestError
 from ..models import Dataset, DatasetVersion
-from .base import APIHandler
+from .base import APIHandler, megabytes
 from .upload_sink import UploadSink
 
 MULTIPART_OVERHEAD = 64 * 1024
@@ -20,7 +18,6 @@ def dataset_json(dataset: Dataset, version: DatasetVersion) -> dict[str, Any]:
             "updated_at": dataset.updated_at, **version.public(), "created_at": dataset.created_at}
 
 
-@web.stream_request_body
 class UploadHandler(APIHandler):
     """A handler whose POST body is a CSV, written to a temporary file as it streams in."""
 
@@ -30,15 +27,14 @@ class UploadHandler(APIHandler):
         await super().prepare()
         if self.request.method != "POST" or self._finished:
             return
-        limit = self.datasets.max_upload_bytes
-        self.request.connection.set_max_body_size(limit + MULTIPART_OVERHEAD)
-        declared = self.request.headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-            raise PayloadTooLargeError(
-                f"The file is larger than the limit of {limit // (1024 * 1024)} MB.",
-                {"limit_bytes": limit})
         self.sink = UploadSink(self.datasets.new_upload_path(),
-                               self.request.headers.get("Content-Type", ""), limit)
+                               self.request.headers.get("Content-Type", ""), self.datasets.max_upload_bytes)
+
+    def body_limit(self) -> tuple[int, str]:
+        if self.request.method != "POST" or self.user is None:
+            return super().body_limit()
+        limit = self.datasets.max_upload_bytes
+        return limit + MULTIPART_OVERHEAD, f"The file is larger than the limit of {megabytes(limit)}."
 
     def data_received(self, chunk: bytes) -> None:
         if self.sink is None or self._finished:
@@ -59,10 +55,10 @@ class UploadHandler(APIHandler):
         assert self.sink is not None
         return self.get_query_argument(name, None) or self.sink.fields.get(name) or None
 
-    def on_finish(self) -> None:
+    def finish(self, chunk: Any = None) -> Any:
         if self.sink is not None:
-            self.sink.discard()
-        super().on_finish()
+            self.sink.discard()  # before the answer: the client never sees a file left behind
+        return super().finish(chunk)
 
     def on_connection_close(self) -> None:
         if self.sink is not None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ..errors import InvalidRequestError, PayloadTooLargeError
+from ..private_files import create_private_file
 
 MAX_FIELD_BYTES = 1024
 FILE_FIELD = "file"
@@ -24,9 +26,9 @@ class UploadSink:
         self.size = 0
         self.filename: str | None = None
         self.fields: dict[str, str] = {}
-        self._file: BinaryIO | None = path.open("xb")
         self._parser = self._multipart_parser(content_type)
-        self._has_file = self._parser is None
+        self._complete = self._has_file = self._parser is None
+        self._file: BinaryIO | None = create_private_file(path)
         self._part: dict[str, str] = {}
         self._header = [b"", b""]
         self._value = bytearray()
@@ -44,20 +46,24 @@ class UploadSink:
             "on_header_end": self._end_header,
             "on_part_data": lambda data, start, end: self._part_data(data[start:end]),
             "on_part_end": self._end_part,
+            "on_end": self._end,
         })
 
     def feed(self, chunk: bytes) -> None:
         """Take the next piece of the body."""
         if self._parser is None:
             self._write(chunk)
-        else:
+            return
+        try:
             self._parser.write(chunk)
+        except MultipartParseError as exc:
+            raise InvalidRequestError(f"The multipart form is malformed: {exc}.") from exc
 
     def close(self) -> None:
         """The body is complete; the file must hold a CSV."""
-        if self._parser is not None:
-            self._parser.finalize()
         self._close_file()
+        if not self._complete:
+            raise InvalidRequestError("The form ends in the middle of a part; send the whole file again.")
         if not self._has_file:
             raise InvalidRequestError(f"The form has no {FILE_FIELD!r} part with the CSV file.")
 
@@ -100,6 +106,9 @@ class UploadSink:
             self._value += data
             if len(self._value) > MAX_FIELD_BYTES:
                 raise InvalidRequestError(f"The form field {self._part.get('name')!r} is too long.")
+
+    def _end(self) -> None:
+        self._complete = True
 
     def _end_part(self) -> None:
         name = self._part.get("name")

@@ -2,7 +2,8 @@
 
 An upload arrives as a temporary file. It is converted to Parquet in a worker
 thread, the Parquet blob is stored, then the record that points to it; on any
-failure the blob is removed and the temporary files are always deleted.
+failure the blob is removed and the temporary files are always deleted. What a
+crash or a kill left in the temporary directory is swept at start and stop.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from kernels.arrow_rows import rows_of
 
 from ..csv_import import ImportResult, convert_csv_to_parquet
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
-from ..logs import audit
+from ..logs import audit, get_logger
 from ..models import Dataset, DatasetVersion, User, utcnow
+from ..private_files import empty_dir, private_dir
 from ..storage.base import Store
 
 MAX_NAME_LENGTH = 100
+
+log = get_logger("bi.datasets")
 
 
 def validate_name(name: str) -> str:
@@ -53,9 +57,15 @@ class DatasetService(LoggingConfigurable):
         self.new_version: list[Callable[[str], None]] = []  # told the dataset_id of every new version
 
     def new_upload_path(self) -> Path:
-        """A fresh temporary path for an incoming upload."""
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        """A fresh temporary path for an incoming upload, in a directory only we can read."""
+        private_dir(self.tmp_dir)
         return self.tmp_dir / f"upload-{uuid.uuid4().hex}.csv"
+
+    def sweep_uploads(self) -> None:
+        """Remove every temporary file (none is in use: call at start and after the last request)."""
+        removed = empty_dir(self.tmp_dir)
+        if removed:
+            log.info("upload_files_swept", count=len(removed), tmp_dir=str(self.tmp_dir))
 
     # writes ------------------------------------------------------------------
     async def create(self, owner: User, name: str, upload: Path, encoding: str | None,

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
 
 from ..errors import ConflictError, NotFoundError, StoreClosedError
+from ..private_files import private_dir, private_file
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       OutputTable, Share, User)
 from .base import Store
@@ -162,9 +163,12 @@ class SQLiteStore(Store):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _connect(self) -> None:
-        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        """Open the database (mode 0600, as SQLite then makes its WAL) in the 0700 data directory."""
+        data_dir = private_dir(Path(self.data_dir))
         self._blob_root.mkdir(exist_ok=True)
-        conn = sqlite3.connect(Path(self.data_dir) / DB_FILE, isolation_level=None)
+        for suffix in ("", "-wal", "-shm"):
+            private_file(data_dir / (DB_FILE + suffix), create=not suffix)
+        conn = sqlite3.connect(data_dir / DB_FILE, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")

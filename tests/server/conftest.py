@@ -102,7 +102,7 @@ async def start_server(tmp_path, request: pytest.FixtureRequest) -> AsyncIterato
             await schema_store.close()
         tornado_app = await app.setup()
         sockets = bind_sockets(0, "127.0.0.1")
-        server = httpserver.HTTPServer(tornado_app)
+        server = app.make_http_server(tornado_app)
         server.add_sockets(sockets)
         client = Client(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", app)
         running.append((server, app, client))

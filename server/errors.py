@@ -84,6 +84,12 @@ class ExecutionTimeoutError(BIError):
     code = "timeout"
 
 
+class OutputTooLargeError(BIError):
+    """Card code sent one message larger than any output may be; ``details`` hold what came before it."""
+
+    code = "output_too_large"
+
+
 class ServiceUnavailableError(BIError):
     """A part the request needs (an executor agent) cannot serve it now; try again later."""
 

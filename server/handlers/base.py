@@ -13,7 +13,7 @@ import structlog
 from tornado import web
 
 from ..errors import (AuthenticationError, BIError, ConflictError, ExecutionTimeoutError,
-                      InvalidRequestError, NotFoundError, PayloadTooLargeError,
+                      InvalidRequestError, NotFoundError, OutputTooLargeError, PayloadTooLargeError,
                       PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
                       ServiceUnavailableError, StoreClosedError, UnprocessableError)
 from ..limits import JSON_BODY_BYTES
@@ -32,6 +32,7 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     ConflictError: 409,
     PayloadTooLargeError: 413,
     UnprocessableError: 422,
+    OutputTooLargeError: 422,
     PreconditionRequiredError: 428,
     RateLimitedError: 429,
     StoreClosedError: 503,

@@ -45,7 +45,7 @@ class BackgroundBudget:
         """``size`` bytes of iopub messages came outside any run."""
         self.bytes += size
         if self.bytes > self.limit_bytes:
-            self._exceed(f"it sent more than {amount(self.limit_bytes)} of output between runs")
+            self._exceed(f"sent more than {amount(self.limit_bytes)} of output between runs")
 
     def cpu_reading(self, seconds: float) -> None:
         """The kernel's total CPU time now, from its agent."""
@@ -53,9 +53,9 @@ class BackgroundBudget:
         if last is not None and self._last is not None and last[0] == self._changes:
             self.cpu_seconds += max(0.0, seconds - last[1])
             if self.cpu_seconds > self.limit_cpu_seconds:
-                self._exceed(f"it used more than {self.limit_cpu_seconds:g} s of CPU between runs")
+                self._exceed(f"used more than {self.limit_cpu_seconds:g} s of CPU between runs")
 
     def _exceed(self, reason: str) -> None:
         if not self.exceeded:
             self.exceeded = True
-            self.on_exceeded(f"the kernel was restarted: {reason} (background work a cell left behind)")
+            self.on_exceeded(f"the kernel {reason}, in background work a cell left running")

@@ -12,6 +12,11 @@ says, by the loads the agents report. A task that leaves the service takes no ne
 it stops answering, its sessions get a new kernel elsewhere and are told why. Every
 ``metrics_interval`` the pool's utilisation goes to the logs in CloudWatch's embedded metric
 format, which the executor service scales on.
+
+What comes out of a kernel is bounded before it is parsed: no message part over
+``kernel_message_bytes`` is read (``links``: the kernel is ended, its run gets ``output_too_large``),
+and what it does between runs is charged to its ``BackgroundBudget``, whose CPU time is read from
+the agents every ``background_poll_seconds``. A kernel ended for either is replaced like one that died.
 """
 
 from __future__ import annotations

@@ -357,14 +357,15 @@ class JupyterKernel:
         self._readers = []
         self._state = "dead"
         self._awaiting = None
-        requests = [*self._pending.values(), *(held.header for held in self._held)]
+        requests = [request for request in [*self._pending.values(), *(held.header for held in self._held)]
+                    if request["msg_type"] == "execute_request"]  # as ever: not every request gets a busy
         self._pending.clear()
         self._held.clear()
         if self._run is not None:
             requests.insert(0, self._run.request)
             self._end_run(self._run)
-        elif self._ended is not None:  # replied to, but its idle (and maybe output) went with the kernel
-            self._fail(self._ended.request, error, replied=True)
+        elif self._ended is not None and self._ended.request["msg_type"] == "execute_request":
+            self._fail(self._ended.request, error, replied=True)  # its idle (and output) went with the kernel
         self._ended = None
         for request in requests:
             self._fail(request, error)

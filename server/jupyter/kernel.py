@@ -69,6 +69,7 @@ class Run:
     limit: RunLimit
     output_bytes: int = 0
     over_output: bool = False
+    idle: bool = False  # its idle status came (before its reply, which may happen)
     done: bool = False
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     enforcer: asyncio.Task[None] | None = None  # held here so that it is not garbage-collected
@@ -220,9 +221,10 @@ class JupyterKernel:
                 self._ended = None
             if state == "busy" and parent_id in self._pending:
                 self._start_run(self._pending.pop(parent_id))
-            elif (state == "idle" and run is not None and parent_id == run.request["msg_id"]
-                  and (run.limit.reason is not None or not run.request["msg_type"].endswith("_request"))):
-                self._end_run(run)  # no reply comes after an interrupt, nor for comm messages
+            elif state == "idle" and run is not None and parent_id == run.request["msg_id"]:
+                run.idle = True
+                if run.limit.reason is not None or not run.request["msg_type"].endswith("_request"):
+                    self._end_run(run)  # no reply comes after an interrupt, nor for comm messages
             if state == "idle" and parent_id is not None and parent_id == self._awaiting:
                 # a request the kernel does not know gets no reply: do not wait for one for ever
                 asyncio.get_running_loop().call_later(REPLY_GRACE, self._next_request, parent_id)
@@ -285,7 +287,7 @@ class JupyterKernel:
         self.session.touch()
         if self._run is run:
             self._run = None
-            self._ended = run
+            self._ended = None if run.idle else run
 
     async def _enforce(self, run: Run) -> None:
         """Hold ``run`` to the limits while it lasts; past the grace, its kernel is replaced."""

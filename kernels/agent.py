@@ -15,6 +15,8 @@ signed by the server; the agent holds only the public key, so nothing here can f
                                                  themselves, after N]}, waiting up to S (<= 60) s for one
     POST   /kernels/{id}/interrupt              204, SIGINT reaches the kernel
     PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet) becomes load_dataset(name)
+    GET    /usage                               {"cpu_seconds": {kernel id: CPU seconds it has used}} of the
+                                                 live kernels (``kernels.usage``)
 
 Errors are ``{"error": {"code", "message"}}`` with 401, 404, 400, 409 or 503.
 
@@ -44,6 +46,7 @@ from .helpers import dataset_filename
 from .launcher import KernelLauncher
 from .pool import WarmPool
 from .relay import Relays
+from .usage import kernel_cpu_seconds
 
 ISSUER = "bi-server"
 AUDIENCE = "bi-executor"
@@ -246,6 +249,13 @@ def place_dataset(directory: Path, filename: str, data: bytes) -> None:
         os.close(fd)
 
 
+class UsageHandler(AgentHandler):
+    def get(self) -> None:
+        self.write_json({"cpu_seconds": {kernel_id: kernel_cpu_seconds(kernel)
+                                         for kernel_id, kernel in list(self.launcher.kernels.items())
+                                         if self.launcher.is_alive(kernel_id)}})
+
+
 class EventsHandler(AgentHandler):
     async def get(self) -> None:
         try:
@@ -270,6 +280,7 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], *,
     return web.Application([
         (r"/health", HealthHandler, args),
         (r"/events", EventsHandler, args),
+        (r"/usage", UsageHandler, args),
         (r"/kernels", KernelsHandler, args),
         (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
         (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),

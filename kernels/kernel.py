@@ -24,6 +24,9 @@ loads no extensions, does not add the working directory to ``sys.path`` itself, 
 ``<ipython-input-N-...>`` (ipykernel's names need ``tempfile.gettempdir()``, which probes for a
 writable directory by creating files), binds no TCP pipe for subprocess output, offers no debugger
 (debugpy would spawn an adapter process), and refuses every magic and shell escape (``policy``).
+Its control channel serves interrupts, shutdowns and kernel_info only (``CONTROL_REQUESTS``):
+ipykernel would run any shell request there too, outside the limits the server puts on runs, and
+create subshells (threads running code beside the shell).
 It starts threads (heartbeat, iopub, control, shell channel, stdout/stderr fd capture) but no
 processes; ``tests/kernels/test_kernel.py`` checks that with audit hooks.
 """
@@ -64,6 +67,18 @@ from traitlets.config import Config
 
 from kernels import bokeh_output, helpers, policy, table_output
 from kernels.limits import ARROW_BYTES
+from kernels.wire import CONTROL_REQUESTS, control_refusal
+
+
+class ControlHandlers(dict):
+    """ipykernel's control handlers, cut to ``CONTROL_REQUESTS``: any other type gets ``refuse``."""
+
+    def __init__(self, handlers: dict[str, Any], refuse: Any):
+        super().__init__({msg_type: handlers[msg_type] for msg_type in CONTROL_REQUESTS})
+        self.refuse = refuse
+
+    def get(self, msg_type: str, default: Any = None) -> Any:  # ipykernel looks handlers up with get
+        return super().get(msg_type, self.refuse)
 
 HEARTBEAT_BIND_SECONDS = 10
 
@@ -86,6 +101,13 @@ class LockedDownKernel(IPythonKernel):
         bokeh_output.install(self.shell)
         table_output.install(self.shell, self.arrow_limit_bytes)
         policy.install(self.shell)
+        self.control_handlers = ControlHandlers(self.control_handlers, self.refuse_on_control)
+
+    def refuse_on_control(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        """Answer a message the control channel does not serve with an error reply."""
+        reply_type, content = control_refusal(parent["header"]["msg_type"])
+        assert self.session is not None  # set once the kernel serves messages
+        self.session.send(stream, reply_type, content, parent, ident)
 
 
 class LockedDownKernelApp(IPKernelApp):

@@ -39,3 +39,13 @@ ARROW_VALUES = 50_000_000
 
 ARROW_MESSAGES = 1_000
 """Messages (schema, record and dictionary batches) in its stream: each costs a little to check."""
+
+# Kernel messages --------------------------------------------------------------
+MESSAGE_FRAMING_BYTES = 64 * 1024
+"""Headers, metadata and JSON escaping around a message's largest legitimate part."""
+
+KERNEL_MESSAGE_BYTES = ARROW_BYTES * 4 // 3 + OUTPUT_BYTES + MESSAGE_FRAMING_BYTES
+"""The largest ZeroMQ message part a kernel may send (``zmq.MAXMSGSIZE`` on every socket reading one):
+the largest legitimate one is a DataFrame output, its Arrow table (base64) beside a first page
+within the output cap, plus framing. A larger part is refused before it is allocated, and the
+connection to the kernel dropped."""

@@ -14,6 +14,10 @@ needs no ZeroMQ and parses nothing, and each TCP connection is one peer of the k
 socket, exactly as a direct connection would be. Backpressure is the streams' own: a side
 that stops reading stops the relay reading from the other.
 
+The relay reads the frame headers of what the kernel sends (``zmtp.MessageBound``, no bodies):
+a message over ``KERNEL_MESSAGE_BYTES`` in all (the server's ``MAXMSGSIZE`` bounds one part)
+ends the link, so the server sees the link drop, as it would on a direct connection.
+
 Security: the relayed ZMTP uses the NULL mechanism, neither encrypted nor authenticated. The
 HMAC key in the connection info signs every message and the kernel ignores shell, control and
 stdin messages without a valid signature, so knowing a port is not enough to run code; but
@@ -31,13 +35,21 @@ import functools
 import socket
 from typing import Any
 
+import structlog
+
 from .launcher import CHANNELS
+from .limits import KERNEL_MESSAGE_BYTES
+from .zmtp import MessageBound, MessageTooLarge
 
 CHUNK = 1 << 16
 
+log = structlog.get_logger("bi.executor.relay")
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, bound: MessageBound | None = None) -> None:
     while data := await reader.read(CHUNK):
+        if bound is not None:
+            bound.feed(data)
         writer.write(data)
         await writer.drain()
 
@@ -67,8 +79,9 @@ class KernelRelay:
     """Listens on one TCP port per channel of a kernel and relays each connection to its ipc socket."""
 
     def __init__(self, kernel_connection: dict[str, Any], bind_host: str, advertise_host: str,
-                 ports: range | None = None):
+                 ports: range | None = None, message_bytes: int = KERNEL_MESSAGE_BYTES):
         self.kernel_connection = kernel_connection
+        self.message_bytes = message_bytes
         self.bind_host = bind_host
         self.advertise_host = advertise_host
         self.ports = ports
@@ -114,13 +127,15 @@ class KernelRelay:
             kernel_reader, kernel_writer = await asyncio.open_unix_connection(path)
             writers.append(kernel_writer)
             pumps = [asyncio.create_task(_pump(client_reader, kernel_writer)),
-                     asyncio.create_task(_pump(kernel_reader, client_writer))]
+                     asyncio.create_task(_pump(kernel_reader, client_writer, MessageBound(self.message_bytes)))]
             try:
                 await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for pump in pumps:
                     pump.cancel()
-                await asyncio.gather(*pumps, return_exceptions=True)  # a reset peer ends a pump too
+                for ended in await asyncio.gather(*pumps, return_exceptions=True):  # a reset peer ends one too
+                    if isinstance(ended, MessageTooLarge):
+                        log.warning("relay_message_too_large", socket=path, error=str(ended))
         except OSError:
             pass  # the kernel's socket is gone: drop the client
         except asyncio.CancelledError:

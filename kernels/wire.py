@@ -7,3 +7,16 @@ BOKEH_ITEM = "application/vnd.bi.bokeh-item.v1+json"  # bokeh.embed.json_item of
 DATAFRAME = "application/vnd.bi.dataframe.v1+json"  # schema, row count and first page of a table
 ARROW_STREAM = "application/vnd.apache.arrow.stream"  # the whole table, base64 Arrow IPC stream
 BOKEH_COMM_TARGET = "bi.bokeh"  # the comm of live Bokeh document patches
+
+CONTROL_REQUESTS = frozenset({"interrupt_request", "shutdown_request", "kernel_info_request"})
+"""The only messages the control channel serves (it answers while the shell runs code, so anything
+else there would run outside the run's limits)."""
+
+
+def control_refusal(msg_type: str) -> tuple[str, dict[str, object]]:
+    """The reply type and error content that refuse ``msg_type`` on the control channel."""
+    reply_type = msg_type.removesuffix("_request") + "_reply"
+    allowed = ", ".join(sorted(CONTROL_REQUESTS))
+    return reply_type, {"status": "error", "ename": "NotAllowedOnControl", "traceback": [],
+                        "evalue": f"{msg_type} is not served on the control channel (only {allowed}); "
+                                  "send requests that run code on the shell channel"}

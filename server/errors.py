@@ -90,6 +90,12 @@ class KernelLostError(BIError):
     code = "kernel_lost"
 
 
+class OutputTooLargeError(BIError):
+    """Card code sent one message larger than any output may be; ``details`` hold what came before it."""
+
+    code = "output_too_large"
+
+
 class ServiceUnavailableError(BIError):
     """A part the request needs (an executor agent) cannot serve it now; try again later."""
 

@@ -7,9 +7,9 @@ with the executor side and come from ``kernels/limits.py``.
 
 from __future__ import annotations
 
-from kernels.limits import ARROW_BYTES, ARROW_MESSAGES, ARROW_ROWS, ARROW_VALUES, OUTPUT_BYTES
+from kernels.limits import ARROW_BYTES, ARROW_MESSAGES, ARROW_ROWS, ARROW_VALUES, KERNEL_MESSAGE_BYTES, OUTPUT_BYTES
 
-__all__ = ["ARROW_BYTES", "ARROW_MESSAGES", "ARROW_ROWS", "ARROW_VALUES", "OUTPUT_BYTES"]
+__all__ = ["ARROW_BYTES", "ARROW_MESSAGES", "ARROW_ROWS", "ARROW_VALUES", "KERNEL_MESSAGE_BYTES", "OUTPUT_BYTES"]
 
 # HTTP: what a caller can make the server hold before and after sign-in ---------------------------
 JSON_BODY_BYTES = 1024 * 1024
@@ -60,3 +60,13 @@ TABLE_QUOTA_COUNT = 2_000
 
 CACHED_RESULTS_PER_VARIANT = 3
 """Result cache entries kept per card and parameter values (older code or data versions go)."""
+
+# Kernels between runs -----------------------------------------------------------
+BACKGROUND_BYTES = 1024 * 1024
+"""Output a kernel may send outside runs (a thread a cell left behind) before it is restarted."""
+
+BACKGROUND_CPU_SECONDS = 5.0
+"""CPU seconds a kernel may use outside runs before it is restarted."""
+
+BACKGROUND_POLL_SECONDS = 2.0
+"""How often the executor agents are asked for their kernels' CPU time."""

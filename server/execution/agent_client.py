@@ -20,6 +20,7 @@ from kernels.agent import AUDIENCE, ISSUER
 
 TOKEN_LIFETIME = 60
 LONG_POLL_SECONDS = 25
+USAGE_TIMEOUT = 5.0  # a reading repeated in a loop: an agent gone quiet must not hold it up
 
 
 def load_private_key(pem: str) -> Ed25519PrivateKey:
@@ -81,6 +82,10 @@ class AgentClient:
 
     async def kernel_status(self, kernel_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/kernels/{kernel_id}")
+
+    async def usage(self) -> dict[str, Any]:
+        """``{"cpu_seconds": {kernel_id: CPU seconds used so far}}`` of the agent's kernels."""
+        return await self._call("GET", "/usage", timeout=USAGE_TIMEOUT)
 
     async def delete_kernel(self, kernel_id: str) -> None:
         try:

@@ -12,6 +12,11 @@ says, by the loads the agents report. A task that leaves the service takes no ne
 it stops answering, its sessions get a new kernel elsewhere and are told why. Every
 ``metrics_interval`` the pool's utilisation goes to the logs in CloudWatch's embedded metric
 format, which the executor service scales on.
+
+What comes out of a kernel is bounded before it is parsed: no message part over
+``kernel_message_bytes`` is read (``links``: the kernel is ended, its run gets ``output_too_large``),
+and what it does between runs is charged to its ``BackgroundBudget``, whose CPU time is read from
+the agents every ``background_poll_seconds``. A kernel ended for either is replaced like one that died.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ import time
 import urllib.parse
 import uuid
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
-from collections.abc import Callable
 
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
@@ -37,14 +42,18 @@ from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
 from ..errors import NotFoundError, RateLimitedError, ServiceUnavailableError
-from ..limits import OUTPUT_BYTES
+from ..limits import (BACKGROUND_BYTES, BACKGROUND_CPU_SECONDS, BACKGROUND_POLL_SECONDS, KERNEL_MESSAGE_BYTES,
+                      OUTPUT_BYTES)
 from ..logs import get_logger
 from ..models import User
 from .agent_client import AgentClient, AgentError
+from .background import BackgroundBudget
 from .discovery import DiscoveryError, EcsExecutors, StaticExecutors
+from .links import bound_messages, dropped
 from .placement import AgentLoad, ranked, utilisation
 from .pool_metrics import PoolMetrics
-from .session import Kernel, KernelSession, Limits, TableKeeper, message_for
+from .session import (BACKGROUND_LIMIT, MESSAGE_TOO_LARGE, Kernel, KernelSession, Limits,
+                      TableKeeper, message_for)
 
 log = get_logger("bi.execution.pool")
 
@@ -54,6 +63,7 @@ PLACEMENT_RETRY_SECONDS = 2.0
 HEALTH_TIMEOUT = 5.0  # a task that has gone quiet must not hold up every other reading
 ROOM_ERRORS = (409, 503)  # the agent is full, draining or holds another user's kernels
 GONE = "its executor task stopped"
+LINK_CHECK_SECONDS = 0.5  # after a dropped link, how long a dying kernel's exit gets to reach its agent
 
 
 def tenant_of(user_id: str) -> str:
@@ -73,6 +83,15 @@ class KernelPool(LoggingConfigurable):
     placement_timeout = Float(90, help="Seconds a new session waits for an executor with room (a task starting) "
                                        "before it gets 503.").tag(config=True)
     metrics_interval = Float(60, help="Seconds between pool utilisation metrics in the logs (CloudWatch EMF).").tag(config=True)
+    kernel_message_bytes = Integer(KERNEL_MESSAGE_BYTES, help="Largest message part a kernel may send (ZeroMQ "
+                                   "MAXMSGSIZE); a larger one ends its run (output_too_large) and restarts the "
+                                   "kernel.").tag(config=True)
+    background_bytes = Integer(BACKGROUND_BYTES, help="Output a kernel may send outside runs (over its life) "
+                               "before it is restarted.").tag(config=True)
+    background_cpu_seconds = Float(BACKGROUND_CPU_SECONDS, help="CPU seconds a kernel may use outside runs "
+                                   "(over its life) before it is restarted.").tag(config=True)
+    background_poll_seconds = Float(BACKGROUND_POLL_SECONDS, help="Seconds between readings of the kernels' CPU "
+                                    "time from their agents.").tag(config=True)
 
     def __init__(self, executors: StaticExecutors | EcsExecutors, make_client: Callable[[str], AgentClient],
                  registry: CollectorRegistry, tables: TableKeeper, **kwargs: Any):
@@ -102,7 +121,7 @@ class KernelPool(LoggingConfigurable):
     async def start(self) -> None:
         await self.refresh()
         self._tasks = [asyncio.create_task(loop()) for loop in (self._housekeeping, self._rediscover,
-                                                                 self._publish_metrics)]
+                                                                 self._publish_metrics, self._read_cpu)]
 
     # sessions ----------------------------------------------------------------
     async def open(self, user: User, datasets: list[tuple[str, Path]], kind: str = "card") -> KernelSession:
@@ -203,6 +222,7 @@ class KernelPool(LoggingConfigurable):
             for name, path in datasets:
                 await agent.put_dataset(kernel_id, name, await asyncio.to_thread(path.read_bytes))
             client.load_connection_info(cast(KernelConnectionInfo, connection))
+            bound_messages(client, self.kernel_message_bytes)
             client.start_channels(hb=False)  # deaths come from the agent's events
             await self._wait_until_ready(client)
         except BaseException:
@@ -210,10 +230,35 @@ class KernelPool(LoggingConfigurable):
             with contextlib.suppress(AgentError):
                 await agent.delete_kernel(kernel_id)
             raise
+        budget = BackgroundBudget(self.background_bytes, self.background_cpu_seconds,
+                                  functools.partial(self._over_budget, kernel_id))
         kernel = Kernel(agent, kernel_id, created["limits"]["memory_mb"], client,
-                        asyncio.get_running_loop().create_future(), created.get("agent_id"))
+                        asyncio.get_running_loop().create_future(), budget, created.get("agent_id"))
+        kernel.watch = asyncio.create_task(self._watch_links(kernel))
         self._kernels[kernel_id] = kernel
         return kernel
+
+    async def _watch_links(self, kernel: Kernel) -> None:
+        """End ``kernel`` if a link to it drops while it lives: it sent a message past ``kernel_message_bytes``."""
+        channel = await dropped(kernel.client)
+        kernel.link_dropped.set()
+        await asyncio.sleep(LINK_CHECK_SECONDS)
+        if kernel.exited.done():
+            return
+        try:
+            alive = (await kernel.agent.kernel_status(kernel.kernel_id))["alive"]
+        except AgentError:
+            return  # its agent's loss is the agent follower's to report
+        if alive:
+            self._kernel_failed(kernel, MESSAGE_TOO_LARGE, channel=channel, reason=(
+                f"the kernel sent a message larger than {self.kernel_message_bytes / 2 ** 20:.0f} MB, more than "
+                "any output may take"))
+
+    def _over_budget(self, kernel_id: str, reason: str) -> None:
+        kernel = self._kernels.get(kernel_id)
+        if kernel is not None:
+            self._kernel_failed(kernel, BACKGROUND_LIMIT, reason=reason, bytes=kernel.budget.bytes,
+                                cpu_seconds=round(kernel.budget.cpu_seconds, 3))
 
     async def _wait_until_ready(self, client: AsyncKernelClient) -> None:
         """Return once a ``kernel_info`` request is answered on shell and its status seen on iopub.
@@ -341,12 +386,23 @@ class KernelPool(LoggingConfigurable):
         kernel = self._kernels.get(kernel_id)
         if kernel is None or kernel.exited.done():
             return
-        self.metrics.deaths.labels("memory" if event.get("oom") else "exited").inc()
         log.warning("kernel_exited", kernel_id=kernel_id, status=event.get("status"), oom=event.get("oom"))
+        self._end_kernel(kernel, "memory" if event.get("oom") else "exited", event)
+
+    def _kernel_failed(self, kernel: Kernel, code: str, reason: str, **fields: Any) -> None:
+        """``kernel`` broke a bound no run holds it to: log ``code`` and replace it as if it had died."""
+        if kernel.exited.done():
+            return
+        log.warning(code, kernel_id=kernel.kernel_id, reason=reason, **fields)
+        self._end_kernel(kernel, code, {"status": None, "oom": False, "message": reason, "code": code})
+
+    def _end_kernel(self, kernel: Kernel, cause: str, event: dict[str, Any]) -> None:
+        """``kernel`` is gone (``event`` says why): its session gets a fresh one."""
+        self.metrics.deaths.labels(cause).inc()
         kernel.exited.set_result(event)
         for session in list(self.sessions.values()):
             if session.kernel is kernel:
-                asyncio.create_task(session.kernel_exited(kernel_id))
+                asyncio.create_task(session.kernel_exited(kernel.kernel_id))
 
     def _agent_lost(self, agent: AgentClient, message: str, survivor: str | None = None) -> None:
         """Every kernel the agent held is gone, but those of the ``survivor`` agent id (a restarted
@@ -369,6 +425,21 @@ class KernelPool(LoggingConfigurable):
         while True:
             await asyncio.sleep(self.discovery_interval)
             await self.refresh()
+
+    async def _read_cpu(self) -> None:
+        """Charge the CPU time kernels use between runs to their background budgets (one call per agent)."""
+        while True:
+            await asyncio.sleep(self.background_poll_seconds)
+            agents = list({kernel.agent for kernel in self._kernels.values() if not kernel.exited.done()})
+            readings = await asyncio.gather(*(agent.usage() for agent in agents), return_exceptions=True)
+            for agent, usage in zip(agents, readings, strict=True):
+                if isinstance(usage, BaseException):  # its health and events report an agent gone quiet
+                    log.warning("kernel_usage_failed", agent=agent.base_url, error=str(usage))
+                    continue
+                for kernel_id, seconds in usage["cpu_seconds"].items():
+                    kernel = self._kernels.get(kernel_id)
+                    if kernel is not None and not kernel.exited.done():
+                        kernel.budget.cpu_reading(seconds)
 
     async def _publish_metrics(self) -> None:
         while True:

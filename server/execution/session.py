@@ -10,9 +10,14 @@ The limits are enforced from the server, outside the kernel:
 - output: past ``output_bytes`` a notice is added, the rest is dropped and the run is
   interrupted (then killed the same way);
 - memory: a ``MemoryError`` (address space limit) or the kernel's death by the OOM killer
-  (memory cgroup) becomes an error output naming the limit, not a hang.
+  (memory cgroup) becomes an error output naming the limit, not a hang;
+- one message: a part past the pool's ``kernel_message_bytes`` never reaches the server
+  (``links``); the run ends with ``OutputTooLargeError`` (``output_too_large``) and a fresh kernel.
 
-A kernel that dies by itself is replaced at once and the session's listeners hear of it.
+A run ends at its ``execute_reply`` (and the ``idle`` status that follows it), not at an ``idle``
+alone, which card code can publish itself. What the kernel sends outside runs is charged to its
+``BackgroundBudget`` and dropped. A kernel that dies by itself, or that the pool ends for breaking a
+bound outside runs, is replaced at once and the session's listeners hear of it.
 ``RunLimit`` holds the wall-clock and output-cap logic, so that code relayed to the kernel by other
 means (the Jupyter websocket) is stopped the same way.
 """
@@ -24,17 +29,19 @@ import contextlib
 import dataclasses
 import queue
 import time
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
+import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from ..errors import BIError, ConflictError, ExecutionTimeoutError, KernelLostError
+from ..errors import BIError, ConflictError, ExecutionTimeoutError, KernelLostError, OutputTooLargeError
 from ..limits import OUTPUT_BYTES
 from ..logs import get_logger
 from ..models import utcnow
 from .agent_client import AgentClient, AgentError
+from .background import BackgroundBudget
 from .outputs import OutputCollector, OutputListener, amount, error_output
 from .pool_metrics import PoolMetrics
 
@@ -42,6 +49,10 @@ log = get_logger("bi.execution")
 
 POLL_SECONDS = 0.25  # how soon a kernel's death is noticed while waiting for its output
 REPLY_TIMEOUT = 5
+TRAIL_SECONDS = 0.5  # how long a run's idle status (and its last outputs) may trail its execute_reply
+MESSAGE_TOO_LARGE = "kernel_message_too_large"  # a kernel ended for a message past MAXMSGSIZE
+BACKGROUND_LIMIT = "kernel_background_limit"  # a kernel ended past its background budget
+ENAME_OF_CODE = {MESSAGE_TOO_LARGE: "OutputTooLarge", BACKGROUND_LIMIT: "BackgroundLimitExceeded"}
 
 
 @dataclasses.dataclass
@@ -53,7 +64,8 @@ class Limits:
 
 @dataclasses.dataclass
 class Kernel:
-    """A kernel on an agent, with its client; ``exited`` gets the agent's exit event.
+    """A kernel on an agent, with its client; ``exited`` gets the agent's exit event (or the pool's,
+    for a kernel it ends for breaking a bound: then with a ``code``).
 
     ``agent_id`` is the agent process's (its ``/events`` id): one restarted at the same address has another.
     """
@@ -63,9 +75,14 @@ class Kernel:
     memory_mb: int
     client: AsyncKernelClient
     exited: asyncio.Future[dict[str, Any]]
+    budget: BackgroundBudget
     agent_id: str | None = None
+    watch: asyncio.Task[None] | None = None  # the pool's watch on its links, done once one drops
+    link_dropped: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     async def stop(self) -> None:
+        if self.watch is not None:
+            self.watch.cancel()
         self.client.stop_channels()
         with contextlib.suppress(AgentError):
             await self.agent.delete_kernel(self.kernel_id)
@@ -170,6 +187,9 @@ class KernelSession:
         self.broken = ""
         self.listeners: set[SessionListener] = set()
         self._lock = asyncio.Lock()
+        self._run: tuple[str, asyncio.Queue[dict[str, Any]]] | None = None  # the running execute_request
+        self._reader: asyncio.Task[None] | None = None
+        self._read_iopub(kernel)
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "created_at": self.created_at, "busy": self.executing,
@@ -206,8 +226,32 @@ class KernelSession:
         self.tables.drop_session(self.id)
         collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener,
                                     lambda stream: self.tables.keep(stream, self.user_id, card_id, self.id))
+        messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         msg_id = kernel.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
-        while True:
+        self._run = (msg_id, messages)
+        kernel.budget.run_started()
+        replied = asyncio.ensure_future(message_for(
+            kernel.client.get_shell_msg, msg_id,
+            self.limits.wall_seconds + self.limits.interrupt_grace + REPLY_TIMEOUT))
+        try:
+            return await self._follow(kernel, limit, collector, messages, replied)
+        finally:
+            replied.cancel()
+            self._run = None
+            kernel.budget.run_ended()
+
+    async def _follow(self, kernel: Kernel, limit: RunLimit, collector: OutputCollector,
+                      messages: asyncio.Queue[dict[str, Any]],
+                      replied: asyncio.Future[dict[str, Any] | None]) -> ExecutionResult:
+        """Collect the run's outputs until its ``execute_reply`` and then its ``idle`` (or ``TRAIL_SECONDS``
+        without output), the wall clock and output cap applying throughout.
+
+        Only the reply ends a run: card code can publish an ``idle`` status of its own.
+        """
+        loop = asyncio.get_running_loop()
+        reply: dict[str, Any] | None = None
+        idle, trail_until = False, float("inf")
+        while reply is None or not (idle or loop.time() >= trail_until):
             if self.closed:
                 collector.add(error_output("SessionClosed", "the session was closed while the card ran"))
                 return ExecutionResult("error", collector.outputs, None, limit.elapsed_ms())
@@ -216,16 +260,23 @@ class KernelSession:
             if await limit.check(collector.truncated):
                 await self._replace_kernel(limit.kill_reason)
                 return self._stopped(limit, collector, restarted=True)
-            try:
-                message = await kernel.client.get_iopub_msg(timeout=min(limit.remaining(), POLL_SECONDS))
-            except queue.Empty:
+            if reply is None and replied.done():
+                reply, trail_until = (replied.result() or {}).get("content", {}), loop.time() + TRAIL_SECONDS
                 continue
-            if message["parent_header"].get("msg_id") != msg_id:
+            wait = min(limit.remaining(), POLL_SECONDS, max(0.0, trail_until - loop.time()))
+            message = await next_message(messages, replied if reply is None else None, wait)
+            if message is None:
                 continue
-            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
-                break
-            collector.add_message(message)
-        reply = await self._reply(kernel, msg_id)
+            if message["msg_type"] == "status" and message["content"].get("execution_state") == "idle":
+                idle = True
+            else:
+                collector.add_message(message)
+                if reply is not None:  # output still coming: its idle follows it
+                    trail_until = loop.time() + TRAIL_SECONDS
+        if kernel.link_dropped.is_set() and kernel.watch is not None:
+            await asyncio.wait([kernel.watch])  # the pool's verdict: a message too large, or a death
+            if kernel.exited.done():
+                return await self._died_while_running(collector, limit)
         if limit.reason is not None:
             return self._stopped(limit, collector, restarted=False)
         status = "error" if collector.has_error or reply.get("status") == "error" else "ok"
@@ -242,14 +293,36 @@ class KernelSession:
     async def _died_while_running(self, collector: OutputCollector, limit: RunLimit) -> ExecutionResult:
         event = self.kernel.exited.result()
         await self._replace_kernel(event["message"])
+        if event.get("code") == MESSAGE_TOO_LARGE:
+            raise OutputTooLargeError(f"The run was stopped: {event['message']}. The kernel was restarted: "
+                                      "variables are lost.", {
+                "outputs": collector.outputs, "kernel_restarted": True, "execution_time_ms": limit.elapsed_ms()})
         collector.truncated = False  # the cause goes in even after a truncation notice
         collector.add(death_output(event, replaced=not self.broken))
         return ExecutionResult("error", collector.outputs, None, limit.elapsed_ms(), False, not self.broken)
 
-    async def _reply(self, kernel: Kernel, msg_id: str) -> dict[str, Any]:
-        """The ``execute_reply`` content (empty if it does not come)."""
-        message = await message_for(kernel.client.get_shell_msg, msg_id, REPLY_TIMEOUT)
-        return message["content"] if message else {}
+    def _read_iopub(self, kernel: Kernel) -> None:
+        """Read a card kernel's iopub from now on: the run's messages go to it, the rest is charged
+        to the kernel's background budget (and dropped)."""
+        if self.kind == "card":
+            self._reader = asyncio.create_task(self._iopub(kernel))
+
+    async def _iopub(self, kernel: Kernel) -> None:
+        socket, session = kernel.client.iopub_channel.socket, kernel.client.session
+        with contextlib.suppress(zmq.ZMQError):  # its kernel was stopped
+            while True:
+                frames = await socket.recv_multipart()
+                try:
+                    message = session.deserialize(session.feed_identities(frames)[1])
+                except (ValueError, KeyError, TypeError) as exc:  # a bad signature or part: one message
+                    log.warning("kernel_message_dropped", session_id=self.id, kernel_id=kernel.kernel_id,
+                                error=str(exc))
+                    continue
+                run = self._run
+                if run is not None and message["parent_header"].get("msg_id") == run[0]:
+                    run[1].put_nowait(message)
+                elif message["msg_type"] != "status":
+                    kernel.budget.charge_bytes(sum(len(frame) for frame in frames))
 
     async def interrupt_kernel(self, kernel: Kernel | None = None) -> None:
         """Send SIGINT to ``kernel`` (default: the current one) through its agent; failures are logged."""
@@ -272,6 +345,7 @@ class KernelSession:
     async def _replace_kernel(self, reason: str) -> None:
         """Destroy the current kernel and start a fresh one with the same datasets."""
         old = self.kernel
+        self._stop_reading()
         await old.stop()
         if self.closed:
             return
@@ -286,6 +360,7 @@ class KernelSession:
             await new.stop()
             return
         self.kernel = new
+        self._read_iopub(new)
         log.info("kernel_replaced", session_id=self.id, user_id=self.user_id, old_kernel_id=old.kernel_id,
                  kernel_id=self.kernel.kernel_id, reason=reason)
         self._notify({"event": "kernel_restarted", "reason": reason})
@@ -302,6 +377,11 @@ class KernelSession:
         if not self.closed and kernel_id == kernel.kernel_id and not self.executing:
             await self.restart(kernel.exited.result()["message"], kernel)
 
+    def _stop_reading(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+
     def _notify(self, event: dict[str, Any]) -> None:
         for listener in list(self.listeners):
             listener(event)
@@ -312,6 +392,7 @@ class KernelSession:
             return
         self.closed = True
         self.tables.drop_session(self.id)
+        self._stop_reading()
         await self.kernel.stop()
         self._notify({"event": "closed", "reason": reason})
 
@@ -330,9 +411,21 @@ async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str
     return None
 
 
+async def next_message(messages: asyncio.Queue[dict[str, Any]], replied: asyncio.Future[Any] | None,
+                       timeout: float) -> dict[str, Any] | None:
+    """The next of ``messages``, or None after ``timeout`` or once ``replied`` is done."""
+    getter = asyncio.ensure_future(messages.get())
+    await asyncio.wait([getter] if replied is None else [getter, replied], timeout=timeout,
+                       return_when=asyncio.FIRST_COMPLETED)
+    if getter.done():
+        return getter.result()
+    getter.cancel()
+    return None
+
+
 def death_output(event: dict[str, Any], replaced: bool = True) -> dict[str, Any]:
-    """The error output for a kernel that died while running code (agent exit ``event``)."""
-    ename = "MemoryLimitExceeded" if event.get("oom") else "KernelDied"
+    """The error output for a kernel that died (or was ended by the pool) while running code (``event``)."""
+    ename = ENAME_OF_CODE.get(event.get("code", ""), "MemoryLimitExceeded" if event.get("oom") else "KernelDied")
     then = ("a fresh kernel is ready (variables are lost)" if replaced
             else "no new kernel could be started: open a new session")
     return error_output(ename, f"{event['message']}; {then}")

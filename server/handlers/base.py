@@ -15,8 +15,8 @@ from tornado import web
 from tornado.http1connection import HTTP1Connection
 
 from ..errors import (AuthenticationError, BIError, ConflictError, ExecutionTimeoutError,
-                      InvalidRequestError, KernelLostError, NotFoundError, PayloadTooLargeError,
-                      PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
+                      InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
+                      PayloadTooLargeError, PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
                       ServiceUnavailableError, StoreClosedError, UnprocessableError)
 from ..client_address import TrustedProxies
 from ..limits import JSON_BODY_BYTES, PUBLIC_BODY_BYTES
@@ -36,6 +36,7 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     KernelLostError: 409,
     PayloadTooLargeError: 413,
     UnprocessableError: 422,
+    OutputTooLargeError: 422,
     PreconditionRequiredError: 428,
     RateLimitedError: 429,
     StoreClosedError: 503,

@@ -7,11 +7,16 @@ is connected, messages are kept (up to ``buffer_bytes``, oldest dropped first: `
 replayed to the next socket of the same client session (``?session_id=``), as Jupyter Server does,
 after a notice on stderr if some were dropped or a socket too slow to read them was closed.
 
-Each execute_request is held to the pool's limits from its ``busy`` status to its ``idle`` one
-(``RunLimit``, as for cards): past the wall clock or the output cap the kernel is interrupted and
-clients get a notice on stderr; output past the cap is dropped. A kernel that does not stop within
-the grace is killed and replaced. A run cut short that way (or by the kernel's death) ends with an
-error, an ``execute_reply`` and the ``restarting`` status that Jupyter clients know from restarts.
+Every shell message the kernel handles (execute, inspection and completion requests, comm
+messages: each can run card code) is a run held to the pool's limits (``RunLimit``, as for cards),
+from its ``busy`` status to its reply (comm messages, which have none: to their ``idle``; code can
+publish an ``idle`` of its own, not a reply's timing): past the wall clock or the output cap the
+kernel is interrupted and clients get a notice on stderr; output past the cap is dropped. A kernel
+that does not stop within the grace is killed and replaced. A run cut short that way (or by the
+kernel's death) ends with an error, a reply and the ``restarting`` status that Jupyter clients know
+from restarts. Output outside runs is charged to the kernel's background budget. The control
+channel serves ``CONTROL_REQUESTS`` only; other control messages, and shell messages ipykernel does
+not handle, get an error reply from here.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from collections.abc import Callable
 import zmq
 from jupyter_client import protocol_version
 
+from kernels.wire import CONTROL_REQUESTS, control_refusal
+
 from ..execution.outputs import error_output, truncation_notice
 from ..execution.replay import ReplayBuffer
 from ..execution.session import Kernel, KernelSession, RunLimit, death_output
@@ -40,8 +47,10 @@ log = get_logger("bi.jupyter")
 KERNEL_NAME = "python3"
 CLIENT_CHANNELS = ("shell", "control", "stdin")
 KERNEL_CHANNELS = ("shell", "control", "stdin", "iopub")
-OUTPUT_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result", "error",
-                          "clear_output"})
+SHELL_MESSAGES = frozenset({"execute_request", "complete_request", "inspect_request", "history_request",
+                            "comm_info_request", "kernel_info_request", "connect_request", "shutdown_request",
+                            "is_complete_request", "interrupt_request", "comm_open", "comm_msg", "comm_close"})
+UNCOUNTED = frozenset({"status", "execute_input"})  # iopub messages no output cap or budget counts
 PENDING_REQUESTS = 1000  # execute_requests sent but not started, shell requests held back: at most
 REPLY_GRACE = 1.0  # seconds a shell reply may trail its request's idle status
 STOP_ERRORS = {"timeout": "ExecutionTimeout", "output": "OutputLimitExceeded"}
@@ -63,6 +72,7 @@ class Run:
     limit: RunLimit
     output_bytes: int = 0
     over_output: bool = False
+    idle: bool = False  # its idle status came (before its reply, which may happen)
     done: bool = False
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     enforcer: asyncio.Task[None] | None = None  # held here so that it is not garbage-collected
@@ -80,6 +90,7 @@ class JupyterKernel:
         self._readers: list[asyncio.Task[None]] = []
         self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self._run: Run | None = None
+        self._ended: Run | None = None  # the last run, until its idle: its trailing output is still its own
         self._kept: ReplayBuffer[KernelMessage] = ReplayBuffer(buffer_bytes)
         self._kept_for: str | None = None  # the client session the kept messages are for
         self._awaiting: str | None = None  # the shell request the kernel is answering
@@ -134,6 +145,10 @@ class JupyterKernel:
         if message.channel not in CLIENT_CHANNELS:
             log.warning("jupyter_message_ignored", kernel_id=self.id, channel=message.channel)
             return
+        if (message.channel == "control" and message.msg_type not in CONTROL_REQUESTS
+                or message.channel == "shell" and message.msg_type not in SHELL_MESSAGES):
+            self._refuse(message)
+            return
         self.session.touch()
         self.last_activity = dt.datetime.now(dt.UTC)
         if message.channel != "shell" or not message.msg_type.endswith("_request"):
@@ -167,7 +182,7 @@ class JupyterKernel:
         except zmq.ZMQError as exc:  # the kernel is being replaced
             log.warning("jupyter_message_dropped", kernel_id=self.id, msg_type=message.msg_type, error=str(exc))
             return
-        if message.channel == "shell" and message.msg_type == "execute_request" and message.msg_id:
+        if message.channel == "shell" and message.msg_id:
             self._pending[message.msg_id] = message.header
             while len(self._pending) > PENDING_REQUESTS:
                 self._pending.popitem(last=False)
@@ -204,6 +219,9 @@ class JupyterKernel:
         if message.channel == "iopub" and not self._track(message):
             return
         if message.channel == "shell":
+            run = self._run
+            if run is not None and message.parent_id == run.request["msg_id"]:
+                self._end_run(run)
             self._next_request(answered=message.parent_id)
         self._send(message)
 
@@ -213,15 +231,24 @@ class JupyterKernel:
         if message.msg_type == "status":
             state = message.content.get("execution_state")
             self._state = state if isinstance(state, str) else self._state
+            if state == "idle" and self._ended is not None and parent_id == self._ended.request["msg_id"]:
+                self._ended = None
             if state == "busy" and parent_id is not None and parent_id in self._pending:
                 self._start_run(self._pending.pop(parent_id))
             elif state == "idle" and run is not None and parent_id == run.request["msg_id"]:
-                self._end_run(run)
+                run.idle = True
+                if run.limit.reason is not None or not run.request["msg_type"].endswith("_request"):
+                    self._end_run(run)  # no reply comes after an interrupt, nor for comm messages
             if state == "idle" and parent_id is not None and parent_id == self._awaiting:
                 # a request the kernel does not know gets no reply: do not wait for one for ever
                 asyncio.get_running_loop().call_later(REPLY_GRACE, self._next_request, parent_id)
             return True
-        if run is None or parent_id != run.request["msg_id"] or message.msg_type not in OUTPUT_TYPES:
+        if message.msg_type in UNCOUNTED:
+            return True
+        if run is None or parent_id != run.request["msg_id"]:
+            run = self._ended if self._ended is not None and parent_id == self._ended.request["msg_id"] else None
+        if run is None:
+            self._kernel.budget.charge_bytes(message.size)
             return True
         if run.over_output:
             return False
@@ -250,10 +277,12 @@ class JupyterKernel:
 
     # runs ----------------------------------------------------------------------
     def _start_run(self, request: dict[str, Any]) -> None:
-        if self._run is not None:  # its idle status never came
+        if self._run is not None:  # its reply never came
             self._end_run(self._run)
+        self._ended = None
         run = Run(request, RunLimit(self.session))
         self._run = run
+        run.limit.kernel.budget.run_started()
         self.session.metrics.busy.inc()
         run.enforcer = asyncio.create_task(self._enforce(run))
 
@@ -262,11 +291,14 @@ class JupyterKernel:
             return
         run.done = True
         run.wake.set()
+        run.limit.kernel.budget.run_ended()
         self.session.metrics.busy.dec()
-        self.session.metrics.execution_seconds.observe(run.limit.elapsed_ms() / 1000)
+        if run.request["msg_type"] == "execute_request":
+            self.session.metrics.execution_seconds.observe(run.limit.elapsed_ms() / 1000)
         self.session.touch()
         if self._run is run:
             self._run = None
+            self._ended = None if run.idle else run
 
     async def _enforce(self, run: Run) -> None:
         """Hold ``run`` to the limits while it lasts; past the grace, its kernel is replaced."""
@@ -281,14 +313,27 @@ class JupyterKernel:
                 await asyncio.wait_for(run.wake.wait(), run.limit.remaining())
             run.wake.clear()
 
-    def _fail(self, request: dict[str, Any], error: dict[str, Any]) -> None:
-        """Answer an execute_request that no kernel will run as a failed execution."""
+    def _fail(self, request: dict[str, Any], error: dict[str, Any], replied: bool = False) -> None:
+        """End a shell message that no kernel will finish: a failed execution, an error reply (unless ``replied``)."""
         ename, evalue = error["ename"], error["evalue"]
         content = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
-        self._send(self._server_message("iopub", "error", content, request))
-        self._send(self._server_message("shell", "execute_reply",
-                                        {"status": "error", "execution_count": None, **content}, request))
+        msg_type = request["msg_type"]
+        if msg_type == "execute_request":
+            self._send(self._server_message("iopub", "error", content, request))
+        if msg_type.endswith("_request") and not replied:
+            reply_type = msg_type.removesuffix("_request") + "_reply"
+            self._send(self._server_message("shell", reply_type,
+                                            {"status": "error", "execution_count": None, **content}, request))
         self._send(self._server_message("iopub", "status", {"execution_state": "idle"}, request))
+
+    def _refuse(self, message: KernelMessage) -> None:
+        """Answer a message no channel here serves with an error reply on its channel."""
+        reply_type, content = control_refusal(message.msg_type)
+        if message.channel == "shell":
+            content = {**content, "ename": "UnknownMessageType",
+                       "evalue": f"{message.msg_type} is not a shell message this kernel handles"}
+        log.warning("jupyter_message_refused", kernel_id=self.id, channel=message.channel, msg_type=message.msg_type)
+        self._send(self._server_message(message.channel, reply_type, content, message.header))
 
     # the session's life --------------------------------------------------------
     def _session_event(self, event: dict[str, Any]) -> None:
@@ -325,12 +370,15 @@ class JupyterKernel:
         self._readers = []
         self._state = "dead"
         self._awaiting = None
-        requests = [*self._pending.values(),
-                    *(held.header for held in self._held if held.msg_type == "execute_request")]
+        requests = [request for request in [*self._pending.values(), *(held.header for held in self._held)]
+                    if request["msg_type"] == "execute_request"]  # as ever: not every request gets a busy
         self._pending.clear()
         self._held.clear()
         if self._run is not None:
             requests.insert(0, self._run.request)
             self._end_run(self._run)
+        elif self._ended is not None and self._ended.request["msg_type"] == "execute_request":
+            self._fail(self._ended.request, error, replied=True)  # its idle (and output) went with the kernel
+        self._ended = None
         for request in requests:
             self._fail(request, error)

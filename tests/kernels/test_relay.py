@@ -15,6 +15,7 @@ import pytest
 import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
+from structlog.testing import capture_logs
 from tornado import httpserver
 from tornado.netutil import bind_sockets
 
@@ -291,3 +292,28 @@ def test_bad_port_ranges_refused(text):
     assert parse_port_range("20000-20999") == range(20000, 21000)
     with pytest.raises(ValueError, match="LOW-HIGH"):
         parse_port_range(text)
+
+
+async def test_a_message_over_the_bound_ends_the_link(launcher):
+    """A kernel message larger than the relay's bound (in all its parts) cuts the link, not the relay:
+    the client reconnects and goes on; smaller messages pass whole."""
+    kernel = await launcher.launch()
+    bounded = KernelRelay(kernel.connection, "127.0.0.1", "127.0.0.1", message_bytes=200_000)
+    client = AsyncKernelClient()
+    client.load_connection_info(await bounded.start())
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=TIMEOUT)
+        status, outputs = await run(client, "print('x' * 150_000)")
+        assert status == "ok" and len(texts(outputs)[0]) == 150_001
+        with capture_logs() as logs:
+            msg_id = client.execute("print('x' * 250_000)")
+            reply = await client.get_shell_msg(timeout=TIMEOUT)  # the shell link is not the one cut
+            assert reply["parent_header"]["msg_id"] == msg_id
+            await until(lambda: any(e["event"] == "relay_message_too_large" for e in logs))
+        await asyncio.sleep(0.5)  # the client's iopub reconnects
+        status, outputs = await run(client, "6 * 7")
+        assert status == "ok" and texts(outputs) == ("", ["42"])
+    finally:
+        client.stop_channels()
+        await bounded.close()

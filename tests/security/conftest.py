@@ -1,4 +1,5 @@
-"""``bi serve`` in a subprocess, attacked over raw sockets: what an anonymous caller can make it hold."""
+"""Servers to attack: ``bi serve`` in a subprocess over raw sockets (what an anonymous caller can make it
+hold), and the in-process server fixtures of ``tests/server`` (what card code can make it hold)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from ..serve_process import ROOT, Server, clean_env, free_port, request
+from ..server.conftest import api, start_server  # noqa: F401 - fixtures
+from ..server.test_sessions import root, start_cards  # noqa: F401 - fixtures
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery"
@@ -100,3 +103,4 @@ def vm_kb(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise KeyError(field)
+

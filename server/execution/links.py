@@ -1,0 +1,50 @@
+"""The server's ZeroMQ links to a kernel: bounded messages, and a watch for links the bound cut.
+
+Every socket of a kernel client refuses a message part over ``max_bytes`` (``zmq.MAXMSGSIZE``)
+while reading its header, before anything is allocated; ZeroMQ then drops that connection (and
+reconnects), with no error to the reader. ``dropped`` waits for such a drop on any channel, so
+that the pool can tell a kernel that sent too much (it is alive, yet a link dropped) from one that
+died (its exit comes from the agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
+from zmq.utils.monitor import parse_monitor_message
+
+CHANNELS = ("shell", "iopub", "stdin", "control")
+
+
+def bound_messages(client: AsyncKernelClient, max_bytes: int) -> None:
+    """Make every socket ``client`` creates from now on refuse message parts over ``max_bytes``."""
+    client.context.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+
+
+async def dropped(client: AsyncKernelClient) -> str:
+    """Wait until a connection of ``client`` (its channels started) to its kernel drops; the channel's name."""
+    sockets = {name: getattr(client, f"{name}_channel").socket for name in CHANNELS}
+    monitors = {name: socket.get_monitor_socket(zmq.EVENT_DISCONNECTED) for name, socket in sockets.items()}
+    waits = [asyncio.ensure_future(_disconnected(name, monitor)) for name, monitor in monitors.items()]
+    try:
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        return done.pop().result()
+    finally:
+        for wait in waits:
+            wait.cancel()
+        for name, monitor in monitors.items():
+            if not sockets[name].closed:  # the client may have stopped its channels already
+                with contextlib.suppress(zmq.ZMQError):
+                    sockets[name].disable_monitor()
+            monitor.close(linger=0)
+
+
+async def _disconnected(name: str, monitor: zmq.asyncio.Socket) -> str:
+    while True:
+        event = parse_monitor_message(await monitor.recv_multipart())
+        if event["event"] == zmq.EVENT_DISCONNECTED:
+            return name

@@ -1,0 +1,99 @@
+"""A kernel message larger than any legitimate one is refused by ZeroMQ before the server holds it.
+
+The kernel prints one message just past ``KERNEL_MESSAGE_BYTES`` (the largest output or Arrow table a
+run may carry, plus framing). The server never allocates it: the run ends with ``output_too_large``,
+the session gets a fresh kernel and keeps working, and the server's memory does not grow by anything
+near the message's size. Before the limit, such a print grew the server by several times its size.
+Through an agent's relay the bound holds for a whole message, however many parts it has.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from structlog.testing import capture_logs
+
+from server.execution.local_agent import PUBLIC_KEY_FILE, LocalAgent
+from server.limits import KERNEL_MESSAGE_BYTES
+from tests.server.test_jupyter_api import connect, start_kernel, text_of
+from tests.server.test_sessions import open_session, run
+
+OVERSIZED = KERNEL_MESSAGE_BYTES + 1024 * 1024
+PRINT_TOO_MUCH = f"print('x' * {OVERSIZED})"
+
+
+def rss_bytes() -> int:
+    """This process's resident memory (the in-process server's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+async def test_an_oversized_print_ends_the_run_and_costs_the_server_nothing(start_cards):
+    """The card's run ends with output_too_large; a fresh kernel answers the next run; the server stays small."""
+    api = await start_cards()
+    token = await api.login()
+    session_id = await open_session(api, token)
+    assert (await run(api, token, session_id, "kept = 1")).code == 200
+    before = rss_bytes()
+    with capture_logs() as logs:
+        refused = await run(api, token, session_id, PRINT_TOO_MUCH)
+    grown = rss_bytes() - before
+    assert refused.code == 422, refused.body[:300]
+    error = refused.json()["error"]
+    assert error["code"] == "output_too_large" and error["details"]["kernel_restarted"] is True
+    assert "MB" in error["message"] and "variables are lost" in error["message"]
+    assert grown < OVERSIZED // 4, f"the server grew by {grown} bytes for a {OVERSIZED}-byte message"
+    assert any(e["event"] == "kernel_message_too_large" for e in logs)
+    after = (await run(api, token, session_id, "'kept' in dir()")).json()
+    assert after["outputs"][-1]["data"]["text/plain"] == "False", "a fresh kernel"
+
+
+async def test_an_oversized_message_on_the_jupyter_socket_restarts_the_kernel(start_cards):
+    """On the Jupyter websocket the run fails with OutputTooLarge and the kernel restarts; the next run works."""
+    api = await start_cards()
+    token = await api.login()
+    kernel = await start_kernel(api, token)
+    socket = await connect(api, token, kernel["id"])
+    before = rss_bytes()
+    answers = await socket.execute(PRINT_TOO_MUCH)
+    grown = rss_bytes() - before
+    assert any(m["msg_type"] == "error" and m["content"]["ename"] == "OutputTooLarge" for m in answers), answers
+    assert grown < OVERSIZED // 4, f"the server grew by {grown} bytes for a {OVERSIZED}-byte message"
+    assert text_of(await socket.execute("6 * 7")) == "42"
+    socket.close()
+
+
+MANY_PARTS = (f"kernel = get_ipython().kernel\npart = b'x' * {KERNEL_MESSAGE_BYTES // 2}\n"
+              "kernel.session.send(kernel.iopub_socket, 'display_data', {'data': {}, 'metadata': {}},\n"
+              "                    parent=kernel.get_parent(), buffers=[part] * 3)\n")
+
+
+async def test_through_the_relay_a_message_over_the_bound_in_all_its_parts_is_refused(start_server, root, tmp_path):
+    """From a remote agent's relay, one message over the bound, in one part or in several parts each under it,
+    ends the run with output_too_large and costs the server nothing."""
+    key = Ed25519PrivateKey.generate()
+    agent = LocalAgent(tmp_path / "agent", pool_size=1, allow_weaker_sandbox=False, advertise_host="127.0.0.1")
+    (tmp_path / "agent").mkdir()
+    (tmp_path / "agent" / PUBLIC_KEY_FILE).write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    client = await agent.start(key)
+    try:
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        api = await start_server(ServeApp__executor_urls=[client.base_url], ServeApp__executor_private_key=pem)
+        token = await api.login()
+        session_id = await open_session(api, token)
+        for code in (PRINT_TOO_MUCH, MANY_PARTS):
+            before = rss_bytes()
+            refused = await run(api, token, session_id, code)
+            grown = rss_bytes() - before
+            assert refused.code == 422 and refused.error_code == "output_too_large", refused.body[:300]
+            assert grown < OVERSIZED // 4, f"the server grew by {grown} bytes"
+            assert (await run(api, token, session_id, "6 * 7")).json()["outputs"][-1]["data"]["text/plain"] == "42"
+    finally:
+        client.close()
+        await agent.stop()

@@ -12,7 +12,7 @@ import jsonschema
 import structlog
 from tornado import web
 
-from ..errors import (AuthenticationError, BIError, ConflictError, ExecutionTimeoutError,
+from ..errors import (AuthenticationError, BIError, ConflictError, DatasetNotReadableError, ExecutionTimeoutError,
                       InvalidRequestError, NotFoundError, PayloadTooLargeError,
                       PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
                       ServiceUnavailableError, StoreClosedError, UnprocessableError)
@@ -27,6 +27,7 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     InvalidRequestError: 400,
     AuthenticationError: 401,
     PermissionDeniedError: 403,
+    DatasetNotReadableError: 403,
     NotFoundError: 404,
     ExecutionTimeoutError: 408,
     ConflictError: 409,

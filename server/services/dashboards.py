@@ -28,7 +28,7 @@ from ..logs import audit
 from ..models import Card, Dashboard, DashboardVersion, Permission, Share, User, normalise_email, utcnow
 from ..storage.base import Store
 from .cards import RANK, Access, CardService
-from .datasets import DatasetService
+from .datasets import DatasetService, may_read
 
 
 class DashboardService(LoggingConfigurable):
@@ -257,6 +257,21 @@ class DashboardService(LoggingConfigurable):
     async def shares(self, user: User, dashboard_id: str) -> list[dict[str, Any]]:
         dashboard, _ = await self.authorize(user, dashboard_id)
         return [await self._share_json(share) for share in await self.store.list_shares(dashboard.id)]
+
+    async def unreadable_datasets(self, user: User, dashboard_id: str) -> list[dict[str, Any]]:
+        """The datasets the dashboard's cards read that ``user`` may not, each with the keys of those cards:
+        a version of such a card that ``user`` saves runs with their rights, so without them."""
+        _, version, _ = await self.get_visible(user, dashboard_id)
+        found: dict[str, dict[str, Any]] = {}
+        for entry in version.document["cards"]:
+            card = await self.store.get_card(entry["card"])
+            card_version = await self.store.get_card_version(card.id, card.current_version) if card else None
+            for dataset_id in card_version.datasets if card_version else ():
+                dataset = await self.store.get_dataset(dataset_id)
+                if dataset is not None and not may_read(user, dataset):
+                    listed = found.setdefault(dataset.id, {"id": dataset.id, "name": dataset.name, "cards": []})
+                    listed["cards"].append(entry["key"])
+        return list(found.values())
 
     async def share(self, user: User, dashboard_id: str, email: str, permission: Permission) -> dict[str, Any]:
         dashboard, _ = await self.authorize(user, dashboard_id, "owner")

@@ -38,6 +38,12 @@ class PermissionDeniedError(BIError):
     code = "forbidden"
 
 
+class DatasetNotReadableError(PermissionDeniedError):
+    """A card version names a dataset that its author (who saved it) may not read: it cannot run."""
+
+    code = "dataset_not_readable"
+
+
 class NotFoundError(BIError):
     """Unknown, or not visible to the caller."""
 

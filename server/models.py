@@ -147,7 +147,7 @@ class CachedResult:
 class OutputTable:
     """The whole table behind a DataFrame output (an Arrow stream, the blob ``blob_key``).
 
-    Readable by ``user_id``, who ran the code, and, for a saved card's run, by whoever may view ``card_id``.
+    Readable by admins and, for a saved card's run, by whoever may view ``card_id`` now, else by ``user_id``.
     Its ``bytes`` count against ``user_id``'s quota, least recently used (``last_used``) first, unless
     ``pinned``: the current output of a dashboard tile.
     """

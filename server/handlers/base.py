@@ -14,7 +14,7 @@ import structlog
 from tornado import web
 from tornado.http1connection import HTTP1Connection
 
-from ..errors import (AuthenticationError, BIError, ConflictError, ExecutionTimeoutError,
+from ..errors import (AuthenticationError, BIError, ConflictError, DatasetNotReadableError, ExecutionTimeoutError,
                       InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
                       PayloadTooLargeError, PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
                       ServiceUnavailableError, StoreClosedError, UnprocessableError)
@@ -30,6 +30,7 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     InvalidRequestError: 400,
     AuthenticationError: 401,
     PermissionDeniedError: 403,
+    DatasetNotReadableError: 403,
     NotFoundError: 404,
     ExecutionTimeoutError: 408,
     ConflictError: 409,

@@ -2,8 +2,12 @@
 
 ``GET /api/cards/scratch/ws?datasets=<id>,<id>`` opens a session for code not yet saved
 (``load_dataset(name)`` reads the named datasets); ``GET /api/cards/{id}/ws`` one for editing a
-saved card (its datasets loaded; needs edit access, since the socket runs any code). Authenticate with ``Authorization: Bearer <jwt>``,
-or, from a browser, the subprotocols ``bi.v1, bearer.<jwt>``. To resume after a dropped
+saved card (needs edit access, since the socket runs any code). Code here reads data with the
+rights of the person editing: a scratch socket naming a dataset they may not read is refused (404);
+a card's socket loads those of its datasets they may read and names the others in the ``session``
+message's ``unreadable_datasets`` (a version they save runs with their rights, without those).
+Authenticate with ``Authorization: Bearer <jwt>``, or, from a browser, the subprotocols
+``bi.v1, bearer.<jwt>``. To resume after a dropped
 connection, reconnect within the grace period (30 s) with ``?session=<id>&after=<last seq seen>``:
 the messages after that one are replayed in order, then new ones follow.
 
@@ -15,6 +19,7 @@ Client to server::
 Server to client; every message has ``seq``, one more than the one before::
 
     {"seq": 1, "type": "session", "session_id": "9f...", "limits": {"wall_seconds": 10, "output_bytes": 5242880, "memory_mb": 2048}}
+    {"seq": 1, "type": "session", "session_id": "9f...", "limits": {...}, "unreadable_datasets": ["payments"]}
     {"seq": 2, "type": "status", "state": "busy", "run_id": "r1"}
     {"seq": 3, "type": "output", "run_id": "r1", "output": {"output_type": "stream", "name": "stdout", "text": "hi\\n"}}
     {"seq": 4, "type": "output", "run_id": "r1", "output": {"output_type": "execute_result", "data": {"text/plain": "2"}, "metadata": {}, "execution_count": 1}}
@@ -55,7 +60,7 @@ import structlog
 from ..errors import BIError, InvalidRequestError
 from ..execution.live import LiveSession, LiveSessions
 from ..models import User
-from ..services.card_runs import dataset_files
+from ..services.card_runs import card_data
 from .base import log, refuse
 from .socket_base import JSONSocket
 CLIENT_MESSAGE = jsonschema.Draft202012Validator({
@@ -76,6 +81,7 @@ class CardSocket(JSONSocket):
 
     user: User | None = None
     live: LiveSession | None = None
+    unreadable: list[str] = []  # names of datasets the card reads that the caller may not
 
     def initialize(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -115,8 +121,9 @@ class CardSocket(JSONSocket):
         after = self.get_query_argument("after", None)
         self.live.attach(self, int(after) if after and after.isdigit() else None)
         if after is None:
+            unreadable = {"unreadable_datasets": self.unreadable} if self.unreadable else {}
             self.live.emit({"type": "session", "session_id": self.live.id,
-                            "limits": self.live.session.public()["limits"]})
+                            "limits": self.live.session.public()["limits"], **unreadable})
         log.info("socket_opened", endpoint=self.endpoint, session_id=self.live.id, resumed=after is not None)
 
     async def on_message(self, message: str | bytes) -> None:
@@ -152,8 +159,9 @@ class CardSocket(JSONSocket):
 
 
 class CardEditSocket(CardSocket):
-    """``/api/cards/{id}/ws``: the card's editor, with the card's datasets loaded (needs edit access,
-    checked again before every run: a revoked share closes the socket with 4403)."""
+    """``/api/cards/{id}/ws``: the card's editor, with those of the card's datasets loaded that the
+    caller may read (needs edit access, checked again before every run: a revoked share closes the
+    socket with 4403)."""
 
     async def may_still_edit(self) -> bool:
         assert self.user is not None
@@ -167,5 +175,6 @@ class CardEditSocket(CardSocket):
     async def datasets_to_load(self) -> list[tuple[str, Any]]:
         assert self.user is not None
         _, version = await self.settings["cards"].get_visible(self.user, self.path_kwargs["card_id"], needed="edit")
-        files, _ = await dataset_files(self.settings["cards"].store, version)
-        return files
+        data = await card_data(self.settings["cards"].store, self.user, version)
+        self.unreadable = [dataset.name for dataset in data.unreadable]
+        return data.files

@@ -116,7 +116,8 @@ class DashboardExportHandler(DashboardAPIHandler):
 class DashboardSharesHandler(DashboardAPIHandler):
     async def get(self, dashboard_id: str) -> None:
         assert self.user is not None
-        self.write_json({"shares": await self.dashboards.shares(self.user, dashboard_id)})
+        self.write_json({"shares": await self.dashboards.shares(self.user, dashboard_id),
+                         "unreadable_datasets": await self.dashboards.unreadable_datasets(self.user, dashboard_id)})
 
     async def put(self, dashboard_id: str) -> None:
         assert self.user is not None

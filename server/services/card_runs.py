@@ -1,8 +1,13 @@
 """Running saved cards, answered from an exact result cache when nothing that matters changed.
 
-The cache key is a digest of the card's code, the version of every dataset it reads, the
-parameter values and the kernel image version (DESIGN §9). A new dataset version, an edit of
-the code or a kernel upgrade changes the key, so a cached result is never stale. A miss runs the
+A card version runs with the dataset rights of its author, whoever asks for the run (a viewer,
+the schedule, new data): one that names a dataset its author may not read fails with
+``dataset_not_readable`` before anything runs or is looked up in the cache.
+
+The cache key is a digest of the card's code, the version's author, the version of every dataset it
+reads, the parameter values and the kernel image version (DESIGN §9). A new dataset version, an edit of
+the code or a kernel upgrade changes the key, so a cached result is never stale; a result is served
+only to runs of the same author's code on the same data. A miss runs the
 card in a fresh kernel of the caller (destroyed afterwards) and caches results that finished (ok,
 or a card error); timeouts, truncated output and dead kernels are not cached. Cached outputs are a
 JSON blob (the object store), indexed in the store's cache table.
@@ -14,6 +19,7 @@ tables their outputs page from (record first, then blobs); a forced run replaces
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -27,13 +33,14 @@ from collections.abc import Callable
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
-from ..errors import InvalidRequestError, NotFoundError
+from ..errors import DatasetNotReadableError, InvalidRequestError, NotFoundError
 from ..execution.pool import KernelPool
 from ..limits import CACHED_RESULTS_PER_VARIANT
 from ..logs import audit
-from ..models import CachedResult, Card, CardVersion, User, utcnow
+from ..models import CachedResult, Card, CardVersion, Dataset, User, utcnow
 from ..storage.base import Store
 from .cards import CardService
+from .datasets import may_read
 from .output_tables import OutputTables, output_ids
 
 CACHEABLE = ("ok", "error")
@@ -82,7 +89,8 @@ def parameter_cell(values: dict[str, Any]) -> str:
 
 def cache_key(version: CardVersion, datasets: list[tuple[str, int]], values: dict[str, Any],
               image_version: str | None) -> str:
-    material = {"code": version.code, "datasets": sorted(datasets), "parameters": values, "image": image_version}
+    material = {"code": version.code, "author": version.created_by, "datasets": sorted(datasets),
+                "parameters": values, "image": image_version}
     return _digest(material)
 
 
@@ -95,20 +103,45 @@ def _digest(material: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-async def dataset_files(store: Store, version: CardVersion) -> tuple[list[tuple[str, Path]], list[tuple[str, int]]]:
-    """The Parquet file of each dataset the card reads, by name, and their (id, current version).
+@dataclasses.dataclass(frozen=True)
+class CardData:
+    """The datasets a card version names, as one reader may load them."""
 
-    Access to the card is access to its datasets: no further check here.
-    """
-    files, versions = [], []
+    files: list[tuple[str, Path]]  # the name and Parquet file of each one the reader may read
+    versions: list[tuple[str, int]]  # their ids and current versions
+    unreadable: list[Dataset]  # those the reader may not read
+
+
+async def card_data(store: Store, reader: User | None, version: CardVersion) -> CardData:
+    """The datasets ``version`` names, parted by whether ``reader`` (None: nobody) may read them."""
+    data = CardData([], [], [])
     for dataset_id in version.datasets:
         dataset = await store.get_dataset(dataset_id)
         record = await store.get_dataset_version(dataset_id, dataset.current_version) if dataset else None
         if dataset is None or record is None:
             raise NotFoundError(f"A dataset this card reads ({dataset_id}) was deleted; edit the card.")
-        files.append((dataset.name, await store.blob_path(record.blob_key)))
-        versions.append((dataset_id, dataset.current_version))
-    return files, versions
+        if reader is None or not may_read(reader, dataset):
+            data.unreadable.append(dataset)
+        else:
+            data.files.append((dataset.name, await store.blob_path(record.blob_key)))
+            data.versions.append((dataset_id, dataset.current_version))
+    return data
+
+
+async def author_data(store: Store, version: CardVersion) -> CardData:
+    """What a run of ``version`` loads: every dataset it names, with the rights of its author;
+    ``DatasetNotReadableError`` if they may not read one."""
+    author = await store.get_user(version.created_by)
+    data = await card_data(store, author, version)
+    if data.unreadable:
+        dataset = data.unreadable[0]
+        raise DatasetNotReadableError(
+            f"Version {version.version} of this card was saved by {author.name if author else 'a removed user'},"
+            f" who may not read the dataset {dataset.name!r} it loads, and a card runs with the dataset rights"
+            " of whoever saved its version. Ask the dataset's owner to save the card, or take the dataset out.",
+            {"card_id": version.card_id, "version": version.version, "author_id": version.created_by,
+             "dataset_id": dataset.id, "dataset": dataset.name})
+    return data
 
 
 class CardRunner(LoggingConfigurable):
@@ -145,8 +178,8 @@ class CardRunner(LoggingConfigurable):
             Card, CardVersion, dict[str, Any], list[tuple[str, Path]], str]:
         card, version = await self.cards.get_visible(user, card_id)
         values = bind_parameters(version.parameters, parameters)
-        files, dataset_versions = await dataset_files(self.store, version)
-        return card, version, values, files, cache_key(version, dataset_versions, values, self.pool.image_version)
+        data = await author_data(self.store, version)
+        return card, version, values, data.files, cache_key(version, data.versions, values, self.pool.image_version)
 
     async def _cached(self, key: str) -> dict[str, Any] | None:
         cached = await self.store.get_cached_result(key)

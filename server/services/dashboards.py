@@ -2,8 +2,10 @@
 
 Who may do what is decided in ``DashboardService.access``: the owner and admins everything;
 a share grants ``view`` (see it, run its cards with parameters) or ``edit`` (also change its
-layout and cards); to everyone else the dashboard does not exist (404). Sharing a dashboard
-shares its cards and nothing else: ``card_access`` is the card service's ``shares`` seam.
+layout and cards; an editor's restore keeps only the cards on it now); to everyone else the
+dashboard does not exist (404). Sharing a dashboard shares its cards and nothing else (a card
+version reads data with its author's rights, ``services/card_runs.py``): ``card_access`` is the
+card service's ``shares`` seam.
 
 A document is stored with every card as a reference ``{"key", "card": <card uid>}``: a card
 written inline (title, code, dataset names) becomes a saved card of the writer's, or a new
@@ -28,7 +30,7 @@ from ..logs import audit
 from ..models import Card, Dashboard, DashboardVersion, Permission, Share, User, normalise_email, utcnow
 from ..storage.base import Store
 from .cards import RANK, Access, CardService
-from .datasets import DatasetService
+from .datasets import DatasetService, may_read
 
 
 class DashboardService(LoggingConfigurable):
@@ -165,10 +167,14 @@ class DashboardService(LoggingConfigurable):
         return await self._save(user, dashboard, expected, stored)
 
     async def restore(self, user: User, dashboard_id: str, number: int) -> tuple[Dashboard, DashboardVersion]:
-        """A new version with the document of version ``number``."""
-        dashboard, _ = await self.authorize(user, dashboard_id, "edit")
-        old = await self._version_of(dashboard, number)
-        return await self._save(user, dashboard, dashboard.current_version, old.document)
+        """A new version with the document of version ``number``; an editor's keeps only the cards on
+        the current version (a card the owner took off stays off), owners and admins restore anything."""
+        dashboard, granted = await self.authorize(user, dashboard_id, "edit")
+        document = (await self._version_of(dashboard, number)).document
+        if granted != "owner":
+            current = card_ids((await self._version_of(dashboard, dashboard.current_version)).document)
+            document = _keeping(document, current)
+        return await self._save(user, dashboard, dashboard.current_version, document)
 
     async def import_document(self, user: User, document: Any) -> tuple[Dashboard, DashboardVersion, bool]:
         """Create the dashboard of the document's uid, or save a new version of it; True if created."""
@@ -258,6 +264,21 @@ class DashboardService(LoggingConfigurable):
         dashboard, _ = await self.authorize(user, dashboard_id)
         return [await self._share_json(share) for share in await self.store.list_shares(dashboard.id)]
 
+    async def unreadable_datasets(self, user: User, dashboard_id: str) -> list[dict[str, Any]]:
+        """The datasets the dashboard's cards read that ``user`` may not, each with the keys of those cards:
+        a version of such a card that ``user`` saves runs with their rights, so without them."""
+        _, version, _ = await self.get_visible(user, dashboard_id)
+        found: dict[str, dict[str, Any]] = {}
+        for entry in version.document["cards"]:
+            card = await self.store.get_card(entry["card"])
+            card_version = await self.store.get_card_version(card.id, card.current_version) if card else None
+            for dataset_id in card_version.datasets if card_version else ():
+                dataset = await self.store.get_dataset(dataset_id)
+                if dataset is not None and not may_read(user, dataset):
+                    listed = found.setdefault(dataset.id, {"id": dataset.id, "name": dataset.name, "cards": []})
+                    listed["cards"].append(entry["key"])
+        return list(found.values())
+
     async def share(self, user: User, dashboard_id: str, email: str, permission: Permission) -> dict[str, Any]:
         dashboard, _ = await self.authorize(user, dashboard_id, "owner")
         grantee = await self.store.get_user_by_email(normalise_email(email))
@@ -293,6 +314,13 @@ class DashboardService(LoggingConfigurable):
 
 def card_ids(document: dict[str, Any]) -> set[str]:
     return {entry["card"] for entry in document.get("cards", []) if "card" in entry}
+
+
+def _keeping(document: dict[str, Any], cards: set[str]) -> dict[str, Any]:
+    """``document`` with only the cards whose ids are in ``cards``, and their layout cells."""
+    kept = [entry for entry in document["cards"] if entry["card"] in cards]
+    keys = {entry["key"] for entry in kept}
+    return {**document, "cards": kept, "layout": [cell for cell in document["layout"] if cell["card"] in keys]}
 
 
 def _checked(document: Any) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """Datasets: CSV uploads become immutable Parquet versions; owners (and admins) see and page them.
 
+``may_read`` is the one rule of dataset rights. Card code reads data with the rights of the author of
+the card version that runs (``services/card_runs.py``): sharing a card never shares its datasets.
+
 An upload arrives as a temporary file. It is converted to Parquet in a worker
 thread, the Parquet blob is stored, then the record that points to it; on any
 failure the blob is removed and the temporary files are always deleted. What a
@@ -42,6 +45,11 @@ def validate_name(name: str) -> str:
         raise InvalidRequestError("A dataset name cannot contain slashes or control characters.",
                                   {"field": "name"})
     return name
+
+
+def may_read(user: User, dataset: Dataset) -> bool:
+    """Whether ``user`` may read ``dataset``: its owner and admins may."""
+    return dataset.owner_id == user.id or user.role == "admin"
 
 
 class DatasetService(LoggingConfigurable):
@@ -139,7 +147,7 @@ class DatasetService(LoggingConfigurable):
     async def get_visible(self, user: User, dataset_id: str) -> Dataset:
         """The dataset if ``user`` owns it or is an admin; to anyone else it does not exist."""
         dataset = await self.store.get_dataset(dataset_id)
-        if dataset is None or not (dataset.owner_id == user.id or user.role == "admin"):
+        if dataset is None or not may_read(user, dataset):
             raise NotFoundError("No such dataset.")
         return dataset
 

@@ -4,8 +4,9 @@ A kernel's DataFrame output carries its table as an Arrow stream, which the serv
 the output (``execution/tables.py``) and hands to ``keep``. ``keep`` measures the stream from its
 metadata at once (a table past the bounds is an error output, ``table_too_large``, and costs
 nothing), then in the background validates it batch by batch, stores it as a blob and records
-who may read it: the user who ran the code, admins, and for a saved card's run whoever may view
-the card. ``rows`` waits for a store still under way, so a page asked for at once is found.
+who may read it, asked again at every page: admins, for a saved card's run whoever may view the
+card now, for an editor session's run the user who ran the code. ``rows`` waits for a store still
+under way, so a page asked for at once is found.
 
 Every table has an owner and a lifetime:
 
@@ -157,9 +158,13 @@ class OutputTables(LoggingConfigurable):
         return {"output_id": output_id, "offset": offset, "limit": limit, "row_count": total, "rows": rows}
 
     async def _may_read(self, user: User, table: OutputTable) -> bool:
-        if table.user_id == user.id or user.role == "admin":
+        """Admins; for a saved card's run whoever may view the card now (not who ran it, who may have
+        lost their share since); for an editor session's run its user."""
+        if user.role == "admin":
             return True
-        card = await self.store.get_card(table.card_id) if table.card_id else None
+        if table.card_id is None:
+            return table.user_id == user.id
+        card = await self.store.get_card(table.card_id)
         return card is not None and await self.cards.access(user, card) is not None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from kernels.limits import ARROW_BYTES, OUTPUT_BYTES
 
 __all__ = ["ARROW_BYTES", "OUTPUT_BYTES", "JSON_BODY_BYTES", "SOCKET_MESSAGE_BYTES",
-           "DASHBOARD_PENDING_BYTES"]
+           "DASHBOARD_PENDING_BYTES", "JSON_DEPTH", "JSON_NUMBER_DIGITS", "JSON_INT_MAX"]
 
 JSON_BODY_BYTES = 1024 * 1024
 """A JSON request body, unless a route says otherwise."""
@@ -20,3 +20,13 @@ SOCKET_MESSAGE_BYTES = 256 * 1024
 
 DASHBOARD_PENDING_BYTES = 8 * 1024 * 1024
 """Bytes queued for one dashboard viewer before its socket is closed (code 4008) to resync."""
+
+# JSON from clients (server/json_io.py) -------------------------------------------------------------
+JSON_DEPTH = 64
+"""Arrays and objects nested in one JSON document (a dashboard document needs 6)."""
+
+JSON_NUMBER_DIGITS = 40
+"""Characters of one number literal: enough for any double (``-1.7976931348623157e+308``)."""
+
+JSON_INT_MAX = 2**63 - 1
+"""The largest magnitude of a whole number (what SQLite, Arrow and pandas hold as int64)."""

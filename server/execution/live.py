@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 from typing import Any, Callable, Protocol
 
+from .. import json_io
 from ..errors import BIError, ExecutionTimeoutError, NotFoundError
 from ..logs import get_logger
 from ..models import User
@@ -26,7 +26,7 @@ REPLAY_MESSAGES = 5000
 
 
 class Socket(Protocol):
-    def send_text(self, text: str) -> None: ...
+    def send_text(self, text: bytes) -> None: ...
 
     def end(self, reason: str) -> None: ...
 
@@ -36,7 +36,7 @@ class LiveSession:
         self.session = session
         self.on_expired = on_expired
         self.seq = 0
-        self._sent: collections.deque[tuple[int, str]] = collections.deque(maxlen=REPLAY_MESSAGES)
+        self._sent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=REPLAY_MESSAGES)
         self._socket: Socket | None = None
         self._run: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
@@ -49,7 +49,7 @@ class LiveSession:
     def emit(self, message: dict[str, Any]) -> None:
         """Number, keep and send one message."""
         self.seq += 1
-        text = json.dumps({"seq": self.seq, **message}, ensure_ascii=False, default=str)
+        text = json_io.dumps({"seq": self.seq, **message}, default=str)
         self._sent.append((self.seq, text))
         if self._socket is not None:
             self._socket.send_text(text)

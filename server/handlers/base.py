@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -12,8 +11,9 @@ import jsonschema
 import structlog
 from tornado import web
 
+from .. import json_io
 from ..errors import (AuthenticationError, BIError, ConflictError, ExecutionTimeoutError,
-                      InvalidRequestError, NotFoundError, PayloadTooLargeError,
+                      InvalidJSONError, InvalidRequestError, NotFoundError, PayloadTooLargeError,
                       PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
                       ServiceUnavailableError, StoreClosedError, UnprocessableError)
 from ..limits import JSON_BODY_BYTES
@@ -25,6 +25,7 @@ from ..services.users import UserService
 
 STATUS_OF_ERROR: dict[type[BIError], int] = {
     InvalidRequestError: 400,
+    InvalidJSONError: 400,
     AuthenticationError: 401,
     PermissionDeniedError: 403,
     NotFoundError: 404,
@@ -149,24 +150,19 @@ class APIHandler(web.RequestHandler):
 
     # bodies ------------------------------------------------------------------
     def json_body(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """The JSON body, validated against ``schema``; 400 naming the first problem otherwise."""
-        if len(self.request.body) > JSON_BODY_BYTES:
-            raise PayloadTooLargeError(f"A JSON body may have at most {JSON_BODY_BYTES} bytes.")
-        try:
-            body = json.loads(self.request.body or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidRequestError(f"The body is not valid JSON: {exc}.") from exc
+        """The JSON body (``json_io.loads``), validated against ``schema``; 400 naming the first problem otherwise."""
+        body = json_io.loads(self.request.body or b"null", JSON_BODY_BYTES)
         error = jsonschema.exceptions.best_match(
             jsonschema.Draft202012Validator(schema).iter_errors(body))
         if error is not None:
-            pointer = "/" + "/".join(str(p) for p in error.absolute_path)
+            pointer = json_io.pointer_of(list(error.absolute_path)) or "/"
             raise InvalidRequestError(f"{pointer}: {schema_message(error)}", {"pointer": pointer})
         return body
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+        self.finish(json_io.dumps(body))
 
     def int_argument(self, name: str, default: int | None) -> int | None:
         raw = self.get_query_argument(name, None)

@@ -40,12 +40,13 @@ and the socket stays open. A resume whose messages are no longer kept gets ``res
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import jsonschema
 import structlog
+
+from .. import json_io
 from ..errors import BIError, InvalidRequestError
 from ..execution.live import LiveSession, LiveSessions
 from ..models import User
@@ -106,7 +107,7 @@ class CardSocket(JSONSocket):
         assert self.live is not None
         after = self.get_query_argument("after", None)
         if not self.live.attach(self, int(after) if after and after.isdigit() else None):
-            self.send_text(json.dumps({"type": "resync_required", "seq": self.live.seq,
+            self.send_text(json_io.dumps({"type": "resync_required", "seq": self.live.seq,
                                        "message": "Messages since then are no longer kept; reload."}))
         if after is None:
             self.live.emit({"type": "session", "session_id": self.live.id,
@@ -118,7 +119,7 @@ class CardSocket(JSONSocket):
         try:
             body = self.read_message_as(CLIENT_MESSAGE, message)
         except ValueError as reason:
-            self.send_text(json.dumps({"type": "error", "code": "bad_message",
+            self.send_text(json_io.dumps({"type": "error", "code": "bad_message",
                                        "message": f"Cannot use that message: {reason}. Send "
                                                   '{"type": "execute", "code": ...} or {"type": "interrupt"}.'}))
             return

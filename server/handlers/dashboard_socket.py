@@ -100,7 +100,7 @@ class DashboardSocket(JSONSocket):
         except BIError as exc:
             self.send_text(frame_of({"type": "error", **error_result(exc)["outputs"][0]}))
 
-    def send_frame(self, frame: str) -> None:
+    def send_frame(self, frame: bytes) -> None:
         """Write ``frame`` unless the socket is too far behind; then close it so that it rejoins."""
         if self.ws_connection is None or self.ws_connection.is_closing():
             return

@@ -7,13 +7,13 @@ token may come as a second subprotocol, ``bearer.<token>``, beside ``bi.v1``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import jsonschema
 from tornado import websocket
 
-from ..errors import AuthenticationError
+from .. import json_io
+from ..errors import AuthenticationError, BIError
 from ..limits import SOCKET_MESSAGE_BYTES
 from .base import origin_allowed
 
@@ -42,16 +42,18 @@ class JSONSocket(websocket.WebSocketHandler):
         return origin_allowed(self.settings, origin) or super().check_origin(origin)
 
     def read_message_as(self, validator: jsonschema.Draft202012Validator, message: str | bytes) -> dict[str, Any]:
-        """The client's message if ``validator`` accepts it; ``ValueError`` with a reason otherwise."""
-        if len(message) > SOCKET_MESSAGE_BYTES:
-            raise ValueError(f"messages are limited to {SOCKET_MESSAGE_BYTES // 1024} KB")
+        """The client's message (``json_io.loads``) if ``validator`` accepts it; ``ValueError`` with a reason
+        otherwise."""
         try:
-            body = json.loads(message)
+            body = json_io.loads(message, SOCKET_MESSAGE_BYTES)
+        except BIError as exc:
+            raise ValueError(exc.message.rstrip(".")) from None
+        try:
             validator.validate(body)
         except jsonschema.ValidationError as exc:
-            raise ValueError(exc.message) from None
+            raise ValueError(exc.message[:300]) from None
         return body
 
-    def send_text(self, text: str) -> None:
+    def send_text(self, text: str | bytes) -> None:
         if self.ws_connection is not None and not self.ws_connection.is_closing():
             self.write_message(text)

@@ -116,10 +116,11 @@ class JupyterKernel:
             self._kept_for = socket.session_id
 
     def receive(self, message: KernelMessage) -> None:
-        """A message from a client: on to the kernel's channel (a shell request in its turn)."""
+        """A message from a client: on to the kernel's channel (a shell request in its turn).
+
+        ``BadFrame`` for a channel clients do not send on."""
         if message.channel not in CLIENT_CHANNELS:
-            log.warning("jupyter_message_ignored", kernel_id=self.id, channel=message.channel)
-            return
+            raise BadFrame(f"clients send on the channels {', '.join(CLIENT_CHANNELS)}, not {message.channel[:40]!r}")
         self.session.touch()
         self.last_activity = dt.datetime.now(dt.timezone.utc)
         if message.channel != "shell" or not message.msg_type.endswith("_request"):
@@ -228,14 +229,14 @@ class JupyterKernel:
             while self._kept_bytes > self.buffer_bytes:
                 self._kept_bytes -= self._kept.popleft().size
 
-    def _server_message(self, channel: str, msg_type: str, content: dict[str, Any],
+    def server_message(self, channel: str, msg_type: str, content: dict[str, Any],
                         parent: dict[str, Any] | None) -> KernelMessage:
         header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "bi", "session": self.id,
                   "date": utcnow(), "version": protocol_version}
         return from_fields(channel, {"header": header, "parent_header": parent, "content": content}, [])
 
     def _notice(self, run: Run, text: str) -> None:
-        self._send(self._server_message("iopub", "stream", {"name": "stderr", "text": text}, run.request))
+        self._send(self.server_message("iopub", "stream", {"name": "stderr", "text": text}, run.request))
 
     # runs ----------------------------------------------------------------------
     def _start_run(self, request: dict[str, Any]) -> None:
@@ -274,10 +275,10 @@ class JupyterKernel:
         """Answer an execute_request that no kernel will run as a failed execution."""
         ename, evalue = error["ename"], error["evalue"]
         content = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
-        self._send(self._server_message("iopub", "error", content, request))
-        self._send(self._server_message("shell", "execute_reply",
+        self._send(self.server_message("iopub", "error", content, request))
+        self._send(self.server_message("shell", "execute_reply",
                                         {"status": "error", "execution_count": None, **content}, request))
-        self._send(self._server_message("iopub", "status", {"execution_state": "idle"}, request))
+        self._send(self.server_message("iopub", "status", {"execution_state": "idle"}, request))
 
     # the session's life --------------------------------------------------------
     def _session_event(self, event: dict[str, Any]) -> None:
@@ -285,7 +286,7 @@ class JupyterKernel:
             self._restarted()
         elif event["event"] == "broken":
             self._kernel_gone(error_output("KernelDead", event["reason"]))
-            self._send(self._server_message("iopub", "status", {"execution_state": "dead"}, None))
+            self._send(self.server_message("iopub", "status", {"execution_state": "dead"}, None))
         elif event["event"] == "closed":
             self._kernel_gone(error_output("KernelDead", f"the kernel was shut down ({event['reason']})"))
             for socket in list(self.sockets):
@@ -301,7 +302,7 @@ class JupyterKernel:
             self._kernel_gone(death_output(old.exited.result()))
         else:
             self._kernel_gone(error_output("KernelRestarted", "the kernel was restarted"))
-        self._send(self._server_message("iopub", "status", {"execution_state": "restarting"}, None))
+        self._send(self.server_message("iopub", "status", {"execution_state": "restarting"}, None))
         self._follow(self.session.kernel)
 
     def _kernel_gone(self, error: dict[str, Any]) -> None:

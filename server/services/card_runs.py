@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from traitlets.config import LoggingConfigurable
 
+from .. import json_io
 from ..errors import InvalidRequestError, NotFoundError
 from ..execution.pool import KernelPool
 from ..logs import audit
@@ -152,7 +153,7 @@ class CardRunner(LoggingConfigurable):
                      execution_time_ms: int) -> None:
         blob_key = f"results/{key}.json"
         with tempfile.NamedTemporaryFile("wb", suffix=".json") as file:
-            file.write(json.dumps(outputs, ensure_ascii=False).encode())
+            file.write(json_io.dumps(outputs))
             file.flush()
             await self.store.put_blob(blob_key, Path(file.name))
         await self.store.put_cached_result(CachedResult(key, blob_key, card_id, status, execution_time_ms, utcnow()))

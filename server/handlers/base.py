@@ -53,6 +53,7 @@ LIMIT_MESSAGES = {
     "minItems": "must have at least {limit} item{s}",
 }
 MAX_MESSAGE_CHARS = 300
+UNAVAILABLE_RETRY_SECONDS = 5  # Retry-After of a 503: an executor or the store may be back by then
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -182,6 +183,8 @@ class APIHandler(web.RequestHandler):
             body = {"code": exc.code, "message": exc.message, "details": exc.details}
             if isinstance(exc, RateLimitedError):
                 self.set_header("Retry-After", str(exc.retry_after))
+            elif status_code == 503:
+                self.set_header("Retry-After", str(UNAVAILABLE_RETRY_SECONDS))
             if isinstance(exc, AuthenticationError):
                 self.set_header("WWW-Authenticate", 'Bearer realm="bi"')
         elif status_code >= 500:

@@ -73,6 +73,9 @@ def from_fields(channel: str, fields: dict[str, Any], buffers: list[bytes]) -> K
     """A message from its JSON fields (``header``, ``parent_header``, ``metadata``, ``content``)."""
     if not isinstance(fields.get("header"), dict) or not fields["header"].get("msg_type"):
         raise BadFrame("a message needs a header with a msg_type")
+    for name in JSON_PARTS[1:]:
+        if not isinstance(fields.get(name) or {}, dict):
+            raise BadFrame(f"the {name} is not a JSON object")
     parts = [json_io.dumps(fields.get(name) or {}) for name in JSON_PARTS]
     return KernelMessage(channel, parts + buffers)
 

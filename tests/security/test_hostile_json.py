@@ -106,7 +106,7 @@ async def test_dashboard_socket_answers_bad_frames_and_stays_open(api):
     assert (await socket.receive())["type"] == "snapshot"
     for frame in [b"{not json", DEEP, b'{"type": "parameters", "values": {"x": NaN}}',
                   b'{"type": "parameters", "values": {"x": %s}}' % HUGE_INT,
-                  b'{"type": "parameters", "values": {"x": "\\ud800"}}', b'{"type": "unknown"}', b"[]"]:
+                  b'{"type": "parameters", "values": {"x": "\\ud800"}}', b'{"type": "unknown"}', b"[]", b"null"]:
         socket.connection.write_message(frame.decode())
         answer = await next_not_presence(socket)
         assert answer["type"] == "error" and answer["code"] == "bad_message", (frame[:40], answer)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ SEPARATORS = (",", ":")
 class _Refused:
     """Stands in for a literal the parser met but we refuse; found afterwards to name its pointer."""
 
-    __slots__ = ("reason", "message")
+    __slots__ = ("message", "reason")
 
     def __init__(self, reason: str, message: str):
         self.reason = reason

@@ -53,6 +53,7 @@ from ..models import User
 from ..services.card_runs import dataset_files
 from .base import log, refuse
 from .socket_base import JSONSocket
+
 CLIENT_MESSAGE = jsonschema.Draft202012Validator({
     "oneOf": [
         {"type": "object", "required": ["type", "code"], "additionalProperties": False,

@@ -21,8 +21,9 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jsonschema
 from hypothesis import HealthCheck, given, settings
@@ -34,6 +35,7 @@ from traitlets.config import Config
 
 import dashboards_spec
 from server import json_io
+from server.errors import BIError
 from server.handlers.auth import LOGIN_SCHEMA, NEW_USER_SCHEMA
 from server.handlers.card_socket import CLIENT_MESSAGE as CARD_MESSAGE
 from server.handlers.cards import RUN_SCHEMA
@@ -423,7 +425,7 @@ def until(server: LiveServer, connection: Any, last: Callable[[dict[str, Any]], 
 def accepts(validator: jsonschema.Draft202012Validator, frame: bytes) -> bool:
     try:
         return validator.is_valid(json_io.loads(frame, None))
-    except Exception:
+    except BIError:
         return False
 
 
@@ -487,7 +489,7 @@ def ws_case(server: LiveServer, sockets: Sockets, tally: Tally, data: st.DataObj
 def _is_kernel_message(text: str) -> bool:
     try:
         message = json_io.loads(text, None)
-    except Exception:
+    except BIError:
         return False
     return (isinstance(message, dict) and isinstance(message.get("header"), dict)
             and bool(message["header"].get("msg_type"))

@@ -12,11 +12,10 @@ import json
 import pytest
 from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
 
+from ..server.conftest import ADMIN_EMAIL
 from ..server.test_card_socket import connect
 from ..server.test_jupyter_api import KernelSocket, start_kernel
 from ..server.test_jupyter_api import connect as connect_kernel
-from ..server.test_sessions import root, start_cards  # noqa: F401 - fixtures
-from ..server.conftest import ADMIN_EMAIL, api, start_server  # noqa: F401 - fixtures
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 HUGE_INT = b"9" * 5000

@@ -20,9 +20,9 @@ from .fuzz_support import LiveServer, Tally, http_case, make_fixtures, routes, w
 
 HTTP_CASES = 8_500
 SOCKET_CASES = 1_500
-COMMON = dict(database=None, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
-settings.register_profile("json-fuzz-ci", derandomize=True, **COMMON)
-settings.register_profile("json-fuzz-dev", max_examples=300, **COMMON)
+COMMON = settings(database=None, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
+settings.register_profile("json-fuzz-ci", COMMON, derandomize=True)
+settings.register_profile("json-fuzz-dev", COMMON, max_examples=300)
 PROFILE = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "json-fuzz-ci"))
 
 

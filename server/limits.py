@@ -9,16 +9,8 @@ from __future__ import annotations
 
 from kernels.limits import ARROW_BYTES, OUTPUT_BYTES
 
-__all__ = [
-           "ARROW_BYTES",
-           "DASHBOARD_PENDING_BYTES",
-           "JSON_BODY_BYTES",
-           "JSON_DEPTH",
-           "JSON_INT_MAX",
-           "JSON_NUMBER_DIGITS",
-           "OUTPUT_BYTES",
-           "SOCKET_MESSAGE_BYTES",
-]
+__all__ = ["ARROW_BYTES", "DASHBOARD_PENDING_BYTES", "JSON_BODY_BYTES", "JSON_DEPTH", "JSON_INT_MAX",
+           "JSON_NUMBER_DIGITS", "OUTPUT_BYTES", "SOCKET_MESSAGE_BYTES"]
 
 JSON_BODY_BYTES = 1024 * 1024
 """A JSON request body, unless a route says otherwise."""

@@ -12,22 +12,10 @@ import structlog
 from tornado import web
 
 from .. import json_io
-from ..errors import (
-    AuthenticationError,
-    BIError,
-    ConflictError,
-    ExecutionTimeoutError,
-    InvalidJSONError,
-    InvalidRequestError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
-    PreconditionRequiredError,
-    RateLimitedError,
-    ServiceUnavailableError,
-    StoreClosedError,
-    UnprocessableError,
-)
+from ..errors import (AuthenticationError, BIError, ConflictError, ExecutionTimeoutError,
+                      InvalidJSONError, InvalidRequestError, NotFoundError, PayloadTooLargeError,
+                      PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
+                      ServiceUnavailableError, StoreClosedError, UnprocessableError)
 from ..limits import JSON_BODY_BYTES
 from ..models import User
 from ..services.auth import AuthService

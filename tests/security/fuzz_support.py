@@ -329,7 +329,7 @@ def routes(f: Fixtures) -> list[Route]:
         Route("GET", "/api/dashboards", None),
         Route("POST", "/api/dashboards", documents),
         Route("POST", "/api/dashboards/import", documents),
-        Route("PUT", f"/api/dashboards/{f.empty_dashboard_id}", valid(WRAPPED) | documents),
+        Route("PUT", f"/api/dashboards/{f.dashboard_id}", valid(WRAPPED) | documents),  # not watched: no re-runs
         Route("PUT", f"/api/dashboards/{f.dashboard_id}/shares", valid(SHARE)),
         Route("DELETE", f"/api/dashboards/{f.dashboard_id}/shares", valid(REVOKE)),
         Route("POST", f"/api/dashboards/{f.dashboard_id}/cards/total/run", st.just({}) | valid(RUN_SCHEMA)),

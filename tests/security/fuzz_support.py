@@ -264,7 +264,7 @@ def hostile_body(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
     @st.composite
     def cut(draw: Callable[..., Any]) -> bytes:
         text = json.dumps(draw(valid)).encode()
-        return text[:draw(st.integers(0, max(len(text) - 1, 0)))]
+        return text[:len(text) * draw(st.integers(0, 99)) // 100]  # a share: ids may differ between replays
 
     return st.one_of(
         spliced(), spliced(), cut(),

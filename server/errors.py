@@ -26,6 +26,12 @@ class InvalidRequestError(BIError):
     code = "bad_request"
 
 
+class InvalidJSONError(InvalidRequestError):
+    """The body or frame is not JSON within the limits (``details.reason``, ``details.pointer``)."""
+
+    code = "invalid_json"
+
+
 class AuthenticationError(BIError):
     """No credentials, or bad, expired or tampered ones."""
 

@@ -70,3 +70,13 @@ BACKGROUND_CPU_SECONDS = 5.0
 
 BACKGROUND_POLL_SECONDS = 2.0
 """How often the executor agents are asked for their kernels' CPU time."""
+
+# JSON from clients (server/json_io.py) -------------------------------------------------------------
+JSON_DEPTH = 64
+"""Arrays and objects nested in one JSON document (a dashboard document needs 6)."""
+
+JSON_NUMBER_DIGITS = 40
+"""Characters of one number literal: enough for any double (``-1.7976931348623157e+308``)."""
+
+JSON_INT_MAX = 2**63 - 1
+"""The largest magnitude of a whole number (what SQLite, Arrow and pandas hold as int64)."""

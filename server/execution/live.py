@@ -11,15 +11,13 @@ are documented in ``server/handlers/card_socket.py``.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
-from .. import limits
+from .. import json_io, limits
 from ..errors import BIError, ExecutionTimeoutError, NotFoundError
 from ..logs import get_logger
 from ..models import User
@@ -31,7 +29,7 @@ log = get_logger("bi.execution.live")
 
 
 class Socket(Protocol):
-    def send_frame(self, frame: str) -> None: ...
+    def send_frame(self, frame: str | bytes) -> None: ...
 
     def end(self, reason: str) -> None: ...
 
@@ -40,7 +38,7 @@ class LiveSession:
     def __init__(self, session: KernelSession, on_expired: Callable[[LiveSession], Any], replay_bytes: int):
         self.session = session
         self.on_expired = on_expired
-        self.sent: ReplayBuffer[str] = ReplayBuffer(replay_bytes)
+        self.sent: ReplayBuffer[bytes] = ReplayBuffer(replay_bytes)
         self._socket: Socket | None = None
         self._run: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
@@ -57,8 +55,8 @@ class LiveSession:
 
     def emit(self, message: dict[str, Any]) -> None:
         """Number, keep and send one message."""
-        text = json.dumps({"seq": self.seq + 1, **message}, ensure_ascii=False, default=str)
-        self.sent.append(text, sys.getsizeof(text))
+        text = json_io.dumps({"seq": self.seq + 1, **message}, default=str)
+        self.sent.append(text, len(text))
         if self._socket is not None:
             self._socket.send_frame(text)
 
@@ -76,7 +74,7 @@ class LiveSession:
         lost, texts = self.sent.since(after)
         if lost:
             log.info("replay_lost", session_id=self.id, after=after, lost=lost)
-            socket.send_frame(json.dumps({
+            socket.send_frame(json_io.dumps({
                 "type": "outputs_lost", "after": after, "lost": lost, "resumes_at": after + lost + 1,
                 "message": f"{lost} messages (outputs) sent while you were away are no longer kept: "
                            f"a session keeps its last {self.sent.max_bytes // (1024 * 1024)} MB. "

@@ -15,13 +15,13 @@ it: once the outputs of one execution pass the cap, one notice is added and the 
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from collections.abc import Callable
 
 from kernels.wire import BOKEH_COMM_TARGET
 
+from .. import json_io
 from ..errors import BIError
 from .sanitize import sanitize_output
 from .tables import take_arrow
@@ -102,7 +102,7 @@ class OutputCollector:
         output = sanitize_output(output)
         if output["output_type"] == "error" and output["ename"] == MEMORY_ERROR:
             output["evalue"] = f"the card exceeded the {self.memory_mb} MB memory limit"
-        self.size += len(json.dumps(output, ensure_ascii=False).encode())
+        self.size += len(json_io.dumps(output))
         if self.size > self.limit_bytes:
             self.truncated = True
             output = {"output_type": "stream", "name": "stderr", "text": truncation_notice(self.limit_bytes)}

@@ -3,7 +3,6 @@ shape, one log line."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -14,8 +13,9 @@ import structlog
 from tornado import web
 from tornado.http1connection import HTTP1Connection
 
+from .. import json_io
 from ..errors import (AuthenticationError, BIError, ConflictError, DatasetNotReadableError, ExecutionTimeoutError,
-                      InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
+                      InvalidJSONError, InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
                       PayloadTooLargeError, PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
                       ServiceUnavailableError, StoreClosedError, UnprocessableError)
 from ..client_address import TrustedProxies
@@ -28,6 +28,7 @@ from ..services.users import UserService
 
 STATUS_OF_ERROR: dict[type[BIError], int] = {
     InvalidRequestError: 400,
+    InvalidJSONError: 400,
     AuthenticationError: 401,
     PermissionDeniedError: 403,
     DatasetNotReadableError: 403,
@@ -58,6 +59,7 @@ LIMIT_MESSAGES = {
     "minItems": "must have at least {limit} item{s}",
 }
 MAX_MESSAGE_CHARS = 300
+UNAVAILABLE_RETRY_SECONDS = 5  # Retry-After of a 503: an executor or the store may be back by then
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -196,24 +198,19 @@ class APIHandler(web.RequestHandler):
 
     # bodies ------------------------------------------------------------------
     def json_body(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """The JSON body, validated against ``schema``; 400 naming the first problem otherwise."""
-        if len(self.request.body) > JSON_BODY_BYTES:
-            raise PayloadTooLargeError(f"A JSON body may have at most {JSON_BODY_BYTES} bytes.")
-        try:
-            body = json.loads(self.request.body or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidRequestError(f"The body is not valid JSON: {exc}.") from exc
+        """The JSON body (``json_io.loads``), validated against ``schema``; 400 naming the first problem otherwise."""
+        body = json_io.loads(self.request.body or b"null", JSON_BODY_BYTES)
         error = jsonschema.exceptions.best_match(
             jsonschema.Draft202012Validator(schema).iter_errors(body))
         if error is not None:
-            pointer = "/" + "/".join(str(p) for p in error.absolute_path)
+            pointer = json_io.pointer_of(list(error.absolute_path)) or "/"
             raise InvalidRequestError(f"{pointer}: {schema_message(error)}", {"pointer": pointer})
         return body
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+        self.finish(json_io.dumps(body))
 
     def int_argument(self, name: str, default: int | None) -> int | None:
         raw = self.get_query_argument(name, None)
@@ -238,6 +235,8 @@ class APIHandler(web.RequestHandler):
             body = {"code": exc.code, "message": exc.message, "details": exc.details}
             if isinstance(exc, RateLimitedError):
                 self.set_header("Retry-After", str(exc.retry_after))
+            elif status_code == 503:
+                self.set_header("Retry-After", str(UNAVAILABLE_RETRY_SECONDS))
             if isinstance(exc, AuthenticationError):
                 self.set_header("WWW-Authenticate", 'Bearer realm="bi"')
         elif status_code >= 500:

@@ -51,18 +51,20 @@ code 4008: it reconnects with ``?session=&after=`` to resume.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import jsonschema
 import structlog
+
+from .. import json_io
 from ..errors import BIError, InvalidRequestError
 from ..execution.live import LiveSession, LiveSessions
 from ..models import User
 from ..services.card_runs import card_data
 from .base import log, refuse
 from .socket_base import JSONSocket
+
 CLIENT_MESSAGE = jsonschema.Draft202012Validator({
     "oneOf": [
         {"type": "object", "required": ["type", "code"], "additionalProperties": False,
@@ -131,7 +133,7 @@ class CardSocket(JSONSocket):
         try:
             body = self.read_message_as(CLIENT_MESSAGE, message)
         except ValueError as reason:
-            self.send_frame(json.dumps({"type": "error", "code": "bad_message",
+            self.send_frame(json_io.dumps({"type": "error", "code": "bad_message",
                                        "message": f"Cannot use that message: {reason}. Send "
                                                   '{"type": "execute", "code": ...} or {"type": "interrupt"}.'}))
             return

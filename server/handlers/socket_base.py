@@ -8,14 +8,13 @@ token may come as a second subprotocol, ``bearer.<token>``, beside ``bi.v1``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import jsonschema
 from tornado import websocket
 
-from .. import limits
-from ..errors import AuthenticationError
+from .. import json_io, limits
+from ..errors import AuthenticationError, BIError
 from .base import log, origin_allowed
 
 SUBPROTOCOL = "bi.v1"
@@ -86,12 +85,14 @@ class JSONSocket(BoundedSocket):
         return origin_allowed(self.settings, origin) or super().check_origin(origin)
 
     def read_message_as(self, validator: jsonschema.Draft202012Validator, message: str | bytes) -> dict[str, Any]:
-        """The client's message if ``validator`` accepts it; ``ValueError`` with a reason otherwise."""
-        if len(message) > limits.SOCKET_MESSAGE_BYTES:
-            raise ValueError(f"messages are limited to {limits.SOCKET_MESSAGE_BYTES // 1024} KB")
+        """The client's message (``json_io.loads``) if ``validator`` accepts it; ``ValueError`` with a reason
+        otherwise."""
         try:
-            body = json.loads(message)
+            body = json_io.loads(message, limits.SOCKET_MESSAGE_BYTES)
+        except BIError as exc:
+            raise ValueError(exc.message.rstrip(".")) from None
+        try:
             validator.validate(body)
         except jsonschema.ValidationError as exc:
-            raise ValueError(exc.message) from None
+            raise ValueError(exc.message[:300]) from None
         return body

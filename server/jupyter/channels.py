@@ -3,9 +3,11 @@
 It speaks ``v1.kernel.websocket.jupyter.org`` when the client offers it and the legacy JSON form
 otherwise (``wire.py``), authenticates like the REST API (header or ``?token=``) before upgrading,
 and sets TCP_NODELAY: without it every message after the first of a reply waits out the client's
-delayed ACK (about 40 ms). A frame the server cannot read is logged and dropped; the socket stays.
-A client more than ``limits.SOCKET_PENDING_BYTES`` behind in reading is closed with code 4008; when
-it reconnects with its ``session_id`` it gets what the kernel sent meanwhile (``kernel.py``).
+delayed ACK (about 40 ms). A frame the server cannot use (not a kernel message, JSON past
+``json_io``'s limits, a channel clients do not send on) is answered with an iopub ``error`` message
+(``ename`` ``BadMessage``) and logged; the socket stays open. A client more than
+``limits.SOCKET_PENDING_BYTES`` behind in reading is closed with code 4008; when it reconnects with
+its ``session_id`` it gets what the kernel sent meanwhile (``kernel.py``).
 """
 
 from __future__ import annotations
@@ -62,11 +64,13 @@ class KernelChannelsHandler(BoundedSocket):
         assert self.kernel is not None
         try:
             message = decode(frame, self.selected_subprotocol)
+            self.kernel.receive(message)
         except BadFrame as exc:
-            log.warning("jupyter_frame_dropped", kernel_id=self.kernel.id, reason=str(exc))
+            log.warning("jupyter_frame_refused", kernel_id=self.kernel.id, reason=str(exc))
+            self.send(self.kernel.server_message("iopub", "error", {
+                "ename": "BadMessage", "evalue": f"Cannot use that message: {exc}.", "traceback": []}, None))
             return
         self.received += 1
-        self.kernel.receive(message)
 
     def send(self, message: KernelMessage) -> None:
         if self.ws_connection is None or self.ws_connection.is_closing():

@@ -138,13 +138,14 @@ class JupyterKernel:
         text = (f"\n[{lost} kernel messages (outputs) sent while this client was away or too slow to read "
                 f"them were dropped: a kernel keeps its last {self.buffer_bytes // (1024 * 1024)} MB for a "
                 "client that reconnects.]\n")
-        return self._server_message("iopub", "stream", {"name": "stderr", "text": text}, parent or None)
+        return self.server_message("iopub", "stream", {"name": "stderr", "text": text}, parent or None)
 
     def receive(self, message: KernelMessage) -> None:
-        """A message from a client: on to the kernel's channel (a shell request in its turn)."""
+        """A message from a client: on to the kernel's channel (a shell request in its turn).
+
+        ``BadFrame`` for a channel clients do not send on."""
         if message.channel not in CLIENT_CHANNELS:
-            log.warning("jupyter_message_ignored", kernel_id=self.id, channel=message.channel)
-            return
+            raise BadFrame(f"clients send on the channels {', '.join(CLIENT_CHANNELS)}, not {message.channel[:40]!r}")
         if (message.channel == "control" and message.msg_type not in CONTROL_REQUESTS
                 or message.channel == "shell" and message.msg_type not in SHELL_MESSAGES):
             self._refuse(message)
@@ -266,14 +267,14 @@ class JupyterKernel:
         if not self.sockets:
             self._kept.append(message, message.size)
 
-    def _server_message(self, channel: str, msg_type: str, content: dict[str, Any],
+    def server_message(self, channel: str, msg_type: str, content: dict[str, Any],
                         parent: dict[str, Any] | None) -> KernelMessage:
         header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "bi", "session": self.id,
                   "date": utcnow(), "version": protocol_version}
         return from_fields(channel, {"header": header, "parent_header": parent, "content": content}, [])
 
     def _notice(self, run: Run, text: str) -> None:
-        self._send(self._server_message("iopub", "stream", {"name": "stderr", "text": text}, run.request))
+        self._send(self.server_message("iopub", "stream", {"name": "stderr", "text": text}, run.request))
 
     # runs ----------------------------------------------------------------------
     def _start_run(self, request: dict[str, Any]) -> None:
@@ -319,12 +320,12 @@ class JupyterKernel:
         content = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
         msg_type = request["msg_type"]
         if msg_type == "execute_request":
-            self._send(self._server_message("iopub", "error", content, request))
+            self._send(self.server_message("iopub", "error", content, request))
         if msg_type.endswith("_request") and not replied:
             reply_type = msg_type.removesuffix("_request") + "_reply"
-            self._send(self._server_message("shell", reply_type,
+            self._send(self.server_message("shell", reply_type,
                                             {"status": "error", "execution_count": None, **content}, request))
-        self._send(self._server_message("iopub", "status", {"execution_state": "idle"}, request))
+        self._send(self.server_message("iopub", "status", {"execution_state": "idle"}, request))
 
     def _refuse(self, message: KernelMessage) -> None:
         """Answer a message no channel here serves with an error reply on its channel."""
@@ -333,7 +334,7 @@ class JupyterKernel:
             content = {**content, "ename": "UnknownMessageType",
                        "evalue": f"{message.msg_type} is not a shell message this kernel handles"}
         log.warning("jupyter_message_refused", kernel_id=self.id, channel=message.channel, msg_type=message.msg_type)
-        self._send(self._server_message(message.channel, reply_type, content, message.header))
+        self._send(self.server_message(message.channel, reply_type, content, message.header))
 
     # the session's life --------------------------------------------------------
     def _session_event(self, event: dict[str, Any]) -> None:
@@ -341,7 +342,7 @@ class JupyterKernel:
             self._restarted()
         elif event["event"] == "broken":
             self._kernel_gone(error_output("KernelDead", event["reason"]))
-            self._send(self._server_message("iopub", "status", {"execution_state": "dead"}, None))
+            self._send(self.server_message("iopub", "status", {"execution_state": "dead"}, None))
         elif event["event"] == "closed":
             self._kernel_gone(error_output("KernelDead", f"the kernel was shut down ({event['reason']})"))
             for socket in list(self.sockets):
@@ -357,7 +358,7 @@ class JupyterKernel:
             self._kernel_gone(death_output(old.exited.result()))
         else:
             self._kernel_gone(error_output("KernelRestarted", "the kernel was restarted"))
-        self._send(self._server_message("iopub", "status", {"execution_state": "restarting"}, None))
+        self._send(self.server_message("iopub", "status", {"execution_state": "restarting"}, None))
         self._follow(self.session.kernel)
 
     def _kernel_gone(self, error: dict[str, Any]) -> None:

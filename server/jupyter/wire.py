@@ -11,15 +11,21 @@ parts untouched; only the legacy form needs them parsed and re-encoded.
   "metadata", "content", "buffers": []}``, or, when it has buffers, one binary frame: the number n
   of pieces (4 bytes, big-endian), n offsets of 4 bytes, the JSON, then each buffer. Clients may
   send either. Buffers are never decoded as text (ipywidgets#3798).
+
+Every JSON part, from a client or a kernel, is read by ``json_io.loads`` (depth, numbers, no NaN,
+no lone surrogates); a client's message is checked whole when it arrives, a kernel's part when
+the server needs it. The frame's size is bounded by the websocket's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import struct
 from typing import Any
+
+from .. import json_io
+from ..errors import BIError
 
 V1 = "v1.kernel.websocket.jupyter.org"
 JSON_PARTS = ("header", "parent_header", "metadata", "content")
@@ -67,7 +73,10 @@ def from_fields(channel: str, fields: dict[str, Any], buffers: list[bytes]) -> K
     """A message from its JSON fields (``header``, ``parent_header``, ``metadata``, ``content``)."""
     if not isinstance(fields.get("header"), dict) or not fields["header"].get("msg_type"):
         raise BadFrame("a message needs a header with a msg_type")
-    parts = [json.dumps(fields.get(name) or {}).encode() for name in JSON_PARTS]
+    for name in JSON_PARTS[1:]:
+        if not isinstance(fields.get(name) or {}, dict):
+            raise BadFrame(f"the {name} is not a JSON object")
+    parts = [json_io.dumps(fields.get(name) or {}) for name in JSON_PARTS]
     return KernelMessage(channel, parts + buffers)
 
 
@@ -76,7 +85,10 @@ def decode(frame: str | bytes, protocol: str | None) -> KernelMessage:
     if protocol == V1:
         if not isinstance(frame, bytes):
             raise BadFrame("the v1 protocol sends binary frames")
-        return _decode_v1(frame)
+        message = _decode_v1(frame)
+        for part, name in zip(message.parts, JSON_PARTS, strict=False):
+            _json_object(part, name)
+        return message
     if isinstance(frame, bytes):
         fields, buffers = _split_legacy_binary(frame)
     else:
@@ -94,8 +106,8 @@ def encode(message: KernelMessage, protocol: str | None) -> str | bytes:
               "content": message.content, "channel": message.channel}
     buffers = message.parts[4:]
     if not buffers:
-        return json.dumps({**fields, "buffers": []})
-    pieces = [json.dumps(fields).encode(), *buffers]
+        return json_io.dumps({**fields, "buffers": []}).decode()
+    pieces = [json_io.dumps(fields), *buffers]
     offsets = [4 * (len(pieces) + 1)]
     for piece in pieces[:-1]:
         offsets.append(offsets[-1] + len(piece))
@@ -141,9 +153,9 @@ def _split_legacy_binary(frame: bytes) -> tuple[dict[str, Any], list[bytes]]:
 
 def _json_object(raw: str | bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadFrame(f"the {what} is not JSON") from exc
+        value = json_io.loads(raw, None)
+    except BIError as exc:
+        raise BadFrame(f"the {what}: {exc.message.rstrip('.')}") from None
     if not isinstance(value, dict):
         raise BadFrame(f"the {what} is not a JSON object")
     return value

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
+from .. import json_io
 from ..errors import DatasetNotReadableError, InvalidRequestError, NotFoundError
 from ..execution.pool import KernelPool
 from ..limits import CACHED_RESULTS_PER_VARIANT
@@ -207,7 +208,7 @@ class CardRunner(LoggingConfigurable):
                      outputs: list[dict[str, Any]], execution_time_ms: int) -> None:
         blob_key = f"results/{key}/{uuid.uuid4().hex}.json"  # blob keys are never overwritten
         with tempfile.NamedTemporaryFile("wb", suffix=".json") as file:
-            file.write(json.dumps(outputs, ensure_ascii=False).encode())
+            file.write(json_io.dumps(outputs))
             file.flush()
             await self.store.put_blob(blob_key, Path(file.name))
         replaced = await self.store.get_cached_result(key)

@@ -15,13 +15,13 @@ against quota eviction (``services/output_tables.py``) until another output repl
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any, Protocol
 
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
+from .. import json_io
 from ..errors import BIError, NotFoundError
 from ..logs import get_logger
 from ..models import Dashboard, DashboardVersion, User
@@ -38,13 +38,14 @@ PRESENCE_DELAY = 0.2  # seconds over which joins and leaves make one presence me
 class Viewer(Protocol):
     user: User
 
-    def send_frame(self, frame: str) -> None: ...
+    def send_frame(self, frame: bytes) -> None: ...
 
     def end(self, code: int, reason: str) -> None: ...
 
 
-def frame_of(message: dict[str, Any]) -> str:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+def frame_of(message: dict[str, Any]) -> bytes:
+    """One text frame for viewers, written once for all of them."""
+    return json_io.dumps(message)
 
 
 class Room:

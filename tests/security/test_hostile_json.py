@@ -1,0 +1,172 @@
+"""Known hostile JSON against the real server: huge numbers, deep nesting, lone surrogates, NaN.
+
+Each once got a 500, or was stored and then broke every response that carried it. Every one must
+be a 400 ``invalid_json`` naming where the problem is, on HTTP routes and websockets alike, and a
+socket that got a bad frame answers it and stays open.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
+
+from ..server.conftest import ADMIN_EMAIL
+from ..server.test_card_socket import connect
+from ..server.test_jupyter_api import KernelSocket, start_kernel
+from ..server.test_jupyter_api import connect as connect_kernel
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+HUGE_INT = b"9" * 5000
+HOSTILE_VALUES = {
+    "huge_int": HUGE_INT,
+    "long_fraction": b"0." + b"1" * 5000,
+    "out_of_range_float": b"1e400",
+    "nan": b"NaN",
+    "infinity": b"Infinity",
+    "minus_infinity": b"-Infinity",
+    "lone_surrogate": b'"\\ud800x"',
+    "lone_low_surrogate": b'"x\\udc00"',
+    "deep": DEEP,
+}
+
+
+def strict(body: bytes) -> object:
+    """``body`` as JSON, refusing NaN and Infinity as browsers do."""
+    def refuse(name: str) -> None:
+        raise AssertionError(f"the response carries {name}")
+    return json.loads(body, parse_constant=refuse)
+
+
+def assert_invalid_json(response, pointer: str | None = None) -> None:
+    assert response.code == 400, response.body[:300]
+    error = strict(response.body)["error"]
+    assert error["code"] == "invalid_json" and error["message"]
+    if pointer is not None:
+        assert error["details"]["pointer"] == pointer, error
+
+
+@pytest.mark.parametrize("name", HOSTILE_VALUES)
+async def test_login_refuses_hostile_values(api, name):
+    """The anonymous sign-in route: each hostile value as the password is a 400 naming /password."""
+    value = HOSTILE_VALUES[name]
+    body = b'{"email": "%s", "password": %s}' % (ADMIN_EMAIL.encode(), value)
+    response = await api.fetch("POST", "/api/auth/login", body=body, headers={"Content-Type": "application/json"})
+    assert_invalid_json(response, None if name == "deep" else "/password")
+
+
+@pytest.mark.parametrize("raw", [DEEP, b'{"a":' * 50_000 + b"1" + b"}" * 50_000, HUGE_INT, b"NaN",
+                                 b'"\\udfff"', b"\xff\xfe{}", b'{"email": "a\xed\xa0\x80"}'])
+async def test_login_refuses_hostile_documents(api, raw):
+    """Whole bodies that are hostile JSON, or not UTF-8, are 400s too."""
+    response = await api.fetch("POST", "/api/auth/login", body=raw, headers={"Content-Type": "application/json"})
+    assert_invalid_json(response)
+
+
+@pytest.mark.parametrize("default, pointer", [
+    (b"NaN", "/parameters/0/default"),
+    (b"-Infinity", "/parameters/0/default"),
+    (b"1e999", "/parameters/0/default"),
+    (b"1" * 400, "/parameters/0/default"),
+])
+async def test_card_parameter_defaults_are_finite(api, default, pointer):
+    """A number parameter's default is a finite number of sensible size, or the card is refused."""
+    token = await api.login()
+    body = (b'{"title": "t", "code": "", "parameters": [{"name": "x", "type": "number", "default": %s}]}'
+            % default)
+    response = await api.fetch("POST", "/api/cards", token=token, body=body)
+    assert_invalid_json(response, pointer)
+    assert strict((await api.fetch("GET", "/api/cards", token=token)).body) == {"cards": []}
+
+
+async def test_nan_in_a_dashboard_never_reaches_a_viewer(api):
+    """A NaN default is refused; one already stored (written before this check) goes out as null."""
+    token = await api.login()
+    body = (b'{"schemaVersion": 1, "title": "d", "cards": [], "layout": [],'
+            b' "parameters": [{"name": "x", "type": "number", "default": NaN}]}')
+    assert_invalid_json(await api.fetch("POST", "/api/dashboards", token=token, body=body),
+                        "/parameters/0/default")
+    user = await api.app.store_instance.get_user_by_email(ADMIN_EMAIL)
+    document = {"schemaVersion": 1, "title": "old", "cards": [], "layout": [],
+                "parameters": [{"name": "x", "type": "number", "default": float("nan")}]}
+    await api.app.dashboard_hub.dashboards.create(user, document)
+    listed = strict((await api.fetch("GET", "/api/dashboards", token=token)).body)
+    assert listed["dashboards"][0]["document"]["parameters"][0]["default"] is None
+
+
+async def test_dashboard_socket_answers_bad_frames_and_stays_open(api):
+    """Each hostile frame gets a bad_message error; the socket then still answers a resync."""
+    token = await api.login()
+    created = await api.fetch("POST", "/api/dashboards", token=token,
+                              json_body={"schemaVersion": 1, "title": "d", "cards": [], "layout": []})
+    assert created.code == 201, created.body
+    socket = await connect(api, token, path=f"/api/dashboards/{created.json()['id']}/ws")
+    assert (await socket.receive())["type"] == "snapshot"
+    for frame in [b"{not json", DEEP, b'{"type": "parameters", "values": {"x": NaN}}',
+                  b'{"type": "parameters", "values": {"x": %s}}' % HUGE_INT,
+                  b'{"type": "parameters", "values": {"x": "\\ud800"}}', b'{"type": "unknown"}', b"[]", b"null"]:
+        socket.connection.write_message(frame.decode())
+        answer = await next_not_presence(socket)
+        assert answer["type"] == "error" and answer["code"] == "bad_message", (frame[:40], answer)
+    socket.send(type="resync")
+    assert (await next_not_presence(socket))["type"] == "snapshot"
+    socket.close()
+
+
+async def next_not_presence(socket) -> dict:
+    while True:
+        message = await socket.receive(timeout=10)
+        if message["type"] != "presence":
+            return message
+
+
+async def test_card_socket_answers_bad_frames_and_stays_open(start_cards):
+    """The card editor's socket: bad frames get bad_message, and the next run still works."""
+    api = await start_cards()
+    socket = await connect(api, await api.login())
+    assert (await socket.receive())["type"] == "session"
+    for frame in [DEEP, b'{"type": "execute", "code": "1", "run_id": NaN}',
+                  b'{"type": "execute", "code": "\\udc00"}', b'{"type": "execute", "code": %s}' % HUGE_INT]:
+        socket.connection.write_message(frame.decode())
+        answer = await socket.receive(timeout=10)
+        assert answer["type"] == "error" and answer["code"] == "bad_message", (frame[:40], answer)
+    socket.send(type="execute", run_id="after", code="21 * 2")
+    outputs = [m["output"] for m in await socket.until("done") if m["type"] == "output"]
+    assert outputs[0]["data"]["text/plain"] == "42"
+    socket.close()
+
+
+HOSTILE_KERNEL_MESSAGES = [  # (header, content) as raw JSON
+    (b'{"msg_type": "kernel_info_request", "msg_id": NaN}', b"{}"),
+    (b'{"msg_type": "kernel_info_request", "msg_id": "\\ud800"}', b"{}"),
+    (b'{"msg_type": "kernel_info_request", "msg_id": "a"}', b'{"x":' * 1000 + b"1" + b"}" * 1000),
+    (b'{"msg_type": "kernel_info_request", "msg_id": "b"}', b'{"x": %s}' % HUGE_INT),
+]
+
+
+def kernel_frame(header: bytes, content: bytes, v1: bool, channel: str = "shell") -> bytes | str:
+    if v1:
+        return serialize_msg_to_ws_v1([header, b"{}", b"{}", content], channel)
+    return (b'{"channel": "%s", "header": %s, "parent_header": {}, "metadata": {}, "content": %s}'
+            % (channel.encode(), header, content)).decode()
+
+
+@pytest.mark.parametrize("v1", [True, False], ids=["v1", "legacy"])
+async def test_jupyter_socket_answers_bad_frames_and_stays_open(start_cards, v1):
+    """A Jupyter client's unusable frame gets an error message back; the kernel still answers."""
+    api = await start_cards()
+    token = await api.login()
+    kernel = await start_kernel(api, token)
+    socket: KernelSocket = await connect_kernel(api, token, kernel["id"], v1=v1)
+    frames = [kernel_frame(header, content, v1) for header, content in HOSTILE_KERNEL_MESSAGES]
+    frames += [kernel_frame(b'{"msg_type": "kernel_info_request", "msg_id": "c"}', b"{}", v1, channel="iopub"),
+               DEEP if v1 else DEEP.decode(), b"\x00" * 7 + b"\x09garbage"]
+    for frame in frames:
+        socket.connection.write_message(frame, binary=isinstance(frame, bytes))
+        answer = await socket.receive(timeout=10)
+        assert answer["msg_type"] == "error" and answer["content"]["ename"] == "BadMessage", answer
+    msg_id = socket.send("kernel_info_request", {})
+    replies = await socket.answers(msg_id)
+    assert any(m["msg_type"] == "kernel_info_reply" for m in replies)
+    socket.close()

@@ -60,7 +60,7 @@ def loads(raw: str | bytes, max_bytes: int | None) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidJSONError(f"The JSON is not UTF-8 text (byte {exc.start} cannot be decoded).",
                                {"reason": "encoding", "position": exc.start}) from None
-    _check_depth(data)
+    check_depth(data)
     refused: list[_Refused] = []
     try:
         value = json.loads(text, parse_int=_reader_of(_int, refused), parse_float=_reader_of(_float, refused),
@@ -90,15 +90,15 @@ def pointer_of(path: list[str | int]) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
 
 
-def _check_depth(data: bytes) -> None:
-    """Refuse nesting deeper than ``JSON_DEPTH``, counting brackets outside strings, without parsing."""
+def check_depth(data: bytes, limit: int = JSON_DEPTH) -> None:
+    """Refuse nesting deeper than ``limit``, counting brackets outside strings, without parsing."""
     brackets = STRING.sub(b"", data).translate(None, NOT_BRACKETS)
-    if len(brackets) <= JSON_DEPTH:
+    if len(brackets) <= limit:
         return
     depth = np.cumsum(STEP[np.frombuffer(brackets, dtype=np.uint8)])
-    if int(depth.max()) > JSON_DEPTH:
-        raise InvalidJSONError(f"The JSON nests deeper than {JSON_DEPTH} levels of arrays and objects.",
-                               {"reason": "too_deep", "limit": JSON_DEPTH})
+    if int(depth.max()) > limit:
+        raise InvalidJSONError(f"The JSON nests deeper than {limit} levels of arrays and objects.",
+                               {"reason": "too_deep", "limit": limit})
 
 
 def _reader_of(parse: Any, refused: list[_Refused]) -> Any:

@@ -68,6 +68,10 @@ BACKGROUND_BYTES = 1024 * 1024
 BACKGROUND_CPU_SECONDS = 5.0
 """CPU seconds a kernel may use outside runs before it is restarted."""
 
+KERNEL_JSON_DEPTH = 512
+"""Arrays and objects nested in one JSON part of a kernel message (a Bokeh layout nests deeply, yet
+far less): checked before the part is parsed, so a hostile kernel cannot exhaust the parser's stack."""
+
 BACKGROUND_POLL_SECONDS = 2.0
 """How often the executor agents are asked for their kernels' CPU time."""
 

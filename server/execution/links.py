@@ -4,18 +4,26 @@ Every socket of a kernel client refuses a message part over ``max_bytes`` (``zmq
 while reading its header, before anything is allocated; ZeroMQ then drops that connection (and
 reconnects), with no error to the reader. ``dropped`` waits for such a drop on any channel, so
 that the pool can tell a kernel that sent too much (it is alive, yet a link dropped) from one that
-died (its exit comes from the agent).
+died (its exit comes from the agent). Each JSON part of a message is checked for depth before it is
+parsed (``json_io.check_depth``, ``limits.KERNEL_JSON_DEPTH``): a part past it is a bad part (``ValueError``), dropped like one
+with a bad signature.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from typing import Any
 
 import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 from zmq.utils.monitor import parse_monitor_message
+
+from .. import json_io
+from ..limits import KERNEL_JSON_DEPTH
+from ..errors import BIError
 
 CHANNELS = ("shell", "iopub", "stdin", "control")
 
@@ -23,6 +31,16 @@ CHANNELS = ("shell", "iopub", "stdin", "control")
 def bound_messages(client: AsyncKernelClient, max_bytes: int) -> None:
     """Make every socket ``client`` creates from now on refuse message parts over ``max_bytes``."""
     client.context.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+    client.session.unpack = unpack_part
+
+
+def unpack_part(data: bytes) -> Any:
+    """One JSON part of a kernel message, nested no deeper than ``json_io`` allows; ``ValueError`` if not."""
+    try:
+        json_io.check_depth(data, KERNEL_JSON_DEPTH)
+    except BIError as exc:
+        raise ValueError(exc.message) from None
+    return json.loads(data)
 
 
 async def dropped(client: AsyncKernelClient) -> str:

@@ -170,3 +170,22 @@ async def test_jupyter_socket_answers_bad_frames_and_stays_open(start_cards, v1)
     replies = await socket.answers(msg_id)
     assert any(m["msg_type"] == "kernel_info_reply" for m in replies)
     socket.close()
+
+
+def test_kernel_message_parts_are_checked_for_depth_before_parsing():
+    """A hostile kernel's deeply nested message part is a bad part (dropped like a bad signature),
+    never a RecursionError in the reader; ordinary parts, Bokeh-deep ones included, still parse."""
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    from server.execution.links import bound_messages, unpack_part
+    from server.limits import KERNEL_JSON_DEPTH
+
+    client = AsyncKernelClient()
+    bound_messages(client, 1 << 20)
+    with pytest.raises(ValueError, match="nests deeper"):
+        client.session.unpack(b"[" * 100_000 + b"]" * 100_000)
+    deep_but_fine = b"[" * KERNEL_JSON_DEPTH + b"]" * KERNEL_JSON_DEPTH
+    assert unpack_part(deep_but_fine) is not None
+    message = client.session.msg("display_data", {"data": {"text/plain": "[[1]]"}})
+    parts = client.session.serialize(message)
+    assert client.session.deserialize(client.session.feed_identities(parts)[1])["content"] == message["content"]

@@ -9,38 +9,40 @@ import { UploadProgress } from "../components/progress";
 import { h } from "../dom";
 import { bytes } from "../format";
 import { readOptionsFields } from "./read-options";
+import { t } from "../i18n";
 
 export function uploadProblem(error: unknown): HTMLElement {
-  if (!(error instanceof ApiError)) return banner("error", "The upload failed.", [String(error)]);
-  if (error.code === "aborted") return banner("info", "Upload cancelled.");
+  if (!(error instanceof ApiError)) return banner("error", t("upload.failed"), [String(error)]);
+  if (error.code === "aborted") return banner("info", t("upload.cancelled"));
   if (error.status === 413) {
     const limit = error.details.limit_bytes;
-    return banner("error", "This file is too large to upload.", [
-      typeof limit === "number" ? `The largest file this server takes is ${bytes(limit)}.` : "The server refused a file of this size.",
-      "Split it into smaller files, or drop columns you do not need, and upload again.",
+    return banner("error", t("upload.tooLarge"), [
+      typeof limit === "number" ? t("upload.limit", { limit: bytes(limit) }) : t("upload.limitUnknown"),
+      t("upload.split"),
     ]);
   }
   if (error.status === 422) {
+    // The server's reason names the problem in the file (in English): shown as it is, below ours.
     const line = error.details.line;
     return banner(
       "error",
-      typeof line === "number" ? `The file could not be read: a problem on line ${line}.` : "The file could not be read.",
-      [error.message, "If it uses another encoding or delimiter, pick them under “Reading options” and upload again. Nothing was stored."],
+      typeof line === "number" ? t("upload.unreadableLine", { line: String(line) }) : t("upload.unreadable"),
+      [t("upload.tryOptions"), h("p", { class: "muted small server-message" }, error.serverMessage)],
     );
   }
-  return banner("error", "The upload failed.", [error.message]);
+  return banner("error", t("upload.failed"), [error.message]);
 }
 
 // `into`: upload a new version of that dataset instead of a new dataset.
 export function uploadPanel(onUploaded: (dataset: Dataset) => void, into?: string): HTMLElement {
   const status = h("div", { class: "upload-status" });
-  const name = h("input", { name: "name", placeholder: "From the file name", maxlength: 200 });
+  const name = h("input", { name: "name", placeholder: t("upload.namePlaceholder"), maxlength: 200 });
   const options = readOptionsFields();
   const details = h(
     "details",
     { class: "read-options" },
-    h("summary", {}, "Reading options"),
-    h("div", { class: "fields" }, into ? null : h("label", { class: "field" }, "Dataset name", name), options.element),
+    h("summary", {}, t("upload.options")),
+    h("div", { class: "fields" }, into ? null : h("label", { class: "field" }, t("upload.name"), name), options.element),
   );
 
   const start = (file: File) => {
@@ -64,7 +66,7 @@ export function uploadPanel(onUploaded: (dataset: Dataset) => void, into?: strin
   return h(
     "section",
     { class: "upload-panel" },
-    dropzone(".csv,.tsv,.txt,text/csv", "CSV or TSV · UTF-8, Shift_JIS (CP932) or EUC-JP · comma, tab, semicolon or pipe", start),
+    dropzone(".csv,.tsv,.txt,text/csv", t("dropzone.hint"), start),
     details,
     status,
   );

@@ -1,0 +1,73 @@
+// The UI's language: the message catalogs (ja.ts, en.ts), t(key, params), and the current locale,
+// which is the signed-in user's (their choice, or their browser's until they choose) and, before
+// sign-in, the browser's.
+
+import { en } from "./en";
+import { ja, type MessageKey } from "./ja";
+
+export type { MessageKey } from "./ja";
+export type Locale = "ja" | "en";
+export type Params = Record<string, string | number>;
+
+export const LOCALES: Locale[] = ["ja", "en"];
+const CATALOGS: Record<Locale, Record<MessageKey, string>> = { ja, en };
+const REMEMBERED = "bi.locale";
+
+// The first of our languages the browser asks for; Japanese when it asks for neither.
+export function browserLocale(): Locale {
+  for (const tag of navigator.languages ?? [navigator.language]) {
+    const base = tag.toLowerCase().split("-")[0];
+    if (base === "ja" || base === "en") return base;
+  }
+  return "ja";
+}
+
+function remembered(): Locale | null {
+  try {
+    const value = localStorage.getItem(REMEMBERED);
+    return value === "ja" || value === "en" ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+let current: Locale = remembered() ?? browserLocale();
+document.documentElement.lang = current;
+
+export function locale(): Locale {
+  return current;
+}
+
+// Switches the language (the caller re-renders); remembered for the sign-in page of this browser.
+export function setLocale(next: Locale): void {
+  current = next;
+  document.documentElement.lang = next;
+  try {
+    localStorage.setItem(REMEMBERED, next);
+  } catch {
+    // private mode: the language still applies to this page
+  }
+}
+
+const numbers: Partial<Record<Locale, Intl.NumberFormat>> = {};
+
+// A number with the locale's digit grouping: 194,852,276.
+export function count(n: number): string {
+  return (numbers[current] ??= new Intl.NumberFormat(current)).format(n);
+}
+
+// The message `key` in the current language. {name} takes params.name (numbers grouped);
+// {n|one|many} picks a form by whether n is 1 (English plurals).
+export function t(key: MessageKey, params: Params = {}): string {
+  return CATALOGS[current][key].replace(/\{(\w+)(?:\|([^|}]*)\|([^}]*))?\}/g, (whole, name: string, one?: string, many?: string) => {
+    const value = params[name];
+    if (value === undefined) return whole;
+    if (one !== undefined) return Number(value) === 1 ? one : many ?? one;
+    return typeof value === "number" ? count(value) : value;
+  });
+}
+
+// Whether the catalog has `key` (for codes that come from the server).
+export function has(key: string): key is MessageKey {
+  return key in ja;
+}

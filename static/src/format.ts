@@ -14,7 +14,7 @@ export function bytes(n: number): string {
     value /= 1024;
     unit += 1;
   }
-  return `${value.toLocaleString(locale(), { maximumFractionDigits: value < 10 ? 1 : 0 })} ${units[unit]}`;
+  return `${value.toLocaleString(locale(), { minimumFractionDigits: value < 10 ? 1 : 0, maximumFractionDigits: value < 10 ? 1 : 0 })} ${units[unit]}`;
 }
 
 // A running clock: 0.4秒 / 0.4 s.

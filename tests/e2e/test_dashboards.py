@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import Browser, Page, expect
 
-from .conftest import api, screenshot, sign_in, token_of
+from .conftest import CONTEXT, api, screenshot, sign_in, token_of
 
 PASSWORD = "a long enough password"
 CODE = """from bokeh.plotting import figure
@@ -27,7 +27,7 @@ def add_user(bi, token: str, email: str, name: str) -> None:
 
 def sign_in_as(browser: Browser, bi, email: str, next_path: str, errors: list[str]) -> Page:
     """A second browser context, signed in as someone else; what its page throws goes to ``errors``."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP", timezone_id="Asia/Tokyo")
+    context = browser.new_context(**CONTEXT)
     page = context.new_page()
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{bi.url}/signin?next={next_path}")

@@ -68,7 +68,7 @@ export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
     "tr",
     {},
     ...source.columns.map((column, i) =>
-      h("th", { scope: "col", class: i < index ? "index" : NUMERIC.test(column.dtype ?? "") ? "num" : null, title: column.dtype ?? null }, column.name, column.dtype ? h("span", { class: "dtype" }, column.dtype) : null),
+      h("th", { scope: "col", class: i < index ? "index" : NUMERIC.test(column.dtype ?? "") ? "num" : null, title: column.dtype ?? null }, column.name, column.dtype ? h("code", { class: "dtype" }, column.dtype) : null),
     ),
   );
   void go(0);

@@ -71,3 +71,14 @@ export function t(key: MessageKey, params: Params = {}): string {
 export function has(key: string): key is MessageKey {
   return key in ja;
 }
+
+// The message with elements in place of its {name} placeholders: t("editor.outputsHint") with
+// {keys: <kbd>Ctrl</kbd>…}.
+export function tWith(key: MessageKey, nodes: Record<string, Node | Node[]>, params: Params = {}): (Node | string)[] {
+  return t(key, params)
+    .split(/(\{\w+\})/)
+    .flatMap((part): (Node | string)[] => {
+      const node = /^\{(\w+)\}$/.exec(part) && nodes[part.slice(1, -1)];
+      return node ? (Array.isArray(node) ? node : [node]) : part ? [part] : [];
+    });
+}

@@ -100,11 +100,12 @@ export const ja = {
   "datasets.col.size": "サイズ",
   "datasets.col.version": "バージョン",
   "datasets.empty": "データセットはまだありません",
-  "datasets.emptyHint": "上でCSVをアップロードしてください。カードからは load_dataset(\"名前\") で読み込めます。",
+  "datasets.emptyHint": "上でCSVをアップロードしてください。カードからは {code} で読み込めます。",
+  "datasets.emptyCode": "load_dataset(\"データセット名\")",
   "dataset.back": "データセット一覧",
   "dataset.newCard": "このデータセットで新しいカード",
   "dataset.preview": "プレビュー",
-  "dataset.readAs": "{encoding}、{delimiter}区切りとして読み込みました：{rows}行。",
+  "dataset.readAs": "文字コード{encoding}、{delimiter}区切りで読み込みました（{rows}行）。",
   "dataset.guessTitle": "プレビューを確認してください：文字コードは推定です。",
   "dataset.guessBody": "文字コードの推定の確かさは{percent}%です。下の文字が化けている場合は、「再読み込み」で正しい文字コードを指定して読み込み直してください。",
   "dataset.uploaded": "アップロードしました。",
@@ -257,7 +258,7 @@ export const ja = {
   "presence.onlyYou": "閲覧しているのはあなただけです",
   "presence.you": "{name}（あなた）",
   "presence.count": "他{n}人が閲覧中",
-  "presence.alone": "あなただけ",
+  "presence.alone": "あなただけが閲覧中",
 
   // カードの追加
   "addCard.title": "カードを追加",

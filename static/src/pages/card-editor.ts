@@ -14,15 +14,14 @@ import { addToDashboardButton } from "../dashboards/add-to-dashboard";
 import { h } from "../dom";
 import { OutputArea } from "../outputs/area";
 import type { Page } from "../router";
-import { t, type MessageKey } from "../i18n";
+import { t, tWith, type MessageKey } from "../i18n";
 
 const DONE_TEXT: Record<string, MessageKey> = { ok: "run.ok", error: "run.error", timeout: "run.timeout", aborted: "run.aborted" };
 
 // `preselect`: the datasets a new card starts with ("New card from this dataset").
 // "Press Ctrl+Enter or ▶ Run", with the keys as keys.
 function keysHint(): (Node | string)[] {
-  const [before, after] = t("editor.outputsHint").split("{keys}");
-  return [before, h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Enter"), after];
+  return tWith("editor.outputsHint", { keys: [h("kbd", {}, "Ctrl"), document.createTextNode("+"), h("kbd", {}, "Enter")] });
 }
 
 export async function cardEditorPage(cardId: string | null, rename: (path: string) => void, preselect: string[] = []): Promise<Page> {

@@ -3,7 +3,7 @@
 import { datasetsApi, type Dataset } from "../api/datasets";
 import { h } from "../dom";
 import { ago, bytes, count, when } from "../format";
-import { t } from "../i18n";
+import { t, tWith } from "../i18n";
 import type { Page } from "../router";
 import { delimiterName } from "./read-options";
 import { uploadPanel } from "./upload-panel";
@@ -37,7 +37,7 @@ export async function datasetsPage(navigate: (to: string) => void): Promise<Page
         h("thead", {}, h("tr", {}, ...(["datasets.col.name", "datasets.col.rows", "datasets.col.columns", "datasets.col.readAs", "datasets.col.size", "datasets.col.version"] as const).map((key, i) => h("th", { scope: "col", class: i === 1 || i === 2 || i === 4 ? "num" : null }, t(key))))),
         h("tbody", {}, datasets.map(row)),
       )
-    : h("div", { class: "empty" }, h("h2", {}, t("datasets.empty")), h("p", { class: "muted" }, t("datasets.emptyHint")));
+    : h("div", { class: "empty" }, h("h2", {}, t("datasets.empty")), h("p", { class: "muted" }, ...tWith("datasets.emptyHint", { code: h("code", {}, t("datasets.emptyCode")) })));
   return {
     element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, t("datasets.title"))), upload, h("h2", { class: "section-title" }, t("datasets.all")), list),
   };

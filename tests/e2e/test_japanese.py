@@ -1,0 +1,102 @@
+"""A Japanese browser gets the Japanese UI: sign-in, datasets and dashboards read in Japanese, dates
+and numbers as in Japan; switching to English in the user menu sticks to the account."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Browser, Page, expect
+
+from .conftest import CONTEXT, api, screenshot, token_of
+from .test_datasets import choose_file, cp932_csv
+
+# Words that may stay in Latin letters on a Japanese page: product and format names.
+ALLOWED = {"BI", "Cards", "CSV", "TSV", "UTF", "Shift_JIS", "CP932", "EUC", "JP", "BOM", "Bokeh", "Python",
+           "English"}
+LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
+EMAIL = "sato@example.com"
+PASSWORD = "a long enough password"
+
+
+def latin_words(page: Page) -> list[str]:
+    """Words of three or more Latin letters in the visible text, outside code, emails and the
+    user's own names (the page marks none of these: they are removed before reading)."""
+    text = page.evaluate("""() => {
+        const copy = document.body.cloneNode(true);
+        copy.querySelectorAll("code, kbd, pre, .cm-editor, .user-email, select option:not(:checked), dialog:not([open])")
+            .forEach((el) => el.remove());
+        document.body.append(copy);
+        copy.style.position = "absolute"; copy.style.left = "-10000px";
+        const text = copy.innerText;
+        copy.remove();
+        return text;
+    }""")
+    return [word for word in LATIN_WORD.findall(text) if word not in ALLOWED and word.upper() not in ALLOWED]
+
+
+def test_japanese_browser_sees_japanese(browser: Browser, bi):
+    status, body = api(bi, "POST", "/api/users", {"email": EMAIL, "name": "佐藤 健", "password": PASSWORD},
+                       token=token_of(bi))
+    assert status == 201, body
+    token = api(bi, "POST", "/api/auth/login", {"email": EMAIL, "password": PASSWORD})[1]["access_token"]
+    status, _ = api(bi, "POST", "/api/dashboards", {"schemaVersion": 1, "title": "月次売上", "cards": [], "layout": []},
+                    token=token)
+    assert status == 201
+    context = browser.new_context(**{**CONTEXT, "locale": "ja-JP"})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{bi.url}/signin?next=/datasets")
+        expect(page.get_by_role("heading", name="ログイン")).to_be_visible()
+        assert page.evaluate("document.documentElement.lang") == "ja"
+        assert latin_words(page) == []
+        screenshot(page, "ja-signin")
+
+        page.get_by_label("メールアドレス").fill(EMAIL)
+        page.get_by_label("パスワード").fill("not the password")
+        page.get_by_role("button", name="ログイン").click()
+        expect(page.get_by_role("alert")).to_have_text("メールアドレスまたはパスワードが正しくありません。")
+        page.get_by_label("パスワード").fill(PASSWORD)
+        page.get_by_role("button", name="ログイン").click()
+        expect(page.get_by_role("heading", name="データセット", exact=True)).to_be_visible()
+        assert latin_words(page) == []
+        screenshot(page, "ja-datasets-empty")
+
+        # A Shift_JIS upload: the dataset page and the list in Japanese, with grouped numbers.
+        choose_file(page, "売上データ.csv", cp932_csv(1200))
+        expect(page.get_by_role("heading", name="売上データ")).to_be_visible()
+        expect(page.get_by_text("1,200行中 1〜50行目")).to_be_visible()
+        expect(page.locator(".fact dd").first).to_have_text("1,200")
+        assert latin_words(page) == []
+        screenshot(page, "ja-dataset", also_wide=True)
+        page.get_by_role("link", name="データセット", exact=True).click()
+        expect(page.get_by_role("link", name="売上データ")).to_be_visible()
+        expect(page.locator("table.list tbody td").nth(5)).to_have_text(re.compile(r"^v1 · (たった今|\d+分前)$"))
+        assert latin_words(page) == []
+        screenshot(page, "ja-datasets")
+
+        page.get_by_role("link", name="ダッシュボード", exact=True).click()
+        expect(page.get_by_role("heading", name="ダッシュボード", exact=True)).to_be_visible()
+        expect(page.get_by_role("link", name="月次売上")).to_be_visible()
+        expect(page.get_by_text("オーナー", exact=True)).to_be_visible()
+        assert latin_words(page) == []
+        screenshot(page, "ja-dashboards")
+
+        page.get_by_role("link", name="月次売上").click()
+        expect(page.get_by_text("このダッシュボードにはまだカードがありません")).to_be_visible()
+        expect(page.get_by_text("ライブ", exact=True)).to_be_visible()
+        assert latin_words(page) == []
+        screenshot(page, "ja-dashboard-empty")
+
+        # English from the user menu: the page changes at once, and the account keeps it.
+        page.get_by_label("表示言語").select_option("en")
+        expect(page.get_by_text("No cards on this dashboard yet")).to_be_visible()
+        status, me = api(bi, "GET", "/api/me", token=token, headers={"Accept-Language": "ja"})
+        assert status == 200 and me["locale"] == "en"
+        page.get_by_label("Language").select_option("ja")
+        expect(page.get_by_text("このダッシュボードにはまだカードがありません")).to_be_visible()
+        assert api(bi, "GET", "/api/me", token=token)[1]["locale"] == "ja"
+    finally:
+        context.close()
+    assert not errors, errors

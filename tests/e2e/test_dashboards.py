@@ -113,7 +113,7 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
         page.mouse.move(box["x"] + 10, box["y"] + 10 + step * 15)
     page.mouse.up()
     screenshot(page, "dashboard-editing")
-    page.locator('.tile[data-key="card-1"]').get_by_role("button", name="✕").click()
+    page.locator('.tile[data-key="card-1"]').get_by_role("button", name="Remove from the dashboard").click()
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_text("Saved as version 3.")).to_be_visible()
     layout = api(bi, "GET", f"/api/dashboards/{dashboard_id}", token=token)[1]["document"]["layout"]
@@ -123,7 +123,7 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
 
     # Sharing: an unknown email is refused with a reason; a colleague becomes a viewer.
     page.get_by_role("button", name="Share").click()
-    dialog = page.get_by_role("dialog", name="Share 営業ダッシュボード")
+    dialog = page.get_by_role("dialog", name="Share “営業ダッシュボード”")
     dialog.get_by_label("Email").fill("nobody@example.com")
     dialog.get_by_role("button", name="Share").click()
     expect(dialog.get_by_role("alert")).to_contain_text("nobody@example.com")

@@ -1,12 +1,13 @@
 // The API's one error shape, {"error": {"code", "message", "details"}}, as an exception whose
-// message is in the user's language: from the catalog by code (details as parameters), the
-// server's English message only for codes the catalog does not know.
+// message is in the user's language: in Japanese from the catalog by code (details as parameters);
+// in English the server's own message, which is English and names the thing (the catalog's
+// English by code when there is none). Codes the catalog does not know keep the server's message.
 
-import { has, t } from "../i18n";
+import { has, locale, t } from "../i18n";
 
 export function errorText(code: string, details: Record<string, unknown>, fallback: string): string {
   const key = `error.${code}`;
-  if (!has(key)) return fallback;
+  if (!has(key) || (locale() === "en" && fallback)) return fallback;
   const params = Object.fromEntries(Object.entries(details).filter(([, v]) => typeof v === "string" || typeof v === "number")) as Record<string, string | number>;
   const pointer = typeof details.pointer === "string" && details.pointer ? t("error.where", { pointer: details.pointer }) : "";
   return t(key, params) + pointer;

@@ -80,6 +80,8 @@ export const en: Record<MessageKey, string> = {
   "upload.unreadable": "The file could not be read.",
   "upload.tryOptions": "If it uses another encoding or delimiter, pick them under “Reading options” and upload again. Nothing was stored.",
   "upload.options": "Reading options",
+  "upload.nameTaken": "You already have a dataset of this name: upload a new version of it from its page, or give this one another name under “Reading options”.",
+  "upload.badName": "A dataset name has 1 to 200 characters, without slashes or control characters; give it one under “Reading options”.",
   "upload.name": "Dataset name",
   "upload.namePlaceholder": "From the file name",
   "read.encoding": "Encoding",
@@ -291,6 +293,8 @@ export const en: Record<MessageKey, string> = {
   "share.revokeLabel": "Revoke {email}",
   "share.onlyYou": "Only you. Add a colleague above.",
   "share.placeholder": "colleague@example.com",
+  "share.noUser": "There is no user with this email; ask an admin to add them.",
+  "share.owner": "The owner already has every permission on the dashboard.",
 
   // server errors (by code; details values as {name})
   "error.error": "Something went wrong.",

@@ -79,6 +79,8 @@ export const ja = {
   "upload.unreadable": "ファイルを読み込めませんでした。",
   "upload.tryOptions": "別の文字コードや区切り文字の場合は、「読み込みオプション」で指定して再度アップロードしてください。何も保存されていません。",
   "upload.options": "読み込みオプション",
+  "upload.nameTaken": "同じ名前のデータセットがすでにあります。そのデータセットの「新しいバージョンをアップロード」を使うか、「読み込みオプション」で別の名前を付けてください。",
+  "upload.badName": "データセット名は1〜200文字で、スラッシュや制御文字は使えません。「読み込みオプション」で名前を付けてください。",
   "upload.name": "データセット名",
   "upload.namePlaceholder": "ファイル名から",
   "read.encoding": "文字コード",
@@ -290,6 +292,8 @@ export const ja = {
   "share.revokeLabel": "{email} の共有を解除",
   "share.onlyYou": "あなただけです。上でメンバーを追加してください。",
   "share.placeholder": "colleague@example.com",
+  "share.noUser": "このメールアドレスのユーザーはいません。管理者にユーザーの追加を依頼してください。",
+  "share.owner": "オーナーはすでにすべての権限を持っています。",
 
   // サーバーのエラー（code ごと。details の値を {名前} で使えます）
   "error.error": "エラーが発生しました。",

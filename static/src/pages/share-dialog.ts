@@ -3,9 +3,19 @@
 
 import { dashboardsApi, type Share } from "../api/dashboards";
 import { h } from "../dom";
-import { t, type MessageKey } from "../i18n";
+import { ApiError } from "../api/errors";
+import { locale, t, type MessageKey } from "../i18n";
 
 const ROLE: Record<string, MessageKey> = { view: "share.view", edit: "share.edit" };
+
+// Why a share failed: the two mistakes a person makes here, in their words.
+function shareProblem(error: unknown): string {
+  if (error instanceof ApiError && error.details.pointer === "/email" && locale() === "ja") {
+    if (error.code === "unprocessable") return t("share.noUser");
+    if (error.code === "bad_request") return t("share.owner");
+  }
+  return (error as Error).message;
+}
 
 export function openShareDialog(dashboardId: string, title: string): void {
   const email = h("input", { type: "email", name: "email", placeholder: t("share.placeholder"), required: true, "aria-label": t("share.email") });
@@ -33,7 +43,7 @@ export function openShareDialog(dashboardId: string, title: string): void {
       await change();
       await refresh();
     } catch (e) {
-      error.textContent = (e as Error).message;
+      error.textContent = shareProblem(e);
     }
   };
   form.addEventListener("submit", (event) => {

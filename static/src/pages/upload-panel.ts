@@ -30,6 +30,7 @@ export function uploadProblem(error: unknown): HTMLElement {
       [t("upload.tryOptions"), h("p", { class: "muted small server-message" }, error.serverMessage)],
     );
   }
+  if (error.details.field === "name") return banner("error", t(error.code === "conflict" ? "upload.nameTaken" : "upload.badName"), []);
   return banner("error", t("upload.failed"), [error.message]);
 }
 

@@ -23,9 +23,10 @@ export function elapsed(ms: number): string {
   return locale() === "ja" ? `${s}秒` : `${s} s`;
 }
 
-// How long something took: 120 ms, 1.5秒 / 1.5 s.
+// How long something took: 0.12秒, 1.5秒 / 120 ms, 1.5 s.
 export function seconds(ms: number): string {
-  return ms < 1000 ? `${Math.round(ms)} ms` : elapsed(ms);
+  if (ms >= 1000) return elapsed(ms);
+  return locale() === "ja" ? `${(ms / 1000).toLocaleString("ja", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}秒` : `${Math.round(ms)} ms`;
 }
 
 function date(iso: string | number): Date | null {

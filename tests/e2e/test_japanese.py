@@ -100,3 +100,81 @@ def test_japanese_browser_sees_japanese(browser: Browser, bi):
     finally:
         context.close()
     assert not errors, errors
+
+
+def test_japanese_card_editor_and_dashboard(browser: Browser, bi):
+    """In Japanese: a card's run, its outputs and the errors the platform sets (a blocked import, a
+    missing dataset) explained in Japanese; saving; the card on a dashboard, and sharing."""
+    from .test_card_editor import CODE, type_code, upload
+
+    email, password = "suzuki@example.com", "a long enough password"
+    status, body = api(bi, "POST", "/api/users", {"email": email, "name": "鈴木 一郎", "password": password},
+                       token=token_of(bi))
+    assert status == 201, body
+    token = api(bi, "POST", "/api/auth/login", {"email": email, "password": password})[1]["access_token"]
+    upload(bi, token, "店舗売上")
+    status, dashboard = api(bi, "POST", "/api/dashboards", {"schemaVersion": 1, "title": "営業会議", "cards": [],
+                                                            "layout": []}, token=token)
+    assert status == 201
+    context = browser.new_context(**{**CONTEXT, "locale": "ja-JP"})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{bi.url}/signin?next=/cards/new")
+        page.get_by_label("メールアドレス").fill(email)
+        page.get_by_label("パスワード").fill(password)
+        page.get_by_role("button", name="ログイン").click()
+        expect(page.get_by_role("button", name="▶ 実行")).to_be_visible()
+        screenshot(page, "ja-card-new")
+
+        page.get_by_placeholder("無題のカード").fill("店舗別の売上")
+        page.locator("details.picker > summary").click()
+        page.get_by_label("店舗売上").check()
+        page.get_by_placeholder("無題のカード").click()
+        type_code(page, "import socket\n")
+        page.keyboard.press("Control+Enter")
+        expect(page.locator(".error-explained")).to_have_text(re.compile("^カードでは「socket」をインポートできません"))
+        screenshot(page, "ja-card-blocked")
+        type_code(page, 'load_dataset("在庫")\n')
+        page.keyboard.press("Control+Enter")
+        expect(page.locator(".error-explained")).to_have_text(
+            "「在庫」という名前のデータセットはありません。このカードで読み込めるのは「店舗売上」です。")
+
+        type_code(page, CODE)
+        page.keyboard.press("Control+Enter")
+        outputs = page.locator(".outputs")
+        expect(outputs.locator(".output-bokeh canvas").first).to_be_visible(timeout=30_000)
+        expect(outputs.locator(".output-table .pager-status").first).to_have_text("40行中 1〜20行目")
+        expect(outputs.locator(".output-caption").first).to_contain_text("40行 × 3列")
+        expect(page.locator(".run-status.ok")).to_contain_text("完了")
+        page.get_by_role("button", name="保存").click()
+        expect(page.get_by_text("バージョン1として保存しました。")).to_be_visible()
+        screenshot(page, "ja-card-chart", also_wide=True)
+
+        page.get_by_role("button", name="ダッシュボードに追加").click()
+        page.get_by_role("dialog").get_by_role("button", name=re.compile("営業会議")).click()
+        expect(page.get_by_text("「営業会議」に追加しました。")).to_be_visible()
+        page.get_by_role("link", name="ダッシュボードを開く").click()
+        tile = page.locator(".tile").first
+        expect(tile.locator(".output-bokeh canvas").first).to_be_visible(timeout=30_000)
+        expect(tile.locator(".tile-meta")).to_contain_text("に更新")
+        screenshot(page, "ja-dashboard", also_wide=True)
+
+        page.get_by_role("button", name="共有").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_label("メールアドレス").fill("nobody@example.com")
+        dialog.get_by_role("button", name="共有").click()
+        expect(dialog.get_by_role("alert")).to_have_text(
+            "このメールアドレスのユーザーはいません。管理者にユーザーの追加を依頼してください。")
+        screenshot(page, "ja-share")
+        dialog.get_by_role("button", name="完了").click()
+
+        page.get_by_role("link", name="カード", exact=True).click()
+        expect(page.get_by_role("link", name="店舗別の売上")).to_be_visible()
+        expect(page.locator("table.list tbody td").nth(3)).to_have_text(re.compile(r"^(たった今|\d+分前)$"))
+        assert latin_words(page) == []
+        screenshot(page, "ja-cards")
+    finally:
+        context.close()
+    assert not errors, errors

@@ -6,7 +6,7 @@ import { GridStack, type GridItemHTMLElement } from "gridstack";
 import "gridstack/dist/gridstack.min.css";
 import "../dashboards/dashboards.css";
 import { dashboardsApi, placeCard, type CardResult, type Dashboard, type DashboardDocument } from "../api/dashboards";
-import { ApiError } from "../api/errors";
+import { ApiError, errorText } from "../api/errors";
 import { banner } from "../components/banner";
 import { chooseCard } from "../dashboards/add-card";
 import { DashboardLive, type SnapshotCard } from "../dashboards/live";
@@ -16,7 +16,7 @@ import { Tile } from "../dashboards/tile";
 import { h } from "../dom";
 import type { Page } from "../router";
 import { openShareDialog } from "./share-dialog";
-import { t } from "../i18n";
+import { locale, t } from "../i18n";
 
 const CELL_HEIGHT = 64;
 
@@ -287,7 +287,8 @@ class DashboardPage implements Page {
     // A bad document (422) or a card that is gone (404) names the place in the document.
     const pointer = error instanceof ApiError ? String(error.details.pointer ?? "") : "";
     if (pointer) {
-      const reason = String((error as ApiError).details.reason ?? (error as ApiError).serverMessage.replace(`${pointer}: `, ""));
+      const problem = error as ApiError;
+      const reason = locale() === "ja" ? errorText(problem.code, {}, problem.serverMessage) : String(problem.details.reason ?? problem.serverMessage.replace(`${pointer}: `, ""));
       const key = this.draft?.cards[Number(/^\/cards\/(\d+)/.exec(pointer)?.[1] ?? NaN)]?.key;
       const tile = key === undefined ? undefined : this.tiles.get(key);
       tile?.element.classList.add("problem");

@@ -9,7 +9,7 @@ import { UploadProgress } from "../components/progress";
 import { h } from "../dom";
 import { bytes } from "../format";
 import { readOptionsFields } from "./read-options";
-import { t } from "../i18n";
+import { locale, t } from "../i18n";
 
 export function uploadProblem(error: unknown): HTMLElement {
   if (!(error instanceof ApiError)) return banner("error", t("upload.failed"), [String(error)]);
@@ -22,12 +22,13 @@ export function uploadProblem(error: unknown): HTMLElement {
     ]);
   }
   if (error.status === 422) {
-    // The server's reason names the problem in the file (in English): shown as it is, below ours.
+    // The server's reason names the problem in the file, in English: first in English, below ours in Japanese.
     const line = error.details.line;
+    const reason = error.serverMessage;
     return banner(
       "error",
       typeof line === "number" ? t("upload.unreadableLine", { line: String(line) }) : t("upload.unreadable"),
-      [t("upload.tryOptions"), h("p", { class: "muted small server-message" }, error.serverMessage)],
+      locale() === "en" ? [reason, t("upload.tryOptions")] : [t("upload.tryOptions"), h("p", { class: "muted small server-message" }, reason)],
     );
   }
   if (error.details.field === "name") return banner("error", t(error.code === "conflict" ? "upload.nameTaken" : "upload.badName"), []);

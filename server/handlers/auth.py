@@ -61,7 +61,8 @@ class LoginHandler(APIHandler):
 
 def public_user(handler: APIHandler, user: User) -> dict[str, Any]:
     """The user as the API shows it, with the browser's language until they choose one."""
-    return {**user.public(), "locale": user.locale or browser_locale(handler.request.headers.get("Accept-Language", ""))}
+    chosen = user.locale or browser_locale(handler.request.headers.get("Accept-Language", ""))
+    return {**user.public(), "locale": chosen}
 
 
 class MeHandler(APIHandler):

@@ -135,11 +135,13 @@ def test_japanese_card_editor_and_dashboard(browser: Browser, bi):
         type_code(page, "import socket\n")
         page.keyboard.press("Control+Enter")
         expect(page.locator(".error-explained")).to_have_text(re.compile("^カードでは「socket」をインポートできません"))
+        expect(page.get_by_role("button", name="▶ 実行")).to_be_enabled()  # the run has ended
         screenshot(page, "ja-card-blocked")
         type_code(page, 'load_dataset("在庫")\n')
         page.keyboard.press("Control+Enter")
         expect(page.locator(".error-explained")).to_have_text(
             "「在庫」という名前のデータセットはありません。このカードで読み込めるのは「店舗売上」です。")
+        expect(page.get_by_role("button", name="▶ 実行")).to_be_enabled()
 
         type_code(page, CODE)
         page.keyboard.press("Control+Enter")

@@ -14,7 +14,7 @@ import { datasetPage } from "./pages/dataset";
 import { datasetsPage } from "./pages/datasets";
 import { Router, type Page, type PageFactory, type Route } from "./router";
 import { shell, type NavItem } from "./shell";
-import { setLocale, t, type Locale } from "./i18n";
+import { setLocale, startingLocale, t, type Locale } from "./i18n";
 import { changeLanguage } from "./i18n/switch";
 
 const root = document.getElementById("app")!;
@@ -65,11 +65,10 @@ function render(page: Page, route: Route): void {
   document.title = `${page.title ?? page.element.querySelector("h1")?.textContent ?? t("signin.title")} · ${t("app.name")}`;
 }
 
-if (session.user?.locale) setLocale(session.user.locale);
-
 const router = new Router(ROUTES, render, (route, target) => {
   if (!route.public && !session.user) return `/signin?next=${encodeURIComponent(target)}`;
   if (route.public && session.user && !session.expired) return "/cards";
   return null;
 });
-void router.show();
+// The page's language first: the signed-in user's, or this browser's.
+void setLocale(session.user?.locale ?? startingLocale()).then(() => router.show());

@@ -180,3 +180,27 @@ def test_japanese_card_editor_and_dashboard(browser: Browser, bi):
     finally:
         context.close()
     assert not errors, errors
+
+
+def test_language_chosen_before_sign_in_sticks(browser: Browser, bi):
+    """English chosen on the sign-in page of a Japanese browser shows at once and becomes the account's."""
+    email, password = "tanaka@example.com", "a long enough password"
+    status, body = api(bi, "POST", "/api/users", {"email": email, "name": "田中 花子", "password": password},
+                       token=token_of(bi))
+    assert status == 201, body
+    context = browser.new_context(**{**CONTEXT, "locale": "ja-JP"})
+    page = context.new_page()
+    try:
+        page.goto(f"{bi.url}/signin")
+        page.get_by_label("表示言語").select_option("en")
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        assert page.evaluate("document.documentElement.lang") == "en"
+        screenshot(page, "en-signin-from-ja")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Cards", exact=True)).to_be_visible()
+        token = api(bi, "POST", "/api/auth/login", {"email": email, "password": password})[1]["access_token"]
+        assert api(bi, "GET", "/api/me", token=token, headers={"Accept-Language": "ja"})[1]["locale"] == "en"
+    finally:
+        context.close()

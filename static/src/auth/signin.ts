@@ -79,10 +79,7 @@ export function signInPage(navigate: (to: string) => void, next: string, relabel
       h("h1", {}, t("signin.title")),
       h("p", { class: "muted" }, t("signin.lead")),
       signInForm(() => navigate(next.startsWith("/") ? next : "/cards")),
-      languageSwitch((chosen) => {
-        chooseBeforeSignIn(chosen);
-        relabel();
-      }),
+      languageSwitch((chosen) => void chooseBeforeSignIn(chosen).then(relabel)),
     ),
   );
   return { element, title: t("signin.title") };

@@ -1,8 +1,7 @@
 // The UI's language: the message catalogs (ja.ts, en.ts), t(key, params), and the current locale,
 // which is the signed-in user's (their choice, or their browser's until they choose) and, before
-// sign-in, the browser's.
+// sign-in, the browser's. Japanese comes with the page; English is fetched when it is needed.
 
-import { en } from "./en";
 import { ja, type MessageKey } from "./ja";
 
 export type { MessageKey } from "./ja";
@@ -10,7 +9,7 @@ export type Locale = "ja" | "en";
 export type Params = Record<string, string | number>;
 
 export const LOCALES: Locale[] = ["ja", "en"];
-const CATALOGS: Record<Locale, Record<MessageKey, string>> = { ja, en };
+const catalogs: Partial<Record<Locale, Record<MessageKey, string>>> = { ja };
 const REMEMBERED = "bi.locale";
 
 // The first of our languages the browser asks for; Japanese when it asks for neither.
@@ -31,15 +30,16 @@ function remembered(): Locale | null {
   }
 }
 
-let current: Locale = remembered() ?? browserLocale();
-document.documentElement.lang = current;
+let current: Locale = "ja";
 
 export function locale(): Locale {
   return current;
 }
 
-// Switches the language (the caller re-renders); remembered for the sign-in page of this browser.
-export function setLocale(next: Locale): void {
+// Switches the language once its catalog is here (the caller re-renders); remembered for the
+// sign-in page of this browser.
+export async function setLocale(next: Locale): Promise<void> {
+  if (next === "en") catalogs.en ??= (await import("./en")).en;
   current = next;
   document.documentElement.lang = next;
   try {
@@ -59,12 +59,17 @@ export function count(n: number): string {
 // The message `key` in the current language. {name} takes params.name (numbers grouped);
 // {n|one|many} picks a form by whether n is 1 (English plurals).
 export function t(key: MessageKey, params: Params = {}): string {
-  return CATALOGS[current][key].replace(/\{(\w+)(?:\|([^|}]*)\|([^}]*))?\}/g, (whole, name: string, one?: string, many?: string) => {
+  return (catalogs[current] ?? ja)[key].replace(/\{(\w+)(?:\|([^|}]*)\|([^}]*))?\}/g, (whole, name: string, one?: string, many?: string) => {
     const value = params[name];
     if (value === undefined) return whole;
     if (one !== undefined) return Number(value) === 1 ? one : many ?? one;
     return typeof value === "number" ? count(value) : value;
   });
+}
+
+// The language to start in, before anyone is signed in: the one last used here, or the browser's.
+export function startingLocale(): Locale {
+  return remembered() ?? browserLocale();
 }
 
 // Whether the catalog has `key` (for codes that come from the server).

@@ -16,8 +16,8 @@ export function languageSwitch(onChange: (chosen: Locale) => void): HTMLElement 
 }
 
 // Before sign-in: show the page in `chosen` and keep it for the account once signed in.
-export function chooseBeforeSignIn(chosen: Locale): void {
-  setLocale(chosen);
+export async function chooseBeforeSignIn(chosen: Locale): Promise<void> {
+  await setLocale(chosen);
   try {
     sessionStorage.setItem(PENDING, chosen);
   } catch {
@@ -35,15 +35,15 @@ export async function applyUserLocale(user: User): Promise<void> {
   const pending = sessionStorage.getItem(PENDING) as Locale | null;
   sessionStorage.removeItem(PENDING);
   if (pending && pending !== user.locale) {
-    setLocale(pending);
+    await setLocale(pending);
     await saveLocale(pending).catch(() => undefined); // the page still shows the chosen language
     return;
   }
-  setLocale(user.locale ?? locale());
+  await setLocale(user.locale ?? locale());
 }
 
 // Signed in: switch, and remember it for the account.
 export async function changeLanguage(chosen: Locale): Promise<void> {
-  setLocale(chosen);
+  await setLocale(chosen);
   await saveLocale(chosen);
 }

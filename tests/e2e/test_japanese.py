@@ -172,6 +172,15 @@ def test_japanese_card_editor_and_dashboard(browser: Browser, bi):
         screenshot(page, "ja-share")
         dialog.get_by_role("button", name="完了").click()
 
+        page.get_by_role("button", name="編集").click()
+        expect(page.get_by_text("レイアウトを編集中です。")).to_be_visible()
+        page.get_by_role("button", name="＋ カードを追加").click()
+        expect(page.get_by_role("dialog", name="カードを追加")).to_contain_text("配置済み")
+        screenshot(page, "ja-add-card")
+        page.get_by_role("dialog").get_by_role("button", name="キャンセル").click()
+        screenshot(page, "ja-dashboard-editing")
+        page.get_by_role("button", name="キャンセル").click()
+
         page.get_by_role("link", name="カード", exact=True).click()
         expect(page.get_by_role("link", name="店舗別の売上")).to_be_visible()
         expect(page.locator("table.list tbody td").nth(3)).to_have_text(re.compile(r"^(たった今|\d+分前)$"))

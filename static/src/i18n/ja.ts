@@ -144,7 +144,7 @@ export const ja = {
   "editor.outputs": "出力",
   "editor.outputsEmpty": "コードを実行すると、ここに出力が表示されます。",
   "editor.outputsHint": "{keys}キーまたは「▶ 実行」で実行します。",
-  "editor.hint": "df = load_dataset(\"sales\")\ndf.groupby(\"店舗\")[\"売上\"].sum()\n\n# 最後の式が表示されます：DataFrameは表、Bokehの図はグラフになります。",
+  "editor.hint": "df = load_dataset(\"売上\")\ndf.groupby(\"店舗\")[\"売上\"].sum()\n\n# 最後の式を表示します（DataFrameは表、Bokehの図はグラフ）",
   "editor.restored": "保存されていない変更を復元しました。",
   "editor.restoredBody": "前回の編集内容はこのタブに保持されていました。",
   "editor.notSavedYet": "未保存",

@@ -66,10 +66,12 @@ class TestCatalogs:
         assert different == {}
 
     def test_japanese_reads_as_japanese(self):
-        """Japanese sentences end in 。 not a period, and use 「」 rather than quotes around names."""
+        """Japanese sentences end in 。 not a period, use 「」 rather than quotes around names, and
+        the glossary's words (ログイン, ユーザー, パラメータ), not their variants."""
         for key, text in messages("ja").items():
             assert not re.search(r"[ぁ-んァ-ン一-龯]\.(\s|$)", text), (key, text)
             assert "“" not in text and "”" not in text, (key, text)
+            assert not re.search(r"サインイン|サインアウト|ユーザ(?!ー)|パラメーター|ダッシュボードー", text), (key, text)
 
 
 class TestErrorCodes:

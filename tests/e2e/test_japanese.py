@@ -63,6 +63,14 @@ def test_japanese_browser_sees_japanese(browser: Browser, bi):
         assert latin_words(page) == []
         screenshot(page, "ja-datasets-empty")
 
+        # A file that cannot be read: what is wrong, on which line, in Japanese.
+        choose_file(page, "ragged.csv", b"a,b,c\n1,2,3\n4,5\n")
+        problem = page.get_by_role("alert")
+        expect(problem).to_contain_text("ファイルを読み込めませんでした（3行目に問題があります）。")
+        expect(problem).to_contain_text("列の数が見出しと合いません（見出しは3列、この行は2列です）。")
+        assert latin_words(page) == []
+        screenshot(page, "ja-datasets-422")
+
         # A Shift_JIS upload: the dataset page and the list in Japanese, with grouped numbers.
         choose_file(page, "売上データ.csv", cp932_csv(1200))
         expect(page.get_by_role("heading", name="売上データ")).to_be_visible()

@@ -9,7 +9,25 @@ import { UploadProgress } from "../components/progress";
 import { h } from "../dom";
 import { bytes } from "../format";
 import { readOptionsFields } from "./read-options";
-import { locale, t } from "../i18n";
+import { locale, t, type MessageKey } from "../i18n";
+
+// The reasons the server gives for a CSV it cannot read (details.reason, server/csv_import.py).
+const CSV_REASONS: [RegExp, MessageKey, (m: RegExpExecArray) => Record<string, string | number>][] = [
+  [/^empty file$/, "csv.empty", () => ({})],
+  [/^row longer than (\d+) MB$/, "csv.longRow", (m) => ({ mb: Number(m[1]) })],
+  [/^unknown encoding$/, "csv.unknownEncoding", () => ({})],
+  [/^invalid (\S+) byte sequence$/, "csv.badBytes", (m) => ({ encoding: m[1] })],
+  [/^expected (\d+) fields, found (\d+)$/, "csv.fields", (m) => ({ expected: Number(m[1]), found: Number(m[2]) })],
+  [/^no data rows$/, "csv.noRows", () => ({})],
+];
+
+function csvReason(reason: unknown): string | null {
+  for (const [pattern, key, params] of CSV_REASONS) {
+    const match = typeof reason === "string" ? pattern.exec(reason) : null;
+    if (match) return t(key, params(match));
+  }
+  return null;
+}
 
 export function uploadProblem(error: unknown): HTMLElement {
   if (!(error instanceof ApiError)) return banner("error", t("upload.failed"), [String(error)]);
@@ -22,13 +40,14 @@ export function uploadProblem(error: unknown): HTMLElement {
     ]);
   }
   if (error.status === 422) {
-    // The server's reason names the problem in the file, in English: first in English, below ours in Japanese.
+    // The server's message names the problem in the file, in English; in Japanese its reason
+    // when we know it, else the message as it is.
     const line = error.details.line;
-    const reason = error.serverMessage;
+    const reason = locale() === "en" ? error.serverMessage : csvReason(error.details.reason);
     return banner(
       "error",
       typeof line === "number" ? t("upload.unreadableLine", { line: String(line) }) : t("upload.unreadable"),
-      locale() === "en" ? [reason, t("upload.tryOptions")] : [t("upload.tryOptions"), h("p", { class: "muted small server-message" }, reason)],
+      [reason ?? h("p", { class: "muted small server-message" }, error.serverMessage), t("upload.tryOptions")],
     );
   }
   if (error.details.field === "name") return banner("error", t(error.code === "conflict" ? "upload.nameTaken" : "upload.badName"), []);

@@ -56,7 +56,7 @@ function signOut(): void {
 
 // Another language: the page is made again in it (an open card editor keeps its draft).
 async function switchLanguage(chosen: Locale): Promise<void> {
-  await changeLanguage(chosen).catch(() => undefined); // shown anyway; saved next time
+  await changeLanguage(chosen).catch(() => undefined); // shown anyway, even if the server did not keep it
   await router.show();
 }
 

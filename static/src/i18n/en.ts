@@ -341,6 +341,9 @@ export const en: Record<MessageKey, string> = {
   "kernel.dataset_not_found_none": "There is no dataset named “{name}”; this card has no datasets chosen. Pick them under “Datasets”.",
   "kernel.memory_limit": "The card reached the memory limit ({mb} MB). Filter the data first.",
   "kernel.died": "The kernel stopped; a fresh one is ready (variables are lost).",
+  "kernel.died_not_replaced": "The kernel stopped and no new one could be started; open a new session.",
+  "kernel.message_too_large": "One output was too large: the run was stopped and the kernel restarted (variables are lost). Show less.",
+  "kernel.background_limit": "The kernel used too much CPU between runs and was stopped; leave nothing (threads) running in the background.",
   "kernel.unsafe_output": "This chart uses something cards may not use (custom JavaScript or HTML).",
   "kernel.output_truncated": "The output passed {limit}; the rest was dropped and the run was stopped.",
 };

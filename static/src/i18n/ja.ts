@@ -340,6 +340,9 @@ export const ja = {
   "kernel.dataset_not_found_none": "「{name}」という名前のデータセットはありません。このカードにはデータセットが選択されていません。「データセット」から選んでください。",
   "kernel.memory_limit": "メモリの上限（{mb} MB）に達しました。データを絞り込んでください。",
   "kernel.died": "カーネルが停止しました。新しいカーネルを用意しました（変数は失われています）。",
+  "kernel.died_not_replaced": "カーネルが停止し、新しいカーネルを開始できませんでした。新しいセッションを開いてください。",
+  "kernel.message_too_large": "1つの出力が大きすぎるため実行を停止し、カーネルを再起動しました（変数は失われています）。表示する内容を減らしてください。",
+  "kernel.background_limit": "実行していない間にカーネルがCPUを使いすぎたため、カーネルを停止しました。スレッドなど、裏で動き続ける処理を残さないでください。",
   "kernel.unsafe_output": "このグラフはカードでは使えない機能（独自のJavaScriptやHTML）を使っています。",
   "kernel.output_truncated": "出力が{limit}を超えたため、残りを破棄して実行を停止しました。",
 } satisfies Record<string, string>;

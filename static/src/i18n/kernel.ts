@@ -27,6 +27,9 @@ export const KERNEL_ERRORS: Known[] = [
   { ename: "MemoryError", pattern: /(\d+) MB memory limit/, key: "kernel.memory_limit", params: (m) => ({ mb: Number(m[1]) }) },
   { ename: "MemoryLimitExceeded", pattern: /(\d+) MB/, key: "kernel.memory_limit", params: (m) => ({ mb: Number(m[1]) }) },
   { ename: "KernelDied", pattern: /a fresh kernel is ready/, key: "kernel.died" },
+  { ename: "KernelDied", pattern: /no new kernel could be started/, key: "kernel.died_not_replaced" },
+  { ename: "OutputTooLarge", pattern: /^/, key: "kernel.message_too_large" },
+  { ename: "BackgroundLimitExceeded", pattern: /^/, key: "kernel.background_limit" },
   { ename: "UnsafeOutput", pattern: /which cards may not use/, key: "kernel.unsafe_output" },
 ];
 

@@ -71,4 +71,4 @@ const router = new Router(ROUTES, render, (route, target) => {
   return null;
 });
 // The page's language first: the signed-in user's, or this browser's.
-void setLocale(session.user?.locale ?? startingLocale()).then(() => router.show());
+void setLocale(session.user?.locale ?? startingLocale(), false).then(() => router.show());

@@ -36,12 +36,13 @@ export function locale(): Locale {
   return current;
 }
 
-// Switches the language once its catalog is here (the caller re-renders); remembered for the
-// sign-in page of this browser.
-export async function setLocale(next: Locale): Promise<void> {
+// Switches the language once its catalog is here (the caller re-renders); with `remember`, the
+// sign-in page of this browser starts in it next time (a choice, or the signed-in user's).
+export async function setLocale(next: Locale, remember = true): Promise<void> {
   if (next === "en") catalogs.en ??= (await import("./en")).en;
   current = next;
   document.documentElement.lang = next;
+  if (!remember) return;
   try {
     localStorage.setItem(REMEMBERED, next);
   } catch {

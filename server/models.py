@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 Role = Literal["admin", "member"]
 ROLES: tuple[Role, ...] = ("admin", "member")
+Locale = Literal["ja", "en"]
+LOCALES: tuple[Locale, ...] = ("ja", "en")
 
 
 def utcnow() -> str:
@@ -28,11 +30,13 @@ class User:
     role: Role
     password_hash: str
     created_at: str
+    # The UI language the user chose; None until they choose (the UI follows the browser meanwhile).
+    locale: Locale | None = None
 
     def public(self) -> dict[str, Any]:
         """What the API shows of a user: never the password hash."""
         return {"id": self.id, "email": self.email, "name": self.name, "role": self.role,
-                "created_at": self.created_at}
+                "locale": self.locale, "created_at": self.created_at}
 
 
 @dataclasses.dataclass(frozen=True)

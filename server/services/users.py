@@ -7,7 +7,7 @@ import uuid
 
 from ..errors import InvalidRequestError, PermissionDeniedError
 from ..logs import audit
-from ..models import ROLES, User, normalise_email, utcnow
+from ..models import LOCALES, ROLES, User, normalise_email, utcnow
 from ..storage.base import Store
 from .auth import AuthService
 
@@ -42,6 +42,23 @@ class UserService:
         await self.store.create_user(user)
         audit("user_created", user_id=user.id, email=email, role=role, created_by=created_by)
         return user
+
+    async def update_profile(self, caller: User, name: str | None = None, locale: str | None = None) -> User:
+        """Change the caller's own name or UI language; the user as stored afterwards."""
+        changes: dict[str, str] = {}
+        if name is not None:
+            name = name.strip()
+            if not name or len(name) > MAX_NAME_LENGTH:
+                raise InvalidRequestError(
+                    f"The name must have 1 to {MAX_NAME_LENGTH} characters.", {"field": "name"})
+            changes["name"] = name
+        if locale is not None:
+            if locale not in LOCALES:
+                raise InvalidRequestError(f"The locale must be one of {', '.join(LOCALES)}.", {"field": "locale"})
+            changes["locale"] = locale
+        await self.store.update_profile(caller.id, changes)
+        audit("user_updated", user_id=caller.id, fields=sorted(changes))
+        return await self.store.get_user(caller.id) or caller
 
     async def create_by(self, caller: User, **fields: str) -> User:
         """``create`` on behalf of ``caller``, who must be an admin."""

@@ -68,7 +68,7 @@ from ..environment import setting
 from ..errors import ConflictError, NotFoundError, StoreClosedError
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       OutputTable, Share, User)
-from .base import Store
+from .base import PROFILE_FIELDS, Store
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
@@ -389,6 +389,24 @@ class AWSStore(Store):
                 UpdateExpression="SET password_hash = :hash",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues=_serialize({":hash": password_hash}))
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    async def update_profile(self, user_id: str, changes: dict[str, str]) -> None:
+        await self._run(self._update_profile, user_id, changes)
+
+    def _update_profile(self, user_id: str, changes: dict[str, str]) -> None:
+        fields = [name for name in PROFILE_FIELDS if name in changes]
+        if not fields:
+            return
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table("users"), Key=_serialize(_user_key(user_id)),
+                UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in fields),
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={f"#{name}": name for name in fields},  # "name" is a reserved word
+                ExpressionAttributeValues=_serialize({f":{name}": changes[name] for name in fields}))
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise

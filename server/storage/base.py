@@ -21,6 +21,9 @@ from traitlets.config import LoggingConfigurable
 from ..models import (CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       OutputTable, Share, User)
 
+# The user fields a user may change on themselves (``PATCH /api/me``).
+PROFILE_FIELDS = ("name", "locale")
+
 
 class _StoreMeta(abc.ABCMeta, MetaHasTraits):
     """Lets a traitlets configurable have abstract methods."""
@@ -66,6 +69,10 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def update_password_hash(self, user_id: str, password_hash: str) -> None:
         """Replace a user's hash (rehash on login when the KDF parameters change)."""
+
+    @abc.abstractmethod
+    async def update_profile(self, user_id: str, changes: dict[str, str]) -> None:
+        """Set the ``PROFILE_FIELDS`` in ``changes`` (name, locale); a missing user stays missing."""
 
     # datasets ----------------------------------------------------------------
     @abc.abstractmethod

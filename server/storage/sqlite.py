@@ -23,7 +23,7 @@ from ..errors import ConflictError, NotFoundError, StoreClosedError
 from ..private_files import private_dir, private_file
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       OutputTable, Share, User)
-from .base import Store
+from .base import PROFILE_FIELDS, Store
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
 
 T = TypeVar("T")
@@ -137,6 +137,9 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE output_tables SET last_used = created_at;
     CREATE INDEX output_tables_by_user ON output_tables (user_id, last_used);
     """,
+    """
+    ALTER TABLE users ADD COLUMN locale TEXT CHECK (locale IN ('ja', 'en'));
+    """,
 )
 
 BLOB_DIR = "blobs"
@@ -230,9 +233,9 @@ class SQLiteStore(Store):
         def insert() -> None:
             try:
                 self._transaction([(
-                    "INSERT INTO users (id, email, name, role, password_hash, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (user.id, user.email, user.name, user.role, user.password_hash, user.created_at),
+                    "INSERT INTO users (id, email, name, role, password_hash, created_at, locale)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (user.id, user.email, user.name, user.role, user.password_hash, user.created_at, user.locale),
                 )])
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"A user with the email {user.email} already exists.") from exc
@@ -255,6 +258,13 @@ class SQLiteStore(Store):
         await self._run(self._transaction, [
             ("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)),
         ])
+
+    async def update_profile(self, user_id: str, changes: dict[str, str]) -> None:
+        fields = {name: changes[name] for name in PROFILE_FIELDS if name in changes}
+        if fields:
+            await self._run(self._transaction, [(
+                f"UPDATE users SET {', '.join(f'{name} = ?' for name in fields)} WHERE id = ?",
+                (*fields.values(), user_id))])
 
     # versioned records (datasets, cards) -------------------------------------
     def _add_version(self, kind: Versioned, record_id: str, number: int, created_at: str,

@@ -14,14 +14,16 @@ import { datasetPage } from "./pages/dataset";
 import { datasetsPage } from "./pages/datasets";
 import { Router, type Page, type PageFactory, type Route } from "./router";
 import { shell, type NavItem } from "./shell";
+import { setLocale, startingLocale, t, type Locale } from "./i18n";
+import { changeLanguage } from "./i18n/switch";
 
 const root = document.getElementById("app")!;
 const go = (to: string) => router.navigate(to);
 
 const NAV: NavItem[] = [
-  { section: "cards", label: "Cards", href: "/cards" },
-  { section: "datasets", label: "Datasets", href: "/datasets" },
-  { section: "dashboards", label: "Dashboards", href: "/dashboards" },
+  { section: "cards", label: "nav.cards", href: "/cards" },
+  { section: "datasets", label: "nav.datasets", href: "/datasets" },
+  { section: "dashboards", label: "nav.dashboards", href: "/dashboards" },
 ];
 
 // A page that could not load shows why, inside the shell.
@@ -31,13 +33,13 @@ function safely(factory: PageFactory): PageFactory {
       return await factory(params, query);
     } catch (error) {
       const missing = error instanceof ApiError && error.status === 404;
-      return { element: h("div", { class: "page" }, banner("error", missing ? "Not found." : "This page could not load.", [(error as Error).message])) };
+      return { element: h("div", { class: "page" }, banner("error", missing ? t("page.notFound") : t("page.loadFailed"), [(error as Error).message])) };
     }
   };
 }
 
 const ROUTES: Route[] = [
-  { path: "/signin", public: true, page: (_, query) => signInPage(go, query.get("next") ?? "/cards") },
+  { path: "/signin", public: true, page: (_, query) => signInPage(go, query.get("next") ?? "/cards", () => void router.show()) },
   { path: "/cards", section: "cards", page: safely(() => cardsPage()) },
   { path: "/cards/new", section: "cards", page: safely((_, query) => cardEditorPage(null, (p) => router.rename(p), query.getAll("dataset"))) },
   { path: "/cards/:id", section: "cards", page: safely(({ id }) => cardEditorPage(id, (p) => router.rename(p))) },
@@ -52,9 +54,15 @@ function signOut(): void {
   go("/signin");
 }
 
+// Another language: the page is made again in it (an open card editor keeps its draft).
+async function switchLanguage(chosen: Locale): Promise<void> {
+  await changeLanguage(chosen).catch(() => undefined); // shown anyway, even if the server did not keep it
+  await router.show();
+}
+
 function render(page: Page, route: Route): void {
-  root.replaceChildren(route.public ? page.element : shell(NAV, route.section, page.element, signOut));
-  document.title = `${page.title ?? page.element.querySelector("h1")?.textContent ?? "Sign in"} · BI Cards`;
+  root.replaceChildren(route.public ? page.element : shell(NAV, route.section, page.element, signOut, switchLanguage));
+  document.title = `${page.title ?? page.element.querySelector("h1")?.textContent ?? t("signin.title")} · ${t("app.name")}`;
 }
 
 const router = new Router(ROUTES, render, (route, target) => {
@@ -62,4 +70,5 @@ const router = new Router(ROUTES, render, (route, target) => {
   if (route.public && session.user && !session.expired) return "/cards";
   return null;
 });
-void router.show();
+// The page's language first: the signed-in user's, or this browser's.
+void setLocale(session.user?.locale ?? startingLocale(), false).then(() => router.show());

@@ -57,9 +57,14 @@ def browser(playwright: Playwright, browser_type_launch_args: dict[str, Any]) ->
     chromium.close()
 
 
+# The tests read the English UI (an English browser; the admin never chooses a language), in Tokyo
+# time; test_japanese.py opens a Japanese browser.
+CONTEXT = {"viewport": {"width": 1280, "height": 800}, "locale": "en-US", "timezone_id": "Asia/Tokyo"}
+
+
 @pytest.fixture(scope="session")
 def browser_context_args() -> dict[str, Any]:
-    return {"viewport": {"width": 1280, "height": 800}, "locale": "ja-JP", "timezone_id": "Asia/Tokyo"}
+    return dict(CONTEXT)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import Browser, Page, expect
 
-from .conftest import api, screenshot, sign_in, token_of
+from .conftest import CONTEXT, api, screenshot, sign_in, token_of
 
 PASSWORD = "a long enough password"
 CODE = """from bokeh.plotting import figure
@@ -27,7 +27,7 @@ def add_user(bi, token: str, email: str, name: str) -> None:
 
 def sign_in_as(browser: Browser, bi, email: str, next_path: str, errors: list[str]) -> Page:
     """A second browser context, signed in as someone else; what its page throws goes to ``errors``."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP", timezone_id="Asia/Tokyo")
+    context = browser.new_context(**CONTEXT)
     page = context.new_page()
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{bi.url}/signin?next={next_path}")
@@ -113,7 +113,7 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
         page.mouse.move(box["x"] + 10, box["y"] + 10 + step * 15)
     page.mouse.up()
     screenshot(page, "dashboard-editing")
-    page.locator('.tile[data-key="card-1"]').get_by_role("button", name="✕").click()
+    page.locator('.tile[data-key="card-1"]').get_by_role("button", name="Remove from the dashboard").click()
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_text("Saved as version 3.")).to_be_visible()
     layout = api(bi, "GET", f"/api/dashboards/{dashboard_id}", token=token)[1]["document"]["layout"]
@@ -123,7 +123,7 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
 
     # Sharing: an unknown email is refused with a reason; a colleague becomes a viewer.
     page.get_by_role("button", name="Share").click()
-    dialog = page.get_by_role("dialog", name="Share 営業ダッシュボード")
+    dialog = page.get_by_role("dialog", name="Share “営業ダッシュボード”")
     dialog.get_by_label("Email").fill("nobody@example.com")
     dialog.get_by_role("button", name="Share").click()
     expect(dialog.get_by_role("alert")).to_contain_text("nobody@example.com")

@@ -35,8 +35,8 @@ def test_first_visit_pages_say_what_to_do(page: Page, short_tokens):
 def test_expired_token_signs_in_again_and_keeps_code(page: Page, short_tokens):
     """A save after the token ran out opens the sign-in dialog; after it the save goes through and
     the code typed before is still there."""
-    signed_in = time.monotonic()
     sign_in(page, short_tokens, "/cards/new")
+    signed_in = time.monotonic()  # after the token was made, however long signing in took
     page.get_by_placeholder("Untitled card").fill("期限切れのテスト")
     page.locator(".cm-content").click()
     page.keyboard.insert_text("print('まだここにあります')\n")

@@ -203,3 +203,29 @@ class TestUsers:
         listed = await api.fetch("GET", "/api/users", token=admin)
         assert sorted(u["email"] for u in listed.json()["users"]) == ["admin@example.com", "ana@example.com"]
         assert (await api.fetch("GET", "/api/users", token=member)).code == 403
+
+
+class TestProfile:
+    async def test_locale_follows_browser_until_chosen(self, any_api):
+        """Without a choice the locale is the browser's (Accept-Language); PATCH keeps a choice for good."""
+        token = await any_api.add_user("ana@example.com")
+        me = await any_api.fetch("GET", "/api/me", token=token, headers={"Accept-Language": "en-US,en;q=0.9"})
+        assert me.json()["locale"] == "en"
+        me = await any_api.fetch("GET", "/api/me", token=token, headers={"Accept-Language": "ja-JP,ja;q=0.9,en;q=0.8"})
+        assert me.json()["locale"] == "ja"
+        changed = await any_api.fetch("PATCH", "/api/me", token=token, json_body={"locale": "en", "name": "Ana"})
+        assert changed.code == 200 and changed.json()["locale"] == "en" and changed.json()["name"] == "Ana"
+        me = await any_api.fetch("GET", "/api/me", token=token, headers={"Accept-Language": "ja"})
+        assert me.json()["locale"] == "en"
+        login = await any_api.fetch("POST", "/api/auth/login", token="",
+                                    json_body={"email": "ana@example.com", "password": "member password 1"})
+        assert login.json()["user"]["locale"] == "en"
+
+    @pytest.mark.parametrize("body", [{"locale": "fr"}, {"name": ""}, {"role": "admin"}])
+    async def test_bad_profile(self, api, body):
+        """Unknown locales, empty names and other fields (a role) are refused."""
+        token = await api.add_user("ana@example.com")
+        response = await api.fetch("PATCH", "/api/me", token=token, json_body=body)
+        assert response.code == 400
+        me = await api.fetch("GET", "/api/me", token=token)
+        assert me.json()["role"] == "member"

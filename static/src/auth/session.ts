@@ -6,6 +6,7 @@ export interface User {
   email: string;
   name: string;
   role: "admin" | "member";
+  locale: "ja" | "en";
 }
 
 interface Stored {
@@ -38,6 +39,11 @@ export const session = {
   },
   signIn(token: string, user: User, expiresIn: number): void {
     sessionStorage.setItem(KEY, JSON.stringify({ token, user, expiresAt: Date.now() + expiresIn * 1000 }));
+  },
+  // The user as the server now has them (after changing their name or language).
+  update(user: User): void {
+    const stored = read();
+    if (stored) sessionStorage.setItem(KEY, JSON.stringify({ ...stored, user }));
   },
   // Forgets everything this tab kept for the user, drafts included.
   signOut(): void {

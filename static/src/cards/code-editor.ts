@@ -4,14 +4,13 @@ import { indentWithTab } from "@codemirror/commands";
 import { python } from "@codemirror/lang-python";
 import { EditorView, keymap, placeholder } from "@codemirror/view";
 import { basicSetup } from "codemirror";
+import { t } from "../i18n";
 
 export interface EditorActions {
   run(): void;
   save(): void;
   changed(code: string): void;
 }
-
-const HINT = 'df = load_dataset("sales")\ndf.groupby("店舗")["売上"].sum()\n\n# The last expression is shown: a DataFrame as a table, a Bokeh figure as a chart.';
 
 export function codeEditor(parent: HTMLElement, doc: string, actions: EditorActions): EditorView {
   return new EditorView({
@@ -25,11 +24,11 @@ export function codeEditor(parent: HTMLElement, doc: string, actions: EditorActi
       ]),
       basicSetup,
       python(),
-      placeholder(HINT),
+      placeholder(t("editor.hint")),
       EditorView.updateListener.of((update) => {
         if (update.docChanged) actions.changed(update.state.doc.toString());
       }),
-      EditorView.contentAttributes.of({ "aria-label": "Card code (Python)" }),
+      EditorView.contentAttributes.of({ "aria-label": t("editor.codeLabel") }),
     ],
   });
 }

@@ -1,7 +1,7 @@
 // Which datasets a card reads: a list of checkboxes, with how to load each in code.
 
 import { h } from "../dom";
-import { count } from "../format";
+import { t } from "../i18n";
 import type { Dataset } from "../api/datasets";
 
 export function datasetPicker(all: Dataset[], chosen: string[], onChange: (ids: string[]) => void): HTMLElement {
@@ -9,7 +9,7 @@ export function datasetPicker(all: Dataset[], chosen: string[], onChange: (ids: 
   const summary = h("summary", { class: "button ghost" });
   const label = () => {
     const names = all.filter((d) => selected.has(d.id)).map((d) => d.name);
-    summary.textContent = names.length ? `Datasets: ${names.join(", ")}` : "Datasets: none";
+    summary.textContent = names.length ? t("editor.datasets", { names: names.join(t("common.listSeparator")) }) : t("editor.datasetsNone");
   };
   const items = all.map((dataset) => {
     const box = h("input", { type: "checkbox", checked: selected.has(dataset.id), value: dataset.id });
@@ -24,7 +24,7 @@ export function datasetPicker(all: Dataset[], chosen: string[], onChange: (ids: 
       { class: "picker-item" },
       box,
       h("span", {}, h("span", { class: "picker-name" }, dataset.name), h("code", { class: "picker-hint" }, `load_dataset("${dataset.name}")`)),
-      h("span", { class: "muted small" }, `${count(dataset.row_count)} rows`),
+      h("span", { class: "muted small" }, t("editor.datasetRows", { n: dataset.row_count })),
     );
   });
   label();
@@ -32,7 +32,7 @@ export function datasetPicker(all: Dataset[], chosen: string[], onChange: (ids: 
     "details",
     { class: "picker" },
     summary,
-    h("div", { class: "picker-menu" }, items.length ? items : h("p", { class: "muted small" }, "No datasets yet. ", h("a", { href: "/datasets" }, "Upload one"), " first.")),
+    h("div", { class: "picker-menu" }, items.length ? items : h("p", { class: "muted small" }, t("editor.noDatasets"), h("a", { href: "/datasets" }, t("editor.uploadOne")), t("editor.noDatasetsEnd"))),
   );
   // Like a menu: a click elsewhere or Escape closes it.
   const outside = (event: MouseEvent) => {

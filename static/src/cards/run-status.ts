@@ -1,7 +1,8 @@
 // The busy indicator: a spinner and the elapsed time while a run goes on, then how it ended.
 
 import { h } from "../dom";
-import { seconds } from "../format";
+import { elapsed, seconds } from "../format";
+import { t } from "../i18n";
 
 export class RunStatus {
   readonly element = h("span", { class: "run-status", role: "status", "aria-live": "polite" });
@@ -10,16 +11,16 @@ export class RunStatus {
   busy(): void {
     const started = performance.now();
     this.stopTimer();
-    const clock = h("span", { class: "elapsed" }, "0.0 s");
+    const clock = h("span", { class: "elapsed" }, elapsed(0));
     this.element.className = "run-status busy";
-    this.element.replaceChildren(h("span", { class: "spinner", "aria-hidden": "true" }), "Running… ", clock);
-    this.timer = window.setInterval(() => (clock.textContent = `${((performance.now() - started) / 1000).toFixed(1)} s`), 100);
+    this.element.replaceChildren(h("span", { class: "spinner", "aria-hidden": "true" }), t("run.running"), clock);
+    this.timer = window.setInterval(() => (clock.textContent = elapsed(performance.now() - started)), 100);
   }
 
   finished(tone: "ok" | "error" | "idle", text: string, ms?: number): void {
     this.stopTimer();
     this.element.className = `run-status ${tone}`;
-    this.element.replaceChildren(ms === undefined ? text : `${text} in ${seconds(ms)}`);
+    this.element.replaceChildren(ms === undefined ? text : t("run.in", { text, time: seconds(ms) }));
   }
 
   stopTimer(): void {

@@ -3,6 +3,7 @@
 
 import { api, freshToken } from "../api/client";
 import type { Output } from "../outputs/render";
+import { t } from "../i18n";
 
 export interface SocketMessage {
   seq?: number;
@@ -100,7 +101,7 @@ export class CardConnection {
       socket.onmessage = (event) => this.receive(JSON.parse(event.data as string) as SocketMessage);
       socket.onclose = (event) => {
         if (!opened)
-          return reject(new Error("The server did not start a session for this card (card execution may be off, or too many of your sessions are open). Try again in a moment."));
+          return reject(new Error(t("run.noSession")));
         if (this.socket === socket) this.socket = null;
         if (!this.closedByUs) void this.resume(event.reason);
       };
@@ -132,6 +133,6 @@ export class CardConnection {
     }
     this.sessionId = null;
     this.lastSeq = 0;
-    if (!this.closedByUs) this.handlers.state("closed", reason || "The connection to the kernel was lost.");
+    if (!this.closedByUs) this.handlers.state("closed", reason || t("run.connectionLost"));
   }
 }

@@ -1,6 +1,7 @@
 // Choose a file by dropping it or with the file picker.
 
 import { h } from "../dom";
+import { t } from "../i18n";
 
 export function dropzone(accept: string, hint: string, onFile: (file: File) => void): HTMLElement {
   const input = h("input", { type: "file", accept, class: "visually-hidden", tabindex: -1, "aria-hidden": "true" });
@@ -10,9 +11,9 @@ export function dropzone(accept: string, hint: string, onFile: (file: File) => v
   });
   const zone = h(
     "div",
-    { class: "dropzone", tabindex: 0, role: "button", "aria-label": "Upload a CSV file: drop it here or press Enter to choose" },
+    { class: "dropzone", tabindex: 0, role: "button", "aria-label": t("dropzone.label") },
     h("div", { class: "dropzone-icon", "aria-hidden": "true" }, "⇪"),
-    h("p", {}, h("strong", {}, "Drop a CSV file here"), " or ", h("span", { class: "link" }, "choose one")),
+    h("p", {}, h("strong", {}, t("dropzone.drop")), t("dropzone.or"), h("span", { class: "link" }, t("dropzone.choose"))),
     h("p", { class: "muted small" }, hint),
     input,
   );

@@ -1,7 +1,7 @@
 // A table shown a page at a time; pages come from the server (dataset previews, DataFrame outputs).
 
 import { clear, h } from "../dom";
-import { count } from "../format";
+import { t } from "../i18n";
 
 export interface Column {
   name: string;
@@ -32,8 +32,8 @@ export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
   const index = source.indexColumns ?? 0;
   const body = h("tbody");
   const status = h("span", { class: "pager-status" });
-  const prev = h("button", { type: "button", class: "ghost small", "aria-label": "Previous page" }, "‹ Prev");
-  const next = h("button", { type: "button", class: "ghost small", "aria-label": "Next page" }, "Next ›");
+  const prev = h("button", { type: "button", class: "ghost small", "aria-label": t("table.prevPage") }, t("table.prev"));
+  const next = h("button", { type: "button", class: "ghost small", "aria-label": t("table.nextPage") }, t("table.next"));
   const error = h("span", { class: "pager-error", role: "alert" });
   const buttons = h("span", { class: "pager-buttons" }, prev, next);
   let offset = 0;
@@ -42,7 +42,7 @@ export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
     clear(body);
     for (const row of rows) body.append(h("tr", {}, ...row.map((value, i) => cell(value, i < index))));
     const last = Math.min(offset + rows.length, source.total);
-    status.textContent = source.total ? `Rows ${count(offset + 1)}–${count(last)} of ${count(source.total)}` : "No rows";
+    status.textContent = source.total ? t("table.range", { from: offset + 1, to: last, total: source.total }) : t("table.noRows");
     prev.disabled = offset === 0;
     next.disabled = last >= source.total;
     buttons.hidden = source.total <= pageSize;
@@ -68,7 +68,7 @@ export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
     "tr",
     {},
     ...source.columns.map((column, i) =>
-      h("th", { scope: "col", class: i < index ? "index" : NUMERIC.test(column.dtype ?? "") ? "num" : null, title: column.dtype ?? null }, column.name, column.dtype ? h("span", { class: "dtype" }, column.dtype) : null),
+      h("th", { scope: "col", class: i < index ? "index" : NUMERIC.test(column.dtype ?? "") ? "num" : null, title: column.dtype ?? null }, column.name, column.dtype ? h("code", { class: "dtype" }, column.dtype) : null),
     ),
   );
   void go(0);

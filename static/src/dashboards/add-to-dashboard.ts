@@ -5,30 +5,31 @@ import { appendCard, dashboardsApi, type Dashboard } from "../api/dashboards";
 import { banner } from "../components/banner";
 import { h } from "../dom";
 import { choose } from "./choice-dialog";
+import { t } from "../i18n";
 
 function chooseDashboard(dashboards: Dashboard[]): Promise<Dashboard | null> {
   return choose(
-    "Add to dashboard",
-    dashboards.map((d) => ({ value: d, title: d.document.title, detail: `${d.document.cards.length} card${d.document.cards.length === 1 ? "" : "s"}` })),
-    "You cannot edit any dashboard yet.",
-    h("a", { href: "/dashboards", class: "button" }, "Create a dashboard"),
+    t("addToDash.title"),
+    dashboards.map((d) => ({ value: d, title: d.document.title, detail: t("addToDash.cards", { n: d.document.cards.length }) })),
+    t("addToDash.none"),
+    h("a", { href: "/dashboards", class: "button" }, t("addToDash.create")),
   );
 }
 
 // `cardId()` is the saved card's id, or null before its first save; `say` shows a banner.
 export function addToDashboardButton(cardId: () => string | null, say: (message: HTMLElement) => void): HTMLElement {
-  const button = h("button", { type: "button", class: "ghost" }, "Add to dashboard");
+  const button = h("button", { type: "button", class: "ghost" }, t("addToDash.button"));
   button.addEventListener("click", async () => {
     const id = cardId();
-    if (!id) return say(banner("info", "Save the card first.", ["A card goes on a dashboard once it is saved."]));
+    if (!id) return say(banner("info", t("addToDash.saveFirst"), [t("addToDash.saveFirstBody")]));
     try {
       const editable = (await dashboardsApi.list()).filter((d) => d.access !== "view");
       const target = await chooseDashboard(editable);
       if (!target) return;
       const saved = await appendCard(target, id);
-      say(banner("success", `Added to “${saved.document.title}”.`, [], [h("a", { href: `/dashboards/${encodeURIComponent(saved.id)}`, class: "button" }, "Open dashboard")]));
+      say(banner("success", t("addToDash.added", { title: saved.document.title }), [], [h("a", { href: `/dashboards/${encodeURIComponent(saved.id)}`, class: "button" }, t("addToDash.open"))]));
     } catch (error) {
-      say(banner("error", "Could not add the card to the dashboard.", [(error as Error).message]));
+      say(banner("error", t("addToDash.failed"), [(error as Error).message]));
     }
   });
   return button;

@@ -1,6 +1,7 @@
 // A modal list of choices (a card, a dashboard): resolves with the one picked, or null when closed.
 
 import { h } from "../dom";
+import { t } from "../i18n";
 
 export interface Choice<T> {
   value: T;
@@ -11,7 +12,7 @@ export interface Choice<T> {
 export function choose<T>(label: string, choices: Choice<T>[], empty: string, link: HTMLAnchorElement, hint?: string): Promise<T | null> {
   return new Promise((resolve) => {
     let chosen: T | null = null;
-    const cancel = h("button", { type: "button", class: "ghost" }, "Cancel");
+    const cancel = h("button", { type: "button", class: "ghost" }, t("common.cancel"));
     const items = choices.map((choice) => {
       const pick = h("button", { type: "button", class: "card-choice" }, h("span", { class: "strong" }, choice.title), h("span", { class: "muted small" }, choice.detail));
       pick.addEventListener("click", () => {

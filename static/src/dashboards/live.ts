@@ -4,6 +4,7 @@
 
 import { api, freshToken } from "../api/client";
 import type { CardResult, Dashboard, Parameter } from "../api/dashboards";
+import { errorText } from "../api/errors";
 
 export interface Viewer {
   user_id: string;
@@ -114,7 +115,7 @@ export class DashboardLive {
       case "presence":
         return this.handlers.presence(message.viewers);
       case "error":
-        return this.handlers.error(message.message);
+        return this.handlers.error(errorText(message.code, {}, message.message));
     }
   }
 }

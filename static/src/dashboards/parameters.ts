@@ -3,13 +3,14 @@
 
 import type { Parameter } from "../api/dashboards";
 import { h } from "../dom";
+import { t } from "../i18n";
 
 export class ParametersForm {
-  readonly element = h("form", { class: "parameters", "aria-label": "Parameters", hidden: true });
+  readonly element = h("form", { class: "parameters", "aria-label": t("params.label"), hidden: true });
   private inputs = new Map<string, HTMLInputElement | HTMLSelectElement>();
   private parameters: Parameter[] = [];
   private note = h("span", { class: "parameters-note small" });
-  private back = h("button", { type: "button", class: "ghost" }, "Back to shared view");
+  private back = h("button", { type: "button", class: "ghost" }, t("params.back"));
 
   constructor(
     private apply: (values: Record<string, unknown>) => void,
@@ -43,7 +44,7 @@ export class ParametersForm {
       return h("label", { class: "parameter" }, p.label || p.name, input);
     });
     this.fill();
-    this.element.replaceChildren(...fields, h("button", { type: "submit", class: "secondary" }, "Apply"), this.back, this.note);
+    this.element.replaceChildren(...fields, h("button", { type: "submit", class: "secondary" }, t("common.apply")), this.back, this.note);
     this.personal(false);
   }
 
@@ -57,7 +58,7 @@ export class ParametersForm {
   private personal(on: boolean): void {
     this.element.classList.toggle("personal", on);
     this.back.hidden = !on;
-    this.note.textContent = on ? "Showing results for your values, only to you." : "Everyone sees these values.";
+    this.note.textContent = on ? t("params.personal") : t("params.shared");
   }
 
   private values(): Record<string, unknown> {

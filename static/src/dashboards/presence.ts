@@ -3,6 +3,7 @@
 import { session } from "../auth/session";
 import { h } from "../dom";
 import type { Viewer } from "./live";
+import { t } from "../i18n";
 
 const COLOURS = ["#2e6be6", "#1f8a5b", "#b54708", "#7a3ee0", "#c01574", "#0e7490"];
 
@@ -23,11 +24,11 @@ function colour(id: string): string {
 export function presence(viewers: Viewer[]): HTMLElement {
   const unique = [...new Map(viewers.map((v) => [v.user_id, v])).values()];
   const others = unique.filter((v) => v.user_id !== session.user?.id);
-  const label = others.length ? `Also here: ${others.map((v) => v.name || v.email).join(", ")}` : "Only you are here";
+  const label = others.length ? t("presence.others", { names: others.map((v) => v.name || v.email).join(t("common.listSeparator")) }) : t("presence.onlyYou");
   return h(
     "div",
     { class: "presence", "aria-label": label, title: label },
-    unique.map((v) => h("span", { class: `avatar${v.user_id === session.user?.id ? " me" : ""}`, style: `background:${colour(v.user_id)}`, title: `${v.name || v.email}${v.user_id === session.user?.id ? " (you)" : ""}` }, initials(v.name || v.email))),
-    h("span", { class: "presence-text small muted" }, others.length ? `${others.length} other${others.length === 1 ? "" : "s"} viewing` : "Only you"),
+    unique.map((v) => h("span", { class: `avatar${v.user_id === session.user?.id ? " me" : ""}`, style: `background:${colour(v.user_id)}`, title: v.user_id === session.user?.id ? t("presence.you", { name: v.name || v.email }) : v.name || v.email }, initials(v.name || v.email))),
+    h("span", { class: "presence-text small muted" }, others.length ? t("presence.count", { n: others.length }) : t("presence.alone")),
   );
 }

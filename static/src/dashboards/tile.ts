@@ -2,7 +2,8 @@
 
 import type { CardResult } from "../api/dashboards";
 import { h } from "../dom";
-import { seconds } from "../format";
+import { clock, seconds } from "../format";
+import { t } from "../i18n";
 import { OutputArea } from "../outputs/area";
 
 export interface TileActions {
@@ -16,9 +17,9 @@ export class Tile {
   private outputs = new OutputArea();
   private title = h("h2", { class: "tile-title" });
   private meta = h("span", { class: "tile-meta muted small" });
-  private rerunButton = h("button", { type: "button", class: "ghost small", title: "Run this card again for everyone" }, "↻ Re-run");
-  private removeButton = h("button", { type: "button", class: "ghost small tile-remove", title: "Remove from the dashboard" }, "✕");
-  private openLink = h("a", { class: "small tile-open", title: "Open in the card editor" }, "Edit card");
+  private rerunButton = h("button", { type: "button", class: "ghost small", title: t("tile.rerunTitle") }, t("tile.rerun"));
+  private removeButton = h("button", { type: "button", class: "ghost small tile-remove", title: t("tile.remove"), "aria-label": t("tile.remove") }, "✕");
+  private openLink = h("a", { class: "small tile-open", title: t("tile.editTitle") }, t("tile.edit"));
 
   constructor(
     readonly key: string,
@@ -47,7 +48,7 @@ export class Tile {
 
   running(): void {
     this.element.classList.add("busy");
-    this.meta.textContent = "Running…";
+    this.meta.textContent = t("common.running");
   }
 
   show(result: CardResult, personal: boolean): void {
@@ -56,10 +57,10 @@ export class Tile {
     this.element.dataset.status = result.status;
     this.outputs.clear();
     for (const output of result.outputs) this.outputs.add(output);
-    if (!result.outputs.length) this.outputs.note("This card shows nothing yet.");
-    const at = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-    const took = result.execution_time_ms !== undefined && !result.cached ? ` · ran in ${seconds(result.execution_time_ms)}` : "";
-    this.meta.textContent = `${personal ? "Your values" : "Updated"} ${at}${took}`;
+    if (!result.outputs.length) this.outputs.note(t("tile.nothing"));
+    const at = clock(new Date(), true);
+    const took = result.execution_time_ms !== undefined && !result.cached ? t("tile.took", { time: seconds(result.execution_time_ms) }) : "";
+    this.meta.textContent = (personal ? t("tile.yourValues", { when: at }) : t("tile.updated", { when: at })) + took;
   }
 
   private async rerun(actions: TileActions): Promise<void> {
@@ -70,7 +71,7 @@ export class Tile {
     } catch (error) {
       this.element.classList.remove("busy");
       this.meta.textContent = "";
-      this.outputs.note(`Could not re-run: ${(error as Error).message}`, "error");
+      this.outputs.note(t("tile.rerunFailed", { message: (error as Error).message }), "error");
     } finally {
       this.rerunButton.disabled = false;
     }

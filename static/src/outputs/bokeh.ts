@@ -1,6 +1,8 @@
 // Bokeh figures from kernels: BokehJS loaded once from our server's versioned URLs, items embedded
 // with Bokeh.embed.embed_item, live changes applied in order with Document.apply_json_patch.
 
+import { t } from "../i18n";
+
 interface BokehDocument {
   apply_json_patch(patch: unknown): void;
 }
@@ -26,7 +28,7 @@ function script(src: string): Promise<void> {
     const el = document.createElement("script");
     el.src = src;
     el.onload = () => resolve();
-    el.onerror = () => reject(new Error(`Could not load ${src}`));
+    el.onerror = () => reject(new Error(t("bokeh.loadFailed", { src })));
     document.head.append(el);
   });
 }
@@ -34,12 +36,12 @@ function script(src: string): Promise<void> {
 export function loadBokeh(): Promise<BokehGlobal> {
   loading ??= (async () => {
     const response = await fetch("/api/bokeh");
-    if (!response.ok) throw new Error("The server did not say where BokehJS is.");
+    if (!response.ok) throw new Error(t("bokeh.noScripts"));
     const { scripts } = (await response.json()) as { scripts: string[] };
     const [core, ...extensions] = scripts;
     await script(core); // the extensions register into the core's Bokeh global
     await Promise.all(extensions.map(script));
-    if (!window.Bokeh) throw new Error("BokehJS loaded but did not start.");
+    if (!window.Bokeh) throw new Error(t("bokeh.notStarted"));
     return window.Bokeh;
   })();
   loading.catch(() => (loading = null));

@@ -2,7 +2,7 @@
 
 import { api } from "../api/client";
 import { h } from "../dom";
-import { count, plural } from "../format";
+import { t } from "../i18n";
 import { pagedTable, type Column } from "../components/table";
 
 export interface DataFrameBundle {
@@ -33,8 +33,8 @@ export function dataframeOutput(frame: DataFrameBundle, outputId: string | undef
   return h(
     "div",
     { class: "output-table" },
-    h("div", { class: "output-caption" }, `${plural(frame.row_count, "row")} × ${plural(dataColumns, "column")}`,
-      pageable < frame.row_count ? h("span", { class: "muted" }, ` · the first ${count(pageable)} can be browsed`) : null),
+    h("div", { class: "output-caption" }, t("output.size", { rows: frame.row_count, columns: dataColumns }),
+      pageable < frame.row_count ? h("span", { class: "muted" }, t("output.browsable", { n: pageable })) : null),
     table,
   );
 }

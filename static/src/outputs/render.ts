@@ -4,6 +4,8 @@
 import { h } from "../dom";
 import type { BokehFigures } from "./bokeh";
 import { dataframeOutput, type DataFrameBundle } from "./dataframe";
+import { t } from "../i18n";
+import { kernelError, truncationNotice } from "../i18n/kernel";
 
 export const BOKEH_MIME = "application/vnd.bi.bokeh-item.v1+json";
 export const DATAFRAME_MIME = "application/vnd.bi.dataframe.v1+json";
@@ -23,29 +25,36 @@ export interface Output {
   wait?: boolean;
 }
 
+// Text a card printed; the server's notice of a truncated output reads in the user's language.
 export function streamOutput(name: string, text: string): HTMLElement {
-  return h("pre", { class: `output-stream ${name}` }, text);
+  const notice = name === "stderr" ? truncationNotice(text) : null;
+  return notice ? h("p", { class: "output-note error", title: text.trim() }, notice) : h("pre", { class: `output-stream ${name}` }, text);
 }
 
+// An error: the blocked imports, missing datasets and limits the platform sets in the user's
+// language, with Python's own words below; other errors as Python tells them.
 export function errorOutput(output: Output): HTMLElement {
   const traceback = (output.traceback ?? []).join("\n");
+  const explained = kernelError(output.ename ?? "", output.evalue ?? "");
+  const raw = h("div", { class: "error-title" }, h("strong", {}, output.ename ?? t("output.error")), output.evalue ? `: ${output.evalue}` : "");
   return h(
     "div",
     { class: "output-error", role: "alert" },
-    h("div", { class: "error-title" }, h("strong", {}, output.ename ?? "Error"), output.evalue ? `: ${output.evalue}` : ""),
-    traceback ? h("details", { open: true }, h("summary", {}, "Traceback"), h("pre", {}, traceback)) : null,
+    explained ? h("p", { class: "error-explained" }, explained) : null,
+    explained ? h("div", { class: "error-raw small" }, raw) : raw,
+    traceback ? h("details", { open: !explained }, h("summary", {}, t("output.traceback")), h("pre", {}, traceback)) : null,
   );
 }
 
 function bokehOutput(item: { root_id?: string }, figures: BokehFigures): HTMLElement {
   const el = h("div", { class: "output-bokeh" });
-  figures.embed(item, el).catch((error: Error) => el.replaceWith(h("p", { class: "output-note error" }, `The chart could not be drawn: ${error.message}`)));
+  figures.embed(item, el).catch((error: Error) => el.replaceWith(h("p", { class: "output-note error" }, t("output.chartFailed", { message: error.message }))));
   return el;
 }
 
 function imageOutput(mime: string, value: string): HTMLElement {
   const src = mime === "image/svg+xml" ? `data:image/svg+xml;charset=utf-8,${encodeURIComponent(value)}` : `data:${mime};base64,${value}`;
-  return h("img", { class: "output-image", src, alt: "Image output" });
+  return h("img", { class: "output-image", src, alt: t("output.image") });
 }
 
 // The element for a display_data / execute_result bundle, from its richest type we can show safely.
@@ -59,5 +68,5 @@ export function bundleOutput(output: Output, figures: BokehFigures): HTMLElement
   for (const mime of ["text/markdown", "text/plain"]) {
     if (typeof data[mime] === "string") return h("pre", { class: "output-text" }, data[mime] as string);
   }
-  return h("p", { class: "output-note" }, `An output of a kind this page cannot show (${Object.keys(data).join(", ") || "empty"}).`);
+  return h("p", { class: "output-note" }, t("output.unknown", { types: Object.keys(data).join(", ") || t("output.empty") }));
 }

@@ -3,7 +3,7 @@
 import type { EditorView } from "@codemirror/view";
 import { cardsApi, type Card } from "../api/cards";
 import { datasetsApi, type Dataset } from "../api/datasets";
-import { ApiError } from "../api/errors";
+import { ApiError, errorText } from "../api/errors";
 import { codeEditor } from "../cards/code-editor";
 import { datasetPicker } from "../cards/dataset-picker";
 import { drafts, type Draft } from "../cards/draft";
@@ -14,10 +14,16 @@ import { addToDashboardButton } from "../dashboards/add-to-dashboard";
 import { h } from "../dom";
 import { OutputArea } from "../outputs/area";
 import type { Page } from "../router";
+import { t, tWith, type MessageKey } from "../i18n";
 
-const DONE_TEXT: Record<string, string> = { ok: "Finished", error: "Failed", timeout: "Timed out", aborted: "Aborted" };
+const DONE_TEXT: Record<string, MessageKey> = { ok: "run.ok", error: "run.error", timeout: "run.timeout", aborted: "run.aborted" };
 
 // `preselect`: the datasets a new card starts with ("New card from this dataset").
+// "Press Ctrl+Enter or ▶ Run", with the keys as keys.
+function keysHint(): (Node | string)[] {
+  return tWith("editor.outputsHint", { keys: [h("kbd", {}, "Ctrl"), document.createTextNode("+"), h("kbd", {}, "Enter")] });
+}
+
 export async function cardEditorPage(cardId: string | null, rename: (path: string) => void, preselect: string[] = []): Promise<Page> {
   const [card, datasets] = await Promise.all([cardId ? cardsApi.get(cardId) : Promise.resolve(null), datasetsApi.list()]);
   return new CardEditor(card, datasets, rename, preselect);
@@ -37,11 +43,11 @@ class CardEditor implements Page {
   private interrupted = false;
   private messages = h("div", { class: "editor-messages" });
   private saveState = h("span", { class: "save-state" });
-  private runButton = h("button", { type: "button", class: "primary", title: "Run (Ctrl+Enter)" }, "▶ Run");
-  private interruptButton = h("button", { type: "button", class: "ghost", disabled: true }, "■ Interrupt");
-  private saveButton = h("button", { type: "button", class: "secondary", title: "Save (Ctrl+S)" }, "Save");
-  private titleInput = h("input", { class: "title-input", "aria-label": "Card title", placeholder: "Untitled card", maxlength: 200 });
-  private placeholder = h("div", { class: "outputs-empty" }, h("p", {}, "Outputs appear here as the code runs."), h("p", { class: "muted small" }, "Press ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Enter"), " or ▶ Run."));
+  private runButton = h("button", { type: "button", class: "primary", title: t("editor.runTitle") }, t("editor.run"));
+  private interruptButton = h("button", { type: "button", class: "ghost", disabled: true }, t("editor.interrupt"));
+  private saveButton = h("button", { type: "button", class: "secondary", title: t("editor.saveTitle") }, t("common.save"));
+  private titleInput = h("input", { class: "title-input", "aria-label": t("editor.cardTitle"), placeholder: t("common.untitledCard"), maxlength: 200 });
+  private placeholder = h("div", { class: "outputs-empty" }, h("p", {}, t("editor.outputsEmpty")), h("p", { class: "muted small" }, ...keysHint()));
 
   constructor(card: Card | null, datasets: Dataset[], private rename: (path: string) => void, preselect: string[]) {
     this.cardId = card?.id ?? null;
@@ -52,7 +58,7 @@ class CardEditor implements Page {
     this.titleInput.value = this.draft.title;
     this.connection = this.connect();
 
-    const codePane = h("section", { class: "code-pane", "aria-label": "Code" });
+    const codePane = h("section", { class: "code-pane", "aria-label": t("editor.code") });
     this.editor = codeEditor(codePane, this.draft.code, {
       run: () => void this.run(),
       save: () => void this.save(),
@@ -74,20 +80,20 @@ class CardEditor implements Page {
     this.element = h(
       "div",
       { class: "page editor-page" },
-      h("header", { class: "page-head" }, h("a", { href: "/cards", class: "back", "aria-label": "All cards" }, "‹"), this.titleInput, this.saveState, addToDashboardButton(() => this.cardId, (m) => this.say(m)), this.saveButton),
+      h("header", { class: "page-head" }, h("a", { href: "/cards", class: "back", "aria-label": t("editor.back") }, "‹"), this.titleInput, this.saveState, addToDashboardButton(() => this.cardId, (m) => this.say(m)), this.saveButton),
       this.messages,
       h("div", { class: "toolbar" }, this.runButton, this.interruptButton, this.status.element, h("span", { class: "spacer" }), picker),
-      h("div", { class: "editor-split" }, codePane, h("section", { class: "output-pane", "aria-label": "Outputs" }, this.placeholder, this.outputs.element)),
+      h("div", { class: "editor-split" }, codePane, h("section", { class: "output-pane", "aria-label": t("editor.outputs") }, this.placeholder, this.outputs.element)),
     );
     if (kept && kept === this.draft && (kept.code !== saved.code || kept.title !== saved.title)) {
-      this.say(banner("info", "Your unsaved changes are back.", ["They were kept in this tab since you last edited."]));
+      this.say(banner("info", t("editor.restored"), [t("editor.restoredBody")]));
     }
     this.showSaveState();
     setTimeout(() => this.editor.focus()); // once the page is shown
   }
 
   get title(): string {
-    return this.draft.title || "New card";
+    return this.draft.title || t("common.newCard");
   }
 
   leave(): void {
@@ -108,7 +114,7 @@ class CardEditor implements Page {
 
   private showSaveState(): void {
     const version = this.draft.baseVersion;
-    this.saveState.textContent = version === null ? "Not saved yet" : this.dirty ? `v${version} · unsaved changes` : `v${version} · saved`;
+    this.saveState.textContent = version === null ? t("editor.notSavedYet") : this.dirty ? t("editor.unsaved", { n: version }) : t("editor.saved", { n: version });
     this.saveState.classList.toggle("dirty", this.dirty);
   }
 
@@ -167,28 +173,28 @@ class CardEditor implements Page {
         break;
       case "done":
         if (!ours) break;
-        if (this.interrupted && message.status !== "ok") this.status.finished("idle", "Interrupted", message.execution_time_ms);
-        else this.status.finished(message.status === "ok" ? "ok" : "error", DONE_TEXT[message.status ?? ""] ?? "Ended", message.execution_time_ms);
-        if (message.message) this.outputs.note(message.message, message.status === "ok" ? "info" : "error");
+        if (this.interrupted && message.status !== "ok") this.status.finished("idle", t("run.interrupted"), message.execution_time_ms);
+        else this.status.finished(message.status === "ok" ? "ok" : "error", t(DONE_TEXT[message.status ?? ""] ?? "run.ended"), message.execution_time_ms);
+        if (message.message) this.outputs.note(errorText(message.code ?? "", {}, message.message), message.status === "ok" ? "info" : "error");
         this.idle();
         break;
       case "error":
-        this.outputs.note(message.message ?? "The server could not use that message.", "error");
+        this.outputs.note(message.message ? errorText(message.code ?? "", {}, message.message) : t("run.badMessage"), "error");
         if (ours) {
-          this.status.finished("error", "Not run");
+          this.status.finished("error", t("run.notRun"));
           this.idle();
         }
         break;
       case "outputs_lost":
-        this.outputs.note(message.message ?? "Some outputs were lost while the connection was down.", "error");
+        this.outputs.note(t("run.outputsLost"), "error");
         break;
       case "kernel_restarted":
-        this.outputs.note(`The kernel was restarted: ${message.reason ?? ""}. Variables from earlier runs are gone.`, "error");
+        this.outputs.note(t("run.kernelRestarted", { reason: message.reason ?? "" }), "error");
         break;
       case "closed":
       case "broken":
-        this.outputs.note(`The session ended (${message.reason ?? "closed"}). The next run starts a new one.`, "info");
-        this.status.finished("idle", "Session ended");
+        this.outputs.note(t("run.sessionClosed", { reason: message.reason ?? t("run.closed") }), "info");
+        this.status.finished("idle", t("run.sessionEnded"));
         this.idle();
         break;
     }
@@ -196,9 +202,9 @@ class CardEditor implements Page {
 
   // Saving -----------------------------------------------------------------
   private async save(from = this.draft.baseVersion): Promise<void> {
-    const fields = { title: this.draft.title.trim() || "Untitled card", code: this.editor.state.doc.toString(), datasets: this.draft.datasets };
+    const fields = { title: this.draft.title.trim() || t("common.untitledCard"), code: this.editor.state.doc.toString(), datasets: this.draft.datasets };
     this.saveButton.disabled = true;
-    this.saveButton.textContent = "Saving…";
+    this.saveButton.textContent = t("common.saving");
     try {
       const card = this.cardId === null || from === null ? await cardsApi.create(fields) : await cardsApi.update(this.cardId, from, fields, this.parameters);
       drafts.forget(this.cardId);
@@ -207,12 +213,12 @@ class CardEditor implements Page {
       this.draft = { ...this.draft, title: card.title, baseVersion: card.version };
       this.titleInput.value = card.title;
       this.say(null);
-      this.flash(`Saved as version ${card.version}.`);
+      this.flash(t("editor.savedAs", { n: card.version }));
     } catch (error) {
       this.say(this.saveProblem(error, fields.code));
     } finally {
       this.saveButton.disabled = false;
-      this.saveButton.textContent = "Save";
+      this.saveButton.textContent = t("common.save");
       this.showSaveState();
     }
   }
@@ -224,17 +230,17 @@ class CardEditor implements Page {
   }
 
   private saveProblem(error: unknown, code: string): HTMLElement {
-    if (!(error instanceof ApiError) || error.status !== 409) return banner("error", "Not saved.", [(error as Error).message]);
+    if (!(error instanceof ApiError) || error.status !== 409) return banner("error", t("editor.notSaved"), [(error as Error).message]);
     const current = Number(error.details.current_version);
-    const overwrite = h("button", { type: "button", class: "danger small" }, "Save mine anyway");
+    const overwrite = h("button", { type: "button", class: "danger small" }, t("editor.overwrite"));
     overwrite.addEventListener("click", () => void this.save(current));
     // The clipboard is there on https and localhost only.
-    const copy = navigator.clipboard ? h("button", { type: "button", class: "ghost small" }, "Copy my code") : null;
-    copy?.addEventListener("click", () => void navigator.clipboard.writeText(code).then(() => (copy.textContent = "Copied")));
+    const copy = navigator.clipboard ? h("button", { type: "button", class: "ghost small" }, t("editor.copy")) : null;
+    copy?.addEventListener("click", () => void navigator.clipboard.writeText(code).then(() => (copy.textContent = t("editor.copied"))));
     return banner(
       "warning",
-      "Not saved: someone else saved this card while you were editing.",
-      [`You started from version ${this.draft.baseVersion}; the card is now at version ${current}. Your code is still here, unchanged. Save yours as version ${current + 1} (replacing their changes), or keep a copy of it and reload the card to see theirs.`],
+      t("editor.conflictTitle"),
+      [t("editor.conflictBody", { from: this.draft.baseVersion ?? 0, current, next: current + 1 })],
       copy ? [overwrite, copy] : [overwrite],
     );
   }

@@ -3,18 +3,19 @@
 import { cardsApi } from "../api/cards";
 import { datasetsApi } from "../api/datasets";
 import { h } from "../dom";
-import { when } from "../format";
+import { ago, when } from "../format";
+import { t } from "../i18n";
 import type { Page } from "../router";
 
 export async function cardsPage(): Promise<Page> {
   const [cards, datasets] = await Promise.all([cardsApi.list(), datasetsApi.list()]);
   const names = new Map(datasets.map((d) => [d.id, d.name]));
-  const newCard = h("a", { href: "/cards/new", class: "button primary" }, "+ New card");
+  const newCard = h("a", { href: "/cards/new", class: "button primary" }, t("cards.new"));
   const body = cards.length
     ? h(
         "table",
         { class: "list" },
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Title"), h("th", { scope: "col" }, "Datasets"), h("th", { scope: "col" }, "Version"), h("th", { scope: "col" }, "Updated"))),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("cards.col.title")), h("th", { scope: "col" }, t("cards.col.datasets")), h("th", { scope: "col" }, t("cards.col.version")), h("th", { scope: "col" }, t("cards.col.updated")))),
         h(
           "tbody",
           {},
@@ -23,15 +24,15 @@ export async function cardsPage(): Promise<Page> {
               "tr",
               {},
               h("td", {}, h("a", { href: `/cards/${encodeURIComponent(card.id)}`, class: "strong" }, card.title)),
-              h("td", { class: "muted" }, card.datasets.map((id) => names.get(id) ?? "(not shared with you)").join(", ") || "—"),
-              h("td", { class: "muted" }, `v${card.version}`),
-              h("td", { class: "muted" }, when(card.updated_at)),
+              h("td", { class: "muted" }, card.datasets.map((id) => names.get(id) ?? t("cards.notShared")).join(t("common.listSeparator")) || "—"),
+              h("td", { class: "muted" }, t("common.version", { n: card.version })),
+              h("td", { class: "muted", title: when(card.updated_at) }, ago(card.updated_at)),
             ),
           ),
         ),
       )
-    : h("div", { class: "empty" }, h("h2", {}, "No cards yet"), h("p", { class: "muted" }, "A card is a short piece of Python that turns a dataset into a table or a chart."), newCard.cloneNode(true));
+    : h("div", { class: "empty" }, h("h2", {}, t("cards.empty")), h("p", { class: "muted" }, t("cards.emptyHint")), newCard.cloneNode(true));
   return {
-    element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, "Cards"), h("span", { class: "spacer" }), newCard), body),
+    element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, t("cards.title")), h("span", { class: "spacer" }), newCard), body),
   };
 }

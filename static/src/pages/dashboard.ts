@@ -6,7 +6,7 @@ import { GridStack, type GridItemHTMLElement } from "gridstack";
 import "gridstack/dist/gridstack.min.css";
 import "../dashboards/dashboards.css";
 import { dashboardsApi, placeCard, type CardResult, type Dashboard, type DashboardDocument } from "../api/dashboards";
-import { ApiError } from "../api/errors";
+import { ApiError, errorText } from "../api/errors";
 import { banner } from "../components/banner";
 import { chooseCard } from "../dashboards/add-card";
 import { DashboardLive, type SnapshotCard } from "../dashboards/live";
@@ -16,6 +16,7 @@ import { Tile } from "../dashboards/tile";
 import { h } from "../dom";
 import type { Page } from "../router";
 import { openShareDialog } from "./share-dialog";
+import { locale, t } from "../i18n";
 
 const CELL_HEIGHT = 64;
 
@@ -23,7 +24,7 @@ export async function dashboardPage(id: string): Promise<Page> {
   try {
     return new DashboardPage(await dashboardsApi.get(id));
   } catch (error) {
-    if (error instanceof ApiError && (error.status === 404 || error.status === 403)) return { element: unavailable("This dashboard does not exist, or it is not shared with you.") };
+    if (error instanceof ApiError && (error.status === 404 || error.status === 403)) return { element: unavailable(t("dashboard.missing")) };
     throw error;
   }
 }
@@ -33,7 +34,7 @@ function unavailable(reason: string): HTMLElement {
   return h(
     "div",
     { class: "page" },
-    h("div", { class: "empty dash-gone" }, h("h1", {}, "Dashboard not available"), h("p", { class: "muted" }, reason), h("p", { class: "muted small" }, "Ask its owner to share it with you."), h("a", { href: "/dashboards", class: "button primary" }, "Go to your dashboards")),
+    h("div", { class: "empty dash-gone" }, h("h1", {}, t("dashboard.unavailable")), h("p", { class: "muted" }, reason), h("p", { class: "muted small" }, t("dashboard.askOwner")), h("a", { href: "/dashboards", class: "button primary" }, t("dashboard.goList"))),
   );
 }
 
@@ -53,7 +54,7 @@ class DashboardPage implements Page {
   private liveState = h("span", { class: "live-state" });
   private presence = h("div", {});
   private messages = h("div", { class: "dash-messages" });
-  private editHint = h("p", { class: "edit-hint small" }, h("strong", {}, "Editing layout. "), "Drag a card by its title bar, resize it from its bottom-right corner, ✕ takes it off. Save makes a new version that everyone sees.");
+  private editHint = h("p", { class: "edit-hint small" }, h("strong", {}, t("dashboard.editHintStrong")), t("dashboard.editHint"));
   private actions = h("div", { class: "dash-actions" });
   private parameters: ParametersForm;
   private live: DashboardLive;
@@ -67,7 +68,7 @@ class DashboardPage implements Page {
     this.element = h(
       "div",
       { class: "page dash-page" },
-      h("header", { class: "page-head" }, h("a", { href: "/dashboards", class: "back", "aria-label": "All dashboards" }, "‹"), h("div", { class: "dash-heading" }, this.heading, this.description), h("span", { class: "spacer" }), this.liveState, this.presence, this.actions),
+      h("header", { class: "page-head" }, h("a", { href: "/dashboards", class: "back", "aria-label": t("dashboard.back") }, "‹"), h("div", { class: "dash-heading" }, this.heading, this.description), h("span", { class: "spacer" }), this.liveState, this.presence, this.actions),
       this.messages,
       this.editHint,
       this.parameters.element,
@@ -82,7 +83,7 @@ class DashboardPage implements Page {
       presence: (viewers) => this.presence.replaceChildren(presence(viewers)),
       state: (state) => this.showState(state),
       ended: (code, message) => this.ended(code, message),
-      error: (message) => this.say(banner("error", "The dashboard could not do that.", [message])),
+      error: (message) => this.say(banner("error", t("dashboard.actionFailed"), [message])),
     });
   }
 
@@ -101,7 +102,7 @@ class DashboardPage implements Page {
 
   private showState(state: "connecting" | "live" | "reconnecting"): void {
     this.liveState.className = `live-state ${state}`;
-    this.liveState.textContent = state === "live" ? "Live" : state === "connecting" ? "Connecting…" : "Reconnecting…";
+    this.liveState.textContent = t(state === "live" ? "dashboard.live" : state === "connecting" ? "dashboard.connecting" : "dashboard.reconnecting");
   }
 
   private snapshot(dashboard: Dashboard, cards: Record<string, SnapshotCard>): void {
@@ -109,7 +110,7 @@ class DashboardPage implements Page {
     this.dashboard = dashboard;
     this.cards = cards;
     if (this.draft) {
-      if (newer) this.say(banner("warning", `Someone saved version ${dashboard.version} while you were editing.`, ["Saving now would fail; cancel to see their version, then make your changes again."]));
+      if (newer) this.say(banner("warning", t("dashboard.newerVersion", { n: dashboard.version }), [t("dashboard.newerVersionBody")]));
       return;
     }
     this.render();
@@ -132,7 +133,7 @@ class DashboardPage implements Page {
 
   private ended(code: number, message: string): void {
     this.live.close();
-    this.element.replaceChildren(unavailable(code === 4404 ? "This dashboard was deleted." : code === 4403 ? "Your access to this dashboard was revoked." : message).firstElementChild!);
+    this.element.replaceChildren(unavailable(code === 4404 ? t("dashboard.deleted") : code === 4403 ? t("dashboard.revoked") : message).firstElementChild!);
   }
 
   // The header, the form and the grid from the current dashboard (or the draft in edit mode).
@@ -153,8 +154,8 @@ class DashboardPage implements Page {
     this.grid.setStatic(this.draft === null);
     this.empty.hidden = document.layout.length > 0;
     this.empty.replaceChildren(
-      h("h2", {}, "No cards on this dashboard yet"),
-      h("p", { class: "muted" }, this.editable ? "Choose Edit, then Add card, to put one of your cards here." : "Its owner has not added any cards yet."),
+      h("h2", {}, t("dashboard.empty")),
+      h("p", { class: "muted" }, this.editable ? t("dashboard.emptyEditable") : t("dashboard.emptyViewer")),
     );
   }
 
@@ -166,9 +167,9 @@ class DashboardPage implements Page {
       remove: this.draft ? () => this.removeCard(key) : undefined,
       open: this.editable && cardId ? `/cards/${encodeURIComponent(cardId)}` : undefined,
     });
-    tile.setTitle(this.cards[key]?.title ?? entry?.title ?? "New card");
+    tile.setTitle(this.cards[key]?.title ?? entry?.title ?? t("common.newCard"));
     const result = this.cards[key]?.result;
-    if (this.draft && !this.cards[key]) tile.note("Save the dashboard to run this card.");
+    if (this.draft && !this.cards[key]) tile.note(t("dashboard.saveToRun"));
     else if (result) tile.show(result, false);
     else tile.running();
     this.tiles.set(key, tile);
@@ -186,25 +187,25 @@ class DashboardPage implements Page {
   private renderActions(): void {
     const buttons: HTMLElement[] = [];
     if (this.draft) {
-      const add = h("button", { type: "button", class: "ghost" }, "+ Add card");
-      const cancel = h("button", { type: "button", class: "ghost" }, "Cancel");
-      const save = h("button", { type: "button", class: "primary" }, "Save");
+      const add = h("button", { type: "button", class: "ghost" }, t("dashboard.addCard"));
+      const cancel = h("button", { type: "button", class: "ghost" }, t("common.cancel"));
+      const save = h("button", { type: "button", class: "primary" }, t("common.save"));
       add.addEventListener("click", () => void this.addCard());
       cancel.addEventListener("click", () => this.stopEditing());
       save.addEventListener("click", () => void this.save(save));
       buttons.push(add, cancel, save);
     } else {
       if (this.dashboard.access === "owner") {
-        const share = h("button", { type: "button", class: "ghost" }, "Share");
+        const share = h("button", { type: "button", class: "ghost" }, t("common.share"));
         share.addEventListener("click", () => openShareDialog(this.dashboard.id, this.dashboard.document.title));
         buttons.push(share);
       }
       if (this.editable) {
-        const edit = h("button", { type: "button", class: "secondary" }, "Edit");
+        const edit = h("button", { type: "button", class: "secondary" }, t("common.edit"));
         edit.addEventListener("click", () => this.startEditing());
         buttons.push(edit);
       } else {
-        buttons.push(h("span", { class: "pill view" }, "View only"));
+        buttons.push(h("span", { class: "pill view" }, t("dashboard.viewOnly")));
       }
     }
     this.actions.replaceChildren(...buttons);
@@ -263,7 +264,7 @@ class DashboardPage implements Page {
       this.dashboard = saved;
       this.draft = null;
       this.render();
-      const done = banner("success", `Saved as version ${saved.version}.`);
+      const done = banner("success", t("editor.savedAs", { n: saved.version }));
       this.say(done);
       setTimeout(() => done.remove(), 5000);
     } catch (error) {
@@ -275,23 +276,25 @@ class DashboardPage implements Page {
 
   private saveProblem(error: unknown): HTMLElement {
     if (error instanceof ApiError && error.status === 409) {
-      const reload = h("button", { type: "button", class: "secondary" }, "Discard my changes");
+      const reload = h("button", { type: "button", class: "secondary" }, t("dashboard.discard"));
       reload.addEventListener("click", () => {
         this.live.send({ type: "resync" });
         this.stopEditing();
       });
-      return banner("warning", "Not saved: someone else saved this dashboard since you started editing.", [`You started from version ${this.draftFrom}; it is now at version ${error.details.current_version ?? "a newer one"}. Your layout is still here: note your changes, discard them, and make them again on the newest version.`], [reload]);
+      const current = error.details.current_version;
+      return banner("warning", t("dashboard.conflictTitle"), [t("dashboard.conflictBody", { from: this.draftFrom, current: typeof current === "number" ? current : t("dashboard.newer") })], [reload]);
     }
     // A bad document (422) or a card that is gone (404) names the place in the document.
     const pointer = error instanceof ApiError ? String(error.details.pointer ?? "") : "";
     if (pointer) {
-      const reason = String((error as ApiError).details.reason ?? (error as Error).message.replace(`${pointer}: `, ""));
+      const problem = error as ApiError;
+      const reason = locale() === "ja" ? errorText(problem.code, {}, problem.serverMessage) : String(problem.details.reason ?? problem.serverMessage.replace(`${pointer}: `, ""));
       const key = this.draft?.cards[Number(/^\/cards\/(\d+)/.exec(pointer)?.[1] ?? NaN)]?.key;
       const tile = key === undefined ? undefined : this.tiles.get(key);
       tile?.element.classList.add("problem");
-      const where = tile ? ` (the card “${tile.element.getAttribute("aria-label")}”)` : "";
-      return banner("error", "Not saved: the dashboard has a problem.", [h("p", {}, h("code", {}, pointer), where, " — ", reason)]);
+      const where = tile ? t("dashboard.problemCard", { title: tile.element.getAttribute("aria-label") ?? "" }) : "";
+      return banner("error", t("dashboard.problemTitle"), [h("p", {}, h("code", {}, pointer), where, " — ", reason)]);
     }
-    return banner("error", "Not saved.", [(error as Error).message]);
+    return banner("error", t("editor.notSaved"), [(error as Error).message]);
   }
 }

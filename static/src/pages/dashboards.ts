@@ -3,16 +3,17 @@
 import "../dashboards/dashboards.css";
 import { dashboardsApi, type Access } from "../api/dashboards";
 import { h } from "../dom";
-import { when } from "../format";
+import { ago, count, when } from "../format";
+import { t, type MessageKey } from "../i18n";
 import type { Page } from "../router";
 
-const ACCESS: Record<Access, string> = { owner: "Owner", edit: "Can edit", view: "Can view" };
+const ACCESS: Record<Access, MessageKey> = { owner: "access.owner", edit: "access.edit", view: "access.view" };
 
 export async function dashboardsPage(go: (path: string) => void): Promise<Page> {
   const dashboards = await dashboardsApi.list();
-  const title = h("input", { name: "title", placeholder: "New dashboard title", "aria-label": "New dashboard title", maxlength: 200, required: true });
+  const title = h("input", { name: "title", placeholder: t("dashboards.newTitle"), "aria-label": t("dashboards.newTitle"), maxlength: 200, required: true });
   const error = h("p", { class: "form-error", role: "alert" });
-  const create = h("form", { class: "dash-create" }, title, h("button", { type: "submit", class: "primary" }, "+ New dashboard"), error);
+  const create = h("form", { class: "dash-create" }, title, h("button", { type: "submit", class: "primary" }, t("dashboards.new")), error);
   create.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
@@ -26,7 +27,7 @@ export async function dashboardsPage(go: (path: string) => void): Promise<Page> 
     ? h(
         "table",
         { class: "list" },
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Title"), h("th", { scope: "col" }, "Cards"), h("th", { scope: "col" }, "Your access"), h("th", { scope: "col" }, "Updated"))),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("dashboards.col.title")), h("th", { scope: "col", class: "num" }, t("dashboards.col.cards")), h("th", { scope: "col" }, t("dashboards.col.access")), h("th", { scope: "col" }, t("dashboards.col.updated")))),
         h(
           "tbody",
           {},
@@ -35,13 +36,13 @@ export async function dashboardsPage(go: (path: string) => void): Promise<Page> 
               "tr",
               {},
               h("td", {}, h("a", { href: `/dashboards/${encodeURIComponent(d.id)}`, class: "strong" }, d.document.title), d.document.description ? h("div", { class: "muted small" }, d.document.description) : null),
-              h("td", { class: "muted" }, String(d.document.cards.length)),
-              h("td", {}, h("span", { class: `pill ${d.access}` }, ACCESS[d.access])),
-              h("td", { class: "muted" }, when(d.updated_at)),
+              h("td", { class: "num muted" }, count(d.document.cards.length)),
+              h("td", {}, h("span", { class: `pill ${d.access}` }, t(ACCESS[d.access]))),
+              h("td", { class: "muted", title: when(d.updated_at) }, ago(d.updated_at)),
             ),
           ),
         ),
       )
-    : h("div", { class: "empty" }, h("h2", {}, "No dashboards yet"), h("p", { class: "muted" }, "A dashboard puts cards side by side on a grid and keeps them live for everyone you share it with."));
-  return { element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, "Dashboards"), h("span", { class: "spacer" }), create), body) };
+    : h("div", { class: "empty" }, h("h2", {}, t("dashboards.empty")), h("p", { class: "muted" }, t("dashboards.emptyHint")));
+  return { element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, t("dashboards.title")), h("span", { class: "spacer" }), create), body) };
 }

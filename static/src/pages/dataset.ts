@@ -5,6 +5,7 @@ import { banner } from "../components/banner";
 import { pagedTable } from "../components/table";
 import { h } from "../dom";
 import { bytes, count, when } from "../format";
+import { t } from "../i18n";
 import type { Page } from "../router";
 import { lastUpload } from "./datasets";
 import { delimiterName } from "./read-options";
@@ -15,12 +16,10 @@ const SURE = 0.9;
 function detectionNote(dataset: Dataset): HTMLElement | null {
   const detection = dataset.detection;
   if (!detection) return null;
-  const read = `Read as ${dataset.encoding}, ${delimiterName(dataset.delimiter).toLowerCase()}-separated: ${count(dataset.row_count)} rows.`;
+  const read = t("dataset.readAs", { encoding: dataset.encoding, delimiter: delimiterName(dataset.delimiter, true), rows: dataset.row_count });
   if (detection.encoding_detected && detection.encoding_confidence < SURE)
-    return banner("warning", "Check the preview: the encoding was a guess.", [
-      `${read} We were only ${Math.round(detection.encoding_confidence * 100)}% sure of the encoding. If the text below looks garbled, read the file again with the right encoding under “Read again”.`,
-    ]);
-  return banner("success", "Uploaded.", [read]);
+    return banner("warning", t("dataset.guessTitle"), [read, t("dataset.guessBody", { percent: Math.round(detection.encoding_confidence * 100) })]);
+  return banner("success", t("dataset.uploaded"), [read]);
 }
 
 function facts(dataset: Dataset): HTMLElement {
@@ -28,12 +27,12 @@ function facts(dataset: Dataset): HTMLElement {
   return h(
     "dl",
     { class: "facts" },
-    fact("Rows", count(dataset.row_count)),
-    fact("Columns", count(dataset.columns.length)),
-    fact("Encoding", dataset.encoding),
-    fact("Delimiter", delimiterName(dataset.delimiter)),
-    fact("Size", bytes(dataset.bytes)),
-    fact("Version", `v${dataset.version} · ${when(dataset.updated_at)}`),
+    fact(t("dataset.rows"), count(dataset.row_count)),
+    fact(t("dataset.columns"), count(dataset.columns.length)),
+    fact(t("dataset.encoding"), dataset.encoding),
+    fact(t("dataset.delimiter"), delimiterName(dataset.delimiter)),
+    fact(t("dataset.size"), bytes(dataset.bytes)),
+    fact(t("dataset.version"), t("common.versionAt", { n: dataset.version, when: when(dataset.updated_at) })),
   );
 }
 
@@ -50,16 +49,16 @@ export async function datasetPage(id: string, navigate: (to: string) => void): P
   const again = h(
     "details",
     { class: "read-again", open: !!just?.detection && just.detection.encoding_confidence < SURE },
-    h("summary", {}, "Read again / upload a new version"),
-    h("p", { class: "muted small" }, "A new upload of the same data (or the same file read with other options) becomes version ", String(dataset.version + 1), "; cards read the newest version."),
+    h("summary", {}, t("dataset.again")),
+    h("p", { class: "muted small" }, t("dataset.againHint", { version: dataset.version + 1 })),
     uploadPanel((updated) => {
       lastUpload.dataset = updated;
       navigate(`/datasets/${encodeURIComponent(updated.id)}`);
     }, id),
   );
-  const remove = h("button", { type: "button", class: "ghost" }, "Delete");
+  const remove = h("button", { type: "button", class: "ghost" }, t("common.delete"));
   remove.addEventListener("click", async () => {
-    if (!confirm(`Delete the dataset “${dataset.name}” and all its versions? Cards that load it will fail.`)) return;
+    if (!confirm(t("dataset.confirmDelete", { name: dataset.name }))) return;
     await datasetsApi.remove(id);
     navigate("/datasets");
   });
@@ -70,16 +69,16 @@ export async function datasetPage(id: string, navigate: (to: string) => void): P
       h(
         "header",
         { class: "page-head" },
-        h("a", { href: "/datasets", class: "back", "aria-label": "All datasets" }, "‹"),
+        h("a", { href: "/datasets", class: "back", "aria-label": t("dataset.back") }, "‹"),
         h("h1", {}, dataset.name),
         h("span", { class: "spacer" }),
         remove,
-        h("a", { href: `/cards/new?dataset=${encodeURIComponent(id)}`, class: "button primary" }, "New card from this dataset"),
+        h("a", { href: `/cards/new?dataset=${encodeURIComponent(id)}`, class: "button primary" }, t("dataset.newCard")),
       ),
       just ? detectionNote(just) : null,
       facts(dataset),
       again,
-      h("h2", { class: "section-title" }, "Preview"),
+      h("h2", { class: "section-title" }, t("dataset.preview")),
       preview,
     ),
   };

@@ -2,7 +2,8 @@
 
 import { datasetsApi, type Dataset } from "../api/datasets";
 import { h } from "../dom";
-import { bytes, count, when } from "../format";
+import { ago, bytes, count, when } from "../format";
+import { t, tWith } from "../i18n";
 import type { Page } from "../router";
 import { delimiterName } from "./read-options";
 import { uploadPanel } from "./upload-panel";
@@ -19,7 +20,7 @@ function row(dataset: Dataset): HTMLElement {
     h("td", { class: "num" }, count(dataset.columns.length)),
     h("td", { class: "muted" }, `${dataset.encoding} · ${delimiterName(dataset.delimiter)}`),
     h("td", { class: "num muted" }, bytes(dataset.bytes)),
-    h("td", { class: "muted" }, `v${dataset.version} · ${when(dataset.updated_at)}`),
+    h("td", { class: "muted", title: when(dataset.updated_at) }, t("common.versionAt", { n: dataset.version, when: ago(dataset.updated_at) })),
   );
 }
 
@@ -33,11 +34,11 @@ export async function datasetsPage(navigate: (to: string) => void): Promise<Page
     ? h(
         "table",
         { class: "list" },
-        h("thead", {}, h("tr", {}, ...["Name", "Rows", "Columns", "Read as", "Size", "Version"].map((t, i) => h("th", { scope: "col", class: i === 1 || i === 2 || i === 4 ? "num" : null }, t)))),
+        h("thead", {}, h("tr", {}, ...(["datasets.col.name", "datasets.col.rows", "datasets.col.columns", "datasets.col.readAs", "datasets.col.size", "datasets.col.version"] as const).map((key, i) => h("th", { scope: "col", class: i === 1 || i === 2 || i === 4 ? "num" : null }, t(key))))),
         h("tbody", {}, datasets.map(row)),
       )
-    : h("div", { class: "empty" }, h("h2", {}, "No datasets yet"), h("p", { class: "muted" }, "Upload a CSV above; cards read it with load_dataset(\"name\")."));
+    : h("div", { class: "empty" }, h("h2", {}, t("datasets.empty")), h("p", { class: "muted" }, ...tWith("datasets.emptyHint", { code: h("code", {}, t("datasets.emptyCode")) })));
   return {
-    element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, "Datasets")), upload, h("h2", { class: "section-title" }, "All datasets"), list),
+    element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, t("datasets.title"))), upload, h("h2", { class: "section-title" }, t("datasets.all")), list),
   };
 }

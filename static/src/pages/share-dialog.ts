@@ -3,27 +3,38 @@
 
 import { dashboardsApi, type Share } from "../api/dashboards";
 import { h } from "../dom";
+import { ApiError } from "../api/errors";
+import { locale, t, type MessageKey } from "../i18n";
 
-const ROLE: Record<string, string> = { view: "Can view", edit: "Can edit" };
+const ROLE: Record<string, MessageKey> = { view: "share.view", edit: "share.edit" };
+
+// Why a share failed: the two mistakes a person makes here, in their words.
+function shareProblem(error: unknown): string {
+  if (error instanceof ApiError && error.details.pointer === "/email" && locale() === "ja") {
+    if (error.code === "unprocessable") return t("share.noUser");
+    if (error.code === "bad_request") return t("share.owner");
+  }
+  return (error as Error).message;
+}
 
 export function openShareDialog(dashboardId: string, title: string): void {
-  const email = h("input", { type: "email", name: "email", placeholder: "colleague@example.com", required: true, "aria-label": "Email" });
-  const permission = h("select", { name: "permission", "aria-label": "Permission" }, h("option", { value: "view" }, ROLE.view), h("option", { value: "edit" }, ROLE.edit));
+  const email = h("input", { type: "email", name: "email", placeholder: t("share.placeholder"), required: true, "aria-label": t("share.email") });
+  const permission = h("select", { name: "permission", "aria-label": t("share.permission") }, h("option", { value: "view" }, t(ROLE.view)), h("option", { value: "edit" }, t(ROLE.edit)));
   const error = h("p", { class: "form-error", role: "alert" });
   const list = h("ul", { class: "share-list" });
-  const form = h("form", { class: "share-form" }, email, permission, h("button", { type: "submit", class: "primary" }, "Share"));
-  const close = h("button", { type: "button", class: "ghost" }, "Done");
-  const dialog = h("dialog", { class: "dash-dialog share-dialog", "aria-label": `Share ${title}` }, h("h2", {}, "Share “", title, "”"), h("p", { class: "muted small" }, "Viewers see the dashboard live; editors can also change its layout and cards."), form, error, h("h3", {}, "People with access"), list, h("div", { class: "dialog-actions" }, close));
+  const form = h("form", { class: "share-form" }, email, permission, h("button", { type: "submit", class: "primary" }, t("share.submit")));
+  const close = h("button", { type: "button", class: "ghost" }, t("common.done"));
+  const dialog = h("dialog", { class: "dash-dialog share-dialog", "aria-label": t("share.title", { title }) }, h("h2", {}, t("share.title", { title })), h("p", { class: "muted small" }, t("share.lead")), form, error, h("h3", {}, t("share.people")), list, h("div", { class: "dialog-actions" }, close));
 
   const render = (shares: Share[]) =>
     list.replaceChildren(
       ...(shares.length
         ? shares.map((s) => {
-            const revoke = h("button", { type: "button", class: "ghost small", "aria-label": `Revoke ${s.email}` }, "Revoke");
+            const revoke = h("button", { type: "button", class: "ghost small", "aria-label": t("share.revokeLabel", { email: s.email }) }, t("share.revoke"));
             revoke.addEventListener("click", () => void run(() => dashboardsApi.revoke(dashboardId, s.email)));
-            return h("li", {}, h("div", { class: "share-who" }, h("span", { class: "strong" }, s.name || s.email), h("span", { class: "muted small" }, s.email)), h("span", { class: `pill ${s.permission}` }, ROLE[s.permission]), revoke);
+            return h("li", {}, h("div", { class: "share-who" }, h("span", { class: "strong" }, s.name || s.email), h("span", { class: "muted small" }, s.email)), h("span", { class: `pill ${s.permission}` }, t(ROLE[s.permission])), revoke);
           })
-        : [h("li", { class: "muted small" }, "Only you. Add a colleague above.")]),
+        : [h("li", { class: "muted small" }, t("share.onlyYou"))]),
     );
   const refresh = async () => render(await dashboardsApi.shares(dashboardId));
   const run = async (change: () => Promise<unknown>) => {
@@ -32,7 +43,7 @@ export function openShareDialog(dashboardId: string, title: string): void {
       await change();
       await refresh();
     } catch (e) {
-      error.textContent = (e as Error).message;
+      error.textContent = shareProblem(e);
     }
   };
   form.addEventListener("submit", (event) => {

@@ -9,38 +9,61 @@ import { UploadProgress } from "../components/progress";
 import { h } from "../dom";
 import { bytes } from "../format";
 import { readOptionsFields } from "./read-options";
+import { locale, t, type MessageKey } from "../i18n";
+
+// The reasons the server gives for a CSV it cannot read (details.reason, server/csv_import.py).
+const CSV_REASONS: [RegExp, MessageKey, (m: RegExpExecArray) => Record<string, string | number>][] = [
+  [/^empty file$/, "csv.empty", () => ({})],
+  [/^row longer than (\d+) MB$/, "csv.longRow", (m) => ({ mb: Number(m[1]) })],
+  [/^unknown encoding$/, "csv.unknownEncoding", () => ({})],
+  [/^invalid (\S+) byte sequence$/, "csv.badBytes", (m) => ({ encoding: m[1] })],
+  [/^expected (\d+) fields, found (\d+)$/, "csv.fields", (m) => ({ expected: Number(m[1]), found: Number(m[2]) })],
+  [/^no data rows$/, "csv.noRows", () => ({})],
+];
+
+function csvReason(reason: unknown): string | null {
+  for (const [pattern, key, params] of CSV_REASONS) {
+    const match = typeof reason === "string" ? pattern.exec(reason) : null;
+    if (match) return t(key, params(match));
+  }
+  return null;
+}
 
 export function uploadProblem(error: unknown): HTMLElement {
-  if (!(error instanceof ApiError)) return banner("error", "The upload failed.", [String(error)]);
-  if (error.code === "aborted") return banner("info", "Upload cancelled.");
+  if (!(error instanceof ApiError)) return banner("error", t("upload.failed"), [String(error)]);
+  if (error.code === "aborted") return banner("info", t("upload.cancelled"));
   if (error.status === 413) {
     const limit = error.details.limit_bytes;
-    return banner("error", "This file is too large to upload.", [
-      typeof limit === "number" ? `The largest file this server takes is ${bytes(limit)}.` : "The server refused a file of this size.",
-      "Split it into smaller files, or drop columns you do not need, and upload again.",
+    return banner("error", t("upload.tooLarge"), [
+      typeof limit === "number" ? t("upload.limit", { limit: bytes(limit) }) : t("upload.limitUnknown"),
+      t("upload.split"),
     ]);
   }
   if (error.status === 422) {
+    // The server's message names the problem in the file, in English; in Japanese its reason
+    // when we know it, else the message as it is.
     const line = error.details.line;
+    const reason = locale() === "en" ? error.serverMessage : csvReason(error.details.reason);
     return banner(
       "error",
-      typeof line === "number" ? `The file could not be read: a problem on line ${line}.` : "The file could not be read.",
-      [error.message, "If it uses another encoding or delimiter, pick them under “Reading options” and upload again. Nothing was stored."],
+      typeof line === "number" ? t("upload.unreadableLine", { line: String(line) }) : t("upload.unreadable"),
+      [reason ?? h("p", { class: "muted small server-message" }, error.serverMessage), t("upload.tryOptions")],
     );
   }
-  return banner("error", "The upload failed.", [error.message]);
+  if (error.details.field === "name") return banner("error", t(error.code === "conflict" ? "upload.nameTaken" : "upload.badName"), []);
+  return banner("error", t("upload.failed"), [error.message]);
 }
 
 // `into`: upload a new version of that dataset instead of a new dataset.
 export function uploadPanel(onUploaded: (dataset: Dataset) => void, into?: string): HTMLElement {
   const status = h("div", { class: "upload-status" });
-  const name = h("input", { name: "name", placeholder: "From the file name", maxlength: 200 });
+  const name = h("input", { name: "name", placeholder: t("upload.namePlaceholder"), maxlength: 200 });
   const options = readOptionsFields();
   const details = h(
     "details",
     { class: "read-options" },
-    h("summary", {}, "Reading options"),
-    h("div", { class: "fields" }, into ? null : h("label", { class: "field" }, "Dataset name", name), options.element),
+    h("summary", {}, t("upload.options")),
+    h("div", { class: "fields" }, into ? null : h("label", { class: "field" }, t("upload.name"), name), options.element),
   );
 
   const start = (file: File) => {
@@ -64,7 +87,7 @@ export function uploadPanel(onUploaded: (dataset: Dataset) => void, into?: strin
   return h(
     "section",
     { class: "upload-panel" },
-    dropzone(".csv,.tsv,.txt,text/csv", "CSV or TSV · UTF-8, Shift_JIS (CP932) or EUC-JP · comma, tab, semicolon or pipe", start),
+    dropzone(".csv,.tsv,.txt,text/csv", t("dropzone.hint"), start),
     details,
     status,
   );

@@ -70,6 +70,18 @@ class TestUsers:
         await store.update_password_hash(user.id, "$argon2id$new")
         assert (await store.get_user(user.id)).password_hash == "$argon2id$new"
 
+    async def test_update_profile(self, store):
+        """Name and locale change; a user without a locale reads back with None; a missing user stays missing."""
+        user = make_user()
+        await store.create_user(user)
+        assert (await store.get_user(user.id)).locale is None
+        await store.update_profile(user.id, {"locale": "en"})
+        await store.update_profile(user.id, {"name": "山田 花子"})
+        changed = await store.get_user(user.id)
+        assert (changed.locale, changed.name, changed.password_hash) == ("en", "山田 花子", user.password_hash)
+        await store.update_profile("ghost", {"locale": "ja"})
+        assert await store.get_user("ghost") is None
+
 
 class TestDatasets:
     async def test_create_and_read_back(self, store):

@@ -327,6 +327,7 @@ export const en: Record<MessageKey, string> = {
   "error.invalid_table": "The table output could not be read.",
   "error.output_too_large": "Stopped: the output is too large. Show less.",
   "error.kernel_lost": "The kernel stopped and no new one could be started. Try again in a moment.",
+  "error.dataset_not_readable": "This card version cannot run: the person who saved it cannot read the dataset “{dataset}”. Ask its owner to share it, or save the card again with datasets you can read.",
   "error.network": "Cannot reach the server. Check your connection and try again.",
   "error.aborted": "Cancelled.",
   "error.http": "The server answered {status}. Try again in a moment.",

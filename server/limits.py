@@ -70,3 +70,13 @@ BACKGROUND_CPU_SECONDS = 5.0
 
 BACKGROUND_POLL_SECONDS = 2.0
 """How often the executor agents are asked for their kernels' CPU time."""
+
+# Sign-in -------------------------------------------------------------------------------------
+PASSWORD_CHECK_WORKERS = 2
+"""Threads that hash and verify passwords (argon2id: 64 MiB and tens of milliseconds each), apart from
+the default executor, which also serves blob I/O, previews and name resolution
+(``AuthService.password_check_workers``)."""
+
+PASSWORD_CHECK_QUEUE = 8
+"""Sign-ins that may wait for a password check thread; past them a sign-in is answered 429 with
+``Retry-After`` at once, unhashed (``AuthService.password_check_queue``)."""

@@ -38,6 +38,13 @@ CONNECTIONS_PER_CLIENT = 100
 SOCKET_MESSAGE_BYTES = 256 * 1024
 """One websocket frame from a client (card and dashboard sockets)."""
 
+JUPYTER_SESSIONS_PER_KERNEL = 4
+"""Jupyter sessions (notebook paths bound to kernels) one user may hold per kernel they may hold
+(``KernelPool.sessions_per_user``); ``JupyterSessions.sessions_per_kernel`` changes it."""
+
+JUPYTER_SESSION_FIELD_CHARS = 1024
+"""Characters of a Jupyter session's ``path``, ``name`` and ``type`` (and of a kernel's id or name in it)."""
+
 # Per-client buffers ---------------------------------------------------------------------------
 
 SOCKET_PENDING_BYTES = 8 * 1024 * 1024

@@ -104,8 +104,7 @@ class KernelLauncher:
                              f"({longest} > {SOCKET_PATH_MAX} bytes); pick a shorter one")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o711)
-        for stale in mounts.mounts_beneath(str(self.run_dir)):  # ipc tmpfs of an agent that was killed
-            mounts.unmount(stale)
+        mounts.unmount_beneath(str(self.run_dir))  # ipc tmpfs of an agent that was killed
         await self.template.start()
 
     async def launch(self) -> LaunchedKernel:
@@ -210,8 +209,7 @@ class KernelLauncher:
             output.close()
         if sandbox is not None and sandbox.applies("cgroup"):
             sandbox.cgroup().remove()
-        for mount in mounts.mounts_beneath(str(directory)):
-            mounts.unmount(mount)
+        mounts.unmount_beneath(str(directory))
         shutil.rmtree(directory, ignore_errors=True)
         if self.uids is not None and uid is not None:
             self.uids.release(uid)
@@ -229,6 +227,8 @@ class KernelLauncher:
             listener(kernel)
 
     async def close(self) -> None:
+        """Stop every kernel and the template; unmount the ipc tmpfs of launches cut short by the stop."""
         for kernel_id in list(self.kernels):
             await self.stop(kernel_id)
         await self.template.stop()
+        mounts.unmount_beneath(str(self.run_dir))

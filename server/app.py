@@ -278,7 +278,8 @@ class ServeApp(BIApp):
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
             live_sessions=self.live_sessions, output_tables=tables,
             readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
-            jupyter_kernels=self.jupyter_kernels, jupyter_sessions=JupyterSessions(self.jupyter_kernels),
+            jupyter_kernels=self.jupyter_kernels,
+            jupyter_sessions=JupyterSessions(self.jupyter_kernels, parent=self),
             cors_origins=tuple(self.cors_origins), trusted_proxies=self.proxies,
             metrics_token=self.metrics_token,
             ui_dir=self.ui_dir,
@@ -534,5 +535,5 @@ class UserApp(BIApp):
 
 
 BIApp.classes = [BIApp, ServeApp, InitTablesApp, ExecutorKeyApp, UserAddApp, AuthService, DatasetService,
-                 KernelPool, LiveSessions, JupyterKernels, DashboardHub, OutputTables, CardRunner, SQLiteStore,
-                 AWSStore]
+                 KernelPool, LiveSessions, JupyterKernels, JupyterSessions, DashboardHub, OutputTables, CardRunner,
+                 SQLiteStore, AWSStore]

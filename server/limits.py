@@ -38,6 +38,13 @@ CONNECTIONS_PER_CLIENT = 100
 SOCKET_MESSAGE_BYTES = 256 * 1024
 """One websocket frame from a client (card and dashboard sockets)."""
 
+JUPYTER_SESSIONS_PER_KERNEL = 4
+"""Jupyter sessions (notebook paths bound to kernels) one user may hold per kernel they may hold
+(``KernelPool.sessions_per_user``); ``JupyterSessions.sessions_per_kernel`` changes it."""
+
+JUPYTER_SESSION_FIELD_CHARS = 1024
+"""Characters of a Jupyter session's ``path``, ``name`` and ``type`` (and of a kernel's id or name in it)."""
+
 # Per-client buffers ---------------------------------------------------------------------------
 
 SOCKET_PENDING_BYTES = 8 * 1024 * 1024
@@ -84,3 +91,13 @@ JSON_NUMBER_DIGITS = 40
 
 JSON_INT_MAX = 2**63 - 1
 """The largest magnitude of a whole number (what SQLite, Arrow and pandas hold as int64)."""
+
+# Sign-in -------------------------------------------------------------------------------------
+PASSWORD_CHECK_WORKERS = 2
+"""Threads that hash and verify passwords (argon2id: 64 MiB and tens of milliseconds each), apart from
+the default executor, which also serves blob I/O, previews and name resolution
+(``AuthService.password_check_workers``)."""
+
+PASSWORD_CHECK_QUEUE = 8
+"""Sign-ins that may wait for a password check thread; past them a sign-in is answered 429 with
+``Retry-After`` at once, unhashed (``AuthService.password_check_queue``)."""

@@ -140,6 +140,13 @@ def mounts_beneath(directory: str) -> list[str]:
     return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
 
 
+def unmount_beneath(directory: str) -> None:
+    """Detach every mount beneath ``directory`` (deepest first), so that it can be removed: the ipc
+    tmpfs of kernels whose agent is gone."""
+    for mount in mounts_beneath(directory):
+        unmount(mount)
+
+
 def _bind(source: str, target: str, flags: int, recursive: bool = False) -> None:
     """Bind ``source`` (a directory or a file; with the mounts beneath it if ``recursive``) at
     ``target``, then apply ``flags`` to that mount."""

@@ -6,7 +6,9 @@ the public key.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import time
 import urllib.parse
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tornado import httpclient
+from tornado import httpclient, netutil
 
 from kernels.agent import AUDIENCE, ISSUER
 
@@ -31,6 +33,27 @@ def load_private_key(pem: str) -> Ed25519PrivateKey:
     return key
 
 
+class LiteralResolver(netutil.Resolver):
+    """Answers IP literals itself; only names are looked up (on the default executor, as Tornado does).
+
+    The local agent's address is a literal: its health checks then never wait behind whatever
+    else occupies the default executor (blob I/O, previews).
+    """
+
+    def initialize(self) -> None:
+        self._names = netutil.DefaultLoopResolver()
+
+    async def resolve(self, host: str, port: int,
+                      family: socket.AddressFamily = socket.AF_UNSPEC) -> list[tuple[int, Any]]:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return await self._names.resolve(host, port, family)
+        if address.version == 6:
+            return [(socket.AF_INET6, (host, port, 0, 0))]
+        return [(socket.AF_INET, (host, port))]
+
+
 class AgentError(RuntimeError):
     """The agent could not be reached or refused a call; ``status`` is its HTTP status (599: unreachable)."""
 
@@ -44,7 +67,7 @@ class AgentClient:
         self.base_url = base_url.rstrip("/")
         self.private_key = private_key
         self.timeout = timeout
-        self._http = httpclient.AsyncHTTPClient(force_instance=True, max_clients=64)
+        self._http = httpclient.AsyncHTTPClient(force_instance=True, max_clients=64, resolver=LiteralResolver())
         self.closed = False
 
     def _token(self) -> str:

@@ -26,7 +26,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kernels.sandbox import cgroups
+from kernels.sandbox import cgroups, mounts
+from kernels.sandbox.errors import SandboxError
 
 from ..logs import get_logger
 from .agent_client import AgentClient, AgentError, load_private_key
@@ -141,9 +142,14 @@ class LocalAgent:
         return process.wait()
 
     def remove_leftovers(self) -> None:
-        """After the agent died: kill what is left in its kernels' cgroups, remove them and its run directory."""
+        """After the agent died: kill what is left in its kernels' cgroups, remove them, unmount its kernels'
+        ipc tmpfs and remove its run directory."""
         if self.run_dir:
             cgroups.remove_tree(cgroups.agent_parent(self.cgroup_name))
+            try:
+                mounts.unmount_beneath(self.run_dir)
+            except (SandboxError, OSError) as exc:
+                log.error("local_executor_unmount_failed", run_dir=self.run_dir, error=str(exc))
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     async def keep_running(self, executors: StaticExecutors, pool: KernelPool) -> None:

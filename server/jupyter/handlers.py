@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tornado.httputil import HTTPServerRequest
 
+from .. import limits
 from ..errors import AuthenticationError
 from ..execution.pool import KernelPool
 from ..handlers.base import APIHandler
@@ -17,7 +18,7 @@ from .kernel import JupyterKernel
 from .manager import JupyterKernels
 from .sessions import JupyterSessions
 
-NULLABLE_STRING = {"type": ["string", "null"], "maxLength": 4096}
+NULLABLE_STRING = {"type": ["string", "null"], "maxLength": limits.JUPYTER_SESSION_FIELD_CHARS}
 KERNEL_SCHEMA = {"type": ["object", "null"], "properties": {"id": NULLABLE_STRING, "name": NULLABLE_STRING}}
 START_SCHEMA = {"type": ["object", "null"], "properties": {"name": NULLABLE_STRING}}
 SESSION_SCHEMA = {

@@ -3,7 +3,8 @@
 As in Jupyter Server, a new session for a path that already has one gets that one; ending a
 session shuts its kernel down; moving a session to another kernel (an existing one by id, or a new
 one by name) shuts the old one down. A session whose kernel is gone (shut down, culled) is
-dropped when next listed.
+dropped when next listed. Each user holds at most ``sessions_per_kernel`` sessions per kernel they
+may hold; their sessions are kept by path, so nothing scans anyone else's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import dataclasses
 import uuid
 from typing import Any
 
-from ..errors import InvalidRequestError, NotFoundError
+from traitlets import Integer
+from traitlets.config import LoggingConfigurable
+
+from .. import limits
+from ..errors import ConflictError, InvalidRequestError, NotFoundError, RateLimitedError
 from ..models import User
 from . import specs
 from .kernel import JupyterKernel
@@ -36,19 +41,39 @@ class JupyterSession:
         return model
 
 
-class JupyterSessions:
-    def __init__(self, kernels: JupyterKernels):
+class JupyterSessions(LoggingConfigurable):
+    sessions_per_kernel = Integer(limits.JUPYTER_SESSIONS_PER_KERNEL, help=(
+        "Sessions one user may hold per kernel they may hold (KernelPool.sessions_per_user).")).tag(config=True)
+
+    def __init__(self, kernels: JupyterKernels, **kwargs: Any):
+        super().__init__(**kwargs)
         self.kernels = kernels
         self._sessions: dict[str, JupyterSession] = {}
+        self._by_user: dict[str, dict[str, JupyterSession]] = {}  # user id -> path -> session
+
+    @property
+    def per_user(self) -> int:
+        return self.sessions_per_kernel * self.kernels.pool.sessions_per_user
+
+    def _paths(self, user: User) -> dict[str, JupyterSession]:
+        """``user``'s sessions by path, those whose kernel is gone dropped."""
+        paths = self._by_user.setdefault(user.id, {})
+        for session in [s for s in paths.values() if s.kernel.session.closed]:
+            self._forget(session)
+        return paths
+
+    def _forget(self, session: JupyterSession) -> None:
+        self._sessions.pop(session.id, None)
+        paths = self._by_user.get(session.user_id, {})
+        if paths.get(session.path) is session:
+            del paths[session.path]
 
     def of_user(self, user: User) -> list[JupyterSession]:
-        for session in [s for s in self._sessions.values() if s.kernel.session.closed]:
-            del self._sessions[session.id]
-        return [s for s in self._sessions.values() if s.user_id == user.id]
+        return list(self._paths(user).values())
 
     def get(self, user: User, session_id: str) -> JupyterSession:
-        session = next((s for s in self.of_user(user) if s.id == session_id), None)
-        if session is None:
+        session = self._sessions.get(session_id)
+        if session is None or session.user_id != user.id or session.kernel.session.closed:
             raise NotFoundError("No such session; its kernel may have been shut down or culled.")
         return session
 
@@ -57,18 +82,41 @@ class JupyterSessions:
         path = body.get("path") or body.get("notebook", {}).get("path")
         if not path:
             raise InvalidRequestError("A session needs a path.")
-        existing = next((s for s in self.of_user(user) if s.path == path), None)
+        existing = self._paths(user).get(path)
         if existing is not None:
             return existing
+        self._check_room(user)
+        wanted = body.get("kernel") or {}
+        kernel = await self._kernel(user, wanted)
+        existing = self._paths(user).get(path)  # another request may have won while the kernel started
+        full = len(self._paths(user)) >= self.per_user
+        if (existing is not None or full) and not wanted.get("id"):
+            await self.kernels.shutdown(kernel)  # started for nothing
+        if existing is not None:
+            return existing
+        self._check_room(user)
         session = JupyterSession(str(uuid.uuid4()), user.id, path, body.get("name") or "",
-                                 body.get("type") or "notebook", await self._kernel(user, body.get("kernel") or {}))
+                                 body.get("type") or "notebook", kernel)
         self._sessions[session.id] = session
+        self._paths(user)[path] = session
         return session
+
+    def _check_room(self, user: User) -> None:
+        if len(self._paths(user)) >= self.per_user:
+            raise RateLimitedError(
+                f"You already have {self.per_user} Jupyter sessions; end one (DELETE /api/sessions/{{id}}) "
+                "before starting another.", retry_after=60)
 
     async def update(self, user: User, session_id: str, body: dict[str, Any]) -> JupyterSession:
         """Rename or move the session, or move it to another kernel (the old one is shut down)."""
         session = self.get(user, session_id)
-        session.path = body.get("path") or body.get("notebook", {}).get("path") or session.path
+        path = body.get("path") or body.get("notebook", {}).get("path") or session.path
+        paths = self._paths(user)
+        if paths.get(path, session) is not session:
+            raise ConflictError("Another of your sessions has that path; end it (DELETE /api/sessions/{id}) "
+                                "or pick another path.")
+        paths.pop(session.path, None)
+        session.path, paths[path] = path, session
         session.name = body.get("name", session.name) or ""
         session.type = body.get("type") or session.type
         if body.get("kernel"):
@@ -78,7 +126,8 @@ class JupyterSessions:
         return session
 
     async def delete(self, user: User, session_id: str) -> None:
-        session = self._sessions.pop(self.get(user, session_id).id)
+        session = self.get(user, session_id)
+        self._forget(session)
         await self.kernels.shutdown(session.kernel)
 
     async def _kernel(self, user: User, wanted: dict[str, Any]) -> JupyterKernel:

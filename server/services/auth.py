@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 import argon2
 import jwt
@@ -12,7 +15,8 @@ from traitlets import Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..environment import setting
-from ..errors import AuthenticationError
+from ..errors import AuthenticationError, RateLimitedError
+from ..limits import PASSWORD_CHECK_QUEUE, PASSWORD_CHECK_WORKERS
 from ..logs import audit
 from ..models import User, normalise_email
 from ..storage.base import Store
@@ -21,6 +25,9 @@ from .throttle import LoginThrottle
 MIN_KEY_LENGTH = 32
 ALGORITHM = "HS256"
 ISSUER = "bi"
+BUSY_RETRY_AFTER = 1  # seconds: a password check takes tens of milliseconds
+
+T = TypeVar("T")
 
 
 class SecretKeyError(ValueError):
@@ -44,6 +51,10 @@ class AuthService(LoggingConfigurable):
     max_failures_per_ip = Integer(20, help="Failed sign-ins from one address before it cools off.").tag(config=True)
     failure_window = Integer(900, help="Seconds over which failed sign-ins are counted.").tag(config=True)
     cooloff = Integer(900, help="Seconds a throttled email or address must wait.").tag(config=True)
+    password_check_workers = Integer(PASSWORD_CHECK_WORKERS, help=(
+        "Threads that hash and verify passwords (64 MiB each while they work).")).tag(config=True)
+    password_check_queue = Integer(PASSWORD_CHECK_QUEUE, help=(
+        "Sign-ins that may wait for a password check; more at once are answered 429.")).tag(config=True)
 
     @default("jwt_secret_key")
     def _default_key(self) -> str:
@@ -56,23 +67,43 @@ class AuthService(LoggingConfigurable):
         self._dummy_hash = self.hasher.hash(uuid.uuid4().hex)
         self._email_throttle = LoginThrottle(self.max_failures_per_email, self.failure_window, self.cooloff)
         self._ip_throttle = LoginThrottle(self.max_failures_per_ip, self.failure_window, self.cooloff)
+        self._checks = concurrent.futures.ThreadPoolExecutor(self.password_check_workers,
+                                                             thread_name_prefix="bi-password")
+        self._checks_pending = 0
+
+    async def _in_check_pool(self, fn: Callable[..., T], *args: object, bounded: bool = True) -> T:
+        """Run a password hash/verify on its own threads; ``bounded``: refuse at once when too many wait."""
+        if bounded and self._checks_pending >= self.password_check_workers + self.password_check_queue:
+            raise RateLimitedError("Too many sign-ins are being checked right now; try again in a moment.",
+                                   retry_after=BUSY_RETRY_AFTER)
+        self._checks_pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._checks, fn, *args)
+        finally:
+            self._checks_pending -= 1
 
     async def hash_password(self, password: str) -> str:
-        return await asyncio.to_thread(self.hasher.hash, password)
+        """Hash for a signed-in caller (account creation, password change): waits its turn, never refused."""
+        return await self._in_check_pool(self.hasher.hash, password, bounded=False)
 
     async def login(self, email: str, password: str, ip: str) -> tuple[str, User]:
-        """Return a token and the user, or raise ``AuthenticationError``/``RateLimitedError``."""
+        """Return a token and the user, or raise ``AuthenticationError``/``RateLimitedError``.
+
+        The attempt counts against the address and the email before the password is checked, so a
+        burst is refused once the limit's worth of it is under way; a right password takes it back.
+        """
         email = normalise_email(email)
         self._ip_throttle.check(ip)
         self._email_throttle.check(email)
+        ip_attempt = self._ip_throttle.attempt(ip)
+        self._email_throttle.attempt(email)
         user = await self.store.get_user_by_email(email)
         verified = await self._verify(user.password_hash if user else None, password)
         if user is None or not verified:
-            self._email_throttle.failed(email)
-            self._ip_throttle.failed(ip)
             audit("login_failed", email=email, user_id=user.id if user else None, ip=ip)
             raise AuthenticationError("The email or password is wrong.")
         self._email_throttle.succeeded(email)
+        self._ip_throttle.forgive(ip, ip_attempt)
         if self.hasher.check_needs_rehash(user.password_hash):
             await self.store.update_password_hash(user.id, await self.hash_password(password))
         audit("login_success", email=email, user_id=user.id, ip=ip)
@@ -81,7 +112,7 @@ class AuthService(LoggingConfigurable):
     async def _verify(self, password_hash: str | None, password: str) -> bool:
         """Check a password; an unknown user costs the same time as a known one."""
         try:
-            return await asyncio.to_thread(self.hasher.verify, password_hash or self._dummy_hash, password)
+            return await self._in_check_pool(self.hasher.verify, password_hash or self._dummy_hash, password)
         except argon2.exceptions.VerificationError:
             return False
         except argon2.exceptions.InvalidHashError:

@@ -19,6 +19,7 @@ from ..errors import RateLimitedError
 class _Record:
     failures: collections.deque[float]
     locked_until: float = 0.0
+    locked_by: float | None = None  # the attempt whose count started the cool-off
 
 
 class LoginThrottle:
@@ -42,8 +43,24 @@ class LoginThrottle:
                 "Too many failed sign-in attempts. Wait before trying again.",
                 retry_after=math.ceil(remaining))
 
-    def failed(self, key: str) -> None:
-        """Count a failure; the ``max_failures``-th within the window starts the cool-off."""
+    def attempt(self, key: str) -> float:
+        """Check ``key``, then count an attempt as a failure before it is verified, so that a burst is
+        refused once ``max_failures`` of it are under way; ``forgive`` takes back one that succeeded."""
+        self.check(key)
+        return self.failed(key)
+
+    def forgive(self, key: str, attempt: float) -> None:
+        """Take back an ``attempt`` that turned out right (and the cool-off it started, if any)."""
+        record = self._records.get(key)
+        if record is None:
+            return
+        if record.locked_by == attempt:
+            record.locked_until, record.locked_by = 0.0, None
+        elif attempt in record.failures:
+            record.failures.remove(attempt)
+
+    def failed(self, key: str) -> float:
+        """Count a failure (returned: its time); the ``max_failures``-th within the window starts the cool-off."""
         now = self._clock()
         record = self._records.pop(key, None) or _Record(collections.deque())
         self._records[key] = record
@@ -51,10 +68,11 @@ class LoginThrottle:
             record.failures.popleft()
         record.failures.append(now)
         if len(record.failures) >= self.max_failures:
-            record.locked_until = now + self.cooloff
+            record.locked_until, record.locked_by = now + self.cooloff, now
             record.failures.clear()
         while len(self._records) > self.max_keys:
             self._records.popitem(last=False)
+        return now
 
     def succeeded(self, key: str) -> None:
         """Forget the failures of ``key``."""

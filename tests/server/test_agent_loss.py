@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from kernels.sandbox import mounts
 from tests.kernels.sandbox.helpers import require
 
 from ..serve_process import ROOT, Server, clean_env, free_port, request
@@ -32,8 +33,10 @@ def serve(tmp_path) -> Iterator[Server]:
         server = Server(tmp_path, ["--port", str(port), "--data-dir", str(tmp_path / "data"),
                                    "--ServeApp.local_executor_pool_size=1"], env, port, log, start_seconds=120)
         yield server
+        left = run_dir(local_agent(server))
         server.proc.send_signal(signal.SIGINT)
         server.proc.wait(30)
+        assert not mounts.mounts_beneath(str(left)) and not left.exists(), "a stopped agent leaves nothing"
 
 
 def children() -> dict[int, list[int]]:
@@ -103,6 +106,13 @@ def local_agent(server: Server) -> int:
     return agent
 
 
+def run_dir(agent: int) -> Path:
+    """The run directory the server gave its agent (its ``--run-dir``)."""
+    arguments = Path(f"/proc/{agent}/cmdline").read_bytes().decode().split("\0")
+    [directory] = [a.partition("=")[2] for a in arguments if a.startswith("--run-dir=")]
+    return Path(directory)
+
+
 def test_a_killed_agent_is_replaced_and_leaves_nothing_behind(serve):
     port = serve.port
     token = request(port, "/api/auth/login", ADMIN)[1]["access_token"]
@@ -117,6 +127,8 @@ def test_a_killed_agent_is_replaced_and_leaves_nothing_behind(serve):
     tree = descendants(agent)
     cgroups = kernel_cgroups(tree)
     assert len(tree) >= 3 and cgroups, "a template and the kernels of the session and of the warm pool"
+    old_run_dir = run_dir(agent)
+    assert mounts.mounts_beneath(str(old_run_dir)), "each kernel's ipc directory is a tmpfs"
     os.kill(agent, signal.SIGKILL)
 
     status, body = until("/api/ready says no executor answers",
@@ -131,6 +143,8 @@ def test_a_killed_agent_is_replaced_and_leaves_nothing_behind(serve):
 
     until("the old agent's processes are gone", lambda: not running(tree | {agent}), 10)
     until("the old kernels' cgroups are removed", lambda: not any(path.is_dir() for path in cgroups), 10)
+    until("the old kernels' ipc mounts are gone", lambda: not mounts.mounts_beneath(str(old_run_dir)), 10)
+    until("the old run directory is removed", lambda: not old_run_dir.exists(), 10)
 
     until("/api/ready says ready again", lambda: request(port, "/api/ready")[0] == 200, 90)
     assert local_agent(serve) != agent

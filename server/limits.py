@@ -36,7 +36,14 @@ CONNECTIONS_PER_CLIENT = 100
 """Connections one client address may hold open at once (trusted proxies are not counted)."""
 
 SOCKET_MESSAGE_BYTES = 256 * 1024
-"""One websocket frame from a client (card and dashboard sockets)."""
+"""One message from a client on a card or dashboard socket; a larger one gets an error, the socket stays."""
+
+SOCKET_FRAME_BYTES = 1024 * 1024
+"""The largest frame read at all from a card or dashboard socket's client: a larger one closes it (1009)."""
+
+JUPYTER_FRAME_BYTES = 2 * 1024 * 1024
+"""The largest frame read from a Jupyter client (a cell's code, a widget's buffers): a larger one closes
+the socket (1009)."""
 
 JUPYTER_SESSIONS_PER_KERNEL = 4
 """Jupyter sessions (notebook paths bound to kernels) one user may hold per kernel they may hold

@@ -33,6 +33,12 @@ class BoundedSocket(websocket.WebSocketHandler):
     too_slow_reason = "Too far behind; reconnect."
     pending_bytes = 0
     pending_frames = 0
+    frame_bytes = limits.SOCKET_FRAME_BYTES
+
+    @property
+    def max_message_size(self) -> int:
+        """The largest frame Tornado reads from the client; a larger one closes the socket (1009)."""
+        return self.frame_bytes
 
     def send_frame(self, frame: str | bytes, binary: bool = False) -> None:
         """Write ``frame`` unless the socket is closing; close it if its client is too far behind."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from .. import limits
 from ..errors import BIError
 from ..handlers.base import log, origin_allowed, refuse
 from ..handlers.socket_base import BoundedSocket
@@ -28,6 +29,7 @@ from .wire import V1, BadFrame, KernelMessage, decode, encode
 
 class KernelChannelsHandler(BoundedSocket):
     too_slow_reason = "Too far behind; reconnect with the same session_id to get what was sent meanwhile."
+    frame_bytes = limits.JUPYTER_FRAME_BYTES
     user: User | None = None
     kernel: JupyterKernel | None = None
     session_id: str | None = None

@@ -114,6 +114,22 @@ async def test_dashboard_socket_answers_bad_frames_and_stays_open(api):
     socket.close()
 
 
+async def test_frames_past_the_hard_cap_close_the_socket(api):
+    """A frame larger than ``limits.SOCKET_FRAME_BYTES`` is not read whole (Tornado's default is
+    10 MiB per frame, per socket): the server closes the socket with 1009 (message too big)."""
+    from server import limits
+
+    token = await api.login()
+    created = await api.fetch("POST", "/api/dashboards", token=token,
+                              json_body={"schemaVersion": 1, "title": "d", "cards": [], "layout": []})
+    socket = await connect(api, token, path=f"/api/dashboards/{created.json()['id']}/ws")
+    assert (await socket.receive())["type"] == "snapshot"
+    socket.connection.write_message("x" * (limits.SOCKET_FRAME_BYTES + 1))
+    while (await socket.connection.read_message()) is not None:
+        pass
+    assert socket.connection.close_code == 1009
+
+
 async def next_not_presence(socket) -> dict:
     while True:
         message = await socket.receive(timeout=10)

@@ -34,12 +34,12 @@ import pyarrow.parquet as pq
 from charset_normalizer.md import mess_ratio
 
 from server.errors import InvalidRequestError, UnprocessableError, quoted
-from server.limits import CSV_COLUMNS, CSV_HEADER_CHARS
+from server.limits import CSV_COLUMNS, CSV_HEADER_CHARS, CSV_ROW_BYTES
 from server.models import Column
 
 FIRST_BLOCK_SIZE = 8 << 20
 BLOCK_SIZE = 2 << 20
-LONGEST_ROW_BYTES = 32 << 20  # blocks grow to this for long rows (a few are in memory at once)
+LONGEST_ROW_BYTES = CSV_ROW_BYTES  # blocks grow to this for long rows (a few are in memory at once)
 TRANSCODE_STEP = 256 << 10
 READ_AHEAD_BLOCKS = 3
 READ_AHEAD_TIMEOUT = 2.0
@@ -105,6 +105,8 @@ def convert_csv_to_parquet(
     except BaseException:
         Path(target).unlink(missing_ok=True)
         raise
+    finally:
+        pa.default_memory_pool().release_unused()  # the blocks go back to the system, not kept for later
 
 
 @dataclasses.dataclass(frozen=True)

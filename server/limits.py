@@ -80,6 +80,9 @@ CSV_COLUMNS = 2_000
 """Columns of an uploaded CSV, counted in its header before anything is converted
 (``DatasetService.max_columns``): each costs the converter, every preview and every listing."""
 
+CSV_ROW_BYTES = 8 * 1024 * 1024
+"""The longest row of an uploaded CSV (a 422 past it): converting one costs about ten times its size."""
+
 CSV_HEADER_CHARS = 128 * 1024
 """Characters of a CSV's header row: the column names stored with every version and listed with
 every dataset."""

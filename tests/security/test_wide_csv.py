@@ -9,10 +9,18 @@ imports past the running and waiting slots are told to come back later.
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
-from server.limits import CSV_COLUMNS, CSV_HEADER_CHARS, IMPORTS_RUNNING, PREVIEW_CELL_CHARS, PREVIEW_VALUES
+import pytest
+
+from server.limits import (CSV_COLUMNS, CSV_HEADER_CHARS, CSV_ROW_BYTES, IMPORTS_RUNNING, PREVIEW_CELL_CHARS,
+                           PREVIEW_VALUES)
 
 from ..server.test_datasets import leftovers, upload
+from .conftest import vm_kb
+
+CEILING_KB = 128 * 1024
 
 
 def wide_csv(columns: int, rows: int = 3, ragged: bool = False) -> bytes:
@@ -50,6 +58,29 @@ async def test_a_header_longer_than_the_limit_is_refused(api):
     assert response.code == 422 and response.error_code == "header_too_long"
     assert response.json()["error"]["details"]["limit"] == CSV_HEADER_CHARS
     assert name not in response.body.decode()
+
+
+@pytest.mark.parametrize("size", [CSV_ROW_BYTES - 1024, 4 * CSV_ROW_BYTES])
+async def test_a_long_row_costs_a_bounded_amount_of_memory(api, size):
+    """The longest row allowed is converted and previewed within the ceiling; a longer one is refused
+    within it too (a 30 MB field cost 350 MB on import and 180 MB on preview). The server runs in
+    this process: its peak is this process's ``VmHWM``, reset through ``/proc/self/clear_refs``."""
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs /proc/self/clear_refs to measure peak memory")
+    token = await api.login()
+    content = b'a,b\n"' + b"x" * size + b'",1\n'
+    Path("/proc/self/clear_refs").write_text("5")
+    baseline = vm_kb(os.getpid(), "VmRSS")
+    response = await upload(api, f"long{size}", content, token)
+    page = None
+    if response.code == 201:
+        page = await api.fetch("GET", f"/api/datasets/{response.json()['id']}/preview", token=token)
+    growth = vm_kb(os.getpid(), "VmHWM") - baseline
+    assert growth < CEILING_KB, f"the server's peak memory grew by {growth // 1024} MB"
+    if size < CSV_ROW_BYTES:
+        assert page is not None and page.json()["truncated_cells"] == [[0, 0]], response.body[:300]
+    else:
+        assert (response.code, response.error_code) == (422, "unprocessable")
 
 
 async def test_a_preview_page_holds_a_bounded_number_of_values(api):

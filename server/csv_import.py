@@ -18,7 +18,9 @@ import codecs
 import concurrent.futures
 import csv
 import dataclasses
+import encodings
 import io
+import pkgutil
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -31,12 +33,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from charset_normalizer.md import mess_ratio
 
-from server.errors import InvalidRequestError, UnprocessableError
+from server.errors import InvalidRequestError, UnprocessableError, quoted
+from server.limits import CSV_COLUMNS, CSV_HEADER_CHARS, CSV_ROW_BYTES
 from server.models import Column
 
 FIRST_BLOCK_SIZE = 8 << 20
 BLOCK_SIZE = 2 << 20
-LONGEST_ROW_BYTES = 32 << 20  # blocks grow to this for long rows (a few are in memory at once)
+LONGEST_ROW_BYTES = CSV_ROW_BYTES  # blocks grow to this for long rows (a few are in memory at once)
 TRANSCODE_STEP = 256 << 10
 READ_AHEAD_BLOCKS = 3
 READ_AHEAD_TIMEOUT = 2.0
@@ -67,6 +70,10 @@ _WESTERN = "cp1252"
 _UTF8_DAMAGE_RATIO = 20
 _WIDE_UNICODE = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le"]
 _NATIVE_UTF8 = frozenset({"utf-8", "utf-8-sig"})
+_BOM_REQUIRED = {"utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
+                 "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)}
+# Text codecs made for something other than files: domain names, Python literals, mail headers.
+_NOT_FOR_FILES = ("idna", "punycode", "undefined", "unicode_escape", "raw_unicode_escape", "utf_7", "charmap")
 _CONVERSION_ERROR = re.compile(
     r"In CSV column #(\d+): CSV conversion error to [^:]+: invalid value '(.*)'\Z", re.S
 )
@@ -84,16 +91,22 @@ class ImportResult:
 
 
 def convert_csv_to_parquet(
-    source: Path, target: Path, *, encoding: str | None = None, delimiter: str | None = None
+    source: Path, target: Path, *, encoding: str | None = None, delimiter: str | None = None,
+    max_columns: int = CSV_COLUMNS,
 ) -> ImportResult:
-    """Write the CSV file ``source`` to ``target`` as Parquet; ``target`` never survives a failure."""
+    """Write the CSV file ``source`` to ``target`` as Parquet; ``target`` never survives a failure.
+
+    A header of more than ``max_columns`` columns or ``CSV_HEADER_CHARS`` characters is refused
+    before anything is converted."""
     given = _given_encoding(encoding) if encoding is not None else None
     _check_delimiter(delimiter)
     try:
-        return _convert(Path(source), Path(target), given, delimiter)
+        return _convert(Path(source), Path(target), given, delimiter, max_columns)
     except BaseException:
         Path(target).unlink(missing_ok=True)
         raise
+    finally:
+        pa.default_memory_pool().release_unused()  # the blocks go back to the system, not kept for later
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,35 +177,63 @@ class _RaggedRowCatcher:
         return "error"
 
 
+def _file_encodings() -> frozenset[str]:
+    """The canonical names of the standard library's codecs that read text files."""
+    names = set()
+    for module in pkgutil.iter_modules(encodings.__path__):
+        try:
+            info = codecs.lookup(module.name)
+        except LookupError:  # aliases, and Windows-only codecs
+            continue
+        if info._is_text_encoding:  # no bytes-to-bytes or str-to-str codecs
+            names.add(info.name)
+    return frozenset(names - {codecs.lookup(name).name for name in _NOT_FOR_FILES})
+
+
+CSV_ENCODINGS = _file_encodings()
+"""The encodings a caller may name: every text file encoding of the standard library."""
+
+
 def _given_encoding(name: str) -> _Encoding:
-    """The caller's encoding under its canonical codec name, if it is a text encoding."""
+    """The caller's encoding under its canonical codec name, if it is one a CSV file can be in."""
     try:
         canonical = codecs.lookup(name).name
-        "".encode(canonical)
-    except LookupError:
-        raise InvalidRequestError(f"unknown encoding {name!r}") from None
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
+        canonical = None
+    if canonical not in CSV_ENCODINGS:
+        raise InvalidRequestError(
+            f"unknown encoding {quoted(name)}: name the text encoding of the file, for example "
+            "utf-8, cp932, euc_jp or cp1252", {"field": "encoding"}, code="invalid_encoding")
     return _Encoding(canonical, detected=False, confidence=1.0)
 
 
 def _check_delimiter(delimiter: str | None) -> None:
-    if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+    """One tab or printable ASCII character other than a quote (line breaks end rows)."""
+    if delimiter is not None and not (delimiter == "\t" or (
+            len(delimiter) == 1 and " " <= delimiter <= "~" and delimiter != '"')):
         raise InvalidRequestError(
-            f"delimiter must be one character other than a quote or line break, got {delimiter!r}"
-        )
+            f"delimiter must be a tab or one printable ASCII character other than a quote, got "
+            f"{quoted(delimiter)}", {"field": "delimiter"}, code="invalid_delimiter")
 
 
 def _convert(
-    source: Path, target: Path, given: _Encoding | None, delimiter: str | None
+    source: Path, target: Path, given: _Encoding | None, delimiter: str | None, max_columns: int
 ) -> ImportResult:
     sample = _read_sample(source)
+    if given is not None:
+        _check_byte_order_mark(sample, given.name)
     chosen = given or _detect_encoding(sample)
-    text = _decode_head(sample, chosen.name)
+    try:
+        text = _decode_head(sample, chosen.name)
+    except UnicodeError:
+        raise _encoding_error(source, chosen) from None
     if sample.whole and not text.lstrip("\ufeff").strip():
         raise UnprocessableError("The file is empty.", {"line": None, "reason": "empty file"})
     plan = _Plan(chosen.name, delimiter or _sniff_delimiter(text))
+    _check_header(text, plan.delimiter, sample.whole, max_columns)
     try:
         rows, schema = _convert_with_retries(source, target, plan)
-    except (UnicodeDecodeError, _BadBytes):
+    except (UnicodeError, _BadBytes):
         raise _encoding_error(source, chosen) from None
     except _RaggedRow as ragged:
         raise _ragged_error(source, plan, ragged.row) from None
@@ -216,6 +257,59 @@ def _convert(
         delimiter=plan.delimiter,
         delimiter_detected=delimiter is None,
     )
+
+
+def _check_byte_order_mark(sample: _Sample, encoding: str) -> None:
+    """UTF-16 and UTF-32 without a byte order need a file that says which it is."""
+    boms = _BOM_REQUIRED.get(encoding)
+    if boms is not None and not sample.head.startswith(boms):
+        raise UnprocessableError(
+            f"The file does not start with a byte order mark, so {encoding} does not say whether it is "
+            f"little- or big-endian; pass encoding={encoding}-le or encoding={encoding}-be.",
+            {"line": None, "reason": "no byte order mark"}, code="byte_order_mark_missing")
+
+
+def _check_header(text: str, delimiter: str, whole: bool, max_columns: int) -> None:
+    """Refuse a header row of more than ``max_columns`` columns or ``CSV_HEADER_CHARS`` characters.
+
+    ``text`` is the decoded head of the file; a header that does not end in it is longer than
+    the limit (the head holds at least ``CSV_HEADER_CHARS`` characters in any encoding).
+    """
+    columns, length, ended = _header_shape(text, delimiter)
+    ended = ended or whole
+    if columns > max_columns:
+        counted = f"{columns:,}" if ended else f"at least {columns:,}"
+        raise UnprocessableError(
+            f"The header row has {counted} columns; a dataset may have at most {max_columns:,}. "
+            "Split the file into several with fewer columns each, or drop the columns you do not need.",
+            {"columns": columns, "limit": max_columns}, code="too_many_columns")
+    if length > CSV_HEADER_CHARS or not ended:
+        raise UnprocessableError(
+            f"The header row is longer than {CSV_HEADER_CHARS:,} characters; give the columns shorter "
+            "names (is the first line really a header?).",
+            {"limit": CSV_HEADER_CHARS}, code="header_too_long")
+
+
+_HEADER_TOKENS: dict[str, re.Pattern[str]] = {}
+
+
+def _header_shape(text: str, delimiter: str) -> tuple[int, int, bool]:
+    """(columns, characters, whether it ended) of the first non-empty record of ``text``, read as
+    pyarrow reads it: quotes (doubled inside) hide delimiters and line breaks."""
+    tokens = _HEADER_TOKENS.setdefault(delimiter, re.compile(f'["\r\n{re.escape(delimiter)}]'))
+    start = len(text) - len(text.lstrip("\r\n"))
+    columns, in_quotes = 1, False
+    for match in tokens.finditer(text, start):
+        token = match.group()
+        if token == '"':
+            in_quotes = not in_quotes
+        elif in_quotes:
+            continue
+        elif token == delimiter:
+            columns += 1
+        else:
+            return columns, match.start() - start, True
+    return columns, len(text) - start, False
 
 
 def _read_sample(source: Path) -> _Sample:

@@ -10,14 +10,22 @@ from typing import Any
 
 
 class BIError(Exception):
-    """Base class: ``message`` is shown to the user, ``details`` is optional structured context."""
+    """Base class: ``message`` is shown to the user, ``details`` is optional structured context, and
+    ``code`` (the class's unless given) names the problem for programs and the UI's translations."""
 
     code = "error"
 
-    def __init__(self, message: str, details: dict[str, Any] | None = None):
+    def __init__(self, message: str, details: dict[str, Any] | None = None, *, code: str | None = None):
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        if code is not None:
+            self.code = code
+
+
+def quoted(value: str, limit: int = 40) -> str:
+    """``value`` as a message quotes what the caller sent: its ``repr``, cut past ``limit`` characters."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "…"
 
 
 class InvalidRequestError(BIError):
@@ -85,8 +93,9 @@ class RateLimitedError(BIError):
 
     code = "rate_limited"
 
-    def __init__(self, message: str, retry_after: int, details: dict[str, Any] | None = None):
-        super().__init__(message, details)
+    def __init__(self, message: str, retry_after: int, details: dict[str, Any] | None = None, *,
+                 code: str | None = None):
+        super().__init__(message, details, code=code)
         self.retry_after = retry_after
 
 

@@ -35,6 +35,10 @@ own idle timeout (60 s), so that the balancer, not the server, closes idle conne
 CONNECTIONS_PER_CLIENT = 100
 """Connections one client address may hold open at once (trusted proxies are not counted)."""
 
+QUERY_INTEGER_MAX = 2**53 - 1
+"""The largest whole number a query argument (an offset, a version) may carry: JSON numbers hold it
+exactly and SQLite stores it."""
+
 SOCKET_MESSAGE_BYTES = 256 * 1024
 """One message from a client on a card or dashboard socket; a larger one gets an error, the socket stays."""
 
@@ -108,3 +112,30 @@ the default executor, which also serves blob I/O, previews and name resolution
 PASSWORD_CHECK_QUEUE = 8
 """Sign-ins that may wait for a password check thread; past them a sign-in is answered 429 with
 ``Retry-After`` at once, unhashed (``AuthService.password_check_queue``)."""
+
+# CSV uploads ---------------------------------------------------------------------
+CSV_COLUMNS = 2_000
+"""Columns of an uploaded CSV, counted in its header before anything is converted
+(``DatasetService.max_columns``): each costs the converter, every preview and every listing."""
+
+CSV_ROW_BYTES = 8 * 1024 * 1024
+"""The longest row of an uploaded CSV (a 422 past it): converting one costs about ten times its size."""
+
+CSV_HEADER_CHARS = 128 * 1024
+"""Characters of a CSV's header row: the column names stored with every version and listed with
+every dataset."""
+
+PREVIEW_VALUES = 20_000
+"""Values in one page of a dataset preview: a wide dataset gets fewer rows per page."""
+
+PREVIEW_CELL_CHARS = 500
+"""Characters of one text value in a dataset preview; longer ones are cut and the cell is named."""
+
+IMPORTS_RUNNING = 2
+"""CSV conversions running at once (``DatasetService.max_concurrent_imports``)."""
+
+IMPORTS_WAITING = 4
+"""Uploads waiting for a conversion slot (``DatasetService.max_waiting_imports``); past them a 429."""
+
+IMPORT_RETRY_SECONDS = 10
+"""The ``Retry-After`` of an upload refused because every conversion slot is busy."""

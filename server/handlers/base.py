@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, overload
 
 import jsonschema
 import structlog
@@ -17,7 +17,7 @@ from .. import json_io
 from ..errors import (AuthenticationError, BIError, ConflictError, DatasetNotReadableError, ExecutionTimeoutError,
                       InvalidJSONError, InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
                       PayloadTooLargeError, PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
-                      ServiceUnavailableError, StoreClosedError, UnprocessableError)
+                      ServiceUnavailableError, StoreClosedError, UnprocessableError, quoted)
 from ..client_address import TrustedProxies
 from ..limits import JSON_BODY_BYTES, PUBLIC_BODY_BYTES
 from ..models import User
@@ -62,6 +62,7 @@ MAX_MESSAGE_CHARS = 300
 UNAVAILABLE_RETRY_SECONDS = 5  # Retry-After of a 503: an executor or the store may be back by then
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")  # ASCII digits only: int() would also take "１", "+1", " 1", "1_0"
 
 log = structlog.get_logger("bi.http")
 
@@ -212,14 +213,22 @@ class APIHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json_io.dumps(body))
 
-    def int_argument(self, name: str, default: int | None) -> int | None:
-        raw = self.get_query_argument(name, None)
+    @overload
+    def int_argument(self, name: str, default: int, low: int, high: int) -> int: ...
+
+    @overload
+    def int_argument(self, name: str, default: None, low: int, high: int) -> int | None: ...
+
+    def int_argument(self, name: str, default: int | None, low: int, high: int) -> int | None:
+        """The query argument ``name`` as a whole number from ``low`` to ``high``, ``default`` if absent;
+        anything else (signs, spaces, other digits than 0-9, out of range) is a 400."""
+        raw = self.get_query_argument(name, None, strip=False)
         if raw is None or raw == "":
             return default
-        try:
+        if WHOLE_NUMBER.fullmatch(raw) and low <= int(raw) <= high:
             return int(raw)
-        except ValueError as exc:
-            raise InvalidRequestError(f"{name} must be a whole number, not {raw!r}.") from exc
+        raise InvalidRequestError(f"{name} must be a whole number from {low:,} to {high:,}, not {quoted(raw)}.",
+                                  {"argument": name, "min": low, "max": high}, code="invalid_argument")
 
     # errors ------------------------------------------------------------------
     def write_error(self, status_code: int, **kwargs: Any) -> None:

@@ -6,6 +6,7 @@ from pathlib import PurePath
 from typing import Any
 
 from ..errors import BIError, InvalidRequestError
+from ..limits import QUERY_INTEGER_MAX
 from ..models import Dataset, DatasetVersion
 from .base import APIHandler, megabytes
 from .upload_sink import UploadSink
@@ -52,8 +53,10 @@ class UploadHandler(APIHandler):
         return self.sink
 
     def upload_option(self, name: str) -> str | None:
+        """An option as sent, unstripped (a tab or a space is a delimiter); empty is not given."""
         assert self.sink is not None
-        return self.get_query_argument(name, None) or self.sink.fields.get(name) or None
+        sent = self.request.query_arguments.get(name)
+        return (self.decode_argument(sent[-1], name) if sent else self.sink.fields.get(name)) or None
 
     def finish(self, chunk: Any = None) -> Any:
         if self.sink is not None:
@@ -127,6 +130,7 @@ class DatasetPreviewHandler(APIHandler):
     async def get(self, dataset_id: str) -> None:
         assert self.user is not None
         page = await self.datasets.preview(
-            self.user, dataset_id, self.int_argument("version", None),
-            self.int_argument("offset", 0) or 0, self.int_argument("limit", 100) or 0)
+            self.user, dataset_id, self.int_argument("version", None, 1, QUERY_INTEGER_MAX),
+            self.int_argument("offset", 0, 0, QUERY_INTEGER_MAX),
+            self.int_argument("limit", 100, 1, self.datasets.max_preview_rows))
         self.write_json(page)

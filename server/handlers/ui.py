@@ -1,9 +1,10 @@
 """The web UI: the built pages (``static/dist``) from the same origin as the API.
 
 Files under ``/assets/`` have a content hash in their name and are cached for a year. Any other
-path outside the API that names no file gets ``index.html``, uncached, and the page's router
-shows the page for that path. Without a build, every such path is a JSON 404 that says how to
-build it.
+path outside the API that names no file of the build gets ``index.html``, uncached, and the page's
+router shows the page for that path. Only plain relative paths are looked up, and only inside the
+build: a path out of it gets the page too, whether it names a file on the host or not. Without a
+build, every such path is a JSON 404 that says how to build it.
 """
 
 from __future__ import annotations
@@ -34,9 +35,7 @@ class UIHandler(web.StaticFileHandler):
             self.finish({"error": {"code": "not_built", "details": {},
                                    "message": "The web UI is not built: ./dev serve builds it into static/dist."}})
             return
-        if not path or not os.path.isfile(os.path.join(self.root, path)):
-            path = INDEX
-        await super().get(path, include_body)
+        await super().get(path if file_inside(self.root, path) else INDEX, include_body)
 
     def get_cache_time(self, path: str, modified: Any, mime_type: str) -> int:
         return YEAR if path.startswith(HASHED_PREFIX) else 0
@@ -54,3 +53,14 @@ class UIHandler(web.StaticFileHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.finish({"error": {"code": "not_found" if status_code == 404 else "error", "details": {},
                                "message": f"There is nothing at {self.request.path}."}})
+
+
+def file_inside(root: str, path: str) -> bool:
+    """Whether ``path`` is a relative path without empty, ``.`` or ``..`` parts that names a file under
+    ``root``, symbolic links followed; False for anything outside, whether it exists or not."""
+    parts = path.split("/")
+    if not path or "\\" in path or "\0" in path or any(part in ("", ".", "..") for part in parts):
+        return False
+    real_root = os.path.realpath(root)
+    full = os.path.realpath(os.path.join(real_root, *parts))
+    return full.startswith(real_root + os.sep) and os.path.isfile(full)

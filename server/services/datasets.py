@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
@@ -25,10 +27,13 @@ from kernels.arrow_rows import rows_of
 
 from ..csv_import import ImportResult, convert_csv_to_parquet
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
+from ..limits import (CSV_COLUMNS, IMPORT_RETRY_SECONDS, IMPORTS_RUNNING, IMPORTS_WAITING, PREVIEW_CELL_CHARS,
+                      PREVIEW_VALUES)
 from ..logs import audit, get_logger
 from ..models import Dataset, DatasetVersion, User, utcnow
 from ..private_files import empty_dir, private_dir
 from ..storage.base import Store
+from .slots import Slots
 
 MAX_NAME_LENGTH = 100
 
@@ -54,14 +59,19 @@ def may_read(user: User, dataset: Dataset) -> bool:
 
 class DatasetService(LoggingConfigurable):
     max_upload_bytes = Integer(100 * 1024 * 1024, help="Largest CSV upload in bytes (413 past it).").tag(config=True)
-    max_concurrent_imports = Integer(2, help="CSV conversions running at once; others wait.").tag(config=True)
+    max_concurrent_imports = Integer(IMPORTS_RUNNING, help="CSV conversions running at once.").tag(config=True)
+    max_waiting_imports = Integer(
+        IMPORTS_WAITING, help="Uploads waiting for a conversion; past them a 429 with Retry-After.").tag(config=True)
+    max_columns = Integer(CSV_COLUMNS, help="Most columns of an uploaded CSV (422 past it).").tag(config=True)
     max_preview_rows = Integer(1000, help="Largest page of the preview endpoint.").tag(config=True)
 
     def __init__(self, store: Store, tmp_dir: Path, **kwargs: Any):
         super().__init__(**kwargs)
         self.store = store
         self.tmp_dir = tmp_dir
-        self._import_slots = asyncio.Semaphore(self.max_concurrent_imports)
+        self.import_slots = Slots(
+            self.max_concurrent_imports, self.max_waiting_imports, IMPORT_RETRY_SECONDS, "imports_busy",
+            f"The server is converting as many CSV files as it can; upload again in {IMPORT_RETRY_SECONDS} seconds.")
         self.new_version: list[Callable[[str], None]] = []  # told the dataset_id of every new version
 
     def new_upload_path(self) -> Path:
@@ -114,9 +124,9 @@ class DatasetService(LoggingConfigurable):
                       encoding: str | None, delimiter: str | None) -> tuple[DatasetVersion, ImportResult]:
         parquet = upload.with_suffix(".parquet")
         try:
-            async with self._import_slots:
-                result = await asyncio.to_thread(
-                    convert_csv_to_parquet, upload, parquet, encoding=encoding, delimiter=delimiter)
+            async with self.import_slots.hold():
+                result = await asyncio.to_thread(convert_csv_to_parquet, upload, parquet, encoding=encoding,
+                                                 delimiter=delimiter, max_columns=self.max_columns)
             key = f"datasets/{dataset_id}/v{number}-{uuid.uuid4().hex[:12]}.parquet"
             await self.store.put_blob(key, parquet)
             size = upload.stat().st_size
@@ -153,7 +163,8 @@ class DatasetService(LoggingConfigurable):
 
     async def get_version(self, user: User, dataset_id: str, number: int | None = None) -> DatasetVersion:
         dataset = await self.get_visible(user, dataset_id)
-        version = await self.store.get_dataset_version(dataset.id, number or dataset.current_version)
+        version = await self.store.get_dataset_version(
+            dataset.id, dataset.current_version if number is None else number)
         if version is None:
             raise NotFoundError(f"The dataset has no version {number}.")
         return version
@@ -178,28 +189,51 @@ class DatasetService(LoggingConfigurable):
 
     async def preview(self, user: User, dataset_id: str, number: int | None, offset: int,
                       limit: int) -> dict[str, Any]:
-        """Rows ``offset`` to ``offset + limit`` of a version, as JSON-safe lists."""
-        if offset < 0 or not 1 <= limit <= self.max_preview_rows:
-            raise InvalidRequestError(
-                f"offset must be 0 or more and limit between 1 and {self.max_preview_rows}.")
+        """Rows ``offset`` to ``offset + limit`` of a version, as JSON-safe lists.
+
+        A page holds at most ``PREVIEW_VALUES`` values (``limit`` shrinks for wide datasets) and text
+        values of at most ``PREVIEW_CELL_CHARS`` characters: longer ones are cut, end in "…" and are
+        listed in ``truncated_cells`` as [row, column] of the page.
+        """
         version = await self.get_version(user, dataset_id, number)
+        limit = max(1, min(limit, PREVIEW_VALUES // max(len(version.columns), 1)))
         path = await self.store.blob_path(version.blob_key)
-        rows = await asyncio.to_thread(read_rows, path, offset, limit)
+        rows, truncated = await asyncio.to_thread(read_rows, path, offset, limit)
         return {"dataset_id": dataset_id, "version": version.version, "offset": offset,
                 "limit": limit, "total_rows": version.row_count,
-                "columns": [c.name for c in version.columns], "rows": rows}
+                "columns": [c.name for c in version.columns], "rows": rows, "truncated_cells": truncated}
 
 
-def read_rows(path: Path, offset: int, limit: int) -> list[list[Any]]:
-    """Read only the row groups that hold the wanted rows."""
+def read_rows(path: Path, offset: int, limit: int) -> tuple[list[list[Any]], list[list[int]]]:
+    """Read only the row groups that hold the wanted rows, long text cut (and where)."""
     parquet = pq.ParquetFile(path)
-    start, rows = 0, []
+    start = 0
+    rows: list[list[Any]] = []
+    truncated: list[list[int]] = []
     for index in range(parquet.num_row_groups):
         size = parquet.metadata.row_group(index).num_rows
         if start + size > offset and start < offset + limit:
             lo = max(offset - start, 0)
-            rows.extend(rows_of(parquet.read_row_group(index).slice(lo, offset + limit - start - lo)))
+            table = parquet.read_row_group(index).slice(lo, offset + limit - start - lo)
+            table, cut = cut_long_text(table)
+            truncated.extend([row + len(rows), column] for row, column in cut)
+            rows.extend(rows_of(table))
         start += size
         if start >= offset + limit:
             break
-    return rows
+    return rows, truncated
+
+
+def cut_long_text(table: pa.Table) -> tuple[pa.Table, list[tuple[int, int]]]:
+    """``table`` with text longer than ``PREVIEW_CELL_CHARS`` cut and marked "…", and the cut cells."""
+    cut: list[tuple[int, int]] = []
+    for position, column in enumerate(table.columns):
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        long = pc.fill_null(pc.greater(pc.utf8_length(column), PREVIEW_CELL_CHARS), False)
+        if not pc.any(long).as_py():
+            continue
+        cut.extend((row, position) for row in pc.indices_nonzero(long).to_pylist())
+        short = pc.binary_join_element_wise(pc.utf8_slice_codeunits(column, 0, PREVIEW_CELL_CHARS), "…", "")
+        table = table.set_column(position, table.field(position), pc.if_else(long, short, column))
+    return table, sorted(cut)

@@ -133,13 +133,29 @@ def test_given_encoding_is_used_and_reported_as_not_detected(tmp_path):
     assert table == JAPANESE_ROWS
 
 
-@pytest.mark.parametrize("name", ["no-such-codec", "rot13", "base64"])
+@pytest.mark.parametrize("name", ["no-such-codec", "rot13", "base64", "idna", "punycode", "undefined",
+                                  "unicode_escape", "raw_unicode_escape", "utf-7", "charmap", "a\0b"])
 def test_unknown_or_non_text_encoding_is_a_bad_request(tmp_path, name):
-    """An encoding that is not a text codec is rejected before anything is written."""
+    """An encoding that does not read text files is rejected before anything is written."""
     target = tmp_path / "out.parquet"
-    with pytest.raises(InvalidRequestError, match=f"unknown encoding '{name}'"):
+    with pytest.raises(InvalidRequestError, match="unknown encoding") as caught:
         convert_csv_to_parquet(write(tmp_path, "a,b\n1,2\n"), target, encoding=name)
+    assert caught.value.code == "invalid_encoding"
     assert not target.exists()
+
+
+def test_every_file_encoding_can_be_named():
+    """The allow-list holds the file encodings people have, under their canonical names."""
+    for name in ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32-be", "cp932", "shift_jis_2004",
+                 "euc_jp", "iso2022_jp", "cp1252", "latin-1", "gb18030", "big5", "koi8-r", "cp037"):
+        assert codecs.lookup(name).name in csv_import.CSV_ENCODINGS, name
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32"])
+def test_utf16_without_a_byte_order_mark_is_a_422_naming_the_byte_orders(tmp_path, codec):
+    error = fail(tmp_path, "a,b\n1,2\n".encode(f"{codec}-be"), encoding=codec)
+    assert error.code == "byte_order_mark_missing"
+    assert f"{codec}-le" in error.message and f"{codec}-be" in error.message
 
 
 def test_undetectable_bytes_ask_for_an_encoding(tmp_path):
@@ -238,7 +254,7 @@ def test_given_delimiter_is_used(tmp_path):
     assert table == {"a": [1], "b,c": ["2,3"]}
 
 
-@pytest.mark.parametrize("delimiter", ["", ";;", '"', "\n"])
+@pytest.mark.parametrize("delimiter", ["", ";;", '"', "\n", "\r", "\0", "\x0b", "é", "、", "\x7f", "x" * 500])
 def test_bad_delimiter_parameter_is_a_bad_request(tmp_path, delimiter):
     """A delimiter that is not one usable character is rejected before anything is written."""
     target = tmp_path / "out.parquet"
@@ -419,3 +435,17 @@ def test_failure_removes_a_partially_written_target(tmp_path, small_blocks):
     """A failure after several batches were written leaves no target behind."""
     error = fail(tmp_path, "a,b\n" + "1,x\n" * 300 + "1,x,extra\n")
     assert error.details["line"] == 302
+
+
+def test_the_header_is_measured_as_pyarrow_reads_it(tmp_path):
+    """Quoted delimiters and line breaks are inside a name; blank lines before the header are skipped."""
+    result, table = convert(tmp_path, '\n\n"a,b","c\nd"\n1,2\n', max_columns=2)
+    assert [c.name for c in result.columns] == ["a,b", "c\nd"]
+    error = fail(tmp_path, '"a,b",c,"d"\n1,2,3\n', max_columns=2)
+    assert error.code == "too_many_columns" and error.details == {"columns": 3, "limit": 2}
+
+
+def test_a_header_with_no_end_in_the_head_is_too_long(tmp_path, small_sample):
+    """A first line that does not end within the sampled head is refused before conversion."""
+    error = fail(tmp_path, "a" * 10_000 + ",b\n1,2\n" + "3,4\n" * 2000)
+    assert error.code == "header_too_long"

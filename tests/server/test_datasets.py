@@ -152,6 +152,44 @@ class TestBadFiles:
         response = await upload(api, "x", b"a\n1\n", token, encoding="klingon")
         assert response.code == 400
 
+    @pytest.mark.parametrize("encoding", ["idna", "punycode", "undefined", "unicode_escape", "utf-7", "rot13",
+                                          "base64", "zlib", "x" * 300, "utf-8%00"])
+    async def test_encodings_that_read_no_text_file_are_a_400(self, api, encoding):
+        """Codecs for domain names, Python literals or bytes, and made-up names: a 400 that quotes little."""
+        token = await api.login()
+        response = await upload(api, "x", b"a,b\n1,2\n", token, encoding=encoding)
+        assert response.code == 400 and response.error_code == "invalid_encoding", response.body
+        assert len(response.json()["error"]["message"]) < 200
+        assert leftovers(api) == []
+
+    @pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+    async def test_utf16_and_utf32_without_a_byte_order_mark_ask_for_one(self, api, encoding):
+        """Without a BOM the byte order is unknown: a 422 naming the -le/-be encodings; with one it reads."""
+        token = await api.login()
+        content = "a,b\n1,2\n".encode(f"{encoding}-le")
+        response = await upload(api, "x", content, token, encoding=encoding)
+        assert response.code == 422 and response.error_code == "byte_order_mark_missing", response.body
+        assert f"{encoding}-le" in response.json()["error"]["message"]
+        assert (await upload(api, "le", content, token, encoding=f"{encoding}-le")).code == 201
+        bom = (await upload(api, "bom", "a,b\n1,2\n".encode(encoding), token, encoding=encoding))
+        assert bom.code == 201 and bom.json()["columns"][0]["name"] == "a"
+
+    @pytest.mark.parametrize("delimiter", ["%C3%A9", "%00", "%0B", "%0A", "%22", "ab", "%E3%80%81"])
+    async def test_delimiters_other_than_one_ascii_character_are_a_400(self, api, delimiter):
+        token = await api.login()
+        response = await upload(api, "x", b"a,b\n1,2\n", token, delimiter=delimiter)
+        assert response.code == 400 and response.error_code == "invalid_delimiter", response.body
+
+    @pytest.mark.parametrize("delimiter, sent", [("\t", "%09"), (" ", "%20")])
+    async def test_tab_and_space_delimiters_are_used_not_dropped(self, api, delimiter, sent):
+        """A tab or a space given as the delimiter splits the rows (it used to be stripped and sniffed)."""
+        token = await api.login()
+        content = f"a{delimiter}b,c\n1{delimiter}2,3\n".encode()
+        response = await upload(api, "x", content, token, delimiter=sent)
+        assert response.code == 201, response.body
+        assert response.json()["delimiter"] == delimiter
+        assert [c["name"] for c in response.json()["columns"]] == ["a", "b,c"]
+
 
 class TestLimits:
     async def test_declared_length_over_limit(self, api):
@@ -206,13 +244,18 @@ class TestReadAndChange:
         assert page["total_rows"] == 250 and page["columns"] == ["n", "label"]
         assert page["rows"] == [[i, f"行{i}"] for i in range(240, 250)]
 
-    @pytest.mark.parametrize("query", ["offset=-1", "limit=0", "limit=100000", "offset=abc"])
+    @pytest.mark.parametrize("query", [
+        "offset=-1", "limit=0", "limit=100000", "offset=abc", "offset=%EF%BC%91", "limit=%EF%BC%95",
+        "offset=%2B1", "offset=%201", "offset=1%20", "offset=1_0", "offset=1e3", "offset=" + "9" * 5000,
+        "version=0", "version=-1", "version=999999999999999999999999999", "version=9223372036854775808"])
     async def test_bad_paging(self, api, query):
-        """Out-of-range or non-numeric paging is a 400."""
+        """Anything but ASCII digits in range is a 400 naming the range, never a 500, never echoed whole."""
         token = await api.login()
         created = (await upload(api, "rows", b"a\n1\n", token)).json()
         response = await api.fetch("GET", f"/api/datasets/{created['id']}/preview?{query}", token=token)
-        assert response.code == 400
+        assert response.code == 400 and response.error_code == "invalid_argument", response.body
+        error = response.json()["error"]
+        assert error["details"]["argument"] == query.split("=")[0] and len(error["message"]) < 200
 
     async def test_new_version(self, any_api):
         """A re-upload is version 2; version 1 stays readable and unchanged."""

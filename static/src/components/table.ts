@@ -37,9 +37,12 @@ export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
   const error = h("span", { class: "pager-error", role: "alert" });
   const buttons = h("span", { class: "pager-buttons" }, prev, next);
   let offset = 0;
+  // Rows on the page shown: fewer than pageSize when the server sends a smaller page (wide tables).
+  let shown = 0;
 
   const show = (rows: unknown[][]) => {
     clear(body);
+    shown = rows.length;
     for (const row of rows) body.append(h("tr", {}, ...row.map((value, i) => cell(value, i < index))));
     const last = Math.min(offset + rows.length, source.total);
     status.textContent = source.total ? t("table.range", { from: offset + 1, to: last, total: source.total }) : t("table.noRows");
@@ -58,11 +61,11 @@ export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
     } catch (e) {
       error.textContent = (e as Error).message;
       prev.disabled = offset === 0;
-      next.disabled = offset + pageSize >= source.total;
+      next.disabled = offset + shown >= source.total;
     }
   };
   prev.addEventListener("click", () => void go(Math.max(0, offset - pageSize)));
-  next.addEventListener("click", () => void go(offset + pageSize));
+  next.addEventListener("click", () => void go(offset + Math.max(shown, 1)));
 
   const head = h(
     "tr",

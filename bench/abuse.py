@@ -370,6 +370,7 @@ class Kernel:
 
 # the attacks -------------------------------------------------------------------
 PRINT_300MB = "s = 'x' * 300_000_000\nprint(s)"
+MANY_PARTS = "get_ipython().kernel.iopub_socket.send_multipart([b'x' * 16 * 2**20] * 25)"
 MEDIUM_MESSAGES = """
 from IPython.display import display
 for i in range(4000):
@@ -476,6 +477,13 @@ async def print_300mb(server: Server, tally: Tally) -> None:
     """A card prints one 300 MB string."""
     async with Session(server, tally) as session:
         status, body = await session.execute(PRINT_300MB, timeout=90)
+        tally.note(answer(status, body))
+
+
+async def many_parts(server: Server, tally: Tally) -> None:
+    """A card sends, straight on its iopub socket, one message of 25 parts of 16 MB (each under the bound)."""
+    async with Session(server, tally) as session:
+        status, body = await session.execute(MANY_PARTS, timeout=90)
         tally.note(answer(status, body))
 
 
@@ -747,6 +755,7 @@ async def hostile_json(server: Server, tally: Tally) -> None:
 ATTACKS: dict[str, tuple[Callable[[Server, Tally], Awaitable[None]], float]] = {
     # name: (attack, its time bound in seconds)
     "print_300mb": (print_300mb, 100),
+    "many_parts": (many_parts, 60),
     "medium_messages": (medium_messages, 70),
     "arrow_bomb": (arrow_bomb, 120),
     "card_replay": (card_replay, 70),

@@ -4,8 +4,9 @@ Needs root (the sandbox). Prints, side by side:
 (a) a cold ``jupyter_client`` kernel that imports pandas, numpy, pyarrow and bokeh, to its first
     reply; acquiring a kernel from the warm pool; forking one from the template with the pool empty
     (to its first ``kernel_info`` reply);
-(b) ``1+1`` round trips through a sandboxed kernel over ipc, and over the agent's TCP relay on
-    127.0.0.1, against a bare ``BlockingKernelClient`` on an unsandboxed ipykernel (the floor);
+(b) ``1+1`` round trips through a sandboxed kernel over ipc, over the agent's unix relay (what
+    ``bi serve``'s own agent hands out) and over its TCP relay on 127.0.0.1 (both relays in this
+    process), against a bare ``BlockingKernelClient`` on an unsandboxed ipykernel (the floor);
 (c) USS and PSS of idle sandboxed kernels (copy-on-write pages shared with the template).
 
     python bench/kernels.py [--runs 20]      (as root)
@@ -31,7 +32,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from kernels.launcher import KernelLauncher, LaunchedKernel
 from kernels.pool import WarmPool
-from kernels.relay import KernelRelay
+from kernels.relay import KernelRelay, TcpListeners, UnixListeners
 from kernels.sandbox import UidAllocator
 
 STACK = "import pandas, numpy, pyarrow, bokeh.plotting"
@@ -133,10 +134,13 @@ async def measure_pool(runs: int) -> dict[str, list[float]]:
             await launcher.stop(kernel.kernel_id)
         kernel = await launcher.launch()
         results["round trip"] = await pool_round_trip_ms(launcher, kernel, runs * 5)
-        relay = KernelRelay(kernel.connection, "127.0.0.1", "127.0.0.1")
-        relayed = dataclasses.replace(kernel, connection=await relay.start())
-        results["relayed"] = await pool_round_trip_ms(launcher, relayed, runs * 5)
-        await relay.close()
+        unix = UnixListeners(run_dir / "relay")
+        unix.prepare()
+        for name, listeners in (("unix relay", unix), ("tcp relay", TcpListeners("127.0.0.1", "127.0.0.1"))):
+            relay = KernelRelay(kernel.connection, listeners)
+            relayed = dataclasses.replace(kernel, connection=await relay.start())
+            results[name] = await pool_round_trip_ms(launcher, relayed, runs * 5)
+            await relay.close()
     finally:
         await pool.close()
         await launcher.close()
@@ -158,7 +162,8 @@ def main() -> None:
     print("(b) 1+1 round trip")
     print(f"  bare ipykernel (floor)                 {percentiles(floor)}")
     print(f"  sandboxed kernel over ipc              {percentiles(ours['round trip'])}")
-    print(f"  the same over the TCP relay            {percentiles(ours['relayed'])}")
+    print(f"  the same over a unix relay (bi serve)  {percentiles(ours['unix relay'])}")
+    print(f"  the same over the TCP relay            {percentiles(ours['tcp relay'])}")
     print(f"  ratio p50 ours / floor: {statistics.median(ours['round trip']) / statistics.median(floor):.2f}x")
     print("(c) idle sandboxed kernel memory")
     print(f"  USS p50 {statistics.median(ours['uss']):.1f} MB, PSS p50 {statistics.median(ours['pss']):.1f} MB")

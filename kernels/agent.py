@@ -20,10 +20,11 @@ signed by the server; the agent holds only the public key, so nothing here can f
 
 Errors are ``{"error": {"code", "message"}}`` with 401, 404, 400, 409 or 503.
 
-The connection info is the kernel's own (``ipc``: the server runs on this host) unless the agent
-was started with ``--relay`` (or ``--advertise-host``): then ``POST /kernels`` relays the kernel's
-sockets on TCP ports of the agent's address (``kernels.relay``) and returns ``tcp`` connection info
-with the advertised host (else that address); ``DELETE`` closes the relay first.
+The server never reaches a kernel's own sockets: ``POST /kernels`` relays them (``kernels.relay``,
+which bounds every message the kernel sends) and returns the relay's connection info: ``ipc`` on
+unix sockets only the agent's uid can reach (the server runs on this host), or, when the agent was
+started with ``--relay`` (or ``--advertise-host``), ``tcp`` on ports of the agent's address with the
+advertised host (else that address). ``DELETE`` closes the relay first.
 """
 
 from __future__ import annotations
@@ -166,13 +167,11 @@ class KernelsHandler(AgentHandler):
             self.admission.cancel(reservation)
             raise
         self.admission.hand_out(reservation, kernel.kernel_id)
-        connection = kernel.connection
-        if self.settings["relays"] is not None:
-            try:
-                connection = await self.settings["relays"].open(kernel.kernel_id, connection)
-            except BaseException:
-                await self.launcher.stop(kernel.kernel_id)
-                raise
+        try:
+            connection = await self.settings["relays"].open(kernel.kernel_id, kernel.connection)
+        except BaseException:
+            await self.launcher.stop(kernel.kernel_id)
+            raise
         self.write_json({"kernel_id": kernel.kernel_id, "connection": connection,
                          "limits": {"memory_mb": self.launcher.memory_mb}, "agent_id": self.exits.agent_id}, 201)
 
@@ -199,8 +198,7 @@ class KernelHandler(AgentHandler):
 
     async def delete(self, kernel_id: str) -> None:
         self.kernel(kernel_id)
-        if self.settings["relays"] is not None:
-            await self.settings["relays"].close(kernel_id)
+        await self.settings["relays"].close(kernel_id)
         await self.launcher.stop(kernel_id)
         self.admission.release(kernel_id)
         self.set_status(204)
@@ -267,9 +265,9 @@ class EventsHandler(AgentHandler):
         self.write_json({"agent_id": self.exits.agent_id, "last": self.exits.last, "events": events})
 
 
-def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], *,
-             relays: Relays | None = None, admission: Admission | None = None) -> web.Application:
-    """The agent's routes; with ``relays``, kernels are handed out over TCP relays.
+def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], relays: Relays, *,
+             admission: Admission | None = None) -> web.Application:
+    """The agent's routes; kernels are handed out through ``relays``.
 
     Without ``admission``: multi-tenant, with the default capacity.
     """

@@ -35,10 +35,10 @@ from .admission import DEFAULT_MAX_KERNELS, Admission
 from .agent import make_app
 from .image import image_version
 from .launcher import KernelLauncher
-from .limits import KERNEL_LOG_LINES_PER_SECOND
+from .limits import KERNEL_LOG_LINES_PER_SECOND, KERNEL_MESSAGE_BYTES
 from .logs import configure_logging
 from .pool import WarmPool
-from .relay import Relays, parse_port_range
+from .relay import Listeners, Relays, TcpListeners, UnixListeners, parse_port_range
 from .sandbox import UidAllocator, cgroups, probe, unavailable
 from .sandbox._libc import PR_SET_PDEATHSIG, prctl
 from .sandbox.rlimits import Rlimits
@@ -49,6 +49,7 @@ MAX_DATASET_BYTES = 1024 * 1024 * 1024  # a dataset's Parquet file, placed in on
 PUBLIC_KEY_VARIABLE = "BI_EXECUTOR_PUBLIC_KEY"
 DRAIN_POLL_SECONDS = 0.02  # how soon the end of the last kernel is seen while draining
 IN_FLIGHT_SECONDS = 10  # the last answers get this long to go out before the agent stops
+RELAY_DIRECTORY = "relay"  # in the run directory: the unix relays' sockets (kernel directories are hex)
 
 
 class ExecutorApp(Application):
@@ -70,10 +71,13 @@ class ExecutorApp(Application):
     advertise_host = Unicode("", help="Host the server reaches this agent's kernels at: kernels are relayed "
                                       "on TCP ports of --ip and handed out with this host (implies --relay). "
                                       "Empty: --ip.").tag(config=True)
-    relay = Bool(False, help="Relay kernels on TCP ports of --ip. Off: ipc connection info (the server "
-                             "runs on this host).").tag(config=True)
+    relay = Bool(False, help="Relay kernels on TCP ports of --ip. Off: relay them on unix sockets in the "
+                             "run directory (the server runs on this host, as this uid or root).").tag(config=True)
     relay_ports = Unicode("", help="LOW-HIGH: relay on ports of this range (empty: OS-assigned "
                                    "ports).").tag(config=True)
+    kernel_message_bytes = Integer(KERNEL_MESSAGE_BYTES, help="Largest message a kernel may send, all its parts "
+                                   "together; a larger one ends the relay's link to the server (which then "
+                                   "restarts the kernel).").tag(config=True)
     max_kernels = Integer(DEFAULT_MAX_KERNELS, help="Kernels handed out and alive at once; beyond, "
                                                     "POST /kernels answers 503.").tag(config=True)
     kernel_log_lines_per_second = Integer(KERNEL_LOG_LINES_PER_SECOND, help="Lines of each kernel's stdout and "
@@ -89,7 +93,7 @@ class ExecutorApp(Application):
                "pool-size": "ExecutorApp.pool_size", "public-key": "ExecutorApp.public_key_file",
                "advertise-host": "ExecutorApp.advertise_host", "relay-ports": "ExecutorApp.relay_ports",
                "max-kernels": "ExecutorApp.max_kernels", "drain-timeout": "ExecutorApp.drain_timeout",
-               "cgroup-name": "ExecutorApp.cgroup_name"}
+               "cgroup-name": "ExecutorApp.cgroup_name", "kernel-message-bytes": "ExecutorApp.kernel_message_bytes"}
     flags = {"allow-weaker-sandbox": ({"ExecutorApp": {"allow_weaker_sandbox": True}},
                                       "Start even when some sandbox layers cannot be applied."),
              "relay": ({"ExecutorApp": {"relay": True}}, "Relay kernels on TCP ports of --ip.")}
@@ -159,6 +163,12 @@ class ExecutorApp(Application):
             defaults["rlimits"] = Rlimits(processes=Rlimits.processes * (self.max_kernels + self.pool_size + 1))
         return defaults
 
+    def _listeners(self, ports: range | None) -> Listeners:
+        """TCP ports for a server on another host (``--relay``, ``--advertise-host``), else unix sockets."""
+        if self.relay or self.advertise_host:
+            return TcpListeners(self.ip, self.advertise_host or self.ip, ports)
+        return UnixListeners(Path(self.run_dir) / RELAY_DIRECTORY)
+
     async def serve(self, public_key, health: dict, missing: tuple[str, ...], ports: range | None) -> None:
         single_tenant = "uid" in missing
         uids = None if single_tenant else UidAllocator(self.uid_first, self.uid_count)
@@ -167,11 +177,11 @@ class ExecutorApp(Application):
         await launcher.start()
         pool = WarmPool(launcher, self.pool_size)
         await pool.start()
-        relays = None
-        if self.relay or self.advertise_host:
-            relays = Relays(self.ip, self.advertise_host or self.ip, ports)
+        listeners = self._listeners(ports)
+        listeners.prepare()
+        relays = Relays(listeners, self.kernel_message_bytes)
         admission = Admission(launcher.is_alive, single_tenant, self.max_kernels)
-        app = make_app(pool, public_key, health, relays=relays, admission=admission)
+        app = make_app(pool, public_key, health, relays, admission=admission)
         server = httpserver.HTTPServer(app, max_body_size=MAX_DATASET_BYTES)
         if self.socket_fd >= 0:
             listening = socket.socket(fileno=self.socket_fd)
@@ -187,8 +197,8 @@ class ExecutorApp(Application):
         server.stop()
         await app.settings["exits"].close()
         await app.settings["in_flight"].finished(IN_FLIGHT_SECONDS)
-        if relays is not None:
-            await relays.close_all()
+        await relays.close_all()
+        listeners.close()
         await pool.close()
         await launcher.close()
         if "cgroup" not in missing:

@@ -45,7 +45,7 @@ MESSAGE_FRAMING_BYTES = 64 * 1024
 """Headers, metadata and JSON escaping around a message's largest legitimate part."""
 
 KERNEL_MESSAGE_BYTES = ARROW_BYTES * 4 // 3 + OUTPUT_BYTES + MESSAGE_FRAMING_BYTES
-"""The largest ZeroMQ message part a kernel may send (``zmq.MAXMSGSIZE`` on every socket reading one):
-the largest legitimate one is a DataFrame output, its Arrow table (base64) beside a first page
-within the output cap, plus framing. A larger part is refused before it is allocated, and the
-connection to the kernel dropped."""
+"""The largest ZeroMQ message a kernel may send: the largest legitimate one is a DataFrame output, its
+Arrow table (base64) beside a first page within the output cap, plus framing. The agent's relay
+(``kernels.relay``) drops its link to the server once a message passes it, all parts together; the
+server's sockets refuse a larger part (``zmq.MAXMSGSIZE``) before it is allocated."""

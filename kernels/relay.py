@@ -1,22 +1,30 @@
-"""Relay a kernel's ZeroMQ sockets from TCP ports to its ipc sockets, byte for byte.
+"""Relay a kernel's ZeroMQ sockets to its ipc sockets, byte for byte, bounding each message it sends.
 
 Kernels live in a network namespace with no network: they bind their five Jupyter sockets
-with the ``ipc`` transport (unix stream sockets in their directory). A server on another host
-reaches them through the agent: ``KernelRelay`` listens on one TCP port per channel and, for
-each accepted connection, opens a unix stream connection to that channel's ipc socket and
-copies bytes both ways until either side closes; then it closes both.
+with the ``ipc`` transport (unix stream sockets in their directory). The server never connects
+to those: for each kernel it hands out, the agent listens on one socket per channel and, for each
+accepted connection, opens a unix stream connection to that channel's ipc socket and copies bytes
+both ways until either side closes; then it closes both. Where it listens is its ``Listeners``':
+
+- ``UnixListeners`` (the default, for a server on this host such as ``bi serve``'s own agent):
+  unix sockets in a directory of the run directory that only the agent's uid (and root) can enter,
+  handed out as ``ipc`` connection info;
+- ``TcpListeners`` (``--relay``, ``--advertise-host``: a server on another host): one TCP port per
+  channel, handed out as ``tcp`` connection info with the advertised host.
 
 Copying bytes is enough because ZMTP, the ZeroMQ wire protocol, is the same over every stream
 transport: ``tcp://`` and ``ipc://`` differ only in how the stream is opened. The client and
 the kernel speak ZMTP to each other through the relay (greeting, handshake, the SUB's
 subscriptions travelling up to the kernel's PUB, heartbeats, message frames), so the relay
-needs no ZeroMQ and parses nothing, and each TCP connection is one peer of the kernel's
+needs no ZeroMQ and parses nothing, and each connection is one peer of the kernel's
 socket, exactly as a direct connection would be. Backpressure is the streams' own: a side
 that stops reading stops the relay reading from the other.
 
 The relay reads the frame headers of what the kernel sends (``zmtp.MessageBound``, no bodies):
-a message over ``KERNEL_MESSAGE_BYTES`` in all (the server's ``MAXMSGSIZE`` bounds one part)
-ends the link, so the server sees the link drop, as it would on a direct connection.
+a message over ``message_bytes`` in all ends the link, so the server sees the link drop. The
+server's ``MAXMSGSIZE`` bounds one part only, and ZeroMQ holds every part of a message until the
+last one arrives: without the relay, a kernel could make the server hold a message of a thousand
+parts, each under that bound.
 
 Security: the relayed ZMTP uses the NULL mechanism, neither encrypted nor authenticated. The
 HMAC key in the connection info signs every message and the kernel ignores shell, control and
@@ -24,16 +32,23 @@ stdin messages without a valid signature, so knowing a port is not enough to run
 anyone who can connect to the iopub port reads every output, the heartbeat answers anyone,
 and the traffic can be read on the wire. The listening ports must therefore be reachable
 only by the server (security group, firewall, private network); a fixed ``ports`` range
-(``--relay-ports``) makes that rule easy to write.
+(``--relay-ports``) makes that rule easy to write. The unix sockets are reachable only by the
+agent's uid and root; kernels have their own uids and do not see the run directory (without the
+uid layer they share the agent's, and could reach one another's sockets directly anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
+import os
+import secrets
+import shutil
 import socket
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import structlog
 
@@ -41,7 +56,8 @@ from .launcher import CHANNELS
 from .limits import KERNEL_MESSAGE_BYTES
 from .zmtp import MessageBound, MessageTooLarge
 
-CHUNK = 1 << 16
+CHUNK = 1 << 18
+NAME_BYTES = 6  # a relay's unix socket names: 12 hex characters, as short as the kernels' directories
 
 log = structlog.get_logger("bi.executor.relay")
 
@@ -75,18 +91,90 @@ def listen(host: str, ports: range | None) -> socket.socket:
     raise OSError(errno.EADDRINUSE, f"no free port left in {ports.start}-{ports.stop - 1}")
 
 
-class KernelRelay:
-    """Listens on one TCP port per channel of a kernel and relays each connection to its ipc socket."""
+class Listeners(Protocol):
+    """Where relays listen, and how the server reaches them."""
 
-    def __init__(self, kernel_connection: dict[str, Any], bind_host: str, advertise_host: str,
-                 ports: range | None = None, message_bytes: int = KERNEL_MESSAGE_BYTES):
-        self.kernel_connection = kernel_connection
-        self.message_bytes = message_bytes
+    transport: str
+
+    def prepare(self) -> None:
+        """Before the first relay."""
+
+    def close(self) -> None:
+        """After the last relay closed."""
+
+    def place(self) -> str:
+        """The ``ip`` of a new relay's connection info."""
+
+    def listen(self, place: str, number: int) -> tuple[socket.socket, int]:
+        """A listening socket for channel ``number`` of the relay at ``place``, and its ``_port`` value."""
+
+
+class TcpListeners:
+    """Each channel on a TCP port of ``bind_host`` (a free one of ``ports``, or OS-assigned), reached at
+    ``advertise_host``."""
+
+    transport = "tcp"
+
+    def __init__(self, bind_host: str, advertise_host: str, ports: range | None = None):
         self.bind_host = bind_host
         self.advertise_host = advertise_host
         self.ports = ports
+
+    def prepare(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def place(self) -> str:
+        return self.advertise_host
+
+    def listen(self, place: str, number: int) -> tuple[socket.socket, int]:
+        listening = listen(self.bind_host, self.ports)
+        return listening, listening.getsockname()[1]
+
+
+class UnixListeners:
+    """Each channel on a unix socket ``<directory>/<relay name>-<number>``, as the ``ipc`` transport names them."""
+
+    transport = "ipc"
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def prepare(self) -> None:
+        """Make the directory anew, empty (sockets of an agent that was killed go) and private to this uid."""
+        self.close()
+        self.directory.mkdir(mode=0o700)
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def place(self) -> str:
+        return str(self.directory / secrets.token_hex(NAME_BYTES))
+
+    def listen(self, place: str, number: int) -> tuple[socket.socket, int]:
+        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listening.bind(f"{place}-{number}")
+            listening.listen(socket.SOMAXCONN)
+        except BaseException:
+            listening.close()
+            raise
+        return listening, number
+
+
+class KernelRelay:
+    """Listens on one socket per channel of a kernel and relays each connection to its ipc socket."""
+
+    def __init__(self, kernel_connection: dict[str, Any], listeners: Listeners,
+                 message_bytes: int = KERNEL_MESSAGE_BYTES):
+        self.kernel_connection = kernel_connection
+        self.listeners = listeners
+        self.message_bytes = message_bytes
         self.connection: dict[str, Any] | None = None
         self._servers: list[asyncio.Server] = []
+        self._paths: list[str] = []  # of unix sockets, removed on close
         self._links: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -95,19 +183,21 @@ class KernelRelay:
         return len(self._links)
 
     async def start(self) -> dict[str, Any]:
-        """Listen on free ports; return the TCP connection info (``ip`` is the advertised host)."""
-        ports = {}
+        """Listen; return the connection info that reaches the kernel through the relay."""
+        place, ports = self.listeners.place(), {}
         try:
-            for name in CHANNELS:
+            for number, name in enumerate(CHANNELS, 1):
                 path = f"{self.kernel_connection['ip']}-{self.kernel_connection[f'{name}_port']}"
-                listening = listen(self.bind_host, self.ports)
+                listening, port = self.listeners.listen(place, number)
+                if listening.family == socket.AF_UNIX:
+                    self._paths.append(listening.getsockname())
                 self._servers.append(await asyncio.start_server(
                     functools.partial(self._link, path), sock=listening))
-                ports[f"{name}_port"] = listening.getsockname()[1]
+                ports[f"{name}_port"] = port
         except BaseException:
             await self.close()
             raise
-        self.connection = {**self.kernel_connection, "transport": "tcp", "ip": self.advertise_host, **ports}
+        self.connection = {**self.kernel_connection, "transport": self.listeners.transport, "ip": place, **ports}
         return self.connection
 
     async def _link(self, path: str, client_reader: asyncio.StreamReader,
@@ -121,9 +211,11 @@ class KernelRelay:
         self._links.add(link)
         writers = [client_writer]
         try:
-            # asyncio sets TCP_NODELAY only on sockets made with proto IPPROTO_TCP, and those of
-            # socket.create_server have proto 0: without this, Nagle and delayed ACKs add 40 ms.
-            client_writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            accepted = client_writer.get_extra_info("socket")
+            if accepted.family != socket.AF_UNIX:
+                # asyncio sets TCP_NODELAY only on sockets made with proto IPPROTO_TCP, and those of
+                # socket.create_server have proto 0: without this, Nagle and delayed ACKs add 40 ms.
+                accepted.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             kernel_reader, kernel_writer = await asyncio.open_unix_connection(path)
             writers.append(kernel_writer)
             pumps = [asyncio.create_task(_pump(client_reader, kernel_writer)),
@@ -158,20 +250,23 @@ class KernelRelay:
             link.cancel()
         await asyncio.gather(*links, return_exceptions=True)
         self._servers.clear()
+        for path in self._paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        self._paths.clear()
 
 
 class Relays:
-    """The agent's relays, one per kernel it handed out (``bi executor --relay``)."""
+    """The agent's relays, one per kernel it handed out."""
 
-    def __init__(self, bind_host: str, advertise_host: str, ports: range | None = None):
-        self.bind_host = bind_host
-        self.advertise_host = advertise_host
-        self.ports = ports
+    def __init__(self, listeners: Listeners, message_bytes: int = KERNEL_MESSAGE_BYTES):
+        self.listeners = listeners
+        self.message_bytes = message_bytes
         self.relays: dict[str, KernelRelay] = {}
 
     async def open(self, kernel_id: str, kernel_connection: dict[str, Any]) -> dict[str, Any]:
-        """Relay the kernel; return the TCP connection info to hand to the server."""
-        relay = KernelRelay(kernel_connection, self.bind_host, self.advertise_host, self.ports)
+        """Relay the kernel; return the connection info to hand to the server."""
+        relay = KernelRelay(kernel_connection, self.listeners, self.message_bytes)
         connection = await relay.start()
         self.relays[kernel_id] = relay
         return connection

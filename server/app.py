@@ -327,13 +327,19 @@ class ServeApp(BIApp):
         if os.geteuid() != 0:
             log.warning("card_execution_off", reason="the local executor agent needs root to sandbox kernels")
             return none, make_client
-        self.local_agent = LocalAgent(data_dir, self.local_executor_pool_size, self.allow_weaker_sandbox)
+        self.local_agent = LocalAgent(data_dir, self.local_executor_pool_size, self.allow_weaker_sandbox,
+                                      message_bytes=self._kernel_message_bytes())
         try:
             client = await self.local_agent.start(key)
         except LocalAgentError as exc:
             raise StartupError(str(exc)) from exc
         client.close()
         return StaticExecutors([client.base_url]), make_client
+
+    def _kernel_message_bytes(self) -> int:
+        """``KernelPool.kernel_message_bytes`` as configured: the local agent, started before the pool, bounds
+        each whole kernel message by it (the pool's sockets, only each part)."""
+        return int(self.config.KernelPool.get("kernel_message_bytes", KernelPool.kernel_message_bytes.default_value))
 
     def _executor_key(self, data_dir: Path, remote: bool) -> Ed25519PrivateKey:
         """The key that signs agent calls: configured, or in embedded mode kept in the data dir."""

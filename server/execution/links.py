@@ -2,7 +2,9 @@
 
 Every socket of a kernel client refuses a message part over ``max_bytes`` (``zmq.MAXMSGSIZE``)
 while reading its header, before anything is allocated; ZeroMQ then drops that connection (and
-reconnects), with no error to the reader. ``dropped`` waits for such a drop on any channel, so
+reconnects), with no error to the reader. ZeroMQ holds every part of a message until its last
+one arrives, so the whole message is bounded before the server: the agent's relay, which the
+server always reaches kernels through, drops the link once a message passes its bound. ``dropped`` waits for such a drop on any channel, so
 that the pool can tell a kernel that sent too much (it is alive, yet a link dropped) from one that
 died (its exit comes from the agent). Each JSON part of a message is checked for depth before it is
 parsed (``json_io.check_depth``, ``limits.KERNEL_JSON_DEPTH``): a part past it is a bad part (``ValueError``), dropped like one

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kernels.sandbox import cgroups, mounts
 from kernels.sandbox.errors import SandboxError
 
+from ..limits import KERNEL_MESSAGE_BYTES
 from ..logs import get_logger
 from .agent_client import AgentClient, AgentError, load_private_key
 from .discovery import StaticExecutors
@@ -71,11 +72,12 @@ class LocalAgentError(RuntimeError):
 
 class LocalAgent:
     def __init__(self, data_dir: Path, pool_size: int, allow_weaker_sandbox: bool, start_timeout: float = 120,
-                 advertise_host: str = ""):
+                 advertise_host: str = "", message_bytes: int = KERNEL_MESSAGE_BYTES):
         self.data_dir = data_dir
         self.pool_size = pool_size
         self.allow_weaker_sandbox = allow_weaker_sandbox
         self.advertise_host = advertise_host  # set: kernels come over the TCP relay, as from a remote agent
+        self.message_bytes = message_bytes  # the agent's relay bounds each kernel message, all parts together
         self.start_timeout = start_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self.run_dir = ""
@@ -90,7 +92,8 @@ class LocalAgent:
         command = [sys.executable, "-m", "server.cli", "executor",
                    f"--public-key={self.data_dir / PUBLIC_KEY_FILE}", f"--run-dir={self.run_dir}",
                    f"--pool-size={self.pool_size}", f"--ExecutorApp.socket_fd={listening.fileno()}",
-                   f"--ExecutorApp.parent_pid={os.getpid()}", f"--cgroup-name={self.cgroup_name}"]
+                   f"--ExecutorApp.parent_pid={os.getpid()}", f"--cgroup-name={self.cgroup_name}",
+                   f"--kernel-message-bytes={self.message_bytes}"]
         if self.allow_weaker_sandbox:
             command.append("--allow-weaker-sandbox")
         if self.advertise_host:

@@ -13,8 +13,9 @@ it stops answering, its sessions get a new kernel elsewhere and are told why. Ev
 ``metrics_interval`` the pool's utilisation goes to the logs in CloudWatch's embedded metric
 format, which the executor service scales on.
 
-What comes out of a kernel is bounded before it is parsed: no message part over
-``kernel_message_bytes`` is read (``links``: the kernel is ended, its run gets ``output_too_large``),
+What comes out of a kernel is bounded before it is parsed: no message over ``kernel_message_bytes``
+is read (the agent's relay cuts the link past it, all parts together, and the server's sockets
+refuse a larger part: ``links``; the kernel is ended, its run gets ``output_too_large``),
 and what it does between runs is charged to its ``BackgroundBudget``, whose CPU time is read from
 the agents every ``background_poll_seconds``. A kernel ended for either is replaced like one that died.
 """
@@ -83,9 +84,10 @@ class KernelPool(LoggingConfigurable):
     placement_timeout = Float(90, help="Seconds a new session waits for an executor with room (a task starting) "
                                        "before it gets 503.").tag(config=True)
     metrics_interval = Float(60, help="Seconds between pool utilisation metrics in the logs (CloudWatch EMF).").tag(config=True)
-    kernel_message_bytes = Integer(KERNEL_MESSAGE_BYTES, help="Largest message part a kernel may send (ZeroMQ "
-                                   "MAXMSGSIZE); a larger one ends its run (output_too_large) and restarts the "
-                                   "kernel.").tag(config=True)
+    kernel_message_bytes = Integer(KERNEL_MESSAGE_BYTES, help="Largest message a kernel may send: each part "
+                                   "(ZeroMQ MAXMSGSIZE), and all parts together for bi serve's own agent, whose "
+                                   "relay applies it; a larger one ends its run (output_too_large) and restarts "
+                                   "the kernel.").tag(config=True)
     background_bytes = Integer(BACKGROUND_BYTES, help="Output a kernel may send outside runs (over its life) "
                                "before it is restarted.").tag(config=True)
     background_cpu_seconds = Float(BACKGROUND_CPU_SECONDS, help="CPU seconds a kernel may use outside runs "

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import io
 import json
 import os
+import stat
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import jwt
 import pandas as pd
@@ -21,8 +24,12 @@ from tornado import httpclient, httpserver
 from tornado.netutil import bind_sockets
 
 from kernels.agent import AUDIENCE, ISSUER, UnsafeDirectory, make_app, place_dataset
+from kernels.agent_app import RELAY_DIRECTORY
 from kernels.pool import WarmPool
+from kernels.relay import Relays, UnixListeners
 from tests.kernels.sandbox.helpers import require
+from tests.kernels.kernel_fixtures import run, texts
+from tests.kernels.test_attacks import ENOENT, attack
 
 SERVER_KEY = Ed25519PrivateKey.generate()
 
@@ -54,13 +61,19 @@ def pool_size() -> int:
 
 @pytest.fixture
 async def agent(pool: WarmPool) -> AsyncIterator[Agent]:
+    """The agent as ``bi executor`` serves it for a server on this host: kernels relayed on unix sockets."""
+    listeners = UnixListeners(pool.launcher.run_dir / RELAY_DIRECTORY)
+    listeners.prepare()
+    relays = Relays(listeners)
     sockets = bind_sockets(0, "127.0.0.1")
-    server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}))
+    server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}, relays))
     server.add_sockets(sockets)
     client = Agent(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", pool.launcher)
     yield client
     client.http.close()
     server.stop()
+    await relays.close_all()
+    listeners.close()
 
 
 async def test_health_needs_no_token(agent):
@@ -121,6 +134,33 @@ async def test_kernel_with_dataset_end_to_end(agent):
     assert (await agent.call("DELETE", f"/kernels/{kernel_id}")).code == 204
     assert (await agent.call("DELETE", f"/kernels/{kernel_id}")).code == 404
     assert kernel_id not in agent.launcher.kernels
+
+
+CONNECT = '''
+socket = sys.modules["socket"]
+attempt("connect", lambda: socket.socket(socket.AF_UNIX).connect(ARGS["path"]))
+'''
+
+
+async def test_agent_on_this_host_relays_on_unix_sockets_of_its_own(agent):
+    """For a server on this host, POST /kernels hands out ipc info of a relay in a directory only the
+    agent's uid enters, and code runs through it; another kernel cannot reach that relay (so neither
+    its outputs); DELETE removes the relay's sockets."""
+    created = json.loads((await agent.call("POST", "/kernels")).body)
+    other = json.loads((await agent.call("POST", "/kernels")).body)
+    info, directory = created["connection"], agent.launcher.run_dir / RELAY_DIRECTORY
+    assert info["transport"] == "ipc" and Path(info["ip"]).parent == directory
+    assert agent.launcher.kernels[created["kernel_id"]].connection["ip"] != info["ip"]
+    owner = directory.stat()
+    assert (owner.st_uid, stat.S_IMODE(owner.st_mode)) == (os.getuid(), 0o700)
+    relayed = dataclasses.replace(agent.launcher.kernels[created["kernel_id"]], connection=info)
+    status, outputs = await run(agent.launcher, relayed, "print(6 * 7)")
+    assert status == "ok" and texts(outputs) == "42\n"
+    iopub = f"{info['ip']}-{info['iopub_port']}"
+    seen = await attack(agent.launcher, agent.launcher.kernels[other["kernel_id"]], CONNECT, path=iopub)
+    assert seen == {"connect": ENOENT}
+    assert (await agent.call("DELETE", f"/kernels/{created['kernel_id']}")).code == 204
+    assert not [path for path in directory.iterdir() if path.name.startswith(Path(info["ip"]).name)]
 
 
 async def test_kernel_ending_by_itself_is_an_event(agent):

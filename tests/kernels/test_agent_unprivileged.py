@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kernels.agent_app import PUBLIC_KEY_VARIABLE
+from kernels.agent_app import PUBLIC_KEY_VARIABLE, RELAY_DIRECTORY
 from tests.kernels.agent_process import AgentProcess, free_port, public_pem
 from tests.kernels.sandbox.helpers import require
 from tests.kernels.test_attacks import EACCES, EPERM, MARKER, PRELUDE, REPORT
@@ -64,7 +64,7 @@ def test_single_tenant_capacity_and_health(agent):
     assert (health["in_use"], health["tenant"], health["status"]) == (2, "alice", "ok")
     for created in (first[1], second[1]):
         assert agent.call("DELETE", f"/kernels/{created['kernel_id']}")[0] == 204
-    warm = {path.name for path in (agent.cwd / "run").iterdir()}  # lived beside alice's kernels
+    warm = {path.name for path in (agent.cwd / "run").iterdir()} - {RELAY_DIRECTORY}  # lived beside alice's kernels
     assert len(warm) == 1
     other = agent.call("POST", "/kernels", {"tenant": "bob"})
     assert other[0] == 201 and agent.call("GET", "/health")[1]["tenant"] == "bob"
@@ -90,7 +90,7 @@ RESULTS.update(uid=os.getuid(), cwd=os.getcwd(), home=os.environ["HOME"], enviro
                sales=int(load_dataset("sales")["n"].sum()))
 ''')
         workdir = seen.pop("cwd")
-        kernel_dir = a["connection"]["ip"].rsplit("/", 2)[0]  # <kernel dir>/ipc/kernel
+        kernel_dir = str((agent.cwd / "run" / a["kernel_id"][:12]).resolve())
         assert workdir.startswith(kernel_dir) and seen.pop("home") == workdir
         assert PUBLIC_KEY_VARIABLE not in seen.pop("environ")
         assert seen == {"inet": EPERM, "write workdir": "ok", "uid": NOBODY, "sales": 6}

@@ -1,4 +1,6 @@
-"""The TCP relay to a kernel's ipc sockets: real sandboxed kernels, real jupyter_client and ZeroMQ clients."""
+"""The TCP relay to a kernel's ipc sockets: real sandboxed kernels, real jupyter_client and ZeroMQ clients.
+
+The agent's unix relays, for a server on its host, are tested with the agent (``test_agent``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import logging
 import os
 import random
 import socket
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 import zmq
@@ -23,7 +25,7 @@ from kernels import relay as relay_module
 from kernels.agent import make_app
 from kernels.launcher import CHANNELS, KernelLauncher
 from kernels.pool import WarmPool
-from kernels.relay import KernelRelay, Relays, parse_port_range
+from kernels.relay import KernelRelay, Relays, TcpListeners, parse_port_range
 from tests.kernels.test_agent import SERVER_KEY, Agent
 
 TIMEOUT = 30
@@ -38,7 +40,7 @@ def pool_size() -> int:
 async def relayed(launcher: KernelLauncher) -> AsyncIterator[KernelRelay]:
     """A fresh kernel relayed on 127.0.0.1 (``relayed.connection`` is its TCP connection info)."""
     kernel = await launcher.launch()
-    instance = KernelRelay(kernel.connection, "127.0.0.1", "127.0.0.1")
+    instance = KernelRelay(kernel.connection, TcpListeners("127.0.0.1", "127.0.0.1"))
     await instance.start()
     yield instance
     await instance.close()
@@ -164,7 +166,7 @@ async def test_close_refuses_and_leaves_nothing(launcher, caplog):
     """close() stops listening, ends live connections on both sides and leaves no task nor socket."""
     kernel = await launcher.launch()
     before = socket_fds()
-    relay = KernelRelay(kernel.connection, "127.0.0.1", "127.0.0.1")
+    relay = KernelRelay(kernel.connection, TcpListeners("127.0.0.1", "127.0.0.1"))
     info = await relay.start()
     streams = [await asyncio.open_connection("127.0.0.1", port) for port in ports(info)]
     for reader, _ in streams:  # the kernel's ZMTP greeting comes through: signature 0xff ... 0x7f
@@ -212,9 +214,9 @@ async def test_either_side_closing_ends_the_link(relayed, launcher):
 @pytest.fixture
 async def relaying_agent(pool: WarmPool) -> AsyncIterator[tuple[Agent, Relays]]:
     """The agent as ``bi executor --ip 127.0.0.1 --advertise-host 127.0.0.1`` serves it."""
-    relays = Relays("127.0.0.1", "127.0.0.1")
+    relays = Relays(TcpListeners("127.0.0.1", "127.0.0.1"))
     sockets = bind_sockets(0, "127.0.0.1")
-    server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}, relays=relays))
+    server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}, relays))
     server.add_sockets(sockets)
     client = Agent(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", pool.launcher)
     yield client, relays
@@ -273,7 +275,7 @@ async def test_relay_ports_come_from_the_range():
     base = free_port_range(7)
     kernel_connection = {"ip": "/nonexistent/kernel", **{f"{name}_port": n for n, name in enumerate(CHANNELS, 1)}}
     with socket.create_server(("127.0.0.1", base)):
-        relays = Relays("127.0.0.1", "10.0.0.5", range(base, base + 7))
+        relays = Relays(TcpListeners("127.0.0.1", "10.0.0.5", range(base, base + 7)))
         info = await relays.open("a" * 32, kernel_connection)
         try:
             assert sorted(ports(info)) == list(range(base + 1, base + 6)) and info["ip"] == "10.0.0.5"
@@ -298,7 +300,7 @@ async def test_a_message_over_the_bound_ends_the_link(launcher):
     """A kernel message larger than the relay's bound (in all its parts) cuts the link, not the relay:
     the client reconnects and goes on; smaller messages pass whole."""
     kernel = await launcher.launch()
-    bounded = KernelRelay(kernel.connection, "127.0.0.1", "127.0.0.1", message_bytes=200_000)
+    bounded = KernelRelay(kernel.connection, TcpListeners("127.0.0.1", "127.0.0.1"), message_bytes=200_000)
     client = AsyncKernelClient()
     client.load_connection_info(await bounded.start())
     client.start_channels()

@@ -4,7 +4,10 @@ The kernel prints one message just past ``KERNEL_MESSAGE_BYTES`` (the largest ou
 run may carry, plus framing). The server never allocates it: the run ends with ``output_too_large``,
 the session gets a fresh kernel and keeps working, and the server's memory does not grow by anything
 near the message's size. Before the limit, such a print grew the server by several times its size.
-Through an agent's relay the bound holds for a whole message, however many parts it has.
+ZeroMQ's ``MAXMSGSIZE`` bounds one part, and ZeroMQ holds every part of a message until its last one
+arrives: the agent's relay (``kernels.relay``, on unix sockets for the local agent, on TCP for a remote
+one) bounds the whole message, however many parts it has, so a kernel never reaches the server's
+sockets but through it.
 """
 
 from __future__ import annotations
@@ -24,12 +27,17 @@ OVERSIZED = KERNEL_MESSAGE_BYTES + 1024 * 1024
 PRINT_TOO_MUCH = f"print('x' * {OVERSIZED})"
 
 
-def rss_bytes() -> int:
-    """This process's resident memory (the in-process server's)."""
+def rss_bytes(field: str = "VmRSS") -> int:
+    """This process's resident memory (the in-process server's), or its peak since ``reset_peak``."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+def reset_peak() -> None:
+    """Make ``VmHWM`` this process's resident memory again."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 async def test_an_oversized_print_ends_the_run_and_costs_the_server_nothing(start_cards):
@@ -70,6 +78,37 @@ async def test_an_oversized_message_on_the_jupyter_socket_restarts_the_kernel(st
 MANY_PARTS = (f"kernel = get_ipython().kernel\npart = b'x' * {KERNEL_MESSAGE_BYTES // 2}\n"
               "kernel.session.send(kernel.iopub_socket, 'display_data', {'data': {}, 'metadata': {}},\n"
               "                    parent=kernel.get_parent(), buffers=[part] * 3)\n")
+
+
+MIB = 1024 * 1024
+PART, PARTS = 16 * MIB, 25
+
+
+def one_message_of_many_parts(part: int, parts: int) -> str:
+    """Card code that sends, straight on its iopub socket, one message of ``parts`` parts of ``part`` bytes."""
+    return ("kernel = get_ipython().kernel\n"
+            f"kernel.iopub_socket.send_multipart([b'x' * {part}] * {parts})\n")
+
+
+async def test_one_message_of_many_parts_each_under_the_bound_is_refused_whole(start_cards):
+    """On the embedded default (bi serve and its local agent), a message whose parts each pass the bound
+    but whose whole does not ends the run with output_too_large and a fresh kernel; the server never
+    holds more than the bound of it."""
+    bound = 20 * MIB
+    api = await start_cards(KernelPool__kernel_message_bytes=bound)
+    token = await api.login()
+    session_id = await open_session(api, token)
+    assert (await run(api, token, session_id, "kept = 1")).code == 200
+    reset_peak()
+    before = rss_bytes()
+    refused = await run(api, token, session_id, one_message_of_many_parts(PART, PARTS))
+    grown = rss_bytes("VmHWM") - before
+    outcome = f"{refused.code} {refused.body[:200]!r}, the server's peak grew by {grown / MIB:.0f} MB"
+    assert refused.code == 422 and refused.error_code == "output_too_large", outcome
+    assert refused.json()["error"]["details"]["kernel_restarted"] is True
+    assert grown < PART * PARTS // 4, outcome
+    after = (await run(api, token, session_id, "'kept' in dir()")).json()
+    assert after["outputs"][-1]["data"]["text/plain"] == "False", "a fresh kernel"
 
 
 async def test_through_the_relay_a_message_over_the_bound_in_all_its_parts_is_refused(start_server, root, tmp_path):

@@ -189,6 +189,11 @@ class JupyterKernel:
                 self._pending.popitem(last=False)
 
     async def interrupt(self) -> None:
+        """SIGINT the kernel, unless it is idle with nothing queued: a signal relayed to an idle kernel
+        (which ignores it only until its next request starts) could interrupt the next cell instead."""
+        if self._run is None and self._state == "idle" and not self._held and not self._pending:
+            log.info("jupyter_interrupt_idle", kernel_id=self.id)
+            return
         await self.session.interrupt_kernel()
 
     async def restart(self) -> None:

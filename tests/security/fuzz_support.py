@@ -480,7 +480,9 @@ def ws_case(server: LiveServer, sockets: Sockets, tally: Tally, data: st.DataObj
         got = []
         while not got or got[-1]["parent_header"].get("msg_id") != sentinel["header"]["msg_id"] \
                 or got[-1]["channel"] != "shell":
-            got.append(strict_json(server.ws_read(sockets.kernel)))
+            # a request the kernel never answers is ended by the wall clock (10 s, then interrupt, kill and a
+            # fresh kernel): give that time on a loaded machine before calling it a hang
+            got.append(strict_json(server.ws_read(sockets.kernel, timeout=40)))
         refusals = [m for m in got if m["header"]["msg_type"] == "error" and m["content"].get("ename") == "BadMessage"]
         if not _is_kernel_message(text):
             assert refusals, got

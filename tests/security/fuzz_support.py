@@ -449,9 +449,10 @@ KERNEL_MESSAGES = st.one_of(*(st.builds(kernel_message, st.just(msg_type), conte
                               for msg_type, content in JUPYTER_REQUESTS.items()))
 
 
-def ws_case(server: LiveServer, sockets: Sockets, tally: Tally, data: st.DataObject) -> None:
-    """One frame to one of the sockets; the socket must answer a bad one with an error and stay open."""
-    kind = data.draw(st.sampled_from(["dashboard", "card", "kernel"]), label="socket")
+def ws_case(server: LiveServer, sockets: Sockets, tally: Tally, data: st.DataObject,
+            kinds: tuple[str, ...] = ("dashboard", "card", "kernel")) -> None:
+    """One frame to one of the ``kinds`` of socket; the socket must answer a bad one with an error and stay open."""
+    kind = data.draw(st.sampled_from(kinds), label="socket")
     if kind == "dashboard":
         frame = frame_of(valid(DASHBOARD_MESSAGE.schema), data, tally)
         server.ws_send(sockets.dashboard, frame.decode("utf-8", "replace"))

@@ -69,3 +69,11 @@ class Server:
         self.proc.send_signal(signal.SIGINT)
         out, err = self.proc.communicate(timeout=20)
         return self.proc.returncode, out, err
+
+
+def stop_all(servers: list[Server]) -> None:
+    """Kill every server of ``servers`` still running (a fixture's teardown)."""
+    for server in servers:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()

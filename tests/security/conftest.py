@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..serve_process import ROOT, Server, clean_env, free_port, request
+from ..serve_process import ROOT, Server, clean_env, free_port, request, stop_all
 from ..server.conftest import api, start_server  # noqa: F401 - fixtures
 from ..server.test_sessions import root, start_cards  # noqa: F401 - fixtures
 
@@ -41,10 +41,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         return server
 
     yield start
-    for server in started:
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait()
+    stop_all(started)
 
 
 def sign_in(server: Server) -> str:

@@ -17,7 +17,7 @@ import pytest
 from tests.kernels.sandbox.helpers import require
 
 from ..conftest import aws_store_config
-from ..serve_process import BI, ROOT, Server, clean_env, free_port, request
+from ..serve_process import BI, ROOT, Server, clean_env, free_port, request, stop_all
 
 
 @pytest.fixture
@@ -32,10 +32,7 @@ def serve(tmp_path):
         return server
 
     yield start
-    for server in started:
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait()
+    stop_all(started)
 
 
 def test_serve_first_start_and_ctrl_c(serve, tmp_path):

@@ -118,7 +118,7 @@ CSV_COLUMNS = 2_000
 """Columns of an uploaded CSV, counted in its header before anything is converted
 (``DatasetService.max_columns``): each costs the converter, every preview and every listing."""
 
-CSV_ROW_BYTES = 8 * 1024 * 1024
+CSV_ROW_BYTES = 4 * 1024 * 1024
 """The longest row of an uploaded CSV (a 422 past it): converting one costs about ten times its size."""
 
 CSV_HEADER_CHARS = 128 * 1024

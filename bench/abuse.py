@@ -378,40 +378,43 @@ for i in range(4000):
     display({'text/plain': 'd' * 4000}, raw=True)
 """
 ARROW_BOMB = """
-import base64, numpy as np, pyarrow as pa
+import numpy as np, pyarrow as pa
 from IPython.display import display
 batch = pa.record_batch([pa.array(np.zeros(8_000_000, dtype='int64'))], names=['v'])  # 64 MB of one value
-sink = pa.BufferOutputStream()
-with pa.ipc.new_stream(sink, batch.schema, options=pa.ipc.IpcWriteOptions(compression='zstd')) as writer:
-    for _ in range(32):  # 2 GiB once inflated
-        writer.write_batch(batch)
-stream = sink.getvalue()
+with pa.OSFile(get_ipython().kernel.tables_dir + '/' + 'b' * 32 + '.arrow', 'wb') as file:
+    with pa.ipc.new_stream(file, batch.schema, options=pa.ipc.IpcWriteOptions(compression='zstd')) as writer:
+        for _ in range(32):  # 2 GiB once inflated
+            writer.write_batch(batch)
 rows = 32 * 8_000_000
 display({'application/vnd.bi.dataframe.v1+json': {
              'columns': [{'name': 'v', 'dtype': 'int64'}], 'index': [], 'row_count': rows,
              'rows': [[0]] * 50, 'rows_available': rows, 'complete': True},
-         'application/vnd.apache.arrow.stream': base64.b64encode(stream.to_pybytes()).decode(),
+         'application/vnd.bi.table-file.v1+json': {'name': 'b' * 32},
          'text/plain': f'{rows} zeros'}, raw=True)
-print('arrow stream bytes', stream.size)
 """
 REPLAY_RUN = "for i in range(40):\n    print('r' * 100_000)"  # 4 MB in 40 messages, under the 5 MB cap
 STORAGE_FLOOD = """
-import base64, time, numpy as np, pyarrow as pa
+import time, uuid, numpy as np, pyarrow as pa
 from IPython.display import display
 table = pa.table({'v': np.random.default_rng().integers(0, 2**62, 5_000_000)})  # 40 MB that do not compress
 sink = pa.BufferOutputStream()
 with pa.ipc.new_stream(sink, table.schema) as writer:
     writer.write_table(table)
-bundle = {'application/vnd.bi.dataframe.v1+json': {
-              'columns': [{'name': 'v', 'dtype': 'int64'}], 'index': [], 'row_count': table.num_rows,
-              'rows': [[0]] * 50, 'rows_available': table.num_rows, 'complete': True},
-          'application/vnd.apache.arrow.stream': base64.b64encode(sink.getvalue().to_pybytes()).decode(),
-          'text/plain': 'random'}
-end = time.time() + 6
-for _ in range(25):  # at most 1 GB
-    if time.time() > end:
-        break
-    display(bundle, raw=True)
+stream, folder = sink.getvalue(), get_ipython().kernel.tables_dir
+summary = {'columns': [{'name': 'v', 'dtype': 'int64'}], 'index': [], 'row_count': table.num_rows,
+           'rows': [[0]] * 50, 'rows_available': table.num_rows, 'complete': True}
+end, shown = time.time() + 6, 0
+while shown < 25 and time.time() < end:  # at most 1 GB; a full tables folder makes the kernel wait for the server
+    name = uuid.uuid4().hex
+    try:
+        with pa.OSFile(f'{folder}/{name}.arrow', 'wb') as file:
+            file.write(stream)
+    except OSError:
+        time.sleep(0.01)
+        continue
+    display({'application/vnd.bi.dataframe.v1+json': summary, 'application/vnd.bi.table-file.v1+json': {'name': name},
+             'text/plain': 'random'}, raw=True)
+    shown += 1
 """
 CONTROL_EXECUTE = """
 import time

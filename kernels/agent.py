@@ -15,6 +15,8 @@ signed by the server; the agent holds only the public key, so nothing here can f
                                                  themselves, after N]}, waiting up to S (<= 60) s for one
     POST   /kernels/{id}/interrupt              204, SIGINT reaches the kernel
     PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet) becomes load_dataset(name)
+    GET    /kernels/{id}/tables/{name}          the table file the kernel wrote for a shown DataFrame, once
+                                                 (``kernels.table_files``); 404, 409 or 413
     GET    /usage                               {"cpu_seconds": {kernel id: CPU seconds it has used}} of the
                                                  live kernels (``kernels.usage``)
 
@@ -47,13 +49,16 @@ from .helpers import dataset_filename
 from .launcher import KernelLauncher
 from .pool import WarmPool
 from .relay import Relays
+from .table_files import TableFileError, open_table
 from .usage import kernel_cpu_seconds
+from .wire import TABLE_FILE_NAME
 
 ISSUER = "bi-server"
 AUDIENCE = "bi-executor"
 MAX_TOKEN_LIFETIME = 300
 MAX_POLL_SECONDS = 60
 IN_FLIGHT_POLL_SECONDS = 0.01
+TABLE_CHUNK = 1 << 20
 
 
 class InFlight:
@@ -219,6 +224,25 @@ class DatasetHandler(AgentHandler):
         self.set_status(204)
 
 
+class TableHandler(AgentHandler):
+    async def get(self, kernel_id: str, name: str) -> None:
+        try:
+            descriptor, size = open_table(self.kernel(kernel_id).tables_dir, name)
+        except TableFileError as exc:
+            raise web.HTTPError(exc.status, str(exc)) from exc
+        self.set_header("Content-Type", "application/vnd.apache.arrow.stream")
+        self.set_header("Content-Length", str(size))
+        with os.fdopen(descriptor, "rb", buffering=0) as file:
+            left = size
+            while left:
+                chunk = file.read(min(TABLE_CHUNK, left))
+                if not chunk:  # the kernel truncated it: the server's read comes up short and fails
+                    raise web.HTTPError(409, f"table {name} shrank while it was served")
+                left -= len(chunk)
+                self.write(chunk)
+                await self.flush()
+
+
 class UnsafeDirectory(RuntimeError):
     """The dataset folder is not the one the launcher made (a kernel moved or replaced it)."""
 
@@ -283,4 +307,5 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], relays: Re
         (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
         (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)", DatasetHandler, args),
+        (rf"/kernels/([0-9a-f]{{32}})/tables/({TABLE_FILE_NAME})", TableHandler, args),
     ], exits=exits, relays=relays, admission=admission, in_flight=InFlight())

@@ -3,7 +3,7 @@
 Two ways to start one, serving the Jupyter protocol over the ``tcp`` or ``ipc`` transport of its
 connection file:
 
-- ``python -P -m kernels.kernel -f <connection file> [--dataset-dir=<dir>]`` (``-P``: no
+- ``python -P -m kernels.kernel -f <connection file> [--dataset-dir=<dir>] [--tables-dir=<dir>]`` (``-P``: no
   working directory on ``sys.path``);
 - ``serve(connection_file, dataset_dir)`` in a process forked from the template, which has
   imported this module (and so everything it needs) before forking.
@@ -57,16 +57,16 @@ import tornado.platform.asyncio  # noqa: E402,F401
 import zmq  # noqa: E402
 from IPython.core.compilerop import CachingCompiler  # noqa: E402
 from IPython.core.profiledir import ProfileDir
-from ipykernel.iostream import IOPubThread
+from ipykernel.iostream import IOPubThread, OutStream
 from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp, kernel_aliases
 from ipykernel.zmqshell import ZMQInteractiveShell
 from jupyter_client.session import Session
-from traitlets import Bool, Dict, Integer, Type, Unicode
+from traitlets import Bool, Dict, DottedObjectName, Integer, Type, Unicode
 from traitlets.config import Config
 
 from kernels import bokeh_output, helpers, policy, table_output
-from kernels.limits import ARROW_BYTES
+from kernels.limits import ARROW_BYTES, STREAM_MESSAGE_CHARS
 from kernels.wire import CONTROL_REQUESTS, control_refusal
 
 
@@ -93,13 +93,15 @@ class LockedDownKernel(IPythonKernel):
     arrow_limit_bytes = Integer(ARROW_BYTES,
                                 help="Largest Arrow stream a shown DataFrame carries (kernels.table_output)."
                                 ).tag(config=True)
+    tables_dir = Unicode("", help="Folder the whole tables of shown DataFrames are written to, for the agent to "
+                                  "serve (kernels.table_output); empty: only their first rows are shown.").tag(config=True)
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         assert self.shell is not None  # IPythonKernel made it
         self.shell.user_ns["load_dataset"] = helpers.loader(self.dataset_dir)
         bokeh_output.install(self.shell)
-        table_output.install(self.shell, self.arrow_limit_bytes)
+        table_output.install(self.shell, self.arrow_limit_bytes, self.tables_dir)
         policy.install(self.shell)
         self.control_handlers = ControlHandlers(self.control_handlers, self.refuse_on_control)
 
@@ -110,14 +112,26 @@ class LockedDownKernel(IPythonKernel):
         self.session.send(stream, reply_type, content, parent, ident)
 
 
+class BoundedOutStream(OutStream):
+    """stdout and stderr in messages of at most ``STREAM_MESSAGE_CHARS`` characters: one huge write would
+    otherwise be one message past the relay's bound, which costs the kernel its link."""
+
+    def _flush_buffers(self) -> Any:
+        for parent, data in super()._flush_buffers():
+            for start in range(0, len(data), STREAM_MESSAGE_CHARS):
+                yield parent, data[start : start + STREAM_MESSAGE_CHARS]
+
+
 class LockedDownKernelApp(IPKernelApp):
     """``IPKernelApp`` for ``LockedDownKernel``, touching no files but its connection file."""
 
     name = "bi-kernel"
     kernel_class = Type(LockedDownKernel, klass="ipykernel.kernelbase.Kernel")  # type: ignore[assignment]
     classes = [LockedDownKernel, ZMQInteractiveShell, ProfileDir, Session]
-    aliases = Dict({**kernel_aliases, "dataset-dir": "LockedDownKernel.dataset_dir"})
+    aliases = Dict({**kernel_aliases, "dataset-dir": "LockedDownKernel.dataset_dir",
+                    "tables-dir": "LockedDownKernel.tables_dir"})
     ignore_cwd = Bool(True)
+    outstream_class = DottedObjectName("kernels.kernel.BoundedOutStream")
 
     def initialize(self, argv: Any = None) -> None:
         self.config.HistoryManager.enabled = False  # no history.sqlite, no saving thread
@@ -156,14 +170,14 @@ class LockedDownKernelApp(IPKernelApp):
         """No startup files, PYTHONSTARTUP or exec_lines."""
 
 
-def serve(connection_file: str, dataset_dir: str = helpers.DEFAULT_DATASET_DIR,
+def serve(connection_file: str, dataset_dir: str = helpers.DEFAULT_DATASET_DIR, tables_dir: str = "",
           on_bound: Callable[[], None] | None = None) -> None:
     """Serve a kernel in this process until it is shut down (for the template's forked children).
 
     ``on_bound`` runs once every socket is bound (``ipc`` only: the heartbeat binds in its own
     thread), before the first request is served: the sandbox's ``seal``.
     """
-    config = Config({"LockedDownKernel": {"dataset_dir": dataset_dir}})
+    config = Config({"LockedDownKernel": {"dataset_dir": dataset_dir, "tables_dir": tables_dir}})
     app = LockedDownKernelApp.instance(config=config)
     app.initialize(["-f", connection_file])
     if on_bound is not None:

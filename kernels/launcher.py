@@ -2,7 +2,9 @@
 
 Each kernel gets a host directory ``<run_dir>/<first characters of its id>/`` holding its connection
 file and its ipc sockets in ``ipc/`` (owned by the kernel's uid, mode 0700: no other kernel can
-connect), and a ``datasets/`` folder the agent fills and the kernel may only read. Where the agent
+connect), a ``datasets/`` folder the agent fills and the kernel may only read, and a ``tables/`` folder
+the kernel writes the tables of shown DataFrames to and the agent serves them from
+(``kernels.table_output``; a tmpfs of ``TABLES_DIR_BYTES`` where the agent can mount). Where the agent
 can mount (the mount view applies), ``ipc/`` is a tmpfs of ``IPC_DIR_INODES`` inodes, so the
 kernel's socket files never take the host's; after start the kernel makes none anyway (``sandbox.seal``). The sandbox binds
 that directory, and nothing else of the host that is writable, into the kernel's view.
@@ -32,7 +34,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 
 from .kernel_output import KernelOutput
-from .limits import IPC_DIR_BYTES, IPC_DIR_INODES, KERNEL_LOG_LINES_PER_SECOND
+from .limits import IPC_DIR_BYTES, IPC_DIR_INODES, KERNEL_LOG_LINES_PER_SECOND, TABLES_DIR_BYTES, TABLES_DIR_INODES
 from .sandbox import SandboxConfig, UidAllocator, mounts
 from .template_client import TemplateClient
 
@@ -70,6 +72,10 @@ class LaunchedKernel:
     @property
     def dataset_dir(self) -> Path:
         return self.directory / "datasets"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.directory / "tables"
 
 
 class KernelStartError(RuntimeError):
@@ -121,7 +127,8 @@ class KernelLauncher:
             try:
                 pid = await self.template.spawn({
                     "kernel_id": kernel_id, "connection_file": str(directory / "connection.json"),
-                    "dataset_dir": str(directory / "datasets"), "sandbox": dataclasses.asdict(config)}, write_end)
+                    "dataset_dir": str(directory / "datasets"), "tables_dir": config.tables_dir,
+                    "sandbox": dataclasses.asdict(config)}, write_end)
             finally:
                 os.close(write_end)
         except BaseException:
@@ -153,8 +160,8 @@ class KernelLauncher:
     def _sandbox(self, kernel_id: str, directory: Path, uid: int | None) -> SandboxConfig:
         """The kernel's sandbox: its uid, or the agent's; its workdir in ``directory`` without a mount view."""
         user, group = (uid, uid) if uid is not None else (os.getuid(), os.getgid())
-        config = SandboxConfig(uid=user, gid=group, ipc_dir=str(directory), socket_dir=str(directory / "ipc"), name=kernel_id,
-                               **self.sandbox_defaults)
+        config = SandboxConfig(uid=user, gid=group, ipc_dir=str(directory), socket_dir=str(directory / "ipc"),
+                               tables_dir=str(directory / "tables"), name=kernel_id, **self.sandbox_defaults)
         if not config.applies("mounts"):
             workdir = str(directory / "work")
             config.workdir = workdir
@@ -165,9 +172,11 @@ class KernelLauncher:
         directory.mkdir(mode=0o700)
         (directory / "datasets").mkdir(mode=0o755)
         (directory / "ipc").mkdir(mode=0o700)
-        owned = [directory / "connection.json", directory, directory / "ipc"]
+        (directory / "tables").mkdir(mode=0o700)
+        owned = [directory / "connection.json", directory, directory / "ipc", directory / "tables"]
         if config.applies("mounts"):
             mounts.mount_tmpfs(str(directory / "ipc"), IPC_DIR_BYTES, IPC_DIR_INODES, (config.uid, config.gid))
+            mounts.mount_tmpfs(str(directory / "tables"), TABLES_DIR_BYTES, TABLES_DIR_INODES, (config.uid, config.gid))
         else:
             (directory / "work").mkdir(mode=0o700)
             owned.append(directory / "work")

@@ -11,6 +11,14 @@ OUTPUT_BYTES = 5 * 1024 * 1024
 ARROW_BYTES = 50 * 1024 * 1024
 """The largest Arrow table a DataFrame output carries for paging."""
 
+# A shown DataFrame's whole table travels as a file, never inside a message (``kernels.table_output``):
+# the kernel writes it to its tables folder, the server fetches it from the agent as it reads the output.
+TABLES_DIR_BYTES = 4 * ARROW_BYTES
+"""Size of a kernel's tables folder (a tmpfs where the agent can mount): tables not yet fetched."""
+
+TABLES_DIR_INODES = 64
+"""Files in a kernel's tables folder at once."""
+
 # What a kernel writes to its own fds 1 and 2 reaches the agent's log only as bounded events
 # (``kernels.kernel_output``).
 KERNEL_LOG_LINE_BYTES = 8 * 1024
@@ -44,8 +52,13 @@ ARROW_MESSAGES = 1_000
 MESSAGE_FRAMING_BYTES = 64 * 1024
 """Headers, metadata and JSON escaping around a message's largest legitimate part."""
 
-KERNEL_MESSAGE_BYTES = ARROW_BYTES * 4 // 3 + OUTPUT_BYTES + MESSAGE_FRAMING_BYTES
-"""The largest ZeroMQ message a kernel may send: the largest legitimate one is a DataFrame output, its
-Arrow table (base64) beside a first page within the output cap, plus framing. The agent's relay
+STREAM_MESSAGE_CHARS = 1024 * 1024
+"""Characters of stdout/stderr one stream message carries: a longer write goes in several messages, each
+well under ``KERNEL_MESSAGE_BYTES`` even with every character JSON-escaped."""
+
+KERNEL_MESSAGE_BYTES = 2 * OUTPUT_BYTES + MESSAGE_FRAMING_BYTES
+"""The largest ZeroMQ message a kernel may send: the largest legitimate one is an output within the output
+cap, JSON-escaped (control characters take up to six bytes each, but past the cap the output is dropped
+anyway), plus framing. Tables travel as files, not in messages. The agent's relay
 (``kernels.relay``) drops its link to the server once a message passes it, all parts together; the
 server's sockets refuse a larger part (``zmq.MAXMSGSIZE``) before it is allocated."""

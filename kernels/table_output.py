@@ -6,10 +6,14 @@ A DataFrame shown by a cell (last expression or ``display``) publishes the bundl
   ``index`` (the names of the leading columns that hold the index), ``row_count``, ``rows``
   (the first ``FIRST_ROWS`` rows as JSON-safe lists, ``kernels.arrow_rows``), and
   ``rows_available`` / ``complete``: how many rows can be paged, and whether that is all;
-- ``application/vnd.apache.arrow.stream``: the whole table as an Arrow IPC stream, base64, only
-  when it takes at most ``arrow_limit`` bytes and keeps within the rows and values the server
-  accepts (``kernels.arrow_check``; the server takes it out of the bundle and serves later pages
-  from it); without it only the first rows are available;
+- ``application/vnd.bi.table-file.v1+json``: ``{"name"}`` of the whole table as an Arrow IPC
+  stream written to the kernel's tables folder (``<name>.arrow``), only when it takes at most
+  ``arrow_limit`` bytes and keeps within the rows and values the server accepts
+  (``kernels.arrow_check``). The server fetches the file from the agent as it reads the output,
+  stores it and serves later pages from it; the agent removes the file as it serves it. Without
+  it (no folder, or the folder is full) only the first rows are available. The table never
+  travels inside a message: a 40 MB table would be a 53 MB base64 string in one JSON message,
+  which the server would hold several times over while parsing it;
 - ``text/plain``: pandas' repr, cut to a few rows and columns.
 
 A Series shows as a one-column frame (named ``value`` if it has no name). The table's columns are
@@ -21,7 +25,9 @@ complex numbers, periods, intervals) travel as their text.
 
 from __future__ import annotations
 
-import base64
+import os
+import secrets
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -31,7 +37,7 @@ from kernels import formatters
 from kernels.arrow_check import Bounds, TableTooLarge, measure
 from kernels.arrow_rows import rows_of
 from kernels.limits import ARROW_BYTES, ARROW_ROWS
-from kernels.wire import ARROW_STREAM, DATAFRAME
+from kernels.wire import DATAFRAME, TABLE_FILE
 
 FIRST_ROWS = 50
 PLAIN_ROWS, PLAIN_COLUMNS = 10, 20
@@ -88,9 +94,10 @@ def arrow_table(columns: Columns) -> pa.Table:
                                 names=[name for name, _ in columns])
 
 
-def arrow_stream(frame: pd.DataFrame, columns: Columns, limit: int) -> str | None:
-    """The whole table as a base64 Arrow IPC stream, or None if it takes more than ``limit`` bytes
-    or passes another bound of the server's (rows, values).
+def write_table(frame: pd.DataFrame, columns: Columns, limit: int, folder: Path) -> str | None:
+    """Write the whole table to ``folder`` as ``<name>.arrow`` (an Arrow IPC stream); its name, or None
+    if it takes more than ``limit`` bytes, passes another bound of the server's (rows, values) or
+    does not fit the folder.
 
     A frame that already takes more than ``limit`` bytes in memory, or has too many rows, is not
     converted at all.
@@ -100,15 +107,18 @@ def arrow_stream(frame: pd.DataFrame, columns: Columns, limit: int) -> str | Non
     table = arrow_table(columns)
     if table.nbytes > limit:
         return None
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    stream = sink.getvalue()
+    name = secrets.token_hex(16)
+    path = folder / f"{name}.arrow"
     try:
-        measure(stream, Bounds(bytes=limit))
-    except TableTooLarge:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with pa.OSFile(descriptor, "wb") as file, pa.ipc.new_stream(file, table.schema) as writer:
+            writer.write_table(table)
+        with pa.memory_map(str(path)) as written:
+            measure(written, Bounds(bytes=limit))
+    except (OSError, pa.ArrowException, TableTooLarge):  # the folder is full or gone, or the table too large
+        path.unlink(missing_ok=True)
         return None
-    return base64.b64encode(stream).decode("ascii")
+    return name
 
 
 def plain(obj: pd.DataFrame | pd.Series) -> str:
@@ -117,12 +127,13 @@ def plain(obj: pd.DataFrame | pd.Series) -> str:
         return repr(obj)
 
 
-def bundle(obj: pd.DataFrame | pd.Series, arrow_limit: int = ARROW_BYTES) -> dict[str, Any]:
-    """The MIME bundle of a DataFrame or Series."""
+def bundle(obj: pd.DataFrame | pd.Series, arrow_limit: int = ARROW_BYTES,
+           tables_dir: str = "") -> dict[str, Any]:
+    """The MIME bundle of a DataFrame or Series; without ``tables_dir``, only its first rows."""
     frame = obj.to_frame("value" if obj.name is None else obj.name) if isinstance(obj, pd.Series) else obj
     columns, index_columns = columns_of(frame)
     first = arrow_table([(name, values.iloc[:FIRST_ROWS]) for name, values in columns])
-    stream = arrow_stream(frame, columns, arrow_limit)
+    stream = write_table(frame, columns, arrow_limit, Path(tables_dir)) if tables_dir else None
     data: dict[str, Any] = {
         DATAFRAME: {"columns": [{"name": name, "dtype": str(values.dtype)} for name, values in columns],
                     "index": [name for name, _ in columns[:index_columns]],
@@ -133,10 +144,10 @@ def bundle(obj: pd.DataFrame | pd.Series, arrow_limit: int = ARROW_BYTES) -> dic
         "text/plain": plain(obj),
     }
     if stream is not None:
-        data[ARROW_STREAM] = stream
+        data[TABLE_FILE] = {"name": stream}
     return data
 
 
-def install(shell: Any, arrow_limit: int = ARROW_BYTES) -> None:
+def install(shell: Any, arrow_limit: int = ARROW_BYTES, tables_dir: str = "") -> None:
     """DataFrames and Series shown on ``shell`` publish ``bundle`` and no HTML."""
-    formatters.register(shell, (pd.DataFrame, pd.Series), lambda obj: bundle(obj, arrow_limit))
+    formatters.register(shell, (pd.DataFrame, pd.Series), lambda obj: bundle(obj, arrow_limit, tables_dir))

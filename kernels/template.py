@@ -3,7 +3,7 @@
 The executor agent starts it as ``python -m kernels.template FD`` with a socket as file
 descriptor FD, and talks JSON lines over it:
 
-    -> {"op": "spawn", "kernel_id": "...", "connection_file": "...", "dataset_dir": "...", "sandbox": {...}}
+    -> {"op": "spawn", "kernel_id": "...", "connection_file": "...", "dataset_dir": "...", "tables_dir": "...", "sandbox": {...}}
        with the write end of the kernel's output pipe attached (SCM_RIGHTS)
     <- {"event": "ready", "pid": 1000}                      (once, after the imports)
     <- {"event": "spawned", "kernel_id": "...", "pid": 1234}
@@ -75,7 +75,7 @@ def run_child(request: dict[str, Any]) -> None:
     status = 1
     try:
         sandbox.enter(request["sandbox"])
-        kernel.serve(request["connection_file"], request["dataset_dir"],
+        kernel.serve(request["connection_file"], request["dataset_dir"], request.get("tables_dir", ""),
                      on_bound=lambda: sandbox.seal(request["sandbox"]))
         status = 0
     except Exception:  # noqa: BLE001 - whatever it was, the agent logs it and the child exits

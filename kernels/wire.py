@@ -5,7 +5,9 @@ Dependency-free, so that the server can know them without importing kernel code.
 
 BOKEH_ITEM = "application/vnd.bi.bokeh-item.v1+json"  # bokeh.embed.json_item of a shown model
 DATAFRAME = "application/vnd.bi.dataframe.v1+json"  # schema, row count and first page of a table
-ARROW_STREAM = "application/vnd.apache.arrow.stream"  # the whole table, base64 Arrow IPC stream
+ARROW_STREAM = "application/vnd.apache.arrow.stream"  # no longer sent: a bundle carrying it has it removed
+TABLE_FILE = "application/vnd.bi.table-file.v1+json"  # {"name"}: the whole table, an Arrow file the agent serves
+TABLE_FILE_NAME = r"[0-9a-f]{32}"  # a table file's name in the kernel's tables folder, before ``.arrow``
 BOKEH_COMM_TARGET = "bi.bokeh"  # the comm of live Bokeh document patches
 
 CONTROL_REQUESTS = frozenset({"interrupt_request", "shutdown_request", "kernel_info_request"})

@@ -259,7 +259,7 @@ class ServeApp(BIApp):
             raise
         cards = CardService(self.store_instance, datasets, parent=self)
         dashboards = DashboardService(self.store_instance, cards, datasets, parent=self)
-        tables = OutputTables(self.store_instance, cards, parent=self)
+        tables = OutputTables(self.store_instance, cards, Path(self.data_dir).resolve() / "tmp" / "tables", parent=self)
         self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables, parent=self)
         await self.kernel_pool.start()
         self.agent_keeper: asyncio.Task[None] | None = None

@@ -86,6 +86,18 @@ BACKGROUND_BYTES = 1024 * 1024
 BACKGROUND_CPU_SECONDS = 5.0
 """CPU seconds a kernel may use outside runs before it is restarted."""
 
+KERNEL_RECEIVE_MESSAGES = 4
+"""Messages of one kernel socket ZeroMQ holds before the server reads them (``zmq.RCVHWM``): past it
+the kernel is made to wait, so a kernel sending faster than its outputs are handled costs at most
+this many messages of ``KERNEL_MESSAGE_BYTES`` (the default is a thousand)."""
+
+RUN_QUEUE_BYTES = 8 * 1024 * 1024
+"""Bytes of a run's messages read but not yet handled (``execution.run_queue``); past it the server
+stops reading the kernel's iopub until the run catches up."""
+
+TABLE_FILES_CHECKED = 1
+"""Output tables the server validates at once (``services/output_tables.py``): each maps its file."""
+
 KERNEL_JSON_DEPTH = 512
 """Arrays and objects nested in one JSON part of a kernel message (a Bokeh layout nests deeply, yet
 far less): checked before the part is parsed, so a hostile kernel cannot exhaust the parser's stack."""

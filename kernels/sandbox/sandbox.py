@@ -67,6 +67,7 @@ class SandboxConfig:
     gid: int
     ipc_dir: str | None = None          # host directory of the kernel's ipc sockets, bound read-write
     socket_dir: str | None = None       # where beneath ipc_dir the kernel binds its sockets (default: ipc_dir)
+    tables_dir: str | None = None       # beneath ipc_dir, where the kernel writes shown tables (writable)
     name: str | None = None             # the kernel's cgroup name (its id)
     cgroup_parent: str = "bi"           # where that cgroup goes, under the caller's own cgroup
     workdir: str = "/tmp/workdir"
@@ -148,7 +149,8 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
     if config.applies("nnp"):
         privileges.no_new_privs()
     if config.applies("landlock"):
-        Landlock(readable=("/",), writable=(config.workdir, "/dev/null"),
+        writable = (config.workdir, "/dev/null") + ((config.tables_dir,) if config.tables_dir else ())
+        Landlock(readable=("/",), writable=writable,
                  sockets=(config.socket_dir or config.ipc_dir,) if config.ipc_dir else ()).apply()
     if config.applies("seccomp"):
         SeccompFilter().apply()

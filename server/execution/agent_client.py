@@ -11,6 +11,8 @@ import json
 import socket
 import time
 import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -76,7 +78,7 @@ class AgentClient:
                           self.private_key, algorithm="EdDSA")
 
     async def _call(self, method: str, path: str, body: bytes | None = None,
-                    timeout: float | None = None) -> Any:
+                    timeout: float | None = None, streaming_callback: Callable[[bytes], None] | None = None) -> Any:
         if self.closed:
             raise AgentError(f"executor agent {self.base_url} is gone", 599)
         if body is None and method in ("POST", "PUT"):
@@ -85,7 +87,7 @@ class AgentClient:
             response = await self._http.fetch(
                 self.base_url + path, method=method, body=body, raise_error=False,
                 headers={"Authorization": f"Bearer {self._token()}"},
-                request_timeout=timeout or self.timeout)
+                request_timeout=timeout or self.timeout, streaming_callback=streaming_callback)
         except (OSError, httpclient.HTTPClientError) as exc:
             raise AgentError(f"executor agent {self.base_url} unreachable: {exc}", 599) from exc
         if response.code >= 400:
@@ -94,6 +96,8 @@ class AgentClient:
             except (ValueError, KeyError, TypeError):
                 message = response.reason or str(response.error)
             raise AgentError(f"executor agent {self.base_url}: {response.code} {message}", response.code)
+        if streaming_callback is not None:
+            return None
         return json.loads(response.body) if response.body else None
 
     async def health(self, timeout: float | None = None) -> dict[str, Any]:
@@ -122,6 +126,23 @@ class AgentClient:
 
     async def put_dataset(self, kernel_id: str, name: str, parquet: bytes) -> None:
         await self._call("PUT", f"/kernels/{kernel_id}/datasets/{urllib.parse.quote(name, safe='')}", parquet)
+
+    async def fetch_table(self, kernel_id: str, name: str, target: Path, max_bytes: int) -> int:
+        """Write the table file the kernel named ``name`` to ``target`` as it arrives; its size.
+
+        ``AgentError`` when the agent refuses it, or it is cut short or longer than ``max_bytes``.
+        """
+        received = 0
+        with target.open("wb") as file:
+            def write(chunk: bytes) -> None:
+                nonlocal received
+                received += len(chunk)
+                if received > max_bytes:
+                    raise AgentError(f"table {name} is longer than {max_bytes} bytes", 413)
+                file.write(chunk)
+
+            await self._call("GET", f"/kernels/{kernel_id}/tables/{name}", streaming_callback=write)
+        return received
 
     async def events(self, after: int, timeout: float = LONG_POLL_SECONDS) -> dict[str, Any]:
         """Kernels that ended by themselves after event ``after`` (a long poll)."""

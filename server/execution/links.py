@@ -24,15 +24,17 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from zmq.utils.monitor import parse_monitor_message
 
 from .. import json_io
-from ..limits import KERNEL_JSON_DEPTH
+from ..limits import KERNEL_JSON_DEPTH, KERNEL_RECEIVE_MESSAGES
 from ..errors import BIError
 
 CHANNELS = ("shell", "iopub", "stdin", "control")
 
 
 def bound_messages(client: AsyncKernelClient, max_bytes: int) -> None:
-    """Make every socket ``client`` creates from now on refuse message parts over ``max_bytes``."""
+    """Make every socket ``client`` creates from now on refuse message parts over ``max_bytes`` and hold at
+    most ``KERNEL_RECEIVE_MESSAGES`` messages unread (then the kernel waits)."""
     client.context.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+    client.context.setsockopt(zmq.RCVHWM, KERNEL_RECEIVE_MESSAGES)
     client.session.unpack = unpack_part
 
 

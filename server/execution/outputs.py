@@ -7,15 +7,16 @@ without terminal colours), and ours: ``bokeh_patch`` (``root_id``, ``seq``, ``pa
 change of a shown Bokeh figure, from a ``comm_msg`` whose data names the ``bi.bokeh`` target
 (``kernels.bokeh_output``; the comm's opening is not tracked).
 
-The collector takes the Arrow stream out of DataFrame outputs (``keep_table`` stores it and
-names it by the output's ``output_id``, or refuses it: an error output with the refusal's code
-follows the output, which keeps its first rows) and sanitises every output (``sanitize``) before counting
+The collector takes the table out of DataFrame outputs (the session fetched its file; ``keep_table``
+stores it and names it by the output's ``output_id``, or refuses it: an error output with the
+refusal's code follows the output, which keeps its first rows) and sanitises every output (``sanitize``) before counting
 it: once the outputs of one execution pass the cap, one notice is added and the rest is dropped.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
@@ -24,13 +25,13 @@ from kernels.wire import BOKEH_COMM_TARGET
 from .. import json_io
 from ..errors import BIError
 from .sanitize import sanitize_output
-from .tables import take_arrow
+from .tables import strip_table
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MEMORY_ERROR = "MemoryError"
 
 OutputListener = Callable[[dict[str, Any]], None]
-TableKeeper = Callable[[bytes], str]  # stores a DataFrame output's Arrow stream, returns its output_id
+TableKeeper = Callable[[Path], str]  # stores (and removes) a DataFrame output's table file, returns its output_id
 
 
 def output_of(message: dict[str, Any]) -> dict[str, Any] | None:
@@ -89,16 +90,22 @@ class OutputCollector:
         self.size = 0
         self.truncated = False
 
-    def add_message(self, message: dict[str, Any]) -> None:
+    def add_message(self, message: dict[str, Any], table: Path | None = None) -> None:
+        """Add the message's output; ``table``: the file of the table its DataFrame bundle names."""
         output = output_of(message)
         if output is not None:
-            self.add(output)
+            self.add(output, table)
+        else:
+            _discard(table)
 
-    def add(self, output: dict[str, Any]) -> None:
+    def add(self, output: dict[str, Any], table: Path | None = None) -> None:
+        named = strip_table(output)  # the whole table is kept apart, not counted, paged later
+        if self.truncated or not named or self.keep_table is None:
+            _discard(table)
+            table = None
         if self.truncated:
             return
         refused = None
-        table = take_arrow(output)  # the whole table is kept apart, not counted, paged later
         output = sanitize_output(output)
         if output["output_type"] == "error" and output["ename"] == MEMORY_ERROR:
             output["evalue"] = f"the card exceeded the {self.memory_mb} MB memory limit"
@@ -106,6 +113,7 @@ class OutputCollector:
         if self.size > self.limit_bytes:
             self.truncated = True
             output = {"output_type": "stream", "name": "stderr", "text": truncation_notice(self.limit_bytes)}
+            _discard(table)
         elif table is not None and self.keep_table is not None:
             try:
                 output["output_id"] = self.keep_table(table)
@@ -119,3 +127,8 @@ class OutputCollector:
     @property
     def has_error(self) -> bool:
         return any(output["output_type"] == "error" for output in self.outputs)
+
+
+def _discard(table: Path | None) -> None:
+    if table is not None:
+        table.unlink(missing_ok=True)

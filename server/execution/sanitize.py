@@ -6,7 +6,7 @@
 Bundles (``display_data``, ``execute_result``, ``update_display_data``) keep only the MIME types a
 page shows as data: ``text/plain``, ``text/markdown`` (as text: the page renders markdown without
 raw HTML), ``image/png``, ``image/jpeg``, ``application/json`` and our Bokeh item and DataFrame
-summary (the Arrow stream is taken out before, ``tables.take_arrow``). ``image/svg+xml``
+summary (the table's name is taken out before, ``tables.strip_table``). ``image/svg+xml``
 is cut by ``nh3`` down to static drawing (shapes, paths, text, gradients, clip paths; no scripts,
 event handlers, links, images, ``foreignObject``, animation or references outside the image).
 Everything else (``text/html``, JavaScript, widget views, LaTeX, unknown types) is dropped; a

@@ -37,13 +37,15 @@ import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from ..errors import BIError, ConflictError, ExecutionTimeoutError, KernelLostError, OutputTooLargeError
-from ..limits import OUTPUT_BYTES
+from ..limits import ARROW_BYTES, OUTPUT_BYTES, RUN_QUEUE_BYTES
 from ..logs import get_logger
 from ..models import utcnow
 from .agent_client import AgentClient, AgentError
 from .background import BackgroundBudget
 from .outputs import OutputCollector, OutputListener, amount, error_output
 from .pool_metrics import PoolMetrics
+from .run_queue import RunQueue
+from .tables import table_name
 
 log = get_logger("bi.execution")
 
@@ -94,8 +96,12 @@ KernelStarter = Callable[[list[tuple[str, Path]]], Awaitable[Kernel]]
 class TableKeeper(Protocol):
     """Keeps the tables of DataFrame outputs (``services/output_tables.py``)."""
 
-    def keep(self, stream: bytes, user_id: str, card_id: str | None, session_id: str) -> str:
-        """Store an Arrow stream; its output_id (a ``BIError`` for a stream it refuses)."""
+    def new_file(self) -> Path:
+        """A path to fetch a table file to, which ``keep`` then takes over."""
+
+    def keep(self, stream: Path, user_id: str, card_id: str | None, session_id: str) -> str:
+        """Store the Arrow stream in the file ``stream`` (removing the file); its output_id (a ``BIError``
+        for a stream it refuses)."""
 
     def drop_session(self, session_id: str) -> None:
         """The session's earlier editor tables are superseded or closed with it."""
@@ -187,7 +193,7 @@ class KernelSession:
         self.broken = ""
         self.listeners: set[SessionListener] = set()
         self._lock = asyncio.Lock()
-        self._run: tuple[str, asyncio.Queue[dict[str, Any]]] | None = None  # the running execute_request
+        self._run: tuple[str, RunQueue] | None = None  # the running execute_request
         self._reader: asyncio.Task[None] | None = None
         self._read_iopub(kernel)
 
@@ -226,7 +232,7 @@ class KernelSession:
         self.tables.drop_session(self.id)
         collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener,
                                     lambda stream: self.tables.keep(stream, self.user_id, card_id, self.id))
-        messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        messages = RunQueue(RUN_QUEUE_BYTES)
         msg_id = kernel.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         self._run = (msg_id, messages)
         kernel.budget.run_started()
@@ -238,10 +244,11 @@ class KernelSession:
         finally:
             replied.cancel()
             self._run = None
+            await messages.close()
             kernel.budget.run_ended()
 
     async def _follow(self, kernel: Kernel, limit: RunLimit, collector: OutputCollector,
-                      messages: asyncio.Queue[dict[str, Any]],
+                      messages: RunQueue,
                       replied: asyncio.Future[dict[str, Any] | None]) -> ExecutionResult:
         """Collect the run's outputs until its ``execute_reply`` and then its ``idle`` (or ``TRAIL_SECONDS``
         without output), the wall clock and output cap applying throughout.
@@ -270,7 +277,8 @@ class KernelSession:
             if message["msg_type"] == "status" and message["content"].get("execution_state") == "idle":
                 idle = True
             else:
-                collector.add_message(message)
+                name = None if collector.truncated else table_name(message)
+                collector.add_message(message, await self._fetch_table(kernel, name) if name else None)
                 if reply is not None:  # output still coming: its idle follows it
                     trail_until = loop.time() + TRAIL_SECONDS
         if kernel.link_dropped.is_set() and kernel.watch is not None:
@@ -282,6 +290,18 @@ class KernelSession:
         status = "error" if collector.has_error or reply.get("status") == "error" else "ok"
         return ExecutionResult(status, collector.outputs, reply.get("execution_count"),
                                limit.elapsed_ms(), collector.truncated)
+
+    async def _fetch_table(self, kernel: Kernel, name: str) -> Path | None:
+        """The table file ``name`` the kernel wrote for a DataFrame output, fetched from its agent; None
+        (the output keeps its first rows) when the agent cannot serve it."""
+        target = self.tables.new_file()
+        try:
+            await kernel.agent.fetch_table(kernel.kernel_id, name, target, ARROW_BYTES)
+        except (AgentError, OSError) as exc:
+            target.unlink(missing_ok=True)
+            log.warning("output_table_unavailable", session_id=self.id, kernel_id=kernel.kernel_id, error=str(exc))
+            return None
+        return target
 
     def _stopped(self, limit: RunLimit, collector: OutputCollector, restarted: bool) -> ExecutionResult:
         """The result of a run stopped from outside; a timeout is an ``ExecutionTimeoutError``."""
@@ -320,7 +340,7 @@ class KernelSession:
                     continue
                 run = self._run
                 if run is not None and message["parent_header"].get("msg_id") == run[0]:
-                    run[1].put_nowait(message)
+                    await run[1].put(message, sum(len(frame) for frame in frames))
                 elif message["msg_type"] != "status":
                     kernel.budget.charge_bytes(sum(len(frame) for frame in frames))
 
@@ -411,7 +431,7 @@ async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str
     return None
 
 
-async def next_message(messages: asyncio.Queue[dict[str, Any]], replied: asyncio.Future[Any] | None,
+async def next_message(messages: RunQueue, replied: asyncio.Future[Any] | None,
                        timeout: float) -> dict[str, Any] | None:
     """The next of ``messages``, or None after ``timeout`` or once ``replied`` is done."""
     getter = asyncio.ensure_future(messages.get())

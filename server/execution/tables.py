@@ -1,9 +1,11 @@
 """DataFrame outputs on the server: the Arrow stream leaves the bundle, later pages come from it.
 
-A kernel's DataFrame bundle (``kernels.table_output``) may carry the whole table as a base64
-Arrow IPC stream. ``take_arrow`` takes it out of the output, so that only the summary and first
-page go to pages and caches, and the stream can be stored; ``read_rows`` serves pages from the
-stored stream, converted as the kernel converted the first page (``kernels.arrow_rows``).
+A kernel's DataFrame bundle (``kernels.table_output``) may name the whole table, an Arrow IPC
+stream in a file its agent serves once (``table_name``); the session fetches it before it hands
+the output on. ``strip_table`` takes the name out of the output (and any stream a kernel put in
+the bundle itself), so that only the summary and first page go to pages and caches;
+``read_rows`` serves pages from the stored stream, converted as the kernel converted the first
+page (``kernels.arrow_rows``).
 
 The stream comes from a kernel. ``measure`` reads only its metadata and refuses, before
 anything is decompressed, a stream past the bounds (``TableTooLargeError``) or malformed
@@ -13,8 +15,7 @@ anything is decompressed, a stream past the bounds (``TableTooLargeError``) or m
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 from kernels.arrow_check import Bounds, Size, TableTooLarge
 from kernels.arrow_check import measure as measure_stream
 from kernels.arrow_rows import rows_of
-from kernels.wire import ARROW_STREAM
+from kernels.wire import ARROW_STREAM, TABLE_FILE, TABLE_FILE_NAME
 
 from ..errors import InvalidTableError, TableTooLargeError
 from ..limits import PAGE_VALUES
@@ -32,18 +33,28 @@ from ..limits import PAGE_VALUES
 Source = bytes | Path | str
 BOUNDS = Bounds()  # kernels.limits
 BINARY_LIKE = (pa.string(), pa.large_string(), pa.binary(), pa.large_binary())
+TABLE_NAME = re.compile(TABLE_FILE_NAME)
+BUNDLE_TYPES = ("display_data", "execute_result", "update_display_data")
 
 
-def take_arrow(output: dict[str, Any]) -> bytes | None:
-    """Remove the Arrow stream from ``output``'s bundle (in place); the stream, or None."""
+def table_name(message: dict[str, Any]) -> str | None:
+    """The name of the table file an iopub message's DataFrame bundle refers to, if well formed."""
+    if message.get("msg_type") not in BUNDLE_TYPES:
+        return None
+    data = message.get("content", {}).get("data")
+    reference = data.get(TABLE_FILE) if isinstance(data, dict) else None
+    name = reference.get("name") if isinstance(reference, dict) else None
+    return name if isinstance(name, str) and TABLE_NAME.fullmatch(name) else None
+
+
+def strip_table(output: dict[str, Any]) -> bool:
+    """Remove the table's name (and a stream a kernel put in the bundle itself) from ``output``'s bundle,
+    in place; whether it named one."""
     data = output.get("data")
-    if not isinstance(data, dict) or ARROW_STREAM not in data:
-        return None
-    encoded = data.pop(ARROW_STREAM)
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, TypeError, ValueError):
-        return None
+    if not isinstance(data, dict):
+        return False
+    data.pop(ARROW_STREAM, None)
+    return data.pop(TABLE_FILE, None) is not None
 
 
 def _open(source: Source) -> pa.NativeFile:

@@ -1,10 +1,10 @@
 """The whole tables behind DataFrame outputs: kept as Arrow streams, served a page at a time, and let go.
 
-A kernel's DataFrame output carries its table as an Arrow stream, which the server takes out of
-the output (``execution/tables.py``) and hands to ``keep``. ``keep`` measures the stream from its
-metadata at once (a table past the bounds is an error output, ``table_too_large``, and costs
-nothing), then in the background validates it batch by batch, stores it as a blob and records
-who may read it, asked again at every page: admins, for a saved card's run whoever may view the
+A kernel's DataFrame output names its table, an Arrow stream in a file that the session fetches
+from the kernel's agent into ``new_file()`` and hands to ``keep``. ``keep`` measures the stream from
+its metadata at once (a table past the bounds is an error output, ``table_too_large``, and costs
+nothing), then in the background validates it batch by batch (``TABLE_FILES_CHECKED`` at once:
+each maps its file), stores it as a blob and records who may read it, asked again at every page: admins, for a saved card's run whoever may view the
 card now, for an editor session's run the user who ran the code. ``rows`` waits for a store still
 under way, so a page asked for at once is found.
 
@@ -25,7 +25,6 @@ record that points at nothing.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,9 +35,10 @@ from traitlets.config import LoggingConfigurable
 
 from ..errors import BIError, NotFoundError
 from ..execution.tables import measure, read_rows, validate
-from ..limits import TABLE_QUOTA_BYTES, TABLE_QUOTA_COUNT
+from ..limits import TABLE_FILES_CHECKED, TABLE_QUOTA_BYTES, TABLE_QUOTA_COUNT
 from ..logs import get_logger
 from ..models import OutputTable, User, utcnow
+from ..private_files import private_dir
 from ..storage.base import Store
 from .cards import CardService
 
@@ -51,22 +51,34 @@ class OutputTables(LoggingConfigurable):
     quota_tables = Integer(TABLE_QUOTA_COUNT, help="Stored output tables each user's runs may keep; past it the "
                                                    "least recently used go first.").tag(config=True)
 
-    def __init__(self, store: Store, cards: CardService, **kwargs: Any):
+    def __init__(self, store: Store, cards: CardService, tmp_dir: Path, **kwargs: Any):
         super().__init__(**kwargs)
         self.store = store
         self.cards = cards
+        self.tmp_dir = tmp_dir
+        self._checking = asyncio.Semaphore(TABLE_FILES_CHECKED)
         self._storing: dict[str, asyncio.Task[None]] = {}
         self._editor: dict[str, list[str]] = {}  # editor session id -> its latest run's tables
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage: dict[str, tuple[int, int]] = {}  # user id -> (bytes, tables) at most, as last counted
 
-    def keep(self, stream: bytes, user_id: str, card_id: str | None, session_id: str) -> str:
-        """Store ``stream`` (in the background) as a new table; its output_id.
+    def new_file(self) -> Path:
+        """A fresh path for a table file on its way to ``keep``."""
+        private_dir(self.tmp_dir)
+        return self.tmp_dir / f"table-{uuid.uuid4().hex}.arrow"
+
+    def keep(self, stream: Path, user_id: str, card_id: str | None, session_id: str) -> str:
+        """Store the Arrow stream in the file ``stream`` (in the background, removing the file) as a new
+        table; its output_id.
 
         ``TableTooLargeError`` or ``InvalidTableError`` at once for a stream past the bounds or
         malformed in its metadata. Without ``card_id`` (an editor's run) the table is the session's.
         """
-        measure(stream)
+        try:
+            measure(stream)
+        except BIError:
+            stream.unlink(missing_ok=True)
+            raise
         output_id = uuid.uuid4().hex
         if card_id is None:
             self._editor.setdefault(session_id, []).append(output_id)
@@ -81,20 +93,24 @@ class OutputTables(LoggingConfigurable):
         if storing is not None:
             await asyncio.shield(storing)
 
-    async def _store(self, output_id: str, stream: bytes, user_id: str, card_id: str | None) -> None:
+    async def _store(self, output_id: str, stream: Path, user_id: str, card_id: str | None) -> None:
         try:
-            await asyncio.to_thread(validate, stream)
-        except BIError as exc:
-            log.warning("output_table_rejected", output_id=output_id, user_id=user_id, code=exc.code, error=exc.message)
-            return
-        blob_key = f"tables/{output_id}.arrow"
-        with tempfile.NamedTemporaryFile("wb", suffix=".arrow") as file:
-            await asyncio.to_thread(_write, file, stream)
-            await self.store.put_blob(blob_key, Path(file.name))
+            try:
+                async with self._checking:
+                    await asyncio.to_thread(validate, stream)
+            except BIError as exc:
+                log.warning("output_table_rejected", output_id=output_id, user_id=user_id, code=exc.code,
+                            error=exc.message)
+                return
+            size = stream.stat().st_size
+            blob_key = f"tables/{output_id}.arrow"
+            await self.store.put_blob(blob_key, stream)
+        finally:
+            stream.unlink(missing_ok=True)
         now = utcnow()
         await self.store.put_output_table(OutputTable(output_id, blob_key, user_id, card_id, now,
-                                                      bytes=len(stream), last_used=now))
-        await self._keep_within_quota(user_id, len(stream))
+                                                      bytes=size, last_used=now))
+        await self._keep_within_quota(user_id, size)
 
     async def _keep_within_quota(self, user_id: str, added: int) -> None:
         """Delete the user's least recently used tables, pinned ones aside, until they fit the quota."""
@@ -171,8 +187,3 @@ class OutputTables(LoggingConfigurable):
 def output_ids(outputs: Iterable[dict[str, Any]]) -> list[str]:
     """The tables the outputs of a run page from."""
     return [output["output_id"] for output in outputs if isinstance(output.get("output_id"), str)]
-
-
-def _write(file: Any, stream: bytes) -> None:
-    file.write(stream)
-    file.flush()

@@ -64,11 +64,13 @@ def execute(client: BlockingKernelClient, code: str) -> Result:
 @contextmanager
 def started_kernel(workdir: Path, transport: str, dataset_dir: Path,
                    options: tuple[str, ...] = ()) -> Iterator[BlockingKernelClient]:
-    """``python -m kernels.kernel`` started by jupyter_client from a kernelspec in ``workdir``."""
+    """``python -m kernels.kernel`` started by jupyter_client from a kernelspec in ``workdir``, writing the
+    tables of shown DataFrames to ``workdir/tables``."""
     spec_dir = workdir / "kernelspecs" / "bi-cards"
     spec_dir.mkdir(parents=True)
+    (workdir / "tables").mkdir()
     argv = [sys.executable, "-P", "-m", "kernels.kernel", "-f", "{connection_file}",
-            f"--dataset-dir={dataset_dir}", *options]
+            f"--dataset-dir={dataset_dir}", f"--tables-dir={workdir / 'tables'}", *options]
     spec = {"argv": argv, "display_name": "bi", "language": "python"}
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     manager = KernelManager(kernel_name="bi-cards", transport=transport,

@@ -9,7 +9,7 @@ import pytest
 
 from kernels import table_output
 from kernels.arrow_check import Bounds, Size, TableTooLarge, measure
-from kernels.wire import ARROW_STREAM
+from kernels.wire import TABLE_FILE
 
 TABLE = pa.table({"n": pa.array(range(1000), pa.int64()), "s": pa.array([str(i) for i in range(1000)]),
                   "l": pa.array([[1, 2]] * 1000), "d": pa.array(["x", "y"] * 500).dictionary_encode(),
@@ -64,12 +64,13 @@ def test_malformed_streams_are_invalid():
         measure(stream_of(pa.table({"d": nested})))
 
 
-def test_the_kernel_sends_no_stream_past_the_server_bounds(monkeypatch):
-    """A frame with more rows or values than the server keeps shows its first rows, with no stream."""
+def test_the_kernel_writes_no_table_past_the_server_bounds(monkeypatch, tmp_path):
+    """A frame with more rows or values than the server keeps shows its first rows, with no table file."""
     frame = pd.DataFrame({"flag": [True, False] * 50})
-    assert ARROW_STREAM in table_output.bundle(frame)
+    assert TABLE_FILE in table_output.bundle(frame, tables_dir=str(tmp_path))
     monkeypatch.setattr(table_output, "ARROW_ROWS", 99)
-    assert ARROW_STREAM not in table_output.bundle(frame)
+    assert TABLE_FILE not in table_output.bundle(frame, tables_dir=str(tmp_path))
     monkeypatch.setattr(table_output, "measure", lambda stream, bounds: measure(stream, Bounds(values=99)))
     monkeypatch.setattr(table_output, "ARROW_ROWS", 100)
-    assert ARROW_STREAM not in table_output.bundle(frame)
+    assert TABLE_FILE not in table_output.bundle(frame, tables_dir=str(tmp_path))
+    assert len(list(tmp_path.iterdir())) == 1  # the refused one was removed again

@@ -1,8 +1,8 @@
 """Arrow bombs: a DataFrame output's table that is small on the wire and huge once read.
 
-A kernel sends the whole table of a DataFrame output as an Arrow IPC stream, which the server
-stores and pages from. Each stream below is a few kilobytes, written by card code (the kernel is
-only the pipe: any card can display any MIME bundle): columns of one repeated value that zstd
+A kernel writes the whole table of a DataFrame output as an Arrow IPC stream to its tables folder,
+which the server fetches, stores and pages from. Each stream below is a few kilobytes, written by card code (the kernel is
+only the pipe: any card can write any file there and display any MIME bundle): columns of one repeated value that zstd
 shrinks 30,000 times, a compressed buffer that claims a terabyte, billions of rows of the null
 type (no buffers at all), one row holding thirty million nested nulls, and a 300 KB string that
 a dictionary repeats in every row. The server refuses the first three at store time with the
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from kernels.wire import ARROW_STREAM
+from kernels.wire import TABLE_FILE
 from server.models import OutputTable, utcnow
 from tests.server.conftest import api, start_server  # noqa: F401 - fixtures
 from tests.server.test_sessions import open_session, root, run, start_cards  # noqa: F401 - fixtures
@@ -79,8 +79,12 @@ PAGE_BOMBS = {"nested_nulls": nested_nulls_bomb, "dictionary": dictionary_bomb} 
 
 
 def display_code(stream: bytes) -> str:
-    bundle = {ARROW_STREAM: base64.b64encode(stream).decode("ascii"), "text/plain": "a table"}
-    return f"from IPython.display import display\ndisplay({bundle!r}, raw=True)\n"
+    """Card code that writes ``stream`` to its kernel's tables folder and shows a bundle naming it."""
+    name = uuid.uuid4().hex
+    return (f"import base64, pyarrow as pa\nfrom IPython.display import display\n"
+            f"with pa.OSFile(get_ipython().kernel.tables_dir + '/{name}.arrow', 'wb') as file:\n"
+            f"    file.write(base64.b64decode({base64.b64encode(stream)!r}))\n"
+            f"display({{{TABLE_FILE!r}: {{'name': {name!r}}}, 'text/plain': 'a table'}}, raw=True)\n")
 
 
 def _status_kib(field: str) -> int:

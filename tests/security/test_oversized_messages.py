@@ -1,7 +1,7 @@
 """A kernel message larger than any legitimate one is refused by ZeroMQ before the server holds it.
 
-The kernel prints one message just past ``KERNEL_MESSAGE_BYTES`` (the largest output or Arrow table a
-run may carry, plus framing). The server never allocates it: the run ends with ``output_too_large``,
+The kernel displays one message just past ``KERNEL_MESSAGE_BYTES`` (twice the largest output a run may
+carry, plus framing; a long print goes out in several smaller stream messages, tables as files). The server never allocates it: the run ends with ``output_too_large``,
 the session gets a fresh kernel and keeps working, and the server's memory does not grow by anything
 near the message's size. Before the limit, such a print grew the server by several times its size.
 ZeroMQ's ``MAXMSGSIZE`` bounds one part, and ZeroMQ holds every part of a message until its last one
@@ -23,8 +23,8 @@ from server.limits import KERNEL_MESSAGE_BYTES
 from tests.server.test_jupyter_api import connect, start_kernel, text_of
 from tests.server.test_sessions import open_session, run
 
-OVERSIZED = KERNEL_MESSAGE_BYTES + 1024 * 1024
-PRINT_TOO_MUCH = f"print('x' * {OVERSIZED})"
+OVERSIZED = 4 * KERNEL_MESSAGE_BYTES  # allocated, it would cost the server several times this
+SEND_TOO_MUCH = f"from IPython.display import display\ndisplay({{'text/plain': 'x' * {OVERSIZED}}}, raw=True)"
 
 
 def rss_bytes(field: str = "VmRSS") -> int:
@@ -40,7 +40,7 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-async def test_an_oversized_print_ends_the_run_and_costs_the_server_nothing(start_cards):
+async def test_an_oversized_message_ends_the_run_and_costs_the_server_nothing(start_cards):
     """The card's run ends with output_too_large; a fresh kernel answers the next run; the server stays small."""
     api = await start_cards()
     token = await api.login()
@@ -48,7 +48,7 @@ async def test_an_oversized_print_ends_the_run_and_costs_the_server_nothing(star
     assert (await run(api, token, session_id, "kept = 1")).code == 200
     before = rss_bytes()
     with capture_logs() as logs:
-        refused = await run(api, token, session_id, PRINT_TOO_MUCH)
+        refused = await run(api, token, session_id, SEND_TOO_MUCH)
     grown = rss_bytes() - before
     assert refused.code == 422, refused.body[:300]
     error = refused.json()["error"]
@@ -67,7 +67,7 @@ async def test_an_oversized_message_on_the_jupyter_socket_restarts_the_kernel(st
     kernel = await start_kernel(api, token)
     socket = await connect(api, token, kernel["id"])
     before = rss_bytes()
-    answers = await socket.execute(PRINT_TOO_MUCH)
+    answers = await socket.execute(SEND_TOO_MUCH)
     grown = rss_bytes() - before
     assert any(m["msg_type"] == "error" and m["content"]["ename"] == "OutputTooLarge" for m in answers), answers
     assert grown < OVERSIZED // 4, f"the server grew by {grown} bytes for a {OVERSIZED}-byte message"
@@ -126,7 +126,7 @@ async def test_through_the_relay_a_message_over_the_bound_in_all_its_parts_is_re
         api = await start_server(ServeApp__executor_urls=[client.base_url], ServeApp__executor_private_key=pem)
         token = await api.login()
         session_id = await open_session(api, token)
-        for code in (PRINT_TOO_MUCH, MANY_PARTS):
+        for code in (SEND_TOO_MUCH, MANY_PARTS):
             before = rss_bytes()
             refused = await run(api, token, session_id, code)
             grown = rss_bytes() - before

@@ -26,7 +26,7 @@ TABLE = stream(1000)  # about 8 KB
 async def tables(tmp_path):
     store = SQLiteStore(data_dir=str(tmp_path))
     await store.open()
-    yield OutputTables(store, cards=None, quota_bytes=3 * len(TABLE), quota_tables=100)
+    yield OutputTables(store, cards=None, tmp_dir=tmp_path / "tmp", quota_bytes=3 * len(TABLE), quota_tables=100)
     await store.close()
 
 
@@ -34,9 +34,18 @@ def admin(name: str) -> User:
     return User(name, f"{name}@example.com", name, "admin", "", utcnow())
 
 
+def file_of(tables: OutputTables, data: bytes) -> object:
+    """A table file fetched from a kernel, as the session hands it to ``keep``."""
+    path = tables.new_file()
+    path.write_bytes(data)
+    return path
+
+
 async def keep(tables: OutputTables, owner: str, data: bytes = TABLE, card: str | None = "c") -> str:
-    output_id = tables.keep(data, owner, card, "s1")
+    file = file_of(tables, data)
+    output_id = tables.keep(file, owner, card, "s1")
     await tables.settled(output_id)
+    assert not file.exists()  # stored, and the fetched file gone
     return output_id
 
 
@@ -87,5 +96,7 @@ def test_a_table_past_the_bounds_is_refused_at_once(tables):
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, huge.schema) as writer:
         writer.write_table(huge)
+    file = file_of(tables, sink.getvalue().to_pybytes())
     with pytest.raises(TableTooLargeError):
-        tables.keep(sink.getvalue().to_pybytes(), "ana", None, "s1")
+        tables.keep(file, "ana", None, "s1")
+    assert not file.exists()

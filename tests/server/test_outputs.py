@@ -8,7 +8,7 @@ import pytest
 from kernels import table_output
 from kernels.wire import DATAFRAME
 from server.execution.outputs import OutputCollector, output_of
-from server.execution.tables import read_rows
+from server.execution.tables import read_rows, table_name
 
 PATCH = {"events": [{"kind": "ModelChanged", "model": {"id": "p1012"}, "attr": "text", "new": "after"}]}
 
@@ -33,15 +33,20 @@ def test_other_comm_messages_are_not_outputs(msg):
     assert output_of(msg) is None
 
 
-def test_collector_sanitises_and_keeps_arrow_streams_apart():
-    frame = pd.DataFrame({"x": range(20_000)})
+def shown(frame: pd.DataFrame, folder) -> tuple[dict, object]:
+    """The output of showing ``frame`` with tables written to ``folder``, and its table file."""
+    output = {"output_type": "execute_result", "data": table_output.bundle(frame, tables_dir=str(folder)),
+              "metadata": {}, "execution_count": 1}
+    return output, folder / f"{table_name({'msg_type': 'execute_result', 'content': output})}.arrow"
+
+
+def test_collector_sanitises_and_keeps_table_files_apart(tmp_path):
     collected: list[dict] = []
-    kept: list[bytes] = []
+    kept: list = []
     collector = OutputCollector(limit_bytes=20_000, memory_mb=512, listener=collected.append,
                                 keep_table=lambda stream: kept.append(stream) or f"table-{len(kept)}")
     collector.add({"output_type": "stream", "name": "stdout", "text": "start\n"})
-    collector.add({"output_type": "execute_result", "data": table_output.bundle(frame), "metadata": {},
-                   "execution_count": 1})
+    collector.add(*shown(pd.DataFrame({"x": range(20_000)}), tmp_path))
     collector.add({"output_type": "display_data", "data": {"text/html": "<script>x</script>", "text/plain": "x"},
                    "metadata": {}})
     assert not collector.truncated  # the 80 kB stream is not counted as output
@@ -52,9 +57,9 @@ def test_collector_sanitises_and_keeps_arrow_streams_apart():
     assert collector.outputs[1]["output_id"] == "table-1" and read_rows(stream, 19_999, 10) == [[19_999]]
 
 
-def test_collector_keeps_no_stream_of_a_truncated_output():
-    kept: list[bytes] = []
+def test_collector_keeps_no_table_of_a_truncated_output_and_removes_its_file(tmp_path):
+    kept: list = []
     collector = OutputCollector(limit_bytes=100, memory_mb=512, keep_table=lambda stream: kept.append(stream) or "t")
-    collector.add({"output_type": "display_data", "data": table_output.bundle(pd.DataFrame({"x": range(100)})),
-                   "metadata": {}})
-    assert collector.truncated and kept == []
+    output, table = shown(pd.DataFrame({"x": range(100)}), tmp_path)
+    collector.add(output, table)
+    assert collector.truncated and kept == [] and not table.exists()

@@ -1,4 +1,4 @@
-"""DataFrame outputs on the server: the Arrow stream out of the bundle, pages read from it."""
+"""DataFrame outputs on the server: the table's name out of the bundle, pages read from its stream."""
 
 from __future__ import annotations
 
@@ -10,41 +10,51 @@ import pyarrow as pa
 import pytest
 
 from kernels import table_output
-from kernels.wire import ARROW_STREAM, DATAFRAME
+from kernels.wire import ARROW_STREAM, DATAFRAME, TABLE_FILE
 from server.errors import InvalidTableError, TableTooLargeError
-from server.execution.tables import read_rows, take_arrow
+from server.execution.tables import read_rows, strip_table, table_name
 
 FRAME = pd.DataFrame({"店舗": ["東京", None] * 60, "率": [0.5, np.nan] * 60,
                       "日": pd.to_datetime(["2024-01-02", None] * 60)})
 
 
-def dataframe_output(frame: pd.DataFrame) -> dict:
-    return {"output_type": "execute_result", "data": table_output.bundle(frame), "metadata": {},
-            "execution_count": 1}
+def dataframe_output(frame: pd.DataFrame, folder) -> tuple[dict, bytes]:
+    """The output of showing ``frame`` in a kernel whose tables folder is ``folder``, and its table's stream."""
+    output = {"output_type": "execute_result", "data": table_output.bundle(frame, tables_dir=str(folder)),
+              "metadata": {}, "execution_count": 1}
+    name = table_name({"msg_type": "execute_result", "content": output})
+    assert name is not None, output["data"]
+    return output, (folder / f"{name}.arrow").read_bytes()
 
 
-def test_take_arrow_empties_the_bundle_of_the_stream():
-    output = dataframe_output(FRAME)
-    stream = take_arrow(output)
+def test_the_bundle_names_the_table_and_strip_table_takes_the_name_out(tmp_path):
+    output, stream = dataframe_output(FRAME, tmp_path)
+    assert strip_table(output)
     assert set(output["data"]) == {DATAFRAME, "text/plain"}
     assert pa.ipc.open_stream(stream).read_all().num_rows == 120
-    assert take_arrow(output) is None
+    assert not strip_table(output)
 
 
 @pytest.mark.parametrize("output", [{"output_type": "stream", "name": "stdout", "text": "x"},
                                     {"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": {}}])
-def test_take_arrow_leaves_other_outputs(output):
-    assert take_arrow(output) is None and "text" in str(output)
+def test_strip_table_leaves_other_outputs(output):
+    assert not strip_table(output) and "text" in str(output)
 
 
-def test_take_arrow_drops_a_stream_that_is_not_base64():
-    output = {"output_type": "display_data", "data": {ARROW_STREAM: "not base64!"}, "metadata": {}}
-    assert take_arrow(output) is None and output["data"] == {}
+def test_a_stream_inside_the_bundle_is_dropped_unread():
+    output = {"output_type": "display_data", "data": {ARROW_STREAM: "QUJD", "text/plain": "x"}, "metadata": {}}
+    assert not strip_table(output) and output["data"] == {"text/plain": "x"}
+
+
+@pytest.mark.parametrize("reference", [{"name": "../../etc/passwd"}, {"name": "A" * 32}, {"name": 7}, "abc", None,
+                                       {"name": "0" * 31}, {"name": "0" * 32 + "\n"}])
+def test_only_a_well_formed_table_name_is_fetched(reference):
+    message = {"msg_type": "display_data", "content": {"data": {TABLE_FILE: reference}}}
+    assert table_name(message) is None
 
 
 def test_pages_match_the_first_page(tmp_path):
-    output = dataframe_output(FRAME)
-    stream = take_arrow(output)
+    output, stream = dataframe_output(FRAME, tmp_path)
     first = output["data"][DATAFRAME]["rows"]
     assert read_rows(stream, 0, table_output.FIRST_ROWS) == first
     assert read_rows(stream, 100, 50) == [["東京", 0.5, "2024-01-02T00:00:00"], [None, None, None]] * 10
@@ -53,8 +63,8 @@ def test_pages_match_the_first_page(tmp_path):
     assert read_rows(stream, 500, 10) == []
 
 
-def test_a_corrupt_stream_is_refused():
-    stream = take_arrow(dataframe_output(FRAME)).replace("東京".encode(), b"\xff" * 6)
+def test_a_corrupt_stream_is_refused(tmp_path):
+    stream = dataframe_output(FRAME, tmp_path)[1].replace("東京".encode(), b"\xff" * 6)
     with pytest.raises(InvalidTableError, match="UTF8"):
         read_rows(stream, 0, 200)
     with pytest.raises(InvalidTableError):

@@ -1,7 +1,8 @@
-"""Fixtures shared by every suite: a moto server on loopback and a store of each backend."""
+"""Fixtures shared by every suite: a moto server on loopback, a store of each backend, an executor agent."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import uuid
@@ -74,3 +75,28 @@ async def store(store_kind: str, tmp_path, request: pytest.FixtureRequest) -> As
     await instance.open()
     yield instance
     await instance.close()
+
+
+@pytest.fixture(scope="session")
+def shared_agent(tmp_path_factory) -> Iterator[tuple[str, str] | None]:
+    """One executor agent (one warm kernel) for the servers of every test that needs no agent of its own,
+    as a remote agent: starting one (its template imports the data stack) costs seconds. Its URL and the
+    PEM of the key that signs calls to it; None when not root."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from server.execution.local_agent import PUBLIC_KEY_FILE, LocalAgent
+
+    if os.geteuid() != 0:
+        yield None
+        return
+    key = Ed25519PrivateKey.generate()
+    folder = tmp_path_factory.mktemp("shared-agent")
+    (folder / PUBLIC_KEY_FILE).write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    agent = LocalAgent(folder, pool_size=1, allow_weaker_sandbox=False)
+    client = asyncio.run(agent.start(key))
+    client.close()
+    yield client.base_url, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()).decode()
+    asyncio.run(agent.stop())

@@ -1,4 +1,5 @@
-"""Kernel sessions end to end: bi serve's own executor agent, real sandboxed kernels, the limits.
+"""Kernel sessions end to end: an executor agent (one shared by the tests, or bi serve's own), real
+sandboxed kernels, the limits.
 
 Card code that needs the real ``os`` recovers it as a determined author would
 (``pd.io.common.os``): the policy layer is a convenience, the limits here are enforced from outside.
@@ -29,11 +30,18 @@ def root() -> None:
     require(os.geteuid() == 0, "the local executor agent needs root to sandbox kernels")
 
 
+OWN_AGENT_TRAITS = ("KernelPool__kernel_message_bytes",)  # the local agent's relay takes this bound too
+
+
 @pytest.fixture
-def start_cards(start_server, root):
-    """Start a server whose local agent keeps one warm kernel, with extra traits."""
-    def start(**traits):
-        return start_server(ServeApp__local_executor=True, ServeApp__local_executor_pool_size=1, **traits)
+def start_cards(start_server, root, shared_agent):
+    """Start a server that runs cards on the shared agent, with extra traits; ``own_agent=True`` (or a trait
+    the agent takes too) starts its own local agent with one warm kernel instead."""
+    def start(own_agent: bool = False, **traits):
+        if own_agent or any(name in traits for name in OWN_AGENT_TRAITS):
+            return start_server(ServeApp__local_executor=True, ServeApp__local_executor_pool_size=1, **traits)
+        url, pem = shared_agent
+        return start_server(ServeApp__executor_urls=[url], ServeApp__executor_private_key=pem, **traits)
     return start
 
 
@@ -82,7 +90,7 @@ async def test_session_runs_cards_on_datasets_and_is_private(start_cards):
 async def test_local_agent_holds_no_server_secret(start_cards, monkeypatch):
     """The agent bi serve starts gets a bare environment, and only the public half of the signing key."""
     monkeypatch.setenv("JWT_SECRET_KEY", "s" * 40)
-    api = await start_cards()
+    api = await start_cards(own_agent=True)
     agent = api.app.local_agent
     environ = Path(f"/proc/{agent.process.pid}/environ").read_bytes().split(b"\0")
     assert sorted(v.split(b"=")[0].decode() for v in environ if v) == sorted(AGENT_ENVIRONMENT)

@@ -51,6 +51,7 @@ from .services.dashboard_live import DashboardHub
 from .services.dashboards import DashboardService
 from .services.output_tables import OutputTables
 from .services.readiness import ReadinessService
+from .services.session_rights import SessionRights
 from .services.datasets import DatasetService
 from .services.users import UserService
 from .storage.aws import AWSStore
@@ -268,6 +269,7 @@ class ServeApp(BIApp):
                 self.local_agent.keep_running(executors, self.kernel_pool))
         self.jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
         self.live_sessions = LiveSessions(self.kernel_pool, parent=self)
+        dashboards.revoked.append(SessionRights(self.store_instance, cards, self.kernel_pool).revoked)
         card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, tables, parent=self)
         self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, tables, parent=self)
         self.dashboard_hub.start()

@@ -335,6 +335,7 @@ export const en: Record<MessageKey, string> = {
   "error.too_many_columns": "Too many columns ({columns}; at most {limit}): drop the columns you do not need or split the file.",
   "error.imports_busy": "Other uploads are being processed. Try again in a moment.",
   "error.dataset_not_readable": "This card version cannot run: the person who saved it cannot read the dataset “{dataset}”. Ask its owner to share it, or save the card again with datasets you can read.",
+  "error.access_revoked": "Your access was revoked, so this session has ended. Open a new one where you still have access.",
   "error.network": "Cannot reach the server. Check your connection and try again.",
   "error.aborted": "Cancelled.",
   "error.http": "The server answered {status}. Try again in a moment.",

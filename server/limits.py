@@ -113,6 +113,20 @@ PASSWORD_CHECK_QUEUE = 8
 """Sign-ins that may wait for a password check thread; past them a sign-in is answered 429 with
 ``Retry-After`` at once, unhashed (``AuthService.password_check_queue``)."""
 
+LOGIN_FIRST_DELAY = 1.0
+"""Seconds one account waits at one client address after a failed sign-in there; doubled after each
+further failure (``LoginThrottle.first_delay``)."""
+
+LOGIN_MAX_DELAY = 15 * 60.0
+"""The longest such wait (``LoginThrottle.max_delay``); the right password from another address never waits."""
+
+LOGIN_ADDRESS_FAILURES = 100
+"""Failed sign-ins from one client address within ``LOGIN_ADDRESS_WINDOW`` before it must wait: one
+address may be a whole office behind NAT (``LoginThrottle.max_failures_per_address``)."""
+
+LOGIN_ADDRESS_WINDOW = 10 * 60.0
+"""Seconds over which an address's failed sign-ins are counted."""
+
 # CSV uploads ---------------------------------------------------------------------
 CSV_COLUMNS = 2_000
 """Columns of an uploaded CSV, counted in its header before anything is converted

@@ -44,6 +44,7 @@ from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .private_files import private_dir
 from .models import User
+from .services.audit import AuditLog
 from .services.auth import AuthService, SecretKeyError, check_signing_key
 from .services.card_runs import CardRunner
 from .services.cards import CardService
@@ -278,7 +279,7 @@ class ServeApp(BIApp):
             default_handler_class=NotFoundHandler,
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
-            live_sessions=self.live_sessions, output_tables=tables,
+            live_sessions=self.live_sessions, output_tables=tables, audit=AuditLog(self.store_instance),
             readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
             jupyter_kernels=self.jupyter_kernels,
             jupyter_sessions=JupyterSessions(self.jupyter_kernels, parent=self),

@@ -153,3 +153,13 @@ IMPORTS_WAITING = 4
 
 IMPORT_RETRY_SECONDS = 10
 """The ``Retry-After`` of an upload refused because every conversion slot is busy."""
+
+# Audit trail ---------------------------------------------------------------------
+AUDIT_RETENTION_DAYS = 365
+"""Days an audit event is kept in the store (``Store.audit_retention_days``, ``BI_AUDIT_RETENTION_DAYS``)."""
+
+AUDIT_PAGE = 100
+"""Events in a page of ``GET /api/audit`` without ``limit``."""
+
+AUDIT_PAGE_MAX = 1_000
+"""The most events one page of ``GET /api/audit`` may ask for."""

@@ -25,7 +25,7 @@ from traitlets.config import LoggingConfigurable
 from ..environment import setting
 from ..errors import AuthenticationError, RateLimitedError
 from ..limits import PASSWORD_CHECK_QUEUE, PASSWORD_CHECK_WORKERS
-from ..logs import audit
+from .audit import record
 from ..models import User, normalise_email
 from ..storage.base import Store
 from .throttle import LoginThrottle, MemoryLoginThrottle, Outcome
@@ -108,14 +108,14 @@ class AuthService(LoggingConfigurable):
         finally:
             await self.throttle.end(attempt, outcome)
         if user is None:
-            audit("login_failed", email_hash=email_key, user_id=None, ip=ip)
+            await record(self.store, "login_failed", email_hash=email_key, user_id=None, ip=ip)
             raise AuthenticationError("The email or password is wrong.")
         if not verified:
-            audit("login_failed", email=email, user_id=user.id, ip=ip)
+            await record(self.store, "login_failed", email=email, user_id=user.id, ip=ip)
             raise AuthenticationError("The email or password is wrong.")
         if self.hasher.check_needs_rehash(user.password_hash):
             await self.store.update_password_hash(user.id, await self.hash_password(password))
-        audit("login_success", email=email, user_id=user.id, ip=ip)
+        await record(self.store, "login_success", email=email, user_id=user.id, ip=ip)
         return self.issue_token(user), user
 
     def email_key(self, email: str) -> str:

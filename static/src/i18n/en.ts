@@ -336,6 +336,8 @@ export const en: Record<MessageKey, string> = {
   "error.imports_busy": "Other uploads are being processed. Try again in a moment.",
   "error.dataset_not_readable": "This card version cannot run: the person who saved it cannot read the dataset “{dataset}”. Ask its owner to share it, or save the card again with datasets you can read.",
   "error.access_revoked": "Your access was revoked, so this session has ended. Open a new one where you still have access.",
+  "error.invalid_time": "{argument} must be a date or time such as 2026-12-06 or 2026-12-06T09:00:00+09:00.",
+  "error.invalid_cursor": "This page link is not valid any more. Start again from the first page.",
   "error.network": "Cannot reach the server. Check your connection and try again.",
   "error.aborted": "Cancelled.",
   "error.http": "The server answered {status}. Try again in a moment.",

@@ -270,7 +270,8 @@ class ServeApp(BIApp):
                 self.local_agent.keep_running(executors, self.kernel_pool))
         self.jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
         self.live_sessions = LiveSessions(self.kernel_pool, parent=self)
-        dashboards.revoked.append(SessionRights(self.store_instance, cards, self.kernel_pool).revoked)
+        session_rights = SessionRights(self.store_instance, cards, self.kernel_pool)
+        dashboards.revoked.append(session_rights.revoked)
         card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, tables, parent=self)
         self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, tables, parent=self)
         self.dashboard_hub.start()
@@ -280,6 +281,7 @@ class ServeApp(BIApp):
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
             live_sessions=self.live_sessions, output_tables=tables, audit=AuditLog(self.store_instance),
+            session_rights=session_rights,
             readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
             jupyter_kernels=self.jupyter_kernels,
             jupyter_sessions=JupyterSessions(self.jupyter_kernels, parent=self),

@@ -5,7 +5,8 @@ opened) and, for a card's editing socket, the right to edit the card (a dashboar
 Rights change while a session lives (a share revoked, the card taken off the dashboard or deleted, a
 dataset deleted, a role changed), so the pool asks ``check`` before every run and every resume, by
 whichever route (card socket, scratch socket, ``/api/card-sessions``); a session that fails it is ended
-with the reason ``access_revoked`` and the caller gets 403 ``access_revoked``. ``sweep`` ends a user's
+with the reason ``access_revoked`` (the audit event ``session_access_revoked``) and the caller gets 403
+``access_revoked``. ``sweep`` ends a user's
 sessions that no longer hold at once: it runs on every revoked share, so that the revoked user's
 sockets close (4403) without waiting for their next run.
 """
@@ -19,6 +20,7 @@ from ..execution.pool import KernelPool
 from ..execution.session import ACCESS_REVOKED, KernelSession
 from ..logs import get_logger
 from ..storage.base import Store
+from .audit import record
 from .cards import CardService
 from .datasets import may_read
 
@@ -60,8 +62,9 @@ class SessionRights:
         return None
 
     async def end(self, session: KernelSession, lost: str) -> None:
-        log.info("session_access_revoked", session_id=session.id, user_id=session.user_id, reason=lost)
         await self.pool.close_session(session, ACCESS_REVOKED)
+        await record(self.store, "session_access_revoked", session_id=session.id, user_id=session.user_id,
+                     reason=lost)
 
     async def sweep(self, user_id: str) -> None:
         """End each session of ``user_id`` whose grant no longer holds."""

@@ -81,6 +81,8 @@ async def test_a_revoked_editors_sessions_end(start_cards):
     code, reason = await closed(socket)
     assert code == REVOKED and "revoked" in (reason or ""), "the open socket is closed at the revocation"
     await assert_session_refused(api, scene, None, session_id)
+    trail = (await api.fetch("GET", "/api/audit?event=session_access_revoked", token=await api.login())).json()
+    assert [e["session_id"] for e in trail["events"]] == [session_id]
 
 
 async def test_a_session_whose_card_left_the_dashboard_cannot_run(start_cards):

@@ -44,6 +44,7 @@ from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .private_files import private_dir
 from .models import User
+from .services.audit import AuditLog
 from .services.auth import AuthService, SecretKeyError, check_signing_key
 from .services.card_runs import CardRunner
 from .services.cards import CardService
@@ -51,6 +52,7 @@ from .services.dashboard_live import DashboardHub
 from .services.dashboards import DashboardService
 from .services.output_tables import OutputTables
 from .services.readiness import ReadinessService
+from .services.session_rights import SessionRights
 from .services.datasets import DatasetService
 from .services.users import UserService
 from .storage.aws import AWSStore
@@ -268,6 +270,8 @@ class ServeApp(BIApp):
                 self.local_agent.keep_running(executors, self.kernel_pool))
         self.jupyter_kernels = JupyterKernels(self.kernel_pool, datasets, parent=self)
         self.live_sessions = LiveSessions(self.kernel_pool, parent=self)
+        session_rights = SessionRights(self.store_instance, cards, self.kernel_pool)
+        dashboards.revoked.append(session_rights.revoked)
         card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, tables, parent=self)
         self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, tables, parent=self)
         self.dashboard_hub.start()
@@ -276,7 +280,8 @@ class ServeApp(BIApp):
             default_handler_class=NotFoundHandler,
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
-            live_sessions=self.live_sessions, output_tables=tables,
+            live_sessions=self.live_sessions, output_tables=tables, audit=AuditLog(self.store_instance),
+            session_rights=session_rights,
             readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
             jupyter_kernels=self.jupyter_kernels,
             jupyter_sessions=JupyterSessions(self.jupyter_kernels, parent=self),

@@ -23,6 +23,7 @@ VARIABLES: dict[str, str] = {
     "AWS_REGION": "AWS region of the DynamoDB tables and S3 buckets.",
     "AWS_ENDPOINT_URL_DYNAMODB": "DynamoDB endpoint (DynamoDB Local, a moto server).",
     "AWS_ENDPOINT_URL_S3": "S3 endpoint (MinIO, a moto server).",
+    "BI_AUDIT_RETENTION_DAYS": "Days audit events are kept in the store (default 365; DynamoDB deletes them by TTL).",
     "BI_TABLE_PREFIX": "Prefix of the DynamoDB table names (default bi_).",
     "BI_DATASETS_BUCKET": "S3 bucket for dataset Parquet files.",
     "BI_OUTPUTS_BUCKET": "S3 bucket for large card outputs.",

@@ -58,6 +58,12 @@ class DatasetNotReadableError(PermissionDeniedError):
     code = "dataset_not_readable"
 
 
+class AccessRevokedError(PermissionDeniedError):
+    """A session's user lost the rights it was opened on (a share revoked): the session has ended."""
+
+    code = "access_revoked"
+
+
 class NotFoundError(BIError):
     """Unknown, or not visible to the caller."""
 

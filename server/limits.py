@@ -125,6 +125,20 @@ PASSWORD_CHECK_QUEUE = 8
 """Sign-ins that may wait for a password check thread; past them a sign-in is answered 429 with
 ``Retry-After`` at once, unhashed (``AuthService.password_check_queue``)."""
 
+LOGIN_FIRST_DELAY = 1.0
+"""Seconds one account waits at one client address after a failed sign-in there; doubled after each
+further failure (``LoginThrottle.first_delay``)."""
+
+LOGIN_MAX_DELAY = 15 * 60.0
+"""The longest such wait (``LoginThrottle.max_delay``); the right password from another address never waits."""
+
+LOGIN_ADDRESS_FAILURES = 100
+"""Failed sign-ins from one client address within ``LOGIN_ADDRESS_WINDOW`` before it must wait: one
+address may be a whole office behind NAT (``LoginThrottle.max_failures_per_address``)."""
+
+LOGIN_ADDRESS_WINDOW = 10 * 60.0
+"""Seconds over which an address's failed sign-ins are counted."""
+
 # CSV uploads ---------------------------------------------------------------------
 CSV_COLUMNS = 2_000
 """Columns of an uploaded CSV, counted in its header before anything is converted
@@ -151,3 +165,13 @@ IMPORTS_WAITING = 4
 
 IMPORT_RETRY_SECONDS = 10
 """The ``Retry-After`` of an upload refused because every conversion slot is busy."""
+
+# Audit trail ---------------------------------------------------------------------
+AUDIT_RETENTION_DAYS = 365
+"""Days an audit event is kept in the store (``Store.audit_retention_days``, ``BI_AUDIT_RETENTION_DAYS``)."""
+
+AUDIT_PAGE = 100
+"""Events in a page of ``GET /api/audit`` without ``limit``."""
+
+AUDIT_PAGE_MAX = 1_000
+"""The most events one page of ``GET /api/audit`` may ask for."""

@@ -209,3 +209,38 @@ class Share:
     permission: Permission
     created_at: str
     created_by: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEvent:
+    """One entry of the audit trail: ``event`` (``login_success``, ``dashboard_shared``, ...) at ``at``, about
+    ``user_id`` (its acting user, or the user it names), with the rest of its keys in ``fields``.
+
+    ``key`` (``<at>#<id>``) orders the trail: it is unique, and sorts as ``at`` does.
+    """
+
+    id: str
+    at: str
+    event: str
+    user_id: str | None
+    fields: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.at}#{self.id}"
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "at": self.at, "event": self.event, "user_id": self.user_id, **self.fields}
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditQuery:
+    """A page of the trail, newest first: ``since <= at < until``, of one user and/or one event, with keys
+    before ``before`` (the last key of the previous page), at most ``limit`` entries."""
+
+    limit: int
+    since: str | None = None
+    until: str | None = None
+    user_id: str | None = None
+    event: str | None = None
+    before: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from tornado.web import RequestHandler, URLSpec
 
+from .handlers.audit import AuditHandler
 from .handlers.auth import LoginHandler, MeHandler, UsersHandler
 from .handlers.bokehjs import BokehJSHandler, BokehResourcesHandler
 from .handlers.card_socket import CardEditSocket, CardSocket
@@ -31,6 +32,7 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/auth/login", LoginHandler),
     ("/api/me", MeHandler),
     ("/api/users", UsersHandler),
+    ("/api/audit", AuditHandler),
     ("/api/datasets", DatasetsHandler),
     ("/api/datasets/{dataset_id}", DatasetHandler),
     ("/api/datasets/{dataset_id}/versions", DatasetVersionsHandler),

@@ -23,7 +23,7 @@ from ..logs import get_logger
 from ..models import User
 from .pool import KernelPool
 from .replay import ReplayBuffer
-from .session import KernelSession
+from .session import Grant, KernelSession
 
 log = get_logger("bi.execution.live")
 
@@ -138,8 +138,8 @@ class LiveSessions(LoggingConfigurable):
         self.pool = pool
         self._live: dict[str, LiveSession] = {}
 
-    async def open(self, user: User, datasets: list[tuple[str, Any]]) -> LiveSession:
-        live = LiveSession(await self.pool.open(user, datasets), self._expired, self.replay_buffer_bytes)
+    async def open(self, user: User, datasets: list[tuple[str, Any]], grant: Grant) -> LiveSession:
+        live = LiveSession(await self.pool.open(user, datasets, grant=grant), self._expired, self.replay_buffer_bytes)
         self._live[live.id] = live
         return live
 
@@ -153,6 +153,12 @@ class LiveSessions(LoggingConfigurable):
         if live is None:
             raise NotFoundError("That session has ended; open a new one.")
         self.pool.get(user, session_id)  # NotFoundError for anyone else's
+        return live
+
+    async def resume(self, user: User, session_id: str) -> LiveSession:
+        """The live session, if it is ``user``'s, still open and its grant still holds (else it ends)."""
+        live = self.get(user, session_id)
+        await live.session.check_grant()
         return live
 
     def _expired(self, live: LiveSession) -> None:

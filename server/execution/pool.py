@@ -18,6 +18,9 @@ is read (the agent's relay cuts the link past it, all parts together, and the se
 refuse a larger part: ``links``; the kernel is ended, its run gets ``output_too_large``),
 and what it does between runs is charged to its ``BackgroundBudget``, whose CPU time is read from
 the agents every ``background_poll_seconds``. A kernel ended for either is replaced like one that died.
+
+A session opened with a ``Grant`` runs only while ``gate`` (``services/session_rights.py``) finds the
+grant still holds: it is checked before every run and resume, and a session that fails it is ended.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from .discovery import DiscoveryError, EcsExecutors, StaticExecutors
 from .links import bound_messages, dropped
 from .placement import AgentLoad, ranked, utilisation
 from .pool_metrics import PoolMetrics
-from .session import (BACKGROUND_LIMIT, MESSAGE_TOO_LARGE, Kernel, KernelSession, Limits,
+from .session import (BACKGROUND_LIMIT, MESSAGE_TOO_LARGE, Gate, Grant, Kernel, KernelSession, Limits,
                       TableKeeper, message_for)
 
 log = get_logger("bi.execution.pool")
@@ -115,6 +118,7 @@ class KernelPool(LoggingConfigurable):
         self._waiting = 0
         self._refreshing: asyncio.Future[None] | None = None
         self.image_version: str | None = None  # of the agents' kernels: part of result cache keys
+        self.gate: Gate | None = None  # checks a session's grant before each run (set by the app)
 
     @property
     def limits(self) -> Limits:
@@ -126,8 +130,10 @@ class KernelPool(LoggingConfigurable):
                                                                  self._publish_metrics, self._read_cpu)]
 
     # sessions ----------------------------------------------------------------
-    async def open(self, user: User, datasets: list[tuple[str, Path]], kind: str = "card") -> KernelSession:
-        """A new session of ``user`` with a ready kernel that can ``load_dataset`` each named file.
+    async def open(self, user: User, datasets: list[tuple[str, Path]], kind: str = "card",
+                   grant: Grant | None = None) -> KernelSession:
+        """A new session of ``user`` with a ready kernel that can ``load_dataset`` each named file; with a
+        ``grant`` (what the files were given on), it runs only while the ``gate`` finds it still holds.
 
         Sessions of every ``kind`` count against ``sessions_per_user``.
         """
@@ -142,7 +148,7 @@ class KernelPool(LoggingConfigurable):
         finally:
             self._starting[user.id] -= 1
         session = KernelSession(str(uuid.uuid4()), user.id, datasets, kernel, start_kernel, self.limits,
-                                self.metrics, self.tables, kind)
+                                self.metrics, self.tables, kind, grant, self.gate)
         self.sessions[session.id] = session
         self.metrics.bound.inc()
         log.info("session_opened", session_id=session.id, user_id=user.id, kernel_id=kernel.kernel_id)

@@ -93,6 +93,20 @@ class Kernel:
 KernelStarter = Callable[[list[tuple[str, Path]]], Awaitable[Kernel]]
 
 
+@dataclasses.dataclass(frozen=True)
+class Grant:
+    """What a session was opened on, checked again before every run and resume (``Gate``): its user's
+    right to read each dataset it loaded and, for a card's editor, to edit the card."""
+
+    dataset_ids: tuple[str, ...] = ()
+    card_id: str | None = None
+
+
+Gate = Callable[["KernelSession"], Awaitable[None]]
+"""Raises (a ``BIError``) once the session's grant no longer holds, having ended the session."""
+ACCESS_REVOKED = "access_revoked"  # the reason a session ends when its grant no longer holds
+
+
 class TableKeeper(Protocol):
     """Keeps the tables of DataFrame outputs (``services/output_tables.py``)."""
 
@@ -176,7 +190,7 @@ class KernelSession:
 
     def __init__(self, session_id: str, user_id: str, datasets: list[tuple[str, Path]], kernel: Kernel,
                  start_kernel: KernelStarter, limits: Limits, metrics: PoolMetrics, tables: TableKeeper,
-                 kind: str = "card"):
+                 kind: str = "card", grant: Grant | None = None, gate: Gate | None = None):
         self.id = session_id
         self.user_id = user_id
         self.kind = kind
@@ -186,6 +200,8 @@ class KernelSession:
         self.limits = limits
         self.metrics = metrics
         self.tables = tables
+        self.grant = grant
+        self.gate = gate
         self.created_at = utcnow()
         self.last_used = time.monotonic()
         self.executing = False
@@ -218,6 +234,7 @@ class KernelSession:
         self.executing = True
         self.metrics.busy.inc()
         try:
+            await self.check_grant()
             async with self._lock:
                 with self.metrics.execution_seconds.time():
                     return await self._execute(code, listener, card_id)
@@ -225,6 +242,12 @@ class KernelSession:
             self.executing = False
             self.metrics.busy.dec()
             self.touch()
+
+    async def check_grant(self) -> None:
+        """Raise (and end the session) if the grant it was opened on no longer holds; sessions without a
+        grant (a saved card's run, checked just before) pass."""
+        if self.grant is not None and self.gate is not None:
+            await self.gate(self)
 
     async def _execute(self, code: str, listener: OutputListener | None, card_id: str | None) -> ExecutionResult:
         kernel = self.kernel

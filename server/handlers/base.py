@@ -14,7 +14,7 @@ from tornado import web
 from tornado.http1connection import HTTP1Connection
 
 from .. import json_io
-from ..errors import (AuthenticationError, BIError, ConflictError, DatasetNotReadableError, ExecutionTimeoutError,
+from ..errors import (AccessRevokedError, AuthenticationError, BIError, ConflictError, DatasetNotReadableError, ExecutionTimeoutError,
                       InvalidJSONError, InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
                       PayloadTooLargeError, PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
                       ServiceUnavailableError, StoreClosedError, UnprocessableError, quoted)
@@ -32,6 +32,7 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     AuthenticationError: 401,
     PermissionDeniedError: 403,
     DatasetNotReadableError: 403,
+    AccessRevokedError: 403,
     NotFoundError: 404,
     ExecutionTimeoutError: 408,
     ConflictError: 409,

@@ -6,6 +6,10 @@ saved card (needs edit access, since the socket runs any code). Code here reads 
 rights of the person editing: a scratch socket naming a dataset they may not read is refused (404);
 a card's socket loads those of its datasets they may read and names the others in the ``session``
 message's ``unreadable_datasets`` (a version they save runs with their rights, without those).
+A session runs only while the rights it was opened on hold (to edit the card, to read the datasets it
+loaded; ``services/session_rights.py``): every run and resume checks them, and once they are gone (a
+share revoked, the card taken off the dashboard) the session ends, its socket is closed with 4403
+(reason ``access_revoked``) and a resume or run by any route gets 403 ``access_revoked``.
 Authenticate with ``Authorization: Bearer <jwt>``, or, from a browser, the subprotocols
 ``bi.v1, bearer.<jwt>``. To resume after a dropped
 connection, reconnect within the grace period (30 s) with ``?session=<id>&after=<last seq seen>``:
@@ -60,10 +64,13 @@ import structlog
 from .. import json_io
 from ..errors import BIError, InvalidRequestError
 from ..execution.live import LiveSession, LiveSessions
+from ..execution.session import ACCESS_REVOKED, Grant
 from ..models import User
 from ..services.card_runs import card_data
 from .base import log, refuse
 from .socket_base import JSONSocket
+
+REVOKED = 4403  # the close code of a session ended because the caller's access to it was revoked
 
 CLIENT_MESSAGE = jsonschema.Draft202012Validator({
     "oneOf": [
@@ -102,19 +109,20 @@ class CardSocket(JSONSocket):
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
             resume = self.get_query_argument("session", None)
             if resume:
-                self.live = self.sessions.get(self.user, resume)
+                self.live = await self.sessions.resume(self.user, resume)
             else:
-                self.live = await self.sessions.open(self.user, await self.datasets_to_load())
+                self.live = await self.sessions.open(self.user, *await self.datasets_to_load())
         except BIError as exc:
             refuse(self, exc)
 
-    async def datasets_to_load(self) -> list[tuple[str, Any]]:
-        """The datasets named by ``?datasets=``, each checked against the caller's access."""
+    async def datasets_to_load(self) -> tuple[list[tuple[str, Any]], Grant]:
+        """The datasets named by ``?datasets=``, each checked against the caller's access, and the grant
+        the session runs on (the right to read them)."""
         assert self.user is not None
-        ids = [i for i in self.get_query_argument("datasets", "").split(",") if i]
+        ids = list(dict.fromkeys(i for i in self.get_query_argument("datasets", "").split(",") if i))
         if len(ids) > 20:
             raise InvalidRequestError("A session can load at most 20 datasets.")
-        return [await self.settings["datasets"].parquet_file(self.user, i) for i in dict.fromkeys(ids)]
+        return [await self.settings["datasets"].parquet_file(self.user, i) for i in ids], Grant(tuple(ids))
 
     # the socket --------------------------------------------------------------
     def open(self, *args: Any, **kwargs: Any) -> None:
@@ -138,19 +146,16 @@ class CardSocket(JSONSocket):
                                                   '{"type": "execute", "code": ...} or {"type": "interrupt"}.'}))
             return
         if body["type"] == "execute":
-            if not await self.may_still_edit():
-                return
             self.runs += 1
             self.live.execute(body["code"], body.get("run_id") or f"run-{self.live.seq + 1}")
         else:
             await self.live.interrupt()
 
-    async def may_still_edit(self) -> bool:
-        """Scratch code needs no access to anything but the caller's own datasets."""
-        return True
-
     def end(self, reason: str) -> None:
-        self.close(1000, reason[:120])
+        if reason == ACCESS_REVOKED:
+            self.close(REVOKED, "access_revoked: your access was revoked, so this session has ended")
+        else:
+            self.close(1000, reason[:120])
 
     def on_close(self) -> None:
         if self.live is not None:
@@ -162,21 +167,11 @@ class CardSocket(JSONSocket):
 
 class CardEditSocket(CardSocket):
     """``/api/cards/{id}/ws``: the card's editor, with those of the card's datasets loaded that the
-    caller may read (needs edit access, checked again before every run: a revoked share closes the
-    socket with 4403)."""
+    caller may read; its session runs only while the caller may still edit the card."""
 
-    async def may_still_edit(self) -> bool:
-        assert self.user is not None
-        try:
-            await self.settings["cards"].get_visible(self.user, self.path_kwargs["card_id"], needed="edit")
-        except BIError as exc:
-            self.close(4403, exc.message[:120])
-            return False
-        return True
-
-    async def datasets_to_load(self) -> list[tuple[str, Any]]:
+    async def datasets_to_load(self) -> tuple[list[tuple[str, Any]], Grant]:
         assert self.user is not None
         _, version = await self.settings["cards"].get_visible(self.user, self.path_kwargs["card_id"], needed="edit")
         data = await card_data(self.settings["cards"].store, self.user, version)
         self.unreadable = [dataset.name for dataset in data.unreadable]
-        return data.files
+        return data.files, Grant(tuple(dataset_id for dataset_id, _ in data.versions), version.card_id)

@@ -1,13 +1,15 @@
 """Kernel sessions over HTTP: open one with datasets, run code in it, interrupt it, close it.
 
 ``POST /api/card-sessions/{id}/execute`` answers once the code has finished, with every output;
-the card websockets stream the same outputs as they come.
+the card websockets stream the same outputs as they come. A session runs only while its user may
+still read the datasets it opened with (and edit the card, for a card socket's session): else 403
+``access_revoked`` and the session ends.
 """
 
 from __future__ import annotations
 
 from ..execution.pool import KernelPool
-from ..execution.session import KernelSession
+from ..execution.session import Grant, KernelSession
 from .base import APIHandler
 
 MAX_CODE_CHARS = 100_000
@@ -46,7 +48,7 @@ class SessionsHandler(SessionAPIHandler):
         body = self.json_body(OPEN_SCHEMA)
         datasets = [await self.datasets.parquet_file(self.user, dataset_id)
                     for dataset_id in body.get("datasets", [])]
-        session = await self.pool.open(self.user, datasets)
+        session = await self.pool.open(self.user, datasets, grant=Grant(tuple(body.get("datasets", []))))
         self.set_header("Location", f"/api/card-sessions/{session.id}")
         self.write_json(session.public(), 201)
 

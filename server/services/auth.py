@@ -1,26 +1,34 @@
-"""Sign-in: password checks with argon2id, HS256 tokens, and the login cool-off."""
+"""Sign-in: password checks with argon2id, HS256 tokens, and the sign-in throttle (``throttle.py``).
+
+A failed sign-in is logged (``login_failed``) with the email only when it names an account: what was
+typed for an unknown one may be a password in the wrong field, so it is logged as ``email_hash``, a
+keyed hash (HMAC-SHA256 under a key derived from the signing key) that matches the same typed text
+in other lines without revealing it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
+import hmac
 import time
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import argon2
 import jwt
-from traitlets import Integer, Unicode, default
+from traitlets import Integer, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..environment import setting
 from ..errors import AuthenticationError, RateLimitedError
 from ..limits import PASSWORD_CHECK_QUEUE, PASSWORD_CHECK_WORKERS
-from ..logs import audit
+from .audit import record
 from ..models import User, normalise_email
 from ..storage.base import Store
-from .throttle import LoginThrottle
+from .throttle import LoginThrottle, MemoryLoginThrottle, Outcome
 
 MIN_KEY_LENGTH = 32
 ALGORITHM = "HS256"
@@ -47,10 +55,8 @@ class AuthService(LoggingConfigurable):
 
     jwt_secret_key = Unicode(help="HS256 signing key for tokens (at least 32 characters).").tag(config=True)
     token_lifetime = Integer(8 * 3600, help="Seconds a sign-in token stays valid.").tag(config=True)
-    max_failures_per_email = Integer(5, help="Failed sign-ins for one email before it cools off.").tag(config=True)
-    max_failures_per_ip = Integer(20, help="Failed sign-ins from one address before it cools off.").tag(config=True)
-    failure_window = Integer(900, help="Seconds over which failed sign-ins are counted.").tag(config=True)
-    cooloff = Integer(900, help="Seconds a throttled email or address must wait.").tag(config=True)
+    throttle_class = Type(MemoryLoginThrottle, klass=LoginThrottle, help="Where sign-in attempts are counted "
+                          "(configure its limits as LoginThrottle.*).").tag(config=True)
     password_check_workers = Integer(PASSWORD_CHECK_WORKERS, help=(
         "Threads that hash and verify passwords (64 MiB each while they work).")).tag(config=True)
     password_check_queue = Integer(PASSWORD_CHECK_QUEUE, help=(
@@ -65,8 +71,7 @@ class AuthService(LoggingConfigurable):
         self.store = store
         self.hasher = argon2.PasswordHasher()
         self._dummy_hash = self.hasher.hash(uuid.uuid4().hex)
-        self._email_throttle = LoginThrottle(self.max_failures_per_email, self.failure_window, self.cooloff)
-        self._ip_throttle = LoginThrottle(self.max_failures_per_ip, self.failure_window, self.cooloff)
+        self.throttle = cast(Callable[..., LoginThrottle], self.throttle_class)(parent=self)
         self._checks = concurrent.futures.ThreadPoolExecutor(self.password_check_workers,
                                                              thread_name_prefix="bi-password")
         self._checks_pending = 0
@@ -89,25 +94,34 @@ class AuthService(LoggingConfigurable):
     async def login(self, email: str, password: str, ip: str) -> tuple[str, User]:
         """Return a token and the user, or raise ``AuthenticationError``/``RateLimitedError``.
 
-        The attempt counts against the address and the email before the password is checked, so a
-        burst is refused once the limit's worth of it is under way; a right password takes it back.
+        The attempt is counted by the throttle (account and client address ``ip``) before its password
+        is checked, and ended with what the check found.
         """
         email = normalise_email(email)
-        self._ip_throttle.check(ip)
-        self._email_throttle.check(email)
-        ip_attempt = self._ip_throttle.attempt(ip)
-        self._email_throttle.attempt(email)
-        user = await self.store.get_user_by_email(email)
-        verified = await self._verify(user.password_hash if user else None, password)
-        if user is None or not verified:
-            audit("login_failed", email=email, user_id=user.id if user else None, ip=ip)
+        email_key = self.email_key(email)
+        attempt = await self.throttle.begin(email_key, ip)
+        outcome: Outcome = "unchecked"
+        try:
+            user = await self.store.get_user_by_email(email)
+            verified = await self._verify(user.password_hash if user else None, password)
+            outcome = "success" if user is not None and verified else "failure"
+        finally:
+            await self.throttle.end(attempt, outcome)
+        if user is None:
+            await record(self.store, "login_failed", email_hash=email_key, user_id=None, ip=ip)
             raise AuthenticationError("The email or password is wrong.")
-        self._email_throttle.succeeded(email)
-        self._ip_throttle.forgive(ip, ip_attempt)
+        if not verified:
+            await record(self.store, "login_failed", email=email, user_id=user.id, ip=ip)
+            raise AuthenticationError("The email or password is wrong.")
         if self.hasher.check_needs_rehash(user.password_hash):
             await self.store.update_password_hash(user.id, await self.hash_password(password))
-        audit("login_success", email=email, user_id=user.id, ip=ip)
+        await record(self.store, "login_success", email=email, user_id=user.id, ip=ip)
         return self.issue_token(user), user
+
+    def email_key(self, email: str) -> str:
+        """A keyed hash of a typed email: what is logged for unknown accounts, and the throttle's key."""
+        key = hmac.new(self.jwt_secret_key.encode(), b"bi/email-hash/v1", hashlib.sha256).digest()
+        return hmac.new(key, email.encode(), hashlib.sha256).hexdigest()[:32]
 
     async def _verify(self, password_hash: str | None, password: str) -> bool:
         """Check a password; an unknown user costs the same time as a known one."""

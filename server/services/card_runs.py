@@ -37,7 +37,7 @@ from .. import json_io
 from ..errors import DatasetNotReadableError, InvalidRequestError, NotFoundError
 from ..execution.pool import KernelPool
 from ..limits import CACHED_RESULTS_PER_VARIANT
-from ..logs import audit
+from .audit import record
 from ..models import CachedResult, Card, CardVersion, Dataset, User, utcnow
 from ..storage.base import Store
 from .cards import CardService
@@ -164,7 +164,7 @@ class CardRunner(LoggingConfigurable):
         result = None if force else await self._cached(key)
         if result is None:
             result = await self._execute(user, version, values, files, key)
-        audit("card_executed", card_id=card.id, user_id=user.id, execution_time_ms=result["execution_time_ms"],
+        await record(self.store, "card_executed", card_id=card.id, user_id=user.id, execution_time_ms=result["execution_time_ms"],
               cached=result["cached"], status=result["status"])
         for listener in self.finished:
             listener(card.id, values, result)

@@ -23,7 +23,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..errors import (ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError,
                       PermissionDeniedError, PreconditionRequiredError)
-from ..logs import audit
+from .audit import record
 from ..models import Card, CardVersion, User, utcnow
 from ..storage.base import Store
 from .datasets import DatasetService
@@ -75,7 +75,7 @@ class CardService(LoggingConfigurable):
         card = Card(id=version.card_id, owner_id=user.id, current_version=1,
                     created_at=version.created_at, updated_at=version.created_at)
         await self.store.create_card(card, version)
-        audit("card_created", card_id=card.id, owner_id=user.id, version=1)
+        await record(self.store, "card_created", card_id=card.id, owner_id=user.id, version=1)
         return card, version
 
     async def update(self, user: User, card_id: str, expected: int | None, title: str, code: str,
@@ -97,7 +97,7 @@ class CardService(LoggingConfigurable):
             if latest is None:
                 raise NotFoundError("No such card.") from None
             raise _stale(latest, expected) from None
-        audit("card_updated", card_id=card.id, version=version.version, user_id=user.id)
+        await record(self.store, "card_updated", card_id=card.id, version=version.version, user_id=user.id)
         for listener in self.saved:
             listener(user, card.id)
         return dataclasses.replace(card, current_version=version.version, updated_at=version.created_at), version
@@ -105,7 +105,7 @@ class CardService(LoggingConfigurable):
     async def delete(self, user: User, card_id: str) -> None:
         card = await self._authorize(user, card_id, "owner")
         await self.store.delete_card(card.id)
-        audit("card_deleted", card_id=card.id, owner_id=card.owner_id, user_id=user.id)
+        await record(self.store, "card_deleted", card_id=card.id, owner_id=card.owner_id, user_id=user.id)
 
     async def _check_datasets(self, user: User, datasets: list[str], known: tuple[str, ...]) -> None:
         """Datasets new to the card must be visible to ``user``; ones it already reads stay."""

@@ -26,7 +26,7 @@ import dashboards_spec
 
 from ..errors import (InvalidRequestError, NotFoundError, PermissionDeniedError, PreconditionRequiredError,
                       UnprocessableError, ConflictError)
-from ..logs import audit
+from .audit import record
 from ..models import Card, Dashboard, DashboardVersion, Permission, Share, User, normalise_email, utcnow
 from ..storage.base import Store
 from .cards import RANK, Access, CardService
@@ -146,7 +146,7 @@ class DashboardService(LoggingConfigurable):
                               created_at=now, updated_at=now)
         version = DashboardVersion(dashboard.id, 1, stored, now, user.id)
         await self.store.create_dashboard(dashboard, version)
-        audit("dashboard_created", dashboard_id=dashboard.id, owner_id=user.id, uid=uid)
+        await record(self.store, "dashboard_created", dashboard_id=dashboard.id, owner_id=user.id, uid=uid)
         return dashboard, version
 
     async def update(self, user: User, dashboard_id: str, expected: int | None,
@@ -199,7 +199,7 @@ class DashboardService(LoggingConfigurable):
             if latest is None:
                 raise NotFoundError("No such dashboard.") from None
             raise _stale(latest, expected) from None
-        audit("dashboard_updated", dashboard_id=dashboard.id, version=version.version, user_id=user.id)
+        await record(self.store, "dashboard_updated", dashboard_id=dashboard.id, version=version.version, user_id=user.id)
         return dataclasses.replace(dashboard, current_version=version.version,
                                    updated_at=version.created_at), version
 
@@ -209,7 +209,7 @@ class DashboardService(LoggingConfigurable):
         await self.store.delete_dashboard(dashboard.id)
         for share in shares:
             self._tell_revoked(dashboard.id, share.user_id)
-        audit("dashboard_deleted", dashboard_id=dashboard.id, owner_id=dashboard.owner_id, user_id=user.id)
+        await record(self.store, "dashboard_deleted", dashboard_id=dashboard.id, owner_id=dashboard.owner_id, user_id=user.id)
 
     async def _store_form(self, user: User, document: dict[str, Any],
                           previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -290,7 +290,7 @@ class DashboardService(LoggingConfigurable):
                                       {"pointer": "/email"})
         share = Share(dashboard.id, grantee.id, permission, utcnow(), user.id)
         await self.store.put_share(share)
-        audit("dashboard_shared", dashboard_id=dashboard.id, shared_with=grantee.id, permission=permission,
+        await record(self.store, "dashboard_shared", dashboard_id=dashboard.id, shared_with=grantee.id, permission=permission,
               user_id=user.id)
         return await self._share_json(share)
 
@@ -299,7 +299,7 @@ class DashboardService(LoggingConfigurable):
         grantee = await self.store.get_user_by_email(normalise_email(email))
         if grantee is None or not await self.store.delete_share(dashboard.id, grantee.id):
             raise NotFoundError(f"The dashboard is not shared with {email!r}.")
-        audit("dashboard_unshared", dashboard_id=dashboard.id, shared_with=grantee.id, user_id=user.id)
+        await record(self.store, "dashboard_unshared", dashboard_id=dashboard.id, shared_with=grantee.id, user_id=user.id)
         self._tell_revoked(dashboard.id, grantee.id)
 
     def _tell_revoked(self, dashboard_id: str, user_id: str) -> None:

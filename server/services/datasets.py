@@ -29,7 +29,8 @@ from ..csv_import import ImportResult, convert_csv_to_parquet
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..limits import (CSV_COLUMNS, IMPORT_RETRY_SECONDS, IMPORTS_RUNNING, IMPORTS_WAITING, PREVIEW_CELL_CHARS,
                       PREVIEW_VALUES)
-from ..logs import audit, get_logger
+from ..logs import get_logger
+from .audit import record
 from ..models import Dataset, DatasetVersion, User, utcnow
 from ..private_files import empty_dir, private_dir
 from ..storage.base import Store
@@ -98,7 +99,7 @@ class DatasetService(LoggingConfigurable):
         dataset = Dataset(id=dataset_id, owner_id=owner.id, name=name, current_version=1,
                           created_at=version.created_at, updated_at=version.created_at)
         await self._commit(version, self.store.create_dataset(dataset, version))
-        audit("dataset_created", dataset_id=dataset_id, owner_id=owner.id, name=name,
+        await record(self.store, "dataset_created", dataset_id=dataset_id, owner_id=owner.id, name=name,
               rows=version.row_count, bytes=version.bytes)
         return dataset, version, result
 
@@ -110,7 +111,7 @@ class DatasetService(LoggingConfigurable):
         await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
         for listener in self.new_version:
             listener(dataset.id)
-        audit("dataset_version_created", dataset_id=dataset.id, version=number, owner_id=dataset.owner_id,
+        await record(self.store, "dataset_version_created", dataset_id=dataset.id, version=number, owner_id=dataset.owner_id,
               user_id=user.id, rows=version.row_count)
         return await self.get_visible(user, dataset_id), version, result
 
@@ -118,7 +119,7 @@ class DatasetService(LoggingConfigurable):
         dataset = await self.get_visible(user, dataset_id)
         for version in await self.store.delete_dataset(dataset.id):
             await self.store.delete_blob(version.blob_key)
-        audit("dataset_deleted", dataset_id=dataset.id, owner_id=dataset.owner_id, user_id=user.id)
+        await record(self.store, "dataset_deleted", dataset_id=dataset.id, owner_id=dataset.owner_id, user_id=user.id)
 
     async def _import(self, dataset_id: str, number: int, user: User, upload: Path,
                       encoding: str | None, delimiter: str | None) -> tuple[DatasetVersion, ImportResult]:

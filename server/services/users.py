@@ -6,7 +6,7 @@ import re
 import uuid
 
 from ..errors import InvalidRequestError, PermissionDeniedError
-from ..logs import audit
+from .audit import record
 from ..models import LOCALES, ROLES, User, normalise_email, utcnow
 from ..storage.base import Store
 from .auth import AuthService
@@ -40,7 +40,7 @@ class UserService:
         user = User(id=uuid.uuid4().hex, email=email, name=name, role=role,
                     password_hash=await self.auth.hash_password(password), created_at=utcnow())
         await self.store.create_user(user)
-        audit("user_created", user_id=user.id, email=email, role=role, created_by=created_by)
+        await record(self.store, "user_created", user_id=user.id, email=email, role=role, created_by=created_by)
         return user
 
     async def update_profile(self, caller: User, name: str | None = None, locale: str | None = None) -> User:
@@ -57,7 +57,7 @@ class UserService:
                 raise InvalidRequestError(f"The locale must be one of {', '.join(LOCALES)}.", {"field": "locale"})
             changes["locale"] = locale
         await self.store.update_profile(caller.id, changes)
-        audit("user_updated", user_id=caller.id, fields=sorted(changes))
+        await record(self.store, "user_updated", user_id=caller.id, fields=sorted(changes))
         return await self.store.get_user(caller.id) or caller
 
     async def create_by(self, caller: User, **fields: str) -> User:

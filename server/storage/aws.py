@@ -22,6 +22,7 @@ shares      ``DASHBOARD#<id>``      ``USER#<user_id>``  the share's fields (the 
 shares      ``USER#<user_id>``      ``DASHBOARD#<id>``  the same fields again (the user's shares)
 cache       ``RESULT#<key>``        ``RESULT``          a cached card result (outputs: a blob)
 cache       ``TABLE#<output_id>``   ``TABLE``           who may page a DataFrame output (rows: a blob)
+audit       ``MONTH#<yyyy-mm>``     ``<at>#<id>``       an audit event; ``fields`` as JSON
 ==========  ======================  ==================  ===============================
 
 The cache table has one global secondary index, ``by_group`` (keys ``gpk`` and ``gsk``, all
@@ -29,6 +30,11 @@ attributes projected), so that what lifetimes need is a Query, never a Scan: a t
 ``gpk`` ``USER#<user_id>`` and ``gsk`` ``<last_used>#<output_id>`` (a user's tables, least
 recently used first), a result item ``gpk`` ``VARIANT#<variant>`` and ``gsk``
 ``<created_at>#<key>`` (a card's results for some parameter values, newest last).
+
+The audit table is paged by time: newest first within a month, month after month back to the
+retention (at most 13 Queries for a year). Its indexes ``by_user`` (``upk`` ``USER#<user_id>``) and
+``by_event`` (``epk`` ``EVENT#<event>``), both sorted by ``sk``, answer a filter by user or event with a
+Query; an item expires by TTL on ``expires_at``.
 
 Writes that must be unique or that can race are transactions with condition
 expressions: the items that point at a head (name, owner and uid items) are written
@@ -66,7 +72,7 @@ from traitlets import Float, Int, Unicode, default
 
 from ..environment import setting
 from ..errors import ConflictError, NotFoundError, StoreClosedError
-from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
+from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       OutputTable, Share, User)
 from .base import PROFILE_FIELDS, Store
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
@@ -86,6 +92,8 @@ MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
 PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 GROUP_INDEX = "by_group"  # the cache table's index of tables by user and results by variant
 GROUP_KEYS = ("gpk", "gsk")
+AUDIT_INDEXES = {"by_user": "upk", "by_event": "epk"}  # the audit table's indexes and their hash keys
+AUDIT_TTL = "expires_at"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -275,6 +283,9 @@ class AWSStore(Store):
             waiter.wait(TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
         if self._table("cache") not in created:
             self._add_group_index(self._table("cache"))
+        if self._table("audit") not in created:
+            self._add_audit_indexes(self._table("audit"))
+        self._enable_ttl(self._table("audit"), AUDIT_TTL)
         for name in names:
             self._enable_pitr(name)
         if created:
@@ -282,11 +293,12 @@ class AWSStore(Store):
 
     def _create_table(self, name: str) -> bool:
         """Create one table (the cache table with its index); False if it already exists."""
-        index = ({"GlobalSecondaryIndexes": [_GROUP_INDEX]} if name == self._table("cache") else {})
+        indexes = {self._table("cache"): [_GROUP_INDEX], self._table("audit"): _AUDIT_INDEXES}.get(name, [])
+        index = {"GlobalSecondaryIndexes": indexes} if indexes else {}
         try:
             self._dynamodb.create_table(
                 TableName=name,
-                AttributeDefinitions=_key_attributes("pk", "sk", *(GROUP_KEYS if index else ())),
+                AttributeDefinitions=_key_attributes("pk", "sk", *_secondary_keys(indexes)),
                 KeySchema=_key_schema("pk", "sk"),
                 BillingMode="PAY_PER_REQUEST",
                 **index,
@@ -305,6 +317,31 @@ class AWSStore(Store):
         self._dynamodb.update_table(TableName=name, AttributeDefinitions=_key_attributes(*GROUP_KEYS),
                                     GlobalSecondaryIndexUpdates=[{"Create": _GROUP_INDEX}])
         self.log.info("Adding index %s to DynamoDB table %s", GROUP_INDEX, name)
+
+    def _add_audit_indexes(self, name: str) -> None:
+        """Add the audit table's indexes to a table made before them, one per run while one is being built."""
+        table = self._dynamodb.describe_table(TableName=name)["Table"]
+        existing = {index["IndexName"]: index.get("IndexStatus") for index in table.get("GlobalSecondaryIndexes", [])}
+        for index in _AUDIT_INDEXES:
+            if index["IndexName"] in existing:
+                continue
+            if "CREATING" in existing.values():
+                self.log.warning("Index %s of DynamoDB table %s waits for another index to be built; run "
+                                 "create_schema again later.", index["IndexName"], name)
+                return
+            self._dynamodb.update_table(TableName=name, AttributeDefinitions=_key_attributes(*_secondary_keys([index])),
+                                        GlobalSecondaryIndexUpdates=[{"Create": index}])
+            self.log.info("Adding index %s to DynamoDB table %s", index["IndexName"], name)
+            existing[index["IndexName"]] = "CREATING"
+
+    def _enable_ttl(self, name: str, attribute: str) -> None:
+        """Let DynamoDB delete the table's items once the epoch seconds in ``attribute`` have passed."""
+        try:
+            self._dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute})
+        except ClientError as exc:
+            if _code(exc) != "ValidationException":  # already enabled
+                raise
 
     def _enable_pitr(self, name: str) -> None:
         """Turn point-in-time recovery on; warn and go on where the endpoint cannot."""
@@ -714,6 +751,74 @@ class AWSStore(Store):
     def _delete(self, kind: str, key: dict[str, str]) -> None:
         self._dynamodb.delete_item(TableName=self._table(kind), Key=_serialize(key))
 
+    # audit trail -------------------------------------------------------------
+    async def put_audit_event(self, event: AuditEvent) -> None:
+        item: dict[str, Any] = {
+            "pk": f"MONTH#{event.at[:7]}", "sk": event.key, "epk": f"EVENT#{event.event}", "id": event.id,
+            "at": event.at, "event": event.event, "fields": json.dumps(event.fields, ensure_ascii=False),
+            AUDIT_TTL: self.audit_expiry(event)}
+        if event.user_id is not None:
+            item.update(upk=f"USER#{event.user_id}", user_id=event.user_id)
+        await self._run(lambda: self._dynamodb.put_item(TableName=self._table("audit"), Item=_serialize(item)))
+
+    async def list_audit_events(self, query: AuditQuery) -> list[AuditEvent]:
+        return await self._run(self._audit_events, query)
+
+    def _audit_events(self, query: AuditQuery) -> list[AuditEvent]:
+        upper = min((bound for bound in (query.until, query.before) if bound is not None), default=None)
+        if query.user_id is not None:
+            partitions = [("by_user", f"USER#{query.user_id}")]
+        elif query.event is not None:
+            partitions = [("by_event", f"EVENT#{query.event}")]
+        else:
+            partitions = [("", f"MONTH#{month}") for month in self._audit_months(query.since, upper)]
+        events: list[AuditEvent] = []
+        for index, partition in partitions:
+            for item in self._audit_partition(index, partition, query, upper):
+                events.append(item)
+                if len(events) == query.limit:
+                    return events
+        return events
+
+    def _audit_months(self, since: str | None, upper: str | None) -> list[str]:
+        """The months from ``upper`` (or now) back to ``since`` (or the retention), newest first."""
+        now = time.time()
+        last = upper[:7] if upper else time.strftime("%Y-%m", time.gmtime(now))
+        first = since[:7] if since else time.strftime("%Y-%m", time.gmtime(now - self.audit_retention_days * 86400))
+        months = []
+        year, month = int(last[:4]), int(last[5:7])
+        while f"{year:04d}-{month:02d}" >= first:
+            months.append(f"{year:04d}-{month:02d}")
+            year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+        return months
+
+    def _audit_partition(self, index: str, partition: str, query: AuditQuery,
+                         upper: str | None) -> Iterator[AuditEvent]:
+        """The unexpired events of one month (or of one user or event, through ``index``), newest first."""
+        hash_key = AUDIT_INDEXES.get(index, "pk")
+        condition, values = f"{hash_key} = :p", {":p": partition, ":now": int(time.time())}
+        if query.since is not None and upper is not None:
+            condition, values = condition + " AND sk BETWEEN :lo AND :hi", {**values, ":lo": query.since, ":hi": upper}
+        elif query.since is not None:
+            condition, values = condition + " AND sk >= :lo", {**values, ":lo": query.since}
+        elif upper is not None:
+            condition, values = condition + " AND sk < :hi", {**values, ":hi": upper}
+        where = f"{AUDIT_TTL} > :now"
+        if index == "by_user" and query.event is not None:
+            where, values = where + " AND event = :event", {**values, ":event": query.event}
+        paginator = self._dynamodb.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table("audit"), **({"IndexName": index} if index else {"ConsistentRead": True}),
+            KeyConditionExpression=condition, FilterExpression=where, ExpressionAttributeValues=_serialize(values),
+            ScanIndexForward=False, PaginationConfig={"PageSize": self.page_size or max(query.limit, 25)})
+        for page in pages:
+            for item in page["Items"]:
+                found = {name: str(_deserializer.deserialize(value)) for name, value in item.items()}
+                if found["sk"] == upper:
+                    continue  # the upper bound is exclusive: BETWEEN is not
+                yield AuditEvent(found["id"], found["at"], found["event"], found.get("user_id"),
+                                 json.loads(found["fields"]))
+
     # blobs -------------------------------------------------------------------
     def _cache_file(self, key: str) -> Path:
         """Where ``key`` is cached; ``NotFoundError`` for a key that could leave the cache."""
@@ -811,6 +916,14 @@ def _key_schema(hash_key: str, range_key: str) -> list[dict[str, str]]:
 
 _GROUP_INDEX = {"IndexName": GROUP_INDEX, "KeySchema": _key_schema(*GROUP_KEYS),
                 "Projection": {"ProjectionType": "ALL"}}
+_AUDIT_INDEXES = [{"IndexName": name, "KeySchema": _key_schema(hash_key, "sk"), "Projection": {"ProjectionType": "ALL"}}
+                  for name, hash_key in AUDIT_INDEXES.items()]
+
+
+def _secondary_keys(indexes: list[dict[str, Any]]) -> list[str]:
+    """The key attributes of ``indexes`` that are not the table's own (``pk``, ``sk``)."""
+    names = [key["AttributeName"] for index in indexes for key in index["KeySchema"]]
+    return [name for name in dict.fromkeys(names) if name not in ("pk", "sk")]
 
 
 def _owned_key(kind: Versioned, owner_id: str, record_id: str) -> dict[str, str]:

@@ -13,12 +13,15 @@ threads so the event loop never waits on disk or network.
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from pathlib import Path
 
-from traitlets import MetaHasTraits, Unicode
+from traitlets import Integer, MetaHasTraits, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..models import (CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset, DatasetVersion,
+from ..environment import setting
+from ..limits import AUDIT_RETENTION_DAYS
+from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       OutputTable, Share, User)
 
 # The user fields a user may change on themselves (``PATCH /api/me``).
@@ -33,6 +36,12 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     """Abstract store. ``data_dir`` holds local state (the SQLite file, blob cache, temp files)."""
 
     data_dir = Unicode(help="Directory for local state; set by the application.").tag(config=False)
+    audit_retention_days = Integer(AUDIT_RETENTION_DAYS, min=1, help="Days audit events are kept "
+                                   "(BI_AUDIT_RETENTION_DAYS); older ones are deleted (DynamoDB: TTL).").tag(config=True)
+
+    @default("audit_retention_days")
+    def _default_audit_retention_days(self) -> int:
+        return int(setting("BI_AUDIT_RETENTION_DAYS", str(AUDIT_RETENTION_DAYS)))
 
     # lifecycle ---------------------------------------------------------------
     @abc.abstractmethod
@@ -218,6 +227,21 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def delete_output_table(self, output_id: str) -> None:
         """Delete the record (not its blob); a missing one is not an error."""
+
+    # audit trail -------------------------------------------------------------
+    def audit_expiry(self, event: AuditEvent) -> int:
+        """When ``event`` expires, in seconds since the epoch: ``audit_retention_days`` after its time."""
+        at = dt.datetime.fromisoformat(event.at.replace("Z", "+00:00"))
+        return int((at + dt.timedelta(days=self.audit_retention_days)).timestamp())
+
+    @abc.abstractmethod
+    async def put_audit_event(self, event: AuditEvent) -> None:
+        """Append ``event``; it is deleted ``audit_retention_days`` after its time. Never updated."""
+
+    @abc.abstractmethod
+    async def list_audit_events(self, query: AuditQuery) -> list[AuditEvent]:
+        """The events ``query`` asks for, newest (greatest key) first, at most ``query.limit`` (a Query by
+        time, user or event, never a Scan); expired ones are left out."""
 
     # blobs -------------------------------------------------------------------
     @abc.abstractmethod

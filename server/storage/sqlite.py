@@ -15,13 +15,14 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
 
 from ..errors import ConflictError, NotFoundError, StoreClosedError
 from ..private_files import private_dir, private_file
-from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
+from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       OutputTable, Share, User)
 from .base import PROFILE_FIELDS, Store
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
@@ -139,6 +140,20 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     ALTER TABLE users ADD COLUMN locale TEXT CHECK (locale IN ('ja', 'en'));
+    """,
+    """
+    CREATE TABLE audit_events (
+        key TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        event TEXT NOT NULL,
+        user_id TEXT,
+        fields TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX audit_events_by_user ON audit_events (user_id, key);
+    CREATE INDEX audit_events_by_event ON audit_events (event, key);
+    CREATE INDEX audit_events_by_expiry ON audit_events (expires_at);
     """,
 )
 
@@ -465,6 +480,28 @@ class SQLiteStore(Store):
 
     async def delete_output_table(self, output_id: str) -> None:
         await self._run(self._transaction, [("DELETE FROM output_tables WHERE output_id = ?", (output_id,))])
+
+    # audit trail -------------------------------------------------------------
+    async def put_audit_event(self, event: AuditEvent) -> None:
+        await self._run(self._transaction, [
+            ("DELETE FROM audit_events WHERE expires_at <= ?", (int(time.time()),)),
+            ("INSERT INTO audit_events (key, id, at, event, user_id, fields, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             (event.key, event.id, event.at, event.event, event.user_id, json.dumps(event.fields, ensure_ascii=False),
+              self.audit_expiry(event))),
+        ])
+
+    async def list_audit_events(self, query: AuditQuery) -> list[AuditEvent]:
+        where: list[str] = ["expires_at > ?"]
+        params: list[Any] = [int(time.time())]
+        for condition, value in (("key >= ?", query.since), ("key < ?", query.until), ("key < ?", query.before),
+                                 ("user_id = ?", query.user_id), ("event = ?", query.event)):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
+        rows = await self._run(self._query, f"SELECT * FROM audit_events WHERE {' AND '.join(where)} "
+                                            "ORDER BY key DESC LIMIT ?", *params, query.limit)
+        return [AuditEvent(row["id"], row["at"], row["event"], row["user_id"], json.loads(row["fields"]))
+                for row in rows]
 
     # blobs -------------------------------------------------------------------
     def _blob_file(self, key: str) -> Path:

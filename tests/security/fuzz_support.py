@@ -82,7 +82,7 @@ class LiveServer:
         config.ServeApp.admin_password = ADMIN_PASSWORD
         config.ServeApp.local_executor = True
         config.ServeApp.local_executor_pool_size = 1
-        config.AuthService.max_failures_per_ip = 3  # then 429s: argon2 would cost 0.5 s a case
+        config.LoginThrottle.max_failures_per_address = 3  # then 429s: argon2 would cost 0.5 s a case
         self.app = ServeApp(config=config)
         tornado_app = await self.app.setup()
         sockets = bind_sockets(0, "127.0.0.1")

@@ -17,7 +17,7 @@ import pytest
 from ..serve_process import Server, request
 from .conftest import start_serve
 
-THROTTLE = "--AuthService.max_failures_per_ip=3"
+THROTTLE = "--LoginThrottle.max_failures_per_address=3"
 PROXIES = "127.0.0.0/8,10.0.0.0/8"
 
 

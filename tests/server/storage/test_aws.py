@@ -175,6 +175,24 @@ class TestSchema:
         assert [(i["IndexName"], [k["AttributeName"] for k in i["KeySchema"]]) for i in indexes] == \
             [("by_group", ["gpk", "gsk"])]
 
+    async def test_audit_table_made_before_its_indexes_gets_them_and_ttl(self, new_store, dynamodb):
+        """An audit table from before its indexes gets them, and TTL on expires_at, from ``bi init-tables``
+        (one index per run while DynamoDB builds another)."""
+        store = new_store()
+        name = store.table_prefix + "audit"
+        dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                              AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
+                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                         {"AttributeName": "sk", "KeyType": "RANGE"}])
+        for _ in range(3):
+            await store.create_schema()
+        await store.close()
+        indexes = dynamodb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
+        assert sorted((i["IndexName"], [k["AttributeName"] for k in i["KeySchema"]]) for i in indexes) == \
+            [("by_event", ["epk", "sk"]), ("by_user", ["upk", "sk"])]
+        ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        assert ttl["TimeToLiveStatus"] == "ENABLED" and ttl["AttributeName"] == "expires_at"
+
     async def test_pitr_unsupported_warns_and_goes_on(self, new_store, monkeypatch, caplog):
         """An endpoint without PITR (DynamoDB Local) gets one warning per table, not a failure."""
         store = new_store()

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from server.errors import ConflictError, NotFoundError, StoreClosedError
-from server.models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset,
+from server.models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset,
                            DatasetVersion, OutputTable, Share, User, utcnow)
 
 
@@ -493,3 +493,65 @@ class TestDashboards:
         read = await store.get_dashboard_version(dashboard.id, 1)
         assert read == version
         assert json.dumps(read.document) == json.dumps(document)
+
+
+def audit_event(at: str, event: str = "login_success", user_id: str | None = "u1", **fields) -> AuditEvent:
+    return AuditEvent(f"{uuid.uuid4().int % 16**24:024x}", at, event, user_id, {"ip": "10.0.0.1", **fields})
+
+
+class TestAuditTrail:
+    """Paged newest first by time, by user and by event, each a Query; kept for the retention."""
+
+    @pytest.fixture
+    async def trail(self, store) -> list[AuditEvent]:
+        """Eight events over three months: two users, two kinds, one without a user; newest first."""
+        times = ["2026-10-31T23:59:59.999Z", "2026-11-01T00:00:00.000Z", "2026-11-15T12:00:00.000Z",
+                 "2026-11-15T12:00:00.000Z", "2026-12-01T08:00:00.000Z", "2026-12-05T09:30:00.000Z",
+                 "2026-12-06T07:00:00.000Z", "2026-12-06T07:00:00.001Z"]
+        kinds = [("login_success", "u1"), ("login_failed", None), ("dashboard_shared", "u2"), ("login_success", "u2"),
+                 ("login_failed", "u1"), ("dashboard_shared", "u1"), ("login_success", "u1"), ("login_failed", "u2")]
+        events = [audit_event(at, event, user_id, n=n) for n, (at, (event, user_id)) in enumerate(zip(times, kinds))]
+        store.audit_retention_days = 3650
+        for event in events:
+            await store.put_audit_event(event)
+        return sorted(events, key=lambda e: e.key, reverse=True)
+
+    async def pages(self, store, limit: int, **filters) -> list[list[AuditEvent]]:
+        pages, before = [], None
+        while True:
+            page = await store.list_audit_events(AuditQuery(limit, before=before, **filters))
+            pages.append(page)
+            if len(page) < limit:
+                return pages
+            before = page[-1].key
+
+    async def test_reads_back_newest_first_in_pages(self, store, trail):
+        assert await store.list_audit_events(AuditQuery(100)) == trail
+        pages = await self.pages(store, 3)
+        assert [len(p) for p in pages] == [3, 3, 2] and sum(pages, []) == trail
+        assert trail[0].public() == {"id": trail[0].id, "at": trail[0].at, "event": "login_failed",
+                                     "user_id": "u2", "ip": "10.0.0.1", "n": 7}
+
+    async def test_filters_by_time_user_and_event(self, store, trail):
+        def expected(keep) -> list[AuditEvent]:
+            return [e for e in trail if keep(e)]
+
+        november = {"since": "2026-11-01T00:00:00.000Z", "until": "2026-12-01T08:00:00.000Z"}
+        assert await store.list_audit_events(AuditQuery(100, **november)) == expected(
+            lambda e: e.at.startswith("2026-11"))
+        assert await store.list_audit_events(AuditQuery(100, user_id="u1")) == expected(lambda e: e.user_id == "u1")
+        assert await store.list_audit_events(AuditQuery(100, event="login_failed")) == expected(
+            lambda e: e.event == "login_failed")
+        both = await self.pages(store, 1, user_id="u2", event="login_success", since="2026-11-02T00:00:00.000Z")
+        assert sum(both, []) == expected(lambda e: e.user_id == "u2" and e.event == "login_success")
+        assert sum(await self.pages(store, 2, event="login_failed", until="2026-12-06T07:00:00.001Z"), []) == expected(
+            lambda e: e.event == "login_failed" and e.at < "2026-12-06T07:00:00.001Z")
+
+    async def test_expired_events_are_left_out(self, store):
+        store.audit_retention_days = 30
+        old = audit_event("2020-01-01T00:00:00.000Z")
+        new = audit_event(utcnow())
+        for event in (old, new):
+            await store.put_audit_event(event)
+        assert await store.list_audit_events(AuditQuery(10)) == [new]
+        assert await store.list_audit_events(AuditQuery(10, user_id="u1")) == [new]

@@ -65,7 +65,7 @@ from jupyter_client.session import Session
 from traitlets import Bool, Dict, Integer, Type, Unicode
 from traitlets.config import Config
 
-from kernels import bokeh_output, helpers, policy, table_output
+from kernels import bokeh_output, helpers, plots, policy, table_output
 from kernels.limits import ARROW_BYTES
 from kernels.wire import CONTROL_REQUESTS, control_refusal
 
@@ -100,6 +100,7 @@ class LockedDownKernel(IPythonKernel):
         self.shell.user_ns["load_dataset"] = helpers.loader(self.dataset_dir)
         bokeh_output.install(self.shell)
         table_output.install(self.shell, self.arrow_limit_bytes)
+        plots.install(self.shell)
         policy.install(self.shell)
         self.control_handlers = ControlHandlers(self.control_handlers, self.refuse_on_control)
 

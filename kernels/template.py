@@ -17,8 +17,8 @@ inherits is pointed at ``/dev/null`` by the sandbox.
 
 Before it forks it imports ``PRELOAD`` (named there): numpy, pandas and pyarrow; Bokeh; matplotlib
 with pandas' plotting backend, set up by ``kernels.plots`` (Agg, PNG outputs, a Japanese font, the
-font list built); scipy, scikit-learn and statsmodels; tqdm, ipywidgets and jupyter_mimetypes; and the
-kernel itself. A kernel forked from it imports any of those at no cost, and shares their memory.
+font list built); tqdm, ipywidgets and jupyter_mimetypes; and the kernel itself. A kernel forked from
+it imports any of those at no cost, and shares their memory.
 
 It never runs card code itself. It must stay single-threaded so that fork is safe: the agent
 starts it with BLAS and jemalloc background threads switched off, and it checks at start.
@@ -49,18 +49,19 @@ PRELOAD = (
     # charts: Bokeh, and matplotlib with pandas' plotting backend (``kernels.plots`` sets it up)
     "bokeh.plotting", "bokeh.embed", "bokeh.io",
     "matplotlib", "matplotlib.pyplot", "matplotlib_inline.backend_inline", "pandas.plotting._matplotlib",
-    # statistics and models
-    "scipy", "scipy.stats", "scipy.optimize", "sklearn", "sklearn.linear_model", "sklearn.model_selection",
-    "sklearn.preprocessing", "sklearn.ensemble", "sklearn.cluster", "sklearn.metrics",
-    "statsmodels.api", "statsmodels.formula.api",
     # progress bars, widgets, jupyter_kernel_client's set_variable/get_variable
     "tqdm", "tqdm.auto", "ipywidgets", "jupyter_mimetypes",
     # the kernel itself
     "zmq", "ipykernel.kernelapp", "ipykernel.ipkernel", "kernels.kernel", "kernels.sandbox",
 )
 """What every kernel has imported already (nothing of it in its namespace: cards import what they use,
-at no cost). What a kernel imports beyond this it imports itself, in its own memory and time; the cost
-of each library is in ``bench/kernels.py``."""
+at no cost). What a kernel imports beyond this it imports itself, in its own memory and time.
+
+scipy, scikit-learn and statsmodels are installed but not here: with them the template holds ~2,900
+modules instead of ~1,400, and each kernel's start (the IPython shell, anything that walks the
+modules) writes to, and so copies, about 10 MB more of the template's pages: 37 MB of USS for every
+idle kernel instead of 27 (the target is 30). A card that imports them pays instead, once per kernel
+(``bench/kernels.py`` prints each library's time and memory)."""
 
 # Variables the agent sets for the template so that nothing it imports starts a thread.
 SINGLE_THREAD_ENV = {

@@ -5,6 +5,7 @@ Dependency-free, so that the server can know them without importing kernel code.
 
 BOKEH_ITEM = "application/vnd.bi.bokeh-item.v1+json"  # bokeh.embed.json_item of a shown model
 DATAFRAME = "application/vnd.bi.dataframe.v1+json"  # schema, row count and first page of a table
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # an ipywidgets view (its model lives in comms)
 ARROW_STREAM = "application/vnd.apache.arrow.stream"  # the whole table, base64 Arrow IPC stream
 BOKEH_COMM_TARGET = "bi.bokeh"  # the comm of live Bokeh document patches
 

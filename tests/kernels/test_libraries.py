@@ -95,7 +95,7 @@ async def test_japanese_labels_are_drawn_from_the_japanese_font(forked):
 
 
 async def test_statistics_and_models_run(forked):
-    """scipy, scikit-learn and statsmodels import and fit inside the sandbox."""
+    """scipy, scikit-learn and statsmodels import and fit inside the sandbox, without a warning."""
     outputs = await cell(forked, (
         "import json\n"
         "import numpy as np, pandas as pd\n"
@@ -109,6 +109,7 @@ async def test_statistics_and_models_run(forked):
         "print(json.dumps({'pearson': round(float(stats.pearsonr(x, 2 * x).statistic), 6),\n"
         "                  'sklearn': round(float(fit.coef_[0]), 6), 'statsmodels': round(float(ols.params['x']), 6)}))\n"))
     assert printed_json(outputs) == {"pearson": 1.0, "sklearn": 2.0, "statsmodels": 2.0}
+    assert [m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"] == []
 
 
 async def test_tqdm_rewrites_its_line_with_carriage_returns(forked):

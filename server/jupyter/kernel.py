@@ -22,8 +22,8 @@ the kernel published (``history.py``).
 
 While a client is connected the kernel counts as connected (``KernelSession.connections``), which
 gives it the pool's longer connected-idle limit; when the last one leaves, its idle time starts
-afresh. When the kernel ends (culled for idleness, shut down), every connected client gets the
-reason on stderr, the ``dead`` status and a close frame carrying it; ``JupyterKernels`` remembers it
+afresh. When the kernel ends, every connected client gets the reason in a close frame (and, unless its
+user shut it down, on stderr with the ``dead`` status before); ``JupyterKernels`` remembers it
 for clients that come back.
 """
 
@@ -63,6 +63,15 @@ UNCOUNTED = frozenset({"status", "execute_input"})  # iopub messages no output c
 PENDING_REQUESTS = 1000  # execute_requests sent but not started, shell requests held back: at most
 REPLY_GRACE = 1.0  # seconds a shell reply may trail its request's idle status
 STOP_ERRORS = {"timeout": "ExecutionTimeout", "output": "OutputLimitExceeded"}
+USER_SHUTDOWN = "shut down by its user"  # the close reason of a kernel its user shut down
+
+
+def span(seconds: float) -> str:
+    """``8 hours``, ``10 minutes``, ``1 second``: a limit in the largest whole unit."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{seconds / size:g} {unit}{'s' if seconds != size else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
 
 
 class Socket(Protocol):
@@ -382,8 +391,9 @@ class JupyterKernel:
             self.end_reason = self._describe_end(event["reason"])
             text = f"The kernel was shut down: {self.end_reason}."
             self._kernel_gone(error_output("KernelDead", text))
-            self._send(self.server_message("iopub", "stream", {"name": "stderr", "text": f"\n[{text}]\n"}, None))
-            self._send(self.server_message("iopub", "status", {"execution_state": "dead"}, None))
+            if event["reason"] != USER_SHUTDOWN:  # the user knows; any other end is news to their clients
+                self._send(self.server_message("iopub", "stream", {"name": "stderr", "text": f"\n[{text}]\n"}, None))
+                self._send(self.server_message("iopub", "status", {"execution_state": "dead"}, None))
             for socket in list(self.sockets):
                 socket.end(text)
             self.on_closed(self)
@@ -393,10 +403,7 @@ class JupyterKernel:
         if reason != "idle":
             return reason
         limit = self.session.limits.idle_limit(bool(self.sockets))
-        hours, minutes = limit / 3600, limit / 60
-        span = (f"{hours:g} hours" if hours >= 1 and hours.is_integer() else
-                f"{minutes:g} minutes" if minutes >= 1 and minutes.is_integer() else f"{limit:g} seconds")
-        return f"culled after {span} without activity" + (" (with a client connected)" if self.sockets else "")
+        return f"culled after {span(limit)} without activity" + (" (with a client connected)" if self.sockets else "")
 
     def _restarted(self) -> None:
         """The session has a fresh kernel: end what the old one ran, tell clients, relay the new one."""

@@ -12,7 +12,7 @@ from ..errors import NotFoundError
 from ..execution.pool import KernelPool
 from ..models import User
 from ..services.datasets import DatasetService
-from .kernel import JupyterKernel
+from .kernel import USER_SHUTDOWN, JupyterKernel
 
 KIND = "jupyter"
 
@@ -54,7 +54,7 @@ class JupyterKernels(LoggingConfigurable):
         return [self._kernels[session.id] for session in self.pool.of_user(user, KIND)]
 
     async def shutdown(self, kernel: JupyterKernel) -> None:
-        await self.pool.close_session(kernel.session, "shut down by its user")
+        await self.pool.close_session(kernel.session, USER_SHUTDOWN)
 
     def _closed(self, kernel: JupyterKernel) -> None:
         self._kernels.pop(kernel.id, None)

@@ -22,11 +22,16 @@ async def history(socket, **request) -> list:
 
 
 async def test_notebooks_get_their_own_wall_clock_history_and_restarts(start_cards):
-    """A cell runs past the cards' wall clock; history_request answers with this kernel's inputs, by
-    session; a restart its user asks for reports ``starting`` and begins the next history session."""
+    """A cell runs past the cards' wall clock (a card's plot is a PNG output); history_request answers with
+    this kernel's inputs, by session; a restart its user asks for reports ``starting`` and begins the next
+    history session."""
     api = await start_cards(KernelPool__execution_timeout=1.0, KernelPool__jupyter_execution_timeout=30.0)
     token = await api.login()
-    assert (await run(api, token, await open_session(api, token), SLEEP)).code == 408
+    card_session = await open_session(api, token)
+    assert (await run(api, token, card_session, SLEEP)).code == 408
+    plotted = (await run(api, token, card_session, "import pandas as pd\npd.DataFrame({'売上': [3, 1, 2]}).plot()")).json()
+    assert [o["output_type"] for o in plotted["outputs"]] == ["execute_result", "display_data"]
+    assert plotted["outputs"][1]["data"]["image/png"].startswith("iVBORw0KGgo"), "a PNG, as cards and dashboards show it"
     specs = (await api.fetch("GET", "/api/kernelspecs", token=token)).json()
     assert specs["kernelspecs"]["python3"]["spec"]["metadata"]["bi"]["wall_seconds"] == 30
 

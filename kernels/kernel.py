@@ -12,7 +12,8 @@ The connection file is only read when it names every port (for ``ipc``, any posi
 sockets are ``<ip>-<port>``); given port 0, the kernel picks ports and rewrites the file.
 
 Outputs are data, not HTML: Bokeh models as JSON items (``bokeh_output``), DataFrames and
-Series as a schema, a first page and an Arrow stream (``table_output``).
+Series as a schema, a first page and an Arrow stream (``table_output``), matplotlib figures as PNG
+once a cell ends (``plots``).
 
 The user namespace offers ``load_dataset`` and nothing else pre-imported: cards import pandas,
 numpy and bokeh themselves (already loaded, so it costs nothing) and stay plain Python.
@@ -180,6 +181,7 @@ def serve(connection_file: str, dataset_dir: str = helpers.DEFAULT_DATASET_DIR,
 
 def main() -> None:
     """``python -m kernels.kernel -f <connection file>``."""
+    plots.prepare()  # what the template does before it forks
     LockedDownKernelApp.launch_instance()
 
 

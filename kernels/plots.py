@@ -45,7 +45,10 @@ def japanese_font_file() -> str:
 
 
 def prepare() -> None:
-    """Set matplotlib up in the template (see the module docstring)."""
+    """Set matplotlib up, once per process: in the template before it forks (see the module docstring),
+    or in a kernel started on its own (``python -m kernels.kernel``)."""
+    if matplotlib.rcParams["font.family"] == list(FONT_FAMILY):
+        return
     matplotlib.use(INLINE_BACKEND)
     from matplotlib import font_manager
 

@@ -383,7 +383,7 @@ async def jupyter_server(tmp_path):
             raise
 
 
-async def test_jupyter_server_in_gateway_mode_runs_code_here(start_cards, jupyter_server):
+async def test_jupyter_server_in_gateway_mode_runs_code_here(start_cards, jupyter_server, tmp_path):
     """A real `jupyter server --gateway-url` lists our spec and starts, drives, restarts and ends a kernel here."""
     api = await start_cards()
     token = await api.login()
@@ -411,6 +411,16 @@ async def test_jupyter_server_in_gateway_mode_runs_code_here(start_cards, jupyte
     session_id = created.json()["id"]
     assert (await jupyter.fetch("DELETE", f"/api/sessions/{session_id}")).code == 204
     assert (await api.fetch("GET", f"/api/kernels/{kernel_id}", token=token)).code == 404
+
+    for _ in range(4):  # the per-user limit: jupyter_server reads our top-level message and reason
+        await start_kernel(api, token)
+    refused = await jupyter.fetch("POST", "/api/kernels", json_body={"name": "python3"})
+    assert refused.code == 429
+    # jupyter_server 2.21 answers with its message's format string ("[%s] %s"), and logs it formatted
+    assert "Error from Gateway: [%s] %s." in refused.json()["message"]
+    logged = (tmp_path / "jupyter0" / "server.log").read_text()
+    assert "Error from Gateway: [You already have 4 open sessions; close one" in logged
+    assert "] Too Many Requests. Ensure gateway url is valid" in logged
 
 
 def run_notebook(base_url: str, token: str, notebook: nbformat.NotebookNode) -> None:

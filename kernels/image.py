@@ -15,7 +15,8 @@ import importlib.metadata
 import platform
 from pathlib import Path
 
-PACKAGES = ("ipykernel", "pandas", "numpy", "pyarrow", "bokeh")
+PACKAGES = ("ipykernel", "pandas", "numpy", "pyarrow", "bokeh", "matplotlib", "japanize-matplotlib", "scipy",
+            "scikit-learn", "statsmodels", "tqdm", "ipywidgets", "jupyter-mimetypes")
 
 
 @functools.cache

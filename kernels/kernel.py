@@ -12,7 +12,8 @@ The connection file is only read when it names every port (for ``ipc``, any posi
 sockets are ``<ip>-<port>``); given port 0, the kernel picks ports and rewrites the file.
 
 Outputs are data, not HTML: Bokeh models as JSON items (``bokeh_output``), DataFrames and
-Series as a schema, a first page and an Arrow stream (``table_output``).
+Series as a schema, a first page and an Arrow stream (``table_output``), matplotlib figures as PNG
+once a cell ends (``plots``).
 
 The user namespace offers ``load_dataset`` and nothing else pre-imported: cards import pandas,
 numpy and bokeh themselves (already loaded, so it costs nothing) and stay plain Python.
@@ -65,7 +66,7 @@ from jupyter_client.session import Session
 from traitlets import Bool, Dict, DottedObjectName, Integer, Type, Unicode
 from traitlets.config import Config
 
-from kernels import bokeh_output, helpers, policy, table_output
+from kernels import bokeh_output, helpers, plots, policy, table_output
 from kernels.limits import ARROW_BYTES, STREAM_MESSAGE_CHARS
 from kernels.wire import CONTROL_REQUESTS, control_refusal
 
@@ -102,6 +103,7 @@ class LockedDownKernel(IPythonKernel):
         self.shell.user_ns["load_dataset"] = helpers.loader(self.dataset_dir)
         bokeh_output.install(self.shell)
         table_output.install(self.shell, self.arrow_limit_bytes, self.tables_dir)
+        plots.install(self.shell)
         policy.install(self.shell)
         self.control_handlers = ControlHandlers(self.control_handlers, self.refuse_on_control)
 
@@ -193,6 +195,7 @@ def serve(connection_file: str, dataset_dir: str = helpers.DEFAULT_DATASET_DIR, 
 
 def main() -> None:
     """``python -m kernels.kernel -f <connection file>``."""
+    plots.prepare()  # what the template does before it forks
     LockedDownKernelApp.launch_instance()
 
 

@@ -15,6 +15,11 @@ the agent reads (``kernels.kernel_output``): the template's own stdio (the agent
 server's log) and the pipes of other requests never reach a kernel. Everything else the child
 inherits is pointed at ``/dev/null`` by the sandbox.
 
+Before it forks it imports ``PRELOAD`` (named there): numpy, pandas and pyarrow; Bokeh; matplotlib
+with pandas' plotting backend, set up by ``kernels.plots`` (Agg, PNG outputs, a Japanese font, the
+font list built); tqdm, ipywidgets and jupyter_mimetypes; and the kernel itself. A kernel forked from
+it imports any of those at no cost, and shares their memory.
+
 It never runs card code itself. It must stay single-threaded so that fork is safe: the agent
 starts it with BLAS and jemalloc background threads switched off, and it checks at start.
 Each child is sandboxed (``kernels.sandbox``) and then serves the Jupyter protocol on ipc
@@ -26,6 +31,7 @@ killed leaves no kernel running.
 from __future__ import annotations
 
 import collections
+import gc
 import importlib
 import json
 import os
@@ -37,9 +43,25 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-PRELOAD = ("numpy", "pandas", "pyarrow", "pyarrow.parquet", "bokeh.plotting", "bokeh.embed",
-           "bokeh.io", "zmq", "ipykernel.kernelapp", "ipykernel.ipkernel", "kernels.kernel",
-           "kernels.sandbox")
+PRELOAD = (
+    # the data stack
+    "numpy", "pandas", "pyarrow", "pyarrow.parquet",
+    # charts: Bokeh, and matplotlib with pandas' plotting backend (``kernels.plots`` sets it up)
+    "bokeh.plotting", "bokeh.embed", "bokeh.io",
+    "matplotlib", "matplotlib.pyplot", "matplotlib_inline.backend_inline", "pandas.plotting._matplotlib",
+    # progress bars, widgets, jupyter_kernel_client's set_variable/get_variable
+    "tqdm", "tqdm.auto", "ipywidgets", "jupyter_mimetypes",
+    # the kernel itself
+    "zmq", "ipykernel.kernelapp", "ipykernel.ipkernel", "kernels.kernel", "kernels.sandbox",
+)
+"""What every kernel has imported already (nothing of it in its namespace: cards import what they use,
+at no cost). What a kernel imports beyond this it imports itself, in its own memory and time.
+
+scipy, scikit-learn and statsmodels are installed but not here: with them the template holds ~2,900
+modules instead of ~1,400, and each kernel's start (the IPython shell, anything that walks the
+modules) writes to, and so copies, about 10 MB more of the template's pages: 37 MB of USS for every
+idle kernel instead of 27 (the target is 30). A card that imports them pays instead, once per kernel
+(``bench/kernels.py`` prints each library's time and memory)."""
 
 # Variables the agent sets for the template so that nothing it imports starts a thread.
 SINGLE_THREAD_ENV = {
@@ -62,8 +84,14 @@ def thread_count() -> int:
 
 
 def preload() -> None:
+    """Import ``PRELOAD`` and set matplotlib up; then freeze every object, so that no kernel's garbage
+    collector writes to (and so copies) the pages it shares with the template."""
+    from kernels import plots
+
     for name in PRELOAD:
         importlib.import_module(name)
+    plots.prepare()
+    gc.freeze()
     if thread_count() != 1:
         raise RuntimeError(f"the template has {thread_count()} threads after imports; fork is unsafe")
 

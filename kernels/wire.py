@@ -5,6 +5,7 @@ Dependency-free, so that the server can know them without importing kernel code.
 
 BOKEH_ITEM = "application/vnd.bi.bokeh-item.v1+json"  # bokeh.embed.json_item of a shown model
 DATAFRAME = "application/vnd.bi.dataframe.v1+json"  # schema, row count and first page of a table
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # an ipywidgets view (its model lives in comms)
 ARROW_STREAM = "application/vnd.apache.arrow.stream"  # no longer sent: a bundle carrying it has it removed
 TABLE_FILE = "application/vnd.bi.table-file.v1+json"  # {"name"}: the whole table, an Arrow file the agent serves
 TABLE_FILE_NAME = r"[0-9a-f]{32}"  # a table file's name in the kernel's tables folder, before ``.arrow``

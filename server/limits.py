@@ -56,6 +56,20 @@ JUPYTER_SESSIONS_PER_KERNEL = 4
 JUPYTER_SESSION_FIELD_CHARS = 1024
 """Characters of a Jupyter session's ``path``, ``name`` and ``type`` (and of a kernel's id or name in it)."""
 
+JUPYTER_WALL_SECONDS = 600.0
+"""Seconds a Jupyter kernel's code may run per execution, where a card gets 10 (``KernelPool.jupyter_execution_timeout``):
+notebook cells run longer than cards; memory, CPU and output limits are the same."""
+
+JUPYTER_CONNECTED_IDLE_SECONDS = 8 * 3600.0
+"""Seconds a Jupyter kernel with an open channels connection may go without use before it is culled
+(``KernelPool.jupyter_connected_idle_timeout``); without a connection, ``KernelPool.idle_timeout``."""
+
+JUPYTER_HISTORY_ENTRIES = 1000
+"""Inputs a Jupyter kernel keeps for ``history_request`` (oldest dropped first)."""
+
+JUPYTER_ENDED_KERNELS = 1000
+"""Kernels whose end (culled, shut down) the server remembers, to tell a client that comes back why."""
+
 # Per-client buffers ---------------------------------------------------------------------------
 
 SOCKET_PENDING_BYTES = 8 * 1024 * 1024

@@ -16,6 +16,8 @@ DEFAULT = {
     "OPENBLAS_NUM_THREADS": "1",
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
+    # kernels start no processes: joblib (scikit-learn) runs serially without warning about semaphores
+    "JOBLIB_MULTIPROCESSING": "0",
 }
 
 

@@ -46,8 +46,8 @@ from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
 from ..errors import NotFoundError, RateLimitedError, ServiceUnavailableError
-from ..limits import (BACKGROUND_BYTES, BACKGROUND_CPU_SECONDS, BACKGROUND_POLL_SECONDS, KERNEL_MESSAGE_BYTES,
-                      OUTPUT_BYTES)
+from ..limits import (BACKGROUND_BYTES, BACKGROUND_CPU_SECONDS, BACKGROUND_POLL_SECONDS, JUPYTER_CONNECTED_IDLE_SECONDS,
+                      JUPYTER_WALL_SECONDS, KERNEL_MESSAGE_BYTES, OUTPUT_BYTES)
 from ..logs import get_logger
 from ..models import User
 from .agent_client import AgentClient, AgentError
@@ -77,9 +77,13 @@ def tenant_of(user_id: str) -> str:
 
 class KernelPool(LoggingConfigurable):
     execution_timeout = Float(10, help="Seconds card code may run per execution before it is stopped.").tag(config=True)
+    jupyter_execution_timeout = Float(JUPYTER_WALL_SECONDS, help="Seconds a Jupyter kernel's code may run per "
+                                      "execution (or other shell message) before it is stopped.").tag(config=True)
     interrupt_grace = Float(2, help="Seconds an interrupted execution gets to stop before its kernel is killed.").tag(config=True)
     output_limit_bytes = Integer(OUTPUT_BYTES, help="Output kept per execution; the rest is dropped with a notice.").tag(config=True)
     idle_timeout = Float(600, help="Seconds without an execution after which a session and its kernel are destroyed.").tag(config=True)
+    jupyter_connected_idle_timeout = Float(JUPYTER_CONNECTED_IDLE_SECONDS, help="The same for a Jupyter kernel "
+                                           "while a client has its channels open.").tag(config=True)
     sessions_per_user = Integer(4, help="Open sessions (kernels) one user may hold.").tag(config=True)
     reconnect_grace = Float(30, help="Seconds a live session waits for its websocket to reconnect before it ends.").tag(config=True)
     kernel_ready_timeout = Float(30, help="Seconds a new kernel gets to answer its first request.").tag(config=True)
@@ -120,9 +124,14 @@ class KernelPool(LoggingConfigurable):
         self.image_version: str | None = None  # of the agents' kernels: part of result cache keys
         self.gate: Gate | None = None  # checks a session's grant before each run (set by the app)
 
-    @property
-    def limits(self) -> Limits:
-        return Limits(self.execution_timeout, self.interrupt_grace, self.output_limit_bytes)
+    def limits_for(self, kind: str) -> Limits:
+        """The limits of sessions of ``kind``: Jupyter kernels run notebooks, with their own wall clock and
+        a longer idle limit while connected; memory, CPU and output are bounded alike."""
+        if kind == "jupyter":
+            return Limits(self.jupyter_execution_timeout, self.interrupt_grace, self.output_limit_bytes,
+                          self.idle_timeout, max(self.idle_timeout, self.jupyter_connected_idle_timeout))
+        return Limits(self.execution_timeout, self.interrupt_grace, self.output_limit_bytes,
+                      self.idle_timeout, self.idle_timeout)
 
     async def start(self) -> None:
         await self.refresh()
@@ -147,7 +156,7 @@ class KernelPool(LoggingConfigurable):
             kernel = await start_kernel(datasets)
         finally:
             self._starting[user.id] -= 1
-        session = KernelSession(str(uuid.uuid4()), user.id, datasets, kernel, start_kernel, self.limits,
+        session = KernelSession(str(uuid.uuid4()), user.id, datasets, kernel, start_kernel, self.limits_for(kind),
                                 self.metrics, self.tables, kind, grant, self.gate)
         self.sessions[session.id] = session
         self.metrics.bound.inc()
@@ -421,11 +430,11 @@ class KernelPool(LoggingConfigurable):
 
     # background work ---------------------------------------------------------
     async def _housekeeping(self) -> None:
-        """Close idle sessions."""
+        """Close idle sessions: past ``idle_timeout`` without use, or a longer limit while connected."""
         while True:
             now = time.monotonic()
             for session in list(self.sessions.values()):
-                if not session.executing and now - session.last_used > self.idle_timeout:
+                if not session.executing and now - session.last_used > session.limits.idle_limit(session.connections > 0):
                     await self.close_session(session, "idle")
             await asyncio.sleep(min(self.discovery_interval, self.idle_timeout / 4))
 

@@ -9,8 +9,10 @@ raw HTML), ``image/png``, ``image/jpeg``, ``application/json`` and our Bokeh ite
 summary (the table's name is taken out before, ``tables.strip_table``). ``image/svg+xml``
 is cut by ``nh3`` down to static drawing (shapes, paths, text, gradients, clip paths; no scripts,
 event handlers, links, images, ``foreignObject``, animation or references outside the image).
-Everything else (``text/html``, JavaScript, widget views, LaTeX, unknown types) is dropped; a
-bundle left empty gets a ``text/plain`` note naming what was dropped.
+A widget view becomes an empty marker of the same type with a ``text/plain`` note that widgets work
+in Jupyter clients (a page says so in its reader's language; widgets need comms that cards do not
+keep). Everything else (``text/html``, JavaScript, LaTeX, unknown types) is dropped; a bundle left
+empty gets a ``text/plain`` note naming what was dropped.
 
 Bokeh items and patches are checked whole; one unsafe part turns the output into an
 ``UnsafeOutput`` error naming it. BokehJS runs whatever JavaScript a document carries and builds
@@ -71,11 +73,13 @@ from bokeh.models.nodes import Coordinate
 from bokeh.models.ui.notifications import Notifications
 from bokeh.models.widgets.tables import RowAggregator
 
-from kernels.wire import BOKEH_ITEM, DATAFRAME
+from kernels.wire import BOKEH_ITEM, DATAFRAME, WIDGET_VIEW
 
 from . import bokeh_properties
 
 SVG = "image/svg+xml"
+WIDGET_NOTE = ("[a widget: widgets are not shown in cards and dashboards; use them from a Jupyter client "
+               "(JupyterLab, Notebook 7, VS Code) connected to this server]")
 KEPT_TYPES = frozenset({"text/plain", "text/markdown", "image/png", "image/jpeg", "application/json",
                         BOKEH_ITEM, DATAFRAME})
 
@@ -220,6 +224,8 @@ def sanitize_bundle(data: dict[str, Any]) -> dict[str, Any]:
     svg = data.get(SVG)
     if isinstance(svg, str) and (cleaned := clean_svg(svg)) is not None:
         kept[SVG] = cleaned
+    if WIDGET_VIEW in data:
+        kept.update({WIDGET_VIEW: {}, "text/plain": WIDGET_NOTE})
     if not kept:
         dropped = ", ".join(sorted(data)) or "nothing"
         kept["text/plain"] = f"[output not shown: {dropped} (cards show text, images, charts and tables, not HTML)]"

@@ -59,9 +59,16 @@ ENAME_OF_CODE = {MESSAGE_TOO_LARGE: "OutputTooLarge", BACKGROUND_LIMIT: "Backgro
 
 @dataclasses.dataclass
 class Limits:
+    """The bounds of one kind of session (``KernelPool.limits_for``)."""
+
     wall_seconds: float = 10
     interrupt_grace: float = 2
     output_bytes: int = OUTPUT_BYTES
+    idle_seconds: float = 600  # without use, then the session and its kernel are destroyed
+    connected_idle_seconds: float = 600  # the same while a client is connected (``KernelSession.connections``)
+
+    def idle_limit(self, connected: bool) -> float:
+        return self.connected_idle_seconds if connected else self.idle_seconds
 
 
 @dataclasses.dataclass
@@ -205,6 +212,7 @@ class KernelSession:
         self.created_at = utcnow()
         self.last_used = time.monotonic()
         self.executing = False
+        self.connections = 0  # clients connected to it (Jupyter channels), which lengthen its idle limit
         self.closed = False
         self.broken = ""
         self.listeners: set[SessionListener] = set()

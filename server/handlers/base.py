@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, overload
 
 import jsonschema
@@ -74,10 +75,17 @@ def origin_allowed(settings: dict[str, Any], origin: str) -> bool:
     return origin in allowed or "*" in allowed
 
 
-def refuse(handler: web.RequestHandler, exc: BIError) -> None:
+def error_document(error: dict[str, Any], status: int) -> dict[str, Any]:
+    """The body of an error response: ``{"error": {"code", "message", "details"}}``."""
+    return {"error": error}
+
+
+def refuse(handler: web.RequestHandler, exc: BIError,
+           document: Callable[[dict[str, Any], int], dict[str, Any]] = error_document) -> None:
     """Answer a websocket handshake with the API's JSON error for ``exc``, without upgrading."""
-    handler.set_status(STATUS_OF_ERROR.get(type(exc), 400))
-    handler.finish({"error": {"code": exc.code, "message": exc.message, "details": exc.details}})
+    status = STATUS_OF_ERROR.get(type(exc), 400)
+    handler.set_status(status)
+    handler.finish(document({"code": exc.code, "message": exc.message, "details": exc.details}, status))
 
 
 @web.stream_request_body
@@ -256,7 +264,10 @@ class APIHandler(web.RequestHandler):
         else:
             reason = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
             body = {"code": CODE_OF_STATUS.get(status_code, "error"), "message": reason, "details": {}}
-        self.write_json({"error": body}, status_code)
+        self.write_json(self.error_document(body, status_code), status_code)
+
+    def error_document(self, error: dict[str, Any], status: int) -> dict[str, Any]:
+        return error_document(error, status)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Domain and HTTP errors are logged by ``on_finish``; anything else with its traceback."""

@@ -22,7 +22,7 @@ from ..errors import BIError
 from ..handlers.base import log, origin_allowed, refuse
 from ..handlers.socket_base import BoundedSocket
 from ..models import User
-from .handlers import request_token
+from .handlers import jupyter_error, request_token
 from .kernel import JupyterKernel
 from .wire import V1, BadFrame, KernelMessage, decode, encode
 
@@ -46,7 +46,7 @@ class KernelChannelsHandler(BoundedSocket):
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
             self.kernel = self.settings["jupyter_kernels"].get(self.user, self.path_kwargs["kernel_id"])
         except BIError as exc:
-            refuse(self, exc)
+            refuse(self, exc, jupyter_error)
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return V1 if V1 in subprotocols else None

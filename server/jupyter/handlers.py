@@ -2,12 +2,17 @@
 
 Authenticate with our JWT as ``Authorization: token <jwt>`` (what Jupyter clients send),
 ``Authorization: Bearer <jwt>``, or ``?token=<jwt>``. Each user sees only their own kernels and
-sessions; anyone else's are 404. Errors keep the API's one JSON shape.
+sessions; anyone else's are 404. Errors keep the API's one JSON shape, with the ``message`` and
+``reason`` of Jupyter Server's errors at the top level too (``jupyter_error``): jupyter_server in
+gateway mode shows those two, so a JupyterLab user reads our text (the per-user limit, a culled
+kernel) instead of a generic "Ensure gateway url is valid".
 """
 
 from __future__ import annotations
 
-from tornado.httputil import HTTPServerRequest
+from typing import Any
+
+from tornado.httputil import HTTPServerRequest, responses
 
 from .. import limits
 from ..errors import AuthenticationError
@@ -15,7 +20,7 @@ from ..execution.pool import KernelPool
 from ..handlers.base import APIHandler
 from . import specs
 from .kernel import JupyterKernel
-from .manager import JupyterKernels
+from .manager import KIND, JupyterKernels
 from .sessions import JupyterSessions
 
 NULLABLE_STRING = {"type": ["string", "null"], "maxLength": limits.JUPYTER_SESSION_FIELD_CHARS}
@@ -39,9 +44,17 @@ def request_token(request: HTTPServerRequest) -> str:
     raise AuthenticationError("Sign in first: send 'Authorization: token <jwt>' or '?token=<jwt>'.")
 
 
+def jupyter_error(error: dict[str, Any], status: int) -> dict[str, Any]:
+    """An error body for Jupyter clients: ours, plus Jupyter Server's top-level ``message`` and ``reason``."""
+    return {"error": error, "message": error["message"], "reason": responses.get(status, "Error")}
+
+
 class JupyterHandler(APIHandler):
     def _bearer_token(self) -> str:
         return request_token(self.request)
+
+    def error_document(self, error: dict[str, Any], status: int) -> dict[str, Any]:
+        return jupyter_error(error, status)
 
     @property
     def pool(self) -> KernelPool:
@@ -62,14 +75,14 @@ class JupyterHandler(APIHandler):
 
 class KernelSpecsHandler(JupyterHandler):
     def get(self) -> None:
-        spec = specs.model(self.pool.limits)
+        spec = specs.model(self.pool.limits_for(KIND))
         self.write_json({"default": spec["name"], "kernelspecs": {spec["name"]: spec}})
 
 
 class KernelSpecHandler(JupyterHandler):
     def get(self, name: str) -> None:
         specs.check(name)
-        self.write_json(specs.model(self.pool.limits))
+        self.write_json(specs.model(self.pool.limits_for(KIND)))
 
 
 class KernelSpecResourceHandler(JupyterHandler):

@@ -14,9 +14,17 @@ publish an ``idle`` of its own, not a reply's timing): past the wall clock or th
 kernel is interrupted and clients get a notice on stderr; output past the cap is dropped. A kernel
 that does not stop within the grace is killed and replaced. A run cut short that way (or by the
 kernel's death) ends with an error, a reply and the ``restarting`` status that Jupyter clients know
-from restarts. Output outside runs is charged to the kernel's background budget. The control
+from a kernel their server restarted after it died; a restart its user asked for reports
+``starting``, as a fresh kernel does (JupyterLab takes ``restarting`` for a death). Output outside runs is charged to the kernel's background budget. The control
 channel serves ``CONTROL_REQUESTS`` only; other control messages, and shell messages ipykernel does
-not handle, get an error reply from here.
+not handle, get an error reply from here. ``history_request`` is answered here too, from the inputs
+the kernel published (``history.py``).
+
+While a client is connected the kernel counts as connected (``KernelSession.connections``), which
+gives it the pool's longer connected-idle limit; when the last one leaves, its idle time starts
+afresh. When the kernel ends, every connected client gets the reason in a close frame (and, unless its
+user shut it down, on stderr with the ``dead`` status before); ``JupyterKernels`` remembers it
+for clients that come back.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from kernels.wire import CONTROL_REQUESTS, control_refusal
 from ..execution.outputs import error_output, truncation_notice
 from ..execution.replay import ReplayBuffer
 from ..execution.session import Kernel, KernelSession, RunLimit, death_output
+from .history import InputHistory
 from ..logs import get_logger
 from ..models import utcnow
 from .wire import BadFrame, KernelMessage, from_fields
@@ -54,6 +63,15 @@ UNCOUNTED = frozenset({"status", "execute_input"})  # iopub messages no output c
 PENDING_REQUESTS = 1000  # execute_requests sent but not started, shell requests held back: at most
 REPLY_GRACE = 1.0  # seconds a shell reply may trail its request's idle status
 STOP_ERRORS = {"timeout": "ExecutionTimeout", "output": "OutputLimitExceeded"}
+USER_SHUTDOWN = "shut down by its user"  # the close reason of a kernel its user shut down
+
+
+def span(seconds: float) -> str:
+    """``8 hours``, ``10 minutes``, ``1 second``: a limit in the largest whole unit."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{seconds / size:g} {unit}{'s' if seconds != size else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
 
 
 class Socket(Protocol):
@@ -95,6 +113,9 @@ class JupyterKernel:
         self._kept_for: str | None = None  # the client session the kept messages are for
         self._awaiting: str | None = None  # the shell request the kernel is answering
         self._held: collections.deque[KernelMessage] = collections.deque()  # shell requests after it
+        self._user_restart = False  # the restart under way is its user's
+        self.history = InputHistory()
+        self.end_reason: str | None = None  # why it ended, once it has
         session.listeners.add(self._session_event)
         self._follow(session.kernel)
 
@@ -124,15 +145,18 @@ class JupyterKernel:
                 log.info("jupyter_replayed", kernel_id=self.id, messages=len(messages), lost=lost)
             self._kept.clear()
         self.sockets.add(socket)
+        self.session.connections = len(self.sockets)
 
     def detach(self, socket: Socket, undelivered: int = 0) -> None:
         """``socket`` is gone; ``undelivered`` messages sent to it may never have reached its client."""
         if socket not in self.sockets:
             return
         self.sockets.discard(socket)
+        self.session.connections = len(self.sockets)
         if not self.sockets:
             self._kept_for = socket.session_id
             self._kept.skip(undelivered)
+            self.session.touch()  # its idle limit without clients counts from now
 
     def _lost_notice(self, lost: int, parent: dict[str, Any] | None) -> KernelMessage:
         text = (f"\n[{lost} kernel messages (outputs) sent while this client was away or too slow to read "
@@ -152,7 +176,9 @@ class JupyterKernel:
             return
         self.session.touch()
         self.last_activity = dt.datetime.now(dt.UTC)
-        if message.channel != "shell" or not message.msg_type.endswith("_request"):
+        if message.channel == "shell" and message.msg_type == "history_request":
+            self._answer_history(message)
+        elif message.channel != "shell" or not message.msg_type.endswith("_request"):
             self._forward(message)
         elif len(self._held) >= PENDING_REQUESTS:
             log.warning("jupyter_message_dropped", kernel_id=self.id, msg_type=message.msg_type,
@@ -197,7 +223,18 @@ class JupyterKernel:
         await self.session.interrupt_kernel()
 
     async def restart(self) -> None:
-        await self.session.restart("restarted by its user")
+        self._user_restart = True
+        try:
+            await self.session.restart("restarted by its user")
+        finally:
+            self._user_restart = False
+
+    def _answer_history(self, request: KernelMessage) -> None:
+        """Reply to a ``history_request`` from the inputs kept here (busy, the reply, idle: as a kernel does)."""
+        parent = request.header
+        self._send(self.server_message("iopub", "status", {"execution_state": "busy"}, parent))
+        self._send(self.server_message("shell", "history_reply", self.history.reply(request.content), parent))
+        self._send(self.server_message("iopub", "status", {"execution_state": "idle"}, parent))
 
     # the kernel's messages -----------------------------------------------------
     def _follow(self, kernel: Kernel) -> None:
@@ -249,6 +286,8 @@ class JupyterKernel:
                 # a request the kernel does not know gets no reply: do not wait for one for ever
                 asyncio.get_running_loop().call_later(REPLY_GRACE, self._next_request, parent_id)
             return True
+        if message.msg_type == "execute_input":
+            self.history.add(message.content.get("execution_count"), message.content.get("code"))
         if message.msg_type in UNCOUNTED:
             return True
         if run is None or parent_id != run.request["msg_id"]:
@@ -349,10 +388,22 @@ class JupyterKernel:
             self._kernel_gone(error_output("KernelDead", event["reason"]))
             self._send(self.server_message("iopub", "status", {"execution_state": "dead"}, None))
         elif event["event"] == "closed":
-            self._kernel_gone(error_output("KernelDead", f"the kernel was shut down ({event['reason']})"))
+            self.end_reason = self._describe_end(event["reason"])
+            text = f"The kernel was shut down: {self.end_reason}."
+            self._kernel_gone(error_output("KernelDead", text))
+            if event["reason"] != USER_SHUTDOWN:  # the user knows; any other end is news to their clients
+                self._send(self.server_message("iopub", "stream", {"name": "stderr", "text": f"\n[{text}]\n"}, None))
+                self._send(self.server_message("iopub", "status", {"execution_state": "dead"}, None))
             for socket in list(self.sockets):
-                socket.end(event["reason"])
+                socket.end(text)
             self.on_closed(self)
+
+    def _describe_end(self, reason: str) -> str:
+        """A person's words for a session's close ``reason`` (the pool says "idle" for a cull)."""
+        if reason != "idle":
+            return reason
+        limit = self.session.limits.idle_limit(bool(self.sockets))
+        return f"culled after {span(limit)} without activity" + (" (with a client connected)" if self.sockets else "")
 
     def _restarted(self) -> None:
         """The session has a fresh kernel: end what the old one ran, tell clients, relay the new one."""
@@ -363,7 +414,9 @@ class JupyterKernel:
             self._kernel_gone(death_output(old.exited.result()))
         else:
             self._kernel_gone(error_output("KernelRestarted", "the kernel was restarted"))
-        self._send(self.server_message("iopub", "status", {"execution_state": "restarting"}, None))
+        state = "starting" if self._user_restart else "restarting"
+        self._send(self.server_message("iopub", "status", {"execution_state": state}, None))
+        self.history.new_session()
         self._follow(self.session.kernel)
 
     def _kernel_gone(self, error: dict[str, Any]) -> None:

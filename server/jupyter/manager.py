@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
@@ -10,7 +12,7 @@ from ..errors import NotFoundError
 from ..execution.pool import KernelPool
 from ..models import User
 from ..services.datasets import DatasetService
-from .kernel import JupyterKernel
+from .kernel import USER_SHUTDOWN, JupyterKernel
 
 KIND = "jupyter"
 
@@ -25,6 +27,7 @@ class JupyterKernels(LoggingConfigurable):
         self.pool = pool
         self.datasets = datasets
         self._kernels: dict[str, JupyterKernel] = {}
+        self._ended: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()  # id -> owner, reason
 
     async def start(self, user: User) -> JupyterKernel:
         """A new kernel of ``user`` in which ``load_dataset`` reads every dataset they can see now.
@@ -37,17 +40,24 @@ class JupyterKernels(LoggingConfigurable):
         return kernel
 
     def get(self, user: User, kernel_id: str) -> JupyterKernel:
-        """The kernel if it is ``user``'s; anyone else's does not exist for them."""
+        """The kernel if it is ``user``'s; anyone else's does not exist for them. A kernel of theirs that
+        ended lately is not found either, and they are told why it ended."""
         try:
             return self._kernels[self.pool.get(user, kernel_id, KIND).id]
         except NotFoundError:
+            owner, reason = self._ended.get(kernel_id, (None, None))
+            if owner == user.id:
+                raise NotFoundError(f"This kernel was shut down: {reason}. Start a new kernel.") from None
             raise NotFoundError("No such kernel; it may have been shut down or culled for idleness.") from None
 
     def of_user(self, user: User) -> list[JupyterKernel]:
         return [self._kernels[session.id] for session in self.pool.of_user(user, KIND)]
 
     async def shutdown(self, kernel: JupyterKernel) -> None:
-        await self.pool.close_session(kernel.session, "shut down by its user")
+        await self.pool.close_session(kernel.session, USER_SHUTDOWN)
 
     def _closed(self, kernel: JupyterKernel) -> None:
         self._kernels.pop(kernel.id, None)
+        self._ended[kernel.id] = (kernel.session.user_id, kernel.end_reason or "closed")
+        while len(self._ended) > limits.JUPYTER_ENDED_KERNELS:
+            self._ended.popitem(last=False)

@@ -114,3 +114,31 @@ def test_interrupt_and_draft_kept_across_reload(page: Page, bi):
     page.reload()
     expect(page.get_by_text("Your unsaved changes are back.")).to_be_visible()
     expect(page.locator(".cm-content")).to_contain_text("time.sleep(8)")
+
+
+PLOT_CODE = """import pandas as pd
+from tqdm import tqdm
+import ipywidgets
+for _ in tqdm(range(3), mininterval=0):
+    pass
+pd.DataFrame({"売上": [120, 340, 260]}, index=["東京", "大阪", "名古屋"]).plot.bar(title="店舗別の売上")
+ipywidgets.IntSlider(value=3)
+"""
+
+
+def test_plot_progress_bar_and_widget(page: Page, bi):
+    """A matplotlib chart shows as an image, tqdm's bar as one line, a widget as a note on where widgets work."""
+    sign_in(page, bi, "/cards/new")
+    type_code(page, PLOT_CODE)
+    page.keyboard.press("Control+Enter")
+    outputs = page.locator(".outputs")
+    image = outputs.locator("img.output-image")
+    expect(image).to_be_visible(timeout=30_000)
+    assert image.get_attribute("src").startswith("data:image/png;base64,")
+    assert image.evaluate("img => img.naturalWidth") > 300
+    bar = outputs.locator(".output-stream.stderr")
+    expect(bar).to_contain_text("100%")
+    assert "\r" not in bar.text_content() and bar.text_content().strip().count("\n") == 0
+    expect(outputs.get_by_text("Widgets are not shown in cards and dashboards.")).to_be_visible()
+    image.scroll_into_view_if_needed()
+    screenshot(page, "card-matplotlib")

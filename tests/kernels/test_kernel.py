@@ -16,7 +16,7 @@ from bokeh.document import Document
 from jupyter_client.connect import write_connection_file
 
 from kernels import kernel as bi_kernel
-from kernels import table_output
+from kernels import plots, table_output
 from kernels.arrow_rows import rows_of
 from kernels.limits import STREAM_MESSAGE_CHARS
 from kernels.wire import BOKEH_ITEM, DATAFRAME, TABLE_FILE
@@ -243,7 +243,8 @@ def test_repeated_and_unnamed_names_are_unique():
 
 
 def test_serve_in_a_forked_child(tmp_path):
-    """As the template does: fork, then ``serve`` in the child; the parent is the client."""
+    """As the template does: set matplotlib up, fork, then ``serve`` in the child; the parent is the client."""
+    plots.prepare()
     connection_file = str(tmp_path / "kernel.json")
     write_connection_file(connection_file, transport="ipc", ip=str(tmp_path / "k"), shell_port=1,
                           iopub_port=2, stdin_port=3, hb_port=4, control_port=5)

@@ -25,7 +25,7 @@ FORGED_IDLE = ("kernel = get_ipython().kernel\n"
                "                    parent=kernel.get_parent())\n"
                "while True:\n    pass\n")
 LIMITS = {"KernelPool__background_bytes": 200_000, "KernelPool__background_cpu_seconds": 1.0,
-          "KernelPool__background_poll_seconds": 0.25, "KernelPool__execution_timeout": 2.0,
+          "KernelPool__background_poll_seconds": 0.25, "KernelPool__execution_timeout": 2.0, "KernelPool__jupyter_execution_timeout": 2.0,
           "KernelPool__interrupt_grace": 1.0}
 
 

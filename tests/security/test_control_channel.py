@@ -35,7 +35,7 @@ async def control_answer(socket, msg_type: str, content: dict) -> dict:
 
 async def test_control_refuses_everything_but_interrupt_shutdown_and_kernel_info(start_cards):
     """Through the Jupyter websocket: refused types get an error reply and run nothing; kernel_info works."""
-    api = await start_cards(KernelPool__execution_timeout=2.0)
+    api = await start_cards(KernelPool__jupyter_execution_timeout=2.0)
     token = await api.login()
     kernel = await start_kernel(api, token)
     socket = await connect(api, token, kernel["id"])
@@ -69,7 +69,7 @@ async def test_the_kernel_itself_refuses_code_on_control(start_cards):
 
 async def test_comm_messages_and_inspection_are_held_to_the_run_limits(start_cards):
     """A comm handler or an inspected attribute that loops is stopped at the wall clock, its output capped."""
-    api = await start_cards(KernelPool__execution_timeout=1.5, KernelPool__interrupt_grace=1.0,
+    api = await start_cards(KernelPool__jupyter_execution_timeout=1.5, KernelPool__interrupt_grace=1.0,
                             KernelPool__output_limit_bytes=50_000)
     token = await api.login()
     kernel = await start_kernel(api, token)

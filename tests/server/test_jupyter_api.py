@@ -156,7 +156,7 @@ async def test_kernels_are_private_and_shaped_like_jupyter_servers(start_cards):
     specs = (await api.fetch("GET", "/api/kernelspecs", token=token)).json()
     spec = specs["kernelspecs"]["python3"]
     assert specs["default"] == "python3" and spec["spec"]["language"] == "python"
-    assert spec["spec"]["metadata"]["bi"]["wall_seconds"] == 10
+    assert spec["spec"]["metadata"]["bi"]["wall_seconds"] == 600  # a notebook cell's, not a card's 10 s
     logo = await api.fetch("GET", spec["resources"]["logo-64x64"])
     assert logo.code == 200 and logo.headers["Content-Type"] == "image/png" and logo.body.startswith(b"\x89PNG")
     assert (await api.fetch("GET", "/api/kernelspecs/python3", token=token)).json() == spec
@@ -191,9 +191,7 @@ async def test_kernels_are_private_and_shaped_like_jupyter_servers(start_cards):
     assert text_of(await socket.execute("kept")) == "42"
     restarted = await api.fetch("POST", f"/api/kernels/{kernel['id']}/restart", token=token)
     assert restarted.code == 200 and restarted.json()["id"] == kernel["id"]
-    while (message := await socket.receive())["msg_type"] != "status" or \
-            message["content"]["execution_state"] != "restarting":
-        pass
+    await until_state(socket, "starting")  # a restart asked for, not a death: JupyterLab shows no "kernel died"
     assert reply_of(await socket.execute("kept"))["ename"] == "NameError"
     assert (await api.fetch("DELETE", f"/api/kernels/{kernel['id']}", token=token)).code == 204
     assert await socket.connection.read_message() is None, "the socket ends with its kernel"
@@ -228,15 +226,19 @@ async def test_sessions_bind_paths_to_kernels(start_cards):
     assert (await api.fetch("GET", f"/api/sessions/{session['id']}", token=token)).code == 404
 
 
-async def until_restarting(socket: KernelSocket) -> None:
+async def until_state(socket: KernelSocket, state: str) -> None:
     while (message := await socket.receive())["msg_type"] != "status" or \
-            message["content"]["execution_state"] != "restarting":
+            message["content"]["execution_state"] != state:
         pass
+
+
+async def until_restarting(socket: KernelSocket) -> None:
+    await until_state(socket, "restarting")
 
 
 async def test_limits_hold_for_code_sent_over_the_socket(start_cards):
     """Wall clock (interrupt, then kill and replace), output cap and a dying kernel, on raw execute_requests."""
-    api = await start_cards(KernelPool__execution_timeout=1.5, KernelPool__interrupt_grace=1.0,
+    api = await start_cards(KernelPool__jupyter_execution_timeout=1.5, KernelPool__interrupt_grace=1.0,
                             KernelPool__output_limit_bytes=20_000, ServeApp__metrics_token="scrape-token")
     token = await api.login()
     socket = await connect(api, token, (await start_kernel(api, token))["id"], v1=False)
@@ -290,7 +292,8 @@ async def test_back_to_back_requests_all_get_their_replies(start_cards):
 
 async def test_replay_culling_and_the_per_user_limit(start_cards):
     """Starts in flight count against the limit; a returning client gets what it missed; idle kernels are culled."""
-    api = await start_cards(KernelPool__idle_timeout=4.0, KernelPool__sessions_per_user=2,
+    api = await start_cards(KernelPool__idle_timeout=4.0, KernelPool__jupyter_connected_idle_timeout=4.0,
+                            KernelPool__sessions_per_user=2,
                             JupyterKernels__replay_buffer_bytes=20_000)
     token = await api.login()
     racing = await asyncio.gather(*(api.fetch("POST", "/api/kernels", token=token, json_body={}) for _ in range(3)))
@@ -380,7 +383,7 @@ async def jupyter_server(tmp_path):
             raise
 
 
-async def test_jupyter_server_in_gateway_mode_runs_code_here(start_cards, jupyter_server):
+async def test_jupyter_server_in_gateway_mode_runs_code_here(start_cards, jupyter_server, tmp_path):
     """A real `jupyter server --gateway-url` lists our spec and starts, drives, restarts and ends a kernel here."""
     api = await start_cards()
     token = await api.login()
@@ -402,12 +405,22 @@ async def test_jupyter_server_in_gateway_mode_runs_code_here(start_cards, jupyte
     await socket.execute("kept = 1")
     assert (await jupyter.fetch("POST", f"/api/kernels/{kernel_id}/interrupt", json_body={})).code == 204
     assert (await jupyter.fetch("POST", f"/api/kernels/{kernel_id}/restart", json_body={})).code == 200
-    await until_restarting(socket)
+    await until_state(socket, "starting")
     assert reply_of(await socket.execute("kept"))["ename"] == "NameError"
     socket.close()
     session_id = created.json()["id"]
     assert (await jupyter.fetch("DELETE", f"/api/sessions/{session_id}")).code == 204
     assert (await api.fetch("GET", f"/api/kernels/{kernel_id}", token=token)).code == 404
+
+    for _ in range(4):  # the per-user limit: jupyter_server reads our top-level message and reason
+        await start_kernel(api, token)
+    refused = await jupyter.fetch("POST", "/api/kernels", json_body={"name": "python3"})
+    assert refused.code == 429
+    # jupyter_server 2.21 answers with its message's format string ("[%s] %s"), and logs it formatted
+    assert "Error from Gateway: [%s] %s." in refused.json()["message"]
+    logged = (tmp_path / "jupyter0" / "server.log").read_text()
+    assert "Error from Gateway: [You already have 4 open sessions; close one" in logged
+    assert "] Too Many Requests. Ensure gateway url is valid" in logged
 
 
 def run_notebook(base_url: str, token: str, notebook: nbformat.NotebookNode) -> None:

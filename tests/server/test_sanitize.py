@@ -16,8 +16,8 @@ from bokeh.plotting import figure
 
 from kernels import table_output
 from kernels.bokeh_output import LivePatches
-from kernels.wire import BOKEH_ITEM, DATAFRAME
-from server.execution.sanitize import sanitize_output
+from kernels.wire import BOKEH_ITEM, DATAFRAME, WIDGET_VIEW
+from server.execution.sanitize import WIDGET_NOTE, sanitize_output
 
 SVG_MIME = "image/svg+xml"
 SVG = ('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
@@ -208,9 +208,17 @@ def bundle_output(data: dict) -> dict:
 
 def test_html_and_scripts_leave_the_bundle():
     data = {"text/html": "<script>alert(1)</script>", "application/javascript": "alert(1)", "text/plain": "x",
-            "text/markdown": "**x**", "image/png": "iVBORw0KGgo=", "application/vnd.jupyter.widget-view+json": {}}
+            "text/markdown": "**x**", "image/png": "iVBORw0KGgo=", "application/vnd.jupyter.widget-state+json": {}}
     assert sanitize_output(bundle_output(data)) == bundle_output(
         {"text/plain": "x", "text/markdown": "**x**", "image/png": "iVBORw0KGgo="})
+
+
+def test_a_widget_becomes_a_note_that_widgets_work_in_jupyter_clients():
+    """Nothing of a widget's view reaches a page (its model id, what its text says): an empty marker the
+    page shows as a note in its reader's language, and the note in English for API callers."""
+    output = sanitize_output(bundle_output({WIDGET_VIEW: {"model_id": "<img src=x onerror=alert(1)>", "version_major": 2},
+                                            "text/plain": "IntSlider(value=3)", "text/html": "<script>x</script>"}))
+    assert output["data"] == {WIDGET_VIEW: {}, "text/plain": WIDGET_NOTE}
 
 
 def test_a_bundle_left_empty_says_what_was_dropped():

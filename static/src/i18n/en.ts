@@ -195,6 +195,7 @@ export const en: Record<MessageKey, string> = {
   "output.image": "Image output",
   "output.unknown": "An output of a kind this page cannot show ({types}).",
   "output.empty": "empty",
+  "output.widget": "Widgets are not shown in cards and dashboards. Use them from a Jupyter client (JupyterLab, Notebook 7, VS Code) connected to this server.",
   "output.size": "{rows} {rows|row|rows} × {columns} {columns|column|columns}",
   "output.browsable": " · the first {n} can be browsed",
   "bokeh.noScripts": "The server did not say where BokehJS is.",

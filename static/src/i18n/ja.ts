@@ -194,6 +194,7 @@ export const ja = {
   "output.image": "画像の出力",
   "output.unknown": "このページでは表示できない種類の出力です（{types}）。",
   "output.empty": "空",
+  "output.widget": "ウィジェットはカードとダッシュボードには表示されません。このサーバーに接続したJupyterクライアント（JupyterLab、Notebook 7、VS Code）でご利用ください。",
   "output.size": "{rows}行 × {columns}列",
   "output.browsable": " · 先頭の{n}行を閲覧できます",
   "bokeh.noScripts": "サーバーからBokehJSの場所を取得できませんでした。",

@@ -2,13 +2,13 @@
 
 import { h } from "../dom";
 import { BokehFigures } from "./bokeh";
-import { bundleOutput, errorOutput, streamOutput, type Output } from "./render";
+import { bundleOutput, errorOutput, streamOutput, terminalText, type Output } from "./render";
 
 export class OutputArea {
   readonly element = h("div", { class: "outputs", "aria-live": "polite" });
   private figures = new BokehFigures();
   private displays = new Map<string, HTMLElement>();
-  private lastStream: { name: string; el: HTMLElement } | null = null;
+  private lastStream: { name: string; el: HTMLElement; text: string } | null = null;
   private clearBeforeNext = false;
 
   clear(): void {
@@ -50,11 +50,12 @@ export class OutputArea {
 
   private addStream(name: string, text: string): void {
     if (this.lastStream?.name === name) {
-      this.lastStream.el.textContent += text;
+      this.lastStream.text += text;
+      this.lastStream.el.textContent = terminalText(this.lastStream.text);
       return;
     }
     const el = streamOutput(name, text);
-    this.lastStream = { name, el };
+    this.lastStream = { name, el, text };
     this.show(el);
   }
 

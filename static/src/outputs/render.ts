@@ -9,6 +9,7 @@ import { kernelError, truncationNotice } from "../i18n/kernel";
 
 export const BOKEH_MIME = "application/vnd.bi.bokeh-item.v1+json";
 export const DATAFRAME_MIME = "application/vnd.bi.dataframe.v1+json";
+export const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
 
 export interface Output {
   output_type: string;
@@ -25,10 +26,19 @@ export interface Output {
   wait?: boolean;
 }
 
+// Text as a terminal shows it: on each line a carriage return goes back to its start, so what follows
+// writes over what was there (progress bars such as tqdm's rewrite one line).
+export function terminalText(text: string): string {
+  return text
+    .split("\n")
+    .map((line) => line.split("\r").reduce((shown, part) => part + shown.slice(part.length), ""))
+    .join("\n");
+}
+
 // Text a card printed; the server's notice of a truncated output reads in the user's language.
 export function streamOutput(name: string, text: string): HTMLElement {
   const notice = name === "stderr" ? truncationNotice(text) : null;
-  return notice ? h("p", { class: "output-note error", title: text.trim() }, notice) : h("pre", { class: `output-stream ${name}` }, text);
+  return notice ? h("p", { class: "output-note error", title: text.trim() }, notice) : h("pre", { class: `output-stream ${name}` }, terminalText(text));
 }
 
 // An error: the blocked imports, missing datasets and limits the platform sets in the user's
@@ -62,6 +72,7 @@ export function bundleOutput(output: Output, figures: BokehFigures): HTMLElement
   const data = output.data ?? {};
   if (data[BOKEH_MIME]) return bokehOutput(data[BOKEH_MIME] as { root_id?: string }, figures);
   if (data[DATAFRAME_MIME]) return dataframeOutput(data[DATAFRAME_MIME] as DataFrameBundle, output.output_id);
+  if (data[WIDGET_MIME]) return h("p", { class: "output-note" }, t("output.widget"));
   for (const mime of ["image/png", "image/jpeg", "image/svg+xml"]) {
     if (typeof data[mime] === "string") return imageOutput(mime, data[mime] as string);
   }

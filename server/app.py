@@ -52,6 +52,7 @@ from .services.dashboards import DashboardService
 from .services.output_tables import OutputTables
 from .services.readiness import ReadinessService
 from .services.datasets import DatasetService
+from .services.idempotency import IdempotencyService
 from .services.users import UserService
 from .storage.aws import AWSStore
 from .storage.base import Store
@@ -278,6 +279,7 @@ class ServeApp(BIApp):
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
             live_sessions=self.live_sessions, output_tables=tables,
             readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
+            idempotency=IdempotencyService(self.store_instance, parent=self),
             jupyter_kernels=self.jupyter_kernels,
             jupyter_sessions=JupyterSessions(self.jupyter_kernels, parent=self),
             cors_origins=tuple(self.cors_origins), trusted_proxies=self.proxies,

@@ -22,7 +22,11 @@ shares      ``DASHBOARD#<id>``      ``USER#<user_id>``  the share's fields (the 
 shares      ``USER#<user_id>``      ``DASHBOARD#<id>``  the same fields again (the user's shares)
 cache       ``RESULT#<key>``        ``RESULT``          a cached card result (outputs: a blob)
 cache       ``TABLE#<output_id>``   ``TABLE``           who may page a DataFrame output (rows: a blob)
+cache       ``ANSWER#<key>``        ``ANSWER``          an idempotent answer (body zlib-compressed)
 ==========  ======================  ==================  ===============================
+
+The cache table's items with an ``expires`` attribute (epoch seconds: idempotent answers) are
+deleted by DynamoDB's time to live after they expire; reads ignore expired ones before that.
 
 The cache table has one global secondary index, ``by_group`` (keys ``gpk`` and ``gsk``, all
 attributes projected), so that what lifetimes need is a Query, never a Scan: a table item has
@@ -41,7 +45,10 @@ outputs bucket (everything else) and are read through a local cache under
 ``data_dir/blob-cache``; keys are never overwritten, so a cached file stays valid.
 
 All boto3 calls run on a thread pool; the clients are thread-safe and retry
-with botocore's standard mode.
+with botocore's standard mode. DynamoDB gets short timeouts of its own (its calls are small: a
+slow one is better retried), S3 the long ones that blobs need. A call that still fails
+(throttling, 5xx, a lost connection, a timeout) raises ``StorageUnavailableError``, whose outcome
+is unknown for a write: callers read back before they undo anything.
 """
 
 from __future__ import annotations
@@ -49,25 +56,31 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import datetime
+import functools
 import json
 import os
+import random
 import tempfile
 import time
+import zlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 from traitlets import Float, Int, Unicode, default
 
 from ..environment import setting
-from ..errors import ConflictError, NotFoundError, StoreClosedError
+from ..errors import ConflictError, NotFoundError, StorageUnavailableError, StoreClosedError
+from ..logs import get_logger
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
-                      OutputTable, Share, User)
+                      IdempotentAnswer, OutputTable, Share, User)
 from .base import PROFILE_FIELDS, Store
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
@@ -83,12 +96,20 @@ PITR_UNAVAILABLE = {"UnknownOperationException", "ContinuousBackupsUnavailableEx
 # Cancellation reasons a caller maps to a domain error; any other reason propagates.
 EXPECTED_CANCELLATIONS = {"None", "ConditionalCheckFailed", "TransactionConflict"}
 MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
+# Error codes that mean "the service could not take the call now", as opposed to "the call is wrong".
+THROTTLED = {"Throttling", "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+             "SlowDown", "TooManyRequestsException", "LimitExceededException"}
+UNAVAILABLE = {"InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable",
+               "RequestTimeout", "RequestTimeoutException"}
 PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 GROUP_INDEX = "by_group"  # the cache table's index of tables by user and results by variant
 GROUP_KEYS = ("gpk", "gsk")
+EXPIRES = "expires"  # the cache table's time-to-live attribute
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+
+log = get_logger("bi.store")
 
 
 class AWSStore(Store):
@@ -101,8 +122,11 @@ class AWSStore(Store):
     datasets_bucket = Unicode(help="S3 bucket for dataset Parquet files.").tag(config=True)
     outputs_bucket = Unicode(help="S3 bucket for large card outputs.").tag(config=True)
     max_attempts = Int(5, help="Attempts per AWS call, the first included (botocore standard retries).").tag(config=True)
-    connect_timeout = Float(5.0, help="Seconds to wait for an AWS connection.").tag(config=True)
-    read_timeout = Float(30.0, help="Seconds to wait for an AWS response.").tag(config=True)
+    connect_timeout = Float(5.0, help="Seconds to wait for an S3 connection.").tag(config=True)
+    read_timeout = Float(30.0, help="Seconds to wait for an S3 response.").tag(config=True)
+    dynamodb_connect_timeout = Float(1.5, help="Seconds to wait for a DynamoDB connection.").tag(config=True)
+    dynamodb_read_timeout = Float(4.0, help="Seconds to wait for a DynamoDB response; a slower call is "
+                                            "retried.").tag(config=True)
     max_workers = Int(32, help="Threads (and pooled connections) for AWS calls.").tag(config=True)
     page_size = Int(0, help="Items per DynamoDB Scan/Query page; 0 lets DynamoDB decide.").tag(config=True)
 
@@ -139,9 +163,20 @@ class AWSStore(Store):
 
     # plumbing ----------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the pool; what the SDK could not get through its retries is ``StorageUnavailableError``."""
         if self._closed or self._executor is None:
             raise StoreClosedError("The store is closed.")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except (ClientError, BotoConnectionError, HTTPClientError, S3UploadFailedError) as exc:
+            reason = _unavailable(exc)
+            if reason is None:
+                raise
+            for listener in self.failed:
+                listener(reason)
+            log.warning("store_unavailable", call=getattr(fn, "__name__", "call"), reason=reason, error=str(exc))
+            raise StorageUnavailableError(
+                "The data store did not answer in time; try again in a few seconds.") from exc
 
     def _table(self, kind: str) -> str:
         return self.table_prefix + kind
@@ -155,11 +190,22 @@ class AWSStore(Store):
             max_pool_connections=self.max_workers,
         )
         self._dynamodb = session.client(
-            "dynamodb", endpoint_url=self.dynamodb_endpoint_url or None, config=config)
+            "dynamodb", endpoint_url=self.dynamodb_endpoint_url or None, config=config.merge(Config(
+                connect_timeout=self.dynamodb_connect_timeout, read_timeout=self.dynamodb_read_timeout)))
         if self.s3_endpoint_url:
             # MinIO and moto serve buckets by path, not by virtual host name.
             config = config.merge(Config(s3={"addressing_style": "path"}))
         self._s3 = session.client("s3", endpoint_url=self.s3_endpoint_url or None, config=config)
+        for service, client in (("dynamodb", self._dynamodb), ("s3", self._s3)):
+            client.meta.events.register("needs-retry", functools.partial(self._attempt_failed, service))
+
+    def _attempt_failed(self, service: str, response: Any = None, caught_exception: Any = None,
+                        **kwargs: Any) -> None:
+        """Tell ``retried`` of an attempt that failed the way the SDK retries (it decides; this only counts)."""
+        if caught_exception is not None or (response is not None and (
+                response[0].status_code >= 500 or response[1].get("Error", {}).get("Code") in THROTTLED)):
+            for listener in self.retried:
+                listener(service)
 
     def _disconnect(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
         executor.shutdown(wait=True)
@@ -196,12 +242,13 @@ class AWSStore(Store):
         responses = []
         for attempt in range(self.max_attempts):
             if attempt:
-                time.sleep(min(0.05 * 2 ** attempt, 2.0))
+                time.sleep(random.uniform(0, min(0.05 * 2 ** attempt, 2.0)))  # full jitter
             responses.append(call(RequestItems=requests))
             requests = responses[-1].get(leftover) or {}
             if not requests:
                 return responses
-        raise RuntimeError(f"DynamoDB left requests unprocessed after {self.max_attempts} rounds.")
+        raise StorageUnavailableError("The data store is busy (it left part of a batch undone); try again "
+                                      "in a few seconds.")
 
     def _batch_get(self, kind: str, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
         table = self._table(kind)
@@ -275,6 +322,7 @@ class AWSStore(Store):
             waiter.wait(TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
         if self._table("cache") not in created:
             self._add_group_index(self._table("cache"))
+        self._enable_ttl(self._table("cache"))
         for name in names:
             self._enable_pitr(name)
         if created:
@@ -305,6 +353,15 @@ class AWSStore(Store):
         self._dynamodb.update_table(TableName=name, AttributeDefinitions=_key_attributes(*GROUP_KEYS),
                                     GlobalSecondaryIndexUpdates=[{"Create": _GROUP_INDEX}])
         self.log.info("Adding index %s to DynamoDB table %s", GROUP_INDEX, name)
+
+    def _enable_ttl(self, name: str) -> None:
+        """Let DynamoDB delete the table's items past their ``expires``; nothing if it does already."""
+        try:
+            self._dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": EXPIRES})
+        except ClientError as exc:
+            if _code(exc) != "ValidationException":  # "TimeToLive is already enabled"
+                raise
 
     def _enable_pitr(self, name: str) -> None:
         """Turn point-in-time recovery on; warn and go on where the endpoint cannot."""
@@ -714,6 +771,20 @@ class AWSStore(Store):
     def _delete(self, kind: str, key: dict[str, str]) -> None:
         self._dynamodb.delete_item(TableName=self._table(kind), Key=_serialize(key))
 
+    # idempotent answers ------------------------------------------------------
+    async def put_idempotent_answer(self, answer: IdempotentAnswer) -> None:
+        fields = {**dataclasses.asdict(answer), "body": Binary(zlib.compress(answer.body.encode())),
+                  EXPIRES: int(_epoch(answer.expires_at))}
+        await self._run(self._put, "cache", _answer_key(answer.key), fields)
+
+    async def get_idempotent_answer(self, key: str, now: str) -> IdempotentAnswer | None:
+        item = await self._run(self._get, "cache", _answer_key(key))
+        if item is None:
+            return None
+        fields = {name: value for name, value in _plain(item).items() if name != EXPIRES}
+        answer = IdempotentAnswer(**{**fields, "body": zlib.decompress(fields["body"].value).decode()})
+        return answer if answer.expires_at >= now else None
+
     # blobs -------------------------------------------------------------------
     def _cache_file(self, key: str) -> Path:
         """Where ``key`` is cached; ``NotFoundError`` for a key that could leave the cache."""
@@ -766,6 +837,13 @@ class AWSStore(Store):
         self._s3.delete_object(Bucket=self._bucket(key), Key=key)
         path.unlink(missing_ok=True)
 
+    async def list_blobs(self, prefix: str) -> list[str]:
+        return await self._run(self._list_blobs, prefix)
+
+    def _list_blobs(self, prefix: str) -> list[str]:
+        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket(prefix), Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
 
 # keys ------------------------------------------------------------------------
 def _user_key(user_id: str) -> dict[str, str]:
@@ -794,6 +872,15 @@ def _result_key(key: str) -> dict[str, str]:
 
 def _table_key(output_id: str) -> dict[str, str]:
     return {"pk": f"TABLE#{output_id}", "sk": "TABLE"}
+
+
+def _answer_key(key: str) -> dict[str, str]:
+    return {"pk": f"ANSWER#{key}", "sk": "ANSWER"}
+
+
+def _epoch(timestamp: str) -> float:
+    """Seconds since the epoch of a ``utcnow()`` timestamp."""
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _group(gpk: str, when: str, record_id: str) -> dict[str, str]:
@@ -920,6 +1007,18 @@ def _dashboard_version(item: dict[str, Any]) -> DashboardVersion:
 # errors ----------------------------------------------------------------------
 def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
+
+
+def _unavailable(exc: Exception) -> str | None:
+    """Why a call failed for want of the service (``throttled``, ``unavailable``, ``connection``: timeouts
+    too), or None for an error of the call itself."""
+    if isinstance(exc, ClientError):
+        reasons = {reason.get("Code") for reason in exc.response.get("CancellationReasons", [])}
+        if _code(exc) in THROTTLED or reasons & {"ThrottlingError", "ProvisionedThroughputExceeded"}:
+            return "throttled"
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return "unavailable" if _code(exc) in UNAVAILABLE or status >= 500 else None
+    return "unavailable" if isinstance(exc, S3UploadFailedError) else "connection"
 
 
 def _failed(reasons: list[dict[str, Any]], index: int) -> bool:

@@ -13,13 +13,15 @@ threads so the event loop never waits on disk or network.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from traitlets import MetaHasTraits, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..models import (CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset, DatasetVersion,
-                      OutputTable, Share, User)
+                      IdempotentAnswer, OutputTable, Share, User)
 
 # The user fields a user may change on themselves (``PATCH /api/me``).
 PROFILE_FIELDS = ("name", "locale")
@@ -33,6 +35,11 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     """Abstract store. ``data_dir`` holds local state (the SQLite file, blob cache, temp files)."""
 
     data_dir = Unicode(help="Directory for local state; set by the application.").tag(config=False)
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.failed: list[Callable[[str], None]] = []  # told why each call failed after its retries
+        self.retried: list[Callable[[str], None]] = []  # told the service of each failed attempt the SDK retries
 
     # lifecycle ---------------------------------------------------------------
     @abc.abstractmethod
@@ -219,6 +226,15 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     async def delete_output_table(self, output_id: str) -> None:
         """Delete the record (not its blob); a missing one is not an error."""
 
+    # idempotent answers ------------------------------------------------------
+    @abc.abstractmethod
+    async def put_idempotent_answer(self, answer: IdempotentAnswer) -> None:
+        """Keep ``answer`` under its key until it expires (replacing one there); expired ones may go now."""
+
+    @abc.abstractmethod
+    async def get_idempotent_answer(self, key: str, now: str) -> IdempotentAnswer | None:
+        """The answer kept under ``key``, unless it expired before ``now``."""
+
     # blobs -------------------------------------------------------------------
     @abc.abstractmethod
     async def put_blob(self, key: str, source: Path) -> None:
@@ -234,3 +250,7 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def delete_blob(self, key: str) -> None:
         """Delete a blob; a missing one is not an error."""
+
+    @abc.abstractmethod
+    async def list_blobs(self, prefix: str) -> list[str]:
+        """The keys of the blobs under ``prefix`` (which names a directory: it ends in ``/``), sorted."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from ..errors import ConflictError, NotFoundError, StoreClosedError
 from ..private_files import private_dir, private_file
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
-                      OutputTable, Share, User)
+                      IdempotentAnswer, OutputTable, Share, User, utcnow)
 from .base import PROFILE_FIELDS, Store
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
 
@@ -139,6 +139,17 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     ALTER TABLE users ADD COLUMN locale TEXT CHECK (locale IN ('ja', 'en'));
+    """,
+    """
+    CREATE TABLE idempotent_answers (
+        key TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        headers TEXT NOT NULL,
+        body TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX idempotent_answers_by_expiry ON idempotent_answers (expires_at);
     """,
 )
 
@@ -466,6 +477,17 @@ class SQLiteStore(Store):
     async def delete_output_table(self, output_id: str) -> None:
         await self._run(self._transaction, [("DELETE FROM output_tables WHERE output_id = ?", (output_id,))])
 
+    # idempotent answers ------------------------------------------------------
+    async def put_idempotent_answer(self, answer: IdempotentAnswer) -> None:
+        await self._run(self._transaction, [
+            ("DELETE FROM idempotent_answers WHERE expires_at < ?", (utcnow(),)),
+            _upsert("idempotent_answers", answer)])
+
+    async def get_idempotent_answer(self, key: str, now: str) -> IdempotentAnswer | None:
+        rows = await self._run(self._query, "SELECT * FROM idempotent_answers WHERE key = ? AND expires_at >= ?",
+                               key, now)
+        return IdempotentAnswer(**dict(rows[0])) if rows else None
+
     # blobs -------------------------------------------------------------------
     def _blob_file(self, key: str) -> Path:
         path = (self._blob_root / key).resolve()
@@ -492,6 +514,17 @@ class SQLiteStore(Store):
 
     async def delete_blob(self, key: str) -> None:
         await asyncio.to_thread(self._blob_file(key).unlink, missing_ok=True)
+
+    async def list_blobs(self, prefix: str) -> list[str]:
+        def walk() -> list[str]:
+            root = self._blob_root.resolve()
+            directory = self._blob_file(prefix)
+            if not directory.is_dir():
+                return []
+            return sorted(str(path.relative_to(root)) for path in directory.rglob("*")
+                          if path.is_file() and not path.name.endswith(".partial"))
+
+        return await asyncio.to_thread(walk)
 
 
 def _insert(table: str, row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:

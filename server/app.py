@@ -249,6 +249,8 @@ class ServeApp(BIApp):
                                                   parent=self)
         datasets.sweep_uploads()
         metrics = Metrics()
+        self.store_instance.failed.append(metrics.store_failed)
+        self.store_instance.retried.append(metrics.store_attempt_failed)
         self.metrics_server: BIHTTPServer | None = None
         try:
             self.metrics_server = self._serve_metrics(metrics)

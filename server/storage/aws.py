@@ -101,6 +101,9 @@ THROTTLED = {"Throttling", "ThrottlingException", "ProvisionedThroughputExceeded
              "SlowDown", "TooManyRequestsException", "LimitExceededException"}
 UNAVAILABLE = {"InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable",
                "RequestTimeout", "RequestTimeoutException"}
+NONCURRENT_DAYS_DATASETS = 90  # days an overwritten or deleted blob's old version is kept (as the stack has it)
+NONCURRENT_DAYS_OUTPUTS = 30
+MULTIPART_DAYS = 7  # days before an abandoned multipart upload is aborted
 PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 GROUP_INDEX = "by_group"  # the cache table's index of tables by user and results by variant
 GROUP_KEYS = ("gpk", "gsk")
@@ -402,7 +405,14 @@ class AWSStore(Store):
         return True
 
     def _secure_bucket(self, name: str) -> None:
+        """Versioned, encrypted, private, and with the stack's lifecycle rules (``ops/cloudformation``): old
+        versions (a deleted blob's too) expire, abandoned multipart uploads are aborted."""
         self._s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        days = NONCURRENT_DAYS_DATASETS if name == self.datasets_bucket else NONCURRENT_DAYS_OUTPUTS
+        self._s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [{
+            "ID": "expire-old-versions", "Status": "Enabled", "Filter": {"Prefix": ""},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": days},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": MULTIPART_DAYS}}]})
         self._s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
         self._s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={

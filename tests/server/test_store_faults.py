@@ -8,6 +8,7 @@ outlasts botocore's retries, and the service sees the failure.
 from __future__ import annotations
 
 import boto3
+from structlog.testing import capture_logs
 import pytest
 
 from ..fault_proxy import RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, FaultProxy, dynamodb, s3
@@ -190,3 +191,36 @@ async def test_r6_create_and_edit_whose_answers_were_lost_are_not_repeated(fault
                             headers=edit_key)
     assert again.code == 200 and again.json()["version"] == 2, again.body
     assert edited.code == 200 and edited.json()["version"] == 2, edited.body
+
+
+async def test_an_outage_answers_503_logs_one_line_and_shows_in_ready_and_metrics(faulty_server, faults):
+    """While the store is out: 503 ``storage_unavailable`` with Retry-After (a write says it may have been
+    saved), one log line per failed call and no traceback; /api/ready is not ready, then degraded for a while
+    once the store is back; /metrics counts the failed calls and attempts."""
+    token = "scrape-" + "s" * 32
+    api = await faulty_server(ServeApp__metrics_token=token)
+    me = await api.login()
+    faults.outage()
+    with capture_logs() as logs:
+        read = await api.fetch("GET", "/api/cards", token=me)
+        write = await api.fetch("POST", "/api/cards", token=me, json_body={"title": "t", "code": "1", "datasets": [],
+                                                                            "parameters": []})
+    out = await api.fetch("GET", "/api/ready")
+    faults.clear()
+    for response in (read, write):
+        assert response.code == 503 and response.error_code == "storage_unavailable", response.body
+        assert response.headers["Retry-After"] == "5"
+    assert "may have been saved" in write.json()["error"]["message"]
+    assert "may have been saved" not in read.json()["error"]["message"]
+    problems = [e for e in logs if e["log_level"] in ("warning", "error") and e["event"] != "request"]
+    assert [e["event"] for e in problems] == ["store_unavailable"] * 2, problems
+    assert not any("exc_info" in e for e in logs)
+    assert out.code == 503 and out.json()["checks"]["store"]["ok"] is False
+    back = (await api.fetch("GET", "/api/ready")).json()["checks"]["store"]
+    assert back["ok"] is True and back["degraded"] is True and "connection" in back["reason"]
+    metrics = (await api.fetch("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})).body.decode()
+    counted = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+               if line.startswith("bi_store_")}
+    # the two requests, and /api/ready's ping if it failed within its time
+    assert counted['bi_store_errors_total{reason="connection"}'] >= 2
+    assert counted['bi_store_failed_attempts_total{service="dynamodb"}'] >= 2 * ATTEMPTS

@@ -107,6 +107,7 @@ class BIApp(Application):
         "executor-key": ("server.app.ExecutorKeyApp", "Create the key pair that signs calls to executor agents."),
         "user": ("server.app.UserApp", "Manage users: bi user add."),
         "dashboards": ("server.dashboards_cli.DashboardsApp", "Export and import dashboards: bi dashboards export|import."),
+        "fsck": ("server.fsck_cli.FsckApp", "Check the store for what faults left behind; --repair fixes it."),
     }
 
     def initialize(self, argv: list[str] | None = None) -> None:

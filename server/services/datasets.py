@@ -131,7 +131,7 @@ class DatasetService(LoggingConfigurable):
             dataset = None
         versions = await self.store.delete_dataset(dataset_id)
         keys = {version.blob_key for version in versions}
-        keys.update(await self.store.list_blobs(f"datasets/{dataset_id}/"))
+        keys.update(key for key, _ in await self.store.list_blobs(f"datasets/{dataset_id}/"))
         for key in sorted(keys):
             await self.store.delete_blob(key)
         if dataset is not None:

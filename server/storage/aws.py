@@ -847,12 +847,35 @@ class AWSStore(Store):
         self._s3.delete_object(Bucket=self._bucket(key), Key=key)
         path.unlink(missing_ok=True)
 
-    async def list_blobs(self, prefix: str) -> list[str]:
+    async def list_blobs(self, prefix: str) -> list[tuple[str, float]]:
         return await self._run(self._list_blobs, prefix)
 
-    def _list_blobs(self, prefix: str) -> list[str]:
+    def _list_blobs(self, prefix: str) -> list[tuple[str, float]]:
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket(prefix), Prefix=prefix)
-        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+        return sorted((item["Key"], item["LastModified"].timestamp()) for page in pages
+                      for item in page.get("Contents", []))
+
+    # repair --------------------------------------------------------------------
+    async def list_headless(self) -> list[tuple[str, str]]:
+        return await self._run(self._list_headless)
+
+    def _list_headless(self) -> list[tuple[str, str]]:
+        """A scan of each versioned table's version items and of the shares, against their heads."""
+        found: list[tuple[str, str]] = []
+        for kind in (DATASETS, CARDS, DASHBOARDS):
+            versions = self._pages("scan", kind.table, FilterExpression="begins_with(sk, :v)",
+                                   ExpressionAttributeValues=_serialize({":v": "VERSION#"}), ProjectionExpression="pk")
+            found.extend((kind.noun, record_id) for record_id in self._without_head(
+                kind, {item["pk"]["S"].split("#", 1)[1] for item in versions}))
+        shares = self._pages("scan", "shares", FilterExpression="begins_with(pk, :d)",
+                             ExpressionAttributeValues=_serialize({":d": "DASHBOARD#"}), ProjectionExpression="pk")
+        found.extend(("share", dashboard_id) for dashboard_id in self._without_head(
+            DASHBOARDS, {item["pk"]["S"].split("#", 1)[1] for item in shares}))
+        return found
+
+    def _without_head(self, kind: Versioned, record_ids: set[str]) -> list[str]:
+        heads = self._batch_get(kind.table, [_meta_key(kind, record_id) for record_id in record_ids])
+        return sorted(record_ids - {item["pk"]["S"].split("#", 1)[1] for item in heads})
 
 
 # keys ------------------------------------------------------------------------

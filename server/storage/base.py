@@ -252,5 +252,13 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         """Delete a blob; a missing one is not an error."""
 
     @abc.abstractmethod
-    async def list_blobs(self, prefix: str) -> list[str]:
-        """The keys of the blobs under ``prefix`` (which names a directory: it ends in ``/``), sorted."""
+    async def list_blobs(self, prefix: str) -> list[tuple[str, float]]:
+        """The blobs under ``prefix`` (which names a directory: it ends in ``/``), sorted by key: each key
+        with when it was stored (seconds since the epoch)."""
+
+    # repair --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_headless(self) -> list[tuple[str, str]]:
+        """Records whose head is gone but whose versions are not (a deletion cut short): (noun, id) each,
+        for ``delete_dataset``, ``delete_card`` or ``delete_dashboard`` to finish; and ("share",
+        dashboard id) for shares of a dashboard that is gone."""

@@ -515,16 +515,27 @@ class SQLiteStore(Store):
     async def delete_blob(self, key: str) -> None:
         await asyncio.to_thread(self._blob_file(key).unlink, missing_ok=True)
 
-    async def list_blobs(self, prefix: str) -> list[str]:
-        def walk() -> list[str]:
+    async def list_blobs(self, prefix: str) -> list[tuple[str, float]]:
+        def walk() -> list[tuple[str, float]]:
             root = self._blob_root.resolve()
             directory = self._blob_file(prefix)
             if not directory.is_dir():
                 return []
-            return sorted(str(path.relative_to(root)) for path in directory.rglob("*")
+            return sorted((str(path.relative_to(root)), path.stat().st_mtime) for path in directory.rglob("*")
                           if path.is_file() and not path.name.endswith(".partial"))
 
         return await asyncio.to_thread(walk)
+
+    async def list_headless(self) -> list[tuple[str, str]]:
+        """Deletions cascade in one transaction here: only a database changed by hand has any."""
+        found: list[tuple[str, str]] = []
+        for kind in (DATASETS, CARDS, DASHBOARDS):
+            rows = await self._run(self._query, f"SELECT DISTINCT {kind.key} FROM {kind.versions_table} WHERE "
+                                                f"{kind.key} NOT IN (SELECT id FROM {kind.table})")
+            found.extend((kind.noun, row[0]) for row in rows)
+        rows = await self._run(self._query, "SELECT DISTINCT dashboard_id FROM shares WHERE dashboard_id NOT IN "
+                                            "(SELECT id FROM dashboards)")
+        return found + [("share", row[0]) for row in rows]
 
 
 def _insert(table: str, row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:

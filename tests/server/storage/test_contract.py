@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 import uuid
 
 import pytest
@@ -399,7 +400,9 @@ class TestBlobs:
         source.write_bytes(b"x")
         for key in ("datasets/d1/v2.parquet", "datasets/d1/v1.parquet", "datasets/d10/v1.parquet"):
             await store.put_blob(key, source)
-        assert await store.list_blobs("datasets/d1/") == ["datasets/d1/v1.parquet", "datasets/d1/v2.parquet"]
+        listed = await store.list_blobs("datasets/d1/")
+        assert [key for key, _ in listed] == ["datasets/d1/v1.parquet", "datasets/d1/v2.parquet"]
+        assert all(abs(stored - time.time()) < 60 for _, stored in listed)
         assert await store.list_blobs("datasets/none/") == []
 
 

@@ -81,7 +81,7 @@ from ..errors import ConflictError, NotFoundError, StorageUnavailableError, Stor
 from ..logs import get_logger
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       IdempotentAnswer, OutputTable, Share, User)
-from .base import PROFILE_FIELDS, Store
+from .base import PROFILE_FIELDS, Store, blob_prefix
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
@@ -848,7 +848,7 @@ class AWSStore(Store):
         path.unlink(missing_ok=True)
 
     async def list_blobs(self, prefix: str) -> list[tuple[str, float]]:
-        return await self._run(self._list_blobs, prefix)
+        return await self._run(self._list_blobs, blob_prefix(prefix))
 
     def _list_blobs(self, prefix: str) -> list[tuple[str, float]]:
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket(prefix), Prefix=prefix)

@@ -20,11 +20,20 @@ from typing import Any
 from traitlets import MetaHasTraits, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ..errors import NotFoundError
 from ..models import (CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       IdempotentAnswer, OutputTable, Share, User)
 
 # The user fields a user may change on themselves (``PATCH /api/me``).
 PROFILE_FIELDS = ("name", "locale")
+
+
+def blob_prefix(prefix: str) -> str:
+    """``prefix`` if it names a directory of plain names (``datasets/<id>/``); ``NotFoundError`` if not."""
+    parts = prefix.split("/")
+    if parts[-1] != "" or any(part in ("", ".", "..") or "\0" in part for part in parts[:-1]):
+        raise NotFoundError(f"No blobs under {prefix!r}.")
+    return prefix
 
 
 class _StoreMeta(abc.ABCMeta, MetaHasTraits):
@@ -254,7 +263,8 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def list_blobs(self, prefix: str) -> list[tuple[str, float]]:
         """The blobs under ``prefix`` (which names a directory: it ends in ``/``), sorted by key: each key
-        with when it was stored (seconds since the epoch)."""
+        with when it was stored (seconds since the epoch). ``NotFoundError`` for a prefix with an empty,
+        ``.``, ``..`` or NUL part (``blob_prefix``)."""
 
     # repair --------------------------------------------------------------------
     @abc.abstractmethod

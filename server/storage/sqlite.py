@@ -23,7 +23,7 @@ from ..errors import ConflictError, NotFoundError, StoreClosedError
 from ..private_files import private_dir, private_file
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       IdempotentAnswer, OutputTable, Share, User, utcnow)
-from .base import PROFILE_FIELDS, Store
+from .base import PROFILE_FIELDS, Store, blob_prefix
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
 
 T = TypeVar("T")
@@ -518,7 +518,7 @@ class SQLiteStore(Store):
     async def list_blobs(self, prefix: str) -> list[tuple[str, float]]:
         def walk() -> list[tuple[str, float]]:
             root = self._blob_root.resolve()
-            directory = self._blob_file(prefix)
+            directory = self._blob_file(blob_prefix(prefix))
             if not directory.is_dir():
                 return []
             return sorted((str(path.relative_to(root)), path.stat().st_mtime) for path in directory.rglob("*")

@@ -404,6 +404,9 @@ class TestBlobs:
         assert [key for key, _ in listed] == ["datasets/d1/v1.parquet", "datasets/d1/v2.parquet"]
         assert all(abs(stored - time.time()) < 60 for _, stored in listed)
         assert await store.list_blobs("datasets/none/") == []
+        for hostile in ("datasets/../", "datasets/d1/../../", "./", "/", "datasets/d1", "datasets/\0/"):
+            with pytest.raises(NotFoundError):
+                await store.list_blobs(hostile)
 
 
 class TestIdempotentAnswers:

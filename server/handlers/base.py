@@ -29,6 +29,7 @@ from ..services.cards import CardService
 from ..services.datasets import DatasetService
 from ..services.idempotency import IdempotencyService
 from ..services.users import UserService
+from ..storage.base import request_scope
 
 STATUS_OF_ERROR: dict[type[BIError], int] = {
     InvalidRequestError: 400,
@@ -135,6 +136,7 @@ class APIHandler(web.RequestHandler):
 
     async def prepare(self) -> None:
         structlog.contextvars.bind_contextvars(request_id=self.request_id)
+        request_scope.set(self.request_id)
         if self.auth_required and self.request.method != "OPTIONS":
             self.user = await self.auth.authenticate(self._bearer_token())
             structlog.contextvars.bind_contextvars(user_id=self.user.id)

@@ -55,14 +55,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import dataclasses
 import datetime
 import functools
+import hashlib
 import json
 import os
 import random
 import tempfile
 import time
+import uuid
 import zlib
 from decimal import Decimal
 from pathlib import Path
@@ -81,7 +84,7 @@ from ..errors import ConflictError, NotFoundError, StorageUnavailableError, Stor
 from ..logs import get_logger
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       IdempotentAnswer, OutputTable, Share, User)
-from .base import PROFILE_FIELDS, Store, blob_prefix
+from .base import PROFILE_FIELDS, Store, blob_prefix, request_scope
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
@@ -169,8 +172,10 @@ class AWSStore(Store):
         """Run ``fn`` on the pool; what the SDK could not get through its retries is ``StorageUnavailableError``."""
         if self._closed or self._executor is None:
             raise StoreClosedError("The store is closed.")
+        context = contextvars.copy_context()  # the thread sees the request's (``request_scope``)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, functools.partial(context.run, fn, *args))
         except (ClientError, BotoConnectionError, HTTPClientError, S3UploadFailedError) as exc:
             reason = _unavailable(exc)
             if reason is None:
@@ -273,10 +278,15 @@ class AWSStore(Store):
     def _transact(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run a write transaction: ``[]`` when it commits, else the cancellation reasons.
 
-        Reasons other than a failed condition or a conflicting transaction propagate.
+        Reasons other than a failed condition or a conflicting transaction propagate. Its
+        ``ClientRequestToken`` derives from the request and the actions: a repeat of the same write for
+        the same request (botocore's retries, a repeat after an answer was lost) is answered by
+        DynamoDB from the first, within its 10 minutes, instead of running again.
         """
+        scope = request_scope.get() or uuid.uuid4().hex
+        token = hashlib.sha256(f"{scope}\n{json.dumps(actions, sort_keys=True, default=str)}".encode())
         try:
-            self._dynamodb.transact_write_items(TransactItems=actions)
+            self._dynamodb.transact_write_items(TransactItems=actions, ClientRequestToken=token.hexdigest()[:36])
         except ClientError as exc:
             reasons = exc.response.get("CancellationReasons", [])
             if _code(exc) != "TransactionCanceledException" or not reasons or any(

@@ -13,6 +13,7 @@ threads so the event loop never waits on disk or network.
 from __future__ import annotations
 
 import abc
+import contextvars
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ from ..models import (CachedResult, Card, CardVersion, Dashboard, DashboardVersi
 
 # The user fields a user may change on themselves (``PATCH /api/me``).
 PROFILE_FIELDS = ("name", "locale")
+
+
+# The API request a store call serves (its request id), set by the API handler: idempotency tokens
+# the store sends (DynamoDB's ClientRequestToken) derive from it and the write.
+request_scope: contextvars.ContextVar[str] = contextvars.ContextVar("request_scope", default="")
 
 
 def blob_prefix(prefix: str) -> str:

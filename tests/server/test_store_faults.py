@@ -7,6 +7,9 @@ outlasts botocore's retries, and the service sees the failure.
 
 from __future__ import annotations
 
+import json
+import re
+
 import boto3
 from structlog.testing import capture_logs
 import pytest
@@ -70,7 +73,9 @@ async def test_r1_upload_whose_commit_answer_was_lost_keeps_its_parquet(faulty_s
     lose_answers(faults, dynamodb("TransactWriteItems"))
     created = await upload(api, "売上", CSV, token)
     assert [f for _, _, f in faults.faults()] == [RESET_AFTER] + [RESET_BEFORE] * (ATTEMPTS - 1)
+    tokens = {json.loads(r.body)["ClientRequestToken"] for r, _ in faults.seen if is_transaction_on("DATASET")(r)}
     faults.clear()
+    assert len(tokens) == 1 and re.fullmatch("[0-9a-f]{36}", tokens.pop()), "one token, derived from the request"
     [dataset] = (await api.fetch("GET", "/api/datasets", token=token)).json()["datasets"]
     preview = await api.fetch("GET", f"/api/datasets/{dataset['id']}/preview", token=token)
     assert preview.code == 200, preview.body

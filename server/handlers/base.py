@@ -287,7 +287,7 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
     @functools.wraps(method)
     async def run_once(self: APIHandler, *args: Any, **kwargs: Any) -> None:
         key = self.request.headers.get("Idempotency-Key")
-        if key is None or self.user is None:
+        if key is None or self.user is None or self._finished:  # _finished: an upload refused before its body
             return await method(self, *args, **kwargs)
         service: IdempotencyService = self.settings["idempotency"]
         request = (self.user, self.request.method or "", self.request.path, key, self.request.body or b"")

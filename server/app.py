@@ -54,6 +54,7 @@ from .services.output_tables import OutputTables
 from .services.readiness import ReadinessService
 from .services.session_rights import SessionRights
 from .services.datasets import DatasetService
+from .services.idempotency import IdempotencyService
 from .services.users import UserService
 from .storage.aws import AWSStore
 from .storage.base import Store
@@ -108,6 +109,7 @@ class BIApp(Application):
         "executor-key": ("server.app.ExecutorKeyApp", "Create the key pair that signs calls to executor agents."),
         "user": ("server.app.UserApp", "Manage users: bi user add."),
         "dashboards": ("server.dashboards_cli.DashboardsApp", "Export and import dashboards: bi dashboards export|import."),
+        "fsck": ("server.fsck_cli.FsckApp", "Check the store for what faults left behind; --repair fixes it."),
     }
 
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -250,6 +252,8 @@ class ServeApp(BIApp):
                                                   parent=self)
         datasets.sweep_uploads()
         metrics = Metrics()
+        self.store_instance.failed.append(metrics.store_failed)
+        self.store_instance.retried.append(metrics.store_attempt_failed)
         self.metrics_server: BIHTTPServer | None = None
         try:
             self.metrics_server = self._serve_metrics(metrics)
@@ -283,6 +287,7 @@ class ServeApp(BIApp):
             live_sessions=self.live_sessions, output_tables=tables, audit=AuditLog(self.store_instance),
             session_rights=session_rights,
             readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
+            idempotency=IdempotencyService(self.store_instance, parent=self),
             jupyter_kernels=self.jupyter_kernels,
             jupyter_sessions=JupyterSessions(self.jupyter_kernels, parent=self),
             cors_origins=tuple(self.cors_origins), trusted_proxies=self.proxies,

@@ -129,6 +129,15 @@ class ServiceUnavailableError(BIError):
     code = "unavailable"
 
 
+class StorageUnavailableError(BIError):
+    """The store did not answer after its retries (throttling, 5xx, a lost connection, a timeout).
+
+    The outcome of a write that fails so is unknown: it may have been saved. Services read back
+    before they undo anything (``services/store_writes.py``)."""
+
+    code = "storage_unavailable"
+
+
 class StoreClosedError(BIError):
     """The store was closed; the server is shutting down."""
 

@@ -23,10 +23,22 @@ class Metrics:
         self.responses = Counter(
             "bi_http_responses", "HTTP responses by route and status class.",
             ["method", "endpoint", "status_class"], registry=self.registry)
+        self.store_errors = Counter(
+            "bi_store_errors", "Store calls that failed after their retries, by reason (throttled, unavailable, "
+            "connection).", ["reason"], registry=self.registry)
+        self.store_retries = Counter(
+            "bi_store_failed_attempts", "Store call attempts that failed the way the AWS SDK retries (every one "
+            "but the last of a call that failed), by service.", ["service"], registry=self.registry)
 
     def observe_request(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         self.request_seconds.labels(method, endpoint).observe(seconds)
         self.responses.labels(method, endpoint, f"{status // 100}xx").inc()
+
+    def store_failed(self, reason: str) -> None:
+        self.store_errors.labels(reason).inc()
+
+    def store_attempt_failed(self, service: str) -> None:
+        self.store_retries.labels(service).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -201,6 +201,19 @@ class Dashboard:
 
 
 @dataclasses.dataclass(frozen=True)
+class IdempotentAnswer:
+    """The answer to a create or save sent with an ``Idempotency-Key``: a retry with the key gets it again
+    until ``expires_at`` (``handlers/idempotency.py``)."""
+
+    key: str  # a digest of the caller, the method, the path and the key
+    fingerprint: str  # a digest of the request body: the same key with another body is refused
+    status: int
+    headers: str  # JSON: the Location and ETag headers answered
+    body: str
+    expires_at: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Share:
     """``user_id`` may view or edit the dashboard (and so run, or change, its cards)."""
 

@@ -58,7 +58,7 @@ class EcsExecutors:
         self.name = service
         self.port = port
         self.ecs = client or boto3.client("ecs", region_name=region,
-                                          config=Config(retries={"mode": "standard", "max_attempts": 3}))
+                                          config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
         self._protected: dict[str, float] = {}  # task ARN -> when protection was last set
 
     async def discover(self) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import LOCALES, User
-from .base import APIHandler
+from .base import APIHandler, idempotent
 
 LOGIN_SCHEMA = {
     "type": "object",
@@ -84,6 +84,7 @@ class UsersHandler(APIHandler):
         users = await self.users.list_by(self.user)
         self.write_json({"users": [u.public() for u in users]})
 
+    @idempotent
     async def post(self) -> None:
         assert self.user is not None
         body = self.json_body(NEW_USER_SCHEMA)

@@ -3,10 +3,12 @@ shape, one log line."""
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, overload
 
 import jsonschema
@@ -18,14 +20,16 @@ from .. import json_io
 from ..errors import (AccessRevokedError, AuthenticationError, BIError, ConflictError, DatasetNotReadableError, ExecutionTimeoutError,
                       InvalidJSONError, InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
                       PayloadTooLargeError, PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
-                      ServiceUnavailableError, StoreClosedError, UnprocessableError, quoted)
+                      ServiceUnavailableError, StorageUnavailableError, StoreClosedError, UnprocessableError, quoted)
 from ..client_address import TrustedProxies
 from ..limits import JSON_BODY_BYTES, PUBLIC_BODY_BYTES
 from ..models import User
 from ..services.auth import AuthService
 from ..services.cards import CardService
 from ..services.datasets import DatasetService
+from ..services.idempotency import IdempotencyService
 from ..services.users import UserService
+from ..storage.base import request_scope
 
 STATUS_OF_ERROR: dict[type[BIError], int] = {
     InvalidRequestError: 400,
@@ -44,6 +48,7 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     PreconditionRequiredError: 428,
     RateLimitedError: 429,
     StoreClosedError: 503,
+    StorageUnavailableError: 503,
     ServiceUnavailableError: 503,
 }
 
@@ -65,6 +70,8 @@ UNAVAILABLE_RETRY_SECONDS = 5  # Retry-After of a 503: an executor or the store 
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")  # ASCII digits only: int() would also take "１", "+1", " 1", "1_0"
+
+REPLAYED_HEADERS = ("Location", "ETag")  # what a replayed idempotent answer repeats besides its status and body
 
 log = structlog.get_logger("bi.http")
 
@@ -101,6 +108,7 @@ class APIHandler(web.RequestHandler):
     max_body_bytes = JSON_BODY_BYTES
     user: User | None = None
     request_id = ""
+    answer: bytes | None = None  # the JSON body written, for ``idempotent``
 
     def initialize(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -136,6 +144,7 @@ class APIHandler(web.RequestHandler):
 
     async def prepare(self) -> None:
         structlog.contextvars.bind_contextvars(request_id=self.request_id)
+        request_scope.set(self.request_id)
         if self.auth_required and self.request.method != "OPTIONS":
             self.user = await self.auth.authenticate(self._bearer_token())
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
@@ -183,7 +192,8 @@ class APIHandler(web.RequestHandler):
         origin = self.request.headers.get("Origin")
         if origin and origin_allowed(self.settings, origin):
             self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, Location, ETag")
+            self.set_header("Access-Control-Expose-Headers",
+                            "X-Request-ID, Retry-After, Location, ETag, Idempotent-Replayed")
             self.add_header("Vary", "Origin")
 
     def options(self, *args: Any, **kwargs: Any) -> None:
@@ -191,7 +201,7 @@ class APIHandler(web.RequestHandler):
         if "Access-Control-Allow-Origin" in self._headers:
             self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
             self.set_header("Access-Control-Allow-Headers",
-                            "Authorization, Content-Type, If-Match, X-Request-ID")
+                            "Authorization, Content-Type, If-Match, X-Request-ID, Idempotency-Key")
             self.set_header("Access-Control-Max-Age", "600")
         self.set_status(204)
 
@@ -220,7 +230,8 @@ class APIHandler(web.RequestHandler):
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json_io.dumps(body))
+        self.answer = json_io.dumps(body)
+        self.finish(self.answer)
 
     @overload
     def int_argument(self, name: str, default: int, low: int, high: int) -> int: ...
@@ -250,7 +261,11 @@ class APIHandler(web.RequestHandler):
             self.set_header("Connection", "close")
         if isinstance(exc, BIError):
             status_code = STATUS_OF_ERROR.get(type(exc), 400)
-            body = {"code": exc.code, "message": exc.message, "details": exc.details}
+            message = exc.message
+            if isinstance(exc, StorageUnavailableError) and self.request.method not in ("GET", "HEAD"):
+                message += (" Your change may have been saved: reload before making it again, or repeat"
+                            " the request with the same Idempotency-Key.")
+            body = {"code": exc.code, "message": message, "details": exc.details}
             if isinstance(exc, RateLimitedError):
                 self.set_header("Retry-After", str(exc.retry_after))
             elif status_code == 503:
@@ -275,6 +290,32 @@ class APIHandler(web.RequestHandler):
             return
         log.error("unhandled_exception", request_id=self.request_id, endpoint=self.endpoint,
                   exc_info=(typ, value, tb))
+
+
+def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Marks a create or save: sent with an ``Idempotency-Key``, its retries get its first successful
+    answer again instead of running (``services/idempotency.py``)."""
+    @functools.wraps(method)
+    async def run_once(self: APIHandler, *args: Any, **kwargs: Any) -> None:
+        key = self.request.headers.get("Idempotency-Key")
+        if key is None or self.user is None or self._finished:  # _finished: an upload refused before its body
+            return await method(self, *args, **kwargs)
+        service: IdempotencyService = self.settings["idempotency"]
+        request = (self.user, self.request.method or "", self.request.path, key, self.request.body or b"")
+        first = await service.first_answer(*request)
+        if first is not None:
+            for name, value in json.loads(first.headers).items():
+                self.set_header(name, value)
+            self.set_header("Idempotent-Replayed", "true")
+            self.set_status(first.status)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(first.body.encode())
+            return
+        await method(self, *args, **kwargs)
+        if 200 <= self.get_status() < 300 and self.answer is not None:
+            headers = {name: str(self._headers[name]) for name in REPLAYED_HEADERS if name in self._headers}
+            await service.keep(*request, self.get_status(), headers, self.answer)
+    return run_once
 
 
 def megabytes(size: int) -> str:

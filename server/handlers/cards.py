@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import InvalidRequestError
 from ..models import Card, CardVersion
 from ..services.card_schema import CARD_VERSION, NEW_CARD
-from .base import APIHandler
+from .base import APIHandler, idempotent
 
 IF_MATCH = re.compile(r'^\s*"(\d{1,9})"\s*$')
 
@@ -64,6 +64,7 @@ class CardsHandler(CardAPIHandler):
         pairs = await self.cards.list_visible(self.user)
         self.write_json({"cards": [without_code(card_json(c, v)) for c, v in pairs]})
 
+    @idempotent
     async def post(self) -> None:
         assert self.user is not None
         body = self.json_body(NEW_CARD)
@@ -79,6 +80,7 @@ class CardHandler(CardAPIHandler):
         assert self.user is not None
         self.write_card(*await self.cards.get_visible(self.user, card_id))
 
+    @idempotent
     async def put(self, card_id: str) -> None:
         assert self.user is not None
         body = self.json_body(CARD_VERSION)

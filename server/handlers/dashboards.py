@@ -13,7 +13,7 @@ from typing import Any
 from ..models import Dashboard, DashboardVersion
 from ..services.dashboard_live import DashboardHub, dashboard_json
 from ..services.dashboards import DashboardService
-from .base import APIHandler
+from .base import APIHandler, idempotent
 from .cards import RUN_SCHEMA, CardAPIHandler
 
 ANY_OBJECT = {"type": "object"}
@@ -52,6 +52,7 @@ class DashboardsHandler(DashboardAPIHandler):
         listed = await self.dashboards.list_visible(self.user)
         self.write_json({"dashboards": [dashboard_json(d, v, a) for d, v, a in listed]})
 
+    @idempotent
     async def post(self) -> None:
         assert self.user is not None
         dashboard, version = await self.dashboards.create(self.user, self.json_body(ANY_OBJECT))
@@ -60,6 +61,7 @@ class DashboardsHandler(DashboardAPIHandler):
 
 
 class DashboardImportHandler(DashboardAPIHandler):
+    @idempotent
     async def post(self) -> None:
         """Create the dashboard of the document's uid, or save a new version of it."""
         assert self.user is not None
@@ -72,6 +74,7 @@ class DashboardHandler(DashboardAPIHandler):
         assert self.user is not None
         self.write_dashboard(*await self.dashboards.get_visible(self.user, dashboard_id))
 
+    @idempotent
     async def put(self, dashboard_id: str) -> None:
         assert self.user is not None
         body = self.json_body(ANY_OBJECT)
@@ -99,6 +102,7 @@ class DashboardVersionsHandler(DashboardAPIHandler):
 
 
 class DashboardRestoreHandler(DashboardAPIHandler):
+    @idempotent
     async def post(self, dashboard_id: str, number: str) -> None:
         """Save the document of an earlier version as the newest version."""
         assert self.user is not None

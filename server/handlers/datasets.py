@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import BIError, InvalidRequestError
 from ..limits import QUERY_INTEGER_MAX
 from ..models import Dataset, DatasetVersion
-from .base import APIHandler, megabytes
+from .base import APIHandler, idempotent, megabytes
 from .upload_sink import UploadSink
 
 MULTIPART_OVERHEAD = 64 * 1024
@@ -83,6 +83,7 @@ class DatasetsHandler(UploadHandler):
         pairs = await self.datasets.list_visible(self.user)
         self.write_json({"datasets": [dataset_json(d, v) for d, v in pairs]})
 
+    @idempotent
     async def post(self) -> None:
         if self._finished:
             return
@@ -102,6 +103,7 @@ class DatasetVersionsHandler(UploadHandler):
         versions = await self.datasets.list_versions(self.user, dataset_id)
         self.write_json({"versions": [v.public() for v in versions]})
 
+    @idempotent
     async def post(self, dataset_id: str) -> None:
         if self._finished:
             return

@@ -9,7 +9,9 @@ reads, the parameter values and the kernel image version (DESIGN §9). A new dat
 the code or a kernel upgrade changes the key, so a cached result is never stale; a result is served
 only to runs of the same author's code on the same data. A miss runs the
 card in a fresh kernel of the caller (destroyed afterwards) and caches results that finished (ok,
-or a card error); timeouts, truncated output and dead kernels are not cached. Cached outputs are a
+or a card error) once the tables of their DataFrame outputs are stored; timeouts, truncated output,
+dead kernels and tables that did not reach the store are not cached. A cached result whose outputs
+blob or tables are gone is a miss. Cached outputs are a
 JSON blob (the object store), indexed in the store's cache table.
 
 Entries of one card and parameter values (a variant) that differ in code, data or kernel version
@@ -184,9 +186,12 @@ class CardRunner(LoggingConfigurable):
 
     async def _cached(self, key: str) -> dict[str, Any] | None:
         cached = await self.store.get_cached_result(key)
-        if cached is None:
+        if cached is None or not await self.tables.stored(cached.output_ids):
             return None
-        outputs = json.loads((await self.store.blob_path(cached.blob_key)).read_bytes())
+        try:
+            outputs = json.loads((await self.store.blob_path(cached.blob_key)).read_bytes())
+        except NotFoundError:
+            return None
         return {"status": cached.status, "outputs": outputs, "cached": True,
                 "execution_time_ms": cached.execution_time_ms}
 
@@ -199,7 +204,8 @@ class CardRunner(LoggingConfigurable):
             result = await session.execute(version.code, card_id=version.card_id)  # a timeout: 408
         finally:
             await self.pool.close_session(session, "card_run_finished")
-        if result.status in CACHEABLE and not (result.truncated or result.kernel_restarted):
+        if (result.status in CACHEABLE and not (result.truncated or result.kernel_restarted)
+                and await self.tables.stored(output_ids(result.outputs))):
             await self._store(key, version.card_id, values, result.status, result.outputs, result.execution_time_ms)
         return {"status": result.status, "outputs": result.outputs, "cached": False,
                 "execution_time_ms": result.execution_time_ms}

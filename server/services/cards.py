@@ -27,6 +27,7 @@ from .audit import record
 from ..models import Card, CardVersion, User, utcnow
 from ..storage.base import Store
 from .datasets import DatasetService
+from .store_writes import settle
 
 Access = Literal["owner", "edit", "view"]
 Shares = Callable[[User, Card], Awaitable[Access | None]]
@@ -74,7 +75,7 @@ class CardService(LoggingConfigurable):
         version = _version(uuid.uuid4().hex, 1, user, title, code, datasets, parameters)
         card = Card(id=version.card_id, owner_id=user.id, current_version=1,
                     created_at=version.created_at, updated_at=version.created_at)
-        await self.store.create_card(card, version)
+        await settle(self.store.create_card(card, version), lambda: self._landed(version), card_id=card.id)
         await record(self.store, "card_created", card_id=card.id, owner_id=user.id, version=1)
         return card, version
 
@@ -91,7 +92,8 @@ class CardService(LoggingConfigurable):
         await self._check_datasets(user, datasets, known=current.datasets if current else ())
         version = _version(card.id, expected + 1, user, title, code, datasets, parameters)
         try:
-            await self.store.add_card_version(version, expected)
+            await settle(self.store.add_card_version(version, expected), lambda: self._landed(version),
+                         card_id=card.id)
         except ConflictError:
             latest = await self.store.get_card(card.id)
             if latest is None:
@@ -103,9 +105,22 @@ class CardService(LoggingConfigurable):
         return dataclasses.replace(card, current_version=version.version, updated_at=version.created_at), version
 
     async def delete(self, user: User, card_id: str) -> None:
-        card = await self._authorize(user, card_id, "owner")
+        """Delete the card, or finish a deletion cut short: a card that is gone is no error."""
+        try:
+            card = await self._authorize(user, card_id, "owner")
+        except NotFoundError:
+            if await self.store.get_card(card_id) is not None:
+                raise
+            await self.store.delete_card(card_id)
+            return
         await self.store.delete_card(card.id)
         await record(self.store, "card_deleted", card_id=card.id, owner_id=card.owner_id, user_id=user.id)
+
+    async def _landed(self, version: CardVersion) -> bool:
+        """Whether ``version`` is stored (read back after a write whose outcome is unknown)."""
+        stored = await self.store.get_card_version(version.card_id, version.version)
+        return stored is not None and (stored.created_at, stored.created_by) == (version.created_at,
+                                                                                 version.created_by)
 
     async def _check_datasets(self, user: User, datasets: list[str], known: tuple[str, ...]) -> None:
         """Datasets new to the card must be visible to ``user``; ones it already reads stay."""

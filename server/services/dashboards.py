@@ -24,13 +24,14 @@ from traitlets.config import LoggingConfigurable
 
 import dashboards_spec
 
-from ..errors import (InvalidRequestError, NotFoundError, PermissionDeniedError, PreconditionRequiredError,
+from ..errors import (BIError, InvalidRequestError, NotFoundError, PermissionDeniedError, PreconditionRequiredError,
                       UnprocessableError, ConflictError)
 from .audit import record
 from ..models import Card, Dashboard, DashboardVersion, Permission, Share, User, normalise_email, utcnow
 from ..storage.base import Store
 from .cards import RANK, Access, CardService
 from .datasets import DatasetService, may_read
+from .store_writes import settle
 
 
 class DashboardService(LoggingConfigurable):
@@ -140,12 +141,14 @@ class DashboardService(LoggingConfigurable):
         if await self.store.get_dashboard_by_uid(uid) is not None:
             raise ConflictError(f"A dashboard with the uid {uid!r} exists; import the document to update it.",
                                 {"uid": uid})
-        stored = await self._store_form(user, document, previous=None)
+        created: list[str] = []
+        stored = await self._store_form(user, document, None, created)
         now = utcnow()
         dashboard = Dashboard(id=uuid.uuid4().hex, uid=uid, owner_id=user.id, current_version=1,
                               created_at=now, updated_at=now)
         version = DashboardVersion(dashboard.id, 1, stored, now, user.id)
-        await self.store.create_dashboard(dashboard, version)
+        await settle(self.store.create_dashboard(dashboard, version), lambda: self._landed(version),
+                     lambda: self._drop_cards(created), dashboard_id=dashboard.id)
         await record(self.store, "dashboard_created", dashboard_id=dashboard.id, owner_id=user.id, uid=uid)
         return dashboard, version
 
@@ -163,8 +166,9 @@ class DashboardService(LoggingConfigurable):
         if expected != dashboard.current_version:
             raise _stale(dashboard, expected)
         previous = await self._version_of(dashboard, expected)
-        stored = await self._store_form(user, document, previous.document)
-        return await self._save(user, dashboard, expected, stored)
+        created: list[str] = []
+        stored = await self._store_form(user, document, previous.document, created)
+        return await self._save(user, dashboard, expected, stored, created)
 
     async def restore(self, user: User, dashboard_id: str, number: int) -> tuple[Dashboard, DashboardVersion]:
         """A new version with the document of version ``number``; an editor's keeps only the cards on
@@ -189,11 +193,14 @@ class DashboardService(LoggingConfigurable):
                                 " document another uid to import it as a new dashboard.", {"uid": existing.uid}) from None
         return (*await self.update(user, dashboard.id, dashboard.current_version, document), False)
 
-    async def _save(self, user: User, dashboard: Dashboard, expected: int,
-                    stored: dict[str, Any]) -> tuple[Dashboard, DashboardVersion]:
+    async def _save(self, user: User, dashboard: Dashboard, expected: int, stored: dict[str, Any],
+                    created: list[str] | None = None) -> tuple[Dashboard, DashboardVersion]:
+        """Save ``stored`` as the version after ``expected``; if it is known not saved, delete the cards
+        made for it (``created``)."""
         version = DashboardVersion(dashboard.id, expected + 1, stored, utcnow(), user.id)
         try:
-            await self.store.add_dashboard_version(version, expected)
+            await settle(self.store.add_dashboard_version(version, expected), lambda: self._landed(version),
+                         lambda: self._drop_cards(created or []), dashboard_id=dashboard.id)
         except ConflictError:
             latest = await self.store.get_dashboard(dashboard.id)
             if latest is None:
@@ -204,24 +211,50 @@ class DashboardService(LoggingConfigurable):
                                    updated_at=version.created_at), version
 
     async def delete(self, user: User, dashboard_id: str) -> None:
-        dashboard, _ = await self.authorize(user, dashboard_id, "owner")
-        shares = await self.store.list_shares(dashboard.id)
-        await self.store.delete_dashboard(dashboard.id)
+        """Delete the dashboard (head first: then nothing can be added to it), its versions and shares; or
+        finish a deletion cut short: a dashboard that is gone is no error."""
+        try:
+            dashboard: Dashboard | None = (await self.authorize(user, dashboard_id, "owner"))[0]
+        except NotFoundError:
+            if await self.store.get_dashboard(dashboard_id) is not None:
+                raise
+            dashboard = None
+        shares = await self.store.list_shares(dashboard_id)
+        await self.store.delete_dashboard(dashboard_id)
         for share in shares:
-            self._tell_revoked(dashboard.id, share.user_id)
-        await record(self.store, "dashboard_deleted", dashboard_id=dashboard.id, owner_id=dashboard.owner_id, user_id=user.id)
+            self._tell_revoked(dashboard_id, share.user_id)
+        if dashboard is not None:
+            await record(self.store, "dashboard_deleted", dashboard_id=dashboard.id, owner_id=dashboard.owner_id,
+                         user_id=user.id)
 
-    async def _store_form(self, user: User, document: dict[str, Any],
-                          previous: dict[str, Any] | None) -> dict[str, Any]:
-        """The document with every card a reference; inline cards saved as cards."""
+    async def _landed(self, version: DashboardVersion) -> bool:
+        """Whether ``version`` is stored (read back after a write whose outcome is unknown)."""
+        stored = await self.store.get_dashboard_version(version.dashboard_id, version.version)
+        return stored is not None and (stored.created_at, stored.created_by) == (version.created_at,
+                                                                                 version.created_by)
+
+    async def _drop_cards(self, card_ids: list[str]) -> None:
+        """Delete the cards saved for a dashboard version that was not stored."""
+        for card_id in card_ids:
+            await self.store.delete_card(card_id)
+
+    async def _store_form(self, user: User, document: dict[str, Any], previous: dict[str, Any] | None,
+                          created: list[str]) -> dict[str, Any]:
+        """The document with every card a reference; inline cards saved as cards (new ones added to
+        ``created``; all deleted again if a later one fails)."""
         before = {entry["key"]: entry["card"] for entry in (previous or {}).get("cards", [])}
         cards = []
-        for index, entry in enumerate(document["cards"]):
-            if "card" in entry:
-                await self._check_reference(user, index, entry["card"], before)
-                cards.append(entry)
-            else:
-                cards.append({"key": entry["key"], "card": await self._save_inline(user, index, entry, before)})
+        try:
+            for index, entry in enumerate(document["cards"]):
+                if "card" in entry:
+                    await self._check_reference(user, index, entry["card"], before)
+                    cards.append(entry)
+                else:
+                    card_id = await self._save_inline(user, index, entry, before, created)
+                    cards.append({"key": entry["key"], "card": card_id})
+        except BIError:
+            await self._drop_cards(created)
+            raise
         return {**document, "cards": cards}
 
     async def _check_reference(self, user: User, index: int, card_id: str, before: dict[str, str]) -> None:
@@ -233,7 +266,8 @@ class DashboardService(LoggingConfigurable):
             raise NotFoundError(f"/cards/{index}/card: there is no card {card_id} of yours.",
                                 {"pointer": f"/cards/{index}/card"})
 
-    async def _save_inline(self, user: User, index: int, entry: dict[str, Any], before: dict[str, str]) -> str:
+    async def _save_inline(self, user: User, index: int, entry: dict[str, Any], before: dict[str, str],
+                           created: list[str]) -> str:
         dataset_ids = [await self._dataset_id(user, f"/cards/{index}/datasets/{n}", name)
                        for n, name in enumerate(entry.get("datasets", []))]
         fields = (entry["title"], entry["code"], dataset_ids, entry.get("parameters", []))
@@ -247,6 +281,7 @@ class DashboardService(LoggingConfigurable):
             card, _ = await self.cards.update(user, card.id, card.current_version, *fields)
             return card.id
         card, _ = await self.cards.create(user, *fields)
+        created.append(card.id)
         return card.id
 
     async def _dataset_id(self, user: User, pointer: str, name: str) -> str:

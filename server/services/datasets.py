@@ -4,14 +4,19 @@
 the card version that runs (``services/card_runs.py``): sharing a card never shares its datasets.
 
 An upload arrives as a temporary file. It is converted to Parquet in a worker
-thread, the Parquet blob is stored, then the record that points to it; on any
-failure the blob is removed and the temporary files are always deleted. What a
-crash or a kill left in the temporary directory is swept at start and stop.
+thread, the Parquet blob is stored, then the record that points to it; when the
+record is known not to be stored the blob is removed (``store_writes.settle``), and
+the temporary files are always deleted. What a crash or a kill left in the temporary
+directory is swept at start and stop.
+
+A deletion removes the records, then the blobs (every one under the dataset's prefix); one cut
+short finishes when repeated, as deleting a dataset that is gone does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -35,8 +40,10 @@ from ..models import Dataset, DatasetVersion, User, utcnow
 from ..private_files import empty_dir, private_dir
 from ..storage.base import Store
 from .slots import Slots
+from .store_writes import settle
 
 MAX_NAME_LENGTH = 100
+DATASET_ID = re.compile(r"[0-9a-f]{32}")  # what uuid4().hex makes: the only ids whose blobs a deletion lists
 
 log = get_logger("bi.datasets")
 
@@ -116,10 +123,21 @@ class DatasetService(LoggingConfigurable):
         return await self.get_visible(user, dataset_id), version, result
 
     async def delete(self, user: User, dataset_id: str) -> None:
-        dataset = await self.get_visible(user, dataset_id)
-        for version in await self.store.delete_dataset(dataset.id):
-            await self.store.delete_blob(version.blob_key)
-        await record(self.store, "dataset_deleted", dataset_id=dataset.id, owner_id=dataset.owner_id, user_id=user.id)
+        """Delete the dataset, or finish a deletion cut short: what is gone already is no error."""
+        try:
+            dataset: Dataset | None = await self.get_visible(user, dataset_id)
+        except NotFoundError:
+            if not DATASET_ID.fullmatch(dataset_id) or await self.store.get_dataset(dataset_id) is not None:
+                raise
+            dataset = None
+        versions = await self.store.delete_dataset(dataset_id)
+        keys = {version.blob_key for version in versions}
+        keys.update(key for key, _ in await self.store.list_blobs(f"datasets/{dataset_id}/"))
+        for key in sorted(keys):
+            await self.store.delete_blob(key)
+        if dataset is not None:
+            await record(self.store, "dataset_deleted", dataset_id=dataset.id, owner_id=dataset.owner_id,
+                         user_id=user.id)
 
     async def _import(self, dataset_id: str, number: int, user: User, upload: Path,
                       encoding: str | None, delimiter: str | None) -> tuple[DatasetVersion, ImportResult]:
@@ -140,12 +158,13 @@ class DatasetService(LoggingConfigurable):
         return version, result
 
     async def _commit(self, version: DatasetVersion, write: Any) -> None:
-        """Await the record write; if it fails, remove the blob it would have pointed to."""
-        try:
-            await write
-        except BaseException:
-            await self.store.delete_blob(version.blob_key)
-            raise
+        """Await the record write; once it is known to have failed, remove the blob it would have pointed to."""
+        async def landed() -> bool:
+            stored = await self.store.get_dataset_version(version.dataset_id, version.version)
+            return stored is not None and stored.blob_key == version.blob_key
+
+        await settle(write, landed, lambda: self.store.delete_blob(version.blob_key),
+                     dataset_id=version.dataset_id, blob_key=version.blob_key)
 
     # reads -------------------------------------------------------------------
     async def list_visible(self, user: User) -> list[tuple[Dataset, DatasetVersion]]:

@@ -18,8 +18,9 @@ Every table has an owner and a lifetime:
   hub). The user's tables are listed only when an estimate (the last count plus what was stored
   since) reaches the quota, so keeping a table costs no listing in the common case.
 
-A table is deleted record first, then blob: a crash in between leaves an orphan blob, never a
-record that points at nothing.
+A table is stored blob first, then record, and deleted record first, then blob: a crash or a store
+fault in between leaves an orphan blob, never a record that points at nothing. A table that could
+not be stored is logged (``output_table_not_stored``), and ``stored`` says so: its run is not cached.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
-from ..errors import BIError, NotFoundError
+from ..errors import BIError, NotFoundError, StorageUnavailableError
 from ..execution.tables import measure, read_rows, validate
 from ..limits import TABLE_FILES_CHECKED, TABLE_QUOTA_BYTES, TABLE_QUOTA_COUNT
 from ..logs import get_logger
@@ -57,7 +58,7 @@ class OutputTables(LoggingConfigurable):
         self.cards = cards
         self.tmp_dir = tmp_dir
         self._checking = asyncio.Semaphore(TABLE_FILES_CHECKED)
-        self._storing: dict[str, asyncio.Task[None]] = {}
+        self._storing: dict[str, asyncio.Task[bool]] = {}
         self._editor: dict[str, list[str]] = {}  # editor session id -> its latest run's tables
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage: dict[str, tuple[int, int]] = {}  # user id -> (bytes, tables) at most, as last counted
@@ -93,7 +94,18 @@ class OutputTables(LoggingConfigurable):
         if storing is not None:
             await asyncio.shield(storing)
 
-    async def _store(self, output_id: str, stream: Path, user_id: str, card_id: str | None) -> None:
+    async def stored(self, output_ids: Iterable[str]) -> bool:
+        """Whether every one of these tables is stored, once their storing is done."""
+        for output_id in output_ids:
+            storing = self._storing.get(output_id)
+            if not (await asyncio.shield(storing) if storing is not None
+                    else await self.store.get_output_table(output_id) is not None):
+                return False
+        return True
+
+    async def _store(self, output_id: str, stream: Path, user_id: str, card_id: str | None) -> bool:
+        """Store the table (removing its file): True once its record is written (the quota check after it may
+        fail alone)."""
         try:
             try:
                 async with self._checking:
@@ -101,16 +113,24 @@ class OutputTables(LoggingConfigurable):
             except BIError as exc:
                 log.warning("output_table_rejected", output_id=output_id, user_id=user_id, code=exc.code,
                             error=exc.message)
-                return
+                return False
             size = stream.stat().st_size
             blob_key = f"tables/{output_id}.arrow"
-            await self.store.put_blob(blob_key, stream)
+            now = utcnow()
+            try:
+                await self.store.put_blob(blob_key, stream)
+                await self.store.put_output_table(OutputTable(output_id, blob_key, user_id, card_id, now,
+                                                              bytes=size, last_used=now))
+            except StorageUnavailableError:
+                log.warning("output_table_not_stored", output_id=output_id, user_id=user_id)
+                return False
         finally:
             stream.unlink(missing_ok=True)
-        now = utcnow()
-        await self.store.put_output_table(OutputTable(output_id, blob_key, user_id, card_id, now,
-                                                      bytes=size, last_used=now))
-        await self._keep_within_quota(user_id, size)
+        try:
+            await self._keep_within_quota(user_id, size)
+        except StorageUnavailableError:
+            log.warning("output_table_quota_unchecked", output_id=output_id, user_id=user_id)
+        return True
 
     async def _keep_within_quota(self, user_id: str, added: int) -> None:
         """Delete the user's least recently used tables, pinned ones aside, until they fit the quota."""

@@ -3,12 +3,15 @@
 ``GET /api/health`` only says the process is up (what load balancers and ECS replace a task on);
 ``GET /api/ready`` asks this service (what compose and the alarms wait on). Each check is cheap:
 one store call, shared by concurrent callers and bounded by ``store_timeout``, and the kernel
-pool's last readings of its agents. Reasons name no agent, address or id: anyone may ask.
+pool's last readings of its agents. A store that answers the check but failed other calls in the
+last ``degraded_seconds`` (throttling, say) is ready but ``degraded``. Reasons name no agent,
+address or id: anyone may ask.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from traitlets import Float
@@ -27,12 +30,19 @@ class ReadinessService(LoggingConfigurable):
     store_timeout = Float(2.0, help="Seconds the store gets to answer a readiness check.").tag(config=True)
     retry_after = Float(5.0, help="Seconds a caller is told to wait (Retry-After) when the server is "
                                   "not ready.").tag(config=True)
+    degraded_seconds = Float(30.0, help="Seconds after a store call failed (after its retries) that the store "
+                                        "is reported degraded.").tag(config=True)
 
     def __init__(self, store: Store, pool: KernelPool, **kwargs: Any):
         super().__init__(**kwargs)
         self.store = store
         self.pool = pool
         self._ping: asyncio.Future[None] | None = None
+        self._failed: tuple[float, str] | None = None  # when the last store call failed, and why
+        store.failed.append(self._store_failed)
+
+    def _store_failed(self, reason: str) -> None:
+        self._failed = (time.monotonic(), reason)
 
     async def check(self) -> Checks:
         """``{"store": {"ok": ...}, "executors": {"ok": ...}}``, each with a ``reason`` when not ok."""
@@ -50,6 +60,10 @@ class ReadinessService(LoggingConfigurable):
             return {"ok": False, "reason": f"the store did not answer within {self.store_timeout:g} s"}
         except Exception:  # noqa: BLE001 - logged by _pinged; anonymous callers only learn that it failed
             return {"ok": False, "reason": "the store answered with an error (see the server's log)"}
+        if self._failed is not None and time.monotonic() - self._failed[0] < self.degraded_seconds:
+            ago = time.monotonic() - self._failed[0]
+            return {"ok": True, "degraded": True,
+                    "reason": f"store calls failed {ago:.0f} s ago ({self._failed[1]}) after their retries"}
         return {"ok": True}
 
     def _pinged(self, ping: asyncio.Future[None]) -> None:

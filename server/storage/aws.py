@@ -23,7 +23,11 @@ shares      ``USER#<user_id>``      ``DASHBOARD#<id>``  the same fields again (t
 cache       ``RESULT#<key>``        ``RESULT``          a cached card result (outputs: a blob)
 cache       ``TABLE#<output_id>``   ``TABLE``           who may page a DataFrame output (rows: a blob)
 audit       ``MONTH#<yyyy-mm>``     ``<at>#<id>``       an audit event; ``fields`` as JSON
+cache       ``ANSWER#<key>``        ``ANSWER``          an idempotent answer (body zlib-compressed)
 ==========  ======================  ==================  ===============================
+
+The cache table's items with an ``expires`` attribute (epoch seconds: idempotent answers) are
+deleted by DynamoDB's time to live after they expire; reads ignore expired ones before that.
 
 The cache table has one global secondary index, ``by_group`` (keys ``gpk`` and ``gsk``, all
 attributes projected), so that what lifetimes need is a Query, never a Scan: a table item has
@@ -47,34 +51,46 @@ outputs bucket (everything else) and are read through a local cache under
 ``data_dir/blob-cache``; keys are never overwritten, so a cached file stays valid.
 
 All boto3 calls run on a thread pool; the clients are thread-safe and retry
-with botocore's standard mode.
+with botocore's standard mode. DynamoDB gets short timeouts of its own (its calls are small: a
+slow one is better retried), S3 the long ones that blobs need. A call that still fails
+(throttling, 5xx, a lost connection, a timeout) raises ``StorageUnavailableError``, whose outcome
+is unknown for a write: callers read back before they undo anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import dataclasses
+import datetime
+import functools
+import hashlib
 import json
 import os
+import random
 import tempfile
 import time
+import uuid
+import zlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 from traitlets import Float, Int, Unicode, default
 
 from ..environment import setting
-from ..errors import ConflictError, NotFoundError, StoreClosedError
-from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
-                      OutputTable, Share, User)
-from .base import PROFILE_FIELDS, Store
+from ..errors import ConflictError, NotFoundError, StorageUnavailableError, StoreClosedError
+from ..logs import get_logger
+from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
+                      Dataset, DatasetVersion, IdempotentAnswer, OutputTable, Share, User)
+from .base import PROFILE_FIELDS, Store, blob_prefix, request_scope
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
@@ -89,14 +105,25 @@ PITR_UNAVAILABLE = {"UnknownOperationException", "ContinuousBackupsUnavailableEx
 # Cancellation reasons a caller maps to a domain error; any other reason propagates.
 EXPECTED_CANCELLATIONS = {"None", "ConditionalCheckFailed", "TransactionConflict"}
 MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
+# Error codes that mean "the service could not take the call now", as opposed to "the call is wrong".
+THROTTLED = {"Throttling", "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+             "SlowDown", "TooManyRequestsException", "LimitExceededException"}
+UNAVAILABLE = {"InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable",
+               "RequestTimeout", "RequestTimeoutException"}
+NONCURRENT_DAYS_DATASETS = 90  # days an overwritten or deleted blob's old version is kept (as the stack has it)
+NONCURRENT_DAYS_OUTPUTS = 30
+MULTIPART_DAYS = 7  # days before an abandoned multipart upload is aborted
 PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 GROUP_INDEX = "by_group"  # the cache table's index of tables by user and results by variant
 GROUP_KEYS = ("gpk", "gsk")
 AUDIT_INDEXES = {"by_user": "upk", "by_event": "epk"}  # the audit table's indexes and their hash keys
 AUDIT_TTL = "expires_at"
+EXPIRES = "expires"  # the cache table's time-to-live attribute
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+
+log = get_logger("bi.store")
 
 
 class AWSStore(Store):
@@ -109,8 +136,11 @@ class AWSStore(Store):
     datasets_bucket = Unicode(help="S3 bucket for dataset Parquet files.").tag(config=True)
     outputs_bucket = Unicode(help="S3 bucket for large card outputs.").tag(config=True)
     max_attempts = Int(5, help="Attempts per AWS call, the first included (botocore standard retries).").tag(config=True)
-    connect_timeout = Float(5.0, help="Seconds to wait for an AWS connection.").tag(config=True)
-    read_timeout = Float(30.0, help="Seconds to wait for an AWS response.").tag(config=True)
+    connect_timeout = Float(5.0, help="Seconds to wait for an S3 connection.").tag(config=True)
+    read_timeout = Float(30.0, help="Seconds to wait for an S3 response.").tag(config=True)
+    dynamodb_connect_timeout = Float(1.5, help="Seconds to wait for a DynamoDB connection.").tag(config=True)
+    dynamodb_read_timeout = Float(4.0, help="Seconds to wait for a DynamoDB response; a slower call is "
+                                            "retried.").tag(config=True)
     max_workers = Int(32, help="Threads (and pooled connections) for AWS calls.").tag(config=True)
     page_size = Int(0, help="Items per DynamoDB Scan/Query page; 0 lets DynamoDB decide.").tag(config=True)
 
@@ -147,9 +177,22 @@ class AWSStore(Store):
 
     # plumbing ----------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the pool; what the SDK could not get through its retries is ``StorageUnavailableError``."""
         if self._closed or self._executor is None:
             raise StoreClosedError("The store is closed.")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        context = contextvars.copy_context()  # the thread sees the request's (``request_scope``)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, functools.partial(context.run, fn, *args))
+        except (ClientError, BotoConnectionError, HTTPClientError, S3UploadFailedError) as exc:
+            reason = _unavailable(exc)
+            if reason is None:
+                raise
+            for listener in self.failed:
+                listener(reason)
+            log.warning("store_unavailable", call=getattr(fn, "__name__", "call"), reason=reason, error=str(exc))
+            raise StorageUnavailableError(
+                "The data store did not answer in time; try again in a few seconds.") from exc
 
     def _table(self, kind: str) -> str:
         return self.table_prefix + kind
@@ -163,11 +206,22 @@ class AWSStore(Store):
             max_pool_connections=self.max_workers,
         )
         self._dynamodb = session.client(
-            "dynamodb", endpoint_url=self.dynamodb_endpoint_url or None, config=config)
+            "dynamodb", endpoint_url=self.dynamodb_endpoint_url or None, config=config.merge(Config(
+                connect_timeout=self.dynamodb_connect_timeout, read_timeout=self.dynamodb_read_timeout)))
         if self.s3_endpoint_url:
             # MinIO and moto serve buckets by path, not by virtual host name.
             config = config.merge(Config(s3={"addressing_style": "path"}))
         self._s3 = session.client("s3", endpoint_url=self.s3_endpoint_url or None, config=config)
+        for service, client in (("dynamodb", self._dynamodb), ("s3", self._s3)):
+            client.meta.events.register("needs-retry", functools.partial(self._attempt_failed, service))
+
+    def _attempt_failed(self, service: str, response: Any = None, caught_exception: Any = None,
+                        **kwargs: Any) -> None:
+        """Tell ``retried`` of an attempt that failed the way the SDK retries (it decides; this only counts)."""
+        if caught_exception is not None or (response is not None and (
+                response[0].status_code >= 500 or response[1].get("Error", {}).get("Code") in THROTTLED)):
+            for listener in self.retried:
+                listener(service)
 
     def _disconnect(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
         executor.shutdown(wait=True)
@@ -204,12 +258,13 @@ class AWSStore(Store):
         responses = []
         for attempt in range(self.max_attempts):
             if attempt:
-                time.sleep(min(0.05 * 2 ** attempt, 2.0))
+                time.sleep(random.uniform(0, min(0.05 * 2 ** attempt, 2.0)))  # full jitter
             responses.append(call(RequestItems=requests))
             requests = responses[-1].get(leftover) or {}
             if not requests:
                 return responses
-        raise RuntimeError(f"DynamoDB left requests unprocessed after {self.max_attempts} rounds.")
+        raise StorageUnavailableError("The data store is busy (it left part of a batch undone); try again "
+                                      "in a few seconds.")
 
     def _batch_get(self, kind: str, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
         table = self._table(kind)
@@ -231,10 +286,15 @@ class AWSStore(Store):
     def _transact(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run a write transaction: ``[]`` when it commits, else the cancellation reasons.
 
-        Reasons other than a failed condition or a conflicting transaction propagate.
+        Reasons other than a failed condition or a conflicting transaction propagate. Its
+        ``ClientRequestToken`` derives from the request and the actions: a repeat of the same write for
+        the same request (botocore's retries, a repeat after an answer was lost) is answered by
+        DynamoDB from the first, within its 10 minutes, instead of running again.
         """
+        scope = request_scope.get() or uuid.uuid4().hex
+        token = hashlib.sha256(f"{scope}\n{json.dumps(actions, sort_keys=True, default=str)}".encode())
         try:
-            self._dynamodb.transact_write_items(TransactItems=actions)
+            self._dynamodb.transact_write_items(TransactItems=actions, ClientRequestToken=token.hexdigest()[:36])
         except ClientError as exc:
             reasons = exc.response.get("CancellationReasons", [])
             if _code(exc) != "TransactionCanceledException" or not reasons or any(
@@ -286,6 +346,7 @@ class AWSStore(Store):
         if self._table("audit") not in created:
             self._add_audit_indexes(self._table("audit"))
         self._enable_ttl(self._table("audit"), AUDIT_TTL)
+        self._enable_ttl(self._table("cache"), EXPIRES)
         for name in names:
             self._enable_pitr(name)
         if created:
@@ -382,7 +443,14 @@ class AWSStore(Store):
         return True
 
     def _secure_bucket(self, name: str) -> None:
+        """Versioned, encrypted, private, and with the stack's lifecycle rules (``ops/cloudformation``): old
+        versions (a deleted blob's too) expire, abandoned multipart uploads are aborted."""
         self._s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        days = NONCURRENT_DAYS_DATASETS if name == self.datasets_bucket else NONCURRENT_DAYS_OUTPUTS
+        self._s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [{
+            "ID": "expire-old-versions", "Status": "Enabled", "Filter": {"Prefix": ""},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": days},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": MULTIPART_DAYS}}]})
         self._s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
         self._s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
@@ -819,6 +887,20 @@ class AWSStore(Store):
                 yield AuditEvent(found["id"], found["at"], found["event"], found.get("user_id"),
                                  json.loads(found["fields"]))
 
+    # idempotent answers ------------------------------------------------------
+    async def put_idempotent_answer(self, answer: IdempotentAnswer) -> None:
+        fields = {**dataclasses.asdict(answer), "body": Binary(zlib.compress(answer.body.encode())),
+                  EXPIRES: int(_epoch(answer.expires_at))}
+        await self._run(self._put, "cache", _answer_key(answer.key), fields)
+
+    async def get_idempotent_answer(self, key: str, now: str) -> IdempotentAnswer | None:
+        item = await self._run(self._get, "cache", _answer_key(key))
+        if item is None:
+            return None
+        fields = {name: value for name, value in _plain(item).items() if name != EXPIRES}
+        answer = IdempotentAnswer(**{**fields, "body": zlib.decompress(fields["body"].value).decode()})
+        return answer if answer.expires_at >= now else None
+
     # blobs -------------------------------------------------------------------
     def _cache_file(self, key: str) -> Path:
         """Where ``key`` is cached; ``NotFoundError`` for a key that could leave the cache."""
@@ -871,6 +953,36 @@ class AWSStore(Store):
         self._s3.delete_object(Bucket=self._bucket(key), Key=key)
         path.unlink(missing_ok=True)
 
+    async def list_blobs(self, prefix: str) -> list[tuple[str, float]]:
+        return await self._run(self._list_blobs, blob_prefix(prefix))
+
+    def _list_blobs(self, prefix: str) -> list[tuple[str, float]]:
+        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket(prefix), Prefix=prefix)
+        return sorted((item["Key"], item["LastModified"].timestamp()) for page in pages
+                      for item in page.get("Contents", []))
+
+    # repair --------------------------------------------------------------------
+    async def list_headless(self) -> list[tuple[str, str]]:
+        return await self._run(self._list_headless)
+
+    def _list_headless(self) -> list[tuple[str, str]]:
+        """A scan of each versioned table's version items and of the shares, against their heads."""
+        found: list[tuple[str, str]] = []
+        for kind in (DATASETS, CARDS, DASHBOARDS):
+            versions = self._pages("scan", kind.table, FilterExpression="begins_with(sk, :v)",
+                                   ExpressionAttributeValues=_serialize({":v": "VERSION#"}), ProjectionExpression="pk")
+            found.extend((kind.noun, record_id) for record_id in self._without_head(
+                kind, {item["pk"]["S"].split("#", 1)[1] for item in versions}))
+        shares = self._pages("scan", "shares", FilterExpression="begins_with(pk, :d)",
+                             ExpressionAttributeValues=_serialize({":d": "DASHBOARD#"}), ProjectionExpression="pk")
+        found.extend(("share", dashboard_id) for dashboard_id in self._without_head(
+            DASHBOARDS, {item["pk"]["S"].split("#", 1)[1] for item in shares}))
+        return found
+
+    def _without_head(self, kind: Versioned, record_ids: set[str]) -> list[str]:
+        heads = self._batch_get(kind.table, [_meta_key(kind, record_id) for record_id in record_ids])
+        return sorted(record_ids - {item["pk"]["S"].split("#", 1)[1] for item in heads})
+
 
 # keys ------------------------------------------------------------------------
 def _user_key(user_id: str) -> dict[str, str]:
@@ -899,6 +1011,15 @@ def _result_key(key: str) -> dict[str, str]:
 
 def _table_key(output_id: str) -> dict[str, str]:
     return {"pk": f"TABLE#{output_id}", "sk": "TABLE"}
+
+
+def _answer_key(key: str) -> dict[str, str]:
+    return {"pk": f"ANSWER#{key}", "sk": "ANSWER"}
+
+
+def _epoch(timestamp: str) -> float:
+    """Seconds since the epoch of a ``utcnow()`` timestamp."""
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _group(gpk: str, when: str, record_id: str) -> dict[str, str]:
@@ -1033,6 +1154,18 @@ def _dashboard_version(item: dict[str, Any]) -> DashboardVersion:
 # errors ----------------------------------------------------------------------
 def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
+
+
+def _unavailable(exc: Exception) -> str | None:
+    """Why a call failed for want of the service (``throttled``, ``unavailable``, ``connection``: timeouts
+    too), or None for an error of the call itself."""
+    if isinstance(exc, ClientError):
+        reasons = {reason.get("Code") for reason in exc.response.get("CancellationReasons", [])}
+        if _code(exc) in THROTTLED or reasons & {"ThrottlingError", "ProvisionedThroughputExceeded"}:
+            return "throttled"
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return "unavailable" if _code(exc) in UNAVAILABLE or status >= 500 else None
+    return "unavailable" if isinstance(exc, S3UploadFailedError) else "connection"
 
 
 def _failed(reasons: list[dict[str, Any]], index: int) -> bool:

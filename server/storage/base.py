@@ -13,19 +13,36 @@ threads so the event loop never waits on disk or network.
 from __future__ import annotations
 
 import abc
+import contextvars
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from traitlets import Integer, MetaHasTraits, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..environment import setting
+from ..errors import NotFoundError
 from ..limits import AUDIT_RETENTION_DAYS
-from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset, DatasetVersion,
-                      OutputTable, Share, User)
+from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset,
+                      DatasetVersion, IdempotentAnswer, OutputTable, Share, User)
 
 # The user fields a user may change on themselves (``PATCH /api/me``).
 PROFILE_FIELDS = ("name", "locale")
+
+
+# The API request a store call serves (its request id), set by the API handler: idempotency tokens
+# the store sends (DynamoDB's ClientRequestToken) derive from it and the write.
+request_scope: contextvars.ContextVar[str] = contextvars.ContextVar("request_scope", default="")
+
+
+def blob_prefix(prefix: str) -> str:
+    """``prefix`` if it names a directory of plain names (``datasets/<id>/``); ``NotFoundError`` if not."""
+    parts = prefix.split("/")
+    if parts[-1] != "" or any(part in ("", ".", "..") or "\0" in part for part in parts[:-1]):
+        raise NotFoundError(f"No blobs under {prefix!r}.")
+    return prefix
 
 
 class _StoreMeta(abc.ABCMeta, MetaHasTraits):
@@ -42,6 +59,11 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @default("audit_retention_days")
     def _default_audit_retention_days(self) -> int:
         return int(setting("BI_AUDIT_RETENTION_DAYS", str(AUDIT_RETENTION_DAYS)))
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.failed: list[Callable[[str], None]] = []  # told why each call failed after its retries
+        self.retried: list[Callable[[str], None]] = []  # told the service of each failed attempt the SDK retries
 
     # lifecycle ---------------------------------------------------------------
     @abc.abstractmethod
@@ -243,6 +265,15 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         """The events ``query`` asks for, newest (greatest key) first, at most ``query.limit`` (a Query by
         time, user or event, never a Scan); expired ones are left out."""
 
+    # idempotent answers ------------------------------------------------------
+    @abc.abstractmethod
+    async def put_idempotent_answer(self, answer: IdempotentAnswer) -> None:
+        """Keep ``answer`` under its key until it expires (replacing one there); expired ones may go now."""
+
+    @abc.abstractmethod
+    async def get_idempotent_answer(self, key: str, now: str) -> IdempotentAnswer | None:
+        """The answer kept under ``key``, unless it expired before ``now``."""
+
     # blobs -------------------------------------------------------------------
     @abc.abstractmethod
     async def put_blob(self, key: str, source: Path) -> None:
@@ -258,3 +289,16 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def delete_blob(self, key: str) -> None:
         """Delete a blob; a missing one is not an error."""
+
+    @abc.abstractmethod
+    async def list_blobs(self, prefix: str) -> list[tuple[str, float]]:
+        """The blobs under ``prefix`` (which names a directory: it ends in ``/``), sorted by key: each key
+        with when it was stored (seconds since the epoch). ``NotFoundError`` for a prefix with an empty,
+        ``.``, ``..`` or NUL part (``blob_prefix``)."""
+
+    # repair --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_headless(self) -> list[tuple[str, str]]:
+        """Records whose head is gone but whose versions are not (a deletion cut short): (noun, id) each,
+        for ``delete_dataset``, ``delete_card`` or ``delete_dashboard`` to finish; and ("share",
+        dashboard id) for shares of a dashboard that is gone."""

@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 
 from ..errors import ConflictError, NotFoundError, StoreClosedError
 from ..private_files import private_dir, private_file
-from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
-                      OutputTable, Share, User)
-from .base import PROFILE_FIELDS, Store
+from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
+                      Dataset, DatasetVersion, IdempotentAnswer, OutputTable, Share, User, utcnow)
+from .base import PROFILE_FIELDS, Store, blob_prefix
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
 
 T = TypeVar("T")
@@ -154,6 +154,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_events_by_user ON audit_events (user_id, key);
     CREATE INDEX audit_events_by_event ON audit_events (event, key);
     CREATE INDEX audit_events_by_expiry ON audit_events (expires_at);
+    """,
+    """
+    CREATE TABLE idempotent_answers (
+        key TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        headers TEXT NOT NULL,
+        body TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX idempotent_answers_by_expiry ON idempotent_answers (expires_at);
     """,
 )
 
@@ -503,6 +514,17 @@ class SQLiteStore(Store):
         return [AuditEvent(row["id"], row["at"], row["event"], row["user_id"], json.loads(row["fields"]))
                 for row in rows]
 
+    # idempotent answers ------------------------------------------------------
+    async def put_idempotent_answer(self, answer: IdempotentAnswer) -> None:
+        await self._run(self._transaction, [
+            ("DELETE FROM idempotent_answers WHERE expires_at < ?", (utcnow(),)),
+            _upsert("idempotent_answers", answer)])
+
+    async def get_idempotent_answer(self, key: str, now: str) -> IdempotentAnswer | None:
+        rows = await self._run(self._query, "SELECT * FROM idempotent_answers WHERE key = ? AND expires_at >= ?",
+                               key, now)
+        return IdempotentAnswer(**dict(rows[0])) if rows else None
+
     # blobs -------------------------------------------------------------------
     def _blob_file(self, key: str) -> Path:
         path = (self._blob_root / key).resolve()
@@ -529,6 +551,28 @@ class SQLiteStore(Store):
 
     async def delete_blob(self, key: str) -> None:
         await asyncio.to_thread(self._blob_file(key).unlink, missing_ok=True)
+
+    async def list_blobs(self, prefix: str) -> list[tuple[str, float]]:
+        def walk() -> list[tuple[str, float]]:
+            root = self._blob_root.resolve()
+            directory = self._blob_file(blob_prefix(prefix))
+            if not directory.is_dir():
+                return []
+            return sorted((str(path.relative_to(root)), path.stat().st_mtime) for path in directory.rglob("*")
+                          if path.is_file() and not path.name.endswith(".partial"))
+
+        return await asyncio.to_thread(walk)
+
+    async def list_headless(self) -> list[tuple[str, str]]:
+        """Deletions cascade in one transaction here: only a database changed by hand has any."""
+        found: list[tuple[str, str]] = []
+        for kind in (DATASETS, CARDS, DASHBOARDS):
+            rows = await self._run(self._query, f"SELECT DISTINCT {kind.key} FROM {kind.versions_table} WHERE "
+                                                f"{kind.key} NOT IN (SELECT id FROM {kind.table})")
+            found.extend((kind.noun, row[0]) for row in rows)
+        rows = await self._run(self._query, "SELECT DISTINCT dashboard_id FROM shares WHERE dashboard_id NOT IN "
+                                            "(SELECT id FROM dashboards)")
+        return found + [("share", row[0]) for row in rows]
 
 
 def _insert(table: str, row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:

@@ -36,13 +36,21 @@ export async function withReauth<T>(attempt: () => Promise<T>): Promise<T> {
   }
 }
 
+// One key per user action: the server answers a create or save sent again with the same key (after a
+// lost answer or a 503) with its first answer, instead of making a duplicate or a 409 from itself.
+export function idempotencyKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 export async function request<T>(
   method: string,
   path: string,
   options: { json?: unknown; headers?: Record<string, string> } = {},
 ): Promise<Response<T>> {
+  const action: Record<string, string> = method === "POST" || method === "PUT" ? { "Idempotency-Key": idempotencyKey() } : {};
   return withReauth(async () => {
-    const headers: Record<string, string> = { Accept: "application/json", ...options.headers };
+    const headers: Record<string, string> = { Accept: "application/json", ...action, ...options.headers };
     if (session.token) headers.Authorization = `Bearer ${session.token}`;
     if (options.json !== undefined) headers["Content-Type"] = "application/json";
     let response: globalThis.Response;

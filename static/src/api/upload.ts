@@ -1,7 +1,7 @@
 // File uploads with a real progress bar: XMLHttpRequest reports bytes sent, fetch does not.
 
 import { session } from "../auth/session";
-import { withReauth } from "./client";
+import { idempotencyKey, withReauth } from "./client";
 import { ApiError, parseJSON } from "./errors";
 
 export interface Upload<T> {
@@ -9,10 +9,12 @@ export interface Upload<T> {
   abort(): void;
 }
 
-function send<T>(url: string, file: File, onProgress: (sent: number, total: number) => void, xhr: XMLHttpRequest): Promise<T> {
+function send<T>(url: string, file: File, onProgress: (sent: number, total: number) => void, xhr: XMLHttpRequest,
+                 key: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     xhr.open("POST", url);
     xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("Idempotency-Key", key);
     if (session.token) xhr.setRequestHeader("Authorization", `Bearer ${session.token}`);
     xhr.setRequestHeader("Content-Type", "text/csv");
     xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
@@ -29,9 +31,10 @@ function send<T>(url: string, file: File, onProgress: (sent: number, total: numb
 
 export function upload<T>(url: string, file: File, onProgress: (sent: number, total: number) => void): Upload<T> {
   let xhr = new XMLHttpRequest();
+  const key = idempotencyKey();
   const done = withReauth(() => {
     xhr = new XMLHttpRequest();
-    return send<T>(url, file, onProgress, xhr);
+    return send<T>(url, file, onProgress, xhr, key);
   });
   return { done, abort: () => xhr.abort() };
 }

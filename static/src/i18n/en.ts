@@ -319,6 +319,8 @@ export const en: Record<MessageKey, string> = {
   "error.unprocessable": "The data could not be used.",
   "error.precondition_required": "The version you edited was not named. Reload the page.",
   "error.rate_limited": "Too many attempts. Wait a moment before trying again.",
+  "error.idempotency_key_reused": "This Idempotency-Key was used for another request; send a new key with each new change.",
+  "error.storage_unavailable": "The data store is not answering. Try again in a moment; a change may have been saved, so reload to check first.",
   "error.unavailable": "This cannot be done right now. Try again in a moment.",
   "error.internal_error": "Something went wrong on the server. If it keeps happening, tell your administrator.",
   "error.not_built": "The web UI has not been built. Tell your administrator.",

@@ -318,6 +318,8 @@ export const ja = {
   "error.unprocessable": "データの内容に問題があるため処理できませんでした。",
   "error.precondition_required": "編集元のバージョンが指定されていません。ページを再読み込みしてください。",
   "error.rate_limited": "試行回数が多すぎます。しばらく待ってから再試行してください。",
+  "error.idempotency_key_reused": "この Idempotency-Key は別の操作に使われています。新しい操作には新しいキーを送ってください。",
+  "error.storage_unavailable": "データの保存先が応答しません。しばらくしてから再試行してください。変更は保存された可能性があるため、再読み込みして確認してください。",
   "error.unavailable": "現在この操作を実行できません。しばらくしてから再試行してください。",
   "error.internal_error": "サーバーでエラーが発生しました。問題が続く場合は管理者に連絡してください。",
   "error.not_built": "画面のファイルがビルドされていません。管理者に連絡してください。",

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from server.errors import ConflictError, NotFoundError, StoreClosedError
+from server.errors import ConflictError, NotFoundError, StorageUnavailableError, StoreClosedError
 from server.models import CachedResult, OutputTable, Share, utcnow
 from server.storage.aws import TABLES, AWSStore
 from tests.conftest import aws_store_config
@@ -95,14 +95,16 @@ class TestConfiguration:
             "us-east-1", "", "", "bi_", "bi-datasets", "bi-outputs")
 
     async def test_clients_use_botocore_standard_retries(self, new_store):
-        """Both clients retry in botocore's standard mode with the configured attempts and timeouts."""
-        store = new_store(max_attempts=3, connect_timeout=2.0, read_timeout=7.0)
+        """Both clients retry in botocore's standard mode with the configured attempts; DynamoDB has its own
+        short timeouts, S3 the long ones."""
+        store = new_store(max_attempts=3, connect_timeout=2.0, read_timeout=7.0, dynamodb_connect_timeout=1.0,
+                          dynamodb_read_timeout=3.0)
         await store.open()
         try:
-            for client in (store._dynamodb, store._s3):
+            for client, timeouts in ((store._dynamodb, (1.0, 3.0)), (store._s3, (2.0, 7.0))):
                 config = client.meta.config
                 assert config.retries == {"mode": "standard", "total_max_attempts": 3}
-                assert (config.connect_timeout, config.read_timeout) == (2.0, 7.0)
+                assert (config.connect_timeout, config.read_timeout) == timeouts
         finally:
             await store.close()
 
@@ -343,13 +345,14 @@ class TestItems:
             await aws_store.add_dataset_version(make_version(dataset.id, 2, owner), 1)
 
     async def test_unexpected_cancellation_propagates(self, aws_store, monkeypatch):
-        """A transaction cancelled for another reason (throttling) is not turned into a conflict."""
+        """A transaction cancelled for another reason (throttling) is not turned into a conflict: the store
+        is unavailable."""
         def throttled(**_: Any) -> None:
             raise client_error("TransactionCanceledException", "TransactWriteItems",
                                CancellationReasons=[{"Code": "ThrottlingError"}, {"Code": "None"}])
 
         monkeypatch.setattr(aws_store._dynamodb, "transact_write_items", throttled)
-        with pytest.raises(ClientError):
+        with pytest.raises(StorageUnavailableError):
             await aws_store.create_user(make_user())
 
 
@@ -472,7 +475,7 @@ class TestBlobs:
             raise client_error("InternalError", "GetObject")
 
         monkeypatch.setattr(aws_store._s3, "download_file", break_half_way)
-        with pytest.raises(ClientError):
+        with pytest.raises(StorageUnavailableError):
             await aws_store.blob_path("outputs/o1")
         cache = Path(aws_store.data_dir) / "blob-cache"
         assert [p for p in cache.rglob("*") if p.is_file()] == []

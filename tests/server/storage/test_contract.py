@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 import uuid
 
 import pytest
 
 from server.errors import ConflictError, NotFoundError, StoreClosedError
-from server.models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset,
-                           DatasetVersion, OutputTable, Share, User, utcnow)
+from server.models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
+                           Dataset, DatasetVersion, IdempotentAnswer, OutputTable, Share, User, utcnow)
 
 
 def make_user(email: str = "ana@example.com", role: str = "member") -> User:
@@ -392,6 +393,33 @@ class TestBlobs:
         """A key that climbs out of the blob area is refused."""
         with pytest.raises(NotFoundError):
             await store.blob_path("../../etc/passwd")
+
+    async def test_list_blobs_under_a_prefix(self, store, tmp_path):
+        """The keys under a prefix, sorted; nothing for an empty or unknown prefix."""
+        source = tmp_path / "x.bin"
+        source.write_bytes(b"x")
+        for key in ("datasets/d1/v2.parquet", "datasets/d1/v1.parquet", "datasets/d10/v1.parquet"):
+            await store.put_blob(key, source)
+        listed = await store.list_blobs("datasets/d1/")
+        assert [key for key, _ in listed] == ["datasets/d1/v1.parquet", "datasets/d1/v2.parquet"]
+        assert all(abs(stored - time.time()) < 60 for _, stored in listed)
+        assert await store.list_blobs("datasets/none/") == []
+        for hostile in ("datasets/../", "datasets/d1/../../", "./", "/", "datasets/d1", "datasets/\0/"):
+            with pytest.raises(NotFoundError):
+                await store.list_blobs(hostile)
+
+
+class TestIdempotentAnswers:
+    async def test_an_answer_is_kept_until_it_expires(self, store):
+        """An answer reads back under its key until its expiry; a later one replaces it."""
+        answer = IdempotentAnswer("k1", "f1", 201, json.dumps({"Location": "/api/cards/c1"}), "{\"id\": \"c1\"}",
+                                  "2030-01-01T00:00:00.000Z")
+        await store.put_idempotent_answer(answer)
+        assert await store.get_idempotent_answer("k1", "2029-12-31T23:59:59.999Z") == answer
+        assert await store.get_idempotent_answer("k1", "2030-01-01T00:00:00.001Z") is None
+        assert await store.get_idempotent_answer("k2", "2029-01-01T00:00:00.000Z") is None
+        await store.put_idempotent_answer(dataclasses.replace(answer, body="{}" * 100_000))
+        assert (await store.get_idempotent_answer("k1", "2029-01-01T00:00:00.000Z")).body == "{}" * 100_000
 
 
 class TestLifecycle:

@@ -1,0 +1,66 @@
+"""``Idempotency-Key``: a create or save sent again with the same key gets the first answer.
+
+The web UI sends one key per user action, so a retry after a lost answer (or after a 503 that
+may have saved) makes no duplicate and no 409 from the first attempt. A key is the caller's own and
+names one method and path; the same key with another body is 422 ``idempotency_key_reused``.
+Successful answers are kept ``answer_seconds`` in the store (both stores keep them as records).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from traitlets import Integer
+from traitlets.config import LoggingConfigurable
+
+from ..errors import InvalidRequestError, StorageUnavailableError, UnprocessableError
+from ..logs import get_logger
+from ..models import IdempotentAnswer, User, utcnow
+from ..storage.base import Store
+
+KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
+MAX_KEY_CHARS = 128
+
+log = get_logger("bi.idempotency")
+
+
+class IdempotencyService(LoggingConfigurable):
+    answer_seconds = Integer(24 * 3600, min=60, help="Seconds the answer to a request with an Idempotency-Key "
+                                                     "is kept for its retries.").tag(config=True)
+
+    def __init__(self, store: Store, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.store = store
+
+    async def first_answer(self, user: User, method: str, path: str, key: str, body: bytes) -> IdempotentAnswer | None:
+        """The answer kept for this key, or None; 422 if the key was used with another body."""
+        if not (0 < len(key) <= MAX_KEY_CHARS and set(key) <= KEY_CHARS):
+            raise InvalidRequestError(f"An Idempotency-Key has 1 to {MAX_KEY_CHARS} letters, digits or ._:- "
+                                      "characters.", {"header": "Idempotency-Key"})
+        answer = await self.store.get_idempotent_answer(_scope(user, method, path, key), utcnow())
+        if answer is not None and answer.fingerprint != _digest(body):
+            raise UnprocessableError("This Idempotency-Key was used for another request; send a new key with each "
+                                     "new change.", {"header": "Idempotency-Key"}, code="idempotency_key_reused")
+        return answer
+
+    async def keep(self, user: User, method: str, path: str, key: str, body: bytes, status: int,
+                   headers: dict[str, str], answer: bytes) -> None:
+        """Keep a successful answer for the key's retries; a store that fails then only costs the replay."""
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.answer_seconds)
+        try:
+            await self.store.put_idempotent_answer(IdempotentAnswer(
+                _scope(user, method, path, key), _digest(body), status, json.dumps(headers), answer.decode(),
+                expires.isoformat(timespec="milliseconds").replace("+00:00", "Z")))
+        except StorageUnavailableError:
+            log.warning("idempotent_answer_not_kept", user_id=user.id, path=path)
+
+
+def _scope(user: User, method: str, path: str, key: str) -> str:
+    return _digest("\n".join((user.id, method, path, key)).encode())
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,231 @@
+"""The AWS store behind a fault-injecting proxy (``tests/fault_proxy.py``): throttling, 5xx and lost
+responses never lose data, orphan objects or cache broken results (one test per reproduction of issue 20).
+
+Each server here makes 3 attempts per AWS call, so a fault injected ``times=2`` after a first one
+outlasts botocore's retries, and the service sees the failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import boto3
+from structlog.testing import capture_logs
+import pytest
+
+from ..fault_proxy import RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, FaultProxy, dynamodb, s3
+from .test_datasets import upload
+from .test_dashboards import document
+from .test_executor_discovery import start_agents  # noqa: F401 - fixture
+from .test_sessions import root  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.aws
+
+CSV = "店舗,売上\n東京,10\n大阪,20\n".encode()
+ATTEMPTS = 3
+
+
+@pytest.fixture(scope="module")
+def proxy(moto_endpoint):
+    """One proxy in front of the session's moto server, for the module."""
+    proxy = FaultProxy(moto_endpoint)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def faults(proxy):
+    proxy.clear()
+    yield proxy
+    proxy.clear()
+
+
+@pytest.fixture
+def faulty_server(start_server, faults):
+    """Start a server on the AWS store whose every call goes through the proxy."""
+    def start(**traits):
+        return start_server("aws", AWSStore__dynamodb_endpoint_url=faults.endpoint,
+                            AWSStore__s3_endpoint_url=faults.endpoint, AWSStore__max_attempts=ATTEMPTS, **traits)
+    return start
+
+
+def lose_answers(faults: FaultProxy, match) -> None:
+    """The next matching call is done but its answer lost, and its retries never arrive."""
+    faults.inject(RESET_AFTER, match, times=1)
+    faults.inject(RESET_BEFORE, match, times=ATTEMPTS - 1)
+
+
+def objects(moto_endpoint: str, bucket: str, prefix: str) -> list[str]:
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+def is_transaction_on(prefix: str):
+    return lambda r: r.operation == "TransactWriteItems" and f'"{prefix}#'.encode() in r.body
+
+
+async def test_r1_upload_whose_commit_answer_was_lost_keeps_its_parquet(faulty_server, faults):
+    """R1: the dataset's transaction commits and its answer is lost; the upload is read back, not undone."""
+    api = await faulty_server()
+    token = await api.login()
+    lose_answers(faults, dynamodb("TransactWriteItems"))
+    created = await upload(api, "売上", CSV, token)
+    assert [f for _, _, f in faults.faults()] == [RESET_AFTER] + [RESET_BEFORE] * (ATTEMPTS - 1)
+    tokens = {json.loads(r.body)["ClientRequestToken"] for r, _ in faults.seen if is_transaction_on("DATASET")(r)}
+    faults.clear()
+    assert len(tokens) == 1 and re.fullmatch("[0-9a-f]{36}", tokens.pop()), "one token, derived from the request"
+    [dataset] = (await api.fetch("GET", "/api/datasets", token=token)).json()["datasets"]
+    preview = await api.fetch("GET", f"/api/datasets/{dataset['id']}/preview", token=token)
+    assert preview.code == 200, preview.body
+    assert preview.json()["rows"] == [["東京", 10], ["大阪", 20]]
+    assert created.code == 201 and created.json()["id"] == dataset["id"], created.body
+
+
+async def test_r1b_new_version_whose_commit_answer_was_lost_keeps_its_parquet(faulty_server, faults):
+    """R1b: the same for a new version: the current version keeps its blob."""
+    api = await faulty_server()
+    token = await api.login()
+    dataset = (await upload(api, "売上", CSV, token)).json()
+    lose_answers(faults, dynamodb("TransactWriteItems"))
+    added = await api.fetch("POST", f"/api/datasets/{dataset['id']}/versions", token=token,
+                            body="店舗,売上\n札幌,30\n".encode(), headers={"Content-Type": "text/csv"})
+    faults.clear()
+    preview = await api.fetch("GET", f"/api/datasets/{dataset['id']}/preview", token=token)
+    assert preview.code == 200, preview.body
+    assert preview.json()["version"] == 2 and preview.json()["rows"] == [["札幌", 30]]
+    assert added.code == 201, added.body
+
+
+async def test_r2_output_whose_table_did_not_reach_s3_is_not_cached(faulty_server, faults,
+                                                                     start_agents):  # noqa: F811
+    """R2: a DataFrame whose Arrow table failed to reach S3 is not served again from the cache."""
+    [(_, url)], pem = await start_agents(1)
+    api = await faulty_server(ServeApp__executor_urls=[url], ServeApp__executor_private_key=pem)
+    token = await api.login()
+    card = await api.fetch("POST", "/api/cards", token=token, json_body={
+        "title": "表", "code": "import pandas as pd\npd.DataFrame({'a': [1, 2, 3]})", "datasets": [],
+        "parameters": []})
+    assert card.code == 201, card.body
+    faults.inject(SERVER_ERROR, s3("PUT", "tables/"))
+    first = await api.fetch("POST", f"/api/cards/{card.json()['id']}/run", token=token, json_body={})
+    assert first.code == 200, first.body
+    faults.clear()
+    again = await api.fetch("POST", f"/api/cards/{card.json()['id']}/run", token=token, json_body={})
+    assert again.code == 200, again.body
+    assert again.json()["cached"] is False, "a result whose table is missing is a miss"
+    [output_id] = [o["output_id"] for o in again.json()["outputs"] if "output_id" in o]
+    rows = await api.fetch("GET", f"/api/outputs/{output_id}/rows", token=token)
+    assert rows.code == 200, rows.body
+
+
+async def test_r3_dashboard_delete_cut_short_finishes_when_repeated(faulty_server, faults):
+    """R3: deleting a dashboard is throttled half way; a second DELETE finishes it (204, nothing left)."""
+    api = await faulty_server()
+    token = await api.login()
+    await api.add_user("viewer@example.com")
+    assert (await upload(api, "売上", CSV, token)).code == 201
+    dashboard = (await api.fetch("POST", "/api/dashboards", token=token, json_body=document())).json()
+    shared = await api.fetch("PUT", f"/api/dashboards/{dashboard['id']}/shares", token=token,
+                             json_body={"email": "viewer@example.com", "permission": "view"})
+    assert shared.code == 200, shared.body
+    faults.inject(THROTTLE, dynamodb("BatchWriteItem"))
+    first = await api.fetch("DELETE", f"/api/dashboards/{dashboard['id']}", token=token)
+    faults.clear()
+    second = await api.fetch("DELETE", f"/api/dashboards/{dashboard['id']}", token=token)
+    store = api.app.store_instance
+    assert await store.list_dashboard_versions(dashboard["id"]) == []
+    assert await store.list_shares(dashboard["id"]) == []
+    assert first.code in (204, 503) and second.code == 204, (first.body, second.body)
+
+
+async def test_r4_dataset_delete_cut_short_finishes_when_repeated(faulty_server, faults, moto_endpoint):
+    """R4: S3 fails the blob delete; a second DELETE finishes it (204, no object left)."""
+    api = await faulty_server()
+    token = await api.login()
+    dataset = (await upload(api, "売上", CSV, token)).json()
+    bucket = api.app.store_instance.datasets_bucket
+    assert objects(moto_endpoint, bucket, f"datasets/{dataset['id']}/")
+    faults.inject(SERVER_ERROR, s3("DELETE"))
+    first = await api.fetch("DELETE", f"/api/datasets/{dataset['id']}", token=token)
+    faults.clear()
+    second = await api.fetch("DELETE", f"/api/datasets/{dataset['id']}", token=token)
+    assert objects(moto_endpoint, bucket, f"datasets/{dataset['id']}/") == []
+    assert first.code in (204, 503) and second.code == 204, (first.body, second.body)
+
+
+async def test_r5_failed_dashboard_create_leaves_no_card_and_its_retry_makes_one(faulty_server, faults):
+    """R5: the dashboard's transaction is throttled after its inline card was saved: no card stays,
+    and the client's retry of the same document (same Idempotency-Key) makes one dashboard and one card."""
+    api = await faulty_server()
+    token = await api.login()
+    assert (await upload(api, "売上", CSV, token)).code == 201
+    faults.inject(THROTTLE, is_transaction_on("DASHBOARD"))
+    key = {"Idempotency-Key": "create-dashboard-1"}
+    first = await api.fetch("POST", "/api/dashboards", token=token, json_body=document(), headers=key)
+    faults.clear()
+    assert (await api.fetch("GET", "/api/cards", token=token)).json()["cards"] == [], "no card without its dashboard"
+    retry = await api.fetch("POST", "/api/dashboards", token=token, json_body=document(), headers=key)
+    assert len((await api.fetch("GET", "/api/cards", token=token)).json()["cards"]) == 1
+    assert len((await api.fetch("GET", "/api/dashboards", token=token)).json()["dashboards"]) == 1
+    assert first.code == 503 and retry.code == 201, (first.body, retry.body)
+
+
+async def test_r6_create_and_edit_whose_answers_were_lost_are_not_repeated(faulty_server, faults):
+    """R6: a card create and an edit are stored but their answers lost; they answer what was stored,
+    and a retry with the same Idempotency-Key gets the first result, not a duplicate or a 409."""
+    api = await faulty_server()
+    token = await api.login()
+    body = {"title": "合計", "code": "1 + 1", "datasets": [], "parameters": []}
+    create_key = {"Idempotency-Key": "create-card-1"}
+    lose_answers(faults, is_transaction_on("CARD"))
+    created = await api.fetch("POST", "/api/cards", token=token, json_body=body, headers=create_key)
+    faults.clear()
+    retried = await api.fetch("POST", "/api/cards", token=token, json_body=body, headers=create_key)
+    assert len((await api.fetch("GET", "/api/cards", token=token)).json()["cards"]) == 1, "no duplicate"
+    assert created.code == 201 and retried.code == 201, (created.body, retried.body)
+    assert retried.json()["id"] == created.json()["id"]
+
+    card_id, edit_key = created.json()["id"], {"Idempotency-Key": "edit-card-1", "If-Match": '"1"'}
+    lose_answers(faults, is_transaction_on("CARD"))
+    edited = await api.fetch("PUT", f"/api/cards/{card_id}", token=token, json_body={**body, "code": "2 + 2"},
+                             headers=edit_key)
+    faults.clear()
+    again = await api.fetch("PUT", f"/api/cards/{card_id}", token=token, json_body={**body, "code": "2 + 2"},
+                            headers=edit_key)
+    assert again.code == 200 and again.json()["version"] == 2, again.body
+    assert edited.code == 200 and edited.json()["version"] == 2, edited.body
+
+
+async def test_an_outage_answers_503_logs_one_line_and_shows_in_ready_and_metrics(faulty_server, faults):
+    """While the store is out: 503 ``storage_unavailable`` with Retry-After (a write says it may have been
+    saved), one log line per failed call and no traceback; /api/ready is not ready, then degraded for a while
+    once the store is back; /metrics counts the failed calls and attempts."""
+    token = "scrape-" + "s" * 32
+    api = await faulty_server(ServeApp__metrics_token=token)
+    me = await api.login()
+    faults.outage()
+    with capture_logs() as logs:
+        read = await api.fetch("GET", "/api/cards", token=me)
+        write = await api.fetch("POST", "/api/cards", token=me, json_body={"title": "t", "code": "1", "datasets": [],
+                                                                            "parameters": []})
+    out = await api.fetch("GET", "/api/ready")
+    faults.clear()
+    for response in (read, write):
+        assert response.code == 503 and response.error_code == "storage_unavailable", response.body
+        assert response.headers["Retry-After"] == "5"
+    assert "may have been saved" in write.json()["error"]["message"]
+    assert "may have been saved" not in read.json()["error"]["message"]
+    problems = [e for e in logs if e["log_level"] in ("warning", "error") and e["event"] != "request"]
+    assert [e["event"] for e in problems] == ["store_unavailable"] * 2, problems
+    assert not any("exc_info" in e for e in logs)
+    assert out.code == 503 and out.json()["checks"]["store"]["ok"] is False
+    back = (await api.fetch("GET", "/api/ready")).json()["checks"]["store"]
+    assert back["ok"] is True and back["degraded"] is True and "connection" in back["reason"]
+    metrics = (await api.fetch("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})).body.decode()
+    counted = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+               if line.startswith("bi_store_")}
+    # the two requests, and /api/ready's ping if it failed within its time
+    assert counted['bi_store_errors_total{reason="connection"}'] >= 2
+    assert counted['bi_store_failed_attempts_total{service="dynamodb"}'] >= 2 * ATTEMPTS

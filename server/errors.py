@@ -58,6 +58,13 @@ class DatasetNotReadableError(PermissionDeniedError):
     code = "dataset_not_readable"
 
 
+class PasswordChangeRequiredError(PermissionDeniedError):
+    """The user's password is a one-time one an admin set: only choosing a new one is allowed. At
+    sign-in, ``details`` carry an access token that may do just that (``POST /api/me/password``)."""
+
+    code = "password_change_required"
+
+
 class NotFoundError(BIError):
     """Unknown, or not visible to the caller."""
 

@@ -113,6 +113,9 @@ PASSWORD_CHECK_QUEUE = 8
 """Sign-ins that may wait for a password check thread; past them a sign-in is answered 429 with
 ``Retry-After`` at once, unhashed (``AuthService.password_check_queue``)."""
 
+PERSONAL_TOKENS_PER_USER = 50
+"""Personal access tokens one user may hold at once (``POST /api/me/tokens`` past them is a 409)."""
+
 # CSV uploads ---------------------------------------------------------------------
 CSV_COLUMNS = 2_000
 """Columns of an uploaded CSV, counted in its header before anything is converted

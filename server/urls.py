@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from tornado.web import RequestHandler, URLSpec
 
-from .handlers.auth import LoginHandler, MeHandler, UsersHandler
+from .handlers.auth import (LoginHandler, LogoutEverywhereHandler, LogoutHandler, MeHandler, MePasswordHandler,
+                            MeTokenHandler, MeTokensHandler, RefreshHandler, UserHandler, UserPasswordResetHandler,
+                            UsersHandler)
 from .handlers.bokehjs import BokehJSHandler, BokehResourcesHandler
 from .handlers.card_socket import CardEditSocket, CardSocket
 from .handlers.cards import (CardHandler, CardRunHandler, CardsHandler, CardVersionHandler,
@@ -29,8 +31,16 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/bokeh", BokehResourcesHandler),
     ("/static/bokeh/{version}/{name}", BokehJSHandler),
     ("/api/auth/login", LoginHandler),
+    ("/api/auth/refresh", RefreshHandler),
+    ("/api/auth/logout", LogoutHandler),
+    ("/api/auth/logout-everywhere", LogoutEverywhereHandler),
     ("/api/me", MeHandler),
+    ("/api/me/password", MePasswordHandler),
+    ("/api/me/tokens", MeTokensHandler),
+    ("/api/me/tokens/{token_id}", MeTokenHandler),
     ("/api/users", UsersHandler),
+    ("/api/users/{user_id}", UserHandler),
+    ("/api/users/{user_id}/password-reset", UserPasswordResetHandler),
     ("/api/datasets", DatasetsHandler),
     ("/api/datasets/{dataset_id}", DatasetHandler),
     ("/api/datasets/{dataset_id}/versions", DatasetVersionsHandler),

@@ -1,7 +1,8 @@
 """The Jupyter Server REST API for kernels, kernel specs and sessions, as Jupyter clients call it.
 
-Authenticate with our JWT as ``Authorization: token <jwt>`` (what Jupyter clients send),
-``Authorization: Bearer <jwt>``, or ``?token=<jwt>``. Each user sees only their own kernels and
+Authenticate with a personal access token (``POST /api/me/tokens``) or a sign-in access token, as
+``Authorization: token <token>`` (what Jupyter clients send), ``Authorization: Bearer <token>``, or
+``?token=<token>``. Each user sees only their own kernels and
 sessions; anyone else's are 404. Errors keep the API's one JSON shape.
 """
 
@@ -13,6 +14,7 @@ from .. import limits
 from ..errors import AuthenticationError
 from ..execution.pool import KernelPool
 from ..handlers.base import APIHandler
+from ..services.auth import Scope
 from . import specs
 from .kernel import JupyterKernel
 from .manager import JupyterKernels
@@ -29,6 +31,10 @@ SESSION_SCHEMA = {
 }
 
 
+# Sign-in access tokens, and the personal access tokens that work here and nowhere else.
+JUPYTER_SCOPES: frozenset[Scope] = frozenset({"session", "personal"})
+
+
 def request_token(request: HTTPServerRequest) -> str:
     """The JWT of a request to the Jupyter API, from its Authorization header or ``?token=``."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -40,6 +46,8 @@ def request_token(request: HTTPServerRequest) -> str:
 
 
 class JupyterHandler(APIHandler):
+    token_scopes = JUPYTER_SCOPES
+
     def _bearer_token(self) -> str:
         return request_token(self.request)
 

@@ -1,13 +1,26 @@
-"""Sign-in: password checks with argon2id, HS256 tokens, and the login cool-off."""
+"""Sign-in: password checks with argon2id, the login cool-off, and every kind of token.
+
+- An **access token** (HS256 JWT, ``typ`` ``access``) lives ``token_lifetime`` seconds (15 minutes).
+- A **refresh token** (HS256 JWT, ``typ`` ``refresh``) names a sign-in session kept in the store and
+  the session's rotation; each refresh rotates it, and a token of an earlier rotation coming back
+  (someone kept a copy) ends the session, so neither copy works any more.
+- A **personal access token** (``bi_pat_<id>_<secret>``, stored as a hash) lets Jupyter clients in,
+  on the Jupyter API only.
+
+Every token carries the user's ``token_generation`` from when it was issued; a request checks it
+against the user it loads anyway, so raising the generation (sign out everywhere, a changed or reset
+password, deactivation) cuts every earlier token at once, at no extra cost.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import time
 import uuid
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Collection
+from typing import Any, Literal, TypeVar
 
 import argon2
 import jwt
@@ -15,11 +28,12 @@ from traitlets import Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..environment import setting
-from ..errors import AuthenticationError, RateLimitedError
+from ..errors import AuthenticationError, PasswordChangeRequiredError, PermissionDeniedError, RateLimitedError
 from ..limits import PASSWORD_CHECK_QUEUE, PASSWORD_CHECK_WORKERS
 from ..logs import audit
-from ..models import User, normalise_email
+from ..models import SignInSession, User, epoch_seconds, iso_time, normalise_email, utcnow
 from ..storage.base import Store
+from .personal_tokens import PersonalTokens
 from .throttle import LoginThrottle
 
 MIN_KEY_LENGTH = 32
@@ -28,6 +42,32 @@ ISSUER = "bi"
 BUSY_RETRY_AFTER = 1  # seconds: a password check takes tens of milliseconds
 
 T = TypeVar("T")
+
+# What a credential is good for: an ``access`` token of a full sign-in, one that may only change
+# the password (after an admin's reset), or a personal access token (the Jupyter API).
+Scope = Literal["session", "password_change", "personal"]
+SESSION_ONLY: frozenset[Scope] = frozenset({"session"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """Who a request's token speaks for, and as what; ``session_id``: the sign-in of an access token."""
+
+    user: User
+    scope: Scope
+    session_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SignIn:
+    """The tokens of a sign-in or a refresh."""
+
+    user: User
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    session_id: str
 
 
 class SecretKeyError(ValueError):
@@ -46,7 +86,11 @@ class AuthService(LoggingConfigurable):
     """Checks passwords, issues tokens and turns a token back into its user."""
 
     jwt_secret_key = Unicode(help="HS256 signing key for tokens (at least 32 characters).").tag(config=True)
-    token_lifetime = Integer(8 * 3600, help="Seconds a sign-in token stays valid.").tag(config=True)
+    token_lifetime = Integer(15 * 60, help="Seconds an access token stays valid.").tag(config=True)
+    refresh_token_lifetime = Integer(14 * 24 * 3600, help=(
+        "Seconds a sign-in may be refreshed for before the user signs in again.")).tag(config=True)
+    personal_token_max_days = Integer(365, help="The longest lifetime, in days, a personal access token may have."
+                                      ).tag(config=True)
     max_failures_per_email = Integer(5, help="Failed sign-ins for one email before it cools off.").tag(config=True)
     max_failures_per_ip = Integer(20, help="Failed sign-ins from one address before it cools off.").tag(config=True)
     failure_window = Integer(900, help="Seconds over which failed sign-ins are counted.").tag(config=True)
@@ -70,6 +114,7 @@ class AuthService(LoggingConfigurable):
         self._checks = concurrent.futures.ThreadPoolExecutor(self.password_check_workers,
                                                              thread_name_prefix="bi-password")
         self._checks_pending = 0
+        self.personal_tokens = PersonalTokens(store, self.personal_token_max_days)
 
     async def _in_check_pool(self, fn: Callable[..., T], *args: object, bounded: bool = True) -> T:
         """Run a password hash/verify on its own threads; ``bounded``: refuse at once when too many wait."""
@@ -86,8 +131,9 @@ class AuthService(LoggingConfigurable):
         """Hash for a signed-in caller (account creation, password change): waits its turn, never refused."""
         return await self._in_check_pool(self.hasher.hash, password, bounded=False)
 
-    async def login(self, email: str, password: str, ip: str) -> tuple[str, User]:
-        """Return a token and the user, or raise ``AuthenticationError``/``RateLimitedError``.
+    async def login(self, email: str, password: str, ip: str) -> SignIn:
+        """Start a sign-in session, or raise ``AuthenticationError``/``RateLimitedError``, or
+        ``PasswordChangeRequiredError`` for a one-time password.
 
         The attempt counts against the address and the email before the password is checked, so a
         burst is refused once the limit's worth of it is under way; a right password takes it back.
@@ -106,8 +152,20 @@ class AuthService(LoggingConfigurable):
         self._ip_throttle.forgive(ip, ip_attempt)
         if self.hasher.check_needs_rehash(user.password_hash):
             await self.store.update_password_hash(user.id, await self.hash_password(password))
+        if not user.active:
+            audit("login_failed", email=email, user_id=user.id, ip=ip, reason="deactivated")
+            raise AuthenticationError("This account is deactivated; ask an admin.", code="account_deactivated")
         audit("login_success", email=email, user_id=user.id, ip=ip)
-        return self.issue_token(user), user
+        if user.password_change_required:
+            raise PasswordChangeRequiredError(
+                "Your password was reset: choose a new one (POST /api/me/password) before anything else.",
+                {"access_token": self._access_token(user, "password_change"), "token_type": "bearer",
+                 "expires_in": self.token_lifetime})
+        return await self.start_session(user)
+
+    async def check_password(self, user: User, password: str) -> bool:
+        """Whether ``password`` is ``user``'s (a signed-in caller confirming it: waits its turn)."""
+        return await self._verify(user.password_hash, password)
 
     async def _verify(self, password_hash: str | None, password: str) -> bool:
         """Check a password; an unknown user costs the same time as a known one."""
@@ -119,22 +177,124 @@ class AuthService(LoggingConfigurable):
             self.log.error("invalid_password_hash")
             return False
 
-    def issue_token(self, user: User) -> str:
+    # sessions ----------------------------------------------------------------
+    async def start_session(self, user: User) -> SignIn:
+        """A new sign-in session for ``user`` and its first tokens."""
+        now = time.time()
+        session = SignInSession(id=uuid.uuid4().hex, user_id=user.id, rotation=0, generation=user.token_generation,
+                                created_at=utcnow(), expires_at=iso_time(now + self.refresh_token_lifetime))
+        await self.store.put_sign_in_session(session)
+        return self._sign_in(user, session)
+
+    async def refresh(self, refresh_token: str) -> SignIn:
+        """New tokens for a sign-in session, rotating its refresh token.
+
+        A refresh token of an earlier rotation ends the session: the token was copied, and whoever
+        refreshed first (the user or the thief) is cut off with the other.
+        """
+        claims = self._decode(refresh_token, "refresh", ("sid", "rot", "gen"))
+        session = await self.store.get_sign_in_session(str(claims["sid"]))
+        if session is None or session.expires_at <= utcnow():
+            raise AuthenticationError("This sign-in has ended; sign in again.", code="session_ended")
+        if claims["rot"] != session.rotation or not await self.store.rotate_sign_in_session(session.id,
+                                                                                          session.rotation):
+            await self.store.delete_sign_in_session(session.id)
+            audit("refresh_token_reused", user_id=session.user_id, session_id=session.id)
+            raise AuthenticationError("This refresh token was already used, so the sign-in was ended to be safe; "
+                                      "sign in again.", code="refresh_token_reused")
+        user = await self._valid_user(session.user_id, session.generation)
+        return self._sign_in(user, dataclasses.replace(session, rotation=session.rotation + 1))
+
+    async def logout(self, refresh_token: str | None, access_token: str | None) -> None:
+        """End the sign-in session a refresh token or access token belongs to; bad tokens end nothing."""
+        for token, typ in ((refresh_token, "refresh"), (access_token, "access")):
+            if not token:
+                continue
+            try:
+                claims = self._decode(token, typ, ("sid",))
+            except AuthenticationError:
+                continue
+            await self.store.delete_sign_in_session(str(claims["sid"]))
+            audit("logout", user_id=str(claims["sub"]), session_id=str(claims["sid"]))
+            return
+
+    async def revoke_all(self, user: User, event: str, **fields: Any) -> User:
+        """Cut every token ``user`` has (sign out everywhere); the user afterwards."""
+        updated = await self.store.update_user(user.id, {}, revoke_tokens=True)
+        audit(event, user_id=user.id, **fields)
+        return updated or user
+
+    def _sign_in(self, user: User, session: SignInSession) -> SignIn:
         now = int(time.time())
-        claims = {"sub": user.id, "iat": now, "exp": now + self.token_lifetime, "iss": ISSUER,
-                  "jti": uuid.uuid4().hex}
+        refresh_claims = {"sub": user.id, "iat": now, "exp": now + self.refresh_token_lifetime, "iss": ISSUER,
+                          "typ": "refresh", "sid": session.id, "rot": session.rotation, "gen": session.generation}
+        expires_at = epoch_seconds(session.expires_at)
+        refresh_claims["exp"] = min(refresh_claims["exp"], expires_at)
+        return SignIn(user=user, access_token=self._access_token(user, "session", session.id),
+                      expires_in=self.token_lifetime,
+                      refresh_token=jwt.encode(refresh_claims, self.jwt_secret_key, algorithm=ALGORITHM),
+                      refresh_expires_in=max(0, expires_at - now), session_id=session.id)
+
+    def _access_token(self, user: User, scope: Scope, session_id: str | None = None) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {"sub": user.id, "iat": now, "exp": now + self.token_lifetime, "iss": ISSUER,
+                                  "jti": uuid.uuid4().hex, "typ": "access", "scp": scope,
+                                  "gen": user.token_generation}
+        if session_id:
+            claims["sid"] = session_id
         return jwt.encode(claims, self.jwt_secret_key, algorithm=ALGORITHM)
 
-    async def authenticate(self, token: str) -> User:
-        """The user a token was issued to; ``AuthenticationError`` for any bad token."""
+    # requests ----------------------------------------------------------------
+    async def authenticate(self, token: str, accept: Collection[Scope] = SESSION_ONLY) -> User:
+        """The user a token speaks for, if it may be used where ``accept`` says; see ``credentials``."""
+        return (await self.credentials(token, accept)).user
+
+    async def credentials(self, token: str, accept: Collection[Scope] = SESSION_ONLY) -> Credentials:
+        """What a request's token is: ``AuthenticationError`` (401) for any bad, expired or revoked
+        token, ``PermissionDeniedError`` (403) for a good one used where ``accept`` does not allow it."""
+        if self.personal_tokens.is_one(token):
+            token_record = await self.personal_tokens.verify(token)
+            user = await self._valid_user(token_record.user_id, token_record.generation)
+            found = Credentials(user, "personal")
+        else:
+            claims = self._decode(token, "access", ("scp", "gen"))
+            user = await self._valid_user(str(claims["sub"]), claims["gen"])
+            scope = claims["scp"] if claims["scp"] in ("session", "password_change") else None
+            if scope is None:
+                raise AuthenticationError("The token is not valid; sign in again.")
+            found = Credentials(user, scope, claims.get("sid"))
+        if (found.scope == "password_change") != user.password_change_required or (
+                found.scope == "password_change" and "password_change" not in accept):
+            raise PasswordChangeRequiredError(
+                "Your password was reset: choose a new one (POST /api/me/password) before anything else.")
+        if found.scope not in accept:
+            raise PermissionDeniedError(
+                "A personal access token works on the Jupyter API only (/api/kernels, /api/kernelspecs, "
+                "/api/sessions); sign in for the rest.", code="personal_token_not_allowed")
+        return found
+
+    def _decode(self, token: str, typ: str, required: tuple[str, ...]) -> dict[str, Any]:
+        """The claims of a JWT of type ``typ`` that we signed; ``AuthenticationError`` otherwise."""
         try:
             claims = jwt.decode(token, self.jwt_secret_key, algorithms=[ALGORITHM], issuer=ISSUER,
-                                options={"require": ["sub", "exp", "iat", "iss"]})
+                                options={"require": ["sub", "exp", "iat", "iss", "typ", *required]})
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationError("Your session has expired; sign in again.") from exc
         except jwt.PyJWTError as exc:
             raise AuthenticationError("The token is not valid; sign in again.") from exc
-        user = await self.store.get_user(str(claims["sub"]))
+        if claims["typ"] != typ:
+            raise AuthenticationError("The token is not valid here; sign in again.")
+        return claims
+
+    async def _valid_user(self, user_id: str, generation: object) -> User:
+        """The user a token of ``generation`` was issued to, while it is active and the token unrevoked."""
+        user = await self.store.get_user(user_id)
         if user is None:
             raise AuthenticationError("The token's user no longer exists; sign in again.")
+        if not user.active:
+            raise AuthenticationError("This account is deactivated; ask an admin.", code="account_deactivated")
+        if generation != user.token_generation:
+            raise AuthenticationError("This token was revoked (signed out everywhere, or the password or account "
+                                      "changed); sign in again.", code="token_revoked")
         return user
+

@@ -20,7 +20,7 @@ class TestLogin:
         assert response.code == 200
         body = response.json()
         assert body["token_type"] == "bearer"
-        assert body["expires_in"] == 8 * 3600
+        assert body["expires_in"] == 15 * 60
         assert body["user"]["email"] == ADMIN_EMAIL and body["user"]["role"] == "admin"
         assert "password_hash" not in body["user"]
         me = await any_api.fetch("GET", "/api/me", token=body["access_token"])

@@ -192,7 +192,7 @@ class AuthService(LoggingConfigurable):
         A refresh token of an earlier rotation ends the session: the token was copied, and whoever
         refreshed first (the user or the thief) is cut off with the other.
         """
-        claims = self._decode(refresh_token, "refresh", ("sid", "rot", "gen"))
+        claims = self._decode(refresh_token, "refresh", ("sid", "rot"))
         session = await self.store.get_sign_in_session(str(claims["sid"]))
         if session is None or session.expires_at <= utcnow():
             raise AuthenticationError("This sign-in has ended; sign in again.", code="session_ended")
@@ -225,15 +225,14 @@ class AuthService(LoggingConfigurable):
         return updated or user
 
     def _sign_in(self, user: User, session: SignInSession) -> SignIn:
-        now = int(time.time())
-        refresh_claims = {"sub": user.id, "iat": now, "exp": now + self.refresh_token_lifetime, "iss": ISSUER,
-                          "typ": "refresh", "sid": session.id, "rot": session.rotation, "gen": session.generation}
-        expires_at = epoch_seconds(session.expires_at)
-        refresh_claims["exp"] = min(refresh_claims["exp"], expires_at)
+        """An access token, and a refresh token for the session's current rotation that lasts as long as it."""
+        now, expires = int(time.time()), epoch_seconds(session.expires_at)
+        refresh_claims = {"sub": user.id, "iat": now, "exp": expires, "iss": ISSUER, "typ": "refresh",
+                          "sid": session.id, "rot": session.rotation}
         return SignIn(user=user, access_token=self._access_token(user, "session", session.id),
                       expires_in=self.token_lifetime,
                       refresh_token=jwt.encode(refresh_claims, self.jwt_secret_key, algorithm=ALGORITHM),
-                      refresh_expires_in=max(0, expires_at - now), session_id=session.id)
+                      refresh_expires_in=max(0, expires - now), session_id=session.id)
 
     def _access_token(self, user: User, scope: Scope, session_id: str | None = None) -> str:
         now = int(time.time())

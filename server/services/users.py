@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from ..errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from ..logs import audit
-from ..models import LOCALES, ROLES, User, normalise_email, utcnow
+from ..models import LOCALES, ROLES, Role, User, normalise_email, utcnow
 from ..storage.base import Store
 from .auth import AuthService, SignIn
 
@@ -32,11 +32,9 @@ class UserService:
         email = normalise_email(email)
         if not EMAIL_PATTERN.match(email) or len(email) > 254:
             raise InvalidRequestError(f"{email!r} is not an email address.", {"field": "email"})
-        name = name.strip()
-        _check_name(name)
-        _check_role(role)
+        name, checked_role = _check_name(name.strip()), _check_role(role)
         _check_password(password, "password")
-        user = User(id=uuid.uuid4().hex, email=email, name=name, role=role,
+        user = User(id=uuid.uuid4().hex, email=email, name=name, role=checked_role,
                     password_hash=await self.auth.hash_password(password), created_at=utcnow())
         await self.store.create_user(user)
         audit("user_created", user_id=user.id, email=email, role=role, created_by=created_by)
@@ -144,10 +142,10 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _check_role(role: str) -> str:
+def _check_role(role: str) -> Role:
     if role not in ROLES:
         raise InvalidRequestError(f"The role must be one of {', '.join(ROLES)}.", {"field": "role"})
-    return role
+    return cast(Role, role)
 
 
 def _check_password(password: str, field: str) -> None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import pytest
 from tornado import httpclient, websocket
 
-from ..server.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, any_api  # noqa: F401 - fixture
-from ..server.conftest import Client
+from ..server.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Client
 
 MEMBER = "ana@example.com"
 MEMBER_PASSWORD = "member password 1"

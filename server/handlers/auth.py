@@ -152,7 +152,7 @@ class LogoutEverywhereHandler(SignInHandler):
 
     async def post(self) -> None:
         assert self.user is not None
-        await self.auth.revoke_all(self.user, "logout_everywhere")
+        await self.auth.logout_everywhere(self.user)
         self.clear_refresh_cookie()
         self.set_status(204)
         self.finish()

@@ -22,7 +22,7 @@ from ..errors import (AuthenticationError, BIError, ConflictError, DatasetNotRea
 from ..client_address import TrustedProxies
 from ..limits import JSON_BODY_BYTES, PUBLIC_BODY_BYTES
 from ..models import User
-from ..services.auth import SESSION_ONLY, AuthService, Credentials, Scope
+from ..services.auth import SESSION_ONLY, AuthService, Scope
 from ..services.cards import CardService
 from ..services.datasets import DatasetService
 from ..services.users import UserService
@@ -95,7 +95,6 @@ class APIHandler(web.RequestHandler):
     token_scopes: frozenset[Scope] = SESSION_ONLY
     max_body_bytes = JSON_BODY_BYTES
     user: User | None = None
-    credentials: Credentials | None = None
     request_id = ""
 
     def initialize(self, endpoint: str) -> None:
@@ -133,8 +132,7 @@ class APIHandler(web.RequestHandler):
     async def prepare(self) -> None:
         structlog.contextvars.bind_contextvars(request_id=self.request_id)
         if self.auth_required and self.request.method != "OPTIONS":
-            self.credentials = await self.auth.credentials(self._bearer_token(), self.token_scopes)
-            self.user = self.credentials.user
+            self.user = await self.auth.authenticate(self._bearer_token(), self.token_scopes)
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
         self.accept_body(*self.body_limit())
 

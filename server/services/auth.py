@@ -47,15 +47,7 @@ T = TypeVar("T")
 # the password (after an admin's reset), or a personal access token (the Jupyter API).
 Scope = Literal["session", "password_change", "personal"]
 SESSION_ONLY: frozenset[Scope] = frozenset({"session"})
-
-
-@dataclasses.dataclass(frozen=True)
-class Credentials:
-    """Who a request's token speaks for, and as what; ``session_id``: the sign-in of an access token."""
-
-    user: User
-    scope: Scope
-    session_id: str | None = None
+RESET_MESSAGE = "Your password was reset: choose a new one (POST /api/me/password) before anything else."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,9 +149,7 @@ class AuthService(LoggingConfigurable):
             raise AuthenticationError("This account is deactivated; ask an admin.", code="account_deactivated")
         audit("login_success", email=email, user_id=user.id, ip=ip)
         if user.password_change_required:
-            raise PasswordChangeRequiredError(
-                "Your password was reset: choose a new one (POST /api/me/password) before anything else.",
-                {"access_token": self._access_token(user, "password_change"), "token_type": "bearer",
+            raise PasswordChangeRequiredError(RESET_MESSAGE, {"access_token": self._access_token(user, "password_change"), "token_type": "bearer",
                  "expires_in": self.token_lifetime})
         return await self.start_session(user)
 
@@ -218,11 +208,10 @@ class AuthService(LoggingConfigurable):
             audit("logout", user_id=str(claims["sub"]), session_id=str(claims["sid"]))
             return
 
-    async def revoke_all(self, user: User, event: str, **fields: Any) -> User:
-        """Cut every token ``user`` has (sign out everywhere); the user afterwards."""
-        updated = await self.store.update_user(user.id, {}, revoke_tokens=True)
-        audit(event, user_id=user.id, **fields)
-        return updated or user
+    async def logout_everywhere(self, user: User) -> None:
+        """Cut every token ``user`` has: every sign-in's, and their personal access tokens."""
+        await self.store.update_user(user.id, {}, revoke_tokens=True)
+        audit("logout_everywhere", user_id=user.id)
 
     def _sign_in(self, user: User, session: SignInSession) -> SignIn:
         """An access token, and a refresh token for the session's current rotation that lasts as long as it."""
@@ -245,32 +234,26 @@ class AuthService(LoggingConfigurable):
 
     # requests ----------------------------------------------------------------
     async def authenticate(self, token: str, accept: Collection[Scope] = SESSION_ONLY) -> User:
-        """The user a token speaks for, if it may be used where ``accept`` says; see ``credentials``."""
-        return (await self.credentials(token, accept)).user
-
-    async def credentials(self, token: str, accept: Collection[Scope] = SESSION_ONLY) -> Credentials:
-        """What a request's token is: ``AuthenticationError`` (401) for any bad, expired or revoked
-        token, ``PermissionDeniedError`` (403) for a good one used where ``accept`` does not allow it."""
+        """The user a request's token speaks for: ``AuthenticationError`` (401) for any bad, expired or
+        revoked token, ``PermissionDeniedError`` (403) for a good one used where ``accept`` does not
+        allow its scope."""
+        scope: Scope
         if self.personal_tokens.is_one(token):
-            token_record = await self.personal_tokens.verify(token)
-            user = await self._valid_user(token_record.user_id, token_record.generation)
-            found = Credentials(user, "personal")
+            record = await self.personal_tokens.verify(token)
+            user, scope = await self._valid_user(record.user_id, record.generation), "personal"
         else:
             claims = self._decode(token, "access", ("scp", "gen"))
-            user = await self._valid_user(str(claims["sub"]), claims["gen"])
-            scope = claims["scp"] if claims["scp"] in ("session", "password_change") else None
-            if scope is None:
+            if claims["scp"] not in ("session", "password_change"):
                 raise AuthenticationError("The token is not valid; sign in again.")
-            found = Credentials(user, scope, claims.get("sid"))
-        if (found.scope == "password_change") != user.password_change_required or (
-                found.scope == "password_change" and "password_change" not in accept):
-            raise PasswordChangeRequiredError(
-                "Your password was reset: choose a new one (POST /api/me/password) before anything else.")
-        if found.scope not in accept:
+            user, scope = await self._valid_user(str(claims["sub"]), claims["gen"]), claims["scp"]
+        restricted = scope == "password_change" or user.password_change_required
+        if restricted and not (scope == "password_change" and scope in accept):
+            raise PasswordChangeRequiredError(RESET_MESSAGE)
+        if scope not in accept:
             raise PermissionDeniedError(
                 "A personal access token works on the Jupyter API only (/api/kernels, /api/kernelspecs, "
                 "/api/sessions); sign in for the rest.", code="personal_token_not_allowed")
-        return found
+        return user
 
     def _decode(self, token: str, typ: str, required: tuple[str, ...]) -> dict[str, Any]:
         """The claims of a JWT of type ``typ`` that we signed; ``AuthenticationError`` otherwise."""

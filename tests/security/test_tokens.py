@@ -63,14 +63,14 @@ class TestRevocation:
             assert (await refresh(any_api, signed_in["refresh_token"]))[0] == 401
         assert await status(any_api, (await sign_in(any_api))["access_token"]) == (200, None)
 
-    async def test_sign_out_ends_this_sign_in_only(self, any_api):
+    async def test_sign_out_ends_this_sign_in_only(self, api):
         """``POST /api/auth/logout`` ends this sign-in's refresh token; another sign-in keeps going."""
-        mine, other = await sign_in(any_api), await sign_in(any_api)
-        response = await any_api.fetch("POST", "/api/auth/logout", token="",
+        mine, other = await sign_in(api), await sign_in(api)
+        response = await api.fetch("POST", "/api/auth/logout", token="",
                                        json_body={"refresh_token": mine["refresh_token"]})
         assert response.code == 204
-        assert (await refresh(any_api, mine["refresh_token"]))[0] == 401
-        assert (await refresh(any_api, other["refresh_token"]))[0] == 200
+        assert (await refresh(api, mine["refresh_token"]))[0] == 401
+        assert (await refresh(api, other["refresh_token"]))[0] == 200
 
 
 class TestRefresh:
@@ -177,47 +177,47 @@ class TestUsers:
         assert await status(any_api, member["access_token"]) == (401, "token_revoked")
         assert await status(any_api, (await sign_in(any_api, MEMBER, MEMBER_PASSWORD))["access_token"]) == (200, None)
 
-    async def test_changed_password_revokes_the_other_tokens(self, any_api):
+    async def test_changed_password_revokes_the_other_tokens(self, api):
         """Changing the password cuts every other sign-in and personal token; the caller gets new tokens."""
-        here = await add_member(any_api)
-        elsewhere = await sign_in(any_api, MEMBER, MEMBER_PASSWORD)
-        pat = await personal_token(any_api, elsewhere["access_token"])
-        wrong = await any_api.fetch("POST", "/api/me/password", token=here["access_token"],
+        here = await add_member(api)
+        elsewhere = await sign_in(api, MEMBER, MEMBER_PASSWORD)
+        pat = await personal_token(api, elsewhere["access_token"])
+        wrong = await api.fetch("POST", "/api/me/password", token=here["access_token"],
                                     json_body={"current_password": "not it at all", "new_password": "a new password 2"})
         assert (wrong.code, wrong.error_code) == (403, "wrong_password")
-        changed = await any_api.fetch("POST", "/api/me/password", token=here["access_token"],
+        changed = await api.fetch("POST", "/api/me/password", token=here["access_token"],
                                       json_body={"current_password": MEMBER_PASSWORD, "new_password": "a new password 2"})
         assert changed.code == 200, changed.body
         for token in (here["access_token"], elsewhere["access_token"]):
-            assert await status(any_api, token) == (401, "token_revoked")
-        assert (await status(any_api, pat, "/api/kernelspecs"))[0] == 401
-        assert (await refresh(any_api, elsewhere["refresh_token"]))[0] == 401
-        assert await status(any_api, changed.json()["access_token"]) == (200, None)
-        assert (await refresh(any_api, changed.json()["refresh_token"]))[0] == 200
-        old = await any_api.fetch("POST", "/api/auth/login", json_body={"email": MEMBER, "password": MEMBER_PASSWORD})
+            assert await status(api, token) == (401, "token_revoked")
+        assert (await status(api, pat, "/api/kernelspecs"))[0] == 401
+        assert (await refresh(api, elsewhere["refresh_token"]))[0] == 401
+        assert await status(api, changed.json()["access_token"]) == (200, None)
+        assert (await refresh(api, changed.json()["refresh_token"]))[0] == 200
+        old = await api.fetch("POST", "/api/auth/login", json_body={"email": MEMBER, "password": MEMBER_PASSWORD})
         assert old.code == 401
 
-    async def test_one_time_password_only_changes_the_password(self, any_api):
+    async def test_one_time_password_only_changes_the_password(self, api):
         """An admin's reset cuts the user's tokens and gives a one-time password; signing in with it
         answers 403 password_change_required with a token that works on POST /api/me/password only."""
-        member = await add_member(any_api)
-        admin = (await sign_in(any_api))["access_token"]
-        reset = await any_api.fetch("POST", f"/api/users/{member['user']['id']}/password-reset", token=admin)
+        member = await add_member(api)
+        admin = (await sign_in(api))["access_token"]
+        reset = await api.fetch("POST", f"/api/users/{member['user']['id']}/password-reset", token=admin)
         assert reset.code == 200
         one_time = reset.json()["password"]
-        assert await status(any_api, member["access_token"]) == (401, "token_revoked")
-        login = await any_api.fetch("POST", "/api/auth/login", json_body={"email": MEMBER, "password": one_time})
+        assert await status(api, member["access_token"]) == (401, "token_revoked")
+        login = await api.fetch("POST", "/api/auth/login", json_body={"email": MEMBER, "password": one_time})
         assert (login.code, login.error_code) == (403, "password_change_required")
         assert "bi_refresh" not in login.headers.get("Set-Cookie", "")
         restricted = login.json()["error"]["details"]["access_token"]
         for path in ("/api/me", "/api/datasets", "/api/kernelspecs", "/api/me/tokens"):
-            assert await status(any_api, restricted, path) == (403, "password_change_required"), path
-        changed = await any_api.fetch("POST", "/api/me/password", token=restricted,
+            assert await status(api, restricted, path) == (403, "password_change_required"), path
+        changed = await api.fetch("POST", "/api/me/password", token=restricted,
                                       json_body={"current_password": one_time, "new_password": "my own password 3"})
         assert changed.code == 200, changed.body
-        assert await status(any_api, changed.json()["access_token"]) == (200, None)
-        assert (await status(any_api, restricted))[0] == 401
-        assert (await sign_in(any_api, MEMBER, "my own password 3"))["user"]["password_change_required"] is False
+        assert await status(api, changed.json()["access_token"]) == (200, None)
+        assert (await status(api, restricted))[0] == 401
+        assert (await sign_in(api, MEMBER, "my own password 3"))["user"]["password_change_required"] is False
 
     async def test_only_admins_change_users_and_not_themselves(self, api):
         """Members cannot change users or reset passwords; an admin cannot demote or deactivate themself."""

@@ -140,8 +140,11 @@ class LogoutHandler(SignInHandler):
     auth_required = False  # an expired access token must not keep a refresh token alive
 
     async def post(self) -> None:
-        scheme, _, access = self.request.headers.get("Authorization", "").partition(" ")
-        await self.auth.logout(self.refresh_token(), access.strip() if scheme.lower() == "bearer" else None)
+        try:
+            access: str | None = self._bearer_token()
+        except AuthenticationError:
+            access = None
+        await self.auth.logout(self.refresh_token(), access)
         self.clear_refresh_cookie()
         self.set_status(204)
         self.finish()

@@ -40,6 +40,15 @@ class TrustedProxies:
         return address
 
 
+    def is_https(self, peer: str, protocol: str, forwarded_proto: Iterable[str] = ()) -> bool:
+        """Whether the client reached us over HTTPS: on this connection, or, for a connection from one
+        of our proxies, as the last ``X-Forwarded-Proto`` hop (the one our proxy wrote) says."""
+        if protocol == "https":
+            return True
+        hops = [hop.strip().lower() for value in forwarded_proto for hop in value.split(",")]
+        return self.trusts(peer) and bool(hops) and hops[-1] == "https"
+
+
 def _network(cidr: str) -> Network:
     try:
         return ipaddress.ip_network(cidr.strip(), strict=False)

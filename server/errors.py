@@ -63,6 +63,12 @@ class AccessRevokedError(PermissionDeniedError):
 
     code = "access_revoked"
 
+class PasswordChangeRequiredError(PermissionDeniedError):
+    """The user's password is a one-time one an admin set: only choosing a new one is allowed. At
+    sign-in, ``details`` carry an access token that may do just that (``POST /api/me/password``)."""
+
+    code = "password_change_required"
+
 
 class NotFoundError(BIError):
     """Unknown, or not visible to the caller."""

@@ -153,6 +153,9 @@ address may be a whole office behind NAT (``LoginThrottle.max_failures_per_addre
 LOGIN_ADDRESS_WINDOW = 10 * 60.0
 """Seconds over which an address's failed sign-ins are counted."""
 
+PERSONAL_TOKENS_PER_USER = 50
+"""Personal access tokens one user may hold at once (``POST /api/me/tokens`` past them is a 409)."""
+
 # CSV uploads ---------------------------------------------------------------------
 CSV_COLUMNS = 2_000
 """Columns of an uploaded CSV, counted in its header before anything is converted

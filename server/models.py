@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from typing import Any, Literal
 
 Role = Literal["admin", "member"]
@@ -14,7 +15,17 @@ LOCALES: tuple[Locale, ...] = ("ja", "en")
 
 def utcnow() -> str:
     """Now, as the ISO 8601 UTC string every record uses."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_time(time.time())
+
+
+def iso_time(epoch: float) -> str:
+    """Epoch seconds as the ISO 8601 UTC string every record uses."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch_seconds(timestamp: str) -> int:
+    """A record's ISO 8601 UTC time as whole epoch seconds."""
+    return int(dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
 
 
 def normalise_email(email: str) -> str:
@@ -32,11 +43,54 @@ class User:
     created_at: str
     # The UI language the user chose; None until they choose (the UI follows the browser meanwhile).
     locale: Locale | None = None
+    # A deactivated user can neither sign in nor use any token.
+    active: bool = True
+    # Tokens carry the generation they were issued in; raising it revokes every one issued before.
+    token_generation: int = 0
+    # Set by an admin's password reset: the one-time password only lets the user choose a new one.
+    password_change_required: bool = False
 
     def public(self) -> dict[str, Any]:
         """What the API shows of a user: never the password hash."""
         return {"id": self.id, "email": self.email, "name": self.name, "role": self.role,
-                "locale": self.locale, "created_at": self.created_at}
+                "locale": self.locale, "active": self.active,
+                "password_change_required": self.password_change_required, "created_at": self.created_at}
+
+
+@dataclasses.dataclass(frozen=True)
+class SignInSession:
+    """One sign-in of one browser or client: the server side of its refresh token.
+
+    The refresh token names the session and its ``rotation``; each refresh moves the session to the
+    next rotation, and a token of an earlier rotation coming back (a stolen copy) ends the session.
+    Valid while the user's ``token_generation`` is still ``generation``, until ``expires_at``.
+    """
+
+    id: str
+    user_id: str
+    rotation: int
+    generation: int
+    created_at: str
+    expires_at: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonalToken:
+    """A personal access token for Jupyter clients; only a hash of its secret is kept.
+
+    Valid while the user's ``token_generation`` is still ``generation``, until ``expires_at``.
+    """
+
+    id: str
+    user_id: str
+    name: str
+    secret_hash: str
+    generation: int
+    created_at: str
+    expires_at: str
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "created_at": self.created_at, "expires_at": self.expires_at}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,9 @@ import re
 from tornado.web import RequestHandler, URLSpec
 
 from .handlers.audit import AuditHandler
-from .handlers.auth import LoginHandler, MeHandler, UsersHandler
+from .handlers.auth import (LoginHandler, LogoutEverywhereHandler, LogoutHandler, MeHandler, MePasswordHandler,
+                            MeTokenHandler, MeTokensHandler, RefreshHandler, UserHandler, UserPasswordResetHandler,
+                            UsersHandler)
 from .handlers.bokehjs import BokehJSHandler, BokehResourcesHandler
 from .handlers.card_socket import CardEditSocket, CardSocket
 from .handlers.cards import (CardHandler, CardRunHandler, CardsHandler, CardVersionHandler,
@@ -30,9 +32,17 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/bokeh", BokehResourcesHandler),
     ("/static/bokeh/{version}/{name}", BokehJSHandler),
     ("/api/auth/login", LoginHandler),
+    ("/api/auth/refresh", RefreshHandler),
+    ("/api/auth/logout", LogoutHandler),
+    ("/api/auth/logout-everywhere", LogoutEverywhereHandler),
     ("/api/me", MeHandler),
+    ("/api/me/password", MePasswordHandler),
+    ("/api/me/tokens", MeTokensHandler),
+    ("/api/me/tokens/{token_id}", MeTokenHandler),
     ("/api/users", UsersHandler),
     ("/api/audit", AuditHandler),
+    ("/api/users/{user_id}", UserHandler),
+    ("/api/users/{user_id}/password-reset", UserPasswordResetHandler),
     ("/api/datasets", DatasetsHandler),
     ("/api/datasets/{dataset_id}", DatasetHandler),
     ("/api/datasets/{dataset_id}/versions", DatasetVersionsHandler),

@@ -19,12 +19,13 @@ from tornado.http1connection import HTTP1Connection
 from .. import json_io
 from ..errors import (AccessRevokedError, AuthenticationError, BIError, ConflictError, DatasetNotReadableError, ExecutionTimeoutError,
                       InvalidJSONError, InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
-                      PayloadTooLargeError, PermissionDeniedError, PreconditionRequiredError, RateLimitedError,
-                      ServiceUnavailableError, StorageUnavailableError, StoreClosedError, UnprocessableError, quoted)
+                      PasswordChangeRequiredError, PayloadTooLargeError, PermissionDeniedError,
+                      PreconditionRequiredError, RateLimitedError, ServiceUnavailableError, StorageUnavailableError,
+                      StoreClosedError, UnprocessableError, quoted)
 from ..client_address import TrustedProxies
 from ..limits import JSON_BODY_BYTES, PUBLIC_BODY_BYTES
 from ..models import User
-from ..services.auth import AuthService
+from ..services.auth import SESSION_ONLY, AuthService, Scope
 from ..services.cards import CardService
 from ..services.datasets import DatasetService
 from ..services.idempotency import IdempotencyService
@@ -38,6 +39,7 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     PermissionDeniedError: 403,
     DatasetNotReadableError: 403,
     AccessRevokedError: 403,
+    PasswordChangeRequiredError: 403,
     NotFoundError: 404,
     ExecutionTimeoutError: 408,
     ConflictError: 409,
@@ -97,7 +99,8 @@ def refuse(handler: web.RequestHandler, exc: BIError,
 
 @web.stream_request_body
 class APIHandler(web.RequestHandler):
-    """Subclasses set ``auth_required = False`` for public routes and get ``self.user`` otherwise.
+    """Subclasses set ``auth_required = False`` for public routes and get ``self.user`` otherwise;
+    ``token_scopes`` say which tokens may call them (sign-in access tokens unless a route says more).
 
     Every API handler streams its body, so that ``prepare`` checks the token before a byte of it is
     read. Then the body may have ``max_body_bytes`` (at most ``PUBLIC_BODY_BYTES`` without a signed-in
@@ -105,6 +108,7 @@ class APIHandler(web.RequestHandler):
     """
 
     auth_required = True
+    token_scopes: frozenset[Scope] = SESSION_ONLY
     max_body_bytes = JSON_BODY_BYTES
     user: User | None = None
     request_id = ""
@@ -146,7 +150,7 @@ class APIHandler(web.RequestHandler):
         structlog.contextvars.bind_contextvars(request_id=self.request_id)
         request_scope.set(self.request_id)
         if self.auth_required and self.request.method != "OPTIONS":
-            self.user = await self.auth.authenticate(self._bearer_token())
+            self.user = await self.auth.authenticate(self._bearer_token(), self.token_scopes)
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
         self.accept_body(*self.body_limit())
 
@@ -181,6 +185,13 @@ class APIHandler(web.RequestHandler):
         proxies: TrustedProxies = self.settings.get("trusted_proxies") or TrustedProxies()
         return proxies.client_address(self.request.remote_ip or "",
                                       self.request.headers.get_list("X-Forwarded-For"))
+
+    @property
+    def is_https(self) -> bool:
+        """Whether the client reached us over HTTPS, by this connection or our trusted proxies' word."""
+        proxies: TrustedProxies = self.settings.get("trusted_proxies") or TrustedProxies()
+        return proxies.is_https(self.request.remote_ip or "", self.request.protocol,
+                                self.request.headers.get_list("X-Forwarded-Proto"))
 
     def _bearer_token(self) -> str:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")

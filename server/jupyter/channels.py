@@ -22,7 +22,7 @@ from ..errors import BIError
 from ..handlers.base import log, origin_allowed, refuse
 from ..handlers.socket_base import BoundedSocket
 from ..models import User
-from .handlers import jupyter_error, request_token
+from .handlers import JUPYTER_SCOPES, jupyter_error, request_token
 from .kernel import JupyterKernel
 from .wire import V1, BadFrame, KernelMessage, decode, encode
 
@@ -42,7 +42,7 @@ class KernelChannelsHandler(BoundedSocket):
     async def prepare(self) -> None:
         """Authenticate and find the caller's kernel before upgrading; failures are plain HTTP errors."""
         try:
-            self.user = await self.settings["auth"].authenticate(request_token(self.request))
+            self.user = await self.settings["auth"].authenticate(request_token(self.request), JUPYTER_SCOPES)
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
             self.kernel = self.settings["jupyter_kernels"].get(self.user, self.path_kwargs["kernel_id"])
         except BIError as exc:

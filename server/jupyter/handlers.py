@@ -1,11 +1,11 @@
 """The Jupyter Server REST API for kernels, kernel specs and sessions, as Jupyter clients call it.
 
-Authenticate with our JWT as ``Authorization: token <jwt>`` (what Jupyter clients send),
-``Authorization: Bearer <jwt>``, or ``?token=<jwt>``. Each user sees only their own kernels and
-sessions; anyone else's are 404. Errors keep the API's one JSON shape, with the ``message`` and
-``reason`` of Jupyter Server's errors at the top level too (``jupyter_error``): jupyter_server in
-gateway mode shows those two, so a JupyterLab user reads our text (the per-user limit, a culled
-kernel) instead of a generic "Ensure gateway url is valid".
+Authenticate with a personal access token (``POST /api/me/tokens``) or a sign-in access token, as
+``Authorization: token <token>`` (what Jupyter clients send), ``Authorization: Bearer <token>``, or
+``?token=<token>``. Each user sees only their own kernels and sessions; anyone else's are 404. Errors
+keep the API's one JSON shape, with the ``message`` and ``reason`` of Jupyter Server's errors at the
+top level too (``jupyter_error``): jupyter_server in gateway mode shows those two, so a JupyterLab
+user reads our text (the per-user limit, a culled kernel) instead of a generic "Ensure gateway url is valid".
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .. import limits
 from ..errors import AuthenticationError
 from ..execution.pool import KernelPool
 from ..handlers.base import APIHandler
+from ..services.auth import Scope
 from . import specs
 from .kernel import JupyterKernel
 from .manager import KIND, JupyterKernels
@@ -32,6 +33,10 @@ SESSION_SCHEMA = {
                    "kernel": KERNEL_SCHEMA,
                    "notebook": {"type": "object", "properties": {"path": NULLABLE_STRING}}},
 }
+
+
+# Sign-in access tokens, and the personal access tokens that work here and nowhere else.
+JUPYTER_SCOPES: frozenset[Scope] = frozenset({"session", "personal"})
 
 
 def request_token(request: HTTPServerRequest) -> str:
@@ -50,6 +55,8 @@ def jupyter_error(error: dict[str, Any], status: int) -> dict[str, Any]:
 
 
 class JupyterHandler(APIHandler):
+    token_scopes = JUPYTER_SCOPES
+
     def _bearer_token(self) -> str:
         return request_token(self.request)
 

@@ -1,4 +1,15 @@
-"""Sign-in: password checks with argon2id, HS256 tokens, and the sign-in throttle (``throttle.py``).
+"""Sign-in: password checks with argon2id, the sign-in throttle (``throttle.py``), and every kind of token.
+
+- An **access token** (HS256 JWT, ``typ`` ``access``) lives ``token_lifetime`` seconds (15 minutes).
+- A **refresh token** (HS256 JWT, ``typ`` ``refresh``) names a sign-in session kept in the store and
+  the session's rotation; each refresh rotates it, and a token of an earlier rotation coming back
+  (someone kept a copy) ends the session, so neither copy works any more.
+- A **personal access token** (``bi_pat_<id>_<secret>``, stored as a hash) lets Jupyter clients in,
+  on the Jupyter API only.
+
+Every token carries the user's ``token_generation`` from when it was issued; a request checks it
+against the user it loads anyway, so raising the generation (sign out everywhere, a changed or reset
+password, deactivation) cuts every earlier token at once, at no extra cost.
 
 A failed sign-in is logged (``login_failed``) with the email only when it names an account: what was
 typed for an unknown one may be a password in the wrong field, so it is logged as ``email_hash``, a
@@ -10,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import Callable
-from typing import TypeVar, cast
+from collections.abc import Callable, Collection
+from typing import Any, Literal, TypeVar, cast
 
 import argon2
 import jwt
@@ -23,11 +35,12 @@ from traitlets import Integer, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..environment import setting
-from ..errors import AuthenticationError, RateLimitedError
+from ..errors import AuthenticationError, PasswordChangeRequiredError, PermissionDeniedError, RateLimitedError
 from ..limits import PASSWORD_CHECK_QUEUE, PASSWORD_CHECK_WORKERS
-from .audit import record
-from ..models import User, normalise_email
+from ..models import SignInSession, User, epoch_seconds, iso_time, normalise_email, utcnow
 from ..storage.base import Store
+from .audit import record
+from .personal_tokens import PersonalTokens
 from .throttle import LoginThrottle, MemoryLoginThrottle, Outcome
 
 MIN_KEY_LENGTH = 32
@@ -36,6 +49,24 @@ ISSUER = "bi"
 BUSY_RETRY_AFTER = 1  # seconds: a password check takes tens of milliseconds
 
 T = TypeVar("T")
+
+# What a credential is good for: an ``access`` token of a full sign-in, one that may only change
+# the password (after an admin's reset), or a personal access token (the Jupyter API).
+Scope = Literal["session", "password_change", "personal"]
+SESSION_ONLY: frozenset[Scope] = frozenset({"session"})
+RESET_MESSAGE = "Your password was reset: choose a new one (POST /api/me/password) before anything else."
+
+
+@dataclasses.dataclass(frozen=True)
+class SignIn:
+    """The tokens of a sign-in or a refresh."""
+
+    user: User
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    session_id: str
 
 
 class SecretKeyError(ValueError):
@@ -54,7 +85,11 @@ class AuthService(LoggingConfigurable):
     """Checks passwords, issues tokens and turns a token back into its user."""
 
     jwt_secret_key = Unicode(help="HS256 signing key for tokens (at least 32 characters).").tag(config=True)
-    token_lifetime = Integer(8 * 3600, help="Seconds a sign-in token stays valid.").tag(config=True)
+    token_lifetime = Integer(15 * 60, help="Seconds an access token stays valid.").tag(config=True)
+    refresh_token_lifetime = Integer(14 * 24 * 3600, help=(
+        "Seconds a sign-in may be refreshed for before the user signs in again.")).tag(config=True)
+    personal_token_max_days = Integer(365, help="The longest lifetime, in days, a personal access token may have."
+                                      ).tag(config=True)
     throttle_class = Type(MemoryLoginThrottle, klass=LoginThrottle, help="Where sign-in attempts are counted "
                           "(configure its limits as LoginThrottle.*).").tag(config=True)
     password_check_workers = Integer(PASSWORD_CHECK_WORKERS, help=(
@@ -75,6 +110,7 @@ class AuthService(LoggingConfigurable):
         self._checks = concurrent.futures.ThreadPoolExecutor(self.password_check_workers,
                                                              thread_name_prefix="bi-password")
         self._checks_pending = 0
+        self.personal_tokens = PersonalTokens(store, self.personal_token_max_days)
 
     async def _in_check_pool(self, fn: Callable[..., T], *args: object, bounded: bool = True) -> T:
         """Run a password hash/verify on its own threads; ``bounded``: refuse at once when too many wait."""
@@ -91,8 +127,9 @@ class AuthService(LoggingConfigurable):
         """Hash for a signed-in caller (account creation, password change): waits its turn, never refused."""
         return await self._in_check_pool(self.hasher.hash, password, bounded=False)
 
-    async def login(self, email: str, password: str, ip: str) -> tuple[str, User]:
-        """Return a token and the user, or raise ``AuthenticationError``/``RateLimitedError``.
+    async def login(self, email: str, password: str, ip: str) -> SignIn:
+        """Start a sign-in session, or raise ``AuthenticationError``/``RateLimitedError``, or
+        ``PasswordChangeRequiredError`` for a one-time password.
 
         The attempt is counted by the throttle (account and client address ``ip``) before its password
         is checked, and ended with what the check found.
@@ -115,8 +152,19 @@ class AuthService(LoggingConfigurable):
             raise AuthenticationError("The email or password is wrong.")
         if self.hasher.check_needs_rehash(user.password_hash):
             await self.store.update_password_hash(user.id, await self.hash_password(password))
+        if not user.active:
+            await record(self.store, "login_failed", email=email, user_id=user.id, ip=ip, reason="deactivated")
+            raise AuthenticationError("This account is deactivated; ask an admin.", code="account_deactivated")
         await record(self.store, "login_success", email=email, user_id=user.id, ip=ip)
-        return self.issue_token(user), user
+        if user.password_change_required:
+            raise PasswordChangeRequiredError(RESET_MESSAGE, {
+                "access_token": self._access_token(user, "password_change"), "token_type": "bearer",
+                "expires_in": self.token_lifetime})
+        return await self.start_session(user)
+
+    async def check_password(self, user: User, password: str) -> bool:
+        """Whether ``password`` is ``user``'s (a signed-in caller confirming it: waits its turn)."""
+        return await self._verify(user.password_hash, password)
 
     def email_key(self, email: str) -> str:
         """A keyed hash of a typed email: what is logged for unknown accounts, and the throttle's key."""
@@ -133,22 +181,116 @@ class AuthService(LoggingConfigurable):
             self.log.error("invalid_password_hash")
             return False
 
-    def issue_token(self, user: User) -> str:
+    # sessions ----------------------------------------------------------------
+    async def start_session(self, user: User) -> SignIn:
+        """A new sign-in session for ``user`` and its first tokens."""
+        now = time.time()
+        session = SignInSession(id=uuid.uuid4().hex, user_id=user.id, rotation=0, generation=user.token_generation,
+                                created_at=utcnow(), expires_at=iso_time(now + self.refresh_token_lifetime))
+        await self.store.put_sign_in_session(session)
+        return self._sign_in(user, session)
+
+    async def refresh(self, refresh_token: str) -> SignIn:
+        """New tokens for a sign-in session, rotating its refresh token.
+
+        A refresh token of an earlier rotation ends the session: the token was copied, and whoever
+        refreshed first (the user or the thief) is cut off with the other.
+        """
+        claims = self._decode(refresh_token, "refresh", ("sid", "rot"))
+        session = await self.store.get_sign_in_session(str(claims["sid"]))
+        if session is None or session.expires_at <= utcnow():
+            raise AuthenticationError("This sign-in has ended; sign in again.", code="session_ended")
+        if claims["rot"] != session.rotation or not await self.store.rotate_sign_in_session(session.id,
+                                                                                          session.rotation):
+            await self.store.delete_sign_in_session(session.id)
+            await record(self.store, "refresh_token_reused", user_id=session.user_id, session_id=session.id)
+            raise AuthenticationError("This refresh token was already used, so the sign-in was ended to be safe; "
+                                      "sign in again.", code="refresh_token_reused")
+        user = await self._valid_user(session.user_id, session.generation)
+        return self._sign_in(user, dataclasses.replace(session, rotation=session.rotation + 1))
+
+    async def logout(self, refresh_token: str | None, access_token: str | None) -> None:
+        """End the sign-in session a refresh token or access token belongs to; bad tokens end nothing."""
+        for token, typ in ((refresh_token, "refresh"), (access_token, "access")):
+            if not token:
+                continue
+            try:
+                claims = self._decode(token, typ, ("sid",))
+            except AuthenticationError:
+                continue
+            await self.store.delete_sign_in_session(str(claims["sid"]))
+            await record(self.store, "logout", user_id=str(claims["sub"]), session_id=str(claims["sid"]))
+            return
+
+    async def logout_everywhere(self, user: User) -> None:
+        """Cut every token ``user`` has: every sign-in's, and their personal access tokens."""
+        await self.store.update_user(user.id, {}, revoke_tokens=True)
+        await record(self.store, "logout_everywhere", user_id=user.id)
+
+    def _sign_in(self, user: User, session: SignInSession) -> SignIn:
+        """An access token, and a refresh token for the session's current rotation that lasts as long as it."""
+        now, expires = int(time.time()), epoch_seconds(session.expires_at)
+        refresh_claims = {"sub": user.id, "iat": now, "exp": expires, "iss": ISSUER, "typ": "refresh",
+                          "sid": session.id, "rot": session.rotation}
+        return SignIn(user=user, access_token=self._access_token(user, "session", session.id),
+                      expires_in=self.token_lifetime,
+                      refresh_token=jwt.encode(refresh_claims, self.jwt_secret_key, algorithm=ALGORITHM),
+                      refresh_expires_in=max(0, expires - now), session_id=session.id)
+
+    def _access_token(self, user: User, scope: Scope, session_id: str | None = None) -> str:
         now = int(time.time())
-        claims = {"sub": user.id, "iat": now, "exp": now + self.token_lifetime, "iss": ISSUER,
-                  "jti": uuid.uuid4().hex}
+        claims: dict[str, Any] = {"sub": user.id, "iat": now, "exp": now + self.token_lifetime, "iss": ISSUER,
+                                  "jti": uuid.uuid4().hex, "typ": "access", "scp": scope,
+                                  "gen": user.token_generation}
+        if session_id:
+            claims["sid"] = session_id
         return jwt.encode(claims, self.jwt_secret_key, algorithm=ALGORITHM)
 
-    async def authenticate(self, token: str) -> User:
-        """The user a token was issued to; ``AuthenticationError`` for any bad token."""
+    # requests ----------------------------------------------------------------
+    async def authenticate(self, token: str, accept: Collection[Scope] = SESSION_ONLY) -> User:
+        """The user a request's token speaks for: ``AuthenticationError`` (401) for any bad, expired or
+        revoked token, ``PermissionDeniedError`` (403) for a good one used where ``accept`` does not
+        allow its scope."""
+        scope: Scope
+        if self.personal_tokens.is_one(token):
+            record = await self.personal_tokens.verify(token)
+            user, scope = await self._valid_user(record.user_id, record.generation), "personal"
+        else:
+            claims = self._decode(token, "access", ("scp", "gen"))
+            if claims["scp"] not in ("session", "password_change"):
+                raise AuthenticationError("The token is not valid; sign in again.")
+            user, scope = await self._valid_user(str(claims["sub"]), claims["gen"]), claims["scp"]
+        restricted = scope == "password_change" or user.password_change_required
+        if restricted and not (scope == "password_change" and scope in accept):
+            raise PasswordChangeRequiredError(RESET_MESSAGE)
+        if scope not in accept:
+            raise PermissionDeniedError(
+                "A personal access token works on the Jupyter API only (/api/kernels, /api/kernelspecs, "
+                "/api/sessions); sign in for the rest.", code="personal_token_not_allowed")
+        return user
+
+    def _decode(self, token: str, typ: str, required: tuple[str, ...]) -> dict[str, Any]:
+        """The claims of a JWT of type ``typ`` that we signed; ``AuthenticationError`` otherwise."""
         try:
             claims = jwt.decode(token, self.jwt_secret_key, algorithms=[ALGORITHM], issuer=ISSUER,
-                                options={"require": ["sub", "exp", "iat", "iss"]})
+                                options={"require": ["sub", "exp", "iat", "iss", "typ", *required]})
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationError("Your session has expired; sign in again.") from exc
         except jwt.PyJWTError as exc:
             raise AuthenticationError("The token is not valid; sign in again.") from exc
-        user = await self.store.get_user(str(claims["sub"]))
+        if claims["typ"] != typ:
+            raise AuthenticationError("The token is not valid here; sign in again.")
+        return claims
+
+    async def _valid_user(self, user_id: str, generation: object) -> User:
+        """The user a token of ``generation`` was issued to, while it is active and the token unrevoked."""
+        user = await self.store.get_user(user_id)
         if user is None:
             raise AuthenticationError("The token's user no longer exists; sign in again.")
+        if not user.active:
+            raise AuthenticationError("This account is deactivated; ask an admin.", code="account_deactivated")
+        if generation != user.token_generation:
+            raise AuthenticationError("This token was revoked (signed out everywhere, or the password or account "
+                                      "changed); sign in again.", code="token_revoked")
         return user
+

@@ -1,20 +1,24 @@
-"""Users: validated creation (API, CLI, first-start admin) and lookups."""
+"""Users: validated creation (API, CLI, first-start admin), lookups, what admins change about a user,
+and passwords (a user's change, an admin's reset to a one-time password)."""
 
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
+from typing import Any, cast
 
-from ..errors import InvalidRequestError, PermissionDeniedError
+from ..errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from ..models import LOCALES, ROLES, Role, User, normalise_email, utcnow
 from .audit import record
-from ..models import LOCALES, ROLES, User, normalise_email, utcnow
 from ..storage.base import Store
-from .auth import AuthService
+from .auth import AuthService, SignIn
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
 MAX_NAME_LENGTH = 200
+ONE_TIME_PASSWORD_BYTES = 12  # 16 characters of base64url: 96 random bits
 
 
 class UserService:
@@ -28,16 +32,9 @@ class UserService:
         email = normalise_email(email)
         if not EMAIL_PATTERN.match(email) or len(email) > 254:
             raise InvalidRequestError(f"{email!r} is not an email address.", {"field": "email"})
-        name = name.strip()
-        if not name or len(name) > MAX_NAME_LENGTH:
-            raise InvalidRequestError(
-                f"The name must have 1 to {MAX_NAME_LENGTH} characters.", {"field": "name"})
-        if role not in ROLES:
-            raise InvalidRequestError(f"The role must be one of {', '.join(ROLES)}.", {"field": "role"})
-        if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-            raise InvalidRequestError(
-                f"The password must have at least {MIN_PASSWORD_LENGTH} characters.", {"field": "password"})
-        user = User(id=uuid.uuid4().hex, email=email, name=name, role=role,
+        name, checked_role = _check_name(name.strip()), _check_role(role)
+        _check_password(password, "password")
+        user = User(id=uuid.uuid4().hex, email=email, name=name, role=checked_role,
                     password_hash=await self.auth.hash_password(password), created_at=utcnow())
         await self.store.create_user(user)
         await record(self.store, "user_created", user_id=user.id, email=email, role=role, created_by=created_by)
@@ -47,11 +44,7 @@ class UserService:
         """Change the caller's own name or UI language; the user as stored afterwards."""
         changes: dict[str, str] = {}
         if name is not None:
-            name = name.strip()
-            if not name or len(name) > MAX_NAME_LENGTH:
-                raise InvalidRequestError(
-                    f"The name must have 1 to {MAX_NAME_LENGTH} characters.", {"field": "name"})
-            changes["name"] = name
+            changes["name"] = _check_name(name.strip())
         if locale is not None:
             if locale not in LOCALES:
                 raise InvalidRequestError(f"The locale must be one of {', '.join(LOCALES)}.", {"field": "locale"})
@@ -77,3 +70,85 @@ class UserService:
         if caller.role != "admin":
             raise PermissionDeniedError("Only admins can list users.")
         return await self.store.list_users()
+
+    async def update_by(self, caller: User, user_id: str, name: str | None = None, role: str | None = None,
+                        active: bool | None = None) -> User:
+        """An admin changes a user's name, role or whether they may sign in; deactivating one cuts
+        every token they have at once. Admins cannot demote or deactivate themselves (someone must
+        stay who can undo it)."""
+        target = await self._target(caller, user_id, "change users")
+        changes: dict[str, Any] = {}
+        if name is not None:
+            changes["name"] = _check_name(name.strip())
+        if role is not None:
+            changes["role"] = _check_role(role)
+        if active is not None:
+            changes["active"] = active
+        if target.id == caller.id and (changes.get("role", "admin") != "admin" or changes.get("active") is False):
+            raise PermissionDeniedError("You cannot demote or deactivate yourself; ask another admin.",
+                                        code="own_account_change")
+        updated = await self.store.update_user(target.id, changes, revoke_tokens=active is False)
+        if updated is None:
+            raise NotFoundError("There is no such user.")
+        await record(self.store, "user_updated", user_id=target.id, by=caller.id, fields=sorted(changes), **_changes_logged(changes))
+        return updated
+
+    async def reset_password_by(self, caller: User, user_id: str) -> str:
+        """An admin gives a user a one-time password (returned, shown once): every token of theirs is
+        cut, and signing in with it only lets them choose a new password."""
+        target = await self._target(caller, user_id, "reset passwords")
+        password = secrets.token_urlsafe(ONE_TIME_PASSWORD_BYTES)
+        changes = {"password_hash": await self.auth.hash_password(password), "password_change_required": True}
+        if await self.store.update_user(target.id, changes, revoke_tokens=True) is None:
+            raise NotFoundError("There is no such user.")
+        await record(self.store, "password_reset", user_id=target.id, by=caller.id)
+        return password
+
+    async def change_password(self, caller: User, current: str, new: str) -> SignIn:
+        """The caller changes their password: every other token of theirs is cut, and the caller gets
+        a new sign-in."""
+        if not await self.auth.check_password(caller, current):
+            raise PermissionDeniedError("The current password is wrong.", {"field": "current_password"},
+                                        code="wrong_password")
+        _check_password(new, "new_password")
+        if new == current:
+            raise InvalidRequestError("The new password must differ from the current one.",
+                                      {"field": "new_password"}, code="password_unchanged")
+        changes = {"password_hash": await self.auth.hash_password(new), "password_change_required": False}
+        updated = await self.store.update_user(caller.id, changes, revoke_tokens=True)
+        if updated is None:
+            raise NotFoundError("There is no such user.")
+        await record(self.store, "password_changed", user_id=caller.id)
+        return await self.auth.start_session(updated)
+
+    async def _target(self, caller: User, user_id: str, action: str) -> User:
+        """The user an admin acts on; 403 for anyone but an admin, 404 for an unknown id."""
+        if caller.role != "admin":
+            raise PermissionDeniedError(f"Only admins can {action}.")
+        target = await self.store.get_user(user_id)
+        if target is None:
+            raise NotFoundError("There is no such user.")
+        return target
+
+
+def _changes_logged(changes: dict[str, Any]) -> dict[str, Any]:
+    """The new values of an admin's change that the audit event shows (role, active; not the name)."""
+    return {name: changes[name] for name in ("role", "active") if name in changes}
+
+
+def _check_name(name: str) -> str:
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InvalidRequestError(f"The name must have 1 to {MAX_NAME_LENGTH} characters.", {"field": "name"})
+    return name
+
+
+def _check_role(role: str) -> Role:
+    if role not in ROLES:
+        raise InvalidRequestError(f"The role must be one of {', '.join(ROLES)}.", {"field": "role"})
+    return cast(Role, role)
+
+
+def _check_password(password: str, field: str) -> None:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise InvalidRequestError(
+            f"The password must have at least {MIN_PASSWORD_LENGTH} characters.", {"field": field})

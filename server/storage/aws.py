@@ -24,16 +24,21 @@ cache       ``RESULT#<key>``        ``RESULT``          a cached card result (ou
 cache       ``TABLE#<output_id>``   ``TABLE``           who may page a DataFrame output (rows: a blob)
 audit       ``MONTH#<yyyy-mm>``     ``<at>#<id>``       an audit event; ``fields`` as JSON
 cache       ``ANSWER#<key>``        ``ANSWER``          an idempotent answer (body zlib-compressed)
+tokens      ``SESSION#<id>``        ``SESSION``         a sign-in session (the server side of a refresh token)
+tokens      ``TOKEN#<id>``          ``TOKEN``           a personal access token (its secret hashed)
 ==========  ======================  ==================  ===============================
 
 The cache table's items with an ``expires`` attribute (epoch seconds: idempotent answers) are
 deleted by DynamoDB's time to live after they expire; reads ignore expired ones before that.
 
-The cache table has one global secondary index, ``by_group`` (keys ``gpk`` and ``gsk``, all
-attributes projected), so that what lifetimes need is a Query, never a Scan: a table item has
-``gpk`` ``USER#<user_id>`` and ``gsk`` ``<last_used>#<output_id>`` (a user's tables, least
+The cache and tokens tables have one global secondary index, ``by_group`` (keys ``gpk`` and
+``gsk``, all attributes projected), so that what lifetimes need is a Query, never a Scan: a table
+item has ``gpk`` ``USER#<user_id>`` and ``gsk`` ``<last_used>#<output_id>`` (a user's tables, least
 recently used first), a result item ``gpk`` ``VARIANT#<variant>`` and ``gsk``
-``<created_at>#<key>`` (a card's results for some parameter values, newest last).
+``<created_at>#<key>`` (a card's results for some parameter values, newest last), a personal
+token ``gpk`` ``USER#<user_id>`` and ``gsk`` ``<created_at>#<id>`` (a user's tokens, oldest
+first). Items of the tokens table carry ``expires`` (epoch seconds), the table's TTL attribute, so
+DynamoDB deletes them once they have expired.
 
 The audit table is paged by time: newest first within a month, month after month back to the
 retention (at most 13 Queries for a year). Its indexes ``by_user`` (``upk`` ``USER#<user_id>``) and
@@ -89,13 +94,14 @@ from ..environment import setting
 from ..errors import ConflictError, NotFoundError, StorageUnavailableError, StoreClosedError
 from ..logs import get_logger
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
-                      Dataset, DatasetVersion, IdempotentAnswer, OutputTable, Share, User)
-from .base import PROFILE_FIELDS, Store, blob_prefix, request_scope
+                      Dataset, DatasetVersion, IdempotentAnswer, OutputTable, PersonalToken, Share, SignInSession, User,
+                      epoch_seconds, utcnow)
+from .base import USER_FIELDS, Store, blob_prefix, request_scope
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
 
-TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit")
+TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit", "tokens")
 BLOB_CACHE = "blob-cache"
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
@@ -118,7 +124,9 @@ GROUP_INDEX = "by_group"  # the cache table's index of tables by user and result
 GROUP_KEYS = ("gpk", "gsk")
 AUDIT_INDEXES = {"by_user": "upk", "by_event": "epk"}  # the audit table's indexes and their hash keys
 AUDIT_TTL = "expires_at"
-EXPIRES = "expires"  # the cache table's time-to-live attribute
+EXPIRES = "expires"  # the cache and tokens tables' time-to-live attribute
+GROUPED_TABLES = ("cache", "tokens")  # the tables with the by_group index
+TTL_ATTRIBUTES = {"cache": EXPIRES, "tokens": EXPIRES, "audit": AUDIT_TTL}  # DynamoDB deletes items past that time
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -341,20 +349,22 @@ class AWSStore(Store):
         waiter = self._dynamodb.get_waiter("table_exists")
         for name in names:
             waiter.wait(TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
-        if self._table("cache") not in created:
-            self._add_group_index(self._table("cache"))
+        for kind in GROUPED_TABLES:
+            if self._table(kind) not in created:
+                self._add_group_index(self._table(kind))
         if self._table("audit") not in created:
             self._add_audit_indexes(self._table("audit"))
-        self._enable_ttl(self._table("audit"), AUDIT_TTL)
-        self._enable_ttl(self._table("cache"), EXPIRES)
+        for kind, attribute in TTL_ATTRIBUTES.items():
+            self._enable_ttl(self._table(kind), attribute)
         for name in names:
             self._enable_pitr(name)
         if created:
             self.log.info("Created DynamoDB tables: %s", ", ".join(created))
 
     def _create_table(self, name: str) -> bool:
-        """Create one table (the cache table with its index); False if it already exists."""
-        indexes = {self._table("cache"): [_GROUP_INDEX], self._table("audit"): _AUDIT_INDEXES}.get(name, [])
+        """Create one table (the grouped ones and the audit table with their indexes); False if it already exists."""
+        grouped = {self._table(kind) for kind in GROUPED_TABLES}
+        indexes = [_GROUP_INDEX] if name in grouped else _AUDIT_INDEXES if name == self._table("audit") else []
         index = {"GlobalSecondaryIndexes": indexes} if indexes else {}
         try:
             self._dynamodb.create_table(
@@ -371,7 +381,7 @@ class AWSStore(Store):
         return True
 
     def _add_group_index(self, name: str) -> None:
-        """Add the cache table's index to a table made before it; it serves once DynamoDB has built it."""
+        """Add the group index to a table made before it; it serves once DynamoDB has built it."""
         table = self._dynamodb.describe_table(TableName=name)["Table"]
         if any(index["IndexName"] == GROUP_INDEX for index in table.get("GlobalSecondaryIndexes", [])):
             return
@@ -483,38 +493,74 @@ class AWSStore(Store):
         items = await self._run(lambda: list(self._scan_sort_key("users", "PROFILE")))
         return sorted((_user(item) for item in items), key=lambda u: (u.created_at, u.id))
 
-    async def update_password_hash(self, user_id: str, password_hash: str) -> None:
-        await self._run(self._update_password_hash, user_id, password_hash)
+    async def update_user(self, user_id: str, changes: dict[str, Any], revoke_tokens: bool = False) -> User | None:
+        return await self._run(self._update_user, user_id, changes, revoke_tokens)
 
-    def _update_password_hash(self, user_id: str, password_hash: str) -> None:
-        """Set the hash; like the SQLite store, a missing user is left missing."""
+    def _update_user(self, user_id: str, changes: dict[str, Any], revoke_tokens: bool) -> User | None:
+        fields = [name for name in USER_FIELDS if name in changes]
+        clauses = ["SET " + ", ".join(f"#{name} = :{name}" for name in fields)] if fields else []
+        values = {f":{name}": changes[name] for name in fields}
+        if revoke_tokens:
+            clauses.append("ADD token_generation :one")
+            values[":one"] = 1
+        if not clauses:
+            item = self._get("users", _user_key(user_id))
+            return _user(item) if item else None
+        names = {"ExpressionAttributeNames": {f"#{name}": name for name in fields}} if fields else {}
         try:
-            self._dynamodb.update_item(
+            response = self._dynamodb.update_item(  # names: "name" is a reserved word
                 TableName=self._table("users"), Key=_serialize(_user_key(user_id)),
-                UpdateExpression="SET password_hash = :hash",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues=_serialize({":hash": password_hash}))
+                UpdateExpression=" ".join(clauses), ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=_serialize(values), ReturnValues="ALL_NEW", **names)
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
+            return None
+        return _user(response["Attributes"])
 
-    async def update_profile(self, user_id: str, changes: dict[str, str]) -> None:
-        await self._run(self._update_profile, user_id, changes)
+    # sign-in sessions and personal tokens ------------------------------------
+    async def put_sign_in_session(self, session: SignInSession) -> None:
+        fields = {**dataclasses.asdict(session), "expires": epoch_seconds(session.expires_at)}
+        await self._run(self._put, "tokens", _session_key(session.id), fields)
 
-    def _update_profile(self, user_id: str, changes: dict[str, str]) -> None:
-        fields = [name for name in PROFILE_FIELDS if name in changes]
-        if not fields:
-            return
+    async def get_sign_in_session(self, session_id: str) -> SignInSession | None:
+        item = await self._run(self._get, "tokens", _session_key(session_id))
+        return SignInSession(**_unexpiring(item)) if item else None
+
+    async def rotate_sign_in_session(self, session_id: str, rotation: int) -> bool:
+        return await self._run(self._rotate_sign_in_session, session_id, rotation)
+
+    def _rotate_sign_in_session(self, session_id: str, rotation: int) -> bool:
         try:
             self._dynamodb.update_item(
-                TableName=self._table("users"), Key=_serialize(_user_key(user_id)),
-                UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in fields),
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={f"#{name}": name for name in fields},  # "name" is a reserved word
-                ExpressionAttributeValues=_serialize({f":{name}": changes[name] for name in fields}))
+                TableName=self._table("tokens"), Key=_serialize(_session_key(session_id)),
+                UpdateExpression="ADD rotation :one", ConditionExpression="rotation = :rotation",
+                ExpressionAttributeValues=_serialize({":one": 1, ":rotation": rotation}))
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
+            return False
+        return True
+
+    async def delete_sign_in_session(self, session_id: str) -> None:
+        await self._run(self._delete, "tokens", _session_key(session_id))
+
+    async def put_personal_token(self, token: PersonalToken) -> None:
+        fields = {**dataclasses.asdict(token), "expires": epoch_seconds(token.expires_at),
+                  **_group(f"USER#{token.user_id}", token.created_at, token.id)}
+        await self._run(self._put, "tokens", _personal_token_key(token.id), fields)
+
+    async def get_personal_token(self, token_id: str) -> PersonalToken | None:
+        item = await self._run(self._get, "tokens", _personal_token_key(token_id))
+        return PersonalToken(**_unexpiring(item)) if item else None
+
+    async def list_personal_tokens(self, user_id: str) -> list[PersonalToken]:
+        items = await self._run(self._group_items, "tokens", f"USER#{user_id}", True)
+        now = utcnow()  # TTL deletes within days, not at once: leave out what has expired meanwhile
+        return [token for token in (PersonalToken(**_unexpiring(item)) for item in items) if token.expires_at > now]
+
+    async def delete_personal_token(self, token_id: str) -> None:
+        await self._run(self._delete, "tokens", _personal_token_key(token_id))
 
     # versioned records (datasets, cards, dashboards) -------------------------
     def _create_versioned(self, kind: Versioned, head: Any, version_fields: dict[str, Any]) -> list[dict[str, Any]]:
@@ -760,7 +806,7 @@ class AWSStore(Store):
         await self._run(self._put, "cache", _result_key(result.key), {**fields, **group})
 
     async def list_cached_results(self, variant: str) -> list[CachedResult]:
-        items = await self._run(self._group_items, f"VARIANT#{variant}", False)
+        items = await self._run(self._group_items, "cache", f"VARIANT#{variant}", False)
         return [_cached_result(item) for item in items]
 
     async def delete_cached_result(self, key: str) -> None:
@@ -776,7 +822,7 @@ class AWSStore(Store):
         return OutputTable(**_plain(item)) if item else None
 
     async def list_output_tables(self, user_id: str) -> list[OutputTable]:
-        items = await self._run(self._group_items, f"USER#{user_id}", True)
+        items = await self._run(self._group_items, "cache", f"USER#{user_id}", True)
         return [OutputTable(**_plain(item)) for item in items]
 
     async def update_output_table(self, output_id: str, last_used: str | None = None,
@@ -804,11 +850,11 @@ class AWSStore(Store):
     async def delete_output_table(self, output_id: str) -> None:
         await self._run(self._delete, "cache", _table_key(output_id))
 
-    def _group_items(self, gpk: str, ascending: bool) -> list[dict[str, Any]]:
-        """The items of one group of the cache table's index, by ``gsk`` (eventually consistent)."""
+    def _group_items(self, kind: str, gpk: str, ascending: bool) -> list[dict[str, Any]]:
+        """The items of one group of a table's group index, by ``gsk`` (eventually consistent)."""
         paginator = self._dynamodb.get_paginator("query")
         pages = paginator.paginate(
-            TableName=self._table("cache"), IndexName=GROUP_INDEX, KeyConditionExpression="gpk = :gpk",
+            TableName=self._table(kind), IndexName=GROUP_INDEX, KeyConditionExpression="gpk = :gpk",
             ExpressionAttributeValues=_serialize({":gpk": gpk}), ScanIndexForward=ascending,
             PaginationConfig={"PageSize": self.page_size or None})
         return [item for page in pages for item in page["Items"]]
@@ -1051,6 +1097,14 @@ def _owned_key(kind: Versioned, owner_id: str, record_id: str) -> dict[str, str]
     return {"pk": f"OWNER#{owner_id}", "sk": f"{kind.prefix}#{record_id}"}
 
 
+def _session_key(session_id: str) -> dict[str, str]:
+    return {"pk": f"SESSION#{session_id}", "sk": "SESSION"}
+
+
+def _personal_token_key(token_id: str) -> dict[str, str]:
+    return {"pk": f"TOKEN#{token_id}", "sk": "TOKEN"}
+
+
 def _uid_key(uid: str) -> dict[str, str]:
     return {"pk": f"UID#{uid}", "sk": "UID"}
 
@@ -1114,6 +1168,13 @@ def _dashboard_version_fields(version: DashboardVersion) -> dict[str, Any]:
 
 def _user(item: dict[str, Any]) -> User:
     return User(**_plain(item))
+
+
+def _unexpiring(item: dict[str, Any]) -> dict[str, Any]:
+    """An item's fields without its TTL attribute."""
+    fields = _plain(item)
+    fields.pop("expires", None)
+    return fields
 
 
 def _dataset(item: dict[str, Any]) -> Dataset:

@@ -26,10 +26,12 @@ from ..environment import setting
 from ..errors import NotFoundError
 from ..limits import AUDIT_RETENTION_DAYS
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset,
-                      DatasetVersion, IdempotentAnswer, OutputTable, Share, User)
+                      DatasetVersion, IdempotentAnswer, OutputTable, PersonalToken, Share, SignInSession, User)
 
 # The user fields a user may change on themselves (``PATCH /api/me``).
 PROFILE_FIELDS = ("name", "locale")
+# The user fields ``update_user`` sets (the id, email, creation time and token generation stay).
+USER_FIELDS = ("name", "locale", "role", "active", "password_hash", "password_change_required")
 
 
 # The API request a store call serves (its request id), set by the API handler: idempotency tokens
@@ -98,12 +100,50 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         """All users, oldest first."""
 
     @abc.abstractmethod
+    async def update_user(self, user_id: str, changes: dict[str, Any], revoke_tokens: bool = False) -> User | None:
+        """Set the ``USER_FIELDS`` in ``changes`` and, with ``revoke_tokens``, raise the user's
+        ``token_generation`` by one, in one write; the user afterwards, or None (nothing written)
+        if there is no such user."""
+
     async def update_password_hash(self, user_id: str, password_hash: str) -> None:
         """Replace a user's hash (rehash on login when the KDF parameters change)."""
+        await self.update_user(user_id, {"password_hash": password_hash})
 
-    @abc.abstractmethod
     async def update_profile(self, user_id: str, changes: dict[str, str]) -> None:
         """Set the ``PROFILE_FIELDS`` in ``changes`` (name, locale); a missing user stays missing."""
+        await self.update_user(user_id, {name: changes[name] for name in PROFILE_FIELDS if name in changes})
+
+    # sign-in sessions and personal tokens ------------------------------------
+    @abc.abstractmethod
+    async def put_sign_in_session(self, session: SignInSession) -> None:
+        """Add a session (a new sign-in)."""
+
+    @abc.abstractmethod
+    async def get_sign_in_session(self, session_id: str) -> SignInSession | None: ...
+
+    @abc.abstractmethod
+    async def rotate_sign_in_session(self, session_id: str, rotation: int) -> bool:
+        """Move the session from ``rotation`` to the next; False (nothing written) if it is gone or has
+        already moved on, so that two refreshes with one token never both succeed."""
+
+    @abc.abstractmethod
+    async def delete_sign_in_session(self, session_id: str) -> None:
+        """End a session; a missing one is not an error."""
+
+    @abc.abstractmethod
+    async def put_personal_token(self, token: PersonalToken) -> None:
+        """Add a personal access token."""
+
+    @abc.abstractmethod
+    async def get_personal_token(self, token_id: str) -> PersonalToken | None: ...
+
+    @abc.abstractmethod
+    async def list_personal_tokens(self, user_id: str) -> list[PersonalToken]:
+        """The user's personal access tokens, oldest first (a query, never a scan)."""
+
+    @abc.abstractmethod
+    async def delete_personal_token(self, token_id: str) -> None:
+        """Delete a personal access token; a missing one is not an error."""
 
     # datasets ----------------------------------------------------------------
     @abc.abstractmethod

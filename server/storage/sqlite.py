@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterator
 from ..errors import ConflictError, NotFoundError, StoreClosedError
 from ..private_files import private_dir, private_file
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
-                      Dataset, DatasetVersion, IdempotentAnswer, OutputTable, Share, User, utcnow)
-from .base import PROFILE_FIELDS, Store, blob_prefix
+                      Dataset, DatasetVersion, IdempotentAnswer, OutputTable, PersonalToken, Share, SignInSession, User,
+                      utcnow)
+from .base import USER_FIELDS, Store, blob_prefix
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
 
 T = TypeVar("T")
@@ -166,6 +167,30 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX idempotent_answers_by_expiry ON idempotent_answers (expires_at);
     """,
+    """
+    ALTER TABLE users ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN password_change_required INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE sign_in_sessions (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        rotation INTEGER NOT NULL,
+        generation INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX sign_in_sessions_by_expiry ON sign_in_sessions (expires_at);
+    CREATE TABLE personal_tokens (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        name TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX personal_tokens_by_user ON personal_tokens (user_id, created_at);
+    """,
 )
 
 BLOB_DIR = "blobs"
@@ -258,11 +283,7 @@ class SQLiteStore(Store):
     async def create_user(self, user: User) -> None:
         def insert() -> None:
             try:
-                self._transaction([(
-                    "INSERT INTO users (id, email, name, role, password_hash, created_at, locale)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (user.id, user.email, user.name, user.role, user.password_hash, user.created_at, user.locale),
-                )])
+                self._transaction([_insert("users", dataclasses.asdict(user))])
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"A user with the email {user.email} already exists.") from exc
 
@@ -270,27 +291,60 @@ class SQLiteStore(Store):
 
     async def get_user(self, user_id: str) -> User | None:
         rows = await self._run(self._query, "SELECT * FROM users WHERE id = ?", user_id)
-        return User(**dict(rows[0])) if rows else None
+        return _user(rows[0]) if rows else None
 
     async def get_user_by_email(self, email: str) -> User | None:
         rows = await self._run(self._query, "SELECT * FROM users WHERE email = ?", email)
-        return User(**dict(rows[0])) if rows else None
+        return _user(rows[0]) if rows else None
 
     async def list_users(self) -> list[User]:
         rows = await self._run(self._query, "SELECT * FROM users ORDER BY created_at, id")
-        return [User(**dict(row)) for row in rows]
+        return [_user(row) for row in rows]
 
-    async def update_password_hash(self, user_id: str, password_hash: str) -> None:
+    async def update_user(self, user_id: str, changes: dict[str, Any], revoke_tokens: bool = False) -> User | None:
+        assignments = [f"{name} = ?" for name in USER_FIELDS if name in changes]
+        values = [changes[name] for name in USER_FIELDS if name in changes]
+        if revoke_tokens:
+            assignments.append("token_generation = token_generation + 1")
+        if assignments:
+            await self._run(self._transaction, [
+                (f"UPDATE users SET {', '.join(assignments)} WHERE id = ?", (*values, user_id))])
+        return await self.get_user(user_id)
+
+    # sign-in sessions and personal tokens ------------------------------------
+    async def put_sign_in_session(self, session: SignInSession) -> None:
+        """Add the session, and drop the sessions that have expired (so they never pile up)."""
         await self._run(self._transaction, [
-            ("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)),
-        ])
+            ("DELETE FROM sign_in_sessions WHERE expires_at < ?", (utcnow(),)),
+            _insert("sign_in_sessions", dataclasses.asdict(session))])
 
-    async def update_profile(self, user_id: str, changes: dict[str, str]) -> None:
-        fields = {name: changes[name] for name in PROFILE_FIELDS if name in changes}
-        if fields:
-            await self._run(self._transaction, [(
-                f"UPDATE users SET {', '.join(f'{name} = ?' for name in fields)} WHERE id = ?",
-                (*fields.values(), user_id))])
+    async def get_sign_in_session(self, session_id: str) -> SignInSession | None:
+        rows = await self._run(self._query, "SELECT * FROM sign_in_sessions WHERE id = ?", session_id)
+        return SignInSession(**dict(rows[0])) if rows else None
+
+    async def rotate_sign_in_session(self, session_id: str, rotation: int) -> bool:
+        counts = await self._run(self._transaction, [(
+            "UPDATE sign_in_sessions SET rotation = rotation + 1 WHERE id = ? AND rotation = ?",
+            (session_id, rotation))])
+        return counts[0] == 1
+
+    async def delete_sign_in_session(self, session_id: str) -> None:
+        await self._run(self._transaction, [("DELETE FROM sign_in_sessions WHERE id = ?", (session_id,))])
+
+    async def put_personal_token(self, token: PersonalToken) -> None:
+        await self._run(self._transaction, [_insert("personal_tokens", dataclasses.asdict(token))])
+
+    async def get_personal_token(self, token_id: str) -> PersonalToken | None:
+        rows = await self._run(self._query, "SELECT * FROM personal_tokens WHERE id = ?", token_id)
+        return PersonalToken(**dict(rows[0])) if rows else None
+
+    async def list_personal_tokens(self, user_id: str) -> list[PersonalToken]:
+        rows = await self._run(self._query, "SELECT * FROM personal_tokens WHERE user_id = ? "
+                                            "ORDER BY created_at, id", user_id)
+        return [PersonalToken(**dict(row)) for row in rows]
+
+    async def delete_personal_token(self, token_id: str) -> None:
+        await self._run(self._transaction, [("DELETE FROM personal_tokens WHERE id = ?", (token_id,))])
 
     # versioned records (datasets, cards) -------------------------------------
     def _add_version(self, kind: Versioned, record_id: str, number: int, created_at: str,
@@ -629,6 +683,11 @@ def _replace(table: str, row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     """``INSERT OR REPLACE`` of ``row``'s values into the columns of the same names."""
     return (f"INSERT OR REPLACE INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
             tuple(row.values()))
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(**{**dict(row), "active": bool(row["active"]),
+                   "password_change_required": bool(row["password_change_required"])})
 
 
 def _cached_result(row: sqlite3.Row) -> CachedResult:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ..serve_process import ROOT, Server, clean_env, free_port, request, stop_all
-from ..server.conftest import api, start_server  # noqa: F401 - fixtures
+from ..server.conftest import any_api, api, start_server  # noqa: F401 - fixtures
 from ..server.test_sessions import root, start_cards  # noqa: F401 - fixtures
 
 ADMIN_EMAIL = "admin@example.com"

@@ -36,7 +36,8 @@ from traitlets.config import Config
 import dashboards_spec
 from server import json_io
 from server.errors import BIError
-from server.handlers.auth import LOGIN_SCHEMA, NEW_USER_SCHEMA
+from server.handlers.auth import (LOGIN_SCHEMA, NEW_TOKEN_SCHEMA, NEW_USER_SCHEMA, PASSWORD_SCHEMA, REFRESH_SCHEMA,
+                                 USER_CHANGE_SCHEMA)
 from server.handlers.card_socket import CLIENT_MESSAGE as CARD_MESSAGE
 from server.handlers.cards import RUN_SCHEMA
 from server.handlers.dashboard_socket import CLIENT_MESSAGE as DASHBOARD_MESSAGE
@@ -317,9 +318,15 @@ def routes(f: Fixtures) -> list[Route]:
     documents = valid(dashboards_spec.SCHEMA, 6)
     return [
         Route("POST", "/api/auth/login", valid(LOGIN_SCHEMA), auth=False),
+        Route("POST", "/api/auth/refresh", valid(REFRESH_SCHEMA), auth=False),
+        Route("POST", "/api/auth/logout", valid(REFRESH_SCHEMA), auth=False),
         Route("GET", "/api/me", None),
+        Route("POST", "/api/me/password", valid(PASSWORD_SCHEMA)),  # the current password is never guessed
+        Route("GET", "/api/me/tokens", None),
+        Route("POST", "/api/me/tokens", valid(NEW_TOKEN_SCHEMA)),
         Route("GET", "/api/users", None),
         Route("POST", "/api/users", valid(NEW_USER_SCHEMA)),
+        Route("PATCH", "/api/users/nope", valid(USER_CHANGE_SCHEMA)),
         Route("GET", "/api/datasets", None),
         Route("GET", "/api/datasets/nope/preview", None),
         Route("GET", "/api/cards", None),

@@ -20,7 +20,7 @@ class TestLogin:
         assert response.code == 200
         body = response.json()
         assert body["token_type"] == "bearer"
-        assert body["expires_in"] == 8 * 3600
+        assert body["expires_in"] == 15 * 60
         assert body["user"]["email"] == ADMIN_EMAIL and body["user"]["role"] == "admin"
         assert "password_hash" not in body["user"]
         me = await any_api.fetch("GET", "/api/me", token=body["access_token"])
@@ -195,3 +195,72 @@ class TestProfile:
         assert response.code == 400
         me = await api.fetch("GET", "/api/me", token=token)
         assert me.json()["role"] == "member"
+
+
+class TestSessions:
+    async def test_login_gives_refresh_token_and_cookie(self, api):
+        """Sign-in answers with a refresh token beside the access token, and sets it as the cookie."""
+        response = await api.fetch("POST", "/api/auth/login",
+                                   json_body={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        body = response.json()
+        assert body["refresh_token"] and body["refresh_expires_in"] == 14 * 24 * 3600
+        assert response.headers["Set-Cookie"].startswith(f"bi_refresh={body['refresh_token']};")
+        claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+        assert claims["exp"] - claims["iat"] == 15 * 60 and claims["typ"] == "access"
+
+    async def test_refresh_without_a_token(self, api):
+        """A refresh without a token (body or cookie) is a 401 that says what to send."""
+        response = await api.fetch("POST", "/api/auth/refresh", token="")
+        assert response.code == 401 and "refresh_token" in response.json()["error"]["message"]
+
+    async def test_logout_is_idempotent(self, api):
+        """Signing out twice, or with nothing to sign out, is a 204."""
+        body = (await api.fetch("POST", "/api/auth/login",
+                                json_body={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})).json()
+        for _ in range(2):
+            response = await api.fetch("POST", "/api/auth/logout", token=body["access_token"])
+            assert response.code == 204
+        assert (await api.fetch("POST", "/api/auth/refresh", json_body={"refresh_token": body["refresh_token"]},
+                                token="")).code == 401
+        assert (await api.fetch("POST", "/api/auth/logout", token="")).code == 204
+
+    async def test_audit_events(self, api):
+        """Token and user changes are audit events with ids as keys, never a secret."""
+        admin = await api.login()
+        member = await api.add_user("ana@example.com")
+        me = (await api.fetch("GET", "/api/me", token=member)).json()
+        with capture_logs() as logs:
+            created = (await api.fetch("POST", "/api/me/tokens", token=member,
+                                       json_body={"name": "lab", "expires_in_days": 7})).json()
+            await api.fetch("DELETE", f"/api/me/tokens/{created['id']}", token=member)
+            await api.fetch("PATCH", f"/api/users/{me['id']}", token=admin, json_body={"role": "admin"})
+            reset = (await api.fetch("POST", f"/api/users/{me['id']}/password-reset", token=admin)).json()
+            restricted = (await api.fetch("POST", "/api/auth/login", token="", json_body={
+                "email": "ana@example.com", "password": reset["password"]})).json()["error"]["details"]
+            changed = (await api.fetch("POST", "/api/me/password", token=restricted["access_token"], json_body={
+                "current_password": reset["password"], "new_password": "a new password 9"})).json()
+            await api.fetch("POST", "/api/auth/logout", token="", json_body={"refresh_token": changed["refresh_token"]})
+            await api.fetch("POST", "/api/auth/logout-everywhere", token=admin)
+        events = {e["event"]: e for e in logs if e.get("audit")}
+        assert events["token_created"]["token_id"] == events["token_revoked"]["token_id"] == created["id"]
+        assert events["token_created"]["user_id"] == me["id"]
+        assert events["user_updated"]["user_id"] == me["id"] and events["user_updated"]["role"] == "admin"
+        assert events["password_reset"]["user_id"] == me["id"] and events["password_reset"]["by"]
+        assert events["password_changed"]["user_id"] == me["id"]
+        assert events["logout"]["user_id"] == me["id"]
+        assert events["logout_everywhere"]["user_id"] != me["id"]
+        logged = repr(logs)
+        assert reset["password"] not in logged and created["token"] not in logged
+
+    @pytest.mark.parametrize("body", [{"name": "lab"}, {"name": "", "expires_in_days": 1},
+                                      {"name": "lab", "expires_in_days": 0}, {"name": "lab", "expires_in_days": 1.5}])
+    async def test_bad_token_requests(self, api, body):
+        """A personal token needs a name and a whole number of days from 1."""
+        response = await api.fetch("POST", "/api/me/tokens", token=await api.login(), json_body=body)
+        assert response.code == 400
+
+    async def test_short_new_password(self, api):
+        """A new password shorter than the minimum is a 400 naming the field."""
+        response = await api.fetch("POST", "/api/me/password", token=await api.login(), json_body={
+            "current_password": ADMIN_PASSWORD, "new_password": "short"})
+        assert response.code == 400 and response.json()["error"]["details"]["field"] == "new_password"

@@ -41,3 +41,13 @@ def test_ipv6_and_mapped_ipv4():
 def test_a_bad_cidr_is_refused_with_its_name():
     with pytest.raises(ValueError, match="'10.0.0/33'"):
         TrustedProxies(["10.0.0/33"])
+
+
+def test_https_is_the_connection_s_or_what_our_proxy_wrote():
+    """A direct HTTPS connection is HTTPS; X-Forwarded-Proto counts only from a trusted proxy, and
+    only its last hop (the one our proxy wrote)."""
+    assert BALANCERS.is_https("198.51.100.7", "https")
+    assert not BALANCERS.is_https("198.51.100.7", "http", ["https"])
+    assert BALANCERS.is_https("10.0.3.4", "http", ["https"])
+    assert not BALANCERS.is_https("10.0.3.4", "http", ["https, http"])
+    assert not BALANCERS.is_https("10.0.3.4", "http", [])

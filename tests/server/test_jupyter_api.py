@@ -387,7 +387,7 @@ async def test_jupyter_server_in_gateway_mode_runs_code_here(start_cards, jupyte
     """A real `jupyter server --gateway-url` lists our spec and starts, drives, restarts and ends a kernel here."""
     api = await start_cards()
     token = await api.login()
-    jupyter = await jupyter_server(api, token)
+    jupyter = await jupyter_server(api, await personal_token(api, token))
     specs = (await jupyter.fetch("GET", "/api/kernelspecs")).json()
     assert specs["kernelspecs"]["python3"]["spec"]["display_name"] == "Python 3 (BI sandbox)"
     created = await jupyter.fetch("POST", "/api/sessions", json_body={
@@ -421,6 +421,13 @@ async def test_jupyter_server_in_gateway_mode_runs_code_here(start_cards, jupyte
     logged = (tmp_path / "jupyter0" / "server.log").read_text()
     assert "Error from Gateway: [You already have 4 open sessions; close one" in logged
     assert "] Too Many Requests. Ensure gateway url is valid" in logged
+
+
+async def personal_token(api, token: str) -> str:
+    """A personal access token of the caller's, what the README tells Jupyter clients to use."""
+    created = await api.fetch("POST", "/api/me/tokens", token=token, json_body={"name": "lab", "expires_in_days": 1})
+    assert created.code == 201, created.body
+    return created.json()["token"]
 
 
 def run_notebook(base_url: str, token: str, notebook: nbformat.NotebookNode) -> None:
@@ -458,7 +465,7 @@ async def test_nbclient_runs_a_notebook_through_gateway_kernel_manager(start_car
         nbformat.v4.new_code_cell("df['店舗'].iloc[0]"),
         nbformat.v4.new_code_cell("import pandas as pd\npd.DataFrame({'a': [1, 2]})"),
     ])
-    await asyncio.to_thread(run_notebook, api.base_url, token, notebook)
+    await asyncio.to_thread(run_notebook, api.base_url, await personal_token(api, token), notebook)
     outputs = [cell.outputs for cell in notebook.cells]
     assert outputs[0][0]["text"] == "3\n"
     assert outputs[1][0]["data"]["text/plain"] == "'東京'" and outputs[1][0]["execution_count"] == 2

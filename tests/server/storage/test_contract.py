@@ -12,7 +12,8 @@ import pytest
 
 from server.errors import ConflictError, NotFoundError, StoreClosedError
 from server.models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
-                           Dataset, DatasetVersion, IdempotentAnswer, OutputTable, Share, User, utcnow)
+                           Dataset, DatasetVersion, IdempotentAnswer, OutputTable, PersonalToken, Share, SignInSession,
+                           User, iso_time, utcnow)
 
 
 def make_user(email: str = "ana@example.com", role: str = "member") -> User:
@@ -82,6 +83,73 @@ class TestUsers:
         assert (changed.locale, changed.name, changed.password_hash) == ("en", "山田 花子", user.password_hash)
         await store.update_profile("ghost", {"locale": "ja"})
         assert await store.get_user("ghost") is None
+
+    async def test_update_user_and_revoke_tokens(self, store):
+        """Admin fields change in one write that can also raise the token generation; other fields stay;
+        a missing user is None and stays missing."""
+        user = make_user()
+        await store.create_user(user)
+        assert (user.active, user.token_generation, user.password_change_required) == (True, 0, False)
+        changed = await store.update_user(user.id, {"active": False, "role": "admin", "id": "x", "email": "x@y.z"},
+                                          revoke_tokens=True)
+        assert changed == await store.get_user(user.id)
+        assert (changed.active, changed.role, changed.token_generation) == (False, "admin", 1)
+        assert (changed.id, changed.email, changed.name) == (user.id, user.email, user.name)
+        again = await store.update_user(user.id, {"password_change_required": True}, revoke_tokens=True)
+        assert (again.token_generation, again.password_change_required, again.active) == (2, True, False)
+        assert await store.update_user(user.id, {}) == again
+        assert await store.update_user("ghost", {"name": "Boo"}, revoke_tokens=True) is None
+        assert await store.get_user("ghost") is None
+
+
+def make_session(user: User, days: float = 14) -> SignInSession:
+    now = utcnow()
+    return SignInSession(id=uuid.uuid4().hex, user_id=user.id, rotation=0, generation=user.token_generation,
+                         created_at=now, expires_at=iso_time(time.time() + days * 86400))
+
+
+def make_personal_token(user: User, name: str = "lab") -> PersonalToken:
+    return PersonalToken(id=uuid.uuid4().hex, user_id=user.id, name=name, secret_hash="ab" * 32,
+                         generation=user.token_generation, created_at=utcnow(),
+                         expires_at=iso_time(time.time() + 86400))
+
+
+class TestSignInSessions:
+    async def test_rotation_moves_once(self, store):
+        """A session rotates from the rotation it is at, once; a stale rotation or a missing session
+        rotates nothing; deleting ends it."""
+        user = make_user()
+        await store.create_user(user)
+        session = make_session(user)
+        await store.put_sign_in_session(session)
+        assert await store.get_sign_in_session(session.id) == session
+        results = await asyncio.gather(*(store.rotate_sign_in_session(session.id, 0) for _ in range(4)))
+        assert sorted(results) == [False, False, False, True]
+        assert (await store.get_sign_in_session(session.id)).rotation == 1
+        assert await store.rotate_sign_in_session("ghost", 0) is False
+        await store.delete_sign_in_session(session.id)
+        await store.delete_sign_in_session(session.id)
+        assert await store.get_sign_in_session(session.id) is None
+
+
+class TestPersonalTokens:
+    async def test_listed_by_owner_and_deleted(self, store):
+        """A user's tokens list oldest first, nobody else's among them; a deleted one is gone."""
+        ana, bo = make_user("ana@example.com"), make_user("bo@example.com")
+        await store.create_user(ana)
+        await store.create_user(bo)
+        first = make_personal_token(ana, "first")
+        await store.put_personal_token(first)
+        await asyncio.sleep(0.002)
+        second = make_personal_token(ana, "second")
+        await store.put_personal_token(second)
+        await store.put_personal_token(make_personal_token(bo))
+        assert await store.get_personal_token(first.id) == first
+        assert await store.list_personal_tokens(ana.id) == [first, second]
+        await store.delete_personal_token(first.id)
+        await store.delete_personal_token(first.id)
+        assert await store.get_personal_token(first.id) is None
+        assert await store.list_personal_tokens(ana.id) == [second]
 
 
 class TestDatasets:

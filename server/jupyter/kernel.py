@@ -221,7 +221,6 @@ class JupyterKernel:
             self._end_run(run)  # idle without a reply
         self._pending.pop(request.msg_id, None)  # a late start is the kernel's background work
         self._awaiting = None
-        log.warning("jupyter_request_unanswered", kernel_id=self.id, msg_type=request.msg_type, msg_id=request.msg_id)
         self._end_request(request.header, "NoReply", f"The kernel did not answer this {request.msg_type} in time "
                                                      "and the requests after it went on; send it again if need be.")
         self._next_request()
@@ -386,6 +385,8 @@ class JupyterKernel:
 
     def _end_request(self, request: dict[str, Any], ename: str, evalue: str) -> None:
         """Answer a shell request the kernel will not answer with an error."""
+        log.warning("jupyter_request_ended", kernel_id=self.id, msg_type=request.get("msg_type"), error=ename,
+                    reason=evalue)
         self._fail(request, error_output(ename, evalue))
 
     def _refuse(self, message: KernelMessage) -> None:

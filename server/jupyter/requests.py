@@ -1,7 +1,7 @@
 """The shell requests a kernel can answer: their header and content, as ipykernel reads them.
 
 ipykernel drops a message whose header it cannot read without a word (no status, no reply: a
-``version`` that is not a ``5.x`` string, a string that looks like an ISO 8601 date but is none,
+``version`` that is not a version string, a string that looks like an ISO 8601 date but is none,
 anywhere in the header or parent header) and answers nothing when a handler fails on the content
 (a missing ``code``); a reply to a ``msg_id`` that is not a string matches no request. ``problem``
 names what is wrong with such a request, so that the server answers it with an error instead of
@@ -24,11 +24,10 @@ CODE_AT: dict[str, Any] = {
     "required": ["code", "cursor_pos"], "properties": {"code": STRING, "cursor_pos": {"type": "integer", "minimum": 0}}}
 HEADER = jsonschema.Draft202012Validator({
     "type": "object",
-    "required": ["msg_id", "msg_type", "session", "username", "version"],
-    "properties": {
+    "required": ["msg_id", "msg_type"],
+    "properties": {  # dates, sessions and user names of any type are passed on as they are
         "msg_id": {"type": "string", "minLength": 1, "maxLength": limits.JUPYTER_MESSAGE_ID_CHARS},
-        "msg_type": STRING, "session": STRING, "username": STRING, "date": STRING,
-        "version": {"type": "string", "pattern": r"^5(\.[0-9]+)*$"},
+        "msg_type": STRING, "version": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)*$"},
     },
 })
 SCHEMAS: dict[str, dict[str, Any]] = {

@@ -32,13 +32,12 @@ def request(msg_type: str, content: dict[str, Any], channel: str = "shell", **he
 FOUND_BY_FUZZ = request("kernel_info_request", {}, version=0.0)  # sent as 1.0e-99999, read as 0.0
 UNANSWERABLE = {
     "version_number": FOUND_BY_FUZZ,
-    "version_not_5": request("kernel_info_request", {}, version="x"),
+    "version_not_a_version": request("kernel_info_request", {}, version="x"),
     "date_out_of_range": request("kernel_info_request", {}, date="2026-13-45T99:00:00Z"),
     "parent_date_out_of_range": {**request("kernel_info_request", {}), "parent_header": {"date": "2026-02-30T00:00:00Z"}},
     "msg_id_number": request("kernel_info_request", {}, msg_id=7),
     "msg_id_null": request("kernel_info_request", {}, msg_id=None),
     "msg_id_empty": request("kernel_info_request", {}, msg_id=""),
-    "session_number": request("kernel_info_request", {}, session=5),
     "complete_without_code": request("complete_request", {}),
     "complete_code_number": request("complete_request", {"code": 5, "cursor_pos": 1}),
     "inspect_without_code": request("inspect_request", {}),
@@ -176,4 +175,19 @@ async def test_an_interrupt_on_control_lets_held_requests_through(start_cards):
     assert [r["status"] for r in replies_to(got, held[0])] == ["ok"]
     assert [r["status"] for r in replies_to(got, held[1])] in (["ok"], ["aborted"])
     assert text_of(await socket.execute("kept")) == "42"
+    socket.close()
+
+
+async def test_a_cell_waiting_for_input_ends_at_the_wall_clock_and_the_queue_goes_on(start_cards):
+    """input() with nobody answering on stdin is a run like any other: stopped at the wall clock, and the
+    request held behind it answered."""
+    api = await start_cards(JupyterKernels__answer_seconds=ANSWER_SECONDS, KernelPool__execution_timeout=1.5,
+                            KernelPool__interrupt_grace=1.0)
+    token = await api.login()
+    socket = await connect(api, token, (await start_kernel(api, token))["id"], v1=False)
+    waiting = socket.send("execute_request", {"code": "input('?')", "silent": False, "allow_stdin": True})
+    held = socket.send("kernel_info_request", {})
+    got = await frames_until(socket, is_reply_to(held), WEDGED_AFTER)
+    assert [r["status"] for r in replies_to(got, waiting)] == ["error"], replies_to(got, waiting)
+    assert [r["status"] for r in replies_to(got, held)] == ["ok"]
     socket.close()

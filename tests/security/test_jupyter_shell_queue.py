@@ -29,8 +29,8 @@ def request(msg_type: str, content: dict[str, Any], channel: str = "shell", **he
     return {"channel": channel, "header": fields, "parent_header": {}, "metadata": {}, "content": content}
 
 
-FOUND_BY_FUZZ = request("kernel_info_request", {}, version=0.0)  # sent as 1.0e-99999, read as 0.0
-UNANSWERABLE = {
+FOUND_BY_FUZZ = json.dumps(request("kernel_info_request", {}, version="V")).replace('"V"', "1.0e-99999")
+UNANSWERABLE: dict[str, str | dict[str, Any]] = {
     "version_number": FOUND_BY_FUZZ,
     "version_not_a_version": request("kernel_info_request", {}, version="x"),
     "date_out_of_range": request("kernel_info_request", {}, date="2026-13-45T99:00:00Z"),
@@ -63,10 +63,10 @@ def is_reply_to(msg_id: str) -> Any:
     return lambda message: message["channel"] == "shell" and message["parent_header"].get("msg_id") == msg_id
 
 
-async def sentinel_answered(socket: KernelSocket, first: dict[str, Any], repeat: int = 1) -> list[dict[str, Any]]:
+async def sentinel_answered(socket: KernelSocket, first: str | dict[str, Any], repeat: int = 1) -> list[dict[str, Any]]:
     """Send ``first`` (``repeat`` times), then a kernel_info_request; every message up to the latter's reply."""
     for _ in range(repeat):
-        socket.connection.write_message(json.dumps(first))
+        socket.connection.write_message(first if isinstance(first, str) else json.dumps(first))
     sentinel = socket.send("kernel_info_request", {})
     return await frames_until(socket, is_reply_to(sentinel), WEDGED_AFTER)
 
@@ -88,7 +88,7 @@ async def test_requests_the_kernel_cannot_answer_are_refused_and_the_next_is_ans
         except TimeoutError:
             wedged.append(name)
         else:
-            replies = replies_to(got, frame["header"]["msg_id"])
+            replies = replies_to(got, (json.loads(frame) if isinstance(frame, str) else frame)["header"]["msg_id"])
             if not replies or replies[0]["status"] != "error":
                 unanswered.append((name, replies))
         socket.close()

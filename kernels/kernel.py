@@ -35,6 +35,7 @@ processes; ``tests/kernels/test_kernel.py`` checks that with audit hooks.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -106,6 +107,11 @@ class LockedDownKernel(IPythonKernel):
         plots.install(self.shell)
         policy.install(self.shell)
         self.control_handlers = ControlHandlers(self.control_handlers, self.refuse_on_control)
+
+    def _send_interrupt_children(self) -> None:
+        """An ``interrupt_request`` on control: SIGINT to this process, which starts none. ipykernel signals
+        its process group, which the sandbox refuses: the interrupt worked, yet its reply said EPERM."""
+        os.kill(os.getpid(), signal.SIGINT)
 
     def refuse_on_control(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         """Answer a message the control channel does not serve with an error reply."""

@@ -49,6 +49,16 @@ JUPYTER_FRAME_BYTES = 2 * 1024 * 1024
 """The largest frame read from a Jupyter client (a cell's code, a widget's buffers): a larger one closes
 the socket (1009)."""
 
+JUPYTER_ANSWER_SECONDS = 5.0
+"""Seconds a Jupyter kernel has to start a shell request (its ``busy`` status) while it runs nothing else
+(``JupyterKernels.answer_seconds``): past them the server answers the request with an error and sends the
+next one. A request the kernel started is held to the run limits (wall clock, interrupt grace, kernel
+replacement); its reply may trail its ``idle`` status by a second."""
+
+JUPYTER_MESSAGE_ID_CHARS = 256
+"""Characters of a shell request's ``msg_id``. A kernel's last thousand are remembered: a repeated one is
+refused (ipykernel drops a message whose signature it has seen, without a reply)."""
+
 JUPYTER_SESSIONS_PER_KERNEL = 4
 """Jupyter sessions (notebook paths bound to kernels) one user may hold per kernel they may hold
 (``KernelPool.sessions_per_user``); ``JupyterSessions.sessions_per_kernel`` changes it."""

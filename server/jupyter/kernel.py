@@ -20,6 +20,14 @@ channel serves ``CONTROL_REQUESTS`` only; other control messages, and shell mess
 not handle, get an error reply from here. ``history_request`` is answered here too, from the inputs
 the kernel published (``history.py``).
 
+Shell requests go to the kernel one at a time, each once the one before is answered, and none
+waits for ever: a request ipykernel could not answer (``requests.problem``: a header or content it
+cannot read) or one it has seen (a repeated ``msg_id``) is answered here with an error; one the
+kernel does not start within ``answer_seconds`` while it runs nothing else, or does not reply to
+within ``REPLY_GRACE`` of its ``idle``, ends with a ``NoReply`` error; one the kernel can no longer
+answer (it died or was replaced) ends with the error that ended the kernel. Each such end is a
+shell reply with status ``error`` and an ``idle`` status, as Jupyter clients wait for both.
+
 While a client is connected the kernel counts as connected (``KernelSession.connections``), which
 gives it the pool's longer connected-idle limit; when the last one leaves, its idle time starts
 afresh. When the kernel ends, every connected client gets the reason in a close frame (and, unless its
@@ -49,6 +57,7 @@ from ..execution.session import Kernel, KernelSession, RunLimit, death_output
 from .history import InputHistory
 from ..logs import get_logger
 from ..models import utcnow
+from . import requests
 from .wire import BadFrame, KernelMessage, from_fields
 
 log = get_logger("bi.jupyter")
@@ -56,11 +65,9 @@ log = get_logger("bi.jupyter")
 KERNEL_NAME = "python3"
 CLIENT_CHANNELS = ("shell", "control", "stdin")
 KERNEL_CHANNELS = ("shell", "control", "stdin", "iopub")
-SHELL_MESSAGES = frozenset({"execute_request", "complete_request", "inspect_request", "history_request",
-                            "comm_info_request", "kernel_info_request", "connect_request", "shutdown_request",
-                            "is_complete_request", "interrupt_request", "comm_open", "comm_msg", "comm_close"})
+SHELL_MESSAGES = frozenset({*requests.CONTENT, "comm_open", "comm_msg", "comm_close"})  # interrupts: on control
 UNCOUNTED = frozenset({"status", "execute_input"})  # iopub messages no output cap or budget counts
-PENDING_REQUESTS = 1000  # execute_requests sent but not started, shell requests held back: at most
+PENDING_REQUESTS = 1000  # shell messages sent but not started, requests held back, ids remembered: at most
 REPLY_GRACE = 1.0  # seconds a shell reply may trail its request's idle status
 STOP_ERRORS = {"timeout": "ExecutionTimeout", "output": "OutputLimitExceeded"}
 USER_SHUTDOWN = "shut down by its user"  # the close reason of a kernel its user shut down
@@ -97,9 +104,11 @@ class Run:
 
 
 class JupyterKernel:
-    def __init__(self, session: KernelSession, buffer_bytes: int, on_closed: Callable[[JupyterKernel], None]):
+    def __init__(self, session: KernelSession, buffer_bytes: int, answer_seconds: float,
+                 on_closed: Callable[[JupyterKernel], None]):
         self.session = session
         self.buffer_bytes = buffer_bytes
+        self.answer_seconds = answer_seconds
         self.on_closed = on_closed
         self.sockets: set[Socket] = set()
         self.last_activity = dt.datetime.now(dt.UTC)
@@ -111,11 +120,13 @@ class JupyterKernel:
         self._ended: Run | None = None  # the last run, until its idle: its trailing output is still its own
         self._kept: ReplayBuffer[KernelMessage] = ReplayBuffer(buffer_bytes)
         self._kept_for: str | None = None  # the client session the kept messages are for
-        self._awaiting: str | None = None  # the shell request the kernel is answering
+        self._awaiting: KernelMessage | None = None  # the shell request the kernel is answering
+        self._answer_timer: asyncio.TimerHandle | None = None  # ends it if no answer comes
         self._held: collections.deque[KernelMessage] = collections.deque()  # shell requests after it
         self._user_restart = False  # the restart under way is its user's
         self.history = InputHistory()
         self.end_reason: str | None = None  # why it ended, once it has
+        self._request_ids: collections.OrderedDict[str, None] = collections.OrderedDict()  # the last ones received
         session.listeners.add(self._session_event)
         self._follow(session.kernel)
 
@@ -183,7 +194,16 @@ class JupyterKernel:
         elif len(self._held) >= PENDING_REQUESTS:
             log.warning("jupyter_message_dropped", kernel_id=self.id, msg_type=message.msg_type,
                         error="too many shell requests waiting")
+        elif (problem := requests.problem(message)) is not None:
+            self._end_request(message.header, "BadRequest", f"The kernel cannot answer this {message.msg_type}: "
+                                                             f"{problem}. Send it as the Jupyter messaging spec says.")
+        elif message.msg_id in self._request_ids:
+            self._end_request(message.header, "DuplicateMessage", f"A request with the msg_id {message.msg_id!r} "
+                                                                   "was sent already; give each request its own.")
         else:
+            self._request_ids[message.msg_id] = None
+            while len(self._request_ids) > PENDING_REQUESTS:
+                self._request_ids.popitem(last=False)
             self._held.append(message)
             self._next_request()
 
@@ -194,25 +214,57 @@ class JupyterKernel:
         sends the previous reply: the client then waits forever (reproduced here about once in 350
         back-to-back kernel_info_requests). The kernel runs shell requests in turn anyway.
         """
-        if answered is not None and answered == self._awaiting:
+        if answered is not None and self._awaiting is not None and answered == self._awaiting.msg_id:
             self._awaiting = None
-        if self._awaiting is None and self._held:
+            self._wait_for_answer(None)
+        while self._awaiting is None and self._held:
             message = self._held.popleft()
-            self._awaiting = message.msg_id
-            self._forward(message)
+            if self._forward(message):
+                self._awaiting = message
+                self._wait_for_answer(self.answer_seconds)
+            else:
+                self._end_request(message.header, "KernelRestarting",
+                                  "The kernel is being replaced; send the request again once it is idle.")
 
-    def _forward(self, message: KernelMessage) -> None:
+    def _wait_for_answer(self, seconds: float | None) -> None:
+        """Check on the awaited request in ``seconds`` (None: no longer)."""
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+            self._answer_timer = None
+        if seconds is not None and self._awaiting is not None:
+            self._answer_timer = asyncio.get_running_loop().call_later(seconds, self._check_answer)
+
+    def _check_answer(self) -> None:
+        """The awaited request is overdue: end it with an error, unless a run goes on (held to its own limits)."""
+        self._answer_timer = None
+        request, run = self._awaiting, self._run
+        if request is None:
+            return
+        if run is not None and not run.idle:
+            self._wait_for_answer(self.answer_seconds)
+            return
+        if run is not None and run.request["msg_id"] == request.msg_id:
+            self._end_run(run)  # idle without a reply
+        self._pending.pop(request.msg_id, None)  # a late start is the kernel's background work
+        self._awaiting = None
+        self._end_request(request.header, "NoReply", f"The kernel did not answer this {request.msg_type} in time "
+                                                     "and the requests after it went on; send it again if need be.")
+        self._next_request()
+
+    def _forward(self, message: KernelMessage) -> bool:
+        """Send ``message`` to the kernel; False if its channels are closed."""
         kernel = self.session.kernel
         try:
             kernel.client.session.send_raw(getattr(kernel.client, f"{message.channel}_channel").socket,
                                            message.parts)
         except zmq.ZMQError as exc:  # the kernel is being replaced
             log.warning("jupyter_message_dropped", kernel_id=self.id, msg_type=message.msg_type, error=str(exc))
-            return
+            return False
         if message.channel == "shell" and message.msg_id:
             self._pending[message.msg_id] = message.header
             while len(self._pending) > PENDING_REQUESTS:
                 self._pending.popitem(last=False)
+        return True
 
     async def interrupt(self) -> None:
         """SIGINT the kernel, unless it is idle with nothing queued: a signal relayed to an idle kernel
@@ -282,9 +334,8 @@ class JupyterKernel:
                 run.idle = True
                 if run.limit.reason is not None or not run.request["msg_type"].endswith("_request"):
                     self._end_run(run)  # no reply comes after an interrupt, nor for comm messages
-            if state == "idle" and parent_id is not None and parent_id == self._awaiting:
-                # a request the kernel does not know gets no reply: do not wait for one for ever
-                asyncio.get_running_loop().call_later(REPLY_GRACE, self._next_request, parent_id)
+            if state == "idle" and self._awaiting is not None and parent_id == self._awaiting.msg_id:
+                self._wait_for_answer(REPLY_GRACE)  # a handler that failed sends no reply
             return True
         if message.msg_type == "execute_input":
             self.history.add(message.content.get("execution_count"), message.content.get("code"))
@@ -371,6 +422,12 @@ class JupyterKernel:
                                             {"status": "error", "execution_count": None, **content}, request))
         self._send(self.server_message("iopub", "status", {"execution_state": "idle"}, request))
 
+    def _end_request(self, request: dict[str, Any], ename: str, evalue: str) -> None:
+        """Answer a shell request the kernel will not answer with an error."""
+        log.warning("jupyter_request_ended", kernel_id=self.id, msg_type=request.get("msg_type"), error=ename,
+                    reason=evalue)
+        self._fail(request, error_output(ename, evalue))
+
     def _refuse(self, message: KernelMessage) -> None:
         """Answer a message no channel here serves with an error reply on its channel."""
         reply_type, content = control_refusal(message.msg_type)
@@ -428,16 +485,18 @@ class JupyterKernel:
             task.cancel()
         self._readers = []
         self._state = "dead"
+        awaited = [self._awaiting] if self._awaiting is not None else []
+        unanswered = [message.header for message in [*awaited, *self._held]]
         self._awaiting = None
-        requests = [request for request in [*self._pending.values(), *(held.header for held in self._held)]
-                    if request["msg_type"] == "execute_request"]  # as ever: not every request gets a busy
+        self._wait_for_answer(None)
         self._pending.clear()
         self._held.clear()
         if self._run is not None:
-            requests.insert(0, self._run.request)
+            if not awaited or self._run.request["msg_id"] != awaited[0].msg_id:
+                unanswered.insert(0, self._run.request)  # a comm message's
             self._end_run(self._run)
         elif self._ended is not None and self._ended.request["msg_type"] == "execute_request":
             self._fail(self._ended.request, error, replied=True)  # its idle (and output) went with the kernel
         self._ended = None
-        for request in requests:
+        for request in unanswered:
             self._fail(request, error)

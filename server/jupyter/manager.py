@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 
-from traitlets import Integer
+from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
 from .. import limits
@@ -21,6 +21,10 @@ class JupyterKernels(LoggingConfigurable):
     replay_buffer_bytes = Integer(
         limits.REPLAY_BYTES, help="Kernel messages kept per kernel while no client is connected, replayed to "
                                   "the client session when it reconnects (oldest dropped first).").tag(config=True)
+    answer_seconds = Float(
+        limits.JUPYTER_ANSWER_SECONDS, help="Seconds a kernel has to start a shell request while it runs nothing "
+                                            "else; past them the request gets an error reply and the next one "
+                                            "goes.").tag(config=True)
 
     def __init__(self, pool: KernelPool, datasets: DatasetService, **kwargs):
         super().__init__(**kwargs)
@@ -35,7 +39,7 @@ class JupyterKernels(LoggingConfigurable):
         It counts against the pool's ``sessions_per_user``, starts in flight included.
         """
         session = await self.pool.open(user, await self.datasets.parquet_files(user), KIND)
-        kernel = JupyterKernel(session, self.replay_buffer_bytes, self._closed)
+        kernel = JupyterKernel(session, self.replay_buffer_bytes, self.answer_seconds, self._closed)
         self._kernels[kernel.id] = kernel
         return kernel
 

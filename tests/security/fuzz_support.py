@@ -456,10 +456,9 @@ KERNEL_MESSAGES = st.one_of(*(st.builds(kernel_message, st.just(msg_type), conte
                               for msg_type, content in JUPYTER_REQUESTS.items()))
 
 
-def ws_case(server: LiveServer, sockets: Sockets, tally: Tally, data: st.DataObject,
-            kinds: tuple[str, ...] = ("dashboard", "card", "kernel")) -> None:
-    """One frame to one of the ``kinds`` of socket; the socket must answer a bad one with an error and stay open."""
-    kind = data.draw(st.sampled_from(kinds), label="socket")
+def ws_case(server: LiveServer, sockets: Sockets, tally: Tally, data: st.DataObject) -> None:
+    """One frame to one of the sockets; the socket must answer a bad one with an error and stay open."""
+    kind = data.draw(st.sampled_from(["dashboard", "card", "kernel"]), label="socket")
     if kind == "dashboard":
         frame = frame_of(valid(DASHBOARD_MESSAGE.schema), data, tally)
         server.ws_send(sockets.dashboard, frame.decode("utf-8", "replace"))
@@ -488,8 +487,8 @@ def ws_case(server: LiveServer, sockets: Sockets, tally: Tally, data: st.DataObj
         got = []
         while not got or got[-1]["parent_header"].get("msg_id") != sentinel["header"]["msg_id"] \
                 or got[-1]["channel"] != "shell":
-            # a request the kernel never answers is ended by the wall clock (10 s, then interrupt, kill and a
-            # fresh kernel): give that time on a loaded machine before calling it a hang
+            # a request the kernel never answers is ended by the server (JupyterKernels.answer_seconds, or a run's
+            # wall clock, interrupt, kill and a fresh kernel): give that time on a loaded machine before calling it a hang
             got.append(strict_json(server.ws_read(sockets.kernel, timeout=40)))
         refusals = [m for m in got if m["header"]["msg_type"] == "error" and m["content"].get("ename") == "BadMessage"]
         if not _is_kernel_message(text):

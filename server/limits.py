@@ -63,6 +63,10 @@ JUPYTER_SESSIONS_PER_KERNEL = 4
 """Jupyter sessions (notebook paths bound to kernels) one user may hold per kernel they may hold
 (``KernelPool.sessions_per_user``); ``JupyterSessions.sessions_per_kernel`` changes it."""
 
+JUPYTER_HELD_BYTES = 8 * 1024 * 1024
+"""Bytes of shell requests a Jupyter kernel's clients may have waiting for it (``JupyterKernel``): each
+is held until the one before is answered; past this a request gets an error reply at once."""
+
 JUPYTER_SESSION_FIELD_CHARS = 1024
 """Characters of a Jupyter session's ``path``, ``name`` and ``type`` (and of a kernel's id or name in it)."""
 

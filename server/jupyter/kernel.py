@@ -55,6 +55,7 @@ from ..execution.outputs import error_output, truncation_notice
 from ..execution.replay import ReplayBuffer
 from ..execution.session import Kernel, KernelSession, RunLimit, death_output
 from .history import InputHistory
+from ..limits import JUPYTER_HELD_BYTES
 from ..logs import get_logger
 from ..models import utcnow
 from . import requests
@@ -123,6 +124,7 @@ class JupyterKernel:
         self._awaiting: KernelMessage | None = None  # the shell request the kernel is answering
         self._answer_timer: asyncio.TimerHandle | None = None  # ends it if no answer comes
         self._held: collections.deque[KernelMessage] = collections.deque()  # shell requests after it
+        self._held_bytes = 0  # their size, at most JUPYTER_HELD_BYTES
         self._user_restart = False  # the restart under way is its user's
         self.history = InputHistory()
         self.end_reason: str | None = None  # why it ended, once it has
@@ -191,9 +193,9 @@ class JupyterKernel:
             self._answer_history(message)
         elif message.channel != "shell" or not message.msg_type.endswith("_request"):
             self._forward(message)
-        elif len(self._held) >= PENDING_REQUESTS:
-            log.warning("jupyter_message_dropped", kernel_id=self.id, msg_type=message.msg_type,
-                        error="too many shell requests waiting")
+        elif len(self._held) >= PENDING_REQUESTS or self._held_bytes + message.size > JUPYTER_HELD_BYTES:
+            self._end_request(message.header, "TooManyRequests", f"{len(self._held)} requests are already waiting "
+                              "for this kernel; send this one again once the kernel has answered them.")
         elif (problem := requests.problem(message)) is not None:
             self._end_request(message.header, "BadRequest", f"The kernel cannot answer this {message.msg_type}: "
                                                              f"{problem}. Send it as the Jupyter messaging spec says.")
@@ -205,6 +207,7 @@ class JupyterKernel:
             while len(self._request_ids) > PENDING_REQUESTS:
                 self._request_ids.popitem(last=False)
             self._held.append(message)
+            self._held_bytes += message.size
             self._next_request()
 
     def _next_request(self, answered: str | None = None) -> None:
@@ -219,6 +222,7 @@ class JupyterKernel:
             self._wait_for_answer(None)
         while self._awaiting is None and self._held:
             message = self._held.popleft()
+            self._held_bytes -= message.size
             if self._forward(message):
                 self._awaiting = message
                 self._wait_for_answer(self.answer_seconds)
@@ -491,6 +495,7 @@ class JupyterKernel:
         self._wait_for_answer(None)
         self._pending.clear()
         self._held.clear()
+        self._held_bytes = 0
         if self._run is not None:
             if not awaited or self._run.request["msg_id"] != awaited[0].msg_id:
                 unanswered.insert(0, self._run.request)  # a comm message's

@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Any
 
+from server.limits import JUPYTER_HELD_BYTES
 from tests.server.test_jupyter_api import KernelSocket, connect, reply_of, start_kernel, text_of
 
 ANSWER_SECONDS = 1.0  # JupyterKernels.answer_seconds in these tests
@@ -104,8 +105,9 @@ async def test_a_repeated_message_is_refused_not_dropped(start_cards):
     socket = await connect(api, token, (await start_kernel(api, token))["id"], v1=False)
     frame = request("kernel_info_request", {})
     got = await sentinel_answered(socket, frame, repeat=2)
-    statuses = [reply["status"] for reply in replies_to(got, frame["header"]["msg_id"])]
-    assert statuses == ["ok", "error"], statuses
+    replies = replies_to(got, frame["header"]["msg_id"])  # the refusal may come before the kernel's reply
+    assert sorted((reply["status"], reply.get("ename")) for reply in replies) == [
+        ("error", "DuplicateMessage"), ("ok", None)], replies
     socket.close()
 
 
@@ -190,4 +192,29 @@ async def test_a_cell_waiting_for_input_ends_at_the_wall_clock_and_the_queue_goe
     got = await frames_until(socket, is_reply_to(held), WEDGED_AFTER)
     assert [r["status"] for r in replies_to(got, waiting)] == ["error"], replies_to(got, waiting)
     assert [r["status"] for r in replies_to(got, held)] == ["ok"]
+    socket.close()
+
+
+async def test_requests_waiting_behind_a_busy_kernel_are_bounded_in_bytes(start_cards):
+    """A client sends a long cell, then 60 execute_requests of 1.5 MB each: the server holds requests for
+    the kernel up to its byte bound and answers the rest at once with an error reply, so it never holds
+    90 MB for one socket (the red team's 400 requests of 1.9 MB grew the server by 731 MB)."""
+    api = await start_cards(JupyterKernels__answer_seconds=ANSWER_SECONDS)
+    token = await api.login()
+    kernel = await start_kernel(api, token)
+    socket = await connect(api, token, kernel["id"], v1=False)
+    busy = request("execute_request", {"code": "import time; time.sleep(3)", "silent": False})
+    socket.connection.write_message(json.dumps(busy))
+    padding = "#" + "x" * 1_500_000
+    sent = [request("execute_request", {"code": f"1\n{padding}", "silent": False}) for _ in range(60)]
+    for frame in sent:
+        socket.connection.write_message(json.dumps(frame))
+    refused: list[str] = []
+    deadline = time.monotonic() + 20
+    while len(refused) < 60 - JUPYTER_HELD_BYTES // 1_500_000 and time.monotonic() < deadline:
+        message = await socket.receive(timeout=max(0.01, deadline - time.monotonic()))
+        if message["channel"] == "shell" and message["content"].get("ename") == "TooManyRequests":
+            refused.append(message["parent_header"]["msg_id"])
+    assert len(refused) >= 60 - JUPYTER_HELD_BYTES // 1_500_000, len(refused)
+    assert set(refused) <= {frame["header"]["msg_id"] for frame in sent}
     socket.close()

@@ -22,6 +22,7 @@ shares      ``DASHBOARD#<id>``      ``USER#<user_id>``  the share's fields (the 
 shares      ``USER#<user_id>``      ``DASHBOARD#<id>``  the same fields again (the user's shares)
 cache       ``RESULT#<key>``        ``RESULT``          a cached card result (outputs: a blob)
 cache       ``TABLE#<output_id>``   ``TABLE``           who may page a DataFrame output (rows: a blob)
+leases      ``LEASE#<name>``        ``LEASE``           holder, version, ``expires_ms``, done, ``purge_at``
 ==========  ======================  ==================  ===============================
 
 The cache table has one global secondary index, ``by_group`` (keys ``gpk`` and ``gsk``, all
@@ -29,6 +30,11 @@ attributes projected), so that what lifetimes need is a Query, never a Scan: a t
 ``gpk`` ``USER#<user_id>`` and ``gsk`` ``<last_used>#<output_id>`` (a user's tables, least
 recently used first), a result item ``gpk`` ``VARIANT#<variant>`` and ``gsk``
 ``<created_at>#<key>`` (a card's results for some parameter values, newest last).
+
+A lease is taken, renewed and finished by conditional updates on its version and expiry
+(``expires_ms``, the holders' clocks), and a write under a lease (a cached result) is a transaction
+with a condition check on the lease item; DynamoDB's TTL deletes a lease item a day after it
+expired (``purge_at``).
 
 Writes that must be unique or that can race are transactions with condition
 expressions: the items that point at a head (name, owner and uid items) are written
@@ -65,15 +71,15 @@ from botocore.exceptions import ClientError
 from traitlets import Float, Int, Unicode, default
 
 from ..environment import setting
-from ..errors import ConflictError, NotFoundError, StoreClosedError
+from ..errors import ConflictError, LeaseLostError, NotFoundError, StoreClosedError
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
-                      OutputTable, Share, User)
-from .base import PROFILE_FIELDS, Store
+                      Lease, OutputTable, Share, User)
+from .base import LEASE_KEPT_SECONDS, PROFILE_FIELDS, Store
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
 
-TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit")
+TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit", "leases")
 BLOB_CACHE = "blob-cache"
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
@@ -275,6 +281,7 @@ class AWSStore(Store):
             waiter.wait(TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
         if self._table("cache") not in created:
             self._add_group_index(self._table("cache"))
+        self._expire_leases(self._table("leases"))
         for name in names:
             self._enable_pitr(name)
         if created:
@@ -305,6 +312,15 @@ class AWSStore(Store):
         self._dynamodb.update_table(TableName=name, AttributeDefinitions=_key_attributes(*GROUP_KEYS),
                                     GlobalSecondaryIndexUpdates=[{"Create": _GROUP_INDEX}])
         self.log.info("Adding index %s to DynamoDB table %s", GROUP_INDEX, name)
+
+    def _expire_leases(self, name: str) -> None:
+        """Let DynamoDB's TTL delete lease items past their ``purge_at``."""
+        try:
+            self._dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "purge_at"})
+        except ClientError as exc:
+            if _code(exc) != "ValidationException":  # TTL is already on
+                raise
 
     def _enable_pitr(self, name: str) -> None:
         """Turn point-in-time recovery on; warn and go on where the endpoint cannot."""
@@ -649,10 +665,16 @@ class AWSStore(Store):
         item = await self._run(self._get, "cache", _result_key(key))
         return _cached_result(item) if item else None
 
-    async def put_cached_result(self, result: CachedResult) -> None:
+    async def put_cached_result(self, result: CachedResult, fence: Lease | None = None) -> None:
         fields = {**dataclasses.asdict(result), "output_ids": list(result.output_ids)}
         group = _group(f"VARIANT#{result.variant}", result.created_at, result.key) if result.variant else {}
-        await self._run(self._put, "cache", _result_key(result.key), {**fields, **group})
+        if fence is None:
+            await self._run(self._put, "cache", _result_key(result.key), {**fields, **group})
+            return
+        put = {"Put": {"TableName": self._table("cache"),
+                       "Item": _serialize({**_result_key(result.key), **fields, **group})}}
+        if await self._run(self._transact, [self._lease_check(fence), put]):
+            raise LeaseLostError(f"lease {fence.name} version {fence.version} is no longer held")
 
     async def list_cached_results(self, variant: str) -> list[CachedResult]:
         items = await self._run(self._group_items, f"VARIANT#{variant}", False)
@@ -660,6 +682,60 @@ class AWSStore(Store):
 
     async def delete_cached_result(self, key: str) -> None:
         await self._run(self._delete, "cache", _result_key(key))
+
+    # leases ------------------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, until: float) -> Lease | None:
+        return await self._run(self._acquire_lease, name, holder, until)
+
+    def _acquire_lease(self, name: str, holder: str, until: float) -> Lease | None:
+        try:
+            item = self._dynamodb.update_item(
+                TableName=self._table("leases"), Key=_serialize(_lease_key(name)),
+                UpdateExpression="SET holder = :holder, expires_ms = :until, done = :no, purge_at = :purge "
+                                 "ADD version :one",
+                ConditionExpression="attribute_not_exists(pk) OR expires_ms <= :now",
+                ExpressionAttributeValues=_serialize({
+                    ":holder": holder, ":until": _ms(until), ":no": False, ":one": 1, ":now": _ms(time.time()),
+                    ":purge": int(until + LEASE_KEPT_SECONDS)}),
+                ReturnValues="ALL_NEW")["Attributes"]
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _lease(item)
+
+    async def renew_lease(self, lease: Lease, until: float) -> Lease:
+        await self._run(self._update_lease, lease, until, False)
+        return dataclasses.replace(lease, expires_at=until)
+
+    async def finish_lease(self, lease: Lease, until: float) -> None:
+        await self._run(self._update_lease, lease, until, True)
+
+    def _update_lease(self, lease: Lease, until: float, done: bool) -> None:
+        check = self._lease_check(lease)["ConditionCheck"]
+        values = {**check["ExpressionAttributeValues"],
+                  **_serialize({":until": _ms(until), ":done": done, ":purge": int(until + LEASE_KEPT_SECONDS)})}
+        try:
+            self._dynamodb.update_item(
+                TableName=check["TableName"], Key=check["Key"], ConditionExpression=check["ConditionExpression"],
+                UpdateExpression="SET expires_ms = :until, done = :done, purge_at = :purge",
+                ExpressionAttributeValues=values)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise LeaseLostError(f"lease {lease.name} version {lease.version} is no longer held") from None
+            raise
+
+    def _lease_check(self, lease: Lease) -> dict[str, Any]:
+        """A transaction's check that ``lease`` is still held as it was taken."""
+        return {"ConditionCheck": {
+            "TableName": self._table("leases"), "Key": _serialize(_lease_key(lease.name)),
+            "ConditionExpression": "version = :version AND expires_ms > :now AND done = :no",
+            "ExpressionAttributeValues": _serialize({":version": lease.version, ":now": _ms(time.time()),
+                                                     ":no": False})}}
+
+    async def get_lease(self, name: str) -> Lease | None:
+        item = await self._run(self._get, "leases", _lease_key(name))
+        return _lease(item) if item else None
 
     # output tables -----------------------------------------------------------
     async def put_output_table(self, table: OutputTable) -> None:
@@ -790,6 +866,20 @@ def _name_key(owner_id: str, name: str) -> dict[str, str]:
 
 def _result_key(key: str) -> dict[str, str]:
     return {"pk": f"RESULT#{key}", "sk": "RESULT"}
+
+
+def _lease_key(name: str) -> dict[str, str]:
+    return {"pk": f"LEASE#{name}", "sk": "LEASE"}
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _lease(item: dict[str, Any]) -> Lease:
+    fields = _plain(item)
+    return Lease(item["pk"]["S"].removeprefix("LEASE#"), fields["holder"], fields["version"],
+                 fields["expires_ms"] / 1000, bool(fields["done"]))
 
 
 def _table_key(output_id: str) -> dict[str, str]:

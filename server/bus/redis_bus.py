@@ -34,11 +34,12 @@ class RedisBus(Bus):
         super().__init__(**kwargs)
         options: dict[str, Any] = {"socket_timeout": self.socket_timeout,
                                    "socket_connect_timeout": self.socket_timeout, "health_check_interval": 15}
-        if self.ca_file:
+        if self.ca_file and self.url.startswith("rediss://"):
             options["ssl_ca_certs"] = self.ca_file
         self._client = aioredis.Redis.from_url(self.url, **options)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._sending = asyncio.Lock()  # one publish at a time: messages leave in the order they were sent
         self.connected = False
 
     def channel(self, topic: str) -> str:
@@ -66,8 +67,8 @@ class RedisBus(Bus):
                 if self.connected or not self._subscribed.is_set():
                     log.warning("bus_disconnected", error=str(exc)[:200])
                 self.connected = False
-                self._subscribed.set()
             finally:
+                self._subscribed.set()  # start() waits for the first attempt, not for success
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
             await asyncio.sleep(self.reconnect_seconds)
@@ -75,7 +76,8 @@ class RedisBus(Bus):
     async def publish(self, topic: str, body: dict[str, Any]) -> None:
         raw = encode(Envelope(topic, self.origin, body))
         try:
-            await self._client.publish(self.channel(topic), raw)
+            async with self._sending:
+                await self._client.publish(self.channel(topic), raw)
         except (RedisError, OSError) as exc:
             log.warning("bus_publish_failed", topic=topic, error=str(exc)[:200])
             self.deliver(raw)  # the other tasks miss it; this one's viewers do not

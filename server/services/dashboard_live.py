@@ -379,7 +379,8 @@ class DashboardHub(LoggingConfigurable):
                 lease = await self._rerun(dashboard, lambda datasets: dataset_id in datasets, False, lease)
             await self.store.finish_lease(lease, time.time() + self.lease_seconds)
         except LeaseLostError:
-            log.warning("lease_lost", lease=lease.name, lease_version=lease.version, dataset_id=dataset_id)
+            log.warning("lease_lost", lease=lease.name, lease_version=lease.version, task=lease.holder,
+                        dataset_id=dataset_id)
 
     async def _rerun(self, dashboard: Dashboard, reads: Callable[[tuple[str, ...]], bool], force: bool,
                      lease: Lease) -> Lease:
@@ -428,14 +429,17 @@ class DashboardHub(LoggingConfigurable):
     async def _refresh(self, dashboard: Dashboard, number: int, lease: Lease, ends: float) -> None:
         """Round ``number`` of the dashboard's refresh, under ``lease``; done, it is not run again
         before the next round is due."""
-        log.info("dashboard_refresh_started", dashboard_id=dashboard.id, round=number, lease_version=lease.version)
+        log.info("dashboard_refresh_started", dashboard_id=dashboard.id, round=number, lease=lease.name,
+                 lease_version=lease.version, task=lease.holder)
         try:
             lease = await self._rerun(dashboard, lambda datasets: True, True, lease)
             await self.store.finish_lease(lease, ends + self.lease_seconds)
         except LeaseLostError:
-            log.warning("lease_lost", lease=lease.name, lease_version=lease.version, dashboard_id=dashboard.id)
+            log.warning("lease_lost", lease=lease.name, lease_version=lease.version, task=lease.holder,
+                        dashboard_id=dashboard.id)
             return
-        audit("dashboard_refreshed", dashboard_id=dashboard.id, round=number, lease_version=lease.version)
+        audit("dashboard_refreshed", dashboard_id=dashboard.id, round=number, lease_version=lease.version,
+              task=lease.holder)
 
     # presence ------------------------------------------------------------------------
     def _tell_presence(self, room: Room) -> None:

@@ -68,7 +68,7 @@ def cluster(tmp_path) -> Iterator[Cluster]:
     agent_port = free_port()
     with open(tmp_path / "executor.log", "w") as agent_log:
         agent = subprocess.Popen([*BI, "executor", f"--port={agent_port}", f"--public-key={public}",
-                                  f"--run-dir={tmp_path / 'k'}", "--pool-size=2",
+                                  f"--run-dir={tmp_path / 'k'}", "--pool-size=2", "--ExecutorApp.drain_timeout=10",
                                   f"--cgroup-name=refresh-once-{os.getpid()}"],
                                  cwd=ROOT, env={**AGENT_ENVIRONMENT, "PYTHONPATH": str(ROOT)},
                                  stdout=agent_log, stderr=subprocess.STDOUT)

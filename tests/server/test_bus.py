@@ -33,10 +33,10 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
 
 
 async def until_viewers(socket, emails: set[str]) -> None:
-    """Read presence messages (and outputs) until one names exactly ``emails``."""
+    """Read presence messages (and outputs, snapshots) until one names exactly ``emails``."""
     while True:
         message = await socket.receive()
-        assert message["type"] in ("presence", "output"), message
+        assert message["type"] in ("presence", "output", "snapshot"), message
         if message["type"] == "presence" and {v["email"] for v in message["viewers"]} == emails:
             return
 
@@ -88,8 +88,8 @@ async def test_redis_wants_tls_and_the_password(redis_server):
 
 
 async def test_two_api_servers_share_runs_presence_and_revocations(start_server, start_cards, redis_server, tmp_path):
-    """A re-run on server A reaches a viewer on server B, who sees A's viewers; revoking the share on A
-    closes the viewer's socket on B."""
+    """A re-run on server A reaches a viewer on server B, who sees A's viewers and A's new version of the
+    dashboard; revoking the share on A closes the viewer's socket on B."""
     bus = {"ServeApp__redis_url": redis_server.url, "RedisBus__ca_file": str(redis_server.ca_file)}
     a = await start_cards(**bus)
     agent = a.app.kernel_pool.executors.urls[0]  # B runs cards on A's agent: the same kernel image version
@@ -118,6 +118,13 @@ async def test_two_api_servers_share_runs_presence_and_revocations(start_server,
     while (pushed := await on_b.receive())["type"] != "output":
         assert pushed["type"] == "presence"
     assert pushed["card"] == "n" and pushed["seq"] == 2 and pushed["result"] == rerun.json()
+
+    saved = await a.fetch("PUT", f"/api/dashboards/{dashboard['id']}", token=owner,
+                          json_body={"version": 1, "document": {**CARD, "title": "バス 2"}})
+    assert saved.code == 200, saved.body
+    while (fresh := await on_b.receive())["type"] != "snapshot":
+        assert fresh["type"] in ("presence", "output"), fresh
+    assert fresh["dashboard"]["document"]["title"] == "バス 2" and fresh["dashboard"]["version"] == 2, "on B"
 
     revoked = await a.fetch("DELETE", f"/api/dashboards/{dashboard['id']}/shares", token=owner,
                             json_body={"email": "viewer@example.com"})

@@ -27,6 +27,7 @@ from traitlets import Bool, Enum, Float, Integer, List, Type, Unicode, default
 from traitlets.config import Application
 
 from . import limits, secrets_file
+from .bus import LocalBus, RedisBus, make_bus
 from .client_address import TrustedProxies
 from .environment import setting
 from .errors import BIError
@@ -172,6 +173,9 @@ class ServeApp(BIApp):
     allow_weaker_sandbox = Bool(False, help="Let the local agent run without the sandbox layers this "
                                             "machine lacks (one trusted user only).").tag(config=True)
     metrics_token = Unicode(help="Bearer token that reads /metrics on the API port; empty: closed there.").tag(config=True)
+    redis_url = Unicode(help="Redis (ElastiCache, Valkey) that carries the bus between API tasks: redis:// or "
+                             "rediss:// (TLS), with the AUTH password in it; empty: the in-process bus (one "
+                             "task).").tag(config=True)
     metrics_port = Integer(None, allow_none=True, help="Port of a listener on the same address serving only "
                                                        "/metrics, without a token (0 picks a free one); "
                                                        "None: no such listener.").tag(config=True)
@@ -214,6 +218,10 @@ class ServeApp(BIApp):
     @default("executor_ecs_service")
     def _default_executor_ecs_service(self) -> str:
         return setting("BI_EXECUTOR_ECS_SERVICE")
+
+    @default("redis_url")
+    def _default_redis_url(self) -> str:
+        return setting("BI_REDIS_URL")
 
     @default("metrics_token")
     def _default_metrics_token(self) -> str:
@@ -266,7 +274,8 @@ class ServeApp(BIApp):
         cards = CardService(self.store_instance, datasets, parent=self)
         dashboards = DashboardService(self.store_instance, cards, datasets, parent=self)
         tables = OutputTables(self.store_instance, cards, Path(self.data_dir).resolve() / "tmp" / "tables", parent=self)
-        self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables, parent=self)
+        self.bus = make_bus(self.redis_url, parent=self)
+        self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables, self.bus, parent=self)
         await self.kernel_pool.start()
         self.agent_keeper: asyncio.Task[None] | None = None
         if self.local_agent is not None and isinstance(executors, StaticExecutors):
@@ -277,7 +286,8 @@ class ServeApp(BIApp):
         session_rights = SessionRights(self.store_instance, cards, self.kernel_pool)
         dashboards.revoked.append(session_rights.revoked)
         card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, tables, parent=self)
-        self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, tables, parent=self)
+        self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, tables, self.bus, parent=self)
+        await self.bus.start()
         self.dashboard_hub.start()
         return web.Application(
             url_specs(),
@@ -377,6 +387,7 @@ class ServeApp(BIApp):
             await asyncio.gather(self.agent_keeper, return_exceptions=True)
         await self.dashboard_hub.stop()
         await self.kernel_pool.close()
+        await self.bus.close()
         if self.local_agent is not None:
             await self.local_agent.stop()
         await self.store_instance.close()
@@ -552,4 +563,4 @@ class UserApp(BIApp):
 
 BIApp.classes = [BIApp, ServeApp, InitTablesApp, ExecutorKeyApp, UserAddApp, AuthService, DatasetService,
                  KernelPool, LiveSessions, JupyterKernels, JupyterSessions, DashboardHub, OutputTables, CardRunner,
-                 SQLiteStore, AWSStore]
+                 SQLiteStore, AWSStore, LocalBus, RedisBus]

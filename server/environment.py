@@ -34,6 +34,8 @@ VARIABLES: dict[str, str] = {
     "BI_EXECUTOR_ECS_SERVICE": "Name of the executor ECS service whose tasks are the executor agents.",
     "BI_METRICS_TOKEN": "Bearer token Prometheus sends to read /metrics on the API port (empty: closed there).",
     "BI_METRICS_PORT": "Port of a listener that serves only /metrics, without a token (empty: none).",
+    "BI_REDIS_URL": "Redis of the bus between API tasks (redis://, or rediss:// for TLS; AUTH password in the "
+                    "URL); empty: the in-process bus of a single task.",
     "BI_URL": "bi dashboards export|import: the running server to talk to (empty: the store directly).",
     "BI_TOKEN": "bi dashboards export|import: a sign-in token of that server.",
 }

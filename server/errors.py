@@ -160,3 +160,8 @@ class InvalidTableError(BIError):
     """A DataFrame output's table is not a well-formed Arrow stream."""
 
     code = "invalid_table"
+
+
+class LeaseLostError(Exception):
+    """The lease a write was made under expired or passed to another holder: the write did not happen.
+    Never reaches a user: the work under the lease stops quietly (``lease_lost`` in the log)."""

@@ -184,6 +184,23 @@ class Card:
 
 
 @dataclasses.dataclass(frozen=True)
+class Lease:
+    """The right to do a piece of work that must happen once (a scheduled refresh round, a re-run on new
+    data), held by one API task until ``expires_at`` (seconds since the epoch) unless renewed.
+
+    ``version`` goes up by one with every new holder: writes made under the lease are conditional on it
+    (a fencing token), so a holder that was paused past the expiry, while another took over, cannot write.
+    A finished lease (``done``) stays taken until it expires: the work is not done again before then.
+    """
+
+    name: str
+    holder: str
+    version: int
+    expires_at: float
+    done: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class CachedResult:
     """A card run's result, by cache key (``services/card_runs.py``); the outputs are the blob ``blob_key``.
 

@@ -4,7 +4,7 @@ A session gets a ready kernel from an agent's warm pool (milliseconds), with the
 asked for placed in the kernel's workdir. A kernel serves one session of one user and is
 destroyed when the session closes or idles out; it is never handed to anyone else. One long
 poll per agent (``GET /events``) hears of kernels that die by themselves, so their sessions
-get a fresh kernel at once.
+get a fresh kernel at once; the exits go over the bus (``kernel.exited``) to every API task.
 
 The agents come from a discovery (``discovery``): a fixed list, or the running tasks of the
 executor ECS service, re-read every ``discovery_interval``. New kernels go where ``placement``
@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry
 from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
+from ..bus import Bus
 from ..errors import NotFoundError, RateLimitedError, ServiceUnavailableError
 from ..limits import (BACKGROUND_BYTES, BACKGROUND_CPU_SECONDS, BACKGROUND_POLL_SECONDS, JUPYTER_CONNECTED_IDLE_SECONDS,
                       JUPYTER_WALL_SECONDS, KERNEL_MESSAGE_BYTES, OUTPUT_BYTES)
@@ -67,6 +68,7 @@ PLACEMENT_RETRY_SECONDS = 2.0
 HEALTH_TIMEOUT = 5.0  # a task that has gone quiet must not hold up every other reading
 ROOM_ERRORS = (409, 503)  # the agent is full, draining or holds another user's kernels
 GONE = "its executor task stopped"
+KERNEL_EXITED = "kernel.exited"  # the bus topic of the agents' exit events
 LINK_CHECK_SECONDS = 0.5  # after a dropped link, how long a dying kernel's exit gets to reach its agent
 
 
@@ -103,9 +105,13 @@ class KernelPool(LoggingConfigurable):
                                     "time from their agents.").tag(config=True)
 
     def __init__(self, executors: StaticExecutors | EcsExecutors, make_client: Callable[[str], AgentClient],
-                 registry: CollectorRegistry, tables: TableKeeper, **kwargs: Any):
+                 registry: CollectorRegistry, tables: TableKeeper, bus: Bus | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.executors = executors
+        self.bus = bus
+        if bus is not None:
+            bus.subscribe(KERNEL_EXITED, lambda envelope: self._kernel_exited(envelope.body["kernel_id"],
+                                                                               envelope.body["event"]))
         self.make_client = make_client
         self.tables = tables
         self.metrics = PoolMetrics(registry)
@@ -397,7 +403,10 @@ class KernelPool(LoggingConfigurable):
                 self._agent_lost(agent, "its executor agent restarted", survivor=answer["agent_id"])
             agent_id, after = answer["agent_id"], answer["last"]
             for event in answer["events"]:
-                self._kernel_exited(event["kernel_id"], event)
+                if self.bus is None:
+                    self._kernel_exited(event["kernel_id"], event)
+                else:  # to the task holding the kernel's session, whichever it is
+                    await self.bus.publish(KERNEL_EXITED, {"kernel_id": event["kernel_id"], "event": event})
 
     def _kernel_exited(self, kernel_id: str, event: dict[str, Any]) -> None:
         kernel = self._kernels.get(kernel_id)

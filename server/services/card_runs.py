@@ -36,11 +36,11 @@ from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
 from .. import json_io
-from ..errors import DatasetNotReadableError, InvalidRequestError, NotFoundError
+from ..errors import DatasetNotReadableError, InvalidRequestError, LeaseLostError, NotFoundError
 from ..execution.pool import KernelPool
 from ..limits import CACHED_RESULTS_PER_VARIANT
+from ..models import CachedResult, Card, CardVersion, Dataset, Lease, User, utcnow
 from .audit import record
-from ..models import CachedResult, Card, CardVersion, Dataset, User, utcnow
 from ..storage.base import Store
 from .cards import CardService
 from .datasets import may_read
@@ -159,16 +159,19 @@ class CardRunner(LoggingConfigurable):
         self.tables = tables
         self.finished: list[Callable[[str, dict[str, Any], dict[str, Any]], None]] = []  # (card_id, values, result)
 
-    async def run(self, user: User, card_id: str, parameters: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    async def run(self, user: User, card_id: str, parameters: dict[str, Any], force: bool = False,
+                  fence: Lease | None = None, announce: bool = True) -> dict[str, Any]:
         """``{"status", "outputs", "cached", "execution_time_ms"}`` of the card's current version;
-        ``force`` runs it even when a result is cached (a scheduled refresh)."""
+        ``force`` runs it even when a result is cached (a scheduled refresh). Under a ``fence`` (a lease)
+        the result is cached only while the lease is held: ``LeaseLostError`` otherwise. ``announce``:
+        tell the ``finished`` listeners (the caller shows the result itself if not)."""
         card, version, values, files, key = await self._prepare(user, card_id, parameters)
         result = None if force else await self._cached(key)
         if result is None:
-            result = await self._execute(user, version, values, files, key)
+            result = await self._execute(user, version, values, files, key, fence)
         await record(self.store, "card_executed", card_id=card.id, user_id=user.id, execution_time_ms=result["execution_time_ms"],
               cached=result["cached"], status=result["status"])
-        for listener in self.finished:
+        for listener in self.finished if announce else ():
             listener(card.id, values, result)
         return result
 
@@ -196,7 +199,7 @@ class CardRunner(LoggingConfigurable):
                 "execution_time_ms": cached.execution_time_ms}
 
     async def _execute(self, user: User, version: CardVersion, values: dict[str, Any],
-                       files: list[tuple[str, Path]], key: str) -> dict[str, Any]:
+                       files: list[tuple[str, Path]], key: str, fence: Lease | None) -> dict[str, Any]:
         session = await self.pool.open(user, files)
         try:
             if values:
@@ -206,12 +209,13 @@ class CardRunner(LoggingConfigurable):
             await self.pool.close_session(session, "card_run_finished")
         if (result.status in CACHEABLE and not (result.truncated or result.kernel_restarted)
                 and await self.tables.stored(output_ids(result.outputs))):
-            await self._store(key, version.card_id, values, result.status, result.outputs, result.execution_time_ms)
+            await self._store(key, version.card_id, values, result.status, result.outputs, result.execution_time_ms,
+                              fence)
         return {"status": result.status, "outputs": result.outputs, "cached": False,
                 "execution_time_ms": result.execution_time_ms}
 
     async def _store(self, key: str, card_id: str, values: dict[str, Any], status: str,
-                     outputs: list[dict[str, Any]], execution_time_ms: int) -> None:
+                     outputs: list[dict[str, Any]], execution_time_ms: int, fence: Lease | None) -> None:
         blob_key = f"results/{key}/{uuid.uuid4().hex}.json"  # blob keys are never overwritten
         with tempfile.NamedTemporaryFile("wb", suffix=".json") as file:
             file.write(json_io.dumps(outputs))
@@ -219,8 +223,13 @@ class CardRunner(LoggingConfigurable):
             await self.store.put_blob(blob_key, Path(file.name))
         replaced = await self.store.get_cached_result(key)
         variant = variant_of(card_id, values)
-        await self.store.put_cached_result(CachedResult(key, blob_key, card_id, status, execution_time_ms, utcnow(),
-                                                        variant, tuple(output_ids(outputs))))
+        try:
+            await self.store.put_cached_result(CachedResult(key, blob_key, card_id, status, execution_time_ms,
+                                                            utcnow(), variant, tuple(output_ids(outputs))), fence)
+        except LeaseLostError:
+            await self.store.delete_blob(blob_key)
+            await self.tables.delete(output_ids(outputs))
+            raise
         if replaced is not None:
             await self._forget(replaced)
         for older in (await self.store.list_cached_results(variant))[self.results_per_variant:]:

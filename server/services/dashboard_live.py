@@ -10,29 +10,48 @@ runner, so unchanged inputs are answered from the cache.
 
 A tile's current output (what a card shows with the dashboard's defaults) has its tables pinned
 against quota eviction (``services/output_tables.py``) until another output replaces it.
+
+Everything that changes what viewers see travels over the bus (``server/bus``), so that it reaches
+the viewers on every API task, this one included: outputs (``dashboard.output``), new versions and
+deletions of a dashboard (``dashboard.changed``, ``dashboard.deleted``: snapshots are made again),
+revoked shares (``dashboard.revoked``) and who watches (``dashboard.presence``: each task announces its
+own viewers of a dashboard, again every ``PRESENCE_HEARTBEAT`` seconds, and forgets another task's
+after ``PRESENCE_TTL``). Work that must happen once whatever the number of tasks, a scheduled refresh
+round or a re-run for a new dataset version, runs under a lease in the store (``Lease``): results are
+written and published only while it is held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import math
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
 from .. import json_io
-from ..errors import BIError, NotFoundError
+from ..bus import Bus, Envelope
+from ..errors import BIError, LeaseLostError, NotFoundError
 from ..logs import get_logger
-from ..models import Dashboard, DashboardVersion, User
+from ..models import Dashboard, DashboardVersion, Lease, User
 from ..storage.base import Store
 from .card_runs import CardRunner
 from .dashboards import DashboardService
 from .output_tables import OutputTables, output_ids
+from .audit import record
 
 log = get_logger("bi.dashboards")
 
 PRESENCE_DELAY = 0.2  # seconds over which joins and leaves make one presence message
+PRESENCE_HEARTBEAT = 10.0  # seconds between a task's announcements of its viewers of a dashboard
+PRESENCE_TTL = 3 * PRESENCE_HEARTBEAT  # another task's viewers are forgotten this long after it last told
+
+OUTPUT, CHANGED, DELETED, REVOKED, PRESENCE = (
+    "dashboard.output", "dashboard.changed", "dashboard.deleted", "dashboard.revoked", "dashboard.presence")
 
 
 class Viewer(Protocol):
@@ -51,9 +70,11 @@ def frame_of(message: dict[str, Any]) -> bytes:
 class Room:
     """The sockets open on one dashboard and the latest output of each of its cards."""
 
-    def __init__(self, dashboard_id: str):
+    def __init__(self, dashboard_id: str, tell: Callable[[Room], None]):
         self.dashboard_id = dashboard_id
+        self.tell = tell  # announces this task's viewers to every task
         self.viewers: set[Viewer] = set()
+        self.remote: dict[str, tuple[list[dict[str, str]], float]] = {}  # task -> its viewers, until when
         self.seq: dict[str, int] = {}
         self.latest: dict[str, dict[str, Any]] = {}
         self.running: set[str] = set()  # cards being run because a snapshot found no result
@@ -71,19 +92,31 @@ class Room:
         self.latest[key] = result
         self.broadcast({"type": "output", "card": key, "seq": self.seq[key], "result": result})
 
-    def presence(self) -> list[dict[str, str]]:
+    def local_presence(self) -> list[dict[str, str]]:
+        """The viewers on this task."""
         users = {viewer.user.id: viewer.user for viewer in self.viewers}
-        return sorted(({"user_id": u.id, "name": u.name, "email": u.email} for u in users.values()),
-                      key=lambda viewer: viewer["email"])
+        return [{"user_id": u.id, "name": u.name, "email": u.email} for u in users.values()]
+
+    def presence(self) -> list[dict[str, str]]:
+        """The viewers on every task."""
+        now = time.monotonic()
+        self.remote = {task: seen for task, seen in self.remote.items() if seen[1] > now}
+        users = {viewer["user_id"]: viewer for viewers, _ in self.remote.values() for viewer in viewers}
+        users.update((viewer["user_id"], viewer) for viewer in self.local_presence())
+        return sorted(users.values(), key=lambda viewer: viewer["email"])
 
     def announce(self) -> None:
-        """Tell viewers who is here, once for a burst of joins and leaves, and only if it changed:
-        a thousand sockets joining must not cost a million presence messages."""
+        """Tell every task who is here, once for a burst of joins and leaves: a thousand sockets
+        joining must not cost a million presence messages."""
         if self._announcing is None:
             self._announcing = asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._announce)
 
     def _announce(self) -> None:
         self._announcing = None
+        self.tell(self)
+
+    def show_presence(self) -> None:
+        """Tell this task's viewers who is here, if it changed."""
         viewers = self.presence()
         if viewers != self._announced:
             self._announced = viewers
@@ -92,32 +125,40 @@ class Room:
 
 class DashboardHub(LoggingConfigurable):
     refresh_tick = Float(15.0, help="Seconds between looks for dashboards whose scheduled refresh is due.").tag(config=True)
+    lease_seconds = Float(60.0, help="Seconds a task holds the lease of a refresh round or a re-run for new "
+                                     "data without news of it (renewed after each card); past them another "
+                                     "task may take the work over, and what the first writes is refused.").tag(config=True)
+    refresh_speedup = Float(1.0, min=1.0, help="Runs the refresh schedule this many times faster (a 60 s "
+                                               "refresh every second with 60): demos and tests.").tag(config=True)
 
     def __init__(self, store: Store, dashboards: DashboardService, runner: CardRunner, tables: OutputTables,
-                 **kwargs: Any):
+                 bus: Bus, **kwargs: Any):
         super().__init__(**kwargs)
         self.store = store
         self.dashboards = dashboards
         self.runner = runner
         self.tables = tables
+        self.bus = bus
         self.rooms: dict[str, Room] = {}
         self._tiles: dict[tuple[str, str], list[str]] = {}  # (dashboard id, card key) -> tables it shows
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._refreshed: dict[str, float] = {}  # when each dashboard's last refresh started
-        self._refreshing: set[str] = set()
-        self._ticker: asyncio.Task[None] | None = None
-        dashboards.revoked.append(self._revoked)
+        self._loops: list[asyncio.Task[None]] = []
+        dashboards.revoked.append(lambda dashboard_id, user_id: self._send(
+            REVOKED, {"dashboard_id": dashboard_id, "user_id": user_id}))
         runner.finished.append(self._card_ran)
         runner.cards.saved.append(lambda user, card_id: self._spawn(self._card_saved(user, card_id)))
-        dashboards.datasets.new_version.append(lambda dataset_id: self._spawn(self._dataset_changed(dataset_id)))
+        dashboards.datasets.new_version.append(
+            lambda dataset_id, version: self._spawn(self._dataset_changed(dataset_id, version)))
+        for topic, handler in ((OUTPUT, self._on_output), (CHANGED, self._on_changed), (DELETED, self._on_deleted),
+                               (REVOKED, self._on_revoked), (PRESENCE, self._on_presence)):
+            bus.subscribe(topic, handler)
 
     def start(self) -> None:
-        self._ticker = asyncio.create_task(self._refresh_loop())
+        self._loops = [asyncio.create_task(self._refresh_loop()), asyncio.create_task(self._presence_loop())]
 
     async def stop(self) -> None:
-        for task in [self._ticker, *self._tasks]:
-            if task is not None:
-                task.cancel()
+        for task in [*self._loops, *self._tasks]:
+            task.cancel()
         for room in self.rooms.values():
             for viewer in list(room.viewers):
                 viewer.end(1001, "the server is stopping")
@@ -125,7 +166,10 @@ class DashboardHub(LoggingConfigurable):
     # viewers -----------------------------------------------------------------------
     async def join(self, viewer: Viewer, dashboard_id: str) -> Room:
         """Send ``viewer`` (already authorised) a snapshot and add it; cards never run get run now."""
-        room = self.rooms.setdefault(dashboard_id, Room(dashboard_id))
+        room = self.rooms.get(dashboard_id)
+        if room is None:
+            room = self.rooms[dashboard_id] = Room(dashboard_id, self._tell_presence)
+            self._send(PRESENCE, {"dashboard_id": dashboard_id, "viewers": [], "ask": True})
         room.joining += 1
         try:
             await self.snapshot(viewer, room)
@@ -136,9 +180,8 @@ class DashboardHub(LoggingConfigurable):
 
     def leave(self, viewer: Viewer, room: Room) -> None:
         room.viewers.discard(viewer)
-        if room.viewers:
-            room.announce()
-        elif not room.joining and self.rooms.get(room.dashboard_id) is room:
+        room.announce()
+        if not room.viewers and not room.joining and self.rooms.get(room.dashboard_id) is room:
             del self.rooms[room.dashboard_id]
 
     async def snapshot(self, viewer: Viewer, room: Room) -> None:
@@ -183,14 +226,16 @@ class DashboardHub(LoggingConfigurable):
         entry = next((e for e in version.document["cards"] if e["key"] == key), None)
         if entry is None:
             raise NotFoundError(f"The dashboard has no card {key!r}.")
-        result = await self.run_card(user, version.document, entry, values)
-        if not values:
-            self._publish(dashboard_id, key, result)
+        if values:
+            return await self.run_card(user, version.document, entry, values)
+        bound = await self._bound(version.document, entry, {})
+        result = await self.runner.run(user, entry["card"], bound, announce=False)
+        await self._publish(dashboard_id, key, entry["card"], bound, result)
         return result
 
     async def run_card(self, user: User, document: dict[str, Any], entry: dict[str, Any],
-                       values: dict[str, Any], force: bool = False) -> dict[str, Any]:
-        return await self.runner.run(user, entry["card"], await self._bound(document, entry, values), force)
+                       values: dict[str, Any]) -> dict[str, Any]:
+        return await self.runner.run(user, entry["card"], await self._bound(document, entry, values))
 
     async def _cached(self, user: User, document: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -212,21 +257,42 @@ class DashboardHub(LoggingConfigurable):
         finally:
             room.running.discard(key)
 
-    async def _run_and_publish(self, user: User, dashboard_id: str, key: str, force: bool = False) -> None:
+    async def _run_and_publish(self, user: User, dashboard_id: str, key: str, force: bool = False,
+                               lease: Lease | None = None) -> Lease | None:
+        """Run a tile with the dashboard's defaults and show the output to every viewer. Under a
+        ``lease``, the result is stored and shown only while it is held (``LeaseLostError`` if not);
+        the lease, renewed, is returned."""
         version = await self.dashboards.current(dashboard_id)
-        if version is None:
-            return
-        entry = next((e for e in version.document["cards"] if e["key"] == key), None)
-        if entry is None:
-            return
+        entry = next((e for e in version.document["cards"] if e["key"] == key), None) if version else None
+        if version is None or entry is None:
+            return lease
+        bound = await self._bound(version.document, entry, {})
         try:
-            result = await self.run_card(user, version.document, entry, {}, force)
+            result = await self.runner.run(user, entry["card"], bound, force, fence=lease, announce=False)
         except BIError as exc:
             result = error_result(exc)
-        self._publish(dashboard_id, key, result)
+        if lease is not None:
+            lease = await self.store.renew_lease(lease, time.time() + self.lease_seconds)
+        await self._publish(dashboard_id, key, entry["card"], bound, result)
+        return lease
 
-    def _publish(self, dashboard_id: str, key: str, result: dict[str, Any]) -> None:
-        """``result`` is the tile's output now: to every viewer, and its tables pinned."""
+    async def _publish(self, dashboard_id: str, key: str, card_id: str, values: dict[str, Any],
+                       result: dict[str, Any]) -> None:
+        """``result`` is the tile's output now, on every task."""
+        await self.bus.publish(OUTPUT, {"dashboard_id": dashboard_id, "card": key, "card_id": card_id,
+                                        "values": values, "result": result})
+
+    def _on_output(self, envelope: Envelope) -> None:
+        """A card ran on some task: the tile it ran for (if any) shows it, and so does every tile
+        watched here that shows the same card with the same values."""
+        body = envelope.body
+        if body["dashboard_id"] is not None:
+            self._deliver(body["dashboard_id"], body["card"], body["result"])
+        if self.rooms:
+            self._spawn(self._show_run(body["card_id"], body["values"], body["result"]))
+
+    def _deliver(self, dashboard_id: str, key: str, result: dict[str, Any]) -> None:
+        """To this task's viewers of the tile, and its tables pinned."""
         self._shown(dashboard_id, key, result)
         if dashboard_id in self.rooms:
             self.rooms[dashboard_id].publish(key, result)
@@ -250,8 +316,9 @@ class DashboardHub(LoggingConfigurable):
 
     # what changes dashboards ---------------------------------------------------------
     def _card_ran(self, card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
-        """A run through the card API with no parameters given shows on every dashboard watching the card."""
-        self._spawn(self._show_run(card_id, values, result))
+        """A run through the card API shows on every dashboard watching the card with those values."""
+        self._send(OUTPUT, {"dashboard_id": None, "card": None, "card_id": card_id, "values": values,
+                            "result": result})
 
     async def _show_run(self, card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
         for room in list(self.rooms.values()):
@@ -260,13 +327,17 @@ class DashboardHub(LoggingConfigurable):
                 continue
             for entry in version.document["cards"]:
                 if entry["card"] == card_id and await self._bound(version.document, entry, {}) == values \
-                        and room.latest.get(entry["key"]) is not result:
-                    self._publish(room.dashboard_id, entry["key"], result)
+                        and room.latest.get(entry["key"]) != result:
+                    self._deliver(room.dashboard_id, entry["key"], result)
 
     def dashboard_saved(self, dashboard: Dashboard, version: DashboardVersion) -> None:
-        """Tell viewers of the new version (layout, cards); cards new to it get run. What the room
-        kept may be another card's, or for other parameter defaults, now: it is looked up again."""
-        room = self.rooms.get(dashboard.id)
+        """Tell every task of the new version (layout, cards)."""
+        self._send(CHANGED, {"dashboard_id": dashboard.id, "version": version.version})
+
+    def _on_changed(self, envelope: Envelope) -> None:
+        """Viewers get a snapshot of the new version; cards new to it get run. What the room kept may
+        be another card's, or for other parameter defaults, now: it is looked up again."""
+        room = self.rooms.get(envelope.body["dashboard_id"])
         if room is None:
             return
         room.latest.clear()
@@ -274,34 +345,56 @@ class DashboardHub(LoggingConfigurable):
             self._spawn(self.snapshot(viewer, room))
 
     def dashboard_deleted(self, dashboard_id: str) -> None:
+        self._send(DELETED, {"dashboard_id": dashboard_id})
+
+    def _on_deleted(self, envelope: Envelope) -> None:
+        dashboard_id = envelope.body["dashboard_id"]
         for dashboard, key in [tile for tile in self._tiles if tile[0] == dashboard_id]:
             self._shown(dashboard, key, None)
         room = self.rooms.pop(dashboard_id, None)
         for viewer in list(room.viewers) if room else ():
             viewer.end(4404, "The dashboard was deleted.")
 
+    def _on_revoked(self, envelope: Envelope) -> None:
+        room = self.rooms.get(envelope.body["dashboard_id"])
+        for viewer in list(room.viewers) if room else ():
+            if viewer.user.id == envelope.body["user_id"]:
+                viewer.end(4403, "Your access to this dashboard was revoked.")
+
     async def _card_saved(self, user: User, card_id: str) -> None:
-        for room in list(self.rooms.values()):
-            version = await self.dashboards.current(room.dashboard_id)
+        """Re-run the saved card on every dashboard that shows it (whichever task its viewers are on)."""
+        for dashboard in await self.store.list_dashboards():
+            version = await self.dashboards.current(dashboard.id)
             for entry in version.document["cards"] if version else ():
                 if entry["card"] == card_id:
-                    await self._run_and_publish(user, room.dashboard_id, entry["key"])
+                    await self._run_and_publish(user, dashboard.id, entry["key"])
 
-    async def _dataset_changed(self, dataset_id: str) -> None:
-        """Re-run, as each dashboard's owner, the cards that read the dataset."""
-        for dashboard in await self.store.list_dashboards():
-            await self._rerun(dashboard, lambda datasets: dataset_id in datasets, force=False)
+    async def _dataset_changed(self, dataset_id: str, number: int) -> None:
+        """Re-run, as each dashboard's owner, the cards that read the dataset: once, on one task."""
+        lease = await self.store.acquire_lease(f"rerun:{dataset_id}:{number}", self.bus.origin,
+                                               time.time() + self.lease_seconds)
+        if lease is None:
+            return
+        try:
+            for dashboard in await self.store.list_dashboards():
+                lease = await self._rerun(dashboard, lambda datasets: dataset_id in datasets, False, lease)
+            await self.store.finish_lease(lease, time.time() + self.lease_seconds)
+        except LeaseLostError:
+            log.warning("lease_lost", lease=lease.name, lease_version=lease.version, task=lease.holder,
+                        dataset_id=dataset_id)
 
-    async def _rerun(self, dashboard: Dashboard, reads: Any, force: bool) -> None:
+    async def _rerun(self, dashboard: Dashboard, reads: Callable[[tuple[str, ...]], bool], force: bool,
+                     lease: Lease) -> Lease:
         owner = await self.store.get_user(dashboard.owner_id)
         version = await self.dashboards.current(dashboard.id)
         if owner is None or version is None:
-            return
+            return lease
         for entry in version.document["cards"]:
             card = await self.store.get_card(entry["card"])
             card_version = await self.store.get_card_version(card.id, card.current_version) if card else None
             if card_version is not None and reads(card_version.datasets):
-                await self._run_and_publish(owner, dashboard.id, entry["key"], force)
+                lease = await self._run_and_publish(owner, dashboard.id, entry["key"], force, lease) or lease
+        return lease
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -311,34 +404,71 @@ class DashboardHub(LoggingConfigurable):
             except Exception:  # a store hiccup must not end the schedule
                 log.exception("dashboard_refresh_failed")
 
-    async def refresh_due(self) -> list[str]:
-        """Start re-running (past the cache) the cards of every dashboard whose refresh interval has
-        passed, as its owner, unless its previous refresh still runs; the dashboards started."""
-        now, started = time.monotonic(), []
+    async def refresh_due(self, now: float | None = None) -> list[str]:
+        """Start the refresh round due at ``now`` (default: now) of every dashboard with a refresh
+        that no task has run or runs: its cards re-run past the cache, as its owner. Rounds are counted
+        from the dashboard's creation, every ``every_seconds``; the dashboards started."""
+        now = time.time() if now is None else now
+        started = []
         for dashboard in await self.store.list_dashboards():
             version = await self.dashboards.current(dashboard.id)
             refresh = version.document.get("refresh") if version else None
-            if not refresh or dashboard.id in self._refreshing:
+            if not refresh:
                 continue
-            if now - self._refreshed.setdefault(dashboard.id, now) >= refresh["every_seconds"]:
-                self._refreshed[dashboard.id] = now
-                self._refreshing.add(dashboard.id)
-                self._spawn(self._refresh(dashboard))
+            period = refresh["every_seconds"] / self.refresh_speedup
+            created = dt.datetime.fromisoformat(dashboard.created_at).timestamp()
+            number = math.floor((now - created) / period)
+            if number < 1:
+                continue
+            lease = await self.store.acquire_lease(f"refresh:{dashboard.id}:{refresh['every_seconds']}:{number}",
+                                                   self.bus.origin, now + self.lease_seconds)
+            if lease is not None:
+                self._spawn(self._refresh(dashboard, number, lease, created + (number + 1) * period))
                 started.append(dashboard.id)
         return started
 
-    async def _refresh(self, dashboard: Dashboard) -> None:
-        log.info("dashboard_refresh", dashboard_id=dashboard.id)
+    async def _refresh(self, dashboard: Dashboard, number: int, lease: Lease, ends: float) -> None:
+        """Round ``number`` of the dashboard's refresh, under ``lease``; done, it is not run again
+        before the next round is due."""
+        log.info("dashboard_refresh_started", dashboard_id=dashboard.id, round=number, lease=lease.name,
+                 lease_version=lease.version, task=lease.holder)
         try:
-            await self._rerun(dashboard, lambda datasets: True, force=True)
-        finally:
-            self._refreshing.discard(dashboard.id)
+            lease = await self._rerun(dashboard, lambda datasets: True, True, lease)
+            await self.store.finish_lease(lease, ends + self.lease_seconds)
+        except LeaseLostError:
+            log.warning("lease_lost", lease=lease.name, lease_version=lease.version, task=lease.holder,
+                        dashboard_id=dashboard.id)
+            return
+        await record(self.store, "dashboard_refreshed", dashboard_id=dashboard.id, round=number,
+                     lease_version=lease.version, task=lease.holder)
 
-    def _revoked(self, dashboard_id: str, user_id: str) -> None:
-        room = self.rooms.get(dashboard_id)
-        for viewer in list(room.viewers) if room else ():
-            if viewer.user.id == user_id:
-                viewer.end(4403, "Your access to this dashboard was revoked.")
+    # presence ------------------------------------------------------------------------
+    def _tell_presence(self, room: Room) -> None:
+        self._send(PRESENCE, {"dashboard_id": room.dashboard_id, "viewers": room.local_presence()})
+
+    def _on_presence(self, envelope: Envelope) -> None:
+        """Another task's viewers of a dashboard watched here (or ours, back): tell our viewers; a task
+        that just opened the dashboard asks the others for theirs."""
+        room = self.rooms.get(envelope.body["dashboard_id"])
+        if room is None:
+            return
+        if envelope.origin != self.bus.origin:
+            room.remote[envelope.origin] = (envelope.body["viewers"], time.monotonic() + PRESENCE_TTL)
+            if envelope.body.get("ask") and room.viewers:
+                self._tell_presence(room)
+        room.show_presence()
+
+    async def _presence_loop(self) -> None:
+        """Tell the other tasks again who watches here, and forget the viewers of tasks gone quiet."""
+        while True:
+            await asyncio.sleep(PRESENCE_HEARTBEAT)
+            for room in list(self.rooms.values()):
+                if room.viewers:
+                    self._tell_presence(room)
+                room.show_presence()
+
+    def _send(self, topic: str, body: dict[str, Any]) -> None:
+        self._spawn(self.bus.publish(topic, body))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

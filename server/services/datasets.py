@@ -80,7 +80,7 @@ class DatasetService(LoggingConfigurable):
         self.import_slots = Slots(
             self.max_concurrent_imports, self.max_waiting_imports, IMPORT_RETRY_SECONDS, "imports_busy",
             f"The server is converting as many CSV files as it can; upload again in {IMPORT_RETRY_SECONDS} seconds.")
-        self.new_version: list[Callable[[str], None]] = []  # told the dataset_id of every new version
+        self.new_version: list[Callable[[str, int], None]] = []  # told (dataset_id, number) of every new version
 
     def new_upload_path(self) -> Path:
         """A fresh temporary path for an incoming upload, in a directory only we can read."""
@@ -117,7 +117,7 @@ class DatasetService(LoggingConfigurable):
         version, result = await self._import(dataset.id, number, user, upload, encoding, delimiter)
         await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
         for listener in self.new_version:
-            listener(dataset.id)
+            listener(dataset.id, number)
         await record(self.store, "dataset_version_created", dataset_id=dataset.id, version=number, owner_id=dataset.owner_id,
               user_id=user.id, rows=version.row_count)
         return await self.get_visible(user, dataset_id), version, result

@@ -26,6 +26,7 @@ audit       ``MONTH#<yyyy-mm>``     ``<at>#<id>``       an audit event; ``fields
 cache       ``ANSWER#<key>``        ``ANSWER``          an idempotent answer (body zlib-compressed)
 tokens      ``SESSION#<id>``        ``SESSION``         a sign-in session (the server side of a refresh token)
 tokens      ``TOKEN#<id>``          ``TOKEN``           a personal access token (its secret hashed)
+leases      ``LEASE#<name>``        ``LEASE``           holder, version, ``expires_ms``, done, ``purge_at``
 ==========  ======================  ==================  ===============================
 
 The cache table's items with an ``expires`` attribute (epoch seconds: idempotent answers) are
@@ -44,6 +45,11 @@ The audit table is paged by time: newest first within a month, month after month
 retention (at most 13 Queries for a year). Its indexes ``by_user`` (``upk`` ``USER#<user_id>``) and
 ``by_event`` (``epk`` ``EVENT#<event>``), both sorted by ``sk``, answer a filter by user or event with a
 Query; an item expires by TTL on ``expires_at``.
+
+A lease is taken, renewed and finished by conditional updates on its version and expiry
+(``expires_ms``, the holders' clocks), and a write under a lease (a cached result) is a transaction
+with a condition check on the lease item; DynamoDB's TTL deletes a lease item a day after it
+expired (``purge_at``).
 
 Writes that must be unique or that can race are transactions with condition
 expressions: the items that point at a head (name, owner and uid items) are written
@@ -91,17 +97,17 @@ from botocore.exceptions import ClientError, ConnectionError as BotoConnectionEr
 from traitlets import Float, Int, Unicode, default
 
 from ..environment import setting
-from ..errors import ConflictError, NotFoundError, StorageUnavailableError, StoreClosedError
+from ..errors import ConflictError, LeaseLostError, NotFoundError, StorageUnavailableError, StoreClosedError
 from ..logs import get_logger
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
-                      Dataset, DatasetVersion, IdempotentAnswer, OutputTable, PersonalToken, Share, SignInSession, User,
-                      epoch_seconds, utcnow)
-from .base import USER_FIELDS, Store, blob_prefix, request_scope
+                      Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
+                      SignInSession, User, epoch_seconds, utcnow)
+from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix, request_scope
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
 
-TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit", "tokens")
+TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit", "tokens", "leases")
 BLOB_CACHE = "blob-cache"
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
@@ -126,7 +132,7 @@ AUDIT_INDEXES = {"by_user": "upk", "by_event": "epk"}  # the audit table's index
 AUDIT_TTL = "expires_at"
 EXPIRES = "expires"  # the cache and tokens tables' time-to-live attribute
 GROUPED_TABLES = ("cache", "tokens")  # the tables with the by_group index
-TTL_ATTRIBUTES = {"cache": EXPIRES, "tokens": EXPIRES, "audit": AUDIT_TTL}  # DynamoDB deletes items past that time
+TTL_ATTRIBUTES = {"cache": EXPIRES, "tokens": EXPIRES, "audit": AUDIT_TTL, "leases": "purge_at"}  # DynamoDB deletes items past that time
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -800,10 +806,16 @@ class AWSStore(Store):
         item = await self._run(self._get, "cache", _result_key(key))
         return _cached_result(item) if item else None
 
-    async def put_cached_result(self, result: CachedResult) -> None:
+    async def put_cached_result(self, result: CachedResult, fence: Lease | None = None) -> None:
         fields = {**dataclasses.asdict(result), "output_ids": list(result.output_ids)}
         group = _group(f"VARIANT#{result.variant}", result.created_at, result.key) if result.variant else {}
-        await self._run(self._put, "cache", _result_key(result.key), {**fields, **group})
+        if fence is None:
+            await self._run(self._put, "cache", _result_key(result.key), {**fields, **group})
+            return
+        put = {"Put": {"TableName": self._table("cache"),
+                       "Item": _serialize({**_result_key(result.key), **fields, **group})}}
+        if await self._run(self._transact, [self._lease_check(fence), put]):
+            raise LeaseLostError(f"lease {fence.name} version {fence.version} is no longer held")
 
     async def list_cached_results(self, variant: str) -> list[CachedResult]:
         items = await self._run(self._group_items, "cache", f"VARIANT#{variant}", False)
@@ -811,6 +823,60 @@ class AWSStore(Store):
 
     async def delete_cached_result(self, key: str) -> None:
         await self._run(self._delete, "cache", _result_key(key))
+
+    # leases ------------------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, until: float) -> Lease | None:
+        return await self._run(self._acquire_lease, name, holder, until)
+
+    def _acquire_lease(self, name: str, holder: str, until: float) -> Lease | None:
+        try:
+            item = self._dynamodb.update_item(
+                TableName=self._table("leases"), Key=_serialize(_lease_key(name)),
+                UpdateExpression="SET holder = :holder, expires_ms = :until, done = :no, purge_at = :purge "
+                                 "ADD version :one",
+                ConditionExpression="attribute_not_exists(pk) OR expires_ms <= :now",
+                ExpressionAttributeValues=_serialize({
+                    ":holder": holder, ":until": _ms(until), ":no": False, ":one": 1, ":now": _ms(time.time()),
+                    ":purge": int(until + LEASE_KEPT_SECONDS)}),
+                ReturnValues="ALL_NEW")["Attributes"]
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _lease(item)
+
+    async def renew_lease(self, lease: Lease, until: float) -> Lease:
+        await self._run(self._update_lease, lease, until, False)
+        return dataclasses.replace(lease, expires_at=until)
+
+    async def finish_lease(self, lease: Lease, until: float) -> None:
+        await self._run(self._update_lease, lease, until, True)
+
+    def _update_lease(self, lease: Lease, until: float, done: bool) -> None:
+        check = self._lease_check(lease)["ConditionCheck"]
+        values = {**check["ExpressionAttributeValues"],
+                  **_serialize({":until": _ms(until), ":done": done, ":purge": int(until + LEASE_KEPT_SECONDS)})}
+        try:
+            self._dynamodb.update_item(
+                TableName=check["TableName"], Key=check["Key"], ConditionExpression=check["ConditionExpression"],
+                UpdateExpression="SET expires_ms = :until, done = :done, purge_at = :purge",
+                ExpressionAttributeValues=values)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise LeaseLostError(f"lease {lease.name} version {lease.version} is no longer held") from None
+            raise
+
+    def _lease_check(self, lease: Lease) -> dict[str, Any]:
+        """A transaction's check that ``lease`` is still held as it was taken."""
+        return {"ConditionCheck": {
+            "TableName": self._table("leases"), "Key": _serialize(_lease_key(lease.name)),
+            "ConditionExpression": "version = :version AND expires_ms > :now AND done = :no",
+            "ExpressionAttributeValues": _serialize({":version": lease.version, ":now": _ms(time.time()),
+                                                     ":no": False})}}
+
+    async def get_lease(self, name: str) -> Lease | None:
+        item = await self._run(self._get, "leases", _lease_key(name))
+        return _lease(item) if item else None
 
     # output tables -----------------------------------------------------------
     async def put_output_table(self, table: OutputTable) -> None:
@@ -1053,6 +1119,20 @@ def _name_key(owner_id: str, name: str) -> dict[str, str]:
 
 def _result_key(key: str) -> dict[str, str]:
     return {"pk": f"RESULT#{key}", "sk": "RESULT"}
+
+
+def _lease_key(name: str) -> dict[str, str]:
+    return {"pk": f"LEASE#{name}", "sk": "LEASE"}
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _lease(item: dict[str, Any]) -> Lease:
+    fields = _plain(item)
+    return Lease(item["pk"]["S"].removeprefix("LEASE#"), fields["holder"], fields["version"],
+                 fields["expires_ms"] / 1000, bool(fields["done"]))
 
 
 def _table_key(output_id: str) -> dict[str, str]:

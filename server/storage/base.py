@@ -26,7 +26,10 @@ from ..environment import setting
 from ..errors import NotFoundError
 from ..limits import AUDIT_RETENTION_DAYS
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset,
-                      DatasetVersion, IdempotentAnswer, OutputTable, PersonalToken, Share, SignInSession, User)
+                      DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share, SignInSession, User)
+
+# An expired lease's record (and so its version count) is deleted this long after it expired.
+LEASE_KEPT_SECONDS = 86400
 
 # The user fields a user may change on themselves (``PATCH /api/me``).
 PROFILE_FIELDS = ("name", "locale")
@@ -259,8 +262,10 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     async def get_cached_result(self, key: str) -> CachedResult | None: ...
 
     @abc.abstractmethod
-    async def put_cached_result(self, result: CachedResult) -> None:
-        """Store ``result`` under its key; a result already there for the key is replaced."""
+    async def put_cached_result(self, result: CachedResult, fence: Lease | None = None) -> None:
+        """Store ``result`` under its key; a result already there for the key is replaced. With a
+        ``fence``, only while that lease is still held (same version, unexpired, not finished):
+        ``LeaseLostError`` otherwise, and nothing is written."""
 
     @abc.abstractmethod
     async def list_cached_results(self, variant: str) -> list[CachedResult]:
@@ -269,6 +274,25 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def delete_cached_result(self, key: str) -> None:
         """Delete the record (not its blob); a missing one is not an error."""
+
+    # leases ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def acquire_lease(self, name: str, holder: str, until: float) -> Lease | None:
+        """Take the lease ``name`` for ``holder`` until ``until`` (epoch seconds), with the next version,
+        if nobody holds it: never taken, or expired. None if it is held or finished and unexpired."""
+
+    @abc.abstractmethod
+    async def renew_lease(self, lease: Lease, until: float) -> Lease:
+        """Keep holding ``lease`` until ``until``; ``LeaseLostError`` if it expired or has another version."""
+
+    @abc.abstractmethod
+    async def finish_lease(self, lease: Lease, until: float) -> None:
+        """Mark the work under ``lease`` done: nobody takes the lease again before ``until``.
+        ``LeaseLostError`` (and nothing written) if it is no longer held."""
+
+    @abc.abstractmethod
+    async def get_lease(self, name: str) -> Lease | None:
+        """The lease ``name`` as stored (held, finished or expired), or None."""
 
     # output tables -----------------------------------------------------------
     @abc.abstractmethod

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
 
-from ..errors import ConflictError, NotFoundError, StoreClosedError
+from ..errors import ConflictError, LeaseLostError, NotFoundError, StoreClosedError
 from ..private_files import private_dir, private_file
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
-                      Dataset, DatasetVersion, IdempotentAnswer, OutputTable, PersonalToken, Share, SignInSession, User,
-                      utcnow)
-from .base import USER_FIELDS, Store, blob_prefix
+                      Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
+                      SignInSession, User, utcnow)
+from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
 
 T = TypeVar("T")
@@ -190,6 +190,16 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at TEXT NOT NULL
     );
     CREATE INDEX personal_tokens_by_user ON personal_tokens (user_id, created_at);
+    """,
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX leases_by_expiry ON leases (expires_at);
     """,
 )
 
@@ -510,9 +520,15 @@ class SQLiteStore(Store):
         rows = await self._run(self._query, "SELECT * FROM result_cache WHERE key = ?", key)
         return _cached_result(rows[0]) if rows else None
 
-    async def put_cached_result(self, result: CachedResult) -> None:
+    async def put_cached_result(self, result: CachedResult, fence: Lease | None = None) -> None:
         row = {**dataclasses.asdict(result), "output_ids": _json(list(result.output_ids))}
-        await self._run(self._transaction, [_replace("result_cache", row)])
+
+        def put() -> None:
+            with self._atomic() as conn:
+                if fence is not None:
+                    self._check_held(conn, fence)
+                conn.execute(*_replace("result_cache", row))
+        await self._run(put)
 
     async def list_cached_results(self, variant: str) -> list[CachedResult]:
         rows = await self._run(self._query, "SELECT * FROM result_cache WHERE variant = ? "
@@ -521,6 +537,46 @@ class SQLiteStore(Store):
 
     async def delete_cached_result(self, key: str) -> None:
         await self._run(self._transaction, [("DELETE FROM result_cache WHERE key = ?", (key,))])
+
+    # leases ------------------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, until: float) -> Lease | None:
+        def acquire() -> Lease | None:
+            now = time.time()
+            with self._atomic() as conn:
+                row = conn.execute("SELECT version, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
+                if row is not None and row["expires_at"] > now:
+                    return None
+                lease = Lease(name, holder, (row["version"] if row else 0) + 1, until)
+                conn.execute(*_replace("leases", {**dataclasses.asdict(lease), "done": 0}))
+                conn.execute("DELETE FROM leases WHERE expires_at < ?", (now - LEASE_KEPT_SECONDS,))
+                return lease
+        return await self._run(acquire)
+
+    async def renew_lease(self, lease: Lease, until: float) -> Lease:
+        def renew() -> None:
+            with self._atomic() as conn:
+                self._check_held(conn, lease)
+                conn.execute("UPDATE leases SET expires_at = ? WHERE name = ?", (until, lease.name))
+        await self._run(renew)
+        return dataclasses.replace(lease, expires_at=until)
+
+    async def finish_lease(self, lease: Lease, until: float) -> None:
+        def finish() -> None:
+            with self._atomic() as conn:
+                self._check_held(conn, lease)
+                conn.execute("UPDATE leases SET expires_at = ?, done = 1 WHERE name = ?", (until, lease.name))
+        await self._run(finish)
+
+    async def get_lease(self, name: str) -> Lease | None:
+        rows = await self._run(self._query, "SELECT * FROM leases WHERE name = ?", name)
+        return Lease(**{**dict(rows[0]), "done": bool(rows[0]["done"])}) if rows else None
+
+    @staticmethod
+    def _check_held(conn: sqlite3.Connection, lease: Lease) -> None:
+        """In a write transaction: ``LeaseLostError`` unless ``lease`` is still held as it was taken."""
+        row = conn.execute("SELECT version, expires_at, done FROM leases WHERE name = ?", (lease.name,)).fetchone()
+        if row is None or row["version"] != lease.version or row["done"] or row["expires_at"] <= time.time():
+            raise LeaseLostError(f"lease {lease.name} version {lease.version} is no longer held")
 
     # output tables -----------------------------------------------------------
     async def put_output_table(self, table: OutputTable) -> None:

@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 
-from server.errors import ConflictError, NotFoundError, StoreClosedError
+from server.errors import ConflictError, LeaseLostError, NotFoundError, StoreClosedError
 from server.models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
-                           Dataset, DatasetVersion, IdempotentAnswer, OutputTable, PersonalToken, Share, SignInSession,
-                           User, iso_time, utcnow)
+                           Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
+                           SignInSession, User, iso_time, utcnow)
 
 
 def make_user(email: str = "ana@example.com", role: str = "member") -> User:
@@ -391,6 +391,52 @@ def make_table(user_id: str, used: str, **fields) -> OutputTable:
     output_id = uuid.uuid4().hex
     return OutputTable(output_id, f"tables/{output_id}.arrow", user_id, fields.pop("card_id", None),
                        "2026-01-01T00:00:00.000Z", bytes=1000, last_used=used, **fields)
+
+
+class TestLeases:
+    async def test_one_holder_at_a_time_with_rising_versions(self, store):
+        """Nobody takes a held lease; once it expires the next holder gets the next version."""
+        now = time.time()
+        first = await store.acquire_lease("refresh:d1:7", "task-a", now + 30)
+        assert first is not None and (first.holder, first.version, first.done) == ("task-a", 1, False)
+        assert await store.acquire_lease("refresh:d1:7", "task-b", now + 30) is None
+        assert await store.acquire_lease("refresh:d1:8", "task-b", now + 30) is not None, "another name is free"
+        renewed = await store.renew_lease(first, now + 0.3)
+        await asyncio.sleep(0.4)
+        second = await store.acquire_lease("refresh:d1:7", "task-b", now + 30)
+        assert second is not None and (second.holder, second.version) == ("task-b", 2)
+        assert await store.get_lease("refresh:d1:7") == second
+        with pytest.raises(LeaseLostError):
+            await store.renew_lease(renewed, now + 60)
+
+    async def test_writes_under_a_lost_lease_do_not_happen(self, store):
+        """A result written under a lease lands only while that version of the lease is held."""
+        lease = await store.acquire_lease("refresh:d2:1", "task-a", time.time() + 0.3)
+        held = CachedResult("h" * 64, "results/h.json", "card1", "ok", 12, "2026-01-01T00:00:00.000Z", "v")
+        await store.put_cached_result(held, fence=lease)
+        assert await store.get_cached_result(held.key) == held
+        await asyncio.sleep(0.4)
+        late = dataclasses.replace(held, key="l" * 64)
+        with pytest.raises(LeaseLostError):
+            await store.put_cached_result(late, fence=lease)
+        taken = await store.acquire_lease("refresh:d2:1", "task-b", time.time() + 30)
+        with pytest.raises(LeaseLostError):
+            await store.put_cached_result(late, fence=lease)
+        assert await store.get_cached_result(late.key) is None
+        await store.put_cached_result(late, fence=taken)
+        assert await store.get_cached_result(late.key) == late
+
+    async def test_finished_work_is_not_taken_again_until_its_lease_expires(self, store):
+        """Finishing keeps the lease taken until the time given; a stale holder cannot finish."""
+        lease = await store.acquire_lease("rerun:ds:2", "task-a", time.time() + 30)
+        await store.finish_lease(lease, time.time() + 0.3)
+        assert (await store.get_lease("rerun:ds:2")).done
+        assert await store.acquire_lease("rerun:ds:2", "task-b", time.time() + 30) is None, "done"
+        with pytest.raises(LeaseLostError):
+            await store.finish_lease(lease, time.time() + 30)
+        await asyncio.sleep(0.4)
+        again = await store.acquire_lease("rerun:ds:2", "task-b", time.time() + 30)
+        assert again is not None and again.version == 2 and not again.done
 
 
 class TestOutputTables:

@@ -1,0 +1,22 @@
+"""The in-process bus of the embedded default: one task, nothing to connect to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Bus, Envelope, encode
+
+
+class LocalBus(Bus):
+    """Delivers each message to this process's handlers before ``publish`` returns.
+
+    Messages are encoded and decoded as on Redis, so handlers get the same copies either way."""
+
+    async def start(self) -> None:
+        pass
+
+    async def publish(self, topic: str, body: dict[str, Any]) -> None:
+        self.deliver(encode(Envelope(topic, self.origin, body)))
+
+    async def close(self) -> None:
+        pass

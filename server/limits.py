@@ -139,3 +139,13 @@ IMPORTS_WAITING = 4
 
 IMPORT_RETRY_SECONDS = 10
 """The ``Retry-After`` of an upload refused because every conversion slot is busy."""
+
+# Lists (server/paging.py) ------------------------------------------------------------------------
+PAGE_SIZE = 50
+"""Records in one page of a list when the caller names no ``limit``."""
+
+PAGE_SIZE_MAX = 200
+"""The largest ``limit`` of a list page: each record of a page costs a read of its current version."""
+
+LIST_FILTER_CHARS = 200
+"""Characters of one list filter's value (``q``, ``tag``, ``owner``, ``dataset``)."""

@@ -68,7 +68,9 @@ from ..environment import setting
 from ..errors import ConflictError, NotFoundError, StoreClosedError
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       OutputTable, Share, User)
+from ..paging import ListQuery, Page
 from .base import PROFILE_FIELDS, Store
+from .catalog import card_entry, dashboard_entry, dataset_entry, page_in_memory
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
@@ -644,6 +646,25 @@ class AWSStore(Store):
     def _share_items(self, pk: str, sk_prefix: str) -> list[dict[str, Any]]:
         return list(self._query_prefix("shares", pk, sk_prefix))
 
+    # pages of the catalogue ------------------------------------------------------
+    # Read whole, then paged (``page_in_memory``): the Query-only indexes of issue 19 are not built yet.
+    async def page_cards(self, query: ListQuery) -> Page[Card]:
+        cards = await self.list_cards()
+        versions = await asyncio.gather(*(self.get_card_version(c.id, c.current_version) for c in cards))
+        return page_in_memory([(card_entry(c, v), c) for c, v in zip(cards, versions, strict=True) if v], query,
+                              set())
+
+    async def page_dashboards(self, query: ListQuery) -> Page[Dashboard]:
+        dashboards = await self.list_dashboards()
+        versions = await asyncio.gather(*(self.get_dashboard_version(d.id, d.current_version) for d in dashboards))
+        shared = {share.dashboard_id for scope in query.scopes if scope.kind == "shared"
+                  for share in await self.list_user_shares(scope.user_id)}
+        return page_in_memory([(dashboard_entry(d, v), d) for d, v in zip(dashboards, versions, strict=True) if v],
+                              query, shared)
+
+    async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
+        return page_in_memory([(dataset_entry(d), d) for d in await self.list_datasets()], query, set())
+
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:
         item = await self._run(self._get, "cache", _result_key(key))
@@ -870,6 +891,7 @@ def _json(value: Any) -> str:
 def _card_version_fields(version: CardVersion) -> dict[str, Any]:
     fields = dataclasses.asdict(version)
     fields["datasets"] = list(version.datasets)
+    fields["tags"] = list(version.tags)
     fields["parameters"] = _json(list(version.parameters))
     return fields
 
@@ -905,6 +927,7 @@ def _card_version(item: dict[str, Any]) -> CardVersion:
     fields = _plain(item)
     fields["datasets"] = tuple(fields["datasets"])
     fields["parameters"] = tuple(json.loads(fields["parameters"]))
+    fields["tags"] = tuple(fields.get("tags", ()))
     return CardVersion(**fields)
 
 

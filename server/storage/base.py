@@ -20,6 +20,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..models import (CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       OutputTable, Share, User)
+from ..paging import ListQuery, Page
 
 # The user fields a user may change on themselves (``PATCH /api/me``).
 PROFILE_FIELDS = ("name", "locale")
@@ -182,6 +183,19 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def list_user_shares(self, user_id: str) -> list[Share]:
         """What is shared with ``user_id``, oldest first."""
+
+    # pages of the catalogue (``paging``, ``storage/catalog.py``) -----------------
+    @abc.abstractmethod
+    async def page_cards(self, query: ListQuery) -> Page[Card]:
+        """One page of cards; reads at most ``limit + 1`` entries per scope of ``query`` (outside search)."""
+
+    @abc.abstractmethod
+    async def page_dashboards(self, query: ListQuery) -> Page[Dashboard]:
+        """One page of dashboards, as ``page_cards``."""
+
+    @abc.abstractmethod
+    async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
+        """One page of datasets, as ``page_cards``."""
 
     # result cache ------------------------------------------------------------
     @abc.abstractmethod

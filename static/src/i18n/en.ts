@@ -129,6 +129,12 @@ export const en: Record<MessageKey, string> = {
   "dataset.confirmDelete": "Delete the dataset “{name}” and all its versions? Cards that load it will fail. This cannot be undone.",
 
   // cards
+  "list.search": "Search",
+  "list.sort": "Sort",
+  "list.sort.updated": "Recently updated",
+  "list.sort.title": "By title",
+  "list.more": "Show more",
+  "list.noMatch": "Nothing matches.",
   "cards.title": "Cards",
   "cards.new": "+ New card",
   "cards.col.title": "Title",

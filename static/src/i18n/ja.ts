@@ -128,6 +128,12 @@ export const ja = {
   "dataset.confirmDelete": "データセット「{name}」とそのすべてのバージョンを削除しますか？このデータセットを読み込むカードはエラーになります。この操作は元に戻せません。",
 
   // カード一覧
+  "list.search": "検索",
+  "list.sort": "並べ替え",
+  "list.sort.updated": "更新日時順",
+  "list.sort.title": "タイトル順",
+  "list.more": "さらに表示",
+  "list.noMatch": "一致するものはありません。",
   "cards.title": "カード",
   "cards.new": "＋ 新しいカード",
   "cards.col.title": "タイトル",

@@ -68,14 +68,15 @@ from ..environment import setting
 from ..errors import ConflictError, NotFoundError, StoreClosedError
 from ..models import (CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion, Dataset, DatasetVersion,
                       OutputTable, Share, User)
-from ..paging import ListQuery, Page
+from ..paging import ListQuery, Page, ordered, take
+from .aws_catalog import DynamoCatalog
 from .base import PROFILE_FIELDS, Store
-from .catalog import card_entry, dashboard_entry, dataset_entry, page_in_memory
+from .catalog import CARD, DASHBOARD, DATASET, card_entry, dashboard_entry, dataset_entry
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
 
-TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit")
+TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit", "catalog")
 BLOB_CACHE = "blob-cache"
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
@@ -277,6 +278,8 @@ class AWSStore(Store):
             waiter.wait(TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
         if self._table("cache") not in created:
             self._add_group_index(self._table("cache"))
+        if self._table("catalog") in created and len(created) < len(names):  # added to tables holding records
+            self._backfill_catalog()
         for name in names:
             self._enable_pitr(name)
         if created:
@@ -430,6 +433,7 @@ class AWSStore(Store):
         item = self._get(kind.table, _meta_key(kind, record_id))
         if item is not None:
             self._delete_head(kind, record_id, _index_keys(kind, _plain(item)))
+        self._catalogue.delete(kind.noun, record_id)
         return self._delete_versions(kind, record_id)
 
     def _delete_head(self, kind: Versioned, record_id: str, index_keys: list[dict[str, str]]) -> None:
@@ -462,6 +466,7 @@ class AWSStore(Store):
             _put_new(self._table(kind.table), _version_key(kind, record_id, number), fields),
         ])
         if not reasons:
+            self._catalog_current(kind, record_id)
             return
         head = reasons[0]
         if "Item" in head:
@@ -497,6 +502,7 @@ class AWSStore(Store):
             raise ConflictError(f"You already have a dataset named {dataset.name!r}.")
         if reasons:
             raise ConflictError(f"A dataset with the id {dataset.id} already exists.")
+        self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset))
 
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
         await self._run(self._add_version, DATASETS, version.dataset_id, version.version,
@@ -530,6 +536,7 @@ class AWSStore(Store):
     def _create_card(self, card: Card, version: CardVersion) -> None:
         if self._create_versioned(CARDS, card, _card_version_fields(version)):
             raise ConflictError(f"A card with the id {card.id} already exists.")
+        self._catalogue.write(card_entry(card, version), dataclasses.asdict(card))
 
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
         await self._run(self._add_version, CARDS, version.card_id, version.version,
@@ -564,6 +571,7 @@ class AWSStore(Store):
             raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.")
         if reasons:
             raise ConflictError(f"A dashboard with the id {dashboard.id} already exists.")
+        self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard))
 
     async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
         await self._run(self._add_version, DASHBOARDS, version.dashboard_id, version.version,
@@ -646,24 +654,50 @@ class AWSStore(Store):
     def _share_items(self, pk: str, sk_prefix: str) -> list[dict[str, Any]]:
         return list(self._query_prefix("shares", pk, sk_prefix))
 
-    # pages of the catalogue ------------------------------------------------------
-    # Read whole, then paged (``page_in_memory``): the Query-only indexes of issue 19 are not built yet.
+    # pages of the catalogue (storage/aws_catalog.py) ------------------------------
+    @property
+    def _catalogue(self) -> DynamoCatalog:
+        return DynamoCatalog(self._dynamodb, self._table("catalog"), self._table("shares"))
+
     async def page_cards(self, query: ListQuery) -> Page[Card]:
-        cards = await self.list_cards()
-        versions = await asyncio.gather(*(self.get_card_version(c.id, c.current_version) for c in cards))
-        return page_in_memory([(card_entry(c, v), c) for c, v in zip(cards, versions, strict=True) if v], query,
-                              set())
+        return await self._run(self._page, CARD, query, Card)
 
     async def page_dashboards(self, query: ListQuery) -> Page[Dashboard]:
-        dashboards = await self.list_dashboards()
-        versions = await asyncio.gather(*(self.get_dashboard_version(d.id, d.current_version) for d in dashboards))
-        shared = {share.dashboard_id for scope in query.scopes if scope.kind == "shared"
-                  for share in await self.list_user_shares(scope.user_id)}
-        return page_in_memory([(dashboard_entry(d, v), d) for d, v in zip(dashboards, versions, strict=True) if v],
-                              query, shared)
+        return await self._run(self._page, DASHBOARD, query, Dashboard)
 
     async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
-        return page_in_memory([(dataset_entry(d), d) for d in await self.list_datasets()], query, set())
+        return await self._run(self._page, DATASET, query, Dataset)
+
+    def _page(self, kind: str, query: ListQuery, record: Callable[..., T]) -> Page[T]:
+        """One Query per scope of ``query`` (``limit + 1`` items each), merged."""
+        keyed = [triple for scope in dict.fromkeys(query.scopes)
+                 for triple in self._catalogue.scope(kind, query, scope, record)]
+        return take(ordered(keyed, query.sort), query)
+
+    def _backfill_catalog(self) -> None:
+        """Write the entry of every record made before the catalogue table (a Scan per table, once)."""
+        for kind in (DATASETS, CARDS, DASHBOARDS):
+            for item in list(self._scan_sort_key(kind.table, "META")):
+                self._catalog_current(kind, _plain(item)["id"])
+        self.log.info("Listed every dataset, card and dashboard in the catalogue table")
+
+    def _catalog_current(self, kind: Versioned, record_id: str) -> None:
+        """Write the catalogue entry of a record as it is now (after a new version)."""
+        item = self._get(kind.table, _meta_key(kind, record_id))
+        if item is None:
+            return
+        if kind is DATASETS:
+            dataset = _dataset(item)
+            self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset))
+            return
+        head = _card(item) if kind is CARDS else _dashboard(item)
+        version = self._get(kind.table, _version_key(kind, record_id, head.current_version))
+        if version is None:
+            return
+        if isinstance(head, Card):
+            self._catalogue.write(card_entry(head, _card_version(version)), dataclasses.asdict(head))
+        else:
+            self._catalogue.write(dashboard_entry(head, _dashboard_version(version)), dataclasses.asdict(head))
 
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:

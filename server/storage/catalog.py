@@ -12,7 +12,7 @@ import dataclasses
 from typing import TypeVar
 
 from ..models import Card, CardVersion, Dashboard, DashboardVersion, Dataset
-from ..paging import ListQuery, Page, fold, ordered, sort_key, take
+from ..paging import ListQuery, fold, ordered, sort_key
 
 CARD, DASHBOARD, DATASET = "card", "dashboard", "dataset"
 T = TypeVar("T")
@@ -47,9 +47,8 @@ def dataset_entry(dataset: Dataset) -> CatalogEntry:
     return CatalogEntry(DATASET, dataset.id, dataset.owner_id, dataset.name, fold(dataset.name), dataset.updated_at)
 
 
-def page_in_memory(entries: list[tuple[CatalogEntry, T]], query: ListQuery, shared: set[str]) -> Page[T]:
-    """The page of ``query`` from every entry of a kind (with ``shared``: the ids of the dashboards
-    shared with the caller), for a store without a catalogue index yet: it reads everything."""
+def matching(entries: list[tuple[CatalogEntry, T]], query: ListQuery, shared: set[str]) -> list[tuple[str, str, T]]:
+    """The ``(sort key, id, record)`` of the entries in a scope of ``query`` that pass its filters, in its order."""
     def visible(entry: CatalogEntry) -> bool:
         return any(scope.kind == "all" or (scope.kind == "owner" and entry.owner_id == scope.user_id)
                    or (scope.kind == "shared" and entry.id in shared and entry.owner_id != scope.user_id)
@@ -61,7 +60,5 @@ def page_in_memory(entries: list[tuple[CatalogEntry, T]], query: ListQuery, shar
                 and (query.dataset_id is None or ("dataset", query.dataset_id) in entry.facets)
                 and (not query.search or query.search in entry.search))
 
-    chosen = [(sort_key(query.sort, entry.updated_at, entry.title), entry.id, record)
-              for entry, record in entries if visible(entry) and passes(entry)]
-    page = take(ordered(chosen, query.sort), query)
-    return Page(page.items, page.next)
+    return ordered([(sort_key(query.sort, entry.updated_at, entry.title), entry.id, record)
+                    for entry, record in entries if visible(entry) and passes(entry)], query.sort)

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tornado import web
-
 from ..errors import InvalidRequestError, quoted
 from ..limits import LIST_FILTER_CHARS, PAGE_SIZE, PAGE_SIZE_MAX
 from ..paging import SORTS, ListQuery, Page, Sort, decode_cursor, encode_cursor, fold
+from .base import APIHandler
 
 FILTERS = ("owner", "shared", "dataset", "tag", "q")
 TRUE, FALSE = ("true", "1"), ("false", "0")
 
 
-def list_query(handler: Any, offered: tuple[str, ...]) -> ListQuery:
+def list_query(handler: APIHandler, offered: tuple[str, ...]) -> ListQuery:
     """The page ``handler``'s request asks for (its scopes are the service's to set)."""
     for name in FILTERS:
         if name not in offered and _argument(handler, name) is not None:
@@ -37,7 +36,7 @@ def list_query(handler: Any, offered: tuple[str, ...]) -> ListQuery:
                      dataset_id=_argument(handler, "dataset"), tag=_argument(handler, "tag"), search=search or None)
 
 
-def shared_only(handler: Any) -> bool:
+def shared_only(handler: APIHandler) -> bool:
     """The ``shared`` filter: true lists only what others shared with the caller."""
     value = (_argument(handler, "shared") or "false").lower()
     if value not in TRUE + FALSE:
@@ -54,7 +53,7 @@ def page_json(name: str, page: Page[Any], items: list[dict[str, Any]], query: Li
     return body
 
 
-def _argument(handler: web.RequestHandler, name: str) -> str | None:
+def _argument(handler: APIHandler, name: str) -> str | None:
     value = handler.get_query_argument(name, None)
     if value is not None and len(value) > LIST_FILTER_CHARS:
         raise InvalidRequestError(f"{name} may have at most {LIST_FILTER_CHARS} characters.",

@@ -114,6 +114,7 @@ class KernelPool(LoggingConfigurable):
         self._starting: collections.Counter[str] = collections.Counter()
         self._waiting = 0
         self._room = asyncio.Event()  # set (and replaced) whenever a kernel of this pool is destroyed
+        self._closing: set[asyncio.Future[None]] = set()  # sessions closed without waiting for their kernel
         self._refreshing: asyncio.Future[None] | None = None
         self.image_version: str | None = None  # of the agents' kernels: part of result cache keys
 
@@ -159,12 +160,19 @@ class KernelPool(LoggingConfigurable):
     def of_user(self, user: User, kind: str = "card") -> list[KernelSession]:
         return [s for s in self.sessions.values() if s.user_id == user.id and s.kind == kind]
 
-    async def close_session(self, session: KernelSession, reason: str) -> None:
+    async def close_session(self, session: KernelSession, reason: str, wait: bool = True) -> None:
+        """End the session; its kernel is destroyed before this returns, or (``wait`` False) right after,
+        the pool waiting for it only when it closes."""
         if self.sessions.pop(session.id, None) is None:
             return
         self.metrics.bound.dec()
-        await session.close(reason)
+        closing = asyncio.ensure_future(session.close(reason))
         log.info("session_closed", session_id=session.id, user_id=session.user_id, reason=reason)
+        if wait:
+            await closing
+        else:
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     # kernels -----------------------------------------------------------------
     async def start_kernel(self, datasets: list[tuple[str, Path]], tenant: str) -> Kernel:
@@ -482,5 +490,6 @@ class KernelPool(LoggingConfigurable):
         await asyncio.gather(*self._followers.values(), return_exceptions=True)
         for session in list(self.sessions.values()):
             await self.close_session(session, "server_stopping")
+        await asyncio.gather(*self._closing, return_exceptions=True)
         for agent in self.agents.values():
             agent.close()

@@ -197,8 +197,8 @@ class CardRunner(LoggingConfigurable):
             if values:
                 await session.execute(parameter_cell(values))
             result = await session.execute(version.code, card_id=version.card_id)  # a timeout: 408
-        finally:
-            await self.pool.close_session(session, "card_run_finished")
+        finally:  # the answer does not wait for the kernel's destruction
+            await self.pool.close_session(session, "card_run_finished", wait=False)
         if result.status in CACHEABLE and not (result.truncated or result.kernel_restarted):
             await self._store(key, version.card_id, values, result.status, result.outputs, result.execution_time_ms)
         return {"status": result.status, "outputs": result.outputs, "cached": False,

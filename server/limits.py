@@ -206,3 +206,13 @@ AUDIT_PAGE = 100
 
 AUDIT_PAGE_MAX = 1_000
 """The most events one page of ``GET /api/audit`` may ask for."""
+
+# Lists (server/paging.py) ------------------------------------------------------------------------
+PAGE_SIZE = 50
+"""Records in one page of a list when the caller names no ``limit``."""
+
+PAGE_SIZE_MAX = 200
+"""The largest ``limit`` of a list page: each record of a page costs a read of its current version."""
+
+LIST_FILTER_CHARS = 200
+"""Characters of one list filter's value (``q``, ``tag``, ``owner``, ``dataset``)."""

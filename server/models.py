@@ -141,7 +141,7 @@ class Dataset:
 
 @dataclasses.dataclass(frozen=True)
 class CardVersion:
-    """One immutable save of a card: its title, code, the dataset ids it reads and its parameters.
+    """One immutable save of a card: its title, code, the dataset ids it reads, its parameters and tags.
 
     A parameter is ``{"name", "type": "text" | "number" | "date" | "choice", "default"}`` with
     ``"choices"`` for a choice and an optional ``"label"``.
@@ -155,6 +155,7 @@ class CardVersion:
     parameters: tuple[dict[str, Any], ...]
     created_at: str
     created_by: str
+    tags: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         return {
@@ -163,6 +164,7 @@ class CardVersion:
             "code": self.code,
             "datasets": list(self.datasets),
             "parameters": [dict(p) for p in self.parameters],
+            "tags": list(self.tags),
             "created_at": self.created_at,
             "created_by": self.created_by,
         }

@@ -51,6 +51,12 @@ class AgentLoad:
         return AgentLoad(self.in_use + 1, self.capacity, max(self.ready - 1, 0), self.single_tenant,
                          tenant if self.single_tenant else self.tenant, self.draining)
 
+    def without_kernel(self) -> AgentLoad:
+        """This load once a kernel is destroyed (until the next health report says better)."""
+        in_use = max(self.in_use - 1, 0)
+        return AgentLoad(in_use, self.capacity, self.ready, self.single_tenant,
+                         self.tenant if in_use else None, self.draining)
+
 
 def ranked(loads: Mapping[Key, AgentLoad], tenant: str) -> list[Key]:
     """The agents that accept a kernel of ``tenant``, best first.

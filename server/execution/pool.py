@@ -126,6 +126,8 @@ class KernelPool(LoggingConfigurable):
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: collections.Counter[str] = collections.Counter()
         self._waiting = 0
+        self._room = asyncio.Event()  # set (and replaced) whenever a kernel of this pool is destroyed
+        self._closing: set[asyncio.Future[None]] = set()  # sessions closed without waiting for their kernel
         self._refreshing: asyncio.Future[None] | None = None
         self.image_version: str | None = None  # of the agents' kernels: part of result cache keys
         self.gate: Gate | None = None  # checks a session's grant before each run (set by the app)
@@ -179,12 +181,19 @@ class KernelPool(LoggingConfigurable):
     def of_user(self, user: User, kind: str = "card") -> list[KernelSession]:
         return [s for s in self.sessions.values() if s.user_id == user.id and s.kind == kind]
 
-    async def close_session(self, session: KernelSession, reason: str) -> None:
+    async def close_session(self, session: KernelSession, reason: str, wait: bool = True) -> None:
+        """End the session; its kernel is destroyed before this returns, or (``wait`` False) right after,
+        the pool waiting for it only when it closes."""
         if self.sessions.pop(session.id, None) is None:
             return
         self.metrics.bound.dec()
-        await session.close(reason)
+        closing = asyncio.ensure_future(session.close(reason))
         log.info("session_closed", session_id=session.id, user_id=session.user_id, reason=reason)
+        if wait:
+            await closing
+        else:
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     # kernels -----------------------------------------------------------------
     async def start_kernel(self, datasets: list[tuple[str, Path]], tenant: str) -> Kernel:
@@ -211,7 +220,7 @@ class KernelPool(LoggingConfigurable):
                     agent = self.agents[url]
                     self.loads[url] = self.loads[url].with_kernel(tenant)  # racing opens spread out
                     try:
-                        return await self._start_on(agent, datasets, tenant)
+                        kernel = await self._start_on(agent, datasets, tenant)
                     except AgentError as exc:
                         log.warning("kernel_start_failed", agent=url, error=str(exc))
                         failures.append(str(exc))
@@ -220,19 +229,32 @@ class KernelPool(LoggingConfigurable):
                             self.unreachable.add(url)
                         if url in self.loads:  # no more kernels there until its load is read again
                             self.loads[url] = dataclasses.replace(self.loads[url], draining=True)
+                    else:
+                        kernel.released = functools.partial(self._released, url)
+                        return kernel
                 if not room_only or time.monotonic() >= deadline:
                     raise ServiceUnavailableError("No executor can start a kernel now; try again in a moment.",
                                                   {"reasons": failures[-5:]})
                 await self._wait_for_room()
 
     async def _wait_for_room(self) -> None:
-        """Sleep a little, then re-read the agents (one reading shared by every waiting open)."""
+        """Wait until a kernel of this pool is destroyed or ``PLACEMENT_RETRY_SECONDS`` pass, then re-read
+        the agents (one reading shared by every waiting open)."""
         self._waiting += 1
         try:
-            await asyncio.sleep(PLACEMENT_RETRY_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), PLACEMENT_RETRY_SECONDS)
             await self.refresh()
         finally:
             self._waiting -= 1
+
+    def _released(self, url: str) -> None:
+        """A kernel on the agent at ``url`` was destroyed: its place counts as free at once (not only from
+        the next reading of the agent's load), and opens waiting for room try again."""
+        if url in self.loads:
+            self.loads[url] = self.loads[url].without_kernel()
+        self._room.set()
+        self._room = asyncio.Event()
 
     async def _start_on(self, agent: AgentClient, datasets: list[tuple[str, Path]], tenant: str) -> Kernel:
         created = await agent.create_kernel(tenant)
@@ -492,5 +514,6 @@ class KernelPool(LoggingConfigurable):
         await asyncio.gather(*self._followers.values(), return_exceptions=True)
         for session in list(self.sessions.values()):
             await self.close_session(session, "server_stopping")
+        await asyncio.gather(*self._closing, return_exceptions=True)
         for agent in self.agents.values():
             agent.close()

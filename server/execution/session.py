@@ -88,13 +88,18 @@ class Kernel:
     agent_id: str | None = None
     watch: asyncio.Task[None] | None = None  # the pool's watch on its links, done once one drops
     link_dropped: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    released: Callable[[], None] | None = None  # the pool's: its place on the agent is free again
 
     async def stop(self) -> None:
+        """Destroy the kernel on its agent; once this returns its place there is free (the pool hears so once)."""
         if self.watch is not None:
             self.watch.cancel()
         self.client.stop_channels()
         with contextlib.suppress(AgentError):
             await self.agent.delete_kernel(self.kernel_id)
+        released, self.released = self.released, None
+        if released is not None:
+            released()
 
 
 KernelStarter = Callable[[list[tuple[str, Path]]], Awaitable[Kernel]]

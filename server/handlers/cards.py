@@ -14,6 +14,7 @@ from ..errors import InvalidRequestError
 from ..models import Card, CardVersion
 from ..services.card_schema import CARD_VERSION, NEW_CARD
 from .base import APIHandler, idempotent
+from .listing import list_query, page_json
 
 IF_MATCH = re.compile(r'^\s*"(\d{1,9})"\s*$')
 
@@ -61,8 +62,9 @@ class CardAPIHandler(APIHandler):
 class CardsHandler(CardAPIHandler):
     async def get(self) -> None:
         assert self.user is not None
-        pairs = await self.cards.list_visible(self.user)
-        self.write_json({"cards": [without_code(card_json(c, v)) for c, v in pairs]})
+        query = list_query(self, ("owner", "dataset", "tag", "q"))
+        page = await self.cards.page_visible(self.user, query)
+        self.write_json(page_json("cards", page, [without_code(card_json(c, v)) for c, v in page.items], query))
 
     @idempotent
     async def post(self) -> None:
@@ -70,7 +72,7 @@ class CardsHandler(CardAPIHandler):
         body = self.json_body(NEW_CARD)
         card, version = await self.cards.create(
             self.user, body["title"], body.get("code", ""), body.get("datasets", []),
-            body.get("parameters", []))
+            body.get("parameters", []), body.get("tags", []))
         self.set_header("Location", f"/api/cards/{card.id}")
         self.write_card(card, version, 201)
 
@@ -86,7 +88,7 @@ class CardHandler(CardAPIHandler):
         body = self.json_body(CARD_VERSION)
         card, version = await self.cards.update(
             self.user, card_id, self.edited_version(body), body["title"], body["code"],
-            body["datasets"], body["parameters"])
+            body["datasets"], body["parameters"], body.get("tags"))
         self.write_card(card, version)
 
     async def delete(self, card_id: str) -> None:

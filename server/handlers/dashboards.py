@@ -15,6 +15,7 @@ from ..services.dashboard_live import DashboardHub, dashboard_json
 from ..services.dashboards import DashboardService
 from .base import APIHandler, idempotent
 from .cards import RUN_SCHEMA, CardAPIHandler
+from .listing import list_query, page_json, shared_only
 
 ANY_OBJECT = {"type": "object"}
 WRAPPED = {"type": "object", "required": ["document"], "additionalProperties": False,
@@ -49,8 +50,9 @@ class DashboardAPIHandler(CardAPIHandler):
 class DashboardsHandler(DashboardAPIHandler):
     async def get(self) -> None:
         assert self.user is not None
-        listed = await self.dashboards.list_visible(self.user)
-        self.write_json({"dashboards": [dashboard_json(d, v, a) for d, v, a in listed]})
+        query = list_query(self, ("owner", "shared", "tag", "q"))
+        page = await self.dashboards.page_visible(self.user, query, shared_only(self))
+        self.write_json(page_json("dashboards", page, [dashboard_json(d, v, a) for d, v, a in page.items], query))
 
     @idempotent
     async def post(self) -> None:

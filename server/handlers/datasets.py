@@ -9,6 +9,7 @@ from ..errors import BIError, InvalidRequestError
 from ..limits import QUERY_INTEGER_MAX
 from ..models import Dataset, DatasetVersion
 from .base import APIHandler, idempotent, megabytes
+from .listing import list_query, page_json
 from .upload_sink import UploadSink
 
 MULTIPART_OVERHEAD = 64 * 1024
@@ -80,8 +81,9 @@ class UploadHandler(APIHandler):
 class DatasetsHandler(UploadHandler):
     async def get(self) -> None:
         assert self.user is not None
-        pairs = await self.datasets.list_visible(self.user)
-        self.write_json({"datasets": [dataset_json(d, v) for d, v in pairs]})
+        query = list_query(self, ("owner", "q"))
+        page = await self.datasets.page_visible(self.user, query)
+        self.write_json(page_json("datasets", page, [dataset_json(d, v) for d, v in page.items], query))
 
     @idempotent
     async def post(self) -> None:

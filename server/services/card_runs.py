@@ -205,8 +205,8 @@ class CardRunner(LoggingConfigurable):
             if values:
                 await session.execute(parameter_cell(values))
             result = await session.execute(version.code, card_id=version.card_id)  # a timeout: 408
-        finally:
-            await self.pool.close_session(session, "card_run_finished")
+        finally:  # the answer does not wait for the kernel's destruction
+            await self.pool.close_session(session, "card_run_finished", wait=False)
         if (result.status in CACHEABLE and not (result.truncated or result.kernel_restarted)
                 and await self.tables.stored(output_ids(result.outputs))):
             await self._store(key, version.card_id, values, result.status, result.outputs, result.execution_time_ms,

@@ -1,4 +1,4 @@
-"""The JSON Schema of a card as clients send it: title, code, dataset ids, typed parameters.
+"""The JSON Schema of a card as clients send it: title, code, dataset ids, typed parameters, tags.
 
 A parameter's ``default`` is checked against its ``type``; ``CardService`` checks what a schema
 cannot say (names unique, a choice default among the choices, choices only on a choice, a real
@@ -13,6 +13,8 @@ MAX_TITLE_CHARS = 200
 MAX_CODE_CHARS = 100_000
 MAX_DATASETS = 20
 MAX_PARAMETERS = 20
+MAX_TAGS = 20
+MAX_TAG_CHARS = 50
 
 
 FIELDS = {
@@ -21,6 +23,8 @@ FIELDS = {
     "datasets": {"type": "array", "maxItems": MAX_DATASETS, "uniqueItems": True,
                  "items": {"type": "string", "minLength": 1, "maxLength": 64}},
     "parameters": {"type": "array", "maxItems": MAX_PARAMETERS, "items": PARAMETER},
+    "tags": {"type": "array", "maxItems": MAX_TAGS, "uniqueItems": True,
+             "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG_CHARS}},
 }
 
 NEW_CARD = {

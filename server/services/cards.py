@@ -25,6 +25,7 @@ from ..errors import (ConflictError, InvalidRequestError, NotFoundError, Payload
                       PermissionDeniedError, PreconditionRequiredError)
 from .audit import record
 from ..models import Card, CardVersion, User, utcnow
+from ..paging import ListQuery, Page, Scope
 from ..storage.base import Store
 from .datasets import DatasetService
 from .store_writes import settle
@@ -70,9 +71,9 @@ class CardService(LoggingConfigurable):
 
     # writes ------------------------------------------------------------------
     async def create(self, user: User, title: str, code: str, datasets: list[str],
-                     parameters: list[dict[str, Any]]) -> tuple[Card, CardVersion]:
+                     parameters: list[dict[str, Any]], tags: list[str] | None = None) -> tuple[Card, CardVersion]:
         await self._check_datasets(user, datasets, known=())
-        version = _version(uuid.uuid4().hex, 1, user, title, code, datasets, parameters)
+        version = _version(uuid.uuid4().hex, 1, user, title, code, datasets, parameters, tags or [])
         card = Card(id=version.card_id, owner_id=user.id, current_version=1,
                     created_at=version.created_at, updated_at=version.created_at)
         await settle(self.store.create_card(card, version), lambda: self._landed(version), card_id=card.id)
@@ -80,8 +81,10 @@ class CardService(LoggingConfigurable):
         return card, version
 
     async def update(self, user: User, card_id: str, expected: int | None, title: str, code: str,
-                     datasets: list[str], parameters: list[dict[str, Any]]) -> tuple[Card, CardVersion]:
-        """Save a new version edited from version ``expected``; 409 if someone saved since."""
+                     datasets: list[str], parameters: list[dict[str, Any]],
+                     tags: list[str] | None = None) -> tuple[Card, CardVersion]:
+        """Save a new version edited from version ``expected``; 409 if someone saved since. Without
+        ``tags`` the version keeps the tags of the current one."""
         card = await self._authorize(user, card_id, "edit")
         if expected is None:
             raise PreconditionRequiredError(
@@ -90,7 +93,8 @@ class CardService(LoggingConfigurable):
             raise _stale(card, expected)
         current = await self.store.get_card_version(card.id, card.current_version)
         await self._check_datasets(user, datasets, known=current.datasets if current else ())
-        version = _version(card.id, expected + 1, user, title, code, datasets, parameters)
+        kept = list(current.tags) if current and tags is None else tags or []
+        version = _version(card.id, expected + 1, user, title, code, datasets, parameters, kept)
         try:
             await settle(self.store.add_card_version(version, expected), lambda: self._landed(version),
                          card_id=card.id)
@@ -141,6 +145,13 @@ class CardService(LoggingConfigurable):
             *(self.store.get_card_version(c.id, c.current_version) for c in cards))
         return [(c, v) for c, v in zip(cards, versions, strict=True) if v is not None]
 
+    async def page_visible(self, user: User, query: ListQuery) -> Page[tuple[Card, CardVersion]]:
+        """A page of the cards ``user`` may list (their own; an admin all), with their current versions."""
+        scopes = (Scope("all"),) if user.role == "admin" else (Scope("owner", user.id),)
+        page = await self.store.page_cards(dataclasses.replace(query, scopes=scopes))
+        versions = await asyncio.gather(*(self.store.get_card_version(c.id, c.current_version) for c in page.items))
+        return Page([(c, v) for c, v in zip(page.items, versions, strict=True) if v is not None], page.next, page.total)
+
     async def get_visible(self, user: User, card_id: str, needed: Access = "view") -> tuple[Card, CardVersion]:
         """The card and its current version, if ``user`` may view it (or has the ``needed`` access)."""
         card = await self._authorize(user, card_id, needed)
@@ -170,14 +181,14 @@ def _stale(card: Card, expected: int) -> ConflictError:
 
 
 def _version(card_id: str, number: int, user: User, title: str, code: str, datasets: list[str],
-             parameters: list[dict[str, Any]]) -> CardVersion:
+             parameters: list[dict[str, Any]], tags: list[str]) -> CardVersion:
     """A checked new version: what a JSON schema cannot say about the fields is checked here."""
     if not title.strip():
         raise InvalidRequestError("/title: give the card a title.", {"pointer": "/title"})
     _check_parameters(parameters)
     version = CardVersion(card_id=card_id, version=number, title=title, code=code,
                           datasets=tuple(datasets), parameters=tuple(dict(p) for p in parameters),
-                          created_at=utcnow(), created_by=user.id)
+                          created_at=utcnow(), created_by=user.id, tags=tuple(dict.fromkeys(tags)))
     size = len(json.dumps(version.public(), ensure_ascii=False).encode())
     if size > MAX_VERSION_BYTES:
         raise PayloadTooLargeError(

@@ -28,6 +28,7 @@ from ..errors import (BIError, InvalidRequestError, NotFoundError, PermissionDen
                       UnprocessableError, ConflictError)
 from .audit import record
 from ..models import Card, Dashboard, DashboardVersion, Permission, Share, User, normalise_email, utcnow
+from ..paging import ListQuery, Page, Scope
 from ..storage.base import Store
 from .cards import RANK, Access, CardService
 from .datasets import DatasetService, may_read
@@ -101,6 +102,23 @@ class DashboardService(LoggingConfigurable):
         versions = await asyncio.gather(
             *(self.store.get_dashboard_version(d.id, d.current_version) for d, _ in entries))
         return [(d, v, a) for (d, a), v in zip(entries, versions, strict=True) if v is not None]
+
+    async def page_visible(self, user: User, query: ListQuery,
+                           shared_only: bool = False) -> Page[tuple[Dashboard, DashboardVersion, Access]]:
+        """A page of mine (an admin: all) and those shared with me, or of only those shared with me;
+        each with its current version and my access."""
+        if shared_only:
+            scopes: tuple[Scope, ...] = (Scope("shared", user.id),)
+        elif user.role == "admin":
+            scopes = (Scope("all"),)
+        else:
+            scopes = (Scope("owner", user.id), Scope("shared", user.id))
+        page = await self.store.page_dashboards(dataclasses.replace(query, scopes=scopes))
+        versions = await asyncio.gather(
+            *(self.store.get_dashboard_version(d.id, d.current_version) for d in page.items))
+        access = await asyncio.gather(*(self.access(user, d) for d in page.items))
+        return Page([(d, v, a) for d, v, a in zip(page.items, versions, access, strict=True)
+                     if v is not None and a is not None], page.next, page.total)
 
     async def versions(self, user: User, dashboard_id: str) -> list[DashboardVersion]:
         dashboard, _ = await self.authorize(user, dashboard_id)

@@ -16,6 +16,7 @@ short finishes when repeated, as deleting a dataset that is gone does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import uuid
 from pathlib import Path
@@ -37,6 +38,7 @@ from ..limits import (CSV_COLUMNS, IMPORT_RETRY_SECONDS, IMPORTS_RUNNING, IMPORT
 from ..logs import get_logger
 from .audit import record
 from ..models import Dataset, DatasetVersion, User, utcnow
+from ..paging import ListQuery, Page, Scope
 from ..private_files import empty_dir, private_dir
 from ..storage.base import Store
 from .slots import Slots
@@ -173,6 +175,15 @@ class DatasetService(LoggingConfigurable):
         versions = await asyncio.gather(
             *(self.store.get_dataset_version(d.id, d.current_version) for d in datasets))
         return [(d, v) for d, v in zip(datasets, versions, strict=True) if v is not None]
+
+    async def page_visible(self, user: User, query: ListQuery) -> Page[tuple[Dataset, DatasetVersion]]:
+        """A page of the datasets ``user`` may read (their own; an admin all), with their current versions."""
+        scopes = (Scope("all"),) if user.role == "admin" else (Scope("owner", user.id),)
+        page = await self.store.page_datasets(dataclasses.replace(query, scopes=scopes))
+        versions = await asyncio.gather(
+            *(self.store.get_dataset_version(d.id, d.current_version) for d in page.items))
+        return Page([(d, v) for d, v in zip(page.items, versions, strict=True) if v is not None],
+                    page.next, page.total)
 
     async def get_visible(self, user: User, dataset_id: str) -> Dataset:
         """The dataset if ``user`` owns it or is an admin; to anyone else it does not exist."""

@@ -102,12 +102,15 @@ from ..logs import get_logger
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
                       Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
                       SignInSession, User, epoch_seconds, utcnow)
+from ..paging import ListQuery, Page, ordered, take
+from .aws_catalog import DynamoCatalog
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix, request_scope
+from .catalog import CARD, DASHBOARD, DATASET, card_entry, dashboard_entry, dataset_entry
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
 
-TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit", "tokens", "leases")
+TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit", "tokens", "leases", "catalog")
 BLOB_CACHE = "blob-cache"
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
@@ -362,6 +365,8 @@ class AWSStore(Store):
             self._add_audit_indexes(self._table("audit"))
         for kind, attribute in TTL_ATTRIBUTES.items():
             self._enable_ttl(self._table(kind), attribute)
+        if self._table("catalog") in created and len(created) < len(names):  # added to tables holding records
+            self._backfill_catalog()
         for name in names:
             self._enable_pitr(name)
         if created:
@@ -585,6 +590,7 @@ class AWSStore(Store):
         item = self._get(kind.table, _meta_key(kind, record_id))
         if item is not None:
             self._delete_head(kind, record_id, _index_keys(kind, _plain(item)))
+        self._catalogue.delete(kind.noun, record_id)
         return self._delete_versions(kind, record_id)
 
     def _delete_head(self, kind: Versioned, record_id: str, index_keys: list[dict[str, str]]) -> None:
@@ -617,6 +623,7 @@ class AWSStore(Store):
             _put_new(self._table(kind.table), _version_key(kind, record_id, number), fields),
         ])
         if not reasons:
+            self._catalog_current(kind, record_id)
             return
         head = reasons[0]
         if "Item" in head:
@@ -652,6 +659,7 @@ class AWSStore(Store):
             raise ConflictError(f"You already have a dataset named {dataset.name!r}.")
         if reasons:
             raise ConflictError(f"A dataset with the id {dataset.id} already exists.")
+        self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset))
 
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
         await self._run(self._add_version, DATASETS, version.dataset_id, version.version,
@@ -685,6 +693,7 @@ class AWSStore(Store):
     def _create_card(self, card: Card, version: CardVersion) -> None:
         if self._create_versioned(CARDS, card, _card_version_fields(version)):
             raise ConflictError(f"A card with the id {card.id} already exists.")
+        self._catalogue.write(card_entry(card, version), dataclasses.asdict(card))
 
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
         await self._run(self._add_version, CARDS, version.card_id, version.version,
@@ -719,6 +728,7 @@ class AWSStore(Store):
             raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.")
         if reasons:
             raise ConflictError(f"A dashboard with the id {dashboard.id} already exists.")
+        self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard))
 
     async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
         await self._run(self._add_version, DASHBOARDS, version.dashboard_id, version.version,
@@ -800,6 +810,51 @@ class AWSStore(Store):
 
     def _share_items(self, pk: str, sk_prefix: str) -> list[dict[str, Any]]:
         return list(self._query_prefix("shares", pk, sk_prefix))
+
+    # pages of the catalogue (storage/aws_catalog.py) ------------------------------
+    @property
+    def _catalogue(self) -> DynamoCatalog:
+        return DynamoCatalog(self._dynamodb, self._table("catalog"), self._table("shares"))
+
+    async def page_cards(self, query: ListQuery) -> Page[Card]:
+        return await self._run(self._page, CARD, query, Card)
+
+    async def page_dashboards(self, query: ListQuery) -> Page[Dashboard]:
+        return await self._run(self._page, DASHBOARD, query, Dashboard)
+
+    async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
+        return await self._run(self._page, DATASET, query, Dataset)
+
+    def _page(self, kind: str, query: ListQuery, record: Callable[..., T]) -> Page[T]:
+        """One Query per scope of ``query`` (``limit + 1`` items each), merged."""
+        keyed = [triple for scope in dict.fromkeys(query.scopes)
+                 for triple in self._catalogue.scope(kind, query, scope, record)]
+        return take(ordered(keyed, query.sort), query)
+
+    def _backfill_catalog(self) -> None:
+        """Write the entry of every record made before the catalogue table (a Scan per table, once)."""
+        for kind in (DATASETS, CARDS, DASHBOARDS):
+            for item in list(self._scan_sort_key(kind.table, "META")):
+                self._catalog_current(kind, _plain(item)["id"])
+        self.log.info("Listed every dataset, card and dashboard in the catalogue table")
+
+    def _catalog_current(self, kind: Versioned, record_id: str) -> None:
+        """Write the catalogue entry of a record as it is now (after a new version)."""
+        item = self._get(kind.table, _meta_key(kind, record_id))
+        if item is None:
+            return
+        if kind is DATASETS:
+            dataset = _dataset(item)
+            self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset))
+            return
+        head = _card(item) if kind is CARDS else _dashboard(item)
+        version = self._get(kind.table, _version_key(kind, record_id, head.current_version))
+        if version is None:
+            return
+        if isinstance(head, Card):
+            self._catalogue.write(card_entry(head, _card_version(version)), dataclasses.asdict(head))
+        else:
+            self._catalogue.write(dashboard_entry(head, _dashboard_version(version)), dataclasses.asdict(head))
 
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:
@@ -1238,6 +1293,7 @@ def _json(value: Any) -> str:
 def _card_version_fields(version: CardVersion) -> dict[str, Any]:
     fields = dataclasses.asdict(version)
     fields["datasets"] = list(version.datasets)
+    fields["tags"] = list(version.tags)
     fields["parameters"] = _json(list(version.parameters))
     return fields
 
@@ -1280,6 +1336,7 @@ def _card_version(item: dict[str, Any]) -> CardVersion:
     fields = _plain(item)
     fields["datasets"] = tuple(fields["datasets"])
     fields["parameters"] = tuple(json.loads(fields["parameters"]))
+    fields["tags"] = tuple(fields.get("tags", ()))
     return CardVersion(**fields)
 
 

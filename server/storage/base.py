@@ -27,6 +27,7 @@ from ..errors import NotFoundError
 from ..limits import AUDIT_RETENTION_DAYS
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset,
                       DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share, SignInSession, User)
+from ..paging import ListQuery, Page
 
 # An expired lease's record (and so its version count) is deleted this long after it expired.
 LEASE_KEPT_SECONDS = 86400
@@ -256,6 +257,19 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def list_user_shares(self, user_id: str) -> list[Share]:
         """What is shared with ``user_id``, oldest first."""
+
+    # pages of the catalogue (``paging``, ``storage/catalog.py``) -----------------
+    @abc.abstractmethod
+    async def page_cards(self, query: ListQuery) -> Page[Card]:
+        """One page of cards; reads at most ``limit + 1`` entries per scope of ``query`` (outside search)."""
+
+    @abc.abstractmethod
+    async def page_dashboards(self, query: ListQuery) -> Page[Dashboard]:
+        """One page of dashboards, as ``page_cards``."""
+
+    @abc.abstractmethod
+    async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
+        """One page of datasets, as ``page_cards``."""
 
     # result cache ------------------------------------------------------------
     @abc.abstractmethod

@@ -21,11 +21,13 @@ from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
 
 from ..errors import ConflictError, LeaseLostError, NotFoundError, StoreClosedError
+from ..paging import ListQuery, Page, Scope, fold, ordered, take
 from ..private_files import private_dir, private_file
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
                       Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
                       SignInSession, User, utcnow)
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix
+from .catalog import CARD, DASHBOARD, DATASET, CatalogEntry, card_entry, dashboard_entry, dataset_entry
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
 
 T = TypeVar("T")
@@ -201,6 +203,57 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX leases_by_expiry ON leases (expires_at);
     """,
+    # The catalogue the lists page through (storage/catalog.py): one row per card, dashboard and dataset,
+    # its facets (tags, a card's datasets) with the sort keys copied, and its search text under a trigram
+    # index (case folded already: bi_fold). Every list is a range of one index.
+    """
+    ALTER TABLE card_versions ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE catalog (
+        row INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        owner_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        search TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (kind, id)
+    );
+    CREATE INDEX catalog_by_updated ON catalog (kind, updated_at, id);
+    CREATE INDEX catalog_by_title ON catalog (kind, title, id);
+    CREATE INDEX catalog_by_owner_updated ON catalog (kind, owner_id, updated_at, id);
+    CREATE INDEX catalog_by_owner_title ON catalog (kind, owner_id, title, id);
+    CREATE TABLE catalog_facets (
+        row INTEGER NOT NULL REFERENCES catalog(row) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        facet TEXT NOT NULL,
+        value TEXT NOT NULL,
+        owner_id TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        title TEXT NOT NULL,
+        id TEXT NOT NULL,
+        PRIMARY KEY (row, facet, value)
+    );
+    CREATE INDEX catalog_facets_by_updated ON catalog_facets (kind, facet, value, updated_at, id);
+    CREATE INDEX catalog_facets_by_title ON catalog_facets (kind, facet, value, title, id);
+    CREATE INDEX catalog_facets_by_owner_updated ON catalog_facets (kind, facet, value, owner_id, updated_at, id);
+    CREATE INDEX catalog_facets_by_owner_title ON catalog_facets (kind, facet, value, owner_id, title, id);
+    CREATE VIRTUAL TABLE catalog_text USING fts5(text, tokenize = 'trigram');
+    INSERT INTO catalog (kind, id, owner_id, title, search, updated_at)
+        SELECT 'card', c.id, c.owner_id, v.title, bi_fold(v.title), c.updated_at
+        FROM cards c JOIN card_versions v ON v.card_id = c.id AND v.version = c.current_version;
+    INSERT INTO catalog (kind, id, owner_id, title, search, updated_at)
+        SELECT 'dashboard', d.id, d.owner_id, json_extract(v.document, '$.title'),
+               bi_fold(json_extract(v.document, '$.title') || char(10)
+                       || coalesce(json_extract(v.document, '$.description'), '')), d.updated_at
+        FROM dashboards d JOIN dashboard_versions v ON v.dashboard_id = d.id AND v.version = d.current_version;
+    INSERT INTO catalog (kind, id, owner_id, title, search, updated_at)
+        SELECT 'dataset', id, owner_id, name, bi_fold(name), updated_at FROM datasets;
+    INSERT OR IGNORE INTO catalog_facets (row, kind, facet, value, owner_id, updated_at, title, id)
+        SELECT k.row, k.kind, 'dataset', j.value, k.owner_id, k.updated_at, k.title, k.id
+        FROM catalog k JOIN cards c ON k.kind = 'card' AND c.id = k.id
+        JOIN card_versions v ON v.card_id = c.id AND v.version = c.current_version, json_each(v.datasets) j;
+    INSERT INTO catalog_text (rowid, text) SELECT row, search FROM catalog;
+    """,
 )
 
 BLOB_DIR = "blobs"
@@ -237,6 +290,7 @@ class SQLiteStore(Store):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.create_function("bi_fold", 1, fold, deterministic=True)
         self._conn = conn
         self._migrate()
 
@@ -358,8 +412,10 @@ class SQLiteStore(Store):
 
     # versioned records (datasets, cards) -------------------------------------
     def _add_version(self, kind: Versioned, record_id: str, number: int, created_at: str,
-                     expected_current: int, insert: tuple[str, tuple[Any, ...]]) -> None:
-        """Check the head is at ``expected_current``, make ``number`` current, run ``insert``: at once."""
+                     expected_current: int, insert: tuple[str, tuple[Any, ...]],
+                     *also: tuple[str, tuple[Any, ...]]) -> None:
+        """Check the head is at ``expected_current``, make ``number`` current, run ``insert`` (and ``also``):
+        at once."""
         kind.check_follows(number, expected_current)
         with self._atomic() as conn:
             row = conn.execute(f"SELECT current_version FROM {kind.table} WHERE id = ?", (record_id,)).fetchone()
@@ -369,7 +425,8 @@ class SQLiteStore(Store):
                 raise kind.stale(row[0], expected_current)
             conn.execute(f"UPDATE {kind.table} SET current_version = ?, updated_at = ? WHERE id = ?",
                          (number, created_at, record_id))
-            conn.execute(*insert)
+            for statement in (insert, *also):
+                conn.execute(*statement)
 
     async def _head(self, kind: Versioned, record_id: str) -> sqlite3.Row | None:
         rows = await self._run(self._query, f"SELECT * FROM {kind.table} WHERE id = ?", record_id)
@@ -396,7 +453,8 @@ class SQLiteStore(Store):
         def insert() -> None:
             try:
                 self._transaction([_insert("datasets", dataclasses.asdict(dataset)),
-                                   _insert("dataset_versions", _dataset_version_row(version))])
+                                   _insert("dataset_versions", _dataset_version_row(version)),
+                                   *_catalog_put(dataset_entry(dataset), new=True)])
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"You already have a dataset named {dataset.name!r}.") from exc
 
@@ -405,7 +463,8 @@ class SQLiteStore(Store):
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
         await self._run(self._add_version, DATASETS, version.dataset_id, version.version,
                         version.created_at, expected_current,
-                        _insert("dataset_versions", _dataset_version_row(version)))
+                        _insert("dataset_versions", _dataset_version_row(version)),
+                        *_catalog_touch(DATASET, version.dataset_id, version.created_at))
 
     async def get_dataset(self, dataset_id: str) -> Dataset | None:
         row = await self._head(DATASETS, dataset_id)
@@ -423,7 +482,8 @@ class SQLiteStore(Store):
 
     async def delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
         versions = await self.list_dataset_versions(dataset_id)
-        await self._run(self._transaction, [("DELETE FROM datasets WHERE id = ?", (dataset_id,))])
+        await self._run(self._transaction, [*_catalog_delete(DATASET, dataset_id),
+                                            ("DELETE FROM datasets WHERE id = ?", (dataset_id,))])
         return versions
 
     # cards -------------------------------------------------------------------
@@ -431,7 +491,8 @@ class SQLiteStore(Store):
         def insert() -> None:
             try:
                 self._transaction([_insert("cards", dataclasses.asdict(card)),
-                                   _insert("card_versions", _card_version_row(version))])
+                                   _insert("card_versions", _card_version_row(version)),
+                                   *_catalog_put(card_entry(card, version), new=True)])
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"A card with the id {card.id} already exists.") from exc
 
@@ -440,7 +501,8 @@ class SQLiteStore(Store):
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
         await self._run(self._add_version, CARDS, version.card_id, version.version,
                         version.created_at, expected_current,
-                        _insert("card_versions", _card_version_row(version)))
+                        _insert("card_versions", _card_version_row(version)),
+                        *_catalog_put(card_entry(_unowned_card(version), version), new=False))
 
     async def get_card(self, card_id: str) -> Card | None:
         row = await self._head(CARDS, card_id)
@@ -457,14 +519,16 @@ class SQLiteStore(Store):
         return [_card_version(row) for row in await self._versions(CARDS, card_id)]
 
     async def delete_card(self, card_id: str) -> None:
-        await self._run(self._transaction, [("DELETE FROM cards WHERE id = ?", (card_id,))])
+        await self._run(self._transaction, [*_catalog_delete(CARD, card_id),
+                                            ("DELETE FROM cards WHERE id = ?", (card_id,))])
 
     # dashboards ----------------------------------------------------------------
     async def create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
         def insert() -> None:
             try:
                 self._transaction([_insert("dashboards", dataclasses.asdict(dashboard)),
-                                   _insert("dashboard_versions", _dashboard_version_row(version))])
+                                   _insert("dashboard_versions", _dashboard_version_row(version)),
+                                   *_catalog_put(dashboard_entry(dashboard, version), new=True)])
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.") from exc
 
@@ -473,7 +537,8 @@ class SQLiteStore(Store):
     async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
         await self._run(self._add_version, DASHBOARDS, version.dashboard_id, version.version,
                         version.created_at, expected_current,
-                        _insert("dashboard_versions", _dashboard_version_row(version)))
+                        _insert("dashboard_versions", _dashboard_version_row(version)),
+                        *_catalog_put(dashboard_entry(_unowned_dashboard(version), version), new=False))
 
     async def get_dashboard(self, dashboard_id: str) -> Dashboard | None:
         row = await self._head(DASHBOARDS, dashboard_id)
@@ -494,7 +559,8 @@ class SQLiteStore(Store):
         return [_dashboard_version(row) for row in await self._versions(DASHBOARDS, dashboard_id)]
 
     async def delete_dashboard(self, dashboard_id: str) -> None:
-        await self._run(self._transaction, [("DELETE FROM dashboards WHERE id = ?", (dashboard_id,))])
+        await self._run(self._transaction, [*_catalog_delete(DASHBOARD, dashboard_id),
+                                            ("DELETE FROM dashboards WHERE id = ?", (dashboard_id,))])
 
     # shares --------------------------------------------------------------------
     async def put_share(self, share: Share) -> None:
@@ -635,6 +701,29 @@ class SQLiteStore(Store):
                                key, now)
         return IdempotentAnswer(**dict(rows[0])) if rows else None
 
+    # pages of the catalogue --------------------------------------------------
+    async def page_cards(self, query: ListQuery) -> Page[Card]:
+        return await self._run(self._page, CARD, query, Card)
+
+    async def page_dashboards(self, query: ListQuery) -> Page[Dashboard]:
+        return await self._run(self._page, DASHBOARD, query, Dashboard)
+
+    async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
+        return await self._run(self._page, DATASET, query, Dataset)
+
+    def _page(self, kind: str, query: ListQuery, record: Any) -> Page[Any]:
+        """One query per scope, each reading at most ``limit + 1`` rows in index order, merged; and the total."""
+        keyed = []
+        total = 0
+        for scope in dict.fromkeys(query.scopes):
+            sql, params = _page_sql(kind, query, scope, count=False)
+            keyed += [(row["sort_key"], row["id"], record(**{k: row[k] for k in row.keys() if k != "sort_key"}))
+                      for row in self._query(sql, *params)]
+            sql, params = _page_sql(kind, query, scope, count=True)
+            total += self._query(sql, *params)[0][0]
+        page = take(ordered(keyed, query.sort), query)
+        return Page(page.items, page.next, total)
+
     # blobs -------------------------------------------------------------------
     def _blob_file(self, key: str) -> Path:
         path = (self._blob_root / key).resolve()
@@ -712,6 +801,7 @@ def _card_version_row(version: CardVersion) -> dict[str, Any]:
     row = dataclasses.asdict(version)
     row["datasets"] = _json(list(version.datasets))
     row["parameters"] = _json(list(version.parameters))
+    row["tags"] = _json(list(version.tags))
     return row
 
 
@@ -719,6 +809,7 @@ def _card_version(row: sqlite3.Row) -> CardVersion:
     fields = dict(row)
     fields["datasets"] = tuple(json.loads(fields["datasets"]))
     fields["parameters"] = tuple(json.loads(fields["parameters"]))
+    fields["tags"] = tuple(json.loads(fields["tags"]))
     return CardVersion(**fields)
 
 
@@ -752,3 +843,99 @@ def _cached_result(row: sqlite3.Row) -> CachedResult:
 
 def _output_table(row: sqlite3.Row) -> OutputTable:
     return OutputTable(**{**dict(row), "pinned": bool(row["pinned"])})
+
+
+# the catalogue ---------------------------------------------------------------
+Statement = tuple[str, tuple[Any, ...]]
+CATALOG_ROW = "(SELECT row FROM catalog WHERE kind = ? AND id = ?)"
+
+
+def _catalog_put(entry: CatalogEntry, new: bool) -> list[Statement]:
+    """Statements that write ``entry`` (a new one, or over the record's entry, whose owner stays)."""
+    key = (entry.kind, entry.id)
+    statements: list[Statement]
+    if new:
+        statements = [("INSERT INTO catalog (kind, id, owner_id, title, search, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                       (*key, entry.owner_id, entry.title, entry.search, entry.updated_at))]
+    else:
+        statements = [(f"DELETE FROM catalog_text WHERE rowid = {CATALOG_ROW}", key),
+                      (f"DELETE FROM catalog_facets WHERE row = {CATALOG_ROW}", key),
+                      ("UPDATE catalog SET title = ?, search = ?, updated_at = ? WHERE kind = ? AND id = ?",
+                       (entry.title, entry.search, entry.updated_at, *key))]
+    statements.append(("INSERT INTO catalog_text (rowid, text) SELECT row, search FROM catalog "
+                       "WHERE kind = ? AND id = ?", key))
+    statements += [("INSERT OR IGNORE INTO catalog_facets (row, kind, facet, value, owner_id, updated_at, title, id) "
+                    "SELECT row, kind, ?, ?, owner_id, updated_at, title, id FROM catalog WHERE kind = ? AND id = ?",
+                    (facet, value, *key)) for facet, value in entry.facets]
+    return statements
+
+
+def _catalog_touch(kind: str, record_id: str, updated_at: str) -> list[Statement]:
+    """Statements that move a record's entry to ``updated_at`` (a dataset's new version)."""
+    return [("UPDATE catalog SET updated_at = ? WHERE kind = ? AND id = ?", (updated_at, kind, record_id)),
+            (f"UPDATE catalog_facets SET updated_at = ? WHERE row = {CATALOG_ROW}", (updated_at, kind, record_id))]
+
+
+def _catalog_delete(kind: str, record_id: str) -> list[Statement]:
+    return [(f"DELETE FROM catalog_text WHERE rowid = {CATALOG_ROW}", (kind, record_id)),
+            ("DELETE FROM catalog WHERE kind = ? AND id = ?", (kind, record_id))]
+
+
+def _unowned_card(version: CardVersion) -> Card:
+    """The head a new version's entry is made from; an update keeps the entry's owner."""
+    return Card(version.card_id, "", version.version, "", version.created_at)
+
+
+def _unowned_dashboard(version: DashboardVersion) -> Dashboard:
+    return Dashboard(version.dashboard_id, "", "", version.version, "", version.created_at)
+
+
+HEAD_TABLES = {CARD: "cards", DASHBOARD: "dashboards", DATASET: "datasets"}
+
+
+def _page_sql(kind: str, query: ListQuery, scope: Scope, count: bool) -> Statement:
+    """The SQL of one scope of a page (``count``: of its total): a range of one index of the catalogue,
+    ``limit + 1`` rows at most (a search reads the trigram index, or every entry of the kind below 3
+    characters)."""
+    facet = ("tag", query.tag) if query.tag is not None else (
+        ("dataset", query.dataset_id) if query.dataset_id is not None else None)
+    joins: list[str] = []
+    where: list[str] = []
+    params: list[Any] = []
+    if facet is None:
+        source, text = "catalog d", "d"
+        where.append("d.kind = ?")
+        params.append(kind)
+    else:
+        source, text = "catalog_facets d", "c"
+        where += ["d.kind = ?", "d.facet = ?", "d.value = ?"]
+        params += [kind, *facet]
+    if scope.kind == "owner":
+        where.append("d.owner_id = ?")
+        params.append(scope.user_id)
+    elif scope.kind == "shared":
+        joins.append("JOIN shares s ON s.dashboard_id = d.id AND s.user_id = ?")
+        where.append("d.owner_id != ?")
+        params = [scope.user_id, *params, scope.user_id]
+    if query.owner_id is not None:
+        where.append("d.owner_id = ?")
+        params.append(query.owner_id)
+    if query.search:
+        if len(query.search) >= 3:
+            where.append("d.row IN (SELECT rowid FROM catalog_text WHERE catalog_text MATCH ?)")
+            params.append('"' + query.search.replace('"', '""') + '"')
+        else:
+            if facet is not None:
+                joins.append("JOIN catalog c ON c.row = d.row")
+            where.append(f"{text}.search LIKE ? ESCAPE '\\'")
+            params.append("%" + query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    column, direction = ("updated_at", "DESC") if query.sort == "updated" else ("title", "ASC")
+    if count:
+        return f"SELECT count(*) FROM {source} {' '.join(joins)} WHERE {' AND '.join(where)}", tuple(params)
+    if query.after is not None:
+        where.append(f"(d.{column}, d.id) {'<' if direction == 'DESC' else '>'} (?, ?)")
+        params += list(query.after)
+    sql = (f"SELECT h.*, d.{column} AS sort_key FROM {source} {' '.join(joins)} "
+           f"JOIN {HEAD_TABLES[kind]} h ON h.id = d.id WHERE {' AND '.join(where)} "
+           f"ORDER BY d.{column} {direction}, d.id {direction} LIMIT ?")
+    return sql, (*params, query.limit + 1)

@@ -214,3 +214,30 @@ def test_dataset_placement_replaces_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["sales.parquet"]
     assert (tmp_path / "sales.parquet").read_bytes() == b"two"
     assert (tmp_path / "sales.parquet").stat().st_mode & 0o777 == 0o444
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes under ``pid`` now."""
+    parents = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(entry.parent.name)] = int(entry.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+async def test_a_destroyed_kernel_is_reaped_and_frees_its_place(agent):
+    """When DELETE answers, every process of the kernel is gone (reaped, not a zombie) and its place is free."""
+    created = json.loads((await agent.call("POST", "/kernels")).body)
+    kernel = agent.launcher.kernels[created["kernel_id"]]
+    processes = {kernel.pid} | descendants(kernel.pid)
+    assert len(processes) >= 2  # the sandbox's reaper and the kernel under it
+    assert json.loads((await agent.call("GET", "/health")).body)["in_use"] == 1
+    assert (await agent.call("DELETE", f"/kernels/{created['kernel_id']}")).code == 204
+    assert not [pid for pid in processes if Path(f"/proc/{pid}").exists()]
+    assert json.loads((await agent.call("GET", "/health")).body)["in_use"] == 0

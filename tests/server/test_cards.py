@@ -86,13 +86,13 @@ class TestCrud:
         assert response.code == 200 and response.json()["version"] == 2
 
     async def test_list_newest_first_without_code(self, any_api):
-        """My cards list newest first, each with its current version but not its code."""
+        """My cards list the most recently changed first, each with its current version but not its code."""
         token = await any_api.login()
         first = (await create(any_api, token, title="一")).json()
         second = (await create(any_api, token, title="二")).json()
         await save(any_api, token, first["id"], 1)
         listed = (await any_api.fetch("GET", "/api/cards", token=token)).json()["cards"]
-        assert [(c["id"], c["version"]) for c in listed] == [(second["id"], 1), (first["id"], 2)]
+        assert [(c["id"], c["version"]) for c in listed] == [(first["id"], 2), (second["id"], 1)]
         assert all("code" not in c for c in listed)
 
     async def test_delete(self, any_api):

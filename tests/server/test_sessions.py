@@ -238,3 +238,16 @@ async def test_remote_agent_by_configuration(start_server, root, tmp_path):
     finally:
         client.close()
         await agent.stop()
+
+
+async def test_sessions_past_capacity_in_a_row_never_wait_for_room(start_cards):
+    """A kernel's place is free once its session's close returns: one user opening and closing more
+    sessions in a row than the agent may hold kernels never waits for room (with no time to wait: 503)."""
+    api = await start_cards(KernelPool__placement_timeout=0.0, KernelPool__discovery_interval=3600.0)
+    token = await api.login()
+    pool = api.app.kernel_pool
+    (url,) = pool.loads
+    for _ in range(pool.loads[url].capacity + 1):
+        session_id = await open_session(api, token)
+        assert (await api.fetch("DELETE", f"/api/card-sessions/{session_id}", token=token)).code == 204
+    assert pool.loads[url].in_use == 0 == (await pool.agents[url].health())["in_use"]

@@ -1,6 +1,7 @@
 // The card API's shapes and calls.
 
 import { api, request } from "./client";
+import { fetchAll, fetchPage, type ListParams } from "./pages";
 
 export interface Card {
   id: string;
@@ -11,6 +12,7 @@ export interface Card {
   version: number;
   updated_at: string;
   updated_by: string;
+  tags?: string[];
 }
 
 export type CardSummary = Omit<Card, "code">;
@@ -22,7 +24,8 @@ export interface CardFields {
 }
 
 export const cardsApi = {
-  list: () => api.get<{ cards: CardSummary[] }>("/api/cards").then((r) => r.cards),
+  page: (params: ListParams, cursor: string | null = null) => fetchPage<CardSummary>("/api/cards", "cards", params, cursor),
+  list: () => fetchAll<CardSummary>("/api/cards", "cards"),
   get: (id: string) => api.get<Card>(`/api/cards/${encodeURIComponent(id)}`),
   create: (fields: CardFields) => api.post<Card>("/api/cards", { ...fields, parameters: [] }),
   // Saves a new version edited from `from`; a 409 ApiError names the current version otherwise.

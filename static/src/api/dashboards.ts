@@ -1,6 +1,7 @@
 // The dashboard API's shapes and calls (documents: dashboards_spec/README.md).
 
 import { api, request } from "./client";
+import { fetchAll, fetchPage, type ListParams } from "./pages";
 import type { Output } from "../outputs/render";
 
 export type Access = "owner" | "edit" | "view";
@@ -69,7 +70,8 @@ export interface CardResult {
 const path = (id: string) => `/api/dashboards/${encodeURIComponent(id)}`;
 
 export const dashboardsApi = {
-  list: () => api.get<{ dashboards: Dashboard[] }>("/api/dashboards").then((r) => r.dashboards),
+  page: (params: ListParams, cursor: string | null = null) => fetchPage<Dashboard>("/api/dashboards", "dashboards", params, cursor),
+  list: () => fetchAll<Dashboard>("/api/dashboards", "dashboards"),
   get: (id: string) => api.get<Dashboard>(path(id)),
   create: (title: string) => api.post<Dashboard>("/api/dashboards", { schemaVersion: 1, title, cards: [], layout: [] }),
   // Saves a new version edited from `from`: 409 if someone saved since, 422 with details.pointer.

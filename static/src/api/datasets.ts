@@ -1,6 +1,7 @@
 // The dataset API's shapes and calls, shared by the dataset pages and the card editor.
 
 import { api } from "./client";
+import { fetchAll, fetchPage, type ListParams } from "./pages";
 import { upload, type Upload } from "./upload";
 
 export interface Dataset {
@@ -29,7 +30,8 @@ export interface ReadOptions {
 }
 
 export const datasetsApi = {
-  list: () => api.get<{ datasets: Dataset[] }>("/api/datasets").then((r) => r.datasets),
+  page: (params: ListParams, cursor: string | null = null) => fetchPage<Dataset>("/api/datasets", "datasets", params, cursor),
+  list: () => fetchAll<Dataset>("/api/datasets", "datasets"),
   get: (id: string) => api.get<Dataset>(`/api/datasets/${encodeURIComponent(id)}`),
   remove: (id: string) => api.delete(`/api/datasets/${encodeURIComponent(id)}`),
   preview: (id: string, offset: number, limit: number) =>

@@ -129,6 +129,12 @@ export const en: Record<MessageKey, string> = {
   "dataset.confirmDelete": "Delete the dataset “{name}” and all its versions? Cards that load it will fail. This cannot be undone.",
 
   // cards
+  "list.search": "Search",
+  "list.sort": "Sort",
+  "list.sort.updated": "Recently updated",
+  "list.sort.title": "By title",
+  "list.more": "Show more",
+  "list.noMatch": "Nothing matches.",
   "cards.title": "Cards",
   "cards.new": "+ New card",
   "cards.col.title": "Title",
@@ -333,6 +339,10 @@ export const en: Record<MessageKey, string> = {
   "error.byte_order_mark_missing": "The file has no byte order mark, so its byte order is unknown: choose utf-16-le or utf-16-be.",
   "error.header_too_long": "The header row is longer than {limit} characters: shorten the column names, or check that the first line is a header.",
   "error.invalid_argument": "{argument} must be a whole number from {min} to {max}.",
+  "error.invalid_cursor": "This list has changed its page marker; start again from the first page.",
+  "error.invalid_sort": "A list sorts by updated time or by title.",
+  "error.unsupported_filter": "This list cannot be filtered by {argument}.",
+  "error.invalid_filter": "The {argument} filter is not valid: shorten it, or use true or false.",
   "error.invalid_delimiter": "The delimiter must be a tab or one printable ASCII character other than a quote.",
   "error.invalid_encoding": "Unknown encoding: choose utf-8, cp932, euc_jp or another text encoding.",
   "error.too_many_columns": "Too many columns ({columns}; at most {limit}): drop the columns you do not need or split the file.",

@@ -128,6 +128,12 @@ export const ja = {
   "dataset.confirmDelete": "データセット「{name}」とそのすべてのバージョンを削除しますか？このデータセットを読み込むカードはエラーになります。この操作は元に戻せません。",
 
   // カード一覧
+  "list.search": "検索",
+  "list.sort": "並べ替え",
+  "list.sort.updated": "更新日時順",
+  "list.sort.title": "タイトル順",
+  "list.more": "さらに表示",
+  "list.noMatch": "一致するものはありません。",
   "cards.title": "カード",
   "cards.new": "＋ 新しいカード",
   "cards.col.title": "タイトル",
@@ -332,6 +338,10 @@ export const ja = {
   "error.byte_order_mark_missing": "ファイルの先頭にバイトオーダーマーク（BOM）がないため、バイト順が分かりません。文字コードにutf-16-leまたはutf-16-beを指定してください。",
   "error.header_too_long": "見出し行が長すぎます（{limit}文字まで）。列名を短くするか、1行目が見出しかどうか確認してください。",
   "error.invalid_argument": "{argument}には{min}から{max}までの整数を指定してください。",
+  "error.invalid_cursor": "一覧のページ位置が無効です。最初のページから開き直してください。",
+  "error.invalid_sort": "一覧は更新日時またはタイトルで並べ替えられます。",
+  "error.unsupported_filter": "この一覧は{argument}で絞り込めません。",
+  "error.invalid_filter": "{argument}の絞り込み条件が無効です。短くするか、trueまたはfalseを指定してください。",
   "error.invalid_delimiter": "区切り文字には、タブまたは引用符以外の半角記号1文字を指定してください。",
   "error.invalid_encoding": "文字コードを認識できません。utf-8、cp932、euc_jpなどを指定してください。",
   "error.too_many_columns": "列が多すぎます（{columns}列。上限は{limit}列です）。不要な列を削除するか、ファイルを分割してください。",

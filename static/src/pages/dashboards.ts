@@ -1,7 +1,8 @@
-// The dashboards I own and those shared with me, with my access; creating a new one.
+// The dashboards I own and those shared with me, with my access, a page at a time; creating a new one.
 
 import "../dashboards/dashboards.css";
-import { dashboardsApi, type Access } from "../api/dashboards";
+import { dashboardsApi, type Access, type Dashboard } from "../api/dashboards";
+import { pagedList } from "../components/paged-list";
 import { h } from "../dom";
 import { ago, count, when } from "../format";
 import { t, type MessageKey } from "../i18n";
@@ -10,7 +11,6 @@ import type { Page } from "../router";
 const ACCESS: Record<Access, MessageKey> = { owner: "access.owner", edit: "access.edit", view: "access.view" };
 
 export async function dashboardsPage(go: (path: string) => void): Promise<Page> {
-  const dashboards = await dashboardsApi.list();
   const title = h("input", { name: "title", placeholder: t("dashboards.newTitle"), "aria-label": t("dashboards.newTitle"), maxlength: 200, required: true });
   const error = h("p", { class: "form-error", role: "alert" });
   const create = h("form", { class: "dash-create" }, title, h("button", { type: "submit", class: "primary" }, t("dashboards.new")), error);
@@ -23,26 +23,19 @@ export async function dashboardsPage(go: (path: string) => void): Promise<Page> 
       error.textContent = (e as Error).message;
     }
   });
-  const body = dashboards.length
-    ? h(
-        "table",
-        { class: "list" },
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("dashboards.col.title")), h("th", { scope: "col", class: "num" }, t("dashboards.col.cards")), h("th", { scope: "col" }, t("dashboards.col.access")), h("th", { scope: "col" }, t("dashboards.col.updated")))),
-        h(
-          "tbody",
-          {},
-          dashboards.map((d) =>
-            h(
-              "tr",
-              {},
-              h("td", {}, h("a", { href: `/dashboards/${encodeURIComponent(d.id)}`, class: "strong" }, d.document.title), d.document.description ? h("div", { class: "muted small" }, d.document.description) : null),
-              h("td", { class: "num muted" }, count(d.document.cards.length)),
-              h("td", {}, h("span", { class: `pill ${d.access}` }, t(ACCESS[d.access]))),
-              h("td", { class: "muted", title: when(d.updated_at) }, ago(d.updated_at)),
-            ),
-          ),
-        ),
-      )
-    : h("div", { class: "empty" }, h("h2", {}, t("dashboards.empty")), h("p", { class: "muted" }, t("dashboards.emptyHint")));
+  const body = await pagedList<Dashboard>({
+    load: dashboardsApi.page,
+    head: h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("dashboards.col.title")), h("th", { scope: "col", class: "num" }, t("dashboards.col.cards")), h("th", { scope: "col" }, t("dashboards.col.access")), h("th", { scope: "col" }, t("dashboards.col.updated")))),
+    row: (d) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, h("a", { href: `/dashboards/${encodeURIComponent(d.id)}`, class: "strong" }, d.document.title), d.document.description ? h("div", { class: "muted small" }, d.document.description) : null),
+        h("td", { class: "num muted" }, count(d.document.cards.length)),
+        h("td", {}, h("span", { class: `pill ${d.access}` }, t(ACCESS[d.access]))),
+        h("td", { class: "muted", title: when(d.updated_at) }, ago(d.updated_at)),
+      ),
+    empty: () => h("div", { class: "empty" }, h("h2", {}, t("dashboards.empty")), h("p", { class: "muted" }, t("dashboards.emptyHint"))),
+  });
   return { element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, t("dashboards.title")), h("span", { class: "spacer" }), create), body) };
 }

@@ -1,6 +1,7 @@
 // The datasets: upload a new one, and the list.
 
 import { datasetsApi, type Dataset } from "../api/datasets";
+import { pagedList } from "../components/paged-list";
 import { h } from "../dom";
 import { ago, bytes, count, when } from "../format";
 import { t, tWith } from "../i18n";
@@ -25,19 +26,16 @@ function row(dataset: Dataset): HTMLElement {
 }
 
 export async function datasetsPage(navigate: (to: string) => void): Promise<Page> {
-  const datasets = await datasetsApi.list();
   const upload = uploadPanel((dataset) => {
     lastUpload.dataset = dataset;
     navigate(`/datasets/${encodeURIComponent(dataset.id)}`);
   });
-  const list = datasets.length
-    ? h(
-        "table",
-        { class: "list" },
-        h("thead", {}, h("tr", {}, ...(["datasets.col.name", "datasets.col.rows", "datasets.col.columns", "datasets.col.readAs", "datasets.col.size", "datasets.col.version"] as const).map((key, i) => h("th", { scope: "col", class: i === 1 || i === 2 || i === 4 ? "num" : null }, t(key))))),
-        h("tbody", {}, datasets.map(row)),
-      )
-    : h("div", { class: "empty" }, h("h2", {}, t("datasets.empty")), h("p", { class: "muted" }, ...tWith("datasets.emptyHint", { code: h("code", {}, t("datasets.emptyCode")) })));
+  const list = await pagedList<Dataset>({
+    load: datasetsApi.page,
+    head: h("thead", {}, h("tr", {}, ...(["datasets.col.name", "datasets.col.rows", "datasets.col.columns", "datasets.col.readAs", "datasets.col.size", "datasets.col.version"] as const).map((key, i) => h("th", { scope: "col", class: i === 1 || i === 2 || i === 4 ? "num" : null }, t(key))))),
+    row,
+    empty: () => h("div", { class: "empty" }, h("h2", {}, t("datasets.empty")), h("p", { class: "muted" }, ...tWith("datasets.emptyHint", { code: h("code", {}, t("datasets.emptyCode")) }))),
+  });
   return {
     element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, t("datasets.title"))), upload, h("h2", { class: "section-title" }, t("datasets.all")), list),
   };

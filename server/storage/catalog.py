@@ -1,0 +1,64 @@
+"""What the lists of cards, dashboards and datasets are read from: one entry per record, the same in every store.
+
+An entry holds what a list sorts, filters and searches on: the owner, the title (a dataset's name), the
+folded search text (title and description), the time of the last change and the facets a list filters
+on (``tag`` for cards and dashboards, ``dataset`` for the datasets a card reads). Stores write it in the
+same transaction as the record it describes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TypeVar
+
+from ..models import Card, CardVersion, Dashboard, DashboardVersion, Dataset
+from ..paging import ListQuery, fold, ordered, sort_key
+
+CARD, DASHBOARD, DATASET = "card", "dashboard", "dataset"
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogEntry:
+    kind: str
+    id: str
+    owner_id: str
+    title: str
+    search: str
+    updated_at: str
+    facets: tuple[tuple[str, str], ...] = ()  # (facet, value): ("tag", "sales"), ("dataset", id)
+
+
+def card_entry(card: Card, version: CardVersion) -> CatalogEntry:
+    facets = tuple(("tag", tag) for tag in version.tags) + tuple(("dataset", d) for d in version.datasets)
+    return CatalogEntry(CARD, card.id, card.owner_id, version.title, fold(version.title),
+                        version.created_at, facets)
+
+
+def dashboard_entry(dashboard: Dashboard, version: DashboardVersion) -> CatalogEntry:
+    document = version.document
+    title = str(document.get("title", ""))
+    text = "\n".join([title, str(document.get("description", ""))])
+    facets = tuple(("tag", str(tag)) for tag in dict.fromkeys(document.get("tags", ())))
+    return CatalogEntry(DASHBOARD, dashboard.id, dashboard.owner_id, title, fold(text), version.created_at, facets)
+
+
+def dataset_entry(dataset: Dataset) -> CatalogEntry:
+    return CatalogEntry(DATASET, dataset.id, dataset.owner_id, dataset.name, fold(dataset.name), dataset.updated_at)
+
+
+def matching(entries: list[tuple[CatalogEntry, T]], query: ListQuery, shared: set[str]) -> list[tuple[str, str, T]]:
+    """The ``(sort key, id, record)`` of the entries in a scope of ``query`` that pass its filters, in its order."""
+    def visible(entry: CatalogEntry) -> bool:
+        return any(scope.kind == "all" or (scope.kind == "owner" and entry.owner_id == scope.user_id)
+                   or (scope.kind == "shared" and entry.id in shared and entry.owner_id != scope.user_id)
+                   for scope in query.scopes)
+
+    def passes(entry: CatalogEntry) -> bool:
+        return ((query.owner_id is None or entry.owner_id == query.owner_id)
+                and (query.tag is None or ("tag", query.tag) in entry.facets)
+                and (query.dataset_id is None or ("dataset", query.dataset_id) in entry.facets)
+                and (not query.search or query.search in entry.search))
+
+    return ordered([(sort_key(query.sort, entry.updated_at, entry.title), entry.id, record)
+                    for entry, record in entries if visible(entry) and passes(entry)], query.sort)

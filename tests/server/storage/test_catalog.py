@@ -1,0 +1,269 @@
+"""Pages of the catalogue (``Store.page_cards``, ``page_dashboards``, ``page_datasets``) on both backends,
+and, on SQLite, that a page reads at most ``limit + 1`` entries of one index."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+
+from server.models import Card, CardVersion, Dashboard, DashboardVersion, Share, User, utcnow
+from server.paging import ListQuery, Page, Scope, fold
+from server.storage.sqlite import DB_FILE, MIGRATIONS, SQLiteStore
+from tests.server.storage.test_contract import make_dataset, make_user
+
+ALL = (Scope("all"),)
+
+
+async def add_card(store, owner: User, title: str, tags: tuple[str, ...] = (), datasets: tuple[str, ...] = (),
+                   when: str | None = None) -> Card:
+    now = when or utcnow()
+    card = Card(uuid.uuid4().hex, owner.id, 1, now, now)
+    await store.create_card(card, CardVersion(card.id, 1, title, "1", datasets, (), now, owner.id, tags))
+    return card
+
+
+async def everything(read, query: ListQuery) -> list:
+    """Every record of ``query``, page after page."""
+    records, after = [], None
+    while True:
+        page: Page = await read(dataclasses.replace(query, after=after))
+        assert len(page.items) <= query.limit
+        records += page.items
+        if page.next is None:
+            return records
+        after = page.next
+
+
+@pytest.fixture
+async def owners(store) -> tuple[User, User]:
+    ana, ben = make_user("ana@example.com"), make_user("ben@example.com")
+    await store.create_user(ana)
+    await store.create_user(ben)
+    return ana, ben
+
+
+async def test_pages_cover_every_card_once_in_order(store, owners):
+    """Page after page gives each card once: newest change first, or by title in code-point order."""
+    ana, _ = owners
+    titles = ["b", "B", "a", "ア", "売上", "あ", "Z", "10", "2", "ｱ"]
+    cards = [await add_card(store, ana, title, when=f"2026-01-01T00:00:{i:02d}.000Z") for i, title in enumerate(titles)]
+    by_update = await everything(store.page_cards, ListQuery(ALL, limit=3))
+    assert [c.id for c in by_update] == [c.id for c in reversed(cards)]
+    by_title = await everything(store.page_cards, ListQuery(ALL, limit=4, sort="title"))
+    title_of = dict(zip((c.id for c in cards), titles, strict=True))
+    assert [title_of[c.id] for c in by_title] == sorted(titles)  # Python sorts str by code point
+
+
+async def test_a_cursor_stays_right_under_inserts(store, owners):
+    """Cards added while a reader pages (newer ones, so before the cursor) neither repeat nor shift the rest."""
+    ana, _ = owners
+    cards = [await add_card(store, ana, f"c{i}", when=f"2026-01-01T00:00:{i:02d}.000Z") for i in range(6)]
+    first = await store.page_cards(ListQuery(ALL, limit=3))
+    await add_card(store, ana, "new", when="2026-01-02T00:00:00.000Z")
+    second = await store.page_cards(ListQuery(ALL, limit=3, after=first.next))
+    assert [c.id for c in first.items + second.items] == [c.id for c in reversed(cards)]
+    assert second.next is None
+
+
+async def test_filters_by_scope_owner_tag_and_dataset(store, owners):
+    """Scopes and filters combine: one owner's, a tag's, a dataset's cards."""
+    ana, ben = owners
+    dataset = uuid.uuid4().hex
+    tagged = await add_card(store, ana, "tagged", tags=("月次", "sales"))
+    reads = await add_card(store, ben, "reads", datasets=(dataset,))
+    await add_card(store, ben, "plain")
+    mine = await store.page_cards(ListQuery((Scope("owner", ana.id),), limit=10))
+    assert [c.id for c in mine.items] == [tagged.id]
+    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10, tag="月次"))).items] == [tagged.id]
+    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10, dataset_id=dataset))).items] == [reads.id]
+    assert (await store.page_cards(ListQuery(ALL, limit=10, tag="sales", owner_id=ben.id))).items == []
+
+
+async def test_search_is_folded_substring_of_titles_and_descriptions(store, owners):
+    """Two-character Japanese, half-width kana, any case, and dashboard descriptions are found."""
+    ana, _ = owners
+    sales = await add_card(store, ana, "今月の売上レポート")
+    kana = await add_card(store, ana, "ｳﾘｱｹﾞ速報")
+    latin = await add_card(store, ana, "Weekly SALES")
+    await add_card(store, ana, "在庫")
+
+    async def found(text: str) -> set[str]:
+        return {c.id for c in (await store.page_cards(ListQuery(ALL, limit=10, search=fold(text)))).items}
+
+    assert await found("売上") == {sales.id}
+    assert await found("売上レポ") == {sales.id}
+    assert await found("ウリアゲ") == {kana.id}
+    assert await found("sales") == {latin.id}
+    assert await found("ly Sa") == {latin.id}
+    assert await found("%") == set() and await found("_") == set()
+    now = utcnow()
+    dashboard = Dashboard(uuid.uuid4().hex, "u1", ana.id, 1, now, now)
+    document = {"schemaVersion": 1, "title": "週報", "description": "東京店の売上と在庫", "tags": ["店舗"],
+                "cards": [], "layout": []}
+    await store.create_dashboard(dashboard, DashboardVersion(dashboard.id, 1, document, now, ana.id))
+    page = await store.page_dashboards(ListQuery(ALL, limit=10, search=fold("東京店")))
+    assert [d.id for d in page.items] == [dashboard.id]
+    assert [d.id for d in (await store.page_dashboards(ListQuery(ALL, limit=10, tag="店舗"))).items] == [dashboard.id]
+
+
+async def test_a_new_version_moves_the_entry(store, owners):
+    """A card's new version changes its title, tags and place; a deleted card leaves every list."""
+    ana, _ = owners
+    card = await add_card(store, ana, "old", tags=("a",), when="2026-01-01T00:00:00.000Z")
+    other = await add_card(store, ana, "other", when="2026-01-01T00:00:01.000Z")
+    now = utcnow()
+    await store.add_card_version(CardVersion(card.id, 2, "新しい題", "1", (), (), now, ana.id, ("b",)), 1)
+    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10))).items] == [card.id, other.id]
+    assert (await store.page_cards(ListQuery(ALL, limit=10, tag="a"))).items == []
+    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10, tag="b"))).items] == [card.id]
+    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10, search=fold("新しい")))).items] == [card.id]
+    await store.delete_card(card.id)
+    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10))).items] == [other.id]
+    assert (await store.page_cards(ListQuery(ALL, limit=10, search=fold("新しい")))).items == []
+
+
+async def test_dashboards_of_an_owner_and_shared_with_them(store, owners):
+    """The owner scope and the shared scope together give mine and those shared with me, once each."""
+    ana, ben = owners
+    now = utcnow()
+    made = []
+    for owner, title in ((ana, "ana's"), (ben, "shared"), (ben, "not shared")):
+        dashboard = Dashboard(uuid.uuid4().hex, uuid.uuid4().hex, owner.id, 1, now, now)
+        document = {"schemaVersion": 1, "title": title, "cards": [], "layout": []}
+        await store.create_dashboard(dashboard, DashboardVersion(dashboard.id, 1, document, now, owner.id))
+        made.append(dashboard)
+    await store.put_share(Share(made[1].id, ana.id, "view", now, ben.id))
+    await store.put_share(Share(made[0].id, ana.id, "edit", now, ana.id))  # one's own: listed once
+    scopes = (Scope("owner", ana.id), Scope("shared", ana.id))
+    both = await everything(store.page_dashboards, ListQuery(scopes, limit=1, sort="title"))
+    assert [d.id for d in both] == [made[0].id, made[1].id]
+    shared = await store.page_dashboards(ListQuery((Scope("shared", ana.id),), limit=10))
+    assert [d.id for d in shared.items] == [made[1].id]
+
+
+async def test_datasets_page_by_name_and_newest_version(store, owners):
+    """Datasets sort by name as their title, and a new version makes one the newest."""
+    ana, _ = owners
+    first, first_version = make_dataset(ana, "b")
+    await store.create_dataset(first, first_version)
+    second, second_version = make_dataset(ana, "a")
+    await store.create_dataset(second, second_version)
+    by_name = await store.page_datasets(ListQuery(ALL, limit=10, sort="title"))
+    assert [d.name for d in by_name.items] == ["a", "b"]
+    later = dataclasses.replace(first_version, version=2, created_at="2099-01-01T00:00:00.000Z")
+    await store.add_dataset_version(later, 1)
+    assert [d.id for d in (await store.page_datasets(ListQuery(ALL, limit=10))).items] == [first.id, second.id]
+
+
+# SQLite: what a page reads ----------------------------------------------------------
+@pytest.fixture
+async def sqlite_store(tmp_path) -> SQLiteStore:
+    instance = SQLiteStore(data_dir=str(tmp_path / "data"))
+    await instance.open()
+    yield instance
+    await instance.close()
+
+
+@pytest.mark.parametrize("query", [
+    ListQuery(ALL, limit=5),
+    ListQuery(ALL, limit=5, sort="title"),
+    ListQuery((Scope("owner", "OWNER"),), limit=5),
+    ListQuery((Scope("owner", "OWNER"),), limit=5, sort="title", tag="t1"),
+    ListQuery(ALL, limit=5, dataset_id="DATASET"),
+], ids=["all", "title", "owner", "owner-tag-title", "dataset"])
+async def test_a_page_reads_limit_plus_one_entries_in_index_order(sqlite_store, tmp_path, query):
+    """Each page's SELECT walks one index in the page's order (no sort step) and stops after
+    ``limit + 1`` rows; a deep page (after a cursor) as well as the first."""
+    owner = make_user()
+    await sqlite_store.create_user(owner)
+    dataset = uuid.uuid4().hex
+    for i in range(40):
+        await add_card(sqlite_store, owner, f"card {i:02d}", tags=(f"t{i % 2}",), datasets=(dataset,))
+    query = dataclasses.replace(
+        query, scopes=tuple(Scope(s.kind, owner.id if s.user_id else "") for s in query.scopes),
+        dataset_id=dataset if query.dataset_id else None)
+    statements: list[str] = []
+    conn = sqlite_store._conn  # the store's own connection: its statements, as SQLite runs them
+    first = await sqlite_store.page_cards(query)
+    await sqlite_store._run(conn.set_trace_callback, statements.append)
+    deep = await sqlite_store.page_cards(dataclasses.replace(query, after=first.next))
+    await sqlite_store._run(conn.set_trace_callback, None)
+    assert len(first.items) == len(deep.items) == 5
+    (select,) = [s for s in statements if s.startswith("SELECT h.*")]
+    assert select.endswith(f"LIMIT {query.limit + 1}")
+    explain = sqlite3.connect(Path(sqlite_store.data_dir) / DB_FILE)
+    plan = " | ".join(row[3] for row in explain.execute("EXPLAIN QUERY PLAN " + select))
+    explain.close()
+    assert "TEMP B-TREE" not in plan, plan
+    assert "INDEX catalog" in plan and "SCAN d " not in plan + " ", plan
+
+
+async def test_migration_lists_what_was_there(tmp_path):
+    """A database from before the catalogue gets every card, dashboard and dataset in its lists."""
+    data = tmp_path / "data"
+    store = SQLiteStore(data_dir=str(data))
+    await store.open()
+    owner = make_user()
+    await store.create_user(owner)
+    card = await add_card(store, owner, "古い売上", datasets=("d1",))
+    dataset, version = make_dataset(owner, "在庫")
+    await store.create_dataset(dataset, version)
+    await store.close()
+    conn = sqlite3.connect(data / DB_FILE)
+    conn.executescript(f"BEGIN; DROP TABLE catalog_text; DROP TABLE catalog_facets; DROP TABLE catalog;"
+                       " ALTER TABLE card_versions DROP COLUMN tags;"
+                       f" PRAGMA user_version = {len(MIGRATIONS) - 1}; COMMIT;")
+    conn.close()
+    store = SQLiteStore(data_dir=str(data))
+    await store.open()
+    try:
+        assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=5, search=fold("売上")))).items] == [card.id]
+        assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=5, dataset_id="d1"))).items] == [card.id]
+        assert [d.id for d in (await store.page_datasets(ListQuery(ALL, limit=5))).items] == [dataset.id]
+    finally:
+        await store.close()
+
+
+# DynamoDB: what a page costs ---------------------------------------------------------
+@pytest.mark.parametrize("query", [
+    ListQuery(ALL, limit=5),
+    ListQuery(ALL, limit=5, sort="title"),
+    ListQuery((Scope("owner", "OWNER"),), limit=5, tag="t1"),
+    ListQuery(ALL, limit=5, owner_id="OWNER", sort="title"),
+], ids=["all", "title", "owner-tag", "owner-filter"])
+async def test_a_page_is_one_query_on_dynamodb(store, store_kind, query):
+    """A first page and a deep page are one DynamoDB call each: a Query, never a Scan
+    (counted through botocore's event hook)."""
+    if store_kind != "aws":
+        pytest.skip("DynamoDB only")
+    owner = make_user()
+    await store.create_user(owner)
+    for i in range(20):
+        await add_card(store, owner, f"card {i:02d}", tags=(f"t{i % 2}",))
+    query = dataclasses.replace(query, scopes=tuple(Scope(s.kind, owner.id if s.user_id else "") for s in query.scopes),
+                                owner_id=owner.id if query.owner_id else None)
+    calls: list[str] = []
+    store._dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    first = await store.page_cards(query)
+    assert calls == ["Query"]
+    deep = await store.page_cards(dataclasses.replace(query, after=first.next))
+    assert calls == ["Query", "Query"] and len(first.items) == len(deep.items) == 5
+    assert not {c.id for c in first.items} & {c.id for c in deep.items}
+
+
+async def test_init_tables_lists_what_was_there_on_dynamodb(store, store_kind, owners):
+    """A deploy that adds the catalogue table: ``bi init-tables`` creates it and lists every record."""
+    if store_kind != "aws":
+        pytest.skip("DynamoDB only")
+    ana, _ = owners
+    card = await add_card(store, ana, "古い売上", tags=("月次",))
+    dataset, version = make_dataset(ana, "在庫")
+    await store.create_dataset(dataset, version)
+    store._dynamodb.delete_table(TableName=store._table("catalog"))
+    await store.create_schema(buckets=False)
+    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=5, tag="月次"))).items] == [card.id]
+    assert [d.id for d in (await store.page_datasets(ListQuery(ALL, limit=5))).items] == [dataset.id]

@@ -91,7 +91,7 @@ async def test_two_api_servers_share_runs_presence_and_revocations(start_server,
     """A re-run on server A reaches a viewer on server B, who sees A's viewers and A's new version of the
     dashboard; revoking the share on A closes the viewer's socket on B."""
     bus = {"ServeApp__redis_url": redis_server.url, "RedisBus__ca_file": str(redis_server.ca_file)}
-    a = await start_cards(**bus)
+    a = await start_cards(own_agent=True, **bus)  # its key file is in its data dir, for B
     agent = a.app.kernel_pool.executors.urls[0]  # B runs cards on A's agent: the same kernel image version
     b = await start_server(BIApp__data_dir=str(tmp_path / "data0"), ServeApp__executor_urls=[agent],  # one store
                            ServeApp__executor_private_key_file=str(tmp_path / "data0" / PRIVATE_KEY_FILE), **bus)

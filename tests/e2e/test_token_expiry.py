@@ -1,4 +1,5 @@
-"""When the token runs out, the user signs in again in a dialog and keeps the code in the editor."""
+"""When the access token runs out, the page renews it from the sign-in cookie without a word; when the
+sign-in itself has ended, the user signs in again in a dialog and keeps the code in the editor."""
 
 from __future__ import annotations
 
@@ -16,9 +17,31 @@ LIFETIME = 8
 
 @pytest.fixture(scope="module")
 def short_tokens(tmp_path_factory) -> Iterator[Server]:
-    """A server whose tokens last a few seconds (card execution off: saving needs no kernel)."""
+    """A server whose sign-ins (access and refresh tokens) last a few seconds (card execution off: saving
+    needs no kernel)."""
     yield from start_bi(tmp_path_factory.mktemp("short"), f"--AuthService.token_lifetime={LIFETIME}",
+                        f"--AuthService.refresh_token_lifetime={LIFETIME}", "--ServeApp.local_executor=False")
+
+
+@pytest.fixture(scope="module")
+def short_access(tmp_path_factory) -> Iterator[Server]:
+    """A server whose access tokens last a few seconds and sign-ins the default two weeks."""
+    yield from start_bi(tmp_path_factory.mktemp("access"), f"--AuthService.token_lifetime={LIFETIME}",
                         "--ServeApp.local_executor=False")
+
+
+def test_an_expired_access_token_is_renewed_without_asking(page: Page, short_access):
+    """A save after the access token ran out goes through at once: the page renewed the token from the
+    httpOnly refresh cookie, with no dialog."""
+    sign_in(page, short_access, "/cards/new")
+    signed_in = time.monotonic()
+    page.get_by_placeholder("Untitled card").fill("更新のテスト")
+    page.locator(".cm-content").click()
+    page.keyboard.insert_text("1 + 1\n")
+    time.sleep(max(0.0, signed_in + LIFETIME + 1 - time.monotonic()))
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved as version 1.")).to_be_visible()
+    expect(page.get_by_role("dialog")).to_have_count(0)
 
 
 def test_first_visit_pages_say_what_to_do(page: Page, short_tokens):

@@ -1,5 +1,6 @@
 // The HTTP client of every page: sends the bearer token, turns error bodies into ApiError, and on a
-// 401 asks the user to sign in again (without leaving the page) and retries once.
+// 401 renews the short-lived access token from the sign-in cookie (or, when that sign-in has ended,
+// asks the user to sign in again without leaving the page) and retries once.
 
 import { session } from "../auth/session";
 import { ApiError, parseJSON } from "./errors";
@@ -19,9 +20,38 @@ export function onUnauthorized(fn: Reauthenticate): void {
   reauthenticate = fn;
 }
 
-// A valid token, signing in again first when the one we hold has run out.
+interface SignInBody {
+  access_token: string;
+  expires_in: number;
+  user: Parameters<typeof session.signIn>[1];
+}
+
+// A new access token from the httpOnly refresh cookie, one tab at a time (the refresh token rotates, and
+// two tabs presenting the same one would end the sign-in); the sign-in dialog when the sign-in has ended.
+async function renew(): Promise<void> {
+  const refresh = async (): Promise<boolean> => {
+    if (!session.expired) return true; // another tab's renewal reached this one first
+    try {
+      const response = await fetch("/api/auth/refresh", {
+        method: "POST",
+        headers: { Accept: "application/json", "Content-Type": "application/json" },
+        body: "{}",
+      });
+      if (!response.ok) return false;
+      const body = parseJSON(await response.text()) as SignInBody;
+      session.signIn(body.access_token, body.user, body.expires_in);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const renewed = navigator.locks ? await navigator.locks.request("bi.refresh", refresh) : await refresh();
+  if (!renewed) await reauthenticate();
+}
+
+// A valid token, renewed first when the one we hold has run out.
 export async function freshToken(): Promise<string> {
-  if (session.expired) await reauthenticate();
+  if (session.expired) await renew();
   return session.token ?? "";
 }
 
@@ -31,7 +61,8 @@ export async function withReauth<T>(attempt: () => Promise<T>): Promise<T> {
     return await attempt();
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 401 || !session.user) throw error;
-    await reauthenticate();
+    session.signIn("", session.user, 0); // what we held was refused: renew it
+    await renew();
     return attempt();
   }
 }

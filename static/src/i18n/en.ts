@@ -350,7 +350,6 @@ export const en: Record<MessageKey, string> = {
   "error.dataset_not_readable": "This card version cannot run: the person who saved it cannot read the dataset “{dataset}”. Ask its owner to share it, or save the card again with datasets you can read.",
   "error.access_revoked": "Your access was revoked, so this session has ended. Open a new one where you still have access.",
   "error.invalid_time": "{argument} must be a date or time such as 2026-12-06 or 2026-12-06T09:00:00+09:00.",
-  "error.invalid_cursor": "This page link is not valid any more. Start again from the first page.",
   "error.password_change_required": "Your password was reset by an admin. Choose a new password to continue.",
   "error.account_deactivated": "This account is deactivated. Ask an admin to reactivate it.",
   "error.token_revoked": "You were signed out (signed out everywhere, or the password or account changed). Sign in again.",

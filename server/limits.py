@@ -130,7 +130,7 @@ stops reading the kernel's iopub until the run catches up."""
 TABLE_FILES_CHECKED = 1
 """Output tables the server validates at once (``services/output_tables.py``): each maps its file."""
 
-SVG_TAGS = 40_000
+SVG_ELEMENTS = 40_000
 """Tags (``<`` counted, closing tags and comments included) of one SVG output: cleaning costs about 10 µs
 each (a matplotlib scatter of 20,000 points has about 20,000). Past them the output is ``output_too_complex``."""
 

@@ -96,11 +96,11 @@ first; the client is told how many it lost). ``LiveSessions.replay_buffer_bytes`
 PAGE_VALUES = 1_000_000
 """Values (nested ones included) in one page of a stored table (``GET /api/outputs/{id}/rows``)."""
 
-PAGE_TEXT_BYTES = 4 * 1024 * 1024
+PAGE_TEXT_BYTES = 1024 * 1024
 """Bytes of text and binary values (nested ones included, long cells already cut to ``PREVIEW_CELL_CHARS``)
 in one page of a stored table, counted from Arrow's offsets before anything is converted: a page past it
 keeps the rows that fit; a single row past it is refused (``table_too_large``). JSON may escape each byte
-into six."""
+into six; the page is encoded off the event loop (``APIHandler.write_page_json``)."""
 
 TABLE_QUOTA_BYTES = 1024 ** 3
 """Bytes of stored output tables one user's runs may keep; past it the least recently used go first."""

@@ -1,11 +1,13 @@
 """Costly outputs: outputs under the output cap whose cleaning costs the server seconds.
 
 Every output is sanitised before it is passed on (``server/execution/sanitize.py``). A card's SVG
-of 340,000 nested ``<g>`` or a forged Bokeh item of 50,000 ``Spacer`` models is within the 5 MB
+of 340,000 nested ``<g>`` or a forged Bokeh item of 70,000 ``Spacer`` models is within the 5 MB
 output cap, yet cleaning it took seconds on the event loop: every other request waited (from four
 sessions ``/api/health`` waited 7.6 s and 14.5 s; a plain-text output of the same size, 0.6 s).
 Cleaning is bounded in work (``SVG_ELEMENTS`` tags, ``BOKEH_MODELS`` models, counted cheaply before or
-while checking; past them the output is the error ``output_too_complex``) and runs in a thread.
+while checking; past them the output is the error ``output_too_complex``) and runs in a thread. The
+item here has 20,000 models (past the bound): parsing a kernel message of that many objects still
+happens on the event loop (``execution.links.unpack_part``), bounded by the message size alone.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ display({'image/svg+xml': '<svg xmlns="http://www.w3.org/2000/svg">' + '<g>' * n
 
 SPACERS = """
 from IPython.display import display
-spacers = [{'type': 'object', 'name': 'Spacer', 'id': f'p{i}', 'attributes': {}} for i in range(50_000)]
+spacers = [{'type': 'object', 'name': 'Spacer', 'id': f'p{i}', 'attributes': {}} for i in range(20_000)]
 display({%r: {'target_id': None, 'root_id': 'c', 'version': '3.9.2',
          'doc': {'version': '3.9.2', 'title': '', 'roots': [
              {'type': 'object', 'name': 'Column', 'id': 'c', 'attributes': {'children': spacers}}]}},

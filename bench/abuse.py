@@ -465,6 +465,47 @@ print('socket files', made)
 """
 
 
+LONG_CELL = """
+import pyarrow as pa
+from IPython.display import display
+with pa.OSFile(get_ipython().kernel.tables_dir + '/' + 'c' * 32 + '.arrow', 'wb') as file:
+    with pa.ipc.new_stream(file, pa.schema([('s', pa.string())])) as writer:
+        writer.write_table(pa.table({'s': pa.array(['\\x01' * (45 * 1024 * 1024)])}))  # one 45 MB value
+display({'application/vnd.bi.dataframe.v1+json': {
+             'columns': [{'name': 's', 'dtype': 'object'}], 'index': [], 'row_count': 1,
+             'rows': [], 'rows_available': 1, 'complete': True},
+         'application/vnd.bi.table-file.v1+json': {'name': 'c' * 32}, 'text/plain': 'x'}, raw=True)
+"""
+
+NESTED_SVG = """
+from IPython.display import display
+n = 340_000
+display({'image/svg+xml': '<svg xmlns="http://www.w3.org/2000/svg">' + '<g>' * n + '</g>' * n + '</svg>',
+         'text/plain': 'x'}, raw=True)
+"""
+
+SPACERS = """
+from IPython.display import display
+spacers = [{'type': 'object', 'name': 'Spacer', 'id': f'p{i}', 'attributes': {}} for i in range(60_000)]
+display({'application/vnd.bi.bokeh-item.v1+json': {'target_id': None, 'root_id': 'c', 'version': '3.9.2',
+         'doc': {'version': '3.9.2', 'title': '', 'roots': [
+             {'type': 'object', 'name': 'Column', 'id': 'c', 'attributes': {'children': spacers}}]}},
+         'text/plain': 'x'}, raw=True)
+"""
+
+
+async def health_waits(server: Server, work: Awaitable[Any]) -> tuple[Any, float]:
+    """``work``'s result and the longest a ``GET /api/health`` (asked every 50 ms meanwhile) waited."""
+    task = asyncio.ensure_future(work)
+    longest = 0.0
+    while not task.done():
+        start = time.monotonic()
+        await server.call("GET", "/api/health", auth=False)
+        longest = max(longest, time.monotonic() - start)
+        await asyncio.sleep(0.05)
+    return await task, longest
+
+
 def outputs_of(body: Any) -> list[dict[str, Any]]:
     """The outputs of an execute answer, or of its 408 (the outputs until the time limit)."""
     body = body or {}
@@ -512,6 +553,30 @@ async def arrow_bomb(server: Server, tally: Tally) -> None:
         status, _ = await server.call("GET", f"/api/outputs/{ids[0]}/rows?offset=0&limit=10")
         tally.saw(status)
         tally.note(f"rows HTTP {status}")
+
+
+async def long_cell(server: Server, tally: Tally) -> None:
+    """A DataFrame output's table of one 45 MB string of control characters, then three pages of it at once."""
+    async with Session(server, tally) as session:
+        status, body = await session.execute(LONG_CELL)
+        ids = [o["output_id"] for o in outputs_of(body) if o.get("output_id")]
+        if not ids:
+            raise AttackFailed(f"no table stored ({answer(status, body)})")
+        page = server.call("GET", f"/api/outputs/{ids[0]}/rows?limit=1")
+        pages, waited = await health_waits(server, asyncio.gather(page, page, page))
+        tally.note(f"rows HTTP {[tally.saw(status) for status, _ in pages]}, "
+                   f"{len(json.dumps(pages[0][1]))} bytes, health waited {waited:.2f} s")
+
+
+async def costly_outputs(server: Server, tally: Tally, sessions: int = 4) -> None:
+    """From four sessions at once, an SVG of 340,000 nested groups, then a Bokeh item of 60,000 Spacers."""
+    async def both() -> list[str]:
+        async with Session(server, tally) as session:
+            runs = [await session.execute(code) for code in (NESTED_SVG, SPACERS)]
+            return [f"{answer(status, body)} {[o.get('ename') for o in outputs_of(body) if 'ename' in o]}"
+                    for status, body in runs]
+    answers, waited = await health_waits(server, asyncio.gather(*(both() for _ in range(sessions))))
+    tally.note(f"{sorted(set(a for each in answers for a in each))}, health waited {waited:.2f} s")
 
 
 async def card_replay(server: Server, tally: Tally, runs: int = 150, seconds: float = 45) -> None:
@@ -766,6 +831,8 @@ ATTACKS: dict[str, tuple[Callable[[Server, Tally], Awaitable[None]], float]] = {
     "many_parts": (many_parts, 60),
     "medium_messages": (medium_messages, 70),
     "arrow_bomb": (arrow_bomb, 120),
+    "long_cell": (long_cell, 60),
+    "costly_outputs": (costly_outputs, 60),
     "card_replay": (card_replay, 70),
     "jupyter_replay": (jupyter_replay, 70),
     "storage_flood": (storage_flood, 70),

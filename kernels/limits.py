@@ -48,6 +48,11 @@ ARROW_VALUES = 50_000_000
 ARROW_MESSAGES = 1_000
 """Messages (schema, record and dictionary batches) in its stream: each costs a little to check."""
 
+PREVIEW_CELL_CHARS = 500
+"""Characters of one text value (bytes of one binary value) in a page of rows, the kernel's first page of a
+DataFrame and a dataset preview alike; longer ones are cut before they are converted and the cell is named
+(``kernels.arrow_rows``)."""
+
 # Kernel messages --------------------------------------------------------------
 MESSAGE_FRAMING_BYTES = 64 * 1024
 """Headers, metadata and JSON escaping around a message's largest legitimate part."""

@@ -4,7 +4,8 @@ A DataFrame shown by a cell (last expression or ``display``) publishes the bundl
 
 - ``application/vnd.bi.dataframe.v1+json``: ``columns`` (name and pandas dtype of each),
   ``index`` (the names of the leading columns that hold the index), ``row_count``, ``rows``
-  (the first ``FIRST_ROWS`` rows as JSON-safe lists, ``kernels.arrow_rows``), and
+  (the first ``FIRST_ROWS`` rows as JSON-safe lists, ``kernels.arrow_rows``, long values cut to
+  ``PREVIEW_CELL_CHARS`` as on every page, the cut cells in ``truncated_cells``), and
   ``rows_available`` / ``complete``: how many rows can be paged, and whether that is all;
 - ``application/vnd.bi.table-file.v1+json``: ``{"name"}`` of the whole table as an Arrow IPC
   stream written to the kernel's tables folder (``<name>.arrow``), only when it takes at most
@@ -35,7 +36,7 @@ import pyarrow as pa
 
 from kernels import formatters
 from kernels.arrow_check import Bounds, TableTooLarge, measure
-from kernels.arrow_rows import rows_of
+from kernels.arrow_rows import cut_long_values, rows_of
 from kernels.limits import ARROW_BYTES, ARROW_ROWS
 from kernels.wire import DATAFRAME, TABLE_FILE
 
@@ -132,13 +133,14 @@ def bundle(obj: pd.DataFrame | pd.Series, arrow_limit: int = ARROW_BYTES,
     """The MIME bundle of a DataFrame or Series; without ``tables_dir``, only its first rows."""
     frame = obj.to_frame("value" if obj.name is None else obj.name) if isinstance(obj, pd.Series) else obj
     columns, index_columns = columns_of(frame)
-    first = arrow_table([(name, values.iloc[:FIRST_ROWS]) for name, values in columns])
+    first, truncated = cut_long_values(arrow_table([(name, values.iloc[:FIRST_ROWS]) for name, values in columns]))
     stream = write_table(frame, columns, arrow_limit, Path(tables_dir)) if tables_dir else None
     data: dict[str, Any] = {
         DATAFRAME: {"columns": [{"name": name, "dtype": str(values.dtype)} for name, values in columns],
                     "index": [name for name, _ in columns[:index_columns]],
                     "row_count": len(frame),
                     "rows": rows_of(first),
+                    "truncated_cells": truncated,
                     "rows_available": len(frame) if stream is not None else first.num_rows,
                     "complete": stream is not None},
         "text/plain": plain(obj),

@@ -156,6 +156,13 @@ class TableTooLargeError(BIError):
     code = "table_too_large"
 
 
+class OutputTooComplexError(BIError):
+    """An SVG or Bokeh output holds more elements or models than the server cleans (``limits.SVG_TAGS``,
+    ``limits.BOKEH_MODELS``): it becomes an error output of this code."""
+
+    code = "output_too_complex"
+
+
 class InvalidTableError(BIError):
     """A DataFrame output's table is not a well-formed Arrow stream."""
 

@@ -7,9 +7,11 @@ with the executor side and come from ``kernels/limits.py``.
 
 from __future__ import annotations
 
-from kernels.limits import ARROW_BYTES, ARROW_MESSAGES, ARROW_ROWS, ARROW_VALUES, KERNEL_MESSAGE_BYTES, OUTPUT_BYTES
+from kernels.limits import (ARROW_BYTES, ARROW_MESSAGES, ARROW_ROWS, ARROW_VALUES, KERNEL_MESSAGE_BYTES, OUTPUT_BYTES,
+                            PREVIEW_CELL_CHARS)
 
-__all__ = ["ARROW_BYTES", "ARROW_MESSAGES", "ARROW_ROWS", "ARROW_VALUES", "KERNEL_MESSAGE_BYTES", "OUTPUT_BYTES"]
+__all__ = ["ARROW_BYTES", "ARROW_MESSAGES", "ARROW_ROWS", "ARROW_VALUES", "KERNEL_MESSAGE_BYTES", "OUTPUT_BYTES",
+           "PREVIEW_CELL_CHARS"]
 
 # HTTP: what a caller can make the server hold before and after sign-in ---------------------------
 JSON_BODY_BYTES = 1024 * 1024
@@ -98,6 +100,12 @@ first; the client is told how many it lost). ``LiveSessions.replay_buffer_bytes`
 PAGE_VALUES = 1_000_000
 """Values (nested ones included) in one page of a stored table (``GET /api/outputs/{id}/rows``)."""
 
+PAGE_TEXT_BYTES = 1024 * 1024
+"""Bytes of text and binary values (nested ones included, long cells already cut to ``PREVIEW_CELL_CHARS``)
+in one page of a stored table, counted from Arrow's offsets before anything is converted: a page past it
+keeps the rows that fit; a single row past it is refused (``table_too_large``). JSON may escape each byte
+into six; the page is encoded off the event loop (``APIHandler.write_page_json``)."""
+
 TABLE_QUOTA_BYTES = 1024 ** 3
 """Bytes of stored output tables one user's runs may keep; past it the least recently used go first."""
 
@@ -125,6 +133,14 @@ stops reading the kernel's iopub until the run catches up."""
 
 TABLE_FILES_CHECKED = 1
 """Output tables the server validates at once (``services/output_tables.py``): each maps its file."""
+
+SVG_ELEMENTS = 40_000
+"""Tags (``<`` counted, closing tags and comments included) of one SVG output: cleaning costs about 10 µs
+each (a matplotlib scatter of 20,000 points has about 20,000). Past them the output is ``output_too_complex``."""
+
+BOKEH_MODELS = 10_000
+"""Models in one Bokeh item or patch (a figure has about 50, a grid of 100 plots a few thousand): each costs
+the sanitiser a check of every property and a viewer's browser a view. Past them ``output_too_complex``."""
 
 KERNEL_JSON_DEPTH = 512
 """Arrays and objects nested in one JSON part of a kernel message (a Bokeh layout nests deeply, yet
@@ -184,9 +200,6 @@ every dataset."""
 
 PREVIEW_VALUES = 20_000
 """Values in one page of a dataset preview: a wide dataset gets fewer rows per page."""
-
-PREVIEW_CELL_CHARS = 500
-"""Characters of one text value in a dataset preview; longer ones are cut and the cell is named."""
 
 IMPORTS_RUNNING = 2
 """CSV conversions running at once (``DatasetService.max_concurrent_imports``)."""

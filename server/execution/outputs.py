@@ -9,12 +9,13 @@ change of a shown Bokeh figure, from a ``comm_msg`` whose data names the ``bi.bo
 
 The collector takes the table out of DataFrame outputs (the session fetched its file; ``keep_table``
 stores it and names it by the output's ``output_id``, or refuses it: an error output with the
-refusal's code follows the output, which keeps its first rows) and sanitises every output (``sanitize``) before counting
-it: once the outputs of one execution pass the cap, one notice is added and the rest is dropped.
+refusal's code follows the output, which keeps its first rows) and sanitises every output (``sanitize``; SVG and
+Bokeh in a thread, in order) before counting it: once the outputs of one execution pass the cap, one notice is added and the rest is dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from kernels.wire import BOKEH_COMM_TARGET
 
 from .. import json_io
 from ..errors import BIError
-from .sanitize import sanitize_output
+from .sanitize import needs_thread, sanitize_output
 from .tables import strip_table
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -90,23 +91,40 @@ class OutputCollector:
         self.size = 0
         self.truncated = False
 
-    def add_message(self, message: dict[str, Any], table: Path | None = None) -> None:
-        """Add the message's output; ``table``: the file of the table its DataFrame bundle names."""
+    async def add_message(self, message: dict[str, Any], table: Path | None = None) -> None:
+        """Add the message's output; ``table``: the file of the table its DataFrame bundle names.
+
+        An SVG or Bokeh output is cleaned in a thread (bounded work, yet up to a few hundred
+        milliseconds): the caller awaits it before its next message, so outputs keep their order.
+        """
         output = output_of(message)
-        if output is not None:
-            self.add(output, table)
-        else:
+        if output is None:
             _discard(table)
+            return
+        named = strip_table(output)
+        if not self.truncated and needs_thread(output):
+            try:
+                output = await asyncio.to_thread(sanitize_output, output)
+            except asyncio.CancelledError:  # the run ended meanwhile: its table file goes too
+                _discard(table)
+                raise
+        else:
+            output = sanitize_output(output)
+        self._keep(output, named, table)
 
     def add(self, output: dict[str, Any], table: Path | None = None) -> None:
-        named = strip_table(output)  # the whole table is kept apart, not counted, paged later
-        if self.truncated or not named or self.keep_table is None:
+        """Add an output (one the server made: an error, a notice)."""
+        named = strip_table(output)
+        self._keep(sanitize_output(output), named, table)
+
+    def _keep(self, output: dict[str, Any], named: bool, table: Path | None) -> None:
+        """Count and pass on a sanitised output; ``named``: whether its bundle named a table (``table``)."""
+        if self.truncated or not named or self.keep_table is None:  # the whole table is kept apart, paged later
             _discard(table)
             table = None
         if self.truncated:
             return
         refused = None
-        output = sanitize_output(output)
         if output["output_type"] == "error" and output["ename"] == MEMORY_ERROR:
             output["evalue"] = f"the card exceeded the {self.memory_mb} MB memory limit"
         self.size += len(json_io.dumps(output))

@@ -39,6 +39,11 @@ DOM from some strings, so:
   names no model, so its attribute must be a property of some allowed model and the strictest
   rule for its name applies.
 
+Cleaning is bounded in work before it starts: an SVG of more than ``SVG_ELEMENTS`` tags (``<`` counted)
+is not parsed, and a Bokeh item or patch stops being checked at its ``BOKEH_MODELS + 1``-th model;
+either output becomes the error ``output_too_complex`` (``OutputTooComplexError``). The collector runs
+the cleaning of SVG and Bokeh outputs in a thread (``needs_thread``), in order.
+
 The page must still render items with the BokehJS we serve, without its MathJax bundle (so that
 ``$$...$$`` in titles stays text), into its own target element.
 """
@@ -75,6 +80,8 @@ from bokeh.models.widgets.tables import RowAggregator
 
 from kernels.wire import BOKEH_ITEM, DATAFRAME, WIDGET_VIEW
 
+from ..errors import OutputTooComplexError
+from ..limits import BOKEH_MODELS, SVG_ELEMENTS
 from . import bokeh_properties
 
 SVG = "image/svg+xml"
@@ -173,13 +180,19 @@ def check_attribute(attr: str, value: Any, model: str | None) -> None:
         raise Unsafe(f"uses HTML in {model or '/'.join(sorted(bokeh_properties.TEMPLATE_OWNERS[attr]))}.{attr}")
 
 
-def check_bokeh(value: Any) -> None:
-    """Unsafe if a Bokeh document, item or patch holds a model, attribute or URL we do not allow."""
-    stack = [value]
+def check_bokeh(value: Any, max_models: int = BOKEH_MODELS) -> None:
+    """Unsafe if a Bokeh document, item or patch holds a model, attribute or URL we do not allow;
+    ``OutputTooComplexError`` at its ``max_models + 1``-th model."""
+    stack, models = [value], 0
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
             if item.get("type") == "object":
+                models += 1
+                if models > max_models:
+                    raise OutputTooComplexError(f"This chart has more than {max_models:,} Bokeh models, more than "
+                                                "an output may show. Plot fewer figures or aggregate the data.",
+                                                {"bound": "bokeh_models", "max": max_models})
                 name = item.get("name")
                 attributes = item.get("attributes", {})
                 if name not in ALLOWED_MODELS or not isinstance(attributes, dict):
@@ -206,8 +219,12 @@ def check_patch(patch: Any) -> None:
     check_bokeh(patch)
 
 
-def clean_svg(svg: str) -> str | None:
-    """The static drawing in ``svg``, or None if there is none."""
+def clean_svg(svg: str, max_elements: int = SVG_ELEMENTS) -> str | None:
+    """The static drawing in ``svg``, or None if there is none; ``OutputTooComplexError`` past ``max_elements`` tags."""
+    if svg.count("<") > max_elements:
+        raise OutputTooComplexError(f"This SVG image has more than {max_elements:,} elements, more than an output may "
+                                    "show. Draw fewer shapes, or show it as a PNG image.",
+                                    {"bound": "svg_elements", "max": max_elements})
     svg = svg.replace("xlink:href=", "href=")  # SVG 2 spelling, without a namespace to declare
     cleaned = nh3.clean(svg, tags=SVG_TAGS, attributes={"*": SVG_ATTRIBUTES}, url_schemes=set(),
                         clean_content_tags={"script", "style", "foreignObject", "metadata"},
@@ -233,7 +250,8 @@ def sanitize_bundle(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def sanitize_output(output: dict[str, Any]) -> dict[str, Any]:
-    """``output`` as it may reach a page: bundles cut down, unsafe Bokeh content an error."""
+    """``output`` as it may reach a page: bundles cut down, unsafe Bokeh content an error, and so is
+    content too costly to clean."""
     try:
         if output["output_type"] == "bokeh_patch":
             check_patch(output.get("patch"))
@@ -241,4 +259,12 @@ def sanitize_output(output: dict[str, Any]) -> dict[str, Any]:
             return {**output, "data": sanitize_bundle(output["data"])}
     except Unsafe as reason:
         return unsafe_output(reason)
+    except OutputTooComplexError as exc:
+        return {"output_type": "error", "ename": exc.code, "evalue": exc.message, "traceback": []}
     return output
+
+
+def needs_thread(output: dict[str, Any]) -> bool:
+    """Whether cleaning ``output`` may take long enough to run off the event loop (SVG, Bokeh)."""
+    data = output.get("data")
+    return output["output_type"] == "bokeh_patch" or (isinstance(data, dict) and (SVG in data or BOKEH_ITEM in data))

@@ -314,7 +314,7 @@ class KernelSession:
                 idle = True
             else:
                 name = None if collector.truncated else table_name(message)
-                collector.add_message(message, await self._fetch_table(kernel, name) if name else None)
+                await collector.add_message(message, await self._fetch_table(kernel, name) if name else None)
                 if reply is not None:  # output still coming: its idle follows it
                     trail_until = loop.time() + TRAIL_SECONDS
         if kernel.link_dropped.is_set() and kernel.watch is not None:

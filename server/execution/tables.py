@@ -10,7 +10,9 @@ page (``kernels.arrow_rows``).
 The stream comes from a kernel. ``measure`` reads only its metadata and refuses, before
 anything is decompressed, a stream past the bounds (``TableTooLargeError``) or malformed
 (``InvalidTableError``); ``validate`` then reads it whole, a batch at a time, within those bounds.
-``read_rows`` measures again before it reads the batches up to its page.
+``read_rows`` measures again before it reads the batches up to its page, and bounds the page in
+values, then in bytes: long cells are cut (``kernels.arrow_rows.cut_long_values``) and the text
+left is counted from Arrow's offsets (``text_bytes``) before anything is converted.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ import pyarrow.compute as pc
 
 from kernels.arrow_check import Bounds, Size, TableTooLarge
 from kernels.arrow_check import measure as measure_stream
-from kernels.arrow_rows import rows_of
+from kernels.arrow_rows import Cells, cut_long_values, rows_of
 from kernels.wire import ARROW_STREAM, TABLE_FILE, TABLE_FILE_NAME
 
 from ..errors import InvalidTableError, TableTooLargeError
-from ..limits import PAGE_VALUES
+from ..limits import PAGE_TEXT_BYTES, PAGE_VALUES
 
 Source = bytes | Path | str
 BOUNDS = Bounds()  # kernels.limits
@@ -85,12 +87,15 @@ def validate(source: Source, bounds: Bounds = BOUNDS) -> Size:
     return size
 
 
-def read_rows(source: Source, offset: int, limit: int, bounds: Bounds = BOUNDS,
-              page_values: int = PAGE_VALUES) -> list[list[Any]]:
-    """Rows ``offset`` to ``offset + limit`` of an Arrow stream (bytes or a file) as JSON-safe lists.
+def read_rows(source: Source, offset: int, limit: int, bounds: Bounds = BOUNDS, page_values: int = PAGE_VALUES,
+              page_bytes: int = PAGE_TEXT_BYTES) -> tuple[list[list[Any]], Cells]:
+    """Rows ``offset`` to ``offset + limit`` of an Arrow stream (bytes or a file) as JSON-safe lists, and
+    the cells whose long values were cut ([row, column] of the page).
 
     Only the batches up to the page are read, one at a time; the rows read are fully validated
     (``InvalidTableError``) and may hold at most ``page_values`` values (``TableTooLargeError``).
+    Past ``page_bytes`` of text once long cells are cut, the page keeps the rows that fit (fewer than
+    ``limit``); a first row past it is a ``TableTooLargeError``.
     """
     measure(source, bounds)
     try:
@@ -111,7 +116,51 @@ def read_rows(source: Source, offset: int, limit: int, bounds: Bounds = BOUNDS,
     if values_of(page) > page_values:
         raise TableTooLargeError(f"These rows hold more than {page_values:,} values; ask for fewer rows.",
                                  {"bound": "page_values"})
-    return rows_of(page)
+    page, cut = cut_long_values(page)
+    fitting = rows_within(page, page_bytes)
+    if fitting == 0 and page.num_rows:
+        raise TableTooLargeError(f"This row holds more than {page_bytes:,} bytes of text, too much to show.",
+                                 {"bound": "page_bytes"})
+    if fitting < page.num_rows:
+        page, cut = page.slice(0, fitting), [cell for cell in cut if cell[0] < fitting]
+    return rows_of(page), cut
+
+
+def rows_within(page: pa.Table, page_bytes: int) -> int:
+    """How many of the first rows of ``page`` hold at most ``page_bytes`` of text between them."""
+    if text_bytes(page) <= page_bytes:
+        return page.num_rows
+    low, high = 0, page.num_rows  # rows[:low] fit, rows[:high] do not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if text_bytes(page.slice(0, middle)) <= page_bytes else (low, middle)
+    return low
+
+
+def text_bytes(data: pa.Table | pa.Array | pa.ChunkedArray) -> int:
+    """Bytes of the text and binary values converting ``data`` to Python copies, nested ones and a
+    dictionary's values in every row that uses them included, from Arrow's offsets (nothing is copied)."""
+    if isinstance(data, pa.Table):
+        return sum(text_bytes(column) for column in data.columns)
+    if isinstance(data, pa.ChunkedArray):
+        return sum(text_bytes(chunk) for chunk in data.chunks)
+    kind = data.type
+    if kind in BINARY_LIKE:
+        return pc.sum(pc.binary_length(data)).as_py() or 0
+    if pa.types.is_fixed_size_binary(kind):
+        return len(data) * kind.byte_width
+    if isinstance(kind, pa.DictionaryType):
+        if data.dictionary.type in BINARY_LIKE:
+            return pc.sum(pc.binary_length(data.dictionary).take(data.indices.drop_null())).as_py() or 0
+        return text_bytes(data.dictionary_decode())
+    if isinstance(kind, pa.MapType):
+        first, last = data.offsets[0].as_py(), data.offsets[-1].as_py()
+        return sum(text_bytes(part.slice(first, last - first)) for part in (data.keys, data.items))
+    if isinstance(kind, (pa.ListType, pa.LargeListType, pa.FixedSizeListType, pa.ListViewType, pa.LargeListViewType)):
+        return text_bytes(data.flatten())
+    if isinstance(kind, pa.StructType):
+        return sum(text_bytes(field) for field in data.flatten())
+    return 0
 
 
 def values_of(data: pa.Table | pa.Array | pa.ChunkedArray) -> int:

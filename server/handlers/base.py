@@ -3,6 +3,7 @@ shape, one log line."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import re
@@ -239,9 +240,16 @@ class APIHandler(web.RequestHandler):
         return body
 
     def write_json(self, body: Any, status: int = 200) -> None:
+        self._finish_json(json_io.dumps(body), status)
+
+    async def write_page_json(self, body: Any, status: int = 200) -> None:
+        """``write_json`` for a page of table rows (up to megabytes): encoded in a thread, off the event loop."""
+        self._finish_json(await asyncio.to_thread(json_io.dumps, body), status)
+
+    def _finish_json(self, encoded: bytes, status: int) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.answer = json_io.dumps(body)
+        self.answer = encoded
         self.finish(self.answer)
 
     @overload

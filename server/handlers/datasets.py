@@ -137,4 +137,4 @@ class DatasetPreviewHandler(APIHandler):
             self.user, dataset_id, self.int_argument("version", None, 1, QUERY_INTEGER_MAX),
             self.int_argument("offset", 0, 0, QUERY_INTEGER_MAX),
             self.int_argument("limit", 100, 1, self.datasets.max_preview_rows))
-        self.write_json(page)
+        await self.write_page_json(page)

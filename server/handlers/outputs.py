@@ -13,4 +13,4 @@ class OutputRowsHandler(APIHandler):
         assert self.user is not None
         offset = self.int_argument("offset", 0, 0, QUERY_INTEGER_MAX)
         limit = self.int_argument("limit", 100, 1, MAX_PAGE)
-        self.write_json(await self.settings["output_tables"].rows(self.user, output_id, offset, limit))
+        await self.write_page_json(await self.settings["output_tables"].rows(self.user, output_id, offset, limit))

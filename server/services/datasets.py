@@ -23,18 +23,15 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
-from kernels.arrow_rows import rows_of
+from kernels.arrow_rows import cut_long_values, rows_of
 
 from ..csv_import import ImportResult, convert_csv_to_parquet
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
-from ..limits import (CSV_COLUMNS, IMPORT_RETRY_SECONDS, IMPORTS_RUNNING, IMPORTS_WAITING, PREVIEW_CELL_CHARS,
-                      PREVIEW_VALUES)
+from ..limits import CSV_COLUMNS, IMPORT_RETRY_SECONDS, IMPORTS_RUNNING, IMPORTS_WAITING, PREVIEW_VALUES
 from ..logs import get_logger
 from .audit import record
 from ..models import Dataset, DatasetVersion, User, utcnow
@@ -223,7 +220,7 @@ class DatasetService(LoggingConfigurable):
         """Rows ``offset`` to ``offset + limit`` of a version, as JSON-safe lists.
 
         A page holds at most ``PREVIEW_VALUES`` values (``limit`` shrinks for wide datasets) and text
-        values of at most ``PREVIEW_CELL_CHARS`` characters: longer ones are cut, end in "…" and are
+        values of at most ``PREVIEW_CELL_CHARS`` characters (``cut_long_values``): longer ones are cut, end in "…" and are
         listed in ``truncated_cells`` as [row, column] of the page.
         """
         version = await self.get_version(user, dataset_id, number)
@@ -246,25 +243,10 @@ def read_rows(path: Path, offset: int, limit: int) -> tuple[list[list[Any]], lis
         if start + size > offset and start < offset + limit:
             lo = max(offset - start, 0)
             table = parquet.read_row_group(index).slice(lo, offset + limit - start - lo)
-            table, cut = cut_long_text(table)
+            table, cut = cut_long_values(table)
             truncated.extend([row + len(rows), column] for row, column in cut)
             rows.extend(rows_of(table))
         start += size
         if start >= offset + limit:
             break
     return rows, truncated
-
-
-def cut_long_text(table: pa.Table) -> tuple[pa.Table, list[tuple[int, int]]]:
-    """``table`` with text longer than ``PREVIEW_CELL_CHARS`` cut and marked "…", and the cut cells."""
-    cut: list[tuple[int, int]] = []
-    for position, column in enumerate(table.columns):
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            continue
-        long = pc.fill_null(pc.greater(pc.utf8_length(column), PREVIEW_CELL_CHARS), False)
-        if not pc.any(long).as_py():
-            continue
-        cut.extend((row, position) for row in pc.indices_nonzero(long).to_pylist())
-        short = pc.binary_join_element_wise(pc.utf8_slice_codeunits(column, 0, PREVIEW_CELL_CHARS), "…", "")
-        table = table.set_column(position, table.field(position), pc.if_else(long, short, column))
-    return table, sorted(cut)

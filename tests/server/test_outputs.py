@@ -54,7 +54,7 @@ def test_collector_sanitises_and_keeps_table_files_apart(tmp_path):
     assert set(collector.outputs[1]["data"]) == {DATAFRAME, "text/plain"}
     assert collector.outputs[2]["data"] == {"text/plain": "x"}
     [stream] = kept
-    assert collector.outputs[1]["output_id"] == "table-1" and read_rows(stream, 19_999, 10) == [[19_999]]
+    assert collector.outputs[1]["output_id"] == "table-1" and read_rows(stream, 19_999, 10)[0] == [[19_999]]
 
 
 def test_collector_keeps_no_table_of_a_truncated_output_and_removes_its_file(tmp_path):

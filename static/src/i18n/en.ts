@@ -333,6 +333,7 @@ export const en: Record<MessageKey, string> = {
   "error.bad_message": "The server could not use that message.",
   "error.busy": "The previous run has not finished; wait for it or interrupt it.",
   "error.table_too_large": "The table is too large to keep. Filter its rows or columns.",
+  "error.output_too_complex": "This chart or image has too many elements to show. Draw fewer shapes or figures, or aggregate the data.",
   "error.invalid_table": "The table output could not be read.",
   "error.output_too_large": "Stopped: the output is too large. Show less.",
   "error.kernel_lost": "The kernel stopped and no new one could be started. Try again in a moment.",

@@ -1,0 +1,80 @@
+"""Costly outputs: outputs under the output cap whose cleaning costs the server seconds.
+
+Every output is sanitised before it is passed on (``server/execution/sanitize.py``). A card's SVG
+of 340,000 nested ``<g>`` or a forged Bokeh item of 70,000 ``Spacer`` models is within the 5 MB
+output cap, yet cleaning it took seconds on the event loop: every other request waited (from four
+sessions ``/api/health`` waited 7.6 s and 14.5 s; a plain-text output of the same size, 0.6 s).
+Cleaning is bounded in work (``SVG_ELEMENTS`` tags, ``BOKEH_MODELS`` models, counted cheaply before or
+while checking; past them the output is the error ``output_too_complex``) and runs in a thread. The
+item here has 20,000 models (past the bound): parsing a kernel message of that many objects still
+happens on the event loop (``execution.links.unpack_part``), bounded by the message size alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from kernels.wire import BOKEH_ITEM
+from server.execution.sanitize import sanitize_output
+from server.limits import BOKEH_MODELS, SVG_ELEMENTS
+from tests.server.conftest import api, start_server  # noqa: F401 - fixtures
+from tests.server.test_sessions import open_session, root, run, start_cards  # noqa: F401 - fixtures
+
+HEALTH_SECONDS = 1.5  # generous: the machine is shared; the unbounded cleaning blocked for seconds
+
+NESTED_SVG = """
+from IPython.display import display
+n = 340_000
+display({'image/svg+xml': '<svg xmlns="http://www.w3.org/2000/svg">' + '<g>' * n + '</g>' * n + '</svg>',
+         'text/plain': 'x'}, raw=True)
+"""
+
+SPACERS = """
+from IPython.display import display
+spacers = [{'type': 'object', 'name': 'Spacer', 'id': f'p{i}', 'attributes': {}} for i in range(20_000)]
+display({%r: {'target_id': None, 'root_id': 'c', 'version': '3.9.2',
+         'doc': {'version': '3.9.2', 'title': '', 'roots': [
+             {'type': 'object', 'name': 'Column', 'id': 'c', 'attributes': {'children': spacers}}]}},
+         'text/plain': 'x'}, raw=True)
+""" % BOKEH_ITEM
+
+
+async def test_outputs_too_costly_to_clean_are_refused_and_block_no_one(start_cards):
+    api = await start_cards()
+    token = await api.add_user("costly@example.com")
+    session_id = await open_session(api, token)
+    for name, code in {"nested_svg": NESTED_SVG, "spacers": SPACERS}.items():
+        response, waits = await while_polling_health(api, run(api, token, session_id, code))
+        assert response.code == 200, (name, response.body[:300])
+        errors = [o for o in response.json()["outputs"] if o["output_type"] == "error"]
+        assert [o["ename"] for o in errors] == ["output_too_complex"], (name, response.body[:300])
+        assert max(waits) < HEALTH_SECONDS, f"{name}: /api/health waited {max(waits):.1f} s"
+
+
+async def while_polling_health(api, work):
+    """``work``'s result and how long each ``/api/health`` asked meanwhile (every 50 ms) waited."""
+    task = asyncio.ensure_future(work)
+    waits: list[float] = []
+    while not task.done():
+        start = time.monotonic()
+        health = await api.fetch("GET", "/api/health")
+        waits.append(time.monotonic() - start)
+        assert health.code == 200
+        await asyncio.sleep(0.05)
+    return await task, waits
+
+
+def bundle(data: dict) -> dict:
+    return {"output_type": "display_data", "data": data, "metadata": {}}
+
+
+def test_the_bounds_count_elements_and_models_however_laid_out():
+    """Flat elements count as nested ones do; models anywhere in a patch count as in an item."""
+    rects = "<rect/>" * (SVG_ELEMENTS + 1)
+    assert sanitize_output(bundle({"image/svg+xml": f"<svg>{rects}</svg>"}))["ename"] == "output_too_complex"
+    assert "image/svg+xml" in sanitize_output(bundle({"image/svg+xml": "<svg><rect/></svg>"}))["data"]
+    spacer = {"type": "object", "name": "Spacer", "id": "s", "attributes": {}}
+    patch = {"events": [{"kind": "ColumnDataChanged", "cols": [[spacer] * (BOKEH_MODELS + 1)]}]}
+    output = sanitize_output({"output_type": "bokeh_patch", "root_id": "r", "seq": 1, "patch": patch})
+    assert output["ename"] == "output_too_complex"

@@ -4,6 +4,7 @@ and numbers as in Japan; switching to English in the user menu sticks to the acc
 from __future__ import annotations
 
 import re
+import time
 
 from playwright.sync_api import Browser, Page, expect
 
@@ -57,6 +58,7 @@ def test_japanese_browser_sees_japanese(browser: Browser, bi):
         page.get_by_label("パスワード").fill("not the password")
         page.get_by_role("button", name="ログイン").click()
         expect(page.get_by_role("alert")).to_have_text("メールアドレスまたはパスワードが正しくありません。")
+        time.sleep(1.2)  # after a failure this account waits a second at this address
         page.get_by_label("パスワード").fill(PASSWORD)
         page.get_by_role("button", name="ログイン").click()
         expect(page.get_by_role("heading", name="データセット", exact=True)).to_be_visible()

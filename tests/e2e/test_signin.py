@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from playwright.sync_api import Page, expect
 
 from .conftest import ADMIN_EMAIL, screenshot, sign_in
@@ -20,6 +22,7 @@ def test_sign_in_and_out(page: Page, bi):
     expect(page.get_by_role("alert")).to_have_text("That email and password do not match.")
     screenshot(page, "signin-wrong-password")
 
+    time.sleep(1.2)  # after a failure this account waits a second at this address (then 2, 4, ...)
     sign_in(page, bi)
     expect(page).to_have_url(bi.url + "/cards")
     expect(page.get_by_role("heading", name="Cards", exact=True)).to_be_visible()

@@ -162,6 +162,9 @@ def strict_json(data: bytes | str) -> Any:
     return json.loads(data, parse_constant=refuse)
 
 
+JUPYTER_ERROR = {"error", "message", "reason"}
+
+
 def check_response(status: int, headers: dict[str, str], body: bytes) -> None:
     """No 5xx but a 503 with Retry-After; errors in the one shape; every JSON body readable by a browser."""
     assert status < 500 or (status == 503 and headers.get("retry-after")), (status, body[:300])
@@ -170,7 +173,10 @@ def check_response(status: int, headers: dict[str, str], body: bytes) -> None:
         return
     value = strict_json(body)
     if status >= 400:
-        check_error(value["error"] if set(value) == {"error"} else value, status)
+        assert isinstance(value, dict) and set(value) in ({"error"}, JUPYTER_ERROR), value
+        check_error(value["error"], status)
+        if set(value) == JUPYTER_ERROR:  # the Jupyter API's: Jupyter Server's two fields beside ours
+            assert value["message"] == value["error"]["message"] and isinstance(value["reason"], str), value
 
 
 def check_error(error: Any, status: int = 400) -> None:

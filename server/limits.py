@@ -59,6 +59,9 @@ JUPYTER_MESSAGE_ID_CHARS = 256
 """Characters of a shell request's ``msg_id``. A kernel's last thousand are remembered: a repeated one is
 refused (ipykernel drops a message whose signature it has seen, without a reply)."""
 
+JUPYTER_USER_EXPRESSIONS = 100
+"""Expressions one ``execute_request`` asks the kernel to evaluate (``user_expressions``)."""
+
 JUPYTER_SESSIONS_PER_KERNEL = 4
 """Jupyter sessions (notebook paths bound to kernels) one user may hold per kernel they may hold
 (``KernelPool.sessions_per_user``); ``JupyterSessions.sessions_per_kernel`` changes it."""

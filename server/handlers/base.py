@@ -16,6 +16,8 @@ import structlog
 from tornado import web
 from tornado.http1connection import HTTP1Connection
 
+from dashboards_spec import bounded
+
 from .. import json_io
 from ..errors import (AccessRevokedError, AuthenticationError, BIError, ConflictError, DatasetNotReadableError, ExecutionTimeoutError,
                       InvalidJSONError, InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
@@ -231,8 +233,7 @@ class APIHandler(web.RequestHandler):
     def json_body(self, schema: dict[str, Any]) -> dict[str, Any]:
         """The JSON body (``json_io.loads``), validated against ``schema``; 400 naming the first problem otherwise."""
         body = json_io.loads(self.request.body or b"null", JSON_BODY_BYTES)
-        error = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(schema).iter_errors(body))
+        error = bounded.first_error(bounded.Validator(schema), body)
         if error is not None:
             pointer = json_io.pointer_of(list(error.absolute_path)) or "/"
             raise InvalidRequestError(f"{pointer}: {schema_message(error)}", {"pointer": pointer})

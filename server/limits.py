@@ -187,6 +187,17 @@ PREVIEW_VALUES = 20_000
 PREVIEW_CELL_CHARS = 500
 """Characters of one text value in a dataset preview; longer ones are cut and the cell is named."""
 
+UPLOAD_FORM_FIELDS = 16
+"""Parts of a multipart upload form besides its ``file`` part (the options ``name``, ``encoding`` and
+``delimiter``): the next one is refused (413) and the rest of the body is not read."""
+
+UPLOAD_FORM_BYTES = 16 * 1024
+"""Bytes of a multipart upload form besides the file's content: every part's headers and every other
+part's value, so that a form of a million tiny fields costs no more than a few."""
+
+UPLOAD_FIELD_BYTES = 1024
+"""Bytes of one field's value in an upload form."""
+
 IMPORTS_RUNNING = 2
 """CSV conversions running at once (``DatasetService.max_concurrent_imports``)."""
 

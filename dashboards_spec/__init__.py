@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import jsonschema
 
-from .bounded import Validator, first_error
+from .bounded import Validator, first_error, reason
 
 CURRENT_VERSION = 1
 GRID_COLUMNS = 12
@@ -84,7 +84,7 @@ def _check_parameters(pointer: str, parameters: list[dict[str, Any]]) -> None:
 
 def _reason(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
-        return error.message.replace("Additional properties are not allowed", "unknown field")
+        return reason(error).replace("Additional properties are not allowed", "unknown field")
     if error.validator == "oneOf" and error.absolute_path and error.absolute_path[0] == "cards":
         return "a card is either {key, card: <card uid>} or {key, title, code, datasets?, parameters?}."
-    return error.message
+    return reason(error)

@@ -24,6 +24,15 @@ from jsonschema.protocols import Validator as ValidatorProtocol
 MAX_ERRORS = 100
 """Errors read before the most relevant of them is chosen."""
 
+MAX_REASON_CHARS = 300
+LIMIT_REASONS = {  # jsonschema's own message quotes the whole value back
+    "maxLength": "must have at most {limit} character{s}",
+    "minLength": "must have at least {limit} character{s}",
+    "maxItems": "must have at most {limit} item{s}",
+    "minItems": "must have at least {limit} item{s}",
+    "maxProperties": "must have at most {limit} field{s}",
+}
+
 SIZE_LIMITS = {  # keyword looking at every part of a value: (the value's type, the keyword of its size limit)
     "items": ("array", "maxItems"),
     "contains": ("array", "maxItems"),
@@ -56,6 +65,16 @@ Validator = jsonschema.validators.extend(
 def first_error(validator: ValidatorProtocol, instance: Any) -> jsonschema.ValidationError | None:
     """The most relevant of the first ``MAX_ERRORS`` errors of ``instance``; None if it is valid."""
     return jsonschema.exceptions.best_match(itertools.islice(validator.iter_errors(instance), MAX_ERRORS))
+
+
+def reason(error: jsonschema.ValidationError) -> str:
+    """What is wrong, in at most ``MAX_REASON_CHARS`` characters: a size limit without the value."""
+    template = LIMIT_REASONS.get(str(error.validator))
+    if template is not None:
+        limit = error.validator_value
+        return template.format(limit=limit, s="" if limit == 1 else "s")
+    message = error.message
+    return message[:MAX_REASON_CHARS] + "…" if len(message) > MAX_REASON_CHARS else message
 
 
 def unbounded(schema: Any, pointer: str = "") -> list[str]:

@@ -63,13 +63,6 @@ CODE_OF_STATUS = {
     428: "precondition_required", 429: "rate_limited", 503: "unavailable",
 }
 
-LIMIT_MESSAGES = {
-    "maxLength": "must have at most {limit} character{s}",
-    "minLength": "must have at least {limit} character{s}",
-    "maxItems": "must have at most {limit} item{s}",
-    "minItems": "must have at least {limit} item{s}",
-}
-MAX_MESSAGE_CHARS = 300
 UNAVAILABLE_RETRY_SECONDS = 5  # Retry-After of a 503: an executor or the store may be back by then
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -338,14 +331,7 @@ def megabytes(size: int) -> str:
 def schema_message(error: jsonschema.ValidationError) -> str:
     """A validation error in words: limits without quoting a long value back, and the failing
     subschema's ``description`` as what was expected."""
-    template = LIMIT_MESSAGES.get(str(error.validator))
-    if template is not None:
-        limit = error.validator_value
-        message = template.format(limit=limit, s="" if limit == 1 else "s")
-    else:
-        message = error.message
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = message[:MAX_MESSAGE_CHARS] + "…"
+    message = bounded.reason(error)
     if isinstance(error.schema, dict) and "description" in error.schema:
         message += f" (expected {error.schema['description']})"
     return message

@@ -13,12 +13,14 @@ from typing import Any, Callable
 
 import jsonschema
 
+from .bounded import Validator, first_error, reason
+
 CURRENT_VERSION = 1
 GRID_COLUMNS = 12
 SCHEMAS = {1: json.loads((Path(__file__).parent / "schema" / "dashboard.v1.json").read_text())}
 SCHEMA = SCHEMAS[CURRENT_VERSION]
 PARAMETER = SCHEMA["$defs"]["parameter"]
-_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+_VALIDATOR = Validator(SCHEMA)
 
 # MIGRATIONS[n] turns a document of version n into one of version n + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -46,7 +48,7 @@ def upgrade(document: Any) -> Any:
 
 def check(document: Any) -> None:
     """Raise ``SpecError`` for the first problem of ``document`` (at the current version)."""
-    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(document))
+    error = first_error(_VALIDATOR, document)
     if error is not None:
         raise SpecError("/" + "/".join(str(p) for p in error.absolute_path), _reason(error))
     _check_parameters("/parameters", document.get("parameters", []))
@@ -82,7 +84,7 @@ def _check_parameters(pointer: str, parameters: list[dict[str, Any]]) -> None:
 
 def _reason(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
-        return error.message.replace("Additional properties are not allowed", "unknown field")
+        return reason(error).replace("Additional properties are not allowed", "unknown field")
     if error.validator == "oneOf" and error.absolute_path and error.absolute_path[0] == "cards":
         return "a card is either {key, card: <card uid>} or {key, title, code, datasets?, parameters?}."
-    return error.message
+    return reason(error)

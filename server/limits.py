@@ -61,6 +61,9 @@ JUPYTER_MESSAGE_ID_CHARS = 256
 """Characters of a shell request's ``msg_id``. A kernel's last thousand are remembered: a repeated one is
 refused (ipykernel drops a message whose signature it has seen, without a reply)."""
 
+JUPYTER_USER_EXPRESSIONS = 100
+"""Expressions one ``execute_request`` asks the kernel to evaluate (``user_expressions``)."""
+
 JUPYTER_SESSIONS_PER_KERNEL = 4
 """Jupyter sessions (notebook paths bound to kernels) one user may hold per kernel they may hold
 (``KernelPool.sessions_per_user``); ``JupyterSessions.sessions_per_kernel`` changes it."""
@@ -200,6 +203,17 @@ every dataset."""
 
 PREVIEW_VALUES = 20_000
 """Values in one page of a dataset preview: a wide dataset gets fewer rows per page."""
+
+UPLOAD_FORM_FIELDS = 16
+"""Parts of a multipart upload form besides its ``file`` part (the options ``name``, ``encoding`` and
+``delimiter``): the next one is refused (413) and the rest of the body is not read."""
+
+UPLOAD_FORM_BYTES = 16 * 1024
+"""Bytes of a multipart upload form besides the file's content: every part's headers and every other
+part's value, so that a form of a million tiny fields costs no more than a few."""
+
+UPLOAD_FIELD_BYTES = 1024
+"""Bytes of one field's value in an upload form."""
 
 IMPORTS_RUNNING = 2
 """CSV conversions running at once (``DatasetService.max_concurrent_imports``)."""

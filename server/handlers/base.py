@@ -17,6 +17,8 @@ import structlog
 from tornado import web
 from tornado.http1connection import HTTP1Connection
 
+from dashboards_spec import bounded
+
 from .. import json_io
 from ..errors import (AccessRevokedError, AuthenticationError, BIError, ConflictError, DatasetNotReadableError, ExecutionTimeoutError,
                       InvalidJSONError, InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
@@ -62,13 +64,6 @@ CODE_OF_STATUS = {
     428: "precondition_required", 429: "rate_limited", 503: "unavailable",
 }
 
-LIMIT_MESSAGES = {
-    "maxLength": "must have at most {limit} character{s}",
-    "minLength": "must have at least {limit} character{s}",
-    "maxItems": "must have at most {limit} item{s}",
-    "minItems": "must have at least {limit} item{s}",
-}
-MAX_MESSAGE_CHARS = 300
 UNAVAILABLE_RETRY_SECONDS = 5  # Retry-After of a 503: an executor or the store may be back by then
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -232,8 +227,7 @@ class APIHandler(web.RequestHandler):
     def json_body(self, schema: dict[str, Any]) -> dict[str, Any]:
         """The JSON body (``json_io.loads``), validated against ``schema``; 400 naming the first problem otherwise."""
         body = json_io.loads(self.request.body or b"null", JSON_BODY_BYTES)
-        error = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(schema).iter_errors(body))
+        error = bounded.first_error(bounded.Validator(schema), body)
         if error is not None:
             pointer = json_io.pointer_of(list(error.absolute_path)) or "/"
             raise InvalidRequestError(f"{pointer}: {schema_message(error)}", {"pointer": pointer})
@@ -345,14 +339,7 @@ def megabytes(size: int) -> str:
 def schema_message(error: jsonschema.ValidationError) -> str:
     """A validation error in words: limits without quoting a long value back, and the failing
     subschema's ``description`` as what was expected."""
-    template = LIMIT_MESSAGES.get(str(error.validator))
-    if template is not None:
-        limit = error.validator_value
-        message = template.format(limit=limit, s="" if limit == 1 else "s")
-    else:
-        message = error.message
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = message[:MAX_MESSAGE_CHARS] + "…"
+    message = bounded.reason(error)
     if isinstance(error.schema, dict) and "description" in error.schema:
         message += f" (expected {error.schema['description']})"
     return message

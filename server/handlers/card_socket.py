@@ -58,8 +58,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import jsonschema
 import structlog
+
+from dashboards_spec import bounded
 
 from .. import json_io
 from ..errors import BIError, InvalidRequestError
@@ -72,7 +73,7 @@ from .socket_base import JSONSocket
 
 REVOKED = 4403  # the close code of a session ended because the caller's access to it was revoked
 
-CLIENT_MESSAGE = jsonschema.Draft202012Validator({
+CLIENT_MESSAGE = bounded.Validator({
     "oneOf": [
         {"type": "object", "required": ["type", "code"], "additionalProperties": False,
          "properties": {"type": {"const": "execute"}, "code": {"type": "string", "maxLength": 100_000},

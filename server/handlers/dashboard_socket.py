@@ -30,8 +30,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import jsonschema
 import structlog
+
+from dashboards_spec import bounded
 
 from ..errors import BIError
 from ..models import User
@@ -39,7 +40,7 @@ from ..services.dashboard_live import DashboardHub, Room, error_result, frame_of
 from .base import log, refuse
 from .socket_base import JSONSocket
 
-CLIENT_MESSAGE = jsonschema.Draft202012Validator({
+CLIENT_MESSAGE = bounded.Validator({
     "oneOf": [
         {"type": "object", "required": ["type", "values"], "additionalProperties": False,
          "properties": {"type": {"const": "parameters"}, "values": {"type": "object", "maxProperties": 20}}},

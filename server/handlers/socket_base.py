@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
+from jsonschema.protocols import Validator
 from tornado import websocket
+
+from dashboards_spec import bounded
 
 from .. import json_io, limits
 from ..errors import AuthenticationError, BIError
@@ -90,15 +92,14 @@ class JSONSocket(BoundedSocket):
     def check_origin(self, origin: str) -> bool:
         return origin_allowed(self.settings, origin) or super().check_origin(origin)
 
-    def read_message_as(self, validator: jsonschema.Draft202012Validator, message: str | bytes) -> dict[str, Any]:
+    def read_message_as(self, validator: Validator, message: str | bytes) -> dict[str, Any]:
         """The client's message (``json_io.loads``) if ``validator`` accepts it; ``ValueError`` with a reason
         otherwise."""
         try:
             body = json_io.loads(message, limits.SOCKET_MESSAGE_BYTES)
         except BIError as exc:
             raise ValueError(exc.message.rstrip(".")) from None
-        try:
-            validator.validate(body)
-        except jsonschema.ValidationError as exc:
-            raise ValueError(exc.message[:300]) from None
+        error = bounded.first_error(validator, body)
+        if error is not None:
+            raise ValueError(error.message[:300])
         return body

@@ -1,7 +1,9 @@
 """Writes a streamed upload body to a file as it arrives, within a byte limit.
 
 The body is either the raw CSV or a ``multipart/form-data`` form whose ``file``
-part is the CSV (small text parts such as ``name`` are kept in ``fields``).
+part is the CSV (small text parts such as ``name`` are kept in ``fields``). Everything in a form
+but the file's content is bounded as it arrives (``UPLOAD_FORM_FIELDS``, ``UPLOAD_FORM_BYTES``,
+``UPLOAD_FIELD_BYTES``): past a bound ``feed`` raises, and the rest is never parsed.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ..errors import InvalidRequestError, PayloadTooLargeError
+from ..limits import UPLOAD_FIELD_BYTES, UPLOAD_FORM_BYTES, UPLOAD_FORM_FIELDS
 from ..private_files import create_private_file
 
-MAX_FIELD_BYTES = 1024
 FILE_FIELD = "file"
+OPTIONS = "send only the file and its options (name, encoding, delimiter)"
 
 
 class UploadSink:
@@ -32,6 +35,8 @@ class UploadSink:
         self._part: dict[str, str] = {}
         self._header = [b"", b""]
         self._value = bytearray()
+        self._parts = 0
+        self._form_bytes = 0  # all but the file's content
 
     def _multipart_parser(self, content_type: str) -> MultipartParser | None:
         kind, options = parse_options_header(content_type)
@@ -41,6 +46,7 @@ class UploadSink:
         if not boundary:
             raise InvalidRequestError("The multipart form has no boundary.")
         return MultipartParser(boundary, {
+            "on_part_begin": self._begin_part,
             "on_header_field": lambda data, start, end: self._add_header(0, data[start:end]),
             "on_header_value": lambda data, start, end: self._add_header(1, data[start:end]),
             "on_header_end": self._end_header,
@@ -86,8 +92,23 @@ class UploadSink:
         assert self._file is not None
         self._file.write(data)
 
+    def _count_form_bytes(self, size: int) -> None:
+        self._form_bytes += size
+        if self._form_bytes > UPLOAD_FORM_BYTES:
+            raise PayloadTooLargeError(
+                f"An upload form may have at most {UPLOAD_FORM_BYTES // 1024} KB besides the file; {OPTIONS}.",
+                {"limit_bytes": UPLOAD_FORM_BYTES}, code="form_too_large")
+
     # multipart callbacks -----------------------------------------------------
+    def _begin_part(self) -> None:
+        self._parts += 1
+        if self._parts > UPLOAD_FORM_FIELDS + 1:
+            raise PayloadTooLargeError(
+                f"An upload form may have at most {UPLOAD_FORM_FIELDS} fields besides the {FILE_FIELD!r} part; {OPTIONS}.",
+                {"limit_fields": UPLOAD_FORM_FIELDS}, code="form_too_large")
+
     def _add_header(self, index: int, data: bytes) -> None:
+        self._count_form_bytes(len(data))
         self._header[index] += data
 
     def _end_header(self) -> None:
@@ -103,8 +124,9 @@ class UploadSink:
             self.filename = self._part.get("filename")
             self._write(data)
         else:
+            self._count_form_bytes(len(data))
             self._value += data
-            if len(self._value) > MAX_FIELD_BYTES:
+            if len(self._value) > UPLOAD_FIELD_BYTES:
                 raise InvalidRequestError(f"The form field {self._part.get('name')!r} is too long.")
 
     def _end(self) -> None:

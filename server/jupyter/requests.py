@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
 from jupyter_client.jsonutil import extract_dates
+
+from dashboards_spec import bounded
 
 from .. import limits
 from .wire import KernelMessage
@@ -22,18 +23,19 @@ STRING = {"type": "string"}
 BOOLEAN = {"type": "boolean"}
 CODE_AT: dict[str, Any] = {
     "required": ["code", "cursor_pos"], "properties": {"code": STRING, "cursor_pos": {"type": "integer", "minimum": 0}}}
-HEADER = jsonschema.Draft202012Validator({
+HEADER = bounded.Validator({
     "type": "object",
     "required": ["msg_id", "msg_type"],
     "properties": {  # dates, sessions and user names of any type are passed on as they are
         "msg_id": {"type": "string", "minLength": 1, "maxLength": limits.JUPYTER_MESSAGE_ID_CHARS},
-        "msg_type": STRING, "version": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)*$"},
+        "msg_type": STRING, "version": {"type": "string", "maxLength": 32, "pattern": r"^[0-9]+(\.[0-9]+)*$"},
     },
 })
 SCHEMAS: dict[str, dict[str, Any]] = {
     "execute_request": {"required": ["code"], "properties": {
         "code": STRING, "silent": BOOLEAN, "store_history": BOOLEAN, "allow_stdin": BOOLEAN,
-        "stop_on_error": BOOLEAN, "user_expressions": {"type": "object", "additionalProperties": STRING}}},
+        "stop_on_error": BOOLEAN, "user_expressions": {
+            "type": "object", "additionalProperties": STRING, "maxProperties": limits.JUPYTER_USER_EXPRESSIONS}}},
     "complete_request": CODE_AT,
     "inspect_request": {**CODE_AT, "properties": {**CODE_AT["properties"], "detail_level": {"enum": [0, 1]}}},
     "is_complete_request": {"required": ["code"], "properties": {"code": STRING}},
@@ -47,14 +49,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "kernel_info_request": {},
     "connect_request": {},
 }
-CONTENT = {msg_type: jsonschema.Draft202012Validator({"type": "object", **schema}) for msg_type, schema in SCHEMAS.items()}
+CONTENT = {msg_type: bounded.Validator({"type": "object", **schema}) for msg_type, schema in SCHEMAS.items()}
 """The content of every shell request the server sends on."""
 
 
 def problem(message: KernelMessage) -> str | None:
     """What keeps the kernel from answering the shell request ``message``; None for a request it answers."""
     for part, validator in (("header", HEADER), ("content", CONTENT[message.msg_type])):
-        error = jsonschema.exceptions.best_match(validator.iter_errors(getattr(message, part)))
+        error = bounded.first_error(validator, getattr(message, part))
         if error is not None:
             where = "/".join(str(key) for key in error.absolute_path)
             return f"the {part}{' field ' + where if where else ''}: {error.message[:200]}"

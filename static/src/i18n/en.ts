@@ -320,6 +320,7 @@ export const en: Record<MessageKey, string> = {
   "error.timeout": "Stopped at the time limit. Split the work into smaller steps or filter the data first.",
   "error.conflict": "This clashed with another change. Reload the page and try again.",
   "error.length_required": "The request did not say how large its body is.",
+  "error.form_too_large": "The upload form has too many fields. Send only the file and its options (name, encoding, delimiter).",
   "error.payload_too_large": "That is too large. Make it smaller and try again.",
   "error.unsupported_media_type": "The server does not take data of this type.",
   "error.unprocessable": "The data could not be used.",

@@ -319,6 +319,7 @@ export const ja = {
   "error.timeout": "制限時間を超えたため停止しました。処理を小さく分けるか、データを絞り込んでください。",
   "error.conflict": "他の変更と競合しました。ページを再読み込みしてから、もう一度お試しください。",
   "error.length_required": "送信するデータのサイズが指定されていません。",
+  "error.form_too_large": "アップロードのフォームに項目が多すぎます。ファイルとそのオプション（名前、文字コード、区切り文字）だけを送信してください。",
   "error.payload_too_large": "データが大きすぎます。小さくしてから再試行してください。",
   "error.unsupported_media_type": "この形式のデータは受け付けられません。",
   "error.unprocessable": "データの内容に問題があるため処理できませんでした。",

@@ -297,6 +297,8 @@ class DashboardHub(LoggingConfigurable):
         self._spawn(self._show_run(card_id, values, result))
 
     async def _show_run(self, card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
+        if not self.rooms:
+            return
         data = json_io.dumps(result)
         for room in list(self.rooms.values()):
             version = await self.dashboards.current(room.dashboard_id)

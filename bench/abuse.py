@@ -645,6 +645,56 @@ async def jupyter_replay(server: Server, tally: Tally, runs: int = 150, seconds:
             tally.note(f"{replies} of {runs} runs replied")
 
 
+async def dashboard_tiles(server: Server, tally: Tally, sockets: int = 3) -> None:
+    """A card printing 4.9 MB on all 50 tiles of a dashboard (one run: the cache answers the rest),
+    joined by three sockets that never read, each asking for a fresh snapshot too."""
+    status, card = await server.call("POST", "/api/cards", {"title": "big", "code": "print('x' * 4_900_000)",
+                                                           "datasets": [], "parameters": []})
+    if tally.saw(status) != 201:
+        raise AttackFailed(f"cannot create the card: {status}")
+    keys = [f"t{n}" for n in range(50)]
+    status, dashboard = await server.call("POST", "/api/dashboards", {
+        "schemaVersion": 1, "title": "big tiles", "refresh": None,
+        "cards": [{"key": key, "card": card["id"]} for key in keys],
+        "layout": [{"card": key, "x": 0, "y": n, "w": 6, "h": 4} for n, key in enumerate(keys)]})
+    if tally.saw(status) != 201:
+        raise AttackFailed(f"cannot create the dashboard: {status}")
+    tally.saw((await server.call("POST", f"/api/dashboards/{dashboard['id']}/cards/t0/run", {}, timeout=60))[0])
+    deaf: list[DeafSocket] = []
+    try:
+        for _ in range(sockets):
+            deaf.append(await DeafSocket.open(server, f"/api/dashboards/{dashboard['id']}/ws", tally))
+            await deaf[-1].send({"type": "resync"})
+        await asyncio.sleep(5)
+    finally:
+        for socket_ in deaf:
+            socket_.close()
+        tally.sample(server)
+        tally.saw((await server.call("DELETE", f"/api/dashboards/{dashboard['id']}", timeout=20))[0])
+
+
+async def card_resumes(server: Server, tally: Tally, resumes: int = 95) -> None:
+    """A card session's replay buffer filled by two runs of 4.5 MB, then resumed from its start by 95
+    sockets that never read, one after the other."""
+    reader = await reading_socket(server, "/api/cards/scratch/ws")
+    session_id = json.loads(await reader.read_message())["session_id"]
+    for run in range(2):
+        await reader.write_message(json.dumps({"type": "execute", "code": "print('x' * 4_500_000)", "run_id": f"r{run}"}))
+        while json.loads(await asyncio.wait_for(reader.read_message(), 60))["type"] != "done":
+            pass
+    reader.close()
+    deaf: list[DeafSocket] = []
+    try:
+        for _ in range(resumes):
+            deaf.append(await DeafSocket.open(server, f"/api/cards/scratch/ws?session={session_id}&after=0", tally))
+        await asyncio.sleep(2)
+    finally:
+        for socket_ in deaf:
+            socket_.close()
+        tally.sample(server)
+        tally.saw((await server.call("DELETE", f"/api/card-sessions/{session_id}", timeout=20))[0])
+
+
 async def storage_flood(server: Server, tally: Tally) -> None:
     """One run displays up to 25 tables of 40 MB (random, so they do not compress) for 6 s."""
     async with Session(server, tally) as session:
@@ -835,6 +885,8 @@ ATTACKS: dict[str, tuple[Callable[[Server, Tally], Awaitable[None]], float]] = {
     "costly_outputs": (costly_outputs, 60),
     "card_replay": (card_replay, 70),
     "jupyter_replay": (jupyter_replay, 70),
+    "dashboard_tiles": (dashboard_tiles, 90),
+    "card_resumes": (card_resumes, 60),
     "storage_flood": (storage_flood, 70),
     "control_execute": (control_execute, 60),
     "background_thread": (background_thread, 40),

@@ -27,6 +27,9 @@ from .session import Grant, KernelSession
 
 log = get_logger("bi.execution.live")
 
+REPLACED = "the session was opened elsewhere"
+"""Why a socket is ended when another one attaches to its session: what was queued for it is dropped at once."""
+
 
 class Socket(Protocol):
     def send_frame(self, frame: str | bytes) -> None: ...
@@ -67,7 +70,7 @@ class LiveSession:
             self._expiry.cancel()
             self._expiry = None
         if self._socket is not None:
-            self._socket.end("the session was opened elsewhere")
+            self._socket.end(REPLACED)
         self._socket = socket
         if after is None:
             return

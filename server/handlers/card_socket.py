@@ -64,7 +64,7 @@ from dashboards_spec import bounded
 
 from .. import json_io
 from ..errors import BIError, InvalidRequestError
-from ..execution.live import LiveSession, LiveSessions
+from ..execution.live import REPLACED, LiveSession, LiveSessions
 from ..execution.session import ACCESS_REVOKED, Grant
 from ..models import User
 from ..services.card_runs import card_data
@@ -155,6 +155,8 @@ class CardSocket(JSONSocket):
     def end(self, reason: str) -> None:
         if reason == ACCESS_REVOKED:
             self.close(REVOKED, "access_revoked: your access was revoked, so this session has ended")
+        elif reason == REPLACED:  # a resume elsewhere: never two replays queued for one session
+            self.close_now(1000, reason)
         else:
             self.close(1000, reason[:120])
 

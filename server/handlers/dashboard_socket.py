@@ -3,18 +3,20 @@
 Server to client (JSON text frames):
 
     {"type": "snapshot", "dashboard": {...the dashboard's JSON...},
-     "cards": {"sales": {"card_id": "...", "title": "月別売上", "parameters": [...], "seq": 3,
-                         "result": {"status": "ok", "outputs": [...], "cached": true, "execution_time_ms": 41}}},
+     "cards": {"sales": {"card_id": "...", "title": "月別売上", "parameters": [...], "seq": 2, "result": null}},
      "viewers": [{"user_id": "...", "name": "Ana", "email": "ana@example.com"}]}
-    {"type": "output", "card": "sales", "seq": 4, "result": {...}}
+    {"type": "output", "card": "sales", "seq": 3,
+     "result": {"status": "ok", "outputs": [...], "cached": true, "execution_time_ms": 41}}
     {"type": "output", "card": "sales", "personal": true, "result": {...}}
     {"type": "presence", "viewers": [...]}
     {"type": "error", "code": "bad_message", "message": "..."}
 
 A snapshot comes on join, after every new version of the dashboard (layout, cards, title) and on
-request; a card whose result is ``null`` in it is being run and its output follows. ``seq``
-counts the shared outputs of each card: a client that sees a gap asks for a snapshot. Personal
-outputs answer this client's own parameter values and are not numbered.
+request. It carries no outputs: every card's ``result`` in it is ``null`` and its output follows as an
+``output`` message (for a card run before: next, one at a time as the client reads them; for one being
+run: when its run ends). ``seq`` counts the shared outputs of each card (in a snapshot, the one
+before the output that follows): a client that sees a gap asks for a snapshot. Personal outputs
+answer this client's own parameter values and are not numbered.
 
 Client to server:
 

@@ -8,6 +8,7 @@ token may come as a second subprotocol, ``bearer.<token>``, beside ``bi.v1``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from jsonschema.protocols import Validator
@@ -30,12 +31,14 @@ TOO_SLOW = 4008
 class BoundedSocket(websocket.WebSocketHandler):
     """A websocket whose client must keep up: once more than ``limits.SOCKET_PENDING_BYTES`` wait to be
     written, the socket is closed with ``TOO_SLOW`` (``too_slow_reason`` says what to do) and what
-    was queued for it is dropped, so that a client that stops reading costs at most that much."""
+    was queued for it is dropped, so that a client that stops reading costs at most that much. A sender
+    with much to say (a dashboard's snapshot) waits for ``room_for`` between messages."""
 
     too_slow_reason = "Too far behind; reconnect."
     pending_bytes = 0
     pending_frames = 0
     frame_bytes = limits.SOCKET_FRAME_BYTES
+    _drained: asyncio.Future[None] | None = None
 
     @property
     def max_message_size(self) -> int:
@@ -44,12 +47,12 @@ class BoundedSocket(websocket.WebSocketHandler):
 
     def send_frame(self, frame: str | bytes, binary: bool = False) -> None:
         """Write ``frame`` unless the socket is closing; close it if its client is too far behind."""
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        if self.closing():
             return
         if self.pending_bytes > limits.SOCKET_PENDING_BYTES:
             log.warning("socket_too_slow", endpoint=self.request.path, pending_bytes=self.pending_bytes,
                         pending_frames=self.pending_frames)
-            self.close(TOO_SLOW, self.too_slow_reason[:120])
+            self.close(TOO_SLOW, self.too_slow_reason[:120])  # its client learns why within Tornado's 5 s
             self.on_too_slow()
             return
         data = frame.encode() if isinstance(frame, str) else frame  # the bytes Tornado queues
@@ -67,6 +70,31 @@ class BoundedSocket(websocket.WebSocketHandler):
         self.pending_frames -= 1
         if not future.cancelled():
             future.exception()  # a closed socket's write: nothing more to do
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def closing(self) -> bool:
+        return self.ws_connection is None or self.ws_connection.is_closing()
+
+    async def room_for(self, size: int) -> bool:
+        """Wait until ``size`` more bytes fit in the client's budget (or nothing waits to be written);
+        False once the socket is closing. Writes end when the socket closes, so no waiter outlives it."""
+        while self.pending_bytes and self.pending_bytes + size > limits.SOCKET_PENDING_BYTES:
+            if self.closing():
+                return False
+            if self._drained is None or self._drained.done():
+                self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+        return not self.closing()
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Close with ``code``, dropping at once what still waits to be written rather than keeping it
+        until the client reads it or Tornado's close timeout (5 s) ends the connection (a client that
+        is behind then never gets the close code: for sockets replaced by another)."""
+        connection = self.ws_connection
+        self.close(code, reason[:120])
+        if connection is not None and connection.stream is not None and connection.stream.writing():
+            connection.stream.close()
 
     def on_too_slow(self) -> None:
         """Called once the socket is closing for being too slow; the frames still pending may be lost."""

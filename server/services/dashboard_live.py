@@ -19,6 +19,11 @@ own viewers of a dashboard, again every ``PRESENCE_HEARTBEAT`` seconds, and forg
 after ``PRESENCE_TTL``). Work that must happen once whatever the number of tasks, a scheduled refresh
 round or a re-run for a new dataset version, runs under a lease in the store (``Lease``): results are
 written and published only while it is held.
+
+A room keeps each tile's output serialised, once for all its tiles and sockets (tiles showing the same
+output share the bytes). A snapshot carries no outputs: they follow it as ``output`` messages, one at a
+time as the client reads them (``BoundedSocket.room_for``), so that a socket that stops reading costs
+at most its pending budget (``limits.SOCKET_PENDING_BYTES``) plus one tile, however big the dashboard.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ class Viewer(Protocol):
 
     def send_frame(self, frame: bytes) -> None: ...
 
+    async def room_for(self, size: int) -> bool: ...
+
     def end(self, code: int, reason: str) -> None: ...
 
 
@@ -76,7 +83,8 @@ class Room:
         self.viewers: set[Viewer] = set()
         self.remote: dict[str, tuple[list[dict[str, str]], float]] = {}  # task -> its viewers, until when
         self.seq: dict[str, int] = {}
-        self.latest: dict[str, dict[str, Any]] = {}
+        self.latest: dict[str, bytes] = {}  # card key -> its output's result, serialised
+        self.unsent: dict[Viewer, list[str]] = {}  # card keys whose output a viewer's snapshot still owes it
         self.running: set[str] = set()  # cards being run because a snapshot found no result
         self.joining = 0  # viewers whose snapshot is being made
         self._announced: list[dict[str, str]] = []
@@ -87,10 +95,29 @@ class Room:
         for viewer in list(self.viewers):
             viewer.send_frame(frame)
 
-    def publish(self, key: str, result: dict[str, Any]) -> None:
+    def keep(self, key: str, result: dict[str, Any] | bytes) -> None:
+        """``result`` is card ``key``'s output now; tiles showing the same output share its bytes."""
+        data = result if isinstance(result, bytes) else json_io.dumps(result)
+        data = next((kept for kept in self.latest.values() if kept == data), data)
         self.seq[key] = self.seq.get(key, 0) + 1
-        self.latest[key] = result
-        self.broadcast({"type": "output", "card": key, "seq": self.seq[key], "result": result})
+        self.latest[key] = data
+
+    def output_frame(self, key: str) -> bytes:
+        """The ``output`` message of card ``key``'s latest output, its result spliced in as kept."""
+        return b"".join((b'{"type":"output","card":', json_io.dumps(key), b',"seq":', str(self.seq[key]).encode(),
+                         b',"result":', self.latest[key], b"}"))
+
+    def publish(self, key: str, result: dict[str, Any] | bytes) -> None:
+        self.keep(key, result)
+        frame = self.output_frame(key)
+        for viewer in list(self.viewers):
+            if key in self.unsent.get(viewer, ()):
+                self.unsent[viewer].remove(key)  # what its snapshot owed it comes now
+            viewer.send_frame(frame)
+
+    def leave(self, viewer: Viewer) -> None:
+        self.viewers.discard(viewer)
+        self.unsent.pop(viewer, None)
 
     def local_presence(self) -> list[dict[str, str]]:
         """The viewers on this task."""
@@ -179,13 +206,14 @@ class DashboardHub(LoggingConfigurable):
         return room
 
     def leave(self, viewer: Viewer, room: Room) -> None:
-        room.viewers.discard(viewer)
+        room.leave(viewer)
         room.announce()
         if not room.viewers and not room.joining and self.rooms.get(room.dashboard_id) is room:
             del self.rooms[room.dashboard_id]
 
     async def snapshot(self, viewer: Viewer, room: Room) -> None:
-        """Send the dashboard with every card's latest output, and from then on what is published."""
+        """Send the dashboard, then (as the client reads) every card's latest output, and from then on
+        what is published."""
         dashboard, version, access = await self.dashboards.get_visible(viewer.user, room.dashboard_id)
         infos = {}
         for entry in version.document["cards"]:
@@ -196,16 +224,27 @@ class DashboardHub(LoggingConfigurable):
                     room.running.add(key)
                     self._spawn(self._first_run(viewer.user, room, key))
                 elif key not in room.latest:  # nothing was published while the cache answered
-                    room.seq[key] = room.seq.get(key, 0) + 1
-                    room.latest[key] = result
+                    room.keep(key, result)
                     self._shown(room.dashboard_id, key, result)
             infos[key] = await self._card_info(entry["card"])
         # from here on no await: nothing is published between the snapshot and joining the room
         room.viewers.add(viewer)
-        cards = {key: {**info, "seq": room.seq.get(key, 0), "result": room.latest.get(key)}
+        owed = room.unsent[viewer] = [key for key in infos if key in room.latest]
+        cards = {key: {**info, "seq": room.seq.get(key, 0) - (1 if key in owed else 0), "result": None}
                  for key, info in infos.items()}
         viewer.send_frame(frame_of({"type": "snapshot", "dashboard": dashboard_json(dashboard, version, access),
                                     "cards": cards, "viewers": room.presence()}))
+        self._spawn(self._send_owed(viewer, room))
+
+    async def _send_owed(self, viewer: Viewer, room: Room) -> None:
+        """Send the outputs ``viewer``'s snapshot owes it, each once its client has read enough of the last."""
+        while keys := room.unsent.get(viewer):
+            if not await viewer.room_for(len(room.latest.get(keys[0], b""))):
+                return
+            keys = room.unsent.get(viewer, [])
+            key = keys.pop(0) if keys else None
+            if key in room.latest:
+                viewer.send_frame(room.output_frame(key))
 
     async def personal_run(self, viewer: Viewer, dashboard_id: str, values: dict[str, Any]) -> None:
         """Run the cards that take any of ``values`` for ``viewer`` alone (through the cache)."""
@@ -217,7 +256,10 @@ class DashboardHub(LoggingConfigurable):
                 result = await self.run_card(viewer.user, version.document, entry, values)
             except BIError as exc:
                 result = error_result(exc)
-            viewer.send_frame(frame_of({"type": "output", "card": entry["key"], "personal": True, "result": result}))
+            frame = frame_of({"type": "output", "card": entry["key"], "personal": True, "result": result})
+            if not await viewer.room_for(len(frame)):
+                return
+            viewer.send_frame(frame)
 
     # runs --------------------------------------------------------------------------
     async def run(self, user: User, dashboard_id: str, key: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -291,11 +333,11 @@ class DashboardHub(LoggingConfigurable):
         if self.rooms:
             self._spawn(self._show_run(body["card_id"], body["values"], body["result"]))
 
-    def _deliver(self, dashboard_id: str, key: str, result: dict[str, Any]) -> None:
-        """To this task's viewers of the tile, and its tables pinned."""
+    def _deliver(self, dashboard_id: str, key: str, result: dict[str, Any], data: bytes | None = None) -> None:
+        """To this task's viewers of the tile (``data``: ``result`` serialised already), and its tables pinned."""
         self._shown(dashboard_id, key, result)
         if dashboard_id in self.rooms:
-            self.rooms[dashboard_id].publish(key, result)
+            self.rooms[dashboard_id].publish(key, data or result)
 
     def _shown(self, dashboard_id: str, key: str, result: dict[str, Any] | None) -> None:
         """Pin the tables of a tile's new output; unpin those of the one it replaces, unless another tile shows them."""
@@ -321,14 +363,17 @@ class DashboardHub(LoggingConfigurable):
                             "result": result})
 
     async def _show_run(self, card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
+        if not self.rooms:
+            return
+        data = json_io.dumps(result)
         for room in list(self.rooms.values()):
             version = await self.dashboards.current(room.dashboard_id)
             if version is None:
                 continue
             for entry in version.document["cards"]:
                 if entry["card"] == card_id and await self._bound(version.document, entry, {}) == values \
-                        and room.latest.get(entry["key"]) != result:
-                    self._deliver(room.dashboard_id, entry["key"], result)
+                        and room.latest.get(entry["key"]) != data:
+                    self._deliver(room.dashboard_id, entry["key"], result, data)
 
     def dashboard_saved(self, dashboard: Dashboard, version: DashboardVersion) -> None:
         """Tell every task of the new version (layout, cards)."""

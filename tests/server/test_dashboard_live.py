@@ -55,7 +55,9 @@ async def test_a_live_dashboard(start_cards):
 
     theirs = await join(api, viewer, dashboard["id"])
     snapshot = await theirs.receive()
-    assert snapshot["cards"]["total"]["seq"] == 1 and printed(snapshot["cards"]["total"]) == "9001.0\n"
+    assert snapshot["cards"]["total"]["seq"] == 0 and snapshot["cards"]["total"]["result"] is None, "outputs follow"
+    shown = await output(theirs)
+    assert shown["seq"] == 1 and printed(shown) == "9001.0\n"
     assert snapshot["dashboard"]["access"] == "view"
     assert {v["email"] for v in snapshot["viewers"]} == {"admin@example.com", "viewer@example.com"}
     presence = await mine.receive()
@@ -181,7 +183,9 @@ async def test_a_slow_socket_is_dropped_and_rejoins(api, monkeypatch):
     assert slow.connection.close_code == 4008
     again = await join(api, owner, dashboard["id"])
     snapshot = await again.receive()
-    assert snapshot["type"] == "snapshot" and snapshot["cards"]["total"]["seq"] == last
+    assert snapshot["type"] == "snapshot" and snapshot["cards"]["total"]["seq"] == last - 1
+    latest = await output(again)
+    assert latest["seq"] == last and latest["result"] == big
     fast.close()
     await reader
     other = (await api.fetch("POST", "/api/cards", token=owner, json_body={"title": "別のカード", "code": "2"})).json()
@@ -192,7 +196,8 @@ async def test_a_slow_socket_is_dropped_and_rejoins(api, monkeypatch):
     while (message := await again.receive())["type"] != "snapshot":
         pass
     card = message["cards"]["total"]
-    assert card["card_id"] == other["id"] and card["result"] != big, "another card under the key: not its output"
+    assert card["card_id"] == other["id"]
+    assert (await output(again))["result"] != big, "another card under the key: not its output"
     assert (await api.fetch("DELETE", f"/api/dashboards/{dashboard['id']}", token=owner)).code == 204
     while await asyncio.wait_for(again.connection.read_message(), 30) is not None:
         pass

@@ -191,6 +191,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX personal_tokens_by_user ON personal_tokens (user_id, created_at);
     """,
+    """
+    ALTER TABLE dataset_versions ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 BLOB_DIR = "blobs"

@@ -14,7 +14,8 @@ signed by the server; the agent holds only the public key, so nothing here can f
     GET    /events?after=N&timeout=S            {"agent_id", "last", "events": [kernels that ended by
                                                  themselves, after N]}, waiting up to S (<= 60) s for one
     POST   /kernels/{id}/interrupt              204, SIGINT reaches the kernel
-    PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet) becomes load_dataset(name)
+    PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet, streamed, at most ``DATASET_BYTES``)
+                                                 becomes load_dataset(name); 413 past the limit
     GET    /kernels/{id}/tables/{name}          the table file the kernel wrote for a shown DataFrame, once
                                                  (``kernels.table_files``); 404, 409 or 413
     GET    /usage                               {"cpu_seconds": {kernel id: CPU seconds it has used}} of the
@@ -32,6 +33,7 @@ advertised host (else that address). ``DELETE`` closes the relay first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -42,11 +44,13 @@ from typing import Any
 
 import jwt
 from tornado import web
+from tornado.http1connection import HTTP1Connection
 
 from .admission import Admission, AdmissionError
 from .events import ExitLog
 from .helpers import dataset_filename
 from .launcher import KernelLauncher
+from .limits import DATASET_BYTES
 from .pool import WarmPool
 from .relay import Relays
 from .table_files import TableFileError, open_table
@@ -215,13 +219,42 @@ class InterruptHandler(AgentHandler):
         self.set_status(204)
 
 
+@web.stream_request_body
 class DatasetHandler(AgentHandler):
-    def put(self, kernel_id: str, name: str) -> None:
+    """``PUT`` a dataset: its chunks go to the kernel's dataset folder as they arrive, never whole in memory."""
+
+    dataset: DatasetFile | None = None
+
+    def prepare(self) -> None:
+        super().prepare()
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > DATASET_BYTES:
+            raise web.HTTPError(413, f"a dataset may have at most {DATASET_BYTES} bytes")
+        connection = self.request.connection
+        assert isinstance(connection, HTTP1Connection)
+        connection.set_max_body_size(DATASET_BYTES)  # a chunked body ends at the limit too
+        kernel_id, name = self.path_args
         try:
-            place_dataset(self.kernel(kernel_id).dataset_dir, dataset_filename(name), self.request.body)
+            self.dataset = DatasetFile(self.kernel(kernel_id).dataset_dir, dataset_filename(name))
         except UnsafeDirectory as exc:
             raise web.HTTPError(409, str(exc)) from exc
+
+    def data_received(self, chunk: bytes) -> None:
+        assert self.dataset is not None
+        self.dataset.write(chunk)
+
+    def put(self, kernel_id: str, name: str) -> None:
+        assert self.dataset is not None
+        self.dataset.place()
         self.set_status(204)
+
+    def on_finish(self) -> None:
+        if self.dataset is not None:
+            self.dataset.discard()
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self.on_finish()
 
 
 class TableHandler(AgentHandler):
@@ -247,28 +280,53 @@ class UnsafeDirectory(RuntimeError):
     """The dataset folder is not the one the launcher made (a kernel moved or replaced it)."""
 
 
-def place_dataset(directory: Path, filename: str, data: bytes) -> None:
-    """Write ``data`` as ``directory/filename``, read-only, replacing it atomically.
+class DatasetFile:
+    """A dataset written as ``directory/filename`` chunk by chunk, then put in place read-only and atomically.
 
     The kernel's uid owns the folder above ``directory``, so everything goes through a handle of
     ``directory`` opened without following a symlink and checked to be root's: a kernel that
     swapped the folder for a link or one of its own makes this fail instead of writing elsewhere.
+    Until ``place`` the chunks go to a partial file, which ``discard`` removes (a body cut short).
     """
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:  # a symlink (ELOOP), a file (ENOTDIR), gone (ENOENT)
-        raise UnsafeDirectory(f"the dataset folder {directory} was replaced ({exc.strerror}); stop this kernel") from exc
-    try:
-        if os.fstat(fd).st_uid != os.geteuid():
-            raise UnsafeDirectory(f"the dataset folder {directory} was replaced; stop this kernel")
-        partial = f".partial-{uuid.uuid4().hex}"
-        out = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444,
-                      dir_fd=fd)
-        with os.fdopen(out, "wb") as file:
-            file.write(data)
-        os.replace(partial, filename, src_dir_fd=fd, dst_dir_fd=fd)
-    finally:
-        os.close(fd)
+
+    def __init__(self, directory: Path, filename: str):
+        try:
+            self._dir = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:  # a symlink (ELOOP), a file (ENOTDIR), gone (ENOENT)
+            raise UnsafeDirectory(f"the dataset folder {directory} was replaced ({exc.strerror}); "
+                                  "stop this kernel") from exc
+        try:
+            if os.fstat(self._dir).st_uid != os.geteuid():
+                raise UnsafeDirectory(f"the dataset folder {directory} was replaced; stop this kernel")
+            self.filename = filename
+            self._partial = f".partial-{uuid.uuid4().hex}"
+            self._placed = False
+            self._file = os.fdopen(os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                           | os.O_CLOEXEC, 0o444, dir_fd=self._dir), "wb")
+        except BaseException:
+            os.close(self._dir)
+            raise
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+
+    def place(self) -> None:
+        """Replace ``directory/filename`` with what was written."""
+        self._file.close()
+        os.replace(self._partial, self.filename, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+        self._placed = True
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the partial file (unless placed) and let go of the folder; again is a no-op."""
+        if self._dir < 0:
+            return
+        self._file.close()
+        if not self._placed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._partial, dir_fd=self._dir)
+        os.close(self._dir)
+        self._dir = -1
 
 
 class UsageHandler(AgentHandler):

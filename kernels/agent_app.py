@@ -35,7 +35,7 @@ from .admission import DEFAULT_MAX_KERNELS, Admission
 from .agent import make_app
 from .image import image_version
 from .launcher import KernelLauncher
-from .limits import KERNEL_LOG_LINES_PER_SECOND, KERNEL_MESSAGE_BYTES
+from .limits import AGENT_BODY_BYTES, KERNEL_LOG_LINES_PER_SECOND, KERNEL_MESSAGE_BYTES
 from .logs import configure_logging
 from .pool import WarmPool
 from .relay import Listeners, Relays, TcpListeners, UnixListeners, parse_port_range
@@ -45,7 +45,6 @@ from .sandbox.rlimits import Rlimits
 
 log = structlog.get_logger("bi.executor")
 
-MAX_DATASET_BYTES = 1024 * 1024 * 1024  # a dataset's Parquet file, placed in one PUT
 PUBLIC_KEY_VARIABLE = "BI_EXECUTOR_PUBLIC_KEY"
 DRAIN_POLL_SECONDS = 0.02  # how soon the end of the last kernel is seen while draining
 IN_FLIGHT_SECONDS = 10  # the last answers get this long to go out before the agent stops
@@ -182,7 +181,7 @@ class ExecutorApp(Application):
         relays = Relays(listeners, self.kernel_message_bytes)
         admission = Admission(launcher.is_alive, single_tenant, self.max_kernels)
         app = make_app(pool, public_key, health, relays, admission=admission)
-        server = httpserver.HTTPServer(app, max_body_size=MAX_DATASET_BYTES)
+        server = httpserver.HTTPServer(app, max_body_size=AGENT_BODY_BYTES)
         if self.socket_fd >= 0:
             listening = socket.socket(fileno=self.socket_fd)
             listening.setblocking(False)

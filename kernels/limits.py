@@ -67,3 +67,10 @@ cap, JSON-escaped (control characters take up to six bytes each, but past the ca
 anyway), plus framing. Tables travel as files, not in messages. The agent's relay
 (``kernels.relay``) drops its link to the server once a message passes it, all parts together; the
 server's sockets refuse a larger part (``zmq.MAXMSGSIZE``) before it is allocated."""
+
+# Datasets -----------------------------------------------------------------------
+DATASET_BYTES = 1024 * 1024 * 1024
+"""The largest dataset (a Parquet file) the agent places for a kernel; it is streamed to disk as it arrives."""
+
+AGENT_BODY_BYTES = 1024 * 1024
+"""The largest request body of any other agent route (``POST /kernels`` carries a tenant)."""

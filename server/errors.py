@@ -94,6 +94,12 @@ class PayloadTooLargeError(BIError):
     code = "payload_too_large"
 
 
+class StorageQuotaError(PayloadTooLargeError):
+    """An upload would take the owner's datasets past their storage quota."""
+
+    code = "storage_quota_exceeded"
+
+
 class UnprocessableError(BIError):
     """Well-formed request, but the data in it cannot be used (unparseable CSV, invalid spec)."""
 

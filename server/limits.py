@@ -190,6 +190,9 @@ PERSONAL_TOKENS_PER_USER = 50
 """Personal access tokens one user may hold at once (``POST /api/me/tokens`` past them is a 409)."""
 
 # CSV uploads ---------------------------------------------------------------------
+DATASET_QUOTA_BYTES = 10 * 1024 ** 3
+"""Bytes of stored datasets (every version's Parquet file) each user may own; past it uploads are refused."""
+
 CSV_COLUMNS = 2_000
 """Columns of an uploaded CSV, counted in its header before anything is converted
 (``DatasetService.max_columns``): each costs the converter, every preview and every listing."""

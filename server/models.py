@@ -113,6 +113,13 @@ class DatasetVersion:
     delimiter: str
     created_at: str
     created_by: str
+    stored_bytes: int = 0  # its Parquet file; 0 for versions stored before this was recorded
+
+    @property
+    def charged_bytes(self) -> int:
+        """What the version counts against its owner's dataset storage quota: its Parquet file (the uploaded
+        CSV for a version stored before that size was recorded, which is no smaller)."""
+        return self.stored_bytes or self.bytes
 
     def public(self) -> dict[str, Any]:
         return {
@@ -120,6 +127,7 @@ class DatasetVersion:
             "row_count": self.row_count,
             "columns": [dataclasses.asdict(c) for c in self.columns],
             "bytes": self.bytes,
+            "stored_bytes": self.charged_bytes,
             "encoding": self.encoding,
             "delimiter": self.delimiter,
             "created_at": self.created_at,

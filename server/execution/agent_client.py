@@ -6,12 +6,13 @@ the public key.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from kernels.agent import AUDIENCE, ISSUER
 
 TOKEN_LIFETIME = 60
 LONG_POLL_SECONDS = 25
+DATASET_CHUNK = 1 << 20  # a dataset travels to the agent in reads of this size
 USAGE_TIMEOUT = 5.0  # a reading repeated in a loop: an agent gone quiet must not hold it up
 
 
@@ -78,15 +80,17 @@ class AgentClient:
                           self.private_key, algorithm="EdDSA")
 
     async def _call(self, method: str, path: str, body: bytes | None = None,
-                    timeout: float | None = None, streaming_callback: Callable[[bytes], None] | None = None) -> Any:
+                    timeout: float | None = None, streaming_callback: Callable[[bytes], None] | None = None,
+                    body_producer: Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[None]] | None = None,
+                    headers: dict[str, str] | None = None) -> Any:
         if self.closed:
             raise AgentError(f"executor agent {self.base_url} is gone", 599)
-        if body is None and method in ("POST", "PUT"):
+        if body is None and body_producer is None and method in ("POST", "PUT"):
             body = b""
         try:
             response = await self._http.fetch(
-                self.base_url + path, method=method, body=body, raise_error=False,
-                headers={"Authorization": f"Bearer {self._token()}"},
+                self.base_url + path, method=method, body=body, body_producer=body_producer, raise_error=False,
+                headers={"Authorization": f"Bearer {self._token()}", **(headers or {})},
                 request_timeout=timeout or self.timeout, streaming_callback=streaming_callback)
         except (OSError, httpclient.HTTPClientError) as exc:
             raise AgentError(f"executor agent {self.base_url} unreachable: {exc}", 599) from exc
@@ -124,8 +128,17 @@ class AgentClient:
     async def interrupt(self, kernel_id: str) -> None:
         await self._call("POST", f"/kernels/{kernel_id}/interrupt")
 
-    async def put_dataset(self, kernel_id: str, name: str, parquet: bytes) -> None:
-        await self._call("PUT", f"/kernels/{kernel_id}/datasets/{urllib.parse.quote(name, safe='')}", parquet)
+    async def put_dataset(self, kernel_id: str, name: str, parquet: Path) -> None:
+        """Send the file ``parquet`` as the dataset ``name``, a chunk at a time as it is read."""
+        size = (await asyncio.to_thread(parquet.stat)).st_size
+
+        async def produce(write: Callable[[bytes], Awaitable[None]]) -> None:
+            with parquet.open("rb") as file:
+                while chunk := await asyncio.to_thread(file.read, DATASET_CHUNK):
+                    await write(chunk)
+
+        await self._call("PUT", f"/kernels/{kernel_id}/datasets/{urllib.parse.quote(name, safe='')}",
+                         body_producer=produce, headers={"Content-Length": str(size)})
 
     async def fetch_table(self, kernel_id: str, name: str, target: Path, max_bytes: int) -> int:
         """Write the table file the kernel named ``name`` to ``target`` as it arrives; its size.

@@ -265,7 +265,7 @@ class KernelPool(LoggingConfigurable):
         client = AsyncKernelClient()
         try:
             for name, path in datasets:
-                await agent.put_dataset(kernel_id, name, await asyncio.to_thread(path.read_bytes))
+                await agent.put_dataset(kernel_id, name, path)
             client.load_connection_info(cast(KernelConnectionInfo, connection))
             bound_messages(client, self.kernel_message_bytes)
             client.start_channels(hb=False)  # deaths come from the agent's events

@@ -23,8 +23,8 @@ from .. import json_io
 from ..errors import (AccessRevokedError, AuthenticationError, BIError, ConflictError, DatasetNotReadableError, ExecutionTimeoutError,
                       InvalidJSONError, InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
                       PasswordChangeRequiredError, PayloadTooLargeError, PermissionDeniedError,
-                      PreconditionRequiredError, RateLimitedError, ServiceUnavailableError, StorageUnavailableError,
-                      StoreClosedError, UnprocessableError, quoted)
+                      PreconditionRequiredError, RateLimitedError, ServiceUnavailableError, StorageQuotaError,
+                      StorageUnavailableError, StoreClosedError, UnprocessableError, quoted)
 from ..client_address import TrustedProxies
 from ..limits import JSON_BODY_BYTES, PUBLIC_BODY_BYTES
 from ..models import User
@@ -48,6 +48,7 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     ConflictError: 409,
     KernelLostError: 409,
     PayloadTooLargeError: 413,
+    StorageQuotaError: 413,
     UnprocessableError: 422,
     OutputTooLargeError: 422,
     PreconditionRequiredError: 428,

@@ -29,8 +29,16 @@ class UploadHandler(APIHandler):
         await super().prepare()
         if self.request.method != "POST" or self._finished:
             return
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit():  # refused unread when it cannot fit (the service checks again what arrived)
+            await self.datasets.check_quota(await self.upload_owner(), int(declared))
         self.sink = UploadSink(self.datasets.new_upload_path(),
                                self.request.headers.get("Content-Type", ""), self.datasets.max_upload_bytes)
+
+    async def upload_owner(self) -> str:
+        """The id of the user whose storage quota the upload counts against."""
+        assert self.user is not None
+        return self.user.id
 
     def body_limit(self) -> tuple[int, str]:
         if self.request.method != "POST" or self.user is None:
@@ -100,6 +108,10 @@ class DatasetsHandler(UploadHandler):
 
 
 class DatasetVersionsHandler(UploadHandler):
+    async def upload_owner(self) -> str:
+        assert self.user is not None
+        return (await self.datasets.get_visible(self.user, self.path_kwargs["dataset_id"])).owner_id
+
     async def get(self, dataset_id: str) -> None:
         assert self.user is not None
         versions = await self.datasets.list_versions(self.user, dataset_id)

@@ -30,8 +30,9 @@ from traitlets.config import LoggingConfigurable
 from kernels.arrow_rows import cut_long_values, rows_of
 
 from ..csv_import import ImportResult, convert_csv_to_parquet
-from ..errors import ConflictError, InvalidRequestError, NotFoundError
-from ..limits import CSV_COLUMNS, IMPORT_RETRY_SECONDS, IMPORTS_RUNNING, IMPORTS_WAITING, PREVIEW_VALUES
+from ..errors import ConflictError, InvalidRequestError, NotFoundError, StorageQuotaError
+from ..limits import (CSV_COLUMNS, DATASET_QUOTA_BYTES, IMPORT_RETRY_SECONDS, IMPORTS_RUNNING, IMPORTS_WAITING,
+                      PREVIEW_VALUES)
 from ..logs import get_logger
 from .audit import record
 from ..models import Dataset, DatasetVersion, User, utcnow
@@ -42,9 +43,15 @@ from .slots import Slots
 from .store_writes import settle
 
 MAX_NAME_LENGTH = 100
+QUOTA_LARGEST_SHOWN = 3  # datasets a storage quota error names as the ones to delete
 DATASET_ID = re.compile(r"[0-9a-f]{32}")  # what uuid4().hex makes: the only ids whose blobs a deletion lists
 
 log = get_logger("bi.datasets")
+
+
+def megabytes(size: int) -> str:
+    """``12.3 MB``: a size as a person reads it."""
+    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def validate_name(name: str) -> str:
@@ -71,6 +78,8 @@ class DatasetService(LoggingConfigurable):
         IMPORTS_WAITING, help="Uploads waiting for a conversion; past them a 429 with Retry-After.").tag(config=True)
     max_columns = Integer(CSV_COLUMNS, help="Most columns of an uploaded CSV (422 past it).").tag(config=True)
     max_preview_rows = Integer(1000, help="Largest page of the preview endpoint.").tag(config=True)
+    storage_quota_bytes = Integer(DATASET_QUOTA_BYTES, help="Bytes of stored datasets (every version) each user may "
+                                  "own; an upload past it is refused (413).").tag(config=True)
 
     def __init__(self, store: Store, tmp_dir: Path, **kwargs: Any):
         super().__init__(**kwargs)
@@ -101,7 +110,7 @@ class DatasetService(LoggingConfigurable):
                 f"You already have a dataset named {name!r}; upload a new version of it instead.",
                 {"field": "name"})
         dataset_id = uuid.uuid4().hex
-        version, result = await self._import(dataset_id, 1, owner, upload, encoding, delimiter)
+        version, result = await self._import(dataset_id, 1, owner, owner.id, upload, encoding, delimiter)
         dataset = Dataset(id=dataset_id, owner_id=owner.id, name=name, current_version=1,
                           created_at=version.created_at, updated_at=version.created_at)
         await self._commit(version, self.store.create_dataset(dataset, version))
@@ -113,7 +122,7 @@ class DatasetService(LoggingConfigurable):
                           delimiter: str | None) -> tuple[Dataset, DatasetVersion, ImportResult]:
         dataset = await self.get_visible(user, dataset_id)
         number = dataset.current_version + 1
-        version, result = await self._import(dataset.id, number, user, upload, encoding, delimiter)
+        version, result = await self._import(dataset.id, number, user, dataset.owner_id, upload, encoding, delimiter)
         await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
         for listener in self.new_version:
             listener(dataset.id, number)
@@ -138,23 +147,51 @@ class DatasetService(LoggingConfigurable):
             await record(self.store, "dataset_deleted", dataset_id=dataset.id, owner_id=dataset.owner_id,
                          user_id=user.id)
 
-    async def _import(self, dataset_id: str, number: int, user: User, upload: Path,
+    async def _import(self, dataset_id: str, number: int, user: User, owner_id: str, upload: Path,
                       encoding: str | None, delimiter: str | None) -> tuple[DatasetVersion, ImportResult]:
+        """Convert ``upload`` and store it as version ``number``, within ``owner_id``'s storage quota: the CSV
+        must fit before it is converted (Parquet is rarely larger), its Parquet file after."""
         parquet = upload.with_suffix(".parquet")
+        size = upload.stat().st_size
         try:
+            await self.check_quota(owner_id, size)
             async with self.import_slots.hold():
                 result = await asyncio.to_thread(convert_csv_to_parquet, upload, parquet, encoding=encoding,
                                                  delimiter=delimiter, max_columns=self.max_columns)
+            stored = parquet.stat().st_size
+            await self.check_quota(owner_id, stored)
             key = f"datasets/{dataset_id}/v{number}-{uuid.uuid4().hex[:12]}.parquet"
             await self.store.put_blob(key, parquet)
-            size = upload.stat().st_size
         finally:
             parquet.unlink(missing_ok=True)
         version = DatasetVersion(
             dataset_id=dataset_id, version=number, blob_key=key, row_count=result.row_count,
             columns=result.columns, bytes=size, encoding=result.encoding,
-            delimiter=result.delimiter, created_at=utcnow(), created_by=user.id)
+            delimiter=result.delimiter, created_at=utcnow(), created_by=user.id, stored_bytes=stored)
         return version, result
+
+    async def check_quota(self, owner_id: str, adding: int) -> None:
+        """``StorageQuotaError`` unless ``adding`` more bytes keep the datasets ``owner_id`` owns within the quota.
+
+        Its details name what is used, the limit and the largest datasets (what to delete).
+        """
+        datasets = await self.store.list_datasets(owner_id)
+        versions = await asyncio.gather(*(self.store.list_dataset_versions(d.id) for d in datasets))
+        sizes = sorted(((sum(v.charged_bytes for v in vs), len(vs), d) for d, vs in zip(datasets, versions, strict=True)),
+                       key=lambda entry: -entry[0])
+        used = sum(size for size, _, _ in sizes)
+        limit = self.storage_quota_bytes
+        if used + adding <= limit:
+            return
+        shown = sizes[:QUOTA_LARGEST_SHOWN]
+        advice = ("Delete datasets you no longer need (a dataset is deleted with all its versions), largest first: "
+                  + ", ".join(f"{d.name!r} ({megabytes(size)}, {count} versions)" for size, count, d in shown) + "."
+                  if shown else "Upload a smaller file.")
+        largest = [{"id": d.id, "name": d.name, "stored_bytes": size, "versions": count} for size, count, d in shown]
+        raise StorageQuotaError(
+            f"This upload needs about {megabytes(adding)}, but the datasets already take {megabytes(used)} of "
+            f"the {megabytes(limit)} their owner may store. {advice}",
+            {"used": used, "limit": limit, "adding": adding, "largest": largest})
 
     async def _commit(self, version: DatasetVersion, write: Any) -> None:
         """Await the record write; once it is known to have failed, remove the blob it would have pointed to."""

@@ -254,6 +254,9 @@ MIGRATIONS: tuple[str, ...] = (
         JOIN card_versions v ON v.card_id = c.id AND v.version = c.current_version, json_each(v.datasets) j;
     INSERT INTO catalog_text (rowid, text) SELECT row, search FROM catalog;
     """,
+    """
+    ALTER TABLE dataset_versions ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 BLOB_DIR = "blobs"

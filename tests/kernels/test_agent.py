@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tornado import httpclient, httpserver
 from tornado.netutil import bind_sockets
 
-from kernels.agent import AUDIENCE, ISSUER, UnsafeDirectory, make_app, place_dataset
+from kernels.agent import AUDIENCE, ISSUER, DatasetFile, UnsafeDirectory, make_app
 from kernels.agent_app import RELAY_DIRECTORY
 from kernels.pool import WarmPool
 from kernels.relay import Relays, UnixListeners
@@ -188,6 +188,14 @@ async def test_kernel_ending_by_itself_is_an_event(agent):
     assert (await agent.call("GET", "/events?after=x")).code == 400
 
 
+def place_dataset(folder, filename: str, data: bytes) -> None:
+    """``data`` placed the way a dataset ``PUT`` places its body, in two chunks."""
+    dataset = DatasetFile(folder, filename)
+    dataset.write(data[:2])
+    dataset.write(data[2:])
+    dataset.place()
+
+
 @pytest.mark.parametrize("swap", ["symlink", "foreign", "file"])
 def test_dataset_placement_refuses_a_swapped_folder(tmp_path, swap):
     """Should a kernel replace its dataset folder (a weaker sandbox has no Landlock), the agent
@@ -241,3 +249,14 @@ async def test_a_destroyed_kernel_is_reaped_and_frees_its_place(agent):
     assert (await agent.call("DELETE", f"/kernels/{created['kernel_id']}")).code == 204
     assert not [pid for pid in processes if Path(f"/proc/{pid}").exists()]
     assert json.loads((await agent.call("GET", "/health")).body)["in_use"] == 0
+
+
+def test_a_discarded_dataset_leaves_no_partial_file(tmp_path):
+    """A body cut short: the chunks written so far are removed and the placed file stays as it was."""
+    place_dataset(tmp_path, "sales.parquet", b"one")
+    dataset = DatasetFile(tmp_path, "sales.parquet")
+    dataset.write(b"tw")
+    dataset.discard()
+    dataset.discard()
+    assert [p.name for p in tmp_path.iterdir()] == ["sales.parquet"]
+    assert (tmp_path / "sales.parquet").read_bytes() == b"one"

@@ -11,6 +11,7 @@ export interface Dataset {
   row_count: number;
   columns: { name: string; type: string }[];
   bytes: number;
+  stored_bytes: number;
   encoding: string;
   delimiter: string;
   updated_at: string;

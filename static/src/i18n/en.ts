@@ -349,6 +349,7 @@ export const en: Record<MessageKey, string> = {
   "error.invalid_encoding": "Unknown encoding: choose utf-8, cp932, euc_jp or another text encoding.",
   "error.too_many_columns": "Too many columns ({columns}; at most {limit}): drop the columns you do not need or split the file.",
   "error.imports_busy": "Other uploads are being processed. Try again in a moment.",
+  "error.storage_quota_exceeded": "Your datasets have reached their storage limit, so this upload cannot be kept. Delete datasets you no longer need (deleting a dataset deletes all its versions) and try again.",
   "error.dataset_not_readable": "This card version cannot run: the person who saved it cannot read the dataset “{dataset}”. Ask its owner to share it, or save the card again with datasets you can read.",
   "error.access_revoked": "Your access was revoked, so this session has ended. Open a new one where you still have access.",
   "error.invalid_time": "{argument} must be a date or time such as 2026-12-06 or 2026-12-06T09:00:00+09:00.",

@@ -70,7 +70,8 @@ ROOM_ERRORS = (409, 503)  # the agent is full, draining or holds another user's 
 GONE = "its executor task stopped"
 FULL = "every executor agent is full"
 NO_CAPACITY = "no_capacity"
-RECLAIMED = "reclaimed"  # the reason a session ends when its kernel is given to a user under their share
+RECLAIMED = ("reclaimed: every kernel was in use, and this idle session's owner held more than a fair share "
+             "of them")  # why a session ends when its kernel goes to a user under their share
 LINK_CHECK_SECONDS = 0.5  # after a dropped link, how long a dying kernel's exit gets to reach its agent
 
 
@@ -404,8 +405,9 @@ class KernelPool(LoggingConfigurable):
         idle = [s for s in self.sessions.values() if held[s.user_id] > share and not s.executing and not s.closed]
         if not idle:
             raise ServiceUnavailableError(
-                f"Every executor is full and each of its {capacity} kernels is running code now; try again in a "
-                "moment.", {"held": mine, "fair_share": share, "capacity": capacity}, code=NO_CAPACITY)
+                f"Every executor is full and none of its {capacity} kernels can be given to you now (each is running "
+                "code, or held within someone's fair share); try again in a moment.",
+                {"held": mine, "fair_share": share, "capacity": capacity}, code=NO_CAPACITY)
         victim = min(idle, key=lambda s: (-held[s.user_id], s.last_used))
         log.warning("session_reclaimed", session_id=victim.id, user_id=victim.user_id, held=held[victim.user_id],
                     fair_share=share, for_user_id=user_id)

@@ -1,6 +1,6 @@
 """Two ordinary users take every kernel: the executors must stay shared, and a full pool is not an unready API.
 
-mallory and bob each open their allowed sessions until the agent's 8 kernels are taken. alice, who holds
+mallory and bob each open their allowed sessions (card sessions, Jupyter kernels) until the agent's 8 kernels are taken. alice, who holds
 none, used to wait 90 s for a 503, and ``/api/ready`` answered 503 (compose marked the API unhealthy)
 although everything but new kernels worked. Now the user over their fair share gives up their least
 recently used idle session to alice at once; a user at or over it is refused at once with ``no_capacity``
@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from ..server.test_jupyter_api import start_kernel
 from ..server.test_sessions import open_session
 
 FAST_SECONDS = 15  # a kernel start on a loaded CI machine, not a wait for room
@@ -20,26 +21,27 @@ FAST_SECONDS = 15  # a kernel start on a loaded CI machine, not a wait for room
 pytestmark = pytest.mark.timeout(300)
 
 
-async def open_sessions(api, token: str, count: int) -> list[str]:
-    return [await open_session(api, token) for _ in range(count)]
-
-
 async def test_hoarded_kernels_make_room_for_a_user_who_holds_none(start_cards):
     api = await start_cards()
     tokens = {name: await api.add_user(f"{name}@example.com") for name in ("mallory", "bob", "alice")}
-    held = {name: await open_sessions(api, tokens[name], 4) for name in ("mallory", "bob")}
+    mallory = [await open_session(api, tokens["mallory"]) for _ in range(4)]
+    bob = [(await start_kernel(api, tokens["bob"]))["id"] for _ in range(4)]  # Jupyter kernels count alike
 
     started = time.monotonic()
     opened = await api.fetch("POST", "/api/card-sessions", token=tokens["alice"], json_body={"datasets": []})
     waited = time.monotonic() - started
     assert opened.code == 201, (opened.code, opened.body, f"after {waited:.1f} s")
     assert waited < FAST_SECONDS, f"alice waited {waited:.1f} s for a kernel"
-    oldest = held["mallory"][0]  # the least recently used idle session of the users over their share
-    gone = await api.fetch("GET", f"/api/card-sessions/{oldest}", token=tokens["mallory"])
+    # the least recently used idle session of those who hold the most beyond their share
+    gone = await api.fetch("GET", f"/api/card-sessions/{mallory[0]}", token=tokens["mallory"])
     assert gone.code == 404, gone.body
     ran = await api.fetch("POST", f"/api/card-sessions/{opened.json()['id']}/execute", token=tokens["alice"],
                           json_body={"code": "6 * 7"})
     assert ran.json()["outputs"][-1]["data"]["text/plain"] == "42", ran.body
+
+    await start_kernel(api, tokens["alice"])  # alice: 1 of a fair share of 8 // 3; bob now holds the most
+    gone = await api.fetch("GET", f"/api/kernels/{bob[0]}", token=tokens["bob"])
+    assert gone.code == 404, gone.body
 
     ready = await api.fetch("GET", "/api/ready", token="")
     assert ready.code == 200, ready.body

@@ -399,8 +399,8 @@ class KernelPool(LoggingConfigurable):
         mine = held[user_id] - 1  # the open that asks is counted while it starts
         if mine >= share:
             raise ServiceUnavailableError(
-                f"Every executor is full and you hold {mine} of its {capacity} kernels, your fair share while "
-                f"{users} people use them: close a session you no longer need, or try again "
+                f"Every executor is full and you hold {mine} of its {capacity} kernels, at least your fair share "
+                f"({share} while {users} people use them): close a session you no longer need, or try again "
                 "later.", {"held": mine, "fair_share": share, "capacity": capacity}, code=NO_CAPACITY)
         idle = [s for s in self.sessions.values() if held[s.user_id] > share and not s.executing and not s.closed]
         if not idle:

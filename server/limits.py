@@ -170,7 +170,12 @@ the default executor, which also serves blob I/O, previews and name resolution
 
 PASSWORD_CHECK_QUEUE = 8
 """Sign-ins that may wait for a password check thread; past them a sign-in is answered 429 with
-``Retry-After`` at once, unhashed (``AuthService.password_check_queue``)."""
+``Retry-After`` at once, unhashed (``AuthService.password_check_queue``). Only sign-ins of accounts that
+exist take a place: one for an unknown email waits as long as a recent check took, on no thread."""
+
+PASSWORD_CHECKS_PER_ADDRESS = 2
+"""Sign-ins from one client address being checked at once; more from it are answered 429 at once, so no
+address holds the queue (``AuthService.password_checks_per_address``)."""
 
 LOGIN_FIRST_DELAY = 1.0
 """Seconds one account waits at one client address after a failed sign-in there; doubled after each

@@ -31,11 +31,12 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import math
 import time
 import urllib.parse
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -69,6 +70,10 @@ HEALTH_TIMEOUT = 5.0  # a task that has gone quiet must not hold up every other 
 ROOM_ERRORS = (409, 503)  # the agent is full, draining or holds another user's kernels
 GONE = "its executor task stopped"
 KERNEL_EXITED = "kernel.exited"  # the bus topic of the agents' exit events
+FULL = "every executor agent is full"
+NO_CAPACITY = "no_capacity"
+RECLAIMED = ("reclaimed: every kernel was in use, and this idle session's owner held more than a fair share "
+             "of them")  # why a session ends when its kernel goes to a user under their share
 LINK_CHECK_SECONDS = 0.5  # after a dropped link, how long a dying kernel's exit gets to reach its agent
 
 
@@ -128,6 +133,7 @@ class KernelPool(LoggingConfigurable):
         self._waiting = 0
         self._room = asyncio.Event()  # set (and replaced) whenever a kernel of this pool is destroyed
         self._closing: set[asyncio.Future[None]] = set()  # sessions closed without waiting for their kernel
+        self._short_at = -math.inf  # when an open last found every executor full
         self._refreshing: asyncio.Future[None] | None = None
         self.image_version: str | None = None  # of the agents' kernels: part of result cache keys
         self.gate: Gate | None = None  # checks a session's grant before each run (set by the app)
@@ -152,7 +158,8 @@ class KernelPool(LoggingConfigurable):
         """A new session of ``user`` with a ready kernel that can ``load_dataset`` each named file; with a
         ``grant`` (what the files were given on), it runs only while the ``gate`` finds it still holds.
 
-        Sessions of every ``kind`` count against ``sessions_per_user``.
+        Sessions of every ``kind`` count against ``sessions_per_user``. When every executor is full, a
+        user under their fair share gets a kernel another user holds beyond theirs (``_make_room``).
         """
         held = sum(1 for s in self.sessions.values() if s.user_id == user.id) + self._starting[user.id]
         if held >= self.sessions_per_user:
@@ -161,7 +168,7 @@ class KernelPool(LoggingConfigurable):
         self._starting[user.id] += 1  # counted while the kernel starts, so racing opens cannot pass the limit
         start_kernel = functools.partial(self.start_kernel, tenant=tenant_of(user.id))
         try:
-            kernel = await start_kernel(datasets)
+            kernel = await start_kernel(datasets, make_room=functools.partial(self._make_room, user.id))
         finally:
             self._starting[user.id] -= 1
         session = KernelSession(str(uuid.uuid4()), user.id, datasets, kernel, start_kernel, self.limits_for(kind),
@@ -196,12 +203,14 @@ class KernelPool(LoggingConfigurable):
             closing.add_done_callback(self._closing.discard)
 
     # kernels -----------------------------------------------------------------
-    async def start_kernel(self, datasets: list[tuple[str, Path]], tenant: str) -> Kernel:
+    async def start_kernel(self, datasets: list[tuple[str, Path]], tenant: str,
+                           make_room: Callable[[], Awaitable[None]] | None = None) -> Kernel:
         """A ready kernel for ``tenant`` with ``datasets`` placed, from the best agent that has room.
 
-        When every agent is full, draining or holding other users, wait up to
-        ``placement_timeout`` for room (the executor service scales out on the utilisation this
-        raises); an agent that fails otherwise is skipped, and if all do, 503 at once.
+        When every serving agent is full, ``make_room`` may free a kernel (or raise ``no_capacity``
+        at once); without it, or while agents are draining, starting or holding other users, wait up
+        to ``placement_timeout`` for room (the executor service scales out on the utilisation this
+        raises). An agent that fails otherwise is skipped, and if all do, 503 at once.
         """
         if not self.agents and isinstance(self.executors, StaticExecutors) and not self.executors.urls:
             raise ServiceUnavailableError("This server has no executor agent, so it cannot run cards "
@@ -235,6 +244,12 @@ class KernelPool(LoggingConfigurable):
                 if not room_only or time.monotonic() >= deadline:
                     raise ServiceUnavailableError("No executor can start a kernel now; try again in a moment.",
                                                   {"reasons": failures[-5:]})
+                if make_room is not None:
+                    await self.refresh()  # the loads that placement and failed starts left are guesses
+                    if self.readiness() == FULL:
+                        self._short_at = time.monotonic()
+                        await make_room()
+                        continue
                 await self._wait_for_room()
 
     async def _wait_for_room(self) -> None:
@@ -393,8 +408,38 @@ class KernelPool(LoggingConfigurable):
                 return "no executor agent answers"
             return "every executor agent is draining or starting"
         if all(load.in_use >= load.capacity for load in serving):
-            return "every executor agent is full"
+            return FULL
         return None
+
+    async def _make_room(self, user_id: str) -> None:
+        """Every executor is full: free a kernel for ``user_id``, or refuse with ``no_capacity`` at once.
+
+        The fair share is the serving capacity over the users holding kernels (``user_id`` included),
+        at least one. A user under it gets the least recently used idle session of whoever holds the
+        most beyond it, which is closed with the reason ``reclaimed``; a user at or over it, or with
+        nothing idle to reclaim, is refused.
+        """
+        capacity = sum(load.capacity for url, load in self.loads.items()
+                       if url not in self.unreachable and not load.draining)
+        held = collections.Counter(s.user_id for s in self.sessions.values()) + self._starting
+        users = len(set(held) | {user_id})
+        share = max(1, capacity // users)
+        mine = held[user_id] - 1  # the open that asks is counted while it starts
+        if mine >= share:
+            raise ServiceUnavailableError(
+                f"Every executor is full and you hold {mine} of its {capacity} kernels, at least your fair share "
+                f"({share} while {users} people use them): close a session you no longer need, or try again "
+                "later.", {"held": mine, "fair_share": share, "capacity": capacity}, code=NO_CAPACITY)
+        idle = [s for s in self.sessions.values() if held[s.user_id] > share and not s.executing and not s.closed]
+        if not idle:
+            raise ServiceUnavailableError(
+                f"Every executor is full and none of its {capacity} kernels can be given to you now (each is running "
+                "code, or held within someone's fair share); try again in a moment.",
+                {"held": mine, "fair_share": share, "capacity": capacity}, code=NO_CAPACITY)
+        victim = min(idle, key=lambda s: (-held[s.user_id], s.last_used))
+        log.warning("session_reclaimed", session_id=victim.id, user_id=victim.user_id, held=held[victim.user_id],
+                    fair_share=share, for_user_id=user_id)
+        await self.close_session(victim, RECLAIMED)
 
     def _remove_agent(self, url: str) -> None:
         """The agent is gone: its sessions get a kernel elsewhere."""
@@ -497,10 +542,12 @@ class KernelPool(LoggingConfigurable):
     def publish_utilisation(self) -> None:
         """One log line in CloudWatch's embedded metric format: what the executor service scales on.
 
-        While opens wait for room the pool is full, whatever the agents say.
+        While opens wait for room, or found none since the last publication, the pool is full, whatever
+        the agents say.
         """
         serving = [load for load in self.loads.values() if not load.draining]
-        percent = 100.0 if self._waiting else utilisation(self.loads)
+        short = self._waiting or time.monotonic() - self._short_at < self.metrics_interval
+        percent = 100.0 if short else utilisation(self.loads)
         log.info("pool_utilisation", **self.metrics.emf(self.executors.name, {
             "PoolUtilization": percent, "ExecutorTasks": len(serving),
             "KernelsInUse": sum(load.in_use for load in self.loads.values())}))

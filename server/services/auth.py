@@ -15,15 +15,25 @@ A failed sign-in is logged (``login_failed``) with the email only when it names 
 typed for an unknown one may be a password in the wrong field, so it is logged as ``email_hash``, a
 keyed hash (HMAC-SHA256 under a key derived from the signing key) that matches the same typed text
 in other lines without revealing it.
+
+The password-check threads are shared fairly: each client address may have
+``password_checks_per_address`` sign-ins in progress, and only accounts that exist take a place in the
+queue. A sign-in for an unknown email hashes nothing: it waits as long as a recent real check took (one
+of the last ``CHECK_SAMPLES``, queueing included), so its answer comes no sooner and no later than a
+wrong password's would, and a flood of them neither costs CPU and memory nor starves real sign-ins. It
+is refused only when a real one would be (its address's limit, or the queue full), so neither its
+timing nor its refusals tell which accounts exist.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import hashlib
 import hmac
+import random
 import time
 import uuid
 from collections.abc import Callable, Collection
@@ -36,7 +46,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..environment import setting
 from ..errors import AuthenticationError, PasswordChangeRequiredError, PermissionDeniedError, RateLimitedError
-from ..limits import PASSWORD_CHECK_QUEUE, PASSWORD_CHECK_WORKERS
+from ..limits import PASSWORD_CHECK_QUEUE, PASSWORD_CHECK_WORKERS, PASSWORD_CHECKS_PER_ADDRESS
 from ..models import SignInSession, User, epoch_seconds, iso_time, normalise_email, utcnow
 from ..storage.base import Store
 from .audit import record
@@ -47,6 +57,7 @@ MIN_KEY_LENGTH = 32
 ALGORITHM = "HS256"
 ISSUER = "bi"
 BUSY_RETRY_AFTER = 1  # seconds: a password check takes tens of milliseconds
+CHECK_SAMPLES = 32  # recent password check durations an unknown email's sign-in imitates
 
 T = TypeVar("T")
 
@@ -95,7 +106,10 @@ class AuthService(LoggingConfigurable):
     password_check_workers = Integer(PASSWORD_CHECK_WORKERS, help=(
         "Threads that hash and verify passwords (64 MiB each while they work).")).tag(config=True)
     password_check_queue = Integer(PASSWORD_CHECK_QUEUE, help=(
-        "Sign-ins that may wait for a password check; more at once are answered 429.")).tag(config=True)
+        "Sign-ins of existing accounts that may wait for a password check; more at once are answered 429."
+        )).tag(config=True)
+    password_checks_per_address = Integer(PASSWORD_CHECKS_PER_ADDRESS, help=(
+        "Sign-ins from one client address checked at once; more from it at once are answered 429.")).tag(config=True)
 
     @default("jwt_secret_key")
     def _default_key(self) -> str:
@@ -105,7 +119,10 @@ class AuthService(LoggingConfigurable):
         super().__init__(**kwargs)
         self.store = store
         self.hasher = argon2.PasswordHasher()
-        self._dummy_hash = self.hasher.hash(uuid.uuid4().hex)
+        started = time.perf_counter()  # the first sample: one hash costs what one check does
+        self.hasher.hash(uuid.uuid4().hex)
+        self._check_seconds = collections.deque([time.perf_counter() - started], CHECK_SAMPLES)
+        self._signing_in: collections.Counter[str] = collections.Counter()  # sign-ins in progress by address
         self.throttle = cast(Callable[..., LoginThrottle], self.throttle_class)(parent=self)
         self._checks = concurrent.futures.ThreadPoolExecutor(self.password_check_workers,
                                                              thread_name_prefix="bi-password")
@@ -114,14 +131,25 @@ class AuthService(LoggingConfigurable):
 
     async def _in_check_pool(self, fn: Callable[..., T], *args: object, bounded: bool = True) -> T:
         """Run a password hash/verify on its own threads; ``bounded``: refuse at once when too many wait."""
-        if bounded and self._checks_pending >= self.password_check_workers + self.password_check_queue:
-            raise RateLimitedError("Too many sign-ins are being checked right now; try again in a moment.",
-                                   retry_after=BUSY_RETRY_AFTER)
+        if bounded:
+            self._check_room()
         self._checks_pending += 1
+        started = time.perf_counter()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._checks, fn, *args)
         finally:
             self._checks_pending -= 1
+            self._check_seconds.append(time.perf_counter() - started)
+
+    def _check_room(self) -> None:
+        if self._checks_pending >= self.password_check_workers + self.password_check_queue:
+            raise RateLimitedError("Too many sign-ins are being checked right now; try again in a moment.",
+                                   retry_after=BUSY_RETRY_AFTER)
+
+    async def _imitate_check(self) -> None:
+        """Take as long as a password check of an account that exists, without one (see the module's notes)."""
+        self._check_room()
+        await asyncio.sleep(random.choice(self._check_seconds))  # noqa: S311 - a duration, not a secret
 
     async def hash_password(self, password: str) -> str:
         """Hash for a signed-in caller (account creation, password change): waits its turn, never refused."""
@@ -136,14 +164,16 @@ class AuthService(LoggingConfigurable):
         """
         email = normalise_email(email)
         email_key = self.email_key(email)
-        attempt = await self.throttle.begin(email_key, ip)
-        outcome: Outcome = "unchecked"
+        if self._signing_in[ip] >= self.password_checks_per_address:
+            raise RateLimitedError("Sign-ins from your address are already being checked; wait for them, "
+                                   "then try again.", retry_after=BUSY_RETRY_AFTER)
+        self._signing_in[ip] += 1
         try:
-            user = await self.store.get_user_by_email(email)
-            verified = await self._verify(user.password_hash if user else None, password)
-            outcome = "success" if user is not None and verified else "failure"
+            user, verified = await self._check_sign_in(email, email_key, password, ip)
         finally:
-            await self.throttle.end(attempt, outcome)
+            self._signing_in[ip] -= 1
+            if not self._signing_in[ip]:
+                del self._signing_in[ip]
         if user is None:
             await record(self.store, "login_failed", email_hash=email_key, user_id=None, ip=ip)
             raise AuthenticationError("The email or password is wrong.")
@@ -162,6 +192,22 @@ class AuthService(LoggingConfigurable):
                 "expires_in": self.token_lifetime})
         return await self.start_session(user)
 
+    async def _check_sign_in(self, email: str, email_key: str, password: str, ip: str) -> tuple[User | None, bool]:
+        """The account ``email`` names (if any) and whether ``password`` is its, counted by the throttle."""
+        attempt = await self.throttle.begin(email_key, ip)
+        outcome: Outcome = "unchecked"
+        try:
+            user = await self.store.get_user_by_email(email)
+            if user is None:
+                await self._imitate_check()
+                verified = False
+            else:
+                verified = await self._verify(user.password_hash, password)
+            outcome = "success" if verified else "failure"
+        finally:
+            await self.throttle.end(attempt, outcome)
+        return user, verified
+
     async def check_password(self, user: User, password: str) -> bool:
         """Whether ``password`` is ``user``'s (a signed-in caller confirming it: waits its turn)."""
         return await self._verify(user.password_hash, password)
@@ -171,10 +217,10 @@ class AuthService(LoggingConfigurable):
         key = hmac.new(self.jwt_secret_key.encode(), b"bi/email-hash/v1", hashlib.sha256).digest()
         return hmac.new(key, email.encode(), hashlib.sha256).hexdigest()[:32]
 
-    async def _verify(self, password_hash: str | None, password: str) -> bool:
-        """Check a password; an unknown user costs the same time as a known one."""
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        """Check a password against an account's hash."""
         try:
-            return await self._in_check_pool(self.hasher.verify, password_hash or self._dummy_hash, password)
+            return await self._in_check_pool(self.hasher.verify, password_hash, password)
         except argon2.exceptions.VerificationError:
             return False
         except argon2.exceptions.InvalidHashError:

@@ -4,8 +4,9 @@
 ``GET /api/ready`` asks this service (what compose and the alarms wait on). Each check is cheap:
 one store call, shared by concurrent callers and bounded by ``store_timeout``, and the kernel
 pool's last readings of its agents. A store that answers the check but failed other calls in the
-last ``degraded_seconds`` (throttling, say) is ready but ``degraded``. Reasons name no agent,
-address or id: anyone may ask.
+last ``degraded_seconds`` (throttling, say) is ready but ``degraded``; so are executors whose every
+kernel is in use: the API serves everything else, and new sessions are refused fast
+(``no_capacity``) or given a reclaimed kernel. Reasons name no agent, address or id: anyone may ask.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
-from ..execution.pool import KernelPool
+from ..execution.pool import FULL, KernelPool
 from ..logs import get_logger
 from ..storage.base import Store
 
@@ -46,9 +47,16 @@ class ReadinessService(LoggingConfigurable):
 
     async def check(self) -> Checks:
         """``{"store": {"ok": ...}, "executors": {"ok": ...}}``, each with a ``reason`` when not ok."""
-        executors = self.pool.readiness()
-        return {"store": await self._store(),
-                "executors": {"ok": True} if executors is None else {"ok": False, "reason": executors}}
+        return {"store": await self._store(), "executors": self._executors()}
+
+    def _executors(self) -> dict[str, Any]:
+        reason = self.pool.readiness()
+        if reason is None:
+            return {"ok": True}
+        if reason == FULL:
+            return {"ok": True, "degraded": True,
+                    "reason": f"{reason}: new sessions wait for one to close (see the runbook: kernel capacity)"}
+        return {"ok": False, "reason": reason}
 
     async def _store(self) -> dict[str, Any]:
         if self._ping is None:  # one ping at a time, however many callers: a hung store holds one thread

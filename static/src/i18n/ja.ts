@@ -324,6 +324,7 @@ export const ja = {
   "error.unsupported_media_type": "この形式のデータは受け付けられません。",
   "error.unprocessable": "データの内容に問題があるため処理できませんでした。",
   "error.precondition_required": "編集元のバージョンが指定されていません。ページを再読み込みしてください。",
+  "error.no_capacity": "現在すべてのカーネルが使用中です。不要なセッションを閉じるか、しばらくしてから再試行してください。",
   "error.rate_limited": "試行回数が多すぎます。しばらく待ってから再試行してください。",
   "error.idempotency_key_reused": "この Idempotency-Key は別の操作に使われています。新しい操作には新しいキーを送ってください。",
   "error.storage_unavailable": "データの保存先が応答しません。しばらくしてから再試行してください。変更は保存された可能性があるため、再読み込みして確認してください。",

@@ -83,6 +83,7 @@ async def test_each_card_version_runs_with_its_authors_rights(start_cards):
     assert_runs(await runs(api, scene), "ok")
     watching = await connect(api, scene.viewer, path=f"/api/dashboards/{scene.dashboard_id}/ws")
     shown = [await watching.receive()]
+    shown.append(await tile(watching))  # the tile's output follows the snapshot, as the client reads
 
     # an editor saves code that prints the whole dataset: the version is the editor's
     saved = await api.fetch("PUT", card_path, token=scene.editor, json_body={

@@ -244,7 +244,9 @@ class JupyterKernel:
         request, run = self._awaiting, self._run
         if request is None:
             return
-        if run is not None and not run.idle:
+        if run is not None and (not run.idle or run.request["msg_type"] == "execute_request"):
+            # an execute_request's run ends at its reply or its wall clock: card code can publish an idle
+            # of its own, and ending the run there would free the code of its limits
             self._wait_for_answer(self.answer_seconds)
             return
         if run is not None and run.request["msg_id"] == request.msg_id:

@@ -73,6 +73,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -578,11 +579,23 @@ class AWSStore(Store):
         """Put a head, its first version and the items that point at it, at once; the cancellation reasons."""
         table = self._table(kind.table)
         fields = dataclasses.asdict(head)
-        return self._transact([
+        return self._listed(kind, head.id, [
             _put_new(table, _meta_key(kind, head.id), fields),
             _put_new(table, _version_key(kind, head.id, version_fields["version"]), version_fields),
             *(_put_new(table, key, {kind.key: head.id}) for key in _index_keys(kind, fields)),
         ])
+
+    def _listed(self, kind: Versioned, record_id: str, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``_transact(actions)`` for a record whose catalogue entry is written after it: when the answer is
+        lost (the outcome unknown), the entry is written from the record as it now is, so that a write that
+        landed is listed (and one that did not, not); the error still goes up, to be settled by reading back."""
+        try:
+            return self._transact(actions)
+        except (ClientError, BotoConnectionError, HTTPClientError) as exc:
+            if _unavailable(exc) is not None:
+                with contextlib.suppress(ClientError, BotoConnectionError, HTTPClientError):
+                    self._catalog_current(kind, record_id)
+            raise
 
     def _delete_versioned(self, kind: Versioned, record_id: str) -> list[dict[str, Any]]:
         """Delete the head and the items that point at it first, so no version can be added after
@@ -610,7 +623,7 @@ class AWSStore(Store):
                      expected_current: int, fields: dict[str, Any]) -> None:
         """Make ``number`` current if the head is at ``expected_current``, and put its item: at once."""
         kind.check_follows(number, expected_current)
-        reasons = self._transact([
+        reasons = self._listed(kind, record_id, [
             {"Update": {
                 "TableName": self._table(kind.table),
                 "Key": _serialize(_meta_key(kind, record_id)),

@@ -45,7 +45,7 @@ async def test_unhandled_error_is_500_without_traceback(api, monkeypatch):
     async def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(api.app.store_instance, "list_datasets", broken)
+    monkeypatch.setattr(api.app.store_instance, "page_datasets", broken)
     token = await api.login()
     with capture_logs() as logs:
         response = await api.fetch("GET", "/api/datasets", token=token)

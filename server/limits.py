@@ -118,6 +118,10 @@ TABLE_QUOTA_COUNT = 2_000
 CACHED_RESULTS_PER_VARIANT = 3
 """Result cache entries kept per card and parameter values (older code or data versions go)."""
 
+CARD_RUNS_PER_USER = 4
+"""Card runs (dashboard tiles, the run route, schedules) one user has under way at once; more wait their
+turn. They do not count against the user's interactive sessions (``KernelPool.sessions_per_user``)."""
+
 # Kernels between runs -----------------------------------------------------------
 BACKGROUND_BYTES = 1024 * 1024
 """Output a kernel may send outside runs (a thread a cell left behind) before it is restarted."""

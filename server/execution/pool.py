@@ -131,6 +131,7 @@ class KernelPool(LoggingConfigurable):
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: collections.Counter[str] = collections.Counter()
         self._waiting = 0
+        self._one_shot: set[str] = set()  # sessions of card runs: not counted against sessions_per_user
         self._room = asyncio.Event()  # set (and replaced) whenever a kernel of this pool is destroyed
         self._closing: set[asyncio.Future[None]] = set()  # sessions closed without waiting for their kernel
         self._short_at = -math.inf  # when an open last found every executor full
@@ -154,26 +155,31 @@ class KernelPool(LoggingConfigurable):
 
     # sessions ----------------------------------------------------------------
     async def open(self, user: User, datasets: list[tuple[str, Path]], kind: str = "card",
-                   grant: Grant | None = None) -> KernelSession:
+                   grant: Grant | None = None, interactive: bool = True) -> KernelSession:
         """A new session of ``user`` with a ready kernel that can ``load_dataset`` each named file; with a
         ``grant`` (what the files were given on), it runs only while the ``gate`` finds it still holds.
 
-        Sessions of every ``kind`` count against ``sessions_per_user``. When every executor is full, a
-        user under their fair share gets a kernel another user holds beyond theirs (``_make_room``).
+        Interactive sessions of every ``kind`` count against ``sessions_per_user``; the one-shot sessions
+        of card runs do not (their runner bounds them per user). When every executor is full, a user under
+        their fair share gets a kernel another user holds beyond theirs (``_make_room``).
         """
-        held = sum(1 for s in self.sessions.values() if s.user_id == user.id) + self._starting[user.id]
-        if held >= self.sessions_per_user:
-            raise RateLimitedError(f"You already have {held} open sessions; close one (or wait for it to idle "
-                                   "out) before opening another.", retry_after=60)
-        self._starting[user.id] += 1  # counted while the kernel starts, so racing opens cannot pass the limit
+        if interactive:
+            held = sum(1 for s in self.sessions.values()
+                       if s.user_id == user.id and s.id not in self._one_shot) + self._starting[user.id]
+            if held >= self.sessions_per_user:
+                raise RateLimitedError(f"You already have {held} open sessions; close one (or wait for it to "
+                                       "idle out) before opening another.", retry_after=60)
+        self._starting[user.id] += interactive  # counted while the kernel starts: racing opens cannot pass
         start_kernel = functools.partial(self.start_kernel, tenant=tenant_of(user.id))
         try:
             kernel = await start_kernel(datasets, make_room=functools.partial(self._make_room, user.id))
         finally:
-            self._starting[user.id] -= 1
+            self._starting[user.id] -= interactive
         session = KernelSession(str(uuid.uuid4()), user.id, datasets, kernel, start_kernel, self.limits_for(kind),
                                 self.metrics, self.tables, kind, grant, self.gate)
         self.sessions[session.id] = session
+        if not interactive:
+            self._one_shot.add(session.id)
         self.metrics.bound.inc()
         log.info("session_opened", session_id=session.id, user_id=user.id, kernel_id=kernel.kernel_id)
         return session
@@ -193,6 +199,7 @@ class KernelPool(LoggingConfigurable):
         the pool waiting for it only when it closes."""
         if self.sessions.pop(session.id, None) is None:
             return
+        self._one_shot.discard(session.id)
         self.metrics.bound.dec()
         closing = asyncio.ensure_future(session.close(reason))
         log.info("session_closed", session_id=session.id, user_id=session.user_id, reason=reason)

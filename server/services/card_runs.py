@@ -21,6 +21,8 @@ tables their outputs page from (record first, then blobs); a forced run replaces
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import dataclasses
 import datetime as dt
 import hashlib
@@ -38,7 +40,7 @@ from traitlets.config import LoggingConfigurable
 from .. import json_io
 from ..errors import DatasetNotReadableError, InvalidRequestError, LeaseLostError, NotFoundError
 from ..execution.pool import KernelPool
-from ..limits import CACHED_RESULTS_PER_VARIANT
+from ..limits import CACHED_RESULTS_PER_VARIANT, CARD_RUNS_PER_USER
 from ..models import CachedResult, Card, CardVersion, Dataset, Lease, User, utcnow
 from .audit import record
 from ..storage.base import Store
@@ -150,6 +152,8 @@ async def author_data(store: Store, version: CardVersion) -> CardData:
 class CardRunner(LoggingConfigurable):
     results_per_variant = Integer(CACHED_RESULTS_PER_VARIANT, min=1, help="Result cache entries kept per card and "
                                   "parameter values; older ones and their tables are deleted.").tag(config=True)
+    runs_per_user = Integer(CARD_RUNS_PER_USER, min=1, help="Card runs one user has under way at once; more wait "
+                            "their turn (they do not count against the user's interactive sessions).").tag(config=True)
 
     def __init__(self, store: Store, cards: CardService, pool: KernelPool, tables: OutputTables, **kwargs: Any):
         super().__init__(**kwargs)
@@ -157,6 +161,8 @@ class CardRunner(LoggingConfigurable):
         self.cards = cards
         self.pool = pool
         self.tables = tables
+        self._turns: collections.defaultdict[str, asyncio.Semaphore] = collections.defaultdict(
+            lambda: asyncio.Semaphore(self.runs_per_user))  # user id -> their runs under way
         self.finished: list[Callable[[str, dict[str, Any], dict[str, Any]], None]] = []  # (card_id, values, result)
 
     async def run(self, user: User, card_id: str, parameters: dict[str, Any], force: bool = False,
@@ -200,13 +206,14 @@ class CardRunner(LoggingConfigurable):
 
     async def _execute(self, user: User, version: CardVersion, values: dict[str, Any],
                        files: list[tuple[str, Path]], key: str, fence: Lease | None) -> dict[str, Any]:
-        session = await self.pool.open(user, files)
-        try:
-            if values:
-                await session.execute(parameter_cell(values))
-            result = await session.execute(version.code, card_id=version.card_id)  # a timeout: 408
-        finally:  # the answer does not wait for the kernel's destruction
-            await self.pool.close_session(session, "card_run_finished", wait=False)
+        async with self._turns[user.id]:
+            session = await self.pool.open(user, files, interactive=False)
+            try:
+                if values:
+                    await session.execute(parameter_cell(values))
+                result = await session.execute(version.code, card_id=version.card_id)  # a timeout: 408
+            finally:  # the answer does not wait for the kernel's destruction
+                await self.pool.close_session(session, "card_run_finished", wait=False)
         if (result.status in CACHEABLE and not (result.truncated or result.kernel_restarted)
                 and await self.tables.stored(output_ids(result.outputs))):
             await self._store(key, version.card_id, values, result.status, result.outputs, result.execution_time_ms,

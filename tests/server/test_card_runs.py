@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -115,3 +116,18 @@ def test_parameters_bind_to_literals():
         with pytest.raises(InvalidRequestError):
             bind_parameters(declared, wrong)
     assert json.loads(json.dumps(values)) == values
+
+
+async def test_card_runs_do_not_count_against_interactive_sessions(start_cards):
+    """A user who holds every interactive session they may open still gets their dashboards' and cards'
+    runs (a tile once showed "You already have 4 open sessions" to every viewer); runs past the per-user
+    bound wait their turn instead of failing."""
+    api = await start_cards(KernelPool__sessions_per_user=1, CardRunner__runs_per_user=1)
+    token = await api.login()
+    held = await api.fetch("POST", "/api/card-sessions", token=token, json_body={"datasets": []})
+    assert held.code == 201, held.body
+    _, card = await make_card(api, token)
+    answers = await asyncio.gather(*(run(api, token, card["id"], region=region) for region in ("東京", "大阪")))
+    assert [answer.code for answer in answers] == [200, 200], [answer.body[:200] for answer in answers]
+    refused = await api.fetch("POST", "/api/card-sessions", token=token, json_body={"datasets": []})
+    assert refused.code == 429, "the interactive limit still holds"

@@ -463,3 +463,79 @@ def test_deploy_script_passes_every_required_parameter_and_no_unknown_one(templa
     assert set(parameters) - passed == set(), "a parameter deploy.sh cannot set"
     assert "put-secret-value" in script and "ExecutorKeySecretArn" in script
     assert "ExecutorKeySecretArn" in template["Outputs"]
+
+
+# ---------------------------------------------------------------------------- front end
+EDGE = ROOT / "ops" / "cloudformation" / "bi-edge.yaml"
+
+
+def behaviours(template: dict) -> dict[str, dict]:
+    config = props(template, "Distribution")["DistributionConfig"]
+    return {"default": config["DefaultCacheBehavior"]} | {b["PathPattern"]: b for b in config["CacheBehaviors"]}
+
+
+def test_the_ui_and_the_api_share_the_distributions_host(template):
+    config = props(template, "Distribution")["DistributionConfig"]
+    origins = {o["Id"]: o for o in config["Origins"]}
+    static, api = origins["static"], origins["api"]
+    assert static["DomainName"] == {"Fn::GetAtt": ["StaticBucket", "RegionalDomainName"]}
+    assert static["OriginAccessControlId"] == {"Fn::GetAtt": ["StaticOriginAccessControl", "Id"]}
+    assert props(template, "StaticOriginAccessControl")["OriginAccessControlConfig"]["SigningBehavior"] == "always"
+    assert api["DomainName"] == {"Fn::GetAtt": ["LoadBalancer", "DNSName"]}
+    assert api["VpcOriginConfig"]["VpcOriginId"] == {"Fn::GetAtt": ["LoadBalancerVpcOrigin", "Id"]}
+    assert props(template, "LoadBalancerVpcOrigin")["VpcOriginEndpointConfig"]["Arn"] == {"Ref": "LoadBalancer"}
+    routes = behaviours(template)
+    assert {path: b["TargetOriginId"] for path, b in routes.items()} == {
+        "default": "static", "/api/*": "api", "/static/bokeh/*": "api"}
+    caching_disabled, all_viewer = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad", "216adef6-5c7f-47e4-b989-5492eafa07d3"
+    assert (routes["/api/*"]["CachePolicyId"], routes["/api/*"]["OriginRequestPolicyId"]) == (caching_disabled, all_viewer)
+    assert set(routes["/api/*"]["AllowedMethods"]) == {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
+    assert all(b["ViewerProtocolPolicy"] in {"https-only", "redirect-to-https"} for b in routes.values())
+
+
+def test_the_ui_gets_the_headers_and_paths_bi_serve_gives_it(template):
+    from server.handlers.ui import CONTENT_SECURITY_POLICY
+
+    headers = props(template, "UiHeadersPolicy")["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+    assert headers["ContentSecurityPolicy"]["ContentSecurityPolicy"] == CONTENT_SECURITY_POLICY
+    default = behaviours(template)["default"]
+    assert default["ResponseHeadersPolicyId"] == {"Ref": "UiHeadersPolicy"}
+    (function,) = default["FunctionAssociations"]
+    assert function == {"EventType": "viewer-request",
+                        "FunctionARN": {"Fn::GetAtt": ["UiPathFunction", "FunctionMetadata.FunctionARN"]}}
+    assert "index.html" in props(template, "UiPathFunction")["FunctionCode"]
+
+
+def test_only_the_distribution_reads_the_static_bucket(template):
+    (policy,) = [r["Properties"]["PolicyDocument"] for r in resources(template, "AWS::S3::BucketPolicy").values()
+                 if r["Properties"]["Bucket"] == {"Ref": "StaticBucket"}]
+    (allow,) = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    assert allow["Principal"] == {"Service": "cloudfront.amazonaws.com"} and allow["Action"] == "s3:GetObject"
+    assert allow["Condition"] == {"StringEquals": {"AWS:SourceArn": {
+        "Fn::Sub": "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${Distribution}"}}}
+    outputs = template["Outputs"]
+    assert outputs["StaticBucketName"]["Value"] == {"Ref": "StaticBucket"}
+    assert outputs["DistributionId"]["Value"] == {"Ref": "Distribution"}
+
+
+def test_only_the_corporate_network_reaches_the_distribution(template):
+    assert props(template, "Distribution")["DistributionConfig"]["WebACLId"] == {"Ref": "WebAclArn"}
+    assert "Default" not in template["Parameters"]["WebAclArn"]
+    edge, errors = decode(str(EDGE))
+    assert not errors, errors
+    (ip_set,) = resources(edge, "AWS::WAFv2::IPSet").values()
+    assert ip_set["Properties"]["Addresses"] == {"Ref": "CorporateCidrs"}
+    assert ip_set["Properties"]["Scope"] == "CLOUDFRONT"
+    (acl,) = resources(edge, "AWS::WAFv2::WebACL").values()
+    assert acl["Properties"]["DefaultAction"] == {"Block": {}}
+    (rule,) = acl["Properties"]["Rules"]
+    assert rule["Action"] == {"Allow": {}}
+    assert rule["Statement"] == {"IPSetReferenceStatement": {"Arn": {"Fn::GetAtt": ["CorporateIpSet", "Arn"]}}}
+    assert edge["Outputs"]["WebAclArn"]["Value"] == {"Fn::GetAtt": ["WebAcl", "Arn"]}
+    # The ALB lets in the corporate network and, once given, CloudFront's VPC origin: nothing else.
+    ingress = [r for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()
+               if refers_to(r["Properties"]["GroupId"], "LoadBalancerSecurityGroup")]
+    assert [(r.get("Condition"), r["Properties"]["SourceSecurityGroupId"]) for r in ingress] == [
+        ("CloudFrontReachesLoadBalancer", {"Ref": "CloudFrontOriginSecurityGroupId"})]
+    assert [r["CidrIp"] for r in props(template, "LoadBalancerSecurityGroup")["SecurityGroupIngress"]
+            if isinstance(r, dict) and "CidrIp" in r] == [{"Ref": "CorporateCidr"}]

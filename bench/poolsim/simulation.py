@@ -14,7 +14,7 @@ from server.execution.placement import AgentLoad, ranked, utilisation
 from server.execution.pool import KernelPool
 
 from .arrivals import Session
-from .policy import Policy, TargetTracking
+from .policy import Policy, Scaling
 
 IDLE_TIMEOUT = KernelPool.class_traits()["idle_timeout"].default_value
 SESSIONS_PER_USER = KernelPool.class_traits()["sessions_per_user"].default_value
@@ -55,7 +55,7 @@ class Point:
     at: float
     desired: int
     running: int
-    metric: float
+    metric: float  # PoolUtilization as the server publishes it
 
 
 @dataclass
@@ -72,11 +72,14 @@ class Result:
 class Simulation:
     """One day of ``trace`` through a pool of ``tasks`` tasks, scaled by ``scaler`` if one is given.
 
-    ``observer(simulation)`` is called after every event (tests check invariants with it).
+    Each period the scaler gets what the server publishes (``KernelPool.publish_utilisation``): the
+    pool's utilisation at that moment, or 100 % if an open had to wait since the last period, and the
+    number of serving tasks. ``observer(simulation)`` is called after every event (tests check
+    invariants with it).
     """
 
     def __init__(self, trace: list[Session], shape: PoolShape, tasks: int, hours: float,
-                 scaler: TargetTracking | None = None, observer: Callable[[Simulation], None] | None = None):
+                 scaler: Scaling | None = None, observer: Callable[[Simulation], None] | None = None):
         self.trace, self.shape, self.scaler, self.observer = trace, shape, scaler, observer
         self.end = hours * 3600
         self.now = 0.0
@@ -88,7 +91,8 @@ class Simulation:
         self.seq = itertools.count()
         self.waits: list[float] = []
         self.refused = 0
-        self.util_area = self.period_area = self.running_area = 0.0
+        self.running_area = 0.0
+        self.short = False  # an open waited since the last period
         self.points: list[Point] = []
         self.peak = 0
         for _ in range(tasks):
@@ -120,9 +124,7 @@ class Simulation:
         return Result(self.waits, self.refused, task_seconds, self.peak, self.running_area / self.end, self.points)
 
     def advance(self, when: float) -> None:
-        elapsed = when - self.now
-        self.util_area += utilisation(self.loads()) * elapsed
-        self.running_area += len(self.running()) * elapsed
+        self.running_area += len(self.running()) * (when - self.now)
         self.now = when
 
     # sessions
@@ -133,6 +135,7 @@ class Simulation:
         self.open_by_user[session.user] += 1
         if not self.place(session, self.now):
             self.queue.append((session, self.now))
+            self.short = True
 
     def place(self, session: Session, asked_at: float) -> bool:
         order = ranked(self.loads(), session.user)
@@ -199,10 +202,11 @@ class Simulation:
 
     # scaling
     def tick(self) -> None:
-        metric = (self.util_area - self.period_area) / PERIOD
-        self.period_area = self.util_area
+        loads = self.loads()
+        metric = 100.0 if self.short or self.queue else utilisation(loads)
+        self.short = False
         if self.scaler:
-            self.desired = self.scaler.desired(self.now, metric, self.desired)
+            self.desired = self.scaler.desired(self.now, metric, len(loads), self.desired)
             while len(self.running()) < self.desired:
                 self.launch(self.now)
             self.reconcile()
@@ -216,5 +220,6 @@ def simulate(trace: list[Session], shape: PoolShape, hours: float, policy: Polic
     if fixed is not None:
         return Simulation(trace, shape, fixed, hours).run()
     assert policy is not None
-    return Simulation(trace, shape, policy.min_tasks, hours, TargetTracking(policy)).run()
+    scaling = Scaling(policy)
+    return Simulation(trace, shape, scaling.minimum(0), hours, scaling).run()
 

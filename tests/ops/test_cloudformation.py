@@ -539,3 +539,34 @@ def test_only_the_corporate_network_reaches_the_distribution(template):
         ("CloudFrontReachesLoadBalancer", {"Ref": "CloudFrontOriginSecurityGroupId"})]
     assert [r["CidrIp"] for r in props(template, "LoadBalancerSecurityGroup")["SecurityGroupIngress"]
             if isinstance(r, dict) and "CidrIp" in r] == [{"Ref": "CorporateCidr"}]
+
+
+def test_warm_headroom_tracks_metrics_the_server_publishes_for_the_same_service(template):
+    from server.execution.pool_metrics import EMF_DIMENSION, EMF_NAMESPACE, EMF_UNITS
+
+    policy = props(template, "ExecutorHeadroomPolicy")
+    assert policy["PolicyType"] == "TargetTrackingScaling" and policy["ScalingTargetId"] == {"Ref": "ExecutorScalableTarget"}
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == 100
+    queries = {q["Id"]: q for q in tracking["CustomizedMetricSpecification"]["Metrics"]}
+    (returned,) = [q for q in queries.values() if q["ReturnData"]]
+    read = {q["MetricStat"]["Metric"]["MetricName"]: q for q in queries.values() if "MetricStat" in q}
+    assert sorted(read) == ["ExecutorTasks", "PoolUtilization"]
+    for name, query in read.items():
+        metric = query["MetricStat"]["Metric"]
+        assert metric["Namespace"] == EMF_NAMESPACE and query["MetricStat"]["Unit"] == EMF_UNITS[name]
+        assert [(d["Name"], resolve(template, d["Value"])) for d in metric["Dimensions"]] == [
+            (EMF_DIMENSION, executor_service_name(template))]
+    expression = resolve(template, returned["Expression"])
+    headroom = template["Parameters"]["ExecutorWarmHeadroom"]["Default"]
+    assert expression == f"{read['PoolUtilization']['Id']} + 100 * {headroom} / {read['ExecutorTasks']['Id']}"
+
+
+def test_working_hours_raise_the_minimum_and_the_evening_restores_it(template):
+    actions = {a["ScheduledActionName"]: a for a in props(template, "ExecutorScalableTarget")["ScheduledActions"]}
+    assert sorted(actions) == ["working-hours-end", "working-hours-start"]
+    assert actions["working-hours-start"]["ScalableTargetAction"]["MinCapacity"] == {"Ref": "ExecutorWorkingHoursMinTasks"}
+    assert actions["working-hours-end"]["ScalableTargetAction"]["MinCapacity"] == {"Ref": "ExecutorMinTasks"}
+    assert all(a["ScalableTargetAction"]["MaxCapacity"] == {"Ref": "ExecutorMaxTasks"}
+               and a["Timezone"] == {"Ref": "ExecutorScheduleTimezone"} for a in actions.values())
+    assert template["Parameters"]["ExecutorScheduleTimezone"]["Default"] == "Asia/Tokyo"

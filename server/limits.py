@@ -47,6 +47,11 @@ SOCKET_MESSAGE_BYTES = 256 * 1024
 SOCKET_FRAME_BYTES = 1024 * 1024
 """The largest frame read at all from a card or dashboard socket's client: a larger one closes it (1009)."""
 
+SOCKET_PING_SECONDS = 60.0
+"""Seconds between the server's pings on every websocket: CloudFront closes a websocket after 10 minutes
+without a byte from the origin, which an idle dashboard or editor would otherwise reach. A client that
+does not answer a ping before the next one is closed (Tornado's ping timeout)."""
+
 JUPYTER_FRAME_BYTES = 2 * 1024 * 1024
 """The largest frame read from a Jupyter client (a cell's code, a widget's buffers): a larger one closes
 the socket (1009)."""

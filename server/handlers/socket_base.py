@@ -41,6 +41,11 @@ class BoundedSocket(websocket.WebSocketHandler):
     _drained: asyncio.Future[None] | None = None
 
     @property
+    def ping_interval(self) -> float:
+        """Seconds between pings to the client (``limits.SOCKET_PING_SECONDS``)."""
+        return limits.SOCKET_PING_SECONDS
+
+    @property
     def max_message_size(self) -> int:
         """The largest frame Tornado reads from the client; a larger one closes the socket (1009)."""
         return self.frame_bytes

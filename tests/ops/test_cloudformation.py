@@ -513,6 +513,10 @@ def test_only_the_distribution_reads_the_static_bucket(template):
     assert allow["Principal"] == {"Service": "cloudfront.amazonaws.com"} and allow["Action"] == "s3:GetObject"
     assert allow["Condition"] == {"StringEquals": {"AWS:SourceArn": {
         "Fn::Sub": "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${Distribution}"}}}
+    from ops.frontend import MANIFESTS
+
+    assert [s["Resource"] for s in policy["Statement"] if s["Effect"] == "Deny" and s["Principal"] != "*"] == [
+        {"Fn::Sub": "${StaticBucket.Arn}/" + MANIFESTS + "*"}]
     outputs = template["Outputs"]
     assert outputs["StaticBucketName"]["Value"] == {"Ref": "StaticBucket"}
     assert outputs["DistributionId"]["Value"] == {"Ref": "Distribution"}

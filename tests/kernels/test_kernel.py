@@ -191,6 +191,16 @@ def test_dataframe_is_data_not_html(kernel):
     assert "東京" in bundle["text/plain"]
 
 
+def test_numpy_scalars_show_as_values(kernel):
+    result = execute(kernel, TABLE + "df['売上高'].sum(), df['率'].max(), df['売上高'].sum()")
+    [bundle] = result.bundles("execute_result")
+    assert bundle["text/plain"] == "(400, inf, 400)"
+    for code, shown in (("df['売上高'].sum()", "400"), ("df['率'].max()", "inf"), ("df['売上高'].gt(60).all()", "False"),
+                        ("df['日'].min().to_numpy()", "2024-01-02T00:00:00.000000")):
+        [bundle] = execute(kernel, TABLE + code).bundles("execute_result")
+        assert bundle["text/plain"] == shown, code
+
+
 def test_dataframe_index_and_multiindex_columns(kernel):
     result = execute(kernel, TABLE + "df.pivot_table(index='店舗', columns='日', values=['売上高', '率'], "
                                      "aggfunc='sum')")

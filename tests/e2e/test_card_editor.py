@@ -142,3 +142,27 @@ def test_plot_progress_bar_and_widget(page: Page, bi):
     expect(outputs.get_by_text("Widgets are not shown in cards and dashboards.")).to_be_visible()
     image.scroll_into_view_if_needed()
     screenshot(page, "card-matplotlib")
+
+
+def test_auto_run_updates_outputs_as_you_type(page: Page, bi):
+    """After a quick run, Auto-run is on: pausing in typing re-runs the card and replaces its outputs; code
+    that does not parse is marked in the editor and not run, and the outputs stay."""
+    sign_in(page, bi, "/cards/new")
+    auto = page.get_by_label("Auto-run")
+    expect(auto).not_to_be_checked()
+    type_code(page, "total = 40 + 2\ntotal")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator(".outputs")).to_have_text("42")
+    expect(auto).to_be_checked()  # the run took under a second
+
+    page.keyboard.press("Control+End")
+    page.keyboard.insert_text(" * 10")
+    expect(page.locator(".outputs")).to_have_text("420")
+    page.keyboard.insert_text(" * (")
+    expect(page.locator(".run-status")).to_contain_text("Syntax error on line 2: not run")
+    expect(page.locator(".cm-lintRange-error")).to_be_visible()
+    expect(page.locator(".outputs")).to_have_text("420")
+    screenshot(page, "card-auto-run-syntax")
+    page.keyboard.insert_text("2)")
+    expect(page.locator(".outputs")).to_have_text("840")
+    expect(page.locator(".cm-lintRange-error")).to_have_count(0)

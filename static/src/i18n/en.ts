@@ -207,6 +207,8 @@ export const en: Record<MessageKey, string> = {
   "output.widget": "Widgets are not shown in cards and dashboards. Use them from a Jupyter client (JupyterLab, Notebook 7, VS Code) connected to this server.",
   "output.size": "{rows} {rows|row|rows} × {columns} {columns|column|columns}",
   "output.browsable": " · the first {n} can be browsed",
+  "output.csvUtf8": "CSV (UTF-8)",
+  "output.csvSjis": "CSV (Shift_JIS)",
   "bokeh.noScripts": "The server did not say where BokehJS is.",
   "bokeh.notStarted": "BokehJS loaded but did not start.",
   "bokeh.loadFailed": "Could not load {src}",

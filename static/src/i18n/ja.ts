@@ -206,6 +206,8 @@ export const ja = {
   "output.widget": "ウィジェットはカードとダッシュボードには表示されません。このサーバーに接続したJupyterクライアント（JupyterLab、Notebook 7、VS Code）でご利用ください。",
   "output.size": "{rows}行 × {columns}列",
   "output.browsable": " · 先頭の{n}行を閲覧できます",
+  "output.csvUtf8": "CSV（UTF-8）",
+  "output.csvSjis": "CSV（Shift_JIS）",
   "bokeh.noScripts": "サーバーからBokehJSの場所を取得できませんでした。",
   "bokeh.notStarted": "BokehJSを読み込みましたが、起動しませんでした。",
   "bokeh.loadFailed": "{src} を読み込めませんでした",

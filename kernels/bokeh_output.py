@@ -36,6 +36,7 @@ from bokeh.embed import json_item
 from bokeh.io.notebook import install_notebook_hook
 from bokeh.io.state import curstate
 from bokeh.model import Model
+from bokeh.models import Axis, BasicTickFormatter, Plot
 from bokeh.models.dom import DOMNode
 from bokeh.models.ui import UIElement
 from IPython.display import publish_display_data
@@ -73,7 +74,9 @@ class LivePatches:
         if document is None:
             document = curstate().document
             document.add_root(model)
+        fit(model)
         data = {BOKEH_ITEM: json_item(model), "text/plain": repr(model)}
+        self.events.clear()  # what ``fit`` changed is in the item already
         document.on_change(self.changed)
         root = self.roots.setdefault(model.id, ShownRoot(model, set()))
         root.known = model.references()
@@ -101,6 +104,19 @@ class LivePatches:
         if self.comm is None:
             self.comm = comm.create_comm(target_name=BOKEH_COMM_TARGET)
         self.comm.send(data)
+
+
+def fit(model: Model) -> None:
+    """Make a shown figure fit the pane or tile it is shown in: a figure of its own (not in a layout)
+    without a sizing mode stretches to the width there and follows resizes (a 600 px figure is otherwise
+    cut off in a narrower pane); axes with Bokeh's default number format write 194852276 as such,
+    not as 1.95e+8."""
+    if isinstance(model, Plot) and model.sizing_mode is None:
+        model.sizing_mode = "stretch_width"
+    for axis in model.select({"type": Axis}):
+        formatter = getattr(axis, "formatter", None)
+        if type(formatter) is BasicTickFormatter:
+            formatter.use_scientific = False
 
 
 LIVE = LivePatches()

@@ -13,7 +13,8 @@ sockets are ``<ip>-<port>``); given port 0, the kernel picks ports and rewrites 
 
 Outputs are data, not HTML: Bokeh models as JSON items (``bokeh_output``), DataFrames and
 Series as a schema, a first page and an Arrow stream (``table_output``), matplotlib figures as PNG
-once a cell ends (``plots``).
+once a cell ends (``plots``). Kernels of the Jupyter API are switched to what Jupyter frontends
+render (``notebook_output``).
 
 The user namespace offers ``load_dataset`` and nothing else pre-imported: cards import pandas,
 numpy and bokeh themselves (already loaded, so it costs nothing) and stay plain Python.
@@ -67,9 +68,9 @@ from jupyter_client.session import Session
 from traitlets import Bool, Dict, DottedObjectName, Integer, Type, Unicode
 from traitlets.config import Config
 
-from kernels import bokeh_output, helpers, plots, policy, table_output
+from kernels import bokeh_output, helpers, notebook_output, plots, policy, scalar_output, table_output
 from kernels.limits import ARROW_BYTES, STREAM_MESSAGE_CHARS
-from kernels.wire import CONTROL_REQUESTS, control_refusal
+from kernels.wire import CONTROL_REQUESTS, NOTEBOOK_REQUEST, control_refusal
 
 
 class ControlHandlers(dict):
@@ -105,8 +106,16 @@ class LockedDownKernel(IPythonKernel):
         bokeh_output.install(self.shell)
         table_output.install(self.shell, self.arrow_limit_bytes, self.tables_dir)
         plots.install(self.shell)
+        scalar_output.install(self.shell)
         policy.install(self.shell)
         self.control_handlers = ControlHandlers(self.control_handlers, self.refuse_on_control)
+        self.shell_handlers[NOTEBOOK_REQUEST] = self.switch_to_notebook
+
+    async def switch_to_notebook(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        """The server's ``NOTEBOOK_REQUEST``: outputs for a Jupyter frontend from now on."""
+        assert self.shell is not None and self.session is not None
+        notebook_output.enable(self.shell)
+        self.session.send(stream, "bi_notebook_reply", {"status": "ok"}, parent, ident)
 
     def _send_interrupt_children(self) -> None:
         """An ``interrupt_request`` on control: SIGINT to this process, which starts none. ipykernel signals

@@ -10,6 +10,7 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"  # no longer sent: a bundle
 TABLE_FILE = "application/vnd.bi.table-file.v1+json"  # {"name"}: the whole table, an Arrow file the agent serves
 TABLE_FILE_NAME = r"[0-9a-f]{32}"  # a table file's name in the kernel's tables folder, before ``.arrow``
 BOKEH_COMM_TARGET = "bi.bokeh"  # the comm of live Bokeh document patches
+NOTEBOOK_REQUEST = "bi_notebook_request"  # the server switches a Jupyter API kernel's outputs (notebook_output)
 
 CONTROL_REQUESTS = frozenset({"interrupt_request", "shutdown_request", "kernel_info_request"})
 """The only messages the control channel serves (it answers while the shell runs code, so anything

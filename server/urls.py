@@ -19,7 +19,7 @@ from .handlers.dashboards import (DashboardCardRunHandler, DashboardExportHandle
                                   DashboardsHandler, DashboardVersionsHandler)
 from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsHandler,
                                 DatasetVersionsHandler)
-from .handlers.outputs import OutputRowsHandler
+from .handlers.outputs import OutputCSVHandler, OutputRowsHandler
 from .handlers.sessions import ExecuteHandler, InterruptHandler, SessionHandler, SessionsHandler
 from .handlers.system import HealthHandler, MetricsHandler, ReadyHandler
 from .handlers.ui import UIHandler
@@ -64,6 +64,7 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/dashboards/{dashboard_id}/cards/{key}/run", DashboardCardRunHandler),
     ("/api/dashboards/{dashboard_id}/ws", DashboardSocket),
     ("/api/outputs/{output_id}/rows", OutputRowsHandler),
+    ("/api/outputs/{output_id}/csv", OutputCSVHandler),
     ("/api/card-sessions", SessionsHandler),
     ("/api/card-sessions/{session_id}", SessionHandler),
     ("/api/card-sessions/{session_id}/execute", ExecuteHandler),

@@ -24,6 +24,7 @@ from ..models import User
 from .pool import KernelPool
 from .replay import ReplayBuffer
 from .session import Grant, KernelSession
+from .syntax import syntax_problem
 
 log = get_logger("bi.execution.live")
 
@@ -45,6 +46,10 @@ class LiveSession:
         self._socket: Socket | None = None
         self._run: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self._auto: asyncio.Task[None] | None = None
+        self._next_auto: tuple[str, str] | None = None  # the newest auto-run not yet started
+        self.auto_runs = 0  # auto-runs asked for, and runs they interrupted (``take_auto_counts``)
+        self.interrupted_runs = 0
         session.listeners.add(self._session_event)
 
     @property
@@ -92,12 +97,42 @@ class LiveSession:
         self._socket = None
         self._expiry = asyncio.get_running_loop().call_later(grace_seconds, self.on_expired, self)
 
-    def execute(self, code: str, run_id: str) -> None:
-        if self._run is not None and not self._run.done():
+    def execute(self, code: str, run_id: str, auto: bool = False) -> None:
+        """Run ``code``; while a run is going, refuse it, or with ``auto`` (typing paused in the editor)
+        interrupt that run and run this once it has ended. Of auto-runs that arrive meanwhile, only the
+        newest runs; one whose code does not parse ends at once with status ``syntax_error``."""
+        if auto:
+            self.auto_runs += 1
+            self._next_auto = (code, run_id)
+            if self._auto is None or self._auto.done():
+                self._auto = asyncio.create_task(self._run_auto())
+        elif any(task is not None and not task.done() for task in (self._run, self._auto)):
             self.emit({"type": "error", "code": "busy", "run_id": run_id,
                        "message": "The previous run has not finished; wait for it or interrupt it."})
-            return
-        self._run = asyncio.create_task(self._execute(code, run_id))
+        else:
+            self._run = asyncio.create_task(self._execute(code, run_id))
+
+    def take_auto_counts(self) -> tuple[int, int]:
+        """The auto-runs asked for and the runs they interrupted since this was last called."""
+        counts = self.auto_runs, self.interrupted_runs
+        self.auto_runs = self.interrupted_runs = 0
+        return counts
+
+    async def _run_auto(self) -> None:
+        while self._next_auto is not None:
+            if self._run is not None and not self._run.done():
+                self.interrupted_runs += 1
+                await self.session.interrupt()
+                await asyncio.wait([self._run])
+                continue
+            (code, run_id), self._next_auto = self._next_auto, None
+            problem = await asyncio.to_thread(syntax_problem, code)
+            if problem is not None:
+                self.emit({"type": "done", "run_id": run_id, "status": "syntax_error", "syntax": problem,
+                           "execution_count": None, "execution_time_ms": None, "truncated": False,
+                           "kernel_restarted": False})
+            elif self._next_auto is None:  # else newer code came while this was parsed
+                self._run = asyncio.create_task(self._execute(code, run_id))
 
     async def _execute(self, code: str, run_id: str) -> None:
         self.emit({"type": "status", "state": "busy", "run_id": run_id})

@@ -46,6 +46,8 @@ from prometheus_client import CollectorRegistry
 from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
+from kernels.wire import NOTEBOOK_REQUEST
+
 from ..bus import Bus
 from ..errors import NotFoundError, RateLimitedError, ServiceUnavailableError
 from ..limits import (BACKGROUND_BYTES, BACKGROUND_CPU_SECONDS, BACKGROUND_POLL_SECONDS, JUPYTER_CONNECTED_IDLE_SECONDS,
@@ -170,7 +172,7 @@ class KernelPool(LoggingConfigurable):
                 raise RateLimitedError(f"You already have {held} open sessions; close one (or wait for it to "
                                        "idle out) before opening another.", retry_after=60)
         self._starting[user.id] += interactive  # counted while the kernel starts: racing opens cannot pass
-        start_kernel = functools.partial(self.start_kernel, tenant=tenant_of(user.id))
+        start_kernel = functools.partial(self.start_kernel, tenant=tenant_of(user.id), notebook=kind == "jupyter")
         try:
             kernel = await start_kernel(datasets, make_room=functools.partial(self._make_room, user.id))
         finally:
@@ -211,8 +213,9 @@ class KernelPool(LoggingConfigurable):
 
     # kernels -----------------------------------------------------------------
     async def start_kernel(self, datasets: list[tuple[str, Path]], tenant: str,
-                           make_room: Callable[[], Awaitable[None]] | None = None) -> Kernel:
-        """A ready kernel for ``tenant`` with ``datasets`` placed, from the best agent that has room.
+                           make_room: Callable[[], Awaitable[None]] | None = None, notebook: bool = False) -> Kernel:
+        """A ready kernel for ``tenant`` with ``datasets`` placed, from the best agent that has room; with
+        ``notebook``, switched to the outputs of Jupyter frontends (``kernels.notebook_output``).
 
         When every serving agent is full, ``make_room`` may free a kernel (or raise ``no_capacity``
         at once); without it, or while agents are draining, starting or holding other users, wait up
@@ -236,7 +239,7 @@ class KernelPool(LoggingConfigurable):
                     agent = self.agents[url]
                     self.loads[url] = self.loads[url].with_kernel(tenant)  # racing opens spread out
                     try:
-                        kernel = await self._start_on(agent, datasets, tenant)
+                        kernel = await self._start_on(agent, datasets, tenant, notebook)
                     except AgentError as exc:
                         log.warning("kernel_start_failed", agent=url, error=str(exc))
                         failures.append(str(exc))
@@ -278,7 +281,8 @@ class KernelPool(LoggingConfigurable):
         self._room.set()
         self._room = asyncio.Event()
 
-    async def _start_on(self, agent: AgentClient, datasets: list[tuple[str, Path]], tenant: str) -> Kernel:
+    async def _start_on(self, agent: AgentClient, datasets: list[tuple[str, Path]], tenant: str,
+                        notebook: bool) -> Kernel:
         created = await agent.create_kernel(tenant)
         kernel_id = created["kernel_id"]
         connection = dict(created["connection"])
@@ -292,6 +296,8 @@ class KernelPool(LoggingConfigurable):
             bound_messages(client, self.kernel_message_bytes)
             client.start_channels(hb=False)  # deaths come from the agent's events
             await self._wait_until_ready(client)
+            if notebook:
+                await self._switch_to_notebook(client)
         except BaseException:
             client.stop_channels()
             with contextlib.suppress(AgentError):
@@ -340,6 +346,19 @@ class KernelPool(LoggingConfigurable):
                     and await message_for(client.get_iopub_msg, msg_id, READY_ATTEMPT_SECONDS)):
                 return
         raise AgentError(f"the kernel did not answer in {self.kernel_ready_timeout:g} s", 504)
+
+    async def _switch_to_notebook(self, client: AsyncKernelClient) -> None:
+        """Send ``NOTEBOOK_REQUEST`` and return once it is answered and the kernel is idle again (so that no
+        status of it reaches the kernel's user)."""
+        request = client.session.msg(NOTEBOOK_REQUEST, {})
+        msg_id = request["header"]["msg_id"]
+        client.shell_channel.send(request)
+        deadline = time.monotonic() + self.kernel_ready_timeout
+        if await message_for(client.get_shell_msg, msg_id, self.kernel_ready_timeout):
+            while (message := await message_for(client.get_iopub_msg, msg_id, deadline - time.monotonic())):
+                if message["msg_type"] == "status" and message["content"].get("execution_state") == "idle":
+                    return
+        raise AgentError(f"the kernel did not switch to notebook outputs in {self.kernel_ready_timeout:g} s", 504)
 
     # the agents --------------------------------------------------------------
     async def refresh(self) -> None:

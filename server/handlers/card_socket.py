@@ -18,7 +18,13 @@ the messages after that one are replayed in order, then new ones follow.
 Client to server::
 
     {"type": "execute", "code": "df = load_dataset('sales')\\ndf.head()", "run_id": "r1"}
+    {"type": "execute", "code": "df.groupby('店舗').sum()", "run_id": "r2", "auto": true}
     {"type": "interrupt"}
+
+An ``auto`` run (the editor's Auto-run, when typing pauses) does not wait: a run still going is
+interrupted first, and of auto-runs sent meanwhile only the newest runs; code that does not parse is
+not run (``done`` with status ``syntax_error``). Auto-runs are audited per socket as one
+``card_auto_runs`` event (how many, how many interrupted), not one per run.
 
 Server to client; every message has ``seq``, one more than the one before::
 
@@ -34,6 +40,7 @@ Server to client; every message has ``seq``, one more than the one before::
     {"seq": 6, "type": "status", "state": "idle", "run_id": "r1"}
     {"seq": 7, "type": "done", "run_id": "r1", "status": "ok", "execution_count": 1, "execution_time_ms": 12, "truncated": false, "kernel_restarted": false}
     {"seq": 8, "type": "done", "run_id": "r2", "status": "timeout", "message": "The card ran longer than the 10 s limit and was stopped.", ...}
+    {"seq": 9, "type": "done", "run_id": "r4", "status": "syntax_error", "syntax": {"line": 2, "column": 9, "message": "'(' was never closed"}, "execution_time_ms": null, ...}
     {"seq": 9, "type": "kernel_restarted", "reason": "the card exceeded the 2048 MB memory limit and its kernel was stopped"}
     {"seq": 10, "type": "error", "code": "busy", "run_id": "r3", "message": "The previous run has not finished; ..."}
     {"seq": 11, "type": "closed", "reason": "idle"}
@@ -55,6 +62,7 @@ code 4008: it reconnects with ``?session=&after=`` to resume.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -67,6 +75,7 @@ from ..errors import BIError, InvalidRequestError
 from ..execution.live import REPLACED, LiveSession, LiveSessions
 from ..execution.session import ACCESS_REVOKED, Grant
 from ..models import User
+from ..services.audit import record
 from ..services.card_runs import card_data
 from .base import log, refuse
 from .socket_base import JSONSocket
@@ -77,7 +86,7 @@ CLIENT_MESSAGE = bounded.Validator({
     "oneOf": [
         {"type": "object", "required": ["type", "code"], "additionalProperties": False,
          "properties": {"type": {"const": "execute"}, "code": {"type": "string", "maxLength": 100_000},
-                        "run_id": {"type": "string", "maxLength": 64}}},
+                        "run_id": {"type": "string", "maxLength": 64}, "auto": {"type": "boolean"}}},
         {"type": "object", "required": ["type"], "additionalProperties": False,
          "properties": {"type": {"const": "interrupt"}}},
     ],
@@ -148,7 +157,7 @@ class CardSocket(JSONSocket):
             return
         if body["type"] == "execute":
             self.runs += 1
-            self.live.execute(body["code"], body.get("run_id") or f"run-{self.live.seq + 1}")
+            self.live.execute(body["code"], body.get("run_id") or f"run-{self.live.seq + 1}", body.get("auto", False))
         else:
             await self.live.interrupt()
 
@@ -163,9 +172,21 @@ class CardSocket(JSONSocket):
     def on_close(self) -> None:
         if self.live is not None:
             self.live.detach(self, self.sessions.grace_seconds)
+            self.audit_auto_runs(self.live)
         log.info("socket_closed", endpoint=self.endpoint, session_id=self.live.id if self.live else None,
                  user_id=self.user.id if self.user else None, runs=self.runs,
                  duration_ms=round((time.perf_counter() - self.started) * 1000, 2), code=self.close_code)
+
+
+    def audit_auto_runs(self, live: LiveSession) -> None:
+        """One audit event for the auto-runs asked for since the last one (one per pause in typing: too
+        many for an event each)."""
+        runs, interrupted = live.take_auto_counts()
+        if runs:
+            assert self.user is not None
+            asyncio.ensure_future(record(self.settings["cards"].store, "card_auto_runs", user_id=self.user.id,
+                                         session_id=live.id, card_id=self.path_kwargs.get("card_id"), runs=runs,
+                                         interrupted=interrupted))
 
 
 class CardEditSocket(CardSocket):

@@ -184,12 +184,7 @@ class OutputTables(LoggingConfigurable):
     async def rows(self, user: User, output_id: str, offset: int, limit: int) -> dict[str, Any]:
         """A page of the table, if ``user`` may read it (404 otherwise, as if it did not exist): long cells cut
         and listed in ``truncated_cells``, ``limit`` shrunk to the rows that fit the page's text bound."""
-        await self.settled(output_id)
-        table = await self.store.get_output_table(output_id)
-        if table is None or not await self._may_read(user, table):
-            raise NotFoundError("No such table output: it may be another user's, or it was removed (a newer run "
-                                "replaced it, or its owner's storage for tables was full). Run the code again.")
-        path = await self.store.blob_path(table.blob_key)
+        path = await self.readable_file(user, output_id)
         (rows, truncated), total = await asyncio.to_thread(lambda: (read_rows(path, offset, limit),
                                                                    measure(path).rows))
         await self.store.update_output_table(output_id, last_used=utcnow())
@@ -197,6 +192,15 @@ class OutputTables(LoggingConfigurable):
             limit = len(rows)
         return {"output_id": output_id, "offset": offset, "limit": limit, "row_count": total, "rows": rows,
                 "truncated_cells": truncated}
+
+    async def readable_file(self, user: User, output_id: str) -> Path:
+        """The stored table's Arrow stream, if ``user`` may read it (404 otherwise, as if it did not exist)."""
+        await self.settled(output_id)
+        table = await self.store.get_output_table(output_id)
+        if table is None or not await self._may_read(user, table):
+            raise NotFoundError("No such table output: it may be another user's, or it was removed (a newer run "
+                                "replaced it, or its owner's storage for tables was full). Run the code again.")
+        return await self.store.blob_path(table.blob_key)
 
     async def _may_read(self, user: User, table: OutputTable) -> bool:
         """Admins; for a saved card's run whoever may view the card now (not who ran it, who may have

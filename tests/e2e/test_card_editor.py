@@ -6,6 +6,7 @@ import json
 import re
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
@@ -142,3 +143,43 @@ def test_plot_progress_bar_and_widget(page: Page, bi):
     expect(outputs.get_by_text("Widgets are not shown in cards and dashboards.")).to_be_visible()
     image.scroll_into_view_if_needed()
     screenshot(page, "card-matplotlib")
+
+
+def test_auto_run_updates_outputs_as_you_type(page: Page, bi):
+    """After a quick run, Auto-run is on: pausing in typing re-runs the card and replaces its outputs; code
+    that does not parse is marked in the editor and not run, and the outputs stay."""
+    sign_in(page, bi, "/cards/new")
+    auto = page.get_by_label("Auto-run")
+    expect(auto).not_to_be_checked()
+    type_code(page, "total = 40 + 2\ntotal")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator(".outputs")).to_have_text("42")
+    expect(auto).to_be_checked()  # the run took under a second
+
+    page.keyboard.press("Control+End")
+    page.keyboard.insert_text(" * 10")
+    expect(page.locator(".outputs")).to_have_text("420")
+    page.keyboard.insert_text(" * (")
+    expect(page.locator(".run-status")).to_contain_text("Syntax error on line 2: not run")
+    expect(page.locator(".cm-lintRange-error")).to_be_visible()
+    expect(page.locator(".outputs")).to_have_text("420")
+    screenshot(page, "card-auto-run-syntax")
+    page.keyboard.insert_text("2)")
+    expect(page.locator(".outputs")).to_have_text("840")
+    expect(page.locator(".cm-lintRange-error")).to_have_count(0)
+
+
+def test_a_table_downloads_as_csv(page: Page, bi):
+    """A DataFrame output's whole table downloads as CSV that Excel reads: UTF-8 with a BOM, or Shift_JIS."""
+    sign_in(page, bi, "/cards/new")
+    type_code(page, "import pandas as pd\npd.DataFrame({'店舗': ['東京', '大阪'] * 50, '売上': range(100)})")
+    page.keyboard.press("Control+Enter")
+    expect(page.get_by_role("button", name="CSV (UTF-8)")).to_be_visible()
+    screenshot(page, "card-table-downloads")
+    with page.expect_download() as utf8:
+        page.get_by_role("button", name="CSV (UTF-8)").click()
+    body = Path(utf8.value.path()).read_bytes()
+    assert body.startswith(b"\xef\xbb\xbf") and body.decode("utf-8-sig").splitlines()[:2] == ['"店舗","売上"', '"東京",0']
+    with page.expect_download() as sjis:
+        page.get_by_role("button", name="CSV (Shift_JIS)").click()
+    assert len(Path(sjis.value.path()).read_bytes().decode("cp932").splitlines()) == 101

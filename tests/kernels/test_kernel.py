@@ -109,6 +109,23 @@ def test_bokeh_show(kernel, prelude):
     assert_bokeh_item(result.bundles("display_data")[0])
 
 
+def test_a_shown_figure_fits_its_pane_and_writes_plain_numbers(kernel):
+    """A figure of its own stretches to the pane's width; default number axes are not in scientific
+    notation; a figure inside a layout, and a sizing mode the card chose, are left as they are."""
+    result = execute(kernel, "from bokeh.layouts import row\nfrom bokeh.plotting import figure\n"
+                             "p = figure(width=600)\np.line([1, 2], [1e6, 3e8])\n"
+                             "q = figure(width=300, sizing_mode='fixed')\nq.line([1], [1])\n"
+                             "display(p, q, row(figure(width=200)))")
+    items = [bundle[BOKEH_ITEM]["doc"] for bundle in result.bundles("display_data")]
+    plots = [next(model for model in item["roots"] if model["name"] == "Figure") for item in items[:2]]
+    assert [plot["attributes"].get("sizing_mode") for plot in plots] == ["stretch_width", "fixed"]
+    formatters = [reference for reference in str(items[0]).split("BasicTickFormatter")[1:]]
+    assert formatters and all("'use_scientific': False" in text[:300] for text in formatters)
+    layout = items[2]["roots"][0]
+    assert layout["name"] == "Row" and "stretch_width" not in str(layout["attributes"].get("children"))
+    assert result.comm_data == []  # fitting sends no patch of its own: the items have it
+
+
 def test_bokeh_non_ui_model_is_text_only(kernel):
     result = execute(kernel, "from bokeh.models import ColumnDataSource\nColumnDataSource({'x': [1]})")
     [bundle] = result.bundles("execute_result")
@@ -189,6 +206,16 @@ def test_dataframe_is_data_not_html(kernel):
     assert table.column_names == [column["name"] for column in summary["columns"]]
     assert rows_of(table) == summary["rows"]
     assert "東京" in bundle["text/plain"]
+
+
+def test_numpy_scalars_show_as_values(kernel):
+    result = execute(kernel, TABLE + "df['売上高'].sum(), df['率'].max(), df['売上高'].sum()")
+    [bundle] = result.bundles("execute_result")
+    assert bundle["text/plain"] == "(400, inf, 400)"
+    for code, shown in (("df['売上高'].sum()", "400"), ("df['率'].max()", "inf"), ("df['売上高'].gt(60).all()", "False"),
+                        ("df['日'].min().to_numpy()", "2024-01-02T00:00:00.000000")):
+        [bundle] = execute(kernel, TABLE + code).bundles("execute_result")
+        assert bundle["text/plain"] == shown, code
 
 
 def test_dataframe_index_and_multiindex_columns(kernel):

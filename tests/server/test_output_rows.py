@@ -33,3 +33,27 @@ async def test_table_pages_for_its_user_only(start_cards):
     for query in ("limit=5000", "offset=-1", "limit=x"):
         assert (await api.fetch("GET", f"/api/outputs/{output['output_id']}/rows?{query}", token=member)).code == 400
     assert (await api.fetch("GET", f"/api/outputs/{'0' * 32}/rows", token=member)).code == 404
+
+
+async def test_a_whole_table_downloads_as_csv_for_excel(start_cards):
+    """UTF-8 with a byte order mark by default, CP932 on request; formulas are defused; the same access as pages."""
+    api = await start_cards()
+    member = await api.add_user("analyst@example.com")
+    session_id = await open_session(api, member)
+    code = FRAME + ".assign(式=['=1+1', '東京'] * 500)"
+    output = (await run(api, member, session_id, code)).json()["outputs"][-1]
+    csv_url = f"/api/outputs/{output['output_id']}/csv"
+    utf8 = await api.fetch("GET", csv_url + "?name=店舗/売上", token=member)
+    assert utf8.code == 200, utf8.body
+    assert utf8.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert "filename*=UTF-8''%E5%BA%97%E8%88%97_%E5%A3%B2%E4%B8%8A.csv" in utf8.headers["Content-Disposition"]
+    assert utf8.body.startswith(b"\xef\xbb\xbf")
+    lines = utf8.body.decode("utf-8-sig").splitlines()
+    assert lines[:3] == ['"n","名前","式"', "0,\"行0\",\"'=1+1\"", '1,"行1","東京"'] and len(lines) == 1001
+    cp932 = await api.fetch("GET", csv_url + "?encoding=cp932", token=member)
+    assert cp932.headers["Content-Type"] == "text/csv; charset=Shift_JIS"
+    assert cp932.body.decode("cp932").splitlines() == lines
+
+    assert (await api.fetch("GET", csv_url + "?encoding=latin-1", token=member)).code == 400
+    stranger = await api.add_user("stranger@example.com")
+    assert (await api.fetch("GET", csv_url, token=stranger)).code == 404

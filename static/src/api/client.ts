@@ -100,6 +100,21 @@ export async function request<T>(
   });
 }
 
+// Saves what `path` answers as the file `filename` (the browser's download), signed in as for any call.
+export async function download(path: string, filename: string): Promise<void> {
+  const blob = await withReauth(async () => {
+    const response = await fetch(path, { headers: { Authorization: `Bearer ${await freshToken()}` } }).catch(() => {
+      throw ApiError.from(0, null);
+    });
+    if (!response.ok) throw ApiError.from(response.status, parseJSON(await response.text()));
+    return response.blob();
+  });
+  const url = URL.createObjectURL(blob);
+  const link = Object.assign(document.createElement("a"), { href: url, download: filename });
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
 export const api = {
   get: <T>(path: string) => request<T>("GET", path).then((r) => r.data),
   post: <T>(path: string, json: unknown = {}) => request<T>("POST", path, { json }).then((r) => r.data),

@@ -16,8 +16,16 @@ export interface SocketMessage {
   code?: string;
   message?: string;
   reason?: string;
-  execution_time_ms?: number;
+  execution_time_ms?: number | null;
   truncated?: boolean;
+  syntax?: SyntaxProblem;
+}
+
+// Where an auto-run's code does not parse (a `done` with status "syntax_error"); 1-based.
+export interface SyntaxProblem {
+  line: number;
+  column: number;
+  message: string;
 }
 
 export type ConnectionState = "connecting" | "open" | "closed";
@@ -52,7 +60,7 @@ export class CardConnection {
     return this.opening;
   }
 
-  send(message: { type: "execute"; code: string; run_id: string } | { type: "interrupt" }): void {
+  send(message: { type: "execute"; code: string; run_id: string; auto?: boolean } | { type: "interrupt" }): void {
     this.socket?.send(JSON.stringify(message));
   }
 

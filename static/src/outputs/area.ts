@@ -19,6 +19,16 @@ export class OutputArea {
     this.clearBeforeNext = false;
   }
 
+  // The next output replaces what is shown (a new run: no empty pane until its first output).
+  replaceOnNext(): void {
+    this.clearBeforeNext = true;
+  }
+
+  // The run ended: if it showed nothing, what an earlier run showed goes now.
+  settle(): void {
+    if (this.clearBeforeNext) this.clear();
+  }
+
   add(output: Output): void {
     if (output.output_type === "bokeh_patch") {
       void this.figures.patch(output.root_id ?? "", output.patch);

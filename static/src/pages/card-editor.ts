@@ -1,14 +1,16 @@
 // The card editor: code on the left, its outputs streaming in on the right; run, interrupt, save.
 
+import { setDiagnostics } from "@codemirror/lint";
 import type { EditorView } from "@codemirror/view";
 import { cardsApi, type Card } from "../api/cards";
 import { datasetsApi, type Dataset } from "../api/datasets";
 import { ApiError, errorText } from "../api/errors";
+import { AutoRun } from "../cards/auto-run";
 import { codeEditor } from "../cards/code-editor";
 import { datasetPicker } from "../cards/dataset-picker";
 import { drafts, type Draft } from "../cards/draft";
 import { RunStatus } from "../cards/run-status";
-import { CardConnection, type SocketMessage } from "../cards/socket";
+import { CardConnection, type SocketMessage, type SyntaxProblem } from "../cards/socket";
 import { banner } from "../components/banner";
 import { addToDashboardButton } from "../dashboards/add-to-dashboard";
 import { h } from "../dom";
@@ -40,6 +42,7 @@ class CardEditor implements Page {
   private connection: CardConnection;
   private runs = 0;
   private activeRun: string | null = null;
+  private autoRun: AutoRun;
   private interrupted = false;
   private messages = h("div", { class: "editor-messages" });
   private saveState = h("span", { class: "save-state" });
@@ -57,12 +60,16 @@ class CardEditor implements Page {
     this.draft = kept && kept.baseVersion === saved.baseVersion ? kept : saved;
     this.titleInput.value = this.draft.title;
     this.connection = this.connect();
+    this.autoRun = new AutoRun(this.cardId, () => void this.run(true));
 
     const codePane = h("section", { class: "code-pane", "aria-label": t("editor.code") });
     this.editor = codeEditor(codePane, this.draft.code, {
       run: () => void this.run(),
       save: () => void this.save(),
-      changed: (code) => this.edit({ code }),
+      changed: (code) => {
+        this.edit({ code });
+        this.autoRun.changed();
+      },
     });
     this.titleInput.addEventListener("input", () => this.edit({ title: this.titleInput.value }));
     this.runButton.addEventListener("click", () => void this.run());
@@ -82,7 +89,7 @@ class CardEditor implements Page {
       { class: "page editor-page" },
       h("header", { class: "page-head" }, h("a", { href: "/cards", class: "back", "aria-label": t("editor.back") }, "‹"), this.titleInput, this.saveState, addToDashboardButton(() => this.cardId, (m) => this.say(m)), this.saveButton),
       this.messages,
-      h("div", { class: "toolbar" }, this.runButton, this.interruptButton, this.status.element, h("span", { class: "spacer" }), picker),
+      h("div", { class: "toolbar" }, this.runButton, this.interruptButton, this.autoRun.element, this.status.element, h("span", { class: "spacer" }), picker),
       h("div", { class: "editor-split" }, codePane, h("section", { class: "output-pane", "aria-label": t("editor.outputs") }, this.placeholder, this.outputs.element)),
     );
     if (kept && kept === this.draft && (kept.code !== saved.code || kept.title !== saved.title)) {
@@ -97,6 +104,7 @@ class CardEditor implements Page {
   }
 
   leave(): void {
+    this.autoRun.stop();
     this.connection.close();
     this.status.stopTimer();
     this.editor.destroy();
@@ -133,8 +141,10 @@ class CardEditor implements Page {
     });
   }
 
-  private async run(): Promise<void> {
-    if (this.activeRun) return;
+  // `auto`: typing paused with Auto-run on; the server interrupts a run still going, and outputs are
+  // replaced in place once the new ones come (no empty pane in between).
+  private async run(auto = false): Promise<void> {
+    if (this.activeRun && !auto) return;
     const runId = `r${++this.runs}`;
     this.activeRun = runId;
     this.interrupted = false;
@@ -142,7 +152,7 @@ class CardEditor implements Page {
     this.status.busy();
     try {
       await this.connection.open();
-      this.connection.send({ type: "execute", code: this.editor.state.doc.toString(), run_id: runId });
+      this.connection.send({ type: "execute", code: this.editor.state.doc.toString(), run_id: runId, auto });
     } catch (error) {
       this.status.finished("error", (error as Error).message);
       this.idle();
@@ -160,21 +170,29 @@ class CardEditor implements Page {
     switch (message.type) {
       case "status":
         if (ours && message.state === "busy") {
-          this.outputs.clear();
+          this.outputs.replaceOnNext();
           this.placeholder.hidden = true;
           this.interruptButton.disabled = false;
         }
         break;
       case "output":
-        if (message.output) {
+        if (message.output && (ours || !message.run_id)) {
           this.placeholder.hidden = true;
           this.outputs.add(message.output);
         }
         break;
       case "done":
         if (!ours) break;
-        if (this.interrupted && message.status !== "ok") this.status.finished("idle", t("run.interrupted"), message.execution_time_ms);
-        else this.status.finished(message.status === "ok" ? "ok" : "error", t(DONE_TEXT[message.status ?? ""] ?? "run.ended"), message.execution_time_ms);
+        this.outputs.settle();
+        this.showSyntax(message.syntax ?? null);
+        if (message.status === "syntax_error") {
+          this.status.finished("error", t("run.syntaxError", { line: message.syntax?.line ?? 1 }));
+          this.idle();
+          break;
+        }
+        if (typeof message.execution_time_ms === "number") this.autoRun.ran(message.execution_time_ms);
+        if (this.interrupted && message.status !== "ok") this.status.finished("idle", t("run.interrupted"), message.execution_time_ms ?? undefined);
+        else this.status.finished(message.status === "ok" ? "ok" : "error", t(DONE_TEXT[message.status ?? ""] ?? "run.ended"), message.execution_time_ms ?? undefined);
         if (message.message) this.outputs.note(errorText(message.code ?? "", {}, message.message), message.status === "ok" ? "info" : "error");
         this.idle();
         break;
@@ -200,6 +218,18 @@ class CardEditor implements Page {
     }
   }
 
+  // Marks where the code does not parse (from the server's check of an auto-run), or clears the mark.
+  private showSyntax(problem: SyntaxProblem | null): void {
+    const doc = this.editor.state.doc;
+    const diagnostics = [];
+    if (problem) {
+      const line = doc.line(Math.min(Math.max(problem.line, 1), doc.lines));
+      const from = Math.min(line.from + Math.max(problem.column, 1) - 1, line.to);
+      diagnostics.push({ from, to: Math.max(from, line.to), severity: "error" as const, message: problem.message });
+    }
+    this.editor.dispatch(setDiagnostics(this.editor.state, diagnostics));
+  }
+
   // Saving -----------------------------------------------------------------
   private async save(from = this.draft.baseVersion): Promise<void> {
     const fields = { title: this.draft.title.trim() || t("common.untitledCard"), code: this.editor.state.doc.toString(), datasets: this.draft.datasets };
@@ -209,6 +239,7 @@ class CardEditor implements Page {
       const card = this.cardId === null || from === null ? await cardsApi.create(fields) : await cardsApi.update(this.cardId, from, fields, this.parameters);
       drafts.forget(this.cardId);
       if (this.cardId === null) this.rename(`/cards/${card.id}`);
+      this.autoRun.saved(card.id);
       this.cardId = card.id;
       this.draft = { ...this.draft, title: card.title, baseVersion: card.version };
       this.titleInput.value = card.title;

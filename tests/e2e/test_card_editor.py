@@ -183,3 +183,36 @@ def test_a_table_downloads_as_csv(page: Page, bi):
     with page.expect_download() as sjis:
         page.get_by_role("button", name="CSV (Shift_JIS)").click()
     assert len(Path(sjis.value.path()).read_bytes().decode("cp932").splitlines()) == 101
+
+
+TYPED_FRAME = ("import pandas as pd\npd.DataFrame({'売上': [194852276, 1200], '年度': [2026, 2025], '率': [1234.5, 0.125],"
+               " '日時': pd.to_datetime(['2026-12-06 14:05', '2026-01-02 00:00'])})")
+
+
+def test_table_cells_read_as_each_locale_writes_them(browser, bi):
+    """Integers are grouped except in id, code and year columns; dates read per locale at the data's own
+    wall time (the browser is in Tokyo: nothing shifts)."""
+    from .conftest import ADMIN_PASSWORD, CONTEXT
+
+    email = "yamada@example.com"
+    assert api(bi, "POST", "/api/users", {"email": email, "name": "山田", "password": ADMIN_PASSWORD},
+               token=token_of(bi))[0] == 201
+    expected = {"en-US": ["194,852,276", "2026", "1,234.5", "Dec 6, 2026, 02:05 PM"],
+                "ja-JP": ["194,852,276", "2026", "1,234.5", "2026/12/06 14:05"]}
+    for browser_locale, first_row in expected.items():
+        context = browser.new_context(**{**CONTEXT, "locale": browser_locale})
+        page = context.new_page()
+        try:
+            page.goto(f"{bi.url}/signin?next=/cards/new")
+            page.locator("input[type=email]").fill(email)
+            page.locator("input[type=password]").fill(ADMIN_PASSWORD)
+            page.locator("button[type=submit]").click()
+            expect(page.locator(".cm-content")).to_be_visible()
+            type_code(page, TYPED_FRAME)
+            page.keyboard.press("Control+Enter")
+            cells = page.locator(".output-table tbody tr").first.locator("td")
+            expect(cells).to_have_text(first_row)
+            expect(page.locator(".output-table tbody tr").nth(1).locator("td").last).to_have_text(
+                "Jan 2, 2026" if browser_locale == "en-US" else "2026/01/02")
+        finally:
+            context.close()

@@ -2,6 +2,7 @@
 
 import { clear, h } from "../dom";
 import { t } from "../i18n";
+import { asText, cellFormat, type CellFormat } from "./cell-format";
 
 export interface Column {
   name: string;
@@ -20,9 +21,8 @@ export interface TableSource {
 
 const NUMERIC = /^(u?int|float|double|decimal)/i;
 
-function cell(value: unknown, header: boolean): HTMLElement {
-  const text = value === null || value === undefined ? "" : typeof value === "object" ? JSON.stringify(value) : String(value);
-  const el = h(header ? "th" : "td", header ? { scope: "row" } : {}, text);
+function cell(value: unknown, header: boolean, format: CellFormat): HTMLElement {
+  const el = h(header ? "th" : "td", header ? { scope: "row" } : {}, format(value));
   if (value === null || value === undefined) el.classList.add("null");
   else if (typeof value === "number") el.classList.add("num");
   return el;
@@ -30,6 +30,7 @@ function cell(value: unknown, header: boolean): HTMLElement {
 
 export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
   const index = source.indexColumns ?? 0;
+  const formats = source.columns.map(cellFormat);
   const body = h("tbody");
   const status = h("span", { class: "pager-status" });
   const prev = h("button", { type: "button", class: "ghost small", "aria-label": t("table.prevPage") }, t("table.prev"));
@@ -43,7 +44,7 @@ export function pagedTable(source: TableSource, pageSize = 50): HTMLElement {
   const show = (rows: unknown[][]) => {
     clear(body);
     shown = rows.length;
-    for (const row of rows) body.append(h("tr", {}, ...row.map((value, i) => cell(value, i < index))));
+    for (const row of rows) body.append(h("tr", {}, ...row.map((value, i) => cell(value, i < index, formats[i] ?? asText))));
     const last = Math.min(offset + rows.length, source.total);
     status.textContent = source.total ? t("table.range", { from: offset + 1, to: last, total: source.total }) : t("table.noRows");
     prev.disabled = offset === 0;

@@ -29,10 +29,12 @@ CARD = "import time\ntime.sleep(1.5)\ndf = load_dataset('売上')\nprint('合計
 
 @pytest.fixture(scope="module")
 def bi2(tmp_path_factory) -> Iterator[Server]:
-    """A server of its own: two interactive sessions per user (the limit is quick to reach), a 3 s wall clock."""
+    """A server of its own: two interactive sessions per user (the limit is quick to reach), one card run at a
+    time per user (a tile waits its turn), a 3 s wall clock."""
     require(os.geteuid() == 0, "the local executor agent needs root to sandbox kernels")
     yield from start_bi(tmp_path_factory.mktemp("bi-sessions"), "--ServeApp.local_executor_pool_size=1",
-                        "--KernelPool.sessions_per_user=2", f"--KernelPool.execution_timeout={WALL_SECONDS}")
+                        "--KernelPool.sessions_per_user=2", "--CardRunner.runs_per_user=1",
+                        f"--KernelPool.execution_timeout={WALL_SECONDS}")
 
 
 def csv_upload(server: Server, token: str, body: str, dataset_id: str | None = None) -> dict[str, Any]:
@@ -89,14 +91,23 @@ def test_an_analysts_sessions_freshness_and_errors_in_japanese(browser: Browser,
     status, card = api(bi2, "POST", "/api/cards", {"title": "売上合計", "code": CARD, "datasets": [dataset["id"]],
                                                    "parameters": []}, token=token)
     assert status == 201, card
+    status, other = api(bi2, "POST", "/api/cards", {"title": "店舗数", "code": CARD.replace("int(df['売上'].sum())",
+                        "len(df)"), "datasets": [dataset["id"]], "parameters": []}, token=token)
+    assert status == 201, other
     status, dashboard = api(bi2, "POST", "/api/dashboards", {
-        "schemaVersion": 1, "title": "月次売上", "cards": [{"key": "total", "card": card["id"]}],
-        "layout": [{"card": "total", "x": 0, "y": 0, "w": 6, "h": 4}]}, token=token)
+        "schemaVersion": 1, "title": "月次売上", "cards": [{"key": "total", "card": card["id"]},
+                                                          {"key": "stores", "card": other["id"]}],
+        "layout": [{"card": "total", "x": 0, "y": 0, "w": 6, "h": 4}, {"card": "stores", "x": 6, "y": 0, "w": 6, "h": 4}]},
+        token=token)
     assert status == 201, dashboard
 
     page = signed_in(browser, bi2, "ja-JP", EMAIL, PASSWORD, f"/dashboards/{dashboard['id']}", clock=True)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+
+    # One run at a time for this analyst: the other tile shows its place in line, then its output.
+    expect(page.locator(".tile .tile-meta").filter(has_text="実行待ち（1番目）")).to_have_count(1, timeout=30_000)
+    expect(page.get_by_role("article", name="店舗数").locator(".output-stream")).to_have_text("合計 2\n", timeout=30_000)
 
     # Freshness: when and why the output was computed; new data says so until its output comes.
     tile = page.get_by_role("article", name="売上合計")
@@ -107,6 +118,7 @@ def test_an_analysts_sessions_freshness_and_errors_in_japanese(browser: Browser,
         "新しいデータがあります。この出力は前のデータのものです（更新中）。", timeout=10_000)
     expect(tile.locator(".output-stream")).to_have_text("合計 175\n", timeout=30_000)
     expect(tile.locator(".tile-meta")).to_contain_text("たった今更新（新しいデータ）")
+    expect(page.get_by_role("article", name="店舗数").locator(".output-stream")).to_have_text("合計 3\n", timeout=30_000)
     expect(tile.locator(".tile-stale")).to_be_hidden()
     # Three minutes later (the browser's clock moved on), in the glossary's words.
     page.clock.fast_forward("03:10")
@@ -168,21 +180,27 @@ def test_an_analysts_sessions_freshness_and_errors_in_japanese(browser: Browser,
 
 
 def test_the_same_screens_in_english(browser: Browser, bi2: Server):
-    """The session-limit dialog and a tile's freshness read in English for an English browser."""
+    """The session-limit dialog and a tile's freshness read in English for an English browser; a tile whose
+    scheduled refresh is due says so."""
     token = token_of(bi2)
     status, card = api(bi2, "POST", "/api/cards", {"title": "Total", "code": "print('total', 1 + 1)", "datasets": [],
                                                    "parameters": []}, token=token)
     assert status == 201, card
     status, dashboard = api(bi2, "POST", "/api/dashboards", {
         "schemaVersion": 1, "title": "Monthly", "cards": [{"key": "total", "card": card["id"]}],
-        "layout": [{"card": "total", "x": 0, "y": 0, "w": 6, "h": 4}]}, token=token)
+        "layout": [{"card": "total", "x": 0, "y": 0, "w": 6, "h": 4}], "refresh": {"every_seconds": 3600}}, token=token)
     assert status == 201, dashboard
-    page = signed_in(browser, bi2, "en-US", ADMIN_EMAIL, ADMIN_PASSWORD, f"/dashboards/{dashboard['id']}")
+    page = signed_in(browser, bi2, "en-US", ADMIN_EMAIL, ADMIN_PASSWORD, f"/dashboards/{dashboard['id']}", clock=True)
     tile = page.get_by_role("article", name="Total")
     expect(tile.locator(".tile-meta")).to_contain_text("Updated just now (card changed)", timeout=30_000)
     tile.get_by_role("button", name="↻ Re-run").click()
     expect(tile.locator(".tile-meta")).to_contain_text("Updated just now (re-run)", timeout=30_000)
     screenshot(page, "en-tile-freshness")
+    page.clock.fast_forward("01:01:00")  # the browser an hour on: the refresh round came, no new output yet
+    expect(tile.locator(".tile-stale")).to_have_text(
+        "The scheduled refresh is due. This output is from the previous refresh.")
+    page.context.close()
+    page = signed_in(browser, bi2, "en-US", ADMIN_EMAIL, ADMIN_PASSWORD, "/cards")
 
     opened = open_sessions(bi2, token, 2)
     try:

@@ -175,6 +175,11 @@ def test_an_analysts_sessions_freshness_and_errors_in_japanese(browser: Browser,
     page.keyboard.press("Control+Enter")
     expect(page.locator(".output-pane .output-error .error-explained")).to_contain_text("「なし」", timeout=30_000)
     expect(page.locator(".output-pane")).not_to_contain_text("kernels/")
+
+    # Leaving the page itself (pagehide: a close message and a DELETE that outlives the page) frees it too.
+    assert held(bi2, token) == 1
+    page.goto("about:blank")
+    wait_until(lambda: held(bi2, token) == 0, seconds=3)
     assert errors == []
     page.context.close()
 

@@ -3,8 +3,9 @@
 A ``LiveSession`` wraps one ``KernelSession``. Every message it sends gets the next sequence
 number and is kept (the newest ``replay_buffer_bytes``, ``replay.py``) so that a client that
 reconnects with the last number it saw gets the rest, in order, after an ``outputs_lost`` message
-if some are no longer kept. When its socket goes away, the session waits
-``grace_seconds`` for a reconnect, then closes and its kernel is destroyed. The message formats
+if some are no longer kept. When its socket drops, the session waits ``grace_seconds`` for a
+reconnect, then closes and its kernel is destroyed; a client that leaves says so (``close``) and the
+session ends at once. The message formats
 are documented in ``server/handlers/card_socket.py``.
 """
 
@@ -143,13 +144,14 @@ class LiveSession:
             done.update(status=result.status, execution_count=result.execution_count,
                         execution_time_ms=result.execution_time_ms, truncated=result.truncated,
                         kernel_restarted=result.kernel_restarted)
-        except ExecutionTimeoutError as exc:
-            done.update(status="timeout", message=exc.message, execution_count=None,
-                        execution_time_ms=exc.details["execution_time_ms"], truncated=False,
+        except ExecutionTimeoutError as exc:  # its outputs end with the ``timeout`` error, which says so
+            done.update(status="timeout", message=exc.message, code=exc.code, details={"seconds": exc.details["seconds"]},
+                        execution_count=None, execution_time_ms=exc.details["execution_time_ms"], truncated=False,
                         kernel_restarted=exc.details["kernel_restarted"])
-        except BIError as exc:
-            done.update(status="error", message=exc.message, code=exc.code, execution_count=None,
-                        execution_time_ms=0, truncated=False, kernel_restarted=False)
+        except BIError as exc:  # it did not run: no run time
+            details = {name: value for name, value in exc.details.items() if name != "outputs"}  # those were sent
+            done.update(status="error", message=exc.message, code=exc.code, details=details, execution_count=None,
+                        execution_time_ms=None, truncated=False, kernel_restarted=False)
         self.emit({"type": "status", "state": "idle", "run_id": run_id})
         self.emit(done)
 
@@ -198,6 +200,10 @@ class LiveSessions(LoggingConfigurable):
         live = self.get(user, session_id)
         await live.session.check_grant()
         return live
+
+    async def close(self, live: LiveSession) -> None:
+        """An explicit leave: end the session and its kernel now, not after the grace period."""
+        await self.pool.close_session(live.session, "closed_by_user")
 
     def _expired(self, live: LiveSession) -> None:
         """Forget ``live``; close its session unless it is closed already (idled out, server stopping)."""

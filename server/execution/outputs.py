@@ -30,6 +30,8 @@ from .tables import strip_table
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MEMORY_ERROR = "MemoryError"
+TIMEOUT = "timeout"  # the ename (an error code) of the output that says a run passed its wall clock
+PLATFORM_FRAME = re.compile(r"^File [^\n]*[/\\]kernels[/\\][\w/\\]+\.py:\d+")  # a frame of our kernel code
 
 OutputListener = Callable[[dict[str, Any]], None]
 TableKeeper = Callable[[Path], str]  # stores (and removes) a DataFrame output's table file, returns its output_id
@@ -58,8 +60,20 @@ def output_of(message: dict[str, Any]) -> dict[str, Any] | None:
         return {"output_type": "clear_output", "wait": bool(content.get("wait"))}
     if kind == "error":
         return {"output_type": "error", "ename": content["ename"], "evalue": content["evalue"],
-                "traceback": [ANSI_ESCAPE.sub("", line) for line in content.get("traceback", [])]}
+                "traceback": card_frames([ANSI_ESCAPE.sub("", str(entry)) for entry in content.get("traceback", [])])}
     return None
+
+
+def card_frames(traceback: list[str]) -> list[str]:
+    """The traceback without the frames of the platform's own kernel code (``kernels/``: ``load_dataset``, the
+    import hook): the card's author reads the lines of their code that led there, then the error."""
+    return [entry for entry in traceback if not PLATFORM_FRAME.match(entry.lstrip())]
+
+
+def timeout_output(seconds: float, traceback: list[str]) -> dict[str, Any]:
+    """The error output of a run stopped at its wall clock: the limit first, then where the code was."""
+    return {"output_type": "error", "ename": TIMEOUT, "evalue": f"The code ran longer than the {seconds:g} s limit "
+            "and was stopped.", "details": {"seconds": seconds}, "traceback": traceback}
 
 
 def amount(size: int) -> str:
@@ -90,6 +104,7 @@ class OutputCollector:
         self.outputs: list[dict[str, Any]] = []
         self.size = 0
         self.truncated = False
+        self.timed_out: float | None = None  # the wall clock a run passed: its KeyboardInterrupt is the timeout
 
     async def add_message(self, message: dict[str, Any], table: Path | None = None) -> None:
         """Add the message's output; ``table``: the file of the table its DataFrame bundle names.
@@ -101,6 +116,10 @@ class OutputCollector:
         if output is None:
             _discard(table)
             return
+        if self.timed_out is not None and output["output_type"] == "error" and output["ename"] == "KeyboardInterrupt":
+            frames = [entry for entry in output["traceback"]  # not IPython's rule, header or "KeyboardInterrupt: "
+                      if entry.strip("-\n ") and not entry.startswith("KeyboardInterrupt")]
+            output = timeout_output(self.timed_out, frames)
         named = strip_table(output)
         if not self.truncated and needs_thread(output):
             try:
@@ -130,8 +149,12 @@ class OutputCollector:
         self.size += len(json_io.dumps(output))
         if self.size > self.limit_bytes:
             self.truncated = True
-            output = {"output_type": "stream", "name": "stderr", "text": truncation_notice(self.limit_bytes)}
+            notice = {"output_type": "stream", "name": "stderr", "text": truncation_notice(self.limit_bytes)}
+            self.outputs.insert(0, notice)  # read first in the result, not after everything it cut
             _discard(table)
+            if self.listener is not None:
+                self.listener(notice)
+            return
         elif table is not None and self.keep_table is not None:
             try:
                 output["output_id"] = self.keep_table(table)

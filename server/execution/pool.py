@@ -166,11 +166,12 @@ class KernelPool(LoggingConfigurable):
         their fair share gets a kernel another user holds beyond theirs (``_make_room``).
         """
         if interactive:
-            held = sum(1 for s in self.sessions.values()
-                       if s.user_id == user.id and s.id not in self._one_shot) + self._starting[user.id]
+            held = len(self.interactive_of(user.id)) + self._starting[user.id]
             if held >= self.sessions_per_user:
                 raise RateLimitedError(f"You already have {held} open sessions; close one (or wait for it to "
-                                       "idle out) before opening another.", retry_after=60)
+                                       "idle out) before opening another.",
+                                       retry_after=60, details={"held": held, "limit": self.sessions_per_user},
+                                       code="session_limit")
         self._starting[user.id] += interactive  # counted while the kernel starts: racing opens cannot pass
         start_kernel = functools.partial(self.start_kernel, tenant=tenant_of(user.id), notebook=kind == "jupyter")
         try:
@@ -194,7 +195,12 @@ class KernelPool(LoggingConfigurable):
         return session
 
     def of_user(self, user: User, kind: str = "card") -> list[KernelSession]:
-        return [s for s in self.sessions.values() if s.user_id == user.id and s.kind == kind]
+        """The user's interactive sessions of ``kind`` (card runs' one-shot sessions are not theirs to hold)."""
+        return [s for s in self.interactive_of(user.id) if s.kind == kind]
+
+    def interactive_of(self, user_id: str) -> list[KernelSession]:
+        """The sessions of every kind that count against the user's ``sessions_per_user``."""
+        return [s for s in self.sessions.values() if s.user_id == user_id and s.id not in self._one_shot]
 
     async def close_session(self, session: KernelSession, reason: str, wait: bool = True) -> None:
         """End the session; its kernel is destroyed before this returns, or (``wait`` False) right after,
@@ -223,8 +229,8 @@ class KernelPool(LoggingConfigurable):
         raises). An agent that fails otherwise is skipped, and if all do, 503 at once.
         """
         if not self.agents and isinstance(self.executors, StaticExecutors) and not self.executors.urls:
-            raise ServiceUnavailableError("This server has no executor agent, so it cannot run cards "
-                                          "(see the runbook: executor agents).")
+            raise ServiceUnavailableError("Card execution is off on this server: it has no executor agent "
+                                          "(see the runbook: executor agents).", code="execution_off")
         failures: list[str] = []
         deadline = time.monotonic() + self.placement_timeout
         with self.metrics.spawn_seconds.time():

@@ -42,7 +42,7 @@ from ..logs import get_logger
 from ..models import utcnow
 from .agent_client import AgentClient, AgentError
 from .background import BackgroundBudget
-from .outputs import OutputCollector, OutputListener, amount, error_output
+from .outputs import TIMEOUT, OutputCollector, OutputListener, amount, error_output, timeout_output
 from .pool_metrics import PoolMetrics
 from .run_queue import RunQueue
 from .tables import table_name
@@ -216,6 +216,7 @@ class KernelSession:
         self.gate = gate
         self.created_at = utcnow()
         self.last_used = time.monotonic()
+        self.last_used_at = self.created_at
         self.executing = False
         self.connections = 0  # clients connected to it (Jupyter channels), which lengthen its idle limit
         self.closed = False
@@ -227,7 +228,8 @@ class KernelSession:
         self._read_iopub(kernel)
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "created_at": self.created_at, "busy": self.executing,
+        return {"id": self.id, "created_at": self.created_at, "last_used_at": self.last_used_at,
+                "busy": self.executing, "card_id": self.grant.card_id if self.grant else None,
                 "datasets": [name for name, _ in self.datasets],
                 "limits": {"wall_seconds": self.limits.wall_seconds, "output_bytes": self.limits.output_bytes,
                            "memory_mb": self.kernel.memory_mb}}
@@ -303,6 +305,8 @@ class KernelSession:
             if await limit.check(collector.truncated):
                 await self._replace_kernel(limit.kill_reason)
                 return self._stopped(limit, collector, restarted=True)
+            if limit.reason == "timeout":  # the KeyboardInterrupt our interrupt raises reads as the timeout
+                collector.timed_out = self.limits.wall_seconds
             if reply is None and replied.done():
                 reply, trail_until = (replied.result() or {}).get("content", {}), loop.time() + TRAIL_SECONDS
                 continue
@@ -340,11 +344,17 @@ class KernelSession:
         return target
 
     def _stopped(self, limit: RunLimit, collector: OutputCollector, restarted: bool) -> ExecutionResult:
-        """The result of a run stopped from outside; a timeout is an ``ExecutionTimeoutError``."""
+        """The result of a run stopped from outside; a timeout is an ``ExecutionTimeoutError`` whose outputs end
+        with the ``timeout`` error (with the traceback of where the code was, if it stopped when interrupted)."""
         if limit.reason == "output":
             return ExecutionResult("error", collector.outputs, None, limit.elapsed_ms(), True, restarted)
+        seconds = self.limits.wall_seconds
+        if not any(output.get("ename") == TIMEOUT for output in collector.outputs):
+            collector.timed_out = seconds
+            collector.add(timeout_output(seconds, []))
         raise ExecutionTimeoutError(limit.message(restarted), {
-            "outputs": collector.outputs, "kernel_restarted": restarted, "execution_time_ms": limit.elapsed_ms()})
+            "outputs": collector.outputs, "kernel_restarted": restarted, "execution_time_ms": limit.elapsed_ms(),
+            "seconds": seconds})
 
     async def _died_while_running(self, collector: OutputCollector, limit: RunLimit) -> ExecutionResult:
         event = self.kernel.exited.result()
@@ -396,6 +406,7 @@ class KernelSession:
     def touch(self) -> None:
         """Count now as use, which keeps the session from idling out."""
         self.last_used = time.monotonic()
+        self.last_used_at = utcnow()
 
     # the kernel's life -------------------------------------------------------
     async def _replace_kernel(self, reason: str) -> None:

@@ -20,6 +20,18 @@ Client to server::
     {"type": "execute", "code": "df = load_dataset('sales')\\ndf.head()", "run_id": "r1"}
     {"type": "execute", "code": "df.groupby('店舗').sum()", "run_id": "r2", "auto": true}
     {"type": "interrupt"}
+    {"type": "close"}
+
+``close`` is an explicit leave (the editor's page was left): the session and its kernel end at once and
+the socket is closed (1000, ``closed_by_user``); ``DELETE /api/card-sessions/{id}`` does the same from
+``fetch(..., {keepalive: true})`` as a page is hidden. A socket that drops without it keeps the grace period.
+
+A handshake whose caller signed in but whose session cannot be opened (``session_limit``, a dataset deleted
+or not readable, ``no_capacity``, ``execution_off``) is refused with the API's error (an HTTP status, no
+upgrade), except for a browser (subprotocol ``bi.v1``), which cannot read a refused handshake: its socket
+opens, gets the error, not numbered, and is closed with ``4000 + status`` (4429, 4503, 4404, 4403)::
+
+    {"type": "refused", "status": 429, "error": {"code": "session_limit", "message": "...", "details": {"held": 4, "limit": 4}}}
 
 An ``auto`` run (the editor's Auto-run, when typing pauses) does not wait: a run still going is
 interrupted first, and of auto-runs sent meanwhile only the newest runs; code that does not parse is
@@ -39,12 +51,19 @@ Server to client; every message has ``seq``, one more than the one before::
     {"seq": 5, "type": "output", "run_id": "r2", "output": {"output_type": "bokeh_patch", "root_id": "p1001", "seq": 1, "patch": {"events": [{"kind": "ColumnsStreamed", ...}]}}}
     {"seq": 6, "type": "status", "state": "idle", "run_id": "r1"}
     {"seq": 7, "type": "done", "run_id": "r1", "status": "ok", "execution_count": 1, "execution_time_ms": 12, "truncated": false, "kernel_restarted": false}
-    {"seq": 8, "type": "done", "run_id": "r2", "status": "timeout", "message": "The card ran longer than the 10 s limit and was stopped.", ...}
+    {"seq": 8, "type": "done", "run_id": "r2", "status": "timeout", "code": "timeout", "details": {"seconds": 10}, "message": "The code ran longer than the 10 s limit and was stopped.", ...}
+    {"seq": 8, "type": "done", "run_id": "r3", "status": "error", "code": "kernel_lost", "details": {}, "message": "...", "execution_time_ms": null, ...}
     {"seq": 9, "type": "done", "run_id": "r4", "status": "syntax_error", "syntax": {"line": 2, "column": 9, "message": "'(' was never closed"}, "execution_time_ms": null, ...}
     {"seq": 9, "type": "kernel_restarted", "reason": "the card exceeded the 2048 MB memory limit and its kernel was stopped"}
     {"seq": 10, "type": "error", "code": "busy", "run_id": "r3", "message": "The previous run has not finished; ..."}
     {"seq": 11, "type": "closed", "reason": "idle"}
     {"seq": 12, "type": "broken", "reason": "Its kernel stopped (...) and no new one could be started: ..."}
+
+A run stopped at the wall clock ends with the error output ``{"output_type": "error", "ename": "timeout",
+"evalue": "The code ran longer than the 10 s limit and was stopped.", "details": {"seconds": 10}, "traceback":
+[where the code was]}`` in place of the ``KeyboardInterrupt`` that stopped it; a run that did not happen (its
+``done`` has a ``code``) has no ``execution_time_ms``. Tracebacks leave out the frames of the platform's own
+kernel code, and the notice of output cut at the cap comes first in a result's outputs.
 
 Outputs have the shapes of ``server/execution/outputs.py`` (the ``seq`` 5 lines are alternatives),
 sanitised by ``server/execution/sanitize.py``; a DataFrame's further rows come from
@@ -77,8 +96,8 @@ from ..execution.session import ACCESS_REVOKED, Grant
 from ..models import User
 from ..services.audit import record
 from ..services.card_runs import card_data
-from .base import log, refuse
-from .socket_base import JSONSocket
+from .base import STATUS_OF_ERROR, log, refuse
+from .socket_base import SUBPROTOCOL, JSONSocket
 
 REVOKED = 4403  # the close code of a session ended because the caller's access to it was revoked
 
@@ -88,7 +107,7 @@ CLIENT_MESSAGE = bounded.Validator({
          "properties": {"type": {"const": "execute"}, "code": {"type": "string", "maxLength": 100_000},
                         "run_id": {"type": "string", "maxLength": 64}, "auto": {"type": "boolean"}}},
         {"type": "object", "required": ["type"], "additionalProperties": False,
-         "properties": {"type": {"const": "interrupt"}}},
+         "properties": {"type": {"enum": ["interrupt", "close"]}}},
     ],
 })
 
@@ -100,6 +119,7 @@ class CardSocket(JSONSocket):
 
     user: User | None = None
     live: LiveSession | None = None
+    refusal: BIError | None = None  # why the session could not be opened, told to a browser once upgraded
     unreadable: list[str] = []  # names of datasets the card reads that the caller may not
 
     def initialize(self, endpoint: str) -> None:
@@ -113,17 +133,25 @@ class CardSocket(JSONSocket):
 
     # handshake ---------------------------------------------------------------
     async def prepare(self) -> None:
-        """Authenticate and find or open the session before upgrading; failures are plain HTTP errors."""
+        """Authenticate and find or open the session before upgrading; failures are plain HTTP errors, but
+        for a signed-in browser's (``refused``)."""
         try:
             self.user = await self.settings["auth"].authenticate(self.token())
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
+        except BIError as exc:
+            refuse(self, exc)
+            return
+        try:
             resume = self.get_query_argument("session", None)
             if resume:
                 self.live = await self.sessions.resume(self.user, resume)
             else:
                 self.live = await self.sessions.open(self.user, *await self.datasets_to_load())
         except BIError as exc:
-            refuse(self, exc)
+            if SUBPROTOCOL in self.request.headers.get("Sec-WebSocket-Protocol", ""):
+                self.refusal = exc
+            else:
+                refuse(self, exc)
 
     async def datasets_to_load(self) -> tuple[list[tuple[str, Any]], Grant]:
         """The datasets named by ``?datasets=``, each checked against the caller's access, and the grant
@@ -137,6 +165,12 @@ class CardSocket(JSONSocket):
     # the socket --------------------------------------------------------------
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)  # no Nagle + delayed-ACK stall on small messages
+        if self.refusal is not None:
+            status = STATUS_OF_ERROR.get(type(self.refusal), 400)
+            self.send_frame(json_io.dumps({"type": "refused", "status": status, "error": {
+                "code": self.refusal.code, "message": self.refusal.message, "details": self.refusal.details}}))
+            self.close(4000 + status, self.refusal.code)
+            return
         assert self.live is not None
         after = self.get_query_argument("after", None)
         self.live.attach(self, int(after) if after and after.isdigit() else None)
@@ -147,7 +181,8 @@ class CardSocket(JSONSocket):
         log.info("socket_opened", endpoint=self.endpoint, session_id=self.live.id, resumed=after is not None)
 
     async def on_message(self, message: str | bytes) -> None:
-        assert self.live is not None
+        if self.live is None:
+            return  # refused: the socket is closing
         try:
             body = self.read_message_as(CLIENT_MESSAGE, message)
         except ValueError as reason:
@@ -158,6 +193,8 @@ class CardSocket(JSONSocket):
         if body["type"] == "execute":
             self.runs += 1
             self.live.execute(body["code"], body.get("run_id") or f"run-{self.live.seq + 1}", body.get("auto", False))
+        elif body["type"] == "close":
+            await self.sessions.close(self.live)
         else:
             await self.live.interrupt()
 

@@ -113,14 +113,18 @@ class CardVersionHandler(CardAPIHandler):
 
 RUN_SCHEMA = {
     "type": "object",
-    "properties": {"parameters": {"type": "object", "maxProperties": 20}},
+    "properties": {"parameters": {"type": "object", "maxProperties": 20}, "force": {"type": "boolean"}},
     "additionalProperties": False,
 }
 
 
 class CardRunHandler(APIHandler):
     async def post(self, card_id: str) -> None:
-        """Run the card's current version: ``{"status", "outputs", "cached", "execution_time_ms"}``."""
+        """Run the card's current version: ``{"status", "outputs", "cached", "execution_time_ms", "truncated"}``
+        and its freshness; ``force`` (those who may edit the card) runs it past the cache."""
         assert self.user is not None
-        parameters = self.json_body(RUN_SCHEMA).get("parameters", {})
-        self.write_json(await self.settings["card_runs"].run(self.user, card_id, parameters))
+        body = self.json_body(RUN_SCHEMA)
+        force = body.get("force", False)
+        if force:
+            await self.cards.get_visible(self.user, card_id, needed="edit")
+        self.write_json(await self.settings["card_runs"].run(self.user, card_id, body.get("parameters", {}), force))

@@ -8,8 +8,18 @@ Server to client (JSON text frames):
     {"type": "output", "card": "sales", "seq": 3,
      "result": {"status": "ok", "outputs": [...], "cached": true, "execution_time_ms": 41}}
     {"type": "output", "card": "sales", "personal": true, "result": {...}}
+    {"type": "queued", "card": "sales", "position": 2}
+    {"type": "queued", "card": "sales", "personal": true, "position": 0}
+    {"type": "new_data", "dataset_id": "...", "version": 3}
     {"type": "presence", "viewers": [...]}
     {"type": "error", "code": "bad_message", "message": "..."}
+
+A result carries its freshness: ``computed_at``, ``reason`` (``edit``, ``schedule``, ``new_data``,
+``forced``; ``unknown`` for results stored before results said; ``null`` with ``execution_time_ms`` null for a
+card that could not run), ``card_version`` and ``dataset_versions`` (id to version). A snapshot's cards carry
+the current ``dataset_versions`` of what they read, and ``new_data`` says a dataset got a new version: a tile
+whose result read an older one is out of date until its new output comes. ``queued`` is the place in line of a
+tile's run that waits its turn (1 is next; 0: it runs now).
 
 A snapshot comes on join, after every new version of the dashboard (layout, cards, title) and on
 request. It carries no outputs: every card's ``result`` in it is ``null`` and its output follows as an

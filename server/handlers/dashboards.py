@@ -139,7 +139,10 @@ class DashboardSharesHandler(DashboardAPIHandler):
 
 class DashboardCardRunHandler(APIHandler):
     async def post(self, dashboard_id: str, key: str) -> None:
-        """Run one card with the dashboard's parameters (defaults, then the given ones)."""
+        """Run one card with the dashboard's parameters (defaults, then the given ones); ``force`` (owners and
+        editors) runs it past the cache."""
         assert self.user is not None
-        values: dict[str, Any] = self.json_body(RUN_SCHEMA).get("parameters", {})
-        self.write_json(await self.settings["dashboard_hub"].run(self.user, dashboard_id, key, values))
+        body = self.json_body(RUN_SCHEMA)
+        values: dict[str, Any] = body.get("parameters", {})
+        self.write_json(await self.settings["dashboard_hub"].run(self.user, dashboard_id, key, values,
+                                                                 body.get("force", False)))

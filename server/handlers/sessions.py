@@ -40,8 +40,18 @@ class SessionAPIHandler(APIHandler):
 
 class SessionsHandler(SessionAPIHandler):
     async def get(self) -> None:
+        """My card sessions (each with its card's title, if it edits one), how many interactive sessions of
+        every kind I hold (Jupyter kernels too) and how many I may."""
         assert self.user is not None
-        self.write_json({"sessions": [s.public() for s in self.pool.of_user(self.user)]})
+        sessions = [{**s.public(), "card_title": await self.card_title(s.public()["card_id"])}
+                    for s in self.pool.of_user(self.user)]
+        self.write_json({"sessions": sessions, "held": len(self.pool.interactive_of(self.user.id)),
+                         "limit": self.pool.sessions_per_user})
+
+    async def card_title(self, card_id: str | None) -> str | None:
+        card = await self.cards.store.get_card(card_id) if card_id else None
+        version = await self.cards.store.get_card_version(card.id, card.current_version) if card else None
+        return version.title if version else None
 
     async def post(self) -> None:
         assert self.user is not None

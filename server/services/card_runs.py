@@ -14,6 +14,15 @@ dead kernels and tables that did not reach the store are not cached. A cached re
 blob or tables are gone is a miss. Cached outputs are a
 JSON blob (the object store), indexed in the store's cache table.
 
+Every result carries its freshness (``FRESHNESS``): when it was computed (``computed_at``), why
+(``reason``: ``edit`` for a run of new code or new parameter values, ``schedule``, ``new_data``,
+``forced`` for a re-run past the cache), the card version and the dataset versions it read. They are
+set by the run, stored with the outputs and copied unchanged on cache hits; results stored before they
+existed say ``unknown`` (their ``computed_at`` is when they were stored).
+
+Runs take turns per user (``RunTurns``: a waiting run's ``told`` hears its place in line), and identical
+runs under way at once are one kernel run whose result every caller gets (``SharedRuns``).
+
 Entries of one card and parameter values (a variant) that differ in code, data or kernel version
 are superseded: the newest ``results_per_variant`` are kept, older ones are deleted with the
 tables their outputs page from (record first, then blobs); a forced run replaces its key's entry.
@@ -21,8 +30,6 @@ tables their outputs page from (record first, then blobs); a forced run replaces
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import dataclasses
 import datetime as dt
 import hashlib
@@ -47,8 +54,12 @@ from ..storage.base import Store
 from .cards import CardService
 from .datasets import may_read
 from .output_tables import OutputTables, output_ids
+from .run_turns import RunTurns, SharedRuns, Told
 
 CACHEABLE = ("ok", "error")
+REASONS = ("edit", "schedule", "new_data", "forced")
+FRESHNESS = ("computed_at", "reason", "card_version", "dataset_versions")
+UNKNOWN = "unknown"  # the reason of a result stored before results said theirs
 
 
 def bind_parameters(declared: tuple[dict[str, Any], ...], given: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +135,8 @@ async def card_data(store: Store, reader: User | None, version: CardVersion) -> 
         dataset = await store.get_dataset(dataset_id)
         record = await store.get_dataset_version(dataset_id, dataset.current_version) if dataset else None
         if dataset is None or record is None:
-            raise NotFoundError(f"A dataset this card reads ({dataset_id}) was deleted; edit the card.")
+            raise NotFoundError(f"A dataset this card reads ({dataset_id}) was deleted; edit the card.",
+                                {"dataset_id": dataset_id}, code="dataset_deleted")
         if reader is None or not may_read(reader, dataset):
             data.unreadable.append(dataset)
         else:
@@ -161,20 +173,27 @@ class CardRunner(LoggingConfigurable):
         self.cards = cards
         self.pool = pool
         self.tables = tables
-        self._turns: collections.defaultdict[str, asyncio.Semaphore] = collections.defaultdict(
-            lambda: asyncio.Semaphore(self.runs_per_user))  # user id -> their runs under way
+        self.turns = RunTurns(self.runs_per_user)
+        self.shared = SharedRuns()
         self.finished: list[Callable[[str, dict[str, Any], dict[str, Any]], None]] = []  # (card_id, values, result)
 
     async def run(self, user: User, card_id: str, parameters: dict[str, Any], force: bool = False,
-                  fence: Lease | None = None, announce: bool = True) -> dict[str, Any]:
-        """``{"status", "outputs", "cached", "execution_time_ms"}`` of the card's current version;
-        ``force`` runs it even when a result is cached (a scheduled refresh). Under a ``fence`` (a lease)
-        the result is cached only while the lease is held: ``LeaseLostError`` otherwise. ``announce``:
-        tell the ``finished`` listeners (the caller shows the result itself if not)."""
-        card, version, values, files, key = await self._prepare(user, card_id, parameters)
+                  fence: Lease | None = None, announce: bool = True, reason: str | None = None,
+                  told: Told | None = None) -> dict[str, Any]:
+        """``{"status", "outputs", "cached", "execution_time_ms", "truncated"}`` and the freshness fields of
+        the card's current version; ``force`` runs it even when a result is cached (a scheduled refresh, a
+        re-run). ``reason`` says why a run happens (default: ``forced`` with ``force``, else ``edit``);
+        ``told`` hears the run's place in line while it waits. Under a ``fence`` (a lease) the result is
+        cached only while the lease is held: ``LeaseLostError`` otherwise. ``announce``: tell the
+        ``finished`` listeners (the caller shows the result itself if not)."""
+        card, version, values, data, key = await self._prepare(user, card_id, parameters)
         result = None if force else await self._cached(key)
         if result is None:
-            result = await self._execute(user, version, values, files, key, fence)
+            why = reason or ("forced" if force else "edit")
+            result, lost = await self.shared.run(key, lambda hears: self._execute(
+                user, version, values, data, key, fence, why, hears), told)
+            if lost and fence is not None:
+                raise LeaseLostError(fence.name)
         await record(self.store, "card_executed", card_id=card.id, user_id=user.id, execution_time_ms=result["execution_time_ms"],
               cached=result["cached"], status=result["status"])
         for listener in self.finished if announce else ():
@@ -187,45 +206,57 @@ class CardRunner(LoggingConfigurable):
         return await self._cached(key)
 
     async def _prepare(self, user: User, card_id: str, parameters: dict[str, Any]) -> tuple[
-            Card, CardVersion, dict[str, Any], list[tuple[str, Path]], str]:
+            Card, CardVersion, dict[str, Any], CardData, str]:
         card, version = await self.cards.get_visible(user, card_id)
         values = bind_parameters(version.parameters, parameters)
         data = await author_data(self.store, version)
-        return card, version, values, data.files, cache_key(version, data.versions, values, self.pool.image_version)
+        return card, version, values, data, cache_key(version, data.versions, values, self.pool.image_version)
 
     async def _cached(self, key: str) -> dict[str, Any] | None:
         cached = await self.store.get_cached_result(key)
         if cached is None or not await self.tables.stored(cached.output_ids):
             return None
         try:
-            outputs = json.loads((await self.store.blob_path(cached.blob_key)).read_bytes())
+            stored = json.loads((await self.store.blob_path(cached.blob_key)).read_bytes())
         except NotFoundError:
             return None
-        return {"status": cached.status, "outputs": outputs, "cached": True,
-                "execution_time_ms": cached.execution_time_ms}
+        if isinstance(stored, list):  # stored before results carried their freshness
+            stored = {"outputs": stored, "computed_at": cached.created_at, "reason": UNKNOWN, "card_version": None,
+                      "dataset_versions": None}
+        return {"status": cached.status, "outputs": stored["outputs"], "cached": True,
+                "execution_time_ms": cached.execution_time_ms, "truncated": False,
+                **{name: stored[name] for name in FRESHNESS}}
 
-    async def _execute(self, user: User, version: CardVersion, values: dict[str, Any],
-                       files: list[tuple[str, Path]], key: str, fence: Lease | None) -> dict[str, Any]:
-        async with self._turns[user.id]:
-            session = await self.pool.open(user, files, interactive=False)
+    async def _execute(self, user: User, version: CardVersion, values: dict[str, Any], data: CardData, key: str,
+                       fence: Lease | None, reason: str, told: Told) -> tuple[dict[str, Any], bool]:
+        """The result of a run in a fresh kernel, and whether caching it failed for a lost ``fence``."""
+        async with self.turns.turn(user.id, told):
+            session = await self.pool.open(user, data.files, interactive=False)
             try:
                 if values:
                     await session.execute(parameter_cell(values))
                 result = await session.execute(version.code, card_id=version.card_id)  # a timeout: 408
             finally:  # the answer does not wait for the kernel's destruction
                 await self.pool.close_session(session, "card_run_finished", wait=False)
+        fresh = {"computed_at": utcnow(), "reason": reason, "card_version": version.version,
+                 "dataset_versions": dict(data.versions)}
+        lost = False
         if (result.status in CACHEABLE and not (result.truncated or result.kernel_restarted)
                 and await self.tables.stored(output_ids(result.outputs))):
-            await self._store(key, version.card_id, values, result.status, result.outputs, result.execution_time_ms,
-                              fence)
+            try:
+                await self._store(key, version.card_id, values, result.status, result.outputs,
+                                  result.execution_time_ms, fresh, fence)
+            except LeaseLostError:
+                lost = True
         return {"status": result.status, "outputs": result.outputs, "cached": False,
-                "execution_time_ms": result.execution_time_ms}
+                "execution_time_ms": result.execution_time_ms, "truncated": result.truncated, **fresh}, lost
 
     async def _store(self, key: str, card_id: str, values: dict[str, Any], status: str,
-                     outputs: list[dict[str, Any]], execution_time_ms: int, fence: Lease | None) -> None:
+                     outputs: list[dict[str, Any]], execution_time_ms: int, fresh: dict[str, Any],
+                     fence: Lease | None) -> None:
         blob_key = f"results/{key}/{uuid.uuid4().hex}.json"  # blob keys are never overwritten
         with tempfile.NamedTemporaryFile("wb", suffix=".json") as file:
-            file.write(json_io.dumps(outputs))
+            file.write(json_io.dumps({"outputs": outputs, **fresh}))
             file.flush()
             await self.store.put_blob(blob_key, Path(file.name))
         replaced = await self.store.get_cached_result(key)

@@ -14,7 +14,9 @@ against quota eviction (``services/output_tables.py``) until another output repl
 Everything that changes what viewers see travels over the bus (``server/bus``), so that it reaches
 the viewers on every API task, this one included: outputs (``dashboard.output``), new versions and
 deletions of a dashboard (``dashboard.changed``, ``dashboard.deleted``: snapshots are made again),
-revoked shares (``dashboard.revoked``) and who watches (``dashboard.presence``: each task announces its
+revoked shares (``dashboard.revoked``), the place in line of a tile's run that waits for its turn
+(``dashboard.queued``), a dataset's new version (``dashboard.new_data``: tiles that read an older one say
+so until their new output comes) and who watches (``dashboard.presence``: each task announces its
 own viewers of a dashboard, again every ``PRESENCE_HEARTBEAT`` seconds, and forgets another task's
 after ``PRESENCE_TTL``). Work that must happen once whatever the number of tasks, a scheduled refresh
 round or a re-run for a new dataset version, runs under a lease in the store (``Lease``): results are
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -40,11 +43,12 @@ from traitlets.config import LoggingConfigurable
 
 from .. import json_io
 from ..bus import Bus, Envelope
-from ..errors import BIError, LeaseLostError, NotFoundError
+from ..errors import BIError, LeaseLostError, NotFoundError, PermissionDeniedError
 from ..logs import get_logger
 from ..models import Dashboard, DashboardVersion, Lease, User
 from ..storage.base import Store
 from .card_runs import CardRunner
+from .run_turns import Told
 from .dashboards import DashboardService
 from .output_tables import OutputTables, output_ids
 from .audit import record
@@ -55,8 +59,9 @@ PRESENCE_DELAY = 0.2  # seconds over which joins and leaves make one presence me
 PRESENCE_HEARTBEAT = 10.0  # seconds between a task's announcements of its viewers of a dashboard
 PRESENCE_TTL = 3 * PRESENCE_HEARTBEAT  # another task's viewers are forgotten this long after it last told
 
-OUTPUT, CHANGED, DELETED, REVOKED, PRESENCE = (
-    "dashboard.output", "dashboard.changed", "dashboard.deleted", "dashboard.revoked", "dashboard.presence")
+OUTPUT, CHANGED, DELETED, REVOKED, PRESENCE, QUEUED, NEW_DATA = (
+    "dashboard.output", "dashboard.changed", "dashboard.deleted", "dashboard.revoked", "dashboard.presence",
+    "dashboard.queued", "dashboard.new_data")
 
 
 class Viewer(Protocol):
@@ -177,7 +182,8 @@ class DashboardHub(LoggingConfigurable):
         dashboards.datasets.new_version.append(
             lambda dataset_id, version: self._spawn(self._dataset_changed(dataset_id, version)))
         for topic, handler in ((OUTPUT, self._on_output), (CHANGED, self._on_changed), (DELETED, self._on_deleted),
-                               (REVOKED, self._on_revoked), (PRESENCE, self._on_presence)):
+                               (REVOKED, self._on_revoked), (PRESENCE, self._on_presence),
+                               (QUEUED, self._on_queued), (NEW_DATA, self._on_new_data)):
             bus.subscribe(topic, handler)
 
     def start(self) -> None:
@@ -252,8 +258,9 @@ class DashboardHub(LoggingConfigurable):
         for entry in version.document["cards"]:
             if not set(values) & set(await self._bound(version.document, entry, values)):
                 continue  # the card does not take any of them: what it shows stands
+            told = functools.partial(_tell_queued, viewer, entry["key"])
             try:
-                result = await self.run_card(viewer.user, version.document, entry, values)
+                result = await self.run_card(viewer.user, version.document, entry, values, told)
             except BIError as exc:
                 result = error_result(exc)
             frame = frame_of({"type": "output", "card": entry["key"], "personal": True, "result": result})
@@ -262,22 +269,39 @@ class DashboardHub(LoggingConfigurable):
             viewer.send_frame(frame)
 
     # runs --------------------------------------------------------------------------
-    async def run(self, user: User, dashboard_id: str, key: str, values: dict[str, Any]) -> dict[str, Any]:
-        """Run one card of the dashboard; with the default values its output goes to every viewer."""
-        _, version, _ = await self.dashboards.get_visible(user, dashboard_id)
+    async def run(self, user: User, dashboard_id: str, key: str, values: dict[str, Any],
+                  force: bool = False) -> dict[str, Any]:
+        """Run one card of the dashboard; with the default values its output goes to every viewer. ``force``
+        (owners and editors only) runs it past the cache."""
+        _, version, access = await self.dashboards.get_visible(user, dashboard_id)
+        if force and access == "view":
+            raise PermissionDeniedError("Only the dashboard's owner and editors may re-run its cards past the "
+                                        "cache; you see the latest output as it is.")
         entry = next((e for e in version.document["cards"] if e["key"] == key), None)
         if entry is None:
             raise NotFoundError(f"The dashboard has no card {key!r}.")
         if values:
-            return await self.run_card(user, version.document, entry, values)
+            return await self.runner.run(user, entry["card"], await self._bound(version.document, entry, values),
+                                         force)
         bound = await self._bound(version.document, entry, {})
-        result = await self.runner.run(user, entry["card"], bound, announce=False)
+        result = await self.runner.run(user, entry["card"], bound, force, announce=False,
+                                       told=self._queued(dashboard_id, key))
         await self._publish(dashboard_id, key, entry["card"], bound, result)
         return result
 
     async def run_card(self, user: User, document: dict[str, Any], entry: dict[str, Any],
-                       values: dict[str, Any]) -> dict[str, Any]:
-        return await self.runner.run(user, entry["card"], await self._bound(document, entry, values))
+                       values: dict[str, Any], told: Told | None = None) -> dict[str, Any]:
+        return await self.runner.run(user, entry["card"], await self._bound(document, entry, values), told=told)
+
+    def _queued(self, dashboard_id: str, key: str) -> Told:
+        """Tells every viewer of the tile the place in line of its run (0: running)."""
+        return lambda place: self._send(QUEUED, {"dashboard_id": dashboard_id, "card": key, "position": place})
+
+    def _on_queued(self, envelope: Envelope) -> None:
+        body = envelope.body
+        room = self.rooms.get(body["dashboard_id"])
+        if room is not None:
+            room.broadcast({"type": "queued", "card": body["card"], "position": body["position"]})
 
     async def _cached(self, user: User, document: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -300,9 +324,9 @@ class DashboardHub(LoggingConfigurable):
             room.running.discard(key)
 
     async def _run_and_publish(self, user: User, dashboard_id: str, key: str, force: bool = False,
-                               lease: Lease | None = None) -> Lease | None:
-        """Run a tile with the dashboard's defaults and show the output to every viewer. Under a
-        ``lease``, the result is stored and shown only while it is held (``LeaseLostError`` if not);
+                               lease: Lease | None = None, reason: str | None = None) -> Lease | None:
+        """Run a tile with the dashboard's defaults (for ``reason``) and show the output to every viewer.
+        Under a ``lease``, the result is stored and shown only while it is held (``LeaseLostError`` if not);
         the lease, renewed, is returned."""
         version = await self.dashboards.current(dashboard_id)
         entry = next((e for e in version.document["cards"] if e["key"] == key), None) if version else None
@@ -310,7 +334,8 @@ class DashboardHub(LoggingConfigurable):
             return lease
         bound = await self._bound(version.document, entry, {})
         try:
-            result = await self.runner.run(user, entry["card"], bound, force, fence=lease, announce=False)
+            result = await self.runner.run(user, entry["card"], bound, force, fence=lease, announce=False,
+                                           reason=reason, told=self._queued(dashboard_id, key))
         except BIError as exc:
             result = error_result(exc)
         if lease is not None:
@@ -350,11 +375,15 @@ class DashboardHub(LoggingConfigurable):
         self._spawn(self.tables.pin([output_id for output_id in before if output_id not in shown], pinned=False))
 
     async def _card_info(self, card_id: str) -> dict[str, Any]:
+        """The tile's card: title, parameters, and the current version of each dataset it reads (a tile
+        whose output read an older one says so)."""
         card = await self.store.get_card(card_id)
         version = await self.store.get_card_version(card.id, card.current_version) if card else None
         if version is None:
-            return {"card_id": card_id, "title": "(deleted card)", "parameters": []}
-        return {"card_id": card_id, "title": version.title, "parameters": list(version.parameters)}
+            return {"card_id": card_id, "title": "(deleted card)", "parameters": [], "dataset_versions": {}}
+        datasets = [await self.store.get_dataset(dataset_id) for dataset_id in version.datasets]
+        return {"card_id": card_id, "title": version.title, "parameters": list(version.parameters),
+                "dataset_versions": {d.id: d.current_version for d in datasets if d is not None}}
 
     # what changes dashboards ---------------------------------------------------------
     def _card_ran(self, card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
@@ -400,6 +429,13 @@ class DashboardHub(LoggingConfigurable):
         for viewer in list(room.viewers) if room else ():
             viewer.end(4404, "The dashboard was deleted.")
 
+    def _on_new_data(self, envelope: Envelope) -> None:
+        """A dataset has a new version: viewers of every dashboard watched here hear it (tiles that read it
+        say their output is older until the new one comes)."""
+        for room in self.rooms.values():
+            room.broadcast({"type": "new_data", "dataset_id": envelope.body["dataset_id"],
+                            "version": envelope.body["version"]})
+
     def _on_revoked(self, envelope: Envelope) -> None:
         room = self.rooms.get(envelope.body["dashboard_id"])
         for viewer in list(room.viewers) if room else ():
@@ -412,24 +448,25 @@ class DashboardHub(LoggingConfigurable):
             version = await self.dashboards.current(dashboard.id)
             for entry in version.document["cards"] if version else ():
                 if entry["card"] == card_id:
-                    await self._run_and_publish(user, dashboard.id, entry["key"])
+                    await self._run_and_publish(user, dashboard.id, entry["key"], reason="edit")
 
     async def _dataset_changed(self, dataset_id: str, number: int) -> None:
-        """Re-run, as each dashboard's owner, the cards that read the dataset: once, on one task."""
+        """Tell every viewer; re-run, as each dashboard's owner, the cards that read the dataset: once, on one task."""
+        self._send(NEW_DATA, {"dataset_id": dataset_id, "version": number})
         lease = await self.store.acquire_lease(f"rerun:{dataset_id}:{number}", self.bus.origin,
                                                time.time() + self.lease_seconds)
         if lease is None:
             return
         try:
             for dashboard in await self.store.list_dashboards():
-                lease = await self._rerun(dashboard, lambda datasets: dataset_id in datasets, False, lease)
+                lease = await self._rerun(dashboard, lambda datasets: dataset_id in datasets, False, lease, "new_data")
             await self.store.finish_lease(lease, time.time() + self.lease_seconds)
         except LeaseLostError:
             log.warning("lease_lost", lease=lease.name, lease_version=lease.version, task=lease.holder,
                         dataset_id=dataset_id)
 
     async def _rerun(self, dashboard: Dashboard, reads: Callable[[tuple[str, ...]], bool], force: bool,
-                     lease: Lease) -> Lease:
+                     lease: Lease, reason: str) -> Lease:
         owner = await self.store.get_user(dashboard.owner_id)
         version = await self.dashboards.current(dashboard.id)
         if owner is None or version is None:
@@ -438,7 +475,7 @@ class DashboardHub(LoggingConfigurable):
             card = await self.store.get_card(entry["card"])
             card_version = await self.store.get_card_version(card.id, card.current_version) if card else None
             if card_version is not None and reads(card_version.datasets):
-                lease = await self._run_and_publish(owner, dashboard.id, entry["key"], force, lease) or lease
+                lease = await self._run_and_publish(owner, dashboard.id, entry["key"], force, lease, reason) or lease
         return lease
 
     async def _refresh_loop(self) -> None:
@@ -478,7 +515,7 @@ class DashboardHub(LoggingConfigurable):
         log.info("dashboard_refresh_started", dashboard_id=dashboard.id, round=number, lease=lease.name,
                  lease_version=lease.version, task=lease.holder)
         try:
-            lease = await self._rerun(dashboard, lambda datasets: True, True, lease)
+            lease = await self._rerun(dashboard, lambda datasets: True, True, lease, "schedule")
             await self.store.finish_lease(lease, ends + self.lease_seconds)
         except LeaseLostError:
             log.warning("lease_lost", lease=lease.name, lease_version=lease.version, task=lease.holder,
@@ -532,7 +569,17 @@ def dashboard_json(dashboard: Dashboard, version: DashboardVersion, access: str)
     return {**fields, **dashboard.public(), "access": access}
 
 
+def _tell_queued(viewer: Viewer, key: str, place: int) -> None:
+    """The place in line of a run for ``viewer``'s own parameter values."""
+    viewer.send_frame(frame_of({"type": "queued", "card": key, "personal": True, "position": place}))
+
+
 def error_result(exc: BIError) -> dict[str, Any]:
-    """A card that could not run, shown in its place: the reason as an error output."""
-    return {"status": "error", "cached": False, "execution_time_ms": 0,
-            "outputs": [{"output_type": "error", "ename": exc.code, "evalue": exc.message, "traceback": []}]}
+    """A card that could not run or was stopped, shown in its place: what it showed before it was stopped
+    (a timeout), else the reason as an error output with the error's code and details. It did not run to
+    its end, so it has no run time, and it has no freshness: the tile keeps saying when its last output was
+    made."""
+    outputs = exc.details.get("outputs") or [{"output_type": "error", "ename": exc.code, "evalue": exc.message,
+                                             "details": exc.details, "traceback": []}]
+    return {"status": "error", "cached": False, "execution_time_ms": None, "outputs": outputs,
+            "computed_at": None, "reason": None, "card_version": None, "dataset_versions": None}

@@ -61,3 +61,20 @@ export function ago(iso: string | number, now = new Date()): string {
   if (days === 1) return t("time.yesterday", { time: clock(value) });
   return when(value.getTime() / 1000);
 }
+
+const relatives: Partial<Record<string, Intl.RelativeTimeFormat>> = {};
+
+// How long ago, in the locale's words (Intl.RelativeTimeFormat): 3分前, 2時間前, 昨日 / 3 minutes ago,
+// yesterday; null under a minute (the caller says "just now" in its own words). Japanese without the
+// space Intl puts between the number and the unit (3分前, as the glossary writes it).
+export function relative(iso: string, now = new Date()): string | null {
+  const value = date(iso);
+  if (!value) return null;
+  const seconds = Math.max(0, (now.getTime() - value.getTime()) / 1000);
+  if (seconds < 60) return null;
+  const format = (relatives[locale()] ??= new Intl.RelativeTimeFormat(locale(), { numeric: "auto" }));
+  const [amount, unit]: [number, Intl.RelativeTimeFormatUnit] =
+    seconds < 3600 ? [Math.floor(seconds / 60), "minute"] : seconds < 86_400 ? [Math.floor(seconds / 3600), "hour"] : [Math.floor(seconds / 86_400), "day"];
+  const text = format.format(-amount, unit);
+  return locale() === "ja" ? text.replace(/(\d) (?=\S)/g, "$1") : text;
+}

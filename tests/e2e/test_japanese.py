@@ -170,7 +170,7 @@ def test_japanese_card_editor_and_dashboard(browser: Browser, bi):
         page.get_by_role("link", name="ダッシュボードを開く").click()
         tile = page.locator(".tile").first
         expect(tile.locator(".output-bokeh canvas").first).to_be_visible(timeout=30_000)
-        expect(tile.locator(".tile-meta")).to_contain_text("に更新")
+        expect(tile.locator(".tile-meta")).to_contain_text("更新（カードの変更）")
         screenshot(page, "ja-dashboard", also_wide=True)
 
         page.get_by_role("button", name="共有").click()

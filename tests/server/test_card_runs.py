@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 from tornado import httpclient, websocket
 
 from server.errors import InvalidRequestError
-from server.services.card_runs import bind_parameters, parameter_cell
+from server.services.card_runs import FRESHNESS, bind_parameters, parameter_cell, variant_of
 
 from .test_card_socket import Socket
 from .test_datasets import upload
@@ -131,3 +131,59 @@ async def test_card_runs_do_not_count_against_interactive_sessions(start_cards):
     assert [answer.code for answer in answers] == [200, 200], [answer.body[:200] for answer in answers]
     refused = await api.fetch("POST", "/api/card-sessions", token=token, json_body={"datasets": []})
     assert refused.code == 429, "the interactive limit still holds"
+
+
+async def test_identical_runs_under_way_are_one_kernel_run(start_cards):
+    """Viewers asking at once for the same card, parameters and data share one run in one kernel."""
+    api = await start_cards()
+    token = await api.login()
+    _, card = await make_card(api, token)
+    with capture_logs() as logs:
+        answers = await asyncio.gather(*(run(api, token, card["id"]) for _ in range(3)))
+    assert [answer.code for answer in answers] == [200] * 3
+    assert len({json.dumps(answer.json(), sort_keys=True) for answer in answers}) == 1, "one result for all"
+    assert len([e for e in logs if e["event"] == "session_opened"]) == 1, "one kernel ran it"
+
+
+async def test_forced_runs_and_the_freshness_of_results(start_cards):
+    """Every result says when and why it was computed, with the card and dataset versions it read; a cache hit
+    keeps the run's; ``force`` runs past the cache (for those who may edit the card); results stored before
+    say unknown."""
+    api = await start_cards()
+    token = await api.login()
+    dataset, card = await make_card(api, token)
+    first = (await run(api, token, card["id"])).json()
+    assert (first["reason"], first["card_version"], first["dataset_versions"]) == ("edit", 1, {dataset["id"]: 1})
+    hit = (await run(api, token, card["id"])).json()
+    assert hit["cached"] is True and {k: hit[k] for k in FRESHNESS} == {k: first[k] for k in FRESHNESS}
+    forced = await api.fetch("POST", f"/api/cards/{card['id']}/run", token=token, json_body={"force": True})
+    assert forced.code == 200 and forced.json()["cached"] is False and forced.json()["reason"] == "forced"
+    assert forced.json()["computed_at"] >= first["computed_at"]
+
+    viewer = await api.add_user("viewer@example.com")
+    refused = await api.fetch("POST", f"/api/cards/{card['id']}/run", token=viewer, json_body={"force": True})
+    assert refused.code == 404, "someone who may not edit the card cannot force its run"
+
+    store = api.app.store_instance
+    [entry] = await store.list_cached_results(variant_of(card["id"], {"region": "東京"}))
+    (await store.blob_path(entry.blob_key)).write_text(json.dumps(forced.json()["outputs"]))  # as stored before
+    old = (await run(api, token, card["id"])).json()
+    assert old["cached"] is True and (old["reason"], old["card_version"], old["dataset_versions"]) == (
+        "unknown", None, None) and old["computed_at"] == entry.created_at
+
+
+async def test_every_refusal_names_its_cause(start_cards, start_server):
+    """A card whose dataset was deleted, and a server that cannot run cards, say so with their own codes."""
+    api = await start_cards()
+    token = await api.login()
+    dataset, card = await make_card(api, token)
+    assert (await api.fetch("DELETE", f"/api/datasets/{dataset['id']}", token=token)).code == 204
+    deleted = await run(api, token, card["id"])
+    assert deleted.code == 404 and deleted.error_code == "dataset_deleted"
+    assert deleted.json()["error"]["details"] == {"dataset_id": dataset["id"]}
+
+    off = await start_server()
+    token = await off.login()
+    _, card = await make_card(off, token)
+    refused = await run(off, token, card["id"])
+    assert refused.code == 503 and refused.error_code == "execution_off", refused.body

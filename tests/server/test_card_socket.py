@@ -101,15 +101,26 @@ async def test_interrupt_busy_and_bad_messages(start_cards):
 
 
 async def test_timeout_over_the_socket(start_cards):
-    """Past the wall clock the run ends with status timeout and the session goes on."""
+    """Past the wall clock the run ends with status timeout and the session goes on; the output says so
+    first (the ``timeout`` error, where the code was below it), not as a KeyboardInterrupt."""
     api = await start_cards(KernelPool__execution_timeout=1.0)
     socket = await connect(api, await api.login())
     await socket.receive()
     socket.send(type="execute", code="while True: pass")
-    done = (await socket.until("done"))[-1]
+    messages = await socket.until("done")
+    done = messages[-1]
     assert done["status"] == "timeout" and "1 s limit" in done["message"]
+    assert done["code"] == "timeout" and done["details"] == {"seconds": 1}
+    [error] = [m["output"] for m in messages if m["type"] == "output"]
+    assert error["ename"] == "timeout" and error["details"] == {"seconds": 1}
+    assert any("while True" in frame for frame in error["traceback"]), error["traceback"]
+    assert not any("KeyboardInterrupt" in frame for frame in error["traceback"]), error["traceback"]
     socket.send(type="execute", code="'alive'")
     assert (await socket.until("done"))[-1]["status"] == "ok"
+    socket.send(type="execute", code="df = load_dataset('nope')")
+    [error] = [m["output"] for m in await socket.until("done") if m["type"] == "output"]
+    assert error["ename"] == "DatasetNotFound" and any("load_dataset('nope')" in f for f in error["traceback"])
+    assert not any("kernels/" in frame for frame in error["traceback"]), "the platform's frames are left out"
 
 
 async def test_reconnect_replays_what_was_missed(start_cards):
@@ -180,3 +191,37 @@ async def test_bokeh_items_and_ordered_patches(start_cards):
         ("bokeh_patch", items[0]["root_id"], n) for n in (1, 2, 3)]
     kinds = [[e["kind"] for e in o["patch"]["events"]] for o in patches]
     assert kinds == [["ColumnsStreamed"], ["ColumnsStreamed"], ["ModelChanged"]]
+
+
+async def test_leaving_releases_the_session_at_once(start_cards):
+    """A ``close`` message ends the session now (a fifth editor opens at once); a socket that drops without it
+    keeps its session for the grace period, and a browser that then asks gets the refusal's cause and the
+    sessions it holds."""
+    api = await start_cards(KernelPool__sessions_per_user=1, KernelPool__reconnect_grace=30.0)
+    token = await api.login()
+    for _ in range(3):  # editors opened one after another, each left
+        socket = await connect(api, token)
+        session_id = (await socket.receive())["session_id"]
+        socket.send(type="close")
+        assert (await socket.receive())["reason"] == "closed_by_user"
+        assert await socket.connection.read_message() is None
+        assert socket.connection.close_code == 1000 and session_id not in api.app.kernel_pool.sessions
+
+    dropped = await connect(api, token)
+    kept = (await dropped.receive())["session_id"]
+    dropped.close()  # no close message: a lost connection
+    await asyncio.sleep(0.3)
+    assert kept in api.app.kernel_pool.sessions, "a dropped socket keeps its session for a resume"
+    with pytest.raises(httpclient.HTTPClientError) as refused:
+        await connect(api, token)
+    assert refused.value.code == 429
+    browser = await connect(api, token, subprotocols=["bi.v1", f"bearer.{token}"])
+    told = json.loads(await browser.connection.read_message())
+    assert told["type"] == "refused" and told["status"] == 429 and told["error"]["code"] == "session_limit"
+    assert told["error"]["details"] == {"held": 1, "limit": 1}
+    assert await browser.connection.read_message() is None and browser.connection.close_code == 4429
+    listed = (await api.fetch("GET", "/api/card-sessions", token=token)).json()
+    assert (listed["held"], listed["limit"], [s["id"] for s in listed["sessions"]]) == (1, 1, [kept])
+    assert (await api.fetch("DELETE", f"/api/card-sessions/{kept}", token=token)).code == 204
+    socket = await connect(api, token)
+    assert (await socket.receive())["type"] == "session", "closing it from the list lets the editor open"

@@ -22,12 +22,12 @@ async def join(api, token: str, dashboard_id: str) -> Socket:
 
 
 async def output(socket: Socket, card: str = "total") -> dict:
-    """The next output of ``card``, skipping presence."""
+    """The next output of ``card``, skipping presence, places in line and news of data (``socket.seen`` keeps them)."""
     while True:
         message = await socket.receive()
         if message["type"] == "output" and message["card"] == card:
             return message
-        assert message["type"] in ("presence", "snapshot"), message
+        assert message["type"] in ("presence", "snapshot", "queued", "new_data"), message
 
 
 def printed(message: dict) -> str:
@@ -50,14 +50,20 @@ async def test_a_live_dashboard(start_cards):
     snapshot = await mine.receive()
     assert snapshot["type"] == "snapshot" and snapshot["cards"]["total"]["result"] is None, "never run yet"
     assert snapshot["cards"]["total"]["title"] == "合計" and snapshot["dashboard"]["access"] == "owner"
+    assert snapshot["cards"]["total"]["dataset_versions"] == {dataset["id"]: 1}
     first = await output(mine)
     assert first["seq"] == 1 and printed(first) == "9001.0\n", "run with the dashboard's factor, 2"
+    fresh = {name: first["result"][name] for name in ("computed_at", "reason", "card_version", "dataset_versions")}
+    assert fresh["reason"] == "edit" and fresh["card_version"] == 1 and fresh["dataset_versions"] == {dataset["id"]: 1}
+    assert {"type": "queued", "card": "total", "position": 0} in [
+        {k: v for k, v in m.items() if k != "_at"} for m in mine.seen], "the tile hears its run start"
 
     theirs = await join(api, viewer, dashboard["id"])
     snapshot = await theirs.receive()
     assert snapshot["cards"]["total"]["seq"] == 0 and snapshot["cards"]["total"]["result"] is None, "outputs follow"
     shown = await output(theirs)
     assert shown["seq"] == 1 and printed(shown) == "9001.0\n"
+    assert {name: shown["result"][name] for name in fresh} == fresh, "a cache hit keeps the run's freshness"
     assert snapshot["dashboard"]["access"] == "view"
     assert {v["email"] for v in snapshot["viewers"]} == {"admin@example.com", "viewer@example.com"}
     presence = await mine.receive()
@@ -83,6 +89,9 @@ async def test_a_live_dashboard(start_cards):
     for socket in (mine, theirs):
         pushed = await output(socket)
         assert (pushed["seq"], printed(pushed)) == (3, "合計 11000.0\n"), "new data re-runs by itself"
+        assert pushed["result"]["reason"] == "new_data" and pushed["result"]["dataset_versions"] == {dataset["id"]: 2}
+        assert any(m["type"] == "new_data" and m["dataset_id"] == dataset["id"] and m["version"] == 2
+                   for m in socket.seen), "viewers hear of the new version before its output"
 
     rerun = await api.fetch("POST", f"/api/dashboards/{dashboard['id']}/cards/total/run", token=viewer, json_body={})
     assert rerun.code == 200 and rerun.json()["cached"] is True
@@ -94,6 +103,17 @@ async def test_a_live_dashboard(start_cards):
     assert await hub.refresh_due(time.time() + 61) == [], "no second refresh of a round while the first runs"
     refreshed = await output(theirs)
     assert refreshed["seq"] == 5 and refreshed["result"]["cached"] is False, "a refresh runs past the cache"
+    assert refreshed["result"]["reason"] == "schedule"
+    assert (await output(mine))["seq"] == 5
+
+    forced = await api.fetch("POST", f"/api/dashboards/{dashboard['id']}/cards/total/run", token=viewer,
+                             json_body={"force": True})
+    assert forced.code == 403 and forced.error_code == "forbidden", "viewers see outputs as they are"
+    forced = await api.fetch("POST", f"/api/dashboards/{dashboard['id']}/cards/total/run", token=owner,
+                             json_body={"force": True})
+    assert forced.code == 200 and forced.json()["cached"] is False and forced.json()["reason"] == "forced"
+    assert forced.json()["computed_at"] > refreshed["result"]["computed_at"]
+    assert (await output(theirs))["result"]["reason"] == "forced"
 
     theirs.send(type="hello")
     assert (await theirs.receive())["code"] == "bad_message"
@@ -106,7 +126,7 @@ async def test_a_live_dashboard(start_cards):
         assert '"personal"' not in message
     assert theirs.connection.close_code == 4403, "revoking closes the viewer's socket at once"
     while (left := await mine.receive())["type"] != "presence":
-        assert left["type"] == "output" and not left.get("personal")
+        assert left["type"] in ("output", "queued") and not left.get("personal")
     assert len(left["viewers"]) == 1
     stranger = await api.add_user("stranger@example.com")
     refused = await api.fetch("GET", f"/api/dashboards/{dashboard['id']}/ws", token=stranger)

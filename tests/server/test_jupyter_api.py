@@ -171,7 +171,8 @@ async def test_kernels_are_private_and_shaped_like_jupyter_servers(start_cards):
     by_query = await api.fetch("GET", f"/api/kernels/{kernel['id']}?token={token}", token="")
     assert by_query.json()["id"] == kernel["id"]
     assert [k["id"] for k in (await api.fetch("GET", "/api/kernels", token=token)).json()] == [kernel["id"]]
-    assert (await api.fetch("GET", "/api/card-sessions", token=token)).json() == {"sessions": []}
+    assert (await api.fetch("GET", "/api/card-sessions", token=token)).json() == {"sessions": [], "held": 1,
+                                                                                  "limit": 4}, "a kernel counts"
     socket = await connect(api, token, kernel["id"], via="query")
     assert (await api.fetch("GET", f"/api/kernels/{kernel['id']}", token=token)).json()["connections"] == 1
 

@@ -71,7 +71,7 @@ async def test_connected_kernels_outlive_the_idle_limit_and_culled_ones_say_why(
     assert refused.code == 429
     body = refused.json()
     assert body["message"] == body["error"]["message"] and "2 open sessions" in body["message"]
-    assert body["reason"] == "Too Many Requests" and body["error"]["code"] == "rate_limited"
+    assert body["reason"] == "Too Many Requests" and body["error"]["code"] == "session_limit"
 
     socket = await connect(api, token, connected["id"], v1=False)
     await asyncio.sleep(4.0)

@@ -49,6 +49,7 @@ export interface Dashboard {
   version: number;
   document: DashboardDocument;
   access: Access;
+  created_at: string;
   updated_at: string;
   updated_by: string;
 }
@@ -64,7 +65,15 @@ export interface CardResult {
   status: string;
   outputs: Output[];
   cached?: boolean;
-  execution_time_ms?: number;
+  // null for a run that did not happen (refused, or stopped before its end)
+  execution_time_ms?: number | null;
+  truncated?: boolean;
+  // Freshness, set by the run and kept by cache hits: when and why it was computed ("unknown" for
+  // outputs stored before outputs said), from which card version and dataset versions (id -> version).
+  computed_at?: string | null;
+  reason?: "edit" | "schedule" | "new_data" | "forced" | "unknown" | null;
+  card_version?: number | null;
+  dataset_versions?: Record<string, number> | null;
 }
 
 const path = (id: string) => `/api/dashboards/${encodeURIComponent(id)}`;
@@ -77,7 +86,8 @@ export const dashboardsApi = {
   // Saves a new version edited from `from`: 409 if someone saved since, 422 with details.pointer.
   save: (id: string, from: number, document: DashboardDocument) =>
     request<Dashboard>("PUT", path(id), { json: document, headers: { "If-Match": `"${from}"` } }).then((r) => r.data),
-  run: (id: string, key: string) => api.post<CardResult>(`${path(id)}/cards/${encodeURIComponent(key)}/run`, {}),
+  // force: past the cache (owners and editors), what "Re-run" on a tile does.
+  run: (id: string, key: string, force = false) => api.post<CardResult>(`${path(id)}/cards/${encodeURIComponent(key)}/run`, { force }),
   shares: (id: string) => api.get<{ shares: Share[] }>(`${path(id)}/shares`).then((r) => r.shares),
   share: (id: string, email: string, permission: "view" | "edit") =>
     request<Share>("PUT", `${path(id)}/shares`, { json: { email, permission } }).then((r) => r.data),

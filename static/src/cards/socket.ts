@@ -1,7 +1,13 @@
 // The card editing websocket (/api/cards/scratch/ws): code in, numbered messages out. Signs in
 // again when the handshake is refused, and resumes a dropped connection from the last message seen.
+// A session the server cannot open says why (a `refused` message: the session limit, a dataset gone,
+// no executor capacity, card execution off), as an ApiError. Leaving says so, and the session ends at
+// once: `leave()` on a route change, `hide()` as the page goes away (the close message, and a DELETE
+// that outlives the page); a socket that only drops keeps its session for the resume window.
 
 import { api, freshToken } from "../api/client";
+import { ApiError } from "../api/errors";
+import { session } from "../auth/session";
 import type { Output } from "../outputs/render";
 import { t } from "../i18n";
 
@@ -18,6 +24,8 @@ export interface SocketMessage {
   reason?: string;
   execution_time_ms?: number | null;
   truncated?: boolean;
+  details?: Record<string, unknown>;
+  error?: { code: string; message: string; details?: Record<string, unknown> };
   syntax?: SyntaxProblem;
 }
 
@@ -60,14 +68,33 @@ export class CardConnection {
     return this.opening;
   }
 
-  send(message: { type: "execute"; code: string; run_id: string; auto?: boolean } | { type: "interrupt" }): void {
+  send(message: { type: "execute"; code: string; run_id: string; auto?: boolean } | { type: "interrupt" } | { type: "close" }): void {
     this.socket?.send(JSON.stringify(message));
   }
 
-  close(): void {
+  // An explicit leave: the session ends now (its kernel is freed), not after the resume window.
+  leave(): void {
+    if (this.isOpen) this.send({ type: "close" });
+    this.forget();
+  }
+
+  // The page is going away (pagehide): the close message may not leave before the page does, so a
+  // DELETE that outlives the page (fetch keepalive: sendBeacon can only POST) ends the session too.
+  hide(): void {
+    const id = this.sessionId;
+    if (this.isOpen) this.send({ type: "close" });
+    if (id && session.token) {
+      void fetch(`/api/card-sessions/${encodeURIComponent(id)}`, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${session.token}` } }).catch(() => undefined);
+    }
+    this.forget();
+  }
+
+  private forget(): void {
     this.closedByUs = true;
     this.socket?.close(1000);
     this.socket = null;
+    this.sessionId = null;
+    this.lastSeq = 0;
   }
 
   private async connect(): Promise<void> {
@@ -77,7 +104,7 @@ export class CardConnection {
       try {
         return await this.attempt(await freshToken());
       } catch (error) {
-        if (attempt >= 1) throw error;
+        if (attempt >= 1 || error instanceof ApiError) throw error; // the server said why: no retry
         // A refused handshake says nothing in a browser: ask the API why (a 401 signs in again).
         await api.get("/api/me");
       }
@@ -96,21 +123,45 @@ export class CardConnection {
     return `${scheme}://${location.host}/api/cards/scratch/ws?${query}`;
   }
 
+  // A new session is open once its `session` message comes (a refused one gets `refused` instead); a
+  // resumed one once the socket opens.
   private attempt(token: string): Promise<void> {
+    const resuming = this.sessionId !== null;
     return new Promise((resolve, reject) => {
       const socket = new WebSocket(this.url(), ["bi.v1", `bearer.${token}`]);
       let opened = false;
-      socket.onopen = () => {
+      let refused: ApiError | null = null;
+      const ready = () => {
+        if (this.closedByUs) {
+          // left while it opened: end the session it got at once
+          socket.send(JSON.stringify({ type: "close" }));
+          socket.close(1000);
+          return reject(new Error(t("run.sessionEnded")));
+        }
         opened = true;
         this.socket = socket;
         this.handlers.state("open");
         resolve();
       };
-      socket.onmessage = (event) => this.receive(JSON.parse(event.data as string) as SocketMessage);
+      socket.onopen = () => resuming && ready();
+      socket.onmessage = (event) => {
+        const message = JSON.parse(event.data as string) as SocketMessage;
+        if (message.type === "refused" && message.error) {
+          refused = new ApiError(Number(message.status ?? 0), message.error.code, message.error.message, message.error.details ?? {});
+          return;
+        }
+        if (!opened && message.type === "session") ready();
+        this.receive(message);
+      };
       socket.onclose = (event) => {
-        if (!opened)
-          return reject(new Error(t("run.noSession")));
+        if (!opened) return reject(refused ?? new Error(t("run.noSession")));
         if (this.socket === socket) this.socket = null;
+        if (refused) {
+          // the session it resumed has ended (or may no longer be used): say why
+          this.sessionId = null;
+          this.lastSeq = 0;
+          return this.handlers.state("closed", refused.message);
+        }
         if (!this.closedByUs) void this.resume(event.reason);
       };
     });

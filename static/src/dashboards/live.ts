@@ -18,12 +18,18 @@ export interface SnapshotCard {
   parameters: Parameter[];
   seq: number;
   result: CardResult | null;
+  // The current version of each dataset the card reads (id -> version).
+  dataset_versions?: Record<string, number>;
 }
 
 export interface LiveHandlers {
   snapshot(dashboard: Dashboard, cards: Record<string, SnapshotCard>): void;
   output(key: string, result: CardResult, personal: boolean): void;
   presence(viewers: Viewer[]): void;
+  // A tile's run waits its turn (position 1 is next) or starts (0).
+  queued(key: string, position: number, personal: boolean): void;
+  // A dataset got a new version: tiles that read an older one say so until their new output comes.
+  newData(datasetId: string, version: number): void;
   state(state: "connecting" | "live" | "reconnecting"): void;
   // The socket will not come back: access revoked, dashboard deleted, or the server refused us.
   ended(code: number, message: string): void;
@@ -34,6 +40,8 @@ type ServerMessage =
   | { type: "snapshot"; dashboard: Dashboard; cards: Record<string, SnapshotCard>; viewers: Viewer[] }
   | { type: "output"; card: string; seq?: number; personal?: boolean; result: CardResult }
   | { type: "presence"; viewers: Viewer[] }
+  | { type: "queued"; card: string; position: number; personal?: boolean }
+  | { type: "new_data"; dataset_id: string; version: number }
   | { type: "error"; code: string; message: string };
 
 const RETRY_MS = [500, 1000, 2000, 4000, 8000];
@@ -114,6 +122,10 @@ export class DashboardLive {
         return this.handlers.output(message.card, message.result, Boolean(message.personal));
       case "presence":
         return this.handlers.presence(message.viewers);
+      case "queued":
+        return this.handlers.queued(message.card, message.position, Boolean(message.personal));
+      case "new_data":
+        return this.handlers.newData(message.dataset_id, message.version);
       case "error":
         return this.handlers.error(errorText(message.code, {}, message.message));
     }

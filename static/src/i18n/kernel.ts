@@ -36,8 +36,9 @@ export const KERNEL_ERRORS: Known[] = [
 // The truncation notice the server puts in stderr when a run's output passes the cap.
 export const TRUNCATED = /\[output truncated: this run produced more than (.+?) of output/;
 
-// The error output's message in the user's language, or null for an ordinary Python error.
-export function kernelError(ename: string, evalue: string): string | null {
+// The error output's message in the user's language, or null for an ordinary Python error; `details`
+// (of a server error turned into an output) are its parameters.
+export function kernelError(ename: string, evalue: string, details: Record<string, unknown> = {}): string | null {
   for (const known of KERNEL_ERRORS) {
     if (known.ename !== ename) continue;
     const match = known.pattern.exec(evalue);
@@ -45,7 +46,8 @@ export function kernelError(ename: string, evalue: string): string | null {
   }
   // Server errors turned into outputs (a dashboard card past the time limit) carry their code as ename.
   const key = `error.${ename}`;
-  return /^[a-z_]+$/.test(ename) && has(key) ? t(key) : null;
+  if (!/^[a-z_]+$/.test(ename) || !has(key)) return null;
+  return t(key, Object.fromEntries(Object.entries(details).filter(([, v]) => typeof v === "string" || typeof v === "number")) as Params);
 }
 
 export function truncationNotice(text: string): string | null {

@@ -3,6 +3,7 @@
 import { h } from "../dom";
 import { BokehFigures } from "./bokeh";
 import { bundleOutput, errorOutput, streamOutput, terminalText, type Output } from "./render";
+import { truncationNotice } from "../i18n/kernel";
 
 export class OutputArea {
   readonly element = h("div", { class: "outputs", "aria-live": "polite" });
@@ -59,6 +60,12 @@ export class OutputArea {
   }
 
   private addStream(name: string, text: string): void {
+    if (name === "stderr" && truncationNotice(text)) {
+      // Output cut at the cap: the notice goes first, not after everything that came before it.
+      this.lastStream = null;
+      this.element.prepend(h("div", { class: "output" }, streamOutput(name, text)));
+      return;
+    }
     if (this.lastStream?.name === name) {
       this.lastStream.text += text;
       this.lastStream.el.textContent = terminalText(this.lastStream.text);

@@ -21,6 +21,7 @@ export interface Output {
   ename?: string;
   evalue?: string;
   traceback?: string[];
+  details?: Record<string, unknown>;
   root_id?: string;
   patch?: unknown;
   wait?: boolean;
@@ -45,13 +46,14 @@ export function streamOutput(name: string, text: string): HTMLElement {
 // language, with Python's own words below; other errors as Python tells them.
 export function errorOutput(output: Output): HTMLElement {
   const traceback = (output.traceback ?? []).join("\n");
-  const explained = kernelError(output.ename ?? "", output.evalue ?? "");
+  const explained = kernelError(output.ename ?? "", output.evalue ?? "", output.details);
   const raw = h("div", { class: "error-title" }, h("strong", {}, output.ename ?? t("output.error")), output.evalue ? `: ${output.evalue}` : "");
   return h(
     "div",
     { class: "output-error", role: "alert" },
     explained ? h("p", { class: "error-explained" }, explained) : null,
-    explained ? h("div", { class: "error-raw small" }, raw) : raw,
+    // A platform error (its ename is our code: a timeout, a refusal) says it all in the user's language.
+    explained ? (/^[a-z_]+$/.test(output.ename ?? "") ? null : h("div", { class: "error-raw small" }, raw)) : raw,
     traceback ? h("details", { open: !explained }, h("summary", {}, t("output.traceback")), h("pre", {}, traceback)) : null,
   );
 }

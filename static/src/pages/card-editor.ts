@@ -10,6 +10,7 @@ import { codeEditor } from "../cards/code-editor";
 import { datasetPicker } from "../cards/dataset-picker";
 import { drafts, type Draft } from "../cards/draft";
 import { RunStatus } from "../cards/run-status";
+import { sessionLimitDialog } from "../cards/session-limit";
 import { CardConnection, type SocketMessage, type SyntaxProblem } from "../cards/socket";
 import { banner } from "../components/banner";
 import { addToDashboardButton } from "../dashboards/add-to-dashboard";
@@ -81,7 +82,7 @@ class CardEditor implements Page {
 
     const picker = datasetPicker(datasets, this.draft.datasets, (ids) => {
       this.edit({ datasets: ids });
-      this.connection.close(); // the next run starts a session that loads these
+      this.connection.leave(); // the next run starts a session that loads these
       this.connection = this.connect();
     });
     this.element = h(
@@ -96,6 +97,7 @@ class CardEditor implements Page {
       this.say(banner("info", t("editor.restored"), [t("editor.restoredBody")]));
     }
     this.showSaveState();
+    window.addEventListener("pagehide", this.hidden);
     setTimeout(() => this.editor.focus()); // once the page is shown
   }
 
@@ -103,9 +105,13 @@ class CardEditor implements Page {
     return this.draft.title || t("common.newCard");
   }
 
+  // Leaving the editor (another page, or the tab going away) ends its session at once.
+  private hidden = () => this.connection.hide();
+
   leave(): void {
     this.autoRun.stop();
-    this.connection.close();
+    window.removeEventListener("pagehide", this.hidden);
+    this.connection.leave();
     this.status.stopTimer();
     this.editor.destroy();
   }
@@ -154,9 +160,27 @@ class CardEditor implements Page {
       await this.connection.open();
       this.connection.send({ type: "execute", code: this.editor.state.doc.toString(), run_id: runId, auto });
     } catch (error) {
-      this.status.finished("error", (error as Error).message);
+      this.status.finished("error", t("run.notRun"));
       this.idle();
+      this.refused(error);
     }
+  }
+
+  // Why no session could be opened, with what to do: close one (the limit), retry (no capacity), or read
+  // the cause (a dataset deleted or not readable, card execution off).
+  private refused(error: unknown): void {
+    if (error instanceof ApiError && error.code === "session_limit") {
+      this.say(null);
+      void sessionLimitDialog().then((closed) => (closed ? this.run() : this.say(banner("warning", error.message))));
+      return;
+    }
+    const retry = h("button", { type: "button", class: "secondary small" }, t("run.retry"));
+    retry.addEventListener("click", () => {
+      this.say(null);
+      void this.run();
+    });
+    const again = error instanceof ApiError && (error.code === "no_capacity" || error.code === "unavailable");
+    this.say(banner("error", (error as Error).message, [], again ? [retry] : []));
   }
 
   private idle(): void {
@@ -191,9 +215,11 @@ class CardEditor implements Page {
           break;
         }
         if (typeof message.execution_time_ms === "number") this.autoRun.ran(message.execution_time_ms);
+        // A run that did not happen (its done has a code and no time) never says "ran in 0 ms".
         if (this.interrupted && message.status !== "ok") this.status.finished("idle", t("run.interrupted"), message.execution_time_ms ?? undefined);
         else this.status.finished(message.status === "ok" ? "ok" : "error", t(DONE_TEXT[message.status ?? ""] ?? "run.ended"), message.execution_time_ms ?? undefined);
-        if (message.message) this.outputs.note(errorText(message.code ?? "", {}, message.message), message.status === "ok" ? "info" : "error");
+        // A timeout's own error output says so above its traceback; other ends get a note.
+        if (message.message && message.status !== "timeout") this.outputs.note(errorText(message.code ?? "", message.details ?? {}, message.message), message.status === "ok" ? "info" : "error");
         this.idle();
         break;
       case "error":

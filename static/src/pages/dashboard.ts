@@ -12,7 +12,7 @@ import { chooseCard } from "../dashboards/add-card";
 import { DashboardLive, type SnapshotCard } from "../dashboards/live";
 import { ParametersForm } from "../dashboards/parameters";
 import { presence } from "../dashboards/presence";
-import { Tile } from "../dashboards/tile";
+import { Tile, type Staleness } from "../dashboards/tile";
 import { h } from "../dom";
 import type { Page } from "../router";
 import { openShareDialog } from "./share-dialog";
@@ -58,6 +58,7 @@ class DashboardPage implements Page {
   private actions = h("div", { class: "dash-actions" });
   private parameters: ParametersForm;
   private live: DashboardLive;
+  private ticker = window.setInterval(() => this.tick(), 30_000);
 
   constructor(dashboard: Dashboard) {
     this.dashboard = dashboard;
@@ -81,6 +82,8 @@ class DashboardPage implements Page {
       snapshot: (d, cards) => this.snapshot(d, cards),
       output: (key, result, personal) => this.output(key, result, personal),
       presence: (viewers) => this.presence.replaceChildren(presence(viewers)),
+      queued: (key, position, personal) => this.queued(key, position, personal),
+      newData: (datasetId, version) => this.newData(datasetId, version),
       state: (state) => this.showState(state),
       ended: (code, message) => this.ended(code, message),
       error: (message) => this.say(banner("error", t("dashboard.actionFailed"), [message])),
@@ -89,6 +92,7 @@ class DashboardPage implements Page {
 
   leave(): void {
     this.live.close();
+    window.clearInterval(this.ticker);
     this.grid.destroy(false);
   }
 
@@ -121,6 +125,41 @@ class DashboardPage implements Page {
     if (personal) this.personalKeys.add(key);
     else if (this.personalKeys.has(key)) return; // keep showing this viewer's own values
     if (!this.draft) this.tiles.get(key)?.show(result, personal);
+    if (!personal) this.tiles.get(key)?.stale(this.staleness(this.cards[key], result));
+  }
+
+  private queued(key: string, position: number, personal: boolean): void {
+    if (this.draft || (!personal && this.personalKeys.has(key))) return; // the tile shows this viewer's own values
+    this.tiles.get(key)?.queued(position);
+  }
+
+  private newData(datasetId: string, version: number): void {
+    for (const card of Object.values(this.cards)) {
+      if (card.dataset_versions && datasetId in card.dataset_versions) card.dataset_versions[datasetId] = Math.max(card.dataset_versions[datasetId], version);
+    }
+    this.tick();
+  }
+
+  // Each tile's relative time again, and whether a newer output is due: a dataset it read has a newer
+  // version, or its dashboard's refresh round came after the output was computed.
+  private tick(): void {
+    if (this.draft) return;
+    for (const [key, tile] of this.tiles) {
+      tile.tick();
+      if (!this.personalKeys.has(key)) tile.stale(this.staleness(this.cards[key], tile.shown));
+    }
+  }
+
+  private staleness(card: SnapshotCard | undefined, result: CardResult | null): Staleness {
+    if (!card || !result?.computed_at) return null;
+    const read = result.dataset_versions ?? {};
+    if (Object.entries(card.dataset_versions ?? {}).some(([id, version]) => id in read && read[id] < version)) return "new_data";
+    const every = this.dashboard.document.refresh?.every_seconds;
+    if (!every) return null;
+    // Rounds are counted from the dashboard's creation (as the server does); a round's runs take a while.
+    const created = new Date(this.dashboard.created_at).getTime();
+    const round = created + Math.floor((Date.now() - created) / (every * 1000)) * every * 1000;
+    return round > created && new Date(result.computed_at).getTime() < round ? "due" : null;
   }
 
   // Runs the cards that take any of `values` for this viewer alone; they show as running meanwhile.
@@ -172,6 +211,7 @@ class DashboardPage implements Page {
     if (this.draft && !this.cards[key]) tile.note(t("dashboard.saveToRun"));
     else if (result) tile.show(result, false);
     else tile.running();
+    if (result && !this.draft) tile.stale(this.staleness(this.cards[key], result));
     this.tiles.set(key, tile);
     const item = h("div", { class: "grid-stack-item" }, h("div", { class: "grid-stack-item-content" }, tile.element));
     this.gridElement.append(item);
@@ -181,7 +221,7 @@ class DashboardPage implements Page {
   // Runs the card with the shared values; its new output reaches every viewer over the socket.
   private async rerun(key: string): Promise<void> {
     this.personalKeys.delete(key);
-    await dashboardsApi.run(this.dashboard.id, key);
+    await dashboardsApi.run(this.dashboard.id, key, true);
   }
 
   private renderActions(): void {

@@ -106,7 +106,7 @@ class CardSocket(JSONSocket):
     async def prepare(self) -> None:
         """Authenticate and find or open the session before upgrading; failures are plain HTTP errors."""
         try:
-            self.user = await self.settings["auth"].authenticate(self.token())
+            self.user = await self.authenticate(self.token())
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
             resume = self.get_query_argument("session", None)
             if resume:
@@ -129,6 +129,8 @@ class CardSocket(JSONSocket):
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)  # no Nagle + delayed-ACK stall on small messages
         assert self.live is not None
+        if not self.watch_revocations():
+            return
         after = self.get_query_argument("after", None)
         self.live.attach(self, int(after) if after and after.isdigit() else None)
         if after is None:
@@ -161,6 +163,7 @@ class CardSocket(JSONSocket):
             self.close(1000, reason[:120])
 
     def on_close(self) -> None:
+        self.stop_watching()
         if self.live is not None:
             self.live.detach(self, self.sessions.grace_seconds)
         log.info("socket_closed", endpoint=self.endpoint, session_id=self.live.id if self.live else None,

@@ -60,6 +60,13 @@ export interface Share {
   permission: "view" | "edit";
 }
 
+// A dataset the dashboard's cards read that the caller may not (a version the caller saves runs without it).
+export interface UnreadableDataset {
+  id: string;
+  name: string;
+  cards: string[];
+}
+
 export interface CardResult {
   status: string;
   outputs: Output[];
@@ -78,7 +85,7 @@ export const dashboardsApi = {
   save: (id: string, from: number, document: DashboardDocument) =>
     request<Dashboard>("PUT", path(id), { json: document, headers: { "If-Match": `"${from}"` } }).then((r) => r.data),
   run: (id: string, key: string) => api.post<CardResult>(`${path(id)}/cards/${encodeURIComponent(key)}/run`, {}),
-  shares: (id: string) => api.get<{ shares: Share[] }>(`${path(id)}/shares`).then((r) => r.shares),
+  shares: (id: string) => api.get<{ shares: Share[]; unreadable_datasets: UnreadableDataset[] }>(`${path(id)}/shares`),
   share: (id: string, email: string, permission: "view" | "edit") =>
     request<Share>("PUT", `${path(id)}/shares`, { json: { email, permission } }).then((r) => r.data),
   revoke: (id: string, email: string) => request<null>("DELETE", `${path(id)}/shares`, { json: { email } }).then(() => undefined),

@@ -92,7 +92,7 @@ async def test_refused_sign_ins_are_audited_without_flooding_the_trail(start_ser
     admin = await api.login()
     for _ in range(2):  # two windows of one attacker's refused guesses at the admin's account
         assert (await sign_in(api, ATTACKER, password="guess")).code in (401, 429)
-        for _ in range(10):
+        for _ in range(5):
             assert (await sign_in(api, ATTACKER, password="guess")).code == 429
         await asyncio.sleep(1.05)
     flood = [f"198.51.100.{n + 1}" for n in range(5)]  # then new addresses, each refused twice after a failure
@@ -111,7 +111,7 @@ async def test_refused_sign_ins_are_audited_without_flooding_the_trail(start_ser
     me = (await api.fetch("GET", "/api/me", token=admin)).json()
     assert [(e["ip"], e["user_id"]) for e in rows[:2]] == [(ATTACKER, me["id"])] * 2
     assert rows[0]["email"] == ADMIN_EMAIL and rows[0]["retry_after"] >= 1
-    assert rows[1]["repeats"] >= 9, "the refusals of the window before, in one count"
+    assert rows[1]["repeats"] >= 4, "the refusals of the window before, in one count"
     assert len([e for e in rows if e["ip"] in flood]) == 3, "three a window"
     assert "email" not in rows[2] and rows[2]["email_hash"], "an unknown account: its hash"
     assert len(summary) == 1 and summary[0]["refused"] >= 2 and summary[0]["pairs"] == 2

@@ -39,8 +39,8 @@ export function openShareDialog(dashboardId: string, title: string, canShare: bo
         : [h("li", { class: "muted small" }, t("share.onlyYou"))]),
     );
     unreadable.hidden = !datasets.length;
-    unreadable.replaceChildren(h("h3", {}, t("share.unreadable")), h("p", { class: "muted small" }, t("share.unreadableLead")),
-      h("ul", { class: "share-list" }, ...datasets.map((d) => h("li", {}, t("share.unreadableItem", { name: d.name, cards: d.cards.join(", ") })))));
+    unreadable.replaceChildren(...(datasets.length ? [h("h3", {}, t("share.unreadable")), h("p", { class: "muted small" }, t("share.unreadableLead")),
+      h("ul", { class: "unreadable-list" }, ...datasets.map((d) => h("li", {}, t("share.unreadableItem", { name: d.name, cards: d.cards.join(", ") }))))] : []));
   };
   const refresh = async () => {
     const answer = await dashboardsApi.shares(dashboardId);

@@ -81,6 +81,15 @@ async def test_revocations_close_the_sockets_their_tokens_opened(start_cards):
     assert (await api.fetch("POST", "/api/auth/logout-everywhere", token=other["access_token"])).code == 204
     await assert_closed(sockets, SESSION_REVOKED, "session_revoked", "sign-out everywhere")
 
+    # signing out closes that sign-in's sockets only
+    ana, other = await sign_in(api, "ana@example.com"), await sign_in(api, "ana@example.com")
+    sockets = await open_sockets(api, ana["access_token"], {"dashboard": paths["dashboard"]})
+    staying = await open_sockets(api, other["access_token"], {"dashboard": paths["dashboard"]})
+    assert (await api.fetch("POST", "/api/auth/logout", token=ana["access_token"], json_body={})).code == 204
+    await assert_closed(sockets, SESSION_REVOKED, "session_revoked", "signing out")
+    assert (await closed(staying["dashboard"], timeout=0.5))[0] is None, "another sign-in's socket stays open"
+    staying["dashboard"].close()
+
     # a password change closes the sockets of the tokens it revokes; the new sign-in opens them again
     ana = await sign_in(api, "ana@example.com")
     sockets = await open_sockets(api, ana["access_token"], {"card": paths["card"], "dashboard": paths["dashboard"]})

@@ -53,6 +53,7 @@ from .services.dashboard_live import DashboardHub
 from .services.dashboards import DashboardService
 from .services.output_tables import OutputTables
 from .services.readiness import ReadinessService
+from .services.revocations import Revocations
 from .services.session_rights import SessionRights
 from .services.datasets import DatasetService
 from .services.idempotency import IdempotencyService
@@ -254,6 +255,9 @@ class ServeApp(BIApp):
         except BaseException:
             await self.store_instance.close()
             raise
+        self.bus = make_bus(self.redis_url, parent=self)
+        self.revocations = Revocations(self.bus)
+        auth.revoked.append(self.revocations.revoke)
         users = UserService(self.store_instance, auth)
         await self._ensure_first_admin(users)
         datasets = self.datasets = DatasetService(self.store_instance, Path(self.data_dir).resolve() / "tmp",
@@ -274,7 +278,6 @@ class ServeApp(BIApp):
         cards = CardService(self.store_instance, datasets, parent=self)
         dashboards = DashboardService(self.store_instance, cards, datasets, parent=self)
         tables = OutputTables(self.store_instance, cards, Path(self.data_dir).resolve() / "tmp" / "tables", parent=self)
-        self.bus = make_bus(self.redis_url, parent=self)
         self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables, self.bus, parent=self)
         await self.kernel_pool.start()
         self.agent_keeper: asyncio.Task[None] | None = None
@@ -287,6 +290,7 @@ class ServeApp(BIApp):
         dashboards.revoked.append(session_rights.revoked)
         card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, tables, parent=self)
         self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, tables, self.bus, parent=self)
+        self.revocations.sweeps += [session_rights.sweep, self.dashboard_hub.recheck]
         await self.bus.start()
         self.dashboard_hub.start()
         return web.Application(
@@ -295,7 +299,7 @@ class ServeApp(BIApp):
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
             live_sessions=self.live_sessions, output_tables=tables, audit=AuditLog(self.store_instance),
-            session_rights=session_rights,
+            session_rights=session_rights, revocations=self.revocations,
             readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
             idempotency=IdempotencyService(self.store_instance, parent=self),
             jupyter_kernels=self.jupyter_kernels,

@@ -178,9 +178,19 @@ the default executor, which also serves blob I/O, previews and name resolution
 (``AuthService.password_check_workers``)."""
 
 PASSWORD_CHECK_QUEUE = 8
-"""Sign-ins that may wait for a password check thread; past them a sign-in is answered 429 with
-``Retry-After`` at once, unhashed (``AuthService.password_check_queue``). Only sign-ins of accounts that
-exist take a place: one for an unknown email waits as long as a recent check took, on no thread."""
+"""Sign-ins of one account from addresses it has not signed in from that may be in progress at once;
+past them a sign-in is answered 429 with ``Retry-After`` at once, unhashed
+(``AuthService.password_check_queue``). Sign-ins from an address the account signed in from before are
+not bounded here (only one per account and address at a time, by the throttle), and go first
+(``services/check_queue.py``). One for an unknown email counts alike but waits on no thread."""
+
+PASSWORD_CHECK_OTHER_LANE = 1000
+"""Sign-ins from addresses their account has not signed in from, in progress at once over all accounts
+(``AuthService.password_check_other_lane``): what a flood from new addresses may hold."""
+
+LOGIN_KNOWN_PAIR_SECONDS = 30 * 24 * 3600.0
+"""Seconds an (account, client address) pair counts as the account's usual place after a sign-in there
+succeeded: its sign-ins go first (``LoginThrottle.known_pair_seconds``)."""
 
 PASSWORD_CHECKS_PER_ADDRESS = 2
 """Sign-ins from one client address being checked at once; more from it are answered 429 at once, so no
@@ -199,6 +209,14 @@ address may be a whole office behind NAT (``LoginThrottle.max_failures_per_addre
 
 LOGIN_ADDRESS_WINDOW = 10 * 60.0
 """Seconds over which an address's failed sign-ins are counted."""
+
+LOGIN_THROTTLED_AUDIT_WINDOW = 60.0
+"""Seconds over which the refused (429) sign-ins of one account and address make one ``login_throttled``
+audit event (``AuthService.throttled_audit_window``)."""
+
+LOGIN_THROTTLED_AUDITS = 100
+"""``login_throttled`` events written per such window over all accounts and addresses; the refusals past
+them make one aggregated event (``AuthService.throttled_audits_per_window``): a flood fills no table."""
 
 PERSONAL_TOKENS_PER_USER = 50
 """Personal access tokens one user may hold at once (``POST /api/me/tokens`` past them is a 409)."""

@@ -107,8 +107,10 @@ KernelStarter = Callable[[list[tuple[str, Path]]], Awaitable[Kernel]]
 
 @dataclasses.dataclass(frozen=True)
 class Grant:
-    """What a session was opened on, checked again before every run and resume (``Gate``): its user's
-    right to read each dataset it loaded and, for a card's editor, to edit the card."""
+    """What a session was opened on, checked again before every run and resume (``Gate``), and for every
+    session of a user whose rights change (``SessionRights.sweep``: the only check of a Jupyter kernel's,
+    whose messages are not runs of ours): its user's right to read each dataset it loaded and, for a
+    card's editor, to edit the card."""
 
     dataset_ids: tuple[str, ...] = ()
     card_id: str | None = None

@@ -136,7 +136,7 @@ class CardSocket(JSONSocket):
         """Authenticate and find or open the session before upgrading; failures are plain HTTP errors, but
         for a signed-in browser's (``refused``)."""
         try:
-            self.user = await self.settings["auth"].authenticate(self.token())
+            self.user = await self.authenticate(self.token())
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
         except BIError as exc:
             refuse(self, exc)
@@ -172,6 +172,8 @@ class CardSocket(JSONSocket):
             self.close(4000 + status, self.refusal.code)
             return
         assert self.live is not None
+        if not self.watch_revocations():
+            return
         after = self.get_query_argument("after", None)
         self.live.attach(self, int(after) if after and after.isdigit() else None)
         if after is None:
@@ -207,6 +209,7 @@ class CardSocket(JSONSocket):
             self.close(1000, reason[:120])
 
     def on_close(self) -> None:
+        self.stop_watching()
         if self.live is not None:
             self.live.detach(self, self.sessions.grace_seconds)
             self.audit_auto_runs(self.live)

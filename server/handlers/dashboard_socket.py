@@ -78,7 +78,7 @@ class DashboardSocket(JSONSocket):
     async def prepare(self) -> None:
         """Authenticate and check access before upgrading; failures are plain HTTP errors."""
         try:
-            self.user = await self.settings["auth"].authenticate(self.token())
+            self.user = await self.authenticate(self.token())
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
             await self.settings["dashboards"].authorize(self.user, self.path_kwargs["dashboard_id"])
         except BIError as exc:
@@ -86,6 +86,8 @@ class DashboardSocket(JSONSocket):
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)
+        if not self.watch_revocations():
+            return
         try:
             self.room = await self.hub.join(self, self.path_kwargs["dashboard_id"])
         except BIError as exc:  # revoked or deleted while the socket opened
@@ -115,6 +117,7 @@ class DashboardSocket(JSONSocket):
         self.close(code, reason[:120])
 
     def on_close(self) -> None:
+        self.stop_watching()
         if self.room is not None:
             self.hub.leave(self, self.room)
         log.info("dashboard_socket_closed", endpoint=self.endpoint, dashboard_id=self.path_kwargs["dashboard_id"],

@@ -18,6 +18,9 @@ from dashboards_spec import bounded
 
 from .. import json_io, limits
 from ..errors import AuthenticationError, BIError
+from ..models import User
+from ..services.auth import SESSION_ONLY, Scope
+from ..services.revocations import Credential, Revocations
 from .base import log, origin_allowed
 
 SUBPROTOCOL = "bi.v1"
@@ -35,6 +38,8 @@ class BoundedSocket(websocket.WebSocketHandler):
     with much to say (a dashboard's snapshot) waits for ``room_for`` between messages."""
 
     too_slow_reason = "Too far behind; reconnect."
+    credential: Credential | None = None  # what the client authenticated with; revoked, it closes the socket
+    _revocations_seen = 0
     pending_bytes = 0
     pending_frames = 0
     frame_bytes = limits.SOCKET_FRAME_BYTES
@@ -103,6 +108,26 @@ class BoundedSocket(websocket.WebSocketHandler):
 
     def on_too_slow(self) -> None:
         """Called once the socket is closing for being too slow; the frames still pending may be lost."""
+
+    @property
+    def revocations(self) -> Revocations:
+        return self.settings["revocations"]
+
+    async def authenticate(self, token: str, accept: frozenset[Scope] = SESSION_ONLY) -> User:
+        """The user ``token`` speaks for (``AuthService.authenticate``); its credential is kept, so that once
+        the socket is open (``watch_revocations``) revoking it closes the socket."""
+        self._revocations_seen = self.revocations.clock
+        user, self.credential = await self.settings["auth"].authenticate_credential(token, accept)
+        return user
+
+    def watch_revocations(self) -> bool:
+        """Close the socket when its credential is revoked (at once if it was while the socket opened);
+        False if it is closing already. Call from ``open``; ``on_close`` calls ``stop_watching``."""
+        self.revocations.track(self, self._revocations_seen)
+        return not self.closing()
+
+    def stop_watching(self) -> None:
+        self.revocations.forget(self)
 
 
 class JSONSocket(BoundedSocket):

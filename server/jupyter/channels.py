@@ -42,7 +42,7 @@ class KernelChannelsHandler(BoundedSocket):
     async def prepare(self) -> None:
         """Authenticate and find the caller's kernel before upgrading; failures are plain HTTP errors."""
         try:
-            self.user = await self.settings["auth"].authenticate(request_token(self.request), JUPYTER_SCOPES)
+            self.user = await self.authenticate(request_token(self.request), JUPYTER_SCOPES)
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
             self.kernel = self.settings["jupyter_kernels"].get(self.user, self.path_kwargs["kernel_id"])
         except BIError as exc:
@@ -57,6 +57,8 @@ class KernelChannelsHandler(BoundedSocket):
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)
         assert self.kernel is not None
+        if not self.watch_revocations():
+            return
         self.session_id = self.get_query_argument("session_id", None) or None
         self.kernel.attach(self)
         log.info("jupyter_socket_opened", endpoint=self.endpoint, kernel_id=self.kernel.id,
@@ -92,6 +94,7 @@ class KernelChannelsHandler(BoundedSocket):
         self.close(1000, reason[:120])
 
     def on_close(self) -> None:
+        self.stop_watching()
         if self.kernel is not None:
             self.kernel.detach(self)
         log.info("jupyter_socket_closed", endpoint=self.endpoint, kernel_id=self.kernel.id if self.kernel else None,

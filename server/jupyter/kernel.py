@@ -53,7 +53,7 @@ from kernels.wire import CONTROL_REQUESTS, control_refusal
 
 from ..execution.outputs import error_output, truncation_notice
 from ..execution.replay import ReplayBuffer
-from ..execution.session import Kernel, KernelSession, RunLimit, death_output
+from ..execution.session import ACCESS_REVOKED, Kernel, KernelSession, RunLimit, death_output
 from .history import InputHistory
 from ..limits import JUPYTER_HELD_BYTES
 from ..logs import get_logger
@@ -463,6 +463,9 @@ class JupyterKernel:
 
     def _describe_end(self, reason: str) -> str:
         """A person's words for a session's close ``reason`` (the pool says "idle" for a cull)."""
+        if reason == ACCESS_REVOKED:
+            return ("access_revoked: you may no longer read a dataset it loaded, or your account was "
+                    "deactivated")
         if reason != "idle":
             return reason
         limit = self.session.limits.idle_limit(bool(self.sockets))

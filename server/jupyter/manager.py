@@ -10,6 +10,7 @@ from traitlets.config import LoggingConfigurable
 from .. import limits
 from ..errors import NotFoundError
 from ..execution.pool import KernelPool
+from ..execution.session import Grant
 from ..models import User
 from ..services.datasets import DatasetService
 from .kernel import USER_SHUTDOWN, JupyterKernel
@@ -36,9 +37,12 @@ class JupyterKernels(LoggingConfigurable):
     async def start(self, user: User) -> JupyterKernel:
         """A new kernel of ``user`` in which ``load_dataset`` reads every dataset they can see now.
 
-        It counts against the pool's ``sessions_per_user``, starts in flight included.
+        It counts against the pool's ``sessions_per_user``, starts in flight included. It is held on the
+        grant of those datasets: once its user may no longer read one of them (or is deactivated), a sweep
+        (``services/session_rights.py``) shuts it down.
         """
-        session = await self.pool.open(user, await self.datasets.parquet_files(user), KIND)
+        files, dataset_ids = await self.datasets.parquet_files(user)
+        session = await self.pool.open(user, files, KIND, grant=Grant(dataset_ids))
         kernel = JupyterKernel(session, self.replay_buffer_bytes, self.answer_seconds, self._closed)
         self._kernels[kernel.id] = kernel
         return kernel

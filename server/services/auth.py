@@ -17,12 +17,14 @@ keyed hash (HMAC-SHA256 under a key derived from the signing key) that matches t
 in other lines without revealing it.
 
 The password-check threads are shared fairly: each client address may have
-``password_checks_per_address`` sign-ins in progress, and only accounts that exist take a place in the
-queue. A sign-in for an unknown email hashes nothing: it waits as long as a recent real check took (one
+``password_checks_per_address`` sign-ins in progress, only accounts that exist take a turn at the
+threads, and accounts take turns, a sign-in from an address its account signed in from before going
+first (``check_queue.py``), so no flood from other addresses holds a user up at their usual address.
+A sign-in for an unknown email hashes nothing: it waits as long as a recent real check took (one
 of the last ``CHECK_SAMPLES``, queueing included), so its answer comes no sooner and no later than a
 wrong password's would, and a flood of them neither costs CPU and memory nor starves real sign-ins. It
-is refused only when a real one would be (its address's limit, or the queue full), so neither its
-timing nor its refusals tell which accounts exist.
+is refused only when a real one from a new address would be (its address's limit, or its account's
+bound), so neither its timing nor its refusals tell which accounts exist.
 """
 
 from __future__ import annotations
@@ -36,27 +38,32 @@ import hmac
 import random
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Literal, TypeVar, cast
 
 import argon2
 import jwt
-from traitlets import Integer, Type, Unicode, default
+from traitlets import Float, Integer, Type, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..environment import setting
 from ..errors import AuthenticationError, PasswordChangeRequiredError, PermissionDeniedError, RateLimitedError
-from ..limits import PASSWORD_CHECK_QUEUE, PASSWORD_CHECK_WORKERS, PASSWORD_CHECKS_PER_ADDRESS
+from ..limits import (LOGIN_THROTTLED_AUDIT_WINDOW, LOGIN_THROTTLED_AUDITS, PASSWORD_CHECK_OTHER_LANE, PASSWORD_CHECK_QUEUE, PASSWORD_CHECK_WORKERS,
+                      PASSWORD_CHECKS_PER_ADDRESS)
 from ..models import SignInSession, User, epoch_seconds, iso_time, normalise_email, utcnow
 from ..storage.base import Store
 from .audit import record
+from .check_queue import CheckQueue
 from .personal_tokens import PersonalTokens
+from .revocations import Credential, Revocation
 from .throttle import LoginThrottle, MemoryLoginThrottle, Outcome
+from .throttled_audit import ThrottledSignIns
 
 MIN_KEY_LENGTH = 32
 ALGORITHM = "HS256"
 ISSUER = "bi"
 BUSY_RETRY_AFTER = 1  # seconds: a password check takes tens of milliseconds
+SIGNED_IN = "signed-in"  # the check queue's account for signed-in callers' hashing
 CHECK_SAMPLES = 32  # recent password check durations an unknown email's sign-in imitates
 
 T = TypeVar("T")
@@ -106,8 +113,16 @@ class AuthService(LoggingConfigurable):
     password_check_workers = Integer(PASSWORD_CHECK_WORKERS, help=(
         "Threads that hash and verify passwords (64 MiB each while they work).")).tag(config=True)
     password_check_queue = Integer(PASSWORD_CHECK_QUEUE, help=(
-        "Sign-ins of existing accounts that may wait for a password check; more at once are answered 429."
-        )).tag(config=True)
+        "Sign-ins of one account from addresses it has not signed in from, in progress at once; more are "
+        "answered 429 (services/check_queue.py).")).tag(config=True)
+    throttled_audit_window = Float(LOGIN_THROTTLED_AUDIT_WINDOW, help=(
+        "Seconds over which refused (429) sign-ins of one account and address make one login_throttled "
+        "audit event.")).tag(config=True)
+    throttled_audits_per_window = Integer(LOGIN_THROTTLED_AUDITS, help=(
+        "login_throttled events written per window over all accounts and addresses; the refusals past them "
+        "make one aggregated event.")).tag(config=True)
+    password_check_other_lane = Integer(PASSWORD_CHECK_OTHER_LANE, help=(
+        "The same over all accounts.")).tag(config=True)
     password_checks_per_address = Integer(PASSWORD_CHECKS_PER_ADDRESS, help=(
         "Sign-ins from one client address checked at once; more from it at once are answered 429.")).tag(config=True)
 
@@ -126,34 +141,35 @@ class AuthService(LoggingConfigurable):
         self.throttle = cast(Callable[..., LoginThrottle], self.throttle_class)(parent=self)
         self._checks = concurrent.futures.ThreadPoolExecutor(self.password_check_workers,
                                                              thread_name_prefix="bi-password")
-        self._checks_pending = 0
-        self.personal_tokens = PersonalTokens(store, self.personal_token_max_days)
+        self.throttled = ThrottledSignIns(self.throttled_audit_window, self.throttled_audits_per_window)
+        self.check_queue = CheckQueue(self.password_check_workers, self.password_check_queue,
+                                      self.password_check_other_lane)
+        self.revoked: list[Callable[[Revocation], Awaitable[None]]] = []  # told of every revocation (revocations.py)
+        self.personal_tokens = PersonalTokens(store, self.personal_token_max_days, self.tell_revoked)
 
-    async def _in_check_pool(self, fn: Callable[..., T], *args: object, bounded: bool = True) -> T:
-        """Run a password hash/verify on its own threads; ``bounded``: refuse at once when too many wait."""
-        if bounded:
-            self._check_room()
-        self._checks_pending += 1
+    async def tell_revoked(self, revocation: Revocation) -> None:
+        """What ``revocation`` ends (open sockets, sessions) is ended: tell ``revoked``."""
+        for callback in self.revoked:
+            await callback(revocation)
+
+    async def _in_check_pool(self, account: str, known: bool, fn: Callable[..., T], *args: object) -> T:
+        """Run a password hash/verify for ``account`` on the check threads when its turn comes
+        (``check_queue.py``; ``known``: in the known lane, never refused)."""
         started = time.perf_counter()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._checks, fn, *args)
+            async with self.check_queue.turn(account, known):
+                return await asyncio.get_running_loop().run_in_executor(self._checks, fn, *args)
         finally:
-            self._checks_pending -= 1
             self._check_seconds.append(time.perf_counter() - started)
 
-    def _check_room(self) -> None:
-        if self._checks_pending >= self.password_check_workers + self.password_check_queue:
-            raise RateLimitedError("Too many sign-ins are being checked right now; try again in a moment.",
-                                   retry_after=BUSY_RETRY_AFTER)
-
-    async def _imitate_check(self) -> None:
+    async def _imitate_check(self, account: str) -> None:
         """Take as long as a password check of an account that exists, without one (see the module's notes)."""
-        self._check_room()
-        await asyncio.sleep(random.choice(self._check_seconds))  # noqa: S311 - a duration, not a secret
+        with self.check_queue.imitation(account):
+            await asyncio.sleep(random.choice(self._check_seconds))  # noqa: S311 - a duration, not a secret
 
     async def hash_password(self, password: str) -> str:
         """Hash for a signed-in caller (account creation, password change): waits its turn, never refused."""
-        return await self._in_check_pool(self.hasher.hash, password, bounded=False)
+        return await self._in_check_pool(SIGNED_IN, True, self.hasher.hash, password)
 
     async def login(self, email: str, password: str, ip: str) -> SignIn:
         """Start a sign-in session, or raise ``AuthenticationError``/``RateLimitedError``, or
@@ -164,6 +180,24 @@ class AuthService(LoggingConfigurable):
         """
         email = normalise_email(email)
         email_key = self.email_key(email)
+        try:
+            return await self._login(email, email_key, password, ip)
+        except RateLimitedError as refused:
+            await self._audit_refused(email, email_key, ip, refused)
+            raise
+
+    async def _audit_refused(self, email: str, email_key: str, ip: str, refused: RateLimitedError) -> None:
+        """Audit a refused sign-in (``login_throttled``), as ``throttled_audit.py`` aggregates them."""
+        for row in self.throttled.refused(email_key, ip):
+            if row.get("aggregated"):
+                await record(self.store, "login_throttled", user_id=None, **row)
+                continue
+            user = await self.store.get_user_by_email(email)
+            named = {"email": email} if user is not None else {"email_hash": email_key}
+            await record(self.store, "login_throttled", user_id=user.id if user else None, ip=ip,
+                         repeats=row["repeats"], retry_after=refused.retry_after, **named)
+
+    async def _login(self, email: str, email_key: str, password: str, ip: str) -> SignIn:
         if self._signing_in[ip] >= self.password_checks_per_address:
             raise RateLimitedError("Sign-ins from your address are already being checked; wait for them, "
                                    "then try again.", retry_after=BUSY_RETRY_AFTER)
@@ -199,10 +233,10 @@ class AuthService(LoggingConfigurable):
         try:
             user = await self.store.get_user_by_email(email)
             if user is None:
-                await self._imitate_check()
+                await self._imitate_check(email_key)
                 verified = False
             else:
-                verified = await self._verify(user.password_hash, password)
+                verified = await self._verify(email_key, attempt.known, user.password_hash, password)
             outcome = "success" if verified else "failure"
         finally:
             await self.throttle.end(attempt, outcome)
@@ -210,17 +244,17 @@ class AuthService(LoggingConfigurable):
 
     async def check_password(self, user: User, password: str) -> bool:
         """Whether ``password`` is ``user``'s (a signed-in caller confirming it: waits its turn)."""
-        return await self._verify(user.password_hash, password)
+        return await self._verify(self.email_key(user.email), True, user.password_hash, password)
 
     def email_key(self, email: str) -> str:
         """A keyed hash of a typed email: what is logged for unknown accounts, and the throttle's key."""
         key = hmac.new(self.jwt_secret_key.encode(), b"bi/email-hash/v1", hashlib.sha256).digest()
         return hmac.new(key, email.encode(), hashlib.sha256).hexdigest()[:32]
 
-    async def _verify(self, password_hash: str, password: str) -> bool:
-        """Check a password against an account's hash."""
+    async def _verify(self, account: str, known: bool, password_hash: str, password: str) -> bool:
+        """Check a password against an account's hash (a sign-in of ``account``, from a ``known`` address)."""
         try:
-            return await self._in_check_pool(self.hasher.verify, password_hash, password)
+            return await self._in_check_pool(account, known, self.hasher.verify, password_hash, password)
         except argon2.exceptions.VerificationError:
             return False
         except argon2.exceptions.InvalidHashError:
@@ -250,6 +284,8 @@ class AuthService(LoggingConfigurable):
                                                                                           session.rotation):
             await self.store.delete_sign_in_session(session.id)
             await record(self.store, "refresh_token_reused", user_id=session.user_id, session_id=session.id)
+            await self.tell_revoked(Revocation(session.user_id, "its refresh token was used twice",
+                                               session_id=session.id))
             raise AuthenticationError("This refresh token was already used, so the sign-in was ended to be safe; "
                                       "sign in again.", code="refresh_token_reused")
         user = await self._valid_user(session.user_id, session.generation)
@@ -266,12 +302,15 @@ class AuthService(LoggingConfigurable):
                 continue
             await self.store.delete_sign_in_session(str(claims["sid"]))
             await record(self.store, "logout", user_id=str(claims["sub"]), session_id=str(claims["sid"]))
+            await self.tell_revoked(Revocation(str(claims["sub"]), "signed out", session_id=str(claims["sid"])))
             return
 
     async def logout_everywhere(self, user: User) -> None:
         """Cut every token ``user`` has: every sign-in's, and their personal access tokens."""
-        await self.store.update_user(user.id, {}, revoke_tokens=True)
+        updated = await self.store.update_user(user.id, {}, revoke_tokens=True)
         await record(self.store, "logout_everywhere", user_id=user.id)
+        generation = updated.token_generation if updated is not None else user.token_generation + 1
+        await self.tell_revoked(Revocation(user.id, "signed out everywhere", generation=generation))
 
     def _sign_in(self, user: User, session: SignInSession) -> SignIn:
         """An access token, and a refresh token for the session's current rotation that lasts as long as it."""
@@ -297,15 +336,22 @@ class AuthService(LoggingConfigurable):
         """The user a request's token speaks for: ``AuthenticationError`` (401) for any bad, expired or
         revoked token, ``PermissionDeniedError`` (403) for a good one used where ``accept`` does not
         allow its scope."""
+        return (await self.authenticate_credential(token, accept))[0]
+
+    async def authenticate_credential(self, token: str,
+                                      accept: Collection[Scope] = SESSION_ONLY) -> tuple[User, Credential]:
+        """``authenticate``, and the credential the token is (what a socket is closed by when it is revoked)."""
         scope: Scope
         if self.personal_tokens.is_one(token):
             record = await self.personal_tokens.verify(token)
             user, scope = await self._valid_user(record.user_id, record.generation), "personal"
+            credential = Credential(user.id, record.generation, token_id=record.id)
         else:
             claims = self._decode(token, "access", ("scp", "gen"))
             if claims["scp"] not in ("session", "password_change"):
                 raise AuthenticationError("The token is not valid; sign in again.")
             user, scope = await self._valid_user(str(claims["sub"]), claims["gen"]), claims["scp"]
+            credential = Credential(user.id, user.token_generation, session_id=claims.get("sid"))
         restricted = scope == "password_change" or user.password_change_required
         if restricted and not (scope == "password_change" and scope in accept):
             raise PasswordChangeRequiredError(RESET_MESSAGE)
@@ -313,7 +359,7 @@ class AuthService(LoggingConfigurable):
             raise PermissionDeniedError(
                 "A personal access token works on the Jupyter API only (/api/kernels, /api/kernelspecs, "
                 "/api/sessions); sign in for the rest.", code="personal_token_not_allowed")
-        return user
+        return user, credential
 
     def _decode(self, token: str, typ: str, required: tuple[str, ...]) -> dict[str, Any]:
         """The claims of a JWT of type ``typ`` that we signed; ``AuthenticationError`` otherwise."""

@@ -442,6 +442,20 @@ class DashboardHub(LoggingConfigurable):
             if viewer.user.id == envelope.body["user_id"]:
                 viewer.end(4403, "Your access to this dashboard was revoked.")
 
+    async def recheck(self, user_id: str) -> None:
+        """Close, with 4403, this task's sockets of ``user_id`` on dashboards they may no longer view (a
+        demotion; ``services/revocations.py`` calls it on every revocation of theirs)."""
+        watched = [(room, viewer) for room in list(self.rooms.values()) for viewer in list(room.viewers)
+                   if viewer.user.id == user_id]
+        user = await self.store.get_user(user_id) if watched else None
+        for room, viewer in watched:
+            try:
+                if user is None or not user.active:
+                    raise NotFoundError("Your account was removed or deactivated.")
+                await self.dashboards.authorize(user, room.dashboard_id)
+            except BIError:
+                viewer.end(4403, "access_revoked: you may no longer view this dashboard.")
+
     async def _card_saved(self, user: User, card_id: str) -> None:
         """Re-run the saved card on every dashboard that shows it (whichever task its viewers are on)."""
         for dashboard in await self.store.list_dashboards():

@@ -240,13 +240,16 @@ class DatasetService(LoggingConfigurable):
         version = await self.get_version(user, dataset_id)
         return dataset.name, await self.store.blob_path(version.blob_key)
 
-    async def parquet_files(self, user: User) -> list[tuple[str, Path]]:
-        """Every dataset ``user`` can see, as ``parquet_file`` gives one: their own first, one per name."""
+    async def parquet_files(self, user: User) -> tuple[list[tuple[str, Path]], tuple[str, ...]]:
+        """Every dataset ``user`` can see, as ``parquet_file`` gives one (their own first, one per name), and
+        the ids of those datasets."""
         files: dict[str, Path] = {}
+        ids: list[str] = []
         for dataset, version in sorted(await self.list_visible(user), key=lambda dv: dv[0].owner_id != user.id):
             if dataset.name not in files:
                 files[dataset.name] = await self.store.blob_path(version.blob_key)
-        return list(files.items())
+                ids.append(dataset.id)
+        return list(files.items()), tuple(ids)
 
     async def list_versions(self, user: User, dataset_id: str) -> list[DatasetVersion]:
         dataset = await self.get_visible(user, dataset_id)

@@ -13,12 +13,14 @@ import hmac
 import re
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 
 from ..errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
 from ..limits import PERSONAL_TOKENS_PER_USER
 from ..models import PersonalToken, User, iso_time, utcnow
 from ..storage.base import Store
 from .audit import record
+from .revocations import Revocation
 
 PREFIX = "bi_pat_"
 TOKEN_PATTERN = re.compile(r"bi_pat_([0-9a-f]{32})_([A-Za-z0-9_-]{43})")
@@ -28,9 +30,11 @@ MAX_NAME_LENGTH = 100
 class PersonalTokens:
     """Create, list, revoke and verify personal access tokens."""
 
-    def __init__(self, store: Store, max_days: int):
+    def __init__(self, store: Store, max_days: int,
+                 revoked: Callable[[Revocation], Awaitable[None]] | None = None):
         self.store = store
         self.max_days = max_days
+        self.revoked = revoked  # told of each revoked token (``AuthService.tell_revoked``)
 
     @staticmethod
     def is_one(token: str) -> bool:
@@ -81,6 +85,8 @@ class PersonalTokens:
             raise NotFoundError("There is no such token of yours.")
         await self.store.delete_personal_token(token_id)
         await record(self.store, "token_revoked", user_id=owner.id, token_id=token_id)
+        if self.revoked is not None:
+            await self.revoked(Revocation(owner.id, "its personal access token was revoked", token_id=token_id))
 
 
 def _hash(secret: str) -> str:

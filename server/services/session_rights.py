@@ -50,6 +50,8 @@ class SessionRights:
         user = await self.store.get_user(session.user_id)
         if user is None:
             return "Your account was removed."
+        if not user.active:
+            return "Your account was deactivated."
         for dataset_id in grant.dataset_ids:
             dataset = await self.store.get_dataset(dataset_id)
             if dataset is None or not may_read(user, dataset):

@@ -10,6 +10,8 @@ for failures only.
   threshold is high, and only failures count.
 - Attempts count before their password is checked (a right one is taken back), and a pair has at most
   one check under way, so a burst is refused once its share of the limits is under way.
+- A pair that signed in successfully is ``known`` for ``known_pair_seconds`` (30 days): its sign-ins go
+  first to the password checks (``check_queue.py``), so a flood from elsewhere never holds its owner up.
 
 Accounts are keyed by a keyed hash of the email typed (``AuthService.email_key``), so that the
 throttle's state never holds what someone typed. ``LoginThrottle`` is the one interface; this process's
@@ -31,7 +33,8 @@ from traitlets import Float, Integer, MetaHasTraits
 from traitlets.config import LoggingConfigurable
 
 from ..errors import RateLimitedError
-from ..limits import LOGIN_ADDRESS_FAILURES, LOGIN_ADDRESS_WINDOW, LOGIN_FIRST_DELAY, LOGIN_MAX_DELAY
+from ..limits import (LOGIN_ADDRESS_FAILURES, LOGIN_ADDRESS_WINDOW, LOGIN_FIRST_DELAY, LOGIN_KNOWN_PAIR_SECONDS,
+                      LOGIN_MAX_DELAY)
 
 Outcome = Literal["success", "failure", "unchecked"]
 PAIR_BUSY_RETRY = 1  # seconds: one check per account and address at a time
@@ -44,6 +47,7 @@ class Attempt:
     account: str
     address: str
     started: float
+    known: bool = False  # the account signed in from the address before
 
 
 class _Meta(abc.ABCMeta, MetaHasTraits):
@@ -62,6 +66,8 @@ class LoginThrottle(LoggingConfigurable, metaclass=_Meta):
                                                 "sign-in there; doubled after each further one.").tag(config=True)
     max_delay = Float(LOGIN_MAX_DELAY, help="The longest wait of one account at one address (and the quiet "
                                             "time after a wait when its doubling starts again).").tag(config=True)
+    known_pair_seconds = Float(LOGIN_KNOWN_PAIR_SECONDS, help="Seconds an account and address whose sign-in "
+                               "succeeded count as known: their sign-ins are checked first.").tag(config=True)
 
     @abc.abstractmethod
     async def begin(self, account: str, address: str) -> Attempt:
@@ -90,6 +96,7 @@ class MemoryLoginThrottle(LoginThrottle):
         self._clock = clock
         self._pairs: collections.OrderedDict[tuple[str, str], _Pair] = collections.OrderedDict()
         self._addresses: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+        self._known: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()  # pair -> until
 
     async def begin(self, account: str, address: str) -> Attempt:
         now = self._clock()
@@ -106,7 +113,7 @@ class MemoryLoginThrottle(LoginThrottle):
                                    retry_after=PAIR_BUSY_RETRY)
         pair.checking = True
         failures.append(now)  # counted until it turns out right
-        return Attempt(account, address, now)
+        return Attempt(account, address, now, self._known.get((account, address), -math.inf) > now)
 
     async def end(self, attempt: Attempt, outcome: Outcome) -> None:
         now = self._clock()
@@ -118,6 +125,9 @@ class MemoryLoginThrottle(LoginThrottle):
             return
         if outcome == "success":
             del self._pairs[(attempt.account, attempt.address)]
+            self._known[(attempt.account, attempt.address)] = now + self.known_pair_seconds
+            self._known.move_to_end((attempt.account, attempt.address))
+            _bound(self._known, self.max_keys)
         failures = self._recent(attempt.address, now)
         if attempt.started in failures:
             failures.remove(attempt.started)

@@ -13,6 +13,7 @@ from ..models import LOCALES, ROLES, Role, User, normalise_email, utcnow
 from .audit import record
 from ..storage.base import Store
 from .auth import AuthService, SignIn
+from .revocations import Revocation
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 10
@@ -91,6 +92,11 @@ class UserService:
         if updated is None:
             raise NotFoundError("There is no such user.")
         await record(self.store, "user_updated", user_id=target.id, by=caller.id, fields=sorted(changes), **_changes_logged(changes))
+        if active is False:
+            await self.auth.tell_revoked(Revocation(target.id, "the account was deactivated",
+                                                    generation=updated.token_generation))
+        elif updated.role != target.role:  # no token is revoked; what the user has open is checked again
+            await self.auth.tell_revoked(Revocation(target.id, "the role changed"))
         return updated
 
     async def reset_password_by(self, caller: User, user_id: str) -> str:
@@ -99,9 +105,12 @@ class UserService:
         target = await self._target(caller, user_id, "reset passwords")
         password = secrets.token_urlsafe(ONE_TIME_PASSWORD_BYTES)
         changes = {"password_hash": await self.auth.hash_password(password), "password_change_required": True}
-        if await self.store.update_user(target.id, changes, revoke_tokens=True) is None:
+        updated = await self.store.update_user(target.id, changes, revoke_tokens=True)
+        if updated is None:
             raise NotFoundError("There is no such user.")
         await record(self.store, "password_reset", user_id=target.id, by=caller.id)
+        await self.auth.tell_revoked(Revocation(target.id, "an admin reset the password",
+                                                generation=updated.token_generation))
         return password
 
     async def change_password(self, caller: User, current: str, new: str) -> SignIn:
@@ -119,6 +128,8 @@ class UserService:
         if updated is None:
             raise NotFoundError("There is no such user.")
         await record(self.store, "password_changed", user_id=caller.id)
+        await self.auth.tell_revoked(Revocation(caller.id, "the password was changed",
+                                                generation=updated.token_generation))
         return await self.auth.start_session(updated)
 
     async def _target(self, caller: User, user_id: str, action: str) -> User:

@@ -4,6 +4,7 @@ another browser context sees it, and sees the owner's change arrive live; a stra
 from __future__ import annotations
 
 import re
+import urllib.request
 
 from playwright.sync_api import Browser, Page, expect
 
@@ -228,4 +229,33 @@ def test_dashboard_shared_live_and_closed_to_strangers(page: Page, browser: Brow
     assert status == 204
     expect(viewer.get_by_text("Your access to this dashboard was revoked.")).to_be_visible()
     screenshot(viewer, "dashboard-revoked")
+    assert not errors, errors
+
+
+def test_the_share_dialog_names_the_data_an_editor_cannot_read(browser: Browser, bi):
+    """An editor opens the share dialog (without its sharing form) and reads which datasets of the cards
+    they may not read: a version they save runs without them."""
+    token = token_of(bi)
+    add_user(bi, token, "ken@example.com", "佐藤 健")
+    upload = urllib.request.Request(f"{bi.url}/api/datasets?name=payments", data=b"card,amount\n4111,9000\n",
+                                    method="POST", headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"})
+    with urllib.request.urlopen(upload, timeout=30) as response:
+        assert response.status == 201
+    status, dashboard = api(bi, "POST", "/api/dashboards", {
+        "schemaVersion": 1, "title": "支払い", "parameters": [], "refresh": None,
+        "cards": [{"key": "pay", "title": "合計", "datasets": ["payments"],
+                   "code": "print(load_dataset('payments')['amount'].sum())"}],
+        "layout": [{"card": "pay", "x": 0, "y": 0, "w": 6, "h": 3}]}, token=token)
+    assert status == 201, dashboard
+    status, body = api(bi, "PUT", f"/api/dashboards/{dashboard['id']}/shares",
+                       {"email": "ken@example.com", "permission": "edit"}, token=token)
+    assert status == 200, body
+    errors: list[str] = []
+    editor = sign_in_as(browser, bi, "ken@example.com", f"/dashboards/{dashboard['id']}", errors)
+    editor.get_by_role("button", name="Share").click()
+    dialog = editor.get_by_role("dialog", name="Share “支払い”")
+    expect(dialog.locator(".unreadable-list")).to_have_text("payments (cards: pay)")
+    expect(dialog.get_by_label("Email")).to_have_count(0)
+    expect(dialog.get_by_role("button", name="Revoke ken@example.com")).to_have_count(0)
+    screenshot(editor, "dashboard-share-editor")
     assert not errors, errors

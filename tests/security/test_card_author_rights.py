@@ -145,3 +145,61 @@ async def test_each_card_version_runs_with_its_authors_rights(start_cards):
     assert ran.code == 200 and printed(ran.json()) == "total 10000\n"
     watching.close()
     assert all(SECRET not in json.dumps(message) for message in watching.seen), "a viewer never saw the dataset"
+
+
+async def test_every_path_for_every_caller(start_cards):
+    """The paths the test above walks for the editor, for the owner, the viewer and the revoked viewer too:
+    card PUT, scratch socket, the schedule's and new data's forced re-runs of the owner's version, import
+    and restore. Only the owner's rights ever read the dataset, and only through the owner's version."""
+    api = await start_cards()
+    scene = await shared_dashboard(api, refresh={"every_seconds": 60})
+    card_path, dashboard_path = f"/api/cards/{scene.card_id}", f"/api/dashboards/{scene.dashboard_id}"
+    leak = {"version": 1, "title": "pay", "code": LEAK, "datasets": [scene.dataset_id], "parameters": []}
+
+    # card PUT: a viewer may not save, a revoked viewer does not see the card
+    for token, status in ((scene.viewer, 403), (scene.revoked, 404), (scene.stranger, 404)):
+        saved = await api.fetch("PUT", card_path, token=token, json_body=leak)
+        assert saved.code == status and SECRET.encode() not in saved.body, saved.body
+
+    # scratch socket: the owner reads their dataset; nobody else may name it
+    scratch = f"/api/cards/scratch/ws?datasets={scene.dataset_id}"
+    assert SECRET in await socket_run(api, scene.owner, LEAK, scratch)
+    for token in (scene.viewer, scene.revoked, scene.stranger):
+        assert await socket_refused(api, token, scratch) == 404
+
+    # the schedule and new data re-run the owner's version past the cache, with the owner's rights;
+    # the viewer's tile shows its total, never the rows; the revoked viewer cannot watch
+    watching = await connect(api, scene.viewer, path=f"{dashboard_path}/ws")
+    await tile(watching, "total 9999")
+    assert await socket_refused(api, scene.revoked, f"{dashboard_path}/ws") == 404
+    assert await api.app.dashboard_hub.refresh_due(time.time() + 61) == [scene.dashboard_id]
+    assert "total 9999" in printed(await tile(watching))
+    newer = await api.fetch("POST", f"/api/datasets/{scene.dataset_id}/versions", token=scene.owner,
+                            body=(PAYMENTS + "6011000000000004,1\n").encode(), headers={"Content-Type": "text/csv"})
+    assert newer.code in (200, 201), newer.body
+    await tile(watching, "total 10000")
+
+    # import: the owner's import writes the owner's version; a viewer may not update the dashboard, nor
+    # name the dataset in a dashboard of their own; the revoked viewer cannot reach it by its uid
+    exported = (await api.fetch("GET", f"{dashboard_path}/export", token=scene.owner)).json()
+    exported["cards"][0]["code"] = TOTAL + "\n# imported by the owner"
+    imported = await api.fetch("POST", "/api/dashboards/import", token=scene.owner, json_body=exported)
+    assert imported.code == 200, imported.body
+    await tile(watching, "total 10000")
+    owner_id = await user_id(api, scene.owner)
+    assert (await api.fetch("GET", card_path, token=scene.viewer)).json()["updated_by"] == owner_id
+    exported["cards"][0]["code"] = LEAK
+    assert (await api.fetch("POST", "/api/dashboards/import", token=scene.viewer, json_body=exported)).code == 403
+    assert (await api.fetch("POST", "/api/dashboards/import", token=scene.revoked, json_body=exported)).code == 409
+    mine = {key: value for key, value in exported.items() if key != "uid"}
+    for token in (scene.viewer, scene.revoked):
+        assert (await api.fetch("POST", "/api/dashboards/import", token=token, json_body=mine)).code == 422
+
+    # restore: the owner's works; a viewer may not; the revoked viewer does not see the dashboard
+    assert (await api.fetch("POST", f"{dashboard_path}/versions/1/restore", token=scene.owner)).code == 200
+    assert (await api.fetch("POST", f"{dashboard_path}/versions/1/restore", token=scene.viewer)).code == 403
+    assert (await api.fetch("POST", f"{dashboard_path}/versions/1/restore", token=scene.revoked)).code == 404
+    ran = await api.fetch("POST", f"{dashboard_path}/cards/pay/run", token=scene.viewer, json_body={})
+    assert ran.code == 200 and printed(ran.json()) == "total 10000\n", ran.body
+    watching.close()
+    assert all(SECRET not in json.dumps(message) for message in watching.seen), "a viewer never saw the dataset"

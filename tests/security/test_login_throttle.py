@@ -83,6 +83,40 @@ async def test_a_burst_for_one_account_gets_one_check(proxied):
     assert sorted(a.code for a in answers) == [401] + [429] * 9
 
 
+async def test_refused_sign_ins_are_audited_without_flooding_the_trail(start_server):
+    """Refused (429) sign-ins used to leave no audit event. Now each account and address gets one
+    ``login_throttled`` event a window (with the count of refusals before it), a few such events a window
+    over all pairs, and one aggregated event for the refusals past them."""
+    api = await start_server(ServeApp__trusted_proxies=PROXIES, AuthService__throttled_audit_window=1.0,
+                             AuthService__throttled_audits_per_window=3, LoginThrottle__first_delay=10.0)
+    admin = await api.login()
+    for _ in range(2):  # two windows of one attacker's refused guesses at the admin's account
+        assert (await sign_in(api, ATTACKER, password="guess")).code in (401, 429)
+        for _ in range(5):
+            assert (await sign_in(api, ATTACKER, password="guess")).code == 429
+        await asyncio.sleep(1.05)
+    flood = [f"198.51.100.{n + 1}" for n in range(5)]  # then new addresses, each refused twice after a failure
+    for address in flood:
+        assert (await sign_in(api, address, email="nobody@example.com", password="x")).code == 401
+    await asyncio.sleep(1.05)
+    for address in flood * 2:
+        assert (await sign_in(api, address, email="nobody@example.com", password="x")).code == 429
+    await asyncio.sleep(1.05)
+    for expected in (401, 429):  # the next window's first refusal brings the summary of the last one
+        assert (await sign_in(api, "198.51.100.99", email="nobody@example.com", password="x")).code == expected
+
+    events = (await api.fetch("GET", "/api/audit?event=login_throttled&limit=100", token=admin)).json()["events"]
+    rows = [e for e in reversed(events) if not e.get("aggregated")]
+    summary = [e for e in events if e.get("aggregated")]
+    me = (await api.fetch("GET", "/api/me", token=admin)).json()
+    assert [(e["ip"], e["user_id"]) for e in rows[:2]] == [(ATTACKER, me["id"])] * 2
+    assert rows[0]["email"] == ADMIN_EMAIL and rows[0]["retry_after"] >= 1
+    assert rows[1]["repeats"] >= 4, "the refusals of the window before, in one count"
+    assert len([e for e in rows if e["ip"] in flood]) == 3, "three a window"
+    assert "email" not in rows[2] and rows[2]["email_hash"], "an unknown account: its hash"
+    assert len(summary) == 1 and summary[0]["refused"] >= 2 and summary[0]["pairs"] == 2
+
+
 class TestMemoryLoginThrottle:
     """The throttle's rules over time, on a clock the test moves."""
 

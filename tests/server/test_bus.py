@@ -89,7 +89,8 @@ async def test_redis_wants_tls_and_the_password(redis_server):
 
 async def test_two_api_servers_share_runs_presence_and_revocations(start_server, start_cards, redis_server, tmp_path):
     """A re-run on server A reaches a viewer on server B, who sees A's viewers and A's new version of the
-    dashboard; revoking the share on A closes the viewer's socket on B."""
+    dashboard; revoking the share on A closes the viewer's socket on B, and signing out everywhere on B
+    closes the owner's socket on A."""
     bus = {"ServeApp__redis_url": redis_server.url, "RedisBus__ca_file": str(redis_server.ca_file)}
     a = await start_cards(own_agent=True, **bus)  # its key file is in its data dir, for B
     agent = a.app.kernel_pool.executors.urls[0]  # B runs cards on A's agent: the same kernel image version
@@ -135,3 +136,9 @@ async def test_two_api_servers_share_runs_presence_and_revocations(start_server,
         pass
     assert on_b.connection.close_code == 4403, "the revocation on A closed the socket on B"
     await until_viewers(on_a, {"admin@example.com"})
+
+    signed_out = await b.fetch("POST", "/api/auth/logout-everywhere", token=owner)
+    assert signed_out.code == 204, signed_out.body
+    while await asyncio.wait_for(on_a.connection.read_message(), 10) is not None:
+        pass
+    assert on_a.connection.close_code == 4401, "signing out everywhere on B closed the socket on A"

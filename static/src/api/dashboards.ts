@@ -61,6 +61,13 @@ export interface Share {
   permission: "view" | "edit";
 }
 
+// A dataset the dashboard's cards read that the caller may not (a version the caller saves runs without it).
+export interface UnreadableDataset {
+  id: string;
+  name: string;
+  cards: string[];
+}
+
 export interface CardResult {
   status: string;
   outputs: Output[];
@@ -88,7 +95,7 @@ export const dashboardsApi = {
     request<Dashboard>("PUT", path(id), { json: document, headers: { "If-Match": `"${from}"` } }).then((r) => r.data),
   // force: past the cache (owners and editors), what "Re-run" on a tile does.
   run: (id: string, key: string, force = false) => api.post<CardResult>(`${path(id)}/cards/${encodeURIComponent(key)}/run`, { force }),
-  shares: (id: string) => api.get<{ shares: Share[] }>(`${path(id)}/shares`).then((r) => r.shares),
+  shares: (id: string) => api.get<{ shares: Share[]; unreadable_datasets: UnreadableDataset[] }>(`${path(id)}/shares`),
   share: (id: string, email: string, permission: "view" | "edit") =>
     request<Share>("PUT", `${path(id)}/shares`, { json: { email, permission } }).then((r) => r.data),
   revoke: (id: string, email: string) => request<null>("DELETE", `${path(id)}/shares`, { json: { email } }).then(() => undefined),

@@ -338,6 +338,9 @@ export const en: Record<MessageKey, string> = {
   "share.placeholder": "colleague@example.com",
   "share.noUser": "There is no user with this email; ask an admin to add them.",
   "share.owner": "The owner already has every permission on the dashboard.",
+  "share.unreadable": "Data you cannot read",
+  "share.unreadableLead": "These cards read datasets you may not read: a version of them you save runs with your rights, without these datasets.",
+  "share.unreadableItem": "{name} (cards: {cards})",
 
   // server errors (by code; details values as {name})
   "error.error": "Something went wrong.",

@@ -337,6 +337,9 @@ export const ja = {
   "share.placeholder": "colleague@example.com",
   "share.noUser": "このメールアドレスのユーザーはいません。管理者にユーザーの追加を依頼してください。",
   "share.owner": "オーナーはすでにすべての権限を持っています。",
+  "share.unreadable": "あなたが読めないデータ",
+  "share.unreadableLead": "これらのカードは、あなたが読めないデータセットを読みます。あなたが保存したバージョンはあなたの権限で実行されるため、これらのデータセットは読めません。",
+  "share.unreadableItem": "{name}（カード: {cards}）",
 
   // サーバーのエラー（code ごと。details の値を {名前} で使えます）
   "error.error": "エラーが発生しました。",

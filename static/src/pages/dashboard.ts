@@ -235,9 +235,9 @@ class DashboardPage implements Page {
       save.addEventListener("click", () => void this.save(save));
       buttons.push(add, cancel, save);
     } else {
-      if (this.dashboard.access === "owner") {
+      if (this.editable) {
         const share = h("button", { type: "button", class: "ghost" }, t("common.share"));
-        share.addEventListener("click", () => openShareDialog(this.dashboard.id, this.dashboard.document.title));
+        share.addEventListener("click", () => openShareDialog(this.dashboard.id, this.dashboard.document.title, this.dashboard.access === "owner"));
         buttons.push(share);
       }
       if (this.editable) {

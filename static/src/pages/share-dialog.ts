@@ -1,7 +1,8 @@
 // Sharing a dashboard (owners and admins): add a colleague by email as viewer or editor, see who
-// has access, revoke at once.
+// has access, revoke at once. Editors see who has access, and everyone who opens it sees the datasets
+// of the dashboard's cards they may not read (a version they save runs with their rights, without them).
 
-import { dashboardsApi, type Share } from "../api/dashboards";
+import { dashboardsApi, type Share, type UnreadableDataset } from "../api/dashboards";
 import { h } from "../dom";
 import { ApiError } from "../api/errors";
 import { locale, t, type MessageKey } from "../i18n";
@@ -17,26 +18,34 @@ function shareProblem(error: unknown): string {
   return (error as Error).message;
 }
 
-export function openShareDialog(dashboardId: string, title: string): void {
+export function openShareDialog(dashboardId: string, title: string, canShare: boolean): void {
   const email = h("input", { type: "email", name: "email", placeholder: t("share.placeholder"), required: true, "aria-label": t("share.email") });
   const permission = h("select", { name: "permission", "aria-label": t("share.permission") }, h("option", { value: "view" }, t(ROLE.view)), h("option", { value: "edit" }, t(ROLE.edit)));
   const error = h("p", { class: "form-error", role: "alert" });
   const list = h("ul", { class: "share-list" });
   const form = h("form", { class: "share-form" }, email, permission, h("button", { type: "submit", class: "primary" }, t("share.submit")));
   const close = h("button", { type: "button", class: "ghost" }, t("common.done"));
-  const dialog = h("dialog", { class: "dash-dialog share-dialog", "aria-label": t("share.title", { title }) }, h("h2", {}, t("share.title", { title })), h("p", { class: "muted small" }, t("share.lead")), form, error, h("h3", {}, t("share.people")), list, h("div", { class: "dialog-actions" }, close));
+  const unreadable = h("section", { class: "share-unreadable", hidden: true });
+  const dialog = h("dialog", { class: "dash-dialog share-dialog", "aria-label": t("share.title", { title }) }, h("h2", {}, t("share.title", { title })), h("p", { class: "muted small" }, t("share.lead")), ...(canShare ? [form] : []), error, h("h3", {}, t("share.people")), list, unreadable, h("div", { class: "dialog-actions" }, close));
 
-  const render = (shares: Share[]) =>
+  const render = (shares: Share[], datasets: UnreadableDataset[]) => {
     list.replaceChildren(
       ...(shares.length
         ? shares.map((s) => {
             const revoke = h("button", { type: "button", class: "ghost small", "aria-label": t("share.revokeLabel", { email: s.email }) }, t("share.revoke"));
             revoke.addEventListener("click", () => void run(() => dashboardsApi.revoke(dashboardId, s.email)));
-            return h("li", {}, h("div", { class: "share-who" }, h("span", { class: "strong" }, s.name || s.email), h("span", { class: "muted small" }, s.email)), h("span", { class: `pill ${s.permission}` }, t(ROLE[s.permission])), revoke);
+            return h("li", {}, h("div", { class: "share-who" }, h("span", { class: "strong" }, s.name || s.email), h("span", { class: "muted small" }, s.email)), h("span", { class: `pill ${s.permission}` }, t(ROLE[s.permission])), ...(canShare ? [revoke] : []));
           })
         : [h("li", { class: "muted small" }, t("share.onlyYou"))]),
     );
-  const refresh = async () => render(await dashboardsApi.shares(dashboardId));
+    unreadable.hidden = !datasets.length;
+    unreadable.replaceChildren(...(datasets.length ? [h("h3", {}, t("share.unreadable")), h("p", { class: "muted small" }, t("share.unreadableLead")),
+      h("ul", { class: "unreadable-list" }, ...datasets.map((d) => h("li", {}, t("share.unreadableItem", { name: d.name, cards: d.cards.join(", ") }))))] : []));
+  };
+  const refresh = async () => {
+    const answer = await dashboardsApi.shares(dashboardId);
+    render(answer.shares, answer.unreadable_datasets);
+  };
   const run = async (change: () => Promise<unknown>) => {
     error.textContent = "";
     try {

@@ -190,10 +190,13 @@ class CardRunner(LoggingConfigurable):
         result = None if force else await self._cached(key)
         if result is None:
             why = reason or ("forced" if force else "edit")
+            joined = self.shared.running(key)  # an identical run is under way: its result is this one's
             result, lost = await self.shared.run(key, lambda hears: self._execute(
                 user, version, values, data, key, fence, why, hears), told)
             if lost and fence is not None:
                 raise LeaseLostError(fence.name)
+            if joined:  # not run for this caller: as good as a cache hit (and audited as one)
+                result = {**result, "cached": True}
         await record(self.store, "card_executed", card_id=card.id, user_id=user.id, execution_time_ms=result["execution_time_ms"],
               cached=result["cached"], status=result["status"])
         for listener in self.finished if announce else ():

@@ -79,3 +79,16 @@ def test_expired_token_signs_in_again_and_keeps_code(page: Page, short_tokens):
     card_id = page.url.rsplit("/", 1)[1]
     status, card = api(short_tokens, "GET", f"/api/cards/{card_id}", token=token_of(short_tokens))
     assert status == 200 and card["code"] == "print('まだここにあります')\n"
+
+
+def test_signing_out_everywhere_ends_an_open_dashboard_at_once(page: Page, short_access):
+    """Sign-out everywhere from elsewhere closes the open dashboard's socket (4401); the page cannot renew
+    the revoked sign-in and asks to sign in again, instead of reconnecting for ever with a dead token."""
+    token = token_of(short_access)
+    status, dashboard = api(short_access, "POST", "/api/dashboards", {
+        "schemaVersion": 1, "title": "営業会議", "parameters": [], "cards": [], "layout": []}, token=token)
+    assert status == 201, dashboard
+    sign_in(page, short_access, f"/dashboards/{dashboard['id']}")
+    expect(page.get_by_role("heading", name="営業会議")).to_be_visible()
+    assert api(short_access, "POST", "/api/auth/logout-everywhere", {}, token=token)[0] == 204
+    expect(page.get_by_role("dialog")).to_contain_text("Your session has ended", timeout=10_000)

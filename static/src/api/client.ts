@@ -49,6 +49,13 @@ async function renew(): Promise<void> {
   if (!renewed) await reauthenticate();
 }
 
+// The server closed a socket with 4401 (session_revoked): the token we hold was revoked, so the next
+// freshToken() renews it from the sign-in cookie, or asks to sign in when that sign-in has ended too.
+export const REVOKED = 4401;
+export function tokenRevoked(): void {
+  if (session.user) session.signIn("", session.user, 0);
+}
+
 // A valid token, renewed first when the one we hold has run out.
 export async function freshToken(): Promise<string> {
   if (session.expired) await renew();

@@ -5,7 +5,7 @@
 // once: `leave()` on a route change, `hide()` as the page goes away (the close message, and a DELETE
 // that outlives the page); a socket that only drops keeps its session for the resume window.
 
-import { api, freshToken } from "../api/client";
+import { api, freshToken, REVOKED, tokenRevoked } from "../api/client";
 import { ApiError } from "../api/errors";
 import { session } from "../auth/session";
 import type { Output } from "../outputs/render";
@@ -162,6 +162,7 @@ export class CardConnection {
           this.lastSeq = 0;
           return this.handlers.state("closed", refused.message);
         }
+        if (event.code === REVOKED) tokenRevoked(); // the resume renews it, or signs in again
         if (!this.closedByUs) void this.resume(event.reason);
       };
     });

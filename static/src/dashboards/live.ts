@@ -2,7 +2,7 @@
 // presence. A gap in a card's numbered outputs asks for a fresh snapshot; a socket dropped for
 // being slow (4008) or lost rejoins; a revoked share (4403) or a deleted dashboard (4404) ends it.
 
-import { api, freshToken } from "../api/client";
+import { api, freshToken, REVOKED, tokenRevoked } from "../api/client";
 import type { CardResult, Dashboard, Parameter } from "../api/dashboards";
 import { errorText } from "../api/errors";
 
@@ -89,6 +89,7 @@ export class DashboardLive {
     if (this.socket !== socket || this.stopped) return;
     this.socket = null;
     if (event.code === 4403 || event.code === 4404) return this.handlers.ended(event.code, event.reason);
+    if (event.code === REVOKED) tokenRevoked(); // renewed (or signed in again) as it reconnects
     if (!opened) {
       // A refused handshake says nothing in a browser: ask the API why (401 signs in again; 403/404 end).
       try {

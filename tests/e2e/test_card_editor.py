@@ -143,6 +143,10 @@ def test_plot_progress_bar_and_widget(page: Page, bi):
     expect(outputs.get_by_text("Widgets are not shown in cards and dashboards.")).to_be_visible()
     image.scroll_into_view_if_needed()
     screenshot(page, "card-matplotlib")
+    with page.expect_download() as saved:
+        outputs.get_by_role("link", name="Save as PNG").click()
+    assert saved.value.suggested_filename == "chart.png"
+    assert Path(saved.value.path()).read_bytes().startswith(b"\x89PNG")
 
 
 def test_auto_run_updates_outputs_as_you_type(page: Page, bi):

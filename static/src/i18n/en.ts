@@ -202,6 +202,7 @@ export const en: Record<MessageKey, string> = {
   "output.traceback": "Traceback",
   "output.chartFailed": "The chart could not be drawn: {message}",
   "output.image": "Image output",
+  "output.saveImage": "Save as {kind}",
   "output.unknown": "An output of a kind this page cannot show ({types}).",
   "output.empty": "empty",
   "output.widget": "Widgets are not shown in cards and dashboards. Use them from a Jupyter client (JupyterLab, Notebook 7, VS Code) connected to this server.",

@@ -201,6 +201,7 @@ export const ja = {
   "output.traceback": "トレースバック",
   "output.chartFailed": "グラフを描画できませんでした：{message}",
   "output.image": "画像の出力",
+  "output.saveImage": "{kind}で保存",
   "output.unknown": "このページでは表示できない種類の出力です（{types}）。",
   "output.empty": "空",
   "output.widget": "ウィジェットはカードとダッシュボードには表示されません。このサーバーに接続したJupyterクライアント（JupyterLab、Notebook 7、VS Code）でご利用ください。",

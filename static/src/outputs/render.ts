@@ -64,9 +64,17 @@ function bokehOutput(item: { root_id?: string }, figures: BokehFigures): HTMLEle
   return el;
 }
 
+// A chart drawn as an image (matplotlib), with a link that saves it as a file. Bokeh charts save
+// themselves: their toolbar's save tool writes a PNG.
 function imageOutput(mime: string, value: string): HTMLElement {
   const src = mime === "image/svg+xml" ? `data:image/svg+xml;charset=utf-8,${encodeURIComponent(value)}` : `data:${mime};base64,${value}`;
-  return h("img", { class: "output-image", src, alt: t("output.image") });
+  const kind = mime === "image/svg+xml" ? "svg" : mime === "image/jpeg" ? "jpg" : "png";
+  return h(
+    "figure",
+    { class: "output-image-box" },
+    h("img", { class: "output-image", src, alt: t("output.image") }),
+    h("a", { class: "image-download small", href: src, download: `chart.${kind}` }, t("output.saveImage", { kind: kind.toUpperCase() })),
+  );
 }
 
 // The element for a display_data / execute_result bundle, from its richest type we can show safely.

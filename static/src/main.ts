@@ -1,4 +1,5 @@
-// Boot: the route table, the shell, and sign-in guarding. Dashboard pages slot in as routes here.
+// Boot: the route table, the shell, and sign-in guarding. Each page is its own chunk, loaded when it is
+// first shown: the sign-in and dashboard pages never load the code editor.
 
 import "./styles.css";
 import { ApiError } from "./api/errors";
@@ -6,12 +7,6 @@ import { session } from "./auth/session";
 import { signInPage } from "./auth/signin";
 import { banner } from "./components/banner";
 import { h } from "./dom";
-import { cardEditorPage } from "./pages/card-editor";
-import { cardsPage } from "./pages/cards";
-import { dashboardPage } from "./pages/dashboard";
-import { dashboardsPage } from "./pages/dashboards";
-import { datasetPage } from "./pages/dataset";
-import { datasetsPage } from "./pages/datasets";
 import { Router, type Page, type PageFactory, type Route } from "./router";
 import { shell, type NavItem } from "./shell";
 import { setLocale, startingLocale, t, type Locale } from "./i18n";
@@ -40,13 +35,13 @@ function safely(factory: PageFactory): PageFactory {
 
 const ROUTES: Route[] = [
   { path: "/signin", public: true, page: (_, query) => signInPage(go, query.get("next") ?? "/cards", () => void router.show()) },
-  { path: "/cards", section: "cards", page: safely(() => cardsPage()) },
-  { path: "/cards/new", section: "cards", page: safely((_, query) => cardEditorPage(null, (p) => router.rename(p), query.getAll("dataset"))) },
-  { path: "/cards/:id", section: "cards", page: safely(({ id }) => cardEditorPage(id, (p) => router.rename(p))) },
-  { path: "/datasets", section: "datasets", page: safely(() => datasetsPage(go)) },
-  { path: "/datasets/:id", section: "datasets", page: safely(({ id }) => datasetPage(id, go)) },
-  { path: "/dashboards", section: "dashboards", page: safely(() => dashboardsPage(go)) },
-  { path: "/dashboards/:id", section: "dashboards", page: safely(({ id }) => dashboardPage(id)) },
+  { path: "/cards", section: "cards", page: safely(async () => (await import("./pages/cards")).cardsPage()) },
+  { path: "/cards/new", section: "cards", page: safely(async (_, query) => (await import("./pages/card-editor")).cardEditorPage(null, (p) => router.rename(p), query.getAll("dataset"))) },
+  { path: "/cards/:id", section: "cards", page: safely(async ({ id }) => (await import("./pages/card-editor")).cardEditorPage(id, (p) => router.rename(p))) },
+  { path: "/datasets", section: "datasets", page: safely(async () => (await import("./pages/datasets")).datasetsPage(go)) },
+  { path: "/datasets/:id", section: "datasets", page: safely(async ({ id }) => (await import("./pages/dataset")).datasetPage(id, go)) },
+  { path: "/dashboards", section: "dashboards", page: safely(async () => (await import("./pages/dashboards")).dashboardsPage(go)) },
+  { path: "/dashboards/:id", section: "dashboards", page: safely(async ({ id }) => (await import("./pages/dashboard")).dashboardPage(id)) },
 ];
 
 function signOut(): void {

@@ -33,3 +33,31 @@ def test_sign_in_and_out(page: Page, bi):
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.goto(bi.url + "/datasets")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+BUNDLE_BUDGET = 500 * 1000  # bytes of our own JavaScript (minified, uncompressed) a page may load
+
+
+def test_the_sign_in_and_dashboard_pages_load_under_500_kb_of_javascript(browser, bi):
+    """Each page is its own chunk: signing in and watching a dashboard never load the code editor."""
+    from .conftest import CONTEXT, api, token_of
+
+    status, dashboard = api(bi, "POST", "/api/dashboards", {"schemaVersion": 1, "title": "容量", "parameters": [],
+                                                            "cards": [], "layout": []}, token=token_of(bi))
+    assert status == 201, dashboard
+    context = browser.new_context(**CONTEXT)
+    page = context.new_page()
+    loaded: dict[str, int] = {}
+    page.on("response", lambda response: loaded.__setitem__(response.url, len(response.body()))
+            if "/assets/" in response.url and response.url.endswith(".js") else None)
+    try:
+        page.goto(f"{bi.url}/signin?next=/dashboards/{dashboard['id']}")
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+        signin = sum(loaded.values())
+        sign_in(page, bi, f"/dashboards/{dashboard['id']}")
+        expect(page.get_by_role("heading", name="容量")).to_be_visible()
+        both = sum(loaded.values())
+    finally:
+        context.close()
+    assert 0 < signin < both < BUNDLE_BUDGET, loaded
+    assert not any("card-editor" in url for url in loaded), "the dashboard page loaded the code editor"

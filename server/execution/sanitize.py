@@ -4,8 +4,8 @@
 (``OutputCollector.add``). Card code controls everything a kernel sends, so nothing is trusted.
 
 Bundles (``display_data``, ``execute_result``, ``update_display_data``) keep only the MIME types a
-page shows as data: ``text/plain``, ``text/markdown`` (as text: the page renders markdown without
-raw HTML), ``image/png``, ``image/jpeg``, ``application/json`` and our Bokeh item and DataFrame
+page shows as data: ``text/plain``, ``text/markdown`` (as text: the page renders it with raw HTML
+off and only safe link targets, ``static/src/outputs/markdown.ts``), ``image/png``, ``image/jpeg``, ``application/json`` and our Bokeh item and DataFrame
 summary (the table's name is taken out before, ``tables.strip_table``). ``image/svg+xml``
 is cut by ``nh3`` down to static drawing (shapes, paths, text, gradients, clip paths; no scripts,
 event handlers, links, images, ``foreignObject``, animation or references outside the image).

@@ -220,3 +220,34 @@ def test_table_cells_read_as_each_locale_writes_them(browser, bi):
                 "Jan 2, 2026" if browser_locale == "en-US" else "2026/01/02")
         finally:
             context.close()
+
+
+MARKDOWN_CODE = '''from IPython.display import Markdown
+Markdown("""# 売上の概要
+**太字**と`コード` <script>window.owned = 1</script> <b>生のHTML</b>
+
+| 店舗 | 売上 |
+|---|---|
+| 東京 | 120 |
+
+[危ない](javascript:window.owned=2) [資料](https://example.com/report)
+""")
+'''
+
+
+def test_markdown_renders_without_the_kernels_html(page: Page, bi):
+    """IPython's Markdown shows as headings, emphasis, tables and links; raw HTML shows as text, and a
+    javascript: link is no link."""
+    sign_in(page, bi, "/cards/new")
+    type_code(page, MARKDOWN_CODE)
+    page.keyboard.press("Control+Enter")
+    shown = page.locator(".output-markdown")
+    expect(shown.get_by_role("heading", name="売上の概要")).to_be_visible()
+    expect(shown.locator("strong")).to_have_text("太字")
+    expect(shown.locator("table td").first).to_have_text("東京")
+    expect(shown).to_contain_text("<script>window.owned = 1</script> <b>生のHTML</b>")
+    assert shown.locator("script, b").count() == 0 and page.evaluate("window.owned") is None
+    expect(shown.get_by_role("link")).to_have_count(1)
+    link = shown.get_by_role("link", name="資料")
+    assert (link.get_attribute("href"), link.get_attribute("target")) == ("https://example.com/report", "_blank")
+    screenshot(page, "card-markdown")

@@ -4,6 +4,7 @@
 import { h } from "../dom";
 import type { BokehFigures } from "./bokeh";
 import { dataframeOutput, type DataFrameBundle } from "./dataframe";
+import { markdownOutput } from "./markdown";
 import { t } from "../i18n";
 import { kernelError, truncationNotice } from "../i18n/kernel";
 
@@ -86,8 +87,7 @@ export function bundleOutput(output: Output, figures: BokehFigures): HTMLElement
   for (const mime of ["image/png", "image/jpeg", "image/svg+xml"]) {
     if (typeof data[mime] === "string") return imageOutput(mime, data[mime] as string);
   }
-  for (const mime of ["text/markdown", "text/plain"]) {
-    if (typeof data[mime] === "string") return h("pre", { class: "output-text" }, data[mime] as string);
-  }
+  if (typeof data["text/markdown"] === "string") return markdownOutput(data["text/markdown"]);
+  if (typeof data["text/plain"] === "string") return h("pre", { class: "output-text" }, data["text/plain"]);
   return h("p", { class: "output-note" }, t("output.unknown", { types: Object.keys(data).join(", ") || t("output.empty") }));
 }

@@ -37,6 +37,14 @@ own idle timeout (60 s), so that the balancer, not the server, closes idle conne
 CONNECTIONS_PER_CLIENT = 100
 """Connections one client address may hold open at once (trusted proxies are not counted)."""
 
+SOCKETS_PER_USER = 50
+"""Websockets one user may hold open on one server process, every kind together (dashboards, card editors,
+Jupyter channels): an upgraded socket leaves ``CONNECTIONS_PER_CLIENT``, so this bounds what a signed-in
+user's sockets cost (``ServeApp.max_sockets_per_user``). Past it the handshake is answered 429."""
+
+SOCKETS_RETRY_SECONDS = 10
+"""The ``Retry-After`` of a websocket handshake refused at ``SOCKETS_PER_USER``."""
+
 QUERY_INTEGER_MAX = 2**53 - 1
 """The largest whole number a query argument (an offset, a version) may carry: JSON numbers hold it
 exactly and SQLite stores it."""

@@ -91,6 +91,8 @@ def refuse(handler: web.RequestHandler, exc: BIError,
     """Answer a websocket handshake with the API's JSON error for ``exc``, without upgrading."""
     status = STATUS_OF_ERROR.get(type(exc), 400)
     handler.set_status(status)
+    if isinstance(exc, RateLimitedError):
+        handler.set_header("Retry-After", str(exc.retry_after))
     handler.finish(document({"code": exc.code, "message": exc.message, "details": exc.details}, status))
 
 

@@ -115,7 +115,7 @@ class CardSocket(JSONSocket):
     async def prepare(self) -> None:
         """Authenticate and find or open the session before upgrading; failures are plain HTTP errors."""
         try:
-            self.user = await self.settings["auth"].authenticate(self.token())
+            self.user = self.hold_place(await self.settings["auth"].authenticate(self.token()))
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
             resume = self.get_query_argument("session", None)
             if resume:

@@ -34,6 +34,11 @@ IDLE_TIMEOUT = 75.0
 """Seconds a keep-alive connection may wait for its next request; longer than the load balancer's
 own idle timeout (60 s), so that the balancer, not the server, closes idle connections."""
 
+IDEMPOTENT_ANSWER_BYTES = 16 * 1024
+"""The largest answer body kept for an ``Idempotency-Key``'s retries (24 hours): a larger answer that names
+its resource (``Content-Location``: a card's or dashboard's) is kept without its body, and a retry gets the
+resource as it is then, so that a save of a 1 MB document does not store it twice."""
+
 CONNECTIONS_PER_CLIENT = 100
 """Connections one client address may hold open at once (trusted proxies are not counted)."""
 

@@ -128,10 +128,12 @@ keeps the rows that fit; a single row past it is refused (``table_too_large``). 
 into six; the page is encoded off the event loop (``APIHandler.write_page_json``)."""
 
 TABLE_QUOTA_BYTES = 1024 ** 3
-"""Bytes of stored output tables one user's runs may keep; past it the least recently used go first."""
+"""Bytes of stored outputs one user's runs may keep: output tables and the outputs of cached results (every
+distinct parameter value is a cache entry of its own); past it the least recently used go first."""
 
 TABLE_QUOTA_COUNT = 2_000
-"""How many stored output tables one user's runs may keep (each listing of them reads them all)."""
+"""How many stored outputs (tables and cached results) one user's runs may keep (each listing of them reads
+them all)."""
 
 CACHED_RESULTS_PER_VARIANT = 3
 """Result cache entries kept per card and parameter values (older code or data versions go)."""

@@ -55,10 +55,11 @@ TOUCHED_KEPT = 4096  # results whose last write of use is remembered (then forgo
 
 
 class OutputTables(LoggingConfigurable):
-    quota_bytes = Integer(TABLE_QUOTA_BYTES, help="Bytes of stored output tables each user's runs may keep; past "
-                                                  "it the least recently used go first.").tag(config=True)
-    quota_tables = Integer(TABLE_QUOTA_COUNT, help="Stored output tables each user's runs may keep; past it the "
-                                                   "least recently used go first.").tag(config=True)
+    quota_bytes = Integer(TABLE_QUOTA_BYTES, help="Bytes of stored output tables and cached results each user's "
+                                                  "runs may keep; past it the least recently used go first."
+                          ).tag(config=True)
+    quota_tables = Integer(TABLE_QUOTA_COUNT, help="Stored output tables and cached results each user's runs may "
+                                                   "keep; past it the least recently used go first.").tag(config=True)
 
     def __init__(self, store: Store, cards: CardService, tmp_dir: Path, **kwargs: Any):
         super().__init__(**kwargs)

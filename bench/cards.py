@@ -73,11 +73,12 @@ async def timed(runs: int, once: Callable[[], Awaitable[Any]]) -> list[float]:
 
 
 # ours ------------------------------------------------------------------------
-async def start_bi(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+async def start_bi(data_dir: Path, *flags: str) -> tuple[subprocess.Popen[bytes], str, str]:
+    """``bi serve`` (with ``flags``) on ``data_dir``: the process, its URL and an admin's access token."""
     port, password = free_port(), secrets.token_urlsafe(16)
     env = {**os.environ, "BI_ADMIN_EMAIL": "bench@example.com", "BI_ADMIN_PASSWORD": password}
     server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", f"--port={port}",
-                               f"--data-dir={data_dir}", "--KernelPool.sessions_per_user=1000"],
+                               f"--data-dir={data_dir}", "--KernelPool.sessions_per_user=1000", *flags],
                               env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     await wait_for(base + "/api/health")

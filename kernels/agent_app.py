@@ -35,7 +35,7 @@ from .admission import DEFAULT_MAX_KERNELS, Admission
 from .agent import make_app
 from .image import image_version
 from .launcher import KernelLauncher
-from .limits import AGENT_BODY_BYTES, KERNEL_LOG_LINES_PER_SECOND, KERNEL_MESSAGE_BYTES
+from .limits import AGENT_BODY_BYTES, KERNEL_LOG_BYTES_PER_SECOND, KERNEL_LOG_LINES_PER_SECOND, KERNEL_MESSAGE_BYTES
 from .logs import configure_logging
 from .pool import WarmPool
 from .relay import Listeners, Relays, TcpListeners, UnixListeners, parse_port_range
@@ -82,6 +82,9 @@ class ExecutorApp(Application):
     kernel_log_lines_per_second = Integer(KERNEL_LOG_LINES_PER_SECOND, help="Lines of each kernel's stdout and "
                                           "stderr logged per second; the rest are counted and dropped."
                                           ).tag(config=True)
+    kernel_log_bytes_per_second = Integer(KERNEL_LOG_BYTES_PER_SECOND, help="Bytes of each kernel's stdout and "
+                                          "stderr logged per second, counted JSON-escaped as logged; the lines "
+                                          "past them are counted and dropped.").tag(config=True)
     cgroup_name = Unicode(help="The cgroup (under <own cgroup>/bi/) that holds this agent's kernel cgroups, "
                                "removed with them when it stops (default agent-<pid>). bi serve names the "
                                "one of its local agent, to remove what it left if it dies.").tag(config=True)
@@ -172,7 +175,8 @@ class ExecutorApp(Application):
         single_tenant = "uid" in missing
         uids = None if single_tenant else UidAllocator(self.uid_first, self.uid_count)
         launcher = KernelLauncher(Path(self.run_dir), uids, self._sandbox_defaults(missing),
-                                  log_lines_per_second=self.kernel_log_lines_per_second)
+                                  log_lines_per_second=self.kernel_log_lines_per_second,
+                                  log_bytes_per_second=self.kernel_log_bytes_per_second)
         await launcher.start()
         pool = WarmPool(launcher, self.pool_size)
         await pool.start()

@@ -34,7 +34,8 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 
 from .kernel_output import KernelOutput
-from .limits import IPC_DIR_BYTES, IPC_DIR_INODES, KERNEL_LOG_LINES_PER_SECOND, TABLES_DIR_BYTES, TABLES_DIR_INODES
+from .limits import (IPC_DIR_BYTES, IPC_DIR_INODES, KERNEL_LOG_BYTES_PER_SECOND, KERNEL_LOG_LINES_PER_SECOND,
+                     TABLES_DIR_BYTES, TABLES_DIR_INODES)
 from .sandbox import SandboxConfig, UidAllocator, mounts
 from .template_client import TemplateClient
 
@@ -86,10 +87,12 @@ class KernelLauncher:
     """Forks kernels through the template, each in its own sandbox (with its own uid, given ``uids``)."""
 
     def __init__(self, run_dir: Path, uids: UidAllocator | None, sandbox_defaults: dict[str, Any] | None = None,
-                 start_timeout: float = 30, log_lines_per_second: int = KERNEL_LOG_LINES_PER_SECOND):
+                 start_timeout: float = 30, log_lines_per_second: int = KERNEL_LOG_LINES_PER_SECOND,
+                 log_bytes_per_second: int = KERNEL_LOG_BYTES_PER_SECOND):
         self.run_dir = run_dir
         self.start_timeout = start_timeout
         self.log_lines_per_second = log_lines_per_second
+        self.log_bytes_per_second = log_bytes_per_second
         self.outputs: dict[str, KernelOutput] = {}
         self.uids = uids
         self.sandbox_defaults = sandbox_defaults or {}
@@ -123,7 +126,8 @@ class KernelLauncher:
             connection = self._prepare_directory(directory, config)
             self.exited[kernel_id] = asyncio.get_running_loop().create_future()
             read_end, write_end = os.pipe()
-            self.outputs[kernel_id] = KernelOutput(kernel_id, read_end, self.log_lines_per_second)
+            self.outputs[kernel_id] = KernelOutput(kernel_id, read_end, self.log_lines_per_second,
+                                                     bytes_per_second=self.log_bytes_per_second)
             try:
                 pid = await self.template.spawn({
                     "kernel_id": kernel_id, "connection_file": str(directory / "connection.json"),

@@ -22,10 +22,18 @@ TABLES_DIR_INODES = 64
 # What a kernel writes to its own fds 1 and 2 reaches the agent's log only as bounded events
 # (``kernels.kernel_output``).
 KERNEL_LOG_LINE_BYTES = 8 * 1024
-"""The longest line of a kernel's stdout/stderr that is logged; the rest of the line is cut."""
+"""The longest line of a kernel's stdout/stderr that is logged, counted as logged (JSON-escaped: a control
+character takes six bytes); the rest of the line is cut."""
 
 KERNEL_LOG_LINES_PER_SECOND = 50
 """Lines of one kernel's stdout/stderr logged per second (and as a burst); the rest are counted and dropped."""
+
+KERNEL_LOG_BYTES_PER_SECOND = 32 * 1024
+"""Bytes of one kernel's stdout/stderr logged per second (and as a burst), counted as logged (escaped, with
+``KERNEL_LOG_EVENT_BYTES`` per line); the lines past them are counted and dropped."""
+
+KERNEL_LOG_EVENT_BYTES = 200
+"""What one ``kernel_output`` event costs the log besides its line (time, level, logger, kernel id)."""
 
 # Inodes: a kernel makes no socket file after start (``kernels.sandbox.seccomp_filter``), and where the
 # agent can mount, its ipc directory and its workdir are tmpfs with these bounds.

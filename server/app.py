@@ -37,6 +37,7 @@ from .execution.live import LiveSessions
 from .execution.local_agent import LocalAgent, LocalAgentError, load_or_create_key, load_or_create_key_pair
 from .execution.pool import KernelPool
 from .handlers.base import NotFoundHandler
+from .handlers.socket_base import UserSockets
 from .handlers.system import MetricsHandler
 from .http_server import BIHTTPServer
 from .jupyter.manager import JupyterKernels
@@ -157,6 +158,9 @@ class ServeApp(BIApp):
                                                    "request.").tag(config=True)
     max_connections_per_client = Integer(limits.CONNECTIONS_PER_CLIENT, help="Connections one client address "
                                          "may hold open; more are closed at once.").tag(config=True)
+    max_sockets_per_user = Integer(limits.SOCKETS_PER_USER, min=1, help="Websockets one user may hold open on "
+                                   "this process, every kind together (dashboards, card editors, Jupyter "
+                                   "channels); more are refused with 429 before the upgrade.").tag(config=True)
     admin_email = Unicode(help="Admin created on first start when the store has no user.").tag(config=True)
     admin_password = Unicode(help="Password of that admin.").tag(config=True)
     shutdown_timeout = Integer(10, help="Seconds open requests get to finish on shutdown.").tag(config=True)
@@ -299,6 +303,7 @@ class ServeApp(BIApp):
             auth=auth, users=users, datasets=datasets, metrics=metrics, kernel_pool=self.kernel_pool,
             cards=cards, card_runs=card_runs, dashboards=dashboards, dashboard_hub=self.dashboard_hub,
             live_sessions=self.live_sessions, output_tables=tables, audit=AuditLog(self.store_instance),
+            user_sockets=UserSockets(self.max_sockets_per_user),
             session_rights=session_rights, revocations=self.revocations,
             readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
             idempotency=IdempotencyService(self.store_instance, parent=self),

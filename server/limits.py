@@ -34,8 +34,21 @@ IDLE_TIMEOUT = 75.0
 """Seconds a keep-alive connection may wait for its next request; longer than the load balancer's
 own idle timeout (60 s), so that the balancer, not the server, closes idle connections."""
 
+IDEMPOTENT_ANSWER_BYTES = 16 * 1024
+"""The largest answer body kept for an ``Idempotency-Key``'s retries (24 hours): a larger answer that names
+its resource (``Content-Location``: a card's or dashboard's) is kept without its body, and a retry gets the
+resource as it is then, so that a save of a 1 MB document does not store it twice."""
+
 CONNECTIONS_PER_CLIENT = 100
 """Connections one client address may hold open at once (trusted proxies are not counted)."""
+
+SOCKETS_PER_USER = 50
+"""Websockets one user may hold open on one server process, every kind together (dashboards, card editors,
+Jupyter channels): an upgraded socket leaves ``CONNECTIONS_PER_CLIENT``, so this bounds what a signed-in
+user's sockets cost (``ServeApp.max_sockets_per_user``). Past it the handshake is answered 429."""
+
+SOCKETS_RETRY_SECONDS = 10
+"""The ``Retry-After`` of a websocket handshake refused at ``SOCKETS_PER_USER``."""
 
 QUERY_INTEGER_MAX = 2**53 - 1
 """The largest whole number a query argument (an offset, a version) may carry: JSON numbers hold it
@@ -115,10 +128,12 @@ keeps the rows that fit; a single row past it is refused (``table_too_large``). 
 into six; the page is encoded off the event loop (``APIHandler.write_page_json``)."""
 
 TABLE_QUOTA_BYTES = 1024 ** 3
-"""Bytes of stored output tables one user's runs may keep; past it the least recently used go first."""
+"""Bytes of stored outputs one user's runs may keep: output tables and the outputs of cached results (every
+distinct parameter value is a cache entry of its own); past it the least recently used go first."""
 
 TABLE_QUOTA_COUNT = 2_000
-"""How many stored output tables one user's runs may keep (each listing of them reads them all)."""
+"""How many stored outputs (tables and cached results) one user's runs may keep (each listing of them reads
+them all)."""
 
 CACHED_RESULTS_PER_VARIANT = 3
 """Result cache entries kept per card and parameter values (older code or data versions go)."""

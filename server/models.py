@@ -234,7 +234,8 @@ class OutputTable:
 
     Readable by admins and, for a saved card's run, by whoever may view ``card_id`` now, else by ``user_id``.
     Its ``bytes`` count against ``user_id``'s quota, least recently used (``last_used``) first, unless
-    ``pinned``: the current output of a dashboard tile.
+    ``pinned``: the current output of a dashboard tile. With ``result_key`` the blob is not a table but the
+    outputs of that result cache entry, charged the same way (never paged; deleted with the entry).
     """
 
     output_id: str
@@ -245,6 +246,7 @@ class OutputTable:
     bytes: int = 0
     last_used: str = ""
     pinned: bool = False
+    result_key: str | None = None
 
 
 Permission = Literal["view", "edit"]

@@ -26,7 +26,7 @@ from ..errors import (AccessRevokedError, AuthenticationError, BIError, Conflict
                       PreconditionRequiredError, RateLimitedError, ServiceUnavailableError, StorageQuotaError,
                       StorageUnavailableError, StoreClosedError, UnprocessableError, quoted)
 from ..client_address import TrustedProxies
-from ..limits import JSON_BODY_BYTES, PUBLIC_BODY_BYTES
+from ..limits import IDEMPOTENT_ANSWER_BYTES, JSON_BODY_BYTES, PUBLIC_BODY_BYTES
 from ..models import User
 from ..services.auth import SESSION_ONLY, AuthService, Scope
 from ..services.cards import CardService
@@ -70,7 +70,10 @@ UNAVAILABLE_RETRY_SECONDS = 5  # Retry-After of a 503: an executor or the store 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")  # ASCII digits only: int() would also take "１", "+1", " 1", "1_0"
 
-REPLAYED_HEADERS = ("Location", "ETag")  # what a replayed idempotent answer repeats besides its status and body
+# What a replayed idempotent answer repeats besides its status and body; an answer whose body is larger than
+# IDEMPOTENT_ANSWER_BYTES and that names its resource (Content-Location) is kept without it, and its replay
+# reads the resource again (``APIHandler.answer_again``).
+REPLAYED_HEADERS = ("Location", "ETag", "Content-Location")
 
 log = structlog.get_logger("bi.http")
 
@@ -91,6 +94,8 @@ def refuse(handler: web.RequestHandler, exc: BIError,
     """Answer a websocket handshake with the API's JSON error for ``exc``, without upgrading."""
     status = STATUS_OF_ERROR.get(type(exc), 400)
     handler.set_status(status)
+    if isinstance(exc, RateLimitedError):
+        handler.set_header("Retry-After", str(exc.retry_after))
     handler.finish(document({"code": exc.code, "message": exc.message, "details": exc.details}, status))
 
 
@@ -298,6 +303,11 @@ class APIHandler(web.RequestHandler):
     def error_document(self, error: dict[str, Any], status: int) -> dict[str, Any]:
         return error_document(error, status)
 
+    async def answer_again(self, location: str, status: int) -> None:
+        """Write the resource at ``location`` with ``status``: the replay of an idempotent answer kept without
+        its body (``idempotent``), by handlers whose answers name their resource in ``Content-Location``."""
+        raise NotImplementedError(location)
+
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Domain and HTTP errors are logged by ``on_finish``; anything else with its traceback."""
         if isinstance(value, (BIError, web.HTTPError)):
@@ -318,9 +328,13 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
         request = (self.user, self.request.method or "", self.request.path, key, self.request.body or b"")
         first = await service.first_answer(*request)
         if first is not None:
-            for name, value in json.loads(first.headers).items():
+            headers = json.loads(first.headers)
+            for name, value in headers.items():
                 self.set_header(name, value)
             self.set_header("Idempotent-Replayed", "true")
+            if not first.body and "Content-Location" in headers:  # kept without its body: read it again
+                await self.answer_again(headers["Content-Location"], first.status)
+                return
             self.set_status(first.status)
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish(first.body.encode())
@@ -328,7 +342,8 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
         await method(self, *args, **kwargs)
         if 200 <= self.get_status() < 300 and self.answer is not None:
             headers = {name: str(self._headers[name]) for name in REPLAYED_HEADERS if name in self._headers}
-            await service.keep(*request, self.get_status(), headers, self.answer)
+            small = len(self.answer) <= IDEMPOTENT_ANSWER_BYTES or "Content-Location" not in headers
+            await service.keep(*request, self.get_status(), headers, self.answer if small else b"")
     return run_once
 
 

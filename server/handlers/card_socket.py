@@ -136,7 +136,7 @@ class CardSocket(JSONSocket):
         """Authenticate and find or open the session before upgrading; failures are plain HTTP errors, but
         for a signed-in browser's (``refused``)."""
         try:
-            self.user = await self.authenticate(self.token())
+            self.user = self.hold_place(await self.authenticate(self.token()))
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
         except BIError as exc:
             refuse(self, exc)

@@ -34,7 +34,12 @@ def without_code(fields: dict[str, Any]) -> dict[str, Any]:
 class CardAPIHandler(APIHandler):
     def write_card(self, card: Card, version: CardVersion, status: int = 200) -> None:
         self.set_header("ETag", f'"{version.version}"')
+        self.set_header("Content-Location", f"/api/cards/{card.id}")
         self.write_json(card_json(card, version), status)
+
+    async def answer_again(self, location: str, status: int) -> None:
+        assert self.user is not None
+        self.write_card(*await self.cards.get_visible(self.user, location.rsplit("/", 1)[-1]), status)
 
     def edited_version(self, body: dict[str, Any]) -> int | None:
         """The version a save was edited from: ``If-Match: "<n>"`` or the body's ``version``."""

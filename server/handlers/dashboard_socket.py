@@ -78,7 +78,7 @@ class DashboardSocket(JSONSocket):
     async def prepare(self) -> None:
         """Authenticate and check access before upgrading; failures are plain HTTP errors."""
         try:
-            self.user = await self.authenticate(self.token())
+            self.user = self.hold_place(await self.authenticate(self.token()))
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
             await self.settings["dashboards"].authorize(self.user, self.path_kwargs["dashboard_id"])
         except BIError as exc:

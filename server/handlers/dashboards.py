@@ -39,7 +39,12 @@ class DashboardAPIHandler(CardAPIHandler):
     def write_dashboard(self, dashboard: Dashboard, version: DashboardVersion, access: str,
                         status: int = 200) -> None:
         self.set_header("ETag", f'"{version.version}"')
+        self.set_header("Content-Location", f"/api/dashboards/{dashboard.id}")
         self.write_json(dashboard_json(dashboard, version, access), status)
+
+    async def answer_again(self, location: str, status: int) -> None:
+        assert self.user is not None
+        self.write_dashboard(*await self.dashboards.get_visible(self.user, location.rsplit("/", 1)[-1]), status)
 
     async def saved(self, dashboard: Dashboard, version: DashboardVersion, status: int = 200) -> None:
         assert self.user is not None

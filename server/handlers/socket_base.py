@@ -1,6 +1,7 @@
-"""What our websockets share: writes bounded in bytes (``BoundedSocket``: every socket, Jupyter's
-included), and for our JSON sockets authentication before the upgrade, the origin check, the
-``bi.v1`` subprotocol and a client message read against a schema.
+"""What our websockets share: writes bounded in bytes and a place among their user's open sockets
+(``BoundedSocket``: every socket, Jupyter's included; ``UserSockets`` counts them), and for our JSON
+sockets authentication before the upgrade, the origin check, the ``bi.v1`` subprotocol and a client
+message read against a schema.
 
 A browser cannot set headers on a websocket, so besides ``Authorization: Bearer <token>`` the
 token may come as a second subprotocol, ``bearer.<token>``, beside ``bi.v1``.
@@ -9,6 +10,7 @@ token may come as a second subprotocol, ``bearer.<token>``, beside ``bi.v1``.
 from __future__ import annotations
 
 import asyncio
+import collections
 from typing import Any
 
 from jsonschema.protocols import Validator
@@ -17,7 +19,7 @@ from tornado import websocket
 from dashboards_spec import bounded
 
 from .. import json_io, limits
-from ..errors import AuthenticationError, BIError
+from ..errors import AuthenticationError, BIError, RateLimitedError
 from ..models import User
 from ..services.auth import SESSION_ONLY, Scope
 from ..services.revocations import Credential, Revocations
@@ -31,11 +33,43 @@ TOO_SLOW = 4008
 """The close code of a socket whose client fell ``limits.SOCKET_PENDING_BYTES`` behind: reconnect (and resume)."""
 
 
+class UserSockets:
+    """The websockets each user holds open on this server process, at most ``limit`` each, every kind
+    together: an upgraded socket leaves the per-address connection cap (``http_server``), so this is what
+    bounds one user's sockets."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._open: collections.Counter[str] = collections.Counter()
+        self._capped: set[str] = set()  # users told about in the log since they were last below the limit
+
+    def take(self, user_id: str) -> None:
+        """Count one more socket of ``user_id``; ``RateLimitedError`` (``too_many_sockets``) at the limit."""
+        if self._open[user_id] >= self.limit:
+            if user_id not in self._capped:
+                self._capped.add(user_id)
+                log.warning("sockets_capped", user_id=user_id, limit=self.limit)
+            raise RateLimitedError(f"You have {self.limit} live connections open (dashboards, card editors, "
+                                   "Jupyter kernels); close some tabs or notebooks, then try again.",
+                                   limits.SOCKETS_RETRY_SECONDS, {"limit": self.limit}, code="too_many_sockets")
+        self._open[user_id] += 1
+
+    def give_back(self, user_id: str) -> None:
+        self._open[user_id] -= 1
+        if self._open[user_id] <= 0:
+            del self._open[user_id]
+        self._capped.discard(user_id)
+
+
 class BoundedSocket(websocket.WebSocketHandler):
     """A websocket whose client must keep up: once more than ``limits.SOCKET_PENDING_BYTES`` wait to be
     written, the socket is closed with ``TOO_SLOW`` (``too_slow_reason`` says what to do) and what
     was queued for it is dropped, so that a client that stops reading costs at most that much. A sender
-    with much to say (a dashboard's snapshot) waits for ``room_for`` between messages."""
+    with much to say (a dashboard's snapshot) waits for ``room_for`` between messages.
+
+    Its handshake takes a place among its user's open sockets (``hold_place``, right after the token is
+    checked and before anything else is done for it), given back when the handshake is answered without
+    an upgrade or the socket closes."""
 
     too_slow_reason = "Too far behind; reconnect."
     credential: Credential | None = None  # what the client authenticated with; revoked, it closes the socket
@@ -44,6 +78,29 @@ class BoundedSocket(websocket.WebSocketHandler):
     pending_frames = 0
     frame_bytes = limits.SOCKET_FRAME_BYTES
     _drained: asyncio.Future[None] | None = None
+    _place: str | None = None  # the user whose place among open sockets this one holds
+
+    def hold_place(self, user: User) -> User:
+        """Count this socket among ``user``'s open ones (``UserSockets``) and return ``user``;
+        ``RateLimitedError`` (``too_many_sockets``) if they hold as many as they may."""
+        self.settings["user_sockets"].take(user.id)
+        self._place = user.id
+        return user
+
+    def _give_back_place(self) -> None:
+        if self._place is not None:
+            self.settings["user_sockets"].give_back(self._place)
+            self._place = None
+
+    def on_finish(self) -> None:
+        """The handshake is answered: with the upgrade (101) the place is kept until the socket closes."""
+        if self.get_status() != 101:
+            self._give_back_place()
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._give_back_place()
 
     @property
     def ping_interval(self) -> float:

@@ -42,7 +42,7 @@ class KernelChannelsHandler(BoundedSocket):
     async def prepare(self) -> None:
         """Authenticate and find the caller's kernel before upgrading; failures are plain HTTP errors."""
         try:
-            self.user = await self.authenticate(request_token(self.request), JUPYTER_SCOPES)
+            self.user = self.hold_place(await self.authenticate(request_token(self.request), JUPYTER_SCOPES))
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
             self.kernel = self.settings["jupyter_kernels"].get(self.user, self.path_kwargs["kernel_id"])
         except BIError as exc:

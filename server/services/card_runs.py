@@ -26,6 +26,12 @@ runs under way at once are one kernel run whose result every caller gets (``Shar
 Entries of one card and parameter values (a variant) that differ in code, data or kernel version
 are superseded: the newest ``results_per_variant`` are kept, older ones are deleted with the
 tables their outputs page from (record first, then blobs); a forced run replaces its key's entry.
+Every distinct parameter value is a variant of its own, so what bounds the cache is the quota: an
+entry's outputs blob is charged to the user whose action caused the run (a viewer, the schedule's
+dashboard owner), in the same quota as their output tables (``OutputTables.keep_result``); at the
+quota the least recently stored or served go first, entry and all, never a dashboard tile's current
+output (the hub pins its ``result_id``). The entry's ``output_ids`` name that blob's record (the last
+one) beside its tables, so an entry whose blob was evicted is a miss.
 """
 
 from __future__ import annotations
@@ -217,8 +223,8 @@ class CardRunner(LoggingConfigurable):
 
     async def _cached(self, key: str) -> dict[str, Any] | None:
         cached = await self.store.get_cached_result(key)
-        if cached is None or not await self.tables.stored(cached.output_ids):
-            return None
+        if cached is None or not cached.output_ids or not await self.tables.stored(cached.output_ids):
+            return None  # without output_ids: an entry from before results were charged (run again)
         try:
             stored = json.loads((await self.store.blob_path(cached.blob_key)).read_bytes())
         except NotFoundError:
@@ -226,9 +232,10 @@ class CardRunner(LoggingConfigurable):
         if isinstance(stored, list):  # stored before results carried their freshness
             stored = {"outputs": stored, "computed_at": cached.created_at, "reason": UNKNOWN, "card_version": None,
                       "dataset_versions": None}
+        await self.tables.served(cached.output_ids[-1])
         return {"status": cached.status, "outputs": stored["outputs"], "cached": True,
                 "execution_time_ms": cached.execution_time_ms, "truncated": False,
-                **{name: stored[name] for name in FRESHNESS}}
+                "result_id": cached.output_ids[-1], **{name: stored[name] for name in FRESHNESS}}
 
     async def _execute(self, user: User, version: CardVersion, values: dict[str, Any], data: CardData, key: str,
                        fence: Lease | None, reason: str, told: Told) -> tuple[dict[str, Any], bool]:
@@ -244,32 +251,36 @@ class CardRunner(LoggingConfigurable):
         fresh = {"computed_at": utcnow(), "reason": reason, "card_version": version.version,
                  "dataset_versions": dict(data.versions)}
         lost = False
+        stored = {}
         if (result.status in CACHEABLE and not (result.truncated or result.kernel_restarted)
                 and await self.tables.stored(output_ids(result.outputs))):
             try:
-                await self._store(key, version.card_id, values, result.status, result.outputs,
-                                  result.execution_time_ms, fresh, fence)
+                stored["result_id"] = await self._store(key, user, version.card_id, values, result.status,
+                                                        result.outputs, result.execution_time_ms, fresh, fence)
             except LeaseLostError:
                 lost = True
         return {"status": result.status, "outputs": result.outputs, "cached": False,
-                "execution_time_ms": result.execution_time_ms, "truncated": result.truncated, **fresh}, lost
+                "execution_time_ms": result.execution_time_ms, "truncated": result.truncated, **fresh, **stored}, lost
 
-    async def _store(self, key: str, card_id: str, values: dict[str, Any], status: str,
+    async def _store(self, key: str, user: User, card_id: str, values: dict[str, Any], status: str,
                      outputs: list[dict[str, Any]], execution_time_ms: int, fresh: dict[str, Any],
-                     fence: Lease | None) -> None:
+                     fence: Lease | None) -> str:
+        """Cache the result, its outputs blob charged to ``user``; the id of that blob's record."""
         blob_key = f"results/{key}/{uuid.uuid4().hex}.json"  # blob keys are never overwritten
         with tempfile.NamedTemporaryFile("wb", suffix=".json") as file:
             file.write(json_io.dumps({"outputs": outputs, **fresh}))
             file.flush()
+            size = file.tell()
             await self.store.put_blob(blob_key, Path(file.name))
+        result_id = await self.tables.keep_result(blob_key, size, user.id, card_id, key)
+        needed = (*output_ids(outputs), result_id)
         replaced = await self.store.get_cached_result(key)
         variant = variant_of(card_id, values)
         try:
             await self.store.put_cached_result(CachedResult(key, blob_key, card_id, status, execution_time_ms,
-                                                            utcnow(), variant, tuple(output_ids(outputs))), fence)
+                                                            utcnow(), variant, needed), fence)
         except LeaseLostError:
-            await self.store.delete_blob(blob_key)
-            await self.tables.delete(output_ids(outputs))
+            await self.tables.delete(needed)
             raise
         if replaced is not None:
             await self._forget(replaced)
@@ -277,6 +288,7 @@ class CardRunner(LoggingConfigurable):
             if older.key != key:
                 await self.store.delete_cached_result(older.key)
                 await self._forget(older)
+        return result_id
 
     async def _forget(self, result: CachedResult) -> None:
         """Delete the blob and tables of a result whose record is gone (deleted or replaced)."""

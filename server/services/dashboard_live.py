@@ -8,8 +8,9 @@ owner, whether or not anyone watches), or its scheduled refresh came. A viewer's
 values get their own runs, sent to that viewer's socket only. Results come through the card
 runner, so unchanged inputs are answered from the cache.
 
-A tile's current output (what a card shows with the dashboard's defaults) has its tables pinned
-against quota eviction (``services/output_tables.py``) until another output replaces it.
+A tile's current output (what a card shows with the dashboard's defaults) has its tables and its cached
+outputs (``result_id``) pinned against quota eviction (``services/output_tables.py``) until another output
+replaces it.
 
 Everything that changes what viewers see travels over the bus (``server/bus``), so that it reaches
 the viewers on every API task, this one included: outputs (``dashboard.output``), new versions and
@@ -368,8 +369,10 @@ class DashboardHub(LoggingConfigurable):
         """Pin the tables of a tile's new output; unpin those of the one it replaces, unless another tile shows them."""
         tile = (dashboard_id, key)
         before = self._tiles.pop(tile, [])
-        if result is not None and output_ids(result["outputs"]):
-            self._tiles[tile] = output_ids(result["outputs"])
+        stored = [*output_ids(result["outputs"]), *([result["result_id"]] if "result_id" in result else [])] \
+            if result is not None else []
+        if stored:
+            self._tiles[tile] = stored
         shown = {output_id for ids in self._tiles.values() for output_id in ids}
         self._spawn(self.tables.pin(self._tiles.get(tile, [])))
         self._spawn(self.tables.pin([output_id for output_id in before if output_id not in shown], pinned=False))

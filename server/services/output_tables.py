@@ -16,7 +16,11 @@ Every table has an owner and a lifetime:
   ``quota_bytes`` and ``quota_tables``; past either the least recently used (stored or paged) go
   first, except pinned ones, the current output of a dashboard tile (``pin``, from the dashboard
   hub). The user's tables are listed only when an estimate (the last count plus what was stored
-  since) reaches the quota, so keeping a table costs no listing in the common case.
+  since) reaches the quota, so keeping a table costs no listing in the common case;
+- the outputs blob of a result cache entry is charged the same way, to the user whose action caused
+  the run (``keep_result``), and counts in the same quota: a record with ``result_key``, never paged.
+  When it is evicted (least recently stored or served), its cache entry goes with it; the tables of
+  that entry stay, charged on their own.
 
 A table is stored blob first, then record, and deleted record first, then blob: a crash or a store
 fault in between leaves an orphan blob, never a record that points at nothing. A table that could
@@ -26,6 +30,7 @@ not be stored is logged (``output_table_not_stored``), and ``stored`` says so: i
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,12 +50,16 @@ from .cards import CardService
 
 log = get_logger("bi.outputs")
 
+TOUCH_SECONDS = 60.0  # a served result's last use is written at most this often
+TOUCHED_KEPT = 4096  # results whose last write of use is remembered (then forgotten all at once)
+
 
 class OutputTables(LoggingConfigurable):
-    quota_bytes = Integer(TABLE_QUOTA_BYTES, help="Bytes of stored output tables each user's runs may keep; past "
-                                                  "it the least recently used go first.").tag(config=True)
-    quota_tables = Integer(TABLE_QUOTA_COUNT, help="Stored output tables each user's runs may keep; past it the "
-                                                   "least recently used go first.").tag(config=True)
+    quota_bytes = Integer(TABLE_QUOTA_BYTES, help="Bytes of stored output tables and cached results each user's "
+                                                  "runs may keep; past it the least recently used go first."
+                          ).tag(config=True)
+    quota_tables = Integer(TABLE_QUOTA_COUNT, help="Stored output tables and cached results each user's runs may "
+                                                   "keep; past it the least recently used go first.").tag(config=True)
 
     def __init__(self, store: Store, cards: CardService, tmp_dir: Path, **kwargs: Any):
         super().__init__(**kwargs)
@@ -62,6 +71,7 @@ class OutputTables(LoggingConfigurable):
         self._editor: dict[str, list[str]] = {}  # editor session id -> its latest run's tables
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage: dict[str, tuple[int, int]] = {}  # user id -> (bytes, tables) at most, as last counted
+        self._touched: dict[str, float] = {}  # result output id -> when ``served`` last wrote its use
 
     def new_file(self) -> Path:
         """A fresh path for a table file on its way to ``keep``."""
@@ -132,6 +142,19 @@ class OutputTables(LoggingConfigurable):
             log.warning("output_table_quota_unchecked", output_id=output_id, user_id=user_id)
         return True
 
+    async def keep_result(self, blob_key: str, size: int, user_id: str, card_id: str, result_key: str) -> str:
+        """Charge the stored outputs blob ``blob_key`` (``size`` bytes) of the result cache entry ``result_key``
+        to ``user_id``, within their quota; the id of its record, which the entry's ``output_ids`` name."""
+        output_id = uuid.uuid4().hex
+        now = utcnow()
+        await self.store.put_output_table(OutputTable(output_id, blob_key, user_id, card_id, now, bytes=size,
+                                                      last_used=now, result_key=result_key))
+        try:
+            await self._keep_within_quota(user_id, size)
+        except StorageUnavailableError:
+            log.warning("output_table_quota_unchecked", output_id=output_id, user_id=user_id)
+        return output_id
+
     async def _keep_within_quota(self, user_id: str, added: int) -> None:
         """Delete the user's least recently used tables, pinned ones aside, until they fit the quota."""
         estimate = self._usage.get(user_id)
@@ -171,8 +194,24 @@ class OutputTables(LoggingConfigurable):
                 await self._delete(table)
 
     async def _delete(self, table: OutputTable) -> None:
+        """Delete the record and blob; a result's outputs take their cache entry along, if it still names them."""
+        if table.result_key is not None:
+            entry = await self.store.get_cached_result(table.result_key)
+            if entry is not None and entry.blob_key == table.blob_key:
+                await self.store.delete_cached_result(table.result_key)
         await self.store.delete_output_table(table.output_id)
         await self.store.delete_blob(table.blob_key)
+
+    async def served(self, output_id: str) -> None:
+        """A result's stored outputs were served again (a cache hit): used now, for the quota's order (written
+        at most once every ``TOUCH_SECONDS`` per result, so that a busy dashboard costs no write per join)."""
+        now = time.monotonic()
+        if now - self._touched.get(output_id, -TOUCH_SECONDS) < TOUCH_SECONDS:
+            return
+        if len(self._touched) >= TOUCHED_KEPT:
+            self._touched.clear()
+        self._touched[output_id] = now
+        await self.store.update_output_table(output_id, last_used=utcnow())
 
     async def pin(self, output_ids: Iterable[str], pinned: bool = True) -> None:
         """Keep these tables out of quota eviction (a dashboard tile shows them), or no longer."""
@@ -197,7 +236,7 @@ class OutputTables(LoggingConfigurable):
         """The stored table's Arrow stream, if ``user`` may read it (404 otherwise, as if it did not exist)."""
         await self.settled(output_id)
         table = await self.store.get_output_table(output_id)
-        if table is None or not await self._may_read(user, table):
+        if table is None or table.result_key is not None or not await self._may_read(user, table):
             raise NotFoundError("No such table output: it may be another user's, or it was removed (a newer run "
                                 "replaced it, or its owner's storage for tables was full). Run the code again.")
         return await self.store.blob_path(table.blob_key)

@@ -257,6 +257,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE dataset_versions ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
     """,
+    # A cached result's outputs blob is charged to a user beside their tables (services/output_tables.py).
+    """
+    ALTER TABLE output_tables ADD COLUMN result_key TEXT;
+    """,
 )
 
 BLOB_DIR = "blobs"

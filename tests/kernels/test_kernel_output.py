@@ -52,3 +52,22 @@ async def test_lines_beyond_the_rate_are_counted_not_logged():
     logged = [entry["line"] for entry in events if entry["event"] == "kernel_output"]
     dropped = [entry["lines"] for entry in events if entry["event"] == "kernel_output_dropped"]
     assert (logged, sum(dropped)) == (["a"] * 5 + ["b"] * 3, 95)
+
+
+async def test_lines_are_cut_by_their_escaped_size():
+    """A control character is logged as six bytes (``\\u0001``): a line of them is cut so that what is logged
+    fits ``line_bytes``; Japanese text counts its UTF-8 bytes, an escape sequence is never split."""
+    events = await read_all([b"\x01" * 100 + b"\n", "売上".encode() * 10 + b"\n", b'"' * 6 + b"\x01\n"],
+                            line_bytes=16)
+    assert [(entry["line"], entry.get("truncated", False)) for entry in events] == [
+        ("\x01" * 2, True), ("売上" * 2 + "売", True), ('"' * 6, True)]
+
+
+async def test_bytes_beyond_the_rate_are_counted_not_logged():
+    """A byte budget of 2,200 a second: lines of 900 escaped bytes (and 200 for the event) log two, then none
+    until a second later; every line is logged or counted."""
+    line = b"\x01" * 150 + b"\n"  # 900 bytes once escaped
+    events = await read_all([line * 10, line * 10], clock=Clock(), bytes_per_second=2_200)
+    logged = [entry["line"] for entry in events if entry["event"] == "kernel_output"]
+    dropped = sum(entry["lines"] for entry in events if entry["event"] == "kernel_output_dropped")
+    assert (len(logged), dropped) == (2 + 2, 16)

@@ -6,8 +6,9 @@ agent write to. Here the launcher runs in the test process, which stands for bot
 point at a "server log" while the template starts, as ``bi serve > server.log`` would. From
 outside, as root, no descriptor of the kernel may be one of the agent's or the template's (same
 device and inode), but the kernel's own output pipe, which the agent reads and logs as
-``kernel_output`` events: escaped, cut at ``KERNEL_LOG_LINE_BYTES``, at most
-``KERNEL_LOG_LINES_PER_SECOND``, the rest counted as dropped.
+``kernel_output`` events: escaped, cut at ``KERNEL_LOG_LINE_BYTES`` once escaped, at most
+``KERNEL_LOG_LINES_PER_SECOND`` and ``KERNEL_LOG_BYTES_PER_SECOND``, the rest counted as dropped.
+A line of control characters, each escaped into six bytes (``\\u0001``), counts as what it becomes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pytest
 import structlog
 
 from kernels.launcher import LaunchedKernel
-from kernels.limits import KERNEL_LOG_LINE_BYTES, KERNEL_LOG_LINES_PER_SECOND
+from kernels.limits import KERNEL_LOG_BYTES_PER_SECOND, KERNEL_LOG_LINE_BYTES, KERNEL_LOG_LINES_PER_SECOND
 from tests.kernels import conftest as kernel_fixtures
 from tests.kernels.test_attacks import attack
 
@@ -162,4 +163,36 @@ os.write(sys.stderr._original_stdstream_copy, b"flood\\n" * ARGS["lines"])
         await wait_for(lambda: accounted() == lines)
     logged = sum(1 for entry in output_events(logs, kernel) if entry["line"] == "flood")
     assert logged <= KERNEL_LOG_LINES_PER_SECOND * (1 + time.monotonic() - started)
+    assert output_events(logs, kernel, "kernel_output_dropped")
+
+
+def logged_bytes(entry: dict[str, Any]) -> int:
+    """What an event's ``line`` takes in the log once rendered as JSON (as ``kernels.logs`` renders it)."""
+    return len(json.dumps(entry["line"], ensure_ascii=False).encode()) - 2
+
+
+async def test_escaped_kernel_stdio_is_bounded_in_logged_bytes(launcher):
+    """Lines of 8 KB of ``\\x01`` (48 KB each once JSON-escaped) as fast as the pipe takes them: each logged
+    line is at most ``KERNEL_LOG_LINE_BYTES`` after escaping, and the bytes logged stay within the per-second
+    budget; the rest is counted."""
+    kernel = await launcher.launch()
+    lines = 200
+    started = time.monotonic()
+    with structlog.testing.capture_logs() as logs:
+        await attack(launcher, kernel, '''
+line = b"\\x01" * 8191 + b"\\n"
+for _ in range(ARGS["lines"]):
+    os.write(2, line)
+''', lines=lines)
+
+        def accounted() -> int:
+            logged = sum(1 for entry in output_events(logs, kernel) if entry["line"].startswith("\x01"))
+            return logged + sum(entry["lines"] for entry in output_events(logs, kernel, "kernel_output_dropped"))
+
+        await wait_for(lambda: accounted() == lines)
+    elapsed = time.monotonic() - started
+    flood = [entry for entry in output_events(logs, kernel) if entry["line"].startswith("\x01")]
+    assert flood and max(logged_bytes(entry) for entry in flood) <= KERNEL_LOG_LINE_BYTES
+    assert all(entry["truncated"] for entry in flood)
+    assert sum(logged_bytes(entry) for entry in flood) <= KERNEL_LOG_BYTES_PER_SECOND * (1 + elapsed)
     assert output_events(logs, kernel, "kernel_output_dropped")

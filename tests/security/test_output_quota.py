@@ -6,6 +6,10 @@ Now an editor session's tables go when it runs again or closes, a card's cached 
 newest few per parameter values (their tables go with them), and each user's tables fit their
 quota, least recently used first, never the current output of a dashboard tile. Deleting never
 leaves a record pointing at a missing blob, nor a blob no record points at.
+
+Cached results' outputs blobs are charged the same way: every distinct value of a text parameter is a
+cache variant of its own, so "the newest few per variant" bounded nothing (20 runs of a 4 MB print with
+20 values in 10 s grew the store by 76 MB). They count in the runner's quota beside its tables.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ async def stored(api) -> tuple[set[str], set[str]]:
     """The blob keys of every table record, and the table blobs on disk."""
     store = api.app.store_instance
     users = [user.id for user in await store.list_users()]
-    records = {table.blob_key for user in users for table in await store.list_output_tables(user)}
+    records = {table.blob_key for user in users for table in await store.list_output_tables(user)
+               if getattr(table, "result_key", None) is None}
     folder = Path(api.app.data_dir) / "blobs" / "tables"
     return records, {f"tables/{path.name}" for path in folder.iterdir()} if folder.exists() else set()
 
@@ -87,6 +92,7 @@ async def test_editor_outputs_vanish_when_superseded_and_users_keep_within_quota
     assert await page(api, other, other_table) == 200, "another user's quota is theirs"
     kept = await api.app.store_instance.list_output_tables(await user_id(api, analyst))
     assert sum(table.bytes for table in kept) <= QUOTA
+    kept = [table for table in kept if getattr(table, "result_key", None) is None]
     assert {table.output_id for table in kept} == {tile_table, runs[-1]}
     records, blobs = await stored(api)
     assert records == blobs and len(records) == 3
@@ -127,3 +133,43 @@ async def test_the_result_cache_keeps_the_newest_per_parameters(start_cards):
     assert records == blobs and len(records) == 1
     results = Path(api.app.data_dir) / "blobs" / "results"
     assert len([path for path in results.rglob("*") if path.is_file()]) == 1
+
+
+def result_blobs(api) -> int:
+    folder = Path(api.app.data_dir) / "blobs" / "results"
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) if folder.exists() else 0
+
+
+async def test_cached_results_of_distinct_parameter_values_keep_within_quota(start_cards):
+    """A member runs a card printing 400 KB with eight distinct text values (each a cache variant of its
+    own): the results' blobs stay within their quota, the newest are still cached, the oldest went,
+    and a dashboard tile's current output (its cached result) stays."""
+    quota = 1_000_000
+    api = await start_cards(OutputTables__quota_bytes=quota)
+    token = await api.add_user("filler@example.com")
+    created = await api.fetch("POST", "/api/dashboards", token=token, json_body={
+        "schemaVersion": 1, "title": "大きい出力", "parameters": [], "refresh": None,
+        "cards": [{"key": "big", "title": "big", "datasets": [],
+                   "parameters": [{"name": "t", "type": "text", "default": "tile"}],
+                   "code": "print('x' * 400_000 + t)"}],
+        "layout": [{"card": "big", "x": 0, "y": 0, "w": 6, "h": 4}]})
+    assert created.code == 201, created.body
+    dashboard = created.json()
+    card_id = dashboard["document"]["cards"][0]["card"]
+    tile = await api.fetch("POST", f"/api/dashboards/{dashboard['id']}/cards/big/run", token=token, json_body={})
+    assert tile.code == 200 and not tile.json()["cached"], tile.body
+    await asyncio.sleep(0.5)  # the tile's output is pinned in the background
+
+    async def run(value: str) -> dict:
+        ran = await api.fetch("POST", f"/api/cards/{card_id}/run", token=token, json_body={"parameters": {"t": value}})
+        assert ran.code == 200, ran.body
+        return ran.json()
+
+    values = [f"v{n}" for n in range(8)]
+    for value in values:
+        assert not (await run(value))["cached"]
+    assert result_blobs(api) <= quota
+    assert (await run(values[-1]))["cached"], "the newest result is still cached"
+    assert not (await run(values[0]))["cached"], "the oldest went first"
+    tile = await api.fetch("POST", f"/api/dashboards/{dashboard['id']}/cards/big/run", token=token, json_body={})
+    assert tile.json()["cached"], "a dashboard tile's current output is never evicted"

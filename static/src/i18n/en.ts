@@ -398,6 +398,7 @@ export const en: Record<MessageKey, string> = {
   "error.refresh_token_reused": "Your sign-in was ended to keep it safe, because it was used from two places. Sign in again.",
   "error.personal_token_not_allowed": "A personal access token works only with Jupyter clients. Sign in to use this.",
   "error.token_lifetime_too_long": "A token may last at most {max} days.",
+  "error.too_many_sockets": "You have {limit} live connections open (dashboards, card editors, Jupyter kernels). Close some tabs or notebooks, then try again.",
   "error.too_many_tokens": "You have {limit} tokens already. Revoke one you no longer use.",
   "error.wrong_password": "The current password is wrong.",
   "error.password_unchanged": "The new password must differ from the current one.",

@@ -397,6 +397,7 @@ export const ja = {
   "error.refresh_token_reused": "2 か所から使われたため、安全のためログインを終了しました。もう一度ログインしてください。",
   "error.personal_token_not_allowed": "個人用アクセストークンは Jupyter クライアントでのみ使えます。この操作にはログインしてください。",
   "error.token_lifetime_too_long": "トークンの有効期間は最長 {max} 日です。",
+  "error.too_many_sockets": "ライブ接続（ダッシュボード、カードエディタ、Jupyter カーネル）がすでに {limit} 個開いています。タブやノートブックをいくつか閉じてから、もう一度お試しください。",
   "error.too_many_tokens": "トークンがすでに {limit} 個あります。使わなくなったものを取り消してください。",
   "error.wrong_password": "現在のパスワードが正しくありません。",
   "error.password_unchanged": "新しいパスワードは現在のものと違うものにしてください。",

@@ -449,6 +449,14 @@ class TestOutputTables:
         assert await store.get_output_table(table.output_id) == table
         assert await store.get_output_table("x" * 32) is None
 
+    async def test_a_cached_results_outputs_record(self, store):
+        """The record that charges a cached result's outputs blob to a user names the entry, and lists
+        among the user's tables."""
+        record = make_table("ana", "2026-01-01T00:00:00.000Z", card_id="card1", result_key="k" * 64)
+        await store.put_output_table(record)
+        assert await store.get_output_table(record.output_id) == record
+        assert await store.list_output_tables("ana") == [record]
+
     async def test_listed_by_user_least_recently_used_first(self, store):
         """A user's tables list by last use, oldest first, and follow a new use; others' stay apart."""
         tables = [make_table("ana", f"2026-01-0{day}T00:00:00.000Z") for day in (3, 1, 2)]

@@ -157,10 +157,10 @@ class CardService(LoggingConfigurable):
         card = await self._authorize(user, card_id, needed)
         return card, await self._version_of(card, card.current_version)
 
-    async def versions(self, user: User, card_id: str) -> list[CardVersion]:
-        """Every version of the card, oldest first."""
+    async def versions(self, user: User, card_id: str, query: ListQuery) -> Page[CardVersion]:
+        """A page of the card's versions, newest first."""
         card = await self._authorize(user, card_id, "view")
-        return await self.store.list_card_versions(card.id)
+        return await self.store.page_card_versions(card.id, query)
 
     async def version(self, user: User, card_id: str, number: int) -> CardVersion:
         card = await self._authorize(user, card_id, "view")

@@ -120,9 +120,10 @@ class DashboardService(LoggingConfigurable):
         return Page([(d, v, a) for d, v, a in zip(page.items, versions, access, strict=True)
                      if v is not None and a is not None], page.next, page.total)
 
-    async def versions(self, user: User, dashboard_id: str) -> list[DashboardVersion]:
+    async def versions(self, user: User, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:
+        """A page of the dashboard's versions, newest first."""
         dashboard, _ = await self.authorize(user, dashboard_id)
-        return await self.store.list_dashboard_versions(dashboard.id)
+        return await self.store.page_dashboard_versions(dashboard.id, query)
 
     async def _version_of(self, dashboard: Dashboard, number: int) -> DashboardVersion:
         version = await self.store.get_dashboard_version(dashboard.id, number)
@@ -313,9 +314,12 @@ class DashboardService(LoggingConfigurable):
         return found[0].id
 
     # shares ----------------------------------------------------------------------
-    async def shares(self, user: User, dashboard_id: str) -> list[dict[str, Any]]:
+    async def shares(self, user: User, dashboard_id: str, query: ListQuery) -> Page[dict[str, Any]]:
+        """A page of the dashboard's shares, the newest grant first, each with the grantee's email and name."""
         dashboard, _ = await self.authorize(user, dashboard_id)
-        return [await self._share_json(share) for share in await self.store.list_shares(dashboard.id)]
+        page = await self.store.page_shares(dashboard.id, query)
+        return Page(list(await asyncio.gather(*(self._share_json(share) for share in page.items))), page.next,
+                    page.total)
 
     async def unreadable_datasets(self, user: User, dashboard_id: str) -> list[dict[str, Any]]:
         """The datasets the dashboard's cards read that ``user`` may not, each with the keys of those cards:

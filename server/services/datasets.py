@@ -248,9 +248,10 @@ class DatasetService(LoggingConfigurable):
                 files[dataset.name] = await self.store.blob_path(version.blob_key)
         return list(files.items())
 
-    async def list_versions(self, user: User, dataset_id: str) -> list[DatasetVersion]:
+    async def versions(self, user: User, dataset_id: str, query: ListQuery) -> Page[DatasetVersion]:
+        """A page of the dataset's versions, newest first."""
         dataset = await self.get_visible(user, dataset_id)
-        return await self.store.list_dataset_versions(dataset.id)
+        return await self.store.page_dataset_versions(dataset.id, query)
 
     async def preview(self, user: User, dataset_id: str, number: int | None, offset: int,
                       limit: int) -> dict[str, Any]:

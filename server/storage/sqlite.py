@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
 
 from ..errors import ConflictError, LeaseLostError, NotFoundError, StoreClosedError
-from ..paging import ListQuery, Page, Scope, fold, ordered, take
+from ..paging import ListQuery, Page, Scope, after_number, fold, number_key, ordered, take
 from ..private_files import private_dir, private_file
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
                       Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
@@ -257,6 +257,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE dataset_versions ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
     """,
+    # Users and a dashboard's shares page newest first, each a range of one index (versions: their primary key).
+    """
+    CREATE INDEX users_by_created ON users (created_at, id);
+    CREATE INDEX shares_by_dashboard ON shares (dashboard_id, created_at, user_id);
+    """,
 )
 
 BLOB_DIR = "blobs"
@@ -364,9 +369,9 @@ class SQLiteStore(Store):
         rows = await self._run(self._query, "SELECT * FROM users WHERE email = ?", email)
         return _user(rows[0]) if rows else None
 
-    async def list_users(self) -> list[User]:
-        rows = await self._run(self._query, "SELECT * FROM users ORDER BY created_at, id")
-        return [_user(row) for row in rows]
+    async def page_users(self, query: ListQuery) -> Page[User]:
+        return await self._run(self._newest, "users", "TRUE", (), ("created_at", "id"), query.after, query,
+                               lambda row: (row["created_at"], row["id"], _user(row)))
 
     async def update_user(self, user_id: str, changes: dict[str, Any], revoke_tokens: bool = False) -> User | None:
         assignments = [f"{name} = ?" for name in USER_FIELDS if name in changes]
@@ -441,6 +446,29 @@ class SQLiteStore(Store):
         return await self._run(
             self._query, f"SELECT * FROM {kind.table}{where} ORDER BY created_at DESC, id", *params)
 
+    async def _page_versions(self, kind: Versioned, record_id: str, query: ListQuery,
+                             record: Callable[[sqlite3.Row], T]) -> Page[T]:
+        """A page of a record's versions, newest first: a range of the versions' primary key."""
+        below = after_number(query)
+        after = (below, record_id) if below is not None else None
+        return await self._run(self._newest, kind.versions_table, f"{kind.key} = ?", (record_id,),
+                               ("version", kind.key), after, query,
+                               lambda row: (number_key(row["version"]), record_id, record(row)))
+
+    def _newest(self, table: str, where: str, params: tuple[Any, ...], order: tuple[str, str],
+                after: tuple[Any, ...] | None, query: ListQuery,
+                keyed: Callable[[sqlite3.Row], tuple[str, str, T]]) -> Page[T]:
+        """The page of ``query`` of the rows of ``table`` that ``where`` picks, by the columns ``order``
+        descending (the newest first) after ``after``: one index range of at most ``limit + 1`` rows; and
+        the total."""
+        key, tie = order
+        condition = where + (f" AND ({key}, {tie}) < (?, ?)" if after is not None else "")
+        rows = self._query(f"SELECT * FROM {table} WHERE {condition} ORDER BY {key} DESC, {tie} DESC LIMIT ?",
+                           *params, *(after or ()), query.limit + 1)
+        page = take([keyed(row) for row in rows], query)
+        total = self._query(f"SELECT count(*) FROM {table} WHERE {where}", *params)[0][0]
+        return Page(page.items, page.next, total)
+
     async def _versions(self, kind: Versioned, record_id: str,
                         number: int | None = None) -> list[sqlite3.Row]:
         """Version rows of a record, oldest first; only version ``number`` if given."""
@@ -480,6 +508,9 @@ class SQLiteStore(Store):
         rows = await self._versions(DATASETS, dataset_id, version)
         return _dataset_version(rows[0]) if rows else None
 
+    async def page_dataset_versions(self, dataset_id: str, query: ListQuery) -> Page[DatasetVersion]:
+        return await self._page_versions(DATASETS, dataset_id, query, _dataset_version)
+
     async def list_dataset_versions(self, dataset_id: str) -> list[DatasetVersion]:
         return [_dataset_version(row) for row in await self._versions(DATASETS, dataset_id)]
 
@@ -517,6 +548,9 @@ class SQLiteStore(Store):
     async def get_card_version(self, card_id: str, version: int) -> CardVersion | None:
         rows = await self._versions(CARDS, card_id, version)
         return _card_version(rows[0]) if rows else None
+
+    async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[CardVersion]:
+        return await self._page_versions(CARDS, card_id, query, _card_version)
 
     async def list_card_versions(self, card_id: str) -> list[CardVersion]:
         return [_card_version(row) for row in await self._versions(CARDS, card_id)]
@@ -558,6 +592,9 @@ class SQLiteStore(Store):
         rows = await self._versions(DASHBOARDS, dashboard_id, version)
         return _dashboard_version(rows[0]) if rows else None
 
+    async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:
+        return await self._page_versions(DASHBOARDS, dashboard_id, query, _dashboard_version)
+
     async def list_dashboard_versions(self, dashboard_id: str) -> list[DashboardVersion]:
         return [_dashboard_version(row) for row in await self._versions(DASHBOARDS, dashboard_id)]
 
@@ -578,6 +615,10 @@ class SQLiteStore(Store):
         rows = await self._run(self._query, "SELECT * FROM shares WHERE dashboard_id = ? ORDER BY created_at, user_id",
                                dashboard_id)
         return [Share(**dict(row)) for row in rows]
+
+    async def page_shares(self, dashboard_id: str, query: ListQuery) -> Page[Share]:
+        return await self._run(self._newest, "shares", "dashboard_id = ?", (dashboard_id,), ("created_at", "user_id"),
+                               query.after, query, lambda row: (row["created_at"], row["user_id"], Share(**dict(row))))
 
     async def list_user_shares(self, user_id: str) -> list[Share]:
         rows = await self._run(self._query, "SELECT * FROM shares WHERE user_id = ? ORDER BY created_at, dashboard_id",

@@ -53,6 +53,13 @@ export interface Dashboard {
   updated_by: string;
 }
 
+export interface DashboardVersion {
+  version: number;
+  document: DashboardDocument;
+  created_at: string;
+  created_by: string;
+}
+
 export interface Share {
   email: string;
   name: string | null;
@@ -78,7 +85,10 @@ export const dashboardsApi = {
   save: (id: string, from: number, document: DashboardDocument) =>
     request<Dashboard>("PUT", path(id), { json: document, headers: { "If-Match": `"${from}"` } }).then((r) => r.data),
   run: (id: string, key: string) => api.post<CardResult>(`${path(id)}/cards/${encodeURIComponent(key)}/run`, {}),
-  shares: (id: string) => api.get<{ shares: Share[] }>(`${path(id)}/shares`).then((r) => r.shares),
+  // A page of the people it is shared with, the newest grant first; pass `next` back for the following one.
+  shares: (id: string, cursor: string | null = null) => fetchPage<Share>(`${path(id)}/shares`, "shares", {}, cursor),
+  // A page of its versions, newest first.
+  versions: (id: string, cursor: string | null = null) => fetchPage<DashboardVersion>(`${path(id)}/versions`, "versions", {}, cursor),
   share: (id: string, email: string, permission: "view" | "edit") =>
     request<Share>("PUT", `${path(id)}/shares`, { json: { email, permission } }).then((r) => r.data),
   revoke: (id: string, email: string) => request<null>("DELETE", `${path(id)}/shares`, { json: { email } }).then(() => undefined),

@@ -1,5 +1,5 @@
 // Sharing a dashboard (owners and admins): add a colleague by email as viewer or editor, see who
-// has access, revoke at once.
+// has access (a page at a time, the newest grant first), revoke at once.
 
 import { dashboardsApi, type Share } from "../api/dashboards";
 import { h } from "../dom";
@@ -22,26 +22,32 @@ export function openShareDialog(dashboardId: string, title: string): void {
   const permission = h("select", { name: "permission", "aria-label": t("share.permission") }, h("option", { value: "view" }, t(ROLE.view)), h("option", { value: "edit" }, t(ROLE.edit)));
   const error = h("p", { class: "form-error", role: "alert" });
   const list = h("ul", { class: "share-list" });
+  const more = h("button", { type: "button", class: "ghost small list-more", hidden: true }, t("list.more"));
+  let next: string | null = null;
   const form = h("form", { class: "share-form" }, email, permission, h("button", { type: "submit", class: "primary" }, t("share.submit")));
   const close = h("button", { type: "button", class: "ghost" }, t("common.done"));
-  const dialog = h("dialog", { class: "dash-dialog share-dialog", "aria-label": t("share.title", { title }) }, h("h2", {}, t("share.title", { title })), h("p", { class: "muted small" }, t("share.lead")), form, error, h("h3", {}, t("share.people")), list, h("div", { class: "dialog-actions" }, close));
+  const dialog = h("dialog", { class: "dash-dialog share-dialog", "aria-label": t("share.title", { title }) }, h("h2", {}, t("share.title", { title })), h("p", { class: "muted small" }, t("share.lead")), form, error, h("h3", {}, t("share.people")), list, more, h("div", { class: "dialog-actions" }, close));
 
-  const render = (shares: Share[]) =>
-    list.replaceChildren(
-      ...(shares.length
-        ? shares.map((s) => {
-            const revoke = h("button", { type: "button", class: "ghost small", "aria-label": t("share.revokeLabel", { email: s.email }) }, t("share.revoke"));
-            revoke.addEventListener("click", () => void run(() => dashboardsApi.revoke(dashboardId, s.email)));
-            return h("li", {}, h("div", { class: "share-who" }, h("span", { class: "strong" }, s.name || s.email), h("span", { class: "muted small" }, s.email)), h("span", { class: `pill ${s.permission}` }, t(ROLE[s.permission])), revoke);
-          })
-        : [h("li", { class: "muted small" }, t("share.onlyYou"))]),
-    );
-  const refresh = async () => render(await dashboardsApi.shares(dashboardId));
-  const run = async (change: () => Promise<unknown>) => {
+  const person = (s: Share) => {
+    const revoke = h("button", { type: "button", class: "ghost small", "aria-label": t("share.revokeLabel", { email: s.email }) }, t("share.revoke"));
+    revoke.addEventListener("click", () => void run(() => dashboardsApi.revoke(dashboardId, s.email)));
+    return h("li", {}, h("div", { class: "share-who" }, h("span", { class: "strong" }, s.name || s.email), h("span", { class: "muted small" }, s.email)), h("span", { class: `pill ${s.permission}` }, t(ROLE[s.permission])), revoke);
+  };
+  // The first page again (after a change), or the next one appended.
+  const show = async (append: boolean) => {
+    const page = await dashboardsApi.shares(dashboardId, append ? next : null);
+    if (!append) list.replaceChildren(...(page.items.length ? [] : [h("li", { class: "muted small" }, t("share.onlyYou"))]));
+    list.append(...page.items.map(person));
+    next = page.next;
+    more.hidden = !next;
+  };
+  const refresh = () => show(false);
+  more.addEventListener("click", () => void run(() => show(true), false));
+  const run = async (change: () => Promise<unknown>, reload = true) => {
     error.textContent = "";
     try {
       await change();
-      await refresh();
+      if (reload) await refresh();
     } catch (e) {
       error.textContent = shareProblem(e);
     }

@@ -114,9 +114,11 @@ class DashboardService(LoggingConfigurable):
         else:
             scopes = (Scope("owner", user.id), Scope("shared", user.id))
         page = await self.store.page_dashboards(dataclasses.replace(query, scopes=scopes))
-        versions = await asyncio.gather(
-            *(self.store.get_dashboard_version(d.id, d.current_version) for d in page.items))
-        access = await asyncio.gather(*(self.access(user, d) for d in page.items))
+        versions = await self.store.get_dashboard_versions([(d.id, d.current_version) for d in page.items])
+        granted: dict[str, Access] = {}
+        if user.role != "admin" and any(d.owner_id != user.id for d in page.items):  # one Query, not one a row
+            granted = {share.dashboard_id: share.permission for share in await self.store.list_user_shares(user.id)}
+        access = ["owner" if d.owner_id == user.id or user.role == "admin" else granted.get(d.id) for d in page.items]
         return Page([(d, v, a) for d, v, a in zip(page.items, versions, access, strict=True)
                      if v is not None and a is not None], page.next, page.total)
 
@@ -318,8 +320,9 @@ class DashboardService(LoggingConfigurable):
         """A page of the dashboard's shares, the newest grant first, each with the grantee's email and name."""
         dashboard, _ = await self.authorize(user, dashboard_id)
         page = await self.store.page_shares(dashboard.id, query)
-        return Page(list(await asyncio.gather(*(self._share_json(share) for share in page.items))), page.next,
-                    page.total)
+        grantees = await self.store.get_users([share.user_id for share in page.items])
+        return Page([_share_json(share, grantee) for share, grantee in zip(page.items, grantees, strict=True)],
+                    page.next, page.total)
 
     async def unreadable_datasets(self, user: User, dashboard_id: str) -> list[dict[str, Any]]:
         """The datasets the dashboard's cards read that ``user`` may not, each with the keys of those cards:
@@ -349,7 +352,7 @@ class DashboardService(LoggingConfigurable):
         await self.store.put_share(share)
         await record(self.store, "dashboard_shared", dashboard_id=dashboard.id, shared_with=grantee.id, permission=permission,
               user_id=user.id)
-        return await self._share_json(share)
+        return _share_json(share, grantee)
 
     async def revoke(self, user: User, dashboard_id: str, email: str) -> None:
         dashboard, _ = await self.authorize(user, dashboard_id, "owner")
@@ -363,10 +366,11 @@ class DashboardService(LoggingConfigurable):
         for callback in self.revoked:
             callback(dashboard_id, user_id)
 
-    async def _share_json(self, share: Share) -> dict[str, Any]:
-        grantee = await self.store.get_user(share.user_id)
-        return {"email": grantee.email if grantee else None, "name": grantee.name if grantee else None,
-                "user_id": share.user_id, "permission": share.permission, "created_at": share.created_at}
+
+
+def _share_json(share: Share, grantee: User | None) -> dict[str, Any]:
+    return {"email": grantee.email if grantee else None, "name": grantee.name if grantee else None,
+            "user_id": share.user_id, "permission": share.permission, "created_at": share.created_at}
 
 
 def card_ids(document: dict[str, Any]) -> set[str]:

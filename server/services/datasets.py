@@ -214,8 +214,7 @@ class DatasetService(LoggingConfigurable):
         """A page of the datasets ``user`` may read (their own; an admin all), with their current versions."""
         scopes = (Scope("all"),) if user.role == "admin" else (Scope("owner", user.id),)
         page = await self.store.page_datasets(dataclasses.replace(query, scopes=scopes))
-        versions = await asyncio.gather(
-            *(self.store.get_dataset_version(d.id, d.current_version) for d in page.items))
+        versions = await self.store.get_dataset_versions([(d.id, d.current_version) for d in page.items])
         return Page([(d, v) for d, v in zip(page.items, versions, strict=True) if v is not None],
                     page.next, page.total)
 

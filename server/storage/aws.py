@@ -298,6 +298,12 @@ class AWSStore(Store):
                 items.extend(response["Responses"].get(table, []))
         return items
 
+    def _batch_get_by_key(self, kind: str, keys: list[dict[str, str]]) -> list[dict[str, Any] | None]:
+        """The items of ``keys`` in their order (None where missing): BatchGetItem, one call per 100 keys."""
+        unique = list({(key["pk"], key["sk"]): key for key in keys}.values())  # BatchGetItem refuses repeats
+        found = {(item["pk"]["S"], item["sk"]["S"]): item for item in self._batch_get(kind, unique)}
+        return [found.get((key["pk"], key["sk"])) for key in keys]
+
     def _batch_delete(self, kind: str, keys: list[dict[str, str]]) -> None:
         table = self._table(kind)
         for start in range(0, len(keys), BATCH_WRITE_LIMIT):
@@ -519,6 +525,10 @@ class AWSStore(Store):
     async def get_user(self, user_id: str) -> User | None:
         item = await self._run(self._get, "users", _user_key(user_id))
         return _user(item) if item else None
+
+    async def get_users(self, user_ids: list[str]) -> list[User | None]:
+        found = await self._run(self._batch_get_by_key, "users", [_user_key(user_id) for user_id in user_ids])
+        return [_user(item) if item else None for item in found]
 
     async def get_user_by_email(self, email: str) -> User | None:
         item = await self._run(self._get, "users", _email_key(email))
@@ -743,6 +753,10 @@ class AWSStore(Store):
         items = await self._run(self._heads, DATASETS, owner_id, "NAME#")
         return newest_first(_dataset(item) for item in items)
 
+    async def get_dataset_versions(self, keys: list[tuple[str, int]]) -> list[DatasetVersion | None]:
+        found = await self._run(self._batch_get_by_key, "datasets", [_version_key(DATASETS, *key) for key in keys])
+        return [_dataset_version(item) if item else None for item in found]
+
     async def get_dataset_version(self, dataset_id: str, version: int) -> DatasetVersion | None:
         item = await self._run(self._get, "datasets", _version_key(DATASETS, dataset_id, version))
         return _dataset_version(item) if item else None
@@ -779,6 +793,10 @@ class AWSStore(Store):
     async def list_cards(self, owner_id: str | None = None) -> list[Card]:
         items = await self._run(self._heads, CARDS, owner_id, "CARD#")
         return newest_first(_card(item) for item in items)
+
+    async def get_card_versions(self, keys: list[tuple[str, int]]) -> list[CardVersion | None]:
+        found = await self._run(self._batch_get_by_key, "cards", [_version_key(CARDS, *key) for key in keys])
+        return [_card_version(item) if item else None for item in found]
 
     async def get_card_version(self, card_id: str, version: int) -> CardVersion | None:
         item = await self._run(self._get, "cards", _version_key(CARDS, card_id, version))
@@ -821,6 +839,10 @@ class AWSStore(Store):
     async def list_dashboards(self, owner_id: str | None = None) -> list[Dashboard]:
         items = await self._run(self._heads, DASHBOARDS, owner_id, "DASHBOARD#")
         return newest_first(_dashboard(item) for item in items)
+
+    async def get_dashboard_versions(self, keys: list[tuple[str, int]]) -> list[DashboardVersion | None]:
+        found = await self._run(self._batch_get_by_key, "dashboards", [_version_key(DASHBOARDS, *key) for key in keys])
+        return [_dashboard_version(item) if item else None for item in found]
 
     async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None:
         item = await self._run(self._get, "dashboards", _version_key(DASHBOARDS, dashboard_id, version))

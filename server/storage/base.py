@@ -13,6 +13,7 @@ threads so the event loop never waits on disk or network.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextvars
 import dataclasses
 import datetime as dt
@@ -96,6 +97,11 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
 
     @abc.abstractmethod
     async def get_user(self, user_id: str) -> User | None: ...
+
+    async def get_users(self, user_ids: list[str]) -> list[User | None]:
+        """The users of ``user_ids``, in order (None where missing): what a page names, read in one go where
+        the backend can (DynamoDB: BatchGetItem)."""
+        return list(await asyncio.gather(*(self.get_user(user_id) for user_id in user_ids)))
 
     @abc.abstractmethod
     async def get_user_by_email(self, email: str) -> User | None: ...
@@ -184,6 +190,10 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def get_dataset_version(self, dataset_id: str, version: int) -> DatasetVersion | None: ...
 
+    async def get_dataset_versions(self, keys: list[tuple[str, int]]) -> list[DatasetVersion | None]:
+        """The versions named by (dataset id, number), as ``get_users``."""
+        return list(await asyncio.gather(*(self.get_dataset_version(*key) for key in keys)))
+
     @abc.abstractmethod
     async def page_dataset_versions(self, dataset_id: str, query: ListQuery) -> Page[DatasetVersion]:
         """One page of the dataset's versions, newest first; reads at most ``limit + 1``."""
@@ -219,6 +229,10 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def get_card_version(self, card_id: str, version: int) -> CardVersion | None: ...
 
+    async def get_card_versions(self, keys: list[tuple[str, int]]) -> list[CardVersion | None]:
+        """The versions named by (card id, number), as ``get_users``."""
+        return list(await asyncio.gather(*(self.get_card_version(*key) for key in keys)))
+
     @abc.abstractmethod
     async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[CardVersion]:
         """One page of the card's versions, newest first; reads at most ``limit + 1``."""
@@ -252,6 +266,10 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
 
     @abc.abstractmethod
     async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None: ...
+
+    async def get_dashboard_versions(self, keys: list[tuple[str, int]]) -> list[DashboardVersion | None]:
+        """The versions named by (dashboard id, number), as ``get_users``."""
+        return list(await asyncio.gather(*(self.get_dashboard_version(*key) for key in keys)))
 
     @abc.abstractmethod
     async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:

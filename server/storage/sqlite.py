@@ -365,6 +365,12 @@ class SQLiteStore(Store):
         rows = await self._run(self._query, "SELECT * FROM users WHERE id = ?", user_id)
         return _user(rows[0]) if rows else None
 
+    async def get_users(self, user_ids: list[str]) -> list[User | None]:
+        rows = await self._run(self._query, f"SELECT * FROM users WHERE id IN ({', '.join('?' * len(user_ids))})",
+                               *user_ids) if user_ids else []
+        found = {row["id"]: _user(row) for row in rows}
+        return [found.get(user_id) for user_id in user_ids]
+
     async def get_user_by_email(self, email: str) -> User | None:
         rows = await self._run(self._query, "SELECT * FROM users WHERE email = ?", email)
         return _user(rows[0]) if rows else None
@@ -446,6 +452,17 @@ class SQLiteStore(Store):
         return await self._run(
             self._query, f"SELECT * FROM {kind.table}{where} ORDER BY created_at DESC, id", *params)
 
+    async def _versions_named(self, kind: Versioned, keys: list[tuple[str, int]],
+                              record: Callable[[sqlite3.Row], T]) -> list[T | None]:
+        """The versions of ``keys`` (record id, number) in their order, None where missing: one SELECT of the
+        primary key."""
+        rows = await self._run(
+            self._query, f"SELECT v.* FROM (VALUES {', '.join('(?, ?)' for _ in keys)}) k JOIN {kind.versions_table} v "
+                         f"ON v.{kind.key} = k.column1 AND v.version = k.column2", *(part for key in keys for part in key)
+        ) if keys else []
+        found = {(row[kind.key], row["version"]): record(row) for row in rows}
+        return [found.get(key) for key in keys]
+
     async def _page_versions(self, kind: Versioned, record_id: str, query: ListQuery,
                              record: Callable[[sqlite3.Row], T]) -> Page[T]:
         """A page of a record's versions, newest first: a range of the versions' primary key."""
@@ -508,6 +525,9 @@ class SQLiteStore(Store):
         rows = await self._versions(DATASETS, dataset_id, version)
         return _dataset_version(rows[0]) if rows else None
 
+    async def get_dataset_versions(self, keys: list[tuple[str, int]]) -> list[DatasetVersion | None]:
+        return await self._versions_named(DATASETS, keys, _dataset_version)
+
     async def page_dataset_versions(self, dataset_id: str, query: ListQuery) -> Page[DatasetVersion]:
         return await self._page_versions(DATASETS, dataset_id, query, _dataset_version)
 
@@ -548,6 +568,9 @@ class SQLiteStore(Store):
     async def get_card_version(self, card_id: str, version: int) -> CardVersion | None:
         rows = await self._versions(CARDS, card_id, version)
         return _card_version(rows[0]) if rows else None
+
+    async def get_card_versions(self, keys: list[tuple[str, int]]) -> list[CardVersion | None]:
+        return await self._versions_named(CARDS, keys, _card_version)
 
     async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[CardVersion]:
         return await self._page_versions(CARDS, card_id, query, _card_version)
@@ -591,6 +614,9 @@ class SQLiteStore(Store):
     async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None:
         rows = await self._versions(DASHBOARDS, dashboard_id, version)
         return _dashboard_version(rows[0]) if rows else None
+
+    async def get_dashboard_versions(self, keys: list[tuple[str, int]]) -> list[DashboardVersion | None]:
+        return await self._versions_named(DASHBOARDS, keys, _dashboard_version)
 
     async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:
         return await self._page_versions(DASHBOARDS, dashboard_id, query, _dashboard_version)

@@ -160,3 +160,53 @@ async def test_init_tables_gives_older_users_and_shares_their_index_keys(store, 
     await store.create_schema(buckets=False)
     assert [u.id for u in (await store.page_users(FIRST)).items] == [guest.id, owner.id]
     assert [s.user_id for s in (await store.page_shares(dashboard.id, FIRST)).items] == [guest.id]
+
+
+async def test_records_named_by_a_page_read_back_in_order(store):
+    """``get_users`` and ``get_*_versions`` give what each key names, in the keys' order, None where missing."""
+    users = await add_users(store, 3)
+    assert await store.get_users([users[2].id, "missing", users[0].id]) == [users[2], None, users[0]]
+    card_id = await add_card_versions(store, users[0], 3)
+    found = await store.get_card_versions([(card_id, 3), (card_id, 9), (card_id, 1)])
+    assert [v.version if v else None for v in found] == [3, None, 1]
+    dataset, version = make_dataset(users[0])
+    await store.create_dataset(dataset, version)
+    assert await store.get_dataset_versions([(dataset.id, 1), ("missing", 1)]) == [version, None]
+    dashboard = await add_dashboard(store, users[0])
+    assert [v.version for v in await store.get_dashboard_versions([(dashboard.id, 1)]) if v] == [1]
+    assert await store.get_users([]) == [] and await store.get_card_versions([]) == []
+
+
+async def test_a_listed_page_is_two_calls_on_dynamodb(store, store_kind, tmp_path):
+    """The pages the card, dataset and dashboard routes give are a Query and one BatchGetItem of the current
+    versions; a page of shares reads its grantees in one BatchGetItem."""
+    if store_kind != "aws":
+        pytest.skip("DynamoDB only")
+    from server.services.cards import CardService
+    from server.services.dashboards import DashboardService
+    from server.services.datasets import DatasetService
+
+    admin = dataclasses.replace(make_user("admin@example.com"), role="admin")
+    await store.create_user(admin)
+    people = await add_users(store, 4)
+    for i in range(6):
+        await add_card(store, admin, f"card {i}")
+        dataset, version = make_dataset(admin, f"data {i}")
+        await store.create_dataset(dataset, version)
+        dashboard = await add_dashboard(store, admin)
+    for person in people:
+        await store.put_share(Share(dashboard.id, person.id, "view", utcnow(), admin.id))
+    datasets = DatasetService(store, tmp_path / "tmp")
+    cards = CardService(store, datasets)
+    dashboards = DashboardService(store, cards, datasets)
+    calls: list[str] = []
+    store._dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    for read in (cards.page_visible(admin, FIRST), datasets.page_visible(admin, FIRST),
+                 dashboards.page_visible(admin, FIRST)):
+        calls.clear()
+        assert len((await read).items) == FIRST.limit
+        assert calls == ["Query", "BatchGetItem"]
+    calls.clear()
+    page = await dashboards.shares(admin, dashboard.id, FIRST)
+    assert {s["email"] for s in page.items} <= {p.email for p in people} and len(page.items) == FIRST.limit
+    assert calls == ["GetItem", "Query", "BatchGetItem"]  # the dashboard (who may see its shares), the page, the people

@@ -36,6 +36,7 @@ export interface DashboardDocument {
   schemaVersion: number;
   title: string;
   description?: string;
+  tags?: string[];
   parameters?: Parameter[];
   cards: CardEntry[];
   layout: Cell[];

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
 
 from ..errors import ConflictError, LeaseLostError, NotFoundError, StoreClosedError
+from ..limits import SEARCH_TOTAL_MAX
 from ..paging import ListQuery, Page, Scope, after_number, fold, number_key, ordered, take
 from ..private_files import private_dir, private_file
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
@@ -782,7 +783,8 @@ class SQLiteStore(Store):
         return await self._run(self._page, DATASET, query, Dataset)
 
     def _page(self, kind: str, query: ListQuery, record: Any) -> Page[Any]:
-        """One query per scope, each reading at most ``limit + 1`` rows in index order, merged; and the total."""
+        """One query per scope, each reading at most ``limit + 1`` rows in index order, merged; and the total
+        (of a search: while at most ``SEARCH_TOTAL_MAX`` match)."""
         keyed = []
         total = 0
         for scope in dict.fromkeys(query.scopes):
@@ -792,7 +794,7 @@ class SQLiteStore(Store):
             sql, params = _page_sql(kind, query, scope, count=True)
             total += self._query(sql, *params)[0][0]
         page = take(ordered(keyed, query.sort), query)
-        return Page(page.items, page.next, total)
+        return Page(page.items, page.next, None if query.search and total > SEARCH_TOTAL_MAX else total)
 
     # blobs -------------------------------------------------------------------
     def _blob_file(self, key: str) -> Path:
@@ -1001,6 +1003,9 @@ def _page_sql(kind: str, query: ListQuery, scope: Scope, count: bool) -> Stateme
             params.append("%" + query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
     column, direction = ("updated_at", "DESC") if query.sort == "updated" else ("title", "ASC")
     if count:
+        if query.search:  # stop counting past SEARCH_TOTAL_MAX: a common term matches most of the catalogue
+            return (f"SELECT count(*) FROM (SELECT 1 FROM {source} {' '.join(joins)} WHERE {' AND '.join(where)} "
+                    "LIMIT ?)", (*params, SEARCH_TOTAL_MAX + 1))
         return f"SELECT count(*) FROM {source} {' '.join(joins)} WHERE {' AND '.join(where)}", tuple(params)
     if query.after is not None:
         where.append(f"(d.{column}, d.id) {'<' if direction == 'DESC' else '>'} (?, ?)")

@@ -968,7 +968,7 @@ HEAD_TABLES = {CARD: "cards", DASHBOARD: "dashboards", DATASET: "datasets"}
 def _page_sql(kind: str, query: ListQuery, scope: Scope, count: bool) -> Statement:
     """The SQL of one scope of a page (``count``: of its total): a range of one index of the catalogue,
     ``limit + 1`` rows at most (a search reads the trigram index, or every entry of the kind below 3
-    characters)."""
+    characters; the shared scope reads the user's shares and sorts them, as the AWS store does)."""
     facet = ("tag", query.tag) if query.tag is not None else (
         ("dataset", query.dataset_id) if query.dataset_id is not None else None)
     joins: list[str] = []
@@ -985,10 +985,10 @@ def _page_sql(kind: str, query: ListQuery, scope: Scope, count: bool) -> Stateme
     if scope.kind == "owner":
         where.append("d.owner_id = ?")
         params.append(scope.user_id)
-    elif scope.kind == "shared":
-        joins.append("JOIN shares s ON s.dashboard_id = d.id AND s.user_id = ?")
-        where.append("d.owner_id != ?")
-        params = [scope.user_id, *params, scope.user_id]
+    elif scope.kind == "shared":  # from the user's shares (a few) out, not the whole list in its order
+        source = f"shares s CROSS JOIN {source}"
+        where += ["s.user_id = ?", "s.dashboard_id = d.id", "d.owner_id != ?"]
+        params += [scope.user_id, scope.user_id]
     if query.owner_id is not None:
         where.append("d.owner_id = ?")
         params.append(query.owner_id)

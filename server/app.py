@@ -421,7 +421,7 @@ class ServeApp(BIApp):
         admin = await users.ensure_first_admin(self.admin_email, self.admin_password)
         if admin is not None:
             log.info("admin_created", email=admin.email)
-        elif self.store == "embedded" and not await self.store_instance.list_users():
+        elif self.store == "embedded" and not await users.any_user():
             path = Path(self.data_dir).resolve() / "initial_admin_password"
             password, _ = secrets_file.read_or_create(path, lambda: secrets.token_urlsafe(12))
             await users.ensure_first_admin(INITIAL_ADMIN_EMAIL, password)

@@ -293,3 +293,7 @@ PAGE_SIZE_MAX = 200
 
 LIST_FILTER_CHARS = 200
 """Characters of one list filter's value (``q``, ``tag``, ``owner``, ``dataset``)."""
+
+SEARCH_TOTAL_MAX = 1_000
+"""Matches the embedded store counts for a search's ``total``; past them the page has no total (counting
+every match of a common term in 100,000 cards took longer than the page itself, by 100 times and more)."""

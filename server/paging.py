@@ -9,6 +9,9 @@ never twice on one page). Sorts:
 - ``title``: by title in Unicode code-point order (as SQLite's BINARY collation and DynamoDB's UTF-8 byte
   order compare strings, so ``A`` < ``a`` < ``ア`` < ``売``), ties by id.
 
+Users (by creation), a dashboard's shares (by grant) and a record's versions (by number) have the one
+order ``NEWEST``: ``updated``, newest first.
+
 Search is a case-folded substring match of NFKC-normalised text (``fold``), so ``ｳﾘｱｹﾞ`` finds
 ``ウリアゲ`` and ``SALES`` finds ``sales``.
 """
@@ -27,6 +30,7 @@ from .errors import InvalidRequestError
 
 Sort = Literal["updated", "title"]
 SORTS: tuple[Sort, ...] = ("updated", "title")
+NEWEST: tuple[Sort, ...] = ("updated",)  # the lists of one order, newest first: users, shares, versions
 CURSOR_CHARS = 2048  # a cursor holds a title (200 characters, up to 4 bytes each) and an id
 
 T = TypeVar("T")
@@ -70,6 +74,22 @@ class Page(Generic[T]):
     total: int | None = None
 
 
+def number_key(number: int) -> str:
+    """A version number as a sort key: zero-padded, so that string order is number order."""
+    return f"{number:09d}"
+
+
+def after_number(query: ListQuery) -> int | None:
+    """The version number a page of versions continues below (its cursor's key); ``invalid_cursor`` (400)
+    for a cursor no list of versions gave out."""
+    if query.after is None:
+        return None
+    key = query.after[0]
+    if not (len(key) == len(number_key(0)) and key.isascii() and key.isdigit()):
+        raise _invalid_cursor("it is not one of a list of versions")
+    return int(key)
+
+
 def sort_key(sort: Sort, updated_at: str, title: str) -> str:
     return updated_at if sort == "updated" else title
 
@@ -103,18 +123,19 @@ def encode_cursor(sort: Sort, key: tuple[str, str]) -> str:
 def decode_cursor(cursor: str, sort: Sort) -> tuple[str, str]:
     """The sort key and id in ``cursor``; ``invalid_cursor`` (400) for one this list did not give out
     with this sort."""
-    def invalid(reason: str) -> InvalidRequestError:
-        return InvalidRequestError(f"The cursor is not one this list gave out ({reason}); start again "
-                                   "from the first page.", {"argument": "cursor"}, code="invalid_cursor")
-
     if len(cursor) > CURSOR_CHARS:
-        raise invalid("too long")
+        raise _invalid_cursor("too long")
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error) as exc:
-        raise invalid("it does not decode") from exc
+        raise _invalid_cursor("it does not decode") from exc
     if not (isinstance(value, list) and len(value) == 3 and all(isinstance(part, str) for part in value)):
-        raise invalid("it does not decode")
+        raise _invalid_cursor("it does not decode")
     if value[0] != sort:
-        raise invalid(f"it was given for sort={value[0]}, not sort={sort}")
+        raise _invalid_cursor(f"it was given for sort={value[0]}, not sort={sort}")
     return value[1], value[2]
+
+
+def _invalid_cursor(reason: str) -> InvalidRequestError:
+    return InvalidRequestError(f"The cursor is not one this list gave out ({reason}); start again "
+                               "from the first page.", {"argument": "cursor"}, code="invalid_cursor")

@@ -7,8 +7,10 @@ from typing import Any
 
 from ..errors import AuthenticationError
 from ..models import LOCALES, User
+from ..paging import NEWEST
 from ..services.auth import SignIn
 from .base import APIHandler, idempotent
+from .listing import list_query, page_json
 
 REFRESH_COOKIE = "bi_refresh"
 REFRESH_COOKIE_PATH = "/api/auth"  # sent with refresh and sign-out only
@@ -238,8 +240,9 @@ class UserPasswordResetHandler(APIHandler):
 class UsersHandler(APIHandler):
     async def get(self) -> None:
         assert self.user is not None
-        users = await self.users.list_by(self.user)
-        self.write_json({"users": [u.public() for u in users]})
+        query = list_query(self, sorts=NEWEST)
+        page = await self.users.page_by(self.user, query)
+        self.write_json(page_json("users", page, [u.public() for u in page.items], query))
 
     @idempotent
     async def post(self) -> None:

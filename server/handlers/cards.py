@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import InvalidRequestError
 from ..models import Card, CardVersion
+from ..paging import NEWEST
 from ..services.card_schema import CARD_VERSION, NEW_CARD
 from .base import APIHandler, idempotent
 from .listing import list_query, page_json
@@ -106,8 +107,9 @@ class CardHandler(CardAPIHandler):
 class CardVersionsHandler(CardAPIHandler):
     async def get(self, card_id: str) -> None:
         assert self.user is not None
-        versions = await self.cards.versions(self.user, card_id)
-        self.write_json({"versions": [without_code(v.public()) for v in versions]})
+        query = list_query(self, sorts=NEWEST)
+        page = await self.cards.versions(self.user, card_id, query)
+        self.write_json(page_json("versions", page, [without_code(v.public()) for v in page.items], query))
 
 
 class CardVersionHandler(CardAPIHandler):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import Dashboard, DashboardVersion
+from ..paging import NEWEST
 from ..services.dashboard_live import DashboardHub, dashboard_json
 from ..services.dashboards import DashboardService
 from .base import APIHandler, idempotent
@@ -104,8 +105,9 @@ class DashboardHandler(DashboardAPIHandler):
 class DashboardVersionsHandler(DashboardAPIHandler):
     async def get(self, dashboard_id: str) -> None:
         assert self.user is not None
-        versions = await self.dashboards.versions(self.user, dashboard_id)
-        self.write_json({"versions": [v.public() for v in versions]})
+        query = list_query(self, sorts=NEWEST)
+        page = await self.dashboards.versions(self.user, dashboard_id, query)
+        self.write_json(page_json("versions", page, [v.public() for v in page.items], query))
 
 
 class DashboardRestoreHandler(DashboardAPIHandler):
@@ -127,7 +129,9 @@ class DashboardExportHandler(DashboardAPIHandler):
 class DashboardSharesHandler(DashboardAPIHandler):
     async def get(self, dashboard_id: str) -> None:
         assert self.user is not None
-        self.write_json({"shares": await self.dashboards.shares(self.user, dashboard_id),
+        query = list_query(self, sorts=NEWEST)
+        page = await self.dashboards.shares(self.user, dashboard_id, query)
+        self.write_json({**page_json("shares", page, page.items, query),
                          "unreadable_datasets": await self.dashboards.unreadable_datasets(self.user, dashboard_id)})
 
     async def put(self, dashboard_id: str) -> None:

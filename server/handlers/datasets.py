@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import BIError, InvalidRequestError
 from ..limits import QUERY_INTEGER_MAX
 from ..models import Dataset, DatasetVersion
+from ..paging import NEWEST
 from .base import APIHandler, idempotent, megabytes
 from .listing import list_query, page_json
 from .upload_sink import UploadSink
@@ -114,8 +115,9 @@ class DatasetVersionsHandler(UploadHandler):
 
     async def get(self, dataset_id: str) -> None:
         assert self.user is not None
-        versions = await self.datasets.list_versions(self.user, dataset_id)
-        self.write_json({"versions": [v.public() for v in versions]})
+        query = list_query(self, sorts=NEWEST)
+        page = await self.datasets.versions(self.user, dataset_id, query)
+        self.write_json(page_json("versions", page, [v.public() for v in page.items], query))
 
     @idempotent
     async def post(self, dataset_id: str) -> None:

@@ -1,8 +1,9 @@
 """Reading a list route's page request from the query, and writing its page (``paging``).
 
 ``?limit=&cursor=&sort=updated|title`` and the filters a route offers (``owner``, ``shared``,
-``dataset``, ``tag``, ``q``); a filter the route does not offer, a bad sort or a cursor it did not give
-out is a 400 with its own code.
+``dataset``, ``tag``, ``q``); a filter the route does not offer, a sort it does not offer or a cursor it
+did not give out is a 400 with its own code. Lists of one order only (users, shares, versions: newest
+first) offer ``sort=updated`` alone.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ FILTERS = ("owner", "shared", "dataset", "tag", "q")
 TRUE, FALSE = ("true", "1"), ("false", "0")
 
 
-def list_query(handler: APIHandler, offered: tuple[str, ...]) -> ListQuery:
-    """The page ``handler``'s request asks for (its scopes are the service's to set)."""
+def list_query(handler: APIHandler, offered: tuple[str, ...] = (), sorts: tuple[Sort, ...] = SORTS) -> ListQuery:
+    """The page ``handler``'s request asks for (its scopes are the service's to set); ``offered`` names the
+    filters of the route, ``sorts`` its orders."""
     for name in FILTERS:
         if name not in offered and _argument(handler, name) is not None:
             raise InvalidRequestError(f"This list has no filter {name}; it offers {', '.join(offered) or 'none'}.",
                                       {"argument": name, "filters": list(offered)}, code="unsupported_filter")
     sort = _argument(handler, "sort") or "updated"
-    if sort not in SORTS:
-        raise InvalidRequestError(f"sort must be one of {', '.join(SORTS)}, not {quoted(sort)}.",
-                                  {"argument": "sort", "allowed": list(SORTS)}, code="invalid_sort")
+    if sort not in sorts:
+        raise InvalidRequestError(f"sort must be one of {', '.join(sorts)}, not {quoted(sort)}.",
+                                  {"argument": "sort", "allowed": list(sorts)}, code="invalid_sort")
     checked: Sort = "updated" if sort == "updated" else "title"
     cursor = handler.get_query_argument("cursor", None)
     search = fold(_argument(handler, "q") or "").strip()

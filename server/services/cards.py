@@ -149,7 +149,7 @@ class CardService(LoggingConfigurable):
         """A page of the cards ``user`` may list (their own; an admin all), with their current versions."""
         scopes = (Scope("all"),) if user.role == "admin" else (Scope("owner", user.id),)
         page = await self.store.page_cards(dataclasses.replace(query, scopes=scopes))
-        versions = await asyncio.gather(*(self.store.get_card_version(c.id, c.current_version) for c in page.items))
+        versions = await self.store.get_card_versions([(c.id, c.current_version) for c in page.items])
         return Page([(c, v) for c, v in zip(page.items, versions, strict=True) if v is not None], page.next, page.total)
 
     async def get_visible(self, user: User, card_id: str, needed: Access = "view") -> tuple[Card, CardVersion]:
@@ -157,10 +157,10 @@ class CardService(LoggingConfigurable):
         card = await self._authorize(user, card_id, needed)
         return card, await self._version_of(card, card.current_version)
 
-    async def versions(self, user: User, card_id: str) -> list[CardVersion]:
-        """Every version of the card, oldest first."""
+    async def versions(self, user: User, card_id: str, query: ListQuery) -> Page[CardVersion]:
+        """A page of the card's versions, newest first."""
         card = await self._authorize(user, card_id, "view")
-        return await self.store.list_card_versions(card.id)
+        return await self.store.page_card_versions(card.id, query)
 
     async def version(self, user: User, card_id: str, number: int) -> CardVersion:
         card = await self._authorize(user, card_id, "view")

@@ -114,15 +114,18 @@ class DashboardService(LoggingConfigurable):
         else:
             scopes = (Scope("owner", user.id), Scope("shared", user.id))
         page = await self.store.page_dashboards(dataclasses.replace(query, scopes=scopes))
-        versions = await asyncio.gather(
-            *(self.store.get_dashboard_version(d.id, d.current_version) for d in page.items))
-        access = await asyncio.gather(*(self.access(user, d) for d in page.items))
+        versions = await self.store.get_dashboard_versions([(d.id, d.current_version) for d in page.items])
+        granted: dict[str, Access] = {}
+        if user.role != "admin" and any(d.owner_id != user.id for d in page.items):  # one Query, not one a row
+            granted = {share.dashboard_id: share.permission for share in await self.store.list_user_shares(user.id)}
+        access = ["owner" if d.owner_id == user.id or user.role == "admin" else granted.get(d.id) for d in page.items]
         return Page([(d, v, a) for d, v, a in zip(page.items, versions, access, strict=True)
                      if v is not None and a is not None], page.next, page.total)
 
-    async def versions(self, user: User, dashboard_id: str) -> list[DashboardVersion]:
+    async def versions(self, user: User, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:
+        """A page of the dashboard's versions, newest first."""
         dashboard, _ = await self.authorize(user, dashboard_id)
-        return await self.store.list_dashboard_versions(dashboard.id)
+        return await self.store.page_dashboard_versions(dashboard.id, query)
 
     async def _version_of(self, dashboard: Dashboard, number: int) -> DashboardVersion:
         version = await self.store.get_dashboard_version(dashboard.id, number)
@@ -313,9 +316,13 @@ class DashboardService(LoggingConfigurable):
         return found[0].id
 
     # shares ----------------------------------------------------------------------
-    async def shares(self, user: User, dashboard_id: str) -> list[dict[str, Any]]:
+    async def shares(self, user: User, dashboard_id: str, query: ListQuery) -> Page[dict[str, Any]]:
+        """A page of the dashboard's shares, the newest grant first, each with the grantee's email and name."""
         dashboard, _ = await self.authorize(user, dashboard_id)
-        return [await self._share_json(share) for share in await self.store.list_shares(dashboard.id)]
+        page = await self.store.page_shares(dashboard.id, query)
+        grantees = await self.store.get_users([share.user_id for share in page.items])
+        return Page([_share_json(share, grantee) for share, grantee in zip(page.items, grantees, strict=True)],
+                    page.next, page.total)
 
     async def unreadable_datasets(self, user: User, dashboard_id: str) -> list[dict[str, Any]]:
         """The datasets the dashboard's cards read that ``user`` may not, each with the keys of those cards:
@@ -345,7 +352,7 @@ class DashboardService(LoggingConfigurable):
         await self.store.put_share(share)
         await record(self.store, "dashboard_shared", dashboard_id=dashboard.id, shared_with=grantee.id, permission=permission,
               user_id=user.id)
-        return await self._share_json(share)
+        return _share_json(share, grantee)
 
     async def revoke(self, user: User, dashboard_id: str, email: str) -> None:
         dashboard, _ = await self.authorize(user, dashboard_id, "owner")
@@ -359,10 +366,11 @@ class DashboardService(LoggingConfigurable):
         for callback in self.revoked:
             callback(dashboard_id, user_id)
 
-    async def _share_json(self, share: Share) -> dict[str, Any]:
-        grantee = await self.store.get_user(share.user_id)
-        return {"email": grantee.email if grantee else None, "name": grantee.name if grantee else None,
-                "user_id": share.user_id, "permission": share.permission, "created_at": share.created_at}
+
+
+def _share_json(share: Share, grantee: User | None) -> dict[str, Any]:
+    return {"email": grantee.email if grantee else None, "name": grantee.name if grantee else None,
+            "user_id": share.user_id, "permission": share.permission, "created_at": share.created_at}
 
 
 def card_ids(document: dict[str, Any]) -> set[str]:

@@ -214,8 +214,7 @@ class DatasetService(LoggingConfigurable):
         """A page of the datasets ``user`` may read (their own; an admin all), with their current versions."""
         scopes = (Scope("all"),) if user.role == "admin" else (Scope("owner", user.id),)
         page = await self.store.page_datasets(dataclasses.replace(query, scopes=scopes))
-        versions = await asyncio.gather(
-            *(self.store.get_dataset_version(d.id, d.current_version) for d in page.items))
+        versions = await self.store.get_dataset_versions([(d.id, d.current_version) for d in page.items])
         return Page([(d, v) for d, v in zip(page.items, versions, strict=True) if v is not None],
                     page.next, page.total)
 
@@ -251,9 +250,10 @@ class DatasetService(LoggingConfigurable):
                 ids.append(dataset.id)
         return list(files.items()), tuple(ids)
 
-    async def list_versions(self, user: User, dataset_id: str) -> list[DatasetVersion]:
+    async def versions(self, user: User, dataset_id: str, query: ListQuery) -> Page[DatasetVersion]:
+        """A page of the dataset's versions, newest first."""
         dataset = await self.get_visible(user, dataset_id)
-        return await self.store.list_dataset_versions(dataset.id)
+        return await self.store.page_dataset_versions(dataset.id, query)
 
     async def preview(self, user: User, dataset_id: str, number: int | None, offset: int,
                       limit: int) -> dict[str, Any]:

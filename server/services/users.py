@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from ..errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from ..models import LOCALES, ROLES, Role, User, normalise_email, utcnow
+from ..paging import ListQuery, Page
 from .audit import record
 from ..storage.base import Store
 from .auth import AuthService, SignIn
@@ -62,15 +63,19 @@ class UserService:
 
     async def ensure_first_admin(self, email: str, password: str) -> User | None:
         """Create the admin named by the environment if the store has no user yet."""
-        if not email or not password or await self.store.list_users():
+        if not email or not password or await self.any_user():
             return None
         return await self.create(email, email.split("@")[0], "admin", password)
 
-    async def list_by(self, caller: User) -> list[User]:
-        """Every user, for an admin."""
+    async def any_user(self) -> bool:
+        """Whether the store has a user (one record read)."""
+        return bool((await self.store.page_users(ListQuery((), limit=1))).items)
+
+    async def page_by(self, caller: User, query: ListQuery) -> Page[User]:
+        """A page of the users, newest first, for an admin."""
         if caller.role != "admin":
             raise PermissionDeniedError("Only admins can list users.")
-        return await self.store.list_users()
+        return await self.store.page_users(query)
 
     async def update_by(self, caller: User, user_id: str, name: str | None = None, role: str | None = None,
                         active: bool | None = None) -> User:

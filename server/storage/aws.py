@@ -32,13 +32,16 @@ leases      ``LEASE#<name>``        ``LEASE``           holder, version, ``expir
 The cache table's items with an ``expires`` attribute (epoch seconds: idempotent answers) are
 deleted by DynamoDB's time to live after they expire; reads ignore expired ones before that.
 
-The cache and tokens tables have one global secondary index, ``by_group`` (keys ``gpk`` and
+The cache, tokens, users and shares tables have one global secondary index, ``by_group`` (keys ``gpk`` and
 ``gsk``, all attributes projected), so that what lifetimes need is a Query, never a Scan: a table
 item has ``gpk`` ``USER#<user_id>`` and ``gsk`` ``<last_used>#<output_id>`` (a user's tables, least
 recently used first), a result item ``gpk`` ``VARIANT#<variant>`` and ``gsk``
 ``<created_at>#<key>`` (a card's results for some parameter values, newest last), a personal
 token ``gpk`` ``USER#<user_id>`` and ``gsk`` ``<created_at>#<id>`` (a user's tokens, oldest
-first). Items of the tokens table carry ``expires`` (epoch seconds), the table's TTL attribute, so
+first), a user's profile ``gpk`` ``USERS`` and ``gsk`` ``<created_at>#<id>`` (the users, newest
+first), a share's item under its dashboard ``gpk`` ``DASHBOARD#<id>`` and ``gsk``
+``<created_at>#<user_id>`` (its shares, newest first). A record's versions page by their own sort keys
+(``VERSION#<n>``, newest first). Items of the tokens table carry ``expires`` (epoch seconds), the table's TTL attribute, so
 DynamoDB deletes them once they have expired.
 
 The audit table is paged by time: newest first within a month, month after month back to the
@@ -103,7 +106,7 @@ from ..logs import get_logger
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
                       Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
                       SignInSession, User, epoch_seconds, utcnow)
-from ..paging import ListQuery, Page, ordered, take
+from ..paging import ListQuery, Page, after_number, number_key, ordered, take
 from .aws_catalog import DynamoCatalog
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix, request_scope
 from .catalog import CARD, DASHBOARD, DATASET, card_entry, dashboard_entry, dataset_entry
@@ -114,6 +117,7 @@ T = TypeVar("T")
 TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit", "tokens", "leases", "catalog")
 BLOB_CACHE = "blob-cache"
 BATCH_GET_LIMIT = 100
+VERSION_DIGITS = 6  # a version item's sort key: VERSION#000001
 BATCH_WRITE_LIMIT = 25
 # What DynamoDB Local says (UnknownOperationException), and what AWS says for a
 # table whose backups are still being set up: both mean "no PITR for now".
@@ -135,7 +139,7 @@ GROUP_KEYS = ("gpk", "gsk")
 AUDIT_INDEXES = {"by_user": "upk", "by_event": "epk"}  # the audit table's indexes and their hash keys
 AUDIT_TTL = "expires_at"
 EXPIRES = "expires"  # the cache and tokens tables' time-to-live attribute
-GROUPED_TABLES = ("cache", "tokens")  # the tables with the by_group index
+GROUPED_TABLES = ("cache", "tokens", "users", "shares")  # the tables with the by_group index
 TTL_ATTRIBUTES = {"cache": EXPIRES, "tokens": EXPIRES, "audit": AUDIT_TTL, "leases": "purge_at"}  # DynamoDB deletes items past that time
 
 _serializer = TypeSerializer()
@@ -294,6 +298,12 @@ class AWSStore(Store):
                 items.extend(response["Responses"].get(table, []))
         return items
 
+    def _batch_get_by_key(self, kind: str, keys: list[dict[str, str]]) -> list[dict[str, Any] | None]:
+        """The items of ``keys`` in their order (None where missing): BatchGetItem, one call per 100 keys."""
+        unique = list({(key["pk"], key["sk"]): key for key in keys}.values())  # BatchGetItem refuses repeats
+        found = {(item["pk"]["S"], item["sk"]["S"]): item for item in self._batch_get(kind, unique)}
+        return [found.get((key["pk"], key["sk"])) for key in keys]
+
     def _batch_delete(self, kind: str, keys: list[dict[str, str]]) -> None:
         table = self._table(kind)
         for start in range(0, len(keys), BATCH_WRITE_LIMIT):
@@ -362,6 +372,8 @@ class AWSStore(Store):
         for kind in GROUPED_TABLES:
             if self._table(kind) not in created:
                 self._add_group_index(self._table(kind))
+                if kind in GROUP_BACKFILLS:
+                    self._backfill_group(kind)
         if self._table("audit") not in created:
             self._add_audit_indexes(self._table("audit"))
         for kind, attribute in TTL_ATTRIBUTES.items():
@@ -400,6 +412,23 @@ class AWSStore(Store):
         self._dynamodb.update_table(TableName=name, AttributeDefinitions=_key_attributes(*GROUP_KEYS),
                                     GlobalSecondaryIndexUpdates=[{"Create": _GROUP_INDEX}])
         self.log.info("Adding index %s to DynamoDB table %s", GROUP_INDEX, name)
+
+    def _backfill_group(self, kind: str) -> None:
+        """Give the items written before the table had its group index (or by tasks of the image before) their
+        group keys: one Scan of the items without them, on every ``bi init-tables``, writing only those."""
+        written = 0
+        for item in self._pages("scan", kind, FilterExpression="attribute_not_exists(gpk)"):
+            group = GROUP_BACKFILLS[kind](item)
+            if group is None:
+                continue
+            with contextlib.suppress(ClientError):  # gone meanwhile (the condition): nothing to list
+                self._dynamodb.update_item(
+                    TableName=self._table(kind), Key={"pk": item["pk"], "sk": item["sk"]},
+                    UpdateExpression="SET gpk = :gpk, gsk = :gsk", ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues=_serialize({":gpk": group["gpk"], ":gsk": group["gsk"]}))
+                written += 1
+        if written:
+            self.log.info("Gave %d items of DynamoDB table %s their by_group keys", written, self._table(kind))
 
     def _add_audit_indexes(self, name: str) -> None:
         """Add the audit table's indexes to a table made before them, one per run while one is being built."""
@@ -485,7 +514,7 @@ class AWSStore(Store):
     def _create_user(self, user: User) -> None:
         table = self._table("users")
         reasons = self._transact([
-            _put_new(table, _user_key(user.id), dataclasses.asdict(user)),
+            _put_new(table, _user_key(user.id), {**dataclasses.asdict(user), **_user_group(user)}),
             _put_new(table, _email_key(user.email), {"user_id": user.id}),
         ])
         if _failed(reasons, 1):
@@ -497,13 +526,16 @@ class AWSStore(Store):
         item = await self._run(self._get, "users", _user_key(user_id))
         return _user(item) if item else None
 
+    async def get_users(self, user_ids: list[str]) -> list[User | None]:
+        found = await self._run(self._batch_get_by_key, "users", [_user_key(user_id) for user_id in user_ids])
+        return [_user(item) if item else None for item in found]
+
     async def get_user_by_email(self, email: str) -> User | None:
         item = await self._run(self._get, "users", _email_key(email))
         return await self.get_user(_plain(item)["user_id"]) if item else None
 
-    async def list_users(self) -> list[User]:
-        items = await self._run(lambda: list(self._scan_sort_key("users", "PROFILE")))
-        return sorted((_user(item) for item in items), key=lambda u: (u.created_at, u.id))
+    async def page_users(self, query: ListQuery) -> Page[User]:
+        return await self._run(self._newest_in_group, "users", "USERS", query, _user_keyed)
 
     async def update_user(self, user_id: str, changes: dict[str, Any], revoke_tokens: bool = False) -> User | None:
         return await self._run(self._update_user, user_id, changes, revoke_tokens)
@@ -652,6 +684,41 @@ class AWSStore(Store):
         index = self._query_prefix(kind.table, f"OWNER#{owner_id}", index_prefix)
         return self._batch_get(kind.table, [_meta_key(kind, _plain(item)[kind.key]) for item in index])
 
+    def _page_versions(self, kind: Versioned, record_id: str, query: ListQuery,
+                       record: Callable[[dict[str, Any]], T]) -> Page[T]:
+        """A page of a record's versions, newest first: one Query of its partition's version items."""
+        below = after_number(query)
+        newest = f"VERSION#{below - 1 if below is not None else 10 ** VERSION_DIGITS - 1:0{VERSION_DIGITS}d}"
+        return self._newest(kind.table, query, "pk = :pk AND sk BETWEEN :low AND :high",
+                            {":pk": f"{kind.prefix}#{record_id}", ":low": "VERSION#", ":high": newest},
+                            lambda item: (number_key(int(item["sk"]["S"].removeprefix("VERSION#"))), record_id,
+                                          record(item)))
+
+    def _newest_in_group(self, kind: str, group: str, query: ListQuery,
+                         keyed: Callable[[dict[str, Any]], tuple[str, str, T]]) -> Page[T]:
+        """A page of one group of the table's group index, newest first (its ``gsk``: ``<time>#<id>``)."""
+        condition, values = "gpk = :pk", {":pk": group}
+        if query.after is not None:
+            condition += " AND gsk < :before"
+            values[":before"] = "#".join(query.after)
+        return self._newest(kind, query, condition, values, keyed, GROUP_INDEX)
+
+    def _newest(self, kind: str, query: ListQuery, condition: str, values: dict[str, str],
+                keyed: Callable[[dict[str, Any]], tuple[str, str, T]], index: str | None = None) -> Page[T]:
+        """The page of ``query`` from a Query of ``condition``, the greatest sort key first: ``limit + 1``
+        items in one call (another only past DynamoDB's 1 MB a response)."""
+        params: dict[str, Any] = {"TableName": self._table(kind), "KeyConditionExpression": condition,
+                                  "ExpressionAttributeValues": _serialize(values), "ScanIndexForward": False,
+                                  **({"IndexName": index} if index else {"ConsistentRead": True})}
+        found: list[tuple[str, str, T]] = []
+        while len(found) <= query.limit:
+            response = self._dynamodb.query(**params, Limit=query.limit + 1 - len(found))
+            found += [keyed(item) for item in response["Items"]]
+            if "LastEvaluatedKey" not in response:
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return take(found, query)
+
     def _version_items(self, kind: Versioned, record_id: str) -> list[dict[str, Any]]:
         """Version items of a record, oldest first (the zero-padded sort keys sort by number)."""
         return list(self._query_prefix(kind.table, f"{kind.prefix}#{record_id}", "VERSION#"))
@@ -686,9 +753,16 @@ class AWSStore(Store):
         items = await self._run(self._heads, DATASETS, owner_id, "NAME#")
         return newest_first(_dataset(item) for item in items)
 
+    async def get_dataset_versions(self, keys: list[tuple[str, int]]) -> list[DatasetVersion | None]:
+        found = await self._run(self._batch_get_by_key, "datasets", [_version_key(DATASETS, *key) for key in keys])
+        return [_dataset_version(item) if item else None for item in found]
+
     async def get_dataset_version(self, dataset_id: str, version: int) -> DatasetVersion | None:
         item = await self._run(self._get, "datasets", _version_key(DATASETS, dataset_id, version))
         return _dataset_version(item) if item else None
+
+    async def page_dataset_versions(self, dataset_id: str, query: ListQuery) -> Page[DatasetVersion]:
+        return await self._run(self._page_versions, DATASETS, dataset_id, query, _dataset_version)
 
     async def list_dataset_versions(self, dataset_id: str) -> list[DatasetVersion]:
         items = await self._run(self._version_items, DATASETS, dataset_id)
@@ -720,9 +794,16 @@ class AWSStore(Store):
         items = await self._run(self._heads, CARDS, owner_id, "CARD#")
         return newest_first(_card(item) for item in items)
 
+    async def get_card_versions(self, keys: list[tuple[str, int]]) -> list[CardVersion | None]:
+        found = await self._run(self._batch_get_by_key, "cards", [_version_key(CARDS, *key) for key in keys])
+        return [_card_version(item) if item else None for item in found]
+
     async def get_card_version(self, card_id: str, version: int) -> CardVersion | None:
         item = await self._run(self._get, "cards", _version_key(CARDS, card_id, version))
         return _card_version(item) if item else None
+
+    async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[CardVersion]:
+        return await self._run(self._page_versions, CARDS, card_id, query, _card_version)
 
     async def list_card_versions(self, card_id: str) -> list[CardVersion]:
         items = await self._run(self._version_items, CARDS, card_id)
@@ -759,9 +840,16 @@ class AWSStore(Store):
         items = await self._run(self._heads, DASHBOARDS, owner_id, "DASHBOARD#")
         return newest_first(_dashboard(item) for item in items)
 
+    async def get_dashboard_versions(self, keys: list[tuple[str, int]]) -> list[DashboardVersion | None]:
+        found = await self._run(self._batch_get_by_key, "dashboards", [_version_key(DASHBOARDS, *key) for key in keys])
+        return [_dashboard_version(item) if item else None for item in found]
+
     async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None:
         item = await self._run(self._get, "dashboards", _version_key(DASHBOARDS, dashboard_id, version))
         return _dashboard_version(item) if item else None
+
+    async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:
+        return await self._run(self._page_versions, DASHBOARDS, dashboard_id, query, _dashboard_version)
 
     async def list_dashboard_versions(self, dashboard_id: str) -> list[DashboardVersion]:
         items = await self._run(self._version_items, DASHBOARDS, dashboard_id)
@@ -788,8 +876,9 @@ class AWSStore(Store):
             {"ConditionCheck": {"TableName": self._table("dashboards"),
                                 "Key": _serialize(_meta_key(DASHBOARDS, share.dashboard_id)),
                                 "ConditionExpression": "attribute_exists(pk)"}},
-            *({"Put": {"TableName": table, "Item": _serialize({**key, **fields})}}
-              for key in _share_keys(share.dashboard_id, share.user_id)),
+            *({"Put": {"TableName": table, "Item": _serialize({**key, **fields, **group})}}
+              for key, group in zip(_share_keys(share.dashboard_id, share.user_id), (_share_group(share), {}),
+                                    strict=True)),
         ])
         if _failed(reasons, 0) and reasons[0].get("Code") == "ConditionalCheckFailed":
             raise DASHBOARDS.gone()
@@ -816,6 +905,9 @@ class AWSStore(Store):
     async def list_shares(self, dashboard_id: str) -> list[Share]:
         items = await self._run(self._share_items, f"DASHBOARD#{dashboard_id}", "USER#")
         return sorted((Share(**_plain(item)) for item in items), key=lambda s: (s.created_at, s.user_id))
+
+    async def page_shares(self, dashboard_id: str, query: ListQuery) -> Page[Share]:
+        return await self._run(self._newest_in_group, "shares", f"DASHBOARD#{dashboard_id}", query, _share_keyed)
 
     async def list_user_shares(self, user_id: str) -> list[Share]:
         items = await self._run(self._share_items, f"USER#{user_id}", "DASHBOARD#")
@@ -1178,7 +1270,7 @@ def _meta_key(kind: Versioned, record_id: str) -> dict[str, str]:
 
 
 def _version_key(kind: Versioned, record_id: str, version: int) -> dict[str, str]:
-    return {"pk": f"{kind.prefix}#{record_id}", "sk": f"VERSION#{version:06d}"}
+    return {"pk": f"{kind.prefix}#{record_id}", "sk": f"VERSION#{version:0{VERSION_DIGITS}d}"}
 
 
 def _name_key(owner_id: str, name: str) -> dict[str, str]:
@@ -1219,6 +1311,30 @@ def _epoch(timestamp: str) -> float:
 def _group(gpk: str, when: str, record_id: str) -> dict[str, str]:
     """The cache table index's keys of an item: its group, then by time (ties by id)."""
     return {"gpk": gpk, "gsk": f"{when}#{record_id}"}
+
+
+def _user_group(user: User) -> dict[str, str]:
+    """A user profile's group keys: every user, by creation."""
+    return _group("USERS", user.created_at, user.id)
+
+
+def _share_group(share: Share) -> dict[str, str]:
+    """The group keys of a share's item under its dashboard: the dashboard's shares, by grant."""
+    return _group(f"DASHBOARD#{share.dashboard_id}", share.created_at, share.user_id)
+
+
+def _profile_group(item: dict[str, Any]) -> dict[str, str] | None:
+    is_profile = item["pk"]["S"].startswith("USER#") and item["sk"]["S"] == "PROFILE"
+    return _user_group(_user(item)) if is_profile else None
+
+
+def _dashboard_share_group(item: dict[str, Any]) -> dict[str, str] | None:
+    return _share_group(Share(**_plain(item))) if item["pk"]["S"].startswith("DASHBOARD#") else None
+
+
+# The group keys ``bi init-tables`` gives the items of a table that got its group index late (None: in no group).
+GROUP_BACKFILLS: dict[str, Callable[[dict[str, Any]], dict[str, str] | None]] = {
+    "users": _profile_group, "shares": _dashboard_share_group}
 
 
 def _key_attributes(*names: str) -> list[dict[str, str]]:
@@ -1317,6 +1433,18 @@ def _dashboard_version_fields(version: DashboardVersion) -> dict[str, Any]:
 
 def _user(item: dict[str, Any]) -> User:
     return User(**_plain(item))
+
+
+def _user_keyed(item: dict[str, Any]) -> tuple[str, str, User]:
+    """A user profile item as the users list pages it: (creation time, id, user)."""
+    user = _user(item)
+    return user.created_at, user.id, user
+
+
+def _share_keyed(item: dict[str, Any]) -> tuple[str, str, Share]:
+    """A share item as a dashboard's shares page it: (grant time, user id, share)."""
+    share = Share(**_plain(item))
+    return share.created_at, share.user_id, share
 
 
 def _unexpiring(item: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,15 @@ pk                                                 sk                list
 their UTF-8 bytes, which is code-point order). Dashboards shared with a user come from the shares table
 (one Query) and their entries (BatchGetItem), paged in memory: a user has few. A search filters the
 list's Query (``contains`` on the folded text) page after page until the page is full, so it reads more
-than it returns: its cost is what the Query reports (``ConsumedCapacity``), not ``limit + 1``.
+than it returns: about ``(limit + 1) / s`` items for a term in a share ``s`` of the list (flat as the list
+grows), the whole partition for a term found nowhere; ``bench/catalogue.py`` reports the read units.
+
+Why not a bigram index (a posting item per distinct NFKC-folded bigram of the text, per list and sort):
+every save would rewrite all of them (the updated sort key moves), about 56 items for a 15-character card
+title and thousands for a dashboard with a long description (up to 5,000 characters), against 8 to 16
+list items now; 100,000 cards would hold 5 to 6 million postings. That write cost is paid on every save of
+every record, the filter's read cost only by searches, and mostly by admins' whole-catalogue searches for
+rare terms. A member's search reads their own partition (hundreds of items, a few read units).
 
 Entries are written after the record's own transaction, not in it (a list item per facet can pass
 DynamoDB's 100 actions): a crash in between leaves the record's lists stale until its next change.

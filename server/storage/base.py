@@ -13,7 +13,9 @@ threads so the event loop never waits on disk or network.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextvars
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +26,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..environment import setting
 from ..errors import NotFoundError
-from ..limits import AUDIT_RETENTION_DAYS
+from ..limits import AUDIT_RETENTION_DAYS, PAGE_SIZE_MAX
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset,
                       DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share, SignInSession, User)
 from ..paging import ListQuery, Page
@@ -96,12 +98,28 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def get_user(self, user_id: str) -> User | None: ...
 
+    async def get_users(self, user_ids: list[str]) -> list[User | None]:
+        """The users of ``user_ids``, in order (None where missing): what a page names, read in one go where
+        the backend can (DynamoDB: BatchGetItem)."""
+        return list(await asyncio.gather(*(self.get_user(user_id) for user_id in user_ids)))
+
     @abc.abstractmethod
     async def get_user_by_email(self, email: str) -> User | None: ...
 
     @abc.abstractmethod
+    async def page_users(self, query: ListQuery) -> Page[User]:
+        """One page of users, newest first (ties by id); reads at most ``limit + 1``."""
+
     async def list_users(self) -> list[User]:
-        """All users, oldest first."""
+        """Every user, newest first, page after page (an existence check needs only ``page_users``)."""
+        users: list[User] = []
+        query = ListQuery((), limit=PAGE_SIZE_MAX)
+        while True:
+            page = await self.page_users(query)
+            users += page.items
+            if page.next is None:
+                return users
+            query = dataclasses.replace(query, after=page.next)
 
     @abc.abstractmethod
     async def update_user(self, user_id: str, changes: dict[str, Any], revoke_tokens: bool = False) -> User | None:
@@ -172,6 +190,14 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def get_dataset_version(self, dataset_id: str, version: int) -> DatasetVersion | None: ...
 
+    async def get_dataset_versions(self, keys: list[tuple[str, int]]) -> list[DatasetVersion | None]:
+        """The versions named by (dataset id, number), as ``get_users``."""
+        return list(await asyncio.gather(*(self.get_dataset_version(*key) for key in keys)))
+
+    @abc.abstractmethod
+    async def page_dataset_versions(self, dataset_id: str, query: ListQuery) -> Page[DatasetVersion]:
+        """One page of the dataset's versions, newest first; reads at most ``limit + 1``."""
+
     @abc.abstractmethod
     async def list_dataset_versions(self, dataset_id: str) -> list[DatasetVersion]:
         """Versions of a dataset, oldest first."""
@@ -203,6 +229,14 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def get_card_version(self, card_id: str, version: int) -> CardVersion | None: ...
 
+    async def get_card_versions(self, keys: list[tuple[str, int]]) -> list[CardVersion | None]:
+        """The versions named by (card id, number), as ``get_users``."""
+        return list(await asyncio.gather(*(self.get_card_version(*key) for key in keys)))
+
+    @abc.abstractmethod
+    async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[CardVersion]:
+        """One page of the card's versions, newest first; reads at most ``limit + 1``."""
+
     @abc.abstractmethod
     async def list_card_versions(self, card_id: str) -> list[CardVersion]:
         """Versions of a card, oldest first."""
@@ -233,6 +267,14 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None: ...
 
+    async def get_dashboard_versions(self, keys: list[tuple[str, int]]) -> list[DashboardVersion | None]:
+        """The versions named by (dashboard id, number), as ``get_users``."""
+        return list(await asyncio.gather(*(self.get_dashboard_version(*key) for key in keys)))
+
+    @abc.abstractmethod
+    async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:
+        """One page of the dashboard's versions, newest first; reads at most ``limit + 1``."""
+
     @abc.abstractmethod
     async def list_dashboard_versions(self, dashboard_id: str) -> list[DashboardVersion]:
         """Versions of a dashboard, oldest first."""
@@ -253,6 +295,11 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def list_shares(self, dashboard_id: str) -> list[Share]:
         """The dashboard's shares, oldest first."""
+
+    @abc.abstractmethod
+    async def page_shares(self, dashboard_id: str, query: ListQuery) -> Page[Share]:
+        """One page of the dashboard's shares, the newest grant first (ties by user id); reads at most
+        ``limit + 1``."""
 
     @abc.abstractmethod
     async def list_user_shares(self, user_id: str) -> list[Share]:

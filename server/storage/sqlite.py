@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
 
 from ..errors import ConflictError, LeaseLostError, NotFoundError, StoreClosedError
-from ..paging import ListQuery, Page, Scope, fold, ordered, take
+from ..limits import SEARCH_TOTAL_MAX
+from ..paging import ListQuery, Page, Scope, after_number, fold, number_key, ordered, take
 from ..private_files import private_dir, private_file
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
                       Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
@@ -261,6 +262,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE output_tables ADD COLUMN result_key TEXT;
     """,
+    # Users and a dashboard's shares page newest first, each a range of one index (versions: their primary key).
+    """
+    CREATE INDEX users_by_created ON users (created_at, id);
+    CREATE INDEX shares_by_dashboard ON shares (dashboard_id, created_at, user_id);
+    """,
 )
 
 BLOB_DIR = "blobs"
@@ -364,13 +370,19 @@ class SQLiteStore(Store):
         rows = await self._run(self._query, "SELECT * FROM users WHERE id = ?", user_id)
         return _user(rows[0]) if rows else None
 
+    async def get_users(self, user_ids: list[str]) -> list[User | None]:
+        rows = await self._run(self._query, f"SELECT * FROM users WHERE id IN ({', '.join('?' * len(user_ids))})",
+                               *user_ids) if user_ids else []
+        found = {row["id"]: _user(row) for row in rows}
+        return [found.get(user_id) for user_id in user_ids]
+
     async def get_user_by_email(self, email: str) -> User | None:
         rows = await self._run(self._query, "SELECT * FROM users WHERE email = ?", email)
         return _user(rows[0]) if rows else None
 
-    async def list_users(self) -> list[User]:
-        rows = await self._run(self._query, "SELECT * FROM users ORDER BY created_at, id")
-        return [_user(row) for row in rows]
+    async def page_users(self, query: ListQuery) -> Page[User]:
+        return await self._run(self._newest, "users", "TRUE", (), ("created_at", "id"), query.after, query,
+                               lambda row: (row["created_at"], row["id"], _user(row)))
 
     async def update_user(self, user_id: str, changes: dict[str, Any], revoke_tokens: bool = False) -> User | None:
         assignments = [f"{name} = ?" for name in USER_FIELDS if name in changes]
@@ -445,6 +457,40 @@ class SQLiteStore(Store):
         return await self._run(
             self._query, f"SELECT * FROM {kind.table}{where} ORDER BY created_at DESC, id", *params)
 
+    async def _versions_named(self, kind: Versioned, keys: list[tuple[str, int]],
+                              record: Callable[[sqlite3.Row], T]) -> list[T | None]:
+        """The versions of ``keys`` (record id, number) in their order, None where missing: one SELECT of the
+        primary key."""
+        rows = await self._run(
+            self._query, f"SELECT v.* FROM (VALUES {', '.join('(?, ?)' for _ in keys)}) k JOIN {kind.versions_table} v "
+                         f"ON v.{kind.key} = k.column1 AND v.version = k.column2", *(part for key in keys for part in key)
+        ) if keys else []
+        found = {(row[kind.key], row["version"]): record(row) for row in rows}
+        return [found.get(key) for key in keys]
+
+    async def _page_versions(self, kind: Versioned, record_id: str, query: ListQuery,
+                             record: Callable[[sqlite3.Row], T]) -> Page[T]:
+        """A page of a record's versions, newest first: a range of the versions' primary key."""
+        below = after_number(query)
+        after = (below, record_id) if below is not None else None
+        return await self._run(self._newest, kind.versions_table, f"{kind.key} = ?", (record_id,),
+                               ("version", kind.key), after, query,
+                               lambda row: (number_key(row["version"]), record_id, record(row)))
+
+    def _newest(self, table: str, where: str, params: tuple[Any, ...], order: tuple[str, str],
+                after: tuple[Any, ...] | None, query: ListQuery,
+                keyed: Callable[[sqlite3.Row], tuple[str, str, T]]) -> Page[T]:
+        """The page of ``query`` of the rows of ``table`` that ``where`` picks, by the columns ``order``
+        descending (the newest first) after ``after``: one index range of at most ``limit + 1`` rows; and
+        the total."""
+        key, tie = order
+        condition = where + (f" AND ({key}, {tie}) < (?, ?)" if after is not None else "")
+        rows = self._query(f"SELECT * FROM {table} WHERE {condition} ORDER BY {key} DESC, {tie} DESC LIMIT ?",
+                           *params, *(after or ()), query.limit + 1)
+        page = take([keyed(row) for row in rows], query)
+        total = self._query(f"SELECT count(*) FROM {table} WHERE {where}", *params)[0][0]
+        return Page(page.items, page.next, total)
+
     async def _versions(self, kind: Versioned, record_id: str,
                         number: int | None = None) -> list[sqlite3.Row]:
         """Version rows of a record, oldest first; only version ``number`` if given."""
@@ -484,6 +530,12 @@ class SQLiteStore(Store):
         rows = await self._versions(DATASETS, dataset_id, version)
         return _dataset_version(rows[0]) if rows else None
 
+    async def get_dataset_versions(self, keys: list[tuple[str, int]]) -> list[DatasetVersion | None]:
+        return await self._versions_named(DATASETS, keys, _dataset_version)
+
+    async def page_dataset_versions(self, dataset_id: str, query: ListQuery) -> Page[DatasetVersion]:
+        return await self._page_versions(DATASETS, dataset_id, query, _dataset_version)
+
     async def list_dataset_versions(self, dataset_id: str) -> list[DatasetVersion]:
         return [_dataset_version(row) for row in await self._versions(DATASETS, dataset_id)]
 
@@ -521,6 +573,12 @@ class SQLiteStore(Store):
     async def get_card_version(self, card_id: str, version: int) -> CardVersion | None:
         rows = await self._versions(CARDS, card_id, version)
         return _card_version(rows[0]) if rows else None
+
+    async def get_card_versions(self, keys: list[tuple[str, int]]) -> list[CardVersion | None]:
+        return await self._versions_named(CARDS, keys, _card_version)
+
+    async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[CardVersion]:
+        return await self._page_versions(CARDS, card_id, query, _card_version)
 
     async def list_card_versions(self, card_id: str) -> list[CardVersion]:
         return [_card_version(row) for row in await self._versions(CARDS, card_id)]
@@ -562,6 +620,12 @@ class SQLiteStore(Store):
         rows = await self._versions(DASHBOARDS, dashboard_id, version)
         return _dashboard_version(rows[0]) if rows else None
 
+    async def get_dashboard_versions(self, keys: list[tuple[str, int]]) -> list[DashboardVersion | None]:
+        return await self._versions_named(DASHBOARDS, keys, _dashboard_version)
+
+    async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:
+        return await self._page_versions(DASHBOARDS, dashboard_id, query, _dashboard_version)
+
     async def list_dashboard_versions(self, dashboard_id: str) -> list[DashboardVersion]:
         return [_dashboard_version(row) for row in await self._versions(DASHBOARDS, dashboard_id)]
 
@@ -582,6 +646,10 @@ class SQLiteStore(Store):
         rows = await self._run(self._query, "SELECT * FROM shares WHERE dashboard_id = ? ORDER BY created_at, user_id",
                                dashboard_id)
         return [Share(**dict(row)) for row in rows]
+
+    async def page_shares(self, dashboard_id: str, query: ListQuery) -> Page[Share]:
+        return await self._run(self._newest, "shares", "dashboard_id = ?", (dashboard_id,), ("created_at", "user_id"),
+                               query.after, query, lambda row: (row["created_at"], row["user_id"], Share(**dict(row))))
 
     async def list_user_shares(self, user_id: str) -> list[Share]:
         rows = await self._run(self._query, "SELECT * FROM shares WHERE user_id = ? ORDER BY created_at, dashboard_id",
@@ -719,7 +787,8 @@ class SQLiteStore(Store):
         return await self._run(self._page, DATASET, query, Dataset)
 
     def _page(self, kind: str, query: ListQuery, record: Any) -> Page[Any]:
-        """One query per scope, each reading at most ``limit + 1`` rows in index order, merged; and the total."""
+        """One query per scope, each reading at most ``limit + 1`` rows in index order, merged; and the total
+        (of a search: while at most ``SEARCH_TOTAL_MAX`` match)."""
         keyed = []
         total = 0
         for scope in dict.fromkeys(query.scopes):
@@ -729,7 +798,7 @@ class SQLiteStore(Store):
             sql, params = _page_sql(kind, query, scope, count=True)
             total += self._query(sql, *params)[0][0]
         page = take(ordered(keyed, query.sort), query)
-        return Page(page.items, page.next, total)
+        return Page(page.items, page.next, None if query.search and total > SEARCH_TOTAL_MAX else total)
 
     # blobs -------------------------------------------------------------------
     def _blob_file(self, key: str) -> Path:
@@ -903,7 +972,7 @@ HEAD_TABLES = {CARD: "cards", DASHBOARD: "dashboards", DATASET: "datasets"}
 def _page_sql(kind: str, query: ListQuery, scope: Scope, count: bool) -> Statement:
     """The SQL of one scope of a page (``count``: of its total): a range of one index of the catalogue,
     ``limit + 1`` rows at most (a search reads the trigram index, or every entry of the kind below 3
-    characters)."""
+    characters; the shared scope reads the user's shares and sorts them, as the AWS store does)."""
     facet = ("tag", query.tag) if query.tag is not None else (
         ("dataset", query.dataset_id) if query.dataset_id is not None else None)
     joins: list[str] = []
@@ -920,10 +989,10 @@ def _page_sql(kind: str, query: ListQuery, scope: Scope, count: bool) -> Stateme
     if scope.kind == "owner":
         where.append("d.owner_id = ?")
         params.append(scope.user_id)
-    elif scope.kind == "shared":
-        joins.append("JOIN shares s ON s.dashboard_id = d.id AND s.user_id = ?")
-        where.append("d.owner_id != ?")
-        params = [scope.user_id, *params, scope.user_id]
+    elif scope.kind == "shared":  # from the user's shares (a few) out, not the whole list in its order
+        source = f"shares s CROSS JOIN {source}"
+        where += ["s.user_id = ?", "s.dashboard_id = d.id", "d.owner_id != ?"]
+        params += [scope.user_id, scope.user_id]
     if query.owner_id is not None:
         where.append("d.owner_id = ?")
         params.append(query.owner_id)
@@ -938,6 +1007,9 @@ def _page_sql(kind: str, query: ListQuery, scope: Scope, count: bool) -> Stateme
             params.append("%" + query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
     column, direction = ("updated_at", "DESC") if query.sort == "updated" else ("title", "ASC")
     if count:
+        if query.search:  # stop counting past SEARCH_TOTAL_MAX: a common term matches most of the catalogue
+            return (f"SELECT count(*) FROM (SELECT 1 FROM {source} {' '.join(joins)} WHERE {' AND '.join(where)} "
+                    "LIMIT ?)", (*params, SEARCH_TOTAL_MAX + 1))
         return f"SELECT count(*) FROM {source} {' '.join(joins)} WHERE {' AND '.join(where)}", tuple(params)
     if query.after is not None:
         where.append(f"(d.{column}, d.id) {'<' if direction == 'DESC' else '>'} (?, ?)")

@@ -10,6 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from server.errors import NotFoundError, PermissionDeniedError
+from server.paging import ListQuery
 from server.services.cards import CardService
 from server.services.datasets import DatasetService
 from server.urls import url_specs
@@ -71,7 +72,7 @@ class TestCrud:
         base = f"/api/cards/{card['id']}"
         assert (await any_api.fetch("GET", base, token=token)).json() == response.json()
         versions = (await any_api.fetch("GET", base + "/versions", token=token)).json()["versions"]
-        assert [(v["version"], v["title"]) for v in versions] == [(1, CARD["title"]), (2, EDIT["title"])]
+        assert [(v["version"], v["title"]) for v in versions] == [(2, EDIT["title"]), (1, CARD["title"])]
         assert all("code" not in v for v in versions)
         first = (await any_api.fetch("GET", base + "/versions/1", token=token)).json()
         assert first["code"] == CARD["code"] and first["parameters"] == CARD["parameters"]
@@ -119,7 +120,7 @@ class TestConflicts:
         loser = next(r for r in responses if r.code == 409)
         assert loser.json()["error"]["details"]["current_version"] == 2
         versions = await any_api.fetch("GET", f"/api/cards/{card['id']}/versions", token=token)
-        assert [v["version"] for v in versions.json()["versions"]] == [1, 2]
+        assert [v["version"] for v in versions.json()["versions"]] == [2, 1]
 
     async def test_stale_version(self, api):
         """A save from an old version is a 409 that names the current one and saves nothing."""
@@ -311,7 +312,7 @@ class TestAccessSeam:
         viewer = people["viewer"]
         assert await service.access(viewer, card) == "view"
         assert (await service.get_visible(viewer, card.id))[0] == card
-        assert len(await service.versions(viewer, card.id)) == 1
+        assert len((await service.versions(viewer, card.id, ListQuery((), limit=5))).items) == 1
         with pytest.raises(PermissionDeniedError):
             await service.update(viewer, card.id, 1, "表", "2", [], [])
         with pytest.raises(PermissionDeniedError):
@@ -332,7 +333,7 @@ class TestAccessSeam:
         card, _ = await service.create(people["owner"], "表", "1", [], [])
         stranger = people["stranger"]
         assert await service.access(stranger, card) is None
-        for call in (service.get_visible(stranger, card.id), service.versions(stranger, card.id),
+        for call in (service.get_visible(stranger, card.id), service.versions(stranger, card.id, ListQuery((), limit=5)),
                      service.update(stranger, card.id, 1, "表", "2", [], []),
                      service.delete(stranger, card.id)):
             with pytest.raises(NotFoundError):

@@ -87,7 +87,7 @@ async def test_versions_conflicts_and_restore(api):
     renamed = await api.fetch("PUT", path, token=token, json_body={"version": 2, "document": {**moved, "uid": "x"}})
     assert renamed.code == 422 and renamed.json()["error"]["details"]["pointer"] == "/uid"
     versions = (await api.fetch("GET", f"{path}/versions", token=token)).json()["versions"]
-    assert [(v["version"], v["document"]["layout"][0]["x"]) for v in versions] == [(1, 0), (2, 6)]
+    assert [(v["version"], v["document"]["layout"][0]["x"]) for v in versions] == [(2, 6), (1, 0)]
     restored = await api.fetch("POST", f"{path}/versions/1/restore", token=token)
     assert restored.json()["version"] == 3 and restored.json()["document"]["layout"][0]["x"] == 0
     assert (await api.fetch("POST", f"{path}/versions/9/restore", token=token)).code == 404

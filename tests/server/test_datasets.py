@@ -266,7 +266,7 @@ class TestReadAndChange:
         assert response.code == 201, response.body
         assert response.json()["version"] == 2 and response.json()["row_count"] == 2
         versions = (await any_api.fetch("GET", f"/api/datasets/{created['id']}/versions", token=token)).json()
-        assert [v["version"] for v in versions["versions"]] == [1, 2]
+        assert [v["version"] for v in versions["versions"]] == [2, 1]
         old = await any_api.fetch("GET", f"/api/datasets/{created['id']}/preview?version=1", token=token)
         assert old.json()["rows"] == [[1, 2]]
 

@@ -93,6 +93,38 @@ async def test_datasets_page(api):
     assert [d["name"] for d in await pages(api, token, "/api/datasets", "datasets", q="売上")] == ["売上"]
 
 
+async def test_users_shares_and_versions_page(any_api):
+    """Users, a dashboard's shares and a card's versions come newest first, a page at a time."""
+    admin = await any_api.login()
+    emails = [f"member{i}@example.com" for i in range(3)]
+    for email in emails:
+        await any_api.add_user(email)
+    users = await pages(any_api, admin, "/api/users", "users", limit="2")
+    assert [u["email"] for u in users] == [*reversed(emails), "admin@example.com"]
+    dashboard = (await any_api.fetch("POST", "/api/dashboards", token=admin, json_body=bare(title="共有"))).json()
+    shares = f"/api/dashboards/{dashboard['id']}/shares"
+    for email in emails:
+        assert (await any_api.fetch("PUT", shares, token=admin, json_body={"email": email, "permission": "view"})).code == 200
+    first = (await any_api.fetch("GET", f"{shares}?limit=2", token=admin)).json()
+    assert first["unreadable_datasets"] == [] and len(first["shares"]) == 2 and first["next"]
+    listed = await pages(any_api, admin, shares, "shares", limit="2")
+    assert sorted(s["email"] for s in listed) == emails
+    assert [s["created_at"] for s in listed] == sorted((s["created_at"] for s in listed), reverse=True)
+    card = (await create(any_api, admin, title="v1")).json()
+    for number in range(1, 4):
+        await save(any_api, admin, card["id"], number, title=f"v{number + 1}")
+    versions = await pages(any_api, admin, f"/api/cards/{card['id']}/versions", "versions", limit="3")
+    assert [(v["version"], v["title"]) for v in versions] == [(4, "v4"), (3, "v3"), (2, "v2"), (1, "v1")]
+    assert [v["version"] for v in await pages(any_api, admin, f"/api/dashboards/{dashboard['id']}/versions",
+                                              "versions", limit="1")] == [1]
+
+
+async def test_a_member_may_not_page_users(api):
+    member = await api.add_user("member@example.com")
+    response = await api.fetch("GET", "/api/users?limit=1", token=member)
+    assert response.code == 403
+
+
 @pytest.mark.parametrize("path, query, code", [
     ("/api/cards", "limit=0", "invalid_argument"),
     ("/api/cards", "limit=201", "invalid_argument"),
@@ -106,8 +138,14 @@ async def test_datasets_page(api):
     ("/api/dashboards", "dataset=x", "unsupported_filter"),
     ("/api/dashboards", "shared=maybe", "invalid_filter"),
     ("/api/cards", "q=" + "x" * 201, "invalid_filter"),
+    ("/api/users", "sort=title", "invalid_sort"),
+    ("/api/users", "q=ana", "unsupported_filter"),
+    ("/api/users", "limit=201", "invalid_argument"),
+    ("/api/cards/CARD/versions", "cursor=WyJ1cGRhdGVkIiwiMjAyNiIsIngiXQ", "invalid_cursor"),  # a catalogue's cursor
 ])
 async def test_bad_page_requests_are_400_with_a_code(api, path, query, code):
     token = await api.login()
+    if "CARD" in path:
+        path = path.replace("CARD", (await create(api, token)).json()["id"])
     response = await api.fetch("GET", f"{path}?{query}", token=token)
     assert response.code == 400 and response.error_code == code, response.body

@@ -17,6 +17,16 @@ export interface Card {
 
 export type CardSummary = Omit<Card, "code">;
 
+export interface CardVersionSummary {
+  version: number;
+  title: string;
+  datasets: string[];
+  parameters: unknown[];
+  tags: string[];
+  created_at: string;
+  created_by: string;
+}
+
 export interface CardFields {
   title: string;
   code: string;
@@ -27,6 +37,8 @@ export const cardsApi = {
   page: (params: ListParams, cursor: string | null = null) => fetchPage<CardSummary>("/api/cards", "cards", params, cursor),
   list: () => fetchAll<CardSummary>("/api/cards", "cards"),
   get: (id: string) => api.get<Card>(`/api/cards/${encodeURIComponent(id)}`),
+  // A page of its versions (without code), newest first; pass `next` back for the following one.
+  versions: (id: string, cursor: string | null = null) => fetchPage<CardVersionSummary>(`/api/cards/${encodeURIComponent(id)}/versions`, "versions", {}, cursor),
   create: (fields: CardFields) => api.post<Card>("/api/cards", { ...fields, parameters: [] }),
   // Saves a new version edited from `from`; a 409 ApiError names the current version otherwise.
   update: (id: string, from: number, fields: CardFields, parameters: unknown[]) =>

@@ -36,6 +36,7 @@ export interface DashboardDocument {
   schemaVersion: number;
   title: string;
   description?: string;
+  tags?: string[];
   parameters?: Parameter[];
   cards: CardEntry[];
   layout: Cell[];
@@ -52,6 +53,13 @@ export interface Dashboard {
   created_at: string;
   updated_at: string;
   updated_by: string;
+}
+
+export interface DashboardVersion {
+  version: number;
+  document: DashboardDocument;
+  created_at: string;
+  created_by: string;
 }
 
 export interface Share {
@@ -95,7 +103,13 @@ export const dashboardsApi = {
     request<Dashboard>("PUT", path(id), { json: document, headers: { "If-Match": `"${from}"` } }).then((r) => r.data),
   // force: past the cache (owners and editors), what "Re-run" on a tile does.
   run: (id: string, key: string, force = false) => api.post<CardResult>(`${path(id)}/cards/${encodeURIComponent(key)}/run`, { force }),
-  shares: (id: string) => api.get<{ shares: Share[]; unreadable_datasets: UnreadableDataset[] }>(`${path(id)}/shares`),
+  // The first page of the people it is shared with (the newest grant first), with the datasets of its cards I
+  // may not read; `shares` with its `next` gives the following pages.
+  sharing: (id: string) => api.get<{ shares: Share[]; next: string | null; unreadable_datasets: UnreadableDataset[] }>(`${path(id)}/shares`),
+  // A page of the people it is shared with, the newest grant first; pass `next` back for the following one.
+  shares: (id: string, cursor: string | null = null) => fetchPage<Share>(`${path(id)}/shares`, "shares", {}, cursor),
+  // A page of its versions, newest first.
+  versions: (id: string, cursor: string | null = null) => fetchPage<DashboardVersion>(`${path(id)}/versions`, "versions", {}, cursor),
   share: (id: string, email: string, permission: "view" | "edit") =>
     request<Share>("PUT", `${path(id)}/shares`, { json: { email, permission } }).then((r) => r.data),
   revoke: (id: string, email: string) => request<null>("DELETE", `${path(id)}/shares`, { json: { email } }).then(() => undefined),

@@ -18,6 +18,11 @@ export interface Dataset {
   detection?: { encoding_detected: boolean; encoding_confidence: number; delimiter_detected: boolean };
 }
 
+export type DatasetVersion = Pick<Dataset, "version" | "row_count" | "columns" | "bytes" | "stored_bytes" | "encoding" | "delimiter"> & {
+  created_at: string;
+  created_by: string;
+};
+
 export interface PreviewPage {
   total_rows: number;
   columns: string[];
@@ -34,6 +39,8 @@ export const datasetsApi = {
   page: (params: ListParams, cursor: string | null = null) => fetchPage<Dataset>("/api/datasets", "datasets", params, cursor),
   list: () => fetchAll<Dataset>("/api/datasets", "datasets"),
   get: (id: string) => api.get<Dataset>(`/api/datasets/${encodeURIComponent(id)}`),
+  // A page of its versions (who uploaded each, when), newest first; pass `next` back for the following one.
+  versions: (id: string, cursor: string | null = null) => fetchPage<DatasetVersion>(`/api/datasets/${encodeURIComponent(id)}/versions`, "versions", {}, cursor),
   remove: (id: string) => api.delete(`/api/datasets/${encodeURIComponent(id)}`),
   preview: (id: string, offset: number, limit: number) =>
     api.get<PreviewPage>(`/api/datasets/${encodeURIComponent(id)}/preview?offset=${offset}&limit=${limit}`),

@@ -1,5 +1,6 @@
-// A list page's table that pages: a search box and a sort choice above it, a "show more" button below
-// that appends the next page. Searching or sorting starts again from the first page.
+// A list page's table that pages: a search box, a sort choice and the list's own filters above it, a
+// "show more" button below that appends the next page. A row's tags filter the list when clicked (a chip
+// names the tag and clears it). Searching, sorting or filtering starts again from the first page.
 
 import type { ListParams, ListSort, PageOf } from "../api/pages";
 import { h } from "../dom";
@@ -8,8 +9,10 @@ import { t } from "../i18n";
 export interface PagedListOptions<T> {
   load: (params: ListParams, cursor: string | null) => Promise<PageOf<T>>;
   head: HTMLElement; // the table's thead
-  row: (item: T) => HTMLElement;
+  row: (item: T, tags: (tags: string[] | undefined) => HTMLElement) => HTMLElement; // tags: clickable pills
   empty: () => HTMLElement; // shown when the list has nothing at all
+  // Choices of the list's own filters, each setting some of its parameters ("shared with me").
+  choices?: { label: string; options: { label: string; params: ListParams }[] };
 }
 
 const SEARCH_DELAY_MS = 250;
@@ -26,6 +29,36 @@ export async function pagedList<T>(options: PagedListOptions<T>): Promise<HTMLEl
     h("option", { value: "title" }, t("list.sort.title")),
   );
   const body = h("tbody", {});
+  const chip = h("button", { type: "button", class: "ghost small tag-chip", hidden: true });
+  const tags = (list: string[] | undefined) =>
+    h(
+      "span",
+      { class: "tags" },
+      ...(list ?? []).map((tag) => {
+        const pill = h("button", { type: "button", class: "tag", title: t("list.filterTag", { tag }) }, tag);
+        pill.addEventListener("click", () => {
+          params.tag = tag;
+          chip.textContent = t("list.clearTag", { tag });
+          chip.hidden = false;
+          void reload();
+        });
+        return pill;
+      }),
+    );
+  chip.addEventListener("click", () => {
+    params.tag = undefined;
+    chip.hidden = true;
+    void reload();
+  });
+  const choice = options.choices
+    ? h("select", { name: "filter", "aria-label": options.choices.label }, ...options.choices.options.map((o, i) => h("option", { value: String(i) }, o.label)))
+    : null;
+  choice?.addEventListener("change", () => {
+    const chosen = options.choices!.options[Number(choice.value)].params;
+    for (const option of options.choices!.options) for (const name of Object.keys(option.params)) delete params[name as keyof ListParams];
+    Object.assign(params, chosen);
+    void reload();
+  });
   const more = h("button", { type: "button", class: "list-more" }, t("list.more"));
   const none = h("p", { class: "muted list-none", hidden: true }, t("list.noMatch"));
   let next: string | null = null;
@@ -33,7 +66,7 @@ export async function pagedList<T>(options: PagedListOptions<T>): Promise<HTMLEl
 
   function show(page: PageOf<T>, append: boolean): void {
     if (!append) body.replaceChildren();
-    body.append(...page.items.map(options.row));
+    body.append(...page.items.map((item) => options.row(item, tags)));
     next = page.next;
     more.hidden = !next;
     none.hidden = body.childElementCount > 0;
@@ -68,5 +101,5 @@ export async function pagedList<T>(options: PagedListOptions<T>): Promise<HTMLEl
     }
   });
   show(first, false);
-  return h("div", { class: "paged-list" }, h("div", { class: "list-tools" }, search, sort), h("table", { class: "list" }, options.head, body), none, more);
+  return h("div", { class: "paged-list" }, h("div", { class: "list-tools" }, search, sort, ...(choice ? [choice] : []), chip), h("table", { class: "list" }, options.head, body), none, more);
 }

@@ -15,11 +15,11 @@ export async function cardsPage(): Promise<Page> {
   const body = await pagedList<CardSummary>({
     load: cardsApi.page,
     head: h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("cards.col.title")), h("th", { scope: "col" }, t("cards.col.datasets")), h("th", { scope: "col" }, t("cards.col.version")), h("th", { scope: "col" }, t("cards.col.updated")))),
-    row: (card) =>
+    row: (card, tags) =>
       h(
         "tr",
         {},
-        h("td", {}, h("a", { href: `/cards/${encodeURIComponent(card.id)}`, class: "strong" }, card.title)),
+        h("td", {}, h("a", { href: `/cards/${encodeURIComponent(card.id)}`, class: "strong" }, card.title), tags(card.tags)),
         h("td", { class: "muted" }, card.datasets.map((id) => names.get(id) ?? t("cards.notShared")).join(t("common.listSeparator")) || "—"),
         h("td", { class: "muted" }, t("common.version", { n: card.version })),
         h("td", { class: "muted", title: when(card.updated_at) }, ago(card.updated_at)),

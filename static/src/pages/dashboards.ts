@@ -26,16 +26,23 @@ export async function dashboardsPage(go: (path: string) => void): Promise<Page> 
   const body = await pagedList<Dashboard>({
     load: dashboardsApi.page,
     head: h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("dashboards.col.title")), h("th", { scope: "col", class: "num" }, t("dashboards.col.cards")), h("th", { scope: "col" }, t("dashboards.col.access")), h("th", { scope: "col" }, t("dashboards.col.updated")))),
-    row: (d) =>
+    row: (d, tags) =>
       h(
         "tr",
         {},
-        h("td", {}, h("a", { href: `/dashboards/${encodeURIComponent(d.id)}`, class: "strong" }, d.document.title), d.document.description ? h("div", { class: "muted small" }, d.document.description) : null),
+        h("td", {}, h("a", { href: `/dashboards/${encodeURIComponent(d.id)}`, class: "strong" }, d.document.title), d.document.description ? h("div", { class: "muted small" }, d.document.description) : null, tags(d.document.tags)),
         h("td", { class: "num muted" }, count(d.document.cards.length)),
         h("td", {}, h("span", { class: `pill ${d.access}` }, t(ACCESS[d.access]))),
         h("td", { class: "muted", title: when(d.updated_at) }, ago(d.updated_at)),
       ),
     empty: () => h("div", { class: "empty" }, h("h2", {}, t("dashboards.empty")), h("p", { class: "muted" }, t("dashboards.emptyHint"))),
+    choices: {
+      label: t("dashboards.filter"),
+      options: [
+        { label: t("dashboards.filter.all"), params: { shared: false } },
+        { label: t("dashboards.filter.shared"), params: { shared: true } },
+      ],
+    },
   });
   return { element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, t("dashboards.title")), h("span", { class: "spacer" }), create), body) };
 }

@@ -1,6 +1,7 @@
 // Sharing a dashboard (owners and admins): add a colleague by email as viewer or editor, see who
-// has access, revoke at once. Editors see who has access, and everyone who opens it sees the datasets
-// of the dashboard's cards they may not read (a version they save runs with their rights, without them).
+// has access (a page at a time, the newest grant first), revoke at once. Editors see who has access, and
+// everyone who opens it sees the datasets of the dashboard's cards they may not read (a version they save runs
+// with their rights, without them).
 
 import { dashboardsApi, type Share, type UnreadableDataset } from "../api/dashboards";
 import { h } from "../dom";
@@ -23,34 +24,44 @@ export function openShareDialog(dashboardId: string, title: string, canShare: bo
   const permission = h("select", { name: "permission", "aria-label": t("share.permission") }, h("option", { value: "view" }, t(ROLE.view)), h("option", { value: "edit" }, t(ROLE.edit)));
   const error = h("p", { class: "form-error", role: "alert" });
   const list = h("ul", { class: "share-list" });
+  const more = h("button", { type: "button", class: "ghost small list-more", hidden: true }, t("list.more"));
+  let next: string | null = null;
   const form = h("form", { class: "share-form" }, email, permission, h("button", { type: "submit", class: "primary" }, t("share.submit")));
   const close = h("button", { type: "button", class: "ghost" }, t("common.done"));
   const unreadable = h("section", { class: "share-unreadable", hidden: true });
-  const dialog = h("dialog", { class: "dash-dialog share-dialog", "aria-label": t("share.title", { title }) }, h("h2", {}, t("share.title", { title })), h("p", { class: "muted small" }, t("share.lead")), ...(canShare ? [form] : []), error, h("h3", {}, t("share.people")), list, unreadable, h("div", { class: "dialog-actions" }, close));
+  const dialog = h("dialog", { class: "dash-dialog share-dialog", "aria-label": t("share.title", { title }) }, h("h2", {}, t("share.title", { title })), h("p", { class: "muted small" }, t("share.lead")), ...(canShare ? [form] : []), error, h("h3", {}, t("share.people")), list, more, unreadable, h("div", { class: "dialog-actions" }, close));
 
-  const render = (shares: Share[], datasets: UnreadableDataset[]) => {
-    list.replaceChildren(
-      ...(shares.length
-        ? shares.map((s) => {
-            const revoke = h("button", { type: "button", class: "ghost small", "aria-label": t("share.revokeLabel", { email: s.email }) }, t("share.revoke"));
-            revoke.addEventListener("click", () => void run(() => dashboardsApi.revoke(dashboardId, s.email)));
-            return h("li", {}, h("div", { class: "share-who" }, h("span", { class: "strong" }, s.name || s.email), h("span", { class: "muted small" }, s.email)), h("span", { class: `pill ${s.permission}` }, t(ROLE[s.permission])), ...(canShare ? [revoke] : []));
-          })
-        : [h("li", { class: "muted small" }, t("share.onlyYou"))]),
-    );
+  const person = (s: Share) => {
+    const revoke = h("button", { type: "button", class: "ghost small", "aria-label": t("share.revokeLabel", { email: s.email }) }, t("share.revoke"));
+    revoke.addEventListener("click", () => void run(() => dashboardsApi.revoke(dashboardId, s.email)));
+    return h("li", {}, h("div", { class: "share-who" }, h("span", { class: "strong" }, s.name || s.email), h("span", { class: "muted small" }, s.email)), h("span", { class: `pill ${s.permission}` }, t(ROLE[s.permission])), ...(canShare ? [revoke] : []));
+  };
+  const showUnreadable = (datasets: UnreadableDataset[]) => {
     unreadable.hidden = !datasets.length;
     unreadable.replaceChildren(...(datasets.length ? [h("h3", {}, t("share.unreadable")), h("p", { class: "muted small" }, t("share.unreadableLead")),
       h("ul", { class: "unreadable-list" }, ...datasets.map((d) => h("li", {}, t("share.unreadableItem", { name: d.name, cards: d.cards.join(", ") }))))] : []));
   };
-  const refresh = async () => {
-    const answer = await dashboardsApi.shares(dashboardId);
-    render(answer.shares, answer.unreadable_datasets);
+  // The first page again (after a change), or the next one appended.
+  const show = async (append: boolean) => {
+    if (append) {
+      const page = await dashboardsApi.shares(dashboardId, next);
+      list.append(...page.items.map(person));
+      next = page.next;
+    } else {
+      const first = await dashboardsApi.sharing(dashboardId);
+      list.replaceChildren(...(first.shares.length ? first.shares.map(person) : [h("li", { class: "muted small" }, t("share.onlyYou"))]));
+      showUnreadable(first.unreadable_datasets);
+      next = first.next;
+    }
+    more.hidden = !next;
   };
-  const run = async (change: () => Promise<unknown>) => {
+  const refresh = () => show(false);
+  more.addEventListener("click", () => void run(() => show(true), false));
+  const run = async (change: () => Promise<unknown>, reload = true) => {
     error.textContent = "";
     try {
       await change();
-      await refresh();
+      if (reload) await refresh();
     } catch (e) {
       error.textContent = shareProblem(e);
     }

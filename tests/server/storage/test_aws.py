@@ -357,18 +357,20 @@ class TestItems:
 
 
 class TestBatchesAndPages:
-    async def test_list_users_reads_every_page(self, new_store):
-        """With two items per page, all five users still list, oldest first, over several scans."""
-        store = new_store(page_size=2)
+    async def test_list_users_reads_every_page(self, new_store, monkeypatch):
+        """With two users a page, all five still list, newest first, over several Queries of the index."""
+        monkeypatch.setattr("server.storage.base.PAGE_SIZE_MAX", 2)
+        store = new_store()
         await store.create_schema()
-        scans = count_calls(store, "Scan")
         users = [make_user(f"u{i}@example.com") for i in range(5)]
         for user in users:
             await store.create_user(user)
+        queries = count_calls(store, "Query")
+        scans = count_calls(store, "Scan")
         listed = await store.list_users()
         await store.close()
-        assert listed == sorted(users, key=lambda u: (u.created_at, u.id))
-        assert len(scans) >= 3
+        assert listed == sorted(users, key=lambda u: (u.created_at, u.id), reverse=True)
+        assert len(queries) == 3 and not scans
 
     async def test_list_datasets_reads_every_page(self, new_store):
         """With two items per page, an owner's and everyone's datasets list whole and newest first."""

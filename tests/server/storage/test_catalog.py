@@ -215,10 +215,11 @@ async def test_migration_lists_what_was_there(tmp_path):
     await store.close()
     conn = sqlite3.connect(data / DB_FILE)
     catalogue = next(number for number, script in enumerate(MIGRATIONS) if "CREATE TABLE catalog " in script)
-    assert len(MIGRATIONS) == catalogue + 2, "undo the migrations after the catalogue's here too"
+    assert len(MIGRATIONS) == catalogue + 3, "undo the migrations after the catalogue's here too"
     conn.executescript(f"BEGIN; DROP TABLE catalog_text; DROP TABLE catalog_facets; DROP TABLE catalog;"
                        " ALTER TABLE card_versions DROP COLUMN tags;"
-                       " ALTER TABLE dataset_versions DROP COLUMN stored_bytes;"  # the migration after it
+                       " ALTER TABLE dataset_versions DROP COLUMN stored_bytes;"  # the migrations after it
+                       " DROP INDEX users_by_created; DROP INDEX shares_by_dashboard;"
                        f" PRAGMA user_version = {catalogue}; COMMIT;")
     conn.close()
     store = SQLiteStore(data_dir=str(data))
@@ -270,3 +271,17 @@ async def test_init_tables_lists_what_was_there_on_dynamodb(store, store_kind, o
     await store.create_schema(buckets=False)
     assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=5, tag="月次"))).items] == [card.id]
     assert [d.id for d in (await store.page_datasets(ListQuery(ALL, limit=5))).items] == [dataset.id]
+
+
+async def test_a_search_counts_its_total_only_up_to_a_bound(sqlite_store, monkeypatch):
+    """A search's total is counted while few match; past ``SEARCH_TOTAL_MAX`` the page has none (the count
+    would read every match), and a list without a search is counted whole."""
+    monkeypatch.setattr("server.storage.sqlite.SEARCH_TOTAL_MAX", 3)
+    owner = make_user()
+    await sqlite_store.create_user(owner)
+    for i in range(5):
+        await add_card(sqlite_store, owner, f"売上 {i}" if i < 4 else "在庫")
+    assert (await sqlite_store.page_cards(ListQuery(ALL, limit=2, search=fold("売上")))).total is None
+    assert (await sqlite_store.page_cards(ListQuery(ALL, limit=2, search=fold("在庫")))).total == 1
+    assert (await sqlite_store.page_cards(ListQuery(ALL, limit=2, search=fold("売上 1")))).total == 1  # trigram
+    assert (await sqlite_store.page_cards(ListQuery(ALL, limit=2))).total == 5

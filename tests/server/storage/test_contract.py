@@ -56,14 +56,14 @@ class TestUsers:
         assert await store.get_user("nope") is None
         assert await store.get_user_by_email("nobody@example.com") is None
 
-    async def test_list_oldest_first(self, store):
-        """Users list in creation order."""
+    async def test_list_newest_first(self, store):
+        """Users list newest first."""
         users = []
         for i in range(3):
             users.append(make_user(f"u{i}@example.com"))
             await store.create_user(users[-1])
             await asyncio.sleep(0.002)
-        assert [u.email for u in await store.list_users()] == [u.email for u in users]
+        assert [u.email for u in await store.list_users()] == [u.email for u in reversed(users)]
 
     async def test_update_password_hash(self, store):
         """A new password hash replaces the old one."""

@@ -52,8 +52,9 @@ class _Refused:
         self.message = message
 
 
-def loads(raw: str | bytes, max_bytes: int | None) -> Any:
-    """The JSON value in ``raw``, read within the limits above (no size limit when ``max_bytes`` is None)."""
+def loads(raw: str | bytes, max_bytes: int | None, max_values: int | None = None) -> Any:
+    """The JSON value in ``raw``, read within the limits above (no size limit when ``max_bytes`` is None) and
+    of at most ``max_values`` values (``check_shape``), counted before it is parsed."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if max_bytes is not None and len(data) > max_bytes:
         raise PayloadTooLargeError(f"A JSON document may have at most {max_bytes} bytes.",
@@ -63,7 +64,7 @@ def loads(raw: str | bytes, max_bytes: int | None) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidJSONError(f"The JSON is not UTF-8 text (byte {exc.start} cannot be decoded).",
                                {"reason": "encoding", "position": exc.start}) from None
-    check_shape(data)
+    check_shape(data, values=max_values)
     refused: list[_Refused] = []
     try:
         value = json.loads(text, parse_int=_reader_of(_int, refused), parse_float=_reader_of(_float, refused),

@@ -217,6 +217,19 @@ def test_counting_a_part_costs_a_slice_not_a_copy_per_string():
         assert peak < 8 * 1024 * 1024, f"counting {len(part) >> 20} MB cost {peak >> 20} MB"
 
 
+def test_jupyter_message_parts_of_too_many_values_are_bad_frames():
+    """The Jupyter relay parses a kernel's status content (and every part, for a legacy client): a part of
+    450,000 empty lists (a 30 MB tree) is a bad frame, refused before it is parsed."""
+    from server.jupyter.wire import BadFrame, KernelMessage
+    from server.limits import KERNEL_JSON_VALUES
+
+    empties = b"[" + b"[]," * 450_000 + b"[]]"
+    message = KernelMessage("iopub", [b'{"msg_type": "status"}', b"{}", b"{}", empties])
+    with pytest.raises(BadFrame, match=f"more than {KERNEL_JSON_VALUES:,} values"):
+        message.content
+    assert KernelMessage("iopub", [b"{}", b"{}", b"{}", b'{"execution_state": "idle"}']).content
+
+
 def test_kernel_message_parts_are_checked_for_depth_before_parsing():
     """A hostile kernel's deeply nested message part is a bad part (dropped like a bad signature),
     never a RecursionError in the reader; ordinary parts, Bokeh-deep ones included, still parse."""

@@ -5,7 +5,10 @@ UTF-8, else charset-normalizer. The decoded head picks the delimiter. A feed han
 streaming CSV reader the file as UTF-8, one block at a time and only a few blocks ahead of
 the batches consumed, transcoding in small steps; a second thread writes the batches,
 gathered into row groups, to a ParquetWriter. Memory is thus bounded by a few blocks and
-one row group whatever the file size or core count. Column types come from the first
+one row group whatever the file size or core count. A wide file (more than ``WIDE_COLUMNS``
+columns) is read in small blocks on one thread: its cost per block grows with its columns (each
+column's builders, on each conversion thread), and what the pool freed goes back to the system after
+each row group. Column types come from the first
 block; when a later block does not fit, the column is widened and the file is read again
 from the start, as it is with longer blocks (up to ``LONGEST_ROW_BYTES``) when a row is longer
 than a block. Every data problem becomes an UnprocessableError naming the line and the
@@ -39,6 +42,8 @@ from server.models import Column
 
 FIRST_BLOCK_SIZE = 8 << 20
 BLOCK_SIZE = 2 << 20
+WIDE_COLUMNS = 100  # a file wider is read in WIDE_BLOCK_SIZE blocks on one thread
+WIDE_BLOCK_SIZE = 1 << 20
 LONGEST_ROW_BYTES = CSV_ROW_BYTES  # blocks grow to this for long rows (a few are in memory at once)
 TRANSCODE_STEP = 256 << 10
 READ_AHEAD_BLOCKS = 3
@@ -131,11 +136,15 @@ class _Plan:
     delimiter: str
     column_names: tuple[str, ...] | None = None
     column_types: Mapping[str, pa.DataType] = dataclasses.field(default_factory=dict)
-    block_size: int = 0  # past the first block; 0: BLOCK_SIZE
+    block_size: int = 0  # past the first block; 0: BLOCK_SIZE (WIDE_BLOCK_SIZE for a wide file)
+    wide: bool = False  # more than WIDE_COLUMNS columns
 
     @property
     def blocks(self) -> tuple[int, int]:
         """The sizes of the first block and of those after it."""
+        if self.wide:
+            size = self.block_size or WIDE_BLOCK_SIZE
+            return size, size
         later = self.block_size or BLOCK_SIZE
         return max(FIRST_BLOCK_SIZE, later), later
 
@@ -229,8 +238,9 @@ def _convert(
         raise _encoding_error(source, chosen) from None
     if sample.whole and not text.lstrip("\ufeff").strip():
         raise UnprocessableError("The file is empty.", {"line": None, "reason": "empty file"})
-    plan = _Plan(chosen.name, delimiter or _sniff_delimiter(text))
-    _check_header(text, plan.delimiter, sample.whole, max_columns)
+    chosen_delimiter = delimiter or _sniff_delimiter(text)
+    columns = _check_header(text, chosen_delimiter, sample.whole, max_columns)
+    plan = _Plan(chosen.name, chosen_delimiter, wide=columns > WIDE_COLUMNS)
     try:
         rows, schema = _convert_with_retries(source, target, plan)
     except (UnicodeError, _BadBytes):
@@ -269,8 +279,8 @@ def _check_byte_order_mark(sample: _Sample, encoding: str) -> None:
             {"line": None, "reason": "no byte order mark"}, code="byte_order_mark_missing")
 
 
-def _check_header(text: str, delimiter: str, whole: bool, max_columns: int) -> None:
-    """Refuse a header row of more than ``max_columns`` columns or ``CSV_HEADER_CHARS`` characters.
+def _check_header(text: str, delimiter: str, whole: bool, max_columns: int) -> int:
+    """The header row's columns; refuse more than ``max_columns`` or ``CSV_HEADER_CHARS`` characters.
 
     ``text`` is the decoded head of the file; a header that does not end in it is longer than
     the limit (the head holds at least ``CSV_HEADER_CHARS`` characters in any encoding).
@@ -288,6 +298,7 @@ def _check_header(text: str, delimiter: str, whole: bool, max_columns: int) -> N
             f"The header row is longer than {CSV_HEADER_CHARS:,} characters; give the columns shorter "
             "names (is the first line really a header?).",
             {"limit": CSV_HEADER_CHARS}, code="header_too_long")
+    return columns
 
 
 _HEADER_TOKENS: dict[str, re.Pattern[str]] = {}
@@ -601,6 +612,7 @@ class _Utf8Feed(io.RawIOBase):
 def _reader_options(plan: _Plan, catcher: _RaggedRowCatcher) -> dict:
     return {
         "read_options": pacsv.ReadOptions(
+            use_threads=not plan.wide,
             block_size=plan.blocks[0],
             column_names=plan.column_names,
             skip_rows=1 if plan.column_names else 0,
@@ -685,6 +697,7 @@ def _write(reader: pacsv.CSVStreamingReader, target: Path, batch_consumed: Calla
             pending = pool.submit(lambda: None)
             for group in _row_groups(reader, batch_consumed):
                 pending.result()
+                pa.default_memory_pool().release_unused()  # the groups written so far go back to the system
                 pending = pool.submit(writer.write_table, group)
                 rows += group.num_rows
             pending.result()

@@ -155,8 +155,14 @@ the kernel is made to wait, so a kernel sending faster than its outputs are hand
 this many messages of ``KERNEL_MESSAGE_BYTES`` (the default is a thousand)."""
 
 RUN_QUEUE_BYTES = 8 * 1024 * 1024
-"""Bytes of a run's messages read but not yet handled (``execution.run_queue``); past it the server
-stops reading the kernel's iopub until the run catches up."""
+"""Parsed bytes (``KERNEL_VALUE_BYTES`` a value, plus the message's own) of a run's messages read but not
+yet handled (``execution.run_queue``); past it the server stops reading the kernel's iopub until the run
+catches up."""
+
+KERNEL_DECODE_BYTES = 32 * 1024 * 1024
+"""Parsed bytes of the kernel messages the server holds at once, read but not yet handled, across all
+kernels (``execution.decode_budget``): a message past what is left waits its turn (one alone always goes),
+so that sessions showing large outputs at once take turns instead of each holding its JSON tree."""
 
 TABLE_FILES_CHECKED = 1
 """Output tables the server validates at once (``services/output_tables.py``): each maps its file."""
@@ -168,6 +174,15 @@ each (a matplotlib scatter of 20,000 points has about 20,000). Past them the out
 BOKEH_MODELS = 10_000
 """Models in one Bokeh item or patch (a figure has about 50, a grid of 100 plots a few thousand): each costs
 the sanitiser a check of every property and a viewer's browser a view. Past them ``output_too_complex``."""
+
+KERNEL_JSON_VALUES = 400_000
+"""Values (arrays, objects, keys, strings, numbers) in one JSON part of a kernel message, counted on its
+bytes before it is parsed: each costs the parser about ``KERNEL_VALUE_BYTES`` (10 MB of ``[],`` would
+be a 210 MB tree). A Bokeh item of ``BOKEH_MODELS`` models has about 200,000; a DataFrame's first rows,
+50 for each column."""
+
+KERNEL_VALUE_BYTES = 64
+"""What one parsed value costs the server (a list, a dict slot, a float), besides its text."""
 
 KERNEL_JSON_DEPTH = 512
 """Arrays and objects nested in one JSON part of a kernel message (a Bokeh layout nests deeply, yet
@@ -240,9 +255,12 @@ PERSONAL_TOKENS_PER_USER = 50
 DATASET_QUOTA_BYTES = 10 * 1024 ** 3
 """Bytes of stored datasets (every version's Parquet file) each user may own; past it uploads are refused."""
 
-CSV_COLUMNS = 2_000
+CSV_COLUMNS = 500
 """Columns of an uploaded CSV, counted in its header before anything is converted
-(``DatasetService.max_columns``): each costs the converter, every preview and every listing."""
+(``DatasetService.max_columns``): each costs the converter, every preview and every listing. The
+Parquet footer costs about 1.3 KB per column and row group, kept until the file is closed: a 100 MB
+upload of one-digit numbers at 500 columns converts within about 80 MB, at 1,000 within 100 MB,
+at 2,000 in 175 MB."""
 
 CSV_ROW_BYTES = 4 * 1024 * 1024
 """The longest row of an uploaded CSV (a 422 past it): converting one costs about ten times its size."""

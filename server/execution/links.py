@@ -6,9 +6,10 @@ reconnects), with no error to the reader. ZeroMQ holds every part of a message u
 one arrives, so the whole message is bounded before the server: the agent's relay, which the
 server always reaches kernels through, drops the link once a message passes its bound. ``dropped`` waits for such a drop on any channel, so
 that the pool can tell a kernel that sent too much (it is alive, yet a link dropped) from one that
-died (its exit comes from the agent). Each JSON part of a message is checked for depth before it is
-parsed (``json_io.check_depth``, ``limits.KERNEL_JSON_DEPTH``): a part past it is a bad part (``ValueError``), dropped like one
-with a bad signature.
+died (its exit comes from the agent). Each JSON part of a message is checked for depth and counted
+before it is parsed (``json_io.check_shape``, ``limits.KERNEL_JSON_DEPTH``, ``limits.KERNEL_JSON_VALUES``):
+a part past either is a bad part (``ValueError``), dropped like one with a bad signature.
+``message_cost`` estimates what a message costs once parsed, for the pool's ``DecodeBudget``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from zmq.utils.monitor import parse_monitor_message
 
 from .. import json_io
-from ..limits import KERNEL_JSON_DEPTH, KERNEL_RECEIVE_MESSAGES
+from ..limits import KERNEL_JSON_DEPTH, KERNEL_JSON_VALUES, KERNEL_RECEIVE_MESSAGES, KERNEL_VALUE_BYTES
 from ..errors import BIError
 
 CHANNELS = ("shell", "iopub", "stdin", "control")
@@ -39,12 +40,22 @@ def bound_messages(client: AsyncKernelClient, max_bytes: int) -> None:
 
 
 def unpack_part(data: bytes) -> Any:
-    """One JSON part of a kernel message, nested no deeper than ``json_io`` allows; ``ValueError`` if not."""
+    """One JSON part of a kernel message within the depth and values allowed; ``ValueError`` if not."""
+    _values(data)
+    return json.loads(data)
+
+
+def message_cost(parts: list[bytes]) -> int:
+    """Bytes the message of ``parts`` (a signature, four JSON parts and buffers) costs once parsed, about;
+    ``ValueError`` for a JSON part ``unpack_part`` would refuse."""
+    return sum(len(part) for part in parts) + KERNEL_VALUE_BYTES * sum(_values(part) for part in parts[1:5])
+
+
+def _values(data: bytes) -> int:
     try:
-        json_io.check_depth(data, KERNEL_JSON_DEPTH)
+        return json_io.check_shape(data, KERNEL_JSON_DEPTH, KERNEL_JSON_VALUES)
     except BIError as exc:
         raise ValueError(exc.message) from None
-    return json.loads(data)
 
 
 async def dropped(client: AsyncKernelClient) -> str:

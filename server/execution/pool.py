@@ -51,11 +51,12 @@ from kernels.wire import NOTEBOOK_REQUEST
 from ..bus import Bus
 from ..errors import NotFoundError, RateLimitedError, ServiceUnavailableError
 from ..limits import (BACKGROUND_BYTES, BACKGROUND_CPU_SECONDS, BACKGROUND_POLL_SECONDS, JUPYTER_CONNECTED_IDLE_SECONDS,
-                      JUPYTER_WALL_SECONDS, KERNEL_MESSAGE_BYTES, OUTPUT_BYTES)
+                      JUPYTER_WALL_SECONDS, KERNEL_DECODE_BYTES, KERNEL_MESSAGE_BYTES, OUTPUT_BYTES)
 from ..logs import get_logger
 from ..models import User
 from .agent_client import AgentClient, AgentError
 from .background import BackgroundBudget
+from .decode_budget import DecodeBudget
 from .discovery import DiscoveryError, EcsExecutors, StaticExecutors
 from .links import bound_messages, dropped
 from .placement import AgentLoad, ranked, utilisation
@@ -110,6 +111,9 @@ class KernelPool(LoggingConfigurable):
                                    "(over its life) before it is restarted.").tag(config=True)
     background_poll_seconds = Float(BACKGROUND_POLL_SECONDS, help="Seconds between readings of the kernels' CPU "
                                     "time from their agents.").tag(config=True)
+    decode_bytes = Integer(KERNEL_DECODE_BYTES, help="Parsed bytes of kernel messages held at once, read but not yet "
+                           "handled, across all card sessions; past them a session's next message waits its "
+                           "turn.").tag(config=True)
 
     def __init__(self, executors: StaticExecutors | EcsExecutors, make_client: Callable[[str], AgentClient],
                  registry: CollectorRegistry, tables: TableKeeper, bus: Bus | None = None, **kwargs: Any):
@@ -122,6 +126,7 @@ class KernelPool(LoggingConfigurable):
         self.make_client = make_client
         self.tables = tables
         self.metrics = PoolMetrics(registry)
+        self.decoding = DecodeBudget(self.decode_bytes)
         self.sessions: dict[str, KernelSession] = {}
         self.agents: dict[str, AgentClient] = {}   # by base URL
         self.loads: dict[str, AgentLoad] = {}      # by base URL, from the agents' health
@@ -179,7 +184,7 @@ class KernelPool(LoggingConfigurable):
         finally:
             self._starting[user.id] -= interactive
         session = KernelSession(str(uuid.uuid4()), user.id, datasets, kernel, start_kernel, self.limits_for(kind),
-                                self.metrics, self.tables, kind, grant, self.gate)
+                                self.metrics, self.tables, kind, grant, self.gate, decoding=self.decoding)
         self.sessions[session.id] = session
         if not interactive:
             self._one_shot.add(session.id)

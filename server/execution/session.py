@@ -13,6 +13,9 @@ The limits are enforced from the server, outside the kernel:
   (memory cgroup) becomes an error output naming the limit, not a hang;
 - one message: a part past the pool's ``kernel_message_bytes`` never reaches the server
   (``links``); the run ends with ``OutputTooLargeError`` (``output_too_large``) and a fresh kernel.
+- parsing: a message part of more values than ``links`` allows is never parsed (the run gets the error
+  output ``output_too_complex``); every other message waits for its parsed cost in the pool's
+  ``DecodeBudget``, shared by all sessions, and gives it back once its run has handled it.
 
 A run ends at its ``execute_reply`` (and the ``idle`` status that follows it), not at an ``idle``
 alone, which card code can publish itself. What the kernel sends outside runs is charged to its
@@ -36,12 +39,15 @@ from typing import Any, Protocol
 import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from ..errors import BIError, ConflictError, ExecutionTimeoutError, KernelLostError, OutputTooLargeError
+from ..errors import (BIError, ConflictError, ExecutionTimeoutError, KernelLostError, OutputTooComplexError,
+                      OutputTooLargeError)
 from ..limits import ARROW_BYTES, OUTPUT_BYTES, RUN_QUEUE_BYTES
 from ..logs import get_logger
 from ..models import utcnow
 from .agent_client import AgentClient, AgentError
 from .background import BackgroundBudget
+from .decode_budget import DecodeBudget
+from .links import message_cost, unpack_part
 from .outputs import TIMEOUT, OutputCollector, OutputListener, amount, error_output, timeout_output
 from .pool_metrics import PoolMetrics
 from .run_queue import RunQueue
@@ -204,7 +210,8 @@ class KernelSession:
 
     def __init__(self, session_id: str, user_id: str, datasets: list[tuple[str, Path]], kernel: Kernel,
                  start_kernel: KernelStarter, limits: Limits, metrics: PoolMetrics, tables: TableKeeper,
-                 kind: str = "card", grant: Grant | None = None, gate: Gate | None = None):
+                 kind: str = "card", grant: Grant | None = None, gate: Gate | None = None, *,
+                 decoding: DecodeBudget):
         self.id = session_id
         self.user_id = user_id
         self.kind = kind
@@ -216,6 +223,7 @@ class KernelSession:
         self.tables = tables
         self.grant = grant
         self.gate = gate
+        self.decoding = decoding
         self.created_at = utcnow()
         self.last_used = time.monotonic()
         self.last_used_at = self.created_at
@@ -227,6 +235,7 @@ class KernelSession:
         self._lock = asyncio.Lock()
         self._run: tuple[str, RunQueue] | None = None  # the running execute_request
         self._reader: asyncio.Task[None] | None = None
+        self._waiting_turn = False  # the reader holds a message that waits for its turn in ``decoding``
         self._read_iopub(kernel)
 
     def public(self) -> dict[str, Any]:
@@ -272,7 +281,7 @@ class KernelSession:
         self.tables.drop_session(self.id)
         collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener,
                                     lambda stream: self.tables.keep(stream, self.user_id, card_id, self.id))
-        messages = RunQueue(RUN_QUEUE_BYTES)
+        messages = RunQueue(RUN_QUEUE_BYTES, self.decoding)
         msg_id = kernel.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         self._run = (msg_id, messages)
         kernel.budget.run_started()
@@ -312,6 +321,8 @@ class KernelSession:
             if reply is None and replied.done():
                 reply, trail_until = (replied.result() or {}).get("content", {}), loop.time() + TRAIL_SECONDS
                 continue
+            if reply is not None and self._waiting_turn:  # a message read waits its turn to be parsed
+                trail_until = loop.time() + TRAIL_SECONDS
             wait = min(limit.remaining(), POLL_SECONDS, max(0.0, trail_until - loop.time()))
             message = await next_message(messages, replied if reply is None else None, wait)
             if message is None:
@@ -380,17 +391,46 @@ class KernelSession:
         with contextlib.suppress(zmq.ZMQError):  # its kernel was stopped
             while True:
                 frames = await socket.recv_multipart()
+                size = sum(len(frame) for frame in frames)
                 try:
-                    message = session.deserialize(session.feed_identities(frames)[1])
+                    parts = session.feed_identities(frames)[1]
+                    cost = message_cost(parts)
+                except ValueError as exc:  # no delimiter, or a part too deep or with too many values
+                    log.warning("kernel_message_dropped", session_id=self.id, kernel_id=kernel.kernel_id,
+                                error=str(exc))
+                    await self._refused(frames, str(exc))
+                    continue
+                self._waiting_turn = True
+                try:
+                    await self.decoding.take(cost)
+                finally:
+                    self._waiting_turn = False
+                try:
+                    message = session.deserialize(parts)
                 except (ValueError, KeyError, TypeError) as exc:  # a bad signature or part: one message
+                    self.decoding.give(cost)
                     log.warning("kernel_message_dropped", session_id=self.id, kernel_id=kernel.kernel_id,
                                 error=str(exc))
                     continue
+                del frames, parts  # only the parsed message is held from here
                 run = self._run
                 if run is not None and message["parent_header"].get("msg_id") == run[0]:
-                    await run[1].put(message, sum(len(frame) for frame in frames))
-                elif message["msg_type"] != "status":
-                    kernel.budget.charge_bytes(sum(len(frame) for frame in frames))
+                    await run[1].put(message, cost)  # given back once handled
+                    continue
+                self.decoding.give(cost)
+                if message["msg_type"] != "status":
+                    kernel.budget.charge_bytes(size)
+
+    async def _refused(self, frames: list[bytes], reason: str) -> None:
+        """Tell the run a message of it was refused unparsed (an error output ``output_too_complex``), if the
+        message names the run as its parent in a part that can be read."""
+        run = self._run
+        with contextlib.suppress(ValueError, IndexError, AttributeError):
+            parent = unpack_part(self.kernel.client.session.feed_identities(frames)[1][2])
+            if run is not None and parent.get("msg_id") == run[0]:
+                error = OutputTooComplexError(f"An output was not shown: {reason.rstrip('.')}; show less at once.")
+                await run[1].put({"msg_type": "error", "parent_header": parent, "content": {
+                    "ename": error.code, "evalue": error.message, "traceback": []}}, 0)
 
     async def interrupt_kernel(self, kernel: Kernel | None = None) -> None:
         """Send SIGINT to ``kernel`` (default: the current one) through its agent; failures are logged."""

@@ -13,8 +13,9 @@ parts untouched; only the legacy form needs them parsed and re-encoded.
   send either. Buffers are never decoded as text (ipywidgets#3798).
 
 Every JSON part, from a client or a kernel, is read by ``json_io.loads`` (depth, numbers, no NaN,
-no lone surrogates); a client's message is checked whole when it arrives, a kernel's part when
-the server needs it. The frame's size is bounded by the websocket's.
+no lone surrogates, at most ``KERNEL_JSON_VALUES`` values, counted before it is parsed); a client's
+message is checked whole when it arrives, a kernel's part when the server needs it (its status, or
+every part for a legacy client). The frame's size is bounded by the websocket's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from .. import json_io
 from ..errors import BIError
+from ..limits import KERNEL_JSON_VALUES
 
 V1 = "v1.kernel.websocket.jupyter.org"
 JSON_PARTS = ("header", "parent_header", "metadata", "content")
@@ -153,7 +155,7 @@ def _split_legacy_binary(frame: bytes) -> tuple[dict[str, Any], list[bytes]]:
 
 def _json_object(raw: str | bytes, what: str) -> dict[str, Any]:
     try:
-        value = json_io.loads(raw, None)
+        value = json_io.loads(raw, None, KERNEL_JSON_VALUES)
     except BIError as exc:
         raise BadFrame(f"the {what}: {exc.message.rstrip('.')}") from None
     if not isinstance(value, dict):

@@ -6,8 +6,9 @@ output cap, yet cleaning it took seconds on the event loop: every other request 
 sessions ``/api/health`` waited 7.6 s and 14.5 s; a plain-text output of the same size, 0.6 s).
 Cleaning is bounded in work (``SVG_ELEMENTS`` tags, ``BOKEH_MODELS`` models, counted cheaply before or
 while checking; past them the output is the error ``output_too_complex``) and runs in a thread. The
-item here has 20,000 models (past the bound): parsing a kernel message of that many objects still
-happens on the event loop (``execution.links.unpack_part``), bounded by the message size alone.
+item here has 20,000 models (past the bound). Parsing a kernel message happens on the event loop
+(``execution.links.unpack_part``): a part is counted first and refused past ``KERNEL_JSON_VALUES``
+values, and sessions take turns for the parsed bytes they hold (``execution.decode_budget``).
 """
 
 from __future__ import annotations
@@ -78,3 +79,22 @@ def test_the_bounds_count_elements_and_models_however_laid_out():
     patch = {"events": [{"kind": "ColumnDataChanged", "cols": [[spacer] * (BOKEH_MODELS + 1)]}]}
     output = sanitize_output({"output_type": "bokeh_patch", "root_id": "r", "seq": 1, "patch": patch})
     assert output["ename"] == "output_too_complex"
+
+
+EMPTY_LISTS = """
+from IPython.display import display
+display({'application/json': [[]] * 450_000, 'text/plain': 'x'}, raw=True)
+"""
+
+
+async def test_a_message_of_too_many_values_is_refused_unparsed(start_cards):
+    """A 1.4 MB message of 450,000 empty lists would be a 30 MB tree (10 MB of them, 210 MB): past
+    ``KERNEL_JSON_VALUES`` it is never parsed, and its run gets ``output_too_complex``."""
+    api = await start_cards()
+    token = await api.add_user("values@example.com")
+    session_id = await open_session(api, token)
+    response = await run(api, token, session_id, EMPTY_LISTS)
+    assert response.code == 200, response.body[:300]
+    outputs = response.json()["outputs"]
+    assert [o.get("ename") for o in outputs] == ["output_too_complex"], response.body[:300]
+    assert "400,000 values" in outputs[0]["evalue"]

@@ -195,6 +195,41 @@ async def test_jupyter_socket_answers_bad_frames_and_stays_open(start_cards, v1)
     socket.close()
 
 
+def test_counting_a_part_costs_a_slice_not_a_copy_per_string():
+    """The depth check split out every string of a part first: a 4 MB Bokeh item of 60,000 models cost
+    91 MB and 10 MB of short strings 450 MB before parsing began. Counted slice by slice, either costs
+    the arrays of one slice; a part of too many values is refused unparsed."""
+    import tracemalloc
+
+    from server.execution.links import unpack_part
+    from server.limits import KERNEL_JSON_VALUES
+
+    strings = b"[" + b'"a",' * 2_500_000 + b'"a"]'
+    spacers = b"[" + b'{"type":"object","name":"Spacer","id":"p1","attributes":{}},' * 60_000 + b"{}]"
+    for part in (strings, spacers):
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=f"more than {KERNEL_JSON_VALUES:,} values"):
+                unpack_part(part)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 8 * 1024 * 1024, f"counting {len(part) >> 20} MB cost {peak >> 20} MB"
+
+
+def test_jupyter_message_parts_of_too_many_values_are_bad_frames():
+    """The Jupyter relay parses a kernel's status content (and every part, for a legacy client): a part of
+    450,000 empty lists (a 30 MB tree) is a bad frame, refused before it is parsed."""
+    from server.jupyter.wire import BadFrame, KernelMessage
+    from server.limits import KERNEL_JSON_VALUES
+
+    empties = b"[" + b"[]," * 450_000 + b"[]]"
+    message = KernelMessage("iopub", [b'{"msg_type": "status"}', b"{}", b"{}", empties])
+    with pytest.raises(BadFrame, match=f"more than {KERNEL_JSON_VALUES:,} values"):
+        message.content
+    assert KernelMessage("iopub", [b"{}", b"{}", b"{}", b'{"execution_state": "idle"}']).content
+
+
 def test_kernel_message_parts_are_checked_for_depth_before_parsing():
     """A hostile kernel's deeply nested message part is a bad part (dropped like a bad signature),
     never a RecursionError in the reader; ordinary parts, Bokeh-deep ones included, still parse."""

@@ -202,7 +202,9 @@ class MeTokensHandler(APIHandler):
         self.write_json({"tokens": [token.public() for token in tokens]})
 
     async def post(self) -> None:
+        """A token outlives the sign-in that makes it: that sign-in must be live in the store."""
         assert self.user is not None
+        await self.auth.confirm_sign_in(self._bearer_token())
         body = self.json_body(NEW_TOKEN_SCHEMA)
         record, secret = await self.auth.personal_tokens.create(self.user, body["name"], body["expires_in_days"])
         self.set_header("Location", f"/api/me/tokens/{record.id}")

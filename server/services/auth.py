@@ -9,7 +9,8 @@
 
 Every token carries the user's ``token_generation`` from when it was issued; a request checks it
 against the user it loads anyway, so raising the generation (sign out everywhere, a changed or reset
-password, deactivation) cuts every earlier token at once, at no extra cost.
+password, deactivation) cuts every earlier token at once, at no extra cost. An access token also dies
+with its sign-in session (signing out this browser, a reused refresh token): ``live_sign_ins.py``.
 
 A failed sign-in is logged (``login_failed``) with the email only when it names an account: what was
 typed for an unknown one may be a password in the wrong field, so it is logged as ``email_hash``, a
@@ -50,6 +51,7 @@ from ..limits import PASSWORD_CHECK_QUEUE, PASSWORD_CHECK_WORKERS, PASSWORD_CHEC
 from ..models import SignInSession, User, epoch_seconds, iso_time, normalise_email, utcnow
 from ..storage.base import Store
 from .audit import record
+from .live_sign_ins import LiveSignIns
 from .personal_tokens import PersonalTokens
 from .throttle import LoginThrottle, MemoryLoginThrottle, Outcome
 
@@ -128,6 +130,7 @@ class AuthService(LoggingConfigurable):
                                                              thread_name_prefix="bi-password")
         self._checks_pending = 0
         self.personal_tokens = PersonalTokens(store, self.personal_token_max_days)
+        self.live_sign_ins = LiveSignIns(store)
 
     async def _in_check_pool(self, fn: Callable[..., T], *args: object, bounded: bool = True) -> T:
         """Run a password hash/verify on its own threads; ``bounded``: refuse at once when too many wait."""
@@ -248,7 +251,7 @@ class AuthService(LoggingConfigurable):
             raise AuthenticationError("This sign-in has ended; sign in again.", code="session_ended")
         if claims["rot"] != session.rotation or not await self.store.rotate_sign_in_session(session.id,
                                                                                           session.rotation):
-            await self.store.delete_sign_in_session(session.id)
+            await self._end_session(session.id)
             await record(self.store, "refresh_token_reused", user_id=session.user_id, session_id=session.id)
             raise AuthenticationError("This refresh token was already used, so the sign-in was ended to be safe; "
                                       "sign in again.", code="refresh_token_reused")
@@ -264,9 +267,20 @@ class AuthService(LoggingConfigurable):
                 claims = self._decode(token, typ, ("sid",))
             except AuthenticationError:
                 continue
-            await self.store.delete_sign_in_session(str(claims["sid"]))
+            await self._end_session(str(claims["sid"]))
             await record(self.store, "logout", user_id=str(claims["sub"]), session_id=str(claims["sid"]))
             return
+
+    async def _end_session(self, session_id: str) -> None:
+        """Delete a sign-in session: its refresh token and its access tokens stop working."""
+        await self.store.delete_sign_in_session(session_id)
+        self.live_sign_ins.forget(session_id)
+
+    async def confirm_sign_in(self, access_token: str) -> None:
+        """Check in the store, not in what this server remembers, that the sign-in of ``access_token`` (an
+        authenticated one) is live: for what outlives it (a personal access token)."""
+        claims = self._decode(access_token, "access", ("sid",))
+        await self.live_sign_ins.check(str(claims["sid"]), fresh=True)
 
     async def logout_everywhere(self, user: User) -> None:
         """Cut every token ``user`` has: every sign-in's, and their personal access tokens."""
@@ -306,6 +320,8 @@ class AuthService(LoggingConfigurable):
             if claims["scp"] not in ("session", "password_change"):
                 raise AuthenticationError("The token is not valid; sign in again.")
             user, scope = await self._valid_user(str(claims["sub"]), claims["gen"]), claims["scp"]
+            if scope == "session":  # a sign-in's token: only while the sign-in lasts
+                await self.live_sign_ins.check(str(claims.get("sid", "")))
         restricted = scope == "password_change" or user.password_change_required
         if restricted and not (scope == "password_change" and scope in accept):
             raise PasswordChangeRequiredError(RESET_MESSAGE)

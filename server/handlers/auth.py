@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import AuthenticationError
+from ..errors import AuthenticationError, PermissionDeniedError
 from ..models import LOCALES, User
 from ..services.auth import SignIn
-from .base import APIHandler, idempotent
+from .base import APIHandler, idempotent, same_origin
 
 REFRESH_COOKIE = "bi_refresh"
 REFRESH_COOKIE_PATH = "/api/auth"  # sent with refresh and sign-out only
@@ -92,7 +92,16 @@ def browser_locale(accept_language: str) -> str:
 
 
 class SignInHandler(APIHandler):
-    """What answers with tokens: the body, and the refresh token again as an httpOnly cookie."""
+    """What answers with tokens: the body, and the refresh token again as an httpOnly cookie.
+
+    What sets or reads that cookie answers pages of our own origin only (``same_origin``): another
+    site's page can make a browser send these requests, cookie included, but not choose their answer."""
+
+    async def prepare(self) -> None:
+        if not same_origin(self):  # before the body is read or any token checked
+            raise PermissionDeniedError("Sign-in requests are taken from this site's own pages only.",
+                                        code="cross_origin_request")
+        await super().prepare()
 
     def write_sign_in(self, sign_in: SignIn) -> None:
         self.set_cookie(REFRESH_COOKIE, sign_in.refresh_token, path=REFRESH_COOKIE_PATH,

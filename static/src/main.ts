@@ -1,6 +1,7 @@
 // Boot: the route table, the shell, and sign-in guarding. Dashboard pages slot in as routes here.
 
 import "./styles.css";
+import { endSignIn } from "./api/client";
 import { ApiError } from "./api/errors";
 import { session } from "./auth/session";
 import { signInPage } from "./auth/signin";
@@ -49,9 +50,12 @@ const ROUTES: Route[] = [
   { path: "/dashboards/:id", section: "dashboards", page: safely(({ id }) => dashboardPage(id)) },
 ];
 
+// Sign out: the sign-in ends on the server too (not only in this tab), then the sign-in page.
 function signOut(): void {
-  session.signOut();
-  go("/signin");
+  void endSignIn().finally(() => {
+    session.signOut();
+    go("/signin");
+  });
 }
 
 // Another language: the page is made again in it (an open card editor keeps its draft).

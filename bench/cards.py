@@ -83,7 +83,7 @@ async def start_bi(data_dir: Path, *flags: str) -> tuple[subprocess.Popen[bytes]
     base = f"http://127.0.0.1:{port}"
     await wait_for(base + "/api/health")
     login = await httpclient.AsyncHTTPClient().fetch(
-        base + "/api/auth/login", method="POST",
+        base + "/api/auth/login", method="POST", headers={"Content-Type": "application/json"},
         body=json.dumps({"email": "bench@example.com", "password": password}))
     return server, base, json.loads(login.body)["access_token"]
 
@@ -111,7 +111,7 @@ async def card_run(connection: websocket.WebSocketClientConnection, code: str) -
 async def cache_hits(base: str, token: str, runs: int) -> tuple[list[float], float]:
     """Latencies of cache hits one at a time, then hits per second from 8 concurrent clients."""
     http = httpclient.AsyncHTTPClient()
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     created = await http.fetch(base + "/api/cards", method="POST", headers=headers, body=json.dumps(
         {"title": "bench", "code": PANDAS_CELL, "datasets": [], "parameters": []}))
     url = base + f"/api/cards/{json.loads(created.body)['id']}/run"

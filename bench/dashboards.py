@@ -97,7 +97,7 @@ async def fan_out(base: str, token: str, dashboard_id: str, server_pid: int, vie
         assert (await loop.run_in_executor(None, pipe.recv))[0] == "ready"
     await asyncio.sleep(1)  # presence settles
     http = httpclient.AsyncHTTPClient()
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     last, http_ms = [], []
     cpu_before = cpu_seconds(server_pid)
     for _ in range(updates):
@@ -118,7 +118,7 @@ async def fan_out(base: str, token: str, dashboard_id: str, server_pid: int, vie
 async def measure(updates: int) -> dict[str, dict[str, list[float]] | list[float]]:
     server, base, token = await start_bi(Path(tempfile.mkdtemp(prefix="bi-bench-")), *FLAGS)
     http = httpclient.AsyncHTTPClient()
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     results: dict[str, dict[str, list[float]] | list[float]] = {}
     try:
         created = await http.fetch(base + "/api/dashboards", method="POST", headers=headers,

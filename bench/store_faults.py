@@ -78,7 +78,8 @@ class Client:
     async def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
                    headers: dict[str, str] | None = None, idempotent: bool = True) -> tuple[int, Any]:
         """The last answer, after retrying a 503 or a lost answer twice with the same Idempotency-Key."""
-        headers = {"Authorization": f"Bearer {self.token}", **(headers or {})}
+        headers = {"Authorization": f"Bearer {self.token}", **({"Content-Type": "application/json"} if body is not None else {}),
+                   **(headers or {})}
         if method in ("POST", "PUT") and idempotent:
             headers["Idempotency-Key"] = uuid.uuid4().hex
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -230,7 +231,7 @@ async def start_server(proxy: FaultProxy, moto: str, data_dir: Path) -> tuple[An
 
 async def login(base: str, email: str, password: str) -> str:
     http = httpclient.AsyncHTTPClient(force_instance=True)
-    response = await http.fetch(base + "/api/auth/login", method="POST",
+    response = await http.fetch(base + "/api/auth/login", method="POST", headers={"Content-Type": "application/json"},
                                 body=json.dumps({"email": email, "password": password}))
     return json.loads(response.body)["access_token"]
 

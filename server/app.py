@@ -46,6 +46,7 @@ from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .private_files import private_dir
 from .models import User
+from .services import audit
 from .services.audit import AuditLog
 from .services.auth import AuthService, SecretKeyError, check_signing_key
 from .services.card_runs import CardRunner
@@ -181,6 +182,9 @@ class ServeApp(BIApp):
     redis_url = Unicode(help="Redis (ElastiCache, Valkey) that carries the bus between API tasks: redis:// or "
                              "rediss:// (TLS), with the AUTH password in it; empty: the in-process bus (one "
                              "task).").tag(config=True)
+    audit_events_per_window = Integer(limits.AUDIT_EVENTS_PER_WINDOW, help="Audit rows of one event one user "
+                                      "may add per window; the rest become one counted row.").tag(config=True)
+    audit_window_seconds = Float(limits.AUDIT_WINDOW_SECONDS, help="Seconds of that window.").tag(config=True)
     metrics_port = Integer(None, allow_none=True, help="Port of a listener on the same address serving only "
                                                        "/metrics, without a token (0 picks a free one); "
                                                        "None: no such listener.").tag(config=True)
@@ -254,6 +258,7 @@ class ServeApp(BIApp):
         private_dir(Path(self.data_dir).resolve())
         self.store_instance = self.make_store()
         await self.store_instance.open()
+        audit.limit_rate(self.store_instance, self.audit_events_per_window, self.audit_window_seconds)
         try:
             auth = self._make_auth()
         except BaseException:
@@ -399,6 +404,7 @@ class ServeApp(BIApp):
         await self.bus.close()
         if self.local_agent is not None:
             await self.local_agent.stop()
+        await audit.flush(self.store_instance)
         await self.store_instance.close()
 
     def _make_auth(self) -> AuthService:

@@ -100,6 +100,12 @@ class StorageQuotaError(PayloadTooLargeError):
     code = "storage_quota_exceeded"
 
 
+class UnsupportedMediaTypeError(BIError):
+    """The body is of a type the route does not read: a JSON body must say ``Content-Type: application/json``."""
+
+    code = "unsupported_media_type"
+
+
 class UnprocessableError(BIError):
     """Well-formed request, but the data in it cannot be used (unparseable CSV, invalid spec)."""
 

@@ -248,8 +248,25 @@ LOGIN_THROTTLED_AUDITS = 100
 """``login_throttled`` events written per such window over all accounts and addresses; the refusals past
 them make one aggregated event (``AuthService.throttled_audits_per_window``): a flood fills no table."""
 
+SIGN_IN_CHECK_SECONDS = 10.0
+"""Seconds a server takes a sign-in it found live in the store to be live still: an access token's sign-in
+is read from the store at most this often per sign-in. A sign-in ended on this server is refused at once,
+one ended on another server of the same store within this time; creating a personal access token always
+reads it from the store (``LiveSignIns``)."""
+
+LIVE_SIGN_INS = 10_000
+"""Sign-ins one server remembers as live (the least recently used are forgotten first, and read again)."""
+
 PERSONAL_TOKENS_PER_USER = 50
 """Personal access tokens one user may hold at once (``POST /api/me/tokens`` past them is a 409)."""
+
+# Audit trail ---------------------------------------------------------------------
+AUDIT_EVENTS_PER_WINDOW = 30
+"""Rows of one event one user may add to the audit trail per ``AUDIT_WINDOW_SECONDS``; the rest of the
+window's are written as one row with their ``count`` (``services/audit.py`` names the events always written)."""
+
+AUDIT_WINDOW_SECONDS = 60.0
+"""The window over which ``AUDIT_EVENTS_PER_WINDOW`` counts."""
 
 # CSV uploads ---------------------------------------------------------------------
 DATASET_QUOTA_BYTES = 10 * 1024 ** 3

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import AuthenticationError
+from ..errors import AuthenticationError, PermissionDeniedError
 from ..models import LOCALES, User
 from ..paging import NEWEST
 from ..services.auth import SignIn
-from .base import APIHandler, idempotent
+from .base import APIHandler, idempotent, same_origin
 from .listing import list_query, page_json
 
 REFRESH_COOKIE = "bi_refresh"
@@ -94,7 +94,16 @@ def browser_locale(accept_language: str) -> str:
 
 
 class SignInHandler(APIHandler):
-    """What answers with tokens: the body, and the refresh token again as an httpOnly cookie."""
+    """What answers with tokens: the body, and the refresh token again as an httpOnly cookie.
+
+    What sets or reads that cookie answers pages of our own origin only (``same_origin``): another
+    site's page can make a browser send these requests, cookie included, but not choose their answer."""
+
+    async def prepare(self) -> None:
+        if not same_origin(self):  # before the body is read or any token checked
+            raise PermissionDeniedError("Sign-in requests are taken from this site's own pages only.",
+                                        code="cross_origin_request")
+        await super().prepare()
 
     def write_sign_in(self, sign_in: SignIn) -> None:
         self.set_cookie(REFRESH_COOKIE, sign_in.refresh_token, path=REFRESH_COOKIE_PATH,
@@ -204,7 +213,9 @@ class MeTokensHandler(APIHandler):
         self.write_json({"tokens": [token.public() for token in tokens]})
 
     async def post(self) -> None:
+        """A token outlives the sign-in that makes it: that sign-in must be live in the store."""
         assert self.user is not None
+        await self.auth.confirm_sign_in(self._bearer_token())
         body = self.json_body(NEW_TOKEN_SCHEMA)
         record, secret = await self.auth.personal_tokens.create(self.user, body["name"], body["expires_in_days"])
         self.set_header("Location", f"/api/me/tokens/{record.id}")

@@ -8,6 +8,7 @@ import functools
 import json
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
@@ -24,7 +25,8 @@ from ..errors import (AccessRevokedError, AuthenticationError, BIError, Conflict
                       InvalidJSONError, InvalidRequestError, KernelLostError, NotFoundError, OutputTooLargeError,
                       PasswordChangeRequiredError, PayloadTooLargeError, PermissionDeniedError,
                       PreconditionRequiredError, RateLimitedError, ServiceUnavailableError, StorageQuotaError,
-                      StorageUnavailableError, StoreClosedError, UnprocessableError, quoted)
+                      StorageUnavailableError, StoreClosedError, UnprocessableError, UnsupportedMediaTypeError,
+                      quoted)
 from ..client_address import TrustedProxies
 from ..limits import IDEMPOTENT_ANSWER_BYTES, JSON_BODY_BYTES, PUBLIC_BODY_BYTES
 from ..models import User
@@ -49,6 +51,7 @@ STATUS_OF_ERROR: dict[type[BIError], int] = {
     KernelLostError: 409,
     PayloadTooLargeError: 413,
     StorageQuotaError: 413,
+    UnsupportedMediaTypeError: 415,
     UnprocessableError: 422,
     OutputTooLargeError: 422,
     PreconditionRequiredError: 428,
@@ -82,6 +85,23 @@ def origin_allowed(settings: dict[str, Any], origin: str) -> bool:
     """Whether the server's ``cors_origins`` let a page from ``origin`` call it."""
     allowed = settings.get("cors_origins", ())
     return origin in allowed or "*" in allowed
+
+
+def same_origin(handler: web.RequestHandler) -> bool:
+    """Whether a request comes from a page of ours, as far as the browser says: its ``Origin`` names the
+    host it asked for (as Tornado checks a websocket's) or is one of ``cors_origins`` by name; without
+    ``Origin``, its ``Sec-Fetch-Site`` is ``same-origin`` or ``none`` (typed by the user); with neither
+    header it is no browser's, and no other site's page sent it."""
+    origin = handler.request.headers.get("Origin")
+    if origin is not None:
+        return (urllib.parse.urlparse(origin).netloc.lower() == handler.request.headers.get("Host", "").lower()
+                or origin in handler.settings.get("cors_origins", ()))
+    return handler.request.headers.get("Sec-Fetch-Site", "none") in ("same-origin", "none")
+
+
+def is_json(content_type: str) -> bool:
+    """Whether a ``Content-Type`` header says JSON (``application/json``, any case, any parameters)."""
+    return content_type.partition(";")[0].strip().lower() == "application/json"
 
 
 def error_document(error: dict[str, Any], status: int) -> dict[str, Any]:
@@ -231,7 +251,15 @@ class APIHandler(web.RequestHandler):
 
     # bodies ------------------------------------------------------------------
     def json_body(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """The JSON body (``json_io.loads``), validated against ``schema``; 400 naming the first problem otherwise."""
+        """The JSON body (``json_io.loads``), validated against ``schema``; 400 naming the first problem otherwise.
+
+        A body must say ``Content-Type: application/json`` (415 otherwise): the types a page of another
+        site may POST without asking first (``text/plain`` forms) are never read as JSON."""
+        content_type = self.request.headers.get("Content-Type", "")
+        if self.request.body and not is_json(content_type):
+            raise UnsupportedMediaTypeError(
+                f"Send the body as JSON with 'Content-Type: application/json', not {quoted(content_type or '(none)')}.",
+                {"content_type": content_type[:100]}, code="json_content_type_required")
         body = json_io.loads(self.request.body or b"null", JSON_BODY_BYTES)
         error = bounded.first_error(bounded.Validator(schema), body)
         if error is not None:

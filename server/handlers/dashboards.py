@@ -38,19 +38,20 @@ class DashboardAPIHandler(CardAPIHandler):
         return self.settings["dashboard_hub"]
 
     def write_dashboard(self, dashboard: Dashboard, version: DashboardVersion, access: str,
-                        status: int = 200) -> None:
+                        status: int = 200, **extra: Any) -> None:
         self.set_header("ETag", f'"{version.version}"')
         self.set_header("Content-Location", f"/api/dashboards/{dashboard.id}")
-        self.write_json(dashboard_json(dashboard, version, access), status)
+        self.write_json({**dashboard_json(dashboard, version, access), **extra}, status)
 
     async def answer_again(self, location: str, status: int) -> None:
         assert self.user is not None
         self.write_dashboard(*await self.dashboards.get_visible(self.user, location.rsplit("/", 1)[-1]), status)
 
-    async def saved(self, dashboard: Dashboard, version: DashboardVersion, status: int = 200) -> None:
+    async def saved(self, dashboard: Dashboard, version: DashboardVersion, status: int = 200, **extra: Any) -> None:
         assert self.user is not None
         self.hub.dashboard_saved(dashboard, version)
-        self.write_dashboard(dashboard, version, await self.dashboards.access(self.user, dashboard) or "view", status)
+        self.write_dashboard(dashboard, version, await self.dashboards.access(self.user, dashboard) or "view", status,
+                             **extra)
 
 
 class DashboardsHandler(DashboardAPIHandler):
@@ -113,9 +114,12 @@ class DashboardVersionsHandler(DashboardAPIHandler):
 class DashboardRestoreHandler(DashboardAPIHandler):
     @idempotent
     async def post(self, dashboard_id: str, number: str) -> None:
-        """Save the document of an earlier version as the newest version."""
+        """Save the document of an earlier version as the newest version; ``left_out``: the card entries
+        of it that did not come back (another user's cards no longer on the dashboard)."""
         assert self.user is not None
-        await self.saved(*await self.dashboards.restore(self.user, dashboard_id, self.version_number(number)))
+        dashboard, version, left_out = await self.dashboards.restore(self.user, dashboard_id,
+                                                                     self.version_number(number))
+        await self.saved(dashboard, version, left_out=left_out)
 
 
 class DashboardExportHandler(DashboardAPIHandler):

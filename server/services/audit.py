@@ -8,24 +8,38 @@ event. An event's user is its ``user_id`` field (the acting user, or the user it
 ``owner_id``. Nothing a kernel runs reaches the store or this module: card code can neither erase nor
 forge the trail (its stdout goes to the agent's logs as escaped fields, never as events).
 
+**Rate.** A user cannot grow the trail without bound: a server that calls ``limit_rate`` writes at most
+``per_window`` rows of one event per user per window (``AUDIT_EVENTS_PER_WINDOW`` per
+``AUDIT_WINDOW_SECONDS``: ``ServeApp.audit_events_per_window``, ``audit_window_seconds``); the rest of the
+window's are written, when it ends (or the server stops), as one row of that event with ``count`` (how
+many it stands for), ``first_at``, ``last_at`` and the fields all of them had alike. Every event is still
+logged one by one. ``ALWAYS_WRITTEN`` events are written one by one whatever the rate: sign-ins and
+sign-outs (each costs a password check or ends a sign-in), personal tokens, users, roles and passwords,
+shares, and access that ended: who could get in, and to what, is never summed up. Events without a user
+(an unknown email's failed sign-in) are bounded by the sign-in throttle, not here.
+
 ``AuditLog.page`` answers ``GET /api/audit`` for admins: newest first, filtered by time, user and event,
 in pages joined by an opaque keyset cursor (the key of the last event sent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import json
 import re
 import secrets
 import time
+import weakref
 from typing import Any
 
 import structlog
 
 from ..errors import InvalidRequestError, PermissionDeniedError
+from ..limits import AUDIT_EVENTS_PER_WINDOW, AUDIT_WINDOW_SECONDS
 from ..models import AuditEvent, AuditQuery, User, utcnow
 from ..storage.base import Store
 
@@ -34,19 +48,128 @@ log = structlog.get_logger("bi.audit")
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 KEY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z#[0-9a-f]{24}$")
 
+ALWAYS_WRITTEN = frozenset({
+    "login_success", "login_failed", "logout", "logout_everywhere", "refresh_token_reused",
+    "token_created", "token_revoked",
+    "user_created", "user_updated", "password_reset", "password_changed",
+    "dashboard_shared", "dashboard_unshared", "session_access_revoked",
+})
+"""Events written one row each, whatever their rate (see the module's notes)."""
+
 
 async def record(store: Store, event: str, **fields: Any) -> None:
-    """Log the audit event ``event`` with ``fields`` and append it to ``store``'s trail."""
+    """Log the audit event ``event`` with ``fields`` and append it to ``store``'s trail (or count it into
+    its window's row: ``limit_rate``)."""
     log.info(event, audit=True, **fields)
     user_id = fields.pop("user_id") if "user_id" in fields else fields.get("owner_id")
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     if request_id is not None:
         fields.setdefault("request_id", request_id)
     entry = AuditEvent(f"{time.time_ns():016x}{secrets.token_hex(4)}", utcnow(), event, user_id, fields)
+    rate = _rates.get(store)
+    if rate is None or rate.admit(entry):
+        await _write(store, entry)
+
+
+async def _write(store: Store, entry: AuditEvent) -> None:
     try:
         await store.put_audit_event(entry)
     except Exception as exc:  # the event is in the logs; the request it records goes on
-        log.error("audit_write_failed", audit_event=event, audit_id=entry.id, error=f"{type(exc).__name__}: {exc}")
+        log.error("audit_write_failed", audit_event=entry.event, audit_id=entry.id,
+                  error=f"{type(exc).__name__}: {exc}")
+
+
+def limit_rate(store: Store, per_window: int = AUDIT_EVENTS_PER_WINDOW,
+               window_seconds: float = AUDIT_WINDOW_SECONDS) -> None:
+    """From now on, write at most ``per_window`` rows of one event per user per window to ``store``."""
+    _rates[store] = AuditRate(store, per_window, window_seconds)
+
+
+async def flush(store: Store) -> None:
+    """Write the counted rows of the windows still open (before the store closes)."""
+    rate = _rates.get(store)
+    if rate is not None:
+        await rate.flush_all()
+
+
+@dataclasses.dataclass
+class _Window:
+    """One user's rows of one event since ``started`` (monotonic), and those held back to be counted."""
+
+    started: float
+    written: int = 0
+    held: int = 0
+    first_at: str = ""
+    last_at: str = ""
+    alike: dict[str, Any] = dataclasses.field(default_factory=dict)  # the fields every held event had
+    timer: asyncio.TimerHandle | None = None
+
+
+class AuditRate:
+    """Decides which events of a user get a row of their own; counts the rest into one row per window."""
+
+    def __init__(self, store: Store, per_window: int, window_seconds: float):
+        self.store = store
+        self.per_window = per_window
+        self.window_seconds = window_seconds
+        self._windows: dict[tuple[str, str], _Window] = {}
+        self._writing: set[asyncio.Task[None]] = set()
+
+    def admit(self, entry: AuditEvent) -> bool:
+        """True: write ``entry`` now; False: it is counted into its window's row."""
+        if entry.event in ALWAYS_WRITTEN or entry.user_id is None:
+            return True
+        now = time.monotonic()
+        key = (entry.user_id, entry.event)
+        window = self._windows.get(key)
+        if window is None or now - window.started >= self.window_seconds:
+            if window is not None:
+                self._close(key)
+            self._sweep(now)
+            window = self._windows[key] = _Window(now)
+        if window.written < self.per_window:
+            window.written += 1
+            return True
+        if not window.held:
+            window.first_at, window.alike = entry.at, dict(entry.fields)
+            window.timer = asyncio.get_running_loop().call_later(
+                window.started + self.window_seconds - now, self._close, key)
+        else:
+            window.alike = {k: v for k, v in window.alike.items() if entry.fields.get(k) == v}
+        window.held += 1
+        window.last_at = entry.at
+        return False
+
+    def _close(self, key: tuple[str, str]) -> None:
+        """End the window of ``key``: write the row of what it held back."""
+        window = self._windows.pop(key, None)
+        if window is None or not window.held:
+            return
+        if window.timer is not None:
+            window.timer.cancel()
+        user_id, event = key
+        fields = {**window.alike, "count": window.held, "first_at": window.first_at, "last_at": window.last_at}
+        entry = AuditEvent(f"{time.time_ns():016x}{secrets.token_hex(4)}", utcnow(), event, user_id, fields)
+        log.info("audit_events_counted", audit_event=event, user_id=user_id, count=window.held)
+        task = asyncio.ensure_future(_write(self.store, entry))
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
+
+    def _sweep(self, now: float) -> None:
+        """Forget ended windows that held nothing back (those that did are closed by their timers)."""
+        if len(self._windows) < 1024:
+            return
+        for key, window in list(self._windows.items()):
+            if not window.held and now - window.started >= self.window_seconds:
+                del self._windows[key]
+
+    async def flush_all(self) -> None:
+        for key in [key for key, window in self._windows.items() if window.held]:
+            self._close(key)
+        await asyncio.gather(*self._writing, return_exceptions=True)
+
+
+_rates: weakref.WeakKeyDictionary[Store, AuditRate] = weakref.WeakKeyDictionary()
 
 
 class AuditLog:

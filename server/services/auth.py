@@ -9,7 +9,8 @@
 
 Every token carries the user's ``token_generation`` from when it was issued; a request checks it
 against the user it loads anyway, so raising the generation (sign out everywhere, a changed or reset
-password, deactivation) cuts every earlier token at once, at no extra cost.
+password, deactivation) cuts every earlier token at once, at no extra cost. An access token also dies
+with its sign-in session (signing out this browser, a reused refresh token): ``live_sign_ins.py``.
 
 A failed sign-in is logged (``login_failed``) with the email only when it names an account: what was
 typed for an unknown one may be a password in the wrong field, so it is logged as ``email_hash``, a
@@ -54,6 +55,7 @@ from ..models import SignInSession, User, epoch_seconds, iso_time, normalise_ema
 from ..storage.base import Store
 from .audit import record
 from .check_queue import CheckQueue
+from .live_sign_ins import LiveSignIns
 from .personal_tokens import PersonalTokens
 from .revocations import Credential, Revocation
 from .throttle import LoginThrottle, MemoryLoginThrottle, Outcome
@@ -146,6 +148,7 @@ class AuthService(LoggingConfigurable):
                                       self.password_check_other_lane)
         self.revoked: list[Callable[[Revocation], Awaitable[None]]] = []  # told of every revocation (revocations.py)
         self.personal_tokens = PersonalTokens(store, self.personal_token_max_days, self.tell_revoked)
+        self.live_sign_ins = LiveSignIns(store)
 
     async def tell_revoked(self, revocation: Revocation) -> None:
         """What ``revocation`` ends (open sockets, sessions) is ended: tell ``revoked``."""
@@ -282,7 +285,7 @@ class AuthService(LoggingConfigurable):
             raise AuthenticationError("This sign-in has ended; sign in again.", code="session_ended")
         if claims["rot"] != session.rotation or not await self.store.rotate_sign_in_session(session.id,
                                                                                           session.rotation):
-            await self.store.delete_sign_in_session(session.id)
+            await self._end_session(session.id)
             await record(self.store, "refresh_token_reused", user_id=session.user_id, session_id=session.id)
             await self.tell_revoked(Revocation(session.user_id, "its refresh token was used twice",
                                                session_id=session.id))
@@ -300,10 +303,21 @@ class AuthService(LoggingConfigurable):
                 claims = self._decode(token, typ, ("sid",))
             except AuthenticationError:
                 continue
-            await self.store.delete_sign_in_session(str(claims["sid"]))
+            await self._end_session(str(claims["sid"]))
             await record(self.store, "logout", user_id=str(claims["sub"]), session_id=str(claims["sid"]))
             await self.tell_revoked(Revocation(str(claims["sub"]), "signed out", session_id=str(claims["sid"])))
             return
+
+    async def _end_session(self, session_id: str) -> None:
+        """Delete a sign-in session: its refresh token and its access tokens stop working."""
+        await self.store.delete_sign_in_session(session_id)
+        self.live_sign_ins.forget(session_id)
+
+    async def confirm_sign_in(self, access_token: str) -> None:
+        """Check in the store, not in what this server remembers, that the sign-in of ``access_token`` (an
+        authenticated one) is live: for what outlives it (a personal access token)."""
+        claims = self._decode(access_token, "access", ("sid",))
+        await self.live_sign_ins.check(str(claims["sid"]), fresh=True)
 
     async def logout_everywhere(self, user: User) -> None:
         """Cut every token ``user`` has: every sign-in's, and their personal access tokens."""
@@ -351,6 +365,8 @@ class AuthService(LoggingConfigurable):
             if claims["scp"] not in ("session", "password_change"):
                 raise AuthenticationError("The token is not valid; sign in again.")
             user, scope = await self._valid_user(str(claims["sub"]), claims["gen"]), claims["scp"]
+            if scope == "session":  # a sign-in's token: only while the sign-in lasts
+                await self.live_sign_ins.check(str(claims.get("sid", "")))
             credential = Credential(user.id, user.token_generation, session_id=claims.get("sid"))
         restricted = scope == "password_change" or user.password_change_required
         if restricted and not (scope == "password_change" and scope in accept):

@@ -2,7 +2,7 @@
 
 Who may do what is decided in ``DashboardService.access``: the owner and admins everything;
 a share grants ``view`` (see it, run its cards with parameters) or ``edit`` (also change its
-layout and cards; an editor's restore keeps only the cards on it now); to everyone else the
+layout and cards); a restore brings back someone else's card only if it is on it now; to everyone else the
 dashboard does not exist (404). Sharing a dashboard shares its cards and nothing else (a card
 version reads data with its author's rights, ``services/card_runs.py``): ``card_access`` is the
 card service's ``shares`` seam.
@@ -191,15 +191,24 @@ class DashboardService(LoggingConfigurable):
         stored = await self._store_form(user, document, previous.document, created)
         return await self._save(user, dashboard, expected, stored, created)
 
-    async def restore(self, user: User, dashboard_id: str, number: int) -> tuple[Dashboard, DashboardVersion]:
-        """A new version with the document of version ``number``; an editor's keeps only the cards on
-        the current version (a card the owner took off stays off), owners and admins restore anything."""
-        dashboard, granted = await self.authorize(user, dashboard_id, "edit")
+    async def restore(self, user: User, dashboard_id: str, number: int) -> tuple[
+            Dashboard, DashboardVersion, list[dict[str, Any]]]:
+        """A new version with the document of version ``number``, and the card entries left out of it.
+
+        A card of someone else's comes back only if it is on the current version: whoever took it off
+        (the dashboard's owner, or the card's owner, an editor) meant it, and the restorer would run it
+        with its author's rights and edit it. Admins restore anything."""
+        dashboard, _ = await self.authorize(user, dashboard_id, "edit")
         document = (await self._version_of(dashboard, number)).document
-        if granted != "owner":
-            current = card_ids((await self._version_of(dashboard, dashboard.current_version)).document)
-            document = _keeping(document, current)
-        return await self._save(user, dashboard, dashboard.current_version, document)
+        if user.role == "admin":
+            return *await self._save(user, dashboard, dashboard.current_version, document), []
+        allowed = card_ids((await self._version_of(dashboard, dashboard.current_version)).document)
+        for card_id in card_ids(document) - allowed:
+            card = await self.store.get_card(card_id)
+            if card is not None and card.owner_id == user.id:
+                allowed.add(card_id)
+        left_out = [entry for entry in document["cards"] if entry["card"] not in allowed]
+        return *await self._save(user, dashboard, dashboard.current_version, _keeping(document, allowed)), left_out
 
     async def import_document(self, user: User, document: Any) -> tuple[Dashboard, DashboardVersion, bool]:
         """Create the dashboard of the document's uid, or save a new version of it; True if created."""

@@ -52,7 +52,7 @@ class UserService:
                 raise InvalidRequestError(f"The locale must be one of {', '.join(LOCALES)}.", {"field": "locale"})
             changes["locale"] = locale
         await self.store.update_profile(caller.id, changes)
-        await record(self.store, "user_updated", user_id=caller.id, fields=sorted(changes))
+        await record(self.store, "profile_updated", user_id=caller.id, fields=sorted(changes))
         return await self.store.get_user(caller.id) or caller
 
     async def create_by(self, caller: User, **fields: str) -> User:

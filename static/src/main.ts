@@ -2,6 +2,7 @@
 // first shown: the sign-in and dashboard pages never load the code editor.
 
 import "./styles.css";
+import { endSignIn } from "./api/client";
 import { ApiError } from "./api/errors";
 import { session } from "./auth/session";
 import { signInPage } from "./auth/signin";
@@ -44,9 +45,12 @@ const ROUTES: Route[] = [
   { path: "/dashboards/:id", section: "dashboards", page: safely(async ({ id }) => (await import("./pages/dashboard")).dashboardPage(id)) },
 ];
 
+// Sign out: the sign-in ends on the server too (not only in this tab), then the sign-in page.
 function signOut(): void {
-  session.signOut();
-  go("/signin");
+  void endSignIn().finally(() => {
+    session.signOut();
+    go("/signin");
+  });
 }
 
 // Another language: the page is made again in it (an open card editor keeps its draft).

@@ -20,6 +20,7 @@ from ..server.test_jupyter_api import connect as connect_kernel
 DEEP = b"[" * 100_000 + b"]" * 100_000
 SHALLOWER = b"[" * 5_000 + b"]" * 5_000  # past Python's recursion limit, within the 16 KB an anonymous body may have
 HUGE_INT = b"9" * 5000
+JSON = {"Content-Type": "application/json"}
 HOSTILE_VALUES = {
     "huge_int": HUGE_INT,
     "long_fraction": b"0." + b"1" * 5000,
@@ -53,7 +54,7 @@ async def test_login_refuses_hostile_values(api, name):
     """The anonymous sign-in route: each hostile value as the password is a 400 naming /password."""
     value = SHALLOWER if name == "deep" else HOSTILE_VALUES[name]
     body = b'{"email": "%s", "password": %s}' % (ADMIN_EMAIL.encode(), value)
-    response = await api.fetch("POST", "/api/auth/login", body=body, headers={"Content-Type": "application/json"})
+    response = await api.fetch("POST", "/api/auth/login", body=body, headers=JSON)
     assert_invalid_json(response, None if name == "deep" else "/password")
 
 
@@ -61,13 +62,13 @@ async def test_login_refuses_hostile_values(api, name):
                                  b'"\\udfff"', b"\xff\xfe{}", b'{"email": "a\xed\xa0\x80"}'])
 async def test_login_refuses_hostile_documents(api, raw):
     """Whole bodies that are hostile JSON, or not UTF-8, are 400s too."""
-    response = await api.fetch("POST", "/api/auth/login", body=raw, headers={"Content-Type": "application/json"})
+    response = await api.fetch("POST", "/api/auth/login", body=raw, headers=JSON)
     assert_invalid_json(response)
 
 
 async def test_login_refuses_a_deep_body_past_its_size_unread(api):
     """A 200 KB nest is past what an anonymous body may have: 413 before any of it is parsed."""
-    response = await api.fetch("POST", "/api/auth/login", body=DEEP, headers={"Content-Type": "application/json"})
+    response = await api.fetch("POST", "/api/auth/login", body=DEEP, headers=JSON)
     assert response.code == 413 and strict(response.body)["error"]["code"] == "payload_too_large"
 
 
@@ -82,7 +83,7 @@ async def test_card_parameter_defaults_are_finite(api, default, pointer):
     token = await api.login()
     body = (b'{"title": "t", "code": "", "parameters": [{"name": "x", "type": "number", "default": %s}]}'
             % default)
-    response = await api.fetch("POST", "/api/cards", token=token, body=body)
+    response = await api.fetch("POST", "/api/cards", token=token, body=body, headers=JSON)
     assert_invalid_json(response, pointer)
     assert strict((await api.fetch("GET", "/api/cards", token=token)).body)["cards"] == []
 
@@ -92,7 +93,7 @@ async def test_nan_in_a_dashboard_never_reaches_a_viewer(api):
     token = await api.login()
     body = (b'{"schemaVersion": 1, "title": "d", "cards": [], "layout": [],'
             b' "parameters": [{"name": "x", "type": "number", "default": NaN}]}')
-    assert_invalid_json(await api.fetch("POST", "/api/dashboards", token=token, body=body),
+    assert_invalid_json(await api.fetch("POST", "/api/dashboards", token=token, body=body, headers=JSON),
                         "/parameters/0/default")
     user = await api.app.store_instance.get_user_by_email(ADMIN_EMAIL)
     document = {"schemaVersion": 1, "title": "old", "cards": [], "layout": [],

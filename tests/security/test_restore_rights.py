@@ -41,3 +41,39 @@ async def test_an_editors_restore_keeps_only_current_cards(start_cards):
     assert [c["key"] for c in restored.json()["document"]["cards"]] == ["pay"]
     restored = await api.fetch("POST", f"{path}/versions/1/restore", token=admin)
     assert [c["key"] for c in restored.json()["document"]["cards"]] == ["pay", "rows"], "so does an admin"
+
+
+async def test_an_owners_restore_does_not_take_back_a_card_its_owner_took_off(api):
+    """An editor puts their own card on the owner's dashboard and takes it off again; the dashboard's
+    owner restores the version that held it. The card stays off (the answer names it as left out), so
+    the owner can neither see, run nor save it; the editor's own restore brings their card back."""
+    owner, editor = await api.add_user("owner@example.com"), await api.add_user("editor@example.com")
+    card = await api.fetch("POST", "/api/cards", token=editor, json_body={"title": "pay", "code": "print(1)"})
+    created = await api.fetch("POST", "/api/dashboards", token=owner,
+                              json_body={"schemaVersion": 1, "title": "M", "cards": [], "layout": []})
+    assert card.code == created.code == 201
+    card_id, dashboard = card.json()["id"], created.json()
+    path, uid = f"/api/dashboards/{dashboard['id']}", dashboard["document"]["uid"]
+    shared = await api.fetch("PUT", f"{path}/shares", token=owner, json_body={"email": "editor@example.com",
+                                                                              "permission": "edit"})
+    assert shared.code == 200
+    with_card = {"schemaVersion": 1, "uid": uid, "title": "M", "cards": [{"key": "k", "card": card_id}],
+                 "layout": [{"card": "k", "x": 0, "y": 0, "w": 4, "h": 3}]}
+    for version, document in ((1, with_card), (2, {**with_card, "cards": [], "layout": []})):
+        saved = await api.fetch("PUT", path, token=editor, json_body={"version": version, "document": document})
+        assert saved.code == 200, saved.body
+    assert (await api.fetch("GET", f"/api/cards/{card_id}", token=owner)).code == 404
+
+    restored = await api.fetch("POST", f"{path}/versions/2/restore", token=owner)
+    assert restored.code == 200, restored.body
+    assert restored.json()["document"]["cards"] == [] and restored.json()["document"]["layout"] == []
+    assert restored.json()["left_out"] == [{"key": "k", "card": card_id}]
+    assert (await api.fetch("GET", f"/api/cards/{card_id}", token=owner)).code == 404
+    assert (await api.fetch("POST", f"/api/cards/{card_id}/run", token=owner, json_body={})).code == 404
+    hijack = await api.fetch("PUT", f"/api/cards/{card_id}", token=owner, json_body={
+        "title": "mine now", "code": "print('hijacked')", "datasets": [], "parameters": [], "version": 1})
+    assert hijack.code == 404
+
+    restored = await api.fetch("POST", f"{path}/versions/2/restore", token=editor)
+    assert [c["card"] for c in restored.json()["document"]["cards"]] == [card_id], "the card's owner may"
+    assert restored.json()["left_out"] == []

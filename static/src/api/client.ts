@@ -56,6 +56,14 @@ export function tokenRevoked(): void {
   if (session.user) session.signIn("", session.user, 0);
 }
 
+// Ends this tab's sign-in on the server: its refresh cookie and its access tokens stop working. The page
+// signs out all the same when the server cannot be reached.
+export async function endSignIn(): Promise<void> {
+  const headers: Record<string, string> = { Accept: "application/json", "Content-Type": "application/json" };
+  if (session.token) headers.Authorization = `Bearer ${session.token}`;
+  await fetch("/api/auth/logout", { method: "POST", headers, body: "{}" }).catch(() => undefined);
+}
+
 // A valid token, renewed first when the one we hold has run out.
 export async function freshToken(): Promise<string> {
   if (session.expired) await renew();

@@ -400,6 +400,8 @@ export const en: Record<MessageKey, string> = {
   "error.account_deactivated": "This account is deactivated. Ask an admin to reactivate it.",
   "error.token_revoked": "You were signed out (signed out everywhere, or the password or account changed). Sign in again.",
   "error.session_ended": "Your sign-in has ended. Sign in again.",
+  "error.json_content_type_required": "Send the data as JSON (Content-Type: application/json).",
+  "error.cross_origin_request": "Sign-in requests are taken from this site's own pages only. Open the site again.",
   "error.refresh_token_reused": "Your sign-in was ended to keep it safe, because it was used from two places. Sign in again.",
   "error.personal_token_not_allowed": "A personal access token works only with Jupyter clients. Sign in to use this.",
   "error.token_lifetime_too_long": "A token may last at most {max} days.",

@@ -47,7 +47,7 @@ from tests.fault_proxy import (RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE
                                Request, dynamodb, s3)
 
 ADMIN, PASSWORD = "admin@example.com", "correct horse battery"
-INTEGRITY_KINDS = {"blob_missing", "headless", "broken_table"}
+INTEGRITY_KINDS = {"blob_missing", "headless", "broken_table", "unlisted", "listed_orphan"}
 
 
 def chance(share: float, match: Callable[[Request], bool]) -> Callable[[Request], bool]:

@@ -275,6 +275,7 @@ class ServeApp(BIApp):
         dashboards = DashboardService(self.store_instance, cards, datasets, parent=self)
         tables = OutputTables(self.store_instance, cards, Path(self.data_dir).resolve() / "tmp" / "tables", parent=self)
         self.bus = make_bus(self.redis_url, parent=self)
+        auth.user_cache.listen(self.bus)
         self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables, self.bus, parent=self)
         await self.kernel_pool.start()
         self.agent_keeper: asyncio.Task[None] | None = None

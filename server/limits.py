@@ -34,6 +34,9 @@ IDLE_TIMEOUT = 75.0
 """Seconds a keep-alive connection may wait for its next request; longer than the load balancer's
 own idle timeout (60 s), so that the balancer, not the server, closes idle connections."""
 
+USER_CACHE_ENTRIES = 10_000
+"""User records a server task keeps for the requests of their tokens (``services/user_cache.py``)."""
+
 CONNECTIONS_PER_CLIENT = 100
 """Connections one client address may hold open at once (trusted proxies are not counted)."""
 

@@ -166,12 +166,15 @@ class CardRunner(LoggingConfigurable):
         self.finished: list[Callable[[str, dict[str, Any], dict[str, Any]], None]] = []  # (card_id, values, result)
 
     async def run(self, user: User, card_id: str, parameters: dict[str, Any], force: bool = False,
-                  fence: Lease | None = None, announce: bool = True) -> dict[str, Any]:
+                  fence: Lease | None = None, announce: bool = True,
+                  shown: tuple[Card, CardVersion] | None = None) -> dict[str, Any]:
         """``{"status", "outputs", "cached", "execution_time_ms"}`` of the card's current version;
         ``force`` runs it even when a result is cached (a scheduled refresh). Under a ``fence`` (a lease)
         the result is cached only while the lease is held: ``LeaseLostError`` otherwise. ``announce``:
-        tell the ``finished`` listeners (the caller shows the result itself if not)."""
-        card, version, values, files, key = await self._prepare(user, card_id, parameters)
+        tell the ``finished`` listeners (the caller shows the result itself if not). ``shown``: the card and
+        its current version as read by a caller that established ``user`` may view it (a dashboard
+        showing it): its access is not checked again."""
+        card, version, values, files, key = await self._prepare(user, card_id, parameters, shown)
         result = None if force else await self._cached(key)
         if result is None:
             result = await self._execute(user, version, values, files, key, fence)
@@ -181,14 +184,16 @@ class CardRunner(LoggingConfigurable):
             listener(card.id, values, result)
         return result
 
-    async def cached(self, user: User, card_id: str, parameters: dict[str, Any]) -> dict[str, Any] | None:
-        """The cached result of running the card now, or None: never runs it."""
-        *_, key = await self._prepare(user, card_id, parameters)
+    async def cached(self, user: User, card_id: str, parameters: dict[str, Any],
+                     shown: tuple[Card, CardVersion] | None = None) -> dict[str, Any] | None:
+        """The cached result of running the card now, or None: never runs it (``shown`` as for ``run``)."""
+        *_, key = await self._prepare(user, card_id, parameters, shown)
         return await self._cached(key)
 
-    async def _prepare(self, user: User, card_id: str, parameters: dict[str, Any]) -> tuple[
+    async def _prepare(self, user: User, card_id: str, parameters: dict[str, Any],
+                       shown: tuple[Card, CardVersion] | None) -> tuple[
             Card, CardVersion, dict[str, Any], list[tuple[str, Path]], str]:
-        card, version = await self.cards.get_visible(user, card_id)
+        card, version = shown or await self.cards.get_visible(user, card_id)
         values = bind_parameters(version.parameters, parameters)
         data = await author_data(self.store, version)
         return card, version, values, data.files, cache_key(version, data.versions, values, self.pool.image_version)

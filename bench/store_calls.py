@@ -6,7 +6,7 @@ call, an executor agent (card runs need one: run as root) and an API server on t
 proxy. A viewer is shared a dashboard of ``--cards`` cards (each reading one of the owner's datasets)
 and has dashboards of their own and others shared with them; every card has run once (so runs come
 from the result cache). Then each request below is sent alone, ``--repeat`` times, and its store calls
-counted with a botocore event hook on the store's clients (``before-call``; attempts are ``before-send``):
+counted with a botocore event hook on the store's clients (``before-parameter-build``; attempts are ``before-send``):
 
 - ``GET /api/dashboards/{id}`` (the viewer), ``GET /api/cards`` (the owner, a page of ``--cards`` + 5)
 - ``POST /api/dashboards/{id}/cards/{key}/run`` (the viewer, answered from the cache)
@@ -56,11 +56,12 @@ class Counter:
         self.calls: collections.Counter[str] = collections.Counter()
         self.attempts = 0
         for client in (store._dynamodb, store._s3):
-            client.meta.events.register("before-call", self._call)
+            client.meta.events.register("before-parameter-build", self._call)
             client.meta.events.register("before-send", self._attempt)
 
-    def _call(self, model: Any = None, **kwargs: Any) -> None:
-        self.calls[model.name if model is not None else "?"] += 1
+    def _call(self, model: Any = None, params: Any = None, **kwargs: Any) -> None:
+        table = str((params or {}).get("TableName", (params or {}).get("Bucket", ""))).rpartition("_")[2]
+        self.calls[f"{model.name if model is not None else '?'} {table}".strip()] += 1
 
     def _attempt(self, **kwargs: Any) -> None:
         self.attempts += 1

@@ -72,15 +72,17 @@ class CardService(LoggingConfigurable):
     # writes ------------------------------------------------------------------
     async def create(self, user: User, title: str, code: str, datasets: list[str],
                      parameters: list[dict[str, Any]], tags: list[str] | None = None) -> tuple[Card, CardVersion]:
-        card_id = new_id("card")
-        first = await self._created(user, card_id) if replayed() else None
-        if first is not None:
-            return first
         await self._check_datasets(user, datasets, known=())
-        version = _version(card_id, 1, user, title, code, datasets, parameters, tags or [])
+        version = _version(new_id("card"), 1, user, title, code, datasets, parameters, tags or [])
         card = Card(id=version.card_id, owner_id=user.id, current_version=1,
                     created_at=version.created_at, updated_at=version.created_at)
-        await settle(self.store.create_card(card, version), lambda: self._landed(version), card_id=card.id)
+        try:
+            await settle(self.store.create_card(card, version), lambda: self._landed(version), card_id=card.id)
+        except ConflictError:  # its id is taken: by an earlier attempt of this keyed request?
+            first = await self._created(user, card.id) if replayed() else None
+            if first is None:
+                raise
+            return first
         await record(self.store, "card_created", card_id=card.id, owner_id=user.id, version=1)
         return card, version
 

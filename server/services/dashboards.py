@@ -184,11 +184,12 @@ class DashboardService(LoggingConfigurable):
     async def create(self, user: User, document: Any) -> tuple[Dashboard, DashboardVersion]:
         document = _checked(document)
         dashboard_id = new_id("dashboard")
-        first = await self._created(user, dashboard_id) if replayed() else None
+        uid = document.setdefault("uid", uuid.uuid4().hex)
+        first, taken = await asyncio.gather(self._created(user, dashboard_id) if replayed() else _none(),
+                                            self.store.get_dashboard_by_uid(uid))
         if first is not None:
             return first
-        uid = document.setdefault("uid", uuid.uuid4().hex)
-        if await self.store.get_dashboard_by_uid(uid) is not None:
+        if taken is not None:
             raise ConflictError(f"A dashboard with the uid {uid!r} exists; import the document to update it.",
                                 {"uid": uid})
         created: list[str] = []
@@ -405,6 +406,10 @@ class DashboardService(LoggingConfigurable):
         grantee = await self.store.get_user(share.user_id)
         return {"email": grantee.email if grantee else None, "name": grantee.name if grantee else None,
                 "user_id": share.user_id, "permission": share.permission, "created_at": share.created_at}
+
+
+async def _none() -> None:
+    return None
 
 
 def card_ids(document: dict[str, Any]) -> set[str]:

@@ -673,7 +673,7 @@ class AWSStore(Store):
             raise ConflictError(f"You already have a dataset named {dataset.name!r}.")
         if reasons:
             raise ConflictError(f"A dataset with the id {dataset.id} already exists.")
-        self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset))
+        self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), new=True)
 
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
         await self._run(self._add_version, DATASETS, version.dataset_id, version.version,
@@ -707,7 +707,7 @@ class AWSStore(Store):
     def _create_card(self, card: Card, version: CardVersion) -> None:
         if self._create_versioned(CARDS, card, _card_version_fields(version)):
             raise ConflictError(f"A card with the id {card.id} already exists.")
-        self._catalogue.write(card_entry(card, version), dataclasses.asdict(card))
+        self._catalogue.write(card_entry(card, version), dataclasses.asdict(card), new=True)
 
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
         await self._run(self._add_version, CARDS, version.card_id, version.version,
@@ -742,7 +742,7 @@ class AWSStore(Store):
             raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.")
         if reasons:
             raise ConflictError(f"A dashboard with the id {dashboard.id} already exists.")
-        self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard))
+        self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard), new=True)
 
     async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
         await self._run(self._add_version, DASHBOARDS, version.dashboard_id, version.version,

@@ -136,6 +136,7 @@ async def start_server(proxy: FaultProxy, moto: str, data_dir: Path, agent_url: 
     config.ServeApp.executor_urls = [agent_url]
     config.ServeApp.executor_private_key = pem
     config.AuthService.jwt_secret_key = "k" * 40
+    config.DashboardHub.refresh_tick = 3600.0  # no scheduled-refresh scan among the calls counted
     config.AWSStore = Config(aws_store_config(moto))
     schema = ServeApp(config=config).make_store()
     await schema.create_schema()

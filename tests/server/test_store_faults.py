@@ -17,7 +17,6 @@ import pytest
 from ..fault_proxy import RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, FaultProxy, dynamodb, s3
 from .test_datasets import upload
 from .test_dashboards import document
-from .test_executor_discovery import start_agents  # noqa: F401 - fixture
 from .test_sessions import root  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.aws
@@ -98,10 +97,10 @@ async def test_r1b_new_version_whose_commit_answer_was_lost_keeps_its_parquet(fa
     assert added.code == 201, added.body
 
 
-async def test_r2_output_whose_table_did_not_reach_s3_is_not_cached(faulty_server, faults,
-                                                                     start_agents):  # noqa: F811
+async def test_r2_output_whose_table_did_not_reach_s3_is_not_cached(faulty_server, faults, root,  # noqa: F811
+                                                                     shared_agent):
     """R2: a DataFrame whose Arrow table failed to reach S3 is not served again from the cache."""
-    [(_, url)], pem = await start_agents(1)
+    url, pem = shared_agent
     api = await faulty_server(ServeApp__executor_urls=[url], ServeApp__executor_private_key=pem)
     token = await api.login()
     card = await api.fetch("POST", "/api/cards", token=token, json_body={

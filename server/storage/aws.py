@@ -121,6 +121,7 @@ BATCH_WRITE_LIMIT = 25
 PITR_UNAVAILABLE = {"UnknownOperationException", "ContinuousBackupsUnavailableException"}
 # Cancellation reasons a caller maps to a domain error; any other reason propagates.
 EXPECTED_CANCELLATIONS = {"None", "ConditionalCheckFailed", "TransactionConflict"}
+CONFLICT_ATTEMPTS = 3  # tries of a new version's transaction that meets another on its head
 MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
 # Error codes that mean "the service could not take the call now", as opposed to "the call is wrong".
 THROTTLED = {"Throttling", "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
@@ -622,28 +623,33 @@ class AWSStore(Store):
 
     def _add_version(self, kind: Versioned, record_id: str, number: int, created_at: str,
                      expected_current: int, fields: dict[str, Any]) -> None:
-        """Make ``number`` current if the head is at ``expected_current``, and put its item: at once."""
+        """Make ``number`` current if the head is at ``expected_current``, and put its item: at once. A
+        transaction that met another one on the head (two saves at once) is tried again, so that the loser
+        learns the winner's version."""
         kind.check_follows(number, expected_current)
-        reasons = self._listed(kind, record_id, [
-            {"Update": {
-                "TableName": self._table(kind.table),
-                "Key": _serialize(_meta_key(kind, record_id)),
-                "UpdateExpression": "SET current_version = :new, updated_at = :updated",
-                "ConditionExpression": "current_version = :expected",
-                "ExpressionAttributeValues": _serialize({
-                    ":new": number, ":updated": created_at, ":expected": expected_current}),
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }},
-            _put_new(self._table(kind.table), _version_key(kind, record_id, number), fields),
-        ])
-        if not reasons:
-            self._catalog_current(kind, record_id)
-            return
-        head = reasons[0]
-        if "Item" in head:
-            raise kind.stale(_plain(head["Item"])["current_version"], expected_current)
-        if head.get("Code") == "ConditionalCheckFailed":
-            raise kind.gone()
+        for attempt in range(CONFLICT_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0.02, 0.1 * attempt))
+            reasons = self._listed(kind, record_id, [
+                {"Update": {
+                    "TableName": self._table(kind.table),
+                    "Key": _serialize(_meta_key(kind, record_id)),
+                    "UpdateExpression": "SET current_version = :new, updated_at = :updated",
+                    "ConditionExpression": "current_version = :expected",
+                    "ExpressionAttributeValues": _serialize({
+                        ":new": number, ":updated": created_at, ":expected": expected_current}),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }},
+                _put_new(self._table(kind.table), _version_key(kind, record_id, number), fields),
+            ])
+            if not reasons:
+                self._catalog_current(kind, record_id)
+                return
+            head = reasons[0]
+            if "Item" in head:
+                raise kind.stale(_plain(head["Item"])["current_version"], expected_current)
+            if head.get("Code") == "ConditionalCheckFailed":
+                raise kind.gone()
         raise kind.busy()
 
     def _heads(self, kind: Versioned, owner_id: str | None, index_prefix: str) -> list[dict[str, Any]]:

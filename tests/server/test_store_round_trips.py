@@ -43,8 +43,8 @@ async def test_requests_read_many_records_in_batches(start_server):
                             json_body={"email": "viewer@example.com", "permission": "view"})).code == 200
     card_id = shared["document"]["cards"][0]["card"]
     calls = counting(api.app.store_instance)
-    assert await calls_of(api, calls, "/api/me", viewer) == {"GetItem": 1}
-    assert await calls_of(api, calls, "/api/me", viewer) == {}, "the user is kept"
+    assert await calls_of(api, calls, "/api/me", viewer) == {"GetItem": 2}, "the user and the sign-in, once"
+    assert await calls_of(api, calls, "/api/me", viewer) == {}, "the user and its live sign-in are kept"
 
     async def add(count: int) -> None:
         for n in range(count):

@@ -15,7 +15,7 @@ Card runs are left out (they need an executor agent and root). Scenarios: 20 % D
 20 % S3 5xx, 10 % resets on both (before and after the store), 2 s latency on 20 %, a 15 s outage
 of both (from the fifth second).
 
-    python bench/store_faults.py [--seconds 60] [--clients 4] [--only NAME ...]
+    python bench/store_faults.py [--seconds 60] [--clients 4] [--only NAME ...] [--set Class.trait=JSON ...]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from tests.fault_proxy import (RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE
                                Request, dynamodb, s3)
 
 ADMIN, PASSWORD = "admin@example.com", "correct horse battery"
-INTEGRITY_KINDS = {"blob_missing", "headless", "broken_table"}
+INTEGRITY_KINDS = {"blob_missing", "headless", "broken_table", "unlisted", "listed_orphan"}
 
 
 def chance(share: float, match: Callable[[Request], bool]) -> Callable[[Request], bool]:
@@ -206,7 +206,7 @@ class Workload:
         return found
 
 
-async def start_server(proxy: FaultProxy, moto: str, data_dir: Path) -> tuple[Any, Any, str]:
+async def start_server(proxy: FaultProxy, moto: str, data_dir: Path, traits: dict[str, str]) -> tuple[Any, Any, str]:
     from server.app import ServeApp
 
     config = Config()
@@ -216,6 +216,9 @@ async def start_server(proxy: FaultProxy, moto: str, data_dir: Path) -> tuple[An
     config.ServeApp.local_executor = False
     config.AuthService.jwt_secret_key = "k" * 40
     config.AWSStore = Config(aws_store_config(moto))
+    for dotted, value in traits.items():
+        section, name = dotted.split(".")
+        config[section][name] = json.loads(value)
     app = ServeApp(config=config)
     schema = app.make_store()
     await schema.create_schema()
@@ -236,9 +239,10 @@ async def login(base: str, email: str, password: str) -> str:
     return json.loads(response.body)["access_token"]
 
 
-async def scenario(name: str, proxy: FaultProxy, moto: str, seconds: float, clients: int) -> dict[str, Any]:
+async def scenario(name: str, proxy: FaultProxy, moto: str, seconds: float, clients: int,
+                   traits: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data_dir:
-        app, server, base = await start_server(proxy, moto, Path(data_dir))
+        app, server, base = await start_server(proxy, moto, Path(data_dir), traits)
         try:
             token = await login(base, ADMIN, PASSWORD)
             admin = Client(base, token, Tally())
@@ -288,7 +292,10 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument("--set", nargs="*", default=[], metavar="Class.trait=JSON",
+                        help="server settings, e.g. AWSStore.dynamodb_read_timeout=1")
     args = parser.parse_args()
+    traits = dict(setting.split("=", 1) for setting in args.set)
     os.environ.update(AWS_TEST_ENV)
     from moto.server import ThreadedMotoServer
 
@@ -300,7 +307,7 @@ async def main() -> None:
     results = {}
     try:
         for name in args.only:
-            results[name] = await scenario(name, proxy, f"http://{host}:{port}", args.seconds, args.clients)
+            results[name] = await scenario(name, proxy, f"http://{host}:{port}", args.seconds, args.clients, traits)
             r = results[name]
             print(f"{name:14} ok {r['ok']:5}  4xx {r['4xx']:4}  503 {r['503']:4}  other 5xx {r['other_5xx']:3}  "
                   f"p50 {r['p50_s']} s  p95 {r['p95_s']} s  integrity problems {r['integrity_problems']}  "

@@ -265,6 +265,7 @@ class ServeApp(BIApp):
             await self.store_instance.close()
             raise
         self.bus = make_bus(self.redis_url, parent=self)
+        auth.user_cache.listen(self.bus)
         self.revocations = Revocations(self.bus)
         auth.revoked.append(self.revocations.revoke)
         users = UserService(self.store_instance, auth)

@@ -39,6 +39,9 @@ IDEMPOTENT_ANSWER_BYTES = 16 * 1024
 its resource (``Content-Location``: a card's or dashboard's) is kept without its body, and a retry gets the
 resource as it is then, so that a save of a 1 MB document does not store it twice."""
 
+USER_CACHE_ENTRIES = 10_000
+"""User records a server task keeps for the requests of their tokens (``services/user_cache.py``)."""
+
 CONNECTIONS_PER_CLIENT = 100
 """Connections one client address may hold open at once (trusted proxies are not counted)."""
 

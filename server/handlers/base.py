@@ -33,7 +33,7 @@ from ..models import User
 from ..services.auth import SESSION_ONLY, AuthService, Scope
 from ..services.cards import CardService
 from ..services.datasets import DatasetService
-from ..services.idempotency import IdempotencyService
+from ..services.idempotency import IdempotencyService, keyed
 from ..services.users import UserService
 from ..storage.base import request_scope
 
@@ -367,7 +367,8 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish(first.body.encode())
             return
-        await method(self, *args, **kwargs)
+        with keyed(*request):
+            await method(self, *args, **kwargs)
         if 200 <= self.get_status() < 300 and self.answer is not None:
             headers = {name: str(self._headers[name]) for name in REPLAYED_HEADERS if name in self._headers}
             small = len(self.answer) <= IDEMPOTENT_ANSWER_BYTES or "Content-Location" not in headers

@@ -10,7 +10,8 @@
 Every token carries the user's ``token_generation`` from when it was issued; a request checks it
 against the user it loads anyway, so raising the generation (sign out everywhere, a changed or reset
 password, deactivation) cuts every earlier token at once, at no extra cost. An access token also dies
-with its sign-in session (signing out this browser, a reused refresh token): ``live_sign_ins.py``.
+with its sign-in session (signing out this browser, a reused refresh token): ``live_sign_ins.py``. The user is loaded through a
+short-lived cache (``user_cache.py``) that every change of a user (``user_changed``) clears on every task.
 
 A failed sign-in is logged (``login_failed``) with the email only when it names an account: what was
 typed for an unknown one may be a password in the wrong field, so it is logged as ``email_hash``, a
@@ -50,7 +51,7 @@ from traitlets.config import LoggingConfigurable
 from ..environment import setting
 from ..errors import AuthenticationError, PasswordChangeRequiredError, PermissionDeniedError, RateLimitedError
 from ..limits import (LOGIN_THROTTLED_AUDIT_WINDOW, LOGIN_THROTTLED_AUDITS, PASSWORD_CHECK_OTHER_LANE, PASSWORD_CHECK_QUEUE, PASSWORD_CHECK_WORKERS,
-                      PASSWORD_CHECKS_PER_ADDRESS)
+                      PASSWORD_CHECKS_PER_ADDRESS, USER_CACHE_ENTRIES)
 from ..models import SignInSession, User, epoch_seconds, iso_time, normalise_email, utcnow
 from ..storage.base import Store
 from .audit import record
@@ -60,6 +61,7 @@ from .personal_tokens import PersonalTokens
 from .revocations import Credential, Revocation
 from .throttle import LoginThrottle, MemoryLoginThrottle, Outcome
 from .throttled_audit import ThrottledSignIns
+from .user_cache import UserCache
 
 MIN_KEY_LENGTH = 32
 ALGORITHM = "HS256"
@@ -128,6 +130,10 @@ class AuthService(LoggingConfigurable):
     password_checks_per_address = Integer(PASSWORD_CHECKS_PER_ADDRESS, help=(
         "Sign-ins from one client address checked at once; more from it at once are answered 429.")).tag(config=True)
 
+    user_cache_seconds = Float(5.0, min=0.0, help=(
+        "Seconds a request's user record is kept for the next requests of the same token generation (0: "
+        "read it every time); a change to the user clears it on every task at once.")).tag(config=True)
+
     @default("jwt_secret_key")
     def _default_key(self) -> str:
         return setting("JWT_SECRET_KEY")
@@ -149,6 +155,7 @@ class AuthService(LoggingConfigurable):
         self.revoked: list[Callable[[Revocation], Awaitable[None]]] = []  # told of every revocation (revocations.py)
         self.personal_tokens = PersonalTokens(store, self.personal_token_max_days, self.tell_revoked)
         self.live_sign_ins = LiveSignIns(store)
+        self.user_cache = UserCache(store, self.user_cache_seconds, USER_CACHE_ENTRIES)
 
     async def tell_revoked(self, revocation: Revocation) -> None:
         """What ``revocation`` ends (open sockets, sessions) is ended: tell ``revoked``."""
@@ -219,6 +226,7 @@ class AuthService(LoggingConfigurable):
             raise AuthenticationError("The email or password is wrong.")
         if self.hasher.check_needs_rehash(user.password_hash):
             await self.store.update_password_hash(user.id, await self.hash_password(password))
+            await self.user_changed(user.id)
         if not user.active:
             await record(self.store, "login_failed", email=email, user_id=user.id, ip=ip, reason="deactivated")
             raise AuthenticationError("This account is deactivated; ask an admin.", code="account_deactivated")
@@ -321,10 +329,17 @@ class AuthService(LoggingConfigurable):
 
     async def logout_everywhere(self, user: User) -> None:
         """Cut every token ``user`` has: every sign-in's, and their personal access tokens."""
-        updated = await self.store.update_user(user.id, {}, revoke_tokens=True)
+        try:
+            updated = await self.store.update_user(user.id, {}, revoke_tokens=True)
+        finally:
+            await self.user_changed(user.id)
         await record(self.store, "logout_everywhere", user_id=user.id)
         generation = updated.token_generation if updated is not None else user.token_generation + 1
         await self.tell_revoked(Revocation(user.id, "signed out everywhere", generation=generation))
+
+    async def user_changed(self, user_id: str) -> None:
+        """Call after every change to a user's record: no task serves the record from before it."""
+        await self.user_cache.changed(user_id)
 
     def _sign_in(self, user: User, session: SignInSession) -> SignIn:
         """An access token, and a refresh token for the session's current rotation that lasts as long as it."""
@@ -392,7 +407,7 @@ class AuthService(LoggingConfigurable):
 
     async def _valid_user(self, user_id: str, generation: object) -> User:
         """The user a token of ``generation`` was issued to, while it is active and the token unrevoked."""
-        user = await self.store.get_user(user_id)
+        user = await self.user_cache.get(user_id, generation)
         if user is None:
             raise AuthenticationError("The token's user no longer exists; sign in again.")
         if not user.active:

@@ -185,14 +185,16 @@ class CardRunner(LoggingConfigurable):
 
     async def run(self, user: User, card_id: str, parameters: dict[str, Any], force: bool = False,
                   fence: Lease | None = None, announce: bool = True, reason: str | None = None,
-                  told: Told | None = None) -> dict[str, Any]:
+                  told: Told | None = None, shown: tuple[Card, CardVersion] | None = None) -> dict[str, Any]:
         """``{"status", "outputs", "cached", "execution_time_ms", "truncated"}`` and the freshness fields of
         the card's current version; ``force`` runs it even when a result is cached (a scheduled refresh, a
         re-run). ``reason`` says why a run happens (default: ``forced`` with ``force``, else ``edit``);
         ``told`` hears the run's place in line while it waits. Under a ``fence`` (a lease) the result is
         cached only while the lease is held: ``LeaseLostError`` otherwise. ``announce``: tell the
-        ``finished`` listeners (the caller shows the result itself if not)."""
-        card, version, values, data, key = await self._prepare(user, card_id, parameters)
+        ``finished`` listeners (the caller shows the result itself if not). ``shown``: the card and its
+        current version as read by a caller that established ``user`` may view it (a dashboard showing it):
+        its access is not checked again."""
+        card, version, values, data, key = await self._prepare(user, card_id, parameters, shown)
         result = None if force else await self._cached(key)
         if result is None:
             why = reason or ("forced" if force else "edit")
@@ -209,14 +211,16 @@ class CardRunner(LoggingConfigurable):
             listener(card.id, values, result)
         return result
 
-    async def cached(self, user: User, card_id: str, parameters: dict[str, Any]) -> dict[str, Any] | None:
-        """The cached result of running the card now, or None: never runs it."""
-        *_, key = await self._prepare(user, card_id, parameters)
+    async def cached(self, user: User, card_id: str, parameters: dict[str, Any],
+                     shown: tuple[Card, CardVersion] | None = None) -> dict[str, Any] | None:
+        """The cached result of running the card now, or None: never runs it (``shown`` as for ``run``)."""
+        *_, key = await self._prepare(user, card_id, parameters, shown)
         return await self._cached(key)
 
-    async def _prepare(self, user: User, card_id: str, parameters: dict[str, Any]) -> tuple[
+    async def _prepare(self, user: User, card_id: str, parameters: dict[str, Any],
+                       shown: tuple[Card, CardVersion] | None = None) -> tuple[
             Card, CardVersion, dict[str, Any], CardData, str]:
-        card, version = await self.cards.get_visible(user, card_id)
+        card, version = shown or await self.cards.get_visible(user, card_id)
         values = bind_parameters(version.parameters, parameters)
         data = await author_data(self.store, version)
         return card, version, values, data, cache_key(version, data.versions, values, self.pool.image_version)

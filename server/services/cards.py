@@ -10,12 +10,10 @@ schema cannot say (unique names, defaults among the choices, real dates, the siz
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import json
 import keyword
-import uuid
 from typing import Any, Literal
 from collections.abc import Awaitable, Callable
 
@@ -27,7 +25,9 @@ from .audit import record
 from ..models import Card, CardVersion, User, utcnow
 from ..paging import ListQuery, Page, Scope
 from ..storage.base import Store
+from ..storage.catalog import CARD, CatalogueGap
 from .datasets import DatasetService
+from .idempotency import new_id, replayed
 from .store_writes import settle
 
 Access = Literal["owner", "edit", "view"]
@@ -73,10 +73,16 @@ class CardService(LoggingConfigurable):
     async def create(self, user: User, title: str, code: str, datasets: list[str],
                      parameters: list[dict[str, Any]], tags: list[str] | None = None) -> tuple[Card, CardVersion]:
         await self._check_datasets(user, datasets, known=())
-        version = _version(uuid.uuid4().hex, 1, user, title, code, datasets, parameters, tags or [])
+        version = _version(new_id("card"), 1, user, title, code, datasets, parameters, tags or [])
         card = Card(id=version.card_id, owner_id=user.id, current_version=1,
                     created_at=version.created_at, updated_at=version.created_at)
-        await settle(self.store.create_card(card, version), lambda: self._landed(version), card_id=card.id)
+        try:
+            await settle(self.store.create_card(card, version), lambda: self._landed(version), card_id=card.id)
+        except ConflictError:  # its id is taken: by an earlier attempt of this keyed request?
+            first = await self._created(user, card.id) if replayed() else None
+            if first is None:
+                raise
+            return first
         await record(self.store, "card_created", card_id=card.id, owner_id=user.id, version=1)
         return card, version
 
@@ -120,6 +126,15 @@ class CardService(LoggingConfigurable):
         await self.store.delete_card(card.id)
         await record(self.store, "card_deleted", card_id=card.id, owner_id=card.owner_id, user_id=user.id)
 
+    async def _created(self, user: User, card_id: str) -> tuple[Card, CardVersion] | None:
+        """The card as an earlier attempt of this keyed request created it (``idempotency.new_id``), if it did."""
+        version = await self.store.get_card_version(card_id, 1)
+        card = await self.store.get_card(card_id) if version is not None and version.created_by == user.id else None
+        if card is None or version is None:
+            return None
+        await self.store.relist(CatalogueGap("unlisted", CARD, card_id))  # the earlier attempt may not have listed it
+        return dataclasses.replace(card, current_version=1, updated_at=version.created_at), version
+
     async def _landed(self, version: CardVersion) -> bool:
         """Whether ``version`` is stored (read back after a write whose outcome is unknown)."""
         stored = await self.store.get_card_version(version.card_id, version.version)
@@ -141,16 +156,18 @@ class CardService(LoggingConfigurable):
     async def list_visible(self, user: User) -> list[tuple[Card, CardVersion]]:
         """Cards ``user`` may see (their own; an admin all), newest first, with their current versions."""
         cards = await self.store.list_cards(None if user.role == "admin" else user.id)
-        versions = await asyncio.gather(
-            *(self.store.get_card_version(c.id, c.current_version) for c in cards))
-        return [(c, v) for c, v in zip(cards, versions, strict=True) if v is not None]
+        return await self.with_versions(cards)
 
     async def page_visible(self, user: User, query: ListQuery) -> Page[tuple[Card, CardVersion]]:
         """A page of the cards ``user`` may list (their own; an admin all), with their current versions."""
         scopes = (Scope("all"),) if user.role == "admin" else (Scope("owner", user.id),)
         page = await self.store.page_cards(dataclasses.replace(query, scopes=scopes))
-        versions = await self.store.get_card_versions([(c.id, c.current_version) for c in page.items])
-        return Page([(c, v) for c, v in zip(page.items, versions, strict=True) if v is not None], page.next, page.total)
+        return Page(await self.with_versions(page.items), page.next, page.total)
+
+    async def with_versions(self, cards: list[Card]) -> list[tuple[Card, CardVersion]]:
+        """Each card with its current version (one batch read), in the order given; cards without one are left out."""
+        versions = await self.store.get_card_versions([(c.id, c.current_version) for c in cards])
+        return [(c, v) for c, v in zip(cards, versions, strict=True) if v is not None]
 
     async def get_visible(self, user: User, card_id: str, needed: Access = "view") -> tuple[Card, CardVersion]:
         """The card and its current version, if ``user`` may view it (or has the ``needed`` access)."""

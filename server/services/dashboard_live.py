@@ -50,7 +50,7 @@ from ..models import Dashboard, DashboardVersion, Lease, User
 from ..storage.base import Store
 from .card_runs import CardRunner
 from .run_turns import Told
-from .dashboards import DashboardService
+from .dashboards import DashboardService, Tiles, card_ids
 from .output_tables import OutputTables, output_ids
 from .audit import record
 
@@ -222,18 +222,19 @@ class DashboardHub(LoggingConfigurable):
         """Send the dashboard, then (as the client reads) every card's latest output, and from then on
         what is published."""
         dashboard, version, access = await self.dashboards.get_visible(viewer.user, room.dashboard_id)
+        tiles = await self.dashboards.tiles(card_ids(version.document))
         infos = {}
         for entry in version.document["cards"]:
             key = entry["key"]
             if key not in room.latest and key not in room.running:
-                result = await self._cached(viewer.user, version.document, entry)
+                result = await self._cached(viewer.user, version.document, entry, tiles)
                 if result is None:  # many viewers joining at once start one run
                     room.running.add(key)
                     self._spawn(self._first_run(viewer.user, room, key))
                 elif key not in room.latest:  # nothing was published while the cache answered
                     room.keep(key, result)
                     self._shown(room.dashboard_id, key, result)
-            infos[key] = await self._card_info(entry["card"])
+            infos[key] = await self._card_info(entry["card"], tiles)
         # from here on no await: nothing is published between the snapshot and joining the room
         room.viewers.add(viewer)
         owed = room.unsent[viewer] = [key for key in infos if key in room.latest]
@@ -256,12 +257,13 @@ class DashboardHub(LoggingConfigurable):
     async def personal_run(self, viewer: Viewer, dashboard_id: str, values: dict[str, Any]) -> None:
         """Run the cards that take any of ``values`` for ``viewer`` alone (through the cache)."""
         _, version, _ = await self.dashboards.get_visible(viewer.user, dashboard_id)
+        tiles = await self.dashboards.tiles(card_ids(version.document))
         for entry in version.document["cards"]:
-            if not set(values) & set(await self._bound(version.document, entry, values)):
+            if not set(values) & set(_bound(version.document, entry, values, tiles)):
                 continue  # the card does not take any of them: what it shows stands
             told = functools.partial(_tell_queued, viewer, entry["key"])
             try:
-                result = await self.run_card(viewer.user, version.document, entry, values, told)
+                result = await self.run_card(viewer.user, version.document, entry, values, tiles, told)
             except BIError as exc:
                 result = error_result(exc)
             frame = frame_of({"type": "output", "card": entry["key"], "personal": True, "result": result})
@@ -281,18 +283,20 @@ class DashboardHub(LoggingConfigurable):
         entry = next((e for e in version.document["cards"] if e["key"] == key), None)
         if entry is None:
             raise NotFoundError(f"The dashboard has no card {key!r}.")
+        tiles = await self.dashboards.tiles([entry["card"]])
         if values:
-            return await self.runner.run(user, entry["card"], await self._bound(version.document, entry, values),
-                                         force)
-        bound = await self._bound(version.document, entry, {})
+            return await self.run_card(user, version.document, entry, values, tiles, force=force)
+        bound = _bound(version.document, entry, {}, tiles)
         result = await self.runner.run(user, entry["card"], bound, force, announce=False,
-                                       told=self._queued(dashboard_id, key))
+                                       told=self._queued(dashboard_id, key), shown=tiles.get(entry["card"]))
         await self._publish(dashboard_id, key, entry["card"], bound, result)
         return result
 
-    async def run_card(self, user: User, document: dict[str, Any], entry: dict[str, Any],
-                       values: dict[str, Any], told: Told | None = None) -> dict[str, Any]:
-        return await self.runner.run(user, entry["card"], await self._bound(document, entry, values), told=told)
+    async def run_card(self, user: User, document: dict[str, Any], entry: dict[str, Any], values: dict[str, Any],
+                       tiles: Tiles, told: Told | None = None, force: bool = False) -> dict[str, Any]:
+        """Run a card of a dashboard ``user`` may view (so they may view the card: ``tiles`` hold it)."""
+        return await self.runner.run(user, entry["card"], _bound(document, entry, values, tiles), force, told=told,
+                                     shown=tiles.get(entry["card"]))
 
     def _queued(self, dashboard_id: str, key: str) -> Told:
         """Tells every viewer of the tile the place in line of its run (0: running)."""
@@ -304,19 +308,14 @@ class DashboardHub(LoggingConfigurable):
         if room is not None:
             room.broadcast({"type": "queued", "card": body["card"], "position": body["position"]})
 
-    async def _cached(self, user: User, document: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
+    async def _cached(self, user: User, document: dict[str, Any], entry: dict[str, Any],
+                      tiles: Tiles) -> dict[str, Any] | None:
         try:
-            return await self.runner.cached(user, entry["card"], await self._bound(document, entry, {}))
+            return await self.runner.cached(user, entry["card"], _bound(document, entry, {}, tiles),
+                                            shown=tiles.get(entry["card"]))
         except BIError as exc:
             return error_result(exc)
 
-    async def _bound(self, document: dict[str, Any], entry: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-        """The dashboard's parameter values (defaults, then ``values``) that the card declares."""
-        chosen = {p["name"]: p["default"] for p in document.get("parameters", [])} | values
-        card = await self.store.get_card(entry["card"])
-        version = await self.store.get_card_version(card.id, card.current_version) if card else None
-        declared = {p["name"] for p in version.parameters} if version else set()
-        return {name: value for name, value in chosen.items() if name in declared}
 
     async def _first_run(self, user: User, room: Room, key: str) -> None:
         try:
@@ -333,10 +332,12 @@ class DashboardHub(LoggingConfigurable):
         entry = next((e for e in version.document["cards"] if e["key"] == key), None) if version else None
         if version is None or entry is None:
             return lease
-        bound = await self._bound(version.document, entry, {})
+        tiles = await self.dashboards.tiles([entry["card"]])
+        bound = _bound(version.document, entry, {}, tiles)
         try:
             result = await self.runner.run(user, entry["card"], bound, force, fence=lease, announce=False,
-                                           reason=reason, told=self._queued(dashboard_id, key))
+                                           reason=reason, told=self._queued(dashboard_id, key),
+                                           shown=tiles.get(entry["card"]))
         except BIError as exc:
             result = error_result(exc)
         if lease is not None:
@@ -377,13 +378,12 @@ class DashboardHub(LoggingConfigurable):
         self._spawn(self.tables.pin(self._tiles.get(tile, [])))
         self._spawn(self.tables.pin([output_id for output_id in before if output_id not in shown], pinned=False))
 
-    async def _card_info(self, card_id: str) -> dict[str, Any]:
+    async def _card_info(self, card_id: str, tiles: Tiles) -> dict[str, Any]:
         """The tile's card: title, parameters, and the current version of each dataset it reads (a tile
         whose output read an older one says so)."""
-        card = await self.store.get_card(card_id)
-        version = await self.store.get_card_version(card.id, card.current_version) if card else None
-        if version is None:
+        if card_id not in tiles:
             return {"card_id": card_id, "title": "(deleted card)", "parameters": [], "dataset_versions": {}}
+        version = tiles[card_id][1]
         datasets = [await self.store.get_dataset(dataset_id) for dataset_id in version.datasets]
         return {"card_id": card_id, "title": version.title, "parameters": list(version.parameters),
                 "dataset_versions": {d.id: d.current_version for d in datasets if d is not None}}
@@ -400,10 +400,11 @@ class DashboardHub(LoggingConfigurable):
         data = json_io.dumps(result)
         for room in list(self.rooms.values()):
             version = await self.dashboards.current(room.dashboard_id)
-            if version is None:
+            if version is None or card_id not in card_ids(version.document):
                 continue
+            tiles = await self.dashboards.tiles([card_id])
             for entry in version.document["cards"]:
-                if entry["card"] == card_id and await self._bound(version.document, entry, {}) == values \
+                if entry["card"] == card_id and _bound(version.document, entry, {}, tiles) == values \
                         and room.latest.get(entry["key"]) != data:
                     self._deliver(room.dashboard_id, entry["key"], result, data)
 
@@ -488,9 +489,9 @@ class DashboardHub(LoggingConfigurable):
         version = await self.dashboards.current(dashboard.id)
         if owner is None or version is None:
             return lease
+        tiles = await self.dashboards.tiles(card_ids(version.document))
         for entry in version.document["cards"]:
-            card = await self.store.get_card(entry["card"])
-            card_version = await self.store.get_card_version(card.id, card.current_version) if card else None
+            card_version = tiles[entry["card"]][1] if entry["card"] in tiles else None
             if card_version is not None and reads(card_version.datasets):
                 lease = await self._run_and_publish(owner, dashboard.id, entry["key"], force, lease, reason) or lease
         return lease
@@ -600,3 +601,10 @@ def error_result(exc: BIError) -> dict[str, Any]:
                                              "details": exc.details, "traceback": []}]
     return {"status": "error", "cached": False, "execution_time_ms": None, "outputs": outputs,
             "computed_at": None, "reason": None, "card_version": None, "dataset_versions": None}
+
+
+def _bound(document: dict[str, Any], entry: dict[str, Any], values: dict[str, Any], tiles: Tiles) -> dict[str, Any]:
+    """The dashboard's parameter values (defaults, then ``values``) that the card declares."""
+    chosen = {p["name"]: p["default"] for p in document.get("parameters", [])} | values
+    declared = {p["name"] for p in tiles[entry["card"]][1].parameters} if entry["card"] in tiles else set()
+    return {name: value for name, value in chosen.items() if name in declared}

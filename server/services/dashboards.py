@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from traitlets.config import LoggingConfigurable
@@ -27,12 +28,16 @@ import dashboards_spec
 from ..errors import (BIError, InvalidRequestError, NotFoundError, PermissionDeniedError, PreconditionRequiredError,
                       UnprocessableError, ConflictError)
 from .audit import record
-from ..models import Card, Dashboard, DashboardVersion, Permission, Share, User, normalise_email, utcnow
+from ..models import Card, CardVersion, Dashboard, DashboardVersion, Permission, Share, User, normalise_email, utcnow
 from ..paging import ListQuery, Page, Scope
 from ..storage.base import Store
+from ..storage.catalog import DASHBOARD, CatalogueGap
 from .cards import RANK, Access, CardService
 from .datasets import DatasetService, may_read
+from .idempotency import new_id, replayed
 from .store_writes import settle
+
+Tiles = dict[str, tuple[Card, CardVersion]]  # a dashboard's cards and their current versions, by card id
 
 
 class DashboardService(LoggingConfigurable):
@@ -56,30 +61,44 @@ class DashboardService(LoggingConfigurable):
     async def authorize(self, user: User, dashboard_id: str, needed: Access = "view") -> tuple[Dashboard, Access]:
         """The dashboard and ``user``'s access if it is at least ``needed``; 404 with none, 403 with too little."""
         dashboard = await self.store.get_dashboard(dashboard_id)
-        granted = await self.access(user, dashboard) if dashboard is not None else None
-        if dashboard is None or granted is None:
+        granted = self._granted(await self.access(user, dashboard) if dashboard is not None else None, needed)
+        assert dashboard is not None
+        return dashboard, granted
+
+    def _granted(self, granted: Access | None, needed: Access) -> Access:
+        if granted is None:
             raise NotFoundError("No such dashboard.")
         if RANK[granted] < RANK[needed]:
             raise PermissionDeniedError(
                 "Only the dashboard's owner can do that." if needed == "owner"
                 else "You can view this dashboard but not change it.")
-        return dashboard, granted
+        return granted
 
     async def card_access(self, user: User, card: Card) -> Access | None:
         """The most ``user``'s dashboards grant on ``card``: edit on the cards of their own dashboards
-        (an editor may have put theirs there), else what a dashboard shared with them grants."""
-        for dashboard in await self.store.list_dashboards(user.id):
-            version = await self.store.get_dashboard_version(dashboard.id, dashboard.current_version)
-            if version is not None and card.id in card_ids(version.document):
-                return "edit"
-        best: Access | None = None
-        for share in await self.store.list_user_shares(user.id):
-            if best is not None and RANK[best] >= RANK[share.permission]:
-                continue
-            version = await self.current(share.dashboard_id)
-            if version is not None and card.id in card_ids(version.document):
-                best = share.permission
-        return best
+        (an editor may have put theirs there), else what a dashboard shared with them grants. The
+        dashboards are read in batches (their heads, then their current versions), not one by one."""
+        own, shares = await asyncio.gather(self.store.list_dashboards(user.id), self.store.list_user_shares(user.id))
+        versions = await self._current_versions(own)
+        if any(card.id in card_ids(version.document) for version in versions):
+            return "edit"
+        permission = {share.dashboard_id: share.permission for share in shares}
+        heads = await asyncio.gather(*(self.store.get_dashboard(dashboard_id) for dashboard_id in permission))
+        granted = [permission[version.dashboard_id] for version in
+                   await self._current_versions([head for head in heads if head is not None])
+                   if card.id in card_ids(version.document)]
+        return max(granted, key=lambda access: RANK[access], default=None)
+
+    async def _current_versions(self, dashboards: list[Dashboard]) -> list[DashboardVersion]:
+        """The current version of each of ``dashboards`` that has one (one batch read)."""
+        versions = await self.store.get_dashboard_versions([(d.id, d.current_version) for d in dashboards])
+        return [version for version in versions if version is not None]
+
+    async def tiles(self, ids: Collection[str]) -> Tiles:
+        """The cards of ``ids`` (on a dashboard), each with its current version, by card id (two batch
+        reads); deleted ones are left out. Whoever may view the dashboard may view them (``card_access``)."""
+        cards = await self.store.get_cards(ids)
+        return {card.id: (card, version) for card, version in await self.cards.with_versions(cards)}
 
     # reads -----------------------------------------------------------------------
     async def current(self, dashboard_id: str) -> DashboardVersion | None:
@@ -87,8 +106,16 @@ class DashboardService(LoggingConfigurable):
         return await self.store.get_dashboard_version(dashboard.id, dashboard.current_version) if dashboard else None
 
     async def get_visible(self, user: User, dashboard_id: str) -> tuple[Dashboard, DashboardVersion, Access]:
-        dashboard, granted = await self.authorize(user, dashboard_id)
-        return dashboard, await self._version_of(dashboard, dashboard.current_version), granted
+        """The dashboard with its current version, if ``user`` may view it (its access and version read at once)."""
+        dashboard = await self.store.get_dashboard(dashboard_id)
+        if dashboard is None:
+            raise NotFoundError("No such dashboard.")
+        access, version = await asyncio.gather(self.access(user, dashboard),
+                                               self.store.get_dashboard_version(dashboard.id, dashboard.current_version))
+        granted = self._granted(access, "view")
+        if version is None:
+            raise NotFoundError(f"The dashboard has no version {dashboard.current_version}.")
+        return dashboard, version, granted
 
     async def list_visible(self, user: User) -> list[tuple[Dashboard, DashboardVersion, Access]]:
         """Mine (an admin: all), then those shared with me; each with its current version."""
@@ -158,14 +185,19 @@ class DashboardService(LoggingConfigurable):
     # writes ----------------------------------------------------------------------
     async def create(self, user: User, document: Any) -> tuple[Dashboard, DashboardVersion]:
         document = _checked(document)
+        dashboard_id = new_id("dashboard")
         uid = document.setdefault("uid", uuid.uuid4().hex)
-        if await self.store.get_dashboard_by_uid(uid) is not None:
+        first, taken = await asyncio.gather(self._created(user, dashboard_id) if replayed() else _none(),
+                                            self.store.get_dashboard_by_uid(uid))
+        if first is not None:
+            return first
+        if taken is not None:
             raise ConflictError(f"A dashboard with the uid {uid!r} exists; import the document to update it.",
                                 {"uid": uid})
         created: list[str] = []
         stored = await self._store_form(user, document, None, created)
         now = utcnow()
-        dashboard = Dashboard(id=uuid.uuid4().hex, uid=uid, owner_id=user.id, current_version=1,
+        dashboard = Dashboard(id=dashboard_id, uid=uid, owner_id=user.id, current_version=1,
                               created_at=now, updated_at=now)
         version = DashboardVersion(dashboard.id, 1, stored, now, user.id)
         await settle(self.store.create_dashboard(dashboard, version), lambda: self._landed(version),
@@ -256,6 +288,16 @@ class DashboardService(LoggingConfigurable):
         if dashboard is not None:
             await record(self.store, "dashboard_deleted", dashboard_id=dashboard.id, owner_id=dashboard.owner_id,
                          user_id=user.id)
+
+    async def _created(self, user: User, dashboard_id: str) -> tuple[Dashboard, DashboardVersion] | None:
+        """The dashboard as an earlier attempt of this keyed request created it (``idempotency.new_id``), if it did."""
+        version = await self.store.get_dashboard_version(dashboard_id, 1)
+        found = version is not None and version.created_by == user.id
+        dashboard = await self.store.get_dashboard(dashboard_id) if found else None
+        if dashboard is None or version is None:
+            return None
+        await self.store.relist(CatalogueGap("unlisted", DASHBOARD, dashboard_id))  # it may not be listed yet
+        return dataclasses.replace(dashboard, current_version=1, updated_at=version.created_at), version
 
     async def _landed(self, version: DashboardVersion) -> bool:
         """Whether ``version`` is stored (read back after a write whose outcome is unknown)."""
@@ -380,6 +422,10 @@ class DashboardService(LoggingConfigurable):
 def _share_json(share: Share, grantee: User | None) -> dict[str, Any]:
     return {"email": grantee.email if grantee else None, "name": grantee.name if grantee else None,
             "user_id": share.user_id, "permission": share.permission, "created_at": share.created_at}
+
+
+async def _none() -> None:
+    return None
 
 
 def card_ids(document: dict[str, Any]) -> set[str]:

@@ -14,6 +14,9 @@ worse happened:
   (``services/card_runs.py``), replaced by the next run.
 - ``headless``: versions (or shares) of a dataset, card or dashboard whose head is gone (a deletion
   cut short). Repair finishes the deletion.
+- ``unlisted``: a dataset, card or dashboard missing from the lists, or listed as it was before its last
+  change (its catalogue entry was not written after its record); ``listed_orphan``: list entries of a
+  record that is gone. Repair writes the entry from the record as it is now, or deletes it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ ORPHAN_PREFIXES = ("datasets/", "results/", "tables/")
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    kind: str  # blob_missing, orphan_blob, broken_table, headless
+    kind: str  # blob_missing, orphan_blob, broken_table, headless, unlisted, listed_orphan
     subject: str  # the blob key, record id or "noun/id"
     repaired: bool = False
 
@@ -40,6 +43,10 @@ class Problem:
 async def fsck(store: Store, repair: bool = False, grace_seconds: float = GRACE_SECONDS) -> list[Problem]:
     """Every inconsistency found (repaired, if ``repair`` and it can be), in a stable order."""
     problems = await _headless(store, repair)
+    for gap in await store.catalogue_gaps():
+        if repair:
+            await store.relist(gap)
+        problems.append(Problem(gap.problem, f"{gap.kind}/{gap.id}", repair))
     referenced: set[str] = set()
     blobs = {key: stored for prefix in ORPHAN_PREFIXES for key, stored in await store.list_blobs(prefix)}
 

@@ -4,13 +4,24 @@ The web UI sends one key per user action, so a retry after a lost answer (or aft
 may have saved) makes no duplicate and no 409 from the first attempt. A key is the caller's own and
 names one method and path; the same key with another body is 422 ``idempotency_key_reused``.
 Successful answers are kept ``answer_seconds`` in the store (both stores keep them as records).
+
+An answer can be lost after its create was stored and before it was kept (the store stopped answering,
+so the create's read back failed too: 503). So that its retry never creates a duplicate, a request with
+a key names what it creates after the key (``new_id``: the same ids on every attempt of one key and
+body), and the services look for those records before creating them again (``replayed``): the key is
+recorded in the very write that creates the record, its id.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import contextvars
 import datetime as dt
 import hashlib
 import json
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from traitlets import Integer
@@ -25,6 +36,36 @@ KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 MAX_KEY_CHARS = 128
 
 log = get_logger("bi.idempotency")
+
+# The ids of the records a request with an Idempotency-Key creates derive from this (its key, caller, route and
+# body), numbered per noun in the order the request creates them.
+_seed: contextvars.ContextVar[tuple[str, collections.Counter[str]] | None] = contextvars.ContextVar(
+    "idempotency_seed", default=None)
+
+
+@contextlib.contextmanager
+def keyed(user: User, method: str, path: str, key: str, body: bytes) -> Iterator[None]:
+    """Within: ``new_id`` gives the ids of this keyed request's records (the same on every attempt)."""
+    token = _seed.set((_digest(f"{_scope(user, method, path, key)}\n{_digest(body)}".encode()), collections.Counter()))
+    try:
+        yield
+    finally:
+        _seed.reset(token)
+
+
+def new_id(noun: str) -> str:
+    """The id of a new ``noun`` (card, dashboard, user): random, or derived from the request's key (``keyed``)."""
+    seed = _seed.get()
+    if seed is None:
+        return uuid.uuid4().hex
+    number = seed[1][noun]
+    seed[1][noun] += 1
+    return _digest(f"{seed[0]}\n{noun}\n{number}".encode())[:32]
+
+
+def replayed() -> bool:
+    """Whether the records created now may exist already (a keyed request, its earlier attempt's answer lost)."""
+    return _seed.get() is not None
 
 
 class IdempotencyService(LoggingConfigurable):

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import re
 import secrets
-import uuid
 from typing import Any, cast
 
-from ..errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from ..errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
 from ..models import LOCALES, ROLES, Role, User, normalise_email, utcnow
 from ..paging import ListQuery, Page
 from .audit import record
 from ..storage.base import Store
 from .auth import AuthService, SignIn
+from .idempotency import new_id, replayed
 from .revocations import Revocation
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
@@ -36,9 +36,15 @@ class UserService:
             raise InvalidRequestError(f"{email!r} is not an email address.", {"field": "email"})
         name, checked_role = _check_name(name.strip()), _check_role(role)
         _check_password(password, "password")
-        user = User(id=uuid.uuid4().hex, email=email, name=name, role=checked_role,
+        user = User(id=new_id("user"), email=email, name=name, role=checked_role,
                     password_hash=await self.auth.hash_password(password), created_at=utcnow())
-        await self.store.create_user(user)
+        try:
+            await self.store.create_user(user)
+        except ConflictError:
+            first = await self.store.get_user(user.id) if replayed() else None
+            if first is None or first.email != email:
+                raise
+            return first  # created by an earlier attempt of this keyed request (``idempotency.new_id``)
         await record(self.store, "user_created", user_id=user.id, email=email, role=role, created_by=created_by)
         return user
 
@@ -51,7 +57,10 @@ class UserService:
             if locale not in LOCALES:
                 raise InvalidRequestError(f"The locale must be one of {', '.join(LOCALES)}.", {"field": "locale"})
             changes["locale"] = locale
-        await self.store.update_profile(caller.id, changes)
+        try:
+            await self.store.update_profile(caller.id, changes)
+        finally:
+            await self.auth.user_changed(caller.id)
         await record(self.store, "profile_updated", user_id=caller.id, fields=sorted(changes))
         return await self.store.get_user(caller.id) or caller
 
@@ -93,7 +102,7 @@ class UserService:
         if target.id == caller.id and (changes.get("role", "admin") != "admin" or changes.get("active") is False):
             raise PermissionDeniedError("You cannot demote or deactivate yourself; ask another admin.",
                                         code="own_account_change")
-        updated = await self.store.update_user(target.id, changes, revoke_tokens=active is False)
+        updated = await self._update(target.id, changes, revoke_tokens=active is False)
         if updated is None:
             raise NotFoundError("There is no such user.")
         await record(self.store, "user_updated", user_id=target.id, by=caller.id, fields=sorted(changes), **_changes_logged(changes))
@@ -110,7 +119,7 @@ class UserService:
         target = await self._target(caller, user_id, "reset passwords")
         password = secrets.token_urlsafe(ONE_TIME_PASSWORD_BYTES)
         changes = {"password_hash": await self.auth.hash_password(password), "password_change_required": True}
-        updated = await self.store.update_user(target.id, changes, revoke_tokens=True)
+        updated = await self._update(target.id, changes, revoke_tokens=True)
         if updated is None:
             raise NotFoundError("There is no such user.")
         await record(self.store, "password_reset", user_id=target.id, by=caller.id)
@@ -129,13 +138,20 @@ class UserService:
             raise InvalidRequestError("The new password must differ from the current one.",
                                       {"field": "new_password"}, code="password_unchanged")
         changes = {"password_hash": await self.auth.hash_password(new), "password_change_required": False}
-        updated = await self.store.update_user(caller.id, changes, revoke_tokens=True)
+        updated = await self._update(caller.id, changes, revoke_tokens=True)
         if updated is None:
             raise NotFoundError("There is no such user.")
         await record(self.store, "password_changed", user_id=caller.id)
         await self.auth.tell_revoked(Revocation(caller.id, "the password was changed",
                                                 generation=updated.token_generation))
         return await self.auth.start_session(updated)
+
+    async def _update(self, user_id: str, changes: dict[str, Any], revoke_tokens: bool = False) -> User | None:
+        """``store.update_user``; whatever its outcome, no task serves the user as cached before it."""
+        try:
+            return await self.store.update_user(user_id, changes, revoke_tokens)
+        finally:
+            await self.auth.user_changed(user_id)
 
     async def _target(self, caller: User, user_id: str, action: str) -> User:
         """The user an admin acts on; 403 for anyone but an admin, 404 for an unknown id."""

@@ -91,7 +91,7 @@ import zlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import boto3
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
@@ -107,9 +107,10 @@ from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, C
                       Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
                       SignInSession, User, epoch_seconds, utcnow)
 from ..paging import ListQuery, Page, after_number, number_key, ordered, take
-from .aws_catalog import DynamoCatalog
+from .aws_catalog import DynamoCatalog, _entry_key as entry_key, list_keys
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix, request_scope
-from .catalog import CARD, DASHBOARD, DATASET, card_entry, dashboard_entry, dataset_entry
+from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, card_entry, dashboard_entry,
+                      dataset_entry)
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
@@ -124,6 +125,7 @@ BATCH_WRITE_LIMIT = 25
 PITR_UNAVAILABLE = {"UnknownOperationException", "ContinuousBackupsUnavailableException"}
 # Cancellation reasons a caller maps to a domain error; any other reason propagates.
 EXPECTED_CANCELLATIONS = {"None", "ConditionalCheckFailed", "TransactionConflict"}
+CONFLICT_ATTEMPTS = 3  # tries of a new version's transaction that meets another on its head
 MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
 # Error codes that mean "the service could not take the call now", as opposed to "the call is wrong".
 THROTTLED = {"Throttling", "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
@@ -653,28 +655,33 @@ class AWSStore(Store):
 
     def _add_version(self, kind: Versioned, record_id: str, number: int, created_at: str,
                      expected_current: int, fields: dict[str, Any]) -> None:
-        """Make ``number`` current if the head is at ``expected_current``, and put its item: at once."""
+        """Make ``number`` current if the head is at ``expected_current``, and put its item: at once. A
+        transaction that met another one on the head (two saves at once) is tried again, so that the loser
+        learns the winner's version."""
         kind.check_follows(number, expected_current)
-        reasons = self._listed(kind, record_id, [
-            {"Update": {
-                "TableName": self._table(kind.table),
-                "Key": _serialize(_meta_key(kind, record_id)),
-                "UpdateExpression": "SET current_version = :new, updated_at = :updated",
-                "ConditionExpression": "current_version = :expected",
-                "ExpressionAttributeValues": _serialize({
-                    ":new": number, ":updated": created_at, ":expected": expected_current}),
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }},
-            _put_new(self._table(kind.table), _version_key(kind, record_id, number), fields),
-        ])
-        if not reasons:
-            self._catalog_current(kind, record_id)
-            return
-        head = reasons[0]
-        if "Item" in head:
-            raise kind.stale(_plain(head["Item"])["current_version"], expected_current)
-        if head.get("Code") == "ConditionalCheckFailed":
-            raise kind.gone()
+        for attempt in range(CONFLICT_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0.02, 0.1 * attempt))
+            reasons = self._listed(kind, record_id, [
+                {"Update": {
+                    "TableName": self._table(kind.table),
+                    "Key": _serialize(_meta_key(kind, record_id)),
+                    "UpdateExpression": "SET current_version = :new, updated_at = :updated",
+                    "ConditionExpression": "current_version = :expected",
+                    "ExpressionAttributeValues": _serialize({
+                        ":new": number, ":updated": created_at, ":expected": expected_current}),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }},
+                _put_new(self._table(kind.table), _version_key(kind, record_id, number), fields),
+            ])
+            if not reasons:
+                self._catalog_current(kind, record_id)
+                return
+            head = reasons[0]
+            if "Item" in head:
+                raise kind.stale(_plain(head["Item"])["current_version"], expected_current)
+            if head.get("Code") == "ConditionalCheckFailed":
+                raise kind.gone()
         raise kind.busy()
 
     def _heads(self, kind: Versioned, owner_id: str | None, index_prefix: str) -> list[dict[str, Any]]:
@@ -739,7 +746,7 @@ class AWSStore(Store):
             raise ConflictError(f"You already have a dataset named {dataset.name!r}.")
         if reasons:
             raise ConflictError(f"A dataset with the id {dataset.id} already exists.")
-        self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset))
+        self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), new=True)
 
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
         await self._run(self._add_version, DATASETS, version.dataset_id, version.version,
@@ -780,7 +787,7 @@ class AWSStore(Store):
     def _create_card(self, card: Card, version: CardVersion) -> None:
         if self._create_versioned(CARDS, card, _card_version_fields(version)):
             raise ConflictError(f"A card with the id {card.id} already exists.")
-        self._catalogue.write(card_entry(card, version), dataclasses.asdict(card))
+        self._catalogue.write(card_entry(card, version), dataclasses.asdict(card), new=True)
 
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
         await self._run(self._add_version, CARDS, version.card_id, version.version,
@@ -822,7 +829,7 @@ class AWSStore(Store):
             raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.")
         if reasons:
             raise ConflictError(f"A dashboard with the id {dashboard.id} already exists.")
-        self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard))
+        self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard), new=True)
 
     async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
         await self._run(self._add_version, DASHBOARDS, version.dashboard_id, version.version,
@@ -1254,6 +1261,66 @@ class AWSStore(Store):
     def _without_head(self, kind: Versioned, record_ids: set[str]) -> list[str]:
         heads = self._batch_get(kind.table, [_meta_key(kind, record_id) for record_id in record_ids])
         return sorted(record_ids - {item["pk"]["S"].split("#", 1)[1] for item in heads})
+
+    async def catalogue_gaps(self) -> list[CatalogueGap]:
+        return await self._run(self._catalogue_gaps)
+
+    def _catalogue_gaps(self) -> list[CatalogueGap]:
+        """A scan of the catalogue table against the items every record's entry has now (a scan of the heads,
+        their current versions batched): missing or out-of-date items, and items no record has."""
+        expected: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}  # key -> (noun, id, head)
+        records: set[tuple[str, str]] = set()
+        for kind in (DATASETS, CARDS, DASHBOARDS):
+            for entry, head in self._entries_now(kind):
+                records.add((kind.noun, entry.id))
+                for key in [*list_keys(entry), entry_key(entry.kind, entry.id)]:
+                    expected[(key["pk"], key["sk"])] = (kind.noun, entry.id, head)
+        actual = {}
+        for item in self._pages("scan", "catalog", ProjectionExpression="pk, sk, #h",
+                                ExpressionAttributeNames={"#h": "head"}):
+            fields = _plain(item)
+            actual[(item["pk"]["S"], item["sk"]["S"])] = json.loads(fields["head"])
+        unlisted = {(noun, record_id) for key, (noun, record_id, head) in expected.items() if actual.get(key) != head}
+        stray: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for pk, sk in set(actual) - set(expected):
+            noun, record_id = (pk.split("#")[1], pk.split("#")[2]) if sk == "ENTRY" else (pk.split("#")[0],
+                                                                                           sk.rpartition("#")[2])
+            stray.setdefault((noun, record_id), []).append((pk, sk))
+        return [CatalogueGap("unlisted" if (noun, record_id) in records else "listed_orphan", noun, record_id,
+                             tuple(sorted(stray.get((noun, record_id), []))))
+                for noun, record_id in sorted(unlisted | set(stray))]
+
+    def _entries_now(self, kind: Versioned) -> Iterator[tuple[CatalogEntry, dict[str, Any]]]:
+        """The catalogue entry each record of ``kind`` has now, with its head's fields."""
+        heads = list(self._scan_sort_key(kind.table, "META"))
+        if kind is DATASETS:
+            for item in heads:
+                dataset = _dataset(item)
+                yield dataset_entry(dataset), dataclasses.asdict(dataset)
+            return
+        records: list[Any] = [(_card if kind is CARDS else _dashboard)(item) for item in heads]
+        versions = {(_plain(item)[kind.key], _plain(item)["version"]): item for item in self._batch_get(
+            kind.table, [_version_key(kind, record.id, record.current_version) for record in records])}
+        for record in records:
+            version = versions.get((record.id, record.current_version))
+            if version is None:
+                continue  # no entry either (``_catalog_current``)
+            entry = (card_entry(record, _card_version(version)) if kind is CARDS
+                     else dashboard_entry(record, _dashboard_version(version)))
+            yield entry, dataclasses.asdict(record)
+
+    async def relist(self, gap: CatalogueGap) -> None:
+        await self._run(self._relist, gap)
+
+    def _relist(self, gap: CatalogueGap) -> None:
+        kind = {DATASETS.noun: DATASETS, CARDS.noun: CARDS, DASHBOARDS.noun: DASHBOARDS}[gap.kind]
+        self._catalog_current(kind, gap.id)
+        self._batch_delete("catalog", [{"pk": pk, "sk": sk} for pk, sk in gap.stray])
+
+    # batches -------------------------------------------------------------------
+    async def get_cards(self, card_ids: Collection[str]) -> list[Card]:
+        items = await self._run(self._batch_get, CARDS.table, [_meta_key(CARDS, i) for i in dict.fromkeys(card_ids)])
+        return [_card(item) for item in items]
 
 
 # keys ------------------------------------------------------------------------

@@ -89,9 +89,10 @@ class DynamoCatalog:
         self.shares_table = shares_table
 
     # writes ------------------------------------------------------------------
-    def write(self, entry: CatalogEntry, head: dict[str, Any]) -> None:
-        """Put ``entry`` with the record's ``head`` fields; list items it no longer has are deleted."""
-        old = self._entry(entry.kind, entry.id)
+    def write(self, entry: CatalogEntry, head: dict[str, Any], new: bool = False) -> None:
+        """Put ``entry`` with the record's ``head`` fields; list items it no longer has are deleted (none
+        for a ``new`` record: its earlier entry is not read)."""
+        old = None if new else self._entry(entry.kind, entry.id)
         keys = list_keys(entry)
         stale = [key for key in (list_keys(old[0]) if old else []) if key not in keys]
         fields = {"head": json.dumps(head, ensure_ascii=False), "search": entry.search}

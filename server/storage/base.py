@@ -17,7 +17,7 @@ import asyncio
 import contextvars
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from ..limits import AUDIT_RETENTION_DAYS, PAGE_SIZE_MAX
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset,
                       DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share, SignInSession, User)
 from ..paging import ListQuery, Page
+from .catalog import CatalogueGap
 
 # An expired lease's record (and so its version count) is deleted this long after it expired.
 LEASE_KEPT_SECONDS = 86400
@@ -421,7 +422,21 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         with when it was stored (seconds since the epoch). ``NotFoundError`` for a prefix with an empty,
         ``.``, ``..`` or NUL part (``blob_prefix``)."""
 
+    # batches: many records in one round trip (a page's versions, a dashboard's cards) -------
+    @abc.abstractmethod
+    async def get_cards(self, card_ids: Collection[str]) -> list[Card]:
+        """The cards of ``card_ids`` that exist, in no particular order."""
+
     # repair --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def catalogue_gaps(self) -> list[CatalogueGap]:
+        """Where the catalogue (the lists) disagrees with the records: records without their entry (or with an
+        out-of-date one), entries of records that are gone (a write or deletion cut short)."""
+
+    @abc.abstractmethod
+    async def relist(self, gap: CatalogueGap) -> None:
+        """Make the catalogue agree with the record of ``gap`` as it is now (write its entry, or delete it)."""
+
     @abc.abstractmethod
     async def list_headless(self) -> list[tuple[str, str]]:
         """Records whose head is gone but whose versions are not (a deletion cut short): (noun, id) each,

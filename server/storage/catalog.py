@@ -29,6 +29,18 @@ class CatalogEntry:
     facets: tuple[tuple[str, str], ...] = ()  # (facet, value): ("tag", "sales"), ("dataset", id)
 
 
+@dataclasses.dataclass(frozen=True)
+class CatalogueGap:
+    """Where the catalogue disagrees with a record (``bi fsck``): ``unlisted``, a record whose entry is missing
+    or out of date; ``listed_orphan``, the entry of a record that is gone. ``stray``: the store's keys of list
+    items the record no longer has (deleted by ``Store.relist``)."""
+
+    problem: str
+    kind: str
+    id: str
+    stray: tuple[tuple[str, str], ...] = ()
+
+
 def card_entry(card: Card, version: CardVersion) -> CatalogEntry:
     facets = tuple(("tag", tag) for tag in version.tags) + tuple(("dataset", d) for d in version.datasets)
     return CatalogEntry(CARD, card.id, card.owner_id, version.title, fold(version.title),

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any, TypeVar
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from ..errors import ConflictError, LeaseLostError, NotFoundError, StoreClosedError
 from ..limits import SEARCH_TOTAL_MAX
@@ -28,7 +28,7 @@ from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, C
                       Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
                       SignInSession, User, utcnow)
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix
-from .catalog import CARD, DASHBOARD, DATASET, CatalogEntry, card_entry, dashboard_entry, dataset_entry
+from .catalog import CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, card_entry, dashboard_entry, dataset_entry
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
 
 T = TypeVar("T")
@@ -271,6 +271,7 @@ MIGRATIONS: tuple[str, ...] = (
 
 BLOB_DIR = "blobs"
 DB_FILE = "bi.sqlite3"
+BATCH_KEYS = 400  # keys of one IN query (SQLite allows 32,766 parameters)
 
 
 class SQLiteStore(Store):
@@ -848,6 +849,47 @@ class SQLiteStore(Store):
         rows = await self._run(self._query, "SELECT DISTINCT dashboard_id FROM shares WHERE dashboard_id NOT IN "
                                             "(SELECT id FROM dashboards)")
         return found + [("share", row[0]) for row in rows]
+
+    async def catalogue_gaps(self) -> list[CatalogueGap]:
+        """Records and their entries are written in one transaction here: only a database changed by hand has any."""
+        gaps: list[CatalogueGap] = []
+        for kind in (DATASETS, CARDS, DASHBOARDS):
+            for problem, sql in (
+                    ("unlisted", f"SELECT id FROM {kind.table} WHERE id NOT IN (SELECT id FROM catalog WHERE kind = ?)"),
+                    ("listed_orphan", f"SELECT id FROM catalog WHERE kind = ? AND id NOT IN (SELECT id FROM {kind.table})")):
+                gaps += [CatalogueGap(problem, kind.noun, row[0]) for row in await self._run(self._query, sql, kind.noun)]
+        return sorted(gaps, key=lambda gap: (gap.kind, gap.id))
+
+    async def relist(self, gap: CatalogueGap) -> None:
+        entry: CatalogEntry | None = None
+        if gap.kind == DATASET:
+            dataset = await self.get_dataset(gap.id)
+            entry = dataset_entry(dataset) if dataset else None
+        elif gap.kind == CARD:
+            card = await self.get_card(gap.id)
+            card_version = await self.get_card_version(card.id, card.current_version) if card else None
+            entry = card_entry(card, card_version) if card and card_version else None
+        else:
+            dashboard = await self.get_dashboard(gap.id)
+            version = await self.get_dashboard_version(dashboard.id, dashboard.current_version) if dashboard else None
+            entry = dashboard_entry(dashboard, version) if dashboard and version else None
+        await self._run(self._transaction, [*_catalog_delete(gap.kind, gap.id),
+                                            *(_catalog_put(entry, new=True) if entry else [])])
+
+    # batches -------------------------------------------------------------------
+    async def get_cards(self, card_ids: Collection[str]) -> list[Card]:
+        return [Card(**dict(row)) for row in await self._run(self._rows_of, "cards", ("id",), [(i,) for i in card_ids])]
+
+    def _rows_of(self, table: str, columns: tuple[str, ...], keys: list[tuple[Any, ...]]) -> list[sqlite3.Row]:
+        """The rows of ``table`` whose ``columns`` hold one of ``keys``: one ``IN`` query per ``BATCH_KEYS``."""
+        rows: list[sqlite3.Row] = []
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), BATCH_KEYS):
+            chunk = unique[start:start + BATCH_KEYS]
+            values = ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * len(chunk))
+            rows += self._query(f"SELECT * FROM {table} WHERE ({', '.join(columns)}) IN (VALUES {values})",
+                                *(value for key in chunk for value in key))
+        return rows
 
 
 def _insert(table: str, row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:

@@ -8,10 +8,13 @@ one-time password past ``POST /api/me/password``.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from tornado import httpclient, websocket
 
 from ..server.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Client
+from ..server.test_bus import redis_server  # noqa: F401 - fixture
 
 MEMBER = "ana@example.com"
 MEMBER_PASSWORD = "member password 1"
@@ -236,3 +239,57 @@ class TestUsers:
         assert renamed.json()["name"] == "Ana B" and renamed.json()["role"] == "admin"
         assert (await api.fetch("PATCH", "/api/users/nobody", token=admin["access_token"],
                                 json_body={"name": "x"})).code == 404
+
+
+class TestCachedUsers:
+    """Each API task keeps the user records of recent requests (``services/user_cache.py``): a change on one
+    task must still hold on the others."""
+
+    async def test_a_change_on_one_task_holds_on_the_others_at_once(self, start_server, redis_server, tmp_path):  # noqa: F811
+        """Two tasks on one store, the Redis bus between them, records kept a minute: demoting an admin,
+        signing a user out everywhere or deactivating them on task A holds on task B for the next request."""
+        bus = {"ServeApp__redis_url": redis_server.url, "RedisBus__ca_file": str(redis_server.ca_file),
+               "AuthService__user_cache_seconds": 60.0}
+        a = await start_server(**bus)
+        b = await start_server(BIApp__data_dir=str(tmp_path / "data0"), **bus)
+        admin = (await sign_in(a))["access_token"]
+        member = await add_member(a)
+        second = await a.add_user("second@example.com", role="admin")
+        for token, path in ((member["access_token"], "/api/me"), (second, "/api/users")):
+            assert await status(b, token, path) == (200, None), "kept by B now"
+
+        demoted = await a.fetch("PATCH", f"/api/users/{(await b.fetch('GET', '/api/me', token=second)).json()['id']}",
+                                token=admin, json_body={"role": "member"})
+        assert demoted.code == 200, demoted.body
+        assert await until(b, second, "/api/users", 403)
+        assert (await a.fetch("POST", "/api/auth/logout-everywhere", token=member["access_token"])).code == 204
+        assert await until(b, member["access_token"], "/api/me", 401)
+        fresh = (await sign_in(b, MEMBER, MEMBER_PASSWORD))["access_token"]
+        assert await status(b, fresh) == (200, None)
+        response = await a.fetch("PATCH", f"/api/users/{member['user']['id']}", token=admin, json_body={"active": False})
+        assert response.code == 200, response.body
+        assert await until(b, fresh, "/api/me", 401)
+
+    async def test_without_the_bus_a_kept_record_lasts_its_seconds_only(self, start_server, tmp_path):
+        """Two tasks on one store with no bus between them: task B refuses a token deactivated on A once
+        the record it kept is ``user_cache_seconds`` old, not for the rest of the token's 15 minutes."""
+        a = await start_server(AuthService__user_cache_seconds=1.0)
+        b = await start_server(BIApp__data_dir=str(tmp_path / "data0"), AuthService__user_cache_seconds=1.0)
+        admin = (await sign_in(a))["access_token"]
+        member = await add_member(a)
+        assert await status(b, member["access_token"]) == (200, None)
+        response = await a.fetch("PATCH", f"/api/users/{member['user']['id']}", token=admin, json_body={"active": False})
+        assert response.code == 200, response.body
+        assert await status(a, member["access_token"]) == (401, "account_deactivated"), "at once on A"
+        await asyncio.sleep(1.1)
+        assert await status(b, member["access_token"]) == (401, "account_deactivated")
+
+
+async def until(api: Client, token: str, path: str, code: int, seconds: float = 2.0) -> bool:
+    """Whether ``path`` answers ``code`` to ``token`` within ``seconds`` (a bus message takes milliseconds)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (await status(api, token, path))[0] != code:
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True

@@ -17,7 +17,6 @@ import pytest
 from ..fault_proxy import RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, FaultProxy, dynamodb, s3
 from .test_datasets import upload
 from .test_dashboards import document
-from .test_executor_discovery import start_agents  # noqa: F401 - fixture
 from .test_sessions import root  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.aws
@@ -98,10 +97,10 @@ async def test_r1b_new_version_whose_commit_answer_was_lost_keeps_its_parquet(fa
     assert added.code == 201, added.body
 
 
-async def test_r2_output_whose_table_did_not_reach_s3_is_not_cached(faulty_server, faults,
-                                                                     start_agents):  # noqa: F811
+async def test_r2_output_whose_table_did_not_reach_s3_is_not_cached(faulty_server, faults, root,  # noqa: F811
+                                                                     shared_agent):
     """R2: a DataFrame whose Arrow table failed to reach S3 is not served again from the cache."""
-    [(_, url)], pem = await start_agents(1)
+    url, pem = shared_agent
     api = await faulty_server(ServeApp__executor_urls=[url], ServeApp__executor_private_key=pem)
     token = await api.login()
     card = await api.fetch("POST", "/api/cards", token=token, json_body={
@@ -229,3 +228,26 @@ async def test_an_outage_answers_503_logs_one_line_and_shows_in_ready_and_metric
     # the two requests, and /api/ready's ping if it failed within its time
     assert counted['bi_store_errors_total{reason="connection"}'] >= 2
     assert counted['bi_store_failed_attempts_total{service="dynamodb"}'] >= 2 * ATTEMPTS
+
+
+async def test_a_create_whose_answer_and_read_back_were_lost_is_not_repeated(faulty_server, faults):
+    """A card create is stored, its answer lost and its read back fails too (503: the outcome unknown; the card
+    is not listed either); the client's retry with the same Idempotency-Key answers the stored card, and lists
+    it, instead of creating another."""
+    api = await faulty_server()
+    token = await api.login()
+    body = {"title": "合計", "code": "1 + 1", "datasets": [], "parameters": []}
+    key = {"Idempotency-Key": "create-card-2"}
+    lose_answers(faults, is_transaction_on("CARD"))
+    faults.inject(RESET_BEFORE, lambda r: r.operation == "GetItem" and any(  # every read back, after the write
+        is_transaction_on("CARD")(seen) for seen, _ in faults.seen))
+    lost = await api.fetch("POST", "/api/cards", token=token, json_body=body, headers=key)
+    assert lost.code == 503 and lost.error_code == "storage_unavailable", lost.body
+    faults.clear()
+    retried = await api.fetch("POST", "/api/cards", token=token, json_body=body, headers=key)
+    assert retried.code == 201 and retried.json()["version"] == 1, retried.body
+    stored = [card.id for card in await api.app.store_instance.list_cards()]
+    listed = [card["id"] for card in (await api.fetch("GET", "/api/cards", token=token)).json()["cards"]]
+    assert stored == listed == [retried.json()["id"]], "one card, the one stored first, and listed"
+    again = await api.fetch("POST", "/api/cards", token=token, json_body=body, headers=key)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json()["id"] == retried.json()["id"]

@@ -1,0 +1,78 @@
+"""The user records of recent requests, so that a request's token costs no store round trip.
+
+``AuthService`` checks every token against its user (active, same ``token_generation``). That user is
+kept here for ``seconds`` (bounded to ``entries``, least recently used out first) and served to tokens
+of the same generation only: a token of another generation (newer than what is kept, or revoked) reads
+the store. A change to a user on this task (``changed``: revocation, deactivation, a new role or
+password) drops its record at once, here and, through the bus (``USER_CHANGED``), on every other task;
+a task that missed the message serves the old record at most ``seconds`` longer, far within an access
+token's lifetime. Lookups of one user that arrive while the store is being read share that read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+from ..bus.base import Bus, Envelope
+from ..models import User
+from ..storage.base import Store
+
+USER_CHANGED = "user_changed"
+
+
+class UserCache:
+    def __init__(self, store: Store, seconds: float, entries: int):
+        self.store = store
+        self.seconds = seconds
+        self.entries = entries
+        self.bus: Bus | None = None
+        self._users: collections.OrderedDict[str, tuple[float, User]] = collections.OrderedDict()
+        self._reading: dict[str, asyncio.Future[User | None]] = {}
+        self._changes = 0  # users dropped so far: a read that overlapped a drop is not kept
+
+    def listen(self, bus: Bus) -> None:
+        """Tell the other tasks of this one's changes, and hear of theirs (before ``bus.start()``)."""
+        self.bus = bus
+        bus.subscribe(USER_CHANGED, self._on_changed)
+
+    async def get(self, user_id: str, generation: object) -> User | None:
+        """The user, kept or read, if a token of ``generation`` may find it kept; None if there is none."""
+        kept = self._users.get(user_id)
+        if kept is not None and kept[0] > time.monotonic() and kept[1].token_generation == generation:
+            self._users.move_to_end(user_id)
+            return kept[1]
+        reading = self._reading.get(user_id)
+        if reading is None:
+            reading = self._reading[user_id] = asyncio.ensure_future(self._read(user_id))
+            reading.add_done_callback(lambda done: self._read_done(user_id, done))
+        return await asyncio.shield(reading)
+
+    def _read_done(self, user_id: str, done: asyncio.Future[User | None]) -> None:
+        if self._reading.get(user_id) is done:
+            del self._reading[user_id]
+
+    async def _read(self, user_id: str) -> User | None:
+        changes = self._changes
+        user = await self.store.get_user(user_id)
+        if user is not None and changes == self._changes and self.seconds > 0:
+            self._users[user_id] = (time.monotonic() + self.seconds, user)
+            self._users.move_to_end(user_id)
+            while len(self._users) > self.entries:
+                self._users.popitem(last=False)
+        return user
+
+    async def changed(self, user_id: str) -> None:
+        """``user_id`` was changed on this task: drop it here, then on the other tasks."""
+        self._forget(user_id)
+        if self.bus is not None:
+            await self.bus.publish(USER_CHANGED, {"user_id": user_id})
+
+    def _on_changed(self, envelope: Envelope) -> None:
+        self._forget(str(envelope.body["user_id"]))
+
+    def _forget(self, user_id: str) -> None:
+        self._changes += 1
+        self._users.pop(user_id, None)
+        self._reading.pop(user_id, None)  # a read under way may predate the change: the next lookup reads again

@@ -29,6 +29,7 @@ from .syntax import syntax_problem
 
 log = get_logger("bi.execution.live")
 
+INTERRUPT_AGAIN_SECONDS = 1.0  # an auto-run interrupts the run it supersedes again while that goes on
 REPLACED = "the session was opened elsewhere"
 """Why a socket is ended when another one attaches to its session: what was queued for it is dropped at once."""
 
@@ -123,8 +124,9 @@ class LiveSession:
         while self._next_auto is not None:
             if self._run is not None and not self._run.done():
                 self.interrupted_runs += 1
-                await self.session.interrupt()
-                await asyncio.wait([self._run])
+                while not self._run.done():  # an interrupt the kernel got before it ran the code is lost: again
+                    await self.session.interrupt()
+                    await asyncio.wait([self._run], timeout=INTERRUPT_AGAIN_SECONDS)
                 continue
             (code, run_id), self._next_auto = self._next_auto, None
             problem = await asyncio.to_thread(syntax_problem, code)

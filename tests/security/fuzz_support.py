@@ -294,6 +294,7 @@ class Sockets:
     dashboard: Any
     card: Any
     kernel: Any
+    card_token: str  # to open a new card socket after a case closed the session
 
 
 @dataclasses.dataclass
@@ -420,7 +421,7 @@ def open_sockets(server: LiveServer, f: Fixtures) -> Sockets:
     card = server.ws_connect("/api/cards/scratch/ws", f.token)
     until(server, card, lambda m: m["type"] == "session")
     kernel = server.ws_connect(f"/api/kernels/{f.kernel_id}/channels?session_id=fuzz", f.token)
-    return Sockets(dashboard, card, kernel)
+    return Sockets(dashboard, card, kernel, f.token)
 
 
 def until(server: LiveServer, connection: Any, last: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
@@ -484,6 +485,10 @@ def ws_case(server: LiveServer, sockets: Sockets, tally: Tally, data: st.DataObj
             assert got[0]["type"] == "error" and got[0]["code"] == "bad_message", got
         elif json.loads(text)["type"] == "execute":
             until(server, sockets.card, lambda m: m["type"] == "done")
+        elif json.loads(text)["type"] == "close":  # leaving the editor ends the session: the next case opens one
+            until(server, sockets.card, lambda m: m["type"] == "closed")
+            sockets.card = server.ws_connect("/api/cards/scratch/ws", sockets.card_token)
+            until(server, sockets.card, lambda m: m["type"] == "session")
     else:
         frame = frame_of(KERNEL_MESSAGES, data, tally)
         text = frame.decode("utf-8", "replace")

@@ -39,11 +39,12 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from tornado import httpclient, websocket  # noqa: E402
-from tornado.netutil import bind_sockets  # noqa: E402
 from traitlets.config import Config  # noqa: E402
 
 from tests.conftest import AWS_TEST_ENV, aws_store_config  # noqa: E402
 from tests.fault_proxy import FaultProxy, Latency  # noqa: E402
+
+from bench.store_faults import serve_behind  # noqa: E402
 
 ADMIN, PASSWORD = "admin@example.com", "correct horse battery"
 VIEWER, VIEWER_PASSWORD = "viewer@example.com", "viewer password 1"
@@ -127,8 +128,6 @@ async def start_agent(folder: Path) -> tuple[Any, str, str]:
 
 
 async def start_server(proxy: FaultProxy, moto: str, data_dir: Path, agent_url: str, pem: str) -> tuple[Any, Any, str]:
-    from server.app import ServeApp
-
     config = Config()
     config.BIApp.data_dir = str(data_dir)
     config.BIApp.store = "aws"
@@ -138,16 +137,7 @@ async def start_server(proxy: FaultProxy, moto: str, data_dir: Path, agent_url: 
     config.AuthService.jwt_secret_key = "k" * 40
     config.DashboardHub.refresh_tick = 3600.0  # no scheduled-refresh scan among the calls counted
     config.AWSStore = Config(aws_store_config(moto))
-    schema = ServeApp(config=config).make_store()
-    await schema.create_schema()
-    await schema.close()
-    config.AWSStore.dynamodb_endpoint_url = config.AWSStore.s3_endpoint_url = proxy.endpoint
-    app = ServeApp(config=config)
-    tornado_app = await app.setup()
-    sockets = bind_sockets(0, "127.0.0.1")
-    server = app.make_http_server(tornado_app)
-    server.add_sockets(sockets)
-    return app, server, f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    return await serve_behind(proxy, config)
 
 
 async def measure(args: argparse.Namespace, proxy: FaultProxy, moto: str, folder: Path) -> dict[str, Any]:

@@ -207,8 +207,6 @@ class Workload:
 
 
 async def start_server(proxy: FaultProxy, moto: str, data_dir: Path, traits: dict[str, str]) -> tuple[Any, Any, str]:
-    from server.app import ServeApp
-
     config = Config()
     config.BIApp.data_dir = str(data_dir)
     config.BIApp.store = "aws"
@@ -219,8 +217,15 @@ async def start_server(proxy: FaultProxy, moto: str, data_dir: Path, traits: dic
     for dotted, value in traits.items():
         section, name = dotted.split(".")
         config[section][name] = json.loads(value)
-    app = ServeApp(config=config)
-    schema = app.make_store()
+    return await serve_behind(proxy, config)
+
+
+async def serve_behind(proxy: FaultProxy, config: Config) -> tuple[Any, Any, str]:
+    """``bi serve`` with ``config`` on the AWS store: its tables made on moto directly, then every store call
+    through ``proxy``; the app, its HTTP server and its URL."""
+    from server.app import ServeApp
+
+    schema = ServeApp(config=config).make_store()
     await schema.create_schema()
     await schema.close()
     config.AWSStore.dynamodb_endpoint_url = config.AWSStore.s3_endpoint_url = proxy.endpoint

@@ -15,23 +15,12 @@ a demoted admin's kernel kept every dataset it had loaded as an admin. The rule 
 
 from __future__ import annotations
 
-import asyncio
 
 from tests.server.test_datasets import upload
-from tests.server.test_jupyter_api import KernelSocket, connect, start_kernel, text_of
+from tests.server.test_jupyter_api import connect, start_kernel, text_of
 
 from .sharing import PAYMENTS, SECRET
-from .test_revoked_sockets import SESSION_REVOKED, sign_in
-
-
-async def closed(socket: KernelSocket, timeout: float = 5) -> tuple[int | None, str]:
-    """Read ``socket`` until the server closes it (at most ``timeout`` seconds): its close code and reason."""
-    try:
-        while await asyncio.wait_for(socket.connection.read_message(), timeout) is not None:
-            pass
-    except TimeoutError:
-        return None, "still open"
-    return socket.connection.close_code, socket.connection.close_reason or ""
+from .test_revoked_sockets import SESSION_REVOKED, closed, sign_in
 
 
 async def personal_token(api, token: str) -> tuple[str, str]:

@@ -13,6 +13,7 @@ longer hold close with 4403 ``access_revoked``.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from tests.server.test_card_socket import Socket, connect
 
@@ -23,8 +24,8 @@ ACCESS_REVOKED = 4403
 PASSWORD = "member password 1"
 
 
-async def closed(socket: Socket, timeout: float = 5) -> tuple[int | None, str]:
-    """Read ``socket`` until the server closes it (at most ``timeout`` seconds): its close code and reason."""
+async def closed(socket: Any, timeout: float = 5) -> tuple[int | None, str]:
+    """Read ``socket`` (a card, dashboard or Jupyter socket) until the server closes it (at most ``timeout`` seconds): its close code and reason."""
     try:
         while await asyncio.wait_for(socket.connection.read_message(), timeout) is not None:
             pass

@@ -81,6 +81,8 @@ class Http:
                    raw: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
         headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
         data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
+        if raw is None and body is not None:
+            headers.setdefault("Content-Type", "application/json")
         if data is None and method in ("POST", "PUT"):
             data = b""
         response = await self.http.fetch(self.base + path, method=method, body=data, headers=headers,

@@ -68,7 +68,7 @@ from jupyter_client.session import Session
 from traitlets import Bool, Dict, DottedObjectName, Integer, Type, Unicode
 from traitlets.config import Config
 
-from kernels import bokeh_output, helpers, notebook_output, plots, policy, scalar_output, table_output
+from kernels import bokeh_output, helpers, html_output, notebook_output, plots, policy, scalar_output, table_output
 from kernels.limits import ARROW_BYTES, STREAM_MESSAGE_CHARS
 from kernels.wire import CONTROL_REQUESTS, NOTEBOOK_REQUEST, control_refusal
 
@@ -106,6 +106,7 @@ class LockedDownKernel(IPythonKernel):
         bokeh_output.install(self.shell)
         table_output.install(self.shell, self.arrow_limit_bytes, self.tables_dir)
         plots.install(self.shell)
+        html_output.install(self.shell)
         scalar_output.install(self.shell)
         policy.install(self.shell)
         self.control_handlers = ControlHandlers(self.control_handlers, self.refuse_on_control)

@@ -28,7 +28,8 @@ writable directory by creating files), binds no TCP pipe for subprocess output, 
 (debugpy would spawn an adapter process), and refuses every magic and shell escape (``policy``).
 Its control channel serves interrupts, shutdowns and kernel_info only (``CONTROL_REQUESTS``):
 ipykernel would run any shell request there too, outside the limits the server puts on runs, and
-create subshells (threads running code beside the shell).
+create subshells (threads running code beside the shell); its kernel_info offers neither subshells nor
+the debugger.
 It starts threads (heartbeat, iopub, control, shell channel, stdout/stderr fd capture) but no
 processes; ``tests/kernels/test_kernel.py`` checks that with audit hooks.
 """
@@ -111,6 +112,12 @@ class LockedDownKernel(IPythonKernel):
         policy.install(self.shell)
         self.control_handlers = ControlHandlers(self.control_handlers, self.refuse_on_control)
         self.shell_handlers[NOTEBOOK_REQUEST] = self.switch_to_notebook
+
+    @property
+    def kernel_info(self) -> dict[str, Any]:
+        """ipykernel's, offering none of the features the control channel refuses (subshells, the debugger):
+        JupyterLab 4.6 asks a kernel that offers subshells for one before it runs a cell, and waits."""
+        return {**super().kernel_info, "supported_features": []}
 
     async def switch_to_notebook(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         """The server's ``NOTEBOOK_REQUEST``: outputs for a Jupyter frontend from now on."""

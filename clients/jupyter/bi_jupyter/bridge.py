@@ -9,7 +9,8 @@ client that asked (replies by their parent's ``msg_id``; iopub to every subscrib
 answered here. Interrupts travel as ``interrupt_request`` on control (the kernel spec's
 ``interrupt_mode`` is ``message``). It ends when the kernel replies to a ``shutdown_request`` or the
 server closes the websocket (the close reason goes to stderr: a culled or revoked kernel says why),
-and on SIGTERM; it shuts its kernel down on the server as it goes.
+on SIGTERM, and when the client that started it is gone (as ipykernel's parent poller does); it shuts
+its kernel down on the server as it goes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import signal
 import sys
 import threading
 import urllib.parse
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
@@ -36,6 +37,7 @@ CHANNELS = {"shell": zmq.ROUTER, "control": zmq.ROUTER, "stdin": zmq.ROUTER, "io
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 REMEMBERED_REQUESTS = 10_000
 TIMEOUT_SECONDS = 60  # a kernel start waits for the server's pool
+PARENT_POLL_SECONDS = 1.0
 
 
 def encode_v1(channel: str, parts: list[bytes]) -> bytes:
@@ -98,7 +100,8 @@ class Bridge:
     async def from_client(self, channel: str) -> None:
         socket = self.sockets[channel]
         while True:
-            identities, parts = self.session.feed_identities(await socket.recv_multipart())
+            identities, frames = self.session.feed_identities(await socket.recv_multipart())
+            parts = cast(list[bytes], frames)  # recv_multipart copies: bytes, not Frames
             signature, message = parts[0], parts[1:]
             if len(message) < 4 or not hmac.compare_digest(self.session.sign(message[:4]), signature):
                 continue  # not signed with the connection file's key
@@ -145,6 +148,13 @@ class Bridge:
             socket.close(linger=1000)
 
 
+async def parent_gone() -> None:
+    """Returns once the process that started this one has exited."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(PARENT_POLL_SECONDS)
+
+
 async def run(url: str, connection_file: str) -> int:
     token = os.environ.get("BI_TOKEN", "")
     if not token:
@@ -162,8 +172,10 @@ async def run(url: str, connection_file: str) -> int:
         return 1
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    tasks = [asyncio.ensure_future(bridge.from_client(channel)) for channel in ("shell", "control", "stdin")]
-    tasks += [asyncio.ensure_future(bridge.from_server()), asyncio.ensure_future(stop.wait())]
+    tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(bridge.from_client(channel))
+                                        for channel in ("shell", "control", "stdin")]
+    tasks += [asyncio.ensure_future(bridge.from_server()), asyncio.ensure_future(stop.wait()),
+              asyncio.ensure_future(parent_gone())]
     await asyncio.wait(tasks[3:], return_when=asyncio.FIRST_COMPLETED)
     for task in tasks:
         task.cancel()

@@ -22,10 +22,10 @@ NOTEBOOK = [
 
 
 def client_env(tmp_path: Path, url: str, pat: str) -> dict[str, str]:
-    """A user's shell after ``pip install clients/jupyter`` and ``bi-jupyter install``, with ``BI_TOKEN`` set."""
+    """A user's shell after ``pip install clients/jupyter`` and ``bi-jupyter install``, with ``BI_JUPYTER_TOKEN`` set."""
     env = {**os.environ, "PYTHONPATH": str(CLIENT), "JUPYTER_PATH": str(tmp_path / "share" / "jupyter"),
            "JUPYTER_DATA_DIR": str(tmp_path / "data"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "BI_TOKEN": pat}
+           "BI_JUPYTER_TOKEN": pat}
     subprocess.run([sys.executable, "-m", "bi_jupyter", "install", "--url", url, "--prefix", str(tmp_path)],
                    env=env, check=True, capture_output=True, timeout=60)
     return env
@@ -47,7 +47,7 @@ async def test_papermill_and_nbclient_run_notebooks_with_the_bi_kernel_spec(star
     assert "<table" in executed.cells[1].outputs[0]["data"]["text/html"]  # what nbconvert and JupyterLab render
 
     from nbclient import NotebookClient
-    for name in ("PYTHONPATH", "JUPYTER_PATH", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "BI_TOKEN"):
+    for name in ("PYTHONPATH", "JUPYTER_PATH", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "BI_JUPYTER_TOKEN"):
         monkeypatch.setenv(name, env[name])
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in NOTEBOOK])
     await asyncio.to_thread(NotebookClient(notebook, kernel_name="bi", timeout=60, startup_timeout=60).execute)

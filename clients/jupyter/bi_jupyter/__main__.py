@@ -27,7 +27,7 @@ def install(url: str, name: str, user: bool, prefix: str | None) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bi-jupyter", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    installer = commands.add_parser("install", help="write the kernel spec (the token comes from BI_TOKEN when it runs)")
+    installer = commands.add_parser("install", help="write the kernel spec (the token comes from BI_JUPYTER_TOKEN when it runs)")
     installer.add_argument("--url", required=True, help="the server, e.g. https://bi.example.com")
     installer.add_argument("--name", default="bi", help="the kernel spec's name (default: bi)")
     where = installer.add_mutually_exclusive_group()

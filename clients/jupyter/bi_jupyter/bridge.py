@@ -2,7 +2,7 @@
 
 The client (jupyter_client's KernelManager: nbclient, papermill, jupyter console) sees an ordinary
 kernel process. This process starts a kernel on the server (``POST /api/kernels``) with the
-personal access token in ``BI_TOKEN``, opens its channels websocket (``v1.kernel.websocket.jupyter.org``:
+personal access token in ``BI_JUPYTER_TOKEN``, opens its channels websocket (``v1.kernel.websocket.jupyter.org``:
 a message's parts travel untouched) and relays: a client's message, once its signature checks with the
 connection file's key, goes to the server; a server's message is signed with that key and sent to the
 client that asked (replies by their parent's ``msg_id``; iopub to every subscriber). The heartbeat is
@@ -156,9 +156,9 @@ async def parent_gone() -> None:
 
 
 async def run(url: str, connection_file: str) -> int:
-    token = os.environ.get("BI_TOKEN", "")
+    token = os.environ.get("BI_JUPYTER_TOKEN", "")
     if not token:
-        print("bi-jupyter: set BI_TOKEN to a personal access token of the server (POST /api/me/tokens)",
+        print("bi-jupyter: set BI_JUPYTER_TOKEN to a personal access token of the server (POST /api/me/tokens)",
               file=sys.stderr)
         return 2
     with open(connection_file) as file:

@@ -46,7 +46,8 @@ PROPERTIES = frozenset({
     "font-weight", "font-style", "font-size", "font-variant-numeric",
     "text-align", "vertical-align", "text-decoration", "text-transform", "white-space", "word-break",
     "border", "border-collapse", "border-spacing", "border-color", "border-style", "border-width",
-    *(f"border-{side}{part}" for side in ("top", "right", "bottom", "left") for part in ("", "-color", "-style", "-width")),
+    *(f"border-{side}{part}" for side in ("top", "right", "bottom", "left")
+      for part in ("", "-color", "-style", "-width")),
     "padding", "padding-top", "padding-right", "padding-bottom", "padding-left",
     "width", "min-width", "max-width", "height",
 })

@@ -75,7 +75,8 @@ def test_no_hostile_declaration_survives(style):
 
 def test_the_styles_tables_need_survive():
     style = ("color: #f1f1f1; background-color: rgb(2, 56, 88); width: 10em; text-align: right; font-weight: bold;"
-             " background: linear-gradient(90deg, transparent 20.0%, #d65f5f 20.0%, #d65f5f 100.0%, transparent 100.0%);"
+             " background: linear-gradient(90deg, transparent 20.0%, #d65f5f 20.0%, #d65f5f 100.0%,"
+             " transparent 100.0%);"
              " border-bottom: 1px solid hsl(0 0% 80% / 0.5) !important")
     assert clean_style(style) == ("color: #f1f1f1; background-color: rgb(2, 56, 88); width: 10em; text-align: right; "
                                   "font-weight: bold; background: linear-gradient(90deg, transparent 20.0%, #d65f5f "
@@ -90,7 +91,8 @@ HOSTILE_MARKUP = [
     "<iframe src='https://evil.example'></iframe>", "<form action='https://evil.example'><input name=p></form>",
     "<base href='https://evil.example/'>", "<meta http-equiv=refresh content='0;url=https://evil.example'>",
     "<link rel=stylesheet href='https://evil.example/x.css'>", "<style>td{position:fixed}</style>",
-    "<div onclick=alert(1) id=app class=modal>x</div>", "<object data=x></object>", "<noscript><p title='</noscript><img src=x onerror=alert(1)>'></noscript>",
+    "<div onclick=alert(1) id=app class=modal>x</div>", "<object data=x></object>",
+    "<noscript><p title='</noscript><img src=x onerror=alert(1)>'></noscript>",
     "<td background='https://evil.example/a.png'>x</td>", "<table><tr><td style='background:url(https://evil.example)'>x</td></tr></table>",
 ]
 

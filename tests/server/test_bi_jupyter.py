@@ -22,7 +22,8 @@ NOTEBOOK = [
 
 
 def client_env(tmp_path: Path, url: str, pat: str) -> dict[str, str]:
-    """A user's shell after ``pip install clients/jupyter`` and ``bi-jupyter install``, with ``BI_JUPYTER_TOKEN`` set."""
+    """A user's shell after ``pip install clients/jupyter`` and ``bi-jupyter install``, with
+    ``BI_JUPYTER_TOKEN`` set."""
     env = {**os.environ, "PYTHONPATH": str(CLIENT), "JUPYTER_PATH": str(tmp_path / "share" / "jupyter"),
            "JUPYTER_DATA_DIR": str(tmp_path / "data"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "BI_JUPYTER_TOKEN": pat}

@@ -1,4 +1,5 @@
-"""``bi-jupyter install --url URL [--name bi] [--user | --prefix P]`` and ``bi-jupyter bridge`` (what the kernel spec runs)."""
+"""``bi-jupyter install --url URL [--name bi] [--user | --prefix P]``, and ``bi-jupyter bridge``
+(what the kernel spec runs)."""
 
 from __future__ import annotations
 
@@ -27,13 +28,15 @@ def install(url: str, name: str, user: bool, prefix: str | None) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bi-jupyter", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    installer = commands.add_parser("install", help="write the kernel spec (the token comes from BI_JUPYTER_TOKEN when it runs)")
+    installer = commands.add_parser("install",
+                                    help="write the kernel spec (the token comes from BI_JUPYTER_TOKEN when it runs)")
     installer.add_argument("--url", required=True, help="the server, e.g. https://bi.example.com")
     installer.add_argument("--name", default="bi", help="the kernel spec's name (default: bi)")
     where = installer.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="in your own Jupyter folder")
     where.add_argument("--prefix", help="under this prefix (a virtualenv: sys.prefix)")
-    bridge = commands.add_parser("bridge", help="serve one kernel of the server on local ports (the kernel spec runs this)")
+    bridge = commands.add_parser("bridge",
+                                 help="serve one kernel of the server on local ports (the kernel spec runs this)")
     bridge.add_argument("--url", required=True)
     bridge.add_argument("-f", dest="connection_file", required=True)
     args = parser.parse_args(argv)

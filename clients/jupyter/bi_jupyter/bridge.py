@@ -90,7 +90,8 @@ class Bridge:
         scheme = "wss" if self.url.startswith("https") else "ws"
         ws_url = f"{scheme}{self.url.removeprefix('https').removeprefix('http')}/api/kernels/" \
                  f"{urllib.parse.quote(self.kernel_id)}/channels"
-        self.websocket = await websocket_connect(HTTPRequest(ws_url, headers=self.headers, connect_timeout=TIMEOUT_SECONDS), subprotocols=[V1],
+        request = HTTPRequest(ws_url, headers=self.headers, connect_timeout=TIMEOUT_SECONDS)
+        self.websocket = await websocket_connect(request, subprotocols=[V1],
                                                  max_message_size=MAX_MESSAGE_BYTES)
         for channel, kind in CHANNELS.items():
             socket = self.sockets[channel] = self.context.socket(kind)

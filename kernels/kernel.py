@@ -28,7 +28,8 @@ writable directory by creating files), binds no TCP pipe for subprocess output, 
 (debugpy would spawn an adapter process), and refuses every magic and shell escape (``policy``).
 Its control channel serves interrupts, shutdowns and kernel_info only (``CONTROL_REQUESTS``):
 ipykernel would run any shell request there too, outside the limits the server puts on runs, and
-create subshells (threads running code beside the shell).
+create subshells (threads running code beside the shell); its kernel_info offers neither subshells nor
+the debugger.
 It starts threads (heartbeat, iopub, control, shell channel, stdout/stderr fd capture) but no
 processes; ``tests/kernels/test_kernel.py`` checks that with audit hooks.
 """
@@ -68,7 +69,7 @@ from jupyter_client.session import Session
 from traitlets import Bool, Dict, DottedObjectName, Integer, Type, Unicode
 from traitlets.config import Config
 
-from kernels import bokeh_output, helpers, notebook_output, plots, policy, scalar_output, table_output
+from kernels import bokeh_output, helpers, html_output, notebook_output, plots, policy, scalar_output, table_output
 from kernels.limits import ARROW_BYTES, STREAM_MESSAGE_CHARS
 from kernels.wire import CONTROL_REQUESTS, NOTEBOOK_REQUEST, control_refusal
 
@@ -106,10 +107,17 @@ class LockedDownKernel(IPythonKernel):
         bokeh_output.install(self.shell)
         table_output.install(self.shell, self.arrow_limit_bytes, self.tables_dir)
         plots.install(self.shell)
+        html_output.install(self.shell)
         scalar_output.install(self.shell)
         policy.install(self.shell)
         self.control_handlers = ControlHandlers(self.control_handlers, self.refuse_on_control)
         self.shell_handlers[NOTEBOOK_REQUEST] = self.switch_to_notebook
+
+    @property
+    def kernel_info(self) -> dict[str, Any]:
+        """ipykernel's, offering none of the features the control channel refuses (subshells, the debugger):
+        JupyterLab 4.6 asks a kernel that offers subshells for one before it runs a cell, and waits."""
+        return {**super().kernel_info, "supported_features": []}
 
     async def switch_to_notebook(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         """The server's ``NOTEBOOK_REQUEST``: outputs for a Jupyter frontend from now on."""

@@ -15,6 +15,7 @@ that type are refused), and from then on it publishes:
   the user's browser may not reach. The loader leaves out MathJax (1.8 MB), so that it fits a
   cell's output limit; it is published once per kernel, before the first ``show``, unless
   ``output_notebook`` already did. JupyterLab renders them with the ``jupyter_bokeh`` extension;
+- styled tables (``DataFrame.style``, ``IPython.display.HTML``): their HTML with its ``<style>`` as it is;
 - matplotlib figures: PNG, as in cards.
 """
 
@@ -30,6 +31,7 @@ from bokeh.model import Model
 from bokeh.resources import Component, Resources
 
 from kernels.bokeh_output import HOOKED_NOTEBOOK_TYPES
+from kernels.html_output import STYLED
 
 BOKEH_COMPONENTS: list[Component] = ["bokeh", "bokeh-gl", "bokeh-widgets", "bokeh-tables"]  # BokehJS inline, without MathJax
 
@@ -51,8 +53,9 @@ class BokehLoader:
         return notebook.show_doc(obj, state, notebook_handle)
 
 
-def _unregister(shell: Any, types: tuple[type, ...]) -> None:
-    """Undo ``formatters.register`` for ``types``: IPython's formatters see them as they are again."""
+def _unregister(shell: Any, types: tuple[type | str, ...]) -> None:
+    """Undo ``formatters.register`` (and ``html_output.install``) for ``types`` (or their dotted names):
+    IPython's formatters see them as they are again."""
     formatter = shell.display_formatter
     for type_ in types:
         formatter.mimebundle_formatter.pop(type_, None)
@@ -62,7 +65,7 @@ def _unregister(shell: Any, types: tuple[type, ...]) -> None:
 
 def enable(shell: Any) -> None:
     """Switch this kernel's outputs to a Jupyter frontend's (see the module docstring)."""
-    _unregister(shell, (pd.DataFrame, pd.Series, Model))
+    _unregister(shell, (pd.DataFrame, pd.Series, Model, *STYLED))
     loader = BokehLoader()
     for notebook_type in HOOKED_NOTEBOOK_TYPES:
         install_notebook_hook(notebook_type, loader.load, loader.show_doc,  # type: ignore[arg-type]  # stubs know only jupyter and zeppelin

@@ -174,6 +174,15 @@ SVG_ELEMENTS = 40_000
 """Tags (``<`` counted, closing tags and comments included) of one SVG output: cleaning costs about 10 µs
 each (a matplotlib scatter of 20,000 points has about 20,000). Past them the output is ``output_too_complex``."""
 
+HTML_ELEMENTS = 40_000
+"""Tags (``<`` counted) of one HTML table output (``execution/html_tables.py``): a table of 1,000 rows of 10
+columns has about 25,000. Past them the output is ``output_too_complex`` (a DataFrame pages instead)."""
+
+STYLE_CHARS = 250_000
+"""Characters of the distinct ``style`` attributes of one HTML table output, each parsed to check its
+declarations (about 3 µs a character: under a second). ``Styler.bar`` on 1,000 rows has about 100,000;
+a colour scale repeats its few hundred colours. Past them ``output_too_complex``."""
+
 BOKEH_MODELS = 10_000
 """Models in one Bokeh item or patch (a figure has about 50, a grid of 100 plots a few thousand): each costs
 the sanitiser a check of every property and a viewer's browser a view. Past them ``output_too_complex``."""

@@ -6,12 +6,14 @@
 Bundles (``display_data``, ``execute_result``, ``update_display_data``) keep only the MIME types a
 page shows as data: ``text/plain``, ``text/markdown`` (as text: the page renders it with raw HTML
 off and only safe link targets, ``static/src/outputs/markdown.ts``), ``image/png``, ``image/jpeg``, ``application/json`` and our Bokeh item and DataFrame
-summary (the table's name is taken out before, ``tables.strip_table``). ``image/svg+xml``
+summary (the table's name is taken out before, ``tables.strip_table``). ``text/html`` that holds a
+table is rebuilt as table markup with inline styles from an allowlist (``html_tables``: ``DataFrame.style``,
+``df.to_html()``, a table in ``IPython.display.HTML``), other HTML dropped. ``image/svg+xml``
 is cut by ``nh3`` down to static drawing (shapes, paths, text, gradients, clip paths; no scripts,
 event handlers, links, images, ``foreignObject``, animation or references outside the image).
 A widget view becomes an empty marker of the same type with a ``text/plain`` note that widgets work
 in Jupyter clients (a page says so in its reader's language; widgets need comms that cards do not
-keep). Everything else (``text/html``, JavaScript, LaTeX, unknown types) is dropped; a bundle left
+keep). Everything else (HTML without a table, JavaScript, LaTeX, unknown types) is dropped; a bundle left
 empty gets a ``text/plain`` note naming what was dropped.
 
 Bokeh items and patches are checked whole; one unsafe part turns the output into an
@@ -40,9 +42,9 @@ DOM from some strings, so:
   rule for its name applies.
 
 Cleaning is bounded in work before it starts: an SVG of more than ``SVG_ELEMENTS`` tags (``<`` counted)
-is not parsed, and a Bokeh item or patch stops being checked at its ``BOKEH_MODELS + 1``-th model;
+is not parsed (HTML tables have their own bounds, ``html_tables``), and a Bokeh item or patch stops being checked at its ``BOKEH_MODELS + 1``-th model;
 either output becomes the error ``output_too_complex`` (``OutputTooComplexError``). The collector runs
-the cleaning of SVG and Bokeh outputs in a thread (``needs_thread``), in order.
+the cleaning of HTML, SVG and Bokeh outputs in a thread (``needs_thread``), in order.
 
 The page must still render items with the BokehJS we serve, without its MathJax bundle (so that
 ``$$...$$`` in titles stays text), into its own target element.
@@ -82,9 +84,10 @@ from kernels.wire import BOKEH_ITEM, DATAFRAME, WIDGET_VIEW
 
 from ..errors import OutputTooComplexError
 from ..limits import BOKEH_MODELS, SVG_ELEMENTS
-from . import bokeh_properties
+from . import bokeh_properties, html_tables
 
 SVG = "image/svg+xml"
+HTML = "text/html"
 WIDGET_NOTE = ("[a widget: widgets are not shown in cards and dashboards; use them from a Jupyter client "
                "(JupyterLab, Notebook 7, VS Code) connected to this server]")
 KEPT_TYPES = frozenset({"text/plain", "text/markdown", "image/png", "image/jpeg", "application/json",
@@ -241,11 +244,14 @@ def sanitize_bundle(data: dict[str, Any]) -> dict[str, Any]:
     svg = data.get(SVG)
     if isinstance(svg, str) and (cleaned := clean_svg(svg)) is not None:
         kept[SVG] = cleaned
+    html = data.get(HTML)
+    if isinstance(html, str) and (table := html_tables.clean(html)) is not None:
+        kept[HTML] = table
     if WIDGET_VIEW in data:
         kept.update({WIDGET_VIEW: {}, "text/plain": WIDGET_NOTE})
     if not kept:
         dropped = ", ".join(sorted(data)) or "nothing"
-        kept["text/plain"] = f"[output not shown: {dropped} (cards show text, images, charts and tables, not HTML)]"
+        kept["text/plain"] = f"[output not shown: {dropped} (cards show text, images, charts and tables; HTML only as a table)]"
     return kept
 
 
@@ -265,6 +271,6 @@ def sanitize_output(output: dict[str, Any]) -> dict[str, Any]:
 
 
 def needs_thread(output: dict[str, Any]) -> bool:
-    """Whether cleaning ``output`` may take long enough to run off the event loop (SVG, Bokeh)."""
+    """Whether cleaning ``output`` may take long enough to run off the event loop (HTML, SVG, Bokeh)."""
     data = output.get("data")
-    return output["output_type"] == "bokeh_patch" or (isinstance(data, dict) and (SVG in data or BOKEH_ITEM in data))
+    return output["output_type"] == "bokeh_patch" or (isinstance(data, dict) and not data.keys().isdisjoint((HTML, SVG, BOKEH_ITEM)))

@@ -251,3 +251,39 @@ def test_markdown_renders_without_the_kernels_html(page: Page, bi):
     link = shown.get_by_role("link", name="資料")
     assert (link.get_attribute("href"), link.get_attribute("target")) == ("https://example.com/report", "_blank")
     screenshot(page, "card-markdown")
+
+
+STYLED_CODE = """import pandas as pd
+df = pd.DataFrame({"店舗": ["東京", "大阪", "名古屋"], "売上": [120, 80, 30]})
+(df.style.bar(subset=["売上"], color="#d65f5f").set_caption("店舗別売上")
+   .set_table_styles([{"selector": "", "props": "position: fixed; top: 0; z-index: 99999"}]))
+"""
+
+
+def test_a_styled_table_shows_its_bars_in_the_editor_and_on_a_dashboard(page: Page, bi):
+    """DataFrame.style.bar() draws its gradient bars in the editor and on a dashboard tile; the position
+    it asked for stays out: the table sits in its output."""
+    token = token_of(bi)
+    status, card = api(bi, "POST", "/api/cards", {"title": "棒付きの表", "code": STYLED_CODE}, token=token)
+    assert status == 201, card
+    status, dashboard = api(bi, "POST", "/api/dashboards", {
+        "schemaVersion": 1, "title": "表の色", "cards": [{"key": "styled", "card": card["id"]}],
+        "layout": [{"card": "styled", "x": 0, "y": 0, "w": 8, "h": 5}]}, token=token)
+    assert status == 201, dashboard
+
+    def bars_shown(where) -> None:
+        table = where.locator(".output-html-table table")
+        expect(table.locator("caption")).to_have_text("店舗別売上", timeout=30_000)
+        expect(table.locator("td")).to_have_count(6)
+        bar = table.locator("td", has_text="120")
+        assert "linear-gradient" in bar.evaluate("td => getComputedStyle(td).backgroundImage")
+        assert bar.evaluate("td => td.getBoundingClientRect().width") > 50
+        assert table.evaluate("t => getComputedStyle(t).position") == "static"
+
+    sign_in(page, bi, f"/cards/{card['id']}")
+    page.get_by_role("button", name="▶ Run").click()
+    bars_shown(page.locator(".outputs"))
+    screenshot(page, "card-styled-table")
+    page.goto(f"{bi.url}/dashboards/{dashboard['id']}")
+    bars_shown(page.locator(".tile").first)
+    screenshot(page, "dashboard-styled-table")

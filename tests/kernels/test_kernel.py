@@ -61,7 +61,7 @@ def test_dataset_names_round_trip(tmp_path):
 def test_kernel_info(kernel):
     content = kernel.kernel_info(reply=True, timeout=START_TIMEOUT)["content"]
     assert content["implementation"] == "bi-cards"
-    assert "debugger" not in content["supported_features"]
+    assert content["supported_features"] == []  # no debugger, no subshells: the control channel refuses both
 
 
 def test_namespace_offers_load_dataset_only(kernel):

@@ -28,6 +28,8 @@ async def test_a_jupyter_kernel_shows_dataframes_and_bokeh_as_jupyter_frontends_
     [table] = displays(await socket.execute(FRAME))
     assert "<table" in table["text/html"] and "東京" in table["text/html"] and "大阪" in table["text/plain"]
     assert DATAFRAME not in table and TABLE_FILE not in table  # no table file left unread in the kernel
+    [styled] = displays(await socket.execute("_.style.bar(subset=['売上'])"))
+    assert "<style" in styled["text/html"]  # the Styler's own HTML, scoped CSS and all (cards get it inline)
 
     figure = "from bokeh.plotting import figure, show\np = figure(width=300)\np.line([1, 2, 3], [3, 1, 2])\nshow(p)"
     loader, *document = displays(await socket.execute(figure))

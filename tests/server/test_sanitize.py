@@ -224,7 +224,7 @@ def test_a_widget_becomes_a_note_that_widgets_work_in_jupyter_clients():
 def test_a_bundle_left_empty_says_what_was_dropped():
     output = sanitize_output(bundle_output({"text/html": "<b>x</b>", "text/javascript": "alert(1)"}))
     assert output["data"] == {"text/plain": "[output not shown: text/html, text/javascript "
-                                            "(cards show text, images, charts and tables, not HTML)]"}
+                                            "(cards show text, images, charts and tables; HTML only as a table)]"}
 
 
 def test_svg_keeps_only_the_static_drawing():

@@ -1,9 +1,10 @@
 // One output as an element: text as text, tables as DOM tables, Bokeh via BokehJS, images as
-// images. Kernel HTML and JavaScript are never put in the page.
+// images. Kernel HTML and JavaScript are never put in the page: HTML tables come rebuilt by the server.
 
 import { h } from "../dom";
 import type { BokehFigures } from "./bokeh";
 import { dataframeOutput, type DataFrameBundle } from "./dataframe";
+import { htmlTableOutput } from "./htmltable";
 import { markdownOutput } from "./markdown";
 import { t } from "../i18n";
 import { kernelError, truncationNotice } from "../i18n/kernel";
@@ -87,6 +88,7 @@ export function bundleOutput(output: Output, figures: BokehFigures): HTMLElement
   for (const mime of ["image/png", "image/jpeg", "image/svg+xml"]) {
     if (typeof data[mime] === "string") return imageOutput(mime, data[mime] as string);
   }
+  if (typeof data["text/html"] === "string") return htmlTableOutput(data["text/html"]);
   if (typeof data["text/markdown"] === "string") return markdownOutput(data["text/markdown"]);
   if (typeof data["text/plain"] === "string") return h("pre", { class: "output-text" }, data["text/plain"]);
   return h("p", { class: "output-note" }, t("output.unknown", { types: Object.keys(data).join(", ") || t("output.empty") }));

@@ -45,14 +45,14 @@ def test_api_image_copies_every_package():
 
 
 def test_ruff_finds_nothing():
-    """``ruff check`` with the rules of pyproject.toml is clean on server/ and kernels/."""
-    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "server", "kernels"],
+    """``ruff check`` with the rules of pyproject.toml is clean on server/, kernels/ and clients/"""
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "server", "kernels", "clients"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_mypy_finds_nothing():
-    """``mypy`` with the settings of pyproject.toml is clean on server/ and kernels/."""
+    """``mypy`` with the settings of pyproject.toml is clean on server/, kernels/ and clients/"""
     out = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental"], capture_output=True, text=True,
                          cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr

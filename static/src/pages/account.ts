@@ -74,7 +74,7 @@ async function tokensSection(): Promise<HTMLElement> {
     return h("tr", { "data-token": token.name }, h("td", { class: "strong" }, token.name), h("td", { class: "muted small" }, when(token.created_at)), h("td", { class: "muted small" }, when(token.expires_at)), h("td", { class: "actions" }, revoke));
   };
   const name = h("input", { name: "token_name", required: true, maxlength: 100, placeholder: t("account.tokenNamePlaceholder"), "aria-label": t("account.tokenName") });
-  const days = h("select", { name: "expires_in_days", "aria-label": t("account.tokenLifetime") }, ...LIFETIMES.map((n) => h("option", { value: String(n), selected: n === 90 }, t("account.days", { n }))));
+  const days = h("select", { name: "expires_in_days", "aria-label": t("account.tokenLifetime") }, ...LIFETIMES.map((n) => h("option", { value: String(n), selected: n === 90 ? "selected" : null }, t("account.days", { n }))));
   const create = h("button", { type: "submit", class: "secondary" }, t("account.createToken"));
   const form = h("form", { class: "fields", "aria-label": t("account.createToken") }, h("label", {}, t("account.tokenName"), name), h("label", {}, t("account.tokenLifetime"), days), create);
   form.addEventListener("submit", async (event) => {

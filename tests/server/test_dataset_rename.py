@@ -3,10 +3,14 @@ resolves, so saved cards keep working; and who uploaded each version, by name.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from structlog.testing import capture_logs
 
 from server.limits import DATASET_ALIASES
+from server.models import Dataset
+from server.services.datasets import named_files
 
 from .test_card_runs import result_value, run
 from .test_datasets import upload
@@ -14,6 +18,15 @@ from .test_sessions import open_session, root, start_cards, text  # noqa: F401, 
 from .test_sessions import run as execute
 
 CSV = "店舗,売上\n東京,10\n大阪,20\n東京,5\n"
+
+
+def test_a_dataset_called_so_wins_over_an_alias():
+    """Each dataset is placed under its name, then under its earlier names that no dataset given is called."""
+    now = "2026-12-06T00:00:00Z"
+    renamed = Dataset("a", "u", "売上2024", 1, now, now, aliases=("売上", "sales"))
+    other = Dataset("b", "u", "売上", 1, now, now)
+    files = named_files([(renamed, Path("a.parquet")), (other, Path("b.parquet"))])
+    assert files == [("売上2024", Path("a.parquet")), ("売上", Path("b.parquet")), ("sales", Path("a.parquet"))]
 
 
 async def rename(api, token: str, dataset_id: str, name: str):

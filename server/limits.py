@@ -277,7 +277,7 @@ DATASET_QUOTA_BYTES = 10 * 1024 ** 3
 
 DATASET_ALIASES = 20
 """Earlier names one dataset keeps after renames (``load_dataset`` resolves each; every one is one more file
-placed in a kernel that loads the dataset); a rename past them is refused."""
+linked in a kernel that loads the dataset, never a second copy); a rename past them is refused."""
 
 CSV_COLUMNS = 500
 """Columns of an uploaded CSV, counted in its header before anything is converted

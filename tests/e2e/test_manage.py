@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from .conftest import CONTEXT, api, screenshot, token_of
+from .conftest import CONTEXT, api, screenshot, sign_in, token_of
 from .test_card_editor import upload
 from .test_japanese import latin_words
 
@@ -190,6 +190,10 @@ def test_admin_reads_the_audit_log(signed_in, bi):
     assert len(listed) == 1 and listed[0]["event"] == "login_failed"
     japanese_only(page)
     screenshot(page, "ja-audit")
+    page.get_by_label("開始日").fill("2099-01-01")  # from a day to come: nothing yet
+    page.get_by_role("button", name="絞り込む").click()
+    expect(page.get_by_text("条件に合う記録はありません。")).to_be_visible()
+    assert api(bi, "GET", "/api/audit?since=2099-01-01&user=kansa@example.com", token=token)[1]["events"] == []
 
 
 def test_card_history_and_parameters(signed_in, bi):
@@ -296,3 +300,28 @@ def test_dataset_rename_versions_new_card_and_delete(signed_in, bi):
     page.get_by_role("dialog", name="データセット「売上2024」を削除").get_by_role("button", name="削除").click()
     expect(page.get_by_role("heading", name="データセット", exact=True)).to_be_visible()
     assert api(bi, "GET", f"/api/datasets/{dataset}", token=token)[0] == 404
+
+
+def test_the_pages_in_english(page: Page, bi):
+    """The same pages read in English for an English browser (screenshots of the walk in both languages)."""
+    admin = token_of(bi)
+    dataset = upload(bi, admin, "sales")
+    status, card = api(bi, "POST", "/api/cards", {"title": "Totals", "code": "1", "datasets": [dataset]}, token=admin)
+    assert status == 201, card
+    sign_in(page, bi, "/users")
+    expect(page.get_by_role("heading", name="Users", exact=True)).to_be_visible()
+    screenshot(page, "users")
+    page.get_by_role("link", name="Account").click()
+    expect(page.get_by_role("heading", name="Personal access tokens")).to_be_visible()
+    screenshot(page, "account")
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.locator("tr[data-event]").first).to_be_visible()
+    screenshot(page, "audit")
+    page.goto(f"{bi.url}/datasets/{dataset}")
+    expect(page.get_by_role("heading", name="Version history")).to_be_visible()
+    screenshot(page, "dataset-versions")
+    page.goto(f"{bi.url}/cards/{card['id']}")
+    page.get_by_role("button", name="Version history").click()
+    page.get_by_role("dialog", name="Version history of “Totals”").locator("li[data-version='1'] button").click()
+    expect(page.get_by_text("Version 1 has the same code as the current version 1.")).to_be_visible()
+    screenshot(page, "card-history")

@@ -88,6 +88,19 @@ async def test_names_kept_are_bounded(api):
     assert (refused.code, refused.json()["error"]["code"]) == (400, "dataset_aliases_full")
 
 
+async def test_a_dashboard_written_before_a_rename_finds_the_dataset(api):
+    """A dashboard document naming a dataset by a name it had (an export made before the rename) reads it."""
+    token = await api.login()
+    dataset = (await upload(api, "売上", CSV.encode(), token)).json()
+    assert (await rename(api, token, dataset["id"], "売上2024")).code == 200
+    created = await api.fetch("POST", "/api/dashboards", token=token, json_body={
+        "schemaVersion": 1, "title": "月次", "layout": [{"card": "total", "x": 0, "y": 0, "w": 6, "h": 4}],
+        "cards": [{"key": "total", "title": "合計", "datasets": ["売上"], "code": "load_dataset('売上')"}]})
+    assert created.code == 201, created.body
+    card_id = created.json()["document"]["cards"][0]["card"]
+    assert (await api.fetch("GET", f"/api/cards/{card_id}", token=token)).json()["datasets"] == [dataset["id"]]
+
+
 async def test_versions_name_who_uploaded_them(api):
     """A dataset's version list names the uploader of each version beside their id."""
     token = await api.login()

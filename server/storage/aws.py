@@ -1312,8 +1312,9 @@ class AWSStore(Store):
         for kind in (DATASETS, CARDS, DASHBOARDS):
             for entry, head in self._entries_now(kind):
                 records.add((kind.noun, entry.id))
+                as_written = json.loads(json.dumps(head, ensure_ascii=False))  # as the entry keeps it (tuples: lists)
                 for key in [*list_keys(entry), entry_key(entry.kind, entry.id)]:
-                    expected[(key["pk"], key["sk"])] = (kind.noun, entry.id, head)
+                    expected[(key["pk"], key["sk"])] = (kind.noun, entry.id, as_written)
         actual = {}
         for item in self._pages("scan", "catalog", ProjectionExpression="pk, sk, #h",
                                 ExpressionAttributeNames={"#h": "head"}):

@@ -16,6 +16,10 @@ signed by the server; the agent holds only the public key, so nothing here can f
     POST   /kernels/{id}/interrupt              204, SIGINT reaches the kernel
     PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet, streamed, at most ``DATASET_BYTES``)
                                                  becomes load_dataset(name); 413 past the limit
+    PUT    /kernels/{id}/datasets/{name}/same-as/{other}
+                                                 204, load_dataset(name) reads the dataset placed as ``other``
+                                                 (a renamed dataset's earlier name: a hard link, no second
+                                                 copy); 404 if there is none
     GET    /kernels/{id}/tables/{name}          the table file the kernel wrote for a shown DataFrame, once
                                                  (``kernels.table_files``); 404, 409 or 413
     GET    /usage                               {"cpu_seconds": {kernel id: CPU seconds it has used}} of the
@@ -290,14 +294,8 @@ class DatasetFile:
     """
 
     def __init__(self, directory: Path, filename: str):
+        self._dir = open_dataset_folder(directory)
         try:
-            self._dir = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:  # a symlink (ELOOP), a file (ENOTDIR), gone (ENOENT)
-            raise UnsafeDirectory(f"the dataset folder {directory} was replaced ({exc.strerror}); "
-                                  "stop this kernel") from exc
-        try:
-            if os.fstat(self._dir).st_uid != os.geteuid():
-                raise UnsafeDirectory(f"the dataset folder {directory} was replaced; stop this kernel")
             self.filename = filename
             self._partial = f".partial-{uuid.uuid4().hex}"
             self._placed = False
@@ -327,6 +325,47 @@ class DatasetFile:
                 os.unlink(self._partial, dir_fd=self._dir)
         os.close(self._dir)
         self._dir = -1
+
+
+def open_dataset_folder(directory: Path) -> int:
+    """A handle of ``directory``, opened without following a symlink and checked to be ours (``UnsafeDirectory``
+    if the kernel replaced it)."""
+    try:
+        folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:  # a symlink (ELOOP), a file (ENOTDIR), gone (ENOENT)
+        raise UnsafeDirectory(f"the dataset folder {directory} was replaced ({exc.strerror}); "
+                              "stop this kernel") from exc
+    if os.fstat(folder).st_uid != os.geteuid():
+        os.close(folder)
+        raise UnsafeDirectory(f"the dataset folder {directory} was replaced; stop this kernel")
+    return folder
+
+
+def link_dataset(directory: Path, existing: str, filename: str) -> None:
+    """Place ``filename`` as a second name of the dataset file ``existing`` of ``directory`` (a hard link put in
+    place atomically); ``FileNotFoundError`` if there is no such file."""
+    folder = open_dataset_folder(directory)
+    partial = f".partial-{uuid.uuid4().hex}"
+    try:
+        os.link(existing, partial, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
+        os.replace(partial, filename, src_dir_fd=folder, dst_dir_fd=folder)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial, dir_fd=folder)
+        os.close(folder)
+
+
+class DatasetLinkHandler(AgentHandler):
+    """``PUT`` another name of a dataset placed already (a renamed dataset's earlier name)."""
+
+    def put(self, kernel_id: str, name: str, existing: str) -> None:
+        try:
+            link_dataset(self.kernel(kernel_id).dataset_dir, dataset_filename(existing), dataset_filename(name))
+        except UnsafeDirectory as exc:
+            raise web.HTTPError(409, str(exc)) from exc
+        except FileNotFoundError as exc:
+            raise web.HTTPError(404, f"no dataset {existing!r} was placed in kernel {kernel_id}") from exc
+        self.set_status(204)
 
 
 class UsageHandler(AgentHandler):
@@ -365,5 +404,6 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], relays: Re
         (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
         (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)", DatasetHandler, args),
+        (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/same-as/([^/]+)", DatasetLinkHandler, args),
         (rf"/kernels/([0-9a-f]{{32}})/tables/({TABLE_FILE_NAME})", TableHandler, args),
     ], exits=exits, relays=relays, admission=admission, in_flight=InFlight())

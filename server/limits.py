@@ -284,6 +284,10 @@ AUDIT_WINDOW_SECONDS = 60.0
 DATASET_QUOTA_BYTES = 10 * 1024 ** 3
 """Bytes of stored datasets (every version's Parquet file) each user may own; past it uploads are refused."""
 
+DATASET_ALIASES = 20
+"""Earlier names one dataset keeps after renames (``load_dataset`` resolves each; every one is one more file
+linked in a kernel that loads the dataset, never a second copy); a rename past them is refused."""
+
 CSV_COLUMNS = 500
 """Columns of an uploaded CSV, counted in its header before anything is converted
 (``DatasetService.max_columns``): each costs the converter, every preview and every listing. The

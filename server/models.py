@@ -137,7 +137,8 @@ class DatasetVersion:
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A named dataset; ``current_version`` is the number of its newest version."""
+    """A named dataset; ``current_version`` is the number of its newest version. ``aliases`` are the names it
+    had before a rename, oldest first: ``load_dataset`` still finds it under them (a saved card keeps working)."""
 
     id: str
     owner_id: str
@@ -145,6 +146,12 @@ class Dataset:
     current_version: int
     created_at: str
     updated_at: str
+    aliases: tuple[str, ...] = ()
+
+    def renamed(self, name: str) -> Dataset:
+        """The dataset called ``name``, its current name kept as its newest alias (``name`` no longer one)."""
+        aliases = tuple(alias for alias in dict.fromkeys((*self.aliases, self.name)) if alias != name)
+        return dataclasses.replace(self, name=name, aliases=aliases)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -140,6 +140,11 @@ class AgentClient:
         await self._call("PUT", f"/kernels/{kernel_id}/datasets/{urllib.parse.quote(name, safe='')}",
                          body_producer=produce, headers={"Content-Length": str(size)})
 
+    async def link_dataset(self, kernel_id: str, name: str, existing: str) -> None:
+        """Make the dataset sent as ``existing`` readable as ``name`` too, without sending it again."""
+        await self._call("PUT", f"/kernels/{kernel_id}/datasets/{urllib.parse.quote(name, safe='')}/same-as/"
+                         f"{urllib.parse.quote(existing, safe='')}", body=b"")
+
     async def fetch_table(self, kernel_id: str, name: str, target: Path, max_bytes: int) -> int:
         """Write the table file the kernel named ``name`` to ``target`` as it arrives; its size.
 

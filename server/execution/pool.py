@@ -301,8 +301,13 @@ class KernelPool(LoggingConfigurable):
             connection["ip"] = urllib.parse.urlsplit(agent.base_url).hostname
         client = AsyncKernelClient()
         try:
+            sent: dict[Path, str] = {}  # a file under several names (a renamed dataset's) is sent once
             for name, path in datasets:
-                await agent.put_dataset(kernel_id, name, path)
+                if path in sent:
+                    await agent.link_dataset(kernel_id, name, sent[path])
+                else:
+                    await agent.put_dataset(kernel_id, name, path)
+                    sent[path] = name
             client.load_connection_info(cast(KernelConnectionInfo, connection))
             bound_messages(client, self.kernel_message_bytes)
             client.start_channels(hb=False)  # deaths come from the agent's events

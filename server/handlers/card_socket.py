@@ -160,7 +160,7 @@ class CardSocket(JSONSocket):
         ids = list(dict.fromkeys(i for i in self.get_query_argument("datasets", "").split(",") if i))
         if len(ids) > 20:
             raise InvalidRequestError("A session can load at most 20 datasets.")
-        return [await self.settings["datasets"].parquet_file(self.user, i) for i in ids], Grant(tuple(ids))
+        return await self.settings["datasets"].files_of(self.user, ids), Grant(tuple(ids))
 
     # the socket --------------------------------------------------------------
     def open(self, *args: Any, **kwargs: Any) -> None:

@@ -14,6 +14,7 @@ from ..errors import InvalidRequestError
 from ..models import Card, CardVersion
 from ..paging import NEWEST
 from ..services.card_schema import CARD_VERSION, NEW_CARD
+from .authors import with_author_names
 from .base import APIHandler, idempotent
 from .listing import list_query, page_json
 
@@ -109,7 +110,8 @@ class CardVersionsHandler(CardAPIHandler):
         assert self.user is not None
         query = list_query(self, sorts=NEWEST)
         page = await self.cards.versions(self.user, card_id, query)
-        self.write_json(page_json("versions", page, [without_code(v.public()) for v in page.items], query))
+        versions = await with_author_names(self.cards.store, [without_code(v.public()) for v in page.items])
+        self.write_json(page_json("versions", page, versions, query))
 
 
 class CardVersionHandler(CardAPIHandler):

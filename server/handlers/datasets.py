@@ -9,6 +9,7 @@ from ..errors import BIError, InvalidRequestError
 from ..limits import QUERY_INTEGER_MAX
 from ..models import Dataset, DatasetVersion
 from ..paging import NEWEST
+from .authors import with_author_names
 from .base import APIHandler, idempotent, megabytes
 from .listing import list_query, page_json
 from .upload_sink import UploadSink
@@ -16,8 +17,16 @@ from .upload_sink import UploadSink
 MULTIPART_OVERHEAD = 64 * 1024
 
 
+RENAME_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 1000}},
+    "required": ["name"],
+    "additionalProperties": False,
+}
+
+
 def dataset_json(dataset: Dataset, version: DatasetVersion) -> dict[str, Any]:
-    return {"id": dataset.id, "name": dataset.name, "owner_id": dataset.owner_id,
+    return {"id": dataset.id, "name": dataset.name, "aliases": list(dataset.aliases), "owner_id": dataset.owner_id,
             "updated_at": dataset.updated_at, **version.public(), "created_at": dataset.created_at}
 
 
@@ -117,7 +126,8 @@ class DatasetVersionsHandler(UploadHandler):
         assert self.user is not None
         query = list_query(self, sorts=NEWEST)
         page = await self.datasets.versions(self.user, dataset_id, query)
-        self.write_json(page_json("versions", page, [v.public() for v in page.items], query))
+        versions = await with_author_names(self.datasets.store, [v.public() for v in page.items])
+        self.write_json(page_json("versions", page, versions, query))
 
     @idempotent
     async def post(self, dataset_id: str) -> None:
@@ -136,6 +146,13 @@ class DatasetHandler(APIHandler):
         dataset = await self.datasets.get_visible(self.user, dataset_id)
         version = await self.datasets.get_version(self.user, dataset_id)
         self.write_json(dataset_json(dataset, version))
+
+    async def patch(self, dataset_id: str) -> None:
+        """``{"name"}``: rename; cards loading it by the names it had keep working (its ``aliases``)."""
+        assert self.user is not None
+        body = self.json_body(RENAME_SCHEMA)
+        dataset = await self.datasets.rename(self.user, dataset_id, body["name"])
+        self.write_json(dataset_json(dataset, await self.datasets.get_version(self.user, dataset_id)))
 
     async def delete(self, dataset_id: str) -> None:
         assert self.user is not None

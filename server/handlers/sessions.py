@@ -56,8 +56,7 @@ class SessionsHandler(SessionAPIHandler):
     async def post(self) -> None:
         assert self.user is not None
         body = self.json_body(OPEN_SCHEMA)
-        datasets = [await self.datasets.parquet_file(self.user, dataset_id)
-                    for dataset_id in body.get("datasets", [])]
+        datasets = await self.datasets.files_of(self.user, body.get("datasets", []))
         session = await self.pool.open(self.user, datasets, grant=Grant(tuple(body.get("datasets", []))))
         self.set_header("Location", f"/api/card-sessions/{session.id}")
         self.write_json(session.public(), 201)

@@ -58,7 +58,7 @@ from ..models import CachedResult, Card, CardVersion, Dataset, Lease, User, utcn
 from .audit import record
 from ..storage.base import Store
 from .cards import CardService
-from .datasets import may_read
+from .datasets import may_read, named_files
 from .output_tables import OutputTables, output_ids
 from .run_turns import RunTurns, SharedRuns, Told
 
@@ -137,6 +137,7 @@ class CardData:
 async def card_data(store: Store, reader: User | None, version: CardVersion) -> CardData:
     """The datasets ``version`` names, parted by whether ``reader`` (None: nobody) may read them."""
     data = CardData([], [], [])
+    readable: list[tuple[Dataset, Path]] = []
     for dataset_id in version.datasets:
         dataset = await store.get_dataset(dataset_id)
         record = await store.get_dataset_version(dataset_id, dataset.current_version) if dataset else None
@@ -146,8 +147,9 @@ async def card_data(store: Store, reader: User | None, version: CardVersion) -> 
         if reader is None or not may_read(reader, dataset):
             data.unreadable.append(dataset)
         else:
-            data.files.append((dataset.name, await store.blob_path(record.blob_key)))
+            readable.append((dataset, await store.blob_path(record.blob_key)))
             data.versions.append((dataset_id, dataset.current_version))
+    data.files.extend(named_files(readable))
     return data
 
 

@@ -221,21 +221,26 @@ def _check_parameters(parameters: list[dict[str, Any]]) -> None:
     for index, parameter in enumerate(parameters):
         name, default = parameter["name"], parameter["default"]
         if name in seen:
-            _invalid(index, "name", f"the name {name!r} is used by an earlier parameter; names must differ.")
+            _invalid(index, "name", f"the name {name!r} is used by an earlier parameter; names must differ.",
+                     "parameter_name_taken", name=name)
         if keyword.iskeyword(name):
-            _invalid(index, "name", f"{name!r} is a Python keyword; choose another name.")
+            _invalid(index, "name", f"{name!r} is a Python keyword; choose another name.", "parameter_name_keyword",
+                     name=name)
         seen.add(name)
         if parameter["type"] == "choice" and default not in parameter["choices"]:
-            _invalid(index, "default", f"the default {default!r} is not one of the choices.")
+            _invalid(index, "default", f"the default {default!r} is not one of the choices.",
+                     "parameter_default_not_a_choice", name=name)
         if parameter["type"] != "choice" and "choices" in parameter:
-            _invalid(index, "choices", "only a parameter of type choice has choices.")
+            _invalid(index, "choices", "only a parameter of type choice has choices.", "parameter_choices_unexpected",
+                     name=name)
         if parameter["type"] == "date":
             try:
                 dt.date.fromisoformat(default)
             except ValueError:
-                _invalid(index, "default", f"{default!r} is not a calendar date (YYYY-MM-DD).")
+                _invalid(index, "default", f"{default!r} is not a calendar date (YYYY-MM-DD).",
+                         "parameter_date_invalid", name=name)
 
 
-def _invalid(index: int, field: str, message: str) -> None:
+def _invalid(index: int, field: str, message: str, code: str, name: str) -> None:
     pointer = f"/parameters/{index}/{field}"
-    raise InvalidRequestError(f"{pointer}: {message}", {"pointer": pointer})
+    raise InvalidRequestError(f"{pointer}: {message}", {"pointer": pointer, "name": name}, code=code)

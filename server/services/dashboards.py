@@ -357,8 +357,10 @@ class DashboardService(LoggingConfigurable):
         return card.id
 
     async def _dataset_id(self, user: User, pointer: str, name: str) -> str:
-        """The id of the dataset named ``name``: the writer's own, else the one they can see."""
-        visible = [d for d, _ in await self.datasets.list_visible(user) if d.name == name]
+        """The id of the dataset named ``name`` (or, when none is, once called so: a document written before a
+        rename): the writer's own, else the one they can see."""
+        readable = [d for d, _ in await self.datasets.list_visible(user)]
+        visible = [d for d in readable if d.name == name] or [d for d in readable if name in d.aliases]
         own = [d for d in visible if d.owner_id == user.id]
         found = own or visible
         if len(found) != 1:

@@ -31,7 +31,7 @@ from kernels.arrow_rows import cut_long_values, rows_of
 
 from ..csv_import import ImportResult, convert_csv_to_parquet
 from ..errors import ConflictError, InvalidRequestError, NotFoundError, StorageQuotaError
-from ..limits import (CSV_COLUMNS, DATASET_QUOTA_BYTES, IMPORT_RETRY_SECONDS, IMPORTS_RUNNING, IMPORTS_WAITING,
+from ..limits import (CSV_COLUMNS, DATASET_ALIASES, DATASET_QUOTA_BYTES, IMPORT_RETRY_SECONDS, IMPORTS_RUNNING, IMPORTS_WAITING,
                       PREVIEW_VALUES)
 from ..logs import get_logger
 from .audit import record
@@ -64,6 +64,18 @@ def validate_name(name: str) -> str:
         raise InvalidRequestError("A dataset name cannot contain slashes or control characters.",
                                   {"field": "name"})
     return name
+
+
+def named_files(files: list[tuple[Dataset, Path]]) -> list[tuple[str, Path]]:
+    """The names under which a kernel places ``files``: each dataset's name, then its earlier names (a renamed
+    dataset's aliases) where no dataset of ``files`` is called so; one file per name, the first one's."""
+    placed: dict[str, Path] = {}
+    for dataset, path in files:
+        placed.setdefault(dataset.name, path)
+    for dataset, path in files:
+        for alias in dataset.aliases:
+            placed.setdefault(alias, path)
+    return list(placed.items())
 
 
 def may_read(user: User, dataset: Dataset) -> bool:
@@ -129,6 +141,22 @@ class DatasetService(LoggingConfigurable):
         await record(self.store, "dataset_version_created", dataset_id=dataset.id, version=number, owner_id=dataset.owner_id,
               user_id=user.id, rows=version.row_count)
         return await self.get_visible(user, dataset_id), version, result
+
+    async def rename(self, user: User, dataset_id: str, name: str) -> Dataset:
+        """Call the dataset ``name``; ``load_dataset`` still finds it under the names it had (its aliases)."""
+        dataset = await self.get_visible(user, dataset_id)
+        name = validate_name(name)
+        if name == dataset.name:
+            return dataset
+        if len(dataset.renamed(name).aliases) > DATASET_ALIASES:
+            raise InvalidRequestError(
+                f"The dataset has had {DATASET_ALIASES} names already, each kept so that cards loading it by an"
+                " earlier one keep working; upload it as a new dataset under the new name instead.",
+                {"field": "name", "limit": DATASET_ALIASES}, code="dataset_aliases_full")
+        renamed = await self.store.rename_dataset(dataset.id, name, dataset.name)
+        await record(self.store, "dataset_renamed", dataset_id=dataset.id, owner_id=dataset.owner_id,
+                     user_id=user.id, name=name, old_name=dataset.name)
+        return renamed
 
     async def delete(self, user: User, dataset_id: str) -> None:
         """Delete the dataset, or finish a deletion cut short: what is gone already is no error."""
@@ -233,22 +261,26 @@ class DatasetService(LoggingConfigurable):
             raise NotFoundError(f"The dataset has no version {number}.")
         return version
 
-    async def parquet_file(self, user: User, dataset_id: str) -> tuple[str, Path]:
-        """The name and local Parquet file of the dataset's current version, for a kernel to load."""
-        dataset = await self.get_visible(user, dataset_id)
-        version = await self.get_version(user, dataset_id)
-        return dataset.name, await self.store.blob_path(version.blob_key)
+    async def files_of(self, user: User, dataset_ids: list[str]) -> list[tuple[str, Path]]:
+        """The local Parquet files of the datasets' current versions under the names a kernel places them
+        (``named_files``); ``NotFoundError`` for one ``user`` may not read."""
+        files = []
+        for dataset_id in dataset_ids:
+            dataset = await self.get_visible(user, dataset_id)
+            version = await self.get_version(user, dataset_id)
+            files.append((dataset, await self.store.blob_path(version.blob_key)))
+        return named_files(files)
 
     async def parquet_files(self, user: User) -> tuple[list[tuple[str, Path]], tuple[str, ...]]:
-        """Every dataset ``user`` can see, as ``parquet_file`` gives one (their own first, one per name), and
+        """Every dataset ``user`` can see, as ``files_of`` gives them (their own first, one per name), and
         the ids of those datasets."""
-        files: dict[str, Path] = {}
-        ids: list[str] = []
+        files: list[tuple[Dataset, Path]] = []
+        names: set[str] = set()
         for dataset, version in sorted(await self.list_visible(user), key=lambda dv: dv[0].owner_id != user.id):
-            if dataset.name not in files:
-                files[dataset.name] = await self.store.blob_path(version.blob_key)
-                ids.append(dataset.id)
-        return list(files.items()), tuple(ids)
+            if dataset.name not in names:
+                names.add(dataset.name)
+                files.append((dataset, await self.store.blob_path(version.blob_key)))
+        return named_files(files), tuple(dataset.id for dataset, _ in files)
 
     async def versions(self, user: User, dataset_id: str, query: ListQuery) -> Page[DatasetVersion]:
         """A page of the dataset's versions, newest first."""

@@ -33,17 +33,18 @@ class UserService:
         """Validate and add a user; ``ConflictError`` if the email is taken."""
         email = normalise_email(email)
         if not EMAIL_PATTERN.match(email) or len(email) > 254:
-            raise InvalidRequestError(f"{email!r} is not an email address.", {"field": "email"})
+            raise InvalidRequestError(f"{email!r} is not an email address.", {"field": "email"}, code="invalid_email")
         name, checked_role = _check_name(name.strip()), _check_role(role)
         _check_password(password, "password")
         user = User(id=new_id("user"), email=email, name=name, role=checked_role,
                     password_hash=await self.auth.hash_password(password), created_at=utcnow())
         try:
             await self.store.create_user(user)
-        except ConflictError:
+        except ConflictError as exc:
             first = await self.store.get_user(user.id) if replayed() else None
             if first is None or first.email != email:
-                raise
+                raise ConflictError(f"A user with the email {email} already exists.", {"field": "email", "email": email},
+                                    code="email_taken") from exc
             return first  # created by an earlier attempt of this keyed request (``idempotency.new_id``)
         await record(self.store, "user_created", user_id=user.id, email=email, role=role, created_by=created_by)
         return user
@@ -183,4 +184,5 @@ def _check_role(role: str) -> Role:
 def _check_password(password: str, field: str) -> None:
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise InvalidRequestError(
-            f"The password must have at least {MIN_PASSWORD_LENGTH} characters.", {"field": field})
+            f"The password must have at least {MIN_PASSWORD_LENGTH} characters.",
+            {"field": field, "min": MIN_PASSWORD_LENGTH}, code="password_too_short")

@@ -775,6 +775,45 @@ class AWSStore(Store):
         items = await self._run(self._version_items, DATASETS, dataset_id)
         return [_dataset_version(item) for item in items]
 
+    async def rename_dataset(self, dataset_id: str, name: str, expected_name: str) -> Dataset:
+        return await self._run(self._rename_dataset, dataset_id, name, expected_name)
+
+    def _rename_dataset(self, dataset_id: str, name: str, expected_name: str) -> Dataset:
+        """META, the old name item and the new one, at once: the name item moves only with the name."""
+        item = self._get("datasets", _meta_key(DATASETS, dataset_id))
+        if item is None:
+            raise DATASETS.gone()
+        dataset = _dataset(item)
+        if dataset.name != expected_name:
+            raise ConflictError(f"The dataset was renamed to {dataset.name!r} meanwhile.", {"name": dataset.name})
+        renamed = dataset.renamed(name)
+        table = self._table("datasets")
+        reasons = self._listed(DATASETS, dataset_id, [
+            {"Update": {"TableName": table, "Key": _serialize(_meta_key(DATASETS, dataset_id)),
+                        "UpdateExpression": "SET #name = :name, aliases = :aliases",
+                        "ConditionExpression": "#name = :expected",
+                        "ExpressionAttributeNames": {"#name": "name"},
+                        "ExpressionAttributeValues": _serialize({":name": name, ":aliases": list(renamed.aliases),
+                                                                 ":expected": expected_name})}},
+            {"Delete": {"TableName": table, "Key": _serialize(_name_key(dataset.owner_id, expected_name)),
+                        "ConditionExpression": "dataset_id = :id",
+                        "ExpressionAttributeValues": _serialize({":id": dataset_id})}},
+            _put_new(table, _name_key(dataset.owner_id, name), {"dataset_id": dataset_id}),
+        ])
+        if _failed(reasons, 2):
+            raise ConflictError(f"You already have a dataset named {name!r}.", {"field": "name"},
+                                code="dataset_name_taken")
+        if _failed(reasons, 0):
+            now = self._get("datasets", _meta_key(DATASETS, dataset_id))
+            if now is None:
+                raise DATASETS.gone()
+            raise ConflictError(f"The dataset was renamed to {_dataset(now).name!r} meanwhile.",
+                                {"name": _dataset(now).name})
+        if reasons:
+            raise ConflictError("The dataset is being changed; rename it again.")
+        self._catalog_current(DATASETS, dataset_id)
+        return renamed
+
     async def delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
         """The version list is whole: no version can be added once META is gone."""
         items = await self._run(self._delete_versioned, DATASETS, dataset_id)
@@ -935,7 +974,7 @@ class AWSStore(Store):
         return await self._run(self._page, DASHBOARD, query, Dashboard)
 
     async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
-        return await self._run(self._page, DATASET, query, Dataset)
+        return await self._run(self._page, DATASET, query, lambda **fields: _dataset_fields(fields))
 
     def _page(self, kind: str, query: ListQuery, record: Callable[..., T]) -> Page[T]:
         """One Query per scope of ``query`` (``limit + 1`` items each), merged."""
@@ -1273,8 +1312,9 @@ class AWSStore(Store):
         for kind in (DATASETS, CARDS, DASHBOARDS):
             for entry, head in self._entries_now(kind):
                 records.add((kind.noun, entry.id))
+                as_written = json.loads(json.dumps(head, ensure_ascii=False))  # as the entry keeps it (tuples: lists)
                 for key in [*list_keys(entry), entry_key(entry.kind, entry.id)]:
-                    expected[(key["pk"], key["sk"])] = (kind.noun, entry.id, head)
+                    expected[(key["pk"], key["sk"])] = (kind.noun, entry.id, as_written)
         actual = {}
         for item in self._pages("scan", "catalog", ProjectionExpression="pk, sk, #h",
                                 ExpressionAttributeNames={"#h": "head"}):
@@ -1522,7 +1562,12 @@ def _unexpiring(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dataset(item: dict[str, Any]) -> Dataset:
-    return Dataset(**_plain(item))
+    return _dataset_fields(_plain(item))
+
+
+def _dataset_fields(fields: dict[str, Any]) -> Dataset:
+    """A dataset from its stored fields (``aliases`` a list, absent on those stored before renames)."""
+    return Dataset(**{**fields, "aliases": tuple(fields.get("aliases", ()))})
 
 
 def _dataset_version(item: dict[str, Any]) -> DatasetVersion:

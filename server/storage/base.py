@@ -204,6 +204,12 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         """Versions of a dataset, oldest first."""
 
     @abc.abstractmethod
+    async def rename_dataset(self, dataset_id: str, name: str, expected_name: str) -> Dataset:
+        """Call the dataset ``name``, its name ``expected_name`` kept as an alias (``Dataset.renamed``), and return
+        it. ``ConflictError`` if it is no longer called ``expected_name``, or (code ``dataset_name_taken``) if its
+        owner has another dataset called ``name``; ``NotFoundError`` if it is gone."""
+
+    @abc.abstractmethod
     async def delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
         """Delete the dataset's records (not its blobs) and return the versions it had."""
 

@@ -267,6 +267,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX users_by_created ON users (created_at, id);
     CREATE INDEX shares_by_dashboard ON shares (dashboard_id, created_at, user_id);
     """,
+    # A renamed dataset keeps its earlier names, which load_dataset still resolves (a JSON array, oldest first).
+    """
+    ALTER TABLE datasets ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 BLOB_DIR = "blobs"
@@ -506,7 +510,7 @@ class SQLiteStore(Store):
     async def create_dataset(self, dataset: Dataset, version: DatasetVersion) -> None:
         def insert() -> None:
             try:
-                self._transaction([_insert("datasets", dataclasses.asdict(dataset)),
+                self._transaction([_insert("datasets", _dataset_row(dataset)),
                                    _insert("dataset_versions", _dataset_version_row(version)),
                                    *_catalog_put(dataset_entry(dataset), new=True)])
             except sqlite3.IntegrityError as exc:
@@ -522,10 +526,10 @@ class SQLiteStore(Store):
 
     async def get_dataset(self, dataset_id: str) -> Dataset | None:
         row = await self._head(DATASETS, dataset_id)
-        return Dataset(**dict(row)) if row else None
+        return _dataset(dict(row)) if row else None
 
     async def list_datasets(self, owner_id: str | None = None) -> list[Dataset]:
-        return [Dataset(**dict(row)) for row in await self._heads(DATASETS, owner_id)]
+        return [_dataset(dict(row)) for row in await self._heads(DATASETS, owner_id)]
 
     async def get_dataset_version(self, dataset_id: str, version: int) -> DatasetVersion | None:
         rows = await self._versions(DATASETS, dataset_id, version)
@@ -539,6 +543,29 @@ class SQLiteStore(Store):
 
     async def list_dataset_versions(self, dataset_id: str) -> list[DatasetVersion]:
         return [_dataset_version(row) for row in await self._versions(DATASETS, dataset_id)]
+
+    async def rename_dataset(self, dataset_id: str, name: str, expected_name: str) -> Dataset:
+        def rename() -> Dataset:
+            with self._atomic() as conn:
+                row = conn.execute("SELECT * FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
+                if row is None:
+                    raise DATASETS.gone()
+                dataset = _dataset(dict(row))
+                if dataset.name != expected_name:
+                    raise ConflictError(f"The dataset was renamed to {dataset.name!r} meanwhile.",
+                                        {"name": dataset.name})
+                renamed = dataset.renamed(name)
+                try:
+                    conn.execute("UPDATE datasets SET name = ?, aliases = ? WHERE id = ?",
+                                 (renamed.name, _json(list(renamed.aliases)), dataset_id))
+                except sqlite3.IntegrityError as exc:
+                    raise ConflictError(f"You already have a dataset named {name!r}.", {"field": "name"},
+                                        code="dataset_name_taken") from exc
+                for statement in _catalog_put(dataset_entry(renamed), new=False):
+                    conn.execute(*statement)
+                return renamed
+
+        return await self._run(rename)
 
     async def delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
         versions = await self.list_dataset_versions(dataset_id)
@@ -785,7 +812,7 @@ class SQLiteStore(Store):
         return await self._run(self._page, DASHBOARD, query, Dashboard)
 
     async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
-        return await self._run(self._page, DATASET, query, Dataset)
+        return await self._run(self._page, DATASET, query, lambda **fields: _dataset(fields))
 
     def _page(self, kind: str, query: ListQuery, record: Any) -> Page[Any]:
         """One query per scope, each reading at most ``limit + 1`` rows in index order, merged; and the total
@@ -897,6 +924,14 @@ def _insert(table: str, row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     columns = ", ".join(row)
     marks = ", ".join("?" for _ in row)
     return f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(row.values())
+
+
+def _dataset_row(dataset: Dataset) -> dict[str, Any]:
+    return {**dataclasses.asdict(dataset), "aliases": _json(list(dataset.aliases))}
+
+
+def _dataset(row: dict[str, Any]) -> Dataset:
+    return Dataset(**{**row, "aliases": tuple(json.loads(row.get("aliases") or "[]"))})
 
 
 def _json(value: Any) -> str:

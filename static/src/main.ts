@@ -20,7 +20,12 @@ const NAV: NavItem[] = [
   { section: "cards", label: "nav.cards", href: "/cards" },
   { section: "datasets", label: "nav.datasets", href: "/datasets" },
   { section: "dashboards", label: "nav.dashboards", href: "/dashboards" },
+  { section: "account", label: "nav.account", href: "/account" },
+  { section: "users", label: "nav.users", href: "/users", admin: true },
+  { section: "audit", label: "nav.audit", href: "/audit", admin: true },
 ];
+// The entries of the signed-in user (admins see the admin pages).
+const navigation = () => NAV.filter((item) => !item.admin || session.user?.role === "admin");
 
 // A page that could not load shows why, inside the shell.
 function safely(factory: PageFactory): PageFactory {
@@ -37,12 +42,15 @@ function safely(factory: PageFactory): PageFactory {
 const ROUTES: Route[] = [
   { path: "/signin", public: true, page: (_, query) => signInPage(go, query.get("next") ?? "/cards", () => void router.show()) },
   { path: "/cards", section: "cards", page: safely(async () => (await import("./pages/cards")).cardsPage()) },
-  { path: "/cards/new", section: "cards", page: safely(async (_, query) => (await import("./pages/card-editor")).cardEditorPage(null, (p) => router.rename(p), query.getAll("dataset"))) },
-  { path: "/cards/:id", section: "cards", page: safely(async ({ id }) => (await import("./pages/card-editor")).cardEditorPage(id, (p) => router.rename(p))) },
+  { path: "/cards/new", section: "cards", page: safely(async (_, query) => (await import("./pages/card-editor")).cardEditorPage(null, (p) => router.rename(p), () => void router.show(), query.getAll("dataset"))) },
+  { path: "/cards/:id", section: "cards", page: safely(async ({ id }) => (await import("./pages/card-editor")).cardEditorPage(id, (p) => router.rename(p), () => void router.show())) },
   { path: "/datasets", section: "datasets", page: safely(async () => (await import("./pages/datasets")).datasetsPage(go)) },
   { path: "/datasets/:id", section: "datasets", page: safely(async ({ id }) => (await import("./pages/dataset")).datasetPage(id, go)) },
   { path: "/dashboards", section: "dashboards", page: safely(async () => (await import("./pages/dashboards")).dashboardsPage(go)) },
   { path: "/dashboards/:id", section: "dashboards", page: safely(async ({ id }) => (await import("./pages/dashboard")).dashboardPage(id)) },
+  { path: "/account", section: "account", page: safely(async () => (await import("./pages/account")).accountPage()) },
+  { path: "/users", section: "users", page: safely(async () => (await import("./pages/users")).usersPage()) },
+  { path: "/audit", section: "audit", page: safely(async () => (await import("./pages/audit")).auditPage()) },
 ];
 
 // Sign out: the sign-in ends on the server too (not only in this tab), then the sign-in page.
@@ -60,7 +68,7 @@ async function switchLanguage(chosen: Locale): Promise<void> {
 }
 
 function render(page: Page, route: Route): void {
-  root.replaceChildren(route.public ? page.element : shell(NAV, route.section, page.element, signOut, switchLanguage));
+  root.replaceChildren(route.public ? page.element : shell(navigation(), route.section, page.element, signOut, switchLanguage));
   document.title = `${page.title ?? page.element.querySelector("h1")?.textContent ?? t("signin.title")} · ${t("app.name")}`;
 }
 

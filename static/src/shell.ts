@@ -9,6 +9,7 @@ export interface NavItem {
   section: string;
   label: MessageKey;
   href: string;
+  admin?: boolean; // only for admins
 }
 
 export function shell(nav: NavItem[], active: string | undefined, content: HTMLElement, signOut: () => void, switchLanguage: (chosen: Locale) => void): HTMLElement {

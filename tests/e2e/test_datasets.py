@@ -49,8 +49,10 @@ def test_cp932_upload_shows_japanese_preview(page: Page, bi):
     screenshot(page, "datasets-list")
 
     page.get_by_role("link", name="売上データ").click()
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete").click()
+    confirm = page.get_by_role("dialog", name="Delete the dataset “売上データ”")
+    expect(confirm).to_contain_text("No card reads this dataset.")
+    confirm.get_by_role("button", name="Delete").click()
     expect(page.get_by_role("heading", name="Datasets", exact=True)).to_be_visible()
     expect(page.get_by_role("link", name="売上データ")).to_have_count(0)
 

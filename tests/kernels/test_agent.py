@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tornado import httpclient, httpserver
 from tornado.netutil import bind_sockets
 
-from kernels.agent import AUDIENCE, ISSUER, DatasetFile, UnsafeDirectory, make_app
+from kernels.agent import AUDIENCE, ISSUER, DatasetFile, UnsafeDirectory, link_dataset, make_app
 from kernels.agent_app import RELAY_DIRECTORY
 from kernels.pool import WarmPool
 from kernels.relay import Relays, UnixListeners
@@ -260,3 +260,28 @@ def test_a_discarded_dataset_leaves_no_partial_file(tmp_path):
     dataset.discard()
     assert [p.name for p in tmp_path.iterdir()] == ["sales.parquet"]
     assert (tmp_path / "sales.parquet").read_bytes() == b"one"
+
+
+def test_a_second_name_is_a_link_to_the_placed_file(tmp_path):
+    """Another name of a placed dataset is the same file (no second copy), read-only, put in place whole; a name
+    of nothing placed is refused."""
+    place_dataset(tmp_path, "sales.parquet", b"one")
+    link_dataset(tmp_path, "sales.parquet", "old.parquet")
+    link_dataset(tmp_path, "sales.parquet", "old.parquet")  # again: replaced, not refused
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.parquet", "sales.parquet"]
+    assert (tmp_path / "old.parquet").stat().st_ino == (tmp_path / "sales.parquet").stat().st_ino
+    assert (tmp_path / "old.parquet").stat().st_mode & 0o777 == 0o444
+    with pytest.raises(FileNotFoundError):
+        link_dataset(tmp_path, "missing.parquet", "other.parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.parquet", "sales.parquet"]
+
+
+def test_a_link_never_follows_a_symlink(tmp_path):
+    """A symlink where the placed file should be is not followed: its target is never linked in."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"secret")
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    (folder / "sales.parquet").symlink_to(secret)
+    link_dataset(folder, "sales.parquet", "old.parquet")
+    assert (folder / "old.parquet").is_symlink()  # the link itself, pointing where it did: nothing new readable

@@ -146,6 +146,7 @@ class TestUsers:
         response = await api.fetch("POST", "/api/users", token=admin, json_body={
             "email": ADMIN_EMAIL.upper(), "name": "Again", "password": "long enough pw"})
         assert response.code == 409
+        assert response.json()["error"]["code"] == "email_taken"
 
     @pytest.mark.parametrize("body, field", [
         ({"email": "not-an-email", "name": "A", "password": "long enough pw"}, "email"),
@@ -264,3 +265,4 @@ class TestSessions:
         response = await api.fetch("POST", "/api/me/password", token=await api.login(), json_body={
             "current_password": ADMIN_PASSWORD, "new_password": "short"})
         assert response.code == 400 and response.json()["error"]["details"]["field"] == "new_password"
+        assert response.json()["error"]["code"] == "password_too_short"

@@ -237,6 +237,21 @@ class TestValidation:
         assert error["message"].startswith(pointer) and len(error["message"]) < 400
         assert (await api.fetch("GET", "/api/cards", token=token)).json()["cards"] == []
 
+    @pytest.mark.parametrize("parameters, code", [
+        ([{"name": "class", "type": "text", "default": ""}], "parameter_name_keyword"),
+        ([{"name": "a", "type": "text", "default": ""}, {"name": "a", "type": "number", "default": 1}],
+         "parameter_name_taken"),
+        ([{"name": "a", "type": "choice", "default": "京都", "choices": ["東京"]}], "parameter_default_not_a_choice"),
+        ([{"name": "a", "type": "text", "default": "x", "choices": ["x"]}], "parameter_choices_unexpected"),
+        ([{"name": "a", "type": "date", "default": "2024-02-30"}], "parameter_date_invalid"),
+    ])
+    async def test_parameter_problem_has_its_code(self, api, parameters, code):
+        """A parameter the schema lets through but the card cannot have names its problem by code, with the
+        parameter's name (the UI says it in the user's language)."""
+        token = await api.login()
+        error = (await create(api, token, parameters=parameters)).json()["error"]
+        assert (error["code"], error["details"]["name"]) == (code, parameters[-1]["name"])
+
     async def test_hint_in_message(self, api):
         """A pattern failure says what was expected in words."""
         token = await api.login()

@@ -3,12 +3,21 @@
 import { api, request } from "./client";
 import { fetchAll, fetchPage, type ListParams } from "./pages";
 
+// A typed parameter of a card: `name` is a Python name the code reads, `label` what people see.
+export interface CardParameter {
+  name: string;
+  type: "text" | "number" | "date" | "choice";
+  default: string | number;
+  choices?: (string | number)[];
+  label?: string;
+}
+
 export interface Card {
   id: string;
   title: string;
   code: string;
   datasets: string[];
-  parameters: unknown[];
+  parameters: CardParameter[];
   version: number;
   updated_at: string;
   updated_by: string;
@@ -21,11 +30,14 @@ export interface CardVersionSummary {
   version: number;
   title: string;
   datasets: string[];
-  parameters: unknown[];
+  parameters: CardParameter[];
   tags: string[];
   created_at: string;
   created_by: string;
+  created_by_name?: string | null;
 }
+
+export type CardVersion = CardVersionSummary & { code: string };
 
 export interface CardFields {
   title: string;
@@ -39,9 +51,11 @@ export const cardsApi = {
   get: (id: string) => api.get<Card>(`/api/cards/${encodeURIComponent(id)}`),
   // A page of its versions (without code), newest first; pass `next` back for the following one.
   versions: (id: string, cursor: string | null = null) => fetchPage<CardVersionSummary>(`/api/cards/${encodeURIComponent(id)}/versions`, "versions", {}, cursor),
-  create: (fields: CardFields) => api.post<Card>("/api/cards", { ...fields, parameters: [] }),
+  // One version whole, with its code.
+  version: (id: string, n: number) => api.get<CardVersion>(`/api/cards/${encodeURIComponent(id)}/versions/${n}`),
+  create: (fields: CardFields, parameters: CardParameter[] = []) => api.post<Card>("/api/cards", { ...fields, parameters }),
   // Saves a new version edited from `from`; a 409 ApiError names the current version otherwise.
-  update: (id: string, from: number, fields: CardFields, parameters: unknown[]) =>
+  update: (id: string, from: number, fields: CardFields & { tags?: string[] }, parameters: CardParameter[]) =>
     request<Card>("PUT", `/api/cards/${encodeURIComponent(id)}`, {
       json: { ...fields, parameters },
       headers: { "If-Match": `"${from}"` },

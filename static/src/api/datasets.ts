@@ -1,12 +1,14 @@
 // The dataset API's shapes and calls, shared by the dataset pages and the card editor.
 
-import { api } from "./client";
+import { api, request } from "./client";
 import { fetchAll, fetchPage, type ListParams } from "./pages";
 import { upload, type Upload } from "./upload";
 
 export interface Dataset {
   id: string;
   name: string;
+  // Its earlier names: load_dataset still finds it under them.
+  aliases?: string[];
   version: number;
   row_count: number;
   columns: { name: string; type: string }[];
@@ -21,6 +23,7 @@ export interface Dataset {
 export type DatasetVersion = Pick<Dataset, "version" | "row_count" | "columns" | "bytes" | "stored_bytes" | "encoding" | "delimiter"> & {
   created_at: string;
   created_by: string;
+  created_by_name?: string | null;
 };
 
 export interface PreviewPage {
@@ -42,6 +45,8 @@ export const datasetsApi = {
   // A page of its versions (who uploaded each, when), newest first; pass `next` back for the following one.
   versions: (id: string, cursor: string | null = null) => fetchPage<DatasetVersion>(`/api/datasets/${encodeURIComponent(id)}/versions`, "versions", {}, cursor),
   remove: (id: string) => api.delete(`/api/datasets/${encodeURIComponent(id)}`),
+  // A new name; the old one stays an alias that load_dataset resolves.
+  rename: (id: string, name: string) => request<Dataset>("PATCH", `/api/datasets/${encodeURIComponent(id)}`, { json: { name } }).then((r) => r.data),
   preview: (id: string, offset: number, limit: number) =>
     api.get<PreviewPage>(`/api/datasets/${encodeURIComponent(id)}/preview?offset=${offset}&limit=${limit}`),
   // A new dataset, or (with `into`) a new version of one.

@@ -2,13 +2,15 @@
 
 import { setDiagnostics } from "@codemirror/lint";
 import type { EditorView } from "@codemirror/view";
-import { cardsApi, type Card } from "../api/cards";
+import { cardsApi, type Card, type CardParameter } from "../api/cards";
 import { datasetsApi, type Dataset } from "../api/datasets";
 import { ApiError, errorText } from "../api/errors";
 import { AutoRun } from "../cards/auto-run";
 import { codeEditor } from "../cards/code-editor";
 import { datasetPicker } from "../cards/dataset-picker";
 import { drafts, type Draft } from "../cards/draft";
+import { openHistory } from "../cards/history";
+import { openParameters } from "../cards/parameters-editor";
 import { RunStatus } from "../cards/run-status";
 import { sessionLimitDialog } from "../cards/session-limit";
 import { CardConnection, type SocketMessage, type SyntaxProblem } from "../cards/socket";
@@ -27,16 +29,26 @@ function keysHint(): (Node | string)[] {
   return tWith("editor.outputsHint", { keys: [h("kbd", {}, "Ctrl"), document.createTextNode("+"), h("kbd", {}, "Enter")] });
 }
 
-export async function cardEditorPage(cardId: string | null, rename: (path: string) => void, preselect: string[] = []): Promise<Page> {
+// The code a new card starts with: the first chosen dataset loaded ("New card from this dataset").
+function starter(datasets: Dataset[], preselect: string[]): string {
+  const first = datasets.find((dataset) => dataset.id === preselect[0]);
+  return first ? `df = load_dataset(${JSON.stringify(first.name)})\ndf.head()\n` : "";
+}
+
+// What the editor says once it is shown again after a version was restored.
+let restoredNote: string | null = null;
+
+// `reload` shows the page again (after a version was restored).
+export async function cardEditorPage(cardId: string | null, rename: (path: string) => void, reload: () => void, preselect: string[] = []): Promise<Page> {
   const [card, datasets] = await Promise.all([cardId ? cardsApi.get(cardId) : Promise.resolve(null), datasetsApi.list()]);
-  return new CardEditor(card, datasets, rename, preselect);
+  return new CardEditor(card, datasets, rename, reload, preselect);
 }
 
 class CardEditor implements Page {
   readonly element: HTMLElement;
   private cardId: string | null;
   private draft: Draft;
-  private parameters: unknown[];
+  private parameters: CardParameter[];
   private editor: EditorView;
   private outputs = new OutputArea();
   private status = new RunStatus();
@@ -50,13 +62,15 @@ class CardEditor implements Page {
   private runButton = h("button", { type: "button", class: "primary", title: t("editor.runTitle") }, t("editor.run"));
   private interruptButton = h("button", { type: "button", class: "ghost", disabled: true }, t("editor.interrupt"));
   private saveButton = h("button", { type: "button", class: "secondary", title: t("editor.saveTitle") }, t("common.save"));
+  private parametersButton = h("button", { type: "button", class: "ghost" }, t("editor.parameters"));
+  private historyButton = h("button", { type: "button", class: "ghost" }, t("editor.history"));
   private titleInput = h("input", { class: "title-input", "aria-label": t("editor.cardTitle"), placeholder: t("common.untitledCard"), maxlength: 200 });
   private placeholder = h("div", { class: "outputs-empty" }, h("p", {}, t("editor.outputsEmpty")), h("p", { class: "muted small" }, ...keysHint()));
 
-  constructor(card: Card | null, datasets: Dataset[], private rename: (path: string) => void, preselect: string[]) {
+  constructor(card: Card | null, datasets: Dataset[], private rename: (path: string) => void, private reload: () => void, preselect: string[]) {
     this.cardId = card?.id ?? null;
     this.parameters = card?.parameters ?? [];
-    const saved: Draft = { title: card?.title ?? "", code: card?.code ?? "", datasets: card?.datasets ?? preselect, baseVersion: card?.version ?? null };
+    const saved: Draft = { title: card?.title ?? "", code: card?.code ?? starter(datasets, preselect), datasets: card?.datasets ?? preselect, baseVersion: card?.version ?? null };
     const kept = drafts.load(this.cardId);
     this.draft = kept && kept.baseVersion === saved.baseVersion ? kept : saved;
     this.titleInput.value = this.draft.title;
@@ -79,6 +93,8 @@ class CardEditor implements Page {
       this.connection.send({ type: "interrupt" });
     });
     this.saveButton.addEventListener("click", () => void this.save());
+    this.parametersButton.addEventListener("click", () => openParameters(this.parameters, (list) => this.saveParameters(list)));
+    this.historyButton.addEventListener("click", () => void this.showHistory());
 
     const picker = datasetPicker(datasets, this.draft.datasets, (ids) => {
       this.edit({ datasets: ids });
@@ -88,7 +104,7 @@ class CardEditor implements Page {
     this.element = h(
       "div",
       { class: "page editor-page" },
-      h("header", { class: "page-head" }, h("a", { href: "/cards", class: "back", "aria-label": t("editor.back") }, "‹"), this.titleInput, this.saveState, addToDashboardButton(() => this.cardId, (m) => this.say(m)), this.saveButton),
+      h("header", { class: "page-head" }, h("a", { href: "/cards", class: "back", "aria-label": t("editor.back") }, "‹"), this.titleInput, this.saveState, this.parametersButton, this.historyButton, addToDashboardButton(() => this.cardId, (m) => this.say(m)), this.saveButton),
       this.messages,
       h("div", { class: "toolbar" }, this.runButton, this.interruptButton, this.autoRun.element, this.status.element, h("span", { class: "spacer" }), picker),
       h("div", { class: "editor-split" }, codePane, h("section", { class: "output-pane", "aria-label": t("editor.outputs") }, this.placeholder, this.outputs.element)),
@@ -96,6 +112,8 @@ class CardEditor implements Page {
     if (kept && kept === this.draft && (kept.code !== saved.code || kept.title !== saved.title)) {
       this.say(banner("info", t("editor.restored"), [t("editor.restoredBody")]));
     }
+    if (restoredNote) this.flash(restoredNote);
+    restoredNote = null;
     this.showSaveState();
     window.addEventListener("pagehide", this.hidden);
     setTimeout(() => this.editor.focus()); // once the page is shown
@@ -128,6 +146,8 @@ class CardEditor implements Page {
 
   private showSaveState(): void {
     const version = this.draft.baseVersion;
+    this.historyButton.disabled = version === null;
+    this.parametersButton.textContent = this.parameters.length ? t("editor.parametersCount", { n: this.parameters.length }) : t("editor.parameters");
     this.saveState.textContent = version === null ? t("editor.notSavedYet") : this.dirty ? t("editor.unsaved", { n: version }) : t("editor.saved", { n: version });
     this.saveState.classList.toggle("dirty", this.dirty);
   }
@@ -257,12 +277,36 @@ class CardEditor implements Page {
   }
 
   // Saving -----------------------------------------------------------------
-  private async save(from = this.draft.baseVersion): Promise<void> {
+  // Saves the parameters as a new version with the code as it is; what the server refuses about one of
+  // them goes back to the parameters dialog.
+  private async saveParameters(parameters: CardParameter[]): Promise<void> {
+    const problem = await this.save(this.draft.baseVersion, parameters);
+    if (problem instanceof ApiError && String(problem.details.pointer ?? "").startsWith("/parameters")) throw problem;
+  }
+
+  // The saved card's versions; a restored one is loaded as the card (an unsaved draft is dropped).
+  private async showHistory(): Promise<void> {
+    if (this.cardId === null) return;
+    const card = await cardsApi.get(this.cardId).catch((error: unknown) => {
+      this.say(banner("error", (error as Error).message));
+      return null;
+    });
+    if (!card) return;
+    openHistory(card, this.dirty, (restored) => {
+      drafts.forget(restored.id);
+      restoredNote = t("cardHistory.restored", { n: restored.version });
+      this.reload(); // the page again, from the restored version
+    });
+  }
+
+  // The error when it was not saved (shown in the page), else null.
+  private async save(from = this.draft.baseVersion, parameters = this.parameters): Promise<unknown> {
     const fields = { title: this.draft.title.trim() || t("common.untitledCard"), code: this.editor.state.doc.toString(), datasets: this.draft.datasets };
     this.saveButton.disabled = true;
     this.saveButton.textContent = t("common.saving");
     try {
-      const card = this.cardId === null || from === null ? await cardsApi.create(fields) : await cardsApi.update(this.cardId, from, fields, this.parameters);
+      const card = this.cardId === null || from === null ? await cardsApi.create(fields, parameters) : await cardsApi.update(this.cardId, from, fields, parameters);
+      this.parameters = card.parameters;
       drafts.forget(this.cardId);
       if (this.cardId === null) this.rename(`/cards/${card.id}`);
       this.autoRun.saved(card.id);
@@ -271,8 +315,10 @@ class CardEditor implements Page {
       this.titleInput.value = card.title;
       this.say(null);
       this.flash(t("editor.savedAs", { n: card.version }));
+      return null;
     } catch (error) {
       this.say(this.saveProblem(error, fields.code));
+      return error;
     } finally {
       this.saveButton.disabled = false;
       this.saveButton.textContent = t("common.save");

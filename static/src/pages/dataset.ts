@@ -8,6 +8,7 @@ import { bytes, count, when } from "../format";
 import { t } from "../i18n";
 import type { Page } from "../router";
 import { lastUpload } from "./datasets";
+import { deleteButton, renameButton, versionsSection } from "./dataset-manage";
 import { delimiterName } from "./read-options";
 import { uploadPanel } from "./upload-panel";
 
@@ -56,12 +57,14 @@ export async function datasetPage(id: string, navigate: (to: string) => void): P
       navigate(`/datasets/${encodeURIComponent(updated.id)}`);
     }, id),
   );
-  const remove = h("button", { type: "button", class: "ghost" }, t("common.delete"));
-  remove.addEventListener("click", async () => {
-    if (!confirm(t("dataset.confirmDelete", { name: dataset.name }))) return;
-    await datasetsApi.remove(id);
-    navigate("/datasets");
+  const remove = deleteButton(dataset, () => navigate("/datasets"));
+  const rename = renameButton(dataset, (renamed) => {
+    lastUpload.dataset = undefined;
+    navigate(`/datasets/${encodeURIComponent(renamed.id)}`);
   });
+  const aliases = dataset.aliases?.length
+    ? h("p", { class: "muted small aliases" }, t("dataset.aliases", { names: dataset.aliases.map((name) => `「${name}」`).join(t("common.listSeparator")) }))
+    : null;
   return {
     element: h(
       "div",
@@ -72,12 +75,15 @@ export async function datasetPage(id: string, navigate: (to: string) => void): P
         h("a", { href: "/datasets", class: "back", "aria-label": t("dataset.back") }, "‹"),
         h("h1", {}, dataset.name),
         h("span", { class: "spacer" }),
+        rename,
         remove,
         h("a", { href: `/cards/new?dataset=${encodeURIComponent(id)}`, class: "button primary" }, t("dataset.newCard")),
       ),
       just ? detectionNote(just) : null,
+      aliases,
       facts(dataset),
       again,
+      await versionsSection(dataset),
       h("h2", { class: "section-title" }, t("dataset.preview")),
       preview,
     ),

@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from server.errors import ConflictError, LeaseLostError, NotFoundError, StoreClosedError
+from server.paging import ListQuery, Scope, fold
 from server.models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
                            Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
                            SignInSession, User, iso_time, utcnow)
@@ -231,6 +232,46 @@ class TestDatasets:
         assert await store.list_dataset_versions(dataset.id) == []
         assert await store.list_datasets(owner.id) == []
         await store.create_dataset(*make_dataset(owner, "sales"))
+
+    async def test_rename_keeps_old_names_as_aliases(self, store):
+        """A rename moves the name (the old one is free, the new one taken) and keeps the old names as aliases,
+        oldest first, in the record and in the list's page, which sorts and finds it by its new name."""
+        owner = make_user()
+        await store.create_user(owner)
+        dataset, first = make_dataset(owner, "sales")
+        await store.create_dataset(dataset, first)
+        renamed = await store.rename_dataset(dataset.id, "売上", "sales")
+        assert (renamed.name, renamed.aliases) == ("売上", ("sales",))
+        again = await store.rename_dataset(dataset.id, "売上2024", "売上")
+        assert again.aliases == ("sales", "売上")
+        assert await store.get_dataset(dataset.id) == again
+        assert await store.list_datasets(owner.id) == [again]
+        page = await store.page_datasets(ListQuery((Scope("owner", owner.id),), limit=10, search=fold("売上2024")))
+        assert page.items == [again]
+        assert (await store.page_datasets(ListQuery((Scope("owner", owner.id),), limit=10, search="sales"))).items == []
+        await store.create_dataset(*make_dataset(owner, "sales"))  # the old name is free again
+        back = await store.rename_dataset(dataset.id, "sales2", "売上2024")
+        assert back.aliases == ("sales", "売上", "売上2024")
+
+    async def test_rename_refused(self, store):
+        """A name the owner uses already is refused (``dataset_name_taken``), a stale expected name and a gone
+        dataset too; nothing changes."""
+        owner = make_user()
+        await store.create_user(owner)
+        dataset, first = make_dataset(owner, "a")
+        await store.create_dataset(dataset, first)
+        await store.create_dataset(*make_dataset(owner, "b"))
+        with pytest.raises(ConflictError) as taken:
+            await store.rename_dataset(dataset.id, "b", "a")
+        assert taken.value.code == "dataset_name_taken"
+        with pytest.raises(ConflictError) as stale:
+            await store.rename_dataset(dataset.id, "c", "x")
+        assert stale.value.code == "conflict"
+        assert await store.get_dataset(dataset.id) == dataset
+        with pytest.raises(NotFoundError):
+            await store.rename_dataset("missing", "c", "a")
+        await store.delete_dataset(dataset.id)
+        await store.create_dataset(*make_dataset(owner, "a"))  # a renamed-then-deleted name is free
 
 
 def make_card(owner: User) -> tuple[Card, CardVersion]:

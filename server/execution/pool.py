@@ -302,7 +302,9 @@ class KernelPool(LoggingConfigurable):
         client = AsyncKernelClient()
         try:
             for name, path in datasets:
-                await agent.put_dataset(kernel_id, name, path)
+                placement = await agent.place_dataset(kernel_id, name, path)
+                self.metrics.datasets_placed.labels(placement.mechanism).inc()
+                self.metrics.dataset_bytes_copied.labels(placement.mechanism).inc(placement.bytes_copied)
             client.load_connection_info(cast(KernelConnectionInfo, connection))
             bound_messages(client, self.kernel_message_bytes)
             client.start_channels(hb=False)  # deaths come from the agent's events

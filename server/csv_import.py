@@ -571,7 +571,7 @@ class _Utf8Feed(io.RawIOBase):
         self._native = encoding in _NATIVE_UTF8
         self._parallel = ParallelDecoder(file, encoding, workers) if workers is not None else None
         self._decoder = None if self._native or workers else codecs.getincrementaldecoder(encoding)()
-        self._rest = b""
+        self._rest: bytes | memoryview = b""
         self._block_size, self._later_block_size = blocks
         self._reads_left = READ_AHEAD_BLOCKS
         self._stopped = False
@@ -599,7 +599,7 @@ class _Utf8Feed(io.RawIOBase):
                 break
             taken = min(len(piece), len(view) - filled)
             view[filled : filled + taken] = memoryview(piece)[:taken]
-            self._rest = piece[taken:]
+            self._rest = memoryview(piece)[taken:]  # no copy of what is left
             filled += taken
         return filled
 

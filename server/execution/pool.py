@@ -301,14 +301,12 @@ class KernelPool(LoggingConfigurable):
             connection["ip"] = urllib.parse.urlsplit(agent.base_url).hostname
         client = AsyncKernelClient()
         try:
-            for name, path in datasets:
-                placement = await agent.place_dataset(kernel_id, name, path)
-                self.metrics.datasets_placed.labels(placement.mechanism).inc()
-                self.metrics.dataset_bytes_copied.labels(placement.mechanism).inc(placement.bytes_copied)
             client.load_connection_info(cast(KernelConnectionInfo, connection))
             bound_messages(client, self.kernel_message_bytes)
             client.start_channels(hb=False)  # deaths come from the agent's events
-            await self._wait_until_ready(client)
+            # the datasets are placed while the kernel's first reply comes: it reads them only once code runs
+            await all_of(self._wait_until_ready(client),
+                         *(self._place_dataset(agent, kernel_id, name, path) for name, path in datasets))
             if notebook:
                 await self._switch_to_notebook(client)
         except BaseException:
@@ -323,6 +321,11 @@ class KernelPool(LoggingConfigurable):
         kernel.watch = asyncio.create_task(self._watch_links(kernel))
         self._kernels[kernel_id] = kernel
         return kernel
+
+    async def _place_dataset(self, agent: AgentClient, kernel_id: str, name: str, path: Path) -> None:
+        placement = await agent.place_dataset(kernel_id, name, path)
+        self.metrics.datasets_placed.labels(placement.mechanism).inc()
+        self.metrics.dataset_bytes_copied.labels(placement.mechanism).inc(placement.bytes_copied)
 
     async def _watch_links(self, kernel: Kernel) -> None:
         """End ``kernel`` if a link to it drops while it lives: it sent a message past ``kernel_message_bytes``."""
@@ -603,3 +606,16 @@ class KernelPool(LoggingConfigurable):
         await asyncio.gather(*self._closing, return_exceptions=True)
         for agent in self.agents.values():
             agent.close()
+
+
+async def all_of(*awaitables: Awaitable[object]) -> None:
+    """Await ``awaitables`` at once; when one fails, the others are cancelled (and awaited) before its error is
+    raised, so nothing is left running against a kernel being given up."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -1,7 +1,7 @@
 """What a large dataset costs a card run beyond the card's own work: cache-miss runs on 3 million rows.
 
 Needs root (bi serve's agent sandboxes kernels). Starts ``bi serve`` on a fresh data directory, uploads a
-3,000,000-row CSV (about 75 MB) and a card that loads it, then runs the card in sequence with a new
+3,000,000-row CSV (about 80 MB) and a card that loads it, then runs the card in sequence with a new
 parameter each time (a cache miss: a fresh kernel that gets the dataset placed, runs, and is destroyed).
 Prints, per run, how the dataset reached the kernel and the bytes copied (from the server's
 ``bi_datasets_placed`` and ``bi_dataset_bytes_copied`` counters), ``load_dataset``'s own time (timed by
@@ -27,13 +27,20 @@ import time
 from pathlib import Path
 
 from cards import start_bi
-from throughput import Api, csv_rows, quantile
+from throughput import Api, quantile
 
 CARD = ("import time\n"
         "started = time.perf_counter()\n"
         "df = load_dataset('sales')\n"
         "print(f'load_dataset_ms={(time.perf_counter() - started) * 1000:.1f}')\n"
         "df[df.amount > threshold].groupby('region').amount.agg(['sum', 'count'])")
+def csv_rows(rows: int) -> bytes:
+    """About 26 bytes a row: a region, an amount, a day and a customer number that compresses poorly."""
+    lines = ["region,amount,day,customer"] + [
+        f"r{i % 17},{(i * 7919) % 10_000},2026-01-{i % 28 + 1:02d},{(i * 2654435761) % 10**7}" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
 SAMPLE = re.compile(r'^(bi_datasets_placed_total|bi_dataset_bytes_copied_total)\{mechanism="(\w+)"\} (\S+)$', re.M)
 ACQUIRE = re.compile(r"^bi_kernel_acquire_seconds_sum (\S+)$", re.M)
 

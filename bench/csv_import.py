@@ -8,7 +8,9 @@ parse, Parquet, store). Then times, on the same file, ``pandas.read_csv`` +
 Prints MB/s of each, the ratios, and the peak memory during each upload (after a 1 MB
 warm-up upload, so one-time initialisation is not counted): the server's RSS, and the sum of
 the unique set sizes (USS: private pages) of the server and every process it starts (its
-executor agent and kernels, the CSV decoding processes), sampled every 20 ms.
+executor agent and kernels, the CSV decoding processes), sampled every 250 ms (reading
+smaps_rollup holds each process's memory map lock: sampling every 20 ms made the upload it
+measured twice as slow).
 
     python bench/csv_import.py [--size-mb 50] [--repeat 3]
 """
@@ -103,9 +105,9 @@ def uss(pid: int) -> int:
 
 
 class TreeUss:
-    """The peak of the summed USS of a process tree, sampled on a thread until ``stop``."""
+    """The peak of the summed USS of a process tree, sampled on a thread until ``stop`` (not too often: see above)."""
 
-    def __init__(self, root: int, interval: float = 0.02):
+    def __init__(self, root: int, interval: float = 0.25):
         self.root, self.interval = root, interval
         self.peak = 0
         self._done = threading.Event()

@@ -64,7 +64,7 @@ def free_port() -> int:
 
 
 def call(port: int, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600, blocksize=1 << 20)  # not 8 KB sends
     conn.request(method, path, body=body, headers=headers or {})
     response = conn.getresponse()
     data = response.read()

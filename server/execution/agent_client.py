@@ -157,7 +157,12 @@ class AgentClient:
         if self.dataset_root is not None and parquet.is_relative_to(self.dataset_root):
             body["file"] = str(parquet.relative_to(self.dataset_root))
         path = f"/kernels/{kernel_id}/datasets/{urllib.parse.quote(name, safe='')}"
-        placed = await self._call("POST", path + "/link", json.dumps(body).encode())
+        try:
+            placed = await self._call("POST", path + "/link", json.dumps(body).encode())
+        except AgentError as exc:
+            if exc.status != 404:  # 404: an agent older than the route (or no such kernel: the PUT says so)
+                raise
+            placed = {"placed": False}
         if placed["placed"]:
             return Placement(placed["mechanism"], placed["bytes_copied"])
         return Placement("sent", await self.put_dataset(kernel_id, name, parquet, version))

@@ -3,7 +3,8 @@
 A byte sample (the head plus a few pieces from further in) picks the encoding: a BOM, strict
 UTF-8, else charset-normalizer. The decoded head picks the delimiter. A feed hands pyarrow's
 streaming CSV reader the file as UTF-8, one block at a time and only a few blocks ahead of
-the batches consumed, transcoding in small steps; a second thread writes the batches,
+the batches consumed, transcoding in small steps (a large CP932 or EUC-JP file in chunks on
+worker processes, ``server.csv_decode``); a second thread writes the batches,
 gathered into row groups, to a ParquetWriter. Memory is thus bounded by a few blocks and
 one row group whatever the file size or core count. A wide file (more than ``WIDE_COLUMNS``
 columns) is read in small blocks on one thread: its cost per block grows with its columns (each

@@ -15,11 +15,18 @@ signed by the server; the agent holds only the public key, so nothing here can f
                                                  themselves, after N]}, waiting up to S (<= 60) s for one
     POST   /kernels/{id}/interrupt              204, SIGINT reaches the kernel
     PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet, streamed, at most ``DATASET_BYTES``)
-                                                 becomes load_dataset(name); 413 past the limit
+           [?version=V]                          becomes load_dataset(name), and with ``version`` (64 hex digits
+                                                 naming that content) is kept in the agent's cache
+                                                 (``kernels.dataset_cache``); 413 past the limit
     PUT    /kernels/{id}/datasets/{name}/same-as/{other}
                                                  204, load_dataset(name) reads the dataset placed as ``other``
                                                  (a renamed dataset's earlier name: a hard link, no second
                                                  copy); 404 if there is none
+    POST   /kernels/{id}/datasets/{name}/link   {"version": V} or, on an agent started with ``--dataset-root``,
+                                                 {"file": path under that root}: place that file or cached
+                                                 version without the bytes crossing the network ->
+                                                 {"placed": true, "mechanism": "hard_link" or "copy",
+                                                 "bytes_copied"}, or {"placed": false} (not cached: PUT it)
     GET    /kernels/{id}/tables/{name}          the table file the kernel wrote for a shown DataFrame, once
                                                  (``kernels.table_files``); 404, 409 or 413
     GET    /usage                               {"cpu_seconds": {kernel id: CPU seconds it has used}} of the
@@ -39,8 +46,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import json
 import os
+import shutil
 import signal
 import uuid
 from pathlib import Path
@@ -51,10 +60,11 @@ from tornado import web
 from tornado.http1connection import HTTP1Connection
 
 from .admission import Admission, AdmissionError
+from .dataset_cache import VERSION, DatasetCache
 from .events import ExitLog
-from .helpers import dataset_filename
-from .launcher import KernelLauncher
-from .limits import DATASET_BYTES
+from .helpers import SUFFIX, dataset_filename
+from .launcher import KernelLauncher, LaunchedKernel
+from .limits import DATASET_BYTES, DATASET_CACHE_BYTES
 from .pool import WarmPool
 from .relay import Relays
 from .table_files import TableFileError, open_table
@@ -67,6 +77,7 @@ MAX_TOKEN_LIFETIME = 300
 MAX_POLL_SECONDS = 60
 IN_FLIGHT_POLL_SECONDS = 0.01
 TABLE_CHUNK = 1 << 20
+CACHE_DIRECTORY = "dataset-cache"  # in the run directory (kernel directories are hex)
 
 
 class InFlight:
@@ -105,13 +116,15 @@ class InFlight:
 
 class AgentHandler(web.RequestHandler):
     def initialize(self, pool: WarmPool, public_key: Any, health: dict[str, Any], exits: ExitLog,
-                   admission: Admission) -> None:
+                   admission: Admission, cache: DatasetCache, dataset_root: Path | None) -> None:
         self.pool = pool
         self.launcher: KernelLauncher = pool.launcher
         self.public_key = public_key
         self.health = health
         self.exits = exits
         self.admission = admission
+        self.cache = cache
+        self.dataset_root = dataset_root
 
     def prepare(self) -> None:
         self.settings["in_flight"].begin(self)
@@ -175,6 +188,7 @@ class KernelsHandler(AgentHandler):
         try:
             if self.admission.needs_fresh_kernels(tenant):
                 await self.pool.flush()
+                self.cache.purge()  # nothing of the last tenant's is left for this one
             kernel = await self.pool.acquire()
         except BaseException:
             self.admission.cancel(reservation)
@@ -238,6 +252,9 @@ class DatasetHandler(AgentHandler):
         assert isinstance(connection, HTTP1Connection)
         connection.set_max_body_size(DATASET_BYTES)  # a chunked body ends at the limit too
         kernel_id, name = self.path_args
+        self.version = self.get_query_argument("version", None)
+        if self.version is not None and not VERSION.fullmatch(self.version):
+            raise web.HTTPError(400, "version must be 64 hex digits")
         try:
             self.dataset = DatasetFile(self.kernel(kernel_id).dataset_dir, dataset_filename(name))
         except UnsafeDirectory as exc:
@@ -250,6 +267,9 @@ class DatasetHandler(AgentHandler):
     def put(self, kernel_id: str, name: str) -> None:
         assert self.dataset is not None
         self.dataset.place()
+        if self.version is not None:
+            kernel = self.kernel(kernel_id)
+            self.cache.adopt(self.version, kernel.dataset_dir / self.dataset.filename, link=may_link(kernel))
         self.set_status(204)
 
     def on_finish(self) -> None:
@@ -259,6 +279,49 @@ class DatasetHandler(AgentHandler):
     def on_connection_close(self) -> None:
         super().on_connection_close()
         self.on_finish()
+
+
+class DatasetLinkHandler(AgentHandler):
+    """``POST`` a dataset the agent has on its disk: a cached version, or a file of the local server's."""
+
+    def post(self, kernel_id: str, name: str) -> None:
+        kernel = self.kernel(kernel_id)
+        try:
+            body = json.loads(self.request.body)
+        except ValueError as exc:
+            raise web.HTTPError(400, "the body must be JSON: {\"version\": \"...\"}") from exc
+        version = body.get("version") if isinstance(body, dict) else None
+        if not isinstance(version, str) or not VERSION.fullmatch(version):
+            raise web.HTTPError(400, "version must be 64 hex digits")
+        source = self._local_file(body["file"]) if body.get("file") is not None else self.cache.path(version)
+        if source is None:
+            self.write_json({"placed": False})
+            return
+        try:
+            dataset = DatasetFile(kernel.dataset_dir, dataset_filename(name))
+        except UnsafeDirectory as exc:
+            raise web.HTTPError(409, str(exc)) from exc
+        try:
+            mechanism, copied = dataset.put(source, may_link(kernel))
+        finally:
+            dataset.discard()
+        self.write_json({"placed": True, "mechanism": mechanism, "bytes_copied": copied})
+
+    def _local_file(self, file: Any) -> Path:
+        """``file`` beneath the dataset root: a regular Parquet file, or 400."""
+        if self.dataset_root is None:
+            raise web.HTTPError(400, "this agent has no --dataset-root: send the dataset's version or its bytes")
+        root = self.dataset_root.resolve()
+        path = (root / str(file)).resolve() if isinstance(file, str) else root
+        if not path.is_relative_to(root) or path.suffix != SUFFIX or not path.is_file():
+            raise web.HTTPError(400, f"file must name a Parquet file beneath {root}")
+        return path
+
+
+def may_link(kernel: LaunchedKernel) -> bool:
+    """Whether ``kernel`` may see the agent's own files by hard link: it runs as another uid, so it can neither
+    write nor chmod them (a kernel of the agent's uid gets copies)."""
+    return kernel.uid is not None and kernel.uid != os.geteuid()
 
 
 class TableHandler(AgentHandler):
@@ -308,6 +371,31 @@ class DatasetFile:
     def write(self, chunk: bytes) -> None:
         self._file.write(chunk)
 
+    def put(self, source: Path, link: bool) -> tuple[str, int]:
+        """Place the file ``source``: with ``link``, a hard link to its very inode when the kernel may read it
+        and cannot write it (readable by all, writable by none but its owner, on this file system); else a
+        copy. ``(mechanism, bytes copied)``."""
+        if link:
+            status = os.stat(source, follow_symlinks=False)
+            if status.st_mode & 0o004 and not status.st_mode & 0o022:
+                self._file.close()
+                os.unlink(self._partial, dir_fd=self._dir)
+                try:
+                    os.link(source, self._partial, dst_dir_fd=self._dir, follow_symlinks=False)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    self._file = os.fdopen(os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                                   | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444, dir_fd=self._dir), "wb")
+                else:
+                    self.place()
+                    return "hard_link", 0
+        with open(source, "rb") as file:
+            copied = os.path.getsize(source)
+            shutil.copyfileobj(file, self._file, TABLE_CHUNK)
+        self.place()
+        return "copy", copied
+
     def place(self) -> None:
         """Replace ``directory/filename`` with what was written."""
         self._file.close()
@@ -355,7 +443,7 @@ def link_dataset(directory: Path, existing: str, filename: str) -> None:
         os.close(folder)
 
 
-class DatasetLinkHandler(AgentHandler):
+class DatasetAliasHandler(AgentHandler):
     """``PUT`` another name of a dataset placed already (a renamed dataset's earlier name)."""
 
     def put(self, kernel_id: str, name: str, existing: str) -> None:
@@ -387,15 +475,20 @@ class EventsHandler(AgentHandler):
 
 
 def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], relays: Relays, *,
-             admission: Admission | None = None) -> web.Application:
+             admission: Admission | None = None, dataset_root: Path | None = None,
+             cache_bytes: int = DATASET_CACHE_BYTES) -> web.Application:
     """The agent's routes; kernels are handed out through ``relays``.
 
-    Without ``admission``: multi-tenant, with the default capacity.
+    Without ``admission``: multi-tenant, with the default capacity. ``dataset_root``: where the files of a
+    server on this host are that kernels may get by hard link (its dataset blobs).
     """
     exits = ExitLog(pool.launcher.memory_mb)
     pool.launcher.exit_listeners.append(exits.record)
     admission = admission or Admission(pool.launcher.is_alive, single_tenant=False)
-    args = {"pool": pool, "public_key": public_key, "health": health, "exits": exits, "admission": admission}
+    cache = DatasetCache(pool.launcher.run_dir / CACHE_DIRECTORY, cache_bytes)
+    cache.prepare()
+    args = {"pool": pool, "public_key": public_key, "health": health, "exits": exits, "admission": admission,
+            "cache": cache, "dataset_root": dataset_root}
     return web.Application([
         (r"/health", HealthHandler, args),
         (r"/events", EventsHandler, args),
@@ -404,6 +497,7 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], relays: Re
         (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
         (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)", DatasetHandler, args),
-        (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/same-as/([^/]+)", DatasetLinkHandler, args),
+        (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/same-as/([^/]+)", DatasetAliasHandler, args),
+        (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/link", DatasetLinkHandler, args),
         (rf"/kernels/([0-9a-f]{{32}})/tables/({TABLE_FILE_NAME})", TableHandler, args),
     ], exits=exits, relays=relays, admission=admission, in_flight=InFlight())

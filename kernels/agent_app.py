@@ -35,7 +35,8 @@ from .admission import DEFAULT_MAX_KERNELS, Admission
 from .agent import make_app
 from .image import image_version
 from .launcher import KernelLauncher
-from .limits import AGENT_BODY_BYTES, KERNEL_LOG_BYTES_PER_SECOND, KERNEL_LOG_LINES_PER_SECOND, KERNEL_MESSAGE_BYTES
+from .limits import (AGENT_BODY_BYTES, DATASET_CACHE_BYTES, KERNEL_LOG_BYTES_PER_SECOND, KERNEL_LOG_LINES_PER_SECOND,
+                     KERNEL_MESSAGE_BYTES)
 from .logs import configure_logging
 from .pool import WarmPool
 from .relay import Listeners, Relays, TcpListeners, UnixListeners, parse_port_range
@@ -88,6 +89,10 @@ class ExecutorApp(Application):
     cgroup_name = Unicode(help="The cgroup (under <own cgroup>/bi/) that holds this agent's kernel cgroups, "
                                "removed with them when it stops (default agent-<pid>). bi serve names the "
                                "one of its local agent, to remove what it left if it dies.").tag(config=True)
+    dataset_root = Unicode("", help="Directory of the dataset files of a server on this host (bi serve's blobs): "
+                                    "kernels get those files by hard link, not a byte sent.").tag(config=True)
+    dataset_cache_bytes = Integer(DATASET_CACHE_BYTES, help="Bytes of dataset versions kept on disk, so each "
+                                  "crosses the network once (least recently used go first).").tag(config=True)
     drain_timeout = Float(100, help="Seconds the first SIGTERM waits for handed-out kernels to end before "
                                     "stopping (keep it below ECS's stopTimeout, 120 s).").tag(config=True)
 
@@ -95,7 +100,8 @@ class ExecutorApp(Application):
                "pool-size": "ExecutorApp.pool_size", "public-key": "ExecutorApp.public_key_file",
                "advertise-host": "ExecutorApp.advertise_host", "relay-ports": "ExecutorApp.relay_ports",
                "max-kernels": "ExecutorApp.max_kernels", "drain-timeout": "ExecutorApp.drain_timeout",
-               "cgroup-name": "ExecutorApp.cgroup_name", "kernel-message-bytes": "ExecutorApp.kernel_message_bytes"}
+               "cgroup-name": "ExecutorApp.cgroup_name", "kernel-message-bytes": "ExecutorApp.kernel_message_bytes",
+               "dataset-root": "ExecutorApp.dataset_root"}
     flags = {"allow-weaker-sandbox": ({"ExecutorApp": {"allow_weaker_sandbox": True}},
                                       "Start even when some sandbox layers cannot be applied."),
              "relay": ({"ExecutorApp": {"relay": True}}, "Relay kernels on TCP ports of --ip.")}
@@ -184,7 +190,9 @@ class ExecutorApp(Application):
         listeners.prepare()
         relays = Relays(listeners, self.kernel_message_bytes)
         admission = Admission(launcher.is_alive, single_tenant, self.max_kernels)
-        app = make_app(pool, public_key, health, relays, admission=admission)
+        app = make_app(pool, public_key, health, relays, admission=admission,
+                       dataset_root=Path(self.dataset_root) if self.dataset_root else None,
+                       cache_bytes=self.dataset_cache_bytes)
         server = httpserver.HTTPServer(app, max_body_size=AGENT_BODY_BYTES)
         if self.socket_fd >= 0:
             listening = socket.socket(fileno=self.socket_fd)

@@ -7,20 +7,30 @@ file ``<dataset_dir>/<dataset_filename(name)>``; ``dataset_dir`` defaults to
 a file: ``%``, ``/``, ``\\``, control characters and a leading ``.``. So ``../x`` becomes
 ``%2E.%2Fx.parquet``, a plain file name inside ``dataset_dir``. Names are NFC-normalised first;
 the agent must use the same function to write the files.
+
+A file is read memory-mapped (the agent places the stored file itself where it can: a hard link, so
+its pages are the page cache's, not a copy) with pyarrow's threads, as many as the kernel's task limit
+leaves room for (``arrow_threads``), at most ``MAX_ARROW_THREADS``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import resource
 import unicodedata
 from collections.abc import Callable
 from urllib.parse import unquote
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 DEFAULT_DATASET_DIR = "/tmp/workdir/datasets"
 SUFFIX = ".parquet"
 _ESCAPED = frozenset("%/\\\x7f") | {chr(code) for code in range(32)}
+MAX_ARROW_THREADS = 4  # each thread's stack and malloc arena count against the address space limit
+TASK_SHARE = 4  # pyarrow may take at most a quarter of the tasks the kernel has left (RLIMIT_NPROC)
 
 
 class DatasetNotFound(KeyError):
@@ -56,7 +66,29 @@ def read_dataset(dataset_dir: str, name: str) -> pd.DataFrame:
     if not os.path.isfile(path):
         available = ", ".join(repr(known) for known in dataset_names(dataset_dir)) or "none"
         raise DatasetNotFound(f"no dataset named {name!r}; available: {available}")
-    return pd.read_parquet(path, engine="pyarrow")
+    threads = arrow_threads()
+    table = pq.read_table(path, memory_map=True, use_threads=threads > 1)
+    return table.to_pandas(use_threads=threads > 1)
+
+
+@functools.cache
+def arrow_threads() -> int:
+    """The threads pyarrow's pools get in this process (set once): the CPUs, within a share of the tasks
+    ``RLIMIT_NPROC`` leaves (it counts threads, and a thread pyarrow cannot start aborts the kernel)."""
+    limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    try:
+        room = MAX_ARROW_THREADS if limit == resource.RLIM_INFINITY else (limit - _tasks()) // TASK_SHARE
+    except OSError:  # no /proc: one thread is always safe
+        room = 1
+    threads = max(1, min(os.cpu_count() or 1, MAX_ARROW_THREADS, room))
+    pa.set_cpu_count(threads)
+    pa.set_io_thread_count(threads)
+    return threads
+
+
+def _tasks() -> int:
+    """The threads of this process (the uid's other tasks are its own kernel's: a uid per kernel)."""
+    return len(os.listdir("/proc/self/task"))
 
 
 def loader(dataset_dir: str) -> Callable[[str], pd.DataFrame]:

@@ -80,5 +80,10 @@ server's sockets refuse a larger part (``zmq.MAXMSGSIZE``) before it is allocate
 DATASET_BYTES = 1024 * 1024 * 1024
 """The largest dataset (a Parquet file) the agent places for a kernel; it is streamed to disk as it arrives."""
 
+DATASET_CACHE_BYTES = 1024 * 1024 * 1024
+"""The bytes of dataset versions an agent keeps on its disk (``kernels.dataset_cache``), least recently used
+going first, so that a version crosses the network once (``ExecutorApp.dataset_cache_bytes``). The executor
+image's run directory shares a 4 GB tmpfs (compose) or the task's storage with the kernels' own files."""
+
 AGENT_BODY_BYTES = 1024 * 1024
 """The largest request body of any other agent route (``POST /kernels`` carries a tenant)."""

@@ -62,7 +62,7 @@ from .services.idempotency import IdempotencyService
 from .services.users import UserService
 from .storage.aws import AWSStore
 from .storage.base import Store
-from .storage.sqlite import SQLiteStore
+from .storage.sqlite import BLOB_DIR, DATASET_BLOBS, SQLiteStore
 from .urls import url_specs
 
 log = get_logger("bi.app")
@@ -362,14 +362,15 @@ class ServeApp(BIApp):
         if os.geteuid() != 0:
             log.warning("card_execution_off", reason="the local executor agent needs root to sandbox kernels")
             return none, make_client
+        dataset_root = data_dir / BLOB_DIR / DATASET_BLOBS  # the agent links these files into its kernels
         self.local_agent = LocalAgent(data_dir, self.local_executor_pool_size, self.allow_weaker_sandbox,
-                                      message_bytes=self._kernel_message_bytes())
+                                      message_bytes=self._kernel_message_bytes(), dataset_root=dataset_root)
         try:
             client = await self.local_agent.start(key)
         except LocalAgentError as exc:
             raise StartupError(str(exc)) from exc
         client.close()
-        return StaticExecutors([client.base_url]), make_client
+        return StaticExecutors([client.base_url]), functools.partial(make_client, dataset_root=dataset_root)
 
     def _kernel_message_bytes(self) -> int:
         """``KernelPool.kernel_message_bytes`` as configured: the local agent, started before the pool, bounds

@@ -3,7 +3,8 @@
 A byte sample (the head plus a few pieces from further in) picks the encoding: a BOM, strict
 UTF-8, else charset-normalizer. The decoded head picks the delimiter. A feed hands pyarrow's
 streaming CSV reader the file as UTF-8, one block at a time and only a few blocks ahead of
-the batches consumed, transcoding in small steps; a second thread writes the batches,
+the batches consumed, transcoding in small steps (a large CP932 or EUC-JP file in chunks on
+worker processes, ``server.csv_decode``); a second thread writes the batches,
 gathered into row groups, to a ParquetWriter. Memory is thus bounded by a few blocks and
 one row group whatever the file size or core count. A wide file (more than ``WIDE_COLUMNS``
 columns) is read in small blocks on one thread: its cost per block grows with its columns (each
@@ -19,10 +20,12 @@ from __future__ import annotations
 
 import codecs
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import encodings
 import io
+import os
 import pkgutil
 import re
 import threading
@@ -36,8 +39,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from charset_normalizer.md import mess_ratio
 
+from server.csv_decode import PARALLEL_ENCODINGS, DecodeWorkers, ParallelDecoder, UndecodableLine
 from server.errors import InvalidRequestError, UnprocessableError, quoted
-from server.limits import CSV_COLUMNS, CSV_HEADER_CHARS, CSV_ROW_BYTES
+from server.limits import CSV_COLUMNS, CSV_DECODE_PROCESSES, CSV_HEADER_CHARS, CSV_ROW_BYTES
 from server.models import Column
 
 FIRST_BLOCK_SIZE = 8 << 20
@@ -46,6 +50,7 @@ WIDE_COLUMNS = 100  # a file wider is read in WIDE_BLOCK_SIZE blocks on one thre
 WIDE_BLOCK_SIZE = 1 << 20
 LONGEST_ROW_BYTES = CSV_ROW_BYTES  # blocks grow to this for long rows (a few are in memory at once)
 TRANSCODE_STEP = 256 << 10
+PARALLEL_DECODE_BYTES = 8 << 20  # a CP932 or EUC-JP file this large is decoded by processes (server.csv_decode)
 READ_AHEAD_BLOCKS = 3
 READ_AHEAD_TIMEOUT = 2.0
 ROW_GROUP_BYTES = 8 << 20
@@ -138,6 +143,7 @@ class _Plan:
     column_types: Mapping[str, pa.DataType] = dataclasses.field(default_factory=dict)
     block_size: int = 0  # past the first block; 0: BLOCK_SIZE (WIDE_BLOCK_SIZE for a wide file)
     wide: bool = False  # more than WIDE_COLUMNS columns
+    parallel: int = 0  # processes that decode the file (0: this thread does)
 
     @property
     def blocks(self) -> tuple[int, int]:
@@ -240,9 +246,12 @@ def _convert(
         raise UnprocessableError("The file is empty.", {"line": None, "reason": "empty file"})
     chosen_delimiter = delimiter or _sniff_delimiter(text)
     columns = _check_header(text, chosen_delimiter, sample.whole, max_columns)
-    plan = _Plan(chosen.name, chosen_delimiter, wide=columns > WIDE_COLUMNS)
+    plan = _Plan(chosen.name, chosen_delimiter, wide=columns > WIDE_COLUMNS, parallel=_decode_in_parallel(
+        source, chosen.name))
     try:
         rows, schema = _convert_with_retries(source, target, plan)
+    except UndecodableLine as exc:
+        raise _encoding_error(source, chosen, exc.line) from None
     except (UnicodeError, _BadBytes):
         raise _encoding_error(source, chosen) from None
     except _RaggedRow as ragged:
@@ -267,6 +276,14 @@ def _convert(
         delimiter=plan.delimiter,
         delimiter_detected=delimiter is None,
     )
+
+
+def _decode_in_parallel(source: Path, encoding: str) -> int:
+    """The processes that decode ``source``: a large file in an encoding cut at newlines, on several cores."""
+    cores = min(len(os.sched_getaffinity(0)), CSV_DECODE_PROCESSES)
+    if encoding not in PARALLEL_ENCODINGS or cores < 2 or source.stat().st_size < PARALLEL_DECODE_BYTES:
+        return 0
+    return cores
 
 
 def _check_byte_order_mark(sample: _Sample, encoding: str) -> None:
@@ -510,8 +527,9 @@ def _attempt(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
     catcher = _RaggedRowCatcher()
     schema = None
     try:
-        with source.open("rb") as file:
-            feed = _Utf8Feed(file, plan.encoding, plan.blocks)
+        with source.open("rb") as file, contextlib.ExitStack() as stack:
+            workers = stack.enter_context(DecodeWorkers(plan.parallel)) if plan.parallel else None
+            feed = _Utf8Feed(file, plan.encoding, plan.blocks, workers)
             try:
                 reader = pacsv.open_csv(pa.PythonFile(feed, mode="r"), **_reader_options(plan, catcher))
                 schema = reader.schema
@@ -542,15 +560,19 @@ class _Utf8Feed(io.RawIOBase):
     Used instead of ``ReadOptions(encoding=...)``: pyarrow's background reader runs up to 32
     blocks ahead of the parser (the whole file, for fast input) and its transcoder decodes a
     whole block per call, holding the GIL meanwhile. Here decoding runs in ``TRANSCODE_STEP``
-    slices. The first block is long, for type inference (``FIRST_BLOCK_SIZE``); later ones are
-    ``BLOCK_SIZE`` unless a long row needs more (``_Plan.blocks``).
+    slices, or in chunks on ``workers`` (``server.csv_decode``). The first block is long, for type
+    inference (``FIRST_BLOCK_SIZE``); later ones are ``BLOCK_SIZE`` unless a long row needs more
+    (``_Plan.blocks``).
     """
 
-    def __init__(self, file: io.BufferedReader, encoding: str, blocks: tuple[int, int]):
+    def __init__(self, file: io.BufferedReader, encoding: str, blocks: tuple[int, int],
+                 workers: DecodeWorkers | None = None):
         super().__init__()
         self._file = file
-        self._decoder = None if encoding in _NATIVE_UTF8 else codecs.getincrementaldecoder(encoding)()
-        self._rest = b""
+        self._native = encoding in _NATIVE_UTF8
+        self._parallel = ParallelDecoder(file, encoding, workers) if workers is not None else None
+        self._decoder = None if self._native or workers else codecs.getincrementaldecoder(encoding)()
+        self._rest: bytes | memoryview = b""
         self._block_size, self._later_block_size = blocks
         self._reads_left = READ_AHEAD_BLOCKS
         self._stopped = False
@@ -565,7 +587,7 @@ class _Utf8Feed(io.RawIOBase):
         size, self._block_size = min(size, self._block_size), self._later_block_size
         block = pa.allocate_buffer(size, resizable=True)
         with memoryview(block).cast("B") as view:
-            filled = self._file.readinto(view) if self._decoder is None else self._transcode_into(view)
+            filled = self._file.readinto(view) if self._native else self._transcode_into(view)
         block.resize(filled)
         return block
 
@@ -578,7 +600,7 @@ class _Utf8Feed(io.RawIOBase):
                 break
             taken = min(len(piece), len(view) - filled)
             view[filled : filled + taken] = memoryview(piece)[:taken]
-            self._rest = piece[taken:]
+            self._rest = memoryview(piece)[taken:]  # no copy of what is left
             filled += taken
         return filled
 
@@ -594,6 +616,8 @@ class _Utf8Feed(io.RawIOBase):
             return not self._stopped
 
     def _step(self) -> bytes:
+        if self._parallel is not None:
+            return self._parallel.read()
         assert self._decoder is not None  # only transcoding feeds step
         raw = self._file.read(TRANSCODE_STEP)
         return self._decoder.decode(raw, final=not raw).encode()
@@ -726,8 +750,9 @@ def _row_groups(
         yield pa.Table.from_batches(batches)
 
 
-def _encoding_error(source: Path, chosen: _Encoding) -> UnprocessableError:
-    line = _first_bad_line(source, chosen.name)
+def _encoding_error(source: Path, chosen: _Encoding, line: int | None = None) -> UnprocessableError:
+    """The 422 of a byte ``chosen`` cannot decode, on ``line`` (if not known, the file is read again to find it)."""
+    line = line or _first_bad_line(source, chosen.name)
     how = "detected as" if chosen.detected else "read as"
     where = f"Line {line}" if line is not None else "The file"
     return UnprocessableError(

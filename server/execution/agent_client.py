@@ -7,6 +7,8 @@ the public key.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import ipaddress
 import json
 import socket
@@ -66,11 +68,30 @@ class AgentError(RuntimeError):
         self.status = status
 
 
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """How a dataset reached a kernel: ``hard_link`` (its stored file itself, no byte copied), ``copy`` (a copy
+    the agent made from its disk) or ``sent`` (over the network); ``bytes_copied`` by the agent or sent."""
+
+    mechanism: str
+    bytes_copied: int
+
+
+def dataset_version(parquet: Path) -> str:
+    """The name agents cache the stored (immutable) file ``parquet`` under."""
+    return hashlib.sha256(str(parquet).encode()).hexdigest()
+
+
 class AgentClient:
-    def __init__(self, base_url: str, private_key: Ed25519PrivateKey, timeout: float = 60):
+    """``dataset_root``: where the dataset files of this server are, when the agent is on this host and may
+    link them (``bi serve``'s local agent, started with that ``--dataset-root``)."""
+
+    def __init__(self, base_url: str, private_key: Ed25519PrivateKey, timeout: float = 60,
+                 dataset_root: Path | None = None):
         self.base_url = base_url.rstrip("/")
         self.private_key = private_key
         self.timeout = timeout
+        self.dataset_root = dataset_root
         self._http = httpclient.AsyncHTTPClient(force_instance=True, max_clients=64, resolver=LiteralResolver())
         self.closed = False
 
@@ -128,8 +149,27 @@ class AgentClient:
     async def interrupt(self, kernel_id: str) -> None:
         await self._call("POST", f"/kernels/{kernel_id}/interrupt")
 
-    async def put_dataset(self, kernel_id: str, name: str, parquet: Path) -> None:
-        """Send the file ``parquet`` as the dataset ``name``, a chunk at a time as it is read."""
+    async def place_dataset(self, kernel_id: str, name: str, parquet: Path) -> Placement:
+        """Give the kernel the stored file ``parquet`` as the dataset ``name``: the local agent links the file
+        itself; any agent places the version it has cached; else the file is sent (and cached there)."""
+        version = dataset_version(parquet)
+        body: dict[str, str] = {"version": version}
+        if self.dataset_root is not None and parquet.is_relative_to(self.dataset_root):
+            body["file"] = str(parquet.relative_to(self.dataset_root))
+        path = f"/kernels/{kernel_id}/datasets/{urllib.parse.quote(name, safe='')}"
+        try:
+            placed = await self._call("POST", path + "/link", json.dumps(body).encode())
+        except AgentError as exc:
+            if exc.status != 404:  # 404: an agent older than the route (or no such kernel: the PUT says so)
+                raise
+            placed = {"placed": False}
+        if placed["placed"]:
+            return Placement(placed["mechanism"], placed["bytes_copied"])
+        return Placement("sent", await self.put_dataset(kernel_id, name, parquet, version))
+
+    async def put_dataset(self, kernel_id: str, name: str, parquet: Path, version: str | None = None) -> int:
+        """Send the file ``parquet`` as the dataset ``name``, a chunk at a time as it is read (with ``version``,
+        the agent caches it as that); the bytes sent."""
         size = (await asyncio.to_thread(parquet.stat)).st_size
 
         async def produce(write: Callable[[bytes], Awaitable[None]]) -> None:
@@ -137,8 +177,10 @@ class AgentClient:
                 while chunk := await asyncio.to_thread(file.read, DATASET_CHUNK):
                     await write(chunk)
 
-        await self._call("PUT", f"/kernels/{kernel_id}/datasets/{urllib.parse.quote(name, safe='')}",
+        query = f"?version={version}" if version is not None else ""
+        await self._call("PUT", f"/kernels/{kernel_id}/datasets/{urllib.parse.quote(name, safe='')}{query}",
                          body_producer=produce, headers={"Content-Length": str(size)})
+        return size
 
     async def link_dataset(self, kernel_id: str, name: str, existing: str) -> None:
         """Make the dataset sent as ``existing`` readable as ``name`` too, without sending it again."""

@@ -72,8 +72,9 @@ class LocalAgentError(RuntimeError):
 
 class LocalAgent:
     def __init__(self, data_dir: Path, pool_size: int, allow_weaker_sandbox: bool, start_timeout: float = 120,
-                 advertise_host: str = "", message_bytes: int = KERNEL_MESSAGE_BYTES):
+                 advertise_host: str = "", message_bytes: int = KERNEL_MESSAGE_BYTES, dataset_root: Path | None = None):
         self.data_dir = data_dir
+        self.dataset_root = dataset_root  # the server's dataset files, which the agent may link into kernels
         self.pool_size = pool_size
         self.allow_weaker_sandbox = allow_weaker_sandbox
         self.advertise_host = advertise_host  # set: kernels come over the TCP relay, as from a remote agent
@@ -98,6 +99,8 @@ class LocalAgent:
             command.append("--allow-weaker-sandbox")
         if self.advertise_host:
             command.append(f"--advertise-host={self.advertise_host}")
+        if self.dataset_root is not None:
+            command.append(f"--dataset-root={self.dataset_root}")
         self.process = subprocess.Popen(command, env=AGENT_ENVIRONMENT, pass_fds=(listening.fileno(),),
                                         start_new_session=True)
         listening.close()

@@ -301,17 +301,15 @@ class KernelPool(LoggingConfigurable):
             connection["ip"] = urllib.parse.urlsplit(agent.base_url).hostname
         client = AsyncKernelClient()
         try:
-            sent: dict[Path, str] = {}  # a file under several names (a renamed dataset's) is sent once
-            for name, path in datasets:
-                if path in sent:
-                    await agent.link_dataset(kernel_id, name, sent[path])
-                else:
-                    await agent.put_dataset(kernel_id, name, path)
-                    sent[path] = name
             client.load_connection_info(cast(KernelConnectionInfo, connection))
             bound_messages(client, self.kernel_message_bytes)
             client.start_channels(hb=False)  # deaths come from the agent's events
-            await self._wait_until_ready(client)
+            names_of: dict[Path, list[str]] = {}  # a renamed dataset's names share one file, placed once
+            for name, path in datasets:
+                names_of.setdefault(path, []).append(name)
+            # the datasets are placed while the kernel's first reply comes: it reads them only once code runs
+            await all_of(self._wait_until_ready(client),
+                         *(self._place_dataset(agent, kernel_id, names, path) for path, names in names_of.items()))
             if notebook:
                 await self._switch_to_notebook(client)
         except BaseException:
@@ -326,6 +324,14 @@ class KernelPool(LoggingConfigurable):
         kernel.watch = asyncio.create_task(self._watch_links(kernel))
         self._kernels[kernel_id] = kernel
         return kernel
+
+    async def _place_dataset(self, agent: AgentClient, kernel_id: str, names: list[str], path: Path) -> None:
+        """Place the file ``path`` as ``names[0]`` and its other names as hard links to it."""
+        placement = await agent.place_dataset(kernel_id, names[0], path)
+        self.metrics.datasets_placed.labels(placement.mechanism).inc()
+        self.metrics.dataset_bytes_copied.labels(placement.mechanism).inc(placement.bytes_copied)
+        for name in names[1:]:
+            await agent.link_dataset(kernel_id, name, names[0])
 
     async def _watch_links(self, kernel: Kernel) -> None:
         """End ``kernel`` if a link to it drops while it lives: it sent a message past ``kernel_message_bytes``."""
@@ -606,3 +612,16 @@ class KernelPool(LoggingConfigurable):
         await asyncio.gather(*self._closing, return_exceptions=True)
         for agent in self.agents.values():
             agent.close()
+
+
+async def all_of(*awaitables: Awaitable[object]) -> None:
+    """Await ``awaitables`` at once; when one fails, the others are cancelled (and awaited) before its error is
+    raised, so nothing is left running against a kernel being given up."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

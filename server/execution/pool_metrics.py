@@ -31,6 +31,12 @@ class PoolMetrics:
                                            buckets=EXECUTION_BUCKETS, registry=registry)
         self.timeouts = Counter("bi_execution_timeouts", "Executions stopped at the wall-clock limit.",
                                 registry=registry)
+        self.datasets_placed = Counter(
+            "bi_datasets_placed", "Datasets placed for kernels, by mechanism: hard_link (the stored file itself), "
+            "copy (by the agent, from its disk) or sent (over the network).", ["mechanism"], registry=registry)
+        self.dataset_bytes_copied = Counter(
+            "bi_dataset_bytes_copied", "Bytes of datasets copied by agents or sent to them, by mechanism.",
+            ["mechanism"], registry=registry)
         self.deaths = Counter("bi_kernel_deaths", "Kernels that ended by themselves, by reason.",
                               ["reason"], registry=registry)
 

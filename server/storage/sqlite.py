@@ -274,6 +274,8 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 BLOB_DIR = "blobs"
+DATASET_BLOBS = "datasets/"  # the blob keys of dataset versions
+DATASET_BLOB_MODE = 0o444  # readable by the kernels the local agent links them into; the 0700 data dir keeps others out
 DB_FILE = "bi.sqlite3"
 BATCH_KEYS = 400  # keys of one IN query (SQLite allows 32,766 parameters)
 
@@ -841,7 +843,7 @@ class SQLiteStore(Store):
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".partial")
             shutil.copyfile(source, partial)
-            os.chmod(partial, 0o440)
+            os.chmod(partial, DATASET_BLOB_MODE if key.startswith(DATASET_BLOBS) else 0o440)
             os.replace(partial, target)
 
         await asyncio.to_thread(copy)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kernels.agent import CACHE_DIRECTORY
 from kernels.agent_app import PUBLIC_KEY_VARIABLE, RELAY_DIRECTORY
 from tests.kernels.agent_process import AgentProcess, free_port, public_pem
 from tests.kernels.sandbox.helpers import require
@@ -64,12 +65,29 @@ def test_single_tenant_capacity_and_health(agent):
     assert (health["in_use"], health["tenant"], health["status"]) == (2, "alice", "ok")
     for created in (first[1], second[1]):
         assert agent.call("DELETE", f"/kernels/{created['kernel_id']}")[0] == 204
-    warm = {path.name for path in (agent.cwd / "run").iterdir()} - {RELAY_DIRECTORY}  # lived beside alice's kernels
-    assert len(warm) == 1
+    warm = {path.name for path in (agent.cwd / "run").iterdir()} - {RELAY_DIRECTORY, CACHE_DIRECTORY}
+    assert len(warm) == 1  # lived beside alice's kernels
     other = agent.call("POST", "/kernels", {"tenant": "bob"})
     assert other[0] == 201 and agent.call("GET", "/health")[1]["tenant"] == "bob"
     assert other[1]["kernel_id"][:12] not in warm
     assert agent.call("DELETE", f"/kernels/{other[1]['kernel_id']}")[0] == 204
+
+
+def test_a_cached_dataset_reaches_a_kernel_of_the_agents_uid_as_a_copy(agent):
+    """A kernel running as the agent's own uid could chmod and write a linked file: it gets a copy of the cached
+    version, never the cached file itself."""
+    version = "cd" * 32
+    first = agent.call("POST", "/kernels", {"tenant": "alice"})[1]["kernel_id"]
+    assert agent.call("PUT", f"/kernels/{first}/datasets/sales?version={version}", raw=b"PAR1 sales")[0] == 204
+    second = agent.call("POST", "/kernels", {"tenant": "alice"})[1]["kernel_id"]
+    assert agent.call("POST", f"/kernels/{second}/datasets/sales/link", {"version": version}) == (
+        200, {"placed": True, "mechanism": "copy", "bytes_copied": 10})
+    cached = agent.cwd / "run" / CACHE_DIRECTORY / f"{version}.parquet"
+    placed = [agent.cwd / "run" / kernel_id[:12] / "datasets" / "sales.parquet" for kernel_id in (first, second)]
+    assert len({cached.stat().st_ino, *(path.stat().st_ino for path in placed)}) == 3
+    assert cached.read_bytes() == b"PAR1 sales"
+    for kernel_id in (first, second):
+        assert agent.call("DELETE", f"/kernels/{kernel_id}")[0] == 204
 
 
 def test_kernels_run_as_the_agent_uid_and_stay_apart(agent):

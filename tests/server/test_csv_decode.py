@@ -1,0 +1,144 @@
+"""CP932 and EUC-JP decoded in chunks by processes: the same text as one decode, and the exact line of a bad byte."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.csv_decode import DecodeWorkers, ParallelDecoder, UndecodableLine
+from server.csv_import import PARALLEL_DECODE_BYTES, _first_bad_line, convert_csv_to_parquet
+from server.errors import UnprocessableError
+
+def _encodes(char: str, encoding: str) -> bool:
+    try:
+        char.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# Characters of both encodings: ASCII, kana, kanji, full-width forms; CP932 adds its NEC and IBM extensions
+# and half-width katakana (whose CP932 bytes look like EUC-JP lead bytes).
+COMMON = "abcXYZ019,.;\"' \tあいうアイウ売上東京日本語ー－＼〜　"
+ALPHABETS = {encoding: "".join(char for char in COMMON + "①②Ⅲ㈱髙ｱｲｳﾞﾟ￢" if _encodes(char, encoding))
+             for encoding in ("cp932", "euc_jp")}
+# Byte sequences neither encoding decodes: a lead byte before a byte no character continues with.
+BAD = {"cp932": [b"\x81\x7f", b"\x81\x0a", b"\xef\x20", b"\x9f\r"], "euc_jp": [b"\xa4\x41", b"\xa4\x0a", b"\xff", b"\xb0\r"]}
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def workers() -> Iterator[DecodeWorkers]:
+    with DecodeWorkers(2) as processes:
+        yield processes
+
+
+def lines(encoding: str) -> st.SearchStrategy[list[str]]:
+    return st.lists(st.text(st.sampled_from(ALPHABETS[encoding]), max_size=12), min_size=1, max_size=30)
+
+
+def text_bytes(rows: list[str], encoding: str, line_end: str) -> bytes:
+    return line_end.join(rows).encode(encoding)
+
+
+def decode_all(data: bytes, encoding: str, workers: DecodeWorkers, chunk_bytes: int) -> bytes:
+    decoder = ParallelDecoder(io.BytesIO(data), encoding, workers, chunk_bytes)
+    try:
+        parts = []
+        while part := decoder.read():
+            parts.append(part)
+        return b"".join(parts)
+    finally:
+        decoder.close()
+
+
+@pytest.mark.parametrize("encoding", ["cp932", "euc_jp"])
+@SETTINGS
+@given(data=st.data())
+def test_chunks_decode_to_what_one_decode_gives(workers, encoding, data):
+    """Whatever the chunk size (newlines at chunk edges, lines longer than a chunk, CR line ends), the
+    chunks' UTF-8 in order is the whole file's."""
+    rows = data.draw(lines(encoding))
+    raw = text_bytes(rows, encoding, data.draw(st.sampled_from(["\n", "\r\n", "\r"])))
+    chunk_bytes = data.draw(st.integers(1, 64))
+    assert decode_all(raw, encoding, workers, chunk_bytes) == raw.decode(encoding).encode()
+
+
+@pytest.mark.parametrize("encoding", ["cp932", "euc_jp"])
+@SETTINGS
+@given(data=st.data())
+def test_a_bad_byte_is_named_on_its_exact_line(workers, encoding, data, tmp_path_factory):
+    """The line of the first undecodable byte is the one the single-threaded scan names, wherever the
+    chunks are cut."""
+    rows = data.draw(lines(encoding))
+    row = data.draw(st.integers(0, len(rows) - 1))
+    column = data.draw(st.integers(0, len(rows[row])))
+    bad = data.draw(st.sampled_from(BAD[encoding]))
+    line_end = data.draw(st.sampled_from(["\n", "\r\n"]))
+    raw = line_end.join(rows[:row]).encode(encoding) + line_end.encode() * (row > 0)
+    raw += rows[row][:column].encode(encoding) + bad + rows[row][column:].encode(encoding)
+    raw += (line_end + line_end.join(rows[row + 1:])).encode(encoding) * (row + 1 < len(rows))
+    path = tmp_path_factory.getbasetemp() / f"bad-{encoding}.csv"
+    path.write_bytes(raw)
+    expected = _first_bad_line(path, encoding)
+    assert expected is not None
+    with pytest.raises(UndecodableLine) as raised:
+        decode_all(raw, encoding, workers, data.draw(st.integers(1, 64)))
+    assert raised.value.line == expected
+
+
+def test_the_workers_serve_the_next_file_after_a_bad_one(workers):
+    """A file that ended early leaves no answer behind for the next one."""
+    with pytest.raises(UndecodableLine):
+        decode_all(b"a\n\x81\x7f\n" + "売上\n".encode("cp932") * 50, "cp932", workers, 4)
+    assert decode_all("東京\n大阪\n".encode("cp932"), "cp932", workers, 3) == "東京\n大阪\n".encode()
+
+
+def test_an_encoding_that_may_hold_a_newline_in_a_character_is_refused(workers):
+    with pytest.raises(ValueError, match="0x0A"):
+        ParallelDecoder(io.BytesIO(b""), "utf-16-le", workers)
+
+
+def test_an_upload_decoded_in_parallel_names_the_line_of_a_bad_byte(tmp_path):
+    """A file large enough to be decoded by processes: the 422 names the line of the bad byte, past the first
+    chunks, and no Parquet file is left."""
+    row = "2024/01/02,東京本店,りんご,12,345.5\n".encode("cp932")
+    count = PARALLEL_DECODE_BYTES // len(row) + 1000
+    bad_line = count - 7  # 1-based, the header being line 1
+    source = tmp_path / "sales.csv"
+    with source.open("wb") as file:
+        file.write("日付,店舗,商品,数量,単価\n".encode("cp932"))
+        for number in range(2, count + 1):
+            file.write(row.replace(b"\x82\xe8", b"\x81\x7f") if number == bad_line else row)
+    target = tmp_path / "sales.parquet"
+    with pytest.raises(UnprocessableError) as raised:
+        convert_csv_to_parquet(source, target, encoding="cp932")
+    assert raised.value.details["line"] == bad_line == _first_bad_line(source, "cp932")
+    assert not target.exists()
+
+
+def test_an_upload_decoded_in_parallel_equals_one_decoded_in_one_piece(tmp_path):
+    """The Parquet of a large CP932 file is the same as that of its UTF-8 twin (decoded nowhere)."""
+    rows = "".join(f"{n},2024/01/{n % 28 + 1:02d},{'東京大阪福岡ｱｲｳ①'[n % 10:]},{n * 1.5}\n" for n in range(250_000))
+    text = "番号,日付,店舗,金額\n" + rows
+    assert len(text.encode("cp932")) >= PARALLEL_DECODE_BYTES
+    cp932, utf8 = tmp_path / "cp932.csv", tmp_path / "utf8.csv"
+    cp932.write_bytes(text.encode("cp932"))
+    utf8.write_bytes(text.encode())
+    ours = convert_csv_to_parquet(cp932, tmp_path / "cp932.parquet", encoding="cp932")
+    twin = convert_csv_to_parquet(utf8, tmp_path / "utf8.parquet")
+    assert ours.encoding == "cp932" and ours.row_count == twin.row_count == 250_000
+    assert pq.read_table(tmp_path / "cp932.parquet").equals(pq.read_table(tmp_path / "utf8.parquet"))
+
+
+def test_worker_is_standalone():
+    """The worker runs with ``-I -S``: it imports nothing of the server (nor anything outside the stdlib)."""
+    source = (Path(__file__).parents[2] / "server" / "csv_decode_worker.py").read_text()
+    imports = {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))}
+    assert imports == {"struct", "sys"}

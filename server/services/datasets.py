@@ -39,6 +39,8 @@ from ..models import Dataset, DatasetVersion, User, utcnow
 from ..paging import ListQuery, Page, Scope
 from ..private_files import empty_dir, private_dir
 from ..storage.base import Store
+from ..storage.catalog import DATASET, CatalogueGap
+from .idempotency import mark, new_id, ours, replayed
 from .slots import Slots
 from .store_writes import settle
 
@@ -105,15 +107,20 @@ class DatasetService(LoggingConfigurable):
     async def create(self, owner: User, name: str, upload: Path, encoding: str | None,
                      delimiter: str | None) -> tuple[Dataset, DatasetVersion, ImportResult]:
         name = validate_name(name)
-        if any(d.name == name for d in await self.store.list_datasets(owner.id)):
+        dataset_id = new_id("dataset")
+        named = [d for d in await self.store.list_datasets(owner.id) if d.name == name]
+        first = await self._own(named[0], 1) if named and named[0].id == dataset_id else None
+        if named and first is None:
             raise ConflictError(
                 f"You already have a dataset named {name!r}; upload a new version of it instead.",
                 {"field": "name"})
-        dataset_id = uuid.uuid4().hex
-        version, result = await self._import(dataset_id, 1, owner, owner.id, upload, encoding, delimiter)
-        dataset = Dataset(id=dataset_id, owner_id=owner.id, name=name, current_version=1,
-                          created_at=version.created_at, updated_at=version.created_at)
-        await self._commit(version, self.store.create_dataset(dataset, version))
+        version, result = await self._import(dataset_id, 1, owner, owner.id, upload, encoding, delimiter, first)
+        if first is not None:
+            dataset = named[0]
+        else:
+            dataset = Dataset(id=dataset_id, owner_id=owner.id, name=name, current_version=1,
+                              created_at=version.created_at, updated_at=version.created_at)
+            await self._commit(version, self.store.create_dataset(dataset, version))
         await record(self.store, "dataset_created", dataset_id=dataset_id, owner_id=owner.id, name=name,
               rows=version.row_count, bytes=version.bytes)
         return dataset, version, result
@@ -121,9 +128,12 @@ class DatasetService(LoggingConfigurable):
     async def add_version(self, user: User, dataset_id: str, upload: Path, encoding: str | None,
                           delimiter: str | None) -> tuple[Dataset, DatasetVersion, ImportResult]:
         dataset = await self.get_visible(user, dataset_id)
-        number = dataset.current_version + 1
-        version, result = await self._import(dataset.id, number, user, dataset.owner_id, upload, encoding, delimiter)
-        await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
+        first = await self._own(dataset, dataset.current_version) if replayed() else None
+        number = first.version if first else dataset.current_version + 1
+        version, result = await self._import(dataset.id, number, user, dataset.owner_id, upload, encoding, delimiter,
+                                             first)
+        if first is None:
+            await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
         for listener in self.new_version:
             listener(dataset.id, number)
         await record(self.store, "dataset_version_created", dataset_id=dataset.id, version=number, owner_id=dataset.owner_id,
@@ -147,17 +157,31 @@ class DatasetService(LoggingConfigurable):
             await record(self.store, "dataset_deleted", dataset_id=dataset.id, owner_id=dataset.owner_id,
                          user_id=user.id)
 
+    async def _own(self, dataset: Dataset, number: int) -> DatasetVersion | None:
+        """Version ``number`` of ``dataset`` if an earlier attempt of this keyed request stored it (its answer
+        lost: ``idempotency.mark``)."""
+        version = await self.store.get_dataset_version(dataset.id, number)
+        if version is None or not ours(version.request_mark):
+            return None
+        await self.store.relist(CatalogueGap("unlisted", DATASET, dataset.id))  # the earlier attempt may not have listed it
+        return version
+
     async def _import(self, dataset_id: str, number: int, user: User, owner_id: str, upload: Path,
-                      encoding: str | None, delimiter: str | None) -> tuple[DatasetVersion, ImportResult]:
+                      encoding: str | None, delimiter: str | None,
+                      first: DatasetVersion | None = None) -> tuple[DatasetVersion, ImportResult]:
         """Convert ``upload`` and store it as version ``number``, within ``owner_id``'s storage quota: the CSV
-        must fit before it is converted (Parquet is rarely larger), its Parquet file after."""
+        must fit before it is converted (Parquet is rarely larger), its Parquet file after. With ``first`` (the
+        version an earlier attempt stored) the upload is only converted, for what its answer says."""
         parquet = upload.with_suffix(".parquet")
         size = upload.stat().st_size
         try:
-            await self.check_quota(owner_id, size)
+            if first is None:
+                await self.check_quota(owner_id, size)
             async with self.import_slots.hold():
                 result = await asyncio.to_thread(convert_csv_to_parquet, upload, parquet, encoding=encoding,
                                                  delimiter=delimiter, max_columns=self.max_columns)
+            if first is not None:
+                return first, result
             stored = parquet.stat().st_size
             await self.check_quota(owner_id, stored)
             key = f"datasets/{dataset_id}/v{number}-{uuid.uuid4().hex[:12]}.parquet"
@@ -167,7 +191,8 @@ class DatasetService(LoggingConfigurable):
         version = DatasetVersion(
             dataset_id=dataset_id, version=number, blob_key=key, row_count=result.row_count,
             columns=result.columns, bytes=size, encoding=result.encoding,
-            delimiter=result.delimiter, created_at=utcnow(), created_by=user.id, stored_bytes=stored)
+            delimiter=result.delimiter, created_at=utcnow(), created_by=user.id, stored_bytes=stored,
+            request_mark=mark())
         return version, result
 
     async def check_quota(self, owner_id: str, adding: int) -> None:

@@ -267,6 +267,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX users_by_created ON users (created_at, id);
     CREATE INDEX shares_by_dashboard ON shares (dashboard_id, created_at, user_id);
     """,
+    # A version names the keyed request that wrote it (services/idempotency.py): a retry knows its own save.
+    """
+    ALTER TABLE dataset_versions ADD COLUMN request_mark TEXT NOT NULL DEFAULT '';
+    ALTER TABLE card_versions ADD COLUMN request_mark TEXT NOT NULL DEFAULT '';
+    ALTER TABLE dashboard_versions ADD COLUMN request_mark TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 BLOB_DIR = "blobs"

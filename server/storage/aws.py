@@ -776,6 +776,10 @@ class AWSStore(Store):
         item = await self._run(self._get, "datasets", _meta_key(DATASETS, dataset_id))
         return _dataset(item) if item else None
 
+    async def get_datasets(self, dataset_ids: list[str]) -> list[Dataset | None]:
+        found = await self._run(self._batch_get_by_key, "datasets", [_meta_key(DATASETS, i) for i in dataset_ids])
+        return [_dataset(item) if item else None for item in found]
+
     async def list_datasets(self, owner_id: str | None = None) -> list[Dataset]:
         items = await self._run(self._heads, DATASETS, owner_id, "NAME#")
         return newest_first(_dataset(item) for item in items)

@@ -10,6 +10,7 @@ schema cannot say (unique names, defaults among the choices, real dates, the siz
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -91,14 +92,15 @@ class CardService(LoggingConfigurable):
                      tags: list[str] | None = None) -> tuple[Card, CardVersion]:
         """Save a new version edited from version ``expected``; 409 if someone saved since. Without
         ``tags`` the version keeps the tags of the current one."""
-        card = await self._authorize(user, card_id, "edit")
         if expected is None:
+            await self._authorize(user, card_id, "edit")
             raise PreconditionRequiredError(
                 'Name the version you edited: send If-Match: "<version>" or a "version" field.')
+        card, current = await asyncio.gather(self._authorize(user, card_id, "edit"),  # the edited one: current
+                                             self.store.get_card_version(card_id, expected))  # unless stale
         if expected != card.current_version:
             version = await self._own(card, expected)
         else:
-            current = await self.store.get_card_version(card.id, card.current_version)
             await self._check_datasets(user, datasets, known=current.datasets if current else ())
             kept = list(current.tags) if current and tags is None else tags or []
             version = _version(card.id, expected + 1, user, title, code, datasets, parameters, kept)

@@ -208,17 +208,20 @@ class DashboardService(LoggingConfigurable):
     async def update(self, user: User, dashboard_id: str, expected: int | None,
                      document: Any) -> tuple[Dashboard, DashboardVersion]:
         """Save a new version edited from version ``expected``; 409 if someone saved since."""
-        dashboard, _ = await self.authorize(user, dashboard_id, "edit")
         if expected is None:
+            await self.authorize(user, dashboard_id, "edit")
             raise PreconditionRequiredError(
                 'Name the version you edited: send If-Match: "<version>" or a "version" field.')
+        (dashboard, _), previous = await asyncio.gather(self.authorize(user, dashboard_id, "edit"),  # the edited
+                                                        self.store.get_dashboard_version(dashboard_id, expected))
         document = _checked(document)
         if document.setdefault("uid", dashboard.uid) != dashboard.uid:
             raise UnprocessableError(f"/uid: this dashboard's uid is {dashboard.uid!r}; a uid never changes.",
                                      {"pointer": "/uid"})
         if expected != dashboard.current_version:
             return await self._saved(user, dashboard, await self._own(dashboard, expected))
-        previous = await self._version_of(dashboard, expected)
+        if previous is None:
+            raise NotFoundError(f"The dashboard has no version {expected}.")
         created: list[str] = []
         stored = await self._store_form(user, document, previous.document, created)
         return await self._save(user, dashboard, expected, stored, created)

@@ -50,6 +50,8 @@ DATASET_ID = re.compile(r"[0-9a-f]{32}")  # what uuid4().hex makes: the only ids
 
 log = get_logger("bi.datasets")
 
+Usage = list[tuple[int, int, Dataset]]  # (stored bytes, versions, dataset) of what an owner stores, largest first
+
 
 def megabytes(size: int) -> str:
     """``12.3 MB``: a size as a person reads it."""
@@ -108,13 +110,15 @@ class DatasetService(LoggingConfigurable):
                      delimiter: str | None) -> tuple[Dataset, DatasetVersion, ImportResult]:
         name = validate_name(name)
         dataset_id = new_id("dataset")
-        named = [d for d in await self.store.list_datasets(owner.id) if d.name == name]
+        usage = await self.usage(owner.id)
+        named = [dataset for _, _, dataset in usage if dataset.name == name]
         first = await self._own(named[0], 1) if named and named[0].id == dataset_id else None
         if named and first is None:
             raise ConflictError(
                 f"You already have a dataset named {name!r}; upload a new version of it instead.",
                 {"field": "name"})
-        version, result = await self._import(dataset_id, 1, owner, owner.id, upload, encoding, delimiter, first)
+        version, result = await self._import(dataset_id, 1, owner, owner.id, upload, encoding, delimiter, first,
+                                             usage)
         if first is not None:
             dataset = named[0]
         else:
@@ -138,7 +142,7 @@ class DatasetService(LoggingConfigurable):
             listener(dataset.id, number)
         await record(self.store, "dataset_version_created", dataset_id=dataset.id, version=number, owner_id=dataset.owner_id,
               user_id=user.id, rows=version.row_count)
-        return await self.get_visible(user, dataset_id), version, result
+        return dataclasses.replace(dataset, current_version=number, updated_at=version.created_at), version, result
 
     async def delete(self, user: User, dataset_id: str) -> None:
         """Delete the dataset, or finish a deletion cut short: what is gone already is no error."""
@@ -167,23 +171,24 @@ class DatasetService(LoggingConfigurable):
         return version
 
     async def _import(self, dataset_id: str, number: int, user: User, owner_id: str, upload: Path,
-                      encoding: str | None, delimiter: str | None,
-                      first: DatasetVersion | None = None) -> tuple[DatasetVersion, ImportResult]:
-        """Convert ``upload`` and store it as version ``number``, within ``owner_id``'s storage quota: the CSV
-        must fit before it is converted (Parquet is rarely larger), its Parquet file after. With ``first`` (the
-        version an earlier attempt stored) the upload is only converted, for what its answer says."""
+                      encoding: str | None, delimiter: str | None, first: DatasetVersion | None = None,
+                      usage: Usage | None = None) -> tuple[DatasetVersion, ImportResult]:
+        """Convert ``upload`` and store it as version ``number``, within ``owner_id``'s storage quota (its
+        ``usage``, read once): the CSV must fit before it is converted (Parquet is rarely larger), its Parquet
+        file after. With ``first`` (the version an earlier attempt stored) the upload is only converted, for what
+        its answer says."""
         parquet = upload.with_suffix(".parquet")
         size = upload.stat().st_size
         try:
             if first is None:
-                await self.check_quota(owner_id, size)
+                usage = await self.check_quota(owner_id, size, usage)
             async with self.import_slots.hold():
                 result = await asyncio.to_thread(convert_csv_to_parquet, upload, parquet, encoding=encoding,
                                                  delimiter=delimiter, max_columns=self.max_columns)
             if first is not None:
                 return first, result
             stored = parquet.stat().st_size
-            await self.check_quota(owner_id, stored)
+            await self.check_quota(owner_id, stored, usage)
             key = f"datasets/{dataset_id}/v{number}-{uuid.uuid4().hex[:12]}.parquet"
             await self.store.put_blob(key, parquet)
         finally:
@@ -195,19 +200,28 @@ class DatasetService(LoggingConfigurable):
             request_mark=mark())
         return version, result
 
-    async def check_quota(self, owner_id: str, adding: int) -> None:
-        """``StorageQuotaError`` unless ``adding`` more bytes keep the datasets ``owner_id`` owns within the quota.
+    async def usage(self, owner_id: str) -> Usage:
+        """(stored bytes, versions, dataset) of each dataset ``owner_id`` owns, the largest first: their list, then
+        every version of them in one batch read (versions are numbered from 1 and deleted only with their dataset)."""
+        datasets = await self.store.list_datasets(owner_id)
+        keys = [(dataset.id, number) for dataset in datasets for number in range(1, dataset.current_version + 1)]
+        sizes: dict[str, list[int]] = {dataset.id: [] for dataset in datasets}
+        for version in await self.store.get_dataset_versions(keys):
+            if version is not None:
+                sizes[version.dataset_id].append(version.charged_bytes)
+        return sorted(((sum(sizes[d.id]), len(sizes[d.id]), d) for d in datasets), key=lambda entry: -entry[0])
+
+    async def check_quota(self, owner_id: str, adding: int, usage: Usage | None = None) -> Usage:
+        """``StorageQuotaError`` unless ``adding`` more bytes keep the datasets ``owner_id`` owns within the quota
+        (their ``usage`` if read already); the usage.
 
         Its details name what is used, the limit and the largest datasets (what to delete).
         """
-        datasets = await self.store.list_datasets(owner_id)
-        versions = await asyncio.gather(*(self.store.list_dataset_versions(d.id) for d in datasets))
-        sizes = sorted(((sum(v.charged_bytes for v in vs), len(vs), d) for d, vs in zip(datasets, versions, strict=True)),
-                       key=lambda entry: -entry[0])
+        sizes = usage if usage is not None else await self.usage(owner_id)
         used = sum(size for size, _, _ in sizes)
         limit = self.storage_quota_bytes
         if used + adding <= limit:
-            return
+            return sizes
         shown = sizes[:QUOTA_LARGEST_SHOWN]
         advice = ("Delete datasets you no longer need (a dataset is deleted with all its versions), largest first: "
                   + ", ".join(f"{d.name!r} ({megabytes(size)}, {count} versions)" for size, count, d in shown) + "."
@@ -231,8 +245,7 @@ class DatasetService(LoggingConfigurable):
     async def list_visible(self, user: User) -> list[tuple[Dataset, DatasetVersion]]:
         owner = None if user.role == "admin" else user.id
         datasets = await self.store.list_datasets(owner)
-        versions = await asyncio.gather(
-            *(self.store.get_dataset_version(d.id, d.current_version) for d in datasets))
+        versions = await self.store.get_dataset_versions([(d.id, d.current_version) for d in datasets])
         return [(d, v) for d, v in zip(datasets, versions, strict=True) if v is not None]
 
     async def page_visible(self, user: User, query: ListQuery) -> Page[tuple[Dataset, DatasetVersion]]:

@@ -695,7 +695,7 @@ class AWSStore(Store):
                 _put_new(self._table(kind.table), _version_key(kind, record_id, number), fields),
             ])
             if not reasons:
-                self._catalog_current(kind, record_id)
+                self._catalog_saved(kind, record_id, fields)
                 return
             head = reasons[0]
             if "Item" in head:
@@ -980,17 +980,36 @@ class AWSStore(Store):
         if item is None:
             return
         if kind is DATASETS:
-            dataset = _dataset(item)
-            self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset))
+            self._catalog_write(kind, _plain(item), None)
             return
-        head = _card(item) if kind is CARDS else _dashboard(item)
-        version = self._get(kind.table, _version_key(kind, record_id, head.current_version))
-        if version is None:
+        version = self._get(kind.table, _version_key(kind, record_id, _plain(item)["current_version"]))
+        if version is not None:
+            self._catalog_write(kind, _plain(item), version)
+
+    def _catalog_saved(self, kind: Versioned, record_id: str, fields: dict[str, Any]) -> None:
+        """Write the catalogue entry of a record just given the version of ``fields``: its head as the entry
+        last recorded it, at that version (one read); from the record itself if it has no entry."""
+        old = self._catalogue.entry(kind.noun, record_id)
+        if old is None:
+            self._catalog_current(kind, record_id)
             return
-        if isinstance(head, Card):
-            self._catalogue.write(card_entry(head, _card_version(version)), dataclasses.asdict(head))
-        else:
-            self._catalogue.write(dashboard_entry(head, _dashboard_version(version)), dataclasses.asdict(head))
+        head = {**old[1], "current_version": fields["version"], "updated_at": fields["created_at"]}
+        self._catalog_write(kind, head, _serialize(fields), old)
+
+    def _catalog_write(self, kind: Versioned, head: dict[str, Any], version: dict[str, Any] | None,
+                       old: tuple[CatalogEntry, dict[str, Any]] | None = None) -> None:
+        """Write the entry of the record of ``head`` (its fields) at its current ``version`` (an item; none for
+        a dataset)."""
+        if kind is DATASETS:
+            dataset = Dataset(**head)
+            self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), old=old)
+        elif kind is CARDS and version is not None:
+            card = Card(**head)
+            self._catalogue.write(card_entry(card, _card_version(version)), dataclasses.asdict(card), old=old)
+        elif version is not None:
+            dashboard = Dashboard(**head)
+            self._catalogue.write(dashboard_entry(dashboard, _dashboard_version(version)), dataclasses.asdict(dashboard),
+                                  old=old)
 
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:

@@ -114,6 +114,7 @@ class DatasetVersion:
     created_at: str
     created_by: str
     stored_bytes: int = 0  # its Parquet file; 0 for versions stored before this was recorded
+    request_mark: str = ""  # the keyed request that wrote it (``services/idempotency.mark``)
 
     @property
     def charged_bytes(self) -> int:
@@ -171,6 +172,7 @@ class CardVersion:
     created_at: str
     created_by: str
     tags: tuple[str, ...] = ()
+    request_mark: str = ""  # the keyed request that wrote it (``services/idempotency.mark``)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -268,6 +270,7 @@ class DashboardVersion:
     document: dict[str, Any]
     created_at: str
     created_by: str
+    request_mark: str = ""  # the keyed request that wrote it (``services/idempotency.mark``)
 
     def public(self) -> dict[str, Any]:
         return {"version": self.version, "document": self.document, "created_at": self.created_at,

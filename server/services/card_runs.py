@@ -36,6 +36,7 @@ one) beside its tables, so an entry whose blob was evicted is a miss.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
@@ -45,7 +46,7 @@ import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
@@ -54,7 +55,7 @@ from .. import json_io
 from ..errors import DatasetNotReadableError, InvalidRequestError, LeaseLostError, NotFoundError
 from ..execution.pool import KernelPool
 from ..limits import CACHED_RESULTS_PER_VARIANT, CARD_RUNS_PER_USER
-from ..models import CachedResult, Card, CardVersion, Dataset, Lease, User, utcnow
+from ..models import CachedResult, Card, CardVersion, Dataset, DatasetVersion, Lease, User, utcnow
 from .audit import record
 from ..storage.base import Store
 from .cards import CardService
@@ -134,13 +135,37 @@ class CardData:
     unreadable: list[Dataset]  # those the reader may not read
 
 
-async def card_data(store: Store, reader: User | None, version: CardVersion) -> CardData:
+@dataclasses.dataclass(frozen=True)
+class ReadAhead:
+    """What a caller read at once for several runs (a dashboard's tiles): the authors of their card versions and
+    the datasets those read, each with its current version. A run takes from it what it needs, and reads the rest."""
+
+    users: dict[str, User]
+    datasets: dict[str, tuple[Dataset, DatasetVersion | None]]
+
+
+async def read_ahead(store: Store, versions: Iterable[CardVersion]) -> ReadAhead:
+    """The authors and datasets of ``versions``: three batch reads, two one after the other, however many."""
+    versions = list(versions)
+    users, datasets = await asyncio.gather(
+        store.get_users(list(dict.fromkeys(version.created_by for version in versions))),
+        store.get_datasets(list(dict.fromkeys(d for version in versions for d in version.datasets))))
+    heads = [dataset for dataset in datasets if dataset is not None]
+    current = await store.get_dataset_versions([(dataset.id, dataset.current_version) for dataset in heads])
+    return ReadAhead({user.id: user for user in users if user is not None},
+                     {d.id: (d, v) for d, v in zip(heads, current, strict=True)})
+
+
+async def card_data(store: Store, reader: User | None, version: CardVersion,
+                    ahead: ReadAhead | None = None) -> CardData:
     """The datasets ``version`` names, parted by whether ``reader`` (None: nobody) may read them."""
     data = CardData([], [], [])
     readable: list[tuple[Dataset, Path]] = []
     for dataset_id in version.datasets:
-        dataset = await store.get_dataset(dataset_id)
-        record = await store.get_dataset_version(dataset_id, dataset.current_version) if dataset else None
+        dataset, record = ahead.datasets.get(dataset_id, (None, None)) if ahead else (None, None)
+        if dataset is None:  # not read ahead (or deleted): read it now
+            dataset = await store.get_dataset(dataset_id)
+            record = await store.get_dataset_version(dataset_id, dataset.current_version) if dataset else None
         if dataset is None or record is None:
             raise NotFoundError(f"A dataset this card reads ({dataset_id}) was deleted; edit the card.",
                                 {"dataset_id": dataset_id}, code="dataset_deleted")
@@ -153,11 +178,11 @@ async def card_data(store: Store, reader: User | None, version: CardVersion) -> 
     return data
 
 
-async def author_data(store: Store, version: CardVersion) -> CardData:
+async def author_data(store: Store, version: CardVersion, ahead: ReadAhead | None = None) -> CardData:
     """What a run of ``version`` loads: every dataset it names, with the rights of its author;
     ``DatasetNotReadableError`` if they may not read one."""
-    author = await store.get_user(version.created_by)
-    data = await card_data(store, author, version)
+    author = (ahead.users.get(version.created_by) if ahead else None) or await store.get_user(version.created_by)
+    data = await card_data(store, author, version, ahead)
     if data.unreadable:
         dataset = data.unreadable[0]
         raise DatasetNotReadableError(
@@ -187,7 +212,8 @@ class CardRunner(LoggingConfigurable):
 
     async def run(self, user: User, card_id: str, parameters: dict[str, Any], force: bool = False,
                   fence: Lease | None = None, announce: bool = True, reason: str | None = None,
-                  told: Told | None = None, shown: tuple[Card, CardVersion] | None = None) -> dict[str, Any]:
+                  told: Told | None = None, shown: tuple[Card, CardVersion] | None = None,
+                  ahead: ReadAhead | None = None) -> dict[str, Any]:
         """``{"status", "outputs", "cached", "execution_time_ms", "truncated"}`` and the freshness fields of
         the card's current version; ``force`` runs it even when a result is cached (a scheduled refresh, a
         re-run). ``reason`` says why a run happens (default: ``forced`` with ``force``, else ``edit``);
@@ -195,8 +221,8 @@ class CardRunner(LoggingConfigurable):
         cached only while the lease is held: ``LeaseLostError`` otherwise. ``announce``: tell the
         ``finished`` listeners (the caller shows the result itself if not). ``shown``: the card and its
         current version as read by a caller that established ``user`` may view it (a dashboard showing it):
-        its access is not checked again."""
-        card, version, values, data, key = await self._prepare(user, card_id, parameters, shown)
+        its access is not checked again; ``ahead``: its author and datasets, as read for several runs."""
+        card, version, values, data, key = await self._prepare(user, card_id, parameters, shown, ahead)
         result = None if force else await self._cached(key)
         if result is None:
             why = reason or ("forced" if force else "edit")
@@ -214,22 +240,24 @@ class CardRunner(LoggingConfigurable):
         return result
 
     async def cached(self, user: User, card_id: str, parameters: dict[str, Any],
-                     shown: tuple[Card, CardVersion] | None = None) -> dict[str, Any] | None:
-        """The cached result of running the card now, or None: never runs it (``shown`` as for ``run``)."""
-        *_, key = await self._prepare(user, card_id, parameters, shown)
+                     shown: tuple[Card, CardVersion] | None = None,
+                     ahead: ReadAhead | None = None) -> dict[str, Any] | None:
+        """The cached result of running the card now, or None: never runs it (``shown``, ``ahead`` as for ``run``)."""
+        *_, key = await self._prepare(user, card_id, parameters, shown, ahead)
         return await self._cached(key)
 
     async def _prepare(self, user: User, card_id: str, parameters: dict[str, Any],
-                       shown: tuple[Card, CardVersion] | None = None) -> tuple[
+                       shown: tuple[Card, CardVersion] | None = None, ahead: ReadAhead | None = None) -> tuple[
             Card, CardVersion, dict[str, Any], CardData, str]:
         card, version = shown or await self.cards.get_visible(user, card_id)
         values = bind_parameters(version.parameters, parameters)
-        data = await author_data(self.store, version)
+        data = await author_data(self.store, version, ahead)
         return card, version, values, data, cache_key(version, data.versions, values, self.pool.image_version)
 
     async def _cached(self, key: str) -> dict[str, Any] | None:
         cached = await self.store.get_cached_result(key)
-        if cached is None or not cached.output_ids or not await self.tables.stored(cached.output_ids):
+        records = await self.tables.records(cached.output_ids) if cached is not None and cached.output_ids else None
+        if cached is None or records is None:
             return None  # without output_ids: an entry from before results were charged (run again)
         try:
             stored = json.loads((await self.store.blob_path(cached.blob_key)).read_bytes())
@@ -238,7 +266,7 @@ class CardRunner(LoggingConfigurable):
         if isinstance(stored, list):  # stored before results carried their freshness
             stored = {"outputs": stored, "computed_at": cached.created_at, "reason": UNKNOWN, "card_version": None,
                       "dataset_versions": None}
-        await self.tables.served(cached.output_ids[-1])
+        await self.tables.served(records[-1])
         return {"status": cached.status, "outputs": stored["outputs"], "cached": True,
                 "execution_time_ms": cached.execution_time_ms, "truncated": False,
                 "result_id": cached.output_ids[-1], **{name: stored[name] for name in FRESHNESS}}

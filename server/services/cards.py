@@ -10,6 +10,7 @@ schema cannot say (unique names, defaults among the choices, real dates, the siz
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -27,7 +28,7 @@ from ..paging import ListQuery, Page, Scope
 from ..storage.base import Store
 from ..storage.catalog import CARD, CatalogueGap
 from .datasets import DatasetService
-from .idempotency import new_id, replayed
+from .idempotency import mark, new_id, ours, replayed
 from .store_writes import settle
 
 Access = Literal["owner", "edit", "view"]
@@ -91,24 +92,26 @@ class CardService(LoggingConfigurable):
                      tags: list[str] | None = None) -> tuple[Card, CardVersion]:
         """Save a new version edited from version ``expected``; 409 if someone saved since. Without
         ``tags`` the version keeps the tags of the current one."""
-        card = await self._authorize(user, card_id, "edit")
         if expected is None:
+            await self._authorize(user, card_id, "edit")
             raise PreconditionRequiredError(
                 'Name the version you edited: send If-Match: "<version>" or a "version" field.')
+        card, current = await asyncio.gather(self._authorize(user, card_id, "edit"),  # the edited one: current
+                                             self.store.get_card_version(card_id, expected))  # unless stale
         if expected != card.current_version:
-            raise _stale(card, expected)
-        current = await self.store.get_card_version(card.id, card.current_version)
-        await self._check_datasets(user, datasets, known=current.datasets if current else ())
-        kept = list(current.tags) if current and tags is None else tags or []
-        version = _version(card.id, expected + 1, user, title, code, datasets, parameters, kept)
-        try:
-            await settle(self.store.add_card_version(version, expected), lambda: self._landed(version),
-                         card_id=card.id)
-        except ConflictError:
-            latest = await self.store.get_card(card.id)
-            if latest is None:
-                raise NotFoundError("No such card.") from None
-            raise _stale(latest, expected) from None
+            version = await self._own(card, expected)
+        else:
+            await self._check_datasets(user, datasets, known=current.datasets if current else ())
+            kept = list(current.tags) if current and tags is None else tags or []
+            version = _version(card.id, expected + 1, user, title, code, datasets, parameters, kept)
+            try:
+                await settle(self.store.add_card_version(version, expected), lambda: self._landed(version),
+                             card_id=card.id)
+            except ConflictError:
+                latest = await self.store.get_card(card.id)
+                if latest is None:
+                    raise NotFoundError("No such card.") from None
+                version = await self._own(latest, expected)
         await record(self.store, "card_updated", card_id=card.id, version=version.version, user_id=user.id)
         for listener in self.saved:
             listener(user, card.id)
@@ -134,6 +137,16 @@ class CardService(LoggingConfigurable):
             return None
         await self.store.relist(CatalogueGap("unlisted", CARD, card_id))  # the earlier attempt may not have listed it
         return dataclasses.replace(card, current_version=1, updated_at=version.created_at), version
+
+    async def _own(self, card: Card, expected: int) -> CardVersion:
+        """The version after ``expected`` if an earlier attempt of this keyed request saved it (its answer lost:
+        ``idempotency.mark``); else the 409 of a stale edit."""
+        version = (await self.store.get_card_version(card.id, expected + 1)
+                   if replayed() and card.current_version > expected else None)
+        if version is None or not ours(version.request_mark):
+            raise _stale(card, expected)
+        await self.store.relist(CatalogueGap("unlisted", CARD, card.id))  # the earlier attempt may not have listed it
+        return version
 
     async def _landed(self, version: CardVersion) -> bool:
         """Whether ``version`` is stored (read back after a write whose outcome is unknown)."""
@@ -205,7 +218,8 @@ def _version(card_id: str, number: int, user: User, title: str, code: str, datas
     _check_parameters(parameters)
     version = CardVersion(card_id=card_id, version=number, title=title, code=code,
                           datasets=tuple(datasets), parameters=tuple(dict(p) for p in parameters),
-                          created_at=utcnow(), created_by=user.id, tags=tuple(dict.fromkeys(tags)))
+                          created_at=utcnow(), created_by=user.id, tags=tuple(dict.fromkeys(tags)),
+                          request_mark=mark())
     size = len(json.dumps(version.public(), ensure_ascii=False).encode())
     if size > MAX_VERSION_BYTES:
         raise PayloadTooLargeError(

@@ -48,7 +48,7 @@ from ..errors import BIError, LeaseLostError, NotFoundError, PermissionDeniedErr
 from ..logs import get_logger
 from ..models import Dashboard, DashboardVersion, Lease, User
 from ..storage.base import Store
-from .card_runs import CardRunner
+from .card_runs import CardRunner, ReadAhead, read_ahead
 from .run_turns import Told
 from .dashboards import DashboardService, Tiles, card_ids
 from .output_tables import OutputTables, output_ids
@@ -223,18 +223,22 @@ class DashboardHub(LoggingConfigurable):
         what is published."""
         dashboard, version, access = await self.dashboards.get_visible(viewer.user, room.dashboard_id)
         tiles = await self.dashboards.tiles(card_ids(version.document))
-        infos = {}
-        for entry in version.document["cards"]:
+        ahead = await read_ahead(self.store, [card_version for _, card_version in tiles.values()])
+        entries = version.document["cards"]
+        unknown = [entry for entry in entries if entry["key"] not in room.latest and entry["key"] not in room.running]
+        results = await asyncio.gather(*(self._cached(viewer.user, version.document, entry, tiles, ahead)
+                                         for entry in unknown))  # the tiles' cache lookups at once
+        for entry, result in zip(unknown, results, strict=True):
             key = entry["key"]
-            if key not in room.latest and key not in room.running:
-                result = await self._cached(viewer.user, version.document, entry, tiles)
-                if result is None:  # many viewers joining at once start one run
-                    room.running.add(key)
-                    self._spawn(self._first_run(viewer.user, room, key))
-                elif key not in room.latest:  # nothing was published while the cache answered
-                    room.keep(key, result)
-                    self._shown(room.dashboard_id, key, result)
-            infos[key] = await self._card_info(entry["card"], tiles)
+            if key in room.latest:  # published while the cache answered
+                continue
+            if result is not None:
+                room.keep(key, result)
+                self._shown(room.dashboard_id, key, result)
+            elif key not in room.running:  # many viewers joining at once start one run
+                room.running.add(key)
+                self._spawn(self._first_run(viewer.user, room, key))
+        infos = {entry["key"]: _card_info(entry["card"], tiles, ahead) for entry in entries}
         # from here on no await: nothing is published between the snapshot and joining the room
         room.viewers.add(viewer)
         owed = room.unsent[viewer] = [key for key in infos if key in room.latest]
@@ -258,12 +262,13 @@ class DashboardHub(LoggingConfigurable):
         """Run the cards that take any of ``values`` for ``viewer`` alone (through the cache)."""
         _, version, _ = await self.dashboards.get_visible(viewer.user, dashboard_id)
         tiles = await self.dashboards.tiles(card_ids(version.document))
+        ahead = await read_ahead(self.store, [card_version for _, card_version in tiles.values()])
         for entry in version.document["cards"]:
             if not set(values) & set(_bound(version.document, entry, values, tiles)):
                 continue  # the card does not take any of them: what it shows stands
             told = functools.partial(_tell_queued, viewer, entry["key"])
             try:
-                result = await self.run_card(viewer.user, version.document, entry, values, tiles, told)
+                result = await self.run_card(viewer.user, version.document, entry, values, tiles, told, ahead=ahead)
             except BIError as exc:
                 result = error_result(exc)
             frame = frame_of({"type": "output", "card": entry["key"], "personal": True, "result": result})
@@ -293,10 +298,12 @@ class DashboardHub(LoggingConfigurable):
         return result
 
     async def run_card(self, user: User, document: dict[str, Any], entry: dict[str, Any], values: dict[str, Any],
-                       tiles: Tiles, told: Told | None = None, force: bool = False) -> dict[str, Any]:
-        """Run a card of a dashboard ``user`` may view (so they may view the card: ``tiles`` hold it)."""
+                       tiles: Tiles, told: Told | None = None, force: bool = False,
+                       ahead: ReadAhead | None = None) -> dict[str, Any]:
+        """Run a card of a dashboard ``user`` may view (so they may view the card: ``tiles`` hold it; ``ahead``:
+        what was read for all of them)."""
         return await self.runner.run(user, entry["card"], _bound(document, entry, values, tiles), force, told=told,
-                                     shown=tiles.get(entry["card"]))
+                                     shown=tiles.get(entry["card"]), ahead=ahead)
 
     def _queued(self, dashboard_id: str, key: str) -> Told:
         """Tells every viewer of the tile the place in line of its run (0: running)."""
@@ -309,10 +316,10 @@ class DashboardHub(LoggingConfigurable):
             room.broadcast({"type": "queued", "card": body["card"], "position": body["position"]})
 
     async def _cached(self, user: User, document: dict[str, Any], entry: dict[str, Any],
-                      tiles: Tiles) -> dict[str, Any] | None:
+                      tiles: Tiles, ahead: ReadAhead) -> dict[str, Any] | None:
         try:
             return await self.runner.cached(user, entry["card"], _bound(document, entry, {}, tiles),
-                                            shown=tiles.get(entry["card"]))
+                                            shown=tiles.get(entry["card"]), ahead=ahead)
         except BIError as exc:
             return error_result(exc)
 
@@ -377,16 +384,6 @@ class DashboardHub(LoggingConfigurable):
         shown = {output_id for ids in self._tiles.values() for output_id in ids}
         self._spawn(self.tables.pin(self._tiles.get(tile, [])))
         self._spawn(self.tables.pin([output_id for output_id in before if output_id not in shown], pinned=False))
-
-    async def _card_info(self, card_id: str, tiles: Tiles) -> dict[str, Any]:
-        """The tile's card: title, parameters, and the current version of each dataset it reads (a tile
-        whose output read an older one says so)."""
-        if card_id not in tiles:
-            return {"card_id": card_id, "title": "(deleted card)", "parameters": [], "dataset_versions": {}}
-        version = tiles[card_id][1]
-        datasets = [await self.store.get_dataset(dataset_id) for dataset_id in version.datasets]
-        return {"card_id": card_id, "title": version.title, "parameters": list(version.parameters),
-                "dataset_versions": {d.id: d.current_version for d in datasets if d is not None}}
 
     # what changes dashboards ---------------------------------------------------------
     def _card_ran(self, card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
@@ -579,6 +576,17 @@ class DashboardHub(LoggingConfigurable):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("dashboard_task_failed", error=repr(task.exception()))
+
+
+def _card_info(card_id: str, tiles: Tiles, ahead: ReadAhead) -> dict[str, Any]:
+    """The tile's card: title, parameters, and the current version of each dataset it reads (a tile whose
+    output read an older one says so), from the datasets read ahead for the tiles' runs."""
+    if card_id not in tiles:
+        return {"card_id": card_id, "title": "(deleted card)", "parameters": [], "dataset_versions": {}}
+    version = tiles[card_id][1]
+    return {"card_id": card_id, "title": version.title, "parameters": list(version.parameters),
+            "dataset_versions": {dataset_id: ahead.datasets[dataset_id][0].current_version
+                                 for dataset_id in version.datasets if dataset_id in ahead.datasets}}
 
 
 def dashboard_json(dashboard: Dashboard, version: DashboardVersion, access: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from ..storage.base import Store
 from ..storage.catalog import DASHBOARD, CatalogueGap
 from .cards import RANK, Access, CardService
 from .datasets import DatasetService, may_read
-from .idempotency import new_id, replayed
+from .idempotency import mark, new_id, ours, replayed
 from .store_writes import settle
 
 Tiles = dict[str, tuple[Card, CardVersion]]  # a dashboard's cards and their current versions, by card id
@@ -199,7 +199,7 @@ class DashboardService(LoggingConfigurable):
         now = utcnow()
         dashboard = Dashboard(id=dashboard_id, uid=uid, owner_id=user.id, current_version=1,
                               created_at=now, updated_at=now)
-        version = DashboardVersion(dashboard.id, 1, stored, now, user.id)
+        version = DashboardVersion(dashboard.id, 1, stored, now, user.id, mark())
         await settle(self.store.create_dashboard(dashboard, version), lambda: self._landed(version),
                      lambda: self._drop_cards(created), dashboard_id=dashboard.id)
         await record(self.store, "dashboard_created", dashboard_id=dashboard.id, owner_id=user.id, uid=uid)
@@ -208,17 +208,20 @@ class DashboardService(LoggingConfigurable):
     async def update(self, user: User, dashboard_id: str, expected: int | None,
                      document: Any) -> tuple[Dashboard, DashboardVersion]:
         """Save a new version edited from version ``expected``; 409 if someone saved since."""
-        dashboard, _ = await self.authorize(user, dashboard_id, "edit")
         if expected is None:
+            await self.authorize(user, dashboard_id, "edit")
             raise PreconditionRequiredError(
                 'Name the version you edited: send If-Match: "<version>" or a "version" field.')
+        (dashboard, _), previous = await asyncio.gather(self.authorize(user, dashboard_id, "edit"),  # the edited
+                                                        self.store.get_dashboard_version(dashboard_id, expected))
         document = _checked(document)
         if document.setdefault("uid", dashboard.uid) != dashboard.uid:
             raise UnprocessableError(f"/uid: this dashboard's uid is {dashboard.uid!r}; a uid never changes.",
                                      {"pointer": "/uid"})
         if expected != dashboard.current_version:
-            raise _stale(dashboard, expected)
-        previous = await self._version_of(dashboard, expected)
+            return await self._saved(user, dashboard, await self._own(dashboard, expected))
+        if previous is None:
+            raise NotFoundError(f"The dashboard has no version {expected}.")
         created: list[str] = []
         stored = await self._store_form(user, document, previous.document, created)
         return await self._save(user, dashboard, expected, stored, created)
@@ -259,7 +262,7 @@ class DashboardService(LoggingConfigurable):
                     created: list[str] | None = None) -> tuple[Dashboard, DashboardVersion]:
         """Save ``stored`` as the version after ``expected``; if it is known not saved, delete the cards
         made for it (``created``)."""
-        version = DashboardVersion(dashboard.id, expected + 1, stored, utcnow(), user.id)
+        version = DashboardVersion(dashboard.id, expected + 1, stored, utcnow(), user.id, mark())
         try:
             await settle(self.store.add_dashboard_version(version, expected), lambda: self._landed(version),
                          lambda: self._drop_cards(created or []), dashboard_id=dashboard.id)
@@ -268,9 +271,23 @@ class DashboardService(LoggingConfigurable):
             if latest is None:
                 raise NotFoundError("No such dashboard.") from None
             raise _stale(latest, expected) from None
+        return await self._saved(user, dashboard, version)
+
+    async def _saved(self, user: User, dashboard: Dashboard,
+                     version: DashboardVersion) -> tuple[Dashboard, DashboardVersion]:
         await record(self.store, "dashboard_updated", dashboard_id=dashboard.id, version=version.version, user_id=user.id)
         return dataclasses.replace(dashboard, current_version=version.version,
                                    updated_at=version.created_at), version
+
+    async def _own(self, dashboard: Dashboard, expected: int) -> DashboardVersion:
+        """The version after ``expected`` if an earlier attempt of this keyed request saved it (its answer lost:
+        ``idempotency.mark``); else the 409 of a stale edit."""
+        version = (await self.store.get_dashboard_version(dashboard.id, expected + 1)
+                   if replayed() and dashboard.current_version > expected else None)
+        if version is None or not ours(version.request_mark):
+            raise _stale(dashboard, expected)
+        await self.store.relist(CatalogueGap("unlisted", DASHBOARD, dashboard.id))  # the earlier attempt may not have listed it
+        return version
 
     async def delete(self, user: User, dashboard_id: str) -> None:
         """Delete the dashboard (head first: then nothing can be added to it), its versions and shares; or

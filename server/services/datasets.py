@@ -39,6 +39,8 @@ from ..models import Dataset, DatasetVersion, User, utcnow
 from ..paging import ListQuery, Page, Scope
 from ..private_files import empty_dir, private_dir
 from ..storage.base import Store
+from ..storage.catalog import DATASET, CatalogueGap
+from .idempotency import mark, new_id, ours, replayed
 from .slots import Slots
 from .store_writes import settle
 
@@ -47,6 +49,8 @@ QUOTA_LARGEST_SHOWN = 3  # datasets a storage quota error names as the ones to d
 DATASET_ID = re.compile(r"[0-9a-f]{32}")  # what uuid4().hex makes: the only ids whose blobs a deletion lists
 
 log = get_logger("bi.datasets")
+
+Usage = list[tuple[int, int, Dataset]]  # (stored bytes, versions, dataset) of what an owner stores, largest first
 
 
 def megabytes(size: int) -> str:
@@ -117,15 +121,22 @@ class DatasetService(LoggingConfigurable):
     async def create(self, owner: User, name: str, upload: Path, encoding: str | None,
                      delimiter: str | None) -> tuple[Dataset, DatasetVersion, ImportResult]:
         name = validate_name(name)
-        if any(d.name == name for d in await self.store.list_datasets(owner.id)):
+        dataset_id = new_id("dataset")
+        usage = await self.usage(owner.id)
+        named = [dataset for _, _, dataset in usage if dataset.name == name]
+        first = await self._own(named[0], 1) if named and named[0].id == dataset_id else None
+        if named and first is None:
             raise ConflictError(
                 f"You already have a dataset named {name!r}; upload a new version of it instead.",
                 {"field": "name"})
-        dataset_id = uuid.uuid4().hex
-        version, result = await self._import(dataset_id, 1, owner, owner.id, upload, encoding, delimiter)
-        dataset = Dataset(id=dataset_id, owner_id=owner.id, name=name, current_version=1,
-                          created_at=version.created_at, updated_at=version.created_at)
-        await self._commit(version, self.store.create_dataset(dataset, version))
+        version, result = await self._import(dataset_id, 1, owner, owner.id, upload, encoding, delimiter, first,
+                                             usage)
+        if first is not None:
+            dataset = named[0]
+        else:
+            dataset = Dataset(id=dataset_id, owner_id=owner.id, name=name, current_version=1,
+                              created_at=version.created_at, updated_at=version.created_at)
+            await self._commit(version, self.store.create_dataset(dataset, version))
         await record(self.store, "dataset_created", dataset_id=dataset_id, owner_id=owner.id, name=name,
               rows=version.row_count, bytes=version.bytes)
         return dataset, version, result
@@ -133,14 +144,17 @@ class DatasetService(LoggingConfigurable):
     async def add_version(self, user: User, dataset_id: str, upload: Path, encoding: str | None,
                           delimiter: str | None) -> tuple[Dataset, DatasetVersion, ImportResult]:
         dataset = await self.get_visible(user, dataset_id)
-        number = dataset.current_version + 1
-        version, result = await self._import(dataset.id, number, user, dataset.owner_id, upload, encoding, delimiter)
-        await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
+        first = await self._own(dataset, dataset.current_version) if replayed() else None
+        number = first.version if first else dataset.current_version + 1
+        version, result = await self._import(dataset.id, number, user, dataset.owner_id, upload, encoding, delimiter,
+                                             first)
+        if first is None:
+            await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
         for listener in self.new_version:
             listener(dataset.id, number)
         await record(self.store, "dataset_version_created", dataset_id=dataset.id, version=number, owner_id=dataset.owner_id,
               user_id=user.id, rows=version.row_count)
-        return await self.get_visible(user, dataset_id), version, result
+        return dataclasses.replace(dataset, current_version=number, updated_at=version.created_at), version, result
 
     async def rename(self, user: User, dataset_id: str, name: str) -> Dataset:
         """Call the dataset ``name``; ``load_dataset`` still finds it under the names it had (its aliases)."""
@@ -175,19 +189,34 @@ class DatasetService(LoggingConfigurable):
             await record(self.store, "dataset_deleted", dataset_id=dataset.id, owner_id=dataset.owner_id,
                          user_id=user.id)
 
+    async def _own(self, dataset: Dataset, number: int) -> DatasetVersion | None:
+        """Version ``number`` of ``dataset`` if an earlier attempt of this keyed request stored it (its answer
+        lost: ``idempotency.mark``)."""
+        version = await self.store.get_dataset_version(dataset.id, number)
+        if version is None or not ours(version.request_mark):
+            return None
+        await self.store.relist(CatalogueGap("unlisted", DATASET, dataset.id))  # the earlier attempt may not have listed it
+        return version
+
     async def _import(self, dataset_id: str, number: int, user: User, owner_id: str, upload: Path,
-                      encoding: str | None, delimiter: str | None) -> tuple[DatasetVersion, ImportResult]:
-        """Convert ``upload`` and store it as version ``number``, within ``owner_id``'s storage quota: the CSV
-        must fit before it is converted (Parquet is rarely larger), its Parquet file after."""
+                      encoding: str | None, delimiter: str | None, first: DatasetVersion | None = None,
+                      usage: Usage | None = None) -> tuple[DatasetVersion, ImportResult]:
+        """Convert ``upload`` and store it as version ``number``, within ``owner_id``'s storage quota (its
+        ``usage``, read once): the CSV must fit before it is converted (Parquet is rarely larger), its Parquet
+        file after. With ``first`` (the version an earlier attempt stored) the upload is only converted, for what
+        its answer says."""
         parquet = upload.with_suffix(".parquet")
         size = upload.stat().st_size
         try:
-            await self.check_quota(owner_id, size)
+            if first is None:
+                usage = await self.check_quota(owner_id, size, usage)
             async with self.import_slots.hold():
                 result = await asyncio.to_thread(convert_csv_to_parquet, upload, parquet, encoding=encoding,
                                                  delimiter=delimiter, max_columns=self.max_columns)
+            if first is not None:
+                return first, result
             stored = parquet.stat().st_size
-            await self.check_quota(owner_id, stored)
+            await self.check_quota(owner_id, stored, usage)
             key = f"datasets/{dataset_id}/v{number}-{uuid.uuid4().hex[:12]}.parquet"
             await self.store.put_blob(key, parquet)
         finally:
@@ -195,22 +224,32 @@ class DatasetService(LoggingConfigurable):
         version = DatasetVersion(
             dataset_id=dataset_id, version=number, blob_key=key, row_count=result.row_count,
             columns=result.columns, bytes=size, encoding=result.encoding,
-            delimiter=result.delimiter, created_at=utcnow(), created_by=user.id, stored_bytes=stored)
+            delimiter=result.delimiter, created_at=utcnow(), created_by=user.id, stored_bytes=stored,
+            request_mark=mark())
         return version, result
 
-    async def check_quota(self, owner_id: str, adding: int) -> None:
-        """``StorageQuotaError`` unless ``adding`` more bytes keep the datasets ``owner_id`` owns within the quota.
+    async def usage(self, owner_id: str) -> Usage:
+        """(stored bytes, versions, dataset) of each dataset ``owner_id`` owns, the largest first: their list, then
+        every version of them in one batch read (versions are numbered from 1 and deleted only with their dataset)."""
+        datasets = await self.store.list_datasets(owner_id)
+        keys = [(dataset.id, number) for dataset in datasets for number in range(1, dataset.current_version + 1)]
+        sizes: dict[str, list[int]] = {dataset.id: [] for dataset in datasets}
+        for version in await self.store.get_dataset_versions(keys):
+            if version is not None:
+                sizes[version.dataset_id].append(version.charged_bytes)
+        return sorted(((sum(sizes[d.id]), len(sizes[d.id]), d) for d in datasets), key=lambda entry: -entry[0])
+
+    async def check_quota(self, owner_id: str, adding: int, usage: Usage | None = None) -> Usage:
+        """``StorageQuotaError`` unless ``adding`` more bytes keep the datasets ``owner_id`` owns within the quota
+        (their ``usage`` if read already); the usage.
 
         Its details name what is used, the limit and the largest datasets (what to delete).
         """
-        datasets = await self.store.list_datasets(owner_id)
-        versions = await asyncio.gather(*(self.store.list_dataset_versions(d.id) for d in datasets))
-        sizes = sorted(((sum(v.charged_bytes for v in vs), len(vs), d) for d, vs in zip(datasets, versions, strict=True)),
-                       key=lambda entry: -entry[0])
+        sizes = usage if usage is not None else await self.usage(owner_id)
         used = sum(size for size, _, _ in sizes)
         limit = self.storage_quota_bytes
         if used + adding <= limit:
-            return
+            return sizes
         shown = sizes[:QUOTA_LARGEST_SHOWN]
         advice = ("Delete datasets you no longer need (a dataset is deleted with all its versions), largest first: "
                   + ", ".join(f"{d.name!r} ({megabytes(size)}, {count} versions)" for size, count, d in shown) + "."
@@ -234,8 +273,7 @@ class DatasetService(LoggingConfigurable):
     async def list_visible(self, user: User) -> list[tuple[Dataset, DatasetVersion]]:
         owner = None if user.role == "admin" else user.id
         datasets = await self.store.list_datasets(owner)
-        versions = await asyncio.gather(
-            *(self.store.get_dataset_version(d.id, d.current_version) for d in datasets))
+        versions = await self.store.get_dataset_versions([(d.id, d.current_version) for d in datasets])
         return [(d, v) for d, v in zip(datasets, versions, strict=True) if v is not None]
 
     async def page_visible(self, user: User, query: ListQuery) -> Page[tuple[Dataset, DatasetVersion]]:

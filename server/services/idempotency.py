@@ -9,7 +9,9 @@ An answer can be lost after its create was stored and before it was kept (the st
 so the create's read back failed too: 503). So that its retry never creates a duplicate, a request with
 a key names what it creates after the key (``new_id``: the same ids on every attempt of one key and
 body), and the services look for those records before creating them again (``replayed``): the key is
-recorded in the very write that creates the record, its id.
+recorded in the very write that creates the record, its id. A new version of a record carries the request's
+``mark`` in the same way: the retry of a save whose first attempt was stored (so that the retry's If-Match is
+stale now) finds its own version by it and answers that, instead of a 409 from itself.
 """
 
 from __future__ import annotations
@@ -61,6 +63,18 @@ def new_id(noun: str) -> str:
     number = seed[1][noun]
     seed[1][noun] += 1
     return _digest(f"{seed[0]}\n{noun}\n{number}".encode())[:32]
+
+
+def mark() -> str:
+    """The mark of this keyed request that the versions it saves carry ("" without a key): the same on every
+    attempt of one key and body."""
+    seed = _seed.get()
+    return "" if seed is None else _digest(f"{seed[0]}\nmark".encode())[:32]
+
+
+def ours(request_mark: str) -> bool:
+    """Whether a version carrying ``request_mark`` was saved by an earlier attempt of this keyed request."""
+    return bool(request_mark) and request_mark == mark()
 
 
 def replayed() -> bool:

@@ -43,7 +43,7 @@ from ..errors import BIError, NotFoundError, StorageUnavailableError
 from ..execution.tables import measure, read_rows, validate
 from ..limits import TABLE_FILES_CHECKED, TABLE_QUOTA_BYTES, TABLE_QUOTA_COUNT
 from ..logs import get_logger
-from ..models import OutputTable, User, utcnow
+from ..models import OutputTable, User, iso_time, utcnow
 from ..private_files import private_dir
 from ..storage.base import Store
 from .cards import CardService
@@ -51,7 +51,6 @@ from .cards import CardService
 log = get_logger("bi.outputs")
 
 TOUCH_SECONDS = 60.0  # a served result's last use is written at most this often
-TOUCHED_KEPT = 4096  # results whose last write of use is remembered (then forgotten all at once)
 
 
 class OutputTables(LoggingConfigurable):
@@ -71,7 +70,6 @@ class OutputTables(LoggingConfigurable):
         self._editor: dict[str, list[str]] = {}  # editor session id -> its latest run's tables
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage: dict[str, tuple[int, int]] = {}  # user id -> (bytes, tables) at most, as last counted
-        self._touched: dict[str, float] = {}  # result output id -> when ``served`` last wrote its use
 
     def new_file(self) -> Path:
         """A fresh path for a table file on its way to ``keep``."""
@@ -106,12 +104,24 @@ class OutputTables(LoggingConfigurable):
 
     async def stored(self, output_ids: Iterable[str]) -> bool:
         """Whether every one of these tables is stored, once their storing is done."""
+        return await self.records(output_ids) is not None
+
+    async def records(self, output_ids: Iterable[str]) -> list[OutputTable | None] | None:
+        """The records of these tables once their storing is done (None for one stored by this task just now),
+        or None if one of them is not stored."""
+        records: list[OutputTable | None] = []
         for output_id in output_ids:
             storing = self._storing.get(output_id)
-            if not (await asyncio.shield(storing) if storing is not None
-                    else await self.store.get_output_table(output_id) is not None):
-                return False
-        return True
+            if storing is not None:
+                if not await asyncio.shield(storing):
+                    return None
+                records.append(None)
+                continue
+            record = await self.store.get_output_table(output_id)
+            if record is None:
+                return None
+            records.append(record)
+        return records
 
     async def _store(self, output_id: str, stream: Path, user_id: str, card_id: str | None) -> bool:
         """Store the table (removing its file): True once its record is written (the quota check after it may
@@ -202,16 +212,12 @@ class OutputTables(LoggingConfigurable):
         await self.store.delete_output_table(table.output_id)
         await self.store.delete_blob(table.blob_key)
 
-    async def served(self, output_id: str) -> None:
-        """A result's stored outputs were served again (a cache hit): used now, for the quota's order (written
-        at most once every ``TOUCH_SECONDS`` per result, so that a busy dashboard costs no write per join)."""
-        now = time.monotonic()
-        if now - self._touched.get(output_id, -TOUCH_SECONDS) < TOUCH_SECONDS:
-            return
-        if len(self._touched) >= TOUCHED_KEPT:
-            self._touched.clear()
-        self._touched[output_id] = now
-        await self.store.update_output_table(output_id, last_used=utcnow())
+    async def served(self, record: OutputTable | None) -> None:
+        """A result's stored outputs (``record``, as just read) were served again (a cache hit): used now, for the
+        quota's order. Written only when its last use is ``TOUCH_SECONDS`` old, so that a busy dashboard costs no
+        write per join (None: stored just now)."""
+        if record is not None and record.last_used < iso_time(time.time() - TOUCH_SECONDS):
+            await self.store.update_output_table(record.output_id, last_used=utcnow())
 
     async def pin(self, output_ids: Iterable[str], pinned: bool = True) -> None:
         """Keep these tables out of quota eviction (a dashboard tile shows them), or no longer."""

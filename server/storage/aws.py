@@ -135,6 +135,7 @@ UNAVAILABLE = {"InternalError", "InternalServerError", "InternalFailure", "Servi
 NONCURRENT_DAYS_DATASETS = 90  # days an overwritten or deleted blob's old version is kept (as the stack has it)
 NONCURRENT_DAYS_OUTPUTS = 30
 MULTIPART_DAYS = 7  # days before an abandoned multipart upload is aborted
+LIFECYCLE_RULE = "expire-old-versions"  # the id of our lifecycle rule in a bucket's rules (the stack's too)
 PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 GROUP_INDEX = "by_group"  # the cache table's index of tables by user and results by variant
 GROUP_KEYS = ("gpk", "gsk")
@@ -469,11 +470,13 @@ class AWSStore(Store):
                              " run create_schema again to retry.", name, _code(exc))
 
     def _create_buckets(self) -> None:
-        """Create missing buckets and secure them; existing buckets are left as they are."""
+        """Create missing buckets and secure them; every bucket, an existing one too, gets the lifecycle rules."""
         names = list(dict.fromkeys([self.datasets_bucket, self.outputs_bucket]))
         created = [name for name in names if self._create_bucket(name)]
         for name in created:
             self._secure_bucket(name)
+        for name in names:
+            self._keep_lifecycle(name)
         if created:
             self.log.info("Created S3 buckets: %s", ", ".join(created))
 
@@ -496,18 +499,35 @@ class AWSStore(Store):
         return True
 
     def _secure_bucket(self, name: str) -> None:
-        """Versioned, encrypted, private, and with the stack's lifecycle rules (``ops/cloudformation``): old
-        versions (a deleted blob's too) expire, abandoned multipart uploads are aborted."""
+        """Versioned, encrypted and private."""
         self._s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-        days = NONCURRENT_DAYS_DATASETS if name == self.datasets_bucket else NONCURRENT_DAYS_OUTPUTS
-        self._s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [{
-            "ID": "expire-old-versions", "Status": "Enabled", "Filter": {"Prefix": ""},
-            "NoncurrentVersionExpiration": {"NoncurrentDays": days},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": MULTIPART_DAYS}}]})
         self._s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
         self._s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
             setting_name: True for setting_name in PUBLIC_ACCESS_BLOCK})
+
+    def _keep_lifecycle(self, name: str) -> None:
+        """Give the bucket the stack's lifecycle actions (``ops/cloudformation``): old versions (a deleted blob's
+        too) expire, abandoned multipart uploads are aborted. The operator's rules stay as they are, and an action
+        one of them already takes on the whole bucket is theirs; ours go in one rule (``LIFECYCLE_RULE``)."""
+        try:
+            rules = self._s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
+        except ClientError as exc:
+            if _code(exc) != "NoSuchLifecycleConfiguration":
+                raise
+            rules = []
+        theirs = [rule for rule in rules if rule.get("ID") != LIFECYCLE_RULE]
+        taken = {action for rule in theirs if rule.get("Status") == "Enabled" and _whole_bucket(rule)
+                 for action in rule}
+        days = NONCURRENT_DAYS_DATASETS if name == self.datasets_bucket else NONCURRENT_DAYS_OUTPUTS
+        actions = {action: value for action, value in (
+            ("NoncurrentVersionExpiration", {"NoncurrentDays": days}),
+            ("AbortIncompleteMultipartUpload", {"DaysAfterInitiation": MULTIPART_DAYS})) if action not in taken}
+        ours = [{"ID": LIFECYCLE_RULE, "Status": "Enabled", "Filter": {"Prefix": ""}, **actions}] if actions else []
+        if theirs + ours != rules:
+            self._s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": theirs + ours})
+            self.log.info("Lifecycle rule %s of S3 bucket %s takes: %s", LIFECYCLE_RULE, name,
+                          ", ".join(actions) or "nothing (rules of the bucket's own do)")
 
     # users -------------------------------------------------------------------
     async def create_user(self, user: User) -> None:
@@ -675,7 +695,7 @@ class AWSStore(Store):
                 _put_new(self._table(kind.table), _version_key(kind, record_id, number), fields),
             ])
             if not reasons:
-                self._catalog_current(kind, record_id)
+                self._catalog_saved(kind, record_id, fields)
                 return
             head = reasons[0]
             if "Item" in head:
@@ -755,6 +775,10 @@ class AWSStore(Store):
     async def get_dataset(self, dataset_id: str) -> Dataset | None:
         item = await self._run(self._get, "datasets", _meta_key(DATASETS, dataset_id))
         return _dataset(item) if item else None
+
+    async def get_datasets(self, dataset_ids: list[str]) -> list[Dataset | None]:
+        found = await self._run(self._batch_get_by_key, "datasets", [_meta_key(DATASETS, i) for i in dataset_ids])
+        return [_dataset(item) if item else None for item in found]
 
     async def list_datasets(self, owner_id: str | None = None) -> list[Dataset]:
         items = await self._run(self._heads, DATASETS, owner_id, "NAME#")
@@ -995,17 +1019,36 @@ class AWSStore(Store):
         if item is None:
             return
         if kind is DATASETS:
-            dataset = _dataset(item)
-            self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset))
+            self._catalog_write(kind, _plain(item), None)
             return
-        head = _card(item) if kind is CARDS else _dashboard(item)
-        version = self._get(kind.table, _version_key(kind, record_id, head.current_version))
-        if version is None:
+        version = self._get(kind.table, _version_key(kind, record_id, _plain(item)["current_version"]))
+        if version is not None:
+            self._catalog_write(kind, _plain(item), version)
+
+    def _catalog_saved(self, kind: Versioned, record_id: str, fields: dict[str, Any]) -> None:
+        """Write the catalogue entry of a record just given the version of ``fields``: its head as the entry
+        last recorded it, at that version (one read); from the record itself if it has no entry."""
+        old = self._catalogue.entry(kind.noun, record_id)
+        if old is None:
+            self._catalog_current(kind, record_id)
             return
-        if isinstance(head, Card):
-            self._catalogue.write(card_entry(head, _card_version(version)), dataclasses.asdict(head))
-        else:
-            self._catalogue.write(dashboard_entry(head, _dashboard_version(version)), dataclasses.asdict(head))
+        head = {**old[1], "current_version": fields["version"], "updated_at": fields["created_at"]}
+        self._catalog_write(kind, head, _serialize(fields), old)
+
+    def _catalog_write(self, kind: Versioned, head: dict[str, Any], version: dict[str, Any] | None,
+                       old: tuple[CatalogEntry, dict[str, Any]] | None = None) -> None:
+        """Write the entry of the record of ``head`` (its fields) at its current ``version`` (an item; none for
+        a dataset)."""
+        if kind is DATASETS:
+            dataset = Dataset(**head)
+            self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), old=old)
+        elif kind is CARDS and version is not None:
+            card = Card(**head)
+            self._catalogue.write(card_entry(card, _card_version(version)), dataclasses.asdict(card), old=old)
+        elif version is not None:
+            dashboard = Dashboard(**head)
+            self._catalogue.write(dashboard_entry(dashboard, _dashboard_version(version)), dataclasses.asdict(dashboard),
+                                  old=old)
 
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:
@@ -1617,6 +1660,11 @@ def _unavailable(exc: Exception) -> str | None:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return "unavailable" if _code(exc) in UNAVAILABLE or status >= 500 else None
     return "unavailable" if isinstance(exc, S3UploadFailedError) else "connection"
+
+
+def _whole_bucket(rule: dict[str, Any]) -> bool:
+    """Whether a lifecycle rule applies to every object (no prefix, tag or size filter)."""
+    return not rule.get("Prefix") and rule.get("Filter", {}) in ({}, {"Prefix": ""})
 
 
 def _failed(reasons: list[dict[str, Any]], index: int) -> bool:

@@ -89,10 +89,11 @@ class DynamoCatalog:
         self.shares_table = shares_table
 
     # writes ------------------------------------------------------------------
-    def write(self, entry: CatalogEntry, head: dict[str, Any], new: bool = False) -> None:
+    def write(self, entry: CatalogEntry, head: dict[str, Any], new: bool = False,
+              old: tuple[CatalogEntry, dict[str, Any]] | None = None) -> None:
         """Put ``entry`` with the record's ``head`` fields; list items it no longer has are deleted (none
-        for a ``new`` record: its earlier entry is not read)."""
-        old = None if new else self._entry(entry.kind, entry.id)
+        for a ``new`` record: its earlier entry is not read; nor when the caller read it already, ``old``)."""
+        old = old or (None if new else self.entry(entry.kind, entry.id))
         keys = list_keys(entry)
         stale = [key for key in (list_keys(old[0]) if old else []) if key not in keys]
         fields = {"head": json.dumps(head, ensure_ascii=False), "search": entry.search}
@@ -104,12 +105,13 @@ class DynamoCatalog:
                           + [{"DeleteRequest": {"Key": _item(key)}} for key in stale])
 
     def delete(self, kind: str, record_id: str) -> None:
-        old = self._entry(kind, record_id)
+        old = self.entry(kind, record_id)
         if old is not None:
             self._batch_write([{"DeleteRequest": {"Key": _item(key)}}
                                for key in [*list_keys(old[0]), _entry_key(kind, record_id)]])
 
-    def _entry(self, kind: str, record_id: str) -> tuple[CatalogEntry, dict[str, Any]] | None:
+    def entry(self, kind: str, record_id: str) -> tuple[CatalogEntry, dict[str, Any]] | None:
+        """The record's entry and the head fields written with it, or None."""
         item = self.client.get_item(TableName=self.table, Key=_item(_entry_key(kind, record_id)),
                                     ConsistentRead=True).get("Item")
         if item is None:

@@ -184,6 +184,10 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def get_dataset(self, dataset_id: str) -> Dataset | None: ...
 
+    async def get_datasets(self, dataset_ids: list[str]) -> list[Dataset | None]:
+        """The datasets of ``dataset_ids``, as ``get_users``."""
+        return list(await asyncio.gather(*(self.get_dataset(dataset_id) for dataset_id in dataset_ids)))
+
     @abc.abstractmethod
     async def list_datasets(self, owner_id: str | None = None) -> list[Dataset]:
         """Datasets of ``owner_id``, or all when ``None``; newest first."""

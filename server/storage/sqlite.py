@@ -271,6 +271,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE datasets ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]';
     """,
+    # A version names the keyed request that wrote it (services/idempotency.py): a retry knows its own save.
+    """
+    ALTER TABLE dataset_versions ADD COLUMN request_mark TEXT NOT NULL DEFAULT '';
+    ALTER TABLE card_versions ADD COLUMN request_mark TEXT NOT NULL DEFAULT '';
+    ALTER TABLE dashboard_versions ADD COLUMN request_mark TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 BLOB_DIR = "blobs"

@@ -251,3 +251,78 @@ async def test_a_create_whose_answer_and_read_back_were_lost_is_not_repeated(fau
     assert stored == listed == [retried.json()["id"]], "one card, the one stored first, and listed"
     again = await api.fetch("POST", "/api/cards", token=token, json_body=body, headers=key)
     assert again.headers["Idempotent-Replayed"] == "true" and again.json()["id"] == retried.json()["id"]
+
+
+def lose_answer_and_read_back(faults: FaultProxy, prefix: str) -> None:
+    """The next transaction on ``prefix`` items is done but its answer lost, and every read after it fails:
+    the service cannot tell whether it was saved (503)."""
+    faults.clear()
+    lose_answers(faults, is_transaction_on(prefix))
+    faults.inject(RESET_BEFORE, lambda r: r.operation in ("GetItem", "BatchGetItem", "Query") and any(
+        is_transaction_on(prefix)(seen) for seen, _ in faults.seen))
+
+
+async def test_an_upload_whose_answer_and_read_back_were_lost_is_not_refused(faulty_server, faults):
+    """A dataset upload is stored, its answer and read back lost (503); the retry with the same Idempotency-Key
+    answers the dataset stored, not 409 for its own name."""
+    api = await faulty_server()
+    token = await api.login()
+    key = {"Content-Type": "text/csv", "Idempotency-Key": "upload-1"}
+    lose_answer_and_read_back(faults, "DATASET")
+    lost = await api.fetch("POST", "/api/datasets?name=売上", body=CSV, token=token, headers=key)
+    assert lost.code == 503 and lost.error_code == "storage_unavailable", lost.body
+    faults.clear()
+    created = await api.fetch("POST", "/api/datasets?name=売上", body=CSV, token=token, headers=key)
+    assert created.code == 201 and created.json()["version"] == 1, created.body
+    assert created.json()["detection"]["delimiter_detected"] is True
+    [dataset] = (await api.fetch("GET", "/api/datasets", token=token)).json()["datasets"]
+    assert dataset["id"] == created.json()["id"]
+    preview = await api.fetch("GET", f"/api/datasets/{dataset['id']}/preview", token=token)
+    assert preview.json()["rows"] == [["東京", 10], ["大阪", 20]], preview.body
+
+
+async def test_a_new_version_whose_answer_and_read_back_were_lost_is_not_repeated(faulty_server, faults):
+    """A dataset's new version is stored, its answer and read back lost (503); the retry with the same
+    Idempotency-Key answers that version instead of adding another."""
+    api = await faulty_server()
+    token = await api.login()
+    dataset = (await upload(api, "売上", CSV, token)).json()
+    path = f"/api/datasets/{dataset['id']}/versions"
+    key = {"Content-Type": "text/csv", "Idempotency-Key": "version-1"}
+    lose_answer_and_read_back(faults, "DATASET")
+    lost = await api.fetch("POST", path, body="店舗,売上\n札幌,30\n".encode(), token=token, headers=key)
+    assert lost.code == 503 and lost.error_code == "storage_unavailable", lost.body
+    faults.clear()
+    added = await api.fetch("POST", path, body="店舗,売上\n札幌,30\n".encode(), token=token, headers=key)
+    assert added.code == 201 and added.json()["version"] == 2, added.body
+    versions = (await api.fetch("GET", path, token=token)).json()["versions"]
+    assert [v["version"] for v in versions] == [2, 1], "no second version from the retry"
+    preview = await api.fetch("GET", f"/api/datasets/{dataset['id']}/preview", token=token)
+    assert preview.json()["rows"] == [["札幌", 30]], preview.body
+
+
+@pytest.mark.parametrize("prefix", ["CARD", "DASHBOARD"])
+async def test_a_save_whose_answer_and_read_back_were_lost_is_not_refused(faulty_server, faults, prefix):
+    """A card or dashboard save (PUT) is stored, its answer and read back lost (503); the retry with the same
+    Idempotency-Key and If-Match answers the version it stored, not 409 from itself."""
+    api = await faulty_server()
+    token = await api.login()
+    if prefix == "CARD":
+        body = {"title": "合計", "code": "1 + 1", "datasets": [], "parameters": []}
+        created = await api.fetch("POST", "/api/cards", token=token, json_body=body)
+        path, edit = f"/api/cards/{created.json()['id']}", {**body, "code": "2 + 2"}
+    else:
+        assert (await upload(api, "売上", CSV, token)).code == 201
+        created = await api.fetch("POST", "/api/dashboards", token=token, json_body=document())
+        path = f"/api/dashboards/{created.json()['id']}"
+        edit = {"document": {**created.json()["document"], "title": "新しい題"}}
+    assert created.code == 201, created.body
+    key = {"Idempotency-Key": "save-1", "If-Match": '"1"'}
+    lose_answer_and_read_back(faults, prefix)
+    lost = await api.fetch("PUT", path, token=token, json_body=edit, headers=key)
+    assert lost.code == 503 and lost.error_code == "storage_unavailable", lost.body
+    faults.clear()
+    again = await api.fetch("PUT", path, token=token, json_body=edit, headers=key)
+    assert again.code == 200 and again.json()["version"] == 2, again.body
+    other = await api.fetch("PUT", path, token=token, json_body=edit, headers={**key, "Idempotency-Key": "save-2"})
+    assert other.code == 409, "another change from version 1 is still refused"

@@ -3,12 +3,16 @@ and what reads many records reads them in batches, so the calls a request makes 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from typing import Any
 
 import pytest
 
+from .test_card_socket import connect
 from .test_dashboards import document
+from .test_datasets import upload
+from .test_sessions import root  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.aws
 
@@ -16,11 +20,16 @@ CARD = {"title": "合計", "code": "1 + 1", "datasets": [], "parameters": []}
 TILE = [{"key": "total", "title": "合計", "code": "1 + 1"}]
 
 
-def counting(store: Any) -> collections.Counter[str]:
-    """The DynamoDB calls ``store`` makes from now on, by operation (a botocore event hook)."""
+def counting(store: Any, tables: bool = False) -> collections.Counter[str]:
+    """The DynamoDB calls ``store`` makes from now on, by operation (and table: ``GetItem cache``; a botocore
+    event hook)."""
     calls: collections.Counter[str] = collections.Counter()
-    store._dynamodb.meta.events.register("before-parameter-build",
-                                         lambda model, **kwargs: calls.update([model.name]))
+
+    def count(model: Any, params: Any = None, **kwargs: Any) -> None:
+        table = str((params or {}).get("TableName", "")).removeprefix(store.table_prefix)
+        calls.update([f"{model.name} {table}" if tables and table else model.name])
+
+    store._dynamodb.meta.events.register("before-parameter-build", count)
     return calls
 
 
@@ -58,3 +67,43 @@ async def test_requests_read_many_records_in_batches(start_server):
     await add(4)
     assert await calls_of(api, calls, "/api/cards", owner) == few == {"Query": 1, "BatchGetItem": 1}
     assert await calls_of(api, calls, f"/api/cards/{card_id}", viewer) == shown
+
+
+async def test_a_live_dashboard_reads_what_its_tiles_share_once(start_server, root, shared_agent):  # noqa: F811
+    """Opening a live dashboard whose tiles' results are cached reads the tiles' cards, their authors, their
+    datasets and those datasets' versions in batches, once for all tiles (the tiles' freshness too); a tile adds
+    only its cache entry and the record of its outputs, and no write marks a result used that was used just now."""
+    url, pem = shared_agent
+    api = await start_server("aws", ServeApp__executor_urls=[url], ServeApp__executor_private_key=pem)
+    owner = await api.login()
+    viewer = await api.add_user("viewer@example.com")
+    for name in ("a", "b"):
+        assert (await upload(api, name, b"x\n1\n", owner)).code == 201
+    calls = counting(api.app.store_instance, tables=True)
+    opened = {}
+    for tiles in (2, 4):
+        keys = [f"k{n}" for n in range(tiles)]
+        created = await api.fetch("POST", "/api/dashboards", token=owner, json_body=document(
+            title=f"{tiles}", parameters=[], layout=[{"card": key, "x": 0, "y": 0, "w": 6, "h": 4} for key in keys],
+            cards=[{"key": key, "title": key, "datasets": ["ab"[n % 2]], "code": f"load_dataset('{'ab'[n % 2]}')"
+                    f"['x'].sum() + {n}"} for n, key in enumerate(keys)]))
+        assert created.code == 201, created.body
+        dashboard_id = created.json()["id"]
+        assert (await api.fetch("PUT", f"/api/dashboards/{dashboard_id}/shares", token=owner,
+                                json_body={"email": "viewer@example.com", "permission": "view"})).code == 200
+        for key in keys:
+            run = await api.fetch("POST", f"/api/dashboards/{dashboard_id}/cards/{key}/run", token=owner, json_body={})
+            assert run.code == 200, run.body
+        await asyncio.sleep(0.5)  # what the runs left going (pins, audit events) ends first
+        calls.clear()
+        socket = await connect(api, viewer, path=f"/api/dashboards/{dashboard_id}/ws")
+        shown = {message["card"] for message in await socket.until("output") if message["type"] == "output"}
+        while shown != set(keys):
+            message = await socket.receive()
+            shown |= {message["card"]} if message["type"] == "output" else set()
+        assert all(message["type"] != "output" or message["result"]["cached"] for message in socket.seen)
+        socket.close()
+        opened[tiles] = {name: count for name, count in calls.items() if name.split()[-1] not in ("users", "tokens")}
+    for tiles, made in opened.items():  # the viewer's user and sign-in aside (the first test's)
+        assert made.pop("UpdateItem cache", 0) <= tiles, "at most each tile's pin: no mark of use of a result just used"
+        assert made == {"GetItem dashboards": 3, "Query shares": 2, "BatchGetItem": 5, "GetItem cache": 2 * tiles}, made

@@ -147,6 +147,41 @@ class TestSchema:
             assert block == dict.fromkeys(
                 ["BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"], True)
 
+    async def test_lifecycle_rules_join_the_rules_of_existing_buckets(self, new_store, s3):
+        """Buckets made before ``bi init-tables`` get the stack's lifecycle actions beside the operator's rules; an
+        action one of those takes on the whole bucket stays theirs; a new bucket gets ours; a second run changes
+        nothing."""
+        store = new_store()
+        logs = {"ID": "expire-logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 30}}
+        year = {"ID": "keep-a-year", "Status": "Enabled", "Filter": {"Prefix": ""},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 365}}
+        for bucket, rule in ((store.datasets_bucket, logs), (store.outputs_bucket, year)):
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [rule]})
+        await store.create_schema()
+        puts: list[None] = []
+        store._s3.meta.events.register("before-call.s3.PutBucketLifecycleConfiguration", lambda **_: puts.append(None))
+        await store.create_schema()
+        fresh = new_store(datasets_bucket=f"{store.datasets_bucket}-new")
+        await fresh.create_schema()
+        await fresh.close()
+        await store.close()
+
+        def rules(bucket: str) -> dict[str, dict[str, Any]]:
+            found = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+            return {rule["ID"]: {k: v for k, v in rule.items() if k in (*logs, *year, "AbortIncompleteMultipartUpload")}
+                    for rule in found}
+
+        ours = {"ID": "expire-old-versions", "Status": "Enabled", "Filter": {"Prefix": ""},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 90},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}
+        assert rules(store.datasets_bucket) == {"expire-logs": logs, "expire-old-versions": ours}
+        assert rules(store.outputs_bucket) == {"keep-a-year": year, "expire-old-versions": {
+            "ID": "expire-old-versions", "Status": "Enabled", "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}}
+        assert rules(fresh.datasets_bucket) == {"expire-old-versions": ours}
+        assert puts == [], "a second run leaves the rules as they are"
+
     async def test_second_run_creates_nothing(self, new_store, dynamodb, caplog):
         """The first run logs the tables and buckets it created; a second run logs no creation."""
         caplog.set_level(logging.INFO)

@@ -215,12 +215,16 @@ async def test_migration_lists_what_was_there(tmp_path):
     await store.close()
     conn = sqlite3.connect(data / DB_FILE)
     catalogue = next(number for number, script in enumerate(MIGRATIONS) if "CREATE TABLE catalog " in script)
-    assert len(MIGRATIONS) == catalogue + 4, "undo the migrations after the catalogue's here too"
+    assert len(MIGRATIONS) == catalogue + 6, "undo the migrations after the catalogue's here too"
     conn.executescript(f"BEGIN; DROP TABLE catalog_text; DROP TABLE catalog_facets; DROP TABLE catalog;"
                        " ALTER TABLE card_versions DROP COLUMN tags;"
                        " ALTER TABLE dataset_versions DROP COLUMN stored_bytes;"  # the migrations after it
                        " ALTER TABLE output_tables DROP COLUMN result_key;"
                        " DROP INDEX users_by_created; DROP INDEX shares_by_dashboard;"
+                       " ALTER TABLE datasets DROP COLUMN aliases;"
+                       " ALTER TABLE dataset_versions DROP COLUMN request_mark;"
+                       " ALTER TABLE card_versions DROP COLUMN request_mark;"
+                       " ALTER TABLE dashboard_versions DROP COLUMN request_mark;"
                        f" PRAGMA user_version = {catalogue}; COMMIT;")
     conn.close()
     store = SQLiteStore(data_dir=str(data))

@@ -163,7 +163,8 @@ async def test_init_tables_gives_older_users_and_shares_their_index_keys(store, 
 
 
 async def test_records_named_by_a_page_read_back_in_order(store):
-    """``get_users`` and ``get_*_versions`` give what each key names, in the keys' order, None where missing."""
+    """``get_users``, ``get_datasets`` and ``get_*_versions`` give what each key names, in the keys' order, None
+    where missing."""
     users = await add_users(store, 3)
     assert await store.get_users([users[2].id, "missing", users[0].id]) == [users[2], None, users[0]]
     card_id = await add_card_versions(store, users[0], 3)
@@ -172,9 +173,10 @@ async def test_records_named_by_a_page_read_back_in_order(store):
     dataset, version = make_dataset(users[0])
     await store.create_dataset(dataset, version)
     assert await store.get_dataset_versions([(dataset.id, 1), ("missing", 1)]) == [version, None]
+    assert await store.get_datasets(["missing", dataset.id, dataset.id]) == [None, dataset, dataset]
     dashboard = await add_dashboard(store, users[0])
     assert [v.version for v in await store.get_dashboard_versions([(dashboard.id, 1)]) if v] == [1]
-    assert await store.get_users([]) == [] and await store.get_card_versions([]) == []
+    assert await store.get_users([]) == [] and await store.get_card_versions([]) == [] == await store.get_datasets([])
 
 
 async def test_a_listed_page_is_two_calls_on_dynamodb(store, store_kind, tmp_path):

@@ -15,14 +15,12 @@ export interface Card {
   tags?: string[];
 }
 
-export type CardSummary = Omit<Card, "code">;
+// What a list shows of a card: not its code or parameters (their count); GET the card for those.
+export type CardSummary = Omit<Card, "code" | "parameters"> & { parameter_count: number };
 
 export interface CardVersionSummary {
   version: number;
   title: string;
-  datasets: string[];
-  parameters: unknown[];
-  tags: string[];
   created_at: string;
   created_by: string;
 }
@@ -37,7 +35,7 @@ export const cardsApi = {
   page: (params: ListParams, cursor: string | null = null) => fetchPage<CardSummary>("/api/cards", "cards", params, cursor),
   list: () => fetchAll<CardSummary>("/api/cards", "cards"),
   get: (id: string) => api.get<Card>(`/api/cards/${encodeURIComponent(id)}`),
-  // A page of its versions (without code), newest first; pass `next` back for the following one.
+  // A page of its versions (without code or parameters), newest first; pass `next` back for the following one.
   versions: (id: string, cursor: string | null = null) => fetchPage<CardVersionSummary>(`/api/cards/${encodeURIComponent(id)}/versions`, "versions", {}, cursor),
   create: (fields: CardFields) => api.post<Card>("/api/cards", { ...fields, parameters: [] }),
   // Saves a new version edited from `from`; a 409 ApiError names the current version otherwise.

@@ -138,6 +138,14 @@ TABLE_QUOTA_COUNT = 2_000
 """How many stored outputs (tables and cached results) one user's runs may keep (each listing of them reads
 them all)."""
 
+RUN_TABLES = 20
+"""DataFrame outputs of one run whose whole tables are kept for paging; later ones keep only their first rows (a
+notice says so). Each table is up to ``ARROW_BYTES``, and its summary in the run's output is small: without
+this, one run under the output cap could store a thousand tables."""
+
+RUN_TABLE_BYTES = 4 * ARROW_BYTES
+"""Bytes of tables one run may store together (fetched from the kernel's agent, validated, kept as blobs)."""
+
 CACHED_RESULTS_PER_VARIANT = 3
 """Result cache entries kept per card and parameter values (older code or data versions go)."""
 

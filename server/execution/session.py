@@ -41,7 +41,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 
 from ..errors import (BIError, ConflictError, ExecutionTimeoutError, KernelLostError, OutputTooComplexError,
                       OutputTooLargeError)
-from ..limits import ARROW_BYTES, OUTPUT_BYTES, RUN_QUEUE_BYTES
+from ..limits import OUTPUT_BYTES, RUN_QUEUE_BYTES
 from ..logs import get_logger
 from ..models import utcnow
 from .agent_client import AgentClient, AgentError
@@ -330,8 +330,9 @@ class KernelSession:
             if message["msg_type"] == "status" and message["content"].get("execution_state") == "idle":
                 idle = True
             else:
-                name = None if collector.truncated else table_name(message)
-                await collector.add_message(message, await self._fetch_table(kernel, name) if name else None)
+                room = collector.table_room()
+                name = table_name(message) if room else None
+                await collector.add_message(message, await self._fetch_table(kernel, name, room) if name else None)
                 if reply is not None:  # output still coming: its idle follows it
                     trail_until = loop.time() + TRAIL_SECONDS
         if kernel.link_dropped.is_set() and kernel.watch is not None:
@@ -344,12 +345,13 @@ class KernelSession:
         return ExecutionResult(status, collector.outputs, reply.get("execution_count"),
                                limit.elapsed_ms(), collector.truncated)
 
-    async def _fetch_table(self, kernel: Kernel, name: str) -> Path | None:
-        """The table file ``name`` the kernel wrote for a DataFrame output, fetched from its agent; None
-        (the output keeps its first rows) when the agent cannot serve it."""
+    async def _fetch_table(self, kernel: Kernel, name: str, max_bytes: int) -> Path | None:
+        """The table file ``name`` the kernel wrote for a DataFrame output, fetched from its agent (at most
+        ``max_bytes``: what the run may still store); None (the output keeps its first rows) when the agent
+        cannot serve it."""
         target = self.tables.new_file()
         try:
-            await kernel.agent.fetch_table(kernel.kernel_id, name, target, ARROW_BYTES)
+            await kernel.agent.fetch_table(kernel.kernel_id, name, target, max_bytes)
         except (AgentError, OSError) as exc:
             target.unlink(missing_ok=True)
             log.warning("output_table_unavailable", session_id=self.id, kernel_id=kernel.kernel_id, error=str(exc))

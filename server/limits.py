@@ -138,6 +138,14 @@ TABLE_QUOTA_COUNT = 2_000
 """How many stored outputs (tables and cached results) one user's runs may keep (each listing of them reads
 them all)."""
 
+RUN_TABLES = 20
+"""DataFrame outputs of one run whose whole tables are kept for paging; later ones keep only their first rows (a
+notice says so). Each table is up to ``ARROW_BYTES``, and its summary in the run's output is small: without
+this, one run under the output cap could store a thousand tables."""
+
+RUN_TABLE_BYTES = 4 * ARROW_BYTES
+"""Bytes of tables one run may store together (fetched from the kernel's agent, validated, kept as blobs)."""
+
 CACHED_RESULTS_PER_VARIANT = 3
 """Result cache entries kept per card and parameter values (older code or data versions go)."""
 
@@ -344,7 +352,17 @@ PAGE_SIZE = 50
 """Records in one page of a list when the caller names no ``limit``."""
 
 PAGE_SIZE_MAX = 200
-"""The largest ``limit`` of a list page: each record of a page costs a read of its current version."""
+"""The largest ``limit`` of a list page."""
+
+LIST_ITEM_BYTES = 12 * 1024
+"""The most one item of a list page takes in its answer, and about the most the server reads to make it: a list
+shows summaries (ids, title, a shortened description, tags, counts, access, times) kept with the catalogue, never
+a record's document, code or parameters (those come from the record's own GET). The largest summary is a
+dashboard's: 200 characters of title, ``LIST_DESCRIPTION_CHARS`` of description and 20 tags of 50, each character
+up to six bytes of JSON."""
+
+LIST_DESCRIPTION_CHARS = 300
+"""Characters of a dashboard's description in a list; a longer one is cut and ends in an ellipsis."""
 
 LIST_FILTER_CHARS = 200
 """Characters of one list filter's value (``q``, ``tag``, ``owner``, ``dataset``)."""

@@ -262,6 +262,25 @@ Permission = Literal["view", "edit"]
 
 
 @dataclasses.dataclass(frozen=True)
+class VersionStamp:
+    """What a list of a card's or dashboard's versions shows of one: its number, who saved it and when, and a
+    card version's title; never its code, parameters or document (``GET`` the version for those)."""
+
+    version: int
+    created_at: str
+    created_by: str
+    title: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
+
+
+def card_ids(document: dict[str, Any]) -> set[str]:
+    """The ids of the saved cards a dashboard document holds."""
+    return {entry["card"] for entry in document.get("cards", []) if "card" in entry}
+
+
+@dataclasses.dataclass(frozen=True)
 class DashboardVersion:
     """One immutable save of a dashboard: its document (``dashboards_spec``, cards by uid)."""
 

@@ -16,7 +16,7 @@ from .handlers.cards import (CardHandler, CardRunHandler, CardsHandler, CardVers
 from .handlers.dashboard_socket import DashboardSocket
 from .handlers.dashboards import (DashboardCardRunHandler, DashboardExportHandler, DashboardHandler,
                                   DashboardImportHandler, DashboardRestoreHandler, DashboardSharesHandler,
-                                  DashboardsHandler, DashboardVersionsHandler)
+                                  DashboardsHandler, DashboardVersionHandler, DashboardVersionsHandler)
 from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsHandler,
                                 DatasetVersionsHandler)
 from .handlers.outputs import OutputCSVHandler, OutputRowsHandler
@@ -58,6 +58,7 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/dashboards/import", DashboardImportHandler),
     ("/api/dashboards/{dashboard_id}", DashboardHandler),
     ("/api/dashboards/{dashboard_id}/versions", DashboardVersionsHandler),
+    ("/api/dashboards/{dashboard_id}/versions/{number}", DashboardVersionHandler),
     ("/api/dashboards/{dashboard_id}/versions/{number}/restore", DashboardRestoreHandler),
     ("/api/dashboards/{dashboard_id}/export", DashboardExportHandler),
     ("/api/dashboards/{dashboard_id}/shares", DashboardSharesHandler),

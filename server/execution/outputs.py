@@ -25,6 +25,7 @@ from kernels.wire import BOKEH_COMM_TARGET
 
 from .. import json_io
 from ..errors import BIError
+from ..limits import ARROW_BYTES, RUN_TABLE_BYTES, RUN_TABLES
 from .sanitize import needs_thread, sanitize_output
 from .tables import strip_table
 
@@ -88,12 +89,19 @@ def truncation_notice(limit_bytes: int) -> str:
             "of output; the rest was dropped and the run was stopped]\n")
 
 
+def tables_notice(tables: int, table_bytes: int) -> str:
+    """The stderr text of a run that showed more tables than it may keep for paging."""
+    return (f"\n[this run showed more tables than it may keep ({tables}, {amount(table_bytes)} together): the later "
+            "ones show their first rows only]\n")
+
+
 def error_output(ename: str, evalue: str) -> dict[str, Any]:
     return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
 
 
 class OutputCollector:
-    """Keeps (and passes on to ``listener``) the outputs of one execution, up to ``limit_bytes``."""
+    """Keeps (and passes on to ``listener``) the outputs of one execution, up to ``limit_bytes``, and the tables of
+    its DataFrame outputs up to ``RUN_TABLES`` and ``RUN_TABLE_BYTES`` (``table_room``)."""
 
     def __init__(self, limit_bytes: int, memory_mb: int, listener: OutputListener | None = None,
                  keep_table: TableKeeper | None = None):
@@ -103,8 +111,17 @@ class OutputCollector:
         self.keep_table = keep_table
         self.outputs: list[dict[str, Any]] = []
         self.size = 0
+        self.tables = 0  # tables kept for paging, and their bytes
+        self.table_bytes = 0
+        self.tables_refused = False
         self.truncated = False
         self.timed_out: float | None = None  # the wall clock a run passed: its KeyboardInterrupt is the timeout
+
+    def table_room(self) -> int:
+        """Bytes the run's next table may take (0: it keeps its first rows only, and is not fetched)."""
+        if self.truncated or self.keep_table is None or self.tables >= RUN_TABLES:
+            return 0
+        return min(ARROW_BYTES, RUN_TABLE_BYTES - self.table_bytes)
 
     async def add_message(self, message: dict[str, Any], table: Path | None = None) -> None:
         """Add the message's output; ``table``: the file of the table its DataFrame bundle names.
@@ -143,6 +160,9 @@ class OutputCollector:
             table = None
         if self.truncated:
             return
+        if named and table is None and not self.table_room() and not self.tables_refused:
+            self.tables_refused = True
+            self.add({"output_type": "stream", "name": "stderr", "text": tables_notice(RUN_TABLES, RUN_TABLE_BYTES)})
         refused = None
         if output["output_type"] == "error" and output["ename"] == MEMORY_ERROR:
             output["evalue"] = f"the card exceeded the {self.memory_mb} MB memory limit"
@@ -156,6 +176,8 @@ class OutputCollector:
                 self.listener(notice)
             return
         elif table is not None and self.keep_table is not None:
+            self.tables += 1
+            self.table_bytes += table.stat().st_size
             try:
                 output["output_id"] = self.keep_table(table)
             except BIError as exc:

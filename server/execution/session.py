@@ -41,7 +41,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 
 from ..errors import (BIError, ConflictError, ExecutionTimeoutError, KernelLostError, OutputTooComplexError,
                       OutputTooLargeError)
-from ..limits import ARROW_BYTES, OUTPUT_BYTES, RUN_QUEUE_BYTES
+from ..limits import OUTPUT_BYTES, RUN_QUEUE_BYTES
 from ..logs import get_logger
 from ..models import utcnow
 from .agent_client import AgentClient, AgentError
@@ -57,7 +57,7 @@ log = get_logger("bi.execution")
 
 POLL_SECONDS = 0.25  # how soon a kernel's death is noticed while waiting for its output
 REPLY_TIMEOUT = 5
-TRAIL_SECONDS = 0.5  # how long a run's idle status (and its last outputs) may trail its execute_reply
+IDLE_WAIT_SECONDS = 2.0  # the least a run waits for its idle after its execute_reply (more: to its wall clock)
 MESSAGE_TOO_LARGE = "kernel_message_too_large"  # a kernel ended for a message past MAXMSGSIZE
 BACKGROUND_LIMIT = "kernel_background_limit"  # a kernel ended past its background budget
 ENAME_OF_CODE = {MESSAGE_TOO_LARGE: "OutputTooLarge", BACKGROUND_LIMIT: "BackgroundLimitExceeded"}
@@ -235,7 +235,6 @@ class KernelSession:
         self._lock = asyncio.Lock()
         self._run: tuple[str, RunQueue] | None = None  # the running execute_request
         self._reader: asyncio.Task[None] | None = None
-        self._waiting_turn = False  # the reader holds a message that waits for its turn in ``decoding``
         self._read_iopub(kernel)
 
     def public(self) -> dict[str, Any]:
@@ -299,41 +298,43 @@ class KernelSession:
     async def _follow(self, kernel: Kernel, limit: RunLimit, collector: OutputCollector,
                       messages: RunQueue,
                       replied: asyncio.Future[dict[str, Any] | None]) -> ExecutionResult:
-        """Collect the run's outputs until its ``execute_reply`` and then its ``idle`` (or ``TRAIL_SECONDS``
-        without output), the wall clock and output cap applying throughout.
+        """Collect the run's outputs until its ``execute_reply`` (the wall clock and output cap applying), then
+        until its ``idle`` on iopub: the kernel sends that after every output of the run, and iopub keeps its
+        order, so no output is lost however far a loaded machine lets iopub fall behind the shell reply. The
+        wait for the idle ends with the wall clock (at least ``IDLE_WAIT_SECONDS`` after the reply), or when the
+        kernel's link drops.
 
-        Only the reply ends a run: card code can publish an ``idle`` status of its own.
+        Only the reply ends the code's part: card code can publish an ``idle`` status of its own (it only cuts
+        its own outputs short).
         """
         loop = asyncio.get_running_loop()
         reply: dict[str, Any] | None = None
-        idle, trail_until = False, float("inf")
-        while reply is None or not (idle or loop.time() >= trail_until):
+        idle, idle_until = False, float("inf")
+        while reply is None or not (idle or loop.time() >= idle_until or kernel.link_dropped.is_set()):
             if self.closed:
                 collector.add(error_output("SessionClosed", "the session was closed while the card ran"))
                 return ExecutionResult("error", collector.outputs, None, limit.elapsed_ms())
             if kernel.exited.done():
                 return await self._died_while_running(collector, limit)
-            if await limit.check(collector.truncated):
+            if reply is None and await limit.check(collector.truncated):  # the code ran to its reply: no limit left
                 await self._replace_kernel(limit.kill_reason)
                 return self._stopped(limit, collector, restarted=True)
             if limit.reason == "timeout":  # the KeyboardInterrupt our interrupt raises reads as the timeout
                 collector.timed_out = self.limits.wall_seconds
             if reply is None and replied.done():
-                reply, trail_until = (replied.result() or {}).get("content", {}), loop.time() + TRAIL_SECONDS
+                reply = (replied.result() or {}).get("content", {})
+                idle_until = max(limit.started + self.limits.wall_seconds, loop.time() + IDLE_WAIT_SECONDS)
                 continue
-            if reply is not None and self._waiting_turn:  # a message read waits its turn to be parsed
-                trail_until = loop.time() + TRAIL_SECONDS
-            wait = min(limit.remaining(), POLL_SECONDS, max(0.0, trail_until - loop.time()))
+            wait = min(POLL_SECONDS, limit.remaining() if reply is None else max(0.0, idle_until - loop.time()))
             message = await next_message(messages, replied if reply is None else None, wait)
             if message is None:
                 continue
             if message["msg_type"] == "status" and message["content"].get("execution_state") == "idle":
                 idle = True
             else:
-                name = None if collector.truncated else table_name(message)
-                await collector.add_message(message, await self._fetch_table(kernel, name) if name else None)
-                if reply is not None:  # output still coming: its idle follows it
-                    trail_until = loop.time() + TRAIL_SECONDS
+                room = collector.table_room()
+                name = table_name(message) if room else None
+                await collector.add_message(message, await self._fetch_table(kernel, name, room) if name else None)
         if kernel.link_dropped.is_set() and kernel.watch is not None:
             await asyncio.wait([kernel.watch])  # the pool's verdict: a message too large, or a death
             if kernel.exited.done():
@@ -344,12 +345,13 @@ class KernelSession:
         return ExecutionResult(status, collector.outputs, reply.get("execution_count"),
                                limit.elapsed_ms(), collector.truncated)
 
-    async def _fetch_table(self, kernel: Kernel, name: str) -> Path | None:
-        """The table file ``name`` the kernel wrote for a DataFrame output, fetched from its agent; None
-        (the output keeps its first rows) when the agent cannot serve it."""
+    async def _fetch_table(self, kernel: Kernel, name: str, max_bytes: int) -> Path | None:
+        """The table file ``name`` the kernel wrote for a DataFrame output, fetched from its agent (at most
+        ``max_bytes``: what the run may still store); None (the output keeps its first rows) when the agent
+        cannot serve it."""
         target = self.tables.new_file()
         try:
-            await kernel.agent.fetch_table(kernel.kernel_id, name, target, ARROW_BYTES)
+            await kernel.agent.fetch_table(kernel.kernel_id, name, target, max_bytes)
         except (AgentError, OSError) as exc:
             target.unlink(missing_ok=True)
             log.warning("output_table_unavailable", session_id=self.id, kernel_id=kernel.kernel_id, error=str(exc))
@@ -400,11 +402,7 @@ class KernelSession:
                                 error=str(exc))
                     await self._refused(frames, str(exc))
                     continue
-                self._waiting_turn = True
-                try:
-                    await self.decoding.take(cost)
-                finally:
-                    self._waiting_turn = False
+                await self.decoding.take(cost)
                 try:
                     message = session.deserialize(parts)
                 except (ValueError, KeyError, TypeError) as exc:  # a bad signature or part: one message

@@ -14,6 +14,7 @@ from ..errors import InvalidRequestError
 from ..models import Card, CardVersion
 from ..paging import NEWEST
 from ..services.card_schema import CARD_VERSION, NEW_CARD
+from ..storage.catalog import Listed
 from .authors import with_author_names
 from .base import APIHandler, idempotent
 from .listing import list_query, page_json
@@ -28,9 +29,9 @@ def card_json(card: Card, version: CardVersion) -> dict[str, Any]:
     return {**fields, **card.public()}
 
 
-def without_code(fields: dict[str, Any]) -> dict[str, Any]:
-    """What lists show: everything but the code (up to 100,000 characters a card)."""
-    return {name: value for name, value in fields.items() if name != "code"}
+def listed_card_json(listed: Listed[Card]) -> dict[str, Any]:
+    """What a list shows of a card: its summary (``storage/catalog.card_summary``), never its code or parameters."""
+    return {**listed.summary, "version": listed.record.current_version, **listed.record.public()}
 
 
 class CardAPIHandler(APIHandler):
@@ -71,7 +72,7 @@ class CardsHandler(CardAPIHandler):
         assert self.user is not None
         query = list_query(self, ("owner", "dataset", "tag", "q"))
         page = await self.cards.page_visible(self.user, query)
-        self.write_json(page_json("cards", page, [without_code(card_json(c, v)) for c, v in page.items], query))
+        self.write_json(page_json("cards", page, [listed_card_json(listed) for listed in page.items], query))
 
     @idempotent
     async def post(self) -> None:
@@ -110,7 +111,7 @@ class CardVersionsHandler(CardAPIHandler):
         assert self.user is not None
         query = list_query(self, sorts=NEWEST)
         page = await self.cards.versions(self.user, card_id, query)
-        versions = await with_author_names(self.cards.store, [without_code(v.public()) for v in page.items])
+        versions = await with_author_names(self.cards.store, [v.public() for v in page.items])
         self.write_json(page_json("versions", page, versions, query))
 
 

@@ -1,7 +1,7 @@
 """Dashboard routes: documents with versions, export and import, shares, runs of their cards.
 
 A dashboard's JSON is its own fields, its current version's ``document`` and the caller's
-``access`` (owner, edit, view). A save names the version it was edited from, in ``If-Match`` or
+``access`` (owner, edit, view); a list shows a summary of each instead of its document. A save names the version it was edited from, in ``If-Match`` or
 as ``{"version": n, "document": {...}}``; 409 if someone saved since. A document that breaks
 the format gets 422 with the JSON pointer and the reason of its first problem.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import Dashboard, DashboardVersion
+from ..storage.catalog import Listed
 from ..paging import NEWEST
 from ..services.dashboard_live import DashboardHub, dashboard_json
 from ..services.dashboards import DashboardService
@@ -26,6 +27,12 @@ SHARE = {"type": "object", "required": ["email", "permission"], "additionalPrope
                         "permission": {"enum": ["view", "edit"]}}}
 REVOKE = {"type": "object", "required": ["email"], "additionalProperties": False,
           "properties": {"email": {"type": "string", "minLength": 3, "maxLength": 320}}}
+
+
+def listed_dashboard_json(listed: Listed[Dashboard], access: str) -> dict[str, Any]:
+    """What a list shows of a dashboard: its summary (``storage/catalog.dashboard_summary``) and the caller's access,
+    never its document."""
+    return {**listed.summary, "version": listed.record.current_version, **listed.record.public(), "access": access}
 
 
 class DashboardAPIHandler(CardAPIHandler):
@@ -59,7 +66,7 @@ class DashboardsHandler(DashboardAPIHandler):
         assert self.user is not None
         query = list_query(self, ("owner", "shared", "tag", "q"))
         page = await self.dashboards.page_visible(self.user, query, shared_only(self))
-        self.write_json(page_json("dashboards", page, [dashboard_json(d, v, a) for d, v, a in page.items], query))
+        self.write_json(page_json("dashboards", page, [listed_dashboard_json(d, a) for d, a in page.items], query))
 
     @idempotent
     async def post(self) -> None:
@@ -109,6 +116,13 @@ class DashboardVersionsHandler(DashboardAPIHandler):
         query = list_query(self, sorts=NEWEST)
         page = await self.dashboards.versions(self.user, dashboard_id, query)
         self.write_json(page_json("versions", page, [v.public() for v in page.items], query))
+
+
+class DashboardVersionHandler(DashboardAPIHandler):
+    async def get(self, dashboard_id: str, number: str) -> None:
+        """One version with its document (lists of versions show stamps only)."""
+        assert self.user is not None
+        self.write_json((await self.dashboards.version(self.user, dashboard_id, self.version_number(number))).public())
 
 
 class DashboardRestoreHandler(DashboardAPIHandler):

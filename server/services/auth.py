@@ -114,6 +114,11 @@ class AuthService(LoggingConfigurable):
                                       ).tag(config=True)
     throttle_class = Type(MemoryLoginThrottle, klass=LoginThrottle, help="Where sign-in attempts are counted "
                           "(configure its limits as LoginThrottle.*).").tag(config=True)
+    password_time_cost = Integer(argon2.DEFAULT_TIME_COST, min=1, help=(
+        "argon2id passes per password hash (a stored hash of other parameters is redone at its next sign-in)."
+    )).tag(config=True)
+    password_memory_kib = Integer(argon2.DEFAULT_MEMORY_COST, min=64, help=(
+        "KiB of memory per password hash (argon2id); tests lower it, production keeps the default.")).tag(config=True)
     password_check_workers = Integer(PASSWORD_CHECK_WORKERS, help=(
         "Threads that hash and verify passwords (64 MiB each while they work).")).tag(config=True)
     password_check_queue = Integer(PASSWORD_CHECK_QUEUE, help=(
@@ -141,7 +146,7 @@ class AuthService(LoggingConfigurable):
     def __init__(self, store: Store, **kwargs):
         super().__init__(**kwargs)
         self.store = store
-        self.hasher = argon2.PasswordHasher()
+        self.hasher = argon2.PasswordHasher(time_cost=self.password_time_cost, memory_cost=self.password_memory_kib)
         started = time.perf_counter()  # the first sample: one hash costs what one check does
         self.hasher.hash(uuid.uuid4().hex)
         self._check_seconds = collections.deque([time.perf_counter() - started], CHECK_SAMPLES)

@@ -23,10 +23,10 @@ from traitlets.config import LoggingConfigurable
 from ..errors import (ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError,
                       PermissionDeniedError, PreconditionRequiredError)
 from .audit import record
-from ..models import Card, CardVersion, User, utcnow
+from ..models import Card, CardVersion, User, VersionStamp, utcnow
 from ..paging import ListQuery, Page, Scope
 from ..storage.base import Store
-from ..storage.catalog import CARD, CatalogueGap
+from ..storage.catalog import CARD, CatalogueGap, Listed
 from .datasets import DatasetService
 from .idempotency import mark, new_id, ours, replayed
 from .store_writes import settle
@@ -171,11 +171,10 @@ class CardService(LoggingConfigurable):
         cards = await self.store.list_cards(None if user.role == "admin" else user.id)
         return await self.with_versions(cards)
 
-    async def page_visible(self, user: User, query: ListQuery) -> Page[tuple[Card, CardVersion]]:
-        """A page of the cards ``user`` may list (their own; an admin all), with their current versions."""
+    async def page_visible(self, user: User, query: ListQuery) -> Page[Listed[Card]]:
+        """A page of the cards ``user`` may list (their own; an admin all), each with its summary."""
         scopes = (Scope("all"),) if user.role == "admin" else (Scope("owner", user.id),)
-        page = await self.store.page_cards(dataclasses.replace(query, scopes=scopes))
-        return Page(await self.with_versions(page.items), page.next, page.total)
+        return await self.store.page_cards(dataclasses.replace(query, scopes=scopes))
 
     async def with_versions(self, cards: list[Card]) -> list[tuple[Card, CardVersion]]:
         """Each card with its current version (one batch read), in the order given; cards without one are left out."""
@@ -187,7 +186,7 @@ class CardService(LoggingConfigurable):
         card = await self._authorize(user, card_id, needed)
         return card, await self._version_of(card, card.current_version)
 
-    async def versions(self, user: User, card_id: str, query: ListQuery) -> Page[CardVersion]:
+    async def versions(self, user: User, card_id: str, query: ListQuery) -> Page[VersionStamp]:
         """A page of the card's versions, newest first."""
         card = await self._authorize(user, card_id, "view")
         return await self.store.page_card_versions(card.id, query)

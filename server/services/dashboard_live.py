@@ -458,8 +458,9 @@ class DashboardHub(LoggingConfigurable):
                 viewer.end(4403, "access_revoked: you may no longer view this dashboard.")
 
     async def _card_saved(self, user: User, card_id: str) -> None:
-        """Re-run the saved card on every dashboard that shows it (whichever task its viewers are on)."""
-        for dashboard in await self.store.list_dashboards():
+        """Re-run the saved card on every dashboard that shows it (whichever task its viewers are on): only those
+        are read (``Store.dashboards_with_card``)."""
+        for dashboard in await self.store.dashboards_with_card(card_id):
             version = await self.dashboards.current(dashboard.id)
             for entry in version.document["cards"] if version else ():
                 if entry["card"] == card_id:

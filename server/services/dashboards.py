@@ -28,10 +28,11 @@ import dashboards_spec
 from ..errors import (BIError, InvalidRequestError, NotFoundError, PermissionDeniedError, PreconditionRequiredError,
                       UnprocessableError, ConflictError)
 from .audit import record
-from ..models import Card, CardVersion, Dashboard, DashboardVersion, Permission, Share, User, normalise_email, utcnow
+from ..models import (Card, CardVersion, Dashboard, DashboardVersion, Permission, Share, User, VersionStamp, card_ids,
+                      normalise_email, utcnow)
 from ..paging import ListQuery, Page, Scope
 from ..storage.base import Store
-from ..storage.catalog import DASHBOARD, CatalogueGap
+from ..storage.catalog import DASHBOARD, CatalogueGap, Listed
 from .cards import RANK, Access, CardService
 from .datasets import DatasetService, may_read
 from .idempotency import mark, new_id, ours, replayed
@@ -76,17 +77,16 @@ class DashboardService(LoggingConfigurable):
 
     async def card_access(self, user: User, card: Card) -> Access | None:
         """The most ``user``'s dashboards grant on ``card``: edit on the cards of their own dashboards
-        (an editor may have put theirs there), else what a dashboard shared with them grants. The
-        dashboards are read in batches (their heads, then their current versions), not one by one."""
-        own, shares = await asyncio.gather(self.store.list_dashboards(user.id), self.store.list_user_shares(user.id))
-        versions = await self._current_versions(own)
-        if any(card.id in card_ids(version.document) for version in versions):
-            return "edit"
-        permission = {share.dashboard_id: share.permission for share in shares}
-        heads = await asyncio.gather(*(self.store.get_dashboard(dashboard_id) for dashboard_id in permission))
-        granted = [permission[version.dashboard_id] for version in
-                   await self._current_versions([head for head in heads if head is not None])
-                   if card.id in card_ids(version.document)]
+        (an editor may have put theirs there), else what a dashboard shared with them grants. Only the
+        dashboards that hold the card are read (the store's index of them), whatever else ``user`` has;
+        their current versions are read in one batch, to check they still hold it."""
+        holding = await self.store.dashboards_with_card(card.id)
+        shares = await asyncio.gather(*(self.store.get_share(dashboard.id, user.id) for dashboard in holding
+                                        if dashboard.owner_id != user.id))
+        permission: dict[str, Access] = {share.dashboard_id: share.permission for share in shares if share is not None}
+        permission |= {dashboard.id: "edit" for dashboard in holding if dashboard.owner_id == user.id}
+        versions = await self._current_versions([dashboard for dashboard in holding if dashboard.id in permission])
+        granted = [permission[version.dashboard_id] for version in versions if card.id in card_ids(version.document)]
         return max(granted, key=lambda access: RANK[access], default=None)
 
     async def _current_versions(self, dashboards: list[Dashboard]) -> list[DashboardVersion]:
@@ -131,9 +131,9 @@ class DashboardService(LoggingConfigurable):
         return [(d, v, a) for (d, a), v in zip(entries, versions, strict=True) if v is not None]
 
     async def page_visible(self, user: User, query: ListQuery,
-                           shared_only: bool = False) -> Page[tuple[Dashboard, DashboardVersion, Access]]:
+                           shared_only: bool = False) -> Page[tuple[Listed[Dashboard], Access]]:
         """A page of mine (an admin: all) and those shared with me, or of only those shared with me;
-        each with its current version and my access."""
+        each with its summary (not its document) and my access."""
         if shared_only:
             scopes: tuple[Scope, ...] = (Scope("shared", user.id),)
         elif user.role == "admin":
@@ -141,18 +141,22 @@ class DashboardService(LoggingConfigurable):
         else:
             scopes = (Scope("owner", user.id), Scope("shared", user.id))
         page = await self.store.page_dashboards(dataclasses.replace(query, scopes=scopes))
-        versions = await self.store.get_dashboard_versions([(d.id, d.current_version) for d in page.items])
         granted: dict[str, Access] = {}
-        if user.role != "admin" and any(d.owner_id != user.id for d in page.items):  # one Query, not one a row
+        if user.role != "admin" and any(d.record.owner_id != user.id for d in page.items):  # one Query, not one a row
             granted = {share.dashboard_id: share.permission for share in await self.store.list_user_shares(user.id)}
-        access = ["owner" if d.owner_id == user.id or user.role == "admin" else granted.get(d.id) for d in page.items]
-        return Page([(d, v, a) for d, v, a in zip(page.items, versions, access, strict=True)
-                     if v is not None and a is not None], page.next, page.total)
+        access = ["owner" if d.record.owner_id == user.id or user.role == "admin" else granted.get(d.record.id)
+                  for d in page.items]
+        return Page([(d, a) for d, a in zip(page.items, access, strict=True) if a is not None], page.next, page.total)
 
-    async def versions(self, user: User, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:
-        """A page of the dashboard's versions, newest first."""
+    async def versions(self, user: User, dashboard_id: str, query: ListQuery) -> Page[VersionStamp]:
+        """A page of the dashboard's versions (stamps, no documents), newest first."""
         dashboard, _ = await self.authorize(user, dashboard_id)
         return await self.store.page_dashboard_versions(dashboard.id, query)
+
+    async def version(self, user: User, dashboard_id: str, number: int) -> DashboardVersion:
+        """Version ``number`` of the dashboard, with its document."""
+        dashboard, _ = await self.authorize(user, dashboard_id)
+        return await self._version_of(dashboard, number)
 
     async def _version_of(self, dashboard: Dashboard, number: int) -> DashboardVersion:
         version = await self.store.get_dashboard_version(dashboard.id, number)
@@ -445,10 +449,6 @@ def _share_json(share: Share, grantee: User | None) -> dict[str, Any]:
 
 async def _none() -> None:
     return None
-
-
-def card_ids(document: dict[str, Any]) -> set[str]:
-    return {entry["card"] for entry in document.get("cards", []) if "card" in entry}
 
 
 def _keeping(document: dict[str, Any], cards: set[str]) -> dict[str, Any]:

@@ -18,6 +18,9 @@ dashboards  ``DASHBOARD#<id>``      ``META``            the dashboard's fields
 dashboards  ``DASHBOARD#<id>``      ``VERSION#000001``  a version's fields; ``document`` as JSON
 dashboards  ``OWNER#<owner_id>``    ``DASHBOARD#<id>``  ``dashboard_id`` (the owner's dashboards)
 dashboards  ``UID#<uid>``           ``UID``             ``dashboard_id`` (uid uniqueness)
+dashboards  ``CARD#<card_id>``      ``DASHBOARD#<id>``  ``dashboard_id`` (the dashboards that hold a card)
+dashboards  ``DASHBOARD#<id>``      ``CARD#<card_id>``  the same again (what a save or deletion takes away)
+dashboards  ``INDEX#cards``         ``DONE``            ``bi init-tables`` indexed the older dashboards' cards
 shares      ``DASHBOARD#<id>``      ``USER#<user_id>``  the share's fields (the dashboard's shares)
 shares      ``USER#<user_id>``      ``DASHBOARD#<id>``  the same fields again (the user's shares)
 cache       ``RESULT#<key>``        ``RESULT``          a cached card result (outputs: a blob)
@@ -58,7 +61,9 @@ Writes that must be unique or that can race are transactions with condition
 expressions: the items that point at a head (name, owner and uid items) are written
 and deleted in the head's transactions; a share's two items are written in one
 transaction that also checks that the dashboard exists, and deleting a dashboard
-deletes its head first, then its versions and shares.
+deletes its head first, then its versions and shares. The card index items of a dashboard version are
+written before its transaction and the ones it no longer has deleted after it: a save cut short leaves
+items too many, never too few, and readers check the current version (``Store.dashboards_with_card``).
 
 Blobs go to the datasets bucket (keys under ``datasets/``) or the
 outputs bucket (everything else) and are read through a local cache under
@@ -105,11 +110,11 @@ from ..errors import ConflictError, LeaseLostError, NotFoundError, StorageUnavai
 from ..logs import get_logger
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
                       Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
-                      SignInSession, User, epoch_seconds, utcnow)
+                      SignInSession, User, VersionStamp, card_ids, epoch_seconds, utcnow)
 from ..paging import ListQuery, Page, after_number, number_key, ordered, take
 from .aws_catalog import DynamoCatalog, _entry_key as entry_key, list_keys
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix, request_scope
-from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, card_entry, dashboard_entry,
+from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, Listed, card_entry, dashboard_entry,
                       dataset_entry)
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
@@ -137,6 +142,9 @@ NONCURRENT_DAYS_OUTPUTS = 30
 MULTIPART_DAYS = 7  # days before an abandoned multipart upload is aborted
 LIFECYCLE_RULE = "expire-old-versions"  # the id of our lifecycle rule in a bucket's rules (the stack's too)
 PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+CARD_STAMP = ("version", "title", "created_at", "created_by")  # what a list of versions reads of each
+DASHBOARD_STAMP = ("version", "created_at", "created_by")
+CARD_INDEX_DONE = {"pk": "INDEX#cards", "sk": "DONE"}  # in the dashboards table once its cards are indexed
 GROUP_INDEX = "by_group"  # the cache table's index of tables by user and results by variant
 GROUP_KEYS = ("gpk", "gsk")
 AUDIT_INDEXES = {"by_user": "upk", "by_event": "epk"}  # the audit table's indexes and their hash keys
@@ -383,6 +391,8 @@ class AWSStore(Store):
             self._enable_ttl(self._table(kind), attribute)
         if self._table("catalog") in created and len(created) < len(names):  # added to tables holding records
             self._backfill_catalog()
+        if self._table("dashboards") not in created:
+            self._backfill_card_index()
         for name in names:
             self._enable_pitr(name)
         if created:
@@ -712,14 +722,15 @@ class AWSStore(Store):
         return self._batch_get(kind.table, [_meta_key(kind, _plain(item)[kind.key]) for item in index])
 
     def _page_versions(self, kind: Versioned, record_id: str, query: ListQuery,
-                       record: Callable[[dict[str, Any]], T]) -> Page[T]:
-        """A page of a record's versions, newest first: one Query of its partition's version items."""
+                       record: Callable[[dict[str, Any]], T], attributes: tuple[str, ...] = ()) -> Page[T]:
+        """A page of a record's versions, newest first: one Query of its partition's version items (of their
+        ``attributes`` only, when named)."""
         below = after_number(query)
         newest = f"VERSION#{below - 1 if below is not None else 10 ** VERSION_DIGITS - 1:0{VERSION_DIGITS}d}"
         return self._newest(kind.table, query, "pk = :pk AND sk BETWEEN :low AND :high",
                             {":pk": f"{kind.prefix}#{record_id}", ":low": "VERSION#", ":high": newest},
                             lambda item: (number_key(int(item["sk"]["S"].removeprefix("VERSION#"))), record_id,
-                                          record(item)))
+                                          record(item)), attributes=attributes)
 
     def _newest_in_group(self, kind: str, group: str, query: ListQuery,
                          keyed: Callable[[dict[str, Any]], tuple[str, str, T]]) -> Page[T]:
@@ -731,12 +742,15 @@ class AWSStore(Store):
         return self._newest(kind, query, condition, values, keyed, GROUP_INDEX)
 
     def _newest(self, kind: str, query: ListQuery, condition: str, values: dict[str, str],
-                keyed: Callable[[dict[str, Any]], tuple[str, str, T]], index: str | None = None) -> Page[T]:
+                keyed: Callable[[dict[str, Any]], tuple[str, str, T]], index: str | None = None,
+                attributes: tuple[str, ...] = ()) -> Page[T]:
         """The page of ``query`` from a Query of ``condition``, the greatest sort key first: ``limit + 1``
-        items in one call (another only past DynamoDB's 1 MB a response)."""
+        items in one call (another only past DynamoDB's 1 MB a response); only their ``attributes`` (and keys)
+        when named."""
         params: dict[str, Any] = {"TableName": self._table(kind), "KeyConditionExpression": condition,
                                   "ExpressionAttributeValues": _serialize(values), "ScanIndexForward": False,
-                                  **({"IndexName": index} if index else {"ConsistentRead": True})}
+                                  **({"IndexName": index} if index else {"ConsistentRead": True}),
+                                  **(_projection("pk", "sk", *attributes) if attributes else {})}
         found: list[tuple[str, str, T]] = []
         while len(found) <= query.limit:
             response = self._dynamodb.query(**params, Limit=query.limit + 1 - len(found))
@@ -872,8 +886,8 @@ class AWSStore(Store):
         item = await self._run(self._get, "cards", _version_key(CARDS, card_id, version))
         return _card_version(item) if item else None
 
-    async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[CardVersion]:
-        return await self._run(self._page_versions, CARDS, card_id, query, _card_version)
+    async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[VersionStamp]:
+        return await self._run(self._page_versions, CARDS, card_id, query, _stamp, CARD_STAMP)
 
     async def list_card_versions(self, card_id: str) -> list[CardVersion]:
         items = await self._run(self._version_items, CARDS, card_id)
@@ -887,6 +901,7 @@ class AWSStore(Store):
         await self._run(self._create_dashboard, dashboard, version)
 
     def _create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
+        self._index_cards(version)
         reasons = self._create_versioned(DASHBOARDS, dashboard, _dashboard_version_fields(version))
         if _failed(reasons, 3):
             raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.")
@@ -895,8 +910,52 @@ class AWSStore(Store):
         self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard), new=True)
 
     async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
-        await self._run(self._add_version, DASHBOARDS, version.dashboard_id, version.version,
-                        version.created_at, expected_current, _dashboard_version_fields(version))
+        await self._run(self._add_dashboard_version, version, expected_current)
+
+    def _add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
+        self._index_cards(version)
+        self._add_version(DASHBOARDS, version.dashboard_id, version.version, version.created_at, expected_current,
+                          _dashboard_version_fields(version))
+        self._unindex_cards(version.dashboard_id, card_ids(version.document))
+
+    # which dashboards hold a card: CARD#<card> / DASHBOARD#<dashboard> items, and DASHBOARD#<dashboard> /
+    # CARD#<card> beside them in the dashboard's partition (what to delete). Written before a version (a save
+    # that then fails leaves items too many, never too few), deleted after it; readers check the current version.
+    def _index_cards(self, version: DashboardVersion) -> None:
+        requests = [{"PutRequest": {"Item": _serialize({**key, "dashboard_id": version.dashboard_id})}}
+                    for card_id in sorted(card_ids(version.document))
+                    for key in _card_index_keys(card_id, version.dashboard_id)]
+        table = self._table("dashboards")
+        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+            self._drain(self._dynamodb.batch_write_item, {table: requests[start:start + BATCH_WRITE_LIMIT]},
+                        "UnprocessedItems")
+
+    def _unindex_cards(self, dashboard_id: str, kept: set[str]) -> None:
+        """Delete the dashboard's index items of cards not in ``kept``."""
+        indexed = {item["sk"]["S"].removeprefix("CARD#")
+                   for item in self._query_prefix("dashboards", f"DASHBOARD#{dashboard_id}", "CARD#")}
+        self._batch_delete("dashboards", [key for card_id in sorted(indexed - kept)
+                                          for key in _card_index_keys(card_id, dashboard_id)])
+
+    async def dashboards_with_card(self, card_id: str) -> list[Dashboard]:
+        return await self._run(self._dashboards_with_card, card_id)
+
+    def _dashboards_with_card(self, card_id: str) -> list[Dashboard]:
+        ids = [_plain(item)["dashboard_id"] for item in self._query_prefix("dashboards", f"CARD#{card_id}", "DASHBOARD#")]
+        heads = self._batch_get("dashboards", [_meta_key(DASHBOARDS, dashboard_id) for dashboard_id in ids])
+        return sorted((_dashboard(item) for item in heads), key=lambda dashboard: dashboard.id)
+
+    def _backfill_card_index(self) -> None:
+        """Index the cards of every dashboard made before the index (a Scan of the heads, once)."""
+        if self._get("dashboards", CARD_INDEX_DONE) is not None:
+            return
+        for item in list(self._scan_sort_key("dashboards", "META")):
+            head = _dashboard(item)
+            version = self._get("dashboards", _version_key(DASHBOARDS, head.id, head.current_version))
+            if version is not None:
+                self._index_cards(_dashboard_version(version))
+        self._put("dashboards", CARD_INDEX_DONE, {})
+        self.log.info("Indexed the cards of every dashboard")
 
     async def get_dashboard(self, dashboard_id: str) -> Dashboard | None:
         item = await self._run(self._get, "dashboards", _meta_key(DASHBOARDS, dashboard_id))
@@ -918,8 +977,8 @@ class AWSStore(Store):
         item = await self._run(self._get, "dashboards", _version_key(DASHBOARDS, dashboard_id, version))
         return _dashboard_version(item) if item else None
 
-    async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:
-        return await self._run(self._page_versions, DASHBOARDS, dashboard_id, query, _dashboard_version)
+    async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[VersionStamp]:
+        return await self._run(self._page_versions, DASHBOARDS, dashboard_id, query, _stamp, DASHBOARD_STAMP)
 
     async def list_dashboard_versions(self, dashboard_id: str) -> list[DashboardVersion]:
         items = await self._run(self._version_items, DASHBOARDS, dashboard_id)
@@ -931,6 +990,7 @@ class AWSStore(Store):
     def _delete_dashboard(self, dashboard_id: str) -> None:
         """Once META is gone no share can be granted (``put_share`` checks it), so the shares found after are all."""
         self._delete_versioned(DASHBOARDS, dashboard_id)
+        self._unindex_cards(dashboard_id, set())
         shares = self._share_items(f"DASHBOARD#{dashboard_id}", "USER#")
         self._batch_delete("shares", [key for item in shares
                                       for key in _share_keys(dashboard_id, _plain(item)["user_id"])])
@@ -979,6 +1039,10 @@ class AWSStore(Store):
     async def page_shares(self, dashboard_id: str, query: ListQuery) -> Page[Share]:
         return await self._run(self._newest_in_group, "shares", f"DASHBOARD#{dashboard_id}", query, _share_keyed)
 
+    async def get_share(self, dashboard_id: str, user_id: str) -> Share | None:
+        item = await self._run(self._get, "shares", _share_keys(dashboard_id, user_id)[0])
+        return Share(**_plain(item)) if item else None
+
     async def list_user_shares(self, user_id: str) -> list[Share]:
         items = await self._run(self._share_items, f"USER#{user_id}", "DASHBOARD#")
         return sorted((Share(**_plain(item)) for item in items), key=lambda s: (s.created_at, s.dashboard_id))
@@ -991,16 +1055,16 @@ class AWSStore(Store):
     def _catalogue(self) -> DynamoCatalog:
         return DynamoCatalog(self._dynamodb, self._table("catalog"), self._table("shares"))
 
-    async def page_cards(self, query: ListQuery) -> Page[Card]:
-        return await self._run(self._page, CARD, query, Card)
+    async def page_cards(self, query: ListQuery) -> Page[Listed[Card]]:
+        return await self._run(self._page, CARD, query, lambda head, summary: Listed(Card(**head), summary))
 
-    async def page_dashboards(self, query: ListQuery) -> Page[Dashboard]:
-        return await self._run(self._page, DASHBOARD, query, Dashboard)
+    async def page_dashboards(self, query: ListQuery) -> Page[Listed[Dashboard]]:
+        return await self._run(self._page, DASHBOARD, query, lambda head, summary: Listed(Dashboard(**head), summary))
 
     async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
-        return await self._run(self._page, DATASET, query, lambda **fields: _dataset_fields(fields))
+        return await self._run(self._page, DATASET, query, lambda head, _: _dataset_fields(head))
 
-    def _page(self, kind: str, query: ListQuery, record: Callable[..., T]) -> Page[T]:
+    def _page(self, kind: str, query: ListQuery, record: Callable[[dict[str, Any], dict[str, Any]], T]) -> Page[T]:
         """One Query per scope of ``query`` (``limit + 1`` items each), merged."""
         keyed = [triple for scope in dict.fromkeys(query.scopes)
                  for triple in self._catalogue.scope(kind, query, scope, record)]
@@ -1350,20 +1414,21 @@ class AWSStore(Store):
     def _catalogue_gaps(self) -> list[CatalogueGap]:
         """A scan of the catalogue table against the items every record's entry has now (a scan of the heads,
         their current versions batched): missing or out-of-date items, and items no record has."""
-        expected: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}  # key -> (noun, id, head)
+        expected: dict[tuple[str, str], tuple[str, str, Any]] = {}  # key -> (noun, id, (head, summary))
         records: set[tuple[str, str]] = set()
         for kind in (DATASETS, CARDS, DASHBOARDS):
             for entry, head in self._entries_now(kind):
                 records.add((kind.noun, entry.id))
-                as_written = json.loads(json.dumps(head, ensure_ascii=False))  # as the entry keeps it (tuples: lists)
+                # as the entry keeps them (tuples: lists)
+                as_written, summary = json.loads(json.dumps([head, entry.summary], ensure_ascii=False))
                 for key in [*list_keys(entry), entry_key(entry.kind, entry.id)]:
-                    expected[(key["pk"], key["sk"])] = (kind.noun, entry.id, as_written)
+                    expected[(key["pk"], key["sk"])] = (kind.noun, entry.id, (as_written, summary))
         actual = {}
-        for item in self._pages("scan", "catalog", ProjectionExpression="pk, sk, #h",
-                                ExpressionAttributeNames={"#h": "head"}):
+        for item in self._pages("scan", "catalog", **_projection("pk", "sk", "head", "summary")):
             fields = _plain(item)
-            actual[(item["pk"]["S"], item["sk"]["S"])] = json.loads(fields["head"])
-        unlisted = {(noun, record_id) for key, (noun, record_id, head) in expected.items() if actual.get(key) != head}
+            actual[(item["pk"]["S"], item["sk"]["S"])] = (json.loads(fields["head"]),
+                                                          json.loads(fields.get("summary", "{}")))
+        unlisted = {(noun, record_id) for key, (noun, record_id, now) in expected.items() if actual.get(key) != now}
         stray: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for pk, sk in set(actual) - set(expected):
             noun, record_id = (pk.split("#")[1], pk.split("#")[2]) if sk == "ENTRY" else (pk.split("#")[0],
@@ -1530,6 +1595,22 @@ def _index_keys(kind: Versioned, head: dict[str, Any]) -> list[dict[str, str]]:
         return [_name_key(head["owner_id"], head["name"])]
     keys = [_owned_key(kind, head["owner_id"], head["id"])]
     return keys + [_uid_key(head["uid"])] if kind is DASHBOARDS else keys
+
+
+def _projection(*attributes: str) -> dict[str, Any]:
+    """The parameters of a read of only ``attributes`` (by placeholder names: some are reserved words)."""
+    return {"ProjectionExpression": ", ".join(f"#{name}" for name in attributes),
+            "ExpressionAttributeNames": {f"#{name}": name for name in attributes}}
+
+
+def _stamp(item: dict[str, Any]) -> VersionStamp:
+    return VersionStamp(**_plain(item))
+
+
+def _card_index_keys(card_id: str, dashboard_id: str) -> list[dict[str, str]]:
+    """The two items that say the dashboard holds the card: under the card, and under the dashboard."""
+    return [{"pk": f"CARD#{card_id}", "sk": f"DASHBOARD#{dashboard_id}"},
+            {"pk": f"DASHBOARD#{dashboard_id}", "sk": f"CARD#{card_id}"}]
 
 
 def _share_keys(dashboard_id: str, user_id: str) -> list[dict[str, str]]:

@@ -50,6 +50,16 @@ BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100
 ATTEMPTS = 5
 
+
+def _projection(*attributes: str) -> dict[str, Any]:
+    """The parameters of a read of only ``attributes`` (by placeholder names: some are reserved words)."""
+    return {"ProjectionExpression": ", ".join(f"#{name}" for name in attributes),
+            "ExpressionAttributeNames": {f"#{name}": name for name in attributes}}
+
+
+ENTRY_PROJECTION = _projection("kind", "id", "owner_id", "title", "updated_at", "facets", "head", "summary")
+LIST_PROJECTION = _projection("sk", "head", "summary")  # what a page reads of a list item
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -76,8 +86,9 @@ def _entry_key(kind: str, record_id: str) -> dict[str, str]:
 
 
 def _entry_of(fields: dict[str, Any]) -> CatalogEntry:
-    return CatalogEntry(fields["kind"], fields["id"], fields["owner_id"], fields["title"], fields["search"],
-                        fields["updated_at"], tuple((facet, value) for facet, value in fields["facets"]))
+    return CatalogEntry(fields["kind"], fields["id"], fields["owner_id"], fields["title"], fields.get("search", ""),
+                        fields["updated_at"], tuple((facet, value) for facet, value in fields["facets"]),
+                        json.loads(fields.get("summary", "{}")))
 
 
 class DynamoCatalog:
@@ -96,10 +107,11 @@ class DynamoCatalog:
         old = old or (None if new else self.entry(entry.kind, entry.id))
         keys = list_keys(entry)
         stale = [key for key in (list_keys(old[0]) if old else []) if key not in keys]
-        fields = {"head": json.dumps(head, ensure_ascii=False), "search": entry.search}
+        fields = {"head": json.dumps(head, ensure_ascii=False), "search": entry.search,
+                  "summary": json.dumps(entry.summary, ensure_ascii=False)}
         record = {"kind": entry.kind, "id": entry.id, "owner_id": entry.owner_id, "title": entry.title,
                   "search": entry.search, "updated_at": entry.updated_at,
-                  "facets": [list(facet) for facet in entry.facets], "head": fields["head"]}
+                  "facets": [list(facet) for facet in entry.facets], "head": fields["head"], "summary": fields["summary"]}
         self._batch_write([{"PutRequest": {"Item": _item({**key, **fields})}} for key in keys]
                           + [{"PutRequest": {"Item": _item({**_entry_key(entry.kind, entry.id), **record})}}]
                           + [{"DeleteRequest": {"Key": _item(key)}} for key in stale])
@@ -132,10 +144,14 @@ class DynamoCatalog:
                 raise RuntimeError(f"DynamoDB left catalogue writes unprocessed after {ATTEMPTS} rounds.")
 
     # reads -------------------------------------------------------------------
-    def scope(self, kind: str, query: ListQuery, scope: Scope, record: Callable[..., T]) -> list[tuple[str, str, T]]:
-        """The first ``limit + 1`` records of one scope of ``query`` after its cursor, as (key, id, record)."""
+    def scope(self, kind: str, query: ListQuery, scope: Scope,
+              record: Callable[[dict[str, Any], dict[str, Any]], T]) -> list[tuple[str, str, T]]:
+        """The first ``limit + 1`` records of one scope of ``query`` after its cursor, as (key, id, record); each
+        made by ``record`` of its head's fields and its summary (only those and the keys are read, and the search
+        text of a search)."""
         if scope.kind == "shared":
-            pairs = [(entry, record(**head)) for entry, head in self._shared_entries(kind, scope.user_id)]
+            pairs = [(entry, record(head, entry.summary))
+                     for entry, head in self._shared_entries(kind, scope.user_id, bool(query.search))]
             chosen = matching(pairs, dataclasses.replace(query, scopes=(scope,)), {entry.id for entry, _ in pairs})
             return [triple for triple in chosen if follows(triple[:2], query.after, query.sort)][:query.limit + 1]
         owner = scope.user_id if scope.kind == "owner" else query.owner_id
@@ -153,10 +169,10 @@ class DynamoCatalog:
             values[":after"] = f"{query.after[0]}#{query.after[1]}"
         params: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": condition,
                                   "ScanIndexForward": not descending, "Limit": query.limit + 1,
-                                  "ConsistentRead": True}
+                                  "ConsistentRead": True, **LIST_PROJECTION}
         if query.search:
             params["FilterExpression"] = "contains(#search, :q)"
-            params["ExpressionAttributeNames"] = {"#search": "search"}  # a reserved word
+            params["ExpressionAttributeNames"] = {**LIST_PROJECTION["ExpressionAttributeNames"], "#search": "search"}
             values[":q"] = query.search
         params["ExpressionAttributeValues"] = _item(values)
         found: list[tuple[str, str, T]] = []
@@ -165,14 +181,15 @@ class DynamoCatalog:
             for item in response["Items"]:
                 fields = _plain(item)
                 key, _, record_id = fields["sk"].rpartition("#")
-                found.append((key, record_id, record(**json.loads(fields["head"]))))
+                found.append((key, record_id, record(json.loads(fields["head"]), json.loads(fields.get("summary", "{}")))))
             if "LastEvaluatedKey" not in response:
                 break
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return found[:query.limit + 1]
 
-    def _shared_entries(self, kind: str, user_id: str) -> list[tuple[CatalogEntry, dict[str, Any]]]:
-        """The entries of the dashboards shared with ``user_id``: one Query of their shares, then BatchGetItem."""
+    def _shared_entries(self, kind: str, user_id: str, search: bool) -> list[tuple[CatalogEntry, dict[str, Any]]]:
+        """The entries of the dashboards shared with ``user_id``: one Query of their shares, then BatchGetItem
+        (without their search text unless ``search``)."""
         ids, params = [], {"TableName": self.shares_table, "ConsistentRead": True,
                            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
                            "ExpressionAttributeValues": _item({":pk": f"USER#{user_id}", ":prefix": "DASHBOARD#"})}
@@ -185,7 +202,7 @@ class DynamoCatalog:
         entries = []
         for start in range(0, len(ids), BATCH_GET_LIMIT):
             pending: dict[str, Any] = {self.table: {"Keys": [_item(_entry_key(kind, i)) for i in ids[start:start + BATCH_GET_LIMIT]],
-                                                    "ConsistentRead": True}}
+                                                    "ConsistentRead": True, **({} if search else ENTRY_PROJECTION)}}
             while pending:
                 response = self.client.batch_get_item(RequestItems=pending)
                 for item in response["Responses"].get(self.table, []):

@@ -28,9 +28,10 @@ from ..environment import setting
 from ..errors import NotFoundError
 from ..limits import AUDIT_RETENTION_DAYS, PAGE_SIZE_MAX
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset,
-                      DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share, SignInSession, User)
+                      DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share, SignInSession, User,
+                      VersionStamp)
 from ..paging import ListQuery, Page
-from .catalog import CatalogueGap
+from .catalog import CatalogueGap, Listed
 
 # An expired lease's record (and so its version count) is deleted this long after it expired.
 LEASE_KEPT_SECONDS = 86400
@@ -245,8 +246,9 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         return list(await asyncio.gather(*(self.get_card_version(*key) for key in keys)))
 
     @abc.abstractmethod
-    async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[CardVersion]:
-        """One page of the card's versions, newest first; reads at most ``limit + 1``."""
+    async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[VersionStamp]:
+        """One page of the card's versions (stamps: no code or parameters are read), newest first; reads at most
+        ``limit + 1``."""
 
     @abc.abstractmethod
     async def list_card_versions(self, card_id: str) -> list[CardVersion]:
@@ -276,6 +278,12 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         """Dashboards of ``owner_id``, or all when ``None``; newest first."""
 
     @abc.abstractmethod
+    async def dashboards_with_card(self, card_id: str) -> list[Dashboard]:
+        """The dashboards whose current version holds the card (an index kept with every save, never a read of
+        every document). On DynamoDB, where the index is written beside the save, a dashboard may be named that no
+        longer holds it: callers check the current version."""
+
+    @abc.abstractmethod
     async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None: ...
 
     async def get_dashboard_versions(self, keys: list[tuple[str, int]]) -> list[DashboardVersion | None]:
@@ -283,8 +291,9 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         return list(await asyncio.gather(*(self.get_dashboard_version(*key) for key in keys)))
 
     @abc.abstractmethod
-    async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:
-        """One page of the dashboard's versions, newest first; reads at most ``limit + 1``."""
+    async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[VersionStamp]:
+        """One page of the dashboard's versions (stamps: no document is read), newest first; reads at most
+        ``limit + 1``."""
 
     @abc.abstractmethod
     async def list_dashboard_versions(self, dashboard_id: str) -> list[DashboardVersion]:
@@ -313,16 +322,21 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         ``limit + 1``."""
 
     @abc.abstractmethod
+    async def get_share(self, dashboard_id: str, user_id: str) -> Share | None:
+        """What the dashboard grants ``user_id``, if it is shared with them."""
+
+    @abc.abstractmethod
     async def list_user_shares(self, user_id: str) -> list[Share]:
         """What is shared with ``user_id``, oldest first."""
 
     # pages of the catalogue (``paging``, ``storage/catalog.py``) -----------------
     @abc.abstractmethod
-    async def page_cards(self, query: ListQuery) -> Page[Card]:
-        """One page of cards; reads at most ``limit + 1`` entries per scope of ``query`` (outside search)."""
+    async def page_cards(self, query: ListQuery) -> Page[Listed[Card]]:
+        """One page of cards, each with its entry's summary (never its versions); reads at most ``limit + 1``
+        entries per scope of ``query`` (outside search)."""
 
     @abc.abstractmethod
-    async def page_dashboards(self, query: ListQuery) -> Page[Dashboard]:
+    async def page_dashboards(self, query: ListQuery) -> Page[Listed[Dashboard]]:
         """One page of dashboards, as ``page_cards``."""
 
     @abc.abstractmethod

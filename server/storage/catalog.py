@@ -2,15 +2,17 @@
 
 An entry holds what a list sorts, filters and searches on: the owner, the title (a dataset's name), the
 folded search text (title and description), the time of the last change and the facets a list filters
-on (``tag`` for cards and dashboards, ``dataset`` for the datasets a card reads). Stores write it in the
-same transaction as the record it describes.
+on (``tag`` for cards and dashboards, ``dataset`` for the datasets a card reads), and the ``summary`` a list shows
+of it (``LIST_ITEM_BYTES`` at most: never a document, code or parameters). Stores write it in the same transaction
+as the record it describes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
+from ..limits import LIST_DESCRIPTION_CHARS
 from ..models import Card, CardVersion, Dashboard, DashboardVersion, Dataset
 from ..paging import ListQuery, fold, ordered, sort_key
 
@@ -27,6 +29,15 @@ class CatalogEntry:
     search: str
     updated_at: str
     facets: tuple[tuple[str, str], ...] = ()  # (facet, value): ("tag", "sales"), ("dataset", id)
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Listed(Generic[T]):
+    """A record as a list page has it: its head and its entry's ``summary``."""
+
+    record: T
+    summary: dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +55,7 @@ class CatalogueGap:
 def card_entry(card: Card, version: CardVersion) -> CatalogEntry:
     facets = tuple(("tag", tag) for tag in version.tags) + tuple(("dataset", d) for d in version.datasets)
     return CatalogEntry(CARD, card.id, card.owner_id, version.title, fold(version.title),
-                        version.created_at, facets)
+                        version.created_at, facets, card_summary(version))
 
 
 def dashboard_entry(dashboard: Dashboard, version: DashboardVersion) -> CatalogEntry:
@@ -52,7 +63,26 @@ def dashboard_entry(dashboard: Dashboard, version: DashboardVersion) -> CatalogE
     title = str(document.get("title", ""))
     text = "\n".join([title, str(document.get("description", ""))])
     facets = tuple(("tag", str(tag)) for tag in dict.fromkeys(document.get("tags", ())))
-    return CatalogEntry(DASHBOARD, dashboard.id, dashboard.owner_id, title, fold(text), version.created_at, facets)
+    return CatalogEntry(DASHBOARD, dashboard.id, dashboard.owner_id, title, fold(text), version.created_at, facets,
+                        dashboard_summary(version))
+
+
+def card_summary(version: CardVersion) -> dict[str, Any]:
+    """What a list shows of a card's current version: not its code or parameters (their count)."""
+    return {"title": version.title, "datasets": list(version.datasets), "tags": list(version.tags),
+            "parameter_count": len(version.parameters), "updated_by": version.created_by}
+
+
+def dashboard_summary(version: DashboardVersion) -> dict[str, Any]:
+    """What a list shows of a dashboard's current version: its title, description (cut to
+    ``LIST_DESCRIPTION_CHARS``), tags and counts, not its document."""
+    document = version.document
+    description = str(document.get("description", ""))
+    if len(description) > LIST_DESCRIPTION_CHARS:
+        description = description[:LIST_DESCRIPTION_CHARS - 1] + "…"
+    return {"title": str(document.get("title", "")), "description": description,
+            "tags": [str(tag) for tag in document.get("tags", ())], "card_count": len(document.get("cards", ())),
+            "parameter_count": len(document.get("parameters", ())), "updated_by": version.created_by}
 
 
 def dataset_entry(dataset: Dataset) -> CatalogEntry:

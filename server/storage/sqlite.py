@@ -26,9 +26,10 @@ from ..paging import ListQuery, Page, Scope, after_number, fold, number_key, ord
 from ..private_files import private_dir, private_file
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
                       Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
-                      SignInSession, User, utcnow)
+                      SignInSession, User, VersionStamp, card_ids, utcnow)
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix
-from .catalog import CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, card_entry, dashboard_entry, dataset_entry
+from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, Listed, card_entry, card_summary,
+                      dashboard_entry, dashboard_summary, dataset_entry)
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
 
 T = TypeVar("T")
@@ -277,6 +278,28 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE card_versions ADD COLUMN request_mark TEXT NOT NULL DEFAULT '';
     ALTER TABLE dashboard_versions ADD COLUMN request_mark TEXT NOT NULL DEFAULT '';
     """,
+    # A list shows each entry's summary, never a document (storage/catalog.py); the cards of each dashboard's
+    # current version, so that a card's access check reads only the dashboards that hold it.
+    """
+    ALTER TABLE catalog ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+    UPDATE catalog SET summary = (SELECT bi_card_summary(v.title, v.datasets, v.tags, v.parameters, v.created_by)
+                                  FROM cards c JOIN card_versions v ON v.card_id = c.id AND v.version = c.current_version
+                                  WHERE c.id = catalog.id) WHERE kind = 'card' AND id IN (SELECT id FROM cards);
+    UPDATE catalog SET summary = (SELECT bi_dashboard_summary(v.document, v.created_by)
+                                  FROM dashboards d JOIN dashboard_versions v
+                                  ON v.dashboard_id = d.id AND v.version = d.current_version WHERE d.id = catalog.id)
+        WHERE kind = 'dashboard' AND id IN (SELECT id FROM dashboards);
+    CREATE TABLE dashboard_cards (
+        card_id TEXT NOT NULL,
+        dashboard_id TEXT NOT NULL REFERENCES dashboards(id) ON DELETE CASCADE,
+        PRIMARY KEY (card_id, dashboard_id)
+    );
+    CREATE INDEX dashboard_cards_by_dashboard ON dashboard_cards (dashboard_id);
+    INSERT OR IGNORE INTO dashboard_cards (card_id, dashboard_id)
+        SELECT json_extract(j.value, '$.card'), d.id FROM dashboards d
+        JOIN dashboard_versions v ON v.dashboard_id = d.id AND v.version = d.current_version, json_each(v.document, '$.cards') j
+        WHERE json_extract(j.value, '$.card') IS NOT NULL;
+    """,
 )
 
 BLOB_DIR = "blobs"
@@ -317,6 +340,8 @@ class SQLiteStore(Store):
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.create_function("bi_fold", 1, fold, deterministic=True)
+        conn.create_function("bi_card_summary", 5, _card_summary_of_row, deterministic=True)
+        conn.create_function("bi_dashboard_summary", 2, _dashboard_summary_of_row, deterministic=True)
         self._conn = conn
         self._migrate()
 
@@ -482,23 +507,24 @@ class SQLiteStore(Store):
         return [found.get(key) for key in keys]
 
     async def _page_versions(self, kind: Versioned, record_id: str, query: ListQuery,
-                             record: Callable[[sqlite3.Row], T]) -> Page[T]:
-        """A page of a record's versions, newest first: a range of the versions' primary key."""
+                             record: Callable[[sqlite3.Row], T], columns: str = "*") -> Page[T]:
+        """A page of a record's versions, newest first: a range of the versions' primary key (of their
+        ``columns`` only)."""
         below = after_number(query)
         after = (below, record_id) if below is not None else None
         return await self._run(self._newest, kind.versions_table, f"{kind.key} = ?", (record_id,),
                                ("version", kind.key), after, query,
-                               lambda row: (number_key(row["version"]), record_id, record(row)))
+                               lambda row: (number_key(row["version"]), record_id, record(row)), columns)
 
     def _newest(self, table: str, where: str, params: tuple[Any, ...], order: tuple[str, str],
                 after: tuple[Any, ...] | None, query: ListQuery,
-                keyed: Callable[[sqlite3.Row], tuple[str, str, T]]) -> Page[T]:
-        """The page of ``query`` of the rows of ``table`` that ``where`` picks, by the columns ``order``
-        descending (the newest first) after ``after``: one index range of at most ``limit + 1`` rows; and
+                keyed: Callable[[sqlite3.Row], tuple[str, str, T]], columns: str = "*") -> Page[T]:
+        """The page of ``query`` of the rows of ``table`` that ``where`` picks (their ``columns``), by the columns
+        ``order`` descending (the newest first) after ``after``: one index range of at most ``limit + 1`` rows; and
         the total."""
         key, tie = order
         condition = where + (f" AND ({key}, {tie}) < (?, ?)" if after is not None else "")
-        rows = self._query(f"SELECT * FROM {table} WHERE {condition} ORDER BY {key} DESC, {tie} DESC LIMIT ?",
+        rows = self._query(f"SELECT {columns} FROM {table} WHERE {condition} ORDER BY {key} DESC, {tie} DESC LIMIT ?",
                            *params, *(after or ()), query.limit + 1)
         page = take([keyed(row) for row in rows], query)
         total = self._query(f"SELECT count(*) FROM {table} WHERE {where}", *params)[0][0]
@@ -613,8 +639,8 @@ class SQLiteStore(Store):
     async def get_card_versions(self, keys: list[tuple[str, int]]) -> list[CardVersion | None]:
         return await self._versions_named(CARDS, keys, _card_version)
 
-    async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[CardVersion]:
-        return await self._page_versions(CARDS, card_id, query, _card_version)
+    async def page_card_versions(self, card_id: str, query: ListQuery) -> Page[VersionStamp]:
+        return await self._page_versions(CARDS, card_id, query, _stamp, "version, title, created_at, created_by")
 
     async def list_card_versions(self, card_id: str) -> list[CardVersion]:
         return [_card_version(row) for row in await self._versions(CARDS, card_id)]
@@ -629,7 +655,8 @@ class SQLiteStore(Store):
             try:
                 self._transaction([_insert("dashboards", dataclasses.asdict(dashboard)),
                                    _insert("dashboard_versions", _dashboard_version_row(version)),
-                                   *_catalog_put(dashboard_entry(dashboard, version), new=True)])
+                                   *_catalog_put(dashboard_entry(dashboard, version), new=True),
+                                   *_dashboard_cards(version)])
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.") from exc
 
@@ -639,7 +666,8 @@ class SQLiteStore(Store):
         await self._run(self._add_version, DASHBOARDS, version.dashboard_id, version.version,
                         version.created_at, expected_current,
                         _insert("dashboard_versions", _dashboard_version_row(version)),
-                        *_catalog_put(dashboard_entry(_unowned_dashboard(version), version), new=False))
+                        *_catalog_put(dashboard_entry(_unowned_dashboard(version), version), new=False),
+                        *_dashboard_cards(version))
 
     async def get_dashboard(self, dashboard_id: str) -> Dashboard | None:
         row = await self._head(DASHBOARDS, dashboard_id)
@@ -652,6 +680,11 @@ class SQLiteStore(Store):
     async def list_dashboards(self, owner_id: str | None = None) -> list[Dashboard]:
         return [Dashboard(**dict(row)) for row in await self._heads(DASHBOARDS, owner_id)]
 
+    async def dashboards_with_card(self, card_id: str) -> list[Dashboard]:
+        rows = await self._run(self._query, "SELECT d.* FROM dashboard_cards c JOIN dashboards d ON d.id = c.dashboard_id "
+                                            "WHERE c.card_id = ? ORDER BY d.id", card_id)
+        return [Dashboard(**dict(row)) for row in rows]
+
     async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None:
         rows = await self._versions(DASHBOARDS, dashboard_id, version)
         return _dashboard_version(rows[0]) if rows else None
@@ -659,8 +692,8 @@ class SQLiteStore(Store):
     async def get_dashboard_versions(self, keys: list[tuple[str, int]]) -> list[DashboardVersion | None]:
         return await self._versions_named(DASHBOARDS, keys, _dashboard_version)
 
-    async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[DashboardVersion]:
-        return await self._page_versions(DASHBOARDS, dashboard_id, query, _dashboard_version)
+    async def page_dashboard_versions(self, dashboard_id: str, query: ListQuery) -> Page[VersionStamp]:
+        return await self._page_versions(DASHBOARDS, dashboard_id, query, _stamp, "version, created_at, created_by")
 
     async def list_dashboard_versions(self, dashboard_id: str) -> list[DashboardVersion]:
         return [_dashboard_version(row) for row in await self._versions(DASHBOARDS, dashboard_id)]
@@ -686,6 +719,11 @@ class SQLiteStore(Store):
     async def page_shares(self, dashboard_id: str, query: ListQuery) -> Page[Share]:
         return await self._run(self._newest, "shares", "dashboard_id = ?", (dashboard_id,), ("created_at", "user_id"),
                                query.after, query, lambda row: (row["created_at"], row["user_id"], Share(**dict(row))))
+
+    async def get_share(self, dashboard_id: str, user_id: str) -> Share | None:
+        rows = await self._run(self._query, "SELECT * FROM shares WHERE dashboard_id = ? AND user_id = ?",
+                               dashboard_id, user_id)
+        return Share(**dict(rows[0])) if rows else None
 
     async def list_user_shares(self, user_id: str) -> list[Share]:
         rows = await self._run(self._query, "SELECT * FROM shares WHERE user_id = ? ORDER BY created_at, dashboard_id",
@@ -813,23 +851,26 @@ class SQLiteStore(Store):
         return IdempotentAnswer(**dict(rows[0])) if rows else None
 
     # pages of the catalogue --------------------------------------------------
-    async def page_cards(self, query: ListQuery) -> Page[Card]:
-        return await self._run(self._page, CARD, query, Card)
+    async def page_cards(self, query: ListQuery) -> Page[Listed[Card]]:
+        return await self._run(self._page, CARD, query, lambda head, summary: Listed(Card(**head), summary))
 
-    async def page_dashboards(self, query: ListQuery) -> Page[Dashboard]:
-        return await self._run(self._page, DASHBOARD, query, Dashboard)
+    async def page_dashboards(self, query: ListQuery) -> Page[Listed[Dashboard]]:
+        return await self._run(self._page, DASHBOARD, query, lambda head, summary: Listed(Dashboard(**head), summary))
 
     async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
-        return await self._run(self._page, DATASET, query, lambda **fields: _dataset(fields))
+        return await self._run(self._page, DATASET, query, lambda head, _: _dataset(head))
 
-    def _page(self, kind: str, query: ListQuery, record: Any) -> Page[Any]:
+    def _page(self, kind: str, query: ListQuery, record: Callable[[dict[str, Any], dict[str, Any]], T]) -> Page[T]:
         """One query per scope, each reading at most ``limit + 1`` rows in index order, merged; and the total
-        (of a search: while at most ``SEARCH_TOTAL_MAX`` match)."""
+        (of a search: while at most ``SEARCH_TOTAL_MAX`` match). ``record`` makes an item of a head's fields and
+        its entry's summary."""
         keyed = []
         total = 0
         for scope in dict.fromkeys(query.scopes):
             sql, params = _page_sql(kind, query, scope, count=False)
-            keyed += [(row["sort_key"], row["id"], record(**{k: row[k] for k in row.keys() if k != "sort_key"}))
+            keyed += [(row["sort_key"], row["id"],
+                       record({k: row[k] for k in row.keys() if k not in ("sort_key", "summary")},
+                              json.loads(row["summary"])))
                       for row in self._query(sql, *params)]
             sql, params = _page_sql(kind, query, scope, count=True)
             total += self._query(sql, *params)[0][0]
@@ -1015,20 +1056,44 @@ def _catalog_put(entry: CatalogEntry, new: bool) -> list[Statement]:
     """Statements that write ``entry`` (a new one, or over the record's entry, whose owner stays)."""
     key = (entry.kind, entry.id)
     statements: list[Statement]
+    summary = _json(entry.summary)
     if new:
-        statements = [("INSERT INTO catalog (kind, id, owner_id, title, search, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                       (*key, entry.owner_id, entry.title, entry.search, entry.updated_at))]
+        statements = [("INSERT INTO catalog (kind, id, owner_id, title, search, updated_at, summary) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (*key, entry.owner_id, entry.title, entry.search,
+                                                        entry.updated_at, summary))]
     else:
         statements = [(f"DELETE FROM catalog_text WHERE rowid = {CATALOG_ROW}", key),
                       (f"DELETE FROM catalog_facets WHERE row = {CATALOG_ROW}", key),
-                      ("UPDATE catalog SET title = ?, search = ?, updated_at = ? WHERE kind = ? AND id = ?",
-                       (entry.title, entry.search, entry.updated_at, *key))]
+                      ("UPDATE catalog SET title = ?, search = ?, updated_at = ?, summary = ? WHERE kind = ? AND id = ?",
+                       (entry.title, entry.search, entry.updated_at, summary, *key))]
     statements.append(("INSERT INTO catalog_text (rowid, text) SELECT row, search FROM catalog "
                        "WHERE kind = ? AND id = ?", key))
     statements += [("INSERT OR IGNORE INTO catalog_facets (row, kind, facet, value, owner_id, updated_at, title, id) "
                     "SELECT row, kind, ?, ?, owner_id, updated_at, title, id FROM catalog WHERE kind = ? AND id = ?",
                     (facet, value, *key)) for facet, value in entry.facets]
     return statements
+
+
+def _stamp(row: sqlite3.Row) -> VersionStamp:
+    return VersionStamp(**dict(row))
+
+
+def _dashboard_cards(version: DashboardVersion) -> list[Statement]:
+    """Statements that make the dashboard's rows of ``dashboard_cards`` those of ``version`` (its new current one)."""
+    return [("DELETE FROM dashboard_cards WHERE dashboard_id = ?", (version.dashboard_id,)),
+            *(("INSERT OR IGNORE INTO dashboard_cards (card_id, dashboard_id) VALUES (?, ?)",
+               (card_id, version.dashboard_id)) for card_id in sorted(card_ids(version.document)))]
+
+
+def _card_summary_of_row(title: str, datasets: str, tags: str, parameters: str, created_by: str) -> str:
+    """``bi_card_summary``: a card version row's summary (the migration that added summaries)."""
+    return _json(card_summary(CardVersion("", 0, title, "", tuple(json.loads(datasets)),
+                                          tuple(json.loads(parameters)), "", created_by, tuple(json.loads(tags)))))
+
+
+def _dashboard_summary_of_row(document: str, created_by: str) -> str:
+    """``bi_dashboard_summary``: a dashboard version row's summary."""
+    return _json(dashboard_summary(DashboardVersion("", 0, json.loads(document), "", created_by)))
 
 
 def _catalog_touch(kind: str, record_id: str, updated_at: str) -> list[Statement]:
@@ -1099,7 +1164,8 @@ def _page_sql(kind: str, query: ListQuery, scope: Scope, count: bool) -> Stateme
     if query.after is not None:
         where.append(f"(d.{column}, d.id) {'<' if direction == 'DESC' else '>'} (?, ?)")
         params += list(query.after)
-    sql = (f"SELECT h.*, d.{column} AS sort_key FROM {source} {' '.join(joins)} "
+    sql = (f"SELECT h.*, d.{column} AS sort_key, (SELECT summary FROM catalog WHERE row = d.row) AS summary "
+           f"FROM {source} {' '.join(joins)} "
            f"JOIN {HEAD_TABLES[kind]} h ON h.id = d.id WHERE {' AND '.join(where)} "
            f"ORDER BY d.{column} {direction}, d.id {direction} LIMIT ?")
     return sql, (*params, query.limit + 1)

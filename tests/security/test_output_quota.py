@@ -173,3 +173,25 @@ async def test_cached_results_of_distinct_parameter_values_keep_within_quota(sta
     assert not (await run(values[0]))["cached"], "the oldest went first"
     tile = await api.fetch("POST", f"/api/dashboards/{dashboard['id']}/cards/big/run", token=token, json_body={})
     assert tile.json()["cached"], "a dashboard tile's current output is never evicted"
+
+
+async def test_one_run_stores_a_bounded_number_of_tables(start_cards):
+    """A run's stored tables are charged to the run: one run showing many DataFrames (each summary small, under
+    the output cap) stores at most ``RUN_TABLES`` of them (``RUN_TABLE_BYTES`` together); the later ones keep
+    their first rows and the run says why. Before, every one was fetched, validated and stored (30 here, 1,000
+    in a loop), only to be evicted again by the user's quota."""
+    from server.limits import RUN_TABLES
+
+    api = await start_cards()
+    token = await api.add_user("many@example.com")
+    session_id = await open_session(api, token)
+    shown = RUN_TABLES + 10
+    ran = await run(api, token, session_id, "import pandas as pd\n"
+                    f"for i in range({shown}):\n    display(pd.DataFrame({{'n': range(1000)}}) + i)\n")
+    assert ran.code == 200, ran.body
+    outputs = ran.json()["outputs"]
+    assert len([o for o in outputs if o.get("output_type") == "display_data"]) == shown, "every table is shown"
+    assert len([o for o in outputs if "output_id" in o]) == RUN_TABLES
+    assert any("tables" in o.get("text", "") for o in outputs if o.get("output_type") == "stream"), outputs[:2]
+    records, blobs = await stored(api)
+    assert len(records) == len(blobs) == RUN_TABLES

@@ -87,7 +87,10 @@ async def test_versions_conflicts_and_restore(api):
     renamed = await api.fetch("PUT", path, token=token, json_body={"version": 2, "document": {**moved, "uid": "x"}})
     assert renamed.code == 422 and renamed.json()["error"]["details"]["pointer"] == "/uid"
     versions = (await api.fetch("GET", f"{path}/versions", token=token)).json()["versions"]
-    assert [(v["version"], v["document"]["layout"][0]["x"]) for v in versions] == [(2, 6), (1, 0)]
+    assert [v["version"] for v in versions] == [2, 1] and all("document" not in v for v in versions)
+    documents = [(await api.fetch("GET", f"{path}/versions/{v['version']}", token=token)).json()["document"]
+                 for v in versions]
+    assert [document["layout"][0]["x"] for document in documents] == [6, 0]
     restored = await api.fetch("POST", f"{path}/versions/1/restore", token=token)
     assert restored.json()["version"] == 3 and restored.json()["document"]["layout"][0]["x"] == 0
     assert (await api.fetch("POST", f"{path}/versions/9/restore", token=token)).code == 404
@@ -162,6 +165,7 @@ async def test_who_may_do_what(api):
     routes = [  # method, path, body, expected for stranger, viewer, editor, owner
         ("GET", d, None, (404, 200, 200, 200)),
         ("GET", f"{d}/versions", None, (404, 200, 200, 200)),
+        ("GET", f"{d}/versions/1", None, (404, 200, 200, 200)),
         ("GET", f"{d}/export", None, (404, 200, 200, 200)),
         ("GET", f"{d}/shares", None, (404, 200, 200, 200)),
         ("PUT", d, {"version": 1, "document": doc}, (404, 403, 200, 409)),

@@ -75,7 +75,7 @@ async def test_finds_and_repairs_the_lists(store, store_kind):
         await store._run(store._query, "DELETE FROM cards WHERE id = ?", ghost.id)
 
     def listed() -> list[str]:
-        return sorted(card.id for card in page.items)
+        return sorted(listed.record.id for listed in page.items)
 
     page = await store.page_cards(ListQuery((Scope("all"),), limit=10))
     assert unlisted.id not in listed() and (ghost.id in listed()) == (store_kind == "aws"), "SQLite joins the heads"
@@ -87,7 +87,7 @@ async def test_finds_and_repairs_the_lists(store, store_kind):
     assert sorted((p.kind, p.subject) for p in repaired if p.repaired and p.kind != "orphan_blob") == expected
     page = await store.page_cards(ListQuery((Scope("all"),), limit=10))
     assert listed() == sorted([unlisted.id, stale.id])
-    assert [c.current_version for c in page.items if c.id == stale.id] == [2 if store_kind == "aws" else 1]
+    assert [c.record.current_version for c in page.items if c.record.id == stale.id] == [2 if store_kind == "aws" else 1]
     assert not [p for p in await fsck(store, grace_seconds=0) if p.kind in ("unlisted", "listed_orphan")]
 
 

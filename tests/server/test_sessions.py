@@ -8,7 +8,10 @@ Card code that needs the real ``os`` recovers it as a determined author would
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -252,3 +255,35 @@ async def test_sessions_past_capacity_in_a_row_never_wait_for_room(start_cards):
         session_id = await open_session(api, token)
         assert (await api.fetch("DELETE", f"/api/card-sessions/{session_id}", token=token)).code == 204
     assert pool.loads[url].in_use == 0 == (await pool.agents[url].health())["in_use"]
+
+
+
+@contextlib.contextmanager
+def cpu_load(processes: int = 2):
+    """A loaded machine: busy processes (started by this test, stopped by it) for the duration."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+async def test_outputs_that_trail_the_reply_are_kept(start_cards):
+    """A run ends at its kernel's ``idle`` after the reply, not at a fixed trail: on a loaded machine iopub falls
+    behind the shell reply, and what the card printed and showed right before its end still belongs to the run
+    (before, whatever came more than 0.5 s after the reply was lost). Here the kernel's iopub thread is also held
+    1.5 s, as load holds it."""
+    api = await start_cards()
+    token = await api.login()
+    session_id = await open_session(api, token)
+    code = ("import time\nfor i in range(300):\n    print(f'行{i}', flush=True)\n"
+            "get_ipython().kernel.iopub_thread.schedule(lambda: time.sleep(1.5))\ndisplay('last words')\n")
+    with cpu_load():
+        ran = await run(api, token, session_id, code)
+    assert ran.code == 200, ran.body
+    shown = text(ran.json()["outputs"])
+    assert all(f"行{i}\n" in shown for i in range(300)) and "last words" in shown, ran.json()["outputs"][-3:]
+    after = await run(api, token, session_id, "print('next')")
+    assert text(after.json()["outputs"]) == "next\n", "nothing of the run before spills into the next"

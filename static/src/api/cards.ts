@@ -24,20 +24,18 @@ export interface Card {
   tags?: string[];
 }
 
-export type CardSummary = Omit<Card, "code">;
+// What a list shows of a card: not its code or parameters (their count); GET the card for those.
+export type CardSummary = Omit<Card, "code" | "parameters"> & { parameter_count: number };
 
 export interface CardVersionSummary {
   version: number;
   title: string;
-  datasets: string[];
-  parameters: CardParameter[];
-  tags: string[];
   created_at: string;
   created_by: string;
   created_by_name?: string | null;
 }
 
-export type CardVersion = CardVersionSummary & { code: string };
+export type CardVersion = CardVersionSummary & { code: string; datasets: string[]; parameters: CardParameter[]; tags: string[] };
 
 export interface CardFields {
   title: string;
@@ -49,7 +47,7 @@ export const cardsApi = {
   page: (params: ListParams, cursor: string | null = null) => fetchPage<CardSummary>("/api/cards", "cards", params, cursor),
   list: () => fetchAll<CardSummary>("/api/cards", "cards"),
   get: (id: string) => api.get<Card>(`/api/cards/${encodeURIComponent(id)}`),
-  // A page of its versions (without code), newest first; pass `next` back for the following one.
+  // A page of its versions (without code or parameters), newest first; pass `next` back for the following one.
   versions: (id: string, cursor: string | null = null) => fetchPage<CardVersionSummary>(`/api/cards/${encodeURIComponent(id)}/versions`, "versions", {}, cursor),
   // One version whole, with its code.
   version: (id: string, n: number) => api.get<CardVersion>(`/api/cards/${encodeURIComponent(id)}/versions/${n}`),

@@ -55,11 +55,33 @@ export interface Dashboard {
   updated_by: string;
 }
 
-export interface DashboardVersion {
+// What a list shows of a dashboard: never its document (GET the dashboard for that).
+export interface DashboardSummary {
+  id: string;
+  uid: string;
+  owner_id: string;
   version: number;
-  document: DashboardDocument;
+  title: string;
+  // cut to 300 characters (ending in "…")
+  description: string;
+  tags: string[];
+  card_count: number;
+  parameter_count: number;
+  access: Access;
+  created_at: string;
+  updated_at: string;
+  updated_by: string;
+}
+
+// What a list of versions shows of one; GET versions/{version} for its document.
+export interface DashboardVersionStamp {
+  version: number;
   created_at: string;
   created_by: string;
+}
+
+export interface DashboardVersion extends DashboardVersionStamp {
+  document: DashboardDocument;
 }
 
 export interface Share {
@@ -94,8 +116,8 @@ export interface CardResult {
 const path = (id: string) => `/api/dashboards/${encodeURIComponent(id)}`;
 
 export const dashboardsApi = {
-  page: (params: ListParams, cursor: string | null = null) => fetchPage<Dashboard>("/api/dashboards", "dashboards", params, cursor),
-  list: () => fetchAll<Dashboard>("/api/dashboards", "dashboards"),
+  page: (params: ListParams, cursor: string | null = null) => fetchPage<DashboardSummary>("/api/dashboards", "dashboards", params, cursor),
+  list: () => fetchAll<DashboardSummary>("/api/dashboards", "dashboards"),
   get: (id: string) => api.get<Dashboard>(path(id)),
   create: (title: string) => api.post<Dashboard>("/api/dashboards", { schemaVersion: 1, title, cards: [], layout: [] }),
   // Saves a new version edited from `from`: 409 if someone saved since, 422 with details.pointer.
@@ -109,7 +131,8 @@ export const dashboardsApi = {
   // A page of the people it is shared with, the newest grant first; pass `next` back for the following one.
   shares: (id: string, cursor: string | null = null) => fetchPage<Share>(`${path(id)}/shares`, "shares", {}, cursor),
   // A page of its versions, newest first.
-  versions: (id: string, cursor: string | null = null) => fetchPage<DashboardVersion>(`${path(id)}/versions`, "versions", {}, cursor),
+  versions: (id: string, cursor: string | null = null) => fetchPage<DashboardVersionStamp>(`${path(id)}/versions`, "versions", {}, cursor),
+  version: (id: string, version: number) => api.get<DashboardVersion>(`${path(id)}/versions/${version}`),
   share: (id: string, email: string, permission: "view" | "edit") =>
     request<Share>("PUT", `${path(id)}/shares`, { json: { email, permission } }).then((r) => r.data),
   revoke: (id: string, email: string) => request<null>("DELETE", `${path(id)}/shares`, { json: { email } }).then(() => undefined),

@@ -1,16 +1,16 @@
-// "Add to dashboard" in the card editor: choose one of the dashboards I may edit; the saved card
-// is appended to its layout and the dashboard saved.
+// "Add to dashboard" in the card editor: choose one of the dashboards I may edit (from their summaries);
+// that one dashboard is read, the saved card appended to its layout and the dashboard saved.
 
-import { appendCard, dashboardsApi, type Dashboard } from "../api/dashboards";
+import { appendCard, dashboardsApi, type DashboardSummary } from "../api/dashboards";
 import { banner } from "../components/banner";
 import { h } from "../dom";
 import { choose } from "./choice-dialog";
 import { t } from "../i18n";
 
-function chooseDashboard(dashboards: Dashboard[]): Promise<Dashboard | null> {
+function chooseDashboard(dashboards: DashboardSummary[]): Promise<DashboardSummary | null> {
   return choose(
     t("addToDash.title"),
-    dashboards.map((d) => ({ value: d, title: d.document.title, detail: t("addToDash.cards", { n: d.document.cards.length }) })),
+    dashboards.map((d) => ({ value: d, title: d.title, detail: t("addToDash.cards", { n: d.card_count }) })),
     t("addToDash.none"),
     h("a", { href: "/dashboards", class: "button" }, t("addToDash.create")),
   );
@@ -26,7 +26,7 @@ export function addToDashboardButton(cardId: () => string | null, say: (message:
       const editable = (await dashboardsApi.list()).filter((d) => d.access !== "view");
       const target = await chooseDashboard(editable);
       if (!target) return;
-      const saved = await appendCard(target, id);
+      const saved = await appendCard(await dashboardsApi.get(target.id), id);
       say(banner("success", t("addToDash.added", { title: saved.document.title }), [], [h("a", { href: `/dashboards/${encodeURIComponent(saved.id)}`, class: "button" }, t("addToDash.open"))]));
     } catch (error) {
       say(banner("error", t("addToDash.failed"), [(error as Error).message]));

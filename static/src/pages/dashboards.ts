@@ -1,7 +1,7 @@
 // The dashboards I own and those shared with me, with my access, a page at a time; creating a new one.
 
 import "../dashboards/dashboards.css";
-import { dashboardsApi, type Access, type Dashboard } from "../api/dashboards";
+import { dashboardsApi, type Access, type DashboardSummary } from "../api/dashboards";
 import { pagedList } from "../components/paged-list";
 import { h } from "../dom";
 import { ago, count, when } from "../format";
@@ -23,15 +23,15 @@ export async function dashboardsPage(go: (path: string) => void): Promise<Page> 
       error.textContent = (e as Error).message;
     }
   });
-  const body = await pagedList<Dashboard>({
+  const body = await pagedList<DashboardSummary>({
     load: dashboardsApi.page,
     head: h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("dashboards.col.title")), h("th", { scope: "col", class: "num" }, t("dashboards.col.cards")), h("th", { scope: "col" }, t("dashboards.col.access")), h("th", { scope: "col" }, t("dashboards.col.updated")))),
     row: (d, tags) =>
       h(
         "tr",
         {},
-        h("td", {}, h("a", { href: `/dashboards/${encodeURIComponent(d.id)}`, class: "strong" }, d.document.title), d.document.description ? h("div", { class: "muted small" }, d.document.description) : null, tags(d.document.tags)),
-        h("td", { class: "num muted" }, count(d.document.cards.length)),
+        h("td", {}, h("a", { href: `/dashboards/${encodeURIComponent(d.id)}`, class: "strong" }, d.title), d.description ? h("div", { class: "muted small" }, d.description) : null, tags(d.tags)),
+        h("td", { class: "num muted" }, count(d.card_count)),
         h("td", {}, h("span", { class: `pill ${d.access}` }, t(ACCESS[d.access]))),
         h("td", { class: "muted", title: when(d.updated_at) }, ago(d.updated_at)),
       ),

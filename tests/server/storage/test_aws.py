@@ -289,13 +289,16 @@ class TestItems:
 
     async def test_dashboard_item_layout(self, aws_store, dynamodb):
         """A dashboard is a META item, VERSION items with the document as one JSON string, the owner's
-        index item and the uid item."""
+        index item, the uid item and the two items of each card it holds."""
         owner = make_user()
         dashboard, version = make_dashboard(owner)
         await aws_store.create_dashboard(dashboard, version)
         items = {(i["pk"]["S"], i["sk"]["S"]): i for i in table_items(dynamodb, aws_store, "dashboards")}
+        card_id = version.document["cards"][0]["card"]
         assert set(items) == {(f"DASHBOARD#{dashboard.id}", "META"), (f"DASHBOARD#{dashboard.id}", "VERSION#000001"),
-                              (f"OWNER#{owner.id}", f"DASHBOARD#{dashboard.id}"), ("UID#sales-overview", "UID")}
+                              (f"OWNER#{owner.id}", f"DASHBOARD#{dashboard.id}"), ("UID#sales-overview", "UID"),
+                              (f"CARD#{card_id}", f"DASHBOARD#{dashboard.id}"),
+                              (f"DASHBOARD#{dashboard.id}", f"CARD#{card_id}")}
         assert items[("UID#sales-overview", "UID")]["dashboard_id"] == {"S": dashboard.id}
         assert items[(f"OWNER#{owner.id}", f"DASHBOARD#{dashboard.id}")]["dashboard_id"] == {"S": dashboard.id}
         assert json.loads(items[(f"DASHBOARD#{dashboard.id}", "VERSION#000001")]["document"]["S"]) == version.document

@@ -32,7 +32,7 @@ async def everything(read, query: ListQuery) -> list:
     while True:
         page: Page = await read(dataclasses.replace(query, after=after))
         assert len(page.items) <= query.limit
-        records += page.items
+        records += [getattr(item, "record", item) for item in page.items]  # a card's or dashboard's: Listed
         if page.next is None:
             return records
         after = page.next
@@ -65,7 +65,7 @@ async def test_a_cursor_stays_right_under_inserts(store, owners):
     first = await store.page_cards(ListQuery(ALL, limit=3))
     await add_card(store, ana, "new", when="2026-01-02T00:00:00.000Z")
     second = await store.page_cards(ListQuery(ALL, limit=3, after=first.next))
-    assert [c.id for c in first.items + second.items] == [c.id for c in reversed(cards)]
+    assert [c.record.id for c in first.items + second.items] == [c.id for c in reversed(cards)]
     assert second.next is None
 
 
@@ -77,9 +77,9 @@ async def test_filters_by_scope_owner_tag_and_dataset(store, owners):
     reads = await add_card(store, ben, "reads", datasets=(dataset,))
     await add_card(store, ben, "plain")
     mine = await store.page_cards(ListQuery((Scope("owner", ana.id),), limit=10))
-    assert [c.id for c in mine.items] == [tagged.id]
-    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10, tag="月次"))).items] == [tagged.id]
-    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10, dataset_id=dataset))).items] == [reads.id]
+    assert [c.record.id for c in mine.items] == [tagged.id]
+    assert [c.record.id for c in (await store.page_cards(ListQuery(ALL, limit=10, tag="月次"))).items] == [tagged.id]
+    assert [c.record.id for c in (await store.page_cards(ListQuery(ALL, limit=10, dataset_id=dataset))).items] == [reads.id]
     assert (await store.page_cards(ListQuery(ALL, limit=10, tag="sales", owner_id=ben.id))).items == []
 
 
@@ -92,7 +92,7 @@ async def test_search_is_folded_substring_of_titles_and_descriptions(store, owne
     await add_card(store, ana, "在庫")
 
     async def found(text: str) -> set[str]:
-        return {c.id for c in (await store.page_cards(ListQuery(ALL, limit=10, search=fold(text)))).items}
+        return {c.record.id for c in (await store.page_cards(ListQuery(ALL, limit=10, search=fold(text)))).items}
 
     assert await found("売上") == {sales.id}
     assert await found("売上レポ") == {sales.id}
@@ -106,8 +106,8 @@ async def test_search_is_folded_substring_of_titles_and_descriptions(store, owne
                 "cards": [], "layout": []}
     await store.create_dashboard(dashboard, DashboardVersion(dashboard.id, 1, document, now, ana.id))
     page = await store.page_dashboards(ListQuery(ALL, limit=10, search=fold("東京店")))
-    assert [d.id for d in page.items] == [dashboard.id]
-    assert [d.id for d in (await store.page_dashboards(ListQuery(ALL, limit=10, tag="店舗"))).items] == [dashboard.id]
+    assert [d.record.id for d in page.items] == [dashboard.id]
+    assert [d.record.id for d in (await store.page_dashboards(ListQuery(ALL, limit=10, tag="店舗"))).items] == [dashboard.id]
 
 
 async def test_a_new_version_moves_the_entry(store, owners):
@@ -117,12 +117,12 @@ async def test_a_new_version_moves_the_entry(store, owners):
     other = await add_card(store, ana, "other", when="2026-01-01T00:00:01.000Z")
     now = utcnow()
     await store.add_card_version(CardVersion(card.id, 2, "新しい題", "1", (), (), now, ana.id, ("b",)), 1)
-    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10))).items] == [card.id, other.id]
+    assert [c.record.id for c in (await store.page_cards(ListQuery(ALL, limit=10))).items] == [card.id, other.id]
     assert (await store.page_cards(ListQuery(ALL, limit=10, tag="a"))).items == []
-    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10, tag="b"))).items] == [card.id]
-    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10, search=fold("新しい")))).items] == [card.id]
+    assert [c.record.id for c in (await store.page_cards(ListQuery(ALL, limit=10, tag="b"))).items] == [card.id]
+    assert [c.record.id for c in (await store.page_cards(ListQuery(ALL, limit=10, search=fold("新しい")))).items] == [card.id]
     await store.delete_card(card.id)
-    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=10))).items] == [other.id]
+    assert [c.record.id for c in (await store.page_cards(ListQuery(ALL, limit=10))).items] == [other.id]
     assert (await store.page_cards(ListQuery(ALL, limit=10, search=fold("新しい")))).items == []
 
 
@@ -142,7 +142,31 @@ async def test_dashboards_of_an_owner_and_shared_with_them(store, owners):
     both = await everything(store.page_dashboards, ListQuery(scopes, limit=1, sort="title"))
     assert [d.id for d in both] == [made[0].id, made[1].id]
     shared = await store.page_dashboards(ListQuery((Scope("shared", ana.id),), limit=10))
-    assert [d.id for d in shared.items] == [made[1].id]
+    assert [d.record.id for d in shared.items] == [made[1].id]
+
+
+async def test_pages_carry_summaries_and_dashboards_are_found_by_their_cards(store, owners):
+    """A page of cards or dashboards has each one's summary of its current version (no document); the dashboards
+    that hold a card are those whose current version holds it."""
+    ana, _ = owners
+    card, other = await add_card(store, ana, "売上", tags=("月次",)), await add_card(store, ana, "在庫")
+    now = utcnow()
+    dashboard = Dashboard(uuid.uuid4().hex, uuid.uuid4().hex, ana.id, 1, now, now)
+    first = {"schemaVersion": 1, "title": "店", "description": "説明", "tags": ["店舗"], "layout": [],
+             "cards": [{"key": "a", "card": card.id}, {"key": "b", "card": other.id}]}
+    await store.create_dashboard(dashboard, DashboardVersion(dashboard.id, 1, first, now, ana.id))
+    [listed] = (await store.page_dashboards(ListQuery(ALL, limit=5))).items
+    assert listed.summary == {"title": "店", "description": "説明", "tags": ["店舗"], "card_count": 2,
+                              "parameter_count": 0, "updated_by": ana.id}
+    assert [c.summary["tags"] for c in (await store.page_cards(ListQuery(ALL, limit=5, tag="月次"))).items] == [["月次"]]
+    assert [d.id for d in await store.dashboards_with_card(card.id)] == [dashboard.id]
+    second = {**first, "cards": [{"key": "b", "card": other.id}]}
+    await store.add_dashboard_version(DashboardVersion(dashboard.id, 2, second, utcnow(), ana.id), 1)
+    assert await store.dashboards_with_card(card.id) == []
+    assert [d.current_version for d in await store.dashboards_with_card(other.id)] == [2]
+    assert (await store.page_dashboards(ListQuery(ALL, limit=5))).items[0].summary["card_count"] == 1
+    await store.delete_dashboard(dashboard.id)
+    assert await store.dashboards_with_card(other.id) == []
 
 
 async def test_datasets_page_by_name_and_newest_version(store, owners):
@@ -212,10 +236,15 @@ async def test_migration_lists_what_was_there(tmp_path):
     card = await add_card(store, owner, "古い売上", datasets=("d1",))
     dataset, version = make_dataset(owner, "在庫")
     await store.create_dataset(dataset, version)
+    now = utcnow()
+    dashboard = Dashboard(uuid.uuid4().hex, uuid.uuid4().hex, owner.id, 1, now, now)
+    document = {"schemaVersion": 1, "title": "店", "description": "長" * 400, "cards": [{"key": "k", "card": card.id}],
+                "layout": []}
+    await store.create_dashboard(dashboard, DashboardVersion(dashboard.id, 1, document, now, owner.id))
     await store.close()
     conn = sqlite3.connect(data / DB_FILE)
     catalogue = next(number for number, script in enumerate(MIGRATIONS) if "CREATE TABLE catalog " in script)
-    assert len(MIGRATIONS) == catalogue + 6, "undo the migrations after the catalogue's here too"
+    assert len(MIGRATIONS) == catalogue + 7, "undo the migrations after the catalogue's here too"
     conn.executescript(f"BEGIN; DROP TABLE catalog_text; DROP TABLE catalog_facets; DROP TABLE catalog;"
                        " ALTER TABLE card_versions DROP COLUMN tags;"
                        " ALTER TABLE dataset_versions DROP COLUMN stored_bytes;"  # the migrations after it
@@ -225,14 +254,19 @@ async def test_migration_lists_what_was_there(tmp_path):
                        " ALTER TABLE dataset_versions DROP COLUMN request_mark;"
                        " ALTER TABLE card_versions DROP COLUMN request_mark;"
                        " ALTER TABLE dashboard_versions DROP COLUMN request_mark;"
+                       " DROP TABLE dashboard_cards;"
                        f" PRAGMA user_version = {catalogue}; COMMIT;")
     conn.close()
     store = SQLiteStore(data_dir=str(data))
     await store.open()
     try:
-        assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=5, search=fold("売上")))).items] == [card.id]
-        assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=5, dataset_id="d1"))).items] == [card.id]
+        assert [c.record.id for c in (await store.page_cards(ListQuery(ALL, limit=5, search=fold("売上")))).items] == [card.id]
+        listed = (await store.page_cards(ListQuery(ALL, limit=5, dataset_id="d1"))).items
+        assert [(c.record.id, c.summary["datasets"], c.summary["parameter_count"]) for c in listed] == [(card.id, ["d1"], 0)]
         assert [d.id for d in (await store.page_datasets(ListQuery(ALL, limit=5))).items] == [dataset.id]
+        [board] = (await store.page_dashboards(ListQuery(ALL, limit=5))).items
+        assert (board.summary["title"], board.summary["card_count"], len(board.summary["description"])) == ("店", 1, 300)
+        assert [d.id for d in await store.dashboards_with_card(card.id)] == [dashboard.id]
     finally:
         await store.close()
 
@@ -261,7 +295,7 @@ async def test_a_page_is_one_query_on_dynamodb(store, store_kind, query):
     assert calls == ["Query"]
     deep = await store.page_cards(dataclasses.replace(query, after=first.next))
     assert calls == ["Query", "Query"] and len(first.items) == len(deep.items) == 5
-    assert not {c.id for c in first.items} & {c.id for c in deep.items}
+    assert not {c.record.id for c in first.items} & {c.record.id for c in deep.items}
 
 
 async def test_init_tables_lists_what_was_there_on_dynamodb(store, store_kind, owners):
@@ -274,7 +308,7 @@ async def test_init_tables_lists_what_was_there_on_dynamodb(store, store_kind, o
     await store.create_dataset(dataset, version)
     store._dynamodb.delete_table(TableName=store._table("catalog"))
     await store.create_schema(buckets=False)
-    assert [c.id for c in (await store.page_cards(ListQuery(ALL, limit=5, tag="月次"))).items] == [card.id]
+    assert [c.record.id for c in (await store.page_cards(ListQuery(ALL, limit=5, tag="月次"))).items] == [card.id]
     assert [d.id for d in (await store.page_datasets(ListQuery(ALL, limit=5))).items] == [dataset.id]
 
 

@@ -119,7 +119,7 @@ async def test_a_page_is_one_index_range_of_limit_plus_one_rows(store, store_kin
     deep: Page = await read(dataclasses.replace(FIRST, after=cursor))
     await store._run(conn.set_trace_callback, None)
     assert len(deep.items) == FIRST.limit and deep.total is not None and deep.total > FIRST.limit
-    (select,) = [s for s in statements if s.startswith("SELECT *")]
+    (select,) = [s for s in statements if s.startswith("SELECT ") and not s.startswith("SELECT count")]
     assert select.endswith(f"LIMIT {FIRST.limit + 1}")
     explain = sqlite3.connect(Path(store.data_dir) / DB_FILE)
     plan = " | ".join(row[3] for row in explain.execute("EXPLAIN QUERY PLAN " + select))
@@ -179,9 +179,9 @@ async def test_records_named_by_a_page_read_back_in_order(store):
     assert await store.get_users([]) == [] and await store.get_card_versions([]) == [] == await store.get_datasets([])
 
 
-async def test_a_listed_page_is_two_calls_on_dynamodb(store, store_kind, tmp_path):
-    """The pages the card, dataset and dashboard routes give are a Query and one BatchGetItem of the current
-    versions; a page of shares reads its grantees in one BatchGetItem."""
+async def test_a_listed_page_is_one_or_two_calls_on_dynamodb(store, store_kind, tmp_path):
+    """The pages the card and dashboard routes give are one Query of their summaries, the datasets route's a
+    Query and one BatchGetItem of the current versions; a page of shares reads its grantees in one BatchGetItem."""
     if store_kind != "aws":
         pytest.skip("DynamoDB only")
     from server.services.cards import CardService
@@ -203,11 +203,12 @@ async def test_a_listed_page_is_two_calls_on_dynamodb(store, store_kind, tmp_pat
     dashboards = DashboardService(store, cards, datasets)
     calls: list[str] = []
     store._dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
-    for read in (cards.page_visible(admin, FIRST), datasets.page_visible(admin, FIRST),
-                 dashboards.page_visible(admin, FIRST)):
+    for read, made in ((cards.page_visible(admin, FIRST), ["Query"]),  # summaries: no versions read
+                       (datasets.page_visible(admin, FIRST), ["Query", "BatchGetItem"]),
+                       (dashboards.page_visible(admin, FIRST), ["Query"])):
         calls.clear()
         assert len((await read).items) == FIRST.limit
-        assert calls == ["Query", "BatchGetItem"]
+        assert calls == made
     calls.clear()
     page = await dashboards.shares(admin, dashboard.id, FIRST)
     assert {s["email"] for s in page.items} <= {p.email for p in people} and len(page.items) == FIRST.limit

@@ -24,6 +24,8 @@ WRAPPED = {"type": "object", "required": ["document"], "additionalProperties": F
 SHARE = {"type": "object", "required": ["email", "permission"], "additionalProperties": False,
          "properties": {"email": {"type": "string", "minLength": 3, "maxLength": 320},
                         "permission": {"enum": ["view", "edit"]}}}
+DUPLICATE = {"type": "object", "additionalProperties": False,
+             "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 200}}}
 REVOKE = {"type": "object", "required": ["email"], "additionalProperties": False,
           "properties": {"email": {"type": "string", "minLength": 3, "maxLength": 320}}}
 
@@ -120,6 +122,17 @@ class DashboardRestoreHandler(DashboardAPIHandler):
         dashboard, version, left_out = await self.dashboards.restore(self.user, dashboard_id,
                                                                      self.version_number(number))
         await self.saved(dashboard, version, left_out=left_out)
+
+
+class DashboardDuplicateHandler(DashboardAPIHandler):
+    @idempotent
+    async def post(self, dashboard_id: str) -> None:
+        """A copy of the dashboard that the caller owns, its cards copied as new cards of theirs."""
+        assert self.user is not None
+        body = self.json_body(DUPLICATE)
+        dashboard, version = await self.dashboards.duplicate(self.user, dashboard_id, body.get("title"))
+        self.set_header("Location", f"/api/dashboards/{dashboard.id}")
+        await self.saved(dashboard, version, 201)
 
 
 class DashboardExportHandler(DashboardAPIHandler):

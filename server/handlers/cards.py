@@ -33,10 +33,10 @@ def without_code(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class CardAPIHandler(APIHandler):
-    def write_card(self, card: Card, version: CardVersion, status: int = 200) -> None:
+    def write_card(self, card: Card, version: CardVersion, status: int = 200, **extra: Any) -> None:
         self.set_header("ETag", f'"{version.version}"')
         self.set_header("Content-Location", f"/api/cards/{card.id}")
-        self.write_json(card_json(card, version), status)
+        self.write_json({**card_json(card, version), **extra}, status)
 
     async def answer_again(self, location: str, status: int) -> None:
         assert self.user is not None
@@ -86,7 +86,8 @@ class CardsHandler(CardAPIHandler):
 class CardHandler(CardAPIHandler):
     async def get(self, card_id: str) -> None:
         assert self.user is not None
-        self.write_card(*await self.cards.get_visible(self.user, card_id))
+        card, version, access = await self.cards.get_shown(self.user, card_id)
+        self.write_card(card, version, access=access)
 
     @idempotent
     async def put(self, card_id: str) -> None:

@@ -17,9 +17,9 @@ const root = document.getElementById("app")!;
 const go = (to: string) => router.navigate(to);
 
 const NAV: NavItem[] = [
-  { section: "cards", label: "nav.cards", href: "/cards" },
-  { section: "datasets", label: "nav.datasets", href: "/datasets" },
-  { section: "dashboards", label: "nav.dashboards", href: "/dashboards" },
+  { section: "cards", label: "nav.cards", href: "/cards", icon: "▤" },
+  { section: "datasets", label: "nav.datasets", href: "/datasets", icon: "▥" },
+  { section: "dashboards", label: "nav.dashboards", href: "/dashboards", icon: "▦" },
 ];
 
 // A page that could not load shows why, inside the shell.
@@ -42,7 +42,7 @@ const ROUTES: Route[] = [
   { path: "/datasets", section: "datasets", page: safely(async () => (await import("./pages/datasets")).datasetsPage(go)) },
   { path: "/datasets/:id", section: "datasets", page: safely(async ({ id }) => (await import("./pages/dataset")).datasetPage(id, go)) },
   { path: "/dashboards", section: "dashboards", page: safely(async () => (await import("./pages/dashboards")).dashboardsPage(go)) },
-  { path: "/dashboards/:id", section: "dashboards", page: safely(async ({ id }) => (await import("./pages/dashboard")).dashboardPage(id)) },
+  { path: "/dashboards/:id", section: "dashboards", page: safely(async ({ id }, query) => (await import("./pages/dashboard")).dashboardPage(id, go, query.get("tv") === "1")) },
 ];
 
 // Sign out: the sign-in ends on the server too (not only in this tab), then the sign-in page.

@@ -23,6 +23,7 @@ import { openVersions, type Restored } from "../dashboards/versions-dialog";
 import { TvMode } from "../dashboards/tv-mode";
 
 const CELL_HEIGHT = 64;
+const NARROW = 760; // px of grid width at and below which the tiles stack in one column
 
 export async function dashboardPage(id: string, go: (path: string) => void, tv = false): Promise<Page> {
   try {
@@ -92,7 +93,7 @@ class DashboardPage implements Page {
       this.gridElement,
     );
     // One column on narrow screens, in reading order (top to bottom, left to right in each row).
-    this.grid = GridStack.init({ column: 12, cellHeight: CELL_HEIGHT, margin: 8, staticGrid: true, handle: ".tile-head", columnOpts: { breakpoints: [{ w: 760, c: 1 }], layout: "list" } }, this.gridElement)!;
+    this.grid = GridStack.init({ column: 12, cellHeight: CELL_HEIGHT, margin: 8, staticGrid: true, handle: ".tile-head", columnOpts: { breakpoints: [{ w: NARROW, c: 1 }], layout: "list" } }, this.gridElement)!;
     this.tv = new TvMode(this.element, () => this.renderActions());
     if (tv) this.tv.enter();
     this.render();
@@ -208,7 +209,12 @@ class DashboardPage implements Page {
     this.gridElement.querySelectorAll(".grid-stack-item").forEach((item) => item.remove());
     this.tiles.clear();
     this.personalKeys.clear();
+    // The cells go where the document puts them on 12 columns, then stack in reading order on a narrow
+    // screen (placed straight into one column, the top-left one ended at the bottom).
+    this.grid.column(12, "none");
     for (const cell of readingOrder(document.layout)) this.place(cell.card, cell);
+    const width = this.gridElement.clientWidth || window.innerWidth; // the window's before the page is shown
+    if (width <= NARROW) this.grid.column(1, "list");
     this.grid.setStatic(this.draft === null);
     this.empty.hidden = document.layout.length > 0;
     this.empty.replaceChildren(

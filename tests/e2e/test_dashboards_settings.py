@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from .conftest import api, screenshot, token_of
 from .test_sessions import signed_in
 
-EMAIL = "tanaka@example.com"
+EMAIL = "nakamura@example.com"
 PASSWORD = "a long enough password"
 
 
@@ -32,7 +32,7 @@ def more(page: Page, action: str) -> None:
 
 def test_dashboard_settings_versions_files_duplicate_and_delete(browser: Browser, bi, tmp_path: Path):
     admin = token_of(bi)
-    status, body = api(bi, "POST", "/api/users", {"email": EMAIL, "name": "田中 優子", "password": PASSWORD}, token=admin)
+    status, body = api(bi, "POST", "/api/users", {"email": EMAIL, "name": "中村 優子", "password": PASSWORD}, token=admin)
     assert status == 201, body
     token = api(bi, "POST", "/api/auth/login", {"email": EMAIL, "password": PASSWORD})[1]["access_token"]
     me = api(bi, "GET", "/api/me", token=token)[1]["id"]
@@ -125,9 +125,13 @@ def test_dashboard_settings_versions_files_duplicate_and_delete(browser: Browser
     expect(page.get_by_role("article", name="売上合計").locator(".output-stream")).to_have_text("合計 150\n", timeout=30_000)
 
     # Duplicate a dashboard shared to view: the copy and its cards are the viewer's.
-    status, shared = api(bi, "POST", "/api/dashboards", document("全社KPI"), token=admin)
+    status, body = api(bi, "POST", "/api/users", {"email": "mori@example.com", "name": "森 直人", "password": PASSWORD},
+                       token=admin)
+    assert status == 201, body
+    other = api(bi, "POST", "/api/auth/login", {"email": "mori@example.com", "password": PASSWORD})[1]["access_token"]
+    status, shared = api(bi, "POST", "/api/dashboards", document("全社KPI"), token=other)
     assert status == 201, shared
-    status, body = api(bi, "PUT", f"/api/dashboards/{shared['id']}/shares", {"email": EMAIL, "permission": "view"}, token=admin)
+    status, body = api(bi, "PUT", f"/api/dashboards/{shared['id']}/shares", {"email": EMAIL, "permission": "view"}, token=other)
     assert status == 200, body
     page.goto(f"{bi.url}/dashboards/{shared['id']}")
     page.get_by_role("button", name="その他").click()
@@ -156,6 +160,6 @@ def test_dashboard_settings_versions_files_duplicate_and_delete(browser: Browser
     page.get_by_role("dialog", name="ダッシュボードを削除").get_by_role("button", name="削除").click()
     expect(page).to_have_url(re.compile(r"/dashboards$"))
     assert api(bi, "GET", f"/api/dashboards/{copy_id}", token=token)[0] == 404
-    assert api(bi, "GET", f"/api/dashboards/{shared['id']}", token=admin)[0] == 200
+    assert api(bi, "GET", f"/api/dashboards/{shared['id']}", token=other)[0] == 200
     page.context.close()
     assert not errors, errors

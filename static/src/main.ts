@@ -19,7 +19,7 @@ const go = (to: string) => router.navigate(to);
 const NAV: NavItem[] = [
   { section: "cards", label: "nav.cards", href: "/cards", icon: "▤" },
   { section: "datasets", label: "nav.datasets", href: "/datasets", icon: "▥" },
-  { section: "dashboards", label: "nav.dashboards", href: "/dashboards", icon: "▦" },
+  { section: "dashboards", label: "nav.dashboards", href: "/dashboards", icon: "⊞" },
 ];
 
 // A page that could not load shows why, inside the shell.

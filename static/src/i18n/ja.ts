@@ -272,6 +272,7 @@ export const ja = {
   "dashboard.problemTitle": "保存できませんでした：ダッシュボードに問題があります。",
   "dashboard.problemCard": "（カード「{title}」）",
   "dashboard.more": "その他",
+  "dashboard.schedule": "更新スケジュール：{every}",
   "dashboard.settings": "設定",
   "dashboard.versions": "バージョン履歴",
   "dashboard.export": "エクスポート",

@@ -18,7 +18,7 @@ import type { Page } from "../router";
 import { openShareDialog } from "./share-dialog";
 import { locale, t } from "../i18n";
 import { confirmDanger } from "../components/confirm";
-import { openSettings } from "../dashboards/settings-dialog";
+import { openSettings, refreshText } from "../dashboards/settings-dialog";
 import { openVersions, type Restored } from "../dashboards/versions-dialog";
 import { TvMode } from "../dashboards/tv-mode";
 
@@ -62,6 +62,7 @@ class DashboardPage implements Page {
   private empty = h("div", { class: "empty" });
   private heading = h("h1", {});
   private description = h("p", { class: "muted dash-description" });
+  private schedule = h("p", { class: "muted small dash-schedule" });
   private liveState = h("span", { class: "live-state" });
   private presence = h("div", {});
   private messages = h("div", { class: "dash-messages" });
@@ -85,7 +86,7 @@ class DashboardPage implements Page {
     this.element = h(
       "div",
       { class: "page dash-page" },
-      h("header", { class: "page-head" }, h("a", { href: "/dashboards", class: "back", "aria-label": t("dashboard.back") }, "‹"), h("div", { class: "dash-heading" }, this.heading, this.description), h("span", { class: "spacer" }), this.liveState, this.presence, this.actions),
+      h("header", { class: "page-head" }, h("a", { href: "/dashboards", class: "back", "aria-label": t("dashboard.back") }, "‹"), h("div", { class: "dash-heading" }, this.heading, this.description, this.schedule), h("span", { class: "spacer" }), this.liveState, this.presence, this.actions),
       this.messages,
       this.editHint,
       this.parameters.element,
@@ -201,6 +202,9 @@ class DashboardPage implements Page {
     this.heading.textContent = document.title;
     this.description.textContent = document.description ?? "";
     this.description.hidden = !document.description;
+    const every = document.refresh?.every_seconds;
+    this.schedule.textContent = every ? t("dashboard.schedule", { every: refreshText(every) }) : "";
+    this.schedule.hidden = !every;
     this.parameters.set(this.draft ? [] : document.parameters ?? []);
     this.renderActions();
     this.element.classList.toggle("editing", this.draft !== null);

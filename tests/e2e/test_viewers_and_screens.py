@@ -127,6 +127,12 @@ def test_tiles_keep_their_reading_order_on_a_narrow_screen(browser: Browser, bi)
     left, right, bottom = boxes(page, titles)
     assert left["y"] < right["y"] < bottom["y"], (left, right, bottom)
     assert left["x"] == right["x"] == bottom["x"], (left, right, bottom)
+    # Saved from the narrow screen's edit mode, the layout stays the document's (not one column).
+    page.get_by_role("button", name="編集", exact=True).click()
+    page.get_by_role("button", name="保存", exact=True).click()
+    expect(page.get_by_text("バージョン2として保存しました。")).to_be_visible()
+    saved = api(bi, "GET", f"/api/dashboards/{dashboard['id']}", token=owner)[1]
+    assert saved["version"] == 2 and saved["document"]["layout"] == dashboard["document"]["layout"]
     # Wide again: back to the grid.
     page.set_viewport_size({"width": 1280, "height": 800})
     expect(page.locator(".grid-stack")).not_to_have_class(re.compile(r"gs-1\b"))

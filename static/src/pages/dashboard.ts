@@ -402,8 +402,10 @@ class DashboardPage implements Page {
     this.empty.hidden = true;
   }
 
-  // The cells as the grid has them now (after drags and resizes).
+  // The cells as the grid has them now (after drags and resizes); on a narrow screen's one column, whose
+  // places are not the document's, as they were.
   private layoutNow(): DashboardDocument["layout"] {
+    if (this.grid.getColumn() !== 12) return (this.draft ?? this.dashboard.document).layout;
     return this.grid.getGridItems().map((item) => {
       const node = item.gridstackNode!;
       return { card: String(node.id), x: node.x ?? 0, y: node.y ?? 0, w: node.w ?? 1, h: node.h ?? 1 };

@@ -40,7 +40,15 @@ class CardAPIHandler(APIHandler):
 
     async def answer_again(self, location: str, status: int) -> None:
         assert self.user is not None
-        self.write_card(*await self.cards.get_visible(self.user, location.rsplit("/", 1)[-1]), status)
+        card, version, access = await self.cards.get_shown(self.user, location.rsplit("/", 1)[-1])
+        self.write_card(card, version, status, access=access)
+
+    def written(self, card: Card, version: CardVersion, status: int = 200) -> None:
+        """The card the caller just created or saved, with their access: who may save it is its owner (or an
+        admin), or else an editor."""
+        assert self.user is not None
+        mine = card.owner_id == self.user.id or self.user.role == "admin"
+        self.write_card(card, version, status, access="owner" if mine else "edit")
 
     def edited_version(self, body: dict[str, Any]) -> int | None:
         """The version a save was edited from: ``If-Match: "<n>"`` or the body's ``version``."""
@@ -80,7 +88,7 @@ class CardsHandler(CardAPIHandler):
             self.user, body["title"], body.get("code", ""), body.get("datasets", []),
             body.get("parameters", []), body.get("tags", []))
         self.set_header("Location", f"/api/cards/{card.id}")
-        self.write_card(card, version, 201)
+        self.written(card, version, 201)
 
 
 class CardHandler(CardAPIHandler):
@@ -96,7 +104,7 @@ class CardHandler(CardAPIHandler):
         card, version = await self.cards.update(
             self.user, card_id, self.edited_version(body), body["title"], body["code"],
             body["datasets"], body["parameters"], body.get("tags"))
-        self.write_card(card, version)
+        self.written(card, version)
 
     async def delete(self, card_id: str) -> None:
         assert self.user is not None

@@ -14,9 +14,10 @@ from .handlers.card_socket import CardEditSocket, CardSocket
 from .handlers.cards import (CardHandler, CardRunHandler, CardsHandler, CardVersionHandler,
                              CardVersionsHandler)
 from .handlers.dashboard_socket import DashboardSocket
-from .handlers.dashboards import (DashboardCardRunHandler, DashboardExportHandler, DashboardHandler,
-                                  DashboardImportHandler, DashboardRestoreHandler, DashboardSharesHandler,
-                                  DashboardsHandler, DashboardVersionHandler, DashboardVersionsHandler)
+from .handlers.dashboards import (DashboardCardRunHandler, DashboardDuplicateHandler, DashboardExportHandler,
+                                  DashboardHandler, DashboardImportHandler, DashboardRestoreHandler,
+                                  DashboardSharesHandler, DashboardsHandler, DashboardVersionHandler,
+                                  DashboardVersionsHandler)
 from .handlers.datasets import (DatasetHandler, DatasetPreviewHandler, DatasetsHandler,
                                 DatasetVersionsHandler)
 from .handlers.outputs import OutputCSVHandler, OutputRowsHandler
@@ -61,6 +62,7 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/api/dashboards/{dashboard_id}/versions/{number}", DashboardVersionHandler),
     ("/api/dashboards/{dashboard_id}/versions/{number}/restore", DashboardRestoreHandler),
     ("/api/dashboards/{dashboard_id}/export", DashboardExportHandler),
+    ("/api/dashboards/{dashboard_id}/duplicate", DashboardDuplicateHandler),
     ("/api/dashboards/{dashboard_id}/shares", DashboardSharesHandler),
     ("/api/dashboards/{dashboard_id}/cards/{key}/run", DashboardCardRunHandler),
     ("/api/dashboards/{dashboard_id}/ws", DashboardSocket),

@@ -2,7 +2,8 @@
 
 ``GET /api/cards/scratch/ws?datasets=<id>,<id>`` opens a session for code not yet saved
 (``load_dataset(name)`` reads the named datasets); ``GET /api/cards/{id}/ws`` one for editing a
-saved card (needs edit access, since the socket runs any code). Code here reads data with the
+saved card (needs edit access, since the socket runs any code), with the card's datasets or those of
+``?datasets=``. Code here reads data with the
 rights of the person editing: a scratch socket naming a dataset they may not read is refused (404);
 a card's socket loads those of its datasets they may read and names the others in the ``session``
 message's ``unreadable_datasets`` (a version they save runs with their rights, without those).
@@ -231,11 +232,15 @@ class CardSocket(JSONSocket):
 
 class CardEditSocket(CardSocket):
     """``/api/cards/{id}/ws``: the card's editor, with those of the card's datasets loaded that the
-    caller may read; its session runs only while the caller may still edit the card."""
+    caller may read, or with ``?datasets=`` those named (the editor's choice, not saved yet), as a scratch
+    socket loads them; its session runs only while the caller may still edit the card, and lists as the card's."""
 
     async def datasets_to_load(self) -> tuple[list[tuple[str, Any]], Grant]:
         assert self.user is not None
         _, version = await self.settings["cards"].get_visible(self.user, self.path_kwargs["card_id"], needed="edit")
+        if self.get_query_argument("datasets", None) is not None:
+            files, grant = await super().datasets_to_load()
+            return files, Grant(grant.dataset_ids, version.card_id)
         data = await card_data(self.settings["cards"].store, self.user, version)
         self.unreadable = [dataset.name for dataset in data.unreadable]
         return data.files, Grant(tuple(dataset_id for dataset_id, _ in data.versions), version.card_id)

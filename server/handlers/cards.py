@@ -35,14 +35,22 @@ def listed_card_json(listed: Listed[Card]) -> dict[str, Any]:
 
 
 class CardAPIHandler(APIHandler):
-    def write_card(self, card: Card, version: CardVersion, status: int = 200) -> None:
+    def write_card(self, card: Card, version: CardVersion, status: int = 200, **extra: Any) -> None:
         self.set_header("ETag", f'"{version.version}"')
         self.set_header("Content-Location", f"/api/cards/{card.id}")
-        self.write_json(card_json(card, version), status)
+        self.write_json({**card_json(card, version), **extra}, status)
 
     async def answer_again(self, location: str, status: int) -> None:
         assert self.user is not None
-        self.write_card(*await self.cards.get_visible(self.user, location.rsplit("/", 1)[-1]), status)
+        card, version, access = await self.cards.get_shown(self.user, location.rsplit("/", 1)[-1])
+        self.write_card(card, version, status, access=access)
+
+    def written(self, card: Card, version: CardVersion, status: int = 200) -> None:
+        """The card the caller just created or saved, with their access: who may save it is its owner (or an
+        admin), or else an editor."""
+        assert self.user is not None
+        mine = card.owner_id == self.user.id or self.user.role == "admin"
+        self.write_card(card, version, status, access="owner" if mine else "edit")
 
     def edited_version(self, body: dict[str, Any]) -> int | None:
         """The version a save was edited from: ``If-Match: "<n>"`` or the body's ``version``."""
@@ -82,13 +90,14 @@ class CardsHandler(CardAPIHandler):
             self.user, body["title"], body.get("code", ""), body.get("datasets", []),
             body.get("parameters", []), body.get("tags", []))
         self.set_header("Location", f"/api/cards/{card.id}")
-        self.write_card(card, version, 201)
+        self.written(card, version, 201)
 
 
 class CardHandler(CardAPIHandler):
     async def get(self, card_id: str) -> None:
         assert self.user is not None
-        self.write_card(*await self.cards.get_visible(self.user, card_id))
+        card, version, access = await self.cards.get_shown(self.user, card_id)
+        self.write_card(card, version, access=access)
 
     @idempotent
     async def put(self, card_id: str) -> None:
@@ -97,7 +106,7 @@ class CardHandler(CardAPIHandler):
         card, version = await self.cards.update(
             self.user, card_id, self.edited_version(body), body["title"], body["code"],
             body["datasets"], body["parameters"], body.get("tags"))
-        self.write_card(card, version)
+        self.written(card, version)
 
     async def delete(self, card_id: str) -> None:
         assert self.user is not None

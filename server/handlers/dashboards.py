@@ -15,6 +15,7 @@ from ..storage.catalog import Listed
 from ..paging import NEWEST
 from ..services.dashboard_live import DashboardHub, dashboard_json
 from ..services.dashboards import DashboardService
+from .authors import with_author_names
 from .base import APIHandler, idempotent
 from .cards import RUN_SCHEMA, CardAPIHandler
 from .listing import list_query, page_json, shared_only
@@ -25,6 +26,8 @@ WRAPPED = {"type": "object", "required": ["document"], "additionalProperties": F
 SHARE = {"type": "object", "required": ["email", "permission"], "additionalProperties": False,
          "properties": {"email": {"type": "string", "minLength": 3, "maxLength": 320},
                         "permission": {"enum": ["view", "edit"]}}}
+DUPLICATE = {"type": "object", "additionalProperties": False,
+             "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 200}}}
 REVOKE = {"type": "object", "required": ["email"], "additionalProperties": False,
           "properties": {"email": {"type": "string", "minLength": 3, "maxLength": 320}}}
 
@@ -115,7 +118,8 @@ class DashboardVersionsHandler(DashboardAPIHandler):
         assert self.user is not None
         query = list_query(self, sorts=NEWEST)
         page = await self.dashboards.versions(self.user, dashboard_id, query)
-        self.write_json(page_json("versions", page, [v.public() for v in page.items], query))
+        versions = await with_author_names(self.dashboards.store, [v.public() for v in page.items])
+        self.write_json(page_json("versions", page, versions, query))
 
 
 class DashboardVersionHandler(DashboardAPIHandler):
@@ -134,6 +138,17 @@ class DashboardRestoreHandler(DashboardAPIHandler):
         dashboard, version, left_out = await self.dashboards.restore(self.user, dashboard_id,
                                                                      self.version_number(number))
         await self.saved(dashboard, version, left_out=left_out)
+
+
+class DashboardDuplicateHandler(DashboardAPIHandler):
+    @idempotent
+    async def post(self, dashboard_id: str) -> None:
+        """A copy of the dashboard that the caller owns, its cards copied as new cards of theirs."""
+        assert self.user is not None
+        body = self.json_body(DUPLICATE)
+        dashboard, version = await self.dashboards.duplicate(self.user, dashboard_id, body.get("title"))
+        self.set_header("Location", f"/api/dashboards/{dashboard.id}")
+        await self.saved(dashboard, version, 201)
 
 
 class DashboardExportHandler(DashboardAPIHandler):

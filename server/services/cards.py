@@ -60,6 +60,10 @@ class CardService(LoggingConfigurable):
 
     async def _authorize(self, user: User, card_id: str, needed: Access) -> Card:
         """The card if ``user`` has ``needed`` access; NotFound if they have none, 403 if too little."""
+        return (await self._granted(user, card_id, needed))[0]
+
+    async def _granted(self, user: User, card_id: str, needed: Access) -> tuple[Card, Access]:
+        """The card and ``user``'s access to it, if that is at least ``needed`` (as ``_authorize``)."""
         card = await self.store.get_card(card_id)
         granted = await self.access(user, card) if card is not None else None
         if card is None or granted is None:
@@ -68,7 +72,7 @@ class CardService(LoggingConfigurable):
             raise PermissionDeniedError(
                 "Only the card's owner can delete it." if needed == "owner"
                 else "You can view this card but not change it.")
-        return card
+        return card, granted
 
     # writes ------------------------------------------------------------------
     async def create(self, user: User, title: str, code: str, datasets: list[str],
@@ -185,6 +189,11 @@ class CardService(LoggingConfigurable):
         """The card and its current version, if ``user`` may view it (or has the ``needed`` access)."""
         card = await self._authorize(user, card_id, needed)
         return card, await self._version_of(card, card.current_version)
+
+    async def get_shown(self, user: User, card_id: str) -> tuple[Card, CardVersion, Access]:
+        """The card, its current version and what ``user`` may do to it, if they may view it."""
+        card, granted = await self._granted(user, card_id, "view")
+        return card, await self._version_of(card, card.current_version), granted
 
     async def versions(self, user: User, card_id: str, query: ListQuery) -> Page[VersionStamp]:
         """A page of the card's versions, newest first."""

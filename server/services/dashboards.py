@@ -28,8 +28,8 @@ import dashboards_spec
 from ..errors import (BIError, InvalidRequestError, NotFoundError, PermissionDeniedError, PreconditionRequiredError,
                       UnprocessableError, ConflictError)
 from .audit import record
-from ..models import (Card, CardVersion, Dashboard, DashboardVersion, Permission, Share, User, VersionStamp, card_ids,
-                      normalise_email, utcnow)
+from ..models import (Card, CardVersion, Dashboard, DashboardVersion, Dataset, Permission, Share, User, VersionStamp,
+                      card_ids, normalise_email, utcnow)
 from ..paging import ListQuery, Page, Scope
 from ..storage.base import Store
 from ..storage.catalog import DASHBOARD, CatalogueGap, Listed
@@ -261,6 +261,42 @@ class DashboardService(LoggingConfigurable):
             raise ConflictError(f"The uid {existing.uid!r} belongs to a dashboard of someone else's; give the"
                                 " document another uid to import it as a new dashboard.", {"uid": existing.uid}) from None
         return (*await self.update(user, dashboard.id, dashboard.current_version, document), False)
+
+    async def duplicate(self, user: User, dashboard_id: str, title: str | None) -> tuple[Dashboard, DashboardVersion]:
+        """A new dashboard of ``user``'s with the current version's document (a new uid, ``title`` or the same
+        title, no shares), each of its cards copied as a new card of ``user``'s (the card's current title,
+        code, datasets, parameters and tags); deleted cards are left out. 403 ``duplicate_unreadable`` if a
+        card reads a dataset ``user`` may not read: its copy could never run."""
+        _, version, _ = await self.get_visible(user, dashboard_id)
+        tiles = await self.tiles(card_ids(version.document))
+        unreadable = {dataset.name for dataset in await self._datasets({d for _, v in tiles.values() for d in v.datasets})
+                      if not may_read(user, dataset)}
+        if unreadable:
+            raise PermissionDeniedError(
+                f"The dashboard's cards read datasets you may not read ({', '.join(sorted(unreadable))}): their copies"
+                " could not run. Ask the datasets' owner to duplicate it.",
+                {"datasets": sorted(unreadable)}, code="duplicate_unreadable")
+        copies: dict[str, str] = {}
+        try:
+            for card_id, (_, current) in tiles.items():
+                copy, _ = await self.cards.create(user, current.title, current.code, list(current.datasets),
+                                                  [dict(p) for p in current.parameters], list(current.tags))
+                copies[card_id] = copy.id
+            document = _keeping(version.document, set(copies))
+            document = {**document, "uid": uuid.uuid4().hex, "title": title or document["title"],
+                        "cards": [{"key": entry["key"], "card": copies[entry["card"]]} for entry in document["cards"]]}
+            dashboard, copied = await self.create(user, document)
+        except BIError:
+            await self._drop_cards(list(copies.values()))
+            raise
+        await record(self.store, "dashboard_duplicated", dashboard_id=dashboard.id, source_id=dashboard_id,
+                     user_id=user.id)
+        return dashboard, copied
+
+    async def _datasets(self, ids: Collection[str]) -> list[Dataset]:
+        """The datasets of ``ids`` that exist."""
+        found = await asyncio.gather(*(self.store.get_dataset(dataset_id) for dataset_id in ids))
+        return [dataset for dataset in found if dataset is not None]
 
     async def _save(self, user: User, dashboard: Dashboard, expected: int, stored: dict[str, Any],
                     created: list[str] | None = None) -> tuple[Dashboard, DashboardVersion]:

@@ -17,12 +17,12 @@ const root = document.getElementById("app")!;
 const go = (to: string) => router.navigate(to);
 
 const NAV: NavItem[] = [
-  { section: "cards", label: "nav.cards", href: "/cards" },
-  { section: "datasets", label: "nav.datasets", href: "/datasets" },
-  { section: "dashboards", label: "nav.dashboards", href: "/dashboards" },
-  { section: "account", label: "nav.account", href: "/account" },
-  { section: "users", label: "nav.users", href: "/users", admin: true },
-  { section: "audit", label: "nav.audit", href: "/audit", admin: true },
+  { section: "cards", label: "nav.cards", href: "/cards", icon: "▤" },
+  { section: "datasets", label: "nav.datasets", href: "/datasets", icon: "▥" },
+  { section: "dashboards", label: "nav.dashboards", href: "/dashboards", icon: "⊞" },
+  { section: "account", label: "nav.account", href: "/account", icon: "◉" },
+  { section: "users", label: "nav.users", href: "/users", admin: true, icon: "☷" },
+  { section: "audit", label: "nav.audit", href: "/audit", admin: true, icon: "☰" },
 ];
 // The entries of the signed-in user (admins see the admin pages).
 const navigation = () => NAV.filter((item) => !item.admin || session.user?.role === "admin");
@@ -47,7 +47,7 @@ const ROUTES: Route[] = [
   { path: "/datasets", section: "datasets", page: safely(async () => (await import("./pages/datasets")).datasetsPage(go)) },
   { path: "/datasets/:id", section: "datasets", page: safely(async ({ id }) => (await import("./pages/dataset")).datasetPage(id, go)) },
   { path: "/dashboards", section: "dashboards", page: safely(async () => (await import("./pages/dashboards")).dashboardsPage(go)) },
-  { path: "/dashboards/:id", section: "dashboards", page: safely(async ({ id }) => (await import("./pages/dashboard")).dashboardPage(id)) },
+  { path: "/dashboards/:id", section: "dashboards", page: safely(async ({ id }, query) => (await import("./pages/dashboard")).dashboardPage(id, go, query.get("tv") === "1")) },
   { path: "/account", section: "account", page: safely(async () => (await import("./pages/account")).accountPage()) },
   { path: "/users", section: "users", page: safely(async () => (await import("./pages/users")).usersPage()) },
   { path: "/audit", section: "audit", page: safely(async () => (await import("./pages/audit")).auditPage()) },

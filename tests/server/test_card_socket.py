@@ -225,3 +225,26 @@ async def test_leaving_releases_the_session_at_once(start_cards):
     assert (await api.fetch("DELETE", f"/api/card-sessions/{kept}", token=token)).code == 204
     socket = await connect(api, token)
     assert (await socket.receive())["type"] == "session", "closing it from the list lets the editor open"
+
+
+async def test_a_saved_cards_editor_loads_its_choice_and_lists_as_the_card(start_cards):
+    """A saved card's socket with ``?datasets=`` loads the datasets the editor chose (not saved yet) and its
+    session lists under the card's title, not as new code; without edit access there is no socket."""
+    api = await start_cards()
+    token = await api.login()
+    dataset = (await upload(api, "売上", JAPANESE_CSV.encode(), token)).json()
+    card = (await api.fetch("POST", "/api/cards", token=token, json_body={
+        "title": "店舗別売上", "code": "1", "datasets": [], "parameters": []})).json()
+    assert (await api.fetch("GET", f"/api/cards/{card['id']}", token=token)).json()["access"] == "owner"
+    socket = await connect(api, token, f"datasets={dataset['id']}", path=f"/api/cards/{card['id']}/ws")
+    hello = await socket.receive()
+    socket.send(type="execute", run_id="r1", code="len(load_dataset('売上'))")
+    done = await socket.until("done")
+    assert done[-1]["status"] == "ok", done
+    sessions = (await api.fetch("GET", "/api/card-sessions", token=token)).json()["sessions"]
+    assert [(s["id"], s["card_id"], s["card_title"]) for s in sessions] == [(hello["session_id"], card["id"], "店舗別売上")]
+    socket.close()
+    other = await api.add_user("other@example.com")
+    with pytest.raises(httpclient.HTTPClientError) as refused:
+        await connect(api, other, "datasets=", path=f"/api/cards/{card['id']}/ws")
+    assert refused.value.code == 404

@@ -207,7 +207,8 @@ async def test_lists_and_revocation(api):
     shares = (await api.fetch("GET", d, token=owner)).json()["shares"]
     assert [(s["email"], s["permission"]) for s in shares] == [("viewer@example.com", "view")]
     card_id = dashboard["document"]["cards"][0]["card"]
-    assert (await api.fetch("GET", f"/api/cards/{card_id}", token=viewer)).code == 200
+    seen = await api.fetch("GET", f"/api/cards/{card_id}", token=viewer)
+    assert seen.code == 200 and seen.json()["access"] == "view", "the editor opens it read-only"
     assert (await api.fetch("DELETE", d, token=owner, json_body={"email": "viewer@example.com"})).code == 204
     assert (await api.fetch("DELETE", d, token=owner, json_body={"email": "viewer@example.com"})).code == 404
     assert (await api.fetch("GET", "/api/dashboards", token=viewer)).json()["dashboards"] == []
@@ -235,3 +236,57 @@ async def test_an_editors_card_is_the_owners_to_run(api):
     stranger = await api.add_user("stranger@example.com")
     assert (await api.fetch("GET", f"/api/cards/{card_id}", token=stranger)).code == 404
 
+
+
+async def test_duplicate_is_the_callers_with_new_cards(api):
+    """Duplicating gives the caller a dashboard of their own (a new uid, no shares) whose cards are new
+    cards of theirs with the same code; the original is untouched. A viewer may duplicate, unless a card
+    reads a dataset they may not read (its copy could never run); a stranger sees no dashboard."""
+    await api.login()
+    owner = await api.add_user("owner@example.com")
+    viewer = await api.add_user("viewer@example.com")
+    stranger = await api.add_user("stranger@example.com")
+    me = {name: (await api.fetch("GET", "/api/me", token=token)).json()["id"]
+          for name, token in (("owner", owner), ("viewer", viewer))}
+    source = (await api.fetch("POST", "/api/dashboards", token=owner, json_body=document(
+        cards=[{"key": "total", "title": "合計", "code": "print(1)", "parameters": [
+            {"name": "factor", "type": "number", "default": 1, "label": "倍率"}]}]))).json()
+    d = f"/api/dashboards/{source['id']}"
+    await api.fetch("PUT", f"{d}/shares", token=owner, json_body={"email": "viewer@example.com", "permission": "view"})
+
+    assert (await api.fetch("POST", f"{d}/duplicate", token=stranger, json_body={})).code == 404
+    assert (await api.fetch("POST", f"{d}/duplicate", token=viewer, json_body={"title": ""})).code == 400
+    with capture_logs() as logs:
+        copied = await api.fetch("POST", f"{d}/duplicate", token=viewer, json_body={"title": "売上ダッシュボードのコピー"})
+    assert copied.code == 201, copied.body
+    copy_ = copied.json()
+    assert copy_["owner_id"] == me["viewer"] and copy_["access"] == "owner" and copy_["version"] == 1
+    assert copy_["uid"] != source["uid"] and copy_["document"]["title"] == "売上ダッシュボードのコピー"
+    assert copy_["document"]["layout"] == source["document"]["layout"]
+    assert copy_["document"]["parameters"] == source["document"]["parameters"]
+    [entry] = copy_["document"]["cards"]
+    original_card = source["document"]["cards"][0]["card"]
+    assert entry["key"] == "total" and entry["card"] != original_card
+    card = (await api.fetch("GET", f"/api/cards/{entry['card']}", token=viewer)).json()
+    assert (card["owner_id"], card["updated_by"], card["version"]) == (me["viewer"], me["viewer"], 1)
+    assert (card["title"], card["code"], card["parameters"][0]["label"]) == ("合計", "print(1)", "倍率")
+    assert [e["source_id"] for e in logs if e["event"] == "dashboard_duplicated"] == [source["id"]]
+    assert (await api.fetch("GET", f"/api/dashboards/{copy_['id']}/shares", token=viewer)).json()["shares"] == []
+    unchanged = (await api.fetch("GET", d, token=owner)).json()
+    assert unchanged["version"] == 1 and unchanged["document"]["cards"][0]["card"] == original_card
+    assert (await api.fetch("GET", f"/api/cards/{original_card}", token=owner)).json()["version"] == 1
+    untitled = await api.fetch("POST", f"{d}/duplicate", token=owner, json_body={})
+    assert untitled.code == 201 and untitled.json()["document"]["title"] == source["document"]["title"]
+
+    # The owner's dataset: the viewer may not read it, so a copy of its card could not run.
+    assert (await upload(api, "売上", JAPANESE_CSV.encode("cp932"), owner)).code == 201
+    reading = (await api.fetch("POST", "/api/dashboards", token=owner, json_body=document(uid="reads"))).json()
+    await api.fetch("PUT", f"/api/dashboards/{reading['id']}/shares", token=owner,
+                    json_body={"email": "viewer@example.com", "permission": "view"})
+    before = (await api.fetch("GET", "/api/cards", token=viewer)).json()["cards"]
+    refused = await api.fetch("POST", f"/api/dashboards/{reading['id']}/duplicate", token=viewer, json_body={})
+    assert refused.code == 403 and refused.json()["error"]["code"] == "duplicate_unreadable"
+    assert refused.json()["error"]["details"]["datasets"] == ["売上"]
+    assert (await api.fetch("GET", "/api/cards", token=viewer)).json()["cards"] == before, "no card left behind"
+    mine = await api.fetch("POST", f"/api/dashboards/{reading['id']}/duplicate", token=owner, json_body={})
+    assert mine.code == 201 and mine.json()["document"]["cards"][0]["card"] != reading["document"]["cards"][0]["card"]

@@ -2,6 +2,7 @@
 
 import { api, request } from "./client";
 import { fetchAll, fetchPage, type ListParams } from "./pages";
+import type { CardResult } from "./dashboards";
 
 // A typed parameter of a card: `name` is a Python name the code reads, `label` what people see.
 export interface CardParameter {
@@ -22,6 +23,8 @@ export interface Card {
   updated_at: string;
   updated_by: string;
   tags?: string[];
+  // What I may do to it (one card read): owner, edit, or view (run it, not change it).
+  access?: "owner" | "edit" | "view";
 }
 
 // What a list shows of a card: not its code or parameters (their count); GET the card for those.
@@ -51,6 +54,8 @@ export const cardsApi = {
   versions: (id: string, cursor: string | null = null) => fetchPage<CardVersionSummary>(`/api/cards/${encodeURIComponent(id)}/versions`, "versions", {}, cursor),
   // One version whole, with its code.
   version: (id: string, n: number) => api.get<CardVersion>(`/api/cards/${encodeURIComponent(id)}/versions/${n}`),
+  // Runs its current version with `parameters` (the rest at their defaults); identical runs come from the cache.
+  run: (id: string, parameters: Record<string, unknown>) => api.post<CardResult>(`/api/cards/${encodeURIComponent(id)}/run`, { parameters }),
   create: (fields: CardFields, parameters: CardParameter[] = []) => api.post<Card>("/api/cards", { ...fields, parameters }),
   // Saves a new version edited from `from`; a 409 ApiError names the current version otherwise.
   update: (id: string, from: number, fields: CardFields & { tags?: string[] }, parameters: CardParameter[]) =>

@@ -1,6 +1,6 @@
 // The dashboard API's shapes and calls (documents: dashboards_spec/README.md).
 
-import { api, request } from "./client";
+import { api, download, request } from "./client";
 import { fetchAll, fetchPage, type ListParams } from "./pages";
 import type { Output } from "../outputs/render";
 
@@ -78,6 +78,7 @@ export interface DashboardVersionStamp {
   version: number;
   created_at: string;
   created_by: string;
+  created_by_name?: string | null;
 }
 
 export interface DashboardVersion extends DashboardVersionStamp {
@@ -133,6 +134,15 @@ export const dashboardsApi = {
   // A page of its versions, newest first.
   versions: (id: string, cursor: string | null = null) => fetchPage<DashboardVersionStamp>(`${path(id)}/versions`, "versions", {}, cursor),
   version: (id: string, version: number) => api.get<DashboardVersion>(`${path(id)}/versions/${version}`),
+  // Makes version `n` current again, as a new version; `left_out`: the cards of it that did not come back.
+  restore: (id: string, n: number) => api.post<Dashboard & { left_out: CardEntry[] }>(`${path(id)}/versions/${n}/restore`),
+  remove: (id: string) => api.delete(path(id)),
+  // The document with its cards inline and datasets by name, saved as `<title>.json`.
+  exportFile: (id: string, title: string) => download(`${path(id)}/export`, `${title.replace(/[\\/:*?"<>|]/g, "_")}.json`),
+  // Creates the dashboard of the document's uid, or saves a new version of it.
+  importDocument: (document: unknown) => api.post<Dashboard>("/api/dashboards/import", document),
+  // A copy that the caller owns, its cards copied as new cards of theirs.
+  duplicate: (id: string, title: string) => api.post<Dashboard>(`${path(id)}/duplicate`, { title }),
   share: (id: string, email: string, permission: "view" | "edit") =>
     request<Share>("PUT", `${path(id)}/shares`, { json: { email, permission } }).then((r) => r.data),
   revoke: (id: string, email: string) => request<null>("DELETE", `${path(id)}/shares`, { json: { email } }).then(() => undefined),

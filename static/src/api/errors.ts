@@ -8,7 +8,12 @@ import { has, locale, t } from "../i18n";
 export function errorText(code: string, details: Record<string, unknown>, fallback: string): string {
   const key = `error.${code}`;
   if (!has(key) || (locale() === "en" && fallback)) return fallback;
-  const params = Object.fromEntries(Object.entries(details).filter(([, v]) => typeof v === "string" || typeof v === "number")) as Record<string, string | number>;
+  // Strings and numbers as they are; a list of names as one text ("売上、在庫").
+  const params = Object.fromEntries(
+    Object.entries(details)
+      .map(([k, v]) => [k, Array.isArray(v) && v.every((x) => typeof x === "string") ? v.join(t("common.listSeparator")) : v])
+      .filter(([, v]) => typeof v === "string" || typeof v === "number"),
+  ) as Record<string, string | number>;
   const pointer = typeof details.pointer === "string" && details.pointer ? t("error.where", { pointer: details.pointer }) : "";
   return t(key, params) + pointer;
 }

@@ -1,6 +1,7 @@
-// CodeMirror 6 with Python; Ctrl/Cmd+Enter runs, Ctrl/Cmd+S saves.
+// CodeMirror 6 with Python; Ctrl/Cmd+Enter runs, Ctrl/Cmd+S saves. `codeViewer`: the same, read-only.
 
 import { indentWithTab } from "@codemirror/commands";
+import { EditorState } from "@codemirror/state";
 import { python } from "@codemirror/lang-python";
 import { EditorView, keymap, placeholder } from "@codemirror/view";
 import { basicSetup } from "codemirror";
@@ -30,5 +31,13 @@ export function codeEditor(parent: HTMLElement, doc: string, actions: EditorActi
       }),
       EditorView.contentAttributes.of({ "aria-label": t("editor.codeLabel") }),
     ],
+  });
+}
+
+export function codeViewer(parent: HTMLElement, doc: string): EditorView {
+  return new EditorView({
+    parent,
+    doc,
+    extensions: [basicSetup, python(), EditorState.readOnly.of(true), EditorView.editable.of(false), EditorView.contentAttributes.of({ "aria-label": t("editor.codeLabel") })],
   });
 }

@@ -1,4 +1,4 @@
-// The card editing websocket (/api/cards/scratch/ws): code in, numbered messages out. Signs in
+// The card editing websocket (/api/cards/scratch/ws, or /api/cards/<id>/ws for a saved card): code in, numbered messages out. Signs in
 // again when the handshake is refused, and resumes a dropped connection from the last message seen.
 // A session the server cannot open says why (a `refused` message: the session limit, a dataset gone,
 // no executor capacity, card execution off), as an ApiError. Leaving says so, and the session ends at
@@ -52,9 +52,11 @@ export class CardConnection {
   private closedByUs = false;
   private opening: Promise<void> | null = null;
 
+  // `cardId`: a saved card's editor (its session lists under the card's title), else new code.
   constructor(
     private datasets: string[],
     private handlers: Handlers,
+    private cardId: string | null = null,
   ) {}
 
   get isOpen(): boolean {
@@ -116,11 +118,12 @@ export class CardConnection {
     if (this.sessionId) {
       query.set("session", this.sessionId);
       query.set("after", String(this.lastSeq));
-    } else if (this.datasets.length) {
-      query.set("datasets", this.datasets.join(","));
+    } else if (this.datasets.length || this.cardId) {
+      query.set("datasets", this.datasets.join(",")); // the editor's choice, even none
     }
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    return `${scheme}://${location.host}/api/cards/scratch/ws?${query}`;
+    const path = this.cardId ? `/api/cards/${encodeURIComponent(this.cardId)}/ws` : "/api/cards/scratch/ws";
+    return `${scheme}://${location.host}${path}?${query}`;
   }
 
   // A new session is open once its `session` message comes (a refused one gets `refused` instead); a

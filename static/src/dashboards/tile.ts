@@ -14,6 +14,8 @@ export interface TileActions {
   rerun?(): Promise<void>;
   remove?(): void;
   open?: string;
+  // The card opens read-only (a viewer's: its code, and runs with their own values).
+  openToView?: boolean;
 }
 
 export class Tile {
@@ -35,6 +37,10 @@ export class Tile {
     this.rerunButton.addEventListener("click", () => void this.rerun(actions));
     this.removeButton.addEventListener("click", () => actions.remove?.());
     if (actions.open) this.openLink.setAttribute("href", actions.open);
+    if (actions.openToView) {
+      this.openLink.textContent = t("tile.view");
+      this.openLink.title = t("tile.viewTitle");
+    }
     this.element = h(
       "article",
       { class: "tile", "data-key": key, "aria-label": key },

@@ -49,7 +49,8 @@ export function streamOutput(name: string, text: string): HTMLElement {
 export function errorOutput(output: Output): HTMLElement {
   const traceback = (output.traceback ?? []).join("\n");
   const explained = kernelError(output.ename ?? "", output.evalue ?? "", output.details);
-  const raw = h("div", { class: "error-title" }, h("strong", {}, output.ename ?? t("output.error")), output.evalue ? `: ${output.evalue}` : "");
+  // Python's words are code's output, as the traceback is (monospace, never translated).
+  const raw = h("code", { class: "error-title" }, h("strong", {}, output.ename ?? t("output.error")), output.evalue ? `: ${output.evalue}` : "");
   return h(
     "div",
     { class: "output-error", role: "alert" },

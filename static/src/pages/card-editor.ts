@@ -19,6 +19,7 @@ import { addToDashboardButton } from "../dashboards/add-to-dashboard";
 import { h } from "../dom";
 import { OutputArea } from "../outputs/area";
 import type { Page } from "../router";
+import { CardViewer } from "./card-viewer";
 import { t, tWith, type MessageKey } from "../i18n";
 
 const DONE_TEXT: Record<string, MessageKey> = { ok: "run.ok", error: "run.error", timeout: "run.timeout", aborted: "run.aborted" };
@@ -41,6 +42,7 @@ let restoredNote: string | null = null;
 // `reload` shows the page again (after a version was restored).
 export async function cardEditorPage(cardId: string | null, rename: (path: string) => void, reload: () => void, preselect: string[] = []): Promise<Page> {
   const [card, datasets] = await Promise.all([cardId ? cardsApi.get(cardId) : Promise.resolve(null), datasetsApi.list()]);
+  if (card?.access === "view") return new CardViewer(card); // read-only, run with their own values
   return new CardEditor(card, datasets, rename, reload, preselect);
 }
 
@@ -164,7 +166,7 @@ class CardEditor implements Page {
         if (state === "closed" && detail) this.outputs.note(detail, "error");
         if (state === "closed") this.idle();
       },
-    });
+    }, this.cardId);
   }
 
   // `auto`: typing paused with Auto-run on; the server interrupts a run still going, and outputs are

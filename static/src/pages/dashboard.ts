@@ -17,16 +17,27 @@ import { h } from "../dom";
 import type { Page } from "../router";
 import { openShareDialog } from "./share-dialog";
 import { locale, t } from "../i18n";
+import { confirmDialog } from "../components/dialog";
+import { openSettings, refreshText } from "../dashboards/settings-dialog";
+import { openVersions, type Restored } from "../dashboards/versions-dialog";
+import { TvMode } from "../dashboards/tv-mode";
 
 const CELL_HEIGHT = 64;
+const NARROW = 760; // px of grid width at and below which the tiles stack in one column
 
-export async function dashboardPage(id: string): Promise<Page> {
+export async function dashboardPage(id: string, go: (path: string) => void, tv = false): Promise<Page> {
   try {
-    return new DashboardPage(await dashboardsApi.get(id));
+    return new DashboardPage(await dashboardsApi.get(id), go, tv);
   } catch (error) {
     if (error instanceof ApiError && (error.status === 404 || error.status === 403)) return { element: unavailable(t("dashboard.missing")) };
     throw error;
   }
+}
+
+// The cells top to bottom, and left to right within a row: the order a person reads them in, which a
+// narrow screen's one column keeps.
+function readingOrder(cells: DashboardDocument["layout"]): DashboardDocument["layout"] {
+  return [...cells].sort((a, b) => a.y - b.y || a.x - b.x);
 }
 
 // What a person sees for a dashboard they cannot open (never shared, revoked or deleted).
@@ -51,6 +62,7 @@ class DashboardPage implements Page {
   private empty = h("div", { class: "empty" });
   private heading = h("h1", {});
   private description = h("p", { class: "muted dash-description" });
+  private schedule = h("p", { class: "muted small dash-schedule" });
   private liveState = h("span", { class: "live-state" });
   private presence = h("div", {});
   private messages = h("div", { class: "dash-messages" });
@@ -59,8 +71,13 @@ class DashboardPage implements Page {
   private parameters: ParametersForm;
   private live: DashboardLive;
   private ticker = window.setInterval(() => this.tick(), 30_000);
+  private tv: TvMode;
 
-  constructor(dashboard: Dashboard) {
+  constructor(
+    dashboard: Dashboard,
+    private go: (path: string) => void,
+    tv: boolean,
+  ) {
     this.dashboard = dashboard;
     this.parameters = new ParametersForm(
       (values) => this.applyValues(values),
@@ -69,14 +86,17 @@ class DashboardPage implements Page {
     this.element = h(
       "div",
       { class: "page dash-page" },
-      h("header", { class: "page-head" }, h("a", { href: "/dashboards", class: "back", "aria-label": t("dashboard.back") }, "‹"), h("div", { class: "dash-heading" }, this.heading, this.description), h("span", { class: "spacer" }), this.liveState, this.presence, this.actions),
+      h("header", { class: "page-head" }, h("a", { href: "/dashboards", class: "back", "aria-label": t("dashboard.back") }, "‹"), h("div", { class: "dash-heading" }, this.heading, this.description, this.schedule), h("span", { class: "spacer" }), this.liveState, this.presence, this.actions),
       this.messages,
       this.editHint,
       this.parameters.element,
       this.empty,
       this.gridElement,
     );
-    this.grid = GridStack.init({ column: 12, cellHeight: CELL_HEIGHT, margin: 8, staticGrid: true, handle: ".tile-head", columnOpts: { breakpoints: [{ w: 760, c: 1 }] } }, this.gridElement)!;
+    // One column on narrow screens, in reading order (top to bottom, left to right in each row).
+    this.grid = GridStack.init({ column: 12, cellHeight: CELL_HEIGHT, margin: 8, staticGrid: true, handle: ".tile-head", columnOpts: { breakpoints: [{ w: NARROW, c: 1 }], layout: "list" } }, this.gridElement)!;
+    this.tv = new TvMode(this.element, () => this.renderActions());
+    if (tv) this.tv.enter();
     this.render();
     this.live = new DashboardLive(dashboard.id, {
       snapshot: (d, cards) => this.snapshot(d, cards),
@@ -91,6 +111,7 @@ class DashboardPage implements Page {
   }
 
   leave(): void {
+    this.tv.exit();
     this.live.close();
     window.clearInterval(this.ticker);
     this.grid.destroy(false);
@@ -181,6 +202,9 @@ class DashboardPage implements Page {
     this.heading.textContent = document.title;
     this.description.textContent = document.description ?? "";
     this.description.hidden = !document.description;
+    const every = document.refresh?.every_seconds;
+    this.schedule.textContent = every ? t("dashboard.schedule", { every: refreshText(every) }) : "";
+    this.schedule.hidden = !every;
     this.parameters.set(this.draft ? [] : document.parameters ?? []);
     this.renderActions();
     this.element.classList.toggle("editing", this.draft !== null);
@@ -189,7 +213,12 @@ class DashboardPage implements Page {
     this.gridElement.querySelectorAll(".grid-stack-item").forEach((item) => item.remove());
     this.tiles.clear();
     this.personalKeys.clear();
-    for (const cell of document.layout) this.place(cell.card, cell);
+    // The cells go where the document puts them on 12 columns, then stack in reading order on a narrow
+    // screen (placed straight into one column, the top-left one ended at the bottom).
+    this.grid.column(12, "none");
+    for (const cell of readingOrder(document.layout)) this.place(cell.card, cell);
+    const width = this.gridElement.clientWidth || window.innerWidth; // the window's before the page is shown
+    if (width <= NARROW) this.grid.column(1, "list");
     this.grid.setStatic(this.draft === null);
     this.empty.hidden = document.layout.length > 0;
     this.empty.replaceChildren(
@@ -204,7 +233,8 @@ class DashboardPage implements Page {
     const tile = new Tile(key, {
       rerun: this.editable && !this.draft ? () => this.rerun(key) : undefined,
       remove: this.draft ? () => this.removeCard(key) : undefined,
-      open: this.editable && cardId ? `/cards/${encodeURIComponent(cardId)}` : undefined,
+      open: cardId ? `/cards/${encodeURIComponent(cardId)}` : undefined,
+      openToView: !this.editable,
     });
     tile.setTitle(this.cards[key]?.title ?? entry?.title ?? t("common.newCard"));
     const result = this.cards[key]?.result;
@@ -226,29 +256,114 @@ class DashboardPage implements Page {
 
   private renderActions(): void {
     const buttons: HTMLElement[] = [];
-    if (this.draft) {
-      const add = h("button", { type: "button", class: "ghost" }, t("dashboard.addCard"));
-      const cancel = h("button", { type: "button", class: "ghost" }, t("common.cancel"));
+    const button = (label: string, kind: string, action: () => void) => {
+      const b = h("button", { type: "button", class: kind }, label);
+      b.addEventListener("click", action);
+      return b;
+    };
+    if (this.tv.on) {
+      buttons.push(button(t("tv.exit"), "ghost tv-exit", () => this.tv.exit()));
+    } else if (this.draft) {
       const save = h("button", { type: "button", class: "primary" }, t("common.save"));
-      add.addEventListener("click", () => void this.addCard());
-      cancel.addEventListener("click", () => this.stopEditing());
       save.addEventListener("click", () => void this.save(save));
-      buttons.push(add, cancel, save);
+      buttons.push(button(t("dashboard.addCard"), "ghost", () => void this.addCard()), button(t("common.cancel"), "ghost", () => this.stopEditing()), save);
     } else {
+      buttons.push(button(t("tv.enter"), "ghost", () => this.tv.enter()));
       if (this.editable) {
-        const share = h("button", { type: "button", class: "ghost" }, t("common.share"));
-        share.addEventListener("click", () => openShareDialog(this.dashboard.id, this.dashboard.document.title, this.dashboard.access === "owner"));
-        buttons.push(share);
-      }
-      if (this.editable) {
-        const edit = h("button", { type: "button", class: "secondary" }, t("common.edit"));
-        edit.addEventListener("click", () => this.startEditing());
-        buttons.push(edit);
+        buttons.push(button(t("common.share"), "ghost", () => openShareDialog(this.dashboard.id, this.dashboard.document.title, this.dashboard.access === "owner")));
+        buttons.push(button(t("common.edit"), "secondary", () => this.startEditing()));
       } else {
         buttons.push(h("span", { class: "pill view" }, t("dashboard.viewOnly")));
       }
+      buttons.push(this.menu());
     }
     this.actions.replaceChildren(...buttons);
+  }
+
+  // The other actions: settings (owners and editors), version history, export, duplicate, delete (owners).
+  private menu(): HTMLElement {
+    const toggle = h("button", { type: "button", class: "ghost menu-toggle", "aria-haspopup": "true", "aria-expanded": "false" }, t("dashboard.more"));
+    const items = h("div", { class: "menu-items", hidden: true });
+    const menu = h("div", { class: "menu" }, toggle, items);
+    const show = (open: boolean) => {
+      items.hidden = !open;
+      toggle.setAttribute("aria-expanded", String(open));
+      if (open) document.addEventListener("click", outside, true);
+      else document.removeEventListener("click", outside, true);
+    };
+    const outside = (event: Event) => {
+      if (!menu.contains(event.target as Node)) show(false);
+    };
+    toggle.addEventListener("click", () => show(toggle.getAttribute("aria-expanded") !== "true"));
+    menu.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") show(false);
+    });
+    const item = (label: string, action: () => void, danger = false) => {
+      const b = h("button", { type: "button", class: danger ? "ghost danger-text" : "ghost" }, label);
+      b.addEventListener("click", () => {
+        show(false);
+        action();
+      });
+      items.append(b);
+    };
+    if (this.editable) item(t("dashboard.settings"), () => void this.settings());
+    item(t("dashboard.versions"), () => void this.versions());
+    item(t("dashboard.export"), () => void this.exportFile());
+    item(t("dashboard.duplicate"), () => void this.duplicate());
+    if (this.dashboard.access === "owner") item(t("common.delete"), () => void this.remove(), true);
+    return menu;
+  }
+
+  private done(text: string, lines: string[] = []): void {
+    const note = banner("success", text, lines);
+    this.say(note);
+    setTimeout(() => note.remove(), 6000);
+  }
+
+  private async settings(): Promise<void> {
+    const saved = await openSettings(this.dashboard);
+    if (!saved) return;
+    this.dashboard = saved;
+    this.render();
+    this.done(t("editor.savedAs", { n: saved.version }));
+  }
+
+  private async versions(): Promise<void> {
+    const restored: Restored | null = await openVersions(this.dashboard, this.editable);
+    if (!restored) return;
+    this.dashboard = restored.dashboard;
+    this.render();
+    const titles = restored.leftOut.map((entry) => entry.title ?? entry.key).join(t("common.listSeparator"));
+    this.done(t("versions.restored", { from: restored.from, n: restored.dashboard.version }), restored.leftOut.length ? [t("versions.leftOut", { cards: titles })] : []);
+  }
+
+  private async exportFile(): Promise<void> {
+    try {
+      await dashboardsApi.exportFile(this.dashboard.id, this.dashboard.document.title);
+    } catch (error) {
+      this.say(banner("error", t("dashboard.exportFailed"), [(error as Error).message]));
+    }
+  }
+
+  private async duplicate(): Promise<void> {
+    try {
+      const copy = await dashboardsApi.duplicate(this.dashboard.id, t("dashboard.copyTitle", { title: this.dashboard.document.title }).slice(0, 200));
+      this.go(`/dashboards/${encodeURIComponent(copy.id)}`);
+    } catch (error) {
+      this.say(banner("error", t("dashboard.duplicateFailed"), [(error as Error).message]));
+    }
+  }
+
+  private async remove(): Promise<void> {
+    const title = this.dashboard.document.title;
+    if (!(await confirmDialog(t("dashboard.deleteHeading"), [t("dashboard.deleteQuestion", { title })], t("common.delete")))) return;
+    try {
+      await dashboardsApi.remove(this.dashboard.id);
+      this.live.close();
+      this.go("/dashboards");
+    } catch (error) {
+      this.say(banner("error", t("dashboard.deleteFailed"), [(error as Error).message]));
+    }
   }
 
   private startEditing(): void {
@@ -287,8 +402,10 @@ class DashboardPage implements Page {
     this.empty.hidden = true;
   }
 
-  // The cells as the grid has them now (after drags and resizes).
+  // The cells as the grid has them now (after drags and resizes); on a narrow screen's one column, whose
+  // places are not the document's, as they were.
   private layoutNow(): DashboardDocument["layout"] {
+    if (this.grid.getColumn() !== 12) return (this.draft ?? this.dashboard.document).layout;
     return this.grid.getGridItems().map((item) => {
       const node = item.gridstackNode!;
       return { card: String(node.id), x: node.x ?? 0, y: node.y ?? 0, w: node.w ?? 1, h: node.h ?? 1 };

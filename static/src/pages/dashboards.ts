@@ -23,6 +23,29 @@ export async function dashboardsPage(go: (path: string) => void): Promise<Page> 
       error.textContent = (e as Error).message;
     }
   });
+  // Import: a document exported here or elsewhere (its uid updates the dashboard it names, else a new one).
+  const file = h("input", { type: "file", accept: ".json,application/json", hidden: true, "aria-label": t("dashboards.importFile") });
+  const importButton = h("button", { type: "button", class: "ghost" }, t("dashboards.import"));
+  importButton.addEventListener("click", () => file.click());
+  file.addEventListener("change", async () => {
+    const chosen = file.files?.[0];
+    file.value = "";
+    if (!chosen) return;
+    error.textContent = "";
+    let document: unknown;
+    try {
+      document = JSON.parse(await chosen.text());
+    } catch {
+      error.textContent = t("dashboards.importNotJson", { name: chosen.name });
+      return;
+    }
+    try {
+      const imported = await dashboardsApi.importDocument(document);
+      go(`/dashboards/${encodeURIComponent(imported.id)}`);
+    } catch (e) {
+      error.textContent = t("dashboards.importFailed", { name: chosen.name, reason: (e as Error).message });
+    }
+  });
   const body = await pagedList<DashboardSummary>({
     load: dashboardsApi.page,
     head: h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("dashboards.col.title")), h("th", { scope: "col", class: "num" }, t("dashboards.col.cards")), h("th", { scope: "col" }, t("dashboards.col.access")), h("th", { scope: "col" }, t("dashboards.col.updated")))),
@@ -44,5 +67,5 @@ export async function dashboardsPage(go: (path: string) => void): Promise<Page> 
       ],
     },
   });
-  return { element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, t("dashboards.title")), h("span", { class: "spacer" }), create), body) };
+  return { element: h("div", { class: "page" }, h("header", { class: "page-head" }, h("h1", {}, t("dashboards.title")), h("span", { class: "spacer" }), importButton, file, create), body) };
 }

@@ -19,8 +19,8 @@ PASSWORD = "a long enough password"
 WALKER = "walker@example.com"
 OWNER = "lender@example.com"
 # Product and format names that stay in Latin letters in Japanese text.
-ALLOWED = {"Cards", "CSV", "TSV", "UTF", "Shift_JIS", "CP932", "EUC", "BOM", "Bokeh", "Python", "Jupyter", "JSON", "PNG",
-           "English"}
+ALLOWED = {"Cards", "CSV", "TSV", "UTF", "Shift_JIS", "CP932", "EUC", "BOM", "Bokeh", "Python", "Jupyter", "JupyterLab",
+           "Code", "JSON", "PNG", "English"}
 LATIN = re.compile(r"[A-Za-z]{3,}")
 REGION = [{"name": "region", "type": "choice", "label": "地域", "default": "関東", "choices": ["関東", "関西"]}]
 
@@ -165,6 +165,10 @@ def steps(bi, world: World) -> list[tuple[str, Callable[[Page], None]]]:
         page.goto(f"{url}/dashboards/0123456789abcdef0123456789abcdef")
         expect(page.locator(".dash-gone")).to_be_visible()
 
+    def account(page: Page) -> None:
+        page.goto(f"{url}/account")
+        expect(page.locator("input[type=password]").first).to_be_visible()
+
     def collapsed(page: Page) -> None:
         page.goto(f"{url}/cards")
         page.locator(".sidebar-toggle").click()
@@ -174,7 +178,7 @@ def steps(bi, world: World) -> list[tuple[str, Callable[[Page], None]]]:
             ("datasets", datasets), ("dataset", dataset), ("dashboards", dashboards), ("dashboard", dashboard),
             ("dashboard-settings", menu(0)), ("dashboard-versions", menu(1)), ("dashboard-share", share),
             ("dashboard-editing", editing), ("dashboard-tv", tv), ("dashboard-shared", shared), ("card-viewer", viewer),
-            ("dashboard-missing", missing), ("sidebar-collapsed", collapsed)]
+            ("dashboard-missing", missing), ("account", account), ("sidebar-collapsed", collapsed)]
 
 
 @pytest.mark.parametrize("language", ["ja", "en"])

@@ -260,6 +260,10 @@ reads it from the store (``LiveSignIns``)."""
 LIVE_SIGN_INS = 10_000
 """Sign-ins one server remembers as live (the least recently used are forgotten first, and read again)."""
 
+RECHECKS_AT_ONCE = 8
+"""Users whose open sockets a task re-checks against the store at once while its bus is down or once it is
+back (``Revocations.recheck``): a task with thousands of viewers does not flood the store."""
+
 PERSONAL_TOKENS_PER_USER = 50
 """Personal access tokens one user may hold at once (``POST /api/me/tokens`` past them is a 409)."""
 

@@ -5,13 +5,15 @@
 ``ca_file`` names the CA that signs the server's certificate when the system's do not.
 
 While Redis cannot be reached, publishing delivers to this task alone (its own viewers still see
-their runs) and the listener reconnects every ``reconnect_seconds``, subscribing again.
+their runs) and the listener reconnects every ``reconnect_seconds``, subscribing again; once it has, the
+``reconnected`` callbacks run (what was missed meanwhile is read again from the store).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -40,7 +42,7 @@ class RedisBus(Bus):
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._sending = asyncio.Lock()  # one publish at a time: messages leave in the order they were sent
-        self.connected = False
+        self.disconnected_at = time.monotonic()  # not yet connected
 
     def channel(self, topic: str) -> str:
         return self.channel_prefix + topic
@@ -52,13 +54,17 @@ class RedisBus(Bus):
 
     async def _listen(self) -> None:
         topics = {self.channel(topic): topic for topic in self.handlers}
+        first = True
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*topics)
-                self.connected = True
-                log.info("bus_connected", channels=len(topics))
+                down = time.monotonic() - (self.disconnected_at or time.monotonic())
+                self.disconnected_at = None
+                log.info("bus_connected", channels=len(topics), down_seconds=round(down, 1))
                 self._subscribed.set()
+                if not first:
+                    self._reconnected()
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is not None and message["type"] == "message":
@@ -66,12 +72,21 @@ class RedisBus(Bus):
             except (RedisError, OSError) as exc:
                 if self.connected or not self._subscribed.is_set():
                     log.warning("bus_disconnected", error=str(exc)[:200])
-                self.connected = False
+                if self.connected:
+                    self.disconnected_at = time.monotonic()
             finally:
+                first = False
                 self._subscribed.set()  # start() waits for the first attempt, not for success
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
             await asyncio.sleep(self.reconnect_seconds)
+
+    def _reconnected(self) -> None:
+        for callback in self.reconnected:
+            try:
+                callback()
+            except Exception:
+                log.exception("bus_reconnected_callback_failed")
 
     async def publish(self, topic: str, body: dict[str, Any]) -> None:
         raw = encode(Envelope(topic, self.origin, body))

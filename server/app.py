@@ -298,7 +298,8 @@ class ServeApp(BIApp):
         self.live_sessions = LiveSessions(self.kernel_pool, parent=self)
         session_rights = SessionRights(self.store_instance, cards, self.kernel_pool)
         dashboards.revoked.append(session_rights.revoked)
-        card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, tables, parent=self)
+        card_runs = self.card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, tables, self.bus,
+                                                parent=self)
         self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, tables, self.bus, parent=self)
         self.revocations.sweeps += [session_rights.sweep, self.dashboard_hub.recheck]
         self.revocations.holders.append(lambda: {session.user_id for session in self.kernel_pool.sessions.values()})

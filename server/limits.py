@@ -141,6 +141,10 @@ them all)."""
 CACHED_RESULTS_PER_VARIANT = 3
 """Result cache entries kept per card and parameter values (older code or data versions go)."""
 
+RESULT_MEMORY_BYTES = 64 * 1024 * 1024
+"""Bytes of recent cached results (their serialised outputs) an API task keeps in memory, so that a cache hit
+reads no entry or blob from the store (``CardRunner.memory_bytes``, ``services/result_memory.py``)."""
+
 CARD_RUNS_PER_USER = 4
 """Card runs (dashboard tiles, the run route, schedules) one user has under way at once; more wait their
 turn. They do not count against the user's interactive sessions (``KernelPool.sessions_per_user``)."""

@@ -1,7 +1,8 @@
 """The bus on Redis pub/sub: every API task subscribes to one channel per topic.
 
 ``url`` is ``redis://`` or, for TLS (ElastiCache's encryption in transit), ``rediss://``; a password
-(AUTH, ElastiCache's auth token) or user and password go in it: ``rediss://:TOKEN@host:6379/0``.
+(AUTH, ElastiCache's auth token) or user and password go in it: ``rediss://:TOKEN@host:6379/0``, or the
+password in ``password`` (``BI_REDIS_PASSWORD``: a secret apart from the URL).
 ``ca_file`` names the CA that signs the server's certificate when the system's do not.
 
 While Redis cannot be reached, publishing delivers to this task alone (its own viewers still see
@@ -18,8 +19,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from traitlets import Float, Unicode
+from traitlets import Float, Unicode, default
 
+from ..environment import setting
 from .base import Bus, Envelope, encode, log
 
 
@@ -27,15 +29,22 @@ class RedisBus(Bus):
     url = Unicode(help="Redis URL (redis:// or rediss:// for TLS), with the AUTH password in it.").tag(config=False)
     channel_prefix = Unicode("bi:", help="Prefix of the bus's channel names (several deployments on one "
                                          "Redis).").tag(config=True)
+    password = Unicode(help="AUTH password when the URL has none (BI_REDIS_PASSWORD).").tag(config=True)
     ca_file = Unicode(help="CA bundle that verifies the Redis server's TLS certificate (empty: the "
                            "system's).").tag(config=True)
     reconnect_seconds = Float(1.0, help="Seconds between attempts to reach Redis again.").tag(config=True)
     socket_timeout = Float(5.0, help="Seconds a Redis command may take before it fails.").tag(config=True)
 
+    @default("password")
+    def _default_password(self) -> str:
+        return setting("BI_REDIS_PASSWORD")
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         options: dict[str, Any] = {"socket_timeout": self.socket_timeout,
                                    "socket_connect_timeout": self.socket_timeout, "health_check_interval": 15}
+        if self.password:
+            options["password"] = self.password
         if self.ca_file and self.url.startswith("rediss://"):
             options["ssl_ca_certs"] = self.ca_file
         self._client = aioredis.Redis.from_url(self.url, **options)

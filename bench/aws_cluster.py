@@ -112,6 +112,8 @@ class Cluster:
             serve = self._start([*BI, "serve", f"--port={port}", f"--data-dir={self.folder / f'data{index}'}",
                                  "--KernelPool.sessions_per_user=1000", *self.flags], env, f"serve{index}")
             started.append((serve, f"http://127.0.0.1:{port}"))
+            if index == 0:  # alone first: it creates the admin
+                wait_for(started[0][1] + "/api/health", serve)
         for serve, url in started:
             wait_for(url + "/api/health", serve)
             self.urls.append(url)

@@ -49,6 +49,7 @@ from ..errors import BIError, LeaseLostError, NotFoundError, PermissionDeniedErr
 from ..logs import get_logger
 from ..models import Dashboard, DashboardVersion, Lease, User
 from ..storage.base import Store
+from ..ws_frames import Frame
 from .card_runs import CardRunner
 from .run_turns import Told
 from .dashboards import DashboardService, Tiles, card_ids
@@ -69,7 +70,7 @@ OUTPUT, CHANGED, DELETED, REVOKED, PRESENCE, QUEUED, NEW_DATA = (
 class Viewer(Protocol):
     user: User
 
-    def send_frame(self, frame: bytes) -> None: ...
+    def send_frame(self, frame: bytes | Frame) -> None: ...
 
     async def room_for(self, size: int) -> bool: ...
 
@@ -98,7 +99,7 @@ class Room:
         self._announcing: asyncio.TimerHandle | None = None
 
     def broadcast(self, message: dict[str, Any]) -> None:
-        frame = frame_of(message)  # serialised once for every socket
+        frame = Frame(frame_of(message))  # serialised and framed once for every socket
         for viewer in list(self.viewers):
             viewer.send_frame(frame)
 
@@ -116,7 +117,7 @@ class Room:
 
     def publish(self, key: str, result: dict[str, Any] | bytes) -> None:
         self.keep(key, result)
-        frame = self.output_frame(key)
+        frame = Frame(self.output_frame(key))  # serialised and framed once for every socket
         for viewer in list(self.viewers):
             if key in self.unsent.get(viewer, ()):
                 self.unsent[viewer].remove(key)  # what its snapshot owed it comes now

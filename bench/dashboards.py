@@ -40,6 +40,7 @@ DASHBOARD = {"schemaVersion": 1, "title": "bench", "cards": CARDS, "refresh": No
              "layout": [{"card": c["key"], "x": 6 * (i % 2), "y": 4 * (i // 2), "w": 6, "h": 4}
                         for i, c in enumerate(CARDS)]}
 CLIENT_PROCESSES = 4
+IDLE_SECONDS = 10.0
 # One signed-in user stands for every viewer, from one address: the per-user socket cap (50 by default) and
 # the per-address connection cap are raised to the viewer count (measure()).
 
@@ -75,7 +76,10 @@ async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[in
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     last, http_ms = [], []
     clients = [process.pid for process in processes if process.pid is not None]
-    cpu_before, client_before = sum(map(cpu_seconds, pids)), sum(map(cpu_seconds, clients))
+    idle_before, idle_started = sum(map(cpu_seconds, pids)), time.monotonic()
+    await asyncio.sleep(IDLE_SECONDS)  # what the servers spend with no update: presence, schedules, discovery
+    idle_rate = (sum(map(cpu_seconds, pids)) - idle_before) / (time.monotonic() - idle_started)
+    cpu_before, client_before, started_all = sum(map(cpu_seconds, pids)), sum(map(cpu_seconds, clients)), time.monotonic()
     for _ in range(updates):
         started = time.time()
         await http.fetch(bases[0] + f"/api/dashboards/{dashboard_id}/cards/c1/run", method="POST",
@@ -83,13 +87,16 @@ async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[in
         http_ms.append((time.time() - started) * 1000)
         arrivals = [await loop.run_in_executor(None, pipe.recv) for pipe in pipes]
         last.append((max(at for _, at in arrivals) - started) * 1000)
-    cpu = (sum(map(cpu_seconds, pids)) - cpu_before) / updates * 1000
+    spent, elapsed = sum(map(cpu_seconds, pids)) - cpu_before, time.monotonic() - started_all
+    cpu = spent / updates * 1000
+    net = (spent - idle_rate * elapsed) / updates * 1000
     client_cpu = (sum(map(cpu_seconds, clients)) - client_before) / updates * 1000
     for pipe in pipes:
         pipe.send("stop")
     for process in processes:
         process.join(30)
-    return {"last viewer": last, "http": http_ms, "cpu": [cpu], "client cpu": [client_cpu]}
+    return {"last viewer": last, "http": http_ms, "cpu": [cpu], "net cpu": [net], "idle": [idle_rate * 1000],
+            "client cpu": [client_cpu]}
 
 
 async def measure(updates: int, servers: int, counts: list[int]) -> dict[str, dict[str, list[float]] | list[float]]:
@@ -146,6 +153,8 @@ def main() -> None:
         print(f"        the run's HTTP round trip             {percentiles(run['http'])}")
         print(f"        CPU per update (bi serve + redis)     {run['cpu'][0]:8.2f} ms"
               f"   ({run['cpu'][0] * 1000 / count:.2f} ms per 1,000 viewers)")
+        print(f"        of which beyond idle (idle {run['idle'][0]:.0f} ms/s) {run['net cpu'][0]:8.2f} ms"
+              f"   ({run['net cpu'][0] * 1000 / count:.2f} ms per 1,000 viewers)")
         print(f"        the client processes' CPU per update  {run['client cpu'][0]:8.2f} ms")
 
 

@@ -377,6 +377,8 @@ class DashboardHub(LoggingConfigurable):
             if result is not None else []
         if stored:
             self._tiles[tile] = stored
+        if stored == before:  # the same output again (a re-run answered from the cache): pinned already
+            return
         shown = {output_id for ids in self._tiles.values() for output_id in ids}
         self._spawn(self.tables.pin(self._tiles.get(tile, [])))
         self._spawn(self.tables.pin([output_id for output_id in before if output_id not in shown], pinned=False))

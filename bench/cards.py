@@ -12,7 +12,7 @@ its own virtualenv under /tmp (a peer to compare with, never our dependency). Pr
 With ``--store=aws`` it prints only (c), against ``bi serve --store=aws`` on a moto server on loopback with
 its own ``bi executor`` (``aws_cluster.py``): the target is p95 < 10 ms on either store.
 
-    python bench/cards.py [--runs 200] [--store=embedded|aws]      (as root)
+    python bench/cards.py [--runs 200] [--store=embedded|aws [--serve-flag=--Class.trait=value]]   (as root)
 """
 
 from __future__ import annotations
@@ -235,10 +235,10 @@ async def measure(runs: int) -> dict[str, Any]:
     return results
 
 
-async def measure_aws(runs: int) -> None:
+async def measure_aws(runs: int, flags: list[str]) -> None:
     from aws_cluster import ADMIN, PASSWORD, Cluster
 
-    with tempfile.TemporaryDirectory(prefix="bi-bench-") as folder, Cluster(Path(folder)) as cluster:
+    with tempfile.TemporaryDirectory(prefix="bi-bench-") as folder, Cluster(Path(folder), flags=tuple(flags)) as cluster:
         base = cluster.urls[0]
         latencies, rps = await cache_hits(base, await login(base, ADMIN, PASSWORD), runs)
     print("(c) POST /api/cards/{id}/run from the result cache, bi serve --store=aws on moto (target p95 < 10 ms)")
@@ -250,9 +250,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--store", choices=("embedded", "aws"), default="embedded")
+    parser.add_argument("--serve-flag", action="append", default=[], help="with --store=aws: a flag for bi serve "
+                        "(--serve-flag=--CardRunner.memory_bytes=0 compares hits without the memory)")
     args = parser.parse_args()
     if args.store == "aws":
-        asyncio.run(measure_aws(args.runs))
+        asyncio.run(measure_aws(args.runs, args.serve_flag))
         return
     results = asyncio.run(measure(args.runs))
     floor = {"1+1": floor_ms("1+1", args.runs), "pandas": floor_ms(PANDAS_CELL, args.runs)}

@@ -9,7 +9,10 @@ its own virtualenv under /tmp (a peer to compare with, never our dependency). Pr
 (c) ``POST /api/cards/{id}/run`` answered from the result cache: latency, and requests per second
     with 8 concurrent clients.
 
-    python bench/cards.py [--runs 200]      (as root)
+With ``--store=aws`` it prints only (c), against ``bi serve --store=aws`` on a moto server on loopback with
+its own ``bi executor`` (``aws_cluster.py``): the target is p95 < 10 ms on either store.
+
+    python bench/cards.py [--runs 200] [--store=embedded|aws [--serve-flag=--Class.trait=value]]   (as root)
 """
 
 from __future__ import annotations
@@ -82,10 +85,14 @@ async def start_bi(data_dir: Path, *flags: str) -> tuple[subprocess.Popen[bytes]
                               env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     await wait_for(base + "/api/health")
-    login = await httpclient.AsyncHTTPClient().fetch(
+    return server, base, await login(base, "bench@example.com", password)
+
+
+async def login(base: str, email: str, password: str) -> str:
+    answer = await httpclient.AsyncHTTPClient().fetch(
         base + "/api/auth/login", method="POST", headers={"Content-Type": "application/json"},
-        body=json.dumps({"email": "bench@example.com", "password": password}))
-    return server, base, json.loads(login.body)["access_token"]
+        body=json.dumps({"email": email, "password": password}))
+    return json.loads(answer.body)["access_token"]
 
 
 async def card_socket(base: str, token: str) -> websocket.WebSocketClientConnection:
@@ -228,10 +235,27 @@ async def measure(runs: int) -> dict[str, Any]:
     return results
 
 
+async def measure_aws(runs: int, flags: list[str]) -> None:
+    from aws_cluster import ADMIN, PASSWORD, Cluster
+
+    with tempfile.TemporaryDirectory(prefix="bi-bench-") as folder, Cluster(Path(folder), flags=tuple(flags)) as cluster:
+        base = cluster.urls[0]
+        latencies, rps = await cache_hits(base, await login(base, ADMIN, PASSWORD), runs)
+    print("(c) POST /api/cards/{id}/run from the result cache, bi serve --store=aws on moto (target p95 < 10 ms)")
+    print(f"  one client                                  {percentiles(latencies)}")
+    print(f"  8 concurrent clients                        {rps:.0f} requests/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--store", choices=("embedded", "aws"), default="embedded")
+    parser.add_argument("--serve-flag", action="append", default=[], help="with --store=aws: a flag for bi serve "
+                        "(--serve-flag=--CardRunner.memory_bytes=0 compares hits without the memory)")
     args = parser.parse_args()
+    if args.store == "aws":
+        asyncio.run(measure_aws(args.runs, args.serve_flag))
+        return
     results = asyncio.run(measure(args.runs))
     floor = {"1+1": floor_ms("1+1", args.runs), "pandas": floor_ms(PANDAS_CELL, args.runs)}
     for cell in ("1+1", "pandas"):

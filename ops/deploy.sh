@@ -16,7 +16,7 @@
 #   EXECUTOR_WARM_HEADROOM, EXECUTOR_WORKING_HOURS_MIN_TASKS, EXECUTOR_SCHEDULE_TIMEZONE, EXECUTOR_CPU,
 #   EXECUTOR_MEMORY, LOG_RETENTION_DAYS, ALARM_TOPIC_ARN, ALARM_EMAIL, EXECUTOR_ENDPOINT_SG,
 #   S3_PREFIX_LIST_ID, FRONTEND_DOMAIN_NAME with FRONTEND_CERTIFICATE_ARN (ACM, us-east-1),
-#   CLOUDFRONT_ORIGIN_SG.
+#   CLOUDFRONT_ORIGIN_SG, REDIS_NODE_TYPE, REDIS_NODES.
 #
 # CloudFront reaches the internal ALB through the stack's VPC origin, from the security group
 # CloudFront makes for it in the VPC (CloudFront-VPCOrigins-Service-SG) once that origin exists:
@@ -118,6 +118,8 @@ optional S3GatewayPrefixListId S3_PREFIX_LIST_ID
 optional FrontendDomainName FRONTEND_DOMAIN_NAME
 optional FrontendCertificateArn FRONTEND_CERTIFICATE_ARN
 optional CloudFrontOriginSecurityGroupId CLOUDFRONT_ORIGIN_SG
+optional RedisNodeType REDIS_NODE_TYPE
+optional RedisNodes REDIS_NODES
 if [[ -z "${EXECUTOR_ENDPOINT_SG:-}" || -z "${S3_PREFIX_LIST_ID:-}" ]]; then
   echo "ops/deploy.sh: warning: without EXECUTOR_ENDPOINT_SG and S3_PREFIX_LIST_ID executor tasks cannot pull an ECR image or ship logs" >&2
 fi

@@ -266,7 +266,7 @@ class ServeApp(BIApp):
             raise
         self.bus = make_bus(self.redis_url, parent=self)
         auth.user_cache.listen(self.bus)
-        self.revocations = Revocations(self.bus)
+        self.revocations = Revocations(self.bus, auth.lost, parent=self)
         auth.revoked.append(self.revocations.revoke)
         users = UserService(self.store_instance, auth)
         await self._ensure_first_admin(users)
@@ -298,11 +298,14 @@ class ServeApp(BIApp):
         self.live_sessions = LiveSessions(self.kernel_pool, parent=self)
         session_rights = SessionRights(self.store_instance, cards, self.kernel_pool)
         dashboards.revoked.append(session_rights.revoked)
-        card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, tables, parent=self)
+        card_runs = self.card_runs = CardRunner(self.store_instance, cards, self.kernel_pool, tables, self.bus,
+                                                parent=self)
         self.dashboard_hub = DashboardHub(self.store_instance, dashboards, card_runs, tables, self.bus, parent=self)
         self.revocations.sweeps += [session_rights.sweep, self.dashboard_hub.recheck]
+        self.revocations.holders.append(lambda: {session.user_id for session in self.kernel_pool.sessions.values()})
         await self.bus.start()
         self.dashboard_hub.start()
+        self.revocations.start()
         return web.Application(
             url_specs(),
             default_handler_class=NotFoundHandler,
@@ -311,7 +314,7 @@ class ServeApp(BIApp):
             live_sessions=self.live_sessions, output_tables=tables, audit=AuditLog(self.store_instance),
             user_sockets=UserSockets(self.max_sockets_per_user),
             session_rights=session_rights, revocations=self.revocations,
-            readiness=ReadinessService(self.store_instance, self.kernel_pool, parent=self),
+            readiness=ReadinessService(self.store_instance, self.kernel_pool, self.bus, parent=self),
             idempotency=IdempotencyService(self.store_instance, parent=self),
             jupyter_kernels=self.jupyter_kernels,
             jupyter_sessions=JupyterSessions(self.jupyter_kernels, parent=self),
@@ -401,6 +404,7 @@ class ServeApp(BIApp):
         if self.agent_keeper is not None:
             self.agent_keeper.cancel()
             await asyncio.gather(self.agent_keeper, return_exceptions=True)
+        await self.revocations.stop()
         await self.dashboard_hub.stop()
         await self.kernel_pool.close()
         await self.bus.close()
@@ -580,4 +584,4 @@ class UserApp(BIApp):
 
 BIApp.classes = [BIApp, ServeApp, InitTablesApp, ExecutorKeyApp, UserAddApp, AuthService, DatasetService,
                  KernelPool, LiveSessions, JupyterKernels, JupyterSessions, DashboardHub, OutputTables, CardRunner,
-                 SQLiteStore, AWSStore, LocalBus, RedisBus]
+                 SQLiteStore, AWSStore, LocalBus, RedisBus, Revocations]

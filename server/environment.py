@@ -35,7 +35,8 @@ VARIABLES: dict[str, str] = {
     "BI_METRICS_TOKEN": "Bearer token Prometheus sends to read /metrics on the API port (empty: closed there).",
     "BI_METRICS_PORT": "Port of a listener that serves only /metrics, without a token (empty: none).",
     "BI_REDIS_URL": "Redis of the bus between API tasks (redis://, or rediss:// for TLS; AUTH password in the "
-                    "URL); empty: the in-process bus of a single task.",
+                    "URL or in BI_REDIS_PASSWORD); empty: the in-process bus of a single task.",
+    "BI_REDIS_PASSWORD": "AUTH password (ElastiCache's auth token) of that Redis, when it is not in the URL.",
     "BI_URL": "bi dashboards export|import: the running server to talk to (empty: the store directly).",
     "BI_TOKEN": "bi dashboards export|import: a sign-in token of that server.",
 }

@@ -149,6 +149,10 @@ RUN_TABLE_BYTES = 4 * ARROW_BYTES
 CACHED_RESULTS_PER_VARIANT = 3
 """Result cache entries kept per card and parameter values (older code or data versions go)."""
 
+RESULT_MEMORY_BYTES = 64 * 1024 * 1024
+"""Bytes of recent cached results (their serialised outputs) an API task keeps in memory, so that a cache hit
+reads no entry or blob from the store (``CardRunner.memory_bytes``, ``services/result_memory.py``)."""
+
 CARD_RUNS_PER_USER = 4
 """Card runs (dashboard tiles, the run route, schedules) one user has under way at once; more wait their
 turn. They do not count against the user's interactive sessions (``KernelPool.sessions_per_user``)."""
@@ -276,6 +280,10 @@ reads it from the store (``LiveSignIns``)."""
 
 LIVE_SIGN_INS = 10_000
 """Sign-ins one server remembers as live (the least recently used are forgotten first, and read again)."""
+
+RECHECKS_AT_ONCE = 8
+"""Users whose open sockets a task re-checks against the store at once while its bus is down or once it is
+back (``Revocations.recheck``): a task with thousands of viewers does not flood the store."""
 
 PERSONAL_TOKENS_PER_USER = 50
 """Personal access tokens one user may hold at once (``POST /api/me/tokens`` past them is a 409)."""

@@ -66,20 +66,25 @@ def _write_tls(directory: Path) -> tuple[Path, Path, Path]:
 
 
 class RedisServer:
-    """``redis-server`` on TLS only, with a password; ``url`` and ``ca_file`` reach it."""
+    """``redis-server`` on TLS only, with a password; ``url`` and ``ca_file`` reach it. ``stop()`` and
+    ``start()`` again (an outage) keep its port, certificate and password."""
 
     def __init__(self, directory: Path):
-        binary = require_redis()
+        self.binary = require_redis()
         directory.mkdir(parents=True, exist_ok=True)
-        self.ca_file, cert, key = _write_tls(directory)
+        self.directory = directory
+        self.ca_file, self.cert, self.key = _write_tls(directory)
         self.password = secrets.token_urlsafe(24)
         self.port = free_port()
         self.url = f"rediss://:{self.password}@127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
         self.proc = subprocess.Popen(
-            [binary, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
-             "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(self.ca_file),
-             "--tls-auth-clients", "no", "--requirepass", self.password, "--save", "", "--appendonly", "no",
-             "--dir", str(directory), "--logfile", str(directory / "redis.log")],
+            [self.binary, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
+             "--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key), "--tls-ca-cert-file",
+             str(self.ca_file), "--tls-auth-clients", "no", "--requirepass", self.password, "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait()
 

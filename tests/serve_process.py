@@ -32,13 +32,15 @@ def free_port() -> int:
 
 
 def request(port: int, path: str, body: dict | None = None, token: str | None = None,
-            timeout: float = 10) -> tuple[int, dict]:
+            timeout: float = 10, method: str | None = None) -> tuple[int, dict]:
+    """The status and JSON answer (None for none) of a GET, or of a POST (or ``method``) of ``body``."""
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers)
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
+            answer = response.read()
+            return response.status, json.loads(answer) if answer else None
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
 

@@ -29,7 +29,7 @@ from .serve_process import BI, ROOT, Server, clean_env, free_port, request
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-LONG_RUNNING = {"api", "executor", "dynamodb-local", "minio"}
+LONG_RUNNING = {"api", "executor", "dynamodb-local", "minio", "redis"}
 ONE_SHOT = {"keys-init", "dynamodb-init", "minio-init"}
 
 
@@ -48,6 +48,8 @@ def test_the_services_and_their_ports():
     assert "ports" not in SERVICES["executor"] and "8080" in SERVICES["executor"]["expose"]
     assert "--port=8080" in SERVICES["executor"]["command"]
     assert SERVICES["api"]["environment"]["BI_EXECUTOR_URLS"] == "http://executor:8080"
+    assert "ports" not in SERVICES["redis"] and SERVICES["api"]["environment"]["BI_REDIS_URL"] == "redis://redis:6379/0"
+    assert "--requirepass" in " ".join(SERVICES["redis"]["command"]) and "redis-cli" in SERVICES["redis"]["healthcheck"]["test"][1]
 
 
 def test_long_running_services_have_health_checks_and_one_shots_do_not_restart():
@@ -70,7 +72,8 @@ def _api_healthcheck(port: int) -> subprocess.CompletedProcess:
 def test_nothing_starts_before_what_it_needs():
     wanted = {
         "api": {"dynamodb-init": "service_completed_successfully", "minio-init": "service_completed_successfully",
-                "keys-init": "service_completed_successfully", "executor": "service_healthy"},
+                "keys-init": "service_completed_successfully", "executor": "service_healthy",
+                "redis": "service_healthy"},
         "executor": {"keys-init": "service_completed_successfully"},
         "dynamodb-init": {"dynamodb-local": "service_healthy"},
         "minio-init": {"minio": "service_healthy"},
@@ -190,6 +193,7 @@ def _wait_until_healthy(executor: subprocess.Popen, port: int, seconds: float = 
 def _run_a_card_through(executor: subprocess.Popen, executor_port: int, moto_endpoint: str, tmp_path: Path) -> None:
     """Start the api as compose configures it, on that executor, and run a card; then stop both."""
     api_env = {key: value for key, value in SERVICES["api"]["environment"].items() if "${" not in str(value)}
+    api_env.pop("BI_REDIS_URL")  # compose's redis host: here the api runs alone, on the in-process bus
     prefix = f"s{os.getpid()}_"
     api_env.update(
         AWS_ENDPOINT_URL_DYNAMODB=moto_endpoint, AWS_ENDPOINT_URL_S3=moto_endpoint, BI_TABLE_PREFIX=prefix,

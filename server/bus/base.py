@@ -7,6 +7,10 @@ its own messages too: whatever happens is applied the same way on every task, th
 
 Handlers run on the event loop, in the order messages were published, and must not block; one that
 raises is logged and the others still run.
+
+While the bus is ``connected`` every task hears every message. While it is not (Redis unreachable), a task
+hears only its own: what must hold regardless (revocations) is kept in the store, and whoever depends on
+the bus re-reads it when the bus comes back (``reconnected``) and, meanwhile, on a timer of its own.
 """
 
 from __future__ import annotations
@@ -71,6 +75,13 @@ class Bus(LoggingConfigurable, metaclass=_BusMeta):
         super().__init__(**kwargs)
         self.origin = uuid.uuid4().hex[:16]  # this task, as its messages name it
         self.handlers: dict[str, list[Handler]] = {}
+        self.reconnected: list[Callable[[], None]] = []  # called when the bus connects again after a loss
+        self.disconnected_at: float | None = None  # time.monotonic() since the bus is down; None while up
+
+    @property
+    def connected(self) -> bool:
+        """Whether every task hears what this one publishes (and this one every task)."""
+        return self.disconnected_at is None
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         self.handlers.setdefault(topic, []).append(handler)

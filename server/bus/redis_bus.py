@@ -1,23 +1,27 @@
 """The bus on Redis pub/sub: every API task subscribes to one channel per topic.
 
 ``url`` is ``redis://`` or, for TLS (ElastiCache's encryption in transit), ``rediss://``; a password
-(AUTH, ElastiCache's auth token) or user and password go in it: ``rediss://:TOKEN@host:6379/0``.
+(AUTH, ElastiCache's auth token) or user and password go in it: ``rediss://:TOKEN@host:6379/0``, or the
+password in ``password`` (``BI_REDIS_PASSWORD``: a secret apart from the URL).
 ``ca_file`` names the CA that signs the server's certificate when the system's do not.
 
 While Redis cannot be reached, publishing delivers to this task alone (its own viewers still see
-their runs) and the listener reconnects every ``reconnect_seconds``, subscribing again.
+their runs) and the listener reconnects every ``reconnect_seconds``, subscribing again; once it has, the
+``reconnected`` callbacks run (what was missed meanwhile is read again from the store).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from traitlets import Float, Unicode
+from traitlets import Float, Unicode, default
 
+from ..environment import setting
 from .base import Bus, Envelope, encode, log
 
 
@@ -25,22 +29,29 @@ class RedisBus(Bus):
     url = Unicode(help="Redis URL (redis:// or rediss:// for TLS), with the AUTH password in it.").tag(config=False)
     channel_prefix = Unicode("bi:", help="Prefix of the bus's channel names (several deployments on one "
                                          "Redis).").tag(config=True)
+    password = Unicode(help="AUTH password when the URL has none (BI_REDIS_PASSWORD).").tag(config=True)
     ca_file = Unicode(help="CA bundle that verifies the Redis server's TLS certificate (empty: the "
                            "system's).").tag(config=True)
     reconnect_seconds = Float(1.0, help="Seconds between attempts to reach Redis again.").tag(config=True)
     socket_timeout = Float(5.0, help="Seconds a Redis command may take before it fails.").tag(config=True)
 
+    @default("password")
+    def _default_password(self) -> str:
+        return setting("BI_REDIS_PASSWORD")
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         options: dict[str, Any] = {"socket_timeout": self.socket_timeout,
                                    "socket_connect_timeout": self.socket_timeout, "health_check_interval": 15}
+        if self.password:
+            options["password"] = self.password
         if self.ca_file and self.url.startswith("rediss://"):
             options["ssl_ca_certs"] = self.ca_file
         self._client = aioredis.Redis.from_url(self.url, **options)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._sending = asyncio.Lock()  # one publish at a time: messages leave in the order they were sent
-        self.connected = False
+        self.disconnected_at = time.monotonic()  # not yet connected
 
     def channel(self, topic: str) -> str:
         return self.channel_prefix + topic
@@ -52,13 +63,17 @@ class RedisBus(Bus):
 
     async def _listen(self) -> None:
         topics = {self.channel(topic): topic for topic in self.handlers}
+        first = True
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*topics)
-                self.connected = True
-                log.info("bus_connected", channels=len(topics))
+                down = time.monotonic() - (self.disconnected_at or time.monotonic())
+                self.disconnected_at = None
+                log.info("bus_connected", channels=len(topics), down_seconds=round(down, 1))
                 self._subscribed.set()
+                if not first:
+                    self._reconnected()
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is not None and message["type"] == "message":
@@ -66,12 +81,21 @@ class RedisBus(Bus):
             except (RedisError, OSError) as exc:
                 if self.connected or not self._subscribed.is_set():
                     log.warning("bus_disconnected", error=str(exc)[:200])
-                self.connected = False
+                if self.connected:
+                    self.disconnected_at = time.monotonic()
             finally:
+                first = False
                 self._subscribed.set()  # start() waits for the first attempt, not for success
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
             await asyncio.sleep(self.reconnect_seconds)
+
+    def _reconnected(self) -> None:
+        for callback in self.reconnected:
+            try:
+                callback()
+            except Exception:
+                log.exception("bus_reconnected_callback_failed")
 
     async def publish(self, topic: str, body: dict[str, Any]) -> None:
         raw = encode(Envelope(topic, self.origin, body))

@@ -15,6 +15,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 from tornado import websocket
+from tornado.iostream import StreamClosedError
 
 from dashboards_spec import bounded
 
@@ -23,6 +24,7 @@ from ..errors import AuthenticationError, BIError, RateLimitedError
 from ..models import User
 from ..services.auth import SESSION_ONLY, Scope
 from ..services.revocations import Credential, Revocations
+from ..ws_frames import Frame
 from .base import log, origin_allowed
 
 SUBPROTOCOL = "bi.v1"
@@ -112,8 +114,9 @@ class BoundedSocket(websocket.WebSocketHandler):
         """The largest frame Tornado reads from the client; a larger one closes the socket (1009)."""
         return self.frame_bytes
 
-    def send_frame(self, frame: str | bytes, binary: bool = False) -> None:
-        """Write ``frame`` unless the socket is closing; close it if its client is too far behind."""
+    def send_frame(self, frame: str | bytes | Frame, binary: bool = False) -> None:
+        """Write ``frame`` (a message, or one framed once for many sockets) unless the socket is closing; close
+        it if its client is too far behind."""
         if self.closing():
             return
         if self.pending_bytes > limits.SOCKET_PENDING_BYTES:
@@ -122,11 +125,14 @@ class BoundedSocket(websocket.WebSocketHandler):
             self.close(TOO_SLOW, self.too_slow_reason[:120])  # its client learns why within Tornado's 5 s
             self.on_too_slow()
             return
-        data = frame.encode() if isinstance(frame, str) else frame  # the bytes Tornado queues
-        size = len(data)
+        wire = (frame if isinstance(frame, Frame) else Frame.of(frame, binary)).wire
+        size = len(wire)
+        stream = self.ws_connection.stream if self.ws_connection is not None else None
+        if stream is None:
+            return
         try:
-            written = self.write_message(data, binary=binary)
-        except websocket.WebSocketClosedError:
+            written = stream.write(wire)  # queued as it is: no copy, no task per socket (ws_frames.py)
+        except StreamClosedError:
             return
         self.pending_bytes += size
         self.pending_frames += 1

@@ -24,7 +24,8 @@ class HealthHandler(APIHandler):
 
 
 class ReadyHandler(APIHandler):
-    """Readiness: the store answers and an executor can take a kernel; 503 with the reasons otherwise."""
+    """Readiness: the store answers and an executor can take a kernel (``degraded`` if one of them or the bus
+    is); 503 with the reasons otherwise."""
 
     auth_required = False
 
@@ -32,7 +33,8 @@ class ReadyHandler(APIHandler):
         readiness: ReadinessService = self.settings["readiness"]
         checks = await readiness.check()
         if all(check["ok"] for check in checks.values()):
-            self.write_json({"status": "ready", "checks": checks})
+            degraded = any(check.get("degraded") for check in checks.values())
+            self.write_json({"status": "degraded" if degraded else "ready", "checks": checks})
         else:
             self.set_header("Retry-After", f"{readiness.retry_after:g}")
             self.write_json({"status": "not_ready", "checks": checks}, 503)

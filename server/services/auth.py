@@ -342,6 +342,28 @@ class AuthService(LoggingConfigurable):
         generation = updated.token_generation if updated is not None else user.token_generation + 1
         await self.tell_revoked(Revocation(user.id, "signed out everywhere", generation=generation))
 
+    async def lost(self, user_id: str, credentials: Collection[Credential]) -> dict[Credential, str]:
+        """Which of ``user_id``'s ``credentials`` were revoked, and why, read from the store (not from what this
+        task remembers): for a task that may have missed revocations on the bus (``revocations.py``)."""
+        user = await self.store.get_user(user_id)
+        if user is None or not user.active:
+            return dict.fromkeys(credentials, "the account was deactivated")
+        lost: dict[Credential, str] = {}
+        now = utcnow()
+        for credential in credentials:  # distinct: each sign-in and token read once
+            if credential.generation < user.token_generation:
+                lost[credential] = "signed out everywhere, or the password changed"
+            elif credential.session_id is not None:
+                session = await self.store.get_sign_in_session(credential.session_id)
+                if session is None or session.expires_at <= now:
+                    self.live_sign_ins.forget(credential.session_id)
+                    lost[credential] = "signed out"
+            elif credential.token_id is not None:
+                token = await self.store.get_personal_token(credential.token_id)
+                if token is None or token.expires_at <= now:
+                    lost[credential] = "the personal access token was revoked"
+        return lost
+
     async def user_changed(self, user_id: str) -> None:
         """Call after every change to a user's record: no task serves the record from before it."""
         await self.user_cache.changed(user_id)

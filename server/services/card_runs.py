@@ -12,7 +12,8 @@ card in a fresh kernel of the caller (destroyed afterwards) and caches results t
 or a card error) once the tables of their DataFrame outputs are stored; timeouts, truncated output,
 dead kernels and tables that did not reach the store are not cached. A cached result whose outputs
 blob or tables are gone is a miss. Cached outputs are a
-JSON blob (the object store), indexed in the store's cache table.
+JSON blob (the object store), indexed in the store's cache table. Recent hits are also kept in this task's memory
+(``result_memory.py``), read after the caller's rights and the key were established as for every run.
 
 Every result carries its freshness (``FRESHNESS``): when it was computed (``computed_at``), why
 (``reason``: ``edit`` for a run of new code or new parameter values, ``schedule``, ``new_data``,
@@ -48,19 +49,21 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Iterable
 
-from traitlets import Integer
+from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
 from .. import json_io
+from ..bus import Bus
 from ..errors import DatasetNotReadableError, InvalidRequestError, LeaseLostError, NotFoundError
 from ..execution.pool import KernelPool
-from ..limits import CACHED_RESULTS_PER_VARIANT, CARD_RUNS_PER_USER
+from ..limits import CACHED_RESULTS_PER_VARIANT, CARD_RUNS_PER_USER, RESULT_MEMORY_BYTES
 from ..models import CachedResult, Card, CardVersion, Dataset, DatasetVersion, Lease, User, utcnow
 from .audit import record
 from ..storage.base import Store
 from .cards import CardService
 from .datasets import may_read, named_files
 from .output_tables import OutputTables, output_ids
+from .result_memory import ResultMemory
 from .run_turns import RunTurns, SharedRuns, Told
 
 CACHEABLE = ("ok", "error")
@@ -200,12 +203,19 @@ class CardRunner(LoggingConfigurable):
     runs_per_user = Integer(CARD_RUNS_PER_USER, min=1, help="Card runs one user has under way at once; more wait "
                             "their turn (they do not count against the user's interactive sessions).").tag(config=True)
 
-    def __init__(self, store: Store, cards: CardService, pool: KernelPool, tables: OutputTables, **kwargs: Any):
+    memory_bytes = Integer(RESULT_MEMORY_BYTES, min=0, help="Bytes of recent cached results (serialised) kept in "
+                           "this task's memory for the next hits (0: none).").tag(config=True)
+    memory_seconds = Float(300.0, min=0.0, help="Seconds a cached result is kept in memory at most.").tag(config=True)
+
+    def __init__(self, store: Store, cards: CardService, pool: KernelPool, tables: OutputTables, bus: Bus,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.store = store
         self.cards = cards
         self.pool = pool
         self.tables = tables
+        self.memory = ResultMemory(bus, self.memory_bytes, self.memory_seconds)
+        tables.deleted.append(self.memory.dropped)
         self.turns = RunTurns(self.runs_per_user)
         self.shared = SharedRuns()
         self.finished: list[Callable[[str, dict[str, Any], dict[str, Any]], None]] = []  # (card_id, values, result)
@@ -255,6 +265,10 @@ class CardRunner(LoggingConfigurable):
         return card, version, values, data, cache_key(version, data.versions, values, self.pool.image_version)
 
     async def _cached(self, key: str) -> dict[str, Any] | None:
+        result = self.memory.get(key)
+        if result is not None:  # its tables' use was marked when it was read from the store (minutes ago at most)
+            return result
+        drops = self.memory.drops
         cached = await self.store.get_cached_result(key)
         records = await self.tables.records(cached.output_ids) if cached is not None and cached.output_ids else None
         if cached is None or records is None:
@@ -267,9 +281,11 @@ class CardRunner(LoggingConfigurable):
             stored = {"outputs": stored, "computed_at": cached.created_at, "reason": UNKNOWN, "card_version": None,
                       "dataset_versions": None}
         await self.tables.served(records[-1])
-        return {"status": cached.status, "outputs": stored["outputs"], "cached": True,
-                "execution_time_ms": cached.execution_time_ms, "truncated": False,
-                "result_id": cached.output_ids[-1], **{name: stored[name] for name in FRESHNESS}}
+        result = {"status": cached.status, "outputs": stored["outputs"], "cached": True,
+                  "execution_time_ms": cached.execution_time_ms, "truncated": False,
+                  "result_id": cached.output_ids[-1], **{name: stored[name] for name in FRESHNESS}}
+        self.memory.put(key, result, cached.output_ids, drops)
+        return result
 
     async def _execute(self, user: User, version: CardVersion, values: dict[str, Any], data: CardData, key: str,
                        fence: Lease | None, reason: str, told: Told) -> tuple[dict[str, Any], bool]:

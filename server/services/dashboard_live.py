@@ -19,7 +19,8 @@ revoked shares (``dashboard.revoked``), the place in line of a tile's run that w
 (``dashboard.queued``), a dataset's new version (``dashboard.new_data``: tiles that read an older one say
 so until their new output comes) and who watches (``dashboard.presence``: each task announces its
 own viewers of a dashboard, again every ``PRESENCE_HEARTBEAT`` seconds, and forgets another task's
-after ``PRESENCE_TTL``). Work that must happen once whatever the number of tasks, a scheduled refresh
+after ``PRESENCE_TTL``). While the bus is down each task's viewers see what happens on their task; when it
+is back they get a fresh snapshot, with what the others did meanwhile read from the store. Work that must happen once whatever the number of tasks, a scheduled refresh
 round or a re-run for a new dataset version, runs under a lease in the store (``Lease``): results are
 written and published only while it is held.
 
@@ -48,6 +49,7 @@ from ..errors import BIError, LeaseLostError, NotFoundError, PermissionDeniedErr
 from ..logs import get_logger
 from ..models import Dashboard, DashboardVersion, Lease, User
 from ..storage.base import Store
+from ..ws_frames import Frame
 from .card_runs import CardRunner, ReadAhead, read_ahead
 from .run_turns import Told
 from .dashboards import DashboardService, Tiles, card_ids
@@ -68,7 +70,7 @@ OUTPUT, CHANGED, DELETED, REVOKED, PRESENCE, QUEUED, NEW_DATA = (
 class Viewer(Protocol):
     user: User
 
-    def send_frame(self, frame: bytes) -> None: ...
+    def send_frame(self, frame: bytes | Frame) -> None: ...
 
     async def room_for(self, size: int) -> bool: ...
 
@@ -97,7 +99,7 @@ class Room:
         self._announcing: asyncio.TimerHandle | None = None
 
     def broadcast(self, message: dict[str, Any]) -> None:
-        frame = frame_of(message)  # serialised once for every socket
+        frame = Frame(frame_of(message))  # serialised and framed once for every socket
         for viewer in list(self.viewers):
             viewer.send_frame(frame)
 
@@ -115,7 +117,7 @@ class Room:
 
     def publish(self, key: str, result: dict[str, Any] | bytes) -> None:
         self.keep(key, result)
-        frame = self.output_frame(key)
+        frame = Frame(self.output_frame(key))  # serialised and framed once for every socket
         for viewer in list(self.viewers):
             if key in self.unsent.get(viewer, ()):
                 self.unsent[viewer].remove(key)  # what its snapshot owed it comes now
@@ -186,6 +188,7 @@ class DashboardHub(LoggingConfigurable):
                                (REVOKED, self._on_revoked), (PRESENCE, self._on_presence),
                                (QUEUED, self._on_queued), (NEW_DATA, self._on_new_data)):
             bus.subscribe(topic, handler)
+        bus.reconnected.append(self._bus_back)
 
     def start(self) -> None:
         self._loops = [asyncio.create_task(self._refresh_loop()), asyncio.create_task(self._presence_loop())]
@@ -381,6 +384,8 @@ class DashboardHub(LoggingConfigurable):
             if result is not None else []
         if stored:
             self._tiles[tile] = stored
+        if stored == before:  # the same output again (a re-run answered from the cache): pinned already
+            return
         shown = {output_id for ids in self._tiles.values() for output_id in ids}
         self._spawn(self.tables.pin(self._tiles.get(tile, [])))
         self._spawn(self.tables.pin([output_id for output_id in before if output_id not in shown], pinned=False))
@@ -413,11 +418,21 @@ class DashboardHub(LoggingConfigurable):
         """Viewers get a snapshot of the new version; cards new to it get run. What the room kept may
         be another card's, or for other parameter defaults, now: it is looked up again."""
         room = self.rooms.get(envelope.body["dashboard_id"])
-        if room is None:
-            return
+        if room is not None:
+            self._snapshot_again(room)
+
+    def _snapshot_again(self, room: Room) -> None:
         room.latest.clear()
         for viewer in list(room.viewers):
             self._spawn(self.snapshot(viewer, room))
+
+    def _bus_back(self) -> None:
+        """The bus is back after an outage, during which other tasks' outputs, versions and viewers were
+        missed: every room's viewers get a fresh snapshot (outputs read again from the store), and the
+        other tasks are asked for their viewers."""
+        for room in list(self.rooms.values()):
+            self._snapshot_again(room)
+            self._send(PRESENCE, {"dashboard_id": room.dashboard_id, "viewers": room.local_presence(), "ask": True})
 
     def dashboard_deleted(self, dashboard_id: str) -> None:
         self._send(DELETED, {"dashboard_id": dashboard_id})

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ class OutputTables(LoggingConfigurable):
         self._editor: dict[str, list[str]] = {}  # editor session id -> its latest run's tables
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage: dict[str, tuple[int, int]] = {}  # user id -> (bytes, tables) at most, as last counted
+        self.deleted: list[Callable[[list[str]], Awaitable[None]]] = []  # told the ids of each table deleted
 
     def new_file(self) -> Path:
         """A fresh path for a table file on its way to ``keep``."""
@@ -211,6 +212,8 @@ class OutputTables(LoggingConfigurable):
                 await self.store.delete_cached_result(table.result_key)
         await self.store.delete_output_table(table.output_id)
         await self.store.delete_blob(table.blob_key)
+        for listener in self.deleted:
+            await listener([table.output_id])
 
     async def served(self, record: OutputTable | None) -> None:
         """A result's stored outputs (``record``, as just read) were served again (a cache hit): used now, for the

@@ -6,7 +6,11 @@ one store call, shared by concurrent callers and bounded by ``store_timeout``, a
 pool's last readings of its agents. A store that answers the check but failed other calls in the
 last ``degraded_seconds`` (throttling, say) is ready but ``degraded``; so are executors whose every
 kernel is in use: the API serves everything else, and new sessions are refused fast
-(``no_capacity``) or given a reclaimed kernel. Reasons name no agent, address or id: anyone may ask.
+(``no_capacity``) or given a reclaimed kernel; and so is a bus that cannot reach Redis: this task serves
+runs and dashboards to whoever reaches it, but its pushes reach only its own viewers and revocations made
+on other tasks take up to ``Revocations.degraded_recheck_seconds`` to close its sockets. A degraded check
+makes the answer's ``status`` ``degraded`` (still 200: load balancers keep using ``/api/health``).
+Reasons name no agent, address or id: anyone may ask.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
+from ..bus import Bus
 from ..execution.pool import FULL, KernelPool
 from ..logs import get_logger
 from ..storage.base import Store
@@ -34,10 +39,11 @@ class ReadinessService(LoggingConfigurable):
     degraded_seconds = Float(30.0, help="Seconds after a store call failed (after its retries) that the store "
                                         "is reported degraded.").tag(config=True)
 
-    def __init__(self, store: Store, pool: KernelPool, **kwargs: Any):
+    def __init__(self, store: Store, pool: KernelPool, bus: Bus, **kwargs: Any):
         super().__init__(**kwargs)
         self.store = store
         self.pool = pool
+        self.bus = bus
         self._ping: asyncio.Future[None] | None = None
         self._failed: tuple[float, str] | None = None  # when the last store call failed, and why
         store.failed.append(self._store_failed)
@@ -46,8 +52,17 @@ class ReadinessService(LoggingConfigurable):
         self._failed = (time.monotonic(), reason)
 
     async def check(self) -> Checks:
-        """``{"store": {"ok": ...}, "executors": {"ok": ...}}``, each with a ``reason`` when not ok."""
-        return {"store": await self._store(), "executors": self._executors()}
+        """``{"store": {"ok": ...}, "executors": {"ok": ...}, "bus": {"ok": ...}}``, each with a ``reason`` when
+        not ok or ``degraded``."""
+        return {"store": await self._store(), "executors": self._executors(), "bus": self._bus()}
+
+    def _bus(self) -> dict[str, Any]:
+        if self.bus.disconnected_at is None:
+            return {"ok": True}
+        down = time.monotonic() - self.bus.disconnected_at
+        return {"ok": True, "degraded": True,
+                "reason": f"Redis has not answered for {down:.0f} s: live pushes reach this task's viewers only "
+                          "(see the runbook: the bus)"}
 
     def _executors(self) -> dict[str, Any]:
         reason = self.pool.readiness()

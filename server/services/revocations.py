@@ -16,6 +16,12 @@ Each task then
 
 A socket registers (``track``) once it is open, passing the ``clock`` read before it authenticated; a
 revocation of its user delivered in between closes it at once, so none slips through the gap.
+
+What a revocation ends is written to the store before it is published (a raised token generation, a
+deleted sign-in or token, a changed role or share), so a message lost to a bus outage loses nothing for
+long: while the bus is down, each task re-checks every open socket's credential and user against the
+store (``AuthService.lost``) and runs the sweeps for their users every ``degraded_recheck_seconds``, and
+once more when the bus connects again (``recheck``).
 """
 
 from __future__ import annotations
@@ -23,10 +29,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any, Protocol
 
+from traitlets import Float
+from traitlets.config import LoggingConfigurable
+
 from ..bus import Bus, Envelope
+from ..limits import RECHECKS_AT_ONCE
 from ..logs import get_logger
 
 log = get_logger("bi.revocations")
@@ -71,20 +81,85 @@ class Revocable(Protocol):
 
 
 Sweep = Callable[[str], Awaitable[None]]
+Verify = Callable[[str, Collection[Credential]], Awaitable[dict[Credential, str]]]
 
 
-class Revocations:
+class Revocations(LoggingConfigurable):
     """The open sockets of this task by user, and what a revocation does to them and to the user's sessions."""
 
-    def __init__(self, bus: Bus):
+    degraded_recheck_seconds = Float(30.0, min=0.1, help=(
+        "While the bus is down (Redis unreachable), seconds between re-checks of every open socket's "
+        "credential and rights against the store: the longest a revocation made on another API task "
+        "takes to close a socket here meanwhile.")).tag(config=True)
+
+    def __init__(self, bus: Bus, verify: Verify, **kwargs: Any):
+        """``verify``: which of a user's credentials the store says were revoked, and why (``AuthService.lost``)."""
+        super().__init__(**kwargs)
         self.bus = bus
+        self.verify = verify
         self.sweeps: list[Sweep] = []
+        self.holders: list[Callable[[], Iterable[str]]] = []  # users holding more than sockets (kernel sessions)
+        self._rechecking: asyncio.Task[None] | None = None
+        self._again: str | None = None  # why to re-check (again), while one is asked for
+        self._watch: asyncio.Task[None] | None = None
         self._sockets: dict[str, set[Revocable]] = {}
         self._clock = itertools.count(1)
         self.clock = 0  # the number of the last revocation delivered here
         self._last: dict[str, int] = {}  # user id -> the number of the last revocation of theirs delivered
         self._tasks: set[asyncio.Task[None]] = set()
         bus.subscribe(TOPIC, self._on_revoked)
+        bus.reconnected.append(lambda: self.recheck("bus_reconnected"))
+
+    def start(self) -> None:
+        """Re-check every ``degraded_recheck_seconds`` while the bus is down."""
+        self._watch = asyncio.create_task(self._watch_degraded())
+
+    async def stop(self) -> None:
+        for task in (self._watch, self._rechecking):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _watch_degraded(self) -> None:
+        while True:
+            await asyncio.sleep(self.degraded_recheck_seconds)
+            if not self.bus.connected:
+                self.recheck("bus_degraded")
+
+    def recheck(self, why: str) -> None:
+        """Re-check, against the store, every open socket and the rights of every user holding one (or a
+        kernel session): what a revocation published while the bus was down would have closed, closes."""
+        self._again = why  # a re-check under way may have read the store before what asked for this one
+        if self._rechecking is None or self._rechecking.done():
+            self._rechecking = asyncio.ensure_future(self._recheck())
+            self._rechecking.add_done_callback(self._done)
+
+    async def _recheck(self) -> None:
+        while (why := self._again) is not None:
+            self._again = None
+            users = set(self._sockets).union(*(holder() for holder in self.holders))
+            turns = asyncio.Semaphore(RECHECKS_AT_ONCE)
+            closed = await asyncio.gather(*(self._recheck_user(user_id, turns) for user_id in users))
+            log.info("revocations_rechecked", why=why, users=len(users), sockets_closed=sum(closed))
+
+    async def _recheck_user(self, user_id: str, turns: asyncio.Semaphore) -> int:
+        """Close ``user_id``'s sockets whose credential the store says was revoked, then run the sweeps; the
+        number of sockets closed (a store that fails is logged: the next re-check tries again)."""
+        async with turns:
+            closed = 0
+            try:
+                credentials = {s.credential for s in self._sockets.get(user_id, ()) if s.credential is not None}
+                lost = await self.verify(user_id, credentials) if credentials else {}
+                for socket in list(self._sockets.get(user_id, ())):
+                    if socket.credential in lost:
+                        self.forget(socket)
+                        socket.close_now(SESSION_REVOKED, REASON.format(why=lost[socket.credential]))
+                        closed += 1
+                for sweep in self.sweeps:
+                    await sweep(user_id)
+            except Exception as exc:  # noqa: BLE001 - the store may be down too: try again next time
+                log.warning("revocation_recheck_failed", user_id=user_id, error=repr(exc)[:200])
+            return closed
 
     async def revoke(self, revocation: Revocation) -> None:
         """Close what ``revocation`` ends on every API task."""
@@ -128,7 +203,7 @@ class Revocations:
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("revocation_sweep_failed", error=repr(task.exception()))

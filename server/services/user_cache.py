@@ -6,7 +6,8 @@ of the same generation only: a token of another generation (newer than what is k
 the store. A change to a user on this task (``changed``: revocation, deactivation, a new role or
 password) drops its record at once, here and, through the bus (``USER_CHANGED``), on every other task;
 a task that missed the message serves the old record at most ``seconds`` longer, far within an access
-token's lifetime. Lookups of one user that arrive while the store is being read share that read.
+token's lifetime, and drops every record when its bus connects again after an outage. Lookups of one
+user that arrive while the store is being read share that read.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class UserCache:
         """Tell the other tasks of this one's changes, and hear of theirs (before ``bus.start()``)."""
         self.bus = bus
         bus.subscribe(USER_CHANGED, self._on_changed)
+        bus.reconnected.append(self.clear)
 
     async def get(self, user_id: str, generation: object) -> User | None:
         """The user, kept or read, if a token of ``generation`` may find it kept; None if there is none."""
@@ -71,6 +73,12 @@ class UserCache:
 
     def _on_changed(self, envelope: Envelope) -> None:
         self._forget(str(envelope.body["user_id"]))
+
+    def clear(self) -> None:
+        """Drop every user kept (the bus was down: changes on other tasks may have been missed)."""
+        self._changes += 1
+        self._users.clear()
+        self._reading.clear()
 
     def _forget(self, user_id: str) -> None:
         self._changes += 1

@@ -203,6 +203,51 @@ def test_api_reaches_the_executor_on_the_agent_and_relay_ports_only(template):
     assert props(template, "LoadBalancer")["Scheme"] == "internal"
 
 
+# ---------------------------------------------------------------------------- the bus
+def test_the_bus_is_an_encrypted_redis_in_private_subnets_reachable_only_from_the_api(template):
+    """ElastiCache for Redis with failover across AZs, TLS required and encrypted at rest, its AUTH token a
+    generated secret; in the private subnets, in from the API tasks on 6379 only, out to nothing; the API
+    gets its TLS URL and the token as BI_REDIS_URL and BI_REDIS_PASSWORD."""
+    (name, group), = resources(template, "AWS::ElastiCache::ReplicationGroup").items()
+    redis = group["Properties"]
+    assert redis["Engine"] in ("redis", "valkey") and redis["AutomaticFailoverEnabled"] and redis["MultiAZEnabled"]
+    assert redis["TransitEncryptionEnabled"] and redis["TransitEncryptionMode"] == "required"
+    assert redis["AtRestEncryptionEnabled"] is True
+    assert redis["AuthToken"] == {"Fn::Sub": "{{resolve:secretsmanager:${RedisAuthSecret}}}"}
+    token = props(template, "RedisAuthSecret")["GenerateSecretString"]
+    assert (token["PasswordLength"], token["ExcludePunctuation"]) == (64, True)
+    subnets = props(template, redis["CacheSubnetGroupName"]["Ref"])["SubnetIds"]
+    assert subnets == {"Ref": "PrivateSubnetIds"}
+    (security_group,) = redis["SecurityGroupIds"]
+    group_name = security_group["Fn::GetAtt"][0]
+    assert props(template, group_name)["SecurityGroupEgress"] == [
+        {"IpProtocol": "-1", "CidrIp": "127.0.0.1/32", "Description": "Removes the default allow-all egress"}]
+    into = [r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()
+            if refers_to(r["Properties"]["GroupId"], group_name)]
+    assert [(rule["FromPort"], rule["ToPort"], rule["SourceSecurityGroupId"]) for rule in into] == [
+        (6379, 6379, {"Fn::GetAtt": ["ApiSecurityGroup", "GroupId"]})]
+    assert [(r["Properties"]["GroupId"], r["Properties"]["FromPort"])
+            for r in resources(template, "AWS::EC2::SecurityGroupEgress").values()
+            if refers_to(r["Properties"].get("DestinationSecurityGroupId"), group_name)] == [
+        ({"Fn::GetAtt": ["ApiSecurityGroup", "GroupId"]}, 6379)]
+    url = resolve(template, api_environment(template)["BI_REDIS_URL"])
+    assert url == f"rediss://<{name}.PrimaryEndPoint.Address>:<{name}.PrimaryEndPoint.Port>/0"
+    secrets = {s["Name"]: s["ValueFrom"] for s in container(template, "ApiTaskDefinition")["Secrets"]}
+    assert secrets["BI_REDIS_PASSWORD"] == {"Ref": "RedisAuthSecret"}
+
+
+def test_the_bus_has_alarms_of_its_nodes_and_of_the_tasks_that_lose_it(template):
+    every = alarms(template)
+    for metric in ("EngineCPUUtilization", "DatabaseMemoryUsagePercentage"):
+        nodes = sorted(resolve(template, v) for a in every.values() if reads(a, "AWS/ElastiCache", metric)
+                       and above(a, 80) for v in dimension(a, "CacheClusterId"))
+        assert nodes == ["<Redis>-001", "<Redis>-002"], metric
+    (filtered,) = resources(template, "AWS::Logs::MetricFilter").values()
+    assert filtered["Properties"]["LogGroupName"] == {"Ref": "ApiLogGroup"}
+    assert '"bus_degraded"' in filtered["Properties"]["FilterPattern"]
+    assert [n for n, a in every.items() if reads(a, "BI/Bus", "DegradedRechecks") and above(a, 0)]
+
+
 # ---------------------------------------------------------------------------- data
 def test_every_table_has_point_in_time_recovery_and_is_kept(template):
     tables = resources(template, "AWS::DynamoDB::Table")
@@ -324,7 +369,7 @@ def test_every_api_variable_is_a_documented_setting(template):
 def test_api_secrets_come_from_secrets_manager_and_only_its_execution_role_reads_them(template):
     api = container(template, "ApiTaskDefinition")
     secrets = {s["Name"]: s["ValueFrom"]["Ref"] for s in api["Secrets"]}
-    assert sorted(secrets) == ["BI_ADMIN_PASSWORD", "BI_EXECUTOR_PRIVATE_KEY", "JWT_SECRET_KEY"]
+    assert sorted(secrets) == ["BI_ADMIN_PASSWORD", "BI_EXECUTOR_PRIVATE_KEY", "BI_REDIS_PASSWORD", "JWT_SECRET_KEY"]
     assert all(template["Resources"][r]["Type"] == "AWS::SecretsManager::Secret" for r in secrets.values())
     jwt = props(template, secrets["JWT_SECRET_KEY"])["GenerateSecretString"]
     assert (jwt["PasswordLength"], jwt["ExcludePunctuation"]) == (64, True)

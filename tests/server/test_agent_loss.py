@@ -120,8 +120,8 @@ def test_a_killed_agent_is_replaced_and_leaves_nothing_behind(serve):
     assert status == 201, session
     execute = f"/api/card-sessions/{session['id']}/execute"
     assert request(port, execute, {"code": "x = 6 * 7\nx"}, token, timeout=60)[0] == 200
-    assert request(port, "/api/ready") == (200, {"status": "ready", "checks": {"store": {"ok": True},
-                                                                              "executors": {"ok": True}}})
+    assert request(port, "/api/ready") == (200, {"status": "ready", "checks": {
+        "store": {"ok": True}, "executors": {"ok": True}, "bus": {"ok": True}}})
 
     agent = local_agent(serve)
     tree = descendants(agent)

@@ -20,8 +20,12 @@ class Socket:
         self.closed = code
 
 
+async def nothing_lost(user_id: str, credentials) -> dict[Credential, str]:
+    return {}
+
+
 async def test_a_revocation_closes_what_it_covers_and_nothing_else():
-    revocations = Revocations(LocalBus())
+    revocations = Revocations(LocalBus(), nothing_lost)
     swept: list[str] = []
 
     async def sweep(user_id: str) -> None:
@@ -44,10 +48,45 @@ async def test_a_revocation_closes_what_it_covers_and_nothing_else():
 
 
 async def test_a_revocation_while_a_socket_opens_closes_it_when_it_registers():
-    revocations = Revocations(LocalBus())
+    revocations = Revocations(LocalBus(), nothing_lost)
     seen = revocations.clock  # read before the socket's token was checked
     await revocations.revoke(Revocation("ana", "signed out everywhere", generation=5))
     late, other = Socket(Credential("ana", 5, session_id="s9")), Socket(Credential("bo", 1))
     revocations.track(late, seen)
     revocations.track(other, seen)
     assert (late.closed, other.closed) == (SESSION_REVOKED, None)
+
+
+async def test_a_recheck_closes_what_the_store_says_was_revoked_and_sweeps_every_holder():
+    """What the bus did not bring (it was down) the store tells: a re-check closes the sockets whose
+    credentials ``verify`` finds revoked and runs the sweeps for every user with a socket or a session."""
+    asked: list[tuple[str, set[Credential]]] = []
+
+    async def verify(user_id: str, credentials) -> dict[Credential, str]:
+        asked.append((user_id, set(credentials)))
+        await asyncio.sleep(0.05)  # a store read
+        return {credential: "signed out everywhere" for credential in credentials if credential.generation < 2}
+
+    revocations = Revocations(LocalBus(), verify)
+    swept: list[str] = []
+
+    async def sweep(user_id: str) -> None:
+        swept.append(user_id)
+
+    revocations.sweeps.append(sweep)
+    revocations.holders.append(lambda: ["cy"])
+    old, twin = Socket(Credential("ana", 1, session_id="s1")), Socket(Credential("ana", 1, session_id="s1"))
+    new, bo = Socket(Credential("ana", 2, session_id="s2")), Socket(Credential("bo", 1, session_id="s3"))
+    for socket in (old, twin, new, bo):
+        revocations.track(socket, revocations.clock)
+    revocations.recheck("test")
+    await asyncio.sleep(0.01)
+    revocations.recheck("test again")  # asked while the first runs: one more pass after it
+    while revocations._rechecking is not None and not revocations._rechecking.done():
+        await asyncio.sleep(0.01)
+    assert (old.closed, twin.closed, new.closed, bo.closed) == (SESSION_REVOKED, SESSION_REVOKED, None, SESSION_REVOKED)
+    assert sorted(swept) == ["ana", "ana", "bo", "cy", "cy"], "bo's only socket closed in the first pass"
+    first = dict(asked[:2])
+    assert first["ana"] == {Credential("ana", 1, session_id="s1"), Credential("ana", 2, session_id="s2")}, \
+        "each credential read once"
+    assert "cy" not in first, "a user without sockets has no credential to read, only rights to sweep"

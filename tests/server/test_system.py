@@ -17,7 +17,8 @@ async def test_ready_names_what_is_missing_and_nothing_more(any_api):
     response = await any_api.fetch("GET", "/api/ready")
     assert response.code == 503 and response.headers["Retry-After"] == "5"
     assert response.json() == {"status": "not_ready", "checks": {
-        "store": {"ok": True}, "executors": {"ok": False, "reason": "no executor agent is configured or found"}}}
+        "store": {"ok": True}, "executors": {"ok": False, "reason": "no executor agent is configured or found"},
+        "bus": {"ok": True}}}
     await any_api.app.store_instance.close()
     checks = (await any_api.fetch("GET", "/api/ready")).json()["checks"]
     assert checks["store"] == {"ok": False, "reason": "the store answered with an error (see the server's log)"}

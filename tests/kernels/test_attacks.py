@@ -41,6 +41,7 @@ from kernels.helpers import dataset_filename
 from kernels.launcher import KernelLauncher, LaunchedKernel
 from kernels.sandbox.environment import DEFAULT as KERNEL_ENVIRONMENT
 from kernels.template import SINGLE_THREAD_ENV
+from tests.kernels.conftest import IN_EXECUTOR_CONTAINER
 from tests.kernels.kernel_fixtures import connected, run, texts
 
 CANARY = "bi-attack-canary-" + uuid.uuid4().hex
@@ -67,6 +68,7 @@ sys = next(cls for cls in ().__class__.__base__.__subclasses__()
 builtins, errno = sys.modules["builtins"], sys.modules["errno"]
 ctypes = np.ctypeslib.ctypes
 libc = ctypes.CDLL(None, use_errno=True)
+WORKDIR = os.getcwd()  # /tmp/workdir in the mount view; without one, the kernel's own directory's work/
 RESULTS = {}
 
 
@@ -99,6 +101,15 @@ async def attack(launcher: KernelLauncher, kernel: LaunchedKernel, code: str, **
     return json.loads(lines[0][len(MARKER):])
 
 
+def expected(full: dict[str, Any], container: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An attack's outcomes under the full sandbox, or in the executor container as compose and ECS start it
+    (tests/containers/test_executor_attacks.py: non-root, so no uid, namespace, mount or cgroup layer; one
+    tenant per agent) with ``container``'s differences. A difference marked "point 3" is what the
+    namespaces a non-root container can build inside a user namespace must restore (issue 18, point 3);
+    the rest is the container's own boundary (read-only root, its own /etc, no capabilities)."""
+    return {**full, **(container or {})} if IN_EXECUTOR_CONTAINER else full
+
+
 def shell_socket(kernel: LaunchedKernel) -> str:
     return f"{kernel.connection['ip']}-{kernel.connection['shell_port']}"
 
@@ -106,8 +117,10 @@ def shell_socket(kernel: LaunchedKernel) -> str:
 @pytest.fixture
 def server_data_dir() -> Iterator[Path]:
     """A stand-in for the server's data dir (``BI_DATA_DIR``, by default ``./data`` of the project):
-    next to the ``kernels`` package that the sandbox binds, root's, 0700, with a 0600 key file."""
-    parent = Path(kernels.__file__).resolve().parent.parent / "data"
+    next to the ``kernels`` package that the sandbox binds, root's, 0700, with a 0600 key file. In the
+    executor container, where no server runs, the agent's own files in its writable tmpfs."""
+    parent = Path(tempfile.gettempdir() if IN_EXECUTOR_CONTAINER else Path(kernels.__file__).resolve().parent.parent)
+    parent = parent / "data"
     created = not parent.exists()
     parent.mkdir(mode=0o700, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="attack-", dir=parent))
@@ -270,16 +283,17 @@ def write(path):
         f.write("planted")
 
 for path in ("/planted", "/usr/planted", "/tmp/planted", "/etc/planted", ARGS["datasets"] + "/planted.parquet",
-             ARGS["datasets"] + "/sales.parquet", "/tmp/workdir/planted"):
+             ARGS["datasets"] + "/sales.parquet"):
     attempt(f"write {path}", lambda: write(path))
+attempt("write the workdir", lambda: write(WORKDIR + "/planted"))
 attempt("mkdir in /usr", lambda: os.mkdir("/usr/planted"))
-attempt("read back the workdir", lambda: builtins.open("/tmp/workdir/planted").read())
+attempt("read back the workdir", lambda: builtins.open(WORKDIR + "/planted").read())
 RESULTS["load_dataset"] = load_dataset("sales").shape
 """, datasets=str(kernel.dataset_dir))
     datasets = str(kernel.dataset_dir)
     assert seen == {"write /planted": EROFS, "write /usr/planted": EROFS, "write /tmp/planted": EROFS,
                     "write /etc/planted": EROFS, f"write {datasets}/planted.parquet": EACCES,
-                    f"write {datasets}/sales.parquet": EACCES, "write /tmp/workdir/planted": "ok",
+                    f"write {datasets}/sales.parquet": EACCES, "write the workdir": "ok",
                     "mkdir in /usr": EROFS, "read back the workdir": "planted", "load_dataset": [2, 2]}
     assert pd.read_parquet(kernel.dataset_dir / dataset_filename("sales")).equals(frame)
 
@@ -347,9 +361,9 @@ def spawn_interpreter():
 attempt("subprocess", lambda: subprocess.run([sys.executable, "-c", "pass"]))
 attempt("posix_spawn", lambda: os.posix_spawn(sys.executable, [sys.executable, "-c", "pass"], {}))
 attempt("execv", lambda: os.execv(sys.executable, [sys.executable, "-c", "pass"]))
-attempt("os.system", lambda: os.system("touch /tmp/workdir/pwned"))
+attempt("os.system", lambda: os.system("touch pwned"))
 attempt("multiprocessing spawn", spawn_interpreter)
-RESULTS["pwned"] = os.path.exists("/tmp/workdir/pwned")
+RESULTS["pwned"] = os.path.exists(WORKDIR + "/pwned")
 """)
     assert seen == {"fork bomb": {"EPERM": 200}, "subprocess": EPERM, "posix_spawn": EPERM, "execv": EPERM,
                     "os.system": 127 << 8, "multiprocessing spawn": EPERM, "pwned": False}
@@ -401,11 +415,11 @@ kept.clear()
 attempt("3 GB memfd", lambda: in_memfd(3072))
 call("memfd via libc", libc.memfd_create(b"hog", 0))
 attempt("3 GB /dev/shm", lambda: in_file("/dev/shm/hog", 3072))
-attempt("3 GB workdir", lambda: in_file("/tmp/workdir/hog", 3072))
+attempt("3 GB workdir", lambda: in_file("hog", 3072))
 """)
     assert 0 < seen.pop("heap MB") < 2048
     assert seen.pop("3 GB workdir") in ("OSError:EFBIG", "OSError:ENOSPC")
-    assert 0 < seen.pop("/tmp/workdir/hog MB") <= 256
+    assert 0 < seen.pop("hog MB") <= 256
     assert seen == {"4 GB": "MemoryError", "3 GB heap": "MemoryError", "3 GB memfd": EPERM,
                     "memfd via libc": "EPERM", "3 GB /dev/shm": ENOENT}
     assert launcher.is_alive(kernel.kernel_id) and not kernel.sandbox.cgroup().oom_killed()
@@ -550,8 +564,8 @@ attempt("read_csv the data dir secret", lambda: pd.read_csv(ARGS["secret"]))
 attempt("read_table /proc/1/environ", lambda: pd.read_table("/proc/1/environ"))
 attempt("read_parquet of the data dir", lambda: pd.read_parquet(ARGS["data_dir"]))
 attempt("read_csv of a url", lambda: pd.read_csv("http://10.0.0.1/data.csv"))
-pd.DataFrame({"a": [1, 2]}).to_csv("/tmp/workdir/own.csv", index=False)
-RESULTS["read_csv of the workdir"] = pd.read_csv("/tmp/workdir/own.csv")["a"].tolist()
+pd.DataFrame({"a": [1, 2]}).to_csv(WORKDIR + "/own.csv", index=False)
+RESULTS["read_csv of the workdir"] = pd.read_csv(WORKDIR + "/own.csv")["a"].tolist()
 RESULTS["read_parquet of the datasets"] = pd.read_parquet(ARGS["datasets"])["v"].tolist()
 """, secret=str(server_data_dir / "server.key"), data_dir=str(server_data_dir),
         datasets=str(kernel.dataset_dir))
@@ -569,16 +583,16 @@ async def test_pickle_payloads_run_but_start_nothing(launcher):
     kernel = await launcher.launch()
     seen = await attack(launcher, kernel, r"""
 PAYLOADS = {
-    "mkdir": b"cposix\nmkdir\n(S'/tmp/workdir/payload-ran'\ntR.",
-    "os.system": b"cposix\nsystem\n(S'touch /tmp/workdir/pwned'\ntR.",
-    "subprocess": b"csubprocess\ncheck_output\n((S'/usr/bin/touch'\nS'/tmp/workdir/pwned'\nltR.",
+    "mkdir": b"cposix\nmkdir\n(S'payload-ran'\ntR.",
+    "os.system": b"cposix\nsystem\n(S'touch pwned'\ntR.",
+    "subprocess": b"csubprocess\ncheck_output\n((S'/usr/bin/touch'\nS'pwned'\nltR.",
 }
 for name, payload in PAYLOADS.items():
-    with builtins.open(f"/tmp/workdir/{name}.pkl", "wb") as f:
+    with builtins.open(f"{WORKDIR}/{name}.pkl", "wb") as f:
         f.write(payload)
-    attempt(f"read_pickle {name}", lambda: pd.read_pickle(f"/tmp/workdir/{name}.pkl"))
-RESULTS["payload ran"] = os.path.isdir("/tmp/workdir/payload-ran")
-RESULTS["pwned"] = os.path.exists("/tmp/workdir/pwned")
+    attempt(f"read_pickle {name}", lambda: pd.read_pickle(f"{WORKDIR}/{name}.pkl"))
+RESULTS["payload ran"] = os.path.isdir(WORKDIR + "/payload-ran")
+RESULTS["pwned"] = os.path.exists(WORKDIR + "/pwned")
 """)
     assert seen == {"read_pickle mkdir": "ok", "read_pickle os.system": 127 << 8, "read_pickle subprocess": EPERM,
                     "payload ran": True, "pwned": False}
@@ -594,13 +608,13 @@ CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET = 0x10000000, 0x00020000, 0x40000000
 MS_REMOUNT, MS_BIND = 0x20, 0x1000
 call("ptrace attach the test process", libc.ptrace(16, ARGS["test"], None, None))
 call("ptrace traceme", libc.ptrace(0, 0, None, None))
-call("mount tmpfs", libc.mount(b"none", b"/tmp/workdir", b"tmpfs", 0, None))
+call("mount tmpfs", libc.mount(b"none", WORKDIR.encode(), b"tmpfs", 0, None))
 call("remount / read-write", libc.mount(None, b"/", None, MS_REMOUNT | MS_BIND, None))
 call("umount /usr", libc.umount2(b"/usr", 2))
 call("unshare user", libc.unshare(CLONE_NEWUSER))
 call("unshare mount", libc.unshare(CLONE_NEWNS))
 call("unshare net", libc.unshare(CLONE_NEWNET))
-call("chroot", libc.chroot(b"/tmp/workdir"))
+call("chroot", libc.chroot(WORKDIR.encode()))
 call("setuid 0", libc.setuid(0))
 call("setgid 0", libc.setgid(0))
 call("socket inet", libc.socket(2, 1, 0))

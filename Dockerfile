@@ -9,7 +9,12 @@ RUN npm run build
 FROM python:3.11.7-slim-bookworm
 RUN useradd --system --create-home --uid 10001 bi
 WORKDIR /app
-COPY pyproject.toml README.md constraints.txt ./
+# The dependencies first, in a layer of their own: a change of the code alone reinstalls only the project.
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+      > /tmp/requirements.txt \
+ && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt && rm /tmp/requirements.txt
+COPY README.md ./
 COPY server ./server
 COPY kernels ./kernels
 COPY dashboards_spec ./dashboards_spec

@@ -171,6 +171,13 @@ class ExecutorApp(Application):
             defaults["rlimits"] = Rlimits(processes=Rlimits.processes * (self.max_kernels + self.pool_size + 1))
         return defaults
 
+    def launcher(self, missing: tuple[str, ...], run_dir: Path | None = None) -> KernelLauncher:
+        """The kernel launcher of this agent, without the ``missing`` layers (its run dir, or ``run_dir``)."""
+        uids = None if "uid" in missing else UidAllocator(self.uid_first, self.uid_count)
+        return KernelLauncher(run_dir or Path(self.run_dir), uids, self._sandbox_defaults(missing),
+                              log_lines_per_second=self.kernel_log_lines_per_second,
+                              log_bytes_per_second=self.kernel_log_bytes_per_second)
+
     def _listeners(self, ports: range | None) -> Listeners:
         """TCP ports for a server on another host (``--relay``, ``--advertise-host``), else unix sockets."""
         if self.relay or self.advertise_host:
@@ -179,10 +186,7 @@ class ExecutorApp(Application):
 
     async def serve(self, public_key, health: dict, missing: tuple[str, ...], ports: range | None) -> None:
         single_tenant = "uid" in missing
-        uids = None if single_tenant else UidAllocator(self.uid_first, self.uid_count)
-        launcher = KernelLauncher(Path(self.run_dir), uids, self._sandbox_defaults(missing),
-                                  log_lines_per_second=self.kernel_log_lines_per_second,
-                                  log_bytes_per_second=self.kernel_log_bytes_per_second)
+        launcher = self.launcher(missing)
         await launcher.start()
         pool = WarmPool(launcher, self.pool_size)
         await pool.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -10,10 +11,17 @@ from typing import Any, AsyncIterator
 
 import pytest
 
+from kernels.agent_app import ExecutorApp
 from kernels.launcher import KernelLauncher
 from kernels.pool import WarmPool
 from kernels.sandbox import UidAllocator
+from kernels.sandbox.sandbox import probe, unavailable
 from tests.kernels.sandbox.helpers import require
+
+# Set (to the agent's flags, a JSON list) only in the executor container of tests/containers/test_executor_attacks.py.
+EXECUTOR_COMMAND = "BI_TEST_EXECUTOR_COMMAND"
+IN_EXECUTOR_CONTAINER = EXECUTOR_COMMAND in os.environ
+
 
 def uid_slice() -> UidAllocator:
     """Twenty uids picked by pid, so parallel test runs rarely meet (live ones are skipped anyway)."""
@@ -26,12 +34,26 @@ def sandbox_defaults() -> dict[str, Any]:
     return {}
 
 
+def executor_container_launcher(run_dir: Path, sandbox_defaults: dict[str, Any]) -> KernelLauncher:
+    """The launcher of the executor agent that ``EXECUTOR_COMMAND`` (compose's flags) starts, with the
+    layers this container lacks skipped, as that agent skips them (tests/containers/test_executor_attacks.py)."""
+    app = ExecutorApp()
+    app.parse_command_line(json.loads(os.environ[EXECUTOR_COMMAND]))
+    instance = app.launcher(unavailable(probe()), run_dir)
+    instance.sandbox_defaults.update(sandbox_defaults)
+    return instance
+
+
 @pytest.fixture
 async def launcher(sandbox_defaults: dict[str, Any]) -> AsyncIterator[KernelLauncher]:
-    """A started launcher with a short run directory; every kernel is stopped afterwards."""
-    require(os.geteuid() == 0, "needs root (per-kernel uids, namespaces, mounts, cgroups)")
+    """A started launcher with a short run directory; every kernel is stopped afterwards. In the executor
+    container (``EXECUTOR_COMMAND`` set), the launcher of its agent, as compose starts it."""
     run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
-    instance = KernelLauncher(run_dir, uid_slice(), sandbox_defaults)
+    if IN_EXECUTOR_CONTAINER:
+        instance = executor_container_launcher(run_dir, sandbox_defaults)
+    else:
+        require(os.geteuid() == 0, "needs root (per-kernel uids, namespaces, mounts, cgroups)")
+        instance = KernelLauncher(run_dir, uid_slice(), sandbox_defaults)
     await instance.start()
     yield instance
     await instance.close()

@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from kernels.launcher import KernelLauncher
 from kernels.limits import IPC_DIR_INODES, WORKDIR_INODES
 from tests.kernels import conftest as kernel_fixtures
@@ -59,6 +61,9 @@ RESULTS["files in the workdir"] = many(lambda i: touch(f"{work}/f{i}"), ARGS["fi
 '''
 
 
+@pytest.mark.xfail(kernel_fixtures.IN_EXECUTOR_CONTAINER, strict=True,
+                   reason="issue 18 point 3: without a mount view the workdir is no tmpfs of its own, so its inodes "
+                          "are the container tmpfs's")
 async def test_no_socket_files_after_start_and_bounded_inodes(launcher):
     kernel = await launcher.launch()
     ipc = os.path.dirname(kernel.connection["ip"])
@@ -73,6 +78,8 @@ async def test_no_socket_files_after_start_and_bounded_inodes(launcher):
     assert sorted(os.listdir(ipc)) == before
 
 
+@pytest.mark.xfail(kernel_fixtures.IN_EXECUTOR_CONTAINER, strict=True,
+                   reason="issue 18 point 3: a non-root agent mounts nothing (a user namespace would let it)")
 async def test_ipc_dir_is_a_small_tmpfs(launcher):
     """Where the agent can mount (root), the kernel's ipc directory is a tmpfs of a few inodes."""
     kernel = await launcher.launch()

@@ -73,7 +73,10 @@ def server_log(tmp_path: Path) -> Iterator[Path]:
 
 
 def kernel_pid(kernel: LaunchedKernel) -> int:
-    """The kernel process: the only child of its reaper (``kernel.pid``)."""
+    """The kernel process: the only child of its reaper (``kernel.pid``), or that pid itself without a PID
+    namespace (no reaper: the executor container)."""
+    if not kernel.sandbox.applies("namespaces"):
+        return kernel.pid
     children = Path(f"/proc/{kernel.pid}/task/{kernel.pid}/children").read_text().split()
     assert len(children) == 1, children
     return int(children[0])

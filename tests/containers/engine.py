@@ -1,0 +1,142 @@
+"""The Docker engine and the compose stack of the container tests.
+
+Without an engine or a compose tool the tests skip with the reason, except in CI (``CI=true``), where
+.ci/run installs and starts them and a missing one fails. Images are built under a lock shared by
+every test process, so that parallel test modules build each image once and then find it in
+Docker's build cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from tests.containers import stand_ins
+
+ROOT = stand_ins.ROOT
+OVERRIDE = Path(__file__).with_name("compose.override.yml")
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "container admin 1"
+# Each container test's limit, image builds from nothing included (pyproject's 300 s is for one test alone).
+CONTAINER_TEST_SECONDS = 1800
+
+
+def need(problem: str | None) -> None:
+    """Fail in CI, skip elsewhere, when ``problem`` says what is missing."""
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{problem} (CI must run the container tests: .ci/run installs and starts them)")
+    pytest.skip(problem)
+
+
+def compose_command() -> list[str]:
+    """The compose tool (Debian's docker-compose, or the docker CLI's plugin), once the engine answers."""
+    if shutil.which("docker") is None:
+        need("no docker CLI on the PATH (apt-get install docker.io)")
+    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    need(None if info.returncode == 0 else f"the Docker engine does not answer: {info.stderr.strip()[-300:]}")
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    plugin = subprocess.run(["docker", "compose", "version"], capture_output=True)
+    need(None if plugin.returncode == 0 else "no compose tool (apt-get install docker-compose)")
+    return ["docker", "compose"]
+
+
+@contextlib.contextmanager
+def build_lock() -> Iterator[None]:
+    """One image build at a time on this machine (other test processes wait, then hit the cache)."""
+    folder = stand_ins.cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def stack_env() -> dict[str, str]:
+    """What the compose file asks of its caller, for the tests' stacks."""
+    return {**os.environ, "JWT_SECRET_KEY": secrets.token_urlsafe(32), "BI_ADMIN_EMAIL": ADMIN_EMAIL,
+            "BI_ADMIN_PASSWORD": ADMIN_PASSWORD}
+
+
+def build_base_images() -> None:
+    """The stand-in base images (tests/containers/stand_ins.py)."""
+    need(None if shutil.which("debootstrap") or stand_ins.image_key(stand_ins.base_image_names()["python"])
+         else "no debootstrap to build the stand-in base images (apt-get install debootstrap)")
+    with build_lock():
+        stand_ins.build()
+
+
+def build_images(compose: list[str]) -> None:
+    """Every image of the stack (the override's names: bi-test/*), in parallel."""
+    with build_lock():
+        subprocess.run([*compose, "-f", str(ROOT / "docker-compose.yml"), "-f", str(OVERRIDE), "build",
+                        "--parallel", "-q"], cwd=ROOT, env=stack_env(), check=True, stdout=subprocess.DEVNULL)
+
+
+class Stack:
+    """docker-compose.yml with the tests' override, as one compose project of its own.
+
+    Host ports: none but the api's 8000, published on 127.0.0.1 at a free port (the compose file's
+    fixed ports would collide with whatever else this machine runs)."""
+
+    def __init__(self, compose: list[str], folder: Path):
+        self.compose_tool = compose
+        self.project = f"bitest{secrets.token_hex(4)}"
+        self.env = stack_env()
+        merged = subprocess.run([*compose, "-f", str(ROOT / "docker-compose.yml"), "-f", str(OVERRIDE), "config"],
+                                cwd=ROOT, env=self.env, check=True, capture_output=True, text=True).stdout
+        config = yaml.safe_load(merged)
+        for service in config["services"].values():
+            service.pop("ports", None)
+        config["services"]["api"]["ports"] = ["127.0.0.1::8000"]
+        self.file = folder / "compose.yml"
+        self.file.write_text(yaml.safe_dump(config))
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.compose_tool, "-p", self.project, "-f", str(self.file), *args], cwd=ROOT,
+                              env=self.env, check=check, capture_output=True, text=True, timeout=timeout)
+
+    def up(self) -> None:
+        """Start everything (no build: ``build_images`` did) and wait until the api is healthy."""
+        started = self.compose("up", "-d", "--no-build", check=False)
+        assert started.returncode == 0, started.stderr[-3000:] + self.logs()
+        self.wait_healthy("api")
+
+    def container(self, service: str) -> str:
+        return self.compose("ps", "-q", service).stdout.strip()
+
+    def wait_healthy(self, service: str, seconds: float = 180) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            state = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .State}}",
+                                               self.container(service)],
+                                              capture_output=True, text=True, check=True).stdout)
+            if state.get("Health", {}).get("Status") == "healthy":
+                return
+            assert state["Running"], f"{service} stopped: {state}\n{self.logs()}"
+            assert time.monotonic() < deadline, f"{service} not healthy in {seconds} s: {state}\n{self.logs()}"
+            time.sleep(1)
+
+    def api_port(self) -> int:
+        return int(self.compose("port", "api", "8000").stdout.strip().rsplit(":", 1)[1])
+
+    def exec(self, service: str, *command: str) -> subprocess.CompletedProcess:
+        return self.compose("exec", "-T", service, *command, check=False, timeout=60)
+
+    def logs(self) -> str:
+        return "\n" + self.compose("logs", "--no-color", "--tail=60", check=False).stdout[-6000:]
+
+    def down(self) -> None:
+        self.compose("down", "-v", "--remove-orphans", "-t", "5", check=False)

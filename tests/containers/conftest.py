@@ -1,10 +1,23 @@
-"""The container tests' images: built once per test run (and machine, through Docker's cache)."""
+"""The container tests' images: built once per test run (and machine, through Docker's cache).
+
+They run when ``BI_CONTAINER_TESTS=1``: built from nothing, their images take longer than the CI run's
+30 minutes allow beside the rest of the suite (issue 18 tracks making them fit).
+"""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from .engine import build_base_images, build_images, compose_command
+
+
+@pytest.fixture(scope="session", autouse=True)
+def wanted() -> None:
+    """Skip unless ``BI_CONTAINER_TESTS=1``."""
+    if os.environ.get("BI_CONTAINER_TESTS") != "1":
+        pytest.skip("container tests run with BI_CONTAINER_TESTS=1 (Docker, docker-compose and debootstrap)")
 
 
 @pytest.fixture(scope="session")

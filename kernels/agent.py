@@ -500,4 +500,4 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], relays: Re
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/same-as/([^/]+)", DatasetAliasHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/link", DatasetLinkHandler, args),
         (rf"/kernels/([0-9a-f]{{32}})/tables/({TABLE_FILE_NAME})", TableHandler, args),
-    ], exits=exits, relays=relays, admission=admission, in_flight=InFlight())
+    ], exits=exits, relays=relays, admission=admission, in_flight=InFlight(), cache=cache)

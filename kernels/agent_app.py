@@ -216,6 +216,7 @@ class ExecutorApp(Application):
         listeners.close()
         await pool.close()
         await launcher.close()
+        app.settings["cache"].close()
         if "cgroup" not in missing:
             await asyncio.to_thread(cgroups.remove_tree, self.cgroup_parent)
         log.info("executor_stopped", reason=reason)

@@ -79,6 +79,12 @@ class DatasetCache:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
 
+    def close(self) -> None:
+        """Remove every cached version and the folder (the agent stops)."""
+        self.purge()
+        with contextlib.suppress(FileNotFoundError):
+            self.directory.rmdir()
+
     def _remove(self, version: str) -> None:
         del self._sizes[version]
         with contextlib.suppress(FileNotFoundError):

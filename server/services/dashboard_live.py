@@ -229,9 +229,8 @@ class DashboardHub(LoggingConfigurable):
         ahead = await read_ahead(self.store, [card_version for _, card_version in tiles.values()])
         entries = version.document["cards"]
         unknown = [entry for entry in entries if entry["key"] not in room.latest and entry["key"] not in room.running]
-        results = await asyncio.gather(*(self._cached(viewer.user, version.document, entry, tiles, ahead)
-                                         for entry in unknown))  # the tiles' cache lookups at once
-        for entry, result in zip(unknown, results, strict=True):
+        for entry in unknown:  # one after another: a cached result is parsed whole, and a dashboard may have many
+            result = await self._cached(viewer.user, version.document, entry, tiles, ahead)
             key = entry["key"]
             if key in room.latest:  # published while the cache answered
                 continue

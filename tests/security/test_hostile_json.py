@@ -100,7 +100,9 @@ async def test_nan_in_a_dashboard_never_reaches_a_viewer(api):
                 "parameters": [{"name": "x", "type": "number", "default": float("nan")}]}
     await api.app.dashboard_hub.dashboards.create(user, document)
     listed = strict((await api.fetch("GET", "/api/dashboards", token=token)).body)
-    assert listed["dashboards"][0]["document"]["parameters"][0]["default"] is None
+    dashboard_id = listed["dashboards"][0]["id"]
+    whole = strict((await api.fetch("GET", f"/api/dashboards/{dashboard_id}", token=token)).body)
+    assert whole["document"]["parameters"][0]["default"] is None
 
 
 async def test_dashboard_socket_answers_bad_frames_and_stays_open(api):

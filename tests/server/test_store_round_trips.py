@@ -107,4 +107,5 @@ async def test_a_live_dashboard_reads_what_its_tiles_share_once(start_server, ro
         opened[tiles] = {name: count for name, count in calls.items() if name.split()[-1] not in ("users", "tokens")}
     for tiles, made in opened.items():  # the viewer's user and sign-in aside (the first test's)
         assert made.pop("UpdateItem cache", 0) <= tiles, "at most each tile's pin: no mark of use of a result just used"
-        assert made == {"GetItem dashboards": 3, "Query shares": 2, "BatchGetItem": 5, "GetItem cache": 2 * tiles}, made
+        assert made.pop("GetItem cache", 0) <= 2 * tiles, "each tile's cache entry and its outputs' record at most"
+        assert made == {"GetItem dashboards": 3, "Query shares": 2, "BatchGetItem": 5}, made  # (or the task's memory)

@@ -20,7 +20,8 @@ strings, ``position``, ``z-index``, ``transform``, ``display``, ``float``, ``mar
 
 Work is bounded: HTML of more than ``HTML_ELEMENTS`` tags (``<`` counted, before parsing) or more than
 ``STYLE_CHARS`` characters of distinct ``style`` attributes (counted as they are parsed) is
-``OutputTooComplexError``. HTML that holds no table once cleaned is not shown (``clean`` answers None).
+``OutputTooComplexError``, and so is HTML the parser would work on far past its size (formatting elements
+left open, deep nesting: ``markup_work``). HTML that holds no table once cleaned is not shown (``clean`` answers None).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tinycss2 import ast
 
 from ..errors import OutputTooComplexError
 from ..limits import HTML_ELEMENTS, STYLE_CHARS
+from . import markup_work
 
 TABLE_TAGS = {"table", "caption", "colgroup", "col", "thead", "tbody", "tfoot", "tr", "th", "td"}
 TAGS = TABLE_TAGS | {"div", "span", "p", "br", "b", "strong", "i", "em", "u", "s", "small", "sub", "sup", "code",
@@ -110,6 +112,7 @@ def clean(html: str, max_elements: int = HTML_ELEMENTS, max_style_chars: int = S
                                     "itself: it pages.", {"bound": "html_elements", "max": max_elements})
     if "<table" not in html.lower():
         return None
+    markup_work.check(html)
     styles = _StyleFilter(max_style_chars)
     cleaned = nh3.clean(html, tags=TAGS, attributes=ATTRIBUTES, url_schemes=URL_SCHEMES, link_rel="noopener noreferrer",
                         attribute_filter=styles, set_tag_attribute_values={"a": {"target": "_blank"}})

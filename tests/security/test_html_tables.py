@@ -157,3 +157,21 @@ def test_what_pandas_and_matplotlib_make_passes_the_parser_work_bounds():
     pyplot.close(figure)
     cleaned = clean_svg(svg.getvalue())
     assert cleaned and cleaned.count("<path") + cleaned.count("<use") > 800
+
+
+OFF_SITE_LINKS = ["//evil.example/signin", "/api/auth/logout", "\\\\evil.example/x", "/\\evil.example", "signin.html",
+                  "?next=//evil.example", "#top", "  //evil.example", "\t/\t/evil.example", "./x", "../api/me"]
+
+
+@pytest.mark.parametrize("href", OFF_SITE_LINKS)
+def test_links_are_absolute_http_or_mailto_only(href):
+    """Relative and protocol-relative links (which ammonia passes whatever its schemes) are dropped: a table
+    links nowhere on this site and nowhere whose scheme the page chooses (red team 4, F6)."""
+    cleaned = clean(f"<table><tr><td><a href='{href}'>x</a></td></tr></table>") or ""
+    assert cleaned.startswith("<table>") and "href" not in cleaned, cleaned
+
+
+def test_absolute_links_keep_their_href():
+    for href in ("https://example.com/a?b=1#c", "HTTP://example.com", "mailto:someone@example.com", " https://x.example"):
+        cleaned = clean(f"<table><tr><td><a href='{href}'>x</a></td></tr></table>") or ""
+        assert f'href="{href}"' in cleaned, cleaned

@@ -11,7 +11,7 @@ text of ``<style>``, ``<textarea>``, ``<title>``...) and keeps a stack of open e
 side of more: an element closes only on its own end tag within scope (``SCOPE``), a formatting element
 only when it is the innermost open one (the parser ignores ``</b>`` past a ``<table>`` or in a
 ``<select>``); one closed by another's end tag stays counted (the parser keeps it to rebuild), so does one
-never closed. Where the parser's state cannot be followed this way (``<svg>``, ``<math>``, ``<select>``,
+never closed, until the table cell it is in closes (the parser forgets them then). Where the parser's state cannot be followed this way (``<svg>``, ``<math>``, ``<select>``,
 ``<template>``, ``<script>``, ``<noscript>``, ``<plaintext>``, CDATA: each changes how later tags are
 read or which are ignored), every formatting start tag counts, closed or not. Inside ``<svg>`` and
 ``<math>``, ``<x/>`` closes itself. pandas' tables (``to_html``, ``DataFrame.style`` inlined) and
@@ -84,6 +84,7 @@ class _OpenElements:
         self.stack: list[tuple[str, bool]] = []
         self.followed = followed
         self.formatting = 0
+        self.cells: list[tuple[int, int]] = []  # table cells open: their place in the stack, formatting before them
 
     def foreign(self) -> bool:
         return bool(self.stack) and self.stack[-1][1] and self.stack[-1][0] not in INTEGRATION
@@ -92,13 +93,17 @@ class _OpenElements:
         """Open ``name``; whether its content is raw text."""
         if self.foreign() and name in BREAKOUT:
             while self.foreign():
-                self.stack.pop()
+                self._pop_to(len(self.stack) - 1)
         foreign = self.foreign() or name in ("svg", "math")
-        if not foreign and name in ("td", "th", "tr"):
+        if not foreign and name in ("td", "th", "tr"):  # close the open cell (and row), as the parser does
+            if self.cells and not any(entry[0] in SCOPE for entry in self.stack[self.cells[-1][0] + 1:]):
+                self._pop_to(self.cells[-1][0])
             while self.stack and self.stack[-1][0] in (("td", "th", "tr") if name == "tr" else ("td", "th")):
-                self.stack.pop()
+                self._pop_to(len(self.stack) - 1)
         if foreign and self_closing or not foreign and name in VOID:
             return False
+        if not foreign and name in ("td", "th") and self._in_table():
+            self.cells.append((len(self.stack), self.formatting))
         self.stack.append((name, foreign))
         if not foreign and name in FORMATTING and self.followed:
             self.formatting += 1
@@ -110,12 +115,26 @@ class _OpenElements:
             raise _too_many_formatting()
         return not foreign and name in RAW_TEXT
 
+    def _in_table(self) -> bool:
+        """Whether a cell opened now is one to the parser (in a row, or a table's body or the table itself)."""
+        at = len(self.stack) - 1
+        while at >= 0 and self.stack[at][0] in ("tr", "tbody", "thead", "tfoot"):
+            at -= 1
+        return at >= 0 and self.stack[at] == ("table", False)
+
+    def _pop_to(self, at: int) -> None:
+        """Close the elements from ``at`` up; a table cell closed takes its formatting elements with it (the
+        parser clears them up to the cell's marker)."""
+        del self.stack[at:]
+        while self.cells and self.cells[-1][0] >= at:
+            self.formatting = min(self.formatting, self.cells.pop()[1])
+
     def end(self, name: str) -> None:
         stack = self.stack
         at = len(stack) - 1
         while at >= 0 and stack[at][1]:  # in SVG or MathML: the nearest element of that name
             if stack[at][0] == name:
-                del stack[at:]
+                self._pop_to(at)
                 return
             at -= 1
         if name in FORMATTING:  # closed only if innermost: the parser may keep it, to rebuild
@@ -127,7 +146,7 @@ class _OpenElements:
         while at >= 0 and stack[at][0] != name and stack[at][0] not in SCOPE:
             at -= 1
         if at >= 0 and stack[at] == (name, False):
-            del stack[at:]
+            self._pop_to(at)
 
 
 def _too_many_formatting() -> OutputTooComplexError:

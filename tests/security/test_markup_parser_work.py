@@ -34,6 +34,8 @@ FORMATTING_BOMBS = {
     "end tag past a table": reconstruct("<b title={i}><table></b></table>"),
     "end tag in a select": reconstruct("<b title={i}><select></b></select>"),
     "upper case": reconstruct("<B TITLE={i}>"),
+    "in a cell outside a table": reconstruct("<td><b title={i}></td>"),
+    "in a cell past an object": reconstruct("<table><tr><td><object><b title={i}></td></tr></table>"),
 }
 DEEP = {
     "div": "<div>" * 5000,
@@ -71,6 +73,13 @@ def test_deep_svg_is_refused_unparsed(svg):
     with pytest.raises(OutputTooComplexError) as refused:
         clean_svg(svg)
     assert refused.value.details["bound"] == "html_depth"
+
+
+def test_formatting_left_open_in_cells_closes_with_them():
+    """The parser forgets the formatting elements a table cell leaves open when the cell closes."""
+    rows = "".join(f"<tr><td><b>{i}<td><i title={i}>x</td><th><a href=https://x.example/{i}>y</th></tr>" for i in range(500))
+    cleaned = html_tables.clean(f"<table>{rows}</table><div>z</div>")
+    assert cleaned and cleaned.count("<b>") == 500
 
 
 def test_a_refused_output_becomes_an_error_output():

@@ -190,6 +190,18 @@ HTML_ELEMENTS = 40_000
 """Tags (``<`` counted) of one HTML table output (``execution/html_tables.py``): a table of 1,000 rows of 10
 columns has about 25,000. Past them the output is ``output_too_complex`` (a DataFrame pages instead)."""
 
+HTML_FORMATTING = 8
+"""Formatting elements (``<a>``, ``<b>``, ``<font>``...) an HTML table or SVG output may leave open at once,
+counted by a scan before parsing (``execution/markup_work.py``). The parser rebuilds each open one for every
+later block of text ("reconstruct the active formatting elements"): 2,000 open ones and 1,000 ``<div>x</div>``
+cost 16 s and 572 MB. pandas' tables and matplotlib's and Bokeh's SVGs leave none open. Past them
+``output_too_complex``."""
+
+HTML_DEPTH = 128
+"""Elements nested in one HTML table or SVG output (counted by the same scan): the parser's work on each tag
+grows with the depth (39,000 nested ``<div>`` cost 17 s). A styled table nests about 6 deep, a matplotlib
+SVG about 10. Past it ``output_too_complex``."""
+
 STYLE_CHARS = 250_000
 """Characters of the distinct ``style`` attributes of one HTML table output, each parsed to check its
 declarations (about 3 µs a character: under a second). ``Styler.bar`` on 1,000 rows has about 100,000;

@@ -5,7 +5,9 @@ Card kernels write the CSS of a table's ``<style>`` elements into the ``style`` 
 elements it selects before they publish it (``kernels/html_output.py``: pandas' Styler scopes its CSS
 by id and class), so matching selectors costs the kernel, never the server. Card code controls the
 HTML, so here nothing is trusted: nh3 (Ammonia) cuts it down to ``TAGS`` (the table and its parts, a
-caption, text formatting, links to http(s) and mailto only, opened in a new tab with
+caption, text formatting, links to absolute http(s) and mailto URLs only (no relative or protocol-relative
+ones, which ammonia passes whatever its schemes: no link to this site's own API, none to a host the page's
+scheme chooses), opened in a new tab with
 ``rel="noopener noreferrer"``), without ids and classes (the page's own CSS and ids are never reached)
 and without scripts, ``<style>`` and ``<link>`` elements, event handlers, forms, images, frames or SVG;
 each ``style`` attribute is filtered declaration by declaration (parsed with tinycss2, which resolves CSS
@@ -20,10 +22,13 @@ strings, ``position``, ``z-index``, ``transform``, ``display``, ``float``, ``mar
 
 Work is bounded: HTML of more than ``HTML_ELEMENTS`` tags (``<`` counted, before parsing) or more than
 ``STYLE_CHARS`` characters of distinct ``style`` attributes (counted as they are parsed) is
-``OutputTooComplexError``. HTML that holds no table once cleaned is not shown (``clean`` answers None).
+``OutputTooComplexError``, and so is HTML the parser would work on far past its size (formatting elements
+left open, deep nesting: ``markup_work``). HTML that holds no table once cleaned is not shown (``clean`` answers None).
 """
 
 from __future__ import annotations
+
+import re
 
 import nh3
 import tinycss2
@@ -31,6 +36,7 @@ from tinycss2 import ast
 
 from ..errors import OutputTooComplexError
 from ..limits import HTML_ELEMENTS, STYLE_CHARS
+from . import markup_work
 
 TABLE_TAGS = {"table", "caption", "colgroup", "col", "thead", "tbody", "tfoot", "tr", "th", "td"}
 TAGS = TABLE_TAGS | {"div", "span", "p", "br", "b", "strong", "i", "em", "u", "s", "small", "sub", "sup", "code",
@@ -39,6 +45,9 @@ CELL_ATTRIBUTES = {"colspan", "rowspan", "scope", "headers"}
 ATTRIBUTES = {"*": {"style", "title"}, "th": CELL_ATTRIBUTES, "td": CELL_ATTRIBUTES, "col": {"span"},
               "colgroup": {"span"}, "a": {"href"}}
 URL_SCHEMES = {"http", "https", "mailto"}
+ABSOLUTE_URL = re.compile(r"[\x00-\x20]*(?:https?|mailto):", re.IGNORECASE)
+URL_IGNORED = re.compile(r"[\t\n\r]")
+"""What browsers take out of a URL anywhere before reading it."""
 
 PROPERTIES = frozenset({
     "color", "background", "background-color", "background-image", "background-size", "background-repeat",
@@ -85,14 +94,17 @@ def clean_style(style: str) -> str:
     return _declarations(tinycss2.parse_component_value_list(style))
 
 
-class _StyleFilter:
-    """nh3's attribute filter: ``style`` values cleaned, each distinct one parsed once, within ``max_chars``."""
+class _AttributeFilter:
+    """nh3's attribute filter: links only to absolute URLs; ``style`` values cleaned, each distinct one parsed
+    once, within ``max_chars``."""
 
     def __init__(self, max_chars: int):
         self.left = max_chars
         self.cleaned: dict[str, str] = {}
 
     def __call__(self, tag: str, attribute: str, value: str) -> str | None:
+        if attribute == "href":
+            return value if ABSOLUTE_URL.match(URL_IGNORED.sub("", value)) else None
         if attribute != "style":
             return value
         if (cleaned := self.cleaned.get(value)) is None:
@@ -110,7 +122,8 @@ def clean(html: str, max_elements: int = HTML_ELEMENTS, max_style_chars: int = S
                                     "itself: it pages.", {"bound": "html_elements", "max": max_elements})
     if "<table" not in html.lower():
         return None
-    styles = _StyleFilter(max_style_chars)
+    markup_work.check(html)
+    styles = _AttributeFilter(max_style_chars)
     cleaned = nh3.clean(html, tags=TAGS, attributes=ATTRIBUTES, url_schemes=URL_SCHEMES, link_rel="noopener noreferrer",
                         attribute_filter=styles, set_tag_attribute_values={"a": {"target": "_blank"}})
     if styles.left < 0:

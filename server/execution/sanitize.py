@@ -42,7 +42,8 @@ DOM from some strings, so:
   rule for its name applies.
 
 Cleaning is bounded in work before it starts: an SVG of more than ``SVG_ELEMENTS`` tags (``<`` counted)
-is not parsed (HTML tables have their own bounds, ``html_tables``), and a Bokeh item or patch stops being checked at its ``BOKEH_MODELS + 1``-th model;
+or that the parser would work on far past its size (``markup_work``) is not parsed (HTML tables have their
+own bounds, ``html_tables``), and a Bokeh item or patch stops being checked at its ``BOKEH_MODELS + 1``-th model;
 either output becomes the error ``output_too_complex`` (``OutputTooComplexError``). The collector runs
 the cleaning of HTML, SVG and Bokeh outputs in a thread (``needs_thread``), in order.
 
@@ -84,7 +85,7 @@ from kernels.wire import BOKEH_ITEM, DATAFRAME, WIDGET_VIEW
 
 from ..errors import OutputTooComplexError
 from ..limits import BOKEH_MODELS, SVG_ELEMENTS
-from . import bokeh_properties, html_tables
+from . import bokeh_properties, html_tables, markup_work
 
 SVG = "image/svg+xml"
 HTML = "text/html"
@@ -228,6 +229,7 @@ def clean_svg(svg: str, max_elements: int = SVG_ELEMENTS) -> str | None:
         raise OutputTooComplexError(f"This SVG image has more than {max_elements:,} elements, more than an output may "
                                     "show. Draw fewer shapes, or show it as a PNG image.",
                                     {"bound": "svg_elements", "max": max_elements})
+    markup_work.check(svg)
     svg = svg.replace("xlink:href=", "href=")  # SVG 2 spelling, without a namespace to declare
     cleaned = nh3.clean(svg, tags=SVG_TAGS, attributes={"*": SVG_ATTRIBUTES}, url_schemes=set(),
                         clean_content_tags={"script", "style", "foreignObject", "metadata"},

@@ -25,9 +25,11 @@ RENAME_SCHEMA = {
 }
 
 
-def dataset_json(dataset: Dataset, version: DatasetVersion) -> dict[str, Any]:
+def dataset_json(dataset: Dataset, version: DatasetVersion, listed: bool = False) -> dict[str, Any]:
+    """The dataset with its current version: whole, or (``listed``) with a column count instead of the columns."""
     return {"id": dataset.id, "name": dataset.name, "aliases": list(dataset.aliases), "owner_id": dataset.owner_id,
-            "updated_at": dataset.updated_at, **version.public(), "created_at": dataset.created_at}
+            "updated_at": dataset.updated_at, **(version.summary() if listed else version.public()),
+            "created_at": dataset.created_at}
 
 
 class UploadHandler(APIHandler):
@@ -101,7 +103,7 @@ class DatasetsHandler(UploadHandler):
         assert self.user is not None
         query = list_query(self, ("owner", "q"))
         page = await self.datasets.page_visible(self.user, query)
-        self.write_json(page_json("datasets", page, [dataset_json(d, v) for d, v in page.items], query))
+        self.write_json(page_json("datasets", page, [dataset_json(d, v, listed=True) for d, v in page.items], query))
 
     @idempotent
     async def post(self) -> None:
@@ -126,7 +128,7 @@ class DatasetVersionsHandler(UploadHandler):
         assert self.user is not None
         query = list_query(self, sorts=NEWEST)
         page = await self.datasets.versions(self.user, dataset_id, query)
-        versions = await with_author_names(self.datasets.store, [v.public() for v in page.items])
+        versions = await with_author_names(self.datasets.store, [v.summary() for v in page.items])
         self.write_json(page_json("versions", page, versions, query))
 
     @idempotent

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from server.limits import LIST_ITEM_BYTES
+from server.limits import CSV_COLUMNS, LIST_ITEM_BYTES
 from tests.server.conftest import any_api, start_server  # noqa: F401 - fixtures
 
 ITEMS = 3
@@ -104,6 +104,25 @@ async def test_list_pages_cost_their_summaries_not_their_documents(any_api):
         bound = items * LIST_ITEM_BYTES
         assert answered <= bound, f"{path}: {answered} bytes answered for {items} items (at most {bound})"
         assert stored <= bound + 64 * 1024, f"{path}: {stored} bytes read from the store for {items} items"
+
+
+async def test_dataset_lists_count_the_columns_the_dataset_names(api):
+    """A dataset of as many long-named columns as an upload takes lists its column count, not its columns."""
+    owner = await api.add_user("wide@example.com")
+    header = ",".join(f"{i:03d}" + "列" * 200 for i in range(CSV_COLUMNS))
+    csv = (header + "\n" + ",".join("1" for _ in range(CSV_COLUMNS)) + "\n").encode()
+    created = await api.fetch("POST", "/api/datasets?name=wide", token=owner, body=csv,
+                              headers={"Content-Type": "text/csv"})
+    assert created.code == 201, created.body[:300]
+    dataset = created.json()
+    assert len(dataset["columns"]) == CSV_COLUMNS and len(created.body) > 2 * LIST_ITEM_BYTES
+    for path, name in [("/api/datasets?limit=200", "datasets"), (f"/api/datasets/{dataset['id']}/versions", "versions")]:
+        response = await api.fetch("GET", path, token=owner)
+        (item,) = response.json()[name]
+        assert "columns" not in item and item["column_count"] == CSV_COLUMNS, path
+        assert len(response.body) <= LIST_ITEM_BYTES, f"{path}: {len(response.body)} bytes for one item"
+    whole = await api.fetch("GET", f"/api/datasets/{dataset['id']}", token=owner)
+    assert whole.json()["columns"] == dataset["columns"]
 
 
 async def test_the_whole_document_comes_from_the_items_own_get(api):

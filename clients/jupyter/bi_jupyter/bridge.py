@@ -9,8 +9,12 @@ client that asked (replies by their parent's ``msg_id``; iopub to every subscrib
 answered here. Interrupts travel as ``interrupt_request`` on control (the kernel spec's
 ``interrupt_mode`` is ``message``). It ends when the kernel replies to a ``shutdown_request`` or the
 server closes the websocket (the close reason goes to stderr: a culled or revoked kernel says why),
-on SIGTERM, and when the client that started it is gone (as ipykernel's parent poller does); it shuts
-its kernel down on the server as it goes.
+on SIGTERM, when the client that started it is gone (as ipykernel's parent poller does), and, loudly, when
+one of its relays fails; it shuts its kernel down on the server as it goes. Messages from the client's
+ports that are malformed or not signed with the connection file's key are dropped (anyone on the machine
+may send them). With ``transport: ipc`` (``--KernelManager.transport=ipc``: jupyter_client puts the sockets
+next to the connection file, in the user's private runtime folder) no other local user reaches the
+ports; over TCP on 127.0.0.1, as with any Jupyter kernel, every local user can read iopub.
 """
 
 from __future__ import annotations
@@ -79,7 +83,8 @@ class Bridge:
         self.status = 0
 
     def address(self, channel: str) -> str:
-        return f"{self.connection['transport']}://{self.connection['ip']}:{self.connection[f'{channel}_port']}"
+        transport, ip, port = self.connection["transport"], self.connection["ip"], self.connection[f"{channel}_port"]
+        return f"ipc://{ip}-{port}" if transport == "ipc" else f"{transport}://{ip}:{port}"
 
     async def start(self) -> None:
         http = AsyncHTTPClient()
@@ -98,15 +103,30 @@ class Bridge:
             socket.bind(self.address(channel))
         threading.Thread(target=_heartbeat, args=(zmq.Context.instance(), self.address("hb")), daemon=True).start()
 
+    def _signed(self, frames: list[bytes]) -> tuple[list[bytes], list[bytes], str] | None:
+        """The identities, parts and ``msg_id`` of a client's message, or None unless it is signed with the
+        connection file's key (ZeroMQ frames from anyone on the machine: malformed ones are dropped, as
+        ipykernel drops them)."""
+        try:
+            identities, parts = self.session.feed_identities(frames)
+        except ValueError:
+            return None
+        parts = cast(list[bytes], parts)  # recv_multipart copies: bytes, not Frames
+        message = parts[1:]
+        if not parts or len(message) < 4 or not hmac.compare_digest(self.session.sign(message[:4]), parts[0]):
+            return None
+        try:
+            header = json.loads(message[0])
+        except ValueError:
+            return None
+        return cast(list[bytes], identities), message, str(header.get("msg_id", "")) if isinstance(header, dict) else ""
+
     async def from_client(self, channel: str) -> None:
         socket = self.sockets[channel]
         while True:
-            identities, frames = self.session.feed_identities(await socket.recv_multipart())
-            parts = cast(list[bytes], frames)  # recv_multipart copies: bytes, not Frames
-            signature, message = parts[0], parts[1:]
-            if len(message) < 4 or not hmac.compare_digest(self.session.sign(message[:4]), signature):
-                continue  # not signed with the connection file's key
-            msg_id = json.loads(message[0]).get("msg_id", "")
+            if (signed := self._signed(await socket.recv_multipart())) is None:
+                continue
+            identities, message, msg_id = signed
             if len(self.requests) >= REMEMBERED_REQUESTS:
                 self.requests.pop(next(iter(self.requests)))
             self.requests[msg_id] = identities
@@ -173,12 +193,17 @@ async def run(url: str, connection_file: str) -> int:
         return 1
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(bridge.from_client(channel))
-                                        for channel in ("shell", "control", "stdin")]
-    tasks += [asyncio.ensure_future(bridge.from_server()), asyncio.ensure_future(stop.wait()),
-              asyncio.ensure_future(parent_gone())]
-    await asyncio.wait(tasks[3:], return_when=asyncio.FIRST_COMPLETED)
-    for task in tasks:
+    relays: dict[asyncio.Future[Any], str] = {asyncio.ensure_future(bridge.from_client(channel)): channel
+                                              for channel in ("shell", "control", "stdin")}
+    relays[asyncio.ensure_future(bridge.from_server())] = "server"
+    ends = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(parent_gone())]
+    done, _ = await asyncio.wait([*relays, *ends], return_when=asyncio.FIRST_COMPLETED)
+    for task in done & relays.keys():
+        if task.exception() is not None:
+            print(f"bi-jupyter: the {relays[task]} relay stopped ({task.exception()!r}); the kernel is shut down",
+                  file=sys.stderr)
+            bridge.status = 1
+    for task in [*relays, *ends]:
         task.cancel()
     await bridge.shut_down()
     return bridge.status

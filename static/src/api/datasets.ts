@@ -20,7 +20,11 @@ export interface Dataset {
   detection?: { encoding_detected: boolean; encoding_confidence: number; delimiter_detected: boolean };
 }
 
-export type DatasetVersion = Pick<Dataset, "version" | "row_count" | "columns" | "bytes" | "stored_bytes" | "encoding" | "delimiter"> & {
+// What lists answer: the number of columns, not the columns.
+export type DatasetSummary = Omit<Dataset, "columns" | "detection"> & { column_count: number };
+
+export type DatasetVersion = Pick<Dataset, "version" | "row_count" | "bytes" | "stored_bytes" | "encoding" | "delimiter"> & {
+  column_count: number;
   created_at: string;
   created_by: string;
   created_by_name?: string | null;
@@ -39,8 +43,8 @@ export interface ReadOptions {
 }
 
 export const datasetsApi = {
-  page: (params: ListParams, cursor: string | null = null) => fetchPage<Dataset>("/api/datasets", "datasets", params, cursor),
-  list: () => fetchAll<Dataset>("/api/datasets", "datasets"),
+  page: (params: ListParams, cursor: string | null = null) => fetchPage<DatasetSummary>("/api/datasets", "datasets", params, cursor),
+  list: () => fetchAll<DatasetSummary>("/api/datasets", "datasets"),
   get: (id: string) => api.get<Dataset>(`/api/datasets/${encodeURIComponent(id)}`),
   // A page of its versions (who uploaded each, when), newest first; pass `next` back for the following one.
   versions: (id: string, cursor: string | null = null) => fetchPage<DatasetVersion>(`/api/datasets/${encodeURIComponent(id)}/versions`, "versions", {}, cursor),

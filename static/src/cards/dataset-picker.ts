@@ -2,9 +2,9 @@
 
 import { h } from "../dom";
 import { t } from "../i18n";
-import type { Dataset } from "../api/datasets";
+import type { DatasetSummary } from "../api/datasets";
 
-export function datasetPicker(all: Dataset[], chosen: string[], onChange: (ids: string[]) => void): HTMLElement {
+export function datasetPicker(all: DatasetSummary[], chosen: string[], onChange: (ids: string[]) => void): HTMLElement {
   const selected = new Set(chosen);
   const summary = h("summary", { class: "button ghost" });
   const label = () => {

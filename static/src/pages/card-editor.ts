@@ -3,7 +3,7 @@
 import { setDiagnostics } from "@codemirror/lint";
 import type { EditorView } from "@codemirror/view";
 import { cardsApi, type Card, type CardParameter } from "../api/cards";
-import { datasetsApi, type Dataset } from "../api/datasets";
+import { datasetsApi, type DatasetSummary } from "../api/datasets";
 import { ApiError, errorText } from "../api/errors";
 import { AutoRun } from "../cards/auto-run";
 import { codeEditor } from "../cards/code-editor";
@@ -31,7 +31,7 @@ function keysHint(): (Node | string)[] {
 }
 
 // The code a new card starts with: the first chosen dataset loaded ("New card from this dataset").
-function starter(datasets: Dataset[], preselect: string[]): string {
+function starter(datasets: DatasetSummary[], preselect: string[]): string {
   const first = datasets.find((dataset) => dataset.id === preselect[0]);
   return first ? `df = load_dataset(${JSON.stringify(first.name)})\ndf.head()\n` : "";
 }
@@ -69,7 +69,7 @@ class CardEditor implements Page {
   private titleInput = h("input", { class: "title-input", "aria-label": t("editor.cardTitle"), placeholder: t("common.untitledCard"), maxlength: 200 });
   private placeholder = h("div", { class: "outputs-empty" }, h("p", {}, t("editor.outputsEmpty")), h("p", { class: "muted small" }, ...keysHint()));
 
-  constructor(card: Card | null, datasets: Dataset[], private rename: (path: string) => void, private reload: () => void, preselect: string[]) {
+  constructor(card: Card | null, datasets: DatasetSummary[], private rename: (path: string) => void, private reload: () => void, preselect: string[]) {
     this.cardId = card?.id ?? null;
     this.parameters = card?.parameters ?? [];
     const saved: Draft = { title: card?.title ?? "", code: card?.code ?? starter(datasets, preselect), datasets: card?.datasets ?? preselect, baseVersion: card?.version ?? null };

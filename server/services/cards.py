@@ -28,7 +28,7 @@ from ..paging import ListQuery, Page, Scope
 from ..storage.base import Store
 from ..storage.catalog import CARD, CatalogueGap, Listed
 from .datasets import DatasetService
-from .idempotency import mark, new_id, ours, replayed
+from .idempotency import mark, new_id, own_edit, replayed
 from .store_writes import settle
 
 Access = Literal["owner", "edit", "view"]
@@ -145,11 +145,10 @@ class CardService(LoggingConfigurable):
     async def _own(self, card: Card, expected: int) -> CardVersion:
         """The version after ``expected`` if an earlier attempt of this keyed request saved it (its answer lost:
         ``idempotency.mark``); else the 409 of a stale edit."""
-        version = (await self.store.get_card_version(card.id, expected + 1)
-                   if replayed() and card.current_version > expected else None)
-        if version is None or not ours(version.request_mark):
+        version = await own_edit(self.store, CARD, card.id, card.current_version, expected,
+                                 self.store.get_card_version)
+        if version is None:
             raise _stale(card, expected)
-        await self.store.relist(CatalogueGap("unlisted", CARD, card.id))  # the earlier attempt may not have listed it
         return version
 
     async def _landed(self, version: CardVersion) -> bool:

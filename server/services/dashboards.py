@@ -35,7 +35,7 @@ from ..storage.base import Store
 from ..storage.catalog import DASHBOARD, CatalogueGap, Listed
 from .cards import RANK, Access, CardService
 from .datasets import DatasetService, may_read
-from .idempotency import mark, new_id, ours, replayed
+from .idempotency import mark, new_id, own_edit, replayed
 from .store_writes import settle
 
 Tiles = dict[str, tuple[Card, CardVersion]]  # a dashboard's cards and their current versions, by card id
@@ -322,11 +322,10 @@ class DashboardService(LoggingConfigurable):
     async def _own(self, dashboard: Dashboard, expected: int) -> DashboardVersion:
         """The version after ``expected`` if an earlier attempt of this keyed request saved it (its answer lost:
         ``idempotency.mark``); else the 409 of a stale edit."""
-        version = (await self.store.get_dashboard_version(dashboard.id, expected + 1)
-                   if replayed() and dashboard.current_version > expected else None)
-        if version is None or not ours(version.request_mark):
+        version = await own_edit(self.store, DASHBOARD, dashboard.id, dashboard.current_version, expected,
+                                 self.store.get_dashboard_version)
+        if version is None:
             raise _stale(dashboard, expected)
-        await self.store.relist(CatalogueGap("unlisted", DASHBOARD, dashboard.id))  # the earlier attempt may not have listed it
         return version
 
     async def delete(self, user: User, dashboard_id: str) -> None:

@@ -23,8 +23,8 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol, TypeVar
 
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
@@ -33,6 +33,7 @@ from ..errors import InvalidRequestError, StorageUnavailableError, Unprocessable
 from ..logs import get_logger
 from ..models import IdempotentAnswer, User, utcnow
 from ..storage.base import Store
+from ..storage.catalog import CatalogueGap
 
 KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
 MAX_KEY_CHARS = 128
@@ -80,6 +81,27 @@ def ours(request_mark: str) -> bool:
 def replayed() -> bool:
     """Whether the records created now may exist already (a keyed request, its earlier attempt's answer lost)."""
     return _seed.get() is not None
+
+
+class Marked(Protocol):
+    @property
+    def request_mark(self) -> str: ...
+
+
+V = TypeVar("V", bound=Marked)
+
+
+async def own_edit(store: Store, kind: str, record_id: str, current: int, expected: int,
+                   read: Callable[[str, int], Awaitable[V | None]]) -> V | None:
+    """The version after ``expected`` of a card or dashboard at ``current`` if an earlier attempt of this keyed
+    request saved it (its answer lost), listed again as that attempt may not have listed it; None: a stale edit."""
+    if not replayed() or current <= expected:
+        return None
+    version = await read(record_id, expected + 1)
+    if version is None or not ours(version.request_mark):
+        return None
+    await store.relist(CatalogueGap("unlisted", kind, record_id))
+    return version
 
 
 class IdempotencyService(LoggingConfigurable):

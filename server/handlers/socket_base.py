@@ -125,15 +125,22 @@ class BoundedSocket(websocket.WebSocketHandler):
             self.close(TOO_SLOW, self.too_slow_reason[:120])  # its client learns why within Tornado's 5 s
             self.on_too_slow()
             return
-        wire = (frame if isinstance(frame, Frame) else Frame.of(frame, binary)).wire
-        size = len(wire)
-        stream = self.ws_connection.stream if self.ws_connection is not None else None
-        if stream is None:
-            return
-        try:
-            written = stream.write(wire)  # queued as it is: no copy, no task per socket (ws_frames.py)
-        except StreamClosedError:
-            return
+        if isinstance(frame, Frame):  # framed once for many sockets: queued as it is (ws_frames.py)
+            size = len(frame.wire)
+            stream = self.ws_connection.stream if self.ws_connection is not None else None
+            if stream is None:
+                return
+            try:
+                written = stream.write(frame.wire)
+            except StreamClosedError:
+                return
+        else:  # one socket's own message: Tornado frames it
+            data = frame.encode() if isinstance(frame, str) else frame
+            size = len(data)
+            try:
+                written = self.write_message(data, binary=binary)
+            except websocket.WebSocketClosedError:
+                return
         self.pending_bytes += size
         self.pending_frames += 1
         written.add_done_callback(lambda future: self._written(future, size))

@@ -13,7 +13,7 @@ from .test_datasets import choose_file, cp932_csv
 
 # Words that may stay in Latin letters on a Japanese page: product and format names.
 ALLOWED = {"BI", "Cards", "CSV", "TSV", "UTF", "Shift_JIS", "CP932", "EUC", "JP", "BOM", "Bokeh", "Python",
-           "English"}
+           "Jupyter", "JupyterLab", "Code", "JSON", "PNG", "English"}
 LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
 EMAIL = "sato@example.com"
 PASSWORD = "a long enough password"

@@ -68,6 +68,8 @@ def test_jupyterlab_in_gateway_mode_renders_tables_and_bokeh(browser: Browser, l
         page.goto(f"{lab}/lab/tree/report.ipynb?token={LAB_TOKEN}")
         expect(page.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
         expect(page.locator(".jp-Notebook .jp-Cell")).to_have_count(len(CELLS))
+        # a cell run before the kernel's session is connected is not sent: wait for its idle
+        expect(page.get_by_text("| Idle")).to_be_visible(timeout=60_000)
         page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first.click()
         for _ in CELLS:
             page.keyboard.press("Shift+Enter")

@@ -16,7 +16,7 @@ from .test_japanese import latin_words
 
 PASSWORD = "a long enough password"
 # The clients the token section names, and the first admin's name (made from its email: a user's name).
-ALSO_ALLOWED = {"Jupyter", "JupyterLab", "Code", "admin"}
+ALSO_ALLOWED = {"admin"}
 
 
 def japanese_only(page: Page) -> None:

@@ -1,11 +1,10 @@
 """The screenshot walk: every page and dialog of the UI, in Japanese and in English, saved as
 ``screenshots/walk-<language>-<nn>-<page>.png`` for people to look at. In Japanese, visible text in Latin
-letters (``[A-Za-z]{3,}``) fails the walk unless it is code, a user's email, or a word of ``ALLOWED``
-(product and format names); the data here is named in Japanese, so no user-chosen name is Latin."""
+letters fails the walk unless it is code, a user's email, or a product or format name (``latin_words`` of
+test_japanese); the data here is named in Japanese, so no user-chosen name is Latin."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,32 +13,12 @@ from playwright.sync_api import Browser, Page, expect
 
 from .conftest import CONTEXT, api, screenshot, token_of
 from .test_card_editor import CODE, upload
+from .test_japanese import latin_words
 
 PASSWORD = "a long enough password"
 WALKER = "walker@example.com"
 OWNER = "lender@example.com"
-# Product and format names that stay in Latin letters in Japanese text.
-ALLOWED = {"Cards", "CSV", "TSV", "UTF", "Shift_JIS", "CP932", "EUC", "BOM", "Bokeh", "Python", "Jupyter", "JupyterLab",
-           "Code", "JSON", "PNG", "English"}
-LATIN = re.compile(r"[A-Za-z]{3,}")
 REGION = [{"name": "region", "type": "choice", "label": "地域", "default": "関東", "choices": ["関東", "関西"]}]
-
-
-def latin_words(page: Page) -> list[str]:
-    """Words of three or more Latin letters in the visible text, outside code (code, kbd, pre, the code
-    editor), the user's email and the product and format names of ``ALLOWED``."""
-    text = page.evaluate("""() => {
-        const copy = document.body.cloneNode(true);
-        copy.querySelectorAll("code, kbd, pre, .cm-editor, .user-email, select option:not(:checked), dialog:not([open])")
-            .forEach((el) => el.remove());
-        document.body.append(copy);
-        copy.style.position = "absolute"; copy.style.left = "-10000px";
-        const text = copy.innerText;
-        copy.remove();
-        return text;
-    }""")
-    words = re.findall(r"[A-Za-z_0-9]+", text)
-    return [word for word in words if LATIN.search(word) and word not in ALLOWED]
 
 
 @dataclass

@@ -293,7 +293,7 @@ async def test_back_to_back_requests_all_get_their_replies(start_cards):
 
 async def test_replay_culling_and_the_per_user_limit(start_cards):
     """Starts in flight count against the limit; a returning client gets what it missed; idle kernels are culled."""
-    api = await start_cards(KernelPool__idle_timeout=4.0, KernelPool__jupyter_connected_idle_timeout=4.0,
+    api = await start_cards(KernelPool__idle_timeout=6.0, KernelPool__jupyter_connected_idle_timeout=6.0,
                             KernelPool__sessions_per_user=2,
                             JupyterKernels__replay_buffer_bytes=20_000)
     token = await api.login()
@@ -324,7 +324,7 @@ async def test_replay_culling_and_the_per_user_limit(start_cards):
     msg_id = other.send("kernel_info_request", {})
     assert (await other.receive())["parent_header"]["msg_id"] == msg_id, "nothing is replayed to another client"
 
-    for _ in range(12):  # six seconds of use, past the idle timeout (with room for a loaded machine)
+    for _ in range(16):  # eight seconds of use, past the idle timeout (with room for a loaded machine)
         await other.answers(other.send("kernel_info_request", {}))
         await asyncio.sleep(0.5)
     assert (await api.fetch("GET", f"/api/kernels/{busy}", token=token)).code == 200

@@ -13,6 +13,7 @@ import os
 import stat
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 from pathlib import Path
 
 import jwt
@@ -59,14 +60,14 @@ def pool_size() -> int:
     return 1
 
 
-@pytest.fixture
-async def agent(pool: WarmPool) -> AsyncIterator[Agent]:
-    """The agent as ``bi executor`` serves it for a server on this host: kernels relayed on unix sockets."""
+async def serve_agent(pool: WarmPool, **options: Any) -> AsyncIterator[Agent]:
+    """The agent as ``bi executor`` serves it for a server on this host (kernels relayed on unix sockets), with
+    ``make_app``'s ``options``."""
     listeners = UnixListeners(pool.launcher.run_dir / RELAY_DIRECTORY)
     listeners.prepare()
     relays = Relays(listeners)
     sockets = bind_sockets(0, "127.0.0.1")
-    server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}, relays))
+    server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}, relays, **options))
     server.add_sockets(sockets)
     client = Agent(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", pool.launcher)
     yield client
@@ -74,6 +75,12 @@ async def agent(pool: WarmPool) -> AsyncIterator[Agent]:
     server.stop()
     await relays.close_all()
     listeners.close()
+
+
+@pytest.fixture
+async def agent(pool: WarmPool) -> AsyncIterator[Agent]:
+    async for client in serve_agent(pool):
+        yield client
 
 
 async def test_health_needs_no_token(agent):

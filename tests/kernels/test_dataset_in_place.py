@@ -11,17 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tornado import httpserver
-from tornado.netutil import bind_sockets
 
 from kernels.admission import Admission
-from kernels.agent import CACHE_DIRECTORY, make_app
-from kernels.agent_app import RELAY_DIRECTORY
+from kernels.agent import CACHE_DIRECTORY
 from kernels.helpers import MAX_ARROW_THREADS, dataset_filename
 from kernels.pool import WarmPool
-from kernels.relay import Relays, UnixListeners
 from server.execution.agent_client import AgentClient, Placement, dataset_version
-from tests.kernels.test_agent import SERVER_KEY, Agent
+from tests.kernels.test_agent import SERVER_KEY, Agent, serve_agent
 from tests.kernels.test_attacks import EACCES, attack
 
 VERSION = "ab" * 32
@@ -43,21 +39,6 @@ def server_blobs(tmp_path: Path) -> Path:
     FRAME.to_parquet(stored)
     stored.chmod(0o444)
     return root
-
-
-async def serve_agent(pool: WarmPool, **options) -> AsyncIterator[Agent]:
-    listeners = UnixListeners(pool.launcher.run_dir / RELAY_DIRECTORY)
-    listeners.prepare()
-    relays = Relays(listeners)
-    sockets = bind_sockets(0, "127.0.0.1")
-    server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}, relays, **options))
-    server.add_sockets(sockets)
-    client = Agent(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", pool.launcher)
-    yield client
-    client.http.close()
-    server.stop()
-    await relays.close_all()
-    listeners.close()
 
 
 @pytest.fixture

@@ -130,6 +130,10 @@ class LockedDownKernel(IPythonKernel):
         its process group, which the sandbox refuses: the interrupt worked, yet its reply said EPERM."""
         os.kill(os.getpid(), signal.SIGINT)
 
+    async def _progressively_terminate_all_children(self) -> None:
+        """Nothing to end at shutdown: a kernel starts no processes. ipykernel looks for children with psutil,
+        which reads ``/proc/stat``, hidden from kernels, and logged a traceback at every shutdown."""
+
     def refuse_on_control(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         """Answer a message the control channel does not serve with an error reply."""
         reply_type, content = control_refusal(parent["header"]["msg_type"])

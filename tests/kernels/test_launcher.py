@@ -14,7 +14,7 @@ import structlog
 from kernels.launcher import KernelLauncher, KernelStartError
 from kernels.sandbox import UidAllocator, mounts
 from tests.kernels.conftest import uid_slice
-from tests.kernels.kernel_fixtures import run, texts
+from tests.kernels.kernel_fixtures import connected, run, texts
 from tests.kernels.sandbox.helpers import require
 
 
@@ -64,6 +64,24 @@ async def test_stop_kills_kernel_and_cleans_up(launcher):
             break
         await asyncio.sleep(0.02)
     assert not Path(f"/proc/{kernel_pid}").exists(), "the orphaned kernel was not reaped by the template"
+
+
+async def test_a_kernel_shut_down_by_its_client_logs_no_traceback(launcher):
+    """A ``shutdown_request`` (how ``jupyter console`` and nbclient end a kernel) ends the kernel quietly:
+    ipykernel's search for child processes needs ``/proc/stat``, which kernels do not see."""
+    kernel = await launcher.launch()
+    with structlog.testing.capture_logs() as logs:
+        async with connected(launcher, kernel) as client:
+            client.shutdown()
+            reply = await client.control_channel.get_msg(timeout=30)
+            assert reply["msg_type"] == "shutdown_reply"
+        for _ in range(200):
+            if not Path(f"/proc/{kernel.pid}/task/{kernel.pid}/children").read_text().strip():
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # the last lines of the kernel's stderr reach the agent's reader
+    lines = [entry["line"] for entry in logs if entry["event"] == "kernel_output"]
+    assert not any("Traceback" in line for line in lines), lines
 
 
 async def test_kernel_dying_at_start_is_reported():

@@ -54,3 +54,19 @@ async def test_papermill_and_nbclient_run_notebooks_with_the_bi_kernel_spec(star
     await asyncio.to_thread(NotebookClient(notebook, kernel_name="bi", timeout=60, startup_timeout=60).execute)
     assert notebook.cells[0].outputs[0]["text"] == "200\n" and notebook.cells[1].execution_count == 2
     assert (await api.fetch("GET", "/api/kernels", token=token)).json() == []  # each run's kernel ended with it
+
+
+async def test_jupyter_console_runs_code_with_the_bi_kernel_spec(start_cards, tmp_path):
+    """``jupyter console --kernel bi``, the README's command, with lines typed on its standard input."""
+    api = await start_cards()
+    token = await api.login()
+    env = client_env(tmp_path, api.base_url, await personal_token(api, token))
+    typed = "x = 6 * 7\nprint('答え', x)\nx * 2\n"
+    console = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "jupyter_console", "--kernel", "bi", "--simple-prompt"],
+        input=typed, env=env, capture_output=True, text=True, timeout=120)
+    assert console.returncode == 0, console.stderr[:3000]
+    assert "答え 42" in console.stdout, console.stdout[-3000:]
+    assert "Out[3]: 84" in console.stdout, console.stdout[-3000:]
+    assert "Traceback" not in console.stderr, console.stderr[-3000:]
+    assert (await api.fetch("GET", "/api/kernels", token=token)).json() == []  # the kernel ended with the console

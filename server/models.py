@@ -286,6 +286,21 @@ def card_ids(document: dict[str, Any]) -> set[str]:
     return {entry["card"] for entry in document.get("cards", []) if "card" in entry}
 
 
+def refresh_seconds(document: dict[str, Any]) -> int | None:
+    """The refresh period of a dashboard document, if it has a refresh."""
+    refresh = document.get("refresh")
+    return int(refresh["every_seconds"]) if refresh else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshSchedule:
+    """A dashboard with a refresh: its rounds start every ``every_seconds`` from ``created_at``."""
+
+    dashboard_id: str
+    every_seconds: int
+    created_at: str
+
+
 @dataclasses.dataclass(frozen=True)
 class DashboardVersion:
     """One immutable save of a dashboard: its document (``dashboards_spec``, cards by uid)."""

@@ -43,17 +43,23 @@ class ReadyHandler(APIHandler):
 class MetricsHandler(APIHandler):
     auth_required = False
 
-    def get(self) -> None:
+    async def get(self) -> None:
         if not self.settings.get("metrics_open"):
-            self._check_scrape_token(self.settings.get("metrics_token", ""))
+            await self._check_scrape_token(self.settings.get("metrics_token", ""))
         metrics = self.settings["metrics"]
         self.set_header("Content-Type", metrics.content_type)
         self.finish(metrics.exposition())
 
-    def _check_scrape_token(self, expected: str) -> None:
+    async def _check_scrape_token(self, expected: str) -> None:
+        """403 without a configured token; 401 without a bearer token or for a wrong one (counted by the sign-in
+        throttle per address: ``secret_checks.py``)."""
         if not expected:
             raise PermissionDeniedError("/metrics is closed on this port: set BI_METRICS_TOKEN and send it as "
                                         "'Authorization: Bearer <token>', or scrape the BI_METRICS_PORT listener.")
         scheme, _, sent = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), expected.encode()):
+
+        async def right() -> bool:
+            return hmac.compare_digest(sent.strip().encode(), expected.encode())
+
+        if scheme.lower() != "bearer" or not await self.auth.secret_checks.check("metrics-token", self.client_ip, right):
             raise AuthenticationError("Send the scrape token: 'Authorization: Bearer <BI_METRICS_TOKEN>'.")

@@ -59,6 +59,7 @@ from .check_queue import CheckQueue
 from .live_sign_ins import LiveSignIns
 from .personal_tokens import PersonalTokens
 from .revocations import Credential, Revocation
+from .secret_checks import SecretChecks
 from .throttle import LoginThrottle, MemoryLoginThrottle, Outcome
 from .throttled_audit import ThrottledSignIns
 from .user_cache import UserCache
@@ -152,6 +153,7 @@ class AuthService(LoggingConfigurable):
         self._check_seconds = collections.deque([time.perf_counter() - started], CHECK_SAMPLES)
         self._signing_in: collections.Counter[str] = collections.Counter()  # sign-ins in progress by address
         self.throttle = cast(Callable[..., LoginThrottle], self.throttle_class)(parent=self)
+        self.secret_checks = SecretChecks(self.throttle)
         self._checks = concurrent.futures.ThreadPoolExecutor(self.password_check_workers,
                                                              thread_name_prefix="bi-password")
         self.throttled = ThrottledSignIns(self.throttled_audit_window, self.throttled_audits_per_window)
@@ -258,9 +260,12 @@ class AuthService(LoggingConfigurable):
             await self.throttle.end(attempt, outcome)
         return user, verified
 
-    async def check_password(self, user: User, password: str) -> bool:
-        """Whether ``password`` is ``user``'s (a signed-in caller confirming it: waits its turn)."""
-        return await self._verify(self.email_key(user.email), True, user.password_hash, password)
+    async def check_password(self, user: User, password: str, ip: str) -> bool:
+        """Whether ``password`` is ``user``'s (a signed-in caller at client address ``ip`` confirming it: waits
+        its turn), counted by the throttle like a sign-in (``secret_checks.py``)."""
+        return await self.secret_checks.check(
+            f"password/{user.id}", ip, lambda: self._verify(self.email_key(user.email), True, user.password_hash,
+                                                            password), anywhere=True)
 
     def email_key(self, email: str) -> str:
         """A keyed hash of a typed email: what is logged for unknown accounts, and the throttle's key."""

@@ -47,7 +47,7 @@ from .. import json_io
 from ..bus import Bus, Envelope
 from ..errors import BIError, LeaseLostError, NotFoundError, PermissionDeniedError
 from ..logs import get_logger
-from ..models import Dashboard, DashboardVersion, Lease, User
+from ..models import Dashboard, DashboardVersion, Lease, User, refresh_seconds
 from ..storage.base import Store
 from ..ws_frames import Frame
 from .card_runs import CardRunner, ReadAhead, read_ahead
@@ -176,6 +176,8 @@ class DashboardHub(LoggingConfigurable):
         self.bus = bus
         self.rooms: dict[str, Room] = {}
         self._tiles: dict[tuple[str, str], list[str]] = {}  # (dashboard id, card key) -> tables it shows
+        # dashboard id -> the (period, round) last tried here, and when to try it again (another task held it)
+        self._rounds: dict[str, tuple[tuple[int, int], float]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         dashboards.revoked.append(lambda dashboard_id, user_id: self._send(
@@ -481,14 +483,15 @@ class DashboardHub(LoggingConfigurable):
                     await self._run_and_publish(user, dashboard.id, entry["key"], reason="edit")
 
     async def _dataset_changed(self, dataset_id: str, number: int) -> None:
-        """Tell every viewer; re-run, as each dashboard's owner, the cards that read the dataset: once, on one task."""
+        """Tell every viewer; re-run, as each dashboard's owner, the cards that read the dataset: once, on one task.
+        Only the dashboards that hold such a card are read (``Store.dashboards_reading``)."""
         self._send(NEW_DATA, {"dataset_id": dataset_id, "version": number})
         lease = await self.store.acquire_lease(f"rerun:{dataset_id}:{number}", self.bus.origin,
                                                time.time() + self.lease_seconds)
         if lease is None:
             return
         try:
-            for dashboard in await self.store.list_dashboards():
+            for dashboard in await self.store.dashboards_reading(dataset_id):
                 lease = await self._rerun(dashboard, lambda datasets: dataset_id in datasets, False, lease, "new_data")
             await self.store.finish_lease(lease, time.time() + self.lease_seconds)
         except LeaseLostError:
@@ -519,22 +522,31 @@ class DashboardHub(LoggingConfigurable):
     async def refresh_due(self, now: float | None = None) -> list[str]:
         """Start the refresh round due at ``now`` (default: now) of every dashboard with a refresh
         that no task has run or runs: its cards re-run past the cache, as its owner. Rounds are counted
-        from the dashboard's creation, every ``every_seconds``; the dashboards started."""
+        from the dashboard's creation, every ``every_seconds``; the dashboards started. Reads the index of the
+        dashboards with a refresh (``Store.refresh_schedules``), and a dashboard's document only when a round of it
+        is due that this task has not started, nor tried within ``lease_seconds`` (another task may have died with it)."""
         now = time.time() if now is None else now
         started = []
-        for dashboard in await self.store.list_dashboards():
-            version = await self.dashboards.current(dashboard.id)
-            refresh = version.document.get("refresh") if version else None
-            if not refresh:
-                continue
-            period = refresh["every_seconds"] / self.refresh_speedup
-            created = dt.datetime.fromisoformat(dashboard.created_at).timestamp()
+        rounds, self._rounds = self._rounds, {}
+        for schedule in await self.store.refresh_schedules():
+            period = schedule.every_seconds / self.refresh_speedup
+            created = dt.datetime.fromisoformat(schedule.created_at).timestamp()
             number = math.floor((now - created) / period)
+            tried, again = rounds.get(schedule.dashboard_id, ((0, 0), 0.0))
+            if tried == (schedule.every_seconds, number) and now < again:
+                self._rounds[schedule.dashboard_id] = (tried, again)
+                continue
+            self._rounds[schedule.dashboard_id] = ((schedule.every_seconds, number), now + self.lease_seconds)
             if number < 1:
                 continue
-            lease = await self.store.acquire_lease(f"refresh:{dashboard.id}:{refresh['every_seconds']}:{number}",
+            dashboard = await self.store.get_dashboard(schedule.dashboard_id)
+            version = await self.dashboards.current(schedule.dashboard_id)
+            if dashboard is None or version is None or refresh_seconds(version.document) != schedule.every_seconds:
+                continue  # an index item a save left behind (DynamoDB)
+            lease = await self.store.acquire_lease(f"refresh:{dashboard.id}:{schedule.every_seconds}:{number}",
                                                    self.bus.origin, now + self.lease_seconds)
             if lease is not None:
+                self._rounds[schedule.dashboard_id] = ((schedule.every_seconds, number), math.inf)
                 self._spawn(self._refresh(dashboard, number, lease, created + (number + 1) * period))
                 started.append(dashboard.id)
         return started

@@ -21,6 +21,8 @@ dashboards  ``UID#<uid>``           ``UID``             ``dashboard_id`` (uid un
 dashboards  ``CARD#<card_id>``      ``DASHBOARD#<id>``  ``dashboard_id`` (the dashboards that hold a card)
 dashboards  ``DASHBOARD#<id>``      ``CARD#<card_id>``  the same again (what a save or deletion takes away)
 dashboards  ``INDEX#cards``         ``DONE``            ``bi init-tables`` indexed the older dashboards' cards
+dashboards  ``REFRESH``             ``DASHBOARD#<id>``  ``every_seconds``, ``created_at`` (the dashboards with a refresh)
+dashboards  ``INDEX#refresh``       ``DONE``            ``bi init-tables`` indexed the older dashboards' refreshes
 shares      ``DASHBOARD#<id>``      ``USER#<user_id>``  the share's fields (the dashboard's shares)
 shares      ``USER#<user_id>``      ``DASHBOARD#<id>``  the same fields again (the user's shares)
 cache       ``RESULT#<key>``        ``RESULT``          a cached card result (outputs: a blob)
@@ -63,7 +65,8 @@ and deleted in the head's transactions; a share's two items are written in one
 transaction that also checks that the dashboard exists, and deleting a dashboard
 deletes its head first, then its versions and shares. The card index items of a dashboard version are
 written before its transaction and the ones it no longer has deleted after it: a save cut short leaves
-items too many, never too few, and readers check the current version (``Store.dashboards_with_card``).
+items too many, never too few, and readers check the current version (``Store.dashboards_with_card``); so is
+a dashboard's refresh item (``Store.refresh_schedules``).
 
 Blobs go to the datasets bucket (keys under ``datasets/``) or the
 outputs bucket (everything else) and are read through a local cache under
@@ -109,8 +112,8 @@ from ..environment import setting
 from ..errors import ConflictError, LeaseLostError, NotFoundError, StorageUnavailableError, StoreClosedError
 from ..logs import get_logger
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
-                      Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
-                      SignInSession, User, VersionStamp, card_ids, epoch_seconds, utcnow)
+                      Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, RefreshSchedule,
+                      Share, SignInSession, User, VersionStamp, card_ids, epoch_seconds, refresh_seconds, utcnow)
 from ..paging import ListQuery, Page, after_number, number_key, ordered, take
 from .aws_catalog import DynamoCatalog, _entry_key as entry_key, list_keys
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix, request_scope
@@ -145,6 +148,8 @@ PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy
 CARD_STAMP = ("version", "title", "created_at", "created_by")  # what a list of versions reads of each
 DASHBOARD_STAMP = ("version", "created_at", "created_by")
 CARD_INDEX_DONE = {"pk": "INDEX#cards", "sk": "DONE"}  # in the dashboards table once its cards are indexed
+REFRESH_INDEX_DONE = {"pk": "INDEX#refresh", "sk": "DONE"}  # and once its refreshes are
+REFRESH_PK = "REFRESH"  # the partition of the dashboards with a refresh
 GROUP_INDEX = "by_group"  # the cache table's index of tables by user and results by variant
 GROUP_KEYS = ("gpk", "gsk")
 AUDIT_INDEXES = {"by_user": "upk", "by_event": "epk"}  # the audit table's indexes and their hash keys
@@ -392,7 +397,7 @@ class AWSStore(Store):
         if self._table("catalog") in created and len(created) < len(names):  # added to tables holding records
             self._backfill_catalog()
         if self._table("dashboards") not in created:
-            self._backfill_card_index()
+            self._backfill_dashboard_indexes()
         for name in names:
             self._enable_pitr(name)
         if created:
@@ -902,6 +907,7 @@ class AWSStore(Store):
 
     def _create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
         self._index_cards(version)
+        self._index_refresh(version, dashboard.created_at)
         reasons = self._create_versioned(DASHBOARDS, dashboard, _dashboard_version_fields(version))
         if _failed(reasons, 3):
             raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.")
@@ -914,9 +920,12 @@ class AWSStore(Store):
 
     def _add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
         self._index_cards(version)
+        self._index_refresh(version)
         self._add_version(DASHBOARDS, version.dashboard_id, version.version, version.created_at, expected_current,
                           _dashboard_version_fields(version))
         self._unindex_cards(version.dashboard_id, card_ids(version.document))
+        if refresh_seconds(version.document) is None:
+            self._delete("dashboards", _refresh_key(version.dashboard_id))
 
     # which dashboards hold a card: CARD#<card> / DASHBOARD#<dashboard> items, and DASHBOARD#<dashboard> /
     # CARD#<card> beside them in the dashboard's partition (what to delete). Written before a version (a save
@@ -945,17 +954,41 @@ class AWSStore(Store):
         heads = self._batch_get("dashboards", [_meta_key(DASHBOARDS, dashboard_id) for dashboard_id in ids])
         return sorted((_dashboard(item) for item in heads), key=lambda dashboard: dashboard.id)
 
-    def _backfill_card_index(self) -> None:
-        """Index the cards of every dashboard made before the index (a Scan of the heads, once)."""
-        if self._get("dashboards", CARD_INDEX_DONE) is not None:
+    # which dashboards have a refresh: REFRESH / DASHBOARD#<dashboard> items with the period and the start of the
+    # rounds. Written before a version that has one, deleted after one that has none (and with the dashboard).
+    def _index_refresh(self, version: DashboardVersion, created_at: str | None = None) -> None:
+        every = refresh_seconds(version.document)
+        if every is None:
+            return
+        if created_at is None:
+            head = self._get("dashboards", _meta_key(DASHBOARDS, version.dashboard_id))
+            if head is None:
+                return
+            created_at = _dashboard(head).created_at
+        self._put("dashboards", _refresh_key(version.dashboard_id), {
+            "dashboard_id": version.dashboard_id, "every_seconds": every, "created_at": created_at})
+
+    async def refresh_schedules(self) -> list[RefreshSchedule]:
+        items = await self._run(lambda: list(self._query_prefix("dashboards", REFRESH_PK, "DASHBOARD#")))
+        return [RefreshSchedule(**_plain(item)) for item in items]
+
+    def _backfill_dashboard_indexes(self) -> None:
+        """Index the cards and the refresh of every dashboard made before those indexes (a Scan of the heads, once
+        for both)."""
+        pending = [done for done in (CARD_INDEX_DONE, REFRESH_INDEX_DONE) if self._get("dashboards", done) is None]
+        if not pending:
             return
         for item in list(self._scan_sort_key("dashboards", "META")):
             head = _dashboard(item)
             version = self._get("dashboards", _version_key(DASHBOARDS, head.id, head.current_version))
             if version is not None:
-                self._index_cards(_dashboard_version(version))
-        self._put("dashboards", CARD_INDEX_DONE, {})
-        self.log.info("Indexed the cards of every dashboard")
+                if CARD_INDEX_DONE in pending:
+                    self._index_cards(_dashboard_version(version))
+                if REFRESH_INDEX_DONE in pending:
+                    self._index_refresh(_dashboard_version(version), head.created_at)
+        for done in pending:
+            self._put("dashboards", done, {})
+        self.log.info("Indexed the cards and refreshes of every dashboard")
 
     async def get_dashboard(self, dashboard_id: str) -> Dashboard | None:
         item = await self._run(self._get, "dashboards", _meta_key(DASHBOARDS, dashboard_id))
@@ -991,6 +1024,7 @@ class AWSStore(Store):
         """Once META is gone no share can be granted (``put_share`` checks it), so the shares found after are all."""
         self._delete_versioned(DASHBOARDS, dashboard_id)
         self._unindex_cards(dashboard_id, set())
+        self._delete("dashboards", _refresh_key(dashboard_id))
         shares = self._share_items(f"DASHBOARD#{dashboard_id}", "USER#")
         self._batch_delete("shares", [key for item in shares
                                       for key in _share_keys(dashboard_id, _plain(item)["user_id"])])
@@ -1605,6 +1639,10 @@ def _projection(*attributes: str) -> dict[str, Any]:
 
 def _stamp(item: dict[str, Any]) -> VersionStamp:
     return VersionStamp(**_plain(item))
+
+
+def _refresh_key(dashboard_id: str) -> dict[str, str]:
+    return {"pk": REFRESH_PK, "sk": f"DASHBOARD#{dashboard_id}"}
 
 
 def _card_index_keys(card_id: str, dashboard_id: str) -> list[dict[str, str]]:

@@ -28,13 +28,15 @@ from ..environment import setting
 from ..errors import NotFoundError
 from ..limits import AUDIT_RETENTION_DAYS, PAGE_SIZE_MAX
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset,
-                      DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share, SignInSession, User,
-                      VersionStamp)
-from ..paging import ListQuery, Page
+                      DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, RefreshSchedule, Share,
+                      SignInSession, User, VersionStamp)
+from ..paging import ListQuery, Page, Scope
 from .catalog import CatalogueGap, Listed
 
 # An expired lease's record (and so its version count) is deleted this long after it expired.
 LEASE_KEPT_SECONDS = 86400
+# Cards read per page when an index is walked to its end (``dashboards_reading``).
+INDEX_PAGE = 100
 
 # The user fields a user may change on themselves (``PATCH /api/me``).
 PROFILE_FIELDS = ("name", "locale")
@@ -282,6 +284,27 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         """The dashboards whose current version holds the card (an index kept with every save, never a read of
         every document). On DynamoDB, where the index is written beside the save, a dashboard may be named that no
         longer holds it: callers check the current version."""
+
+    async def dashboards_reading(self, dataset_id: str) -> list[Dashboard]:
+        """The dashboards that hold a card whose current version reads ``dataset_id``: the catalogue's dataset
+        facet and ``dashboards_with_card``, never a read of every document. Either index may name one too many:
+        callers check the current versions."""
+        found: dict[str, Dashboard] = {}
+        query = ListQuery((Scope("all"),), limit=INDEX_PAGE, dataset_id=dataset_id)
+        while True:
+            page = await self.page_cards(query)
+            for listed in page.items:
+                for dashboard in await self.dashboards_with_card(listed.record.id):
+                    found.setdefault(dashboard.id, dashboard)
+            if page.next is None:
+                return sorted(found.values(), key=lambda dashboard: dashboard.id)
+            query = dataclasses.replace(query, after=page.next)
+
+    @abc.abstractmethod
+    async def refresh_schedules(self) -> list[RefreshSchedule]:
+        """Every dashboard whose current version has a refresh (an index kept with every save, never a read of
+        every document). On DynamoDB one may be named whose refresh was just removed: callers check the current
+        version when a round is due."""
 
     @abc.abstractmethod
     async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None: ...

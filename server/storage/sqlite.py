@@ -25,8 +25,8 @@ from ..limits import SEARCH_TOTAL_MAX
 from ..paging import ListQuery, Page, Scope, after_number, fold, number_key, ordered, take
 from ..private_files import private_dir, private_file
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
-                      Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
-                      SignInSession, User, VersionStamp, card_ids, utcnow)
+                      Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, RefreshSchedule,
+                      Share, SignInSession, User, VersionStamp, card_ids, refresh_seconds, utcnow)
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix
 from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, Listed, card_entry, card_summary,
                       dashboard_entry, dashboard_summary, dataset_entry)
@@ -299,6 +299,18 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT json_extract(j.value, '$.card'), d.id FROM dashboards d
         JOIN dashboard_versions v ON v.dashboard_id = d.id AND v.version = d.current_version, json_each(v.document, '$.cards') j
         WHERE json_extract(j.value, '$.card') IS NOT NULL;
+    """,
+    # The dashboards whose current version has a refresh, so that the refresh schedule reads these rows and
+    # no document (``Store.refresh_schedules``).
+    """
+    CREATE TABLE dashboard_refresh (
+        dashboard_id TEXT PRIMARY KEY REFERENCES dashboards(id) ON DELETE CASCADE,
+        every_seconds INTEGER NOT NULL
+    );
+    INSERT INTO dashboard_refresh (dashboard_id, every_seconds)
+        SELECT d.id, json_extract(v.document, '$.refresh.every_seconds') FROM dashboards d
+        JOIN dashboard_versions v ON v.dashboard_id = d.id AND v.version = d.current_version
+        WHERE json_extract(v.document, '$.refresh.every_seconds') IS NOT NULL;
     """,
 )
 
@@ -656,7 +668,7 @@ class SQLiteStore(Store):
                 self._transaction([_insert("dashboards", dataclasses.asdict(dashboard)),
                                    _insert("dashboard_versions", _dashboard_version_row(version)),
                                    *_catalog_put(dashboard_entry(dashboard, version), new=True),
-                                   *_dashboard_cards(version)])
+                                   *_dashboard_cards(version), *_dashboard_refresh(version)])
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.") from exc
 
@@ -667,7 +679,7 @@ class SQLiteStore(Store):
                         version.created_at, expected_current,
                         _insert("dashboard_versions", _dashboard_version_row(version)),
                         *_catalog_put(dashboard_entry(_unowned_dashboard(version), version), new=False),
-                        *_dashboard_cards(version))
+                        *_dashboard_cards(version), *_dashboard_refresh(version))
 
     async def get_dashboard(self, dashboard_id: str) -> Dashboard | None:
         row = await self._head(DASHBOARDS, dashboard_id)
@@ -684,6 +696,11 @@ class SQLiteStore(Store):
         rows = await self._run(self._query, "SELECT d.* FROM dashboard_cards c JOIN dashboards d ON d.id = c.dashboard_id "
                                             "WHERE c.card_id = ? ORDER BY d.id", card_id)
         return [Dashboard(**dict(row)) for row in rows]
+
+    async def refresh_schedules(self) -> list[RefreshSchedule]:
+        rows = await self._run(self._query, "SELECT r.dashboard_id, r.every_seconds, d.created_at FROM dashboard_refresh r "
+                                            "JOIN dashboards d ON d.id = r.dashboard_id ORDER BY r.dashboard_id")
+        return [RefreshSchedule(**dict(row)) for row in rows]
 
     async def get_dashboard_version(self, dashboard_id: str, version: int) -> DashboardVersion | None:
         rows = await self._versions(DASHBOARDS, dashboard_id, version)
@@ -1083,6 +1100,14 @@ def _dashboard_cards(version: DashboardVersion) -> list[Statement]:
     return [("DELETE FROM dashboard_cards WHERE dashboard_id = ?", (version.dashboard_id,)),
             *(("INSERT OR IGNORE INTO dashboard_cards (card_id, dashboard_id) VALUES (?, ?)",
                (card_id, version.dashboard_id)) for card_id in sorted(card_ids(version.document)))]
+
+
+def _dashboard_refresh(version: DashboardVersion) -> list[Statement]:
+    """Statements that make the dashboard's row of ``dashboard_refresh`` that of ``version`` (its new current one)."""
+    every = refresh_seconds(version.document)
+    return [("DELETE FROM dashboard_refresh WHERE dashboard_id = ?", (version.dashboard_id,)),
+            *([("INSERT INTO dashboard_refresh (dashboard_id, every_seconds) VALUES (?, ?)",
+                (version.dashboard_id, every))] if every is not None else [])]
 
 
 def _card_summary_of_row(title: str, datasets: str, tags: str, parameters: str, created_by: str) -> str:

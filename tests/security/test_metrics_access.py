@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tornado import httpclient
 
 from tests.server.conftest import start_server  # noqa: F401 - fixture
@@ -21,10 +23,12 @@ async def test_anonymous_callers_get_no_metrics_by_default(start_server):
 
 
 async def test_the_scrape_token_reads_metrics_and_nothing_else_does(start_server):
-    api = await start_server(ServeApp__metrics_token=SCRAPE_TOKEN)
+    api = await start_server(ServeApp__metrics_token=SCRAPE_TOKEN, LoginThrottle__first_delay=0.01)
     for wrong in ("", "Bearer nope", f"Basic {SCRAPE_TOKEN}", f"Bearer {SCRAPE_TOKEN}x"):
+        await asyncio.sleep(0.05)  # wrong bearer tokens make the next one wait (test_secret_guessing.py)
         response = await api.fetch("GET", "/metrics", headers={"Authorization": wrong} if wrong else {})
         assert response.code == 401 and b"bi_http" not in response.body, wrong
+    await asyncio.sleep(0.05)
     response = await api.fetch("GET", "/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"})
     assert response.code == 200 and b"bi_http_responses_total" in response.body
 

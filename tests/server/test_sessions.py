@@ -287,3 +287,22 @@ async def test_outputs_that_trail_the_reply_are_kept(start_cards):
     assert all(f"行{i}\n" in shown for i in range(300)) and "last words" in shown, ran.json()["outputs"][-3:]
     after = await run(api, token, session_id, "print('next')")
     assert text(after.json()["outputs"]) == "next\n", "nothing of the run before spills into the next"
+
+
+async def test_outputs_that_come_long_after_the_reply_are_kept(start_cards):
+    """The kernel waits for its iopub thread to send a cell's output before its ``execute_reply``, but gives up
+    after the streams' ``flush_timeout`` (10 s) and replies anyway, as a loaded machine makes it: a ``display``
+    and the ``idle`` then come after the reply. Before, a run ended 0.5 s after its reply when nothing came in that
+    time, and lost them; now it ends at its ``idle``. Here the flush gives up after 0.05 s and iopub is held 1.5 s
+    (the test above cannot tell: its flush waits the whole hold, so the reply comes after the outputs)."""
+    api = await start_cards()
+    token = await api.login()
+    session_id = await open_session(api, token)
+    code = ("import time\nkernel = get_ipython().kernel\nsys = kernel.execute_request.__func__.__globals__['sys']\n"
+            "for stream in (sys.stdout, sys.stderr):\n    stream.flush_timeout = 0.05\n"
+            "kernel.iopub_thread.schedule(lambda: time.sleep(1.5))\ndisplay('last words')\n")
+    ran = await run(api, token, session_id, code)
+    assert ran.code == 200, ran.body
+    assert text(ran.json()["outputs"]) == "'last words'", ran.json()
+    after = await run(api, token, session_id, "print('next')")
+    assert text(after.json()["outputs"]) == "next\n", "nothing of the run before spills into the next"

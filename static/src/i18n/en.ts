@@ -632,6 +632,7 @@ export const en: Record<MessageKey, string> = {
   "error.precondition_required": "The version you edited was not named. Reload the page.",
   "error.no_capacity": "Every kernel is in use right now. Close a session you no longer need, or try again in a moment.",
   "error.rate_limited": "Too many attempts. Wait a moment before trying again.",
+  "error.secret_check_throttled": "Too many wrong tries. Wait {retry_after} seconds before trying again.",
   "error.idempotency_key_reused": "This Idempotency-Key was used for another request; send a new key with each new change.",
   "error.storage_unavailable": "The data store is not answering. Try again in a moment; a change may have been saved, so reload to check first.",
   "error.unavailable": "This cannot be done right now. Try again in a moment.",

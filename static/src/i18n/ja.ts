@@ -631,6 +631,7 @@ export const ja = {
   "error.precondition_required": "編集元のバージョンが指定されていません。ページを再読み込みしてください。",
   "error.no_capacity": "現在すべてのカーネルが使用中です。不要なセッションを閉じるか、しばらくしてから再試行してください。",
   "error.rate_limited": "試行回数が多すぎます。しばらく待ってから再試行してください。",
+  "error.secret_check_throttled": "誤りが続いたため、{retry_after}秒待ってから再試行してください。",
   "error.idempotency_key_reused": "この Idempotency-Key は別の操作に使われています。新しい操作には新しいキーを送ってください。",
   "error.storage_unavailable": "データの保存先が応答しません。しばらくしてから再試行してください。変更は保存された可能性があるため、再読み込みして確認してください。",
   "error.unavailable": "現在この操作を実行できません。しばらくしてから再試行してください。",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.models import Card, CardVersion, Dashboard, DashboardVersion, Share, User, utcnow
+from server.models import Card, CardVersion, Dashboard, DashboardVersion, RefreshSchedule, Share, User, utcnow
 from server.paging import ListQuery, Page, Scope, fold
 from server.storage.sqlite import DB_FILE, MIGRATIONS, SQLiteStore
 from tests.server.storage.test_contract import make_dataset, make_user
@@ -169,6 +169,35 @@ async def test_pages_carry_summaries_and_dashboards_are_found_by_their_cards(sto
     assert await store.dashboards_with_card(other.id) == []
 
 
+async def test_dashboards_are_found_by_their_cards_datasets_and_by_their_refresh(store, owners):
+    """The dashboards that hold a card reading a dataset, and those with a refresh, come from indexes kept with every
+    save (what new data and the refresh schedule read instead of every document)."""
+    ana, _ = owners
+    reads = await add_card(store, ana, "売上", datasets=("d1",))
+    now = utcnow()
+    dashboard, plain = (Dashboard(uuid.uuid4().hex, uuid.uuid4().hex, ana.id, 1, now, now) for _ in range(2))
+    document = {"schemaVersion": 1, "title": "店", "layout": [], "refresh": {"every_seconds": 600},
+                "cards": [{"key": "a", "card": reads.id}]}
+    await store.create_dashboard(dashboard, DashboardVersion(dashboard.id, 1, document, now, ana.id))
+    await store.create_dashboard(plain, DashboardVersion(plain.id, 1, {**document, "refresh": None, "cards": []},
+                                                         now, ana.id))
+    assert [d.id for d in await store.dashboards_reading("d1")] == [dashboard.id]
+    assert await store.dashboards_reading("d2") == []
+    assert await store.refresh_schedules() == [RefreshSchedule(dashboard.id, 600, now)]
+    await store.add_dashboard_version(DashboardVersion(dashboard.id, 2, {**document, "refresh": {"every_seconds": 60}},
+                                                       utcnow(), ana.id), 1)
+    assert await store.refresh_schedules() == [RefreshSchedule(dashboard.id, 60, now)]
+    await store.add_card_version(CardVersion(reads.id, 2, "売上", "1", ("d2",), (), utcnow(), ana.id), 1)
+    assert (await store.dashboards_reading("d1"), [d.id for d in await store.dashboards_reading("d2")]) == (
+        [], [dashboard.id])
+    await store.add_dashboard_version(DashboardVersion(dashboard.id, 3, {**document, "refresh": None}, utcnow(),
+                                                       ana.id), 2)
+    assert await store.refresh_schedules() == []
+    await store.add_dashboard_version(DashboardVersion(dashboard.id, 4, document, utcnow(), ana.id), 3)
+    await store.delete_dashboard(dashboard.id)
+    assert (await store.refresh_schedules(), await store.dashboards_reading("d2")) == ([], [])
+
+
 async def test_datasets_page_by_name_and_newest_version(store, owners):
     """Datasets sort by name as their title, and a new version makes one the newest."""
     ana, _ = owners
@@ -239,12 +268,12 @@ async def test_migration_lists_what_was_there(tmp_path):
     now = utcnow()
     dashboard = Dashboard(uuid.uuid4().hex, uuid.uuid4().hex, owner.id, 1, now, now)
     document = {"schemaVersion": 1, "title": "店", "description": "長" * 400, "cards": [{"key": "k", "card": card.id}],
-                "layout": []}
+                "layout": [], "refresh": {"every_seconds": 600}}
     await store.create_dashboard(dashboard, DashboardVersion(dashboard.id, 1, document, now, owner.id))
     await store.close()
     conn = sqlite3.connect(data / DB_FILE)
     catalogue = next(number for number, script in enumerate(MIGRATIONS) if "CREATE TABLE catalog " in script)
-    assert len(MIGRATIONS) == catalogue + 7, "undo the migrations after the catalogue's here too"
+    assert len(MIGRATIONS) == catalogue + 8, "undo the migrations after the catalogue's here too"
     conn.executescript(f"BEGIN; DROP TABLE catalog_text; DROP TABLE catalog_facets; DROP TABLE catalog;"
                        " ALTER TABLE card_versions DROP COLUMN tags;"
                        " ALTER TABLE dataset_versions DROP COLUMN stored_bytes;"  # the migrations after it
@@ -254,7 +283,7 @@ async def test_migration_lists_what_was_there(tmp_path):
                        " ALTER TABLE dataset_versions DROP COLUMN request_mark;"
                        " ALTER TABLE card_versions DROP COLUMN request_mark;"
                        " ALTER TABLE dashboard_versions DROP COLUMN request_mark;"
-                       " DROP TABLE dashboard_cards;"
+                       " DROP TABLE dashboard_cards; DROP TABLE dashboard_refresh;"
                        f" PRAGMA user_version = {catalogue}; COMMIT;")
     conn.close()
     store = SQLiteStore(data_dir=str(data))
@@ -267,6 +296,7 @@ async def test_migration_lists_what_was_there(tmp_path):
         [board] = (await store.page_dashboards(ListQuery(ALL, limit=5))).items
         assert (board.summary["title"], board.summary["card_count"], len(board.summary["description"])) == ("店", 1, 300)
         assert [d.id for d in await store.dashboards_with_card(card.id)] == [dashboard.id]
+        assert await store.refresh_schedules() == [RefreshSchedule(dashboard.id, 600, now)]
     finally:
         await store.close()
 
@@ -310,6 +340,24 @@ async def test_init_tables_lists_what_was_there_on_dynamodb(store, store_kind, o
     await store.create_schema(buckets=False)
     assert [c.record.id for c in (await store.page_cards(ListQuery(ALL, limit=5, tag="月次"))).items] == [card.id]
     assert [d.id for d in (await store.page_datasets(ListQuery(ALL, limit=5))).items] == [dataset.id]
+
+
+async def test_init_tables_indexes_what_was_there_on_dynamodb(store, store_kind, owners):
+    """A deploy that adds the refresh index: ``bi init-tables`` indexes the dashboards that have a refresh."""
+    if store_kind != "aws":
+        pytest.skip("DynamoDB only")
+    ana, _ = owners
+    now = utcnow()
+    dashboard = Dashboard(uuid.uuid4().hex, uuid.uuid4().hex, ana.id, 1, now, now)
+    document = {"schemaVersion": 1, "title": "店", "layout": [], "cards": [], "refresh": {"every_seconds": 600}}
+    await store.create_dashboard(dashboard, DashboardVersion(dashboard.id, 1, document, now, ana.id))
+    store._dynamodb.delete_item(TableName=store._table("dashboards"), Key={"pk": {"S": "REFRESH"},
+                                                                         "sk": {"S": f"DASHBOARD#{dashboard.id}"}})
+    store._dynamodb.delete_item(TableName=store._table("dashboards"), Key={"pk": {"S": "INDEX#refresh"},
+                                                                         "sk": {"S": "DONE"}})
+    assert await store.refresh_schedules() == []
+    await store.create_schema(buckets=False)
+    assert await store.refresh_schedules() == [RefreshSchedule(dashboard.id, 600, now)]
 
 
 async def test_a_search_counts_its_total_only_up_to_a_bound(sqlite_store, monkeypatch):

@@ -68,6 +68,7 @@ from .session import (BACKGROUND_LIMIT, MESSAGE_TOO_LARGE, Gate, Grant, Kernel, 
 log = get_logger("bi.execution.pool")
 
 READY_ATTEMPT_SECONDS = 1.0
+STATUS_WAIT_SECONDS = 0.1  # after a kernel_info reply, how long its status may take on iopub before another probe
 RETRY_SECONDS = 1.0
 PLACEMENT_RETRY_SECONDS = 2.0
 HEALTH_TIMEOUT = 5.0  # a task that has gone quiet must not hold up every other reading
@@ -384,13 +385,17 @@ class KernelPool(LoggingConfigurable):
         """Return once a ``kernel_info`` request is answered on shell and its status seen on iopub.
 
         Seeing our own request's status proves the iopub subscription is live, so no output of
-        the first execution is lost (ZeroMQ drops what a subscriber publishes before it joins).
+        the first execution is lost (ZeroMQ drops what a subscriber publishes before it joins). A status
+        not seen within ``STATUS_WAIT_SECONDS`` of its reply was published before the subscription joined
+        (or is late): another request is sent at once, and the status of any of them will do.
         """
         deadline = time.monotonic() + self.kernel_ready_timeout
+        probes: set[str] = set()
         while time.monotonic() < deadline:
             msg_id = client.kernel_info()
+            probes.add(msg_id)
             if (await message_for(client.get_shell_msg, msg_id, READY_ATTEMPT_SECONDS)
-                    and await message_for(client.get_iopub_msg, msg_id, READY_ATTEMPT_SECONDS)):
+                    and await message_for(client.get_iopub_msg, probes, STATUS_WAIT_SECONDS)):
                 return
         raise AgentError(f"the kernel did not answer in {self.kernel_ready_timeout:g} s", 504)
 

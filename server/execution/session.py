@@ -32,7 +32,7 @@ import contextlib
 import dataclasses
 import queue
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -509,16 +509,17 @@ class KernelSession:
         self._notify({"event": "closed", "reason": reason})
 
 
-async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str,
+async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str | Collection[str],
                       timeout: float) -> dict[str, Any] | None:
-    """The first message from channel getter ``get`` answering ``msg_id``, skipping older ones."""
+    """The first message from channel getter ``get`` answering ``msg_id`` (or one of several), skipping others."""
+    wanted = {msg_id} if isinstance(msg_id, str) else msg_id
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:
         try:
             message = await get(timeout=remaining)
         except queue.Empty:
             return None
-        if message["parent_header"].get("msg_id") == msg_id:
+        if message["parent_header"].get("msg_id") in wanted:
             return message
     return None
 

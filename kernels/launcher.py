@@ -204,7 +204,12 @@ class KernelLauncher:
         return client
 
     async def stop(self, kernel_id: str) -> None:
-        """Kill the kernel (its reaper, so the whole PID namespace dies) and remove its traces."""
+        """Kill the kernel (its reaper, so the whole PID namespace dies) and remove its traces.
+
+        The removal (waiting for the cgroup to empty, unmounting, deleting the directory) runs on a thread:
+        on the agent's loop it held up every other request meanwhile, the next kernel's hand-out among them.
+        The kernel's uid is free again once its traces are gone.
+        """
         kernel = self.kernels.pop(kernel_id, None)
         if kernel is None:
             return
@@ -213,17 +218,34 @@ class KernelLauncher:
         except ProcessLookupError:
             pass
         await asyncio.wait_for(asyncio.shield(self.exited[kernel_id]), 10)
-        self._cleanup(kernel_id, kernel.directory, kernel.uid, kernel.sandbox)
+        self._forget(kernel_id)
+        def removed(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and done.exception() is None:  # not a uid whose processes may live on
+                self._release(kernel.uid)
+
+        removal = asyncio.ensure_future(asyncio.to_thread(self._remove_traces, kernel.directory, kernel.sandbox))
+        removal.add_done_callback(removed)
+        await asyncio.shield(removal)
 
     def _cleanup(self, kernel_id: str, directory: Path, uid: int | None, sandbox: SandboxConfig | None) -> None:
+        self._forget(kernel_id)
+        self._remove_traces(directory, sandbox)
+        self._release(uid)
+
+    def _forget(self, kernel_id: str) -> None:
         self.exited.pop(kernel_id, None)
         output = self.outputs.pop(kernel_id, None)
         if output is not None:
             output.close()
+
+    @staticmethod
+    def _remove_traces(directory: Path, sandbox: SandboxConfig | None) -> None:
         if sandbox is not None and sandbox.applies("cgroup"):
             sandbox.cgroup().remove()
         mounts.unmount_beneath(str(directory))
         shutil.rmtree(directory, ignore_errors=True)
+
+    def _release(self, uid: int | None) -> None:
         if self.uids is not None and uid is not None:
             self.uids.release(uid)
 

@@ -157,6 +157,11 @@ CARD_RUNS_PER_USER = 4
 """Card runs (dashboard tiles, the run route, schedules) one user has under way at once; more wait their
 turn. They do not count against the user's interactive sessions (``KernelPool.sessions_per_user``)."""
 
+CARD_RUNS_QUEUED = 64
+"""Card runs an API task lets wait for a kernel while every executor is full and no idle session can be reclaimed
+(``KernelPool.queued_runs``): each holds its kernel for one run, so they are answered in turn, within
+``KernelPool.placement_timeout``; past them a run gets 503 ``no_capacity`` at once."""
+
 # Kernels between runs -----------------------------------------------------------
 BACKGROUND_BYTES = 1024 * 1024
 """Output a kernel may send outside runs (a thread a cell left behind) before it is restarted."""

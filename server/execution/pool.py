@@ -50,8 +50,9 @@ from kernels.wire import NOTEBOOK_REQUEST
 
 from ..bus import Bus
 from ..errors import NotFoundError, RateLimitedError, ServiceUnavailableError
-from ..limits import (BACKGROUND_BYTES, BACKGROUND_CPU_SECONDS, BACKGROUND_POLL_SECONDS, JUPYTER_CONNECTED_IDLE_SECONDS,
-                      JUPYTER_WALL_SECONDS, KERNEL_DECODE_BYTES, KERNEL_MESSAGE_BYTES, OUTPUT_BYTES)
+from ..limits import (BACKGROUND_BYTES, BACKGROUND_CPU_SECONDS, BACKGROUND_POLL_SECONDS, CARD_RUNS_QUEUED,
+                      JUPYTER_CONNECTED_IDLE_SECONDS, JUPYTER_WALL_SECONDS, KERNEL_DECODE_BYTES, KERNEL_MESSAGE_BYTES,
+                      OUTPUT_BYTES)
 from ..logs import get_logger
 from ..models import User
 from .agent_client import AgentClient, AgentError
@@ -67,6 +68,7 @@ from .session import (BACKGROUND_LIMIT, MESSAGE_TOO_LARGE, Gate, Grant, Kernel, 
 log = get_logger("bi.execution.pool")
 
 READY_ATTEMPT_SECONDS = 1.0
+STATUS_WAIT_SECONDS = 0.1  # after a kernel_info reply, how long its status may take on iopub before another probe
 RETRY_SECONDS = 1.0
 PLACEMENT_RETRY_SECONDS = 2.0
 HEALTH_TIMEOUT = 5.0  # a task that has gone quiet must not hold up every other reading
@@ -114,6 +116,9 @@ class KernelPool(LoggingConfigurable):
     decode_bytes = Integer(KERNEL_DECODE_BYTES, help="Parsed bytes of kernel messages held at once, read but not yet "
                            "handled, across all card sessions; past them a session's next message waits its "
                            "turn.").tag(config=True)
+    queued_runs = Integer(CARD_RUNS_QUEUED, help="Card runs that may wait for a kernel while every executor is full "
+                          "and no idle session can be reclaimed; past them a run gets 503 no_capacity at "
+                          "once.").tag(config=True)
 
     def __init__(self, executors: StaticExecutors | EcsExecutors, make_client: Callable[[str], AgentClient],
                  registry: CollectorRegistry, tables: TableKeeper, bus: Bus | None = None, **kwargs: Any):
@@ -138,6 +143,7 @@ class KernelPool(LoggingConfigurable):
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: collections.Counter[str] = collections.Counter()
         self._waiting = 0
+        self._queued = 0  # opens of card runs waiting for a kernel in a full pool (at most queued_runs)
         self._one_shot: set[str] = set()  # sessions of card runs: not counted against sessions_per_user
         self._room = asyncio.Event()  # set (and replaced) whenever a kernel of this pool is destroyed
         self._closing: set[asyncio.Future[None]] = set()  # sessions closed without waiting for their kernel
@@ -168,7 +174,8 @@ class KernelPool(LoggingConfigurable):
 
         Interactive sessions of every ``kind`` count against ``sessions_per_user``; the one-shot sessions
         of card runs do not (their runner bounds them per user). When every executor is full, a user under
-        their fair share gets a kernel another user holds beyond theirs (``_make_room``).
+        their fair share gets a kernel another user holds beyond theirs (``_make_room``); a card run that
+        cannot have one waits for a kernel to be destroyed, in a queue of at most ``queued_runs``.
         """
         if interactive:
             held = len(self.interactive_of(user.id)) + self._starting[user.id]
@@ -180,7 +187,8 @@ class KernelPool(LoggingConfigurable):
         self._starting[user.id] += interactive  # counted while the kernel starts: racing opens cannot pass
         start_kernel = functools.partial(self.start_kernel, tenant=tenant_of(user.id), notebook=kind == "jupyter")
         try:
-            kernel = await start_kernel(datasets, make_room=functools.partial(self._make_room, user.id))
+            kernel = await start_kernel(datasets, make_room=functools.partial(self._make_room, user.id,
+                                                                              queue=not interactive))
         finally:
             self._starting[user.id] -= interactive
         session = KernelSession(str(uuid.uuid4()), user.id, datasets, kernel, start_kernel, self.limits_for(kind),
@@ -224,21 +232,23 @@ class KernelPool(LoggingConfigurable):
 
     # kernels -----------------------------------------------------------------
     async def start_kernel(self, datasets: list[tuple[str, Path]], tenant: str,
-                           make_room: Callable[[], Awaitable[None]] | None = None, notebook: bool = False) -> Kernel:
+                           make_room: Callable[[], Awaitable[bool]] | None = None, notebook: bool = False) -> Kernel:
         """A ready kernel for ``tenant`` with ``datasets`` placed, from the best agent that has room; with
         ``notebook``, switched to the outputs of Jupyter frontends (``kernels.notebook_output``).
 
-        When every serving agent is full, ``make_room`` may free a kernel (or raise ``no_capacity``
-        at once); without it, or while agents are draining, starting or holding other users, wait up
-        to ``placement_timeout`` for room (the executor service scales out on the utilisation this
-        raises). An agent that fails otherwise is skipped, and if all do, 503 at once.
+        When every serving agent is full, ``make_room`` may free a kernel, raise ``no_capacity`` at once, or
+        (a card run's) answer that this open waits in the queue of ``queued_runs``; without it, or while agents
+        are draining, starting or holding other users, wait up to ``placement_timeout`` for room (the executor
+        service scales out on the utilisation this raises). An agent that fails otherwise is skipped, and if
+        all do, 503 at once.
         """
         if not self.agents and isinstance(self.executors, StaticExecutors) and not self.executors.urls:
             raise ServiceUnavailableError("Card execution is off on this server: it has no executor agent "
                                           "(see the runbook: executor agents).", code="execution_off")
         failures: list[str] = []
         deadline = time.monotonic() + self.placement_timeout
-        with self.metrics.spawn_seconds.time():
+        queued = False
+        with self.metrics.spawn_seconds.time(), contextlib.ExitStack() as leaving:
             while True:
                 room_only = True
                 if self.agents and self.unreachable >= set(self.agents):
@@ -269,8 +279,12 @@ class KernelPool(LoggingConfigurable):
                     await self.refresh()  # the loads that placement and failed starts left are guesses
                     if self.readiness() == FULL:
                         self._short_at = time.monotonic()
-                        await make_room()
-                        continue
+                        if await make_room():
+                            continue
+                        if not queued:
+                            self._enqueue()
+                            queued = True
+                            leaving.callback(self._dequeue)
                 await self._wait_for_room()
 
     async def _wait_for_room(self) -> None:
@@ -283,6 +297,18 @@ class KernelPool(LoggingConfigurable):
             await self.refresh()
         finally:
             self._waiting -= 1
+
+    def _enqueue(self) -> None:
+        """Take a place in the queue of card runs waiting for a kernel, or refuse with ``no_capacity`` when it is full."""
+        if self._queued >= self.queued_runs:
+            raise ServiceUnavailableError(
+                f"Every executor is full and {self._queued} card runs are already waiting for a kernel (at most "
+                f"{self.queued_runs} may wait); try again in a moment.",
+                {"queued": self._queued, "limit": self.queued_runs}, code=NO_CAPACITY)
+        self._queued += 1
+
+    def _dequeue(self) -> None:
+        self._queued -= 1
 
     def _released(self, url: str) -> None:
         """A kernel on the agent at ``url`` was destroyed: its place counts as free at once (not only from
@@ -359,13 +385,17 @@ class KernelPool(LoggingConfigurable):
         """Return once a ``kernel_info`` request is answered on shell and its status seen on iopub.
 
         Seeing our own request's status proves the iopub subscription is live, so no output of
-        the first execution is lost (ZeroMQ drops what a subscriber publishes before it joins).
+        the first execution is lost (ZeroMQ drops what a subscriber publishes before it joins). A status
+        not seen within ``STATUS_WAIT_SECONDS`` of its reply was published before the subscription joined
+        (or is late): another request is sent at once, and the status of any of them will do.
         """
         deadline = time.monotonic() + self.kernel_ready_timeout
+        probes: set[str] = set()
         while time.monotonic() < deadline:
             msg_id = client.kernel_info()
+            probes.add(msg_id)
             if (await message_for(client.get_shell_msg, msg_id, READY_ATTEMPT_SECONDS)
-                    and await message_for(client.get_iopub_msg, msg_id, READY_ATTEMPT_SECONDS)):
+                    and await message_for(client.get_iopub_msg, probes, STATUS_WAIT_SECONDS)):
                 return
         raise AgentError(f"the kernel did not answer in {self.kernel_ready_timeout:g} s", 504)
 
@@ -459,8 +489,10 @@ class KernelPool(LoggingConfigurable):
             return FULL
         return None
 
-    async def _make_room(self, user_id: str) -> None:
-        """Every executor is full: free a kernel for ``user_id``, or refuse with ``no_capacity`` at once.
+    async def _make_room(self, user_id: str, queue: bool = False) -> bool:
+        """Every executor is full: free a kernel for ``user_id`` (True), or refuse with ``no_capacity`` at once;
+        with ``queue`` (a card run, which holds its kernel for one run), answer False instead of refusing: the
+        open waits for a kernel to be destroyed.
 
         The fair share is the serving capacity over the users holding kernels (``user_id`` included),
         at least one. A user under it gets the least recently used idle session of whoever holds the
@@ -474,12 +506,16 @@ class KernelPool(LoggingConfigurable):
         share = max(1, capacity // users)
         mine = held[user_id] - 1  # the open that asks is counted while it starts
         if mine >= share:
+            if queue:
+                return False
             raise ServiceUnavailableError(
                 f"Every executor is full and you hold {mine} of its {capacity} kernels, at least your fair share "
                 f"({share} while {users} people use them): close a session you no longer need, or try again "
                 "later.", {"held": mine, "fair_share": share, "capacity": capacity}, code=NO_CAPACITY)
         idle = [s for s in self.sessions.values() if held[s.user_id] > share and not s.executing and not s.closed]
         if not idle:
+            if queue:
+                return False
             raise ServiceUnavailableError(
                 f"Every executor is full and none of its {capacity} kernels can be given to you now (each is running "
                 "code, or held within someone's fair share); try again in a moment.",
@@ -488,6 +524,7 @@ class KernelPool(LoggingConfigurable):
         log.warning("session_reclaimed", session_id=victim.id, user_id=victim.user_id, held=held[victim.user_id],
                     fair_share=share, for_user_id=user_id)
         await self.close_session(victim, RECLAIMED)
+        return True
 
     def _remove_agent(self, url: str) -> None:
         """The agent is gone: its sessions get a kernel elsewhere."""

@@ -32,7 +32,7 @@ import contextlib
 import dataclasses
 import queue
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -246,11 +246,13 @@ class KernelSession:
 
     # executing ---------------------------------------------------------------
     async def execute(self, code: str, listener: OutputListener | None = None,
-                      card_id: str | None = None) -> ExecutionResult:
+                      card_id: str | None = None, prelude: str = "") -> ExecutionResult:
         """Run ``code`` in the kernel; outputs go to ``listener`` as they come, and into the result.
 
         DataFrame tables are kept for paging by this session's user (and viewers of ``card_id``); an
-        editor run's (no ``card_id``) replace those of the session's previous run.
+        editor run's (no ``card_id``) replace those of the session's previous run. A ``prelude`` (a card's
+        parameter bindings: literals, no output) is sent just before, as a silent execution the kernel runs
+        first: no round trip of its own, and if it failed, the kernel would abort ``code`` (an error result).
         """
         if self.executing:
             raise ConflictError("This session is already running code; wait for it or interrupt it.")
@@ -262,7 +264,7 @@ class KernelSession:
             await self.check_grant()
             async with self._lock:
                 with self.metrics.execution_seconds.time():
-                    return await self._execute(code, listener, card_id)
+                    return await self._execute(code, listener, card_id, prelude)
         finally:
             self.executing = False
             self.metrics.busy.dec()
@@ -274,13 +276,16 @@ class KernelSession:
         if self.grant is not None and self.gate is not None:
             await self.gate(self)
 
-    async def _execute(self, code: str, listener: OutputListener | None, card_id: str | None) -> ExecutionResult:
+    async def _execute(self, code: str, listener: OutputListener | None, card_id: str | None,
+                       prelude: str) -> ExecutionResult:
         kernel = self.kernel
         limit = RunLimit(self)
         self.tables.drop_session(self.id)
         collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener,
                                     lambda stream: self.tables.keep(stream, self.user_id, card_id, self.id))
         messages = RunQueue(RUN_QUEUE_BYTES, self.decoding)
+        if prelude:
+            kernel.client.execute(prelude, silent=True, store_history=False, allow_stdin=False, stop_on_error=True)
         msg_id = kernel.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         self._run = (msg_id, messages)
         kernel.budget.run_started()
@@ -341,7 +346,7 @@ class KernelSession:
                 return await self._died_while_running(collector, limit)
         if limit.reason is not None:
             return self._stopped(limit, collector, restarted=False)
-        status = "error" if collector.has_error or reply.get("status") == "error" else "ok"
+        status = "error" if collector.has_error or reply.get("status") in ("error", "aborted") else "ok"
         return ExecutionResult(status, collector.outputs, reply.get("execution_count"),
                                limit.elapsed_ms(), collector.truncated)
 
@@ -504,16 +509,17 @@ class KernelSession:
         self._notify({"event": "closed", "reason": reason})
 
 
-async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str,
+async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str | Collection[str],
                       timeout: float) -> dict[str, Any] | None:
-    """The first message from channel getter ``get`` answering ``msg_id``, skipping older ones."""
+    """The first message from channel getter ``get`` answering ``msg_id`` (or one of several), skipping others."""
+    wanted = {msg_id} if isinstance(msg_id, str) else msg_id
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:
         try:
             message = await get(timeout=remaining)
         except queue.Empty:
             return None
-        if message["parent_header"].get("msg_id") == msg_id:
+        if message["parent_header"].get("msg_id") in wanted:
             return message
     return None
 

@@ -293,9 +293,8 @@ class CardRunner(LoggingConfigurable):
         async with self.turns.turn(user.id, told):
             session = await self.pool.open(user, data.files, interactive=False)
             try:
-                if values:
-                    await session.execute(parameter_cell(values))
-                result = await session.execute(version.code, card_id=version.card_id)  # a timeout: 408
+                result = await session.execute(version.code, card_id=version.card_id,  # a timeout: 408
+                                               prelude=parameter_cell(values))
             finally:  # the answer does not wait for the kernel's destruction
                 await self.pool.close_session(session, "card_run_finished", wait=False)
         fresh = {"computed_at": utcnow(), "reason": reason, "card_version": version.version,

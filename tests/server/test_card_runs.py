@@ -189,3 +189,24 @@ async def test_every_refusal_names_its_cause(start_cards, start_server):
     _, card = await make_card(off, token)
     refused = await run(off, token, card["id"])
     assert refused.code == 503 and refused.error_code == "execution_off", refused.body
+
+
+async def test_runs_past_the_pools_capacity_wait_for_a_kernel(start_cards):
+    """More card runs at once than the agent has kernels (8): those that find every kernel running wait for
+    one to be destroyed instead of failing (at 16 users one run in ~360 got a 503 ``no_capacity``); past
+    ``queued_runs`` waiting, a run is refused at once."""
+    api = await start_cards(CardRunner__runs_per_user=12)
+    token = await api.login()
+    response = await api.fetch("POST", "/api/cards", token=token, json_body={
+        "title": "slow", "code": "import time\ntime.sleep(4)\nn", "datasets": [],
+        "parameters": [{"name": "n", "type": "number", "default": 0}]})
+    card_id = response.json()["id"]
+    answers = await asyncio.gather(*(run(api, token, card_id, n=n) for n in range(10)))
+    assert [answer.code for answer in answers] == [200] * 10, [answer.body[:200] for answer in answers]
+    assert sorted(int(result_value(answer.json())) for answer in answers) == list(range(10))
+
+    api.app.kernel_pool.queued_runs = 0  # none may wait: as before the queue, a run that finds no kernel fails
+    answers = await asyncio.gather(*(run(api, token, card_id, n=n) for n in range(10, 22)))
+    assert {answer.code for answer in answers} == {200, 503}, [answer.body[:200] for answer in answers]
+    refused = next(answer for answer in answers if answer.code == 503)
+    assert refused.error_code == "no_capacity" and "waiting" in refused.json()["error"]["message"], refused.body

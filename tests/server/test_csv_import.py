@@ -362,6 +362,19 @@ def test_batches_are_gathered_into_row_groups(tmp_path, small_blocks, monkeypatc
     assert 1 < row_groups(2048) <= one_per_block // 2
 
 
+def test_only_text_columns_are_dictionary_encoded(tmp_path):
+    """Numbers and times of many distinct values are written plain (a dictionary of them cost writing CPU, then
+    fell back to plain and compressed worse); text keeps its dictionary, and every value reads back."""
+    rows = "".join(f"{i},{i * 0.37:.2f},2024/01/{i % 28 + 1:02d},{'東西南北'[i % 4]}\n" for i in range(3000))
+    result, table = convert(tmp_path, "id,price,day,area\n" + rows)
+    assert types(result) == {"id": "int64", "price": "double", "day": "timestamp[s]", "area": "string"}
+    assert table["id"] == list(range(3000)) and table["area"][:5] == ["東", "西", "南", "北", "東"]
+    group = pq.ParquetFile(tmp_path / "out.parquet").metadata.row_group(0)
+    dictionary = {group.column(i).path_in_schema: "RLE_DICTIONARY" in group.column(i).encodings
+                  for i in range(group.num_columns)}
+    assert dictionary == {"id": False, "price": False, "day": False, "area": True}
+
+
 # Quoting and data shapes
 
 

@@ -78,6 +78,7 @@ def test_japanese_browser_sees_japanese(browser: Browser, bi):
         expect(page.get_by_role("heading", name="売上データ")).to_be_visible()
         expect(page.get_by_text("1,200行中 1〜50行目")).to_be_visible()
         expect(page.locator(".fact dd").first).to_have_text("1,200")
+        expect(page.locator(".fact dd").nth(2)).to_have_text("Shift_JIS（CP932）")  # the glossary's name, not cp932
         assert latin_words(page) == []
         screenshot(page, "ja-dataset", also_wide=True)
         page.get_by_role("link", name="データセット", exact=True).click()

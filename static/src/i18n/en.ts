@@ -96,6 +96,7 @@ export const en: Record<MessageKey, string> = {
   "read.delimiter": "Delimiter",
   "read.detect": "Detect automatically",
   "read.utf8bom": "UTF-8 with BOM",
+  "read.cp932": "Shift_JIS (CP932)",
   "read.comma": "Comma",
   "read.tab": "Tab",
   "read.semicolon": "Semicolon",

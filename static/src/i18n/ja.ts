@@ -95,6 +95,7 @@ export const ja = {
   "read.delimiter": "区切り文字",
   "read.detect": "自動検出",
   "read.utf8bom": "UTF-8（BOM付き）",
+  "read.cp932": "Shift_JIS（CP932）",
   "read.comma": "カンマ",
   "read.tab": "タブ",
   "read.semicolon": "セミコロン",

@@ -20,11 +20,11 @@ PASSWORD = "a long enough password"
 
 
 def latin_words(page: Page) -> list[str]:
-    """Words of three or more Latin letters in the visible text, outside code, emails and the
-    user's own names (the page marks none of these: they are removed before reading)."""
+    """Words of three or more Latin letters in the visible text, outside code, emails and the names
+    people chose for themselves (``.user-email``, ``.user-name``: removed before reading)."""
     text = page.evaluate("""() => {
         const copy = document.body.cloneNode(true);
-        copy.querySelectorAll("code, kbd, pre, .cm-editor, .user-email, select option:not(:checked), dialog:not([open])")
+        copy.querySelectorAll("code, kbd, pre, .cm-editor, .user-email, .user-name, select option:not(:checked), dialog:not([open])")
             .forEach((el) => el.remove());
         document.body.append(copy);
         copy.style.position = "absolute"; copy.style.left = "-10000px";

@@ -193,8 +193,8 @@ def steps(bi, world: World) -> list[tuple[str, Callable[[Page], None]]]:
         page.goto(f"{url}/audit")
         expect(page.locator("table.audit-list tbody tr").first).to_be_visible()
 
-    def collapsed(page: Page) -> None:
-        page.goto(f"{url}/cards")
+    def collapsed(page: Page) -> None:  # as the admin, whose lists hold what other modules made (in English)
+        page.goto(f"{url}/users")
         page.locator(".sidebar-toggle").click()
         expect(page.locator(".shell.collapsed")).to_be_visible()
 

@@ -25,9 +25,9 @@ Client to server::
     {"type": "close"}
 
 ``card`` says the editor saved its code as that card (a new card's first save): from then on the session
-lists under the card's title and runs only while the caller may edit the card, as a card's socket would;
-a card they may not edit gets ``{"type": "error", "code": "not_found", ...}`` (or ``forbidden``; not numbered) and
-changes nothing.
+lists under the card's title and runs only while the caller may edit the card, as a card's socket would.
+It is answered, not numbered, with ``{"type": "card", "card_id": ...}``, or for a card they may not edit with
+``{"type": "error", "code": "not_found", ...}`` (or ``forbidden``), which changes nothing.
 
 ``close`` is an explicit leave (the editor's page was left): the session and its kernel end at once and
 the socket is closed (1000, ``closed_by_user``); ``DELETE /api/card-sessions/{id}`` does the same from
@@ -222,6 +222,7 @@ class CardSocket(JSONSocket):
         session = self.live.session
         session.grant = Grant(session.grant.dataset_ids if session.grant else (), card_id)
         log.info("session_card_saved", session_id=self.live.id, card_id=card_id)
+        self.send_frame(json_io.dumps({"type": "card", "card_id": card_id}))
 
     def end(self, reason: str) -> None:
         if reason == ACCESS_REVOKED:

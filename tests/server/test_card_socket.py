@@ -264,6 +264,8 @@ async def test_a_new_cards_session_lists_under_its_title_once_saved(start_cards)
     card = (await api.fetch("POST", "/api/cards", token=token, json_body={
         "title": "店舗別売上", "code": "kept + 1", "datasets": [], "parameters": []})).json()
     socket.send(type="card", card_id=card["id"])
+    reply = await socket.receive()
+    assert (reply["type"], reply["card_id"], "seq" in reply) == ("card", card["id"], False)
     socket.send(type="execute", run_id="r2", code="kept + 1")
     done = await socket.until("done")
     assert [m["output"]["data"]["text/plain"] for m in done if m["type"] == "output"] == ["42"], "the same kernel"

@@ -21,7 +21,13 @@ Client to server::
     {"type": "execute", "code": "df = load_dataset('sales')\\ndf.head()", "run_id": "r1"}
     {"type": "execute", "code": "df.groupby('店舗').sum()", "run_id": "r2", "auto": true}
     {"type": "interrupt"}
+    {"type": "card", "card_id": "3be1..."}
     {"type": "close"}
+
+``card`` says the editor saved its code as that card (a new card's first save): from then on the session
+lists under the card's title and runs only while the caller may edit the card, as a card's socket would.
+It is answered, not numbered, with ``{"type": "card", "card_id": ...}``, or for a card they may not edit with
+``{"type": "error", "code": "not_found", ...}`` (or ``forbidden``), which changes nothing.
 
 ``close`` is an explicit leave (the editor's page was left): the session and its kernel end at once and
 the socket is closed (1000, ``closed_by_user``); ``DELETE /api/card-sessions/{id}`` does the same from
@@ -109,6 +115,8 @@ CLIENT_MESSAGE = bounded.Validator({
                         "run_id": {"type": "string", "maxLength": 64}, "auto": {"type": "boolean"}}},
         {"type": "object", "required": ["type"], "additionalProperties": False,
          "properties": {"type": {"enum": ["interrupt", "close"]}}},
+        {"type": "object", "required": ["type", "card_id"], "additionalProperties": False,
+         "properties": {"type": {"const": "card"}, "card_id": {"type": "string", "minLength": 1, "maxLength": 64}}},
     ],
 })
 
@@ -198,8 +206,23 @@ class CardSocket(JSONSocket):
             self.live.execute(body["code"], body.get("run_id") or f"run-{self.live.seq + 1}", body.get("auto", False))
         elif body["type"] == "close":
             await self.sessions.close(self.live)
+        elif body["type"] == "card":
+            await self.saved_as(body["card_id"])
         else:
             await self.live.interrupt()
+
+    async def saved_as(self, card_id: str) -> None:
+        """The session's code is now the card ``card_id``: it lists as the card's and is granted on it."""
+        assert self.user is not None and self.live is not None
+        try:
+            await self.settings["cards"].get_visible(self.user, card_id, needed="edit")
+        except BIError as exc:
+            self.send_frame(json_io.dumps({"type": "error", "code": exc.code, "message": exc.message}))
+            return
+        session = self.live.session
+        session.grant = Grant(session.grant.dataset_ids if session.grant else (), card_id)
+        log.info("session_card_saved", session_id=self.live.id, card_id=card_id)
+        self.send_frame(json_io.dumps({"type": "card", "card_id": card_id}))
 
     def end(self, reason: str) -> None:
         if reason == ACCESS_REVOKED:

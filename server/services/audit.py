@@ -180,7 +180,8 @@ class AuditLog:
 
     async def page(self, caller: User, *, limit: int, since: str | None = None, until: str | None = None,
                    user: str | None = None, event: str | None = None, cursor: str | None = None) -> dict[str, Any]:
-        """``{"events": [...], "next": cursor or None}``; ``user`` is a user id or an email."""
+        """``{"events": [...], "next": cursor or None}``, each event with its user's ``user_name`` (null for none
+        or a removed user: one read of the page's distinct users); ``user`` is a user id or an email."""
         if caller.role != "admin":
             raise PermissionDeniedError("Only admins can read the audit log.")
         if event is not None and not EVENT_NAME.fullmatch(event):
@@ -192,7 +193,10 @@ class AuditLog:
         events = await self.store.list_audit_events(query)
         more = len(events) > limit
         events = events[:limit]
-        return {"events": [e.public() for e in events], "next": _encode(events[-1].key) if more else None}
+        ids = list(dict.fromkeys(e.user_id for e in events if e.user_id))
+        names = {found.id: found.name for found in await self.store.get_users(ids) if found is not None}
+        return {"events": [{**e.public(), "user_name": names.get(e.user_id or "")} for e in events],
+                "next": _encode(events[-1].key) if more else None}
 
     async def _user_id(self, user: str) -> str:
         if "@" not in user:

@@ -57,7 +57,7 @@ def test_dashboard_settings_versions_files_duplicate_and_delete(browser: Browser
     dialog.get_by_label("表示名").fill("地域")
     dialog.get_by_label("種類").select_option(label="選択肢")
     dialog.get_by_label("既定値").fill("関東")
-    dialog.get_by_label("選択肢（,で区切る）").fill("関東, 関西、九州")
+    dialog.get_by_label("選択肢（カンマ区切り）").fill("関東, 関西、九州")
     dialog.get_by_role("button", name="保存").click()
     expect(dialog.get_by_role("alert").first).to_have_text(
         "名前「地域」は使えません。半角英字か_で始め、半角英数字と_だけを使ってください（例：region）。日本語は表示名に入力してください。")

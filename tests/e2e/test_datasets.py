@@ -29,7 +29,7 @@ def test_cp932_upload_shows_japanese_preview(page: Page, bi):
 
     choose_file(page, "売上データ.csv", cp932_csv(120))
     expect(page.get_by_role("heading", name="売上データ")).to_be_visible()
-    expect(page.get_by_text("Read as cp932", exact=False)).to_be_visible()
+    expect(page.get_by_text("Read as Shift_JIS (CP932), comma-separated", exact=False)).to_be_visible()
     table = page.locator("table.data")
     expect(table.locator("thead")).to_contain_text("店舗")
     expect(table.locator("tbody tr").first).to_contain_text("東京")

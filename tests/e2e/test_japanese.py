@@ -20,11 +20,11 @@ PASSWORD = "a long enough password"
 
 
 def latin_words(page: Page) -> list[str]:
-    """Words of three or more Latin letters in the visible text, outside code, emails and the
-    user's own names (the page marks none of these: they are removed before reading)."""
+    """Words of three or more Latin letters in the visible text, outside code, emails and the names
+    people chose for themselves (``.user-email``, ``.user-name``: removed before reading)."""
     text = page.evaluate("""() => {
         const copy = document.body.cloneNode(true);
-        copy.querySelectorAll("code, kbd, pre, .cm-editor, .user-email, select option:not(:checked), dialog:not([open])")
+        copy.querySelectorAll("code, kbd, pre, .cm-editor, .user-email, .user-name, select option:not(:checked), dialog:not([open])")
             .forEach((el) => el.remove());
         document.body.append(copy);
         copy.style.position = "absolute"; copy.style.left = "-10000px";
@@ -78,6 +78,7 @@ def test_japanese_browser_sees_japanese(browser: Browser, bi):
         expect(page.get_by_role("heading", name="売上データ")).to_be_visible()
         expect(page.get_by_text("1,200行中 1〜50行目")).to_be_visible()
         expect(page.locator(".fact dd").first).to_have_text("1,200")
+        expect(page.locator(".fact dd").nth(2)).to_have_text("Shift_JIS（CP932）")  # the glossary's name, not cp932
         assert latin_words(page) == []
         screenshot(page, "ja-dataset", also_wide=True)
         page.get_by_role("link", name="データセット", exact=True).click()

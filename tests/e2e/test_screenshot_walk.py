@@ -18,6 +18,7 @@ from .test_japanese import latin_words
 PASSWORD = "a long enough password"
 WALKER = "walker@example.com"
 OWNER = "lender@example.com"
+ADMIN = "walk-admin@example.com"
 REGION = [{"name": "region", "type": "choice", "label": "地域", "default": "関東", "choices": ["関東", "関西"]}]
 
 
@@ -35,8 +36,9 @@ def world(bi) -> World:
     """The walker's dataset, card and dashboard, and a dashboard someone else shares with them to view."""
     admin = token_of(bi)
     tokens = {}
-    for email, name in ((WALKER, "歩 太郎"), (OWNER, "貸手 花子")):
-        status, body = api(bi, "POST", "/api/users", {"email": email, "name": name, "password": PASSWORD}, token=admin)
+    for email, name, role in ((WALKER, "歩 太郎", "member"), (OWNER, "貸手 花子", "member"), (ADMIN, "管理 次郎", "admin")):
+        status, body = api(bi, "POST", "/api/users", {"email": email, "name": name, "password": PASSWORD, "role": role},
+                           token=admin)
         assert status == 201, body
         tokens[email] = api(bi, "POST", "/api/auth/login", {"email": email, "password": PASSWORD})[1]["access_token"]
     token = tokens[WALKER]
@@ -83,12 +85,36 @@ def steps(bi, world: World) -> list[tuple[str, Callable[[Page], None]]]:
         expect(page.locator(".output-pane .output-bokeh canvas").first).to_be_visible(timeout=30_000)
         expect(page.locator(".run-status.ok")).to_be_visible()
 
+    def editor_dialog(button: int) -> Callable[[Page], None]:
+        def open_dialog(page: Page) -> None:
+            page.keyboard.press("Escape")
+            page.locator(".editor-page .page-head button.ghost").nth(button).click()
+            expect(page.locator("dialog[open]")).to_be_visible()
+            if button == 0:  # the parameters: a row, refused for its Japanese name
+                page.locator("dialog[open] .param-editor button.secondary").click()
+                page.locator("dialog[open] input[name=name]").fill("地域")
+                page.locator("dialog[open] input[name=label]").fill("地域")
+                page.locator("dialog[open] .dialog-actions button.primary").click()
+                expect(page.locator("dialog[open] .param-row .form-error")).not_to_be_empty()
+            else:  # the history: its one version, with its code
+                expect(page.locator("dialog[open] .history-item")).to_have_count(1)
+        return open_dialog
+
     def editor_error(page: Page) -> None:
         page.goto(f"{url}/cards/new")
         page.locator(".cm-content").click()
         page.keyboard.insert_text("import os\n")
         page.keyboard.press("Control+Enter")
         expect(page.locator(".output-pane .output-error")).to_be_visible(timeout=30_000)
+
+    def dataset_dialog(button: int) -> Callable[[Page], None]:
+        def open_dialog(page: Page) -> None:
+            page.keyboard.press("Escape")
+            page.locator(".page-head button.ghost").nth(button).click()
+            expect(page.locator("dialog[open] .dialog-actions")).to_be_visible()
+            if button == 1:  # delete: names the card that reads it
+                expect(page.locator("dialog[open] .reader-list li")).to_have_count(1)
+        return open_dialog
 
     def datasets(page: Page) -> None:
         page.goto(f"{url}/datasets")
@@ -148,16 +174,38 @@ def steps(bi, world: World) -> list[tuple[str, Callable[[Page], None]]]:
         page.goto(f"{url}/account")
         expect(page.locator("input[type=password]").first).to_be_visible()
 
-    def collapsed(page: Page) -> None:
+    def users(page: Page) -> None:
         page.goto(f"{url}/cards")
+        page.locator(".user-actions button.ghost").click()  # signed out: the admin signs in
+        expect(page.locator("input[type=email]")).to_be_visible()
+        page.goto(f"{url}/signin?next=/users")
+        page.locator("input[type=email]").fill(ADMIN)
+        page.locator("input[type=password]").fill(PASSWORD)
+        page.locator("button[type=submit]").click()
+        expect(page.locator(f'table.users-list tr[data-email="{ADMIN}"]')).to_be_visible()
+
+    def user_add(page: Page) -> None:
+        page.locator(".page-head button.primary").click()
+        expect(page.locator("dialog[open] form#user-add")).to_be_visible()
+
+    def audit(page: Page) -> None:
+        page.keyboard.press("Escape")
+        page.goto(f"{url}/audit")
+        expect(page.locator("table.audit-list tbody tr").first).to_be_visible()
+
+    def collapsed(page: Page) -> None:  # as the admin, whose lists hold what other modules made (in English)
+        page.goto(f"{url}/users")
         page.locator(".sidebar-toggle").click()
         expect(page.locator(".shell.collapsed")).to_be_visible()
 
-    return [("signin", sign_in_page), ("cards", signed_in), ("card-editor", editor), ("card-error", editor_error),
-            ("datasets", datasets), ("dataset", dataset), ("dashboards", dashboards), ("dashboard", dashboard),
+    return [("signin", sign_in_page), ("cards", signed_in), ("card-editor", editor),
+            ("card-parameters", editor_dialog(0)), ("card-history", editor_dialog(1)), ("card-error", editor_error),
+            ("datasets", datasets), ("dataset", dataset), ("dataset-rename", dataset_dialog(0)),
+            ("dataset-delete", dataset_dialog(1)), ("dashboards", dashboards), ("dashboard", dashboard),
             ("dashboard-settings", menu(0)), ("dashboard-versions", menu(1)), ("dashboard-share", share),
             ("dashboard-editing", editing), ("dashboard-tv", tv), ("dashboard-shared", shared), ("card-viewer", viewer),
-            ("dashboard-missing", missing), ("account", account), ("sidebar-collapsed", collapsed)]
+            ("dashboard-missing", missing), ("account", account), ("users", users), ("user-add", user_add),
+            ("audit", audit), ("sidebar-collapsed", collapsed)]
 
 
 @pytest.mark.parametrize("language", ["ja", "en"])

@@ -168,6 +168,13 @@ def test_an_analysts_sessions_freshness_and_errors_in_japanese(browser: Browser,
     expect(page.locator(".output-pane")).not_to_contain_text("KeyboardInterrupt")
     screenshot(page, "ja-timeout")
 
+    # Saved with a title, the new card's session lists under its title, no longer as a new card.
+    page.get_by_label("カードのタイトル").fill("止まらない計算")
+    page.get_by_role("button", name="保存", exact=True).click()
+    expect(page.get_by_text("バージョン1として保存しました。")).to_be_visible()
+    wait_until(lambda: [s["card_title"] for s in api(bi2, "GET", "/api/card-sessions", token=token)[1]["sessions"]]
+               == ["止まらない計算"], seconds=3)
+
     # Tracebacks leave out the platform's own frames.
     page.locator(".cm-content").click()
     page.keyboard.press("Control+A")

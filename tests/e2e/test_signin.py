@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from playwright.sync_api import Page, expect
 
+from ..serve_process import ROOT
 from .conftest import ADMIN_EMAIL, screenshot, sign_in
 
 
@@ -36,6 +38,30 @@ def test_sign_in_and_out(page: Page, bi):
 
 
 BUNDLE_BUDGET = 500 * 1000  # bytes of our own JavaScript (minified, uncompressed) a page may load
+ASSETS = ROOT / "static" / "dist" / "assets"
+
+
+def chunks_loaded(entry: str, page: str) -> dict[str, int]:
+    """The built chunks (name: bytes) a page may ever load: the entry, the page's chunk, what they import, and
+    what the page's chunks import on demand (Markdown), with the English catalog; none of the other pages'."""
+    def imports(name: str, on_demand: bool) -> set[str]:
+        text = (ASSETS / name).read_text()
+        return set(re.findall(r'import\([`"]\./([\w-]+\.js)[`"]\)' if on_demand else r'(?:from|import)\s*"\./([\w-]+\.js)"', text))
+
+    def closure(roots: set[str]) -> set[str]:
+        seen: set[str] = set()
+        while roots - seen:
+            name = (roots - seen).pop()
+            seen.add(name)
+            roots |= imports(name, on_demand=False)
+        return seen
+
+    [entry_chunk] = [p.name for p in ASSETS.glob(f"{entry}-*.js")]
+    [page_chunk] = [p.name for p in ASSETS.glob(f"{page}-*.js")]
+    static = closure({entry_chunk, page_chunk})
+    later = {name for chunk in static - {entry_chunk} for name in imports(chunk, on_demand=True)}
+    later |= {name for name in imports(entry_chunk, on_demand=True) if name.startswith("en-")}
+    return {name: (ASSETS / name).stat().st_size for name in closure(static | later)}
 
 
 def test_the_sign_in_and_dashboard_pages_load_under_500_kb_of_javascript(browser, bi):
@@ -61,3 +87,5 @@ def test_the_sign_in_and_dashboard_pages_load_under_500_kb_of_javascript(browser
         context.close()
     assert 0 < signin < both < BUNDLE_BUDGET, loaded
     assert not any("card-editor" in url for url in loaded), "the dashboard page loaded the code editor"
+    built = chunks_loaded("index", "dashboard")  # and what only some dashboards load (Markdown, English)
+    assert sum(built.values()) < BUNDLE_BUDGET and not any(name.startswith("card-editor") for name in built), built

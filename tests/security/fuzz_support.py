@@ -516,14 +516,15 @@ def ws_case(server: LiveServer, sockets: Sockets, tally: Tally, data: st.DataObj
         frame = frame_of(valid(CARD_MESSAGE.schema), data, tally)
         text = frame.decode("utf-8", "replace")
         accepted = accepts(CARD_MESSAGE, text.encode())
-        ends = {"execute": "done", "close": "closed"}.get(json.loads(text)["type"]) if accepted else "error"
+        answers = {"execute": ("done",), "close": ("closed",), "card": ("card", "error")}
+        ends = answers.get(json.loads(text)["type"]) if accepted else ("error",)
         if ends is None:  # a message answered by nothing (an interrupt with nothing running)
             server.ws_send(sockets.card, text)
             return
-        got = checked(server.ws_exchange(sockets.card, [text], lambda got: not accepted or got[-1]["type"] == ends))
+        got = checked(server.ws_exchange(sockets.card, [text], lambda got: not accepted or got[-1]["type"] in ends))
         if not accepted:
             assert got[0]["type"] == "error" and got[0]["code"] == "bad_message", got
-        elif ends == "closed":  # leaving the editor ends the session: the next case opens one
+        elif ends == ("closed",):  # leaving the editor ends the session: the next case opens one
             sockets.card = server.ws_connect("/api/cards/scratch/ws", sockets.card_token)
             until(server, sockets.card, lambda m: m["type"] == "session")
     else:

@@ -37,6 +37,9 @@ async def test_events_are_kept_and_paged(any_api):
     shared = everything.json()["events"][1]
     assert shared["dashboard_id"] == dashboard_id and shared["permission"] == "view" and shared["shared_with"]
     assert shared["at"] and shared["request_id"] and shared["user_id"]
+    names = {e["event"]: e["user_name"] for e in everything.json()["events"]}
+    me = {token: (await api.fetch("GET", "/api/me", token=token)).json()["name"] for token in (admin, member)}
+    assert (names["dashboard_shared"], names["dataset_created"]) == (me[admin], me[member]), "who, by name"
 
     seen, cursor = [], None
     while True:

@@ -248,3 +248,36 @@ async def test_a_saved_cards_editor_loads_its_choice_and_lists_as_the_card(start
     with pytest.raises(httpclient.HTTPClientError) as refused:
         await connect(api, other, "datasets=", path=f"/api/cards/{card['id']}/ws")
     assert refused.value.code == 404
+
+
+async def test_a_new_cards_session_lists_under_its_title_once_saved(start_cards):
+    """A new card's session (the scratch socket) lists as new code until the editor says it was saved as a
+    card; then under the card's title, with the same kernel; a card the caller may not edit is refused."""
+    api = await start_cards()
+    token = await api.login()
+    socket = await connect(api, token)
+    hello = await socket.receive()
+    socket.send(type="execute", run_id="r1", code="kept = 41")
+    assert (await socket.until("done"))[-1]["status"] == "ok"
+    listed = (await api.fetch("GET", "/api/card-sessions", token=token)).json()["sessions"]
+    assert [(s["card_id"], s["card_title"]) for s in listed] == [(None, None)]
+    card = (await api.fetch("POST", "/api/cards", token=token, json_body={
+        "title": "店舗別売上", "code": "kept + 1", "datasets": [], "parameters": []})).json()
+    socket.send(type="card", card_id=card["id"])
+    reply = await socket.receive()
+    assert (reply["type"], reply["card_id"], "seq" in reply) == ("card", card["id"], False)
+    socket.send(type="execute", run_id="r2", code="kept + 1")
+    done = await socket.until("done")
+    assert [m["output"]["data"]["text/plain"] for m in done if m["type"] == "output"] == ["42"], "the same kernel"
+    listed = (await api.fetch("GET", "/api/card-sessions", token=token)).json()["sessions"]
+    assert [(s["id"], s["card_id"], s["card_title"]) for s in listed] == [(hello["session_id"], card["id"], "店舗別売上")]
+    socket.close()
+    other = await api.add_user("other@example.com")
+    theirs = await connect(api, other)
+    await theirs.receive()
+    theirs.send(type="card", card_id=card["id"])
+    refused = await theirs.receive()
+    assert (refused["type"], refused["code"]) == ("error", "not_found") and "seq" not in refused
+    listed = (await api.fetch("GET", "/api/card-sessions", token=other)).json()["sessions"]
+    assert [(s["card_id"], s["card_title"]) for s in listed] == [(None, None)]
+    theirs.close()

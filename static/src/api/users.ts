@@ -22,6 +22,8 @@ export interface AuditEvent {
   at: string;
   event: string;
   user_id: string | null;
+  // Its user's name (null for none, or a removed user).
+  user_name: string | null;
   [field: string]: unknown;
 }
 

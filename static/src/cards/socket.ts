@@ -70,8 +70,15 @@ export class CardConnection {
     return this.opening;
   }
 
-  send(message: { type: "execute"; code: string; run_id: string; auto?: boolean } | { type: "interrupt" } | { type: "close" }): void {
+  send(message: { type: "execute"; code: string; run_id: string; auto?: boolean } | { type: "interrupt" } | { type: "card"; card_id: string } | { type: "close" }): void {
     this.socket?.send(JSON.stringify(message));
+  }
+
+  // New code was saved as the card `cardId`: its session (and the next one) lists under the card's title.
+  savedAs(cardId: string): void {
+    if (this.cardId === cardId) return;
+    this.cardId = cardId;
+    if (this.isOpen) this.send({ type: "card", card_id: cardId });
   }
 
   // An explicit leave: the session ends now (its kernel is freed), not after the resume window.

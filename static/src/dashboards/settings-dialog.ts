@@ -3,9 +3,9 @@
 
 import { dashboardsApi, type Dashboard } from "../api/dashboards";
 import { ApiError } from "../api/errors";
+import { ParameterRows } from "../components/parameter-rows";
 import { h } from "../dom";
 import { t, type MessageKey } from "../i18n";
-import { ParameterEditor } from "./parameter-editor";
 
 // The refresh schedules offered, in seconds (0: none), from 15 minutes to daily.
 export const REFRESH_PRESETS: [number, MessageKey][] = [
@@ -39,7 +39,7 @@ export function openSettings(dashboard: Dashboard): Promise<Dashboard | null> {
       ...(known ? [] : [h("option", { value: String(every), selected: true }, refreshText(every))]),
       ...REFRESH_PRESETS.map(([seconds, key]) => h("option", { value: String(seconds), selected: seconds === every }, t(key))),
     );
-    const parameters = new ParameterEditor(doc.parameters ?? []);
+    const parameters = new ParameterRows(doc.parameters ?? [], t("settings.noParameters"));
     const error = h("p", { class: "form-error", role: "alert" });
     const cancel = h("button", { type: "button", class: "ghost" }, t("common.cancel"));
     const save = h("button", { type: "submit", class: "primary" }, t("common.save"));
@@ -49,7 +49,7 @@ export function openSettings(dashboard: Dashboard): Promise<Dashboard | null> {
       h("label", {}, t("settings.title"), title),
       h("label", {}, t("settings.description"), description),
       h("label", {}, t("settings.refresh"), refresh, h("span", { class: "muted small field-hint" }, t("settings.refreshHint"))),
-      parameters.element,
+      h("fieldset", { class: "settings-params" }, h("legend", {}, t("params.label")), parameters.element),
       error,
       h("div", { class: "dialog-actions" }, h("span", { class: "spacer" }), cancel, save),
     );
@@ -73,7 +73,8 @@ export function openSettings(dashboard: Dashboard): Promise<Dashboard | null> {
         })
         .catch((problem: unknown) => {
           const stale = problem instanceof ApiError && problem.status === 409;
-          error.textContent = stale ? t("settings.stale") : (problem as Error).message;
+          if (stale) error.textContent = t("settings.stale");
+          else if (!parameters.refused(problem)) error.textContent = (problem as Error).message;
         })
         .finally(() => (save.disabled = false));
     });

@@ -10,7 +10,7 @@ import { has, t } from "../i18n";
 import type { Page } from "../router";
 
 // The fields every event has; the rest are shown as its details.
-const OWN = new Set(["id", "at", "event", "user_id"]);
+const OWN = new Set(["id", "at", "event", "user_id", "user_name"]);
 
 // The start of a local calendar day (YYYY-MM-DD), `plus` days on, as the server reads times.
 function dayStart(value: string, plus = 0): string | undefined {
@@ -32,7 +32,7 @@ function row(event: AuditEvent): HTMLElement {
   return h("tr", { "data-event": event.event },
     h("td", { class: "muted small nowrap" }, when(event.at)),
     h("td", {}, ...eventName(event.event)),
-    h("td", { class: "small" }, h("code", {}, String(event.email ?? event.user_id ?? "—"))),
+    h("td", { class: "small" }, event.user_name ? h("div", { class: "user-name" }, String(event.user_name)) : null, h("code", { class: "muted" }, String(event.email ?? event.user_id ?? "—"))),
     h("td", {}, details(event)));
 }
 

@@ -312,6 +312,7 @@ class CardEditor implements Page {
       drafts.forget(this.cardId);
       if (this.cardId === null) this.rename(`/cards/${card.id}`);
       this.autoRun.saved(card.id);
+      this.connection.savedAs(card.id);
       this.cardId = card.id;
       this.draft = { ...this.draft, title: card.title, baseVersion: card.version };
       this.titleInput.value = card.title;

@@ -9,7 +9,7 @@ import { t } from "../i18n";
 import type { Page } from "../router";
 import { lastUpload } from "./datasets";
 import { deleteButton, renameButton, versionsSection } from "./dataset-manage";
-import { delimiterName } from "./read-options";
+import { delimiterName, encodingName } from "./read-options";
 import { uploadPanel } from "./upload-panel";
 
 const SURE = 0.9;
@@ -17,7 +17,7 @@ const SURE = 0.9;
 function detectionNote(dataset: Dataset): HTMLElement | null {
   const detection = dataset.detection;
   if (!detection) return null;
-  const read = t("dataset.readAs", { encoding: dataset.encoding, delimiter: delimiterName(dataset.delimiter, true), rows: dataset.row_count });
+  const read = t("dataset.readAs", { encoding: encodingName(dataset.encoding), delimiter: delimiterName(dataset.delimiter, true), rows: dataset.row_count });
   if (detection.encoding_detected && detection.encoding_confidence < SURE)
     return banner("warning", t("dataset.guessTitle"), [read, t("dataset.guessBody", { percent: Math.round(detection.encoding_confidence * 100) })]);
   return banner("success", t("dataset.uploaded"), [read]);
@@ -30,7 +30,7 @@ function facts(dataset: Dataset): HTMLElement {
     { class: "facts" },
     fact(t("dataset.rows"), count(dataset.row_count)),
     fact(t("dataset.columns"), count(dataset.columns.length)),
-    fact(t("dataset.encoding"), dataset.encoding),
+    fact(t("dataset.encoding"), encodingName(dataset.encoding)),
     fact(t("dataset.delimiter"), delimiterName(dataset.delimiter)),
     fact(t("dataset.size"), bytes(dataset.bytes)),
     fact(t("dataset.version"), t("common.versionAt", { n: dataset.version, when: when(dataset.updated_at) })),

@@ -6,7 +6,7 @@ import { h } from "../dom";
 import { ago, bytes, count, when } from "../format";
 import { t, tWith } from "../i18n";
 import type { Page } from "../router";
-import { delimiterName } from "./read-options";
+import { delimiterName, encodingName } from "./read-options";
 import { uploadPanel } from "./upload-panel";
 
 // What the last upload detected, for the page that shows the new dataset.
@@ -19,7 +19,7 @@ function row(dataset: DatasetSummary): HTMLElement {
     h("td", {}, h("a", { href: `/datasets/${encodeURIComponent(dataset.id)}`, class: "strong" }, dataset.name)),
     h("td", { class: "num" }, count(dataset.row_count)),
     h("td", { class: "num" }, count(dataset.column_count)),
-    h("td", { class: "muted" }, `${dataset.encoding} · ${delimiterName(dataset.delimiter)}`),
+    h("td", { class: "muted" }, `${encodingName(dataset.encoding)} · ${delimiterName(dataset.delimiter)}`),
     h("td", { class: "num muted" }, bytes(dataset.bytes)),
     h("td", { class: "muted", title: when(dataset.updated_at) }, t("common.versionAt", { n: dataset.version, when: ago(dataset.updated_at) })),
   );

@@ -4,16 +4,24 @@ import { h } from "../dom";
 import type { ReadOptions } from "../api/datasets";
 import { has, locale, t, type MessageKey } from "../i18n";
 
-// Names of encodings are the same in every language, but for these two.
-const ENCODINGS: [string, string | MessageKey][] = [
-  ["", "read.detect"],
-  ["utf-8", "UTF-8"],
-  ["utf-8-sig", "read.utf8bom"],
-  ["cp932", "Shift_JIS (CP932)"],
-  ["euc_jp", "EUC-JP"],
-  ["utf-16", "UTF-16"],
-  ["latin-1", "Latin-1"],
-];
+// The encodings offered; "" detects.
+const ENCODINGS = ["", "utf-8", "utf-8-sig", "cp932", "euc_jp", "utf-16", "latin-1"];
+
+// How people call an encoding, by the server's codec names (Python's canonical ones, and the aliases
+// the picker sends); the same in every language but for the translated ones (a message key).
+const ENCODING_NAMES: Record<string, string | MessageKey> = {
+  "utf-8": "UTF-8",
+  "utf-8-sig": "read.utf8bom",
+  cp932: "read.cp932",
+  shift_jis: "Shift_JIS",
+  euc_jp: "EUC-JP",
+  "utf-16": "UTF-16",
+  "utf-16-le": "UTF-16LE",
+  "utf-16-be": "UTF-16BE",
+  "latin-1": "Latin-1",
+  "iso8859-1": "Latin-1",
+  cp1252: "Windows-1252",
+};
 
 const DELIMITERS: [string, MessageKey, string][] = [
   ["", "read.detect", ""],
@@ -23,7 +31,12 @@ const DELIMITERS: [string, MessageKey, string][] = [
   ["|", "read.pipe", " |"],
 ];
 
-const optionText = (text: string) => (has(text) ? t(text) : text);
+// An encoding as the glossary names it (「Shift_JIS（CP932）」), not its codec name; a codec this does not
+// know in capitals ("iso8859-15" as ISO8859-15).
+export function encodingName(codec: string): string {
+  const name = ENCODING_NAMES[codec.toLowerCase()];
+  return name === undefined ? codec.toUpperCase() : has(name) ? t(name as MessageKey) : name;
+}
 
 function select(label: string, name: string, choices: [string, string][], value = ""): [HTMLElement, HTMLSelectElement] {
   const el = h("select", { name }, choices.map(([v, text]) => h("option", { value: v, selected: v === value }, text)));
@@ -31,7 +44,7 @@ function select(label: string, name: string, choices: [string, string][], value 
 }
 
 export function readOptionsFields(initial: ReadOptions = {}): { element: HTMLElement; value(): ReadOptions } {
-  const [encodingField, encoding] = select(t("read.encoding"), "encoding", ENCODINGS.map(([v, text]) => [v, optionText(text)]), initial.encoding);
+  const [encodingField, encoding] = select(t("read.encoding"), "encoding", ENCODINGS.map((codec) => [codec, codec ? encodingName(codec) : t("read.detect")]), initial.encoding);
   const [delimiterField, delimiter] = select(t("read.delimiter"), "delimiter", DELIMITERS.map(([v, key, sign]) => [v, t(key) + sign]), initial.delimiter);
   return {
     element: h("div", { class: "fields" }, encodingField, delimiterField),

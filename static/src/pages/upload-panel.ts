@@ -8,7 +8,7 @@ import { dropzone } from "../components/dropzone";
 import { UploadProgress } from "../components/progress";
 import { h } from "../dom";
 import { bytes } from "../format";
-import { readOptionsFields } from "./read-options";
+import { encodingName, readOptionsFields } from "./read-options";
 import { locale, t, type MessageKey } from "../i18n";
 
 // The reasons the server gives for a CSV it cannot read (details.reason, server/csv_import.py).
@@ -16,7 +16,7 @@ const CSV_REASONS: [RegExp, MessageKey, (m: RegExpExecArray) => Record<string, s
   [/^empty file$/, "csv.empty", () => ({})],
   [/^row longer than (\d+) MB$/, "csv.longRow", (m) => ({ mb: Number(m[1]) })],
   [/^unknown encoding$/, "csv.unknownEncoding", () => ({})],
-  [/^invalid (\S+) byte sequence$/, "csv.badBytes", (m) => ({ encoding: m[1] })],
+  [/^invalid (\S+) byte sequence$/, "csv.badBytes", (m) => ({ encoding: encodingName(m[1]) })],
   [/^expected (\d+) fields, found (\d+)$/, "csv.fields", (m) => ({ expected: Number(m[1]), found: Number(m[2]) })],
   [/^no data rows$/, "csv.noRows", () => ({})],
 ];

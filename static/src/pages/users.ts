@@ -46,7 +46,7 @@ export async function usersPage(): Promise<Page> {
       reset.addEventListener("click", () => void resetPassword(m));
       tr.classList.toggle("inactive", !m.active);
       tr.replaceChildren(
-        h("td", {}, h("div", { class: "strong" }, m.name), h("div", { class: "muted small user-email" }, m.email)),
+        h("td", {}, h("div", { class: "strong user-name" }, m.name), h("div", { class: "muted small user-email" }, m.email)),
         h("td", {}, roleSelect(m, (role) => void change(m, { role }))),
         h("td", {}, h("span", { class: `pill ${m.active ? "on" : "off"}` }, m.active ? t("users.active") : t("users.inactive")),
           m.password_change_required ? h("div", { class: "muted small" }, t("users.mustChange")) : null),

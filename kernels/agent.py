@@ -14,6 +14,9 @@ signed by the server; the agent holds only the public key, so nothing here can f
     GET    /events?after=N&timeout=S            {"agent_id", "last", "events": [kernels that ended by
                                                  themselves, after N]}, waiting up to S (<= 60) s for one
     POST   /kernels/{id}/interrupt              204, SIGINT reaches the kernel
+    POST   /kernels/{id}/gap                    {"messages": [[frame, ...] base64, ...], "lost": n}: what the
+                                                 kernel published while no server was attached (``kernels.gap``),
+                                                 taken once by the server that reattaches; 404 if none is kept
     PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet, streamed, at most ``DATASET_BYTES``)
            [?version=V]                          becomes load_dataset(name), and with ``version`` (64 hex digits
                                                  naming that content) is kept in the agent's cache
@@ -44,6 +47,7 @@ advertised host (else that address). ``DELETE`` closes the relay first.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import errno
@@ -456,6 +460,17 @@ class DatasetAliasHandler(AgentHandler):
         self.set_status(204)
 
 
+class GapHandler(AgentHandler):
+    def post(self, kernel_id: str) -> None:
+        self.kernel(kernel_id)
+        gap = self.settings["relays"].gap(kernel_id)
+        if gap is None:
+            raise web.HTTPError(404, f"kernel {kernel_id} has no gap buffer (the agent keeps none)")
+        messages, lost = gap.take()
+        self.write_json({"messages": [[base64.b64encode(frame).decode() for frame in frames] for frames in messages],
+                         "lost": lost})
+
+
 class UsageHandler(AgentHandler):
     def get(self) -> None:
         self.write_json({"cpu_seconds": {kernel_id: kernel_cpu_seconds(kernel)
@@ -496,6 +511,7 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], relays: Re
         (r"/kernels", KernelsHandler, args),
         (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
         (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),
+        (r"/kernels/([0-9a-f]{32})/gap", GapHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)", DatasetHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/same-as/([^/]+)", DatasetAliasHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/link", DatasetLinkHandler, args),

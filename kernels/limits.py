@@ -87,3 +87,7 @@ image's run directory shares a 4 GB tmpfs (compose) or the task's storage with t
 
 AGENT_BODY_BYTES = 1024 * 1024
 """The largest request body of any other agent route (``POST /kernels`` carries a tenant)."""
+
+GAP_BYTES = 8 * 1024 * 1024
+"""Bytes of kernel messages the agent keeps per kernel while no server is attached to it (``gap``), for the
+server that reattaches; past them the oldest are dropped and counted as lost."""

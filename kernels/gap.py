@@ -1,0 +1,81 @@
+"""What a kernel publishes while no server is attached, kept for the server that reattaches to it.
+
+The kernel's iopub is a PUB socket: what it publishes while no server subscribes (the API task that held
+the kernel died, and the next has not reattached yet) would be dropped. The agent therefore subscribes to
+each kernel it hands out, on the kernel's own ipc socket, and once the relay's last iopub link is gone
+(``detached``) keeps what comes, each message as its signed frames, up to ``max_bytes`` in all: past
+them the oldest go and are counted as ``lost``. The server that reattaches takes them (``take``, the
+agent's ``POST /kernels/{id}/gap``) once its own subscription is live, and replays them; keeping stops
+then, while a link is live. The frames stay signed with the kernel's key, so the agent needs no key and
+the server checks every message as it checks those it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+
+import structlog
+import zmq
+import zmq.asyncio
+
+log = structlog.get_logger("bi.executor.gap")
+
+
+class GapBuffer:
+    """One kernel's messages published while no server is attached; ``path``: its iopub ipc socket."""
+
+    def __init__(self, path: str, max_bytes: int, message_bytes: int):
+        self.max_bytes = max_bytes
+        self.keeping = False
+        self.messages: collections.deque[list[bytes]] = collections.deque()
+        self.bytes = 0
+        self.lost = 0
+        self.attached = 0  # live iopub links of servers
+        self._socket = zmq.asyncio.Context.instance().socket(zmq.SUB)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, message_bytes)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        self._socket.connect(f"ipc://{path}")
+        self._reader = asyncio.create_task(self._read())
+
+    def links(self, attached: int) -> None:
+        """The relay's live iopub links are now ``attached``: with none, keep what comes."""
+        self.attached = attached
+        if not attached and not self.keeping:
+            self.keeping = True
+            log.info("kernel_detached")
+
+    def take(self) -> tuple[list[list[bytes]], int]:
+        """The messages kept (oldest first) and how many were lost; keeping stops while a server is attached."""
+        messages, lost = list(self.messages), self.lost
+        self.messages.clear()
+        self.bytes = self.lost = 0
+        self.keeping = not self.attached
+        return messages, lost
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                frames = await self._socket.recv_multipart()
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.ETERM:
+                    return
+                raise
+            if self.keeping:
+                self._keep(frames)
+
+    def _keep(self, frames: list[bytes]) -> None:
+        size = sum(len(frame) for frame in frames)
+        self.messages.append(frames)
+        self.bytes += size
+        while self.bytes > self.max_bytes and self.messages:
+            self.bytes -= sum(len(frame) for frame in self.messages.popleft())
+            self.lost += 1
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        self._socket.close(linger=0)

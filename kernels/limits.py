@@ -91,3 +91,7 @@ AGENT_BODY_BYTES = 1024 * 1024
 GAP_BYTES = 8 * 1024 * 1024
 """Bytes of kernel messages the agent keeps per kernel while no server is attached to it (``gap``), for the
 server that reattaches; past them the oldest are dropped and counted as lost."""
+
+GAP_MARGIN_SECONDS = 1.0
+"""What a kernel published this long before its last server's link dropped is kept too (``gap``): a server
+killed mid-stream may never have read it."""

@@ -32,6 +32,7 @@ from .client_address import TrustedProxies
 from .environment import setting
 from .errors import BIError
 from .execution.agent_client import AgentClient, load_private_key
+from .execution.records import KernelRecords
 from .execution.discovery import EcsExecutors, StaticExecutors
 from .execution.live import LiveSessions
 from .execution.local_agent import LocalAgent, LocalAgentError, load_or_create_key, load_or_create_key_pair
@@ -275,6 +276,7 @@ class ServeApp(BIApp):
         audit.limit_rate(self.store_instance, self.audit_events_per_window, self.audit_window_seconds)
         try:
             auth = self._make_auth()
+            records = self._kernel_records()
         except BaseException:
             await self.store_instance.close()
             raise
@@ -303,6 +305,7 @@ class ServeApp(BIApp):
         dashboards = DashboardService(self.store_instance, cards, datasets, parent=self)
         tables = OutputTables(self.store_instance, cards, Path(self.data_dir).resolve() / "tmp" / "tables", parent=self)
         self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables, self.bus, parent=self)
+        self.kernel_pool.records = records
         await self.kernel_pool.start()
         self.agent_keeper: asyncio.Task[None] | None = None
         if self.local_agent is not None and isinstance(executors, StaticExecutors):
@@ -338,6 +341,20 @@ class ServeApp(BIApp):
             compress_response=True,
             log_function=lambda handler: None,
         )
+
+    def _kernel_records(self) -> KernelRecords | None:
+        """Where sessions' kernels are recorded for another task to reattach to them: with the configured
+        kernel keys, or in embedded mode one kept in the data dir; None (no failover) on AWS without keys."""
+        embedded = self.store == "embedded"
+        if not (self.kernel_keys or self.kernel_keys_file or embedded):
+            log.warning("kernel_failover_off", reason="set BI_KERNEL_KEYS or BI_KERNEL_KEYS_FILE")
+            return None
+        try:
+            keys = kernel_keys.load(self.kernel_keys, self.kernel_keys_file,
+                                    Path(self.data_dir).resolve() if embedded else None)
+        except kernel_keys.KernelKeyError as exc:
+            raise StartupError(f"bad kernel keys: {exc}") from exc
+        return KernelRecords(self.store_instance, keys)
 
     def _serve_metrics(self, metrics: Metrics) -> BIHTTPServer | None:
         """The listener serving only ``/metrics`` to whoever reaches ``ip:metrics_port``, if there is one."""

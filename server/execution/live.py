@@ -23,6 +23,7 @@ from ..errors import BIError, ExecutionTimeoutError, NotFoundError
 from ..logs import get_logger
 from ..models import User
 from .pool import KernelPool
+from .gap import card_outputs
 from .replay import ReplayBuffer
 from .session import Grant, KernelSession
 from .syntax import syntax_problem
@@ -91,6 +92,17 @@ class LiveSession:
                            "Run the code again to see them."}))
         for text in texts:
             socket.send_frame(text)
+
+    def replay_gap(self, gap: list[list[bytes]], lost: int) -> None:
+        """What the kernel published while no server held it (``KernelPool.reattach``): its outputs, in order,
+        after an ``outputs_lost`` notice if the agent dropped some. They belong to a run another server
+        started (``run_id`` null)."""
+        if lost:
+            self.emit({"type": "outputs_lost", "after": self.seq, "lost": lost, "resumes_at": self.seq + 1,
+                       "message": f"{lost} outputs sent while no server held this session were dropped: an "
+                                  "executor keeps the last ones only. Run the code again to see them."})
+        for output in card_outputs(self.session.kernel, gap):
+            self.emit({"type": "output", "run_id": None, "output": output})
 
     def detach(self, socket: Socket, grace_seconds: float) -> None:
         """``socket`` closed: wait ``grace_seconds`` for a reconnect, then end the session."""
@@ -197,8 +209,17 @@ class LiveSessions(LoggingConfigurable):
         self.pool.get(user, session_id)  # NotFoundError for anyone else's
         return live
 
-    async def resume(self, user: User, session_id: str) -> LiveSession:
-        """The live session, if it is ``user``'s, still open and its grant still holds (else it ends)."""
+    async def resume(self, user: User, session_id: str, after: int = 0) -> LiveSession:
+        """The live session, if it is ``user``'s, still open and its grant still holds (else it ends). One
+        held by a server that is gone is reattached from its record, numbering on from ``after`` (the last
+        message the client saw), its kernel's outputs meanwhile replayed."""
+        if session_id not in self._live:
+            session, gap, lost = await self.pool.reattach(user, session_id, "card")
+            if session_id not in self._live:
+                live = LiveSession(session, self._expired, self.replay_buffer_bytes)
+                live.sent.skip(after)
+                self._live[session_id] = live
+                live.replay_gap(gap, lost)
         live = self.get(user, session_id)
         await live.session.check_grant()
         return live

@@ -92,6 +92,7 @@ class Kernel:
     exited: asyncio.Future[dict[str, Any]]
     budget: BackgroundBudget
     agent_id: str | None = None
+    connection: dict[str, Any] = dataclasses.field(default_factory=dict)  # as the client connects, key included
     watch: asyncio.Task[None] | None = None  # the pool's watch on its links, done once one drops
     link_dropped: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     released: Callable[[], None] | None = None  # the pool's: its place on the agent is free again

@@ -145,7 +145,8 @@ class CardSocket(JSONSocket):
         try:
             resume = self.get_query_argument("session", None)
             if resume:
-                self.live = await self.sessions.resume(self.user, resume)
+                after = self.get_query_argument("after", "")
+                self.live = await self.sessions.resume(self.user, resume, int(after) if after.isdigit() else 0)
             else:
                 self.live = await self.sessions.open(self.user, *await self.datasets_to_load())
         except BIError as exc:

@@ -52,6 +52,7 @@ from jupyter_client import protocol_version
 from kernels.wire import CONTROL_REQUESTS, control_refusal
 
 from ..execution.outputs import error_output, truncation_notice
+from ..execution.gap import signed_parts
 from ..execution.replay import ReplayBuffer
 from ..execution.session import ACCESS_REVOKED, Kernel, KernelSession, RunLimit, death_output
 from .history import InputHistory
@@ -129,6 +130,7 @@ class JupyterKernel:
         self.history = InputHistory()
         self.end_reason: str | None = None  # why it ended, once it has
         self._request_ids: collections.OrderedDict[str, None] = collections.OrderedDict()  # the last ones received
+        self._replayed: set[str] = set()  # msg_ids of a reattachment's gap, whose live copies are dropped
         session.listeners.add(self._session_event)
         self._follow(session.kernel)
 
@@ -170,6 +172,21 @@ class JupyterKernel:
             self._kept_for = socket.session_id
             self._kept.skip(undelivered)
             self.session.touch()  # its idle limit without clients counts from now
+
+    def replay_gap(self, gap: list[list[bytes]], lost: int, client_session: str | None) -> None:
+        """What the kernel published while no server held it (``KernelPool.reattach``): kept for the client
+        session ``client_session`` (the one reconnecting), like messages sent while a client is away, after
+        a notice of the ``lost`` ones; each must bear the kernel's signature. Live copies are dropped."""
+        self._kept_for = client_session
+        self._kept.skip(lost)
+        for parts in signed_parts(self._kernel, gap):
+            try:
+                message = KernelMessage("iopub", parts[1:])
+                self._replayed.add(message.msg_id)
+                self._from_kernel(message)
+            except ValueError as exc:  # BadFrame included
+                log.warning("jupyter_gap_message_dropped", kernel_id=self.id, error=str(exc))
+        log.info("jupyter_gap_replayed", kernel_id=self.id, messages=len(gap), lost=lost)
 
     def _lost_notice(self, lost: int, parent: dict[str, Any] | None) -> KernelMessage:
         text = (f"\n[{lost} kernel messages (outputs) sent while this client was away or too slow to read "
@@ -310,11 +327,22 @@ class JupyterKernel:
                     _, parts = kernel.client.session.feed_identities(frames)  # ValueError without a delimiter
                     if len(parts) < 5:
                         raise BadFrame("a kernel message has a signature and four JSON parts")
-                    self._from_kernel(KernelMessage(channel, parts[1:]))  # without the signature
+                    message = KernelMessage(channel, parts[1:])  # without the signature
+                    if channel == "iopub" and self._replayed and self._live_copy(message):
+                        continue
+                    self._from_kernel(message)
                 except ValueError as exc:  # BadFrame included
                     log.warning("jupyter_kernel_message_dropped", kernel_id=self.id, channel=channel, error=str(exc))
                 except Exception:  # one bad message must not end the relay
                     log.exception("jupyter_kernel_message_failed", kernel_id=self.id, channel=channel)
+
+    def _live_copy(self, message: KernelMessage) -> bool:
+        """Whether ``message`` came in a reattachment's gap too; the first that did not ends the overlap."""
+        if message.msg_id in self._replayed:
+            self._replayed.discard(message.msg_id)
+            return True
+        self._replayed.clear()
+        return False
 
     def _from_kernel(self, message: KernelMessage) -> None:
         if message.channel == "iopub" and not self._track(message):

@@ -14,7 +14,10 @@ share revoked, the card taken off the dashboard) the session ends, its socket is
 Authenticate with ``Authorization: Bearer <jwt>``, or, from a browser, the subprotocols
 ``bi.v1, bearer.<jwt>``. To resume after a dropped
 connection, reconnect within the grace period (30 s) with ``?session=<id>&after=<last seq seen>``:
-the messages after that one are replayed in order, then new ones follow.
+the messages after that one are replayed in order, then new ones follow. A resume reaching another API
+process than the one that held the session (that one died) reattaches to the same kernel, its variables
+intact (``KernelPool.reattach``): numbering goes on after ``after``, and the outputs the kernel sent while no
+server held it come first, with ``"run_id": null`` (the run they belong to was started by the other server).
 
 Client to server::
 

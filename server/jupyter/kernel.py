@@ -122,6 +122,7 @@ class JupyterKernel:
         self._ended: Run | None = None  # the last run, until its idle: its trailing output is still its own
         self._kept: ReplayBuffer[KernelMessage] = ReplayBuffer(buffer_bytes)
         self._kept_for: str | None = None  # the client session the kept messages are for
+        self._kept_for_next = False  # or the next socket, whichever (a reattachment's gap, its client unknown)
         self._awaiting: KernelMessage | None = None  # the shell request the kernel is answering
         self._answer_timer: asyncio.TimerHandle | None = None  # ends it if no answer comes
         self._held: collections.deque[KernelMessage] = collections.deque()  # shell requests after it
@@ -151,7 +152,7 @@ class JupyterKernel:
             socket.end("the kernel was shut down")
             return
         if not self.sockets:
-            if socket.session_id is not None and socket.session_id == self._kept_for:
+            if self._kept_for_next or socket.session_id is not None and socket.session_id == self._kept_for:
                 lost, messages = self._kept.since(0)
                 if lost:
                     socket.send(self._lost_notice(lost, messages[0].parent_header if messages else None))
@@ -159,6 +160,7 @@ class JupyterKernel:
                     socket.send(message)
                 log.info("jupyter_replayed", kernel_id=self.id, messages=len(messages), lost=lost)
             self._kept.clear()
+            self._kept_for_next = False
         self.sockets.add(socket)
         self.session.connections = len(self.sockets)
 
@@ -175,9 +177,11 @@ class JupyterKernel:
 
     def replay_gap(self, gap: list[list[bytes]], lost: int, client_session: str | None) -> None:
         """What the kernel published while no server held it (``KernelPool.reattach``): kept for the client
-        session ``client_session`` (the one reconnecting), like messages sent while a client is away, after
-        a notice of the ``lost`` ones; each must bear the kernel's signature. Live copies are dropped."""
+        session ``client_session`` (the one reconnecting; None: the next socket), like messages sent while a
+        client is away, after a notice of the ``lost`` ones; each must bear the kernel's signature. Live
+        copies are dropped."""
         self._kept_for = client_session
+        self._kept_for_next = client_session is None
         self._kept.skip(lost)
         for parts in signed_parts(self._kernel, gap):
             try:

@@ -7,7 +7,6 @@ and the next execution sees the variables set before, in the same kernel process
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -154,16 +153,16 @@ async def test_a_killed_server_s_sessions_go_on_through_the_other_with_their_ker
     a.proc.send_signal(signal.SIGKILL)
     a.proc.wait(10)
     time.sleep(GAP_SECONDS)
-    started = time.monotonic()
 
-    # the clients reconnect through B: what they missed first, then the same kernels
+    # the clients reconnect through B (JupyterLab reads its kernel's model first): what they missed first,
+    # then the same kernels
+    status, model = request(b.port, f"/api/kernels/{kernel['id']}", token=token)
+    assert status == 200 and model["id"] == kernel["id"], model
     notebook = await kernel_socket(b, token, kernel["id"], client_session)
     replayed = []
     while not any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
                   and m["parent_header"].get("msg_id") == running for m in replayed):
         replayed.append(await notebook.receive())
-        if len(replayed) == 1:
-            first_output = time.monotonic() - started
     assert "during the notebook gap" in text_of([m for m in replayed if m["parent_header"].get("msg_id") == running])
     assert text_of(await notebook.execute("print(id(x))")) == jupyter_identity
 
@@ -179,6 +178,5 @@ async def test_a_killed_server_s_sessions_go_on_through_the_other_with_their_ker
 
     assert (cluster.kernel_of(hello["session_id"]), cluster.kernel_of(kernel["id"])) == (card_kernel, jupyter_kernel)
     assert (cluster.kernel_pid(card_kernel), cluster.kernel_pid(jupyter_kernel)) == pids
-    print(json.dumps({"reconnect_to_first_output_s": round(first_output, 3)}))
     notebook.close()
     card.close()

@@ -7,6 +7,7 @@ and the next execution sees the variables set before, in the same kernel process
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -34,10 +35,22 @@ GAP_SECONDS = 2.5  # A is dead, B not reached yet: the cells' output comes meanw
 
 
 class Cluster:
-    def __init__(self, root: Path, agent: subprocess.Popen, servers: list[Server]):
+    """One ``bi executor``, one ``redis-server`` and the ``bi serve`` processes started on one SQLite store."""
+
+    def __init__(self, root: Path, agent: subprocess.Popen, env: dict[str, str], ca_file: Path):
         self.root = root
         self.agent = agent
-        self.servers = servers
+        self.env = env
+        self.ca_file = ca_file
+        self.servers: list[Server] = []
+
+    def serve(self) -> Server:
+        port = free_port()
+        with open(self.root / f"serve{len(self.servers)}.log", "w") as log:
+            server = Server(self.root, ["--port", str(port), "--data-dir", str(self.root / "data"),
+                                        f"--RedisBus.ca_file={self.ca_file}"], self.env, port, log, start_seconds=120)
+        self.servers.append(server)
+        return server
 
     def kernel_of(self, session_id: str) -> str:
         """The kernel the store records for the session."""
@@ -62,10 +75,10 @@ def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    require(os.geteuid() == 0, "the executor agent needs root to sandbox kernels")
-    root = tmp_path_factory.mktemp("failover")
+@contextlib.contextmanager
+def running_cluster(root: Path, servers: int = 2) -> Iterator[Cluster]:
+    """A cluster of ``servers`` processes under ``root`` (the first alone: it makes the store, the sign-in key
+    and the kernel keys); everything stopped on leaving."""
     redis_server = RedisServer(root / "redis")
     private, public = root / "executor_key.pem", root / "executor_key.pub.pem"
     load_or_create_key_pair(private, public)
@@ -79,32 +92,29 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     env = clean_env(PYTHONPATH=str(ROOT), BI_ADMIN_EMAIL=ADMIN["email"], BI_ADMIN_PASSWORD=ADMIN["password"],
                     BI_EXECUTOR_URLS=f"http://127.0.0.1:{agent_port}", BI_EXECUTOR_PRIVATE_KEY_FILE=str(private),
                     BI_REDIS_URL=redis_server.url)
-    started: list[Server] = []
-
-    def serve(index: int) -> Server:
-        port = free_port()
-        with open(root / f"serve{index}.log", "w") as log:
-            server = Server(root, ["--port", str(port), "--data-dir", str(root / "data"),
-                                   f"--RedisBus.ca_file={redis_server.ca_file}"], env, port, log, start_seconds=120)
-        started.append(server)
-        return server
-
+    cluster = Cluster(root, agent, env, redis_server.ca_file)
     try:
-        first = serve(0)  # alone: it makes the store, the sign-in key and the kernel keys
-        yield Cluster(root, agent, [first, serve(1)])
+        for _ in range(servers):
+            cluster.serve()
+        yield cluster
     finally:
-        for server in started:
+        for server in cluster.servers:
             if server.proc.poll() is None:
                 server.proc.send_signal(signal.SIGINT)  # their sessions end, so the agent stops at once
-        for server in started:
-            try:
+        for server in cluster.servers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 server.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-        stop_all(started)
+        stop_all(cluster.servers)
         agent.send_signal(signal.SIGTERM)
         agent.wait(60)
         redis_server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    require(os.geteuid() == 0, "the executor agent needs root to sandbox kernels")
+    with running_cluster(tmp_path_factory.mktemp("failover")) as started:
+        yield started
 
 
 async def card_socket(server: Server, token: str, query: str = "") -> Socket:

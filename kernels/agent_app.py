@@ -32,10 +32,10 @@ from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import Application
 
 from .admission import DEFAULT_MAX_KERNELS, Admission
-from .agent import make_app
+from .agent import make_app, reap_orphans
 from .image import image_version
 from .launcher import KernelLauncher
-from .limits import (AGENT_BODY_BYTES, DATASET_CACHE_BYTES, GAP_BYTES, KERNEL_LOG_BYTES_PER_SECOND,
+from .limits import (AGENT_BODY_BYTES, DATASET_CACHE_BYTES, GAP_BYTES, ORPHAN_SECONDS, KERNEL_LOG_BYTES_PER_SECOND,
                      KERNEL_LOG_LINES_PER_SECOND, KERNEL_MESSAGE_BYTES)
 from .logs import configure_logging
 from .pool import WarmPool
@@ -81,6 +81,9 @@ class ExecutorApp(Application):
     gap_bytes = Integer(GAP_BYTES, help="Bytes of each kernel's output kept while no server is attached to it, "
                                          "replayed to the server that reattaches (oldest dropped past them, and "
                                          "counted as lost); 0: none kept.").tag(config=True)
+    orphan_seconds = Float(ORPHAN_SECONDS, help="Seconds a kernel may stay with no server attached (its server "
+                                                "died and none reattached) before it is destroyed; 0: "
+                                                "never.").tag(config=True)
     max_kernels = Integer(DEFAULT_MAX_KERNELS, help="Kernels handed out and alive at once; beyond, "
                                                     "POST /kernels answers 503.").tag(config=True)
     kernel_log_lines_per_second = Integer(KERNEL_LOG_LINES_PER_SECOND, help="Lines of each kernel's stdout and "
@@ -211,7 +214,11 @@ class ExecutorApp(Application):
         host, port = sockets[0].getsockname()[:2]
         log.info("executor_started", url=f"http://{host}:{port}", pool_size=self.pool_size,
                  tenancy=admission.tenancy, max_kernels=self.max_kernels)
+        reaper = (asyncio.create_task(reap_orphans(relays, launcher, admission, self.orphan_seconds))
+                  if self.orphan_seconds > 0 and self.gap_bytes > 0 else None)
         reason = await self._until_stopped(pool, admission)
+        if reaper is not None:
+            reaper.cancel()
         server.stop()
         await app.settings["exits"].close()
         await app.settings["in_flight"].finished(IN_FLIGHT_SECONDS)

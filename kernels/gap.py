@@ -41,6 +41,7 @@ class GapBuffer:
         self.bytes = 0
         self.lost = 0
         self.attached = 0  # live iopub links of servers
+        self.detached_at: float | None = time.monotonic()  # since when none is (None: one is)
         self._socket = zmq.asyncio.Context.instance().socket(zmq.SUB)
         self._socket.setsockopt(zmq.MAXMSGSIZE, message_bytes)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -51,6 +52,7 @@ class GapBuffer:
     def links(self, attached: int) -> None:
         """The relay's live iopub links are now ``attached``: with none, keep what comes."""
         self.attached = attached
+        self.detached_at = None if attached else self.detached_at or time.monotonic()
         if not attached and not self.keeping:
             self.keeping = True
             since = time.monotonic() - self.margin

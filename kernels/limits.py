@@ -95,3 +95,7 @@ server that reattaches; past them the oldest are dropped and counted as lost."""
 GAP_MARGIN_SECONDS = 1.0
 """What a kernel published this long before its last server's link dropped is kept too (``gap``): a server
 killed mid-stream may never have read it."""
+
+ORPHAN_SECONDS = 900.0
+"""Seconds a kernel may stay with no server attached before the agent destroys it (``agent.reap_orphans``):
+its server died and no other reattached, so no server culls it for idleness."""

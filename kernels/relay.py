@@ -50,6 +50,7 @@ import os
 import secrets
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -297,6 +298,12 @@ class Relays:
             raise
         self.relays[kernel_id] = relay
         return connection
+
+    def orphans(self, seconds: float) -> list[str]:
+        """The kernels no server has been attached to for ``seconds``."""
+        since = time.monotonic() - seconds
+        return [kernel_id for kernel_id, relay in self.relays.items()
+                if relay.gap is not None and relay.gap.detached_at is not None and relay.gap.detached_at < since]
 
     def gap(self, kernel_id: str) -> GapBuffer | None:
         relay = self.relays.get(kernel_id)

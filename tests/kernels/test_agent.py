@@ -25,7 +25,7 @@ from jupyter_client.session import Session
 from tornado import httpclient, httpserver
 from tornado.netutil import bind_sockets
 
-from kernels.agent import AUDIENCE, ISSUER, DatasetFile, UnsafeDirectory, link_dataset, make_app
+from kernels.agent import AUDIENCE, ISSUER, DatasetFile, UnsafeDirectory, link_dataset, make_app, reap_orphans
 from kernels.agent_app import RELAY_DIRECTORY
 from kernels.pool import WarmPool
 from kernels.relay import Relays, UnixListeners
@@ -47,6 +47,7 @@ class Agent:
         self.base_url = base_url
         self.launcher = launcher
         self.http = httpclient.AsyncHTTPClient(force_instance=True)
+        self.settings: dict[str, Any] = {}  # the agent app's
 
     async def call(self, method: str, path: str, bearer: str | None = None, body: bytes | None = None):
         headers = {"Authorization": f"Bearer {bearer if bearer is not None else token()}"}
@@ -68,9 +69,11 @@ async def serve_agent(pool: WarmPool, gap_bytes: int = 0, **options: Any) -> Asy
     listeners.prepare()
     relays = Relays(listeners, gap_bytes=gap_bytes)
     sockets = bind_sockets(0, "127.0.0.1")
-    server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}, relays, **options))
+    app = make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}, relays, **options)
+    server = httpserver.HTTPServer(app)
     server.add_sockets(sockets)
     client = Agent(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", pool.launcher)
+    client.settings = app.settings
     yield client
     client.http.close()
     server.stop()
@@ -254,6 +257,32 @@ async def test_output_while_no_server_is_attached_is_kept_for_the_next(pool):
         reply = await first.execute_interactive("print(id(x))", timeout=30, output_hook=outputs.append)
         assert reply["content"]["status"] == "ok" and texts(outputs) == identity
         first.stop_channels()
+
+
+async def test_a_kernel_no_server_reattaches_to_is_destroyed(pool):
+    """Once no server has been attached to a kernel for ``orphan_seconds``, the agent destroys it; one a
+    server is attached to stays."""
+    async for agent in serve_agent(pool, gap_bytes=1024):
+        relays, admission = agent.settings["relays"], agent.settings["admission"]
+        kept, orphan = [json.loads((await agent.call("POST", "/kernels")).body) for _ in range(2)]
+        clients = {}
+        for created in (kept, orphan):
+            clients[created["kernel_id"]] = agent.launcher.client(dataclasses.replace(
+                agent.launcher.kernels[created["kernel_id"]], connection=created["connection"]))
+            clients[created["kernel_id"]].start_channels()
+            await clients[created["kernel_id"]].wait_for_ready(timeout=60)
+        clients[orphan["kernel_id"]].stop_channels()  # its server died
+        reaper = asyncio.create_task(reap_orphans(relays, agent.launcher, admission, 0.5))
+        try:
+            for _ in range(100):
+                if orphan["kernel_id"] not in agent.launcher.kernels:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            reaper.cancel()
+        assert (await agent.call("GET", f"/kernels/{orphan['kernel_id']}")).code == 404
+        assert (await agent.call("GET", f"/kernels/{kept['kernel_id']}")).code == 200
+        clients[kept["kernel_id"]].stop_channels()
 
 
 def place_dataset(folder, filename: str, data: bytes) -> None:

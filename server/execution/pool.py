@@ -147,7 +147,7 @@ class KernelPool(LoggingConfigurable):
         self.image_version: str | None = None  # of the agents' kernels: part of result cache keys
         self.gate: Gate | None = None  # checks a session's grant before each run (set by the app)
         self.records: KernelRecords | None = None  # where interactive sessions' kernels are recorded (the app's)
-        self._reattaching: dict[str, asyncio.Future[tuple[KernelSession, list[list[bytes]], int]]] = {}
+        self._reattaching: dict[tuple[str, str, str], asyncio.Future[tuple[KernelSession, list[list[bytes]], int]]] = {}
 
     def limits_for(self, kind: str) -> Limits:
         """The limits of sessions of ``kind``: Jupyter kernels run notebooks, with their own wall clock and
@@ -222,20 +222,20 @@ class KernelPool(LoggingConfigurable):
         """The session ``session_id`` of ``user``, held by another task that is gone: its kernel, recorded
         in the store, reached through its agent, with what the kernel published while no task was attached
         (each message's frames, and how many the agent dropped). ``NotFoundError`` when there is no such
-        record of theirs, or its kernel is gone. Concurrent callers share one reattachment."""
+        record of theirs, or its kernel is gone. Concurrent callers share one reattachment; a record of
+        anyone else's is left alone (nothing attached, nothing of its kernel's output taken)."""
         if session_id in self.sessions:
             return self.get(user, session_id, kind), [], 0
-        if session_id not in self._reattaching:
-            self._reattaching[session_id] = asyncio.ensure_future(self._reattach(session_id))
-            self._reattaching[session_id].add_done_callback(lambda _: self._reattaching.pop(session_id, None))
-        session, gap, lost = await asyncio.shield(self._reattaching[session_id])
-        self.get(user, session_id, kind)  # anyone else's does not exist for them
-        return session, gap, lost
+        key = (session_id, user.id, kind)
+        if key not in self._reattaching:
+            self._reattaching[key] = asyncio.ensure_future(self._reattach(session_id, user.id, kind))
+            self._reattaching[key].add_done_callback(lambda _: self._reattaching.pop(key, None))
+        return await asyncio.shield(self._reattaching[key])
 
-    async def _reattach(self, session_id: str) -> tuple[KernelSession, list[list[bytes]], int]:
+    async def _reattach(self, session_id: str, user_id: str, kind: str) -> tuple[KernelSession, list[list[bytes]], int]:
         gone = NotFoundError("No such session; it may have been closed or idled out.")
         loaded = await self.records.load(session_id) if self.records is not None else None
-        if loaded is None:
+        if loaded is None or loaded[0].user_id != user_id or loaded[0].kind != kind:
             raise gone
         record, connection = loaded
         agent = self.agents.get(record.agent_url)
@@ -256,7 +256,6 @@ class KernelPool(LoggingConfigurable):
             raise gone from exc
         kernel = self._adopt(agent, record.kernel_id, record.memory_mb, client, record.agent_id or None, connection)
         kernel.released = functools.partial(self._released, record.agent_url)
-        user_id = record.user_id
         start_kernel = functools.partial(self.start_kernel, tenant=tenant_of(user_id), notebook=record.kind == "jupyter")
         session = KernelSession(session_id, user_id, datasets_of(record), kernel, start_kernel,
                                 self.limits_for(record.kind), self.metrics, self.tables, record.kind,

@@ -164,6 +164,16 @@ async def test_a_killed_server_s_sessions_go_on_through_the_other_with_their_ker
     a.proc.wait(10)
     time.sleep(GAP_SECONDS)
 
+    # someone else naming those sessions through B finds nothing there, and takes nothing of them
+    other = {"email": "other@example.com", "password": "another failover password"}
+    status, _ = request(b.port, "/api/users", {**other, "name": "Other"}, token=token)
+    assert status == 201
+    intruder = request(b.port, "/api/auth/login", other)[1]["access_token"]
+    assert request(b.port, f"/api/kernels/{kernel['id']}", token=intruder)[0] == 404
+    with pytest.raises(httpclient.HTTPClientError) as refused:
+        await card_socket(b, intruder, f"session={hello['session_id']}&after={last_seen}")
+    assert refused.value.code == 404
+
     # the clients reconnect through B (JupyterLab reads its kernel's model first): what they missed first,
     # then the same kernels
     status, model = request(b.port, f"/api/kernels/{kernel['id']}", token=token)

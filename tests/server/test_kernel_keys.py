@@ -1,13 +1,11 @@
-"""The keys that seal kernels' HMAC keys in the store (``server/kernel_keys.py``)."""
+"""The keys that seal kernels' HMAC keys in the store (``server/kernel_keys.py``); compose's ``keys-init`` making
+their file once is ``tests/test_compose.py``'s."""
 
 from __future__ import annotations
-
-import subprocess
 
 import pytest
 
 from server.kernel_keys import KernelKeyError, KernelKeys, load, new_secret
-from tests.serve_process import BI
 
 OLD, NEW = new_secret(), new_secret()
 HMAC = b"5c3e0d2a-0f1e-4b7a-9c1d-2e3f4a5b6c7d"
@@ -58,13 +56,3 @@ def test_load_prefers_text_then_file_then_the_data_dir(tmp_path):
     with pytest.raises(KernelKeyError, match="BI_KERNEL_KEYS"):
         load("", "", None)
 
-
-def test_executor_key_makes_the_kernel_keys_file_once(tmp_path):
-    command = [*BI, "executor-key", f"--private={tmp_path / 'k.pem'}",
-               f"--public={tmp_path / 'k.pub.pem'}", f"--kernel-keys={tmp_path / 'kernel_keys'}"]
-    subprocess.run(command, check=True, capture_output=True)
-    first = (tmp_path / "kernel_keys").read_text()
-    subprocess.run(command, check=True, capture_output=True)
-    assert (tmp_path / "kernel_keys").read_text() == first
-    assert KernelKeys.parse(first).current
-    assert (tmp_path / "kernel_keys").stat().st_mode & 0o077 == 0

@@ -15,7 +15,7 @@ from ..logs import get_logger
 from .links import unpack_part
 from .outputs import output_of
 from .sanitize import sanitize_output
-from .session import Kernel
+from .session import Kernel, run_label
 
 log = get_logger("bi.execution.gap")
 
@@ -34,13 +34,20 @@ def signed_parts(kernel: Kernel, gap: list[list[bytes]]) -> Iterator[list[bytes]
             log.warning("gap_message_dropped", kernel_id=kernel.kernel_id, reason="not signed with the kernel's key")
 
 
-def card_outputs(kernel: Kernel, gap: list[list[bytes]]) -> Iterator[dict[str, Any]]:
-    """The outputs (as a card run's, sanitised) of the kept messages, in order."""
+def card_outputs(kernel: Kernel, gap: list[list[bytes]]) -> Iterator[tuple[str | None, dict[str, Any] | None]]:
+    """The kept messages as a card session replays them, in order: ``(run label, output)`` for an output
+    (sanitised), ``(run label, None)`` for the ``idle`` status that ends a labelled run."""
     for parts in signed_parts(kernel, gap):
         try:
-            output = output_of({"msg_type": unpack_part(parts[1]).get("msg_type"), "content": unpack_part(parts[4])})
+            header, parent, content = unpack_part(parts[1]), unpack_part(parts[2]), unpack_part(parts[4])
+            label = run_label(parent.get("msg_id"))
+            if header.get("msg_type") == "status":
+                if label is not None and content.get("execution_state") == "idle":
+                    yield label, None
+                continue
+            output = output_of({"msg_type": header.get("msg_type"), "content": content})
         except (ValueError, KeyError, AttributeError) as exc:
             log.warning("gap_message_dropped", kernel_id=kernel.kernel_id, reason=str(exc))
             continue
         if output is not None:
-            yield sanitize_output(output)
+            yield label, sanitize_output(output)

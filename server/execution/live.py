@@ -95,14 +95,20 @@ class LiveSession:
 
     def replay_gap(self, gap: list[list[bytes]], lost: int) -> None:
         """What the kernel published while no server held it (``KernelPool.reattach``): its outputs, in order,
-        after an ``outputs_lost`` notice if the agent dropped some. They belong to a run another server
-        started (``run_id`` null)."""
+        after an ``outputs_lost`` notice if the agent dropped some, each with the run it belongs to (null for
+        none); a run that ended meanwhile gets its ``idle`` and ``done`` (status ``ok``: its reply and timing
+        went to the server that died, and an error shows in its outputs)."""
         if lost:
             self.emit({"type": "outputs_lost", "after": self.seq, "lost": lost, "resumes_at": self.seq + 1,
                        "message": f"{lost} outputs sent while no server held this session were dropped: an "
                                   "executor keeps the last ones only. Run the code again to see them."})
-        for output in card_outputs(self.session.kernel, gap):
-            self.emit({"type": "output", "run_id": None, "output": output})
+        for run_id, output in card_outputs(self.session.kernel, gap):
+            if output is not None:
+                self.emit({"type": "output", "run_id": run_id, "output": output})
+            elif run_id is not None:  # its idle: the run ended while no server held the session
+                self.emit({"type": "status", "state": "idle", "run_id": run_id})
+                self.emit({"type": "done", "run_id": run_id, "status": "ok", "execution_count": None,
+                           "execution_time_ms": None, "truncated": False, "kernel_restarted": False})
 
     def detach(self, socket: Socket, grace_seconds: float) -> None:
         """``socket`` closed: wait ``grace_seconds`` for a reconnect, then end the session."""
@@ -154,7 +160,7 @@ class LiveSession:
         done: dict[str, Any] = {"type": "done", "run_id": run_id}
         try:
             result = await self.session.execute(
-                code, lambda output: self.emit({"type": "output", "run_id": run_id, "output": output}))
+                code, lambda output: self.emit({"type": "output", "run_id": run_id, "output": output}), label=run_id)
             done.update(status=result.status, execution_count=result.execution_count,
                         execution_time_ms=result.execution_time_ms, truncated=result.truncated,
                         kernel_restarted=result.kernel_restarted)

@@ -60,6 +60,7 @@ REPLY_TIMEOUT = 5
 IDLE_WAIT_SECONDS = 2.0  # the least a run waits for its idle after its execute_reply (more: to its wall clock)
 MESSAGE_TOO_LARGE = "kernel_message_too_large"  # a kernel ended for a message past MAXMSGSIZE
 BACKGROUND_LIMIT = "kernel_background_limit"  # a kernel ended past its background budget
+LABEL = "|run="  # between a request's own msg_id and its run's label (``run_label``)
 ENAME_OF_CODE = {MESSAGE_TOO_LARGE: "OutputTooLarge", BACKGROUND_LIMIT: "BackgroundLimitExceeded"}
 
 
@@ -247,8 +248,10 @@ class KernelSession:
 
     # executing ---------------------------------------------------------------
     async def execute(self, code: str, listener: OutputListener | None = None,
-                      card_id: str | None = None) -> ExecutionResult:
-        """Run ``code`` in the kernel; outputs go to ``listener`` as they come, and into the result.
+                      card_id: str | None = None, label: str | None = None) -> ExecutionResult:
+        """Run ``code`` in the kernel; outputs go to ``listener`` as they come, and into the result. ``label``
+        (an editor's run id) goes in the request's msg_id (``run_label``), so that a server reattaching to
+        the kernel knows whose run its outputs are.
 
         DataFrame tables are kept for paging by this session's user (and viewers of ``card_id``); an
         editor run's (no ``card_id``) replace those of the session's previous run.
@@ -263,7 +266,7 @@ class KernelSession:
             await self.check_grant()
             async with self._lock:
                 with self.metrics.execution_seconds.time():
-                    return await self._execute(code, listener, card_id)
+                    return await self._execute(code, listener, card_id, label)
         finally:
             self.executing = False
             self.metrics.busy.dec()
@@ -275,14 +278,21 @@ class KernelSession:
         if self.grant is not None and self.gate is not None:
             await self.gate(self)
 
-    async def _execute(self, code: str, listener: OutputListener | None, card_id: str | None) -> ExecutionResult:
+    async def _execute(self, code: str, listener: OutputListener | None, card_id: str | None,
+                       label: str | None) -> ExecutionResult:
         kernel = self.kernel
         limit = RunLimit(self)
         self.tables.drop_session(self.id)
         collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener,
                                     lambda stream: self.tables.keep(stream, self.user_id, card_id, self.id))
         messages = RunQueue(RUN_QUEUE_BYTES, self.decoding)
-        msg_id = kernel.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
+        request = kernel.client.session.msg("execute_request", {
+            "code": code, "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False,
+            "stop_on_error": True})
+        if label is not None:
+            request["header"]["msg_id"] = f"{request['header']['msg_id']}{LABEL}{label}"
+        msg_id = request["header"]["msg_id"]
+        kernel.client.shell_channel.send(request)
         self._run = (msg_id, messages)
         kernel.budget.run_started()
         replied = asyncio.ensure_future(message_for(
@@ -503,6 +513,11 @@ class KernelSession:
         self._stop_reading()
         await self.kernel.stop()
         self._notify({"event": "closed", "reason": reason})
+
+
+def run_label(msg_id: str | None) -> str | None:
+    """The label ``execute`` put in a request's msg_id, or None."""
+    return msg_id.partition(LABEL)[2] or None if msg_id else None
 
 
 async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str,

@@ -17,7 +17,8 @@ connection, reconnect within the grace period (30 s) with ``?session=<id>&after=
 the messages after that one are replayed in order, then new ones follow. A resume reaching another API
 process than the one that held the session (that one died) reattaches to the same kernel, its variables
 intact (``KernelPool.reattach``): numbering goes on after ``after``, and the outputs the kernel sent while no
-server held it come first, with ``"run_id": null`` (the run they belong to was started by the other server).
+server held it come first, with their run's ``run_id``; a run that ended meanwhile gets its ``idle`` status and
+a ``done`` (status ``ok``, no time: its reply went to the server that died).
 
 Client to server::
 

@@ -188,9 +188,12 @@ async def test_a_killed_server_s_sessions_go_on_through_the_other_with_their_ker
 
     card = await card_socket(b, token, f"session={hello['session_id']}&after={last_seen}")
     replayed_card = [await card.receive()]
-    while replayed_card[-1].get("output", {}).get("text") != "during the card gap\n":
+    while (replayed_card[-1]["type"], replayed_card[-1].get("run_id")) != ("done", "r2"):
         replayed_card.append(await card.receive())
     assert [m["seq"] for m in replayed_card] == list(range(last_seen + 1, last_seen + 1 + len(replayed_card)))
+    assert ("r2", "during the card gap\n") in [(m["run_id"], m["output"].get("text")) for m in replayed_card
+                                               if m["type"] == "output"]
+    assert replayed_card[-1]["status"] == "ok"  # the editor's run ends, though its server died
     card.send(type="execute", run_id="r3", code="print(id(x))")
     after = await card.until("done")
     assert next(m["output"]["text"] for m in after if m["type"] == "output") == card_identity

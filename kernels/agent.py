@@ -14,6 +14,9 @@ signed by the server; the agent holds only the public key, so nothing here can f
     GET    /events?after=N&timeout=S            {"agent_id", "last", "events": [kernels that ended by
                                                  themselves, after N]}, waiting up to S (<= 60) s for one
     POST   /kernels/{id}/interrupt              204, SIGINT reaches the kernel
+    POST   /kernels/{id}/gap                    {"messages": [[frame, ...] base64, ...], "lost": n}: what the
+                                                 kernel published while no server was attached (``kernels.gap``),
+                                                 taken once by the server that reattaches; 404 if none is kept
     PUT    /kernels/{id}/datasets/{name}        204, the body (Parquet, streamed, at most ``DATASET_BYTES``)
            [?version=V]                          becomes load_dataset(name), and with ``version`` (64 hex digits
                                                  naming that content) is kept in the agent's cache
@@ -34,6 +37,9 @@ signed by the server; the agent holds only the public key, so nothing here can f
 
 Errors are ``{"error": {"code", "message"}}`` with 401, 404, 400, 409 or 503.
 
+A kernel no server has been attached to for ``orphan_seconds`` (its server died and none reattached) is
+destroyed (``reap_orphans``): no server is left to cull it for idleness.
+
 The server never reaches a kernel's own sockets: ``POST /kernels`` relays them (``kernels.relay``,
 which bounds every message the kernel sends) and returns the relay's connection info: ``ipc`` on
 unix sockets only the agent's uid can reach (the server runs on this host), or, when the agent was
@@ -44,6 +50,7 @@ advertised host (else that address). ``DELETE`` closes the relay first.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import errno
@@ -56,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import structlog
 from tornado import web
 from tornado.http1connection import HTTP1Connection
 
@@ -71,10 +79,13 @@ from .table_files import TableFileError, open_table
 from .usage import kernel_cpu_seconds
 from .wire import TABLE_FILE_NAME
 
+log = structlog.get_logger("bi.executor")
+
 ISSUER = "bi-server"
 AUDIENCE = "bi-executor"
 MAX_TOKEN_LIFETIME = 300
 MAX_POLL_SECONDS = 60
+ORPHAN_CHECK_SECONDS = 30
 IN_FLIGHT_POLL_SECONDS = 0.01
 TABLE_CHUNK = 1 << 20
 CACHE_DIRECTORY = "dataset-cache"  # in the run directory (kernel directories are hex)
@@ -225,10 +236,25 @@ class KernelHandler(AgentHandler):
 
     async def delete(self, kernel_id: str) -> None:
         self.kernel(kernel_id)
-        await self.settings["relays"].close(kernel_id)
-        await self.launcher.stop(kernel_id)
-        self.admission.release(kernel_id)
+        await destroy(self.settings["relays"], self.launcher, self.admission, kernel_id)
         self.set_status(204)
+
+
+async def destroy(relays: Relays, launcher: KernelLauncher, admission: Admission, kernel_id: str) -> None:
+    """Close the kernel's relay, stop it and free its place."""
+    await relays.close(kernel_id)
+    await launcher.stop(kernel_id)
+    admission.release(kernel_id)
+
+
+async def reap_orphans(relays: Relays, launcher: KernelLauncher, admission: Admission, seconds: float) -> None:
+    """Destroy, for ever, the kernels no server has been attached to for ``seconds``: their server died and
+    none reattached, so none will cull them for idleness."""
+    while True:
+        await asyncio.sleep(min(seconds / 4, ORPHAN_CHECK_SECONDS))
+        for kernel_id in relays.orphans(seconds):
+            log.warning("kernel_orphaned", kernel_id=kernel_id, seconds=seconds)
+            await destroy(relays, launcher, admission, kernel_id)
 
 
 class InterruptHandler(AgentHandler):
@@ -456,6 +482,17 @@ class DatasetAliasHandler(AgentHandler):
         self.set_status(204)
 
 
+class GapHandler(AgentHandler):
+    def post(self, kernel_id: str) -> None:
+        self.kernel(kernel_id)
+        gap = self.settings["relays"].gap(kernel_id)
+        if gap is None:
+            raise web.HTTPError(404, f"kernel {kernel_id} has no gap buffer (the agent keeps none)")
+        messages, lost = gap.take()
+        self.write_json({"messages": [[base64.b64encode(frame).decode() for frame in frames] for frames in messages],
+                         "lost": lost})
+
+
 class UsageHandler(AgentHandler):
     def get(self) -> None:
         self.write_json({"cpu_seconds": {kernel_id: kernel_cpu_seconds(kernel)
@@ -496,6 +533,7 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], relays: Re
         (r"/kernels", KernelsHandler, args),
         (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
         (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),
+        (r"/kernels/([0-9a-f]{32})/gap", GapHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)", DatasetHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/same-as/([^/]+)", DatasetAliasHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/link", DatasetLinkHandler, args),

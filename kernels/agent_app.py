@@ -32,11 +32,11 @@ from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import Application
 
 from .admission import DEFAULT_MAX_KERNELS, Admission
-from .agent import make_app
+from .agent import make_app, reap_orphans
 from .image import image_version
 from .launcher import KernelLauncher
-from .limits import (AGENT_BODY_BYTES, DATASET_CACHE_BYTES, KERNEL_LOG_BYTES_PER_SECOND, KERNEL_LOG_LINES_PER_SECOND,
-                     KERNEL_MESSAGE_BYTES)
+from .limits import (AGENT_BODY_BYTES, DATASET_CACHE_BYTES, GAP_BYTES, ORPHAN_SECONDS, KERNEL_LOG_BYTES_PER_SECOND,
+                     KERNEL_LOG_LINES_PER_SECOND, KERNEL_MESSAGE_BYTES)
 from .logs import configure_logging
 from .pool import WarmPool
 from .relay import Listeners, Relays, TcpListeners, UnixListeners, parse_port_range
@@ -78,6 +78,12 @@ class ExecutorApp(Application):
     kernel_message_bytes = Integer(KERNEL_MESSAGE_BYTES, help="Largest message a kernel may send, all its parts "
                                    "together; a larger one ends the relay's link to the server (which then "
                                    "restarts the kernel).").tag(config=True)
+    gap_bytes = Integer(GAP_BYTES, help="Bytes of each kernel's output kept while no server is attached to it, "
+                                         "replayed to the server that reattaches (oldest dropped past them, and "
+                                         "counted as lost); 0: none kept.").tag(config=True)
+    orphan_seconds = Float(ORPHAN_SECONDS, help="Seconds a kernel may stay with no server attached (its server "
+                                                "died and none reattached) before it is destroyed; 0: "
+                                                "never.").tag(config=True)
     max_kernels = Integer(DEFAULT_MAX_KERNELS, help="Kernels handed out and alive at once; beyond, "
                                                     "POST /kernels answers 503.").tag(config=True)
     kernel_log_lines_per_second = Integer(KERNEL_LOG_LINES_PER_SECOND, help="Lines of each kernel's stdout and "
@@ -101,7 +107,7 @@ class ExecutorApp(Application):
                "advertise-host": "ExecutorApp.advertise_host", "relay-ports": "ExecutorApp.relay_ports",
                "max-kernels": "ExecutorApp.max_kernels", "drain-timeout": "ExecutorApp.drain_timeout",
                "cgroup-name": "ExecutorApp.cgroup_name", "kernel-message-bytes": "ExecutorApp.kernel_message_bytes",
-               "dataset-root": "ExecutorApp.dataset_root"}
+               "dataset-root": "ExecutorApp.dataset_root", "gap-bytes": "ExecutorApp.gap_bytes"}
     flags = {"allow-weaker-sandbox": ({"ExecutorApp": {"allow_weaker_sandbox": True}},
                                       "Start even when some sandbox layers cannot be applied."),
              "relay": ({"ExecutorApp": {"relay": True}}, "Relay kernels on TCP ports of --ip.")}
@@ -192,7 +198,7 @@ class ExecutorApp(Application):
         await pool.start()
         listeners = self._listeners(ports)
         listeners.prepare()
-        relays = Relays(listeners, self.kernel_message_bytes)
+        relays = Relays(listeners, self.kernel_message_bytes, self.gap_bytes)
         admission = Admission(launcher.is_alive, single_tenant, self.max_kernels)
         app = make_app(pool, public_key, health, relays, admission=admission,
                        dataset_root=Path(self.dataset_root) if self.dataset_root else None,
@@ -208,7 +214,11 @@ class ExecutorApp(Application):
         host, port = sockets[0].getsockname()[:2]
         log.info("executor_started", url=f"http://{host}:{port}", pool_size=self.pool_size,
                  tenancy=admission.tenancy, max_kernels=self.max_kernels)
+        reaper = (asyncio.create_task(reap_orphans(relays, launcher, admission, self.orphan_seconds))
+                  if self.orphan_seconds > 0 and self.gap_bytes > 0 else None)
         reason = await self._until_stopped(pool, admission)
+        if reaper is not None:
+            reaper.cancel()
         server.stop()
         await app.settings["exits"].close()
         await app.settings["in_flight"].finished(IN_FLIGHT_SECONDS)

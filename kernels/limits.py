@@ -87,3 +87,15 @@ image's run directory shares a 4 GB tmpfs (compose) or the task's storage with t
 
 AGENT_BODY_BYTES = 1024 * 1024
 """The largest request body of any other agent route (``POST /kernels`` carries a tenant)."""
+
+GAP_BYTES = 8 * 1024 * 1024
+"""Bytes of kernel messages the agent keeps per kernel while no server is attached to it (``gap``), for the
+server that reattaches; past them the oldest are dropped and counted as lost."""
+
+GAP_MARGIN_SECONDS = 1.0
+"""What a kernel published this long before its last server's link dropped is kept too (``gap``): a server
+killed mid-stream may never have read it."""
+
+ORPHAN_SECONDS = 900.0
+"""Seconds a kernel may stay with no server attached before the agent destroys it (``agent.reap_orphans``):
+its server died and no other reattached, so no server culls it for idleness."""

@@ -26,6 +26,9 @@ server's ``MAXMSGSIZE`` bounds one part only, and ZeroMQ holds every part of a m
 last one arrives: without the relay, a kernel could make the server hold a message of a thousand
 parts, each under that bound.
 
+Each relay tells its kernel's ``GapBuffer`` (``gap``) how many iopub links are live: with none, what the
+kernel publishes is kept for the server that reattaches.
+
 Security: the relayed ZMTP uses the NULL mechanism, neither encrypted nor authenticated. The
 HMAC key in the connection info signs every message and the kernel ignores shell, control and
 stdin messages without a valid signature, so knowing a port is not enough to run code; but
@@ -47,6 +50,7 @@ import os
 import secrets
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +58,7 @@ import structlog
 
 from .launcher import CHANNELS
 from .limits import KERNEL_MESSAGE_BYTES
+from .gap import GapBuffer
 from .zmtp import MessageBound, MessageTooLarge
 
 CHUNK = 1 << 18
@@ -168,15 +173,22 @@ class KernelRelay:
     """Listens on one socket per channel of a kernel and relays each connection to its ipc socket."""
 
     def __init__(self, kernel_connection: dict[str, Any], listeners: Listeners,
-                 message_bytes: int = KERNEL_MESSAGE_BYTES):
+                 message_bytes: int = KERNEL_MESSAGE_BYTES, gap: GapBuffer | None = None):
         self.kernel_connection = kernel_connection
         self.listeners = listeners
         self.message_bytes = message_bytes
+        self.gap = gap  # hears how many iopub links are live
         self.connection: dict[str, Any] | None = None
         self._servers: list[asyncio.Server] = []
         self._paths: list[str] = []  # of unix sockets, removed on close
         self._links: set[asyncio.Task[Any]] = set()
+        self._iopub_links = 0
         self._closed = False
+
+    @staticmethod
+    def kernel_path(connection: dict[str, Any], channel: str) -> str:
+        """The kernel's own ipc socket of ``channel``."""
+        return f"{connection['ip']}-{connection[f'{channel}_port']}"
 
     @property
     def live_connections(self) -> int:
@@ -187,12 +199,12 @@ class KernelRelay:
         place, ports = self.listeners.place(), {}
         try:
             for number, name in enumerate(CHANNELS, 1):
-                path = f"{self.kernel_connection['ip']}-{self.kernel_connection[f'{name}_port']}"
+                path = self.kernel_path(self.kernel_connection, name)
                 listening, port = self.listeners.listen(place, number)
                 if listening.family == socket.AF_UNIX:
                     self._paths.append(listening.getsockname())
                 self._servers.append(await asyncio.start_server(
-                    functools.partial(self._link, path), sock=listening))
+                    functools.partial(self._link, path, name == "iopub"), sock=listening))
                 ports[f"{name}_port"] = port
         except BaseException:
             await self.close()
@@ -200,7 +212,7 @@ class KernelRelay:
         self.connection = {**self.kernel_connection, "transport": self.listeners.transport, "ip": place, **ports}
         return self.connection
 
-    async def _link(self, path: str, client_reader: asyncio.StreamReader,
+    async def _link(self, path: str, iopub: bool, client_reader: asyncio.StreamReader,
                     client_writer: asyncio.StreamWriter) -> None:
         """Relay one accepted connection to the kernel's socket at ``path`` until either side closes."""
         if self._closed:  # accepted just before close(), run just after it
@@ -210,6 +222,7 @@ class KernelRelay:
         assert link is not None  # start_server runs each connection in its own task
         self._links.add(link)
         writers = [client_writer]
+        self._count_iopub(iopub, 1)
         try:
             accepted = client_writer.get_extra_info("socket")
             if accepted.family != socket.AF_UNIX:
@@ -239,6 +252,13 @@ class KernelRelay:
             for writer in writers:
                 writer.close()
             self._links.discard(link)
+            self._count_iopub(iopub, -1)
+
+    def _count_iopub(self, iopub: bool, change: int) -> None:
+        if iopub:
+            self._iopub_links += change
+            if self.gap is not None:
+                self.gap.links(self._iopub_links)
 
     async def close(self) -> None:
         """Stop listening and close every live connection, both sides."""
@@ -259,22 +279,42 @@ class KernelRelay:
 class Relays:
     """The agent's relays, one per kernel it handed out."""
 
-    def __init__(self, listeners: Listeners, message_bytes: int = KERNEL_MESSAGE_BYTES):
+    def __init__(self, listeners: Listeners, message_bytes: int = KERNEL_MESSAGE_BYTES, gap_bytes: int = 0):
         self.listeners = listeners
         self.message_bytes = message_bytes
+        self.gap_bytes = gap_bytes  # kept per kernel while no server is attached (``gap``); 0: nothing
         self.relays: dict[str, KernelRelay] = {}
 
     async def open(self, kernel_id: str, kernel_connection: dict[str, Any]) -> dict[str, Any]:
         """Relay the kernel; return the connection info to hand to the server."""
-        relay = KernelRelay(kernel_connection, self.listeners, self.message_bytes)
-        connection = await relay.start()
+        gap = (GapBuffer(KernelRelay.kernel_path(kernel_connection, "iopub"), self.gap_bytes, self.message_bytes)
+               if self.gap_bytes else None)
+        relay = KernelRelay(kernel_connection, self.listeners, self.message_bytes, gap)
+        try:
+            connection = await relay.start()
+        except BaseException:
+            if gap is not None:
+                await gap.close()
+            raise
         self.relays[kernel_id] = relay
         return connection
+
+    def orphans(self, seconds: float) -> list[str]:
+        """The kernels no server has been attached to for ``seconds``."""
+        since = time.monotonic() - seconds
+        return [kernel_id for kernel_id, relay in self.relays.items()
+                if relay.gap is not None and relay.gap.detached_at is not None and relay.gap.detached_at < since]
+
+    def gap(self, kernel_id: str) -> GapBuffer | None:
+        relay = self.relays.get(kernel_id)
+        return relay.gap if relay is not None else None
 
     async def close(self, kernel_id: str) -> None:
         relay = self.relays.pop(kernel_id, None)
         if relay is not None:
             await relay.close()
+            if relay.gap is not None:
+                await relay.gap.close()
 
     async def close_all(self) -> None:
         while self.relays:

@@ -26,12 +26,13 @@ from tornado.netutil import bind_sockets
 from traitlets import Bool, Enum, Float, Integer, List, Type, Unicode, default
 from traitlets.config import Application
 
-from . import limits, secrets_file
+from . import kernel_keys, limits, secrets_file
 from .bus import LocalBus, RedisBus, make_bus
 from .client_address import TrustedProxies
 from .environment import setting
 from .errors import BIError
 from .execution.agent_client import AgentClient, load_private_key
+from .execution.records import KernelRecords
 from .execution.discovery import EcsExecutors, StaticExecutors
 from .execution.live import LiveSessions
 from .execution.local_agent import LocalAgent, LocalAgentError, load_or_create_key, load_or_create_key_pair
@@ -182,6 +183,12 @@ class ServeApp(BIApp):
     redis_url = Unicode(help="Redis (ElastiCache, Valkey) that carries the bus between API tasks: redis:// or "
                              "rediss:// (TLS), with the AUTH password in it; empty: the in-process bus (one "
                              "task).").tag(config=True)
+    kernel_keys = Unicode(help="The keys that seal kernels' HMAC keys in the store, so that another API task can "
+                               "reattach to a kernel (kernel_keys.py): secrets of 32 or more characters, comma "
+                               "separated, the current one first, the previous one second during a rotation; "
+                               "embedded mode keeps one in the data dir.").tag(config=True)
+    kernel_keys_file = Unicode(help="File holding those keys instead (bi executor-key --kernel-keys makes "
+                                    "one).").tag(config=True)
     audit_events_per_window = Integer(limits.AUDIT_EVENTS_PER_WINDOW, help="Audit rows of one event one user "
                                       "may add per window; the rest become one counted row.").tag(config=True)
     audit_window_seconds = Float(limits.AUDIT_WINDOW_SECONDS, help="Seconds of that window.").tag(config=True)
@@ -232,6 +239,14 @@ class ServeApp(BIApp):
     def _default_redis_url(self) -> str:
         return setting("BI_REDIS_URL")
 
+    @default("kernel_keys")
+    def _default_kernel_keys(self) -> str:
+        return setting("BI_KERNEL_KEYS")
+
+    @default("kernel_keys_file")
+    def _default_kernel_keys_file(self) -> str:
+        return setting("BI_KERNEL_KEYS_FILE")
+
     @default("metrics_token")
     def _default_metrics_token(self) -> str:
         return setting("BI_METRICS_TOKEN")
@@ -261,6 +276,7 @@ class ServeApp(BIApp):
         audit.limit_rate(self.store_instance, self.audit_events_per_window, self.audit_window_seconds)
         try:
             auth = self._make_auth()
+            records = self._kernel_records()
         except BaseException:
             await self.store_instance.close()
             raise
@@ -289,6 +305,7 @@ class ServeApp(BIApp):
         dashboards = DashboardService(self.store_instance, cards, datasets, parent=self)
         tables = OutputTables(self.store_instance, cards, Path(self.data_dir).resolve() / "tmp" / "tables", parent=self)
         self.kernel_pool = KernelPool(executors, make_client, metrics.registry, tables, self.bus, parent=self)
+        self.kernel_pool.records = records
         await self.kernel_pool.start()
         self.agent_keeper: asyncio.Task[None] | None = None
         if self.local_agent is not None and isinstance(executors, StaticExecutors):
@@ -324,6 +341,20 @@ class ServeApp(BIApp):
             compress_response=True,
             log_function=lambda handler: None,
         )
+
+    def _kernel_records(self) -> KernelRecords | None:
+        """Where sessions' kernels are recorded for another task to reattach to them: with the configured
+        kernel keys, or in embedded mode one kept in the data dir; None (no failover) on AWS without keys."""
+        embedded = self.store == "embedded"
+        if not (self.kernel_keys or self.kernel_keys_file or embedded):
+            log.warning("kernel_failover_off", reason="set BI_KERNEL_KEYS or BI_KERNEL_KEYS_FILE")
+            return None
+        try:
+            keys = kernel_keys.load(self.kernel_keys, self.kernel_keys_file,
+                                    Path(self.data_dir).resolve() if embedded else None)
+        except kernel_keys.KernelKeyError as exc:
+            raise StartupError(f"bad kernel keys: {exc}") from exc
+        return KernelRecords(self.store_instance, keys)
 
     def _serve_metrics(self, metrics: Metrics) -> BIHTTPServer | None:
         """The listener serving only ``/metrics`` to whoever reaches ``ip:metrics_port``, if there is one."""
@@ -523,16 +554,22 @@ class ExecutorKeyApp(BIApp):
                                                     "BI_EXECUTOR_PRIVATE_KEY(_FILE).").tag(config=True)
     public_file = Unicode("executor_key.pub.pem", help="The public key: the agents' --public-key or "
                                                       "BI_EXECUTOR_PUBLIC_KEY.").tag(config=True)
-    aliases = {**BIApp.aliases, "private": "ExecutorKeyApp.private_file", "public": "ExecutorKeyApp.public_file"}
+    kernel_keys_file = Unicode("", help="Also make this file of the key that seals kernels' HMAC keys in the "
+                                        "store (the API's BI_KERNEL_KEYS_FILE), kept if it exists.").tag(config=True)
+    aliases = {**BIApp.aliases, "private": "ExecutorKeyApp.private_file", "public": "ExecutorKeyApp.public_file",
+               "kernel-keys": "ExecutorKeyApp.kernel_keys_file"}
     subcommands: dict[str, Any] = {}
 
     def start(self) -> None:
         configure_logging(cast(int, self.log_level), sys.stderr)
         try:
             load_or_create_key_pair(Path(self.private_file), Path(self.public_file))
+            if self.kernel_keys_file:
+                secrets_file.read_or_create(Path(self.kernel_keys_file), kernel_keys.new_secret)
         except (OSError, ValueError) as exc:
             self.fail(f"cannot make the executor key pair: {exc}")
-        log.info("executor_key_ready", private=self.private_file, public=self.public_file)
+        log.info("executor_key_ready", private=self.private_file, public=self.public_file,
+                 kernel_keys=self.kernel_keys_file or None)
 
 
 class UserAddApp(BIApp):

@@ -30,6 +30,9 @@ VARIABLES: dict[str, str] = {
     "BI_EXECUTOR_URLS": "Comma-separated base URLs of remote executor agents; empty: a local agent (embedded).",
     "BI_EXECUTOR_PRIVATE_KEY": "PEM of the Ed25519 key that signs calls to executor agents.",
     "BI_EXECUTOR_PRIVATE_KEY_FILE": "File holding that PEM instead (bi executor-key makes one).",
+    "BI_KERNEL_KEYS": "Keys that seal kernels' HMAC keys in the store (32+ characters each, comma separated, "
+                      "current first, previous second during a rotation); on AWS from Secrets Manager.",
+    "BI_KERNEL_KEYS_FILE": "File holding those keys instead (compose's keys-init makes one).",
     "BI_EXECUTOR_ECS_CLUSTER": "ECS cluster of the executor service (discovery through the ECS API).",
     "BI_EXECUTOR_ECS_SERVICE": "Name of the executor ECS service whose tasks are the executor agents.",
     "BI_METRICS_TOKEN": "Bearer token Prometheus sends to read /metrics on the API port (empty: closed there).",

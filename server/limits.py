@@ -395,3 +395,7 @@ LIST_FILTER_CHARS = 200
 SEARCH_TOTAL_MAX = 1_000
 """Matches the embedded store counts for a search's ``total``; past them the page has no total (counting
 every match of a common term in 100,000 cards took longer than the page itself, by 100 times and more)."""
+
+# Seconds a kernel record (``models.KernelRecord``) outlives its last write when no task closes its session
+# (the task that held it died and nobody reattached): longer than any session's idle limit.
+KERNEL_RECORD_SECONDS = 24 * 3600

@@ -226,6 +226,30 @@ class Lease:
 
 
 @dataclasses.dataclass(frozen=True)
+class KernelRecord:
+    """A card session's or Jupyter kernel's kernel, as any API task needs it to reattach when the one that
+    held it is gone: whose it is, on which agent, and the relay's connection info (``connection``, JSON,
+    without its key). Its HMAC key is only here sealed (``kernel_keys``: ``key_id``, ``sealed_key``).
+    ``datasets`` (JSON ``[[name, file], ...]``) and ``grant`` (JSON ``{"dataset_ids", "card_id"}``) are what
+    the session was opened on; the record is kept until the session closes or ``expires_at``."""
+
+    id: str  # the session's (a card session's, or a Jupyter kernel's id)
+    kind: str  # "card" or "jupyter"
+    user_id: str
+    agent_url: str
+    agent_id: str
+    kernel_id: str
+    memory_mb: int
+    connection: str
+    key_id: str
+    sealed_key: str
+    datasets: str
+    grant: str
+    created_at: str
+    expires_at: str
+
+
+@dataclasses.dataclass(frozen=True)
 class CachedResult:
     """A card run's result, by cache key (``services/card_runs.py``); the outputs are the blob ``blob_key``.
 

@@ -23,6 +23,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from server.kernel_keys import KernelKeys
 from tests.kernels.unprivileged import as_nobody, nobody_directory
 
 from .serve_process import BI, ROOT, Server, clean_env, free_port, request
@@ -126,8 +127,13 @@ def test_keys_init_makes_a_pair_once_and_keeps_it(tmp_path):
     first, first_private = public.read_bytes(), private.read_bytes()
     assert first == key.public_key().public_bytes(serialization.Encoding.PEM,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    kernel_keys = tmp_path / "run/bi/signing/kernel_keys"  # on the api's volume only, not the executor's
+    assert stat.S_IMODE(kernel_keys.stat().st_mode) == 0o600 and KernelKeys.parse(kernel_keys.read_text()).current
+    assert SERVICES["api"]["environment"]["BI_KERNEL_KEYS_FILE"] == "/run/bi/signing/kernel_keys"
+    first_kernel_keys = kernel_keys.read_bytes()
     subprocess.run([*BI, *command], check=True, env=clean_env(), capture_output=True)
     assert public.read_bytes() == first and private.read_bytes() == first_private
+    assert kernel_keys.read_bytes() == first_kernel_keys
 
 
 def _aws_env(moto_endpoint: str, **extra: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ the public key.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import hashlib
 import ipaddress
@@ -145,6 +146,12 @@ class AgentClient:
         except AgentError as exc:
             if exc.status != 404:  # already gone is what we wanted
                 raise
+
+    async def take_gap(self, kernel_id: str) -> tuple[list[list[bytes]], int]:
+        """What the kernel published while no server was attached (each message's frames, oldest first) and
+        how many such messages the agent dropped; taken once."""
+        gap = await self._call("POST", f"/kernels/{kernel_id}/gap")
+        return [[base64.b64decode(frame) for frame in frames] for frames in gap["messages"]], gap["lost"]
 
     async def interrupt(self, kernel_id: str) -> None:
         await self._call("POST", f"/kernels/{kernel_id}/interrupt")

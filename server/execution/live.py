@@ -23,6 +23,7 @@ from ..errors import BIError, ExecutionTimeoutError, NotFoundError
 from ..logs import get_logger
 from ..models import User
 from .pool import KernelPool
+from .gap import card_outputs
 from .replay import ReplayBuffer
 from .session import Grant, KernelSession
 from .syntax import syntax_problem
@@ -92,6 +93,23 @@ class LiveSession:
         for text in texts:
             socket.send_frame(text)
 
+    def replay_gap(self, gap: list[list[bytes]], lost: int) -> None:
+        """What the kernel published while no server held it (``KernelPool.reattach``): its outputs, in order,
+        after an ``outputs_lost`` notice if the agent dropped some, each with the run it belongs to (null for
+        none); a run that ended meanwhile gets its ``idle`` and ``done`` (status ``ok``: its reply and timing
+        went to the server that died, and an error shows in its outputs)."""
+        if lost:
+            self.emit({"type": "outputs_lost", "after": self.seq, "lost": lost, "resumes_at": self.seq + 1,
+                       "message": f"{lost} outputs sent while no server held this session were dropped: an "
+                                  "executor keeps the last ones only. Run the code again to see them."})
+        for run_id, output in card_outputs(self.session.kernel, gap):
+            if output is not None:
+                self.emit({"type": "output", "run_id": run_id, "output": output})
+            elif run_id is not None:  # its idle: the run ended while no server held the session
+                self.emit({"type": "status", "state": "idle", "run_id": run_id})
+                self.emit({"type": "done", "run_id": run_id, "status": "ok", "execution_count": None,
+                           "execution_time_ms": None, "truncated": False, "kernel_restarted": False})
+
     def detach(self, socket: Socket, grace_seconds: float) -> None:
         """``socket`` closed: wait ``grace_seconds`` for a reconnect, then end the session."""
         if self._socket is not socket:
@@ -142,7 +160,7 @@ class LiveSession:
         done: dict[str, Any] = {"type": "done", "run_id": run_id}
         try:
             result = await self.session.execute(
-                code, lambda output: self.emit({"type": "output", "run_id": run_id, "output": output}))
+                code, lambda output: self.emit({"type": "output", "run_id": run_id, "output": output}), label=run_id)
             done.update(status=result.status, execution_count=result.execution_count,
                         execution_time_ms=result.execution_time_ms, truncated=result.truncated,
                         kernel_restarted=result.kernel_restarted)
@@ -197,8 +215,17 @@ class LiveSessions(LoggingConfigurable):
         self.pool.get(user, session_id)  # NotFoundError for anyone else's
         return live
 
-    async def resume(self, user: User, session_id: str) -> LiveSession:
-        """The live session, if it is ``user``'s, still open and its grant still holds (else it ends)."""
+    async def resume(self, user: User, session_id: str, after: int = 0) -> LiveSession:
+        """The live session, if it is ``user``'s, still open and its grant still holds (else it ends). One
+        held by a server that is gone is reattached from its record, numbering on from ``after`` (the last
+        message the client saw), its kernel's outputs meanwhile replayed."""
+        if session_id not in self._live:
+            session, gap, lost = await self.pool.reattach(user, session_id, "card")
+            if session_id not in self._live:
+                live = LiveSession(session, self._expired, self.replay_buffer_bytes)
+                live.sent.skip(after)
+                self._live[session_id] = live
+                live.replay_gap(gap, lost)
         live = self.get(user, session_id)
         await live.session.check_grant()
         return live

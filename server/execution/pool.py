@@ -49,7 +49,7 @@ from traitlets.config import LoggingConfigurable
 from kernels.wire import NOTEBOOK_REQUEST
 
 from ..bus import Bus
-from ..errors import NotFoundError, RateLimitedError, ServiceUnavailableError
+from ..errors import BIError, NotFoundError, RateLimitedError, ServiceUnavailableError
 from ..limits import (BACKGROUND_BYTES, BACKGROUND_CPU_SECONDS, BACKGROUND_POLL_SECONDS, CARD_RUNS_QUEUED,
                       JUPYTER_CONNECTED_IDLE_SECONDS, JUPYTER_WALL_SECONDS, KERNEL_DECODE_BYTES, KERNEL_MESSAGE_BYTES,
                       OUTPUT_BYTES)
@@ -62,6 +62,7 @@ from .discovery import DiscoveryError, EcsExecutors, StaticExecutors
 from .links import bound_messages, dropped
 from .placement import AgentLoad, ranked, utilisation
 from .pool_metrics import PoolMetrics
+from .records import KernelRecords, datasets_of, grant_of
 from .session import (BACKGROUND_LIMIT, MESSAGE_TOO_LARGE, Gate, Grant, Kernel, KernelSession, Limits,
                       TableKeeper, message_for)
 
@@ -151,6 +152,8 @@ class KernelPool(LoggingConfigurable):
         self._refreshing: asyncio.Future[None] | None = None
         self.image_version: str | None = None  # of the agents' kernels: part of result cache keys
         self.gate: Gate | None = None  # checks a session's grant before each run (set by the app)
+        self.records: KernelRecords | None = None  # where interactive sessions' kernels are recorded (the app's)
+        self._reattaching: dict[tuple[str, str, str], asyncio.Future[tuple[KernelSession, list[list[bytes]], int]]] = {}
 
     def limits_for(self, kind: str) -> Limits:
         """The limits of sessions of ``kind``: Jupyter kernels run notebooks, with their own wall clock and
@@ -198,7 +201,79 @@ class KernelPool(LoggingConfigurable):
             self._one_shot.add(session.id)
         self.metrics.bound.inc()
         log.info("session_opened", session_id=session.id, user_id=user.id, kernel_id=kernel.kernel_id)
+        if interactive:
+            await self._record(session)
         return session
+
+    async def _record(self, session: KernelSession) -> None:
+        """Record the session's kernel in the store, and again whenever it gets a fresh one, so that another
+        task can reattach to it; a store that fails leaves the session without failover, not without use."""
+        if self.records is None:
+            return
+        session.listeners.add(functools.partial(self._record_again, session))
+        await self._save_record(session)
+
+    async def _save_record(self, session: KernelSession) -> None:
+        assert self.records is not None
+        try:
+            await self.records.save(session)
+        except BIError as exc:
+            log.warning("kernel_record_failed", session_id=session.id, error=exc.message)
+
+    def _record_again(self, session: KernelSession, event: dict[str, Any]) -> None:
+        if event["event"] == "kernel_restarted" and not session.closed:
+            task = asyncio.ensure_future(self._save_record(session))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def reattach(self, user: User, session_id: str, kind: str) -> tuple[KernelSession, list[list[bytes]], int]:
+        """The session ``session_id`` of ``user``, held by another task that is gone: its kernel, recorded
+        in the store, reached through its agent, with what the kernel published while no task was attached
+        (each message's frames, and how many the agent dropped). ``NotFoundError`` when there is no such
+        record of theirs, or its kernel is gone. Concurrent callers share one reattachment; a record of
+        anyone else's is left alone (nothing attached, nothing of its kernel's output taken)."""
+        if session_id in self.sessions:
+            return self.get(user, session_id, kind), [], 0
+        key = (session_id, user.id, kind)
+        if key not in self._reattaching:
+            self._reattaching[key] = asyncio.ensure_future(self._reattach(session_id, user.id, kind))
+            self._reattaching[key].add_done_callback(lambda _: self._reattaching.pop(key, None))
+        return await asyncio.shield(self._reattaching[key])
+
+    async def _reattach(self, session_id: str, user_id: str, kind: str) -> tuple[KernelSession, list[list[bytes]], int]:
+        gone = NotFoundError("No such session; it may have been closed or idled out.")
+        loaded = await self.records.load(session_id) if self.records is not None else None
+        if loaded is None or loaded[0].user_id != user_id or loaded[0].kind != kind:
+            raise gone
+        record, connection = loaded
+        agent = self.agents.get(record.agent_url)
+        if agent is None:
+            raise gone
+        try:
+            status = await agent.kernel_status(record.kernel_id)
+            if not status["alive"]:
+                raise gone
+            client = await self._connect(connection)
+            try:
+                gap, lost = await agent.take_gap(record.kernel_id)
+            except BaseException:
+                client.stop_channels()
+                raise
+        except AgentError as exc:
+            log.warning("kernel_reattach_failed", session_id=session_id, kernel_id=record.kernel_id, error=str(exc))
+            raise gone from exc
+        kernel = self._adopt(agent, record.kernel_id, record.memory_mb, client, record.agent_id or None, connection)
+        kernel.released = functools.partial(self._released, record.agent_url)
+        start_kernel = functools.partial(self.start_kernel, tenant=tenant_of(user_id), notebook=record.kind == "jupyter")
+        session = KernelSession(session_id, user_id, datasets_of(record), kernel, start_kernel,
+                                self.limits_for(record.kind), self.metrics, self.tables, record.kind,
+                                grant_of(record), self.gate, decoding=self.decoding)
+        self.sessions[session_id] = session
+        self.metrics.bound.inc()
+        log.info("session_reattached", session_id=session_id, user_id=user_id, kernel_id=record.kernel_id,
+                 agent=record.agent_url, gap_messages=len(gap), gap_lost=lost)
+        await self._record(session)
+        return session, gap, lost
 
     def get(self, user: User, session_id: str, kind: str = "card") -> KernelSession:
         """The session if it is ``user``'s and of ``kind``; anyone else's does not exist for them."""
@@ -220,6 +295,11 @@ class KernelPool(LoggingConfigurable):
         the pool waiting for it only when it closes."""
         if self.sessions.pop(session.id, None) is None:
             return
+        if self.records is not None and session.id not in self._one_shot:
+            try:
+                await self.records.forget(session.id)
+            except BIError as exc:  # it expires by itself; another task finds its kernel gone
+                log.warning("kernel_record_not_deleted", session_id=session.id, error=exc.message)
         self._one_shot.discard(session.id)
         self.metrics.bound.dec()
         closing = asyncio.ensure_future(session.close(reason))
@@ -325,28 +405,46 @@ class KernelPool(LoggingConfigurable):
         connection = dict(created["connection"])
         if connection["transport"] == "tcp":  # relayed: reach it where we reach its agent
             connection["ip"] = urllib.parse.urlsplit(agent.base_url).hostname
+        names_of: dict[Path, list[str]] = {}  # a renamed dataset's names share one file, placed once
+        for name, path in datasets:
+            names_of.setdefault(path, []).append(name)
+        try:
+            # the datasets are placed while the kernel's first reply comes: it reads them only once code runs
+            client, *_ = await all_of(self._connect(connection), *(
+                self._place_dataset(agent, kernel_id, names, path) for path, names in names_of.items()))
+            try:
+                if notebook:
+                    await self._switch_to_notebook(client)
+            except BaseException:
+                client.stop_channels()
+                raise
+        except BaseException:
+            with contextlib.suppress(AgentError):
+                await agent.delete_kernel(kernel_id)
+            raise
+        return self._adopt(agent, kernel_id, created["limits"]["memory_mb"], client, created.get("agent_id"),
+                           connection)
+
+    async def _connect(self, connection: dict[str, Any]) -> AsyncKernelClient:
+        """A client of the kernel at ``connection`` (relayed by its agent), once it answers."""
         client = AsyncKernelClient()
         try:
             client.load_connection_info(cast(KernelConnectionInfo, connection))
             bound_messages(client, self.kernel_message_bytes)
             client.start_channels(hb=False)  # deaths come from the agent's events
-            names_of: dict[Path, list[str]] = {}  # a renamed dataset's names share one file, placed once
-            for name, path in datasets:
-                names_of.setdefault(path, []).append(name)
-            # the datasets are placed while the kernel's first reply comes: it reads them only once code runs
-            await all_of(self._wait_until_ready(client),
-                         *(self._place_dataset(agent, kernel_id, names, path) for path, names in names_of.items()))
-            if notebook:
-                await self._switch_to_notebook(client)
+            await self._wait_until_ready(client)
         except BaseException:
             client.stop_channels()
-            with contextlib.suppress(AgentError):
-                await agent.delete_kernel(kernel_id)
             raise
+        return client
+
+    def _adopt(self, agent: AgentClient, kernel_id: str, memory_mb: int, client: AsyncKernelClient,
+               agent_id: str | None, connection: dict[str, Any]) -> Kernel:
+        """The pool's ``Kernel`` of a connected client: its budget and link watch, and its exits heard."""
         budget = BackgroundBudget(self.background_bytes, self.background_cpu_seconds,
                                   functools.partial(self._over_budget, kernel_id))
-        kernel = Kernel(agent, kernel_id, created["limits"]["memory_mb"], client,
-                        asyncio.get_running_loop().create_future(), budget, created.get("agent_id"))
+        kernel = Kernel(agent, kernel_id, memory_mb, client, asyncio.get_running_loop().create_future(), budget,
+                        agent_id, connection)
         kernel.watch = asyncio.create_task(self._watch_links(kernel))
         self._kernels[kernel_id] = kernel
         return kernel
@@ -651,12 +749,12 @@ class KernelPool(LoggingConfigurable):
             agent.close()
 
 
-async def all_of(*awaitables: Awaitable[object]) -> None:
-    """Await ``awaitables`` at once; when one fails, the others are cancelled (and awaited) before its error is
-    raised, so nothing is left running against a kernel being given up."""
+async def all_of(*awaitables: Awaitable[Any]) -> list[Any]:
+    """Await ``awaitables`` at once, their results in order; when one fails, the others are cancelled (and
+    awaited) before its error is raised, so nothing is left running against a kernel being given up."""
     tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
     try:
-        await asyncio.gather(*tasks)
+        return await asyncio.gather(*tasks)
     except BaseException:
         for task in tasks:
             task.cancel()

@@ -60,6 +60,7 @@ REPLY_TIMEOUT = 5
 IDLE_WAIT_SECONDS = 2.0  # the least a run waits for its idle after its execute_reply (more: to its wall clock)
 MESSAGE_TOO_LARGE = "kernel_message_too_large"  # a kernel ended for a message past MAXMSGSIZE
 BACKGROUND_LIMIT = "kernel_background_limit"  # a kernel ended past its background budget
+LABEL = "|run="  # between a request's own msg_id and its run's label (``run_label``)
 ENAME_OF_CODE = {MESSAGE_TOO_LARGE: "OutputTooLarge", BACKGROUND_LIMIT: "BackgroundLimitExceeded"}
 
 
@@ -92,6 +93,7 @@ class Kernel:
     exited: asyncio.Future[dict[str, Any]]
     budget: BackgroundBudget
     agent_id: str | None = None
+    connection: dict[str, Any] = dataclasses.field(default_factory=dict)  # as the client connects, key included
     watch: asyncio.Task[None] | None = None  # the pool's watch on its links, done once one drops
     link_dropped: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     released: Callable[[], None] | None = None  # the pool's: its place on the agent is free again
@@ -246,8 +248,10 @@ class KernelSession:
 
     # executing ---------------------------------------------------------------
     async def execute(self, code: str, listener: OutputListener | None = None,
-                      card_id: str | None = None, prelude: str = "") -> ExecutionResult:
-        """Run ``code`` in the kernel; outputs go to ``listener`` as they come, and into the result.
+                      card_id: str | None = None, prelude: str = "", label: str | None = None) -> ExecutionResult:
+        """Run ``code`` in the kernel; outputs go to ``listener`` as they come, and into the result. ``label``
+        (an editor's run id) goes in the request's msg_id (``run_label``), so that a server reattaching to
+        the kernel knows whose run its outputs are.
 
         DataFrame tables are kept for paging by this session's user (and viewers of ``card_id``); an
         editor run's (no ``card_id``) replace those of the session's previous run. A ``prelude`` (a card's
@@ -264,7 +268,7 @@ class KernelSession:
             await self.check_grant()
             async with self._lock:
                 with self.metrics.execution_seconds.time():
-                    return await self._execute(code, listener, card_id, prelude)
+                    return await self._execute(code, listener, card_id, prelude, label)
         finally:
             self.executing = False
             self.metrics.busy.dec()
@@ -277,7 +281,7 @@ class KernelSession:
             await self.gate(self)
 
     async def _execute(self, code: str, listener: OutputListener | None, card_id: str | None,
-                       prelude: str) -> ExecutionResult:
+                       prelude: str, label: str | None) -> ExecutionResult:
         kernel = self.kernel
         limit = RunLimit(self)
         self.tables.drop_session(self.id)
@@ -286,7 +290,13 @@ class KernelSession:
         messages = RunQueue(RUN_QUEUE_BYTES, self.decoding)
         if prelude:
             kernel.client.execute(prelude, silent=True, store_history=False, allow_stdin=False, stop_on_error=True)
-        msg_id = kernel.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
+        request = kernel.client.session.msg("execute_request", {
+            "code": code, "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False,
+            "stop_on_error": True})
+        if label is not None:
+            request["header"]["msg_id"] = f"{request['header']['msg_id']}{LABEL}{label}"
+        msg_id = request["header"]["msg_id"]
+        kernel.client.shell_channel.send(request)
         self._run = (msg_id, messages)
         kernel.budget.run_started()
         replied = asyncio.ensure_future(message_for(
@@ -507,6 +517,11 @@ class KernelSession:
         self._stop_reading()
         await self.kernel.stop()
         self._notify({"event": "closed", "reason": reason})
+
+
+def run_label(msg_id: str | None) -> str | None:
+    """The label ``execute`` put in a request's msg_id, or None."""
+    return msg_id.partition(LABEL)[2] or None if msg_id else None
 
 
 async def message_for(get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str | Collection[str],

@@ -14,7 +14,11 @@ share revoked, the card taken off the dashboard) the session ends, its socket is
 Authenticate with ``Authorization: Bearer <jwt>``, or, from a browser, the subprotocols
 ``bi.v1, bearer.<jwt>``. To resume after a dropped
 connection, reconnect within the grace period (30 s) with ``?session=<id>&after=<last seq seen>``:
-the messages after that one are replayed in order, then new ones follow.
+the messages after that one are replayed in order, then new ones follow. A resume reaching another API
+process than the one that held the session (that one died) reattaches to the same kernel, its variables
+intact (``KernelPool.reattach``): numbering goes on after ``after``, and the outputs the kernel sent while no
+server held it come first, with their run's ``run_id``; a run that ended meanwhile gets its ``idle`` status and
+a ``done`` (status ``ok``, no time: its reply went to the server that died).
 
 Client to server::
 
@@ -153,7 +157,8 @@ class CardSocket(JSONSocket):
         try:
             resume = self.get_query_argument("session", None)
             if resume:
-                self.live = await self.sessions.resume(self.user, resume)
+                after = self.get_query_argument("after", "")
+                self.live = await self.sessions.resume(self.user, resume, int(after) if after.isdigit() else 0)
             else:
                 self.live = await self.sessions.open(self.user, *await self.datasets_to_load())
         except BIError as exc:

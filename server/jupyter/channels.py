@@ -44,7 +44,8 @@ class KernelChannelsHandler(BoundedSocket):
         try:
             self.user = self.hold_place(await self.authenticate(request_token(self.request), JUPYTER_SCOPES))
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
-            self.kernel = self.settings["jupyter_kernels"].get(self.user, self.path_kwargs["kernel_id"])
+            self.kernel = await self.settings["jupyter_kernels"].find(
+                self.user, self.path_kwargs["kernel_id"], self.get_query_argument("session_id", None) or None)
         except BIError as exc:
             refuse(self, exc, jupyter_error)
 

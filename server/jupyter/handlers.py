@@ -75,9 +75,10 @@ class JupyterHandler(APIHandler):
     def sessions(self) -> JupyterSessions:
         return self.settings["jupyter_sessions"]
 
-    def kernel(self, kernel_id: str) -> JupyterKernel:
+    async def kernel(self, kernel_id: str) -> JupyterKernel:
+        """The caller's kernel, reattached if a server that is gone held it."""
         assert self.user is not None
-        return self.kernels.get(self.user, kernel_id)
+        return await self.kernels.find(self.user, kernel_id, None)
 
 
 class KernelSpecsHandler(JupyterHandler):
@@ -116,25 +117,25 @@ class KernelsHandler(JupyterHandler):
 
 
 class KernelHandler(JupyterHandler):
-    def get(self, kernel_id: str) -> None:
-        self.write_json(self.kernel(kernel_id).model())
+    async def get(self, kernel_id: str) -> None:
+        self.write_json((await self.kernel(kernel_id)).model())
 
     async def delete(self, kernel_id: str) -> None:
-        await self.kernels.shutdown(self.kernel(kernel_id))
+        await self.kernels.shutdown(await self.kernel(kernel_id))
         self.set_status(204)
         self.finish()
 
 
 class KernelInterruptHandler(JupyterHandler):
     async def post(self, kernel_id: str) -> None:
-        await self.kernel(kernel_id).interrupt()
+        await (await self.kernel(kernel_id)).interrupt()
         self.set_status(204)
         self.finish()
 
 
 class KernelRestartHandler(JupyterHandler):
     async def post(self, kernel_id: str) -> None:
-        kernel = self.kernel(kernel_id)
+        kernel = await self.kernel(kernel_id)
         await kernel.restart()
         self.write_json(kernel.model())
 

@@ -52,6 +52,7 @@ from jupyter_client import protocol_version
 from kernels.wire import CONTROL_REQUESTS, control_refusal
 
 from ..execution.outputs import error_output, truncation_notice
+from ..execution.gap import signed_parts
 from ..execution.replay import ReplayBuffer
 from ..execution.session import ACCESS_REVOKED, Kernel, KernelSession, RunLimit, death_output
 from .history import InputHistory
@@ -121,6 +122,7 @@ class JupyterKernel:
         self._ended: Run | None = None  # the last run, until its idle: its trailing output is still its own
         self._kept: ReplayBuffer[KernelMessage] = ReplayBuffer(buffer_bytes)
         self._kept_for: str | None = None  # the client session the kept messages are for
+        self._kept_for_next = False  # or the next socket, whichever (a reattachment's gap, its client unknown)
         self._awaiting: KernelMessage | None = None  # the shell request the kernel is answering
         self._answer_timer: asyncio.TimerHandle | None = None  # ends it if no answer comes
         self._held: collections.deque[KernelMessage] = collections.deque()  # shell requests after it
@@ -129,6 +131,7 @@ class JupyterKernel:
         self.history = InputHistory()
         self.end_reason: str | None = None  # why it ended, once it has
         self._request_ids: collections.OrderedDict[str, None] = collections.OrderedDict()  # the last ones received
+        self._replayed: set[str] = set()  # msg_ids of a reattachment's gap, whose live copies are dropped
         session.listeners.add(self._session_event)
         self._follow(session.kernel)
 
@@ -149,7 +152,7 @@ class JupyterKernel:
             socket.end("the kernel was shut down")
             return
         if not self.sockets:
-            if socket.session_id is not None and socket.session_id == self._kept_for:
+            if self._kept_for_next or socket.session_id is not None and socket.session_id == self._kept_for:
                 lost, messages = self._kept.since(0)
                 if lost:
                     socket.send(self._lost_notice(lost, messages[0].parent_header if messages else None))
@@ -157,6 +160,7 @@ class JupyterKernel:
                     socket.send(message)
                 log.info("jupyter_replayed", kernel_id=self.id, messages=len(messages), lost=lost)
             self._kept.clear()
+            self._kept_for_next = False
         self.sockets.add(socket)
         self.session.connections = len(self.sockets)
 
@@ -170,6 +174,23 @@ class JupyterKernel:
             self._kept_for = socket.session_id
             self._kept.skip(undelivered)
             self.session.touch()  # its idle limit without clients counts from now
+
+    def replay_gap(self, gap: list[list[bytes]], lost: int, client_session: str | None) -> None:
+        """What the kernel published while no server held it (``KernelPool.reattach``): kept for the client
+        session ``client_session`` (the one reconnecting; None: the next socket), like messages sent while a
+        client is away, after a notice of the ``lost`` ones; each must bear the kernel's signature. Live
+        copies are dropped."""
+        self._kept_for = client_session
+        self._kept_for_next = client_session is None
+        self._kept.skip(lost)
+        for parts in signed_parts(self._kernel, gap):
+            try:
+                message = KernelMessage("iopub", parts[1:])
+                self._replayed.add(message.msg_id)
+                self._from_kernel(message)
+            except ValueError as exc:  # BadFrame included
+                log.warning("jupyter_gap_message_dropped", kernel_id=self.id, error=str(exc))
+        log.info("jupyter_gap_replayed", kernel_id=self.id, messages=len(gap), lost=lost)
 
     def _lost_notice(self, lost: int, parent: dict[str, Any] | None) -> KernelMessage:
         text = (f"\n[{lost} kernel messages (outputs) sent while this client was away or too slow to read "
@@ -310,11 +331,22 @@ class JupyterKernel:
                     _, parts = kernel.client.session.feed_identities(frames)  # ValueError without a delimiter
                     if len(parts) < 5:
                         raise BadFrame("a kernel message has a signature and four JSON parts")
-                    self._from_kernel(KernelMessage(channel, parts[1:]))  # without the signature
+                    message = KernelMessage(channel, parts[1:])  # without the signature
+                    if channel == "iopub" and self._replayed and self._live_copy(message):
+                        continue
+                    self._from_kernel(message)
                 except ValueError as exc:  # BadFrame included
                     log.warning("jupyter_kernel_message_dropped", kernel_id=self.id, channel=channel, error=str(exc))
                 except Exception:  # one bad message must not end the relay
                     log.exception("jupyter_kernel_message_failed", kernel_id=self.id, channel=channel)
+
+    def _live_copy(self, message: KernelMessage) -> bool:
+        """Whether ``message`` came in a reattachment's gap too; the first that did not ends the overlap."""
+        if message.msg_id in self._replayed:
+            self._replayed.discard(message.msg_id)
+            return True
+        self._replayed.clear()
+        return False
 
     def _from_kernel(self, message: KernelMessage) -> None:
         if message.channel == "iopub" and not self._track(message):

@@ -58,6 +58,24 @@ class JupyterKernels(LoggingConfigurable):
                 raise NotFoundError(f"This kernel was shut down: {reason}. Start a new kernel.") from None
             raise NotFoundError("No such kernel; it may have been shut down or culled for idleness.") from None
 
+    async def find(self, user: User, kernel_id: str, client_session: str | None) -> JupyterKernel:
+        """The kernel as ``get`` finds it, or, held by a task that is gone, reattached from its record (what it
+        published meanwhile kept for the client session ``client_session``)."""
+        try:
+            return self.get(user, kernel_id)
+        except NotFoundError:
+            if kernel_id in self._ended:
+                raise
+        try:
+            session, gap, lost = await self.pool.reattach(user, kernel_id, KIND)
+        except NotFoundError:
+            raise NotFoundError("No such kernel; it may have been shut down or culled for idleness.") from None
+        if session.id not in self._kernels:
+            kernel = JupyterKernel(session, self.replay_buffer_bytes, self.answer_seconds, self._closed)
+            self._kernels[kernel.id] = kernel
+            kernel.replay_gap(gap, lost, client_session)
+        return self._kernels[session.id]
+
     def of_user(self, user: User) -> list[JupyterKernel]:
         return [self._kernels[session.id] for session in self.pool.of_user(user, KIND)]
 

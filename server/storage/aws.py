@@ -31,6 +31,7 @@ audit       ``MONTH#<yyyy-mm>``     ``<at>#<id>``       an audit event; ``fields
 cache       ``ANSWER#<key>``        ``ANSWER``          an idempotent answer (body zlib-compressed)
 tokens      ``SESSION#<id>``        ``SESSION``         a sign-in session (the server side of a refresh token)
 tokens      ``TOKEN#<id>``          ``TOKEN``           a personal access token (its secret hashed)
+tokens      ``KERNEL#<id>``         ``KERNEL``          a session's kernel record (its HMAC key sealed)
 leases      ``LEASE#<name>``        ``LEASE``           holder, version, ``expires_ms``, done, ``purge_at``
 ==========  ======================  ==================  ===============================
 
@@ -112,8 +113,9 @@ from ..environment import setting
 from ..errors import ConflictError, LeaseLostError, NotFoundError, StorageUnavailableError, StoreClosedError
 from ..logs import get_logger
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
-                      Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, RefreshSchedule,
-                      Share, SignInSession, User, VersionStamp, card_ids, epoch_seconds, refresh_seconds, utcnow)
+                      Dataset, DatasetVersion, IdempotentAnswer, KernelRecord, Lease, OutputTable, PersonalToken,
+                      RefreshSchedule, Share, SignInSession, User, VersionStamp, card_ids, epoch_seconds,
+                      refresh_seconds, utcnow)
 from ..paging import ListQuery, Page, after_number, number_key, ordered, take
 from .aws_catalog import DynamoCatalog, _entry_key as entry_key, list_keys
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix, request_scope
@@ -625,6 +627,21 @@ class AWSStore(Store):
 
     async def delete_sign_in_session(self, session_id: str) -> None:
         await self._run(self._delete, "tokens", _session_key(session_id))
+
+    # kernel records ----------------------------------------------------------
+    async def put_kernel_record(self, record: KernelRecord) -> None:
+        fields = {**dataclasses.asdict(record), "expires": epoch_seconds(record.expires_at)}
+        await self._run(self._put, "tokens", _kernel_record_key(record.id), fields)
+
+    async def get_kernel_record(self, record_id: str) -> KernelRecord | None:
+        item = await self._run(self._get, "tokens", _kernel_record_key(record_id))
+        if item is None:
+            return None
+        record = KernelRecord(**_unexpiring(item))
+        return record if record.expires_at >= utcnow() else None  # TTL deletes it within days, not at once
+
+    async def delete_kernel_record(self, record_id: str) -> None:
+        await self._run(self._delete, "tokens", _kernel_record_key(record_id))
 
     async def put_personal_token(self, token: PersonalToken) -> None:
         fields = {**dataclasses.asdict(token), "expires": epoch_seconds(token.expires_at),
@@ -1612,6 +1629,10 @@ def _owned_key(kind: Versioned, owner_id: str, record_id: str) -> dict[str, str]
 
 def _session_key(session_id: str) -> dict[str, str]:
     return {"pk": f"SESSION#{session_id}", "sk": "SESSION"}
+
+
+def _kernel_record_key(record_id: str) -> dict[str, str]:
+    return {"pk": f"KERNEL#{record_id}", "sk": "KERNEL"}
 
 
 def _personal_token_key(token_id: str) -> dict[str, str]:

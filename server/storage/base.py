@@ -28,8 +28,8 @@ from ..environment import setting
 from ..errors import NotFoundError
 from ..limits import AUDIT_RETENTION_DAYS, PAGE_SIZE_MAX
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Dashboard, DashboardVersion, Dataset,
-                      DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, RefreshSchedule, Share,
-                      SignInSession, User, VersionStamp)
+                      DatasetVersion, IdempotentAnswer, KernelRecord, Lease, OutputTable, PersonalToken,
+                      RefreshSchedule, Share, SignInSession, User, VersionStamp)
 from ..paging import ListQuery, Page, Scope
 from .catalog import CatalogueGap, Listed
 
@@ -402,6 +402,19 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def get_lease(self, name: str) -> Lease | None:
         """The lease ``name`` as stored (held, finished or expired), or None."""
+
+    # kernel records ----------------------------------------------------------
+    @abc.abstractmethod
+    async def put_kernel_record(self, record: KernelRecord) -> None:
+        """Add or replace the record of a session's kernel (``record.id``: the session's)."""
+
+    @abc.abstractmethod
+    async def get_kernel_record(self, record_id: str) -> KernelRecord | None:
+        """The record, or None if there is none or it expired."""
+
+    @abc.abstractmethod
+    async def delete_kernel_record(self, record_id: str) -> None:
+        """Forget the record (its session closed); a missing one is not an error."""
 
     # output tables -----------------------------------------------------------
     @abc.abstractmethod

@@ -25,8 +25,8 @@ from ..limits import SEARCH_TOTAL_MAX
 from ..paging import ListQuery, Page, Scope, after_number, fold, number_key, ordered, take
 from ..private_files import private_dir, private_file
 from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
-                      Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, RefreshSchedule,
-                      Share, SignInSession, User, VersionStamp, card_ids, refresh_seconds, utcnow)
+                      Dataset, DatasetVersion, IdempotentAnswer, KernelRecord, Lease, OutputTable, PersonalToken,
+                      RefreshSchedule, Share, SignInSession, User, VersionStamp, card_ids, refresh_seconds, utcnow)
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix
 from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, Listed, card_entry, card_summary,
                       dashboard_entry, dashboard_summary, dataset_entry)
@@ -311,6 +311,26 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT d.id, json_extract(v.document, '$.refresh.every_seconds') FROM dashboards d
         JOIN dashboard_versions v ON v.dashboard_id = d.id AND v.version = d.current_version
         WHERE json_extract(v.document, '$.refresh.every_seconds') IS NOT NULL;
+    """,
+    # Each session's kernel, so that another API task can reattach to it (models.KernelRecord).
+    """
+    CREATE TABLE kernel_records (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        agent_url TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        kernel_id TEXT NOT NULL,
+        memory_mb INTEGER NOT NULL,
+        connection TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        sealed_key TEXT NOT NULL,
+        datasets TEXT NOT NULL,
+        grant TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX kernel_records_by_expiry ON kernel_records (expires_at);
     """,
 )
 
@@ -769,6 +789,20 @@ class SQLiteStore(Store):
 
     async def delete_cached_result(self, key: str) -> None:
         await self._run(self._transaction, [("DELETE FROM result_cache WHERE key = ?", (key,))])
+
+    # kernel records ----------------------------------------------------------
+    async def put_kernel_record(self, record: KernelRecord) -> None:
+        await self._run(self._transaction, [
+            ("DELETE FROM kernel_records WHERE expires_at < ?", (utcnow(),)),
+            _replace("kernel_records", dataclasses.asdict(record))])
+
+    async def get_kernel_record(self, record_id: str) -> KernelRecord | None:
+        rows = await self._run(self._query, "SELECT * FROM kernel_records WHERE id = ? AND expires_at >= ?",
+                               record_id, utcnow())
+        return KernelRecord(**dict(rows[0])) if rows else None
+
+    async def delete_kernel_record(self, record_id: str) -> None:
+        await self._run(self._transaction, [("DELETE FROM kernel_records WHERE id = ?", (record_id,))])
 
     # leases ------------------------------------------------------------------
     async def acquire_lease(self, name: str, holder: str, until: float) -> Lease | None:

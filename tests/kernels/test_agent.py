@@ -21,10 +21,11 @@ import pandas as pd
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jupyter_client.session import Session
 from tornado import httpclient, httpserver
 from tornado.netutil import bind_sockets
 
-from kernels.agent import AUDIENCE, ISSUER, DatasetFile, UnsafeDirectory, link_dataset, make_app
+from kernels.agent import AUDIENCE, ISSUER, DatasetFile, UnsafeDirectory, link_dataset, make_app, reap_orphans
 from kernels.agent_app import RELAY_DIRECTORY
 from kernels.pool import WarmPool
 from kernels.relay import Relays, UnixListeners
@@ -46,6 +47,7 @@ class Agent:
         self.base_url = base_url
         self.launcher = launcher
         self.http = httpclient.AsyncHTTPClient(force_instance=True)
+        self.settings: dict[str, Any] = {}  # the agent app's
 
     async def call(self, method: str, path: str, bearer: str | None = None, body: bytes | None = None):
         headers = {"Authorization": f"Bearer {bearer if bearer is not None else token()}"}
@@ -60,16 +62,18 @@ def pool_size() -> int:
     return 1
 
 
-async def serve_agent(pool: WarmPool, **options: Any) -> AsyncIterator[Agent]:
+async def serve_agent(pool: WarmPool, gap_bytes: int = 0, **options: Any) -> AsyncIterator[Agent]:
     """The agent as ``bi executor`` serves it for a server on this host (kernels relayed on unix sockets), with
-    ``make_app``'s ``options``."""
+    ``make_app``'s ``options`` (and ``gap_bytes`` kept per kernel while no server is attached)."""
     listeners = UnixListeners(pool.launcher.run_dir / RELAY_DIRECTORY)
     listeners.prepare()
-    relays = Relays(listeners)
+    relays = Relays(listeners, gap_bytes=gap_bytes)
     sockets = bind_sockets(0, "127.0.0.1")
-    server = httpserver.HTTPServer(make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}, relays, **options))
+    app = make_app(pool, SERVER_KEY.public_key(), {"status": "ok"}, relays, **options)
+    server = httpserver.HTTPServer(app)
     server.add_sockets(sockets)
     client = Agent(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", pool.launcher)
+    client.settings = app.settings
     yield client
     client.http.close()
     server.stop()
@@ -193,6 +197,92 @@ async def test_kernel_ending_by_itself_is_an_event(agent):
     status = json.loads((await agent.call("GET", f"/kernels/{kernel_id}")).body)
     assert status["alive"] is False and status["exit"]["message"] == "the kernel exited with status 3"
     assert (await agent.call("GET", "/events?after=x")).code == 400
+
+
+GAP_CELL = """
+import time
+print("before", flush=True)
+time.sleep(1.5)
+for i in range(LINES):
+    print(f"after {i} " + "x" * 200, flush=True)
+    time.sleep(0.002)
+"""
+
+
+async def test_output_while_no_server_is_attached_is_kept_for_the_next(pool):
+    """A cell still running when its server's links drop goes on publishing: the agent keeps those signed
+    messages (bounded in bytes, the oldest dropped and counted as lost) and hands them once to the server
+    that reattaches, whose next execution sees the kernel's variables as they were."""
+    async for agent in serve_agent(pool, gap_bytes=16 * 1024):
+        created = json.loads((await agent.call("POST", "/kernels")).body)
+        kernel_id, info = created["kernel_id"], created["connection"]
+        relayed = dataclasses.replace(agent.launcher.kernels[kernel_id], connection=info)
+        assert (await agent.call("POST", "/kernels/0123456789abcdef0123456789abcdef/gap")).code == 404
+        first = agent.launcher.client(relayed)
+        first.start_channels()
+        await first.wait_for_ready(timeout=60)
+        outputs: list[dict] = []
+        reply = await first.execute_interactive("x = object(); print(id(x))", timeout=30, output_hook=outputs.append)
+        assert reply["content"]["status"] == "ok"
+        identity = texts(outputs)
+        outputs.clear()
+        for lines in (5, 200):  # within the bound, then past it
+            running = first.execute(GAP_CELL.replace("LINES", str(lines)))
+            while not outputs or outputs[-1]["content"].get("text") != "before\n":
+                message = await first.get_iopub_msg(timeout=30)
+                if message["parent_header"].get("msg_id") == running and message["msg_type"] == "stream":
+                    outputs.append(message)
+            first.stop_channels()  # the server holding it dies mid-cell
+            await asyncio.sleep(1.5 + lines * 0.01 + 1)
+            second = agent.launcher.client(relayed)
+            second.start_channels()
+            await second.wait_for_ready(timeout=60)
+            gap = json.loads((await agent.call("POST", f"/kernels/{kernel_id}/gap")).body)
+            verifier = Session(key=info["key"].encode(), signature_scheme=info["signature_scheme"])
+            kept = [verifier.deserialize(verifier.feed_identities([base64.b64decode(frame) for frame in frames])[1])
+                    for frames in gap["messages"]]  # each signed with the kernel's key
+            streams = "".join(m["content"].get("text", "") for m in kept
+                              if m["parent_header"].get("msg_id") == running and m["msg_type"] == "stream")
+            if lines == 5:
+                assert gap["lost"] == 0 and streams.count("after") == 5 and "after 4 " in streams
+                assert any(m["msg_type"] == "execute_reply" or m["content"].get("execution_state") == "idle"
+                           for m in kept if m["parent_header"].get("msg_id") == running)
+            else:
+                assert gap["lost"] > 0 and "after 199 " in streams and "after 0 " not in streams
+                assert sum(len(base64.b64decode(f)) for frames in gap["messages"] for f in frames) <= 16 * 1024
+            again = json.loads((await agent.call("POST", f"/kernels/{kernel_id}/gap")).body)
+            assert again == {"messages": [], "lost": 0}  # taken once; nothing kept while attached
+            outputs.clear()
+            first = second
+        reply = await first.execute_interactive("print(id(x))", timeout=30, output_hook=outputs.append)
+        assert reply["content"]["status"] == "ok" and texts(outputs) == identity
+        first.stop_channels()
+
+
+async def test_a_kernel_no_server_reattaches_to_is_destroyed(pool):
+    """Once no server has been attached to a kernel for ``orphan_seconds``, the agent destroys it; one a
+    server is attached to stays."""
+    async for agent in serve_agent(pool, gap_bytes=1024):
+        relays, admission = agent.settings["relays"], agent.settings["admission"]
+        kept, orphan = [json.loads((await agent.call("POST", "/kernels")).body) for _ in range(2)]
+        clients = {}
+        for created in (kept, orphan):
+            clients[created["kernel_id"]] = agent.launcher.client(dataclasses.replace(
+                agent.launcher.kernels[created["kernel_id"]], connection=created["connection"]))
+            clients[created["kernel_id"]].start_channels()
+            await clients[created["kernel_id"]].wait_for_ready(timeout=60)
+        clients[orphan["kernel_id"]].stop_channels()  # its server died
+        reaper = asyncio.create_task(reap_orphans(relays, agent.launcher, admission, 0.5))
+        try:
+            for _ in range(100):
+                if orphan["kernel_id"] not in agent.launcher.kernels:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            reaper.cancel()
+        assert (await agent.call("GET", f"/kernels/{orphan['kernel_id']}")).code == 404
+        assert (await agent.call("GET", f"/kernels/{kept['kernel_id']}")).code == 200
+        clients[kept["kernel_id"]].stop_channels()
 
 
 def place_dataset(folder, filename: str, data: bytes) -> None:

@@ -369,7 +369,9 @@ def test_every_api_variable_is_a_documented_setting(template):
 def test_api_secrets_come_from_secrets_manager_and_only_its_execution_role_reads_them(template):
     api = container(template, "ApiTaskDefinition")
     secrets = {s["Name"]: s["ValueFrom"]["Ref"] for s in api["Secrets"]}
-    assert sorted(secrets) == ["BI_ADMIN_PASSWORD", "BI_EXECUTOR_PRIVATE_KEY", "BI_REDIS_PASSWORD", "JWT_SECRET_KEY"]
+    assert sorted(secrets) == ["BI_ADMIN_PASSWORD", "BI_EXECUTOR_PRIVATE_KEY", "BI_KERNEL_KEYS", "BI_REDIS_PASSWORD",
+                               "JWT_SECRET_KEY"]
+    assert secrets["BI_KERNEL_KEYS"] != secrets["JWT_SECRET_KEY"]
     assert all(template["Resources"][r]["Type"] == "AWS::SecretsManager::Secret" for r in secrets.values())
     jwt = props(template, secrets["JWT_SECRET_KEY"])["GenerateSecretString"]
     assert (jwt["PasswordLength"], jwt["ExcludePunctuation"]) == (64, True)

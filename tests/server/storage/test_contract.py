@@ -13,7 +13,7 @@ import pytest
 from server.errors import ConflictError, LeaseLostError, NotFoundError, StoreClosedError
 from server.paging import ListQuery, Scope, fold
 from server.models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, Column, Dashboard, DashboardVersion,
-                           Dataset, DatasetVersion, IdempotentAnswer, Lease, OutputTable, PersonalToken, Share,
+                           Dataset, DatasetVersion, IdempotentAnswer, KernelRecord, Lease, OutputTable, PersonalToken, Share,
                            SignInSession, User, iso_time, utcnow)
 
 
@@ -746,3 +746,23 @@ class TestAuditTrail:
             await store.put_audit_event(event)
         assert await store.list_audit_events(AuditQuery(10)) == [new]
         assert await store.list_audit_events(AuditQuery(10, user_id="u1")) == [new]
+
+
+class TestKernelRecords:
+    async def test_put_get_replace_delete_and_expiry(self, store):
+        now = utcnow()
+        record = KernelRecord(uuid.uuid4().hex, "jupyter", uuid.uuid4().hex, "http://10.0.3.7:8080", "a1",
+                              uuid.uuid4().hex, 2048, json.dumps({"transport": "tcp", "shell_port": 20001}),
+                              "k1", "c2VhbGVk", json.dumps([["売上", "/d/1.parquet"]]),
+                              json.dumps({"dataset_ids": ["d1"], "card_id": None}), now, iso_time(time.time() + 60))
+        await store.put_kernel_record(record)
+        assert await store.get_kernel_record(record.id) == record
+        moved = dataclasses.replace(record, agent_id="a2")
+        await store.put_kernel_record(moved)
+        assert await store.get_kernel_record(record.id) == moved
+        await store.delete_kernel_record(record.id)
+        await store.delete_kernel_record(record.id)  # again: no error
+        assert await store.get_kernel_record(record.id) is None
+        expired = dataclasses.replace(record, id=uuid.uuid4().hex, expires_at=iso_time(time.time() - 1))
+        await store.put_kernel_record(expired)
+        assert await store.get_kernel_record(expired.id) is None

@@ -1,0 +1,205 @@
+"""Failover that keeps kernels: two ``bi serve`` processes on one SQLite store, one ``bi executor`` and a real
+``redis-server``. A user's card session and Jupyter kernel are opened through A, which is killed (``kill -9``)
+while a cell runs in each; the clients reconnect through B, which reattaches to the same kernels (their
+records in the store): the output of the running cells, published while no server was attached, is replayed,
+and the next execution sees the variables set before, in the same kernel process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tornado import httpclient, websocket
+
+from server.execution.local_agent import AGENT_ENVIRONMENT, load_or_create_key_pair
+from tests.kernels.sandbox.helpers import require
+from tests.kernels.test_agent import descendants
+from tests.redis_server import RedisServer
+
+from ..serve_process import BI, ROOT, Server, clean_env, free_port, request, stop_all
+from .test_card_socket import Socket
+from .test_jupyter_api import KernelSocket, V1, text_of
+
+ADMIN = {"email": "admin@example.com", "password": "failover password"}
+RUNNING = "import time\nprint('started', flush=True)\ntime.sleep(1)\nprint('{}', flush=True)"
+GAP_SECONDS = 2.5  # A is dead, B not reached yet: the cells' output comes meanwhile
+
+
+class Cluster:
+    """One ``bi executor``, one ``redis-server`` and the ``bi serve`` processes started on one SQLite store."""
+
+    def __init__(self, root: Path, agent: subprocess.Popen, env: dict[str, str], ca_file: Path):
+        self.root = root
+        self.agent = agent
+        self.env = env
+        self.ca_file = ca_file
+        self.servers: list[Server] = []
+
+    def serve(self) -> Server:
+        port = free_port()
+        with open(self.root / f"serve{len(self.servers)}.log", "w") as log:
+            server = Server(self.root, ["--port", str(port), "--data-dir", str(self.root / "data"),
+                                        f"--RedisBus.ca_file={self.ca_file}"], self.env, port, log, start_seconds=120)
+        self.servers.append(server)
+        return server
+
+    def kernel_of(self, session_id: str) -> str:
+        """The kernel the store records for the session."""
+        with sqlite3.connect(self.root / "data" / "bi.sqlite3") as db:
+            return db.execute("SELECT kernel_id FROM kernel_records WHERE id = ?", (session_id,)).fetchone()[0]
+
+    def kernel_pid(self, kernel_id: str) -> int:
+        """The process of the kernel ``kernel_id``: the first of the agent's descendants in its cgroup."""
+        inside = set()
+        for pid in descendants(self.agent.pid):
+            try:
+                if f"/{kernel_id}\n" in Path(f"/proc/{pid}/cgroup").read_text():
+                    inside.add(pid)
+            except OSError:
+                continue
+        first = [pid for pid in inside if _parent(pid) not in inside]
+        assert len(first) == 1, f"kernel {kernel_id}: processes {inside}"
+        return first[0]
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, servers: int = 2) -> Iterator[Cluster]:
+    """A cluster of ``servers`` processes under ``root`` (the first alone: it makes the store, the sign-in key
+    and the kernel keys); everything stopped on leaving."""
+    redis_server = RedisServer(root / "redis")
+    private, public = root / "executor_key.pem", root / "executor_key.pub.pem"
+    load_or_create_key_pair(private, public)
+    agent_port = free_port()
+    with open(root / "executor.log", "w") as agent_log:
+        agent = subprocess.Popen([*BI, "executor", f"--port={agent_port}", f"--public-key={public}",
+                                  f"--run-dir={root / 'k'}", "--pool-size=1", "--ExecutorApp.drain_timeout=10",
+                                  f"--cgroup-name=failover-{os.getpid()}"],
+                                 cwd=ROOT, env={**AGENT_ENVIRONMENT, "PYTHONPATH": str(ROOT)},
+                                 stdout=agent_log, stderr=subprocess.STDOUT)
+    env = clean_env(PYTHONPATH=str(ROOT), BI_ADMIN_EMAIL=ADMIN["email"], BI_ADMIN_PASSWORD=ADMIN["password"],
+                    BI_EXECUTOR_URLS=f"http://127.0.0.1:{agent_port}", BI_EXECUTOR_PRIVATE_KEY_FILE=str(private),
+                    BI_REDIS_URL=redis_server.url)
+    cluster = Cluster(root, agent, env, redis_server.ca_file)
+    try:
+        for _ in range(servers):
+            cluster.serve()
+        yield cluster
+    finally:
+        for server in cluster.servers:
+            if server.proc.poll() is None:
+                server.proc.send_signal(signal.SIGINT)  # their sessions end, so the agent stops at once
+        for server in cluster.servers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.proc.wait(20)
+        stop_all(cluster.servers)
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(60)
+        redis_server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    require(os.geteuid() == 0, "the executor agent needs root to sandbox kernels")
+    with running_cluster(tmp_path_factory.mktemp("failover")) as started:
+        yield started
+
+
+async def card_socket(server: Server, token: str, query: str = "") -> Socket:
+    url = f"ws://127.0.0.1:{server.port}/api/cards/scratch/ws" + (f"?{query}" if query else "")
+    request_ = httpclient.HTTPRequest(url, headers={"Authorization": f"Bearer {token}"})
+    return Socket(await websocket.websocket_connect(request_))
+
+
+async def kernel_socket(server: Server, token: str, kernel_id: str, session_id: str) -> KernelSocket:
+    url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel_id}/channels?session_id={session_id}"
+    request_ = httpclient.HTTPRequest(url, headers={"Authorization": f"token {token}"})
+    return KernelSocket(await websocket.websocket_connect(request_, subprotocols=[V1]))
+
+
+async def test_a_killed_server_s_sessions_go_on_through_the_other_with_their_kernels(cluster):
+    a, b = cluster.servers
+    status, body = request(a.port, "/api/auth/login", ADMIN)
+    assert status == 200, body
+    token = body["access_token"]
+
+    # a card editor and a Jupyter notebook through A, each with a variable
+    card = await card_socket(a, token)
+    hello = await card.receive()
+    assert hello["type"] == "session"
+    card.send(type="execute", run_id="r1", code="x = object()\nprint(id(x))")
+    first_run = await card.until("done")
+    card_identity = next(m["output"]["text"] for m in first_run if m["type"] == "output")
+    status, kernel = request(a.port, "/api/kernels", {"name": "python3"}, token=token)
+    assert status == 201, kernel
+    client_session = uuid.uuid4().hex
+    notebook = await kernel_socket(a, token, kernel["id"], client_session)
+    jupyter_identity = text_of(await notebook.execute("x = object()\nprint(id(x))"))
+    card_kernel, jupyter_kernel = cluster.kernel_of(hello["session_id"]), cluster.kernel_of(kernel["id"])
+    pids = cluster.kernel_pid(card_kernel), cluster.kernel_pid(jupyter_kernel)
+
+    # a cell running in each when A dies: their output comes while no server is attached
+    running = notebook.send("execute_request", {"code": RUNNING.format("during the notebook gap"),
+                                                "silent": False})
+    card.send(type="execute", run_id="r2", code=RUNNING.format("during the card gap"))
+    while card.seen[-1].get("output", {}).get("text") != "started\n":
+        await card.receive()
+    last_seen = card.seen[-1]["seq"]
+    while not ((m := await notebook.receive())["parent_header"].get("msg_id") == running
+               and m["content"].get("text") == "started\n"):
+        pass
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(10)
+    time.sleep(GAP_SECONDS)
+
+    # someone else naming those sessions through B finds nothing there, and takes nothing of them
+    other = {"email": "other@example.com", "password": "another failover password"}
+    status, _ = request(b.port, "/api/users", {**other, "name": "Other"}, token=token)
+    assert status == 201
+    intruder = request(b.port, "/api/auth/login", other)[1]["access_token"]
+    assert request(b.port, f"/api/kernels/{kernel['id']}", token=intruder)[0] == 404
+    with pytest.raises(httpclient.HTTPClientError) as refused:
+        await card_socket(b, intruder, f"session={hello['session_id']}&after={last_seen}")
+    assert refused.value.code == 404
+
+    # the clients reconnect through B (JupyterLab reads its kernel's model first): what they missed first,
+    # then the same kernels
+    status, model = request(b.port, f"/api/kernels/{kernel['id']}", token=token)
+    assert status == 200 and model["id"] == kernel["id"], model
+    notebook = await kernel_socket(b, token, kernel["id"], client_session)
+    replayed = []
+    while not any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                  and m["parent_header"].get("msg_id") == running for m in replayed):
+        replayed.append(await notebook.receive())
+    assert "during the notebook gap" in text_of([m for m in replayed if m["parent_header"].get("msg_id") == running])
+    assert text_of(await notebook.execute("print(id(x))")) == jupyter_identity
+
+    card = await card_socket(b, token, f"session={hello['session_id']}&after={last_seen}")
+    replayed_card = [await card.receive()]
+    while (replayed_card[-1]["type"], replayed_card[-1].get("run_id")) != ("done", "r2"):
+        replayed_card.append(await card.receive())
+    assert [m["seq"] for m in replayed_card] == list(range(last_seen + 1, last_seen + 1 + len(replayed_card)))
+    assert ("r2", "during the card gap\n") in [(m["run_id"], m["output"].get("text")) for m in replayed_card
+                                               if m["type"] == "output"]
+    assert replayed_card[-1]["status"] == "ok"  # the editor's run ends, though its server died
+    card.send(type="execute", run_id="r3", code="print(id(x))")
+    after = await card.until("done")
+    assert next(m["output"]["text"] for m in after if m["type"] == "output") == card_identity
+    assert after[-1]["status"] == "ok"
+
+    assert (cluster.kernel_of(hello["session_id"]), cluster.kernel_of(kernel["id"])) == (card_kernel, jupyter_kernel)
+    assert (cluster.kernel_pid(card_kernel), cluster.kernel_pid(jupyter_kernel)) == pids
+    notebook.close()
+    card.close()

@@ -48,6 +48,7 @@ from .private_files import private_dir
 from .models import User
 from .services import audit
 from .services.audit import AuditLog
+from .services.record_memory import RecordMemory
 from .services.auth import AuthService, SecretKeyError, check_signing_key
 from .services.card_runs import CardRunner
 from .services.cards import CardService
@@ -259,6 +260,7 @@ class ServeApp(BIApp):
         self.store_instance = self.make_store()
         await self.store_instance.open()
         audit.limit_rate(self.store_instance, self.audit_events_per_window, self.audit_window_seconds)
+        audit.write_behind(self.store_instance)
         try:
             auth = self._make_auth()
         except BaseException:
@@ -270,8 +272,10 @@ class ServeApp(BIApp):
         auth.revoked.append(self.revocations.revoke)
         users = UserService(self.store_instance, auth)
         await self._ensure_first_admin(users)
+        records = RecordMemory(self.store_instance, auth.user_cache, parent=self)
+        records.listen(self.bus)
         datasets = self.datasets = DatasetService(self.store_instance, Path(self.data_dir).resolve() / "tmp",
-                                                  parent=self)
+                                                  records, parent=self)
         datasets.sweep_uploads()
         metrics = Metrics()
         self.store_instance.failed.append(metrics.store_failed)

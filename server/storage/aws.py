@@ -1245,14 +1245,29 @@ class AWSStore(Store):
         self._dynamodb.delete_item(TableName=self._table(kind), Key=_serialize(key))
 
     # audit trail -------------------------------------------------------------
-    async def put_audit_event(self, event: AuditEvent) -> None:
+    async def put_audit_events(self, events: list[AuditEvent]) -> None:
+        """One PutItem for one event, BatchWriteItem (25 a call) for more."""
+        items = [_serialize(self._audit_item(event)) for event in events]
+        table = self._table("audit")
+        if len(items) == 1:
+            await self._run(lambda: self._dynamodb.put_item(TableName=table, Item=items[0]))
+            return
+
+        def write() -> None:
+            for start in range(0, len(items), BATCH_WRITE_LIMIT):
+                chunk = [{"PutRequest": {"Item": item}} for item in items[start:start + BATCH_WRITE_LIMIT]]
+                self._drain(self._dynamodb.batch_write_item, {table: chunk}, "UnprocessedItems")
+
+        await self._run(write)
+
+    def _audit_item(self, event: AuditEvent) -> dict[str, Any]:
         item: dict[str, Any] = {
             "pk": f"MONTH#{event.at[:7]}", "sk": event.key, "epk": f"EVENT#{event.event}", "id": event.id,
             "at": event.at, "event": event.event, "fields": json.dumps(event.fields, ensure_ascii=False),
             AUDIT_TTL: self.audit_expiry(event)}
         if event.user_id is not None:
             item.update(upk=f"USER#{event.user_id}", user_id=event.user_id)
-        await self._run(lambda: self._dynamodb.put_item(TableName=self._table("audit"), Item=_serialize(item)))
+        return item
 
     async def list_audit_events(self, query: AuditQuery) -> list[AuditEvent]:
         return await self._run(self._audit_events, query)

@@ -340,14 +340,20 @@ class DashboardService(LoggingConfigurable):
 
     async def delete(self, user: User, dashboard_id: str) -> None:
         """Delete the dashboard (head first: then nothing can be added to it), its versions and shares; or
-        finish a deletion cut short: a dashboard that is gone is no error."""
+        finish a deletion cut short: a dashboard that is gone is no error. Its shares (whose holders are told) are
+        read at the same time as the caller's rights."""
+        authorized, shares = await asyncio.gather(self.authorize(user, dashboard_id, "owner"),
+                                                  self.store.list_shares(dashboard_id), return_exceptions=True)
         try:
-            dashboard: Dashboard | None = (await self.authorize(user, dashboard_id, "owner"))[0]
+            if isinstance(authorized, BaseException):
+                raise authorized
+            dashboard: Dashboard | None = authorized[0]
         except NotFoundError:
             if await self.store.get_dashboard(dashboard_id) is not None:
                 raise
             dashboard = None
-        shares = await self.store.list_shares(dashboard_id)
+        if isinstance(shares, BaseException):
+            raise shares
         await self.store.delete_dashboard(dashboard_id)
         for share in shares:
             self._tell_revoked(dashboard_id, share.user_id)

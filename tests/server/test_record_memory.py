@@ -1,6 +1,7 @@
 """Cards, datasets and their versions in each API task's memory (``services/record_memory.py``): a card saved or
 deleted, a dataset renamed or given a new version on one task is forgotten by every task (over a real
-``redis-server``) before their next request, and the memory is bypassed while the bus is down."""
+``redis-server``, in milliseconds), and the memory (and the user cache) is bypassed while the bus is
+down."""
 
 from __future__ import annotations
 
@@ -38,10 +39,13 @@ async def test_a_change_on_one_task_is_forgotten_by_all_and_memory_waits_for_the
     redis_server = RedisServer(tmp_path / "redis")
     try:
         bus = {"ServeApp__redis_url": redis_server.url, "RedisBus__ca_file": str(redis_server.ca_file),
-               "RedisBus__reconnect_seconds": 0.2}
+               "RedisBus__reconnect_seconds": 0.2, "AuthService__user_cache_seconds": 60.0}
         a = await start_server(**bus)
         b = await start_server(BIApp__data_dir=str(tmp_path / "data0"), **bus)  # one store
         token = await a.login()
+        member = await a.add_user("member@example.com")
+        assert (await b.fetch("GET", "/api/me", token=member)).code == 200, "B keeps the member's record"
+        member_id = (await b.fetch("GET", "/api/me", token=member)).json()["id"]
         card = (await a.fetch("POST", "/api/cards", token=token, json_body=CARD)).json()
         assert await code_on(b, token, card["id"]) == (200, "1 + 1")
         records = b.app.datasets.records
@@ -68,6 +72,8 @@ async def test_a_change_on_one_task_is_forgotten_by_all_and_memory_waits_for_the
         await until(lambda: not a.app.bus.connected and not b.app.bus.connected, "both buses to be down")
         await save(a, token, card["id"], 2, "3 + 3")  # B cannot hear of this one
         assert await code_on(b, token, card["id"]) == (200, "3 + 3"), "B read the store"
+        assert (await a.fetch("PATCH", f"/api/users/{member_id}", token=token, json_body={"active": False})).code == 200
+        assert (await b.fetch("GET", "/api/me", token=member)).code == 401, "B read the user from the store"
 
         redis_server.start()
         await until(lambda: a.app.bus.connected and b.app.bus.connected, "both buses to be back")

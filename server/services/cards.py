@@ -110,15 +110,15 @@ class CardService(LoggingConfigurable):
             await self._check_datasets(user, datasets, known=current.datasets if current else ())
             kept = list(current.tags) if current and tags is None else tags or []
             version = _version(card.id, expected + 1, user, title, code, datasets, parameters, kept)
-            try:
-                await settle(self.store.add_card_version(version, expected), lambda: self._landed(version),
-                             card_id=card.id)
-            except ConflictError:
-                latest = await self.store.get_card(card.id)
-                if latest is None:
-                    raise NotFoundError("No such card.") from None
-                version = await self._own(latest, expected)
-        await self.records.changed("card", card.id)
+            async with self.records.changing("card", card.id):
+                try:
+                    await settle(self.store.add_card_version(version, expected), lambda: self._landed(version),
+                                 card_id=card.id)
+                except ConflictError:
+                    latest = await self.store.get_card(card.id)
+                    if latest is None:
+                        raise NotFoundError("No such card.") from None
+                    version = await self._own(latest, expected)
         await record(self.store, "card_updated", card_id=card.id, version=version.version, user_id=user.id)
         for listener in self.saved:
             listener(user, card.id)
@@ -131,11 +131,11 @@ class CardService(LoggingConfigurable):
         except NotFoundError:
             if await self.store.get_card(card_id) is not None:
                 raise
-            await self.store.delete_card(card_id)
-            await self.records.changed("card", card_id)
+            async with self.records.changing("card", card_id):
+                await self.store.delete_card(card_id)
             return
-        await self.store.delete_card(card.id)
-        await self.records.changed("card", card.id)
+        async with self.records.changing("card", card.id):
+            await self.store.delete_card(card.id)
         await record(self.store, "card_deleted", card_id=card.id, owner_id=card.owner_id, user_id=user.id)
 
     async def _created(self, user: User, card_id: str) -> tuple[Card, CardVersion] | None:

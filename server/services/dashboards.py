@@ -380,8 +380,8 @@ class DashboardService(LoggingConfigurable):
     async def _drop_cards(self, card_ids: list[str]) -> None:
         """Delete the cards saved for a dashboard version that was not stored."""
         for card_id in card_ids:
-            await self.store.delete_card(card_id)
-            await self.cards.records.changed("card", card_id)
+            async with self.cards.records.changing("card", card_id):
+                await self.store.delete_card(card_id)
 
     async def _store_form(self, user: User, document: dict[str, Any], previous: dict[str, Any] | None,
                           created: list[str]) -> dict[str, Any]:

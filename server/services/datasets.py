@@ -150,9 +150,9 @@ class DatasetService(LoggingConfigurable):
         number = first.version if first else dataset.current_version + 1
         version, result = await self._import(dataset.id, number, user, dataset.owner_id, upload, encoding, delimiter,
                                              first)
-        if first is None:
-            await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
-        await self.records.changed("dataset", dataset.id)  # before new-data runs read it
+        async with self.records.changing("dataset", dataset.id):  # before new-data runs read it
+            if first is None:
+                await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
         for listener in self.new_version:
             listener(dataset.id, number)
         await record(self.store, "dataset_version_created", dataset_id=dataset.id, version=number, owner_id=dataset.owner_id,
@@ -170,8 +170,8 @@ class DatasetService(LoggingConfigurable):
                 f"The dataset has had {DATASET_ALIASES} names already, each kept so that cards loading it by an"
                 " earlier one keep working; upload it as a new dataset under the new name instead.",
                 {"field": "name", "limit": DATASET_ALIASES}, code="dataset_aliases_full")
-        renamed = await self.store.rename_dataset(dataset.id, name, dataset.name)
-        await self.records.changed("dataset", dataset.id)
+        async with self.records.changing("dataset", dataset.id):
+            renamed = await self.store.rename_dataset(dataset.id, name, dataset.name)
         await record(self.store, "dataset_renamed", dataset_id=dataset.id, owner_id=dataset.owner_id,
                      user_id=user.id, name=name, old_name=dataset.name)
         return renamed
@@ -184,8 +184,8 @@ class DatasetService(LoggingConfigurable):
             if not DATASET_ID.fullmatch(dataset_id) or await self.store.get_dataset(dataset_id) is not None:
                 raise
             dataset = None
-        versions = await self.store.delete_dataset(dataset_id)
-        await self.records.changed("dataset", dataset_id)
+        async with self.records.changing("dataset", dataset_id):
+            versions = await self.store.delete_dataset(dataset_id)
         keys = {version.blob_key for version in versions}
         keys.update(key for key, _ in await self.store.list_blobs(f"datasets/{dataset_id}/"))
         for key in sorted(keys):

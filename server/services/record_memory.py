@@ -2,7 +2,8 @@
 or running a card (a cache hit above all) costs no store round trip for the records it reads.
 
 A version never changes once stored. A card's or dataset's record (its owner, name, current version) changes
-with every save, rename and deletion, and the service that changed it calls ``changed(kind, id)``: the record
+with every save, rename and deletion, and the service that changed it calls ``changed(kind, id)`` (around the
+write: ``changing``, also when its outcome is unknown): the record
 and its versions are forgotten here at once and, through the bus (``record.changed``), on every task before
 the next request there. As the result memory (``result_memory.py``): a task whose bus is down neither reads
 nor fills this memory (it might miss another task's changes), and forgets everything when the bus connects
@@ -18,8 +19,9 @@ record (``user_cache.py``, dropped on every task at each change of a user).
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, Literal, TypeVar
 
 from traitlets import Float, Integer
@@ -135,6 +137,15 @@ class RecordMemory(LoggingConfigurable):
             self._forget(next(iter(self._kept)))
 
     # changes -----------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def changing(self, kind: Kind, record_id: str) -> AsyncIterator[None]:
+        """Around a write of the record ``kind``/``record_id``: ``changed`` afterwards, whether the write is known to
+        have landed or not (one whose outcome is unknown may have changed it)."""
+        try:
+            yield
+        finally:
+            await self.changed(kind, record_id)
+
     async def changed(self, kind: Kind, record_id: str) -> None:
         """The record ``kind``/``record_id`` was changed or deleted on this task: forget it here, then everywhere."""
         self._drop(kind, record_id)

@@ -319,6 +319,9 @@ AUDIT_WINDOW_SECONDS = 60.0
 AUDIT_BATCH = 25
 """Audit rows a server writes in one store call (one DynamoDB BatchWriteItem: ``services/audit.py``)."""
 
+AUDIT_LINGER_SECONDS = 0.05
+"""Seconds a batch of audit rows that is not full waits for more before it is written."""
+
 AUDIT_WAITING = 10_000
 """Audit rows a server holds for writing at most; past them a request that records one waits for room."""
 

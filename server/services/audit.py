@@ -20,7 +20,8 @@ shares, and access that ended: who could get in, and to what, is never summed up
 
 **Writes.** A server that calls ``write_behind`` does not make requests wait for their rows: ``record`` hands
 each row to the store's ``AuditWriter``, which writes what waits in batches (``AUDIT_BATCH`` rows a call:
-one BatchWriteItem on DynamoDB) one batch after another, and ``record`` waits only while
+one BatchWriteItem on DynamoDB; a batch not full waits ``AUDIT_LINGER_SECONDS`` for more) one after another
+(off the event loop's way: one store call per few requests, not one per request), and ``record`` waits only while
 ``AUDIT_WAITING`` rows wait (the store is slow or down). An admin's page of the trail first waits for the
 rows this task still holds, and a clean shutdown writes them all (``flush``). A task that crashes loses
 the rows it held (at most the last moments' events) from the store's trail; each is in the logs already.
@@ -46,7 +47,7 @@ from typing import Any
 import structlog
 
 from ..errors import InvalidRequestError, PermissionDeniedError
-from ..limits import AUDIT_BATCH, AUDIT_EVENTS_PER_WINDOW, AUDIT_WAITING, AUDIT_WINDOW_SECONDS
+from ..limits import AUDIT_BATCH, AUDIT_EVENTS_PER_WINDOW, AUDIT_LINGER_SECONDS, AUDIT_WAITING, AUDIT_WINDOW_SECONDS
 from ..models import AuditEvent, AuditQuery, User, utcnow
 from ..storage.base import Store
 
@@ -102,10 +103,11 @@ def write_behind(store: Store, batch: int = AUDIT_BATCH, most: int = AUDIT_WAITI
 class AuditWriter:
     """Writes the rows handed to it in batches, one batch after another, while requests go on."""
 
-    def __init__(self, store: Store, batch: int, most: int):
+    def __init__(self, store: Store, batch: int, most: int, linger: float = AUDIT_LINGER_SECONDS):
         self.store = store
         self.batch = batch
         self.most = most
+        self.linger = linger
         self._waiting: list[AuditEvent] = []
         self._writing: asyncio.Task[None] | None = None
 
@@ -123,6 +125,8 @@ class AuditWriter:
 
     async def _write(self) -> None:
         while self._waiting:
+            if len(self._waiting) < self.batch:
+                await asyncio.sleep(self.linger)  # the rows of the next moments join the call
             entries, self._waiting = self._waiting[:self.batch], self._waiting[self.batch:]
             await _put(self.store, entries)
 

@@ -49,6 +49,7 @@ from .private_files import private_dir
 from .models import User
 from .services import audit
 from .services.audit import AuditLog
+from .services.record_memory import RecordMemory
 from .services.auth import AuthService, SecretKeyError, check_signing_key
 from .services.card_runs import CardRunner
 from .services.cards import CardService
@@ -274,6 +275,7 @@ class ServeApp(BIApp):
         self.store_instance = self.make_store()
         await self.store_instance.open()
         audit.limit_rate(self.store_instance, self.audit_events_per_window, self.audit_window_seconds)
+        audit.write_behind(self.store_instance)
         try:
             auth = self._make_auth()
             records = self._kernel_records()
@@ -286,8 +288,10 @@ class ServeApp(BIApp):
         auth.revoked.append(self.revocations.revoke)
         users = UserService(self.store_instance, auth)
         await self._ensure_first_admin(users)
+        memory = RecordMemory(self.store_instance, auth.user_cache, parent=self)
+        memory.listen(self.bus)
         datasets = self.datasets = DatasetService(self.store_instance, Path(self.data_dir).resolve() / "tmp",
-                                                  parent=self)
+                                                  memory, parent=self)
         datasets.sweep_uploads()
         metrics = Metrics()
         self.store_instance.failed.append(metrics.store_failed)

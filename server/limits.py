@@ -149,6 +149,14 @@ RUN_TABLE_BYTES = 4 * ARROW_BYTES
 CACHED_RESULTS_PER_VARIANT = 3
 """Result cache entries kept per card and parameter values (older code or data versions go)."""
 
+ACCESS_READ_AHEAD = 10
+"""A card held by at most this many dashboards has their current versions read at the same time as the reader's
+shares of them (one round trip less for a viewer); past it, only the versions of those that grant access."""
+
+RECORD_MEMORY_BYTES = 16 * 1024 * 1024
+"""Bytes of card and dataset records and versions an API task keeps in memory, so that viewing or running a
+card reads none of them from the store (``RecordMemory.max_bytes``, ``services/record_memory.py``)."""
+
 RESULT_MEMORY_BYTES = 64 * 1024 * 1024
 """Bytes of recent cached results (their serialised outputs) an API task keeps in memory, so that a cache hit
 reads no entry or blob from the store (``CardRunner.memory_bytes``, ``services/result_memory.py``)."""
@@ -312,6 +320,15 @@ window's are written as one row with their ``count`` (``services/audit.py`` name
 
 AUDIT_WINDOW_SECONDS = 60.0
 """The window over which ``AUDIT_EVENTS_PER_WINDOW`` counts."""
+
+AUDIT_BATCH = 25
+"""Audit rows a server writes in one store call (one DynamoDB BatchWriteItem: ``services/audit.py``)."""
+
+AUDIT_LINGER_SECONDS = 0.05
+"""Seconds a batch of audit rows that is not full waits for more before it is written."""
+
+AUDIT_WAITING = 10_000
+"""Audit rows a server holds for writing at most; past them a request that records one waits for room."""
 
 # CSV uploads ---------------------------------------------------------------------
 DATASET_QUOTA_BYTES = 10 * 1024 ** 3

@@ -269,6 +269,6 @@ class CardEditSocket(CardSocket):
         if self.get_query_argument("datasets", None) is not None:
             files, grant = await super().datasets_to_load()
             return files, Grant(grant.dataset_ids, version.card_id)
-        data = await card_data(self.settings["cards"].store, self.user, version)
+        data = await card_data(self.settings["cards"].records, self.user, version)
         self.unreadable = [dataset.name for dataset in data.unreadable]
         return data.files, Grant(tuple(dataset_id for dataset_id, _ in data.versions), version.card_id)

@@ -18,6 +18,14 @@ sign-outs (each costs a password check or ends a sign-in), personal tokens, user
 shares, and access that ended: who could get in, and to what, is never summed up. Events without a user
 (an unknown email's failed sign-in) are bounded by the sign-in throttle, not here.
 
+**Writes.** A server that calls ``write_behind`` does not make requests wait for their rows: ``record`` hands
+each row to the store's ``AuditWriter``, which writes what waits in batches (``AUDIT_BATCH`` rows a call:
+one BatchWriteItem on DynamoDB; a batch not full waits ``AUDIT_LINGER_SECONDS`` for more) one after another
+(off the event loop's way: one store call per few requests, not one per request), and ``record`` waits only while
+``AUDIT_WAITING`` rows wait (the store is slow or down). An admin's page of the trail first waits for the
+rows this task still holds, and a clean shutdown writes them all (``flush``). A task that crashes loses
+the rows it held (at most the last moments' events) from the store's trail; each is in the logs already.
+
 ``AuditLog.page`` answers ``GET /api/audit`` for admins: newest first, filtered by time, user and event,
 in pages joined by an opaque keyset cursor (the key of the last event sent).
 """
@@ -39,7 +47,7 @@ from typing import Any
 import structlog
 
 from ..errors import InvalidRequestError, PermissionDeniedError
-from ..limits import AUDIT_EVENTS_PER_WINDOW, AUDIT_WINDOW_SECONDS
+from ..limits import AUDIT_BATCH, AUDIT_EVENTS_PER_WINDOW, AUDIT_LINGER_SECONDS, AUDIT_WAITING, AUDIT_WINDOW_SECONDS
 from ..models import AuditEvent, AuditQuery, User, utcnow
 from ..storage.base import Store
 
@@ -72,11 +80,60 @@ async def record(store: Store, event: str, **fields: Any) -> None:
 
 
 async def _write(store: Store, entry: AuditEvent) -> None:
+    writer = _writers.get(store)
+    if writer is not None:
+        await writer.put(entry)
+        return
+    await _put(store, [entry])
+
+
+async def _put(store: Store, entries: list[AuditEvent]) -> None:
     try:
-        await store.put_audit_event(entry)
-    except Exception as exc:  # the event is in the logs; the request it records goes on
-        log.error("audit_write_failed", audit_event=entry.event, audit_id=entry.id,
+        await store.put_audit_events(entries)
+    except Exception as exc:  # the events are in the logs; the requests they record go on
+        log.error("audit_write_failed", audit_event=entries[0].event, audit_id=entries[0].id, events=len(entries),
                   error=f"{type(exc).__name__}: {exc}")
+
+
+def write_behind(store: Store, batch: int = AUDIT_BATCH, most: int = AUDIT_WAITING) -> None:
+    """From now on, write the rows of ``store``'s trail in the background (``AuditWriter``)."""
+    _writers[store] = AuditWriter(store, batch, most)
+
+
+class AuditWriter:
+    """Writes the rows handed to it in batches, one batch after another, while requests go on."""
+
+    def __init__(self, store: Store, batch: int, most: int, linger: float = AUDIT_LINGER_SECONDS):
+        self.store = store
+        self.batch = batch
+        self.most = most
+        self.linger = linger
+        self._waiting: list[AuditEvent] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def put(self, entry: AuditEvent) -> None:
+        """Hand ``entry`` over; waits only while ``most`` rows wait already."""
+        while len(self._waiting) >= self.most:
+            await asyncio.shield(self._started())
+        self._waiting.append(entry)
+        self._started()
+
+    def _started(self) -> asyncio.Task[None]:
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.ensure_future(self._write())
+        return self._writing
+
+    async def _write(self) -> None:
+        while self._waiting:
+            if len(self._waiting) < self.batch:
+                await asyncio.sleep(self.linger)  # the rows of the next moments join the call
+            entries, self._waiting = self._waiting[:self.batch], self._waiting[self.batch:]
+            await _put(self.store, entries)
+
+    async def flush(self) -> None:
+        """Return once every row handed over so far is written (or its failure logged)."""
+        while self._writing is not None and not self._writing.done():
+            await asyncio.shield(self._writing)
 
 
 def limit_rate(store: Store, per_window: int = AUDIT_EVENTS_PER_WINDOW,
@@ -86,10 +143,18 @@ def limit_rate(store: Store, per_window: int = AUDIT_EVENTS_PER_WINDOW,
 
 
 async def flush(store: Store) -> None:
-    """Write the counted rows of the windows still open (before the store closes)."""
+    """Write the counted rows of the windows still open and every row waiting (before the store closes)."""
     rate = _rates.get(store)
     if rate is not None:
         await rate.flush_all()
+    await written(store)
+
+
+async def written(store: Store) -> None:
+    """Return once the rows this task handed to ``store``'s writer so far are written."""
+    writer = _writers.get(store)
+    if writer is not None:
+        await writer.flush()
 
 
 @dataclasses.dataclass
@@ -170,6 +235,7 @@ class AuditRate:
 
 
 _rates: weakref.WeakKeyDictionary[Store, AuditRate] = weakref.WeakKeyDictionary()
+_writers: weakref.WeakKeyDictionary[Store, AuditWriter] = weakref.WeakKeyDictionary()
 
 
 class AuditLog:
@@ -188,6 +254,7 @@ class AuditLog:
             raise InvalidRequestError(f"event must be an event name such as login_failed, not {event[:64]!r}.",
                                       {"argument": "event"}, code="invalid_argument")
         user_id = await self._user_id(user) if user is not None else None
+        await written(self.store)  # what this task recorded until now is on the page
         query = AuditQuery(limit + 1, _time("since", since), _time("until", until), user_id, event,
                            _cursor(cursor) if cursor is not None else None)
         events = await self.store.list_audit_events(query)

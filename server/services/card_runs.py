@@ -63,6 +63,7 @@ from ..storage.base import Store
 from .cards import CardService
 from .datasets import may_read, named_files
 from .output_tables import OutputTables, output_ids
+from .record_memory import RecordMemory
 from .result_memory import ResultMemory
 from .run_turns import RunTurns, SharedRuns, Told
 
@@ -159,33 +160,33 @@ async def read_ahead(store: Store, versions: Iterable[CardVersion]) -> ReadAhead
                      {d.id: (d, v) for d, v in zip(heads, current, strict=True)})
 
 
-async def card_data(store: Store, reader: User | None, version: CardVersion,
+async def card_data(records: RecordMemory, reader: User | None, version: CardVersion,
                     ahead: ReadAhead | None = None) -> CardData:
     """The datasets ``version`` names, parted by whether ``reader`` (None: nobody) may read them."""
     data = CardData([], [], [])
     readable: list[tuple[Dataset, Path]] = []
     for dataset_id in version.datasets:
         dataset, record = ahead.datasets.get(dataset_id, (None, None)) if ahead else (None, None)
-        if dataset is None:  # not read ahead (or deleted): read it now
-            dataset = await store.get_dataset(dataset_id)
-            record = await store.get_dataset_version(dataset_id, dataset.current_version) if dataset else None
+        if dataset is None:  # not read ahead (or deleted): read it now (or take it from this task's memory)
+            dataset = await records.dataset(dataset_id)
+            record = await records.dataset_version(dataset_id, dataset.current_version) if dataset else None
         if dataset is None or record is None:
             raise NotFoundError(f"A dataset this card reads ({dataset_id}) was deleted; edit the card.",
                                 {"dataset_id": dataset_id}, code="dataset_deleted")
         if reader is None or not may_read(reader, dataset):
             data.unreadable.append(dataset)
         else:
-            readable.append((dataset, await store.blob_path(record.blob_key)))
+            readable.append((dataset, await records.store.blob_path(record.blob_key)))
             data.versions.append((dataset_id, dataset.current_version))
     data.files.extend(named_files(readable))
     return data
 
 
-async def author_data(store: Store, version: CardVersion, ahead: ReadAhead | None = None) -> CardData:
+async def author_data(records: RecordMemory, version: CardVersion, ahead: ReadAhead | None = None) -> CardData:
     """What a run of ``version`` loads: every dataset it names, with the rights of its author;
     ``DatasetNotReadableError`` if they may not read one."""
-    author = (ahead.users.get(version.created_by) if ahead else None) or await store.get_user(version.created_by)
-    data = await card_data(store, author, version, ahead)
+    author = (ahead.users.get(version.created_by) if ahead else None) or await records.user(version.created_by)
+    data = await card_data(records, author, version, ahead)
     if data.unreadable:
         dataset = data.unreadable[0]
         raise DatasetNotReadableError(
@@ -261,7 +262,7 @@ class CardRunner(LoggingConfigurable):
             Card, CardVersion, dict[str, Any], CardData, str]:
         card, version = shown or await self.cards.get_visible(user, card_id)
         values = bind_parameters(version.parameters, parameters)
-        data = await author_data(self.store, version, ahead)
+        data = await author_data(self.cards.records, version, ahead)
         return card, version, values, data, cache_key(version, data.versions, values, self.pool.image_version)
 
     async def _cached(self, key: str) -> dict[str, Any] | None:

@@ -49,6 +49,7 @@ class CardService(LoggingConfigurable):
         super().__init__(**kwargs)
         self.store = store
         self.datasets = datasets
+        self.records = datasets.records  # cards and versions as recently read (record_memory.py)
         self.shares = shares
         self.saved: list[Callable[[User, str], None]] = []  # told (editor, card_id) of every new version
 
@@ -58,13 +59,14 @@ class CardService(LoggingConfigurable):
             return "owner"
         return await self.shares(user, card)
 
-    async def _authorize(self, user: User, card_id: str, needed: Access) -> Card:
-        """The card if ``user`` has ``needed`` access; NotFound if they have none, 403 if too little."""
-        return (await self._granted(user, card_id, needed))[0]
+    async def _authorize(self, user: User, card_id: str, needed: Access, fresh: bool = False) -> Card:
+        """The card if ``user`` has ``needed`` access; NotFound if they have none, 403 if too little. ``fresh``:
+        read from the store (what a write starts from), not from this task's memory."""
+        return (await self._granted(user, card_id, needed, fresh))[0]
 
-    async def _granted(self, user: User, card_id: str, needed: Access) -> tuple[Card, Access]:
+    async def _granted(self, user: User, card_id: str, needed: Access, fresh: bool = False) -> tuple[Card, Access]:
         """The card and ``user``'s access to it, if that is at least ``needed`` (as ``_authorize``)."""
-        card = await self.store.get_card(card_id)
+        card = await (self.store.get_card(card_id) if fresh else self.records.card(card_id))
         granted = await self.access(user, card) if card is not None else None
         if card is None or granted is None:
             raise NotFoundError("No such card.")
@@ -100,22 +102,23 @@ class CardService(LoggingConfigurable):
             await self._authorize(user, card_id, "edit")
             raise PreconditionRequiredError(
                 'Name the version you edited: send If-Match: "<version>" or a "version" field.')
-        card, current = await asyncio.gather(self._authorize(user, card_id, "edit"),  # the edited one: current
-                                             self.store.get_card_version(card_id, expected))  # unless stale
+        card, current = await asyncio.gather(self._authorize(user, card_id, "edit", fresh=True),  # the edited one:
+                                             self.records.card_version(card_id, expected))  # current unless stale
         if expected != card.current_version:
             version = await self._own(card, expected)
         else:
             await self._check_datasets(user, datasets, known=current.datasets if current else ())
             kept = list(current.tags) if current and tags is None else tags or []
             version = _version(card.id, expected + 1, user, title, code, datasets, parameters, kept)
-            try:
-                await settle(self.store.add_card_version(version, expected), lambda: self._landed(version),
-                             card_id=card.id)
-            except ConflictError:
-                latest = await self.store.get_card(card.id)
-                if latest is None:
-                    raise NotFoundError("No such card.") from None
-                version = await self._own(latest, expected)
+            async with self.records.changing("card", card.id):
+                try:
+                    await settle(self.store.add_card_version(version, expected), lambda: self._landed(version),
+                                 card_id=card.id)
+                except ConflictError:
+                    latest = await self.store.get_card(card.id)
+                    if latest is None:
+                        raise NotFoundError("No such card.") from None
+                    version = await self._own(latest, expected)
         await record(self.store, "card_updated", card_id=card.id, version=version.version, user_id=user.id)
         for listener in self.saved:
             listener(user, card.id)
@@ -124,13 +127,15 @@ class CardService(LoggingConfigurable):
     async def delete(self, user: User, card_id: str) -> None:
         """Delete the card, or finish a deletion cut short: a card that is gone is no error."""
         try:
-            card = await self._authorize(user, card_id, "owner")
+            card = await self._authorize(user, card_id, "owner", fresh=True)
         except NotFoundError:
             if await self.store.get_card(card_id) is not None:
                 raise
-            await self.store.delete_card(card_id)
+            async with self.records.changing("card", card_id):
+                await self.store.delete_card(card_id)
             return
-        await self.store.delete_card(card.id)
+        async with self.records.changing("card", card.id):
+            await self.store.delete_card(card.id)
         await record(self.store, "card_deleted", card_id=card.id, owner_id=card.owner_id, user_id=user.id)
 
     async def _created(self, user: User, card_id: str) -> tuple[Card, CardVersion] | None:
@@ -158,15 +163,16 @@ class CardService(LoggingConfigurable):
                                                                                  version.created_by)
 
     async def _check_datasets(self, user: User, datasets: list[str], known: tuple[str, ...]) -> None:
-        """Datasets new to the card must be visible to ``user``; ones it already reads stay."""
-        for index, dataset_id in enumerate(datasets):
-            if dataset_id in known:
-                continue
-            try:
-                await self.datasets.get_visible(user, dataset_id)
-            except NotFoundError:
+        """Datasets new to the card must be visible to ``user``; ones it already reads stay (read at once)."""
+        new = [(index, dataset_id) for index, dataset_id in enumerate(datasets) if dataset_id not in known]
+        found = await asyncio.gather(*(self.datasets.get_visible(user, dataset_id) for _, dataset_id in new),
+                                     return_exceptions=True)
+        for (index, dataset_id), dataset in zip(new, found, strict=True):
+            if isinstance(dataset, NotFoundError):
                 raise NotFoundError(f"There is no dataset {dataset_id} that you can read.",
-                                    {"pointer": f"/datasets/{index}", "dataset_id": dataset_id}) from None
+                                    {"pointer": f"/datasets/{index}", "dataset_id": dataset_id})
+            if isinstance(dataset, BaseException):
+                raise dataset
 
     # reads -------------------------------------------------------------------
     async def list_visible(self, user: User) -> list[tuple[Card, CardVersion]]:
@@ -180,8 +186,9 @@ class CardService(LoggingConfigurable):
         return await self.store.page_cards(dataclasses.replace(query, scopes=scopes))
 
     async def with_versions(self, cards: list[Card]) -> list[tuple[Card, CardVersion]]:
-        """Each card with its current version (one batch read), in the order given; cards without one are left out."""
-        versions = await self.store.get_card_versions([(c.id, c.current_version) for c in cards])
+        """Each card with its current version (those not kept in one batch read), in the order given; cards without
+        one are left out."""
+        versions = await self.records.card_versions([(c.id, c.current_version) for c in cards])
         return [(c, v) for c, v in zip(cards, versions, strict=True) if v is not None]
 
     async def get_visible(self, user: User, card_id: str, needed: Access = "view") -> tuple[Card, CardVersion]:
@@ -204,7 +211,7 @@ class CardService(LoggingConfigurable):
         return await self._version_of(card, number)
 
     async def _version_of(self, card: Card, number: int) -> CardVersion:
-        version = await self.store.get_card_version(card.id, number)
+        version = await self.records.card_version(card.id, number)
         if version is None:
             raise NotFoundError(f"The card has no version {number}.")
         return version

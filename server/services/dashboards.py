@@ -28,6 +28,7 @@ import dashboards_spec
 from ..errors import (BIError, InvalidRequestError, NotFoundError, PermissionDeniedError, PreconditionRequiredError,
                       UnprocessableError, ConflictError)
 from .audit import record
+from ..limits import ACCESS_READ_AHEAD
 from ..models import (Card, CardVersion, Dashboard, DashboardVersion, Dataset, Permission, Share, User, VersionStamp,
                       card_ids, normalise_email, utcnow)
 from ..paging import ListQuery, Page, Scope
@@ -79,14 +80,22 @@ class DashboardService(LoggingConfigurable):
         """The most ``user``'s dashboards grant on ``card``: edit on the cards of their own dashboards
         (an editor may have put theirs there), else what a dashboard shared with them grants. Only the
         dashboards that hold the card are read (the store's index of them), whatever else ``user`` has;
-        their current versions are read in one batch, to check they still hold it."""
+        their current versions are read in one batch, to check they still hold it: at the same time as the shares
+        when they are few (``ACCESS_READ_AHEAD``), else only those of the dashboards that grant something."""
         holding = await self.store.dashboards_with_card(card.id)
-        shares = await asyncio.gather(*(self.store.get_share(dashboard.id, user.id) for dashboard in holding
-                                        if dashboard.owner_id != user.id))
-        permission: dict[str, Access] = {share.dashboard_id: share.permission for share in shares if share is not None}
+        shares = asyncio.gather(*(self.store.get_share(dashboard.id, user.id) for dashboard in holding
+                                  if dashboard.owner_id != user.id))
+        versions: list[DashboardVersion] | None = None
+        if len(holding) <= ACCESS_READ_AHEAD:
+            found, versions = await asyncio.gather(shares, self._current_versions(holding))
+        else:
+            found = await shares
+        permission: dict[str, Access] = {share.dashboard_id: share.permission for share in found if share is not None}
         permission |= {dashboard.id: "edit" for dashboard in holding if dashboard.owner_id == user.id}
-        versions = await self._current_versions([dashboard for dashboard in holding if dashboard.id in permission])
-        granted = [permission[version.dashboard_id] for version in versions if card.id in card_ids(version.document)]
+        if versions is None:
+            versions = await self._current_versions([dashboard for dashboard in holding if dashboard.id in permission])
+        granted = [permission[version.dashboard_id] for version in versions
+                   if version.dashboard_id in permission and card.id in card_ids(version.document)]
         return max(granted, key=lambda access: RANK[access], default=None)
 
     async def _current_versions(self, dashboards: list[Dashboard]) -> list[DashboardVersion]:
@@ -96,8 +105,9 @@ class DashboardService(LoggingConfigurable):
 
     async def tiles(self, ids: Collection[str]) -> Tiles:
         """The cards of ``ids`` (on a dashboard), each with its current version, by card id (two batch
-        reads); deleted ones are left out. Whoever may view the dashboard may view them (``card_access``)."""
-        cards = await self.store.get_cards(ids)
+        reads of those not kept in this task's memory); deleted ones are left out. Whoever may view the dashboard may
+        view them (``card_access``)."""
+        cards = await self.cards.records.cards(ids)
         return {card.id: (card, version) for card, version in await self.cards.with_versions(cards)}
 
     # reads -----------------------------------------------------------------------
@@ -330,14 +340,20 @@ class DashboardService(LoggingConfigurable):
 
     async def delete(self, user: User, dashboard_id: str) -> None:
         """Delete the dashboard (head first: then nothing can be added to it), its versions and shares; or
-        finish a deletion cut short: a dashboard that is gone is no error."""
+        finish a deletion cut short: a dashboard that is gone is no error. Its shares (whose holders are told) are
+        read at the same time as the caller's rights."""
+        authorized, shares = await asyncio.gather(self.authorize(user, dashboard_id, "owner"),
+                                                  self.store.list_shares(dashboard_id), return_exceptions=True)
         try:
-            dashboard: Dashboard | None = (await self.authorize(user, dashboard_id, "owner"))[0]
+            if isinstance(authorized, BaseException):
+                raise authorized
+            dashboard: Dashboard | None = authorized[0]
         except NotFoundError:
             if await self.store.get_dashboard(dashboard_id) is not None:
                 raise
             dashboard = None
-        shares = await self.store.list_shares(dashboard_id)
+        if isinstance(shares, BaseException):
+            raise shares
         await self.store.delete_dashboard(dashboard_id)
         for share in shares:
             self._tell_revoked(dashboard_id, share.user_id)
@@ -364,7 +380,8 @@ class DashboardService(LoggingConfigurable):
     async def _drop_cards(self, card_ids: list[str]) -> None:
         """Delete the cards saved for a dashboard version that was not stored."""
         for card_id in card_ids:
-            await self.store.delete_card(card_id)
+            async with self.cards.records.changing("card", card_id):
+                await self.store.delete_card(card_id)
 
     async def _store_form(self, user: User, document: dict[str, Any], previous: dict[str, Any] | None,
                           created: list[str]) -> dict[str, Any]:

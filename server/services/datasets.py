@@ -35,6 +35,7 @@ from ..limits import (CSV_COLUMNS, DATASET_ALIASES, DATASET_QUOTA_BYTES, IMPORT_
                       PREVIEW_VALUES)
 from ..logs import get_logger
 from .audit import record
+from .record_memory import RecordMemory
 from ..models import Dataset, DatasetVersion, User, utcnow
 from ..paging import ListQuery, Page, Scope
 from ..private_files import empty_dir, private_dir
@@ -97,10 +98,11 @@ class DatasetService(LoggingConfigurable):
     storage_quota_bytes = Integer(DATASET_QUOTA_BYTES, help="Bytes of stored datasets (every version) each user may "
                                   "own; an upload past it is refused (413).").tag(config=True)
 
-    def __init__(self, store: Store, tmp_dir: Path, **kwargs: Any):
+    def __init__(self, store: Store, tmp_dir: Path, records: RecordMemory | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.store = store
         self.tmp_dir = tmp_dir
+        self.records = records or RecordMemory(store, parent=self)  # datasets, cards as recently read
         self.import_slots = Slots(
             self.max_concurrent_imports, self.max_waiting_imports, IMPORT_RETRY_SECONDS, "imports_busy",
             f"The server is converting as many CSV files as it can; upload again in {IMPORT_RETRY_SECONDS} seconds.")
@@ -148,8 +150,9 @@ class DatasetService(LoggingConfigurable):
         number = first.version if first else dataset.current_version + 1
         version, result = await self._import(dataset.id, number, user, dataset.owner_id, upload, encoding, delimiter,
                                              first)
-        if first is None:
-            await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
+        async with self.records.changing("dataset", dataset.id):  # before new-data runs read it
+            if first is None:
+                await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
         for listener in self.new_version:
             listener(dataset.id, number)
         await record(self.store, "dataset_version_created", dataset_id=dataset.id, version=number, owner_id=dataset.owner_id,
@@ -167,7 +170,8 @@ class DatasetService(LoggingConfigurable):
                 f"The dataset has had {DATASET_ALIASES} names already, each kept so that cards loading it by an"
                 " earlier one keep working; upload it as a new dataset under the new name instead.",
                 {"field": "name", "limit": DATASET_ALIASES}, code="dataset_aliases_full")
-        renamed = await self.store.rename_dataset(dataset.id, name, dataset.name)
+        async with self.records.changing("dataset", dataset.id):
+            renamed = await self.store.rename_dataset(dataset.id, name, dataset.name)
         await record(self.store, "dataset_renamed", dataset_id=dataset.id, owner_id=dataset.owner_id,
                      user_id=user.id, name=name, old_name=dataset.name)
         return renamed
@@ -180,7 +184,8 @@ class DatasetService(LoggingConfigurable):
             if not DATASET_ID.fullmatch(dataset_id) or await self.store.get_dataset(dataset_id) is not None:
                 raise
             dataset = None
-        versions = await self.store.delete_dataset(dataset_id)
+        async with self.records.changing("dataset", dataset_id):
+            versions = await self.store.delete_dataset(dataset_id)
         keys = {version.blob_key for version in versions}
         keys.update(key for key, _ in await self.store.list_blobs(f"datasets/{dataset_id}/"))
         for key in sorted(keys):

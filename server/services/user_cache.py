@@ -6,8 +6,10 @@ of the same generation only: a token of another generation (newer than what is k
 the store. A change to a user on this task (``changed``: revocation, deactivation, a new role or
 password) drops its record at once, here and, through the bus (``USER_CHANGED``), on every other task;
 a task that missed the message serves the old record at most ``seconds`` longer, far within an access
-token's lifetime, and drops every record when its bus connects again after an outage. Lookups of one
-user that arrive while the store is being read share that read.
+token's lifetime; while its bus is down it reads the store for every request, and it drops every record
+when its bus connects again. Lookups of one user that arrive while the store is being read share that read.
+``latest`` serves the kept record whatever its generation: for what another user's record decides (the
+dataset rights a card version runs with are its author's).
 """
 
 from __future__ import annotations
@@ -41,10 +43,28 @@ class UserCache:
 
     async def get(self, user_id: str, generation: object) -> User | None:
         """The user, kept or read, if a token of ``generation`` may find it kept; None if there is none."""
+        kept = self._kept(user_id)
+        if kept is not None and kept.token_generation == generation:
+            return kept
+        return await self._shared_read(user_id)
+
+    async def latest(self, user_id: str) -> User | None:
+        """The user, kept (whatever its token generation) or read: what another user's record decides (a card
+        version's author's dataset rights)."""
+        return self._kept(user_id) or await self._shared_read(user_id)
+
+    def _kept(self, user_id: str) -> User | None:
         kept = self._users.get(user_id)
-        if kept is not None and kept[0] > time.monotonic() and kept[1].token_generation == generation:
-            self._users.move_to_end(user_id)
-            return kept[1]
+        if kept is None or kept[0] <= time.monotonic() or not self._listening():
+            return None
+        self._users.move_to_end(user_id)
+        return kept[1]
+
+    def _listening(self) -> bool:
+        """Whether changes on other tasks reach this one (no bus: one task alone)."""
+        return self.bus is None or self.bus.connected
+
+    async def _shared_read(self, user_id: str) -> User | None:
         reading = self._reading.get(user_id)
         if reading is None:
             reading = self._reading[user_id] = asyncio.ensure_future(self._read(user_id))
@@ -58,7 +78,7 @@ class UserCache:
     async def _read(self, user_id: str) -> User | None:
         changes = self._changes
         user = await self.store.get_user(user_id)
-        if user is not None and changes == self._changes and self.seconds > 0:
+        if user is not None and changes == self._changes and self.seconds > 0 and self._listening():
             self._users[user_id] = (time.monotonic() + self.seconds, user)
             self._users.move_to_end(user_id)
             while len(self._users) > self.entries:

@@ -683,14 +683,21 @@ class AWSStore(Store):
                     self._catalog_current(kind, record_id)
             raise
 
-    def _delete_versioned(self, kind: Versioned, record_id: str) -> list[dict[str, Any]]:
-        """Delete the head and the items that point at it first, so no version can be added after
-        that, then the versions; return the version items."""
+    async def _delete_versioned(self, kind: Versioned, record_id: str,
+                                *parts: tuple[Callable[..., object], str]) -> list[dict[str, Any]]:
+        """Delete the head and the items that point at it first, so no version can be added after that; then, at
+        once (each in a call of its own), its catalogue entry, its versions and ``parts`` (a method and the record
+        id); return the version items. Cut short, it finishes when repeated."""
+        await self._run(self._delete_head_of, kind, record_id)
+        versions, *_ = await asyncio.gather(self._run(self._delete_versions, kind, record_id),
+                                            self._run(self._catalogue.delete, kind.noun, record_id),
+                                            *(self._run(method, argument) for method, argument in parts))
+        return versions
+
+    def _delete_head_of(self, kind: Versioned, record_id: str) -> None:
         item = self._get(kind.table, _meta_key(kind, record_id))
         if item is not None:
             self._delete_head(kind, record_id, _index_keys(kind, _plain(item)))
-        self._catalogue.delete(kind.noun, record_id)
-        return self._delete_versions(kind, record_id)
 
     def _delete_head(self, kind: Versioned, record_id: str, index_keys: list[dict[str, str]]) -> None:
         """Delete META and its index items together; an index item only while it still points at this record."""
@@ -876,7 +883,7 @@ class AWSStore(Store):
 
     async def delete_dataset(self, dataset_id: str) -> list[DatasetVersion]:
         """The version list is whole: no version can be added once META is gone."""
-        items = await self._run(self._delete_versioned, DATASETS, dataset_id)
+        items = await self._delete_versioned(DATASETS, dataset_id)
         return [_dataset_version(item) for item in items]
 
     # cards -------------------------------------------------------------------
@@ -916,7 +923,7 @@ class AWSStore(Store):
         return [_card_version(item) for item in items]
 
     async def delete_card(self, card_id: str) -> None:
-        await self._run(self._delete_versioned, CARDS, card_id)
+        await self._delete_versioned(CARDS, card_id)
 
     # dashboards --------------------------------------------------------------
     async def create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
@@ -1035,13 +1042,15 @@ class AWSStore(Store):
         return [_dashboard_version(item) for item in items]
 
     async def delete_dashboard(self, dashboard_id: str) -> None:
-        await self._run(self._delete_dashboard, dashboard_id)
-
-    def _delete_dashboard(self, dashboard_id: str) -> None:
         """Once META is gone no share can be granted (``put_share`` checks it), so the shares found after are all."""
-        self._delete_versioned(DASHBOARDS, dashboard_id)
+        await self._delete_versioned(DASHBOARDS, dashboard_id, (self._unindex_all_cards, dashboard_id),
+                                     (self._delete_shares, dashboard_id))
+
+    def _unindex_all_cards(self, dashboard_id: str) -> None:
         self._unindex_cards(dashboard_id, set())
         self._delete("dashboards", _refresh_key(dashboard_id))
+
+    def _delete_shares(self, dashboard_id: str) -> None:
         shares = self._share_items(f"DASHBOARD#{dashboard_id}", "USER#")
         self._batch_delete("shares", [key for item in shares
                                       for key in _share_keys(dashboard_id, _plain(item)["user_id"])])
@@ -1296,14 +1305,29 @@ class AWSStore(Store):
         self._dynamodb.delete_item(TableName=self._table(kind), Key=_serialize(key))
 
     # audit trail -------------------------------------------------------------
-    async def put_audit_event(self, event: AuditEvent) -> None:
+    async def put_audit_events(self, events: list[AuditEvent]) -> None:
+        """One PutItem for one event, BatchWriteItem (25 a call) for more."""
+        items = [_serialize(self._audit_item(event)) for event in events]
+        table = self._table("audit")
+        if len(items) == 1:
+            await self._run(lambda: self._dynamodb.put_item(TableName=table, Item=items[0]))
+            return
+
+        def write() -> None:
+            for start in range(0, len(items), BATCH_WRITE_LIMIT):
+                chunk = [{"PutRequest": {"Item": item}} for item in items[start:start + BATCH_WRITE_LIMIT]]
+                self._drain(self._dynamodb.batch_write_item, {table: chunk}, "UnprocessedItems")
+
+        await self._run(write)
+
+    def _audit_item(self, event: AuditEvent) -> dict[str, Any]:
         item: dict[str, Any] = {
             "pk": f"MONTH#{event.at[:7]}", "sk": event.key, "epk": f"EVENT#{event.event}", "id": event.id,
             "at": event.at, "event": event.event, "fields": json.dumps(event.fields, ensure_ascii=False),
             AUDIT_TTL: self.audit_expiry(event)}
         if event.user_id is not None:
             item.update(upk=f"USER#{event.user_id}", user_id=event.user_id)
-        await self._run(lambda: self._dynamodb.put_item(TableName=self._table("audit"), Item=_serialize(item)))
+        return item
 
     async def list_audit_events(self, query: AuditQuery) -> list[AuditEvent]:
         return await self._run(self._audit_events, query)

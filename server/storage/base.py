@@ -442,9 +442,13 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         at = dt.datetime.fromisoformat(event.at.replace("Z", "+00:00"))
         return int((at + dt.timedelta(days=self.audit_retention_days)).timestamp())
 
-    @abc.abstractmethod
     async def put_audit_event(self, event: AuditEvent) -> None:
         """Append ``event``; it is deleted ``audit_retention_days`` after its time. Never updated."""
+        await self.put_audit_events([event])
+
+    @abc.abstractmethod
+    async def put_audit_events(self, events: list[AuditEvent]) -> None:
+        """Append ``events`` (as ``put_audit_event``), in as few calls as the store allows."""
 
     @abc.abstractmethod
     async def list_audit_events(self, query: AuditQuery) -> list[AuditEvent]:

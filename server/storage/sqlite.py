@@ -869,12 +869,12 @@ class SQLiteStore(Store):
         await self._run(self._transaction, [("DELETE FROM output_tables WHERE output_id = ?", (output_id,))])
 
     # audit trail -------------------------------------------------------------
-    async def put_audit_event(self, event: AuditEvent) -> None:
+    async def put_audit_events(self, events: list[AuditEvent]) -> None:
         await self._run(self._transaction, [
             ("DELETE FROM audit_events WHERE expires_at <= ?", (int(time.time()),)),
-            ("INSERT INTO audit_events (key, id, at, event, user_id, fields, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-             (event.key, event.id, event.at, event.event, event.user_id, json.dumps(event.fields, ensure_ascii=False),
-              self.audit_expiry(event))),
+            *(("INSERT INTO audit_events (key, id, at, event, user_id, fields, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (event.key, event.id, event.at, event.event, event.user_id,
+                json.dumps(event.fields, ensure_ascii=False), self.audit_expiry(event))) for event in events),
         ])
 
     async def list_audit_events(self, query: AuditQuery) -> list[AuditEvent]:

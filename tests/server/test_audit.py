@@ -7,6 +7,9 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
+from server.models import AuditQuery
+from server.services import audit
+
 from .conftest import ADMIN_EMAIL
 from .test_datasets import upload
 
@@ -86,7 +89,21 @@ async def test_a_failed_store_write_is_logged_and_the_request_goes_on(api, tmp_p
     with capture_logs() as logs:
         created = await api.fetch("POST", "/api/dashboards", token=admin, json_body={
             "schemaVersion": 1, "title": "t", "parameters": [], "cards": [], "layout": []})
+        await audit.written(api.app.store_instance)  # (written after the answer)
     assert created.code == 201, created.body
     logged = {e["event"]: e for e in logs}
     assert logged["dashboard_created"]["audit"] is True
     assert logged["audit_write_failed"]["audit_event"] == "dashboard_created"
+
+
+async def test_rows_are_written_behind_the_requests_in_batches_and_all_before_a_clean_shutdown(store):
+    """``record`` hands rows to the writer and returns: it waits only while ``most`` rows wait; ``flush`` (a clean
+    shutdown) writes every row handed over, in batches (BatchWriteItem on DynamoDB)."""
+    audit.write_behind(store, batch=25, most=40)
+    for n in range(100):
+        await audit.record(store, "card_executed", card_id=f"c{n}", user_id="u1", cached=True)
+    assert len(await store.list_audit_events(AuditQuery(1000))) >= 60, "at most 40 rows wait for the writer"
+    await audit.flush(store)
+    written = await store.list_audit_events(AuditQuery(1000))
+    assert sorted(event.fields["card_id"] for event in written) == sorted(f"c{n}" for n in range(100))
+    assert {event.user_id for event in written} == {"u1"}

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from server.services import audit
+
 from .test_card_socket import connect
 from .test_dashboards import document
 from .test_datasets import upload
@@ -34,6 +36,7 @@ def counting(store: Any, tables: bool = False) -> collections.Counter[str]:
 
 
 async def calls_of(api, calls: collections.Counter[str], path: str, token: str) -> dict[str, int]:
+    await audit.written(api.app.store_instance)  # what the last request recorded, written after its answer
     calls.clear()
     response = await api.fetch("GET", path, token=token)
     assert response.code == 200, response.body
@@ -63,7 +66,10 @@ async def test_requests_read_many_records_in_batches(start_server):
 
     await add(1)
     few = await calls_of(api, calls, "/api/cards", owner)
+    assert await calls_of(api, calls, f"/api/cards/{card_id}", viewer) == {
+        "GetItem": 3, "Query": 1, "BatchGetItem": 2}, "the card, its version, the dashboards holding it, a share"
     shown = await calls_of(api, calls, f"/api/cards/{card_id}", viewer)
+    assert shown == {"GetItem": 1, "Query": 1, "BatchGetItem": 2}, "the card and its version are kept"
     await add(4)
     assert await calls_of(api, calls, "/api/cards", owner) == {"Query": 1}, "summaries: no versions read"
     assert few.get("BatchGetItem") is None, few  # (a GetItem: the sign-in, read again past SIGN_IN_CHECK_SECONDS)
@@ -71,8 +77,9 @@ async def test_requests_read_many_records_in_batches(start_server):
 
 
 async def test_a_live_dashboard_reads_what_its_tiles_share_once(start_server, root, shared_agent):  # noqa: F811
-    """Opening a live dashboard whose tiles' results are cached reads the tiles' cards, their authors, their
-    datasets and those datasets' versions in batches, once for all tiles (the tiles' freshness too); a tile adds
+    """Opening a live dashboard whose tiles' results are cached reads the tiles' cards (unless kept in the task's
+    memory, as here: the runs read them), their authors, their datasets and those datasets' versions in batches,
+    once for all tiles (the tiles' freshness too); a tile adds
     only its cache entry and the record of its outputs, and no write marks a result used that was used just now."""
     url, pem = shared_agent
     api = await start_server("aws", ServeApp__executor_urls=[url], ServeApp__executor_private_key=pem)
@@ -108,4 +115,56 @@ async def test_a_live_dashboard_reads_what_its_tiles_share_once(start_server, ro
     for tiles, made in opened.items():  # the viewer's user and sign-in aside (the first test's)
         assert made.pop("UpdateItem cache", 0) <= tiles, "at most each tile's pin: no mark of use of a result just used"
         assert made.pop("GetItem cache", 0) <= 2 * tiles, "each tile's cache entry and its outputs' record at most"
-        assert made == {"GetItem dashboards": 3, "Query shares": 2, "BatchGetItem": 5}, made  # (or the task's memory)
+        # the authors, datasets and their versions in batches; the tiles' cards and versions from the task's memory
+        assert made == {"GetItem dashboards": 3, "Query shares": 2, "BatchGetItem": 3}, made
+
+
+def counting_all(store: Any) -> collections.Counter[str]:
+    """The DynamoDB and S3 calls ``store`` makes from now on, by operation and table or bucket."""
+    calls: collections.Counter[str] = collections.Counter()
+
+    def count(model: Any, params: Any = None, **kwargs: Any) -> None:
+        params = params or {}
+        where = str(params.get("TableName", params.get("Bucket", next(iter(params.get("RequestItems", {})), ""))))
+        where = where.removeprefix(store.table_prefix).rpartition("-")[2]
+        calls.update([f"{model.name} {where}".strip()])
+
+    for client in (store._dynamodb, store._s3):
+        client.meta.events.register("before-parameter-build", count)
+    return calls
+
+
+async def test_a_cache_hit_reads_nothing_from_the_store(start_server, root, shared_agent):  # noqa: F811
+    """With the bus up, a run answered from the cache reads no record from the store: the card, its version, its
+    author, its dataset and that dataset's version come from the task's memory with the result, and its audit
+    event is written after the answer. A viewer's hit still reads the dashboards' shares that grant it."""
+    url, pem = shared_agent
+    api = await start_server("aws", ServeApp__executor_urls=[url], ServeApp__executor_private_key=pem)
+    owner = await api.login()
+    viewer = await api.add_user("viewer@example.com")
+    uploaded = await upload(api, "sales", b"x\n1\n2\n", owner)
+    assert uploaded.code == 201, uploaded.body
+    shared = (await api.fetch("POST", "/api/dashboards", token=owner, json_body=document(cards=[
+        {"key": "total", "title": "合計", "datasets": ["sales"], "code": "load_dataset('sales')['x'].sum()"}]))).json()
+    assert (await api.fetch("PUT", f"/api/dashboards/{shared['id']}/shares", token=owner,
+                            json_body={"email": "viewer@example.com", "permission": "view"})).code == 200
+    card_id = shared["document"]["cards"][0]["card"]
+    calls = counting_all(api.app.store_instance)
+
+    async def run(token: str) -> dict[str, int]:
+        await asyncio.sleep(0.3)  # what the last request left going (its audit event) ends first
+        calls.clear()
+        response = await api.fetch("POST", f"/api/cards/{card_id}/run", token=token, json_body={})
+        assert response.code == 200, response.body
+        made = dict(calls)
+        await audit.written(api.app.store_instance)
+        return made
+
+    await run(owner)  # runs it
+    await run(owner)  # the first hit reads the result and what the run reads, and keeps them
+    hit = await run(owner)
+    assert {name: n for name, n in hit.items() if not name.endswith(" audit")} == {}, hit
+    await run(viewer)
+    seen = await run(viewer)
+    assert {name: n for name, n in seen.items() if not name.endswith((" audit", " users", " tokens"))} == {
+        "Query dashboards": 1, "BatchGetItem dashboards": 2, "GetItem shares": 1}, seen  # the card's dashboards

@@ -202,6 +202,11 @@ HTML_DEPTH = 128
 grows with the depth (39,000 nested ``<div>`` cost 17 s). A styled table nests about 6 deep, a matplotlib
 SVG about 10. Past it ``output_too_complex``."""
 
+HTML_ATTRIBUTES = 128
+"""Attributes of one tag (start or end) in an HTML table or SVG output (counted by the same scan): the parser
+looks for a duplicate among a tag's attributes so far at each one (64,000 distinct ones in one tag cost 9.3 s).
+pandas' cells and matplotlib's paths carry a few. Past it ``output_too_complex``."""
+
 STYLE_CHARS = 250_000
 """Characters of the distinct ``style`` attributes of one HTML table output, each parsed to check its
 declarations (about 3 µs a character: under a second). ``Styler.bar`` on 1,000 rows has about 100,000;

@@ -212,6 +212,10 @@ STYLE_CHARS = 250_000
 declarations (about 3 µs a character: under a second). ``Styler.bar`` on 1,000 rows has about 100,000;
 a colour scale repeats its few hundred colours. Past them ``output_too_complex``."""
 
+STYLE_FUNCTION_DEPTH = 4
+"""CSS functions nested in one declaration of an HTML table's ``style`` (``linear-gradient(rgba(...))`` nests 2):
+a deeper one drops the declaration, before its checks or its serializer recurse past Python's limit."""
+
 BOKEH_MODELS = 10_000
 """Models in one Bokeh item or patch (a figure has about 50, a grid of 100 plots a few thousand): each costs
 the sanitiser a check of every property and a viewer's browser a view. Past them ``output_too_complex``."""

@@ -201,7 +201,7 @@ class MePasswordHandler(SignInHandler):
         assert self.user is not None
         body = self.json_body(PASSWORD_SCHEMA)
         self.write_sign_in(await self.users.change_password(self.user, body["current_password"],
-                                                            body["new_password"]))
+                                                            body["new_password"], self.client_ip))
 
 
 class MeTokensHandler(APIHandler):

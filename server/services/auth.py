@@ -258,9 +258,12 @@ class AuthService(LoggingConfigurable):
             await self.throttle.end(attempt, outcome)
         return user, verified
 
-    async def check_password(self, user: User, password: str) -> bool:
-        """Whether ``password`` is ``user``'s (a signed-in caller confirming it: waits its turn)."""
-        return await self._verify(self.email_key(user.email), True, user.password_hash, password)
+    async def check_password(self, user: User, password: str, ip: str) -> bool:
+        """Whether ``password`` is ``user``'s (a signed-in caller confirming it, from the client address ``ip``),
+        counted by the throttle as a sign-in of the account from ``ip`` (``RateLimitedError``): whoever holds an
+        access token guesses the password no faster than the sign-in route lets them."""
+        _, verified = await self._check_sign_in(user.email, self.email_key(user.email), password, ip)
+        return verified
 
     def email_key(self, email: str) -> str:
         """A keyed hash of a typed email: what is logged for unknown accounts, and the throttle's key."""

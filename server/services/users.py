@@ -128,10 +128,11 @@ class UserService:
                                                 generation=updated.token_generation))
         return password
 
-    async def change_password(self, caller: User, current: str, new: str) -> SignIn:
-        """The caller changes their password: every other token of theirs is cut, and the caller gets
-        a new sign-in."""
-        if not await self.auth.check_password(caller, current):
+    async def change_password(self, caller: User, current: str, new: str, ip: str) -> SignIn:
+        """The caller (at the client address ``ip``) changes their password: every other token of theirs is
+        cut, and the caller gets a new sign-in. A wrong ``current`` counts as a failed sign-in (429 past the
+        throttle's bounds)."""
+        if not await self.auth.check_password(caller, current, ip):
             raise PermissionDeniedError("The current password is wrong.", {"field": "current_password"},
                                         code="wrong_password")
         _check_password(new, "new_password")

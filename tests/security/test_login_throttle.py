@@ -6,6 +6,12 @@ behind one NAT), and a password typed into the email field went to the logs as `
 make the same account at the same client address wait (429, ``Retry-After`` from 1 s doubling up to
 15 minutes), an address waits only after 100 failures in 10 minutes, and unknown accounts are logged
 by a keyed hash.
+
+Red team 5: ``POST /api/me/password`` checked ``current_password`` with no throttle at all, so whoever held
+an access token guessed the account's password as fast as the server hashed (300 wrong guesses in a row, all
+403, then the right one changed the password and cut the owner's every other token) while the sign-in route
+refused the second wrong guess. A wrong current password now counts as a failed sign-in of the account from
+the caller's address.
 """
 
 from __future__ import annotations
@@ -81,6 +87,28 @@ async def test_a_password_typed_as_the_email_is_not_logged(proxied):
 async def test_a_burst_for_one_account_gets_one_check(proxied):
     answers = await asyncio.gather(*(sign_in(proxied, ATTACKER, password="guess") for _ in range(10)))
     assert sorted(a.code for a in answers) == [401] + [429] * 9
+
+
+async def change_password(api, token: str, address: str, current: str):
+    return await api.fetch("POST", "/api/me/password", token=token, headers={"X-Forwarded-For": address},
+                           json_body={"current_password": current, "new_password": "a new password 123456"})
+
+
+async def test_a_held_token_guesses_the_password_no_faster_than_sign_in(proxied):
+    """Each wrong current password makes the account wait at that address, as a failed sign-in does."""
+    token = await proxied.login()
+    assert (await change_password(proxied, token, ATTACKER, "guess")).error_code == "wrong_password"
+    answers = await asyncio.gather(*(change_password(proxied, token, ATTACKER, f"guess {n}") for n in range(5)))
+    assert sorted(a.code for a in answers) == [429] * 5, [a.body for a in answers]
+    waiting = await change_password(proxied, token, ATTACKER, ADMIN_PASSWORD)  # even the right one, here
+    assert waiting.code == 429 and waiting.error_code == "rate_limited" and waiting.headers["Retry-After"] == "1"
+    assert (await sign_in(proxied, ATTACKER)).code == 429, "the same account at the same address"
+    assert (await sign_in(proxied, OWNER)).code == 200, "the owner elsewhere is never held up"
+
+
+async def test_the_right_current_password_changes_it(proxied):
+    token = await proxied.login()
+    assert (await change_password(proxied, token, OWNER, ADMIN_PASSWORD)).code == 200
 
 
 async def test_refused_sign_ins_are_audited_without_flooding_the_trail(start_server):

@@ -188,6 +188,7 @@ class TestUsers:
         wrong = await api.fetch("POST", "/api/me/password", token=here["access_token"],
                                     json_body={"current_password": "not it at all", "new_password": "a new password 2"})
         assert (wrong.code, wrong.error_code) == (403, "wrong_password")
+        await asyncio.sleep(1.05)  # a wrong current password makes the account wait here, as a failed sign-in does
         changed = await api.fetch("POST", "/api/me/password", token=here["access_token"],
                                       json_body={"current_password": MEMBER_PASSWORD, "new_password": "a new password 2"})
         assert changed.code == 200, changed.body

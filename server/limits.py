@@ -220,6 +220,15 @@ BOKEH_MODELS = 10_000
 """Models in one Bokeh item or patch (a figure has about 50, a grid of 100 plots a few thousand): each costs
 the sanitiser a check of every property and a viewer's browser a view. Past them ``output_too_complex``."""
 
+BOKEH_LENGTH = 5_000
+"""Pixels of a width, height, frame size or border of one Bokeh layout or figure: BokehJS allocates canvases
+of a figure's size (one 30,000 x 8,000 figure cost a viewer's Chromium tab 21 s and 3.8 GB). Past it (in an
+item or a patch) the output is ``output_too_complex``."""
+
+BOKEH_PIXELS = 8_000_000
+"""Pixels (width x height) of the figures of one Bokeh item together: about 22 figures of 600 x 600, a
+2,800 px square (BokehJS's canvases cost a viewer about 15 bytes a pixel). Past them ``output_too_complex``."""
+
 KERNEL_JSON_VALUES = 400_000
 """Values (arrays, objects, keys, strings, numbers) in one JSON part of a kernel message, counted on its
 bytes before it is parsed: each costs the parser about ``KERNEL_VALUE_BYTES`` (10 MB of ``[],`` would

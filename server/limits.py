@@ -220,6 +220,11 @@ BOKEH_MODELS = 10_000
 """Models in one Bokeh item or patch (a figure has about 50, a grid of 100 plots a few thousand): each costs
 the sanitiser a check of every property and a viewer's browser a view. Past them ``output_too_complex``."""
 
+IMAGE_PIXELS = 25_000_000
+"""Pixels of one PNG or JPEG output (5,000 x 5,000), read from its header (``execution/images.py``): a page
+decodes an image whole, about 4 bytes a pixel (a 380 KB PNG of 20,000 x 20,000 cost a Chromium tab 2.2 GB).
+A matplotlib figure at 300 dpi of 16 x 9 inches has 13 million. Past it ``output_too_complex``."""
+
 BOKEH_LENGTH = 5_000
 """Pixels of a width, height, frame size or border of one Bokeh layout or figure: BokehJS allocates canvases
 of a figure's size (one 30,000 x 8,000 figure cost a viewer's Chromium tab 21 s and 3.8 GB). Past it (in an

@@ -6,7 +6,8 @@
 Bundles (``display_data``, ``execute_result``, ``update_display_data``) keep only the MIME types a
 page shows as data: ``text/plain``, ``text/markdown`` (as text: the page renders it with raw HTML
 off and only safe link targets, ``static/src/outputs/markdown.ts``), ``image/png``, ``image/jpeg``, ``application/json`` and our Bokeh item and DataFrame
-summary (the table's name is taken out before, ``tables.strip_table``). ``text/html`` that holds a
+summary (the table's name is taken out before, ``tables.strip_table``); a PNG or JPEG only if its header
+says it is one, of at most ``IMAGE_PIXELS`` (``images``). ``text/html`` that holds a
 table is rebuilt as table markup with inline styles from an allowlist (``html_tables``: ``DataFrame.style``,
 ``df.to_html()``, a table in ``IPython.display.HTML``), other HTML dropped. ``image/svg+xml``
 is cut by ``nh3`` down to static drawing (shapes, paths, text, gradients, clip paths; no scripts,
@@ -87,9 +88,10 @@ from kernels.wire import BOKEH_ITEM, DATAFRAME, WIDGET_VIEW
 
 from ..errors import OutputTooComplexError
 from ..limits import BOKEH_LENGTH, BOKEH_MODELS, BOKEH_PIXELS, SVG_ELEMENTS
-from . import bokeh_properties, html_tables, markup_work
+from . import bokeh_properties, html_tables, images, markup_work
 
 SVG = "image/svg+xml"
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg"})
 HTML = "text/html"
 WIDGET_NOTE = ("[a widget: widgets are not shown in cards and dashboards; use them from a Jupyter client "
                "(JupyterLab, Notebook 7, VS Code) connected to this server]")
@@ -267,7 +269,8 @@ def clean_svg(svg: str, max_elements: int = SVG_ELEMENTS) -> str | None:
 
 def sanitize_bundle(data: dict[str, Any]) -> dict[str, Any]:
     """The parts of a MIME bundle a page may show; Bokeh items are checked (``Unsafe``)."""
-    kept = {mime: value for mime, value in data.items() if mime in KEPT_TYPES}
+    kept = {mime: value for mime, value in data.items() if mime in KEPT_TYPES
+            and (mime not in IMAGE_TYPES or images.readable(mime, value))}
     if BOKEH_ITEM in kept:
         check_bokeh(kept[BOKEH_ITEM])
     svg = data.get(SVG)

@@ -14,13 +14,18 @@ Red team 5, costly for viewers: the sanitizer checked a Bokeh item's models and 
 BokehJS allocates canvases of each figure's width x height (x device pixels): one ``figure(width=30_000,
 height=8_000)``, a valid model, cost a dashboard viewer's Chromium tab 21 s and 3.8 GB; ``figure(height=30_000)``
 stretched to a 516 px tile 400 MB. Sizes and borders of layouts are now at most ``BOKEH_LENGTH`` pixels and
-the figures of one item at most ``BOKEH_PIXELS`` in all.
+the figures of one item at most ``BOKEH_PIXELS`` in all. Images too: a 380 KB PNG declaring 20,000 x 20,000
+pixels cost a tab 8 s and 2.2 GB; a PNG or JPEG is now read to its header and refused past ``IMAGE_PIXELS``,
+and one that is not what its type says is dropped (the browser would sniff and decode it, unmeasured).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import time
+import zlib
 
 import pytest
 
@@ -30,7 +35,7 @@ from bokeh.embed import json_item
 from bokeh.layouts import gridplot
 from bokeh.plotting import figure
 
-from server.limits import BOKEH_LENGTH, BOKEH_MODELS, BOKEH_PIXELS, SVG_ELEMENTS
+from server.limits import BOKEH_LENGTH, BOKEH_MODELS, BOKEH_PIXELS, IMAGE_PIXELS, SVG_ELEMENTS
 from tests.server.conftest import api, start_server  # noqa: F401 - fixtures
 from tests.server.test_sessions import open_session, root, run, start_cards  # noqa: F401 - fixtures
 
@@ -152,3 +157,47 @@ def test_ordinary_charts_pass():
     for layout in (plot(), plot(height=900, sizing_mode="stretch_width"), plot(width=1600, height=500),
                    gridplot([[plot(width=400, height=300) for _ in range(3)] for _ in range(3)])):
         assert BOKEH_ITEM in sanitize_output(bokeh_output(layout))["data"]
+
+
+def png(width: int, height: int) -> str:
+    """A grey PNG of ``width`` x ``height`` zero pixels, in base64 (a few hundred KB for 20,000 x 20,000)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(b"\0" * (width + 1)) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return base64.b64encode(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
+                            + chunk(b"IEND", b"")).decode()
+
+
+def jpeg_header(width: int, height: int) -> str:
+    """The start of a JPEG (an APP0 segment, then a frame header) declaring ``width`` x ``height``."""
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"
+    frame = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+    return base64.b64encode(b"\xff\xd8" + app0 + frame + b"\xff\xd9").decode()
+
+
+IMAGE_BOMBS = {
+    "png": ("image/png", lambda: png(20_000, 20_000)),
+    "png wide": ("image/png", lambda: png(200_000, 200)),
+    "jpeg": ("image/jpeg", lambda: jpeg_header(60_000, 60_000)),
+}
+
+
+@pytest.mark.parametrize("kind", IMAGE_BOMBS)
+def test_images_declaring_more_pixels_than_a_page_may_decode_are_refused(kind):
+    mime, make = IMAGE_BOMBS[kind]
+    output = sanitize_output(bundle({mime: make(), "text/plain": "x"}))
+    assert output.get("ename") == "output_too_complex", output.get("data", output).keys()
+    assert f"{IMAGE_PIXELS:,}" in output["evalue"]
+
+
+@pytest.mark.parametrize("disguised", [base64.b64encode(b"GIF89a" + b"\0" * 20).decode(), "not base64 at all", "iVBORw0KGgo="])
+def test_images_that_are_not_their_type_are_dropped(disguised):
+    output = sanitize_output(bundle({"image/png": disguised, "image/jpeg": disguised, "text/plain": "x"}))
+    assert output["data"] == {"text/plain": "x"}
+
+
+def test_ordinary_images_pass():
+    output = sanitize_output(bundle({"image/png": png(640, 480), "image/jpeg": jpeg_header(4000, 3000)}))
+    assert set(output["data"]) == {"image/png", "image/jpeg"}

@@ -107,6 +107,11 @@ JUPYTER_CONNECTED_IDLE_SECONDS = 8 * 3600.0
 JUPYTER_HISTORY_ENTRIES = 1000
 """Inputs a Jupyter kernel keeps for ``history_request`` (oldest dropped first)."""
 
+JUPYTER_HISTORY_CHARS = 4 * 1024 * 1024
+"""Characters of the inputs a Jupyter kernel keeps for ``history_request`` together (oldest dropped first; an
+input longer than this alone is not kept): a client ran 1,000 cells of a 1.9 MB comment each, and the server
+kept them all (about 2 GB a kernel)."""
+
 JUPYTER_ENDED_KERNELS = 1000
 """Kernels whose end (culled, shut down) the server remembers, to tell a client that comes back why."""
 

@@ -60,6 +60,16 @@ exactly and SQLite stores it."""
 SOCKET_MESSAGE_BYTES = 256 * 1024
 """One message from a client on a card or dashboard socket; a larger one gets an error, the socket stays."""
 
+SYNTAX_TRANSFORM_CHARS = 5_000
+"""Characters of an auto-run's cell that does not compile which the syntax check hands to IPython's input
+transformer (to accept magics and ``!`` lines): it re-tokenises the cell for each transform (240 KB cost 2.7 s
+of a server thread). A longer cell is only compiled."""
+
+SYNTAX_TRANSFORMS = 8
+"""Lines of IPython syntax (magics, ``!`` lines, help) in a cell that does not compile that the syntax check
+has IPython's transformer rewrite: it passes over the whole cell for each (510 ``x?`` lines, 1.5 KB, cost
+18 s). A cell with more is only compiled."""
+
 SOCKET_FRAME_BYTES = 1024 * 1024
 """The largest frame read at all from a card or dashboard socket's client: a larger one closes it (1009)."""
 

@@ -1,4 +1,4 @@
-"""JSON Schema validation whose work the schema's own limits bound, whatever the document holds.
+r"""JSON Schema validation whose work the schema's own limits bound, whatever the document holds.
 
 jsonschema looks at every item of an array (``items``, ``contains``, ``uniqueItems``, which
 compares objects pairwise), every key of an object and every character of a string (``pattern``)
@@ -10,11 +10,17 @@ size limit (the size error says what is wrong) and ``first_error`` chooses among
 array has ``maxItems``, every string matched against a pattern or format ``maxLength``, every
 object whose extra keys are validated ``maxProperties``. The server validates every client's JSON
 with it, and ``check`` every dashboard document.
+
+``pattern`` is read as JSON Schema says, in ECMA-262: jsonschema hands it to Python's ``re``, where ``$`` also
+matches before a final newline and ``\d``, ``\w`` match any Unicode digit or letter, so ``"x\n"`` passed
+``^[a-z]+$`` (a dashboard uid with a newline made its export a 500) and ``"٢٠٢٤-٠١-٠١"`` a date's pattern.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,8 +51,33 @@ SIZE_LIMITS = {  # keyword looking at every part of a value: (the value's type, 
 }
 
 
+@functools.lru_cache(maxsize=256)
+def ecma_pattern(pattern: str) -> re.Pattern[str]:
+    r"""``pattern`` as ECMA-262 reads it without flags: ``$`` (not escaped, not in a class) only at the end of
+    the text, ``\d``, ``\w``, ``\b`` over ASCII."""
+    out, escaped, in_class = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = r"\Z"
+        out.append(char)
+    return re.compile("".join(out), re.ASCII)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    if validator.is_type(instance, "string") and not ecma_pattern(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 def _within_size(keyword: str, kind: str, size_keyword: str) -> Any:
-    check = jsonschema.Draft202012Validator.VALIDATORS[keyword]
+    check = _pattern if keyword == "pattern" else jsonschema.Draft202012Validator.VALIDATORS[keyword]
 
     def bounded(validator: Any, value: Any, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
         limit = schema.get(size_keyword)

@@ -60,6 +60,16 @@ exactly and SQLite stores it."""
 SOCKET_MESSAGE_BYTES = 256 * 1024
 """One message from a client on a card or dashboard socket; a larger one gets an error, the socket stays."""
 
+SYNTAX_TRANSFORM_CHARS = 5_000
+"""Characters of an auto-run's cell that does not compile which the syntax check hands to IPython's input
+transformer (to accept magics and ``!`` lines): it re-tokenises the cell for each transform (240 KB cost 2.7 s
+of a server thread). A longer cell is only compiled."""
+
+SYNTAX_TRANSFORMS = 8
+"""Lines of IPython syntax (magics, ``!`` lines, help) in a cell that does not compile that the syntax check
+has IPython's transformer rewrite: it passes over the whole cell for each (510 ``x?`` lines, 1.5 KB, cost
+18 s). A cell with more is only compiled."""
+
 SOCKET_FRAME_BYTES = 1024 * 1024
 """The largest frame read at all from a card or dashboard socket's client: a larger one closes it (1009)."""
 
@@ -106,6 +116,11 @@ JUPYTER_CONNECTED_IDLE_SECONDS = 8 * 3600.0
 
 JUPYTER_HISTORY_ENTRIES = 1000
 """Inputs a Jupyter kernel keeps for ``history_request`` (oldest dropped first)."""
+
+JUPYTER_HISTORY_CHARS = 4 * 1024 * 1024
+"""Characters of the inputs a Jupyter kernel keeps for ``history_request`` together (oldest dropped first; an
+input longer than this alone is not kept): a client ran 1,000 cells of a 1.9 MB comment each, and the server
+kept them all (about 2 GB a kernel)."""
 
 JUPYTER_ENDED_KERNELS = 1000
 """Kernels whose end (culled, shut down) the server remembers, to tell a client that comes back why."""
@@ -215,14 +230,37 @@ HTML_DEPTH = 128
 grows with the depth (39,000 nested ``<div>`` cost 17 s). A styled table nests about 6 deep, a matplotlib
 SVG about 10. Past it ``output_too_complex``."""
 
+HTML_ATTRIBUTES = 128
+"""Attributes of one tag (start or end) in an HTML table or SVG output (counted by the same scan): the parser
+looks for a duplicate among a tag's attributes so far at each one (64,000 distinct ones in one tag cost 9.3 s).
+pandas' cells and matplotlib's paths carry a few. Past it ``output_too_complex``."""
+
 STYLE_CHARS = 250_000
 """Characters of the distinct ``style`` attributes of one HTML table output, each parsed to check its
 declarations (about 3 µs a character: under a second). ``Styler.bar`` on 1,000 rows has about 100,000;
 a colour scale repeats its few hundred colours. Past them ``output_too_complex``."""
 
+STYLE_FUNCTION_DEPTH = 4
+"""CSS functions nested in one declaration of an HTML table's ``style`` (``linear-gradient(rgba(...))`` nests 2):
+a deeper one drops the declaration, before its checks or its serializer recurse past Python's limit."""
+
 BOKEH_MODELS = 10_000
 """Models in one Bokeh item or patch (a figure has about 50, a grid of 100 plots a few thousand): each costs
 the sanitiser a check of every property and a viewer's browser a view. Past them ``output_too_complex``."""
+
+IMAGE_PIXELS = 25_000_000
+"""Pixels of one PNG or JPEG output (5,000 x 5,000), read from its header (``execution/images.py``): a page
+decodes an image whole, about 4 bytes a pixel (a 380 KB PNG of 20,000 x 20,000 cost a Chromium tab 2.2 GB).
+A matplotlib figure at 300 dpi of 16 x 9 inches has 13 million. Past it ``output_too_complex``."""
+
+BOKEH_LENGTH = 5_000
+"""Pixels of a width, height, frame size or border of one Bokeh layout or figure: BokehJS allocates canvases
+of a figure's size (one 30,000 x 8,000 figure cost a viewer's Chromium tab 21 s and 3.8 GB). Past it (in an
+item or a patch) the output is ``output_too_complex``."""
+
+BOKEH_PIXELS = 8_000_000
+"""Pixels (width x height) of the figures of one Bokeh item together: about 22 figures of 600 x 600, a
+2,800 px square (BokehJS's canvases cost a viewer about 15 bytes a pixel). Past them ``output_too_complex``."""
 
 KERNEL_JSON_VALUES = 400_000
 """Values (arrays, objects, keys, strings, numbers) in one JSON part of a kernel message, counted on its

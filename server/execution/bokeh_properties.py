@@ -16,6 +16,8 @@ it and classifies it here. A property in no class is unsafe (``rule`` is None).
   ``stylesheets``, ``css_classes``, ``html_attributes``, ``js_*_callbacks``, tool icons, the help
   tool's redirect, the plot's attribution, context menus...): must be left empty.
 - ``TAGS``: ``tags``, which BokehJS never shows: scalars only, no objects.
+- ``SIZE``: the pixel sizes and borders of layouts and figures (``SIZES``), from which BokehJS sizes its
+  canvases: numbers of at most ``BOKEH_LENGTH`` (on other models a ``width`` or ``height`` is data: drawn).
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from typing import Literal
 
 from bokeh.core import property_mixins
 
-Rule = Literal["drawn", "text", "template", "empty", "tags"]
+Rule = Literal["drawn", "text", "template", "empty", "tags", "size"]
+
+SIZES = frozenset({
+    "width", "height", "min_width", "min_height", "max_width", "max_height", "frame_width", "frame_height",
+    "min_border", "min_border_left", "min_border_right", "min_border_top", "min_border_bottom",
+})
+"""Pixels of a layout (``LayoutDOM``: figures, grids, tables...); BokehJS sizes canvases from them."""
 
 VISUAL_SUFFIXES = frozenset().union(*(mixin.properties() for mixin in (
     property_mixins.ScalarLineProps, property_mixins.ScalarFillProps, property_mixins.ScalarHatchProps,
@@ -130,8 +138,10 @@ DRAWN = frozenset({
 checked by name (every callback model and ``Tooltip`` are denied)."""
 
 
-def rule(attr: str, model: str | None) -> Rule | None:
-    """How to check ``attr`` of ``model`` (None: of any model); None if it is not classified."""
+def rule(attr: str, model: str | None, layout: bool = True) -> Rule | None:
+    """How to check ``attr`` of ``model`` (None: of any model), a layout or not; None if it is not classified."""
+    if attr in SIZES and layout:
+        return "size"
     owners = TEMPLATE_OWNERS.get(attr)
     if owners is not None and (model is None or model in owners):
         return "template"

@@ -16,7 +16,9 @@ escapes and comments, and written back from the parsed tokens).
 A declaration stays when its property is in ``PROPERTIES`` (colours, backgrounds, font weight and
 style, text alignment and decoration, borders, padding, cell sizes) and its value holds only keywords,
 numbers, lengths, percentages, hex colours, commas and slashes, and the functions of ``FUNCTIONS``
-(colour functions and the gradients ``Styler.bar`` draws), whose arguments are checked the same way.
+(colour functions and the gradients ``Styler.bar`` draws), whose arguments are checked the same way, nested
+at most ``STYLE_FUNCTION_DEPTH`` deep (deeper, the checks and tinycss2's serializer would recurse past Python's
+limit inside nh3's callback, which prints each such error, value and all, to the server's stderr).
 Anything else drops the declaration: ``url()``, ``expression()``, ``var()``, ``attr()``, ``image-set()``,
 strings, ``position``, ``z-index``, ``transform``, ``display``, ``float``, ``margin``...
 
@@ -35,7 +37,7 @@ import tinycss2
 from tinycss2 import ast
 
 from ..errors import OutputTooComplexError
-from ..limits import HTML_ELEMENTS, STYLE_CHARS
+from ..limits import HTML_ELEMENTS, STYLE_CHARS, STYLE_FUNCTION_DEPTH
 from . import markup_work
 
 TABLE_TAGS = {"table", "caption", "colgroup", "col", "thead", "tbody", "tfoot", "tr", "th", "td"}
@@ -65,10 +67,11 @@ VALUE_TOKENS = (ast.WhitespaceToken, ast.IdentToken, ast.NumberToken, ast.Percen
                 ast.HashToken, ast.Comment)
 SEPARATORS = frozenset({",", "/"})
 
-def _safe_value(tokens: list[ast.Node]) -> bool:
+def _safe_value(tokens: list[ast.Node], depth: int = 0) -> bool:
     for token in tokens:
         if isinstance(token, ast.FunctionBlock):
-            if token.lower_name not in FUNCTIONS or not _safe_value(token.arguments):
+            if (depth == STYLE_FUNCTION_DEPTH or token.lower_name not in FUNCTIONS
+                    or not _safe_value(token.arguments, depth + 1)):
                 return False
         elif isinstance(token, ast.LiteralToken):
             if token.value not in SEPARATORS:

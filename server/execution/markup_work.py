@@ -4,7 +4,9 @@ html5ever's work is not linear in the tags: every formatting element (``FORMATTI
 for each later block of text ("reconstruct the active formatting elements": N open ones and M
 ``<div>x</div>`` make N*M elements), and each tag costs a walk of the open elements (39,000 nested
 ``<div>`` cost 17 s). ``check`` refuses markup that leaves more than ``HTML_FORMATTING`` formatting
-elements open or nests deeper than ``HTML_DEPTH`` (``OutputTooComplexError``).
+elements open or nests deeper than ``HTML_DEPTH`` (``OutputTooComplexError``). The tokenizer looks for a
+duplicate among a tag's attributes so far at each attribute: ``check`` refuses a tag (start or end, closed or
+not) with more than ``HTML_ATTRIBUTES``.
 
 The scan tokenizes as HTML does (comments, ``<!...>`` and ``<?...>``, quoted attribute values, the raw
 text of ``<style>``, ``<textarea>``, ``<title>``...) and keeps a stack of open elements that errs on the
@@ -24,7 +26,7 @@ import re
 from functools import cache
 
 from ..errors import OutputTooComplexError
-from ..limits import HTML_DEPTH, HTML_FORMATTING
+from ..limits import HTML_ATTRIBUTES, HTML_DEPTH, HTML_FORMATTING
 
 FORMATTING = frozenset({"a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"})
 VOID = frozenset({"area", "base", "basefont", "bgsound", "br", "col", "embed", "frame", "hr", "image", "img", "input",
@@ -58,9 +60,11 @@ def _raw_text_end(name: str) -> re.Pattern[str]:
 
 def _tag(markup: str, start: int) -> tuple[str, bool, int]:
     """The lower-case name of the tag whose name starts at ``start``, whether it ends in ``/>``, and where
-    it ends (``len(markup)`` if it never does: the parser drops it)."""
+    it ends (``len(markup)`` if it never does: the parser drops it, after reading its attributes);
+    ``OutputTooComplexError`` past ``HTML_ATTRIBUTES`` attributes."""
     name = TAG_NAME.match(markup, start).group()  # type: ignore[union-attr]
     at = start + len(name)
+    attributes = 0
     while True:
         gap = BETWEEN_ATTRIBUTES.match(markup, at).group()  # type: ignore[union-attr]
         at += len(gap)
@@ -68,6 +72,10 @@ def _tag(markup: str, start: int) -> tuple[str, bool, int]:
             return "", False, len(markup)
         if markup[at] == ">":
             return (name.lower() if name.isascii() else name), gap.endswith("/"), at + 1
+        attributes += 1
+        if attributes > HTML_ATTRIBUTES:
+            raise OutputTooComplexError(f"This output has a tag with more than {HTML_ATTRIBUTES:,} attributes, more "
+                                        "than an output may show.", {"bound": "html_attributes", "max": HTML_ATTRIBUTES})
         at = ATTRIBUTE_NAME.match(markup, at).end()  # type: ignore[union-attr]
         if (value := ATTRIBUTE_VALUE.match(markup, at)) is not None:
             at = value.end()

@@ -6,7 +6,8 @@
 Bundles (``display_data``, ``execute_result``, ``update_display_data``) keep only the MIME types a
 page shows as data: ``text/plain``, ``text/markdown`` (as text: the page renders it with raw HTML
 off and only safe link targets, ``static/src/outputs/markdown.ts``), ``image/png``, ``image/jpeg``, ``application/json`` and our Bokeh item and DataFrame
-summary (the table's name is taken out before, ``tables.strip_table``). ``text/html`` that holds a
+summary (the table's name is taken out before, ``tables.strip_table``); a PNG or JPEG only if its header
+says it is one, of at most ``IMAGE_PIXELS`` (``images``). ``text/html`` that holds a
 table is rebuilt as table markup with inline styles from an allowlist (``html_tables``: ``DataFrame.style``,
 ``df.to_html()``, a table in ``IPython.display.HTML``), other HTML dropped. ``image/svg+xml``
 is cut by ``nh3`` down to static drawing (shapes, paths, text, gradients, clip paths; no scripts,
@@ -43,7 +44,9 @@ DOM from some strings, so:
 
 Cleaning is bounded in work before it starts: an SVG of more than ``SVG_ELEMENTS`` tags (``<`` counted)
 or that the parser would work on far past its size (``markup_work``) is not parsed (HTML tables have their
-own bounds, ``html_tables``), and a Bokeh item or patch stops being checked at its ``BOKEH_MODELS + 1``-th model;
+own bounds, ``html_tables``), and a Bokeh item or patch stops being checked at its ``BOKEH_MODELS + 1``-th model,
+at a layout's size or border of more than ``BOKEH_LENGTH`` pixels or at figures of more than ``BOKEH_PIXELS``
+together (BokehJS allocates canvases of their size in every viewer's page);
 either output becomes the error ``output_too_complex`` (``OutputTooComplexError``). The collector runs
 the cleaning of HTML, SVG and Bokeh outputs in a thread (``needs_thread``), in order.
 
@@ -62,7 +65,7 @@ import nh3
 from bokeh.document.config import DocumentConfig
 from bokeh.model import Model
 from bokeh.models import (CDSView, Column, ColumnarDataSource, Comparison, CoordinateMapping, ExamineTool, Expression, Filter,
-                          GraphHitTestPolicy, GridBox, GridPlot, GroupBox, HBox, ImageURL, LabelingPolicy, LayoutProvider,
+                          GraphHitTestPolicy, GridBox, GridPlot, GroupBox, HBox, ImageURL, LabelingPolicy, LayoutDOM, LayoutProvider,
                           MapPlot, Mapper, PlainText, Plot, Range, Row, Scale, ScrollBox, Selection, SelectionPolicy, Spacer,
                           TabPanel, Tabs, TickFormatter, Ticker, Tool, Toolbar, ToolProxy, Transform, VBox, WebDataSource)
 from bokeh.models.annotations.legends import LegendItem
@@ -84,10 +87,11 @@ from bokeh.models.widgets.tables import RowAggregator
 from kernels.wire import BOKEH_ITEM, DATAFRAME, WIDGET_VIEW
 
 from ..errors import OutputTooComplexError
-from ..limits import BOKEH_MODELS, SVG_ELEMENTS
-from . import bokeh_properties, html_tables, markup_work
+from ..limits import BOKEH_LENGTH, BOKEH_MODELS, BOKEH_PIXELS, SVG_ELEMENTS
+from . import bokeh_properties, html_tables, images, markup_work
 
 SVG = "image/svg+xml"
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg"})
 HTML = "text/html"
 WIDGET_NOTE = ("[a widget: widgets are not shown in cards and dashboards; use them from a Jupyter client "
                "(JupyterLab, Notebook 7, VS Code) connected to this server]")
@@ -114,10 +118,14 @@ def _allowed_models() -> frozenset[str]:
 
 
 ALLOWED_MODELS = _allowed_models()
-MODEL_RULES = {name: {attr: bokeh_properties.rule(attr, name) for attr in Model.model_class_reverse_map[name].properties()}
+MODEL_RULES = {name: {attr: bokeh_properties.rule(attr, name, issubclass(Model.model_class_reverse_map[name], LayoutDOM))
+                      for attr in Model.model_class_reverse_map[name].properties()}
                for name in ALLOWED_MODELS}
 """Each allowed model's properties and how each is checked (None: not classified, so unsafe)."""
 PROPERTIES = frozenset(attr for rules in MODEL_RULES.values() for attr in rules)
+PLOTS = frozenset(name for name in ALLOWED_MODELS if issubclass(Model.model_class_reverse_map[name], Plot))
+PLOT_SIDE = 600
+"""A figure's width or height where it sets none (Bokeh's default), or stretches to its container."""
 UNESCAPED = re.compile(r"\{\s*safe\s*\}")
 SCRIPT_URL = re.compile(r"(javascript|vbscript|data:text/html)", re.IGNORECASE)
 NOT_URL_CHARACTERS = re.compile(r"[\x00-\x20]+")
@@ -182,12 +190,31 @@ def check_attribute(attr: str, value: Any, model: str | None) -> None:
         raise Unsafe("uses tags holding objects")
     if rule == "template" and any("<" in text or UNESCAPED.search(text) for text in _strings(value)):
         raise Unsafe(f"uses HTML in {model or '/'.join(sorted(bokeh_properties.TEMPLATE_OWNERS[attr]))}.{attr}")
+    if rule == "size" and _pixels(value, 0) > BOKEH_LENGTH:
+        raise OutputTooComplexError(f"This chart has a {attr} of more than {BOKEH_LENGTH:,} pixels, more than a page "
+                                    "may draw. Make it smaller.", {"bound": "bokeh_length", "max": BOKEH_LENGTH})
+
+
+def _pixels(value: Any, default: int) -> float:
+    """A size property's pixels (``default`` where it sets none)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _add_plot(attributes: dict[str, Any], pixels: float) -> float:
+    """``pixels`` plus the figure's (``OutputTooComplexError`` past ``BOKEH_PIXELS``)."""
+    pixels += _pixels(attributes.get("width"), PLOT_SIDE) * _pixels(attributes.get("height"), PLOT_SIDE)
+    if pixels > BOKEH_PIXELS:
+        raise OutputTooComplexError(f"This chart's figures have more than {BOKEH_PIXELS:,} pixels together, more "
+                                    "than a page may draw. Plot fewer or smaller figures.",
+                                    {"bound": "bokeh_pixels", "max": BOKEH_PIXELS})
+    return pixels
 
 
 def check_bokeh(value: Any, max_models: int = BOKEH_MODELS) -> None:
     """Unsafe if a Bokeh document, item or patch holds a model, attribute or URL we do not allow;
-    ``OutputTooComplexError`` at its ``max_models + 1``-th model."""
-    stack, models = [value], 0
+    ``OutputTooComplexError`` at its ``max_models + 1``-th model, or past ``BOKEH_LENGTH`` pixels of a layout's
+    size or ``BOKEH_PIXELS`` of its figures together."""
+    stack, models, pixels = [value], 0, 0.0
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
@@ -203,6 +230,8 @@ def check_bokeh(value: Any, max_models: int = BOKEH_MODELS) -> None:
                     raise Unsafe(f"uses {name}")
                 for attr, attr_value in attributes.items():
                     check_attribute(attr, attr_value, name)
+                if name in PLOTS:
+                    pixels = _add_plot(attributes, pixels)
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
@@ -240,7 +269,8 @@ def clean_svg(svg: str, max_elements: int = SVG_ELEMENTS) -> str | None:
 
 def sanitize_bundle(data: dict[str, Any]) -> dict[str, Any]:
     """The parts of a MIME bundle a page may show; Bokeh items are checked (``Unsafe``)."""
-    kept = {mime: value for mime, value in data.items() if mime in KEPT_TYPES}
+    kept = {mime: value for mime, value in data.items() if mime in KEPT_TYPES
+            and (mime not in IMAGE_TYPES or images.readable(mime, value))}
     if BOKEH_ITEM in kept:
         check_bokeh(kept[BOKEH_ITEM])
     svg = data.get(SVG)

@@ -2,7 +2,8 @@
 
 Kernels keep no history themselves (no history database under a read-only root), so the server
 keeps what each of its kernels ran: the code and execution count of every ``execute_input`` the
-kernel publishes, the last ``JUPYTER_HISTORY_ENTRIES``. Each kernel the session had is an IPython
+kernel publishes, the last ``JUPYTER_HISTORY_ENTRIES`` of at most ``JUPYTER_HISTORY_CHARS`` together (an input
+longer than that alone is not kept). Each kernel the session had is an IPython
 session of its own, numbered from 1 (a restart starts the next). The reply has the inputs only:
 with ``output``, each entry's output is ``None``.
 
@@ -19,23 +20,30 @@ import collections
 import fnmatch
 from typing import Any
 
-from ..limits import JUPYTER_HISTORY_ENTRIES
+from ..limits import JUPYTER_HISTORY_CHARS, JUPYTER_HISTORY_ENTRIES
 
 Entry = tuple[int, int, str]  # session, line (execution count), input
 
 
 class InputHistory:
-    def __init__(self, size: int = JUPYTER_HISTORY_ENTRIES):
+    def __init__(self, size: int = JUPYTER_HISTORY_ENTRIES, chars: int = JUPYTER_HISTORY_CHARS):
         self.session = 1
-        self._entries: collections.deque[Entry] = collections.deque(maxlen=size)
+        self.size = size
+        self.chars = chars
+        self._kept = 0  # characters of the inputs kept
+        self._entries: collections.deque[Entry] = collections.deque()
 
     def add(self, line: Any, code: Any) -> None:
-        """Record an ``execute_input`` (a run without ``store_history`` repeats the last line: not kept)."""
-        if not isinstance(line, int) or not isinstance(code, str):
+        """Record an ``execute_input`` (a run without ``store_history`` repeats the last line: not kept); the
+        oldest go past ``size`` inputs or ``chars`` characters."""
+        if not isinstance(line, int) or not isinstance(code, str) or len(code) > self.chars:
             return
         if self._entries and self._entries[-1][:2] == (self.session, line):
             return
         self._entries.append((self.session, line, code))
+        self._kept += len(code)
+        while len(self._entries) > self.size or self._kept > self.chars:
+            self._kept -= len(self._entries.popleft()[2])
 
     def new_session(self) -> None:
         """The kernel was replaced: what it runs from now on is the next session."""

@@ -3,6 +3,10 @@ that never comes back costs at most the replay bound, for card and Jupyter socke
 
 Measured through the objects that hold the bytes (the socket's write buffer, what a resume gets
 back), with real kernels printing big outputs.
+
+Red team 5: a Jupyter kernel's input history (for ``history_request``) kept its last 1,000 inputs whatever
+their size: cells of a 1.9 MB comment each grew the server by about 2 MB a run, toward 2 GB a kernel, and one
+``history_reply`` carried them all. It now keeps at most ``JUPYTER_HISTORY_CHARS`` characters.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import uuid
 
 from server import limits
+from server.jupyter.history import InputHistory
 from tests.server.conftest import start_server  # noqa: F401 - fixture
 from tests.server.test_card_socket import connect as card_socket
 from tests.server.test_jupyter_api import connect as kernel_socket
@@ -131,3 +136,15 @@ async def test_a_jupyter_kernel_keeps_only_its_newest_bytes_for_a_client_that_le
     assert notice["msg_type"] == "stream" and "were dropped" in notice["content"].get("text", ""), notice
     replayed = await back.answers(last)
     assert sum(len(m["content"].get("text", "")) for m in replayed) <= MB
+
+
+def test_a_jupyter_kernel_keeps_a_bounded_input_history():
+    history = InputHistory()
+    for line in range(1, 60):
+        history.add(line, f"# {line}\n#" + "x" * 1_000_000)  # a cell within one frame (JUPYTER_FRAME_BYTES)
+    history.add(60, "x" * (limits.JUPYTER_HISTORY_CHARS + 1))  # longer than the bound alone: not kept
+    history.add(61, "print(1)")
+    kept = history.reply({"hist_access_type": "tail", "n": 1000})["history"]
+    assert sum(len(code) for _, _, code in kept) <= limits.JUPYTER_HISTORY_CHARS
+    assert [line for _, line, _ in kept][-2:] == [59, 61], "the newest inputs are kept"
+    assert history.reply({"hist_access_type": "search", "pattern": "print*"})["history"] == [[1, 61, "print(1)"]]

@@ -3,6 +3,12 @@
 Each once got a 500, or was stored and then broke every response that carried it. Every one must
 be a 400 ``invalid_json`` naming where the problem is, on HTTP routes and websockets alike, and a
 socket that got a bad frame answers it and stays open.
+
+Red team 5: schema patterns were read with Python's ``re``, where ``$`` also matches before a final newline
+and ``\d`` any Unicode digit (ECMA-262, which JSON Schema names, allows neither): a dashboard uid ``"x\n"``
+was stored, and exporting that dashboard was a 500 for everyone it was shared with (a newline in
+``Content-Disposition``); keys and parameter names ending in a newline, and dates in Arabic-Indic digits,
+were stored too.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from dashboards_spec.bounded import Validator
 from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
 
 from ..server.conftest import ADMIN_EMAIL
@@ -250,3 +258,38 @@ def test_kernel_message_parts_are_checked_for_depth_before_parsing():
     message = client.session.msg("display_data", {"data": {"text/plain": "[[1]]"}})
     parts = client.session.serialize(message)
     assert client.session.deserialize(client.session.feed_identities(parts)[1])["content"] == message["content"]
+
+
+BASE_DOCUMENT = {"schemaVersion": 1, "title": "patterns", "cards": [], "layout": []}
+PAST_PATTERNS = {
+    "uid": ({**BASE_DOCUMENT, "uid": "rt5-uid\n"}, "/uid"),
+    "card key": ({**BASE_DOCUMENT, "cards": [{"key": "k\n", "title": "t", "code": "1"}],
+                  "layout": [{"card": "k\n", "x": 0, "y": 0, "w": 4, "h": 4}]}, "/cards/0"),
+    "parameter name": ({**BASE_DOCUMENT, "parameters": [{"name": "d\n", "type": "date", "default": "2024-01-01"}]},
+                       "/parameters/0/name"),
+    "date in other digits": ({**BASE_DOCUMENT, "parameters": [{"name": "d", "type": "date", "default": "٢٠٢٤-٠١-٠١"}]},
+                             "/parameters/0/default"),
+}
+
+
+@pytest.mark.parametrize("field", PAST_PATTERNS)
+async def test_schema_patterns_hold_as_json_schema_reads_them(api, field):
+    document, pointer = PAST_PATTERNS[field]
+    token = await api.login()
+    for path in ("/api/dashboards", "/api/dashboards/import"):
+        refused = await api.fetch("POST", path, token=token, json_body=document)
+        assert (refused.code, refused.error_code) == (422, "unprocessable"), refused.body
+        assert refused.json()["error"]["details"]["pointer"] == pointer
+
+
+@pytest.mark.parametrize(("pattern", "valid", "invalid"), [
+    ("^[a-z]+$", ["abc"], ["abc\n", "abc\n\n", "ab\nc"]),
+    ("^\\d{2}$", ["12"], ["١٢", "12\n"]),
+    ("^\\w+$", ["a_1"], ["é", "a\n"]),
+    ("^[$]x$", ["$x"], ["$x\n"]),
+    ("^a\\$$", ["a$"], ["a$\n"]),
+])
+def test_patterns_are_read_as_ecma_262(pattern, valid, invalid):
+    validator = Validator({"type": "string", "maxLength": 10, "pattern": pattern})
+    assert all(validator.is_valid(text) for text in valid)
+    assert not any(validator.is_valid(text) for text in invalid)

@@ -7,6 +7,12 @@ elements": 4,004 tags took 16 s and 572 MB, 8,004 tags 81 s and 2.2 GB), and dee
 ``<div>`` took 17 s). The spellings that hide an open element from a naive count: its end tag inside a
 comment, an attribute value or raw text, or where the parser ignores it (past a ``<table>``, in a
 ``<select>``). Before the fix every payload here was parsed, each for about a second.
+
+Red team 5: one tag with many distinct attributes (html5ever looks for a duplicate among the tag's attributes
+so far at each one: 64,000 in one ``<td>`` took 9.3 s, an output's 5 MB about 20 minutes), and a ``style``
+of deeply nested CSS functions (the style filter recursed past Python's limit inside nh3's callback; each
+``RecursionError`` was printed with its value to the server's stderr: a 211 KB table cost 33 s and wrote
+7.2 MB of traceback).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import pytest
 from server.errors import OutputTooComplexError
 from server.execution import html_tables
 from server.execution.sanitize import clean_svg, sanitize_output
-from server.limits import HTML_DEPTH, HTML_FORMATTING
+from server.limits import HTML_ATTRIBUTES, HTML_DEPTH, HTML_FORMATTING
 
 
 def reconstruct(opening: str, n: int = 1000, m: int = 500) -> str:
@@ -87,3 +93,51 @@ def test_a_refused_output_becomes_an_error_output():
         output = sanitize_output({"output_type": "display_data", "metadata": {},
                                   "data": {mime: "<table></table><svg></svg>" + FORMATTING_BOMBS["b"], "text/plain": "x"}})
         assert output["ename"] == "output_too_complex", output
+
+
+def many_attributes(tag: str, n: int = 5000) -> str:
+    return f"<{tag} " + " ".join(f"a{i}=x" for i in range(n)) + ">"
+
+
+MANY_ATTRIBUTES = {
+    "cell": "<table><tr>" + many_attributes("td") + "x</td></tr></table>",
+    "end tag": "<table><tr><td>x" + many_attributes("/td") + "</tr></table>",
+    "in a select": "<table></table><select>" + many_attributes("option") + "</select>",
+    "unquoted and quoted": "<table></table>" + many_attributes("span").replace("=x", "='x'", 2500),
+}
+
+
+@pytest.mark.parametrize("kind", MANY_ATTRIBUTES)
+def test_a_tag_with_many_attributes_is_refused_unparsed(kind):
+    with pytest.raises(OutputTooComplexError) as refused:
+        html_tables.clean(MANY_ATTRIBUTES[kind])
+    assert refused.value.details == {"bound": "html_attributes", "max": HTML_ATTRIBUTES}
+
+
+@pytest.mark.parametrize("svg", ["<svg>" + many_attributes("path /"), "<svg><g>" + many_attributes("/g") + "</svg>"])
+def test_an_svg_tag_with_many_attributes_is_refused_unparsed(svg):
+    with pytest.raises(OutputTooComplexError) as refused:
+        clean_svg(svg)
+    assert refused.value.details["bound"] == "html_attributes"
+
+
+def test_tags_at_the_bound_are_cleaned():
+    cells = "".join("<td " + " ".join(f"a{i}=x" for i in range(HTML_ATTRIBUTES)) + ">x</td>" for _ in range(10))
+    assert html_tables.clean(f"<table><tr>{cells}</tr></table>").count("<td>") == 10
+
+
+NESTED_STYLES = {
+    "colour functions": "rgb(" * 1000 + "1" + ")" * 1000,
+    "with arguments": "rgb(a," * 700 + "1" + ")" * 700,
+    "gradients": "linear-gradient(red," * 400 + "blue" + ")" * 400,
+    "unclosed": "rgb(a," * 700 + "1",
+}
+
+
+@pytest.mark.parametrize("kind", NESTED_STYLES)
+def test_deeply_nested_css_is_dropped_quietly(kind, capfd):
+    """No exception escapes the style filter into nh3 (which prints it, value and all, to stderr)."""
+    cells = "".join(f'<td style="font-weight: bold; color: {NESTED_STYLES[kind]} {i}">x</td>' for i in range(3))
+    cleaned = html_tables.clean(f"<table><tr>{cells}</tr></table>")
+    assert cleaned is not None and cleaned.count('<td style="font-weight: bold">') == 3
+    assert capfd.readouterr().err == ""

@@ -202,15 +202,18 @@ def test_forged_patches_are_unsafe(patch, reason):
     assert unsafe(sanitize_output({"output_type": "bokeh_patch", "root_id": "p1", "seq": 1, "patch": patch})) == reason
 
 
+PNG_1X1 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==")
+
+
 def bundle_output(data: dict) -> dict:
     return {"output_type": "execute_result", "data": data, "metadata": {}, "execution_count": 3}
 
 
 def test_html_and_scripts_leave_the_bundle():
     data = {"text/html": "<script>alert(1)</script>", "application/javascript": "alert(1)", "text/plain": "x",
-            "text/markdown": "**x**", "image/png": "iVBORw0KGgo=", "application/vnd.jupyter.widget-state+json": {}}
+            "text/markdown": "**x**", "image/png": PNG_1X1, "application/vnd.jupyter.widget-state+json": {}}
     assert sanitize_output(bundle_output(data)) == bundle_output(
-        {"text/plain": "x", "text/markdown": "**x**", "image/png": "iVBORw0KGgo="})
+        {"text/plain": "x", "text/markdown": "**x**", "image/png": PNG_1X1})
 
 
 def test_a_widget_becomes_a_note_that_widgets_work_in_jupyter_clients():

@@ -8,6 +8,7 @@ the format gets 422 with the JSON pointer and the reason of its first problem.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..models import Dashboard, DashboardVersion
@@ -20,6 +21,7 @@ from .base import APIHandler, idempotent
 from .cards import RUN_SCHEMA, CardAPIHandler
 from .listing import list_query, page_json, shared_only
 
+UID_FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 ANY_OBJECT = {"type": "object"}
 WRAPPED = {"type": "object", "required": ["document"], "additionalProperties": False,
            "properties": {"document": {"type": "object"}, "version": {"type": "integer", "minimum": 1}}}
@@ -155,8 +157,14 @@ class DashboardExportHandler(DashboardAPIHandler):
     async def get(self, dashboard_id: str) -> None:
         assert self.user is not None
         document = await self.dashboards.export(self.user, dashboard_id)
-        self.set_header("Content-Disposition", f'attachment; filename="{document["uid"]}.json"')
+        self.set_header("Content-Disposition", f'attachment; filename="{export_name(document["uid"])}.json"')
         self.write_json(document)
+
+
+def export_name(uid: str) -> str:
+    """The uid as a file name when it is a plain one (every uid the schema lets in today), else ``dashboard``:
+    a uid stored before the schema's patterns were strict may hold a newline, which no header can carry."""
+    return uid if UID_FILE_NAME.fullmatch(uid) else "dashboard"
 
 
 class DashboardSharesHandler(DashboardAPIHandler):

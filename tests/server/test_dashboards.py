@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
 import dashboards_spec
+from server.storage.sqlite import DB_FILE
 
 from .test_datasets import JAPANESE_CSV, upload
 
@@ -125,6 +127,19 @@ async def test_export_and_import_by_uid(api):
     other = await api.add_user("other@example.com")
     theirs = await api.fetch("POST", "/api/dashboards/import", token=other, json_body=spec)
     assert theirs.code == 409 and "another uid" in theirs.json()["error"]["message"]
+
+
+async def test_a_stored_uid_that_no_header_can_carry_still_exports(api):
+    """A uid stored before the schema's patterns were strict (red team 5: ``x\\n`` got through) exports under
+    a plain file name instead of a 500."""
+    token, dashboard = await owner_with_dashboard(api)
+    with sqlite3.connect(Path(api.app.data_dir) / DB_FILE) as db:
+        db.execute("UPDATE dashboards SET uid = ? WHERE id = ?", ("x\n", dashboard["id"]))
+        db.execute("UPDATE dashboard_versions SET document = json_set(document, '$.uid', ?) WHERE dashboard_id = ?",
+                   ("x\n", dashboard["id"]))
+    exported = await api.fetch("GET", f"/api/dashboards/{dashboard['id']}/export", token=token)
+    assert exported.code == 200, exported.body
+    assert exported.headers["Content-Disposition"] == 'attachment; filename="dashboard.json"'
 
 
 async def test_cards_by_reference_must_be_the_writers(api):

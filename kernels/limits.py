@@ -87,3 +87,8 @@ image's run directory shares a 4 GB tmpfs (compose) or the task's storage with t
 
 AGENT_BODY_BYTES = 1024 * 1024
 """The largest request body of any other agent route (``POST /kernels`` carries a tenant)."""
+
+KERNELS_PER_TENANT_WITHOUT_CGROUPS = 2
+"""Kernels one tenant may hold at once on a multi-tenant agent without cgroups (``--user-namespaces``):
+its kernels share the agent's uid, so RLIMIT_NPROC and memory are shared by every tenant; a tenant past
+this gets 409 and the server places the kernel on another executor."""

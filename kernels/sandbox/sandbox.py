@@ -143,6 +143,7 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
         if config.namespaces & namespaces.CLONE_NEWUTS:
             namespaces.set_hostname(config.hostname)
     _detach_fds(config.keep_fds + ((parent_alive,) if parent_alive is not None else ()))
+    block = environment.initial_block() if config.applies("environment") else None  # the view may lack /proc
     if config.applies("mounts"):
         MountView(readable=config.readable, owner=(config.uid, config.gid), workdir=config.workdir,
                   workdir_size_mb=config.workdir_size_mb, workdir_inodes=config.workdir_inodes,
@@ -152,7 +153,7 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
     if config.applies("rlimits"):
         config.rlimits.apply()
     if config.applies("environment"):
-        environment.apply(config.environment)
+        environment.apply(config.environment, block)
     if config.applies("uid") and config.user_namespace:
         privileges.drop_capabilities()
     elif config.applies("uid"):

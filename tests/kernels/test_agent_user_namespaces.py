@@ -30,9 +30,18 @@ MAX_KERNELS = 4
 LANDLOCK_ABI = int(os.environ.get("BI_TEST_LANDLOCK_ABI", "0"))
 
 
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory) -> Iterator[AgentProcess]:
-    """``python -m kernels --user-namespaces`` as uid 65534 with no capabilities at all."""
+def masking_proc(argv: list[str]) -> list[str]:
+    """``argv`` in a private mount namespace where, as Docker masks parts of ``/proc``, ``/dev/null`` covers
+    ``/proc/timer_list``: the kernel then refuses a fresh procfs in a user namespace (it would reveal what is
+    covered), so the kernels get none."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind /dev/null /proc/timer_list && exec "$@"', "sh", *argv]
+
+
+@pytest.fixture(scope="module", params=["host /proc", "masked /proc"])
+def agent(request, tmp_path_factory) -> Iterator[AgentProcess]:
+    """``python -m kernels --user-namespaces`` as uid 65534 with no capabilities at all, beneath the host's
+    /proc and beneath one masked as Docker's is."""
     key, port = Ed25519PrivateKey.generate(), free_port()
     with nobody_directory() as home:
         command = as_nobody([sys.executable, "-m", "kernels", f"--port={port}", f"--run-dir={home}/run",
@@ -40,8 +49,11 @@ def agent(tmp_path_factory) -> Iterator[AgentProcess]:
                              f"--landlock-abi={LANDLOCK_ABI}"])
         at = command.index("setpriv") + 1
         command[at:at] = ["--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"]
+        if request.param == "masked /proc":
+            command = masking_proc(command)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", PUBLIC_KEY_VARIABLE: public_pem(key)}
         process = AgentProcess(command, env, port, key, tmp_path_factory.mktemp("agent") / "agent.log", home)
+        process.masked_proc = request.param == "masked /proc"  # type: ignore[attr-defined]
         yield process
         process.stop()
 
@@ -69,7 +81,7 @@ def test_health_reports_every_layer_from_inside_a_kernel(agent):
     health = agent.call("GET", "/health")[1]
     layers = health["kernel_layers"]
     assert {key: layers[key] for key in EXPECTED} == EXPECTED
-    assert layers["proc"] in ("fresh", "none") and layers["uid"] == NOBODY
+    assert layers["proc"] == ("none" if agent.masked_proc else "fresh") and layers["uid"] == NOBODY
     assert (health["tenancy"], health["weaker_sandbox"], health["sandbox"]["root"]) == ("multi", ["cgroup"], False)
 
 

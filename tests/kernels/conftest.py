@@ -7,7 +7,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -28,10 +29,14 @@ def uid_slice() -> UidAllocator:
     return UidAllocator(62000 + os.getpid() % 50 * 20, 20)
 
 
+# Set to cap the Landlock ABI of every kernel (the attack suite as an older host kernel, e.g. 2 for 6.1, runs it).
+LANDLOCK_ABI_VARIABLE = "BI_TEST_LANDLOCK_ABI"
+
+
 @pytest.fixture
 def sandbox_defaults() -> dict[str, Any]:
     """Sandbox settings of every kernel of ``launcher``; a test module overrides this to change them."""
-    return {}
+    return {"landlock_abi": int(os.environ[LANDLOCK_ABI_VARIABLE])} if os.environ.get(LANDLOCK_ABI_VARIABLE) else {}
 
 
 def executor_container_launcher(run_dir: Path, sandbox_defaults: dict[str, Any]) -> KernelLauncher:

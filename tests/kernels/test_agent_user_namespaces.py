@@ -21,13 +21,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kernels.agent_app import PUBLIC_KEY_VARIABLE
 from kernels.sandbox.inside import EXPECTED
+from tests.kernels.conftest import LANDLOCK_ABI_VARIABLE
 from tests.kernels.agent_process import AgentProcess, free_port, public_pem
 from tests.kernels.test_agent_unprivileged import card
 from tests.kernels.test_attacks import ENOENT, EPERM, EROFS, INJECT
 from tests.kernels.unprivileged import NOBODY, as_nobody, nobody_directory
 
 MAX_KERNELS = 4
-LANDLOCK_ABI = int(os.environ.get("BI_TEST_LANDLOCK_ABI", "0"))
+LANDLOCK_ABI = int(os.environ.get(LANDLOCK_ABI_VARIABLE) or 0)
 
 
 def masking_proc(argv: list[str]) -> list[str]:

@@ -13,11 +13,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jupyter_client import BlockingKernelClient
 
 from kernels.agent_app import PUBLIC_KEY_VARIABLE
 from kernels.sandbox.inside import EXPECTED
@@ -206,3 +208,24 @@ RESULTS["same workdir path, own tmpfs"] = os.getcwd() == ARGS["cwd"] and not os.
             agent.call("DELETE", f"/kernels/{created['kernel_id']}")
     assert seen == {"write the other's datasets": ENOENT, "same workdir path, own tmpfs": True}
 
+
+
+def test_the_agent_interrupts_and_stops_its_kernels(agent):
+    """The agent, outside the kernels' user namespaces, still signals them: an endless loop stops on
+    ``POST /interrupt`` (SIGINT relayed by the reaper), and ``DELETE`` ends the kernel (its directory goes)."""
+    created = kernel(agent, "dave")
+    client = BlockingKernelClient()
+    client.load_connection_info(created["connection"])
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        msg_id = client.execute("while True:\n    pass\n")
+        time.sleep(0.5)
+        assert agent.call("POST", f"/kernels/{created['kernel_id']}/interrupt")[0] == 204
+        reply = client.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert (reply["content"]["status"], reply["content"]["ename"]) == ("error", "KeyboardInterrupt")
+    finally:
+        client.stop_channels()
+    assert agent.call("DELETE", f"/kernels/{created['kernel_id']}")[0] == 204
+    assert not (agent.cwd / "run" / created["kernel_id"][:12]).exists()

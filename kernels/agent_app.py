@@ -153,10 +153,7 @@ class ExecutorApp(Application):
         except ValueError as exc:
             self.fail(f"--relay-ports: {exc}")
         report = probe()
-        missing = unavailable(report)
-        kernel_layers = None
-        if self.user_namespaces and "uid" in missing:
-            missing, kernel_layers = self._user_namespace_layers(missing)
+        missing, kernel_layers = self.missing_layers(report)
         accepted = ("cgroup",) if kernel_layers is not None and holds(kernel_layers) else ()  # the mode's own limit
         if set(missing) - set(accepted) and not self.allow_weaker_sandbox:
             self.fail(f"these sandbox layers cannot be applied here: {', '.join(missing)}; "
@@ -166,6 +163,14 @@ class ExecutorApp(Application):
         if missing:
             log.warning("weaker_sandbox", missing=list(missing))
         asyncio.run(self.serve(public_key, health, missing, ports))
+
+    def missing_layers(self, report: dict) -> tuple[tuple[str, ...], dict | None]:
+        """The layers the kernels lack, given ``probe()``'s ``report``, and with ``--user-namespaces`` what a
+        child sandboxed in that mode saw (else None). The launcher takes the first (``launcher``)."""
+        missing = unavailable(report)
+        if self.user_namespaces and "uid" in missing:
+            return self._user_namespace_layers(missing)
+        return missing, None
 
     def _user_namespace_layers(self, missing: tuple[str, ...]) -> tuple[tuple[str, ...], dict]:
         """The layers missing in user-namespace mode, and what a child sandboxed in it saw. Only cgroups

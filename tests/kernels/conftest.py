@@ -16,7 +16,7 @@ from kernels.agent_app import ExecutorApp
 from kernels.launcher import KernelLauncher
 from kernels.pool import WarmPool
 from kernels.sandbox import UidAllocator
-from kernels.sandbox.sandbox import probe, unavailable
+from kernels.sandbox.sandbox import probe
 from tests.kernels.sandbox.helpers import require
 
 # Set (to the agent's flags, a JSON list) only in the executor container of tests/containers/test_executor_attacks.py.
@@ -41,10 +41,10 @@ def sandbox_defaults() -> dict[str, Any]:
 
 def executor_container_launcher(run_dir: Path, sandbox_defaults: dict[str, Any]) -> KernelLauncher:
     """The launcher of the executor agent that ``EXECUTOR_COMMAND`` (compose's flags) starts, with the
-    layers this container lacks skipped, as that agent skips them (tests/containers/test_executor_attacks.py)."""
+    layers this container lacks skipped, as that agent skips them (``--user-namespaces`` included) (tests/containers/test_executor_attacks.py)."""
     app = ExecutorApp()
     app.parse_command_line(json.loads(os.environ[EXECUTOR_COMMAND]))
-    instance = app.launcher(unavailable(probe()), run_dir)
+    instance = app.launcher(app.missing_layers(probe())[0], run_dir)
     instance.sandbox_defaults.update(sandbox_defaults)
     return instance
 

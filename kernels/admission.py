@@ -5,7 +5,9 @@ An agent is ``multi`` tenant when each kernel runs as its own uid, and ``single`
 single-tenant agent hands kernels only to the tenant whose kernels it holds, or to anyone once it
 holds none. Kernels count from hand-out until they are stopped or end by themselves; warm ones
 in the pool never count, but those that lived beside another tenant's kernels are not handed out
-(``needs_fresh_kernels``).
+(``needs_fresh_kernels``). ``per_tenant`` caps one tenant's kernels at once (409, as for another
+tenant's: the server places the kernel elsewhere): for an agent whose kernels share one uid and have no
+cgroups, so that one tenant cannot take every process and byte of memory the others share.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ class Admission:
     """Reserves a place before a kernel is acquired, then tracks it until it is no longer alive."""
 
     def __init__(self, is_alive: Callable[[str], bool], single_tenant: bool,
-                 max_kernels: int = DEFAULT_MAX_KERNELS):
+                 max_kernels: int = DEFAULT_MAX_KERNELS, per_tenant: int | None = None):
         self.is_alive = is_alive
+        self.per_tenant = per_tenant
         self.single_tenant = single_tenant
         self.max_kernels = max_kernels
         self.draining = False
@@ -64,11 +67,13 @@ class Admission:
             raise AdmissionError(503, "this executor is draining")
         if tenant is not None and not TENANT.fullmatch(tenant):
             raise AdmissionError(400, "tenant must be 1 to 128 characters of A-Z, a-z, 0-9, _ and -")
-        if tenant is None and self.single_tenant:
-            raise AdmissionError(400, "this executor serves one tenant at a time: give a tenant")
+        if tenant is None and (self.single_tenant or self.per_tenant):
+            raise AdmissionError(400, "this executor counts kernels per tenant: give a tenant")
         live = self._live()
         if self.single_tenant and any(other != tenant for other in live.values()):
             raise AdmissionError(409, "this executor holds another user's kernels")
+        if self.per_tenant and list(live.values()).count(tenant) >= self.per_tenant:
+            raise AdmissionError(409, f"this user holds {self.per_tenant} kernels on this executor")
         if len(live) >= self.max_kernels:
             raise AdmissionError(503, f"this executor is full ({self.max_kernels} kernels)")
         reservation = f"+{next(self._reservations)}"

@@ -6,6 +6,13 @@ applied (not root, no namespaces, ...) the agent refuses to start unless given
 in ``/health``. Without the uid layer every kernel shares the agent's uid, so the agent serves
 one tenant at a time (``kernels.admission``).
 
+``--user-namespaces`` (an agent that is not root, as in its container): every kernel gets its
+namespaces, mount view, Landlock, seccomp, rlimits and ``PR_SET_DUMPABLE`` 0 inside a user namespace
+of the agent's uid (``SandboxConfig.user_namespace``). At start a sandboxed child reports what it
+got (``kernels.sandbox.inside``, in ``/health`` as ``kernel_layers``); only when it shows every
+layer is the agent multi-tenant (no cgroups though: kernels share the agent's process and memory
+limits, so at most ``--max-kernels-per-tenant`` per tenant).
+
 Stopping: the first SIGTERM drains (no new kernels, the warm pool is emptied, handed-out kernels
 keep working) until none is alive or ``drain_timeout`` has passed; SIGINT or a second SIGTERM
 stops at once, as does SIGTERM to an agent tied to its parent (``parent_pid``). Before it exits it
@@ -16,6 +23,7 @@ its own (``cgroup_name``: whoever outlives an agent that died removes that one w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -35,12 +43,14 @@ from .admission import DEFAULT_MAX_KERNELS, Admission
 from .agent import make_app, reap_orphans
 from .image import image_version
 from .launcher import KernelLauncher
-from .limits import (AGENT_BODY_BYTES, DATASET_CACHE_BYTES, GAP_BYTES, ORPHAN_SECONDS, KERNEL_LOG_BYTES_PER_SECOND,
-                     KERNEL_LOG_LINES_PER_SECOND, KERNEL_MESSAGE_BYTES)
+from .limits import (AGENT_BODY_BYTES, DATASET_CACHE_BYTES, GAP_BYTES, KERNEL_LOG_BYTES_PER_SECOND,
+                     KERNEL_LOG_LINES_PER_SECOND, KERNEL_MESSAGE_BYTES, KERNELS_PER_TENANT_WITHOUT_CGROUPS,
+                     ORPHAN_SECONDS)
 from .logs import configure_logging
 from .pool import WarmPool
 from .relay import Listeners, Relays, TcpListeners, UnixListeners, parse_port_range
-from .sandbox import UidAllocator, cgroups, probe, unavailable
+from .sandbox import SandboxConfig, UidAllocator, cgroups, probe, unavailable
+from .sandbox.inside import holds, probe_kernel
 from .sandbox._libc import PR_SET_PDEATHSIG, prctl
 from .sandbox.rlimits import Rlimits
 
@@ -62,6 +72,15 @@ class ExecutorApp(Application):
     pool_size = Integer(2, help="Ready kernels kept warm.").tag(config=True)
     public_key_file = Unicode(help="PEM file of the server's Ed25519 public key (verifies calls).").tag(config=True)
     allow_weaker_sandbox = Bool(False, help="Start even when some sandbox layers cannot be applied.").tag(config=True)
+    user_namespaces = Bool(False, help="Not root: build each kernel's namespaces and mount view inside a user "
+                                       "namespace of this uid (needs a seccomp profile allowing unshare and "
+                                       "mount); multi-tenant when a sandboxed child shows every layer."
+                           ).tag(config=True)
+    max_kernels_per_tenant = Integer(KERNELS_PER_TENANT_WITHOUT_CGROUPS, help="With --user-namespaces (no "
+                                     "cgroups: kernels share the agent's process and memory limits): kernels one "
+                                     "tenant may hold at once; beyond, POST /kernels answers 409.").tag(config=True)
+    landlock_abi = Integer(0, help="Use Landlock up to this ABI (0: the kernel's best), to test the "
+                                   "sandbox as an older host kernel has it.").tag(config=True)
     uid_first = Integer(61000, help="First uid of the kernel uid range.").tag(config=True)
     uid_count = Integer(1000, help="Size of the kernel uid range.").tag(config=True)
     parent_pid = Integer(0, help="Stop when this process exits (how bi serve ties its local agent to "
@@ -107,10 +126,13 @@ class ExecutorApp(Application):
                "advertise-host": "ExecutorApp.advertise_host", "relay-ports": "ExecutorApp.relay_ports",
                "max-kernels": "ExecutorApp.max_kernels", "drain-timeout": "ExecutorApp.drain_timeout",
                "cgroup-name": "ExecutorApp.cgroup_name", "kernel-message-bytes": "ExecutorApp.kernel_message_bytes",
-               "dataset-root": "ExecutorApp.dataset_root", "gap-bytes": "ExecutorApp.gap_bytes"}
+               "dataset-root": "ExecutorApp.dataset_root", "gap-bytes": "ExecutorApp.gap_bytes",
+               "landlock-abi": "ExecutorApp.landlock_abi", "max-kernels-per-tenant": "ExecutorApp.max_kernels_per_tenant"}
     flags = {"allow-weaker-sandbox": ({"ExecutorApp": {"allow_weaker_sandbox": True}},
                                       "Start even when some sandbox layers cannot be applied."),
-             "relay": ({"ExecutorApp": {"relay": True}}, "Relay kernels on TCP ports of --ip.")}
+             "relay": ({"ExecutorApp": {"relay": True}}, "Relay kernels on TCP ports of --ip."),
+             "user-namespaces": ({"ExecutorApp": {"user_namespaces": True}},
+                                 "Not root: kernels' namespaces inside a user namespace of this uid.")}
 
     @default("log_level")
     def _default_log_level(self) -> int:
@@ -138,15 +160,39 @@ class ExecutorApp(Application):
         except ValueError as exc:
             self.fail(f"--relay-ports: {exc}")
         report = probe()
-        missing = unavailable(report)
-        if missing and not self.allow_weaker_sandbox:
+        missing, kernel_layers = self.missing_layers(report)
+        accepted = ("cgroup",) if kernel_layers is not None and holds(kernel_layers) else ()  # the mode's own limit
+        if set(missing) - set(accepted) and not self.allow_weaker_sandbox:
             self.fail(f"these sandbox layers cannot be applied here: {', '.join(missing)}; "
                       "run as root on Linux, or pass --allow-weaker-sandbox for a single trusted user")
         health = {"status": "ok", "image_version": image_version(), "sandbox": report,
-                  "weaker_sandbox": list(missing)}
+                  "weaker_sandbox": list(missing), "kernel_layers": kernel_layers}
         if missing:
             log.warning("weaker_sandbox", missing=list(missing))
         asyncio.run(self.serve(public_key, health, missing, ports))
+
+    def missing_layers(self, report: dict) -> tuple[tuple[str, ...], dict | None]:
+        """The layers the kernels lack, given ``probe()``'s ``report``, and with ``--user-namespaces`` what a
+        child sandboxed in that mode saw (else None). The launcher takes the first (``launcher``)."""
+        missing = unavailable(report)
+        if self.user_namespaces and "uid" in missing:
+            return self._user_namespace_layers(missing)
+        return missing, None
+
+    def _user_namespace_layers(self, missing: tuple[str, ...]) -> tuple[tuple[str, ...], dict]:
+        """The layers missing in user-namespace mode, and what a child sandboxed in it saw. Only cgroups
+        (which need root) stay missing when the child shows every layer; otherwise the mode is off and
+        ``uid`` missing, as without it."""
+        config = self._kernel_config(("cgroup",))
+        seen = probe_kernel(config)
+        if not holds(seen):
+            log.warning("user_namespace_incomplete", seen=seen)
+            return missing, seen
+        return ("cgroup",), seen
+
+    def _kernel_config(self, missing: tuple[str, ...]) -> dict:
+        """A kernel's sandbox settings as the launcher gets them (``_sandbox_defaults``), for the probe."""
+        return dataclasses.asdict(SandboxConfig(uid=os.getuid(), gid=os.getgid(), **self._sandbox_defaults(missing)))
 
     def _public_key(self):
         """The server's public key, from ``--public-key`` or else ``BI_EXECUTOR_PUBLIC_KEY`` (a PEM)."""
@@ -170,16 +216,21 @@ class ExecutorApp(Application):
         """Kernel cgroups under the agent's own; skip what is missing; kernels sharing the agent's uid
         share its process limit too."""
         defaults: dict = {"cgroup_parent": self.cgroup_parent}
+        if self.landlock_abi:
+            defaults["landlock_abi"] = self.landlock_abi
         if not missing:
             return defaults
         defaults["skip"] = missing
-        if "uid" in missing:
+        if self.user_namespaces and missing == ("cgroup",):
+            defaults["user_namespace"] = True
+        if "uid" in missing or defaults.get("user_namespace"):
             defaults["rlimits"] = Rlimits(processes=Rlimits.processes * (self.max_kernels + self.pool_size + 1))
         return defaults
 
     def launcher(self, missing: tuple[str, ...], run_dir: Path | None = None) -> KernelLauncher:
         """The kernel launcher of this agent, without the ``missing`` layers (its run dir, or ``run_dir``)."""
-        uids = None if "uid" in missing else UidAllocator(self.uid_first, self.uid_count)
+        own_uid = "uid" in missing or os.geteuid() != 0  # in user namespaces, kernels keep the agent's uid
+        uids = None if own_uid else UidAllocator(self.uid_first, self.uid_count)
         return KernelLauncher(run_dir or Path(self.run_dir), uids, self._sandbox_defaults(missing),
                               log_lines_per_second=self.kernel_log_lines_per_second,
                               log_bytes_per_second=self.kernel_log_bytes_per_second)
@@ -199,7 +250,9 @@ class ExecutorApp(Application):
         listeners = self._listeners(ports)
         listeners.prepare()
         relays = Relays(listeners, self.kernel_message_bytes, self.gap_bytes)
-        admission = Admission(launcher.is_alive, single_tenant, self.max_kernels)
+        shared_uid = launcher.sandbox_defaults.get("user_namespace", False)
+        admission = Admission(launcher.is_alive, single_tenant, self.max_kernels,
+                              per_tenant=self.max_kernels_per_tenant if shared_uid else None)
         app = make_app(pool, public_key, health, relays, admission=admission,
                        dataset_root=Path(self.dataset_root) if self.dataset_root else None,
                        cache_bytes=self.dataset_cache_bytes)

@@ -9,7 +9,9 @@ can mount (the mount view applies), ``ipc/`` is a tmpfs of ``IPC_DIR_INODES`` in
 kernel's socket files never take the host's; after start the kernel makes none anyway (``sandbox.seal``). The sandbox binds
 that directory, and nothing else of the host that is writable, into the kernel's view.
 
-Without the uid layer (an agent that is not root) every kernel runs as the agent's own uid; without
+Without the uid layer (an agent that is not root) every kernel runs as the agent's own uid (with
+``user_namespace``, in namespaces of its own and a mount view: its ``ipc/`` then on the host's disk,
+as such an agent cannot mount outside its kernels' namespaces); without
 the mount view, the kernel's workdir is ``work/`` in that directory rather than a private tmpfs,
 so Landlock's one writable path is still the kernel's own.
 
@@ -178,7 +180,7 @@ class KernelLauncher:
         (directory / "ipc").mkdir(mode=0o700)
         (directory / "tables").mkdir(mode=0o700)
         owned = [directory / "connection.json", directory, directory / "ipc", directory / "tables"]
-        if config.applies("mounts"):
+        if config.applies("mounts") and not config.user_namespace:  # an agent in a user namespace cannot mount here
             mounts.mount_tmpfs(str(directory / "ipc"), IPC_DIR_BYTES, IPC_DIR_INODES, (config.uid, config.gid))
             mounts.mount_tmpfs(str(directory / "tables"), TABLES_DIR_BYTES, TABLES_DIR_INODES, (config.uid, config.gid))
         else:

@@ -99,3 +99,8 @@ killed mid-stream may never have read it."""
 ORPHAN_SECONDS = 900.0
 """Seconds a kernel may stay with no server attached before the agent destroys it (``agent.reap_orphans``):
 its server died and no other reattached, so no server culls it for idleness."""
+
+KERNELS_PER_TENANT_WITHOUT_CGROUPS = 2
+"""Kernels one tenant may hold at once on a multi-tenant agent without cgroups (``--user-namespaces``):
+its kernels share the agent's uid, so RLIMIT_NPROC and memory are shared by every tenant; a tenant past
+this gets 409 and the server places the kernel on another executor."""

@@ -15,9 +15,9 @@ LIBC.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ul
 
 # Numbers of the system calls glibc 2.36 has no wrapper for, per machine.
 SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "landlock_create_ruleset": 444, "landlock_add_rule": 445,
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "landlock_create_ruleset": 444, "landlock_add_rule": 445,
                "landlock_restrict_self": 446},
-    "aarch64": {"pivot_root": 41, "landlock_create_ruleset": 444, "landlock_add_rule": 445,
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "landlock_create_ruleset": 444, "landlock_add_rule": 445,
                 "landlock_restrict_self": 446},
 }
 

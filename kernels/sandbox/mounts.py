@@ -1,7 +1,7 @@
 """A private mount view: a read-only root of a few bound host paths and one writable tmpfs.
 
-Must run as root, as a process of a new PID namespace (so that the fresh ``/proc`` shows that
-namespace only). The steps:
+Must run as root (or with the capabilities of a user namespace of its own), as a process of a new
+PID namespace (so that the fresh ``/proc`` shows that namespace only). The steps:
 
 1. enter a new mount namespace of its own and make every mount private, so nothing done here
    reaches the host, whatever namespace the caller was in;
@@ -12,7 +12,8 @@ namespace only). The steps:
    directories are fresh 0755 directories of the tmpfs: ``/root`` (0700 on the host) stays
    closed while the interpreter under it becomes readable;
 4. a few ``/etc`` files, ``/dev/{null,zero,random,urandom}``, a fresh ``/proc``
-   (``hidepid=invisible,subset=pid``), a size- and inode-capped tmpfs workdir and the kernel's
+   (``hidepid=invisible,subset=pid``; with ``proc_optional``, where the kernel refuses one, as in a
+   user namespace beneath Docker's masked ``/proc``, an empty directory), a size- and inode-capped tmpfs workdir and the kernel's
    ipc directory read-write (with the mounts beneath it: the agent's ipc tmpfs), both owned by the
    kernel's uid; no ``/dev/shm``, ``/sys`` or other ``/tmp`` content;
 5. detach the host root and remount the new root read-only.
@@ -71,6 +72,7 @@ class MountView:
     workdir_size_mb: int = 256
     workdir_inodes: int = WORKDIR_INODES
     ipc_dir: str | None = None
+    proc_optional: bool = False  # where a fresh procfs is refused, keep /proc an empty directory
     system: Sequence[str] = field(default_factory=lambda: existing(("/usr", "/lib", "/lib64", "/bin")))
     etc: Sequence[str] = field(default_factory=lambda: existing(("/etc/ld.so.cache", "/etc/localtime")))
 
@@ -96,7 +98,11 @@ class MountView:
         for name in DEVICES:
             _bind(f"{HOST_ROOT}/dev/{name}", f"/dev/{name}", MS_RDONLY | MS_NOSUID | MS_NOEXEC)
         os.mkdir("/proc")
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible,subset=pid")
+        try:
+            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible,subset=pid")
+        except SandboxError:
+            if not self.proc_optional:
+                raise
         os.makedirs(self.workdir, exist_ok=True)
         uid, gid = self.owner
         mount_tmpfs(self.workdir, self.workdir_size_mb << 20, self.workdir_inodes, self.owner)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 from kernels.sandbox._libc import LIBC, check
@@ -34,3 +35,20 @@ def set_hostname(name: str) -> None:
     check("namespaces", "sethostname", LIBC.sethostname(name.encode(), len(name.encode())))
     if socket.gethostname() != name:
         raise SandboxError("namespaces", f"hostname reads back {socket.gethostname()!r}")
+
+
+def unshare_as_user(flags: int = DEFAULT_FLAGS) -> None:
+    """Move this (unprivileged) process into a new user namespace and, owned by it, new ``flags`` namespaces.
+
+    The uid and gid map to themselves (no root inside): the process keeps every capability of the
+    new user namespace only until it drops them (``privileges.drop_capabilities``), and none
+    outside it. ``setgroups`` is denied, as an unprivileged gid map requires.
+    """
+    uid, gid = os.getuid(), os.getgid()
+    unshare(CLONE_NEWUSER | flags)
+    for name, line in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        try:
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(line)
+        except OSError as e:
+            raise SandboxError("namespaces", f"cannot write /proc/self/{name}: {e}") from e

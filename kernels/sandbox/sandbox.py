@@ -3,16 +3,19 @@
 The order of ``enter`` (each step needs the privileges the later ones give up):
 
 1. join the kernel's memory + pids cgroup;
-2. unshare the network, mount, PID, IPC and UTS namespaces, then fork: the child is pid 1 of
+2. unshare the network, mount, PID, IPC and UTS namespaces (with ``user_namespace``, for an agent that
+   is not root: inside a new user namespace that maps only the agent's own uid), then fork: the child is pid 1 of
    the new PID namespace and goes on; the caller's process stays outside as its reaper (it
    relays SIGINT, turns SIGTERM/SIGHUP into SIGKILL, and exits as the child did), and the
    child dies with it (``PR_SET_PDEATHSIG``);
 3. a new session, and every inherited file descriptor but 0, 1, 2 and ``keep_fds`` pointed at
    ``/dev/null``;
-4. the mount view (read-only root, tmpfs workdir, the ipc directory, a fresh ``/proc``), or
-   without it just a change into the workdir;
+4. the mount view (read-only root, tmpfs workdir, the ipc directory, a fresh ``/proc``; in a user
+   namespace where procfs is refused, none), or without it just a change into the workdir;
 5. rlimits, then the environment allowlist;
-6. the kernel's own uid/gid, then ``PR_SET_NO_NEW_PRIVS``;
+6. the kernel's own uid/gid (in a user namespace: the agent's uid kept, every capability dropped),
+   ``PR_SET_DUMPABLE`` 0 (kernels sharing a uid cannot open each other's ``/proc`` files), then
+   ``PR_SET_NO_NEW_PRIVS``;
 7. Landlock (files, TCP, signal and abstract-socket scopes), then seccomp, last.
 
 ``seal`` comes later, once the kernel has bound its own sockets: no socket files from then on.
@@ -82,6 +85,8 @@ class SandboxConfig:
     hostname: str = "kernel"
     keep_fds: tuple[int, ...] = ()
     skip: tuple[str, ...] = ()          # layers not to apply (a weaker sandbox, by choice)
+    user_namespace: bool = False        # an agent without root: namespaces inside a user namespace of its uid
+    landlock_abi: int | None = None     # the highest Landlock ABI to use (None: the kernel's)
 
     def __post_init__(self) -> None:
         unknown = set(self.skip) - set(LAYERS)
@@ -92,6 +97,8 @@ class SandboxConfig:
             raise ValueError("the mount view needs a new PID namespace (for its /proc)")
         if self.applies("cgroup") and not self.name:
             raise ValueError("the cgroup layer needs a name")
+        if self.user_namespace and not self.applies("namespaces"):
+            raise ValueError("a user namespace comes with the namespaces layer")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SandboxConfig:
@@ -112,7 +119,8 @@ class SandboxConfig:
 
 
 def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
-    """Sandbox the calling (single-threaded, root) process; returns in the sandboxed process only.
+    """Sandbox the calling (single-threaded; root, or any uid with ``user_namespace``) process; returns in
+    the sandboxed process only.
 
     With a new PID namespace, the calling process never returns: it becomes the reaper of the
     sandboxed child and exits with its status.
@@ -125,25 +133,32 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
         cgroup.add(os.getpid())
     parent_alive = None
     if config.applies("namespaces"):
-        namespaces.unshare(config.namespaces)
+        if config.user_namespace:
+            namespaces.unshare_as_user(config.namespaces)
+        else:
+            namespaces.unshare(config.namespaces)
         if config.namespaces & namespaces.CLONE_NEWPID:
             parent_alive = _fork_into_pid_namespace()
             os.setsid()
         if config.namespaces & namespaces.CLONE_NEWUTS:
             namespaces.set_hostname(config.hostname)
     _detach_fds(config.keep_fds + ((parent_alive,) if parent_alive is not None else ()))
+    block = environment.initial_block() if config.applies("environment") else None  # the view may lack /proc
     if config.applies("mounts"):
         MountView(readable=config.readable, owner=(config.uid, config.gid), workdir=config.workdir,
                   workdir_size_mb=config.workdir_size_mb, workdir_inodes=config.workdir_inodes,
-                  ipc_dir=config.ipc_dir).apply()
+                  ipc_dir=config.ipc_dir, proc_optional=config.user_namespace).apply()
     else:
         os.chdir(config.workdir)  # a host directory of the kernel's own (the mount view's chdir, without it)
     if config.applies("rlimits"):
         config.rlimits.apply()
     if config.applies("environment"):
-        environment.apply(config.environment)
-    if config.applies("uid"):
+        environment.apply(config.environment, block)
+    if config.applies("uid") and config.user_namespace:
+        privileges.drop_capabilities()
+    elif config.applies("uid"):
         privileges.drop(config.uid, config.gid)
+    privileges.not_dumpable()
     if parent_alive is not None:
         _die_with_parent(parent_alive)
     if config.applies("nnp"):
@@ -151,7 +166,7 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
     if config.applies("landlock"):
         writable = (config.workdir, "/dev/null") + ((config.tables_dir,) if config.tables_dir else ())
         Landlock(readable=("/",), writable=writable,
-                 sockets=(config.socket_dir or config.ipc_dir,) if config.ipc_dir else ()).apply()
+                 sockets=(config.socket_dir or config.ipc_dir,) if config.ipc_dir else ()).apply(config.landlock_abi)
     if config.applies("seccomp"):
         SeccompFilter().apply()
 

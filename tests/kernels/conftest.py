@@ -7,7 +7,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,7 +16,7 @@ from kernels.agent_app import ExecutorApp
 from kernels.launcher import KernelLauncher
 from kernels.pool import WarmPool
 from kernels.sandbox import UidAllocator
-from kernels.sandbox.sandbox import probe, unavailable
+from kernels.sandbox.sandbox import probe
 from tests.kernels.sandbox.helpers import require
 
 # Set (to the agent's flags, a JSON list) only in the executor container of tests/containers/test_executor_attacks.py.
@@ -28,18 +29,22 @@ def uid_slice() -> UidAllocator:
     return UidAllocator(62000 + os.getpid() % 50 * 20, 20)
 
 
+# Set to cap the Landlock ABI of every kernel (the attack suite as an older host kernel, e.g. 2 for 6.1, runs it).
+LANDLOCK_ABI_VARIABLE = "BI_TEST_LANDLOCK_ABI"
+
+
 @pytest.fixture
 def sandbox_defaults() -> dict[str, Any]:
     """Sandbox settings of every kernel of ``launcher``; a test module overrides this to change them."""
-    return {}
+    return {"landlock_abi": int(os.environ[LANDLOCK_ABI_VARIABLE])} if os.environ.get(LANDLOCK_ABI_VARIABLE) else {}
 
 
 def executor_container_launcher(run_dir: Path, sandbox_defaults: dict[str, Any]) -> KernelLauncher:
     """The launcher of the executor agent that ``EXECUTOR_COMMAND`` (compose's flags) starts, with the
-    layers this container lacks skipped, as that agent skips them (tests/containers/test_executor_attacks.py)."""
+    layers this container lacks skipped, as that agent skips them (``--user-namespaces`` included) (tests/containers/test_executor_attacks.py)."""
     app = ExecutorApp()
     app.parse_command_line(json.loads(os.environ[EXECUTOR_COMMAND]))
-    instance = app.launcher(unavailable(probe()), run_dir)
+    instance = app.launcher(app.missing_layers(probe())[0], run_dir)
     instance.sandbox_defaults.update(sandbox_defaults)
     return instance
 

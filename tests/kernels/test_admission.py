@@ -84,3 +84,20 @@ def test_fresh_kernels_for_a_new_tenant():
     multi = Admission(kernels.is_alive, single_tenant=False)
     hand_out(multi, kernels, "k2", "alice")
     assert not multi.needs_fresh_kernels("bob")
+
+
+def test_per_tenant_cap():
+    """With ``per_tenant`` (kernels sharing one uid, no cgroups) a tenant past its cap gets 409 while others
+    still get kernels; a tenant is required."""
+    kernels = Kernels()
+    admission = Admission(kernels.is_alive, single_tenant=False, max_kernels=8, per_tenant=2)
+    hand_out(admission, kernels, "k1", "alice")
+    pending = admission.reserve("alice")  # a reservation counts too
+    assert refusal(admission, "alice") == (409, "this user holds 2 kernels on this executor")
+    assert refusal(admission, None)[0] == 400
+    hand_out(admission, kernels, "k2", "bob")
+    admission.cancel(pending)
+    hand_out(admission, kernels, "k3", "alice")
+    kernels.alive.discard("k1")
+    hand_out(admission, kernels, "k4", "alice")
+    assert admission.in_use == 3

@@ -15,7 +15,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 from tornado import websocket
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 
 from dashboards_spec import bounded
 
@@ -125,13 +125,18 @@ class BoundedSocket(websocket.WebSocketHandler):
             self.close(TOO_SLOW, self.too_slow_reason[:120])  # its client learns why within Tornado's 5 s
             self.on_too_slow()
             return
-        if isinstance(frame, Frame):  # framed once for many sockets: queued as it is (ws_frames.py)
-            size = len(frame.wire)
+        if isinstance(frame, Frame):  # framed once for many sockets: written as it is (ws_frames.py)
             stream = self.ws_connection.stream if self.ws_connection is not None else None
             if stream is None:
                 return
+            data = frame.wire
+            if type(stream) is IOStream and not stream.writing() and not stream.closed():
+                data = data[_sent(stream, data):]  # nothing waits ahead of it: the socket takes what it can now
+                if not data:
+                    return
+            size = len(data)
             try:
-                written = stream.write(frame.wire)
+                written = stream.write(data)
             except StreamClosedError:
                 return
         else:  # one socket's own message: Tornado frames it
@@ -198,6 +203,16 @@ class BoundedSocket(websocket.WebSocketHandler):
 
     def stop_watching(self) -> None:
         self.revocations.forget(self)
+
+
+def _sent(stream: IOStream, data: bytes) -> int:
+    """How much of ``data`` the stream's socket takes at once: a plain socket's own write, with no future,
+    callback or buffer of Tornado's for the (usual) case that it takes the whole frame. What it does not take
+    (0 on an error, which ``IOStream.write`` meets again and closes the stream on) is queued as before."""
+    try:
+        return stream.socket.send(data)
+    except OSError:
+        return 0
 
 
 class JSONSocket(BoundedSocket):

@@ -92,6 +92,7 @@ class Room:
         self.remote: dict[str, tuple[list[dict[str, str]], float]] = {}  # task -> its viewers, until when
         self.seq: dict[str, int] = {}
         self.latest: dict[str, bytes] = {}  # card key -> its output's result, serialised
+        self.cards: dict[str, str] = {}  # card key -> card id, in the version the last snapshot read
         self.unsent: dict[Viewer, list[str]] = {}  # card keys whose output a viewer's snapshot still owes it
         self.running: set[str] = set()  # cards being run because a snapshot found no result
         self.joining = 0  # viewers whose snapshot is being made
@@ -244,6 +245,7 @@ class DashboardHub(LoggingConfigurable):
                 self._spawn(self._first_run(viewer.user, room, key))
         infos = {entry["key"]: _card_info(entry["card"], tiles, ahead) for entry in entries}
         # from here on no await: nothing is published between the snapshot and joining the room
+        room.cards = {entry["key"]: entry["card"] for entry in entries}
         room.viewers.add(viewer)
         owed = room.unsent[viewer] = [key for key in infos if key in room.latest]
         cards = {key: {**info, "seq": room.seq.get(key, 0) - (1 if key in owed else 0), "result": None}
@@ -368,8 +370,15 @@ class DashboardHub(LoggingConfigurable):
         body = envelope.body
         if body["dashboard_id"] is not None:
             self._deliver(body["dashboard_id"], body["card"], body["result"])
-        if self.rooms:
-            self._spawn(self._show_run(body["card_id"], body["values"], body["result"]))
+        rooms = self._showing(body["card_id"], (body["dashboard_id"], body["card"]))
+        if rooms:
+            self._spawn(self._show_run(rooms, body["card_id"], body["values"], body["result"]))
+
+    def _showing(self, card_id: str, delivered: tuple[str | None, str | None]) -> list[Room]:
+        """The rooms with a tile of card ``card_id`` (in the version their last snapshot read: a new one makes
+        snapshots again) other than the tile ``delivered`` (dashboard id, card key) its output went to."""
+        return [room for room in list(self.rooms.values())
+                if any(card == card_id and (room.dashboard_id, key) != delivered for key, card in room.cards.items())]
 
     def _deliver(self, dashboard_id: str, key: str, result: dict[str, Any], data: bytes | None = None) -> None:
         """To this task's viewers of the tile (``data``: ``result`` serialised already), and its tables pinned."""
@@ -397,11 +406,11 @@ class DashboardHub(LoggingConfigurable):
         self._send(OUTPUT, {"dashboard_id": None, "card": None, "card_id": card_id, "values": values,
                             "result": result})
 
-    async def _show_run(self, card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
-        if not self.rooms:
-            return
+    async def _show_run(self, rooms: list[Room], card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
+        """Show a run of ``card_id`` with ``values`` on the tiles of ``rooms`` that show the card with those values
+        (the dashboard's current version read again)."""
         data = json_io.dumps(result)
-        for room in list(self.rooms.values()):
+        for room in rooms:
             version = await self.dashboards.current(room.dashboard_id)
             if version is None or card_id not in card_ids(version.document):
                 continue

@@ -223,3 +223,39 @@ async def test_a_slow_socket_is_dropped_and_rejoins(api, monkeypatch):
     while await asyncio.wait_for(again.connection.read_message(), 30) is not None:
         pass
     assert again.connection.close_code == 4404, "deleting a dashboard closes its sockets"
+
+
+async def test_a_run_shows_on_every_tile_of_its_card(start_cards):
+    """A tile's run shows on the other tiles of its card (same values), on its dashboard and on others, and so
+    does a run through the card API; a dashboard without the card hears nothing."""
+    api = await start_cards()
+    owner = await api.login()
+    card = (await api.fetch("POST", "/api/cards", token=owner,
+                            json_body={"title": "乱数", "code": "import random\nprint(random.random())"})).json()
+    other = (await api.fetch("POST", "/api/cards", token=owner, json_body={"title": "別", "code": "print(2)"})).json()
+    assert (await api.fetch("POST", f"/api/cards/{card['id']}/run", token=owner, json_body={})).code == 200
+
+    async def dashboard(*tiles: tuple[str, str]) -> str:
+        spec = document(parameters=[], cards=[{"key": key, "card": card_id} for key, card_id in tiles],
+                        layout=[{"card": key, "x": 0, "y": 4 * n, "w": 6, "h": 4} for n, (key, _) in enumerate(tiles)])
+        created = await api.fetch("POST", "/api/dashboards", token=owner, json_body=spec)
+        assert created.code == 201, created.body
+        return created.json()["id"]
+
+    both, one, none = (await dashboard(("a", card["id"]), ("b", card["id"])), await dashboard(("c", card["id"])),
+                       await dashboard(("d", other["id"])))
+    sockets = [await join(api, owner, both), await join(api, owner, one), await join(api, owner, none)]
+    for socket, keys in zip(sockets, (("a", "b"), ("c",), ("d",)), strict=True):
+        for key in keys:
+            await output(socket, key)
+    for path in (f"/api/dashboards/{both}/cards/a/run", f"/api/cards/{card['id']}/run"):
+        ran = await api.fetch("POST", path, token=owner, json_body={"force": True})
+        assert ran.code == 200, ran.body
+        for socket, keys in zip(sockets, (("a", "b"), ("c",)), strict=False):
+            for key in keys:
+                assert (await output(socket, key))["result"]["outputs"] == ran.json()["outputs"], (path, key)
+    sockets[2].send(type="resync")
+    while (message := await sockets[2].receive())["type"] != "snapshot":
+        assert message["type"] == "presence", message
+    for socket in sockets:
+        socket.close()

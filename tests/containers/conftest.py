@@ -1,7 +1,8 @@
 """The container tests' images: built once per test run (and machine, through Docker's cache).
 
-They run when ``BI_CONTAINER_TESTS=1``: built from nothing, their images take longer than the CI run's
-30 minutes allow beside the rest of the suite (issue 18 tracks making them fit).
+They run when ``BI_CONTAINER_TESTS=1``: built from nothing, the images and the three modules still take
+longer than the CI run's 30 minutes allow beside the rest of the suite on a loaded two-core machine
+(issue 18 tracks making them fit: about 8 CPU-minutes, mostly image builds and kernel starts).
 """
 
 from __future__ import annotations

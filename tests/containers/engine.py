@@ -55,11 +55,12 @@ def compose_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def build_lock() -> Iterator[None]:
-    """One image build at a time on this machine (other test processes wait, then hit the cache)."""
+def build_lock(images: str = "stack") -> Iterator[None]:
+    """One build of the same ``images`` at a time on this machine (other test processes wait, then hit
+    the cache); builds of other images go on meanwhile."""
     folder = stand_ins.cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "build.lock", "w") as lock:
+    with open(folder / f"build-{images}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -74,15 +75,27 @@ def build_base_images() -> None:
     """The stand-in base images (tests/containers/stand_ins.py)."""
     need(None if shutil.which("debootstrap") or stand_ins.image_key(stand_ins.base_image_names()["python"])
          else "no debootstrap to build the stand-in base images (apt-get install debootstrap)")
-    with build_lock():
+    with build_lock("stand-ins"):
         stand_ins.build()
 
 
+def merged_config(compose: list[str], env: dict[str, str]) -> dict:
+    """docker-compose.yml with the tests' override, as compose reads it."""
+    return yaml.safe_load(subprocess.run([*compose, "-f", str(ROOT / "docker-compose.yml"), "-f", str(OVERRIDE),
+                                          "config"], cwd=ROOT, env=env, check=True, capture_output=True,
+                                         text=True).stdout)
+
+
 def build_images(compose: list[str]) -> None:
-    """Every image of the stack (the override's names: bi-test/*), in parallel."""
+    """Every image of the stack (the override's names: bi-test/*), in parallel, each once: compose builds
+    every service that names a build, and several name the same image."""
+    env = stack_env()
+    builders = {service["image"]: name for name, service in merged_config(compose, env)["services"].items()
+                if "build" in service}
     with build_lock():
         subprocess.run([*compose, "-f", str(ROOT / "docker-compose.yml"), "-f", str(OVERRIDE), "build",
-                        "--parallel", "-q"], cwd=ROOT, env=stack_env(), check=True, stdout=subprocess.DEVNULL)
+                        "--parallel", "-q", *sorted(builders.values())], cwd=ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
 
 
 class Stack:
@@ -95,9 +108,7 @@ class Stack:
         self.compose_tool = compose
         self.project = f"bitest{secrets.token_hex(4)}"
         self.env = stack_env()
-        merged = subprocess.run([*compose, "-f", str(ROOT / "docker-compose.yml"), "-f", str(OVERRIDE), "config"],
-                                cwd=ROOT, env=self.env, check=True, capture_output=True, text=True).stdout
-        config = yaml.safe_load(merged)
+        config = merged_config(compose, self.env)
         for service in config["services"].values():
             service.pop("ports", None)
         config["services"]["api"]["ports"] = ["127.0.0.1::8000"]

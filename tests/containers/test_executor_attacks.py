@@ -34,7 +34,7 @@ def run_options() -> list[str]:
 
 def test_the_attack_suite_holds_in_the_executor_container(compose):
     """Every attack of the suite is stopped as the suite expects for this container's layers."""
-    with build_lock():
+    with build_lock("attacks"):
         subprocess.run(["docker", "build", "-q", "-t", IMAGE, "-f", "tests/containers/attacks.Dockerfile", "."],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     network = f"bitest-kernels-{secrets.token_hex(4)}"

@@ -40,7 +40,7 @@ def answer(port: int, path: str) -> tuple[int, bytes]:
 
 def test_dev_serve_needs_only_python(base_images):
     """``./dev serve`` in the container answers /api/health and serves the UI at /."""
-    with build_lock():
+    with build_lock("fresh-machine"):
         subprocess.run(["docker", "build", "-q", "-t", IMAGE, "-f", "tests/containers/fresh_machine.Dockerfile",
                         "tests/containers"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     # Node trusts its own CA list: a machine whose traffic passes a proxy with a CA of its own points Node at

@@ -103,7 +103,8 @@ async def attack(launcher: KernelLauncher, kernel: LaunchedKernel, code: str, **
     assert status == "ok", texts(outputs)
     lines = [line for line in texts(outputs).splitlines() if line.startswith(MARKER)]
     assert len(lines) == 1, texts(outputs)
-    return json.loads(lines[0][len(MARKER):])
+    # raw_decode: what an attack wrote to its own stdout (a forged log line) may follow on the same line
+    return json.JSONDecoder().raw_decode(lines[0][len(MARKER):])[0]
 
 
 def expected(full: dict[str, Any], container: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from kernels.wire import BOKEH_COMM_TARGET
 from .. import json_io
 from ..errors import BIError
 from ..limits import ARROW_BYTES, RUN_TABLE_BYTES, RUN_TABLES
-from .sanitize import needs_thread, sanitize_output
+from .sanitize import PixelBudget, needs_thread, sanitize_output
 from .tables import strip_table
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -116,6 +116,7 @@ class OutputCollector:
         self.tables_refused = False
         self.truncated = False
         self.timed_out: float | None = None  # the wall clock a run passed: its KeyboardInterrupt is the timeout
+        self.pixels = PixelBudget()  # the figure pixels the run's charts may still add
 
     def table_room(self) -> int:
         """Bytes the run's next table may take (0: it keeps its first rows only, and is not fetched)."""
@@ -140,18 +141,18 @@ class OutputCollector:
         named = strip_table(output)
         if not self.truncated and needs_thread(output):
             try:
-                output = await asyncio.to_thread(sanitize_output, output)
+                output = await asyncio.to_thread(sanitize_output, output, self.pixels)
             except asyncio.CancelledError:  # the run ended meanwhile: its table file goes too
                 _discard(table)
                 raise
         else:
-            output = sanitize_output(output)
+            output = sanitize_output(output, self.pixels)
         self._keep(output, named, table)
 
     def add(self, output: dict[str, Any], table: Path | None = None) -> None:
         """Add an output (one the server made: an error, a notice)."""
         named = strip_table(output)
-        self._keep(sanitize_output(output), named, table)
+        self._keep(sanitize_output(output, self.pixels), named, table)
 
     def _keep(self, output: dict[str, Any], named: bool, table: Path | None) -> None:
         """Count and pass on a sanitised output; ``named``: whether its bundle named a table (``table``)."""

@@ -46,7 +46,8 @@ Cleaning is bounded in work before it starts: an SVG of more than ``SVG_ELEMENTS
 or that the parser would work on far past its size (``markup_work``) is not parsed (HTML tables have their
 own bounds, ``html_tables``), and a Bokeh item or patch stops being checked at its ``BOKEH_MODELS + 1``-th model,
 at a layout's size or border of more than ``BOKEH_LENGTH`` pixels or at figures of more than ``BOKEH_PIXELS``
-together (BokehJS allocates canvases of their size in every viewer's page);
+together in all the items and patches of one run (``PixelBudget``: BokehJS allocates canvases of their size in
+every viewer's page, which shows every chart of the run);
 either output becomes the error ``output_too_complex`` (``OutputTooComplexError``). The collector runs
 the cleaning of HTML, SVG and Bokeh outputs in a thread (``needs_thread``), in order.
 
@@ -200,21 +201,27 @@ def _pixels(value: Any, default: int) -> float:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
-def _add_plot(attributes: dict[str, Any], pixels: float) -> float:
-    """``pixels`` plus the figure's (``OutputTooComplexError`` past ``BOKEH_PIXELS``)."""
-    pixels += _pixels(attributes.get("width"), PLOT_SIDE) * _pixels(attributes.get("height"), PLOT_SIDE)
-    if pixels > BOKEH_PIXELS:
-        raise OutputTooComplexError(f"This chart's figures have more than {BOKEH_PIXELS:,} pixels together, more "
-                                    "than a page may draw. Plot fewer or smaller figures.",
-                                    {"bound": "bokeh_pixels", "max": BOKEH_PIXELS})
-    return pixels
+class PixelBudget:
+    """The figure pixels a run's Bokeh items and patches may still add, ``BOKEH_PIXELS`` in all: a page shows
+    every chart of a run, so many items or patches each under the bound would draw as much as one over it."""
+
+    def __init__(self, pixels: float = BOKEH_PIXELS):
+        self.left = pixels
+
+    def add_plot(self, attributes: dict[str, Any]) -> None:
+        """Charge one figure (``OutputTooComplexError`` past the budget)."""
+        self.left -= _pixels(attributes.get("width"), PLOT_SIDE) * _pixels(attributes.get("height"), PLOT_SIDE)
+        if self.left < 0:
+            raise OutputTooComplexError(f"This run's charts have more than {BOKEH_PIXELS:,} pixels of figures "
+                                        "together, more than a page may draw. Plot fewer or smaller figures.",
+                                        {"bound": "bokeh_pixels", "max": BOKEH_PIXELS})
 
 
-def check_bokeh(value: Any, max_models: int = BOKEH_MODELS) -> None:
+def check_bokeh(value: Any, max_models: int = BOKEH_MODELS, budget: PixelBudget | None = None) -> None:
     """Unsafe if a Bokeh document, item or patch holds a model, attribute or URL we do not allow;
     ``OutputTooComplexError`` at its ``max_models + 1``-th model, or past ``BOKEH_LENGTH`` pixels of a layout's
-    size or ``BOKEH_PIXELS`` of its figures together."""
-    stack, models, pixels = [value], 0, 0.0
+    size or the ``budget`` of figure pixels (its run's; by default ``BOKEH_PIXELS`` for this value alone)."""
+    stack, models, budget = [value], 0, budget or PixelBudget()
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
@@ -231,7 +238,7 @@ def check_bokeh(value: Any, max_models: int = BOKEH_MODELS) -> None:
                 for attr, attr_value in attributes.items():
                     check_attribute(attr, attr_value, name)
                 if name in PLOTS:
-                    pixels = _add_plot(attributes, pixels)
+                    budget.add_plot(attributes)
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
@@ -239,7 +246,7 @@ def check_bokeh(value: Any, max_models: int = BOKEH_MODELS) -> None:
             raise Unsafe("uses a script URL")
 
 
-def check_patch(patch: Any) -> None:
+def check_patch(patch: Any, budget: PixelBudget | None = None) -> None:
     events = patch.get("events") if isinstance(patch, dict) else None
     if not isinstance(events, list):
         raise Unsafe("uses a malformed patch")
@@ -249,7 +256,7 @@ def check_patch(patch: Any) -> None:
             raise Unsafe(f"uses a {kind} patch")
         if kind == "ModelChanged":
             check_attribute(str(event.get("attr")), event.get("new"), None)
-    check_bokeh(patch)
+    check_bokeh(patch, budget=budget)
 
 
 def clean_svg(svg: str, max_elements: int = SVG_ELEMENTS) -> str | None:
@@ -267,12 +274,13 @@ def clean_svg(svg: str, max_elements: int = SVG_ELEMENTS) -> str | None:
     return cleaned.strip() if "<svg" in cleaned else None
 
 
-def sanitize_bundle(data: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a MIME bundle a page may show; Bokeh items are checked (``Unsafe``)."""
+def sanitize_bundle(data: dict[str, Any], budget: PixelBudget | None = None) -> dict[str, Any]:
+    """The parts of a MIME bundle a page may show; Bokeh items are checked (``Unsafe``), their figures charged
+    to ``budget``."""
     kept = {mime: value for mime, value in data.items() if mime in KEPT_TYPES
             and (mime not in IMAGE_TYPES or images.readable(mime, value))}
     if BOKEH_ITEM in kept:
-        check_bokeh(kept[BOKEH_ITEM])
+        check_bokeh(kept[BOKEH_ITEM], budget=budget)
     svg = data.get(SVG)
     if isinstance(svg, str) and (cleaned := clean_svg(svg)) is not None:
         kept[SVG] = cleaned
@@ -287,14 +295,14 @@ def sanitize_bundle(data: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def sanitize_output(output: dict[str, Any]) -> dict[str, Any]:
+def sanitize_output(output: dict[str, Any], budget: PixelBudget | None = None) -> dict[str, Any]:
     """``output`` as it may reach a page: bundles cut down, unsafe Bokeh content an error, and so is
-    content too costly to clean."""
+    content too costly to clean (``budget``: its run's figure pixels)."""
     try:
         if output["output_type"] == "bokeh_patch":
-            check_patch(output.get("patch"))
+            check_patch(output.get("patch"), budget)
         elif isinstance(output.get("data"), dict):
-            return {**output, "data": sanitize_bundle(output["data"])}
+            return {**output, "data": sanitize_bundle(output["data"], budget)}
     except Unsafe as reason:
         return unsafe_output(reason)
     except OutputTooComplexError as exc:

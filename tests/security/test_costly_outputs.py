@@ -14,7 +14,7 @@ Red team 5, costly for viewers: the sanitizer checked a Bokeh item's models and 
 BokehJS allocates canvases of each figure's width x height (x device pixels): one ``figure(width=30_000,
 height=8_000)``, a valid model, cost a dashboard viewer's Chromium tab 21 s and 3.8 GB; ``figure(height=30_000)``
 stretched to a 516 px tile 400 MB. Sizes and borders of layouts are now at most ``BOKEH_LENGTH`` pixels and
-the figures of one item at most ``BOKEH_PIXELS`` in all. Images too: a 380 KB PNG declaring 20,000 x 20,000
+the figures of one run's items and patches at most ``BOKEH_PIXELS`` in all. Images too: a 380 KB PNG declaring 20,000 x 20,000
 pixels cost a tab 8 s and 2.2 GB; a PNG or JPEG is now read to its header and refused past ``IMAGE_PIXELS``,
 and one that is not what its type says is dropped (the browser would sniff and decode it, unmeasured).
 """
@@ -35,6 +35,7 @@ from bokeh.embed import json_item
 from bokeh.layouts import gridplot
 from bokeh.plotting import figure
 
+from server.execution.outputs import OutputCollector
 from server.limits import BOKEH_LENGTH, BOKEH_MODELS, BOKEH_PIXELS, IMAGE_PIXELS, SVG_ELEMENTS
 from tests.server.conftest import api, start_server  # noqa: F401 - fixtures
 from tests.server.test_sessions import open_session, root, run, start_cards  # noqa: F401 - fixtures
@@ -151,6 +152,19 @@ def test_patches_cannot_make_a_chart_huge():
         patch = {"events": [{"kind": "ModelChanged", "model": {"id": "p"}, "attr": attr, "new": 40_000}]}
         output = sanitize_output({"output_type": "bokeh_patch", "root_id": "r", "seq": 1, "patch": patch})
         assert output.get("ename") == "output_too_complex", (attr, output)
+
+
+def test_a_runs_charts_share_one_pixel_budget():
+    """Red team 5: each item and patch was held to ``BOKEH_PIXELS`` alone, so a run of many showed as much as one
+    over it. A run's items and patches now draw from one budget."""
+    collector = OutputCollector(10_000_000, 512)
+    for _ in range(3):  # 3 x 3,000,000 > BOKEH_PIXELS = 8,000,000
+        collector.add(bokeh_output(plot(width=3_000, height=1_000)))
+    assert [o.get("ename") for o in collector.outputs] == [None, None, "output_too_complex"], collector.outputs
+    patch = {"events": [{"kind": "ModelChanged", "model": {"id": "r"}, "attr": "children", "new": [
+        {"type": "object", "name": "Plot", "id": "p2", "attributes": {"width": 1_000, "height": 1_000}}]}]}
+    collector.add({"output_type": "bokeh_patch", "root_id": "r", "seq": 1, "patch": patch})
+    assert collector.outputs[-1].get("ename") == "output_too_complex", collector.outputs[-1]
 
 
 def test_ordinary_charts_pass():

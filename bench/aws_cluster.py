@@ -50,10 +50,13 @@ def wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 120) -
 class Cluster:
     """``servers`` API processes (``urls``) on one moto store, one executor agent and, with ``redis``, one
     ``redis-server`` as their bus. ``pids`` are the processes whose CPU an update costs (the API processes
-    and Redis). Use as a context manager; ``flags`` go to every ``bi serve``."""
+    and Redis). Use as a context manager; ``flags`` go to every ``bi serve``; with ``profile`` (a folder) each
+    ``bi serve`` runs under cProfile and writes ``serve<n>.prof`` there when it stops."""
 
-    def __init__(self, folder: Path, servers: int = 1, redis: bool = False, flags: tuple[str, ...] = ()):
+    def __init__(self, folder: Path, servers: int = 1, redis: bool = False, flags: tuple[str, ...] = (),
+                 profile: Path | None = None):
         self.folder = folder
+        self.profile = profile
         self.count = servers
         self.redis = redis
         self.flags = flags
@@ -109,7 +112,8 @@ class Cluster:
         started = []
         for index in range(self.count):
             port = free_port()
-            serve = self._start([*BI, "serve", f"--port={port}", f"--data-dir={self.folder / f'data{index}'}",
+            profiled = ["-m", "cProfile", "-o", str(self.profile / f"serve{index}.prof")] if self.profile else []
+            serve = self._start([sys.executable, *profiled, *BI[1:], "serve", f"--port={port}", f"--data-dir={self.folder / f'data{index}'}",
                                  "--KernelPool.sessions_per_user=1000", *self.flags], env, f"serve{index}")
             started.append((serve, f"http://127.0.0.1:{port}"))
             if index == 0:  # alone first: it creates the admin

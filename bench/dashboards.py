@@ -14,7 +14,7 @@ processes on the AWS store (a moto server on loopback) with a ``redis-server`` a
 Targets: CPU per update <= 15 ms per 1,000 viewers; 10,000 viewers over 4 processes p95 < 250 ms where the
 client leaves the cores free enough to say. A snapshot of 20 cards < 50 ms.
 
-    python bench/dashboards.py [--updates 30] [--servers 4] [--viewers 1000,5000,10000]      (as root)
+    python bench/dashboards.py [--updates 30] [--servers 4] [--viewers 1000,5000,10000] [--profile DIR]   (as root)
 """
 
 from __future__ import annotations
@@ -107,12 +107,13 @@ async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[in
             "system cpu": [system], "client cpu": [client_cpu]}
 
 
-async def measure(updates: int, servers: int, counts: list[int]) -> dict[str, dict[str, list[float]] | list[float]]:
+async def measure(updates: int, servers: int, counts: list[int],
+                  profile: Path | None = None) -> dict[str, dict[str, list[float]] | list[float]]:
     flags = (f"--ServeApp.max_sockets_per_user={max(counts) + 10}",
              f"--ServeApp.max_connections_per_client={max(counts) + 100}")
     results: dict[str, dict[str, list[float]] | list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bi-bench-") as folder, \
-            Cluster(Path(folder), servers=servers, redis=True, flags=flags) as cluster:
+            Cluster(Path(folder), servers=servers, redis=True, flags=flags, profile=profile) as cluster:
         bases = cluster.urls
         token = await login(bases[0], ADMIN, PASSWORD)
         http = httpclient.AsyncHTTPClient()
@@ -144,11 +145,14 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=30)
     parser.add_argument("--servers", type=int, default=4)
     parser.add_argument("--viewers", default="1000,5000,10000", help="comma-separated viewer counts")
+    parser.add_argument("--profile", type=Path, help="folder for a cProfile of each bi serve (serve<n>.prof)")
     args = parser.parse_args()
     counts = [int(n) for n in args.viewers.split(",")]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # sockets for every viewer, both ends
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * max(counts) + 1024)), hard))
-    results = asyncio.run(measure(args.updates, args.servers, counts))
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    results = asyncio.run(measure(args.updates, args.servers, counts, args.profile))
     print(f"{args.servers} bi serve processes on moto, one redis-server; load average now "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("(a) open a 20-card dashboard: websocket connect to its snapshot and outputs (target < 50 ms)")

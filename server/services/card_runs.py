@@ -148,14 +148,15 @@ class ReadAhead:
     datasets: dict[str, tuple[Dataset, DatasetVersion | None]]
 
 
-async def read_ahead(store: Store, versions: Iterable[CardVersion]) -> ReadAhead:
-    """The authors and datasets of ``versions``: three batch reads, two one after the other, however many."""
+async def read_ahead(records: RecordMemory, versions: Iterable[CardVersion]) -> ReadAhead:
+    """The authors and datasets of ``versions``: at most three batch reads, two one after the other, however many
+    (none for what this task's memory keeps)."""
     versions = list(versions)
     users, datasets = await asyncio.gather(
-        store.get_users(list(dict.fromkeys(version.created_by for version in versions))),
-        store.get_datasets(list(dict.fromkeys(d for version in versions for d in version.datasets))))
+        records.users_named(list(dict.fromkeys(version.created_by for version in versions))),
+        records.datasets(list(dict.fromkeys(d for version in versions for d in version.datasets))))
     heads = [dataset for dataset in datasets if dataset is not None]
-    current = await store.get_dataset_versions([(dataset.id, dataset.current_version) for dataset in heads])
+    current = await records.dataset_versions([(dataset.id, dataset.current_version) for dataset in heads])
     return ReadAhead({user.id: user for user in users if user is not None},
                      {d.id: (d, v) for d, v in zip(heads, current, strict=True)})
 

@@ -229,7 +229,7 @@ class DashboardHub(LoggingConfigurable):
         what is published."""
         dashboard, version, access = await self.dashboards.get_visible(viewer.user, room.dashboard_id)
         tiles = await self.dashboards.tiles(card_ids(version.document))
-        ahead = await read_ahead(self.store, [card_version for _, card_version in tiles.values()])
+        ahead = await read_ahead(self.dashboards.cards.records, [card_version for _, card_version in tiles.values()])
         entries = version.document["cards"]
         unknown = [entry for entry in entries if entry["key"] not in room.latest and entry["key"] not in room.running]
         for entry in unknown:  # one after another: a cached result is parsed whole, and a dashboard may have many
@@ -268,7 +268,7 @@ class DashboardHub(LoggingConfigurable):
         """Run the cards that take any of ``values`` for ``viewer`` alone (through the cache)."""
         _, version, _ = await self.dashboards.get_visible(viewer.user, dashboard_id)
         tiles = await self.dashboards.tiles(card_ids(version.document))
-        ahead = await read_ahead(self.store, [card_version for _, card_version in tiles.values()])
+        ahead = await read_ahead(self.dashboards.cards.records, [card_version for _, card_version in tiles.values()])
         for entry in version.document["cards"]:
             if not set(values) & set(_bound(version.document, entry, values, tiles)):
                 continue  # the card does not take any of them: what it shows stands

@@ -100,7 +100,7 @@ class DashboardService(LoggingConfigurable):
 
     async def _current_versions(self, dashboards: list[Dashboard]) -> list[DashboardVersion]:
         """The current version of each of ``dashboards`` that has one (one batch read)."""
-        versions = await self.store.get_dashboard_versions([(d.id, d.current_version) for d in dashboards])
+        versions = await self.cards.records.dashboard_versions(dashboards)
         return [version for version in versions if version is not None]
 
     async def tiles(self, ids: Collection[str]) -> Tiles:
@@ -113,15 +113,15 @@ class DashboardService(LoggingConfigurable):
     # reads -----------------------------------------------------------------------
     async def current(self, dashboard_id: str) -> DashboardVersion | None:
         dashboard = await self.store.get_dashboard(dashboard_id)
-        return await self.store.get_dashboard_version(dashboard.id, dashboard.current_version) if dashboard else None
+        return await self.cards.records.dashboard_version(dashboard) if dashboard else None
 
     async def get_visible(self, user: User, dashboard_id: str) -> tuple[Dashboard, DashboardVersion, Access]:
-        """The dashboard with its current version, if ``user`` may view it (its access and version read at once)."""
+        """The dashboard with its current version, if ``user`` may view it (its access and version read at once; the
+        version, never changed once stored, from this task's memory when kept there)."""
         dashboard = await self.store.get_dashboard(dashboard_id)
         if dashboard is None:
             raise NotFoundError("No such dashboard.")
-        access, version = await asyncio.gather(self.access(user, dashboard),
-                                               self.store.get_dashboard_version(dashboard.id, dashboard.current_version))
+        access, version = await asyncio.gather(self.access(user, dashboard), self.cards.records.dashboard_version(dashboard))
         granted = self._granted(access, "view")
         if version is None:
             raise NotFoundError(f"The dashboard has no version {dashboard.current_version}.")

@@ -1,7 +1,9 @@
-"""Cards, datasets and their versions as recent requests read them, kept in this task's memory, so that viewing
-or running a card (a cache hit above all) costs no store round trip for the records it reads.
+"""Cards, datasets and their versions, and dashboards' versions, as recent requests read them, kept in this task's
+memory, so that viewing or running a card (a cache hit above all) or opening a dashboard costs no store round trip
+for the records it reads.
 
-A version never changes once stored. A card's or dataset's record (its owner, name, current version) changes
+A version never changes once stored (a dashboard's too: only its record, read by every caller, says which is
+current, who owns it, whether it exists). A card's or dataset's record (its owner, name, current version) changes
 with every save, rename and deletion, and the service that changed it calls ``changed(kind, id)`` (around the
 write: ``changing``, also when its outcome is unknown): the record
 and its versions are forgotten here at once and, through the bus (``record.changed``), on every task before
@@ -11,8 +13,8 @@ again; a read that overlapped a change is not kept; an entry is kept at most ``s
 ``max_bytes`` (least recently used out first). Without a bus (``listen`` not called) every read goes to the
 store.
 
-What decides rights is never only here: a card's owner never changes, and who else may see it is read from
-its dashboards' shares on every request (``DashboardService.card_access``); a user's role comes from the user
+What decides rights is never only here: a dashboard's record and shares are read on every request; a card's owner
+never changes, and who else may see it is read from its dashboards' shares on every request (``DashboardService.card_access``); a user's role comes from the user
 record (``user_cache.py``, dropped on every task at each change of a user).
 """
 
@@ -29,12 +31,12 @@ from traitlets.config import LoggingConfigurable
 
 from ..bus import Bus, Envelope
 from ..limits import RECORD_MEMORY_BYTES
-from ..models import Card, CardVersion, Dataset, DatasetVersion, User
+from ..models import Card, CardVersion, Dashboard, DashboardVersion, Dataset, DatasetVersion, User
 from ..storage.base import Store
 from .user_cache import UserCache
 
 CHANGED = "record.changed"
-Kind = Literal["card", "dataset"]
+Kind = Literal["card", "dataset", "dashboard"]
 T = TypeVar("T")
 
 
@@ -73,6 +75,32 @@ class RecordMemory(LoggingConfigurable):
     async def dataset_version(self, dataset_id: str, number: int) -> DatasetVersion | None:
         return await self._read("dataset", dataset_id, number,
                                 lambda: self.store.get_dataset_version(dataset_id, number))
+
+    async def datasets(self, dataset_ids: list[str]) -> list[Dataset | None]:
+        """The datasets of ``dataset_ids``, in their order (None: none such): those kept, the rest in one batch read."""
+        return await self._read_many("dataset", [(dataset_id, 0) for dataset_id in dataset_ids],
+                                     lambda keys: self.store.get_datasets([dataset_id for dataset_id, _ in keys]))
+
+    async def dataset_versions(self, keys: list[tuple[str, int]]) -> list[DatasetVersion | None]:
+        """The versions named by (dataset id, number), in their order: those kept, the rest in one batch read."""
+        return await self._read_many("dataset", keys, self.store.get_dataset_versions)
+
+    async def dashboard_version(self, dashboard: Dashboard) -> DashboardVersion | None:
+        """``dashboard``'s current version (as its record, just read, names it)."""
+        return await self._read("dashboard", dashboard.id, dashboard.current_version,
+                                lambda: self.store.get_dashboard_version(dashboard.id, dashboard.current_version))
+
+    async def dashboard_versions(self, dashboards: list[Dashboard]) -> list[DashboardVersion | None]:
+        """The current version of each of ``dashboards``, in their order: those kept, the rest in one batch read."""
+        return await self._read_many("dashboard", [(d.id, d.current_version) for d in dashboards],
+                                     self.store.get_dashboard_versions)
+
+    async def users_named(self, user_ids: list[str]) -> list[User | None]:
+        """The users of ``user_ids`` as last read (``UserCache.kept``), the rest in one batch read, in their order."""
+        kept = {user_id: self.users.kept(user_id) for user_id in user_ids} if self.users is not None else {}
+        missing = [user_id for user_id in dict.fromkeys(user_ids) if kept.get(user_id) is None]
+        found = dict(zip(missing, await self.store.get_users(missing), strict=True)) if missing else {}
+        return [kept.get(user_id) or found.get(user_id) for user_id in user_ids]
 
     async def cards(self, card_ids: Collection[str]) -> list[Card]:
         """The cards of ``card_ids`` that exist (in no particular order): those kept, the rest in one batch read."""

@@ -43,7 +43,7 @@ class UserCache:
 
     async def get(self, user_id: str, generation: object) -> User | None:
         """The user, kept or read, if a token of ``generation`` may find it kept; None if there is none."""
-        kept = self._kept(user_id)
+        kept = self.kept(user_id)
         if kept is not None and kept.token_generation == generation:
             return kept
         return await self._shared_read(user_id)
@@ -51,9 +51,10 @@ class UserCache:
     async def latest(self, user_id: str) -> User | None:
         """The user, kept (whatever its token generation) or read: what another user's record decides (a card
         version's author's dataset rights)."""
-        return self._kept(user_id) or await self._shared_read(user_id)
+        return self.kept(user_id) or await self._shared_read(user_id)
 
-    def _kept(self, user_id: str) -> User | None:
+    def kept(self, user_id: str) -> User | None:
+        """The user if kept here (whatever its token generation), else None: nothing is read."""
         kept = self._users.get(user_id)
         if kept is None or kept[0] <= time.monotonic() or not self._listening():
             return None

@@ -154,10 +154,10 @@ async def test_a_cache_hit_reads_nothing_from_the_store(start_server, root, shar
     card_id = shared["document"]["cards"][0]["card"]
     calls = counting_all(api.app.store_instance)
 
-    async def run(token: str) -> dict[str, int]:
+    async def run(token: str, path: str = f"/api/cards/{card_id}/run") -> dict[str, int]:
         await asyncio.sleep(0.3)  # what the last request left going (its audit event) ends first
         calls.clear()
-        response = await api.fetch("POST", f"/api/cards/{card_id}/run", token=token, json_body={})
+        response = await api.fetch("POST", path, token=token, json_body={})
         assert response.code == 200, response.body
         made = dict(calls)
         await audit.written(api.app.store_instance)
@@ -172,3 +172,8 @@ async def test_a_cache_hit_reads_nothing_from_the_store(start_server, root, shar
     assert {name: n for name, n in seen.items() if not name.endswith((" audit", " users", " tokens"))} == {
         "Query dashboards": 1, "BatchGetItem dashboards": 1, "GetItem shares": 1}, seen  # the card's dashboards
     # (their records and the viewer's share: rights are read on every request; their versions are kept)
+    tile = f"/api/dashboards/{shared['id']}/cards/total/run"
+    await run(viewer, tile)
+    seen = await run(viewer, tile)  # the dashboard's record and shares (rights); its version is kept
+    assert {name: n for name, n in seen.items() if not name.endswith((" audit", " users", " tokens"))} == {
+        "GetItem dashboards": 1, "Query shares": 1}, seen

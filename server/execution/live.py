@@ -179,6 +179,11 @@ class LiveSession:
         await self.session.interrupt()
 
     def _session_event(self, event: dict[str, Any]) -> None:
+        if event["event"] == "left":  # another task holds it now (or will): the client reconnects there
+            if self._socket is not None:
+                self._socket.end(event["reason"])
+            self.on_expired(self)
+            return
         self.emit({"type": event["event"], **{k: v for k, v in event.items() if k != "event"}})
         if event["event"] == "closed":
             if self._socket is not None:

@@ -80,6 +80,7 @@ FULL = "every executor agent is full"
 NO_CAPACITY = "no_capacity"
 RECLAIMED = ("reclaimed: every kernel was in use, and this idle session's owner held more than a fair share "
              "of them")  # why a session ends when its kernel goes to a user under their share
+TAKEN_OVER = "the session was reattached through another server"  # why a task lets go of a session it held
 LINK_CHECK_SECONDS = 0.5  # after a dropped link, how long a dying kernel's exit gets to reach its agent
 
 
@@ -297,9 +298,15 @@ class KernelPool(LoggingConfigurable):
             return
         if self.records is not None and session.id not in self._one_shot:
             try:
-                await self.records.forget(session.id)
+                held = await self.records.forget(session.id)
             except BIError as exc:  # it expires by itself; another task finds its kernel gone
                 log.warning("kernel_record_not_deleted", session_id=session.id, error=exc.message)
+            else:
+                if not held:  # another task reattached to it: its kernel is that task's now
+                    self.metrics.bound.dec()
+                    session.leave(TAKEN_OVER)
+                    log.info("session_taken_over", session_id=session.id, user_id=session.user_id, reason=reason)
+                    return
         self._one_shot.discard(session.id)
         self.metrics.bound.dec()
         closing = asyncio.ensure_future(session.close(reason))
@@ -309,6 +316,13 @@ class KernelPool(LoggingConfigurable):
         else:
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
+
+    def _leave(self, session: KernelSession) -> None:
+        """Let go of the session, its record and its kernel left for another task (``reattach``)."""
+        del self.sessions[session.id]
+        self.metrics.bound.dec()
+        session.leave("server_stopping")
+        log.info("session_left", session_id=session.id, user_id=session.user_id, kernel_id=session.kernel.kernel_id)
 
     # kernels -----------------------------------------------------------------
     async def start_kernel(self, datasets: list[tuple[str, Path]], tenant: str,
@@ -735,7 +749,10 @@ class KernelPool(LoggingConfigurable):
             "PoolUtilization": percent, "ExecutorTasks": len(serving),
             "KernelsInUse": sum(load.in_use for load in self.loads.values())}))
 
-    async def close(self) -> None:
+    async def close(self, keep_kernels: bool = False) -> None:
+        """Stop the pool and end its sessions; with ``keep_kernels`` (this task is being replaced), the kernels
+        of recorded sessions are left running on their agents, which keep their output until another task
+        reattaches (or destroy them once orphaned), and only the others are destroyed."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -743,7 +760,10 @@ class KernelPool(LoggingConfigurable):
             follower.cancel()
         await asyncio.gather(*self._followers.values(), return_exceptions=True)
         for session in list(self.sessions.values()):
-            await self.close_session(session, "server_stopping")
+            if keep_kernels and self.records is not None and session.id not in self._one_shot:
+                self._leave(session)
+            else:
+                await self.close_session(session, "server_stopping")
         await asyncio.gather(*self._closing, return_exceptions=True)
         for agent in self.agents.values():
             agent.close()

@@ -98,6 +98,12 @@ class Kernel:
     link_dropped: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     released: Callable[[], None] | None = None  # the pool's: its place on the agent is free again
 
+    def leave(self) -> None:
+        """Let go of the kernel and leave it running on its agent (for another task to reattach to)."""
+        if self.watch is not None:
+            self.watch.cancel()
+        self.client.stop_channels()
+
     async def stop(self) -> None:
         """Destroy the kernel on its agent; once this returns its place there is free (the pool hears so once)."""
         if self.watch is not None:
@@ -507,6 +513,18 @@ class KernelSession:
     def _notify(self, event: dict[str, Any]) -> None:
         for listener in list(self.listeners):
             listener(event)
+
+    def leave(self, reason: str) -> None:
+        """End the session in this task but not its kernel, which its agent keeps (and what the kernel publishes
+        from now on) for the task that reattaches to it; a running execution ends here with an error, and
+        listeners hear ``reason`` (the event ``left``)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.tables.drop_session(self.id)
+        self._stop_reading()
+        self.kernel.leave()
+        self._notify({"event": "left", "reason": reason})
 
     async def close(self, reason: str) -> None:
         """Destroy the kernel at once (a running execution ends with an error); listeners hear why."""

@@ -59,6 +59,7 @@ from .agent_client import AgentClient, AgentError
 from .background import BackgroundBudget
 from .decode_budget import DecodeBudget
 from .discovery import DiscoveryError, EcsExecutors, StaticExecutors
+from .gap import unfinished_run
 from .links import bound_messages, dropped
 from .placement import AgentLoad, ranked, utilisation
 from .pool_metrics import PoolMetrics
@@ -254,7 +255,7 @@ class KernelPool(LoggingConfigurable):
             status = await agent.kernel_status(record.kernel_id)
             if not status["alive"]:
                 raise gone
-            client = await self._connect(connection)
+            client = await self._connect(connection, running=True)
             try:
                 gap, lost = await agent.take_gap(record.kernel_id)
             except BaseException:
@@ -269,6 +270,9 @@ class KernelPool(LoggingConfigurable):
         session = KernelSession(session_id, user_id, datasets_of(record), kernel, start_kernel,
                                 self.limits_for(record.kind), self.metrics, self.tables, record.kind,
                                 grant_of(record), self.gate, decoding=self.decoding)
+        running = unfinished_run(kernel, gap) if record.kind == "card" else None
+        if running is not None:  # before its reader first reads: none of its messages is dropped
+            session.expect(running)
         self.sessions[session_id] = session
         self.metrics.bound.inc()
         log.info("session_reattached", session_id=session_id, user_id=user_id, kernel_id=record.kernel_id,
@@ -439,14 +443,15 @@ class KernelPool(LoggingConfigurable):
         return self._adopt(agent, kernel_id, created["limits"]["memory_mb"], client, created.get("agent_id"),
                            connection)
 
-    async def _connect(self, connection: dict[str, Any]) -> AsyncKernelClient:
-        """A client of the kernel at ``connection`` (relayed by its agent), once it answers."""
+    async def _connect(self, connection: dict[str, Any], running: bool = False) -> AsyncKernelClient:
+        """A client of the kernel at ``connection`` (relayed by its agent), once it answers; ``running``: it may
+        be running code (``_wait_until_ready``)."""
         client = AsyncKernelClient()
         try:
             client.load_connection_info(cast(KernelConnectionInfo, connection))
             bound_messages(client, self.kernel_message_bytes)
             client.start_channels(hb=False)  # deaths come from the agent's events
-            await self._wait_until_ready(client)
+            await self._wait_until_ready(client, control=running)
         except BaseException:
             client.stop_channels()
             raise
@@ -493,8 +498,9 @@ class KernelPool(LoggingConfigurable):
             self._kernel_failed(kernel, BACKGROUND_LIMIT, reason=reason, bytes=kernel.budget.bytes,
                                 cpu_seconds=round(kernel.budget.cpu_seconds, 3))
 
-    async def _wait_until_ready(self, client: AsyncKernelClient) -> None:
-        """Return once a ``kernel_info`` request is answered on shell and its status seen on iopub.
+    async def _wait_until_ready(self, client: AsyncKernelClient, control: bool = False) -> None:
+        """Return once a ``kernel_info`` request is answered on shell (``control``: on control, which answers
+        while code runs, as it may in a kernel another task left) and its status seen on iopub.
 
         Seeing our own request's status proves the iopub subscription is live, so no output of
         the first execution is lost (ZeroMQ drops what a subscriber publishes before it joins). A status
@@ -504,9 +510,15 @@ class KernelPool(LoggingConfigurable):
         deadline = time.monotonic() + self.kernel_ready_timeout
         probes: set[str] = set()
         while time.monotonic() < deadline:
-            msg_id = client.kernel_info()
+            if control:
+                request = client.session.msg("kernel_info_request")
+                client.control_channel.send(request)
+                msg_id = request["header"]["msg_id"]
+            else:
+                msg_id = client.kernel_info()
             probes.add(msg_id)
-            if (await message_for(client.get_shell_msg, msg_id, READY_ATTEMPT_SECONDS)
+            if (await message_for(client.get_control_msg if control else client.get_shell_msg, msg_id,
+                                  READY_ATTEMPT_SECONDS)
                     and await message_for(client.get_iopub_msg, probes, STATUS_WAIT_SECONDS)):
                 return
         raise AgentError(f"the kernel did not answer in {self.kernel_ready_timeout:g} s", 504)

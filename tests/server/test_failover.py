@@ -32,6 +32,7 @@ from .test_jupyter_api import KernelSocket, V1, text_of
 
 ADMIN = {"email": "admin@example.com", "password": "failover password"}
 RUNNING = "import time\nprint('started', flush=True)\ntime.sleep(1)\nprint('{}', flush=True)"
+TICKING = "import time\nfor i in range(24):\n    print('tick', i, flush=True)\n    time.sleep(0.25)\nprint('finished')"
 GAP_SECONDS = 2.5  # A is dead, B not reached yet: the cells' output comes meanwhile
 
 
@@ -211,7 +212,8 @@ async def test_a_killed_server_s_sessions_go_on_through_the_other_with_their_ker
 
 
 async def test_a_stopped_server_leaves_its_sessions_kernels_to_the_other(cluster):
-    """A rolling deploy: the task stopped with SIGTERM lets go of its sessions, not their kernels."""
+    """A rolling deploy: the task stopped with SIGTERM lets go of its sessions, not their kernels; the task the
+    editor reaches next follows the run still going to its end."""
     b = next(server for server in cluster.servers if server.proc.poll() is None)
     c = cluster.serve()
     token = request(c.port, "/api/auth/login", ADMIN)[1]["access_token"]
@@ -226,19 +228,34 @@ async def test_a_stopped_server_leaves_its_sessions_kernels_to_the_other(cluster
     jupyter_identity = text_of(await notebook.execute("y = object()\nprint(id(y))"))
     kernels = cluster.kernel_of(hello["session_id"]), cluster.kernel_of(kernel["id"])
     pids = [cluster.kernel_pid(kernel_id) for kernel_id in kernels]
+    card.send(type="execute", run_id="ticking", code=TICKING)  # still going when b reattaches
+    while card.seen[-1].get("output", {}).get("text") != "tick 0\n":
+        await card.receive()
     last_seen = card.seen[-1]["seq"]
 
     c.proc.send_signal(signal.SIGTERM)
-    assert c.proc.wait(30) == 0
+    deadline = time.monotonic() + 30
+    with contextlib.suppress(OSError):  # till it refuses connections: the load balancer sends all to b then
+        while request(c.port, "/api/health", timeout=1):
+            assert time.monotonic() < deadline, "c did not stop"
+            await asyncio.sleep(0.1)
 
+    card = await card_socket(b, token, f"session={hello['session_id']}&after={last_seen}")
+    ticking = [await card.receive()]
+    while (ticking[-1]["type"], ticking[-1].get("run_id")) != ("done", "ticking"):
+        ticking.append(await card.receive())
+    # b follows the run to its end, though c sent it: the rest of its outputs, and its run time
+    assert [m["output"]["text"] for m in ticking if m.get("run_id") == "ticking" and m["type"] == "output"][-1] \
+        == "finished\n", ticking
+    assert ticking[-1]["status"] == "ok" and ticking[-1]["execution_time_ms"] is not None, ticking[-1]
     notebook = await kernel_socket(b, token, kernel["id"], client_session)
     assert text_of(await notebook.execute("print(id(y))")) == jupyter_identity
-    card = await card_socket(b, token, f"session={hello['session_id']}&after={last_seen}")
     card.send(type="execute", run_id="r2", code="print(id(y))")
     after = await card.until("done")
     assert next(m["output"]["text"] for m in after if m["type"] == "output") == card_identity
     assert (cluster.kernel_of(hello["session_id"]), cluster.kernel_of(kernel["id"])) == kernels
     assert [cluster.kernel_pid(kernel_id) for kernel_id in kernels] == pids
+    assert c.proc.wait(30) == 0
     notebook.close()
     card.close()
 

@@ -432,8 +432,9 @@ class ServeApp(BIApp):
             return load_or_create_key(data_dir)
         return Ed25519PrivateKey.generate()  # no agent to call: card execution is off
 
-    async def shutdown(self) -> None:
-        """Close live dashboards and sessions (their kernels), stop the local agent, close the store."""
+    async def shutdown(self, keep_kernels: bool = False) -> None:
+        """Close live dashboards and sessions (their kernels, unless ``keep_kernels``: then the recorded
+        ones are left on their agents for another task to reattach to), stop the local agent, close the store."""
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if self.agent_keeper is not None:
@@ -441,7 +442,7 @@ class ServeApp(BIApp):
             await asyncio.gather(self.agent_keeper, return_exceptions=True)
         await self.revocations.stop()
         await self.dashboard_hub.stop()
-        await self.kernel_pool.close()
+        await self.kernel_pool.close(keep_kernels)
         await self.bus.close()
         if self.local_agent is not None:
             await self.local_agent.stop()
@@ -487,18 +488,25 @@ class ServeApp(BIApp):
         url = f"http://{self.ip}:{port}"
         log.info("server_started", url=url, store=self.store, data_dir=str(Path(self.data_dir).resolve()))
         self._print_banner(url)
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        stopping: asyncio.Future[signal.Signals] = loop.create_future()
+
+        def stop(sig: signal.Signals) -> None:
+            if not stopping.done():
+                stopping.set_result(sig)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("server_stopping")
+            loop.add_signal_handler(sig, stop, sig)
+        # SIGTERM (a rolling deploy, ECS or compose stopping the task) leaves the kernels of remote agents
+        # to the next task; SIGINT (Ctrl+C) ends them
+        keep_kernels = await stopping == signal.SIGTERM and self.local_agent is None
+        log.info("server_stopping", keep_kernels=keep_kernels)
         server.stop()
         try:
             await asyncio.wait_for(server.close_all_connections(), self.shutdown_timeout)
         except TimeoutError:
             log.warning("connections_not_closed_in_time", timeout=self.shutdown_timeout)
-        await self.shutdown()
+        await self.shutdown(keep_kernels)
         log.info("server_stopped")
 
     def make_http_server(self, app: web.Application) -> BIHTTPServer:

@@ -231,7 +231,9 @@ class KernelRecord:
     held it is gone: whose it is, on which agent, and the relay's connection info (``connection``, JSON,
     without its key). Its HMAC key is only here sealed (``kernel_keys``: ``key_id``, ``sealed_key``).
     ``datasets`` (JSON ``[[name, file], ...]``) and ``grant`` (JSON ``{"dataset_ids", "card_id"}``) are what
-    the session was opened on; the record is kept until the session closes or ``expires_at``."""
+    the session was opened on; the record is kept until the session closes or ``expires_at``. ``holder`` is
+    the task that holds the session now (``KernelRecords.holder``): the last to open or reattach to it, and
+    the only one that may end it (``Store.delete_kernel_record``)."""
 
     id: str  # the session's (a card session's, or a Jupyter kernel's id)
     kind: str  # "card" or "jupyter"
@@ -247,6 +249,7 @@ class KernelRecord:
     grant: str
     created_at: str
     expires_at: str
+    holder: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The messages a kernel published while no server held it, as a reattaching server gets them from the agent.
 
 The agent keeps each message's frames as the kernel signed them (``kernels/gap.py``); only those that bear
-the kernel's signature are used. A card session replays their outputs (``card_outputs``), a Jupyter kernel
-the messages themselves (``jupyter/kernel.py``).
+the kernel's signature are used. A card session replays their outputs (``card_outputs``) and follows the run
+they show still going (``unfinished_run``), a Jupyter kernel the messages themselves (``jupyter/kernel.py``).
 """
 
 from __future__ import annotations
@@ -51,3 +51,19 @@ def card_outputs(kernel: Kernel, gap: list[list[bytes]]) -> Iterator[tuple[str |
             continue
         if output is not None:
             yield label, sanitize_output(output)
+
+
+def unfinished_run(kernel: Kernel, gap: list[list[bytes]]) -> str | None:
+    """The msg_id of the labelled run the kept messages show going on (messages of it, and no ``idle`` after
+    them), or None. A run that published nothing in the gap (nor in the last moments before it) is not seen."""
+    going = None
+    for parts in signed_parts(kernel, gap):
+        try:
+            header, parent, content = unpack_part(parts[1]), unpack_part(parts[2]), unpack_part(parts[4])
+            msg_id = parent.get("msg_id")
+            idle = header.get("msg_type") == "status" and content.get("execution_state") == "idle"
+        except (ValueError, AttributeError):
+            continue
+        if run_label(msg_id) is not None:
+            going = None if idle else msg_id
+    return going

@@ -12,7 +12,7 @@ are documented in ``server/handlers/card_socket.py``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from traitlets import Integer
@@ -25,7 +25,7 @@ from ..models import User
 from .pool import KernelPool
 from .gap import card_outputs
 from .replay import ReplayBuffer
-from .session import Grant, KernelSession
+from .session import ExecutionResult, Grant, KernelSession
 from .syntax import syntax_problem
 
 log = get_logger("bi.execution.live")
@@ -155,12 +155,25 @@ class LiveSession:
             elif self._next_auto is None:  # else newer code came while this was parsed
                 self._run = asyncio.create_task(self._execute(code, run_id))
 
+    def adopt(self) -> None:
+        """Follow the run of the task that held the session before, which the reattachment found still going
+        (``KernelSession.expect``), to its ``done``."""
+        run_id = self.session.expected
+        if run_id is not None:
+            self._run = asyncio.create_task(self._finish(run_id, self.session.follow(self._outputs_of(run_id))))
+
+    def _outputs_of(self, run_id: str) -> Callable[[dict[str, Any]], None]:
+        return lambda output: self.emit({"type": "output", "run_id": run_id, "output": output})
+
     async def _execute(self, code: str, run_id: str) -> None:
         self.emit({"type": "status", "state": "busy", "run_id": run_id})
+        await self._finish(run_id, self.session.execute(code, self._outputs_of(run_id), label=run_id))
+
+    async def _finish(self, run_id: str, running: Awaitable[ExecutionResult]) -> None:
+        """Await the run ``run_id`` and send its ``idle`` and ``done``."""
         done: dict[str, Any] = {"type": "done", "run_id": run_id}
         try:
-            result = await self.session.execute(
-                code, lambda output: self.emit({"type": "output", "run_id": run_id, "output": output}), label=run_id)
+            result = await running
             done.update(status=result.status, execution_count=result.execution_count,
                         execution_time_ms=result.execution_time_ms, truncated=result.truncated,
                         kernel_restarted=result.kernel_restarted)
@@ -179,6 +192,11 @@ class LiveSession:
         await self.session.interrupt()
 
     def _session_event(self, event: dict[str, Any]) -> None:
+        if event["event"] == "left":  # another task holds it now (or will): the client reconnects there
+            if self._socket is not None:
+                self._socket.end(event["reason"])
+            self.on_expired(self)
+            return
         self.emit({"type": event["event"], **{k: v for k, v in event.items() if k != "event"}})
         if event["event"] == "closed":
             if self._socket is not None:
@@ -226,6 +244,7 @@ class LiveSessions(LoggingConfigurable):
                 live.sent.skip(after)
                 self._live[session_id] = live
                 live.replay_gap(gap, lost)
+                live.adopt()
         live = self.get(user, session_id)
         await live.session.check_grant()
         return live

@@ -59,6 +59,7 @@ from .agent_client import AgentClient, AgentError
 from .background import BackgroundBudget
 from .decode_budget import DecodeBudget
 from .discovery import DiscoveryError, EcsExecutors, StaticExecutors
+from .gap import unfinished_run
 from .links import bound_messages, dropped
 from .placement import AgentLoad, ranked, utilisation
 from .pool_metrics import PoolMetrics
@@ -80,6 +81,7 @@ FULL = "every executor agent is full"
 NO_CAPACITY = "no_capacity"
 RECLAIMED = ("reclaimed: every kernel was in use, and this idle session's owner held more than a fair share "
              "of them")  # why a session ends when its kernel goes to a user under their share
+TAKEN_OVER = "the session was reattached through another server"  # why a task lets go of a session it held
 LINK_CHECK_SECONDS = 0.5  # after a dropped link, how long a dying kernel's exit gets to reach its agent
 
 
@@ -253,7 +255,7 @@ class KernelPool(LoggingConfigurable):
             status = await agent.kernel_status(record.kernel_id)
             if not status["alive"]:
                 raise gone
-            client = await self._connect(connection)
+            client = await self._connect(connection, running=True)
             try:
                 gap, lost = await agent.take_gap(record.kernel_id)
             except BaseException:
@@ -268,6 +270,9 @@ class KernelPool(LoggingConfigurable):
         session = KernelSession(session_id, user_id, datasets_of(record), kernel, start_kernel,
                                 self.limits_for(record.kind), self.metrics, self.tables, record.kind,
                                 grant_of(record), self.gate, decoding=self.decoding)
+        running = unfinished_run(kernel, gap) if record.kind == "card" else None
+        if running is not None:  # before its reader first reads: none of its messages is dropped
+            session.expect(running)
         self.sessions[session_id] = session
         self.metrics.bound.inc()
         log.info("session_reattached", session_id=session_id, user_id=user_id, kernel_id=record.kernel_id,
@@ -297,9 +302,15 @@ class KernelPool(LoggingConfigurable):
             return
         if self.records is not None and session.id not in self._one_shot:
             try:
-                await self.records.forget(session.id)
+                held = await self.records.forget(session.id)
             except BIError as exc:  # it expires by itself; another task finds its kernel gone
                 log.warning("kernel_record_not_deleted", session_id=session.id, error=exc.message)
+            else:
+                if not held:  # another task reattached to it: its kernel is that task's now
+                    self.metrics.bound.dec()
+                    session.leave(TAKEN_OVER)
+                    log.info("session_taken_over", session_id=session.id, user_id=session.user_id, reason=reason)
+                    return
         self._one_shot.discard(session.id)
         self.metrics.bound.dec()
         closing = asyncio.ensure_future(session.close(reason))
@@ -309,6 +320,13 @@ class KernelPool(LoggingConfigurable):
         else:
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
+
+    def _leave(self, session: KernelSession) -> None:
+        """Let go of the session, its record and its kernel left for another task (``reattach``)."""
+        del self.sessions[session.id]
+        self.metrics.bound.dec()
+        session.leave("server_stopping")
+        log.info("session_left", session_id=session.id, user_id=session.user_id, kernel_id=session.kernel.kernel_id)
 
     # kernels -----------------------------------------------------------------
     async def start_kernel(self, datasets: list[tuple[str, Path]], tenant: str,
@@ -425,14 +443,15 @@ class KernelPool(LoggingConfigurable):
         return self._adopt(agent, kernel_id, created["limits"]["memory_mb"], client, created.get("agent_id"),
                            connection)
 
-    async def _connect(self, connection: dict[str, Any]) -> AsyncKernelClient:
-        """A client of the kernel at ``connection`` (relayed by its agent), once it answers."""
+    async def _connect(self, connection: dict[str, Any], running: bool = False) -> AsyncKernelClient:
+        """A client of the kernel at ``connection`` (relayed by its agent), once it answers; ``running``: it may
+        be running code (``_wait_until_ready``)."""
         client = AsyncKernelClient()
         try:
             client.load_connection_info(cast(KernelConnectionInfo, connection))
             bound_messages(client, self.kernel_message_bytes)
             client.start_channels(hb=False)  # deaths come from the agent's events
-            await self._wait_until_ready(client)
+            await self._wait_until_ready(client, control=running)
         except BaseException:
             client.stop_channels()
             raise
@@ -479,8 +498,9 @@ class KernelPool(LoggingConfigurable):
             self._kernel_failed(kernel, BACKGROUND_LIMIT, reason=reason, bytes=kernel.budget.bytes,
                                 cpu_seconds=round(kernel.budget.cpu_seconds, 3))
 
-    async def _wait_until_ready(self, client: AsyncKernelClient) -> None:
-        """Return once a ``kernel_info`` request is answered on shell and its status seen on iopub.
+    async def _wait_until_ready(self, client: AsyncKernelClient, control: bool = False) -> None:
+        """Return once a ``kernel_info`` request is answered on shell (``control``: on control, which answers
+        while code runs, as it may in a kernel another task left) and its status seen on iopub.
 
         Seeing our own request's status proves the iopub subscription is live, so no output of
         the first execution is lost (ZeroMQ drops what a subscriber publishes before it joins). A status
@@ -490,9 +510,15 @@ class KernelPool(LoggingConfigurable):
         deadline = time.monotonic() + self.kernel_ready_timeout
         probes: set[str] = set()
         while time.monotonic() < deadline:
-            msg_id = client.kernel_info()
+            if control:
+                request = client.session.msg("kernel_info_request")
+                client.control_channel.send(request)
+                msg_id = request["header"]["msg_id"]
+            else:
+                msg_id = client.kernel_info()
             probes.add(msg_id)
-            if (await message_for(client.get_shell_msg, msg_id, READY_ATTEMPT_SECONDS)
+            if (await message_for(client.get_control_msg if control else client.get_shell_msg, msg_id,
+                                  READY_ATTEMPT_SECONDS)
                     and await message_for(client.get_iopub_msg, probes, STATUS_WAIT_SECONDS)):
                 return
         raise AgentError(f"the kernel did not answer in {self.kernel_ready_timeout:g} s", 504)
@@ -735,7 +761,10 @@ class KernelPool(LoggingConfigurable):
             "PoolUtilization": percent, "ExecutorTasks": len(serving),
             "KernelsInUse": sum(load.in_use for load in self.loads.values())}))
 
-    async def close(self) -> None:
+    async def close(self, keep_kernels: bool = False) -> None:
+        """Stop the pool and end its sessions; with ``keep_kernels`` (this task is being replaced), the kernels
+        of recorded sessions are left running on their agents, which keep their output until another task
+        reattaches (or destroy them once orphaned), and only the others are destroyed."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -743,7 +772,10 @@ class KernelPool(LoggingConfigurable):
             follower.cancel()
         await asyncio.gather(*self._followers.values(), return_exceptions=True)
         for session in list(self.sessions.values()):
-            await self.close_session(session, "server_stopping")
+            if keep_kernels and self.records is not None and session.id not in self._one_shot:
+                self._leave(session)
+            else:
+                await self.close_session(session, "server_stopping")
         await asyncio.gather(*self._closing, return_exceptions=True)
         for agent in self.agents.values():
             agent.close()

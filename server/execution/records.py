@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,12 @@ log = get_logger("bi.execution.records")
 
 
 class KernelRecords:
+    """``holder``: this task, as the records of the sessions it holds name it."""
+
     def __init__(self, store: Store, keys: KernelKeys):
         self.store = store
         self.keys = keys
+        self.holder = uuid.uuid4().hex
 
     async def save(self, session: KernelSession) -> None:
         """Record ``session``'s kernel as it is now."""
@@ -39,7 +43,7 @@ class KernelRecords:
             kernel.kernel_id, kernel.memory_mb, json.dumps(connection), key_id, sealed,
             json.dumps([[name, str(path)] for name, path in session.datasets]),
             json.dumps({"dataset_ids": list(grant.dataset_ids), "card_id": grant.card_id}),
-            utcnow(), iso_time(time.time() + KERNEL_RECORD_SECONDS)))
+            utcnow(), iso_time(time.time() + KERNEL_RECORD_SECONDS), self.holder))
 
     async def load(self, session_id: str) -> tuple[KernelRecord, dict[str, Any]] | None:
         """The record of ``session_id`` and its kernel's connection info, key included; None if there is
@@ -54,8 +58,10 @@ class KernelRecords:
             return None
         return record, {**json.loads(record.connection), "key": key.decode()}
 
-    async def forget(self, session_id: str) -> None:
-        await self.store.delete_kernel_record(session_id)
+    async def forget(self, session_id: str) -> bool:
+        """Delete the record if this task holds it (True); False if another task has reattached to the session
+        since: then it is that task's to end, with its kernel."""
+        return await self.store.delete_kernel_record(session_id, self.holder)
 
 
 def datasets_of(record: KernelRecord) -> list[tuple[str, Path]]:

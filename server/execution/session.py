@@ -98,6 +98,12 @@ class Kernel:
     link_dropped: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     released: Callable[[], None] | None = None  # the pool's: its place on the agent is free again
 
+    def leave(self) -> None:
+        """Let go of the kernel and leave it running on its agent (for another task to reattach to)."""
+        if self.watch is not None:
+            self.watch.cancel()
+        self.client.stop_channels()
+
     async def stop(self) -> None:
         """Destroy the kernel on its agent; once this returns its place there is free (the pool hears so once)."""
         if self.watch is not None:
@@ -236,6 +242,7 @@ class KernelSession:
         self.listeners: set[SessionListener] = set()
         self._lock = asyncio.Lock()
         self._run: tuple[str, RunQueue] | None = None  # the running execute_request
+        self.expected: str | None = None  # the label of another task's run to ``follow``
         self._reader: asyncio.Task[None] | None = None
         self._read_iopub(kernel)
 
@@ -269,6 +276,37 @@ class KernelSession:
             async with self._lock:
                 with self.metrics.execution_seconds.time():
                     return await self._execute(code, listener, card_id, prelude, label)
+        finally:
+            self.executing = False
+            self.metrics.busy.dec()
+            self.touch()
+
+    def expect(self, msg_id: str) -> None:
+        """The labelled run ``msg_id`` another task started is going on (a reattachment's gap shows it): its
+        messages are kept from now on for ``follow``, and nothing else runs before it ends."""
+        self._run = (msg_id, RunQueue(RUN_QUEUE_BYTES, self.decoding))
+        self.executing = True
+        self.expected = run_label(msg_id)
+
+    async def follow(self, listener: OutputListener) -> ExecutionResult:
+        """Follow the run ``expect`` named to its ``idle`` (its reply went to the task that sent it), its outputs
+        going to ``listener``, held to the wall clock and output cap from now."""
+        assert self._run is not None
+        messages = self._run[1]
+        self.expected = None
+        self.metrics.busy.inc()
+        try:
+            async with self._lock:
+                kernel = self.kernel
+                collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener,
+                                            lambda stream: self.tables.keep(stream, self.user_id, None, self.id))
+                kernel.budget.run_started()
+                try:
+                    return await self._follow(kernel, RunLimit(self), collector, messages, None)
+                finally:
+                    self._run = None
+                    await messages.close()
+                    kernel.budget.run_ended()
         finally:
             self.executing = False
             self.metrics.busy.dec()
@@ -312,7 +350,7 @@ class KernelSession:
 
     async def _follow(self, kernel: Kernel, limit: RunLimit, collector: OutputCollector,
                       messages: RunQueue,
-                      replied: asyncio.Future[dict[str, Any] | None]) -> ExecutionResult:
+                      replied: asyncio.Future[dict[str, Any] | None] | None) -> ExecutionResult:
         """Collect the run's outputs until its ``execute_reply`` (the wall clock and output cap applying), then
         until its ``idle`` on iopub: the kernel sends that after every output of the run, and iopub keeps its
         order, so no output is lost however far a loaded machine lets iopub fall behind the shell reply. The
@@ -320,7 +358,7 @@ class KernelSession:
         kernel's link drops.
 
         Only the reply ends the code's part: card code can publish an ``idle`` status of its own (it only cuts
-        its own outputs short).
+        its own outputs short). A run followed without its reply (``replied`` None: ``follow``) ends at its idle.
         """
         loop = asyncio.get_running_loop()
         reply: dict[str, Any] | None = None
@@ -336,7 +374,7 @@ class KernelSession:
                 return self._stopped(limit, collector, restarted=True)
             if limit.reason == "timeout":  # the KeyboardInterrupt our interrupt raises reads as the timeout
                 collector.timed_out = self.limits.wall_seconds
-            if reply is None and replied.done():
+            if reply is None and replied is not None and replied.done():
                 reply = (replied.result() or {}).get("content", {})
                 idle_until = max(limit.started + self.limits.wall_seconds, loop.time() + IDLE_WAIT_SECONDS)
                 continue
@@ -346,6 +384,7 @@ class KernelSession:
                 continue
             if message["msg_type"] == "status" and message["content"].get("execution_state") == "idle":
                 idle = True
+                reply = {} if replied is None else reply
             else:
                 room = collector.table_room()
                 name = table_name(message) if room else None
@@ -507,6 +546,18 @@ class KernelSession:
     def _notify(self, event: dict[str, Any]) -> None:
         for listener in list(self.listeners):
             listener(event)
+
+    def leave(self, reason: str) -> None:
+        """End the session in this task but not its kernel, which its agent keeps (and what the kernel publishes
+        from now on) for the task that reattaches to it; a running execution ends here with an error, and
+        listeners hear ``reason`` (the event ``left``)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.tables.drop_session(self.id)
+        self._stop_reading()
+        self.kernel.leave()
+        self._notify({"event": "left", "reason": reason})
 
     async def close(self, reason: str) -> None:
         """Destroy the kernel at once (a running execution ends with an error); listeners hear why."""

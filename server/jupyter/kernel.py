@@ -482,6 +482,10 @@ class JupyterKernel:
         elif event["event"] == "broken":
             self._kernel_gone(error_output("KernelDead", event["reason"]))
             self._send(self.server_message("iopub", "status", {"execution_state": "dead"}, None))
+        elif event["event"] == "left":  # the kernel lives on, held by another task: its clients reconnect there
+            for socket in list(self.sockets):
+                socket.end(event["reason"])
+            self.on_closed(self)
         elif event["event"] == "closed":
             self.end_reason = self._describe_end(event["reason"])
             text = f"The kernel was shut down: {self.end_reason}."

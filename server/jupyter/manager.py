@@ -83,7 +83,10 @@ class JupyterKernels(LoggingConfigurable):
         await self.pool.close_session(kernel.session, USER_SHUTDOWN)
 
     def _closed(self, kernel: JupyterKernel) -> None:
+        """Forget ``kernel``; remember why it ended, unless it did not (another task holds it now)."""
         self._kernels.pop(kernel.id, None)
-        self._ended[kernel.id] = (kernel.session.user_id, kernel.end_reason or "closed")
+        if kernel.end_reason is None:
+            return
+        self._ended[kernel.id] = (kernel.session.user_id, kernel.end_reason)
         while len(self._ended) > limits.JUPYTER_ENDED_KERNELS:
             self._ended.popitem(last=False)

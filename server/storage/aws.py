@@ -640,8 +640,20 @@ class AWSStore(Store):
         record = KernelRecord(**_unexpiring(item))
         return record if record.expires_at >= utcnow() else None  # TTL deletes it within days, not at once
 
-    async def delete_kernel_record(self, record_id: str) -> None:
-        await self._run(self._delete, "tokens", _kernel_record_key(record_id))
+    async def delete_kernel_record(self, record_id: str, holder: str) -> bool:
+        return await self._run(self._delete_kernel_record, record_id, holder)
+
+    def _delete_kernel_record(self, record_id: str, holder: str) -> bool:
+        try:
+            self._dynamodb.delete_item(
+                TableName=self._table("tokens"), Key=_serialize(_kernel_record_key(record_id)),
+                ConditionExpression="attribute_not_exists(pk) OR holder = :holder OR expires < :now",
+                ExpressionAttributeValues=_serialize({":holder": holder, ":now": int(time.time())}))
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     async def put_personal_token(self, token: PersonalToken) -> None:
         fields = {**dataclasses.asdict(token), "expires": epoch_seconds(token.expires_at),

@@ -413,8 +413,9 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         """The record, or None if there is none or it expired."""
 
     @abc.abstractmethod
-    async def delete_kernel_record(self, record_id: str) -> None:
-        """Forget the record (its session closed); a missing one is not an error."""
+    async def delete_kernel_record(self, record_id: str, holder: str) -> bool:
+        """Forget the record (its session closed) if ``holder`` holds it, or it is missing (True); False, and
+        nothing deleted, if another task holds it now."""
 
     # output tables -----------------------------------------------------------
     @abc.abstractmethod

@@ -332,6 +332,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX kernel_records_by_expiry ON kernel_records (expires_at);
     """,
+    # The task that holds each session now: only it may end the session (models.KernelRecord.holder).
+    """
+    ALTER TABLE kernel_records ADD COLUMN holder TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 BLOB_DIR = "blobs"
@@ -801,8 +805,15 @@ class SQLiteStore(Store):
                                record_id, utcnow())
         return KernelRecord(**dict(rows[0])) if rows else None
 
-    async def delete_kernel_record(self, record_id: str) -> None:
-        await self._run(self._transaction, [("DELETE FROM kernel_records WHERE id = ?", (record_id,))])
+    async def delete_kernel_record(self, record_id: str, holder: str) -> bool:
+        return await self._run(self._delete_kernel_record, record_id, holder)
+
+    def _delete_kernel_record(self, record_id: str, holder: str) -> bool:
+        with self._atomic() as conn:
+            if conn.execute("DELETE FROM kernel_records WHERE id = ? AND holder = ?", (record_id, holder)).rowcount:
+                return True
+            return conn.execute("SELECT 1 FROM kernel_records WHERE id = ? AND expires_at >= ?",
+                                (record_id, utcnow())).fetchone() is None
 
     # leases ------------------------------------------------------------------
     async def acquire_lease(self, name: str, holder: str, until: float) -> Lease | None:

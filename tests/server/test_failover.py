@@ -7,6 +7,7 @@ and the next execution sees the variables set before, in the same kernel process
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -31,6 +32,7 @@ from .test_jupyter_api import KernelSocket, V1, text_of
 
 ADMIN = {"email": "admin@example.com", "password": "failover password"}
 RUNNING = "import time\nprint('started', flush=True)\ntime.sleep(1)\nprint('{}', flush=True)"
+TICKING = "import time\nfor i in range(24):\n    print('tick', i, flush=True)\n    time.sleep(0.25)\nprint('finished')"
 GAP_SECONDS = 2.5  # A is dead, B not reached yet: the cells' output comes meanwhile
 
 
@@ -44,13 +46,17 @@ class Cluster:
         self.ca_file = ca_file
         self.servers: list[Server] = []
 
-    def serve(self) -> Server:
+    def serve(self, *args: str) -> Server:
         port = free_port()
-        with open(self.root / f"serve{len(self.servers)}.log", "w") as log:
+        with open(self.log_of(len(self.servers)), "w") as log:
             server = Server(self.root, ["--port", str(port), "--data-dir", str(self.root / "data"),
-                                        f"--RedisBus.ca_file={self.ca_file}"], self.env, port, log, start_seconds=120)
+                                        f"--RedisBus.ca_file={self.ca_file}", *args], self.env, port, log,
+                            start_seconds=120)
         self.servers.append(server)
         return server
+
+    def log_of(self, number: int) -> Path:
+        return self.root / f"serve{number}.log"
 
     def kernel_of(self, session_id: str) -> str:
         """The kernel the store records for the session."""
@@ -202,4 +208,81 @@ async def test_a_killed_server_s_sessions_go_on_through_the_other_with_their_ker
     assert (cluster.kernel_of(hello["session_id"]), cluster.kernel_of(kernel["id"])) == (card_kernel, jupyter_kernel)
     assert (cluster.kernel_pid(card_kernel), cluster.kernel_pid(jupyter_kernel)) == pids
     notebook.close()
+    card.close()
+
+
+async def test_a_stopped_server_leaves_its_sessions_kernels_to_the_other(cluster):
+    """A rolling deploy: the task stopped with SIGTERM lets go of its sessions, not their kernels; the task the
+    editor reaches next follows the run still going to its end."""
+    b = next(server for server in cluster.servers if server.proc.poll() is None)
+    c = cluster.serve()
+    token = request(c.port, "/api/auth/login", ADMIN)[1]["access_token"]
+    card = await card_socket(c, token)
+    hello = await card.receive()
+    card.send(type="execute", run_id="r1", code="y = object()\nprint(id(y))")
+    card_identity = next(m["output"]["text"] for m in await card.until("done") if m["type"] == "output")
+    status, kernel = request(c.port, "/api/kernels", {"name": "python3"}, token=token)
+    assert status == 201, kernel
+    client_session = uuid.uuid4().hex
+    notebook = await kernel_socket(c, token, kernel["id"], client_session)
+    jupyter_identity = text_of(await notebook.execute("y = object()\nprint(id(y))"))
+    kernels = cluster.kernel_of(hello["session_id"]), cluster.kernel_of(kernel["id"])
+    pids = [cluster.kernel_pid(kernel_id) for kernel_id in kernels]
+    card.send(type="execute", run_id="ticking", code=TICKING)  # still going when b reattaches
+    while card.seen[-1].get("output", {}).get("text") != "tick 0\n":
+        await card.receive()
+    last_seen = card.seen[-1]["seq"]
+
+    c.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    with contextlib.suppress(OSError):  # till it refuses connections: the load balancer sends all to b then
+        while request(c.port, "/api/health", timeout=1):
+            assert time.monotonic() < deadline, "c did not stop"
+            await asyncio.sleep(0.1)
+
+    card = await card_socket(b, token, f"session={hello['session_id']}&after={last_seen}")
+    ticking = [await card.receive()]
+    while (ticking[-1]["type"], ticking[-1].get("run_id")) != ("done", "ticking"):
+        ticking.append(await card.receive())
+    # b follows the run to its end, though c sent it: the rest of its outputs, and its run time
+    assert [m["output"]["text"] for m in ticking if m.get("run_id") == "ticking" and m["type"] == "output"][-1] \
+        == "finished\n", ticking
+    assert ticking[-1]["status"] == "ok" and ticking[-1]["execution_time_ms"] is not None, ticking[-1]
+    notebook = await kernel_socket(b, token, kernel["id"], client_session)
+    assert text_of(await notebook.execute("print(id(y))")) == jupyter_identity
+    card.send(type="execute", run_id="r2", code="print(id(y))")
+    after = await card.until("done")
+    assert next(m["output"]["text"] for m in after if m["type"] == "output") == card_identity
+    assert (cluster.kernel_of(hello["session_id"]), cluster.kernel_of(kernel["id"])) == kernels
+    assert [cluster.kernel_pid(kernel_id) for kernel_id in kernels] == pids
+    assert c.proc.wait(30) == 0
+    notebook.close()
+    card.close()
+
+
+async def test_only_the_server_holding_a_session_culls_it(cluster):
+    """The client reaches another task while the first still lives (its socket there dropped): the first's idle
+    cull lets go of the session without destroying the kernel the other holds now."""
+    b = next(server for server in cluster.servers if server.proc.poll() is None)
+    d = cluster.serve("--KernelPool.idle_timeout=4")
+    token = request(d.port, "/api/auth/login", ADMIN)[1]["access_token"]
+    card = await card_socket(d, token)
+    hello = await card.receive()
+    card.send(type="execute", run_id="r1", code="z = object()\nprint(id(z))")
+    identity = next(m["output"]["text"] for m in await card.until("done") if m["type"] == "output")
+    kernel_id = cluster.kernel_of(hello["session_id"])
+    pid = cluster.kernel_pid(kernel_id)
+
+    moved = await card_socket(b, token, f"session={hello['session_id']}&after={card.seen[-1]['seq']}")
+    log = cluster.log_of(cluster.servers.index(d))
+    deadline = time.monotonic() + 30
+    while '"reason": "idle"' not in log.read_text():  # d's cull came
+        assert time.monotonic() < deadline, "d did not cull its session"
+        await asyncio.sleep(0.5)
+    time.sleep(1)  # a kernel d destroyed would be gone by now
+    moved.send(type="execute", run_id="r2", code="print(id(z))")
+    after = await moved.until("done")
+    assert next(m["output"]["text"] for m in after if m["type"] == "output") == identity
+    assert (cluster.kernel_of(hello["session_id"]), cluster.kernel_pid(kernel_id)) == (kernel_id, pid)
+    moved.close()
     card.close()

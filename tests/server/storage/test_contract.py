@@ -754,14 +754,17 @@ class TestKernelRecords:
         record = KernelRecord(uuid.uuid4().hex, "jupyter", uuid.uuid4().hex, "http://10.0.3.7:8080", "a1",
                               uuid.uuid4().hex, 2048, json.dumps({"transport": "tcp", "shell_port": 20001}),
                               "k1", "c2VhbGVk", json.dumps([["売上", "/d/1.parquet"]]),
-                              json.dumps({"dataset_ids": ["d1"], "card_id": None}), now, iso_time(time.time() + 60))
+                              json.dumps({"dataset_ids": ["d1"], "card_id": None}), now, iso_time(time.time() + 60),
+                              "task-a")
         await store.put_kernel_record(record)
         assert await store.get_kernel_record(record.id) == record
-        moved = dataclasses.replace(record, agent_id="a2")
+        moved = dataclasses.replace(record, agent_id="a2", holder="task-b")  # another task reattached
         await store.put_kernel_record(moved)
         assert await store.get_kernel_record(record.id) == moved
-        await store.delete_kernel_record(record.id)
-        await store.delete_kernel_record(record.id)  # again: no error
+        assert await store.delete_kernel_record(record.id, "task-a") is False  # not a's to end any more
+        assert await store.get_kernel_record(record.id) == moved
+        assert await store.delete_kernel_record(record.id, "task-b") is True
+        assert await store.delete_kernel_record(record.id, "task-a") is True  # none left: nobody else holds it
         assert await store.get_kernel_record(record.id) is None
         expired = dataclasses.replace(record, id=uuid.uuid4().hex, expires_at=iso_time(time.time() - 1))
         await store.put_kernel_record(expired)

@@ -548,7 +548,9 @@ def _attempt(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
                 first = next(tables)
                 schema = first.schema
                 _check_columns(schema, plan)
-                return _write(schema, itertools.chain([first], tables), target), schema
+                parts = itertools.chain([first], tables)
+                del first  # written and gone with its row group
+                return _write(schema, parts, target), schema
             feed = _Utf8Feed(file, plan.encoding, plan.blocks, workers)
             try:
                 reader = pacsv.open_csv(pa.PythonFile(feed, mode="r"), **_reader_options(plan, catcher))
@@ -590,9 +592,11 @@ def _parse_chunks(decoder: ParallelDecoder, plan: _Plan, catcher: _RaggedRowCatc
     while sum(map(len, head)) < FIRST_BLOCK_SIZE and (chunk := next(chunks, b"")):
         head.append(chunk)
     first = _parse_chunk(b"".join(head), plan, catcher)
-    yield first
+    head.clear()  # neither they nor the first table stay for the rest of the file
     typed = dataclasses.replace(plan, column_names=tuple(first.schema.names),
                                 column_types=dict(zip(first.schema.names, first.schema.types, strict=True)))
+    yield first
+    del first
     pending: collections.deque[concurrent.futures.Future[pa.Table]] = collections.deque()
     with concurrent.futures.ThreadPoolExecutor(PARSE_THREADS) as pool:
         try:

@@ -10,7 +10,8 @@ warm-up upload, so one-time initialisation is not counted): the server's RSS, an
 the unique set sizes (USS: private pages) of the server and every process it starts (its
 executor agent and kernels, the CSV decoding processes), sampled every 250 ms (reading
 smaps_rollup holds each process's memory map lock: sampling every 20 ms made the upload it
-measured twice as slow).
+measured twice as slow). Also the CPU seconds of each (the server's own and its ended children's, for an
+upload): on a shared machine the wall clock swings with the load, the CPU time much less.
 
     python bench/csv_import.py [--size-mb 50] [--repeat 3]
 """
@@ -22,6 +23,7 @@ import http.client
 import json
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
@@ -78,6 +80,12 @@ def proc_status(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     raise KeyError(field)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time of a process and of its children it has waited for, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
 
 
 def tree(root: int) -> list[int]:
@@ -152,24 +160,24 @@ class BIServer:
                        {"Content-Type": "application/json"})
         self.token = body["access_token"]
 
-    def upload(self, path: Path, name: str) -> tuple[float, int, int, int, int]:
-        """Seconds for one upload, the server's RSS before it and its peak RSS during it, and the summed USS
-        of the server and its processes before and at their peak."""
+    def upload(self, path: Path, name: str) -> tuple[float, int, int, int, int, float]:
+        """Seconds for one upload, the server's RSS before it and its peak RSS during it, the summed USS
+        of the server and its processes before and at their peak, and the server's CPU seconds."""
         Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
         before = proc_status(self.proc.pid, "VmRSS")
         sampler = TreeUss(self.proc.pid)
         uss_before = sampler.current()
         sampler.start()
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_seconds(self.proc.pid)
         with path.open("rb") as body:
             status, result = call(self.port, "POST", f"/api/datasets?name={name}", body, {
                 "Authorization": f"Bearer {self.token}", "Content-Type": "text/csv",
                 "Content-Length": str(path.stat().st_size)})
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, cpu_seconds(self.proc.pid) - cpu_before
         uss_peak = sampler.stop()
         if status != 201:
             raise SystemExit(f"upload failed: {status} {result}")
-        return seconds, before, proc_status(self.proc.pid, "VmHWM"), uss_before, uss_peak
+        return seconds, before, proc_status(self.proc.pid, "VmHWM"), uss_before, uss_peak, cpu
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -189,14 +197,21 @@ def with_pyarrow(source: Path, target: Path) -> None:
     pq.write_table(pacsv.read_csv(source, read_options=pacsv.ReadOptions(encoding="cp932")), target)
 
 
-def best_of(repeat: int, run: Callable[[], float]) -> float:
-    return min(run() for _ in range(repeat))
+def best_of(repeat: int, run: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+    """The least seconds and the least CPU seconds of ``repeat`` runs."""
+    runs = [run() for _ in range(repeat)]
+    return min(seconds for seconds, _ in runs), min(cpu for _, cpu in runs)
 
 
-def timed(fn: Callable[[Path, Path], None], source: Path, target: Path) -> float:
-    started = time.perf_counter()
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn: Callable[[Path, Path], None], source: Path, target: Path) -> tuple[float, float]:
+    started, cpu = time.perf_counter(), own_cpu()
     fn(source, target)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, own_cpu() - cpu
 
 
 def main() -> None:
@@ -217,18 +232,19 @@ def main() -> None:
             uploads = [server.upload(source, f"sales{i}") for i in range(args.repeat)]
         finally:
             server.stop()
-        ours = min(u[0] for u in uploads)
-        pandas_s = best_of(args.repeat, lambda: timed(with_pandas, source, tmp_path / "pd.parquet"))
-        arrow_s = best_of(args.repeat, lambda: timed(with_pyarrow, source, tmp_path / "pa.parquet"))
+        ours, ours_cpu = min(u[0] for u in uploads), min(u[5] for u in uploads)
+        (pandas_s, pandas_cpu) = best_of(args.repeat, lambda: timed(with_pandas, source, tmp_path / "pd.parquet"))
+        (arrow_s, arrow_cpu) = best_of(args.repeat, lambda: timed(with_pyarrow, source, tmp_path / "pa.parquet"))
     print(f"file: {mb:.1f} MB CP932 CSV, best of {args.repeat}")
-    print(f"{'method':<40}{'seconds':>9}{'MB/s':>9}")
-    for label, seconds in [("bi server upload (HTTP -> Parquet stored)", ours),
-                           ("pyarrow read_csv + write_table", arrow_s),
-                           ("pandas read_csv + to_parquet", pandas_s)]:
-        print(f"{label:<40}{seconds:>9.2f}{mb / seconds:>9.1f}")
+    print(f"{'method':<40}{'seconds':>9}{'MB/s':>9}{'CPU s':>9}")
+    for label, seconds, cpu in [("bi server upload (HTTP -> Parquet stored)", ours, ours_cpu),
+                                ("pyarrow read_csv + write_table", arrow_s, arrow_cpu),
+                                ("pandas read_csv + to_parquet", pandas_s, pandas_cpu)]:
+        print(f"{label:<40}{seconds:>9.2f}{mb / seconds:>9.1f}{cpu:>9.2f}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"ratio to pyarrow: {arrow_s / ours:.2f}x (target >= 1.0x)")
     print(f"ratio to pandas:  {pandas_s / ours:.2f}x (target >= 1.5x)")
-    for number, (_, before, peak, uss_before, uss_peak) in enumerate(uploads, 1):
+    for number, (_, before, peak, uss_before, uss_peak, _) in enumerate(uploads, 1):
         print(f"upload {number}: server RSS {before / 1e6:.0f} MB before, peak {peak / 1e6:.0f} MB "
               f"(+{(peak - before) / 1e6:.0f} MB); USS of the server and its processes {uss_before / 1e6:.0f} MB "
               f"before, peak {uss_peak / 1e6:.0f} MB (+{(uss_peak - uss_before) / 1e6:.0f} MB); "

@@ -90,13 +90,13 @@ class ParallelDecoder:
     still out, leaving the workers ready for another file.
     """
 
-    def __init__(self, file: BinaryIO, encoding: str, workers: DecodeWorkers, chunk_bytes: int = CHUNK_BYTES):
+    def __init__(self, file: BinaryIO, encoding: str, workers: DecodeWorkers, chunk_bytes: int | None = None):
         if codecs.lookup(encoding).name not in PARALLEL_ENCODINGS:
             raise ValueError(f"{encoding} may hold 0x0A inside a character: decode it in one piece")
         self._file = file
         self._encoding = encoding.encode("ascii")
         self._workers = workers.processes
-        self._chunk_bytes = chunk_bytes
+        self._chunk_bytes = chunk_bytes or CHUNK_BYTES
         self._carry = b""
         self._lines_before = 0  # newlines in the chunks handed to workers so far
         self._out: collections.deque[tuple[int, int, bytes]] = collections.deque()  # (worker, lines before, chunk)

@@ -6,11 +6,13 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from server import csv_decode, csv_import
 from server.csv_decode import DecodeWorkers, ParallelDecoder, UndecodableLine
 from server.csv_import import PARALLEL_DECODE_BYTES, _first_bad_line, convert_csv_to_parquet
 from server.errors import UnprocessableError
@@ -142,3 +144,82 @@ def test_worker_is_standalone():
     source = (Path(__file__).parents[2] / "server" / "csv_decode_worker.py").read_text()
     imports = {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))}
     assert imports == {"struct", "sys"}
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any file is decoded by processes in chunks of 64 bytes, parsed apart after a head of 128."""
+    monkeypatch.setattr(csv_import, "PARALLEL_DECODE_BYTES", 0)
+    monkeypatch.setattr(csv_decode, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(csv_import, "FIRST_BLOCK_SIZE", 128)
+    monkeypatch.setattr(csv_import, "BLOCK_SIZE", 128)
+    monkeypatch.setattr(csv_import, "SAMPLE_HEAD_BYTES", 64)  # a quote further in is not seen beforehand
+    monkeypatch.setattr(csv_import, "SAMPLE_PIECES", 0)
+
+
+CELL = st.text(st.sampled_from("abc019あい売上ｱ①"), min_size=1, max_size=6)
+QUOTED = st.builds(lambda text: '"' + text.replace('"', '""') + '"', st.text(st.sampled_from('ab,"\n\n売上'), max_size=80))
+
+
+@st.composite
+def csv_files(draw: st.DrawFn) -> tuple[str, int | None]:
+    """A CP932-encodable CSV of an integer, a text and a number column, perhaps with a float among the integers,
+    quoted fields (with delimiters, quotes and line breaks), a ragged row; and the line of a bad byte to put in."""
+    rows = draw(st.lists(st.tuples(st.integers(-999, 999), st.one_of(CELL, QUOTED) if draw(st.booleans()) else CELL,
+                                   st.floats(-1e3, 1e3, allow_nan=False).map(lambda x: round(x, 2))),
+                         min_size=1, max_size=60))
+    lines = [f"{n},{text},{number}" for n, text, number in rows]
+    if draw(st.booleans()):
+        lines[draw(st.integers(0, len(lines) - 1))] = "1.5,x,2"  # the integers widen to floats
+    if draw(st.booleans()):
+        lines.insert(draw(st.integers(0, len(lines))), "1,x")  # a ragged row
+    bad_line = draw(st.none() | st.integers(2, len(lines) + 1))
+    return "番号,店舗,金額\n" + "\n".join(lines) + draw(st.sampled_from(["", "\n"])), bad_line
+
+
+@settings(SETTINGS, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # shrinking takes minutes (processes)
+@given(data=csv_files())
+def test_chunks_parsed_apart_convert_as_one_streaming_read(small_chunks, tmp_path_factory, data):
+    """Wherever the chunks are cut, a CP932 file decoded and parsed in chunks converts to the Parquet of its
+    UTF-8 twin (read by one streaming reader), or fails with the same 422; a bad byte names its exact line.
+    A quote anywhere sends the file to the streaming reader."""
+    text, bad_line = data
+    folder = tmp_path_factory.mktemp("chunks")
+    cp932, utf8 = folder / "cp932.csv", folder / "utf8.csv"
+    raw = text.encode("cp932")
+    if bad_line is not None:
+        lines = raw.split(b"\n")
+        lines[bad_line - 1] += b"\x81\x7f"
+        raw = b"\n".join(lines)
+    cp932.write_bytes(raw)
+    utf8.write_bytes(text.encode())
+    try:
+        twin = convert_csv_to_parquet(utf8, folder / "utf8.parquet")
+    except UnprocessableError as error:
+        expected: object = error.details
+    else:
+        expected = pq.read_table(folder / "utf8.parquet")
+    allowed = [expected]
+    if bad_line is not None:  # the bad byte, or a ragged row before it (which comes first to light is open)
+        bad = {"line": _first_bad_line(cp932, "cp932"), "reason": "invalid cp932 byte sequence"}
+        earlier = isinstance(expected, dict) and expected["line"] < bad["line"]
+        expected, allowed = bad, [bad, *allowed[:earlier]]
+    try:
+        ours = convert_csv_to_parquet(cp932, folder / "cp932.parquet", encoding="cp932")
+    except UnprocessableError as error:
+        assert error.details in allowed
+        assert not (folder / "cp932.parquet").exists()
+    else:
+        assert isinstance(expected, pa.Table) and ours.row_count == twin.row_count
+        assert pq.read_table(folder / "cp932.parquet").equals(expected)
+
+
+def test_a_quote_past_the_sample_sends_the_file_to_the_streaming_reader(small_chunks, tmp_path):
+    """Quoted line breaks cut by a chunk edge: the chunks' parse is given up and the file read in one stream."""
+    long_value = "1行目\n" + "次の行\n" * 30  # longer than a chunk: some chunk edge falls inside its quotes
+    rows = [f'{n},"{long_value}",{n}.5' if n == 40 else f"{n},東京,{n}.5" for n in range(80)]
+    source = tmp_path / "sales.csv"
+    source.write_bytes(("番号,店舗,金額\n" + "\n".join(rows) + "\n").encode("cp932"))
+    result = convert_csv_to_parquet(source, tmp_path / "sales.parquet", encoding="cp932")
+    table = pq.read_table(tmp_path / "sales.parquet")
+    assert result.row_count == 80 and table.column("店舗")[40].as_py() == long_value

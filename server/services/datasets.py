@@ -4,10 +4,10 @@
 the card version that runs (``services/card_runs.py``): sharing a card never shares its datasets.
 
 An upload arrives as a temporary file. It is converted to Parquet in a worker
-thread, the Parquet blob is stored, then the record that points to it; when the
-record is known not to be stored the blob is removed (``store_writes.settle``), and
-the temporary files are always deleted. What a crash or a kill left in the temporary
-directory is swept at start and stop.
+thread, the Parquet blob is stored, then the record that points to it; only when the
+record is known never to be stored (the store refused it) is the blob removed; a record whose
+write may still land keeps it (``store_writes.settle``). The temporary files are always
+deleted; what a crash or a kill left in the temporary directory is swept at start and stop.
 
 A deletion removes the records, then the blobs (every one under the dataset's prefix); one cut
 short finishes when repeated, as deleting a dataset that is gone does.
@@ -266,7 +266,7 @@ class DatasetService(LoggingConfigurable):
             {"used": used, "limit": limit, "adding": adding, "largest": largest})
 
     async def _commit(self, version: DatasetVersion, write: Any) -> None:
-        """Await the record write; once it is known to have failed, remove the blob it would have pointed to."""
+        """Await the record write; once it is known never to land, remove the blob it would have pointed to."""
         async def landed() -> bool:
             stored = await self.store.get_dataset_version(version.dataset_id, version.version)
             return stored is not None and stored.blob_key == version.blob_key

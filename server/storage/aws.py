@@ -77,7 +77,8 @@ All boto3 calls run on a thread pool; the clients are thread-safe and retry
 with botocore's standard mode. DynamoDB gets short timeouts of its own (its calls are small: a
 slow one is better retried), S3 the long ones that blobs need. A call that still fails
 (throttling, 5xx, a lost connection, a timeout) raises ``StorageUnavailableError``, whose outcome
-is unknown for a write: callers read back before they undo anything.
+is unknown for a write (``maybe_done``) unless DynamoDB refused every attempt: an attempt that timed out may
+still land later, so callers undo nothing it could point to (``services/store_writes.py``).
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ import boto3
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+from botocore.exceptions import (ClientError, ConnectionError as BotoConnectionError, ConnectTimeoutError,
+                                 EndpointConnectionError, HTTPClientError)
 from traitlets import Float, Int, Unicode, default
 
 from ..environment import setting
@@ -124,6 +126,7 @@ from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, List
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
+_FAILED_ATTEMPTS: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("failed_attempts", default=None)
 
 TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit", "tokens", "leases", "catalog")
 BLOB_CACHE = "blob-cache"
@@ -140,6 +143,10 @@ MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
 # Error codes that mean "the service could not take the call now", as opposed to "the call is wrong".
 THROTTLED = {"Throttling", "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
              "SlowDown", "TooManyRequestsException", "LimitExceededException"}
+# Answers that say the call was not done (a refusal): an attempt that failed any other way (a timeout, a lost
+# connection, a 5xx) may have been done, or be done later.
+REFUSED = THROTTLED | {"TransactionCanceledException"}
+NOT_CONNECTED = (EndpointConnectionError, ConnectTimeoutError)  # never sent
 UNAVAILABLE = {"InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable",
                "RequestTimeout", "RequestTimeoutException"}
 NONCURRENT_DAYS_DATASETS = 90  # days an overwritten or deleted blob's old version is kept (as the stack has it)
@@ -221,6 +228,8 @@ class AWSStore(Store):
         if self._closed or self._executor is None:
             raise StoreClosedError("The store is closed.")
         context = contextvars.copy_context()  # the thread sees the request's (``request_scope``)
+        failed: list[bool] = []  # per failed attempt of the SDK's (``_attempt_failed``): whether it may have been done
+        context.run(_FAILED_ATTEMPTS.set, failed)
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self._executor, functools.partial(context.run, fn, *args))
@@ -231,8 +240,8 @@ class AWSStore(Store):
             for listener in self.failed:
                 listener(reason)
             log.warning("store_unavailable", call=getattr(fn, "__name__", "call"), reason=reason, error=str(exc))
-            raise StorageUnavailableError(
-                "The data store did not answer in time; try again in a few seconds.") from exc
+            raise StorageUnavailableError("The data store did not answer in time; try again in a few seconds.",
+                                          maybe_done=not failed or any(failed)) from exc
 
     def _table(self, kind: str) -> str:
         return self.table_prefix + kind
@@ -257,11 +266,16 @@ class AWSStore(Store):
 
     def _attempt_failed(self, service: str, response: Any = None, caught_exception: Any = None,
                         **kwargs: Any) -> None:
-        """Tell ``retried`` of an attempt that failed the way the SDK retries (it decides; this only counts)."""
+        """Tell ``retried`` of an attempt that failed the way the SDK retries (it decides; this only counts), and
+        note for ``_run`` whether each failed attempt may have been done (anything but a refusal or no connection)."""
+        code = response[1].get("Error", {}).get("Code") if response is not None else None
         if caught_exception is not None or (response is not None and (
-                response[0].status_code >= 500 or response[1].get("Error", {}).get("Code") in THROTTLED)):
+                response[0].status_code >= 500 or code in THROTTLED)):
             for listener in self.retried:
                 listener(service)
+        failed = _FAILED_ATTEMPTS.get()
+        if failed is not None and (caught_exception is not None or code is not None):
+            failed.append(not isinstance(caught_exception, NOT_CONNECTED) and code not in REFUSED)
 
     def _disconnect(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
         executor.shutdown(wait=True)

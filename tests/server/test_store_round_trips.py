@@ -168,3 +168,18 @@ async def test_a_cache_hit_reads_nothing_from_the_store(start_server, root, shar
     seen = await run(viewer)
     assert {name: n for name, n in seen.items() if not name.endswith((" audit", " users", " tokens"))} == {
         "Query dashboards": 1, "BatchGetItem dashboards": 2, "GetItem shares": 1}, seen  # the card's dashboards
+
+
+async def test_an_upload_reads_its_owners_usage_once(start_server):
+    """An upload's storage quota is checked before its body is read (against its declared size) and again on what
+    arrived, against one reading of what its owner stores: their datasets and every version of them."""
+    api = await start_server("aws")
+    token = await api.login()
+    assert (await upload(api, "a", b"x\n1\n", token)).code == 201
+    await audit.written(api.app.store_instance)
+    calls = counting(api.app.store_instance, tables=True)
+    assert (await upload(api, "b", b"x\n2\n", token)).code == 201
+    made = {name: count for name, count in calls.items() if name.split()[-1] not in ("users", "tokens", "audit")}
+    # the usage (a Query of the owner's datasets, a batch of their heads, one of their versions), the record, its
+    # catalogue entry
+    assert made == {"Query datasets": 1, "BatchGetItem": 2, "TransactWriteItems": 1, "BatchWriteItem": 1}, made

@@ -355,7 +355,7 @@ class DashboardService(LoggingConfigurable):
             dashboard = None
         if isinstance(shares, BaseException):
             raise shares
-        await self.store.delete_dashboard(dashboard_id)
+        await self.store.delete_dashboard(dashboard_id, dashboard)
         for share in shares:
             self._tell_revoked(dashboard_id, share.user_id)
         if dashboard is not None:

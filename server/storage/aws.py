@@ -697,12 +697,16 @@ class AWSStore(Store):
                     self._catalog_current(kind, record_id)
             raise
 
-    async def _delete_versioned(self, kind: Versioned, record_id: str,
-                                *parts: tuple[Callable[..., object], str]) -> list[dict[str, Any]]:
+    async def _delete_versioned(self, kind: Versioned, record_id: str, *parts: tuple[Callable[..., object], str],
+                                head: Card | Dashboard | None = None) -> list[dict[str, Any]]:
         """Delete the head and the items that point at it first, so no version can be added after that; then, at
         once (each in a call of its own), its catalogue entry, its versions and ``parts`` (a method and the record
-        id); return the version items. Cut short, it finishes when repeated."""
-        await self._run(self._delete_head_of, kind, record_id)
+        id); return the version items. Cut short, it finishes when repeated. ``head``: as the caller read it (the
+        fields of the items that point at it never change), else it is read."""
+        if head is None:
+            await self._run(self._delete_head_of, kind, record_id)
+        else:
+            await self._run(self._delete_head, kind, record_id, _index_keys(kind, dataclasses.asdict(head)))
         versions, *_ = await asyncio.gather(self._run(self._delete_versions, kind, record_id),
                                             self._run(self._catalogue.delete, kind.noun, record_id),
                                             *(self._run(method, argument) for method, argument in parts))
@@ -936,8 +940,8 @@ class AWSStore(Store):
         items = await self._run(self._version_items, CARDS, card_id)
         return [_card_version(item) for item in items]
 
-    async def delete_card(self, card_id: str) -> None:
-        await self._delete_versioned(CARDS, card_id)
+    async def delete_card(self, card_id: str, head: Card | None = None) -> None:
+        await self._delete_versioned(CARDS, card_id, head=head)
 
     # dashboards --------------------------------------------------------------
     async def create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
@@ -1055,10 +1059,10 @@ class AWSStore(Store):
         items = await self._run(self._version_items, DASHBOARDS, dashboard_id)
         return [_dashboard_version(item) for item in items]
 
-    async def delete_dashboard(self, dashboard_id: str) -> None:
+    async def delete_dashboard(self, dashboard_id: str, head: Dashboard | None = None) -> None:
         """Once META is gone no share can be granted (``put_share`` checks it), so the shares found after are all."""
         await self._delete_versioned(DASHBOARDS, dashboard_id, (self._unindex_all_cards, dashboard_id),
-                                     (self._delete_shares, dashboard_id))
+                                     (self._delete_shares, dashboard_id), head=head)
 
     def _unindex_all_cards(self, dashboard_id: str) -> None:
         self._unindex_cards(dashboard_id, set())

@@ -183,3 +183,18 @@ async def test_an_upload_reads_its_owners_usage_once(start_server):
     # the usage (a Query of the owner's datasets, a batch of their heads, one of their versions), the record, its
     # catalogue entry
     assert made == {"Query datasets": 1, "BatchGetItem": 2, "TransactWriteItems": 1, "BatchWriteItem": 1}, made
+
+
+async def test_a_delete_reads_its_head_once(start_server):
+    """Deleting a card or a dashboard reads its head once, for the caller's rights and the items that point at it."""
+    api = await start_server("aws")
+    token = await api.login()
+    card = (await api.fetch("POST", "/api/cards", token=token, json_body=CARD)).json()
+    dashboard = (await api.fetch("POST", "/api/dashboards", token=token, json_body=document(cards=TILE))).json()
+    await audit.written(api.app.store_instance)
+    calls = counting(api.app.store_instance, tables=True)
+    for path, table in ((f"/api/cards/{card['id']}", "cards"), (f"/api/dashboards/{dashboard['id']}", "dashboards")):
+        await audit.written(api.app.store_instance)
+        calls.clear()
+        assert (await api.fetch("DELETE", path, token=token)).code == 204
+        assert calls[f"GetItem {table}"] == 1, dict(calls)

@@ -126,6 +126,7 @@ from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, List
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
+Entry = concurrent.futures.Future[tuple[CatalogEntry, dict[str, Any]] | None]  # a catalogue entry read ahead
 _FAILED_ATTEMPTS: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("failed_attempts", default=None)
 
 TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit", "tokens", "leases", "catalog")
@@ -731,10 +732,10 @@ class AWSStore(Store):
         # A failed index condition means another call deleted the items already.
 
     def _add_version(self, kind: Versioned, record_id: str, number: int, created_at: str,
-                     expected_current: int, fields: dict[str, Any]) -> None:
-        """Make ``number`` current if the head is at ``expected_current``, and put its item: at once. A
-        transaction that met another one on the head (two saves at once) is tried again, so that the loser
-        learns the winner's version."""
+                     expected_current: int, fields: dict[str, Any], entry: Entry | None = None) -> None:
+        """Make ``number`` current if the head is at ``expected_current``, and put its item: at once; then its
+        catalogue entry (the old one as ``_entry_ahead`` read it). A transaction that met another one on the head
+        (two saves at once) is tried again, so that the loser learns the winner's version."""
         kind.check_follows(number, expected_current)
         for attempt in range(CONFLICT_ATTEMPTS):
             if attempt:
@@ -752,7 +753,7 @@ class AWSStore(Store):
                 _put_new(self._table(kind.table), _version_key(kind, record_id, number), fields),
             ])
             if not reasons:
-                self._catalog_saved(kind, record_id, fields)
+                self._catalog_saved(kind, record_id, fields, entry)
                 return
             head = reasons[0]
             if "Item" in head:
@@ -830,8 +831,8 @@ class AWSStore(Store):
         self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), new=True)
 
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
-        await self._run(self._add_version, DATASETS, version.dataset_id, version.version,
-                        version.created_at, expected_current, _dataset_version_fields(version))
+        await self._run(self._add_version, DATASETS, version.dataset_id, version.version, version.created_at,
+                        expected_current, _dataset_version_fields(version), self._entry_ahead(DATASETS, version.dataset_id))
 
     async def get_dataset(self, dataset_id: str) -> Dataset | None:
         item = await self._run(self._get, "datasets", _meta_key(DATASETS, dataset_id))
@@ -914,8 +915,8 @@ class AWSStore(Store):
         self._catalogue.write(card_entry(card, version), dataclasses.asdict(card), new=True)
 
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
-        await self._run(self._add_version, CARDS, version.card_id, version.version,
-                        version.created_at, expected_current, _card_version_fields(version))
+        await self._run(self._add_version, CARDS, version.card_id, version.version, version.created_at,
+                        expected_current, _card_version_fields(version), self._entry_ahead(CARDS, version.card_id))
 
     async def get_card(self, card_id: str) -> Card | None:
         item = await self._run(self._get, "cards", _meta_key(CARDS, card_id))
@@ -958,13 +959,14 @@ class AWSStore(Store):
         self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard), new=True)
 
     async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
-        await self._run(self._add_dashboard_version, version, expected_current)
+        await self._run(self._add_dashboard_version, version, expected_current,
+                        self._entry_ahead(DASHBOARDS, version.dashboard_id))
 
-    def _add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
+    def _add_dashboard_version(self, version: DashboardVersion, expected_current: int, entry: Entry | None) -> None:
         self._index_cards(version)
         self._index_refresh(version)
         self._add_version(DASHBOARDS, version.dashboard_id, version.version, version.created_at, expected_current,
-                          _dashboard_version_fields(version))
+                          _dashboard_version_fields(version), entry)
         self._unindex_cards(version.dashboard_id, card_ids(version.document))
         if refresh_seconds(version.document) is None:
             self._delete("dashboards", _refresh_key(version.dashboard_id))
@@ -1167,10 +1169,22 @@ class AWSStore(Store):
         if version is not None:
             self._catalog_write(kind, _plain(item), version)
 
-    def _catalog_saved(self, kind: Versioned, record_id: str, fields: dict[str, Any]) -> None:
+    def _entry_ahead(self, kind: Versioned, record_id: str) -> Entry | None:
+        """The record's catalogue entry, read on the pool from now: at the same time as the save queued after it
+        (the pool is first in, first out: the save never waits for a read that has no thread), for the entry's
+        write after the save. None if the store is closed (the save fails)."""
+        if self._closed or self._executor is None:
+            return None
+        return self._executor.submit(contextvars.copy_context().run, self._catalogue.entry, kind.noun, record_id)
+
+    def _catalog_saved(self, kind: Versioned, record_id: str, fields: dict[str, Any], entry: Entry | None) -> None:
         """Write the catalogue entry of a record just given the version of ``fields``: its head as the entry
-        last recorded it, at that version (one read); from the record itself if it has no entry."""
-        old = self._catalogue.entry(kind.noun, record_id)
+        last recorded it (as read ahead by ``entry``, else now), at that version; from the record itself if it
+        has no entry."""
+        try:
+            old = entry.result() if entry is not None else self._catalogue.entry(kind.noun, record_id)
+        except (ClientError, BotoConnectionError, HTTPClientError):  # the read ahead failed: read it again
+            old = self._catalogue.entry(kind.noun, record_id)
         if old is None:
             self._catalog_current(kind, record_id)
             return

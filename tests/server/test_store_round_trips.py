@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import Any
 
 import pytest
@@ -198,3 +199,47 @@ async def test_a_delete_reads_its_head_once(start_server):
         calls.clear()
         assert (await api.fetch("DELETE", path, token=token)).code == 204
         assert calls[f"GetItem {table}"] == 1, dict(calls)
+
+
+class SequentialCalls:
+    """The longest chain of DynamoDB calls made one after another from now on (calls that overlap in time are in
+    parallel; a botocore event hook on each call's start and end)."""
+
+    def __init__(self, store: Any):
+        self.spans: list[tuple[float, float, str]] = []
+        self.started: dict[int, tuple[float, str]] = {}
+        events = store._dynamodb.meta.events
+        events.register("before-call", self.start)
+        events.register("after-call", self.end)
+
+    def start(self, model: Any, context: Any = None, **kwargs: Any) -> None:
+        self.started[id(context)] = (time.monotonic(), model.name)
+
+    def end(self, model: Any, context: Any = None, **kwargs: Any) -> None:
+        began, name = self.started.pop(id(context))
+        self.spans.append((began, time.monotonic(), name))
+
+    def chain(self) -> list[str]:
+        """The calls of the longest chain, in order: each starts after the one before it ended."""
+        longest: dict[int, list[str]] = {}
+        spans = sorted(self.spans)
+        for i, (began, _, name) in enumerate(spans):
+            before = [longest[j] for j, (_, ended, _) in enumerate(spans[:i]) if ended <= began]
+            longest[i] = max(before, key=len, default=[]) + [name]
+        return max(longest.values(), key=len, default=[])
+
+
+async def test_a_save_reads_its_catalogue_entry_beside_its_transaction(start_server):
+    """Saving a card reads its catalogue entry (for the list items its new title no longer has) at the same time
+    as its transaction, not after it: the card, the transaction, the entry's write."""
+    api = await start_server("aws")
+    token = await api.login()
+    card = (await api.fetch("POST", "/api/cards", token=token, json_body=CARD)).json()
+    await api.fetch("GET", f"/api/cards/{card['id']}", token=token)  # the card kept in the task's memory
+    await audit.written(api.app.store_instance)
+    calls = SequentialCalls(api.app.store_instance)
+    saved = await api.fetch("PUT", f"/api/cards/{card['id']}", token=token, json_body={**CARD, "title": "新"},
+                            headers={"If-Match": '"1"'})
+    assert saved.code == 200, saved.body
+    chain = [name for name in calls.chain() if name != "PutItem"]  # the audit event, after the answer
+    assert len(chain) == 3 and chain[-1] == "BatchWriteItem", chain  # the entry's read beside the transaction

@@ -150,10 +150,15 @@ class ServiceUnavailableError(BIError):
 class StorageUnavailableError(BIError):
     """The store did not answer after its retries (throttling, 5xx, a lost connection, a timeout).
 
-    The outcome of a write that fails so is unknown: it may have been saved. Services read back
-    before they undo anything (``services/store_writes.py``)."""
+    The outcome of a write that fails so is unknown (``maybe_done``) unless the store refused every attempt
+    (throttled it, or no connection was made): it may have been saved, or be saved later by an attempt still on
+    its way. Services undo nothing it could point to then (``services/store_writes.py``)."""
 
     code = "storage_unavailable"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None, *, maybe_done: bool = True):
+        super().__init__(message, details)
+        self.maybe_done = maybe_done
 
 
 class StoreClosedError(BIError):

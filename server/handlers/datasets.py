@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import BIError, InvalidRequestError
 from ..limits import QUERY_INTEGER_MAX
 from ..models import Dataset, DatasetVersion
+from ..services.datasets import Usage
 from ..paging import NEWEST
 from .authors import with_author_names
 from .base import APIHandler, idempotent, megabytes
@@ -36,6 +37,7 @@ class UploadHandler(APIHandler):
     """A handler whose POST body is a CSV, written to a temporary file as it streams in."""
 
     sink: UploadSink | None = None
+    usage: Usage | None = None  # what the upload's owner stores, as read to refuse it unread
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -43,7 +45,7 @@ class UploadHandler(APIHandler):
             return
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit():  # refused unread when it cannot fit (the service checks again what arrived)
-            await self.datasets.check_quota(await self.upload_owner(), int(declared))
+            self.usage = await self.datasets.check_quota(await self.upload_owner(), int(declared))
         self.sink = UploadSink(self.datasets.new_upload_path(),
                                self.request.headers.get("Content-Type", ""), self.datasets.max_upload_bytes)
 
@@ -115,7 +117,7 @@ class DatasetsHandler(UploadHandler):
         if not name:
             raise InvalidRequestError("Give the dataset a name: ?name=sales.", {"field": "name"})
         dataset, version, result = await self.datasets.create(
-            self.user, name, sink.path, self.upload_option("encoding"), self.upload_option("delimiter"))
+            self.user, name, sink.path, self.upload_option("encoding"), self.upload_option("delimiter"), self.usage)
         self.write_upload_result(dataset, version, result, 201)
 
 
@@ -138,7 +140,8 @@ class DatasetVersionsHandler(UploadHandler):
         assert self.user is not None
         sink = self.finish_upload()
         dataset, version, result = await self.datasets.add_version(
-            self.user, dataset_id, sink.path, self.upload_option("encoding"), self.upload_option("delimiter"))
+            self.user, dataset_id, sink.path, self.upload_option("encoding"), self.upload_option("delimiter"),
+            self.usage)
         self.write_upload_result(dataset, version, result, 201)
 
 

@@ -135,7 +135,7 @@ class CardService(LoggingConfigurable):
                 await self.store.delete_card(card_id)
             return
         async with self.records.changing("card", card.id):
-            await self.store.delete_card(card.id)
+            await self.store.delete_card(card.id, card)
         await record(self.store, "card_deleted", card_id=card.id, owner_id=card.owner_id, user_id=user.id)
 
     async def _created(self, user: User, card_id: str) -> tuple[Card, CardVersion] | None:

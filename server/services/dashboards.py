@@ -37,7 +37,7 @@ from ..storage.catalog import DASHBOARD, CatalogueGap, Listed
 from .cards import RANK, Access, CardService
 from .datasets import DatasetService, may_read
 from .idempotency import mark, new_id, own_edit, replayed
-from .store_writes import settle
+from .store_writes import known_not_done, settle
 
 Tiles = dict[str, tuple[Card, CardVersion]]  # a dashboard's cards and their current versions, by card id
 
@@ -296,8 +296,9 @@ class DashboardService(LoggingConfigurable):
             document = {**document, "uid": uuid.uuid4().hex, "title": title or document["title"],
                         "cards": [{"key": entry["key"], "card": copies[entry["card"]]} for entry in document["cards"]]}
             dashboard, copied = await self.create(user, document)
-        except BIError:
-            await self._drop_cards(list(copies.values()))
+        except BIError as exc:
+            if known_not_done(exc):  # else the dashboard may land later, pointing at the copies
+                await self._drop_cards(list(copies.values()))
             raise
         await record(self.store, "dashboard_duplicated", dashboard_id=dashboard.id, source_id=dashboard_id,
                      user_id=user.id)
@@ -354,7 +355,7 @@ class DashboardService(LoggingConfigurable):
             dashboard = None
         if isinstance(shares, BaseException):
             raise shares
-        await self.store.delete_dashboard(dashboard_id)
+        await self.store.delete_dashboard(dashboard_id, dashboard)
         for share in shares:
             self._tell_revoked(dashboard_id, share.user_id)
         if dashboard is not None:

@@ -4,10 +4,10 @@
 the card version that runs (``services/card_runs.py``): sharing a card never shares its datasets.
 
 An upload arrives as a temporary file. It is converted to Parquet in a worker
-thread, the Parquet blob is stored, then the record that points to it; when the
-record is known not to be stored the blob is removed (``store_writes.settle``), and
-the temporary files are always deleted. What a crash or a kill left in the temporary
-directory is swept at start and stop.
+thread, the Parquet blob is stored, then the record that points to it; only when the
+record is known never to be stored (the store refused it) is the blob removed; a record whose
+write may still land keeps it (``store_writes.settle``). The temporary files are always
+deleted; what a crash or a kill left in the temporary directory is swept at start and stop.
 
 A deletion removes the records, then the blobs (every one under the dataset's prefix); one cut
 short finishes when repeated, as deleting a dataset that is gone does.
@@ -120,11 +120,12 @@ class DatasetService(LoggingConfigurable):
             log.info("upload_files_swept", count=len(removed), tmp_dir=str(self.tmp_dir))
 
     # writes ------------------------------------------------------------------
-    async def create(self, owner: User, name: str, upload: Path, encoding: str | None,
-                     delimiter: str | None) -> tuple[Dataset, DatasetVersion, ImportResult]:
+    async def create(self, owner: User, name: str, upload: Path, encoding: str | None, delimiter: str | None,
+                     usage: Usage | None = None) -> tuple[Dataset, DatasetVersion, ImportResult]:
+        """A new dataset of ``owner``'s from ``upload``, within their quota (their ``usage``, if read already)."""
         name = validate_name(name)
         dataset_id = new_id("dataset")
-        usage = await self.usage(owner.id)
+        usage = usage if usage is not None else await self.usage(owner.id)
         named = [dataset for _, _, dataset in usage if dataset.name == name]
         first = await self._own(named[0], 1) if named and named[0].id == dataset_id else None
         if named and first is None:
@@ -144,12 +145,14 @@ class DatasetService(LoggingConfigurable):
         return dataset, version, result
 
     async def add_version(self, user: User, dataset_id: str, upload: Path, encoding: str | None,
-                          delimiter: str | None) -> tuple[Dataset, DatasetVersion, ImportResult]:
+                          delimiter: str | None, usage: Usage | None = None) -> tuple[Dataset, DatasetVersion,
+                                                                                      ImportResult]:
+        """A new version of the dataset from ``upload``, within its owner's quota (their ``usage``, if read)."""
         dataset = await self.get_visible(user, dataset_id)
         first = await self._own(dataset, dataset.current_version) if replayed() else None
         number = first.version if first else dataset.current_version + 1
         version, result = await self._import(dataset.id, number, user, dataset.owner_id, upload, encoding, delimiter,
-                                             first)
+                                             first, usage)
         async with self.records.changing("dataset", dataset.id):  # before new-data runs read it
             if first is None:
                 await self._commit(version, self.store.add_dataset_version(version, dataset.current_version))
@@ -266,7 +269,7 @@ class DatasetService(LoggingConfigurable):
             {"used": used, "limit": limit, "adding": adding, "largest": largest})
 
     async def _commit(self, version: DatasetVersion, write: Any) -> None:
-        """Await the record write; once it is known to have failed, remove the blob it would have pointed to."""
+        """Await the record write; once it is known never to land, remove the blob it would have pointed to."""
         async def landed() -> bool:
             stored = await self.store.get_dataset_version(version.dataset_id, version.version)
             return stored is not None and stored.blob_key == version.blob_key

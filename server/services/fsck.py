@@ -15,7 +15,8 @@ worse happened:
 - ``headless``: versions (or shares) of a dataset, card or dashboard whose head is gone (a deletion
   cut short). Repair finishes the deletion.
 - ``unlisted``: a dataset, card or dashboard missing from the lists, or listed as it was before its last
-  change (its catalogue entry was not written after its record); ``listed_orphan``: list entries of a
+  change (its catalogue entry was not written after its record, or the record landed late: a write whose
+  attempts timed out can commit after the service answered 503); ``listed_orphan``: list entries of a
   record that is gone. Repair writes the entry from the record as it is now, or deletes it.
 """
 

@@ -77,7 +77,8 @@ All boto3 calls run on a thread pool; the clients are thread-safe and retry
 with botocore's standard mode. DynamoDB gets short timeouts of its own (its calls are small: a
 slow one is better retried), S3 the long ones that blobs need. A call that still fails
 (throttling, 5xx, a lost connection, a timeout) raises ``StorageUnavailableError``, whose outcome
-is unknown for a write: callers read back before they undo anything.
+is unknown for a write (``maybe_done``) unless DynamoDB refused every attempt: an attempt that timed out may
+still land later, so callers undo nothing it could point to (``services/store_writes.py``).
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ import boto3
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+from botocore.exceptions import (ClientError, ConnectionError as BotoConnectionError, ConnectTimeoutError,
+                                 EndpointConnectionError, HTTPClientError)
 from traitlets import Float, Int, Unicode, default
 
 from ..environment import setting
@@ -124,6 +126,8 @@ from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, List
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
 T = TypeVar("T")
+Entry = concurrent.futures.Future[tuple[CatalogEntry, dict[str, Any]] | None]  # a catalogue entry read ahead
+_FAILED_ATTEMPTS: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("failed_attempts", default=None)
 
 TABLES = ("users", "datasets", "cards", "dashboards", "shares", "cache", "audit", "tokens", "leases", "catalog")
 BLOB_CACHE = "blob-cache"
@@ -140,6 +144,10 @@ MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
 # Error codes that mean "the service could not take the call now", as opposed to "the call is wrong".
 THROTTLED = {"Throttling", "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
              "SlowDown", "TooManyRequestsException", "LimitExceededException"}
+# Answers that say the call was not done (a refusal): an attempt that failed any other way (a timeout, a lost
+# connection, a 5xx) may have been done, or be done later.
+REFUSED = THROTTLED | {"TransactionCanceledException"}
+NOT_CONNECTED = (EndpointConnectionError, ConnectTimeoutError)  # never sent
 UNAVAILABLE = {"InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable",
                "RequestTimeout", "RequestTimeoutException"}
 NONCURRENT_DAYS_DATASETS = 90  # days an overwritten or deleted blob's old version is kept (as the stack has it)
@@ -221,6 +229,8 @@ class AWSStore(Store):
         if self._closed or self._executor is None:
             raise StoreClosedError("The store is closed.")
         context = contextvars.copy_context()  # the thread sees the request's (``request_scope``)
+        failed: list[bool] = []  # per failed attempt of the SDK's (``_attempt_failed``): whether it may have been done
+        context.run(_FAILED_ATTEMPTS.set, failed)
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self._executor, functools.partial(context.run, fn, *args))
@@ -231,8 +241,8 @@ class AWSStore(Store):
             for listener in self.failed:
                 listener(reason)
             log.warning("store_unavailable", call=getattr(fn, "__name__", "call"), reason=reason, error=str(exc))
-            raise StorageUnavailableError(
-                "The data store did not answer in time; try again in a few seconds.") from exc
+            raise StorageUnavailableError("The data store did not answer in time; try again in a few seconds.",
+                                          maybe_done=not failed or any(failed)) from exc
 
     def _table(self, kind: str) -> str:
         return self.table_prefix + kind
@@ -257,11 +267,16 @@ class AWSStore(Store):
 
     def _attempt_failed(self, service: str, response: Any = None, caught_exception: Any = None,
                         **kwargs: Any) -> None:
-        """Tell ``retried`` of an attempt that failed the way the SDK retries (it decides; this only counts)."""
+        """Tell ``retried`` of an attempt that failed the way the SDK retries (it decides; this only counts), and
+        note for ``_run`` whether each failed attempt may have been done (anything but a refusal or no connection)."""
+        code = response[1].get("Error", {}).get("Code") if response is not None else None
         if caught_exception is not None or (response is not None and (
-                response[0].status_code >= 500 or response[1].get("Error", {}).get("Code") in THROTTLED)):
+                response[0].status_code >= 500 or code in THROTTLED)):
             for listener in self.retried:
                 listener(service)
+        failed = _FAILED_ATTEMPTS.get()
+        if failed is not None and (caught_exception is not None or code is not None):
+            failed.append(not isinstance(caught_exception, NOT_CONNECTED) and code not in REFUSED)
 
     def _disconnect(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
         executor.shutdown(wait=True)
@@ -695,12 +710,16 @@ class AWSStore(Store):
                     self._catalog_current(kind, record_id)
             raise
 
-    async def _delete_versioned(self, kind: Versioned, record_id: str,
-                                *parts: tuple[Callable[..., object], str]) -> list[dict[str, Any]]:
+    async def _delete_versioned(self, kind: Versioned, record_id: str, *parts: tuple[Callable[..., object], str],
+                                head: Card | Dashboard | None = None) -> list[dict[str, Any]]:
         """Delete the head and the items that point at it first, so no version can be added after that; then, at
         once (each in a call of its own), its catalogue entry, its versions and ``parts`` (a method and the record
-        id); return the version items. Cut short, it finishes when repeated."""
-        await self._run(self._delete_head_of, kind, record_id)
+        id); return the version items. Cut short, it finishes when repeated. ``head``: as the caller read it (the
+        fields of the items that point at it never change), else it is read."""
+        if head is None:
+            await self._run(self._delete_head_of, kind, record_id)
+        else:
+            await self._run(self._delete_head, kind, record_id, _index_keys(kind, dataclasses.asdict(head)))
         versions, *_ = await asyncio.gather(self._run(self._delete_versions, kind, record_id),
                                             self._run(self._catalogue.delete, kind.noun, record_id),
                                             *(self._run(method, argument) for method, argument in parts))
@@ -725,10 +744,10 @@ class AWSStore(Store):
         # A failed index condition means another call deleted the items already.
 
     def _add_version(self, kind: Versioned, record_id: str, number: int, created_at: str,
-                     expected_current: int, fields: dict[str, Any]) -> None:
-        """Make ``number`` current if the head is at ``expected_current``, and put its item: at once. A
-        transaction that met another one on the head (two saves at once) is tried again, so that the loser
-        learns the winner's version."""
+                     expected_current: int, fields: dict[str, Any], entry: Entry | None = None) -> None:
+        """Make ``number`` current if the head is at ``expected_current``, and put its item: at once; then its
+        catalogue entry (the old one as ``_entry_ahead`` read it). A transaction that met another one on the head
+        (two saves at once) is tried again, so that the loser learns the winner's version."""
         kind.check_follows(number, expected_current)
         for attempt in range(CONFLICT_ATTEMPTS):
             if attempt:
@@ -746,7 +765,7 @@ class AWSStore(Store):
                 _put_new(self._table(kind.table), _version_key(kind, record_id, number), fields),
             ])
             if not reasons:
-                self._catalog_saved(kind, record_id, fields)
+                self._catalog_saved(kind, record_id, fields, entry)
                 return
             head = reasons[0]
             if "Item" in head:
@@ -824,8 +843,8 @@ class AWSStore(Store):
         self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), new=True)
 
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
-        await self._run(self._add_version, DATASETS, version.dataset_id, version.version,
-                        version.created_at, expected_current, _dataset_version_fields(version))
+        await self._run(self._add_version, DATASETS, version.dataset_id, version.version, version.created_at,
+                        expected_current, _dataset_version_fields(version), self._entry_ahead(DATASETS, version.dataset_id))
 
     async def get_dataset(self, dataset_id: str) -> Dataset | None:
         item = await self._run(self._get, "datasets", _meta_key(DATASETS, dataset_id))
@@ -908,8 +927,8 @@ class AWSStore(Store):
         self._catalogue.write(card_entry(card, version), dataclasses.asdict(card), new=True)
 
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
-        await self._run(self._add_version, CARDS, version.card_id, version.version,
-                        version.created_at, expected_current, _card_version_fields(version))
+        await self._run(self._add_version, CARDS, version.card_id, version.version, version.created_at,
+                        expected_current, _card_version_fields(version), self._entry_ahead(CARDS, version.card_id))
 
     async def get_card(self, card_id: str) -> Card | None:
         item = await self._run(self._get, "cards", _meta_key(CARDS, card_id))
@@ -934,8 +953,8 @@ class AWSStore(Store):
         items = await self._run(self._version_items, CARDS, card_id)
         return [_card_version(item) for item in items]
 
-    async def delete_card(self, card_id: str) -> None:
-        await self._delete_versioned(CARDS, card_id)
+    async def delete_card(self, card_id: str, head: Card | None = None) -> None:
+        await self._delete_versioned(CARDS, card_id, head=head)
 
     # dashboards --------------------------------------------------------------
     async def create_dashboard(self, dashboard: Dashboard, version: DashboardVersion) -> None:
@@ -952,13 +971,14 @@ class AWSStore(Store):
         self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard), new=True)
 
     async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
-        await self._run(self._add_dashboard_version, version, expected_current)
+        await self._run(self._add_dashboard_version, version, expected_current,
+                        self._entry_ahead(DASHBOARDS, version.dashboard_id))
 
-    def _add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
+    def _add_dashboard_version(self, version: DashboardVersion, expected_current: int, entry: Entry | None) -> None:
         self._index_cards(version)
         self._index_refresh(version)
         self._add_version(DASHBOARDS, version.dashboard_id, version.version, version.created_at, expected_current,
-                          _dashboard_version_fields(version))
+                          _dashboard_version_fields(version), entry)
         self._unindex_cards(version.dashboard_id, card_ids(version.document))
         if refresh_seconds(version.document) is None:
             self._delete("dashboards", _refresh_key(version.dashboard_id))
@@ -1053,10 +1073,10 @@ class AWSStore(Store):
         items = await self._run(self._version_items, DASHBOARDS, dashboard_id)
         return [_dashboard_version(item) for item in items]
 
-    async def delete_dashboard(self, dashboard_id: str) -> None:
+    async def delete_dashboard(self, dashboard_id: str, head: Dashboard | None = None) -> None:
         """Once META is gone no share can be granted (``put_share`` checks it), so the shares found after are all."""
         await self._delete_versioned(DASHBOARDS, dashboard_id, (self._unindex_all_cards, dashboard_id),
-                                     (self._delete_shares, dashboard_id))
+                                     (self._delete_shares, dashboard_id), head=head)
 
     def _unindex_all_cards(self, dashboard_id: str) -> None:
         self._unindex_cards(dashboard_id, set())
@@ -1161,10 +1181,22 @@ class AWSStore(Store):
         if version is not None:
             self._catalog_write(kind, _plain(item), version)
 
-    def _catalog_saved(self, kind: Versioned, record_id: str, fields: dict[str, Any]) -> None:
+    def _entry_ahead(self, kind: Versioned, record_id: str) -> Entry | None:
+        """The record's catalogue entry, read on the pool from now: at the same time as the save queued after it
+        (the pool is first in, first out: the save never waits for a read that has no thread), for the entry's
+        write after the save. None if the store is closed (the save fails)."""
+        if self._closed or self._executor is None:
+            return None
+        return self._executor.submit(contextvars.copy_context().run, self._catalogue.entry, kind.noun, record_id)
+
+    def _catalog_saved(self, kind: Versioned, record_id: str, fields: dict[str, Any], entry: Entry | None) -> None:
         """Write the catalogue entry of a record just given the version of ``fields``: its head as the entry
-        last recorded it, at that version (one read); from the record itself if it has no entry."""
-        old = self._catalogue.entry(kind.noun, record_id)
+        last recorded it (as read ahead by ``entry``, else now), at that version; from the record itself if it
+        has no entry."""
+        try:
+            old = entry.result() if entry is not None else self._catalogue.entry(kind.noun, record_id)
+        except (ClientError, BotoConnectionError, HTTPClientError):  # the read ahead failed: read it again
+            old = self._catalogue.entry(kind.noun, record_id)
         if old is None:
             self._catalog_current(kind, record_id)
             return

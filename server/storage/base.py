@@ -257,8 +257,9 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         """Versions of a card, oldest first."""
 
     @abc.abstractmethod
-    async def delete_card(self, card_id: str) -> None:
-        """Delete the card and its versions; a missing card is not an error."""
+    async def delete_card(self, card_id: str, head: Card | None = None) -> None:
+        """Delete the card and its versions; a missing card is not an error. ``head``: the card as the caller read
+        it (what points at it, its owner, never changes), so that it is not read again."""
 
     # dashboards ----------------------------------------------------------------
     @abc.abstractmethod
@@ -323,8 +324,9 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
         """Versions of a dashboard, oldest first."""
 
     @abc.abstractmethod
-    async def delete_dashboard(self, dashboard_id: str) -> None:
-        """Delete the dashboard, its versions and its shares; a missing one is not an error."""
+    async def delete_dashboard(self, dashboard_id: str, head: Dashboard | None = None) -> None:
+        """Delete the dashboard, its versions and its shares; a missing one is not an error. ``head``: as for
+        ``delete_card`` (its owner and uid never change)."""
 
     # shares --------------------------------------------------------------------
     @abc.abstractmethod

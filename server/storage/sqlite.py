@@ -681,7 +681,7 @@ class SQLiteStore(Store):
     async def list_card_versions(self, card_id: str) -> list[CardVersion]:
         return [_card_version(row) for row in await self._versions(CARDS, card_id)]
 
-    async def delete_card(self, card_id: str) -> None:
+    async def delete_card(self, card_id: str, head: Card | None = None) -> None:
         await self._run(self._transaction, [*_catalog_delete(CARD, card_id),
                                             ("DELETE FROM cards WHERE id = ?", (card_id,))])
 
@@ -739,7 +739,7 @@ class SQLiteStore(Store):
     async def list_dashboard_versions(self, dashboard_id: str) -> list[DashboardVersion]:
         return [_dashboard_version(row) for row in await self._versions(DASHBOARDS, dashboard_id)]
 
-    async def delete_dashboard(self, dashboard_id: str) -> None:
+    async def delete_dashboard(self, dashboard_id: str, head: Dashboard | None = None) -> None:
         await self._run(self._transaction, [*_catalog_delete(DASHBOARD, dashboard_id),
                                             ("DELETE FROM dashboards WHERE id = ?", (dashboard_id,))])
 

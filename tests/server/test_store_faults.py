@@ -7,6 +7,7 @@ outlasts botocore's retries, and the service sees the failure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -14,7 +15,10 @@ import boto3
 from structlog.testing import capture_logs
 import pytest
 
-from ..fault_proxy import RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, FaultProxy, dynamodb, s3
+from server.services import audit
+from server.services.fsck import fsck
+
+from ..fault_proxy import RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, FaultProxy, Latency, dynamodb, s3
 from .test_datasets import upload
 from .test_dashboards import document
 from .test_sessions import root  # noqa: F401 - fixture
@@ -95,6 +99,28 @@ async def test_r1b_new_version_whose_commit_answer_was_lost_keeps_its_parquet(fa
     assert preview.code == 200, preview.body
     assert preview.json()["version"] == 2 and preview.json()["rows"] == [["札幌", 30]]
     assert added.code == 201, added.body
+
+
+async def test_an_upload_whose_transaction_lands_after_every_timeout_keeps_its_parquet(faulty_server, faults):
+    """Every attempt of a dataset upload's transaction is delayed past its read timeout, and the read back
+    after them finds nothing (503); the attempts land later. The Parquet blob is not deleted: the record that
+    lands points at it, and ``bi fsck --repair`` lists it."""
+    delay = 2.0
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5)
+    token = await api.login()
+    faults.inject(Latency(delay), dynamodb("TransactWriteItems"), times=ATTEMPTS)
+    lost = await api.fetch("POST", "/api/datasets?name=売上", body=CSV, token=token,
+                           headers={"Content-Type": "text/csv"})
+    await asyncio.sleep(delay + 0.5)  # the delayed attempts land
+    faults.clear()
+    assert lost.code == 503 and lost.error_code == "storage_unavailable", lost.body
+    store = api.app.store_instance
+    problems = await fsck(store, repair=True)
+    assert {p.kind for p in problems} <= {"unlisted"} and all(p.repaired for p in problems), problems
+    [dataset] = (await api.fetch("GET", "/api/datasets", token=token)).json()["datasets"]
+    preview = await api.fetch("GET", f"/api/datasets/{dataset['id']}/preview", token=token)
+    assert preview.code == 200 and preview.json()["rows"] == [["東京", 10], ["大阪", 20]], preview.body
+    assert await fsck(store) == []
 
 
 async def test_r2_output_whose_table_did_not_reach_s3_is_not_cached(faulty_server, faults, root,  # noqa: F811
@@ -204,6 +230,7 @@ async def test_an_outage_answers_503_logs_one_line_and_shows_in_ready_and_metric
     token = "scrape-" + "s" * 32
     api = await faulty_server(ServeApp__metrics_token=token)
     me = await api.login()
+    await audit.written(api.app.store_instance)  # the sign-in's event, written after its answer, is not in the outage
     faults.outage()
     with capture_logs() as logs:
         read = await api.fetch("GET", "/api/cards", token=me)

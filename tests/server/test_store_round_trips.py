@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import Any
 
 import pytest
@@ -177,3 +178,77 @@ async def test_a_cache_hit_reads_nothing_from_the_store(start_server, root, shar
     seen = await run(viewer, tile)  # the dashboard's record and shares (rights); its version is kept
     assert {name: n for name, n in seen.items() if not name.endswith((" audit", " users", " tokens"))} == {
         "GetItem dashboards": 1, "Query shares": 1}, seen
+
+
+async def test_an_upload_reads_its_owners_usage_once(start_server):
+    """An upload's storage quota is checked before its body is read (against its declared size) and again on what
+    arrived, against one reading of what its owner stores: their datasets and every version of them."""
+    api = await start_server("aws")
+    token = await api.login()
+    assert (await upload(api, "a", b"x\n1\n", token)).code == 201
+    await audit.written(api.app.store_instance)
+    calls = counting(api.app.store_instance, tables=True)
+    assert (await upload(api, "b", b"x\n2\n", token)).code == 201
+    made = {name: count for name, count in calls.items() if name.split()[-1] not in ("users", "tokens", "audit")}
+    # the usage (a Query of the owner's datasets, a batch of their heads, one of their versions), the record, its
+    # catalogue entry
+    assert made == {"Query datasets": 1, "BatchGetItem": 2, "TransactWriteItems": 1, "BatchWriteItem": 1}, made
+
+
+async def test_a_delete_reads_its_head_once(start_server):
+    """Deleting a card or a dashboard reads its head once, for the caller's rights and the items that point at it."""
+    api = await start_server("aws")
+    token = await api.login()
+    card = (await api.fetch("POST", "/api/cards", token=token, json_body=CARD)).json()
+    dashboard = (await api.fetch("POST", "/api/dashboards", token=token, json_body=document(cards=TILE))).json()
+    await audit.written(api.app.store_instance)
+    calls = counting(api.app.store_instance, tables=True)
+    for path, table in ((f"/api/cards/{card['id']}", "cards"), (f"/api/dashboards/{dashboard['id']}", "dashboards")):
+        await audit.written(api.app.store_instance)
+        calls.clear()
+        assert (await api.fetch("DELETE", path, token=token)).code == 204
+        assert calls[f"GetItem {table}"] == 1, dict(calls)
+
+
+class SequentialCalls:
+    """The longest chain of DynamoDB calls made one after another from now on (calls that overlap in time are in
+    parallel; a botocore event hook on each call's start and end)."""
+
+    def __init__(self, store: Any):
+        self.spans: list[tuple[float, float, str]] = []
+        self.started: dict[int, tuple[float, str]] = {}
+        events = store._dynamodb.meta.events
+        events.register("before-call", self.start)
+        events.register("after-call", self.end)
+
+    def start(self, model: Any, context: Any = None, **kwargs: Any) -> None:
+        self.started[id(context)] = (time.monotonic(), model.name)
+
+    def end(self, model: Any, context: Any = None, **kwargs: Any) -> None:
+        began, name = self.started.pop(id(context))
+        self.spans.append((began, time.monotonic(), name))
+
+    def chain(self) -> list[str]:
+        """The calls of the longest chain, in order: each starts after the one before it ended."""
+        longest: dict[int, list[str]] = {}
+        spans = sorted(self.spans)
+        for i, (began, _, name) in enumerate(spans):
+            before = [longest[j] for j, (_, ended, _) in enumerate(spans[:i]) if ended <= began]
+            longest[i] = max(before, key=len, default=[]) + [name]
+        return max(longest.values(), key=len, default=[])
+
+
+async def test_a_save_reads_its_catalogue_entry_beside_its_transaction(start_server):
+    """Saving a card reads its catalogue entry (for the list items its new title no longer has) at the same time
+    as its transaction, not after it: the card, the transaction, the entry's write."""
+    api = await start_server("aws")
+    token = await api.login()
+    card = (await api.fetch("POST", "/api/cards", token=token, json_body=CARD)).json()
+    await api.fetch("GET", f"/api/cards/{card['id']}", token=token)  # the card kept in the task's memory
+    await audit.written(api.app.store_instance)
+    calls = SequentialCalls(api.app.store_instance)
+    saved = await api.fetch("PUT", f"/api/cards/{card['id']}", token=token, json_body={**CARD, "title": "新"},
+                            headers={"If-Match": '"1"'})
+    assert saved.code == 200, saved.body
+    chain = [name for name in calls.chain() if name != "PutItem"]  # the audit event, after the answer
+    assert len(chain) == 3 and chain[-1] == "BatchWriteItem", chain  # the entry's read beside the transaction

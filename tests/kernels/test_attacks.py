@@ -116,12 +116,6 @@ def expected(full: dict[str, Any], container: dict[str, Any] | None = None) -> d
     return {**full, **(container or {})} if IN_EXECUTOR_CONTAINER else full
 
 
-# The kernel directory beneath the kernel's workdir in its view (compose's --run-dir=/tmp/workdir/run; here
-# TMPDIR=/tmp/workdir) is writable: Landlock's rule on the workdir covers the mount of the kernel directory inside it.
-RUN_DIR_IN_WORKDIR = pytest.mark.xfail(
-    IN_EXECUTOR_CONTAINER, strict=True,
-    reason="the executor container's run dir is beneath the kernels' workdir /tmp/workdir: Landlock's workdir "
-           "rule lets a kernel write its own directory (datasets, connection file) there (issue 18, point 3)")
 
 
 def shell_socket(kernel: LaunchedKernel) -> str:
@@ -290,10 +284,11 @@ attempt("unix socket", lambda: socket.socket(socket.AF_UNIX).close())
                     "read_csv of a url": "URLError:EPERM", "unix socket": "ok"}
 
 
-@RUN_DIR_IN_WORKDIR
 async def test_writes_outside_the_workdir_fail(launcher):
-    """The root is read-only (EROFS, mount view) and the dataset dir is root's (EACCES, file
-    permissions); the workdir is writable."""
+    """The root and the kernel's directory are read-only (EROFS, mount view); behind it, the dataset dir is
+    root's (EACCES, file permissions) and Landlock. In the executor container the kernel directory lies beneath
+    the workdir (compose's --run-dir=/tmp/workdir/run) and is the kernel's uid's, so the mount view alone keeps
+    the agent's dataset files (hard links of its cache) from the kernel. The workdir is writable."""
     kernel = await launcher.launch()
     frame = pd.DataFrame({"store": ["a", "b"], "amount": [1, 2]})
     frame.to_parquet(kernel.dataset_dir / dataset_filename("sales"))  # as the agent places it
@@ -312,31 +307,29 @@ RESULTS["load_dataset"] = load_dataset("sales").shape
 """, datasets=str(kernel.dataset_dir))
     datasets = str(kernel.dataset_dir)
     assert seen == {"write /planted": EROFS, "write /usr/planted": EROFS, "write /tmp/planted": EROFS,
-                    "write /etc/planted": EROFS, f"write {datasets}/planted.parquet": EACCES,
-                    f"write {datasets}/sales.parquet": EACCES, "write the workdir": "ok",
+                    "write /etc/planted": EROFS, f"write {datasets}/planted.parquet": EROFS,
+                    f"write {datasets}/sales.parquet": EROFS, "write the workdir": "ok",
                     "mkdir in /usr": EROFS, "read back the workdir": "planted", "load_dataset": [2, 2]}
     assert pd.read_parquet(kernel.dataset_dir / dataset_filename("sales")).equals(frame)
 
 
-@RUN_DIR_IN_WORKDIR
 async def test_dataset_dir_cannot_be_swapped(launcher):
-    """The agent writes datasets as root into ``<kernel dir>/datasets``: the kernel cannot rename
-    that directory or put a symlink of its own in its place (Landlock: sockets only there)."""
+    """The agent writes datasets into ``<kernel dir>/datasets``: the kernel cannot rename that directory or put
+    a symlink of its own in its place (its directory is read-only in the view; behind it, Landlock)."""
     kernel = await launcher.launch()
     seen = await attack(launcher, kernel, """
 datasets = ARGS["datasets"]
 attempt("rename datasets", lambda: os.rename(datasets, datasets + ".old"))
 attempt("symlink in its place", lambda: os.symlink("/etc", datasets))
 """, datasets=str(kernel.dataset_dir))
-    assert seen == {"rename datasets": EACCES, "symlink in its place": "FileExistsError:EEXIST"}
+    assert seen == {"rename datasets": EROFS, "symlink in its place": "FileExistsError:EEXIST"}
     datasets = os.lstat(kernel.dataset_dir)
     assert (datasets.st_uid, oct(datasets.st_mode)) == (os.getuid(), oct(0o40755))  # still the agent's directory
 
 
-@RUN_DIR_IN_WORKDIR
 async def test_kernel_directory_takes_only_sockets(launcher):
-    """The ipc directory is the one host path the kernel's uid owns, and only needs sockets:
-    regular files, directories and symlinks there fail (Landlock), so nothing lands on the host's disk."""
+    """The kernel's directory on the host only needs sockets (in its ipc/): regular files, directories and
+    symlinks in it fail (read-only in the view; behind it, Landlock), so nothing lands on the host's disk."""
     kernel = await launcher.launch()
     seen = await attack(launcher, kernel, """
 directory = ARGS["directory"]
@@ -351,7 +344,7 @@ attempt("write a file", lambda: write(directory + "/planted"))
 attempt("mkdir", lambda: os.mkdir(directory + "/planted-dir"))
 attempt("symlink", lambda: os.symlink("/etc", directory + "/planted-link"))
 """, directory=str(kernel.directory))
-    assert seen == {"write a file": EACCES, "mkdir": EACCES, "symlink": EACCES}
+    assert seen == {"write a file": EROFS, "mkdir": EROFS, "symlink": EROFS}
 
 
 async def test_no_new_processes(launcher):

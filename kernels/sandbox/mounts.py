@@ -14,8 +14,10 @@ PID namespace (so that the fresh ``/proc`` shows that namespace only). The steps
 4. a few ``/etc`` files, ``/dev/{null,zero,random,urandom}``, a fresh ``/proc``
    (``hidepid=invisible,subset=pid``; with ``proc_optional``, where the kernel refuses one, as in a
    user namespace beneath Docker's masked ``/proc``, an empty directory), a size- and inode-capped tmpfs workdir and the kernel's
-   ipc directory read-write (with the mounts beneath it: the agent's ipc tmpfs), both owned by the
-   kernel's uid; no ``/dev/shm``, ``/sys`` or other ``/tmp`` content;
+   ipc directory (with the mounts beneath it: the agent's ipc tmpfs), both owned by the kernel's uid; the
+   ipc directory read-only but for its ``ipc_writable`` subdirectories (its sockets and tables: where the
+   agent's run dir lies beneath the workdir, as in the executor container, Landlock's workdir rule covers
+   the ipc directory too); no ``/dev/shm``, ``/sys`` or other ``/tmp`` content;
 5. detach the host root and remount the new root read-only.
 
 ``mount_tmpfs``, ``unmount`` and ``mounts_beneath`` serve the agent (as root, in its own mount
@@ -72,6 +74,7 @@ class MountView:
     workdir_size_mb: int = 256
     workdir_inodes: int = WORKDIR_INODES
     ipc_dir: str | None = None
+    ipc_writable: Sequence[str] = ()  # directories beneath ipc_dir the kernel writes (its sockets, its tables)
     proc_optional: bool = False  # where a fresh procfs is refused, keep /proc an empty directory
     system: Sequence[str] = field(default_factory=lambda: existing(("/usr", "/lib", "/lib64", "/bin")))
     etc: Sequence[str] = field(default_factory=lambda: existing(("/etc/ld.so.cache", "/etc/localtime")))
@@ -86,6 +89,7 @@ class MountView:
     def _build(self) -> None:
         read_only = self._read_only_paths()
         ipc = None if self.ipc_dir is None else (os.path.realpath(self.ipc_dir), self.ipc_dir)
+        ipc_writable = [(os.path.realpath(path), path) for path in self.ipc_writable]
         unshare(CLONE_NEWNS)
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
         _mount("tmpfs", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
@@ -110,6 +114,9 @@ class MountView:
             source, target = ipc
             _bind(HOST_ROOT + source, target, MS_NOSUID | MS_NODEV | MS_NOEXEC, recursive=True)
             os.chown(target, uid, gid)
+            _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            for inner_source, inner_target in ipc_writable:
+                _bind(HOST_ROOT + inner_source, inner_target, MS_NOSUID | MS_NODEV | MS_NOEXEC, recursive=True)
         check("mounts", f"umount {HOST_ROOT}", LIBC.umount2(HOST_ROOT.encode(), MNT_DETACH))
         os.rmdir(HOST_ROOT)
         _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)

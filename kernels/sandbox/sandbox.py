@@ -147,7 +147,8 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
     if config.applies("mounts"):
         MountView(readable=config.readable, owner=(config.uid, config.gid), workdir=config.workdir,
                   workdir_size_mb=config.workdir_size_mb, workdir_inodes=config.workdir_inodes,
-                  ipc_dir=config.ipc_dir, proc_optional=config.user_namespace).apply()
+                  ipc_dir=config.ipc_dir, ipc_writable=[path for path in (config.socket_dir or config.ipc_dir, config.tables_dir) if path],
+                  proc_optional=config.user_namespace).apply()
     else:
         os.chdir(config.workdir)  # a host directory of the kernel's own (the mount view's chdir, without it)
     if config.applies("rlimits"):

@@ -11,11 +11,13 @@ import urllib.request
 import pytest
 from tornado import httpclient, websocket
 
+from kernels.sandbox.inside import EXPECTED
 from tests.serve_process import request
 
 from .engine import CONTAINER_TEST_SECONDS, ADMIN_EMAIL, ADMIN_PASSWORD, Stack
 
 pytestmark = pytest.mark.timeout(CONTAINER_TEST_SECONDS)
+EXECUTOR_UID = 10002  # kernel_image/Dockerfile's executor user
 CSV = "店舗,売上\n東京,1200.5\n大阪,800\n名古屋,2500\n".encode("cp932")
 DASHBOARD = {"schemaVersion": 1, "title": "売上", "parameters": [],
              "cards": [{"key": "total", "title": "合計", "datasets": ["売上"], "parameters": [],
@@ -96,12 +98,17 @@ def test_a_card_runs_and_a_live_dashboard_shows_it(stack, seeded):
 
 
 def test_the_executor_answers_inside_its_network_only(stack):
-    """/health from the api container; the executor publishes no port and reaches nothing outside."""
+    """/health from the api container: with the executor's seccomp profile (the override's) a kernel it spawned
+    showed every layer but cgroups, so it is multi-tenant. The executor publishes no port and reaches nothing
+    outside."""
     probe = "import json, urllib.request; print(urllib.request.urlopen('http://executor:8080/health', timeout=5).read().decode())"
     answered = stack.exec("api", "python", "-c", probe)
     assert answered.returncode == 0, answered.stderr
     health = json.loads(answered.stdout)
-    assert health["status"] == "ok" and health["tenancy"] == "single", health
+    assert (health["status"], health["tenancy"], health["weaker_sandbox"]) == ("ok", "multi", ["cgroup"]), health
+    layers = health["kernel_layers"]
+    assert {key: layers.get(key) for key in EXPECTED} == EXPECTED, layers
+    assert layers["proc"] == "none" and layers["uid"] == EXECUTOR_UID, layers  # Docker masks /proc: none is mounted
     assert stack.compose("port", "executor", "8080", check=False).stdout.strip() in ("", ":0")
     outside = stack.exec("executor", "python", "-c",
                          "import socket; socket.create_connection(('minio', 9000), timeout=3)")

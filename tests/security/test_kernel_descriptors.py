@@ -39,12 +39,12 @@ FORGED = '{"event": "user_deleted", "user": "admin@bi.local", "forged": true}'
 WALK = '''
 stat = sys.modules["stat"]
 forged = (ARGS["forged"] + "\\n").encode()
-for name in sorted(os.listdir("/proc/self/fd"), key=int):
-    fd = int(name)
+resource = builtins.__import__("resource")
+for fd in range(resource.getrlimit(resource.RLIMIT_NOFILE)[0]):  # every number, with or without a /proc
     try:
         mode = os.fstat(fd).st_mode
     except OSError:
-        continue  # the listing's own descriptor, closed since
+        continue  # not open
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
         continue
     kind = "file" if stat.S_ISREG(mode) else "pipe"
@@ -108,6 +108,10 @@ async def test_card_reaches_no_descriptor_of_the_server_or_agent(server_log, lau
     assert written, "the card wrote nowhere: the walk did not run"
 
 
+@pytest.mark.skipif(kernel_fixtures.IN_EXECUTOR_CONTAINER,
+                    reason="the executor container's kernels are of the test's uid and not dumpable: their /proc/<pid>/fd "
+                           "is closed to it (tests/kernels/test_agent_user_namespaces.py proves it); the card's walk "
+                           "above covers what they reach")
 async def test_kernel_shares_no_descriptor_with_agent_or_template(server_log, launcher):
     """From outside: the kernel's descriptors (by device and inode) are none of the agent's or the
     template's, except the output pipe the agent reads."""

@@ -79,16 +79,21 @@ def _write_around(ipc_dir: str) -> dict[str, str]:
         "venv": attempt(lambda: _write(os.path.join(sys.prefix, "planted.pth"))),
         "/dev/null": attempt(lambda: _write("/dev/null")),
         "workdir": attempt(lambda: _write("/tmp/workdir/ok")),
-        "ipc dir": attempt(lambda: _write(os.path.join(ipc_dir, "ok"))),
+        "ipc dir": attempt(lambda: _write(os.path.join(ipc_dir, "planted"))),
+        "ipc writable": attempt(lambda: _write(os.path.join(ipc_dir, "sockets", "ok"))),
         "workdir over its size": attempt(lambda: _write("/tmp/workdir/big", 16 * MB)),
     }
 
 
 def test_only_workdir_and_ipc_dir_are_writable(root, ipc_dir):
-    """Writes outside the workdir and the ipc directory fail with EROFS, even as root."""
-    view = MountView(readable=default_readable(), workdir_size_mb=8, ipc_dir=ipc_dir)
+    """Writes outside the workdir and the ipc directory's writable subdirectories fail with EROFS, even as root:
+    the ipc directory itself is read-only (where it lies beneath the workdir, Landlock's workdir rule covers it)."""
+    os.mkdir(os.path.join(ipc_dir, "sockets"))
+    view = MountView(readable=default_readable(), workdir_size_mb=8, ipc_dir=ipc_dir,
+                     ipc_writable=[os.path.join(ipc_dir, "sockets")])
     assert run(_in_view, view, _write_around, ipc_dir).ok() == {
         "/": "OSError:EROFS", "/tmp": "OSError:EROFS", "/usr": "OSError:EROFS", "venv": "OSError:EROFS",
-        "/dev/null": "ok", "workdir": "ok", "ipc dir": "ok", "workdir over its size": "OSError:ENOSPC",
+        "/dev/null": "ok", "workdir": "ok", "ipc dir": "OSError:EROFS", "ipc writable": "ok",
+        "workdir over its size": "OSError:ENOSPC",
     }
-    assert os.listdir(ipc_dir) == ["ok"]
+    assert os.listdir(ipc_dir) == ["sockets"] and os.listdir(os.path.join(ipc_dir, "sockets")) == ["ok"]

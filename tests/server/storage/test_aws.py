@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from server.errors import ConflictError, NotFoundError, StorageUnavailableError, StoreClosedError
 from server.models import CachedResult, OutputTable, Share, utcnow
-from server.storage.aws import TABLES, AWSStore
+from server.storage.aws import REFRESH_PK, TABLES, AWSStore
 from tests.conftest import aws_store_config
 from tests.server.storage.test_contract import (make_card, make_dashboard, make_dashboard_version, make_dataset,
                                                 make_user, make_version)
@@ -289,7 +289,8 @@ class TestItems:
 
     async def test_dashboard_item_layout(self, aws_store, dynamodb):
         """A dashboard is a META item, VERSION items with the document as one JSON string, the owner's
-        index item, the uid item and the two items of each card it holds."""
+        index item, the uid item, the two items of each card it holds and, as it has a refresh, its item in
+        the refresh schedule."""
         owner = make_user()
         dashboard, version = make_dashboard(owner)
         await aws_store.create_dashboard(dashboard, version)
@@ -298,7 +299,8 @@ class TestItems:
         assert set(items) == {(f"DASHBOARD#{dashboard.id}", "META"), (f"DASHBOARD#{dashboard.id}", "VERSION#000001"),
                               (f"OWNER#{owner.id}", f"DASHBOARD#{dashboard.id}"), ("UID#sales-overview", "UID"),
                               (f"CARD#{card_id}", f"DASHBOARD#{dashboard.id}"),
-                              (f"DASHBOARD#{dashboard.id}", f"CARD#{card_id}")}
+                              (f"DASHBOARD#{dashboard.id}", f"CARD#{card_id}"),
+                              (REFRESH_PK, f"DASHBOARD#{dashboard.id}")}
         assert items[("UID#sales-overview", "UID")]["dashboard_id"] == {"S": dashboard.id}
         assert items[(f"OWNER#{owner.id}", f"DASHBOARD#{dashboard.id}")]["dashboard_id"] == {"S": dashboard.id}
         assert json.loads(items[(f"DASHBOARD#{dashboard.id}", "VERSION#000001")]["document"]["S"]) == version.document

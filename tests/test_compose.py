@@ -206,6 +206,7 @@ def _run_a_card_through(executor: subprocess.Popen, executor_port: int, moto_end
         BI_DATASETS_BUCKET=f"s{os.getpid()}-datasets", BI_OUTPUTS_BUCKET=f"s{os.getpid()}-outputs",
         BI_EXECUTOR_URLS=f"http://127.0.0.1:{executor_port}",
         BI_EXECUTOR_PRIVATE_KEY_FILE=str(tmp_path / "run/bi/signing/executor_key.pem"),
+        BI_KERNEL_KEYS_FILE=str(tmp_path / "run/bi/signing/kernel_keys"),
         JWT_SECRET_KEY="j" * 40, BI_ADMIN_EMAIL="admin@example.com", BI_ADMIN_PASSWORD="admin password 1",
         BI_DATA_DIR=str(tmp_path / "data"))
     env = clean_env(**{key: str(value) for key, value in api_env.items()})

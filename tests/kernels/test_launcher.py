@@ -75,8 +75,9 @@ async def test_a_kernel_shut_down_by_its_client_logs_no_traceback(launcher):
             client.shutdown()
             reply = await client.control_channel.get_msg(timeout=30)
             assert reply["msg_type"] == "shutdown_reply"
-        for _ in range(200):
-            if not Path(f"/proc/{kernel.pid}/task/{kernel.pid}/children").read_text().strip():
+        children = Path(f"/proc/{kernel.pid}/task/{kernel.pid}/children")
+        for _ in range(200):  # the kernel gone: its reaper has no child, or has exited too
+            if not children.exists() or not children.read_text().strip():
                 break
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)  # the last lines of the kernel's stderr reach the agent's reader

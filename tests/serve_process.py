@@ -12,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 BI = [sys.executable, "-m", "server.cli"]
@@ -79,3 +81,25 @@ def stop_all(servers: list[Server]) -> None:
         if server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait()
+
+
+@contextmanager
+def executor_agent(root: Path, name: str, pool_size: int) -> Iterator[tuple[subprocess.Popen, dict[str, str]]]:
+    """A ``bi executor`` (as root: it sandboxes kernels) logging to ``root/executor.log``, and the environment
+    that points ``bi serve`` at it; stopped (SIGTERM, drained) on leaving, after what ran inside."""
+    from server.execution.local_agent import AGENT_ENVIRONMENT, load_or_create_key_pair
+
+    private, public = root / "executor_key.pem", root / "executor_key.pub.pem"
+    load_or_create_key_pair(private, public)
+    port = free_port()
+    with open(root / "executor.log", "w") as log:
+        agent = subprocess.Popen([*BI, "executor", f"--port={port}", f"--public-key={public}",
+                                  f"--run-dir={root / 'k'}", f"--pool-size={pool_size}",
+                                  "--ExecutorApp.drain_timeout=10", f"--cgroup-name={name}-{os.getpid()}"],
+                                 cwd=ROOT, env={**AGENT_ENVIRONMENT, "PYTHONPATH": str(ROOT)},
+                                 stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield agent, {"BI_EXECUTOR_URLS": f"http://127.0.0.1:{port}", "BI_EXECUTOR_PRIVATE_KEY_FILE": str(private)}
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(60)

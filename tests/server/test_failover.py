@@ -21,12 +21,11 @@ from pathlib import Path
 import pytest
 from tornado import httpclient, websocket
 
-from server.execution.local_agent import AGENT_ENVIRONMENT, load_or_create_key_pair
 from tests.kernels.sandbox.helpers import require
 from tests.kernels.test_agent import descendants
 from tests.redis_server import RedisServer
 
-from ..serve_process import BI, ROOT, Server, clean_env, free_port, request, stop_all
+from ..serve_process import ROOT, Server, clean_env, executor_agent, free_port, request, stop_all
 from .test_card_socket import Socket
 from .test_jupyter_api import KernelSocket, V1, text_of
 
@@ -86,33 +85,24 @@ def running_cluster(root: Path, servers: int = 2) -> Iterator[Cluster]:
     """A cluster of ``servers`` processes under ``root`` (the first alone: it makes the store, the sign-in key
     and the kernel keys); everything stopped on leaving."""
     redis_server = RedisServer(root / "redis")
-    private, public = root / "executor_key.pem", root / "executor_key.pub.pem"
-    load_or_create_key_pair(private, public)
-    agent_port = free_port()
-    with open(root / "executor.log", "w") as agent_log:
-        agent = subprocess.Popen([*BI, "executor", f"--port={agent_port}", f"--public-key={public}",
-                                  f"--run-dir={root / 'k'}", "--pool-size=1", "--ExecutorApp.drain_timeout=10",
-                                  f"--cgroup-name=failover-{os.getpid()}"],
-                                 cwd=ROOT, env={**AGENT_ENVIRONMENT, "PYTHONPATH": str(ROOT)},
-                                 stdout=agent_log, stderr=subprocess.STDOUT)
-    env = clean_env(PYTHONPATH=str(ROOT), BI_ADMIN_EMAIL=ADMIN["email"], BI_ADMIN_PASSWORD=ADMIN["password"],
-                    BI_EXECUTOR_URLS=f"http://127.0.0.1:{agent_port}", BI_EXECUTOR_PRIVATE_KEY_FILE=str(private),
-                    BI_REDIS_URL=redis_server.url)
-    cluster = Cluster(root, agent, env, redis_server.ca_file)
     try:
-        for _ in range(servers):
-            cluster.serve()
-        yield cluster
+        with executor_agent(root, "failover", pool_size=1) as (agent, executor_env):
+            env = clean_env(PYTHONPATH=str(ROOT), BI_ADMIN_EMAIL=ADMIN["email"], BI_ADMIN_PASSWORD=ADMIN["password"],
+                            BI_REDIS_URL=redis_server.url, **executor_env)
+            cluster = Cluster(root, agent, env, redis_server.ca_file)
+            try:
+                for _ in range(servers):
+                    cluster.serve()
+                yield cluster
+            finally:
+                for server in cluster.servers:
+                    if server.proc.poll() is None:
+                        server.proc.send_signal(signal.SIGINT)  # their sessions end, so the agent stops at once
+                for server in cluster.servers:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        server.proc.wait(20)
+                stop_all(cluster.servers)
     finally:
-        for server in cluster.servers:
-            if server.proc.poll() is None:
-                server.proc.send_signal(signal.SIGINT)  # their sessions end, so the agent stops at once
-        for server in cluster.servers:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.proc.wait(20)
-        stop_all(cluster.servers)
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(60)
         redis_server.stop()
 
 

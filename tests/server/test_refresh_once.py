@@ -22,10 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from server.execution.local_agent import AGENT_ENVIRONMENT, load_or_create_key_pair
 from tests.kernels.sandbox.helpers import require
 
-from ..serve_process import BI, ROOT, Server, clean_env, free_port, request, stop_all
+from ..serve_process import ROOT, Server, clean_env, executor_agent, free_port, request, stop_all
 
 ADMIN = {"email": "admin@example.com", "password": "refresh once password"}
 ROUND_SECONDS = 4  # a 60 s refresh, sped up 15 times
@@ -63,41 +62,31 @@ class Cluster:
 @pytest.fixture
 def cluster(tmp_path) -> Iterator[Cluster]:
     require(os.geteuid() == 0, "the executor agent needs root to sandbox kernels")
-    private, public = tmp_path / "executor_key.pem", tmp_path / "executor_key.pub.pem"
-    load_or_create_key_pair(private, public)
-    agent_port = free_port()
-    with open(tmp_path / "executor.log", "w") as agent_log:
-        agent = subprocess.Popen([*BI, "executor", f"--port={agent_port}", f"--public-key={public}",
-                                  f"--run-dir={tmp_path / 'k'}", "--pool-size=2", "--ExecutorApp.drain_timeout=10",
-                                  f"--cgroup-name=refresh-once-{os.getpid()}"],
-                                 cwd=ROOT, env={**AGENT_ENVIRONMENT, "PYTHONPATH": str(ROOT)},
-                                 stdout=agent_log, stderr=subprocess.STDOUT)
-    env = clean_env(PYTHONPATH=str(ROOT), BI_ADMIN_EMAIL=ADMIN["email"], BI_ADMIN_PASSWORD=ADMIN["password"],
-                    BI_EXECUTOR_URLS=f"http://127.0.0.1:{agent_port}", BI_EXECUTOR_PRIVATE_KEY_FILE=str(private))
-    logs = [tmp_path / f"serve{n}.log" for n in range(3)]
-    started: dict[int, Server] = {}
+    with executor_agent(tmp_path, "refresh-once", pool_size=2) as (_, executor_env):
+        env = clean_env(PYTHONPATH=str(ROOT), BI_ADMIN_EMAIL=ADMIN["email"], BI_ADMIN_PASSWORD=ADMIN["password"],
+                        **executor_env)
+        logs = [tmp_path / f"serve{n}.log" for n in range(3)]
+        started: dict[int, Server] = {}
 
-    def serve(index: int) -> None:
-        port = free_port()
-        with open(logs[index], "w") as log:
-            started[index] = Server(tmp_path, ["--port", str(port), "--data-dir", str(tmp_path / "data"), *SCHEDULE],
-                                    env, port, log, start_seconds=120)
+        def serve(index: int) -> None:
+            port = free_port()
+            with open(logs[index], "w") as log:
+                started[index] = Server(tmp_path, ["--port", str(port), "--data-dir", str(tmp_path / "data"), *SCHEDULE],
+                                        env, port, log, start_seconds=120)
 
-    try:
-        serve(0)  # first alone: it makes the store and the sign-in key
-        with concurrent.futures.ThreadPoolExecutor(2) as starting:
-            list(starting.map(serve, (1, 2)))
-        yield Cluster(tmp_path, [started[n] for n in range(3)], logs)
-    finally:
-        for server in started.values():
-            os.kill(server.proc.pid, signal.SIGCONT)
-            server.proc.send_signal(signal.SIGINT)  # their sessions end, so the agent stops at once
-        for server in started.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.proc.wait(20)
-        stop_all(list(started.values()))
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(60)
+        try:
+            serve(0)  # first alone: it makes the store and the sign-in key
+            with concurrent.futures.ThreadPoolExecutor(2) as starting:
+                list(starting.map(serve, (1, 2)))
+            yield Cluster(tmp_path, [started[n] for n in range(3)], logs)
+        finally:
+            for server in started.values():
+                os.kill(server.proc.pid, signal.SIGCONT)
+                server.proc.send_signal(signal.SIGINT)  # their sessions end, so the agent stops at once
+            for server in started.values():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    server.proc.wait(20)
+            stop_all(list(started.values()))
 
 
 def wait_for(condition, seconds: float, what: str):

@@ -100,6 +100,7 @@ class Run:
     output_bytes: int = 0
     over_output: bool = False
     idle: bool = False  # its idle status came (before its reply, which may happen)
+    replied: bool = False  # its reply came (before its busy status, which may happen: two sockets, two readers)
     done: bool = False
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     enforcer: asyncio.Task[None] | None = None  # held here so that it is not garbage-collected
@@ -118,6 +119,7 @@ class JupyterKernel:
         self._kernel = session.kernel
         self._readers: list[asyncio.Task[None]] = []
         self._pending: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self._replied_early: set[str] = set()  # pending requests whose reply came before their busy status
         self._run: Run | None = None
         self._ended: Run | None = None  # the last run, until its idle: its trailing output is still its own
         self._kept: ReplayBuffer[KernelMessage] = ReplayBuffer(buffer_bytes)
@@ -273,6 +275,7 @@ class JupyterKernel:
         if run is not None and run.request["msg_id"] == request.msg_id:
             self._end_run(run)  # idle without a reply
         self._pending.pop(request.msg_id, None)  # a late start is the kernel's background work
+        self._replied_early.discard(request.msg_id)
         self._awaiting = None
         self._end_request(request.header, "NoReply", f"The kernel did not answer this {request.msg_type} in time "
                                                      "and the requests after it went on; send it again if need be.")
@@ -290,7 +293,7 @@ class JupyterKernel:
         if message.channel == "shell" and message.msg_id:
             self._pending[message.msg_id] = message.header
             while len(self._pending) > PENDING_REQUESTS:
-                self._pending.popitem(last=False)
+                self._replied_early.discard(self._pending.popitem(last=False)[0])
         return True
 
     async def interrupt(self) -> None:
@@ -355,6 +358,8 @@ class JupyterKernel:
             run = self._run
             if run is not None and message.parent_id == run.request["msg_id"]:
                 self._end_run(run)
+            elif message.parent_id in self._pending:  # its run starts at its busy and ends at its idle
+                self._replied_early.add(message.parent_id)
             self._next_request(answered=message.parent_id)
         self._send(message)
 
@@ -367,10 +372,12 @@ class JupyterKernel:
             if state == "idle" and self._ended is not None and parent_id == self._ended.request["msg_id"]:
                 self._ended = None
             if state == "busy" and parent_id is not None and parent_id in self._pending:
-                self._start_run(self._pending.pop(parent_id))
+                self._start_run(self._pending.pop(parent_id), replied=parent_id in self._replied_early)
+                self._replied_early.discard(parent_id)
             elif state == "idle" and run is not None and parent_id == run.request["msg_id"]:
                 run.idle = True
-                if run.limit.reason is not None or not run.request["msg_type"].endswith("_request"):
+                if (run.replied or run.limit.reason is not None
+                        or not run.request["msg_type"].endswith("_request")):
                     self._end_run(run)  # no reply comes after an interrupt, nor for comm messages
             if state == "idle" and self._awaiting is not None and parent_id == self._awaiting.msg_id:
                 self._wait_for_answer(REPLY_GRACE)  # a handler that failed sends no reply
@@ -397,8 +404,8 @@ class JupyterKernel:
     def _send(self, message: KernelMessage) -> None:
         for socket in list(self.sockets):
             socket.send(message)
-        if not self.sockets:
-            self._kept.append(message, message.size)
+        if not self.sockets:  # a reply (or input request) outlasts outputs: its client waits for it
+            self._kept.append(message, message.size, pinned=message.channel != "iopub")
 
     def server_message(self, channel: str, msg_type: str, content: dict[str, Any],
                         parent: dict[str, Any] | None) -> KernelMessage:
@@ -410,11 +417,11 @@ class JupyterKernel:
         self._send(self.server_message("iopub", "stream", {"name": "stderr", "text": text}, run.request))
 
     # runs ----------------------------------------------------------------------
-    def _start_run(self, request: dict[str, Any]) -> None:
+    def _start_run(self, request: dict[str, Any], replied: bool = False) -> None:
         if self._run is not None:  # its reply never came
             self._end_run(self._run)
         self._ended = None
-        run = Run(request, RunLimit(self.session))
+        run = Run(request, RunLimit(self.session), replied=replied)
         self._run = run
         run.limit.kernel.budget.run_started()
         self.session.metrics.busy.inc()
@@ -535,6 +542,7 @@ class JupyterKernel:
         self._awaiting = None
         self._wait_for_answer(None)
         self._pending.clear()
+        self._replied_early.clear()
         self._held.clear()
         self._held_bytes = 0
         if self._run is not None:

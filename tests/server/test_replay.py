@@ -29,3 +29,17 @@ def test_skipped_messages_are_lost_and_clear_starts_again():
     assert buffer.since(0) == (3, ["a"]) and buffer.last == 4
     buffer.clear()
     assert (buffer.last, buffer.bytes, buffer.since(0)) == (0, 0, (0, []))
+
+
+def test_pinned_messages_outlast_newer_unpinned_ones_within_the_bound():
+    buffer: ReplayBuffer[str] = ReplayBuffer(max_bytes=10)
+    buffer.append("aaa", 3)
+    buffer.append("reply", 2, pinned=True)
+    for text in ("bbb", "ccc", "ddd"):
+        buffer.append(text, 3)
+    assert buffer.since(0) == (2, ["reply", "ccc", "ddd"]) and buffer.bytes == 8
+    assert buffer.since(2) == (1, ["ccc", "ddd"])
+    buffer.append("x" * 9, 9)  # every unpinned one goes first, the newest too
+    assert buffer.since(0) == (5, ["reply"]) and buffer.bytes == 2
+    buffer.append("y" * 9, 9, pinned=True)  # with none unpinned left, the oldest pinned one goes
+    assert buffer.since(0) == (6, ["y" * 9]) and buffer.bytes == 9

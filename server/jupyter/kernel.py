@@ -358,8 +358,8 @@ class JupyterKernel:
             run = self._run
             if run is not None and message.parent_id == run.request["msg_id"]:
                 self._end_run(run)
-            elif message.parent_id in self._pending:  # its run starts at its busy and ends at its idle
-                self._replied_early.add(message.parent_id)
+            elif message.parent_id is not None and message.parent_id in self._pending:
+                self._replied_early.add(message.parent_id)  # its run starts at its busy and ends at its idle
             self._next_request(answered=message.parent_id)
         self._send(message)
 

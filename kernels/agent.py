@@ -9,7 +9,8 @@ signed by the server; the agent holds only the public key, so nothing here can f
     POST   /kernels  [{"tenant": "..."}]        201 {"kernel_id", "connection": {jupyter connection info},
                                                      "limits": {"memory_mb"}, "agent_id"}; 400, 409 or 503 when
                                                  ``kernels.admission`` refuses the tenant
-    GET    /kernels/{id}                        {"kernel_id", "alive", "exit": null or {"status", "oom", "message"}}
+    GET    /kernels/{id}                        {"kernel_id", "alive", "exit": null or {"status", "oom", "code",
+                                                 "message"}} (``code``: the bound the agent stopped it for)
     DELETE /kernels/{id}                        204, the kernel is destroyed
     GET    /events?after=N&timeout=S            {"agent_id", "last", "events": [kernels that ended by
                                                  themselves, after N]}, waiting up to S (<= 60) s for one
@@ -38,7 +39,8 @@ signed by the server; the agent holds only the public key, so nothing here can f
 Errors are ``{"error": {"code", "message"}}`` with 401, 404, 400, 409 or 503.
 
 A kernel no server has been attached to for ``orphan_seconds`` (its server died and none reattached) is
-destroyed (``reap_orphans``): no server is left to cull it for idleness.
+destroyed (``reap_orphans``): no server is left to cull it for idleness. A kernel whose folders on the
+agent's disk pass their bounds is killed (``stop_over_disk``, ``kernels.disk_bounds``).
 
 The server never reaches a kernel's own sockets: ``POST /kernels`` relays them (``kernels.relay``,
 which bounds every message the kernel sends) and returns the relay's connection info: ``ipc`` on
@@ -67,6 +69,7 @@ import structlog
 from tornado import web
 from tornado.http1connection import HTTP1Connection
 
+from . import disk_bounds
 from .admission import Admission, AdmissionError
 from .dataset_cache import VERSION, DatasetCache
 from .events import ExitLog
@@ -255,6 +258,18 @@ async def reap_orphans(relays: Relays, launcher: KernelLauncher, admission: Admi
         for kernel_id in relays.orphans(seconds):
             log.warning("kernel_orphaned", kernel_id=kernel_id, seconds=seconds)
             await destroy(relays, launcher, admission, kernel_id)
+
+
+async def stop_over_disk(launcher: KernelLauncher) -> None:
+    """Kill, for ever, the kernels whose folders on the agent's disk pass their bounds (``disk_bounds``)."""
+    while True:
+        await asyncio.sleep(disk_bounds.CHECK_SECONDS)
+        for kernel in launcher.on_agent_disk():
+            if kernel.stopped_for is None and await asyncio.to_thread(
+                    disk_bounds.over_bounds, (kernel.directory / "ipc", kernel.tables_dir)):
+                log.warning("kernel_over_disk", kernel_id=kernel.kernel_id, max_bytes=disk_bounds.MAX_BYTES,
+                            max_entries=disk_bounds.MAX_ENTRIES)
+                launcher.kill(kernel.kernel_id, disk_bounds.DISK_LIMIT)
 
 
 class InterruptHandler(AgentHandler):

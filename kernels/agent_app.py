@@ -40,7 +40,7 @@ from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import Application
 
 from .admission import DEFAULT_MAX_KERNELS, Admission
-from .agent import make_app, reap_orphans
+from .agent import make_app, reap_orphans, stop_over_disk
 from .image import image_version
 from .launcher import KernelLauncher
 from .limits import (AGENT_BODY_BYTES, DATASET_CACHE_BYTES, GAP_BYTES, KERNEL_LOG_BYTES_PER_SECOND,
@@ -269,7 +269,9 @@ class ExecutorApp(Application):
                  tenancy=admission.tenancy, max_kernels=self.max_kernels)
         reaper = (asyncio.create_task(reap_orphans(relays, launcher, admission, self.orphan_seconds))
                   if self.orphan_seconds > 0 and self.gap_bytes > 0 else None)
+        disk_watch = asyncio.create_task(stop_over_disk(launcher))
         reason = await self._until_stopped(pool, admission)
+        disk_watch.cancel()
         if reaper is not None:
             reaper.cancel()
         server.stop()

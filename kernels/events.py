@@ -32,7 +32,8 @@ class ExitLog:
         self.last += 1
         self._events.append({"seq": self.last, "kernel_id": kernel.kernel_id, "event": "exited",
                              "status": kernel.exit.status, "oom": kernel.exit.oom,
-                             "message": kernel.exit.describe(self.memory_mb)})
+                             "message": kernel.exit.describe(self.memory_mb),
+                             **({"code": kernel.exit.code} if kernel.exit.code else {})})
         asyncio.get_running_loop().create_task(self._notify())
 
     async def _notify(self) -> None:

@@ -11,7 +11,8 @@ that directory, and nothing else of the host that is writable, into the kernel's
 
 Without the uid layer (an agent that is not root) every kernel runs as the agent's own uid (with
 ``user_namespace``, in namespaces of its own and a mount view: its ``ipc/`` then on the host's disk,
-as such an agent cannot mount outside its kernels' namespaces); without
+as such an agent cannot mount outside its kernels' namespaces, and the agent bounds ``ipc/`` and ``tables/``
+itself: ``kernels.disk_bounds``); without
 the mount view, the kernel's workdir is ``work/`` in that directory rather than a private tmpfs,
 so Landlock's one writable path is still the kernel's own.
 
@@ -21,6 +22,7 @@ A kernel's stdout and stderr are a pipe of its own that the launcher reads (``ke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -35,6 +37,7 @@ from typing import Any, cast
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 
+from .disk_bounds import DISK_LIMIT, MAX_BYTES, MAX_ENTRIES
 from .kernel_output import KernelOutput
 from .limits import (IPC_DIR_BYTES, IPC_DIR_INODES, KERNEL_LOG_BYTES_PER_SECOND, KERNEL_LOG_LINES_PER_SECOND,
                      TABLES_DIR_BYTES, TABLES_DIR_INODES)
@@ -49,12 +52,17 @@ SOCKET_SUFFIX = "/ipc/kernel-5"
 
 @dataclasses.dataclass(frozen=True)
 class KernelExit:
-    """How a kernel ended by itself: its status (negative: the signal) and whether the OOM killer did it."""
+    """How a kernel ended by itself: its status (negative: the signal), whether the OOM killer did it, and the
+    code of the bound the agent stopped it for (``disk_bounds.DISK_LIMIT``)."""
 
     status: int
     oom: bool
+    code: str | None = None
 
     def describe(self, memory_mb: int) -> str:
+        if self.code == DISK_LIMIT:
+            return (f"the card kept more than {MAX_BYTES // (1024 * 1024)} MB or {MAX_ENTRIES} files in its kernel's "
+                    "tables folder and its kernel was stopped")
         if self.oom:
             return f"the card exceeded the {memory_mb} MB memory limit and its kernel was stopped"
         if self.status < 0:
@@ -71,6 +79,7 @@ class LaunchedKernel:
     connection: dict[str, Any]
     sandbox: SandboxConfig
     exit: KernelExit | None = None
+    stopped_for: str | None = None  # the code of the bound it was killed for (``kill``)
 
     @property
     def dataset_dir(self) -> Path:
@@ -79,6 +88,12 @@ class LaunchedKernel:
     @property
     def tables_dir(self) -> Path:
         return self.directory / "tables"
+
+
+def on_agent_disk(config: SandboxConfig) -> bool:
+    """Whether a kernel's ipc and tables folders stay on the agent's disk rather than tmpfs of their own: the
+    agent cannot mount there (not root, or in a user namespace of its uid)."""
+    return not config.applies("mounts") or config.user_namespace
 
 
 class KernelStartError(RuntimeError):
@@ -180,7 +195,7 @@ class KernelLauncher:
         (directory / "ipc").mkdir(mode=0o700)
         (directory / "tables").mkdir(mode=0o700)
         owned = [directory / "connection.json", directory, directory / "ipc", directory / "tables"]
-        if config.applies("mounts") and not config.user_namespace:  # an agent in a user namespace cannot mount here
+        if not on_agent_disk(config):
             mounts.mount_tmpfs(str(directory / "ipc"), IPC_DIR_BYTES, IPC_DIR_INODES, (config.uid, config.gid))
             mounts.mount_tmpfs(str(directory / "tables"), TABLES_DIR_BYTES, TABLES_DIR_INODES, (config.uid, config.gid))
         else:
@@ -196,6 +211,19 @@ class KernelLauncher:
             for path in owned:
                 os.chown(path, config.uid, config.gid)
         return connection
+
+    def on_agent_disk(self) -> list[LaunchedKernel]:
+        """The kernels whose ipc and tables folders are on the agent's disk (``disk_bounds``)."""
+        return [kernel for kernel in self.kernels.values() if on_agent_disk(kernel.sandbox)]
+
+    def kill(self, kernel_id: str, code: str) -> None:
+        """Kill the kernel for the bound ``code``; its exit (``exit_listeners``) says so, then ``stop`` removes it."""
+        kernel = self.kernels.get(kernel_id)
+        if kernel is None or kernel.stopped_for is not None:
+            return
+        kernel.stopped_for = code
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(kernel.pid, signal.SIGKILL)
 
     def is_alive(self, kernel_id: str) -> bool:
         return kernel_id in self.kernels and not self.exited[kernel_id].done()
@@ -259,7 +287,7 @@ class KernelLauncher:
         if kernel is None:  # stopped on purpose: nobody needs to hear of it
             return
         oom = kernel.sandbox.applies("cgroup") and kernel.sandbox.cgroup().oom_killed()
-        kernel.exit = KernelExit(status, oom)
+        kernel.exit = KernelExit(status, oom, kernel.stopped_for)
         for listener in self.exit_listeners:
             listener(kernel)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import server.errors
+from kernels.disk_bounds import DISK_LIMIT
 from kernels.helpers import SUFFIX, DatasetNotFound, dataset_filename, read_dataset
 from kernels.launcher import KernelExit
 from kernels.policy import BLOCKED_BUILTINS, _blocked_builtin, _blocked_magic, _blocked_shell_escape, _guarded_import
@@ -148,6 +149,8 @@ class TestKernelErrors:
         assert explained(oom["ename"], oom["evalue"]) == "kernel.memory_limit"
         died = death_output({"oom": False, "message": KernelExit(-11, False).describe(2048)})
         assert explained(died["ename"], died["evalue"]) == "kernel.died"
+        disk = death_output({"oom": False, "code": DISK_LIMIT, "message": KernelExit(-9, False, DISK_LIMIT).describe(2048)})
+        assert explained(disk["ename"], disk["evalue"]) == "kernel.disk_limit"
         unsafe = unsafe_output(Unsafe("uses CustomJS"))
         assert explained(unsafe["ename"], unsafe["evalue"]) == "kernel.unsafe_output"
         source = (I18N / "kernel.ts").read_text(encoding="utf-8")

@@ -39,6 +39,8 @@ from typing import Any, Protocol
 import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 
+from kernels.disk_bounds import DISK_LIMIT
+
 from ..errors import (BIError, ConflictError, ExecutionTimeoutError, KernelLostError, OutputTooComplexError,
                       OutputTooLargeError)
 from ..limits import OUTPUT_BYTES, RUN_QUEUE_BYTES
@@ -61,7 +63,8 @@ IDLE_WAIT_SECONDS = 2.0  # the least a run waits for its idle after its execute_
 MESSAGE_TOO_LARGE = "kernel_message_too_large"  # a kernel ended for a message past MAXMSGSIZE
 BACKGROUND_LIMIT = "kernel_background_limit"  # a kernel ended past its background budget
 LABEL = "|run="  # between a request's own msg_id and its run's label (``run_label``)
-ENAME_OF_CODE = {MESSAGE_TOO_LARGE: "OutputTooLarge", BACKGROUND_LIMIT: "BackgroundLimitExceeded"}
+ENAME_OF_CODE = {MESSAGE_TOO_LARGE: "OutputTooLarge", BACKGROUND_LIMIT: "BackgroundLimitExceeded",
+                 DISK_LIMIT: "DiskLimitExceeded"}
 
 
 @dataclasses.dataclass

@@ -21,6 +21,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jupyter_client import BlockingKernelClient
 
+from kernels import disk_bounds
 from kernels.agent_app import PUBLIC_KEY_VARIABLE
 from kernels.sandbox.inside import EXPECTED
 from tests.kernels.conftest import LANDLOCK_ABI_VARIABLE
@@ -229,3 +230,26 @@ def test_the_agent_interrupts_and_stops_its_kernels(agent):
         client.stop_channels()
     assert agent.call("DELETE", f"/kernels/{created['kernel_id']}")[0] == 204
     assert not (agent.cwd / "run" / created["kernel_id"][:12]).exists()
+
+
+def test_a_kernel_past_its_disk_bounds_is_stopped(agent):
+    """Here a kernel's tables folder is on the agent's disk, not a tmpfs of its own: a card that fills it with
+    files (past ``disk_bounds.MAX_ENTRIES``) has its kernel stopped within seconds, its exit saying why."""
+    created = kernel(agent, "erin")
+    tables = agent.cwd / "run" / created["kernel_id"][:12] / "tables"
+    try:
+        seen = card(agent, created, '''
+for number in range(ARGS["files"]):
+    builtins.open(f"{ARGS['tables']}/planted-{number}", "w").close()
+RESULTS["written"] = len(os.listdir(ARGS["tables"]))
+''', tables=str(tables), files=disk_bounds.MAX_ENTRIES + 10)
+        assert seen == {"written": disk_bounds.MAX_ENTRIES + 10}
+        deadline = time.monotonic() + 30
+        while (state := agent.call("GET", f"/kernels/{created['kernel_id']}")[1])["alive"]:
+            assert time.monotonic() < deadline, "the kernel past its bounds still runs"
+            time.sleep(0.2)
+        assert state["exit"]["code"] == disk_bounds.DISK_LIMIT and "tables folder" in state["exit"]["message"]
+        assert [event["kernel_id"] for event in agent.events("kernel_over_disk")] == [created["kernel_id"]]
+    finally:
+        agent.call("DELETE", f"/kernels/{created['kernel_id']}")
+    assert not tables.exists()

@@ -675,6 +675,7 @@ export const en: Record<MessageKey, string> = {
   "kernel.died_not_replaced": "The kernel stopped and no new one could be started; open a new session.",
   "kernel.message_too_large": "One output was too large: the run was stopped and the kernel restarted (variables are lost). Show less.",
   "kernel.background_limit": "The kernel used too much CPU between runs and was stopped; leave nothing (threads) running in the background.",
+  "kernel.disk_limit": "The kernel kept more than {mb} MB or {files} files of shown tables and was stopped; variables are lost. Show fewer or smaller tables at once.",
   "kernel.unsafe_output": "This chart uses something cards may not use (custom JavaScript or HTML).",
   "kernel.output_truncated": "The output passed {limit}; the rest was dropped and the run was stopped.",
 };

@@ -674,6 +674,7 @@ export const ja = {
   "kernel.died_not_replaced": "カーネルが停止し、新しいカーネルを開始できませんでした。新しいセッションを開いてください。",
   "kernel.message_too_large": "1つの出力が大きすぎるため実行を停止し、カーネルを再起動しました（変数は失われています）。表示する内容を減らしてください。",
   "kernel.background_limit": "実行していない間にカーネルがCPUを使いすぎたため、カーネルを停止しました。スレッドなど、裏で動き続ける処理を残さないでください。",
+  "kernel.disk_limit": "表示した表のデータが上限（{mb} MB または {files} ファイル）を超えたため、カーネルを停止しました。変数は失われています。一度に表示する表を減らすか、小さくしてください。",
   "kernel.unsafe_output": "このグラフはカードでは使えない機能（独自のJavaScriptやHTML）を使っています。",
   "kernel.output_truncated": "出力が{limit}を超えたため、残りを破棄して実行を停止しました。",
 } satisfies Record<string, string>;

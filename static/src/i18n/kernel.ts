@@ -30,6 +30,7 @@ export const KERNEL_ERRORS: Known[] = [
   { ename: "KernelDied", pattern: /no new kernel could be started/, key: "kernel.died_not_replaced" },
   { ename: "OutputTooLarge", pattern: /^/, key: "kernel.message_too_large" },
   { ename: "BackgroundLimitExceeded", pattern: /^/, key: "kernel.background_limit" },
+  { ename: "DiskLimitExceeded", pattern: /more than (\d+) MB or (\d+) files/, key: "kernel.disk_limit", params: (m) => ({ mb: Number(m[1]), files: Number(m[2]) }) },
   { ename: "UnsafeOutput", pattern: /which cards may not use/, key: "kernel.unsafe_output" },
 ];
 

@@ -159,7 +159,7 @@ class ExecutorApp(Application):
             ports = parse_port_range(self.relay_ports) if self.relay_ports else None
         except ValueError as exc:
             self.fail(f"--relay-ports: {exc}")
-        report = probe()
+        report = probe(self.landlock_abi or None)
         missing, kernel_layers = self.missing_layers(report)
         accepted = ("cgroup",) if kernel_layers is not None and holds(kernel_layers) else ()  # the mode's own limit
         if set(missing) - set(accepted) and not self.allow_weaker_sandbox:

@@ -236,8 +236,9 @@ def _detach_fds(keep: tuple[int, ...]) -> None:
     os.close(null)
 
 
-def probe() -> dict[str, Any]:
-    """Which layers this machine supports, each tried for real in a throwaway child (for ``/health``)."""
+def probe(landlock_cap: int | None = None) -> dict[str, Any]:
+    """Which layers this machine supports, each tried for real in a throwaway child (for ``/health``); the
+    Landlock ABI kernels get (at most ``landlock_cap``, an agent's ``--landlock-abi``) and the one offered."""
     root = os.geteuid() == 0
     report: dict[str, Any] = {"root": root}
     report["uid"] = root and _works(lambda: privileges.drop(PROBE_UID, PROBE_UID))
@@ -248,7 +249,8 @@ def probe() -> dict[str, Any]:
     report["environment"] = _works(environment.apply)
     report["nnp"] = _works(privileges.no_new_privs)
     report["cgroup"] = cgroups.available()
-    report["landlock_abi"] = landlock.abi()
+    report["landlock_abi_offered"] = landlock.abi()
+    report["landlock_abi"] = min(report["landlock_abi_offered"], landlock_cap or report["landlock_abi_offered"])
     report["seccomp"] = seccomp_filter.importable() and _works(SeccompFilter().apply)
     return report
 

@@ -48,10 +48,20 @@ def _enter(config: SandboxConfig, *keep: Connection) -> None:
 def test_probe_reports_every_layer(report):
     """probe() answers for every layer; without root, the root-only layers are unavailable."""
     assert {"root", "uid", "netns", "mountns", "pidns", "ipcns", "utsns", "mounts", "rlimits",
-            "environment", "nnp", "cgroup", "landlock_abi", "seccomp"} == set(report)
+            "environment", "nnp", "cgroup", "landlock_abi", "landlock_abi_offered", "seccomp"} == set(report)
     assert set(unavailable(report)) <= set(LAYERS)
     if os.geteuid() != 0:
         assert {"uid", "namespaces", "mounts"} <= set(unavailable(report))
+
+
+def test_probe_reports_the_landlock_abi_kernels_get_under_a_cap(report):
+    """An agent capped to an older Landlock ABI (``--landlock-abi``) says so beside the ABI offered."""
+    offered = report["landlock_abi_offered"]
+    require(offered >= 2, f"Landlock ABI {offered} here")
+    assert report["landlock_abi"] == offered
+    capped = probe(landlock_cap=1)
+    assert (capped["landlock_abi"], capped["landlock_abi_offered"]) == (1, offered)
+    assert probe(landlock_cap=offered + 5)["landlock_abi"] == offered
 
 
 def test_config_travels_as_json():

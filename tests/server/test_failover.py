@@ -26,8 +26,10 @@ from tests.kernels.test_agent import descendants
 from tests.redis_server import RedisServer
 
 from ..serve_process import ROOT, Server, clean_env, executor_agent, free_port, request, stop_all
+from ..switch_proxy import SwitchingProxy
 from .test_card_socket import Socket
-from .test_jupyter_api import KernelSocket, V1, text_of
+from .conftest import Client
+from .test_jupyter_api import KernelSocket, V1, jupyter_server, personal_token, text_of  # noqa: F401 - a fixture
 
 ADMIN = {"email": "admin@example.com", "password": "failover password"}
 RUNNING = "import time\nprint('started', flush=True)\ntime.sleep(1)\nprint('{}', flush=True)"
@@ -318,12 +320,35 @@ async def test_only_the_server_holding_a_session_culls_it(cluster):
     card.close()
 
 
-async def test_a_quiet_run_is_followed_by_the_server_that_reattaches(cluster):
-    """A run that published nothing while no server held its kernel (a quiet computation) is still followed by
-    the task that reattaches: its later output and its end reach the editor."""
+@pytest.fixture
+def proxy() -> Iterator[SwitchingProxy]:
+    """A load balancer with no targets yet; it stops after a jupyter_server requested later (its kernels are
+    shut down through it)."""
+    started = SwitchingProxy([])
+    yield started
+    started.close()
+
+
+async def test_a_quiet_run_and_a_jupyter_server_s_kernel_go_on_through_the_other(cluster, proxy, jupyter_server):
+    """Behind a load balancer (a proxy sending new connections to E, or to B once E is dead), E is killed while a
+    card run is quiet (it published nothing while no server held its kernel) and JupyterLab's server (``jupyter
+    server --gateway-url``) has a notebook's kernel there: the task that reattaches follows the run, whose later
+    output and end reach the editor; jupyter_server keeps listing the kernel and its session, reconnects its
+    gateway websocket, and its client's next cell sees the variable set before, in the same kernel process."""
     b = next(server for server in cluster.servers if server.proc.poll() is None)
     e = cluster.serve()
+    proxy.ports = [e.port, b.port]
     token = request(e.port, "/api/auth/login", ADMIN)[1]["access_token"]
+    lab = await jupyter_server(Client(proxy.url, None), await personal_token(Client(e.url, None), token))
+    created = await lab.fetch("POST", "/api/sessions", json_body=NOTEBOOK)
+    assert created.code == 201, created.body
+    kernel_id = created.json()["kernel"]["id"]
+    url = f"{lab.base_url.replace('http', 'ws')}/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4()}"
+    notebook = KernelSocket(await websocket.websocket_connect(httpclient.HTTPRequest(
+        url, headers={"Authorization": f"token {lab.token}"})))
+    identity = text_of(await notebook.execute("x = object()\nprint(id(x))"))
+    pid = cluster.kernel_pid(cluster.kernel_of(kernel_id))
+
     card = await card_socket(e, token)
     hello = await card.receive()
     card.send(type="execute", run_id="quiet", code=QUIET)
@@ -338,6 +363,25 @@ async def test_a_quiet_run_is_followed_by_the_server_that_reattaches(cluster):
     rest = [await card.receive()]
     while (rest[-1]["type"], rest[-1].get("run_id")) != ("done", "quiet"):
         rest.append(await card.receive())
-    assert [(m["run_id"], m["output"]["text"]) for m in rest if m["type"] == "output"] == [("quiet", "late\n")], rest
+    assert [(m["run_id"], m["output"]["text"]) for m in rest if m["type"] == "output"] == [("quiet", "late\n")]
     assert rest[-1]["status"] == "ok", rest[-1]
     card.close()
+
+    # what JupyterLab polls, through jupyter_server and the proxy to B
+    assert kernel_id in [k["id"] for k in (await lab.fetch("GET", "/api/kernels")).json()]
+    assert [s["kernel"]["id"] for s in (await lab.fetch("GET", "/api/sessions")).json()] == [kernel_id]
+    assert text_of(await until_answered(notebook, "print(id(x))")) == identity
+    assert cluster.kernel_pid(cluster.kernel_of(kernel_id)) == pid
+    notebook.close()
+
+
+async def until_answered(socket: KernelSocket, code: str, seconds: float = 60) -> list[dict]:
+    """``code`` executed, sent again every few seconds until it is answered: a request sent while jupyter_server's
+    gateway websocket reconnects is dropped."""
+    deadline = time.monotonic() + seconds
+    while True:
+        msg_id = socket.send("execute_request", {"code": code, "silent": False})
+        try:
+            return await asyncio.wait_for(socket.answers(msg_id), 5)
+        except TimeoutError:
+            assert time.monotonic() < deadline, "no answer through the reconnected gateway"

@@ -1,0 +1,59 @@
+"""A TCP proxy in front of several ``bi serve`` processes, as a load balancer with them as its targets: each new
+connection goes to the first upstream that accepts it, so once one dies the next connections reach the next.
+A connection ends with its upstream's (a websocket to a killed process drops, and its client reconnects).
+
+The proxy runs its own event loop on a thread, so sync and async tests share it alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+
+
+class SwitchingProxy:
+    """``ports``: the upstreams on 127.0.0.1, in order of preference (``ports`` may be changed later)."""
+
+    def __init__(self, ports: list[int]):
+        self.ports = list(ports)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop).result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for port in list(self.ports):
+            try:
+                upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                continue
+        else:
+            writer.close()
+            return
+        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+        with contextlib.suppress(TimeoutError):
+            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until either side ends, then end the writer's side (both pipes of a connection end together)."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()

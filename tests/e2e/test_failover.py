@@ -1,0 +1,80 @@
+"""Failover in a browser: two ``bi serve`` processes on one SQLite store with one ``bi executor`` and a real
+``redis-server`` (the cluster of ``tests/server/test_failover.py``), behind a proxy that sends each new
+connection to A, or to B once A is dead, as a load balancer does. The page is the proxy's origin, so the editor
+reconnects the way it does in production: to the same address, reaching whichever process is there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.kernels.sandbox.helpers import require
+
+from ..server.test_failover import ADMIN, Cluster, running_cluster
+from ..switch_proxy import SwitchingProxy
+from .conftest import screenshot
+from .test_card_editor import type_code
+
+WAITING = "import time\nprint('waiting', flush=True)\ntime.sleep(4)\nprint(id(x))"
+
+
+@pytest.fixture(scope="module")
+def behind_proxy(tmp_path_factory) -> Iterator[tuple[Cluster, SwitchingProxy]]:
+    require(os.geteuid() == 0, "the executor agent needs root to sandbox kernels")
+    with running_cluster(tmp_path_factory.mktemp("failover-ui")) as cluster:
+        proxy = SwitchingProxy([server.port for server in cluster.servers])
+        try:
+            yield cluster, proxy
+        finally:
+            proxy.close()
+
+
+def card_kernels(cluster: Cluster) -> list[tuple[str, str]]:
+    """The card sessions the store records, with their kernels."""
+    with sqlite3.connect(cluster.root / "data" / "bi.sqlite3") as db:
+        return db.execute("SELECT id, kernel_id FROM kernel_records WHERE kind = 'card'").fetchall()
+
+
+def test_the_card_editor_goes_on_through_the_other_server(page: Page, behind_proxy):
+    """A is killed (``kill -9``) while the editor's run sleeps: with no user action the page reaches B, which
+    reattaches to the same kernel process; the run's output (``id(x)`` of the x set before) and its end show."""
+    cluster, proxy = behind_proxy
+    a = cluster.servers[0]
+    page.goto(f"{proxy.url}/signin?next=/cards/new")
+    page.get_by_label("Email").fill(ADMIN["email"])
+    page.get_by_label("Password").fill(ADMIN["password"])
+    page.get_by_role("button", name="Sign in").click()
+    outputs = page.locator(".outputs")
+    type_code(page, "x = object()\nprint(id(x))")
+    page.keyboard.press("Control+Enter")
+    expect(outputs.locator(".output-stream")).to_have_text(re.compile(r"^\d+\n$"), timeout=60_000)
+    identity = outputs.locator(".output-stream").inner_text().strip()
+    [(session_id, kernel_id)] = card_kernels(cluster)
+    pid = cluster.kernel_pid(kernel_id)
+
+    type_code(page, WAITING)
+    page.keyboard.press("Control+Enter")
+    expect(outputs).to_contain_text("waiting", timeout=30_000)
+    expect(outputs).not_to_contain_text(identity)
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(10)
+
+    expect(outputs).to_contain_text(identity, timeout=30_000)
+    expect(page.locator(".run-status.ok")).to_contain_text("Finished in", timeout=30_000)
+    screenshot(page, "failover-card")
+    assert any('"session_reattached"' in line and session_id in line
+               for line in cluster.log_of(1).read_text().splitlines()), "B did not reattach to the session"
+    assert card_kernels(cluster) == [(session_id, kernel_id)]
+    assert cluster.kernel_pid(kernel_id) == pid
+
+    type_code(page, "print(id(x))")  # the next run goes to B too
+    page.keyboard.press("Control+Enter")
+    expect(outputs.locator(".output-stream")).to_have_text(f"{identity}\n", timeout=30_000)
+    assert cluster.kernel_pid(kernel_id) == pid

@@ -10,13 +10,16 @@ import os
 import re
 import signal
 import sqlite3
+import time
 from collections.abc import Iterator
 
 import pytest
+from jupyter_kernel_client import JupyterKernelClient
 from playwright.sync_api import Page, expect
 
 from tests.kernels.sandbox.helpers import require
 
+from ..serve_process import request
 from ..server.test_failover import ADMIN, Cluster, running_cluster
 from ..switch_proxy import SwitchingProxy
 from .conftest import screenshot
@@ -42,11 +45,28 @@ def card_kernels(cluster: Cluster) -> list[tuple[str, str]]:
         return db.execute("SELECT id, kernel_id FROM kernel_records WHERE kind = 'card'").fetchall()
 
 
-def test_the_card_editor_goes_on_through_the_other_server(page: Page, behind_proxy):
+def test_the_card_editor_and_a_jupyter_client_go_on_through_the_other_server(page: Page, behind_proxy):
     """A is killed (``kill -9``) while the editor's run sleeps: with no user action the page reaches B, which
-    reattaches to the same kernel process; the run's output (``id(x)`` of the x set before) and its end show."""
+    reattaches to the same kernel process; the run's output (``id(x)`` of the x set before) and its end show. A
+    Jupyter client (jupyter_kernel_client on the REST and websocket API, reconnecting its websocket) whose kernel
+    A held runs its next cell through B, with its x, in the same kernel process."""
     cluster, proxy = behind_proxy
     a = cluster.servers[0]
+    token = request(a.port, "/api/auth/login", ADMIN)[1]["access_token"]
+    status, personal = request(a.port, "/api/me/tokens", {"name": "client", "expires_in_days": 1}, token=token)
+    assert status == 201, personal
+    notebook = JupyterKernelClient(server_url=proxy.url, token=personal["token"], client_kwargs={"reconnect_interval": 1})
+    notebook.start()
+    try:
+        go_on_through_the_other(page, cluster, proxy, notebook)
+    finally:
+        notebook.stop(shutdown_kernel=True)
+
+
+def go_on_through_the_other(page: Page, cluster: Cluster, proxy: SwitchingProxy, notebook: JupyterKernelClient) -> None:
+    a = cluster.servers[0]
+    jupyter_identity = notebook.execute("x = object()\nprint(id(x))")["outputs"][0]["text"]
+    jupyter_pid = cluster.kernel_pid(cluster.kernel_of(notebook.id))
     page.goto(f"{proxy.url}/signin?next=/cards/new")
     page.get_by_label("Email").fill(ADMIN["email"])
     page.get_by_label("Password").fill(ADMIN["password"])
@@ -78,3 +98,19 @@ def test_the_card_editor_goes_on_through_the_other_server(page: Page, behind_pro
     page.keyboard.press("Control+Enter")
     expect(outputs.locator(".output-stream")).to_have_text(f"{identity}\n", timeout=30_000)
     assert cluster.kernel_pid(kernel_id) == pid
+
+    assert answer(notebook, "print(id(x))")["outputs"][0]["text"] == jupyter_identity
+    assert cluster.kernel_pid(cluster.kernel_of(notebook.id)) == jupyter_pid
+
+
+def answer(notebook: JupyterKernelClient, code: str, seconds: float = 60) -> dict:
+    """The reply to ``code``, sent again until one comes: a request sent while the client reconnects is lost."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            reply = notebook.execute(code, timeout=5)
+        except TimeoutError:
+            reply = {"outputs": []}
+        if reply["outputs"]:
+            return reply
+        assert time.monotonic() < deadline, reply

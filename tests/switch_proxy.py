@@ -32,6 +32,8 @@ class SwitchingProxy:
         self._connections.add(task)
         try:
             await self._forward(reader, writer)
+        except asyncio.CancelledError:
+            pass  # the proxy closes: the connection ends (and its task with no error to report)
         finally:
             self._connections.discard(task)
 

@@ -7,7 +7,12 @@ kills A (``kill -9``), then times, through B, the websocket connect (which reatt
 first output of ``print(id(x))``, and checks that ``id(x)`` is unchanged. A fresh process takes A's place for
 the next round. The target: < 2 s.
 
-    python bench/failover.py [--rounds 5]   (as root)
+With ``--browser N`` (needs Debian's chromium), N more rounds time the card editor in a browser whose page is
+served through a proxy that sends new connections to A, or to B once A is dead (a load balancer): from the
+kill of A, with the code typed, to the editor showing ``id(x)`` of a run started right after it (the page
+reconnects by itself).
+
+    python bench/failover.py [--rounds 5] [--browser 3]   (as root)
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import shutil
 import signal
 import statistics
 import sys
@@ -27,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.serve_process import Server, request  # noqa: E402
 from tests.server.test_failover import ADMIN, Cluster, card_socket, kernel_socket, running_cluster  # noqa: E402
 from tests.server.test_jupyter_api import text_of  # noqa: E402
+from tests.switch_proxy import SwitchingProxy  # noqa: E402
+from tests.e2e.test_card_editor import type_code  # noqa: E402
 
 CODE = "x = object()\nprint(id(x))"
 
@@ -82,12 +91,52 @@ async def rounds(cluster: Cluster, count: int) -> dict[str, list[float]]:
     return times
 
 
+def browser_rounds(cluster: Cluster, count: int) -> list[float]:
+    """``count`` rounds of the card editor in chromium behind a switching proxy (see the module's docstring)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    times = []
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                         args=["--no-sandbox"])
+        for _ in range(count):
+            a, b = [server for server in cluster.servers if server.proc.poll() is None][-2:]
+            proxy = SwitchingProxy([a.port, b.port])
+            page = browser.new_page()
+            try:
+                page.goto(f"{proxy.url}/signin?next=/cards/new")
+                page.get_by_label("Email").fill(ADMIN["email"])
+                page.get_by_label("Password").fill(ADMIN["password"])
+                page.get_by_role("button", name="Sign in").click()
+                stream = page.locator(".outputs .output-stream")
+                type_code(page, CODE)
+                page.keyboard.press("Control+Enter")
+                expect(stream).to_have_text(re.compile(r"^\d+\n$"), timeout=60_000)
+                identity = stream.inner_text()
+                type_code(page, "print('again', id(x))")
+                a.proc.send_signal(signal.SIGKILL)
+                a.proc.wait(10)
+                started = time.perf_counter()
+                page.keyboard.press("Control+Enter")
+                expect(stream).to_have_text(f"again {identity}", timeout=30_000)
+                times.append(time.perf_counter() - started)
+            finally:
+                page.close()
+                proxy.close()
+            cluster.serve()  # in A's place
+        browser.close()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--browser", type=int, default=0, help="rounds of the card editor in chromium")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bi-failover-") as root, running_cluster(Path(root)) as cluster:
         times = asyncio.run(rounds(cluster, args.rounds))
+        if args.browser:
+            times["browser_card"] = browser_rounds(cluster, args.browser)
     print(json.dumps({kind: {"rounds": len(values), "p50_s": round(statistics.median(values), 3),
                              "max_s": round(max(values), 3), "target_s": 2.0}
                       for kind, values in times.items()}, indent=2))

@@ -10,6 +10,10 @@ some of it twice, rather than not at all). The server that reattaches takes them
 agent's ``POST /kernels/{id}/gap``) once its own subscription is live, and replays them; keeping stops
 then, while a link is live. The frames stay signed with the kernel's key, so the agent needs no key and
 the server checks every message as it checks those it receives.
+
+A run that published nothing since long before the link dropped (a quiet computation) still shows: the
+``busy`` status of each request whose ``idle`` has not come yet (the newest ``PENDING_STATUSES``) leads what
+``take`` hands over, unless it is kept anyway, so the server that reattaches follows the run to its end.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import time
 
 import structlog
@@ -26,6 +31,10 @@ import zmq.asyncio
 from .limits import GAP_MARGIN_SECONDS
 
 log = structlog.get_logger("bi.executor.gap")
+
+DELIMITER = b"<IDS|MSG>"
+PENDING_STATUSES = 8  # busy statuses of unanswered requests held for ``take`` (the newest)
+STATUS_BYTES = 4096  # a larger "status" is no status ipykernel sends: not held
 
 
 class GapBuffer:
@@ -42,6 +51,7 @@ class GapBuffer:
         self.lost = 0
         self.attached = 0  # live iopub links of servers
         self.detached_at: float | None = time.monotonic()  # since when none is (None: one is)
+        self.pending: collections.OrderedDict[bytes, list[bytes]] = collections.OrderedDict()  # parent -> busy
         self._socket = zmq.asyncio.Context.instance().socket(zmq.SUB)
         self._socket.setsockopt(zmq.MAXMSGSIZE, message_bytes)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -65,7 +75,9 @@ class GapBuffer:
 
     def take(self) -> tuple[list[list[bytes]], int]:
         """The messages kept (oldest first) and how many were lost; keeping stops while a server is attached."""
-        messages, lost = list(self.messages), self.lost
+        kept = {id(frames) for frames in self.messages}
+        messages = [frames for frames in self.pending.values() if id(frames) not in kept] + list(self.messages)
+        lost = self.lost
         self.messages.clear()
         self.bytes = self.lost = 0
         self.keeping = not self.attached
@@ -79,10 +91,32 @@ class GapBuffer:
                 if exc.errno == zmq.ETERM:
                     return
                 raise
+            self._note_status(frames)
             if self.keeping:
                 self._keep(frames)
             else:
                 self._remember(frames)
+
+    def _note_status(self, frames: list[bytes]) -> None:
+        """Hold a ``busy`` status until its request's ``idle`` comes (only the topic and two small parts are
+        read: the server checks the signature of whatever it is handed)."""
+        if not frames[0].endswith(b".status") or sum(len(frame) for frame in frames) > STATUS_BYTES:
+            return
+        try:
+            at = frames.index(DELIMITER)
+            parent = json.loads(frames[at + 3]).get("msg_id")
+            state = json.loads(frames[at + 5]).get("execution_state")
+        except (ValueError, IndexError, AttributeError):
+            return
+        if not isinstance(parent, str):
+            return
+        key = parent.encode()
+        if state == "busy":
+            self.pending[key] = frames
+            while len(self.pending) > PENDING_STATUSES:
+                self.pending.popitem(last=False)
+        elif state == "idle":
+            self.pending.pop(key, None)
 
     def _remember(self, frames: list[bytes]) -> None:
         """Hold ``frames`` for ``margin`` seconds (at most ``max_bytes`` of them)."""

@@ -233,7 +233,9 @@ class KernelRecord:
     ``datasets`` (JSON ``[[name, file], ...]``) and ``grant`` (JSON ``{"dataset_ids", "card_id"}``) are what
     the session was opened on; the record is kept until the session closes or ``expires_at``. ``holder`` is
     the task that holds the session now (``KernelRecords.holder``): the last to open or reattach to it, and
-    the only one that may end it (``Store.delete_kernel_record``)."""
+    the only one that may end it (``Store.delete_kernel_record``). ``notebooks`` (JSON ``[{"id", "path", "name",
+    "type"}, ...]``) are the Jupyter Server sessions bound to a Jupyter kernel, so any task lists them: only
+    ``Store.set_kernel_notebooks`` writes them (a record put again keeps them)."""
 
     id: str  # the session's (a card session's, or a Jupyter kernel's id)
     kind: str  # "card" or "jupyter"
@@ -250,6 +252,7 @@ class KernelRecord:
     created_at: str
     expires_at: str
     holder: str = ""
+    notebooks: str = "[]"
 
 
 @dataclasses.dataclass(frozen=True)

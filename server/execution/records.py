@@ -58,6 +58,14 @@ class KernelRecords:
             return None
         return record, {**json.loads(record.connection), "key": key.decode()}
 
+    async def of_user(self, user_id: str, kind: str) -> list[KernelRecord]:
+        """The user's records of ``kind``, whichever task holds them (keys left sealed)."""
+        return await self.store.list_kernel_records(user_id, kind)
+
+    async def bind(self, session_id: str, notebooks: str) -> bool:
+        """Keep ``notebooks`` (the Jupyter sessions bound to the kernel) on the record; False if it is gone."""
+        return await self.store.set_kernel_notebooks(session_id, notebooks)
+
     async def forget(self, session_id: str) -> bool:
         """Delete the record if this task holds it (True); False if another task has reattached to the session
         since: then it is that task's to end, with its kernel."""

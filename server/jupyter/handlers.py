@@ -104,9 +104,9 @@ class KernelSpecResourceHandler(JupyterHandler):
 
 
 class KernelsHandler(JupyterHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         assert self.user is not None
-        self.write_json([k.model() for k in self.kernels.of_user(self.user)])
+        self.write_json(await self.kernels.models(self.user))
 
     async def post(self) -> None:
         assert self.user is not None
@@ -141,26 +141,25 @@ class KernelRestartHandler(JupyterHandler):
 
 
 class SessionsHandler(JupyterHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         assert self.user is not None
-        self.write_json([s.model() for s in self.sessions.of_user(self.user)])
+        self.write_json(await self.sessions.of_user(self.user))
 
     async def post(self) -> None:
         assert self.user is not None
         session = await self.sessions.create(self.user, self.json_body(SESSION_SCHEMA))
-        self.set_header("Location", f"/api/sessions/{session.id}")
-        self.write_json(session.model(), 201)
+        self.set_header("Location", f"/api/sessions/{session['id']}")
+        self.write_json(session, 201)
 
 
 class SessionHandler(JupyterHandler):
-    def get(self, session_id: str) -> None:
+    async def get(self, session_id: str) -> None:
         assert self.user is not None
-        self.write_json(self.sessions.get(self.user, session_id).model())
+        self.write_json(await self.sessions.get(self.user, session_id))
 
     async def patch(self, session_id: str) -> None:
         assert self.user is not None
-        session = await self.sessions.update(self.user, session_id, self.json_body(SESSION_SCHEMA))
-        self.write_json(session.model())
+        self.write_json(await self.sessions.update(self.user, session_id, self.json_body(SESSION_SCHEMA)))
 
     async def delete(self, session_id: str) -> None:
         assert self.user is not None

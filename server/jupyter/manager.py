@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import collections
+from typing import Any
 
 from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
 from .. import limits
-from ..errors import NotFoundError
+from ..errors import BIError, NotFoundError
 from ..execution.pool import KernelPool
 from ..execution.session import Grant
-from ..models import User
+from ..logs import get_logger
+from ..models import KernelRecord, User
 from ..services.datasets import DatasetService
-from .kernel import USER_SHUTDOWN, JupyterKernel
+from .kernel import KERNEL_NAME, USER_SHUTDOWN, JupyterKernel
 
 KIND = "jupyter"
+
+log = get_logger("bi.jupyter.manager")
 
 
 class JupyterKernels(LoggingConfigurable):
@@ -78,6 +82,35 @@ class JupyterKernels(LoggingConfigurable):
 
     def of_user(self, user: User) -> list[JupyterKernel]:
         return [self._kernels[session.id] for session in self.pool.of_user(user, KIND)]
+
+    async def models(self, user: User) -> list[dict[str, Any]]:
+        """The models of the user's kernels: those held here, and those of their records that another task holds
+        (or held: one that died), never reattached to from here. With the store failing, those held here."""
+        models = {kernel.id: kernel.model() for kernel in self.of_user(user)}
+        if self.pool.records is not None:
+            try:
+                records = await self.recorded(user)
+            except BIError as exc:
+                log.warning("kernel_records_unlisted", user_id=user.id, error=exc.message)
+                records = []
+            for record in records:
+                models.setdefault(record.id, self.recorded_model(record))
+        return list(models.values())
+
+    async def recorded(self, user: User) -> list[KernelRecord]:
+        """The user's kernel records that this task could reattach to: those on an agent it knows (not those
+        whose agent ended, as an embedded server's own agent ends with it)."""
+        assert self.pool.records is not None
+        return [record for record in await self.pool.records.of_user(user.id, KIND) if record.agent_url in self.pool.agents]
+
+    def recorded_model(self, record: KernelRecord) -> dict[str, Any]:
+        """The model of the kernel of ``record``: as held here, or as recorded (its state unknown here, its
+        last activity the record's last write)."""
+        kernel = self._kernels.get(record.id)
+        if kernel is not None and not kernel.session.closed:
+            return kernel.model()
+        return {"id": record.id, "name": KERNEL_NAME, "last_activity": record.created_at,
+                "execution_state": "unknown", "connections": 0}
 
     async def shutdown(self, kernel: JupyterKernel) -> None:
         await self.pool.close_session(kernel.session, USER_SHUTDOWN)

@@ -645,8 +645,15 @@ class AWSStore(Store):
 
     # kernel records ----------------------------------------------------------
     async def put_kernel_record(self, record: KernelRecord) -> None:
-        fields = {**dataclasses.asdict(record), "expires": epoch_seconds(record.expires_at)}
-        await self._run(self._put, "tokens", _kernel_record_key(record.id), fields)
+        """An UpdateItem of every attribute but ``notebooks`` (kept), with the group keys of its user's records."""
+        fields = {**dataclasses.asdict(record), "expires": epoch_seconds(record.expires_at),
+                  **_group(f"KERNELS#{record.user_id}", record.created_at, record.id)}
+        del fields["notebooks"]
+        await self._run(lambda: self._dynamodb.update_item(  # names: "connection" and "grant" are reserved words
+            TableName=self._table("tokens"), Key=_serialize(_kernel_record_key(record.id)),
+            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in fields),
+            ExpressionAttributeNames={f"#{name}": name for name in fields},
+            ExpressionAttributeValues=_serialize({f":{name}": value for name, value in fields.items()})))
 
     async def get_kernel_record(self, record_id: str) -> KernelRecord | None:
         item = await self._run(self._get, "tokens", _kernel_record_key(record_id))
@@ -654,6 +661,27 @@ class AWSStore(Store):
             return None
         record = KernelRecord(**_unexpiring(item))
         return record if record.expires_at >= utcnow() else None  # TTL deletes it within days, not at once
+
+    async def list_kernel_records(self, user_id: str, kind: str) -> list[KernelRecord]:
+        items = await self._run(self._group_items, "tokens", f"KERNELS#{user_id}", True)
+        now = utcnow()
+        return [record for record in (KernelRecord(**_unexpiring(item)) for item in items)
+                if record.kind == kind and record.expires_at >= now]
+
+    async def set_kernel_notebooks(self, record_id: str, notebooks: str) -> bool:
+        def update() -> bool:
+            try:
+                self._dynamodb.update_item(
+                    TableName=self._table("tokens"), Key=_serialize(_kernel_record_key(record_id)),
+                    UpdateExpression="SET notebooks = :notebooks",
+                    ConditionExpression="attribute_exists(pk) AND expires >= :now",
+                    ExpressionAttributeValues=_serialize({":notebooks": notebooks, ":now": int(time.time())}))
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+                return False
+            return True
+        return await self._run(update)
 
     async def delete_kernel_record(self, record_id: str, holder: str) -> bool:
         return await self._run(self._delete_kernel_record, record_id, holder)

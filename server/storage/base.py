@@ -408,11 +408,21 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     # kernel records ----------------------------------------------------------
     @abc.abstractmethod
     async def put_kernel_record(self, record: KernelRecord) -> None:
-        """Add or replace the record of a session's kernel (``record.id``: the session's)."""
+        """Add or replace the record of a session's kernel (``record.id``: the session's), keeping the
+        ``notebooks`` it has (a new one has none)."""
 
     @abc.abstractmethod
     async def get_kernel_record(self, record_id: str) -> KernelRecord | None:
         """The record, or None if there is none or it expired."""
+
+    @abc.abstractmethod
+    async def list_kernel_records(self, user_id: str, kind: str) -> list[KernelRecord]:
+        """The user's unexpired records of ``kind`` (on DynamoDB from an index: one written a moment ago
+        may be missing)."""
+
+    @abc.abstractmethod
+    async def set_kernel_notebooks(self, record_id: str, notebooks: str) -> bool:
+        """Replace the record's ``notebooks``; False (nothing written) if there is no such unexpired record."""
 
     @abc.abstractmethod
     async def delete_kernel_record(self, record_id: str, holder: str) -> bool:

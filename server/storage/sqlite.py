@@ -336,6 +336,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE kernel_records ADD COLUMN holder TEXT NOT NULL DEFAULT '';
     """,
+    # The Jupyter sessions bound to each kernel, listed by user from any task (models.KernelRecord.notebooks).
+    """
+    ALTER TABLE kernel_records ADD COLUMN notebooks TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX kernel_records_by_user ON kernel_records (user_id, kind);
+    """,
 )
 
 BLOB_DIR = "blobs"
@@ -796,14 +801,27 @@ class SQLiteStore(Store):
 
     # kernel records ----------------------------------------------------------
     async def put_kernel_record(self, record: KernelRecord) -> None:
+        row = dataclasses.asdict(record)
+        del row["notebooks"]  # kept: only set_kernel_notebooks writes them
+        upsert = (f"INSERT INTO kernel_records ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+                  f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{name} = excluded.{name}' for name in row)}")
         await self._run(self._transaction, [
-            ("DELETE FROM kernel_records WHERE expires_at < ?", (utcnow(),)),
-            _replace("kernel_records", dataclasses.asdict(record))])
+            ("DELETE FROM kernel_records WHERE expires_at < ?", (utcnow(),)), (upsert, tuple(row.values()))])
 
     async def get_kernel_record(self, record_id: str) -> KernelRecord | None:
         rows = await self._run(self._query, "SELECT * FROM kernel_records WHERE id = ? AND expires_at >= ?",
                                record_id, utcnow())
         return KernelRecord(**dict(rows[0])) if rows else None
+
+    async def list_kernel_records(self, user_id: str, kind: str) -> list[KernelRecord]:
+        rows = await self._run(self._query, "SELECT * FROM kernel_records WHERE user_id = ? AND kind = ? "
+                                            "AND expires_at >= ? ORDER BY created_at, id", user_id, kind, utcnow())
+        return [KernelRecord(**dict(row)) for row in rows]
+
+    async def set_kernel_notebooks(self, record_id: str, notebooks: str) -> bool:
+        [updated] = await self._run(self._transaction, [(
+            "UPDATE kernel_records SET notebooks = ? WHERE id = ? AND expires_at >= ?", (notebooks, record_id, utcnow()))])
+        return bool(updated)
 
     async def delete_kernel_record(self, record_id: str, holder: str) -> bool:
         return await self._run(self._delete_kernel_record, record_id, holder)

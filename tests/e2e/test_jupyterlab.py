@@ -3,12 +3,14 @@ DataFrame shows as table rows and a Bokeh figure as its canvas (with the jupyter
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -30,8 +32,15 @@ def lab(bi, tmp_path_factory) -> Iterator[str]:
     pytest.importorskip("jupyterlab")
     status, created = api(bi, "POST", "/api/me/tokens", {"name": "lab", "expires_in_days": 1}, token=token_of(bi))
     assert status == 201, created
-    folder = tmp_path_factory.mktemp("lab")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in CELLS], metadata={
+    with running_lab(bi.url, created["token"], tmp_path_factory.mktemp("lab"), CELLS) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_lab(gateway_url: str, personal_token: str, folder: Path, cells: list[str]) -> Iterator[str]:
+    """``jupyter lab --gateway-url=<gateway_url>`` in ``folder`` (its log: ``lab.log``), with ``report.ipynb`` of
+    ``cells`` there; its URL."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in cells], metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3 (BI sandbox)", "language": "python"}})
     nbformat.write(notebook, folder / "report.ipynb")
     port = free_port()
@@ -41,7 +50,7 @@ def lab(bi, tmp_path_factory) -> Iterator[str]:
         process = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
              f"--ServerApp.root_dir={folder}", f"--IdentityProvider.token={LAB_TOKEN}",
-             f"--gateway-url={bi.url}", f"--GatewayClient.auth_token={created['token']}",
+             f"--gateway-url={gateway_url}", f"--GatewayClient.auth_token={personal_token}",
              "--GatewayClient.request_timeout=60", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
              "jupyterlab.NeverCheckForUpdate"],
             cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)

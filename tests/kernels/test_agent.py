@@ -254,6 +254,21 @@ async def test_output_while_no_server_is_attached_is_kept_for_the_next(pool):
             assert again == {"messages": [], "lost": 0}  # taken once; nothing kept while attached
             outputs.clear()
             first = second
+        # a quiet cell, started long before the links drop: its busy status leads what is handed over
+        quiet = first.execute("import time\ntime.sleep(4)")
+        while not ((message := await first.get_iopub_msg(timeout=30))["parent_header"].get("msg_id") == quiet
+                   and message["content"].get("execution_state") == "busy"):
+            pass
+        await asyncio.sleep(1.5)  # past the margin
+        first.stop_channels()
+        gap = json.loads((await agent.call("POST", f"/kernels/{kernel_id}/gap")).body)
+        kept = [verifier.deserialize(verifier.feed_identities([base64.b64decode(frame) for frame in frames])[1])
+                for frames in gap["messages"]]
+        assert [(m["msg_type"], m["content"].get("execution_state")) for m in kept
+                if m["parent_header"].get("msg_id") == quiet] == [("status", "busy")]
+        first = agent.launcher.client(relayed)
+        first.start_channels()
+        await first.wait_for_ready(timeout=60)
         reply = await first.execute_interactive("print(id(x))", timeout=30, output_hook=outputs.append)
         assert reply["content"]["status"] == "ok" and texts(outputs) == identity
         first.stop_channels()

@@ -26,13 +26,17 @@ from tests.kernels.test_agent import descendants
 from tests.redis_server import RedisServer
 
 from ..serve_process import ROOT, Server, clean_env, executor_agent, free_port, request, stop_all
+from ..switch_proxy import SwitchingProxy
 from .test_card_socket import Socket
-from .test_jupyter_api import KernelSocket, V1, text_of
+from .conftest import Client
+from .test_jupyter_api import KernelSocket, V1, jupyter_server, personal_token, text_of  # noqa: F401 - a fixture
 
 ADMIN = {"email": "admin@example.com", "password": "failover password"}
 RUNNING = "import time\nprint('started', flush=True)\ntime.sleep(1)\nprint('{}', flush=True)"
 TICKING = "import time\nfor i in range(24):\n    print('tick', i, flush=True)\n    time.sleep(0.25)\nprint('finished')"
+QUIET = "import time\nprint('started', flush=True)\ntime.sleep(6)\nprint('late', flush=True)"
 GAP_SECONDS = 2.5  # A is dead, B not reached yet: the cells' output comes meanwhile
+NOTEBOOK = {"path": "work/failover.ipynb", "name": "failover.ipynb", "type": "notebook", "kernel": {"name": "python3"}}
 
 
 class Cluster:
@@ -59,8 +63,15 @@ class Cluster:
 
     def kernel_of(self, session_id: str) -> str:
         """The kernel the store records for the session."""
+        return self._recorded(session_id, "kernel_id")
+
+    def holder_of(self, session_id: str) -> str:
+        """The task that the store records as holding the session."""
+        return self._recorded(session_id, "holder")
+
+    def _recorded(self, session_id: str, column: str) -> str:
         with sqlite3.connect(self.root / "data" / "bi.sqlite3") as db:
-            return db.execute("SELECT kernel_id FROM kernel_records WHERE id = ?", (session_id,)).fetchone()[0]
+            return db.execute(f"SELECT {column} FROM kernel_records WHERE id = ?", (session_id,)).fetchone()[0]
 
     def kernel_pid(self, kernel_id: str) -> int:
         """The process of the kernel ``kernel_id``: the first of the agent's descendants in its cgroup."""
@@ -138,8 +149,9 @@ async def test_a_killed_server_s_sessions_go_on_through_the_other_with_their_ker
     card.send(type="execute", run_id="r1", code="x = object()\nprint(id(x))")
     first_run = await card.until("done")
     card_identity = next(m["output"]["text"] for m in first_run if m["type"] == "output")
-    status, kernel = request(a.port, "/api/kernels", {"name": "python3"}, token=token)
-    assert status == 201, kernel
+    status, session = request(a.port, "/api/sessions", NOTEBOOK, token=token)  # as JupyterLab opens a notebook
+    assert status == 201, session
+    kernel = session["kernel"]
     client_session = uuid.uuid4().hex
     notebook = await kernel_socket(a, token, kernel["id"], client_session)
     jupyter_identity = text_of(await notebook.execute("x = object()\nprint(id(x))"))
@@ -166,6 +178,17 @@ async def test_a_killed_server_s_sessions_go_on_through_the_other_with_their_ker
     assert status == 201
     intruder = request(b.port, "/api/auth/login", other)[1]["access_token"]
     assert request(b.port, f"/api/kernels/{kernel['id']}", token=intruder)[0] == 404
+    assert request(b.port, "/api/sessions", token=intruder) == (200, [])
+    assert request(b.port, f"/api/sessions/{session['id']}", token=intruder)[0] == 404
+
+    # JupyterLab's polling through B still lists the notebook's session and its kernel; listing reattaches nothing
+    holder = cluster.holder_of(kernel["id"])
+    status, listed = request(b.port, "/api/sessions", token=token)
+    assert status == 200 and [(s["id"], s["path"], s["kernel"]["id"]) for s in listed] \
+        == [(session["id"], NOTEBOOK["path"], kernel["id"])], listed
+    assert request(b.port, f"/api/sessions/{session['id']}", token=token)[1]["notebook"]["path"] == NOTEBOOK["path"]
+    assert kernel["id"] in [k["id"] for k in request(b.port, "/api/kernels", token=token)[1]]
+    assert cluster.holder_of(kernel["id"]) == holder
     with pytest.raises(httpclient.HTTPClientError) as refused:
         await card_socket(b, intruder, f"session={hello['session_id']}&after={last_seen}")
     assert refused.value.code == 404
@@ -200,6 +223,15 @@ async def test_a_killed_server_s_sessions_go_on_through_the_other_with_their_ker
     notebook.close()
     card.close()
 
+    # the notebook renamed, then closed, through B
+    status, renamed = request(b.port, f"/api/sessions/{session['id']}", {"path": "work/renamed.ipynb"}, token=token,
+                              method="PATCH")
+    assert status == 200 and renamed["kernel"]["id"] == kernel["id"], renamed
+    assert [s["path"] for s in request(b.port, "/api/sessions", token=token)[1]] == ["work/renamed.ipynb"]
+    assert request(b.port, f"/api/sessions/{session['id']}", token=token, method="DELETE")[0] == 204
+    assert request(b.port, "/api/sessions", token=token) == (200, [])
+    assert request(b.port, f"/api/kernels/{kernel['id']}", token=token)[0] == 404
+
 
 async def test_a_stopped_server_leaves_its_sessions_kernels_to_the_other(cluster):
     """A rolling deploy: the task stopped with SIGTERM lets go of its sessions, not their kernels; the task the
@@ -216,6 +248,16 @@ async def test_a_stopped_server_leaves_its_sessions_kernels_to_the_other(cluster
     client_session = uuid.uuid4().hex
     notebook = await kernel_socket(c, token, kernel["id"], client_session)
     jupyter_identity = text_of(await notebook.execute("y = object()\nprint(id(y))"))
+    # a session on that kernel made through C is seen and renamed through B, while C holds its kernel
+    status, session = request(c.port, "/api/sessions", {**NOTEBOOK, "kernel": {"id": kernel["id"]}}, token=token)
+    assert status == 201, session
+    holder = cluster.holder_of(kernel["id"])
+    assert [s["id"] for s in request(b.port, "/api/sessions", token=token)[1]] == [session["id"]]
+    status, renamed = request(b.port, f"/api/sessions/{session['id']}", {"path": "work/moved.ipynb"}, token=token,
+                              method="PATCH")
+    assert status == 200 and renamed["kernel"]["id"] == kernel["id"], renamed
+    assert [s["path"] for s in request(c.port, "/api/sessions", token=token)[1]] == ["work/moved.ipynb"]
+    assert cluster.holder_of(kernel["id"]) == holder
     kernels = cluster.kernel_of(hello["session_id"]), cluster.kernel_of(kernel["id"])
     pids = [cluster.kernel_pid(kernel_id) for kernel_id in kernels]
     card.send(type="execute", run_id="ticking", code=TICKING)  # still going when b reattaches
@@ -276,3 +318,70 @@ async def test_only_the_server_holding_a_session_culls_it(cluster):
     assert (cluster.kernel_of(hello["session_id"]), cluster.kernel_pid(kernel_id)) == (kernel_id, pid)
     moved.close()
     card.close()
+
+
+@pytest.fixture
+def proxy() -> Iterator[SwitchingProxy]:
+    """A load balancer with no targets yet; it stops after a jupyter_server requested later (its kernels are
+    shut down through it)."""
+    started = SwitchingProxy([])
+    yield started
+    started.close()
+
+
+async def test_a_quiet_run_and_a_jupyter_server_s_kernel_go_on_through_the_other(cluster, proxy, jupyter_server):
+    """Behind a load balancer (a proxy sending new connections to E, or to B once E is dead), E is killed while a
+    card run is quiet (it published nothing while no server held its kernel) and JupyterLab's server (``jupyter
+    server --gateway-url``) has a notebook's kernel there: the task that reattaches follows the run, whose later
+    output and end reach the editor; jupyter_server keeps listing the kernel and its session, reconnects its
+    gateway websocket, and its client's next cell sees the variable set before, in the same kernel process."""
+    b = next(server for server in cluster.servers if server.proc.poll() is None)
+    e = cluster.serve()
+    proxy.ports = [e.port, b.port]
+    token = request(e.port, "/api/auth/login", ADMIN)[1]["access_token"]
+    lab = await jupyter_server(Client(proxy.url, None), await personal_token(Client(e.url, None), token))
+    created = await lab.fetch("POST", "/api/sessions", json_body=NOTEBOOK)
+    assert created.code == 201, created.body
+    kernel_id = created.json()["kernel"]["id"]
+    url = f"{lab.base_url.replace('http', 'ws')}/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4()}"
+    notebook = KernelSocket(await websocket.websocket_connect(httpclient.HTTPRequest(
+        url, headers={"Authorization": f"token {lab.token}"})))
+    identity = text_of(await notebook.execute("x = object()\nprint(id(x))"))
+    pid = cluster.kernel_pid(cluster.kernel_of(kernel_id))
+
+    card = await card_socket(e, token)
+    hello = await card.receive()
+    card.send(type="execute", run_id="quiet", code=QUIET)
+    while card.seen[-1].get("output", {}).get("text") != "started\n":
+        await card.receive()
+    last_seen = card.seen[-1]["seq"]
+    time.sleep(1.5)  # past the agent's margin: nothing of the run is kept for the gap
+    e.proc.send_signal(signal.SIGKILL)
+    e.proc.wait(10)
+
+    card = await card_socket(b, token, f"session={hello['session_id']}&after={last_seen}")
+    rest = [await card.receive()]
+    while (rest[-1]["type"], rest[-1].get("run_id")) != ("done", "quiet"):
+        rest.append(await card.receive())
+    assert [(m["run_id"], m["output"]["text"]) for m in rest if m["type"] == "output"] == [("quiet", "late\n")]
+    assert rest[-1]["status"] == "ok", rest[-1]
+    card.close()
+
+    # what JupyterLab polls, through jupyter_server and the proxy to B
+    assert kernel_id in [k["id"] for k in (await lab.fetch("GET", "/api/kernels")).json()]
+    assert [s["kernel"]["id"] for s in (await lab.fetch("GET", "/api/sessions")).json()] == [kernel_id]
+    assert text_of(await until_answered(notebook, "print(id(x))")) == identity
+    assert cluster.kernel_pid(cluster.kernel_of(kernel_id)) == pid
+    notebook.close()
+
+
+async def until_answered(socket: KernelSocket, code: str, seconds: float = 60) -> list[dict]:
+    """``code`` executed, sent again every few seconds until it is answered: a request sent while jupyter_server's
+    gateway websocket reconnects is dropped."""
+    deadline = time.monotonic() + seconds
+    while True:
+        msg_id = socket.send("execute_request", {"code": code, "silent": False})
+        try:
+            return await asyncio.wait_for(socket.answers(msg_id), 5)
+        except TimeoutError:
+            assert time.monotonic() < deadline, "no answer through the reconnected gateway"

@@ -24,6 +24,7 @@ from jupyter_server.services.kernels.connection.base import (deserialize_binary_
 from tornado import httpclient, websocket
 
 from server.jupyter.wire import V1
+from server.models import KernelRecord, iso_time, utcnow
 
 from .test_datasets import JAPANESE_CSV, upload
 from .test_sessions import REAL_OS, root, start_cards  # noqa: F401 - fixtures
@@ -203,6 +204,16 @@ async def test_sessions_bind_paths_to_kernels(start_cards):
     """/api/sessions as Jupyter Server has it: one session per path, renamed, moved to a new kernel, ended."""
     api = await start_cards()
     token = await api.login()
+    # a notebook's session on a kernel whose agent ended (an embedded server's, killed with it) is not listed
+    user_id = (await api.fetch("GET", "/api/me", token=token)).json()["id"]
+    ghost = KernelRecord(uuid.uuid4().hex, "jupyter", user_id, "http://127.0.0.1:9", "gone", uuid.uuid4().hex, 2048,
+                         "{}", "k1", "c2VhbGVk", "[]", json.dumps({"dataset_ids": [], "card_id": None}), utcnow(),
+                         iso_time(time.time() + 60))
+    await api.app.store_instance.put_kernel_record(ghost)
+    assert await api.app.store_instance.set_kernel_notebooks(ghost.id, json.dumps(
+        [{"id": "ghost", "path": "work/a.ipynb", "name": "a.ipynb", "type": "notebook"}]))
+    assert (await api.fetch("GET", "/api/sessions", token=token)).json() == []
+    assert (await api.fetch("GET", "/api/kernels", token=token)).json() == []
     body = {"path": "work/a.ipynb", "name": "a.ipynb", "type": "notebook", "kernel": {"name": "python3"}}
     created = await api.fetch("POST", "/api/sessions", token=token, json_body=body)
     assert created.code == 201, created.body

@@ -273,7 +273,7 @@ async def test_migration_lists_what_was_there(tmp_path):
     await store.close()
     conn = sqlite3.connect(data / DB_FILE)
     catalogue = next(number for number, script in enumerate(MIGRATIONS) if "CREATE TABLE catalog " in script)
-    assert len(MIGRATIONS) == catalogue + 10, "undo the migrations after the catalogue's here too"
+    assert len(MIGRATIONS) == catalogue + 11, "undo the migrations after the catalogue's here too"
     conn.executescript(f"BEGIN; DROP TABLE catalog_text; DROP TABLE catalog_facets; DROP TABLE catalog;"
                        " ALTER TABLE card_versions DROP COLUMN tags;"
                        " ALTER TABLE dataset_versions DROP COLUMN stored_bytes;"  # the migrations after it
@@ -284,7 +284,7 @@ async def test_migration_lists_what_was_there(tmp_path):
                        " ALTER TABLE card_versions DROP COLUMN request_mark;"
                        " ALTER TABLE dashboard_versions DROP COLUMN request_mark;"
                        " DROP TABLE dashboard_cards; DROP TABLE dashboard_refresh;"
-                       " DROP TABLE kernel_records;"  # its holder column with it
+                       " DROP TABLE kernel_records;"  # its holder and notebooks columns and index with it
                        f" PRAGMA user_version = {catalogue}; COMMIT;")
     conn.close()
     store = SQLiteStore(data_dir=str(data))
@@ -298,6 +298,7 @@ async def test_migration_lists_what_was_there(tmp_path):
         assert (board.summary["title"], board.summary["card_count"], len(board.summary["description"])) == ("店", 1, 300)
         assert [d.id for d in await store.dashboards_with_card(card.id)] == [dashboard.id]
         assert await store.refresh_schedules() == [RefreshSchedule(dashboard.id, 600, now)]
+        assert await store.list_kernel_records("u1", "jupyter") == []  # the notebooks' column and index are there
     finally:
         await store.close()
 

@@ -781,3 +781,25 @@ class TestKernelRecords:
         expired = dataclasses.replace(record, id=uuid.uuid4().hex, expires_at=iso_time(time.time() - 1))
         await store.put_kernel_record(expired)
         assert await store.get_kernel_record(expired.id) is None
+
+    async def test_notebooks_are_kept_across_puts_and_listed_by_user(self, store):
+        user_id = uuid.uuid4().hex
+        record = KernelRecord(uuid.uuid4().hex, "jupyter", user_id, "http://10.0.3.7:8080", "a1", uuid.uuid4().hex,
+                              2048, "{}", "k1", "c2VhbGVk", "[]", json.dumps({"dataset_ids": [], "card_id": None}),
+                              utcnow(), iso_time(time.time() + 60), "task-a")
+        card = dataclasses.replace(record, id=uuid.uuid4().hex, kind="card")
+        others = dataclasses.replace(record, id=uuid.uuid4().hex, user_id=uuid.uuid4().hex)
+        expired = dataclasses.replace(record, id=uuid.uuid4().hex, expires_at=iso_time(time.time() - 1))
+        for each in (record, card, others, expired):
+            await store.put_kernel_record(each)
+        notebooks = json.dumps([{"id": "s1", "path": "売上.ipynb", "name": "", "type": "notebook"}])
+        assert await store.set_kernel_notebooks(record.id, notebooks) is True
+        assert await store.set_kernel_notebooks(expired.id, notebooks) is False
+        assert await store.set_kernel_notebooks(uuid.uuid4().hex, notebooks) is False
+        moved = dataclasses.replace(record, holder="task-b")  # another task reattached: the notebooks stay
+        await store.put_kernel_record(moved)
+        assert await store.get_kernel_record(record.id) == dataclasses.replace(moved, notebooks=notebooks)
+        assert await store.list_kernel_records(user_id, "jupyter") == [dataclasses.replace(moved, notebooks=notebooks)]
+        assert await store.list_kernel_records(user_id, "card") == [card]
+        assert await store.delete_kernel_record(record.id, "task-b") is True
+        assert await store.list_kernel_records(user_id, "jupyter") == []

@@ -90,6 +90,8 @@ class Socket(Protocol):
 
     def end(self, reason: str) -> None: ...
 
+    def closing(self) -> bool: ...
+
 
 @dataclasses.dataclass(eq=False)
 class Run:
@@ -403,7 +405,10 @@ class JupyterKernel:
 
     def _send(self, message: KernelMessage) -> None:
         for socket in list(self.sockets):
-            socket.send(message)
+            if socket.closing():  # its client has left, its close not yet handled: keep what follows for it
+                self.detach(socket)
+            else:
+                socket.send(message)
         if not self.sockets:  # a reply (or input request) outlasts outputs: its client waits for it
             self._kept.append(message, message.size, pinned=message.channel != "iopub")
 

@@ -56,14 +56,19 @@ async def test_a_client_that_left_gets_the_reply_however_much_output_came_after_
     await socket.execute("1")
     relay = api.app.jupyter_kernels._kernels[kernel["id"]]
     async with iopub_held(relay):
-        msg_id = socket.send("execute_request", {"code": "for i in range(100):\n"
+        msg_id = socket.send("execute_request", {"code": "import time\ntime.sleep(2)\nfor i in range(100):\n"
                                                           "    print(f'{i:03d}' + 'x' * 500, flush=True)"})
         socket.close()
-        for _ in range(200):  # until the server has seen it go and relayed the reply (kept for its return)
-            if not relay.sockets and relay._awaiting is None:
+        for _ in range(200):  # until the server has seen it go (a reply sent before that is lost on the way)
+            if not relay.sockets:
+                break
+            await asyncio.sleep(0.01)
+        assert not relay.sockets and relay._awaiting is not None, "the reply came before the client had left"
+        for _ in range(200):  # then until it has relayed the reply, kept for the client's return
+            if relay._awaiting is None:
                 break
             await asyncio.sleep(0.05)
-        assert not relay.sockets and relay._awaiting is None
+        assert relay._awaiting is None
     for _ in range(200):
         if relay._state == "idle" and relay._run is None:
             break

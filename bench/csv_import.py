@@ -5,8 +5,10 @@ Generates a CSV (default 50 MB, CP932, mixed types and Japanese text), starts
 file through ``POST /api/datasets`` and times it end to end (upload, decode,
 parse, Parquet, store). Then times, on the same file, ``pandas.read_csv`` +
 ``to_parquet`` and ``pyarrow.csv.read_csv`` + ``pyarrow.parquet.write_table``.
-Prints MB/s of each, the ratios, and the peak memory during each upload (after a 1 MB
-warm-up upload, so one-time initialisation is not counted): the server's RSS, and the sum of
+The three run in turn, round after round (the machine's load then weighs on each alike). Prints
+MB/s of each, the ratios (of the best runs, the median of the rounds', and of CPU seconds), and the
+peak memory during each upload (after a 1 MB warm-up upload, so one-time initialisation is not
+counted): the server's RSS, and the sum of
 the unique set sizes (USS: private pages) of the server and every process it starts (its
 executor agent and kernels, the CSV decoding processes), sampled every 250 ms (reading
 smaps_rollup holds each process's memory map lock: sampling every 20 ms made the upload it
@@ -197,12 +199,6 @@ def with_pyarrow(source: Path, target: Path) -> None:
     pq.write_table(pacsv.read_csv(source, read_options=pacsv.ReadOptions(encoding="cp932")), target)
 
 
-def best_of(repeat: int, run: Callable[[], tuple[float, float]]) -> tuple[float, float]:
-    """The least seconds and the least CPU seconds of ``repeat`` runs."""
-    runs = [run() for _ in range(repeat)]
-    return min(seconds for seconds, _ in runs), min(cpu for _, cpu in runs)
-
-
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -217,7 +213,7 @@ def timed(fn: Callable[[Path, Path], None], source: Path, target: Path) -> tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the best counts")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the three, one after another")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -229,21 +225,30 @@ def main() -> None:
         make_csv(warm_up, 1)
         try:
             server.upload(warm_up, "warm_up")
-            uploads = [server.upload(source, f"sales{i}") for i in range(args.repeat)]
+            for method in (with_pyarrow, with_pandas):  # their imports are not counted either
+                method(warm_up, tmp_path / "warm_up.parquet")
+            uploads, arrow, pandas = [], [], []
+            for number in range(args.repeat):  # interleaved: each round meets the machine's load of its moment
+                uploads.append(server.upload(source, f"sales{number}"))
+                arrow.append(timed(with_pyarrow, source, tmp_path / "pa.parquet"))
+                pandas.append(timed(with_pandas, source, tmp_path / "pd.parquet"))
         finally:
             server.stop()
-        ours, ours_cpu = min(u[0] for u in uploads), min(u[5] for u in uploads)
-        (pandas_s, pandas_cpu) = best_of(args.repeat, lambda: timed(with_pandas, source, tmp_path / "pd.parquet"))
-        (arrow_s, arrow_cpu) = best_of(args.repeat, lambda: timed(with_pyarrow, source, tmp_path / "pa.parquet"))
-    print(f"file: {mb:.1f} MB CP932 CSV, best of {args.repeat}")
-    print(f"{'method':<40}{'seconds':>9}{'MB/s':>9}{'CPU s':>9}")
-    for label, seconds, cpu in [("bi server upload (HTTP -> Parquet stored)", ours, ours_cpu),
-                                ("pyarrow read_csv + write_table", arrow_s, arrow_cpu),
-                                ("pandas read_csv + to_parquet", pandas_s, pandas_cpu)]:
-        print(f"{label:<40}{seconds:>9.2f}{mb / seconds:>9.1f}{cpu:>9.2f}")
+    ours = [(u[0], u[5]) for u in uploads]
+    print(f"file: {mb:.1f} MB CP932 CSV, {args.repeat} interleaved rounds (best of them)")
+    print(f"{'method':<40}{'seconds':>9}{'MB/s':>9}{'CPU s':>9}   per round: seconds / CPU s")
+    for label, runs in [("bi server upload (HTTP -> Parquet stored)", ours),
+                        ("pyarrow read_csv + write_table", arrow), ("pandas read_csv + to_parquet", pandas)]:
+        seconds, cpu = min(s for s, _ in runs), min(c for _, c in runs)
+        rounds = "  ".join(f"{s:.2f}/{c:.2f}" for s, c in runs)
+        print(f"{label:<40}{seconds:>9.2f}{mb / seconds:>9.1f}{cpu:>9.2f}   {rounds}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"ratio to pyarrow: {arrow_s / ours:.2f}x (target >= 1.0x)")
-    print(f"ratio to pandas:  {pandas_s / ours:.2f}x (target >= 1.5x)")
+    for name, runs, target in [("pyarrow", arrow, 1.0), ("pandas", pandas, 1.5)]:
+        best = min(s for s, _ in runs) / min(s for s, _ in ours)
+        per_round = sorted(theirs[0] / mine[0] for theirs, mine in zip(runs, ours, strict=True))
+        cpu = min(c for _, c in runs) / min(c for _, c in ours)
+        print(f"ratio to {name + ':':<9} {best:.2f}x best, {per_round[len(per_round) // 2]:.2f}x median of rounds, "
+              f"{cpu:.2f}x in CPU seconds (target >= {target}x)")
     for number, (_, before, peak, uss_before, uss_peak, _) in enumerate(uploads, 1):
         print(f"upload {number}: server RSS {before / 1e6:.0f} MB before, peak {peak / 1e6:.0f} MB "
               f"(+{(peak - before) / 1e6:.0f} MB); USS of the server and its processes {uss_before / 1e6:.0f} MB "

@@ -203,9 +203,10 @@ class KernelsHandler(AgentHandler):
             if self.admission.needs_fresh_kernels(tenant):
                 await self.pool.flush()
                 self.cache.purge()  # nothing of the last tenant's is left for this one
-            kernel = await self.pool.acquire()
+            kernel = await self.pool.acquire(refill=False)
         except BaseException:
             self.admission.cancel(reservation)
+            self.pool.refill()
             raise
         self.admission.hand_out(reservation, kernel.kernel_id)
         try:
@@ -213,6 +214,8 @@ class KernelsHandler(AgentHandler):
         except BaseException:
             await self.launcher.stop(kernel.kernel_id)
             raise
+        finally:  # the replacement's fork and start (competing for the CPU and this loop) wait for the relay
+            self.pool.refill()
         self.write_json({"kernel_id": kernel.kernel_id, "connection": connection,
                          "limits": {"memory_mb": self.launcher.memory_mb}, "agent_id": self.exits.agent_id}, 201)
 

@@ -71,6 +71,19 @@ def read_dataset(dataset_dir: str, name: str) -> pd.DataFrame:
     return table.to_pandas(use_threads=threads > 1)
 
 
+def warm_up() -> None:
+    """Read a small Parquet table into pandas and filter and group it, once, in the template before it
+    forks (on this thread only): what pandas and pyarrow set up on first use (modules they import lazily,
+    caches) is then shared by every kernel instead of redone by each for its first card."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"region": ["a", "b"] * 50, "amount": range(100),
+                             "day": pa.array(range(100), pa.timestamp("s"))}), sink)
+    # ParquetFile without pre-buffering, as read_table would start an I/O thread (fork keeps no thread)
+    table = pq.ParquetFile(pa.BufferReader(sink.getvalue()), pre_buffer=False).read(use_threads=False)
+    frame = table.to_pandas(use_threads=False)
+    frame[frame.amount > 10].groupby("region").amount.agg(["sum", "count", "mean"])
+
+
 @functools.cache
 def arrow_threads() -> int:
     """The threads pyarrow's pools get in this process (set once): the CPUs, within a share of the tasks

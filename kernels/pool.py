@@ -59,15 +59,18 @@ class WarmPool:
         else:
             self._ready.append(kernel)
 
-    async def acquire(self) -> LaunchedKernel:
-        """A ready kernel (a fresh one when the pool is empty); the pool refills in the background."""
+    async def acquire(self, refill: bool = True) -> LaunchedKernel:
+        """A ready kernel (a fresh one when the pool is empty); the pool refills in the background (without
+        ``refill``, once the caller calls ``refill``: a replacement's fork and start compete for the CPU)."""
         while self._ready:
             kernel = self._ready.popleft()
             if self.launcher.is_alive(kernel.kernel_id):
-                self.refill()
+                if refill:
+                    self.refill()
                 return kernel
             await self.launcher.stop(kernel.kernel_id)
-        self.refill()
+        if refill:
+            self.refill()
         return await self.launcher.launch()
 
     async def flush(self) -> None:

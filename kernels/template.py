@@ -45,7 +45,7 @@ from typing import Any
 
 PRELOAD = (
     # the data stack
-    "numpy", "pandas", "pyarrow", "pyarrow.parquet",
+    "numpy", "pandas", "pyarrow", "pyarrow.parquet", "pyarrow.dataset",  # load_dataset's read_table uses the last
     # charts: Bokeh, and matplotlib with pandas' plotting backend (``kernels.plots`` sets it up)
     "bokeh.plotting", "bokeh.embed", "bokeh.io",
     "matplotlib", "matplotlib.pyplot", "matplotlib_inline.backend_inline", "pandas.plotting._matplotlib",
@@ -84,13 +84,15 @@ def thread_count() -> int:
 
 
 def preload() -> None:
-    """Import ``PRELOAD`` and set matplotlib up; then freeze every object, so that no kernel's garbage
-    collector writes to (and so copies) the pages it shares with the template."""
-    from kernels import plots
+    """Import ``PRELOAD``, set matplotlib up and read a dataset once (``helpers.warm_up``); then freeze every
+    object, so that no kernel's garbage collector writes to (and so copies) the pages it shares with the
+    template."""
+    from kernels import helpers, plots
 
     for name in PRELOAD:
         importlib.import_module(name)
     plots.prepare()
+    helpers.warm_up()
     gc.freeze()
     if thread_count() != 1:
         raise RuntimeError(f"the template has {thread_count()} threads after imports; fork is unsafe")

@@ -4,20 +4,21 @@ Python's codecs hold the GIL, and decoding is most of what a CSV import of such 
 encodings never put the byte 0x0A inside a multi-byte character, so a chunk that ends just after a
 newline ends between characters: chunks decode alone to what the whole file decodes to, in order.
 ``DecodeWorkers`` are the processes (``csv_decode_worker.py``, standard library only, a few MB each);
-``ParallelDecoder`` keeps one chunk at each and hands out their UTF-8 in file order. A byte the
-encoding cannot decode ends the read with ``UndecodableLine``, naming the exact line: the newlines
-before its chunk plus those before it in the chunk.
+``ParallelDecoder`` keeps one chunk at each (its byte range: the worker reads the file itself) and hands
+out their UTF-8 in file order. A byte the encoding cannot decode ends the read with ``UndecodableLine``,
+naming the exact line: the newlines before its chunk plus those before it in the chunk (each worker
+counts its chunk's).
 """
 
 from __future__ import annotations
 
 import codecs
 import collections
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import BinaryIO
 
 from .csv_decode_worker import ANSWER, DECODED, REQUEST
 
@@ -26,6 +27,7 @@ PARALLEL_ENCODINGS = frozenset(codecs.lookup(name).name for name in (
 """Encodings whose multi-byte characters never hold the byte 0x0A (and whose decoders keep no state
 across lines)."""
 CHUNK_BYTES = 2 << 20
+WINDOW_BYTES = 64 << 10  # read at each cut to find where a line ends
 WORKER = Path(__file__).with_name("csv_decode_worker.py")
 
 
@@ -83,24 +85,28 @@ class DecodeWorkers:
 
 
 class ParallelDecoder:
-    """The UTF-8 of ``file`` (read from where it is), a chunk per ``read``, decoded by ``workers``.
+    """The UTF-8 of the file at ``path``, a chunk per ``read``, decoded by ``workers``.
 
-    One chunk is out at each worker at a time: each answer is read before the worker gets its next
-    chunk, so neither side ever waits on a full pipe of the other's. ``close`` collects the answers
-    still out, leaving the workers ready for another file.
+    This process only picks where chunks end, reading a small window at each cut: each worker reads its
+    chunk from the file itself. One chunk is out at each worker at a time: each answer is read before the
+    worker gets its next chunk, so neither side ever waits on a full pipe of the other's. ``close`` collects
+    the answers still out, leaving the workers ready for another file. ``quoted`` tells whether a chunk read
+    so far held a double quote.
     """
 
-    def __init__(self, file: BinaryIO, encoding: str, workers: DecodeWorkers, chunk_bytes: int | None = None):
+    def __init__(self, path: Path, encoding: str, workers: DecodeWorkers, chunk_bytes: int | None = None):
         if codecs.lookup(encoding).name not in PARALLEL_ENCODINGS:
             raise ValueError(f"{encoding} may hold 0x0A inside a character: decode it in one piece")
-        self._file = file
+        self._path = os.fsencode(path)
+        self._size = os.stat(path).st_size
         self._encoding = encoding.encode("ascii")
         self._workers = workers.processes
         self._chunk_bytes = chunk_bytes or CHUNK_BYTES
-        self._carry = b""
-        self._lines_before = 0  # newlines in the chunks handed to workers so far
-        self._out: collections.deque[tuple[int, int, bytes]] = collections.deque()  # (worker, lines before, chunk)
+        self._offset = 0  # where the next chunk starts
+        self._lines_read = 0  # newlines in the chunks read so far
+        self._out: collections.deque[int] = collections.deque()  # the workers with a chunk, in file order
         self._next_worker = 0
+        self.quoted = False
         for _ in self._workers:
             self._send_next()
 
@@ -108,10 +114,12 @@ class ParallelDecoder:
         """The UTF-8 of the next chunk; ``b""`` at the end of the file."""
         if not self._out:
             return b""
-        worker, lines_before, chunk = self._out.popleft()
-        status, value = ANSWER.unpack(self._answer(worker, ANSWER.size))
+        worker = self._out.popleft()
+        status, value, newlines, quote = ANSWER.unpack(self._answer(worker, ANSWER.size))
         if status != DECODED:
-            raise UndecodableLine(lines_before + chunk.count(b"\n", 0, value) + 1)
+            raise UndecodableLine(self._lines_read + newlines + 1)
+        self._lines_read += newlines
+        self.quoted = self.quoted or bool(quote)
         text = self._answer(worker, value)
         self._send_next()
         return text
@@ -119,38 +127,44 @@ class ParallelDecoder:
     def close(self) -> None:
         """Collect the answers still out (the workers then wait for new chunks)."""
         while self._out:
-            worker, _, _ = self._out.popleft()
-            status, value = ANSWER.unpack(self._answer(worker, ANSWER.size))
+            worker = self._out.popleft()
+            status, value, _, _ = ANSWER.unpack(self._answer(worker, ANSWER.size))
             if status == DECODED:
                 self._answer(worker, value)
 
     def _send_next(self) -> None:
-        chunk = self._next_chunk()
-        if not chunk:
+        start = self._offset
+        if start >= self._size:
             return
+        end = self._cut(start + self._chunk_bytes)
+        self._offset = end
         worker = self._next_worker
         self._next_worker = (worker + 1) % len(self._workers)
         stdin = self._workers[worker].stdin
         assert stdin is not None
-        stdin.write(REQUEST.pack(len(self._encoding), len(chunk)) + self._encoding)
-        stdin.write(chunk)
+        stdin.write(REQUEST.pack(len(self._encoding), len(self._path), start, end - start))
+        stdin.write(self._encoding + self._path)
         stdin.flush()
-        self._out.append((worker, self._lines_before, chunk))
-        self._lines_before += chunk.count(b"\n")
+        self._out.append(worker)
 
-    def _next_chunk(self) -> bytes:
-        """About ``chunk_bytes`` of the file, ending just after a newline (or at the end of the file)."""
-        data = self._carry + self._file.read(self._chunk_bytes)
-        cut = _boundary(data)
-        while not cut and len(data) > len(self._carry):  # no boundary yet: read on
-            self._carry = data
-            data += self._file.read(self._chunk_bytes)
-            cut = _boundary(data)
-        if not cut or len(data) == len(self._carry):  # the end of the file
-            self._carry = b""
-            return data
-        self._carry = data[cut:]
-        return data[:cut]
+    def _cut(self, position: int) -> int:
+        """The first place from ``position`` on where the file may be cut between characters (``_boundary`` of
+        each window read); the end of the file if none."""
+        if position >= self._size:
+            return self._size
+        fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            while position < self._size:
+                window = os.pread(fd, min(WINDOW_BYTES, self._chunk_bytes), position)
+                if not window:
+                    break
+                cut = _boundary(window)
+                if cut:
+                    return position + cut
+                position += len(window)
+        finally:
+            os.close(fd)
+        return self._size
 
     def _answer(self, worker: int, size: int) -> bytes:
         stdout = self._workers[worker].stdout

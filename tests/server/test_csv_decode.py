@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,8 +48,15 @@ def text_bytes(rows: list[str], encoding: str, line_end: str) -> bytes:
     return line_end.join(rows).encode(encoding)
 
 
-def decode_all(data: bytes, encoding: str, workers: DecodeWorkers, chunk_bytes: int) -> bytes:
-    decoder = ParallelDecoder(io.BytesIO(data), encoding, workers, chunk_bytes)
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("decode") / "file.csv"
+
+
+def decode_all(data: bytes, encoding: str, workers: DecodeWorkers, chunk_bytes: int, scratch: Path) -> bytes:
+    """``data`` written to ``scratch`` and decoded from there in chunks of about ``chunk_bytes``."""
+    scratch.write_bytes(data)
+    decoder = ParallelDecoder(scratch, encoding, workers, chunk_bytes)
     try:
         parts = []
         while part := decoder.read():
@@ -63,19 +69,19 @@ def decode_all(data: bytes, encoding: str, workers: DecodeWorkers, chunk_bytes: 
 @pytest.mark.parametrize("encoding", ["cp932", "euc_jp"])
 @SETTINGS
 @given(data=st.data())
-def test_chunks_decode_to_what_one_decode_gives(workers, encoding, data):
+def test_chunks_decode_to_what_one_decode_gives(workers, scratch, encoding, data):
     """Whatever the chunk size (newlines at chunk edges, lines longer than a chunk, CR line ends), the
     chunks' UTF-8 in order is the whole file's."""
     rows = data.draw(lines(encoding))
     raw = text_bytes(rows, encoding, data.draw(st.sampled_from(["\n", "\r\n", "\r"])))
     chunk_bytes = data.draw(st.integers(1, 64))
-    assert decode_all(raw, encoding, workers, chunk_bytes) == raw.decode(encoding).encode()
+    assert decode_all(raw, encoding, workers, chunk_bytes, scratch) == raw.decode(encoding).encode()
 
 
 @pytest.mark.parametrize("encoding", ["cp932", "euc_jp"])
 @SETTINGS
 @given(data=st.data())
-def test_a_bad_byte_is_named_on_its_exact_line(workers, encoding, data, tmp_path_factory):
+def test_a_bad_byte_is_named_on_its_exact_line(workers, scratch, encoding, data, tmp_path_factory):
     """The line of the first undecodable byte is the one the single-threaded scan names, wherever the
     chunks are cut."""
     rows = data.draw(lines(encoding))
@@ -91,20 +97,35 @@ def test_a_bad_byte_is_named_on_its_exact_line(workers, encoding, data, tmp_path
     expected = _first_bad_line(path, encoding)
     assert expected is not None
     with pytest.raises(UndecodableLine) as raised:
-        decode_all(raw, encoding, workers, data.draw(st.integers(1, 64)))
+        decode_all(raw, encoding, workers, data.draw(st.integers(1, 64)), scratch)
     assert raised.value.line == expected
 
 
-def test_the_workers_serve_the_next_file_after_a_bad_one(workers):
-    """A file that ended early leaves no answer behind for the next one."""
+def test_the_workers_serve_the_next_file_after_a_bad_one(workers, tmp_path):
+    """A file that ended early leaves no answer behind for the next one (at another path)."""
     with pytest.raises(UndecodableLine):
-        decode_all(b"a\n\x81\x7f\n" + "売上\n".encode("cp932") * 50, "cp932", workers, 4)
-    assert decode_all("東京\n大阪\n".encode("cp932"), "cp932", workers, 3) == "東京\n大阪\n".encode()
+        decode_all(b"a\n\x81\x7f\n" + "売上\n".encode("cp932") * 50, "cp932", workers, 4, tmp_path / "bad.csv")
+    assert decode_all("東京\n大阪\n".encode("cp932"), "cp932", workers, 3, tmp_path / "good.csv") == "東京\n大阪\n".encode()
 
 
-def test_an_encoding_that_may_hold_a_newline_in_a_character_is_refused(workers):
+def test_a_chunk_holding_a_quote_is_told(workers, tmp_path):
+    """``quoted`` turns true with the first chunk read that holds a double quote, not before."""
+    path = tmp_path / "quoted.csv"
+    path.write_bytes("売上,1\n".encode("cp932") * 20 + b'"a",2\n' + "売上,3\n".encode("cp932") * 20)
+    decoder = ParallelDecoder(path, "cp932", workers, 32)
+    try:
+        seen = []
+        while chunk := decoder.read():
+            seen.append((b'"' in chunk, decoder.quoted))
+    finally:
+        decoder.close()
+    first = [has for has, _ in seen].index(True)
+    assert [quoted for _, quoted in seen] == [False] * first + [True] * (len(seen) - first)
+
+
+def test_an_encoding_that_may_hold_a_newline_in_a_character_is_refused(workers, tmp_path):
     with pytest.raises(ValueError, match="0x0A"):
-        ParallelDecoder(io.BytesIO(b""), "utf-16-le", workers)
+        ParallelDecoder(tmp_path / "any.csv", "utf-16-le", workers)
 
 
 def test_an_upload_decoded_in_parallel_names_the_line_of_a_bad_byte(tmp_path):
@@ -143,7 +164,7 @@ def test_worker_is_standalone():
     """The worker runs with ``-I -S``: it imports nothing of the server (nor anything outside the stdlib)."""
     source = (Path(__file__).parents[2] / "server" / "csv_decode_worker.py").read_text()
     imports = {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))}
-    assert imports == {"struct", "sys"}
+    assert imports == {"os", "struct", "sys"}
 
 
 @pytest.fixture

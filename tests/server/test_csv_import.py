@@ -364,7 +364,8 @@ def test_batches_are_gathered_into_row_groups(tmp_path, small_blocks, monkeypatc
 
 def test_only_text_columns_are_dictionary_encoded(tmp_path):
     """Numbers and times of many distinct values are written plain (a dictionary of them cost writing CPU, then
-    fell back to plain and compressed worse); text keeps its dictionary, and every value reads back."""
+    fell back to plain and compressed worse); text keeps its dictionary, and every value reads back. Only the
+    numbers and times get min/max statistics (those of text cost writing CPU and nothing reads them)."""
     rows = "".join(f"{i},{i * 0.37:.2f},2024/01/{i % 28 + 1:02d},{'東西南北'[i % 4]}\n" for i in range(3000))
     result, table = convert(tmp_path, "id,price,day,area\n" + rows)
     assert types(result) == {"id": "int64", "price": "double", "day": "timestamp[s]", "area": "string"}
@@ -373,6 +374,8 @@ def test_only_text_columns_are_dictionary_encoded(tmp_path):
     dictionary = {group.column(i).path_in_schema: "RLE_DICTIONARY" in group.column(i).encodings
                   for i in range(group.num_columns)}
     assert dictionary == {"id": False, "price": False, "day": False, "area": True}
+    statistics = {group.column(i).path_in_schema: group.column(i).is_stats_set for i in range(group.num_columns)}
+    assert statistics == {"id": True, "price": True, "day": True, "area": False}
 
 
 # Quoting and data shapes

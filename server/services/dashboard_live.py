@@ -93,7 +93,7 @@ class Room:
         self.seq: dict[str, int] = {}
         self.latest: dict[str, bytes] = {}  # card key -> its output's result, serialised
         self.cards: dict[str, str] = {}  # card key -> card id, in the version the last snapshot read
-        self.unsent: dict[Viewer, list[str]] = {}  # card keys whose output a viewer's snapshot still owes it
+        self.unsent: dict[Viewer, list[str]] = {}  # card keys whose output a viewer's snapshot still owes it (until sent)
         self.running: set[str] = set()  # cards being run because a snapshot found no result
         self.joining = 0  # viewers whose snapshot is being made
         self._announced: list[dict[str, str]] = []
@@ -119,9 +119,10 @@ class Room:
     def publish(self, key: str, result: dict[str, Any] | bytes) -> None:
         self.keep(key, result)
         frame = Frame(self.output_frame(key))  # serialised and framed once for every socket
+        for owed in self.unsent.values():
+            if key in owed:
+                owed.remove(key)  # what its snapshot owed it comes now
         for viewer in list(self.viewers):
-            if key in self.unsent.get(viewer, ()):
-                self.unsent[viewer].remove(key)  # what its snapshot owed it comes now
             viewer.send_frame(frame)
 
     def leave(self, viewer: Viewer) -> None:
@@ -263,6 +264,8 @@ class DashboardHub(LoggingConfigurable):
             key = keys.pop(0) if keys else None
             if key in room.latest:
                 viewer.send_frame(room.output_frame(key))
+        if room.unsent.get(viewer) == []:
+            del room.unsent[viewer]  # all sent: publishing looks only at the viewers still owed outputs
 
     async def personal_run(self, viewer: Viewer, dashboard_id: str, values: dict[str, Any]) -> None:
         """Run the cards that take any of ``values`` for ``viewer`` alone (through the cache)."""

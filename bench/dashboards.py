@@ -15,7 +15,7 @@ Targets: CPU per update <= 15 ms per 1,000 viewers; 10,000 viewers over 4 proces
 client leaves the cores free enough to say. A snapshot of 20 cards < 50 ms.
 
     python bench/dashboards.py [--updates 100] [--servers 4] [--viewers 1000,5000,10000] [--profile DIR]
-                               [--strace UPDATES]   (as root)
+                               [--strace UPDATES] [--perf FILE]   (as root)
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ DASHBOARD = {"schemaVersion": 1, "title": "bench", "cards": CARDS, "refresh": No
                         for i, c in enumerate(CARDS)]}
 CLIENT_PROCESSES = 4
 IDLE_SECONDS = 10.0
+PERF_UPDATES = 50
 # One signed-in user stands for every viewer, from one address: the per-user socket cap (50 by default) and
 # the per-address connection cap are raised to the viewer count (measure()).
 
@@ -82,6 +83,12 @@ def strace(pid: int) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
+def perf(pid: int, output: Path) -> subprocess.Popen[str]:
+    """``perf record`` of ``pid``'s threads with call graphs, kernel included, into ``output`` (until interrupted)."""
+    return subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-p", str(pid), "-o", str(output)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+
+
 def syscalls(tracer: subprocess.Popen[str]) -> dict[str, int]:
     """Calls per system call name, from the summary ``strace -c`` prints when interrupted."""
     tracer.send_signal(signal.SIGINT)
@@ -94,7 +101,7 @@ def syscalls(tracer: subprocess.Popen[str]) -> dict[str, int]:
 
 
 async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[int], viewers: int,
-                  updates: int, traced_updates: int) -> dict[str, Any]:
+                  updates: int, traced_updates: int, perf_file: Path | None) -> dict[str, Any]:
     urls = ",".join(base.replace("http", "ws") + f"/api/dashboards/{dashboard_id}/ws" for base in bases)
     pipes, processes = [], []
     for index in range(CLIENT_PROCESSES):
@@ -137,6 +144,13 @@ async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[in
         for _ in range(traced_updates):
             await update()
         calls = syscalls(tracer)
+    if perf_file is not None:
+        recorder = perf(pids[min(1, len(bases) - 1)], perf_file.with_suffix(f".{viewers}.data"))
+        await asyncio.sleep(1)
+        for _ in range(PERF_UPDATES):
+            await update()
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
     for pipe in pipes:
         pipe.send("stop")
     for process in processes:
@@ -149,7 +163,7 @@ async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[in
 
 
 async def measure(updates: int, servers: int, counts: list[int], profile: Path | None = None,
-                  traced_updates: int = 0) -> dict[str, Any]:
+                  traced_updates: int = 0, perf_file: Path | None = None) -> dict[str, Any]:
     flags = (f"--ServeApp.max_sockets_per_user={max(counts) + 10}",
              f"--ServeApp.max_connections_per_client={max(counts) + 100}")
     results: dict[str, Any] = {}
@@ -178,7 +192,7 @@ async def measure(updates: int, servers: int, counts: list[int], profile: Path |
         results["snapshot"] = await timed(50, join)
         for count in counts:
             results[f"{count}"] = await fan_out(bases, token, dashboard_id, cluster.pids, count, updates,
-                                                traced_updates)
+                                                traced_updates, perf_file)
     return results
 
 
@@ -192,6 +206,8 @@ def main() -> None:
     parser.add_argument("--strace", type=int, default=0, metavar="UPDATES",
                         help="after the measured updates, this many more under strace -c on the second bi serve "
                              "(fan-out only): its system calls per socket per update")
+    parser.add_argument("--perf", type=Path, metavar="FILE", help=f"after those, {PERF_UPDATES} more updates under "
+                        "perf record -g on the same bi serve: FILE.<viewers>.data for perf report")
     args = parser.parse_args()
     counts = [int(n) for n in args.viewers.split(",")]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # sockets for every viewer, both ends
@@ -199,7 +215,7 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    results = asyncio.run(measure(args.updates, args.servers, counts, args.profile, args.strace))
+    results = asyncio.run(measure(args.updates, args.servers, counts, args.profile, args.strace, args.perf))
     print(f"{args.servers} bi serve processes on moto, one redis-server; load average (1, 5, 15 min) "
           f"{' '.join(f'{n:.2f}' for n in load_before)} before, {' '.join(f'{n:.2f}' for n in os.getloadavg())} "
           f"after, on {os.cpu_count()} cores")

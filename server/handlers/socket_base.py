@@ -129,6 +129,8 @@ class BoundedSocket(websocket.WebSocketHandler):
             return
         if isinstance(frame, Frame):  # framed once for many sockets: written as it is (ws_frames.py)
             stream, data = connection.stream, frame.wire
+            if stream is None:
+                return
             if type(stream) is IOStream and not stream.writing():
                 try:
                     sent = stream.socket.send(data)

@@ -14,7 +14,8 @@ processes on the AWS store (a moto server on loopback) with a ``redis-server`` a
 Targets: CPU per update <= 15 ms per 1,000 viewers; 10,000 viewers over 4 processes p95 < 250 ms where the
 client leaves the cores free enough to say. A snapshot of 20 cards < 50 ms.
 
-    python bench/dashboards.py [--updates 30] [--servers 4] [--viewers 1000,5000,10000] [--profile DIR]   (as root)
+    python bench/dashboards.py [--updates 100] [--servers 4] [--viewers 1000,5000,10000] [--profile DIR]
+                               [--strace UPDATES] [--perf FILE]   (as root)
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ import json
 import multiprocessing
 import os
 import resource
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tornado import httpclient, websocket
 
@@ -42,6 +46,7 @@ DASHBOARD = {"schemaVersion": 1, "title": "bench", "cards": CARDS, "refresh": No
                         for i, c in enumerate(CARDS)]}
 CLIENT_PROCESSES = 4
 IDLE_SECONDS = 10.0
+PERF_UPDATES = 50
 # One signed-in user stands for every viewer, from one address: the per-user socket cap (50 by default) and
 # the per-address connection cap are raised to the viewer count (measure()).
 
@@ -58,13 +63,45 @@ def cpu_seconds(pid: int) -> float:
 
 
 def cpu_split(pid: int) -> tuple[float, float]:
-    """Seconds of user and of system (kernel) CPU the process has used."""
+    """Seconds of user and of system (kernel) CPU the process has used (every thread, in ticks of 10 ms)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
+def spread(viewers: int, servers: int) -> list[int]:
+    """How many of ``viewers`` each server gets (frame_counter.run: each client's n-th viewer on server n mod)."""
+    on = [0] * servers
+    for index in range(CLIENT_PROCESSES):
+        for n in range(viewers // CLIENT_PROCESSES + (1 if index < viewers % CLIENT_PROCESSES else 0)):
+            on[n % servers] += 1
+    return on
+
+
+def strace(pid: int) -> subprocess.Popen[str]:
+    """``strace -c`` on every thread of ``pid`` (its counts come when it is stopped: ``syscalls``)."""
+    return subprocess.Popen(["strace", "-c", "-f", "-qq", "-p", str(pid)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def perf(pid: int, output: Path) -> subprocess.Popen[str]:
+    """``perf record`` of ``pid``'s threads with call graphs, kernel included, into ``output`` (until interrupted)."""
+    return subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-p", str(pid), "-o", str(output)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+
+
+def syscalls(tracer: subprocess.Popen[str]) -> dict[str, int]:
+    """Calls per system call name, from the summary ``strace -c`` prints when interrupted."""
+    tracer.send_signal(signal.SIGINT)
+    calls = {}
+    for line in tracer.communicate(timeout=60)[1].splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total":
+            calls[fields[-1]] = int(fields[3])
+    return calls
+
+
 async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[int], viewers: int,
-                  updates: int) -> dict[str, list[float]]:
+                  updates: int, traced_updates: int, perf_file: Path | None) -> dict[str, Any]:
     urls = ",".join(base.replace("http", "ws") + f"/api/dashboards/{dashboard_id}/ws" for base in bases)
     pipes, processes = [], []
     for index in range(CLIENT_PROCESSES):
@@ -80,38 +117,56 @@ async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[in
     await asyncio.sleep(1)  # presence settles
     http = httpclient.AsyncHTTPClient()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    last, http_ms = [], []
     clients = [process.pid for process in processes if process.pid is not None]
-    idle_before, idle_started = sum(map(cpu_seconds, pids)), time.monotonic()
-    await asyncio.sleep(IDLE_SECONDS)  # what the servers spend with no update: presence, schedules, discovery
-    idle_rate = (sum(map(cpu_seconds, pids)) - idle_before) / (time.monotonic() - idle_started)
-    cpu_before, client_before, started_all = sum(map(cpu_seconds, pids)), sum(map(cpu_seconds, clients)), time.monotonic()
-    system_before = sum(cpu_split(pid)[1] for pid in pids)
-    for _ in range(updates):
+
+    async def update() -> tuple[float, float]:
+        """One re-run: its HTTP round trip and the time until the last viewer had its output, in ms."""
         started = time.time()
         await http.fetch(bases[0] + f"/api/dashboards/{dashboard_id}/cards/c1/run", method="POST",
                          headers=headers, body="{}")
-        http_ms.append((time.time() - started) * 1000)
+        http_ms = (time.time() - started) * 1000
         arrivals = [await loop.run_in_executor(None, pipe.recv) for pipe in pipes]
-        last.append((max(at for _, at in arrivals) - started) * 1000)
-    spent, elapsed = sum(map(cpu_seconds, pids)) - cpu_before, time.monotonic() - started_all
-    system = (sum(cpu_split(pid)[1] for pid in pids) - system_before) / updates * 1000
-    cpu = spent / updates * 1000
-    net = (spent - idle_rate * elapsed) / updates * 1000
+        return http_ms, (max(at for _, at in arrivals) - started) * 1000
+
+    idle_before, idle_started = sum(map(cpu_seconds, pids)), time.monotonic()
+    await asyncio.sleep(IDLE_SECONDS)  # what the servers spend with no update: presence, schedules, discovery
+    idle_rate = (sum(map(cpu_seconds, pids)) - idle_before) / (time.monotonic() - idle_started)
+    before, client_before, started_all = [cpu_split(pid) for pid in pids], sum(map(cpu_seconds, clients)), time.monotonic()
+    timings = [await update() for _ in range(updates)]
+    after, elapsed = [cpu_split(pid) for pid in pids], time.monotonic() - started_all
     client_cpu = (sum(map(cpu_seconds, clients)) - client_before) / updates * 1000
+    per_process = [((a[0] - b[0]) / updates * 1000, (a[1] - b[1]) / updates * 1000) for a, b in zip(after, before, strict=True)]
+    cpu = sum(user + system for user, system in per_process)
+    calls: dict[str, int] = {}
+    if traced_updates:  # after the measured updates: strace slows the process it traces
+        tracer = strace(pids[min(1, len(bases) - 1)])
+        await asyncio.sleep(1)  # attached to every thread
+        for _ in range(traced_updates):
+            await update()
+        calls = syscalls(tracer)
+    if perf_file is not None:
+        recorder = perf(pids[min(1, len(bases) - 1)], perf_file.with_suffix(f".{viewers}.data"))
+        await asyncio.sleep(1)
+        for _ in range(PERF_UPDATES):
+            await update()
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
     for pipe in pipes:
         pipe.send("stop")
     for process in processes:
         process.join(30)
-    return {"last viewer": last, "http": http_ms, "cpu": [cpu], "net cpu": [net], "idle": [idle_rate * 1000],
-            "system cpu": [system], "client cpu": [client_cpu]}
+    return {"last viewer": [last for _, last in timings], "http": [h for h, _ in timings], "cpu": cpu,
+            "net cpu": cpu - idle_rate * elapsed / updates * 1000, "idle": idle_rate * 1000,
+            "system cpu": sum(system for _, system in per_process), "per process": per_process,
+            "client cpu": client_cpu, "syscalls": calls,
+            "tick": len(pids) * 2 / os.sysconf("SC_CLK_TCK") / updates * 1000}
 
 
-async def measure(updates: int, servers: int, counts: list[int],
-                  profile: Path | None = None) -> dict[str, dict[str, list[float]] | list[float]]:
+async def measure(updates: int, servers: int, counts: list[int], profile: Path | None = None,
+                  traced_updates: int = 0, perf_file: Path | None = None) -> dict[str, Any]:
     flags = (f"--ServeApp.max_sockets_per_user={max(counts) + 10}",
              f"--ServeApp.max_connections_per_client={max(counts) + 100}")
-    results: dict[str, dict[str, list[float]] | list[float]] = {}
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bi-bench-") as folder, \
             Cluster(Path(folder), servers=servers, redis=True, flags=flags, profile=profile) as cluster:
         bases = cluster.urls
@@ -136,40 +191,58 @@ async def measure(updates: int, servers: int, counts: list[int],
 
         results["snapshot"] = await timed(50, join)
         for count in counts:
-            results[f"{count}"] = await fan_out(bases, token, dashboard_id, cluster.pids, count, updates)
+            results[f"{count}"] = await fan_out(bases, token, dashboard_id, cluster.pids, count, updates,
+                                                traced_updates, perf_file)
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--updates", type=int, default=30)
+    parser.add_argument("--updates", type=int, default=100, help="updates measured per viewer count (CPU is "
+                        "counted in ticks of 10 ms per process: at 100 updates at most 0.2 ms per update each)")
     parser.add_argument("--servers", type=int, default=4)
     parser.add_argument("--viewers", default="1000,5000,10000", help="comma-separated viewer counts")
     parser.add_argument("--profile", type=Path, help="folder for a cProfile of each bi serve (serve<n>.prof)")
+    parser.add_argument("--strace", type=int, default=0, metavar="UPDATES",
+                        help="after the measured updates, this many more under strace -c on the second bi serve "
+                             "(fan-out only): its system calls per socket per update")
+    parser.add_argument("--perf", type=Path, metavar="FILE", help=f"after those, {PERF_UPDATES} more updates under "
+                        "perf record -g on the same bi serve: FILE.<viewers>.data for perf report")
     args = parser.parse_args()
     counts = [int(n) for n in args.viewers.split(",")]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # sockets for every viewer, both ends
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * max(counts) + 1024)), hard))
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    results = asyncio.run(measure(args.updates, args.servers, counts, args.profile))
-    print(f"{args.servers} bi serve processes on moto, one redis-server; load average now "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    load_before = os.getloadavg()
+    results = asyncio.run(measure(args.updates, args.servers, counts, args.profile, args.strace, args.perf))
+    print(f"{args.servers} bi serve processes on moto, one redis-server; load average (1, 5, 15 min) "
+          f"{' '.join(f'{n:.2f}' for n in load_before)} before, {' '.join(f'{n:.2f}' for n in os.getloadavg())} "
+          f"after, on {os.cpu_count()} cores")
     print("(a) open a 20-card dashboard: websocket connect to its snapshot and outputs (target < 50 ms)")
     print(f"  snapshot                                    {percentiles(results['snapshot'])}")
     print("(b) a re-run until the last viewer has its output (target: CPU <= 15 ms per update per 1,000 viewers)")
     for count in counts:
         run = results[f"{count}"]
+        per = 1000 / count
         print(f"  {count:5d} viewers, to the last one            {percentiles(run['last viewer'])}"
               f"   max {max(run['last viewer']):7.2f} ms")
         print(f"        the run's HTTP round trip             {percentiles(run['http'])}")
-        print(f"        CPU per update (bi serve + redis)     {run['cpu'][0]:8.2f} ms"
-              f"   ({run['cpu'][0] * 1000 / count:.2f} ms per 1,000 viewers)")
-        print(f"        of which beyond idle (idle {run['idle'][0]:.0f} ms/s) {run['net cpu'][0]:8.2f} ms"
-              f"   ({run['net cpu'][0] * 1000 / count:.2f} ms per 1,000 viewers)")
-        print(f"        of which system (mostly socket writes) {run['system cpu'][0]:11.2f} ms"
-              f"   ({run['system cpu'][0] * 1000 / count:.2f} ms per 1,000 viewers)")
-        print(f"        the client processes' CPU per update  {run['client cpu'][0]:8.2f} ms")
+        print(f"        CPU per update (bi serve + redis)     {run['cpu']:8.2f} ms"
+              f"   ({run['cpu'] * per:.2f} ms per 1,000 viewers, +- {run['tick'] * per:.2f} for the ticks)")
+        print(f"        of which beyond idle (idle {run['idle']:.0f} ms/s) {run['net cpu']:8.2f} ms"
+              f"   ({run['net cpu'] * per:.2f} ms per 1,000 viewers)")
+        print(f"        of which system (mostly socket writes) {run['system cpu']:11.2f} ms"
+              f"   ({run['system cpu'] * per:.2f} ms per 1,000 viewers)")
+        names = [f"serve{n}" for n in range(args.servers)] + ["redis"]
+        print("        each process, user/system per update: " + ", ".join(
+            f"{name} {user:.1f}/{system:.1f}" for name, (user, system) in zip(names, run["per process"], strict=True)) + " ms")
+        print(f"        the client processes' CPU per update  {run['client cpu']:8.2f} ms")
+        if run["syscalls"]:
+            traced = spread(count, args.servers)[min(1, args.servers - 1)] * args.strace
+            top = sorted(run["syscalls"].items(), key=lambda item: -item[1])[:6]
+            print(f"        system calls per socket per update on serve{min(1, args.servers - 1)} "
+                  f"({args.strace} updates): " + ", ".join(f"{name} {calls / traced:.3f}" for name, calls in top))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Bus, Envelope, encode
+from .base import Bus
 
 
 class LocalBus(Bus):
@@ -15,8 +15,8 @@ class LocalBus(Bus):
     async def start(self) -> None:
         pass
 
-    async def publish(self, topic: str, body: dict[str, Any]) -> None:
-        self.deliver(encode(Envelope(topic, self.origin, body)))
+    async def publish(self, topic: str, body: dict[str, Any], raw: dict[str, bytes] | None = None) -> None:
+        self.deliver(self.encode(topic, body, raw))
 
     async def close(self) -> None:
         pass

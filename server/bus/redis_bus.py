@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from traitlets import Float, Unicode, default
 
 from ..environment import setting
-from .base import Bus, Envelope, encode, log
+from .base import Bus, log
 
 
 class RedisBus(Bus):
@@ -97,14 +97,14 @@ class RedisBus(Bus):
             except Exception:
                 log.exception("bus_reconnected_callback_failed")
 
-    async def publish(self, topic: str, body: dict[str, Any]) -> None:
-        raw = encode(Envelope(topic, self.origin, body))
+    async def publish(self, topic: str, body: dict[str, Any], raw: dict[str, bytes] | None = None) -> None:
+        data = self.encode(topic, body, raw)
         try:
             async with self._sending:
-                await self._client.publish(self.channel(topic), raw)
+                await self._client.publish(self.channel(topic), data)
         except (RedisError, OSError) as exc:
             log.warning("bus_publish_failed", topic=topic, error=str(exc)[:200])
-            self.deliver(raw)  # the other tasks miss it; this one's viewers do not
+            self.deliver(data)  # the other tasks miss it; this one's viewers do not
 
     async def close(self) -> None:
         if self._listener is not None:

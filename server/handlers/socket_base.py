@@ -116,8 +116,10 @@ class BoundedSocket(websocket.WebSocketHandler):
 
     def send_frame(self, frame: str | bytes | Frame, binary: bool = False) -> None:
         """Write ``frame`` (a message, or one framed once for many sockets) unless the socket is closing; close
-        it if its client is too far behind."""
-        if self.closing():
+        it if its client is too far behind. A frame for many sockets that the socket takes whole at once (the
+        usual case: nothing waits ahead of it) costs one ``send`` and no Tornado future, callback or buffer."""
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
             return
         if self.pending_bytes > limits.SOCKET_PENDING_BYTES:
             log.warning("socket_too_slow", endpoint=self.request.path, pending_bytes=self.pending_bytes,
@@ -126,14 +128,17 @@ class BoundedSocket(websocket.WebSocketHandler):
             self.on_too_slow()
             return
         if isinstance(frame, Frame):  # framed once for many sockets: written as it is (ws_frames.py)
-            stream = self.ws_connection.stream if self.ws_connection is not None else None
+            stream, data = connection.stream, frame.wire
             if stream is None:
                 return
-            data = frame.wire
-            if type(stream) is IOStream and not stream.writing() and not stream.closed():
-                data = data[_sent(stream, data):]  # nothing waits ahead of it: the socket takes what it can now
-                if not data:
+            if type(stream) is IOStream and not stream.writing():
+                try:
+                    sent = stream.socket.send(data)
+                except OSError:  # met again by IOStream.write, which closes the stream
+                    sent = 0
+                if sent == len(data):
                     return
+                data = data[sent:]  # the rest is queued as any write
             size = len(data)
             try:
                 written = stream.write(data)
@@ -203,16 +208,6 @@ class BoundedSocket(websocket.WebSocketHandler):
 
     def stop_watching(self) -> None:
         self.revocations.forget(self)
-
-
-def _sent(stream: IOStream, data: bytes) -> int:
-    """How much of ``data`` the stream's socket takes at once: a plain socket's own write, with no future,
-    callback or buffer of Tornado's for the (usual) case that it takes the whole frame. What it does not take
-    (0 on an error, which ``IOStream.write`` meets again and closes the stream on) is queued as before."""
-    try:
-        return stream.socket.send(data)
-    except OSError:
-        return 0
 
 
 class JSONSocket(BoundedSocket):

@@ -93,7 +93,7 @@ class Room:
         self.seq: dict[str, int] = {}
         self.latest: dict[str, bytes] = {}  # card key -> its output's result, serialised
         self.cards: dict[str, str] = {}  # card key -> card id, in the version the last snapshot read
-        self.unsent: dict[Viewer, list[str]] = {}  # card keys whose output a viewer's snapshot still owes it
+        self.unsent: dict[Viewer, list[str]] = {}  # card keys whose output a viewer's snapshot still owes it (until sent)
         self.running: set[str] = set()  # cards being run because a snapshot found no result
         self.joining = 0  # viewers whose snapshot is being made
         self._announced: list[dict[str, str]] = []
@@ -119,9 +119,10 @@ class Room:
     def publish(self, key: str, result: dict[str, Any] | bytes) -> None:
         self.keep(key, result)
         frame = Frame(self.output_frame(key))  # serialised and framed once for every socket
+        for owed in self.unsent.values():
+            if key in owed:
+                owed.remove(key)  # what its snapshot owed it comes now
         for viewer in list(self.viewers):
-            if key in self.unsent.get(viewer, ()):
-                self.unsent[viewer].remove(key)  # what its snapshot owed it comes now
             viewer.send_frame(frame)
 
     def leave(self, viewer: Viewer) -> None:
@@ -239,7 +240,7 @@ class DashboardHub(LoggingConfigurable):
                 continue
             if result is not None:
                 room.keep(key, result)
-                self._shown(room.dashboard_id, key, result)
+                self._shown(room.dashboard_id, key, pinned_ids(result))
             elif key not in room.running:  # many viewers joining at once start one run
                 room.running.add(key)
                 self._spawn(self._first_run(viewer.user, room, key))
@@ -263,6 +264,8 @@ class DashboardHub(LoggingConfigurable):
             key = keys.pop(0) if keys else None
             if key in room.latest:
                 viewer.send_frame(room.output_frame(key))
+        if room.unsent.get(viewer) == []:
+            del room.unsent[viewer]  # all sent: publishing looks only at the viewers still owed outputs
 
     async def personal_run(self, viewer: Viewer, dashboard_id: str, values: dict[str, Any]) -> None:
         """Run the cards that take any of ``values`` for ``viewer`` alone (through the cache)."""
@@ -358,21 +361,25 @@ class DashboardHub(LoggingConfigurable):
         await self._publish(dashboard_id, key, entry["card"], bound, result)
         return lease
 
-    async def _publish(self, dashboard_id: str, key: str, card_id: str, values: dict[str, Any],
+    async def _publish(self, dashboard_id: str | None, key: str | None, card_id: str, values: dict[str, Any],
                        result: dict[str, Any]) -> None:
-        """``result`` is the tile's output now, on every task."""
+        """``result`` is the tile's output now (with no dashboard: the card's with ``values``), on every task:
+        serialised here once, and written by every task as it comes, with the tables it pins beside it."""
         await self.bus.publish(OUTPUT, {"dashboard_id": dashboard_id, "card": key, "card_id": card_id,
-                                        "values": values, "result": result})
+                                        "values": values, "pins": pinned_ids(result)},
+                               raw={"result": json_io.dumps(result)})
 
     def _on_output(self, envelope: Envelope) -> None:
         """A card ran on some task: the tile it ran for (if any) shows it, and so does every tile
         watched here that shows the same card with the same values."""
         body = envelope.body
+        data = envelope.text("result")  # as the publisher serialised it (a version 1 message: again)
+        pins = body["pins"] if "pins" in body else pinned_ids(body["result"])
         if body["dashboard_id"] is not None:
-            self._deliver(body["dashboard_id"], body["card"], body["result"])
+            self._deliver(body["dashboard_id"], body["card"], data, pins)
         rooms = self._showing(body["card_id"], (body["dashboard_id"], body["card"]))
         if rooms:
-            self._spawn(self._show_run(rooms, body["card_id"], body["values"], body["result"]))
+            self._spawn(self._show_run(rooms, body["card_id"], body["values"], data, pins))
 
     def _showing(self, card_id: str, delivered: tuple[str | None, str | None]) -> list[Room]:
         """The rooms with a tile of card ``card_id`` (in the version their last snapshot read: a new one makes
@@ -380,18 +387,17 @@ class DashboardHub(LoggingConfigurable):
         return [room for room in list(self.rooms.values())
                 if any(card == card_id and (room.dashboard_id, key) != delivered for key, card in room.cards.items())]
 
-    def _deliver(self, dashboard_id: str, key: str, result: dict[str, Any], data: bytes | None = None) -> None:
-        """To this task's viewers of the tile (``data``: ``result`` serialised already), and its tables pinned."""
-        self._shown(dashboard_id, key, result)
+    def _deliver(self, dashboard_id: str, key: str, data: bytes, pins: list[str]) -> None:
+        """To this task's viewers of the tile (``data``: its output serialised), and its tables (``pins``) pinned."""
+        self._shown(dashboard_id, key, pins)
         if dashboard_id in self.rooms:
-            self.rooms[dashboard_id].publish(key, data or result)
+            self.rooms[dashboard_id].publish(key, data)
 
-    def _shown(self, dashboard_id: str, key: str, result: dict[str, Any] | None) -> None:
-        """Pin the tables of a tile's new output; unpin those of the one it replaces, unless another tile shows them."""
+    def _shown(self, dashboard_id: str, key: str, stored: list[str]) -> None:
+        """Pin the tables of a tile's new output (``stored``: ``pinned_ids``); unpin those of the one it replaces,
+        unless another tile shows them."""
         tile = (dashboard_id, key)
         before = self._tiles.pop(tile, [])
-        stored = [*output_ids(result["outputs"]), *([result["result_id"]] if "result_id" in result else [])] \
-            if result is not None else []
         if stored:
             self._tiles[tile] = stored
         if stored == before:  # the same output again (a re-run answered from the cache): pinned already
@@ -403,13 +409,12 @@ class DashboardHub(LoggingConfigurable):
     # what changes dashboards ---------------------------------------------------------
     def _card_ran(self, card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
         """A run through the card API shows on every dashboard watching the card with those values."""
-        self._send(OUTPUT, {"dashboard_id": None, "card": None, "card_id": card_id, "values": values,
-                            "result": result})
+        self._spawn(self._publish(None, None, card_id, values, result))
 
-    async def _show_run(self, rooms: list[Room], card_id: str, values: dict[str, Any], result: dict[str, Any]) -> None:
-        """Show a run of ``card_id`` with ``values`` on the tiles of ``rooms`` that show the card with those values
-        (the dashboard's current version read again)."""
-        data = json_io.dumps(result)
+    async def _show_run(self, rooms: list[Room], card_id: str, values: dict[str, Any], data: bytes,
+                        pins: list[str]) -> None:
+        """Show a run of ``card_id`` with ``values`` (its output ``data``, pinning ``pins``) on the tiles of ``rooms``
+        that show the card with those values (the dashboard's current version read again)."""
         for room in rooms:
             version = await self.dashboards.current(room.dashboard_id)
             if version is None or card_id not in card_ids(version.document):
@@ -418,7 +423,7 @@ class DashboardHub(LoggingConfigurable):
             for entry in version.document["cards"]:
                 if entry["card"] == card_id and _bound(version.document, entry, {}, tiles) == values \
                         and room.latest.get(entry["key"]) != data:
-                    self._deliver(room.dashboard_id, entry["key"], result, data)
+                    self._deliver(room.dashboard_id, entry["key"], data, pins)
 
     def dashboard_saved(self, dashboard: Dashboard, version: DashboardVersion) -> None:
         """Tell every task of the new version (layout, cards)."""
@@ -450,7 +455,7 @@ class DashboardHub(LoggingConfigurable):
     def _on_deleted(self, envelope: Envelope) -> None:
         dashboard_id = envelope.body["dashboard_id"]
         for dashboard, key in [tile for tile in self._tiles if tile[0] == dashboard_id]:
-            self._shown(dashboard, key, None)
+            self._shown(dashboard, key, [])
         room = self.rooms.pop(dashboard_id, None)
         for viewer in list(room.viewers) if room else ():
             viewer.end(4404, "The dashboard was deleted.")
@@ -612,6 +617,11 @@ class DashboardHub(LoggingConfigurable):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("dashboard_task_failed", error=repr(task.exception()))
+
+
+def pinned_ids(result: dict[str, Any]) -> list[str]:
+    """What a tile showing ``result`` pins against quota eviction: its tables and its cached outputs."""
+    return [*output_ids(result["outputs"]), *([result["result_id"]] if "result_id" in result else [])]
 
 
 def _card_info(card_id: str, tiles: Tiles, ahead: ReadAhead) -> dict[str, Any]:

@@ -66,13 +66,70 @@ async def test_messages_reach_every_bus_and_unknown_versions_are_skipped(redis_s
                 await asyncio.sleep(0.05)
         for seen in got:
             assert [(e.body.get("n"), e.origin, e.version) for e in seen] == [
-                (1, buses[0].origin, 1), (2, buses[1].origin, 1)]
+                (1, buses[0].origin, 2), (2, buses[1].origin, 2)]
         assert got[1][0].body["text"] == "売上"
         skipped = [entry for entry in logs if entry["event"] == "bus_message_skipped"]
         assert len(skipped) == 2 and {entry["version"] for entry in skipped} == {"99"}
     finally:
         for bus in buses:
             await bus.close()
+
+
+async def test_raw_values_pass_as_they_are_and_releases_read_each_other(redis_server):
+    """A value published as JSON text reaches every task byte for byte, never parsed (version 2); a task told
+    to write version 1 (a rolling deploy) splices it into the body, which the previous release's reader (one
+    JSON object of version 1) parses whole, and this release reads both, and the previous release's messages."""
+    result = b'{"outputs": [{"text": "\xe5\xa3\xb2\xe4\xb8\x8a 42\\n"}],  "cached":true}'  # not as json_io writes it
+    new, deploying, reader = bus_of(redis_server), bus_of(redis_server, message_version=1), bus_of(redis_server)
+    seen: list[Envelope] = []
+    reader.subscribe("dashboard.output", seen.append)
+    raw_messages: list[bytes] = []
+    for bus in (new, deploying, reader):
+        await bus.start()
+    async with aioredis.Redis.from_url(redis_server.url, ssl_ca_certs=str(redis_server.ca_file)) as client:
+        async with client.pubsub() as pubsub:
+            await pubsub.subscribe("test-bus:dashboard.output")
+            try:
+                for bus in (new, deploying):
+                    await bus.publish("dashboard.output", {"card": "n"}, raw={"result": result})
+                await deploying.publish("dashboard.output", {}, raw={"result": result, "more": b"[1]"})
+                await client.publish("test-bus:dashboard.output", json.dumps(  # as the previous release wrote it
+                    {"v": 1, "topic": "dashboard.output", "origin": "previous", "body": {"result": {"n": 1}}}))
+                while len(raw_messages) < 4:
+                    message = await pubsub.get_message(timeout=5)
+                    assert message is not None, raw_messages
+                    if message["type"] == "message":
+                        raw_messages.append(message["data"])
+                for _ in range(100):
+                    if len(seen) == 4:
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                for bus in (new, deploying, reader):
+                    await bus.close()
+    v2, v1, v1_bare, previous = seen
+    assert (v2.version, v2.body, v2.raw) == (2, {"card": "n"}, {"result": result})
+    assert v2.text("result") == result, "byte for byte, not parsed and written again"
+    assert v2.value("result") == json.loads(result)
+    assert (v1.version, v1.body, v1.raw) == (1, {"card": "n", "result": json.loads(result)}, {})
+    assert v1.text("result") == json.dumps(json.loads(result), ensure_ascii=False, separators=(",", ":")).encode()
+    assert (v1_bare.body, previous.text("result")) == ({"result": json.loads(result), "more": [1]}, b'{"n":1}')
+    for data, body in zip(raw_messages[1:3], (v1.body, v1_bare.body), strict=True):
+        old = json.loads(data)  # the previous release's reader
+        assert (old["v"], old["origin"], old["body"]) == (1, deploying.origin, body)
+
+
+async def test_a_message_whose_raw_lengths_do_not_add_up_is_skipped(redis_server):
+    """A version 2 message cut short (or with bytes past its raw values) is logged and skipped, not half read."""
+    bus = bus_of(redis_server)
+    seen: list[Envelope] = []
+    bus.subscribe("dashboard.output", seen.append)
+    head = json.dumps({"v": 2, "topic": "dashboard.output", "origin": "x", "body": {}, "raw": [["result", 4]]})
+    with capture_logs() as logs:
+        for data in (head + "\n[1]", head + "\n[1,2]", head + "\n[12]"):
+            bus.deliver(data.encode())
+    assert [e.raw for e in seen] == [{"result": b"[12]"}]
+    assert [entry["reason"] for entry in logs if entry["event"] == "bus_message_skipped"] == ["unreadable"] * 2
 
 
 async def test_redis_wants_tls_and_the_password(redis_server):

@@ -40,8 +40,8 @@ VARIABLES: dict[str, str] = {
     "BI_REDIS_URL": "Redis of the bus between API tasks (redis://, or rediss:// for TLS; AUTH password in the "
                     "URL or in BI_REDIS_PASSWORD); empty: the in-process bus of a single task.",
     "BI_REDIS_PASSWORD": "AUTH password (ElastiCache's auth token) of that Redis, when it is not in the URL.",
-    "BI_BUS_MESSAGE_VERSION": "Version of the bus messages this task writes (default 2; 1 during a rolling deploy "
-                              "from a release that reads only version 1).",
+    "BI_BUS_MESSAGE_VERSION": "Version of the bus messages this task writes (default 1, which the previous release "
+                              "reads; 2, each result serialised once for every task, once no task of it runs).",
     "BI_URL": "bi dashboards export|import: the running server to talk to (empty: the store directly).",
     "BI_TOKEN": "bi dashboards export|import: a sign-in token of that server.",
 }

@@ -8,8 +8,9 @@ Version 1 is one JSON object ``{"v": 1, "topic": ..., "origin": ..., "body": {..
 values of the body that are JSON text already (``raw``: a card's output, which every task writes as it is to
 its sockets) apart from the rest, so that no task parses and serialises them again: a JSON line
 ``{"v": 2, "topic", "origin", "body", "raw": [[key, length], ...]}``, a newline, then the raw values' bytes one
-after another. This release reads both and writes ``Bus.message_version`` (2; 1 while tasks of a release that reads
-only version 1 still run: its raw values are written inside the body).
+after another. This release reads both and writes ``Bus.message_version``: 1 by default (its raw values inside the
+body), since the release before it reads only version 1 and a rolling deploy runs both; 2 once every task reads it
+(the next release's default).
 
 Handlers run on the event loop, in the order messages were published, and must not block; one that
 raises is logged and the others still run.
@@ -37,7 +38,8 @@ from ..logs import get_logger
 
 log = get_logger("bi.bus")
 
-MESSAGE_VERSION = 2  # the envelope this release writes (unless told to write 1)
+MESSAGE_VERSION = 2  # the newest envelope this release writes (when told to: ``Bus.message_version``)
+WRITTEN_VERSION = 1  # the envelope it writes by default: the previous release reads no other
 READABLE_VERSIONS = frozenset({1, 2})  # the envelopes it reads; others are logged and skipped
 
 
@@ -105,12 +107,12 @@ class Bus(LoggingConfigurable, metaclass=_BusMeta):
     """Publish/subscribe between the API tasks. Subscribe before ``start()``."""
 
     message_version = Enum(sorted(READABLE_VERSIONS), help="The envelope version this task writes (BI_BUS_MESSAGE_VERSION): "
-                           f"{MESSAGE_VERSION}, or 1 while tasks of a release that reads only version 1 still run "
-                           "(a rolling deploy from it).").tag(config=True)
+                           f"{WRITTEN_VERSION}, which the previous release reads, or {MESSAGE_VERSION} (each result "
+                           "serialised once for every task) once no task of that release runs.").tag(config=True)
 
     @default("message_version")
     def _default_message_version(self) -> int:
-        return int(setting("BI_BUS_MESSAGE_VERSION", str(MESSAGE_VERSION)))
+        return int(setting("BI_BUS_MESSAGE_VERSION", str(WRITTEN_VERSION)))
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)

@@ -66,7 +66,7 @@ async def test_messages_reach_every_bus_and_unknown_versions_are_skipped(redis_s
                 await asyncio.sleep(0.05)
         for seen in got:
             assert [(e.body.get("n"), e.origin, e.version) for e in seen] == [
-                (1, buses[0].origin, 2), (2, buses[1].origin, 2)]
+                (1, buses[0].origin, 1), (2, buses[1].origin, 1)]
         assert got[1][0].body["text"] == "売上"
         skipped = [entry for entry in logs if entry["event"] == "bus_message_skipped"]
         assert len(skipped) == 2 and {entry["version"] for entry in skipped} == {"99"}
@@ -76,11 +76,12 @@ async def test_messages_reach_every_bus_and_unknown_versions_are_skipped(redis_s
 
 
 async def test_raw_values_pass_as_they_are_and_releases_read_each_other(redis_server):
-    """A value published as JSON text reaches every task byte for byte, never parsed (version 2); a task told
-    to write version 1 (a rolling deploy) splices it into the body, which the previous release's reader (one
+    """A value published as JSON text reaches every task byte for byte, never parsed (version 2); a task
+    writing version 1 (the default, for a rolling deploy) splices it into the body, which the previous release's reader (one
     JSON object of version 1) parses whole, and this release reads both, and the previous release's messages."""
     result = b'{"outputs": [{"text": "\xe5\xa3\xb2\xe4\xb8\x8a 42\\n"}],  "cached":true}'  # not as json_io writes it
-    new, deploying, reader = bus_of(redis_server), bus_of(redis_server, message_version=1), bus_of(redis_server)
+    new, deploying, reader = bus_of(redis_server, message_version=2), bus_of(redis_server), bus_of(redis_server)
+    assert deploying.message_version == 1, "the previous release reads only version 1: written by default"
     seen: list[Envelope] = []
     reader.subscribe("dashboard.output", seen.append)
     raw_messages: list[bytes] = []

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from collections.abc import Iterator
 
@@ -96,16 +97,26 @@ def merged_config(compose: list[str], env: dict[str, str]) -> dict:
                                          text=True).stdout)
 
 
+def docker_build(image: str, context: str, dockerfile: str | None = None, target: str | None = None) -> None:
+    options = [*(["-f", str(Path(context) / dockerfile)] if dockerfile else []), *(["--target", target] if target else [])]
+    subprocess.run(["docker", "build", "-q", "-t", image, *options, context], check=True, stdout=subprocess.DEVNULL)
+
+
 def build_images(compose: list[str]) -> None:
-    """Every image of the stack (the override's names: bi-test/*), in parallel, each once: compose builds
-    every service that names a build, and several name the same image."""
-    env = stack_env()
-    builders = {service["image"]: name for name, service in merged_config(compose, env)["services"].items()
-                if "build" in service}
-    with build_lock():
-        subprocess.run([*compose, "-f", str(ROOT / "docker-compose.yml"), "-f", str(OVERRIDE), "build",
-                        "--parallel", "-q", *sorted(builders.values())], cwd=ROOT, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+    """Every image of the stack (the override's names: bi-test/*), each once though several services name it,
+    in two rounds of parallel builds so that no layer is built twice: first every image but the api's, with the
+    api image's ``ui`` stage; then the api image, whose dependency layer is the executor image's (both
+    Dockerfiles begin with the same instructions, so Docker's cache has it) and whose ui stage is built."""
+    builds = {service["image"]: service["build"] for service in merged_config(compose, stack_env())["services"].values()
+              if "build" in service}
+    api = next(image for image, build in builds.items() if "dockerfile" not in build)  # the repository's Dockerfile
+    with build_lock(), ThreadPoolExecutor() as pool:
+        first = [pool.submit(docker_build, f"{api}-ui", builds[api]["context"], target="ui")]
+        first += [pool.submit(docker_build, image, build["context"], build.get("dockerfile"))
+                  for image, build in builds.items() if image != api]
+        for done in first:
+            done.result()
+        docker_build(api, builds[api]["context"])
 
 
 class Stack:

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -33,7 +33,7 @@ def uid_slice() -> UidAllocator:
 LANDLOCK_ABI_VARIABLE = "BI_TEST_LANDLOCK_ABI"
 
 
-def launcher_scope(fixture_name: str, config: pytest.Config) -> str:
+def launcher_scope(fixture_name: str, config: pytest.Config) -> Literal["module", "function"]:
     """One launcher per test; in the executor container one per module (the agent's launcher stays up as the
     agent's does, and a template's start there is most of an attack's cost). The container runs the tests and
     fixtures in one event loop per module (tests/containers/test_executor_attacks.py sets the loop scopes)."""

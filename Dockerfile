@@ -7,9 +7,13 @@ COPY static ./
 RUN npm run build
 
 FROM python:3.11.7-slim-bookworm
+# The dependencies first, in layers of their own: a change of the code alone reinstalls only the project. The
+# kernels' come first, as kernel_image/Dockerfile installs them (the same two instructions), so that the api and
+# executor images share that layer; then the server's others.
+COPY constraints.txt kernel_image/requirements.txt /opt/bi/
+RUN pip install --no-cache-dir -r /opt/bi/requirements.txt -c /opt/bi/constraints.txt
 RUN useradd --system --create-home --uid 10001 bi
 WORKDIR /app
-# The dependencies first, in a layer of their own: a change of the code alone reinstalls only the project.
 COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
       > /tmp/requirements.txt \

@@ -30,8 +30,9 @@ from .serve_process import BI, ROOT, Server, clean_env, free_port, request
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-LONG_RUNNING = {"api", "executor", "dynamodb-local", "minio", "redis"}
+LONG_RUNNING = {"api", "api-2", "executor", "dynamodb-local", "minio", "redis"}
 ONE_SHOT = {"keys-init", "dynamodb-init", "minio-init"}
+PROXY = "proxy"  # checks the api replicas itself (ops/compose/haproxy.cfg)
 
 
 def image_command(dockerfile: Path, instruction: str) -> list[str]:
@@ -42,7 +43,7 @@ def image_command(dockerfile: Path, instruction: str) -> list[str]:
 
 
 def test_the_services_and_their_ports():
-    assert set(SERVICES) == LONG_RUNNING | ONE_SHOT
+    assert set(SERVICES) == LONG_RUNNING | ONE_SHOT | {PROXY}
     assert SERVICES["api"]["ports"] == ["8000:8000"]
     assert SERVICES["dynamodb-local"]["ports"] == ["8001:8000"]
     assert SERVICES["minio"]["ports"] == ["9000:9000", "9001:9001"]
@@ -95,10 +96,31 @@ def test_the_executor_holds_no_credentials_no_signing_key_and_reaches_only_the_a
     assert "executor-signing" not in " ".join(executor["volumes"])
     assert executor["networks"] == ["kernels"] and COMPOSE["networks"]["kernels"]["internal"] is True
     assert set(SERVICES["api"]["networks"]) == {"default", "kernels"}
-    assert not any("kernels" in s.get("networks", []) for n, s in SERVICES.items() if n not in ("api", "executor"))
+    assert not any("kernels" in s.get("networks", []) for n, s in SERVICES.items()
+                   if n not in ("api", "api-2", "executor"))
     assert executor["read_only"] is True and executor["cap_drop"] == ["ALL"]
     assert [mount.split(":")[0] for mount in executor["tmpfs"]] == ["/tmp/workdir"]
     assert "no-new-privileges:true" in executor["security_opt"]
+
+
+def test_the_failover_profile_runs_a_second_api_replica_behind_the_proxy():
+    """``--profile failover``: api-2 is the api but for its own data volume and no host port; the proxy waits for both
+    to be healthy, publishes 8080 and balances over both, each checked every second on /api/health."""
+    api, replica, proxy = SERVICES["api"], SERVICES["api-2"], SERVICES[PROXY]
+    assert replica["profiles"] == proxy["profiles"] == ["failover"] and "profiles" not in api
+    assert {key: value for key, value in replica.items() if key not in ("profiles", "volumes")} == \
+        {key: value for key, value in api.items() if key not in ("ports", "volumes")}
+    assert [volume.split(":", 1)[1] for volume in replica["volumes"]] == [volume.split(":", 1)[1] for volume in api["volumes"]]
+    assert replica["volumes"][0].split(":")[0] not in [volume.split(":")[0] for volume in api["volumes"]]
+    assert proxy["ports"] == ["8080:8080"] and proxy["read_only"] is True and proxy["cap_drop"] == ["ALL"]
+    assert {name: dep["condition"] for name, dep in proxy["depends_on"].items()} == \
+        {"api": "service_healthy", "api-2": "service_healthy"}
+    [config] = [volume.split(":")[0] for volume in proxy["volumes"]]
+    lines = [line.split() for line in (ROOT / config).read_text().splitlines() if not line.lstrip().startswith("#")]
+    assert [line[1:] for line in lines if line[:1] == ["server"]] == [["api", "api:8000"], ["api-2", "api-2:8000"]]
+    assert ["http-check", "send", "meth", "GET", "uri", "/api/health"] in lines
+    [defaults] = [line for line in lines if line[:1] == ["default-server"]]
+    assert defaults[1:5] == ["check", "inter", "1s", "fall"] and "resolvers" in defaults
 
 
 def test_the_executor_runs_the_images_command_with_only_its_key_added():

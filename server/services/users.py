@@ -72,10 +72,16 @@ class UserService:
         return await self.create(created_by=caller.id, **fields)
 
     async def ensure_first_admin(self, email: str, password: str) -> User | None:
-        """Create the admin named by the environment if the store has no user yet."""
+        """Create the admin named by the environment if the store has no user yet (None when it has one, or when
+        another API task starting at the same time created this admin first)."""
         if not email or not password or await self.any_user():
             return None
-        return await self.create(email, email.split("@")[0], "admin", password)
+        try:
+            return await self.create(email, email.split("@")[0], "admin", password)
+        except ConflictError as exc:
+            if exc.code != "email_taken":
+                raise
+            return None
 
     async def any_user(self) -> bool:
         """Whether the store has a user (one record read)."""

@@ -16,6 +16,8 @@ import secrets
 import shutil
 import subprocess
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from collections.abc import Iterator
 
@@ -96,22 +98,33 @@ def merged_config(compose: list[str], env: dict[str, str]) -> dict:
                                          text=True).stdout)
 
 
+def docker_build(image: str, context: str, dockerfile: str | None = None, target: str | None = None) -> None:
+    options = [*(["-f", str(Path(context) / dockerfile)] if dockerfile else []), *(["--target", target] if target else [])]
+    subprocess.run(["docker", "build", "-q", "-t", image, *options, context], check=True, stdout=subprocess.DEVNULL)
+
+
 def build_images(compose: list[str]) -> None:
-    """Every image of the stack (the override's names: bi-test/*), in parallel, each once: compose builds
-    every service that names a build, and several name the same image."""
-    env = stack_env()
-    builders = {service["image"]: name for name, service in merged_config(compose, env)["services"].items()
-                if "build" in service}
-    with build_lock():
-        subprocess.run([*compose, "-f", str(ROOT / "docker-compose.yml"), "-f", str(OVERRIDE), "build",
-                        "--parallel", "-q", *sorted(builders.values())], cwd=ROOT, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+    """Every image of the stack (the override's names: bi-test/*), each once though several services name it,
+    in two rounds of parallel builds so that no layer is built twice: first every image but the api's, with the
+    api image's ``ui`` stage; then the api image, whose dependency layer is the executor image's (both
+    Dockerfiles begin with the same instructions, so Docker's cache has it) and whose ui stage is built."""
+    builds = {service["image"]: service["build"] for service in merged_config(compose, stack_env())["services"].values()
+              if "build" in service}
+    api = next(image for image, build in builds.items() if "dockerfile" not in build)  # the repository's Dockerfile
+    with build_lock(), ThreadPoolExecutor() as pool:
+        first = [pool.submit(docker_build, f"{api}-ui", builds[api]["context"], target="ui")]
+        first += [pool.submit(docker_build, image, build["context"], build.get("dockerfile"))
+                  for image, build in builds.items() if image != api]
+        for done in first:
+            done.result()
+        docker_build(api, builds[api]["context"])
 
 
 class Stack:
-    """docker-compose.yml with the tests' override, as one compose project of its own.
+    """docker-compose.yml with the tests' override, as one compose project of its own, with its ``failover``
+    profile: two api replicas behind the proxy.
 
-    Host ports: none but the api's 8000, published on 127.0.0.1 at a free port (the compose file's
+    Host ports: none but the proxy's 8080, published on 127.0.0.1 at a free port (the compose file's
     fixed ports would collide with whatever else this machine runs)."""
 
     def __init__(self, compose: list[str], folder: Path):
@@ -121,7 +134,8 @@ class Stack:
         config = merged_config(compose, self.env)
         for service in config["services"].values():
             service.pop("ports", None)
-        config["services"]["api"]["ports"] = ["127.0.0.1::8000"]
+            service.pop("profiles", None)
+        config["services"]["proxy"]["ports"] = ["127.0.0.1::8080"]
         self.file = folder / "compose.yml"
         self.file.write_text(yaml.safe_dump(config))
 
@@ -130,10 +144,23 @@ class Stack:
                               env=self.env, check=check, capture_output=True, text=True, timeout=timeout)
 
     def up(self) -> None:
-        """Start everything (no build: ``build_images`` did) and wait until the api is healthy."""
+        """Start everything (no build: ``build_images`` did) and wait until the api answers through the proxy."""
         started = self.compose("up", "-d", "--no-build", check=False)
         assert started.returncode == 0, started.stderr[-3000:] + self.logs()
         self.wait_healthy("api")
+        self.wait_healthy("api-2")
+        self.wait_answering()
+
+    def wait_answering(self, seconds: float = 60) -> None:
+        """Until the proxy passes /api/health on to a replica."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port()}/api/health", timeout=5):
+                    return
+            except OSError as error:
+                assert time.monotonic() < deadline, f"the proxy passed nothing on in {seconds} s: {error}{self.logs()}"
+                time.sleep(0.5)
 
     def container(self, service: str) -> str:
         return self.compose("ps", "-q", service).stdout.strip()
@@ -151,13 +178,16 @@ class Stack:
             time.sleep(1)
 
     def api_port(self) -> int:
-        return int(self.compose("port", "api", "8000").stdout.strip().rsplit(":", 1)[1])
+        """The api's port on the host: the proxy's, over both replicas."""
+        return int(self.compose("port", "proxy", "8080").stdout.strip().rsplit(":", 1)[1])
 
     def exec(self, service: str, *command: str) -> subprocess.CompletedProcess:
         return self.compose("exec", "-T", service, *command, check=False, timeout=60)
 
     def logs(self) -> str:
-        return "\n" + self.compose("logs", "--no-color", "--tail=60", check=False).stdout[-6000:]
+        """The last lines of the services of ours (the moto servers' request lines would crowd them out)."""
+        ours = ("api", "api-2", "proxy", "executor", "redis")
+        return "\n" + self.compose("logs", "--no-color", "--tail=40", *ours, check=False).stdout[-8000:]
 
     def down(self) -> None:
         self.compose("down", "-v", "--remove-orphans", "-t", "5", check=False)

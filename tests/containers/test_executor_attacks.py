@@ -19,6 +19,8 @@ pytestmark = pytest.mark.timeout(CONTAINER_TEST_SECONDS)
 IMAGE = "bi-test/executor-attacks"
 SUITES = ["tests/kernels/test_attacks.py", "tests/security/test_kernel_descriptors.py",
           "tests/security/test_inode_exhaustion.py"]
+# The agent's launcher serves a whole module here (tests/kernels/conftest.py's launcher_scope): its event loop too.
+ONE_LOOP_PER_MODULE = ["-o", "asyncio_default_fixture_loop_scope=module", "-o", "asyncio_default_test_loop_scope=module"]
 
 
 def run_options(executor: dict) -> list[str]:
@@ -43,7 +45,7 @@ def test_the_attack_suite_holds_in_the_executor_container(compose):
         result = subprocess.run(
             ["docker", "run", "--rm", "--no-healthcheck", *run_options(executor), f"--network={network}",
              "-e", f"BI_TEST_EXECUTOR_COMMAND={json.dumps(executor['command'])}",
-             IMAGE, *SUITES, "-q", "-rfEsxX", "--timeout=300"],
+             IMAGE, *SUITES, *ONE_LOOP_PER_MODULE, "-q", "-rfEsxX", "--timeout=300"],
             capture_output=True, text=True, timeout=1500)
     finally:
         subprocess.run(["docker", "network", "rm", network], capture_output=True)

@@ -1,6 +1,7 @@
-"""docker-compose.yml in real containers (with tests/containers/compose.override.yml): a card runs
-through the api container, a live dashboard shows it, the executor answers only inside its network,
-a restarted api finds everything (it keeps no state of its own) and ``down -v`` resets the data."""
+"""docker-compose.yml in real containers (with tests/containers/compose.override.yml and the failover profile: two
+api replicas behind the proxy): a card runs through the api, a live dashboard shows it, the executor answers only
+inside its network, a restarted api finds everything (it keeps no state of its own), a card editor goes on through
+the other replica when the one holding it is killed, and ``down -v`` resets the data."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from tornado import httpclient, websocket
 
 from kernels.sandbox.inside import EXPECTED
 from tests.serve_process import request
+
+from tests.server.test_card_socket import Socket
 
 from .engine import CONTAINER_TEST_SECONDS, ADMIN_EMAIL, ADMIN_PASSWORD, Stack
 
@@ -125,6 +128,52 @@ def test_a_restarted_api_finds_everything(stack, seeded):
     assert status == 200 and dataset["row_count"] == 3, dataset
     _, output = asyncio.run(first_output(port, token, seeded["dashboard"]["id"]))
     assert printed(output["result"]) == "4500.5\n" and output["result"]["cached"] is True, "from the store's cache"
+
+
+async def card_editor(port: int, token: str, query: str = "") -> Socket:
+    url = f"ws://127.0.0.1:{port}/api/cards/scratch/ws" + (f"?{query}" if query else "")
+    request_ = httpclient.HTTPRequest(url, headers={"Authorization": f"Bearer {token}"})
+    return Socket(await websocket.websocket_connect(request_))
+
+
+async def printed_by(editor: Socket, run_id: str, code: str) -> str:
+    editor.send(type="execute", run_id=run_id, code=code)
+    messages = await editor.until("done", timeout=90)
+    assert messages[-1]["status"] == "ok", messages
+    return "".join(m["output"].get("text", "") for m in messages if m["type"] == "output" and m["run_id"] == run_id)
+
+
+def holder(stack: Stack, session_id: str) -> str:
+    """The api replica that opened the card session (its log names it)."""
+    [replica] = [name for name in ("api", "api-2") if session_id in stack.compose("logs", "--no-color", name).stdout]
+    return replica
+
+
+def test_a_killed_api_replica_s_card_editor_goes_on_through_the_other(stack):
+    """Through the proxy, ``kill -9`` of the replica that holds a user's card editor: the editor reconnects through the
+    proxy to the other replica, which reattaches to the same kernel (its record in the store), where the variable set
+    before is the same object."""
+    token = sign_in(stack)
+    port = stack.api_port()
+
+    async def scenario() -> str:
+        editor = await card_editor(port, token)
+        hello = await editor.receive()
+        assert hello["type"] == "session", hello
+        identity = await printed_by(editor, "r1", "x = object()\nprint(id(x))")
+        last_seen = editor.seen[-1]["seq"]
+        replica = holder(stack, hello["session_id"])
+        stack.compose("kill", "-s", "SIGKILL", replica)
+        editor.close()
+        editor = await card_editor(port, token, f"session={hello['session_id']}&after={last_seen}")
+        assert await printed_by(editor, "r2", "print(id(x))") == identity
+        editor.close()
+        return replica
+
+    replica = asyncio.run(scenario())
+    stack.compose("start", replica)
+    stack.wait_healthy(replica)
+    stack.wait_answering()
 
 
 def test_down_v_resets_the_data(stack, seeded):

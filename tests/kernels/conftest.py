@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -33,7 +33,14 @@ def uid_slice() -> UidAllocator:
 LANDLOCK_ABI_VARIABLE = "BI_TEST_LANDLOCK_ABI"
 
 
-@pytest.fixture
+def launcher_scope(fixture_name: str, config: pytest.Config) -> Literal["module", "function"]:
+    """One launcher per test; in the executor container one per module (the agent's launcher stays up as the
+    agent's does, and a template's start there is most of an attack's cost). The container runs the tests and
+    fixtures in one event loop per module (tests/containers/test_executor_attacks.py sets the loop scopes)."""
+    return "module" if IN_EXECUTOR_CONTAINER else "function"
+
+
+@pytest.fixture(scope=launcher_scope)
 def sandbox_defaults() -> dict[str, Any]:
     """Sandbox settings of every kernel of ``launcher``; a test module overrides this to change them."""
     return {"landlock_abi": int(os.environ[LANDLOCK_ABI_VARIABLE])} if os.environ.get(LANDLOCK_ABI_VARIABLE) else {}
@@ -53,8 +60,8 @@ def executor_container_launcher(run_dir: Path, sandbox_defaults: dict[str, Any])
     return instance
 
 
-@pytest.fixture
-async def launcher(sandbox_defaults: dict[str, Any]) -> AsyncIterator[KernelLauncher]:
+@pytest.fixture(scope=launcher_scope)
+async def started_launcher(sandbox_defaults: dict[str, Any]) -> AsyncIterator[KernelLauncher]:
     """A started launcher with a short run directory; every kernel is stopped afterwards. In the executor
     container (``EXECUTOR_COMMAND`` set), the launcher of its agent, as compose starts it."""
     run_dir = Path(tempfile.mkdtemp(prefix="bi-run-"))
@@ -67,6 +74,15 @@ async def launcher(sandbox_defaults: dict[str, Any]) -> AsyncIterator[KernelLaun
     yield instance
     await instance.close()
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def launcher(started_launcher: KernelLauncher) -> AsyncIterator[KernelLauncher]:
+    """``started_launcher``; the kernels a test launched are stopped after it (where the launcher outlives it)."""
+    before = set(started_launcher.kernels)
+    yield started_launcher
+    for kernel_id in set(started_launcher.kernels) - before:
+        await started_launcher.stop(kernel_id)
 
 
 @pytest.fixture

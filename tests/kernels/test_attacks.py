@@ -46,6 +46,8 @@ from tests.kernels.kernel_fixtures import connected, run, texts
 
 CANARY = "bi-attack-canary-" + uuid.uuid4().hex
 CANARY_VARIABLE = "BI_ATTACK_CANARY"
+if IN_EXECUTOR_CONTAINER:  # its launcher serves the whole module: the agent has the canary before it starts
+    os.environ[CANARY_VARIABLE] = CANARY
 # Variables ipykernel sets for rich output once the kernel runs (after the environment layer).
 IPYKERNEL_VARIABLES = {"TERM", "CLICOLOR", "FORCE_COLOR", "CLICOLOR_FORCE", "PAGER", "GIT_PAGER", "MPLBACKEND"}
 # Variables of the template's environment that the kernel's allowlist does not have.

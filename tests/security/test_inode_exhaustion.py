@@ -24,7 +24,8 @@ from tests.kernels import conftest as kernel_fixtures
 from tests.kernels.sandbox.helpers import require
 from tests.kernels.test_attacks import EACCES, EPERM, attack
 
-launcher, sandbox_defaults = kernel_fixtures.launcher, kernel_fixtures.sandbox_defaults
+launcher, started_launcher, sandbox_defaults = (kernel_fixtures.launcher, kernel_fixtures.started_launcher,
+                                               kernel_fixtures.sandbox_defaults)
 SOCKETS = 2000
 
 MAKE = '''

@@ -31,7 +31,8 @@ from kernels.limits import KERNEL_LOG_BYTES_PER_SECOND, KERNEL_LOG_LINE_BYTES, K
 from tests.kernels import conftest as kernel_fixtures
 from tests.kernels.test_attacks import attack
 
-launcher, sandbox_defaults = kernel_fixtures.launcher, kernel_fixtures.sandbox_defaults
+launcher, started_launcher, sandbox_defaults = (kernel_fixtures.launcher, kernel_fixtures.started_launcher,
+                                               kernel_fixtures.sandbox_defaults)
 
 SERVER_LINE = b'{"event": "user_login", "user": "admin@bi.local"}\n'
 FORGED = '{"event": "user_deleted", "user": "admin@bi.local", "forged": true}'

@@ -1,7 +1,8 @@
 """Kernel sessions over HTTP: open one with datasets, run code in it, interrupt it, close it.
 
 ``POST /api/card-sessions/{id}/execute`` answers once the code has finished, with every output;
-the card websockets stream the same outputs as they come. A session runs only while its user may
+the card websockets stream the same outputs as they come. Any API task answers for a session whose task is
+gone: it reattaches the session's kernel from its record in the store. A session runs only while its user may
 still read the datasets it opened with (and edit the card, for a card socket's session): else 403
 ``access_revoked`` and the session ends.
 """
@@ -33,9 +34,11 @@ class SessionAPIHandler(APIHandler):
     def pool(self) -> KernelPool:
         return self.settings["kernel_pool"]
 
-    def session(self, session_id: str) -> KernelSession:
+    async def session(self, session_id: str) -> KernelSession:
+        """The user's session, reattached from its record if the task that held it is gone (as a card
+        socket's is): any API task answers for it."""
         assert self.user is not None
-        return self.pool.get(self.user, session_id)
+        return (await self.pool.reattach(self.user, session_id, "card"))[0]
 
 
 class SessionsHandler(SessionAPIHandler):
@@ -63,25 +66,25 @@ class SessionsHandler(SessionAPIHandler):
 
 
 class SessionHandler(SessionAPIHandler):
-    def get(self, session_id: str) -> None:
-        self.write_json(self.session(session_id).public())
+    async def get(self, session_id: str) -> None:
+        self.write_json((await self.session(session_id)).public())
 
     async def delete(self, session_id: str) -> None:
-        await self.pool.close_session(self.session(session_id), "closed_by_user")
+        await self.pool.close_session(await self.session(session_id), "closed_by_user")
         self.set_status(204)
         self.finish()
 
 
 class ExecuteHandler(SessionAPIHandler):
     async def post(self, session_id: str) -> None:
-        session = self.session(session_id)
         code = self.json_body(EXECUTE_SCHEMA)["code"]
+        session = await self.session(session_id)
         result = await session.execute(code)
         self.write_json(result.public())
 
 
 class InterruptHandler(SessionAPIHandler):
     async def post(self, session_id: str) -> None:
-        await self.session(session_id).interrupt()
+        await (await self.session(session_id)).interrupt()
         self.set_status(204)
         self.finish()

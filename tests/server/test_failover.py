@@ -245,6 +245,10 @@ async def test_a_stopped_server_leaves_its_sessions_kernels_to_the_other(cluster
     card_identity = next(m["output"]["text"] for m in await card.until("done") if m["type"] == "output")
     status, kernel = request(c.port, "/api/kernels", {"name": "python3"}, token=token)
     assert status == 201, kernel
+    status, rest = request(c.port, "/api/card-sessions", {}, token=token)
+    assert status == 201, rest
+    rest_run = f"/api/card-sessions/{rest['id']}/execute"
+    rest_identity = request(c.port, rest_run, {"code": "z = object()\nprint(id(z))"}, token=token)[1]["outputs"]
     client_session = uuid.uuid4().hex
     notebook = await kernel_socket(c, token, kernel["id"], client_session)
     jupyter_identity = text_of(await notebook.execute("y = object()\nprint(id(y))"))
@@ -287,6 +291,10 @@ async def test_a_stopped_server_leaves_its_sessions_kernels_to_the_other(cluster
     assert next(m["output"]["text"] for m in after if m["type"] == "output") == card_identity
     assert (cluster.kernel_of(hello["session_id"]), cluster.kernel_of(kernel["id"])) == kernels
     assert [cluster.kernel_pid(kernel_id) for kernel_id in kernels] == pids
+    # a session opened over HTTP goes on through b too, and b closes it
+    assert request(b.port, rest_run, {"code": "print(id(z))"}, token=token)[1]["outputs"] == rest_identity
+    assert request(b.port, f"/api/card-sessions/{rest['id']}", token=token, method="DELETE")[0] == 204
+    assert request(b.port, f"/api/card-sessions/{rest['id']}", token=token)[0] == 404
     assert c.proc.wait(30) == 0
     notebook.close()
     card.close()

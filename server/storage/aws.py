@@ -148,8 +148,11 @@ THROTTLED = {"Throttling", "ThrottlingException", "ProvisionedThroughputExceeded
 # connection, a 5xx) may have been done, or be done later.
 REFUSED = THROTTLED | {"TransactionCanceledException"}
 NOT_CONNECTED = (EndpointConnectionError, ConnectTimeoutError)  # never sent
+# DynamoDB's answer to a transaction whose ClientRequestToken an earlier attempt still holds (that one may land);
+# botocore retries it as throttling.
+IN_PROGRESS = "TransactionInProgressException"
 UNAVAILABLE = {"InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable",
-               "RequestTimeout", "RequestTimeoutException"}
+               "RequestTimeout", "RequestTimeoutException", IN_PROGRESS}
 NONCURRENT_DAYS_DATASETS = 90  # days an overwritten or deleted blob's old version is kept (as the stack has it)
 NONCURRENT_DAYS_OUTPUTS = 30
 MULTIPART_DAYS = 7  # days before an abandoned multipart upload is aborted
@@ -271,7 +274,7 @@ class AWSStore(Store):
         note for ``_run`` whether each failed attempt may have been done (anything but a refusal or no connection)."""
         code = response[1].get("Error", {}).get("Code") if response is not None else None
         if caught_exception is not None or (response is not None and (
-                response[0].status_code >= 500 or code in THROTTLED)):
+                response[0].status_code >= 500 or code in THROTTLED or code == IN_PROGRESS)):
             for listener in self.retried:
                 listener(service)
         failed = _FAILED_ATTEMPTS.get()
@@ -344,16 +347,25 @@ class AWSStore(Store):
                      for key in keys[start:start + BATCH_WRITE_LIMIT]]
             self._drain(self._dynamodb.batch_write_item, {table: chunk}, "UnprocessedItems")
 
-    def _transact(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _transact(self, actions: list[dict[str, Any]], gone_is_done: bool = False) -> list[dict[str, Any]]:
         """Run a write transaction: ``[]`` when it commits, else the cancellation reasons.
 
         Reasons other than a failed condition or a conflicting transaction propagate. Its
         ``ClientRequestToken`` derives from the request and the actions: a repeat of the same write for
         the same request (botocore's retries, a repeat after an answer was lost) is answered by
-        DynamoDB from the first, within its 10 minutes, instead of running again.
+        DynamoDB from the first, within its 10 minutes, instead of running again; while the first is still
+        in progress, by ``TransactionInProgressException`` (retried; past the attempts, the outcome is unknown).
+
+        A cancellation that follows an attempt of this call that may have landed (a timeout, a lost answer) may
+        be that attempt's own doing (one that landed while the token's answer was out of reach, or a store
+        that does not keep tokens): it is no conflict but an unknown outcome, ``StorageUnavailableError``
+        (maybe done), which the services settle by reading back. With ``gone_is_done`` (the conditions only
+        check that what is deleted is there) such a failed condition means done: ``[]``.
         """
         scope = request_scope.get() or uuid.uuid4().hex
         token = hashlib.sha256(f"{scope}\n{json.dumps(actions, sort_keys=True, default=str)}".encode())
+        attempts = _FAILED_ATTEMPTS.get()
+        earlier = len(attempts) if attempts is not None else 0
         try:
             self._dynamodb.transact_write_items(TransactItems=actions, ClientRequestToken=token.hexdigest()[:36])
         except ClientError as exc:
@@ -361,7 +373,14 @@ class AWSStore(Store):
             if _code(exc) != "TransactionCanceledException" or not reasons or any(
                     reason.get("Code") not in EXPECTED_CANCELLATIONS for reason in reasons):
                 raise
-            return reasons
+            if attempts is None or not any(attempts[earlier:]):
+                return reasons
+            codes = [reason.get("Code", "") for reason in reasons]
+            if gone_is_done and set(codes) <= {"None", "ConditionalCheckFailed"}:
+                return []
+            log.warning("store_write_in_doubt", reasons=codes)
+            raise StorageUnavailableError("The data store did not answer in time; try again in a few seconds.",
+                                          maybe_done=True) from None
         return []
 
     # lifecycle ---------------------------------------------------------------
@@ -704,8 +723,8 @@ class AWSStore(Store):
         landed is listed (and one that did not, not); the error still goes up, to be settled by reading back."""
         try:
             return self._transact(actions)
-        except (ClientError, BotoConnectionError, HTTPClientError) as exc:
-            if _unavailable(exc) is not None:
+        except (ClientError, BotoConnectionError, HTTPClientError, StorageUnavailableError) as exc:
+            if isinstance(exc, StorageUnavailableError) or _unavailable(exc) is not None:
                 with contextlib.suppress(ClientError, BotoConnectionError, HTTPClientError):
                     self._catalog_current(kind, record_id)
             raise
@@ -733,7 +752,7 @@ class AWSStore(Store):
     def _delete_head(self, kind: Versioned, record_id: str, index_keys: list[dict[str, str]]) -> None:
         """Delete META and its index items together; an index item only while it still points at this record."""
         table = self._table(kind.table)
-        reasons = self._transact([
+        reasons = self._transact(gone_is_done=True, actions=[
             {"Delete": {"TableName": table, "Key": _serialize(_meta_key(kind, record_id))}},
             *({"Delete": {"TableName": table, "Key": _serialize(key),
                           "ConditionExpression": f"{kind.key} = :id",
@@ -1113,7 +1132,7 @@ class AWSStore(Store):
     def _delete_share(self, dashboard_id: str, user_id: str) -> bool:
         table = self._table("shares")
         by_dashboard, by_user = _share_keys(dashboard_id, user_id)
-        reasons = self._transact([
+        reasons = self._transact(gone_is_done=True, actions=[
             {"Delete": {"TableName": table, "Key": _serialize(by_dashboard),
                         "ConditionExpression": "attribute_exists(pk)"}},
             {"Delete": {"TableName": table, "Key": _serialize(by_user)}},

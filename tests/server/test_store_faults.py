@@ -18,7 +18,8 @@ import pytest
 from server.services import audit
 from server.services.fsck import fsck
 
-from ..fault_proxy import RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, FaultProxy, Latency, dynamodb, s3
+from ..fault_proxy import (RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, FaultProxy, Latency, Stall, dynamodb,
+                           s3)
 from .test_datasets import upload
 from .test_dashboards import document
 from .test_sessions import root  # noqa: F401 - fixture
@@ -121,6 +122,46 @@ async def test_an_upload_whose_transaction_lands_after_every_timeout_keeps_its_p
     preview = await api.fetch("GET", f"/api/datasets/{dataset['id']}/preview", token=token)
     assert preview.code == 200 and preview.json()["rows"] == [["東京", 10], ["大阪", 20]], preview.body
     assert await fsck(store) == []
+
+
+@pytest.mark.parametrize("in_progress", [True, False], ids=["in-progress", "run-again"])
+async def test_an_upload_whose_retry_meets_its_own_slow_first_attempt_keeps_its_parquet(faulty_server, faults,
+                                                                                        moto_endpoint, in_progress):
+    """The first attempt of a dataset upload's transaction reaches the store, which commits it but answers after
+    the read timeout; the SDK's retry (the same write, the same token) arrives meanwhile: DynamoDB answers it
+    TransactionInProgressException (in-progress), a store without tokens runs it again and finds its condition
+    failed (run-again). Either way the upload answers 201 with its rows, not 409 for its own name, and its
+    Parquet blob stays."""
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5)
+    token = await api.login()
+    faults.in_progress = in_progress
+    faults.inject(Stall(4.0), is_transaction_on("DATASET"), times=1)  # past every attempt (3, backoff at most 3 s)
+    created = await upload(api, "売上", CSV, token)
+    sent = [r for r, _ in faults.seen if is_transaction_on("DATASET")(r)]
+    assert len(sent) == (ATTEMPTS if in_progress else 2), "in progress: retried; run again: refused, not retried"
+    faults.clear()
+    assert created.code == 201, created.body
+    preview = await api.fetch("GET", f"/api/datasets/{created.json()['id']}/preview", token=token)
+    assert preview.code == 200 and preview.json()["rows"] == [["東京", 10], ["大阪", 20]], preview.body
+    assert objects(moto_endpoint, api.app.store_instance.datasets_bucket, f"datasets/{created.json()['id']}/")
+
+
+async def test_an_edit_whose_retry_meets_its_own_slow_first_attempt_is_saved(faulty_server, faults):
+    """The same for a card edit without an Idempotency-Key, on a store that runs the retry again: 200 with
+    version 2, not 409 from its own write."""
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5)
+    faults.in_progress = False
+    token = await api.login()
+    body = {"title": "合計", "code": "1 + 1", "datasets": [], "parameters": []}
+    created = await api.fetch("POST", "/api/cards", token=token, json_body=body)
+    assert created.code == 201, created.body
+    faults.inject(Stall(3.0), is_transaction_on("CARD"), times=1)
+    edited = await api.fetch("PUT", f"/api/cards/{created.json()['id']}", token=token,
+                             json_body={**body, "code": "2 + 2"}, headers={"If-Match": '"1"'})
+    faults.clear()
+    assert edited.code == 200 and edited.json()["version"] == 2, edited.body
+    stored = await api.fetch("GET", f"/api/cards/{created.json()['id']}/versions/2", token=token)
+    assert stored.json()["code"] == "2 + 2", stored.body
 
 
 async def test_r2_output_whose_table_did_not_reach_s3_is_not_cached(faulty_server, faults, root,  # noqa: F811

@@ -164,6 +164,48 @@ async def test_an_edit_whose_retry_meets_its_own_slow_first_attempt_is_saved(fau
     assert stored.json()["code"] == "2 + 2", stored.body
 
 
+def is_catalogue_write(noun: str):
+    return lambda r: r.operation == "BatchWriteItem" and f'"ENTRY#{noun}#'.encode() in r.body and b"PutRequest" in r.body
+
+
+async def test_catalogue_writes_that_land_after_their_cards_were_deleted(faulty_server, faults):
+    """Two card creates' catalogue writes (not transactions: no token) are delayed past their read timeout; their
+    retries list the cards, which are then deleted; the delayed first attempts land after that and list the cards
+    again (``listed_orphan``). The lists still answer (with the ghosts), the cards are 404, and a repeated DELETE
+    (204) or ``bi fsck --repair`` takes an entry away."""
+    delay = 4.0
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5)
+    token = await api.login()
+    store = api.app.store_instance
+    ghosts = []
+    for title in ("合計", "平均"):
+        faults.inject(Latency(delay), is_catalogue_write("card"), times=1)
+        created = await api.fetch("POST", "/api/cards", token=token, json_body={
+            "title": title, "code": "1 + 1", "datasets": [], "parameters": []})
+        assert created.code == 201, created.body
+        ghosts.append(created.json()["id"])
+        deleted = await api.fetch("DELETE", f"/api/cards/{ghosts[-1]}", token=token)
+        assert deleted.code == 204, deleted.body
+    expected = sorted(("listed_orphan", f"card/{card_id}") for card_id in ghosts)
+    for _ in range(int(delay * 10) + 50):  # the delayed attempts land
+        if sorted((p.kind, p.subject) for p in await fsck(store)) == expected:
+            break
+        await asyncio.sleep(0.1)
+    faults.clear()
+    assert sorted((p.kind, p.subject) for p in await fsck(store)) == expected
+    for path in ("/api/cards", "/api/cards?q=合計", "/api/cards?sort=title"):
+        listed = await api.fetch("GET", path, token=token)
+        assert listed.code == 200, listed.body
+    assert sorted(c["id"] for c in listed.json()["cards"]) == sorted(ghosts), "listed until cleared"
+    assert [(await api.fetch("GET", f"/api/cards/{c}", token=token)).code for c in ghosts] == [404, 404]
+    again = await api.fetch("DELETE", f"/api/cards/{ghosts[0]}", token=token)
+    assert again.code == 204, again.body
+    assert [(p.kind, p.subject, p.repaired) for p in await fsck(store, repair=True)] == [
+        ("listed_orphan", f"card/{ghosts[1]}", True)]
+    assert (await api.fetch("GET", "/api/cards", token=token)).json()["cards"] == []
+    assert await fsck(store) == []
+
+
 async def test_r2_output_whose_table_did_not_reach_s3_is_not_cached(faulty_server, faults, root,  # noqa: F811
                                                                      shared_agent):
     """R2: a DataFrame whose Arrow table failed to reach S3 is not served again from the cache."""

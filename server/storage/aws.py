@@ -364,8 +364,7 @@ class AWSStore(Store):
         """
         scope = request_scope.get() or uuid.uuid4().hex
         token = hashlib.sha256(f"{scope}\n{json.dumps(actions, sort_keys=True, default=str)}".encode())
-        attempts = _FAILED_ATTEMPTS.get()
-        earlier = len(attempts) if attempts is not None else 0
+        mark = _attempts()
         try:
             self._dynamodb.transact_write_items(TransactItems=actions, ClientRequestToken=token.hexdigest()[:36])
         except ClientError as exc:
@@ -373,7 +372,7 @@ class AWSStore(Store):
             if _code(exc) != "TransactionCanceledException" or not reasons or any(
                     reason.get("Code") not in EXPECTED_CANCELLATIONS for reason in reasons):
                 raise
-            if attempts is None or not any(attempts[earlier:]):
+            if not _maybe_landed(mark):
                 return reasons
             codes = [reason.get("Code", "") for reason in reasons]
             if gone_is_done and set(codes) <= {"None", "ConditionalCheckFailed"}:
@@ -642,21 +641,31 @@ class AWSStore(Store):
 
     async def get_sign_in_session(self, session_id: str) -> SignInSession | None:
         item = await self._run(self._get, "tokens", _session_key(session_id))
-        return SignInSession(**_unexpiring(item)) if item else None
+        if item is None:
+            return None
+        fields = _unexpiring(item)
+        fields.pop("rotated_by", None)
+        return SignInSession(**fields)
 
     async def rotate_sign_in_session(self, session_id: str, rotation: int) -> bool:
         return await self._run(self._rotate_sign_in_session, session_id, rotation)
 
     def _rotate_sign_in_session(self, session_id: str, rotation: int) -> bool:
+        """Move the session past ``rotation``, naming this call in it (``rotated_by``): a failed condition after an
+        attempt of this call that may have landed is this call's own doing when the session names it."""
+        mark, call = _attempts(), uuid.uuid4().hex
         try:
             self._dynamodb.update_item(
                 TableName=self._table("tokens"), Key=_serialize(_session_key(session_id)),
-                UpdateExpression="ADD rotation :one", ConditionExpression="rotation = :rotation",
-                ExpressionAttributeValues=_serialize({":one": 1, ":rotation": rotation}))
+                UpdateExpression="SET rotated_by = :call ADD rotation :one", ConditionExpression="rotation = :rotation",
+                ExpressionAttributeValues=_serialize({":one": 1, ":rotation": rotation, ":call": call}))
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
-            return False
+            if not _maybe_landed(mark):
+                return False
+            item = self._get("tokens", _session_key(session_id))
+            return item is not None and _plain(item).get("rotated_by") == call and _plain(item)["rotation"] == rotation + 1
         return True
 
     async def delete_sign_in_session(self, session_id: str) -> None:
@@ -1822,6 +1831,19 @@ def _share_keyed(item: dict[str, Any]) -> tuple[str, str, Share]:
     """A share item as a dashboard's shares page it: (grant time, user id, share)."""
     share = Share(**_plain(item))
     return share.created_at, share.user_id, share
+
+
+def _attempts() -> int:
+    """How many attempts of the SDK's failed so far in this ``_run`` (a mark for ``_maybe_landed``)."""
+    failed = _FAILED_ATTEMPTS.get()
+    return len(failed) if failed is not None else 0
+
+
+def _maybe_landed(mark: int) -> bool:
+    """Whether an attempt that failed since ``mark`` (``_attempts``) may have been done: it may still land, or
+    have landed with its answer lost."""
+    failed = _FAILED_ATTEMPTS.get()
+    return failed is not None and any(failed[mark:])
 
 
 def _unexpiring(item: dict[str, Any]) -> dict[str, Any]:

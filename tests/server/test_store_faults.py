@@ -20,6 +20,7 @@ from server.services.fsck import fsck
 
 from ..fault_proxy import (RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, FaultProxy, Latency, Stall, dynamodb,
                            s3)
+from .conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from .test_datasets import upload
 from .test_dashboards import document
 from .test_sessions import root  # noqa: F401 - fixture
@@ -162,6 +163,21 @@ async def test_an_edit_whose_retry_meets_its_own_slow_first_attempt_is_saved(fau
     assert edited.code == 200 and edited.json()["version"] == 2, edited.body
     stored = await api.fetch("GET", f"/api/cards/{created.json()['id']}/versions/2", token=token)
     assert stored.json()["code"] == "2 + 2", stored.body
+
+
+async def test_a_refresh_whose_retry_meets_its_own_slow_rotation_keeps_the_sign_in(faulty_server, faults):
+    """A refresh token's rotation (a conditional update: no token) reaches the store, which applies it but answers
+    after the read timeout; the SDK's retry finds the rotation moved on, by its own first attempt. That is no
+    reuse of the refresh token: the refresh answers new tokens and the sign-in goes on (no false alarm)."""
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5)
+    signed_in = await api.fetch("POST", "/api/auth/login", json_body={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    assert signed_in.code == 200, signed_in.body
+    faults.inject(Stall(3.0), lambda r: r.operation == "UpdateItem" and b'"SESSION#' in r.body, times=1)
+    refreshed = await api.fetch("POST", "/api/auth/refresh", json_body={"refresh_token": signed_in.json()["refresh_token"]})
+    faults.clear()
+    assert refreshed.code == 200, refreshed.body
+    again = await api.fetch("POST", "/api/auth/refresh", json_body={"refresh_token": refreshed.json()["refresh_token"]})
+    assert again.code == 200, again.body
 
 
 def is_catalogue_write(noun: str):

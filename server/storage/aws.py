@@ -1274,6 +1274,9 @@ class AWSStore(Store):
         return await self._run(self._acquire_lease, name, holder, until)
 
     def _acquire_lease(self, name: str, holder: str, until: float) -> Lease | None:
+        """Take the lease if it is free or expired; a failed condition after an attempt of this call that may have
+        landed is this call's own doing when the lease is ``holder``'s until ``until``."""
+        mark = _attempts()
         try:
             item = self._dynamodb.update_item(
                 TableName=self._table("leases"), Key=_serialize(_lease_key(name)),
@@ -1285,9 +1288,14 @@ class AWSStore(Store):
                     ":purge": int(until + LEASE_KEPT_SECONDS)}),
                 ReturnValues="ALL_NEW")["Attributes"]
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            if not _maybe_landed(mark):
                 return None
-            raise
+            now = self._get("leases", _lease_key(name))
+            if now is None or _plain(now)["holder"] != holder or _plain(now)["expires_ms"] != _ms(until):
+                return None
+            return _lease(now)
         return _lease(item)
 
     async def renew_lease(self, lease: Lease, until: float) -> Lease:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import boto3
 from structlog.testing import capture_logs
@@ -178,6 +179,18 @@ async def test_a_refresh_whose_retry_meets_its_own_slow_rotation_keeps_the_sign_
     assert refreshed.code == 200, refreshed.body
     again = await api.fetch("POST", "/api/auth/refresh", json_body={"refresh_token": refreshed.json()["refresh_token"]})
     assert again.code == 200, again.body
+
+
+async def test_a_lease_whose_retry_meets_its_own_slow_first_attempt_is_taken(faulty_server, faults):
+    """A lease's take (a conditional update: no token) is applied but answered after the read timeout; the SDK's
+    retry finds the lease held, by its own first attempt: the lease is taken (not left to expire unused)."""
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5)
+    store = api.app.store_instance
+    faults.inject(Stall(3.0), lambda r: r.operation == "UpdateItem" and b'"LEASE#' in r.body, times=1)
+    lease = await store.acquire_lease("refresh:slow", "task-a", time.time() + 60)
+    faults.clear()
+    assert lease is not None and lease.holder == "task-a", lease
+    assert await store.acquire_lease("refresh:slow", "task-b", time.time() + 60) is None
 
 
 def is_catalogue_write(noun: str):

@@ -192,12 +192,19 @@ class AWSStore(Store):
     dynamodb_connect_timeout = Float(1.5, help="Seconds to wait for a DynamoDB connection.").tag(config=True)
     dynamodb_read_timeout = Float(4.0, help="Seconds to wait for a DynamoDB response; a slower call is "
                                             "retried.").tag(config=True)
+    late_write_seconds = Float(help="Seconds after a catalogue write with an attempt that may still land (it timed "
+                                    "out, its answer was lost) at which the record's entry is written again from the "
+                                    "record; default: twice dynamodb_read_timeout.").tag(config=True)
     max_workers = Int(32, help="Threads (and pooled connections) for AWS calls.").tag(config=True)
     page_size = Int(0, help="Items per DynamoDB Scan/Query page; 0 lets DynamoDB decide.").tag(config=True)
 
     @default("region_name")
     def _default_region_name(self) -> str:
         return setting("AWS_REGION", "us-east-1")
+
+    @default("late_write_seconds")
+    def _default_late_write_seconds(self) -> float:
+        return 2 * self.dynamodb_read_timeout
 
     @default("dynamodb_endpoint_url")
     def _default_dynamodb_endpoint_url(self) -> str:
@@ -225,6 +232,8 @@ class AWSStore(Store):
         self._dynamodb: Any = None
         self._s3: Any = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._relists: set[concurrent.futures.Future[None]] = set()  # ``_relist_later``'s, until done
 
     # plumbing ----------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -390,12 +399,15 @@ class AWSStore(Store):
             return
         self._executor = concurrent.futures.ThreadPoolExecutor(
             self.max_workers, thread_name_prefix="aws-store")
+        self._loop = asyncio.get_running_loop()
         await self._run(self._connect)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        for relist in list(self._relists):
+            relist.cancel()
         if self._executor is not None:
             await asyncio.to_thread(self._disconnect, self._executor)
 
@@ -868,7 +880,7 @@ class AWSStore(Store):
             raise ConflictError(f"You already have a dataset named {dataset.name!r}.")
         if reasons:
             raise ConflictError(f"A dataset with the id {dataset.id} already exists.")
-        self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), new=True)
+        self._list(DATASETS, dataset.id, lambda: self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), new=True))
 
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
         await self._run(self._add_version, DATASETS, version.dataset_id, version.version, version.created_at,
@@ -952,7 +964,7 @@ class AWSStore(Store):
     def _create_card(self, card: Card, version: CardVersion) -> None:
         if self._create_versioned(CARDS, card, _card_version_fields(version)):
             raise ConflictError(f"A card with the id {card.id} already exists.")
-        self._catalogue.write(card_entry(card, version), dataclasses.asdict(card), new=True)
+        self._list(CARDS, card.id, lambda: self._catalogue.write(card_entry(card, version), dataclasses.asdict(card), new=True))
 
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
         await self._run(self._add_version, CARDS, version.card_id, version.version, version.created_at,
@@ -996,7 +1008,7 @@ class AWSStore(Store):
             raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.")
         if reasons:
             raise ConflictError(f"A dashboard with the id {dashboard.id} already exists.")
-        self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard), new=True)
+        self._list(DASHBOARDS, dashboard.id, lambda: self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard), new=True))
 
     async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
         await self._run(self._add_dashboard_version, version, expected_current,
@@ -1235,16 +1247,48 @@ class AWSStore(Store):
                        old: tuple[CatalogEntry, dict[str, Any]] | None = None) -> None:
         """Write the entry of the record of ``head`` (its fields) at its current ``version`` (an item; none for
         a dataset)."""
-        if kind is DATASETS:
-            dataset = Dataset(**head)
-            self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), old=old)
-        elif kind is CARDS and version is not None:
-            card = Card(**head)
-            self._catalogue.write(card_entry(card, _card_version(version)), dataclasses.asdict(card), old=old)
-        elif version is not None:
-            dashboard = Dashboard(**head)
-            self._catalogue.write(dashboard_entry(dashboard, _dashboard_version(version)), dataclasses.asdict(dashboard),
-                                  old=old)
+        def write() -> None:
+            if kind is DATASETS:
+                dataset = Dataset(**head)
+                self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), old=old)
+            elif kind is CARDS and version is not None:
+                card = Card(**head)
+                self._catalogue.write(card_entry(card, _card_version(version)), dataclasses.asdict(card), old=old)
+            elif version is not None:
+                dashboard = Dashboard(**head)
+                self._catalogue.write(dashboard_entry(dashboard, _dashboard_version(version)),
+                                      dataclasses.asdict(dashboard), old=old)
+        self._list(kind, head["id"], write)
+
+    def _list(self, kind: Versioned, record_id: str, write: Callable[[], None]) -> None:
+        """Run a catalogue ``write`` of a record (batches, not a transaction: no token). When an attempt of it may
+        still land (it timed out, its answer was lost), after the record changed again or was deleted, the entry
+        is written again from the record as it is then (or deleted), ``late_write_seconds`` later; an attempt
+        later still leaves a stale entry for ``bi fsck``."""
+        mark = _attempts()
+        try:
+            write()
+        finally:
+            if _maybe_landed(mark) and self._loop is not None and not self._closed:
+                relist = asyncio.run_coroutine_threadsafe(self._relist_later(kind, record_id), self._loop)
+                self._relists.add(relist)
+                relist.add_done_callback(self._relists.discard)
+
+    async def _relist_later(self, kind: Versioned, record_id: str) -> None:
+        await asyncio.sleep(self.late_write_seconds)
+        try:
+            await self._run(self._relist_now, kind, record_id)
+        except (StorageUnavailableError, StoreClosedError):
+            log.warning("catalogue_relist_failed", kind=kind.noun, record_id=record_id)  # fsck lists it
+            return
+        log.info("catalogue_relisted", kind=kind.noun, record_id=record_id)
+
+    def _relist_now(self, kind: Versioned, record_id: str) -> None:
+        """The record's entry from the record as it is now; none (its items deleted) if it is gone."""
+        if self._get(kind.table, _meta_key(kind, record_id)) is None:
+            self._catalogue.delete(kind.noun, record_id)
+        else:
+            self._catalog_current(kind, record_id)
 
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:

@@ -200,10 +200,11 @@ def is_catalogue_write(noun: str):
 async def test_catalogue_writes_that_land_after_their_cards_were_deleted(faulty_server, faults):
     """Two card creates' catalogue writes (not transactions: no token) are delayed past their read timeout; their
     retries list the cards, which are then deleted; the delayed first attempts land after that and list the cards
-    again (``listed_orphan``). The lists still answer (with the ghosts), the cards are 404, and a repeated DELETE
-    (204) or ``bi fsck --repair`` takes an entry away."""
+    again (``listed_orphan``), when the store does not write their entries again later (``late_write_seconds``: as
+    a task that stopped). The lists still answer (with the ghosts), the cards are 404, and a repeated DELETE (204)
+    or ``bi fsck --repair`` takes an entry away."""
     delay = 4.0
-    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5)
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5, AWSStore__late_write_seconds=600)
     token = await api.login()
     store = api.app.store_instance
     ghosts = []
@@ -232,6 +233,31 @@ async def test_catalogue_writes_that_land_after_their_cards_were_deleted(faulty_
     assert [(p.kind, p.subject, p.repaired) for p in await fsck(store, repair=True)] == [
         ("listed_orphan", f"card/{ghosts[1]}", True)]
     assert (await api.fetch("GET", "/api/cards", token=token)).json()["cards"] == []
+    assert await fsck(store) == []
+
+
+async def test_a_catalogue_write_that_lands_late_is_written_again(faulty_server, faults):
+    """The same ghost, within one task: ``late_write_seconds`` after a catalogue write whose attempt may land late,
+    the store writes the entry again from the record as it is then (the card is gone: no entry)."""
+    delay = 3.0
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5, AWSStore__late_write_seconds=delay + 2)
+    token = await api.login()
+    store = api.app.store_instance
+    faults.inject(Latency(delay), is_catalogue_write("card"), times=1)
+    created = await api.fetch("POST", "/api/cards", token=token, json_body={
+        "title": "合計", "code": "1 + 1", "datasets": [], "parameters": []})
+    assert created.code == 201, created.body
+    card_id = created.json()["id"]
+    assert (await api.fetch("DELETE", f"/api/cards/{card_id}", token=token)).code == 204
+    seen = []  # whether the card has an entry, every 0.1 s
+    for _ in range(int((2 * delay + 5) * 10)):
+        seen.append(await store._run(store._catalogue.entry, "card", card_id) is not None)
+        if seen[-1] is False and True in seen:
+            break
+        await asyncio.sleep(0.1)
+    faults.clear()
+    assert True in seen, "the delayed write landed after the deletion"
+    assert seen[-1] is False, "and its entry was deleted again"
     assert await fsck(store) == []
 
 

@@ -33,7 +33,7 @@ from ..models import IdempotentAnswer, User
 from ..services.auth import SESSION_ONLY, AuthService, Scope
 from ..services.cards import CardService
 from ..services.datasets import DatasetService
-from ..services.idempotency import IdempotencyService, keyed
+from ..services.idempotency import IdempotencyService, check_key, keyed
 from ..services.users import UserService
 from ..storage.base import request_scope
 
@@ -382,6 +382,22 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
             await service.keep(*request, self.get_status(), headers, self.answer if small else b"")
     run_once.idempotent = True  # type: ignore[attr-defined]  # its answer's read starts in ``prepare``
     return run_once
+
+
+def replays_itself(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Marks a save that knows an earlier attempt of its ``Idempotency-Key`` by itself: the retry's If-Match is
+    stale then, and the version that attempt stored carries the request's mark (``idempotency.own_edit``), so the
+    retry answers that version from the store. No answer is read before it (nor kept after it): a keyed save
+    makes one sequential store call fewer. The same key with another body is a stale edit (409)."""
+    @functools.wraps(method)
+    async def run(self: APIHandler, *args: Any, **kwargs: Any) -> None:
+        key = self.request.headers.get("Idempotency-Key")
+        if key is None or self.user is None:
+            return await method(self, *args, **kwargs)
+        check_key(key)
+        with keyed(self.user, self.request.method or "", self.request.path, key, self.request.body or b""):
+            await method(self, *args, **kwargs)
+    return run
 
 
 def megabytes(size: int) -> str:

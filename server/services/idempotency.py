@@ -116,9 +116,7 @@ class IdempotencyService(LoggingConfigurable):
     def read_answer(self, user: User, method: str, path: str, key: str) -> asyncio.Future[IdempotentAnswer | None]:
         """Start reading the answer kept for this key (400 at once for a malformed key): a handler starts it
         before the body arrives, beside its other reads, and hands it to ``first_answer`` once the body is in."""
-        if not (0 < len(key) <= MAX_KEY_CHARS and set(key) <= KEY_CHARS):
-            raise InvalidRequestError(f"An Idempotency-Key has 1 to {MAX_KEY_CHARS} letters, digits or ._:- "
-                                      "characters.", {"header": "Idempotency-Key"})
+        check_key(key)
         reading = asyncio.ensure_future(self.store.get_idempotent_answer(_scope(user, method, path, key), utcnow()))
         reading.add_done_callback(lambda done: done.cancelled() or done.exception())  # a request refused first
         return reading
@@ -142,6 +140,13 @@ class IdempotencyService(LoggingConfigurable):
                 expires.isoformat(timespec="milliseconds").replace("+00:00", "Z")))
         except StorageUnavailableError:
             log.warning("idempotent_answer_not_kept", user_id=user.id, path=path)
+
+
+def check_key(key: str) -> None:
+    """400 for a malformed Idempotency-Key."""
+    if not (0 < len(key) <= MAX_KEY_CHARS and set(key) <= KEY_CHARS):
+        raise InvalidRequestError(f"An Idempotency-Key has 1 to {MAX_KEY_CHARS} letters, digits or ._:- "
+                                  "characters.", {"header": "Idempotency-Key"})
 
 
 def _scope(user: User, method: str, path: str, key: str) -> str:

@@ -321,3 +321,18 @@ async def test_a_dataset_deletion_deletes_its_blobs_at_once(writer):
     # its versions' (a Query, then the batch) beside its entry's (read, then deleted); its 3 blobs listed, then
     # deleted at once
     assert len(made) == 7 and made[-2:] == ["ListObjectsV2", "DeleteObject"], made
+
+
+async def test_a_keyed_save_reads_no_kept_answer(start_server):
+    """A save with an Idempotency-Key neither reads nor keeps an answer (it knows its own earlier attempt by the
+    version's mark): the card, its version, the transaction beside the entry's read, the entry."""
+    api = await start_server("aws")
+    token = await api.login()
+    card = (await api.fetch("POST", "/api/cards", token=token, json_body=CARD)).json()
+    await audit.written(api.app.store_instance)
+    calls = counting(api.app.store_instance, tables=True)
+    saved = await api.fetch("PUT", f"/api/cards/{card['id']}", token=token, json_body={**CARD, "title": "新"},
+                            headers={"If-Match": '"1"', "Idempotency-Key": "save-1"})
+    assert saved.code == 200, saved.body
+    await audit.written(api.app.store_instance)
+    assert not {name for name in calls if name.endswith(" cache")}, dict(calls)  # the kept answers' table

@@ -741,13 +741,15 @@ class AWSStore(Store):
     def _listed(self, kind: Versioned, record_id: str, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``_transact(actions)`` for a record whose catalogue entry is written after it: when the answer is
         lost (the outcome unknown), the entry is written from the record as it now is, so that a write that
-        landed is listed (and one that did not, not); the error still goes up, to be settled by reading back."""
+        landed is listed (and one that did not, not), and again ``late_write_seconds`` later (the write may land
+        after that); the error still goes up, to be settled by reading back."""
         try:
             return self._transact(actions)
         except (ClientError, BotoConnectionError, HTTPClientError, StorageUnavailableError) as exc:
             if isinstance(exc, StorageUnavailableError) or _unavailable(exc) is not None:
                 with contextlib.suppress(ClientError, BotoConnectionError, HTTPClientError):
                     self._catalog_current(kind, record_id)
+                self._relist_soon(kind, record_id)
             raise
 
     async def _delete_versioned(self, kind: Versioned, record_id: str, *parts: tuple[Callable[..., object], str],
@@ -1211,15 +1213,17 @@ class AWSStore(Store):
 
     def _catalog_current(self, kind: Versioned, record_id: str) -> None:
         """Write the catalogue entry of a record as it is now (after a new version)."""
-        item = self._get(kind.table, _meta_key(kind, record_id))
-        if item is None:
-            return
-        if kind is DATASETS:
-            self._catalog_write(kind, _plain(item), None)
-            return
-        version = self._get(kind.table, _version_key(kind, record_id, _plain(item)["current_version"]))
-        if version is not None:
-            self._catalog_write(kind, _plain(item), version)
+        def write() -> None:
+            item = self._get(kind.table, _meta_key(kind, record_id))
+            if item is None:
+                return
+            if kind is DATASETS:
+                self._catalog_write(kind, _plain(item), None)
+                return
+            version = self._get(kind.table, _version_key(kind, record_id, _plain(item)["current_version"]))
+            if version is not None:
+                self._catalog_write(kind, _plain(item), version)
+        self._list(kind, record_id, write)
 
     def _entry_ahead(self, kind: Versioned, record_id: str) -> Entry | None:
         """The record's catalogue entry, read on the pool from now: at the same time as the save queued after it
@@ -1236,43 +1240,49 @@ class AWSStore(Store):
         try:
             old = entry.result() if entry is not None else self._catalogue.entry(kind.noun, record_id)
         except (ClientError, BotoConnectionError, HTTPClientError):  # the read ahead failed: read it again
-            old = self._catalogue.entry(kind.noun, record_id)
+            old = self._list(kind, record_id, lambda: self._catalogue.entry(kind.noun, record_id))
         if old is None:
             self._catalog_current(kind, record_id)
             return
         head = {**old[1], "current_version": fields["version"], "updated_at": fields["created_at"]}
-        self._catalog_write(kind, head, _serialize(fields), old)
+        self._list(kind, record_id, lambda: self._catalog_write(kind, head, _serialize(fields), old))
 
     def _catalog_write(self, kind: Versioned, head: dict[str, Any], version: dict[str, Any] | None,
                        old: tuple[CatalogEntry, dict[str, Any]] | None = None) -> None:
         """Write the entry of the record of ``head`` (its fields) at its current ``version`` (an item; none for
         a dataset)."""
-        def write() -> None:
-            if kind is DATASETS:
-                dataset = Dataset(**head)
-                self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), old=old)
-            elif kind is CARDS and version is not None:
-                card = Card(**head)
-                self._catalogue.write(card_entry(card, _card_version(version)), dataclasses.asdict(card), old=old)
-            elif version is not None:
-                dashboard = Dashboard(**head)
-                self._catalogue.write(dashboard_entry(dashboard, _dashboard_version(version)),
-                                      dataclasses.asdict(dashboard), old=old)
-        self._list(kind, head["id"], write)
+        if kind is DATASETS:
+            dataset = Dataset(**head)
+            self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), old=old)
+        elif kind is CARDS and version is not None:
+            card = Card(**head)
+            self._catalogue.write(card_entry(card, _card_version(version)), dataclasses.asdict(card), old=old)
+        elif version is not None:
+            dashboard = Dashboard(**head)
+            self._catalogue.write(dashboard_entry(dashboard, _dashboard_version(version)),
+                                  dataclasses.asdict(dashboard), old=old)
 
-    def _list(self, kind: Versioned, record_id: str, write: Callable[[], None]) -> None:
-        """Run a catalogue ``write`` of a record (batches, not a transaction: no token). When an attempt of it may
-        still land (it timed out, its answer was lost), after the record changed again or was deleted, the entry
-        is written again from the record as it is then (or deleted), ``late_write_seconds`` later; an attempt
-        later still leaves a stale entry for ``bi fsck``."""
+    def _list(self, kind: Versioned, record_id: str, write: Callable[[], T]) -> T:
+        """Run ``write``, a step of a record's catalogue entry (batches, not a transaction: no token). When it fails,
+        or an attempt of it may still land (it timed out, its answer was lost) after the record changed again or
+        was deleted, the entry is written again from the record as it is then (or deleted), ``late_write_seconds``
+        later (``_relist_soon``); an attempt later still leaves a stale entry for ``bi fsck``."""
         mark = _attempts()
         try:
-            write()
-        finally:
-            if _maybe_landed(mark) and self._loop is not None and not self._closed:
-                relist = asyncio.run_coroutine_threadsafe(self._relist_later(kind, record_id), self._loop)
-                self._relists.add(relist)
-                relist.add_done_callback(self._relists.discard)
+            done = write()
+        except BaseException:
+            self._relist_soon(kind, record_id)
+            raise
+        if _maybe_landed(mark):
+            self._relist_soon(kind, record_id)
+        return done
+
+    def _relist_soon(self, kind: Versioned, record_id: str) -> None:
+        """Write the record's entry again ``late_write_seconds`` from now (from any thread)."""
+        if self._loop is not None and not self._closed:
+            relist = asyncio.run_coroutine_threadsafe(self._relist_later(kind, record_id), self._loop)
+            self._relists.add(relist)
+            relist.add_done_callback(self._relists.discard)
 
     async def _relist_later(self, kind: Versioned, record_id: str) -> None:
         await asyncio.sleep(self.late_write_seconds)

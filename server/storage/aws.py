@@ -140,6 +140,7 @@ PITR_UNAVAILABLE = {"UnknownOperationException", "ContinuousBackupsUnavailableEx
 # Cancellation reasons a caller maps to a domain error; any other reason propagates.
 EXPECTED_CANCELLATIONS = {"None", "ConditionalCheckFailed", "TransactionConflict"}
 CONFLICT_ATTEMPTS = 3  # tries of a new version's transaction that meets another on its head
+RELIST_TRIES = 5  # tries of a catalogue entry's later write while the store fails (late_write_seconds apart)
 MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
 # Error codes that mean "the service could not take the call now", as opposed to "the call is wrong".
 THROTTLED = {"Throttling", "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
@@ -1213,17 +1214,18 @@ class AWSStore(Store):
 
     def _catalog_current(self, kind: Versioned, record_id: str) -> None:
         """Write the catalogue entry of a record as it is now (after a new version)."""
-        def write() -> None:
-            item = self._get(kind.table, _meta_key(kind, record_id))
-            if item is None:
-                return
-            if kind is DATASETS:
-                self._catalog_write(kind, _plain(item), None)
-                return
-            version = self._get(kind.table, _version_key(kind, record_id, _plain(item)["current_version"]))
-            if version is not None:
-                self._catalog_write(kind, _plain(item), version)
-        self._list(kind, record_id, write)
+        self._list(kind, record_id, lambda: self._catalog_from_record(kind, record_id))
+
+    def _catalog_from_record(self, kind: Versioned, record_id: str) -> None:
+        item = self._get(kind.table, _meta_key(kind, record_id))
+        if item is None:
+            return
+        if kind is DATASETS:
+            self._catalog_write(kind, _plain(item), None)
+            return
+        version = self._get(kind.table, _version_key(kind, record_id, _plain(item)["current_version"]))
+        if version is not None:
+            self._catalog_write(kind, _plain(item), version)
 
     def _entry_ahead(self, kind: Versioned, record_id: str) -> Entry | None:
         """The record's catalogue entry, read on the pool from now: at the same time as the save queued after it
@@ -1285,20 +1287,25 @@ class AWSStore(Store):
             relist.add_done_callback(self._relists.discard)
 
     async def _relist_later(self, kind: Versioned, record_id: str) -> None:
-        await asyncio.sleep(self.late_write_seconds)
-        try:
-            await self._run(self._relist_now, kind, record_id)
-        except (StorageUnavailableError, StoreClosedError):
-            log.warning("catalogue_relist_failed", kind=kind.noun, record_id=record_id)  # fsck lists it
+        """``_relist_now`` after ``late_write_seconds``, and again as long as the store fails (``RELIST_TRIES``)."""
+        for _ in range(RELIST_TRIES):
+            await asyncio.sleep(self.late_write_seconds)
+            try:
+                await self._run(self._relist_now, kind, record_id)
+            except StorageUnavailableError:
+                continue
+            except StoreClosedError:
+                return
+            log.info("catalogue_relisted", kind=kind.noun, record_id=record_id)
             return
-        log.info("catalogue_relisted", kind=kind.noun, record_id=record_id)
+        log.warning("catalogue_relist_failed", kind=kind.noun, record_id=record_id)  # fsck lists it
 
     def _relist_now(self, kind: Versioned, record_id: str) -> None:
         """The record's entry from the record as it is now; none (its items deleted) if it is gone."""
         if self._get(kind.table, _meta_key(kind, record_id)) is None:
             self._catalogue.delete(kind.noun, record_id)
         else:
-            self._catalog_current(kind, record_id)
+            self._catalog_from_record(kind, record_id)
 
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:

@@ -5,9 +5,11 @@ an API server (in this process) on the AWS store behind the proxy. For each scen
 ``--seconds`` of mixed work from ``--clients`` clients (uploads and new versions, card creates and
 edits, dashboards with inline cards, shares, deletes, lists) while the proxy injects its faults; a
 client retries a 503 or a lost answer twice with the same ``Idempotency-Key``, as the web UI's user
-would. Then the faults stop and it checks that every object the API last answered 2xx for is intact
-and readable (datasets page their rows, cards read back the code of their answered version,
-dashboards and the cards they show exist, deleted objects are gone), and runs ``bi fsck``.
+would. Then the faults stop and, once a late write can have landed and the store has written again what it
+may have made stale (``AWSStore.late_write_seconds`` plus the proxy's longest latency), it checks that every
+object the API last answered 2xx for is intact and readable (datasets page their rows, cards read back the code
+of their answered version, dashboards and the cards they show exist, deleted objects are gone), and runs
+``bi fsck``.
 
 Prints per scenario: ok / 4xx / 5xx (503s apart) / p50 / p95 / integrity problems / what fsck found
 (records pointing at nothing are integrity problems; orphan blobs are the garbage fsck sweeps).
@@ -47,6 +49,7 @@ from tests.fault_proxy import (RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE
                                Request, dynamodb, s3)
 
 ADMIN, PASSWORD = "admin@example.com", "correct horse battery"
+LATENCY_SECONDS = 2.0
 INTEGRITY_KINDS = {"blob_missing", "headless", "broken_table", "unlisted", "listed_orphan"}
 
 
@@ -59,7 +62,7 @@ SCENARIOS: dict[str, Callable[[FaultProxy], None]] = {
     "s3-5xx-20": lambda p: p.inject(SERVER_ERROR, chance(0.2, s3())),
     "resets-10": lambda p: (p.inject(RESET_BEFORE, chance(0.05, lambda r: True)),
                             p.inject(RESET_AFTER, chance(0.05 / 0.95, lambda r: True))),
-    "latency-2s-20": lambda p: p.inject(Latency(2.0), chance(0.2, lambda r: True)),
+    "latency-2s-20": lambda p: p.inject(Latency(LATENCY_SECONDS), chance(0.2, lambda r: True)),
     "outage-15s": lambda p: None,  # started and stopped by the run
 }
 
@@ -271,6 +274,7 @@ async def scenario(name: str, proxy: FaultProxy, moto: str, seconds: float, clie
             jobs = [work(w) for w in workloads] + ([outage()] if name == "outage-15s" else [])
             await asyncio.gather(*jobs)
             proxy.clear()
+            await asyncio.sleep(app.store_instance.late_write_seconds + LATENCY_SECONDS)
             for workload in workloads:  # the check's own calls are not counted
                 workload.client = Client(base, token, Tally())
             problems = [p for w in workloads for p in await w.problems()]

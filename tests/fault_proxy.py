@@ -7,13 +7,17 @@ injected rules (the first whose ``match`` accepts it and that has uses left appl
 - ``SERVER_ERROR``: S3's 500 ``InternalError``, without reaching moto;
 - ``RESET_BEFORE``: the connection is reset before the request reaches moto;
 - ``RESET_AFTER``: moto handles the request, then the connection is reset (the response is lost);
-- ``Latency(seconds)``: forwarded after a wait;
+- ``Latency(seconds)``: forwarded after a wait (delayed on the way to the store);
+- ``Stall(seconds)``: forwarded at once, answered after a wait (the store works on it meanwhile: a
+  transaction stays in progress);
 - no rule: forwarded.
 
 An outage is ``RESET_BEFORE`` on every request (``outage()``). Like DynamoDB, the proxy answers a
 ``TransactWriteItems`` whose ``ClientRequestToken`` it has seen with the same parameters by the
 first answer, without running it again (with other parameters: ``IdempotentParameterMismatchException``),
-which moto does not do.
+and one whose token an earlier request still holds (forwarded, not yet answered) by
+``TransactionInProgressException``, which moto does not do. ``in_progress = False`` forwards such a request
+instead, as a store that keeps no tokens would run it.
 
 The proxy runs its own event loop on a thread, so a sync fixture can share one per module.
 """
@@ -51,11 +55,16 @@ class Latency:
     seconds: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Stall:
+    seconds: float
+
+
 THROTTLE = "throttle"
 SERVER_ERROR = "server_error"
 RESET_BEFORE = "reset_before"
 RESET_AFTER = "reset_after"
-Fault = str | Latency
+Fault = str | Latency | Stall
 Match = Callable[[Request], bool]
 
 
@@ -90,6 +99,8 @@ class FaultProxy:
         self._rules: list[Rule] = []
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[str, bytes]] = {}  # ClientRequestToken -> (parameters digest, answer)
+        self._in_flight: set[str] = set()  # tokens of transactions forwarded and not yet answered
+        self.in_progress = True
         self.seen: list[tuple[Request, Fault | None]] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
@@ -107,6 +118,10 @@ class FaultProxy:
         async def close() -> None:
             assert self._server is not None
             self._server.close()
+            serving = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in serving:  # connections still open (a client's idle one, an answer stalled)
+                task.cancel()
+            await asyncio.gather(*serving, return_exceptions=True)
         asyncio.run_coroutine_threadsafe(close(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
@@ -122,6 +137,7 @@ class FaultProxy:
         with self._lock:
             self._rules.clear()
             self.seen.clear()
+            self.in_progress = True
 
     def faults(self) -> list[tuple[str, str, Fault]]:
         """(service, operation, fault) of every request that met a fault since the last ``clear``."""
@@ -155,14 +171,13 @@ class FaultProxy:
                     _reset(writer)
                     return
                 if fault == THROTTLE:
-                    answer = _answer(400, "application/x-amz-json-1.0", json.dumps({
-                        "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
-                        "message": "Rate of requests exceeds the allowed throughput."}).encode())
+                    answer = _error("ThrottlingException", "Rate of requests exceeds the allowed throughput.")
                 elif fault == SERVER_ERROR:
                     answer = _answer(500, "application/xml", b"<Error><Code>InternalError</Code><Message>We "
                                      b"encountered an internal error. Please try again.</Message></Error>")
                 else:
-                    answer = await self._idempotent(request, head, body)
+                    answer = await self._idempotent(request, head, body,
+                                                    fault.seconds if isinstance(fault, Stall) else 0.0)
                 if fault == RESET_AFTER:
                     _reset(writer)
                     return
@@ -173,8 +188,9 @@ class FaultProxy:
         finally:
             writer.close()
 
-    async def _idempotent(self, request: Request, head: bytes, body: bytes) -> bytes:
-        """Forward, answering a repeated ``TransactWriteItems`` token as DynamoDB does."""
+    async def _idempotent(self, request: Request, head: bytes, body: bytes, stall: float) -> bytes:
+        """Forward (and answer ``stall`` seconds later), answering a repeated ``TransactWriteItems`` token as
+        DynamoDB does."""
         token = None
         if request.operation == "TransactWriteItems":
             parameters = json.loads(body or b"{}")
@@ -182,17 +198,27 @@ class FaultProxy:
             digest = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()
             with self._lock:
                 known = self._tokens.get(token) if token else None
+                held = bool(token) and token in self._in_flight and self.in_progress
+                if token and known is None and not held:
+                    self._in_flight.add(token)
             if known is not None:
                 if known[0] == digest:
                     return known[1]
-                return _answer(400, "application/x-amz-json-1.0", json.dumps({
-                    "__type": "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
-                    "message": "The request uses the same client token as a previous, but non-identical "
-                               "request."}).encode())
-        answer = await self._forward(head, body)
-        if token and answer.split(b" ", 2)[1] == b"200":
-            with self._lock:
-                self._tokens[token] = (digest, answer)
+                return _error("IdempotentParameterMismatchException", "The request uses the same client token as "
+                              "a previous, but non-identical request.")
+            if held:
+                return _error("TransactionInProgressException", "The transaction with the given request token is "
+                              "already in progress.")
+        try:
+            answer = await self._forward(head, body)
+            await asyncio.sleep(stall)
+            if token and answer.split(b" ", 2)[1] == b"200":
+                with self._lock:
+                    self._tokens[token] = (digest, answer)
+        finally:
+            if token:
+                with self._lock:
+                    self._in_flight.discard(token)
         return answer
 
     async def _forward(self, head: bytes, body: bytes) -> bytes:
@@ -264,6 +290,12 @@ def _answer(status: int, content_type: str, body: bytes) -> bytes:
     reason = {400: "Bad Request", 500: "Internal Server Error"}[status]
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
             f"x-amzn-RequestId: fault-proxy\r\nConnection: close\r\n\r\n").encode() + body
+
+
+def _error(code: str, message: str) -> bytes:
+    """DynamoDB's 400 answer with this error code."""
+    return _answer(400, "application/x-amz-json-1.0", json.dumps({
+        "__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}).encode())
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

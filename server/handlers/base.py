@@ -29,11 +29,11 @@ from ..errors import (AccessRevokedError, AuthenticationError, BIError, Conflict
                       quoted)
 from ..client_address import TrustedProxies
 from ..limits import IDEMPOTENT_ANSWER_BYTES, JSON_BODY_BYTES, PUBLIC_BODY_BYTES
-from ..models import User
+from ..models import IdempotentAnswer, User
 from ..services.auth import SESSION_ONLY, AuthService, Scope
 from ..services.cards import CardService
 from ..services.datasets import DatasetService
-from ..services.idempotency import IdempotencyService, keyed
+from ..services.idempotency import IdempotencyService, check_key, keyed
 from ..services.users import UserService
 from ..storage.base import request_scope
 
@@ -135,6 +135,7 @@ class APIHandler(web.RequestHandler):
     user: User | None = None
     request_id = ""
     answer: bytes | None = None  # the JSON body written, for ``idempotent``
+    kept_answer: asyncio.Future[IdempotentAnswer | None] | None = None  # the read of an Idempotency-Key's answer
 
     def initialize(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -175,6 +176,12 @@ class APIHandler(web.RequestHandler):
             self.user = await self.auth.authenticate(self._bearer_token(), self.token_scopes)
             structlog.contextvars.bind_contextvars(user_id=self.user.id)
         self.accept_body(*self.body_limit())
+        key = self.request.headers.get("Idempotency-Key")
+        handler = getattr(self, (self.request.method or "").lower(), None)
+        if key is not None and self.user is not None and getattr(handler, "idempotent", False):
+            # read while the body arrives (and beside what a handler's prepare reads next)
+            self.kept_answer = self.settings["idempotency"].read_answer(
+                self.user, self.request.method or "", self.request.path, key)
 
     def body_limit(self) -> tuple[int, str]:
         """The most body bytes this request may send, known once its caller is, and what to say past it."""
@@ -350,11 +357,11 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
     @functools.wraps(method)
     async def run_once(self: APIHandler, *args: Any, **kwargs: Any) -> None:
         key = self.request.headers.get("Idempotency-Key")
-        if key is None or self.user is None or self._finished:  # _finished: an upload refused before its body
-            return await method(self, *args, **kwargs)
+        if key is None or self.user is None or self.kept_answer is None or self._finished:  # _finished: an upload
+            return await method(self, *args, **kwargs)                                       # refused before its body
         service: IdempotencyService = self.settings["idempotency"]
         request = (self.user, self.request.method or "", self.request.path, key, self.request.body or b"")
-        first = await service.first_answer(*request)
+        first = await service.first_answer(self.kept_answer, request[-1])
         if first is not None:
             headers = json.loads(first.headers)
             for name, value in headers.items():
@@ -373,7 +380,24 @@ def idempotent(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitabl
             headers = {name: str(self._headers[name]) for name in REPLAYED_HEADERS if name in self._headers}
             small = len(self.answer) <= IDEMPOTENT_ANSWER_BYTES or "Content-Location" not in headers
             await service.keep(*request, self.get_status(), headers, self.answer if small else b"")
+    run_once.idempotent = True  # type: ignore[attr-defined]  # its answer's read starts in ``prepare``
     return run_once
+
+
+def replays_itself(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Marks a save that knows an earlier attempt of its ``Idempotency-Key`` by itself: the retry's If-Match is
+    stale then, and the version that attempt stored carries the request's mark (``idempotency.own_edit``), so the
+    retry answers that version from the store. No answer is read before it (nor kept after it): a keyed save
+    makes one sequential store call fewer. The same key with another body is a stale edit (409)."""
+    @functools.wraps(method)
+    async def run(self: APIHandler, *args: Any, **kwargs: Any) -> None:
+        key = self.request.headers.get("Idempotency-Key")
+        if key is None or self.user is None:
+            return await method(self, *args, **kwargs)
+        check_key(key)
+        with keyed(self.user, self.request.method or "", self.request.path, key, self.request.body or b""):
+            await method(self, *args, **kwargs)
+    return run
 
 
 def megabytes(size: int) -> str:

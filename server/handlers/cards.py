@@ -16,7 +16,7 @@ from ..paging import NEWEST
 from ..services.card_schema import CARD_VERSION, NEW_CARD
 from ..storage.catalog import Listed
 from .authors import with_author_names
-from .base import APIHandler, idempotent
+from .base import APIHandler, idempotent, replays_itself
 from .listing import list_query, page_json
 
 IF_MATCH = re.compile(r'^\s*"(\d{1,9})"\s*$')
@@ -99,7 +99,7 @@ class CardHandler(CardAPIHandler):
         card, version, access = await self.cards.get_shown(self.user, card_id)
         self.write_card(card, version, access=access)
 
-    @idempotent
+    @replays_itself
     async def put(self, card_id: str) -> None:
         assert self.user is not None
         body = self.json_body(CARD_VERSION)

@@ -17,7 +17,7 @@ from ..paging import NEWEST
 from ..services.dashboard_live import DashboardHub, dashboard_json
 from ..services.dashboards import DashboardService
 from .authors import with_author_names
-from .base import APIHandler, idempotent
+from .base import APIHandler, idempotent, replays_itself
 from .cards import RUN_SCHEMA, CardAPIHandler
 from .listing import list_query, page_json, shared_only
 
@@ -95,7 +95,7 @@ class DashboardHandler(DashboardAPIHandler):
         assert self.user is not None
         self.write_dashboard(*await self.dashboards.get_visible(self.user, dashboard_id))
 
-    @idempotent
+    @replays_itself
     async def put(self, dashboard_id: str) -> None:
         assert self.user is not None
         body = self.json_body(ANY_OBJECT)

@@ -467,8 +467,16 @@ class DashboardService(LoggingConfigurable):
         return list(found.values())
 
     async def share(self, user: User, dashboard_id: str, email: str, permission: Permission) -> dict[str, Any]:
-        dashboard, _ = await self.authorize(user, dashboard_id, "owner")
-        grantee = await self.store.get_user_by_email(normalise_email(email))
+        """Grant ``permission`` to the user of ``email``: the caller's rights and the grantee are read at once (what
+        the grantee's read found is told only to an owner)."""
+        authorized, found = await asyncio.gather(self.authorize(user, dashboard_id, "owner"),
+                                                 self.store.get_user_by_email(normalise_email(email)),
+                                                 return_exceptions=True)
+        if isinstance(authorized, BaseException):
+            raise authorized
+        if isinstance(found, BaseException):
+            raise found
+        dashboard, grantee = authorized[0], found
         if grantee is None:
             raise UnprocessableError(f"There is no user with the email {email!r}; ask an admin to add them.",
                                      {"pointer": "/email"})

@@ -191,8 +191,7 @@ class DatasetService(LoggingConfigurable):
             versions = await self.store.delete_dataset(dataset_id)
         keys = {version.blob_key for version in versions}
         keys.update(key for key, _ in await self.store.list_blobs(f"datasets/{dataset_id}/"))
-        for key in sorted(keys):
-            await self.store.delete_blob(key)
+        await asyncio.gather(*(self.store.delete_blob(key) for key in sorted(keys)))  # each a call, at once
         if dataset is not None:
             await record(self.store, "dataset_deleted", dataset_id=dataset.id, owner_id=dataset.owner_id,
                          user_id=user.id)

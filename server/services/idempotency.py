@@ -16,6 +16,7 @@ stale now) finds its own version by it and answers that, instead of a 409 from i
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import contextvars
@@ -112,12 +113,18 @@ class IdempotencyService(LoggingConfigurable):
         super().__init__(**kwargs)
         self.store = store
 
-    async def first_answer(self, user: User, method: str, path: str, key: str, body: bytes) -> IdempotentAnswer | None:
-        """The answer kept for this key, or None; 422 if the key was used with another body."""
-        if not (0 < len(key) <= MAX_KEY_CHARS and set(key) <= KEY_CHARS):
-            raise InvalidRequestError(f"An Idempotency-Key has 1 to {MAX_KEY_CHARS} letters, digits or ._:- "
-                                      "characters.", {"header": "Idempotency-Key"})
-        answer = await self.store.get_idempotent_answer(_scope(user, method, path, key), utcnow())
+    def read_answer(self, user: User, method: str, path: str, key: str) -> asyncio.Future[IdempotentAnswer | None]:
+        """Start reading the answer kept for this key (400 at once for a malformed key): a handler starts it
+        before the body arrives, beside its other reads, and hands it to ``first_answer`` once the body is in."""
+        check_key(key)
+        reading = asyncio.ensure_future(self.store.get_idempotent_answer(_scope(user, method, path, key), utcnow()))
+        reading.add_done_callback(lambda done: done.cancelled() or done.exception())  # a request refused first
+        return reading
+
+    @staticmethod
+    async def first_answer(reading: Awaitable[IdempotentAnswer | None], body: bytes) -> IdempotentAnswer | None:
+        """The answer kept for the key being read, or None; 422 if the key was used with another body."""
+        answer = await reading
         if answer is not None and answer.fingerprint != _digest(body):
             raise UnprocessableError("This Idempotency-Key was used for another request; send a new key with each "
                                      "new change.", {"header": "Idempotency-Key"}, code="idempotency_key_reused")
@@ -133,6 +140,13 @@ class IdempotencyService(LoggingConfigurable):
                 expires.isoformat(timespec="milliseconds").replace("+00:00", "Z")))
         except StorageUnavailableError:
             log.warning("idempotent_answer_not_kept", user_id=user.id, path=path)
+
+
+def check_key(key: str) -> None:
+    """400 for a malformed Idempotency-Key."""
+    if not (0 < len(key) <= MAX_KEY_CHARS and set(key) <= KEY_CHARS):
+        raise InvalidRequestError(f"An Idempotency-Key has 1 to {MAX_KEY_CHARS} letters, digits or ._:- "
+                                  "characters.", {"header": "Idempotency-Key"})
 
 
 def _scope(user: User, method: str, path: str, key: str) -> str:

@@ -140,6 +140,7 @@ PITR_UNAVAILABLE = {"UnknownOperationException", "ContinuousBackupsUnavailableEx
 # Cancellation reasons a caller maps to a domain error; any other reason propagates.
 EXPECTED_CANCELLATIONS = {"None", "ConditionalCheckFailed", "TransactionConflict"}
 CONFLICT_ATTEMPTS = 3  # tries of a new version's transaction that meets another on its head
+RELIST_TRIES = 5  # tries of a catalogue entry's later write while the store fails (late_write_seconds apart)
 MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
 # Error codes that mean "the service could not take the call now", as opposed to "the call is wrong".
 THROTTLED = {"Throttling", "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
@@ -148,8 +149,11 @@ THROTTLED = {"Throttling", "ThrottlingException", "ProvisionedThroughputExceeded
 # connection, a 5xx) may have been done, or be done later.
 REFUSED = THROTTLED | {"TransactionCanceledException"}
 NOT_CONNECTED = (EndpointConnectionError, ConnectTimeoutError)  # never sent
+# DynamoDB's answer to a transaction whose ClientRequestToken an earlier attempt still holds (that one may land);
+# botocore retries it as throttling.
+IN_PROGRESS = "TransactionInProgressException"
 UNAVAILABLE = {"InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable",
-               "RequestTimeout", "RequestTimeoutException"}
+               "RequestTimeout", "RequestTimeoutException", IN_PROGRESS}
 NONCURRENT_DAYS_DATASETS = 90  # days an overwritten or deleted blob's old version is kept (as the stack has it)
 NONCURRENT_DAYS_OUTPUTS = 30
 MULTIPART_DAYS = 7  # days before an abandoned multipart upload is aborted
@@ -189,12 +193,19 @@ class AWSStore(Store):
     dynamodb_connect_timeout = Float(1.5, help="Seconds to wait for a DynamoDB connection.").tag(config=True)
     dynamodb_read_timeout = Float(4.0, help="Seconds to wait for a DynamoDB response; a slower call is "
                                             "retried.").tag(config=True)
+    late_write_seconds = Float(help="Seconds after a catalogue write with an attempt that may still land (it timed "
+                                    "out, its answer was lost) at which the record's entry is written again from the "
+                                    "record; default: twice dynamodb_read_timeout.").tag(config=True)
     max_workers = Int(32, help="Threads (and pooled connections) for AWS calls.").tag(config=True)
     page_size = Int(0, help="Items per DynamoDB Scan/Query page; 0 lets DynamoDB decide.").tag(config=True)
 
     @default("region_name")
     def _default_region_name(self) -> str:
         return setting("AWS_REGION", "us-east-1")
+
+    @default("late_write_seconds")
+    def _default_late_write_seconds(self) -> float:
+        return 2 * self.dynamodb_read_timeout
 
     @default("dynamodb_endpoint_url")
     def _default_dynamodb_endpoint_url(self) -> str:
@@ -222,6 +233,8 @@ class AWSStore(Store):
         self._dynamodb: Any = None
         self._s3: Any = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._relists: set[concurrent.futures.Future[None]] = set()  # ``_relist_later``'s, until done
 
     # plumbing ----------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -271,7 +284,7 @@ class AWSStore(Store):
         note for ``_run`` whether each failed attempt may have been done (anything but a refusal or no connection)."""
         code = response[1].get("Error", {}).get("Code") if response is not None else None
         if caught_exception is not None or (response is not None and (
-                response[0].status_code >= 500 or code in THROTTLED)):
+                response[0].status_code >= 500 or code in THROTTLED or code == IN_PROGRESS)):
             for listener in self.retried:
                 listener(service)
         failed = _FAILED_ATTEMPTS.get()
@@ -344,16 +357,24 @@ class AWSStore(Store):
                      for key in keys[start:start + BATCH_WRITE_LIMIT]]
             self._drain(self._dynamodb.batch_write_item, {table: chunk}, "UnprocessedItems")
 
-    def _transact(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _transact(self, actions: list[dict[str, Any]], gone_is_done: bool = False) -> list[dict[str, Any]]:
         """Run a write transaction: ``[]`` when it commits, else the cancellation reasons.
 
         Reasons other than a failed condition or a conflicting transaction propagate. Its
         ``ClientRequestToken`` derives from the request and the actions: a repeat of the same write for
         the same request (botocore's retries, a repeat after an answer was lost) is answered by
-        DynamoDB from the first, within its 10 minutes, instead of running again.
+        DynamoDB from the first, within its 10 minutes, instead of running again; while the first is still
+        in progress, by ``TransactionInProgressException`` (retried; past the attempts, the outcome is unknown).
+
+        A cancellation that follows an attempt of this call that may have landed (a timeout, a lost answer) may
+        be that attempt's own doing (one that landed while the token's answer was out of reach, or a store
+        that does not keep tokens): it is no conflict but an unknown outcome, ``StorageUnavailableError``
+        (maybe done), which the services settle by reading back. With ``gone_is_done`` (the conditions only
+        check that what is deleted is there) such a failed condition means done: ``[]``.
         """
         scope = request_scope.get() or uuid.uuid4().hex
         token = hashlib.sha256(f"{scope}\n{json.dumps(actions, sort_keys=True, default=str)}".encode())
+        mark = _attempts()
         try:
             self._dynamodb.transact_write_items(TransactItems=actions, ClientRequestToken=token.hexdigest()[:36])
         except ClientError as exc:
@@ -361,7 +382,14 @@ class AWSStore(Store):
             if _code(exc) != "TransactionCanceledException" or not reasons or any(
                     reason.get("Code") not in EXPECTED_CANCELLATIONS for reason in reasons):
                 raise
-            return reasons
+            if not _maybe_landed(mark):
+                return reasons
+            codes = [reason.get("Code", "") for reason in reasons]
+            if gone_is_done and set(codes) <= {"None", "ConditionalCheckFailed"}:
+                return []
+            log.warning("store_write_in_doubt", reasons=codes)
+            raise StorageUnavailableError("The data store did not answer in time; try again in a few seconds.",
+                                          maybe_done=True) from None
         return []
 
     # lifecycle ---------------------------------------------------------------
@@ -372,12 +400,15 @@ class AWSStore(Store):
             return
         self._executor = concurrent.futures.ThreadPoolExecutor(
             self.max_workers, thread_name_prefix="aws-store")
+        self._loop = asyncio.get_running_loop()
         await self._run(self._connect)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        for relist in list(self._relists):
+            relist.cancel()
         if self._executor is not None:
             await asyncio.to_thread(self._disconnect, self._executor)
 
@@ -623,21 +654,31 @@ class AWSStore(Store):
 
     async def get_sign_in_session(self, session_id: str) -> SignInSession | None:
         item = await self._run(self._get, "tokens", _session_key(session_id))
-        return SignInSession(**_unexpiring(item)) if item else None
+        if item is None:
+            return None
+        fields = _unexpiring(item)
+        fields.pop("rotated_by", None)
+        return SignInSession(**fields)
 
     async def rotate_sign_in_session(self, session_id: str, rotation: int) -> bool:
         return await self._run(self._rotate_sign_in_session, session_id, rotation)
 
     def _rotate_sign_in_session(self, session_id: str, rotation: int) -> bool:
+        """Move the session past ``rotation``, naming this call in it (``rotated_by``): a failed condition after an
+        attempt of this call that may have landed is this call's own doing when the session names it."""
+        mark, call = _attempts(), uuid.uuid4().hex
         try:
             self._dynamodb.update_item(
                 TableName=self._table("tokens"), Key=_serialize(_session_key(session_id)),
-                UpdateExpression="ADD rotation :one", ConditionExpression="rotation = :rotation",
-                ExpressionAttributeValues=_serialize({":one": 1, ":rotation": rotation}))
+                UpdateExpression="SET rotated_by = :call ADD rotation :one", ConditionExpression="rotation = :rotation",
+                ExpressionAttributeValues=_serialize({":one": 1, ":rotation": rotation, ":call": call}))
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
-            return False
+            if not _maybe_landed(mark):
+                return False
+            item = self._get("tokens", _session_key(session_id))
+            return item is not None and _plain(item).get("rotated_by") == call and _plain(item)["rotation"] == rotation + 1
         return True
 
     async def delete_sign_in_session(self, session_id: str) -> None:
@@ -729,13 +770,15 @@ class AWSStore(Store):
     def _listed(self, kind: Versioned, record_id: str, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``_transact(actions)`` for a record whose catalogue entry is written after it: when the answer is
         lost (the outcome unknown), the entry is written from the record as it now is, so that a write that
-        landed is listed (and one that did not, not); the error still goes up, to be settled by reading back."""
+        landed is listed (and one that did not, not), and again ``late_write_seconds`` later (the write may land
+        after that); the error still goes up, to be settled by reading back."""
         try:
             return self._transact(actions)
-        except (ClientError, BotoConnectionError, HTTPClientError) as exc:
-            if _unavailable(exc) is not None:
+        except (ClientError, BotoConnectionError, HTTPClientError, StorageUnavailableError) as exc:
+            if isinstance(exc, StorageUnavailableError) or _unavailable(exc) is not None:
                 with contextlib.suppress(ClientError, BotoConnectionError, HTTPClientError):
                     self._catalog_current(kind, record_id)
+                self._relist_soon(kind, record_id)
             raise
 
     async def _delete_versioned(self, kind: Versioned, record_id: str, *parts: tuple[Callable[..., object], str],
@@ -761,7 +804,7 @@ class AWSStore(Store):
     def _delete_head(self, kind: Versioned, record_id: str, index_keys: list[dict[str, str]]) -> None:
         """Delete META and its index items together; an index item only while it still points at this record."""
         table = self._table(kind.table)
-        reasons = self._transact([
+        reasons = self._transact(gone_is_done=True, actions=[
             {"Delete": {"TableName": table, "Key": _serialize(_meta_key(kind, record_id))}},
             *({"Delete": {"TableName": table, "Key": _serialize(key),
                           "ConditionExpression": f"{kind.key} = :id",
@@ -868,7 +911,7 @@ class AWSStore(Store):
             raise ConflictError(f"You already have a dataset named {dataset.name!r}.")
         if reasons:
             raise ConflictError(f"A dataset with the id {dataset.id} already exists.")
-        self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), new=True)
+        self._list(DATASETS, dataset.id, lambda: self._catalogue.write(dataset_entry(dataset), dataclasses.asdict(dataset), new=True))
 
     async def add_dataset_version(self, version: DatasetVersion, expected_current: int) -> None:
         await self._run(self._add_version, DATASETS, version.dataset_id, version.version, version.created_at,
@@ -952,7 +995,7 @@ class AWSStore(Store):
     def _create_card(self, card: Card, version: CardVersion) -> None:
         if self._create_versioned(CARDS, card, _card_version_fields(version)):
             raise ConflictError(f"A card with the id {card.id} already exists.")
-        self._catalogue.write(card_entry(card, version), dataclasses.asdict(card), new=True)
+        self._list(CARDS, card.id, lambda: self._catalogue.write(card_entry(card, version), dataclasses.asdict(card), new=True))
 
     async def add_card_version(self, version: CardVersion, expected_current: int) -> None:
         await self._run(self._add_version, CARDS, version.card_id, version.version, version.created_at,
@@ -996,7 +1039,7 @@ class AWSStore(Store):
             raise ConflictError(f"A dashboard with the uid {dashboard.uid!r} already exists.")
         if reasons:
             raise ConflictError(f"A dashboard with the id {dashboard.id} already exists.")
-        self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard), new=True)
+        self._list(DASHBOARDS, dashboard.id, lambda: self._catalogue.write(dashboard_entry(dashboard, version), dataclasses.asdict(dashboard), new=True))
 
     async def add_dashboard_version(self, version: DashboardVersion, expected_current: int) -> None:
         await self._run(self._add_dashboard_version, version, expected_current,
@@ -1141,7 +1184,7 @@ class AWSStore(Store):
     def _delete_share(self, dashboard_id: str, user_id: str) -> bool:
         table = self._table("shares")
         by_dashboard, by_user = _share_keys(dashboard_id, user_id)
-        reasons = self._transact([
+        reasons = self._transact(gone_is_done=True, actions=[
             {"Delete": {"TableName": table, "Key": _serialize(by_dashboard),
                         "ConditionExpression": "attribute_exists(pk)"}},
             {"Delete": {"TableName": table, "Key": _serialize(by_user)}},
@@ -1199,6 +1242,9 @@ class AWSStore(Store):
 
     def _catalog_current(self, kind: Versioned, record_id: str) -> None:
         """Write the catalogue entry of a record as it is now (after a new version)."""
+        self._list(kind, record_id, lambda: self._catalog_from_record(kind, record_id))
+
+    def _catalog_from_record(self, kind: Versioned, record_id: str) -> None:
         item = self._get(kind.table, _meta_key(kind, record_id))
         if item is None:
             return
@@ -1224,12 +1270,12 @@ class AWSStore(Store):
         try:
             old = entry.result() if entry is not None else self._catalogue.entry(kind.noun, record_id)
         except (ClientError, BotoConnectionError, HTTPClientError):  # the read ahead failed: read it again
-            old = self._catalogue.entry(kind.noun, record_id)
+            old = self._list(kind, record_id, lambda: self._catalogue.entry(kind.noun, record_id))
         if old is None:
             self._catalog_current(kind, record_id)
             return
         head = {**old[1], "current_version": fields["version"], "updated_at": fields["created_at"]}
-        self._catalog_write(kind, head, _serialize(fields), old)
+        self._list(kind, record_id, lambda: self._catalog_write(kind, head, _serialize(fields), old))
 
     def _catalog_write(self, kind: Versioned, head: dict[str, Any], version: dict[str, Any] | None,
                        old: tuple[CatalogEntry, dict[str, Any]] | None = None) -> None:
@@ -1243,8 +1289,51 @@ class AWSStore(Store):
             self._catalogue.write(card_entry(card, _card_version(version)), dataclasses.asdict(card), old=old)
         elif version is not None:
             dashboard = Dashboard(**head)
-            self._catalogue.write(dashboard_entry(dashboard, _dashboard_version(version)), dataclasses.asdict(dashboard),
-                                  old=old)
+            self._catalogue.write(dashboard_entry(dashboard, _dashboard_version(version)),
+                                  dataclasses.asdict(dashboard), old=old)
+
+    def _list(self, kind: Versioned, record_id: str, write: Callable[[], T]) -> T:
+        """Run ``write``, a step of a record's catalogue entry (batches, not a transaction: no token). When it fails,
+        or an attempt of it may still land (it timed out, its answer was lost) after the record changed again or
+        was deleted, the entry is written again from the record as it is then (or deleted), ``late_write_seconds``
+        later (``_relist_soon``); an attempt later still leaves a stale entry for ``bi fsck``."""
+        mark = _attempts()
+        try:
+            done = write()
+        except BaseException:
+            self._relist_soon(kind, record_id)
+            raise
+        if _maybe_landed(mark):
+            self._relist_soon(kind, record_id)
+        return done
+
+    def _relist_soon(self, kind: Versioned, record_id: str) -> None:
+        """Write the record's entry again ``late_write_seconds`` from now (from any thread)."""
+        if self._loop is not None and not self._closed:
+            relist = asyncio.run_coroutine_threadsafe(self._relist_later(kind, record_id), self._loop)
+            self._relists.add(relist)
+            relist.add_done_callback(self._relists.discard)
+
+    async def _relist_later(self, kind: Versioned, record_id: str) -> None:
+        """``_relist_now`` after ``late_write_seconds``, and again as long as the store fails (``RELIST_TRIES``)."""
+        for _ in range(RELIST_TRIES):
+            await asyncio.sleep(self.late_write_seconds)
+            try:
+                await self._run(self._relist_now, kind, record_id)
+            except StorageUnavailableError:
+                continue
+            except StoreClosedError:
+                return
+            log.info("catalogue_relisted", kind=kind.noun, record_id=record_id)
+            return
+        log.warning("catalogue_relist_failed", kind=kind.noun, record_id=record_id)  # fsck lists it
+
+    def _relist_now(self, kind: Versioned, record_id: str) -> None:
+        """The record's entry from the record as it is now; none (its items deleted) if it is gone."""
+        if self._get(kind.table, _meta_key(kind, record_id)) is None:
+            self._catalogue.delete(kind.noun, record_id)
+        else:
+            self._catalog_from_record(kind, record_id)
 
     # result cache ------------------------------------------------------------
     async def get_cached_result(self, key: str) -> CachedResult | None:
@@ -1274,6 +1363,9 @@ class AWSStore(Store):
         return await self._run(self._acquire_lease, name, holder, until)
 
     def _acquire_lease(self, name: str, holder: str, until: float) -> Lease | None:
+        """Take the lease if it is free or expired; a failed condition after an attempt of this call that may have
+        landed is this call's own doing when the lease is ``holder``'s until ``until``."""
+        mark = _attempts()
         try:
             item = self._dynamodb.update_item(
                 TableName=self._table("leases"), Key=_serialize(_lease_key(name)),
@@ -1285,9 +1377,14 @@ class AWSStore(Store):
                     ":purge": int(until + LEASE_KEPT_SECONDS)}),
                 ReturnValues="ALL_NEW")["Attributes"]
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            if not _maybe_landed(mark):
                 return None
-            raise
+            now = self._get("leases", _lease_key(name))
+            if now is None or _plain(now)["holder"] != holder or _plain(now)["expires_ms"] != _ms(until):
+                return None
+            return _lease(now)
         return _lease(item)
 
     async def renew_lease(self, lease: Lease, until: float) -> Lease:
@@ -1831,6 +1928,19 @@ def _share_keyed(item: dict[str, Any]) -> tuple[str, str, Share]:
     """A share item as a dashboard's shares page it: (grant time, user id, share)."""
     share = Share(**_plain(item))
     return share.created_at, share.user_id, share
+
+
+def _attempts() -> int:
+    """How many attempts of the SDK's failed so far in this ``_run`` (a mark for ``_maybe_landed``)."""
+    failed = _FAILED_ATTEMPTS.get()
+    return len(failed) if failed is not None else 0
+
+
+def _maybe_landed(mark: int) -> bool:
+    """Whether an attempt that failed since ``mark`` (``_attempts``) may have been done: it may still land, or
+    have landed with its answer lost."""
+    failed = _FAILED_ATTEMPTS.get()
+    return failed is not None and any(failed[mark:])
 
 
 def _unexpiring(item: dict[str, Any]) -> dict[str, Any]:

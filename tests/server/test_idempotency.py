@@ -35,3 +35,21 @@ async def test_a_failed_request_is_not_kept_and_bad_keys_are_400(api):
         response = await api.fetch("POST", "/api/cards", token=token, json_body=CARD,
                                    headers={"Idempotency-Key": bad})
         assert response.code == 400, bad
+
+
+async def test_a_saves_retry_answers_the_version_it_stored(api):
+    """A save (PUT) finds its own earlier attempt by itself: the retry answers the version it stored (its If-Match is
+    stale now), no second version; the same key with another body is a stale edit (409)."""
+    token = await api.login()
+    card = (await api.fetch("POST", "/api/cards", token=token, json_body=CARD)).json()
+    save = {"Idempotency-Key": "save-1", "If-Match": '"1"'}
+    first = await api.fetch("PUT", f"/api/cards/{card['id']}", token=token, json_body={**CARD, "code": "2"},
+                            headers=save)
+    again = await api.fetch("PUT", f"/api/cards/{card['id']}", token=token, json_body={**CARD, "code": "2"},
+                            headers=save)
+    assert (first.code, again.code) == (200, 200) and again.json()["version"] == first.json()["version"] == 2
+    other = await api.fetch("PUT", f"/api/cards/{card['id']}", token=token, json_body={**CARD, "code": "3"},
+                            headers=save)
+    assert other.code == 409, other.body
+    versions = await api.fetch("GET", f"/api/cards/{card['id']}/versions", token=token)
+    assert [v["version"] for v in versions.json()["versions"]] == [2, 1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import boto3
 from structlog.testing import capture_logs
@@ -18,7 +19,9 @@ import pytest
 from server.services import audit
 from server.services.fsck import fsck
 
-from ..fault_proxy import RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, FaultProxy, Latency, dynamodb, s3
+from ..fault_proxy import (RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, FaultProxy, Latency, Stall, dynamodb,
+                           s3)
+from .conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from .test_datasets import upload
 from .test_dashboards import document
 from .test_sessions import root  # noqa: F401 - fixture
@@ -120,6 +123,141 @@ async def test_an_upload_whose_transaction_lands_after_every_timeout_keeps_its_p
     [dataset] = (await api.fetch("GET", "/api/datasets", token=token)).json()["datasets"]
     preview = await api.fetch("GET", f"/api/datasets/{dataset['id']}/preview", token=token)
     assert preview.code == 200 and preview.json()["rows"] == [["東京", 10], ["大阪", 20]], preview.body
+    assert await fsck(store) == []
+
+
+@pytest.mark.parametrize("in_progress", [True, False], ids=["in-progress", "run-again"])
+async def test_an_upload_whose_retry_meets_its_own_slow_first_attempt_keeps_its_parquet(faulty_server, faults,
+                                                                                        moto_endpoint, in_progress):
+    """The first attempt of a dataset upload's transaction reaches the store, which commits it but answers after
+    the read timeout; the SDK's retry (the same write, the same token) arrives meanwhile: DynamoDB answers it
+    TransactionInProgressException (in-progress), a store without tokens runs it again and finds its condition
+    failed (run-again). Either way the upload answers 201 with its rows, not 409 for its own name, and its
+    Parquet blob stays."""
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5)
+    token = await api.login()
+    faults.in_progress = in_progress
+    faults.inject(Stall(4.0), is_transaction_on("DATASET"), times=1)  # past every attempt (3, backoff at most 3 s)
+    created = await upload(api, "売上", CSV, token)
+    sent = [r for r, _ in faults.seen if is_transaction_on("DATASET")(r)]
+    assert len(sent) == (ATTEMPTS if in_progress else 2), "in progress: retried; run again: refused, not retried"
+    faults.clear()
+    assert created.code == 201, created.body
+    preview = await api.fetch("GET", f"/api/datasets/{created.json()['id']}/preview", token=token)
+    assert preview.code == 200 and preview.json()["rows"] == [["東京", 10], ["大阪", 20]], preview.body
+    assert objects(moto_endpoint, api.app.store_instance.datasets_bucket, f"datasets/{created.json()['id']}/")
+
+
+async def test_an_edit_whose_retry_meets_its_own_slow_first_attempt_is_saved(faulty_server, faults):
+    """The same for a card edit without an Idempotency-Key, on a store that runs the retry again: 200 with
+    version 2, not 409 from its own write."""
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5)
+    faults.in_progress = False
+    token = await api.login()
+    body = {"title": "合計", "code": "1 + 1", "datasets": [], "parameters": []}
+    created = await api.fetch("POST", "/api/cards", token=token, json_body=body)
+    assert created.code == 201, created.body
+    faults.inject(Stall(3.0), is_transaction_on("CARD"), times=1)
+    edited = await api.fetch("PUT", f"/api/cards/{created.json()['id']}", token=token,
+                             json_body={**body, "code": "2 + 2"}, headers={"If-Match": '"1"'})
+    faults.clear()
+    assert edited.code == 200 and edited.json()["version"] == 2, edited.body
+    stored = await api.fetch("GET", f"/api/cards/{created.json()['id']}/versions/2", token=token)
+    assert stored.json()["code"] == "2 + 2", stored.body
+
+
+async def test_a_refresh_whose_retry_meets_its_own_slow_rotation_keeps_the_sign_in(faulty_server, faults):
+    """A refresh token's rotation (a conditional update: no token) reaches the store, which applies it but answers
+    after the read timeout; the SDK's retry finds the rotation moved on, by its own first attempt. That is no
+    reuse of the refresh token: the refresh answers new tokens and the sign-in goes on (no false alarm)."""
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5)
+    signed_in = await api.fetch("POST", "/api/auth/login", json_body={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    assert signed_in.code == 200, signed_in.body
+    faults.inject(Stall(3.0), lambda r: r.operation == "UpdateItem" and b'"SESSION#' in r.body, times=1)
+    refreshed = await api.fetch("POST", "/api/auth/refresh", json_body={"refresh_token": signed_in.json()["refresh_token"]})
+    faults.clear()
+    assert refreshed.code == 200, refreshed.body
+    again = await api.fetch("POST", "/api/auth/refresh", json_body={"refresh_token": refreshed.json()["refresh_token"]})
+    assert again.code == 200, again.body
+
+
+async def test_a_lease_whose_retry_meets_its_own_slow_first_attempt_is_taken(faulty_server, faults):
+    """A lease's take (a conditional update: no token) is applied but answered after the read timeout; the SDK's
+    retry finds the lease held, by its own first attempt: the lease is taken (not left to expire unused)."""
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5)
+    store = api.app.store_instance
+    faults.inject(Stall(3.0), lambda r: r.operation == "UpdateItem" and b'"LEASE#' in r.body, times=1)
+    lease = await store.acquire_lease("refresh:slow", "task-a", time.time() + 60)
+    faults.clear()
+    assert lease is not None and lease.holder == "task-a", lease
+    assert await store.acquire_lease("refresh:slow", "task-b", time.time() + 60) is None
+
+
+def is_catalogue_write(noun: str):
+    return lambda r: r.operation == "BatchWriteItem" and f'"ENTRY#{noun}#'.encode() in r.body and b"PutRequest" in r.body
+
+
+async def test_catalogue_writes_that_land_after_their_cards_were_deleted(faulty_server, faults):
+    """Two card creates' catalogue writes (not transactions: no token) are delayed past their read timeout; their
+    retries list the cards, which are then deleted; the delayed first attempts land after that and list the cards
+    again (``listed_orphan``), when the store does not write their entries again later (``late_write_seconds``: as
+    a task that stopped). The lists still answer (with the ghosts), the cards are 404, and a repeated DELETE (204)
+    or ``bi fsck --repair`` takes an entry away."""
+    delay = 4.0
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5, AWSStore__late_write_seconds=600)
+    token = await api.login()
+    store = api.app.store_instance
+    ghosts = []
+    for title in ("合計", "平均"):
+        faults.inject(Latency(delay), is_catalogue_write("card"), times=1)
+        created = await api.fetch("POST", "/api/cards", token=token, json_body={
+            "title": title, "code": "1 + 1", "datasets": [], "parameters": []})
+        assert created.code == 201, created.body
+        ghosts.append(created.json()["id"])
+        deleted = await api.fetch("DELETE", f"/api/cards/{ghosts[-1]}", token=token)
+        assert deleted.code == 204, deleted.body
+    expected = sorted(("listed_orphan", f"card/{card_id}") for card_id in ghosts)
+    for _ in range(int(delay * 10) + 50):  # the delayed attempts land
+        if sorted((p.kind, p.subject) for p in await fsck(store)) == expected:
+            break
+        await asyncio.sleep(0.1)
+    faults.clear()
+    assert sorted((p.kind, p.subject) for p in await fsck(store)) == expected
+    for path in ("/api/cards", "/api/cards?q=合計", "/api/cards?sort=title"):
+        listed = await api.fetch("GET", path, token=token)
+        assert listed.code == 200, listed.body
+    assert sorted(c["id"] for c in listed.json()["cards"]) == sorted(ghosts), "listed until cleared"
+    assert [(await api.fetch("GET", f"/api/cards/{c}", token=token)).code for c in ghosts] == [404, 404]
+    again = await api.fetch("DELETE", f"/api/cards/{ghosts[0]}", token=token)
+    assert again.code == 204, again.body
+    assert [(p.kind, p.subject, p.repaired) for p in await fsck(store, repair=True)] == [
+        ("listed_orphan", f"card/{ghosts[1]}", True)]
+    assert (await api.fetch("GET", "/api/cards", token=token)).json()["cards"] == []
+    assert await fsck(store) == []
+
+
+async def test_a_catalogue_write_that_lands_late_is_written_again(faulty_server, faults):
+    """The same ghost, within one task: ``late_write_seconds`` after a catalogue write whose attempt may land late,
+    the store writes the entry again from the record as it is then (the card is gone: no entry)."""
+    delay = 3.0
+    api = await faulty_server(AWSStore__dynamodb_read_timeout=0.5, AWSStore__late_write_seconds=delay + 2)
+    token = await api.login()
+    store = api.app.store_instance
+    faults.inject(Latency(delay), is_catalogue_write("card"), times=1)
+    created = await api.fetch("POST", "/api/cards", token=token, json_body={
+        "title": "合計", "code": "1 + 1", "datasets": [], "parameters": []})
+    assert created.code == 201, created.body
+    card_id = created.json()["id"]
+    assert (await api.fetch("DELETE", f"/api/cards/{card_id}", token=token)).code == 204
+    seen = []  # whether the card has an entry, every 0.1 s
+    for _ in range(int((2 * delay + 5) * 10)):
+        seen.append(await store._run(store._catalogue.entry, "card", card_id) is not None)
+        if seen[-1] is False and True in seen:
+            break
+        await asyncio.sleep(0.1)
+    faults.clear()
+    assert True in seen, "the delayed write landed after the deletion"
+    assert seen[-1] is False, "and its entry was deleted again"
     assert await fsck(store) == []
 
 

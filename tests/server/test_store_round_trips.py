@@ -252,3 +252,87 @@ async def test_a_save_reads_its_catalogue_entry_beside_its_transaction(start_ser
     assert saved.code == 200, saved.body
     chain = [name for name in calls.chain() if name != "PutItem"]  # the audit event, after the answer
     assert len(chain) == 3 and chain[-1] == "BatchWriteItem", chain  # the entry's read beside the transaction
+
+
+class AnsweredChain(SequentialCalls):
+    """The longest chain of DynamoDB and S3 calls made one after another and started before the answer came, but
+    for PutItem (the audit event and the kept idempotent answer, written as the answer goes)."""
+
+    def __init__(self, store: Any):
+        super().__init__(store)
+        store._s3.meta.events.register("before-call", self.start)
+        store._s3.meta.events.register("after-call", self.end)
+
+    async def of(self, api, method: str, path: str, token: str, **kwargs: Any) -> list[str]:
+        await audit.written(api.app.store_instance)  # what the last request recorded, written after its answer
+        self.spans.clear()
+        response = await api.fetch(method, path, token=token, **kwargs)
+        answered = time.monotonic()
+        assert 200 <= response.code < 300, response.body
+        await audit.written(api.app.store_instance)
+        self.spans = [span for span in self.spans if span[0] < answered and span[2] != "PutItem"]
+        return self.chain()
+
+
+@pytest.fixture
+async def writer(start_server):
+    """A server on moto, a signed-in owner with a dataset, and a viewer; the chain of calls of a request."""
+    api = await start_server("aws")
+    token = await api.login()
+    await api.add_user("viewer@example.com")
+    dataset = (await upload(api, "a", b"x\n1\n", token)).json()
+    return api, token, dataset, AnsweredChain(api.app.store_instance)
+
+
+async def test_a_keyed_upload_reads_its_keys_answer_beside_its_owners_usage(writer):
+    """A keyed upload (or new version) reads its Idempotency-Key's answer beside its owner's usage (before its body
+    arrived), not after it."""
+    api, token, dataset, chain = writer
+    csv = {"Content-Type": "text/csv"}
+    made = await chain.of(api, "POST", "/api/datasets?name=b", token, body=b"x\n1\n",
+                          headers={**csv, "Idempotency-Key": "upload-b"})
+    # the usage (a Query of the owner's datasets, a batch of their heads, one of their versions); the blob, the
+    # record, its catalogue entry
+    assert made == ["Query", "BatchGetItem", "BatchGetItem", "PutObject", "TransactWriteItems", "BatchWriteItem"], made
+    made = await chain.of(api, "POST", f"/api/datasets/{dataset['id']}/versions", token, body=b"x\n2\n",
+                          headers={**csv, "Idempotency-Key": "version-a"})
+    # before its blob: the dataset (whose owner's usage counts), the usage; the dataset again, the version an
+    # earlier attempt of the key may have stored
+    assert made[:made.index("PutObject")] == ["GetItem", "Query", "BatchGetItem", "BatchGetItem", "GetItem",
+                                              "GetItem"], made
+
+
+async def test_a_share_reads_the_grantee_beside_the_callers_rights(writer):
+    api, token, _, chain = writer
+    dashboard = (await api.fetch("POST", "/api/dashboards", token=token, json_body=document(cards=TILE))).json()
+    made = await chain.of(api, "PUT", f"/api/dashboards/{dashboard['id']}/shares", token,
+                          json_body={"email": "viewer@example.com", "permission": "view"})
+    assert made == ["GetItem", "GetItem", "TransactWriteItems"], made  # the email's item, then its user
+
+
+async def test_a_dataset_deletion_deletes_its_blobs_at_once(writer):
+    api, token, dataset, chain = writer
+    for n in (2, 3):
+        added = await api.fetch("POST", f"/api/datasets/{dataset['id']}/versions", token=token, body=f"x\n{n}\n".encode(),
+                                headers={"Content-Type": "text/csv"})
+        assert added.code == 201, added.body
+    made = await chain.of(api, "DELETE", f"/api/datasets/{dataset['id']}", token)
+    # the dataset read twice (rights, then the items that point at it: it may have been renamed), its deletion,
+    # its versions' (a Query, then the batch) beside its entry's (read, then deleted); its 3 blobs listed, then
+    # deleted at once
+    assert len(made) == 7 and made[-2:] == ["ListObjectsV2", "DeleteObject"], made
+
+
+async def test_a_keyed_save_reads_no_kept_answer(start_server):
+    """A save with an Idempotency-Key neither reads nor keeps an answer (it knows its own earlier attempt by the
+    version's mark): the card, its version, the transaction beside the entry's read, the entry."""
+    api = await start_server("aws")
+    token = await api.login()
+    card = (await api.fetch("POST", "/api/cards", token=token, json_body=CARD)).json()
+    await audit.written(api.app.store_instance)
+    calls = counting(api.app.store_instance, tables=True)
+    saved = await api.fetch("PUT", f"/api/cards/{card['id']}", token=token, json_body={**CARD, "title": "新"},
+                            headers={"If-Match": '"1"', "Idempotency-Key": "save-1"})
+    assert saved.code == 200, saved.body
+    await audit.written(api.app.store_instance)
+    assert not {name for name in calls if name.endswith(" cache")}, dict(calls)  # the kept answers' table

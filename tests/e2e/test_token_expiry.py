@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from ..serve_process import Server
 from .conftest import ADMIN_PASSWORD, api, screenshot, sign_in, start_bi, token_of
 
-LIFETIME = 8
+LIFETIME = 15  # seconds: the page must load and take the typing before it ends, on a loaded machine too
 
 
 @pytest.fixture(scope="module")

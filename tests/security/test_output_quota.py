@@ -49,7 +49,11 @@ async def gone(api, token: str, output_id: str) -> bool:
 
 
 async def stored(api) -> tuple[set[str], set[str]]:
-    """The blob keys of every table record, and the table blobs on disk."""
+    """The blob keys of every table record, and the table blobs on disk, once the tables being stored (behind the
+    run's answer) are."""
+    tables = api.app.kernel_pool.tables
+    for output_id in list(tables._storing):
+        await tables.settled(output_id)
     store = api.app.store_instance
     users = [user.id for user in await store.list_users()]
     records = {table.blob_key for user in users for table in await store.list_output_tables(user)

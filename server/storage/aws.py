@@ -710,34 +710,19 @@ class AWSStore(Store):
                 if record.kind == kind and record.expires_at >= now]
 
     async def set_kernel_notebooks(self, record_id: str, notebooks: str) -> bool:
-        def update() -> bool:
-            try:
-                self._dynamodb.update_item(
-                    TableName=self._table("tokens"), Key=_serialize(_kernel_record_key(record_id)),
-                    UpdateExpression="SET notebooks = :notebooks",
-                    ConditionExpression="attribute_exists(pk) AND expires >= :now",
-                    ExpressionAttributeValues=_serialize({":notebooks": notebooks, ":now": int(time.time())}))
-            except ClientError as exc:
-                if _code(exc) != "ConditionalCheckFailedException":
-                    raise
-                return False
-            return True
-        return await self._run(update)
+        return await self._run(_condition_held, lambda: self._dynamodb.update_item(
+            TableName=self._table("tokens"), Key=_serialize(_kernel_record_key(record_id)),
+            UpdateExpression="SET notebooks = :notebooks", ConditionExpression="attribute_exists(pk) AND expires >= :now",
+            ExpressionAttributeValues=_serialize({":notebooks": notebooks, ":now": int(time.time())})))
 
     async def delete_kernel_record(self, record_id: str, holder: str) -> bool:
         return await self._run(self._delete_kernel_record, record_id, holder)
 
     def _delete_kernel_record(self, record_id: str, holder: str) -> bool:
-        try:
-            self._dynamodb.delete_item(
-                TableName=self._table("tokens"), Key=_serialize(_kernel_record_key(record_id)),
-                ConditionExpression="attribute_not_exists(pk) OR holder = :holder OR expires < :now",
-                ExpressionAttributeValues=_serialize({":holder": holder, ":now": int(time.time())}))
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        return _condition_held(lambda: self._dynamodb.delete_item(
+            TableName=self._table("tokens"), Key=_serialize(_kernel_record_key(record_id)),
+            ConditionExpression="attribute_not_exists(pk) OR holder = :holder OR expires < :now",
+            ExpressionAttributeValues=_serialize({":holder": holder, ":now": int(time.time())})))
 
     async def put_personal_token(self, token: PersonalToken) -> None:
         fields = {**dataclasses.asdict(token), "expires": epoch_seconds(token.expires_at),
@@ -1446,14 +1431,9 @@ class AWSStore(Store):
     def _update_existing(self, kind: str, key: dict[str, str], values: dict[str, Any]) -> None:
         """SET each attribute named by ``values``' keys (``:name``); nothing if the item is gone."""
         assignments = ", ".join(f"{name[1:]} = {name}" for name in values)
-        try:
-            self._dynamodb.update_item(TableName=self._table(kind), Key=_serialize(key),
-                                       UpdateExpression=f"SET {assignments}",
-                                       ConditionExpression="attribute_exists(pk)",
-                                       ExpressionAttributeValues=_serialize(values))
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise
+        _condition_held(lambda: self._dynamodb.update_item(
+            TableName=self._table(kind), Key=_serialize(key), UpdateExpression=f"SET {assignments}",
+            ConditionExpression="attribute_exists(pk)", ExpressionAttributeValues=_serialize(values)))
 
     async def delete_output_table(self, output_id: str) -> None:
         await self._run(self._delete, "cache", _table_key(output_id))
@@ -1994,6 +1974,17 @@ def _dashboard_version(item: dict[str, Any]) -> DashboardVersion:
 # errors ----------------------------------------------------------------------
 def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
+
+
+def _condition_held(write: Callable[[], Any]) -> bool:
+    """Make the conditional ``write``: True if it was made, False if its condition failed."""
+    try:
+        write()
+    except ClientError as exc:
+        if _code(exc) != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True
 
 
 def _unavailable(exc: Exception) -> str | None:

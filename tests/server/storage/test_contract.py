@@ -39,7 +39,7 @@ def make_version(dataset_id: str, number: int, owner: User) -> DatasetVersion:
 
 async def racing(store, writes):
     """Run the coroutines of ``writes`` at once, with their exceptions as results. moto serves concurrent
-    TransactWriteItems without DynamoDB's isolation (both condition checks can pass before either write), so
+    conditional writes without DynamoDB's isolation (both condition checks can pass before either write), so
     on the AWS store they run one after the other: the condition is still what refuses the second."""
     if isinstance(store, AWSStore):
         results = []
@@ -140,7 +140,7 @@ class TestSignInSessions:
         session = make_session(user)
         await store.put_sign_in_session(session)
         assert await store.get_sign_in_session(session.id) == session
-        results = await asyncio.gather(*(store.rotate_sign_in_session(session.id, 0) for _ in range(4)))
+        results = await racing(store, [store.rotate_sign_in_session(session.id, 0) for _ in range(4)])
         assert sorted(results) == [False, False, False, True]
         assert (await store.get_sign_in_session(session.id)).rotation == 1
         assert await store.rotate_sign_in_session("ghost", 0) is False

@@ -1,7 +1,8 @@
 """The container tests' images: built once per test run (and machine, through Docker's cache).
 
-They run in CI (``CI=true``: .ci/run installs and starts Docker, and a missing engine or compose tool fails them)
-and where ``BI_CONTAINER_TESTS=1``; elsewhere they skip, as they build images for minutes.
+They run where ``BI_CONTAINER_TESTS=1`` (there, in CI, a missing engine or compose tool fails them); elsewhere
+they skip, as they build images for minutes. CI does not set it yet: run beside the rest of the suite on two
+cores, their image builds starved the timing of the interrupt tests (three failed in two clean runs).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from .engine import build_base_images, build_images, compose_command
 
 @pytest.fixture(scope="session", autouse=True)
 def wanted() -> None:
-    """Skip unless in CI or ``BI_CONTAINER_TESTS=1``."""
-    if os.environ.get("CI") != "true" and os.environ.get("BI_CONTAINER_TESTS") != "1":
-        pytest.skip("container tests run in CI or with BI_CONTAINER_TESTS=1 (Docker, docker-compose and debootstrap)")
+    """Skip unless ``BI_CONTAINER_TESTS=1``."""
+    if os.environ.get("BI_CONTAINER_TESTS") != "1":
+        pytest.skip("container tests run with BI_CONTAINER_TESTS=1 (Docker, docker-compose and debootstrap)")
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,7 @@ def executor_container_launcher(run_dir: Path, sandbox_defaults: dict[str, Any])
     missing, kernel_layers = app.missing_layers(probe())
     if missing != ("cgroup",):
         pytest.fail(f"the executor container lacks {missing}: its kernels saw {kernel_layers} (the attack suite runs "
-                    "with --user-namespaces and the executor's seccomp profile, ops/seccomp/executor_profile.py)")
+                    "with --user-namespaces and the executor's seccomp profile, ops/seccomp/executor.json)")
     instance = app.launcher(missing, run_dir)
     instance.sandbox_defaults.update(sandbox_defaults)
     return instance

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from tests.containers import seccomp, stand_ins
+from tests.containers import stand_ins
 
 ROOT = stand_ins.ROOT
 OVERRIDE = Path(__file__).with_name("compose.override.yml")
@@ -67,20 +67,10 @@ def build_lock(images: str = "stack") -> Iterator[None]:
         yield
 
 
-def executor_seccomp() -> Path:
-    """The executor's seccomp profile (tests/containers/seccomp.py), made once per test process."""
-    with build_lock("seccomp"):
-        profile = seccomp.executor_profile()
-    need(None if profile else f"no Docker default seccomp profile for the executor's: install {seccomp.PACKAGE}, "
-         "or apt-get to fetch it")
-    assert profile is not None
-    return profile
-
-
 def stack_env() -> dict[str, str]:
     """What the compose file and the tests' override ask of their caller, for the tests' stacks."""
     return {**os.environ, "JWT_SECRET_KEY": secrets.token_urlsafe(32), "BI_ADMIN_EMAIL": ADMIN_EMAIL,
-            "BI_ADMIN_PASSWORD": ADMIN_PASSWORD, "BI_TEST_EXECUTOR_SECCOMP": str(executor_seccomp())}
+            "BI_ADMIN_PASSWORD": ADMIN_PASSWORD}
 
 
 def build_base_images() -> None:

@@ -43,6 +43,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jupyter_client import BlockingKernelClient
 
 from tests.kernels.agent_process import AgentProcess, free_port, public_pem
+from tests.kernels.test_agent import token
+from tests.kernels.test_agent_user_namespaces import masking_proc
 from tests.kernels.unprivileged import REPO, as_nobody, nobody_directory
 
 PROFILE = REPO / "ops" / "seccomp" / "executor.json"
@@ -68,8 +70,8 @@ AARCH64_FORMS = {
     "mknod": "mknodat", "utimes": "utimensat", "futimesat": "utimensat", "getdents": "getdents64",
     "pipe": "pipe2", "dup2": "dup3", "poll": "ppoll", "select": "pselect6", "epoll_wait": "epoll_pwait",
     "epoll_create": "epoll_create1", "inotify_init": "inotify_init1", "eventfd": "eventfd2",
-    "signalfd": "signalfd4", "fork": "clone", "vfork": "clone", "alarm": "setitimer", "pause": "ppoll",
-    "time": "clock_gettime", "getpgrp": "getpgid", "arch_prctl": "prctl",
+    "signalfd": "signalfd4", "fork": "clone", "vfork": "clone", "alarm": "setitimer", "pause": "rt_sigsuspend",
+    "time": "clock_gettime", "getpgrp": "getpgid",
 }
 # The Python that runs the agent: recording starts at its execve (before it: the wrappers dropping to uid 65534).
 LINE = re.compile(r"^(\d+) +(?:<\.\.\. (\w+) resumed>|(\w+)\()(.*)$")
@@ -191,7 +193,6 @@ def run_card(agent: AgentProcess, created: dict[str, Any], name: str) -> None:
 
 
 def fetch_table(agent: AgentProcess, created: dict[str, Any], table: str) -> tuple[int, bytes]:
-    from tests.kernels.test_agent import token
     request = urllib.request.Request(f"{agent.base_url}/kernels/{created['kernel_id']}/tables/{table}",
                                      headers={"Authorization": f"Bearer {token(key=agent.key)}"})
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -245,30 +246,40 @@ def work(agent: AgentProcess, port: int, folder: Path) -> None:
     assert agent.call("GET", "/usage")[0] == 200
 
 
+def as_container(argv: list[str]) -> list[str]:
+    """``argv`` as the executor container runs its processes: uid 65534 without capabilities (none to gain
+    either), beneath a ``/proc`` masked as Docker's."""
+    command = as_nobody(argv)
+    at = command.index("setpriv") + 1
+    command[at:at] = ["--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"]
+    return masking_proc(command)
+
+
 @contextmanager
 def traced_agent(folder: Path) -> Iterator[tuple[AgentProcess, int]]:
     """The agent as the executor container starts it, under strace, its trace in ``folder/agent.trace``."""
-    from tests.kernels.test_agent_user_namespaces import masking_proc
     key, port = Ed25519PrivateKey.generate(), free_port()
     relay = 20000 + os.getpid() % 400 * 100
     with nobody_directory() as home:
         (home / "key.pub.pem").write_text(public_pem(key))
-        command = as_nobody([sys.executable, "-m", "kernels", "--ip=127.0.0.1", f"--port={port}",
-                             f"--run-dir={home}/run", "--relay", f"--relay-ports={relay}-{relay + 99}",
-                             "--max-kernels=4", "--user-namespaces", "--allow-weaker-sandbox",
-                             f"--public-key={home}/key.pub.pem"])
-        at = command.index("setpriv") + 1
-        command[at:at] = ["--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"]
+        command = as_container([sys.executable, "-m", "kernels", "--ip=127.0.0.1", f"--port={port}",
+                                f"--run-dir={home}/run", "--relay", f"--relay-ports={relay}-{relay + 99}",
+                                "--max-kernels=4", "--user-namespaces", "--allow-weaker-sandbox",
+                                f"--public-key={home}/key.pub.pem"])
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), "PYTHONPATH": str(REPO),
                "PYTHONDONTWRITEBYTECODE": "1"}
-        agent = AgentProcess(strace(masking_proc(command), folder / "agent.trace"), env, port, key,
+        agent = AgentProcess(strace(command, folder / "agent.trace"), env, port, key,
                              folder / "agent.log", home)
         try:
             yield agent, port
-        finally:  # SIGTERM to the agent (strace would only detach), then strace ends with it
-            traced = Path(f"/proc/{agent.process.pid}/task/{agent.process.pid}/children").read_text().split()
-            os.kill(int(traced[0]), signal.SIGTERM)
-            code = agent.stop(signal.SIGTERM, timeout=120) if False else agent.process.wait(120)
+        finally:  # SIGTERM to the agent itself (strace would only detach from it), and strace ends with it
+            pid = int(Path(f"/proc/{agent.process.pid}/task/{agent.process.pid}/children").read_text().split()[0])
+            os.kill(pid, signal.SIGTERM)
+            try:
+                code = agent.process.wait(120)
+            except subprocess.TimeoutExpired:
+                os.kill(pid, signal.SIGKILL)
+                code = agent.process.wait()
             assert code == 0, (code, agent.logs()[-3000:])
 
 
@@ -283,15 +294,12 @@ def record_attacks(folder: Path) -> dict[str, set[str]]:
     from tests.containers.test_executor_attacks import ONE_LOOP_PER_MODULE, SUITES
     compose = ["--ip=127.0.0.1", "--relay", "--max-kernels=4", "--user-namespaces", "--allow-weaker-sandbox"]
     with nobody_directory() as home:
-        command = as_nobody([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *SUITES,
-                             *ONE_LOOP_PER_MODULE, "--timeout=600", "-x"])
-        at = command.index("setpriv") + 1
-        command[at:at] = ["--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"]
-        from tests.kernels.test_agent_user_namespaces import masking_proc
+        command = as_container([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *SUITES,
+                                *ONE_LOOP_PER_MODULE, "--timeout=600", "-x"])
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": str(REPO), "TMPDIR": str(home),
                "HOME": str(home), "BI_TEST_EXECUTOR_COMMAND": json.dumps(compose)}
         trace = folder / "attacks.trace"
-        done = subprocess.run(strace(masking_proc(command), trace), cwd=REPO, env=env, capture_output=True,
+        done = subprocess.run(strace(command, trace), cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=3600)
         assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
     return outcomes(trace.read_text().splitlines())

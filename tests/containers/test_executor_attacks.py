@@ -46,7 +46,7 @@ def test_the_attack_suite_holds_in_the_executor_container(compose):
             ["docker", "run", "--rm", "--no-healthcheck", *run_options(executor), f"--network={network}",
              "-e", f"BI_TEST_EXECUTOR_COMMAND={json.dumps(executor['command'])}",
              IMAGE, *SUITES, *ONE_LOOP_PER_MODULE, "-q", "-rfEsxX", "--timeout=300"],
-            capture_output=True, text=True, timeout=1500)
+            cwd=ROOT, capture_output=True, text=True, timeout=1500)  # the seccomp profile's path is the root's
     finally:
         subprocess.run(["docker", "network", "rm", network], capture_output=True)
     assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]

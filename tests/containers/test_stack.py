@@ -101,7 +101,7 @@ def test_a_card_runs_and_a_live_dashboard_shows_it(stack, seeded):
 
 
 def test_the_executor_answers_inside_its_network_only(stack):
-    """/health from the api container: with the executor's seccomp profile (the override's) a kernel it spawned
+    """/health from the api container: under compose's seccomp profile (ops/seccomp/executor.json) a kernel it spawned
     showed every layer but cgroups, so it is multi-tenant. The executor publishes no port and reaches nothing
     outside."""
     probe = "import json, urllib.request; print(urllib.request.urlopen('http://executor:8080/health', timeout=5).read().decode())"

@@ -103,7 +103,9 @@ async def attack(launcher: KernelLauncher, kernel: LaunchedKernel, code: str, **
     card = PRELUDE + f"ARGS = json.loads({json.dumps(json.dumps(args))})\n" + code + REPORT
     status, outputs = await run(launcher, kernel, card)
     assert status == "ok", texts(outputs)
-    lines = [line for line in texts(outputs).splitlines() if line.startswith(MARKER)]
+    # stdout only: stderr's messages (a flood written to fd 2) may come between stdout's, in the middle of a line
+    stdout = "".join(m["content"]["text"] for m in outputs if m["content"].get("name") == "stdout")
+    lines = [line for line in stdout.splitlines() if line.startswith(MARKER)]
     assert len(lines) == 1, texts(outputs)
     # raw_decode: what an attack wrote to its own stdout (a forged log line) may follow on the same line
     return json.JSONDecoder().raw_decode(lines[0][len(MARKER):])[0]

@@ -100,7 +100,8 @@ def test_the_executor_holds_no_credentials_no_signing_key_and_reaches_only_the_a
                    if n not in ("api", "api-2", "executor"))
     assert executor["read_only"] is True and executor["cap_drop"] == ["ALL"]
     assert [mount.split(":")[0] for mount in executor["tmpfs"]] == ["/tmp/workdir"]
-    assert "no-new-privileges:true" in executor["security_opt"]
+    assert executor["security_opt"] == ["no-new-privileges:true", "seccomp=ops/seccomp/executor.json"]
+    assert (ROOT / "ops/seccomp/executor.json").is_file()  # the profile of its kernels' namespaces (multi-tenant)
 
 
 def test_the_failover_profile_runs_a_second_api_replica_behind_the_proxy():

@@ -184,20 +184,22 @@ def _fork_into_pid_namespace() -> int:
     """Fork; the child (pid 1 of the new namespace) gets a pipe end that reads EOF once the parent is gone.
 
     The relayed signals stay blocked across the fork until the parent relays them: one sent
-    to the parent right after the fork waits for its handler instead of killing it.
+    to the parent right after the fork waits for its handler instead of killing it. Then both
+    sides unblock them, whatever mask the caller inherited (a process started from a thread that
+    blocks SIGINT has it blocked too): a reaper that kept one blocked would never relay it.
     """
     read_end, write_end = os.pipe()
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
+    signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
     child = os.fork()
     if child:
         os.close(read_end)
-        _reap(child, mask)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _reap(child)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
     os.close(write_end)
     return read_end
 
 
-def _reap(child: int, mask: set[signal.Signals | int]) -> NoReturn:
+def _reap(child: int) -> NoReturn:
     """The parent side: relay signals to the sandboxed child, wait for it, end the same way."""
     def relay(signum: int, _frame: Any) -> None:
         with contextlib.suppress(ProcessLookupError):  # already gone: waitpid reports it
@@ -205,7 +207,7 @@ def _reap(child: int, mask: set[signal.Signals | int]) -> NoReturn:
 
     for signum in RELAYED:
         signal.signal(signum, relay)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
     code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
     if code < 0:  # killed by a signal: die of the same one, without a core file
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -11,12 +11,7 @@ did not serve (it bound ``ipc://ip:port``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -24,7 +19,7 @@ import zmq
 from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
-from ..server.test_bi_jupyter import CLIENT
+from ..server.test_bi_jupyter import start_bridge
 from ..server.test_jupyter_api import personal_token
 from ..server.test_sessions import root, start_cards  # noqa: F401 - fixtures
 
@@ -32,28 +27,10 @@ MALFORMED = [[b"no delimiter here"], [b"id", b"<IDS|MSG>"], [b"<IDS|MSG>", b"sig
              [b"<IDS|MSG>"], [b""]]
 
 
-def bound(connection: dict, seconds: float = 180) -> None:
-    """Returns once the bridge serves the heartbeat (it binds its ports once the server's kernel runs)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if connection["transport"] == "ipc":
-            if os.path.exists(f"{connection['ip']}-{connection['hb_port']}"):
-                return
-        else:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", connection["hb_port"]), 1).close()
-                return
-        time.sleep(0.2)
-    raise TimeoutError("the bridge never bound its ports")
-
-
 def bridged_execute(url: str, pat: str, connection_file: str, attack) -> tuple[str, str]:
     """Starts a bridge on ``connection_file``, runs ``attack(connection)``, then a cell; the cell's status and
     the bridge's stderr."""
-    env = {**os.environ, "BI_JUPYTER_TOKEN": pat, "PYTHONPATH": str(CLIENT)}
-    bridge = subprocess.Popen([sys.executable, "-m", "bi_jupyter", "bridge", "--url", url, "-f", connection_file],
-                              env=env, stderr=subprocess.PIPE, text=True)
-    bound(json.load(open(connection_file)))
+    bridge = start_bridge(url, pat, connection_file)
     client = BlockingKernelClient(connection_file=connection_file)
     client.load_connection_file()
     client.start_channels()

@@ -4,12 +4,19 @@ a personal access token and nothing else, as the README tells users to."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from queue import Empty
 
 import nbformat
+from jupyter_client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
 
 from .test_jupyter_api import personal_token
 from .test_sessions import root, start_cards  # noqa: F401 - fixtures
@@ -30,6 +37,30 @@ def client_env(tmp_path: Path, url: str, pat: str) -> dict[str, str]:
     subprocess.run([sys.executable, "-m", "bi_jupyter", "install", "--url", url, "--prefix", str(tmp_path)],
                    env=env, check=True, capture_output=True, timeout=60)
     return env
+
+
+def bound(connection: dict, seconds: float = 180) -> None:
+    """Returns once the bridge serves the heartbeat (it binds its ports once the server's kernel runs)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if connection["transport"] == "ipc":
+            if os.path.exists(f"{connection['ip']}-{connection['hb_port']}"):
+                return
+        else:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", connection["hb_port"]), 1).close()
+                return
+        time.sleep(0.2)
+    raise TimeoutError("the bridge never bound its ports")
+
+
+def start_bridge(url: str, pat: str, connection_file: str) -> subprocess.Popen:
+    """``bi-jupyter bridge`` on ``connection_file`` (stderr piped), once it has bound its ports."""
+    env = {**os.environ, "BI_JUPYTER_TOKEN": pat, "PYTHONPATH": str(CLIENT)}
+    bridge = subprocess.Popen([sys.executable, "-m", "bi_jupyter", "bridge", "--url", url, "-f", connection_file],
+                              env=env, stderr=subprocess.PIPE, text=True)
+    bound(json.load(open(connection_file)))
+    return bridge
 
 
 async def test_papermill_and_nbclient_run_notebooks_with_the_bi_kernel_spec(start_cards, tmp_path, monkeypatch):
@@ -70,3 +101,41 @@ async def test_jupyter_console_runs_code_with_the_bi_kernel_spec(start_cards, tm
     assert "Out[3]: 84" in console.stdout, console.stdout[-3000:]
     assert "Traceback" not in console.stderr, console.stderr[-3000:]
     assert (await api.fetch("GET", "/api/kernels", token=token)).json() == []  # the kernel ended with the console
+
+
+def _execute_before_subscribing(url: str, pat: str, connection_file: str) -> tuple[list[str], list[str]]:
+    """A cell sent on shell before the client subscribed to iopub: what reached shell meanwhile, then the cell's
+    iopub messages (up to its idle status) once it subscribed."""
+    bridge = start_bridge(url, pat, connection_file)
+    client = BlockingKernelClient(connection_file=connection_file)
+    client.load_connection_file()
+    client.start_channels(iopub=False, stdin=False, hb=False, control=False)
+    try:
+        msg_id = client.execute("print(6 * 7)")
+        early = []
+        with contextlib.suppress(Empty):
+            early.append(client.get_shell_msg(timeout=3)["msg_type"])
+        client.iopub_channel.start()  # subscribes
+        seen = []
+        while not seen or seen[-1] != "status:idle":
+            message = client.get_iopub_msg(timeout=60)
+            if message["parent_header"].get("msg_id") == msg_id:
+                content = message["content"]
+                seen.append(f"{message['msg_type']}:{content.get('execution_state') or content.get('text', '')}")
+        return early, seen
+    finally:
+        client.stop_channels()
+        bridge.terminate()
+        bridge.communicate(timeout=30)
+
+
+async def test_a_cell_waits_for_the_clients_iopub_subscription(start_cards, tmp_path):
+    """The client's sockets join the bridge's ports each on its own reconnect timer: the bridge relays shell
+    messages once iopub has a subscriber, so a first cell's outputs and idle status are not published to no one
+    (``jupyter console`` waited for that status forever: it sat at ``In [1]:`` in a loaded CI run)."""
+    api = await start_cards()
+    pat = await personal_token(api, await api.login())
+    connection_file, _ = write_connection_file(str(tmp_path / "kernel.json"), ip="127.0.0.1")
+    early, seen = await asyncio.to_thread(_execute_before_subscribing, api.base_url, pat, connection_file)
+    assert early == []
+    assert seen == ["status:busy", "execute_input:", "stream:42\n", "status:idle"]

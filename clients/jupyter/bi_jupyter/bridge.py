@@ -5,7 +5,10 @@ kernel process. This process starts a kernel on the server (``POST /api/kernels`
 personal access token in ``BI_JUPYTER_TOKEN``, opens its channels websocket (``v1.kernel.websocket.jupyter.org``:
 a message's parts travel untouched) and relays: a client's message, once its signature checks with the
 connection file's key, goes to the server; a server's message is signed with that key and sent to the
-client that asked (replies by their parent's ``msg_id``; iopub to every subscriber). The heartbeat is
+client that asked (replies by their parent's ``msg_id``; iopub to every subscriber). Shell messages wait for the
+first iopub subscriber: a client's sockets reconnect to the ports (bound once the server's kernel runs) each on
+its own timer, and a cell run before its client's subscription arrived would publish its outputs and its idle
+status to no one (``jupyter console`` then waits for that status forever). The heartbeat is
 answered here. Interrupts travel as ``interrupt_request`` on control (the kernel spec's
 ``interrupt_mode`` is ``message``). It ends when the kernel replies to a ``shutdown_request`` or the
 server closes the websocket (the close reason goes to stderr: a culled or revoked kernel says why),
@@ -37,7 +40,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 V1 = "v1.kernel.websocket.jupyter.org"
 DELIMITER = b"<IDS|MSG>"
-CHANNELS = {"shell": zmq.ROUTER, "control": zmq.ROUTER, "stdin": zmq.ROUTER, "iopub": zmq.PUB}
+CHANNELS = {"shell": zmq.ROUTER, "control": zmq.ROUTER, "stdin": zmq.ROUTER, "iopub": zmq.XPUB}
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 REMEMBERED_REQUESTS = 10_000
 TIMEOUT_SECONDS = 60  # a kernel start waits for the server's pool
@@ -79,6 +82,7 @@ class Bridge:
         self.requests: dict[str, list[bytes]] = {}  # msg_id -> the asking client's identities
         self.kernel_id: str | None = None
         self.websocket: WebSocketClientConnection | None = None
+        self.subscribed: asyncio.Future[None] | None = None
         self.done = asyncio.Event()
         self.status = 0
 
@@ -101,7 +105,13 @@ class Bridge:
         for channel, kind in CHANNELS.items():
             socket = self.sockets[channel] = self.context.socket(kind)
             socket.bind(self.address(channel))
+        self.subscribed = asyncio.ensure_future(self._first_subscriber())
         threading.Thread(target=_heartbeat, args=(zmq.Context.instance(), self.address("hb")), daemon=True).start()
+
+    async def _first_subscriber(self) -> None:
+        """Returns once a client has subscribed to iopub (XPUB passes a subscription on as ``b"\\x01" + topic``)."""
+        while (await self.sockets["iopub"].recv())[:1] != b"\x01":
+            pass
 
     def _signed(self, frames: list[bytes]) -> tuple[list[bytes], list[bytes], str] | None:
         """The identities, parts and ``msg_id`` of a client's message, or None unless it is signed with the
@@ -127,6 +137,9 @@ class Bridge:
             if (signed := self._signed(await socket.recv_multipart())) is None:
                 continue
             identities, message, msg_id = signed
+            if channel == "shell":
+                assert self.subscribed is not None
+                await self.subscribed
             if len(self.requests) >= REMEMBERED_REQUESTS:
                 self.requests.pop(next(iter(self.requests)))
             self.requests[msg_id] = identities
@@ -157,6 +170,8 @@ class Bridge:
         self.status = 1
 
     async def shut_down(self) -> None:
+        if self.subscribed is not None:
+            self.subscribed.cancel()
         if self.websocket is not None:
             self.websocket.close()
         if self.kernel_id is not None:

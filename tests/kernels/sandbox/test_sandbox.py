@@ -300,6 +300,21 @@ def test_interrupt_reaches_the_kernel(full):
     assert child.result().ok() == "interrupted"
 
 
+def _wait_forever_with_sigint_blocked(config: SandboxConfig, ready: Connection) -> str:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # as inherited from a thread that blocks it
+    return _wait_forever(config, ready)
+
+
+def test_interrupt_reaches_the_kernel_whatever_mask_it_inherited(full):
+    """A process that enters the sandbox with SIGINT blocked (a mask is inherited through fork and exec) still
+    relays it to the kernel as KeyboardInterrupt: the reaper and the kernel unblock what is relayed."""
+    ready_r, ready_w = TEMPLATE.Pipe(duplex=False)
+    child = start(_wait_forever_with_sigint_blocked, full, ready_w)
+    assert ready_r.recv() == "ready"
+    os.kill(child.pid, signal.SIGINT)
+    assert child.result().ok() == "interrupted"
+
+
 def _hog(config: SandboxConfig) -> int:
     _enter(config)
     return heap_hog(3072)

@@ -586,21 +586,28 @@ def _parse_chunks(decoder: ParallelDecoder, plan: _Plan, catcher: _RaggedRowCatc
     ``pyarrow.csv.read_csv`` of a chunk without ``newlines_in_values`` costs a third less CPU than the
     streaming reader, and runs while the processes decode the next chunks and another thread writes. The
     first table, from at least ``FIRST_BLOCK_SIZE`` bytes, sets every column's type for the others: a later
-    value that does not fit fails its conversion as in the streaming reader's later blocks.
+    value that does not fit fails its conversion as in the streaming reader's later blocks. While it is
+    parsed, the next chunks are taken from the processes (up to ``PARSE_THREADS + 1``), which decode on.
     """
     chunks = _whole_line_chunks(decoder)
     head = [next(chunks, b"")]
     while sum(map(len, head)) < FIRST_BLOCK_SIZE and (chunk := next(chunks, b"")):
         head.append(chunk)
-    first = _parse_chunk(b"".join(head), plan, catcher)
-    head.clear()  # neither they nor the first table stay for the rest of the file
-    typed = dataclasses.replace(plan, column_names=tuple(first.schema.names),
-                                column_types=dict(zip(first.schema.names, first.schema.types, strict=True)))
-    yield first
-    del first
     pending: collections.deque[concurrent.futures.Future[pa.Table]] = collections.deque()
     with concurrent.futures.ThreadPoolExecutor(PARSE_THREADS) as pool:
         try:
+            parsing = pool.submit(_parse_chunk, b"".join(head), plan, catcher)
+            head.clear()  # neither they nor the first table stay for the rest of the file
+            ahead: collections.deque[bytes] = collections.deque()
+            while not parsing.done() and len(ahead) <= PARSE_THREADS and (chunk := next(chunks, b"")):
+                ahead.append(chunk)
+            first = parsing.result()
+            typed = dataclasses.replace(plan, column_names=tuple(first.schema.names),
+                                        column_types=dict(zip(first.schema.names, first.schema.types, strict=True)))
+            pending.extend(pool.submit(_parse_chunk, chunk, typed, catcher, header=False) for chunk in ahead)
+            ahead.clear()
+            yield first
+            del first
             while True:
                 while len(pending) <= PARSE_THREADS and (chunk := next(chunks, b"")):
                     pending.append(pool.submit(_parse_chunk, chunk, typed, catcher, header=False))
@@ -731,8 +738,9 @@ def _reader_options(plan: _Plan, catcher: _RaggedRowCatcher) -> dict:
         "parse_options": pacsv.ParseOptions(
             delimiter=plan.delimiter, newlines_in_values=True, invalid_row_handler=catcher
         ),
-        "convert_options": pacsv.ConvertOptions(
-            column_types=dict(plan.column_types), timestamp_parsers=list(TIMESTAMP_PARSERS)
+        "convert_options": pacsv.ConvertOptions(  # transcoded text is valid UTF-8: it need not be checked again
+            column_types=dict(plan.column_types), timestamp_parsers=list(TIMESTAMP_PARSERS),
+            check_utf8=plan.encoding in _NATIVE_UTF8,
         ),
     }
 

@@ -244,3 +244,33 @@ def test_a_quote_past_the_sample_sends_the_file_to_the_streaming_reader(small_ch
     result = convert_csv_to_parquet(source, tmp_path / "sales.parquet", encoding="cp932")
     table = pq.read_table(tmp_path / "sales.parquet")
     assert result.row_count == 80 and table.column("店舗")[40].as_py() == long_value
+
+
+def test_chunks_read_while_the_head_is_parsed_take_its_types_and_widen_them(small_chunks, tmp_path):
+    """A float among the integers in each chunk right after the head (taken while the head is parsed) widens the
+    column as one read of the UTF-8 twin does; a value cut across two chunks stays whole."""
+    rows = [f"{n},東京{'ｱ' * (n % 5)},{n}.5" for n in range(60)]
+    rows[12] = "1.5,大阪,2"  # just past the 128-byte head, in a chunk taken while the head is parsed
+    text = "番号,店舗,金額\n" + "\n".join(rows) + "\n"
+    source, twin = tmp_path / "cp932.csv", tmp_path / "utf8.csv"
+    source.write_bytes(text.encode("cp932"))
+    twin.write_bytes(text.encode())
+    ours = convert_csv_to_parquet(source, tmp_path / "cp932.parquet", encoding="cp932")
+    convert_csv_to_parquet(twin, tmp_path / "utf8.parquet")
+    table = pq.read_table(tmp_path / "cp932.parquet")
+    assert ours.row_count == 60 and table.schema.field("番号").type == pa.float64()
+    assert table.equals(pq.read_table(tmp_path / "utf8.parquet"))
+    assert table.column("店舗").to_pylist() == [f"東京{'ｱ' * (n % 5)}" if n != 12 else "大阪" for n in range(60)]
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_a_bad_byte_in_the_last_chunk_names_its_line(small_chunks, tmp_path, line_end):
+    """The line of a bad byte in the file's last chunk, counted from the file's start when it is met."""
+    lines = ["番号,店舗,金額"] + [f"{n},東京,{n}.5" for n in range(80)]
+    raw = line_end.join(lines).encode("cp932") + b"\x81\x7f" + line_end.encode()
+    source = tmp_path / "bad.csv"
+    source.write_bytes(raw)
+    with pytest.raises(UnprocessableError) as raised:
+        convert_csv_to_parquet(source, tmp_path / "bad.parquet", encoding="cp932")
+    assert raised.value.details["line"] == len(lines) == _first_bad_line(source, "cp932")
+    assert not (tmp_path / "bad.parquet").exists()

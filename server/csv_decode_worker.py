@@ -3,9 +3,9 @@
 Run as ``python -I -S csv_decode_worker.py`` (standard library only: nothing of the server is imported).
 On stdin, each request is a header ``>HHQQ`` (encoding name length, path length, offset, byte count), the
 encoding's name and the file's path; the worker reads the range from the file itself (no bytes of the file
-cross the pipe). On stdout, each answer is ``>BQQB``: 0 (decoded) or 1 (invalid); the length of the UTF-8
-that follows, or the offset in the range of the first byte the encoding cannot decode; the newlines in the
-range (before that byte, if invalid); 1 if the range holds a double quote. Ends at EOF.
+cross the pipe). On stdout, each answer is ``>BQB``: 0 (decoded) or 1 (invalid); the length of the UTF-8
+that follows, or the offset in the range of the first byte the encoding cannot decode; 1 if the range holds
+a double quote. Ends at EOF.
 """
 
 import os
@@ -13,7 +13,7 @@ import struct
 import sys
 
 REQUEST = struct.Struct(">HHQQ")
-ANSWER = struct.Struct(">BQQB")
+ANSWER = struct.Struct(">BQB")
 DECODED, INVALID = 0, 1
 
 
@@ -55,9 +55,9 @@ def serve(requests, answers):
             try:
                 text = chunk.decode(encoding).encode("utf-8")
             except UnicodeDecodeError as exc:
-                answers.write(ANSWER.pack(INVALID, exc.start, chunk.count(b"\n", 0, exc.start), quote))
+                answers.write(ANSWER.pack(INVALID, exc.start, quote))
             else:
-                answers.write(ANSWER.pack(DECODED, len(text), chunk.count(b"\n"), quote))
+                answers.write(ANSWER.pack(DECODED, len(text), quote))
                 answers.write(text)
             answers.flush()
     finally:

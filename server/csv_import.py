@@ -248,6 +248,25 @@ def _convert(
     sample = _read_sample(source)
     if given is not None:
         _check_byte_order_mark(sample, given.name)
+    with _workers_ahead(source, sample, given) as ahead:
+        return _convert_sampled(source, target, sample, given, delimiter, max_columns, ahead)
+
+
+def _workers_ahead(source: Path, sample: _Sample, given: _Encoding | None) -> contextlib.AbstractContextManager[
+        DecodeWorkers | None]:
+    """The decoding processes of a file large enough for them, started before its encoding is detected (their
+    start, tens of milliseconds, then overlaps the detection) when it is named as one they decode or is not
+    UTF-8; closed unused if the encoding turns out to be one they do not decode."""
+    processes = _decode_processes(source)
+    likely = given.name in PARALLEL_ENCODINGS if given is not None else not (
+        sample.head.startswith(tuple(bom for bom, _ in _BOMS)) or _is_utf8(sample))
+    return DecodeWorkers(processes) if processes and likely else contextlib.nullcontext()
+
+
+def _convert_sampled(
+    source: Path, target: Path, sample: _Sample, given: _Encoding | None, delimiter: str | None, max_columns: int,
+    ahead: DecodeWorkers | None,
+) -> ImportResult:
     chosen = given or _detect_encoding(sample)
     try:
         text = _decode_head(sample, chosen.name)
@@ -257,12 +276,14 @@ def _convert(
         raise UnprocessableError("The file is empty.", {"line": None, "reason": "empty file"})
     chosen_delimiter = delimiter or _sniff_delimiter(text)
     columns = _check_header(text, chosen_delimiter, sample.whole, max_columns)
-    parallel = _decode_in_parallel(source, chosen.name)
+    parallel = _decode_processes(source) if chosen.name in PARALLEL_ENCODINGS else 0
+    if ahead is not None and not parallel:
+        ahead.close()
     wide = columns > WIDE_COLUMNS
     plan = _Plan(chosen.name, chosen_delimiter, wide=wide, parallel=parallel,
                  chunked=bool(parallel) and not wide and not any(b'"' in part for part in (sample.head, *sample.pieces)))
     try:
-        rows, schema = _convert_with_retries(source, target, plan)
+        rows, schema = _convert_with_retries(source, target, plan, ahead if parallel else None)
     except UndecodableLine as exc:
         raise _encoding_error(source, chosen, exc.line) from None
     except (UnicodeError, _BadBytes):
@@ -291,10 +312,10 @@ def _convert(
     )
 
 
-def _decode_in_parallel(source: Path, encoding: str) -> int:
-    """The processes that decode ``source``: a large file in an encoding cut at newlines, on several cores."""
+def _decode_processes(source: Path) -> int:
+    """The processes that decode ``source`` if its encoding is cut at newlines: a large file, on several cores."""
     cores = min(len(os.sched_getaffinity(0)), CSV_DECODE_PROCESSES)
-    if encoding not in PARALLEL_ENCODINGS or cores < 2 or source.stat().st_size < PARALLEL_DECODE_BYTES:
+    if cores < 2 or source.stat().st_size < PARALLEL_DECODE_BYTES:
         return 0
     return cores
 
@@ -521,27 +542,29 @@ def _consistency(chunk: str, delimiter: str) -> tuple[float, int]:
     return (sum(len(row) == width for row in rows) / len(rows), width)
 
 
-def _convert_with_retries(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
-    """Attempts with ever wider types; the last one reads every column as a string."""
+def _convert_with_retries(source: Path, target: Path, plan: _Plan, ahead: DecodeWorkers | None) -> tuple[int, pa.Schema]:
+    """Attempts with ever wider types; the last one reads every column as a string. The first one decodes with
+    the processes started ``ahead``, if any."""
     names: list[str] = []
     for _ in range(MAX_ATTEMPTS - 1):
         try:
-            return _attempt(source, target, plan)
+            return _attempt(source, target, plan, ahead)
         except _Retry as retry:
             target.unlink(missing_ok=True)
             plan, names = retry.plan, retry.names
+        ahead = None  # ended with the attempt
     all_strings = dataclasses.replace(plan, column_types=dict.fromkeys(names, pa.string()))
     return _attempt(source, target, all_strings)
 
 
-def _attempt(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
+def _attempt(source: Path, target: Path, plan: _Plan, workers: DecodeWorkers | None = None) -> tuple[int, pa.Schema]:
     """One full read (again with longer blocks for a long row); raises _Retry when the header or a
-    column type must change."""
+    column type must change. The decoding processes are ``workers`` (new ones if None); they end with it."""
     catcher = _RaggedRowCatcher()
     schema = None
     try:
         with source.open("rb") as file, contextlib.ExitStack() as stack:
-            workers = stack.enter_context(DecodeWorkers(plan.parallel)) if plan.parallel else None
+            workers = stack.enter_context(workers or DecodeWorkers(plan.parallel)) if plan.parallel else None
             if plan.chunked and workers is not None:
                 tables = stack.enter_context(contextlib.closing(
                     _parse_chunks(ParallelDecoder(source, plan.encoding, workers), plan, catcher)))
@@ -586,21 +609,28 @@ def _parse_chunks(decoder: ParallelDecoder, plan: _Plan, catcher: _RaggedRowCatc
     ``pyarrow.csv.read_csv`` of a chunk without ``newlines_in_values`` costs a third less CPU than the
     streaming reader, and runs while the processes decode the next chunks and another thread writes. The
     first table, from at least ``FIRST_BLOCK_SIZE`` bytes, sets every column's type for the others: a later
-    value that does not fit fails its conversion as in the streaming reader's later blocks.
+    value that does not fit fails its conversion as in the streaming reader's later blocks. While it is
+    parsed, the next chunks are taken from the processes (up to ``PARSE_THREADS + 1``), which decode on.
     """
     chunks = _whole_line_chunks(decoder)
     head = [next(chunks, b"")]
     while sum(map(len, head)) < FIRST_BLOCK_SIZE and (chunk := next(chunks, b"")):
         head.append(chunk)
-    first = _parse_chunk(b"".join(head), plan, catcher)
-    head.clear()  # neither they nor the first table stay for the rest of the file
-    typed = dataclasses.replace(plan, column_names=tuple(first.schema.names),
-                                column_types=dict(zip(first.schema.names, first.schema.types, strict=True)))
-    yield first
-    del first
     pending: collections.deque[concurrent.futures.Future[pa.Table]] = collections.deque()
     with concurrent.futures.ThreadPoolExecutor(PARSE_THREADS) as pool:
         try:
+            parsing = pool.submit(_parse_chunk, b"".join(head), plan, catcher)
+            head.clear()  # neither they nor the first table stay for the rest of the file
+            ahead: collections.deque[bytes] = collections.deque()
+            while not parsing.done() and len(ahead) <= PARSE_THREADS and (chunk := next(chunks, b"")):
+                ahead.append(chunk)
+            first = parsing.result()
+            typed = dataclasses.replace(plan, column_names=tuple(first.schema.names),
+                                        column_types=dict(zip(first.schema.names, first.schema.types, strict=True)))
+            pending.extend(pool.submit(_parse_chunk, chunk, typed, catcher, header=False) for chunk in ahead)
+            ahead.clear()
+            yield first
+            del first
             while True:
                 while len(pending) <= PARSE_THREADS and (chunk := next(chunks, b"")):
                     pending.append(pool.submit(_parse_chunk, chunk, typed, catcher, header=False))
@@ -731,8 +761,9 @@ def _reader_options(plan: _Plan, catcher: _RaggedRowCatcher) -> dict:
         "parse_options": pacsv.ParseOptions(
             delimiter=plan.delimiter, newlines_in_values=True, invalid_row_handler=catcher
         ),
-        "convert_options": pacsv.ConvertOptions(
-            column_types=dict(plan.column_types), timestamp_parsers=list(TIMESTAMP_PARSERS)
+        "convert_options": pacsv.ConvertOptions(  # transcoded text is valid UTF-8: it need not be checked again
+            column_types=dict(plan.column_types), timestamp_parsers=list(TIMESTAMP_PARSERS),
+            check_utf8=plan.encoding in _NATIVE_UTF8,
         ),
     }
 

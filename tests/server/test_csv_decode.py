@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -244,3 +245,94 @@ def test_a_quote_past_the_sample_sends_the_file_to_the_streaming_reader(small_ch
     result = convert_csv_to_parquet(source, tmp_path / "sales.parquet", encoding="cp932")
     table = pq.read_table(tmp_path / "sales.parquet")
     assert result.row_count == 80 and table.column("店舗")[40].as_py() == long_value
+
+
+def test_chunks_read_while_the_head_is_parsed_take_its_types_and_widen_them(small_chunks, tmp_path):
+    """A float among the integers in each chunk right after the head (taken while the head is parsed) widens the
+    column as one read of the UTF-8 twin does; a value cut across two chunks stays whole."""
+    rows = [f"{n},東京{'ｱ' * (n % 5)},{n}.5" for n in range(60)]
+    rows[12] = "1.5,大阪,2"  # just past the 128-byte head, in a chunk taken while the head is parsed
+    text = "番号,店舗,金額\n" + "\n".join(rows) + "\n"
+    source, twin = tmp_path / "cp932.csv", tmp_path / "utf8.csv"
+    source.write_bytes(text.encode("cp932"))
+    twin.write_bytes(text.encode())
+    ours = convert_csv_to_parquet(source, tmp_path / "cp932.parquet", encoding="cp932")
+    convert_csv_to_parquet(twin, tmp_path / "utf8.parquet")
+    table = pq.read_table(tmp_path / "cp932.parquet")
+    assert ours.row_count == 60 and table.schema.field("番号").type == pa.float64()
+    assert table.equals(pq.read_table(tmp_path / "utf8.parquet"))
+    assert table.column("店舗").to_pylist() == [f"東京{'ｱ' * (n % 5)}" if n != 12 else "大阪" for n in range(60)]
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_a_bad_byte_in_the_last_chunk_names_its_line(small_chunks, tmp_path, line_end):
+    """The line of a bad byte in the file's last chunk, counted from the file's start when it is met."""
+    lines = ["番号,店舗,金額"] + [f"{n},東京,{n}.5" for n in range(80)]
+    raw = line_end.join(lines).encode("cp932") + b"\x81\x7f" + line_end.encode()
+    source = tmp_path / "bad.csv"
+    source.write_bytes(raw)
+    with pytest.raises(UnprocessableError) as raised:
+        convert_csv_to_parquet(source, tmp_path / "bad.parquet", encoding="cp932")
+    assert raised.value.details["line"] == len(lines) == _first_bad_line(source, "cp932")
+    assert not (tmp_path / "bad.parquet").exists()
+
+
+def _decoding_processes() -> list[int]:
+    """The decoding processes this test process has running now."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+        if parent == os.getpid() and b"csv_decode_worker.py" in command:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+@pytest.fixture
+def started(small_chunks, monkeypatch: pytest.MonkeyPatch) -> list[DecodeWorkers | str]:
+    """Every set of decoding processes started, and "detect" where an encoding was detected, in order."""
+    events: list[DecodeWorkers | str] = []
+
+    class Counted(DecodeWorkers):
+        def __init__(self, count: int):
+            super().__init__(count)
+            events.append(self)
+
+    detect = csv_import._detect_encoding
+    monkeypatch.setattr(csv_import, "DecodeWorkers", Counted)
+    monkeypatch.setattr(csv_import, "_detect_encoding", lambda sample: events.append("detect") or detect(sample))
+    return events
+
+
+@pytest.mark.parametrize("given", [None, "cp932"])
+def test_the_processes_started_before_detection_decode_the_file(started, tmp_path, given):
+    """A file that is not UTF-8 (or is named CP932) gets its processes before its encoding is detected, and they
+    are the ones that decode it: one start per upload, none left running after."""
+    source = tmp_path / "sales.csv"
+    source.write_bytes(("番号,店舗\n" + "".join(f"{n},東京本店\n" for n in range(200))).encode("cp932"))
+    running = _decoding_processes()  # the module's own
+    result = convert_csv_to_parquet(source, tmp_path / "sales.parquet", encoding=given)
+    assert result.encoding == "cp932" and result.row_count == 200
+    workers = started[0]
+    assert started == [workers] + ["detect"] * (given is None)
+    assert isinstance(workers, DecodeWorkers) and workers.processes == []
+    assert _decoding_processes() == running
+
+
+def test_processes_started_for_an_encoding_they_cannot_decode_end_unused(started, tmp_path):
+    """A file detected as cp1252 (not cut at newlines by the processes) ends the processes started ahead; so
+    does a 422 before any conversion."""
+    running = _decoding_processes()  # the module's own
+    source = tmp_path / "prices.csv"
+    source.write_bytes(b"name,price\n" + "".join(f"café {n},{n}\n" for n in range(200)).encode("cp1252"))
+    assert convert_csv_to_parquet(source, tmp_path / "prices.parquet").encoding == "cp1252"
+    long_header = tmp_path / "long.csv"
+    long_header.write_bytes((",".join(f"列{n}" for n in range(600)) + "\n1\n").encode("cp932"))
+    with pytest.raises(UnprocessableError):
+        convert_csv_to_parquet(long_header, tmp_path / "long.parquet")
+    workers = [event for event in started if isinstance(event, DecodeWorkers)]
+    assert len(workers) == 2 and all(each.processes == [] for each in workers)
+    assert _decoding_processes() == running

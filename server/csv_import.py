@@ -192,15 +192,21 @@ class _BadBytes(Exception):
 
 
 class _RaggedRowCatcher:
-    """An ``invalid_row_handler`` that remembers the first bad row and fails the read."""
+    """An ``invalid_row_handler`` that remembers the first bad row and fails the read, until ``stop``: once a read
+    has failed and its feed is stopped, pyarrow's threads may still parse the partial line before the cut as the
+    file's last row, which is not the file's."""
 
     def __init__(self) -> None:
         self.row: pacsv.InvalidRow | None = None
+        self.stopped = False
 
     def __call__(self, row: pacsv.InvalidRow) -> str:
-        if self.row is None:
+        if self.row is None and not self.stopped:
             self.row = row
         return "error"
+
+    def stop(self) -> None:
+        self.stopped = True
 
 
 def _file_encodings() -> frozenset[str]:
@@ -582,6 +588,7 @@ def _attempt(source: Path, target: Path, plan: _Plan, workers: DecodeWorkers | N
                 _check_columns(schema, plan)
                 return _write(reader.schema, _consumed(reader, feed.batch_consumed), target), schema
             finally:
+                catcher.stop()  # before the feed ends the file early
                 feed.stop()
     except _Serial:
         target.unlink(missing_ok=True)

@@ -17,6 +17,8 @@ connection tracking (an ``iptables -t raw ... -j CT --notrack`` rule on ``lo`` f
 for that pass and removed after it): what netfilter's conntrack, active on hosts with Docker's rules, adds to the
 socket writes. With ``--perf FILE`` the second server is also recorded under ``perf`` and the share of its CPU
 spent in the receiving side's TCP (``net_rx_action``, which loopback runs in the sender's system time) printed.
+Beside each count, the floor (``send_floor.py``): one ``send`` of a frame of the same size to each of as many loopback
+sockets from a bare Python loop, the writer's CPU per update.
 Targets: CPU per update <= 15 ms per 1,000 viewers; 10,000 viewers over 4 processes p95 < 250 ms where the
 client leaves the cores free enough to say. A snapshot of 20 cards < 50 ms.
 
@@ -45,6 +47,7 @@ from typing import Any
 from tornado import httpclient, websocket
 
 import frame_counter
+import send_floor
 from aws_cluster import ADMIN, PASSWORD, Cluster
 from cards import login, percentiles, timed
 
@@ -232,8 +235,10 @@ async def measure(updates: int, servers: int, counts: list[int], profile: Path |
                                    body=json.dumps(DASHBOARD))
         dashboard_id = json.loads(created.body)["id"]
         for card in CARDS:  # fill the cache
-            await http.fetch(bases[0] + f"/api/dashboards/{dashboard_id}/cards/{card['key']}/run",
-                             method="POST", headers=headers, body="{}", request_timeout=120)
+            ran = await http.fetch(bases[0] + f"/api/dashboards/{dashboard_id}/cards/{card['key']}/run",
+                                   method="POST", headers=headers, body="{}", request_timeout=120)
+            if card["key"] == "c1":  # its output message: the result behind a short head, framed
+                size = len(ran.body) + len(b'{"type":"output","card":"c1","seq":100,"result":}') + 4
         url = bases[0].replace("http", "ws") + f"/api/dashboards/{dashboard_id}/ws"
 
         async def join() -> None:
@@ -248,6 +253,7 @@ async def measure(updates: int, servers: int, counts: list[int], profile: Path |
         for count in counts:
             results[f"{count}"] = await fan_out(bases, token, dashboard_id, cluster.pids, count, updates,
                                                 traced_updates, perf_file, notrack)
+            results[f"{count}"]["floor"] = (send_floor.floor(count, updates, size), size)
     return results
 
 
@@ -289,6 +295,9 @@ def main() -> None:
               f"   max {max(last for _, last in timings):7.2f} ms")
         print(f"        the run's HTTP round trip             {percentiles([http for http, _ in timings])}")
         print_cpu(run, per, names, run["idle"], run["tick"])
+        (user, system), size = run["floor"]
+        print(f"        the floor: a bare send of {size} B to each of {count} loopback sockets {user + system:8.2f} ms"
+              f"   ({(user + system) * per:.2f} ms per 1,000 viewers; user {user * per:.2f}, system {system * per:.2f})")
         if run["untracked"] is not None:
             print("      again without conntrack for the servers' ports (--notrack):")
             print_cpu(run["untracked"], per, names, run["idle"], run["tick"])

@@ -15,8 +15,9 @@ processes on the AWS store (a moto server on loopback) with a ``redis-server`` a
 With ``--notrack`` each viewer count is measured a second time with the servers' loopback packets exempt from
 connection tracking (an ``iptables -t raw ... -j CT --notrack`` rule on ``lo`` for the servers' ports only, added
 for that pass and removed after it): what netfilter's conntrack, active on hosts with Docker's rules, adds to the
-socket writes. With ``--perf FILE`` the second server is also recorded under ``perf`` and the share of its CPU
-spent in the receiving side's TCP (``net_rx_action``, which loopback runs in the sender's system time) printed.
+socket writes. With ``--perf FILE`` the second server is also recorded under ``perf`` and the shares of its CPU
+in its socket writes, in the receiving side's TCP within them (``net_rx_action``: loopback runs it in the sender's
+``sendto``, in its system time) and in netfilter printed.
 Beside each count, the floor (``send_floor.py``): one ``send`` of a frame of the same size to each of as many loopback
 sockets from a bare Python loop, the writer's CPU per update.
 Targets: CPU per update <= 15 ms per 1,000 viewers; 10,000 viewers over 4 processes p95 < 250 ms where the
@@ -99,16 +100,21 @@ def untracked(ports: list[int]) -> Iterator[None]:
             subprocess.run(["iptables", "-t", "raw", "-D", *rule, *match], check=True)
 
 
-def receiving_share(data: Path) -> float | None:
-    """The share of ``perf record -g`` samples (in %) under ``net_rx_action``: the receiving side's TCP, which
-    loopback runs in the sending process's system time (softirq at the end of its ``sendto``)."""
+PERF_SHARES = {"__sys_sendto": "the socket writes (sendto)", "net_rx_action": "of which the receiving side's TCP "
+               "(net_rx_action: loopback runs it in the sender's sendto)", "nf_hook_slow": "netfilter (conntrack)"}
+
+
+def perf_shares(data: Path) -> dict[str, float]:
+    """The share of ``perf record -g`` samples (in %) under each function of ``PERF_SHARES``."""
     report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--children", "--sort", "symbol",
                              "-g", "none", "--percent-limit", "0.5"], capture_output=True, text=True)
+    shares = {}
     for line in report.stdout.splitlines():
         fields = line.split()
-        if len(fields) >= 4 and fields[-1] == "net_rx_action" and fields[0].endswith("%"):
-            return float(fields[0].rstrip("%"))
-    return None
+        for name in PERF_SHARES:
+            if name in fields and fields[0].endswith("%"):
+                shares[name] = float(fields[0].rstrip("%"))
+    return shares
 
 
 def spread(viewers: int, servers: int) -> list[int]:
@@ -197,7 +203,7 @@ async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[in
         with untracked(ports):
             untracked_run = await updates_cpu()
     calls: dict[str, int] = {}
-    receiving = None
+    shares: dict[str, float] = {}
     if traced_updates:  # after the measured updates: strace slows the process it traces
         tracer = strace(pids[min(1, len(bases) - 1)])
         await asyncio.sleep(1)  # attached to every thread
@@ -211,13 +217,13 @@ async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[in
             await update()
         recorder.send_signal(signal.SIGINT)
         recorder.wait(60)
-        receiving = receiving_share(perf_file.with_suffix(f".{viewers}.data"))
+        shares = perf_shares(perf_file.with_suffix(f".{viewers}.data"))
     for pipe in pipes:
         pipe.send("stop")
     for process in processes:
         process.join(30)
     return {**measured, "idle": idle_rate * 1000, "syscalls": calls, "untracked": untracked_run,
-            "receiving share": receiving, "tick": len(pids) * 2 / os.sysconf("SC_CLK_TCK") / updates * 1000}
+            "perf shares": shares, "tick": len(pids) * 2 / os.sysconf("SC_CLK_TCK") / updates * 1000}
 
 
 async def measure(updates: int, servers: int, counts: list[int], profile: Path | None = None,
@@ -301,9 +307,9 @@ def main() -> None:
         if run["untracked"] is not None:
             print("      again without conntrack for the servers' ports (--notrack):")
             print_cpu(run["untracked"], per, names, run["idle"], run["tick"])
-        if run["receiving share"] is not None:
-            print(f"        receiving side's TCP (net_rx_action) in serve{min(1, args.servers - 1)}'s perf samples: "
-                  f"{run['receiving share']:.1f}% of its CPU")
+        if run["perf shares"]:
+            print(f"        serve{min(1, args.servers - 1)}'s CPU under perf: " + ", ".join(
+                f"{PERF_SHARES[name]} {share:.1f}%" for name, share in run["perf shares"].items()))
         if run["syscalls"]:
             traced = spread(count, args.servers)[min(1, args.servers - 1)] * args.strace
             top = sorted(run["syscalls"].items(), key=lambda item: -item[1])[:6]

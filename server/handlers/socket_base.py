@@ -168,7 +168,7 @@ class BoundedSocket(websocket.WebSocketHandler):
         stream = connection.stream if isinstance(connection, websocket.WebSocketProtocol) else None
         if type(stream) is not IOStream or stream.socket is None:
             return None
-        return Writer(stream.socket.send, stream.writing, connection, self)
+        return Writer(stream.socket.send, stream._write_buffer, connection, self)
 
     def _pending(self, written: Any, size: int) -> None:
         self.pending_bytes += size

@@ -10,18 +10,28 @@ processes on the AWS store (a moto server on loopback) with a ``redis-server`` a
     it, p50 / p95 / max over the updates; the run's own HTTP round trip; the CPU per update of every
     ``bi serve`` and the ``redis-server`` (user + system from /proc, divided by the updates), per 1,000
     viewers too, the system part of it (mostly the kernel's socket writes: on loopback the sender's also pays
-    for the receiving side's TCP and wake-ups), and the client processes' own CPU per update.
+    for the receiving side's TCP and wake-ups), and the client processes' own CPU per update. The first server
+    (which answers the run) is split into its event loop's thread and its other threads (the store's SDK calls).
+With ``--notrack`` each viewer count is measured a second time with the servers' loopback packets exempt from
+connection tracking (an ``iptables -t raw ... -j CT --notrack`` rule on ``lo`` for the servers' ports only, added
+for that pass and removed after it): what netfilter's conntrack, active on hosts with Docker's rules, adds to the
+socket writes. With ``--perf FILE`` the second server is also recorded under ``perf`` and the shares of its CPU
+in its socket writes, in the receiving side's TCP within them (``net_rx_action``: loopback runs it in the sender's
+``sendto``, in its system time) and in netfilter printed.
+Beside each count, the floor (``send_floor.py``): one ``send`` of a frame of the same size to each of as many loopback
+sockets from a bare Python loop, the writer's CPU per update.
 Targets: CPU per update <= 15 ms per 1,000 viewers; 10,000 viewers over 4 processes p95 < 250 ms where the
 client leaves the cores free enough to say. A snapshot of 20 cards < 50 ms.
 
     python bench/dashboards.py [--updates 100] [--servers 4] [--viewers 1000,5000,10000] [--profile DIR]
-                               [--strace UPDATES] [--perf FILE]   (as root)
+                               [--strace UPDATES] [--perf FILE] [--notrack]   (as root)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -31,12 +41,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tornado import httpclient, websocket
 
 import frame_counter
+import send_floor
 from aws_cluster import ADMIN, PASSWORD, Cluster
 from cards import login, percentiles, timed
 
@@ -62,10 +74,47 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_split(pid))
 
 
-def cpu_split(pid: int) -> tuple[float, float]:
-    """Seconds of user and of system (kernel) CPU the process has used (every thread, in ticks of 10 ms)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_split(pid: int, thread: int | None = None) -> tuple[float, float]:
+    """Seconds of user and of system (kernel) CPU the process has used (every thread, or only ``thread``; in ticks
+    of 10 ms)."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def untracked(ports: list[int]) -> Iterator[None]:
+    """Loopback TCP packets to and from ``ports`` skip netfilter's connection tracking while inside (raw table
+    rules, removed on the way out)."""
+    rules = [["OUTPUT", "-o", "lo"], ["PREROUTING", "-i", "lo"]]
+    match = ["-p", "tcp", "-m", "multiport", "--ports", ",".join(map(str, ports)), "-m", "comment", "--comment",
+             "bi-bench-notrack", "-j", "CT", "--notrack"]
+    added = []
+    try:
+        for rule in rules:
+            subprocess.run(["iptables", "-t", "raw", "-I", *rule, *match], check=True)
+            added.append(rule)
+        yield
+    finally:
+        for rule in added:
+            subprocess.run(["iptables", "-t", "raw", "-D", *rule, *match], check=True)
+
+
+PERF_SHARES = {"__sys_sendto": "the socket writes (sendto)", "net_rx_action": "of which the receiving side's TCP "
+               "(net_rx_action: loopback runs it in the sender's sendto)", "nf_hook_slow": "netfilter (conntrack)"}
+
+
+def perf_shares(data: Path) -> dict[str, float]:
+    """The share of ``perf record -g`` samples (in %) under each function of ``PERF_SHARES``."""
+    report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--children", "--sort", "symbol",
+                             "-g", "none", "--percent-limit", "0.5"], capture_output=True, text=True)
+    shares = {}
+    for line in report.stdout.splitlines():
+        fields = line.split()
+        for name in PERF_SHARES:
+            if name in fields and fields[0].endswith("%"):
+                shares[name] = float(fields[0].rstrip("%"))
+    return shares
 
 
 def spread(viewers: int, servers: int) -> list[int]:
@@ -101,7 +150,7 @@ def syscalls(tracer: subprocess.Popen[str]) -> dict[str, int]:
 
 
 async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[int], viewers: int,
-                  updates: int, traced_updates: int, perf_file: Path | None) -> dict[str, Any]:
+                  updates: int, traced_updates: int, perf_file: Path | None, notrack: bool) -> dict[str, Any]:
     urls = ",".join(base.replace("http", "ws") + f"/api/dashboards/{dashboard_id}/ws" for base in bases)
     pipes, processes = [], []
     for index in range(CLIENT_PROCESSES):
@@ -118,6 +167,7 @@ async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[in
     http = httpclient.AsyncHTTPClient()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     clients = [process.pid for process in processes if process.pid is not None]
+    ports = sorted({int(base.rsplit(":", 1)[1]) for base in bases})
 
     async def update() -> tuple[float, float]:
         """One re-run: its HTTP round trip and the time until the last viewer had its output, in ms."""
@@ -131,13 +181,29 @@ async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[in
     idle_before, idle_started = sum(map(cpu_seconds, pids)), time.monotonic()
     await asyncio.sleep(IDLE_SECONDS)  # what the servers spend with no update: presence, schedules, discovery
     idle_rate = (sum(map(cpu_seconds, pids)) - idle_before) / (time.monotonic() - idle_started)
-    before, client_before, started_all = [cpu_split(pid) for pid in pids], sum(map(cpu_seconds, clients)), time.monotonic()
-    timings = [await update() for _ in range(updates)]
-    after, elapsed = [cpu_split(pid) for pid in pids], time.monotonic() - started_all
-    client_cpu = (sum(map(cpu_seconds, clients)) - client_before) / updates * 1000
-    per_process = [((a[0] - b[0]) / updates * 1000, (a[1] - b[1]) / updates * 1000) for a, b in zip(after, before, strict=True)]
-    cpu = sum(user + system for user, system in per_process)
+
+    async def updates_cpu() -> dict[str, Any]:
+        """``updates`` updates: their timings, and the CPU per update of each process (ms)."""
+        before, client_before = [cpu_split(pid) for pid in pids], sum(map(cpu_seconds, clients))
+        main_before, started = cpu_split(pids[0], pids[0]), time.monotonic()
+        timings = [await update() for _ in range(updates)]
+        after, elapsed = [cpu_split(pid) for pid in pids], time.monotonic() - started
+        main = [(a - b) / updates * 1000 for a, b in zip(cpu_split(pids[0], pids[0]), main_before, strict=True)]
+        per_process = [((a[0] - b[0]) / updates * 1000, (a[1] - b[1]) / updates * 1000)
+                       for a, b in zip(after, before, strict=True)]
+        cpu = sum(user + system for user, system in per_process)
+        return {"timings": timings, "per process": per_process, "cpu": cpu, "main thread": tuple(main),
+                "net cpu": cpu - idle_rate * elapsed / updates * 1000,
+                "system cpu": sum(system for _, system in per_process),
+                "client cpu": (sum(map(cpu_seconds, clients)) - client_before) / updates * 1000}
+
+    measured = await updates_cpu()
+    untracked_run = None
+    if notrack:
+        with untracked(ports):
+            untracked_run = await updates_cpu()
     calls: dict[str, int] = {}
+    shares: dict[str, float] = {}
     if traced_updates:  # after the measured updates: strace slows the process it traces
         tracer = strace(pids[min(1, len(bases) - 1)])
         await asyncio.sleep(1)  # attached to every thread
@@ -151,19 +217,17 @@ async def fan_out(bases: list[str], token: str, dashboard_id: str, pids: list[in
             await update()
         recorder.send_signal(signal.SIGINT)
         recorder.wait(60)
+        shares = perf_shares(perf_file.with_suffix(f".{viewers}.data"))
     for pipe in pipes:
         pipe.send("stop")
     for process in processes:
         process.join(30)
-    return {"last viewer": [last for _, last in timings], "http": [h for h, _ in timings], "cpu": cpu,
-            "net cpu": cpu - idle_rate * elapsed / updates * 1000, "idle": idle_rate * 1000,
-            "system cpu": sum(system for _, system in per_process), "per process": per_process,
-            "client cpu": client_cpu, "syscalls": calls,
-            "tick": len(pids) * 2 / os.sysconf("SC_CLK_TCK") / updates * 1000}
+    return {**measured, "idle": idle_rate * 1000, "syscalls": calls, "untracked": untracked_run,
+            "perf shares": shares, "tick": len(pids) * 2 / os.sysconf("SC_CLK_TCK") / updates * 1000}
 
 
 async def measure(updates: int, servers: int, counts: list[int], profile: Path | None = None,
-                  traced_updates: int = 0, perf_file: Path | None = None) -> dict[str, Any]:
+                  traced_updates: int = 0, perf_file: Path | None = None, notrack: bool = False) -> dict[str, Any]:
     flags = (f"--ServeApp.max_sockets_per_user={max(counts) + 10}",
              f"--ServeApp.max_connections_per_client={max(counts) + 100}")
     results: dict[str, Any] = {}
@@ -177,8 +241,10 @@ async def measure(updates: int, servers: int, counts: list[int], profile: Path |
                                    body=json.dumps(DASHBOARD))
         dashboard_id = json.loads(created.body)["id"]
         for card in CARDS:  # fill the cache
-            await http.fetch(bases[0] + f"/api/dashboards/{dashboard_id}/cards/{card['key']}/run",
-                             method="POST", headers=headers, body="{}", request_timeout=120)
+            ran = await http.fetch(bases[0] + f"/api/dashboards/{dashboard_id}/cards/{card['key']}/run",
+                                   method="POST", headers=headers, body="{}", request_timeout=120)
+            if card["key"] == "c1":  # its output message: the result behind a short head, framed
+                size = len(ran.body) + len(b'{"type":"output","card":"c1","seq":100,"result":}') + 4
         url = bases[0].replace("http", "ws") + f"/api/dashboards/{dashboard_id}/ws"
 
         async def join() -> None:
@@ -192,7 +258,8 @@ async def measure(updates: int, servers: int, counts: list[int], profile: Path |
         results["snapshot"] = await timed(50, join)
         for count in counts:
             results[f"{count}"] = await fan_out(bases, token, dashboard_id, cluster.pids, count, updates,
-                                                traced_updates, perf_file)
+                                                traced_updates, perf_file, notrack)
+            results[f"{count}"]["floor"] = (send_floor.floor(count, updates, size), size)
     return results
 
 
@@ -208,6 +275,8 @@ def main() -> None:
                              "(fan-out only): its system calls per socket per update")
     parser.add_argument("--perf", type=Path, metavar="FILE", help=f"after those, {PERF_UPDATES} more updates under "
                         "perf record -g on the same bi serve: FILE.<viewers>.data for perf report")
+    parser.add_argument("--notrack", action="store_true", help="measure each viewer count again with the servers' "
+                        "loopback packets exempt from conntrack (iptables raw rules, removed after)")
     args = parser.parse_args()
     counts = [int(n) for n in args.viewers.split(",")]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # sockets for every viewer, both ends
@@ -215,34 +284,52 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    results = asyncio.run(measure(args.updates, args.servers, counts, args.profile, args.strace, args.perf))
+    results = asyncio.run(measure(args.updates, args.servers, counts, args.profile, args.strace, args.perf,
+                                  args.notrack))
     print(f"{args.servers} bi serve processes on moto, one redis-server; load average (1, 5, 15 min) "
           f"{' '.join(f'{n:.2f}' for n in load_before)} before, {' '.join(f'{n:.2f}' for n in os.getloadavg())} "
           f"after, on {os.cpu_count()} cores")
     print("(a) open a 20-card dashboard: websocket connect to its snapshot and outputs (target < 50 ms)")
     print(f"  snapshot                                    {percentiles(results['snapshot'])}")
     print("(b) a re-run until the last viewer has its output (target: CPU <= 15 ms per update per 1,000 viewers)")
+    names = [f"serve{n}" for n in range(args.servers)] + ["redis"]
     for count in counts:
         run = results[f"{count}"]
         per = 1000 / count
-        print(f"  {count:5d} viewers, to the last one            {percentiles(run['last viewer'])}"
-              f"   max {max(run['last viewer']):7.2f} ms")
-        print(f"        the run's HTTP round trip             {percentiles(run['http'])}")
-        print(f"        CPU per update (bi serve + redis)     {run['cpu']:8.2f} ms"
-              f"   ({run['cpu'] * per:.2f} ms per 1,000 viewers, +- {run['tick'] * per:.2f} for the ticks)")
-        print(f"        of which beyond idle (idle {run['idle']:.0f} ms/s) {run['net cpu']:8.2f} ms"
-              f"   ({run['net cpu'] * per:.2f} ms per 1,000 viewers)")
-        print(f"        of which system (mostly socket writes) {run['system cpu']:11.2f} ms"
-              f"   ({run['system cpu'] * per:.2f} ms per 1,000 viewers)")
-        names = [f"serve{n}" for n in range(args.servers)] + ["redis"]
-        print("        each process, user/system per update: " + ", ".join(
-            f"{name} {user:.1f}/{system:.1f}" for name, (user, system) in zip(names, run["per process"], strict=True)) + " ms")
-        print(f"        the client processes' CPU per update  {run['client cpu']:8.2f} ms")
+        timings = run["timings"]
+        print(f"  {count:5d} viewers, to the last one            {percentiles([last for _, last in timings])}"
+              f"   max {max(last for _, last in timings):7.2f} ms")
+        print(f"        the run's HTTP round trip             {percentiles([http for http, _ in timings])}")
+        print_cpu(run, per, names, run["idle"], run["tick"])
+        (user, system), size = run["floor"]
+        print(f"        the floor: a bare send of {size} B to each of {count} loopback sockets {user + system:8.2f} ms"
+              f"   ({(user + system) * per:.2f} ms per 1,000 viewers; user {user * per:.2f}, system {system * per:.2f})")
+        if run["untracked"] is not None:
+            print("      again without conntrack for the servers' ports (--notrack):")
+            print_cpu(run["untracked"], per, names, run["idle"], run["tick"])
+        if run["perf shares"]:
+            print(f"        serve{min(1, args.servers - 1)}'s CPU under perf: " + ", ".join(
+                f"{PERF_SHARES[name]} {share:.1f}%" for name, share in run["perf shares"].items()))
         if run["syscalls"]:
             traced = spread(count, args.servers)[min(1, args.servers - 1)] * args.strace
             top = sorted(run["syscalls"].items(), key=lambda item: -item[1])[:6]
             print(f"        system calls per socket per update on serve{min(1, args.servers - 1)} "
                   f"({args.strace} updates): " + ", ".join(f"{name} {calls / traced:.3f}" for name, calls in top))
+
+
+def print_cpu(run: dict[str, Any], per: float, names: list[str], idle: float, tick: float) -> None:
+    print(f"        CPU per update (bi serve + redis)     {run['cpu']:8.2f} ms"
+          f"   ({run['cpu'] * per:.2f} ms per 1,000 viewers, +- {tick * per:.2f} for the ticks)")
+    print(f"        of which beyond idle (idle {idle:.0f} ms/s) {run['net cpu']:8.2f} ms"
+          f"   ({run['net cpu'] * per:.2f} ms per 1,000 viewers)")
+    print(f"        of which system (mostly socket writes) {run['system cpu']:11.2f} ms"
+          f"   ({run['system cpu'] * per:.2f} ms per 1,000 viewers)")
+    print("        each process, user/system per update: " + ", ".join(
+        f"{name} {user:.1f}/{system:.1f}" for name, (user, system) in zip(names, run["per process"], strict=True)) + " ms")
+    (user, system), main = run["per process"][0], run["main thread"]
+    print(f"        {names[0]}'s event loop thread {main[0]:.1f}/{main[1]:.1f} ms, its other threads (store SDK calls) "
+          f"{user - main[0]:.1f}/{system - main[1]:.1f} ms")
+    print(f"        the client processes' CPU per update  {run['client cpu']:8.2f} ms")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from ..errors import AuthenticationError, BIError, RateLimitedError
 from ..models import User
 from ..services.auth import SESSION_ONLY, Scope
 from ..services.revocations import Credential, Revocations
-from ..ws_frames import Frame
+from ..ws_frames import Frame, Writer
 from .base import log, origin_allowed
 
 SUBPROTOCOL = "bi.v1"
@@ -131,6 +131,7 @@ class BoundedSocket(websocket.WebSocketHandler):
             stream, data = connection.stream, frame.wire
             if stream is None:
                 return
+            sent = 0
             if type(stream) is IOStream and not stream.writing():
                 try:
                     sent = stream.socket.send(data)
@@ -138,19 +139,38 @@ class BoundedSocket(websocket.WebSocketHandler):
                     sent = 0
                 if sent == len(data):
                     return
-                data = data[sent:]  # the rest is queued as any write
-            size = len(data)
-            try:
-                written = stream.write(data)
-            except StreamClosedError:
-                return
-        else:  # one socket's own message: Tornado frames it
-            data = frame.encode() if isinstance(frame, str) else frame
-            size = len(data)
-            try:
-                written = self.write_message(data, binary=binary)
-            except websocket.WebSocketClosedError:
-                return
+            self.send_rest(data, sent)
+            return
+        data = frame.encode() if isinstance(frame, str) else frame  # one socket's own message: Tornado frames it
+        try:
+            written = self.write_message(data, binary=binary)
+        except websocket.WebSocketClosedError:
+            return
+        self._pending(written, len(data))
+
+    def send_rest(self, wire: bytes, sent: int) -> None:
+        """Queue what the socket did not take at once of a frame for many sockets (``wire``, ``sent`` bytes of
+        it written straight to the socket), as any write: the stream writes it as the client reads."""
+        stream = self.ws_connection.stream if self.ws_connection is not None else None
+        if stream is None:
+            return
+        rest = memoryview(wire)[sent:] if sent else wire
+        try:
+            written = stream.write(rest)
+        except StreamClosedError:
+            return
+        self._pending(written, len(rest))
+
+    def writer(self) -> Writer | None:
+        """What ``send_to_all`` writes a frame for many sockets with, straight to this socket; None for a
+        socket that takes every frame through its stream (TLS, or not open)."""
+        connection = self.ws_connection
+        stream = connection.stream if isinstance(connection, websocket.WebSocketProtocol) else None
+        if type(stream) is not IOStream or stream.socket is None:
+            return None
+        return Writer(stream.socket.send, stream._write_buffer, connection, self)
+
+    def _pending(self, written: Any, size: int) -> None:
         self.pending_bytes += size
         self.pending_frames += 1
         written.add_done_callback(lambda future: self._written(future, size))

@@ -49,7 +49,7 @@ from ..errors import BIError, LeaseLostError, NotFoundError, PermissionDeniedErr
 from ..logs import get_logger
 from ..models import Dashboard, DashboardVersion, Lease, User, refresh_seconds
 from ..storage.base import Store
-from ..ws_frames import Frame
+from ..ws_frames import Frame, Writer, send_to_all
 from .card_runs import CardRunner, ReadAhead, read_ahead
 from .run_turns import Told
 from .dashboards import DashboardService, Tiles, card_ids
@@ -72,6 +72,8 @@ class Viewer(Protocol):
 
     def send_frame(self, frame: bytes | Frame) -> None: ...
 
+    def writer(self) -> Writer | None: ...
+
     async def room_for(self, size: int) -> bool: ...
 
     def end(self, code: int, reason: str) -> None: ...
@@ -89,6 +91,8 @@ class Room:
         self.dashboard_id = dashboard_id
         self.tell = tell  # announces this task's viewers to every task
         self.viewers: set[Viewer] = set()
+        self.writers: dict[Viewer, Writer] = {}  # the viewers a frame for all is written straight to (send_to_all)
+        self._fan_out: tuple[list[Writer], list[Viewer]] | None = None  # writers and the other viewers, as they are now
         self.remote: dict[str, tuple[list[dict[str, str]], float]] = {}  # task -> its viewers, until when
         self.seq: dict[str, int] = {}
         self.latest: dict[str, bytes] = {}  # card key -> its output's result, serialised
@@ -99,10 +103,31 @@ class Room:
         self._announced: list[dict[str, str]] = []
         self._announcing: asyncio.TimerHandle | None = None
 
-    def broadcast(self, message: dict[str, Any]) -> None:
-        frame = Frame(frame_of(message))  # serialised and framed once for every socket
-        for viewer in list(self.viewers):
+    def add(self, viewer: Viewer) -> None:
+        self.viewers.add(viewer)
+        writer = viewer.writer()
+        if writer is not None:
+            self.writers[viewer] = writer
+        self._fan_out = None
+
+    def leave(self, viewer: Viewer) -> None:
+        self.viewers.discard(viewer)
+        self.writers.pop(viewer, None)
+        self.unsent.pop(viewer, None)
+        self._fan_out = None
+
+    def send(self, frame: Frame) -> None:
+        """Write ``frame`` to every viewer: to most straight to its socket (``send_to_all``), with nothing
+        looked up per viewer but whether it is closing or behind. The lists are made again after joins and leaves."""
+        if self._fan_out is None:
+            self._fan_out = (list(self.writers.values()), [viewer for viewer in self.viewers if viewer not in self.writers])
+        writers, others = self._fan_out
+        send_to_all(writers, frame)
+        for viewer in others:
             viewer.send_frame(frame)
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        self.send(Frame(frame_of(message)))  # serialised and framed once for every socket
 
     def keep(self, key: str, result: dict[str, Any] | bytes) -> None:
         """``result`` is card ``key``'s output now; tiles showing the same output share its bytes."""
@@ -118,16 +143,10 @@ class Room:
 
     def publish(self, key: str, result: dict[str, Any] | bytes) -> None:
         self.keep(key, result)
-        frame = Frame(self.output_frame(key))  # serialised and framed once for every socket
         for owed in self.unsent.values():
             if key in owed:
                 owed.remove(key)  # what its snapshot owed it comes now
-        for viewer in list(self.viewers):
-            viewer.send_frame(frame)
-
-    def leave(self, viewer: Viewer) -> None:
-        self.viewers.discard(viewer)
-        self.unsent.pop(viewer, None)
+        self.send(Frame(self.output_frame(key)))  # serialised and framed once for every socket
 
     def local_presence(self) -> list[dict[str, str]]:
         """The viewers on this task."""
@@ -247,7 +266,7 @@ class DashboardHub(LoggingConfigurable):
         infos = {entry["key"]: _card_info(entry["card"], tiles, ahead) for entry in entries}
         # from here on no await: nothing is published between the snapshot and joining the room
         room.cards = {entry["key"]: entry["card"] for entry in entries}
-        room.viewers.add(viewer)
+        room.add(viewer)
         owed = room.unsent[viewer] = [key for key in infos if key in room.latest]
         cards = {key: {**info, "seq": room.seq.get(key, 0) - (1 if key in owed else 0), "result": None}
                  for key, info in infos.items()}

@@ -198,6 +198,14 @@ class LockedDownKernelApp(IPKernelApp):
     def init_code(self) -> None:
         """No startup files, PYTHONSTARTUP or exec_lines."""
 
+    def parse_command_line(self, argv: Any = None) -> None:
+        """An empty ``argv`` (``serve``: its ``Config`` says everything) is not parsed: traitlets would first build
+        an argument parser of every option of every class, a tenth of a forked kernel's start."""
+        if argv == []:
+            self.argv = []
+            return
+        super().parse_command_line(argv)
+
 
 def serve(connection_file: str, dataset_dir: str = helpers.DEFAULT_DATASET_DIR, tables_dir: str = "",
           on_bound: Callable[[], None] | None = None) -> None:
@@ -206,9 +214,10 @@ def serve(connection_file: str, dataset_dir: str = helpers.DEFAULT_DATASET_DIR, 
     ``on_bound`` runs once every socket is bound (``ipc`` only: the heartbeat binds in its own
     thread), before the first request is served: the sandbox's ``seal``.
     """
-    config = Config({"LockedDownKernel": {"dataset_dir": dataset_dir, "tables_dir": tables_dir}})
+    config = Config({"LockedDownKernel": {"dataset_dir": dataset_dir, "tables_dir": tables_dir},
+                     "LockedDownKernelApp": {"connection_file": connection_file}})
     app = LockedDownKernelApp.instance(config=config)
-    app.initialize(["-f", connection_file])
+    app.initialize([])
     if on_bound is not None:
         heartbeat = f"{app.ip}-{app.hb_port}"
         deadline = time.monotonic() + HEARTBEAT_BIND_SECONDS

@@ -117,10 +117,8 @@ class LockedDownShell(ZMQInteractiveShell):
 
 def prepare() -> None:
     """Set up what every kernel of this process shares (the template calls this before it forks): matplotlib
-    (``plots.prepare``), the kernel application (``serve`` configures it for its kernel) and the shell, with the
-    outputs and the policy that do not depend on the kernel."""
+    (``plots.prepare``) and the shell, with the outputs and the policy that do not depend on the kernel."""
     plots.prepare()
-    LockedDownKernelApp.instance()
     if LockedDownShell.initialized():
         return
     config = Config({"HistoryManager": {"enabled": False}})  # no history.sqlite, no saving thread
@@ -260,8 +258,7 @@ def serve(connection_file: str, dataset_dir: str = helpers.DEFAULT_DATASET_DIR, 
     """
     config = Config({"LockedDownKernel": {"dataset_dir": dataset_dir, "tables_dir": tables_dir},
                      "LockedDownKernelApp": {"connection_file": connection_file}})
-    app = LockedDownKernelApp.instance()  # built before the fork (``prepare``)
-    app.update_config(config)
+    app = LockedDownKernelApp.instance(config=config)
     app.initialize([])
     if on_bound is not None:
         heartbeat = f"{app.ip}-{app.hb_port}"

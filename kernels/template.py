@@ -17,8 +17,8 @@ inherits is pointed at ``/dev/null`` by the sandbox.
 
 Before it forks it imports ``PRELOAD`` (named there): numpy, pandas and pyarrow; Bokeh; matplotlib
 with pandas' plotting backend, set up by ``kernels.plots`` (Agg, PNG outputs, a Japanese font, the
-font list built); tqdm, ipywidgets and jupyter_mimetypes; and the kernel itself. A kernel forked from
-it imports any of those at no cost, and shares their memory.
+font list built); tqdm, ipywidgets and jupyter_mimetypes; and the kernel itself, whose IPython shell it builds
+(``kernels.kernel.prepare``). A kernel forked from it imports any of those at no cost, and shares their memory.
 
 It never runs card code itself. It must stay single-threaded so that fork is safe: the agent
 starts it with BLAS and jemalloc background threads switched off, and it checks at start.
@@ -84,14 +84,14 @@ def thread_count() -> int:
 
 
 def preload() -> None:
-    """Import ``PRELOAD``, set matplotlib up and read a dataset once (``helpers.warm_up``); then freeze every
-    object, so that no kernel's garbage collector writes to (and so copies) the pages it shares with the
-    template."""
-    from kernels import helpers, plots
+    """Import ``PRELOAD``, set matplotlib up and build the kernels' IPython shell (``kernel.prepare``), read a
+    dataset once (``helpers.warm_up``); then freeze every object, so that no kernel's garbage collector writes to
+    (and so copies) the pages it shares with the template."""
+    from kernels import helpers, kernel
 
     for name in PRELOAD:
         importlib.import_module(name)
-    plots.prepare()
+    kernel.prepare()
     helpers.warm_up()
     gc.freeze()
     if thread_count() != 1:

@@ -2,12 +2,14 @@
 
 The order of ``enter`` (each step needs the privileges the later ones give up):
 
-1. join the kernel's memory + pids cgroup;
+1. create the kernel's memory + pids cgroup;
 2. unshare the network, mount, PID, IPC and UTS namespaces (with ``user_namespace``, for an agent that
    is not root: inside a new user namespace that maps only the agent's own uid), then fork: the child is pid 1 of
    the new PID namespace and goes on; the caller's process stays outside as its reaper (it
    relays SIGINT, turns SIGTERM/SIGHUP into SIGKILL, and exits as the child did), and the
-   child dies with it (``PR_SET_PDEATHSIG``);
+   child dies with it (``PR_SET_PDEATHSIG``). The reaper moves the child and itself into the cgroup meanwhile
+   (the first move waits for an RCU grace period, 8 to 14 ms, which the child spends on the steps up to 6, where it
+   waits for the reaper's word); without a new PID namespace the caller joins the cgroup itself;
 3. a new session, and every inherited file descriptor but 0, 1, 2 and ``keep_fds`` pointed at
    ``/dev/null``;
 4. the mount view (read-only root, tmpfs workdir, the ipc directory, a fresh ``/proc``; in a user
@@ -27,7 +29,6 @@ import contextlib
 import functools
 import os
 import resource
-import select
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -54,6 +55,7 @@ from kernels.sandbox.seccomp_filter import SeccompFilter, SocketSeal
 LAYERS = ("cgroup", "namespaces", "mounts", "rlimits", "environment", "uid", "nnp", "landlock", "seccomp")
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 PROBE_UID = 65534  # the overflow uid: only ever used by probe's throwaway children
+CGROUP_JOINED = b"j"  # the reaper to the kernel: both are in the kernel's cgroup
 
 
 def default_readable() -> tuple[str, ...]:
@@ -127,10 +129,9 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
     """
     if not isinstance(config, SandboxConfig):
         config = SandboxConfig.from_dict(config)
-    if config.applies("cgroup"):
-        cgroup = config.cgroup()
+    cgroup = config.cgroup() if config.applies("cgroup") else None
+    if cgroup is not None:
         cgroup.create()
-        cgroup.add(os.getpid())
     parent_alive = None
     if config.applies("namespaces"):
         if config.user_namespace:
@@ -138,10 +139,12 @@ def enter(config: SandboxConfig | Mapping[str, Any]) -> None:
         else:
             namespaces.unshare(config.namespaces)
         if config.namespaces & namespaces.CLONE_NEWPID:
-            parent_alive = _fork_into_pid_namespace()
+            parent_alive = _fork_into_pid_namespace(cgroup)
             os.setsid()
         if config.namespaces & namespaces.CLONE_NEWUTS:
             namespaces.set_hostname(config.hostname)
+    if cgroup is not None and parent_alive is None:
+        cgroup.add(os.getpid())
     _detach_fds(config.keep_fds + ((parent_alive,) if parent_alive is not None else ()))
     block = environment.initial_block() if config.applies("environment") else None  # the view may lack /proc
     if config.applies("mounts"):
@@ -180,8 +183,9 @@ def seal(config: SandboxConfig | Mapping[str, Any]) -> None:
         SocketSeal().apply()
 
 
-def _fork_into_pid_namespace() -> int:
-    """Fork; the child (pid 1 of the new namespace) gets a pipe end that reads EOF once the parent is gone.
+def _fork_into_pid_namespace(cgroup: Cgroup | None) -> int:
+    """Fork; the child (pid 1 of the new namespace) gets a pipe end that reads ``CGROUP_JOINED`` once the parent
+    has moved both into ``cgroup``, and EOF once the parent is gone.
 
     The relayed signals stay blocked across the fork until the parent relays them: one sent
     to the parent right after the fork waits for its handler instead of killing it. Then both
@@ -193,6 +197,10 @@ def _fork_into_pid_namespace() -> int:
     child = os.fork()
     if child:
         os.close(read_end)
+        if cgroup is not None:
+            cgroup.add(child)
+            cgroup.add(os.getpid())
+        os.write(write_end, CGROUP_JOINED)
         _reap(child)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
     os.close(write_end)
@@ -218,10 +226,11 @@ def _reap(child: int) -> NoReturn:
 
 
 def _die_with_parent(parent_alive: int) -> None:
-    """SIGKILL this process when its reaper dies (set after the uid change, which clears it)."""
+    """SIGKILL this process when its reaper dies (set after the uid change, which clears it), once the reaper
+    has moved it into its cgroup."""
     prctl("namespaces", PR_SET_PDEATHSIG, signal.SIGKILL)
-    if select.select([parent_alive], [], [], 0)[0]:
-        os._exit(1)  # the reaper died before the signal was armed
+    if os.read(parent_alive, len(CGROUP_JOINED)) != CGROUP_JOINED:
+        os._exit(1)  # the reaper died (before the signal was armed, or without moving us into the cgroup)
     os.close(parent_alive)
 
 

@@ -48,6 +48,26 @@ async def test_each_kernel_has_its_own_uid_and_directory(launcher):
         assert (info.st_uid, info.st_mode & 0o777) == (kernel.uid, 0o700)
 
 
+async def test_kernels_of_one_template_share_no_state(launcher):
+    """Every kernel serves the shell the template built before it forked (``kernel.prepare``), each its own copy:
+    what one kernel defines, changes or counts, the next one does not see."""
+    first = await launcher.launch()
+    async with connected(launcher, first) as client:
+        for code in ("leak = 1", "import math\nmath.leak = 2", "get_ipython().user_ns['leak2'] = 3"):
+            reply = await client.execute_interactive(code, timeout=60)
+            assert reply["content"]["status"] == "ok", reply["content"]
+        assert reply["content"]["execution_count"] == 3
+    second = await launcher.launch()
+    async with connected(launcher, second) as client:
+        outputs: list[dict] = []
+        reply = await client.execute_interactive(
+            "import math\nprint(sorted(name for name in ('leak', 'leak2') if name in globals()), "
+            "hasattr(math, 'leak'), len(In))", timeout=60, output_hook=outputs.append)
+    assert reply["content"]["status"] == "ok", texts(outputs)
+    assert reply["content"]["execution_count"] == 1
+    assert texts(outputs) == "[] False 2\n"
+
+
 async def test_stop_kills_kernel_and_cleans_up(launcher):
     """Stopping a kernel kills its reaper and the kernel, both reaped (no zombie left to host init),
     and removes its directory."""

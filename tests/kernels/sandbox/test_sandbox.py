@@ -15,7 +15,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from kernels.sandbox import LAYERS, SandboxConfig, enter, namespaces, probe, unavailable
+from kernels.sandbox import LAYERS, SandboxConfig, SandboxError, enter, namespaces, probe, unavailable
+from kernels.sandbox.cgroups import Cgroup
 from kernels.sandbox.mounts import MS_BIND, MS_REMOUNT
 from tests.kernels.sandbox.bombs import fork_bomb, heap_hog, memfd_hog
 from tests.kernels.sandbox.helpers import LIBC, TEMPLATE, attempt, errno_of, report_fd, require, run, start
@@ -289,6 +290,25 @@ def test_kernel_dies_with_its_reaper(full):
         assert time.monotonic() < deadline, f"kernel survived its reaper: {cgroup.pids()}"
         time.sleep(0.01)
     assert child.result().exitcode == -signal.SIGKILL
+
+
+def _reaper_cannot_move_the_kernel(config: SandboxConfig, past: Connection) -> None:
+    def refuse(self: Cgroup, pid: int) -> None:
+        raise SandboxError("cgroup", f"cannot add pid {pid}")
+
+    Cgroup.add = refuse  # type: ignore[method-assign]  # in this test child only
+    _enter(config, past)
+    past.send("past the sandbox")  # only the kernel would get here
+
+
+def test_a_kernel_goes_no_further_than_its_reaper_moved_it(full):
+    """The reaper moves the kernel into its cgroup while the kernel builds its sandbox; where the reaper cannot, the
+    kernel exits before it drops its privileges rather than run outside its cgroup."""
+    past_r, past_w = TEMPLATE.Pipe(duplex=False)
+    outcome = start(_reaper_cannot_move_the_kernel, full, past_w).result()
+    assert outcome.error is not None and "cannot add pid" in outcome.error
+    assert not past_r.poll(2)
+    assert full.cgroup().pids() == set()
 
 
 def test_interrupt_reaches_the_kernel(full):

@@ -100,6 +100,7 @@ class Room:
         self.unsent: dict[Viewer, list[str]] = {}  # card keys whose output a viewer's snapshot still owes it (until sent)
         self.running: set[str] = set()  # cards being run because a snapshot found no result
         self.joining = 0  # viewers whose snapshot is being made
+        self.filling = asyncio.Lock()  # held by the snapshot reading outputs the room lacks from the cache
         self._announced: list[dict[str, str]] = []
         self._announcing: asyncio.TimerHandle | None = None
 
@@ -251,18 +252,19 @@ class DashboardHub(LoggingConfigurable):
         tiles = await self.dashboards.tiles(card_ids(version.document))
         ahead = await read_ahead(self.dashboards.cards.records, [card_version for _, card_version in tiles.values()])
         entries = version.document["cards"]
-        unknown = [entry for entry in entries if entry["key"] not in room.latest and entry["key"] not in room.running]
-        for entry in unknown:  # one after another: a cached result is parsed whole, and a dashboard may have many
-            result = await self._cached(viewer.user, version.document, entry, tiles, ahead)
-            key = entry["key"]
-            if key in room.latest:  # published while the cache answered
-                continue
-            if result is not None:
-                room.keep(key, result)
-                self._shown(room.dashboard_id, key, pinned_ids(result))
-            elif key not in room.running:  # many viewers joining at once start one run
-                room.running.add(key)
-                self._spawn(self._first_run(viewer.user, room, key))
+        async with room.filling:  # many viewers joining at once read the cache once, not each of them
+            unknown = [entry for entry in entries if entry["key"] not in room.latest and entry["key"] not in room.running]
+            for entry in unknown:  # one after another: a cached result is parsed whole, and a dashboard may have many
+                result = await self._cached(viewer.user, version.document, entry, tiles, ahead)
+                key = entry["key"]
+                if key in room.latest:  # published while the cache answered
+                    continue
+                if result is not None:
+                    room.keep(key, result)
+                    self._shown(room.dashboard_id, key, pinned_ids(result))
+                elif key not in room.running:  # many viewers joining at once start one run
+                    room.running.add(key)
+                    self._spawn(self._first_run(viewer.user, room, key))
         infos = {entry["key"]: _card_info(entry["card"], tiles, ahead) for entry in entries}
         # from here on no await: nothing is published between the snapshot and joining the room
         room.cards = {entry["key"]: entry["card"] for entry in entries}

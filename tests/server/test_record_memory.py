@@ -19,14 +19,19 @@ async def code_on(api, token: str, card_id: str) -> tuple[int, str | None]:
     return response.code, response.json()["code"] if response.code == 200 else None
 
 
-async def shows(api, token: str, card_id: str, expected: tuple[int, str | None], seconds: float = 2.0) -> bool:
-    """Whether ``api`` answers ``expected`` for the card within ``seconds`` (a bus message takes milliseconds)."""
+async def answers(read, expected: tuple, seconds: float = 2.0) -> bool:
+    """Whether ``read()`` answers ``expected`` within ``seconds`` (a bus message takes milliseconds)."""
     deadline = asyncio.get_running_loop().time() + seconds
-    while await code_on(api, token, card_id) != expected:
+    while await read() != expected:
         if asyncio.get_running_loop().time() > deadline:
             return False
         await asyncio.sleep(0.02)
     return True
+
+
+async def shows(api, token: str, card_id: str, expected: tuple[int, str | None]) -> bool:
+    """Whether ``api`` answers ``expected`` for the card within 2 s."""
+    return await answers(lambda: code_on(api, token, card_id), expected)
 
 
 async def save(api, token: str, card_id: str, version: int, code: str) -> None:
@@ -94,13 +99,8 @@ async def version_on(api, token: str, dashboard_id: str) -> tuple[int, int | Non
 
 
 async def dashboard_shows(api, token: str, dashboard_id: str, expected: tuple[int, int | None]) -> bool:
-    """Whether ``api`` answers ``expected`` for the dashboard within 2 s (a bus message takes milliseconds)."""
-    deadline = asyncio.get_running_loop().time() + 2.0
-    while await version_on(api, token, dashboard_id) != expected:
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
+    """Whether ``api`` answers ``expected`` for the dashboard within 2 s."""
+    return await answers(lambda: version_on(api, token, dashboard_id), expected)
 
 
 async def save_dashboard(api, token: str, dashboard_id: str, version: int, title: str) -> None:

@@ -93,6 +93,21 @@ Validator = jsonschema.validators.extend(
 """Draft 2020-12, without looking into a value over its size limit."""
 
 
+MAX_KEPT_VALIDATORS = 256
+_validators: dict[int, tuple[dict[str, Any], ValidatorProtocol]] = {}  # id(schema) -> the schema (held), its validator
+
+
+def validator_for(schema: dict[str, Any]) -> ValidatorProtocol:
+    """``Validator(schema)``, made once per schema object (a module's constant: validating a request against it
+    builds nothing); ``schema`` must not change afterwards. At most ``MAX_KEPT_VALIDATORS`` are kept."""
+    kept = _validators.get(id(schema))
+    if kept is None:
+        if len(_validators) >= MAX_KEPT_VALIDATORS:
+            _validators.clear()
+        kept = _validators[id(schema)] = (schema, Validator(schema))
+    return kept[1]
+
+
 def first_error(validator: ValidatorProtocol, instance: Any) -> jsonschema.ValidationError | None:
     """The most relevant of the first ``MAX_ERRORS`` errors of ``instance``; None if it is valid."""
     return jsonschema.exceptions.best_match(itertools.islice(validator.iter_errors(instance), MAX_ERRORS))

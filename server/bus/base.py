@@ -13,7 +13,9 @@ body), since the release before it reads only version 1 and a rolling deploy run
 (the next release's default).
 
 Handlers run on the event loop, in the order messages were published, and must not block; one that
-raises is logged and the others still run.
+raises is logged and the others still run. A task's own message, when it comes back, is not decoded: the task
+kept its envelope (``OWN_KEPT`` of them, its body copied, its raw values as they were), so that whatever the
+version its result is neither parsed nor serialised again there.
 
 While the bus is ``connected`` every task hears every message. While it is not (Redis unreachable), a task
 hears only its own: what must hold regardless (revocations) is kept in the store, and whoever depends on
@@ -23,6 +25,7 @@ the bus re-reads it when the bus comes back (``reconnected``) and, meanwhile, on
 from __future__ import annotations
 
 import abc
+import collections
 import dataclasses
 import json
 import uuid
@@ -41,6 +44,7 @@ log = get_logger("bi.bus")
 MESSAGE_VERSION = 2  # the newest envelope this release writes (when told to: ``Bus.message_version``)
 WRITTEN_VERSION = 1  # the envelope it writes by default: the previous release reads no other
 READABLE_VERSIONS = frozenset({1, 2})  # the envelopes it reads; others are logged and skipped
+OWN_KEPT = 64  # own messages whose envelope a task keeps until they come back (a topic no task listens to never does)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +124,7 @@ class Bus(LoggingConfigurable, metaclass=_BusMeta):
         self.handlers: dict[str, list[Handler]] = {}
         self.reconnected: list[Callable[[], None]] = []  # called when the bus connects again after a loss
         self.disconnected_at: float | None = None  # time.monotonic() since the bus is down; None while up
+        self._own: collections.OrderedDict[bytes, Envelope] = collections.OrderedDict()  # sent, until heard
 
     @property
     def connected(self) -> bool:
@@ -143,12 +148,16 @@ class Bus(LoggingConfigurable, metaclass=_BusMeta):
         """Stop listening and disconnect. Idempotent."""
 
     def encode(self, topic: str, body: dict[str, Any], raw: dict[str, bytes] | None) -> bytes:
-        """A message of this task, in the version it writes."""
-        return encode(Envelope(topic, self.origin, body, self.message_version, raw or {}))
+        """A message of this task, in the version it writes; its envelope is kept for ``deliver`` (``OWN_KEPT``)."""
+        data = encode(Envelope(topic, self.origin, body, self.message_version, raw or {}))
+        self._own[data] = Envelope(topic, self.origin, json.loads(json_io.dumps(body)), self.message_version, raw or {})
+        if len(self._own) > OWN_KEPT:
+            self._own.popitem(last=False)
+        return data
 
     def deliver(self, data: bytes) -> None:
-        """Hand the message in ``data`` to this task's handlers of its topic."""
-        envelope = decode(data)
+        """Hand the message in ``data`` to this task's handlers of its topic (one of this task's as it was sent)."""
+        envelope = self._own.pop(data, None) or decode(data)
         if envelope is None:
             return
         for handler in self.handlers.get(envelope.topic, ()):

@@ -10,7 +10,8 @@ from .base import Bus
 class LocalBus(Bus):
     """Delivers each message to this process's handlers before ``publish`` returns.
 
-    Messages are encoded and decoded as on Redis, so handlers get the same copies either way."""
+    Messages are encoded as on Redis and handed back as a task's own are there (``Bus.deliver``), so handlers
+    get the same copies either way."""
 
     async def start(self) -> None:
         pass

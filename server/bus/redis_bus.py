@@ -91,6 +91,7 @@ class RedisBus(Bus):
             await asyncio.sleep(self.reconnect_seconds)
 
     def _reconnected(self) -> None:
+        self._own.clear()  # what this task sent while it was not subscribed never comes back
         for callback in self.reconnected:
             try:
                 callback()

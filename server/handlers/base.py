@@ -268,20 +268,21 @@ class APIHandler(web.RequestHandler):
                 f"Send the body as JSON with 'Content-Type: application/json', not {quoted(content_type or '(none)')}.",
                 {"content_type": content_type[:100]}, code="json_content_type_required")
         body = json_io.loads(self.request.body or b"null", JSON_BODY_BYTES)
-        error = bounded.first_error(bounded.Validator(schema), body)
+        error = bounded.first_error(bounded.validator_for(schema), body)
         if error is not None:
             pointer = json_io.pointer_of(list(error.absolute_path)) or "/"
             raise InvalidRequestError(f"{pointer}: {schema_message(error)}", {"pointer": pointer})
         return body
 
     def write_json(self, body: Any, status: int = 200) -> None:
-        self._finish_json(json_io.dumps(body), status)
+        self.write_encoded(json_io.dumps(body), status)
 
     async def write_page_json(self, body: Any, status: int = 200) -> None:
         """``write_json`` for a page of table rows (up to megabytes): encoded in a thread, off the event loop."""
-        self._finish_json(await asyncio.to_thread(json_io.dumps, body), status)
+        self.write_encoded(await asyncio.to_thread(json_io.dumps, body), status)
 
-    def _finish_json(self, encoded: bytes, status: int) -> None:
+    def write_encoded(self, encoded: bytes, status: int = 200) -> None:
+        """Answer with ``encoded``, a JSON document already serialised (``json_io.dumps``)."""
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.answer = encoded

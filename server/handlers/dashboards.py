@@ -194,5 +194,5 @@ class DashboardCardRunHandler(APIHandler):
         assert self.user is not None
         body = self.json_body(RUN_SCHEMA)
         values: dict[str, Any] = body.get("parameters", {})
-        self.write_json(await self.settings["dashboard_hub"].run(self.user, dashboard_id, key, values,
-                                                                 body.get("force", False)))
+        self.write_encoded(await self.settings["dashboard_hub"].run(self.user, dashboard_id, key, values,
+                                                                    body.get("force", False)))

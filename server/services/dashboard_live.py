@@ -100,6 +100,7 @@ class Room:
         self.unsent: dict[Viewer, list[str]] = {}  # card keys whose output a viewer's snapshot still owes it (until sent)
         self.running: set[str] = set()  # cards being run because a snapshot found no result
         self.joining = 0  # viewers whose snapshot is being made
+        self.filling = asyncio.Lock()  # held by the snapshot reading outputs the room lacks from the cache
         self._announced: list[dict[str, str]] = []
         self._announcing: asyncio.TimerHandle | None = None
 
@@ -251,18 +252,19 @@ class DashboardHub(LoggingConfigurable):
         tiles = await self.dashboards.tiles(card_ids(version.document))
         ahead = await read_ahead(self.dashboards.cards.records, [card_version for _, card_version in tiles.values()])
         entries = version.document["cards"]
-        unknown = [entry for entry in entries if entry["key"] not in room.latest and entry["key"] not in room.running]
-        for entry in unknown:  # one after another: a cached result is parsed whole, and a dashboard may have many
-            result = await self._cached(viewer.user, version.document, entry, tiles, ahead)
-            key = entry["key"]
-            if key in room.latest:  # published while the cache answered
-                continue
-            if result is not None:
-                room.keep(key, result)
-                self._shown(room.dashboard_id, key, pinned_ids(result))
-            elif key not in room.running:  # many viewers joining at once start one run
-                room.running.add(key)
-                self._spawn(self._first_run(viewer.user, room, key))
+        async with room.filling:  # many viewers joining at once read the cache once, not each of them
+            unknown = [entry for entry in entries if entry["key"] not in room.latest and entry["key"] not in room.running]
+            for entry in unknown:  # one after another: a cached result is parsed whole, and a dashboard may have many
+                result = await self._cached(viewer.user, version.document, entry, tiles, ahead)
+                key = entry["key"]
+                if key in room.latest:  # published while the cache answered
+                    continue
+                if result is not None:
+                    room.keep(key, result)
+                    self._shown(room.dashboard_id, key, pinned_ids(result))
+                elif key not in room.running:  # many viewers joining at once start one run
+                    room.running.add(key)
+                    self._spawn(self._first_run(viewer.user, room, key))
         infos = {entry["key"]: _card_info(entry["card"], tiles, ahead) for entry in entries}
         # from here on no await: nothing is published between the snapshot and joining the room
         room.cards = {entry["key"]: entry["card"] for entry in entries}
@@ -306,9 +308,10 @@ class DashboardHub(LoggingConfigurable):
 
     # runs --------------------------------------------------------------------------
     async def run(self, user: User, dashboard_id: str, key: str, values: dict[str, Any],
-                  force: bool = False) -> dict[str, Any]:
-        """Run one card of the dashboard; with the default values its output goes to every viewer. ``force``
-        (owners and editors only) runs it past the cache."""
+                  force: bool = False) -> bytes:
+        """Run one card of the dashboard: its result as JSON text (serialised once, for every viewer and the caller);
+        with the default values its output goes to every viewer. ``force`` (owners and editors only) runs it past
+        the cache."""
         _, version, access = await self.dashboards.get_visible(user, dashboard_id)
         if force and access == "view":
             raise PermissionDeniedError("Only the dashboard's owner and editors may re-run its cards past the "
@@ -318,12 +321,13 @@ class DashboardHub(LoggingConfigurable):
             raise NotFoundError(f"The dashboard has no card {key!r}.")
         tiles = await self.dashboards.tiles([entry["card"]])
         if values:
-            return await self.run_card(user, version.document, entry, values, tiles, force=force)
+            return json_io.dumps(await self.run_card(user, version.document, entry, values, tiles, force=force))
         bound = _bound(version.document, entry, {}, tiles)
         result = await self.runner.run(user, entry["card"], bound, force, announce=False,
                                        told=self._queued(dashboard_id, key), shown=tiles.get(entry["card"]))
-        await self._publish(dashboard_id, key, entry["card"], bound, result)
-        return result
+        data = json_io.dumps(result)
+        await self._publish(dashboard_id, key, entry["card"], bound, result, data)
+        return data
 
     async def run_card(self, user: User, document: dict[str, Any], entry: dict[str, Any], values: dict[str, Any],
                        tiles: Tiles, told: Told | None = None, force: bool = False,
@@ -381,12 +385,13 @@ class DashboardHub(LoggingConfigurable):
         return lease
 
     async def _publish(self, dashboard_id: str | None, key: str | None, card_id: str, values: dict[str, Any],
-                       result: dict[str, Any]) -> None:
+                       result: dict[str, Any], data: bytes | None = None) -> None:
         """``result`` is the tile's output now (with no dashboard: the card's with ``values``), on every task:
-        serialised here once, and written by every task as it comes, with the tables it pins beside it."""
+        serialised once (``data``, if the caller did), and written by every task as it comes, with the tables it
+        pins beside it."""
         await self.bus.publish(OUTPUT, {"dashboard_id": dashboard_id, "card": key, "card_id": card_id,
                                         "values": values, "pins": pinned_ids(result)},
-                               raw={"result": json_io.dumps(result)})
+                               raw={"result": json_io.dumps(result) if data is None else data})
 
     def _on_output(self, envelope: Envelope) -> None:
         """A card ran on some task: the tile it ran for (if any) shows it, and so does every tile

@@ -61,8 +61,10 @@ class DashboardService(LoggingConfigurable):
         return None
 
     async def authorize(self, user: User, dashboard_id: str, needed: Access = "view") -> tuple[Dashboard, Access]:
-        """The dashboard and ``user``'s access if it is at least ``needed``; 404 with none, 403 with too little."""
-        dashboard = await self.store.get_dashboard(dashboard_id)
+        """The dashboard and ``user``'s access if it is at least ``needed``; 404 with none, 403 with too little.
+        Its record comes from this task's memory for a view (``record`` ), from the store for a change (which
+        names the version it was edited from)."""
+        dashboard = await (self.record(dashboard_id) if needed == "view" else self.store.get_dashboard(dashboard_id))
         granted = self._granted(await self.access(user, dashboard) if dashboard is not None else None, needed)
         assert dashboard is not None
         return dashboard, granted
@@ -111,14 +113,19 @@ class DashboardService(LoggingConfigurable):
         return {card.id: (card, version) for card, version in await self.cards.with_versions(cards)}
 
     # reads -----------------------------------------------------------------------
+    async def record(self, dashboard_id: str) -> Dashboard | None:
+        """The dashboard's record (owner, current version) as this task's memory keeps it (``record_memory.py``:
+        a new version or a deletion on any task drops it everywhere, over the bus), else from the store."""
+        return await self.cards.records.dashboard(dashboard_id)
+
     async def current(self, dashboard_id: str) -> DashboardVersion | None:
-        dashboard = await self.store.get_dashboard(dashboard_id)
+        dashboard = await self.record(dashboard_id)
         return await self.cards.records.dashboard_version(dashboard) if dashboard else None
 
     async def get_visible(self, user: User, dashboard_id: str) -> tuple[Dashboard, DashboardVersion, Access]:
         """The dashboard with its current version, if ``user`` may view it (its access and version read at once; the
-        version, never changed once stored, from this task's memory when kept there)."""
-        dashboard = await self.store.get_dashboard(dashboard_id)
+        record and version from this task's memory when kept there, the shares from the store)."""
+        dashboard = await self.record(dashboard_id)
         if dashboard is None:
             raise NotFoundError("No such dashboard.")
         access, version = await asyncio.gather(self.access(user, dashboard), self.cards.records.dashboard_version(dashboard))
@@ -315,8 +322,9 @@ class DashboardService(LoggingConfigurable):
         made for it (``created``)."""
         version = DashboardVersion(dashboard.id, expected + 1, stored, utcnow(), user.id, mark())
         try:
-            await settle(self.store.add_dashboard_version(version, expected), lambda: self._landed(version),
-                         lambda: self._drop_cards(created or []), dashboard_id=dashboard.id)
+            async with self.cards.records.changing("dashboard", dashboard.id):
+                await settle(self.store.add_dashboard_version(version, expected), lambda: self._landed(version),
+                             lambda: self._drop_cards(created or []), dashboard_id=dashboard.id)
         except ConflictError:
             latest = await self.store.get_dashboard(dashboard.id)
             if latest is None:
@@ -355,7 +363,8 @@ class DashboardService(LoggingConfigurable):
             dashboard = None
         if isinstance(shares, BaseException):
             raise shares
-        await self.store.delete_dashboard(dashboard_id, dashboard)
+        async with self.cards.records.changing("dashboard", dashboard_id):
+            await self.store.delete_dashboard(dashboard_id, dashboard)
         for share in shares:
             self._tell_revoked(dashboard_id, share.user_id)
         if dashboard is not None:

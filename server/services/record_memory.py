@@ -1,21 +1,22 @@
-"""Cards, datasets and their versions, and dashboards' versions, as recent requests read them, kept in this task's
-memory, so that viewing or running a card (a cache hit above all) or opening a dashboard costs no store round trip
+"""Cards, datasets and dashboards, and their versions, as recent requests read them, kept in this task's memory, so
+that viewing or running a card (a cache hit above all) or opening or re-running a dashboard costs no store round trip
 for the records it reads.
 
-A version never changes once stored (a dashboard's too: only its record, read by every caller, says which is
-current, who owns it, whether it exists). A card's or dataset's record (its owner, name, current version) changes
-with every save, rename and deletion, and the service that changed it calls ``changed(kind, id)`` (around the
-write: ``changing``, also when its outcome is unknown): the record
+A version never changes once stored. A record (a card's or dataset's owner, name, current version; a dashboard's
+owner and current version) changes with every save, rename and deletion, and the service that changed it calls
+``changed(kind, id)`` (around the write: ``changing``, also when its outcome is unknown): the record
 and its versions are forgotten here at once and, through the bus (``record.changed``), on every task before
 the next request there. As the result memory (``result_memory.py``): a task whose bus is down neither reads
 nor fills this memory (it might miss another task's changes), and forgets everything when the bus connects
 again; a read that overlapped a change is not kept; an entry is kept at most ``seconds``, within
 ``max_bytes`` (least recently used out first). Without a bus (``listen`` not called) every read goes to the
-store.
+store. A change is made from the store's record, never from what is kept here (the version it names is checked
+against the stored one).
 
-What decides rights is never only here: a dashboard's record and shares are read on every request; a card's owner
-never changes, and who else may see it is read from its dashboards' shares on every request (``DashboardService.card_access``); a user's role comes from the user
-record (``user_cache.py``, dropped on every task at each change of a user).
+What decides rights is never only here: an owner never changes (a card's, a dashboard's), and who else may see a
+dashboard or card is read from the dashboards' shares on every request (``DashboardService.access``,
+``card_access``); a user's role comes from the user record (``user_cache.py``, dropped on every task at each change
+of a user).
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class RecordMemory(LoggingConfigurable):
     async def dataset_versions(self, keys: list[tuple[str, int]]) -> list[DatasetVersion | None]:
         """The versions named by (dataset id, number), in their order: those kept, the rest in one batch read."""
         return await self._read_many("dataset", keys, self.store.get_dataset_versions)
+
+    async def dashboard(self, dashboard_id: str) -> Dashboard | None:
+        return await self._read("dashboard", dashboard_id, 0, lambda: self.store.get_dashboard(dashboard_id))
 
     async def dashboard_version(self, dashboard: Dashboard) -> DashboardVersion | None:
         """``dashboard``'s current version (as its record, just read, names it)."""

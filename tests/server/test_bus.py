@@ -120,6 +120,34 @@ async def test_raw_values_pass_as_they_are_and_releases_read_each_other(redis_se
         assert (old["v"], old["origin"], old["body"]) == (1, deploying.origin, body)
 
 
+async def test_a_task_hears_its_own_message_as_it_sent_it(redis_server):
+    """A task's own message comes back with its raw values byte for byte and a copy of its body, whatever the
+    version it writes (version 1 here: the result inside the body on the wire), not parsed and serialised again;
+    another task reads what came over the wire."""
+    result = b'{"outputs": [],  "cached":true}'  # not as json_io writes it
+    own, other = bus_of(redis_server), bus_of(redis_server)
+    heard: list[list[Envelope]] = [[], []]
+    for bus, seen in zip((own, other), heard, strict=True):
+        bus.subscribe("dashboard.output", seen.append)
+        await bus.start()
+    body = {"card": "n", "pins": ["t1"]}
+    try:
+        await own.publish("dashboard.output", body, raw={"result": result})
+        for _ in range(100):
+            if all(heard):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        for bus in (own, other):
+            await bus.close()
+    (mine,), (theirs,) = heard
+    assert mine.text("result") == result, "the task's own result as it sent it"
+    assert mine.body == body and mine.body is not body and mine.body["pins"] is not body["pins"]
+    assert theirs.text("result") == json.dumps(json.loads(result), separators=(",", ":")).encode()
+    assert theirs.body == {**body, "result": json.loads(result)}
+    assert not own._own, "forgotten once heard"
+
+
 async def test_a_message_whose_raw_lengths_do_not_add_up_is_skipped(redis_server):
     """A version 2 message cut short (or with bytes past its raw values) is logged and skipped, not half read."""
     bus = bus_of(redis_server)

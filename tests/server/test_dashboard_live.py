@@ -14,6 +14,7 @@ from server import limits
 from .test_card_socket import Socket, connect
 from .test_dashboards import document
 from .test_datasets import JAPANESE_CSV, upload
+from .test_result_memory import until
 from .test_sessions import root, start_cards  # noqa: F401 - fixtures
 
 
@@ -259,3 +260,39 @@ async def test_a_run_shows_on_every_tile_of_its_card(start_cards):
         assert message["type"] == "presence", message
     for socket in sockets:
         socket.close()
+
+
+async def test_viewers_joining_a_room_at_once_read_each_cached_output_once(start_cards):
+    """Many viewers opening a dashboard that nobody on the task watches read its cached outputs from the store
+    once between them, not once each (1,000 viewers spread over four tasks read them thousands of times, and the
+    store's slowness under that kept them from joining)."""
+    api = await start_cards()
+    owner = await api.login()
+    cards = [(await api.fetch("POST", "/api/cards", token=owner,
+                              json_body={"title": f"札 {n}", "code": f"print({n})"})).json()["id"] for n in range(2)]
+    spec = document(parameters=[], cards=[{"key": f"k{n}", "card": card_id} for n, card_id in enumerate(cards)],
+                    layout=[{"card": f"k{n}", "x": 0, "y": 4 * n, "w": 6, "h": 4} for n in range(2)])
+    dashboard_id = (await api.fetch("POST", "/api/dashboards", token=owner, json_body=spec)).json()["id"]
+    first = await join(api, owner, dashboard_id)
+    for key in ("k0", "k1"):
+        await output(first, key)  # run once: cached
+    first.close()
+    await until(lambda: not api.app.dashboard_hub.rooms, "the room to close")
+    api.app.card_runs.memory.clear()  # as on a task that never read them
+    store, reads = api.app.store_instance, []
+    read = store.get_cached_result
+
+    async def counted(key: str):
+        reads.append(key)
+        return await read(key)
+
+    store.get_cached_result = counted
+
+    async def viewer() -> None:
+        socket = await join(api, owner, dashboard_id)
+        for key in ("k0", "k1"):
+            await output(socket, key)
+        socket.close()
+
+    await asyncio.gather(*(viewer() for _ in range(6)))
+    assert len(reads) == 2, reads

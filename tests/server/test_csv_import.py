@@ -288,6 +288,14 @@ def test_duplicate_japanese_names_are_made_unique(tmp_path):
     assert table["名前_2"] == ["佐藤"]
 
 
+@pytest.mark.parametrize("codec", ["utf-8", "cp932", "utf-16"])
+@pytest.mark.parametrize("text", ["\r\n\n名前,名前,値\n山田,佐藤,1\n", '"名\r\n前",名前,名前\n山田,佐藤,1\n'])
+def test_names_made_unique_skip_blank_lines_and_a_header_of_several_lines(tmp_path, codec, text):
+    """Read again with the unique names, the records still start after the header: not after its first line."""
+    result, table = convert(tmp_path, text, codec=codec)
+    assert result.row_count == 1 and list(table.values())[1:] == [["佐藤"], [1]]
+
+
 # Types
 
 

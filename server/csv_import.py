@@ -595,44 +595,47 @@ def _parse_chunks(chunks: Iterator[memoryview], plan: _Plan) -> Generator[pa.Tab
     threads.
 
     ``pyarrow.csv.read_csv`` of a chunk without ``newlines_in_values`` costs a third less CPU than the
-    streaming reader, and runs while another thread writes. The first table, from ``FIRST_BLOCK_SIZE`` bytes,
-    sets every column's type for the others: a later value that does not fit fails its conversion as in the
-    streaming reader's later blocks. While it is parsed, the next chunks are read (up to ``PARSE_THREADS + 1``).
+    streaming reader, and runs while another thread writes. The head (the first ``PARSE_THREADS`` chunks,
+    ``FIRST_BLOCK_SIZE`` bytes in all) sets every column's type for the rest: its chunks are parsed at once, each
+    inferring its own, and again as one when they disagree (types every chunk infers are those of all their rows).
+    A later value that does not fit fails its conversion as in the streaming reader's later blocks.
     """
     pending: collections.deque[concurrent.futures.Future[pa.Table]] = collections.deque()
     with concurrent.futures.ThreadPoolExecutor(PARSE_THREADS) as pool:
         try:
-            parsing = pool.submit(_parse_chunk, next(chunks, memoryview(b"")), plan)
-            ahead: collections.deque[memoryview] = collections.deque()
-            while not parsing.done() and len(ahead) <= PARSE_THREADS and (chunk := next(chunks, None)):
-                ahead.append(chunk)
-            first = parsing.result()
-            typed = dataclasses.replace(plan, column_types=dict(zip(first.schema.names, first.schema.types, strict=True)))
-            pending.extend(pool.submit(_parse_chunk, chunk, typed) for chunk in ahead)
-            ahead.clear()
-            yield first
-            del first
+            head = list(itertools.islice(chunks, PARSE_THREADS)) or [memoryview(b"")]
+            pending.extend(pool.submit(_parse_chunk, chunk, plan) for chunk in head)
+            tables = [future.result() for future in pending]
+            pending.clear()
+            if any(table.schema != tables[0].schema for table in tables):
+                tables = [_parse_chunk(memoryview(b"".join(head)), plan)]
+            del head
+            schema = tables[0].schema
+            typed = dataclasses.replace(plan, column_types=dict(zip(schema.names, schema.types, strict=True)))
             while True:
                 while len(pending) <= PARSE_THREADS and (chunk := next(chunks, None)):
                     pending.append(pool.submit(_parse_chunk, chunk, typed))
-                if not pending:
+                if tables:
+                    yield tables.pop(0)
+                elif not pending:
                     return
-                yield pending.popleft().result()
+                else:
+                    yield pending.popleft().result()
         finally:
             for future in pending:
                 future.cancel()
 
 
 def _line_chunks(file: io.BufferedReader) -> Iterator[memoryview]:
-    """The rest of ``file`` in chunks of whole lines, of ``FIRST_BLOCK_SIZE`` bytes then about ``CHUNK_BYTES``;
-    ``_Serial`` when one may not hold whole records.
+    """The rest of ``file`` in chunks of whole lines: ``PARSE_THREADS`` of ``FIRST_BLOCK_SIZE`` bytes in all, then
+    of about ``CHUNK_BYTES``; ``_Serial`` when one may not hold whole records.
 
     A cut at a newline inside a quoted field would split a record: a chunk holding a quote is refused (0x22 is
     never part of a character of a raw file), as is one that is followed by more but holds no newline (CR line
     ends, or a line longer than a chunk).
     """
-    size = FIRST_BLOCK_SIZE
-    while chunk := file.read(size):
+    sizes = itertools.chain([FIRST_BLOCK_SIZE // PARSE_THREADS] * PARSE_THREADS, itertools.repeat(CHUNK_BYTES))
+    while chunk := file.read(size := next(sizes)):
         end = len(chunk)
         if end == size:  # more may follow: the chunk ends after its last newline, the rest is read again
             end = chunk.rfind(b"\n") + 1
@@ -642,7 +645,6 @@ def _line_chunks(file: io.BufferedReader) -> Iterator[memoryview]:
         if chunk.find(b'"', 0, end) >= 0:
             raise _Serial()
         yield memoryview(chunk)[:end]
-        size = CHUNK_BYTES
 
 
 def _parse_chunk(chunk: memoryview, plan: _Plan) -> pa.Table:

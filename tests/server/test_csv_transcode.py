@@ -190,6 +190,20 @@ def test_chunks_read_while_the_head_is_parsed_take_its_types_and_widen_them(smal
     assert table.column("店舗").to_pylist() == [f"東京{'ｱ' * (n % 5)}" if n != 12 else "大阪" for n in range(60)]
 
 
+@pytest.mark.parametrize(("early", "late", "expected"), [
+    ("{n}", "1.5", pa.float64()), ("{n}", "東京", pa.string()), ("", "{n}", pa.int64())])
+def test_the_head_s_chunks_parsed_apart_type_a_column_as_the_whole_head(small_chunks, tmp_path, early, late, expected):
+    """The head's two chunks (64 bytes each) infer their types apart: where they differ (integers, then a float or
+    text in the second; nothing, then integers), the column gets the type of all the head's rows."""
+    values = [(early if n < 12 else late).format(n=n) for n in range(40)]
+    source = tmp_path / "cp932.csv"
+    source.write_bytes(("番号,店舗\n" + "".join(f"{value},東京\n" for value in values)).encode("cp932"))
+    convert_csv_to_parquet(source, tmp_path / "cp932.parquet", encoding="cp932")
+    column = pq.read_table(tmp_path / "cp932.parquet").column("番号")
+    assert column.type == expected
+    assert column.to_pylist() == [None if value == "" else pa.scalar(value).cast(expected).as_py() for value in values]
+
+
 def test_a_text_column_met_late_in_a_number_column_is_transcoded(small_chunks, tmp_path):
     """Japanese text in the last chunk of a column typed as integers by the head: the column is read again as text,
     and that text is transcoded."""

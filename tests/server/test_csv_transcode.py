@@ -278,3 +278,21 @@ def test_a_large_file_converts_as_its_utf8_twin(tmp_path, encoding):
     twin = convert_csv_to_parquet(utf8, tmp_path / "utf8.parquet")
     assert ours.encoding == encoding and ours.row_count == twin.row_count == 250_000
     assert pq.read_table(tmp_path / "legacy.parquet").equals(pq.read_table(tmp_path / "utf8.parquet"))
+
+
+def test_a_wide_file_read_raw_in_small_blocks_converts_as_its_utf8_twin(tmp_path, monkeypatch):
+    """A file of more than ``WIDE_COLUMNS`` columns goes to the streaming reader, one small block at a time: each
+    batch's text is transcoded, and a column widened in a later block is widened as in the UTF-8 twin."""
+    monkeypatch.setattr(csv_import, "WIDE_BLOCK_SIZE", 4096)
+    header = ",".join(f"列{column}" for column in range(120))
+    rows = [",".join(f"東京{row}" if column % 3 == 0 else str(row * column) for column in range(120)) for row in range(300)]
+    rows[250] = rows[250].replace(",250,", ",250.5,", 1)
+    text = header + "\n" + "\n".join(rows) + "\n"
+    legacy, utf8 = tmp_path / "legacy.csv", tmp_path / "utf8.csv"
+    legacy.write_bytes(text.encode("cp932"))
+    utf8.write_bytes(text.encode())
+    convert_csv_to_parquet(legacy, tmp_path / "legacy.parquet", encoding="cp932")
+    convert_csv_to_parquet(utf8, tmp_path / "utf8.parquet")
+    table = pq.read_table(tmp_path / "legacy.parquet")
+    assert table.num_rows == 300 and table.schema.field("列1").type == pa.float64()
+    assert table.equals(pq.read_table(tmp_path / "utf8.parquet"))

@@ -66,6 +66,7 @@ SAMPLE_PIECE_BYTES = 64 << 10
 SAMPLE_PIECES = 4
 DETECTION_BYTES = 160 << 10
 SNIFF_CHARS = 64 << 10
+SNIFF_BYTES = 4 * SNIFF_CHARS  # hold SNIFF_CHARS characters in any encoding
 DELIMITERS = (",", "\t", ";", "|")
 TIMESTAMP_PARSERS = (pacsv.ISO8601, "%Y/%m/%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M")
 
@@ -505,8 +506,15 @@ def _superset(name: str, data: bytes) -> str:
 
 
 def _decode_head(sample: _Sample, encoding: str) -> str:
+    """The head as text, or only its first ``SNIFF_BYTES`` when the header ends in them: the rest of it is not read
+    (decoding a 1 MB CP932 head took 6 ms, on the way to the first parsed row)."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
-    return decoder.decode(sample.head, final=sample.whole)
+    if sample.whole:
+        return decoder.decode(sample.head, final=True)
+    text = decoder.decode(sample.head[:SNIFF_BYTES])
+    if _header_shape(text, ",")[2]:  # where the header ends does not depend on the delimiter
+        return text
+    return text + decoder.decode(sample.head[SNIFF_BYTES:])
 
 
 def _sniff_delimiter(text: str) -> str:

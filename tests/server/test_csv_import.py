@@ -470,6 +470,14 @@ def test_the_header_is_measured_as_pyarrow_reads_it(tmp_path):
     assert error.code == "too_many_columns" and error.details == {"columns": 3, "limit": 2}
 
 
+@pytest.mark.parametrize("codec", ["utf-8", "cp932"])
+def test_a_header_ending_past_the_sniffed_bytes_is_read_whole(tmp_path, codec):
+    """A header longer than the head's first bytes decoded for sniffing (but within the limit) is measured whole."""
+    name = "売上" * 50_000  # 300 KB of UTF-8, 200 KB of CP932
+    result, table = convert(tmp_path, f"{name},b\n" + "1,2\n" * 300_000, codec=codec, encoding=codec)  # past the head
+    assert [c.name for c in result.columns] == [name, "b"] and result.delimiter == "," and result.row_count == 300_000
+
+
 def test_a_header_with_no_end_in_the_head_is_too_long(tmp_path, small_sample):
     """A first line that does not end within the sampled head is refused before conversion."""
     error = fail(tmp_path, "a" * 10_000 + ",b\n1,2\n" + "3,4\n" * 2000)

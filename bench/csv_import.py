@@ -10,7 +10,7 @@ MB/s of each, the ratios (of the best runs, the median of the rounds', and of CP
 peak memory during each upload (after a 1 MB warm-up upload, so one-time initialisation is not
 counted): the server's RSS, and the sum of
 the unique set sizes (USS: private pages) of the server and every process it starts (its
-executor agent and kernels, the CSV decoding processes), sampled every 250 ms (reading
+executor agent and kernels), sampled every 250 ms (reading
 smaps_rollup holds each process's memory map lock: sampling every 20 ms made the upload it
 measured twice as slow). Also the CPU seconds of each (the server's own and its ended children's, for an
 upload): on a shared machine the wall clock swings with the load, the CPU time much less.

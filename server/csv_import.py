@@ -3,13 +3,13 @@
 A byte sample (the head plus a few pieces from further in) picks the encoding: a BOM, strict
 UTF-8, else charset-normalizer. The decoded head picks the delimiter. A feed hands pyarrow's
 streaming CSV reader the file as UTF-8, one block at a time and only a few blocks ahead of
-the batches consumed, transcoding in small steps (a large CP932 or EUC-JP file in chunks on
-worker processes, ``server.csv_decode``); a second thread writes the batches,
+the batches consumed, transcoding in small steps; a second thread writes the batches,
 gathered into row groups, to a ParquetWriter. Memory is thus bounded by a few blocks and
-one row group whatever the file size or core count. Such a large CP932 or EUC-JP file without
-a quote skips the streaming reader: its decoded chunks, cut at newlines, are parsed apart on
-threads (``_parse_chunks``); a quote met further in reads the file again the streaming way.
-A wide file (more than ``WIDE_COLUMNS``
+one row group whatever the file size or core count. A CP932 or EUC-JP file is not transcoded: pyarrow
+parses its own bytes, after the header (whose names are decoded here), and only its text columns are
+decoded (``server.csv_transcode``). Such a file without a quote skips the streaming reader: its chunks,
+cut at newlines, are parsed and their text decoded apart on threads (``_parse_chunks``); a quote met
+further in reads the file again the streaming way. A wide file (more than ``WIDE_COLUMNS``
 columns) is read in small blocks on one thread: its cost per block grows with its columns (each
 column's builders, on each conversion thread), and what the pool freed goes back to the system after
 each row group. Column types come from the first
@@ -30,7 +30,6 @@ import dataclasses
 import encodings
 import io
 import itertools
-import os
 import pkgutil
 import re
 import threading
@@ -44,9 +43,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from charset_normalizer.md import mess_ratio
 
-from server.csv_decode import PARALLEL_ENCODINGS, DecodeWorkers, ParallelDecoder, UndecodableLine
+from server.csv_transcode import reads_raw, transcode_text
 from server.errors import InvalidRequestError, UnprocessableError, quoted
-from server.limits import CSV_COLUMNS, CSV_DECODE_PROCESSES, CSV_HEADER_CHARS, CSV_ROW_BYTES
+from server.limits import CSV_COLUMNS, CSV_HEADER_CHARS, CSV_ROW_BYTES
 from server.models import Column
 
 FIRST_BLOCK_SIZE = 8 << 20
@@ -55,11 +54,11 @@ WIDE_COLUMNS = 100  # a file wider is read in WIDE_BLOCK_SIZE blocks on one thre
 WIDE_BLOCK_SIZE = 1 << 20
 LONGEST_ROW_BYTES = CSV_ROW_BYTES  # blocks grow to this for long rows (a few are in memory at once)
 TRANSCODE_STEP = 256 << 10
-PARALLEL_DECODE_BYTES = 8 << 20  # a CP932 or EUC-JP file this large is decoded by processes (server.csv_decode)
-PARSE_THREADS = 2  # threads parsing decoded chunks apart (pyarrow releases the GIL)
+CHUNK_BYTES = 2 << 20  # a raw file without a quote is parsed in chunks of about this many bytes (after the first)
+PARSE_THREADS = 2  # threads parsing chunks apart (pyarrow releases the GIL)
 READ_AHEAD_BLOCKS = 3
 READ_AHEAD_TIMEOUT = 2.0
-ROW_GROUP_BYTES = 8 << 20
+ROW_GROUP_BYTES = 4 << 20  # the last group is written after all is read; 8 MB ones made a file only 0.4 % smaller
 MAX_ATTEMPTS = 8
 COMPRESSION = "zstd"
 SAMPLE_HEAD_BYTES = 1 << 20
@@ -67,6 +66,7 @@ SAMPLE_PIECE_BYTES = 64 << 10
 SAMPLE_PIECES = 4
 DETECTION_BYTES = 160 << 10
 SNIFF_CHARS = 64 << 10
+SNIFF_BYTES = 4 * SNIFF_CHARS  # hold SNIFF_CHARS characters in any encoding
 DELIMITERS = (",", "\t", ";", "|")
 TIMESTAMP_PARSERS = (pacsv.ISO8601, "%Y/%m/%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M")
 
@@ -90,6 +90,7 @@ _BOM_REQUIRED = {"utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
                  "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)}
 # Text codecs made for something other than files: domain names, Python literals, mail headers.
 _NOT_FOR_FILES = ("idna", "punycode", "undefined", "unicode_escape", "raw_unicode_escape", "utf_7", "charmap")
+_RAGGED_ROW = re.compile(r"CSV parse error: (?:Row #\d+: )?Expected (\d+) columns, got (\d+)")  # then the row
 _CONVERSION_ERROR = re.compile(
     r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to [^:]+: invalid value '(.*)'\Z", re.S
 )
@@ -149,8 +150,10 @@ class _Plan:
     column_types: Mapping[str, pa.DataType] = dataclasses.field(default_factory=dict)
     block_size: int = 0  # past the first block; 0: BLOCK_SIZE (WIDE_BLOCK_SIZE for a wide file)
     wide: bool = False  # more than WIDE_COLUMNS columns
-    parallel: int = 0  # processes that decode the file (0: this thread does)
-    chunked: bool = False  # their chunks are parsed apart, on threads (no quote in the file: see _parse_chunks)
+    skip_rows: int = 1  # lines before the records when column_names are given (not raw): ``_header_lines``
+    raw: bool = False  # pyarrow parses the file's own bytes from ``start``, and its text columns are transcoded
+    start: int = 0  # where the records start in a raw file (after the header, whose names are column_names)
+    chunked: bool = False  # a raw file's chunks are parsed apart, on threads (no quote in it: see _parse_chunks)
 
     @property
     def blocks(self) -> tuple[int, int]:
@@ -172,11 +175,11 @@ class _Retry(Exception):
 
 
 class _RaggedRow(Exception):
-    """A record had more or fewer fields than the header."""
+    """A record had ``actual`` fields, not the header's ``expected``."""
 
-    def __init__(self, row: pacsv.InvalidRow):
+    def __init__(self, expected: int, actual: int):
         super().__init__("ragged row")
-        self.row = row
+        self.expected, self.actual = expected, actual
 
 
 class _LongRow(Exception):
@@ -184,29 +187,11 @@ class _LongRow(Exception):
 
 
 class _Serial(Exception):
-    """A decoded chunk cannot be parsed apart from the others: read the file again with one streaming reader."""
+    """A chunk cannot be parsed apart from the others: read the file again with one streaming reader."""
 
 
 class _BadBytes(Exception):
     """Bytes invalid in the encoding reached pyarrow's native UTF-8 path."""
-
-
-class _RaggedRowCatcher:
-    """An ``invalid_row_handler`` that remembers the first bad row and fails the read, until ``stop``: once a read
-    has failed and its feed is stopped, pyarrow's threads may still parse the partial line before the cut as the
-    file's last row, which is not the file's."""
-
-    def __init__(self) -> None:
-        self.row: pacsv.InvalidRow | None = None
-        self.stopped = False
-
-    def __call__(self, row: pacsv.InvalidRow) -> str:
-        if self.row is None and not self.stopped:
-            self.row = row
-        return "error"
-
-    def stop(self) -> None:
-        self.stopped = True
 
 
 def _file_encodings() -> frozenset[str]:
@@ -254,25 +239,6 @@ def _convert(
     sample = _read_sample(source)
     if given is not None:
         _check_byte_order_mark(sample, given.name)
-    with _workers_ahead(source, sample, given) as ahead:
-        return _convert_sampled(source, target, sample, given, delimiter, max_columns, ahead)
-
-
-def _workers_ahead(source: Path, sample: _Sample, given: _Encoding | None) -> contextlib.AbstractContextManager[
-        DecodeWorkers | None]:
-    """The decoding processes of a file large enough for them, started before its encoding is detected (their
-    start, tens of milliseconds, then overlaps the detection) when it is named as one they decode or is not
-    UTF-8; closed unused if the encoding turns out to be one they do not decode."""
-    processes = _decode_processes(source)
-    likely = given.name in PARALLEL_ENCODINGS if given is not None else not (
-        sample.head.startswith(tuple(bom for bom, _ in _BOMS)) or _is_utf8(sample))
-    return DecodeWorkers(processes) if processes and likely else contextlib.nullcontext()
-
-
-def _convert_sampled(
-    source: Path, target: Path, sample: _Sample, given: _Encoding | None, delimiter: str | None, max_columns: int,
-    ahead: DecodeWorkers | None,
-) -> ImportResult:
     chosen = given or _detect_encoding(sample)
     try:
         text = _decode_head(sample, chosen.name)
@@ -282,20 +248,16 @@ def _convert_sampled(
         raise UnprocessableError("The file is empty.", {"line": None, "reason": "empty file"})
     chosen_delimiter = delimiter or _sniff_delimiter(text)
     columns = _check_header(text, chosen_delimiter, sample.whole, max_columns)
-    parallel = _decode_processes(source) if chosen.name in PARALLEL_ENCODINGS else 0
-    if ahead is not None and not parallel:
-        ahead.close()
     wide = columns > WIDE_COLUMNS
-    plan = _Plan(chosen.name, chosen_delimiter, wide=wide, parallel=parallel,
-                 chunked=bool(parallel) and not wide and not any(b'"' in part for part in (sample.head, *sample.pieces)))
+    plan = _Plan(chosen.name, chosen_delimiter, wide=wide, skip_rows=_header_lines(text, chosen_delimiter))
     try:
-        rows, schema = _convert_with_retries(source, target, plan, ahead if parallel else None)
-    except UndecodableLine as exc:
-        raise _encoding_error(source, chosen, exc.line) from None
+        if reads_raw(chosen.name, chosen_delimiter):
+            plan = _raw_plan(plan, sample, text)
+        rows, schema = _convert_with_retries(source, target, plan)
     except (UnicodeError, _BadBytes):
         raise _encoding_error(source, chosen) from None
     except _RaggedRow as ragged:
-        raise _ragged_error(source, plan, ragged.row) from None
+        raise _ragged_error(source, plan, chosen, ragged.expected, ragged.actual) from None
     except _LongRow:
         limit = LONGEST_ROW_BYTES >> 20
         raise UnprocessableError(
@@ -316,14 +278,6 @@ def _convert_sampled(
         delimiter=plan.delimiter,
         delimiter_detected=delimiter is None,
     )
-
-
-def _decode_processes(source: Path) -> int:
-    """The processes that decode ``source`` if its encoding is cut at newlines: a large file, on several cores."""
-    cores = min(len(os.sched_getaffinity(0)), CSV_DECODE_PROCESSES)
-    if cores < 2 or source.stat().st_size < PARALLEL_DECODE_BYTES:
-        return 0
-    return cores
 
 
 def _check_byte_order_mark(sample: _Sample, encoding: str) -> None:
@@ -359,6 +313,8 @@ def _check_header(text: str, delimiter: str, whole: bool, max_columns: int) -> i
 
 
 _HEADER_TOKENS: dict[str, re.Pattern[str]] = {}
+_LINE_BREAK = re.compile(rb"[\r\n]")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _header_shape(text: str, delimiter: str) -> tuple[int, int, bool]:
@@ -378,6 +334,34 @@ def _header_shape(text: str, delimiter: str) -> tuple[int, int, bool]:
         else:
             return columns, match.start() - start, True
     return columns, len(text) - start, False
+
+
+def _header_lines(text: str, delimiter: str) -> int:
+    """The lines up to the end of the header in ``text`` (the decoded head): blank lines before it and those of its
+    quoted line breaks too, as pyarrow's ``skip_rows`` counts them (it skips lines, not records)."""
+    skipped = len(text) - len(text.lstrip("\r\n"))
+    _, length, _ = _header_shape(text, delimiter)
+    return len(_LINE_END.findall(text, 0, skipped + length)) + 1
+
+
+def _raw_plan(plan: _Plan, sample: _Sample, text: str) -> _Plan:
+    """``plan`` for a file pyarrow parses from its own bytes (``server.csv_transcode``): its records start after
+    the header, whose names are decoded here (``UnicodeDecodeError`` for a byte the encoding does not decode)
+    and read as pyarrow reads them; its chunks are parsed apart unless it is wide or its sample holds a quote.
+
+    ``text`` is the decoded head: the header ends at the line break after as many as it holds (each is one byte).
+    """
+    skipped = len(text) - len(text.lstrip("\r\n"))
+    _, length, _ = _header_shape(text, plan.delimiter)
+    inside = sum(map(text[: skipped + length].count, "\r\n"))
+    breaks = [match.start() for match in itertools.islice(_LINE_BREAK.finditer(sample.head), inside + 1)]
+    end = breaks[inside] if len(breaks) > inside else len(sample.head)
+    header = sample.head[:end].decode(plan.encoding) + "\n" + plan.delimiter  # pyarrow reads no header alone
+    names = pacsv.read_csv(pa.py_buffer(header.encode()), parse_options=pacsv.ParseOptions(
+        delimiter=plan.delimiter, invalid_row_handler=lambda row: "skip")).column_names
+    quoted = any(b'"' in part for part in (sample.head, *sample.pieces))
+    return dataclasses.replace(plan, raw=True, start=end + 1, column_names=tuple(_unique_names(names)),
+                               chunked=not plan.wide and not quoted)
 
 
 def _read_sample(source: Path) -> _Sample:
@@ -522,8 +506,15 @@ def _superset(name: str, data: bytes) -> str:
 
 
 def _decode_head(sample: _Sample, encoding: str) -> str:
+    """The head as text, or only its first ``SNIFF_BYTES`` when the header ends in them: the rest of it is not read
+    (decoding a 1 MB CP932 head took 6 ms, on the way to the first parsed row)."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
-    return decoder.decode(sample.head, final=sample.whole)
+    if sample.whole:
+        return decoder.decode(sample.head, final=True)
+    text = decoder.decode(sample.head[:SNIFF_BYTES])
+    if _header_shape(text, ",")[2]:  # where the header ends does not depend on the delimiter
+        return text
+    return text + decoder.decode(sample.head[SNIFF_BYTES:])
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -548,54 +539,51 @@ def _consistency(chunk: str, delimiter: str) -> tuple[float, int]:
     return (sum(len(row) == width for row in rows) / len(rows), width)
 
 
-def _convert_with_retries(source: Path, target: Path, plan: _Plan, ahead: DecodeWorkers | None) -> tuple[int, pa.Schema]:
-    """Attempts with ever wider types; the last one reads every column as a string. The first one decodes with
-    the processes started ``ahead``, if any."""
+def _convert_with_retries(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
+    """Attempts with ever wider types; the last one reads every column as a string."""
     names: list[str] = []
     for _ in range(MAX_ATTEMPTS - 1):
         try:
-            return _attempt(source, target, plan, ahead)
+            return _attempt(source, target, plan)
         except _Retry as retry:
             target.unlink(missing_ok=True)
             plan, names = retry.plan, retry.names
-        ahead = None  # ended with the attempt
     all_strings = dataclasses.replace(plan, column_types=dict.fromkeys(names, pa.string()))
     return _attempt(source, target, all_strings)
 
 
-def _attempt(source: Path, target: Path, plan: _Plan, workers: DecodeWorkers | None = None) -> tuple[int, pa.Schema]:
+def _attempt(source: Path, target: Path, plan: _Plan) -> tuple[int, pa.Schema]:
     """One full read (again with longer blocks for a long row); raises _Retry when the header or a
-    column type must change. The decoding processes are ``workers`` (new ones if None); they end with it."""
-    catcher = _RaggedRowCatcher()
+    column type must change."""
     schema = None
     try:
-        with source.open("rb") as file, contextlib.ExitStack() as stack:
-            workers = stack.enter_context(workers or DecodeWorkers(plan.parallel)) if plan.parallel else None
-            if plan.chunked and workers is not None:
-                tables = stack.enter_context(contextlib.closing(
-                    _parse_chunks(ParallelDecoder(source, plan.encoding, workers), plan, catcher)))
-                first = next(tables)
-                schema = first.schema
-                _check_columns(schema, plan)
-                parts = itertools.chain([first], tables)
-                del first  # written and gone with its row group
-                return _write(schema, parts, target), schema
-            decoder = ParallelDecoder(source, plan.encoding, workers) if workers is not None else None
-            feed = _Utf8Feed(file, plan.encoding, plan.blocks, decoder)
+        with source.open("rb") as file:
+            file.seek(plan.start)
+            if plan.chunked:
+                with contextlib.closing(_parse_chunks(_line_chunks(file), plan)) as tables:
+                    first = next(tables)
+                    schema = first.schema
+                    _check_columns(schema, plan)
+                    parts = itertools.chain([first], tables)
+                    del first  # written and gone with its row group
+                    return _write(schema, parts, target), schema
+            feed = _Utf8Feed(file, None if plan.raw or plan.encoding in _NATIVE_UTF8 else plan.encoding, plan.blocks)
             try:
-                reader = pacsv.open_csv(pa.PythonFile(feed, mode="r"), **_reader_options(plan, catcher))
+                reader = pacsv.open_csv(pa.PythonFile(feed, mode="r"), **_reader_options(plan))
                 schema = reader.schema
                 _check_columns(schema, plan)
-                return _write(reader.schema, _consumed(reader, feed.batch_consumed), target), schema
+                batches = _consumed(reader, feed.batch_consumed)
+                return _write(schema, (transcode_text(batch, plan.encoding) for batch in batches) if plan.raw
+                              else batches, target), schema
             finally:
-                catcher.stop()  # before the feed ends the file early
                 feed.stop()
     except _Serial:
         target.unlink(missing_ok=True)
         return _attempt(source, target, dataclasses.replace(plan, chunked=False))
     except pa.ArrowInvalid as exc:
-        if catcher.row is not None:
-            raise _RaggedRow(catcher.row) from exc
+        ragged = _RAGGED_ROW.match(str(exc))
+        if ragged:
+            raise _RaggedRow(int(ragged[1]), int(ragged[2])) from exc
         if "invalid UTF8" in str(exc):
             raise _BadBytes() from exc
         if "straddling" in str(exc):  # a row longer than a block: read again with longer blocks
@@ -610,92 +598,89 @@ def _attempt(source: Path, target: Path, plan: _Plan, workers: DecodeWorkers | N
         raise _Retry(widened, schema.names) from exc
 
 
-def _parse_chunks(decoder: ParallelDecoder, plan: _Plan, catcher: _RaggedRowCatcher) -> Generator[pa.Table]:
-    """The file's rows as tables, in order: the decoded chunks parsed apart on ``PARSE_THREADS`` threads.
+def _parse_chunks(chunks: Iterator[memoryview], plan: _Plan) -> Generator[pa.Table]:
+    """The file's rows as tables, in order: its chunks parsed, and their text decoded, apart on ``PARSE_THREADS``
+    threads.
 
     ``pyarrow.csv.read_csv`` of a chunk without ``newlines_in_values`` costs a third less CPU than the
-    streaming reader, and runs while the processes decode the next chunks and another thread writes. The
-    first table, from at least ``FIRST_BLOCK_SIZE`` bytes, sets every column's type for the others: a later
-    value that does not fit fails its conversion as in the streaming reader's later blocks. While it is
-    parsed, the next chunks are taken from the processes (up to ``PARSE_THREADS + 1``), which decode on.
+    streaming reader, and runs while another thread writes. The head (the first ``PARSE_THREADS`` chunks,
+    ``FIRST_BLOCK_SIZE`` bytes in all) sets every column's type for the rest: its chunks are parsed at once, each
+    inferring its own, and again as one when they disagree (types every chunk infers are those of all their rows).
+    A later value that does not fit fails its conversion as in the streaming reader's later blocks.
     """
-    chunks = _whole_line_chunks(decoder)
-    head = [next(chunks, b"")]
-    while sum(map(len, head)) < FIRST_BLOCK_SIZE and (chunk := next(chunks, b"")):
-        head.append(chunk)
     pending: collections.deque[concurrent.futures.Future[pa.Table]] = collections.deque()
     with concurrent.futures.ThreadPoolExecutor(PARSE_THREADS) as pool:
         try:
-            parsing = pool.submit(_parse_chunk, b"".join(head), plan, catcher)
-            head.clear()  # neither they nor the first table stay for the rest of the file
-            ahead: collections.deque[bytes] = collections.deque()
-            while not parsing.done() and len(ahead) <= PARSE_THREADS and (chunk := next(chunks, b"")):
-                ahead.append(chunk)
-            first = parsing.result()
-            typed = dataclasses.replace(plan, column_names=tuple(first.schema.names),
-                                        column_types=dict(zip(first.schema.names, first.schema.types, strict=True)))
-            pending.extend(pool.submit(_parse_chunk, chunk, typed, catcher, header=False) for chunk in ahead)
-            ahead.clear()
-            yield first
-            del first
+            head = list(itertools.islice(chunks, PARSE_THREADS)) or [memoryview(b"")]
+            pending.extend(pool.submit(_parse_chunk, chunk, plan) for chunk in head)
+            tables = [future.result() for future in pending]
+            pending.clear()
+            if any(table.schema != tables[0].schema for table in tables):
+                tables = [_parse_chunk(memoryview(b"".join(head)), plan)]
+            del head
+            schema = tables[0].schema
+            typed = dataclasses.replace(plan, column_types=dict(zip(schema.names, schema.types, strict=True)))
             while True:
-                while len(pending) <= PARSE_THREADS and (chunk := next(chunks, b"")):
-                    pending.append(pool.submit(_parse_chunk, chunk, typed, catcher, header=False))
-                if not pending:
+                while len(pending) <= PARSE_THREADS and (chunk := next(chunks, None)):
+                    pending.append(pool.submit(_parse_chunk, chunk, typed))
+                if tables:
+                    yield tables.pop(0)
+                elif not pending:
                     return
-                yield pending.popleft().result()
+                else:
+                    yield pending.popleft().result()
         finally:
             for future in pending:
                 future.cancel()
 
 
-def _whole_line_chunks(decoder: ParallelDecoder) -> Iterator[bytes]:
-    """The decoded chunks, each of whole records; ``_Serial`` when one may not be.
+def _line_chunks(file: io.BufferedReader) -> Iterator[memoryview]:
+    """The rest of ``file`` in chunks of whole lines: ``PARSE_THREADS`` of ``FIRST_BLOCK_SIZE`` bytes in all, then
+    of about ``CHUNK_BYTES``; ``_Serial`` when one may not hold whole records.
 
-    A cut at a newline inside a quoted field would split a record: a chunk holding a quote is refused (its
-    worker tells: 0x22 is never part of a multi-byte character), as is one that is followed by more but does not end
-    at a newline (CR line ends, or a line longer than a chunk).
+    A cut at a newline inside a quoted field would split a record: a chunk holding a quote is refused (0x22 is
+    never part of a character of a raw file), as is one that is followed by more but holds no newline (CR line
+    ends, or a line longer than a chunk).
     """
-    chunk = decoder.read()
-    while chunk:
-        if decoder.quoted:
+    sizes = itertools.chain([FIRST_BLOCK_SIZE // PARSE_THREADS] * PARSE_THREADS, itertools.repeat(CHUNK_BYTES))
+    while chunk := file.read(size := next(sizes)):
+        end = len(chunk)
+        if end == size:  # more may follow: the chunk ends after its last newline, the rest is read again
+            end = chunk.rfind(b"\n") + 1
+            if not end:
+                raise _Serial()
+            file.seek(end - size, io.SEEK_CUR)
+        if chunk.find(b'"', 0, end) >= 0:
             raise _Serial()
-        following = decoder.read()
-        if following and not chunk.endswith(b"\n"):
-            raise _Serial()
-        yield chunk
-        chunk = following
+        yield memoryview(chunk)[:end]
 
 
-def _parse_chunk(chunk: bytes, plan: _Plan, catcher: _RaggedRowCatcher, header: bool = True) -> pa.Table:
-    """One chunk as a table, in one block on this thread; without ``header`` it holds only records."""
-    options = _reader_options(plan, catcher)
+def _parse_chunk(chunk: memoryview, plan: _Plan) -> pa.Table:
+    """One chunk of records as a table, its text decoded, in one block on this thread."""
+    options = _reader_options(plan)
     read = options["read_options"]
     read.use_threads, read.block_size = False, len(chunk) + 1
-    if not header:
-        read.skip_rows = 0
     options["parse_options"].newlines_in_values = False
-    return pacsv.read_csv(pa.py_buffer(chunk), **options)
+    return transcode_text(pacsv.read_csv(pa.py_buffer(chunk), **options), plan.encoding)
 
 
 class _Utf8Feed(io.RawIOBase):
-    """The file as UTF-8, one block per read, at most ``READ_AHEAD_BLOCKS`` ahead of the consumer.
+    """The rest of the file as UTF-8 (transcoded from ``encoding``; None: as it is), one block per read, at most
+    ``READ_AHEAD_BLOCKS`` ahead of the consumer.
 
     Used instead of ``ReadOptions(encoding=...)``: pyarrow's background reader runs up to 32
     blocks ahead of the parser (the whole file, for fast input) and its transcoder decodes a
     whole block per call, holding the GIL meanwhile. Here decoding runs in ``TRANSCODE_STEP``
-    slices, or in chunks on processes (``parallel``, ``server.csv_decode``). The first block is long, for type
+    slices. The first block is long, for type
     inference (``FIRST_BLOCK_SIZE``); later ones are ``BLOCK_SIZE`` unless a long row needs more
     (``_Plan.blocks``).
     """
 
-    def __init__(self, file: io.BufferedReader, encoding: str, blocks: tuple[int, int],
-                 parallel: ParallelDecoder | None = None):
+    def __init__(self, file: io.BufferedReader, encoding: str | None, blocks: tuple[int, int]):
         super().__init__()
         self._file = file
-        self._native = encoding in _NATIVE_UTF8
-        self._parallel = parallel
-        self._decoder = None if self._native or parallel else codecs.getincrementaldecoder(encoding)()
+        self._native = encoding is None
+        self._decoder = None if encoding is None else codecs.getincrementaldecoder(encoding)()
         self._rest: bytes | memoryview = b""
         self._block_size, self._later_block_size = blocks
         self._reads_left = READ_AHEAD_BLOCKS
@@ -740,8 +725,6 @@ class _Utf8Feed(io.RawIOBase):
             return not self._stopped
 
     def _step(self) -> bytes:
-        if self._parallel is not None:
-            return self._parallel.read()
         assert self._decoder is not None  # only transcoding feeds step
         raw = self._file.read(TRANSCODE_STEP)
         return self._decoder.decode(raw, final=not raw).encode()
@@ -757,16 +740,16 @@ class _Utf8Feed(io.RawIOBase):
             self._turn.notify_all()
 
 
-def _reader_options(plan: _Plan, catcher: _RaggedRowCatcher) -> dict:
+def _reader_options(plan: _Plan) -> dict:
     return {
         "read_options": pacsv.ReadOptions(
             use_threads=not plan.wide,
             block_size=plan.blocks[0],
             column_names=plan.column_names,
-            skip_rows=1 if plan.column_names else 0,
+            skip_rows=plan.skip_rows if plan.column_names and not plan.raw else 0,
         ),
         "parse_options": pacsv.ParseOptions(
-            delimiter=plan.delimiter, newlines_in_values=True, invalid_row_handler=catcher
+            delimiter=plan.delimiter, newlines_in_values=True
         ),
         "convert_options": pacsv.ConvertOptions(  # transcoded text is valid UTF-8: it need not be checked again
             column_types=dict(plan.column_types), timestamp_parsers=list(TIMESTAMP_PARSERS),
@@ -902,8 +885,9 @@ def _encoding_error(source: Path, chosen: _Encoding, line: int | None = None) ->
     )
 
 
-def _first_bad_line(source: Path, encoding: str) -> int | None:
-    """The 1-based line holding the first byte ``encoding`` cannot decode, if any."""
+def _first_bad_line(source: Path, encoding: str, last: int | None = None) -> int | None:
+    """The 1-based line holding the first byte ``encoding`` cannot decode, if any (looked for up to about line
+    ``last``: maybe past it)."""
     decoder = codecs.getincrementaldecoder(encoding)()
     line = 1
     with source.open("rb") as file:
@@ -914,6 +898,8 @@ def _first_bad_line(source: Path, encoding: str) -> int | None:
             except UnicodeDecodeError:
                 decoder.setstate(state)
                 return line + _newlines_before_error(decoder, chunk)
+            if last is not None and line > last:
+                return None
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
@@ -932,21 +918,26 @@ def _newlines_before_error(decoder: codecs.IncrementalDecoder, chunk: bytes) -> 
     return count
 
 
-def _ragged_error(source: Path, plan: _Plan, row: pacsv.InvalidRow) -> UnprocessableError:
-    line = _ragged_line(source, plan, row.expected_columns)
+def _ragged_error(source: Path, plan: _Plan, chosen: _Encoding, expected: int, actual: int) -> UnprocessableError:
+    """The 422 of the first record of the wrong width, or of a byte the encoding cannot decode before it (pyarrow
+    splits a block into records before it converts or decodes its values)."""
+    line = _ragged_line(source, plan, expected)
+    bad = _first_bad_line(source, plan.encoding, line)
+    if bad is not None and (line is None or bad <= line):
+        return _encoding_error(source, chosen, bad)
     where = f"Line {line}" if line is not None else "A row"
     return UnprocessableError(
-        f"{where} has {row.actual_columns} fields but the header has {row.expected_columns}; "
+        f"{where} has {actual} fields but the header has {expected}; "
         f"check the delimiter ({plan.delimiter!r}) and the quoting on that line.",
-        {"line": line, "reason": f"expected {row.expected_columns} fields, found {row.actual_columns}"},
+        {"line": line, "reason": f"expected {expected} fields, found {actual}"},
     )
 
 
 def _ragged_line(source: Path, plan: _Plan, expected: int) -> int | None:
     """The physical line where the first record of the wrong width starts (the header is line 1).
 
-    pyarrow's ``InvalidRow.number`` is None in the streaming reader, and elsewhere counts
-    records rather than lines, so the file is re-read with the csv module.
+    pyarrow's error names no row in the streaming reader, and elsewhere counts records (of a chunk)
+    rather than lines, so the file is re-read with the csv module.
     """
     with source.open(encoding=plan.encoding, errors="replace", newline="") as file:
         reader = csv.reader(file, delimiter=plan.delimiter)

@@ -404,10 +404,6 @@ part's value, so that a form of a million tiny fields costs no more than a few."
 UPLOAD_FIELD_BYTES = 1024
 """Bytes of one field's value in an upload form."""
 
-CSV_DECODE_PROCESSES = 4
-"""Processes that decode one large CP932 or EUC-JP upload (at most one per core; ``server.csv_decode``), a few MB
-each: ``IMPORTS_RUNNING`` conversions start at most this many each."""
-
 IMPORTS_RUNNING = 2
 """CSV conversions running at once (``DatasetService.max_concurrent_imports``)."""
 

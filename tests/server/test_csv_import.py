@@ -288,6 +288,14 @@ def test_duplicate_japanese_names_are_made_unique(tmp_path):
     assert table["名前_2"] == ["佐藤"]
 
 
+@pytest.mark.parametrize("codec", ["utf-8", "cp932", "utf-16"])
+@pytest.mark.parametrize("text", ["\r\n\n名前,名前,値\n山田,佐藤,1\n", '"名\r\n前",名前,名前\n山田,佐藤,1\n'])
+def test_names_made_unique_skip_blank_lines_and_a_header_of_several_lines(tmp_path, codec, text):
+    """Read again with the unique names, the records still start after the header: not after its first line."""
+    result, table = convert(tmp_path, text, codec=codec)
+    assert result.row_count == 1 and list(table.values())[1:] == [["佐藤"], [1]]
+
+
 # Types
 
 
@@ -460,6 +468,14 @@ def test_the_header_is_measured_as_pyarrow_reads_it(tmp_path):
     assert [c.name for c in result.columns] == ["a,b", "c\nd"]
     error = fail(tmp_path, '"a,b",c,"d"\n1,2,3\n', max_columns=2)
     assert error.code == "too_many_columns" and error.details == {"columns": 3, "limit": 2}
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "cp932"])
+def test_a_header_ending_past_the_sniffed_bytes_is_read_whole(tmp_path, codec):
+    """A header longer than the head's first bytes decoded for sniffing (but within the limit) is measured whole."""
+    name = "売上" * 50_000  # 300 KB of UTF-8, 200 KB of CP932
+    result, table = convert(tmp_path, f"{name},b\n" + "1,2\n" * 300_000, codec=codec, encoding=codec)  # past the head
+    assert [c.name for c in result.columns] == [name, "b"] and result.delimiter == "," and result.row_count == 300_000
 
 
 def test_a_header_with_no_end_in_the_head_is_too_long(tmp_path, small_sample):

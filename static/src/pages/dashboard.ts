@@ -68,6 +68,7 @@ class DashboardPage implements Page {
   private messages = h("div", { class: "dash-messages" });
   private editHint = h("p", { class: "edit-hint small" }, h("strong", {}, t("dashboard.editHintStrong")), t("dashboard.editHint"));
   private actions = h("div", { class: "dash-actions" });
+  private closeMenu = (): boolean => false; // closes the "more" menu; whether it was open
   private parameters: ParametersForm;
   private live: DashboardLive;
   private ticker = window.setInterval(() => this.tick(), 30_000);
@@ -255,6 +256,7 @@ class DashboardPage implements Page {
   }
 
   private renderActions(): void {
+    const open = this.closeMenu(); // the menu made again stays open
     const buttons: HTMLElement[] = [];
     const button = (label: string, kind: string, action: () => void) => {
       const b = h("button", { type: "button", class: kind }, label);
@@ -275,13 +277,14 @@ class DashboardPage implements Page {
       } else {
         buttons.push(h("span", { class: "pill view" }, t("dashboard.viewOnly")));
       }
-      buttons.push(this.menu());
+      buttons.push(this.menu(open));
     }
     this.actions.replaceChildren(...buttons);
   }
 
-  // The other actions: settings (owners and editors), version history, export, duplicate, delete (owners).
-  private menu(): HTMLElement {
+  // The other actions: settings (owners and editors), version history, export, duplicate, delete (owners). Open
+  // from the start when ``open`` (it was open when the actions were made again: a snapshot came meanwhile).
+  private menu(open: boolean): HTMLElement {
     const toggle = h("button", { type: "button", class: "ghost menu-toggle", "aria-haspopup": "true", "aria-expanded": "false" }, t("dashboard.more"));
     const items = h("div", { class: "menu-items", hidden: true });
     const menu = h("div", { class: "menu" }, toggle, items);
@@ -311,6 +314,12 @@ class DashboardPage implements Page {
     item(t("dashboard.export"), () => void this.exportFile());
     item(t("dashboard.duplicate"), () => void this.duplicate());
     if (this.dashboard.access === "owner") item(t("common.delete"), () => void this.remove(), true);
+    this.closeMenu = () => {
+      const wasOpen = !items.hidden;
+      show(false);
+      return wasOpen;
+    };
+    show(open);
     return menu;
   }
 

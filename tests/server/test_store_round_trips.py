@@ -210,9 +210,17 @@ async def test_a_delete_reads_its_head_once(start_server):
         assert calls[f"GetItem {table}"] == 1, dict(calls)
 
 
+CALL_SECONDS = 0.2  # each call measured takes at least this long, as across a network: calls made together overlap
+
+
+def slowly(request: Any, **kwargs: Any) -> None:
+    time.sleep(CALL_SECONDS)
+
+
 class SequentialCalls:
     """The longest chain of DynamoDB calls made one after another from now on (calls that overlap in time are in
-    parallel; a botocore event hook on each call's start and end)."""
+    parallel; a botocore event hook on each call's start and end). Each call takes at least ``CALL_SECONDS``, so
+    that calls made at once overlap even where a busy machine starts their threads apart."""
 
     def __init__(self, store: Any):
         self.spans: list[tuple[float, float, str]] = []
@@ -220,6 +228,7 @@ class SequentialCalls:
         events = store._dynamodb.meta.events
         events.register("before-call", self.start)
         events.register("after-call", self.end)
+        events.register("before-send", slowly)
 
     def start(self, model: Any, context: Any = None, **kwargs: Any) -> None:
         self.started[id(context)] = (time.monotonic(), model.name)
@@ -262,15 +271,17 @@ class AnsweredChain(SequentialCalls):
         super().__init__(store)
         store._s3.meta.events.register("before-call", self.start)
         store._s3.meta.events.register("after-call", self.end)
+        store._s3.meta.events.register("before-send", slowly)
 
     async def of(self, api, method: str, path: str, token: str, **kwargs: Any) -> list[str]:
         await audit.written(api.app.store_instance)  # what the last request recorded, written after its answer
         self.spans.clear()
+        sent = time.monotonic()  # what an earlier request left going may still run: not this request's
         response = await api.fetch(method, path, token=token, **kwargs)
         answered = time.monotonic()
         assert 200 <= response.code < 300, response.body
         await audit.written(api.app.store_instance)
-        self.spans = [span for span in self.spans if span[0] < answered and span[2] != "PutItem"]
+        self.spans = [span for span in self.spans if sent <= span[0] < answered and span[2] != "PutItem"]
         return self.chain()
 
 

@@ -12,7 +12,7 @@ Runs on the embedded store (SQLite, a temp directory) and on DynamoDB (a moto se
 takes a large fraction of a second per record written (one at a time: it is not safe for concurrent
 transactions), so its fill is ``--aws-scale`` of the full one (0.005 by default: 500 cards, 50 dashboards,
 50 datasets, 5 users; about 8 minutes on a busy 2-core machine). A page's calls do not depend on the fill,
-except for searches (their read units) and ``shared`` (one BatchGetItem per 100 dashboards shared).
+except for searches (their read units) and ``shared`` (one Query per MB of the reader's shares, about a thousand).
 
 Targets: embedded p95 < 50 ms; DynamoDB at most 2 calls a page outside search.
 

@@ -55,10 +55,7 @@ class DashboardService(LoggingConfigurable):
     async def access(self, user: User, dashboard: Dashboard) -> Access | None:
         if dashboard.owner_id == user.id or user.role == "admin":
             return "owner"
-        for share in await self.store.list_shares(dashboard.id):
-            if share.user_id == user.id:
-                return share.permission
-        return None
+        return _shared_access(await self.store.get_share(dashboard.id, user.id))
 
     async def authorize(self, user: User, dashboard_id: str, needed: Access = "view") -> tuple[Dashboard, Access]:
         """The dashboard and ``user``'s access if it is at least ``needed``; 404 with none, 403 with too little.
@@ -158,11 +155,8 @@ class DashboardService(LoggingConfigurable):
         else:
             scopes = (Scope("owner", user.id), Scope("shared", user.id))
         page = await self.store.page_dashboards(dataclasses.replace(query, scopes=scopes))
-        granted: dict[str, Access] = {}
-        if user.role != "admin" and any(d.record.owner_id != user.id for d in page.items):  # one Query, not one a row
-            granted = {share.dashboard_id: share.permission for share in await self.store.list_user_shares(user.id)}
-        access = ["owner" if d.record.owner_id == user.id or user.role == "admin" else granted.get(d.record.id)
-                  for d in page.items]
+        access: list[Access | None] = ["owner" if d.record.owner_id == user.id or user.role == "admin" else d.shared_as
+                                       for d in page.items]
         return Page([(d, a) for d, a in zip(page.items, access, strict=True) if a is not None], page.next, page.total)
 
     async def versions(self, user: User, dashboard_id: str, query: ListQuery) -> Page[VersionStamp]:
@@ -453,12 +447,12 @@ class DashboardService(LoggingConfigurable):
 
     # shares ----------------------------------------------------------------------
     async def shares(self, user: User, dashboard_id: str, query: ListQuery) -> Page[dict[str, Any]]:
-        """A page of the dashboard's shares, the newest grant first, each with the grantee's email and name."""
-        dashboard, _ = await self.authorize(user, dashboard_id)
-        page = await self.store.page_shares(dashboard.id, query)
-        grantees = await self.store.get_users([share.user_id for share in page.items])
-        return Page([_share_json(share, grantee) for share, grantee in zip(page.items, grantees, strict=True)],
-                    page.next, page.total)
+        """A page of the dashboard's shares, the newest grant first, each with the grantee's email and name, to whoever
+        may view the dashboard (read with its page: ``Store.read_shares_page``)."""
+        read = await self.store.read_shares_page(dashboard_id, user.id, query)
+        owner = read.dashboard is not None and (read.dashboard.owner_id == user.id or user.role == "admin")
+        self._granted("owner" if owner else _shared_access(read.own) if read.dashboard else None, "view")
+        return Page([_share_json(share, grantee) for share, grantee in read.page.items], read.page.next, read.page.total)
 
     async def unreadable_datasets(self, user: User, dashboard_id: str) -> list[dict[str, Any]]:
         """The datasets the dashboard's cards read that ``user`` may not, each with the keys of those cards:
@@ -510,6 +504,10 @@ class DashboardService(LoggingConfigurable):
         for callback in self.revoked:
             callback(dashboard_id, user_id)
 
+
+
+def _shared_access(share: Share | None) -> Access | None:
+    return share.permission if share is not None else None
 
 
 def _share_json(share: Share, grantee: User | None) -> dict[str, Any]:

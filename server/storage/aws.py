@@ -23,8 +23,10 @@ dashboards  ``DASHBOARD#<id>``      ``CARD#<card_id>``  the same again (what a s
 dashboards  ``INDEX#cards``         ``DONE``            ``bi init-tables`` indexed the older dashboards' cards
 dashboards  ``REFRESH``             ``DASHBOARD#<id>``  ``every_seconds``, ``created_at`` (the dashboards with a refresh)
 dashboards  ``INDEX#refresh``       ``DONE``            ``bi init-tables`` indexed the older dashboards' refreshes
+dashboards  ``INDEX#share-copies``  ``DONE``            ``bi init-tables`` copied entries to the older shares
 shares      ``DASHBOARD#<id>``      ``USER#<user_id>``  the share's fields (the dashboard's shares)
-shares      ``USER#<user_id>``      ``DASHBOARD#<id>``  the same fields again (the user's shares)
+shares      ``USER#<user_id>``      ``DASHBOARD#<id>``  the same fields again (the user's shares), and a copy
+                                                        of the dashboard's catalogue entry (``aws_catalog.py``)
 cache       ``RESULT#<key>``        ``RESULT``          a cached card result (outputs: a blob)
 cache       ``TABLE#<output_id>``   ``TABLE``           who may page a DataFrame output (rows: a blob)
 audit       ``MONTH#<yyyy-mm>``     ``<at>#<id>``       an audit event; ``fields`` as JSON
@@ -119,9 +121,9 @@ from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, C
                       RefreshSchedule, Share, SignInSession, User, VersionStamp, card_ids, epoch_seconds,
                       refresh_seconds, utcnow)
 from ..paging import ListQuery, Page, after_number, number_key, ordered, take
-from .aws_catalog import DynamoCatalog, _entry_key as entry_key, list_keys
-from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix, request_scope
-from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, Listed, card_entry, dashboard_entry,
+from .aws_catalog import DynamoCatalog, _entry_key as entry_key, list_keys, shared_copy
+from .base import LEASE_KEPT_SECONDS, USER_FIELDS, SharesPage, Store, blob_prefix, request_scope
+from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, ItemMaker, Listed, card_entry, dashboard_entry,
                       dataset_entry)
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned, newest_first
 
@@ -163,6 +165,7 @@ CARD_STAMP = ("version", "title", "created_at", "created_by")  # what a list of 
 DASHBOARD_STAMP = ("version", "created_at", "created_by")
 CARD_INDEX_DONE = {"pk": "INDEX#cards", "sk": "DONE"}  # in the dashboards table once its cards are indexed
 REFRESH_INDEX_DONE = {"pk": "INDEX#refresh", "sk": "DONE"}  # and once its refreshes are
+SHARE_COPIES_DONE = {"pk": "INDEX#share-copies", "sk": "DONE"}  # and once its shares carry copies of entries
 REFRESH_PK = "REFRESH"  # the partition of the dashboards with a refresh
 GROUP_INDEX = "by_group"  # the cache table's index of tables by user and results by variant
 GROUP_KEYS = ("gpk", "gsk")
@@ -335,13 +338,20 @@ class AWSStore(Store):
                                       "in a few seconds.")
 
     def _batch_get(self, kind: str, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
-        table = self._table(kind)
-        items = []
-        for start in range(0, len(keys), BATCH_GET_LIMIT):
-            chunk = [_serialize(key) for key in keys[start:start + BATCH_GET_LIMIT]]
-            requests = {table: {"Keys": chunk, "ConsistentRead": True}}
+        return self._batch_get_tables({kind: keys})[kind]
+
+    def _batch_get_tables(self, keys: dict[str, list[dict[str, str]]]) -> dict[str, list[dict[str, Any]]]:
+        """The items of ``keys`` (by table kind) that exist: BatchGetItem, one call per 100 keys of any tables."""
+        wanted = [(kind, key) for kind, kind_keys in keys.items() for key in kind_keys]
+        items: dict[str, list[dict[str, Any]]] = {kind: [] for kind in keys}
+        kinds = {self._table(kind): kind for kind in keys}
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            requests: dict[str, Any] = {}
+            for kind, key in wanted[start:start + BATCH_GET_LIMIT]:
+                requests.setdefault(self._table(kind), {"Keys": [], "ConsistentRead": True})["Keys"].append(_serialize(key))
             for response in self._drain(self._dynamodb.batch_get_item, requests, "UnprocessedKeys"):
-                items.extend(response["Responses"].get(table, []))
+                for table, found in response["Responses"].items():
+                    items[kinds[table]].extend(found)
         return items
 
     def _batch_get_by_key(self, kind: str, keys: list[dict[str, str]]) -> list[dict[str, Any] | None]:
@@ -1087,7 +1097,8 @@ class AWSStore(Store):
     def _backfill_dashboard_indexes(self) -> None:
         """Index the cards and the refresh of every dashboard made before those indexes (a Scan of the heads, once
         for both)."""
-        pending = [done for done in (CARD_INDEX_DONE, REFRESH_INDEX_DONE) if self._get("dashboards", done) is None]
+        pending = [done for done in (CARD_INDEX_DONE, REFRESH_INDEX_DONE, SHARE_COPIES_DONE)
+                   if self._get("dashboards", done) is None]
         if not pending:
             return
         for item in list(self._scan_sort_key("dashboards", "META")):
@@ -1098,9 +1109,12 @@ class AWSStore(Store):
                     self._index_cards(_dashboard_version(version))
                 if REFRESH_INDEX_DONE in pending:
                     self._index_refresh(_dashboard_version(version), head.created_at)
+            entry = self._catalogue.entry_fields(DASHBOARD, head.id) if SHARE_COPIES_DONE in pending else None
+            if entry is not None:
+                self._catalogue.copy_to_shares(head.id, shared_copy(entry))
         for done in pending:
             self._put("dashboards", done, {})
-        self.log.info("Indexed the cards and refreshes of every dashboard")
+        self.log.info("Indexed the cards, refreshes and shares of every dashboard")
 
     async def get_dashboard(self, dashboard_id: str) -> Dashboard | None:
         item = await self._run(self._get, "dashboards", _meta_key(DASHBOARDS, dashboard_id))
@@ -1148,18 +1162,27 @@ class AWSStore(Store):
         await self._run(self._put_share, share)
 
     def _put_share(self, share: Share) -> None:
-        """Both items of the share, replacing earlier ones, if the dashboard exists; ``NotFoundError`` if not."""
+        """Both items of the share, replacing earlier ones, if the dashboard exists; ``NotFoundError`` if not. The
+        item under the grantee carries a copy of the dashboard's catalogue entry (``aws_catalog.py``), on the
+        condition that the entry is still the one read (read again after a save that came between)."""
         table, fields = self._table("shares"), dataclasses.asdict(share)
-        reasons = self._transact([
-            {"ConditionCheck": {"TableName": self._table("dashboards"),
-                                "Key": _serialize(_meta_key(DASHBOARDS, share.dashboard_id)),
-                                "ConditionExpression": "attribute_exists(pk)"}},
-            *({"Put": {"TableName": table, "Item": _serialize({**key, **fields, **group})}}
-              for key, group in zip(_share_keys(share.dashboard_id, share.user_id), (_share_group(share), {}),
-                                    strict=True)),
-        ])
-        if _failed(reasons, 0) and reasons[0].get("Code") == "ConditionalCheckFailed":
-            raise DASHBOARDS.gone()
+        by_dashboard, by_user = _share_keys(share.dashboard_id, share.user_id)
+        for _ in range(CONFLICT_ATTEMPTS):
+            entry = self._catalogue.entry_fields(DASHBOARD, share.dashboard_id)
+            copy = shared_copy(entry) if entry is not None else {}
+            reasons = self._transact([
+                {"ConditionCheck": {"TableName": self._table("dashboards"),
+                                    "Key": _serialize(_meta_key(DASHBOARDS, share.dashboard_id)),
+                                    "ConditionExpression": "attribute_exists(pk)"}},
+                {"ConditionCheck": {"TableName": self._table("catalog"),
+                                    **self._catalogue.entry_unchanged(DASHBOARD, share.dashboard_id, entry)}},
+                {"Put": {"TableName": table, "Item": _serialize({**by_dashboard, **fields, **_share_group(share)})}},
+                {"Put": {"TableName": table, "Item": _serialize({**by_user, **fields, **copy})}},
+            ])
+            if _failed(reasons, 0) and reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise DASHBOARDS.gone()
+            if not (_failed(reasons, 1) and reasons[1].get("Code") == "ConditionalCheckFailed"):
+                break
         if reasons:
             raise ConflictError("The share was changed at the same time; retry.")
 
@@ -1182,18 +1205,31 @@ class AWSStore(Store):
 
     async def list_shares(self, dashboard_id: str) -> list[Share]:
         items = await self._run(self._share_items, f"DASHBOARD#{dashboard_id}", "USER#")
-        return sorted((Share(**_plain(item)) for item in items), key=lambda s: (s.created_at, s.user_id))
+        return sorted((_share(item) for item in items), key=lambda s: (s.created_at, s.user_id))
 
     async def page_shares(self, dashboard_id: str, query: ListQuery) -> Page[Share]:
         return await self._run(self._newest_in_group, "shares", f"DASHBOARD#{dashboard_id}", query, _share_keyed)
 
+    async def read_shares_page(self, dashboard_id: str, reader_id: str, query: ListQuery) -> SharesPage:
+        """Two calls: the page's Query, then one BatchGetItem of the dashboard, the reader's share and the grantees."""
+        return await self._run(self._read_shares_page, dashboard_id, reader_id, query)
+
+    def _read_shares_page(self, dashboard_id: str, reader_id: str, query: ListQuery) -> SharesPage:
+        page = self._newest_in_group("shares", f"DASHBOARD#{dashboard_id}", query, _share_keyed)
+        found = self._batch_get_tables({"dashboards": [_meta_key(DASHBOARDS, dashboard_id)],
+                                        "shares": [_share_keys(dashboard_id, reader_id)[0]],
+                                        "users": [_user_key(share.user_id) for share in page.items]})
+        users = {user.id: user for user in map(_user, found["users"])}
+        return SharesPage(next(map(_dashboard, found["dashboards"]), None), next(map(_share, found["shares"]), None),
+                          Page([(share, users.get(share.user_id)) for share in page.items], page.next, page.total))
+
     async def get_share(self, dashboard_id: str, user_id: str) -> Share | None:
         item = await self._run(self._get, "shares", _share_keys(dashboard_id, user_id)[0])
-        return Share(**_plain(item)) if item else None
+        return _share(item) if item else None
 
     async def list_user_shares(self, user_id: str) -> list[Share]:
         items = await self._run(self._share_items, f"USER#{user_id}", "DASHBOARD#")
-        return sorted((Share(**_plain(item)) for item in items), key=lambda s: (s.created_at, s.dashboard_id))
+        return sorted((_share(item) for item in items), key=lambda s: (s.created_at, s.dashboard_id))
 
     def _share_items(self, pk: str, sk_prefix: str) -> list[dict[str, Any]]:
         return list(self._query_prefix("shares", pk, sk_prefix))
@@ -1201,18 +1237,19 @@ class AWSStore(Store):
     # pages of the catalogue (storage/aws_catalog.py) ------------------------------
     @property
     def _catalogue(self) -> DynamoCatalog:
-        return DynamoCatalog(self._dynamodb, self._table("catalog"), self._table("shares"))
+        return DynamoCatalog(self._dynamodb, self._table("catalog"), self._table("shares"), self._transact)
 
     async def page_cards(self, query: ListQuery) -> Page[Listed[Card]]:
-        return await self._run(self._page, CARD, query, lambda head, summary: Listed(Card(**head), summary))
+        return await self._run(self._page, CARD, query, lambda head, summary, _: Listed(Card(**head), summary))
 
     async def page_dashboards(self, query: ListQuery) -> Page[Listed[Dashboard]]:
-        return await self._run(self._page, DASHBOARD, query, lambda head, summary: Listed(Dashboard(**head), summary))
+        return await self._run(self._page, DASHBOARD, query,
+                               lambda head, summary, shared_as: Listed(Dashboard(**head), summary, shared_as))
 
     async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
-        return await self._run(self._page, DATASET, query, lambda head, _: _dataset_fields(head))
+        return await self._run(self._page, DATASET, query, lambda head, *_: _dataset_fields(head))
 
-    def _page(self, kind: str, query: ListQuery, record: Callable[[dict[str, Any], dict[str, Any]], T]) -> Page[T]:
+    def _page(self, kind: str, query: ListQuery, record: ItemMaker[T]) -> Page[T]:
         """One Query per scope of ``query`` (``limit + 1`` items each), merged."""
         keyed = [triple for scope in dict.fromkeys(query.scopes)
                  for triple in self._catalogue.scope(kind, query, scope, record)]
@@ -1640,9 +1677,12 @@ class AWSStore(Store):
         their current versions batched): missing or out-of-date items, and items no record has."""
         expected: dict[tuple[str, str], tuple[str, str, Any]] = {}  # key -> (noun, id, (head, summary))
         records: set[tuple[str, str]] = set()
+        versions: dict[str, int] = {}  # dashboard id -> its current version
         for kind in (DATASETS, CARDS, DASHBOARDS):
             for entry, head in self._entries_now(kind):
                 records.add((kind.noun, entry.id))
+                if kind is DASHBOARDS:
+                    versions[entry.id] = head["current_version"]
                 # as the entry keeps them (tuples: lists)
                 as_written, summary = json.loads(json.dumps([head, entry.summary], ensure_ascii=False))
                 for key in [*list_keys(entry), entry_key(entry.kind, entry.id)]:
@@ -1653,6 +1693,7 @@ class AWSStore(Store):
             actual[(item["pk"]["S"], item["sk"]["S"])] = (json.loads(fields["head"]),
                                                           json.loads(fields.get("summary", "{}")))
         unlisted = {(noun, record_id) for key, (noun, record_id, now) in expected.items() if actual.get(key) != now}
+        unlisted |= {(DASHBOARDS.noun, dashboard_id) for dashboard_id in self._behind_on_shares(versions)}
         stray: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for pk, sk in set(actual) - set(expected):
             noun, record_id = (pk.split("#")[1], pk.split("#")[2]) if sk == "ENTRY" else (pk.split("#")[0],
@@ -1661,6 +1702,18 @@ class AWSStore(Store):
         return [CatalogueGap("unlisted" if (noun, record_id) in records else "listed_orphan", noun, record_id,
                              tuple(sorted(stray.get((noun, record_id), []))))
                 for noun, record_id in sorted(unlisted | set(stray))]
+
+    def _behind_on_shares(self, versions: dict[str, int]) -> set[str]:
+        """The dashboards (of ``versions``, their current ones) with a share whose item under its grantee has no copy
+        of the dashboard's entry at that version (a scan of the shares)."""
+        behind = set()
+        for item in self._pages("scan", "shares", FilterExpression="begins_with(pk, :u)",
+                                ExpressionAttributeValues=_serialize({":u": "USER#"}),
+                                **_projection("dashboard_id", "listed_version")):
+            fields = _plain(item)
+            if fields["dashboard_id"] in versions and fields.get("listed_version") != versions[fields["dashboard_id"]]:
+                behind.add(fields["dashboard_id"])
+        return behind
 
     def _entries_now(self, kind: Versioned) -> Iterator[tuple[CatalogEntry, dict[str, Any]]]:
         """The catalogue entry each record of ``kind`` has now, with its head's fields."""
@@ -1768,7 +1821,7 @@ def _profile_group(item: dict[str, Any]) -> dict[str, str] | None:
 
 
 def _dashboard_share_group(item: dict[str, Any]) -> dict[str, str] | None:
-    return _share_group(Share(**_plain(item))) if item["pk"]["S"].startswith("DASHBOARD#") else None
+    return _share_group(_share(item)) if item["pk"]["S"].startswith("DASHBOARD#") else None
 
 
 # The group keys ``bi init-tables`` gives the items of a table that got its group index late (None: in no group).
@@ -1845,6 +1898,15 @@ def _card_index_keys(card_id: str, dashboard_id: str) -> list[dict[str, str]]:
             {"pk": f"DASHBOARD#{dashboard_id}", "sk": f"CARD#{card_id}"}]
 
 
+def _share(item: dict[str, Any]) -> Share:
+    """A share item's share (an item under its grantee also carries a copy of the dashboard's entry)."""
+    fields = _plain(item)
+    return Share(**{name: fields[name] for name in SHARE_FIELDS})
+
+
+SHARE_FIELDS = tuple(field.name for field in dataclasses.fields(Share))
+
+
 def _share_keys(dashboard_id: str, user_id: str) -> list[dict[str, str]]:
     """A share's two items: under its dashboard, and under its grantee."""
     return [{"pk": f"DASHBOARD#{dashboard_id}", "sk": f"USER#{user_id}"},
@@ -1906,7 +1968,7 @@ def _user_keyed(item: dict[str, Any]) -> tuple[str, str, User]:
 
 def _share_keyed(item: dict[str, Any]) -> tuple[str, str, Share]:
     """A share item as a dashboard's shares page it: (grant time, user id, share)."""
-    share = Share(**_plain(item))
+    share = _share(item)
     return share.created_at, share.user_id, share
 
 

@@ -15,8 +15,16 @@ pk                                                 sk                list
 =================================================  ================  =====================================
 
 ``<S>`` is ``U`` (key: the updated time, Query newest first) or ``T`` (key: the title; titles compare by
-their UTF-8 bytes, which is code-point order). Dashboards shared with a user come from the shares table
-(one Query) and their entries (BatchGetItem), paged in memory: a user has few. A search filters the
+their UTF-8 bytes, which is code-point order). Dashboards shared with a user come from the shares table: one
+Query of the user's share items, paged in memory (a user has few: one call reads up to 1 MB, about a thousand).
+Each of those items carries a copy of its dashboard's entry (``listed``, the ENTRY item's fields as JSON, and
+``listed_version``, the dashboard version it is of), with the permission the share grants. A grant copies the
+entry in the transaction that writes the share, on the condition that the entry is still the one it read; every
+write of a dashboard's entry then copies it to the items of the dashboard's shares that exist, on the condition
+that they hold an older version (``copy_to_shares``). So a revoked share's item, deleted with the share, is never
+written again; and a grant that meets a save either is seen by the save's copy or sees the saved entry. An item
+without a copy (a share made before copies, until ``bi init-tables`` copies them) is listed from its dashboard's
+entry (BatchGetItem). A search filters the
 list's Query (``contains`` on the folded text) page after page until the page is full, so it reads more
 than it returns: about ``(limit + 1) / s`` items for a term in a share ``s`` of the list (flat as the list
 grows), the whole partition for a term found nowhere; ``bench/catalogue.py`` reports the read units.
@@ -42,13 +50,16 @@ from typing import Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from ..models import Permission
 from ..paging import ListQuery, Scope, follows
-from .catalog import CatalogEntry, matching
+from .catalog import DASHBOARD, CatalogEntry, ItemMaker, matching
 
 T = TypeVar("T")
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100
+TRANSACTION_LIMIT = 100
 ATTEMPTS = 5
+Transact = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]  # actions -> cancellation reasons ([]: done)
 
 
 def _projection(*attributes: str) -> dict[str, Any]:
@@ -57,7 +68,8 @@ def _projection(*attributes: str) -> dict[str, Any]:
             "ExpressionAttributeNames": {f"#{name}": name for name in attributes}}
 
 
-ENTRY_PROJECTION = _projection("kind", "id", "owner_id", "title", "updated_at", "facets", "head", "summary")
+ENTRY_FIELDS = ("kind", "id", "owner_id", "title", "search", "updated_at", "facets", "head", "summary")
+ENTRY_PROJECTION = _projection(*(name for name in ENTRY_FIELDS if name != "search"))
 LIST_PROJECTION = _projection("sk", "head", "summary")  # what a page reads of a list item
 
 _serializer = TypeSerializer()
@@ -85,6 +97,13 @@ def _entry_key(kind: str, record_id: str) -> dict[str, str]:
     return {"pk": f"ENTRY#{kind}#{record_id}", "sk": "ENTRY"}
 
 
+def shared_copy(fields: dict[str, Any]) -> dict[str, Any]:
+    """What the item of a dashboard's share under its grantee carries of the dashboard's entry (its ENTRY item's
+    ``fields``): the entry, and the dashboard version it is of."""
+    entry = {name: fields[name] for name in ENTRY_FIELDS}
+    return {"listed": json.dumps(entry, ensure_ascii=False), "listed_version": json.loads(entry["head"])["current_version"]}
+
+
 def _entry_of(fields: dict[str, Any]) -> CatalogEntry:
     return CatalogEntry(fields["kind"], fields["id"], fields["owner_id"], fields["title"], fields.get("search", ""),
                         fields["updated_at"], tuple((facet, value) for facet, value in fields["facets"]),
@@ -94,10 +113,11 @@ def _entry_of(fields: dict[str, Any]) -> CatalogEntry:
 class DynamoCatalog:
     """Writes and pages the catalogue in table ``table`` with the store's DynamoDB ``client``."""
 
-    def __init__(self, client: Any, table: str, shares_table: str):
+    def __init__(self, client: Any, table: str, shares_table: str, transact: Transact):
         self.client = client
         self.table = table
         self.shares_table = shares_table
+        self.transact = transact
 
     # writes ------------------------------------------------------------------
     def write(self, entry: CatalogEntry, head: dict[str, Any], new: bool = False,
@@ -115,6 +135,38 @@ class DynamoCatalog:
         self._batch_write([{"PutRequest": {"Item": _item({**key, **fields})}} for key in keys]
                           + [{"PutRequest": {"Item": _item({**_entry_key(entry.kind, entry.id), **record})}}]
                           + [{"DeleteRequest": {"Key": _item(key)}} for key in stale])
+        if entry.kind == DASHBOARD and not new:
+            self.copy_to_shares(entry.id, shared_copy(record))
+
+    def copy_to_shares(self, dashboard_id: str, copy: dict[str, Any]) -> None:
+        """Give the items of the dashboard's shares under their grantees ``copy`` (``shared_copy``) where they exist
+        and hold an older one: one Query of the shares, then transactions of up to 100 updates (a cancelled one is
+        run again without the items whose condition failed)."""
+        users = [_plain(item)["user_id"] for item in self._query_all({
+            "TableName": self.shares_table, "ConsistentRead": True, **_projection("user_id"),
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": _item({":pk": f"DASHBOARD#{dashboard_id}", ":prefix": "USER#"})})]
+        values = _item({":listed": copy["listed"], ":version": copy["listed_version"]})
+        pending = [{"Update": {
+            "TableName": self.shares_table, "Key": _item({"pk": f"USER#{user_id}", "sk": f"DASHBOARD#{dashboard_id}"}),
+            "UpdateExpression": "SET listed = :listed, listed_version = :version",
+            "ConditionExpression": "attribute_exists(pk) AND "
+                                   "(attribute_not_exists(listed_version) OR listed_version < :version)",
+            "ExpressionAttributeValues": values}} for user_id in users]
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(min(0.05 * 2 ** attempt, 2.0))
+            left = []
+            for start in range(0, len(pending), TRANSACTION_LIMIT):
+                chunk = pending[start:start + TRANSACTION_LIMIT]
+                reasons = self.transact(chunk)
+                if reasons:  # cancelled: again, without the items whose condition failed
+                    left += [action for action, reason in zip(chunk, reasons, strict=True)
+                             if reason.get("Code") != "ConditionalCheckFailed"]
+            if not left:
+                return
+            pending = left
+        raise RuntimeError(f"DynamoDB left copies of a dashboard's entry unwritten after {ATTEMPTS} rounds.")
 
     def delete(self, kind: str, record_id: str) -> None:
         old = self.entry(kind, record_id)
@@ -124,12 +176,25 @@ class DynamoCatalog:
 
     def entry(self, kind: str, record_id: str) -> tuple[CatalogEntry, dict[str, Any]] | None:
         """The record's entry and the head fields written with it, or None."""
+        fields = self.entry_fields(kind, record_id)
+        return None if fields is None else (_entry_of(fields), json.loads(fields["head"]))
+
+    def entry_fields(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        """The fields of the record's ENTRY item, or None."""
         item = self.client.get_item(TableName=self.table, Key=_item(_entry_key(kind, record_id)),
                                     ConsistentRead=True).get("Item")
-        if item is None:
-            return None
-        fields = _plain(item)
-        return _entry_of(fields), json.loads(fields["head"])
+        return None if item is None else _plain(item)
+
+    @staticmethod
+    def entry_unchanged(kind: str, record_id: str, fields: dict[str, Any] | None) -> dict[str, Any]:
+        """A transaction's check that the record's ENTRY item is still the one read as ``fields`` (or still missing)."""
+        check: dict[str, Any] = {"Key": _item(_entry_key(kind, record_id))}
+        if fields is None:
+            check["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            check |= {"ConditionExpression": "#head = :head", "ExpressionAttributeNames": {"#head": "head"},
+                      "ExpressionAttributeValues": _item({":head": fields["head"]})}
+        return check
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for start in range(0, len(requests), BATCH_WRITE_LIMIT):
@@ -144,14 +209,12 @@ class DynamoCatalog:
                 raise RuntimeError(f"DynamoDB left catalogue writes unprocessed after {ATTEMPTS} rounds.")
 
     # reads -------------------------------------------------------------------
-    def scope(self, kind: str, query: ListQuery, scope: Scope,
-              record: Callable[[dict[str, Any], dict[str, Any]], T]) -> list[tuple[str, str, T]]:
+    def scope(self, kind: str, query: ListQuery, scope: Scope, record: ItemMaker[T]) -> list[tuple[str, str, T]]:
         """The first ``limit + 1`` records of one scope of ``query`` after its cursor, as (key, id, record); each
-        made by ``record`` of its head's fields and its summary (only those and the keys are read, and the search
-        text of a search)."""
+        made by ``record`` (only what it takes and the keys are read, and the search text of a search)."""
         if scope.kind == "shared":
-            pairs = [(entry, record(head, entry.summary))
-                     for entry, head in self._shared_entries(kind, scope.user_id, bool(query.search))]
+            pairs = [(entry, record(head, entry.summary, permission))
+                     for entry, head, permission in self._shared_entries(kind, scope.user_id, bool(query.search))]
             chosen = matching(pairs, dataclasses.replace(query, scopes=(scope,)), {entry.id for entry, _ in pairs})
             return [triple for triple in chosen if follows(triple[:2], query.after, query.sort)][:query.limit + 1]
         owner = scope.user_id if scope.kind == "owner" else query.owner_id
@@ -181,25 +244,31 @@ class DynamoCatalog:
             for item in response["Items"]:
                 fields = _plain(item)
                 key, _, record_id = fields["sk"].rpartition("#")
-                found.append((key, record_id, record(json.loads(fields["head"]), json.loads(fields.get("summary", "{}")))))
+                found.append((key, record_id, record(json.loads(fields["head"]), json.loads(fields.get("summary", "{}")),
+                                                     None)))
             if "LastEvaluatedKey" not in response:
                 break
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return found[:query.limit + 1]
 
-    def _shared_entries(self, kind: str, user_id: str, search: bool) -> list[tuple[CatalogEntry, dict[str, Any]]]:
-        """The entries of the dashboards shared with ``user_id``: one Query of their shares, then BatchGetItem
+    def _shared_entries(self, kind: str, user_id: str,
+                        search: bool) -> list[tuple[CatalogEntry, dict[str, Any], Permission]]:
+        """The entries of the dashboards shared with ``user_id`` and the permissions their shares grant: one Query of
+        the user's share items, which carry copies of the entries; the entries of those without one by BatchGetItem
         (without their search text unless ``search``)."""
-        ids, params = [], {"TableName": self.shares_table, "ConsistentRead": True,
-                           "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-                           "ExpressionAttributeValues": _item({":pk": f"USER#{user_id}", ":prefix": "DASHBOARD#"})}
-        while True:
-            response = self.client.query(**params)
-            ids += [_plain(item)["dashboard_id"] for item in response["Items"]]
-            if "LastEvaluatedKey" not in response:
-                break
-            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        entries = []
+        found, missing = [], {}
+        for item in self._query_all({
+                "TableName": self.shares_table, "ConsistentRead": True,
+                **_projection("dashboard_id", "permission", "listed"),
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                "ExpressionAttributeValues": _item({":pk": f"USER#{user_id}", ":prefix": "DASHBOARD#"})}):
+            fields = _plain(item)
+            if "listed" in fields:
+                entry = json.loads(fields["listed"])
+                found.append((_entry_of(entry), json.loads(entry["head"]), fields["permission"]))
+            else:
+                missing[fields["dashboard_id"]] = fields["permission"]
+        ids = list(missing)
         for start in range(0, len(ids), BATCH_GET_LIMIT):
             pending: dict[str, Any] = {self.table: {"Keys": [_item(_entry_key(kind, i)) for i in ids[start:start + BATCH_GET_LIMIT]],
                                                     "ConsistentRead": True, **({} if search else ENTRY_PROJECTION)}}
@@ -207,6 +276,16 @@ class DynamoCatalog:
                 response = self.client.batch_get_item(RequestItems=pending)
                 for item in response["Responses"].get(self.table, []):
                     fields = _plain(item)
-                    entries.append((_entry_of(fields), json.loads(fields["head"])))
+                    found.append((_entry_of(fields), json.loads(fields["head"]), missing[fields["id"]]))
                 pending = response.get("UnprocessedKeys") or {}
-        return entries
+        return found
+
+    def _query_all(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every item a Query of ``params`` finds (a call per 1 MB)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self.client.query(**params)
+            items += response["Items"]
+            if "LastEvaluatedKey" not in response:
+                return items
+            params = {**params, "ExclusiveStartKey": response["LastEvaluatedKey"]}

@@ -49,6 +49,16 @@ USER_FIELDS = ("name", "locale", "role", "active", "password_hash", "password_ch
 request_scope: contextvars.ContextVar[str] = contextvars.ContextVar("request_scope", default="")
 
 
+@dataclasses.dataclass(frozen=True)
+class SharesPage:
+    """A page of a dashboard's shares with their grantees (None: a user since deleted), as ``read_shares_page``
+    reads it with the dashboard (None: there is none) and its reader's own share."""
+
+    dashboard: Dashboard | None
+    own: Share | None
+    page: Page[tuple[Share, User | None]]
+
+
 def blob_prefix(prefix: str) -> str:
     """``prefix`` if it names a directory of plain names (``datasets/<id>/``); ``NotFoundError`` if not."""
     parts = prefix.split("/")
@@ -349,6 +359,14 @@ class Store(LoggingConfigurable, metaclass=_StoreMeta):
     @abc.abstractmethod
     async def get_share(self, dashboard_id: str, user_id: str) -> Share | None:
         """What the dashboard grants ``user_id``, if it is shared with them."""
+
+    async def read_shares_page(self, dashboard_id: str, reader_id: str, query: ListQuery) -> SharesPage:
+        """A page of the dashboard's shares (``page_shares``) with their grantees, and what decides whether
+        ``reader_id`` may read it: the dashboard's record and the reader's own share."""
+        page, dashboard, own = await asyncio.gather(self.page_shares(dashboard_id, query),
+                                                    self.get_dashboard(dashboard_id), self.get_share(dashboard_id, reader_id))
+        grantees = await self.get_users([share.user_id for share in page.items])
+        return SharesPage(dashboard, own, Page(list(zip(page.items, grantees, strict=True)), page.next, page.total))
 
     @abc.abstractmethod
     async def list_user_shares(self, user_id: str) -> list[Share]:

@@ -10,10 +10,11 @@ as the record it describes.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from ..limits import LIST_DESCRIPTION_CHARS
-from ..models import Card, CardVersion, Dashboard, DashboardVersion, Dataset
+from ..models import Card, CardVersion, Dashboard, DashboardVersion, Dataset, Permission
 from ..paging import ListQuery, fold, ordered, sort_key
 
 CARD, DASHBOARD, DATASET = "card", "dashboard", "dataset"
@@ -34,10 +35,17 @@ class CatalogEntry:
 
 @dataclasses.dataclass(frozen=True)
 class Listed(Generic[T]):
-    """A record as a list page has it: its head and its entry's ``summary``."""
+    """A record as a list page has it: its head, its entry's ``summary`` and, on a page of a ``shared`` scope,
+    the permission its share grants the reader (``shared_as``)."""
 
     record: T
     summary: dict[str, Any]
+    shared_as: Permission | None = None
+
+
+ItemMaker = Callable[[dict[str, Any], dict[str, Any], Permission | None], T]
+"""How a store makes a page's item: of the record's head fields, its entry's summary and the permission a share
+grants the reader (None outside a shared scope)."""
 
 
 @dataclasses.dataclass(frozen=True)

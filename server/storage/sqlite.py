@@ -28,7 +28,7 @@ from ..models import (AuditEvent, AuditQuery, CachedResult, Card, CardVersion, C
                       Dataset, DatasetVersion, IdempotentAnswer, KernelRecord, Lease, OutputTable, PersonalToken,
                       RefreshSchedule, Share, SignInSession, User, VersionStamp, card_ids, refresh_seconds, utcnow)
 from .base import LEASE_KEPT_SECONDS, USER_FIELDS, Store, blob_prefix
-from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, Listed, card_entry, card_summary,
+from .catalog import (CARD, DASHBOARD, DATASET, CatalogEntry, CatalogueGap, ItemMaker, Listed, card_entry, card_summary,
                       dashboard_entry, dashboard_summary, dataset_entry)
 from .versioned import CARDS, DASHBOARDS, DATASETS, Versioned
 
@@ -932,25 +932,25 @@ class SQLiteStore(Store):
 
     # pages of the catalogue --------------------------------------------------
     async def page_cards(self, query: ListQuery) -> Page[Listed[Card]]:
-        return await self._run(self._page, CARD, query, lambda head, summary: Listed(Card(**head), summary))
+        return await self._run(self._page, CARD, query, lambda head, summary, _: Listed(Card(**head), summary))
 
     async def page_dashboards(self, query: ListQuery) -> Page[Listed[Dashboard]]:
-        return await self._run(self._page, DASHBOARD, query, lambda head, summary: Listed(Dashboard(**head), summary))
+        return await self._run(self._page, DASHBOARD, query,
+                               lambda head, summary, shared_as: Listed(Dashboard(**head), summary, shared_as))
 
     async def page_datasets(self, query: ListQuery) -> Page[Dataset]:
-        return await self._run(self._page, DATASET, query, lambda head, _: _dataset(head))
+        return await self._run(self._page, DATASET, query, lambda head, *_: _dataset(head))
 
-    def _page(self, kind: str, query: ListQuery, record: Callable[[dict[str, Any], dict[str, Any]], T]) -> Page[T]:
+    def _page(self, kind: str, query: ListQuery, record: ItemMaker[T]) -> Page[T]:
         """One query per scope, each reading at most ``limit + 1`` rows in index order, merged; and the total
-        (of a search: while at most ``SEARCH_TOTAL_MAX`` match). ``record`` makes an item of a head's fields and
-        its entry's summary."""
+        (of a search: while at most ``SEARCH_TOTAL_MAX`` match)."""
         keyed = []
         total = 0
         for scope in dict.fromkeys(query.scopes):
             sql, params = _page_sql(kind, query, scope, count=False)
             keyed += [(row["sort_key"], row["id"],
-                       record({k: row[k] for k in row.keys() if k not in ("sort_key", "summary")},
-                              json.loads(row["summary"])))
+                       record({k: row[k] for k in row.keys() if k not in ("sort_key", "summary", "shared_as")},
+                              json.loads(row["summary"]), row["shared_as"]))
                       for row in self._query(sql, *params)]
             sql, params = _page_sql(kind, query, scope, count=True)
             total += self._query(sql, *params)[0][0]
@@ -1252,7 +1252,9 @@ def _page_sql(kind: str, query: ListQuery, scope: Scope, count: bool) -> Stateme
     if query.after is not None:
         where.append(f"(d.{column}, d.id) {'<' if direction == 'DESC' else '>'} (?, ?)")
         params += list(query.after)
-    sql = (f"SELECT h.*, d.{column} AS sort_key, (SELECT summary FROM catalog WHERE row = d.row) AS summary "
+    shared_as = "s.permission" if scope.kind == "shared" else "NULL"
+    sql = (f"SELECT h.*, d.{column} AS sort_key, (SELECT summary FROM catalog WHERE row = d.row) AS summary, "
+           f"{shared_as} AS shared_as "
            f"FROM {source} {' '.join(joins)} "
            f"JOIN {HEAD_TABLES[kind]} h ON h.id = d.id WHERE {' AND '.join(where)} "
            f"ORDER BY d.{column} {direction}, d.id {direction} LIMIT ?")

@@ -81,7 +81,7 @@ async def test_requests_read_many_records_in_batches(start_server):
 async def test_a_live_dashboard_reads_what_its_tiles_share_once(start_server, root, shared_agent):  # noqa: F811
     """Opening a live dashboard whose tiles' results are cached reads the tiles' cards, their authors, their datasets
     and those datasets' versions in batches, once for all tiles (the tiles' freshness too), unless kept in the task's
-    memory (as here: the runs read them, and the dashboard's record), and its shares (rights) every time; a tile adds
+    memory (as here: the runs read them, and the dashboard's record), and the viewer's share (rights) every time; a tile adds
     only its cache entry and the record of its outputs, and no write marks a result used that was used just now."""
     url, pem = shared_agent
     api = await start_server("aws", ServeApp__executor_urls=[url], ServeApp__executor_private_key=pem)
@@ -117,10 +117,10 @@ async def test_a_live_dashboard_reads_what_its_tiles_share_once(start_server, ro
     for tiles, made in opened.items():  # the viewer's user and sign-in aside (the first test's)
         assert made.pop("UpdateItem cache", 0) <= tiles, "at most each tile's pin: no mark of use of a result just used"
         assert made.pop("GetItem cache", 0) <= 2 * tiles, "each tile's cache entry and its outputs' record at most"
-        # what decides rights only (the dashboard's shares, at the upgrade and for the snapshot): the dashboard's
+        # what decides rights only (the viewer's share, at the upgrade and for the snapshot): the dashboard's
         # record and version, the tiles' cards and versions, their authors, datasets and those datasets' versions
         # (read in batches when not kept) come from the task's memory, where the runs left them
-        assert made == {"Query shares": 2}, made
+        assert made == {"GetItem shares": 2}, made
 
 
 def counting_all(store: Any) -> collections.Counter[str]:
@@ -175,9 +175,9 @@ async def test_a_cache_hit_reads_nothing_from_the_store(start_server, root, shar
     # (their records and the viewer's share: rights are read on every request; their versions are kept)
     tile = f"/api/dashboards/{shared['id']}/cards/total/run"
     await run(viewer, tile)
-    seen = await run(viewer, tile)  # the dashboard's shares (rights); its record and version are kept
+    seen = await run(viewer, tile)  # the viewer's share (rights); the dashboard's record and version are kept
     assert {name: n for name, n in seen.items() if not name.endswith((" audit", " users", " tokens"))} == {
-        "Query shares": 1}, seen
+        "GetItem shares": 1}, seen
 
 
 async def test_an_upload_reads_its_owners_usage_once(start_server):
@@ -318,7 +318,8 @@ async def test_a_share_reads_the_grantee_beside_the_callers_rights(writer):
     dashboard = (await api.fetch("POST", "/api/dashboards", token=token, json_body=document(cards=TILE))).json()
     made = await chain.of(api, "PUT", f"/api/dashboards/{dashboard['id']}/shares", token,
                           json_body={"email": "viewer@example.com", "permission": "view"})
-    assert made == ["GetItem", "GetItem", "TransactWriteItems"], made  # the email's item, then its user
+    # the email's item, then its user; the dashboard's catalogue entry, which the share's item under its grantee copies
+    assert made == ["GetItem", "GetItem", "GetItem", "TransactWriteItems"], made
 
 
 async def test_a_dataset_deletion_deletes_its_blobs_at_once(writer):

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from server.models import Card, CardVersion, Dashboard, DashboardVersion, RefreshSchedule, Share, User, utcnow
+from server.errors import NotFoundError
 from server.paging import ListQuery, Page, Scope, fold
+from server.services.cards import CardService
+from server.services.dashboards import DashboardService
+from server.services.datasets import DatasetService
+from server.storage.aws_catalog import DynamoCatalog
 from server.storage.sqlite import DB_FILE, MIGRATIONS, SQLiteStore
 from tests.server.storage.test_contract import make_dataset, make_user
 
@@ -143,6 +148,51 @@ async def test_dashboards_of_an_owner_and_shared_with_them(store, owners):
     assert [d.id for d in both] == [made[0].id, made[1].id]
     shared = await store.page_dashboards(ListQuery((Scope("shared", ana.id),), limit=10))
     assert [d.record.id for d in shared.items] == [made[1].id]
+
+
+async def add_dashboard(store, owner: User, title: str) -> Dashboard:
+    now = utcnow()
+    dashboard = Dashboard(uuid.uuid4().hex, uuid.uuid4().hex, owner.id, 1, now, now)
+    document = {"schemaVersion": 1, "title": title, "cards": [], "layout": []}
+    await store.create_dashboard(dashboard, DashboardVersion(dashboard.id, 1, document, now, owner.id))
+    return dashboard
+
+
+async def retitle(store, dashboard: Dashboard, version: int, title: str) -> None:
+    document = {"schemaVersion": 1, "title": title, "cards": [], "layout": []}
+    await store.add_dashboard_version(DashboardVersion(dashboard.id, version, document, utcnow(), dashboard.owner_id),
+                                      version - 1)
+
+
+async def shared_with(store, user: User) -> list[tuple[str, str, str | None]]:
+    """(id, title, permission) of the dashboards shared with ``user``, as their list pages them."""
+    found, after = [], None
+    while True:
+        page = await store.page_dashboards(ListQuery((Scope("shared", user.id),), limit=2, after=after))
+        found += [(listed.record.id, listed.summary["title"], listed.shared_as) for listed in page.items]
+        if page.next is None:
+            return found
+        after = page.next
+
+
+async def test_a_shared_list_follows_grants_saves_and_revocations(store, owners):
+    """Each dashboard shared with a reader is listed with the permission its share grants, its current title (after a
+    save), its new permission (after a change), and not after the share is revoked; mine carry no permission."""
+    ana, ben = owners
+    first, second = await add_dashboard(store, ben, "一つ目"), await add_dashboard(store, ben, "二つ目")
+    mine = await add_dashboard(store, ana, "自分の")
+    now = utcnow()
+    await store.put_share(Share(first.id, ana.id, "view", now, ben.id))
+    await store.put_share(Share(second.id, ana.id, "edit", now, ben.id))
+    assert sorted(await shared_with(store, ana)) == sorted([(first.id, "一つ目", "view"), (second.id, "二つ目", "edit")])
+    await retitle(store, first, 2, "一つ目 改")
+    await store.put_share(Share(second.id, ana.id, "view", now, ben.id))
+    assert sorted(await shared_with(store, ana)) == sorted([(first.id, "一つ目 改", "view"), (second.id, "二つ目", "view")])
+    await store.delete_share(first.id, ana.id)
+    await retitle(store, first, 3, "一つ目 改々")
+    assert await shared_with(store, ana) == [(second.id, "二つ目", "view")]
+    own = await store.page_dashboards(ListQuery((Scope("owner", ana.id),), limit=5))
+    assert [(d.record.id, d.shared_as) for d in own.items] == [(mine.id, None)]
 
 
 async def test_pages_carry_summaries_and_dashboards_are_found_by_their_cards(store, owners):
@@ -328,6 +378,124 @@ async def test_a_page_is_one_query_on_dynamodb(store, store_kind, query):
     deep = await store.page_cards(dataclasses.replace(query, after=first.next))
     assert calls == ["Query", "Query"] and len(first.items) == len(deep.items) == 5
     assert not {c.record.id for c in first.items} & {c.record.id for c in deep.items}
+
+
+def dynamodb_calls(store) -> list[str]:
+    """The names of the DynamoDB calls the store makes from now on (botocore's event hook)."""
+    calls: list[str] = []
+    store._dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+async def test_a_members_dashboards_and_a_dashboards_shares_are_two_calls_a_page_on_dynamodb(store, store_kind, owners,
+                                                                                            tmp_path):
+    """Mine and those shared with me: a Query of each (the permission comes with the shared ones); only those shared:
+    one Query; a dashboard's shares with their grantees, to its owner, a grantee or anyone else: a Query and one
+    BatchGetItem (of the dashboard, the reader's share and the grantees)."""
+    if store_kind != "aws":
+        pytest.skip("DynamoDB only")
+    ana, ben = owners
+    for i in range(3):
+        await add_dashboard(store, ana, f"自分の {i}")
+        theirs = await add_dashboard(store, ben, f"共有 {i}")
+        await store.put_share(Share(theirs.id, ana.id, "edit", utcnow(), ben.id))
+    grantees = [make_user(f"g{i}@example.com") for i in range(3)]
+    for grantee in grantees:
+        await store.create_user(grantee)
+        await store.put_share(Share(theirs.id, grantee.id, "view", utcnow(), ben.id))
+    datasets = DatasetService(store, tmp_path)
+    cards = CardService(store, datasets)
+    dashboards = DashboardService(store, cards, datasets)
+    calls = dynamodb_calls(store)
+    first = await dashboards.page_visible(ana, ListQuery((), limit=4))
+    assert calls == ["Query", "Query"]
+    deep = await dashboards.page_visible(ana, ListQuery((), limit=4, after=first.next))
+    assert calls == ["Query"] * 4 and deep.next is None
+    access = {listed.summary["title"]: granted for listed, granted in first.items + deep.items}
+    assert access == {**{f"自分の {i}": "owner" for i in range(3)}, **{f"共有 {i}": "edit" for i in range(3)}}
+    calls.clear()
+    shared = await dashboards.page_visible(ana, ListQuery((), limit=10), shared_only=True)
+    assert calls == ["Query"] and sorted(listed.summary["title"] for listed, _ in shared.items) == ["共有 0", "共有 1", "共有 2"]
+    for reader in (ben, grantees[0]):
+        calls.clear()
+        page = await dashboards.shares(reader, theirs.id, ListQuery((), limit=2))
+        assert calls == ["Query", "BatchGetItem"] and len(page.items) == 2 and all(s["email"] for s in page.items)
+    calls.clear()
+    stranger = make_user("stranger@example.com")
+    with pytest.raises(NotFoundError):
+        await dashboards.shares(stranger, theirs.id, ListQuery((), limit=2))
+    assert calls == ["Query", "BatchGetItem"]
+
+
+async def test_a_grant_that_meets_a_save_copies_the_saved_entry_on_dynamodb(store, store_kind, owners, monkeypatch):
+    """A grant copies the dashboard's entry on the condition that it is still the one read: a save between the read
+    and the grant's transaction makes it read the entry again."""
+    if store_kind != "aws":
+        pytest.skip("DynamoDB only")
+    ana, ben = owners
+    dashboard = await add_dashboard(store, ben, "前")
+    stale = store._catalogue.entry_fields("dashboard", dashboard.id)
+    await retitle(store, dashboard, 2, "後")
+    reads = []
+    read_entry = DynamoCatalog.entry_fields
+
+    def entry_fields(self, kind, record_id):  # the first read is the one from before the save
+        reads.append(record_id)
+        return stale if len(reads) == 1 else read_entry(self, kind, record_id)
+
+    monkeypatch.setattr(DynamoCatalog, "entry_fields", entry_fields)
+    await store.put_share(Share(dashboard.id, ana.id, "view", utcnow(), ben.id))
+    assert len(reads) == 2
+    assert await shared_with(store, ana) == [(dashboard.id, "後", "view")]
+
+
+async def test_a_share_revoked_during_a_save_is_not_listed_again_on_dynamodb(store, store_kind, owners, monkeypatch):
+    """A save copies its entry only to the share items that still exist: a revocation that lands between the save's
+    read of the shares and its copies leaves nothing behind."""
+    if store_kind != "aws":
+        pytest.skip("DynamoDB only")
+    ana, ben = owners
+    dashboard = await add_dashboard(store, ben, "前")
+    await store.put_share(Share(dashboard.id, ana.id, "view", utcnow(), ben.id))
+    transact = store._transact
+
+    def revoking_first(actions, **options):
+        if any(action.get("Update", {}).get("TableName") == store._table("shares") for action in actions):
+            # the save's copies to the shares it read: the revocation lands just before them
+            monkeypatch.setattr(store, "_transact", transact)
+            assert store._delete_share(dashboard.id, ana.id)
+        return transact(actions, **options)
+
+    monkeypatch.setattr(store, "_transact", revoking_first)
+    await retitle(store, dashboard, 2, "後")
+    assert store._transact == transact  # the copies ran
+    assert await shared_with(store, ana) == []
+    item = store._dynamodb.get_item(TableName=store._table("shares"),
+                                    Key={"pk": {"S": f"USER#{ana.id}"}, "sk": {"S": f"DASHBOARD#{dashboard.id}"}})
+    assert "Item" not in item
+
+
+async def test_init_tables_copies_entries_to_older_shares_on_dynamodb(store, store_kind, owners):
+    """A share made before its item carried a copy of the entry is still listed (from the entry: a BatchGetItem more),
+    ``bi fsck`` reports its dashboard, and ``bi init-tables`` copies the entry to it once."""
+    if store_kind != "aws":
+        pytest.skip("DynamoDB only")
+    ana, ben = owners
+    dashboard = await add_dashboard(store, ben, "古い共有")
+    await store.put_share(Share(dashboard.id, ana.id, "edit", utcnow(), ben.id))
+    store._dynamodb.update_item(TableName=store._table("shares"), UpdateExpression="REMOVE listed, listed_version",
+                                Key={"pk": {"S": f"USER#{ana.id}"}, "sk": {"S": f"DASHBOARD#{dashboard.id}"}})
+    store._dynamodb.delete_item(TableName=store._table("dashboards"),
+                                Key={"pk": {"S": "INDEX#share-copies"}, "sk": {"S": "DONE"}})
+    assert [(gap.problem, gap.id) for gap in await store.catalogue_gaps()] == [("unlisted", dashboard.id)]
+    calls = dynamodb_calls(store)
+    assert await shared_with(store, ana) == [(dashboard.id, "古い共有", "edit")]
+    assert calls == ["Query", "BatchGetItem"]
+    await store.create_schema(buckets=False)
+    assert await store.catalogue_gaps() == []
+    calls.clear()
+    assert await shared_with(store, ana) == [(dashboard.id, "古い共有", "edit")]
+    assert calls == ["Query"]
 
 
 async def test_init_tables_lists_what_was_there_on_dynamodb(store, store_kind, owners):

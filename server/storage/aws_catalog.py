@@ -17,8 +17,9 @@ pk                                                 sk                list
 ``<S>`` is ``U`` (key: the updated time, Query newest first) or ``T`` (key: the title; titles compare by
 their UTF-8 bytes, which is code-point order). Dashboards shared with a user come from the shares table: one
 Query of the user's share items, paged in memory (a user has few: one call reads up to 1 MB, about a thousand).
-Each of those items carries a copy of its dashboard's entry (``listed``, the ENTRY item's fields as JSON, and
-``listed_version``, the dashboard version it is of), with the permission the share grants. A grant copies the
+Each of those items carries a copy of its dashboard's entry (``listed``, the ENTRY item's fields as JSON but its
+search text, ``listed_search``, read only by a search, and ``listed_version``, the dashboard version it is of),
+with the permission the share grants. A grant copies the
 entry in the transaction that writes the share, on the condition that the entry is still the one it read; every
 write of a dashboard's entry then copies it to the items of the dashboard's shares that exist, on the condition
 that they hold an older version (``copy_to_shares``). So a revoked share's item, deleted with the share, is never
@@ -99,9 +100,11 @@ def _entry_key(kind: str, record_id: str) -> dict[str, str]:
 
 def shared_copy(fields: dict[str, Any]) -> dict[str, Any]:
     """What the item of a dashboard's share under its grantee carries of the dashboard's entry (its ENTRY item's
-    ``fields``): the entry, and the dashboard version it is of."""
-    entry = {name: fields[name] for name in ENTRY_FIELDS}
-    return {"listed": json.dumps(entry, ensure_ascii=False), "listed_version": json.loads(entry["head"])["current_version"]}
+    ``fields``): the entry but its search text (``listed``), that text apart (``listed_search``: read only by a
+    search), and the dashboard version it is of."""
+    entry = {name: fields[name] for name in ENTRY_FIELDS if name != "search"}
+    return {"listed": json.dumps(entry, ensure_ascii=False), "listed_search": fields["search"],
+            "listed_version": json.loads(entry["head"])["current_version"]}
 
 
 def _entry_of(fields: dict[str, Any]) -> CatalogEntry:
@@ -146,10 +149,10 @@ class DynamoCatalog:
             "TableName": self.shares_table, "ConsistentRead": True, **_projection("user_id"),
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
             "ExpressionAttributeValues": _item({":pk": f"DASHBOARD#{dashboard_id}", ":prefix": "USER#"})})]
-        values = _item({":listed": copy["listed"], ":version": copy["listed_version"]})
+        values = _item({":listed": copy["listed"], ":search": copy["listed_search"], ":version": copy["listed_version"]})
         pending = [{"Update": {
             "TableName": self.shares_table, "Key": _item({"pk": f"USER#{user_id}", "sk": f"DASHBOARD#{dashboard_id}"}),
-            "UpdateExpression": "SET listed = :listed, listed_version = :version",
+            "UpdateExpression": "SET listed = :listed, listed_search = :search, listed_version = :version",
             "ConditionExpression": "attribute_exists(pk) AND "
                                    "(attribute_not_exists(listed_version) OR listed_version < :version)",
             "ExpressionAttributeValues": values}} for user_id in users]
@@ -259,12 +262,12 @@ class DynamoCatalog:
         found, missing = [], {}
         for item in self._query_all({
                 "TableName": self.shares_table, "ConsistentRead": True,
-                **_projection("dashboard_id", "permission", "listed"),
+                **_projection("dashboard_id", "permission", "listed", *(("listed_search",) if search else ())),
                 "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
                 "ExpressionAttributeValues": _item({":pk": f"USER#{user_id}", ":prefix": "DASHBOARD#"})}):
             fields = _plain(item)
             if "listed" in fields:
-                entry = json.loads(fields["listed"])
+                entry = {**json.loads(fields["listed"]), "search": fields.get("listed_search", "")}
                 found.append((_entry_of(entry), json.loads(entry["head"]), fields["permission"]))
             else:
                 missing[fields["dashboard_id"]] = fields["permission"]

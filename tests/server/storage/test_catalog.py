@@ -188,6 +188,8 @@ async def test_a_shared_list_follows_grants_saves_and_revocations(store, owners)
     await retitle(store, first, 2, "一つ目 改")
     await store.put_share(Share(second.id, ana.id, "view", now, ben.id))
     assert sorted(await shared_with(store, ana)) == sorted([(first.id, "一つ目 改", "view"), (second.id, "二つ目", "view")])
+    found = await store.page_dashboards(ListQuery((Scope("shared", ana.id),), limit=5, search=fold("目 改")))
+    assert [d.record.id for d in found.items] == [first.id]
     await store.delete_share(first.id, ana.id)
     await retitle(store, first, 3, "一つ目 改々")
     assert await shared_with(store, ana) == [(second.id, "二つ目", "view")]
@@ -483,7 +485,8 @@ async def test_init_tables_copies_entries_to_older_shares_on_dynamodb(store, sto
     ana, ben = owners
     dashboard = await add_dashboard(store, ben, "古い共有")
     await store.put_share(Share(dashboard.id, ana.id, "edit", utcnow(), ben.id))
-    store._dynamodb.update_item(TableName=store._table("shares"), UpdateExpression="REMOVE listed, listed_version",
+    store._dynamodb.update_item(TableName=store._table("shares"),
+                                UpdateExpression="REMOVE listed, listed_search, listed_version",
                                 Key={"pk": {"S": f"USER#{ana.id}"}, "sk": {"S": f"DASHBOARD#{dashboard.id}"}})
     store._dynamodb.delete_item(TableName=store._table("dashboards"),
                                 Key={"pk": {"S": "INDEX#share-copies"}, "sk": {"S": "DONE"}})

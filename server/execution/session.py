@@ -270,19 +270,23 @@ class KernelSession:
         """
         if self.executing:
             raise ConflictError("This session is already running code; wait for it or interrupt it.")
-        if self.broken:
-            raise KernelLostError(f"{self.broken} Open a new session to go on.")
+        self._check_not_broken()
         self.executing = True
         self.metrics.busy.inc()
         try:
             await self.check_grant()
             async with self._lock:
+                self._check_not_broken()  # a replacement of a lost kernel that failed may have held the lock
                 with self.metrics.execution_seconds.time():
                     return await self._execute(code, listener, card_id, prelude, label)
         finally:
             self.executing = False
             self.metrics.busy.dec()
             self.touch()
+
+    def _check_not_broken(self) -> None:
+        if self.broken:
+            raise KernelLostError(f"{self.broken} Open a new session to go on.")
 
     def expect(self, msg_id: str) -> None:
         """The labelled run ``msg_id`` another task started is going on (a reattachment's gap shows it): its
@@ -300,6 +304,7 @@ class KernelSession:
         self.metrics.busy.inc()
         try:
             async with self._lock:
+                self._check_not_broken()
                 kernel = self.kernel
                 collector = OutputCollector(self.limits.output_bytes, kernel.memory_mb, listener,
                                             lambda stream: self.tables.keep(stream, self.user_id, None, self.id))

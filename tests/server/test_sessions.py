@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from structlog.testing import capture_logs
 
+from server.errors import ServiceUnavailableError
 from server.execution.agent_client import AgentError
 from server.execution.local_agent import AGENT_ENVIRONMENT, PUBLIC_KEY_FILE, LocalAgent
 from tests.kernels.sandbox.helpers import require
@@ -191,6 +192,29 @@ async def test_dead_kernel_is_replaced_and_reported(start_cards):
     assert events == [{"event": "kernel_restarted", "reason": "the kernel exited with status 7"}]
     assert any(e["event"] == "kernel_replaced" for e in logs)
     assert (await run(api, token, session_id, "2 + 2")).json()["outputs"][-1]["data"]["text/plain"] == "4"
+
+
+async def test_a_run_that_waited_for_a_failed_replacement_is_told_the_kernel_is_lost(start_cards, monkeypatch):
+    """A run sent while the session replaces its lost kernel waits for the replacement; when no new kernel can be
+    started (no executor answers: injected here), it is answered 409 ``kernel_lost``, not 500 from a closed channel
+    (a clean run's ``test_agent_loss`` met it once)."""
+    api = await start_cards()
+    token = await api.login()
+    session_id = await open_session(api, token)
+    session = api.app.kernel_pool.sessions[session_id]
+    replacing = asyncio.Event()
+
+    async def no_executor(datasets):
+        replacing.set()
+        await asyncio.sleep(0.3)
+        raise ServiceUnavailableError("No executor answers now; try again in a moment.")
+
+    monkeypatch.setattr(session, "start_kernel", no_executor)
+    restart = asyncio.ensure_future(session.restart("the executor was lost"))
+    await replacing.wait()
+    answer = await run(api, token, session_id, "1 + 1")
+    await restart
+    assert answer.code == 409 and answer.json()["error"]["code"] == "kernel_lost", answer.body
 
 
 async def test_idle_sessions_close_and_users_are_capped(start_cards):

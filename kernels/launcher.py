@@ -140,7 +140,14 @@ class KernelLauncher:
         directory = self.run_dir.resolve() / kernel_id[:DIRECTORY_NAME_LENGTH]
         try:
             config = self._sandbox(kernel_id, directory, uid)
-            connection = self._prepare_directory(directory, config)
+            # on a thread: its mounts and writes held up the agent's loop (the kernel just handed out, its
+            # relay and its dataset's placement among them) for 5-20 ms
+            preparing = asyncio.ensure_future(asyncio.to_thread(self._prepare_directory, directory, config))
+            try:
+                connection = await asyncio.shield(preparing)
+            except asyncio.CancelledError:
+                await asyncio.wait([preparing])  # cleaned up below once it no longer writes there
+                raise
             self.exited[kernel_id] = asyncio.get_running_loop().create_future()
             read_end, write_end = os.pipe()
             self.outputs[kernel_id] = KernelOutput(kernel_id, read_end, self.log_lines_per_second,

@@ -433,8 +433,9 @@ class ServeApp(BIApp):
         return Ed25519PrivateKey.generate()  # no agent to call: card execution is off
 
     async def shutdown(self, keep_kernels: bool = False) -> None:
-        """Close live dashboards and sessions (their kernels, unless ``keep_kernels``: then the recorded
-        ones are left on their agents for another task to reattach to), stop the local agent, close the store."""
+        """Close live dashboards, finish caching the results of card runs answered, close sessions (their kernels,
+        unless ``keep_kernels``: then the recorded ones are left on their agents for another task to reattach to),
+        stop the local agent, close the store."""
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if self.agent_keeper is not None:
@@ -442,6 +443,7 @@ class ServeApp(BIApp):
             await asyncio.gather(self.agent_keeper, return_exceptions=True)
         await self.revocations.stop()
         await self.dashboard_hub.stop()
+        await self.card_runs.settled()  # the results of runs answered are cached before the store closes
         await self.kernel_pool.close(keep_kernels)
         await self.bus.close()
         if self.local_agent is not None:

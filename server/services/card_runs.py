@@ -11,7 +11,11 @@ only to runs of the same author's code on the same data. A miss runs the
 card in a fresh kernel of the caller (destroyed afterwards) and caches results that finished (ok,
 or a card error) once the tables of their DataFrame outputs are stored; timeouts, truncated output,
 dead kernels and tables that did not reach the store are not cached. A cached result whose outputs
-blob or tables are gone is a miss. Cached outputs are a
+blob or tables are gone is a miss. A run is answered once it has run, and cached just after (in the
+background, the id of its outputs' record, ``result_id``, chosen up front): a lookup of its key waits for
+its storing, and so do its record's readers (``OutputTables.storing``). A store that fails leaves no record
+behind and is logged (``card_result_not_stored``); a run under a lease (``fence``) is cached before its
+answer, which must say whether the lease was lost. Cached outputs are a
 JSON blob (the object store), indexed in the store's cache table. Recent hits are also kept in this task's memory
 (``result_memory.py``), read after the caller's rights and the key were established as for every run.
 
@@ -40,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -47,7 +52,7 @@ import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
@@ -57,6 +62,7 @@ from ..bus import Bus
 from ..errors import DatasetNotReadableError, InvalidRequestError, LeaseLostError, NotFoundError
 from ..execution.pool import KernelPool
 from ..limits import CACHED_RESULTS_PER_VARIANT, CARD_RUNS_PER_USER, RESULT_MEMORY_BYTES
+from ..logs import get_logger
 from ..models import CachedResult, Card, CardVersion, Dataset, DatasetVersion, Lease, User, utcnow
 from .audit import record
 from ..storage.base import Store
@@ -71,6 +77,8 @@ CACHEABLE = ("ok", "error")
 REASONS = ("edit", "schedule", "new_data", "forced")
 FRESHNESS = ("computed_at", "reason", "card_version", "dataset_versions")
 UNKNOWN = "unknown"  # the reason of a result stored before results said theirs
+
+log = get_logger("bi.card_runs")
 
 
 def bind_parameters(declared: tuple[dict[str, Any], ...], given: dict[str, Any]) -> dict[str, Any]:
@@ -221,6 +229,7 @@ class CardRunner(LoggingConfigurable):
         self.turns = RunTurns(self.runs_per_user)
         self.shared = SharedRuns()
         self.finished: list[Callable[[str, dict[str, Any], dict[str, Any]], None]] = []  # (card_id, values, result)
+        self._storing: dict[str, asyncio.Task[None]] = {}  # cache key -> the latest store of its result under way
 
     async def run(self, user: User, card_id: str, parameters: dict[str, Any], force: bool = False,
                   fence: Lease | None = None, announce: bool = True, reason: str | None = None,
@@ -267,6 +276,7 @@ class CardRunner(LoggingConfigurable):
         return card, version, values, data, cache_key(version, data.versions, values, self.pool.image_version)
 
     async def _cached(self, key: str) -> dict[str, Any] | None:
+        await self._stored(key)
         result = self.memory.get(key)
         if result is not None:  # its tables' use was marked when it was read from the store (minutes ago at most)
             return result
@@ -301,45 +311,95 @@ class CardRunner(LoggingConfigurable):
                 await self.pool.close_session(session, "card_run_finished", wait=False)
         fresh = {"computed_at": utcnow(), "reason": reason, "card_version": version.version,
                  "dataset_versions": dict(data.versions)}
-        lost = False
-        stored = {}
-        if (result.status in CACHEABLE and not (result.truncated or result.kernel_restarted)
-                and await self.tables.stored(output_ids(result.outputs))):
-            try:
-                stored["result_id"] = await self._store(key, user, version.card_id, values, result.status,
-                                                        result.outputs, result.execution_time_ms, fresh, fence)
-            except LeaseLostError:
-                lost = True
-        return {"status": result.status, "outputs": result.outputs, "cached": False,
-                "execution_time_ms": result.execution_time_ms, "truncated": result.truncated, **fresh, **stored}, lost
+        answer = {"status": result.status, "outputs": result.outputs, "cached": False,
+                  "execution_time_ms": result.execution_time_ms, "truncated": result.truncated, **fresh}
+        if result.status not in CACHEABLE or result.truncated or result.kernel_restarted:
+            return answer, False
+        result_id = uuid.uuid4().hex
+        store = functools.partial(self._store, key, user, version.card_id, values, result.status, result.outputs,
+                                  result.execution_time_ms, fresh, fence, result_id)
+        if fence is None:
+            self._store_later(key, result_id, store)
+            return {**answer, "result_id": result_id}, False
+        await self._stored(key)
+        try:
+            stored = await store(None)
+        except LeaseLostError:
+            return answer, True
+        return {**answer, "result_id": result_id} if stored else answer, False
+
+    async def _stored(self, key: str) -> None:
+        """Wait for the storing of ``key``'s result under way, if any."""
+        storing = self._storing.get(key)
+        if storing is not None:
+            await asyncio.wait([storing])
+
+    def _store_later(self, key: str, result_id: str, store: Callable[[asyncio.Future[bool] | None],
+                                                                   Awaitable[bool]]) -> None:
+        """Run ``store`` in the background, after the one of ``key`` under way; until its record is settled, the
+        readers of ``result_id`` wait."""
+        settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.tables.storing(result_id, settled)
+        task = asyncio.get_running_loop().create_task(
+            self._store_after(self._storing.get(key), key, result_id, store, settled))
+        self._storing[key] = task
+        task.add_done_callback(lambda _: self._storing.pop(key) if self._storing.get(key) is task else None)
+
+    async def _store_after(self, before: asyncio.Task[None] | None, key: str, result_id: str,
+                           store: Callable[[asyncio.Future[bool] | None], Awaitable[bool]],
+                           settled: asyncio.Future[bool]) -> None:
+        if before is not None:
+            await asyncio.wait([before])
+        try:
+            await store(settled)
+        except Exception as exc:
+            log.error("card_result_not_stored", key=key, result_id=result_id, error=repr(exc))
+        finally:
+            if not settled.done():
+                settled.set_result(False)
+
+    async def settled(self) -> None:
+        """Wait for the stores under way (before the store closes; a test's look at what is stored)."""
+        while self._storing:
+            await asyncio.wait(list(self._storing.values()))
 
     async def _store(self, key: str, user: User, card_id: str, values: dict[str, Any], status: str,
                      outputs: list[dict[str, Any]], execution_time_ms: int, fresh: dict[str, Any],
-                     fence: Lease | None) -> str:
-        """Cache the result, its outputs blob charged to ``user``; the id of that blob's record."""
+                     fence: Lease | None, result_id: str, settled: asyncio.Future[bool] | None) -> bool:
+        """Cache the result once the tables of its outputs are stored, its outputs blob charged to ``user`` as the
+        record ``result_id``: whether it was (not when a table did not reach the store). ``settled`` hears
+        whether that record stays once it is known. On a failure the record is deleted (and the tables, for a lost
+        lease): an orphan blob may stay, never a record that points at nothing."""
+        if not await self.tables.stored(output_ids(outputs)):
+            return False
         blob_key = f"results/{key}/{uuid.uuid4().hex}.json"  # blob keys are never overwritten
         with tempfile.NamedTemporaryFile("wb", suffix=".json") as file:
             file.write(json_io.dumps({"outputs": outputs, **fresh}))
             file.flush()
             size = file.tell()
             await self.store.put_blob(blob_key, Path(file.name))
-        result_id = await self.tables.keep_result(blob_key, size, user.id, card_id, key)
         needed = (*output_ids(outputs), result_id)
-        replaced = await self.store.get_cached_result(key)
         variant = variant_of(card_id, values)
         try:
+            await self.tables.keep_result(result_id, blob_key, size, user.id, card_id, key)
+            replaced = await self.store.get_cached_result(key)
             await self.store.put_cached_result(CachedResult(key, blob_key, card_id, status, execution_time_ms,
                                                             utcnow(), variant, needed), fence)
-        except LeaseLostError:
-            await self.tables.delete(needed)
+        except BaseException as exc:
+            if settled is not None:
+                settled.set_result(False)
+            # the tables stay (charged to the user) for whoever was shown them, unless nobody was: a lost lease
+            await self.tables.delete(needed if isinstance(exc, LeaseLostError) else (result_id,))
             raise
+        if settled is not None:
+            settled.set_result(True)
         if replaced is not None:
             await self._forget(replaced)
         for older in (await self.store.list_cached_results(variant))[self.results_per_variant:]:
             if older.key != key:
                 await self.store.delete_cached_result(older.key)
                 await self._forget(older)
-        return result_id
+        return True
 
     async def _forget(self, result: CachedResult) -> None:
         """Delete the blob and tables of a result whose record is gone (deleted or replaced)."""

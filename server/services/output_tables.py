@@ -66,7 +66,7 @@ class OutputTables(LoggingConfigurable):
         self.cards = cards
         self.tmp_dir = tmp_dir
         self._checking = asyncio.Semaphore(TABLE_FILES_CHECKED)
-        self._storing: dict[str, asyncio.Task[bool]] = {}
+        self._storing: dict[str, asyncio.Future[bool]] = {}  # output id -> whether it is stored, once known
         self._editor: dict[str, list[str]] = {}  # editor session id -> its latest run's tables
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage: dict[str, tuple[int, int]] = {}  # user id -> (bytes, tables) at most, as last counted
@@ -92,10 +92,14 @@ class OutputTables(LoggingConfigurable):
         output_id = uuid.uuid4().hex
         if card_id is None:
             self._editor.setdefault(session_id, []).append(output_id)
-        task = asyncio.get_running_loop().create_task(self._store(output_id, stream, user_id, card_id))
-        self._storing[output_id] = task
-        task.add_done_callback(lambda _: self._storing.pop(output_id, None))
+        self.storing(output_id, asyncio.get_running_loop().create_task(self._store(output_id, stream, user_id, card_id)))
         return output_id
+
+    def storing(self, output_id: str, stored: asyncio.Future[bool]) -> None:
+        """The table or result record ``output_id`` is being stored: its readers wait for ``stored`` (True once
+        its record is written for good, False if it will not be)."""
+        self._storing[output_id] = stored
+        stored.add_done_callback(lambda _: self._storing.pop(output_id, None))
 
     async def settled(self, output_id: str) -> None:
         """Wait for the table's storing (and the quota check after it), if under way."""
@@ -153,10 +157,10 @@ class OutputTables(LoggingConfigurable):
             log.warning("output_table_quota_unchecked", output_id=output_id, user_id=user_id)
         return True
 
-    async def keep_result(self, blob_key: str, size: int, user_id: str, card_id: str, result_key: str) -> str:
+    async def keep_result(self, output_id: str, blob_key: str, size: int, user_id: str, card_id: str,
+                          result_key: str) -> None:
         """Charge the stored outputs blob ``blob_key`` (``size`` bytes) of the result cache entry ``result_key``
-        to ``user_id``, within their quota; the id of its record, which the entry's ``output_ids`` name."""
-        output_id = uuid.uuid4().hex
+        to ``user_id``, within their quota, as the record ``output_id`` (which the entry's ``output_ids`` name)."""
         now = utcnow()
         await self.store.put_output_table(OutputTable(output_id, blob_key, user_id, card_id, now, bytes=size,
                                                       last_used=now, result_key=result_key))
@@ -164,7 +168,6 @@ class OutputTables(LoggingConfigurable):
             await self._keep_within_quota(user_id, size)
         except StorageUnavailableError:
             log.warning("output_table_quota_unchecked", output_id=output_id, user_id=user_id)
-        return output_id
 
     async def _keep_within_quota(self, user_id: str, added: int) -> None:
         """Delete the user's least recently used tables, pinned ones aside, until they fit the quota."""

@@ -141,6 +141,7 @@ async def test_the_result_cache_keeps_the_newest_per_parameters(start_cards):
         assert ran.code == 200 and not ran.json()["cached"], ran.body
         tables.append(table_of(ran.json()["outputs"]))
         assert await page(api, token, tables[-1]) == 200
+    await api.app.card_runs.settled()  # the second result is cached (superseding the first) just after its answer
     assert [await page(api, token, output_id) for output_id in tables] == [404, 200]
     records, blobs = await stored(api)
     assert records == blobs and len(records) == 1
@@ -181,6 +182,7 @@ async def test_cached_results_of_distinct_parameter_values_keep_within_quota(sta
     values = [f"v{n}" for n in range(8)]
     for value in values:
         assert not (await run(value))["cached"]
+    await api.app.card_runs.settled()  # each result is stored (and the quota kept) just after its answer
     assert result_blobs(api) <= quota
     assert (await run(values[-1]))["cached"], "the newest result is still cached"
     assert not (await run(values[0]))["cached"], "the oldest went first"

@@ -190,6 +190,7 @@ async def test_two_api_servers_share_runs_presence_and_revocations(start_server,
     assert shared.code == 200, shared.body
     first = await a.fetch("POST", f"/api/dashboards/{dashboard['id']}/cards/n/run", token=owner, json_body={})
     assert first.code == 200 and first.json()["cached"] is False, first.body
+    await a.app.card_runs.settled()  # A caches the result just after answering; B reads it from the store
 
     on_b = await connect(b, viewer, path=f"/api/dashboards/{dashboard['id']}/ws")
     assert (await on_b.receive())["type"] == "snapshot"

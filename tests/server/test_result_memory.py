@@ -50,6 +50,7 @@ async def test_a_result_deleted_on_one_task_is_forgotten_by_all_and_memory_waits
         card = (await a.fetch("POST", "/api/cards", token=token, json_body=CARD)).json()
         first = await run(a, token, card["id"])
         assert first["cached"] is False
+        await a.app.card_runs.settled()  # A caches its result just after answering
         assert (await run(b, token, card["id"]))["result_id"] == first["result_id"], "B read the store"
         assert len(b.app.card_runs.memory) == 1, "and keeps the result"
         kept = await run(b, token, card["id"])
@@ -66,6 +67,7 @@ async def test_a_result_deleted_on_one_task_is_forgotten_by_all_and_memory_waits
         while_down = await run(b, token, card["id"])
         assert while_down["cached"] is True and while_down["result_id"] == forced["result_id"]
         again = await run(a, token, card["id"], force=True)  # B cannot hear of this deletion
+        await a.app.card_runs.settled()
         assert (await run(b, token, card["id"]))["result_id"] == again["result_id"], "B read the store"
         assert len(b.app.card_runs.memory) == 1, "(what it kept before: not served while the bus is down)"
 

@@ -271,16 +271,67 @@ async def test_r2_output_whose_table_did_not_reach_s3_is_not_cached(faulty_serve
         "title": "表", "code": "import pandas as pd\npd.DataFrame({'a': [1, 2, 3]})", "datasets": [],
         "parameters": []})
     assert card.code == 201, card.body
-    faults.inject(SERVER_ERROR, s3("PUT", "tables/"))
+    faults.inject(SERVER_ERROR, s3("PUT", "tables/"), times=ATTEMPTS)  # the table's every attempt, answer or not
     first = await api.fetch("POST", f"/api/cards/{card.json()['id']}/run", token=token, json_body={})
     assert first.code == 200, first.body
-    faults.clear()
     again = await api.fetch("POST", f"/api/cards/{card.json()['id']}/run", token=token, json_body={})
     assert again.code == 200, again.body
     assert again.json()["cached"] is False, "a result whose table is missing is a miss"
     [output_id] = [o["output_id"] for o in again.json()["outputs"] if "output_id" in o]
     rows = await api.fetch("GET", f"/api/outputs/{output_id}/rows", token=token)
     assert rows.code == 200, rows.body
+
+
+async def random_card(faulty_server, shared_agent):
+    """A server whose agent is the shared one, its admin's token and the run URL of a card with a new result each run."""
+    url, pem = shared_agent
+    api = await faulty_server(ServeApp__executor_urls=[url], ServeApp__executor_private_key=pem)
+    token = await api.login()
+    card = await api.fetch("POST", "/api/cards", token=token, json_body={
+        "title": "乱数", "code": "import random\nrandom.random()", "datasets": [], "parameters": []})
+    assert card.code == 201, card.body
+    return api, token, f"/api/cards/{card.json()['id']}/run"
+
+
+async def test_a_run_is_answered_before_its_result_is_stored_and_its_readers_wait(faulty_server, faults, root,  # noqa: F811
+                                                                                   shared_agent):
+    """A cache-miss run answers once it has run, while its result's blob is still on its way to S3; a run of the same
+    key at once is a cache hit of that result (it waits for the store), and a dashboard tile's pin of the result's
+    record (``result_id``) waits for the record."""
+    api, token, url = await random_card(faulty_server, shared_agent)
+    faults.inject(Latency(2.0), s3("PUT", "results/"), times=1)
+    first = await api.fetch("POST", url, token=token, json_body={})
+    assert first.code == 200 and first.json()["cached"] is False, first.body
+    result_id = first.json()["result_id"]
+    store = api.app.store_instance
+    assert await store.get_output_table(result_id) is None, "answered before its result was stored"
+    pinned = asyncio.ensure_future(api.app.card_runs.tables.pin([result_id]))
+    again = await api.fetch("POST", url, token=token, json_body={})
+    assert again.code == 200, again.body
+    assert again.json()["cached"] is True and again.json()["result_id"] == result_id
+    assert again.json()["outputs"] == first.json()["outputs"]
+    await pinned
+    assert (await store.get_output_table(result_id)).pinned is True
+
+
+async def test_a_result_whose_cache_entry_was_not_written_leaves_no_record(faulty_server, faults, root,  # noqa: F811
+                                                                            shared_agent, moto_endpoint):
+    """The cache entry of a run answered already fails to be written (throttled past every attempt): the failure is
+    logged, the record charging its outputs blob is deleted, and the next run of the key runs again."""
+    api, token, url = await random_card(faulty_server, shared_agent)
+    faults.inject(THROTTLE, lambda r: r.operation == "PutItem" and b'"output_ids"' in r.body, times=ATTEMPTS)
+    with capture_logs() as logs:
+        first = await api.fetch("POST", url, token=token, json_body={})
+        assert first.code == 200, first.body
+        again = await api.fetch("POST", url, token=token, json_body={})
+    assert again.code == 200 and again.json()["cached"] is False, again.body
+    assert again.json()["outputs"] != first.json()["outputs"]
+    assert [e["result_id"] for e in logs if e["event"] == "card_result_not_stored"] == [first.json()["result_id"]]
+    store = api.app.store_instance
+    assert await store.get_output_table(first.json()["result_id"]) is None
+    await api.app.card_runs.settled()
+    kept = await store.get_output_table(again.json()["result_id"])
+    assert kept.blob_key in objects(moto_endpoint, store.outputs_bucket, "results/")
 
 
 async def test_r3_dashboard_delete_cut_short_finishes_when_repeated(faulty_server, faults):

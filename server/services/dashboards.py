@@ -131,19 +131,6 @@ class DashboardService(LoggingConfigurable):
             raise NotFoundError(f"The dashboard has no version {dashboard.current_version}.")
         return dashboard, version, granted
 
-    async def list_visible(self, user: User) -> list[tuple[Dashboard, DashboardVersion, Access]]:
-        """Mine (an admin: all), then those shared with me; each with its current version."""
-        mine = await self.store.list_dashboards(None if user.role == "admin" else user.id)
-        entries: list[tuple[Dashboard, Access]] = [(d, "owner") for d in mine]
-        seen = {d.id for d in mine}
-        for share in await self.store.list_user_shares(user.id):
-            dashboard = await self.store.get_dashboard(share.dashboard_id)
-            if dashboard is not None and dashboard.id not in seen:
-                entries.append((dashboard, share.permission))
-        versions = await asyncio.gather(
-            *(self.store.get_dashboard_version(d.id, d.current_version) for d, _ in entries))
-        return [(d, v, a) for (d, a), v in zip(entries, versions, strict=True) if v is not None]
-
     async def page_visible(self, user: User, query: ListQuery,
                            shared_only: bool = False) -> Page[tuple[Listed[Dashboard], Access]]:
         """A page of mine (an admin: all) and those shared with me, or of only those shared with me;

@@ -90,6 +90,9 @@ HEARTBEAT_BIND_SECONDS = 10
 COMM_REQUESTS = ("comm_open", "comm_msg", "comm_close")
 
 
+INTERRUPTED = compile("raise KeyboardInterrupt", "<interrupted>", "exec")  # a cell interrupted before it ran
+
+
 class LockedDownShell(ZMQInteractiveShell):
     """The IPython shell of every kernel of a process, built once by ``prepare`` before any kernel exists: in the
     template, before it forks, so that a forked kernel starts with it built (its traitlets objects, formatters,
@@ -101,8 +104,33 @@ class LockedDownShell(ZMQInteractiveShell):
     with the plain IPython compiler (ipykernel's names cells after temporary files). The template's
     ``preload`` checks that building it started no thread."""
 
+    in_cell = False  # an execute_request is being handled
+    interrupt_pending = False  # a SIGINT came while it was, outside its code
+    _running_code = False
+
     def init_ipython_dir(self, ipython_dir: str | None) -> None:
         """No IPython directory: IPython would create ``~/.ipython``, in the template the host's."""
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        """SIGINT while the kernel handles a shell message: it interrupts the code running (a cell's, a comm
+        handler's, an inspected attribute's); in a cell's handling outside its code, it is kept for that code
+        (``run_code``). ipykernel's ``KeyboardInterrupt`` there dropped the execute_request unanswered: its run waited
+        out its wall clock, and its kernel was killed."""
+        if self.in_cell and not self._running_code:
+            self.interrupt_pending = True
+            return
+        raise KeyboardInterrupt
+
+    async def run_code(self, code_obj: Any, result: Any = None, *, async_: bool = False) -> bool:
+        """Run the user's code, interrupted at once by a SIGINT that came before it (``on_sigint``)."""
+        if self.interrupt_pending:
+            self.interrupt_pending = False
+            code_obj = INTERRUPTED
+        self._running_code = True
+        try:
+            return bool(await super().run_code(code_obj, result, async_=async_))
+        finally:
+            self._running_code = False
 
     def attach(self, kernel: LockedDownKernel) -> None:
         """Serve ``kernel`` from now on: what IPython set from the process it was built in, set again for this one
@@ -170,6 +198,20 @@ class LockedDownKernel(IPythonKernel):
         assert self.shell is not None and self.session is not None
         notebook_output.enable(self.shell)
         self.session.send(stream, "bi_notebook_reply", {"status": "ok"}, parent, ident)
+
+    def pre_handler_hook(self) -> None:
+        assert isinstance(self.shell, LockedDownShell)
+        self.saved_sigint_handler = signal.signal(signal.SIGINT, self.shell.on_sigint)
+
+    async def execute_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        """ipykernel's, with a SIGINT outside the cell's code kept for it (``LockedDownShell.on_sigint``); one left
+        when the cell is answered (its code ended, or never ran) is dropped."""
+        assert isinstance(self.shell, LockedDownShell)
+        self.shell.in_cell = True
+        try:
+            await super().execute_request(stream, ident, parent)
+        finally:
+            self.shell.in_cell = self.shell.interrupt_pending = False
 
     def _send_interrupt_children(self) -> None:
         """An ``interrupt_request`` on control: SIGINT to this process, which starts none. ipykernel signals

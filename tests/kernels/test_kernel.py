@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -336,3 +337,24 @@ def test_one_huge_write_goes_out_in_bounded_stream_messages(kernel):
     texts = [c["text"] for kind, c in result.outputs if kind == "stream"]
     assert len(texts) >= 3 and max(map(len, texts)) <= STREAM_MESSAGE_CHARS
     assert result.stdout == "0123456789" * (STREAM_MESSAGE_CHARS // 4) + "\n"
+
+
+def test_an_interrupt_before_a_cells_code_runs_interrupts_it_as_it_starts(kernel):
+    """A SIGINT (``interrupt_request``) that lands while the kernel prepares a cell, after its busy status and before
+    its code runs, interrupts that code as it starts: the cell is answered with a KeyboardInterrupt error at once.
+    ipykernel dropped such a cell unanswered, so its run waited out its wall clock and the kernel was killed (a
+    clean run's ``test_auto_run`` met it). A SIGINT when no code is left to run is dropped."""
+    assert execute(kernel, "import time\n"
+                           "get_ipython().input_transformers_post.append(lambda lines: time.sleep(1.5) or lines)"
+                           ).status == "ok"
+    msg_id = kernel.execute("import time\ntime.sleep(5)\n'finished'")
+    time.sleep(0.5)  # the cell is being prepared: the transformer sleeps
+    kernel.control_channel.send(kernel.session.msg("interrupt_request", {}))
+    started = time.monotonic()
+    reply = kernel.get_shell_msg(timeout=10)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kernel.get_shell_msg(timeout=10)
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+    assert time.monotonic() - started < 3, "interrupted as it started, not run to its end"
+    assert execute(kernel, "get_ipython().input_transformers_post.clear()\n1 + 1").status == "ok"
+    assert execute(kernel, "'next'").status == "ok"

@@ -24,11 +24,20 @@ async def join(api, token: str, dashboard_id: str) -> Socket:
 
 async def output(socket: Socket, card: str = "total") -> dict:
     """The next output of ``card``, skipping presence, places in line and news of data (``socket.seen`` keeps them)."""
-    while True:
+    return (await outputs(socket, card))[card]
+
+
+async def outputs(socket: Socket, *cards: str) -> dict[str, dict]:
+    """The next output of each of ``cards``, in whatever order they come (tiles run at once), skipping what
+    ``output`` skips."""
+    found: dict[str, dict] = {}
+    while len(found) < len(cards):
         message = await socket.receive()
-        if message["type"] == "output" and message["card"] == card:
-            return message
+        if message["type"] == "output" and message["card"] in cards:
+            found.setdefault(message["card"], message)
+            continue
         assert message["type"] in ("presence", "snapshot", "queued", "new_data"), message
+    return found
 
 
 def printed(message: dict) -> str:
@@ -274,8 +283,7 @@ async def test_viewers_joining_a_room_at_once_read_each_cached_output_once(start
                     layout=[{"card": f"k{n}", "x": 0, "y": 4 * n, "w": 6, "h": 4} for n in range(2)])
     dashboard_id = (await api.fetch("POST", "/api/dashboards", token=owner, json_body=spec)).json()["id"]
     first = await join(api, owner, dashboard_id)
-    for key in ("k0", "k1"):
-        await output(first, key)  # run once: cached
+    await outputs(first, "k0", "k1")  # run once: cached
     first.close()
     await until(lambda: not api.app.dashboard_hub.rooms, "the room to close")
     api.app.card_runs.memory.clear()  # as on a task that never read them
@@ -290,8 +298,7 @@ async def test_viewers_joining_a_room_at_once_read_each_cached_output_once(start
 
     async def viewer() -> None:
         socket = await join(api, owner, dashboard_id)
-        for key in ("k0", "k1"):
-            await output(socket, key)
+        await outputs(socket, "k0", "k1")
         socket.close()
 
     await asyncio.gather(*(viewer() for _ in range(6)))

@@ -5,8 +5,9 @@ Needs root (bi serve's agent sandboxes kernels). Starts ``bi serve`` on a fresh 
 parameter each time (a cache miss: a fresh kernel that gets the dataset placed, runs, and is destroyed).
 Prints, per run, how the dataset reached the kernel and the bytes copied (from the server's
 ``bi_datasets_placed`` and ``bi_dataset_bytes_copied`` counters), ``load_dataset``'s own time (timed by
-the card), the kernel-reported execution time, and p50/p95 of the API round trip minus that execution
-time: what placement, kernel hand-out and teardown add (target < 50 ms p95). Beside it, the baseline:
+the card), the kernel-reported execution time, p50/p95 of the API round trip minus that execution time
+(what placement, kernel hand-out and teardown add; target < 50 ms p95), and whether the kernel was the
+agent's spare, connected ahead of need, or a fresh one (``bi_kernels_handed_out``). Beside it, the baseline:
 the bytes a copy of the dataset per run moved before datasets were placed in place.
 
     python bench/dataset_load.py [--runs 20] [--rows 3000000]      (as root)
@@ -43,15 +44,18 @@ def csv_rows(rows: int) -> bytes:
 
 SAMPLE = re.compile(r'^(bi_datasets_placed_total|bi_dataset_bytes_copied_total)\{mechanism="(\w+)"\} (\S+)$', re.M)
 ACQUIRE = re.compile(r"^bi_kernel_acquire_seconds_sum (\S+)$", re.M)
+HANDED_OUT = re.compile(r'^bi_kernels_handed_out_total\{source="(\w+)"\} (\S+)$', re.M)
 
 
 async def placements(api: Api, scrape_token: str) -> dict[tuple[str, str], float]:
-    """The server's placement counters, {(counter, mechanism): value}, and ("acquire", "") its seconds spent
-    getting kernels ready (agent call, dataset placement, first reply)."""
+    """The server's placement counters, {(counter, mechanism): value}, ("acquire", "") its seconds spent
+    getting kernels ready (agent call, dataset placement, first reply) and ("handed_out", source) its kernels
+    handed out, by source (a spare connected ahead of need, or fresh)."""
     response = await api.http.fetch(api.base + "/metrics", headers={"Authorization": f"Bearer {scrape_token}"})
     text = response.body.decode()
     counters = {(name, mechanism): float(value) for name, mechanism, value in SAMPLE.findall(text)}
-    return {**counters, ("acquire", ""): float(ACQUIRE.search(text).group(1))}
+    handed_out = {("handed_out", source): float(value) for source, value in HANDED_OUT.findall(text)}
+    return {**counters, **handed_out, ("acquire", ""): float(ACQUIRE.search(text).group(1))}
 
 
 async def measure(runs: int, rows: int) -> None:
@@ -76,7 +80,7 @@ async def measure(runs: int, rows: int) -> None:
             print(f"{rows:,} rows: {len(csv) / 1e6:.1f} MB CSV uploaded in {upload_s:.1f} s, "
                   f"{parquet_bytes / 1e6:.1f} MB Parquet stored")
             print("run   mechanism   bytes copied   load_dataset ms   execution ms   round trip ms   overhead ms"
-                  "   of which kernel hand-out ms")
+                  "   of which kernel hand-out ms   kernel")
             overheads, loads = [], []
             for number in range(1, runs + 1):
                 before = await placements(api, scrape_token)
@@ -96,8 +100,9 @@ async def measure(runs: int, rows: int) -> None:
                 overheads.append(round_trip - execution)
                 loads.append(load_ms)
                 hand_out = 1000 * moved.get(("acquire", ""), 0)
+                source = ",".join(source for (name, source) in moved if name == "handed_out")
                 print(f"{number:3d}   {mechanism:<9} {copied:14,.0f} {load_ms:17.1f} {execution:14.1f} "
-                      f"{round_trip:15.1f} {round_trip - execution:13.1f} {hand_out:28.1f}")
+                      f"{round_trip:15.1f} {round_trip - execution:13.1f} {hand_out:28.1f}   {source}")
             ordered = sorted(overheads)
             print(f"round trip - kernel execution: p50 {statistics.median(ordered):.1f} ms, "
                   f"p95 {quantile(ordered, 0.95):.1f} ms (target < 50 ms p95)")

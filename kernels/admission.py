@@ -90,5 +90,9 @@ class Admission:
     def cancel(self, reservation: str) -> None:
         self._tenants.pop(reservation, None)
 
+    def holds(self, kernel_id: str) -> bool:
+        """Whether ``kernel_id`` was handed out to a tenant (and lives)."""
+        return kernel_id in self._live()
+
     def release(self, kernel_id: str) -> None:
         self._tenants.pop(kernel_id, None)

@@ -4,11 +4,17 @@ Routes (all but ``/health`` need ``Authorization: Bearer <jwt>``, a short-lived 
 signed by the server; the agent holds only the public key, so nothing here can forge a call):
 
     GET    /health                              {"status": "ok" or "draining", "image_version", "sandbox": {...},
-                                                 "pool": {...}, "tenancy", "capacity", "in_use", "tenant",
-                                                 "draining"}
-    POST   /kernels  [{"tenant": "..."}]        201 {"kernel_id", "connection": {jupyter connection info},
-                                                     "limits": {"memory_mb"}, "agent_id"}; 400, 409 or 503 when
-                                                 ``kernels.admission`` refuses the tenant
+                                                 "pool": {...}, "tenancy", "capacity", "in_use", "spares",
+                                                 "tenant", "draining"}
+    POST   /kernels  [{"tenant": "...",         201 {"kernel_id", "connection": {jupyter connection info},
+                   "spare": "<kernel id>"}]          "limits": {"memory_mb"}, "agent_id"}; 400, 409 or 503 when
+                                                 ``kernels.admission`` refuses the tenant. With ``spare``, that
+                                                 spare if it still is one (the server is connected already),
+                                                 else a fresh kernel (and the spare, if dead, is destroyed)
+    POST   /kernels/spare                       201, the same of a warm kernel relayed ahead of need and handed
+                                                 to no tenant (no capacity counts it); 503 when draining or
+                                                 holding as many spares as its capacity. Datasets reach a kernel
+                                                 only once handed out (409 before)
     GET    /kernels/{id}                        {"kernel_id", "alive", "exit": null or {"status", "oom", "code",
                                                  "message"}} (``code``: the bound the agent stopped it for)
     DELETE /kernels/{id}                        204, the kernel is destroyed
@@ -58,6 +64,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import uuid
@@ -91,6 +98,7 @@ MAX_POLL_SECONDS = 60
 ORPHAN_CHECK_SECONDS = 30
 IN_FLIGHT_POLL_SECONDS = 0.01
 TABLE_CHUNK = 1 << 20
+KERNEL_ID = re.compile(r"[0-9a-f]{32}")
 CACHE_DIRECTORY = "dataset-cache"  # in the run directory (kernel directories are hex)
 
 
@@ -165,11 +173,20 @@ class AgentHandler(web.RequestHandler):
         if claims["exp"] - claims["iat"] > MAX_TOKEN_LIFETIME:
             raise web.HTTPError(401, f"tokens may live at most {MAX_TOKEN_LIFETIME} s")
 
-    def kernel(self, kernel_id: str):
+    def kernel(self, kernel_id: str, handed_out: bool = False) -> LaunchedKernel:
+        """The agent's kernel ``kernel_id``, or 404; ``handed_out``: one a tenant holds, or 409 (a dataset
+        never reaches a spare or a warm kernel, which no tenant has yet)."""
         kernel = self.launcher.kernels.get(kernel_id)
         if kernel is None:
             raise web.HTTPError(404, f"no kernel {kernel_id}")
+        if handed_out and not self.admission.holds(kernel_id):
+            raise web.HTTPError(409, f"kernel {kernel_id} is not handed out: claim it with POST /kernels first")
         return kernel
+
+    def described(self, kernel: LaunchedKernel, connection: dict[str, Any]) -> dict[str, Any]:
+        """What ``POST /kernels`` answers of a kernel: how to reach it through its relay, and its limits."""
+        return {"kernel_id": kernel.kernel_id, "connection": connection,
+                "limits": {"memory_mb": self.launcher.memory_mb}, "agent_id": self.exits.agent_id}
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -189,12 +206,13 @@ class HealthHandler(AgentHandler):
                          "pool": {"ready": self.pool.ready, "size": self.pool.size},
                          "kernels": len(self.launcher.kernels), "tenancy": admission.tenancy,
                          "capacity": admission.max_kernels, "in_use": admission.in_use,
+                         "spares": len(self.settings["spares"].ids()),
                          "tenant": admission.tenant, "draining": admission.draining})
 
 
 class KernelsHandler(AgentHandler):
     async def post(self) -> None:
-        tenant = self._tenant()
+        tenant, spare = self._body()
         try:
             reservation = self.admission.reserve(tenant)
         except AdmissionError as exc:
@@ -202,35 +220,100 @@ class KernelsHandler(AgentHandler):
         try:
             if self.admission.needs_fresh_kernels(tenant):
                 await self.pool.flush()
+                await self._stop_spares()
                 self.cache.purge()  # nothing of the last tenant's is left for this one
-            kernel = await self.pool.acquire(refill=False)
+            kernel = await self._claim(spare) if spare is not None else None
+            if kernel is None:
+                kernel = await self.pool.acquire(refill=False)
         except BaseException:
             self.admission.cancel(reservation)
             self.pool.refill()
             raise
         self.admission.hand_out(reservation, kernel.kernel_id)
+        relays: Relays = self.settings["relays"]
+        connection = relays.connection(kernel.kernel_id)
         try:
-            connection = await self.settings["relays"].open(kernel.kernel_id, kernel.connection)
+            if connection is None:
+                connection = await relays.open(kernel.kernel_id, kernel.connection)
         except BaseException:
             await self.launcher.stop(kernel.kernel_id)
             raise
         finally:  # the replacement's fork and start (competing for the CPU and this loop) wait for the relay
             self.pool.refill()
-        self.write_json({"kernel_id": kernel.kernel_id, "connection": connection,
-                         "limits": {"memory_mb": self.launcher.memory_mb}, "agent_id": self.exits.agent_id}, 201)
+        self.write_json(self.described(kernel, connection), 201)
 
-    def _tenant(self) -> str | None:
-        """The body's optional ``tenant`` (an empty body has none)."""
+    def _body(self) -> tuple[str | None, str | None]:
+        """The body's optional ``tenant`` and ``spare`` (an empty body has neither)."""
         if not self.request.body.strip():
-            return None
+            return None, None
         try:
             body = json.loads(self.request.body)
         except ValueError as exc:
-            raise web.HTTPError(400, "the body must be JSON: {\"tenant\": \"...\"}") from exc
-        tenant = body.get("tenant") if isinstance(body, dict) else None
+            raise web.HTTPError(400, "the body must be JSON: {\"tenant\": \"...\", \"spare\": \"...\"}") from exc
+        body = body if isinstance(body, dict) else {}
+        tenant, spare = body.get("tenant"), body.get("spare")
         if tenant is not None and not isinstance(tenant, str):
             raise web.HTTPError(400, "tenant must be a string")
-        return tenant
+        if spare is not None and not (isinstance(spare, str) and KERNEL_ID.fullmatch(spare)):
+            raise web.HTTPError(400, "spare must be a kernel id (32 hex digits)")
+        return tenant, spare
+
+    async def _claim(self, kernel_id: str) -> LaunchedKernel | None:
+        """The spare ``kernel_id``, a spare no more, if it is one and lives (a dead one is destroyed)."""
+        spares: Spares = self.settings["spares"]
+        if kernel_id not in spares.ids():
+            return None
+        spares.discard(kernel_id)
+        if not self.launcher.is_alive(kernel_id):
+            await destroy(self.settings["relays"], self.launcher, self.admission, kernel_id)
+            return None
+        return self.launcher.kernels[kernel_id]
+
+    async def _stop_spares(self) -> None:
+        """Destroy every spare: they lived beside the last tenant's kernels."""
+        for kernel_id in self.settings["spares"].ids():
+            await destroy(self.settings["relays"], self.launcher, self.admission, kernel_id)
+
+
+class SpareHandler(AgentHandler):
+    async def post(self) -> None:
+        """A warm kernel relayed ahead of need, handed to no tenant: the server connects to it at leisure and
+        claims it with ``POST /kernels {"spare": id}``. Spares count against no capacity (as warm kernels);
+        an agent keeps at most its capacity of them."""
+        spares: Spares = self.settings["spares"]
+        if self.admission.draining:
+            raise web.HTTPError(503, "this executor is draining")
+        if len(spares.ids()) >= self.admission.max_kernels:
+            raise web.HTTPError(503, f"this executor holds {self.admission.max_kernels} spare kernels already")
+        kernel = await self.pool.acquire(refill=False)
+        try:
+            connection = await self.settings["relays"].open(kernel.kernel_id, kernel.connection)
+        except BaseException:
+            await self.launcher.stop(kernel.kernel_id)
+            raise
+        finally:
+            self.pool.refill()
+        spares.add(kernel.kernel_id)
+        self.write_json(self.described(kernel, connection), 201)
+
+
+class Spares:
+    """The kernels relayed ahead of need and handed to no tenant yet (``SpareHandler``), by id."""
+
+    def __init__(self, relays: Relays):
+        self.relays = relays
+        self._ids: set[str] = set()
+
+    def add(self, kernel_id: str) -> None:
+        self._ids.add(kernel_id)
+
+    def discard(self, kernel_id: str) -> None:
+        self._ids.discard(kernel_id)
+
+    def ids(self) -> list[str]:
+        """The spares whose relay is open (those destroyed since are forgotten)."""
+        self._ids &= set(self.relays.relays)
+        return list(self._ids)
 
 
 class KernelHandler(AgentHandler):
@@ -300,7 +383,7 @@ class DatasetHandler(AgentHandler):
         if self.version is not None and not VERSION.fullmatch(self.version):
             raise web.HTTPError(400, "version must be 64 hex digits")
         try:
-            self.dataset = DatasetFile(self.kernel(kernel_id).dataset_dir, dataset_filename(name))
+            self.dataset = DatasetFile(self.kernel(kernel_id, handed_out=True).dataset_dir, dataset_filename(name))
         except UnsafeDirectory as exc:
             raise web.HTTPError(409, str(exc)) from exc
 
@@ -329,7 +412,7 @@ class DatasetLinkHandler(AgentHandler):
     """``POST`` a dataset the agent has on its disk: a cached version, or a file of the local server's."""
 
     def post(self, kernel_id: str, name: str) -> None:
-        kernel = self.kernel(kernel_id)
+        kernel = self.kernel(kernel_id, handed_out=True)
         try:
             body = json.loads(self.request.body)
         except ValueError as exc:
@@ -371,7 +454,7 @@ def may_link(kernel: LaunchedKernel) -> bool:
 class TableHandler(AgentHandler):
     async def get(self, kernel_id: str, name: str) -> None:
         try:
-            descriptor, size = open_table(self.kernel(kernel_id).tables_dir, name)
+            descriptor, size = open_table(self.kernel(kernel_id, handed_out=True).tables_dir, name)
         except TableFileError as exc:
             raise web.HTTPError(exc.status, str(exc)) from exc
         self.set_header("Content-Type", "application/vnd.apache.arrow.stream")
@@ -492,7 +575,7 @@ class DatasetAliasHandler(AgentHandler):
 
     def put(self, kernel_id: str, name: str, existing: str) -> None:
         try:
-            link_dataset(self.kernel(kernel_id).dataset_dir, dataset_filename(existing), dataset_filename(name))
+            link_dataset(self.kernel(kernel_id, handed_out=True).dataset_dir, dataset_filename(existing), dataset_filename(name))
         except UnsafeDirectory as exc:
             raise web.HTTPError(409, str(exc)) from exc
         except FileNotFoundError as exc:
@@ -549,6 +632,7 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], relays: Re
         (r"/events", EventsHandler, args),
         (r"/usage", UsageHandler, args),
         (r"/kernels", KernelsHandler, args),
+        (r"/kernels/spare", SpareHandler, args),
         (r"/kernels/([0-9a-f]{32})", KernelHandler, args),
         (r"/kernels/([0-9a-f]{32})/interrupt", InterruptHandler, args),
         (r"/kernels/([0-9a-f]{32})/gap", GapHandler, args),
@@ -556,4 +640,4 @@ def make_app(pool: WarmPool, public_key: Any, health: dict[str, Any], relays: Re
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/same-as/([^/]+)", DatasetAliasHandler, args),
         (r"/kernels/([0-9a-f]{32})/datasets/([^/]+)/link", DatasetLinkHandler, args),
         (rf"/kernels/([0-9a-f]{{32}})/tables/({TABLE_FILE_NAME})", TableHandler, args),
-    ], exits=exits, relays=relays, admission=admission, in_flight=InFlight(), cache=cache)
+    ], exits=exits, relays=relays, admission=admission, in_flight=InFlight(), cache=cache, spares=Spares(relays))

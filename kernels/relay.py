@@ -299,6 +299,11 @@ class Relays:
         self.relays[kernel_id] = relay
         return connection
 
+    def connection(self, kernel_id: str) -> dict[str, Any] | None:
+        """The connection info that reaches the kernel through its relay, if it has one."""
+        relay = self.relays.get(kernel_id)
+        return relay.connection if relay is not None else None
+
     def orphans(self, seconds: float) -> list[str]:
         """The kernels no server has been attached to for ``seconds``."""
         since = time.monotonic() - seconds

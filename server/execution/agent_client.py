@@ -129,9 +129,15 @@ class AgentClient:
     async def health(self, timeout: float | None = None) -> dict[str, Any]:
         return await self._call("GET", "/health", timeout=timeout)
 
-    async def create_kernel(self, tenant: str) -> dict[str, Any]:
-        """``{"kernel_id", "connection", "limits"}`` of a ready kernel for ``tenant`` (a pseudonym)."""
-        return await self._call("POST", "/kernels", json.dumps({"tenant": tenant}).encode())
+    async def create_kernel(self, tenant: str, spare: str | None = None) -> dict[str, Any]:
+        """``{"kernel_id", "connection", "limits"}`` of a ready kernel for ``tenant`` (a pseudonym): the ``spare``
+        kernel of that id when the agent still has it, else a fresh one."""
+        body = {"tenant": tenant} if spare is None else {"tenant": tenant, "spare": spare}
+        return await self._call("POST", "/kernels", json.dumps(body).encode())
+
+    async def create_spare(self) -> dict[str, Any]:
+        """The same of a kernel relayed ahead of need and handed to no tenant until ``create_kernel`` claims it."""
+        return await self._call("POST", "/kernels/spare", b"")
 
     async def kernel_status(self, kernel_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/kernels/{kernel_id}")

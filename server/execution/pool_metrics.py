@@ -37,6 +37,9 @@ class PoolMetrics:
         self.dataset_bytes_copied = Counter(
             "bi_dataset_bytes_copied", "Bytes of datasets copied by agents or sent to them, by mechanism.",
             ["mechanism"], registry=registry)
+        self.handed_out = Counter(
+            "bi_kernels_handed_out", "Kernels handed out to sessions, by source: spare (connected ahead of need, "
+            "execution/spares.py) or fresh.", ["source"], registry=registry)
         self.deaths = Counter("bi_kernel_deaths", "Kernels that ended by themselves, by reason.",
                               ["reason"], registry=registry)
 

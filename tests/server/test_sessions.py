@@ -262,7 +262,12 @@ async def test_remote_agent_by_configuration(start_server, root, tmp_path):
         result = (await run(api, token, session_id, "6 * 7")).json()
         assert result["outputs"][-1]["data"]["text/plain"] == "42"
         assert api.app.kernel_pool.sessions[session_id].kernel.client.transport == "tcp"
-        assert (await client.health())["kernels"] == 2  # the session's, and a warm one
+        for _ in range(200):  # the session's, the spare the server asked for next (kept connected), and a warm one
+            health = await client.health()
+            if (health["kernels"], health["spares"]) == (3, 1):
+                break
+            await asyncio.sleep(0.05)
+        assert (health["kernels"], health["spares"], health["in_use"]) == (3, 1, 1)
     finally:
         client.close()
         await agent.stop()

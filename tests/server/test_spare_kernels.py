@@ -1,0 +1,56 @@
+"""Spare kernels (``execution/spares.py``): the next kernel on an agent is one connected ahead of need."""
+
+from __future__ import annotations
+
+import asyncio
+
+from server.execution.agent_client import AgentClient
+
+from .test_datasets import JAPANESE_CSV, upload
+from .test_sessions import open_session, root, run, start_cards, text  # noqa: F401, F811 - fixtures
+
+
+async def spares_on(agent: AgentClient, count: int) -> dict:
+    """The agent's health once it holds ``count`` spares."""
+    for _ in range(400):
+        health = await agent.health()
+        if health["spares"] == count:
+            return health
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the agent never held {count} spares: {health}")
+
+
+def handed_out(pool) -> dict[str, float]:
+    return {source: pool.metrics.registry.get_sample_value("bi_kernels_handed_out_total", {"source": source}) or 0
+            for source in ("fresh", "spare")}
+
+
+async def test_the_next_kernel_is_the_agents_spare_and_a_lost_spare_is_replaced(start_cards):
+    """After a kernel is handed out, the agent gets a spare that no capacity counts; the next session gets it,
+    with its datasets placed once it is theirs. A spare the agent no longer has is let go for a fresh kernel,
+    and closing the pool destroys its spare."""
+    api = await start_cards()
+    pool = api.app.kernel_pool
+    agent = next(iter(pool.agents.values()))
+    token = await api.login()
+    dataset = (await upload(api, "売上", JAPANESE_CSV.encode("cp932"), token)).json()
+    await open_session(api, token, [dataset["id"]])
+    assert handed_out(pool) == {"fresh": 1, "spare": 0}
+    assert (await spares_on(agent, 1))["in_use"] == 1
+
+    second = await open_session(api, token, [dataset["id"]])
+    assert handed_out(pool) == {"fresh": 1, "spare": 1}
+    ran = await run(api, token, second, 'load_dataset("売上")["店舗"].tolist()')
+    assert ran.code == 200 and "'東京', '大阪', '名古屋'" in text(ran.json()["outputs"])
+    assert (await spares_on(agent, 1))["in_use"] == 2
+
+    spare = pool.spares._spares[agent.base_url]
+    await agent.delete_kernel(spare.kernel_id)  # gone from the agent, and the pool has not heard
+    third = await open_session(api, token, [dataset["id"]])
+    assert handed_out(pool) == {"fresh": 2, "spare": 1}
+    assert pool.sessions[third].kernel.kernel_id != spare.kernel_id
+    assert (await run(api, token, third, "6 * 7")).json()["outputs"][-1]["data"]["text/plain"] == "42"
+
+    await spares_on(agent, 1)
+    await pool.spares.close()
+    assert (await agent.health())["spares"] == 0

@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tornado import httpclient
@@ -99,19 +100,21 @@ async def prepare_user(admin: Api, number: int) -> tuple[Api, str]:
     return user, json.loads(card.body)["id"]
 
 
-async def drive(users: list[tuple[Api, str]], seconds: float, pause: float) -> tuple[list[float], collections.Counter[int]]:
-    """Each user runs its card with a new threshold, waits ``pause`` and repeats, for ``seconds``."""
+async def drive(users: list[tuple[Api, str]], seconds: float, pause: float,
+                runs: Iterator[int]) -> tuple[list[float], collections.Counter[int]]:
+    """Each user runs its card with a new threshold (the next of ``runs``, numbered across every call), waits
+    ``pause`` and repeats, for ``seconds``."""
     latencies: list[float] = []
     statuses: collections.Counter[int] = collections.Counter()
-    thresholds = itertools.count(time.time_ns() % 10**9)  # never seen before: always a cache miss
     deadline = time.monotonic() + seconds
 
     async def user_loop(api: Api, card_id: str, offset: float) -> None:
         await asyncio.sleep(offset)  # users do not arrive in lockstep
         while time.monotonic() < deadline:
             started = time.perf_counter()
+            number = next(runs)  # a threshold among the amounts, never seen before: always a cache miss
             response = await api.call("POST", f"/api/cards/{card_id}/run",
-                                      {"parameters": {"threshold": next(thresholds) % 10_000}})
+                                      {"parameters": {"threshold": number % 10_000 + number / 10**9}})
             statuses[response.code] += 1
             if response.code == 200:
                 assert not json.loads(response.body)["cached"], "expected a cache miss"
@@ -133,9 +136,10 @@ async def measure(counts: list[int], seconds: float, pause: float) -> None:
                 await users[0][0].call("POST", f"/api/cards/{card_id}/run", {"parameters": {"threshold": -1}})
             print(f"cache-miss card runs on a {ROWS:,}-row dataset, {seconds:g} s per line, {pause:g} s between runs")
             print("users   runs/s      p50 ms    p95 ms    p99 ms   p95/p50   503   other errors   CPU ms/run")
+            runs = itertools.count(1)
             for count in counts:
                 cpu = tree_cpu_seconds(server.pid)
-                latencies, statuses = await drive(users[:count], seconds, pause)
+                latencies, statuses = await drive(users[:count], seconds, pause, runs)
                 cpu = tree_cpu_seconds(server.pid) - cpu
                 ordered = sorted(latencies)
                 p50 = statistics.median(ordered) if ordered else float("nan")

@@ -426,8 +426,12 @@ class KernelPool(LoggingConfigurable):
         spare = self.spares.take(agent) if self.spare_kernels else None
         try:
             created = await agent.create_kernel(tenant, spare.kernel_id if spare is not None else None)
-        except BaseException:
-            if spare is not None:
+        except BaseException as exc:
+            if spare is None:
+                raise
+            if isinstance(exc, AgentError) and exc.status != 599:  # refused before the claim (full, say): still a spare
+                self.spares.put_back(agent, spare)
+            else:
                 self.spares.let_go(spare)
             raise
         if spare is not None and created["kernel_id"] != spare.kernel_id:  # it died, or lived beside another tenant

@@ -61,6 +61,13 @@ class SpareKernels:
         else:
             self._spares[agent.base_url] = kernel
 
+    def put_back(self, agent: AgentClient, kernel: Kernel) -> None:
+        """Keep a spare taken for a claim the agent refused before reaching it (it was full, say)."""
+        if self._closed or agent.base_url in self._spares:
+            self.let_go(kernel)
+        else:
+            self._spares[agent.base_url] = kernel
+
     def let_go(self, kernel: Kernel) -> None:
         """Destroy a spare that will not be handed out, in the background."""
         task = asyncio.create_task(kernel.stop())

@@ -54,3 +54,27 @@ async def test_the_next_kernel_is_the_agents_spare_and_a_lost_spare_is_replaced(
     await spares_on(agent, 1)
     await pool.spares.close()
     assert (await agent.health())["spares"] == 0
+
+
+async def test_a_spare_outlives_a_claim_its_full_agent_refused(start_cards):
+    """An open that the agent refuses as full gets 503 and leaves the server's spare as it was: the next kernel
+    there is still that spare (not one destroyed and started again on every refusal while the agent is busy).
+    Another server on the same agent fills it, so this one's reading of the agent still shows room."""
+    traits = {"KernelPool__placement_timeout": 0.0, "KernelPool__sessions_per_user": 100,
+              "KernelPool__discovery_interval": 3600.0}
+    mine, other = await start_cards(**traits), await start_cards(**traits)
+    pool = mine.app.kernel_pool
+    (agent,) = pool.agents.values()
+    token, other_token = await mine.login(), await other.login()
+    first = await open_session(mine, token)
+    assert (await mine.fetch("DELETE", f"/api/card-sessions/{first}", token=token)).code == 204
+    capacity = (await agent.health())["capacity"]
+    others = [await open_session(other, other_token) for _ in range(capacity)]
+    await spares_on(agent, 2)  # one of each server
+    before = handed_out(pool)
+    refused = await mine.fetch("POST", "/api/card-sessions", token=token, json_body={"datasets": []})
+    assert refused.code == 503, refused.body
+    assert (await other.fetch("DELETE", f"/api/card-sessions/{others[0]}", token=other_token)).code == 204
+    await pool.refresh()  # its next reading of the agent (a refusal leaves it unused until then)
+    await open_session(mine, token)
+    assert handed_out(pool) == {**before, "spare": before["spare"] + 1}

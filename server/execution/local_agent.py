@@ -151,7 +151,10 @@ class LocalAgent:
         """After the agent died: kill what is left in its kernels' cgroups, remove them, unmount its kernels'
         ipc tmpfs and remove its run directory."""
         if self.run_dir:
-            cgroups.remove_tree(cgroups.agent_parent(self.cgroup_name))
+            try:
+                cgroups.remove_tree(cgroups.agent_parent(self.cgroup_name))
+            except (SandboxError, OSError) as exc:
+                log.error("local_executor_cgroups_not_removed", run_dir=self.run_dir, error=str(exc))
             try:
                 mounts.unmount_beneath(self.run_dir)
             except (SandboxError, OSError) as exc:

@@ -22,6 +22,8 @@ from .session import Kernel
 
 log = get_logger("bi.pool")
 
+CLOSE_SECONDS = 5  # that ``close`` waits for spares still coming
+
 
 class SpareKernels:
     """At most one spare kernel per agent, made by ``start_spare`` (which connects to it)."""
@@ -83,9 +85,12 @@ class SpareKernels:
     async def close(self) -> None:
         """Stop making spares and destroy every one."""
         self._closed = True
-        for task in list(self._filling.values()):
-            task.cancel()
-        await asyncio.gather(*self._filling.values(), return_exceptions=True)
+        filling = list(self._filling.values())
+        if filling:  # a spare still coming is destroyed once it comes: cancelled, its agent would keep it unknown
+            _, late = await asyncio.wait(filling, timeout=CLOSE_SECONDS)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         while self._spares:
             self.let_go(self._spares.popitem()[1])
         await asyncio.gather(*self._stopping, return_exceptions=True)

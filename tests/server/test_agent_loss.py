@@ -7,15 +7,20 @@ of the old agent's process tree (template, kernels' reapers, kernels) may surviv
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from kernels.sandbox import mounts
+from kernels.sandbox import cgroups, mounts
+from kernels.sandbox.cgroups import Cgroup
+from server.execution.local_agent import LocalAgent
 from tests.kernels.sandbox.helpers import require
 
 from ..serve_process import ROOT, Server, clean_env, free_port, request
@@ -153,3 +158,31 @@ def test_a_killed_agent_is_replaced_and_leaves_nothing_behind(serve):
     status, result = request(port, f"/api/card-sessions/{fresh['id']}/execute", {"code": "1 + 1"}, token)
     assert status == 200 and result["outputs"][-1]["data"]["text/plain"] == "2", result
     assert request(port, "/api/health") == (200, {"status": "ok"})
+
+
+def test_leftovers_that_will_not_go_leave_the_rest_removed(tmp_path):
+    """A cgroup of a dead agent that cannot be removed (here: one below it that nothing made) is logged, and its
+    kernels' mounts and run directory are removed all the same: the error once ended the agent's restarts,
+    leaving bi serve without an executor for good."""
+    require(os.geteuid() == 0, "cgroups and mounts need root")
+    agent = LocalAgent(tmp_path, pool_size=1, allow_weaker_sandbox=False)
+    agent.run_dir = tempfile.mkdtemp(prefix="bi-k-")
+    kernel = Cgroup("0" * 32, parent=cgroups.agent_parent(agent.cgroup_name))
+    kernel.create()
+    blocking = [os.path.join(path, "stuck") for path in kernel.paths.values()]
+    ipc = os.path.join(agent.run_dir, "0" * 12, "ipc")
+    os.makedirs(ipc)
+    mounts.mount_tmpfs(ipc, 1 << 16, 16, (0, 0))
+    try:
+        for path in blocking:
+            os.mkdir(path)
+        with capture_logs() as logs:
+            agent.remove_leftovers()
+        assert [entry["event"] for entry in logs] == ["local_executor_cgroups_not_removed"]
+        assert not mounts.mounts_beneath(agent.run_dir) and not os.path.exists(agent.run_dir)
+    finally:
+        for path in blocking:
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)
+        cgroups.remove_tree(cgroups.agent_parent(agent.cgroup_name))
+        mounts.unmount_beneath(agent.run_dir)

@@ -3,11 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from server.execution.agent_client import AgentClient
+from server.execution.local_agent import PUBLIC_KEY_FILE, LocalAgent
 
+from .conftest import Client
 from .test_datasets import JAPANESE_CSV, upload
-from .test_sessions import open_session, root, run, start_cards, text  # noqa: F401, F811 - fixtures
+from .test_sessions import open_session, root, run, text  # noqa: F401 - fixture
+
+
+@pytest.fixture
+async def start_on_agent(start_server, root, tmp_path) -> AsyncIterator[Callable[..., Awaitable[Client]]]:
+    """Start servers (with extra traits) on one executor agent of this test's own: the spares and kernels that
+    other tests' servers leave on the shared agent until it reaps them would blur its counts."""
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "agent").mkdir()
+    (tmp_path / "agent" / PUBLIC_KEY_FILE).write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    agent = LocalAgent(tmp_path / "agent", pool_size=1, allow_weaker_sandbox=False)
+    client = await agent.start(key)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    yield lambda **traits: start_server(ServeApp__executor_urls=[client.base_url],
+                                        ServeApp__executor_private_key=pem, **traits)
+    client.close()
+    await agent.stop()
 
 
 async def spares_on(agent: AgentClient, count: int) -> dict:
@@ -25,11 +50,11 @@ def handed_out(pool) -> dict[str, float]:
             for source in ("fresh", "spare")}
 
 
-async def test_the_next_kernel_is_the_agents_spare_and_a_lost_spare_is_replaced(start_cards):
+async def test_the_next_kernel_is_the_agents_spare_and_a_lost_spare_is_replaced(start_on_agent):
     """After a kernel is handed out, the agent gets a spare that no capacity counts; the next session gets it,
     with its datasets placed once it is theirs. A spare the agent no longer has is let go for a fresh kernel,
     and closing the pool destroys its spare."""
-    api = await start_cards()
+    api = await start_on_agent()
     pool = api.app.kernel_pool
     agent = next(iter(pool.agents.values()))
     token = await api.login()
@@ -56,13 +81,13 @@ async def test_the_next_kernel_is_the_agents_spare_and_a_lost_spare_is_replaced(
     assert (await agent.health())["spares"] == 0
 
 
-async def test_a_spare_outlives_a_claim_its_full_agent_refused(start_cards):
+async def test_a_spare_outlives_a_claim_its_full_agent_refused(start_on_agent):
     """An open that the agent refuses as full gets 503 and leaves the server's spare as it was: the next kernel
     there is still that spare (not one destroyed and started again on every refusal while the agent is busy).
     Another server on the same agent fills it, so this one's reading of the agent still shows room."""
     traits = {"KernelPool__placement_timeout": 0.0, "KernelPool__sessions_per_user": 100,
               "KernelPool__discovery_interval": 3600.0}
-    mine, other = await start_cards(**traits), await start_cards(**traits)
+    mine, other = await start_on_agent(**traits), await start_on_agent(**traits)
     pool = mine.app.kernel_pool
     (agent,) = pool.agents.values()
     token, other_token = await mine.login(), await other.login()
@@ -78,3 +103,15 @@ async def test_a_spare_outlives_a_claim_its_full_agent_refused(start_cards):
     await pool.refresh()  # its next reading of the agent (a refusal leaves it unused until then)
     await open_session(mine, token)
     assert handed_out(pool) == {**before, "spare": before["spare"] + 1}
+
+
+async def test_closing_destroys_a_spare_still_coming(start_on_agent):
+    """A spare asked for just before the pool closes is destroyed once it comes, not left on its agent unknown."""
+    api = await start_on_agent()
+    pool = api.app.kernel_pool
+    (agent,) = pool.agents.values()
+    await open_session(api, await api.login())  # its hand-out asks the agent for a spare
+    await pool.spares.close()
+    await asyncio.sleep(0.5)  # anything the agent still made for it has come
+    health = await agent.health()
+    assert (health["spares"], health["in_use"]) == (0, 1), health

@@ -238,12 +238,15 @@ def test_a_kernel_past_its_disk_bounds_is_stopped(agent):
     created = kernel(agent, "erin")
     tables = agent.cwd / "run" / created["kernel_id"][:12] / "tables"
     try:
-        seen = card(agent, created, '''
+        try:
+            seen = card(agent, created, '''
 for number in range(ARGS["files"]):
     builtins.open(f"{ARGS['tables']}/planted-{number}", "w").close()
 RESULTS["written"] = len(os.listdir(ARGS["tables"]))
 ''', tables=str(tables), files=disk_bounds.MAX_ENTRIES + 10)
-        assert seen == {"written": disk_bounds.MAX_ENTRIES + 10}
+            assert seen == {"written": disk_bounds.MAX_ENTRIES + 10}
+        except TimeoutError:
+            pass  # stopped before the card could report (a loaded machine wrote slower than the checks): see why below
         deadline = time.monotonic() + 30
         while (state := agent.call("GET", f"/kernels/{created['kernel_id']}")[1])["alive"]:
             assert time.monotonic() < deadline, "the kernel past its bounds still runs"

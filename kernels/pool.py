@@ -31,6 +31,12 @@ class WarmPool:
     def ready(self) -> int:
         return len(self._ready)
 
+    @property
+    def generation(self) -> int:
+        """How many times the pool was flushed: a kernel taken out before the last flush lived beside what came
+        before it."""
+        return self._generation
+
     async def start(self) -> None:
         """Fill the pool and wait until it is full."""
         self.refill()

@@ -8,7 +8,8 @@ next kernel on that agent claims the spare in its call to the agent (``POST /ker
 the agent hands it out only if it is still a spare and alive, and only then may datasets reach it.
 Otherwise the agent hands out a fresh kernel, as without a spare, and this one is let go.
 
-A spare that dies, or whose links drop, is discarded when next taken; ``close`` destroys every spare.
+A spare that dies, or whose links drop, is discarded when next taken; ``close`` destroys every spare (those
+being made once they come).
 """
 
 from __future__ import annotations
@@ -81,10 +82,9 @@ class SpareKernels:
             self.let_go(kernel)
 
     async def close(self) -> None:
-        """Stop making spares and destroy every one."""
+        """Stop making spares and destroy every one, those being made included: each is destroyed once it comes
+        (one cut short while its agent made it would be left there, held by no server)."""
         self._closed = True
-        for task in list(self._filling.values()):
-            task.cancel()
         await asyncio.gather(*self._filling.values(), return_exceptions=True)
         while self._spares:
             self.let_go(self._spares.popitem()[1])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from server.execution.agent_client import AgentClient
+import pytest
+
+from server.execution.agent_client import AgentClient, AgentError
 
 from .test_datasets import JAPANESE_CSV, upload
 from .test_sessions import open_session, root, run, start_cards, text  # noqa: F401, F811 - fixtures
@@ -78,3 +80,27 @@ async def test_a_spare_outlives_a_claim_its_full_agent_refused(start_cards):
     await pool.refresh()  # its next reading of the agent (a refusal leaves it unused until then)
     await open_session(mine, token)
     assert handed_out(pool) == {**before, "spare": before["spare"] + 1}
+
+
+async def test_a_spare_the_agent_makes_while_the_pool_closes_is_destroyed(start_cards, monkeypatch):
+    """Closing the pool while a spare is being made (the agent has made it, its answer is on the way) destroys
+    that spare too: it is not left on the agent, held by no server, until the agent reaps it as an orphan."""
+    api = await start_cards()
+    pool = api.app.kernel_pool
+    agent = next(iter(pool.agents.values()))
+    create_spare, made = agent.create_spare, []
+
+    async def answered_late():
+        created = await create_spare()
+        made.append(created["kernel_id"])
+        await asyncio.sleep(0.5)  # the answer still on its way
+        return created
+
+    monkeypatch.setattr(agent, "create_spare", answered_late)
+    await open_session(api, await api.login())
+    while not made:
+        await asyncio.sleep(0.01)
+    await pool.spares.close()
+    with pytest.raises(AgentError) as gone:
+        await agent.kernel_status(made[0])
+    assert gone.value.status == 404

@@ -155,3 +155,46 @@ async def test_a_body_nested_too_deep_is_refused(agent, path):
     _, kernel = await post(agent, "/kernels", {"tenant": "me"})
     response = await agent.call("POST", path.format(kernel=kernel["kernel_id"]), body=b"[" * 100_000)
     assert response.code == 400 and "JSON" in json.loads(response.body)["error"]["message"]
+
+
+@pytest.mark.parametrize("pool_size", [2])
+@pytest.mark.parametrize("admission_options", [{"single_tenant": True}])
+async def test_a_spare_taken_from_a_pool_being_flushed_never_serves_the_next_tenant(agent, pool, monkeypatch):
+    """While a single-tenant agent flushes its warm kernels for the next tenant, a spare asked for meanwhile gets
+    none of them: each lived beside the last tenant's kernel."""
+    relays, launcher = agent.settings["relays"], agent.launcher
+    _, first = await post(agent, "/kernels", {"tenant": "first"})
+    await pool.start()
+    warm = set(launcher.kernels) - {first["kernel_id"]}
+    assert len(warm) == 2
+    assert (await agent.call("DELETE", f"/kernels/{first['kernel_id']}")).code == 204
+    stop, open_relay = launcher.stop, relays.open
+    stopping, flushing, held, opening = asyncio.Event(), asyncio.Event(), [], asyncio.Event()
+
+    async def held_stop(kernel_id):
+        if kernel_id in warm and not stopping.is_set():  # the flush stops the first, the second still in the pool
+            stopping.set()
+            await flushing.wait()
+        await stop(kernel_id)
+
+    async def held_open(kernel_id, connection):
+        if not held:  # the spare's: it opens once the next tenant has its kernel
+            held.append(kernel_id)
+            await opening.wait()
+        return await open_relay(kernel_id, connection)
+
+    monkeypatch.setattr(launcher, "stop", held_stop)
+    switching = asyncio.ensure_future(post(agent, "/kernels", {"tenant": "second"}))
+    await stopping.wait()
+    monkeypatch.setattr(relays, "open", held_open)
+    making = asyncio.ensure_future(post(agent, "/kernels/spare"))
+    while not held:
+        await asyncio.sleep(0.01)
+    flushing.set()
+    assert (await switching)[0] == 201
+    opening.set()
+    code, spare = await making
+    assert code == 201 and spare["kernel_id"] not in warm  # a fresh one
+    code, second = await post(agent, "/kernels", {"tenant": "second", "spare": spare["kernel_id"]})
+    assert code == 201 and second["kernel_id"] == spare["kernel_id"]
+    assert not any(launcher.is_alive(kernel_id) for kernel_id in warm)

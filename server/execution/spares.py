@@ -57,7 +57,7 @@ class SpareKernels:
         except AgentError as exc:  # a full, draining or lost agent: the next hand-out there tries again
             log.info("spare_kernel_not_started", agent=agent.base_url, error=str(exc))
             return
-        if self._closed or agent.closed:
+        if self._closed or agent.closed or agent.base_url in self._spares:  # one was put back meanwhile
             await kernel.stop()
         else:
             self._spares[agent.base_url] = kernel

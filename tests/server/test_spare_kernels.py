@@ -104,3 +104,23 @@ async def test_a_spare_the_agent_makes_while_the_pool_closes_is_destroyed(start_
     with pytest.raises(AgentError) as gone:
         await agent.kernel_status(made[0])
     assert gone.value.status == 404
+
+
+async def test_a_spare_put_back_while_another_is_made_is_not_lost(start_cards):
+    """A spare put back (the agent refused its claim) while a hand-out beside it has another made: one of the two
+    is kept and the other destroyed, not dropped from the pool while it lives on, connected, on the agent."""
+    api = await start_cards()
+    pool = api.app.kernel_pool
+    agent = next(iter(pool.agents.values()))
+    await open_session(api, await api.login())
+    await spares_on(agent, 1)
+    while agent.base_url not in pool.spares._spares:
+        await asyncio.sleep(0.01)
+    taken = pool.spares.take(agent)  # a claim of it goes to the agent...
+    pool.spares.fill(agent)  # ...while another hand-out there succeeds
+    pool.spares.put_back(agent, taken)  # the claim was refused (the agent was full)
+    await asyncio.gather(*pool.spares._filling.values())
+    await asyncio.gather(*pool.spares._stopping)
+    assert (await agent.health())["spares"] == 1
+    await pool.spares.close()
+    assert (await agent.health())["spares"] == 0

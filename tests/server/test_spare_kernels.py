@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from server.execution.agent_client import AgentClient, AgentError
+from server.execution.session import Kernel
 
 from .test_datasets import JAPANESE_CSV, upload
 from .test_sessions import open_session, root, run, start_cards, text  # noqa: F401, F811 - fixtures
@@ -20,6 +21,15 @@ async def spares_on(agent: AgentClient, count: int) -> dict:
             return health
         await asyncio.sleep(0.05)
     raise AssertionError(f"the agent never held {count} spares: {health}")
+
+
+async def held_spare(pool, agent: AgentClient) -> Kernel:
+    """The pool's spare on ``agent``, once it holds one (connected: after the agent counts it)."""
+    for _ in range(400):
+        if agent.base_url in pool.spares._spares:
+            return pool.spares._spares[agent.base_url]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the pool never held a spare on {agent.base_url}")
 
 
 def handed_out(pool) -> dict[str, float]:
@@ -39,6 +49,7 @@ async def test_the_next_kernel_is_the_agents_spare_and_a_lost_spare_is_replaced(
     await open_session(api, token, [dataset["id"]])
     assert handed_out(pool) == {"fresh": 1, "spare": 0}
     assert (await spares_on(agent, 1))["in_use"] == 1
+    await held_spare(pool, agent)
 
     second = await open_session(api, token, [dataset["id"]])
     assert handed_out(pool) == {"fresh": 1, "spare": 1}
@@ -46,7 +57,7 @@ async def test_the_next_kernel_is_the_agents_spare_and_a_lost_spare_is_replaced(
     assert ran.code == 200 and "'東京', '大阪', '名古屋'" in text(ran.json()["outputs"])
     assert (await spares_on(agent, 1))["in_use"] == 2
 
-    spare = pool.spares._spares[agent.base_url]
+    spare = await held_spare(pool, agent)
     await agent.delete_kernel(spare.kernel_id)  # gone from the agent, and the pool has not heard
     third = await open_session(api, token, [dataset["id"]])
     assert handed_out(pool) == {"fresh": 2, "spare": 1}
@@ -113,9 +124,7 @@ async def test_a_spare_put_back_while_another_is_made_is_not_lost(start_cards):
     pool = api.app.kernel_pool
     agent = next(iter(pool.agents.values()))
     await open_session(api, await api.login())
-    await spares_on(agent, 1)
-    while agent.base_url not in pool.spares._spares:
-        await asyncio.sleep(0.01)
+    await held_spare(pool, agent)
     taken = pool.spares.take(agent)  # a claim of it goes to the agent...
     pool.spares.fill(agent)  # ...while another hand-out there succeeds
     pool.spares.put_back(agent, taken)  # the claim was refused (the agent was full)

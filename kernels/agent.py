@@ -13,8 +13,9 @@ signed by the server; the agent holds only the public key, so nothing here can f
                                                  else a fresh kernel (and the spare, if dead, is destroyed)
     POST   /kernels/spare                       201, the same of a warm kernel relayed ahead of need and handed
                                                  to no tenant (no capacity counts it); 503 when draining or
-                                                 holding as many spares as its capacity. Datasets reach a kernel
-                                                 only once handed out (409 before)
+                                                 holding (or starting) as many spares as its capacity, 409 when
+                                                 a single-tenant agent turned to another tenant meanwhile.
+                                                 Datasets reach a kernel only once handed out (409 before)
     GET    /kernels/{id}                        {"kernel_id", "alive", "exit": null or {"status", "oom", "code",
                                                  "message"}} (``code``: the bound the agent stopped it for)
     DELETE /kernels/{id}                        204, the kernel is destroyed
@@ -68,6 +69,7 @@ import re
 import shutil
 import signal
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +190,13 @@ class AgentHandler(web.RequestHandler):
         return {"kernel_id": kernel.kernel_id, "connection": connection,
                 "limits": {"memory_mb": self.launcher.memory_mb}, "agent_id": self.exits.agent_id}
 
+    def json_body(self, shape: str) -> Any:
+        """The request's body as JSON, or 400 saying it must be ``shape``."""
+        try:
+            return json.loads(self.request.body)
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested past the parser's depth
+            raise web.HTTPError(400, f"the body must be JSON: {shape}") from exc
+
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
@@ -246,10 +255,7 @@ class KernelsHandler(AgentHandler):
         """The body's optional ``tenant`` and ``spare`` (an empty body has neither)."""
         if not self.request.body.strip():
             return None, None
-        try:
-            body = json.loads(self.request.body)
-        except ValueError as exc:
-            raise web.HTTPError(400, "the body must be JSON: {\"tenant\": \"...\", \"spare\": \"...\"}") from exc
+        body = self.json_body('{"tenant": "...", "spare": "..."}')
         body = body if isinstance(body, dict) else {}
         tenant, spare = body.get("tenant"), body.get("spare")
         if tenant is not None and not isinstance(tenant, str):
@@ -279,30 +285,53 @@ class SpareHandler(AgentHandler):
     async def post(self) -> None:
         """A warm kernel relayed ahead of need, handed to no tenant: the server connects to it at leisure and
         claims it with ``POST /kernels {"spare": id}``. Spares count against no capacity (as warm kernels);
-        an agent keeps at most its capacity of them."""
+        an agent keeps at most its capacity of them, those being started included. A spare started while a
+        single-tenant agent turned to another tenant (``WarmPool.generation``) lived beside the last one's
+        kernels: it is destroyed (409), as the warm kernels were."""
         spares: Spares = self.settings["spares"]
         if self.admission.draining:
             raise web.HTTPError(503, "this executor is draining")
-        if len(spares.ids()) >= self.admission.max_kernels:
+        if spares.count >= self.admission.max_kernels:
             raise web.HTTPError(503, f"this executor holds {self.admission.max_kernels} spare kernels already")
-        kernel = await self.pool.acquire(refill=False)
-        try:
-            connection = await self.settings["relays"].open(kernel.kernel_id, kernel.connection)
-        except BaseException:
-            await self.launcher.stop(kernel.kernel_id)
-            raise
-        finally:
-            self.pool.refill()
+        generation = self.pool.generation
+        with spares.starting():
+            kernel = await self.pool.acquire(refill=False)
+            try:
+                connection = await self.settings["relays"].open(kernel.kernel_id, kernel.connection)
+            except BaseException:
+                await self.launcher.stop(kernel.kernel_id)
+                raise
+            finally:
+                self.pool.refill()
+            if self.pool.generation != generation:
+                await destroy(self.settings["relays"], self.launcher, self.admission, kernel.kernel_id)
+                raise web.HTTPError(409, "this executor turned to another user while the spare started")
         spares.add(kernel.kernel_id)
         self.write_json(self.described(kernel, connection), 201)
 
 
 class Spares:
-    """The kernels relayed ahead of need and handed to no tenant yet (``SpareHandler``), by id."""
+    """The kernels relayed ahead of need and handed to no tenant yet (``SpareHandler``), by id, and how many
+    are being started."""
 
     def __init__(self, relays: Relays):
         self.relays = relays
         self._ids: set[str] = set()
+        self._starting = 0
+
+    @property
+    def count(self) -> int:
+        """The spares there are and those being started: what the agent's bound counts."""
+        return len(self.ids()) + self._starting
+
+    @contextlib.contextmanager
+    def starting(self) -> Iterator[None]:
+        """Count a spare being started while the block runs."""
+        self._starting += 1
+        try:
+            yield
+        finally:
+            self._starting -= 1
 
     def add(self, kernel_id: str) -> None:
         self._ids.add(kernel_id)
@@ -413,10 +442,7 @@ class DatasetLinkHandler(AgentHandler):
 
     def post(self, kernel_id: str, name: str) -> None:
         kernel = self.kernel(kernel_id, handed_out=True)
-        try:
-            body = json.loads(self.request.body)
-        except ValueError as exc:
-            raise web.HTTPError(400, "the body must be JSON: {\"version\": \"...\"}") from exc
+        body = self.json_body('{"version": "..."}')
         version = body.get("version") if isinstance(body, dict) else None
         if not isinstance(version, str) or not VERSION.fullmatch(version):
             raise web.HTTPError(400, "version must be 64 hex digits")

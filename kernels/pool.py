@@ -31,6 +31,12 @@ class WarmPool:
     def ready(self) -> int:
         return len(self._ready)
 
+    @property
+    def generation(self) -> int:
+        """How many times the pool was flushed: a kernel taken out before the last flush lived beside what came
+        before it."""
+        return self._generation
+
     async def start(self) -> None:
         """Fill the pool and wait until it is full."""
         self.refill()
@@ -74,10 +80,12 @@ class WarmPool:
         return await self.launcher.launch()
 
     async def flush(self) -> None:
-        """Stop every ready kernel; kernels still starting are stopped once started. Then refill."""
+        """Stop every ready kernel; kernels still starting are stopped once started. Then refill. The ready ones
+        leave the pool at once: none is acquired while the others are stopped (a spare asked for meanwhile)."""
         self._generation += 1
-        while self._ready:
-            await self.launcher.stop(self._ready.popleft().kernel_id)
+        stale, self._ready = self._ready, collections.deque()
+        for kernel in stale:
+            await self.launcher.stop(kernel.kernel_id)
         self.refill()
 
     async def close(self) -> None:

@@ -8,7 +8,8 @@ next kernel on that agent claims the spare in its call to the agent (``POST /ker
 the agent hands it out only if it is still a spare and alive, and only then may datasets reach it.
 Otherwise the agent hands out a fresh kernel, as without a spare, and this one is let go.
 
-A spare that dies, or whose links drop, is discarded when next taken; ``close`` destroys every spare.
+A spare that dies, or whose links drop, is discarded when next taken; ``close`` destroys every spare (those
+being made once they come).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class SpareKernels:
         except AgentError as exc:  # a full, draining or lost agent: the next hand-out there tries again
             log.info("spare_kernel_not_started", agent=agent.base_url, error=str(exc))
             return
-        if self._closed or agent.closed:
+        if self._closed or agent.closed or agent.base_url in self._spares:  # one was put back meanwhile
             await kernel.stop()
         else:
             self._spares[agent.base_url] = kernel
@@ -83,7 +84,9 @@ class SpareKernels:
             self.let_go(kernel)
 
     async def close(self) -> None:
-        """Stop making spares and destroy every one."""
+        """Stop making spares and destroy every one, those being made included: each is destroyed once it comes
+        (one cut short while its agent made it would be left there, held by no server), unless it takes longer
+        than ``CLOSE_SECONDS`` (a stuck agent does not hold up shutdown)."""
         self._closed = True
         filling = list(self._filling.values())
         if filling:  # a spare still coming is destroyed once it comes: cancelled, its agent would keep it unknown

@@ -9,8 +9,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from server.execution.agent_client import AgentClient
+from server.execution.agent_client import AgentClient, AgentError
 from server.execution.local_agent import PUBLIC_KEY_FILE, LocalAgent
+from server.execution.session import Kernel
 
 from .conftest import Client
 from .test_datasets import JAPANESE_CSV, upload
@@ -45,6 +46,15 @@ async def spares_on(agent: AgentClient, count: int) -> dict:
     raise AssertionError(f"the agent never held {count} spares: {health}")
 
 
+async def held_spare(pool, agent: AgentClient) -> Kernel:
+    """The pool's spare on ``agent``, once it holds one (connected: after the agent counts it)."""
+    for _ in range(400):
+        if agent.base_url in pool.spares._spares:
+            return pool.spares._spares[agent.base_url]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the pool never held a spare on {agent.base_url}")
+
+
 def handed_out(pool) -> dict[str, float]:
     return {source: pool.metrics.registry.get_sample_value("bi_kernels_handed_out_total", {"source": source}) or 0
             for source in ("fresh", "spare")}
@@ -62,6 +72,7 @@ async def test_the_next_kernel_is_the_agents_spare_and_a_lost_spare_is_replaced(
     await open_session(api, token, [dataset["id"]])
     assert handed_out(pool) == {"fresh": 1, "spare": 0}
     assert (await spares_on(agent, 1))["in_use"] == 1
+    await held_spare(pool, agent)
 
     second = await open_session(api, token, [dataset["id"]])
     assert handed_out(pool) == {"fresh": 1, "spare": 1}
@@ -69,7 +80,7 @@ async def test_the_next_kernel_is_the_agents_spare_and_a_lost_spare_is_replaced(
     assert ran.code == 200 and "'東京', '大阪', '名古屋'" in text(ran.json()["outputs"])
     assert (await spares_on(agent, 1))["in_use"] == 2
 
-    spare = pool.spares._spares[agent.base_url]
+    spare = await held_spare(pool, agent)
     await agent.delete_kernel(spare.kernel_id)  # gone from the agent, and the pool has not heard
     third = await open_session(api, token, [dataset["id"]])
     assert handed_out(pool) == {"fresh": 2, "spare": 1}
@@ -96,6 +107,7 @@ async def test_a_spare_outlives_a_claim_its_full_agent_refused(start_on_agent):
     capacity = (await agent.health())["capacity"]
     others = [await open_session(other, other_token) for _ in range(capacity)]
     await spares_on(agent, 2)  # one of each server
+    await held_spare(pool, agent)
     before = handed_out(pool)
     refused = await mine.fetch("POST", "/api/card-sessions", token=token, json_body={"datasets": []})
     assert refused.code == 503, refused.body
@@ -105,13 +117,43 @@ async def test_a_spare_outlives_a_claim_its_full_agent_refused(start_on_agent):
     assert handed_out(pool) == {**before, "spare": before["spare"] + 1}
 
 
-async def test_closing_destroys_a_spare_still_coming(start_on_agent):
-    """A spare asked for just before the pool closes is destroyed once it comes, not left on its agent unknown."""
+async def test_a_spare_the_agent_makes_while_the_pool_closes_is_destroyed(start_on_agent, monkeypatch):
+    """Closing the pool while a spare is being made (the agent has made it, its answer is on the way) destroys
+    that spare too: it is not left on the agent, held by no server, until the agent reaps it as an orphan."""
     api = await start_on_agent()
     pool = api.app.kernel_pool
-    (agent,) = pool.agents.values()
-    await open_session(api, await api.login())  # its hand-out asks the agent for a spare
+    agent = next(iter(pool.agents.values()))
+    create_spare, made = agent.create_spare, []
+
+    async def answered_late():
+        created = await create_spare()
+        made.append(created["kernel_id"])
+        await asyncio.sleep(0.5)  # the answer still on its way
+        return created
+
+    monkeypatch.setattr(agent, "create_spare", answered_late)
+    await open_session(api, await api.login())
+    while not made:
+        await asyncio.sleep(0.01)
     await pool.spares.close()
-    await asyncio.sleep(0.5)  # anything the agent still made for it has come
-    health = await agent.health()
-    assert (health["spares"], health["in_use"]) == (0, 1), health
+    with pytest.raises(AgentError) as gone:
+        await agent.kernel_status(made[0])
+    assert gone.value.status == 404
+
+
+async def test_a_spare_put_back_while_another_is_made_is_not_lost(start_on_agent):
+    """A spare put back (the agent refused its claim) while a hand-out beside it has another made: one of the two
+    is kept and the other destroyed, not dropped from the pool while it lives on, connected, on the agent."""
+    api = await start_on_agent()
+    pool = api.app.kernel_pool
+    agent = next(iter(pool.agents.values()))
+    await open_session(api, await api.login())
+    await held_spare(pool, agent)
+    taken = pool.spares.take(agent)  # a claim of it goes to the agent...
+    pool.spares.fill(agent)  # ...while another hand-out there succeeds
+    pool.spares.put_back(agent, taken)  # the claim was refused (the agent was full)
+    await asyncio.gather(*pool.spares._filling.values())
+    await asyncio.gather(*pool.spares._stopping)
+    assert (await agent.health())["spares"] == 1
+    await pool.spares.close()
+    assert (await agent.health())["spares"] == 0

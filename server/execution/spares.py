@@ -59,6 +59,9 @@ class SpareKernels:
         except AgentError as exc:  # a full, draining or lost agent: the next hand-out there tries again
             log.info("spare_kernel_not_started", agent=agent.base_url, error=str(exc))
             return
+        except Exception:  # nobody awaits this task: what went wrong is logged, and hand-outs go on without
+            log.exception("spare_kernel_failed", agent=agent.base_url)
+            return
         if self._closed or agent.closed or agent.base_url in self._spares:  # one was put back meanwhile
             await kernel.stop()
         else:

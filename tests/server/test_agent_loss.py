@@ -38,9 +38,11 @@ def serve(tmp_path) -> Iterator[Server]:
         server = Server(tmp_path, ["--port", str(port), "--data-dir", str(tmp_path / "data"),
                                    "--ServeApp.local_executor_pool_size=1"], env, port, log, start_seconds=120)
         yield server
-        left = run_dir(local_agent(server))
-        server.proc.send_signal(signal.SIGINT)
-        server.proc.wait(30)
+        try:
+            left = run_dir(local_agent(server))
+        finally:  # stopped even when its agent is not there (a failed test): it would outlive the run
+            server.proc.send_signal(signal.SIGINT)
+            server.proc.wait(30)
         assert not mounts.mounts_beneath(str(left)) and not left.exists(), "a stopped agent leaves nothing"
 
 
